@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Every map of shoal's datapath. Pinned by name under <pin_root>/maps so
+ * that a restarted agent adopts them (libbpf reuses a pinned map whose
+ * type, key, value and size match) and bpftool finds them.
+ */
+#ifndef SHOAL_BPF_MAPS_H
+#define SHOAL_BPF_MAPS_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "shoal/abi.h"
+
+/* Who made the pins: layout version, checked before adoption. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct shoal_meta);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shoal_meta SEC(".maps");
+
+/* Runtime knobs and the proxy heartbeat (fail open). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct shoal_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shoal_config SEC(".maps");
+
+/* Network namespaces whose connections are meshed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SHOAL_MAX_ENROLLED);
+	__type(key, struct shoal_enroll_key);
+	__type(value, struct shoal_enroll_val);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shoal_enrolled SEC(".maps");
+
+/* (VIP, port, protocol) -> service. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SHOAL_MAX_SERVICE_KEYS);
+	__type(key, struct shoal_svc_key);
+	__type(value, struct shoal_svc_val);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shoal_services SEC(".maps");
+
+/* Per-service connect counters, indexed by svc_id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SHOAL_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct shoal_svc_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shoal_svc_stats SEC(".maps");
+
+/* Datapath totals. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct shoal_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shoal_counters SEC(".maps");
+
+/* Original destination of an intercepted socket, for its whole life. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct shoal_orig_dst);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shoal_sk_orig SEC(".maps");
+
+/* Client 4-tuple -> original destination, until the proxy accepts. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SHOAL_MAX_HANDOFFS);
+	__type(key, struct shoal_flow_key);
+	__type(value, struct shoal_orig_dst);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shoal_handoff SEC(".maps");
+
+/* Node-local proxied sockets, keyed by their own 4-tuple. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, SHOAL_MAX_SHORTCUT_SOCKETS);
+	__type(key, struct shoal_flow_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shoal_shortcut SEC(".maps");
+
+/* Sticky redirect-or-TCP decision of each shortcut socket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct shoal_shortcut_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shoal_sk_shortcut SEC(".maps");
+
+#endif /* SHOAL_BPF_MAPS_H */

@@ -1,0 +1,353 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * shoal's datapath, attached at one cgroup2 root:
+ *
+ *   connect4/6      enrolled pod -> (VIP, port): rewrite to the node proxy,
+ *                   remember the original destination in socket storage
+ *   getpeername4/6  give the application the VIP back
+ *   sockops         hand the original destination to the proxy (by
+ *                   4-tuple) and put node-local proxied sockets in the
+ *                   SOCKHASH
+ *   sk_msg          redirect each sendmsg straight into the peer socket
+ *
+ * All programs return "allow" on every error path: the datapath can make a
+ * connection take its original route, never fail it (fail open).
+ */
+#include "lib/helpers.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* bpf_sock_addr/bpf_sock_ops verdicts for cgroup hooks. */
+#define SK_ALLOW 1
+
+/* Port fields of bpf_sock_ops/sk_msg: remote is network order in the top
+ * 16 bits of a host u32 (kernel quirk), local is host order. */
+static __always_inline __be16 remote_port_be(__u32 remote_port)
+{
+	return bpf_htons((__u16)bpf_ntohl(remote_port));
+}
+
+static __always_inline __be16 local_port_be(__u32 local_port)
+{
+	return bpf_htons((__u16)local_port);
+}
+
+/*
+ * Decide whether an enrolled connect goes to the proxy; on success store
+ * the original destination and return the service, else NULL.
+ */
+static __always_inline const struct shoal_svc_val *
+intercept_lookup(void *ctx, struct bpf_sock *sk, const struct shoal_config *cfg,
+		 const struct shoal_svc_key *key)
+{
+	const struct shoal_svc_val *svc;
+
+	if (sk->mark == cfg->socket_mark) {
+		/* The proxy's own sockets: never loop them back. */
+		COUNT(connect_skipped_mark, 1);
+		return NULL;
+	}
+	if (!netns_enrolled(bpf_get_netns_cookie(ctx)))
+		return NULL;
+	svc = bpf_map_lookup_elem(&shoal_services, key);
+	if (!svc) {
+		COUNT(connect_svc_miss, 1);
+		return NULL;
+	}
+	if (svc->mode != SHOAL_SVC_PROXY)
+		return NULL;
+	if (!proxy_alive(cfg)) {
+		struct shoal_svc_stats *st = bpf_map_lookup_elem(&shoal_svc_stats, &svc->svc_id);
+
+		if (st)
+			__sync_fetch_and_add(&st->failed_open, 1);
+		COUNT(connect_failed_open, 1);
+		return NULL;
+	}
+	return svc;
+}
+
+/* Remember the original destination for getpeername and the proxy. */
+static __always_inline bool intercept_remember(struct bpf_sock *sk, const struct shoal_svc_key *key,
+					       const struct shoal_svc_val *svc)
+{
+	struct shoal_orig_dst *orig;
+	struct shoal_svc_stats *st;
+
+	orig = bpf_sk_storage_get(&shoal_sk_orig, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!orig) {
+		COUNT(storage_full, 1);
+		return false;
+	}
+	orig->ip = key->vip;
+	orig->port = key->port;
+	orig->svc_id = svc->svc_id;
+	st = bpf_map_lookup_elem(&shoal_svc_stats, &svc->svc_id);
+	if (st)
+		__sync_fetch_and_add(&st->intercepted, 1);
+	COUNT(connect_intercepted, 1);
+	return true;
+}
+
+SEC("cgroup/connect4")
+int shoal_connect4(struct bpf_sock_addr *ctx)
+{
+	const struct shoal_svc_val *svc;
+	struct shoal_svc_key key = {};
+	struct shoal_config *cfg;
+	struct bpf_sock *sk = ctx->sk;
+
+	if (!sk || ctx->protocol != IPPROTO_TCP)
+		return SK_ALLOW;
+	cfg = config_get();
+	if (!cfg)
+		return SK_ALLOW;
+	addr_from_v4(&key.vip, ctx->user_ip4);
+	key.port = (__be16)ctx->user_port;
+	key.protocol = IPPROTO_TCP;
+	svc = intercept_lookup(ctx, sk, cfg, &key);
+	if (!svc)
+		return SK_ALLOW;
+	if (addr_is_zero(&cfg->proxy_v4)) {
+		COUNT(connect_no_proxy_addr, 1);
+		return SK_ALLOW;
+	}
+	if (!intercept_remember(sk, &key, svc))
+		return SK_ALLOW;
+	ctx->user_ip4 = cfg->proxy_v4.ip6[3];
+	ctx->user_port = cfg->proxy_port;
+	return SK_ALLOW;
+}
+
+/*
+ * AF_INET6 sockets, including IPv4-mapped destinations (::ffff:VIP): those
+ * go through tcp_v4_connect without running connect4, so they are handled
+ * here and rewritten to the mapped IPv4 proxy address.
+ */
+SEC("cgroup/connect6")
+int shoal_connect6(struct bpf_sock_addr *ctx)
+{
+	const struct shoal_svc_val *svc;
+	const struct shoal_addr *proxy;
+	struct shoal_svc_key key = {};
+	struct shoal_config *cfg;
+	struct bpf_sock *sk = ctx->sk;
+
+	if (!sk || ctx->protocol != IPPROTO_TCP)
+		return SK_ALLOW;
+	cfg = config_get();
+	if (!cfg)
+		return SK_ALLOW;
+	key.vip.ip6[0] = ctx->user_ip6[0];
+	key.vip.ip6[1] = ctx->user_ip6[1];
+	key.vip.ip6[2] = ctx->user_ip6[2];
+	key.vip.ip6[3] = ctx->user_ip6[3];
+	key.port = (__be16)ctx->user_port;
+	key.protocol = IPPROTO_TCP;
+	svc = intercept_lookup(ctx, sk, cfg, &key);
+	if (!svc)
+		return SK_ALLOW;
+	proxy = addr_is_v4mapped(key.vip.ip6) ? &cfg->proxy_v4 : &cfg->proxy_v6;
+	if (addr_is_zero(proxy)) {
+		COUNT(connect_no_proxy_addr, 1);
+		return SK_ALLOW;
+	}
+	if (!intercept_remember(sk, &key, svc))
+		return SK_ALLOW;
+	ctx->user_ip6[0] = proxy->ip6[0];
+	ctx->user_ip6[1] = proxy->ip6[1];
+	ctx->user_ip6[2] = proxy->ip6[2];
+	ctx->user_ip6[3] = proxy->ip6[3];
+	ctx->user_port = cfg->proxy_port;
+	return SK_ALLOW;
+}
+
+SEC("cgroup/getpeername4")
+int shoal_getpeername4(struct bpf_sock_addr *ctx)
+{
+	struct shoal_orig_dst *orig;
+
+	if (!ctx->sk)
+		return SK_ALLOW;
+	orig = bpf_sk_storage_get(&shoal_sk_orig, ctx->sk, 0, 0);
+	if (!orig)
+		return SK_ALLOW;
+	ctx->user_ip4 = orig->ip.ip6[3];
+	ctx->user_port = orig->port;
+	return SK_ALLOW;
+}
+
+SEC("cgroup/getpeername6")
+int shoal_getpeername6(struct bpf_sock_addr *ctx)
+{
+	struct shoal_orig_dst *orig;
+
+	if (!ctx->sk)
+		return SK_ALLOW;
+	orig = bpf_sk_storage_get(&shoal_sk_orig, ctx->sk, 0, 0);
+	if (!orig)
+		return SK_ALLOW;
+	ctx->user_ip6[0] = orig->ip.ip6[0];
+	ctx->user_ip6[1] = orig->ip.ip6[1];
+	ctx->user_ip6[2] = orig->ip.ip6[2];
+	ctx->user_ip6[3] = orig->ip.ip6[3];
+	ctx->user_port = orig->port;
+	return SK_ALLOW;
+}
+
+/*
+ * This socket's own view of its connection. For AF_INET6 sockets talking
+ * to a v4-mapped peer the kernel keeps the real addresses in the v4
+ * fields, so those are read and mapped.
+ */
+static __always_inline void flow_from_sockops(struct bpf_sock_ops *ctx, struct shoal_flow_key *k)
+{
+	__u32 rip6[4] = { ctx->remote_ip6[0], ctx->remote_ip6[1], ctx->remote_ip6[2],
+			  ctx->remote_ip6[3] };
+
+	if (ctx->family == AF_INET || addr_is_v4mapped(rip6)) {
+		addr_from_v4(&k->local_ip, ctx->local_ip4);
+		addr_from_v4(&k->remote_ip, ctx->remote_ip4);
+	} else {
+		k->local_ip.ip6[0] = ctx->local_ip6[0];
+		k->local_ip.ip6[1] = ctx->local_ip6[1];
+		k->local_ip.ip6[2] = ctx->local_ip6[2];
+		k->local_ip.ip6[3] = ctx->local_ip6[3];
+		k->remote_ip.ip6[0] = rip6[0];
+		k->remote_ip.ip6[1] = rip6[1];
+		k->remote_ip.ip6[2] = rip6[2];
+		k->remote_ip.ip6[3] = rip6[3];
+	}
+	k->local_port = local_port_be(ctx->local_port);
+	k->remote_port = remote_port_be(ctx->remote_port);
+}
+
+static __always_inline bool is_proxy_addr(const struct shoal_config *cfg, const struct shoal_addr *a)
+{
+	return addr_equal(a, &cfg->proxy_v4) || addr_equal(a, &cfg->proxy_v6);
+}
+
+static __always_inline void shortcut_insert(struct bpf_sock_ops *ctx, struct shoal_flow_key *k)
+{
+	if (bpf_sock_hash_update(ctx, &shoal_shortcut, k, BPF_NOEXIST) == 0)
+		COUNT(shortcut_inserted, 1);
+	else
+		COUNT(shortcut_full, 1);
+}
+
+/*
+ * An application socket was intercepted: publish its original destination
+ * under its 4-tuple. This runs before the final ACK of the handshake is
+ * sent, so the entry exists before the proxy can accept() the connection.
+ */
+static __always_inline void handoff_publish(struct bpf_sock_ops *ctx, const struct shoal_flow_key *k)
+{
+	struct shoal_orig_dst *orig;
+	struct bpf_sock *sk = ctx->sk;
+
+	if (!sk)
+		return;
+	orig = bpf_sk_storage_get(&shoal_sk_orig, sk, 0, 0);
+	if (!orig)
+		return;
+	if (bpf_map_update_elem(&shoal_handoff, k, orig, BPF_ANY) == 0)
+		COUNT(handoff_stored, 1);
+	else
+		COUNT(handoff_full, 1);
+}
+
+SEC("sockops")
+int shoal_sockops(struct bpf_sock_ops *ctx)
+{
+	struct shoal_flow_key k = {};
+	struct shoal_config *cfg;
+	struct bpf_sock *sk;
+	bool shortcut;
+
+	if (ctx->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
+	    ctx->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+		return SK_ALLOW;
+	if (ctx->family != AF_INET && ctx->family != AF_INET6)
+		return SK_ALLOW;
+	cfg = config_get();
+	if (!cfg)
+		return SK_ALLOW;
+	flow_from_sockops(ctx, &k);
+	shortcut = cfg->flags & SHOAL_CFG_SHORTCUT;
+
+	if (ctx->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
+		sk = ctx->sk;
+		if (sk && sk->mark == cfg->socket_mark) {
+			/* The proxy's upstream socket. */
+			if (shortcut)
+				shortcut_insert(ctx, &k);
+			return SK_ALLOW;
+		}
+		if (k.remote_port != cfg->proxy_port || !is_proxy_addr(cfg, &k.remote_ip))
+			return SK_ALLOW;
+		/* An application socket rewritten to the proxy. */
+		handoff_publish(ctx, &k);
+		if (shortcut)
+			shortcut_insert(ctx, &k);
+		return SK_ALLOW;
+	}
+
+	if (!shortcut)
+		return SK_ALLOW;
+	/* The proxy's accepted socket, or a local backend accepting from the
+	 * proxy. A socket whose peer never joins the map just stays on TCP. */
+	if ((k.local_port == cfg->proxy_port && is_proxy_addr(cfg, &k.local_ip)) ||
+	    is_proxy_addr(cfg, &k.remote_ip))
+		shortcut_insert(ctx, &k);
+	return SK_ALLOW;
+}
+
+SEC("sk_msg")
+int shoal_sk_msg(struct sk_msg_md *msg)
+{
+	struct shoal_shortcut_state *st;
+	struct shoal_flow_key peer = {};
+	__u32 rip6[4] = { msg->remote_ip6[0], msg->remote_ip6[1], msg->remote_ip6[2],
+			  msg->remote_ip6[3] };
+	struct bpf_sock *sk = msg->sk;
+	__u32 size = msg->size;
+
+	if (!sk)
+		return SK_PASS;
+	st = bpf_sk_storage_get(&shoal_sk_shortcut, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st || st->mode == SHOAL_SHORTCUT_TCP)
+		return SK_PASS;
+
+	/* The peer socket is stored under its own view: mirror ours. */
+	if (msg->family == AF_INET || addr_is_v4mapped(rip6)) {
+		addr_from_v4(&peer.local_ip, msg->remote_ip4);
+		addr_from_v4(&peer.remote_ip, msg->local_ip4);
+	} else {
+		peer.local_ip.ip6[0] = rip6[0];
+		peer.local_ip.ip6[1] = rip6[1];
+		peer.local_ip.ip6[2] = rip6[2];
+		peer.local_ip.ip6[3] = rip6[3];
+		peer.remote_ip.ip6[0] = msg->local_ip6[0];
+		peer.remote_ip.ip6[1] = msg->local_ip6[1];
+		peer.remote_ip.ip6[2] = msg->local_ip6[2];
+		peer.remote_ip.ip6[3] = msg->local_ip6[3];
+	}
+	peer.local_port = remote_port_be(msg->remote_port);
+	peer.remote_port = local_port_be(msg->local_port);
+
+	if (bpf_msg_redirect_hash(msg, &shoal_shortcut, &peer, BPF_F_INGRESS) == SK_PASS) {
+		st->mode = SHOAL_SHORTCUT_REDIRECT;
+		COUNT(redirect_msgs, 1);
+		COUNT(redirect_bytes, size);
+		return SK_PASS;
+	}
+	/* Not redirected: the message takes the TCP path, and so must every
+	 * later one once any byte went that way (see enum shoal_shortcut_mode). */
+	if (st->mode == SHOAL_SHORTCUT_UNDECIDED) {
+		st->mode = SHOAL_SHORTCUT_TCP;
+		COUNT(redirect_peer_miss, 1);
+	} else {
+		COUNT(redirect_failed, 1);
+	}
+	return SK_PASS;
+}

@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The BPF ABI of shoal: every map key and value, and every constant that
+ * the kernel programs (bpf/) and the agent (agent/) share. Types only; no
+ * code. Both sides include this file, so nothing is defined twice.
+ *
+ * Byte order is explicit: fields named *_be or typed __be16/__be32 hold
+ * network byte order, everything else host order.
+ *
+ * Addresses are always 16 bytes. An IPv4 address is stored v4-mapped
+ * (::ffff:a.b.c.d), so a v4 socket and an AF_INET6 socket using a mapped
+ * address produce the same key.
+ */
+#ifndef SHOAL_ABI_H
+#define SHOAL_ABI_H
+
+#ifdef __bpf__
+/* vmlinux.h already provides the kernel's fixed-width types. */
+#else
+#include <linux/types.h>
+#endif
+
+/*
+ * Layout version of the pinned maps. Bump it whenever any struct below,
+ * any map type or any max_entries changes: a new agent refuses to adopt
+ * pins of another version instead of misreading them (docs/bpf.md).
+ */
+#define SHOAL_LAYOUT_VERSION 1
+
+/* Default pin root; overridable in the config file (bpf.pin_root). */
+#define SHOAL_DEFAULT_PIN_ROOT "/sys/fs/bpf/shoal"
+
+/*
+ * Default SO_MARK on every socket the proxy opens. connect4/6 skip marked
+ * sockets (loop avoidance) and sockops recognises the proxy's upstream
+ * sockets by it. 0x5348 is "SH"; override with bpf.socket_mark if it
+ * collides with a fwmark your routing already uses.
+ */
+#define SHOAL_DEFAULT_SOCKET_MARK 0x5348
+
+/* Default port of the node proxy listener (Istio's outbound port). */
+#define SHOAL_DEFAULT_PROXY_PORT 15001
+
+/*
+ * Map sizes. Each is a ceiling on what one node can hold, chosen so the
+ * whole set stays under ~40 MiB of kernel memory.
+ */
+/* Service (VIP, port) entries: 4k services x 4 ports, with room. */
+#define SHOAL_MAX_SERVICE_KEYS 16384
+/* Service ids index the per-service counter array. */
+#define SHOAL_MAX_SERVICES 16384
+/* Enrolled network namespaces (pods) on one node; kubelet's max is 110-250. */
+#define SHOAL_MAX_ENROLLED 4096
+/*
+ * In-flight original-destination hand-offs (connect done, proxy not yet
+ * accepted). LRU, so a proxy that never accepts cannot wedge the map.
+ */
+#define SHOAL_MAX_HANDOFFS 65536
+/* Sockets in the shortcut SOCKHASH: two per proxied local connection. */
+#define SHOAL_MAX_SHORTCUT_SOCKETS 131072
+
+/* An IPv6 address, or an IPv4 address in v4-mapped form. */
+struct shoal_addr {
+	__be32 ip6[4];
+};
+
+/* shoal_meta[0]: who made these pins. */
+struct shoal_meta {
+	__u32 layout_version; /* SHOAL_LAYOUT_VERSION of the agent that pinned */
+	__u32 pad;
+	__u64 created_boot_ns; /* CLOCK_BOOTTIME when the maps were created */
+};
+
+/* Bits of shoal_config.flags. */
+enum shoal_config_flag {
+	/* Put node-local proxied sockets in the SOCKHASH (the kill switch). */
+	SHOAL_CFG_SHORTCUT = 1u << 0,
+};
+
+/*
+ * shoal_config[0]: runtime knobs, written by the agent. Programs read it on
+ * every hook, so a change (kill switch, proxy address) takes effect on the
+ * next connect without reloading anything.
+ */
+struct shoal_config {
+	struct shoal_addr proxy_v4;  /* node proxy IPv4 (mapped); zero: none */
+	struct shoal_addr proxy_v6;  /* node proxy IPv6; zero: none */
+	__be16 proxy_port;           /* node proxy port */
+	__u16 pad0;
+	__u32 socket_mark;           /* SO_MARK of the proxy's own sockets */
+	__u32 flags;                 /* enum shoal_config_flag */
+	__u32 pad1;
+	/*
+	 * Fail open: connect4/6 redirect only while
+	 * now - heartbeat_boot_ns < failopen_after_ns. The agent refreshes
+	 * the heartbeat several times per failopen_after_ns, and zeroes it
+	 * on a clean exit so that fail-open is immediate.
+	 */
+	__u64 heartbeat_boot_ns;     /* CLOCK_BOOTTIME of the last heartbeat */
+	__u64 failopen_after_ns;
+};
+
+/* Key of shoal_enrolled: which pods are meshed. */
+struct shoal_enroll_key {
+	__u64 netns_cookie; /* SO_NETNS_COOKIE of the pod's network namespace */
+};
+
+struct shoal_enroll_val {
+	__u64 enrolled_boot_ns; /* when the agent enrolled it, for debugging */
+};
+
+/* Key of shoal_services: a service's (VIP, port, protocol). */
+struct shoal_svc_key {
+	struct shoal_addr vip;
+	__be16 port;
+	__u8 protocol; /* IPPROTO_TCP; IPPROTO_UDP is reserved for later */
+	__u8 pad;
+};
+
+/* How a service's connections are steered. */
+enum shoal_svc_mode {
+	SHOAL_SVC_PROXY = 1, /* rewrite to the node proxy */
+};
+
+struct shoal_svc_val {
+	__u32 svc_id; /* index into shoal_svc_stats, assigned by the agent */
+	__u32 mode;   /* enum shoal_svc_mode */
+};
+
+/* shoal_svc_stats[svc_id], per CPU. */
+struct shoal_svc_stats {
+	__u64 intercepted; /* connects rewritten to the proxy */
+	__u64 failed_open; /* connects let through because the proxy was stale */
+};
+
+/*
+ * The original destination of an intercepted socket. Kept in socket-local
+ * storage (freed with the socket) for getpeername, and copied into
+ * shoal_handoff for the proxy to find after accept().
+ */
+struct shoal_orig_dst {
+	struct shoal_addr ip;
+	__be16 port;
+	__u16 pad;
+	__u32 svc_id;
+};
+
+/*
+ * A TCP connection as one of its endpoints sees it. Keys shoal_handoff
+ * (from the client's side: local = application, remote = proxy) and
+ * shoal_shortcut (each socket under its own view; a sender finds its peer
+ * under the mirrored key).
+ */
+struct shoal_flow_key {
+	struct shoal_addr local_ip;
+	struct shoal_addr remote_ip;
+	__be16 local_port;
+	__be16 remote_port;
+	__u32 pad;
+};
+
+/* Per-socket state of the sk_msg shortcut; socket-local storage. */
+enum shoal_shortcut_mode {
+	SHOAL_SHORTCUT_UNDECIDED = 0,
+	/*
+	 * The first message found the peer: every later one is redirected.
+	 * Bytes never alternate between the TCP path and the redirect path,
+	 * because the receiver reads its redirect queue first and would
+	 * reorder them.
+	 */
+	SHOAL_SHORTCUT_REDIRECT = 1,
+	/* The first message did not find the peer: TCP for good. */
+	SHOAL_SHORTCUT_TCP = 2,
+};
+
+struct shoal_shortcut_state {
+	__u32 mode; /* enum shoal_shortcut_mode */
+};
+
+/*
+ * shoal_counters[0], per CPU: datapath totals. Named fields so that
+ * `bpftool map dump pinned .../shoal_counters` reads as a report.
+ */
+struct shoal_counters {
+	__u64 connect_intercepted;   /* connects rewritten to the proxy */
+	__u64 connect_svc_miss;      /* enrolled connect to a non-service address */
+	__u64 connect_skipped_mark;  /* the proxy's own connects, left alone */
+	__u64 connect_failed_open;   /* proxy stale: left to the original path */
+	__u64 connect_no_proxy_addr; /* no proxy address of that family */
+	__u64 storage_full;          /* socket storage could not be created */
+	__u64 handoff_stored;        /* original destinations handed to proxy */
+	__u64 handoff_full;          /* handoff map refused the entry */
+	__u64 shortcut_inserted;     /* sockets put in the SOCKHASH */
+	__u64 shortcut_full;         /* SOCKHASH refused a socket */
+	__u64 redirect_msgs;         /* sendmsg calls redirected to the peer */
+	__u64 redirect_bytes;        /* bytes redirected to the peer */
+	__u64 redirect_peer_miss;    /* first message found no peer: TCP path */
+	__u64 redirect_failed;       /* redirect failed after it had worked */
+};
+
+/* Pinned names, relative to the pin root. */
+#define SHOAL_PIN_MAPS_DIR "maps"
+#define SHOAL_PIN_LINKS_DIR "links"
+
+#endif /* SHOAL_ABI_H */

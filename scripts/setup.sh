@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs every Debian package that shoal's build, tests and demo need, and
+# makes sure bpffs and cgroup2 are mounted. Idempotent: safe to run again.
+set -euo pipefail
+
+packages=(
+	# build
+	build-essential meson ninja-build pkg-config
+	clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
+	libnl-3-dev libnl-route-3-dev
+	libyaml-dev
+	# tests
+	libcriterion-dev
+	iproute2 socat curl python3 procps psmisc
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "setup.sh: must run as root (installs packages, mounts bpffs)" >&2
+	exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+	echo "setup.sh: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# bpffs: pins live here. Mount it where it is missing.
+if ! grep -qs ' /sys/fs/bpf bpf ' /proc/mounts; then
+	mkdir -p /sys/fs/bpf
+	mount -t bpf bpffs /sys/fs/bpf
+	echo "setup.sh: mounted bpffs at /sys/fs/bpf"
+fi
+
+# cgroup2: found wherever it is; mounted only if there is none at all.
+if ! awk '$3 == "cgroup2" { found = 1 } END { exit !found }' /proc/mounts; then
+	mkdir -p /sys/fs/cgroup/unified
+	mount -t cgroup2 none /sys/fs/cgroup/unified
+	echo "setup.sh: mounted cgroup2 at /sys/fs/cgroup/unified"
+fi
