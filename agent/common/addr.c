@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include "common/addr.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+static void addr_set_v4(struct shoal_addr *a, uint32_t ip4_be)
+{
+	a->ip6[0] = 0;
+	a->ip6[1] = 0;
+	a->ip6[2] = htonl(0x0000ffff);
+	a->ip6[3] = ip4_be;
+}
+
+int addr_parse(const char *text, struct shoal_addr *out)
+{
+	struct in_addr v4;
+
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, text, &v4) == 1) {
+		addr_set_v4(out, v4.s_addr);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, text, out->ip6) == 1)
+		return 0;
+	return -EINVAL;
+}
+
+bool addr_is_v4(const struct shoal_addr *a)
+{
+	return a->ip6[0] == 0 && a->ip6[1] == 0 && a->ip6[2] == htonl(0x0000ffff);
+}
+
+bool addr_is_zero(const struct shoal_addr *a)
+{
+	return (a->ip6[0] | a->ip6[1] | a->ip6[2] | a->ip6[3]) == 0;
+}
+
+bool addr_equal(const struct shoal_addr *a, const struct shoal_addr *b)
+{
+	return memcmp(a, b, sizeof(*a)) == 0;
+}
+
+socklen_t addr_to_sockaddr(const struct shoal_addr *a, uint16_t port_be,
+			   struct sockaddr_storage *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (addr_is_v4(a)) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)out;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = port_be;
+		sin->sin_addr.s_addr = a->ip6[3];
+		return sizeof(*sin);
+	}
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)out;
+
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_port = port_be;
+	memcpy(&sin6->sin6_addr, a->ip6, sizeof(sin6->sin6_addr));
+	return sizeof(*sin6);
+}
+
+int addr_from_sockaddr(const struct sockaddr *sa, struct shoal_addr *out, uint16_t *port_be)
+{
+	memset(out, 0, sizeof(*out));
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+
+		addr_set_v4(out, sin->sin_addr.s_addr);
+		if (port_be)
+			*port_be = sin->sin_port;
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+
+		memcpy(out->ip6, &sin6->sin6_addr, sizeof(out->ip6));
+		if (port_be)
+			*port_be = sin6->sin6_port;
+		return 0;
+	}
+	return -EAFNOSUPPORT;
+}
+
+const char *addr_ntop(const struct shoal_addr *a, char *buf, size_t len)
+{
+	if (addr_is_v4(a))
+		inet_ntop(AF_INET, &a->ip6[3], buf, len);
+	else
+		inet_ntop(AF_INET6, a->ip6, buf, len);
+	return buf;
+}
+
+const char *addr_format(const struct shoal_addr *a, uint16_t port_be, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN];
+
+	addr_ntop(a, ip, sizeof(ip));
+	snprintf(buf, len, addr_is_v4(a) ? "%s:%u" : "[%s]:%u", ip, ntohs(port_be));
+	return buf;
+}

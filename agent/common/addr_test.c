@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+
+#include "common/addr.h"
+
+Test(addr, v4_is_mapped_and_round_trips)
+{
+	struct shoal_addr a, b;
+	struct sockaddr_storage ss;
+	char buf[ADDR_STR_MAX];
+	uint16_t port;
+
+	cr_assert_eq(addr_parse("10.96.0.10", &a), 0);
+	cr_assert(addr_is_v4(&a));
+	cr_assert_eq(a.ip6[2], htonl(0xffff));
+	cr_assert_eq(addr_to_sockaddr(&a, htons(80), &ss), sizeof(struct sockaddr_in));
+	cr_assert_eq(ss.ss_family, AF_INET);
+	cr_assert_eq(addr_from_sockaddr((struct sockaddr *)&ss, &b, &port), 0);
+	cr_assert(addr_equal(&a, &b));
+	cr_assert_eq(ntohs(port), 80);
+	cr_assert_str_eq(addr_format(&a, htons(80), buf, sizeof(buf)), "10.96.0.10:80");
+}
+
+Test(addr, v6_and_mapped_v6_sockaddr)
+{
+	struct shoal_addr a, m;
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_port = htons(443) };
+	char buf[ADDR_STR_MAX];
+
+	cr_assert_eq(addr_parse("fd00:96::10", &a), 0);
+	cr_assert_not(addr_is_v4(&a));
+	cr_assert_str_eq(addr_format(&a, htons(443), buf, sizeof(buf)), "[fd00:96::10]:443");
+	/* An AF_INET6 socket talking to ::ffff:10.0.0.1 must key like AF_INET. */
+	inet_pton(AF_INET6, "::ffff:10.0.0.1", &sin6.sin6_addr);
+	cr_assert_eq(addr_from_sockaddr((struct sockaddr *)&sin6, &m, NULL), 0);
+	cr_assert(addr_is_v4(&m));
+	cr_assert_str_eq(addr_ntop(&m, buf, sizeof(buf)), "10.0.0.1");
+}
+
+Test(addr, rejects_garbage)
+{
+	struct shoal_addr a;
+
+	cr_assert_eq(addr_parse("10.0.0", &a), -EINVAL);
+	cr_assert_eq(addr_parse("", &a), -EINVAL);
+	cr_assert_eq(addr_parse("10.0.0.1:80", &a), -EINVAL);
+	cr_assert_eq(addr_parse("zz::1", &a), -EINVAL);
+}

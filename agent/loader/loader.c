@@ -1,0 +1,2 @@
+// placeholder
+#include "loader/loader.h"

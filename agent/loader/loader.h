@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The datapath loader: finds cgroup2 and bpffs, loads shoal.bpf.o or
+ * adopts the pinned maps and links of an earlier agent, attaches, pins,
+ * and uninstalls. Also the map operations both shoald and shoalctl need.
+ */
+#ifndef SHOAL_LOADER_H
+#define SHOAL_LOADER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "config/config.h"
+#include "shoal/abi.h"
+
+struct datapath;
+
+/*
+ * Load (or adopt) and attach the datapath described by cfg, then publish
+ * the config map and the services. Returns 0 and *out, or -errno after
+ * logging what failed (naming the hook, the feature and the kernel that
+ * has it when the kernel is too old).
+ */
+int datapath_open(const struct config *cfg, struct datapath **out);
+
+/* Close our fds. Pins and links stay: programs keep running. */
+void datapath_close(struct datapath *dp);
+
+/* Refresh the heartbeat (proxy alive). Cheap; call several times per
+ * failopen_after_ms. alive=false zeroes it: instant fail open. */
+int datapath_heartbeat(struct datapath *dp, bool alive);
+
+/* proxy_orig_dst_fn over the pinned shoal_handoff map; ctx is the datapath. */
+int datapath_orig_dst(void *ctx, const struct sockaddr *peer, const struct sockaddr *local,
+		      struct shoal_orig_dst *orig);
+
+/* Remove every link, map and pin under pin_root that shoal made, and the
+ * directories if empty. Returns 0, or -errno after logging. */
+int datapath_uninstall(const char *pin_root);
+
+#endif

@@ -1,0 +1,2 @@
+// placeholder until the proxy module lands
+#include "proxy/proxy.h"

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The node proxy: one epoll worker thread per core, each with its own
+ * SO_REUSEPORT listeners on the node address(es). A connection the
+ * datapath redirected here is matched to its service by the original
+ * destination, and carried as opaque TCP to one of its endpoints.
+ */
+#ifndef SHOAL_PROXY_H
+#define SHOAL_PROXY_H
+
+#include <sys/socket.h>
+
+#include "config/config.h"
+#include "shoal/abi.h"
+
+/*
+ * How the proxy learns where an accepted connection was going. Given the
+ * accepted socket's peer (the application) and local (the proxy) address,
+ * fill *orig and return 0, or return -ENOENT when the connection was not
+ * redirected by the datapath. Called from worker threads concurrently.
+ */
+typedef int (*proxy_orig_dst_fn)(void *ctx, const struct sockaddr *peer,
+				 const struct sockaddr *local, struct shoal_orig_dst *orig);
+
+struct proxy;
+
+/*
+ * Bind the listeners and start cfg->workers threads (0: one per CPU).
+ * cfg must outlive the proxy. Every socket the proxy opens carries
+ * SO_MARK cfg->socket_mark. Returns 0 and *out, or -errno with a message
+ * in err ("cannot bind 10.0.0.1:15001: Address in use").
+ */
+int proxy_start(const struct config *cfg, proxy_orig_dst_fn orig_dst, void *orig_ctx,
+		struct proxy **out, char *err, size_t errlen);
+
+/* Stop accepting, close every connection, join the workers, free. */
+void proxy_stop(struct proxy *p);
+
+#endif
