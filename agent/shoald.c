@@ -1,1 +1,207 @@
-int main(void) { return 0; }
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * shoald: the node agent. Loads (or adopts) the BPF datapath, runs the
+ * node proxy, and keeps the heartbeat that tells the datapath the proxy
+ * is alive. Exit without --uninstall leaves the datapath attached: a
+ * restart picks it up again, and until then connections fail open.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "common/addr.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "loader/loader.h"
+#include "proxy/proxy.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: shoald -c FILE [--no-shortcut] [--log-level warn|info|debug]\n"
+		   "       shoald --uninstall (-c FILE | --pin-root DIR)\n"
+		   "\n"
+		   "  -c, --config FILE   the configuration file (docs/config.md)\n"
+		   "      --no-shortcut   start with the sockmap shortcut off (kill switch)\n"
+		   "      --log-level L   warn, info (default) or debug\n"
+		   "      --uninstall     remove every link, program, map and pin shoal made\n"
+		   "      --pin-root DIR  with --uninstall and no -c: the pin root\n");
+}
+
+static int parse_level(const char *s, enum log_level *out)
+{
+	if (!strcmp(s, "warn"))
+		*out = LOG_LEVEL_WARN;
+	else if (!strcmp(s, "info"))
+		*out = LOG_LEVEL_INFO;
+	else if (!strcmp(s, "debug"))
+		*out = LOG_LEVEL_DEBUG;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* Serve until SIGTERM/SIGINT, refreshing the heartbeat. */
+static int serve(const struct config *cfg, struct datapath *dp, int sig_fd)
+{
+	/* Four beats per fail-open window: one late beat never fails open. */
+	uint64_t period_ns = (uint64_t)cfg->failopen_after_ms * 1000000ull / 4;
+	struct itimerspec its = {
+		.it_interval = { period_ns / 1000000000ull, period_ns % 1000000000ull },
+		.it_value = { period_ns / 1000000000ull, period_ns % 1000000000ull },
+	};
+	int timer_fd = timerfd_create(CLOCK_BOOTTIME, TFD_CLOEXEC);
+
+	if (timer_fd < 0 || timerfd_settime(timer_fd, 0, &its, NULL) < 0) {
+		pr_warn("cannot start the heartbeat timer: %s", strerror(errno));
+		return -errno;
+	}
+	datapath_heartbeat(dp, true);
+	for (;;) {
+		struct pollfd fds[2] = { { .fd = sig_fd, .events = POLLIN },
+					 { .fd = timer_fd, .events = POLLIN } };
+		uint64_t ticks;
+
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (fds[1].revents & POLLIN) {
+			if (read(timer_fd, &ticks, sizeof(ticks)) == sizeof(ticks))
+				datapath_heartbeat(dp, true);
+		}
+		if (fds[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+
+			if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
+				pr_info("signal %u: stopping; new connections fail open at once",
+					si.ssi_signo);
+				break;
+			}
+		}
+	}
+	close(timer_fd);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "no-shortcut", no_argument, NULL, 'S' },
+		{ "log-level", required_argument, NULL, 'L' },
+		{ "uninstall", no_argument, NULL, 'U' },
+		{ "pin-root", required_argument, NULL, 'P' },
+		{ "help", no_argument, NULL, 'h' },
+		{},
+	};
+	const char *config_path = NULL, *pin_root = NULL;
+	bool no_shortcut = false, uninstall = false;
+	struct config *cfg = NULL;
+	struct datapath *dp = NULL;
+	struct proxy *proxy = NULL;
+	char err_msg[1024];
+	enum log_level level;
+	sigset_t sigs;
+	int opt, err, sig_fd;
+
+	while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'S':
+			no_shortcut = true;
+			break;
+		case 'L':
+			if (parse_level(optarg, &level)) {
+				fprintf(stderr, "shoald: --log-level: '%s' is not warn, info or debug\n",
+					optarg);
+				return 2;
+			}
+			log_set_level(level);
+			break;
+		case 'U':
+			uninstall = true;
+			break;
+		case 'P':
+			pin_root = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc || (!config_path && !(uninstall && pin_root))) {
+		usage(stderr);
+		return 2;
+	}
+	log_route_libbpf();
+
+	if (config_path) {
+		err = config_load(config_path, &cfg, err_msg, sizeof(err_msg));
+		if (err) {
+			pr_warn("%s", err_msg);
+			pr_warn("refusing to start with an invalid configuration");
+			return 2;
+		}
+	}
+	if (uninstall)
+		return datapath_uninstall(pin_root ? pin_root : cfg->pin_root) ? 1 : 0;
+	if (no_shortcut)
+		cfg->shortcut = false;
+
+	/* Signals arrive through signalfd; worker threads inherit the mask. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN); /* a peer's reset is an error return, not a signal */
+	sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	if (sig_fd < 0) {
+		pr_warn("signalfd: %s", strerror(errno));
+		err = -errno;
+		goto out;
+	}
+
+	err = datapath_open(cfg, &dp);
+	if (err)
+		goto out;
+	err = proxy_start(cfg, datapath_orig_dst, dp, &proxy, err_msg, sizeof(err_msg));
+	if (err) {
+		pr_warn("cannot start the node proxy: %s", err_msg);
+		goto out;
+	}
+	{
+		char v4[ADDR_STR_MAX] = "-", v6[ADDR_STR_MAX] = "-";
+
+		if (!addr_is_zero(&cfg->proxy_v4))
+			addr_format(&cfg->proxy_v4, htons(cfg->proxy_port), v4, sizeof(v4));
+		if (!addr_is_zero(&cfg->proxy_v6))
+			addr_format(&cfg->proxy_v6, htons(cfg->proxy_port), v6, sizeof(v6));
+		pr_info("ready: proxy on %s %s, %d services, shortcut %s", v4, v6,
+			cfg->n_services, cfg->shortcut ? "on" : "off");
+	}
+	err = serve(cfg, dp, sig_fd);
+out:
+	/* Fail open first, then stop the proxy: no connect is sent to a
+	 * listener that is about to close. */
+	if (dp)
+		datapath_heartbeat(dp, false);
+	proxy_stop(proxy);
+	datapath_close(dp);
+	if (sig_fd >= 0)
+		close(sig_fd);
+	config_free(cfg);
+	return err ? 1 : 0;
+}

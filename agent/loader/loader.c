@@ -1,2 +1,524 @@
-// placeholder
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Load or adopt the datapath. The order is libbpf-bootstrap's: open, load,
+ * publish config, attach; with one twist for restarts: maps are reused
+ * from their pins (libbpf checks type, key, value and size), and links
+ * already pinned are updated in place with the new programs, so sockets in
+ * the SOCKHASH and connections in flight never notice the restart.
+ */
 #include "loader/loader.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "common/addr.h"
+#include "common/log.h"
+#include "loader/env.h"
+#include "loader/pins.h"
+#include "shoal.skel.h"
+
+/* One attachment: a program on the cgroup, or the sk_msg on the SOCKHASH. */
+struct hook {
+	const char *link_name; /* pin file under <pin_root>/links */
+	const char *prog_name; /* program in shoal.bpf.c */
+	enum bpf_attach_type attach_type;
+	bool on_cgroup;        /* false: attached to the shoal_shortcut map */
+	const char *hook;      /* how a user would name it */
+};
+
+static const struct hook hooks[] = {
+	{ "connect4", "shoal_connect4", BPF_CGROUP_INET4_CONNECT, true, "cgroup/connect4" },
+	{ "connect6", "shoal_connect6", BPF_CGROUP_INET6_CONNECT, true, "cgroup/connect6" },
+	{ "getpeername4", "shoal_getpeername4", BPF_CGROUP_INET4_GETPEERNAME, true,
+	  "cgroup/getpeername4" },
+	{ "getpeername6", "shoal_getpeername6", BPF_CGROUP_INET6_GETPEERNAME, true,
+	  "cgroup/getpeername6" },
+	{ "sockops", "shoal_sockops", BPF_CGROUP_SOCK_OPS, true, "sockops" },
+	{ "sk_msg", "shoal_sk_msg", BPF_SK_MSG_VERDICT, false, "sk_msg on shoal_shortcut" },
+};
+#define N_HOOKS (sizeof(hooks) / sizeof(hooks[0]))
+
+/*
+ * What each hook needs from the kernel, and the first Linux release that
+ * has it, so that a load failure names the missing piece. Where a helper
+ * reached a program type later than its introduction, the later release
+ * is given.
+ */
+struct kernel_need {
+	enum bpf_prog_type prog_type;
+	enum bpf_func_id helper; /* 0: the program type itself */
+	const char *what;
+	const char *hook;
+	const char *since;
+};
+
+static const struct kernel_need needs[] = {
+	{ BPF_PROG_TYPE_CGROUP_SOCK_ADDR, 0, "program type cgroup_sock_addr",
+	  "cgroup/connect4, connect6", "4.17" },
+	{ BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_get_netns_cookie, "helper bpf_get_netns_cookie",
+	  "cgroup/connect4, connect6", "5.7" },
+	{ BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_ktime_get_boot_ns,
+	  "helper bpf_ktime_get_boot_ns", "cgroup/connect4, connect6", "5.8" },
+	{ BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_sk_storage_get, "helper bpf_sk_storage_get",
+	  "cgroup/connect4, connect6, getpeername4, getpeername6", "5.15" },
+	{ BPF_PROG_TYPE_SOCK_OPS, 0, "program type sock_ops", "sockops", "4.13" },
+	{ BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_sock_hash_update, "helper bpf_sock_hash_update",
+	  "sockops", "4.18" },
+	{ BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_sk_storage_get, "helper bpf_sk_storage_get", "sockops",
+	  "5.15" },
+	{ BPF_PROG_TYPE_SK_MSG, 0, "program type sk_msg", "sk_msg", "4.17" },
+	{ BPF_PROG_TYPE_SK_MSG, BPF_FUNC_msg_redirect_hash, "helper bpf_msg_redirect_hash",
+	  "sk_msg", "4.18" },
+	{ BPF_PROG_TYPE_SK_MSG, BPF_FUNC_sk_storage_get, "helper bpf_sk_storage_get", "sk_msg",
+	  "5.15" },
+};
+
+struct datapath {
+	struct shoal *skel;
+	char pin_root[PATH_MAX];
+	int handoff_fd;              /* borrowed from skel */
+	struct shoal_config *config; /* mmap of shoal_config[0] */
+};
+
+static const char *kernel_release(void)
+{
+	static struct utsname u;
+
+	if (!u.release[0] && uname(&u) < 0)
+		return "unknown";
+	return u.release;
+}
+
+/* After a failed load: name the first thing this kernel lacks, if any. */
+static void explain_missing_feature(void)
+{
+	for (size_t i = 0; i < sizeof(needs) / sizeof(needs[0]); i++) {
+		const struct kernel_need *n = &needs[i];
+		int ok = n->helper ? libbpf_probe_bpf_helper(n->prog_type, n->helper, NULL)
+				   : libbpf_probe_bpf_prog_type(n->prog_type, NULL);
+
+		if (ok == 0) {
+			pr_warn("kernel %s lacks %s, needed by hook %s; Linux %s or later has it",
+				kernel_release(), n->what, n->hook, n->since);
+			return;
+		}
+	}
+	pr_warn("kernel %s: every feature shoal probes for is present; see the verifier "
+		"messages above (run with --log-level debug for the whole log)",
+		kernel_release());
+}
+
+/* Refuse pins made by an agent with another map layout. */
+static int check_layout(const char *pin_root)
+{
+	struct shoal_meta meta = {};
+	__u32 zero = 0;
+	int fd = pins_open_map(pin_root, "shoal_meta"), err = 0;
+
+	if (fd == -ENOENT)
+		return 0; /* fresh install */
+	if (fd < 0) {
+		pr_warn("cannot open %s/maps/shoal_meta: %s", pin_root, strerror(-fd));
+		return fd;
+	}
+	if (bpf_map_lookup_elem(fd, &zero, &meta) < 0) {
+		err = -errno;
+		pr_warn("cannot read %s/maps/shoal_meta: %s", pin_root, strerror(errno));
+	} else if (meta.layout_version != SHOAL_LAYOUT_VERSION) {
+		err = -EPROTO;
+		pr_warn("the maps pinned under %s have layout version %u, this shoald uses %u; "
+			"refusing to reuse them. Run 'shoalctl --pin-root %s uninstall' (this drops "
+			"the shortcut of established connections), then start shoald again",
+			pin_root, meta.layout_version, SHOAL_LAYOUT_VERSION, pin_root);
+	}
+	close(fd);
+	return err;
+}
+
+static int publish_meta(struct datapath *dp)
+{
+	int fd = bpf_map__fd(dp->skel->maps.shoal_meta);
+	struct shoal_meta meta = {};
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(fd, &zero, &meta) < 0)
+		return -errno;
+	if (meta.layout_version == SHOAL_LAYOUT_VERSION)
+		return 0;
+	meta.layout_version = SHOAL_LAYOUT_VERSION;
+	meta.created_boot_ns = env_boot_ns();
+	return bpf_map_update_elem(fd, &zero, &meta, BPF_ANY) < 0 ? -errno : 0;
+}
+
+/* Write every knob; the heartbeat starts at zero (fail open) until the
+ * proxy is listening and the agent calls datapath_heartbeat(). */
+static int publish_config(struct datapath *dp, const struct config *cfg)
+{
+	struct shoal_config val = {
+		.proxy_v4 = cfg->proxy_v4,
+		.proxy_v6 = cfg->proxy_v6,
+		.proxy_port = htons(cfg->proxy_port),
+		.socket_mark = cfg->socket_mark,
+		.flags = cfg->shortcut ? SHOAL_CFG_SHORTCUT : 0,
+		.heartbeat_boot_ns = 0,
+		.failopen_after_ns = (__u64)cfg->failopen_after_ms * 1000000ull,
+	};
+	__u32 zero = 0;
+
+	if (bpf_map_update_elem(bpf_map__fd(dp->skel->maps.shoal_config), &zero, &val, BPF_ANY) < 0)
+		return -errno;
+	return 0;
+}
+
+static bool svc_key_wanted(const struct config *cfg, const struct shoal_svc_key *key)
+{
+	const struct config_port *port;
+
+	return key->protocol == IPPROTO_TCP && config_find_service(cfg, &key->vip, key->port, &port);
+}
+
+/* Make shoal_services hold exactly the config's (VIP, port) keys. */
+static int publish_services(struct datapath *dp, const struct config *cfg)
+{
+	int fd = bpf_map__fd(dp->skel->maps.shoal_services);
+	struct shoal_svc_key *stale = NULL, walk, next;
+	size_t n_stale = 0;
+	bool walking = false;
+	int n = 0, err;
+
+	/* Collect what the config no longer has (a restart with a new file),
+	 * then delete: deleting while walking would skip entries. */
+	while (bpf_map_get_next_key(fd, walking ? &walk : NULL, &next) == 0) {
+		walk = next;
+		walking = true;
+		if (svc_key_wanted(cfg, &next))
+			continue;
+		struct shoal_svc_key *grown = realloc(stale, (n_stale + 1) * sizeof(*stale));
+
+		if (!grown) {
+			free(stale);
+			return -ENOMEM;
+		}
+		stale = grown;
+		stale[n_stale++] = next;
+	}
+	for (size_t i = 0; i < n_stale; i++)
+		bpf_map_delete_elem(fd, &stale[i]);
+	free(stale);
+	/* Names: ids are dense from 0, so drop every id past the last. */
+	int names_fd = bpf_map__fd(dp->skel->maps.shoal_svc_names);
+	__u32 id, next_id;
+
+	walking = false;
+	while (bpf_map_get_next_key(names_fd, walking ? &id : NULL, &next_id) == 0) {
+		id = next_id;
+		walking = true;
+		if (next_id >= (__u32)cfg->n_services)
+			bpf_map_delete_elem(names_fd, &next_id);
+	}
+	for (int s = 0; s < cfg->n_services; s++) {
+		const struct config_service *svc = &cfg->services[s];
+		struct shoal_svc_val val = { .svc_id = svc->id, .mode = SHOAL_SVC_PROXY };
+		struct shoal_svc_name name = {};
+
+		snprintf(name.name, sizeof(name.name), "%s/%s", svc->namespace, svc->name);
+		if (bpf_map_update_elem(names_fd, &svc->id, &name, BPF_ANY) < 0) {
+			err = -errno;
+			pr_warn("cannot name service %u in shoal_svc_names: %s", svc->id,
+				strerror(errno));
+			return err;
+		}
+
+		for (int v = 0; v < svc->n_vips; v++) {
+			for (int p = 0; p < svc->n_ports; p++) {
+				struct shoal_svc_key k = {
+					.vip = svc->vips[v],
+					.port = htons(svc->ports[p].port),
+					.protocol = IPPROTO_TCP,
+				};
+
+				if (bpf_map_update_elem(fd, &k, &val, BPF_ANY) < 0) {
+					err = -errno;
+					pr_warn("cannot add service %s/%s to shoal_services: %s%s",
+						svc->namespace, svc->name, strerror(errno),
+						err == -E2BIG ? " (map full)" : "");
+					return err;
+				}
+				n++;
+			}
+		}
+	}
+	pr_info("published %d service (VIP, port) keys for %d services", n, cfg->n_services);
+	return 0;
+}
+
+static int link_path(const struct datapath *dp, const struct hook *h, char *buf, size_t len)
+{
+	if (snprintf(buf, len, "%s/%s/%s", dp->pin_root, SHOAL_PIN_LINKS_DIR, h->link_name) >=
+	    (int)len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/*
+ * Attach one hook, or adopt its pinned link by swapping in the new
+ * program. Returns 1 when adopted, 0 when attached anew, -errno on error.
+ */
+static int attach_hook(struct datapath *dp, const struct hook *h, int cgroup_fd,
+		       uint64_t cgroup_id, const char *cgroup_path)
+{
+	struct bpf_program *prog = bpf_object__find_program_by_name(dp->skel->obj, h->prog_name);
+	int prog_fd = bpf_program__fd(prog);
+	int target = h->on_cgroup ? cgroup_fd : bpf_map__fd(dp->skel->maps.shoal_shortcut);
+	char path[PATH_MAX];
+	int fd, err;
+
+	err = link_path(dp, h, path, sizeof(path));
+	if (err)
+		return err;
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		struct bpf_link_info info = {};
+		__u32 len = sizeof(info);
+
+		if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && h->on_cgroup &&
+		    info.cgroup.cgroup_id != cgroup_id) {
+			pr_warn("pinned link %s is attached to cgroup id %llu, but bpf.cgroup is %s "
+				"(id %llu); run 'shoalctl --pin-root %s uninstall' first",
+				path, (unsigned long long)info.cgroup.cgroup_id, cgroup_path,
+				(unsigned long long)cgroup_id, dp->pin_root);
+			close(fd);
+			return -EEXIST;
+		}
+		if (bpf_link_update(fd, prog_fd, NULL) == 0) {
+			close(fd);
+			return 1;
+		}
+		err = -errno;
+		close(fd);
+		if (err != -ENOLINK) {
+			pr_warn("cannot update pinned link %s (%s) to the new program: %s", path,
+				h->hook, strerror(-err));
+			return err;
+		}
+		/* Its cgroup or map went away: replace the dead link. */
+		pr_info("pinned link %s is defunct; attaching anew", path);
+		unlink(path);
+	} else if (errno != ENOENT) {
+		err = -errno;
+		pr_warn("cannot open pinned link %s: %s", path, strerror(errno));
+		return err;
+	}
+
+	fd = bpf_link_create(prog_fd, target, h->attach_type, NULL);
+	if (fd < 0) {
+		err = -errno;
+		pr_warn("cannot attach %s to %s: %s", h->hook,
+			h->on_cgroup ? cgroup_path : "the shoal_shortcut SOCKHASH", strerror(errno));
+		if (!h->on_cgroup && (err == -EINVAL || err == -EOPNOTSUPP))
+			pr_warn("links for sk_msg need Linux 6.10 or later (this is %s); "
+				"disable the shortcut with bpf.shortcut: false",
+				kernel_release());
+		else if (h->on_cgroup && err == -EINVAL)
+			pr_warn("cgroup bpf_link needs Linux 5.7 or later (this is %s)",
+				kernel_release());
+		return err;
+	}
+	if (bpf_obj_pin(fd, path) < 0) {
+		err = -errno;
+		pr_warn("cannot pin link %s: %s", path, strerror(errno));
+		close(fd); /* unpinned: closing detaches it again */
+		return err;
+	}
+	close(fd);
+	return 0;
+}
+
+int datapath_open(const struct config *cfg, struct datapath **out)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, open_opts);
+	char maps_dir[PATH_MAX], links_dir[PATH_MAX], cgroup_path[PATH_MAX];
+	struct datapath *dp;
+	uint64_t cgroup_id;
+	int cgroup_fd = -1, err, adopted = 0;
+
+	dp = calloc(1, sizeof(*dp));
+	if (!dp)
+		return -ENOMEM;
+	snprintf(dp->pin_root, sizeof(dp->pin_root), "%s", cfg->pin_root);
+	if (snprintf(maps_dir, sizeof(maps_dir), "%s/%s", cfg->pin_root, SHOAL_PIN_MAPS_DIR) >=
+		    (int)sizeof(maps_dir) ||
+	    snprintf(links_dir, sizeof(links_dir), "%s/%s", cfg->pin_root, SHOAL_PIN_LINKS_DIR) >=
+		    (int)sizeof(links_dir)) {
+		err = -ENAMETOOLONG;
+		pr_warn("bpf.pin_root %s: too long", cfg->pin_root);
+		goto err_free;
+	}
+
+	err = env_resolve_cgroup(cfg->cgroup, cgroup_path, sizeof(cgroup_path), &cgroup_id);
+	if (err)
+		goto err_free;
+	cgroup_fd = open(cgroup_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cgroup_fd < 0) {
+		err = -errno;
+		pr_warn("cannot open cgroup %s: %s", cgroup_path, strerror(errno));
+		goto err_free;
+	}
+	err = env_check_bpffs(cfg->pin_root);
+	if (err) {
+		pr_warn("bpf.pin_root %s is not on a bpf filesystem (%s); mount one with "
+			"'mount -t bpf bpffs /sys/fs/bpf'",
+			cfg->pin_root, err == -ENOENT ? "no bpffs there" : strerror(-err));
+		goto err_cgroup;
+	}
+	err = env_mkdir_p(maps_dir);
+	if (!err)
+		err = env_mkdir_p(links_dir);
+	if (err) {
+		pr_warn("cannot create %s: %s", cfg->pin_root, strerror(-err));
+		goto err_cgroup;
+	}
+	err = check_layout(cfg->pin_root);
+	if (err)
+		goto err_cgroup;
+
+	open_opts.pin_root_path = maps_dir;
+	dp->skel = shoal__open_opts(&open_opts);
+	if (!dp->skel) {
+		err = -errno;
+		pr_warn("cannot open the BPF object: %s", strerror(errno));
+		goto err_cgroup;
+	}
+	err = shoal__load(dp->skel);
+	if (err) {
+		pr_warn("cannot load the BPF programs: %s", strerror(-err));
+		explain_missing_feature();
+		goto err_skel;
+	}
+	dp->handoff_fd = bpf_map__fd(dp->skel->maps.shoal_handoff);
+	dp->config = pins_config_map(bpf_map__fd(dp->skel->maps.shoal_config));
+	if (!dp->config) {
+		err = -errno;
+		pr_warn("cannot mmap shoal_config: %s (BPF_F_MMAPABLE arrays need Linux 5.5)",
+			strerror(errno));
+		goto err_skel;
+	}
+
+	err = publish_meta(dp);
+	if (!err)
+		err = publish_config(dp, cfg);
+	if (err) {
+		pr_warn("cannot write shoal_meta/shoal_config: %s", strerror(-err));
+		goto err_unmap;
+	}
+	err = publish_services(dp, cfg);
+	if (err)
+		goto err_unmap;
+
+	/* Attach last: the programs find their config and services ready. */
+	for (size_t i = 0; i < N_HOOKS; i++) {
+		err = attach_hook(dp, &hooks[i], cgroup_fd, cgroup_id, cgroup_path);
+		if (err < 0)
+			goto err_unmap;
+		adopted += err;
+	}
+	if (adopted)
+		pr_info("adopted %d pinned links under %s (restart: programs updated in place)",
+			adopted, links_dir);
+	if ((size_t)adopted < N_HOOKS)
+		pr_info("attached %zu links at cgroup %s, pinned under %s", N_HOOKS - adopted,
+			cgroup_path, links_dir);
+	close(cgroup_fd);
+	*out = dp;
+	return 0;
+
+err_unmap:
+	pins_config_unmap(dp->config);
+err_skel:
+	shoal__destroy(dp->skel);
+err_cgroup:
+	close(cgroup_fd);
+err_free:
+	free(dp);
+	return err;
+}
+
+void datapath_close(struct datapath *dp)
+{
+	if (!dp)
+		return;
+	pins_config_unmap(dp->config);
+	shoal__destroy(dp->skel);
+	free(dp);
+}
+
+int datapath_heartbeat(struct datapath *dp, bool alive)
+{
+	__atomic_store_n(&dp->config->heartbeat_boot_ns, alive ? env_boot_ns() : 0,
+			 __ATOMIC_RELEASE);
+	return 0;
+}
+
+int datapath_orig_dst(void *ctx, const struct sockaddr *peer, const struct sockaddr *local,
+		      struct shoal_orig_dst *orig)
+{
+	struct datapath *dp = ctx;
+	struct shoal_flow_key key = {};
+
+	/* The entry is keyed from the application's side: local = app. */
+	if (addr_from_sockaddr(peer, &key.local_ip, &key.local_port) ||
+	    addr_from_sockaddr(local, &key.remote_ip, &key.remote_port))
+		return -EAFNOSUPPORT;
+	if (bpf_map_lookup_and_delete_elem(dp->handoff_fd, &key, orig) == 0)
+		return 0;
+	return errno == ENOENT ? -ENOENT : -errno;
+}
+
+int datapath_uninstall(const char *pin_root)
+{
+	char path[PATH_MAX];
+	int removed = 0, err = 0;
+
+	/* Links first: unpinning the last reference detaches the program. */
+	for (size_t i = 0; i < N_HOOKS; i++) {
+		snprintf(path, sizeof(path), "%s/%s/%s", pin_root, SHOAL_PIN_LINKS_DIR,
+			 hooks[i].link_name);
+		if (unlink(path) == 0)
+			removed++;
+		else if (errno != ENOENT) {
+			err = -errno;
+			pr_warn("cannot remove %s: %s", path, strerror(errno));
+		}
+	}
+	for (int i = 0; i < pins_n_map_names; i++) {
+		snprintf(path, sizeof(path), "%s/%s/%s", pin_root, SHOAL_PIN_MAPS_DIR,
+			 pins_map_names[i]);
+		if (unlink(path) == 0)
+			removed++;
+		else if (errno != ENOENT) {
+			err = -errno;
+			pr_warn("cannot remove %s: %s", path, strerror(errno));
+		}
+	}
+	/* Only our own directories, and only when nothing else is in them. */
+	const char *dirs[] = { SHOAL_PIN_LINKS_DIR, SHOAL_PIN_MAPS_DIR, "" };
+
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", pin_root, dirs[i]);
+		if (rmdir(path) < 0 && errno != ENOENT) {
+			err = -errno;
+			pr_warn("cannot remove %s: %s (something not made by shoal is in it?)", path,
+				strerror(errno));
+		}
+	}
+	pr_info("uninstalled %d pins under %s", removed, pin_root);
+	return err;
+}

@@ -20,12 +20,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } shoal_meta SEC(".maps");
 
-/* Runtime knobs and the proxy heartbeat (fail open). */
+/*
+ * Runtime knobs and the proxy heartbeat (fail open). Mmapable, so that the
+ * agent's heartbeat and shoalctl's kill switch store single fields
+ * atomically instead of racing read-modify-write updates of the struct.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct shoal_config);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } shoal_config SEC(".maps");
 
@@ -57,6 +62,16 @@ struct {
 	__type(value, struct shoal_svc_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } shoal_svc_stats SEC(".maps");
+
+/* svc_id -> "namespace/name", for shoalctl and bpftool only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SHOAL_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct shoal_svc_name);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shoal_svc_names SEC(".maps");
 
 /* Datapath totals. */
 struct {

@@ -133,6 +133,17 @@ struct shoal_svc_stats {
 	__u64 failed_open; /* connects let through because the proxy was stale */
 };
 
+/* Longest "namespace/name" of a service, with its NUL. */
+#define SHOAL_SVC_NAME_LEN 128
+
+/*
+ * shoal_svc_names[svc_id]: which service an id stands for. Only user space
+ * reads it (shoalctl, bpftool); the programs never do.
+ */
+struct shoal_svc_name {
+	char name[SHOAL_SVC_NAME_LEN]; /* "namespace/name" */
+};
+
 /*
  * The original destination of an intercepted socket. Kept in socket-local
  * storage (freed with the socket) for getpeername, and copied into
