@@ -1,2 +1,206 @@
-// placeholder until the proxy module lands
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The proxy object: validates the knobs, builds the workers (whose
+ * listeners bind here, so bind errors reach the caller), runs their
+ * threads and tears them down.
+ */
 #include "proxy/proxy.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "common/addr.h"
+#include "common/log.h"
+#include "proxy/proxy_int.h"
+#include "proxy/worker.h"
+
+/* Reject knobs the proxy cannot run with; config.c normally fills defaults. */
+static int proxy_check_config(const struct config *cfg, char *err, size_t errlen)
+{
+	const char *bad = NULL;
+
+	if (addr_is_zero(&cfg->proxy_v4) && addr_is_zero(&cfg->proxy_v6))
+		bad = "neither node.address_v4 nor node.address_v6 is set";
+	else if (cfg->proxy_port == 0)
+		bad = "node.proxy_port is 0";
+	else if (!addr_is_zero(&cfg->proxy_v4) && !addr_is_v4(&cfg->proxy_v4))
+		bad = "node.address_v4 is not an IPv4 address";
+	else if (!addr_is_zero(&cfg->proxy_v6) && addr_is_v4(&cfg->proxy_v6))
+		bad = "node.address_v6 is not an IPv6 address";
+	else if (cfg->connect_timeout_ms == 0)
+		bad = "proxy.connect_timeout_ms is 0";
+	else if (cfg->connect_deadline_ms == 0)
+		bad = "proxy.connect_deadline_ms is 0";
+	else if (cfg->buffer_bytes == 0 || cfg->buffer_bytes > (1u << 30))
+		bad = "proxy.buffer_bytes is not in [1, 1 GiB]";
+	else if (cfg->max_connections == 0)
+		bad = "proxy.max_connections is 0";
+	else if (cfg->n_services < 0 || (cfg->n_services && !cfg->services))
+		bad = "the service table is malformed";
+	if (!bad)
+		return 0;
+	snprintf(err, errlen, "cannot start the proxy: %s", bad);
+	return -EINVAL;
+}
+
+/* cfg->workers, or one per online CPU; capped at PROXY_MAX_WORKERS. */
+static int proxy_worker_count(const struct config *cfg)
+{
+	long n = cfg->workers;
+
+	if (n <= 0)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n <= 0)
+		n = 1;
+	if (n > PROXY_MAX_WORKERS) {
+		pr_warn("proxy: %ld workers requested; using %d", n, PROXY_MAX_WORKERS);
+		n = PROXY_MAX_WORKERS;
+	}
+	return (int)n;
+}
+
+/* Wake every worker; they exit on their own. */
+static void proxy_signal_stop(struct proxy *p)
+{
+	uint64_t one = 1;
+
+	/* Cannot fail short of a bug: the counter is far from overflow. */
+	if (write(p->stop_fd, &one, sizeof(one)) != sizeof(one))
+		pr_warn("proxy: cannot signal the workers to stop: %s", strerror(errno));
+}
+
+/* Join the started workers and free everything p holds. */
+static void proxy_free(struct proxy *p)
+{
+	if (p->workers) {
+		for (int i = 0; i < p->n_workers; i++) {
+			if (p->workers[i].started)
+				pthread_join(p->workers[i].thread, NULL);
+			worker_fini(&p->workers[i]);
+		}
+		free(p->workers);
+	}
+	if (p->stop_fd >= 0)
+		close(p->stop_fd);
+	balance_rr_fini(&p->rr);
+	free(p);
+}
+
+/*
+ * Start the worker threads with every signal blocked, so that process
+ * signals (SIGTERM, SIGHUP) go to the daemon's main thread, never to a
+ * worker. Returns 0 or -errno with a message in err.
+ */
+static int proxy_run_workers(struct proxy *p, char *err, size_t errlen)
+{
+	sigset_t all, old;
+	int ret = 0;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (int i = 0; i < p->n_workers; i++) {
+		struct worker *w = &p->workers[i];
+		char name[32];
+
+		ret = -pthread_create(&w->thread, NULL, worker_main, w);
+		if (ret) {
+			snprintf(err, errlen, "cannot start proxy worker %d: %s", i,
+				 strerror(-ret));
+			break;
+		}
+		w->started = true;
+		snprintf(name, sizeof(name), "shoal-proxy/%d", i);
+		name[15] = '\0'; /* the kernel's limit; i < PROXY_MAX_WORKERS fits */
+		pthread_setname_np(w->thread, name);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return ret;
+}
+
+int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst, void *orig_ctx,
+		     const struct proxy_opts *opts, struct proxy **out, char *err, size_t errlen)
+{
+	struct proxy *p;
+	int ret;
+
+	ret = proxy_check_config(cfg, err, errlen);
+	if (ret)
+		return ret;
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		snprintf(err, errlen, "cannot start the proxy: out of memory");
+		return -ENOMEM;
+	}
+	p->stop_fd = -1;
+	p->cfg = cfg;
+	p->orig_dst = orig_dst;
+	p->orig_ctx = orig_ctx;
+	if (opts)
+		p->opts = *opts;
+	if (!p->opts.endpoint_sockaddr)
+		p->opts.endpoint_sockaddr = addr_to_sockaddr;
+	p->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->stop_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot create the proxy's stop eventfd: %s", strerror(-ret));
+		goto err;
+	}
+	ret = balance_rr_init(&p->rr, (uint32_t)cfg->n_services);
+	if (ret) {
+		snprintf(err, errlen, "cannot start the proxy: out of memory");
+		goto err;
+	}
+	p->n_workers = proxy_worker_count(cfg);
+	p->workers = calloc(p->n_workers, sizeof(*p->workers));
+	if (!p->workers) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "cannot start the proxy: out of memory");
+		goto err;
+	}
+	for (int i = 0; i < p->n_workers; i++) {
+		ret = worker_init(&p->workers[i], p, i, err, errlen);
+		if (ret) {
+			p->n_workers = i; /* worker_init cleaned up worker i itself */
+			goto err;
+		}
+	}
+	ret = proxy_run_workers(p, err, errlen);
+	if (ret) {
+		proxy_signal_stop(p);
+		goto err;
+	}
+	pr_info("proxy: %d workers listening on port %u", p->n_workers, cfg->proxy_port);
+	*out = p;
+	return 0;
+
+err:
+	proxy_free(p);
+	return ret;
+}
+
+int proxy_start(const struct config *cfg, proxy_orig_dst_fn orig_dst, void *orig_ctx,
+		struct proxy **out, char *err, size_t errlen)
+{
+	return proxy_start_opts(cfg, orig_dst, orig_ctx, NULL, out, err, errlen);
+}
+
+void proxy_stop(struct proxy *p)
+{
+	if (!p)
+		return;
+	proxy_signal_stop(p);
+	proxy_free(p);
+}
+
+void proxy_stats(struct proxy *p, struct proxy_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < p->n_workers; i++)
+		worker_stats_add(&p->workers[i], out);
+}

@@ -36,4 +36,27 @@ int proxy_start(const struct config *cfg, proxy_orig_dst_fn orig_dst, void *orig
 /* Stop accepting, close every connection, join the workers, free. */
 void proxy_stop(struct proxy *p);
 
+/*
+ * The proxy's counters, declared once: X(name, kind, help), kind being
+ * counter (only grows) or gauge. Exporters render them from this table.
+ */
+#define PROXY_STATS(X)                                                                             \
+	X(accepted, counter, "Connections accepted on the proxy listeners.")                       \
+	X(no_orig_dst, counter, "Accepted connections the datapath did not redirect; closed.")     \
+	X(no_service, counter, "Redirected connections matching no service; reset.")               \
+	X(connect_failures, counter,                                                               \
+	  "Endpoint connect attempts that were refused, failed or timed out.")                     \
+	X(gave_up, counter, "Connections reset because no endpoint could be reached in time.")     \
+	X(active, gauge, "Connections open now (connecting or copying).")
+
+struct proxy_stats {
+#define PROXY_STATS_FIELD(name, kind, help) uint64_t name;
+	PROXY_STATS(PROXY_STATS_FIELD)
+#undef PROXY_STATS_FIELD
+};
+
+/* Sum the counters of every worker into *out: a snapshot, callable from
+ * any thread while the proxy runs. */
+void proxy_stats(struct proxy *p, struct proxy_stats *out);
+
 #endif

@@ -1,0 +1,467 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include "proxy/l4.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/addr.h"
+#include "common/log.h"
+#include "proxy/balance_rr.h"
+#include "proxy/route.h"
+#include "proxy/sock.h"
+
+static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events);
+
+static bool l4_debug(void)
+{
+	return log_get_level() >= LOG_LEVEL_DEBUG;
+}
+
+/* s is zeroed already, as part of c. */
+static void l4_side_init(struct l4_side *s, struct l4_conn *c)
+{
+	s->pl.on_event = l4_on_event;
+	s->pl.fd = -1;
+	s->conn = c;
+}
+
+void l4_conn_init(struct l4_conn *c, uint32_t buffer_bytes)
+{
+	/* The buffers follow the struct in the same allocation. */
+	char *bufs = (char *)c + sizeof(*c);
+
+	memset(c, 0, sizeof(*c));
+	l4_side_init(&c->client, c);
+	l4_side_init(&c->upstream, c);
+	c->to_upstream.data = bufs;
+	c->to_client.data = bufs + buffer_bytes;
+	timer_node_init(&c->timer);
+}
+
+/* "ns/name:port" of c's service, for messages. */
+static const char *l4_svc_name(const struct l4_conn *c, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s:%u", c->svc->namespace, c->svc->name, c->svc_port);
+	return buf;
+}
+
+static void l4_side_close(struct worker *w, struct l4_side *s, bool reset)
+{
+	if (s->pl.fd < 0)
+		return;
+	worker_unwatch(w, &s->pl);
+	if (reset)
+		sock_close_reset(s->pl.fd);
+	else
+		close(s->pl.fd);
+	s->pl.fd = -1;
+}
+
+/*
+ * Close both sides and release c. reset: the peers see RST, because the
+ * exchange did not complete (a side reset, no endpoint, shutdown).
+ */
+static void l4_close(struct worker *w, struct l4_conn *c, bool reset)
+{
+	l4_side_close(w, &c->client, reset);
+	l4_side_close(w, &c->upstream, reset);
+	worker_conn_release(w, c);
+}
+
+void l4_abort(struct worker *w, struct l4_conn *c)
+{
+	l4_close(w, c, true);
+}
+
+/*
+ * Move bytes from src to dst through b until neither side can make
+ * progress (EAGAIN, buffer full or empty). Sets *progress when any byte
+ * moved. Returns 0, or -errno of a hard error on either side.
+ */
+static int l4_flow(struct l4_side *src, struct l4_side *dst, struct l4_buf *b, uint32_t cap,
+		   bool *progress)
+{
+	/*
+	 * Read until EAGAIN, not just until a short read: with edge-triggered
+	 * epoll a FIN that arrived with the data raises no second edge.
+	 * A full buffer stops reading; readable stays set, so reading resumes
+	 * as soon as the other side drains it. That is the backpressure.
+	 */
+	while (src->readable && !src->eof && b->tail < cap) {
+		ssize_t n = read(src->pl.fd, b->data + b->tail, cap - b->tail);
+
+		if (n > 0) {
+			b->tail += n;
+			*progress = true;
+		} else if (n == 0) {
+			src->eof = true;
+		} else if (errno == EAGAIN) {
+			src->readable = false;
+		} else if (errno != EINTR) {
+			return -errno;
+		}
+	}
+	while (dst->writable && b->head < b->tail) {
+		/*
+		 * send() is write() plus MSG_NOSIGNAL: a peer that reset must
+		 * yield EPIPE here, not a SIGPIPE that kills the daemon. Still a
+		 * plain copy: no splice, no zerocopy, which the sockmap
+		 * shortcut on these sockets does not support.
+		 */
+		ssize_t n = send(dst->pl.fd, b->data + b->head, b->tail - b->head, MSG_NOSIGNAL);
+
+		if (n >= 0) {
+			b->head += n;
+			*progress = true;
+		} else if (errno == EAGAIN) {
+			dst->writable = false;
+		} else if (errno != EINTR) {
+			return -errno;
+		}
+	}
+	if (b->head == b->tail)
+		b->head = b->tail = 0;
+	/* Pass the FIN on only once everything before it was written. */
+	if (src->eof && b->tail == 0 && !dst->shut_wr) {
+		if (shutdown(dst->pl.fd, SHUT_WR) < 0)
+			return -errno;
+		dst->shut_wr = true;
+	}
+	return 0;
+}
+
+/*
+ * One side failed hard (reset, EPIPE, timeout): there is no clean way to
+ * finish, so the other side learns it the same way, by a reset.
+ */
+static void l4_fail(struct worker *w, struct l4_conn *c, int err)
+{
+	if (l4_debug()) {
+		char svc[2 * CONFIG_MAX_NAME + 16];
+
+		pr_debug("proxy worker %d: %s: connection failed: %s; resetting both sides", w->id,
+			 l4_svc_name(c, svc, sizeof(svc)), strerror(err));
+	}
+	l4_close(w, c, true);
+}
+
+/* Copy both ways for up to L4_PUMP_ROUNDS rounds; close c once both
+ * directions have finished, or reset it on a hard error. */
+static void l4_pump(struct worker *w, struct l4_conn *c)
+{
+	uint32_t cap = w->cfg->buffer_bytes;
+	int err;
+
+	for (int round = 0;; round++) {
+		bool progress = false;
+
+		if (round == L4_PUMP_ROUNDS) {
+			worker_conn_defer(w, c);
+			return;
+		}
+		err = l4_flow(&c->client, &c->upstream, &c->to_upstream, cap, &progress);
+		if (!err)
+			err = l4_flow(&c->upstream, &c->client, &c->to_client, cap, &progress);
+		if (err) {
+			l4_fail(w, c, -err);
+			return;
+		}
+		if (!progress)
+			break;
+	}
+	if (c->client.shut_wr && c->upstream.shut_wr)
+		l4_close(w, c, false);
+}
+
+static void l4_established(struct worker *w, struct l4_conn *c)
+{
+	timer_heap_del(&w->timers, &c->timer);
+	c->state = L4_ESTABLISHED;
+	/*
+	 * Edges seen while connecting were not acted on: assume both sides
+	 * ready. A wrong guess costs one EAGAIN, a missed edge a hang.
+	 */
+	c->client.readable = c->client.writable = true;
+	c->upstream.readable = c->upstream.writable = true;
+	l4_pump(w, c);
+}
+
+/*
+ * Start connecting c to endpoint ep. Returns 1 when connected at once,
+ * 0 when in progress (watched, with the attempt's deadline armed), or
+ * -errno when the attempt failed already.
+ */
+static int l4_connect_one(struct worker *w, struct l4_conn *c, const struct config_endpoint *ep,
+			  uint64_t now, uint64_t deadline)
+{
+	const struct config *cfg = w->cfg;
+	struct sockaddr_storage ss;
+	socklen_t sslen = w->p->opts.endpoint_sockaddr(&ep->addr, c->port_be, &ss);
+	uint64_t attempt_end = now + (uint64_t)cfg->connect_timeout_ms * 1000000;
+	bool connected = false;
+	int fd, err;
+
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* Unmarked, the datapath would send this connect back to us. */
+	err = sock_set_mark(fd, cfg->socket_mark);
+	if (err)
+		goto err_close;
+	sock_set_nodelay(fd);
+	if (connect(fd, (struct sockaddr *)&ss, sslen) == 0) {
+		connected = true;
+	} else if (errno != EINPROGRESS) {
+		err = -errno;
+		goto err_close;
+	}
+	c->upstream.pl.fd = fd;
+	err = worker_watch(w, &c->upstream.pl);
+	if (err)
+		goto err_unset;
+	if (connected)
+		return 1;
+	err =
+	    timer_heap_add(&w->timers, &c->timer, attempt_end < deadline ? attempt_end : deadline);
+	if (err) {
+		worker_unwatch(w, &c->upstream.pl);
+		goto err_unset;
+	}
+	return 0;
+
+err_unset:
+	c->upstream.pl.fd = -1;
+err_close:
+	close(fd);
+	return err;
+}
+
+static void l4_attempt_failed(struct worker *w, struct l4_conn *c, int err)
+{
+	c->last_err = err;
+	WORKER_STAT_INC(w, connect_failures);
+	if (l4_debug()) {
+		const struct config_endpoint *ep =
+		    &c->svc->endpoints[(c->first + c->tried - 1) % c->svc->n_endpoints];
+		char svc[2 * CONFIG_MAX_NAME + 16], addr[ADDR_STR_MAX];
+
+		pr_debug("proxy worker %d: %s: connect to %s failed: %s", w->id,
+			 l4_svc_name(c, svc, sizeof(svc)),
+			 addr_format(&ep->addr, c->port_be, addr, sizeof(addr)), strerror(err));
+	}
+}
+
+static void l4_give_up(struct worker *w, struct l4_conn *c)
+{
+	char svc[2 * CONFIG_MAX_NAME + 16];
+	uint64_t ms = (timer_now_ns() - c->accepted_ns) / 1000000;
+
+	WORKER_STAT_INC(w, gave_up);
+	worker_warn_ratelimited(w,
+				"proxy worker %d: %s: giving up on a connection after %u of %d "
+				"endpoints in %llu ms; last error: %s",
+				w->id, l4_svc_name(c, svc, sizeof(svc)), c->tried,
+				c->svc->n_endpoints, (unsigned long long)ms,
+				strerror(c->last_err ? c->last_err : ETIMEDOUT));
+	l4_close(w, c, true);
+}
+
+/*
+ * Try the endpoints not yet tried, in round robin order from c->first,
+ * until one is connecting or connected; give up (reset the client) when
+ * all were tried or the connect deadline has passed.
+ */
+static void l4_connect_next(struct worker *w, struct l4_conn *c)
+{
+	uint32_t n = (uint32_t)c->svc->n_endpoints;
+	uint64_t deadline = c->accepted_ns + (uint64_t)w->cfg->connect_deadline_ms * 1000000;
+
+	c->state = L4_CONNECTING;
+	while (c->tried < n) {
+		uint64_t now = timer_now_ns();
+		int ret;
+
+		if (now >= deadline) {
+			c->last_err = ETIMEDOUT;
+			break;
+		}
+		ret = l4_connect_one(w, c, &c->svc->endpoints[(c->first + c->tried++) % n], now,
+				     deadline);
+		if (ret == 0)
+			return;
+		if (ret == 1) {
+			l4_established(w, c);
+			return;
+		}
+		l4_attempt_failed(w, c, -ret);
+	}
+	l4_give_up(w, c);
+}
+
+/*
+ * The attempt in flight failed. Its socket is closed now, but the next
+ * attempt waits for a deferred turn: events of this epoll round may still
+ * name the upstream side and must not be taken for the new socket's.
+ */
+static void l4_attempt_failed_async(struct worker *w, struct l4_conn *c, int err)
+{
+	timer_heap_del(&w->timers, &c->timer);
+	l4_side_close(w, &c->upstream, false);
+	l4_attempt_failed(w, c, err);
+	c->state = L4_RETRY;
+	worker_conn_defer(w, c);
+}
+
+void l4_timeout(struct worker *w, struct l4_conn *c)
+{
+	if (c->state == L4_CONNECTING)
+		l4_attempt_failed_async(w, c, ETIMEDOUT);
+}
+
+void l4_resume(struct worker *w, struct l4_conn *c)
+{
+	if (c->state == L4_RETRY)
+		l4_connect_next(w, c);
+	else if (c->state == L4_ESTABLISHED)
+		l4_pump(w, c);
+}
+
+static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events)
+{
+	struct l4_side *s = container_of(pl, struct l4_side, pl);
+	struct l4_conn *c = s->conn;
+	int err;
+
+	switch (c->state) {
+	case L4_CLOSED:
+		return;
+	case L4_CONNECTING:
+	case L4_RETRY:
+		if (s == &c->client) {
+			/* The application gave up (reset) while we were connecting. */
+			if (events & EPOLLERR)
+				l4_fail(w, c, sock_error(pl->fd) ?: ECONNRESET);
+			return;
+		}
+		if (c->state == L4_RETRY || !(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			return;
+		err = sock_error(pl->fd);
+		if (!err && !(events & EPOLLOUT))
+			err = ECONNRESET;
+		if (err)
+			l4_attempt_failed_async(w, c, err);
+		else
+			l4_established(w, c);
+		return;
+	case L4_ESTABLISHED:
+		if (events & EPOLLERR) {
+			err = sock_error(pl->fd);
+			if (err) {
+				l4_fail(w, c, err);
+				return;
+			}
+		}
+		if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+			s->readable = true;
+		if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+			s->writable = true;
+		l4_pump(w, c);
+		return;
+	}
+}
+
+void l4_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
+{
+	struct proxy *p = w->p;
+	const struct config *cfg = w->cfg;
+	const struct config_service *svc;
+	const struct config_port *port;
+	struct sockaddr_storage local;
+	socklen_t len = sizeof(local);
+	struct shoal_orig_dst orig = { 0 };
+	char from[ADDR_STR_MAX], svcname[2 * CONFIG_MAX_NAME + 16];
+	struct shoal_addr peer_addr;
+	uint16_t peer_port = 0;
+	struct l4_conn *c;
+	int err;
+
+	addr_from_sockaddr((const struct sockaddr *)peer, &peer_addr, &peer_port);
+	addr_format(&peer_addr, peer_port, from, sizeof(from));
+
+	if (getsockname(fd, (struct sockaddr *)&local, &len) < 0)
+		err = -errno;
+	else
+		err = p->orig_dst(p->orig_ctx, (const struct sockaddr *)peer,
+				  (const struct sockaddr *)&local, &orig);
+	if (err) {
+		/* Not redirected by the datapath: someone dialled the port directly. */
+		WORKER_STAT_INC(w, no_orig_dst);
+		pr_debug("proxy worker %d: connection from %s has no original destination (%s); "
+			 "closing it",
+			 w->id, from, strerror(-err));
+		close(fd);
+		return;
+	}
+
+	svc = route_find(cfg, &orig, &port);
+	if (!svc) {
+		char to[ADDR_STR_MAX];
+
+		WORKER_STAT_INC(w, no_service);
+		worker_warn_ratelimited(
+		    w,
+		    "proxy worker %d: connection from %s to %s (svc_id %u) "
+		    "matches no service; resetting it",
+		    w->id, from, addr_format(&orig.ip, orig.port, to, sizeof(to)), orig.svc_id);
+		sock_close_reset(fd);
+		return;
+	}
+	if (svc->n_endpoints <= 0) {
+		WORKER_STAT_INC(w, gave_up);
+		worker_warn_ratelimited(w,
+					"proxy worker %d: %s/%s:%u has no endpoints; resetting a "
+					"connection from %s",
+					w->id, svc->namespace, svc->name, port->port, from);
+		sock_close_reset(fd);
+		return;
+	}
+
+	c = worker_conn_get(w);
+	if (!c) {
+		worker_warn_ratelimited(w,
+					"proxy worker %d: out of memory; resetting a connection "
+					"from %s",
+					w->id, from);
+		sock_close_reset(fd);
+		return;
+	}
+	c->client.pl.fd = fd;
+	c->svc = svc;
+	c->svc_port = port->port;
+	c->port_be = route_target_port_be(port);
+	c->accepted_ns = timer_now_ns();
+	c->first =
+	    balance_rr_pick(&p->rr, (uint32_t)(svc - cfg->services), (uint32_t)svc->n_endpoints);
+	sock_set_nodelay(fd);
+	err = worker_watch(w, &c->client.pl);
+	if (err) {
+		worker_warn_ratelimited(w,
+					"proxy worker %d: %s: cannot watch a connection from "
+					"%s: %s; resetting it",
+					w->id, l4_svc_name(c, svcname, sizeof(svcname)), from,
+					strerror(-err));
+		/* Not watched, so no unwatch: close it by hand. */
+		sock_close_reset(fd);
+		c->client.pl.fd = -1;
+		worker_conn_release(w, c);
+		return;
+	}
+	if (l4_debug())
+		pr_debug("proxy worker %d: %s: connection from %s", w->id,
+			 l4_svc_name(c, svcname, sizeof(svcname)), from);
+	l4_connect_next(w, c);
+}

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * One proxied TCP connection carried as opaque bytes: pick an endpoint,
+ * connect with failover, then copy both directions with half-close and
+ * reset propagation. Everything runs on the owning worker's thread.
+ */
+#ifndef SHOAL_PROXY_L4_H
+#define SHOAL_PROXY_L4_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "config/config.h"
+#include "proxy/timer.h"
+#include "proxy/worker.h"
+
+/*
+ * Copy rounds (up to one buffer each way) a connection gets per turn
+ * before yielding to the others; a bulk transfer then cannot starve its
+ * worker's other connections.
+ */
+#define L4_PUMP_ROUNDS 16
+
+enum l4_state {
+	L4_CONNECTING,	/* an attempt is in flight on upstream.pl.fd */
+	L4_RETRY,	/* an attempt failed; the next starts on a deferred turn */
+	L4_ESTABLISHED, /* copying */
+	L4_CLOSED,	/* sockets closed; memory awaits the end of the turn */
+};
+
+/* Bytes read from one side, not yet written to the other. */
+struct l4_buf {
+	char *data;    /* cfg->buffer_bytes, part of the connection's allocation */
+	uint32_t head; /* first byte not yet written */
+	uint32_t tail; /* end of the bytes read */
+};
+
+struct l4_side {
+	struct pollable pl;
+	struct l4_conn *conn;
+	bool readable; /* no EAGAIN since the last read edge */
+	bool writable; /* no EAGAIN since the last write edge */
+	bool eof;      /* it sent FIN (read returned 0) */
+	bool shut_wr;  /* we sent it FIN (shutdown SHUT_WR) */
+};
+
+struct l4_conn {
+	enum l4_state state;
+	struct l4_side client;	 /* accepted from the application */
+	struct l4_side upstream; /* to the endpoint; fd -1 between attempts */
+	struct l4_buf to_upstream;
+	struct l4_buf to_client;
+	struct timer_node timer; /* the current connect attempt's deadline */
+
+	const struct config_service *svc;
+	uint16_t svc_port; /* service port (host order), for messages */
+	uint16_t port_be;  /* endpoint port */
+	uint64_t accepted_ns;
+	uint32_t first; /* endpoint index of the first attempt */
+	uint32_t tried; /* attempts so far; attempt k uses first + k */
+	int last_err;	/* errno of the last failed attempt */
+
+	struct l4_conn *prev, *next;  /* worker's active list, then closed/free */
+	struct l4_conn *pending_next; /* worker's deferred list (worker_conn_defer) */
+	bool pending;		      /* on that list */
+};
+
+/* Fresh state for a connection object from worker_conn_get. */
+void l4_conn_init(struct l4_conn *c, uint32_t buffer_bytes);
+
+/*
+ * Take over fd, just accepted from peer: find where it was going, pick an
+ * endpoint and start connecting. Connections that cannot be served are
+ * closed here (and counted); fd is always consumed.
+ */
+void l4_accept(struct worker *w, int fd, const struct sockaddr_storage *peer);
+
+/* The deadline of c's connect attempt passed. */
+void l4_timeout(struct worker *w, struct l4_conn *c);
+
+/* c's deferred turn (worker_conn_defer): retry or keep copying. */
+void l4_resume(struct worker *w, struct l4_conn *c);
+
+/* Reset both sides of c and release it: the proxy is stopping. */
+void l4_abort(struct worker *w, struct l4_conn *c);
+
+#endif

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The proxy's insides, shared by its modules and its tests: the proxy
+ * object and the seams a test may replace.
+ */
+#ifndef SHOAL_PROXY_INT_H
+#define SHOAL_PROXY_INT_H
+
+#include <sys/socket.h>
+
+#include "proxy/balance_rr.h"
+#include "proxy/proxy.h"
+
+/*
+ * Upper bound on worker threads. More than one per core buys nothing;
+ * this only stops a typo ("workers: 10000") from exhausting the host.
+ */
+#define PROXY_MAX_WORKERS 256
+
+struct worker;
+
+/* Seams for tests; zeroed fields take the production behaviour. */
+struct proxy_opts {
+	/*
+	 * Where to connect for endpoint ep on port_be; the default is
+	 * addr_to_sockaddr. Tests map distinct endpoint addresses onto
+	 * distinct ports of 127.0.0.1, as config endpoints carry no port.
+	 */
+	socklen_t (*endpoint_sockaddr)(const struct shoal_addr *ep, uint16_t port_be,
+				       struct sockaddr_storage *out);
+};
+
+struct proxy {
+	const struct config *cfg;
+	proxy_orig_dst_fn orig_dst;
+	void *orig_ctx;
+	struct proxy_opts opts;
+	struct balance_rr rr; /* one counter per service index */
+	int stop_fd;	      /* eventfd: readable once proxy_stop was called */
+	int n_workers;
+	struct worker *workers;
+};
+
+/* proxy_start with seams; opts may be NULL. Same contract otherwise. */
+int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst, void *orig_ctx,
+		     const struct proxy_opts *opts, struct proxy **out, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,842 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The proxy end to end on 127.0.0.1: a hand-built config, an orig_dst
+ * stand-in for the datapath, real backends on loopback ports.
+ *
+ * Config endpoints carry no port, so tests that need several distinct
+ * endpoints name them 192.0.2.N (TEST-NET-1, never dialled) and map
+ * them onto 127.0.0.1:ep_port[N] through the proxy's endpoint seam.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
+
+#include "common/addr.h"
+#include "proxy/proxy.h"
+#include "proxy/proxy_int.h"
+
+#define MAX_BACKENDS 4
+#define MAX_EPS 4
+#define VIP "10.96.0.10"
+#define SVC_PORT 80
+/* Long enough for a slow sanitizer build, short enough to catch a hang. */
+#define IO_TIMEOUT_MS 5000
+/* Connections a concurrent backend serves at once, one thread each. */
+#define MAX_BACKEND_CONNS 64
+
+enum backend_mode {
+	BACKEND_ECHO,	  /* echo until EOF, then close */
+	BACKEND_PINGPONG, /* read "ping" up to EOF, answer "pong", close */
+	BACKEND_ID,	  /* send the id byte, then wait for EOF */
+	BACKEND_RESET,	  /* read one byte, then close with RST */
+};
+
+struct backend;
+
+/* One connection of a concurrent backend, served by its own thread. */
+struct backend_conn {
+	struct backend *b;
+	int fd;
+	pthread_t thread;
+};
+
+struct backend {
+	int lfd;
+	uint16_t port;
+	pthread_t thread;
+	bool running;
+	enum backend_mode mode;
+	char id;
+	atomic_int accepted;
+	atomic_bool saw_eof_before_reply;
+	bool concurrent; /* a thread per connection, else one at a time */
+	struct backend_conn conns[MAX_BACKEND_CONNS];
+	int n_conns;
+};
+
+struct test_dp {
+	bool enoent;
+	struct shoal_orig_dst orig;
+	atomic_int calls;
+};
+
+static struct config cfg;
+static struct config_service svc;
+static struct config_endpoint eps[MAX_EPS];
+static struct test_dp dp;
+static struct proxy *px;
+static struct backend backends[MAX_BACKENDS];
+static int n_backends;
+static int spare_fds[8];
+static int n_spare_fds;
+static uint16_t ep_port[MAX_EPS + 1]; /* 192.0.2.N -> 127.0.0.1:ep_port[N] */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct sockaddr_in loopback(uint16_t port)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return sin;
+}
+
+static uint16_t bound_port(int fd)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	return ntohs(sin.sin_port);
+}
+
+/* A socket bound to a fresh 127.0.0.1 port, listening with backlog (or
+ * not listening at all when backlog < 0: connects to it are refused). */
+static int bound_socket(int backlog)
+{
+	struct sockaddr_in sin = loopback(0);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0, "bind: %s",
+		     strerror(errno));
+	if (backlog >= 0)
+		cr_assert_eq(listen(fd, backlog), 0);
+	return fd;
+}
+
+/* A port nobody listens on; it stays bound until teardown so nothing else
+ * takes it, and every connect to it is refused. */
+static uint16_t refused_port(void)
+{
+	int fd = bound_socket(-1);
+
+	spare_fds[n_spare_fds++] = fd;
+	return bound_port(fd);
+}
+
+/*
+ * A port that never completes a handshake: a listener that never accepts,
+ * its one-slot backlog already taken, so the kernel drops further SYNs.
+ */
+static uint16_t blackhole_port(void)
+{
+	int lfd = bound_socket(0);
+	uint16_t port = bound_port(lfd);
+	struct sockaddr_in sin = loopback(port);
+	int cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	spare_fds[n_spare_fds++] = lfd;
+	cr_assert_eq(connect(cfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	spare_fds[n_spare_fds++] = cfd;
+	return port;
+}
+
+static ssize_t read_full(int fd, void *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, (char *)buf + got, len - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return got ? (ssize_t)got : n;
+		got += n;
+	}
+	return got;
+}
+
+static void write_full(int fd, const void *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = send(fd, (const char *)buf + done, len - done, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		cr_assert_gt(n, 0, "send: %s", strerror(errno));
+		done += n;
+	}
+}
+
+static void backend_serve(struct backend *b, int fd)
+{
+	char buf[65536];
+	ssize_t n;
+
+	switch (b->mode) {
+	case BACKEND_ECHO:
+		while ((n = read(fd, buf, sizeof(buf))) > 0)
+			if (send(fd, buf, n, MSG_NOSIGNAL) != n)
+				return;
+		shutdown(fd, SHUT_WR);
+		return;
+	case BACKEND_PINGPONG: {
+		char req[8];
+		ssize_t got = read_full(fd, req, 4);
+
+		/* The reply only goes out after the client's FIN came through. */
+		if (got == 4 && memcmp(req, "ping", 4) == 0 && read(fd, buf, 1) == 0)
+			atomic_store(&b->saw_eof_before_reply, true);
+		send(fd, "pong", 4, MSG_NOSIGNAL);
+		return;
+	}
+	case BACKEND_ID:
+		send(fd, &b->id, 1, MSG_NOSIGNAL);
+		while (read(fd, buf, sizeof(buf)) > 0)
+			;
+		return;
+	case BACKEND_RESET: {
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+		read(fd, buf, 1);
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		return;
+	}
+	}
+}
+
+static void *backend_conn_main(void *arg)
+{
+	struct backend_conn *bc = arg;
+
+	backend_serve(bc->b, bc->fd);
+	close(bc->fd);
+	return NULL;
+}
+
+static void *backend_main(void *arg)
+{
+	struct backend *b = arg;
+
+	for (;;) {
+		int fd = accept4(b->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			return NULL; /* teardown shut the listener down */
+		}
+		atomic_fetch_add(&b->accepted, 1);
+		if (b->concurrent && b->n_conns < MAX_BACKEND_CONNS) {
+			struct backend_conn *bc = &b->conns[b->n_conns];
+
+			bc->b = b;
+			bc->fd = fd;
+			if (pthread_create(&bc->thread, NULL, backend_conn_main, bc) == 0) {
+				b->n_conns++;
+				continue;
+			}
+		}
+		backend_serve(b, fd);
+		close(fd);
+	}
+}
+
+/* Start a backend thread; returns its port. */
+static uint16_t backend_start(enum backend_mode mode, char id)
+{
+	struct backend *b = &backends[n_backends++];
+
+	b->mode = mode;
+	b->id = id;
+	b->lfd = bound_socket(64);
+	b->port = bound_port(b->lfd);
+	cr_assert_eq(pthread_create(&b->thread, NULL, backend_main, b), 0);
+	b->running = true;
+	return b->port;
+}
+
+static int test_orig_dst(void *ctx, const struct sockaddr *peer, const struct sockaddr *local,
+			 struct shoal_orig_dst *orig)
+{
+	struct test_dp *d = ctx;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)peer;
+
+	(void)local;
+	atomic_fetch_add(&d->calls, 1);
+	if (d->enoent || peer->sa_family != AF_INET ||
+	    sin->sin_addr.s_addr != htonl(INADDR_LOOPBACK))
+		return -ENOENT;
+	*orig = d->orig;
+	return 0;
+}
+
+static socklen_t test_endpoint_sockaddr(const struct shoal_addr *ep, uint16_t port_be,
+					struct sockaddr_storage *out)
+{
+	struct shoal_addr net;
+	uint32_t n;
+
+	addr_parse("192.0.2.0", &net);
+	n = ntohl(ep->ip6[3]) - ntohl(net.ip6[3]);
+	if (addr_is_v4(ep) && (ntohl(ep->ip6[3]) & ~0xffu) == ntohl(net.ip6[3]) && n >= 1 &&
+	    n <= MAX_EPS) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)out;
+
+		memset(out, 0, sizeof(*out));
+		*sin = loopback(ep_port[n]);
+		return sizeof(*sin);
+	}
+	return addr_to_sockaddr(ep, port_be, out);
+}
+
+/* Endpoints 192.0.2.1..n, mapped onto the given loopback ports. */
+static void set_mapped_endpoints(const uint16_t *ports, int n)
+{
+	char ip[32];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(ip, sizeof(ip), "192.0.2.%d", i + 1);
+		cr_assert_eq(addr_parse(ip, &eps[i].addr), 0);
+		ep_port[i + 1] = ports[i];
+	}
+	svc.n_endpoints = n;
+}
+
+/* One endpoint, 127.0.0.1:port, dialled for real (no seam). */
+static void set_loopback_endpoint(uint16_t port)
+{
+	addr_parse("127.0.0.1", &eps[0].addr);
+	svc.ports[0].target_port = port;
+	svc.n_endpoints = 1;
+}
+
+static uint16_t free_port(void)
+{
+	int fd = bound_socket(-1);
+	uint16_t port = bound_port(fd);
+
+	close(fd);
+	return port;
+}
+
+static void setup(void)
+{
+	if (geteuid() != 0)
+		cr_skip_test("SO_MARK needs CAP_NET_ADMIN; run the proxy tests as root");
+	memset(&cfg, 0, sizeof(cfg));
+	memset(&svc, 0, sizeof(svc));
+	memset(eps, 0, sizeof(eps));
+	memset(backends, 0, sizeof(backends));
+	memset(&dp, 0, sizeof(dp));
+	n_backends = 0;
+	n_spare_fds = 0;
+	px = NULL;
+
+	addr_parse("127.0.0.1", &cfg.proxy_v4);
+	cfg.proxy_port = free_port();
+	cfg.socket_mark = SHOAL_DEFAULT_SOCKET_MARK;
+	cfg.workers = 2;
+	cfg.connect_timeout_ms = 1000;
+	cfg.connect_deadline_ms = 3000;
+	cfg.buffer_bytes = 16384;
+	cfg.max_connections = 1024;
+
+	strcpy(svc.name, "web");
+	strcpy(svc.namespace, "default");
+	addr_parse(VIP, &svc.vips[0]);
+	svc.n_vips = 1;
+	svc.ports[0].port = SVC_PORT;
+	svc.ports[0].target_port = 8080;
+	svc.n_ports = 1;
+	svc.endpoints = eps;
+	cfg.services = &svc;
+	cfg.n_services = 1;
+
+	dp.orig.ip = svc.vips[0];
+	dp.orig.port = htons(SVC_PORT);
+	dp.orig.svc_id = 0;
+}
+
+/* Stop everything the test started; safe to call twice. */
+static void teardown(void)
+{
+	proxy_stop(px);
+	px = NULL;
+	for (int i = 0; i < n_backends; i++) {
+		struct backend *b = &backends[i];
+
+		/* Wakes the blocked accept() with an error. */
+		shutdown(b->lfd, SHUT_RDWR);
+		if (b->running)
+			pthread_join(b->thread, NULL);
+		/* The proxy is gone, so every connection has ended. */
+		for (int k = 0; k < b->n_conns; k++)
+			pthread_join(b->conns[k].thread, NULL);
+		close(b->lfd);
+	}
+	n_backends = 0;
+	for (int i = 0; i < n_spare_fds; i++)
+		close(spare_fds[i]);
+	n_spare_fds = 0;
+}
+
+/*
+ * The last step of every test: tear down, then, under ASan, check that
+ * the proxy freed everything. Criterion's test processes end without
+ * LeakSanitizer's exit-time check, and a failure in .fini is not
+ * reported, so the check runs here, in the test body.
+ */
+static void end_test(void)
+{
+	teardown();
+#if defined(__SANITIZE_ADDRESS__)
+	cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "leaks: see the report above");
+#endif
+}
+
+TestSuite(proxy, .init = setup, .fini = teardown, .timeout = 30);
+
+static void start_proxy(void)
+{
+	struct proxy_opts opts = {.endpoint_sockaddr = test_endpoint_sockaddr};
+	char err[256] = "";
+	int ret = proxy_start_opts(&cfg, test_orig_dst, &dp, &opts, &px, err, sizeof(err));
+
+	cr_assert_eq(ret, 0, "proxy_start: %s (%s)", strerror(-ret), err);
+}
+
+/* A blocking client connected to the proxy, with I/O timeouts. */
+static int client_connect(void)
+{
+	struct sockaddr_in sin = loopback(cfg.proxy_port);
+	struct timeval tv = {.tv_sec = IO_TIMEOUT_MS / 1000};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0, "connect: %s",
+		     strerror(errno));
+	return fd;
+}
+
+static struct proxy_stats stats_now(void)
+{
+	struct proxy_stats s;
+
+	proxy_stats(px, &s);
+	return s;
+}
+
+/* Stats move on the workers' threads: poll until field reaches want. */
+#define expect_stat(field, want)                                                                   \
+	do {                                                                                       \
+		uint64_t deadline_ = now_ms() + IO_TIMEOUT_MS;                                     \
+		while (stats_now().field != (want) && now_ms() < deadline_)                        \
+			usleep(1000);                                                              \
+		cr_expect_eq(stats_now().field, (want), #field " is %llu, not %llu",               \
+			     (unsigned long long)stats_now().field, (unsigned long long)(want));   \
+	} while (0)
+
+struct bulk_writer {
+	int fd;
+	const unsigned char *data;
+	size_t len;
+};
+
+static void *bulk_write(void *arg)
+{
+	struct bulk_writer *bw = arg;
+
+	write_full(bw->fd, bw->data, bw->len);
+	shutdown(bw->fd, SHUT_WR);
+	return NULL;
+}
+
+static uint64_t fnv1a(const unsigned char *p, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h;
+}
+
+Test(proxy, copies_8mib_both_ways_intact)
+{
+	enum { LEN = 8 << 20 };
+	unsigned char *out = malloc(LEN), *in = malloc(LEN);
+	uint64_t seed = 0x2545f4914f6cdd1dull;
+	struct bulk_writer bw;
+	pthread_t th;
+	char tail;
+	int fd;
+
+	cr_assert(out && in);
+	for (size_t i = 0; i < LEN; i++) {
+		seed ^= seed << 13;
+		seed ^= seed >> 7;
+		seed ^= seed << 17;
+		out[i] = (unsigned char)seed;
+	}
+	set_loopback_endpoint(backend_start(BACKEND_ECHO, 'E'));
+	start_proxy();
+
+	fd = client_connect();
+	bw = (struct bulk_writer){.fd = fd, .data = out, .len = LEN};
+	cr_assert_eq(pthread_create(&th, NULL, bulk_write, &bw), 0);
+	cr_assert_eq(read_full(fd, in, LEN), LEN, "short echo: %s", strerror(errno));
+	pthread_join(th, NULL);
+	/* The echo's FIN comes after the data, once our own FIN reached it. */
+	cr_assert_eq(read(fd, &tail, 1), 0);
+	cr_assert_eq(fnv1a(in, LEN), fnv1a(out, LEN));
+	cr_assert_eq(memcmp(in, out, LEN), 0);
+	close(fd);
+	free(out);
+	free(in);
+	expect_stat(active, 0);
+	expect_stat(accepted, 1);
+	end_test();
+}
+
+struct echo_client {
+	unsigned char *out, *in;
+	size_t len;
+	bool ok;
+};
+
+/* One client of the concurrency test: echo len bytes, check them, EOF. */
+static void *echo_client_main(void *arg)
+{
+	struct echo_client *ec = arg;
+	struct bulk_writer bw;
+	pthread_t th;
+	char tail;
+	int fd = client_connect();
+
+	bw = (struct bulk_writer){.fd = fd, .data = ec->out, .len = ec->len};
+	if (pthread_create(&th, NULL, bulk_write, &bw) != 0) {
+		close(fd);
+		return NULL;
+	}
+	ec->ok = read_full(fd, ec->in, ec->len) == (ssize_t)ec->len &&
+		 memcmp(ec->in, ec->out, ec->len) == 0;
+	pthread_join(th, NULL);
+	ec->ok = ec->ok && read(fd, &tail, 1) == 0;
+	close(fd);
+	return NULL;
+}
+
+Test(proxy, many_concurrent_connections_stay_intact)
+{
+	enum { N = 32, LEN = 256 << 10 };
+	static struct echo_client clients[N];
+	pthread_t th[N];
+
+	/* Small buffers: many turns per connection, and deferred ones. */
+	cfg.buffer_bytes = 4096;
+	backends[0].concurrent = true;
+	set_loopback_endpoint(backend_start(BACKEND_ECHO, 'E'));
+	start_proxy();
+	for (int i = 0; i < N; i++) {
+		clients[i].len = LEN;
+		clients[i].out = malloc(LEN);
+		clients[i].in = malloc(LEN);
+		cr_assert(clients[i].out && clients[i].in);
+		for (size_t k = 0; k < LEN; k++)
+			clients[i].out[k] = (unsigned char)(k * 31 + i);
+		cr_assert_eq(pthread_create(&th[i], NULL, echo_client_main, &clients[i]), 0);
+	}
+	for (int i = 0; i < N; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < N; i++) {
+		cr_expect(clients[i].ok, "client %d: echo broken", i);
+		free(clients[i].out);
+		free(clients[i].in);
+	}
+	expect_stat(accepted, N);
+	expect_stat(active, 0);
+	end_test();
+}
+
+Test(proxy, half_close_keeps_the_other_direction)
+{
+	char buf[8];
+	int fd;
+
+	set_loopback_endpoint(backend_start(BACKEND_PINGPONG, 'P'));
+	start_proxy();
+	fd = client_connect();
+	write_full(fd, "ping", 4);
+	cr_assert_eq(shutdown(fd, SHUT_WR), 0);
+	cr_assert_eq(read_full(fd, buf, 4), 4);
+	cr_assert_eq(memcmp(buf, "pong", 4), 0);
+	cr_assert_eq(read(fd, buf, 1), 0, "want EOF after the reply");
+	cr_assert(atomic_load(&backends[0].saw_eof_before_reply));
+	close(fd);
+	expect_stat(active, 0);
+	end_test();
+}
+
+Test(proxy, refused_endpoint_fails_over_to_the_next)
+{
+	uint16_t ports[2] = {refused_port(), backend_start(BACKEND_ID, 'B')};
+	char id = 0;
+	int fd;
+
+	set_mapped_endpoints(ports, 2);
+	start_proxy();
+	/* A fresh proxy's round robin starts at endpoint 0: the refused one. */
+	fd = client_connect();
+	cr_assert_eq(read(fd, &id, 1), 1);
+	cr_assert_eq(id, 'B');
+	close(fd);
+	expect_stat(connect_failures, 1);
+	expect_stat(gave_up, 0);
+	end_test();
+}
+
+Test(proxy, connect_timeout_fails_over_to_the_next)
+{
+	uint16_t ports[2] = {blackhole_port(), backend_start(BACKEND_ID, 'B')};
+	uint64_t t0, ms;
+	char id = 0;
+	int fd;
+
+	cfg.connect_timeout_ms = 200;
+	set_mapped_endpoints(ports, 2);
+	start_proxy();
+	t0 = now_ms();
+	fd = client_connect();
+	cr_assert_eq(read(fd, &id, 1), 1);
+	ms = now_ms() - t0;
+	cr_assert_eq(id, 'B');
+	cr_assert_geq(ms, 150, "failed over after %llu ms, before the timeout",
+		      (unsigned long long)ms);
+	cr_assert_lt(ms, 2000, "failed over after %llu ms", (unsigned long long)ms);
+	close(fd);
+	expect_stat(connect_failures, 1);
+	end_test();
+}
+
+/* The client must see a reset: read fails with ECONNRESET. */
+static void expect_reset(int fd)
+{
+	char c;
+	ssize_t n = read(fd, &c, 1);
+
+	cr_assert_eq(n, -1, "read returned %zd, want a reset", n);
+	cr_assert_eq(errno, ECONNRESET, "read: %s, want ECONNRESET", strerror(errno));
+}
+
+Test(proxy, all_endpoints_refused_resets_the_client_quickly)
+{
+	uint16_t ports[2] = {refused_port(), refused_port()};
+	uint64_t t0, ms;
+	int fd;
+
+	set_mapped_endpoints(ports, 2);
+	start_proxy();
+	t0 = now_ms();
+	fd = client_connect();
+	expect_reset(fd);
+	ms = now_ms() - t0;
+	cr_assert_lt(ms, 1000, "reset after %llu ms (deadline %u ms)", (unsigned long long)ms,
+		     cfg.connect_deadline_ms);
+	close(fd);
+	expect_stat(connect_failures, 2);
+	expect_stat(gave_up, 1);
+	expect_stat(active, 0);
+	end_test();
+}
+
+Test(proxy, connect_deadline_bounds_all_attempts)
+{
+	uint16_t hole = blackhole_port();
+	uint16_t ports[3] = {hole, hole, hole};
+	uint64_t t0, ms;
+	int fd;
+
+	cfg.connect_timeout_ms = 1000;
+	cfg.connect_deadline_ms = 300;
+	set_mapped_endpoints(ports, 3);
+	start_proxy();
+	t0 = now_ms();
+	fd = client_connect();
+	expect_reset(fd);
+	ms = now_ms() - t0;
+	cr_assert_geq(ms, 250, "reset after %llu ms", (unsigned long long)ms);
+	cr_assert_lt(ms, 900, "reset after %llu ms, deadline 300", (unsigned long long)ms);
+	close(fd);
+	expect_stat(gave_up, 1);
+	expect_stat(connect_failures, 1);
+	end_test();
+}
+
+Test(proxy, no_endpoints_resets_at_once)
+{
+	int fd;
+
+	svc.n_endpoints = 0;
+	start_proxy();
+	fd = client_connect();
+	expect_reset(fd);
+	close(fd);
+	expect_stat(gave_up, 1);
+	expect_stat(connect_failures, 0);
+	end_test();
+}
+
+Test(proxy, not_redirected_is_closed)
+{
+	char c;
+	int fd;
+
+	set_loopback_endpoint(backend_start(BACKEND_ID, 'B'));
+	dp.enoent = true;
+	start_proxy();
+	fd = client_connect();
+	cr_assert_eq(read(fd, &c, 1), 0, "want EOF");
+	close(fd);
+	expect_stat(no_orig_dst, 1);
+	cr_assert_eq(atomic_load(&dp.calls), 1);
+	cr_assert_eq(atomic_load(&backends[0].accepted), 0);
+	end_test();
+}
+
+Test(proxy, unknown_service_is_reset)
+{
+	int fd;
+
+	set_loopback_endpoint(backend_start(BACKEND_ID, 'B'));
+	dp.orig.port = htons(SVC_PORT + 1); /* svc 0 has no such port, nor anyone */
+	start_proxy();
+	fd = client_connect();
+	expect_reset(fd);
+	close(fd);
+	expect_stat(no_service, 1);
+	cr_assert_eq(atomic_load(&backends[0].accepted), 0);
+	end_test();
+}
+
+Test(proxy, round_robin_alternates)
+{
+	uint16_t ports[2] = {backend_start(BACKEND_ID, 'A'), backend_start(BACKEND_ID, 'B')};
+	char ids[6];
+
+	set_mapped_endpoints(ports, 2);
+	start_proxy();
+	for (int i = 0; i < 6; i++) {
+		int fd = client_connect();
+
+		cr_assert_eq(read(fd, &ids[i], 1), 1);
+		close(fd);
+	}
+	for (int i = 0; i < 6; i++)
+		cr_assert_eq(ids[i], i % 2 ? 'B' : 'A', "connection %d went to %c", i, ids[i]);
+	expect_stat(accepted, 6);
+	end_test();
+}
+
+Test(proxy, backend_reset_reaches_the_client)
+{
+	int fd;
+
+	set_loopback_endpoint(backend_start(BACKEND_RESET, 'R'));
+	start_proxy();
+	fd = client_connect();
+	write_full(fd, "x", 1);
+	expect_reset(fd);
+	close(fd);
+	expect_stat(active, 0);
+	end_test();
+}
+
+Test(proxy, max_connections_pauses_accepting)
+{
+	struct pollfd pfd;
+	char id;
+	int a, b;
+
+	cfg.workers = 1;
+	cfg.max_connections = 1;
+	set_loopback_endpoint(backend_start(BACKEND_ID, 'A'));
+	start_proxy();
+	a = client_connect();
+	cr_assert_eq(read(a, &id, 1), 1);
+	/* The kernel completes b's handshake, but the proxy must not take it. */
+	b = client_connect();
+	pfd = (struct pollfd){.fd = b, .events = POLLIN};
+	cr_assert_eq(poll(&pfd, 1, 300), 0, "second connection served beyond max_connections");
+	expect_stat(accepted, 1);
+	close(a);
+	cr_assert_eq(read(b, &id, 1), 1, "second connection not served after the first closed");
+	cr_assert_eq(id, 'A');
+	close(b);
+	expect_stat(accepted, 2);
+	end_test();
+}
+
+Test(proxy, bind_conflict_is_reported)
+{
+	struct sockaddr_in sin = loopback(cfg.proxy_port);
+	char err[256] = "", want[128];
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int ret;
+
+	/* No SO_REUSEPORT: the proxy cannot share the port. */
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(listen(fd, 1), 0);
+	spare_fds[n_spare_fds++] = fd;
+	ret = proxy_start(&cfg, test_orig_dst, &dp, &px, err, sizeof(err));
+	cr_assert_eq(ret, -EADDRINUSE);
+	snprintf(want, sizeof(want), "cannot bind 127.0.0.1:%u: %s", cfg.proxy_port,
+		 strerror(EADDRINUSE));
+	cr_assert_str_eq(err, want);
+	px = NULL;
+	end_test();
+}
+
+Test(proxy, stop_resets_open_connections)
+{
+	char id;
+	int fd;
+
+	set_loopback_endpoint(backend_start(BACKEND_ID, 'A'));
+	start_proxy();
+	fd = client_connect();
+	cr_assert_eq(read(fd, &id, 1), 1);
+	expect_stat(active, 1);
+	proxy_stop(px);
+	px = NULL;
+	expect_reset(fd);
+	close(fd);
+	end_test();
+}
+
+Test(proxy, rejects_a_config_it_cannot_run)
+{
+	char err[256] = "";
+
+	cfg.buffer_bytes = 0;
+	cr_assert_eq(proxy_start(&cfg, test_orig_dst, &dp, &px, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "buffer_bytes"), "message: %s", err);
+	px = NULL;
+	end_test();
+}

@@ -1,0 +1,387 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include "proxy/worker.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "proxy/l4.h"
+#include "proxy/sock.h"
+
+int worker_watch(struct worker *w, struct pollable *pl)
+{
+	struct epoll_event ev = {
+	    .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+	    .data.ptr = pl,
+	};
+
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, pl->fd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+void worker_unwatch(struct worker *w, struct pollable *pl)
+{
+	/*
+	 * close() alone would drop the fd from the epoll only if no other
+	 * process holds the file (a fork in the daemon would): be explicit.
+	 */
+	epoll_ctl(w->epfd, EPOLL_CTL_DEL, pl->fd, NULL);
+}
+
+/* Listeners are level-triggered: an accept batch may leave connections
+ * queued, and epoll must report them again on the next turn. */
+static int worker_listener_add(struct worker *w, struct worker_listener *l)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &l->pl};
+
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, l->pl.fd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Resume accepting, unless max_connections still holds us back. */
+static void worker_accept_resume(struct worker *w)
+{
+	if (w->accepting || w->stopping || w->n_active >= w->cfg->max_connections)
+		return;
+	timer_heap_del(&w->timers, &w->accept_retry);
+	for (int i = 0; i < w->n_listeners; i++) {
+		int err = worker_listener_add(w, &w->listeners[i]);
+
+		if (err)
+			pr_warn("proxy worker %d: cannot resume accepting on %s: %s", w->id,
+				w->listeners[i].name, strerror(-err));
+	}
+	w->accepting = true;
+}
+
+/*
+ * Stop accepting until a connection closes or, when retry_ms > 0, that
+ * long has passed. Pending connections wait in the listener's backlog.
+ */
+static void worker_accept_pause(struct worker *w, uint32_t retry_ms)
+{
+	if (w->accepting) {
+		for (int i = 0; i < w->n_listeners; i++)
+			epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->listeners[i].pl.fd, NULL);
+		w->accepting = false;
+	}
+	if (retry_ms && timer_heap_add(&w->timers, &w->accept_retry,
+				       timer_now_ns() + (uint64_t)retry_ms * 1000000) < 0)
+		worker_accept_resume(w); /* no timer, no pause: better a spin than a deaf worker */
+}
+
+static void worker_on_accept(struct worker *w, struct pollable *pl, uint32_t events)
+{
+	(void)events;
+	for (int i = 0; i < WORKER_ACCEPT_BATCH; i++) {
+		struct sockaddr_storage peer;
+		socklen_t len = sizeof(peer);
+		int fd;
+
+		if (w->n_active >= w->cfg->max_connections) {
+			worker_accept_pause(w, 0);
+			return;
+		}
+		fd = accept4(pl->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			switch (errno) {
+			case EAGAIN:
+				return;
+			case EINTR:
+			case ECONNABORTED: /* the client gave up while queued */
+			case EPERM:	   /* a firewall rule refused it */
+			case EPROTO:
+				continue;
+			default: /* EMFILE, ENFILE, ENOBUFS, ENOMEM: the process is short */
+				worker_warn_ratelimited(
+				    w,
+				    "proxy worker %d: cannot accept on %s: %s; "
+				    "pausing accepts for %d ms",
+				    w->id, container_of(pl, struct worker_listener, pl)->name,
+				    strerror(errno), WORKER_ACCEPT_RETRY_MS);
+				worker_accept_pause(w, WORKER_ACCEPT_RETRY_MS);
+				return;
+			}
+		}
+		WORKER_STAT_INC(w, accepted);
+		l4_accept(w, fd, &peer);
+	}
+}
+
+static void worker_on_stop(struct worker *w, struct pollable *pl, uint32_t events)
+{
+	(void)pl;
+	(void)events;
+	w->stopping = true;
+}
+
+struct l4_conn *worker_conn_get(struct worker *w)
+{
+	struct l4_conn *c = w->free;
+
+	if (c) {
+		w->free = c->next;
+		w->n_free--;
+	} else {
+		c = malloc(w->conn_size);
+		if (!c)
+			return NULL;
+	}
+	l4_conn_init(c, w->cfg->buffer_bytes);
+	c->prev = NULL;
+	c->next = w->active;
+	if (w->active)
+		w->active->prev = c;
+	w->active = c;
+	w->n_active++;
+	__atomic_store_n(&w->stats.active, w->n_active, __ATOMIC_RELAXED);
+	return c;
+}
+
+void worker_conn_release(struct worker *w, struct l4_conn *c)
+{
+	c->state = L4_CLOSED;
+	timer_heap_del(&w->timers, &c->timer);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->active = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = NULL;
+	c->next = w->closed;
+	w->closed = c;
+	w->n_active--;
+	__atomic_store_n(&w->stats.active, w->n_active, __ATOMIC_RELAXED);
+	worker_accept_resume(w);
+}
+
+void worker_conn_defer(struct worker *w, struct l4_conn *c)
+{
+	if (c->pending)
+		return;
+	c->pending = true;
+	c->pending_next = w->pending;
+	w->pending = c;
+}
+
+/*
+ * Recycle the connections released this turn. Runs after the deferred
+ * turns, so no list still names them: pending only holds connections
+ * deferred during that pass, and those were left open.
+ */
+static void worker_reap(struct worker *w)
+{
+	while (w->closed) {
+		struct l4_conn *c = w->closed;
+
+		w->closed = c->next;
+		if (w->n_free < WORKER_FREE_CONNS_MAX) {
+			c->next = w->free;
+			w->free = c;
+			w->n_free++;
+		} else {
+			free(c);
+		}
+	}
+}
+
+static void worker_run_timers(struct worker *w)
+{
+	uint64_t now = timer_now_ns();
+	struct timer_node *t;
+
+	while ((t = timer_heap_pop_expired(&w->timers, now))) {
+		if (t == &w->accept_retry)
+			worker_accept_resume(w);
+		else
+			l4_timeout(w, container_of(t, struct l4_conn, timer));
+	}
+}
+
+static void worker_run_pending(struct worker *w)
+{
+	struct l4_conn *c = w->pending;
+
+	/* Take the whole list: what defers itself again waits for the next turn. */
+	w->pending = NULL;
+	while (c) {
+		struct l4_conn *next = c->pending_next;
+
+		c->pending = false;
+		c->pending_next = NULL;
+		if (c->state != L4_CLOSED)
+			l4_resume(w, c);
+		c = next;
+	}
+}
+
+/* Close listeners and reset every connection: the proxy is stopping. */
+static void worker_drain(struct worker *w)
+{
+	/* Releasing connections below must not re-arm the listeners. */
+	w->stopping = true;
+	for (int i = 0; i < w->n_listeners; i++) {
+		if (w->listeners[i].pl.fd >= 0) {
+			close(w->listeners[i].pl.fd);
+			w->listeners[i].pl.fd = -1;
+		}
+	}
+	w->accepting = false;
+	while (w->active)
+		l4_abort(w, w->active);
+	w->pending = NULL; /* every connection on it was just released */
+	worker_reap(w);
+}
+
+void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct epoll_event evs[WORKER_MAX_EVENTS];
+
+	while (!w->stopping) {
+		int timeout = w->pending ? 0 : timer_heap_timeout_ms(&w->timers, timer_now_ns());
+		int n = epoll_wait(w->epfd, evs, WORKER_MAX_EVENTS, timeout);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			/* Only a bug gets here (EBADF, EINVAL); say so and stop serving. */
+			pr_warn("proxy worker %d: epoll_wait failed: %s; worker exits", w->id,
+				strerror(errno));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			struct pollable *pl = evs[i].data.ptr;
+
+			pl->on_event(w, pl, evs[i].events);
+		}
+		worker_run_timers(w);
+		worker_run_pending(w);
+		worker_reap(w);
+	}
+	worker_drain(w);
+	return NULL;
+}
+
+int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t errlen)
+{
+	const struct config *cfg = p->cfg;
+	const struct shoal_addr *addrs[] = {&cfg->proxy_v4, &cfg->proxy_v6};
+	struct epoll_event ev;
+	int ret;
+
+	memset(w, 0, sizeof(*w));
+	w->p = p;
+	w->cfg = cfg;
+	w->id = id;
+	w->epfd = -1;
+	w->stop.fd = -1;
+	w->conn_size = sizeof(struct l4_conn) + 2 * (size_t)cfg->buffer_bytes;
+	timer_heap_init(&w->timers);
+	timer_node_init(&w->accept_retry);
+	for (int i = 0; i < 2; i++)
+		w->listeners[i].pl.fd = -1;
+
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (w->epfd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "proxy worker %d: cannot create an epoll: %s", id,
+			 strerror(-ret));
+		goto err;
+	}
+
+	for (int i = 0; i < 2; i++) {
+		struct worker_listener *l = &w->listeners[w->n_listeners];
+		uint16_t port_be = htons(cfg->proxy_port);
+
+		if (addr_is_zero(addrs[i]))
+			continue;
+		addr_format(addrs[i], port_be, l->name, sizeof(l->name));
+		ret = sock_listen(addrs[i], port_be, cfg->socket_mark, err, errlen);
+		if (ret < 0)
+			goto err;
+		l->pl.fd = ret;
+		l->pl.on_event = worker_on_accept;
+		w->n_listeners++;
+		ret = worker_listener_add(w, l);
+		if (ret) {
+			snprintf(err, errlen, "proxy worker %d: cannot watch %s: %s", id, l->name,
+				 strerror(-ret));
+			goto err;
+		}
+	}
+	w->accepting = true;
+
+	/* Level-triggered and never read: every worker sees it until exit. */
+	w->stop.fd = p->stop_fd;
+	w->stop.on_event = worker_on_stop;
+	ev = (struct epoll_event){.events = EPOLLIN, .data.ptr = &w->stop};
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->stop.fd, &ev) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "proxy worker %d: cannot watch the stop eventfd: %s", id,
+			 strerror(-ret));
+		goto err;
+	}
+	return 0;
+
+err:
+	worker_fini(w);
+	return ret;
+}
+
+void worker_fini(struct worker *w)
+{
+	worker_drain(w);
+	while (w->free) {
+		struct l4_conn *c = w->free;
+
+		w->free = c->next;
+		free(c);
+	}
+	w->n_free = 0;
+	timer_heap_fini(&w->timers);
+	if (w->epfd >= 0) {
+		close(w->epfd);
+		w->epfd = -1;
+	}
+	w->n_listeners = 0;
+	/* w->stop.fd is the proxy's; it closes it. */
+}
+
+void worker_stats_add(struct worker *w, struct proxy_stats *sum)
+{
+#define WORKER_STATS_SUM(name, kind, help)                                                         \
+	sum->name += __atomic_load_n(&w->stats.name, __ATOMIC_RELAXED);
+	PROXY_STATS(WORKER_STATS_SUM)
+#undef WORKER_STATS_SUM
+}
+
+void worker_warn_ratelimited(struct worker *w, const char *fmt, ...)
+{
+	uint64_t now = timer_now_ns();
+	char msg[512];
+	va_list ap;
+
+	if (w->warn_last_ns && now - w->warn_last_ns < WORKER_WARN_INTERVAL_NS) {
+		w->warn_suppressed++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (w->warn_suppressed)
+		pr_warn("%s (%llu more proxy warnings suppressed since the last one)", msg,
+			(unsigned long long)w->warn_suppressed);
+	else
+		pr_warn("%s", msg);
+	w->warn_last_ns = now;
+	w->warn_suppressed = 0;
+}

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * One proxy worker: a thread with its own epoll, its own SO_REUSEPORT
+ * listeners, its own deadlines and its own connections. Nothing here is
+ * shared between workers except the proxy's read-only config, the round
+ * robin counters and the stats (read by other threads, atomically).
+ */
+#ifndef SHOAL_PROXY_WORKER_H
+#define SHOAL_PROXY_WORKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/addr.h"
+#include "proxy/proxy_int.h"
+#include "proxy/timer.h"
+
+#ifndef container_of
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#endif
+
+/* Events fetched per epoll_wait: enough to amortise the syscall. */
+#define WORKER_MAX_EVENTS 256
+/* Connections accepted per listener wakeup, so a burst of new
+ * connections cannot starve the established ones. */
+#define WORKER_ACCEPT_BATCH 64
+/* Idle connection objects (with their buffers) a worker keeps for reuse;
+ * 256 x 2 x 16 KiB = 8 MiB per worker at the default buffer size. */
+#define WORKER_FREE_CONNS_MAX 256
+/* Back-off before accepting again after the process ran out of fds or
+ * memory; a connection closing resumes earlier. */
+#define WORKER_ACCEPT_RETRY_MS 100
+/* At most one rate-limited warning per worker per this interval. */
+#define WORKER_WARN_INTERVAL_NS 1000000000ull
+
+struct worker;
+struct l4_conn;
+
+/* Something in the worker's epoll; epoll_event.data.ptr points at it. */
+struct pollable {
+	/* Called with the ready events of fd, from the worker's thread. */
+	void (*on_event)(struct worker *w, struct pollable *pl, uint32_t events);
+	int fd;
+};
+
+struct worker_listener {
+	struct pollable pl;
+	char name[ADDR_STR_MAX]; /* "10.0.1.1:15001", for messages */
+};
+
+struct worker {
+	struct proxy *p;
+	const struct config *cfg;
+	int id;
+	pthread_t thread;
+	bool started; /* thread is running and must be joined */
+
+	int epfd;
+	struct pollable stop; /* the proxy's stop eventfd, in this epoll */
+	bool stopping;
+
+	struct worker_listener listeners[2]; /* IPv4 and/or IPv6 */
+	int n_listeners;
+	bool accepting;			/* listeners are in the epoll */
+	struct timer_node accept_retry; /* resumes accepting after EMFILE & co */
+
+	struct timer_heap timers;
+
+	struct l4_conn *active; /* every open connection (doubly linked) */
+	uint32_t n_active;
+	struct l4_conn *pending; /* need a turn outside epoll (retry, pump) */
+	struct l4_conn *closed;	 /* released this loop turn, reaped at its end */
+	struct l4_conn *free;	 /* reusable objects, buffers attached */
+	uint32_t n_free;
+	size_t conn_size; /* struct l4_conn plus both buffers */
+
+	uint64_t warn_last_ns;
+	uint64_t warn_suppressed;
+
+	struct proxy_stats stats; /* written by this worker, read by anyone: atomics */
+};
+
+#define WORKER_STAT_ADD(w, name, v) __atomic_fetch_add(&(w)->stats.name, (v), __ATOMIC_RELAXED)
+#define WORKER_STAT_INC(w, name) WORKER_STAT_ADD(w, name, 1)
+
+/*
+ * Set up worker id of p: its epoll and its listeners on the configured
+ * proxy addresses. Returns 0, or -errno with a message in err. On
+ * failure w holds nothing; worker_fini is still safe to call.
+ */
+int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t errlen);
+
+/* Thread body: serves until p->stop_fd becomes readable, then closes its
+ * listeners and resets every connection it still holds. */
+void *worker_main(void *arg);
+
+/* Release everything w holds; its thread must have exited (or never run). */
+void worker_fini(struct worker *w);
+
+/* Add stats of w into *sum; any thread. */
+void worker_stats_add(struct worker *w, struct proxy_stats *sum);
+
+/* Register pl->fd, edge-triggered for reads, writes and hang-ups. 0 or -errno. */
+int worker_watch(struct worker *w, struct pollable *pl);
+/* Deregister pl->fd; harmless when it was not registered. */
+void worker_unwatch(struct worker *w, struct pollable *pl);
+
+/*
+ * A zeroed connection with its buffers, linked into w's active list, or
+ * NULL when memory is short. Counts toward max_connections until
+ * worker_conn_release.
+ */
+struct l4_conn *worker_conn_get(struct worker *w);
+
+/*
+ * Unlink c (its sockets already closed). Its memory stays valid until the
+ * end of the current loop turn, since events of this turn may still name
+ * it; then it is reused or freed.
+ */
+void worker_conn_release(struct worker *w, struct l4_conn *c);
+
+/* Give c a turn after this round of events (l4_resume), e.g. to retry a
+ * connect or to finish copying once its budget ran out. Idempotent. */
+void worker_conn_defer(struct worker *w, struct l4_conn *c);
+
+/* pr_warn, at most once per WORKER_WARN_INTERVAL_NS on this worker, so a
+ * dead service cannot flood the log; the rest are counted and reported. */
+void worker_warn_ratelimited(struct worker *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif
