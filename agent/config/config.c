@@ -1,2 +1,1317 @@
-// placeholder until the config module lands
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The config file parser: a schema-driven walk over libyaml's event stream.
+ * Each mapping is described by a table of fields, so unknown, duplicate,
+ * missing and mistyped keys are caught in one place, and the first problem
+ * ends the parse with "path:line: field: problem".
+ *
+ * Events rather than libyaml's document loader: the loader builds the whole
+ * tree (aliases included) before we could look at it, so a hostile 16 MiB
+ * file would cost hundreds of MiB. On events we stop at the first node that
+ * does not fit the schema, and memory is bounded by what the schema keeps.
+ */
 #include "config/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "common/addr.h"
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/*
+ * Limits of single fields. They live here rather than in config.h because
+ * nothing outside the parser needs them; docs/config.md lists them all.
+ */
+#define CONFIG_MAX_WORKERS 256	     /* more threads than any node has cores */
+#define CONFIG_MAX_TIMEOUT_MS 600000 /* 10 min: longer is a typo, not a policy */
+#define CONFIG_MIN_FAILOPEN_MS 100   /* below a few heartbeats' jitter */
+#define CONFIG_MIN_BUFFER_BYTES 1024 /* smaller only multiplies syscalls */
+#define CONFIG_MAX_BUFFER_BYTES (1u << 20)
+#define CONFIG_MAX_CONNECTIONS (1u << 20) /* per worker; fds run out first */
+
+/*
+ * Deepest nesting accepted. The schema itself needs 5 levels and refuses a
+ * collection wherever it wants a scalar, so today this is a backstop: it
+ * keeps the bound if a free-form field (labels, annotations) is ever added.
+ */
+#define CONFIG_MAX_DEPTH 8
+
+/* Room for the longest dotted path: "services[16383].endpoints[1023].address". */
+#define CONFIG_PATH_BUF 160
+/* How much of a user's key or value is quoted back in a message. */
+#define CONFIG_ECHO_MAX 48
+
+enum field_kind {
+	FIELD_U16,   /* uint16_t in [min, max] */
+	FIELD_U32,   /* uint32_t in [min, max] */
+	FIELD_INT,   /* int in [min, max] */
+	FIELD_BOOL,  /* bool */
+	FIELD_IPV4,  /* struct shoal_addr, IPv4 only */
+	FIELD_IPV6,  /* struct shoal_addr, IPv6 only (not v4-mapped) */
+	FIELD_IP,    /* struct shoal_addr, either family */
+	FIELD_PATH,  /* char[PATH_MAX], absolute */
+	FIELD_LABEL, /* char[CONFIG_MAX_NAME + 1], RFC 1123 label */
+	FIELD_PROTO, /* enum config_protocol */
+	FIELD_FUNC,  /* parsed by field.parse */
+};
+
+struct cfg_parser;
+
+/* One key of a mapping: how to parse its value and where it goes. */
+struct field {
+	const char *key;
+	enum field_kind kind;
+	size_t off;	   /* offset of the value in the object being filled */
+	uint32_t min, max; /* integer kinds */
+	bool required;
+	int (*parse)(struct cfg_parser *p, void *obj); /* FIELD_FUNC */
+};
+
+/* Enough bits for the largest table below. */
+#define MAP_MAX_FIELDS 16
+
+/* What one mapping set, for checks that span several of its fields. */
+struct map_seen {
+	uint32_t mask;		  /* bit i: fields[i] was present */
+	int line[MAP_MAX_FIELDS]; /* line of each present key */
+	int start_line;		  /* line of the mapping itself */
+};
+
+struct cfg_parser {
+	yaml_parser_t yaml;
+	yaml_event_t ev; /* the current event, owned while have_ev */
+	bool have_ev;
+	int depth; /* collections open at the current event */
+
+	const char *name; /* the file, as messages name it */
+	const char *text;
+	size_t len;
+	char *err;
+	size_t errlen;
+
+	/* Dotted path of the node being parsed, e.g. "services[0].ports[1]". */
+	char path[CONFIG_PATH_BUF];
+	size_t path_len;
+
+	struct config *cfg;
+	size_t services_cap;
+	int key_line;  /* line of the key whose value is being parsed */
+	int node_line; /* where node: was, for the "address required" check */
+};
+
+/* Lines in messages are 1-based; libyaml's marks are 0-based. */
+static int mark_line(size_t line0)
+{
+	return line0 >= INT_MAX ? INT_MAX : (int)line0 + 1;
+}
+
+static int cp_line(const struct cfg_parser *p)
+{
+	return mark_line(p->ev.start_mark.line);
+}
+
+/*
+ * Copy a user's text into buf (CONFIG_ECHO_MAX + 4 bytes) for a message:
+ * printable ASCII only, cut with "..." when long, so that a hostile file
+ * cannot put control characters or megabytes into a log line. Returns buf.
+ */
+static const char *echo(const char *s, size_t n, char *buf)
+{
+	size_t i, m = n > CONFIG_ECHO_MAX ? CONFIG_ECHO_MAX : n;
+
+	for (i = 0; i < m; i++)
+		buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	if (m < n) {
+		memcpy(buf + m, "...", 3);
+		m += 3;
+	}
+	buf[m] = '\0';
+	return buf;
+}
+
+/*
+ * Write "name:line: path: problem" into the caller's err (an empty path
+ * reads "yaml": the problem is with the document, not a field). Always
+ * returns -EINVAL so that callers can "return cp_fail(...)".
+ */
+static int __attribute__((format(printf, 3, 4)))
+cp_fail(struct cfg_parser *p, int line, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (!p->err || !p->errlen)
+		return -EINVAL;
+	n = snprintf(p->err, p->errlen, "%s:%d: %s: ", p->name, line,
+		     p->path_len ? p->path : "yaml");
+	if (n >= 0 && (size_t)n < p->errlen) {
+		va_start(ap, fmt);
+		vsnprintf(p->err + n, p->errlen - n, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+/* Allocation failed: not the file's fault, so no line or field. Returns -ENOMEM. */
+static int cp_oom(struct cfg_parser *p)
+{
+	if (p->err && p->errlen)
+		snprintf(p->err, p->errlen, "%s: out of memory", p->name);
+	return -ENOMEM;
+}
+
+/* Append ".key" ("key" at the top). Returns the length to restore with cp_path_pop. */
+static size_t cp_path_push_key(struct cfg_parser *p, const char *key)
+{
+	size_t old = p->path_len;
+
+	snprintf(p->path + old, sizeof(p->path) - old, "%s%s", old ? "." : "", key);
+	p->path_len = strlen(p->path);
+	return old;
+}
+
+static size_t cp_path_push_index(struct cfg_parser *p, int i)
+{
+	size_t old = p->path_len;
+
+	snprintf(p->path + old, sizeof(p->path) - old, "[%d]", i);
+	p->path_len = strlen(p->path);
+	return old;
+}
+
+static void cp_path_pop(struct cfg_parser *p, size_t old)
+{
+	p->path_len = old;
+	p->path[old] = '\0';
+}
+
+/* Replace the path wholesale, for checks made after the walk. */
+static void __attribute__((format(printf, 2, 3)))
+cp_path_set(struct cfg_parser *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(p->path, sizeof(p->path), fmt, ap);
+	va_end(ap);
+	p->path_len = strlen(p->path);
+}
+
+/* libyaml failed: report its problem at the line it points to. */
+static int cp_yaml_error(struct cfg_parser *p)
+{
+	const yaml_parser_t *y = &p->yaml;
+	int line;
+
+	if (y->error == YAML_MEMORY_ERROR)
+		return cp_oom(p);
+	if (y->error == YAML_READER_ERROR) {
+		/* Reader errors (bad UTF-8, control characters) carry only an offset. */
+		size_t i, end = y->problem_offset < p->len ? y->problem_offset : p->len;
+
+		line = 1;
+		for (i = 0; i < end && line < INT_MAX; i++)
+			line += p->text[i] == '\n';
+	} else {
+		line = mark_line(y->problem_mark.line);
+	}
+	cp_path_pop(p, 0);
+	return cp_fail(p, line, "%s", y->problem ? y->problem : "syntax error");
+}
+
+/*
+ * Advance to the next event. Refuses what the schema never needs and what
+ * makes YAML hostile: aliases and anchors (exponential expansion), tags,
+ * and nesting beyond CONFIG_MAX_DEPTH. Returns 0 or -errno with err set.
+ */
+static int cp_next(struct cfg_parser *p)
+{
+	yaml_event_t *ev = &p->ev;
+	const yaml_char_t *anchor = NULL, *tag = NULL;
+
+	if (p->have_ev) {
+		yaml_event_delete(ev);
+		p->have_ev = false;
+	}
+	if (!yaml_parser_parse(&p->yaml, ev))
+		return cp_yaml_error(p);
+	p->have_ev = true;
+
+	switch (ev->type) {
+	case YAML_ALIAS_EVENT:
+		return cp_fail(p, cp_line(p), "YAML aliases are not allowed");
+	case YAML_SCALAR_EVENT:
+		anchor = ev->data.scalar.anchor;
+		tag = ev->data.scalar.tag;
+		break;
+	case YAML_SEQUENCE_START_EVENT:
+		anchor = ev->data.sequence_start.anchor;
+		tag = ev->data.sequence_start.tag;
+		p->depth++;
+		break;
+	case YAML_MAPPING_START_EVENT:
+		anchor = ev->data.mapping_start.anchor;
+		tag = ev->data.mapping_start.tag;
+		p->depth++;
+		break;
+	case YAML_SEQUENCE_END_EVENT:
+	case YAML_MAPPING_END_EVENT:
+		p->depth--;
+		break;
+	default:
+		break;
+	}
+	if (anchor)
+		return cp_fail(p, cp_line(p), "YAML anchors are not allowed");
+	if (tag)
+		return cp_fail(p, cp_line(p), "YAML tags are not supported");
+	if (p->depth > CONFIG_MAX_DEPTH)
+		return cp_fail(p, cp_line(p), "nested deeper than %d levels", CONFIG_MAX_DEPTH);
+	return 0;
+}
+
+/* An unquoted empty, "~" or "null" scalar: YAML's null, as in "key:" with no value. */
+static bool ev_is_null(const yaml_event_t *ev)
+{
+	const char *v = (const char *)ev->data.scalar.value;
+	size_t n = ev->data.scalar.length;
+
+	if (ev->type != YAML_SCALAR_EVENT || ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return false;
+	return n == 0 || (n == 1 && v[0] == '~') ||
+	       (n == 4 &&
+		(!memcmp(v, "null", 4) || !memcmp(v, "Null", 4) || !memcmp(v, "NULL", 4)));
+}
+
+/* What the current event is, for "must be X, got Y". */
+static const char *ev_kind(const yaml_event_t *ev)
+{
+	switch (ev->type) {
+	case YAML_MAPPING_START_EVENT:
+		return "a mapping";
+	case YAML_SEQUENCE_START_EVENT:
+		return "a sequence";
+	case YAML_SCALAR_EVENT:
+		return ev_is_null(ev) ? "nothing" : "a scalar";
+	default:
+		return "something else";
+	}
+}
+
+/*
+ * The current event must be a non-null scalar; want names the expected
+ * type for the message. Returns 0 with *s (not NUL-terminated, may contain
+ * NUL from a "\0" escape) and *n, or -EINVAL.
+ */
+static int cp_scalar(struct cfg_parser *p, const char *want, const char **s, size_t *n)
+{
+	*s = "";
+	*n = 0;
+	if (p->ev.type != YAML_SCALAR_EVENT || ev_is_null(&p->ev))
+		return cp_fail(p, cp_line(p), "must be %s, got %s", want, ev_kind(&p->ev));
+	*s = (const char *)p->ev.data.scalar.value;
+	*n = p->ev.data.scalar.length;
+	return 0;
+}
+
+static bool ev_is_plain(const yaml_event_t *ev)
+{
+	return ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+}
+
+/*
+ * Read "123" or "0x7b". Leading zeros are refused: YAML 1.1 reads "010" as
+ * octal, and guessing which one the user meant is worse than asking.
+ * Returns false if s is not such an integer; *big if it exceeds 64 bits.
+ */
+static bool scan_uint(const char *s, size_t n, uint64_t *out, bool *big)
+{
+	unsigned int base = 10, d;
+	uint64_t v = 0;
+	size_t i = 0;
+
+	*big = false;
+	if (n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		base = 16;
+		i = 2;
+	} else if (n == 0 || (n > 1 && s[0] == '0')) {
+		return false;
+	}
+	for (; i < n; i++) {
+		if (s[i] >= '0' && s[i] <= '9')
+			d = s[i] - '0';
+		else if (base == 16 && s[i] >= 'a' && s[i] <= 'f')
+			d = s[i] - 'a' + 10;
+		else if (base == 16 && s[i] >= 'A' && s[i] <= 'F')
+			d = s[i] - 'A' + 10;
+		else
+			return false;
+		if (v > (UINT64_MAX - d) / base)
+			*big = true;
+		else
+			v = v * base + d;
+	}
+	*out = v;
+	return true;
+}
+
+/* An unquoted integer in [min, max]. Returns 0 with *out, or -EINVAL. */
+static int cp_uint(struct cfg_parser *p, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char buf[CONFIG_ECHO_MAX + 4];
+	const char *s;
+	size_t n;
+	bool neg, big;
+	uint64_t v = 0;
+	int err;
+
+	err = cp_scalar(p, "an integer", &s, &n);
+	if (err)
+		return err;
+	if (!ev_is_plain(&p->ev))
+		return cp_fail(p, cp_line(p), "must be an integer, got the string \"%s\"",
+			       echo(s, n, buf));
+	neg = n > 1 && s[0] == '-';
+	if (!scan_uint(s + neg, n - neg, &v, &big))
+		return cp_fail(p, cp_line(p), "must be a decimal or 0x hex integer, got \"%s\"",
+			       echo(s, n, buf));
+	if (neg || big || v < min || v > max)
+		return cp_fail(p, cp_line(p), "must be %" PRIu64 "..%" PRIu64 ", got %s", min, max,
+			       echo(s, n, buf));
+	*out = v;
+	return 0;
+}
+
+/* An unquoted YAML 1.1 boolean: true/false, yes/no, on/off, any case. */
+static int cp_bool(struct cfg_parser *p, bool *out)
+{
+	static const struct {
+		const char *word;
+		bool value;
+	} words[] = {
+	    {"true", true}, {"false", false}, {"yes", true},
+	    {"no", false},  {"on", true},     {"off", false},
+	};
+	char buf[CONFIG_ECHO_MAX + 4];
+	const char *s;
+	size_t n, i;
+	int err;
+
+	err = cp_scalar(p, "true or false", &s, &n);
+	if (err)
+		return err;
+	for (i = 0; ev_is_plain(&p->ev) && i < ARRAY_SIZE(words); i++) {
+		if (strlen(words[i].word) == n && !strncasecmp(s, words[i].word, n)) {
+			*out = words[i].value;
+			return 0;
+		}
+	}
+	return cp_fail(p, cp_line(p), "must be true or false, got %s\"%s\"",
+		       ev_is_plain(&p->ev) ? "" : "the string ", echo(s, n, buf));
+}
+
+/* Any scalar that fits size with its NUL and holds no NUL of its own. */
+static int cp_string(struct cfg_parser *p, const char *want, char *out, size_t size)
+{
+	const char *s;
+	size_t n;
+	int err;
+
+	err = cp_scalar(p, want, &s, &n);
+	if (err)
+		return err;
+	if (memchr(s, '\0', n))
+		return cp_fail(p, cp_line(p), "must not contain NUL characters");
+	if (n >= size)
+		return cp_fail(p, cp_line(p), "must be at most %zu characters, got %zu", size - 1,
+			       n);
+	memcpy(out, s, n);
+	out[n] = '\0';
+	return 0;
+}
+
+/* [a-z0-9-], 1..63 characters, alphanumeric at both ends (RFC 1123 label). */
+static bool is_label(const char *s)
+{
+	size_t i, n = strlen(s);
+
+	if (n == 0 || n > CONFIG_MAX_NAME || s[0] == '-' || s[n - 1] == '-')
+		return false;
+	for (i = 0; i < n; i++) {
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return false;
+	}
+	return true;
+}
+
+static int cp_label(struct cfg_parser *p, char out[CONFIG_MAX_NAME + 1])
+{
+	char buf[CONFIG_ECHO_MAX + 4];
+	const char *s;
+	size_t n;
+	int err;
+
+	err = cp_scalar(p, "a name", &s, &n);
+	if (err)
+		return err;
+	if (n > CONFIG_MAX_NAME || memchr(s, '\0', n))
+		goto bad;
+	memcpy(out, s, n);
+	out[n] = '\0';
+	if (is_label(out))
+		return 0;
+bad:
+	return cp_fail(p, cp_line(p),
+		       "must be an RFC 1123 label (a-z, 0-9 and '-', at most %d, alphanumeric at "
+		       "both ends), got \"%s\"",
+		       CONFIG_MAX_NAME, echo(s, n, buf));
+}
+
+static int cp_abs_path(struct cfg_parser *p, char out[PATH_MAX])
+{
+	char buf[CONFIG_ECHO_MAX + 4];
+	int err;
+
+	err = cp_string(p, "a path", out, PATH_MAX);
+	if (err)
+		return err;
+	if (out[0] != '/')
+		return cp_fail(p, cp_line(p), "must be an absolute path, got \"%s\"",
+			       echo(out, strlen(out), buf));
+	return 0;
+}
+
+/* 0.0.0.0 arrives v4-mapped, so addr_is_zero alone misses it. */
+static bool addr_is_unspecified(const struct shoal_addr *a)
+{
+	return addr_is_zero(a) || (addr_is_v4(a) && a->ip6[3] == 0);
+}
+
+/*
+ * An IP address of the family kind asks for (FIELD_IPV4, FIELD_IPV6 or
+ * FIELD_IP), never the unspecified one: every address in the file is one a
+ * packet is sent to or a listener binds for a specific node.
+ */
+static int cp_addr(struct cfg_parser *p, enum field_kind kind, struct shoal_addr *out)
+{
+	static const char *const want[] = {
+	    [FIELD_IPV4] = "an IPv4 address",
+	    [FIELD_IPV6] = "an IPv6 address (not v4-mapped)",
+	    [FIELD_IP] = "an IP address",
+	};
+	char text[INET6_ADDRSTRLEN + 8], buf[CONFIG_ECHO_MAX + 4];
+	const char *s;
+	size_t n;
+	int err;
+
+	err = cp_scalar(p, want[kind], &s, &n);
+	if (err)
+		return err;
+	if (n >= sizeof(text) || memchr(s, '\0', n))
+		goto bad;
+	memcpy(text, s, n);
+	text[n] = '\0';
+	if (addr_parse(text, out))
+		goto bad;
+	/* "::ffff:10.0.0.1" parses v4-mapped but is not what "an IPv4 address" means. */
+	if (kind == FIELD_IPV4 && (!addr_is_v4(out) || strchr(text, ':')))
+		goto bad;
+	if (kind == FIELD_IPV6 && addr_is_v4(out))
+		goto bad;
+	if (addr_is_unspecified(out))
+		return cp_fail(p, cp_line(p), "must not be the unspecified address, got %s", text);
+	return 0;
+bad:
+	return cp_fail(p, cp_line(p), "must be %s, got \"%s\"", want[kind], echo(s, n, buf));
+}
+
+static int cp_proto(struct cfg_parser *p, enum config_protocol *out)
+{
+	static const char *const names[] = {
+	    [CONFIG_PROTO_TCP] = "tcp",
+	    [CONFIG_PROTO_HTTP] = "http",
+	    [CONFIG_PROTO_H2C] = "h2c",
+	};
+	char buf[CONFIG_ECHO_MAX + 4];
+	const char *s;
+	size_t n, i;
+	int err;
+
+	err = cp_scalar(p, "tcp, http or h2c", &s, &n);
+	if (err)
+		return err;
+	for (i = 0; i < ARRAY_SIZE(names); i++) {
+		if (strlen(names[i]) == n && !memcmp(s, names[i], n)) {
+			*out = (enum config_protocol)i;
+			return 0;
+		}
+	}
+	return cp_fail(p, cp_line(p), "must be tcp, http or h2c, got \"%s\"", echo(s, n, buf));
+}
+
+/* Parse the value at the current event into obj as f describes. */
+static int cp_field(struct cfg_parser *p, const struct field *f, void *obj)
+{
+	void *dst = (char *)obj + f->off;
+	uint64_t v = 0;
+	int err;
+
+	switch (f->kind) {
+	case FIELD_U16:
+	case FIELD_U32:
+	case FIELD_INT:
+		err = cp_uint(p, f->min, f->max, &v);
+		if (err)
+			return err;
+		if (f->kind == FIELD_U16)
+			*(uint16_t *)dst = (uint16_t)v;
+		else if (f->kind == FIELD_U32)
+			*(uint32_t *)dst = (uint32_t)v;
+		else
+			*(int *)dst = (int)v;
+		return 0;
+	case FIELD_BOOL:
+		return cp_bool(p, dst);
+	case FIELD_IPV4:
+	case FIELD_IPV6:
+	case FIELD_IP:
+		return cp_addr(p, f->kind, dst);
+	case FIELD_PATH:
+		return cp_abs_path(p, dst);
+	case FIELD_LABEL:
+		return cp_label(p, dst);
+	case FIELD_PROTO:
+		return cp_proto(p, dst);
+	case FIELD_FUNC:
+		return f->parse(p, obj);
+	}
+	return cp_fail(p, cp_line(p), "internal error: field kind %d", (int)f->kind);
+}
+
+/* One "key: value" of a mapping whose key is the current event. */
+static int cp_map_entry(struct cfg_parser *p, const struct field *fields, size_t n_fields,
+			void *obj, struct map_seen *seen)
+{
+	char buf[CONFIG_ECHO_MAX + 4];
+	const struct field *f = NULL;
+	int line = cp_line(p), err;
+	const char *key;
+	size_t i, klen, old;
+
+	if (p->ev.type != YAML_SCALAR_EVENT)
+		return cp_fail(p, line, "keys must be scalars, got %s", ev_kind(&p->ev));
+	key = (const char *)p->ev.data.scalar.value;
+	klen = p->ev.data.scalar.length;
+	for (i = 0; i < n_fields && !f; i++) {
+		if (strlen(fields[i].key) == klen && !memcmp(fields[i].key, key, klen))
+			f = &fields[i];
+	}
+	if (!f) {
+		cp_path_push_key(p, klen ? echo(key, klen, buf) : "\"\"");
+		return cp_fail(p, line, "unknown field");
+	}
+	old = cp_path_push_key(p, f->key);
+	i = f - fields;
+	if (seen->mask & (1u << i))
+		return cp_fail(p, line, "duplicate field (first at line %d)", seen->line[i]);
+	seen->mask |= 1u << i;
+	seen->line[i] = line;
+	p->key_line = line;
+
+	err = cp_next(p);
+	if (err)
+		return err;
+	err = cp_field(p, f, obj);
+	if (err)
+		return err;
+	cp_path_pop(p, old);
+	return 0;
+}
+
+/*
+ * Parse the mapping at the current event into obj. A null value counts as
+ * an empty mapping ("node:" with everything commented out). Fills *seen.
+ * Returns 0 with the mapping's end as the current event, or -errno.
+ */
+static int cp_map(struct cfg_parser *p, const struct field *fields, size_t n_fields, void *obj,
+		  struct map_seen *seen)
+{
+	size_t i;
+	int err;
+
+	memset(seen, 0, sizeof(*seen));
+	seen->start_line = cp_line(p);
+	if (!ev_is_null(&p->ev)) {
+		if (p->ev.type != YAML_MAPPING_START_EVENT)
+			return cp_fail(p, cp_line(p), "must be a mapping, got %s", ev_kind(&p->ev));
+		for (;;) {
+			err = cp_next(p);
+			if (err)
+				return err;
+			if (p->ev.type == YAML_MAPPING_END_EVENT)
+				break;
+			err = cp_map_entry(p, fields, n_fields, obj, seen);
+			if (err)
+				return err;
+		}
+	}
+	for (i = 0; i < n_fields; i++) {
+		if (fields[i].required && !(seen->mask & (1u << i))) {
+			cp_path_push_key(p, fields[i].key);
+			return cp_fail(p, seen->start_line, "is required");
+		}
+	}
+	return 0;
+}
+
+/*
+ * Parse the sequence at the current event, calling item for each element
+ * (the element is the current event; i its index). Null counts as empty.
+ */
+static int cp_seq(struct cfg_parser *p, int (*item)(struct cfg_parser *p, void *obj, int i),
+		  void *obj)
+{
+	size_t old;
+	int i, err;
+
+	if (ev_is_null(&p->ev))
+		return 0;
+	if (p->ev.type != YAML_SEQUENCE_START_EVENT)
+		return cp_fail(p, cp_line(p), "must be a sequence, got %s", ev_kind(&p->ev));
+	for (i = 0;; i++) {
+		err = cp_next(p);
+		if (err)
+			return err;
+		if (p->ev.type == YAML_SEQUENCE_END_EVENT)
+			return 0;
+		old = cp_path_push_index(p, i);
+		err = item(p, obj, i);
+		if (err)
+			return err;
+		cp_path_pop(p, old);
+	}
+}
+
+/* ---- services[i].endpoints ---- */
+
+static const struct field endpoint_fields[] = {
+    {"address", FIELD_IP, offsetof(struct config_endpoint, addr), .required = true},
+};
+
+static int parse_endpoint(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_service *svc = obj;
+	struct config_endpoint *ep;
+	struct map_seen seen;
+
+	if (i >= CONFIG_MAX_ENDPOINTS)
+		return cp_fail(p, cp_line(p), "too many endpoints, at most %d",
+			       CONFIG_MAX_ENDPOINTS);
+	/* Grow by doubling; i == n_endpoints, and a power of two means full. */
+	if ((i & (i - 1)) == 0) {
+		size_t cap = i ? 2 * (size_t)i : 1;
+
+		ep = realloc(svc->endpoints, cap * sizeof(*ep));
+		if (!ep)
+			return cp_oom(p);
+		svc->endpoints = ep;
+	}
+	ep = &svc->endpoints[svc->n_endpoints++];
+	memset(ep, 0, sizeof(*ep));
+	ep->line = cp_line(p);
+	return cp_map(p, endpoint_fields, ARRAY_SIZE(endpoint_fields), ep, &seen);
+}
+
+static int parse_endpoints(struct cfg_parser *p, void *obj)
+{
+	return cp_seq(p, parse_endpoint, obj);
+}
+
+/* ---- services[i].ports ---- */
+
+enum { PORT_F_PORT, PORT_F_TARGET, PORT_F_PROTOCOL };
+
+static const struct field port_fields[] = {
+    [PORT_F_PORT] = {"port", FIELD_U16, offsetof(struct config_port, port), 1, 65535,
+		     .required = true},
+    [PORT_F_TARGET] = {"target_port", FIELD_U16, offsetof(struct config_port, target_port), 1,
+		       65535},
+    [PORT_F_PROTOCOL] = {"protocol", FIELD_PROTO, offsetof(struct config_port, protocol)},
+};
+
+static int parse_port(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_service *svc = obj;
+	struct config_port *port;
+	struct map_seen seen;
+	int j, err;
+
+	if (i >= CONFIG_MAX_PORTS)
+		return cp_fail(p, cp_line(p), "too many ports, at most %d", CONFIG_MAX_PORTS);
+	port = &svc->ports[svc->n_ports];
+	memset(port, 0, sizeof(*port));
+	port->protocol = CONFIG_PROTO_TCP;
+	port->line = cp_line(p);
+	err = cp_map(p, port_fields, ARRAY_SIZE(port_fields), port, &seen);
+	if (err)
+		return err;
+	if (!(seen.mask & (1u << PORT_F_TARGET)))
+		port->target_port = port->port;
+	for (j = 0; j < svc->n_ports; j++) {
+		if (svc->ports[j].port == port->port) {
+			cp_path_push_key(p, "port");
+			return cp_fail(p, seen.line[PORT_F_PORT],
+				       "duplicate port %u (also ports[%d] at line %d)", port->port,
+				       j, svc->ports[j].line);
+		}
+	}
+	svc->n_ports++;
+	return 0;
+}
+
+static int parse_ports(struct cfg_parser *p, void *obj)
+{
+	struct config_service *svc = obj;
+	int line = cp_line(p), err;
+
+	err = cp_seq(p, parse_port, svc);
+	if (err)
+		return err;
+	if (svc->n_ports == 0)
+		return cp_fail(p, line, "must list 1..%d ports, got none", CONFIG_MAX_PORTS);
+	return 0;
+}
+
+/* ---- services[i].vips ---- */
+
+static int parse_vip(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_service *svc = obj;
+	struct shoal_addr vip;
+	int j, err;
+
+	if (i >= CONFIG_MAX_VIPS)
+		return cp_fail(p, cp_line(p), "too many VIPs, at most %d", CONFIG_MAX_VIPS);
+	err = cp_addr(p, FIELD_IP, &vip);
+	if (err)
+		return err;
+	for (j = 0; j < svc->n_vips; j++) {
+		if (addr_equal(&svc->vips[j], &vip))
+			return cp_fail(p, cp_line(p), "duplicate VIP (also vips[%d])", j);
+	}
+	svc->vips[svc->n_vips++] = vip;
+	return 0;
+}
+
+static int parse_vips(struct cfg_parser *p, void *obj)
+{
+	struct config_service *svc = obj;
+	int line = cp_line(p), err;
+
+	err = cp_seq(p, parse_vip, svc);
+	if (err)
+		return err;
+	if (svc->n_vips == 0)
+		return cp_fail(p, line, "must list 1..%d addresses, got none", CONFIG_MAX_VIPS);
+	return 0;
+}
+
+/* ---- services ---- */
+
+static const struct field service_fields[] = {
+    {"name", FIELD_LABEL, offsetof(struct config_service, name), .required = true},
+    {"namespace", FIELD_LABEL, offsetof(struct config_service, namespace)},
+    {"vips", FIELD_FUNC, .required = true, .parse = parse_vips},
+    {"ports", FIELD_FUNC, .required = true, .parse = parse_ports},
+    {"endpoints", FIELD_FUNC, .parse = parse_endpoints},
+};
+
+static int parse_service(struct cfg_parser *p, void *obj, int i)
+{
+	struct config *cfg = obj;
+	struct config_service *svc;
+	struct map_seen seen;
+
+	if (i >= CONFIG_MAX_SERVICES)
+		return cp_fail(p, cp_line(p), "too many services, at most %d", CONFIG_MAX_SERVICES);
+	if ((size_t)cfg->n_services == p->services_cap) {
+		size_t cap = p->services_cap ? 2 * p->services_cap : 16;
+
+		svc = realloc(cfg->services, cap * sizeof(*svc));
+		if (!svc)
+			return cp_oom(p);
+		cfg->services = svc;
+		p->services_cap = cap;
+	}
+	/* Counted before it is filled, so config_free sees its endpoints on error. */
+	svc = &cfg->services[cfg->n_services++];
+	memset(svc, 0, sizeof(*svc));
+	svc->id = (uint32_t)i;
+	strcpy(svc->namespace, "default");
+	svc->line = cp_line(p);
+	return cp_map(p, service_fields, ARRAY_SIZE(service_fields), svc, &seen);
+}
+
+static int parse_services(struct cfg_parser *p, void *obj)
+{
+	return cp_seq(p, parse_service, obj);
+}
+
+/* ---- node, bpf, proxy ---- */
+
+static const struct field node_fields[] = {
+    {"address_v4", FIELD_IPV4, offsetof(struct config, proxy_v4)},
+    {"address_v6", FIELD_IPV6, offsetof(struct config, proxy_v6)},
+    {"proxy_port", FIELD_U16, offsetof(struct config, proxy_port), 1, 65535},
+};
+
+static int parse_node(struct cfg_parser *p, void *obj)
+{
+	struct map_seen seen;
+
+	p->node_line = p->key_line;
+	return cp_map(p, node_fields, ARRAY_SIZE(node_fields), obj, &seen);
+}
+
+static const struct field bpf_fields[] = {
+    {"pin_root", FIELD_PATH, offsetof(struct config, pin_root)},
+    {"cgroup", FIELD_PATH, offsetof(struct config, cgroup)},
+    {"shortcut", FIELD_BOOL, offsetof(struct config, shortcut)},
+    {"socket_mark", FIELD_U32, offsetof(struct config, socket_mark), 1, UINT32_MAX},
+    {"failopen_after_ms", FIELD_U32, offsetof(struct config, failopen_after_ms),
+     CONFIG_MIN_FAILOPEN_MS, CONFIG_MAX_TIMEOUT_MS},
+};
+
+static int parse_bpf(struct cfg_parser *p, void *obj)
+{
+	struct map_seen seen;
+
+	return cp_map(p, bpf_fields, ARRAY_SIZE(bpf_fields), obj, &seen);
+}
+
+enum { PROXY_F_WORKERS, PROXY_F_TIMEOUT, PROXY_F_DEADLINE, PROXY_F_BUFFER, PROXY_F_MAXCONN };
+
+static const struct field proxy_fields[] = {
+    [PROXY_F_WORKERS] = {"workers", FIELD_INT, offsetof(struct config, workers), 0,
+			 CONFIG_MAX_WORKERS},
+    [PROXY_F_TIMEOUT] = {"connect_timeout_ms", FIELD_U32,
+			 offsetof(struct config, connect_timeout_ms), 1, CONFIG_MAX_TIMEOUT_MS},
+    [PROXY_F_DEADLINE] = {"connect_deadline_ms", FIELD_U32,
+			  offsetof(struct config, connect_deadline_ms), 1, CONFIG_MAX_TIMEOUT_MS},
+    [PROXY_F_BUFFER] = {"buffer_bytes", FIELD_U32, offsetof(struct config, buffer_bytes),
+			CONFIG_MIN_BUFFER_BYTES, CONFIG_MAX_BUFFER_BYTES},
+    [PROXY_F_MAXCONN] = {"max_connections", FIELD_U32, offsetof(struct config, max_connections), 1,
+			 CONFIG_MAX_CONNECTIONS},
+};
+
+static int parse_proxy(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+	struct map_seen seen;
+	int err, line;
+
+	err = cp_map(p, proxy_fields, ARRAY_SIZE(proxy_fields), cfg, &seen);
+	if (err)
+		return err;
+	if (cfg->connect_deadline_ms < cfg->connect_timeout_ms) {
+		/* Point at whichever of the two the user wrote; the other may be a default. */
+		line = seen.mask & (1u << PROXY_F_DEADLINE) ? seen.line[PROXY_F_DEADLINE]
+							    : seen.line[PROXY_F_TIMEOUT];
+		cp_path_push_key(p, "connect_deadline_ms");
+		return cp_fail(p, line, "must be >= connect_timeout_ms (%u), got %u",
+			       cfg->connect_timeout_ms, cfg->connect_deadline_ms);
+	}
+	return 0;
+}
+
+static const struct field root_fields[] = {
+    {"node", FIELD_FUNC, .parse = parse_node},
+    {"bpf", FIELD_FUNC, .parse = parse_bpf},
+    {"proxy", FIELD_FUNC, .parse = parse_proxy},
+    {"services", FIELD_FUNC, .parse = parse_services},
+};
+
+/* ---- checks across services ---- */
+
+/* One (VIP, port) a service claims, for finding two claims of the same one. */
+struct claim {
+	struct shoal_addr vip;
+	uint16_t port;
+	int svc, port_idx; /* file order, so the later claim is the one reported */
+};
+
+static bool claim_same(const struct claim *a, const struct claim *b)
+{
+	return addr_equal(&a->vip, &b->vip) && a->port == b->port;
+}
+
+static int claim_cmp(const void *a, const void *b)
+{
+	const struct claim *x = a, *y = b;
+	int c = memcmp(&x->vip, &y->vip, sizeof(x->vip));
+
+	if (c)
+		return c;
+	if (x->port != y->port)
+		return x->port < y->port ? -1 : 1;
+	if (x->svc != y->svc)
+		return x->svc < y->svc ? -1 : 1;
+	return (x->port_idx > y->port_idx) - (x->port_idx < y->port_idx);
+}
+
+/*
+ * No two services may claim the same (VIP, port): the BPF service map has
+ * one entry per pair. Also bounds the pairs by that map's size. Sorting
+ * keeps this O(n log n) for CONFIG_MAX_SERVICES services.
+ */
+static int check_claims(struct cfg_parser *p)
+{
+	const struct config *cfg = p->cfg;
+	const struct claim *dup = NULL, *first = NULL;
+	struct claim *claims;
+	size_t n = 0, total = 0, k, end;
+	char text[ADDR_STR_MAX];
+	int i, v, j, err = 0;
+
+	for (i = 0; i < cfg->n_services; i++) {
+		total += (size_t)cfg->services[i].n_vips * cfg->services[i].n_ports;
+		if (total > SHOAL_MAX_SERVICE_KEYS) {
+			cp_path_set(p, "services[%d]", i);
+			return cp_fail(p, cfg->services[i].line,
+				       "the file claims more than %d (VIP, port) pairs in all",
+				       SHOAL_MAX_SERVICE_KEYS);
+		}
+	}
+	if (total < 2)
+		return 0;
+	claims = calloc(total, sizeof(*claims));
+	if (!claims)
+		return cp_oom(p);
+	for (i = 0; i < cfg->n_services; i++) {
+		const struct config_service *svc = &cfg->services[i];
+
+		for (v = 0; v < svc->n_vips; v++) {
+			for (j = 0; j < svc->n_ports; j++) {
+				claims[n].vip = svc->vips[v];
+				claims[n].port = svc->ports[j].port;
+				claims[n].svc = i;
+				claims[n].port_idx = j;
+				n++;
+			}
+		}
+	}
+	qsort(claims, n, sizeof(*claims), claim_cmp);
+	/*
+	 * Each run of equal (VIP, port) is in file order: its head is the
+	 * first claim, the next one the conflict. Report the conflict that
+	 * comes first in the file.
+	 */
+	for (k = 0; k < n; k = end) {
+		for (end = k + 1; end < n && claim_same(&claims[k], &claims[end]); end++)
+			;
+		if (end - k < 2)
+			continue;
+		if (!dup || claims[k + 1].svc < dup->svc ||
+		    (claims[k + 1].svc == dup->svc && claims[k + 1].port_idx < dup->port_idx)) {
+			first = &claims[k];
+			dup = &claims[k + 1];
+		}
+	}
+	if (dup) {
+		const struct config_service *s = &cfg->services[dup->svc];
+		const struct config_service *o = &cfg->services[first->svc];
+
+		cp_path_set(p, "services[%d].ports[%d].port", dup->svc, dup->port_idx);
+		err = cp_fail(p, s->ports[dup->port_idx].line,
+			      "%s is already claimed by services[%d] (%s/%s, line %d)",
+			      addr_format(&dup->vip, htons(dup->port), text, sizeof(text)),
+			      first->svc, o->namespace, o->name, o->line);
+	}
+	free(claims);
+	return err;
+}
+
+static bool svc_same_name(const struct config_service *a, const struct config_service *b)
+{
+	return !strcmp(a->namespace, b->namespace) && !strcmp(a->name, b->name);
+}
+
+static int svc_name_cmp(const void *a, const void *b)
+{
+	const struct config_service *x = *(const struct config_service *const *)a;
+	const struct config_service *y = *(const struct config_service *const *)b;
+	int c = strcmp(x->namespace, y->namespace);
+
+	if (!c)
+		c = strcmp(x->name, y->name);
+	if (!c)
+		c = (x->id > y->id) - (x->id < y->id);
+	return c;
+}
+
+/* namespace/name identifies a service to users and metrics: it must be unique. */
+static int check_names(struct cfg_parser *p)
+{
+	const struct config *cfg = p->cfg;
+	const struct config_service **order, *dup = NULL, *first = NULL;
+	int i, end, err = 0;
+
+	if (cfg->n_services < 2)
+		return 0;
+	order = calloc(cfg->n_services, sizeof(*order));
+	if (!order)
+		return cp_oom(p);
+	for (i = 0; i < cfg->n_services; i++)
+		order[i] = &cfg->services[i];
+	qsort(order, cfg->n_services, sizeof(*order), svc_name_cmp);
+	/* As in check_claims: runs are in file order, report the earliest conflict. */
+	for (i = 0; i < cfg->n_services; i = end) {
+		for (end = i + 1; end < cfg->n_services && svc_same_name(order[i], order[end]);
+		     end++)
+			;
+		if (end - i >= 2 && (!dup || order[i + 1]->id < dup->id)) {
+			first = order[i];
+			dup = order[i + 1];
+		}
+	}
+	if (dup) {
+		cp_path_set(p, "services[%u].name", dup->id);
+		err =
+		    cp_fail(p, dup->line, "duplicate service %s/%s (also services[%u] at line %d)",
+			    dup->namespace, dup->name, first->id, first->line);
+	}
+	free(order);
+	return err;
+}
+
+/* Checks that need the whole file, in the order a reader meets the fields. */
+static int check_config(struct cfg_parser *p)
+{
+	int err;
+
+	if (addr_is_zero(&p->cfg->proxy_v4) && addr_is_zero(&p->cfg->proxy_v6)) {
+		cp_path_set(p, "node");
+		return cp_fail(p, p->node_line ? p->node_line : 1,
+			       "address_v4 or address_v6 is required");
+	}
+	err = check_names(p);
+	if (err)
+		return err;
+	return check_claims(p);
+}
+
+/* The stream: exactly one document whose top level is a mapping. */
+static int cp_document(struct cfg_parser *p)
+{
+	struct map_seen seen;
+	int err;
+
+	err = cp_next(p); /* STREAM-START */
+	if (!err)
+		err = cp_next(p);
+	if (err)
+		return err;
+	if (p->ev.type == YAML_STREAM_END_EVENT)
+		return cp_fail(p, cp_line(p), "file is empty");
+	err = cp_next(p); /* the top-level node, after DOCUMENT-START */
+	if (err)
+		return err;
+	if (ev_is_null(&p->ev))
+		return cp_fail(p, cp_line(p), "file is empty");
+	err = cp_map(p, root_fields, ARRAY_SIZE(root_fields), p->cfg, &seen);
+	if (!err)
+		err = cp_next(p); /* DOCUMENT-END */
+	if (!err)
+		err = cp_next(p);
+	if (err)
+		return err;
+	if (p->ev.type != YAML_STREAM_END_EVENT)
+		return cp_fail(p, cp_line(p), "multiple documents are not supported");
+	return 0;
+}
+
+static void config_set_defaults(struct config *cfg)
+{
+	cfg->proxy_port = SHOAL_DEFAULT_PROXY_PORT;
+	snprintf(cfg->pin_root, sizeof(cfg->pin_root), "%s", SHOAL_DEFAULT_PIN_ROOT);
+	snprintf(cfg->cgroup, sizeof(cfg->cgroup), "%s", CONFIG_DEFAULT_CGROUP);
+	cfg->shortcut = true;
+	cfg->socket_mark = SHOAL_DEFAULT_SOCKET_MARK;
+	cfg->failopen_after_ms = CONFIG_DEFAULT_FAILOPEN_AFTER_MS;
+	cfg->workers = 0;
+	cfg->connect_timeout_ms = CONFIG_DEFAULT_CONNECT_TIMEOUT_MS;
+	cfg->connect_deadline_ms = CONFIG_DEFAULT_CONNECT_DEADLINE_MS;
+	cfg->buffer_bytes = CONFIG_DEFAULT_BUFFER_BYTES;
+	cfg->max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
+}
+
+/*
+ * Parse len bytes of text (not necessarily NUL-terminated). On success 0
+ * and a new *out; on failure *out is NULL, err holds one line and the
+ * result is -EINVAL (bad file) or -ENOMEM.
+ */
+int config_parse(const char *name, const char *text, size_t len, struct config **out, char *err,
+		 size_t errlen)
+{
+	struct cfg_parser p = {
+	    .name = name, .text = text, .len = len, .err = err, .errlen = errlen};
+	const char *nul;
+	struct config *cfg;
+	int ret;
+
+	*out = NULL;
+	if (err && errlen)
+		err[0] = '\0';
+	if (!text) {
+		text = "";
+		p.text = text;
+		len = 0;
+	}
+	if (len > CONFIG_MAX_FILE_BYTES)
+		return cp_fail(&p, 1, "file is larger than %u bytes", CONFIG_MAX_FILE_BYTES);
+	/* libyaml would stop at a NUL with a vaguer message; a NUL means a binary or truncated
+	 * file. */
+	nul = memchr(text, '\0', len);
+	if (nul) {
+		int line = 1;
+
+		for (; text < nul && line < INT_MAX; text++)
+			line += *text == '\n';
+		return cp_fail(&p, line, "NUL byte in input");
+	}
+
+	cfg = calloc(1, sizeof(*cfg));
+	if (!cfg)
+		return cp_oom(&p);
+	snprintf(cfg->path, sizeof(cfg->path), "%s", name);
+	config_set_defaults(cfg);
+	p.cfg = cfg;
+	if (!yaml_parser_initialize(&p.yaml)) {
+		free(cfg);
+		return cp_oom(&p);
+	}
+	yaml_parser_set_input_string(&p.yaml, (const unsigned char *)p.text, len);
+
+	ret = cp_document(&p);
+	if (!ret)
+		ret = check_config(&p);
+
+	if (p.have_ev)
+		yaml_event_delete(&p.ev);
+	yaml_parser_delete(&p.yaml);
+	if (ret) {
+		config_free(cfg);
+		return ret;
+	}
+	*out = cfg;
+	return 0;
+}
+
+/*
+ * Read the file at path (at most CONFIG_MAX_FILE_BYTES + 1 bytes, enough
+ * for config_parse to refuse a larger one) and parse it. Returns 0 and
+ * *out, or -errno with "path: cannot read: reason" or config_parse's message.
+ */
+int config_load(const char *path, struct config **out, char *err, size_t errlen)
+{
+	const size_t limit = (size_t)CONFIG_MAX_FILE_BYTES + 1;
+	size_t len = 0, cap = 0;
+	char *buf = NULL, *nbuf;
+	ssize_t n;
+	int fd, ret;
+
+	*out = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		goto err_read;
+	}
+	while (len < limit) {
+		if (len == cap) {
+			cap = cap ? 2 * cap : 65536;
+			if (cap > limit)
+				cap = limit;
+			nbuf = realloc(buf, cap);
+			if (!nbuf) {
+				ret = -ENOMEM;
+				goto err_close;
+			}
+			buf = nbuf;
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			goto err_close;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	ret = config_parse(path, buf, len, out, err, errlen);
+	free(buf);
+	return ret;
+
+err_close:
+	close(fd);
+	free(buf);
+err_read:
+	if (err && errlen)
+		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(-ret));
+	return ret;
+}
+
+/* Frees cfg and everything it owns; NULL is fine. */
+void config_free(struct config *cfg)
+{
+	int i;
+
+	if (!cfg)
+		return;
+	for (i = 0; i < cfg->n_services; i++)
+		free(cfg->services[i].endpoints);
+	free(cfg->services);
+	free(cfg);
+}
+
+/*
+ * The service claiming (vip, port_be), or NULL. A linear scan: it runs when
+ * the proxy accepts, and the datapath already resolved the service, so
+ * this is off the per-packet path.
+ */
+const struct config_service *config_find_service(const struct config *cfg,
+						 const struct shoal_addr *vip, uint16_t port_be,
+						 const struct config_port **port_out)
+{
+	uint16_t port = ntohs(port_be);
+	int i, v, j;
+
+	for (i = 0; i < cfg->n_services; i++) {
+		const struct config_service *svc = &cfg->services[i];
+
+		for (v = 0; v < svc->n_vips; v++) {
+			if (!addr_equal(&svc->vips[v], vip))
+				continue;
+			for (j = 0; j < svc->n_ports; j++) {
+				if (svc->ports[j].port != port)
+					continue;
+				if (port_out)
+					*port_out = &svc->ports[j];
+				return svc;
+			}
+		}
+	}
+	return NULL;
+}

@@ -1,3 +1,777 @@
-// placeholder
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
-Test(config, placeholder) { cr_skip_test("config module not written yet"); }
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/addr.h"
+#include "config/config.h"
+
+/* Each test parses into cfg and builds text in buf; the fixture frees both. */
+static struct config *cfg;
+static char err[512];
+static char *buf;
+static char tmp_path[64];
+
+static void setup(void)
+{
+	cfg = NULL;
+	buf = NULL;
+	err[0] = '\0';
+	tmp_path[0] = '\0';
+}
+
+static void teardown(void)
+{
+	config_free(cfg);
+	cfg = NULL;
+	free(buf);
+	buf = NULL;
+	if (tmp_path[0])
+		unlink(tmp_path);
+}
+
+TestSuite(config, .init = setup, .fini = teardown);
+
+static int parse_len(const char *text, size_t len)
+{
+	return config_parse("t.yaml", text, len, &cfg, err, sizeof(err));
+}
+
+static int parse(const char *text)
+{
+	return parse_len(text, strlen(text));
+}
+
+/* A node section, so that a test's lines start at 3. */
+#define NODE "node:\n  address_v4: 10.0.1.1\n"
+
+/* text must be refused with -EINVAL, no config, and a message starting with want. */
+#define assert_refused(text, want)                                                                 \
+	do {                                                                                       \
+		int ret_ = parse(text);                                                            \
+		cr_assert_eq(ret_, -EINVAL, "ret %d, err \"%s\"", ret_, err);                      \
+		cr_assert_null(cfg);                                                               \
+		cr_assert(!strncmp(err, want, strlen(want)), "got \"%s\"\nwant \"%s...\"", err,    \
+			  want);                                                                   \
+	} while (0)
+
+static struct shoal_addr ip(const char *text)
+{
+	struct shoal_addr a;
+
+	cr_assert_eq(addr_parse(text, &a), 0, "bad test address %s", text);
+	return a;
+}
+
+/* ---- valid files ---- */
+
+static const char full_file[] = "# every field set\n"
+				"node:\n"
+				"  address_v4: 10.0.1.1\n"
+				"  address_v6: fd00:1::1\n"
+				"  proxy_port: 15002\n"
+				"bpf:\n"
+				"  pin_root: /sys/fs/bpf/shoal2\n"
+				"  cgroup: /kubepods.slice\n"
+				"  shortcut: off\n"
+				"  socket_mark: 0x1234abcd\n"
+				"  failopen_after_ms: 5000\n"
+				"proxy:\n"
+				"  workers: 4\n"
+				"  connect_timeout_ms: 500\n"
+				"  connect_deadline_ms: 1500\n"
+				"  buffer_bytes: 65536\n"
+				"  max_connections: 1000\n"
+				"services:\n"
+				"  - name: web\n" /* line 19 */
+				"    namespace: shop\n"
+				"    vips: [10.96.0.10, \"fd00:96::10\"]\n"
+				"    ports:\n"
+				"      - port: 80\n" /* line 23 */
+				"        target_port: 8080\n"
+				"        protocol: http\n"
+				"      - port: 443\n" /* line 26 */
+				"        protocol: h2c\n"
+				"    endpoints:\n"
+				"      - address: 10.0.1.2\n"  /* line 29 */
+				"      - address: fd00:1::2\n" /* line 30 */
+				"  - name: db\n"	       /* line 31 */
+				"    vips:\n"
+				"      - 10.96.0.11\n"
+				"    ports:\n"
+				"      - {port: 5432, protocol: tcp}\n" /* line 35 */
+				"    endpoints: []\n";
+
+Test(config, full_file_sets_every_field)
+{
+	const struct config_service *s;
+	struct shoal_addr a = ip("10.0.1.1"), b = ip("fd00:1::1");
+
+	cr_assert_eq(parse(full_file), 0, "%s", err);
+	cr_assert_str_eq(cfg->path, "t.yaml");
+	cr_assert(addr_equal(&cfg->proxy_v4, &a));
+	cr_assert(addr_equal(&cfg->proxy_v6, &b));
+	cr_assert_eq(cfg->proxy_port, 15002);
+	cr_assert_str_eq(cfg->pin_root, "/sys/fs/bpf/shoal2");
+	cr_assert_str_eq(cfg->cgroup, "/kubepods.slice");
+	cr_assert_eq(cfg->shortcut, false);
+	cr_assert_eq(cfg->socket_mark, 0x1234abcd);
+	cr_assert_eq(cfg->failopen_after_ms, 5000);
+	cr_assert_eq(cfg->workers, 4);
+	cr_assert_eq(cfg->connect_timeout_ms, 500);
+	cr_assert_eq(cfg->connect_deadline_ms, 1500);
+	cr_assert_eq(cfg->buffer_bytes, 65536);
+	cr_assert_eq(cfg->max_connections, 1000);
+	cr_assert_eq(cfg->n_services, 2);
+
+	s = &cfg->services[0];
+	cr_assert_str_eq(s->name, "web");
+	cr_assert_str_eq(s->namespace, "shop");
+	cr_assert_eq(s->id, 0);
+	cr_assert_eq(s->line, 19);
+	cr_assert_eq(s->n_vips, 2);
+	a = ip("10.96.0.10");
+	b = ip("fd00:96::10");
+	cr_assert(addr_equal(&s->vips[0], &a));
+	cr_assert(addr_equal(&s->vips[1], &b));
+	cr_assert_eq(s->n_ports, 2);
+	cr_assert_eq(s->ports[0].port, 80);
+	cr_assert_eq(s->ports[0].target_port, 8080);
+	cr_assert_eq(s->ports[0].protocol, CONFIG_PROTO_HTTP);
+	cr_assert_eq(s->ports[0].line, 23);
+	cr_assert_eq(s->ports[1].port, 443);
+	cr_assert_eq(s->ports[1].target_port, 443);
+	cr_assert_eq(s->ports[1].protocol, CONFIG_PROTO_H2C);
+	cr_assert_eq(s->ports[1].line, 26);
+	cr_assert_eq(s->n_endpoints, 2);
+	a = ip("10.0.1.2");
+	b = ip("fd00:1::2");
+	cr_assert(addr_equal(&s->endpoints[0].addr, &a));
+	cr_assert_eq(s->endpoints[0].line, 29);
+	cr_assert(addr_equal(&s->endpoints[1].addr, &b));
+	cr_assert_eq(s->endpoints[1].line, 30);
+
+	s = &cfg->services[1];
+	cr_assert_str_eq(s->name, "db");
+	cr_assert_str_eq(s->namespace, "default");
+	cr_assert_eq(s->id, 1);
+	cr_assert_eq(s->line, 31);
+	cr_assert_eq(s->n_vips, 1);
+	cr_assert_eq(s->n_ports, 1);
+	cr_assert_eq(s->ports[0].port, 5432);
+	cr_assert_eq(s->ports[0].protocol, CONFIG_PROTO_TCP);
+	cr_assert_eq(s->ports[0].line, 35);
+	cr_assert_eq(s->n_endpoints, 0);
+	cr_assert_null(s->endpoints);
+}
+
+Test(config, defaults)
+{
+	const struct config_service *s;
+	struct shoal_addr zero = {{0}};
+
+	cr_assert_eq(parse(NODE "services:\n"
+				"  - name: web\n"
+				"    vips: [10.96.0.10]\n"
+				"    ports: [{port: 80}]\n"),
+		     0, "%s", err);
+	cr_assert(addr_equal(&cfg->proxy_v6, &zero));
+	cr_assert_eq(cfg->proxy_port, SHOAL_DEFAULT_PROXY_PORT);
+	cr_assert_str_eq(cfg->pin_root, SHOAL_DEFAULT_PIN_ROOT);
+	cr_assert_str_eq(cfg->cgroup, CONFIG_DEFAULT_CGROUP);
+	cr_assert_eq(cfg->shortcut, true);
+	cr_assert_eq(cfg->socket_mark, SHOAL_DEFAULT_SOCKET_MARK);
+	cr_assert_eq(cfg->failopen_after_ms, CONFIG_DEFAULT_FAILOPEN_AFTER_MS);
+	cr_assert_eq(cfg->workers, 0);
+	cr_assert_eq(cfg->connect_timeout_ms, CONFIG_DEFAULT_CONNECT_TIMEOUT_MS);
+	cr_assert_eq(cfg->connect_deadline_ms, CONFIG_DEFAULT_CONNECT_DEADLINE_MS);
+	cr_assert_eq(cfg->buffer_bytes, CONFIG_DEFAULT_BUFFER_BYTES);
+	cr_assert_eq(cfg->max_connections, CONFIG_DEFAULT_MAX_CONNECTIONS);
+	s = &cfg->services[0];
+	cr_assert_str_eq(s->namespace, "default");
+	cr_assert_eq(s->ports[0].target_port, 80);
+	cr_assert_eq(s->ports[0].protocol, CONFIG_PROTO_TCP);
+	cr_assert_eq(s->n_endpoints, 0);
+}
+
+Test(config, node_only_and_null_sections_are_fine)
+{
+	cr_assert_eq(parse("node:\n  address_v6: fd00:1::1\nbpf:\nproxy: ~\nservices:\n"), 0, "%s",
+		     err);
+	cr_assert_eq(cfg->n_services, 0);
+	cr_assert(addr_is_zero(&cfg->proxy_v4));
+}
+
+Test(config, booleans_and_hex)
+{
+	static const char *const words[] = {"true", "True", "yes", "ON"};
+	size_t i;
+
+	for (i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		char text[128];
+
+		snprintf(text, sizeof(text), NODE "bpf:\n  shortcut: %s\n  socket_mark: 0X53\n",
+			 words[i]);
+		cr_assert_eq(parse(text), 0, "%s: %s", words[i], err);
+		cr_assert_eq(cfg->shortcut, true);
+		cr_assert_eq(cfg->socket_mark, 0x53);
+		config_free(cfg);
+		cfg = NULL;
+	}
+}
+
+Test(config, find_service)
+{
+	const struct config_port *port = NULL;
+	const struct config_service *s;
+	struct shoal_addr vip;
+
+	cr_assert_eq(parse(full_file), 0, "%s", err);
+	vip = ip("fd00:96::10");
+	s = config_find_service(cfg, &vip, htons(443), &port);
+	cr_assert_not_null(s);
+	cr_assert_str_eq(s->name, "web");
+	cr_assert_eq(port, &s->ports[1]);
+	vip = ip("10.96.0.11");
+	s = config_find_service(cfg, &vip, htons(5432), NULL);
+	cr_assert_not_null(s);
+	cr_assert_str_eq(s->name, "db");
+	cr_assert_null(config_find_service(cfg, &vip, htons(80), &port));
+	vip = ip("10.96.0.12");
+	cr_assert_null(config_find_service(cfg, &vip, htons(5432), &port));
+}
+
+Test(config, load_reads_a_file)
+{
+	int fd;
+
+	snprintf(tmp_path, sizeof(tmp_path), "/tmp/shoal-config-XXXXXX");
+	fd = mkstemp(tmp_path);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, full_file, strlen(full_file)), (ssize_t)strlen(full_file));
+	close(fd);
+	cr_assert_eq(config_load(tmp_path, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(cfg->path, tmp_path);
+	cr_assert_eq(cfg->n_services, 2);
+}
+
+Test(config, load_error_names_the_file)
+{
+	cr_assert_eq(config_load("/nonexistent/shoal.yaml", &cfg, err, sizeof(err)), -ENOENT);
+	cr_assert_null(cfg);
+	cr_assert_str_eq(err, "/nonexistent/shoal.yaml: cannot read: No such file or directory");
+	cr_assert_eq(config_load("/", &cfg, err, sizeof(err)), -EISDIR);
+	cr_assert_str_eq(err, "/: cannot read: Is a directory");
+}
+
+Test(config, load_messages_use_the_path)
+{
+	static const char bad[] = "node:\n  address_v4: 10.0.1.1\n  port: 1\n";
+	char want[128];
+	int fd;
+
+	snprintf(tmp_path, sizeof(tmp_path), "/tmp/shoal-config-XXXXXX");
+	fd = mkstemp(tmp_path);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, bad, strlen(bad)), (ssize_t)strlen(bad));
+	close(fd);
+	cr_assert_eq(config_load(tmp_path, &cfg, err, sizeof(err)), -EINVAL);
+	snprintf(want, sizeof(want), "%s:3: node.port: unknown field", tmp_path);
+	cr_assert_str_eq(err, want);
+}
+
+/* ---- error classes: each names the line and the field ---- */
+
+Test(config, unknown_field)
+{
+	assert_refused("node:\n  adress_v4: 10.0.1.1\n", "t.yaml:2: node.adress_v4: unknown field");
+	assert_refused(NODE "service:\n  - name: web\n", "t.yaml:3: service: unknown field");
+	assert_refused(NODE "services:\n"
+			    "  - name: web\n"
+			    "    vips: [10.96.0.10]\n"
+			    "    ports:\n"
+			    "      - port: 80\n"
+			    "        targetPort: 8080\n",
+		       "t.yaml:8: services[0].ports[0].targetPort: unknown field");
+	/* Keys are exact; a YAML merge key is just another unknown one. */
+	assert_refused(NODE "Proxy: {}\n", "t.yaml:3: Proxy: unknown field");
+	assert_refused(NODE "<<: {}\n", "t.yaml:3: <<: unknown field");
+}
+
+Test(config, wrong_types)
+{
+	assert_refused(
+	    NODE "proxy:\n  workers: many\n",
+	    "t.yaml:4: proxy.workers: must be a decimal or 0x hex integer, got \"many\"");
+	assert_refused(NODE "proxy:\n  workers: \"4\"\n",
+		       "t.yaml:4: proxy.workers: must be an integer, got the string \"4\"");
+	assert_refused(NODE "bpf:\n  shortcut: maybe\n",
+		       "t.yaml:4: bpf.shortcut: must be true or false, got \"maybe\"");
+	assert_refused(NODE "bpf:\n  shortcut: \"true\"\n",
+		       "t.yaml:4: bpf.shortcut: must be true or false, got the string \"true\"");
+	assert_refused("node: [10.0.1.1]\n", "t.yaml:1: node: must be a mapping, got a sequence");
+	assert_refused(NODE "services: {name: web}\n",
+		       "t.yaml:3: services: must be a sequence, got a mapping");
+	assert_refused(NODE "services:\n  - web\n",
+		       "t.yaml:4: services[0]: must be a mapping, got a scalar");
+	assert_refused(NODE "services:\n  - name: [web]\n",
+		       "t.yaml:4: services[0].name: must be a name, got a sequence");
+	assert_refused(NODE "services:\n  - name: web\n    vips: 10.96.0.10\n",
+		       "t.yaml:5: services[0].vips: must be a sequence, got a scalar");
+	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+			    "    ports: [{port: [80]}]\n",
+		       "t.yaml:6: services[0].ports[0].port: must be an integer, got a sequence");
+	assert_refused(NODE "bpf:\n  pin_root:\n",
+		       "t.yaml:4: bpf.pin_root: must be a path, got nothing");
+	assert_refused(NODE "? [a]\n: b\n", "t.yaml:3: yaml: keys must be scalars, got a sequence");
+}
+
+Test(config, duplicate_keys)
+{
+	assert_refused(NODE "node:\n  address_v4: 10.0.1.2\n",
+		       "t.yaml:3: node: duplicate field (first at line 1)");
+	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+			    "    ports:\n      - port: 80\n        port: 81\n",
+		       "t.yaml:8: services[0].ports[0].port: duplicate field (first at line 7)");
+}
+
+Test(config, node_address_required)
+{
+	assert_refused("node:\n  proxy_port: 15001\n",
+		       "t.yaml:1: node: address_v4 or address_v6 is required");
+	assert_refused("bpf:\n  shortcut: true\n",
+		       "t.yaml:1: node: address_v4 or address_v6 is required");
+}
+
+Test(config, node_address_families)
+{
+	assert_refused("node:\n  address_v4: fd00:1::1\n",
+		       "t.yaml:2: node.address_v4: must be an IPv4 address, got \"fd00:1::1\"");
+	assert_refused("node:\n  address_v4: \"::ffff:10.0.1.1\"\n",
+		       "t.yaml:2: node.address_v4: must be an IPv4 address");
+	assert_refused("node:\n  address_v6: 10.0.1.1\n",
+		       "t.yaml:2: node.address_v6: must be an IPv6 address (not v4-mapped)");
+	assert_refused("node:\n  address_v6: \"::ffff:10.0.1.1\"\n",
+		       "t.yaml:2: node.address_v6: must be an IPv6 address (not v4-mapped)");
+	assert_refused("node:\n  address_v4: 10.0.1\n",
+		       "t.yaml:2: node.address_v4: must be an IPv4 address, got \"10.0.1\"");
+	assert_refused("node:\n  address_v4: 0.0.0.0\n",
+		       "t.yaml:2: node.address_v4: must not be the unspecified address");
+}
+
+Test(config, vip_port_claimed_twice)
+{
+	assert_refused(NODE "services:\n"
+			    "  - name: web\n"
+			    "    vips: [10.96.0.10, \"fd00:96::10\"]\n"
+			    "    ports: [{port: 80}, {port: 443}]\n"
+			    "  - name: web2\n"
+			    "    vips: [\"fd00:96::10\"]\n"
+			    "    ports:\n"
+			    "      - port: 8080\n"
+			    "      - port: 443\n",
+		       "t.yaml:11: services[1].ports[1].port: [fd00:96::10]:443 is already claimed "
+		       "by services[0] (default/web, line 4)");
+	/* Within one service: the same port twice, the same VIP twice. */
+	assert_refused(NODE "services:\n"
+			    "  - name: web\n"
+			    "    vips: [10.96.0.10]\n"
+			    "    ports:\n"
+			    "      - port: 80\n"
+			    "      - port: 80\n"
+			    "        target_port: 81\n",
+		       "t.yaml:8: services[0].ports[1].port: duplicate port 80 (also ports[0] at "
+		       "line 7)");
+	assert_refused(NODE "services:\n"
+			    "  - name: web\n"
+			    "    vips:\n"
+			    "      - 10.96.0.10\n"
+			    "      - 10.96.0.10\n",
+		       "t.yaml:7: services[0].vips[1]: duplicate VIP (also vips[0])");
+}
+
+Test(config, same_port_on_other_vips_is_fine)
+{
+	cr_assert_eq(
+	    parse(NODE
+		  "services:\n"
+		  "  - {name: a, vips: [10.96.0.10], ports: [{port: 80}]}\n"
+		  "  - {name: b, vips: [10.96.0.11], ports: [{port: 80}]}\n"
+		  "  - {name: a, namespace: other, vips: [10.96.0.12], ports: [{port: 80}]}\n"),
+	    0, "%s", err);
+	cr_assert_eq(cfg->services[2].id, 2);
+}
+
+Test(config, unspecified_vip)
+{
+	assert_refused(NODE "services:\n  - name: web\n    vips: [0.0.0.0]\n",
+		       "t.yaml:5: services[0].vips[0]: must not be the unspecified address, got "
+		       "0.0.0.0");
+	assert_refused(
+	    NODE "services:\n  - name: web\n    vips: [\"::\"]\n",
+	    "t.yaml:5: services[0].vips[0]: must not be the unspecified address, got ::");
+	assert_refused(NODE
+		       "services:\n  - name: web\n    vips: [10.96.0.10]\n    ports: [{port: 80}]\n"
+		       "    endpoints:\n      - address: 0.0.0.0\n",
+		       "t.yaml:8: services[0].endpoints[0].address: must not be the unspecified");
+}
+
+Test(config, duplicate_service_name)
+{
+	assert_refused(
+	    NODE "services:\n"
+		 "  - {name: web, vips: [10.96.0.10], ports: [{port: 80}]}\n"
+		 "  - {name: db, vips: [10.96.0.11], ports: [{port: 80}]}\n"
+		 "  - {name: web, namespace: default, vips: [10.96.0.12], ports: [{port: 80}]}\n",
+	    "t.yaml:6: services[2].name: duplicate service default/web (also services[0] "
+	    "at line 4)");
+}
+
+Test(config, ranges)
+{
+	assert_refused(NODE "services:\n"
+			    "  - name: web\n"
+			    "    vips: [10.96.0.10]\n"
+			    "    ports:\n"
+			    "      - port: 70000\n",
+		       "t.yaml:7: services[0].ports[0].port: must be 1..65535, got 70000");
+	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+			    "    ports: [{port: 0}]\n",
+		       "t.yaml:6: services[0].ports[0].port: must be 1..65535, got 0");
+	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+			    "    ports: [{port: 80, target_port: 65536}]\n",
+		       "t.yaml:6: services[0].ports[0].target_port: must be 1..65535, got 65536");
+	assert_refused("node:\n  address_v4: 10.0.1.1\n  proxy_port: 0\n",
+		       "t.yaml:3: node.proxy_port: must be 1..65535, got 0");
+	assert_refused(NODE "bpf:\n  socket_mark: 0\n",
+		       "t.yaml:4: bpf.socket_mark: must be 1..4294967295, got 0");
+	assert_refused(NODE "bpf:\n  socket_mark: 0x100000000\n",
+		       "t.yaml:4: bpf.socket_mark: must be 1..4294967295, got 0x100000000");
+	assert_refused(NODE "bpf:\n  failopen_after_ms: 99\n",
+		       "t.yaml:4: bpf.failopen_after_ms: must be 100..600000, got 99");
+	assert_refused(NODE "proxy:\n  workers: 257\n",
+		       "t.yaml:4: proxy.workers: must be 0..256, got 257");
+	assert_refused(NODE "proxy:\n  connect_timeout_ms: 0\n",
+		       "t.yaml:4: proxy.connect_timeout_ms: must be 1..600000, got 0");
+	assert_refused(NODE "proxy:\n  buffer_bytes: 1023\n",
+		       "t.yaml:4: proxy.buffer_bytes: must be 1024..1048576, got 1023");
+	assert_refused(NODE "proxy:\n  max_connections: 1048577\n",
+		       "t.yaml:4: proxy.max_connections: must be 1..1048576, got 1048577");
+}
+
+Test(config, deadline_not_below_timeout)
+{
+	assert_refused(NODE "proxy:\n  connect_timeout_ms: 2000\n  connect_deadline_ms: 1000\n",
+		       "t.yaml:5: proxy.connect_deadline_ms: must be >= connect_timeout_ms (2000), "
+		       "got 1000");
+	/* Against the default deadline, the timeout's line is the one to fix. */
+	assert_refused(NODE "proxy:\n  connect_timeout_ms: 5000\n",
+		       "t.yaml:4: proxy.connect_deadline_ms: must be >= connect_timeout_ms (5000), "
+		       "got 3000");
+}
+
+Test(config, paths_and_protocols)
+{
+	assert_refused(NODE "bpf:\n  pin_root: sys/fs/bpf\n",
+		       "t.yaml:4: bpf.pin_root: must be an absolute path, got \"sys/fs/bpf\"");
+	assert_refused(NODE "bpf:\n  cgroup: kubepods\n",
+		       "t.yaml:4: bpf.cgroup: must be an absolute path");
+	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+			    "    ports: [{port: 53, protocol: udp}]\n",
+		       "t.yaml:6: services[0].ports[0].protocol: must be tcp, http or h2c, got "
+		       "\"udp\"");
+}
+
+Test(config, long_path_is_refused)
+{
+	size_t n = strlen(NODE "bpf:\n  pin_root: /") + PATH_MAX + 2;
+
+	buf = malloc(n);
+	cr_assert_not_null(buf);
+	strcpy(buf, NODE "bpf:\n  pin_root: /");
+	memset(buf + strlen(buf), 'a', PATH_MAX);
+	strcpy(buf + n - 2, "\n");
+	assert_refused(buf, "t.yaml:4: bpf.pin_root: must be at most 4095 characters, got 4097");
+}
+
+Test(config, required_fields)
+{
+	assert_refused(NODE "services:\n  - vips: [10.96.0.10]\n    ports: [{port: 80}]\n",
+		       "t.yaml:4: services[0].name: is required");
+	assert_refused(NODE "services:\n  - name: web\n    ports: [{port: 80}]\n",
+		       "t.yaml:4: services[0].vips: is required");
+	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n",
+		       "t.yaml:4: services[0].ports: is required");
+	assert_refused(NODE "services:\n  - name: web\n    vips: []\n    ports: [{port: 80}]\n",
+		       "t.yaml:5: services[0].vips: must list 1..4 addresses, got none");
+	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n    ports:\n",
+		       "t.yaml:6: services[0].ports: must list 1..32 ports, got none");
+	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+			    "    ports:\n      - target_port: 80\n",
+		       "t.yaml:7: services[0].ports[0].port: is required");
+	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+			    "    ports: [{port: 80}]\n    endpoints:\n      - {}\n",
+		       "t.yaml:8: services[0].endpoints[0].address: is required");
+	assert_refused(NODE "services:\n  -\n", "t.yaml:4: services[0].name: is required");
+}
+
+Test(config, names_are_labels)
+{
+	assert_refused(NODE "services:\n  - name: Web\n",
+		       "t.yaml:4: services[0].name: must be an RFC 1123 label");
+	assert_refused(NODE "services:\n  - name: -web\n",
+		       "t.yaml:4: services[0].name: must be an RFC 1123 label");
+	assert_refused(NODE "services:\n  - name: web-\n",
+		       "t.yaml:4: services[0].name: must be an RFC 1123 label");
+	assert_refused(NODE "services:\n  - name: \"\"\n",
+		       "t.yaml:4: services[0].name: must be an RFC 1123 label");
+	assert_refused(NODE "services:\n  - name: web\n    namespace: kube_system\n",
+		       "t.yaml:5: services[0].namespace: must be an RFC 1123 label");
+	assert_refused(NODE "services:\n  - name: "
+			    "a234567890123456789012345678901234567890123456789012345678901234\n",
+		       "t.yaml:4: services[0].name: must be an RFC 1123 label");
+	cr_assert_eq(parse(NODE "services:\n  - name: "
+				"a23456789012345678901234567890123456789012345678901234567890123\n"
+				"    vips: [10.96.0.10]\n    ports: [{port: 80}]\n"),
+		     0, "%s", err);
+}
+
+/* Appends to buf, growing it; the fixture frees it. */
+static void append(size_t *len, const char *fmt, ...)
+{
+	char line[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	buf = realloc(buf, *len + n + 1);
+	cr_assert_not_null(buf);
+	memcpy(buf + *len, line, n + 1);
+	*len += n;
+}
+
+Test(config, count_limits)
+{
+	size_t len = 0;
+	int i;
+
+	append(&len, NODE "services:\n  - name: web\n    vips: [1.0.0.1, 1.0.0.2, 1.0.0.3, "
+			  "1.0.0.4, 1.0.0.5]\n");
+	assert_refused(buf, "t.yaml:5: services[0].vips[4]: too many VIPs, at most 4");
+
+	free(buf);
+	buf = NULL;
+	len = 0;
+	append(&len, NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n    ports:\n");
+	for (i = 0; i < CONFIG_MAX_PORTS + 1; i++)
+		append(&len, "      - port: %d\n", i + 1);
+	assert_refused(buf, "t.yaml:39: services[0].ports[32]: too many ports, at most 32");
+
+	free(buf);
+	buf = NULL;
+	len = 0;
+	append(&len, NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+			  "    ports: [{port: 80}]\n    endpoints:\n");
+	for (i = 0; i < CONFIG_MAX_ENDPOINTS + 1; i++)
+		append(&len, "      - address: 10.1.%d.%d\n", i / 250, i % 250 + 1);
+	assert_refused(buf, "t.yaml:1032: services[0].endpoints[1024]: too many endpoints, at "
+			    "most 1024");
+}
+
+Test(config, max_endpoints_fit)
+{
+	size_t len = 0;
+	int i;
+
+	append(&len, NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+			  "    ports: [{port: 80}]\n    endpoints:\n");
+	for (i = 0; i < CONFIG_MAX_ENDPOINTS; i++)
+		append(&len, "      - address: 10.1.%d.%d\n", i / 250, i % 250 + 1);
+	cr_assert_eq(parse(buf), 0, "%s", err);
+	cr_assert_eq(cfg->services[0].n_endpoints, CONFIG_MAX_ENDPOINTS);
+	cr_assert_eq(cfg->services[0].endpoints[CONFIG_MAX_ENDPOINTS - 1].line,
+		     8 + CONFIG_MAX_ENDPOINTS - 1);
+}
+
+Test(config, too_many_service_keys)
+{
+	size_t len = 0;
+	int i, j;
+
+	/* 129 services x 4 VIPs x 32 ports = 16512 pairs, one service too many. */
+	append(&len, NODE "services:\n");
+	for (i = 0; i <= SHOAL_MAX_SERVICE_KEYS / (4 * 32); i++) {
+		append(&len,
+		       "  - name: s%d\n    vips: [10.1.%d.1, 10.1.%d.2, 10.1.%d.3, 10.1.%d.4]\n"
+		       "    ports: [",
+		       i, i, i, i, i);
+		for (j = 0; j < 32; j++)
+			append(&len, "{port: %d}%s", j + 1, j < 31 ? ", " : "]\n");
+	}
+	assert_refused(buf, "t.yaml:388: services[128]: the file claims more than 16384 (VIP, "
+			    "port) pairs in all");
+}
+
+Test(config, yaml_syntax_error)
+{
+	assert_refused(NODE " bpf: {}\n", "t.yaml:3: yaml: did not find expected key");
+	assert_refused(NODE "\tbpf: {}\n",
+		       "t.yaml:3: yaml: found a tab character that violates indentation");
+	assert_refused("node: {address_v4: 10.0.1.1\n",
+		       "t.yaml:2: yaml: did not find expected ',' or '}'");
+	assert_refused("node:\n  address_v4: \"10.0.1.1\n", "t.yaml:3: yaml: found unexpected end");
+}
+
+Test(config, multiple_documents)
+{
+	assert_refused(NODE "---\n" NODE, "t.yaml:3: yaml: multiple documents are not supported");
+	assert_refused(NODE "...\n---\n", "t.yaml:4: yaml: multiple documents are not supported");
+}
+
+Test(config, file_too_large)
+{
+	size_t n = (size_t)CONFIG_MAX_FILE_BYTES + 1;
+
+	buf = malloc(n);
+	cr_assert_not_null(buf);
+	memset(buf, '\n', n);
+	cr_assert_eq(parse_len(buf, n), -EINVAL);
+	cr_assert_str_eq(err, "t.yaml:1: yaml: file is larger than 16777216 bytes");
+}
+
+/* ---- hostile input: refused, never a crash ---- */
+
+Test(config, aliases_and_anchors)
+{
+	assert_refused(NODE "services:\n  - &svc {name: web}\n",
+		       "t.yaml:4: services: YAML anchors are not allowed");
+	assert_refused("node: *n\n", "t.yaml:1: node: YAML aliases are not allowed");
+	assert_refused("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
+		       "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+		       "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+		       "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n",
+		       "t.yaml:1: a: unknown field");
+	assert_refused("node: &a [\"lol\",\"lol\"]\n",
+		       "t.yaml:1: node: YAML anchors are not allowed");
+}
+
+Test(config, tags)
+{
+	assert_refused("node: !!map {address_v4: 10.0.1.1}\n",
+		       "t.yaml:1: node: YAML tags are not supported");
+	assert_refused("node:\n  proxy_port: !!int 80\n",
+		       "t.yaml:2: node.proxy_port: YAML tags are not supported");
+}
+
+Test(config, deep_nesting)
+{
+	const int depth = 100000;
+	size_t len = 2 * depth + 32, off;
+
+	buf = malloc(len);
+	cr_assert_not_null(buf);
+	off = (size_t)sprintf(buf, "services: ");
+	memset(buf + off, '[', depth);
+	memset(buf + off + depth, ']', depth);
+	buf[off + 2 * depth] = '\0';
+	assert_refused(buf, "t.yaml:1: services[0]: must be a mapping, got a sequence");
+
+	/* Block style, and nested where a scalar is due. */
+	assert_refused(NODE "services:\n  - - - - - - - - - - - - - - - - - - - -\n",
+		       "t.yaml:4: services[0]: must be a mapping, got a sequence");
+	assert_refused("node:\n  address_v4: {a: {b: {c: {d: {e: {f: {g: {h: {}}}}}}}}}\n",
+		       "t.yaml:2: node.address_v4: must be an IPv4 address, got a mapping");
+}
+
+Test(config, hostile_numbers)
+{
+	assert_refused(
+	    "node:\n  address_v4: 10.0.1.1\n  proxy_port: 999999999999999999999999999\n",
+	    "t.yaml:3: node.proxy_port: must be 1..65535, got 999999999999999999999999999");
+	assert_refused("node:\n  address_v4: 10.0.1.1\n  proxy_port: 0xffffffffffffffffffff\n",
+		       "t.yaml:3: node.proxy_port: must be 1..65535, got 0xffffffffffffffffffff");
+	assert_refused("node:\n  address_v4: 10.0.1.1\n  proxy_port: -1\n",
+		       "t.yaml:3: node.proxy_port: must be 1..65535, got -1");
+	assert_refused(NODE "proxy:\n  workers: -0\n",
+		       "t.yaml:4: proxy.workers: must be 0..256, got -0");
+	assert_refused(
+	    "node:\n  address_v4: 10.0.1.1\n  proxy_port: 0x\n",
+	    "t.yaml:3: node.proxy_port: must be a decimal or 0x hex integer, got \"0x\"");
+	assert_refused(
+	    "node:\n  address_v4: 10.0.1.1\n  proxy_port: 080\n",
+	    "t.yaml:3: node.proxy_port: must be a decimal or 0x hex integer, got \"080\"");
+	assert_refused("node:\n  address_v4: 10.0.1.1\n  proxy_port: 8e1\n",
+		       "t.yaml:3: node.proxy_port: must be a decimal or 0x hex integer");
+	assert_refused("node:\n  address_v4: 10.0.1.1\n  proxy_port: \"-\"\n",
+		       "t.yaml:3: node.proxy_port: must be an integer, got the string \"-\"");
+	assert_refused(
+	    "node:\n  address_v4: 10.0.1.1\n  proxy_port: --1\n",
+	    "t.yaml:3: node.proxy_port: must be a decimal or 0x hex integer, got \"--1\"");
+}
+
+Test(config, nul_bytes)
+{
+	static const char text[] = "node:\n  address_v4: 10.0.1.1\0\n";
+
+	cr_assert_eq(parse_len(text, sizeof(text) - 1), -EINVAL);
+	cr_assert_null(cfg);
+	cr_assert_str_eq(err, "t.yaml:2: yaml: NUL byte in input");
+	/* An escaped NUL inside a quoted string reaches us as a byte too. */
+	assert_refused(NODE "services:\n  - name: \"w\\0b\"\n",
+		       "t.yaml:4: services[0].name: must be an RFC 1123 label");
+	assert_refused(NODE "bpf:\n  pin_root: \"/a\\0b\"\n",
+		       "t.yaml:4: bpf.pin_root: must not contain NUL characters");
+	assert_refused("node:\n  address_v4: \"10.0.1.1\\0junk\"\n",
+		       "t.yaml:2: node.address_v4: must be an IPv4 address, got \"10.0.1.1?junk\"");
+}
+
+Test(config, empty_and_non_mapping)
+{
+	cr_assert_eq(parse_len("", 0), -EINVAL);
+	cr_assert_str_eq(err, "t.yaml:1: yaml: file is empty");
+	cr_assert_eq(config_parse("t.yaml", NULL, 0, &cfg, err, sizeof(err)), -EINVAL);
+	assert_refused("# only a comment\n", "t.yaml:");
+	cr_assert(strstr(err, ": yaml: file is empty"), "%s", err);
+	assert_refused("---\n", "t.yaml:");
+	cr_assert(strstr(err, ": yaml: file is empty"), "%s", err);
+	assert_refused("- node\n- services\n", "t.yaml:1: yaml: must be a mapping, got a sequence");
+	assert_refused("hello\n", "t.yaml:1: yaml: must be a mapping, got a scalar");
+	assert_refused("\"\"\n", "t.yaml:1: yaml: must be a mapping, got a scalar");
+}
+
+Test(config, bad_encoding)
+{
+	assert_refused("node:\n  address_v4: \xff\xfe\n", "t.yaml:2: yaml: ");
+	assert_refused("node:\n  address_v4: 10.0.1.1\x01\n", "t.yaml:2: yaml: ");
+}
+
+Test(config, long_keys_and_values_are_cut_in_messages)
+{
+	char key[300];
+
+	memset(key, 'k', sizeof(key));
+	memcpy(key, "node:\n  ", 8);
+	strcpy(key + 250, ": 1\n");
+	assert_refused(key, "t.yaml:2: node.kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk...: "
+			    "unknown field");
+	cr_assert_lt(strlen(err), 120);
+	assert_refused("node:\n  \"a\\tb\\e\": 1\n", "t.yaml:2: node.a?b?: unknown field");
+}
+
+Test(config, error_buffer_is_optional_and_bounded)
+{
+	char small[12];
+
+	cr_assert_eq(config_parse("t.yaml", "x: 1\n", 5, &cfg, NULL, 0), -EINVAL);
+	memset(small, 'X', sizeof(small));
+	cr_assert_eq(config_parse("t.yaml", "x: 1\n", 5, &cfg, small, sizeof(small)), -EINVAL);
+	cr_assert_str_eq(small, "t.yaml:1: x");
+	cr_assert_eq(config_load("/nonexistent", &cfg, NULL, 0), -ENOENT);
+}
