@@ -66,8 +66,10 @@ int env_resolve_cgroup(const char *configured, char *path, size_t len, uint64_t 
 
 	err = env_cgroup2_mount(mnt, sizeof(mnt));
 	if (err) {
-		pr_warn("cgroup2 is not mounted (needed to attach connect4/6, getpeername4/6 and "
-			"sockops): mount -t cgroup2 none /sys/fs/cgroup");
+		pr_warn("cgroup2 is not mounted in this mount namespace (needed to attach "
+			"connect4/6, getpeername4/6 and sockops): mount -t cgroup2 none "
+			"/sys/fs/cgroup. Note that 'ip netns exec' remounts /sys and hides it; "
+			"enter a network namespace with 'nsenter --net=...' instead");
 		return err;
 	}
 	mlen = strlen(mnt);
