@@ -9,9 +9,9 @@ packages=(
 	clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
 	libnl-3-dev libnl-route-3-dev
 	libyaml-dev
-	# tests
-	libcriterion-dev
-	iproute2 socat curl python3 procps psmisc
+	# tests: unit, end-to-end (netns, nsenter, bpftool), fuzzing (libFuzzer)
+	libcriterion-dev libclang-rt-14-dev
+	iproute2 util-linux socat curl procps
 )
 
 if [ "$(id -u)" -ne 0 ]; then
