@@ -1,0 +1,665 @@
+# shellcheck shell=bash
+# lib.sh: the end-to-end harness, sourced by every tests/e2e/*.sh.
+#
+# Each test builds its own world and tears it down on every exit path:
+#
+#   node-a netns                                   node-b netns
+#   br0 10.77.1.1/24 fd77:1::1/64                  br0 10.77.2.1/24 fd77:2::1/64
+#   ul0 192.168.77.1/24 fd77::1/64 <---- veth ---> ul0 192.168.77.2/24 fd77::2/64
+#   routes: 10.77.2.0/24, fd77:2::/64 via node-b   routes: 10.77.1.0/24, fd77:1::/64 via node-a
+#           10.96.0.10/32, fd96::10/128 via "direct" (the kube-proxy stand-in)
+#    |-- a1      10.77.1.2 fd77:1::2   client (the tests enroll it)
+#    |-- a2      10.77.1.3 fd77:1::3   backend "a2" on :8080
+#    |-- direct  10.77.1.4 fd77:1::4   owns the VIPs, "direct" on :80
+#    `-- a3      10.77.1.5 fd77:1::5   client (unenrolled unless bypass.sh enrolls it)
+#                                                   `-- b1  10.77.2.2 fd77:2::2  backend "b1" on :8080
+#
+# Every netns is a separate namespace named $RUN-<name>, so nothing is
+# configured in the host's own network namespace. Every process the test
+# starts runs in a child of the test cgroup <cgroup2>/$RUN (pods in
+# pod-<name>, shoald in agent), which is also where shoald attaches its
+# programs. shoald runs in node-a's netns and listens on 10.77.1.1:15001.
+#
+# A state file under /run/she2e records what a run created (netns, cgroup,
+# pin root, PIDs) so that the next run can clear the leftovers of one that
+# crashed. Processes are only ever ended by PID, after checking that the
+# PID still lives in the test's own cgroup.
+#
+# Exit status: 0 pass, 1 fail, 77 skip (with the reason printed).
+
+set -euo pipefail
+
+E2E_PREFIX=she2e
+E2E_TEST=$(basename "${0%.sh}")
+RUN=$E2E_PREFIX-$$
+STATE_DIR=/run/$E2E_PREFIX
+STATE=$STATE_DIR/$RUN.state
+LOGDIR=${SHOAL_E2E_LOGDIR:-/tmp/$E2E_PREFIX-logs}/$E2E_TEST
+SHOALD=${SHOALD:-}
+SHOALCTL=${SHOALCTL:-}
+SHOAL_PEER=${SHOAL_PEER:-}
+# Set to 0 before sourcing for a test of the harness alone.
+E2E_NEEDS_AGENT=${E2E_NEEDS_AGENT:-1}
+
+PROXY_PORT=15001
+FAILOPEN_AFTER_MS=1000
+# Addresses a backend may see when the proxy connected to it: node-a's
+# bridge address, or its underlay address on the way to node-b.
+PROXY_SOURCES="10.77.1.1 192.168.77.1"
+
+CG2=""          # cgroup2 mount point
+TEST_CG=""      # <cgroup2>/$RUN
+PIN_ROOT=/sys/fs/bpf/$RUN
+CONFIG=""
+SHOALD_PID=""
+SHOALD_STARTS=0
+SHOALD_LOG=""
+E2E_FAILED=0
+LAST_PID=""
+EXPECT_OK=0
+
+declare -A POD_NS POD_IP4 POD_IP6 POD_CG
+
+# ---- reporting ----------------------------------------------------------
+
+say() { printf '[%s] %s\n' "$E2E_TEST" "$*"; }
+pass() { printf '[%s] ok: %s\n' "$E2E_TEST" "$*"; }
+# Failures go to stderr, so that one raised inside $(...) is still seen.
+fail() {
+	printf '[%s] FAIL: %s\n' "$E2E_TEST" "$*" >&2
+	E2E_FAILED=1
+}
+# A failure that makes the rest of the test meaningless. Inside $(...) it
+# ends the subshell, and set -e then ends the test.
+fatal() {
+	printf '[%s] FAIL: %s\n' "$E2E_TEST" "$*" >&2
+	E2E_FAILED=1
+	exit 1
+}
+skip() {
+	printf '[%s] SKIP: %s\n' "$E2E_TEST" "$*"
+	exit 77
+}
+# Ends the test: 0 if every check passed.
+finish() {
+	if ((E2E_FAILED)); then
+		say "FAILED (logs in $LOGDIR)"
+		exit 1
+	fi
+	say "PASSED"
+	exit 0
+}
+
+# ---- prerequisites --------------------------------------------------------
+
+# The cgroup2 mount point, from /proc/self/mounts (never a fixed path).
+find_cgroup2() {
+	awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts
+}
+
+e2e_require() {
+	local tool
+	[[ $(id -u) -eq 0 ]] || skip "needs root (network namespaces, cgroups, BPF)"
+	for tool in ip nsenter bpftool ss awk timeout sed grep comm; do
+		command -v "$tool" >/dev/null || skip "missing tool: $tool"
+	done
+	if ((E2E_NEEDS_AGENT)); then
+		[[ -n $SHOALD && -x $SHOALD ]] || skip "shoald binary not found (SHOALD='$SHOALD'); build it first"
+		[[ -n $SHOALCTL && -x $SHOALCTL ]] || skip "shoalctl binary not found (SHOALCTL='$SHOALCTL'); build it first"
+	fi
+	[[ -n $SHOAL_PEER && -x $SHOAL_PEER ]] || skip "shoal-peer binary not found (SHOAL_PEER='$SHOAL_PEER'); build it first"
+	CG2=$(find_cgroup2)
+	[[ -n $CG2 ]] || skip "no cgroup2 mount in /proc/self/mounts (scripts/setup.sh mounts one)"
+	awk '$2 == "/sys/fs/bpf" && $3 == "bpf" { f = 1 } END { exit !f }' /proc/self/mounts ||
+		skip "bpffs is not mounted at /sys/fs/bpf (scripts/setup.sh mounts it)"
+	bpftool prog show >/dev/null 2>&1 || skip "the bpf() syscall is not usable here (bpftool prog show failed)"
+	local probe
+	probe=$(bpftool feature probe kernel 2>/dev/null || true)
+	for tool in cgroup_sock_addr sock_ops sk_msg; do
+		grep -q "program_type $tool is available" <<<"$probe" ||
+			skip "kernel lacks BPF program type $tool"
+	done
+	TEST_CG=$CG2/$RUN
+}
+
+# ---- state and cleanup ----------------------------------------------------
+
+state_add() { echo "$*" >>"$STATE"; }
+
+# True if PID $1 is a live e2e test script (the owner of a run).
+owner_alive() {
+	local pid=$1
+	[[ -r /proc/$pid/cmdline ]] || return 1
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'e2e/'
+}
+
+# True if PID $1 lives in cgroup $2 (an absolute path under $CG2) or below.
+pid_in_cgroup() {
+	local pid=$1 cg=$2 rel line
+	rel=${cg#"$CG2"}
+	line=$(grep '^0::' "/proc/$pid/cgroup" 2>/dev/null) || return 1
+	line=${line#0::}
+	[[ $line == "$rel" || $line == "$rel"/* ]]
+}
+
+# Every PID in cgroup $1 and its children.
+cgroup_pids() {
+	local cg=$1
+	[[ -d $cg ]] || return 0
+	find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null || true
+}
+
+# Ends processes by PID: the ones listed, plus any in cgroup $1 (children
+# the listed ones forked). Each is checked to be in $1 before a signal.
+kill_test_processes() {
+	local cg=$1
+	shift
+	local pid sig round
+	for round in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+		sig=TERM
+		((round > 10)) && sig=KILL
+		local any=0
+		for pid in "$@" $(cgroup_pids "$cg"); do
+			[[ $pid =~ ^[0-9]+$ ]] || continue
+			if pid_in_cgroup "$pid" "$cg"; then
+				kill -"$sig" "$pid" 2>/dev/null || true
+				any=1
+			fi
+		done
+		((any)) || return 0
+		sleep 0.2
+	done
+	return 0
+}
+
+# Removes cgroup $1 and its children, deepest first.
+remove_cgroup_tree() {
+	local cg=$1 dir
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		[[ -d $cg ]] || return 0
+		while read -r dir; do
+			rmdir "$dir" 2>/dev/null || true
+		done < <(find "$cg" -depth -type d)
+		[[ -d $cg ]] || return 0
+		sleep 0.2
+	done
+	echo "warning: could not remove cgroup $cg" >&2
+}
+
+# Removes a pin root: first the agent's own uninstall, then whatever is left
+# (unpinning a link detaches its program).
+remove_pin_root() {
+	local root=$1
+	[[ -e $root ]] || return 0
+	if [[ -n $SHOALCTL && -x $SHOALCTL ]]; then
+		timeout 20 "$SHOALCTL" --pin-root "$root" uninstall >/dev/null 2>&1 || true
+	fi
+	[[ -e $root ]] && rm -rf "$root" 2>/dev/null
+	[[ -e $root ]] && echo "warning: could not remove pin root $root" >&2
+	return 0
+}
+
+# Tears down what state file $1 records. Safe to run twice.
+cleanup_state_file() {
+	local file=$1 cg="" kind value
+	local -a pids=() netns=() pins=()
+	[[ -f $file ]] || return 0
+	while read -r kind value; do
+		case $kind in
+		cgroup) cg=$value ;;
+		pid) pids+=("$value") ;;
+		netns) netns+=("$value") ;;
+		pin) pins+=("$value") ;;
+		esac
+	done <"$file"
+	if [[ -n $cg ]]; then
+		kill_test_processes "$cg" "${pids[@]}"
+	fi
+	for value in "${pins[@]}"; do
+		remove_pin_root "$value"
+	done
+	for value in "${netns[@]}"; do
+		ip netns del "$value" 2>/dev/null || true
+	done
+	[[ -n $cg ]] && remove_cgroup_tree "$cg"
+	rm -f "$file"
+}
+
+# Clears what earlier runs left behind when their owner is gone: first from
+# their state files, then anything named $E2E_PREFIX-<pid>* without one.
+clear_leftovers() {
+	local file name pid
+	mkdir -p "$STATE_DIR"
+	for file in "$STATE_DIR"/"$E2E_PREFIX"-*.state; do
+		[[ -e $file ]] || continue
+		name=$(basename "$file" .state)
+		pid=${name#"$E2E_PREFIX"-}
+		owner_alive "$pid" && continue
+		say "clearing leftovers of crashed run $name"
+		cleanup_state_file "$file"
+	done
+	for file in "$CG2"/"$E2E_PREFIX"-* /sys/fs/bpf/"$E2E_PREFIX"-* /run/netns/"$E2E_PREFIX"-*; do
+		[[ -e $file ]] || continue
+		name=$(basename "$file")
+		pid=${name#"$E2E_PREFIX"-}
+		pid=${pid%%-*}
+		[[ $pid =~ ^[0-9]+$ ]] || continue
+		owner_alive "$pid" && continue
+		say "clearing leftover $file"
+		case $file in
+		"$CG2"/*)
+			kill_test_processes "$file"
+			remove_cgroup_tree "$file"
+			;;
+		/sys/fs/bpf/*) remove_pin_root "$file" ;;
+		/run/netns/*) ip netns del "$name" 2>/dev/null || true ;;
+		esac
+	done
+}
+
+e2e_cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	set +e
+	if ((rc != 0 && rc != 77)) && [[ -n $SHOALD_PID ]]; then
+		say "last lines of the shoald log:"
+		tail -n 20 "$LOGDIR"/shoald.*.log 2>/dev/null | sed 's/^/    /'
+	fi
+	cleanup_state_file "$STATE"
+	exit "$rc"
+}
+
+# Prerequisites, leftovers, traps, state. Call first in every test.
+e2e_init() {
+	e2e_require
+	clear_leftovers
+	bpf_baseline
+	rm -rf "$LOGDIR"
+	mkdir -p "$LOGDIR"
+	CONFIG=$LOGDIR/shoald.yaml
+	trap e2e_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	: >"$STATE"
+	state_add "owner $$"
+	state_add "cgroup $TEST_CG"
+	state_add "pin $PIN_ROOT"
+	mkdir "$TEST_CG"
+	mkdir "$TEST_CG/agent"
+	say "run $RUN: cgroup $TEST_CG, pins $PIN_ROOT, logs $LOGDIR"
+}
+
+# ---- topology -------------------------------------------------------------
+
+NS_A=$RUN-node-a
+NS_B=$RUN-node-b
+
+netns_add() {
+	local ns=$1
+	state_add "netns $ns"
+	ip netns add "$ns" || skip "cannot create network namespaces (ip netns add $ns failed)"
+	ip -n "$ns" link set lo up
+	# Addresses are usable at once: no duplicate address detection here.
+	in_ns "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 \
+		net.ipv6.conf.default.accept_dad=0
+}
+
+# node_add NS N UNDERLAY4 UNDERLAY6: a node with bridge br0 for pod subnet N.
+node_add() {
+	local ns=$1 n=$2
+	netns_add "$ns"
+	in_ns "$ns" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+	ip -n "$ns" link add br0 type bridge forward_delay 0
+	ip -n "$ns" addr add "10.77.$n.1/24" dev br0
+	ip -n "$ns" addr add "fd77:$n::1/64" dev br0 nodad
+	ip -n "$ns" link set br0 up
+}
+
+# pod_add NAME NODE_NS N HOST: a pod netns on node N's bridge, with its own
+# cgroup, addresses 10.77.N.HOST and fd77:N::HOST, default routes via br0.
+pod_add() {
+	local name=$1 node=$2 n=$3 host=$4 ns=$RUN-$1
+	netns_add "$ns"
+	ip -n "$node" link add "p-$name" type veth peer name eth0 netns "$ns"
+	ip -n "$node" link set "p-$name" master br0 up
+	ip -n "$ns" addr add "10.77.$n.$host/24" dev eth0
+	ip -n "$ns" addr add "fd77:$n::$host/64" dev eth0 nodad
+	ip -n "$ns" link set eth0 up
+	ip -n "$ns" route add default via "10.77.$n.1"
+	ip -n "$ns" -6 route add default via "fd77:$n::1"
+	mkdir "$TEST_CG/pod-$name"
+	POD_NS[$name]=$ns
+	POD_IP4[$name]=10.77.$n.$host
+	POD_IP6[$name]=fd77:$n::$host
+	POD_CG[$name]=$TEST_CG/pod-$name
+}
+
+# Builds the topology drawn at the top of this file and starts the three
+# echo servers (a2, b1, direct). No shoald yet.
+e2e_topology() {
+	say "building topology: 2 nodes, pods a1 a2 a3 direct on node-a, b1 on node-b"
+	node_add "$NS_A" 1
+	node_add "$NS_B" 2
+	ip -n "$NS_A" link add ul0 type veth peer name ul0 netns "$NS_B"
+	ip -n "$NS_A" addr add 192.168.77.1/24 dev ul0
+	ip -n "$NS_A" addr add fd77::1/64 dev ul0 nodad
+	ip -n "$NS_B" addr add 192.168.77.2/24 dev ul0
+	ip -n "$NS_B" addr add fd77::2/64 dev ul0 nodad
+	ip -n "$NS_A" link set ul0 up
+	ip -n "$NS_B" link set ul0 up
+	ip -n "$NS_A" route add 10.77.2.0/24 via 192.168.77.2
+	ip -n "$NS_A" -6 route add fd77:2::/64 via fd77::2
+	ip -n "$NS_B" route add 10.77.1.0/24 via 192.168.77.1
+	ip -n "$NS_B" -6 route add fd77:1::/64 via fd77::1
+
+	pod_add a1 "$NS_A" 1 2
+	pod_add a2 "$NS_A" 1 3
+	pod_add direct "$NS_A" 1 4
+	pod_add a3 "$NS_A" 1 5
+	pod_add b1 "$NS_B" 2 2
+
+	# The kube-proxy stand-in: the VIPs are local to pod "direct", and
+	# node-a routes them there, so a connection that shoal leaves alone
+	# (unenrolled, or failed open) lands on "direct".
+	ip -n "${POD_NS[direct]}" addr add 10.96.0.10/32 dev lo
+	ip -n "${POD_NS[direct]}" addr add fd96::10/128 dev lo nodad
+	ip -n "$NS_A" route add 10.96.0.10/32 via "${POD_IP4[direct]}"
+	ip -n "$NS_A" -6 route add fd96::10/128 via "${POD_IP6[direct]}"
+
+	pod_spawn a2 "$LOGDIR/serve-a2.log" "$SHOAL_PEER" serve --listen 0.0.0.0:8080 --listen '[::]:8080' --name a2
+	pod_spawn b1 "$LOGDIR/serve-b1.log" "$SHOAL_PEER" serve --listen 0.0.0.0:8080 --listen '[::]:8080' --name b1
+	pod_spawn direct "$LOGDIR/serve-direct.log" "$SHOAL_PEER" serve --listen 0.0.0.0:80 --listen '[::]:80' --name direct
+	wait_listen "${POD_NS[a2]}" 8080
+	wait_listen "${POD_NS[b1]}" 8080
+	wait_listen "${POD_NS[direct]}" 80
+}
+
+# Checks the topology itself, before any shoald: every pod reaches the
+# others across both nodes, v4 and v6, and the VIPs reach "direct".
+e2e_topology_check() {
+	local out
+	for dst in a2 b1; do
+		for fam in 4 6; do
+			local to
+			if [[ $fam == 4 ]]; then to=${POD_IP4[$dst]}:8080; else to=[${POD_IP6[$dst]}]:8080; fi
+			out=$(pod_run a1 "$SHOAL_PEER" hello --to "$to" 2>&1) ||
+				fatal "topology: a1 cannot reach $dst at $to: $out"
+			[[ $out == *"banner=$dst "* ]] || fatal "topology: a1 -> $to answered '$out'"
+		done
+	done
+	out=$(pod_run a3 "$SHOAL_PEER" hello --to 10.96.0.10:80 2>&1) ||
+		fatal "topology: a3 cannot reach the VIP's direct path: $out"
+	[[ $out == "peername=10.96.0.10:80 banner=direct ${POD_IP4[a3]}" ]] ||
+		fatal "topology: a3 -> 10.96.0.10:80 answered '$out'"
+	out=$(pod_run a3 "$SHOAL_PEER" hello --to '[fd96::10]:80' 2>&1) ||
+		fatal "topology: a3 cannot reach [fd96::10]:80 directly: $out"
+	[[ $out == "peername=[fd96::10]:80 banner=direct ${POD_IP6[a3]}" ]] ||
+		fatal "topology: a3 -> [fd96::10]:80 answered '$out'"
+	pass "topology: pods reach each other across nodes (v4, v6) and the VIPs reach 'direct'"
+}
+
+# ---- processes --------------------------------------------------------------
+
+# run_in CGROUP NETNS CMD...: runs CMD inside NETNS, in CGROUP. The shell
+# moves itself into the cgroup before exec, so CMD and all it forks are
+# there from their first instruction, under the shell's PID. nsenter, not
+# `ip netns exec`: the latter remounts /sys, which hides bpffs and the
+# cgroup2 mount from shoald.
+RUN_IN_SCRIPT='cg=$1 ns=$2; shift 2; echo $$ >"$cg/cgroup.procs" && exec nsenter --net="/run/netns/$ns" -- "$@"'
+run_in() {
+	local cg=$1 ns=$2
+	shift 2
+	sh -c "$RUN_IN_SCRIPT" sh "$cg" "$ns" "$@"
+}
+
+# in_ns NETNS CMD...: a helper command (ss, sysctl) in NETNS, outside the
+# test cgroup, so that no BPF program of the test sees it.
+in_ns() {
+	local ns=$1
+	shift
+	nsenter --net="/run/netns/$ns" -- "$@"
+}
+
+# spawn_in CGROUP NETNS LOG CMD...: run_in in the background; LAST_PID.
+spawn_in() {
+	local cg=$1 ns=$2 log=$3
+	shift 3
+	# A plain command, not the run_in function: $! is then the PID that
+	# becomes CMD, not a subshell's.
+	sh -c "$RUN_IN_SCRIPT" sh "$cg" "$ns" "$@" >"$log" 2>&1 </dev/null &
+	LAST_PID=$!
+	state_add "pid $LAST_PID"
+}
+
+pod_run() {
+	local pod=$1
+	shift
+	run_in "${POD_CG[$pod]}" "${POD_NS[$pod]}" "$@"
+}
+
+pod_spawn() {
+	local pod=$1 log=$2
+	shift 2
+	spawn_in "${POD_CG[$pod]}" "${POD_NS[$pod]}" "$log" "$@"
+}
+
+# Sends signal $2 to our process $1 and waits for it, if it is still ours.
+stop_pid() {
+	local pid=$1 sig=${2:-TERM}
+	if pid_in_cgroup "$pid" "$TEST_CG"; then
+		kill -"$sig" "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+# wait_listen NETNS PORT: waits (5 s) for a TCP listener on PORT in NETNS.
+wait_listen() {
+	local ns=$1 port=$2 i
+	for ((i = 0; i < 50; i++)); do
+		if [[ -n $(in_ns "$ns" ss -Hltn "sport = :$port" 2>/dev/null) ]]; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	fatal "nothing listens on port $port in $ns after 5 s"
+}
+
+# ---- shoald and shoalctl ----------------------------------------------------
+
+ctl() { timeout 20 "$SHOALCTL" --pin-root "$PIN_ROOT" "$@"; }
+
+# write_config [EXTRA_SERVICES_YAML]: node-a's config, with service "web"
+# and whatever service entries the test appends.
+write_config() {
+	local extra=${1:-}
+	cat >"$CONFIG" <<EOF
+node: {address_v4: 10.77.1.1, address_v6: "fd77:1::1", proxy_port: $PROXY_PORT}
+bpf: {pin_root: $PIN_ROOT, cgroup: $TEST_CG, shortcut: true, failopen_after_ms: $FAILOPEN_AFTER_MS}
+proxy: {workers: 2, connect_timeout_ms: 500, connect_deadline_ms: 2000}
+services:
+  - name: web
+    namespace: default
+    vips: [10.96.0.10, "fd96::10"]
+    ports: [{port: 80, target_port: 8080, protocol: tcp}]
+    endpoints: [{address: 10.77.1.3}, {address: 10.77.2.2}]
+$extra
+EOF
+}
+
+# Starts shoald in node-a's netns and the agent cgroup, and waits until the
+# datapath reports a live proxy and the listener is up. Extra arguments go
+# to shoald. Sets SHOALD_PID; the log is $LOGDIR/shoald.<n>.log.
+shoald_start() {
+	local i rc status=""
+	SHOALD_STARTS=$((SHOALD_STARTS + 1))
+	SHOALD_LOG=$LOGDIR/shoald.$SHOALD_STARTS.log
+	spawn_in "$TEST_CG/agent" "$NS_A" "$SHOALD_LOG" "$SHOALD" -c "$CONFIG" --log-level info "$@"
+	SHOALD_PID=$LAST_PID
+	for ((i = 0; i < 100; i++)); do
+		if ! kill -0 "$SHOALD_PID" 2>/dev/null; then
+			wait "$SHOALD_PID" 2>/dev/null && rc=0 || rc=$?
+			sed 's/^/    /' "$SHOALD_LOG"
+			fatal "shoald exited (status $rc) during start-up"
+		fi
+		status=$(ctl status 2>/dev/null || true)
+		if grep -qx 'proxy alive' <<<"$status" &&
+			[[ -n $(in_ns "$NS_A" ss -Hltn "sport = :$PROXY_PORT" 2>/dev/null) ]]; then
+			say "shoald running (pid $SHOALD_PID, start #$SHOALD_STARTS)"
+			return 0
+		fi
+		sleep 0.1
+	done
+	sed 's/^/    /' "$SHOALD_LOG"
+	fatal "shoald not ready after 10 s (status: $(tr '\n' ';' <<<"$status"))"
+}
+
+# shoald_stop [SIGNAL]: signals our shoald (default TERM) and reaps it.
+shoald_stop() {
+	local sig=${1:-TERM}
+	[[ -n $SHOALD_PID ]] || return 0
+	stop_pid "$SHOALD_PID" "$sig"
+	SHOALD_PID=""
+}
+
+enroll() {
+	local pod=$1 path
+	if [[ $pod == node-a ]]; then path=/run/netns/$NS_A; else path=/run/netns/${POD_NS[$pod]}; fi
+	ctl enroll "$path" >/dev/null || fatal "shoalctl enroll $path failed"
+}
+
+unenroll() {
+	local pod=$1 path
+	if [[ $pod == node-a ]]; then path=/run/netns/$NS_A; else path=/run/netns/${POD_NS[$pod]}; fi
+	ctl unenroll "$path" >/dev/null || fatal "shoalctl unenroll $path failed"
+}
+
+# counter NAME: the value of a datapath counter from `shoalctl counters`.
+counter() {
+	local out v
+	out=$(ctl counters) || fatal "shoalctl counters failed"
+	v=$(awk -v n="$1" '$1 == n && NF == 2 { print $2; exit }' <<<"$out")
+	[[ $v =~ ^[0-9]+$ ]] || fatal "counter $1 missing from 'shoalctl counters'"
+	echo "$v"
+}
+
+# service_counter NAMESPACE/NAME FIELD: e.g. default/web intercepted.
+service_counter() {
+	local out v
+	out=$(ctl counters) || fatal "shoalctl counters failed"
+	v=$(awk -v s="$1" -v f="$2" '$1 == "service" && $3 == s {
+		for (i = 4; i < NF; i++) if ($i == f) { print $(i + 1); exit } }' <<<"$out")
+	[[ $v =~ ^[0-9]+$ ]] || fatal "service $1 $2 missing from 'shoalctl counters'"
+	echo "$v"
+}
+
+# expect_grew NAME BEFORE [MIN_DELTA]: checks counter NAME grew by MIN_DELTA.
+expect_grew() {
+	local name=$1 before=$2 min=${3:-1} now
+	now=$(counter "$name")
+	if ((now - before >= min)); then
+		pass "counter $name grew by $((now - before)) (>= $min)"
+	else
+		fail "counter $name went $before -> $now, expected growth >= $min"
+	fi
+}
+
+# ---- probes -----------------------------------------------------------------
+
+# hello POD TARGET [ARGS]: one shoal-peer hello; sets HELLO_OUT,
+# HELLO_PEER (peername), HELLO_BACKEND and HELLO_SEEN (the banner's two
+# words). Returns shoal-peer's status.
+hello() {
+	local pod=$1 to=$2 banner
+	shift 2
+	HELLO_OUT="" HELLO_PEER="" HELLO_BACKEND="" HELLO_SEEN=""
+	HELLO_OUT=$(pod_run "$pod" "$SHOAL_PEER" hello --to "$to" "$@" 2>&1) || return 1
+	[[ $HELLO_OUT == peername=*" banner="* ]] || return 1
+	HELLO_PEER=${HELLO_OUT#peername=}
+	HELLO_PEER=${HELLO_PEER%% banner=*}
+	banner=${HELLO_OUT#* banner=}
+	HELLO_BACKEND=${banner%% *}
+	HELLO_SEEN=${banner#* }
+}
+
+# expect_proxied POD TARGET PEERNAME [HELLO_ARGS]: the connection went
+# through the proxy: a real endpoint (a2 or b1) answered, it saw the
+# proxy's address and not the pod's, and getpeername still gave the VIP.
+# A miss is recorded with fail and the test goes on; EXPECT_OK says (1/0)
+# whether this one held, for a caller that cannot go on without it.
+expect_proxied() {
+	local pod=$1 to=$2 want_peer=$3 what
+	shift 3
+	what="$pod -> $to${*:+ ($*)}"
+	EXPECT_OK=0
+	if ! hello "$pod" "$to" "$@"; then
+		fail "$what: hello failed: $HELLO_OUT"
+	elif [[ $HELLO_BACKEND != a2 && $HELLO_BACKEND != b1 ]]; then
+		fail "$what: expected the proxy (backend a2 or b1), got '$HELLO_OUT'"
+	elif [[ " $PROXY_SOURCES " != *" $HELLO_SEEN "* ]]; then
+		fail "$what: backend saw $HELLO_SEEN, expected a proxy address ($PROXY_SOURCES)"
+	elif [[ $HELLO_PEER != "$want_peer" ]]; then
+		fail "$what: getpeername gave $HELLO_PEER, expected $want_peer"
+	else
+		EXPECT_OK=1
+		pass "$what: proxied to $HELLO_BACKEND (saw $HELLO_SEEN), peername=$HELLO_PEER"
+	fi
+}
+
+# expect_direct POD TARGET PEERNAME SEEN [HELLO_ARGS]: the connection went
+# to the VIP's direct path untouched: "direct" answered and saw SEEN.
+# Failures and EXPECT_OK as for expect_proxied.
+expect_direct() {
+	local pod=$1 to=$2 want_peer=$3 want_seen=$4 what
+	shift 4
+	what="$pod -> $to${*:+ ($*)}"
+	EXPECT_OK=0
+	if ! hello "$pod" "$to" "$@"; then
+		fail "$what: hello failed: $HELLO_OUT"
+	elif [[ $HELLO_BACKEND != direct || $HELLO_SEEN != "$want_seen" || $HELLO_PEER != "$want_peer" ]]; then
+		fail "$what: expected 'peername=$want_peer banner=direct $want_seen', got '$HELLO_OUT'"
+	else
+		EXPECT_OK=1
+		pass "$what: direct path, untouched (direct saw $HELLO_SEEN)"
+	fi
+}
+
+# ---- bpftool views ----------------------------------------------------------
+#
+# Another shoal may run on this machine, so "ours" is judged by difference:
+# shoal_ programs that were not loaded before this test started any shoald.
+
+# IDs of loaded programs whose name starts with shoal_ (one per line).
+shoal_prog_ids() {
+	bpftool prog show 2>/dev/null | awk '/^[0-9]+: / {
+		for (i = 2; i < NF; i++) if ($i == "name" && $(i + 1) ~ /^shoal_/) { sub(":", "", $1); print $1 } }' | sort
+}
+
+BASE_PROGS=""
+# Records the shoal_ programs that exist before this test's shoald.
+bpf_baseline() { BASE_PROGS=$(shoal_prog_ids); }
+
+# shoal_ programs loaded since bpf_baseline: this test's.
+our_prog_ids() { comm -23 <(shoal_prog_ids) <(printf '%s\n' "$BASE_PROGS" | sed '/^$/d'); }
+
+# "LINK_ID PROG_ID" for every BPF link on the system.
+link_prog_pairs() {
+	bpftool link show 2>/dev/null | awk '/^[0-9]+: / {
+		id = $1; sub(":", "", id)
+		for (i = 2; i < NF; i++) if ($i == "prog") { print id, $(i + 1); break } }'
+}
+
+# IDs of the links that run one of this test's programs.
+our_link_ids() {
+	local progs link prog
+	progs=" $(our_prog_ids | tr '\n' ' ') "
+	link_prog_pairs | while read -r link prog; do
+		[[ $progs == *" $prog "* ]] && echo "$link"
+	done | sort -n
+	return 0
+}
+
+# Entries (not headers) of `bpftool cgroup tree CGROUP`: what is attached
+# to CGROUP or below it.
+cgroup_attached() {
+	bpftool cgroup tree "$1" 2>/dev/null | awk 'NR > 2 && $1 ~ /^[0-9]+$/' || true
+}
