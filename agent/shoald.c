@@ -156,8 +156,11 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (uninstall)
-		return datapath_uninstall(pin_root ? pin_root : cfg->pin_root) ? 1 : 0;
+	if (uninstall) {
+		err = datapath_uninstall(pin_root ? pin_root : cfg->pin_root);
+		config_free(cfg);
+		return err ? 1 : 0;
+	}
 	if (no_shortcut)
 		cfg->shortcut = false;
 

@@ -3,7 +3,8 @@
 #   1. install what the build and tests need, mount bpffs (scripts/setup.sh)
 #   2. build and run every test: Criterion unit tests and the end-to-end
 #      tests in real network namespaces with real BPF (meson test)
-#   3. rebuild with ASan/UBSan and run the unit tests again
+#   3. rebuild with ASan/UBSan and run every test again: the agent under
+#      real traffic, with leaks checked at exit
 #   4. fuzz the config parser for a short while
 # Exit status is non-zero if anything failed. Tests that need a feature
 # this machine lacks are reported as SKIP with the reason.
@@ -29,11 +30,11 @@ meson compile -C build
 echo "== unit and end-to-end tests"
 meson test -C build --print-errorlogs --num-processes 1
 
-echo "== unit tests under ASan/UBSan"
+echo "== unit and end-to-end tests under ASan/UBSan"
 setup_build build-asan -Db_sanitize=address,undefined -Db_lundef=false
 meson compile -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	meson test -C build-asan --suite unit --print-errorlogs
+	meson test -C build-asan --print-errorlogs --num-processes 1
 
 echo "== fuzz the config parser"
 bash scripts/fuzz-config.sh "${SHOAL_FUZZ_SECONDS:-30}"
