@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * HTTP/1.x message framing (RFC 9112): an incremental, bounded parser for
+ * request and response heads, a chunked-body decoder, and the rules that
+ * decide how a response body is delimited.
+ *
+ * Nothing here allocates or copies: results are offsets into the caller's
+ * buffer. The head parser is strict where leniency enables request
+ * smuggling (bare CR or LF, obs-fold, whitespace before a colon,
+ * conflicting framing headers): a proxy that reads framing differently
+ * from the server behind it is the smuggling bug.
+ */
+#ifndef SHOAL_PROXY_HTTP1_PARSER_H
+#define SHOAL_PROXY_HTTP1_PARSER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Results. Errors are the negated HTTP status a server should answer
+ * with (http1_error_status()), not -errno: the caller's next step is a
+ * response, not a syscall diagnosis.
+ */
+enum http1_result {
+	HTTP1_NEED_MORE = 0, /* feed more bytes, same buffer start */
+	HTTP1_DONE = 1,	     /* complete; see the consumed length */
+	HTTP1_E_BAD_REQUEST = -400,
+	HTTP1_E_URI_TOO_LONG = -414,
+	HTTP1_E_HEAD_TOO_LARGE = -431,
+	HTTP1_E_NOT_IMPLEMENTED = -501, /* unknown transfer-coding */
+	HTTP1_E_BAD_VERSION = -505,
+};
+
+/* The methods of RFC 9110 section 9 plus PATCH (RFC 5789); others are OTHER. */
+enum http1_method {
+	HTTP1_METHOD_OTHER = 0,
+	HTTP1_METHOD_GET,
+	HTTP1_METHOD_HEAD,
+	HTTP1_METHOD_POST,
+	HTTP1_METHOD_PUT,
+	HTTP1_METHOD_DELETE,
+	HTTP1_METHOD_CONNECT,
+	HTTP1_METHOD_OPTIONS,
+	HTTP1_METHOD_TRACE,
+	HTTP1_METHOD_PATCH,
+};
+
+enum http1_kind {
+	HTTP1_REQUEST,
+	HTTP1_RESPONSE,
+};
+
+/*
+ * Limit defaults. Each can be overridden per listener in struct
+ * http1_limits; these are what nginx and HAProxy ship with, in size.
+ */
+/* Request line: longer than any sane URL; past it the client gets 414. */
+#define HTTP1_MAX_LINE_DEFAULT (8 * 1024)
+/* Whole head: bounds per-connection memory before the body starts (431). */
+#define HTTP1_MAX_HEAD_DEFAULT (32 * 1024)
+/* Header lines: bounds the result array and per-request work (431). */
+#define HTTP1_MAX_HEADERS_DEFAULT 100
+/* Chunk-size line incl. extensions: nobody needs extensions, cap them small. */
+#define HTTP1_MAX_CHUNK_LINE 1024
+/* Trailer section of a chunked body: same order as a small head. */
+#define HTTP1_MAX_TRAILERS (8 * 1024)
+
+struct http1_limits {
+	uint32_t max_line;    /* request line or status line, bytes, no CRLF */
+	uint32_t max_head;    /* head incl. the final empty line, bytes */
+	uint32_t max_headers; /* header field lines */
+};
+
+/* A byte range of the caller's buffer. */
+struct http1_span {
+	uint32_t off;
+	uint32_t len;
+};
+
+struct http1_header {
+	struct http1_span name;	 /* token, case as sent */
+	struct http1_span value; /* OWS trimmed; may be empty */
+};
+
+/*
+ * One parsed head. The caller provides the header array (headers, cap);
+ * fields below "derived" are the framing facts a proxy acts on.
+ */
+struct http1_head {
+	struct http1_header *headers; /* caller's array */
+	uint32_t cap;		      /* its length */
+	uint32_t n_headers;
+
+	enum http1_kind kind;
+	uint8_t version_minor; /* 0 or 1: HTTP/1.0 or HTTP/1.1 */
+	/* request line */
+	enum http1_method method;
+	struct http1_span method_tok;
+	struct http1_span target; /* as sent: origin, absolute, authority or * */
+	/* status line */
+	uint16_t status;
+	struct http1_span reason;
+
+	/* derived */
+	bool has_content_length;
+	uint64_t content_length;
+	bool has_transfer_encoding;
+	bool chunked;	   /* final transfer coding is chunked */
+	bool conn_close;   /* Connection: close */
+	bool conn_keep_alive;
+	bool conn_upgrade; /* Connection: upgrade */
+	bool keep_alive;   /* persistence after this message (version + tokens) */
+	bool expect_continue;
+	bool upgrade; /* an Upgrade header is present */
+	bool has_host;
+	struct http1_span host;
+};
+
+/*
+ * Incremental parser state. Keeps how far the bytes were checked, so
+ * feeding a growing buffer costs linear time in total.
+ */
+struct http1_parser {
+	struct http1_limits limits;
+	enum http1_kind kind;
+	uint32_t start;	     /* first byte of the start line (after empty lines) */
+	uint32_t scanned;    /* bytes checked so far */
+	uint32_t line_start; /* start of the line being scanned */
+	uint32_t lines;	     /* complete lines seen, start line included */
+};
+
+/* struct http1_limits holding the defaults above. */
+void http1_limits_default(struct http1_limits *lim);
+
+/*
+ * Prepare @p for a new message of @kind. @lim may be NULL for the
+ * defaults; it is copied.
+ */
+void http1_parser_init(struct http1_parser *p, enum http1_kind kind,
+		       const struct http1_limits *lim);
+
+/*
+ * Parse a message head from @buf, @len bytes. Call again with the same
+ * buffer start and a larger @len as bytes arrive (the bytes already passed
+ * must not change). @head->headers/@head->cap must be set by the caller;
+ * at most min(cap, limits.max_headers) lines are accepted.
+ *
+ * Returns HTTP1_NEED_MORE; HTTP1_DONE with *@consumed the head length
+ * (leading empty lines and the final CRLF included; the body or the next
+ * pipelined message starts there) and @head filled; or a negative
+ * enum http1_result, after which @p must be re-initialised.
+ */
+int http1_parse_head(struct http1_parser *p, const char *buf, size_t len,
+		     struct http1_head *head, size_t *consumed);
+
+/* The HTTP status for an error result (400 for anything unexpected). */
+int http1_error_status(int result);
+
+/* Chunked body decoder: a streaming state machine, fed fresh bytes only. */
+struct http1_chunked {
+	uint8_t state;
+	bool digits;	      /* the size line had at least one hex digit */
+	bool in_ext;	      /* past the digits: extensions or whitespace */
+	uint64_t remaining;   /* data bytes left in the current chunk */
+	uint32_t line_len;    /* bytes of the current size or trailer line */
+	uint32_t trailer_len; /* bytes of the trailer section so far */
+	uint64_t payload;     /* total data bytes decoded */
+};
+
+/* One step of the decoder: @len bytes of the input, all payload or all framing. */
+struct http1_chunk_step {
+	size_t len;
+	bool payload;
+};
+
+void http1_chunked_init(struct http1_chunked *c);
+
+/*
+ * Decode the start of @buf (@len > 0 bytes of body not yet fed). Consumes
+ * a run of framing bytes or a run of chunk data and describes it in
+ * @step; the caller advances by step->len and calls again.
+ *
+ * Returns HTTP1_NEED_MORE while the body goes on, HTTP1_DONE when
+ * step->len ends with the final CRLF of the message (what follows belongs
+ * to the next message), or HTTP1_E_BAD_REQUEST (bad size line, missing
+ * CRLF after data, malformed trailer) or HTTP1_E_HEAD_TOO_LARGE (size
+ * line or trailers over their limit).
+ */
+int http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len,
+		       struct http1_chunk_step *step);
+
+/* How a message body is delimited (RFC 9112 section 6.3). */
+enum http1_body {
+	HTTP1_BODY_NONE,	/* no body: HEAD, 1xx, 204, 304, or a request without one */
+	HTTP1_BODY_LENGTH,	/* content_length bytes */
+	HTTP1_BODY_CHUNKED,	/* run http1_chunked_feed */
+	HTTP1_BODY_UNTIL_CLOSE, /* response only: read until the server closes */
+	HTTP1_BODY_TUNNEL,	/* 2xx to CONNECT, or 101: bytes flow both ways */
+};
+
+/* Body framing of a parsed request head. */
+enum http1_body http1_request_body(const struct http1_head *req);
+
+/* Body framing of a parsed response head, given the request's method. */
+enum http1_body http1_response_body(enum http1_method req_method,
+				    const struct http1_head *resp);
+
+#endif /* SHOAL_PROXY_HTTP1_PARSER_H */
