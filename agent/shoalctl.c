@@ -17,6 +17,7 @@
 #include "loader/env.h"
 #include "loader/loader.h"
 #include "loader/pins.h"
+#include "telemetry/kernel_counters.h"
 
 static void usage(FILE *f)
 {
@@ -109,21 +110,9 @@ static int cmd_status(const char *pin_root)
 	return 0;
 }
 
-/* Field names of struct shoal_counters, in order. */
-static const char *const counter_names[] = {
-	"connect_intercepted", "connect_svc_miss",   "connect_skipped_mark", "connect_failed_open",
-	"connect_no_proxy_addr", "storage_full",      "handoff_stored",       "handoff_full",
-	"shortcut_inserted",   "shortcut_full",      "redirect_msgs",        "redirect_bytes",
-	"redirect_peer_miss",  "redirect_failed",
-};
-_Static_assert(sizeof(counter_names) / sizeof(counter_names[0]) ==
-		       sizeof(struct shoal_counters) / sizeof(__u64),
-	       "counter_names must name every field of struct shoal_counters");
-
 static int cmd_counters(const char *pin_root)
 {
 	struct shoal_counters sum;
-	const __u64 *v = (const __u64 *)&sum;
 	int names_fd, stats_fd, err;
 	__u32 id, next;
 	bool walking = false;
@@ -134,8 +123,9 @@ static int cmd_counters(const char *pin_root)
 			strerror(-err));
 		return 1;
 	}
-	for (size_t i = 0; i < sizeof(counter_names) / sizeof(counter_names[0]); i++)
-		printf("%s %llu\n", counter_names[i], (unsigned long long)v[i]);
+#define PRINT_COUNTER(field, help) printf(#field " %llu\n", (unsigned long long)sum.field);
+	SHOAL_KERNEL_COUNTERS(PRINT_COUNTER)
+#undef PRINT_COUNTER
 
 	names_fd = open_map_or_explain(pin_root, "shoal_svc_names");
 	stats_fd = open_map_or_explain(pin_root, "shoal_svc_stats");

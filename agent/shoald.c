@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/addr.h"
@@ -21,17 +22,23 @@
 #include "config/config.h"
 #include "loader/loader.h"
 #include "proxy/proxy.h"
+#include "telemetry/admin.h"
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: shoald -c FILE [--no-shortcut] [--log-level warn|info|debug]\n"
+	fprintf(f, "usage: shoald -c FILE [--no-shortcut] [--admin ADDR:PORT|off] "
+		   "[--log-level warn|info|debug]\n"
 		   "       shoald --uninstall (-c FILE | --pin-root DIR)\n"
+		   "       shoald --list-metrics\n"
 		   "\n"
 		   "  -c, --config FILE   the configuration file (docs/config.md)\n"
 		   "      --no-shortcut   start with the sockmap shortcut off (kill switch)\n"
+		   "      --admin A:P     admin endpoint (/healthz /readyz /metrics), default "
+		   ADMIN_DEFAULT_LISTEN "; off: none\n"
 		   "      --log-level L   warn, info (default) or debug\n"
 		   "      --uninstall     remove every link, program, map and pin shoal made\n"
-		   "      --pin-root DIR  with --uninstall and no -c: the pin root\n");
+		   "      --pin-root DIR  with --uninstall and no -c: the pin root\n"
+		   "      --list-metrics  print the table of exported metrics (docs/metrics.md)\n");
 }
 
 static int parse_level(const char *s, enum log_level *out)
@@ -45,6 +52,18 @@ static int parse_level(const char *s, enum log_level *out)
 	else
 		return -EINVAL;
 	return 0;
+}
+
+/* Set once the proxy listens and the heartbeat runs; read by /readyz. */
+static bool serving;
+
+static bool agent_ready(void *ctx, char *why, size_t len)
+{
+	(void)ctx;
+	if (__atomic_load_n(&serving, __ATOMIC_ACQUIRE))
+		return true;
+	snprintf(why, len, "not serving yet: datapath or proxy still starting, or stopping");
+	return false;
 }
 
 /* Serve until SIGTERM/SIGINT, refreshing the heartbeat. */
@@ -63,6 +82,7 @@ static int serve(const struct config *cfg, struct datapath *dp, int sig_fd)
 		return -errno;
 	}
 	datapath_heartbeat(dp, true);
+	__atomic_store_n(&serving, true, __ATOMIC_RELEASE);
 	for (;;) {
 		struct pollfd fds[2] = { { .fd = sig_fd, .events = POLLIN },
 					 { .fd = timer_fd, .events = POLLIN } };
@@ -87,6 +107,7 @@ static int serve(const struct config *cfg, struct datapath *dp, int sig_fd)
 			}
 		}
 	}
+	__atomic_store_n(&serving, false, __ATOMIC_RELEASE);
 	close(timer_fd);
 	return 0;
 }
@@ -99,14 +120,18 @@ int main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "uninstall", no_argument, NULL, 'U' },
 		{ "pin-root", required_argument, NULL, 'P' },
+		{ "admin", required_argument, NULL, 'A' },
+		{ "list-metrics", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
-	const char *config_path = NULL, *pin_root = NULL;
+	const char *config_path = NULL, *pin_root = NULL, *admin_listen = ADMIN_DEFAULT_LISTEN;
 	bool no_shortcut = false, uninstall = false;
 	struct config *cfg = NULL;
 	struct datapath *dp = NULL;
 	struct proxy *proxy = NULL;
+	struct admin *admin = NULL;
+	struct timespec started;
 	char err_msg[1024];
 	enum log_level level;
 	sigset_t sigs;
@@ -134,6 +159,12 @@ int main(int argc, char **argv)
 		case 'P':
 			pin_root = optarg;
 			break;
+		case 'A':
+			admin_listen = optarg;
+			break;
+		case 'M':
+			metrics_print_docs();
+			return 0;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -195,12 +226,29 @@ int main(int argc, char **argv)
 		pr_info("ready: proxy on %s %s, %d services, shortcut %s", v4, v6,
 			cfg->n_services, cfg->shortcut ? "on" : "off");
 	}
+	if (strcmp(admin_listen, "off") != 0) {
+		struct admin_opts ao = {
+			.listen = admin_listen,
+			.sources = { .pin_root = cfg->pin_root, .proxy = proxy },
+			.ready = agent_ready,
+		};
+
+		clock_gettime(CLOCK_REALTIME, &started);
+		ao.sources.start_time = started.tv_sec + started.tv_nsec / 1e9;
+		err = admin_start(&ao, &admin, err_msg, sizeof(err_msg));
+		if (err) {
+			pr_warn("%s", err_msg);
+			goto out;
+		}
+		pr_info("admin endpoint on %s (/healthz /readyz /metrics)", admin_listen);
+	}
 	err = serve(cfg, dp, sig_fd);
 out:
 	/* Fail open first, then stop the proxy: no connect is sent to a
 	 * listener that is about to close. */
 	if (dp)
 		datapath_heartbeat(dp, false);
+	admin_stop(admin); /* it reads the proxy's stats: stop it first */
 	proxy_stop(proxy);
 	datapath_close(dp);
 	if (sig_fd >= 0)

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void addr_set_v4(struct shoal_addr *a, uint32_t ip4_be)
@@ -26,6 +27,42 @@ int addr_parse(const char *text, struct shoal_addr *out)
 	if (inet_pton(AF_INET6, text, out->ip6) == 1)
 		return 0;
 	return -EINVAL;
+}
+
+int addr_parse_hostport(const char *text, struct shoal_addr *out, uint16_t *port_be)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *colon, *start = text;
+	size_t len;
+	char *end;
+	unsigned long port;
+
+	if (*text == '[') {
+		colon = strstr(text, "]:");
+		start = text + 1;
+		if (!colon)
+			return -EINVAL;
+		len = colon - start;
+		colon++;
+	} else {
+		colon = strrchr(text, ':');
+		if (!colon || memchr(text, ':', colon - text))
+			return -EINVAL; /* an IPv6 address needs brackets */
+		len = colon - start;
+	}
+	if (len == 0 || len >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, start, len);
+	host[len] = '\0';
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (errno || *end || end == colon + 1 || port == 0 || port > 65535 || colon[1] == '-' ||
+	    colon[1] == '+')
+		return -EINVAL;
+	if (addr_parse(host, out))
+		return -EINVAL;
+	*port_be = htons((uint16_t)port);
+	return 0;
 }
 
 bool addr_is_v4(const struct shoal_addr *a)

@@ -19,6 +19,8 @@
 
 /* Parse "10.0.0.1" or "fd00::1" (no port). Returns 0 or -EINVAL. */
 int addr_parse(const char *text, struct shoal_addr *out);
+/* Parse "10.0.0.1:80" or "[fd00::1]:80" (port 1..65535). 0 or -EINVAL. */
+int addr_parse_hostport(const char *text, struct shoal_addr *out, uint16_t *port_be);
 bool addr_is_v4(const struct shoal_addr *a);
 bool addr_is_zero(const struct shoal_addr *a);
 bool addr_equal(const struct shoal_addr *a, const struct shoal_addr *b);

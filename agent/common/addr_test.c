@@ -48,3 +48,23 @@ Test(addr, rejects_garbage)
 	cr_assert_eq(addr_parse("10.0.0.1:80", &a), -EINVAL);
 	cr_assert_eq(addr_parse("zz::1", &a), -EINVAL);
 }
+
+Test(addr, hostport)
+{
+	struct shoal_addr a;
+	uint16_t port;
+	char buf[ADDR_STR_MAX];
+
+	cr_assert_eq(addr_parse_hostport("127.0.0.1:15020", &a, &port), 0);
+	cr_assert_str_eq(addr_format(&a, port, buf, sizeof(buf)), "127.0.0.1:15020");
+	cr_assert_eq(addr_parse_hostport("[::1]:80", &a, &port), 0);
+	cr_assert_str_eq(addr_format(&a, port, buf, sizeof(buf)), "[::1]:80");
+	cr_assert_eq(addr_parse_hostport("::1:80", &a, &port), -EINVAL);
+	cr_assert_eq(addr_parse_hostport("127.0.0.1", &a, &port), -EINVAL);
+	cr_assert_eq(addr_parse_hostport("127.0.0.1:0", &a, &port), -EINVAL);
+	cr_assert_eq(addr_parse_hostport("127.0.0.1:65536", &a, &port), -EINVAL);
+	cr_assert_eq(addr_parse_hostport("127.0.0.1:-1", &a, &port), -EINVAL);
+	cr_assert_eq(addr_parse_hostport("127.0.0.1:8x", &a, &port), -EINVAL);
+	cr_assert_eq(addr_parse_hostport("[::1]80", &a, &port), -EINVAL);
+	cr_assert_eq(addr_parse_hostport("[]:80", &a, &port), -EINVAL);
+}
