@@ -66,8 +66,7 @@ void http1_limits_default(struct http1_limits *lim)
 	lim->max_headers = HTTP1_MAX_HEADERS_DEFAULT;
 }
 
-void http1_parser_init(struct http1_parser *p, enum http1_kind kind,
-		       const struct http1_limits *lim)
+void http1_parser_init(struct http1_parser *p, enum http1_kind kind, const struct http1_limits *lim)
 {
 	memset(p, 0, sizeof(*p));
 	if (lim)
@@ -100,11 +99,11 @@ static const struct {
 	const char *name;
 	enum http1_method method;
 } methods[] = {
-	{"GET", HTTP1_METHOD_GET},	   {"HEAD", HTTP1_METHOD_HEAD},
-	{"POST", HTTP1_METHOD_POST},	   {"PUT", HTTP1_METHOD_PUT},
-	{"DELETE", HTTP1_METHOD_DELETE},   {"CONNECT", HTTP1_METHOD_CONNECT},
-	{"OPTIONS", HTTP1_METHOD_OPTIONS}, {"TRACE", HTTP1_METHOD_TRACE},
-	{"PATCH", HTTP1_METHOD_PATCH},
+    {"GET", HTTP1_METHOD_GET},	       {"HEAD", HTTP1_METHOD_HEAD},
+    {"POST", HTTP1_METHOD_POST},       {"PUT", HTTP1_METHOD_PUT},
+    {"DELETE", HTTP1_METHOD_DELETE},   {"CONNECT", HTTP1_METHOD_CONNECT},
+    {"OPTIONS", HTTP1_METHOD_OPTIONS}, {"TRACE", HTTP1_METHOD_TRACE},
+    {"PATCH", HTTP1_METHOD_PATCH},
 };
 
 /* Methods are case-sensitive (RFC 9110 9.1): "get" is an OTHER method. */
@@ -132,8 +131,7 @@ static int parse_version(const char *s, uint8_t *minor)
 }
 
 /* Request line in [s, s+len), no CRLF. Offsets are relative to @base. */
-static int parse_request_line(const char *base, uint32_t off, uint32_t len,
-			      struct http1_head *h)
+static int parse_request_line(const char *base, uint32_t off, uint32_t len, struct http1_head *h)
 {
 	const char *s = base + off;
 	uint32_t i = 0, t;
@@ -162,8 +160,7 @@ static int parse_request_line(const char *base, uint32_t off, uint32_t len,
  * empty reason is tolerated: some servers send it, and it cannot change
  * framing.
  */
-static int parse_status_line(const char *base, uint32_t off, uint32_t len,
-			     struct http1_head *h)
+static int parse_status_line(const char *base, uint32_t off, uint32_t len, struct http1_head *h)
 {
 	const char *s = base + off;
 	int err;
@@ -335,8 +332,8 @@ static int parse_transfer_encoding(const char *v, uint32_t len, struct http1_hea
 }
 
 /* One header line in [off, off+len), no CRLF. */
-static int parse_header_line(const char *base, uint32_t off, uint32_t len,
-			     struct http1_head *h, bool *chunked_not_last)
+static int parse_header_line(const char *base, uint32_t off, uint32_t len, struct http1_head *h,
+			     bool *chunked_not_last)
 {
 	const char *s = base + off;
 	uint32_t i = 0, vb, ve;
@@ -457,8 +454,8 @@ static int head_too_large(const struct http1_parser *p)
  */
 #define HTTP1_MAX_LEADING_EMPTY 4
 
-int http1_parse_head(struct http1_parser *p, const char *buf, size_t len,
-		     struct http1_head *head, size_t *consumed)
+int http1_parse_head(struct http1_parser *p, const char *buf, size_t len, struct http1_head *head,
+		     size_t *consumed)
 {
 	const struct http1_limits *lim = &p->limits;
 	uint32_t i = p->scanned;
@@ -514,10 +511,10 @@ int http1_parse_head(struct http1_parser *p, const char *buf, size_t len,
 }
 
 enum chunked_state {
-	CH_SIZE,	/* hex digits, then extensions, up to CR */
-	CH_SIZE_LF,	/* CR of the size line seen */
-	CH_DATA,	/* remaining bytes of data */
-	CH_DATA_CR,	/* CRLF after the data */
+	CH_SIZE,    /* hex digits, then extensions, up to CR */
+	CH_SIZE_LF, /* CR of the size line seen */
+	CH_DATA,    /* remaining bytes of data */
+	CH_DATA_CR, /* CRLF after the data */
 	CH_DATA_LF,
 	CH_TRAILER_START, /* start of a trailer line, or the final CRLF */
 	CH_TRAILER_NAME,
@@ -665,15 +662,14 @@ enum http1_body http1_request_body(const struct http1_head *req)
 	return HTTP1_BODY_NONE;
 }
 
-enum http1_body http1_response_body(enum http1_method req_method,
-				    const struct http1_head *resp)
+enum http1_body http1_response_body(enum http1_method req_method, const struct http1_head *resp)
 {
 	if (resp->status == 101)
 		return HTTP1_BODY_TUNNEL;
 	if (req_method == HTTP1_METHOD_CONNECT && resp->status / 100 == 2)
 		return HTTP1_BODY_TUNNEL;
-	if (req_method == HTTP1_METHOD_HEAD || resp->status / 100 == 1 ||
-	    resp->status == 204 || resp->status == 304)
+	if (req_method == HTTP1_METHOD_HEAD || resp->status / 100 == 1 || resp->status == 204 ||
+	    resp->status == 304)
 		return HTTP1_BODY_NONE;
 	if (resp->chunked)
 		return HTTP1_BODY_CHUNKED;

@@ -106,8 +106,8 @@ struct http1_head {
 	bool has_content_length;
 	uint64_t content_length;
 	bool has_transfer_encoding;
-	bool chunked;	   /* final transfer coding is chunked */
-	bool conn_close;   /* Connection: close */
+	bool chunked;	 /* final transfer coding is chunked */
+	bool conn_close; /* Connection: close */
 	bool conn_keep_alive;
 	bool conn_upgrade; /* Connection: upgrade */
 	bool keep_alive;   /* persistence after this message (version + tokens) */
@@ -151,8 +151,8 @@ void http1_parser_init(struct http1_parser *p, enum http1_kind kind,
  * pipelined message starts there) and @head filled; or a negative
  * enum http1_result, after which @p must be re-initialised.
  */
-int http1_parse_head(struct http1_parser *p, const char *buf, size_t len,
-		     struct http1_head *head, size_t *consumed);
+int http1_parse_head(struct http1_parser *p, const char *buf, size_t len, struct http1_head *head,
+		     size_t *consumed);
 
 /* The HTTP status for an error result (400 for anything unexpected). */
 int http1_error_status(int result);
@@ -203,7 +203,6 @@ enum http1_body {
 enum http1_body http1_request_body(const struct http1_head *req);
 
 /* Body framing of a parsed response head, given the request's method. */
-enum http1_body http1_response_body(enum http1_method req_method,
-				    const struct http1_head *resp);
+enum http1_body http1_response_body(enum http1_method req_method, const struct http1_head *resp);
 
 #endif /* SHOAL_PROXY_HTTP1_PARSER_H */

@@ -71,11 +71,11 @@ Test(http1_parser, methods)
 		const char *line;
 		enum http1_method m;
 	} cases[] = {
-		{"GET", HTTP1_METHOD_GET},	   {"HEAD", HTTP1_METHOD_HEAD},
-		{"POST", HTTP1_METHOD_POST},	   {"PUT", HTTP1_METHOD_PUT},
-		{"DELETE", HTTP1_METHOD_DELETE},   {"OPTIONS", HTTP1_METHOD_OPTIONS},
-		{"TRACE", HTTP1_METHOD_TRACE},	   {"PATCH", HTTP1_METHOD_PATCH},
-		{"PROPFIND", HTTP1_METHOD_OTHER},  {"get", HTTP1_METHOD_OTHER},
+	    {"GET", HTTP1_METHOD_GET},	      {"HEAD", HTTP1_METHOD_HEAD},
+	    {"POST", HTTP1_METHOD_POST},      {"PUT", HTTP1_METHOD_PUT},
+	    {"DELETE", HTTP1_METHOD_DELETE},  {"OPTIONS", HTTP1_METHOD_OPTIONS},
+	    {"TRACE", HTTP1_METHOD_TRACE},    {"PATCH", HTTP1_METHOD_PATCH},
+	    {"PROPFIND", HTTP1_METHOD_OTHER}, {"get", HTTP1_METHOD_OTHER},
 	};
 	char buf[128];
 
@@ -143,15 +143,15 @@ Test(http1_parser, chunked_request)
 
 Test(http1_parser, content_length_duplicates_accepted)
 {
-	cr_assert_eq(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\n"),
-		     HTTP1_DONE);
+	cr_assert_eq(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\n"), HTTP1_DONE);
 	cr_assert_eq(head.content_length, 5);
 	cr_assert_eq(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
 			 "Content-Length: 5\r\n\r\n"),
 		     HTTP1_DONE);
 	cr_assert_eq(head.content_length, 5);
-	cr_assert_eq(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551615\r\n\r\n"),
-		     HTTP1_DONE);
+	cr_assert_eq(
+	    req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551615\r\n\r\n"),
+	    HTTP1_DONE);
 	cr_assert_eq(head.content_length, UINT64_MAX);
 	cr_assert_eq(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 007\r\n\r\n"), HTTP1_DONE);
 	cr_assert_eq(head.content_length, 7);
@@ -175,63 +175,73 @@ static const struct bad_case {
 	const char *msg;
 	int want;
 } bad_requests[] = {
-	{"CL with TE", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", -400},
-	{"TE with CL", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", -400},
-	{"differing CL lines", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", -400},
-	{"differing CL list", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 6\r\n\r\n", -400},
-	{"CL empty element", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5,,5\r\n\r\n", -400},
-	{"CL empty", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: \r\n\r\n", -400},
-	{"CL non-numeric", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: abc\r\n\r\n", -400},
-	{"CL hex", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0x10\r\n\r\n", -400},
-	{"CL plus", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +5\r\n\r\n", -400},
-	{"CL minus", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -5\r\n\r\n", -400},
-	{"CL overflow", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551616\r\n\r\n", -400},
-	{"CL huge", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\n", -400},
-	{"CL inner space", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1 2\r\n\r\n", -400},
-	{"TE final gzip", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", -400},
-	{"TE chunked, gzip", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", -400},
-	{"TE chunked then gzip line", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n", -400},
-	{"TE chunked twice", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", -400},
-	{"TE empty", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \r\n\r\n", -400},
-	{"TE xchunked", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n", -501},
-	{"TE unknown then chunked", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: foo, chunked\r\n\r\n", -501},
-	{"TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -400},
-	{"space before colon", "GET / HTTP/1.1\r\nHost: h\r\nContent-Length : 5\r\n\r\n", -400},
-	{"tab before colon", "GET / HTTP/1.1\r\nHost\t: h\r\n\r\n", -400},
-	{"bare CR in value", "GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n", -400},
-	{"bare CR in request line", "GET /\r HTTP/1.1\r\nHost: h\r\n\r\n", -400},
-	{"bare CR ends head", "GET / HTTP/1.1\r\nHost: h\r\n\r\r\n", -400},
-	{"bare LF ending", "GET / HTTP/1.1\nHost: h\n\n", -400},
-	{"bare LF header", "GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n", -400},
-	{"bare LF final", "GET / HTTP/1.1\r\nHost: h\r\n\n", -400},
-	{"obs-fold SP", "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n", -400},
-	{"obs-fold HTAB", "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n\tb\r\n\r\n", -400},
-	{"first header folded", "GET / HTTP/1.1\r\n Host: h\r\n\r\n", -400},
-	{"CTL in value", "GET / HTTP/1.1\r\nHost: h\r\nX: a\x01b\r\n\r\n", -400},
-	{"DEL in value", "GET / HTTP/1.1\r\nHost: h\r\nX: a\x7f\r\n\r\n", -400},
-	{"ESC in value", "GET / HTTP/1.1\r\nHost: h\r\nX: \x1b[0m\r\n\r\n", -400},
-	{"CTL in name", "GET / HTTP/1.1\r\nHost: h\r\nX\x01Y: a\r\n\r\n", -400},
-	{"bad name char", "GET / HTTP/1.1\r\nHost: h\r\nX(Y): a\r\n\r\n", -400},
-	{"name with slash", "GET / HTTP/1.1\r\nHost: h\r\nX/Y: a\r\n\r\n", -400},
-	{"empty name", "GET / HTTP/1.1\r\nHost: h\r\n: a\r\n\r\n", -400},
-	{"no colon", "GET / HTTP/1.1\r\nHost: h\r\nXY\r\n\r\n", -400},
-	{"bad method char", "G(ET / HTTP/1.1\r\nHost: h\r\n\r\n", -400},
-	{"method with slash", "GE/T / HTTP/1.1\r\nHost: h\r\n\r\n", -400},
-	{"empty method", " / HTTP/1.1\r\nHost: h\r\n\r\n", -400},
-	{"two spaces", "GET  / HTTP/1.1\r\nHost: h\r\n\r\n", -400},
-	{"tab separator", "GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n", -400},
-	{"no target", "GET HTTP/1.1\r\nHost: h\r\n\r\n", -400},
-	{"trailing space", "GET / HTTP/1.1 \r\nHost: h\r\n\r\n", -400},
-	{"CTL in target", "GET /\x01 HTTP/1.1\r\nHost: h\r\n\r\n", -400},
-	{"lowercase version", "GET / http/1.1\r\nHost: h\r\n\r\n", -400},
-	{"short version", "GET / HTTP/1\r\nHost: h\r\n\r\n", -400},
-	{"HTTP/0.9 line", "GET /\r\n\r\n", -400},
-	{"HTTP/2.0", "GET / HTTP/2.0\r\nHost: h\r\n\r\n", -505},
-	{"HTTP/1.2", "GET / HTTP/1.2\r\nHost: h\r\n\r\n", -505},
-	{"HTTP/0.9", "GET / HTTP/0.9\r\nHost: h\r\n\r\n", -505},
-	{"missing Host", "GET / HTTP/1.1\r\nX: y\r\n\r\n", -400},
-	{"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", -400},
-	{"two equal Hosts", "GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", -400},
+    {"CL with TE",
+     "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", -400},
+    {"TE with CL",
+     "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", -400},
+    {"differing CL lines",
+     "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", -400},
+    {"differing CL list", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 6\r\n\r\n", -400},
+    {"CL empty element", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5,,5\r\n\r\n", -400},
+    {"CL empty", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: \r\n\r\n", -400},
+    {"CL non-numeric", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: abc\r\n\r\n", -400},
+    {"CL hex", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0x10\r\n\r\n", -400},
+    {"CL plus", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +5\r\n\r\n", -400},
+    {"CL minus", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -5\r\n\r\n", -400},
+    {"CL overflow", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551616\r\n\r\n",
+     -400},
+    {"CL huge", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+     -400},
+    {"CL inner space", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1 2\r\n\r\n", -400},
+    {"TE final gzip", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", -400},
+    {"TE chunked, gzip", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+     -400},
+    {"TE chunked then gzip line",
+     "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+     -400},
+    {"TE chunked twice",
+     "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", -400},
+    {"TE empty", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \r\n\r\n", -400},
+    {"TE xchunked", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n", -501},
+    {"TE unknown then chunked",
+     "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: foo, chunked\r\n\r\n", -501},
+    {"TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -400},
+    {"space before colon", "GET / HTTP/1.1\r\nHost: h\r\nContent-Length : 5\r\n\r\n", -400},
+    {"tab before colon", "GET / HTTP/1.1\r\nHost\t: h\r\n\r\n", -400},
+    {"bare CR in value", "GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n", -400},
+    {"bare CR in request line", "GET /\r HTTP/1.1\r\nHost: h\r\n\r\n", -400},
+    {"bare CR ends head", "GET / HTTP/1.1\r\nHost: h\r\n\r\r\n", -400},
+    {"bare LF ending", "GET / HTTP/1.1\nHost: h\n\n", -400},
+    {"bare LF header", "GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n", -400},
+    {"bare LF final", "GET / HTTP/1.1\r\nHost: h\r\n\n", -400},
+    {"obs-fold SP", "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n", -400},
+    {"obs-fold HTAB", "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n\tb\r\n\r\n", -400},
+    {"first header folded", "GET / HTTP/1.1\r\n Host: h\r\n\r\n", -400},
+    {"CTL in value", "GET / HTTP/1.1\r\nHost: h\r\nX: a\x01b\r\n\r\n", -400},
+    {"DEL in value", "GET / HTTP/1.1\r\nHost: h\r\nX: a\x7f\r\n\r\n", -400},
+    {"ESC in value", "GET / HTTP/1.1\r\nHost: h\r\nX: \x1b[0m\r\n\r\n", -400},
+    {"CTL in name", "GET / HTTP/1.1\r\nHost: h\r\nX\x01Y: a\r\n\r\n", -400},
+    {"bad name char", "GET / HTTP/1.1\r\nHost: h\r\nX(Y): a\r\n\r\n", -400},
+    {"name with slash", "GET / HTTP/1.1\r\nHost: h\r\nX/Y: a\r\n\r\n", -400},
+    {"empty name", "GET / HTTP/1.1\r\nHost: h\r\n: a\r\n\r\n", -400},
+    {"no colon", "GET / HTTP/1.1\r\nHost: h\r\nXY\r\n\r\n", -400},
+    {"bad method char", "G(ET / HTTP/1.1\r\nHost: h\r\n\r\n", -400},
+    {"method with slash", "GE/T / HTTP/1.1\r\nHost: h\r\n\r\n", -400},
+    {"empty method", " / HTTP/1.1\r\nHost: h\r\n\r\n", -400},
+    {"two spaces", "GET  / HTTP/1.1\r\nHost: h\r\n\r\n", -400},
+    {"tab separator", "GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n", -400},
+    {"no target", "GET HTTP/1.1\r\nHost: h\r\n\r\n", -400},
+    {"trailing space", "GET / HTTP/1.1 \r\nHost: h\r\n\r\n", -400},
+    {"CTL in target", "GET /\x01 HTTP/1.1\r\nHost: h\r\n\r\n", -400},
+    {"lowercase version", "GET / http/1.1\r\nHost: h\r\n\r\n", -400},
+    {"short version", "GET / HTTP/1\r\nHost: h\r\n\r\n", -400},
+    {"HTTP/0.9 line", "GET /\r\n\r\n", -400},
+    {"HTTP/2.0", "GET / HTTP/2.0\r\nHost: h\r\n\r\n", -505},
+    {"HTTP/1.2", "GET / HTTP/1.2\r\nHost: h\r\n\r\n", -505},
+    {"HTTP/0.9", "GET / HTTP/0.9\r\nHost: h\r\n\r\n", -505},
+    {"missing Host", "GET / HTTP/1.1\r\nX: y\r\n\r\n", -400},
+    {"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", -400},
+    {"two equal Hosts", "GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", -400},
 };
 
 Test(http1_parser, smuggling_corpus)
@@ -281,11 +291,11 @@ Test(http1_parser, error_status)
 }
 
 static const char *valid_requests[] = {
-	"GET / HTTP/1.1\r\nHost: h\r\n\r\n",
-	"\r\nPOST /upload?x=1 HTTP/1.1\r\nHost: example.com:8080\r\nContent-Length: 5, 5\r\n"
-	"Expect: 100-continue\r\nConnection: keep-alive\r\n\r\n",
-	"POST / HTTP/1.1\r\nhost: h\r\nTransfer-Encoding: gzip , chunked\r\nX-Empty:\r\n\r\n",
-	"GET http://a.example/ HTTP/1.0\r\nUser-Agent: t\xc3\xa9st\r\nConnection: keep-alive\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+    "\r\nPOST /upload?x=1 HTTP/1.1\r\nHost: example.com:8080\r\nContent-Length: 5, 5\r\n"
+    "Expect: 100-continue\r\nConnection: keep-alive\r\n\r\n",
+    "POST / HTTP/1.1\r\nhost: h\r\nTransfer-Encoding: gzip , chunked\r\nX-Empty:\r\n\r\n",
+    "GET http://a.example/ HTTP/1.0\r\nUser-Agent: t\xc3\xa9st\r\nConnection: keep-alive\r\n\r\n",
 };
 
 /* Feeding a growing prefix must give the same result as one call. */
@@ -460,12 +470,10 @@ Test(http1_parser, responses)
 	cr_assert_eq(http1_response_body(HTTP1_METHOD_GET, &head), HTTP1_BODY_CHUNKED);
 	cr_assert(head.keep_alive);
 	/* In a response an unknown or non-final coding is relayed, read to close. */
-	cr_assert_eq(resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, br\r\n\r\n"),
-		     HTTP1_DONE);
+	cr_assert_eq(resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, br\r\n\r\n"), HTTP1_DONE);
 	cr_assert_eq(http1_response_body(HTTP1_METHOD_GET, &head), HTTP1_BODY_UNTIL_CLOSE);
 	cr_assert_not(head.keep_alive);
-	cr_assert_eq(resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: br, chunked\r\n\r\n"),
-		     HTTP1_DONE);
+	cr_assert_eq(resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: br, chunked\r\n\r\n"), HTTP1_DONE);
 	cr_assert_eq(http1_response_body(HTTP1_METHOD_GET, &head), HTTP1_BODY_CHUNKED);
 	cr_assert_eq(resp("HTTP/1.0 200 OK\r\n\r\n"), HTTP1_DONE);
 	cr_assert_not(head.keep_alive);
@@ -476,8 +484,9 @@ Test(http1_parser, responses)
 
 Test(http1_parser, bad_responses)
 {
-	cr_assert_eq(resp("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
-		     HTTP1_E_BAD_REQUEST);
+	cr_assert_eq(
+	    resp("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+	    HTTP1_E_BAD_REQUEST);
 	cr_assert_eq(resp("HTTP/1.1 20 OK\r\n\r\n"), HTTP1_E_BAD_REQUEST);
 	cr_assert_eq(resp("HTTP/1.1 2000 OK\r\n\r\n"), HTTP1_E_BAD_REQUEST);
 	cr_assert_eq(resp("HTTP/1.1 099 OK\r\n\r\n"), HTTP1_E_BAD_REQUEST);
@@ -556,26 +565,26 @@ Test(http1_parser, chunked_trailers)
 Test(http1_parser, chunked_bad)
 {
 	static const struct bad_case cases[] = {
-		{"non-hex size", "g\r\nx\r\n0\r\n\r\n", -400},
-		{"empty size", "\r\nx\r\n0\r\n\r\n", -400},
-		{"negative size", "-1\r\nx\r\n0\r\n\r\n", -400},
-		{"0x prefix", "0x5\r\nhello\r\n0\r\n\r\n", -400},
-		{"overflow", "10000000000000000\r\n", -400},
-		{"huge", "fffffffffffffffff\r\n", -400},
-		{"ext without size", ";a\r\n", -400},
-		{"bare LF size", "5\nhello\r\n0\r\n\r\n", -400},
-		{"bare CR size", "5\rhello\r\n0\r\n\r\n", -400},
-		{"data too long", "5\r\nhelloX\r\n0\r\n\r\n", -400},
-		{"data LF only", "5\r\nhello\n0\r\n\r\n", -400},
-		{"CTL in ext", "5;\x01\r\nhello\r\n0\r\n\r\n", -400},
-		{"NUL in size", "5\0\r\nhello\r\n", -400},
-		{"trailer fold", "0\r\nX: a\r\n b\r\n\r\n", -400},
-		{"trailer space before colon", "0\r\nX : a\r\n\r\n", -400},
-		{"trailer no colon", "0\r\nX\r\n\r\n", -400},
-		{"trailer bare LF", "0\r\nX: a\n\r\n", -400},
-		{"final bare LF", "0\r\n\n", -400},
-		{"final CR junk", "0\r\n\rx", -400},
-		{"trailer CTL", "0\r\nX: \x01\r\n\r\n", -400},
+	    {"non-hex size", "g\r\nx\r\n0\r\n\r\n", -400},
+	    {"empty size", "\r\nx\r\n0\r\n\r\n", -400},
+	    {"negative size", "-1\r\nx\r\n0\r\n\r\n", -400},
+	    {"0x prefix", "0x5\r\nhello\r\n0\r\n\r\n", -400},
+	    {"overflow", "10000000000000000\r\n", -400},
+	    {"huge", "fffffffffffffffff\r\n", -400},
+	    {"ext without size", ";a\r\n", -400},
+	    {"bare LF size", "5\nhello\r\n0\r\n\r\n", -400},
+	    {"bare CR size", "5\rhello\r\n0\r\n\r\n", -400},
+	    {"data too long", "5\r\nhelloX\r\n0\r\n\r\n", -400},
+	    {"data LF only", "5\r\nhello\n0\r\n\r\n", -400},
+	    {"CTL in ext", "5;\x01\r\nhello\r\n0\r\n\r\n", -400},
+	    {"NUL in size", "5\0\r\nhello\r\n", -400},
+	    {"trailer fold", "0\r\nX: a\r\n b\r\n\r\n", -400},
+	    {"trailer space before colon", "0\r\nX : a\r\n\r\n", -400},
+	    {"trailer no colon", "0\r\nX\r\n\r\n", -400},
+	    {"trailer bare LF", "0\r\nX: a\n\r\n", -400},
+	    {"final bare LF", "0\r\n\n", -400},
+	    {"final CR junk", "0\r\n\rx", -400},
+	    {"trailer CTL", "0\r\nX: \x01\r\n\r\n", -400},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
