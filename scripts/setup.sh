@@ -12,6 +12,7 @@ packages=(
 	# tests: unit, end-to-end (netns, nsenter, bpftool), fuzzing (libFuzzer)
 	libcriterion-dev libclang-rt-14-dev
 	iproute2 util-linux socat curl procps
+	prometheus # promtool, and a real scraper for the telemetry e2e test
 )
 
 if [ "$(id -u)" -ne 0 ]; then
