@@ -38,15 +38,25 @@
 #define CONFIG_MIN_BUFFER_BYTES 1024 /* smaller only multiplies syscalls */
 #define CONFIG_MAX_BUFFER_BYTES (1u << 20)
 #define CONFIG_MAX_CONNECTIONS (1u << 20) /* per worker; fds run out first */
+#define CONFIG_MAX_DETECT_TIMEOUT_MS 10000  /* Linkerd's stall: longer is that trap */
+#define CONFIG_MAX_IDLE_TIMEOUT_MS 86400000 /* a day; 0 already means "never" */
+#define CONFIG_MIN_HTTP_LINE 64             /* shorter refuses ordinary requests */
+#define CONFIG_MIN_HTTP_HEAD 1024           /* a browser's head is bigger than this */
+#define CONFIG_MAX_HTTP_HEAD (1u << 20)     /* more is a memory lever, not a use case */
+#define CONFIG_MAX_HTTP_HEADERS 1024        /* each costs parse and lookup work */
+#define CONFIG_MAX_POOL_IDLE 4096           /* idle connections pin server slots */
+#define CONFIG_MIN_RETRY_STATUS 400         /* retrying a success would replay it */
+#define CONFIG_MAX_RETRY_STATUS 599
 
 /*
- * Deepest nesting accepted. The schema itself needs 5 levels and refuses a
+ * Deepest nesting accepted. The schema itself needs 7 levels and refuses a
  * collection wherever it wants a scalar, so today this is a backstop: it
  * keeps the bound if a free-form field (labels, annotations) is ever added.
  */
 #define CONFIG_MAX_DEPTH 8
 
-/* Room for the longest dotted path: "services[16383].endpoints[1023].address". */
+/* Room for the longest dotted path:
+ * "services[16383].routes[63].match.headers.<key quoted back, 51 bytes>". */
 #define CONFIG_PATH_BUF 160
 /* How much of a user's key or value is quoted back in a message. */
 #define CONFIG_ECHO_MAX 48
@@ -105,6 +115,8 @@ struct cfg_parser {
 
 	struct config *cfg;
 	size_t services_cap;
+	struct config_service *svc; /* the service being parsed */
+	int n_routes_total;         /* routes in the whole file so far */
 	int key_line;  /* line of the key whose value is being parsed */
 	int node_line; /* where node: was, for the "address required" check */
 };
@@ -535,12 +547,25 @@ bad:
 	return cp_fail(p, cp_line(p), "must be %s, got \"%s\"", want[kind], echo(s, n, buf));
 }
 
+/*
+ * tcp, http or h2c, or the Kubernetes appProtocol spelling of one of them,
+ * so that a Service's appProtocol can be copied as it is. There is no
+ * spelling for CONFIG_PROTO_DETECT: leaving the field out asks for it.
+ */
 static int cp_proto(struct cfg_parser *p, enum config_protocol *out)
 {
-	static const char *const names[] = {
-	    [CONFIG_PROTO_TCP] = "tcp",
-	    [CONFIG_PROTO_HTTP] = "http",
-	    [CONFIG_PROTO_H2C] = "h2c",
+	static const struct {
+		const char *name;
+		enum config_protocol proto;
+	} names[] = {
+	    {"tcp", CONFIG_PROTO_TCP},
+	    {"http", CONFIG_PROTO_HTTP},
+	    {"h2c", CONFIG_PROTO_H2C},
+	    {"kubernetes.io/h2c", CONFIG_PROTO_H2C},
+	    /* WebSocket starts as an HTTP/1.1 Upgrade, which the proxy tunnels. */
+	    {"kubernetes.io/ws", CONFIG_PROTO_HTTP},
+	    /* WebSocket over TLS: the proxy cannot see inside, so bytes. */
+	    {"kubernetes.io/wss", CONFIG_PROTO_TCP},
 	};
 	char buf[CONFIG_ECHO_MAX + 4];
 	const char *s;
@@ -551,8 +576,8 @@ static int cp_proto(struct cfg_parser *p, enum config_protocol *out)
 	if (err)
 		return err;
 	for (i = 0; i < ARRAY_SIZE(names); i++) {
-		if (strlen(names[i]) == n && !memcmp(s, names[i], n)) {
-			*out = (enum config_protocol)i;
+		if (strlen(names[i].name) == n && !memcmp(s, names[i].name, n)) {
+			*out = names[i].proto;
 			return 0;
 		}
 	}
@@ -760,13 +785,15 @@ static int parse_port(struct cfg_parser *p, void *obj, int i)
 		return cp_fail(p, cp_line(p), "too many ports, at most %d", CONFIG_MAX_PORTS);
 	port = &svc->ports[svc->n_ports];
 	memset(port, 0, sizeof(*port));
-	port->protocol = CONFIG_PROTO_TCP;
+	/* Opaque ports turn this into TCP once the whole file is read. */
+	port->protocol = CONFIG_PROTO_DETECT;
 	port->line = cp_line(p);
 	err = cp_map(p, port_fields, ARRAY_SIZE(port_fields), port, &seen);
 	if (err)
 		return err;
 	if (!(seen.mask & (1u << PORT_F_TARGET)))
 		port->target_port = port->port;
+	port->declared = seen.mask & (1u << PORT_F_PROTOCOL);
 	for (j = 0; j < svc->n_ports; j++) {
 		if (svc->ports[j].port == port->port) {
 			cp_path_push_key(p, "port");
@@ -826,6 +853,512 @@ static int parse_vips(struct cfg_parser *p, void *obj)
 	return 0;
 }
 
+/* ---- services[i].routes ---- */
+
+/* A heap copy of n bytes plus a NUL, for strings the config keeps. */
+static char *cp_strndup(struct cfg_parser *p, const char *s, size_t n, int *err)
+{
+	char *d = malloc(n + 1);
+
+	if (!d) {
+		*err = cp_oom(p);
+		return NULL;
+	}
+	memcpy(d, s, n);
+	d[n] = '\0';
+	*err = 0;
+	return d;
+}
+
+/* RFC 9110 tchar: what methods and header names are made of. */
+static bool is_tchar(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static char ascii_lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+}
+
+/*
+ * A host as a route matches it: a DNS-style name ([a-z0-9._-], no empty
+ * label), optionally "*." in front for a suffix, or a bracketed IPv6
+ * literal. Lower-cased in place. No port: requests are compared without
+ * theirs, so a port here could never match.
+ */
+static bool host_valid(char *h, bool *suffix)
+{
+	size_t i, n = strlen(h);
+	char *name = h;
+
+	*suffix = false;
+	if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+		for (i = 1; i + 1 < n; i++) {
+			h[i] = ascii_lower(h[i]);
+			if (!strchr("0123456789abcdef:.", h[i]))
+				return false;
+		}
+		return n > 2;
+	}
+	if (n > 2 && h[0] == '*' && h[1] == '.') {
+		*suffix = true;
+		name = h + 2;
+	}
+	n = strlen(name);
+	if (n == 0 || name[0] == '.' || name[n - 1] == '.' || strstr(name, ".."))
+		return false;
+	for (i = 0; i < n; i++) {
+		name[i] = ascii_lower(name[i]);
+		if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+		      name[i] == '-' || name[i] == '.' || name[i] == '_'))
+			return false;
+	}
+	return true;
+}
+
+static int parse_host(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_route *r = obj;
+	char h[CONFIG_MAX_HOST + 1], buf[CONFIG_ECHO_MAX + 4];
+	const char *stored;
+	bool suffix;
+	int j, err;
+
+	if (i >= CONFIG_MAX_ROUTE_HOSTS)
+		return cp_fail(p, cp_line(p), "too many hosts, at most %d", CONFIG_MAX_ROUTE_HOSTS);
+	err = cp_string(p, "a host name", h, sizeof(h));
+	if (err)
+		return err;
+	if (!host_valid(h, &suffix))
+		return cp_fail(p, cp_line(p),
+			       "must be a host name without port, \"*.\" and a name, or [IPv6], "
+			       "got \"%s\"",
+			       echo(h, strlen(h), buf));
+	/* The suffix keeps its dot: "*.a.com" matches "x.a.com", never "xa.com". */
+	stored = suffix ? h + 1 : h;
+	for (j = 0; j < r->n_hosts; j++) {
+		if (r->hosts[j].suffix == suffix && !strcmp(r->hosts[j].name, stored))
+			return cp_fail(p, cp_line(p), "duplicate host (also hosts[%d])", j);
+	}
+	r->hosts[i].name = cp_strndup(p, stored, strlen(stored), &err);
+	if (err)
+		return err;
+	r->hosts[i].len = strlen(stored);
+	r->hosts[i].suffix = suffix;
+	r->n_hosts++;
+	return 0;
+}
+
+static int parse_hosts(struct cfg_parser *p, void *obj)
+{
+	return cp_seq(p, parse_host, obj);
+}
+
+/*
+ * A path criterion: absolute, visible ASCII, no query or fragment (the
+ * matcher compares the path alone). A prefix loses its trailing '/', so
+ * "/api/" and "/api" both mean "/api" and everything under it.
+ */
+static int parse_path_value(struct cfg_parser *p, struct config_route *r,
+			    enum config_path_match how)
+{
+	char path[CONFIG_MAX_ROUTE_PATH + 1], buf[CONFIG_ECHO_MAX + 4];
+	size_t i, n;
+	int err;
+
+	err = cp_string(p, "a path", path, sizeof(path));
+	if (err)
+		return err;
+	n = strlen(path);
+	for (i = 0; i < n; i++) {
+		if (path[i] <= 0x20 || path[i] >= 0x7f || path[i] == '?' || path[i] == '#')
+			break;
+	}
+	if (path[0] != '/' || i < n)
+		return cp_fail(p, cp_line(p),
+			       "must start with \"/\" and hold no spaces, '?' or '#', got \"%s\"",
+			       echo(path, n, buf));
+	if (r->path_match != CONFIG_PATH_ANY)
+		return cp_fail(p, cp_line(p), "exact and prefix exclude each other");
+	if (how == CONFIG_PATH_PREFIX) {
+		while (n > 1 && path[n - 1] == '/')
+			n--;
+	}
+	r->path = cp_strndup(p, path, n, &err);
+	if (err)
+		return err;
+	r->path_len = n;
+	r->path_match = how;
+	return 0;
+}
+
+static int parse_path_exact(struct cfg_parser *p, void *obj)
+{
+	return parse_path_value(p, obj, CONFIG_PATH_EXACT);
+}
+
+static int parse_path_prefix(struct cfg_parser *p, void *obj)
+{
+	return parse_path_value(p, obj, CONFIG_PATH_PREFIX);
+}
+
+static const struct field path_fields[] = {
+    {"exact", FIELD_FUNC, .parse = parse_path_exact},
+    {"prefix", FIELD_FUNC, .parse = parse_path_prefix},
+};
+
+static int parse_path(struct cfg_parser *p, void *obj)
+{
+	struct config_route *r = obj;
+	struct map_seen seen;
+	int err;
+
+	err = cp_map(p, path_fields, ARRAY_SIZE(path_fields), r, &seen);
+	if (err)
+		return err;
+	if (r->path_match == CONFIG_PATH_ANY)
+		return cp_fail(p, seen.start_line, "exact or prefix is required");
+	return 0;
+}
+
+/* Upper-case tokens only: methods are case-sensitive, so "get" would never match. */
+static int parse_method(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_route *r = obj;
+	char m[CONFIG_MAX_METHOD + 1], buf[CONFIG_ECHO_MAX + 4];
+	size_t k, n;
+	int j, err;
+
+	if (i >= CONFIG_MAX_ROUTE_METHODS)
+		return cp_fail(p, cp_line(p), "too many methods, at most %d",
+			       CONFIG_MAX_ROUTE_METHODS);
+	err = cp_string(p, "a method", m, sizeof(m));
+	if (err)
+		return err;
+	n = strlen(m);
+	for (k = 0; k < n; k++) {
+		if (!is_tchar(m[k]) || (m[k] >= 'a' && m[k] <= 'z'))
+			break;
+	}
+	if (n == 0 || k < n)
+		return cp_fail(p, cp_line(p), "must be an upper-case method token, got \"%s\"",
+			       echo(m, n, buf));
+	for (j = 0; j < r->n_methods; j++) {
+		if (!strcmp(r->methods[j], m))
+			return cp_fail(p, cp_line(p), "duplicate method (also methods[%d])", j);
+	}
+	memcpy(r->methods[r->n_methods++], m, n + 1);
+	return 0;
+}
+
+static int parse_methods(struct cfg_parser *p, void *obj)
+{
+	return cp_seq(p, parse_method, obj);
+}
+
+/*
+ * match.headers: a mapping from field name to the exact value. The keys
+ * are free, so this walks the mapping itself rather than through a field
+ * table; names are lower-cased, and two that differ only in case clash.
+ */
+static int parse_headers(struct cfg_parser *p, void *obj)
+{
+	struct config_route *r = obj;
+	char val[CONFIG_MAX_HEADER_VALUE + 1], buf[CONFIG_ECHO_MAX + 4];
+	int lines[CONFIG_MAX_ROUTE_HEADERS];
+	struct config_route_header *h;
+	const char *key;
+	size_t klen, k, n, old;
+	int j, line, err;
+
+	if (ev_is_null(&p->ev))
+		return 0;
+	if (p->ev.type != YAML_MAPPING_START_EVENT)
+		return cp_fail(p, cp_line(p), "must be a mapping, got %s", ev_kind(&p->ev));
+	for (;;) {
+		err = cp_next(p);
+		if (err)
+			return err;
+		if (p->ev.type == YAML_MAPPING_END_EVENT)
+			return 0;
+		line = cp_line(p);
+		if (p->ev.type != YAML_SCALAR_EVENT)
+			return cp_fail(p, line, "keys must be scalars, got %s", ev_kind(&p->ev));
+		key = (const char *)p->ev.data.scalar.value;
+		klen = p->ev.data.scalar.length;
+		old = cp_path_push_key(p, klen ? echo(key, klen, buf) : "\"\"");
+		for (k = 0; k < klen && is_tchar(key[k]); k++)
+			;
+		if (klen == 0 || k < klen || klen > CONFIG_MAX_HEADER_NAME)
+			return cp_fail(p, line, "must be a header name (a token of at most %d)",
+				       CONFIG_MAX_HEADER_NAME);
+		for (j = 0; j < r->n_headers; j++) {
+			if (r->headers[j].name_len == klen &&
+			    !strncasecmp(r->headers[j].name, key, klen))
+				return cp_fail(p, line, "duplicate header (first at line %d)",
+					       lines[j]);
+		}
+		if (r->n_headers >= CONFIG_MAX_ROUTE_HEADERS)
+			return cp_fail(p, line, "too many headers, at most %d",
+				       CONFIG_MAX_ROUTE_HEADERS);
+		h = &r->headers[r->n_headers];
+		h->name = cp_strndup(p, key, klen, &err);
+		if (err)
+			return err;
+		for (k = 0; k < klen; k++)
+			h->name[k] = ascii_lower(h->name[k]);
+		h->name_len = klen;
+		lines[r->n_headers++] = line;
+
+		err = cp_next(p);
+		if (err)
+			return err;
+		err = cp_string(p, "a header value", val, sizeof(val));
+		if (err)
+			return err;
+		n = strlen(val);
+		for (k = 0; k < n; k++) {
+			if ((unsigned char)val[k] < 0x20 && val[k] != '\t')
+				break;
+			if (val[k] == 0x7f)
+				break;
+		}
+		/* The proxy trims a field's surrounding whitespace, so such a value never matches. */
+		if (k < n || (n && (val[0] == ' ' || val[0] == '\t' || val[n - 1] == ' ' ||
+				    val[n - 1] == '\t')))
+			return cp_fail(p, cp_line(p),
+				       "must be a header value without control characters or "
+				       "surrounding spaces, got \"%s\"",
+				       echo(val, n, buf));
+		h->value = cp_strndup(p, val, n, &err);
+		if (err)
+			return err;
+		h->value_len = n;
+		cp_path_pop(p, old);
+	}
+}
+
+static const struct field match_fields[] = {
+    {"hosts", FIELD_FUNC, .parse = parse_hosts},
+    {"path", FIELD_FUNC, .parse = parse_path},
+    {"methods", FIELD_FUNC, .parse = parse_methods},
+    {"headers", FIELD_FUNC, .parse = parse_headers},
+};
+
+static int parse_match(struct cfg_parser *p, void *obj)
+{
+	struct map_seen seen;
+
+	return cp_map(p, match_fields, ARRAY_SIZE(match_fields), obj, &seen);
+}
+
+/* "name" (in the route's own namespace) or "namespace/name"; resolved in check_backends. */
+static int parse_backend_service(struct cfg_parser *p, void *obj)
+{
+	struct config_route_backend *b = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	const char *s, *slash, *name;
+	size_t n, ns_len, name_len;
+	int err;
+
+	err = cp_scalar(p, "a service name", &s, &n);
+	if (err)
+		return err;
+	slash = memchr(s, '/', n);
+	name = slash ? slash + 1 : s;
+	name_len = n - (size_t)(name - s);
+	ns_len = slash ? (size_t)(slash - s) : 0;
+	if (memchr(s, '\0', n) || ns_len > CONFIG_MAX_NAME || name_len > CONFIG_MAX_NAME)
+		goto bad;
+	if (slash) {
+		memcpy(b->namespace, s, ns_len);
+		b->namespace[ns_len] = '\0';
+	} else {
+		strcpy(b->namespace, p->svc->namespace);
+	}
+	memcpy(b->name, name, name_len);
+	b->name[name_len] = '\0';
+	if (!is_label(b->namespace) || !is_label(b->name))
+		goto bad;
+	b->line = cp_line(p);
+	return 0;
+bad:
+	return cp_fail(p, cp_line(p),
+		       "must be NAME or NAMESPACE/NAME (RFC 1123 labels), got \"%s\"",
+		       echo(s, n, buf));
+}
+
+enum { BACKEND_F_SERVICE, BACKEND_F_WEIGHT };
+
+static const struct field backend_fields[] = {
+    [BACKEND_F_SERVICE] = {"service", FIELD_FUNC, .required = true,
+			   .parse = parse_backend_service},
+    [BACKEND_F_WEIGHT] = {"weight", FIELD_U32, offsetof(struct config_route_backend, weight), 0,
+			  CONFIG_MAX_BACKEND_WEIGHT},
+};
+
+static int parse_backend(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_route *r = obj;
+	struct config_route_backend *b;
+	struct map_seen seen;
+	int err;
+
+	if (i >= CONFIG_MAX_ROUTE_BACKENDS)
+		return cp_fail(p, cp_line(p), "too many backends, at most %d",
+			       CONFIG_MAX_ROUTE_BACKENDS);
+	b = &r->backends[r->n_backends];
+	memset(b, 0, sizeof(*b));
+	b->weight = 1;
+	err = cp_map(p, backend_fields, ARRAY_SIZE(backend_fields), b, &seen);
+	if (err)
+		return err;
+	r->total_weight += b->weight;
+	b->cum_weight = r->total_weight;
+	r->n_backends++;
+	return 0;
+}
+
+static int parse_backends(struct cfg_parser *p, void *obj)
+{
+	struct config_route *r = obj;
+	int line = cp_line(p), err;
+
+	err = cp_seq(p, parse_backend, r);
+	if (err)
+		return err;
+	if (r->n_backends == 0)
+		return cp_fail(p, line, "must list 1..%d backends, got none",
+			       CONFIG_MAX_ROUTE_BACKENDS);
+	if (r->total_weight == 0)
+		return cp_fail(p, line, "weights add up to 0; at least one must be above 0");
+	return 0;
+}
+
+static int parse_retry_status(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_route *r = obj;
+	uint64_t v;
+	int j, err;
+
+	if (i >= CONFIG_MAX_RETRY_STATUSES)
+		return cp_fail(p, cp_line(p), "too many statuses, at most %d",
+			       CONFIG_MAX_RETRY_STATUSES);
+	err = cp_uint(p, CONFIG_MIN_RETRY_STATUS, CONFIG_MAX_RETRY_STATUS, &v);
+	if (err)
+		return err;
+	for (j = 0; j < r->n_retry_statuses; j++) {
+		if (r->retry_statuses[j] == v)
+			return cp_fail(p, cp_line(p), "duplicate status (also retry_statuses[%d])",
+				       j);
+	}
+	r->retry_statuses[r->n_retry_statuses++] = (uint16_t)v;
+	return 0;
+}
+
+/* Replaces the default {503}; an empty list retries on no status at all. */
+static int parse_retry_statuses(struct cfg_parser *p, void *obj)
+{
+	struct config_route *r = obj;
+
+	r->n_retry_statuses = 0;
+	return cp_seq(p, parse_retry_status, r);
+}
+
+enum {
+	ROUTE_F_NAME,
+	ROUTE_F_MATCH,
+	ROUTE_F_BACKENDS,
+	ROUTE_F_TIMEOUT,
+	ROUTE_F_PER_TRY,
+	ROUTE_F_RETRYABLE,
+	ROUTE_F_STATUSES
+};
+
+static const struct field route_fields[] = {
+    [ROUTE_F_NAME] = {"name", FIELD_LABEL, offsetof(struct config_route, name)},
+    [ROUTE_F_MATCH] = {"match", FIELD_FUNC, .parse = parse_match},
+    [ROUTE_F_BACKENDS] = {"backends", FIELD_FUNC, .parse = parse_backends},
+    [ROUTE_F_TIMEOUT] = {"timeout_ms", FIELD_U32, offsetof(struct config_route, timeout_ms), 0,
+			 CONFIG_MAX_TIMEOUT_MS},
+    [ROUTE_F_PER_TRY] = {"per_try_timeout_ms", FIELD_U32,
+			 offsetof(struct config_route, per_try_timeout_ms), 0,
+			 CONFIG_MAX_TIMEOUT_MS},
+    [ROUTE_F_RETRYABLE] = {"retryable", FIELD_BOOL, offsetof(struct config_route, retryable)},
+    [ROUTE_F_STATUSES] = {"retry_statuses", FIELD_FUNC, .parse = parse_retry_statuses},
+};
+
+static int parse_route(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_service *svc = obj;
+	struct config_route *r;
+	struct map_seen seen;
+	int j, err;
+
+	if (i >= CONFIG_MAX_ROUTES)
+		return cp_fail(p, cp_line(p), "too many routes, at most %d", CONFIG_MAX_ROUTES);
+	if (p->n_routes_total >= CONFIG_MAX_ROUTES_TOTAL)
+		return cp_fail(p, cp_line(p), "too many routes in the file, at most %d",
+			       CONFIG_MAX_ROUTES_TOTAL);
+	/* Grow by doubling, as endpoints do. */
+	if ((i & (i - 1)) == 0) {
+		size_t cap = i ? 2 * (size_t)i : 1;
+
+		r = realloc(svc->routes, cap * sizeof(*r));
+		if (!r)
+			return cp_oom(p);
+		svc->routes = r;
+	}
+	/* Counted before it is filled, so config_free sees its strings on error. */
+	r = &svc->routes[svc->n_routes++];
+	memset(r, 0, sizeof(*r));
+	p->n_routes_total++;
+	r->line = cp_line(p);
+	r->retry_statuses[0] = CONFIG_DEFAULT_RETRY_STATUS;
+	r->n_retry_statuses = 1;
+	err = cp_map(p, route_fields, ARRAY_SIZE(route_fields), r, &seen);
+	if (err)
+		return err;
+	if (r->timeout_ms && r->per_try_timeout_ms > r->timeout_ms) {
+		cp_path_push_key(p, "per_try_timeout_ms");
+		return cp_fail(p,
+			       seen.mask & (1u << ROUTE_F_PER_TRY) ? seen.line[ROUTE_F_PER_TRY]
+								   : r->line,
+			       "must be <= timeout_ms (%u), got %u", r->timeout_ms,
+			       r->per_try_timeout_ms);
+	}
+	if (r->name[0]) {
+		for (j = 0; j < i; j++) {
+			if (!strcmp(svc->routes[j].name, r->name)) {
+				cp_path_push_key(p, "name");
+				return cp_fail(p, seen.line[ROUTE_F_NAME],
+					       "duplicate route name %s (also routes[%d] at line %d)",
+					       r->name, j, svc->routes[j].line);
+			}
+		}
+	}
+	if (!(seen.mask & (1u << ROUTE_F_BACKENDS))) {
+		/* No split: the service's own endpoints; svc_index is set in check_backends. */
+		struct config_route_backend *b = &r->backends[0];
+
+		strcpy(b->namespace, svc->namespace);
+		strcpy(b->name, svc->name);
+		b->weight = 1;
+		b->cum_weight = 1;
+		b->line = r->line;
+		r->n_backends = 1;
+		r->total_weight = 1;
+	}
+	return 0;
+}
+
+static int parse_routes(struct cfg_parser *p, void *obj)
+{
+	return cp_seq(p, parse_route, obj);
+}
+
 /* ---- services ---- */
 
 static const struct field service_fields[] = {
@@ -834,6 +1367,7 @@ static const struct field service_fields[] = {
     {"vips", FIELD_FUNC, .required = true, .parse = parse_vips},
     {"ports", FIELD_FUNC, .required = true, .parse = parse_ports},
     {"endpoints", FIELD_FUNC, .parse = parse_endpoints},
+    {"routes", FIELD_FUNC, .parse = parse_routes},
 };
 
 static int parse_service(struct cfg_parser *p, void *obj, int i)
@@ -859,6 +1393,7 @@ static int parse_service(struct cfg_parser *p, void *obj, int i)
 	svc->id = (uint32_t)i;
 	strcpy(svc->namespace, "default");
 	svc->line = cp_line(p);
+	p->svc = svc;
 	return cp_map(p, service_fields, ARRAY_SIZE(service_fields), svc, &seen);
 }
 
@@ -899,7 +1434,86 @@ static int parse_bpf(struct cfg_parser *p, void *obj)
 	return cp_map(p, bpf_fields, ARRAY_SIZE(bpf_fields), obj, &seen);
 }
 
-enum { PROXY_F_WORKERS, PROXY_F_TIMEOUT, PROXY_F_DEADLINE, PROXY_F_BUFFER, PROXY_F_MAXCONN };
+static int parse_opaque_port(struct cfg_parser *p, void *obj, int i)
+{
+	struct config *cfg = obj;
+	uint64_t v;
+	int j, err;
+
+	if (i >= CONFIG_MAX_OPAQUE_PORTS)
+		return cp_fail(p, cp_line(p), "too many ports, at most %d",
+			       CONFIG_MAX_OPAQUE_PORTS);
+	err = cp_uint(p, 1, 65535, &v);
+	if (err)
+		return err;
+	for (j = 0; j < cfg->n_opaque_ports; j++) {
+		if (cfg->opaque_ports[j] == v)
+			return cp_fail(p, cp_line(p), "duplicate port %u (also opaque_ports[%d])",
+				       (unsigned int)v, j);
+	}
+	cfg->opaque_ports[cfg->n_opaque_ports++] = (uint16_t)v;
+	return 0;
+}
+
+/* Replaces the default list; an empty list detects on every undeclared port. */
+static int parse_opaque_ports(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+
+	cfg->n_opaque_ports = 0;
+	return cp_seq(p, parse_opaque_port, cfg);
+}
+
+enum { HTTP_F_LINE, HTTP_F_HEAD, HTTP_F_HEADERS, HTTP_F_POOL_IDLE, HTTP_F_POOL_MAX };
+
+static const struct field http_fields[] = {
+    [HTTP_F_LINE] = {"max_request_line", FIELD_U32,
+		     offsetof(struct config, http_max_request_line), CONFIG_MIN_HTTP_LINE,
+		     CONFIG_MAX_HTTP_HEAD},
+    [HTTP_F_HEAD] = {"max_head_bytes", FIELD_U32, offsetof(struct config, http_max_head_bytes),
+		     CONFIG_MIN_HTTP_HEAD, CONFIG_MAX_HTTP_HEAD},
+    [HTTP_F_HEADERS] = {"max_headers", FIELD_U32, offsetof(struct config, http_max_headers), 1,
+			CONFIG_MAX_HTTP_HEADERS},
+    [HTTP_F_POOL_IDLE] = {"pool_idle_timeout_ms", FIELD_U32,
+			  offsetof(struct config, http_pool_idle_timeout_ms), 1,
+			  CONFIG_MAX_TIMEOUT_MS},
+    [HTTP_F_POOL_MAX] = {"pool_max_idle_per_endpoint", FIELD_U32,
+			 offsetof(struct config, http_pool_max_idle_per_endpoint), 0,
+			 CONFIG_MAX_POOL_IDLE},
+};
+
+static int parse_http(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+	struct map_seen seen;
+	int err;
+
+	err = cp_map(p, http_fields, ARRAY_SIZE(http_fields), cfg, &seen);
+	if (err)
+		return err;
+	/* The request line is part of the head, so it cannot be the longer. */
+	if (cfg->http_max_request_line > cfg->http_max_head_bytes) {
+		cp_path_push_key(p, "max_request_line");
+		return cp_fail(p,
+			       seen.mask & (1u << HTTP_F_LINE) ? seen.line[HTTP_F_LINE]
+							       : seen.line[HTTP_F_HEAD],
+			       "must be <= max_head_bytes (%u), got %u", cfg->http_max_head_bytes,
+			       cfg->http_max_request_line);
+	}
+	return 0;
+}
+
+enum {
+	PROXY_F_WORKERS,
+	PROXY_F_TIMEOUT,
+	PROXY_F_DEADLINE,
+	PROXY_F_BUFFER,
+	PROXY_F_MAXCONN,
+	PROXY_F_DETECT,
+	PROXY_F_OPAQUE,
+	PROXY_F_IDLE,
+	PROXY_F_HTTP
+};
 
 static const struct field proxy_fields[] = {
     [PROXY_F_WORKERS] = {"workers", FIELD_INT, offsetof(struct config, workers), 0,
@@ -912,6 +1526,12 @@ static const struct field proxy_fields[] = {
 			CONFIG_MIN_BUFFER_BYTES, CONFIG_MAX_BUFFER_BYTES},
     [PROXY_F_MAXCONN] = {"max_connections", FIELD_U32, offsetof(struct config, max_connections), 1,
 			 CONFIG_MAX_CONNECTIONS},
+    [PROXY_F_DETECT] = {"detect_timeout_ms", FIELD_U32, offsetof(struct config, detect_timeout_ms),
+			1, CONFIG_MAX_DETECT_TIMEOUT_MS},
+    [PROXY_F_OPAQUE] = {"opaque_ports", FIELD_FUNC, .parse = parse_opaque_ports},
+    [PROXY_F_IDLE] = {"idle_timeout_ms", FIELD_U32, offsetof(struct config, idle_timeout_ms), 0,
+		      CONFIG_MAX_IDLE_TIMEOUT_MS},
+    [PROXY_F_HTTP] = {"http", FIELD_FUNC, .parse = parse_http},
 };
 
 static int parse_proxy(struct cfg_parser *p, void *obj)
@@ -1094,6 +1714,80 @@ static int check_names(struct cfg_parser *p)
 	return err;
 }
 
+static int svc_ref_cmp(const void *key, const void *elem)
+{
+	const struct config_route_backend *b = key;
+	const struct config_service *s = *(const struct config_service *const *)elem;
+	int c = strcmp(b->namespace, s->namespace);
+
+	return c ? c : strcmp(b->name, s->name);
+}
+
+/*
+ * Resolve every backend to its service's index, now that all services are
+ * known (a route may name one further down). Names are unique by now, so
+ * a binary search over them keeps this O(backends log services).
+ */
+static int check_backends(struct cfg_parser *p)
+{
+	const struct config *cfg = p->cfg;
+	const struct config_service **order, *const *hit;
+	int i, r, b, err = 0;
+
+	if (!p->n_routes_total || cfg->n_services <= 0)
+		return 0;
+	order = calloc((size_t)cfg->n_services, sizeof(*order));
+	if (!order)
+		return cp_oom(p);
+	for (i = 0; i < cfg->n_services; i++)
+		order[i] = &cfg->services[i];
+	qsort(order, (size_t)cfg->n_services, sizeof(*order), svc_name_cmp);
+	for (i = 0; i < cfg->n_services && !err; i++) {
+		struct config_service *svc = &cfg->services[i];
+
+		for (r = 0; r < svc->n_routes && !err; r++) {
+			struct config_route *route = &svc->routes[r];
+
+			for (b = 0; b < route->n_backends && !err; b++) {
+				struct config_route_backend *be = &route->backends[b];
+
+				hit = bsearch(be, order, (size_t)cfg->n_services, sizeof(*order),
+					      svc_ref_cmp);
+				if (hit) {
+					be->svc_index = (*hit)->id;
+					continue;
+				}
+				cp_path_set(p, "services[%d].routes[%d].backends[%d].service", i, r,
+					    b);
+				err = cp_fail(p, be->line, "no service %s/%s in the file",
+					      be->namespace, be->name);
+			}
+		}
+	}
+	free(order);
+	return err;
+}
+
+/* An undeclared port listed in proxy.opaque_ports skips detection. */
+static void resolve_opaque_ports(struct config *cfg)
+{
+	int i, j, k;
+
+	for (i = 0; i < cfg->n_services; i++) {
+		for (j = 0; j < cfg->services[i].n_ports; j++) {
+			struct config_port *port = &cfg->services[i].ports[j];
+
+			if (port->declared)
+				continue;
+			for (k = 0; k < cfg->n_opaque_ports; k++) {
+				if (cfg->opaque_ports[k] == port->port ||
+				    cfg->opaque_ports[k] == port->target_port)
+					port->protocol = CONFIG_PROTO_TCP;
+			}
+		}
+	}
+}
+
 /* Checks that need the whole file, in the order a reader meets the fields. */
 static int check_config(struct cfg_parser *p)
 {
@@ -1107,7 +1801,14 @@ static int check_config(struct cfg_parser *p)
 	err = check_names(p);
 	if (err)
 		return err;
-	return check_claims(p);
+	err = check_claims(p);
+	if (err)
+		return err;
+	err = check_backends(p);
+	if (err)
+		return err;
+	resolve_opaque_ports(p->cfg);
+	return 0;
 }
 
 /* The stream: exactly one document whose top level is a mapping. */
@@ -1142,6 +1843,8 @@ static int cp_document(struct cfg_parser *p)
 
 static void config_set_defaults(struct config *cfg)
 {
+	static const uint16_t default_opaque_ports[] = CONFIG_DEFAULT_OPAQUE_PORTS;
+
 	cfg->proxy_port = SHOAL_DEFAULT_PROXY_PORT;
 	snprintf(cfg->pin_root, sizeof(cfg->pin_root), "%s", SHOAL_DEFAULT_PIN_ROOT);
 	snprintf(cfg->cgroup, sizeof(cfg->cgroup), "%s", CONFIG_DEFAULT_CGROUP);
@@ -1153,6 +1856,15 @@ static void config_set_defaults(struct config *cfg)
 	cfg->connect_deadline_ms = CONFIG_DEFAULT_CONNECT_DEADLINE_MS;
 	cfg->buffer_bytes = CONFIG_DEFAULT_BUFFER_BYTES;
 	cfg->max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
+	cfg->detect_timeout_ms = CONFIG_DEFAULT_DETECT_TIMEOUT_MS;
+	cfg->n_opaque_ports = ARRAY_SIZE(default_opaque_ports);
+	memcpy(cfg->opaque_ports, default_opaque_ports, sizeof(default_opaque_ports));
+	cfg->idle_timeout_ms = CONFIG_DEFAULT_IDLE_TIMEOUT_MS;
+	cfg->http_max_request_line = CONFIG_DEFAULT_HTTP_MAX_REQUEST_LINE;
+	cfg->http_max_head_bytes = CONFIG_DEFAULT_HTTP_MAX_HEAD_BYTES;
+	cfg->http_max_headers = CONFIG_DEFAULT_HTTP_MAX_HEADERS;
+	cfg->http_pool_idle_timeout_ms = CONFIG_DEFAULT_HTTP_POOL_IDLE_TIMEOUT_MS;
+	cfg->http_pool_max_idle_per_endpoint = CONFIG_DEFAULT_HTTP_POOL_MAX_IDLE;
 }
 
 /*
@@ -1273,6 +1985,25 @@ err_read:
 	return ret;
 }
 
+/* The strings a service's routes own, then the routes. */
+static void free_routes(struct config_service *svc)
+{
+	int r, k;
+
+	for (r = 0; r < svc->n_routes; r++) {
+		struct config_route *route = &svc->routes[r];
+
+		for (k = 0; k < route->n_hosts; k++)
+			free(route->hosts[k].name);
+		for (k = 0; k < route->n_headers; k++) {
+			free(route->headers[k].name);
+			free(route->headers[k].value);
+		}
+		free(route->path);
+	}
+	free(svc->routes);
+}
+
 /* Frees cfg and everything it owns; NULL is fine. */
 void config_free(struct config *cfg)
 {
@@ -1280,8 +2011,10 @@ void config_free(struct config *cfg)
 
 	if (!cfg)
 		return;
-	for (i = 0; i < cfg->n_services; i++)
+	for (i = 0; i < cfg->n_services; i++) {
 		free(cfg->services[i].endpoints);
+		free_routes(&cfg->services[i]);
+	}
 	free(cfg->services);
 	free(cfg);
 }

@@ -21,6 +21,26 @@
 #define CONFIG_MAX_PORTS 32                /* ports per service */
 #define CONFIG_MAX_ENDPOINTS 1024          /* endpoints per service */
 #define CONFIG_MAX_SERVICES SHOAL_MAX_SERVICES
+#define CONFIG_MAX_OPAQUE_PORTS 64         /* proxy.opaque_ports; 8 are the default */
+
+/*
+ * Limits of routes. A request walks a service's routes in order, so these
+ * bound the work per request as well as memory; each is far above what a
+ * hand-written or Gateway-API-generated route table uses.
+ */
+#define CONFIG_MAX_ROUTES 64           /* per service: each costs a match per request */
+#define CONFIG_MAX_ROUTES_TOTAL 4096   /* whole file: a route is ~4 KiB, so <= 16 MiB */
+#define CONFIG_MAX_ROUTE_HOSTS 16      /* match.hosts entries */
+#define CONFIG_MAX_ROUTE_METHODS 16    /* match.methods entries; RFC 9110 defines 8 */
+#define CONFIG_MAX_ROUTE_HEADERS 16    /* match.headers entries */
+#define CONFIG_MAX_ROUTE_BACKENDS 16   /* backends of one route (a split, not a pool) */
+#define CONFIG_MAX_RETRY_STATUSES 16   /* retry_statuses entries */
+#define CONFIG_MAX_HOST 253            /* DNS name length (RFC 1035) */
+#define CONFIG_MAX_METHOD 32           /* longest registered method is 17 */
+#define CONFIG_MAX_ROUTE_PATH 1024     /* match.path; far below max_request_line */
+#define CONFIG_MAX_HEADER_NAME 128     /* match.headers key */
+#define CONFIG_MAX_HEADER_VALUE 1024   /* match.headers value */
+#define CONFIG_MAX_BACKEND_WEIGHT 10000 /* basis points: 1 = 0.01 % of a 100 % split */
 
 /* Defaults. */
 #define CONFIG_DEFAULT_CONNECT_TIMEOUT_MS 1000 /* per attempt (Linkerd's) */
@@ -30,17 +50,117 @@
 #define CONFIG_DEFAULT_FAILOPEN_AFTER_MS 2000  /* heartbeat age that means "proxy dead" */
 #define CONFIG_DEFAULT_CGROUP "/"              /* relative to the cgroup2 mount */
 
+/*
+ * Protocol detection. 100 ms is long enough for a client's first write to
+ * follow its connect on any sane network, and short enough that a
+ * server-speaks-first protocol (MySQL, SMTP) barely notices the wait;
+ * Linkerd's 10 s is the trap this avoids.
+ */
+#define CONFIG_DEFAULT_DETECT_TIMEOUT_MS 100
+/* Well-known server-speaks-first or binary ports (SMTP, submission, MySQL,
+ * Galera SST, PostgreSQL, Redis, Elasticsearch transport, memcached):
+ * detecting on them only costs the wait above. */
+#define CONFIG_DEFAULT_OPAQUE_PORTS {25, 587, 3306, 4444, 5432, 6379, 9300, 11211}
+/* A connection idle this long is closed: 5 min outlives every keep-alive
+ * interval clients use, and still reclaims abandoned sockets. */
+#define CONFIG_DEFAULT_IDLE_TIMEOUT_MS 300000
+
+/* HTTP/1 limits: nginx's and HAProxy's sizes, which real clients fit in. */
+#define CONFIG_DEFAULT_HTTP_MAX_REQUEST_LINE 8192 /* past it: 414 */
+#define CONFIG_DEFAULT_HTTP_MAX_HEAD_BYTES 32768  /* head incl. request line; past it: 431 */
+#define CONFIG_DEFAULT_HTTP_MAX_HEADERS 100       /* header lines; past it: 431 */
+/* An idle pooled upstream connection is dropped after this: below the
+ * 60 s keep-alive timeout most servers use, so the proxy closes first and
+ * rarely reuses a connection the server is closing. */
+#define CONFIG_DEFAULT_HTTP_POOL_IDLE_TIMEOUT_MS 30000
+/* Idle upstream connections kept per endpoint per worker: enough for a
+ * burst's concurrency to be reused, few enough not to pin server slots. */
+#define CONFIG_DEFAULT_HTTP_POOL_MAX_IDLE 64
+
+/* Route policy. 503 is the one status that says "try elsewhere" (RFC 9110
+ * 15.6.4); others are opt-in. */
+#define CONFIG_DEFAULT_RETRY_STATUS 503
+
 enum config_protocol {
-	CONFIG_PROTO_TCP = 0, /* opaque TCP (the only one proxied for now) */
-	CONFIG_PROTO_HTTP,    /* declared, carried as TCP until L7 lands */
-	CONFIG_PROTO_H2C,
+	CONFIG_PROTO_TCP = 0, /* opaque TCP: bytes copied both ways */
+	CONFIG_PROTO_HTTP,    /* HTTP/1.x (also kubernetes.io/ws: an Upgrade is HTTP/1.1) */
+	CONFIG_PROTO_H2C,     /* HTTP/2 cleartext; carried as opaque TCP until h2 lands */
+	CONFIG_PROTO_DETECT,  /* undeclared: peek the first bytes, up to detect_timeout_ms */
 };
 
 struct config_port {
 	uint16_t port;        /* service port (host order) */
 	uint16_t target_port; /* endpoint port (host order); defaults to port */
+	/* What the proxy does. Never DETECT on a port (or target_port) listed
+	 * in proxy.opaque_ports: the parser resolves that to TCP. */
 	enum config_protocol protocol;
+	bool declared;        /* protocol was written in the file */
 	int line;             /* line in the file, for messages */
+};
+
+/* ---- routes (services[].routes[]) ---- */
+
+enum config_path_match {
+	CONFIG_PATH_ANY = 0, /* no path criterion */
+	CONFIG_PATH_EXACT,   /* the path equals config_route.path */
+	CONFIG_PATH_PREFIX,  /* path is config_route.path or continues it with '/' */
+};
+
+/* One match.hosts entry, lower-case, without port. */
+struct config_route_host {
+	char *name;   /* heap; for a suffix, the part after '*' (".example.com") */
+	size_t len;
+	bool suffix;  /* written "*.example.com": names ending in name, not name itself */
+};
+
+/* One match.headers entry: the request's field must equal value exactly. */
+struct config_route_header {
+	char *name;  /* heap, lower-case */
+	size_t name_len;
+	char *value; /* heap, case-sensitive */
+	size_t value_len;
+};
+
+struct config_route_backend {
+	uint32_t svc_index;  /* index in config.services, resolved at parse time */
+	uint32_t weight;     /* 0..CONFIG_MAX_BACKEND_WEIGHT; 0 never picked */
+	uint32_t cum_weight; /* weights of this and every earlier backend */
+	char namespace[CONFIG_MAX_NAME + 1];
+	char name[CONFIG_MAX_NAME + 1];
+	int line;            /* the backend's line; the route's when implicit */
+};
+
+/*
+ * One route: every criterion present must hold (none present: all requests
+ * match). Strings are pre-normalised by the parser so that matching is
+ * plain byte comparison (agent/proxy/routes.h).
+ */
+struct config_route {
+	char name[CONFIG_MAX_NAME + 1]; /* "" when unnamed */
+
+	struct config_route_host hosts[CONFIG_MAX_ROUTE_HOSTS];
+	int n_hosts;                    /* 0: any host */
+	enum config_path_match path_match;
+	char *path;                     /* heap; prefixes have no trailing '/' unless "/" */
+	size_t path_len;
+	char methods[CONFIG_MAX_ROUTE_METHODS][CONFIG_MAX_METHOD + 1]; /* case-sensitive */
+	int n_methods;                  /* 0: any method */
+	struct config_route_header headers[CONFIG_MAX_ROUTE_HEADERS];
+	int n_headers;
+
+	/* Always at least one: without "backends" the route's own service,
+	 * weight 1. total_weight > 0 == backends[n_backends - 1].cum_weight. */
+	struct config_route_backend backends[CONFIG_MAX_ROUTE_BACKENDS];
+	int n_backends;
+	uint32_t total_weight;
+
+	/* Policy, enforced by the resilience code. */
+	uint32_t timeout_ms;         /* whole request incl. retries; 0: none */
+	uint32_t per_try_timeout_ms; /* one attempt; 0: none (timeout_ms bounds it) */
+	bool retryable;              /* may retry non-idempotent methods too */
+	uint16_t retry_statuses[CONFIG_MAX_RETRY_STATUSES]; /* default {503} */
+	int n_retry_statuses;
+	int line;
 };
 
 struct config_endpoint {
@@ -58,6 +178,8 @@ struct config_service {
 	int n_ports;
 	struct config_endpoint *endpoints; /* heap, n_endpoints entries */
 	int n_endpoints;
+	struct config_route *routes; /* heap, n_routes entries, in match order */
+	int n_routes;                /* 0: every request to the own endpoints */
 	int line;
 };
 
@@ -83,6 +205,17 @@ struct config {
 	uint32_t connect_deadline_ms; /* all attempts of one connection */
 	uint32_t buffer_bytes;        /* per direction per connection */
 	uint32_t max_connections;     /* per worker; beyond it, accept waits */
+	uint32_t detect_timeout_ms;   /* no client bytes by then: opaque TCP */
+	uint16_t opaque_ports[CONFIG_MAX_OPAQUE_PORTS]; /* skip detection */
+	int n_opaque_ports;
+	uint32_t idle_timeout_ms;     /* 0: none */
+
+	/* proxy.http: the HTTP/1 proxy. */
+	uint32_t http_max_request_line; /* bytes without CRLF; beyond: 414 */
+	uint32_t http_max_head_bytes;    /* request line + headers; beyond: 431 */
+	uint32_t http_max_headers;       /* header lines; beyond: 431 */
+	uint32_t http_pool_idle_timeout_ms;
+	uint32_t http_pool_max_idle_per_endpoint; /* 0: no reuse */
 
 	struct config_service *services; /* heap, n_services entries */
 	int n_services;

@@ -195,7 +195,8 @@ Test(config, defaults)
 	s = &cfg->services[0];
 	cr_assert_str_eq(s->namespace, "default");
 	cr_assert_eq(s->ports[0].target_port, 80);
-	cr_assert_eq(s->ports[0].protocol, CONFIG_PROTO_TCP);
+	cr_assert_eq(s->ports[0].protocol, CONFIG_PROTO_DETECT);
+	cr_assert_eq(s->ports[0].declared, false);
 	cr_assert_eq(s->n_endpoints, 0);
 }
 
