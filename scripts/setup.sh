@@ -9,6 +9,7 @@ packages=(
 	clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
 	libnl-3-dev libnl-route-3-dev
 	libyaml-dev
+	libjson-c-dev libcurl4-openssl-dev # discovery: JSON decoding, Kubernetes API client
 	# tests: unit, end-to-end (netns, nsenter, bpftool), fuzzing (libFuzzer)
 	libcriterion-dev libclang-rt-14-dev
 	iproute2 util-linux socat curl procps

@@ -1,0 +1,635 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Kubernetes objects to model structs. The API server is trusted to send
+ * well-formed objects, but not blindly: every field is type-checked and
+ * every copy bounded, because the same code also reads whatever a
+ * misconfigured URL or a fuzzer feeds it.
+ */
+#include "discovery/k8s_decode.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/addr.h"
+
+#define K8S_SERVICE_NAME_LABEL "kubernetes.io/service-name"
+
+static int dec_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Write a reason into err; returns -EINVAL for the caller to pass on. */
+static int dec_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+/* obj[key] when present and not null, else NULL. */
+static json_object *get(json_object *obj, const char *key)
+{
+	json_object *v = NULL;
+
+	if (!obj || !json_object_is_type(obj, json_type_object))
+		return NULL;
+	if (!json_object_object_get_ex(obj, key, &v))
+		return NULL;
+	return v;
+}
+
+/*
+ * Copy string obj[key] into buf (size len). A missing or null field
+ * gives "" when optional, an error otherwise; a non-string or a string
+ * that does not fit is an error. Returns 0 or -EINVAL (reason in err).
+ */
+static int get_str(json_object *obj, const char *key, char *buf, size_t len, bool optional,
+		   char *err, size_t errlen)
+{
+	json_object *v = get(obj, key);
+	const char *s;
+	size_t n;
+
+	buf[0] = '\0';
+	if (!v)
+		return optional ? 0 : dec_err(err, errlen, "%s: is required", key);
+	if (!json_object_is_type(v, json_type_string))
+		return dec_err(err, errlen, "%s: must be a string", key);
+	s = json_object_get_string(v);
+	n = (size_t)json_object_get_string_len(v);
+	if (n >= len || strlen(s) != n)
+		return dec_err(err, errlen, "%s: longer than %zu bytes or holds NUL", key, len - 1);
+	memcpy(buf, s, n + 1);
+	return 0;
+}
+
+/* Port number obj[key] in 1..65535; missing or null gives 0 when optional. */
+static int get_port(json_object *obj, const char *key, uint16_t *out, bool optional, char *err,
+		    size_t errlen)
+{
+	json_object *v = get(obj, key);
+	int64_t n;
+
+	*out = 0;
+	if (!v)
+		return optional ? 0 : dec_err(err, errlen, "%s: is required", key);
+	if (!json_object_is_type(v, json_type_int))
+		return dec_err(err, errlen, "%s: must be an integer", key);
+	n = json_object_get_int64(v);
+	if (n < 1 || n > 65535)
+		return dec_err(err, errlen, "%s: must be 1..65535, got %lld", key, (long long)n);
+	*out = (uint16_t)n;
+	return 0;
+}
+
+/* Bool condition obj[key]; missing or null gives dflt (API rule). */
+static int get_bool(json_object *obj, const char *key, bool dflt, bool *out, char *err,
+		    size_t errlen)
+{
+	json_object *v = get(obj, key);
+
+	*out = dflt;
+	if (!v)
+		return 0;
+	if (!json_object_is_type(v, json_type_boolean))
+		return dec_err(err, errlen, "%s: must be a boolean", key);
+	*out = json_object_get_boolean(v);
+	return 0;
+}
+
+/* Array obj[key], or NULL when missing or null; error when another type. */
+static int get_array(json_object *obj, const char *key, json_object **out, char *err,
+		     size_t errlen)
+{
+	json_object *v = get(obj, key);
+
+	*out = NULL;
+	if (!v)
+		return 0;
+	if (!json_object_is_type(v, json_type_array))
+		return dec_err(err, errlen, "%s: must be an array", key);
+	*out = v;
+	return 0;
+}
+
+/* Object obj[key], or NULL when missing or null; error when another type. */
+static int get_object(json_object *obj, const char *key, json_object **out, char *err,
+		      size_t errlen)
+{
+	json_object *v = get(obj, key);
+
+	*out = NULL;
+	if (!v)
+		return 0;
+	if (!json_object_is_type(v, json_type_object))
+		return dec_err(err, errlen, "%s: must be an object", key);
+	*out = v;
+	return 0;
+}
+
+static int decode_l4(json_object *port, enum model_l4 *out, char *err, size_t errlen)
+{
+	char proto[8];
+	int ret = get_str(port, "protocol", proto, sizeof(proto), true, err, errlen);
+
+	if (ret)
+		return ret;
+	if (!proto[0] || !strcmp(proto, "TCP"))
+		*out = MODEL_L4_TCP; /* the API's default */
+	else if (!strcmp(proto, "UDP"))
+		*out = MODEL_L4_UDP;
+	else if (!strcmp(proto, "SCTP"))
+		*out = MODEL_L4_SCTP;
+	else
+		return dec_err(err, errlen, "protocol: must be TCP, UDP or SCTP");
+	return 0;
+}
+
+/* appProtocol: the standard names shoal knows; anything else is opaque TCP. */
+static enum config_protocol decode_app(const char *app)
+{
+	if (!strcmp(app, "http") || !strcmp(app, "kubernetes.io/http"))
+		return CONFIG_PROTO_HTTP;
+	if (!strcmp(app, "kubernetes.io/h2c") || !strcmp(app, "h2c"))
+		return CONFIG_PROTO_H2C;
+	return CONFIG_PROTO_TCP;
+}
+
+/* metadata.namespace and metadata.name; both required. */
+static int decode_meta(json_object *obj, char *ns, size_t nslen, char *name, size_t namelen,
+		       json_object **meta_out, char *err, size_t errlen)
+{
+	json_object *meta;
+	int ret = get_object(obj, "metadata", &meta, err, errlen);
+
+	if (ret)
+		return ret;
+	if (!meta)
+		return dec_err(err, errlen, "metadata: is required");
+	ret = get_str(meta, "namespace", ns, nslen, false, err, errlen);
+	if (!ret)
+		ret = get_str(meta, "name", name, namelen, false, err, errlen);
+	if (ret)
+		return ret;
+	if (!ns[0] || !name[0])
+		return dec_err(err, errlen, "metadata: empty name or namespace");
+	if (meta_out)
+		*meta_out = meta;
+	return 0;
+}
+
+static int decode_service_port(json_object *jp, struct model_port *p, char *err, size_t errlen)
+{
+	char app[64];
+	json_object *tp;
+	int ret;
+
+	memset(p, 0, sizeof(*p));
+	if (!json_object_is_type(jp, json_type_object))
+		return dec_err(err, errlen, "must be an object");
+	ret = get_str(jp, "name", p->name, sizeof(p->name), true, err, errlen);
+	if (!ret)
+		ret = get_port(jp, "port", &p->port, false, err, errlen);
+	if (!ret)
+		ret = decode_l4(jp, &p->l4, err, errlen);
+	if (!ret)
+		ret = get_str(jp, "appProtocol", app, sizeof(app), true, err, errlen);
+	if (ret)
+		return ret;
+	p->app = decode_app(app);
+	tp = get(jp, "targetPort");
+	if (!tp) {
+		p->target_port = p->port; /* the API's default */
+	} else if (json_object_is_type(tp, json_type_int)) {
+		ret = get_port(jp, "targetPort", &p->target_port, false, err, errlen);
+	} else if (json_object_is_type(tp, json_type_string)) {
+		ret = get_str(jp, "targetPort", p->target_name, sizeof(p->target_name), false, err,
+			      errlen);
+		if (!ret && !p->target_name[0])
+			ret = dec_err(err, errlen, "targetPort: empty name");
+	} else {
+		ret = dec_err(err, errlen, "targetPort: must be an integer or a name");
+	}
+	return ret;
+}
+
+int k8s_decode_service(json_object *obj, struct model_service *out, char *err, size_t errlen)
+{
+	json_object *spec, *ips, *ports;
+	char type[32], ip[64], why[192];
+	int ret, n;
+
+	memset(out, 0, sizeof(*out));
+	ret = decode_meta(obj, out->ns, sizeof(out->ns), out->name, sizeof(out->name), NULL, err,
+			  errlen);
+	if (ret)
+		return ret;
+	ret = get_object(obj, "spec", &spec, err, errlen);
+	if (ret)
+		return ret;
+	if (!spec) {
+		out->headless = true; /* nothing to intercept */
+		return 0;
+	}
+	ret = get_str(spec, "type", type, sizeof(type), true, why, sizeof(why));
+	if (!ret)
+		ret = get_array(spec, "clusterIPs", &ips, why, sizeof(why));
+	if (!ret)
+		ret = get_array(spec, "ports", &ports, why, sizeof(why));
+	if (ret)
+		return dec_err(err, errlen, "spec.%s", why);
+
+	/* clusterIPs supersedes clusterIP (dual-stack); old servers send only the latter. */
+	if (ips) {
+		n = (int)json_object_array_length(ips);
+		for (int i = 0; i < n; i++) {
+			json_object *v = json_object_array_get_idx(ips, i);
+
+			if (!v || !json_object_is_type(v, json_type_string))
+				return dec_err(err, errlen, "spec.clusterIPs[%d]: must be a string",
+					       i);
+			snprintf(ip, sizeof(ip), "%s", json_object_get_string(v));
+			if (!strcmp(ip, "None") || !ip[0])
+				continue;
+			if (out->n_vips == MODEL_MAX_VIPS)
+				return dec_err(err, errlen, "spec.clusterIPs: more than %d",
+					       MODEL_MAX_VIPS);
+			if (addr_parse(ip, &out->vips[out->n_vips]) ||
+			    addr_is_zero(&out->vips[out->n_vips]))
+				return dec_err(err, errlen, "spec.clusterIPs[%d]: bad address", i);
+			out->n_vips++;
+		}
+	} else {
+		ret = get_str(spec, "clusterIP", ip, sizeof(ip), true, why, sizeof(why));
+		if (ret)
+			return dec_err(err, errlen, "spec.%s", why);
+		if (ip[0] && strcmp(ip, "None")) {
+			if (addr_parse(ip, &out->vips[0]) || addr_is_zero(&out->vips[0]))
+				return dec_err(err, errlen, "spec.clusterIP: bad address");
+			out->n_vips = 1;
+		}
+	}
+	/* Headless and ExternalName services have no VIP to intercept. */
+	out->headless = out->n_vips == 0 || !strcmp(type, "ExternalName");
+
+	n = ports ? (int)json_object_array_length(ports) : 0;
+	for (int i = 0; i < n; i++) {
+		if (out->n_ports == MODEL_MAX_PORTS)
+			return dec_err(err, errlen, "spec.ports: more than %d", MODEL_MAX_PORTS);
+		ret = decode_service_port(json_object_array_get_idx(ports, i),
+					  &out->ports[out->n_ports], why, sizeof(why));
+		if (ret)
+			return dec_err(err, errlen, "spec.ports[%d]: %s", i, why);
+		out->n_ports++;
+	}
+	return 0;
+}
+
+void model_slice_clear(struct model_slice *s)
+{
+	for (int i = 0; i < s->n_eps; i++) {
+		free(s->eps[i].zone);
+		free(s->eps[i].node);
+	}
+	free(s->eps);
+	s->eps = NULL;
+	s->n_eps = 0;
+}
+
+/* A heap copy of string obj[key], NULL when absent; -EINVAL/-ENOMEM. */
+static int get_dup(json_object *obj, const char *key, size_t max, char **out, char *err,
+		   size_t errlen)
+{
+	char buf[MODEL_MAX_SUBDOMAIN + 1];
+	int ret;
+
+	*out = NULL;
+	if (max >= sizeof(buf))
+		max = sizeof(buf) - 1;
+	ret = get_str(obj, key, buf, max + 1, true, err, errlen);
+	if (ret || !buf[0])
+		return ret;
+	*out = strdup(buf);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int decode_endpoint(json_object *je, bool ipv6, struct model_endpoint *ep, char *err,
+			   size_t errlen)
+{
+	json_object *addrs, *cond, *a0;
+	int ret;
+
+	memset(ep, 0, sizeof(*ep));
+	if (!json_object_is_type(je, json_type_object))
+		return dec_err(err, errlen, "must be an object");
+	ret = get_array(je, "addresses", &addrs, err, errlen);
+	if (ret)
+		return ret;
+	/* The API promises one address at least; consumers use the first. */
+	if (!addrs || json_object_array_length(addrs) < 1)
+		return dec_err(err, errlen, "addresses: is required");
+	a0 = json_object_array_get_idx(addrs, 0);
+	if (!a0 || !json_object_is_type(a0, json_type_string) ||
+	    addr_parse(json_object_get_string(a0), &ep->addr) || addr_is_zero(&ep->addr) ||
+	    addr_is_v4(&ep->addr) == ipv6)
+		return dec_err(err, errlen, "addresses[0]: not an %s address",
+			       ipv6 ? "IPv6" : "IPv4");
+	ret = get_object(je, "conditions", &cond, err, errlen);
+	if (!ret)
+		ret = get_bool(cond, "ready", true, &ep->ready, err, errlen);
+	if (!ret)
+		ret = get_bool(cond, "serving", true, &ep->serving, err, errlen);
+	if (!ret)
+		ret = get_bool(cond, "terminating", false, &ep->terminating, err, errlen);
+	if (!ret)
+		ret = get_dup(je, "zone", MODEL_MAX_LABEL, &ep->zone, err, errlen);
+	if (!ret)
+		ret = get_dup(je, "nodeName", MODEL_MAX_SUBDOMAIN, &ep->node, err, errlen);
+	if (ret) {
+		free(ep->zone);
+		free(ep->node);
+		ep->zone = ep->node = NULL;
+	}
+	return ret;
+}
+
+int k8s_decode_slice(json_object *obj, struct model_slice *out, char *err, size_t errlen)
+{
+	json_object *meta, *labels, *eps, *ports;
+	char type[16], why[192];
+	int ret, n;
+
+	memset(out, 0, sizeof(*out));
+	ret = decode_meta(obj, out->ns, sizeof(out->ns), out->name, sizeof(out->name), &meta, err,
+			  errlen);
+	if (ret)
+		return ret;
+	ret = get_object(meta, "labels", &labels, why, sizeof(why));
+	if (!ret)
+		ret = get_str(labels, K8S_SERVICE_NAME_LABEL, out->service, sizeof(out->service), true,
+			      why, sizeof(why));
+	if (ret)
+		return dec_err(err, errlen, "metadata.labels: %s", why);
+	ret = get_str(obj, "addressType", type, sizeof(type), false, err, errlen);
+	if (ret)
+		return ret;
+	if (!strcmp(type, "IPv6"))
+		out->ipv6 = true;
+	else if (strcmp(type, "IPv4") && strcmp(type, "FQDN"))
+		return dec_err(err, errlen, "addressType: must be IPv4, IPv6 or FQDN");
+
+	ret = get_array(obj, "ports", &ports, err, errlen);
+	if (ret)
+		return ret;
+	n = ports ? (int)json_object_array_length(ports) : 0;
+	for (int i = 0; i < n; i++) {
+		json_object *jp = json_object_array_get_idx(ports, i);
+		struct model_slice_port *p = &out->ports[out->n_ports];
+
+		if (out->n_ports == MODEL_MAX_PORTS)
+			return dec_err(err, errlen, "ports: more than %d", MODEL_MAX_PORTS);
+		if (!jp || !json_object_is_type(jp, json_type_object))
+			return dec_err(err, errlen, "ports[%d]: must be an object", i);
+		ret = get_str(jp, "name", p->name, sizeof(p->name), true, why, sizeof(why));
+		if (!ret)
+			ret = get_port(jp, "port", &p->port, true, why, sizeof(why));
+		if (!ret)
+			ret = decode_l4(jp, &p->l4, why, sizeof(why));
+		if (ret)
+			return dec_err(err, errlen, "ports[%d].%s", i, why);
+		out->n_ports++;
+	}
+
+	/* FQDN endpoints cannot be proxied to by address: keep the slice, empty. */
+	if (!strcmp(type, "FQDN"))
+		return 0;
+	ret = get_array(obj, "endpoints", &eps, err, errlen);
+	if (ret)
+		return ret;
+	n = eps ? (int)json_object_array_length(eps) : 0; /* "endpoints": null is legal */
+	if (n > MODEL_MAX_SLICE_ENDPOINTS)
+		return dec_err(err, errlen, "endpoints: more than %d", MODEL_MAX_SLICE_ENDPOINTS);
+	if (!n)
+		return 0;
+	out->eps = calloc((size_t)n, sizeof(*out->eps));
+	if (!out->eps)
+		return -ENOMEM;
+	for (int i = 0; i < n; i++) {
+		ret = decode_endpoint(json_object_array_get_idx(eps, i), out->ipv6,
+				      &out->eps[out->n_eps], why, sizeof(why));
+		if (ret) {
+			model_slice_clear(out);
+			if (ret == -ENOMEM)
+				return ret;
+			return dec_err(err, errlen, "endpoints[%d].%s", i, why);
+		}
+		out->n_eps++;
+	}
+	return 0;
+}
+
+int k8s_decode_status(json_object *obj, struct k8s_status *out)
+{
+	json_object *code = get(obj, "code");
+	char kind[16];
+
+	memset(out, 0, sizeof(*out));
+	if (get_str(obj, "kind", kind, sizeof(kind), false, NULL, 0) || strcmp(kind, "Status"))
+		return -EINVAL;
+	if (code && json_object_is_type(code, json_type_int))
+		out->code = (int)json_object_get_int64(code);
+	/* Long texts are cut, not refused: they only go to the log. */
+	snprintf(out->reason, sizeof(out->reason), "%s",
+		 get(obj, "reason") ? json_object_get_string(get(obj, "reason")) : "");
+	snprintf(out->message, sizeof(out->message), "%s",
+		 get(obj, "message") ? json_object_get_string(get(obj, "message")) : "");
+	return 0;
+}
+
+void k8s_event_clear(struct k8s_event *ev)
+{
+	if (ev->kind == K8S_KIND_ENDPOINTSLICE && ev->type != K8S_EV_BOOKMARK &&
+	    ev->type != K8S_EV_ERROR)
+		model_slice_clear(&ev->slice);
+}
+
+/* metadata.resourceVersion of obj, "" when absent. */
+static int decode_rv(json_object *obj, char *rv, size_t len, char *err, size_t errlen)
+{
+	json_object *meta;
+	int ret = get_object(obj, "metadata", &meta, err, errlen);
+
+	rv[0] = '\0';
+	if (ret || !meta)
+		return ret;
+	return get_str(meta, "resourceVersion", rv, len, true, err, errlen);
+}
+
+int k8s_decode_event(json_object *obj, enum k8s_kind kind, struct k8s_event *ev, char *err,
+		     size_t errlen)
+{
+	static const char *const types[] = {
+		[K8S_EV_ADDED] = "ADDED",	[K8S_EV_MODIFIED] = "MODIFIED",
+		[K8S_EV_DELETED] = "DELETED",	[K8S_EV_BOOKMARK] = "BOOKMARK",
+		[K8S_EV_ERROR] = "ERROR",
+	};
+	json_object *object;
+	char type[16];
+	int ret;
+
+	memset(ev, 0, sizeof(*ev));
+	ev->kind = kind;
+	ev->type = K8S_EV_ERROR; /* so that clearing a half-decoded event frees nothing */
+	if (!json_object_is_type(obj, json_type_object))
+		return dec_err(err, errlen, "event: must be a JSON object");
+	ret = get_str(obj, "type", type, sizeof(type), false, err, errlen);
+	if (ret)
+		return ret;
+	ret = get_object(obj, "object", &object, err, errlen);
+	if (ret)
+		return ret;
+	if (!object)
+		return dec_err(err, errlen, "object: is required");
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		if (strcmp(type, types[i]))
+			continue;
+		if (i == K8S_EV_ERROR) {
+			if (k8s_decode_status(object, &ev->status))
+				return dec_err(err, errlen, "ERROR event without a Status");
+			return 0;
+		}
+		ret = decode_rv(object, ev->rv, sizeof(ev->rv), err, errlen);
+		if (ret)
+			return ret;
+		if (i == K8S_EV_BOOKMARK) {
+			ev->type = K8S_EV_BOOKMARK;
+			return 0;
+		}
+		if (kind == K8S_KIND_SERVICE)
+			ret = k8s_decode_service(object, &ev->svc, err, errlen);
+		else
+			ret = k8s_decode_slice(object, &ev->slice, err, errlen);
+		if (!ret)
+			ev->type = (enum k8s_event_type)i;
+		return ret;
+	}
+	return dec_err(err, errlen, "type: unknown event type");
+}
+
+int k8s_decode_event_text(const char *text, size_t len, enum k8s_kind kind, struct k8s_event *ev,
+			  char *err, size_t errlen)
+{
+	json_tokener *tok = json_tokener_new();
+	json_object *obj;
+	int ret;
+
+	memset(ev, 0, sizeof(*ev));
+	ev->type = K8S_EV_ERROR;
+	if (!tok)
+		return -ENOMEM;
+	obj = json_tokener_parse_ex(tok, text, (int)len);
+	if (!obj) {
+		ret = dec_err(err, errlen, "json: %s",
+			      json_tokener_error_desc(json_tokener_get_error(tok)));
+	} else {
+		ret = k8s_decode_event(obj, kind, ev, err, errlen);
+		json_object_put(obj);
+	}
+	json_tokener_free(tok);
+	return ret;
+}
+
+int k8s_decode_list(json_object *obj, char *rv, size_t rvlen, char *cont, size_t contlen,
+		    json_object **items)
+{
+	json_object *meta;
+	char why[64];
+
+	*items = NULL;
+	if (decode_rv(obj, rv, rvlen, why, sizeof(why)) ||
+	    get_object(obj, "metadata", &meta, why, sizeof(why)) || !meta ||
+	    get_str(meta, "continue", cont, contlen, true, why, sizeof(why)) ||
+	    get_array(obj, "items", items, why, sizeof(why)))
+		return -EINVAL;
+	return 0;
+}
+
+/* ---- framing ---- */
+
+int k8s_stream_init(struct k8s_stream *s, size_t max_bytes)
+{
+	/* json-c's default depth (32) is plenty: a slice nests 5 deep. */
+	s->tok = json_tokener_new();
+	s->max_bytes = max_bytes;
+	s->in_value = 0;
+	return s->tok ? 0 : -ENOMEM;
+}
+
+void k8s_stream_fini(struct k8s_stream *s)
+{
+	if (s->tok)
+		json_tokener_free(s->tok);
+	s->tok = NULL;
+}
+
+void k8s_stream_reset(struct k8s_stream *s)
+{
+	json_tokener_reset(s->tok);
+	s->in_value = 0;
+}
+
+int k8s_stream_feed(struct k8s_stream *s, const char *buf, size_t len, k8s_stream_cb cb, void *ctx)
+{
+	while (len) {
+		/* json-c takes an int length: feed huge buffers in slices. */
+		int n = len > (1u << 30) ? (1 << 30) : (int)len;
+		json_object *obj;
+		enum json_tokener_error jerr;
+		size_t used;
+		int ret;
+
+		/* Whitespace between values (the newline framing) is not a value. */
+		if (s->in_value == 0 && (*buf == '\n' || *buf == '\r' || *buf == ' ' ||
+					 *buf == '\t')) {
+			buf++;
+			len--;
+			continue;
+		}
+		obj = json_tokener_parse_ex(s->tok, buf, n);
+		jerr = json_tokener_get_error(s->tok);
+		used = obj ? json_tokener_get_parse_end(s->tok) : (size_t)n;
+		if (!obj && jerr != json_tokener_continue)
+			return -EBADMSG;
+		s->in_value += used;
+		if (s->in_value > s->max_bytes) {
+			json_object_put(obj);
+			return -EMSGSIZE;
+		}
+		buf += used;
+		len -= used;
+		if (!obj)
+			continue;
+		/*
+		 * A bare number or literal at the top level ends only at the
+		 * next byte; objects and arrays end at their bracket. Only
+		 * objects are events, so any other value is a framing error.
+		 */
+		if (!json_object_is_type(obj, json_type_object)) {
+			json_object_put(obj);
+			return -EBADMSG;
+		}
+		json_tokener_reset(s->tok);
+		s->in_value = 0;
+		ret = cb(ctx, obj);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The Kubernetes wire format, decoded: watch-stream framing (one JSON
+ * object per line, split anywhere by HTTP chunks), watch events, and the
+ * two kinds shoal reads, v1 Service and discovery.k8s.io/v1
+ * EndpointSlice. No I/O here: the watcher (k8s.c) feeds bytes in, tests
+ * and the fuzzer feed fixtures in.
+ */
+#ifndef SHOAL_DISCOVERY_K8S_DECODE_H
+#define SHOAL_DISCOVERY_K8S_DECODE_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+#include "discovery/model.h"
+
+/*
+ * Largest watch event accepted. The API server's own limit on an object
+ * is about 1.5 MiB (etcd's request size); a full 1000-endpoint slice is
+ * ~300 KiB. A bigger event means a broken or hostile peer, and the watch
+ * is restarted rather than buffered without bound.
+ */
+#define K8S_MAX_EVENT_BYTES (4u << 20)
+/*
+ * Largest list page accepted. Lists are paged (K8S_LIST_PAGE_LIMIT
+ * objects per page, k8s.c), so a page is at most that many events.
+ */
+#define K8S_MAX_LIST_BYTES (256u << 20)
+/* resourceVersion is an opaque string; etcd's are decimal uint64s. */
+#define K8S_MAX_RV 64
+/* The part of a Status message kept for the log. */
+#define K8S_MAX_MESSAGE 256
+
+enum k8s_kind {
+	K8S_KIND_SERVICE,
+	K8S_KIND_ENDPOINTSLICE,
+};
+
+enum k8s_event_type {
+	K8S_EV_ADDED,
+	K8S_EV_MODIFIED,
+	K8S_EV_DELETED,
+	K8S_EV_BOOKMARK, /* only carries a resourceVersion */
+	K8S_EV_ERROR,	 /* a Status: code, reason, message */
+};
+
+/* A Status object (an ERROR event, or the body of a 4xx/5xx reply). */
+struct k8s_status {
+	int code; /* HTTP-like: 410 Expired, 401, 403 ... */
+	char reason[64];
+	char message[K8S_MAX_MESSAGE];
+};
+
+/* One decoded watch event or list item. */
+struct k8s_event {
+	enum k8s_event_type type;
+	enum k8s_kind kind;
+	char rv[K8S_MAX_RV]; /* the object's resourceVersion; "" if none */
+	union {
+		struct model_service svc; /* kind SERVICE, not BOOKMARK/ERROR */
+		struct model_slice slice; /* kind ENDPOINTSLICE; owns its eps */
+		struct k8s_status status; /* type ERROR */
+	};
+};
+
+/* Release what ev owns (a slice's endpoints). */
+void k8s_event_clear(struct k8s_event *ev);
+
+/*
+ * Decode a Service object into *out. Unknown fields are ignored (the API
+ * grows); a field of the wrong type or a bad address is an error.
+ * Returns 0, or -EINVAL with the reason in err.
+ */
+int k8s_decode_service(json_object *obj, struct model_service *out, char *err, size_t errlen);
+
+/* Same for an EndpointSlice; *out owns heap memory on success only. */
+int k8s_decode_slice(json_object *obj, struct model_slice *out, char *err, size_t errlen);
+
+/* Decode a Status object. 0 or -EINVAL. */
+int k8s_decode_status(json_object *obj, struct k8s_status *out);
+
+/*
+ * Decode one watch event {"type":..., "object":...} of a watch on kind.
+ * Returns 0 with *ev filled (clear it with k8s_event_clear), or -EINVAL
+ * with the reason in err.
+ */
+int k8s_decode_event(json_object *obj, enum k8s_kind kind, struct k8s_event *ev, char *err,
+		     size_t errlen);
+
+/* The same from one line of text (fixtures, the fuzzer). */
+int k8s_decode_event_text(const char *text, size_t len, enum k8s_kind kind, struct k8s_event *ev,
+			  char *err, size_t errlen);
+
+/*
+ * The metadata.resourceVersion and, when present, metadata.continue of a
+ * list reply; items is set to its "items" array (borrowed; may be NULL
+ * for "items": null). Returns 0 or -EINVAL.
+ */
+int k8s_decode_list(json_object *obj, char *rv, size_t rvlen, char *cont, size_t contlen,
+		    json_object **items);
+
+/*
+ * The framer: turns a byte stream into complete JSON values with json-c's
+ * incremental tokener, whatever the chunk boundaries. A value may not
+ * exceed max_bytes (whitespace between values included).
+ */
+struct k8s_stream {
+	json_tokener *tok;
+	size_t max_bytes;
+	size_t in_value; /* bytes fed since the last complete value */
+};
+
+/* 0, or -ENOMEM. */
+int k8s_stream_init(struct k8s_stream *s, size_t max_bytes);
+void k8s_stream_fini(struct k8s_stream *s);
+/* Forget a partial value (a new HTTP response starts). */
+void k8s_stream_reset(struct k8s_stream *s);
+
+/*
+ * Called for each complete value; it owns the object (json_object_put).
+ * Returns 0 to go on, or a negative errno that stops k8s_stream_feed and
+ * is returned by it.
+ */
+typedef int (*k8s_stream_cb)(void *ctx, json_object *value);
+
+/*
+ * Feed len bytes. Returns 0 (the tail of a value may stay buffered),
+ * -EMSGSIZE when a value outgrows max_bytes, -EBADMSG on malformed JSON,
+ * or what cb returned. After an error, reset before feeding again.
+ */
+int k8s_stream_feed(struct k8s_stream *s, const char *buf, size_t len, k8s_stream_cb cb, void *ctx);
+
+#endif

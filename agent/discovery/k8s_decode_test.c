@@ -1,0 +1,390 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The decoder against every line of the API-shaped fixtures
+ * (tests/k8s/fixtures, copied from shared/fixtures/k8s), and the framer
+ * against those lines split at every byte offset.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/addr.h"
+#include "discovery/k8s_decode.h"
+#include "discovery/test_paths.h"
+
+static char *text;
+static size_t text_len;
+static struct k8s_event ev;
+static char err[256];
+
+static void setup(void)
+{
+	text = NULL;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = K8S_EV_ERROR;
+	err[0] = '\0';
+}
+
+static void teardown(void)
+{
+	k8s_event_clear(&ev);
+	free(text);
+}
+
+TestSuite(k8s_decode, .init = setup, .fini = teardown);
+
+static void load(const char *name)
+{
+	char path[512];
+	FILE *f;
+	long n;
+
+	snprintf(path, sizeof(path), "%s/%s", K8S_FIXTURES_DIR, name);
+	f = fopen(path, "rb");
+	cr_assert_not_null(f, "cannot open %s", path);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	text = malloc((size_t)n + 1);
+	cr_assert_not_null(text);
+	cr_assert_eq(fread(text, 1, (size_t)n, f), (size_t)n);
+	text[n] = '\0';
+	text_len = (size_t)n;
+	fclose(f);
+}
+
+/* Line i (0-based) of text, its length in *len; NULL past the end. */
+static const char *line(int i, size_t *len)
+{
+	const char *p = text;
+
+	*len = 0;
+
+	while (i-- > 0) {
+		p = strchr(p, '\n');
+		if (!p)
+			return NULL;
+		p++;
+	}
+	if (!*p)
+		return NULL;
+	*len = strchrnul(p, '\n') - p;
+	return p;
+}
+
+static void decode_line(int i, enum k8s_kind kind)
+{
+	size_t len;
+	const char *l = line(i, &len);
+
+	cr_assert_not_null(l, "fixture has no line %d", i);
+	k8s_event_clear(&ev);
+	cr_assert_eq(k8s_decode_event_text(l, len, kind, &ev, err, sizeof(err)), 0,
+		     "line %d: %s", i + 1, err);
+}
+
+static void expect_addr(const struct shoal_addr *a, const char *want)
+{
+	char buf[ADDR_STR_MAX];
+
+	cr_expect_str_eq(addr_ntop(a, buf, sizeof(buf)), want);
+}
+
+Test(k8s_decode, slice_added_two_ready_endpoints)
+{
+	load("endpointslices.watch.ndjson");
+	decode_line(0, K8S_KIND_ENDPOINTSLICE);
+	cr_expect_eq(ev.type, K8S_EV_ADDED);
+	cr_expect_str_eq(ev.rv, "48213");
+	cr_expect_str_eq(ev.slice.ns, "shop");
+	cr_expect_str_eq(ev.slice.name, "web-7xq2k");
+	cr_expect_str_eq(ev.slice.service, "web");
+	cr_expect_not(ev.slice.ipv6);
+	cr_assert_eq(ev.slice.n_eps, 2);
+	expect_addr(&ev.slice.eps[0].addr, "10.244.1.17");
+	cr_expect(ev.slice.eps[0].ready && ev.slice.eps[0].serving);
+	cr_expect_not(ev.slice.eps[0].terminating);
+	cr_expect_str_eq(ev.slice.eps[0].node, "node-a");
+	cr_expect_str_eq(ev.slice.eps[0].zone, "zone-1");
+	cr_expect_str_eq(ev.slice.eps[1].node, "node-b");
+	cr_assert_eq(ev.slice.n_ports, 1);
+	cr_expect_str_eq(ev.slice.ports[0].name, "http");
+	cr_expect_eq(ev.slice.ports[0].port, 8080);
+	cr_expect_eq(ev.slice.ports[0].l4, MODEL_L4_TCP);
+}
+
+Test(k8s_decode, slice_modified_terminating_and_missing_conditions)
+{
+	load("endpointslices.watch.ndjson");
+	decode_line(1, K8S_KIND_ENDPOINTSLICE);
+	cr_expect_eq(ev.type, K8S_EV_MODIFIED);
+	cr_assert_eq(ev.slice.n_eps, 3);
+	cr_expect_not(ev.slice.eps[0].ready);
+	cr_expect(ev.slice.eps[0].serving);
+	cr_expect(ev.slice.eps[0].terminating);
+	/* "conditions": {} means ready and serving, not terminating. */
+	expect_addr(&ev.slice.eps[2].addr, "10.244.1.18");
+	cr_expect(ev.slice.eps[2].ready);
+	cr_expect(ev.slice.eps[2].serving);
+	cr_expect_not(ev.slice.eps[2].terminating);
+}
+
+Test(k8s_decode, slice_with_null_endpoints_and_ports)
+{
+	load("endpointslices.watch.ndjson");
+	decode_line(2, K8S_KIND_ENDPOINTSLICE);
+	cr_expect_eq(ev.type, K8S_EV_ADDED);
+	cr_expect_str_eq(ev.slice.service, "cache");
+	cr_expect_eq(ev.slice.n_eps, 0);
+	cr_expect_eq(ev.slice.n_ports, 0);
+	cr_expect_null(ev.slice.eps);
+}
+
+Test(k8s_decode, slice_ipv6_without_serving_or_zone)
+{
+	load("endpointslices.watch.ndjson");
+	decode_line(3, K8S_KIND_ENDPOINTSLICE);
+	cr_expect(ev.slice.ipv6);
+	cr_assert_eq(ev.slice.n_eps, 1);
+	expect_addr(&ev.slice.eps[0].addr, "fd00:10:244:1::17");
+	cr_expect(ev.slice.eps[0].ready);
+	cr_expect(ev.slice.eps[0].serving);
+	cr_expect_null(ev.slice.eps[0].zone);
+	cr_expect_str_eq(ev.slice.eps[0].node, "node-a");
+	cr_expect_eq(ev.slice.ports[0].l4, MODEL_L4_TCP); /* protocol defaults to TCP */
+}
+
+Test(k8s_decode, bookmark_deleted_and_error_410)
+{
+	load("endpointslices.watch.ndjson");
+	decode_line(4, K8S_KIND_ENDPOINTSLICE);
+	cr_expect_eq(ev.type, K8S_EV_BOOKMARK);
+	cr_expect_str_eq(ev.rv, "48412");
+	decode_line(5, K8S_KIND_ENDPOINTSLICE);
+	cr_expect_eq(ev.type, K8S_EV_DELETED);
+	cr_expect_str_eq(ev.slice.name, "cache-q8w4r");
+	cr_expect_str_eq(ev.rv, "48420");
+	decode_line(6, K8S_KIND_ENDPOINTSLICE);
+	cr_expect_eq(ev.type, K8S_EV_ERROR);
+	cr_expect_eq(ev.status.code, 410);
+	cr_expect_str_eq(ev.status.reason, "Expired");
+	cr_expect(strstr(ev.status.message, "too old resource version") != NULL);
+}
+
+Test(k8s_decode, service_cluster_ip_named_target_port)
+{
+	load("services.watch.ndjson");
+	decode_line(0, K8S_KIND_SERVICE);
+	cr_expect_eq(ev.type, K8S_EV_ADDED);
+	cr_expect_str_eq(ev.svc.ns, "shop");
+	cr_expect_str_eq(ev.svc.name, "web");
+	cr_expect_not(ev.svc.headless);
+	cr_assert_eq(ev.svc.n_vips, 1);
+	expect_addr(&ev.svc.vips[0], "10.96.14.2");
+	cr_assert_eq(ev.svc.n_ports, 1);
+	cr_expect_eq(ev.svc.ports[0].port, 80);
+	cr_expect_eq(ev.svc.ports[0].target_port, 0);
+	cr_expect_str_eq(ev.svc.ports[0].target_name, "http");
+	cr_expect_eq(ev.svc.ports[0].app, CONFIG_PROTO_HTTP);
+}
+
+Test(k8s_decode, service_dual_stack)
+{
+	load("services.watch.ndjson");
+	decode_line(1, K8S_KIND_SERVICE);
+	cr_assert_eq(ev.svc.n_vips, 2);
+	expect_addr(&ev.svc.vips[0], "10.96.14.9");
+	expect_addr(&ev.svc.vips[1], "fd00:10:96::e09");
+	cr_assert_eq(ev.svc.n_ports, 2);
+	cr_expect_eq(ev.svc.ports[0].app, CONFIG_PROTO_H2C);
+	cr_expect_eq(ev.svc.ports[0].target_port, 9090);
+	cr_expect_eq(ev.svc.ports[1].app, CONFIG_PROTO_TCP);
+}
+
+Test(k8s_decode, service_headless_added_and_deleted)
+{
+	load("services.watch.ndjson");
+	decode_line(2, K8S_KIND_SERVICE);
+	cr_expect(ev.svc.headless);
+	cr_expect_eq(ev.svc.n_vips, 0);
+	decode_line(3, K8S_KIND_SERVICE);
+	cr_expect_eq(ev.type, K8S_EV_DELETED);
+	cr_expect_str_eq(ev.svc.name, "db-headless");
+}
+
+Test(k8s_decode, every_fixture_line_decodes)
+{
+	static const struct {
+		const char *file;
+		enum k8s_kind kind;
+		int lines;
+	} files[] = {
+		{"endpointslices.watch.ndjson", K8S_KIND_ENDPOINTSLICE, 7},
+		{"services.watch.ndjson", K8S_KIND_SERVICE, 4},
+		{"extra.watch.ndjson", K8S_KIND_ENDPOINTSLICE, 3},
+	};
+
+	for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+		int n = 0;
+		size_t len;
+
+		free(text);
+		load(files[f].file);
+		while (line(n, &len)) {
+			decode_line(n, files[f].kind);
+			n++;
+		}
+		cr_expect_eq(n, files[f].lines, "%s: %d lines", files[f].file, n);
+	}
+}
+
+Test(k8s_decode, list_reply)
+{
+	json_object *obj, *items;
+	char rv[K8S_MAX_RV], cont[256];
+
+	load("endpointslices.list.json");
+	obj = json_tokener_parse(text);
+	cr_assert_not_null(obj);
+	cr_assert_eq(k8s_decode_list(obj, rv, sizeof(rv), cont, sizeof(cont), &items), 0);
+	cr_expect_str_eq(rv, "48200");
+	cr_expect_str_eq(cont, "");
+	cr_assert_eq(json_object_array_length(items), 1);
+	cr_expect_eq(k8s_decode_slice(json_object_array_get_idx(items, 0), &ev.slice, err,
+				      sizeof(err)),
+		     0, "%s", err);
+	ev.kind = K8S_KIND_ENDPOINTSLICE;
+	ev.type = K8S_EV_ADDED;
+	cr_expect_str_eq(ev.slice.eps[0].zone, "zone-1");
+	json_object_put(obj);
+}
+
+/* Bad shapes are refused with the field named, never crash. */
+Test(k8s_decode, refused_shapes)
+{
+	static const struct {
+		const char *line;
+		const char *why;
+	} bad[] = {
+		{"[]", "event"},
+		{"{\"type\":\"ADDED\"}", "object"},
+		{"{\"type\":\"SIDEWAYS\",\"object\":{}}", "type"},
+		{"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\"}}}", "namespace"},
+		{"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"namespace\":\"b\"},"
+		 "\"addressType\":\"IPv4\",\"endpoints\":[{\"addresses\":[\"fd00::1\"]}]}}",
+		 "endpoints[0].addresses[0]"},
+		{"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"namespace\":\"b\"},"
+		 "\"addressType\":\"IPv4\",\"endpoints\":[{\"addresses\":[\"10.0.0.1\"],"
+		 "\"conditions\":{\"ready\":\"yes\"}}]}}",
+		 "ready"},
+		{"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"namespace\":\"b\"},"
+		 "\"addressType\":\"IPv4\",\"ports\":[{\"port\":70000}]}}",
+		 "ports[0].port"},
+		{"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"namespace\":\"b\"},"
+		 "\"addressType\":\"Carrier-Pigeon\"}}",
+		 "addressType"},
+		{"{\"type\":\"ERROR\",\"object\":{\"kind\":\"Service\"}}", "Status"},
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		k8s_event_clear(&ev);
+		err[0] = '\0';
+		cr_expect_eq(k8s_decode_event_text(bad[i].line, strlen(bad[i].line),
+						   K8S_KIND_ENDPOINTSLICE, &ev, err, sizeof(err)),
+			     -EINVAL, "accepted: %s", bad[i].line);
+		cr_expect(strstr(err, bad[i].why) != NULL, "'%s': error '%s' lacks '%s'",
+			  bad[i].line, err, bad[i].why);
+	}
+}
+
+/* ---- framing ---- */
+
+struct collect {
+	int n;
+	char types[16];
+};
+
+static int collect_cb(void *ctx, json_object *value)
+{
+	struct collect *c = ctx;
+	struct k8s_event e;
+	char why[256];
+	int ret = k8s_decode_event(value, K8S_KIND_ENDPOINTSLICE, &e, why, sizeof(why));
+
+	json_object_put(value);
+	if (ret)
+		return ret;
+	if (c->n < (int)sizeof(c->types) - 1)
+		c->types[c->n] = "AMDBE"[e.type];
+	c->n++;
+	k8s_event_clear(&e);
+	return 0;
+}
+
+Test(k8s_decode, stream_split_at_every_offset)
+{
+	load("endpointslices.watch.ndjson");
+	for (size_t cut = 0; cut <= text_len; cut++) {
+		struct k8s_stream s;
+		struct collect c = {0};
+
+		cr_assert_eq(k8s_stream_init(&s, K8S_MAX_EVENT_BYTES), 0);
+		cr_assert_eq(k8s_stream_feed(&s, text, cut, collect_cb, &c), 0, "cut %zu", cut);
+		cr_assert_eq(k8s_stream_feed(&s, text + cut, text_len - cut, collect_cb, &c), 0,
+			     "cut %zu", cut);
+		cr_assert_eq(c.n, 7, "cut at %zu: %d events", cut, c.n);
+		cr_assert_str_eq(c.types, "AMAABDE");
+		k8s_stream_fini(&s);
+	}
+}
+
+Test(k8s_decode, stream_byte_by_byte)
+{
+	struct k8s_stream s;
+	struct collect c = {0};
+
+	load("endpointslices.watch.ndjson");
+	cr_assert_eq(k8s_stream_init(&s, K8S_MAX_EVENT_BYTES), 0);
+	for (size_t i = 0; i < text_len; i++)
+		cr_assert_eq(k8s_stream_feed(&s, text + i, 1, collect_cb, &c), 0, "byte %zu", i);
+	cr_expect_eq(c.n, 7);
+	k8s_stream_fini(&s);
+}
+
+Test(k8s_decode, stream_bounds_one_event)
+{
+	struct k8s_stream s;
+	struct collect c = {0};
+	size_t len = 0;
+	const char *l;
+
+	load("endpointslices.watch.ndjson");
+	l = line(0, &len);
+	/* The first event is ~1 KiB: a 512-byte bound must stop it midway. */
+	cr_assert_eq(k8s_stream_init(&s, 512), 0);
+	cr_expect_eq(k8s_stream_feed(&s, l, len, collect_cb, &c), -EMSGSIZE);
+	cr_expect_eq(c.n, 0);
+	/* After a reset a small event passes again. */
+	k8s_stream_reset(&s);
+	cr_expect_eq(k8s_stream_feed(&s, "{\"type\":\"BOOKMARK\",\"object\":{}}\n", 32, collect_cb,
+				     &c),
+		     0);
+	cr_expect_eq(c.n, 1);
+	k8s_stream_fini(&s);
+}
+
+Test(k8s_decode, stream_refuses_garbage)
+{
+	struct k8s_stream s;
+	struct collect c = {0};
+
+	cr_assert_eq(k8s_stream_init(&s, K8S_MAX_EVENT_BYTES), 0);
+	cr_expect_eq(k8s_stream_feed(&s, "{\"a\":1}\n}", 9, collect_cb, &c), -EINVAL);
+	k8s_stream_reset(&s);
+	cr_expect_eq(k8s_stream_feed(&s, "\n\n]", 3, collect_cb, &c), -EBADMSG);
+	k8s_stream_reset(&s);
+	cr_expect_eq(k8s_stream_feed(&s, "\"str\"", 5, collect_cb, &c), -EBADMSG);
+	k8s_stream_fini(&s);
+}

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The discovery model: services and the endpoint slices that back them,
+ * as the Kubernetes API describes them, keyed by namespace/name. A source
+ * (the Kubernetes watcher) keeps one model up to date event by event;
+ * model_build() turns it into the `struct config` shape the proxy and
+ * the loader consume (docs/discovery.md).
+ *
+ * A model is not thread-safe: its owner serialises access.
+ */
+#ifndef SHOAL_DISCOVERY_MODEL_H
+#define SHOAL_DISCOVERY_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "shoal/abi.h"
+
+/* Namespaces and service names are RFC 1123 labels (Kubernetes' rule). */
+#define MODEL_MAX_LABEL 63
+/* EndpointSlice and node names are RFC 1123 subdomains. */
+#define MODEL_MAX_SUBDOMAIN 253
+/* Port names are IANA service names: at most 15 characters. */
+#define MODEL_MAX_PORT_NAME 15
+/* "namespace/name" of a slice: both parts plus the slash. */
+#define MODEL_MAX_KEY (MODEL_MAX_LABEL + 1 + MODEL_MAX_SUBDOMAIN)
+/* Ports per service or slice; the config's own limit, which the BPF map
+ * keys are budgeted on. Extra ports are dropped with a warning. */
+#define MODEL_MAX_PORTS CONFIG_MAX_PORTS
+/* VIPs per service: clusterIPs hold at most one per family. */
+#define MODEL_MAX_VIPS CONFIG_MAX_VIPS
+/*
+ * Endpoints per slice. The EndpointSlice API caps a slice at 1000; a
+ * little room guards against a server that raises it, and the bound keeps
+ * one hostile object from costing unbounded memory.
+ */
+#define MODEL_MAX_SLICE_ENDPOINTS 2000
+/*
+ * Endpoints the proxy gets per service. A Kubernetes service may have
+ * many more than the file's CONFIG_MAX_ENDPOINTS; this bounds the memory
+ * of one service in a published config (16 k x 48 bytes).
+ */
+#define MODEL_MAX_SERVICE_ENDPOINTS 16384
+
+enum model_l4 {
+	MODEL_L4_TCP = 0,
+	MODEL_L4_UDP,  /* not intercepted (the datapath is TCP only) */
+	MODEL_L4_SCTP, /* not intercepted */
+};
+
+struct model_port {
+	char name[MODEL_MAX_PORT_NAME + 1]; /* "" when unnamed */
+	uint16_t port;			    /* service port */
+	uint16_t target_port;		    /* 0: by name, see target_name */
+	char target_name[MODEL_MAX_PORT_NAME + 1];
+	enum model_l4 l4;
+	enum config_protocol app; /* from appProtocol */
+};
+
+struct model_service {
+	char ns[MODEL_MAX_LABEL + 1];
+	char name[MODEL_MAX_LABEL + 1];
+	bool headless; /* clusterIP None, or no clusterIP at all: not intercepted */
+	struct shoal_addr vips[MODEL_MAX_VIPS];
+	int n_vips;
+	struct model_port ports[MODEL_MAX_PORTS];
+	int n_ports;
+	uint32_t slot; /* stable index, assigned by the model; see model_build */
+	bool stale;    /* model_mark'ed and not put since */
+};
+
+struct model_slice_port {
+	char name[MODEL_MAX_PORT_NAME + 1];
+	uint16_t port; /* 0: the slice does not say (ports: null or no port) */
+	enum model_l4 l4;
+};
+
+struct model_endpoint {
+	struct shoal_addr addr;
+	bool ready;	  /* missing condition means true (API rule) */
+	bool serving;	  /* missing condition means true */
+	bool terminating; /* missing condition means false */
+	char *zone;	  /* heap, or NULL */
+	char *node;	  /* heap, or NULL */
+};
+
+struct model_slice {
+	char ns[MODEL_MAX_LABEL + 1];
+	char name[MODEL_MAX_SUBDOMAIN + 1];
+	char service[MODEL_MAX_LABEL + 1]; /* kubernetes.io/service-name; "" none */
+	bool ipv6;			    /* addressType IPv6 (else IPv4; FQDN is refused) */
+	struct model_slice_port ports[MODEL_MAX_PORTS];
+	int n_ports;
+	struct model_endpoint *eps; /* heap, n_eps entries */
+	int n_eps;
+	bool stale; /* model_mark'ed and not put since */
+};
+
+/* Release what s owns (endpoints and their strings); s itself stays. */
+void model_slice_clear(struct model_slice *s);
+
+struct model;
+
+/* Counters of what model_build had to leave out, for telemetry. */
+struct model_build_stats {
+	uint32_t services;	  /* services published */
+	uint32_t endpoints;	  /* endpoints published */
+	uint32_t skipped_headless; /* services not intercepted: headless */
+	uint32_t skipped_conflict; /* (VIP, port) already claimed, or map full */
+	uint32_t endpoints_unresolved; /* a named target port the slice lacks */
+};
+
+/* A new empty model, or NULL when memory is short. */
+struct model *model_new(void);
+void model_free(struct model *m);
+
+/*
+ * A relist in two steps: model_mark flags every object of kind (0:
+ * services, 1: slices) stale; a put clears the flag of what it touches;
+ * model_sweep removes what is still stale. Until the sweep the model
+ * stays whole, and services that survive a relist keep their slot.
+ * model_sweep returns the number of objects removed.
+ */
+void model_mark(struct model *m, int kind);
+size_t model_sweep(struct model *m, int kind);
+
+/*
+ * Insert or replace service svc (copied). Returns 0, -ENOSPC when every
+ * slot (SHOAL_MAX_SERVICES) is taken, or -ENOMEM.
+ */
+int model_put_service(struct model *m, const struct model_service *svc);
+/* Remove service ns/name; 0 or -ENOENT. */
+int model_del_service(struct model *m, const char *ns, const char *name);
+
+/*
+ * Insert or replace slice s. Takes ownership of s->eps and its strings
+ * (s is left empty) whatever the result. Returns 0 or -ENOMEM.
+ */
+int model_put_slice(struct model *m, struct model_slice *s);
+/* Remove slice ns/name; 0 or -ENOENT. */
+int model_del_slice(struct model *m, const char *ns, const char *name);
+
+size_t model_n_services(const struct model *m);
+size_t model_n_slices(const struct model *m);
+
+/*
+ * A new config: a deep copy of base (node, bpf, proxy and its own
+ * services, which keep their ids), followed by the model's services.
+ * Model services get id base->n_services + slot, and services[id] is
+ * that service: ids stay put while other services come and go, so the
+ * BPF counters and map values of a service do not move. An id no
+ * service holds is a vacant entry (no VIP, no port, empty name).
+ * Endpoints: the ready ones; when none is ready, the serving and
+ * terminating ones (kube-proxy's rule). Returns 0 and *out (free with
+ * config_free), or -ENOMEM. *st (may be NULL) says what was left out.
+ */
+int model_build(const struct model *m, const struct config *base, struct config **out,
+		struct model_build_stats *st);
+
+#endif

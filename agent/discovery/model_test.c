@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The model's rules: stable slots, relist by mark and sweep, endpoint
+ * selection (ready, else serving+terminating), named target ports,
+ * headless services, (VIP, port) conflicts.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/addr.h"
+#include "discovery/model.h"
+
+static struct model *m;
+static struct config *base, *out;
+
+static void setup(void)
+{
+	static const char yaml[] = "node: {address_v4: 10.0.0.1}\n"
+				   "services:\n"
+				   "  - name: static\n"
+				   "    vips: [10.96.0.1]\n"
+				   "    ports: [{port: 80}]\n"
+				   "    endpoints: [{address: 10.1.0.1}]\n";
+	char err[256];
+
+	m = model_new();
+	cr_assert_not_null(m);
+	out = NULL;
+	cr_assert_eq(config_parse("base", yaml, strlen(yaml), &base, err, sizeof(err)), 0, "%s",
+		     err);
+}
+
+static void teardown(void)
+{
+	config_free(out);
+	config_free(base);
+	model_free(m);
+}
+
+TestSuite(model, .init = setup, .fini = teardown);
+
+static void put_svc(const char *name, const char *vip, uint16_t port, uint16_t target,
+		    const char *target_name)
+{
+	struct model_service s = {0};
+
+	snprintf(s.ns, sizeof(s.ns), "shop");
+	snprintf(s.name, sizeof(s.name), "%s", name);
+	if (vip) {
+		cr_assert_eq(addr_parse(vip, &s.vips[0]), 0);
+		s.n_vips = 1;
+	} else {
+		s.headless = true;
+	}
+	s.n_ports = 1;
+	s.ports[0].port = port;
+	s.ports[0].target_port = target;
+	snprintf(s.ports[0].target_name, sizeof(s.ports[0].target_name), "%s",
+		 target_name ? target_name : "");
+	cr_assert_eq(model_put_service(m, &s), 0);
+}
+
+struct ep_spec {
+	const char *addr;
+	bool ready, serving, terminating;
+};
+
+static void put_slice(const char *name, const char *svc, const char *port_name, uint16_t port,
+		      const struct ep_spec *eps, int n)
+{
+	struct model_slice s = {0};
+
+	snprintf(s.ns, sizeof(s.ns), "shop");
+	snprintf(s.name, sizeof(s.name), "%s", name);
+	snprintf(s.service, sizeof(s.service), "%s", svc);
+	s.n_ports = 1;
+	snprintf(s.ports[0].name, sizeof(s.ports[0].name), "%s", port_name);
+	s.ports[0].port = port;
+	s.eps = calloc((size_t)n + 1, sizeof(*s.eps));
+	for (int i = 0; i < n; i++) {
+		cr_assert_eq(addr_parse(eps[i].addr, &s.eps[i].addr), 0);
+		s.eps[i].ready = eps[i].ready;
+		s.eps[i].serving = eps[i].serving;
+		s.eps[i].terminating = eps[i].terminating;
+		s.eps[i].node = strdup("node-a");
+	}
+	s.n_eps = n;
+	cr_assert_eq(model_put_slice(m, &s), 0);
+	cr_assert_null(s.eps, "the model takes the endpoints");
+}
+
+static void build(struct model_build_stats *st)
+{
+	config_free(out);
+	out = NULL;
+	cr_assert_eq(model_build(m, base, &out, st), 0);
+}
+
+static const struct config_service *find(const char *name)
+{
+	for (int i = 0; i < out->n_services; i++)
+		if (!strcmp(out->services[i].name, name))
+			return &out->services[i];
+	return NULL;
+}
+
+static void expect_eps(const struct config_service *svc, const char *want)
+{
+	char got[256] = "", a[ADDR_STR_MAX];
+
+	for (int i = 0; i < svc->n_endpoints; i++) {
+		if (i)
+			strcat(got, " ");
+		strcat(got, addr_ntop(&svc->endpoints[i].addr, a, sizeof(a)));
+	}
+	cr_expect_str_eq(got, want);
+}
+
+Test(model, base_services_come_first_model_services_get_stable_ids)
+{
+	const struct config_service *web, *api;
+
+	put_svc("web", "10.96.0.10", 80, 8080, NULL);
+	put_svc("api", "10.96.0.11", 80, 8080, NULL);
+	build(NULL);
+	cr_assert_eq(out->n_services, 3);
+	cr_expect_str_eq(out->services[0].name, "static");
+	cr_expect_eq(out->services[0].n_endpoints, 1);
+	web = find("web");
+	api = find("api");
+	cr_assert(web && api);
+	cr_expect_eq(web->id, 1);
+	cr_expect_eq(api->id, 2);
+	for (int i = 0; i < out->n_services; i++)
+		cr_expect_eq(out->services[i].id, (uint32_t)i, "services[id] is that service");
+
+	/* web leaves: api keeps its id, web's becomes vacant, then reused. */
+	cr_assert_eq(model_del_service(m, "shop", "web"), 0);
+	build(NULL);
+	cr_assert_eq(out->n_services, 3);
+	cr_expect_eq(out->services[1].n_vips, 0, "vacant");
+	cr_expect_str_eq(out->services[1].name, "");
+	cr_expect_eq(find("api")->id, 2);
+	put_svc("cart", "10.96.0.12", 80, 8080, NULL);
+	build(NULL);
+	cr_expect_eq(find("cart")->id, 1);
+	cr_expect_eq(model_del_service(m, "shop", "nope"), -ENOENT);
+}
+
+Test(model, ready_endpoints_else_serving_terminating)
+{
+	const struct ep_spec eps[] = {
+		{"10.2.0.1", true, true, false},
+		{"10.2.0.2", false, true, true},
+		{"10.2.0.3", false, false, false},
+	};
+	const struct ep_spec draining[] = {
+		{"10.2.0.2", false, true, true},
+		{"10.2.0.4", false, false, true},
+	};
+	struct model_build_stats st;
+
+	put_svc("web", "10.96.0.10", 80, 8080, NULL);
+	put_slice("web-1", "web", "http", 8080, eps, 3);
+	build(&st);
+	expect_eps(find("web"), "10.2.0.1");
+	cr_expect_eq(st.services, 1); /* model services only */
+	cr_expect_eq(st.endpoints, 1);
+
+	/* No ready endpoint left: serving and terminating ones carry on. */
+	put_slice("web-1", "web", "http", 8080, draining, 2);
+	build(NULL);
+	expect_eps(find("web"), "10.2.0.2");
+
+	/* Slices of the same service add up; a slice without its service waits. */
+	put_slice("web-2", "web", "http", 8080, eps, 1);
+	put_slice("other-1", "other", "http", 8080, eps, 1);
+	build(NULL);
+	expect_eps(find("web"), "10.2.0.1");
+}
+
+Test(model, named_target_port_resolves_from_slices)
+{
+	const struct ep_spec a[] = {{"10.2.0.1", true, true, false}};
+	const struct ep_spec b[] = {{"10.2.0.2", true, true, false}};
+	struct model_build_stats st;
+	const struct config_service *web;
+
+	put_svc("web", "10.96.0.10", 80, 0, "http");
+	put_slice("web-1", "web", "http", 8080, a, 1);
+	build(&st);
+	web = find("web");
+	cr_expect_eq(web->ports[0].target_port, 8080);
+	expect_eps(web, "10.2.0.1");
+
+	/* A slice that maps the name elsewhere cannot share the port: left out. */
+	put_slice("web-2", "web", "http", 9090, b, 1);
+	build(&st);
+	web = find("web");
+	cr_expect_eq(web->n_endpoints, 1);
+	cr_expect_eq(st.endpoints_unresolved, 1);
+}
+
+Test(model, headless_and_conflicts_are_not_published)
+{
+	struct model_build_stats st;
+
+	put_svc("db-headless", NULL, 5432, 5432, NULL);
+	put_svc("clash", "10.96.0.1", 80, 80, NULL); /* the file's "static" has it */
+	build(&st);
+	cr_expect_null(find("db-headless"));
+	cr_expect_null(find("clash"));
+	cr_expect_eq(st.skipped_headless, 1);
+	cr_expect_eq(st.skipped_conflict, 1);
+	cr_expect_eq(st.services, 0);
+}
+
+Test(model, relist_mark_sweep_keeps_survivors_slots)
+{
+	put_svc("a", "10.96.0.10", 80, 80, NULL);
+	put_svc("b", "10.96.0.11", 80, 80, NULL);
+	put_slice("a-1", "a", "", 80, NULL, 0);
+	model_mark(m, 0);
+	model_mark(m, 1);
+	put_svc("b", "10.96.0.11", 80, 80, NULL); /* b survives the relist */
+	cr_expect_eq(model_sweep(m, 0), 1);
+	cr_expect_eq(model_sweep(m, 1), 1);
+	cr_expect_eq(model_n_services(m), 1);
+	cr_expect_eq(model_n_slices(m), 0);
+	build(NULL);
+	cr_expect_eq(find("b")->id, 2, "b kept its slot");
+}
