@@ -84,8 +84,12 @@ expect_match "HTTP/1.0 keep-alive honoured" "$out" "*Connection: keep-alive*x-se
 # per-request controls
 expect "?status=503" "$(curl -s -o /dev/null -w '%{http_code}' "$url/?status=503")" 503
 expect "?status=204 has no body" "$(curl -s -w '%{http_code}:%{size_download}' -o /dev/null "$url/?status=204")" "204:0"
-expect "?body_bytes=100000" "$(curl -s "$url/?body_bytes=100000" | wc -c)" 100000
-expect "?body_bytes=100000&chunked=1" "$(curl -s "$url/?body_bytes=100000&chunked=1" | wc -c)" 100000
+# The body is 'a'..'z' repeated, so a proxy test can check it byte for byte.
+python3 -c "import sys; sys.stdout.write(''.join(chr(97 + i % 26) for i in range(100000)))" >"$dir/pattern"
+for q in "body_bytes=100000" "body_bytes=100000&chunked=1"; do
+	curl -s "$url/?$q" -o "$dir/got"
+	if cmp -s "$dir/pattern" "$dir/got"; then ok "?$q: pattern intact"; else bad "?$q: body differs"; fi
+done
 out=$(curl -s -D - -o /dev/null "$url/?chunked=1")
 expect_match "?chunked=1 is chunked" "$out" "*Transfer-Encoding: chunked*"
 t=$(curl -s -o /dev/null -w '%{time_total}' "$url/?delay_ms=300")
@@ -241,6 +245,7 @@ EOF
 )
 expect "600 concurrent keep-alive connections" "$out" "600 ok"
 
+if kill -0 "$pid" 2>/dev/null; then ok "backend still running"; else bad "backend died: $(cat "$dir/err")"; fi
 # --stats-file is written on SIGUSR1 (and on SIGTERM, at exit).
 kill -USR1 "$pid"
 sleep 0.3
@@ -249,4 +254,5 @@ kill -TERM "$pid"
 wait "$pid"; rc=$?
 pid=
 expect "SIGTERM exits 0" "$rc" 0
+if [[ -s $dir/err ]]; then bad "backend stderr: $(cat "$dir/err")"; else ok "backend stderr empty"; fi
 exit $failed

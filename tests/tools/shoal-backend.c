@@ -1097,6 +1097,9 @@ static int send_pattern(int fd, uint64_t n, bool chunked)
 
 	while (off < n) {
 		piece = chunked ? CHUNK_OUT_MAX : PATTERN_LEN;
+		/* A piece never runs past the pattern's end; the next one wraps. */
+		if (piece > PATTERN_LEN - off % PATTERN_LEN)
+			piece = PATTERN_LEN - off % PATTERN_LEN;
 		if (piece > n - off)
 			piece = (size_t)(n - off);
 		cnt = 0;
