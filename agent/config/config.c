@@ -1224,7 +1224,7 @@ static int parse_backend(struct cfg_parser *p, void *obj, int i)
 static int parse_backends(struct cfg_parser *p, void *obj)
 {
 	struct config_route *r = obj;
-	int line = cp_line(p), err;
+	int line = p->key_line, err;
 
 	err = cp_seq(p, parse_backend, r);
 	if (err)

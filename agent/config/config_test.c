@@ -776,3 +776,465 @@ Test(config, error_buffer_is_optional_and_bounded)
 	cr_assert_str_eq(small, "t.yaml:1: x");
 	cr_assert_eq(config_load("/nonexistent", &cfg, NULL, 0), -ENOENT);
 }
+
+/* ---- protocol detection and the proxy's HTTP knobs ---- */
+
+Test(config, proxy_http_defaults)
+{
+	static const uint16_t opaque[] = CONFIG_DEFAULT_OPAQUE_PORTS;
+	int i;
+
+	cr_assert_eq(parse(NODE), 0, "%s", err);
+	cr_assert_eq(cfg->detect_timeout_ms, 100);
+	cr_assert_eq(cfg->idle_timeout_ms, 300000);
+	cr_assert_eq(cfg->n_opaque_ports, 8);
+	for (i = 0; i < cfg->n_opaque_ports; i++)
+		cr_assert_eq(cfg->opaque_ports[i], opaque[i]);
+	cr_assert_eq(cfg->opaque_ports[0], 25);
+	cr_assert_eq(cfg->opaque_ports[7], 11211);
+	cr_assert_eq(cfg->http_max_request_line, 8192);
+	cr_assert_eq(cfg->http_max_head_bytes, 32768);
+	cr_assert_eq(cfg->http_max_headers, 100);
+	cr_assert_eq(cfg->http_pool_idle_timeout_ms, 30000);
+	cr_assert_eq(cfg->http_pool_max_idle_per_endpoint, 64);
+}
+
+Test(config, proxy_http_fields)
+{
+	cr_assert_eq(parse(NODE "proxy:\n"
+				"  detect_timeout_ms: 250\n"
+				"  opaque_ports: [3306, 9000]\n"
+				"  idle_timeout_ms: 0\n"
+				"  http:\n"
+				"    max_request_line: 4096\n"
+				"    max_head_bytes: 65536\n"
+				"    max_headers: 50\n"
+				"    pool_idle_timeout_ms: 10000\n"
+				"    pool_max_idle_per_endpoint: 0\n"),
+		     0, "%s", err);
+	cr_assert_eq(cfg->detect_timeout_ms, 250);
+	cr_assert_eq(cfg->n_opaque_ports, 2);
+	cr_assert_eq(cfg->opaque_ports[0], 3306);
+	cr_assert_eq(cfg->opaque_ports[1], 9000);
+	cr_assert_eq(cfg->idle_timeout_ms, 0);
+	cr_assert_eq(cfg->http_max_request_line, 4096);
+	cr_assert_eq(cfg->http_max_head_bytes, 65536);
+	cr_assert_eq(cfg->http_max_headers, 50);
+	cr_assert_eq(cfg->http_pool_idle_timeout_ms, 10000);
+	cr_assert_eq(cfg->http_pool_max_idle_per_endpoint, 0);
+}
+
+Test(config, empty_opaque_ports_detects_everywhere)
+{
+	cr_assert_eq(parse(NODE "proxy:\n  opaque_ports: []\n"
+				"services:\n  - name: db\n    vips: [10.96.0.11]\n"
+				"    ports: [{port: 5432}]\n"),
+		     0, "%s", err);
+	cr_assert_eq(cfg->n_opaque_ports, 0);
+	cr_assert_eq(cfg->services[0].ports[0].protocol, CONFIG_PROTO_DETECT);
+}
+
+Test(config, proxy_http_errors)
+{
+	assert_refused(NODE "proxy:\n  detect_timeout_ms: 0\n",
+		       "t.yaml:4: proxy.detect_timeout_ms: must be 1..10000, got 0");
+	assert_refused(NODE "proxy:\n  detect_timeout_ms: 10001\n",
+		       "t.yaml:4: proxy.detect_timeout_ms: must be 1..10000, got 10001");
+	assert_refused(NODE "proxy:\n  idle_timeout_ms: 86400001\n",
+		       "t.yaml:4: proxy.idle_timeout_ms: must be 0..86400000, got 86400001");
+	assert_refused(NODE "proxy:\n  opaque_ports: [25, 0]\n",
+		       "t.yaml:4: proxy.opaque_ports[1]: must be 1..65535, got 0");
+	assert_refused(NODE "proxy:\n  opaque_ports:\n    - 25\n    - 25\n",
+		       "t.yaml:6: proxy.opaque_ports[1]: duplicate port 25 (also opaque_ports[0])");
+	assert_refused(NODE "proxy:\n  opaque_ports: 25\n",
+		       "t.yaml:4: proxy.opaque_ports: must be a sequence, got a scalar");
+	assert_refused(NODE "proxy:\n  http:\n    max_request_line: 63\n",
+		       "t.yaml:5: proxy.http.max_request_line: must be 64..1048576, got 63");
+	assert_refused(NODE "proxy:\n  http:\n    max_head_bytes: 1023\n",
+		       "t.yaml:5: proxy.http.max_head_bytes: must be 1024..1048576, got 1023");
+	assert_refused(NODE "proxy:\n  http:\n    max_headers: 0\n",
+		       "t.yaml:5: proxy.http.max_headers: must be 1..1024, got 0");
+	assert_refused(NODE "proxy:\n  http:\n    pool_idle_timeout_ms: 0\n",
+		       "t.yaml:5: proxy.http.pool_idle_timeout_ms: must be 1..600000, got 0");
+	assert_refused(NODE "proxy:\n  http:\n    pool_max_idle_per_endpoint: 4097\n",
+		       "t.yaml:5: proxy.http.pool_max_idle_per_endpoint: must be 0..4096, got 4097");
+	assert_refused(NODE "proxy:\n  http:\n    max_request_line: 9000\n    max_head_bytes: 8192\n",
+		       "t.yaml:5: proxy.http.max_request_line: must be <= max_head_bytes (8192), "
+		       "got 9000");
+	/* Against the default line limit, the head's line is the one to fix. */
+	assert_refused(NODE "proxy:\n  http:\n    max_head_bytes: 4096\n",
+		       "t.yaml:5: proxy.http.max_request_line: must be <= max_head_bytes (4096), "
+		       "got 8192");
+	assert_refused(NODE "proxy:\n  http:\n    max_body: 1\n",
+		       "t.yaml:5: proxy.http.max_body: unknown field");
+}
+
+Test(config, protocols_and_opaque_ports)
+{
+	const struct config_service *s;
+
+	cr_assert_eq(parse(NODE "services:\n"
+				"  - name: mixed\n"
+				"    vips: [10.96.0.10]\n"
+				"    ports:\n"
+				"      - {port: 80}\n"
+				"      - {port: 3306}\n"
+				"      - {port: 8080, target_port: 6379}\n"
+				"      - {port: 5432, protocol: http}\n"
+				"      - {port: 81, protocol: kubernetes.io/h2c}\n"
+				"      - {port: 82, protocol: kubernetes.io/ws}\n"
+				"      - {port: 83, protocol: kubernetes.io/wss}\n"
+				"      - {port: 84, protocol: tcp}\n"),
+		     0, "%s", err);
+	s = &cfg->services[0];
+	cr_assert_eq(s->ports[0].protocol, CONFIG_PROTO_DETECT);
+	cr_assert_eq(s->ports[0].declared, false);
+	/* Undeclared opaque ports, by port or by target_port, are TCP. */
+	cr_assert_eq(s->ports[1].protocol, CONFIG_PROTO_TCP);
+	cr_assert_eq(s->ports[1].declared, false);
+	cr_assert_eq(s->ports[2].protocol, CONFIG_PROTO_TCP);
+	/* A declared protocol wins over the opaque list. */
+	cr_assert_eq(s->ports[3].protocol, CONFIG_PROTO_HTTP);
+	cr_assert_eq(s->ports[3].declared, true);
+	cr_assert_eq(s->ports[4].protocol, CONFIG_PROTO_H2C);
+	cr_assert_eq(s->ports[5].protocol, CONFIG_PROTO_HTTP);
+	cr_assert_eq(s->ports[6].protocol, CONFIG_PROTO_TCP);
+	cr_assert_eq(s->ports[7].protocol, CONFIG_PROTO_TCP);
+	cr_assert_eq(s->ports[7].declared, true);
+	/* The opaque list is applied after the whole file, wherever proxy: is. */
+	config_free(cfg);
+	cfg = NULL;
+	cr_assert_eq(parse(NODE "services:\n  - name: a\n    vips: [10.96.0.10]\n"
+				"    ports: [{port: 9000}]\n"
+				"proxy:\n  opaque_ports: [9000]\n"),
+		     0, "%s", err);
+	cr_assert_eq(cfg->services[0].ports[0].protocol, CONFIG_PROTO_TCP);
+	config_free(cfg);
+	cfg = NULL;
+	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+			    "    ports: [{port: 80, protocol: detect}]\n",
+		       "t.yaml:6: services[0].ports[0].protocol: must be tcp, http or h2c, got "
+		       "\"detect\"");
+	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+			    "    ports: [{port: 80, protocol: HTTP}]\n",
+		       "t.yaml:6: services[0].ports[0].protocol: must be tcp, http or h2c, got "
+		       "\"HTTP\"");
+}
+
+/* ---- routes ---- */
+
+#define SVC_WEB_V1                                                                                 \
+	"  - name: web-v1\n"                                                                       \
+	"    vips: [10.96.0.21]\n"                                                                 \
+	"    ports: [{port: 80}]\n"
+#define SVC_WEB_V2                                                                                 \
+	"  - name: web-v2\n"                                                                       \
+	"    namespace: canary\n"                                                                  \
+	"    vips: [10.96.0.22]\n"                                                                 \
+	"    ports: [{port: 80}]\n"
+
+static const char routes_file[] = NODE /* lines 1-2 */
+    "services:\n"
+    "  - name: web\n" /* line 4 */
+    "    vips: [10.96.0.10]\n"
+    "    ports: [{port: 80, protocol: http}]\n"
+    "    routes:\n"
+    "      - name: api\n" /* line 8: routes[0] */
+    "        match:\n"
+    "          hosts: [API.Example.com, \"*.example.org\", \"[FD00::1]\"]\n"
+    "          path: {prefix: /api/}\n"
+    "          methods: [GET, POST]\n"
+    "          headers:\n"
+    "            X-Canary: \"yes\"\n"
+    "            x-user: Alice Smith\n"
+    "        backends:\n"
+    "          - service: web-v1\n" /* line 17 */
+    "            weight: 90\n"
+    "          - {service: canary/web-v2, weight: 10}\n" /* line 19 */
+    "          - {service: web-v1, weight: 0}\n"
+    "        timeout_ms: 2000\n"
+    "        per_try_timeout_ms: 500\n"
+    "        retryable: true\n"
+    "        retry_statuses: [502, 503, 429]\n"
+    "      - match: {path: {exact: /healthz}}\n" /* line 25: routes[1] */
+    "      - backends: [{service: web-v1}]\n"    /* line 26: routes[2] */
+    "      - match: {path: {prefix: /}}\n"       /* line 27: routes[3] */
+    "        retry_statuses: []\n" SVC_WEB_V1 SVC_WEB_V2;
+
+Test(config, routes_every_field)
+{
+	const struct config_service *s;
+	const struct config_route *r;
+
+	cr_assert_eq(parse(routes_file), 0, "%s", err);
+	s = &cfg->services[0];
+	cr_assert_eq(s->n_routes, 4);
+
+	r = &s->routes[0];
+	cr_assert_str_eq(r->name, "api");
+	cr_assert_eq(r->line, 8);
+	cr_assert_eq(r->n_hosts, 3);
+	cr_assert_str_eq(r->hosts[0].name, "api.example.com");
+	cr_assert_eq(r->hosts[0].len, strlen("api.example.com"));
+	cr_assert_not(r->hosts[0].suffix);
+	cr_assert_str_eq(r->hosts[1].name, ".example.org");
+	cr_assert_eq(r->hosts[1].len, strlen(".example.org"));
+	cr_assert(r->hosts[1].suffix);
+	cr_assert_str_eq(r->hosts[2].name, "[fd00::1]");
+	cr_assert_eq(r->path_match, CONFIG_PATH_PREFIX);
+	cr_assert_str_eq(r->path, "/api"); /* the trailing '/' goes */
+	cr_assert_eq(r->path_len, 4);
+	cr_assert_eq(r->n_methods, 2);
+	cr_assert_str_eq(r->methods[0], "GET");
+	cr_assert_str_eq(r->methods[1], "POST");
+	cr_assert_eq(r->n_headers, 2);
+	cr_assert_str_eq(r->headers[0].name, "x-canary");
+	cr_assert_eq(r->headers[0].name_len, 8);
+	cr_assert_str_eq(r->headers[0].value, "yes");
+	cr_assert_eq(r->headers[0].value_len, 3);
+	cr_assert_str_eq(r->headers[1].name, "x-user");
+	cr_assert_str_eq(r->headers[1].value, "Alice Smith");
+	cr_assert_eq(r->n_backends, 3);
+	cr_assert_eq(r->backends[0].svc_index, 1);
+	cr_assert_str_eq(r->backends[0].namespace, "default");
+	cr_assert_str_eq(r->backends[0].name, "web-v1");
+	cr_assert_eq(r->backends[0].weight, 90);
+	cr_assert_eq(r->backends[0].cum_weight, 90);
+	cr_assert_eq(r->backends[0].line, 17);
+	cr_assert_eq(r->backends[1].svc_index, 2);
+	cr_assert_str_eq(r->backends[1].namespace, "canary");
+	cr_assert_eq(r->backends[1].weight, 10);
+	cr_assert_eq(r->backends[1].cum_weight, 100);
+	cr_assert_eq(r->backends[1].line, 19);
+	cr_assert_eq(r->backends[2].weight, 0);
+	cr_assert_eq(r->backends[2].cum_weight, 100);
+	cr_assert_eq(r->total_weight, 100);
+	cr_assert_eq(r->timeout_ms, 2000);
+	cr_assert_eq(r->per_try_timeout_ms, 500);
+	cr_assert(r->retryable);
+	cr_assert_eq(r->n_retry_statuses, 3);
+	cr_assert_eq(r->retry_statuses[0], 502);
+	cr_assert_eq(r->retry_statuses[1], 503);
+	cr_assert_eq(r->retry_statuses[2], 429);
+
+	/* Defaults: no name, any host and method, the service itself, retry on 503. */
+	r = &s->routes[1];
+	cr_assert_str_eq(r->name, "");
+	cr_assert_eq(r->line, 25);
+	cr_assert_eq(r->n_hosts, 0);
+	cr_assert_eq(r->n_methods, 0);
+	cr_assert_eq(r->n_headers, 0);
+	cr_assert_eq(r->path_match, CONFIG_PATH_EXACT);
+	cr_assert_str_eq(r->path, "/healthz");
+	cr_assert_eq(r->n_backends, 1);
+	cr_assert_eq(r->backends[0].svc_index, 0);
+	cr_assert_eq(r->backends[0].weight, 1);
+	cr_assert_eq(r->backends[0].cum_weight, 1);
+	cr_assert_eq(r->backends[0].line, 25);
+	cr_assert_eq(r->total_weight, 1);
+	cr_assert_eq(r->timeout_ms, 0);
+	cr_assert_eq(r->per_try_timeout_ms, 0);
+	cr_assert_not(r->retryable);
+	cr_assert_eq(r->n_retry_statuses, 1);
+	cr_assert_eq(r->retry_statuses[0], CONFIG_DEFAULT_RETRY_STATUS);
+
+	r = &s->routes[2];
+	cr_assert_eq(r->path_match, CONFIG_PATH_ANY);
+	cr_assert_null(r->path);
+	cr_assert_eq(r->n_backends, 1);
+	cr_assert_eq(r->backends[0].svc_index, 1);
+	cr_assert_eq(r->backends[0].weight, 1); /* the default weight */
+
+	r = &s->routes[3];
+	cr_assert_str_eq(r->path, "/"); /* "/" keeps its only '/' */
+	cr_assert_eq(r->n_retry_statuses, 0);
+
+	cr_assert_eq(cfg->services[1].n_routes, 0);
+	cr_assert_null(cfg->services[1].routes);
+}
+
+/* One service "web" at line 4 with the given route lines from line 7, then web-v1. */
+#define ROUTES(text)                                                                               \
+	NODE "services:\n"                                                                         \
+	     "  - name: web\n"                                                                     \
+	     "    vips: [10.96.0.10]\n"                                                            \
+	     "    ports: [{port: 80}]\n"                                                           \
+	     "    routes:\n" text SVC_WEB_V1
+
+Test(config, route_backend_errors)
+{
+	/* A reference to a service further down is fine; a missing one is not. */
+	assert_refused(ROUTES("      - backends:\n"
+			      "          - {service: web-v1, weight: 1}\n"
+			      "          - {service: web-v3, weight: 1}\n"),
+		       "t.yaml:10: services[0].routes[0].backends[1].service: no service "
+		       "default/web-v3 in the file");
+	assert_refused(ROUTES("      - backends:\n"
+			      "          - service: canary/web-v1\n"),
+		       "t.yaml:9: services[0].routes[0].backends[0].service: no service "
+		       "canary/web-v1 in the file");
+	assert_refused(ROUTES("      - backends:\n"
+			      "          - {service: web-v1, weight: 0}\n"
+			      "          - {service: web, weight: 0}\n"),
+		       "t.yaml:8: services[0].routes[0].backends: weights add up to 0");
+	assert_refused(ROUTES("      - backends: []\n"),
+		       "t.yaml:8: services[0].routes[0].backends: must list 1..16 backends, got "
+		       "none");
+	assert_refused(ROUTES("      - backends: [{service: web-v1, weight: 10001}]\n"),
+		       "t.yaml:8: services[0].routes[0].backends[0].weight: must be 0..10000, got "
+		       "10001");
+	assert_refused(ROUTES("      - backends: [{weight: 1}]\n"),
+		       "t.yaml:8: services[0].routes[0].backends[0].service: is required");
+	assert_refused(ROUTES("      - backends: [{service: Web-V1}]\n"),
+		       "t.yaml:8: services[0].routes[0].backends[0].service: must be NAME or "
+		       "NAMESPACE/NAME (RFC 1123 labels), got \"Web-V1\"");
+	assert_refused(ROUTES("      - backends: [{service: a/b/c}]\n"),
+		       "t.yaml:8: services[0].routes[0].backends[0].service: must be NAME or "
+		       "NAMESPACE/NAME");
+	assert_refused(ROUTES("      - backends: [{service: /web}]\n"),
+		       "t.yaml:8: services[0].routes[0].backends[0].service: must be NAME or "
+		       "NAMESPACE/NAME");
+	assert_refused(ROUTES("      - backends: [{service: web-v1, port: 80}]\n"),
+		       "t.yaml:8: services[0].routes[0].backends[0].port: unknown field");
+}
+
+Test(config, route_match_errors)
+{
+	assert_refused(ROUTES("      - match: {path: {prefix: api}}\n"),
+		       "t.yaml:8: services[0].routes[0].match.path.prefix: must start with \"/\"");
+	assert_refused(ROUTES("      - match: {path: {exact: \"/a?b=1\"}}\n"),
+		       "t.yaml:8: services[0].routes[0].match.path.exact: must start with \"/\" "
+		       "and hold no spaces, '?' or '#', got \"/a?b=1\"");
+	assert_refused(ROUTES("      - match:\n"
+			      "          path:\n"
+			      "            exact: /a\n"
+			      "            prefix: /b\n"),
+		       "t.yaml:11: services[0].routes[0].match.path.prefix: exact and prefix "
+		       "exclude each other");
+	assert_refused(ROUTES("      - match:\n          path: {}\n"),
+		       "t.yaml:9: services[0].routes[0].match.path: exact or prefix is required");
+	assert_refused(ROUTES("      - match:\n          path: /a\n"),
+		       "t.yaml:9: services[0].routes[0].match.path: must be a mapping, got a "
+		       "scalar");
+	assert_refused(ROUTES("      - match: {hosts: [\"example.com:80\"]}\n"),
+		       "t.yaml:8: services[0].routes[0].match.hosts[0]: must be a host name "
+		       "without port");
+	assert_refused(ROUTES("      - match: {hosts: [\"a.*.com\"]}\n"),
+		       "t.yaml:8: services[0].routes[0].match.hosts[0]: must be a host name");
+	assert_refused(ROUTES("      - match: {hosts: [\"*\"]}\n"),
+		       "t.yaml:8: services[0].routes[0].match.hosts[0]: must be a host name");
+	assert_refused(ROUTES("      - match: {hosts: [a..com]}\n"),
+		       "t.yaml:8: services[0].routes[0].match.hosts[0]: must be a host name");
+	assert_refused(ROUTES("      - match:\n"
+			      "          hosts:\n"
+			      "            - A.com\n"
+			      "            - a.COM\n"),
+		       "t.yaml:11: services[0].routes[0].match.hosts[1]: duplicate host (also "
+		       "hosts[0])");
+	assert_refused(ROUTES("      - match: {methods: [get]}\n"),
+		       "t.yaml:8: services[0].routes[0].match.methods[0]: must be an upper-case "
+		       "method token, got \"get\"");
+	assert_refused(ROUTES("      - match: {methods: [\"GE T\"]}\n"),
+		       "t.yaml:8: services[0].routes[0].match.methods[0]: must be an upper-case "
+		       "method token");
+	assert_refused(ROUTES("      - match: {methods: [GET, PUT, GET]}\n"),
+		       "t.yaml:8: services[0].routes[0].match.methods[2]: duplicate method (also "
+		       "methods[0])");
+	assert_refused(ROUTES("      - match:\n"
+			      "          headers:\n"
+			      "            x-a: \"1\"\n"
+			      "            X-A: \"2\"\n"),
+		       "t.yaml:11: services[0].routes[0].match.headers.X-A: duplicate header "
+		       "(first at line 10)");
+	assert_refused(ROUTES("      - match: {headers: {\"bad name\": x}}\n"),
+		       "t.yaml:8: services[0].routes[0].match.headers.bad name: must be a header "
+		       "name");
+	assert_refused(ROUTES("      - match: {headers: {x-a: \" padded\"}}\n"),
+		       "t.yaml:8: services[0].routes[0].match.headers.x-a: must be a header value "
+		       "without control characters or surrounding spaces");
+	assert_refused(ROUTES("      - match: {headers: {x-a: [1]}}\n"),
+		       "t.yaml:8: services[0].routes[0].match.headers.x-a: must be a header "
+		       "value, got a sequence");
+	assert_refused(ROUTES("      - match: {headers: {x-a: }}\n"),
+		       "t.yaml:8: services[0].routes[0].match.headers.x-a: must be a header "
+		       "value, got nothing");
+	assert_refused(ROUTES("      - match: {paths: {exact: /}}\n"),
+		       "t.yaml:8: services[0].routes[0].match.paths: unknown field");
+}
+
+Test(config, route_policy_and_name_errors)
+{
+	assert_refused(ROUTES("      - timeout_ms: 100\n        per_try_timeout_ms: 200\n"),
+		       "t.yaml:9: services[0].routes[0].per_try_timeout_ms: must be <= timeout_ms "
+		       "(100), got 200");
+	assert_refused(ROUTES("      - timeout_ms: 600001\n"),
+		       "t.yaml:8: services[0].routes[0].timeout_ms: must be 0..600000, got 600001");
+	assert_refused(ROUTES("      - retry_statuses: [503, 200]\n"),
+		       "t.yaml:8: services[0].routes[0].retry_statuses[1]: must be 400..599, got "
+		       "200");
+	assert_refused(ROUTES("      - retry_statuses: [503, 503]\n"),
+		       "t.yaml:8: services[0].routes[0].retry_statuses[1]: duplicate status (also "
+		       "retry_statuses[0])");
+	assert_refused(ROUTES("      - retryable: maybe\n"),
+		       "t.yaml:8: services[0].routes[0].retryable: must be true or false");
+	assert_refused(ROUTES("      - name: Api\n"),
+		       "t.yaml:8: services[0].routes[0].name: must be an RFC 1123 label");
+	assert_refused(ROUTES("      - name: api\n      - name: api\n"),
+		       "t.yaml:9: services[0].routes[1].name: duplicate route name api (also "
+		       "routes[0] at line 8)");
+	assert_refused(ROUTES("      - name: api\n        name: b\n"),
+		       "t.yaml:9: services[0].routes[0].name: duplicate field (first at line 8)");
+	assert_refused(ROUTES("      - weight: 3\n"),
+		       "t.yaml:8: services[0].routes[0].weight: unknown field");
+	assert_refused(ROUTES("      - x\n"),
+		       "t.yaml:8: services[0].routes[0]: must be a mapping, got a scalar");
+}
+
+/* Build "routes:" with n entries of item into buf. */
+static const char *many(const char *head, const char *item, int n, const char *tail)
+{
+	size_t len = strlen(head) + (size_t)n * strlen(item) + strlen(tail) + 1;
+	int i;
+
+	buf = malloc(len);
+	cr_assert_not_null(buf);
+	strcpy(buf, head);
+	for (i = 0; i < n; i++)
+		strcat(buf, item);
+	strcat(buf, tail);
+	return buf;
+}
+
+#define ROUTES_HEAD                                                                                \
+	NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n    ports: [{port: 80}]\n"      \
+	     "    routes:\n"
+
+Test(config, route_limits)
+{
+	/* 64 routes fit; the 65th is refused at its own line (7 + 65). */
+	cr_assert_eq(parse(many(ROUTES_HEAD, "      - {}\n", CONFIG_MAX_ROUTES, SVC_WEB_V1)), 0,
+		     "%s", err);
+	cr_assert_eq(cfg->services[0].n_routes, CONFIG_MAX_ROUTES);
+	config_free(cfg);
+	cfg = NULL;
+	free(buf);
+	assert_refused(many(ROUTES_HEAD, "      - {}\n", CONFIG_MAX_ROUTES + 1, SVC_WEB_V1),
+		       "t.yaml:72: services[0].routes[64]: too many routes, at most 64");
+	free(buf);
+	assert_refused(many(ROUTES_HEAD "      - backends:\n", "          - service: web\n",
+			    CONFIG_MAX_ROUTE_BACKENDS + 1, SVC_WEB_V1),
+		       "t.yaml:25: services[0].routes[0].backends[16]: too many backends, at most "
+		       "16");
+}
+
+Test(config, routes_free_on_error)
+{
+	/* Strings allocated before the error are freed (ASan's leak check sees this). */
+	assert_refused(ROUTES("      - match:\n"
+			      "          hosts: [a.com, b.com]\n"
+			      "          path: {prefix: /x}\n"
+			      "          headers: {x-a: b}\n"
+			      "        backends: [{service: nope}]\n"),
+		       "t.yaml:12: services[0].routes[0].backends[0].service: no service "
+		       "default/nope in the file");
+}
