@@ -5,8 +5,11 @@
  * crashed agent.
  */
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +29,7 @@ static void usage(FILE *f)
 		   "commands:\n"
 		   "  status               layout, proxy liveness, shortcut, counts\n"
 		   "  counters             datapath counters, then per-service counters\n"
+		   "  bpf                  pinned links with their programs, maps with entry counts\n"
 		   "  enroll NETNS         mesh a pod: NETNS is a path (/run/netns/NAME) or a PID\n"
 		   "  unenroll NETNS       stop meshing it\n"
 		   "  shortcut on|off      the sockmap kill switch, for new connections\n"
@@ -149,6 +153,117 @@ static int cmd_counters(const char *pin_root)
 	return 0;
 }
 
+/* enum bpf_link_type's BPF_LINK_TYPE_SOCKMAP (Linux 6.10), newer than the
+ * uapi headers this builds against. */
+#define SHOAL_LINK_TYPE_SOCKMAP 14
+
+/* Entries in a map, by walking its keys; -1 when the type cannot be walked
+ * (socket storage). Bounded by max_entries, so a map that changes under
+ * the walk cannot keep it going. */
+static long map_entries(int fd, const struct bpf_map_info *info)
+{
+	char key[256], next[256];
+	long n = 0;
+
+	if (info->key_size > sizeof(key))
+		return -1;
+	while (n <= (long)info->max_entries &&
+	       bpf_map_get_next_key(fd, n ? key : NULL, next) == 0) {
+		memcpy(key, next, info->key_size);
+		n++;
+	}
+	if (n == 0 && errno != ENOENT)
+		return -1;
+	return n;
+}
+
+/* What is loaded, attached and pinned: the links with their programs, and
+ * the maps with their sizes. The bpftool commands for each are in docs/bpf.md. */
+static int cmd_bpf(const char *pin_root)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 256];
+	struct dirent *de;
+	DIR *d;
+	int rc = 0;
+
+	if (snprintf(dir, sizeof(dir), "%s/%s", pin_root, SHOAL_PIN_LINKS_DIR) >= (int)sizeof(dir)) {
+		fprintf(stderr, "shoalctl: pin root too long\n");
+		return 1;
+	}
+	d = opendir(dir);
+	if (!d) {
+		fprintf(stderr, "shoalctl: cannot open %s: %s (is shoal installed there?)\n", dir,
+			strerror(errno));
+		return 1;
+	}
+	printf("%-14s %-6s %-12s %-22s %-8s %s\n", "LINK", "ID", "TYPE", "PROGRAM", "PROG_ID",
+	       "ATTACHED");
+	while ((de = readdir(d))) {
+		struct bpf_link_info li = {};
+		struct bpf_prog_info pi = {};
+		__u32 len = sizeof(li);
+		int fd, pfd;
+		char where[64] = "-";
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		fd = bpf_obj_get(path);
+		if (fd < 0 || bpf_obj_get_info_by_fd(fd, &li, &len) < 0) {
+			printf("%-14s unreadable: %s\n", de->d_name, strerror(errno));
+			rc = 1;
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		pfd = bpf_prog_get_fd_by_id(li.prog_id);
+		len = sizeof(pi);
+		if (pfd >= 0)
+			bpf_obj_get_info_by_fd(pfd, &pi, &len);
+		if (li.type == BPF_LINK_TYPE_CGROUP)
+			snprintf(where, sizeof(where), "cgroup id %llu",
+				 (unsigned long long)li.cgroup.cgroup_id);
+		else
+			snprintf(where, sizeof(where), "map shoal_shortcut");
+		/* libbpf 1.1 predates sockmap links (Linux 6.10): name that type here. */
+		const char *type = libbpf_bpf_link_type_str(li.type);
+
+		if (!type)
+			type = li.type == SHOAL_LINK_TYPE_SOCKMAP ? "sockmap" : "?";
+		printf("%-14s %-6u %-12s %-22s %-8u %s\n", de->d_name, li.id, type,
+		       pi.name[0] ? pi.name : "?", li.prog_id, where);
+		if (pfd >= 0)
+			close(pfd);
+		close(fd);
+	}
+	closedir(d);
+
+	printf("\n%-20s %-6s %-16s %-10s %s\n", "MAP", "ID", "TYPE", "ENTRIES", "MAX");
+	for (int i = 0; i < pins_n_map_names; i++) {
+		struct bpf_map_info mi = {};
+		__u32 len = sizeof(mi);
+		int fd = pins_open_map(pin_root, pins_map_names[i]);
+		long n;
+
+		if (fd < 0 || bpf_obj_get_info_by_fd(fd, &mi, &len) < 0) {
+			printf("%-20s missing: %s\n", pins_map_names[i], strerror(fd < 0 ? -fd : errno));
+			rc = 1;
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		n = map_entries(fd, &mi);
+		if (n >= 0)
+			printf("%-20s %-6u %-16s %-10ld %u\n", pins_map_names[i], mi.id,
+			       libbpf_bpf_map_type_str(mi.type), n, mi.max_entries);
+		else
+			printf("%-20s %-6u %-16s %-10s %u\n", pins_map_names[i], mi.id,
+			       libbpf_bpf_map_type_str(mi.type), "-", mi.max_entries);
+		close(fd);
+	}
+	return rc;
+}
+
 static int cmd_enroll(const char *pin_root, const char *netns, bool enroll)
 {
 	uint64_t cookie;
@@ -269,6 +384,8 @@ int main(int argc, char **argv)
 		rc = cmd_status(pin_root);
 	else if (!strcmp(cmd, "counters") && optind == argc)
 		rc = cmd_counters(pin_root);
+	else if (!strcmp(cmd, "bpf") && optind == argc)
+		rc = cmd_bpf(pin_root);
 	else if (!strcmp(cmd, "enroll") && optind + 1 == argc)
 		rc = cmd_enroll(pin_root, argv[optind], true);
 	else if (!strcmp(cmd, "unenroll") && optind + 1 == argc)

@@ -163,7 +163,7 @@ int shoal_connect6(struct bpf_sock_addr *ctx)
 }
 
 SEC("cgroup/getpeername4")
-int shoal_getpeername4(struct bpf_sock_addr *ctx)
+int shoal_peername4(struct bpf_sock_addr *ctx)
 {
 	struct shoal_orig_dst *orig;
 
@@ -178,7 +178,7 @@ int shoal_getpeername4(struct bpf_sock_addr *ctx)
 }
 
 SEC("cgroup/getpeername6")
-int shoal_getpeername6(struct bpf_sock_addr *ctx)
+int shoal_peername6(struct bpf_sock_addr *ctx)
 {
 	struct shoal_orig_dst *orig;
 

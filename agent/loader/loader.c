@@ -37,9 +37,9 @@ struct hook {
 static const struct hook hooks[] = {
 	{ "connect4", "shoal_connect4", BPF_CGROUP_INET4_CONNECT, true, "cgroup/connect4" },
 	{ "connect6", "shoal_connect6", BPF_CGROUP_INET6_CONNECT, true, "cgroup/connect6" },
-	{ "getpeername4", "shoal_getpeername4", BPF_CGROUP_INET4_GETPEERNAME, true,
+	{ "getpeername4", "shoal_peername4", BPF_CGROUP_INET4_GETPEERNAME, true,
 	  "cgroup/getpeername4" },
-	{ "getpeername6", "shoal_getpeername6", BPF_CGROUP_INET6_GETPEERNAME, true,
+	{ "getpeername6", "shoal_peername6", BPF_CGROUP_INET6_GETPEERNAME, true,
 	  "cgroup/getpeername6" },
 	{ "sockops", "shoal_sockops", BPF_CGROUP_SOCK_OPS, true, "sockops" },
 	{ "sk_msg", "shoal_sk_msg", BPF_SK_MSG_VERDICT, false, "sk_msg on shoal_shortcut" },

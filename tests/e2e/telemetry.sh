@@ -56,6 +56,15 @@ else
 	fail "gzip: headers were: $gz"
 fi
 
+bpf_out=$(ctl bpf)
+links=$(grep -cE '^(connect[46]|getpeername[46]|sockops|sk_msg) ' <<<"$bpf_out" || true)
+if ((links == 6)) && grep -q 'shoal_sk_msg .* map shoal_shortcut' <<<"$bpf_out" &&
+	grep -qE '^shoal_services +[0-9]+ +hash +2 ' <<<"$bpf_out"; then
+	pass "shoalctl bpf lists the 6 links with their programs and the maps with entry counts (shoal_services: 2 keys, web's v4 and v6 VIP)"
+else
+	fail "shoalctl bpf: $bpf_out"
+fi
+
 # A real Prometheus, scraping every second.
 cat >"$LOGDIR/prometheus.yml" <<EOF
 global: {scrape_interval: 1s, evaluation_interval: 1s}
