@@ -149,7 +149,8 @@ void http1_parser_init(struct http1_parser *p, enum http1_kind kind,
  * Returns HTTP1_NEED_MORE; HTTP1_DONE with *@consumed the head length
  * (leading empty lines and the final CRLF included; the body or the next
  * pipelined message starts there) and @head filled; or a negative
- * enum http1_result, after which @p must be re-initialised.
+ * enum http1_result. After DONE or an error @p is spent: http1_parser_init()
+ * it again for the next message, at buf + *consumed once the body is skipped.
  */
 int http1_parse_head(struct http1_parser *p, const char *buf, size_t len, struct http1_head *head,
 		     size_t *consumed);

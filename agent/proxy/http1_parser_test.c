@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -169,12 +170,18 @@ Test(http1_parser, leading_empty_lines)
 		     HTTP1_E_BAD_REQUEST);
 }
 
-/* The smuggling and malformed-input corpus: each must be refused. */
-static const struct bad_case {
-	const char *what;
-	const char *msg;
+/*
+ * The smuggling and malformed-input corpus: each must be refused.
+ * Inline arrays, not pointers: Criterion runs each parameterized test in
+ * a fresh process, where the parent's addresses mean nothing.
+ */
+struct bad_case {
+	char what[48];
+	char msg[160];
 	int want;
-} bad_requests[] = {
+};
+
+static struct bad_case bad_requests[] = {
     {"CL with TE",
      "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", -400},
     {"TE with CL",
@@ -244,14 +251,18 @@ static const struct bad_case {
     {"two equal Hosts", "GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", -400},
 };
 
-Test(http1_parser, smuggling_corpus)
+/* Each corpus entry is its own test, so a report names every case that fails. */
+ParameterizedTestParameters(http1_parser, smuggling_corpus)
 {
-	for (size_t i = 0; i < sizeof(bad_requests) / sizeof(bad_requests[0]); i++) {
-		const struct bad_case *c = &bad_requests[i];
+	return cr_make_param_array(struct bad_case, bad_requests,
+				   sizeof(bad_requests) / sizeof(bad_requests[0]));
+}
 
-		cr_expect_eq(req(c->msg), c->want, "%s: got %d, want %d", c->what, req(c->msg),
-			     c->want);
-	}
+ParameterizedTest(struct bad_case *c, http1_parser, smuggling_corpus)
+{
+	int rc = req(c->msg);
+
+	cr_assert_eq(rc, c->want, "%s: got %d, want %d", c->what, rc, c->want);
 }
 
 Test(http1_parser, nul_bytes)
@@ -562,40 +573,46 @@ Test(http1_parser, chunked_trailers)
 	cr_assert_eq(d.payload, 3);
 }
 
-Test(http1_parser, chunked_bad)
+static struct bad_case bad_chunked[] = {
+    {"non-hex size", "g\r\nx\r\n0\r\n\r\n", -400},
+    {"empty size", "\r\nx\r\n0\r\n\r\n", -400},
+    {"negative size", "-1\r\nx\r\n0\r\n\r\n", -400},
+    {"0x prefix", "0x5\r\nhello\r\n0\r\n\r\n", -400},
+    {"overflow", "10000000000000000\r\n", -400},
+    {"huge", "fffffffffffffffff\r\n", -400},
+    {"ext without size", ";a\r\n", -400},
+    {"bare LF size", "5\nhello\r\n0\r\n\r\n", -400},
+    {"bare CR size", "5\rhello\r\n0\r\n\r\n", -400},
+    {"data too long", "5\r\nhelloX\r\n0\r\n\r\n", -400},
+    {"data LF only", "5\r\nhello\n0\r\n\r\n", -400},
+    {"CTL in ext", "5;\x01\r\nhello\r\n0\r\n\r\n", -400},
+    {"NUL in size", "5\0\r\nhello\r\n", -400},
+    {"trailer fold", "0\r\nX: a\r\n b\r\n\r\n", -400},
+    {"trailer space before colon", "0\r\nX : a\r\n\r\n", -400},
+    {"trailer no colon", "0\r\nX\r\n\r\n", -400},
+    {"trailer bare LF", "0\r\nX: a\n\r\n", -400},
+    {"final bare LF", "0\r\n\n", -400},
+    {"final CR junk", "0\r\n\rx", -400},
+    {"trailer CTL", "0\r\nX: \x01\r\n\r\n", -400},
+};
+
+ParameterizedTestParameters(http1_parser, chunked_bad)
 {
-	static const struct bad_case cases[] = {
-	    {"non-hex size", "g\r\nx\r\n0\r\n\r\n", -400},
-	    {"empty size", "\r\nx\r\n0\r\n\r\n", -400},
-	    {"negative size", "-1\r\nx\r\n0\r\n\r\n", -400},
-	    {"0x prefix", "0x5\r\nhello\r\n0\r\n\r\n", -400},
-	    {"overflow", "10000000000000000\r\n", -400},
-	    {"huge", "fffffffffffffffff\r\n", -400},
-	    {"ext without size", ";a\r\n", -400},
-	    {"bare LF size", "5\nhello\r\n0\r\n\r\n", -400},
-	    {"bare CR size", "5\rhello\r\n0\r\n\r\n", -400},
-	    {"data too long", "5\r\nhelloX\r\n0\r\n\r\n", -400},
-	    {"data LF only", "5\r\nhello\n0\r\n\r\n", -400},
-	    {"CTL in ext", "5;\x01\r\nhello\r\n0\r\n\r\n", -400},
-	    {"NUL in size", "5\0\r\nhello\r\n", -400},
-	    {"trailer fold", "0\r\nX: a\r\n b\r\n\r\n", -400},
-	    {"trailer space before colon", "0\r\nX : a\r\n\r\n", -400},
-	    {"trailer no colon", "0\r\nX\r\n\r\n", -400},
-	    {"trailer bare LF", "0\r\nX: a\n\r\n", -400},
-	    {"final bare LF", "0\r\n\n", -400},
-	    {"final CR junk", "0\r\n\rx", -400},
-	    {"trailer CTL", "0\r\nX: \x01\r\n\r\n", -400},
-	};
+	return cr_make_param_array(struct bad_case, bad_chunked,
+				   sizeof(bad_chunked) / sizeof(bad_chunked[0]));
+}
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct decoded d;
-		size_t len = strlen(cases[i].msg);
+ParameterizedTest(struct bad_case *c, http1_parser, chunked_bad)
+{
+	/* The one entry with a NUL: its length is not strlen. */
+	size_t len = strcmp(c->what, "NUL in size") ? strlen(c->msg) : 11;
+	struct decoded d;
 
-		if (!strcmp(cases[i].what, "NUL in size"))
-			len = 11;
-		decode(cases[i].msg, len, 1, &d);
-		cr_expect_eq(d.rc, cases[i].want, "%s: %d", cases[i].what, d.rc);
-	}
+	decode(c->msg, len, 1, &d);
+	cr_assert_eq(d.rc, c->want, "%s: got %d, want %d", c->what, d.rc, c->want);
+	/* Whole input at once: the same verdict. */
+	decode(c->msg, len, len, &d);
+	cr_assert_eq(d.rc, c->want, "%s at once: got %d", c->what, d.rc);
 }
 
 Test(http1_parser, chunked_limits)
