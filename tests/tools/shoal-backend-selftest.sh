@@ -90,6 +90,9 @@ for q in "body_bytes=100000" "body_bytes=100000&chunked=1"; do
 	curl -s "$url/?$q" -o "$dir/got"
 	if cmp -s "$dir/pattern" "$dir/got"; then ok "?$q: pattern intact"; else bad "?$q: body differs"; fi
 done
+out=$(printf 'GET /?status=304 HTTP/1.1\r\nHost: x\r\n\r\nGET /after-304 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' | raw)
+expect_match "304: would-be Content-Length, no body" "$out" \
+	$'HTTP/1.1 304 *Content-Length: 9\r\n\r\nHTTP/1.1 200 OK*x-seen-path: /after-304*'
 out=$(curl -s -D - -o /dev/null "$url/?chunked=1")
 expect_match "?chunked=1 is chunked" "$out" "*Transfer-Encoding: chunked*"
 t=$(curl -s -o /dev/null -w '%{time_total}' "$url/?delay_ms=300")

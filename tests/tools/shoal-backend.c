@@ -347,25 +347,21 @@ static bool status_has_body(int status)
 
 /* ---- statistics ---- */
 
+/* Counts one request under its method: a known slot, a free one, or OTHER. */
 static void stats_count_request(const char *method)
 {
 	int i;
 
 	pthread_mutex_lock(&stats_lock);
 	stat_requests++;
-	for (i = 0; i < METHODS_MAX; i++) {
-		if (!stat_method_name[i][0]) {
-			if (strlen(method) >= METHOD_NAME_MAX)
-				break;
-			strcpy(stat_method_name[i], method);
-		}
-		if (!strcmp(stat_method_name[i], method)) {
-			stat_method_count[i]++;
+	for (i = 0; i < METHODS_MAX && stat_method_name[i][0]; i++)
+		if (!strcmp(stat_method_name[i], method))
 			break;
-		}
-	}
-	if (i == METHODS_MAX || stat_method_name[i][0] == '\0' ||
-	    strcmp(stat_method_name[i], method))
+	if (i < METHODS_MAX && !stat_method_name[i][0] && strlen(method) < METHOD_NAME_MAX)
+		strcpy(stat_method_name[i], method);
+	if (i < METHODS_MAX && stat_method_name[i][0])
+		stat_method_count[i]++;
+	else
 		stat_method_other++;
 	pthread_mutex_unlock(&stats_lock);
 }
@@ -1306,7 +1302,7 @@ static int ctl_handle(struct conn *c, struct request *rq, bool keep_alive)
 	body = calloc(1, sizeof(*body));
 	if (!json || !body)
 		goto fail;
-	if (rq->expect_continue && (rq->chunked || rq->cl))
+	if (rq->expect_continue && rq->minor == 1 && (rq->chunked || rq->cl))
 		write_all(c->fd, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	err = conn_read_body(c, rq, ctl_sink, body, &total);
 	if (err == -EMSGSIZE) {
@@ -1640,7 +1636,17 @@ static int request_serve(struct conn *c, struct request *rq)
 	stats_count_request(rq->method);
 	count = atomic_fetch_add(&served_total, 1) + 1;
 
-	if (rq->expect_continue && (rq->chunked || rq->cl) && !o.reset) {
+	if (o.reset) {
+		/* Reset instead of answering: the body is not worth waiting for. */
+		if (o.delay_ms)
+			sleep_ms(o.delay_ms);
+		stats_count_reset();
+		conn_reset(c);
+		return -1;
+	}
+
+	/* RFC 9110 10.1.1: no 100 (Continue) to an HTTP/1.0 client. */
+	if (rq->expect_continue && rq->minor == 1 && (rq->chunked || rq->cl)) {
 		err = write_all(c->fd, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 		if (err)
 			goto fail;
@@ -1681,11 +1687,6 @@ static int request_serve(struct conn *c, struct request *rq)
 	status = o.status;
 	if (o.fail_rate > 0 && backend_random() < o.fail_rate)
 		status = o.fail_status;
-	if (o.reset) {
-		stats_count_reset();
-		conn_reset(c);
-		return -1;
-	}
 	if (o.close)
 		keep_alive = false;
 
@@ -1696,9 +1697,13 @@ static int request_serve(struct conn *c, struct request *rq)
 	} else {
 		body_len = o.body_bytes;
 	}
-	if (!status_has_body(status))
+	/*
+	 * 304, like HEAD, announces the length a 200 would have had (RFC 9110
+	 * 8.6) but sends nothing: a proxy that waits for those bytes hangs.
+	 */
+	if (status < 200 || status == 204)
 		body_len = 0;
-	send_body = !rq->is_head && body_len;
+	send_body = !rq->is_head && status_has_body(status) && body_len;
 
 	buf_printf(extra, sizeof(extra), &elen, "x-seen-body-bytes: %" PRIu64 "\r\n", body_total);
 	if (o.retry_after)
