@@ -1723,10 +1723,50 @@ static int svc_ref_cmp(const void *key, const void *elem)
 	return c ? c : strcmp(b->name, s->name);
 }
 
+/* The service's port numbered port, or NULL. */
+static const struct config_port *svc_port(const struct config_service *svc, uint16_t port)
+{
+	int j;
+
+	for (j = 0; j < svc->n_ports; j++) {
+		if (svc->ports[j].port == port)
+			return &svc->ports[j];
+	}
+	return NULL;
+}
+
+/*
+ * A routed request keeps its port number: the backend service must have
+ * every port of svc that can carry HTTP, or part of a split would fail at
+ * request time instead of at load. Returns 0 or -EINVAL with err set.
+ */
+static int check_backend_ports(struct cfg_parser *p, const struct config_service *svc,
+			       const struct config_route_backend *be, int i, int r, int b)
+{
+	const struct config_service *to = &p->cfg->services[be->svc_index];
+	int j;
+
+	for (j = 0; j < svc->n_ports; j++) {
+		const struct config_port *port = &svc->ports[j];
+
+		if (port->protocol != CONFIG_PROTO_HTTP && port->protocol != CONFIG_PROTO_DETECT)
+			continue;
+		if (svc_port(to, port->port))
+			continue;
+		cp_path_set(p, "services[%d].routes[%d].backends[%d].service", i, r, b);
+		return cp_fail(p, be->line,
+			       "%s/%s has no port %u, which requests routed from "
+			       "services[%d].ports[%d] (line %d) arrive on",
+			       to->namespace, to->name, port->port, i, j, port->line);
+	}
+	return 0;
+}
+
 /*
  * Resolve every backend to its service's index, now that all services are
- * known (a route may name one further down). Names are unique by now, so
- * a binary search over them keeps this O(backends log services).
+ * known (a route may name one further down), and check its ports. Names
+ * are unique by now, so a binary search over them keeps this
+ * O(backends log services). Runs after resolve_opaque_ports.
  */
 static int check_backends(struct cfg_parser *p)
 {
@@ -1755,6 +1795,7 @@ static int check_backends(struct cfg_parser *p)
 					      svc_ref_cmp);
 				if (hit) {
 					be->svc_index = (*hit)->id;
+					err = check_backend_ports(p, svc, be, i, r, b);
 					continue;
 				}
 				cp_path_set(p, "services[%d].routes[%d].backends[%d].service", i, r,
@@ -1768,7 +1809,7 @@ static int check_backends(struct cfg_parser *p)
 	return err;
 }
 
-/* An undeclared port listed in proxy.opaque_ports skips detection. */
+/* An undeclared port listed in proxy.opaque_ports skips detection. Cannot fail. */
 static void resolve_opaque_ports(struct config *cfg)
 {
 	int i, j, k;
@@ -1804,11 +1845,8 @@ static int check_config(struct cfg_parser *p)
 	err = check_claims(p);
 	if (err)
 		return err;
-	err = check_backends(p);
-	if (err)
-		return err;
 	resolve_opaque_ports(p->cfg);
-	return 0;
+	return check_backends(p);
 }
 
 /* The stream: exactly one document whose top level is a mapping. */

@@ -1094,6 +1094,15 @@ Test(config, route_backend_errors)
 	assert_refused(ROUTES("      - backends: [{service: /web}]\n"),
 		       "t.yaml:8: services[0].routes[0].backends[0].service: must be NAME or "
 		       "NAMESPACE/NAME");
+	/* Routed requests keep their port: web-v1 lacks 81, an HTTP-capable port of web. */
+	assert_refused(NODE "services:\n"
+			    "  - name: web\n"
+			    "    vips: [10.96.0.10]\n"
+			    "    ports: [{port: 80}, {port: 81, protocol: http}, {port: 3306}]\n"
+			    "    routes: [{backends: [{service: web-v1}]}]\n" SVC_WEB_V1,
+		       "t.yaml:7: services[0].routes[0].backends[0].service: default/web-v1 has no "
+		       "port 81, which requests routed from services[0].ports[1] (line 6) arrive "
+		       "on");
 	assert_refused(ROUTES("      - backends: [{service: web-v1, port: 80}]\n"),
 		       "t.yaml:8: services[0].routes[0].backends[0].port: unknown field");
 }
