@@ -96,7 +96,7 @@ void backend_sha1(const void *data, size_t len, uint8_t out[SHA1_DIGEST_LEN])
 size_t backend_base64(const uint8_t *in, size_t len, char *out)
 {
 	static const char alphabet[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	size_t i, o = 0;
 	uint32_t v;
 
