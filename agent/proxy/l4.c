@@ -11,6 +11,8 @@
 #include "common/addr.h"
 #include "common/log.h"
 #include "proxy/balance_rr.h"
+#include "proxy/detect.h"
+#include "proxy/http1.h"
 #include "proxy/route.h"
 #include "proxy/sock.h"
 
@@ -49,7 +51,7 @@ static const char *l4_svc_name(const struct l4_conn *c, char *buf, size_t len)
 	return buf;
 }
 
-static void l4_side_close(struct worker *w, struct l4_side *s, bool reset)
+void l4_side_close(struct worker *w, struct l4_side *s, bool reset)
 {
 	if (s->pl.fd < 0)
 		return;
@@ -74,7 +76,10 @@ static void l4_close(struct worker *w, struct l4_conn *c, bool reset)
 
 void l4_abort(struct worker *w, struct l4_conn *c)
 {
-	l4_close(w, c, true);
+	if (c->mode == L4_MODE_HTTP)
+		http1_abort(w, c);
+	else
+		l4_close(w, c, true);
 }
 
 /*
@@ -318,13 +323,21 @@ static void l4_attempt_failed_async(struct worker *w, struct l4_conn *c, int err
 
 void l4_timeout(struct worker *w, struct l4_conn *c)
 {
-	if (c->state == L4_CONNECTING)
+	if (c->mode == L4_MODE_DETECT)
+		detect_timeout(w, c);
+	else if (c->mode == L4_MODE_HTTP)
+		http1_timeout(w, c);
+	else if (c->state == L4_CONNECTING)
 		l4_attempt_failed_async(w, c, ETIMEDOUT);
 }
 
 void l4_resume(struct worker *w, struct l4_conn *c)
 {
-	if (c->state == L4_RETRY)
+	if (c->mode == L4_MODE_HTTP)
+		http1_resume(w, c);
+	else if (c->mode == L4_MODE_DETECT)
+		return;
+	else if (c->state == L4_RETRY)
 		l4_connect_next(w, c);
 	else if (c->state == L4_ESTABLISHED)
 		l4_pump(w, c);
@@ -420,16 +433,6 @@ void l4_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 		sock_close_reset(fd);
 		return;
 	}
-	if (svc->n_endpoints <= 0) {
-		WORKER_STAT_INC(w, gave_up);
-		worker_warn_ratelimited(w,
-					"proxy worker %d: %s/%s:%u has no endpoints; resetting a "
-					"connection from %s",
-					w->id, svc->namespace, svc->name, port->port, from);
-		sock_close_reset(fd);
-		return;
-	}
-
 	c = worker_conn_get(w);
 	if (!c) {
 		worker_warn_ratelimited(w,
@@ -444,8 +447,6 @@ void l4_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 	c->svc_port = port->port;
 	c->port_be = route_target_port_be(port);
 	c->accepted_ns = timer_now_ns();
-	c->first =
-	    balance_rr_pick(&p->rr, (uint32_t)(svc - cfg->services), (uint32_t)svc->n_endpoints);
 	sock_set_nodelay(fd);
 	err = worker_watch(w, &c->client.pl);
 	if (err) {
@@ -461,7 +462,49 @@ void l4_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 		return;
 	}
 	if (l4_debug())
-		pr_debug("proxy worker %d: %s: connection from %s", w->id,
-			 l4_svc_name(c, svcname, sizeof(svcname)), from);
+		pr_debug("proxy worker %d: %s: connection from %s (%s)", w->id,
+			 l4_svc_name(c, svcname, sizeof(svcname)), from,
+			 port->protocol == CONFIG_PROTO_HTTP	 ? "http"
+			 : port->protocol == CONFIG_PROTO_DETECT ? "detect"
+								 : "opaque");
+	switch (port->protocol) {
+	case CONFIG_PROTO_HTTP:
+		http1_start(w, c);
+		break;
+	case CONFIG_PROTO_DETECT:
+		detect_start(w, c);
+		break;
+	default: /* tcp, and h2c until HTTP/2 lands */
+		l4_opaque_start(w, c);
+		break;
+	}
+}
+
+void l4_opaque_start(struct worker *w, struct l4_conn *c)
+{
+	const struct config_service *svc = c->svc;
+
+	c->mode = L4_MODE_OPAQUE;
+	c->client.pl.on_event = l4_on_event;
+	if (svc->n_endpoints <= 0) {
+		char name[2 * CONFIG_MAX_NAME + 16];
+
+		WORKER_STAT_INC(w, gave_up);
+		worker_warn_ratelimited(w, "proxy worker %d: %s has no endpoints; resetting a "
+					   "connection",
+					w->id, l4_svc_name(c, name, sizeof(name)));
+		l4_close(w, c, true);
+		return;
+	}
+	c->first = balance_rr_pick(&w->p->rr, (uint32_t)(svc - w->cfg->services),
+				   (uint32_t)svc->n_endpoints);
 	l4_connect_next(w, c);
+}
+
+void l4_tunnel(struct worker *w, struct l4_conn *c)
+{
+	c->mode = L4_MODE_OPAQUE;
+	c->client.pl.on_event = l4_on_event;
+	c->upstream.pl.on_event = l4_on_event;
+	l4_established(w, c);
 }

@@ -22,6 +22,17 @@
  */
 #define L4_PUMP_ROUNDS 16
 
+/*
+ * What a connection carries. Every connection starts as one of the first
+ * three by its port's protocol; DETECT becomes OPAQUE or HTTP, and HTTP
+ * becomes OPAQUE when a 101 (or a CONNECT 2xx) turns it into a tunnel.
+ */
+enum l4_mode {
+	L4_MODE_OPAQUE = 0, /* bytes copied both ways (this file) */
+	L4_MODE_DETECT,	    /* peeking at the client's first bytes (detect.c) */
+	L4_MODE_HTTP,	    /* HTTP/1.x requests (http1.c) */
+};
+
 enum l4_state {
 	L4_CONNECTING,	/* an attempt is in flight on upstream.pl.fd */
 	L4_RETRY,	/* an attempt failed; the next starts on a deferred turn */
@@ -45,8 +56,12 @@ struct l4_side {
 	bool shut_wr;  /* we sent it FIN (shutdown SHUT_WR) */
 };
 
+struct http1_conn;
+
 struct l4_conn {
-	enum l4_state state;
+	enum l4_state state; /* for HTTP: ESTABLISHED until CLOSED */
+	enum l4_mode mode;
+	struct http1_conn *http; /* HTTP state, in the same allocation after the buffers */
 	struct l4_side client;	 /* accepted from the application */
 	struct l4_side upstream; /* to the endpoint; fd -1 between attempts */
 	struct l4_buf to_upstream;
@@ -84,5 +99,22 @@ void l4_resume(struct worker *w, struct l4_conn *c);
 
 /* Reset both sides of c and release it: the proxy is stopping. */
 void l4_abort(struct worker *w, struct l4_conn *c);
+
+/*
+ * Carry c as opaque TCP from now on: pick an endpoint, connect, copy.
+ * c->to_upstream may hold client bytes already (read while detecting);
+ * they go first. A service without endpoints resets the client.
+ */
+void l4_opaque_start(struct worker *w, struct l4_conn *c);
+
+/*
+ * Turn c into an opaque tunnel: both sockets are set (c->upstream watched
+ * under its own pollable) and the buffers hold what is still to be
+ * written each way.
+ */
+void l4_tunnel(struct worker *w, struct l4_conn *c);
+
+/* Unwatch and close one side (RST when reset); harmless when closed. */
+void l4_side_close(struct worker *w, struct l4_side *s, bool reset);
 
 #endif

@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "proxy/http1.h"
 #include "proxy/l4.h"
+#include "proxy/pool.h"
 #include "proxy/sock.h"
 
 int worker_watch(struct worker *w, struct pollable *pl)
@@ -21,6 +23,18 @@ int worker_watch(struct worker *w, struct pollable *pl)
 	};
 
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, pl->fd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+int worker_rewatch(struct worker *w, struct pollable *pl)
+{
+	struct epoll_event ev = {
+	    .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+	    .data.ptr = pl,
+	};
+
+	if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, pl->fd, &ev) < 0)
 		return -errno;
 	return 0;
 }
@@ -135,6 +149,7 @@ struct l4_conn *worker_conn_get(struct worker *w)
 			return NULL;
 	}
 	l4_conn_init(c, w->cfg->buffer_bytes);
+	c->http = (struct http1_conn *)((char *)c + w->http_off);
 	c->prev = NULL;
 	c->next = w->active;
 	if (w->active)
@@ -201,6 +216,8 @@ static void worker_run_timers(struct worker *w)
 	while ((t = timer_heap_pop_expired(&w->timers, now))) {
 		if (t == &w->accept_retry)
 			worker_accept_resume(w);
+		else if (t == &w->pool->timer)
+			pool_expire(w);
 		else
 			l4_timeout(w, container_of(t, struct l4_conn, timer));
 	}
@@ -239,6 +256,11 @@ static void worker_drain(struct worker *w)
 		l4_abort(w, w->active);
 	w->pending = NULL; /* every connection on it was just released */
 	worker_reap(w);
+	if (w->pool) {
+		while (w->pool->lru_head)
+			pool_close(w, w->pool->lru_head, false);
+		pool_reap(w->pool);
+	}
 }
 
 void *worker_main(void *arg)
@@ -266,6 +288,7 @@ void *worker_main(void *arg)
 		worker_run_timers(w);
 		worker_run_pending(w);
 		worker_reap(w);
+		pool_reap(w->pool);
 	}
 	worker_drain(w);
 	return NULL;
@@ -284,11 +307,21 @@ int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t err
 	w->id = id;
 	w->epfd = -1;
 	w->stop.fd = -1;
-	w->conn_size = sizeof(struct l4_conn) + 2 * (size_t)cfg->buffer_bytes;
+	/* The HTTP state follows the buffers, 8-byte aligned. */
+	w->http_off = (sizeof(struct l4_conn) + 2 * (size_t)cfg->buffer_bytes + 7) & ~(size_t)7;
+	w->conn_size = w->http_off + http1_conn_size(cfg);
 	timer_heap_init(&w->timers);
 	timer_node_init(&w->accept_retry);
 	for (int i = 0; i < 2; i++)
 		w->listeners[i].pl.fd = -1;
+
+	w->pool = malloc(sizeof(*w->pool));
+	if (!w->pool) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "proxy worker %d: out of memory", id);
+		goto err;
+	}
+	pool_init(w->pool, cfg->http_pool_max_idle_per_endpoint, cfg->http_pool_idle_timeout_ms);
 
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (w->epfd < 0) {
@@ -347,6 +380,11 @@ void worker_fini(struct worker *w)
 		free(c);
 	}
 	w->n_free = 0;
+	if (w->pool) {
+		pool_fini(w, w->pool);
+		free(w->pool);
+		w->pool = NULL;
+	}
 	timer_heap_fini(&w->timers);
 	if (w->epfd >= 0) {
 		close(w->epfd);

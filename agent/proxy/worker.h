@@ -37,6 +37,7 @@
 
 struct worker;
 struct l4_conn;
+struct pool;
 
 /* Something in the worker's epoll; epoll_event.data.ptr points at it. */
 struct pollable {
@@ -74,7 +75,9 @@ struct worker {
 	struct l4_conn *closed;	 /* released this loop turn, reaped at its end */
 	struct l4_conn *free;	 /* reusable objects, buffers attached */
 	uint32_t n_free;
-	size_t conn_size; /* struct l4_conn plus both buffers */
+	size_t conn_size; /* struct l4_conn, both buffers, HTTP state */
+	size_t http_off;  /* where the HTTP state starts in that allocation */
+	struct pool *pool; /* idle upstream HTTP connections per endpoint */
 
 	uint64_t warn_last_ns;
 	uint64_t warn_suppressed;
@@ -104,6 +107,8 @@ void worker_stats_add(struct worker *w, struct proxy_stats *sum);
 
 /* Register pl->fd, edge-triggered for reads, writes and hang-ups. 0 or -errno. */
 int worker_watch(struct worker *w, struct pollable *pl);
+/* Point pl->fd's registration (made for another pollable) at pl. 0 or -errno. */
+int worker_rewatch(struct worker *w, struct pollable *pl);
 /* Deregister pl->fd; harmless when it was not registered. */
 void worker_unwatch(struct worker *w, struct pollable *pl);
 

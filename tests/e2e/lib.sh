@@ -663,3 +663,58 @@ our_link_ids() {
 cgroup_attached() {
 	bpftool cgroup tree "$1" 2>/dev/null | awk 'NR > 2 && $1 ~ /^[0-9]+$/' || true
 }
+
+# ---- HTTP helpers (tests/e2e/http*.sh) ----------------------------------------
+
+SHOAL_BACKEND=${SHOAL_BACKEND:-}
+ADMIN_ADDR=127.0.0.1:15020
+
+# Skips unless shoal-backend and the HTTP client tools are there.
+http_require() {
+	local tool
+	[[ -n $SHOAL_BACKEND && -x $SHOAL_BACKEND ]] ||
+		skip "shoal-backend binary not found (SHOAL_BACKEND='$SHOAL_BACKEND'); build it first"
+	for tool in curl socat python3 "$@"; do
+		command -v "$tool" >/dev/null || skip "missing tool: $tool (scripts/setup.sh installs it)"
+	done
+}
+
+# backend_start POD PORT [ARGS]: shoal-backend named POD on PORT (v4 and v6)
+# in POD, with ARGS; waits for its listener.
+backend_start() {
+	local pod=$1 port=$2
+	shift 2
+	pod_spawn "$pod" "$LOGDIR/backend-$pod-$port.log" "$SHOAL_BACKEND" \
+		--listen "0.0.0.0:$port" --listen "[::]:$port" --name "$pod" "$@"
+	wait_listen "${POD_NS[$pod]}" "$port"
+}
+
+# backend_requests POD PORT: requests POD's shoal-backend on PORT has served
+# (GET /_ctl/stats, asked over its own loopback, so never through shoal).
+backend_requests() {
+	local out
+	out=$(in_ns "${POD_NS[$1]}" curl -sS --max-time 5 "http://127.0.0.1:$2/_ctl/stats") ||
+		fatal "cannot read /_ctl/stats of $1:$2"
+	sed -n 's/.*"requests":\([0-9]*\).*/\1/p' <<<"$out"
+}
+
+# pod_curl POD ARGS...: curl in POD (through the datapath), failing fast.
+pod_curl() {
+	local pod=$1
+	shift
+	pod_run "$pod" curl -sS --max-time 10 "$@"
+}
+
+# proxy_metric NAME: a sample of shoald's /metrics (0 when absent).
+proxy_metric() {
+	local v
+	v=$(in_ns "$NS_A" curl -sS --max-time 5 "http://$ADMIN_ADDR/metrics" |
+		awk -v m="$1" '$1 == m { print $2; exit }')
+	echo "${v:-0}"
+}
+
+# header NAME < RESPONSE_HEAD: the value of the first header NAME, CR stripped.
+header() {
+	tr -d '\r' | awk -v n="$(tr 'A-Z' 'a-z' <<<"$1")" 'BEGIN { FS = ": " }
+		{ k = tolower($1) } k == n { sub(/^[^:]*: /, ""); print; exit }'
+}

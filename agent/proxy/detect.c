@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include "proxy/detect.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "proxy/http1.h"
+#include "proxy/l4.h"
+#include "proxy/sock.h"
+
+/* RFC 9110 tchar: what a method token is made of. */
+static bool detect_is_tchar(unsigned char c)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+		return true;
+	return c && strchr("!#$%&'*+-.^_`|~", c);
+}
+
+/* RFC 9113 3.4: every HTTP/2 connection over cleartext starts with this. */
+static const char detect_h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+enum detect_result detect_classify(const char *buf, size_t len)
+{
+	size_t plen = sizeof(detect_h2_preface) - 1;
+	size_t n = len < plen ? len : plen;
+	size_t i;
+
+	if (len == 0)
+		return DETECT_NEED_MORE;
+	/* "PRI " is also a method token and SP: the preface is checked first. */
+	if (!memcmp(buf, detect_h2_preface, n))
+		return n == plen ? DETECT_HTTP2 : DETECT_NEED_MORE;
+	for (i = 0; i < len && i <= DETECT_MAX_METHOD; i++) {
+		unsigned char ch = buf[i];
+
+		if (ch == ' ')
+			return i > 0 ? DETECT_HTTP1 : DETECT_OPAQUE;
+		if (!detect_is_tchar(ch))
+			return DETECT_OPAQUE;
+	}
+	return i > DETECT_MAX_METHOD ? DETECT_OPAQUE : DETECT_NEED_MORE;
+}
+
+static void detect_close(struct worker *w, struct l4_conn *c)
+{
+	timer_heap_del(&w->timers, &c->timer);
+	l4_side_close(w, &c->client, false);
+	worker_conn_release(w, c);
+}
+
+/* Hand c on to its protocol; the bytes read so far stay in to_upstream. */
+static void detect_done(struct worker *w, struct l4_conn *c, enum detect_result r)
+{
+	timer_heap_del(&w->timers, &c->timer);
+	if (r == DETECT_HTTP1) {
+		WORKER_STAT_INC(w, detect_http);
+		http1_start(w, c);
+	} else {
+		WORKER_STAT_INC(w, detect_opaque);
+		l4_opaque_start(w, c);
+	}
+}
+
+/* Read what the client sent (until EAGAIN, EOF or a verdict) and decide. */
+static void detect_run(struct worker *w, struct l4_conn *c)
+{
+	struct l4_buf *b = &c->to_upstream;
+	uint32_t cap = w->cfg->buffer_bytes;
+	enum detect_result r = detect_classify(b->data, b->tail);
+
+	while (r == DETECT_NEED_MORE && c->client.readable && !c->client.eof && b->tail < cap) {
+		ssize_t n = read(c->client.pl.fd, b->data + b->tail, cap - b->tail);
+
+		if (n > 0) {
+			b->tail += n;
+			r = detect_classify(b->data, b->tail);
+		} else if (n == 0) {
+			c->client.eof = true;
+		} else if (errno == EAGAIN) {
+			c->client.readable = false;
+		} else if (errno != EINTR) {
+			pr_debug("proxy worker %d: client failed during detection: %s", w->id,
+				 strerror(errno));
+			timer_heap_del(&w->timers, &c->timer);
+			l4_side_close(w, &c->client, true);
+			worker_conn_release(w, c);
+			return;
+		}
+	}
+	if (r != DETECT_NEED_MORE) {
+		detect_done(w, c, r);
+		return;
+	}
+	if (c->client.eof) {
+		/* Nothing at all: the client left; a few bytes: carry them as they are. */
+		if (b->tail == 0)
+			detect_close(w, c);
+		else
+			detect_done(w, c, DETECT_OPAQUE);
+		return;
+	}
+	/* A buffer full of token bytes cannot happen (DETECT_MAX_METHOD); wait on. */
+}
+
+static void detect_on_event(struct worker *w, struct pollable *pl, uint32_t events)
+{
+	struct l4_side *s = container_of(pl, struct l4_side, pl);
+	struct l4_conn *c = s->conn;
+
+	if (c->state == L4_CLOSED || c->mode != L4_MODE_DETECT)
+		return;
+	if (events & EPOLLERR) {
+		int err = sock_error(pl->fd);
+
+		if (err) {
+			pr_debug("proxy worker %d: client failed during detection: %s", w->id,
+				 strerror(err));
+			timer_heap_del(&w->timers, &c->timer);
+			l4_side_close(w, &c->client, true);
+			worker_conn_release(w, c);
+			return;
+		}
+	}
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->client.readable = true;
+	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+		c->client.writable = true;
+	detect_run(w, c);
+}
+
+void detect_start(struct worker *w, struct l4_conn *c)
+{
+	uint64_t deadline = timer_now_ns() + (uint64_t)w->cfg->detect_timeout_ms * 1000000;
+
+	c->mode = L4_MODE_DETECT;
+	c->client.pl.on_event = detect_on_event;
+	/* The connection is fresh from accept: data may be there already. */
+	c->client.readable = true;
+	c->client.writable = true;
+	if (timer_heap_add(&w->timers, &c->timer, deadline) < 0) {
+		/* No deadline, no safe wait: a server-speaks-first peer would hang. */
+		detect_done(w, c, DETECT_OPAQUE);
+		return;
+	}
+	detect_run(w, c);
+}
+
+void detect_timeout(struct worker *w, struct l4_conn *c)
+{
+	if (c->mode != L4_MODE_DETECT)
+		return;
+	pr_debug("proxy worker %d: %u bytes and no verdict after %u ms; carrying as opaque TCP",
+		 w->id, c->to_upstream.tail, w->cfg->detect_timeout_ms);
+	detect_done(w, c, DETECT_OPAQUE);
+}

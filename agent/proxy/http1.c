@@ -1,0 +1,1077 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include "proxy/http1.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/addr.h"
+#include "common/log.h"
+#include "proxy/balance_rr.h"
+#include "proxy/l4.h"
+#include "proxy/pool.h"
+#include "proxy/route.h"
+#include "proxy/routes.h"
+#include "proxy/sock.h"
+
+static void http1_on_client_event(struct worker *w, struct pollable *pl, uint32_t events);
+static void http1_run(struct worker *w, struct l4_conn *c);
+static void http1_connect_next(struct worker *w, struct l4_conn *c);
+
+size_t http1_conn_size(const struct config *cfg)
+{
+	uint32_t n = cfg->http_max_headers ? cfg->http_max_headers : HTTP1_MAX_HEADERS_DEFAULT;
+
+	return sizeof(struct http1_conn) + 2 * (size_t)n * sizeof(struct http1_header);
+}
+
+static uint32_t http1_max_headers(const struct config *cfg)
+{
+	return cfg->http_max_headers ? cfg->http_max_headers : HTTP1_MAX_HEADERS_DEFAULT;
+}
+
+static bool http1_debug(void)
+{
+	return log_get_level() >= LOG_LEVEL_DEBUG;
+}
+
+/* "ns/name:port" of c's service, for messages. */
+static const char *http1_svc_name(const struct l4_conn *c, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s:%u", c->svc->namespace, c->svc->name, c->svc_port);
+	return buf;
+}
+
+/* ---- closing ---------------------------------------------------------- */
+
+/* Give up the upstream connection, keeping it for reuse when reusable. */
+static void http1_up_release(struct worker *w, struct http1_conn *h, bool reusable)
+{
+	if (!h->up)
+		return;
+	if (reusable)
+		pool_put(w, h->up);
+	else
+		pool_close(w, h->up, true);
+	h->up = NULL;
+}
+
+/* Close everything; reset: the peers see RST (the exchange did not complete). */
+static void http1_close(struct worker *w, struct l4_conn *c, bool reset)
+{
+	http1_up_release(w, c->http, false);
+	l4_side_close(w, &c->client, reset);
+	worker_conn_release(w, c);
+}
+
+void http1_abort(struct worker *w, struct l4_conn *c)
+{
+	http1_close(w, c, true);
+}
+
+/* Arm c's timer at deadline; without a timer the connection could hang,
+ * so failing to queue one closes it. Returns false when c was closed. */
+static bool http1_arm(struct worker *w, struct l4_conn *c, uint64_t deadline)
+{
+	if (timer_heap_add(&w->timers, &c->timer, deadline) == 0)
+		return true;
+	http1_abort(w, c);
+	return false;
+}
+
+/* The next idle or head deadline of c, or 0 for none. */
+static uint64_t http1_idle_deadline(const struct worker *w, const struct l4_conn *c)
+{
+	const struct http1_conn *h = c->http;
+	uint64_t idle = (uint64_t)w->cfg->idle_timeout_ms * 1000000;
+	uint64_t d = idle ? h->last_active_ns + idle : 0;
+
+	if (h->rq == HTTP1_REQ_HEAD && c->to_upstream.tail > 0) {
+		uint64_t hd = h->rq_head_start_ns + (uint64_t)HTTP1_HEAD_TIMEOUT_MS * 1000000;
+
+		if (!d || hd < d)
+			d = hd;
+	}
+	return d;
+}
+
+/* Queue c's idle/head deadline (the timer is not in use otherwise). */
+static bool http1_arm_idle(struct worker *w, struct l4_conn *c)
+{
+	uint64_t d = http1_idle_deadline(w, c);
+
+	if (!d) {
+		timer_heap_del(&w->timers, &c->timer);
+		return true;
+	}
+	return http1_arm(w, c, d);
+}
+
+/*
+ * The proxy answers err itself. Anything of the upstream exchange is
+ * dropped, except interim (1xx) heads already cleared for the client; the
+ * client is closed once the answer is out. When a final response has
+ * started already there is no clean way to say it: reset the client.
+ */
+static void http1_error(struct worker *w, struct l4_conn *c, enum http_error err)
+{
+	struct http1_conn *h = c->http;
+	struct l4_buf *b = &c->to_client;
+	uint32_t cap = w->cfg->buffer_bytes;
+	size_t n;
+
+	if (h->final_started) {
+		http1_abort(w, c);
+		return;
+	}
+	WORKER_STAT_INC(w, http_errors);
+	if (http1_debug()) {
+		char svc[2 * CONFIG_MAX_NAME + 16];
+
+		pr_debug("proxy worker %d: %s: answering %d (%s)", w->id,
+			 http1_svc_name(c, svc, sizeof(svc)), http_error_status(err),
+			 http_error_stage(err));
+	}
+	http1_up_release(w, h, false);
+	b->tail = h->rs_fwd;
+	if (cap - b->tail < HTTP_ERROR_MAX_BYTES && b->head > 0) {
+		memmove(b->data, b->data + b->head, b->tail - b->head);
+		b->tail -= b->head;
+		b->head = 0;
+	}
+	n = http_error_format(err, b->data + b->tail, cap - b->tail);
+	b->tail += n;
+	h->rs_fwd = b->tail;
+	h->final_started = true;
+	h->rs = HTTP1_RESP_DONE;
+	h->rq = HTTP1_REQ_DONE;
+	h->closing = true;
+	/* The request's unread bytes are not forwarded anywhere. */
+	c->to_upstream.head = c->to_upstream.tail = 0;
+	h->rq_fwd = 0;
+}
+
+/* ---- the request ------------------------------------------------------ */
+
+/* Frame body bytes of the request in [rq_fwd, tail). 0 or a parse error. */
+static int http1_rq_frame(struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+	struct l4_buf *b = &c->to_upstream;
+
+	while (h->rq == HTTP1_REQ_BODY && h->rq_fwd < b->tail) {
+		uint32_t avail = b->tail - h->rq_fwd;
+
+		if (h->rq_body == HTTP1_BODY_LENGTH) {
+			uint32_t n = h->rq_left < avail ? (uint32_t)h->rq_left : avail;
+
+			h->rq_fwd += n;
+			h->rq_left -= n;
+			if (!h->rq_left)
+				h->rq = HTTP1_REQ_DONE;
+		} else {
+			struct http1_chunk_step step;
+			int r = http1_chunked_feed(&h->rq_chunked, b->data + h->rq_fwd, avail,
+						   &step);
+
+			h->rq_fwd += step.len;
+			if (r < 0)
+				return r;
+			if (r == HTTP1_DONE)
+				h->rq = HTTP1_REQ_DONE;
+		}
+	}
+	return 0;
+}
+
+/* routes.h header lookup over the parsed request head. */
+static int http1_route_header(void *ctx, const char *name, size_t name_len, const char **value,
+			      size_t *value_len)
+{
+	struct l4_conn *c = ctx;
+	const struct http1_head *hd = &c->http->rq_head;
+	const char *buf = c->to_upstream.data;
+
+	for (uint32_t i = 0; i < hd->n_headers; i++) {
+		const struct http1_header *f = &hd->headers[i];
+
+		if (f->name.len == name_len && !strncasecmp(buf + f->name.off, name, name_len)) {
+			*value = buf + f->value.off;
+			*value_len = f->value.len;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * A uniform 32-bit number for weighted picks: xorshift64*, one state per
+ * worker thread, seeded from the clock. Splits need uniformity, not
+ * unpredictability.
+ */
+static uint32_t http1_random(void)
+{
+	static __thread uint64_t state;
+
+	if (!state)
+		state = timer_now_ns() ^ ((uint64_t)(uintptr_t)&state << 17) ^ 0x9e3779b97f4a7c15ull;
+	state ^= state >> 12;
+	state ^= state << 25;
+	state ^= state >> 27;
+	return (uint32_t)((state * 2685821657736338717ull) >> 32);
+}
+
+/* The endpoint port of svc for service port svc_port, or 0 when it has none. */
+static uint16_t http1_port_be(const struct config_service *svc, uint16_t svc_port)
+{
+	for (int i = 0; i < svc->n_ports; i++)
+		if (svc->ports[i].port == svc_port)
+			return route_target_port_be(&svc->ports[i]);
+	return 0;
+}
+
+/*
+ * The service and endpoint port that serve the parsed request: the first
+ * matching route's weighted backend (on the port with the number the
+ * request arrived on), else c's own service.
+ */
+static void http1_route(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+	const struct http1_head *hd = &h->rq_head;
+	const char *buf = c->to_upstream.data;
+	const struct config_route *r;
+	struct route_request req = {
+	    .method = buf + hd->method_tok.off,
+	    .method_len = hd->method_tok.len,
+	    .host = hd->has_host ? buf + hd->host.off : NULL,
+	    .host_len = hd->has_host ? hd->host.len : 0,
+	    .path = buf + hd->target.off,
+	    .path_len = hd->target.len,
+	    .header = http1_route_header,
+	    .ctx = c,
+	};
+	const struct config_service *t;
+	uint32_t idx;
+	uint16_t port_be;
+
+	h->target = c->svc;
+	h->target_port_be = c->port_be;
+	if (!c->svc->n_routes)
+		return;
+	r = routes_match(c->svc, &req);
+	if (!r)
+		return;
+	idx = routes_pick_backend(r, http1_random());
+	if (idx >= (uint32_t)w->cfg->n_services)
+		return;
+	t = &w->cfg->services[idx];
+	/* The parser guarantees the port; a stale or hand-built config may not. */
+	port_be = http1_port_be(t, c->svc_port);
+	if (!port_be)
+		return;
+	h->target = t;
+	h->target_port_be = port_be;
+}
+
+/* Start serving a parsed request: pick where it goes and get a connection. */
+static void http1_dispatch(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+
+	WORKER_STAT_INC(w, http_requests);
+	http1_route(w, c);
+	if (h->target->n_endpoints <= 0) {
+		worker_warn_ratelimited(w, "proxy worker %d: %s/%s has no endpoints; answering 503",
+					w->id, h->target->namespace, h->target->name);
+		http1_error(w, c, HTTP_ERR_NO_ENDPOINTS);
+		return;
+	}
+	h->first = balance_rr_pick(&w->p->rr, (uint32_t)(h->target - w->cfg->services),
+				   (uint32_t)h->target->n_endpoints);
+	h->tried = 0;
+	h->connect_start_ns = timer_now_ns();
+	h->rs = HTTP1_RESP_HEAD;
+	http1_connect_next(w, c);
+}
+
+/* Parse the request head in the client buffer. Returns false when c closed. */
+static void http1_rq_head(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+	struct l4_buf *b = &c->to_upstream;
+	size_t consumed = 0;
+	int r;
+
+	if (b->tail == 0)
+		return;
+	if (!h->rq_head_start_ns) {
+		h->rq_head_start_ns = timer_now_ns();
+		http1_arm_idle(w, c);
+		if (c->state == L4_CLOSED)
+			return;
+	}
+	r = http1_parse_head(&h->rq_parser, b->data, b->tail, &h->rq_head, &consumed);
+	if (r == HTTP1_NEED_MORE) {
+		/* The head must fit the buffer, which bounds it below max_head_bytes. */
+		if (b->tail == w->cfg->buffer_bytes)
+			http1_error(w, c, HTTP_ERR_HEAD_TOO_LARGE);
+		return;
+	}
+	if (r < 0) {
+		http1_error(w, c, http_error_from_parse(r));
+		return;
+	}
+	h->rq_begin = h->rq_parser.start;
+	b->head = h->rq_begin; /* stray CRLFs before the request line are dropped */
+	h->rq_fwd = (uint32_t)consumed;
+	h->rq_replayable = true;
+	h->rq_body = http1_request_body(&h->rq_head);
+	h->rq_left = h->rq_head.content_length;
+	http1_chunked_init(&h->rq_chunked);
+	h->rq = h->rq_body == HTTP1_BODY_NONE ? HTTP1_REQ_DONE : HTTP1_REQ_BODY;
+	/*
+	 * Frame what is here before anything is sent, so that a malformed
+	 * chunked body already in the buffer is refused with nothing sent.
+	 */
+	r = http1_rq_frame(c);
+	if (r < 0) {
+		http1_error(w, c, http_error_from_parse(r));
+		return;
+	}
+	http1_dispatch(w, c);
+}
+
+/* ---- the upstream connection ----------------------------------------- */
+
+static void http1_attempt_failed(struct worker *w, struct l4_conn *c, int err)
+{
+	struct http1_conn *h = c->http;
+
+	h->last_err = err;
+	WORKER_STAT_INC(w, connect_failures);
+	if (http1_debug()) {
+		const struct config_endpoint *ep =
+		    &h->target->endpoints[(h->first + h->tried - 1) % h->target->n_endpoints];
+		char svc[2 * CONFIG_MAX_NAME + 16], addr[ADDR_STR_MAX];
+
+		pr_debug("proxy worker %d: %s: connect to %s failed: %s", w->id,
+			 http1_svc_name(c, svc, sizeof(svc)),
+			 addr_format(&ep->addr, h->target_port_be, addr, sizeof(addr)),
+			 strerror(err));
+	}
+}
+
+/* An upstream connection is ready for the request: note its history. */
+static void http1_up_ready(struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+
+	h->up_reused = h->up->requests > 0;
+	h->up->requests++;
+}
+
+/*
+ * Get an upstream connection for the request: an idle pooled one to the
+ * next endpoint in round robin order, else a new connect, failing over to
+ * the next endpoint within the connect deadline. All failed: 503.
+ */
+static void http1_connect_next(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+	const struct config *cfg = w->cfg;
+	uint32_t n = (uint32_t)h->target->n_endpoints;
+	uint64_t deadline = h->connect_start_ns + (uint64_t)cfg->connect_deadline_ms * 1000000;
+	char svc[2 * CONFIG_MAX_NAME + 16];
+
+	while (h->tried < n) {
+		const struct config_endpoint *ep = &h->target->endpoints[(h->first + h->tried) % n];
+		uint64_t now = timer_now_ns();
+		uint64_t attempt_end = now + (uint64_t)cfg->connect_timeout_ms * 1000000;
+		struct pool_conn *pc;
+		int ret;
+
+		if (now >= deadline) {
+			h->last_err = ETIMEDOUT;
+			break;
+		}
+		h->tried++;
+		if (!h->retried) {
+			pc = pool_take(w, &ep->addr, h->target_port_be, c);
+			if (pc) {
+				h->up = pc;
+				http1_up_ready(c);
+				return;
+			}
+		}
+		ret = pool_connect(w, &ep->addr, h->target_port_be, c, &pc);
+		if (ret < 0) {
+			http1_attempt_failed(w, c, -ret);
+			continue;
+		}
+		h->up = pc;
+		http1_up_ready(c);
+		if (ret == 0)
+			http1_arm(w, c, attempt_end < deadline ? attempt_end : deadline);
+		return;
+	}
+	WORKER_STAT_INC(w, gave_up);
+	worker_warn_ratelimited(w,
+				"proxy worker %d: %s: no endpoint of %s/%s accepted a connection "
+				"(%u of %d tried); last error: %s; answering 503",
+				w->id, http1_svc_name(c, svc, sizeof(svc)), h->target->namespace,
+				h->target->name, h->tried, h->target->n_endpoints,
+				strerror(h->last_err ? h->last_err : ETIMEDOUT));
+	http1_error(w, c, HTTP_ERR_CONNECT_FAILURE);
+}
+
+/*
+ * The upstream connection failed (reset, send error, FIN before the
+ * response). A reused connection that failed before any response byte
+ * was most likely closed by the server while idle: the request goes out
+ * again, once, on a fresh connection, if it is still whole in the buffer.
+ */
+static void http1_up_failed(struct worker *w, struct l4_conn *c, int err)
+{
+	struct http1_conn *h = c->http;
+	char svc[2 * CONFIG_MAX_NAME + 16];
+
+	if (http1_debug())
+		pr_debug("proxy worker %d: %s: upstream failed: %s", w->id,
+			 http1_svc_name(c, svc, sizeof(svc)), strerror(err));
+	if (h->up_reused && !h->rs_got_bytes && h->rq_replayable && !h->retried &&
+	    h->rs == HTTP1_RESP_HEAD) {
+		WORKER_STAT_INC(w, http_retries);
+		http1_up_release(w, h, false);
+		h->retried = true;
+		c->to_upstream.head = h->rq_begin;
+		h->tried--; /* the same endpoint, on a fresh connection */
+		http1_connect_next(w, c);
+		return;
+	}
+	if (h->rs == HTTP1_RESP_HEAD)
+		http1_error(w, c, HTTP_ERR_UPSTREAM_RESET);
+	else
+		http1_abort(w, c);
+}
+
+void http1_upstream_event(struct worker *w, struct l4_conn *c, struct pool_conn *pc,
+			  uint32_t events)
+{
+	struct http1_conn *h = c->http;
+	int err;
+
+	if (c->state == L4_CLOSED || c->mode != L4_MODE_HTTP || h->up != pc)
+		return;
+	if (!pc->connected) {
+		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			return;
+		err = sock_error(pc->pl.fd);
+		if (!err && !(events & EPOLLOUT))
+			err = ECONNRESET;
+		if (err) {
+			/* A new attempt uses a new object: this turn's events cannot mix. */
+			timer_heap_del(&w->timers, &c->timer);
+			pool_close(w, pc, false);
+			h->up = NULL;
+			h->up_reused = false;
+			http1_attempt_failed(w, c, err);
+			http1_connect_next(w, c);
+			if (c->state != L4_CLOSED)
+				http1_run(w, c);
+			return;
+		}
+		pc->connected = true;
+		pc->writable = true;
+		pc->readable = true;
+		if (!http1_arm_idle(w, c))
+			return;
+	}
+	if (events & EPOLLERR) {
+		err = sock_error(pc->pl.fd);
+		if (err) {
+			http1_up_failed(w, c, err);
+			if (c->state != L4_CLOSED)
+				http1_run(w, c);
+			return;
+		}
+	}
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		pc->readable = true;
+	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+		pc->writable = true;
+	http1_run(w, c);
+}
+
+/* ---- the response ------------------------------------------------------ */
+
+/* Frame response body bytes in [rs_fwd, tail). 0 or a parse error. */
+static int http1_rs_frame(struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+	struct l4_buf *b = &c->to_client;
+
+	while (h->rs == HTTP1_RESP_BODY && h->rs_fwd < b->tail) {
+		uint32_t avail = b->tail - h->rs_fwd;
+
+		if (h->rs_body == HTTP1_BODY_UNTIL_CLOSE) {
+			h->rs_fwd = b->tail;
+		} else if (h->rs_body == HTTP1_BODY_LENGTH) {
+			uint32_t n = h->rs_left < avail ? (uint32_t)h->rs_left : avail;
+
+			h->rs_fwd += n;
+			h->rs_left -= n;
+			if (!h->rs_left)
+				h->rs = HTTP1_RESP_DONE;
+		} else {
+			struct http1_chunk_step step;
+			int r = http1_chunked_feed(&h->rs_chunked, b->data + h->rs_fwd, avail,
+						   &step);
+
+			h->rs_fwd += step.len;
+			if (r < 0)
+				return r;
+			if (r == HTTP1_DONE)
+				h->rs = HTTP1_RESP_DONE;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The upstream said 101 (or 2xx to CONNECT): from here on both directions
+ * are opaque bytes. The socket moves from the pool object to c->upstream
+ * and l4.c copies what is buffered and everything after it.
+ */
+static void http1_tunnel(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+	bool eof = h->up->eof;
+	int fd = pool_detach(w, h->up);
+
+	h->up = NULL;
+	c->upstream.pl.fd = fd;
+	c->upstream.eof = eof;
+	if (worker_rewatch(w, &c->upstream.pl) < 0) {
+		http1_abort(w, c);
+		return;
+	}
+	WORKER_STAT_INC(w, http_upgrades);
+	l4_tunnel(w, c);
+}
+
+/*
+ * Parse response heads; 1xx heads are cleared for the client one by one.
+ * Returns false when c closed or turned into a tunnel.
+ */
+static bool http1_rs_head(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+	struct l4_buf *b = &c->to_client;
+	uint32_t cap = w->cfg->buffer_bytes;
+
+	while (h->rs == HTTP1_RESP_HEAD && b->tail > h->rs_start) {
+		size_t consumed = 0;
+		int r = http1_parse_head(&h->rs_parser, b->data + h->rs_start,
+					 b->tail - h->rs_start, &h->rs_head, &consumed);
+
+		if (r == HTTP1_NEED_MORE) {
+			if (b->tail < cap)
+				return true;
+			if (h->rs_start > 0 && b->head >= h->rs_start) {
+				/* Interim heads are out: make room for the final one. */
+				memmove(b->data, b->data + h->rs_start, b->tail - h->rs_start);
+				b->tail -= h->rs_start;
+				b->head = h->rs_fwd = 0;
+				h->rs_start = 0;
+				return true;
+			}
+			if (h->rs_start > 0)
+				return true; /* wait for the interim heads to drain */
+			r = HTTP1_E_HEAD_TOO_LARGE;
+		}
+		if (r < 0) {
+			worker_warn_ratelimited(w,
+						"proxy worker %d: %s/%s: malformed response head "
+						"(%d); answering 502",
+						w->id, h->target->namespace, h->target->name,
+						http1_error_status(r));
+			http1_error(w, c, HTTP_ERR_BAD_RESPONSE);
+			return c->state != L4_CLOSED;
+		}
+		h->rs_fwd = h->rs_start + (uint32_t)consumed;
+		if (h->rs_head.status / 100 == 1 && h->rs_head.status != 101) {
+			/* Interim (100 Continue, 103): forward it, read the next head. */
+			h->rs_start = h->rs_fwd;
+			http1_parser_init(&h->rs_parser, HTTP1_RESPONSE, NULL);
+			continue;
+		}
+		h->final_started = true;
+		h->rs_body = http1_response_body(h->rq_head.method, &h->rs_head);
+		switch (h->rs_body) {
+		case HTTP1_BODY_TUNNEL:
+			if (h->rs_head.status == 101 && !h->rq_head.upgrade) {
+				h->final_started = false;
+				http1_error(w, c, HTTP_ERR_BAD_RESPONSE);
+				return c->state != L4_CLOSED;
+			}
+			http1_tunnel(w, c);
+			return false;
+		case HTTP1_BODY_NONE:
+			h->rs = HTTP1_RESP_DONE;
+			break;
+		case HTTP1_BODY_LENGTH:
+			h->rs_left = h->rs_head.content_length;
+			h->rs = HTTP1_RESP_BODY;
+			break;
+		case HTTP1_BODY_CHUNKED:
+			http1_chunked_init(&h->rs_chunked);
+			h->rs = HTTP1_RESP_BODY;
+			break;
+		case HTTP1_BODY_UNTIL_CLOSE:
+			h->rs_until_close = true;
+			h->closing = true;
+			h->rs = HTTP1_RESP_BODY;
+			break;
+		}
+	}
+	return true;
+}
+
+/* ---- moving bytes -------------------------------------------------------- */
+
+/*
+ * Read from the client while there is room. Bytes beyond the current
+ * request (pipelined ones) wait in the buffer. Returns -errno on a hard
+ * error.
+ */
+static int http1_client_read(struct l4_conn *c, uint32_t cap, bool *progress)
+{
+	struct http1_conn *h = c->http;
+	struct l4_buf *b = &c->to_upstream;
+	struct l4_side *s = &c->client;
+
+	/* A body larger than the buffer: drop what went upstream already. */
+	if (b->tail == cap && h->rq == HTTP1_REQ_BODY && b->head > 0) {
+		memmove(b->data, b->data + b->head, b->tail - b->head);
+		b->tail -= b->head;
+		h->rq_fwd -= b->head;
+		b->head = 0;
+		h->rq_replayable = false;
+	}
+	while (s->readable && !s->eof && b->tail < cap) {
+		ssize_t n = read(s->pl.fd, b->data + b->tail, cap - b->tail);
+
+		if (n > 0) {
+			b->tail += n;
+			*progress = true;
+		} else if (n == 0) {
+			s->eof = true;
+			*progress = true;
+		} else if (errno == EAGAIN) {
+			s->readable = false;
+		} else if (errno != EINTR) {
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+/* Send the framed request bytes upstream. */
+static int http1_up_send(struct l4_conn *c, bool *progress)
+{
+	struct http1_conn *h = c->http;
+	struct l4_buf *b = &c->to_upstream;
+	struct pool_conn *pc = h->up;
+
+	while (pc && pc->connected && pc->writable && b->head < h->rq_fwd) {
+		ssize_t n = send(pc->pl.fd, b->data + b->head, h->rq_fwd - b->head, MSG_NOSIGNAL);
+
+		if (n >= 0) {
+			b->head += n;
+			*progress = true;
+		} else if (errno == EAGAIN) {
+			pc->writable = false;
+		} else if (errno != EINTR) {
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+/* Read the response while there is room. */
+static int http1_up_read(struct l4_conn *c, uint32_t cap, bool *progress)
+{
+	struct http1_conn *h = c->http;
+	struct l4_buf *b = &c->to_client;
+	struct pool_conn *pc = h->up;
+
+	if (!pc || !pc->connected || h->rs == HTTP1_RESP_DONE)
+		return 0;
+	/* A body larger than the buffer: drop what the client has already. */
+	if (b->tail == cap && h->rs == HTTP1_RESP_BODY && b->head > 0) {
+		memmove(b->data, b->data + b->head, b->tail - b->head);
+		b->tail -= b->head;
+		h->rs_fwd -= b->head;
+		b->head = 0;
+	}
+	while (pc->readable && !pc->eof && b->tail < cap) {
+		ssize_t n = read(pc->pl.fd, b->data + b->tail, cap - b->tail);
+
+		if (n > 0) {
+			b->tail += n;
+			h->rs_got_bytes = true;
+			*progress = true;
+		} else if (n == 0) {
+			pc->eof = true;
+			*progress = true;
+		} else if (errno == EAGAIN) {
+			pc->readable = false;
+		} else if (errno != EINTR) {
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+/* Send the cleared response bytes to the client. */
+static int http1_client_send(struct l4_conn *c, bool *progress)
+{
+	struct http1_conn *h = c->http;
+	struct l4_buf *b = &c->to_client;
+	struct l4_side *s = &c->client;
+
+	while (s->writable && b->head < h->rs_fwd) {
+		ssize_t n = send(s->pl.fd, b->data + b->head, h->rs_fwd - b->head, MSG_NOSIGNAL);
+
+		if (n >= 0) {
+			b->head += n;
+			*progress = true;
+		} else if (errno == EAGAIN) {
+			s->writable = false;
+		} else if (errno != EINTR) {
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+/* ---- the exchange ------------------------------------------------------ */
+
+/* Ready c for the next request: pipelined bytes move to the buffer's start. */
+static void http1_next_request(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+	struct l4_buf *in = &c->to_upstream;
+	struct l4_buf *out = &c->to_client;
+	struct http1_limits lim = {
+	    .max_line = w->cfg->http_max_request_line,
+	    .max_head = w->cfg->http_max_head_bytes,
+	    .max_headers = http1_max_headers(w->cfg),
+	};
+	struct http1_limits rlim;
+	uint32_t left = in->tail - h->rq_fwd;
+
+	if (left && h->rq_fwd)
+		memmove(in->data, in->data + h->rq_fwd, left);
+	in->head = 0;
+	in->tail = left;
+	out->head = out->tail = 0;
+
+	h->rq = HTTP1_REQ_HEAD;
+	h->rs = HTTP1_RESP_NONE;
+	h->final_started = h->retried = h->rq_replayable = false;
+	h->up_reused = h->rs_got_bytes = h->rs_until_close = false;
+	h->rq_fwd = h->rq_begin = 0;
+	h->rq_head_start_ns = 0;
+	h->rs_start = h->rs_fwd = 0;
+	h->target = NULL;
+
+	if (!lim.max_line)
+		lim.max_line = HTTP1_MAX_LINE_DEFAULT;
+	if (!lim.max_head)
+		lim.max_head = HTTP1_MAX_HEAD_DEFAULT;
+	http1_parser_init(&h->rq_parser, HTTP1_REQUEST, &lim);
+	http1_limits_default(&rlim);
+	rlim.max_headers = lim.max_headers;
+	http1_parser_init(&h->rs_parser, HTTP1_RESPONSE, &rlim);
+}
+
+/* Discard the client's input until its FIN; then close. */
+static void http1_linger_read(struct worker *w, struct l4_conn *c)
+{
+	char sink[4096];
+
+	while (c->client.readable) {
+		ssize_t n = read(c->client.pl.fd, sink, sizeof(sink));
+
+		if (n > 0)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			c->client.readable = false;
+			return;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		http1_close(w, c, false);
+		return;
+	}
+}
+
+/* Half-close the client after the last response and wait for its FIN. */
+static void http1_linger(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+
+	http1_up_release(w, h, false);
+	if (shutdown(c->client.pl.fd, SHUT_WR) < 0) {
+		http1_close(w, c, true);
+		return;
+	}
+	c->client.shut_wr = true;
+	h->lingering = true;
+	if (c->client.eof) {
+		http1_close(w, c, false);
+		return;
+	}
+	if (http1_arm(w, c, timer_now_ns() + (uint64_t)HTTP1_LINGER_MS * 1000000))
+		http1_linger_read(w, c);
+}
+
+/*
+ * The response is out. Returns true when c moved on to the next request
+ * (and should be run again), false when it is closing or closed.
+ */
+static bool http1_exchange_done(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+	bool up_reusable = h->rq == HTTP1_REQ_DONE && h->rq_head.keep_alive &&
+			   h->rs_head.keep_alive && !h->rs_until_close &&
+			   h->rs_fwd == c->to_client.tail && c->to_upstream.head == h->rq_fwd;
+	bool client_keep = !h->closing && h->rq == HTTP1_REQ_DONE && h->rq_head.keep_alive &&
+			   h->rs_head.keep_alive;
+
+	http1_up_release(w, h, up_reusable);
+	if (!client_keep) {
+		http1_linger(w, c);
+		return false;
+	}
+	http1_next_request(w, c);
+	return http1_arm_idle(w, c);
+}
+
+/* One pass of everything c can do; sets *progress. False: c closed or tunnelled. */
+static bool http1_step(struct worker *w, struct l4_conn *c, bool *progress)
+{
+	struct http1_conn *h = c->http;
+	uint32_t cap = w->cfg->buffer_bytes;
+	int err;
+
+	if (h->lingering) {
+		http1_linger_read(w, c);
+		return false;
+	}
+	err = http1_client_read(c, cap, progress);
+	if (err) {
+		http1_abort(w, c);
+		return false;
+	}
+	if (h->rq == HTTP1_REQ_HEAD) {
+		if (c->client.eof && c->to_upstream.tail == 0) {
+			/* The client is done and nothing is in flight. */
+			http1_close(w, c, false);
+			return false;
+		}
+		http1_rq_head(w, c);
+		if (c->state == L4_CLOSED)
+			return false;
+		if (h->rq == HTTP1_REQ_HEAD && c->client.eof) {
+			/* A partial request, then FIN: nothing to answer. */
+			http1_close(w, c, false);
+			return false;
+		}
+	} else if (h->rq == HTTP1_REQ_BODY) {
+		err = http1_rq_frame(c);
+		if (err < 0) {
+			/* Malformed body after part of it went upstream: 400 if still possible. */
+			http1_error(w, c, http_error_from_parse(err));
+			if (c->state == L4_CLOSED)
+				return false;
+		} else if (h->rq == HTTP1_REQ_BODY && c->client.eof) {
+			http1_abort(w, c); /* truncated request */
+			return false;
+		}
+	}
+	err = http1_up_send(c, progress);
+	if (err) {
+		http1_up_failed(w, c, -err);
+		if (c->state == L4_CLOSED)
+			return false;
+	}
+	err = http1_up_read(c, cap, progress);
+	if (err) {
+		http1_up_failed(w, c, -err);
+		if (c->state == L4_CLOSED)
+			return false;
+	}
+	if (h->rs == HTTP1_RESP_HEAD && !http1_rs_head(w, c))
+		return false;
+	if (h->rs == HTTP1_RESP_BODY) {
+		err = http1_rs_frame(c);
+		if (err < 0) {
+			http1_abort(w, c); /* a final head went out: only a reset says it */
+			return false;
+		}
+	}
+	if (h->up && h->up->eof && h->rs != HTTP1_RESP_DONE) {
+		if (h->rs == HTTP1_RESP_BODY && h->rs_until_close && h->rs_fwd == c->to_client.tail) {
+			h->rs = HTTP1_RESP_DONE;
+		} else if (h->rs == HTTP1_RESP_HEAD) {
+			http1_up_failed(w, c, ECONNRESET);
+			if (c->state == L4_CLOSED)
+				return false;
+		} else if (h->rs == HTTP1_RESP_BODY) {
+			http1_abort(w, c); /* truncated response */
+			return false;
+		}
+	}
+	err = http1_client_send(c, progress);
+	if (err) {
+		http1_abort(w, c);
+		return false;
+	}
+	if (h->rs == HTTP1_RESP_DONE && c->to_client.head == h->rs_fwd) {
+		/* Answered before the whole request went out: the rest is not read. */
+		if (h->rq != HTTP1_REQ_DONE || c->to_upstream.head != h->rq_fwd)
+			h->closing = true;
+		if (!http1_exchange_done(w, c))
+			return false;
+		*progress = true;
+	}
+	return true;
+}
+
+/* Run c until nothing moves, up to L4_PUMP_ROUNDS passes. */
+static void http1_run(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+	bool any = false;
+
+	for (int round = 0;; round++) {
+		bool progress = false;
+
+		if (round == L4_PUMP_ROUNDS) {
+			worker_conn_defer(w, c);
+			break;
+		}
+		if (!http1_step(w, c, &progress))
+			return;
+		if (!progress)
+			break;
+		any = true;
+	}
+	if (any)
+		h->last_active_ns = timer_now_ns();
+}
+
+void http1_resume(struct worker *w, struct l4_conn *c)
+{
+	http1_run(w, c);
+}
+
+void http1_timeout(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+	uint64_t now = timer_now_ns();
+	uint64_t d;
+
+	if (h->lingering) {
+		http1_close(w, c, false);
+		return;
+	}
+	if (h->up && !h->up->connected) {
+		/* The connect attempt's deadline. */
+		pool_close(w, h->up, true);
+		h->up = NULL;
+		h->up_reused = false;
+		http1_attempt_failed(w, c, ETIMEDOUT);
+		http1_connect_next(w, c);
+		if (c->state != L4_CLOSED)
+			http1_run(w, c);
+		return;
+	}
+	d = http1_idle_deadline(w, c);
+	if (d > now) {
+		http1_arm(w, c, d);
+		return;
+	}
+	if (!d)
+		return;
+	if (h->rq == HTTP1_REQ_HEAD) {
+		if (c->to_upstream.tail == 0) {
+			http1_close(w, c, false); /* an idle keep-alive connection */
+			return;
+		}
+		http1_error(w, c, HTTP_ERR_REQUEST_TIMEOUT);
+	} else if (h->rs == HTTP1_RESP_HEAD) {
+		http1_error(w, c, HTTP_ERR_TIMEOUT);
+	} else {
+		http1_abort(w, c); /* stalled mid-body */
+		return;
+	}
+	if (c->state != L4_CLOSED)
+		http1_run(w, c);
+}
+
+static void http1_on_client_event(struct worker *w, struct pollable *pl, uint32_t events)
+{
+	struct l4_side *s = container_of(pl, struct l4_side, pl);
+	struct l4_conn *c = s->conn;
+
+	if (c->state == L4_CLOSED || c->mode != L4_MODE_HTTP)
+		return;
+	if (events & EPOLLERR) {
+		int err = sock_error(pl->fd);
+
+		if (err) {
+			pr_debug("proxy worker %d: HTTP client failed: %s", w->id, strerror(err));
+			http1_abort(w, c);
+			return;
+		}
+	}
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		s->readable = true;
+	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+		s->writable = true;
+	http1_run(w, c);
+}
+
+void http1_start(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+	uint32_t keep_tail = c->to_upstream.tail;
+
+	memset(h, 0, sizeof(*h));
+	h->rq_head.headers = h->headers;
+	h->rq_head.cap = http1_max_headers(w->cfg);
+	h->rs_head.headers = h->headers + h->rq_head.cap;
+	h->rs_head.cap = h->rq_head.cap;
+	c->mode = L4_MODE_HTTP;
+	c->state = L4_ESTABLISHED;
+	c->client.pl.on_event = http1_on_client_event;
+	c->client.readable = true;
+	c->client.writable = true;
+	/* Bytes read while detecting are the start of the first request. */
+	h->rq_fwd = 0;
+	c->to_upstream.tail = keep_tail;
+	http1_next_request(w, c);
+	c->to_upstream.tail = keep_tail;
+	h->last_active_ns = timer_now_ns();
+	if (!http1_arm_idle(w, c))
+		return;
+	http1_run(w, c);
+}

@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * One client connection carried as HTTP/1.x: requests parsed one at a
+ * time, each routed on its own, sent on a pooled upstream connection, its
+ * response streamed back; a 101 or a CONNECT 2xx turns the connection
+ * into an opaque tunnel (l4.c). Runs on the owning worker's thread.
+ *
+ * Bytes are forwarded as the client and the server sent them: heads are
+ * validated in place (http1_parser.h) and never rewritten, so nothing is
+ * copied but what read() and send() copy. The connection's two buffers
+ * (proxy.buffer_bytes each) hold everything; nothing is allocated per
+ * request.
+ *
+ * One request at a time: later pipelined requests wait in the client
+ * buffer until the current response has been written, which answers them
+ * in order by construction.
+ */
+#ifndef SHOAL_PROXY_HTTP1_H
+#define SHOAL_PROXY_HTTP1_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "proxy/http1_parser.h"
+#include "proxy/http_error.h"
+
+struct worker;
+struct l4_conn;
+struct pool_conn;
+
+/*
+ * How long a client may take to send one complete request head, from its
+ * first byte: a slowloris sending a byte now and then keeps the idle
+ * timer fresh but not this one. HAProxy's usual "timeout http-request";
+ * proxy.idle_timeout_ms caps it when shorter.
+ */
+#define HTTP1_HEAD_TIMEOUT_MS 10000
+/*
+ * After answering an error the proxy half-closes and reads for this long
+ * before closing: closing with unread request bytes would send a reset
+ * that can destroy the error response in flight (RFC 9112 9.6).
+ */
+#define HTTP1_LINGER_MS 1000
+
+enum http1_req_state {
+	HTTP1_REQ_HEAD, /* reading the request head */
+	HTTP1_REQ_BODY, /* framing the body; bytes up to rq_fwd go upstream */
+	HTTP1_REQ_DONE, /* the whole request is framed */
+};
+
+enum http1_resp_state {
+	HTTP1_RESP_NONE, /* no upstream yet */
+	HTTP1_RESP_HEAD, /* upstream assigned: reading the response head (1xx included) */
+	HTTP1_RESP_BODY,
+	HTTP1_RESP_DONE, /* framed completely (or the proxy's own error is queued) */
+};
+
+/* The HTTP state of one client connection; lives in the connection's allocation. */
+struct http1_conn {
+	enum http1_req_state rq;
+	enum http1_resp_state rs;
+	bool closing;	     /* no further request: close the client once the response is out */
+	bool lingering;	     /* error sent, half-closed: discard input until EOF or timer */
+	bool final_started;  /* a final response head went (partly) to the client */
+	bool retried;	     /* the request went out again after a stale pooled connection */
+	bool rq_replayable;  /* every byte of the request is still in the client buffer */
+	bool up_reused;	     /* the upstream connection served an earlier request */
+	bool rs_got_bytes;   /* the upstream sent a byte for this request */
+	bool rs_until_close; /* the response body ends with the upstream's FIN */
+
+	/* Request: always starts at offset 0 of the client buffer. */
+	struct http1_parser rq_parser;
+	struct http1_head rq_head;
+	enum http1_body rq_body;
+	uint64_t rq_left; /* Content-Length bytes not yet framed */
+	struct http1_chunked rq_chunked;
+	uint32_t rq_begin; /* first byte of the request line (after stray CRLFs) */
+	uint32_t rq_fwd;   /* end of the bytes framed as this request's */
+	uint64_t rq_head_start_ns;
+
+	/* Where it goes. */
+	const struct config_service *target; /* the service whose endpoints serve it */
+	uint16_t target_port_be;
+	uint32_t first;	   /* endpoint index of the first attempt */
+	uint32_t tried;	   /* attempts so far; attempt k uses first + k */
+	uint64_t connect_start_ns;
+	int last_err;
+	struct pool_conn *up; /* NULL until assigned */
+
+	/* Response: starts at offset 0 of the upstream buffer. */
+	struct http1_parser rs_parser;
+	struct http1_head rs_head;
+	enum http1_body rs_body;
+	uint64_t rs_left;
+	struct http1_chunked rs_chunked;
+	uint32_t rs_start; /* where the head being parsed starts (after 1xx heads) */
+	uint32_t rs_fwd;   /* end of the bytes cleared for the client */
+
+	uint64_t last_active_ns;
+	struct http1_header headers[]; /* request array, then response array */
+};
+
+/* Bytes of a struct http1_conn with its header arrays, for cfg's limits. */
+size_t http1_conn_size(const struct config *cfg);
+
+/*
+ * Carry c as HTTP/1: its client is watched; c->to_upstream may already
+ * hold bytes (from detection). Consumes c (it may be closed on return).
+ */
+void http1_start(struct worker *w, struct l4_conn *c);
+
+/* Events of c's upstream connection pc (from pool.c). */
+void http1_upstream_event(struct worker *w, struct l4_conn *c, struct pool_conn *pc,
+			  uint32_t events);
+
+/* c's timer fired: connect attempt, idle, head or linger deadline. */
+void http1_timeout(struct worker *w, struct l4_conn *c);
+
+/* c's deferred turn (worker_conn_defer). */
+void http1_resume(struct worker *w, struct l4_conn *c);
+
+/* Reset both sides and release c: the proxy is stopping. */
+void http1_abort(struct worker *w, struct l4_conn *c);
+
+#endif

@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include "proxy/pool.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/addr.h"
+#include "common/log.h"
+#include "proxy/http1.h"
+#include "proxy/sock.h"
+
+void pool_init(struct pool *pl, uint32_t max_idle_per_ep, uint32_t idle_timeout_ms)
+{
+	memset(pl, 0, sizeof(*pl));
+	timer_node_init(&pl->timer);
+	pl->max_idle_per_ep = max_idle_per_ep;
+	pl->idle_timeout_ns = (uint64_t)idle_timeout_ms * 1000000;
+}
+
+static uint32_t pool_hash(const struct shoal_addr *addr, uint16_t port_be)
+{
+	const uint8_t *b = (const uint8_t *)addr;
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (size_t i = 0; i < sizeof(*addr); i++)
+		h = (h ^ b[i]) * 16777619u;
+	h = (h ^ port_be) * 16777619u;
+	return h & (POOL_BUCKETS - 1);
+}
+
+/* The endpoint entry for addr:port_be; created when create is set. */
+static struct pool_ep *pool_ep_find(struct pool *pl, const struct shoal_addr *addr,
+				    uint16_t port_be, bool create)
+{
+	uint32_t h = pool_hash(addr, port_be);
+	struct pool_ep *ep;
+
+	for (ep = pl->buckets[h]; ep; ep = ep->hnext)
+		if (ep->port_be == port_be && addr_equal(&ep->addr, addr))
+			return ep;
+	if (!create)
+		return NULL;
+	ep = calloc(1, sizeof(*ep));
+	if (!ep)
+		return NULL;
+	ep->addr = *addr;
+	ep->port_be = port_be;
+	ep->hnext = pl->buckets[h];
+	pl->buckets[h] = ep;
+	return ep;
+}
+
+static void pool_on_event(struct worker *w, struct pollable *p, uint32_t events)
+{
+	struct pool_conn *pc = container_of(p, struct pool_conn, pl);
+
+	if (pc->pl.fd < 0)
+		return; /* closed earlier in this turn */
+	if (pc->owner) {
+		http1_upstream_event(w, pc->owner, pc, events);
+		return;
+	}
+	/*
+	 * Idle: a server says nothing between exchanges in HTTP/1.1. A FIN,
+	 * a reset or a stray byte (a late 408, say) all mean the connection
+	 * is not fit to carry the next request.
+	 */
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		pool_close(w, pc, false);
+}
+
+static struct pool_conn *pool_conn_get(struct pool *pl)
+{
+	struct pool_conn *pc = pl->free;
+
+	if (pc) {
+		pl->free = pc->next;
+		pl->n_free--;
+	} else {
+		pc = malloc(sizeof(*pc));
+		if (!pc)
+			return NULL;
+	}
+	memset(pc, 0, sizeof(*pc));
+	pc->pl.fd = -1;
+	pc->pl.on_event = pool_on_event;
+	return pc;
+}
+
+/* Take pc off its endpoint's idle list and the worker's LRU. */
+static void pool_unlink_idle(struct pool *pl, struct pool_conn *pc)
+{
+	if (!pc->idle)
+		return;
+	if (pc->prev)
+		pc->prev->next = pc->next;
+	else
+		pc->ep->idle = pc->next;
+	if (pc->next)
+		pc->next->prev = pc->prev;
+	pc->ep->n_idle--;
+	if (pc->lru_prev)
+		pc->lru_prev->lru_next = pc->lru_next;
+	else
+		pl->lru_head = pc->lru_next;
+	if (pc->lru_next)
+		pc->lru_next->lru_prev = pc->lru_prev;
+	else
+		pl->lru_tail = pc->lru_prev;
+	pl->n_idle--;
+	pc->next = pc->prev = pc->lru_next = pc->lru_prev = NULL;
+	pc->idle = false;
+}
+
+/* Aim the pool timer at the oldest idle connection's expiry. */
+static void pool_arm(struct worker *w, struct pool *pl)
+{
+	if (!pl->lru_head) {
+		timer_heap_del(&w->timers, &pl->timer);
+		return;
+	}
+	/* Without a timer the connection would idle forever: drop it instead. */
+	if (timer_heap_add(&w->timers, &pl->timer,
+			   pl->lru_head->idle_since_ns + pl->idle_timeout_ns) < 0)
+		pool_close(w, pl->lru_head, false);
+}
+
+struct pool_conn *pool_take(struct worker *w, const struct shoal_addr *addr, uint16_t port_be,
+			    struct l4_conn *owner)
+{
+	struct pool *pl = w->pool;
+	struct pool_ep *ep = pool_ep_find(pl, addr, port_be, false);
+	struct pool_conn *pc;
+	bool was_oldest;
+
+	if (!ep || !ep->idle)
+		return NULL;
+	pc = ep->idle;
+	was_oldest = pc == pl->lru_head;
+	pool_unlink_idle(pl, pc);
+	pc->owner = owner;
+	if (was_oldest)
+		pool_arm(w, pl);
+	WORKER_STAT_INC(w, pool_reused);
+	return pc;
+}
+
+int pool_connect(struct worker *w, const struct shoal_addr *addr, uint16_t port_be,
+		 struct l4_conn *owner, struct pool_conn **out)
+{
+	struct pool *pl = w->pool;
+	struct sockaddr_storage ss;
+	socklen_t sslen = w->p->opts.endpoint_sockaddr(addr, port_be, &ss);
+	struct pool_conn *pc;
+	struct pool_ep *ep;
+	bool connected = false;
+	int fd, err;
+
+	ep = pool_ep_find(pl, addr, port_be, true);
+	if (!ep)
+		return -ENOMEM;
+	pc = pool_conn_get(pl);
+	if (!pc)
+		return -ENOMEM;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		err = -errno;
+		goto err_free;
+	}
+	/* Unmarked, the datapath would send this connect back to us. */
+	err = sock_set_mark(fd, w->cfg->socket_mark);
+	if (err)
+		goto err_close;
+	sock_set_nodelay(fd);
+	if (connect(fd, (struct sockaddr *)&ss, sslen) == 0) {
+		connected = true;
+	} else if (errno != EINPROGRESS) {
+		err = -errno;
+		goto err_close;
+	}
+	pc->pl.fd = fd;
+	err = worker_watch(w, &pc->pl);
+	if (err)
+		goto err_close;
+	pc->ep = ep;
+	pc->owner = owner;
+	pc->connected = connected;
+	pc->writable = connected;
+	*out = pc;
+	return connected ? 1 : 0;
+
+err_close:
+	close(fd);
+err_free:
+	pc->next = pl->free;
+	pl->free = pc;
+	pl->n_free++;
+	return err;
+}
+
+void pool_close(struct worker *w, struct pool_conn *pc, bool reset)
+{
+	struct pool *pl = w->pool;
+	bool was_oldest = pc->idle && pc == pl->lru_head;
+
+	if (pc->pl.fd < 0)
+		return;
+	pool_unlink_idle(pl, pc);
+	worker_unwatch(w, &pc->pl);
+	if (reset)
+		sock_close_reset(pc->pl.fd);
+	else
+		close(pc->pl.fd);
+	pc->pl.fd = -1;
+	pc->owner = NULL;
+	pc->next = pl->closed;
+	pl->closed = pc;
+	if (was_oldest)
+		pool_arm(w, pl);
+}
+
+int pool_detach(struct worker *w, struct pool_conn *pc)
+{
+	struct pool *pl = w->pool;
+	int fd = pc->pl.fd;
+
+	pool_unlink_idle(pl, pc);
+	pc->pl.fd = -1;
+	pc->owner = NULL;
+	pc->next = pl->closed;
+	pl->closed = pc;
+	return fd;
+}
+
+void pool_put(struct worker *w, struct pool_conn *pc)
+{
+	struct pool *pl = w->pool;
+	struct pool_ep *ep = pc->ep;
+
+	pc->owner = NULL;
+	/*
+	 * A connection that saw a FIN, has unread bytes pending (readable
+	 * without an EAGAIN since) or whose endpoint list is full is closed.
+	 */
+	if (pc->eof || pc->readable || !pc->connected || ep->n_idle >= pl->max_idle_per_ep ||
+	    !pl->idle_timeout_ns) {
+		pool_close(w, pc, false);
+		return;
+	}
+	pc->idle = true;
+	pc->idle_since_ns = timer_now_ns();
+	pc->prev = NULL;
+	pc->next = ep->idle;
+	if (ep->idle)
+		ep->idle->prev = pc;
+	ep->idle = pc;
+	ep->n_idle++;
+	pc->lru_next = NULL;
+	pc->lru_prev = pl->lru_tail;
+	if (pl->lru_tail)
+		pl->lru_tail->lru_next = pc;
+	else
+		pl->lru_head = pc;
+	pl->lru_tail = pc;
+	pl->n_idle++;
+	if (pl->lru_head == pc)
+		pool_arm(w, pl);
+}
+
+void pool_expire(struct worker *w)
+{
+	struct pool *pl = w->pool;
+	uint64_t now = timer_now_ns();
+
+	while (pl->lru_head && pl->lru_head->idle_since_ns + pl->idle_timeout_ns <= now) {
+		struct pool_conn *pc = pl->lru_head;
+
+		pool_unlink_idle(pl, pc); /* so that pool_close does not re-arm each time */
+		pool_close(w, pc, false);
+	}
+	pool_arm(w, pl);
+}
+
+void pool_reap(struct pool *pl)
+{
+	while (pl->closed) {
+		struct pool_conn *pc = pl->closed;
+
+		pl->closed = pc->next;
+		if (pl->n_free < POOL_FREE_MAX) {
+			pc->next = pl->free;
+			pl->free = pc;
+			pl->n_free++;
+		} else {
+			free(pc);
+		}
+	}
+}
+
+void pool_fini(struct worker *w, struct pool *pl)
+{
+	while (pl->lru_head)
+		pool_close(w, pl->lru_head, false);
+	timer_heap_del(&w->timers, &pl->timer);
+	pool_reap(pl);
+	while (pl->free) {
+		struct pool_conn *pc = pl->free;
+
+		pl->free = pc->next;
+		free(pc);
+	}
+	pl->n_free = 0;
+	for (int i = 0; i < POOL_BUCKETS; i++) {
+		while (pl->buckets[i]) {
+			struct pool_ep *ep = pl->buckets[i];
+
+			pl->buckets[i] = ep->hnext;
+			free(ep);
+		}
+	}
+}
