@@ -331,6 +331,22 @@ static int parse_transfer_encoding(const char *v, uint32_t len, struct http1_hea
 	return err;
 }
 
+/*
+ * Host is uri-host [":" port]. Routing keys on it, so a value that two
+ * parsers could split differently (spaces, a list, a path, userinfo) is
+ * refused rather than guessed at. Empty is valid (RFC 9112 3.2).
+ */
+static bool host_is_valid(const char *v, uint32_t len)
+{
+	for (uint32_t i = 0; i < len; i++) {
+		unsigned char c = v[i];
+
+		if (c <= 0x20 || c >= 0x7f || strchr(",/?#@\\\"<>{}|^`", c))
+			return false;
+	}
+	return true;
+}
+
 /* One header line in [off, off+len), no CRLF. */
 static int parse_header_line(const char *base, uint32_t off, uint32_t len, struct http1_head *h,
 			     bool *chunked_not_last)
@@ -373,7 +389,7 @@ static int parse_header_line(const char *base, uint32_t off, uint32_t len, struc
 		h->upgrade = true;
 	else if (eq_nocase(s, i, "host")) {
 		/* Two Hosts let the proxy and the server route differently. */
-		if (h->has_host)
+		if (h->has_host || !host_is_valid(s + vb, ve - vb))
 			return HTTP1_E_BAD_REQUEST;
 		h->has_host = true;
 		h->host = f->value;
@@ -405,6 +421,12 @@ static int check_framing(struct http1_head *h, bool chunked_not_last)
 		h->keep_alive = h->conn_keep_alive && !h->conn_close;
 	else
 		h->keep_alive = !h->conn_close;
+	/*
+	 * RFC 9112 6.1: a 1.0 response with TE has faulty framing; reading
+	 * it to the close is the reading every peer agrees on.
+	 */
+	if (h->kind == HTTP1_RESPONSE && h->has_transfer_encoding && h->version_minor == 0)
+		h->chunked = false;
 	/* A response whose end is the close cannot be followed by another. */
 	if (h->kind == HTTP1_RESPONSE && h->has_transfer_encoding && !h->chunked)
 		h->keep_alive = false;
@@ -627,7 +649,6 @@ int http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len,
 		       struct http1_chunk_step *step)
 {
 	size_t i = 0;
-	int rc;
 
 	step->len = 0;
 	step->payload = false;
@@ -643,7 +664,8 @@ int http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len,
 		return HTTP1_NEED_MORE;
 	}
 	while (i < len && c->state != CH_DATA) {
-		rc = chunked_framing_byte(c, (unsigned char)buf[i++]);
+		int rc = chunked_framing_byte(c, (unsigned char)buf[i++]);
+
 		if (rc) {
 			step->len = i;
 			return rc;

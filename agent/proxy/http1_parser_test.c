@@ -96,6 +96,10 @@ Test(http1_parser, absolute_form_and_asterisk)
 	cr_assert_eq(req("GET http://example.com/x HTTP/1.1\r\nHost: example.com\r\n\r\n"),
 		     HTTP1_DONE);
 	cr_assert_eq(req("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"), HTTP1_DONE);
+	cr_assert_eq(req("GET / HTTP/1.1\r\nHost: [fd00::1]:8080\r\n\r\n"), HTTP1_DONE);
+	cr_assert_eq(req("GET / HTTP/1.1\r\nHost:\r\n\r\n"), HTTP1_DONE);
+	cr_assert(head.has_host);
+	cr_assert_eq(head.host.len, 0);
 }
 
 Test(http1_parser, http10_defaults)
@@ -248,6 +252,10 @@ static struct bad_case bad_requests[] = {
     {"HTTP/0.9", "GET / HTTP/0.9\r\nHost: h\r\n\r\n", -505},
     {"missing Host", "GET / HTTP/1.1\r\nX: y\r\n\r\n", -400},
     {"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", -400},
+    {"Host list", "GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", -400},
+    {"Host with space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", -400},
+    {"Host with path", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", -400},
+    {"Host with userinfo", "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", -400},
     {"two equal Hosts", "GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", -400},
 };
 
@@ -488,6 +496,8 @@ Test(http1_parser, responses)
 	cr_assert_eq(http1_response_body(HTTP1_METHOD_GET, &head), HTTP1_BODY_CHUNKED);
 	cr_assert_eq(resp("HTTP/1.0 200 OK\r\n\r\n"), HTTP1_DONE);
 	cr_assert_not(head.keep_alive);
+	cr_assert_eq(http1_response_body(HTTP1_METHOD_GET, &head), HTTP1_BODY_UNTIL_CLOSE);
+	cr_assert_eq(resp("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), HTTP1_DONE);
 	cr_assert_eq(http1_response_body(HTTP1_METHOD_GET, &head), HTTP1_BODY_UNTIL_CLOSE);
 	cr_assert_eq(resp("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), HTTP1_DONE);
 	cr_assert_eq(http1_response_body(HTTP1_METHOD_GET, &head), HTTP1_BODY_NONE);
