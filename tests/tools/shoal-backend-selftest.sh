@@ -20,11 +20,14 @@ trap cleanup EXIT
 
 # Port 0: the backend picks a free port and prints it, so parallel runs and
 # leftovers from other tests cannot collide with us.
-"$SHOAL_BACKEND" --listen 127.0.0.1:0 --name selftest --seed 1 \
+# A second listener on [::1] when the host has IPv6 loopback.
+v6=()
+grep -qs '00000000000000000000000000000001' /proc/net/if_inet6 && v6=(--listen '[::1]:0')
+"$SHOAL_BACKEND" --listen 127.0.0.1:0 "${v6[@]}" --name selftest --seed 1 \
 	--stats-file "$dir/stats.json" >"$dir/out" 2>"$dir/err" &
 pid=$!
 for _ in $(seq 50); do
-	grep -q 'listening on' "$dir/out" && break
+	(($(grep -c 'listening on' "$dir/out") == 1 + ${#v6[@]} / 2)) && break
 	sleep 0.1
 done
 addr=$(sed -n 's/.* listening on //p' "$dir/out" | head -n1)
@@ -46,6 +49,14 @@ expect_match() { # name text glob
 raw() { # send stdin to the backend, print what comes back (2 s at most)
 	timeout 5 socat -t 2 - "TCP:127.0.0.1:$port" 2>/dev/null
 }
+
+if ((${#v6[@]})); then
+	addr6=$(sed -n 's/.* listening on \(\[.*\)/\1/p' "$dir/out")
+	out=$(curl -s -D - -o /dev/null "http://$addr6/v6")
+	expect_match "IPv6 listener $addr6" "$out" "*x-seen-peer: ::1*x-seen-host: \\[::1\\]:${addr6##*:}*"
+else
+	echo "[$T] skip: no IPv6 loopback, [::1] listener not checked"
+fi
 
 # keep-alive: two URLs, one connection.
 out=$(curl -sv "$url/one" "$url/two" 2>&1)
