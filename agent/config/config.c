@@ -37,15 +37,15 @@
 #define CONFIG_MIN_FAILOPEN_MS 100   /* below a few heartbeats' jitter */
 #define CONFIG_MIN_BUFFER_BYTES 1024 /* smaller only multiplies syscalls */
 #define CONFIG_MAX_BUFFER_BYTES (1u << 20)
-#define CONFIG_MAX_CONNECTIONS (1u << 20) /* per worker; fds run out first */
+#define CONFIG_MAX_CONNECTIONS (1u << 20)   /* per worker; fds run out first */
 #define CONFIG_MAX_DETECT_TIMEOUT_MS 10000  /* Linkerd's stall: longer is that trap */
 #define CONFIG_MAX_IDLE_TIMEOUT_MS 86400000 /* a day; 0 already means "never" */
-#define CONFIG_MIN_HTTP_LINE 64             /* shorter refuses ordinary requests */
-#define CONFIG_MIN_HTTP_HEAD 1024           /* a browser's head is bigger than this */
-#define CONFIG_MAX_HTTP_HEAD (1u << 20)     /* more is a memory lever, not a use case */
-#define CONFIG_MAX_HTTP_HEADERS 1024        /* each costs parse and lookup work */
-#define CONFIG_MAX_POOL_IDLE 4096           /* idle connections pin server slots */
-#define CONFIG_MIN_RETRY_STATUS 400         /* retrying a success would replay it */
+#define CONFIG_MIN_HTTP_LINE 64		    /* shorter refuses ordinary requests */
+#define CONFIG_MIN_HTTP_HEAD 1024	    /* a browser's head is bigger than this */
+#define CONFIG_MAX_HTTP_HEAD (1u << 20)	    /* more is a memory lever, not a use case */
+#define CONFIG_MAX_HTTP_HEADERS 1024	    /* each costs parse and lookup work */
+#define CONFIG_MAX_POOL_IDLE 4096	    /* idle connections pin server slots */
+#define CONFIG_MIN_RETRY_STATUS 400	    /* retrying a success would replay it */
 #define CONFIG_MAX_RETRY_STATUS 599
 
 /*
@@ -116,9 +116,9 @@ struct cfg_parser {
 	struct config *cfg;
 	size_t services_cap;
 	struct config_service *svc; /* the service being parsed */
-	int n_routes_total;         /* routes in the whole file so far */
-	int key_line;  /* line of the key whose value is being parsed */
-	int node_line; /* where node: was, for the "address required" check */
+	int n_routes_total;	    /* routes in the whole file so far */
+	int key_line;		    /* line of the key whose value is being parsed */
+	int node_line;		    /* where node: was, for the "address required" check */
 };
 
 /* Lines in messages are 1-based; libyaml's marks are 0-based. */
@@ -1125,7 +1125,8 @@ static int parse_headers(struct cfg_parser *p, void *obj)
 			if (val[k] == 0x7f)
 				break;
 		}
-		/* The proxy trims a field's surrounding whitespace, so such a value never matches. */
+		/* The proxy trims a field's surrounding whitespace, so such a value never matches.
+		 */
 		if (k < n || (n && (val[0] == ' ' || val[0] == '\t' || val[n - 1] == ' ' ||
 				    val[n - 1] == '\t')))
 			return cp_fail(p, cp_line(p),
@@ -1193,8 +1194,7 @@ bad:
 enum { BACKEND_F_SERVICE, BACKEND_F_WEIGHT };
 
 static const struct field backend_fields[] = {
-    [BACKEND_F_SERVICE] = {"service", FIELD_FUNC, .required = true,
-			   .parse = parse_backend_service},
+    [BACKEND_F_SERVICE] = {"service", FIELD_FUNC, .required = true, .parse = parse_backend_service},
     [BACKEND_F_WEIGHT] = {"weight", FIELD_U32, offsetof(struct config_route_backend, weight), 0,
 			  CONFIG_MAX_BACKEND_WEIGHT},
 };
@@ -1323,19 +1323,18 @@ static int parse_route(struct cfg_parser *p, void *obj, int i)
 		return err;
 	if (r->timeout_ms && r->per_try_timeout_ms > r->timeout_ms) {
 		cp_path_push_key(p, "per_try_timeout_ms");
-		return cp_fail(p,
-			       seen.mask & (1u << ROUTE_F_PER_TRY) ? seen.line[ROUTE_F_PER_TRY]
-								   : r->line,
-			       "must be <= timeout_ms (%u), got %u", r->timeout_ms,
-			       r->per_try_timeout_ms);
+		return cp_fail(
+		    p, seen.mask & (1u << ROUTE_F_PER_TRY) ? seen.line[ROUTE_F_PER_TRY] : r->line,
+		    "must be <= timeout_ms (%u), got %u", r->timeout_ms, r->per_try_timeout_ms);
 	}
 	if (r->name[0]) {
 		for (j = 0; j < i; j++) {
 			if (!strcmp(svc->routes[j].name, r->name)) {
 				cp_path_push_key(p, "name");
-				return cp_fail(p, seen.line[ROUTE_F_NAME],
-					       "duplicate route name %s (also routes[%d] at line %d)",
-					       r->name, j, svc->routes[j].line);
+				return cp_fail(
+				    p, seen.line[ROUTE_F_NAME],
+				    "duplicate route name %s (also routes[%d] at line %d)", r->name,
+				    j, svc->routes[j].line);
 			}
 		}
 	}
@@ -1467,9 +1466,8 @@ static int parse_opaque_ports(struct cfg_parser *p, void *obj)
 enum { HTTP_F_LINE, HTTP_F_HEAD, HTTP_F_HEADERS, HTTP_F_POOL_IDLE, HTTP_F_POOL_MAX };
 
 static const struct field http_fields[] = {
-    [HTTP_F_LINE] = {"max_request_line", FIELD_U32,
-		     offsetof(struct config, http_max_request_line), CONFIG_MIN_HTTP_LINE,
-		     CONFIG_MAX_HTTP_HEAD},
+    [HTTP_F_LINE] = {"max_request_line", FIELD_U32, offsetof(struct config, http_max_request_line),
+		     CONFIG_MIN_HTTP_LINE, CONFIG_MAX_HTTP_HEAD},
     [HTTP_F_HEAD] = {"max_head_bytes", FIELD_U32, offsetof(struct config, http_max_head_bytes),
 		     CONFIG_MIN_HTTP_HEAD, CONFIG_MAX_HTTP_HEAD},
     [HTTP_F_HEADERS] = {"max_headers", FIELD_U32, offsetof(struct config, http_max_headers), 1,

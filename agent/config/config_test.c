@@ -856,9 +856,11 @@ Test(config, proxy_http_errors)
 		       "t.yaml:5: proxy.http.max_headers: must be 1..1024, got 0");
 	assert_refused(NODE "proxy:\n  http:\n    pool_idle_timeout_ms: 0\n",
 		       "t.yaml:5: proxy.http.pool_idle_timeout_ms: must be 1..600000, got 0");
-	assert_refused(NODE "proxy:\n  http:\n    pool_max_idle_per_endpoint: 4097\n",
-		       "t.yaml:5: proxy.http.pool_max_idle_per_endpoint: must be 0..4096, got 4097");
-	assert_refused(NODE "proxy:\n  http:\n    max_request_line: 9000\n    max_head_bytes: 8192\n",
+	assert_refused(
+	    NODE "proxy:\n  http:\n    pool_max_idle_per_endpoint: 4097\n",
+	    "t.yaml:5: proxy.http.pool_max_idle_per_endpoint: must be 0..4096, got 4097");
+	assert_refused(NODE
+		       "proxy:\n  http:\n    max_request_line: 9000\n    max_head_bytes: 8192\n",
 		       "t.yaml:5: proxy.http.max_request_line: must be <= max_head_bytes (8192), "
 		       "got 9000");
 	/* Against the default line limit, the head's line is the one to fix. */
@@ -957,8 +959,8 @@ static const char routes_file[] = NODE /* lines 1-2 */
     "        retryable: true\n"
     "        retry_statuses: [502, 503, 429]\n"
     "      - match: {path: {exact: /healthz}}\n" /* line 25: routes[1] */
-    "      - backends: [{service: web-v1}]\n"    /* line 26: routes[2] */
-    "      - match: {path: {prefix: /}}\n"       /* line 27: routes[3] */
+    "      - backends: [{service: web-v1}]\n"	 /* line 26: routes[2] */
+    "      - match: {path: {prefix: /}}\n"	 /* line 27: routes[3] */
     "        retry_statuses: []\n" SVC_WEB_V1 SVC_WEB_V2;
 
 Test(config, routes_every_field)
@@ -1215,7 +1217,7 @@ static const char *many(const char *head, const char *item, int n, const char *t
 }
 
 #define ROUTES_HEAD                                                                                \
-	NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n    ports: [{port: 80}]\n"      \
+	NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n    ports: [{port: 80}]\n"         \
 	     "    routes:\n"
 
 Test(config, route_limits)

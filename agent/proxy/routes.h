@@ -21,9 +21,9 @@
 struct route_request {
 	const char *method; /* as received; compared case-sensitively */
 	size_t method_len;
-	const char *host;   /* raw Host or authority, ":port" included; NULL: none */
+	const char *host; /* raw Host or authority, ":port" included; NULL: none */
 	size_t host_len;
-	const char *path;   /* the request target; a "?query" is ignored by the matcher */
+	const char *path; /* the request target; a "?query" is ignored by the matcher */
 	size_t path_len;
 	/*
 	 * Look up a header field by name (name is lower-case; compare

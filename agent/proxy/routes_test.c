@@ -33,7 +33,7 @@ TestSuite(routes, .init = setup, .fini = teardown);
 	"    ports: [{port: 80, protocol: http}]\n"                                                \
 	"    routes:\n"
 #define TAIL                                                                                       \
-	"  - {name: web-v1, vips: [10.96.0.21], ports: [{port: 80}]}\n"                           \
+	"  - {name: web-v1, vips: [10.96.0.21], ports: [{port: 80}]}\n"                            \
 	"  - {name: web-v2, vips: [10.96.0.22], ports: [{port: 80}]}\n"
 
 /* The first service of text (HEAD routes TAIL), parsed. */
@@ -62,7 +62,8 @@ static int hdr_lookup(void *ctx, const char *name, size_t name_len, const char *
 
 	h->calls++;
 	for (i = 0; i < h->n; i++) {
-		if (strlen(h->pairs[i][0]) == name_len && !strncasecmp(h->pairs[i][0], name, name_len)) {
+		if (strlen(h->pairs[i][0]) == name_len &&
+		    !strncasecmp(h->pairs[i][0], name, name_len)) {
 			*value = h->pairs[i][1];
 			*value_len = strlen(h->pairs[i][1]);
 			return 1;
