@@ -41,6 +41,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -2000,6 +2001,7 @@ int main(int argc, char **argv)
 	    {},
 	};
 	static sigset_t sigs;
+	struct rlimit nofile;
 	pthread_t tid;
 	int opt, i, err;
 
@@ -2056,6 +2058,12 @@ int main(int argc, char **argv)
 
 	for (i = 0; i < PATTERN_LEN; i++)
 		pattern[i] = (char)('a' + i % 26);
+
+	/* One fd per connection: a 1024 soft limit would cap us below CONN_MAX. */
+	if (!getrlimit(RLIMIT_NOFILE, &nofile) && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+	}
 
 	/* Signals go to one thread only, so the handlers may take locks. */
 	sigemptyset(&sigs);
