@@ -1,0 +1,86 @@
+#!/bin/bash
+# http-routes.sh: HTTP routes through interception. Service "front"
+# (10.96.0.30:80, http) has three routes, first match wins:
+#   path prefix /v2          -> service v2 (b1 only)
+#   header x-canary: yes     -> service v2
+#   path prefix /split       -> v1 (a2 only) weight 90, v2 weight 10
+# and anything else goes to front's own endpoints (a2 and b1).
+# Checks: each route sends where it says, a near-miss (/v2x) does not
+# match the prefix, and the 90/10 split over 2000 requests on keep-alive
+# connections lands within +-3 %.
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+http_require
+e2e_init
+e2e_topology
+backend_start a2 9080
+backend_start b1 9080
+write_config "
+  - name: front
+    vips: [10.96.0.30]
+    ports: [{port: 80, target_port: 9080, protocol: http}]
+    endpoints: [{address: 10.77.1.3}, {address: 10.77.2.2}]
+    routes:
+      - name: v2-path
+        match: {path: {prefix: /v2}}
+        backends: [{service: v2}]
+      - name: canary
+        match: {headers: {x-canary: \"yes\"}}
+        backends: [{service: v2}]
+      - name: split
+        match: {path: {prefix: /split}}
+        backends:
+          - {service: v1, weight: 90}
+          - {service: v2, weight: 10}
+  - name: v1
+    vips: [10.96.0.31]
+    ports: [{port: 80, target_port: 9080, protocol: http}]
+    endpoints: [{address: 10.77.1.3}]
+  - name: v2
+    vips: [10.96.0.32]
+    ports: [{port: 80, target_port: 9080, protocol: http}]
+    endpoints: [{address: 10.77.2.2}]"
+shoald_start
+enroll a1
+
+FRONT=http://10.96.0.30
+
+# backends_of ARGS... : the x-backend of each response of one curl run
+# (one connection), as "name count" lines.
+backends_of() {
+	pod_curl a1 -w 'backend=%header{x-backend}\n' "$@" | sed -n 's/^backend=//p' | sort | uniq -c |
+		awk '{ print $2, $1 }'
+}
+
+out=$(backends_of "$FRONT/v2/a" "$FRONT/v2" "$FRONT/v2/b/c" "$FRONT/v2/?q=1")
+[[ $out == "b1 4" ]] && pass "path prefix /v2: all 4 requests went to service v2 (b1)" ||
+	fail "path prefix /v2: backends '$out'"
+
+out=$(backends_of "$FRONT/v2x" "$FRONT/v2x" "$FRONT/v2x" "$FRONT/v2x")
+[[ $out == *a2* && $out == *b1* ]] && pass "/v2x is not under the /v2 prefix: front's own endpoints (a2 and b1)" ||
+	fail "/v2x: backends '$out'"
+
+out=$(backends_of -H 'x-canary: yes' "$FRONT/other" "$FRONT/other" "$FRONT/other" "$FRONT/other")
+[[ $out == "b1 4" ]] && pass "header x-canary: yes: all 4 requests went to v2 (b1)" ||
+	fail "header match: backends '$out'"
+out=$(backends_of -H 'x-canary: no' "$FRONT/other" "$FRONT/other" "$FRONT/other" "$FRONT/other")
+[[ $out == *a2* && $out == *b1* ]] && pass "header x-canary: no: no route, front's own endpoints" ||
+	fail "header mismatch: backends '$out'"
+
+n=2000
+cfg=$LOGDIR/split.curl
+for ((i = 0; i < n; i++)); do
+	printf 'url = "%s/split/%d"\noutput = "/dev/null"\n' "$FRONT" "$i"
+done >"$cfg"
+out=$(pod_run a1 curl -sS --max-time 120 -K "$cfg" -w '%header{x-backend}\n' | sort | uniq -c)
+a2=$(awk '$2 == "a2" { print $1 }' <<<"$out")
+b1=$(awk '$2 == "b1" { print $1 }' <<<"$out")
+a2=${a2:-0} b1=${b1:-0}
+say "split over $n requests: v1 (a2) $a2, v2 (b1) $b1"
+if ((a2 + b1 == n && a2 >= n * 87 / 100 && a2 <= n * 93 / 100)); then
+	pass "90/10 split: v1 got $((a2 * 1000 / n / 10)).$((a2 * 1000 / n % 10)) % of $n requests (within +-3 %)"
+else
+	fail "90/10 split: a2 $a2, b1 $b1 of $n"
+fi
+finish
