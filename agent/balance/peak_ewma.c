@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include "balance/peak_ewma.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+void peak_ewma_cfg_default(struct peak_ewma_cfg *cfg)
+{
+	cfg->default_rtt_ns = PEAK_EWMA_DEFAULT_RTT_NS;
+	cfg->tau_ns = PEAK_EWMA_DEFAULT_TAU_NS;
+	cfg->failure_penalty_ns = PEAK_EWMA_DEFAULT_FAILURE_PENALTY_NS;
+	cfg->retry_after_cap_ns = PEAK_EWMA_DEFAULT_RETRY_AFTER_CAP_NS;
+}
+
+int peak_ewma_cfg_check(const struct peak_ewma_cfg *cfg)
+{
+	return cfg->tau_ns < PEAK_EWMA_TICK_NS ? -EINVAL : 0;
+}
+
+static uint32_t tick_of(uint64_t now_ns)
+{
+	return (uint32_t)(now_ns / PEAK_EWMA_TICK_NS);
+}
+
+static uint64_t pack(float est_ns, uint32_t tick)
+{
+	uint32_t bits;
+
+	memcpy(&bits, &est_ns, sizeof(bits));
+	return (uint64_t)bits << 32 | tick;
+}
+
+static float packed_est(uint64_t state)
+{
+	uint32_t bits = (uint32_t)(state >> 32);
+	float est;
+
+	memcpy(&est, &bits, sizeof(est));
+	return est;
+}
+
+static uint32_t packed_tick(uint64_t state)
+{
+	return (uint32_t)state;
+}
+
+/* ns between the update in state and now_ns; a small negative gap is 0. */
+static double elapsed_ns(uint64_t state, uint64_t now_ns)
+{
+	uint32_t ticks = tick_of(now_ns) - packed_tick(state);
+
+	if (ticks > UINT32_MAX - PEAK_EWMA_MAX_SKEW_TICKS)
+		return 0;
+	return (double)ticks * PEAK_EWMA_TICK_NS;
+}
+
+void peak_ewma_init(struct peak_ewma *pe, const struct peak_ewma_cfg *cfg, uint64_t now_ns)
+{
+	atomic_init(&pe->state, pack((float)cfg->default_rtt_ns, tick_of(now_ns)));
+	atomic_init(&pe->pending, 0);
+}
+
+void peak_ewma_start(struct peak_ewma *pe)
+{
+	atomic_fetch_add_explicit(&pe->pending, 1, memory_order_relaxed);
+}
+
+void peak_ewma_end(struct peak_ewma *pe)
+{
+	uint32_t old = atomic_load_explicit(&pe->pending, memory_order_relaxed);
+
+	/* An unpaired end must not wrap pending to 4 billion and starve it. */
+	while (old && !atomic_compare_exchange_weak_explicit(&pe->pending, &old, old - 1,
+							     memory_order_relaxed,
+							     memory_order_relaxed))
+		;
+}
+
+uint32_t peak_ewma_pending(const struct peak_ewma *pe)
+{
+	return atomic_load_explicit(&pe->pending, memory_order_relaxed);
+}
+
+void peak_ewma_observe(struct peak_ewma *pe, const struct peak_ewma_cfg *cfg, uint64_t sample_ns,
+		       uint64_t now_ns)
+{
+	uint64_t old = atomic_load_explicit(&pe->state, memory_order_relaxed);
+	double sample = (double)sample_ns, est, w;
+	uint32_t tick = tick_of(now_ns), new_tick;
+
+	/*
+	 * Relaxed is enough: the state word is self-contained, nothing else
+	 * is published with it. A lost CAS recomputes from the winner's
+	 * state, so each sample is applied once, in some order.
+	 */
+	do {
+		est = packed_est(old);
+		new_tick = tick;
+		/* Never move the update time backwards past another worker's. */
+		if (elapsed_ns(old, now_ns) == 0)
+			new_tick = packed_tick(old);
+		if (sample > est) {
+			est = sample;
+		} else {
+			w = exp(-elapsed_ns(old, now_ns) / (double)cfg->tau_ns);
+			est = est * w + sample * (1 - w);
+		}
+	} while (!atomic_compare_exchange_weak_explicit(&pe->state, &old,
+							pack((float)est, new_tick),
+							memory_order_relaxed, memory_order_relaxed));
+}
+
+uint64_t peak_ewma_failure_sample(const struct peak_ewma_cfg *cfg, uint64_t retry_after_ns)
+{
+	uint64_t sample = cfg->failure_penalty_ns;
+
+	if (retry_after_ns > cfg->retry_after_cap_ns)
+		retry_after_ns = cfg->retry_after_cap_ns;
+	if (retry_after_ns > sample)
+		sample = retry_after_ns;
+	return sample;
+}
+
+void peak_ewma_observe_failure(struct peak_ewma *pe, const struct peak_ewma_cfg *cfg,
+			       uint64_t retry_after_ns, uint64_t now_ns)
+{
+	peak_ewma_observe(pe, cfg, peak_ewma_failure_sample(cfg, retry_after_ns), now_ns);
+}
+
+double peak_ewma_estimate(const struct peak_ewma *pe, const struct peak_ewma_cfg *cfg,
+			  uint64_t now_ns)
+{
+	uint64_t state = atomic_load_explicit(&pe->state, memory_order_relaxed);
+
+	return packed_est(state) * exp(-elapsed_ns(state, now_ns) / (double)cfg->tau_ns);
+}
+
+double peak_ewma_cost(const struct peak_ewma *pe, const struct peak_ewma_cfg *cfg,
+		      uint64_t now_ns)
+{
+	return peak_ewma_estimate(pe, cfg, now_ns) * ((double)peak_ewma_pending(pe) + 1);
+}
