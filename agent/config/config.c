@@ -1324,7 +1324,7 @@ static int parse_route(struct cfg_parser *p, void *obj, int i)
 	if (r->timeout_ms && r->per_try_timeout_ms > r->timeout_ms) {
 		cp_path_push_key(p, "per_try_timeout_ms");
 		return cp_fail(
-		    p, seen.mask & (1u << ROUTE_F_PER_TRY) ? seen.line[ROUTE_F_PER_TRY] : r->line,
+		    p, (seen.mask & (1u << ROUTE_F_PER_TRY)) ? seen.line[ROUTE_F_PER_TRY] : r->line,
 		    "must be <= timeout_ms (%u), got %u", r->timeout_ms, r->per_try_timeout_ms);
 	}
 	if (r->name[0]) {
@@ -1493,7 +1493,7 @@ static int parse_http(struct cfg_parser *p, void *obj)
 	if (cfg->http_max_request_line > cfg->http_max_head_bytes) {
 		cp_path_push_key(p, "max_request_line");
 		return cp_fail(p,
-			       seen.mask & (1u << HTTP_F_LINE) ? seen.line[HTTP_F_LINE]
+			       (seen.mask & (1u << HTTP_F_LINE)) ? seen.line[HTTP_F_LINE]
 							       : seen.line[HTTP_F_HEAD],
 			       "must be <= max_head_bytes (%u), got %u", cfg->http_max_head_bytes,
 			       cfg->http_max_request_line);
