@@ -91,7 +91,8 @@ static uint64_t http1_idle_deadline(const struct worker *w, const struct l4_conn
 	uint64_t d = idle ? h->last_active_ns + idle : 0;
 
 	if (h->rq == HTTP1_REQ_HEAD && c->to_upstream.tail > 0) {
-		uint64_t hd = h->rq_head_start_ns + (uint64_t)HTTP1_HEAD_TIMEOUT_MS * 1000000;
+		uint64_t ht = (uint64_t)HTTP1_HEAD_TIMEOUT_MS * 1000000;
+		uint64_t hd = h->rq_head_start_ns + (idle && idle < ht ? idle : ht);
 
 		if (!d || hd < d)
 			d = hd;
