@@ -251,12 +251,7 @@ static void model_endpoint_to_config(const struct model_endpoint *ep, struct con
 	ce->addr = ep->addr;
 }
 
-/*
- * A new config holding base's scalar fields and a deep copy of its
- * services, with room for n_services services (the rest zeroed).
- * Returns 0 and *out, or -ENOMEM.
- */
-static int config_copy(const struct config *base, int n_services, struct config **out)
+int model_config_copy(const struct config *base, int n_services, struct config **out)
 {
 	struct config *cfg = malloc(sizeof(*cfg));
 
@@ -275,6 +270,10 @@ static int config_copy(const struct config *base, int n_services, struct config 
 
 		*dst = *src;
 		dst->endpoints = NULL;
+		/* Routes own heap strings; until config.c can copy them, the
+		 * copy has none (config_free must not free them twice). */
+		dst->routes = NULL;
+		dst->n_routes = 0;
 		if (src->n_endpoints) {
 			dst->endpoints = malloc((size_t)src->n_endpoints * sizeof(*dst->endpoints));
 			if (!dst->endpoints) {
@@ -565,7 +564,7 @@ int model_build(const struct model *m, const struct config *base, struct config 
 	struct slice_index ix;
 	struct config *cfg;
 	struct lh_entry *e;
-	int n_base = base->n_services, max_slot = -1, ret;
+	int n_base = base->n_services, max_slot = -1, n_total, ret;
 
 	if (!st)
 		st = &dummy;
@@ -577,7 +576,11 @@ int model_build(const struct model *m, const struct config *base, struct config 
 		if (slot > max_slot)
 			max_slot = slot;
 	}
-	ret = config_copy(base, n_base + max_slot + 1, &cfg);
+	/* Ids index BPF arrays of SHOAL_MAX_SERVICES entries: none beyond. */
+	n_total = n_base + max_slot + 1;
+	if (n_total > SHOAL_MAX_SERVICES)
+		n_total = n_base > SHOAL_MAX_SERVICES ? n_base : SHOAL_MAX_SERVICES;
+	ret = model_config_copy(base, n_total, &cfg);
 	if (ret)
 		return ret;
 	claims.t = calloc(CLAIMS_SLOTS, sizeof(*claims.t));
@@ -595,6 +598,10 @@ int model_build(const struct model *m, const struct config *base, struct config 
 	{
 		const struct model_service *svc = &((struct svc_entry *)lh_entry_v(e))->svc;
 
+		if (n_base + (int)svc->slot >= n_total) {
+			st->skipped_conflict++; /* no id left for it */
+			continue;
+		}
 		ret = build_service(svc, &ix, &claims, &cfg->services[n_base + svc->slot], st);
 		if (ret)
 			break;

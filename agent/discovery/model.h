@@ -108,7 +108,7 @@ struct model_build_stats {
 	uint32_t services;	  /* services published */
 	uint32_t endpoints;	  /* endpoints published */
 	uint32_t skipped_headless; /* services not intercepted: headless */
-	uint32_t skipped_conflict; /* (VIP, port) already claimed, or map full */
+	uint32_t skipped_conflict; /* (VIP, port) taken, or no room left in a BPF map */
 	uint32_t endpoints_unresolved; /* a named target port the slice lacks */
 };
 
@@ -158,5 +158,12 @@ size_t model_n_slices(const struct model *m);
  */
 int model_build(const struct model *m, const struct config *base, struct config **out,
 		struct model_build_stats *st);
+
+/*
+ * A new config holding base's fields and a deep copy of its services,
+ * with room for n_services (>= base->n_services) services, the rest
+ * zeroed. Returns 0 and *out, or -ENOMEM.
+ */
+int model_config_copy(const struct config *base, int n_services, struct config **out);
 
 #endif

@@ -1,0 +1,378 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The Kubernetes source against the stand-in API server
+ * (tests/k8s/apiserver.py, over TLS with a CA made for the test): list
+ * then watch, events applied, the in-stream 410 relist, token rotation
+ * after 401, and the last known state kept when the server dies.
+ * Skips when python3 or openssl is missing.
+ */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/addr.h"
+#include "discovery/discovery.h"
+#include "discovery/test_paths.h"
+
+static char dir[64];
+static char path[128];
+static pid_t server = -1;
+static int api_port, ctl_port;
+static struct config *running, *got;
+static struct discovery *d;
+
+static void sh(const char *fmt, const char *arg)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), fmt, arg);
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+static void write_file(const char *name, const char *text)
+{
+	char p[128];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	f = fopen(p, "w");
+	cr_assert_not_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void server_start(void)
+{
+	char ports[128];
+	FILE *f;
+
+	snprintf(ports, sizeof(ports), "%s/ports", dir);
+	unlink(ports);
+	server = fork();
+	cr_assert_neq(server, -1);
+	if (server == 0) {
+		char cert[128], key[128], tok[128], forb[128];
+
+		snprintf(cert, sizeof(cert), "%s/server.crt", dir);
+		snprintf(key, sizeof(key), "%s/server.key", dir);
+		snprintf(tok, sizeof(tok), "%s/accepted", dir); /* the client reads "token" */
+		snprintf(forb, sizeof(forb), "%s/forbidden", dir);
+		if (!freopen("/dev/null", "w", stdout))
+			_exit(127);
+		execlp("python3", "python3", K8S_APISERVER, "--cert", cert, "--key", key,
+		       "--token-file", tok, "--forbidden-token-file", forb, "--port-file", ports,
+		       "--bookmark-every", "0.5", "--seed", "7", "--seed-file",
+		       K8S_FIXTURES_DIR "/services.watch.ndjson", "--seed-file",
+		       K8S_FIXTURES_DIR "/endpointslices.watch.ndjson", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 100; i++) {
+		f = fopen(ports, "r");
+		if (f) {
+			int n = fscanf(f, "%d %d", &api_port, &ctl_port);
+
+			fclose(f);
+			if (n == 2)
+				return;
+		}
+		usleep(50000);
+	}
+	cr_assert_fail("the stand-in API server did not start");
+}
+
+static void server_kill(void)
+{
+	if (server > 0) {
+		kill(server, SIGTERM);
+		waitpid(server, NULL, 0);
+		server = -1;
+	}
+}
+
+static void setup(void)
+{
+	char err[512], yaml[512];
+
+	if (system("command -v python3 >/dev/null && command -v openssl >/dev/null") != 0)
+		cr_skip_test("needs python3 and openssl for the stand-in API server");
+	snprintf(dir, sizeof(dir), "/tmp/shoal-k8s-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	sh("sh " K8S_MKCERTS " %s", dir);
+	write_file("accepted", "good-token\n");
+	write_file("token", "good-token\n");
+	write_file("forbidden", "forbidden-token\n");
+	server_start();
+	snprintf(path, sizeof(path), "%s/shoal.yaml", dir);
+	snprintf(yaml, sizeof(yaml), "node: {address_v4: 10.0.0.1}\n");
+	write_file("shoal.yaml", yaml);
+	cr_assert_eq(config_load(path, &running, err, sizeof(err)), 0, "%s", err);
+	d = NULL;
+	got = NULL;
+}
+
+static void teardown(void)
+{
+	discovery_stop(d);
+	server_kill();
+	config_free(got);
+	config_free(running);
+	if (dir[0])
+		sh("rm -rf '%s'", dir);
+}
+
+TestSuite(discovery_k8s, .init = setup, .fini = teardown, .timeout = 60);
+
+static void start(void)
+{
+	struct k8s_opts o = {.backoff_min_ms = 50, .backoff_max_ms = 200};
+
+	snprintf(o.api_server, sizeof(o.api_server), "https://127.0.0.1:%d", api_port);
+	snprintf(o.ca_file, sizeof(o.ca_file), "%s/ca.crt", dir);
+	snprintf(o.token_file, sizeof(o.token_file), "%s/token", dir);
+	cr_assert_eq(discovery_start(running, &o, &d), 0);
+}
+
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Poll discovery until pred(got) holds or 10 s pass. */
+static bool wait_for(bool (*pred)(void))
+{
+	uint64_t end = ms_now() + 10000;
+
+	while (ms_now() < end) {
+		struct pollfd pfd = {.fd = discovery_fd(d), .events = POLLIN};
+		struct config *c = NULL;
+
+		poll(&pfd, 1, 100);
+		if (discovery_poll(d, &c) == 1) {
+			config_free(got);
+			got = c;
+		}
+		if (got && pred())
+			return true;
+	}
+	return false;
+}
+
+static const struct config_service *find(const char *name)
+{
+	for (int i = 0; got && i < got->n_services; i++)
+		if (!strcmp(got->services[i].name, name))
+			return &got->services[i];
+	return NULL;
+}
+
+/* "a b c" of svc's endpoint addresses, sorted by the caller's expectations. */
+static bool has_eps(const char *name, const char *want)
+{
+	const struct config_service *s = find(name);
+	char buf[512] = "", a[ADDR_STR_MAX];
+
+	if (!s)
+		return false;
+	for (int i = 0; i < s->n_endpoints; i++) {
+		strcat(buf, " ");
+		strcat(buf, addr_ntop(&s->endpoints[i].addr, a, sizeof(a)));
+	}
+	strcat(buf, " ");
+	/* Every wanted address is present, and the count matches. */
+	{
+		char w[256];
+		int n = 0;
+
+		snprintf(w, sizeof(w), "%s", want);
+		for (char *t = strtok(w, " "); t; t = strtok(NULL, " ")) {
+			char pat[64];
+
+			snprintf(pat, sizeof(pat), " %s ", t);
+			if (!strstr(buf, pat))
+				return false;
+			n++;
+		}
+		return n == s->n_endpoints;
+	}
+}
+
+static bool synced(void)
+{
+	return discovery_synced(d);
+}
+
+static bool web_ready(void)
+{
+	return has_eps("web", "10.244.2.31 10.244.1.18 fd00:10:244:1::17");
+}
+
+static void control(const char *what, const char *body)
+{
+	char url[128];
+	CURL *c = curl_easy_init();
+	FILE *null = fopen("/dev/null", "w");
+	long code = 0;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/%s", ctl_port, what);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, null);
+	cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	cr_assert_eq(code, 200, "control %s: HTTP %ld", what, code);
+	curl_easy_cleanup(c);
+	fclose(null);
+}
+
+Test(discovery_k8s, list_then_watch_builds_services)
+{
+	const struct config_service *web, *api;
+
+	start();
+	cr_assert(wait_for(web_ready), "web never got its ready endpoints");
+	web = find("web");
+	cr_expect_str_eq(web->namespace, "shop");
+	cr_expect_eq(web->ports[0].port, 80);
+	cr_expect_eq(web->ports[0].target_port, 8080, "named port 'http' resolved");
+	cr_expect_eq(web->ports[0].protocol, CONFIG_PROTO_HTTP);
+	api = find("api");
+	cr_assert_not_null(api);
+	cr_expect_eq(api->n_vips, 2, "dual-stack clusterIPs");
+	cr_expect_null(find("db-headless"));
+	cr_expect(wait_for(synced), "never synced");
+}
+
+static bool web_moved(void)
+{
+	return has_eps("web", "10.244.9.9");
+}
+
+static bool web_moved_v6_kept(void)
+{
+	return has_eps("web", "10.244.9.9 fd00:10:244:1::17");
+}
+
+static bool web_gone(void)
+{
+	return got && !find("web");
+}
+
+#define SLICE_WEB_MOVED                                                                            \
+	"{\"type\":\"MODIFIED\",\"object\":{\"kind\":\"EndpointSlice\",\"apiVersion\":"             \
+	"\"discovery.k8s.io/v1\",\"metadata\":{\"name\":\"web-7xq2k\",\"namespace\":\"shop\","     \
+	"\"labels\":{\"kubernetes.io/service-name\":\"web\"}},\"addressType\":\"IPv4\","           \
+	"\"endpoints\":[{\"addresses\":[\"10.244.9.9\"]}],\"ports\":[{\"name\":\"http\","          \
+	"\"port\":8080}]}}"
+#define SLICE_WEB_V6_GONE                                                                          \
+	"{\"type\":\"DELETED\",\"object\":{\"kind\":\"EndpointSlice\",\"metadata\":{\"name\":"     \
+	"\"web-v6-p2m9d\",\"namespace\":\"shop\"}}}"
+#define SVC_WEB_GONE                                                                               \
+	"{\"type\":\"DELETED\",\"object\":{\"kind\":\"Service\",\"metadata\":{\"name\":\"web\","   \
+	"\"namespace\":\"shop\"}}}"
+
+Test(discovery_k8s, watch_events_change_endpoints_and_services)
+{
+	start();
+	cr_assert(wait_for(web_ready));
+	control("apply", "[" SLICE_WEB_MOVED "," SLICE_WEB_V6_GONE "]");
+	cr_assert(wait_for(web_moved), "web did not follow its slices");
+	control("apply", SVC_WEB_GONE);
+	cr_assert(wait_for(web_gone), "web was not removed");
+}
+
+/* Both kinds listed again after the 410, and the model is right. */
+static bool relisted(void)
+{
+	struct discovery_stats st;
+
+	discovery_get_stats(d, &st);
+	return st.k8s_lists >= 4 && web_moved_v6_kept();
+}
+
+Test(discovery_k8s, expired_watch_relists)
+{
+	struct discovery_stats st;
+
+	start();
+	cr_assert(wait_for(web_ready));
+	/* Changes, then a compaction: the change is only visible by relisting. */
+	control("apply", SLICE_WEB_MOVED);
+	control("compact", NULL);
+	control("expire", NULL);
+	cr_assert(wait_for(relisted), "no relist after the in-stream 410");
+	discovery_get_stats(d, &st);
+	cr_expect_geq(st.k8s_relists_410, 2, "both watches got the 410");
+}
+
+static bool errors_seen(void)
+{
+	struct discovery_stats st;
+
+	discovery_get_stats(d, &st);
+	return st.k8s_unauthorized >= 2;
+}
+
+Test(discovery_k8s, unauthorized_until_the_token_is_rotated)
+{
+	struct discovery_stats st;
+
+	write_file("token", "stale-token\n");
+	start();
+	got = NULL;
+	{
+		uint64_t end = ms_now() + 5000;
+
+		while (!errors_seen() && ms_now() < end)
+			usleep(50000);
+	}
+	cr_assert(errors_seen(), "no 401 seen");
+	cr_expect_not(discovery_synced(d));
+	/* The kubelet rotates the token: a 401 makes the watcher read it again. */
+	write_file("token", "good-token\n");
+	cr_assert(wait_for(web_ready), "not synced after the token rotation");
+	discovery_get_stats(d, &st);
+	cr_expect(discovery_synced(d));
+	cr_expect_eq(st.k8s_bad_objects, 0);
+}
+
+Test(discovery_k8s, forbidden_is_an_error_not_a_crash)
+{
+	struct discovery_stats st;
+	uint64_t end;
+
+	write_file("token", "forbidden-token\n");
+	start();
+	end = ms_now() + 5000;
+	do {
+		usleep(50000);
+		discovery_get_stats(d, &st);
+	} while (st.k8s_errors < 2 && ms_now() < end);
+	cr_expect_geq(st.k8s_errors, 2);
+	cr_expect_not(discovery_synced(d));
+}
+
+static bool not_synced(void)
+{
+	return !discovery_synced(d);
+}
+
+Test(discovery_k8s, last_known_state_survives_the_server)
+{
+	start();
+	cr_assert(wait_for(web_ready));
+	server_kill();
+	cr_assert(wait_for(not_synced), "still 'synced' with the server gone");
+	/* Nothing new was published: what was known stays. */
+	cr_expect(web_ready());
+}

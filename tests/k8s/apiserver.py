@@ -1,0 +1,475 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+"""A stand-in Kubernetes API server for shoal's discovery tests.
+
+It serves v1 Services and discovery.k8s.io/v1 EndpointSlices the way a
+real API server does in every point the watcher depends on
+(shared/DESIGN.md section 5, docs/discovery.md):
+
+- TLS with a certificate the test generates (tests/k8s/mkcerts.sh);
+- bearer tokens, re-read from --token-file on every request (so a test can
+  rotate them); a wrong or missing token gets 401, a token listed in
+  --forbidden-token-file gets 403, both as Status objects;
+- list (with limit/continue paging) and watch (?watch=1) with
+  resourceVersion, allowWatchBookmarks, timeoutSeconds and labelSelector;
+- one resourceVersion counter for everything, rising monotonically;
+- a bounded history window: a watch from a version older than the window
+  gets HTTP 200 and one ERROR event carrying a 410 Status, then the end;
+- label selectors (k=v, k==v, k!=v, k, !k): an object that stops matching
+  is sent as DELETED, one that starts matching as ADDED;
+- watch headers are flushed at once, before any event, and every event is
+  written in several HTTP chunks split at random offsets (sometimes two
+  events share a chunk), so clients must reassemble lines themselves.
+
+Tests drive it through a plain-HTTP control port on 127.0.0.1:
+  POST /apply        {"type": "ADDED"|"MODIFIED"|"DELETED", "object": {...}}
+                     (kind from object.kind); answers {"resourceVersion": N}
+  POST /compact      forget the history: older watches will get 410
+  POST /expire       send the in-stream 410 ERROR to every open watch
+  POST /close        end every open watch (as an API server restart would)
+  GET  /stats        request counters, as JSON
+Standard library only.
+"""
+
+import argparse
+import base64
+import json
+import random
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+RESOURCES = {
+    "/api/v1/services": ("Service", "v1", "ServiceList"),
+    "/apis/discovery.k8s.io/v1/endpointslices": (
+        "EndpointSlice", "discovery.k8s.io/v1", "EndpointSliceList"),
+}
+KIND_PATH = {v[0]: k for k, v in RESOURCES.items()}
+
+
+class Store:
+    """Objects by kind and namespace/name, with the event history."""
+
+    def __init__(self, history, start_rv):
+        self.cond = threading.Condition()
+        self.rv = start_rv
+        self.objects = {kind: {} for kind in KIND_PATH}
+        self.history = []  # (rv, kind, type, old, new)
+        self.window = history
+        self.oldest = start_rv  # watches from below this get 410
+        self.generation = 0  # bumped by /expire and /close
+        self.action = None
+        self.stats = {"list": 0, "watch": 0, "unauthorized": 0, "forbidden": 0,
+                      "expired": 0, "events": 0}
+
+    def apply(self, ev):
+        obj = ev["object"]
+        kind = obj.get("kind")
+        if kind not in self.objects:
+            raise ValueError("unknown kind %r" % kind)
+        meta = obj.setdefault("metadata", {})
+        key = "%s/%s" % (meta.get("namespace", "default"), meta["name"])
+        with self.cond:
+            self.rv += 1
+            meta["resourceVersion"] = str(self.rv)
+            old = self.objects[kind].get(key)
+            typ = ev["type"]
+            if typ == "DELETED":
+                if old is None:
+                    raise ValueError("no such object %s" % key)
+                del self.objects[kind][key]
+                new = obj
+            else:
+                typ = "MODIFIED" if old is not None else "ADDED"
+                self.objects[kind][key] = obj
+                new = obj
+            self.history.append((self.rv, kind, typ, old, new))
+            while len(self.history) > self.window:
+                gone = self.history.pop(0)
+                self.oldest = gone[0]
+            self.stats["events"] += 1
+            self.cond.notify_all()
+            return self.rv
+
+    def compact(self):
+        with self.cond:
+            self.history = []
+            self.oldest = self.rv
+            self.cond.notify_all()
+
+    def kick(self, action):
+        with self.cond:
+            self.generation += 1
+            self.action = action
+            self.cond.notify_all()
+
+
+def parse_selector(text):
+    """A list of (op, key, value) from a labelSelector string."""
+    reqs = []
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        if "!=" in part:
+            k, v = part.split("!=", 1)
+            reqs.append(("!=", k.strip(), v.strip()))
+        elif "==" in part:
+            k, v = part.split("==", 1)
+            reqs.append(("=", k.strip(), v.strip()))
+        elif "=" in part:
+            k, v = part.split("=", 1)
+            reqs.append(("=", k.strip(), v.strip()))
+        elif part.startswith("!"):
+            reqs.append(("!", part[1:].strip(), None))
+        else:
+            reqs.append(("exists", part, None))
+    return reqs
+
+
+def matches(reqs, obj):
+    if obj is None:
+        return False
+    labels = obj.get("metadata", {}).get("labels") or {}
+    for op, k, v in reqs:
+        if op == "=" and labels.get(k) != v:
+            return False
+        if op == "!=" and labels.get(k) == v:
+            return False
+        if op == "exists" and k not in labels:
+            return False
+        if op == "!" and k in labels:
+            return False
+    return True
+
+
+def status(code, reason, message):
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "shoal-stand-in-apiserver"
+
+    def log_message(self, fmt, *args):  # noqa: D401 - quiet unless asked
+        if self.server.verbose:
+            sys.stderr.write("apiserver: " + (fmt % args) + "\n")
+
+    # ---- plumbing ----
+
+    def send_json(self, code, obj):
+        body = (json.dumps(obj) + "\n").encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def write_split(self, data):
+        """data as several chunks cut at random offsets."""
+        rnd = self.server.random
+        cuts = sorted(rnd.sample(range(1, len(data)), min(len(data) - 1, rnd.randint(0, 3))))
+        prev = 0
+        for c in cuts + [len(data)]:
+            self.chunk(data[prev:c])
+            prev = c
+
+    def authorize(self):
+        store = self.server.store
+        got = self.headers.get("Authorization", "")
+        tokens = read_tokens(self.server.token_file)
+        forbidden = read_tokens(self.server.forbidden_file)
+        tok = got[len("Bearer "):].strip() if got.startswith("Bearer ") else None
+        if tok is not None and tok in forbidden:
+            with store.cond:
+                store.stats["forbidden"] += 1
+            self.send_json(403, status(403, "Forbidden",
+                                       "forbidden: User cannot list resource"))
+            return False
+        if tok is None or tok not in tokens:
+            with store.cond:
+                store.stats["unauthorized"] += 1
+            self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+            return False
+        return True
+
+    # ---- API ----
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        q = urllib.parse.parse_qs(url.query)
+        if url.path not in RESOURCES:
+            if not self.authorize():
+                return
+            self.send_json(404, status(404, "NotFound", "the server could not find "
+                                       "the requested resource"))
+            return
+        if not self.authorize():
+            return
+        kind = RESOURCES[url.path][0]
+        watch = q.get("watch", ["false"])[0] in ("1", "true")
+        reqs = parse_selector(q.get("labelSelector", [""])[0])
+        if watch:
+            self.watch(kind, q, reqs)
+        else:
+            self.list(kind, q, reqs)
+
+    def list(self, kind, q, reqs):
+        store = self.server.store
+        _, api, list_kind = RESOURCES[KIND_PATH[kind]]
+        limit = int(q.get("limit", ["0"])[0] or 0)
+        cont = q.get("continue", [""])[0]
+        with store.cond:
+            store.stats["list"] += 1
+            if cont:
+                rv, offset = json.loads(base64.b64decode(cont))
+                snap = self.server.pages.get(cont)
+                if snap is None:
+                    self.send_json(410, status(410, "Expired", "continue token expired"))
+                    return
+            else:
+                rv, offset = store.rv, 0
+                snap = [o for _, o in sorted(store.objects[kind].items()) if matches(reqs, o)]
+        items = snap[offset:offset + limit] if limit else snap[offset:]
+        meta = {"resourceVersion": str(rv)}
+        if limit and offset + limit < len(snap):
+            token = base64.b64encode(json.dumps([rv, offset + limit]).encode()).decode()
+            self.server.pages[token] = snap
+            meta["continue"] = token
+        self.send_json(200, {"kind": list_kind, "apiVersion": api, "metadata": meta,
+                             "items": items})
+
+    def watch(self, kind, q, reqs):
+        store = self.server.store
+        rv_text = q.get("resourceVersion", [""])[0]
+        bookmarks = q.get("allowWatchBookmarks", ["false"])[0] in ("1", "true")
+        timeout = float(q.get("timeoutSeconds", ["0"])[0] or 0) or self.server.max_watch
+        timeout = min(timeout, self.server.max_watch)
+        # Headers go out at once, before any event: clients rely on it to
+        # know the watch is established.
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        end = time.monotonic() + timeout
+        last_bookmark = time.monotonic()
+        with store.cond:
+            store.stats["watch"] += 1
+            gen = store.generation
+            if rv_text in ("", "0"):
+                # "Any version": the current objects as ADDED, then changes.
+                pos_rv = store.rv
+                backlog = [("ADDED", o) for _, o in sorted(store.objects[kind].items())
+                           if matches(reqs, o)]
+            else:
+                pos_rv = int(rv_text)
+                backlog = []
+                if pos_rv < store.oldest:
+                    store.stats["expired"] += 1
+                    backlog = None
+        try:
+            if backlog is None:
+                self.send_event("ERROR", status(
+                    410, "Expired", "too old resource version: %d (%d)" %
+                    (pos_rv, store.oldest + 1)))
+                self.chunk(b"")
+                return
+            for typ, obj in backlog:
+                self.send_event(typ, obj)
+            while True:
+                out = []
+                with store.cond:
+                    while True:
+                        if store.generation != gen:
+                            action = store.action
+                            break
+                        if pos_rv < store.oldest:
+                            action = "expire"  # compacted under a live watch
+                            break
+                        fresh = [h for h in store.history if h[0] > pos_rv]
+                        now = time.monotonic()
+                        if fresh or now >= end:
+                            action = None
+                            break
+                        if bookmarks and now - last_bookmark >= self.server.bookmark_every:
+                            action = "bookmark"
+                            break
+                        store.cond.wait(min(end - now, 0.1))
+                    for rv, k, typ, old, new in fresh if action is None else []:
+                        pos_rv = rv
+                        if k != kind:
+                            continue
+                        was, now_in = matches(reqs, old), matches(reqs, new)
+                        if typ == "DELETED":
+                            if was:
+                                out.append(("DELETED", new))
+                        elif was and now_in:
+                            out.append(("MODIFIED", new))
+                        elif now_in:
+                            out.append(("ADDED", new))
+                        elif was:
+                            out.append(("DELETED", new))  # left the selector
+                    cur_rv = store.rv
+                if action == "expire":
+                    self.send_event("ERROR", status(
+                        410, "Expired", "too old resource version: %d (%d)" %
+                        (pos_rv, store.oldest + 1)))
+                    break
+                if action == "close":
+                    break
+                if action == "bookmark":
+                    last_bookmark = time.monotonic()
+                    self.send_event("BOOKMARK", {
+                        "kind": kind, "apiVersion": RESOURCES[KIND_PATH[kind]][1],
+                        "metadata": {"resourceVersion": str(cur_rv)}})
+                    pos_rv = max(pos_rv, cur_rv)
+                    continue
+                self.send_events(out)
+                if time.monotonic() >= end:
+                    break
+            self.chunk(b"")
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+            pass
+        self.close_connection = True
+
+    def send_event(self, typ, obj):
+        self.send_events([(typ, obj)])
+
+    def send_events(self, evs):
+        if not evs:
+            return
+        rnd = self.server.random
+        data = b"".join((json.dumps({"type": t, "object": o}, separators=(",", ":")) +
+                         "\n").encode() for t, o in evs)
+        # One write of several events, or each split at random offsets.
+        if len(evs) > 1 and rnd.random() < 0.3:
+            self.chunk(data)
+        else:
+            self.write_split(data)
+
+
+class Control(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def reply(self, code, obj):
+        body = (json.dumps(obj) + "\n").encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        store = self.server.store
+        if self.path == "/stats":
+            with store.cond:
+                self.reply(200, dict(store.stats, resourceVersion=store.rv))
+        else:
+            self.reply(404, {"error": "no such control"})
+
+    def do_POST(self):
+        store = self.server.store
+        n = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(n) if n else b""
+        try:
+            if self.path == "/apply":
+                evs = json.loads(body)
+                if isinstance(evs, dict):
+                    evs = [evs]
+                rv = 0
+                for ev in evs:
+                    rv = store.apply(ev)
+                self.reply(200, {"resourceVersion": rv})
+            elif self.path == "/compact":
+                store.compact()
+                self.reply(200, {})
+            elif self.path in ("/expire", "/close"):
+                store.kick(self.path[1:])
+                self.reply(200, {})
+            else:
+                self.reply(404, {"error": "no such control"})
+        except (ValueError, KeyError) as e:
+            self.reply(400, {"error": str(e)})
+
+
+def read_tokens(path):
+    if not path:
+        return set()
+    try:
+        with open(path) as f:
+            return {line.strip() for line in f if line.strip()}
+    except OSError:
+        return set()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (0: any)")
+    ap.add_argument("--control-port", type=int, default=0)
+    ap.add_argument("--cert", required=True)
+    ap.add_argument("--key", required=True)
+    ap.add_argument("--token-file", required=True)
+    ap.add_argument("--forbidden-token-file", default="")
+    ap.add_argument("--history", type=int, default=1000, help="events kept for watches")
+    ap.add_argument("--start-rv", type=int, default=1000)
+    ap.add_argument("--bookmark-every", type=float, default=1.0)
+    ap.add_argument("--max-watch", type=float, default=60.0,
+                    help="longest watch, whatever timeoutSeconds asks")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--seed-file", action="append", default=[],
+                    help="an ndjson of events applied at start")
+    ap.add_argument("--port-file", help="write 'API_PORT CONTROL_PORT' here when ready")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args()
+
+    store = Store(args.history, args.start_rv)
+    for path in args.seed_file:
+        with open(path) as f:
+            for line in f:
+                ev = json.loads(line) if line.strip() else {}
+                # Fixtures also hold BOOKMARK and ERROR lines: not objects.
+                if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                    store.apply(ev)
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(args.cert, args.key)
+    api = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    api.daemon_threads = True
+    api.socket = ctx.wrap_socket(api.socket, server_side=True)
+    api.store = store
+    api.token_file = args.token_file
+    api.forbidden_file = args.forbidden_token_file
+    api.bookmark_every = args.bookmark_every
+    api.max_watch = args.max_watch
+    api.random = random.Random(args.seed)
+    api.verbose = args.verbose
+    api.pages = {}
+    ctl = ThreadingHTTPServer(("127.0.0.1", args.control_port), Control)
+    ctl.daemon_threads = True
+    ctl.store = store
+    threading.Thread(target=ctl.serve_forever, daemon=True).start()
+    ports = "%d %d\n" % (api.server_address[1], ctl.server_address[1])
+    if args.port_file:
+        with open(args.port_file + ".tmp", "w") as f:
+            f.write(ports)
+        import os
+        os.rename(args.port_file + ".tmp", args.port_file)
+    sys.stdout.write(ports)
+    sys.stdout.flush()
+    try:
+        api.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
