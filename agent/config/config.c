@@ -1494,7 +1494,7 @@ static int parse_http(struct cfg_parser *p, void *obj)
 		cp_path_push_key(p, "max_request_line");
 		return cp_fail(p,
 			       (seen.mask & (1u << HTTP_F_LINE)) ? seen.line[HTTP_F_LINE]
-							       : seen.line[HTTP_F_HEAD],
+								 : seen.line[HTTP_F_HEAD],
 			       "must be <= max_head_bytes (%u), got %u", cfg->http_max_head_bytes,
 			       cfg->http_max_request_line);
 	}
