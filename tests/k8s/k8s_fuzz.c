@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * libFuzzer harness for the Kubernetes decoder: the input is a watch
+ * stream, fed through the framer in chunks whose sizes the input's first
+ * byte picks, each complete value decoded as an event of the kind the
+ * second byte picks, and applied to a model that is then built into a
+ * config. Checks the decoder's contract on every input (a decoded event
+ * is well-formed, a refused one owns nothing) and the model's (a built
+ * config has ids equal to indices and endpoints only on live services).
+ * ASan finds leaks and overflows. Built by scripts/fuzz-k8s.sh.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/addr.h"
+#include "discovery/k8s_decode.h"
+#include "discovery/model.h"
+
+/* Small bound, so that the size check is reached too. */
+#define FUZZ_MAX_EVENT 4096
+
+struct fuzz_ctx {
+	enum k8s_kind kind;
+	struct model *m;
+};
+
+static void check(int ok, const char *what)
+{
+	if (!ok) {
+		fprintf(stderr, "k8s_fuzz: broken invariant: %s\n", what);
+		abort();
+	}
+}
+
+static int on_value(void *vctx, json_object *obj)
+{
+	struct fuzz_ctx *ctx = vctx;
+	struct k8s_event ev;
+	char err[256];
+	int ret = k8s_decode_event(obj, ctx->kind, &ev, err, sizeof(err));
+
+	json_object_put(obj);
+	if (ret) {
+		check(err[0] != '\0', "a refusal says why");
+		k8s_event_clear(&ev); /* must be harmless */
+		return 0;
+	}
+	check(memchr(ev.rv, '\0', sizeof(ev.rv)) != NULL, "rv terminated");
+	if (ev.type == K8S_EV_ERROR || ev.type == K8S_EV_BOOKMARK)
+		return 0;
+	if (ctx->kind == K8S_KIND_SERVICE) {
+		check(ev.svc.ns[0] && ev.svc.name[0], "service named");
+		check(ev.svc.n_vips >= 0 && ev.svc.n_vips <= MODEL_MAX_VIPS, "vips bounded");
+		check(ev.svc.headless || ev.svc.n_vips > 0, "a non-headless service has a VIP");
+		if (ev.type == K8S_EV_DELETED)
+			model_del_service(ctx->m, ev.svc.ns, ev.svc.name);
+		else
+			model_put_service(ctx->m, &ev.svc);
+	} else {
+		check(ev.slice.n_eps <= MODEL_MAX_SLICE_ENDPOINTS, "endpoints bounded");
+		for (int i = 0; i < ev.slice.n_eps; i++)
+			check(addr_is_v4(&ev.slice.eps[i].addr) != ev.slice.ipv6, "family");
+		if (ev.type == K8S_EV_DELETED)
+			model_del_slice(ctx->m, ev.slice.ns, ev.slice.name);
+		else
+			model_put_slice(ctx->m, &ev.slice);
+	}
+	k8s_event_clear(&ev);
+	return 0;
+}
+
+static void check_build(const struct model *m)
+{
+	static const char yaml[] = "node: {address_v4: 10.0.0.1}\n";
+	struct config *base, *cfg;
+	char err[256];
+
+	check(config_parse("base", yaml, sizeof(yaml) - 1, &base, err, sizeof(err)) == 0, "base");
+	if (model_build(m, base, &cfg, NULL) == 0) {
+		for (int i = 0; i < cfg->n_services; i++) {
+			const struct config_service *s = &cfg->services[i];
+
+			check(s->id == (uint32_t)i, "id == index");
+			check(s->n_vips > 0 || s->n_endpoints == 0, "vacant ids have no endpoints");
+			for (int p = 0; p < s->n_ports; p++)
+				check(s->ports[p].port != 0, "ports nonzero");
+		}
+		config_free(cfg);
+	}
+	config_free(base);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct fuzz_ctx ctx;
+	struct k8s_stream s;
+	size_t chunk;
+
+	if (size < 2)
+		return 0;
+	chunk = 1 + data[0] % 64;
+	ctx.kind = data[1] & 1 ? K8S_KIND_ENDPOINTSLICE : K8S_KIND_SERVICE;
+	data += 2;
+	size -= 2;
+	ctx.m = model_new();
+	if (!ctx.m || k8s_stream_init(&s, FUZZ_MAX_EVENT)) {
+		model_free(ctx.m);
+		return 0;
+	}
+	for (size_t off = 0; off < size; off += chunk) {
+		size_t n = size - off < chunk ? size - off : chunk;
+
+		if (k8s_stream_feed(&s, (const char *)data + off, n, on_value, &ctx))
+			break;
+	}
+	k8s_stream_fini(&s);
+	check_build(ctx.m);
+	model_free(ctx.m);
+	return 0;
+}
