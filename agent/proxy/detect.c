@@ -11,12 +11,17 @@
 #include "proxy/l4.h"
 #include "proxy/sock.h"
 
-/* RFC 9110 tchar: what a method token is made of. */
-static bool detect_is_tchar(unsigned char c)
+/*
+ * A byte of a method as detection accepts it: upper-case letters, '-' and
+ * '_'. Every registered method (RFC 9110, WebDAV, M-SEARCH) fits, while
+ * RFC 9110 would allow any token. Stricter is the safe side: an unusual
+ * method carried as opaque TCP still works (without L7 features), but a
+ * binary or text protocol taken for HTTP would get a 400 (an SSH client's
+ * "SSH-2.0-OpenSSH_9.2p1 Debian" is a token and a space).
+ */
+static bool detect_is_method_char(unsigned char c)
 {
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-		return true;
-	return c && strchr("!#$%&'*+-.^_`|~", c);
+	return (c >= 'A' && c <= 'Z') || c == '-' || c == '_';
 }
 
 /* RFC 9113 3.4: every HTTP/2 connection over cleartext starts with this. */
@@ -38,7 +43,7 @@ enum detect_result detect_classify(const char *buf, size_t len)
 
 		if (ch == ' ')
 			return i > 0 ? DETECT_HTTP1 : DETECT_OPAQUE;
-		if (!detect_is_tchar(ch))
+		if (!detect_is_method_char(ch))
 			return DETECT_OPAQUE;
 	}
 	return i > DETECT_MAX_METHOD ? DETECT_OPAQUE : DETECT_NEED_MORE;

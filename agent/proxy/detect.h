@@ -19,7 +19,7 @@ struct l4_conn;
 
 enum detect_result {
 	DETECT_NEED_MORE, /* a prefix of something we would recognise: read on */
-	DETECT_HTTP1,	  /* an HTTP/1 request line: method token, then SP */
+	DETECT_HTTP1,	  /* an HTTP/1 request line: a method (A-Z, '-', '_'), then SP */
 	DETECT_HTTP2,	  /* the HTTP/2 connection preface (opaque until h2 lands) */
 	DETECT_OPAQUE,	  /* anything else */
 };

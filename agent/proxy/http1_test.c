@@ -1,0 +1,655 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The HTTP side of the proxy on 127.0.0.1: detection, request-at-a-time
+ * HTTP/1.1 with pooled upstream connections, the proxy's own errors. A
+ * scripted backend (one thread per connection, each running the test's
+ * script with the connection's index) plays the server, so that races a
+ * real server only hits by chance (closing a pooled connection just as a
+ * request arrives) happen every time.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
+
+#include "common/addr.h"
+#include "proxy/detect.h"
+#include "proxy/http_error.h"
+#include "proxy/proxy.h"
+#include "proxy/proxy_int.h"
+
+#define VIP "10.96.0.10"
+#define SVC_PORT 80
+/* Long enough for a slow sanitizer build, short enough to catch a hang. */
+#define IO_TIMEOUT_MS 5000
+#define MAX_CONNS 16
+
+typedef void (*script_fn)(int fd, int index);
+
+struct backend_conn {
+	int fd;
+	int index;
+	pthread_t thread;
+};
+
+static struct config cfg;
+static struct config_service svc;
+static struct config_endpoint ep;
+static struct proxy *px;
+static int lfd = -1;
+static pthread_t accept_thread;
+static bool accepting;
+static script_fn script;
+static atomic_int accepted;
+static struct backend_conn conns[MAX_CONNS];
+static atomic_int n_conns;
+
+/* ---- pure parts -------------------------------------------------------- */
+
+Test(detect, classifies_first_bytes)
+{
+	static const struct {
+		const char *bytes;
+		enum detect_result want;
+	} cases[] = {
+	    {"", DETECT_NEED_MORE},
+	    {"G", DETECT_NEED_MORE},
+	    {"GET", DETECT_NEED_MORE},
+	    {"GET ", DETECT_HTTP1},
+	    {"GET / HTTP/1.1\r\n", DETECT_HTTP1},
+	    {"M-SEARCH * HTTP/1.1\r\n", DETECT_HTTP1},
+	    {"P", DETECT_NEED_MORE}, /* a prefix of both POST and PRI */
+	    {"PRI", DETECT_NEED_MORE},
+	    {"PRI * HTTP/2.0\r\n", DETECT_NEED_MORE},
+	    {"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", DETECT_HTTP2},
+	    {"PRI * HTTP/1.1\r\n", DETECT_HTTP1}, /* not the preface: a method named PRI */
+	    {" GET", DETECT_OPAQUE},
+	    {"\x16\x03\x01\x02\x00", DETECT_OPAQUE}, /* a TLS ClientHello */
+	    {"SSH-2.0-OpenSSH_9.2p1 Debian", DETECT_OPAQUE},
+	    {"get / HTTP/1.1\r\n", DETECT_OPAQUE}, /* methods are case-sensitive */
+	    {"BASELINE-CONTROL /x HTTP/1.1\r\n", DETECT_HTTP1},
+	    {"*1\r\n$4\r\nPING\r\n", DETECT_OPAQUE}, /* Redis */
+	    {"ABCDEFGHIJKLMNOPQRSTUVWXY", DETECT_OPAQUE}, /* token longer than any method */
+	    {"ABCDEFGHIJKLMNOPQRSTUVWX", DETECT_NEED_MORE},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		cr_expect_eq(detect_classify(cases[i].bytes, strlen(cases[i].bytes)), cases[i].want,
+			     "detect_classify(\"%s\")", cases[i].bytes);
+}
+
+Test(http_error, formats_a_complete_response)
+{
+	char buf[HTTP_ERROR_MAX_BYTES];
+
+	for (int e = 0; e < HTTP_ERR__COUNT; e++) {
+		size_t n = http_error_format(e, buf, sizeof(buf));
+		char want[64], *body;
+
+		cr_assert_gt(n, 0, "error %d does not fit HTTP_ERROR_MAX_BYTES", e);
+		buf[n] = '\0';
+		snprintf(want, sizeof(want), "HTTP/1.1 %d ", http_error_status(e));
+		cr_expect_eq(strncmp(buf, want, strlen(want)), 0, "%s", buf);
+		snprintf(want, sizeof(want), "\r\nx-shoal-error: %s\r\n", http_error_stage(e));
+		cr_expect_not_null(strstr(buf, want), "%s", buf);
+		cr_expect_not_null(strstr(buf, "\r\nconnection: close\r\n"));
+		body = strstr(buf, "\r\n\r\n");
+		cr_assert_not_null(body);
+		snprintf(want, sizeof(want), "content-length: %zu\r\n", strlen(body + 4));
+		cr_expect_not_null(strstr(buf, want), "%s", buf);
+	}
+	cr_expect_eq(http_error_format(HTTP_ERR_NO_ENDPOINTS, buf, 10), 0);
+	cr_expect_eq(http_error_from_parse(-431), HTTP_ERR_HEAD_TOO_LARGE);
+	cr_expect_eq(http_error_from_parse(-414), HTTP_ERR_URI_TOO_LONG);
+	cr_expect_eq(http_error_from_parse(-400), HTTP_ERR_BAD_REQUEST);
+}
+
+/* ---- the proxy on loopback -------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct sockaddr_in loopback(uint16_t port)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return sin;
+}
+
+static int listen_any(uint16_t *port)
+{
+	struct sockaddr_in sin = loopback(0);
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(listen(fd, 64), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+static void send_str(int fd, const char *s)
+{
+	size_t len = strlen(s), done = 0;
+
+	while (done < len) {
+		ssize_t n = send(fd, s + done, len - done, MSG_NOSIGNAL);
+
+		if (n <= 0)
+			return;
+		done += n;
+	}
+}
+
+/* Read up to the end of a head ("\r\n\r\n") into buf; returns its length, 0 on EOF. */
+static size_t read_head(int fd, char *buf, size_t cap)
+{
+	size_t got = 0;
+
+	while (got < cap - 1) {
+		ssize_t n = read(fd, buf + got, 1);
+
+		if (n <= 0)
+			break;
+		got++;
+		buf[got] = '\0';
+		if (got >= 4 && !memcmp(buf + got - 4, "\r\n\r\n", 4))
+			return got;
+	}
+	buf[got] = '\0';
+	return 0;
+}
+
+/* Read everything until EOF or the timeout; NUL-terminated. */
+static size_t read_all(int fd, char *buf, size_t cap)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < cap - 1 && (n = read(fd, buf + got, cap - 1 - got)) > 0)
+		got += n;
+	buf[got] = '\0';
+	return got;
+}
+
+/* Read until buf holds want (or EOF/timeout); NUL-terminated. */
+static bool read_until(int fd, char *buf, size_t cap, const char *want)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	buf[0] = '\0';
+	while (!strstr(buf, want) && got < cap - 1 && (n = read(fd, buf + got, cap - 1 - got)) > 0) {
+		got += n;
+		buf[got] = '\0';
+	}
+	return strstr(buf, want) != NULL;
+}
+
+static void *backend_conn_main(void *arg)
+{
+	struct backend_conn *bc = arg;
+
+	script(bc->fd, bc->index);
+	close(bc->fd);
+	return NULL;
+}
+
+static void *backend_accept_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		int i;
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			return NULL;
+		}
+		i = atomic_fetch_add(&accepted, 1);
+		if (i >= MAX_CONNS) {
+			close(fd);
+			continue;
+		}
+		conns[i].fd = fd;
+		conns[i].index = i;
+		if (pthread_create(&conns[i].thread, NULL, backend_conn_main, &conns[i]) != 0) {
+			close(fd);
+			continue;
+		}
+		atomic_fetch_add(&n_conns, 1);
+	}
+}
+
+static void backend_start(script_fn fn)
+{
+	uint16_t port;
+
+	script = fn;
+	lfd = listen_any(&port);
+	svc.ports[0].target_port = port;
+	addr_parse("127.0.0.1", &ep.addr);
+	svc.n_endpoints = 1;
+	cr_assert_eq(pthread_create(&accept_thread, NULL, backend_accept_main, NULL), 0);
+	accepting = true;
+}
+
+static int test_orig_dst(void *ctx, const struct sockaddr *peer, const struct sockaddr *local,
+			 struct shoal_orig_dst *orig)
+{
+	(void)ctx;
+	(void)peer;
+	(void)local;
+	orig->ip = svc.vips[0];
+	orig->port = htons(SVC_PORT);
+	orig->svc_id = 0;
+	return 0;
+}
+
+static uint16_t free_port(void)
+{
+	uint16_t port;
+	int fd = listen_any(&port);
+
+	close(fd);
+	return port;
+}
+
+static void setup(void)
+{
+	if (geteuid() != 0)
+		cr_skip_test("SO_MARK needs CAP_NET_ADMIN; run the proxy tests as root");
+	memset(&cfg, 0, sizeof(cfg));
+	memset(&svc, 0, sizeof(svc));
+	memset(&ep, 0, sizeof(ep));
+	memset(conns, 0, sizeof(conns));
+	atomic_store(&accepted, 0);
+	atomic_store(&n_conns, 0);
+	px = NULL;
+	lfd = -1;
+	accepting = false;
+
+	addr_parse("127.0.0.1", &cfg.proxy_v4);
+	cfg.proxy_port = free_port();
+	cfg.socket_mark = SHOAL_DEFAULT_SOCKET_MARK;
+	cfg.workers = 1; /* one worker: one pool, so reuse is deterministic */
+	cfg.connect_timeout_ms = 1000;
+	cfg.connect_deadline_ms = 3000;
+	cfg.buffer_bytes = 16384;
+	cfg.max_connections = 1024;
+	cfg.detect_timeout_ms = 100;
+	cfg.idle_timeout_ms = 0;
+	cfg.http_max_request_line = 8192;
+	cfg.http_max_head_bytes = 32768;
+	cfg.http_max_headers = 100;
+	cfg.http_pool_idle_timeout_ms = 30000;
+	cfg.http_pool_max_idle_per_endpoint = 8;
+
+	strcpy(svc.name, "web");
+	strcpy(svc.namespace, "default");
+	addr_parse(VIP, &svc.vips[0]);
+	svc.n_vips = 1;
+	svc.ports[0].port = SVC_PORT;
+	svc.ports[0].protocol = CONFIG_PROTO_HTTP;
+	svc.n_ports = 1;
+	svc.endpoints = &ep;
+	cfg.services = &svc;
+	cfg.n_services = 1;
+}
+
+static void teardown(void)
+{
+	proxy_stop(px);
+	px = NULL;
+	if (lfd >= 0) {
+		shutdown(lfd, SHUT_RDWR);
+		if (accepting)
+			pthread_join(accept_thread, NULL);
+		for (int i = 0; i < atomic_load(&n_conns); i++)
+			pthread_join(conns[i].thread, NULL);
+		close(lfd);
+		lfd = -1;
+	}
+}
+
+static void end_test(void)
+{
+	teardown();
+#if defined(__SANITIZE_ADDRESS__)
+	cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "leaks: see the report above");
+#endif
+}
+
+TestSuite(http1, .init = setup, .fini = teardown, .timeout = 30);
+
+static void start_proxy(void)
+{
+	char err[256] = "";
+	int ret = proxy_start(&cfg, test_orig_dst, NULL, &px, err, sizeof(err));
+
+	cr_assert_eq(ret, 0, "proxy_start: %s (%s)", strerror(-ret), err);
+}
+
+static int client_connect(void)
+{
+	struct sockaddr_in sin = loopback(cfg.proxy_port);
+	struct timeval tv = {.tv_sec = IO_TIMEOUT_MS / 1000};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0, "connect: %s",
+		     strerror(errno));
+	return fd;
+}
+
+static struct proxy_stats stats_now(void)
+{
+	struct proxy_stats s;
+
+	proxy_stats(px, &s);
+	return s;
+}
+
+#define GET(path) "GET " path " HTTP/1.1\r\nHost: web\r\n\r\n"
+#define OK2 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+/* Keep-alive server: answers every request head with OK2. */
+static void script_keepalive(int fd, int index)
+{
+	char head[4096];
+
+	(void)index;
+	while (read_head(fd, head, sizeof(head)))
+		send_str(fd, OK2);
+}
+
+/* One request on a fresh client connection; returns the response text. */
+static void one_request(int cfd, const char *req, char *resp, size_t cap, const char *until)
+{
+	send_str(cfd, req);
+	cr_assert(read_until(cfd, resp, cap, until), "response: '%s'", resp);
+}
+
+Test(http1, keep_alive_reuses_one_upstream_connection)
+{
+	char resp[4096];
+	int c1, c2;
+
+	backend_start(script_keepalive);
+	start_proxy();
+	c1 = client_connect();
+	for (int i = 0; i < 3; i++) {
+		one_request(c1, GET("/a"), resp, sizeof(resp), "\r\n\r\nok");
+		cr_expect_eq(strncmp(resp, "HTTP/1.1 200", 12), 0);
+	}
+	/* A second client connection takes the pooled upstream connection. */
+	c2 = client_connect();
+	one_request(c2, GET("/b"), resp, sizeof(resp), "\r\n\r\nok");
+	cr_expect_eq(atomic_load(&accepted), 1, "the backend accepted %d connections",
+		     atomic_load(&accepted));
+	cr_expect_eq(stats_now().pool_reused, 3);
+	cr_expect_eq(stats_now().http_requests, 4);
+	close(c1);
+	close(c2);
+	end_test();
+}
+
+/* First connection: answers one request, then reads the next and closes. */
+static void script_close_after_one(int fd, int index)
+{
+	char head[4096];
+
+	if (!read_head(fd, head, sizeof(head)))
+		return;
+	send_str(fd, OK2);
+	if (index == 0) {
+		/* The server's idle close, racing the proxy's next request. */
+		read_head(fd, head, sizeof(head));
+		return;
+	}
+	while (read_head(fd, head, sizeof(head)))
+		send_str(fd, OK2);
+}
+
+Test(http1, request_on_a_stale_pooled_connection_goes_out_again)
+{
+	char resp[4096];
+	int c;
+
+	backend_start(script_close_after_one);
+	start_proxy();
+	c = client_connect();
+	one_request(c, GET("/1"), resp, sizeof(resp), "\r\n\r\nok");
+	one_request(c, GET("/2"), resp, sizeof(resp), "\r\n\r\nok");
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 200", 12), 0, "%s", resp);
+	cr_expect_eq(atomic_load(&accepted), 2);
+	cr_expect_eq(stats_now().http_retries, 1);
+	close(c);
+	end_test();
+}
+
+/* A body delimited by the server's close; HTTP/1.1 allows it. */
+static void script_until_close(int fd, int index)
+{
+	char head[4096];
+
+	(void)index;
+	if (read_head(fd, head, sizeof(head)))
+		send_str(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of this, then FIN");
+}
+
+Test(http1, body_until_close_reaches_the_client_then_eof)
+{
+	char resp[4096];
+	int c;
+
+	backend_start(script_until_close);
+	start_proxy();
+	c = client_connect();
+	send_str(c, GET("/"));
+	read_all(c, resp, sizeof(resp));
+	cr_expect_not_null(strstr(resp, "\r\n\r\nall of this, then FIN"), "%s", resp);
+	close(c);
+	end_test();
+}
+
+/* A chunked response written in small pieces, with a 100 and a 103 first. */
+static void script_chunked_pieces(int fd, int index)
+{
+	static const char *pieces[] = {
+	    "HTTP/1.1 100 Continue\r\n\r\n",
+	    "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+	    "HTTP/1.1 200 OK\r\nTransfer-",
+	    "Encoding: chunked\r\n\r\n5\r",
+	    "\nhello\r\n6;ext=1\r\n world\r\n0\r\n",
+	    "X-Trailer: t\r\n\r\n",
+	};
+	char head[4096];
+
+	(void)index;
+	while (read_head(fd, head, sizeof(head))) {
+		for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
+			send_str(fd, pieces[i]);
+			usleep(2000);
+		}
+	}
+}
+
+Test(http1, interim_heads_and_a_split_chunked_body)
+{
+	char resp[8192];
+	int c;
+
+	backend_start(script_chunked_pieces);
+	start_proxy();
+	c = client_connect();
+	for (int i = 0; i < 2; i++) {
+		one_request(c, GET("/c"), resp, sizeof(resp), "X-Trailer: t\r\n\r\n");
+		cr_expect_eq(strncmp(resp, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103", 36), 0,
+			     "%s", resp);
+		cr_expect_not_null(strstr(resp, "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n"));
+	}
+	cr_expect_eq(atomic_load(&accepted), 1);
+	close(c);
+	end_test();
+}
+
+Test(http1, no_endpoints_is_a_503)
+{
+	char resp[4096];
+	int c;
+
+	start_proxy();
+	c = client_connect();
+	send_str(c, GET("/"));
+	read_all(c, resp, sizeof(resp));
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 503", 12), 0, "%s", resp);
+	cr_expect_not_null(strstr(resp, "x-shoal-error: no-endpoints\r\n"), "%s", resp);
+	cr_expect_eq(stats_now().http_errors, 1);
+	close(c);
+	end_test();
+}
+
+Test(http1, refused_endpoint_is_a_503_connect_failure)
+{
+	char resp[4096];
+	int c;
+
+	addr_parse("127.0.0.1", &ep.addr);
+	svc.n_endpoints = 1;
+	svc.ports[0].target_port = free_port();
+	start_proxy();
+	c = client_connect();
+	send_str(c, GET("/"));
+	read_all(c, resp, sizeof(resp));
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 503", 12), 0, "%s", resp);
+	cr_expect_not_null(strstr(resp, "x-shoal-error: connect-failure\r\n"), "%s", resp);
+	close(c);
+	end_test();
+}
+
+Test(http1, malformed_request_is_a_400_and_nothing_is_sent)
+{
+	char resp[4096];
+	int c;
+
+	backend_start(script_keepalive);
+	start_proxy();
+	c = client_connect();
+	send_str(c, "POST / HTTP/1.1\r\nHost: web\r\nContent-Length: 3\r\nTransfer-Encoding: "
+		    "chunked\r\n\r\n0\r\n\r\n");
+	read_all(c, resp, sizeof(resp));
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 400", 12), 0, "%s", resp);
+	cr_expect_eq(atomic_load(&accepted), 0);
+	close(c);
+	end_test();
+}
+
+Test(http1, idle_pooled_connections_expire)
+{
+	char resp[4096];
+	int c;
+
+	cfg.http_pool_idle_timeout_ms = 100;
+	backend_start(script_keepalive);
+	start_proxy();
+	c = client_connect();
+	one_request(c, GET("/1"), resp, sizeof(resp), "\r\n\r\nok");
+	usleep(400 * 1000);
+	one_request(c, GET("/2"), resp, sizeof(resp), "\r\n\r\nok");
+	cr_expect_eq(atomic_load(&accepted), 2);
+	cr_expect_eq(stats_now().pool_reused, 0);
+	close(c);
+	end_test();
+}
+
+/* Server speaks first: a banner, then echo. */
+static void script_banner(int fd, int index)
+{
+	char buf[256];
+	ssize_t n;
+
+	(void)index;
+	send_str(fd, "220 banner\r\n");
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		send(fd, buf, n, MSG_NOSIGNAL);
+}
+
+Test(http1, detection_gives_a_silent_client_the_banner_quickly)
+{
+	char resp[256];
+	uint64_t t0;
+	int c;
+
+	svc.ports[0].protocol = CONFIG_PROTO_DETECT;
+	cfg.detect_timeout_ms = 50;
+	backend_start(script_banner);
+	start_proxy();
+	t0 = now_ms();
+	c = client_connect();
+	cr_assert(read_until(c, resp, sizeof(resp), "220 banner\r\n"), "got '%s'", resp);
+	cr_expect_lt(now_ms() - t0, 1000);
+	send_str(c, "echo me");
+	cr_expect(read_until(c, resp, sizeof(resp), "echo me"));
+	cr_expect_eq(stats_now().detect_opaque, 1);
+	close(c);
+	end_test();
+}
+
+Test(http1, detection_keeps_the_peeked_bytes_of_a_request)
+{
+	char resp[4096];
+	int c;
+
+	svc.ports[0].protocol = CONFIG_PROTO_DETECT;
+	backend_start(script_keepalive);
+	start_proxy();
+	c = client_connect();
+	send_str(c, "GE");
+	usleep(20 * 1000);
+	one_request(c, "T / HTTP/1.1\r\nHost: web\r\n\r\n", resp, sizeof(resp), "\r\n\r\nok");
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 200", 12), 0, "%s", resp);
+	cr_expect_eq(stats_now().detect_http, 1);
+	close(c);
+	end_test();
+}
+
+Test(http1, opaque_bytes_on_an_undeclared_port_are_kept)
+{
+	char resp[256];
+	int c;
+
+	svc.ports[0].protocol = CONFIG_PROTO_DETECT;
+	backend_start(script_banner);
+	start_proxy();
+	c = client_connect();
+	send_str(c, "\x16\x03\x01 not http");
+	cr_assert(read_until(c, resp, sizeof(resp), "\x16\x03\x01 not http"), "got '%s'", resp);
+	cr_expect_eq(strncmp(resp, "220 banner\r\n", 12), 0);
+	close(c);
+	end_test();
+}
