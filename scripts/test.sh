@@ -36,6 +36,7 @@ meson compile -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	meson test -C build-asan --print-errorlogs --num-processes 1
 
+bash scripts/validate-manifests.sh # manifests/ against the Kubernetes schemas, offline
 echo "== fuzz the parsers of hostile input"
 bash scripts/fuzz-config.sh "${SHOAL_FUZZ_SECONDS:-30}"
 bash scripts/fuzz-http1.sh "${SHOAL_FUZZ_SECONDS:-30}"

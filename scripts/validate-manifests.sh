@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#
+# Validate every object in manifests/ offline, against the Kubernetes
+# OpenAPI schemas shipped in the npm package kubernetes-models (4.x, with
+# @kubernetes-models/validate; runs on Node 20), and check what the
+# schemas cannot: kustomization.yaml names exactly the files present, and
+# the ClusterRole grants list/watch on services and endpointslices and
+# nothing more.
+#
+#   scripts/validate-manifests.sh [MANIFEST_DIR]
+#
+# The packages are installed with npm into build-manifests/ (override
+# with VALIDATE_DIR), never committed. Exits non-zero on the first
+# problem, naming the file, the object and the field.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+manifests=$(cd "${1:-$root/manifests}" && pwd)
+work=${VALIDATE_DIR:-$root/build-manifests}
+
+command -v node >/dev/null || { echo "validate-manifests: node is missing (Node 20 is expected)" >&2; exit 1; }
+command -v npm >/dev/null || { echo "validate-manifests: npm is missing" >&2; exit 1; }
+
+mkdir -p "$work"
+if [[ ! -d $work/node_modules/kubernetes-models || ! -d $work/node_modules/yaml ]]; then
+	echo "validate-manifests: installing kubernetes-models@4 and yaml@2 into $work"
+	(cd "$work" && { [[ -f package.json ]] || npm init -y >/dev/null; } &&
+		npm install --no-audit --no-fund --silent kubernetes-models@4 yaml@2 >/dev/null)
+fi
+
+cat >"$work/validate.js" <<'JS'
+"use strict";
+// Argument: the manifest directory. Prints one line per object.
+const fs = require("fs");
+const path = require("path");
+const YAML = require("yaml");
+
+const dir = process.argv[2];
+let failures = 0;
+function fail(msg) {
+	console.error("validate-manifests: " + msg);
+	failures++;
+}
+
+// apiVersion "v1" is the core group: kubernetes-models/v1/Kind.
+function modelFor(apiVersion, kind) {
+	const mod = "kubernetes-models/" + apiVersion + "/" + kind;
+	try {
+		return require(mod)[kind];
+	} catch (e) {
+		return null;
+	}
+}
+
+const kust = YAML.parse(fs.readFileSync(path.join(dir, "kustomization.yaml"), "utf8"));
+if (kust.kind !== "Kustomization")
+	fail("kustomization.yaml: kind must be Kustomization");
+const listed = new Set(kust.resources || []);
+const present = fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f) && f !== "kustomization.yaml");
+for (const f of present)
+	if (!listed.has(f)) fail(`kustomization.yaml: ${f} is not listed in resources`);
+for (const f of listed)
+	if (!present.includes(f)) fail(`kustomization.yaml: resource ${f} does not exist`);
+
+const objects = [];
+for (const file of [...listed].filter((f) => present.includes(f))) {
+	const docs = YAML.parseAllDocuments(fs.readFileSync(path.join(dir, file), "utf8"));
+	docs.forEach((doc, i) => {
+		if (doc.errors.length) {
+			fail(`${file}: document ${i + 1}: ${doc.errors[0].message}`);
+			return;
+		}
+		const obj = doc.toJSON();
+		if (obj === null) return;
+		const where = `${file}: ${obj.kind}/${obj.metadata && obj.metadata.name}`;
+		const Model = modelFor(obj.apiVersion, obj.kind);
+		if (!Model) {
+			fail(`${where}: no schema for ${obj.apiVersion} ${obj.kind}`);
+			return;
+		}
+		try {
+			new Model(obj).validate();
+			console.log(`ok  ${where} (${obj.apiVersion})`);
+		} catch (e) {
+			fail(`${where}: ${e.message}`);
+		}
+		// kustomize sets this namespace on namespaced objects.
+		if (obj.metadata && obj.metadata.namespace && kust.namespace &&
+		    obj.metadata.namespace !== kust.namespace)
+			fail(`${where}: namespace ${obj.metadata.namespace}, kustomization says ${kust.namespace}`);
+		objects.push(obj);
+	});
+}
+
+// Least privilege: the agent's role reads services and endpointslices.
+const want = new Set(["/services list", "/services watch",
+	"discovery.k8s.io/endpointslices list", "discovery.k8s.io/endpointslices watch"]);
+const got = new Set();
+for (const role of objects.filter((o) => o.kind === "ClusterRole" || o.kind === "Role"))
+	for (const r of role.rules || [])
+		for (const g of r.apiGroups || [])
+			for (const res of r.resources || [])
+				for (const v of r.verbs || []) got.add(`${g}/${res} ${v}`);
+for (const g of got)
+	if (!want.has(g)) fail(`RBAC grants more than list/watch of services and endpointslices: ${g}`);
+for (const w of want)
+	if (!got.has(w)) fail(`RBAC lacks ${w}`);
+
+// The DaemonSet's promises (shared/DESIGN.md section 6).
+const ds = objects.find((o) => o.kind === "DaemonSet");
+if (!ds) fail("no DaemonSet");
+else {
+	const spec = ds.spec.template.spec;
+	if (!spec.hostNetwork) fail("DaemonSet: hostNetwork must be true");
+	if (spec.priorityClassName !== "system-node-critical")
+		fail("DaemonSet: priorityClassName must be system-node-critical");
+	if (!(spec.tolerations || []).some((t) => t.operator === "Exists" && !t.key))
+		fail("DaemonSet: must tolerate every taint");
+	const c = spec.containers[0];
+	for (const probe of ["livenessProbe", "readinessProbe"])
+		if (!c[probe]) fail(`DaemonSet: ${probe} missing`);
+	const envs = (c.env || []).map((e) => e.valueFrom && e.valueFrom.fieldRef && e.valueFrom.fieldRef.fieldPath);
+	for (const f of ["spec.nodeName", "status.hostIP"])
+		if (!envs.includes(f)) fail(`DaemonSet: ${f} not passed through the downward API`);
+}
+
+if (failures) {
+	console.error(`validate-manifests: ${failures} problem(s)`);
+	process.exit(1);
+}
+console.log(`validate-manifests: ${objects.length} objects valid`);
+JS
+
+NODE_PATH=$work/node_modules node "$work/validate.js" "$manifests"
