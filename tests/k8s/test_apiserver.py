@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+"""Checks that the stand-in API server behaves like a real one in each
+point shoal's watcher depends on (tests/k8s/apiserver.py's docstring).
+Run: python3 tests/k8s/test_apiserver.py (needs openssl). Standard
+library only; exits 77 (skip) when openssl is missing."""
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def slice_obj(name, svc, ips, labels=None):
+    lab = {"kubernetes.io/service-name": svc}
+    lab.update(labels or {})
+    return {"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
+            "metadata": {"name": name, "namespace": "shop", "labels": lab},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip]} for ip in ips],
+            "ports": [{"name": "http", "port": 8080}]}
+
+
+class StandIn(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="shoal-apiserver-")
+        subprocess.check_call(["sh", os.path.join(HERE, "mkcerts.sh"), cls.dir])
+        with open(os.path.join(cls.dir, "tokens"), "w") as f:
+            f.write("good\n")
+        with open(os.path.join(cls.dir, "forbidden"), "w") as f:
+            f.write("nosy\n")
+        ports = os.path.join(cls.dir, "ports")
+        cls.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "apiserver.py"),
+             "--cert", os.path.join(cls.dir, "server.crt"),
+             "--key", os.path.join(cls.dir, "server.key"),
+             "--token-file", os.path.join(cls.dir, "tokens"),
+             "--forbidden-token-file", os.path.join(cls.dir, "forbidden"),
+             "--history", "5", "--bookmark-every", "0.3", "--seed", "3",
+             "--port-file", ports], stdout=subprocess.DEVNULL)
+        for _ in range(100):
+            if os.path.exists(ports):
+                break
+            time.sleep(0.05)
+        with open(ports) as f:
+            cls.api, cls.ctl = map(int, f.read().split())
+        cls.ctx = ssl.create_default_context(cafile=os.path.join(cls.dir, "ca.crt"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.terminate()
+        cls.proc.wait()
+        shutil.rmtree(cls.dir)
+
+    # ---- helpers ----
+
+    def control(self, what, body=None):
+        req = urllib.request.Request("http://127.0.0.1:%d/%s" % (self.ctl, what),
+                                     data=json.dumps(body).encode() if body else b"",
+                                     method="POST")
+        with urllib.request.urlopen(req) as r:
+            return json.load(r)
+
+    def apply(self, typ, obj):
+        return self.control("apply", {"type": typ, "object": obj})["resourceVersion"]
+
+    def get(self, path, token="good"):
+        req = urllib.request.Request("https://127.0.0.1:%d%s" % (self.api, path))
+        if token:
+            req.add_header("Authorization", "Bearer " + token)
+        try:
+            with urllib.request.urlopen(req, context=self.ctx) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, json.load(e)
+
+    def raw_watch(self, query, token="good"):
+        """(seconds to headers, [chunks]) of a watch, read off the socket."""
+        s = self.ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.api)),
+                                 server_hostname="127.0.0.1")
+        s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" %
+                   (query, token)).encode())
+        f = s.makefile("rb")
+        t0 = time.monotonic()
+        status = f.readline()
+        self.assertIn(b" 200 ", status)
+        while f.readline() not in (b"\r\n", b""):
+            pass
+        headers_after = time.monotonic() - t0
+        chunks = []
+        while True:
+            size = int(f.readline().strip(), 16)
+            if size == 0:
+                break
+            chunks.append(f.read(size))
+            f.read(2)
+        s.close()
+        return headers_after, chunks
+
+    def events(self, chunks):
+        data = b"".join(chunks)
+        return [json.loads(line) for line in data.split(b"\n") if line.strip()]
+
+    # ---- tests ----
+
+    def test_tokens_and_status_objects(self):
+        code, body = self.get("/api/v1/services", token=None)
+        self.assertEqual(code, 401)
+        self.assertEqual((body["kind"], body["code"]), ("Status", 401))
+        code, body = self.get("/api/v1/services", token="wrong")
+        self.assertEqual(code, 401)
+        code, body = self.get("/api/v1/services", token="nosy")
+        self.assertEqual((code, body["kind"], body["reason"]), (403, "Status", "Forbidden"))
+        code, body = self.get("/api/v1/services")
+        self.assertEqual((code, body["kind"]), (200, "ServiceList"))
+
+    def test_resource_version_rises_and_list_pages(self):
+        rvs = [self.apply("ADDED", slice_obj("page-%d" % i, "pages", ["10.9.0.%d" % i]))
+               for i in range(3)]
+        self.assertEqual(rvs, sorted(set(rvs)))
+        seen, cont = [], ""
+        while True:
+            code, body = self.get("/apis/discovery.k8s.io/v1/endpointslices?limit=1" +
+                                  ("&continue=" + cont if cont else ""))
+            self.assertEqual(code, 200)
+            seen += [i["metadata"]["name"] for i in body["items"]]
+            cont = body["metadata"].get("continue", "")
+            if not cont:
+                break
+        for i in range(3):
+            self.assertIn("page-%d" % i, seen)
+        self.assertGreaterEqual(int(body["metadata"]["resourceVersion"]), rvs[-1])
+
+    def test_headers_first_then_split_chunks_and_bookmarks(self):
+        start = self.apply("ADDED", slice_obj("split-0", "split", ["10.8.0.1"]))
+        for i in range(1, 6):
+            self.apply("MODIFIED", slice_obj("split-0", "split", ["10.8.0.%d" % i]))
+        after, chunks = self.raw_watch(
+            "/apis/discovery.k8s.io/v1/endpointslices?watch=1&allowWatchBookmarks=true"
+            "&resourceVersion=%d&timeoutSeconds=1" % start)
+        self.assertLess(after, 0.5, "headers came late")
+        evs = self.events(chunks)
+        types = [e["type"] for e in evs]
+        self.assertEqual(types.count("MODIFIED"), 5)
+        self.assertIn("BOOKMARK", types)
+        rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in evs]
+        self.assertEqual(rvs, sorted(rvs), "resourceVersion must rise")
+        # Some chunk ends inside a line: clients must reassemble.
+        self.assertTrue(any(not c.endswith(b"\n") for c in chunks), "no split line")
+
+    def test_old_version_gets_410_in_stream(self):
+        for i in range(7):  # more than the history window of 5
+            self.apply("MODIFIED" if i else "ADDED", slice_obj("old-0", "old", ["10.7.0.%d" % i]))
+        _, chunks = self.raw_watch(
+            "/apis/discovery.k8s.io/v1/endpointslices?watch=1&resourceVersion=1&timeoutSeconds=1")
+        evs = self.events(chunks)
+        self.assertEqual(len(evs), 1)
+        self.assertEqual(evs[0]["type"], "ERROR")
+        self.assertEqual((evs[0]["object"]["kind"], evs[0]["object"]["code"]), ("Status", 410))
+
+    def test_leaving_the_selector_is_deleted(self):
+        start = self.apply("ADDED", slice_obj("sel-0", "sel", ["10.6.0.1"], {"tier": "web"}))
+        self.apply("MODIFIED", slice_obj("sel-0", "sel", ["10.6.0.2"], {"tier": "db"}))
+        self.apply("MODIFIED", slice_obj("sel-0", "sel", ["10.6.0.3"], {"tier": "web"}))
+        self.apply("ADDED", slice_obj("sel-1", "sel", ["10.6.0.4"], {"tier": "db"}))
+        _, chunks = self.raw_watch(
+            "/apis/discovery.k8s.io/v1/endpointslices?watch=1&labelSelector=tier%%3Dweb"
+            "&resourceVersion=%d&timeoutSeconds=1" % (start - 1))
+        evs = [(e["type"], e["object"]["metadata"]["name"]) for e in self.events(chunks)]
+        self.assertEqual(evs, [("ADDED", "sel-0"), ("DELETED", "sel-0"), ("ADDED", "sel-0")])
+        code, body = self.get("/apis/discovery.k8s.io/v1/endpointslices?labelSelector=tier!%3Dweb")
+        names = [i["metadata"]["name"] for i in body["items"]]
+        self.assertIn("sel-1", names)
+        self.assertNotIn("sel-0", names)
+
+
+if __name__ == "__main__":
+    if not shutil.which("openssl"):
+        print("SKIP: openssl is missing")
+        sys.exit(77)
+    unittest.main(verbosity=2)
