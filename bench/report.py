@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""Renders scripts/bench's raw results as one markdown report.
+
+usage: report.py META RESULTS ROW_ID...
+
+META: "key value" lines (machine, command, labels). RESULTS: tab-separated
+"kind row rep metric value" lines. Every figure is the median over the
+repetitions; the spread is half the range, as a percentage of the median.
+Ratios are taken between medians of the same run only.
+"""
+import statistics
+import sys
+from collections import defaultdict
+
+
+def load_meta(path):
+    meta, labels, slabels = {}, {}, {}
+    with open(path) as f:
+        for line in f:
+            key, _, value = line.rstrip("\n").partition(" ")
+            if key == "label":
+                rid, _, text = value.partition(" ")
+                labels[rid] = text
+            elif key == "slabel":
+                rid, _, text = value.partition(" ")
+                slabels[rid] = text
+            else:
+                meta[key] = value
+    return meta, labels, slabels
+
+
+def load_results(path):
+    data = defaultdict(list)  # (kind, row, metric) -> [values]
+    notes = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 5:
+                continue
+            kind, row, _rep, metric, value = parts
+            if kind == "pending":
+                notes[row] = value
+                continue
+            try:
+                data[(kind, row, metric)].append(float(value))
+            except ValueError:
+                pass
+    return data, notes
+
+
+class Stats:
+    def __init__(self, data):
+        self.data = data
+
+    def med(self, kind, row, metric):
+        v = self.data.get((kind, row, metric))
+        return statistics.median(v) if v else None
+
+    def spread(self, kind, row, metric):
+        v = self.data.get((kind, row, metric))
+        if not v or len(v) < 2:
+            return None
+        m = statistics.median(v)
+        return 100.0 * (max(v) - min(v)) / 2 / m if m else None
+
+    def cell(self, kind, row, metric, fmt="{:.0f}"):
+        m = self.med(kind, row, metric)
+        if m is None:
+            return "–"
+        sp = self.spread(kind, row, metric)
+        return fmt.format(m) + (f" ±{sp:.0f}%" if sp is not None else "")
+
+
+def ratio(a, b, fmt="{:.2f}×"):
+    if a is None or b is None or b == 0:
+        return "–"
+    return fmt.format(a / b)
+
+
+def main():
+    meta, labels, slabels = load_meta(sys.argv[1])
+    data, notes = load_results(sys.argv[2])
+    rows = sys.argv[3:]
+    s = Stats(data)
+    out = []
+    w = out.append
+
+    w(f"## shoal benchmark: commit {meta.get('commit', '?')}, {meta.get('date', '?')}")
+    w("")
+    w(f"Command: `{meta.get('command', 'scripts/bench')}` · machine: {meta.get('nproc', '?')} CPUs, "
+      f"{meta.get('cpu', '?')}, kernel {meta.get('kernel', '?')} · HAProxy {meta.get('haproxy', '?')}, "
+      f"nginx {meta.get('nginx', '?')} · {meta.get('reps', '?')} interleaved repetitions, medians "
+      f"(± half the range) · run took {meta.get('elapsed_s', '?')} s")
+    w("")
+    w(f"Client (wrk, h2load, iperf3, benchtool) on CPU 0; proxy and backend share CPU 1; one worker per proxy. "
+      f"Saturation: `wrk -t1 -c{meta.get('wrk_conns')} -d{meta.get('sat_seconds')}s`. "
+      f"Latency: `h2load --h1 -c{meta.get('lat_conns')} --rps` for {meta.get('lat_rate')} req/s in total, "
+      f"{meta.get('lat_seconds')} s. Proxy CPU: utime+stime from /proc/PID/stat over the wrk run, "
+      f"divided by its requests. RSS: VmRSS after the wrk run.")
+    w("")
+
+    d_rps = s.med("http", "direct", "rps")
+    h_rps = s.med("http", "haproxy_http", "rps")
+    t_rps = s.med("http", "haproxy_tcp", "rps")
+    d_p99 = s.med("http", "direct", "p99_us")
+    h_cpu = s.med("http", "haproxy_http", "cpu_us_per_req")
+    t_cpu = s.med("http", "haproxy_tcp", "cpu_us_per_req")
+    side_p99 = s.med("http", "sidecar", "p99_us")
+
+    w("### Requests (small fixed body, keep-alive)")
+    w("")
+    w("| row | req/s | × direct | × HAProxy http | × HAProxy tcp | p50 µs | p99 µs | p99 added over direct "
+      "| proxy CPU µs/req | CPU × HAProxy (same mode) | proxy RSS MiB |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        label = labels.get(r, r)
+        if r in notes:
+            w(f"| {label} | {notes[r]} |  |  |  |  |  |  |  |  |  |")
+            continue
+        rps = s.med("http", r, "rps")
+        if rps is None:
+            w(f"| {label} | not measured |  |  |  |  |  |  |  |  |  |")
+            continue
+        p99 = s.med("http", r, "p99_us")
+        added = "–" if r == "direct" or p99 is None or d_p99 is None else f"{p99 - d_p99:+.0f} µs"
+        cpu = s.med("http", r, "cpu_us_per_req")
+        same = t_cpu if ("tcp" in r or "l4" in r) else h_cpu
+        rss = s.med("http", r, "rss_kib")
+        w(f"| {label} | {s.cell('http', r, 'rps')} | {ratio(rps, d_rps)} | {ratio(rps, h_rps)} | "
+          f"{ratio(rps, t_rps)} | {s.cell('http', r, 'p50_us')} | {s.cell('http', r, 'p99_us')} | {added} | "
+          f"{s.cell('http', r, 'cpu_us_per_req', '{:.1f}')} | {ratio(cpu, same)} | "
+          f"{'–' if rss is None else f'{rss / 1024:.1f}'} |")
+    w("")
+
+    bulk_rows = [r for r in ("direct", "haproxy_tcp", "shoal_l4_on", "shoal_l4_off",
+                             "shoal_l4_on_128k", "shoal_l4_off_128k") if s.med("bulk", r, "gbps") is not None]
+    d_bulk = s.med("bulk", "direct", "gbps")
+    w(f"### Bulk TCP throughput (iperf3, one stream, {meta.get('bulk_seconds')} s)")
+    w("")
+    w("| path | Gbit/s | × direct | proxy CPU % |")
+    w("|---|---|---|---|")
+    for r in bulk_rows:
+        w(f"| {slabels.get(r, r)} | {s.cell('bulk', r, 'gbps', '{:.2f}')} | "
+          f"{ratio(s.med('bulk', r, 'gbps'), d_bulk)} | {s.cell('bulk', r, 'cpu_pct')} |")
+    w("")
+
+    pp_rows = [r for r in ("direct", "haproxy_tcp", "shoal_l4_on", "shoal_l4_off")
+               if s.med("pp", r, "rate") is not None]
+    d_pp = s.med("pp", "direct", "rate")
+    w(f"### Ping-pong ({meta.get('pp_size')}-byte messages, one connection, {meta.get('pp_seconds')} s, "
+      "`benchtool pingpong`)")
+    w("")
+    w("| path | round trips/s | × direct | RTT p50 µs | RTT p99 µs |")
+    w("|---|---|---|---|---|")
+    for r in pp_rows:
+        w(f"| {slabels.get(r, r)} | {s.cell('pp', r, 'rate')} | {ratio(s.med('pp', r, 'rate'), d_pp)} | "
+          f"{s.cell('pp', r, 'p50_us', '{:.1f}')} | {s.cell('pp', r, 'p99_us', '{:.1f}')} |")
+    w("")
+
+    w("### Proxy memory with idle connections")
+    w("")
+    w("| proxy | RSS idle | RSS with N idle connections | per connection |")
+    w("|---|---|---|---|")
+    per_conn = {}
+    for r in ("shoal_l4_on", "haproxy_tcp"):
+        idle = s.med("idle", r, "rss_idle_kib")
+        held = s.med("idle", r, "rss_held_kib")
+        n = s.med("idle", r, "conns")
+        if idle is None or held is None or not n:
+            continue
+        per_conn[r] = (held - idle) * 1024 / n
+        w(f"| {slabels.get(r, r)} | {idle / 1024:.1f} MiB | {held / 1024:.1f} MiB (N = {n:.0f}) | "
+          f"{per_conn[r] / 1024:.1f} KiB |")
+    w("")
+
+    # Targets from issue 7.
+    w("### Targets (issue 7)")
+    w("")
+    w("| target | measured | met? |")
+    w("|---|---|---|")
+
+    def verdict(ok):
+        return "–" if ok is None else ("yes" if ok else "**no**")
+
+    w("| HTTP/1.1 req/s ≥ 1.2× HAProxy http, proxy CPU ≤ 10 µs/req | "
+      f"{notes.get('shoal_http_on', 'see rows 8, 9')} | pending |")
+    for r in ("shoal_l4_on", "shoal_l4_off"):
+        p99 = s.med("http", r, "p99_us")
+        if p99 is None or d_p99 is None or side_p99 is None:
+            continue
+        mine, theirs = p99 - d_p99, side_p99 - d_p99
+        ok = mine <= 0.5 * theirs if theirs > 0 else None
+        w(f"| added p99 ≤ 0.5× that of iptables + HAProxy ({labels.get(r, r)}; the HTTP rows are pending) | "
+          f"{mine:+.0f} µs vs {theirs:+.0f} µs | {verdict(ok)} |")
+    for r in ("shoal_l4_on", "shoal_l4_off", "shoal_l4_on_128k", "shoal_l4_off_128k"):
+        rps = s.med("http", r, "rps")
+        if rps is None or t_rps is None:
+            continue
+        w(f"| L4 req/s ≥ HAProxy tcp ({labels.get(r, r)}) | {ratio(rps, t_rps)} | {verdict(rps >= t_rps)} |")
+    for r in ("shoal_l4_on", "shoal_l4_off", "shoal_l4_on_128k", "shoal_l4_off_128k"):
+        g = s.med("bulk", r, "gbps")
+        if g is None or d_bulk is None:
+            continue
+        w(f"| bulk ≥ 0.9× direct ({slabels.get(r, r)}) | {ratio(g, d_bulk)} | {verdict(g >= 0.9 * d_bulk)} |")
+    on, off = s.med("pp", "shoal_l4_on", "rate"), s.med("pp", "shoal_l4_off", "rate")
+    if on is not None and off is not None:
+        sp = max(s.spread("pp", "shoal_l4_on", "rate") or 0, s.spread("pp", "shoal_l4_off", "rate") or 0)
+        gain = 100.0 * (on - off) / off
+        w(f"| sockmap gain on ping-pong (on vs off, beyond the spread) | {gain:+.1f}% "
+          f"(spread ±{sp:.0f}%) | {verdict(gain > sp)} |")
+    idle = s.med("idle", "shoal_l4_on", "rss_idle_kib")
+    if idle is not None:
+        w(f"| proxy RSS ≤ 10 MiB idle | {idle / 1024:.1f} MiB | {verdict(idle <= 10 * 1024)} |")
+    if "shoal_l4_on" in per_conn:
+        pc = per_conn["shoal_l4_on"]
+        w(f"| ≤ 4 KiB per idle connection | {pc / 1024:.1f} KiB | {verdict(pc <= 4096)} |")
+    w("")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
