@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * OTLP/HTTP JSON span exporter (docs/tracing.md).
+ *
+ * One thread drains every worker's span ring (trace.h), gathers batches,
+ * and POSTs them to the collector's /v1/traces as an
+ * ExportTraceServiceRequest in the OTLP JSON mapping. It is the only
+ * consumer of the rings and never touches a worker's thread: when it is
+ * slow or the collector is down, rings fill and the workers drop spans
+ * (counted), they never wait.
+ *
+ * A failed POST drops its spans (counted by reason) and starts a backoff
+ * during which batches are dropped without trying, so a dead collector
+ * costs one timeout per backoff period, not one per batch.
+ */
+#ifndef SHOAL_TELEMETRY_OTLP_H
+#define SHOAL_TELEMETRY_OTLP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "telemetry/trace.h"
+
+/* The OTLP/HTTP default port and path, on the node. */
+#define OTLP_DEFAULT_URL "http://127.0.0.1:4318/v1/traces"
+
+/* Spans per POST: the OpenTelemetry SDKs' default max export batch. */
+#define OTLP_BATCH_DEFAULT 512
+/* Bounds the exporter's batch buffer (~360 bytes a span). */
+#define OTLP_BATCH_LIMIT 16384
+
+/* Longest a span waits in a batch before it is sent: the SDKs' 1 s
+ * schedule delay, short enough to look live in a trace UI. */
+#define OTLP_DELAY_MS_DEFAULT 1000
+
+/* One POST, connect included. Rings must hold this long of traffic for
+ * nothing to drop while the collector is slow. */
+#define OTLP_TIMEOUT_MS_DEFAULT 2000
+/* Connect alone: a collector on the node or in the cluster answers a SYN
+ * in well under this. */
+#define OTLP_CONNECT_TIMEOUT_MS 1000
+
+/* How often the rings are drained between sends: a ring of
+ * TRACE_RING_DEFAULT then absorbs ~10k sampled spans/s per worker. */
+#define OTLP_POLL_MS 100
+
+/* After a failure, batches are dropped without trying for a backoff that
+ * doubles from MIN to MAX; one success resets it. */
+#define OTLP_BACKOFF_MIN_MS 1000
+#define OTLP_BACKOFF_MAX_MS 30000
+
+/* Resource strings (service.name, host.name, service.version), bytes. */
+#define OTLP_RESOURCE_STR_MAX 256
+
+/*
+ * The most one span can take in JSON: fixed text (keys, ids, numbers)
+ * plus every string field escaped at worst (6 bytes a byte, \u00XX).
+ */
+#define OTLP_SPAN_JSON_MAX                                                                         \
+	(1024 + 6 * (TRACE_NAME_MAX + TRACE_SERVICE_MAX + TRACE_ROUTE_MAX + TRACE_ENDPOINT_MAX +   \
+		     TRACE_METHOD_MAX))
+/* The envelope around the spans (resource and scope), at most. */
+#define OTLP_ENVELOPE_JSON_MAX (512 + 3 * 6 * OTLP_RESOURCE_STR_MAX)
+/* One POST body at most; a batch that does not fit goes in several POSTs.
+ * Collectors accept far larger (the OpenTelemetry Collector: 20 MiB). */
+#define OTLP_BODY_MAX (1024 * 1024)
+
+struct otlp_resource {
+	const char *service_name; /* NULL = "shoal" */
+	const char *host_name;	  /* the node; NULL or "" = omitted */
+	const char *version;	  /* NULL = the build's version */
+};
+
+struct otlp_opts {
+	const char *url;     /* http:// or https://; NULL = OTLP_DEFAULT_URL */
+	uint32_t batch_max;  /* 0 = OTLP_BATCH_DEFAULT, at most OTLP_BATCH_LIMIT */
+	uint32_t delay_ms;   /* 0 = OTLP_DELAY_MS_DEFAULT */
+	uint32_t timeout_ms; /* 0 = OTLP_TIMEOUT_MS_DEFAULT */
+	struct otlp_resource resource;
+};
+
+/*
+ * Render @spans[0..@n) as one ExportTraceServiceRequest in OTLP JSON into
+ * @buf (@cap bytes, not NUL-terminated), for resource @res. Renders the
+ * leading spans that fit and returns how many, with the body length in
+ * *@len; 0 (and *@len = 0) when not even the first fits. @cap of
+ * OTLP_ENVELOPE_JSON_MAX + OTLP_SPAN_JSON_MAX always fits one span.
+ */
+size_t otlp_render(const struct otlp_resource *res, const struct trace_span *spans, size_t n,
+		   char *buf, size_t cap, size_t *len);
+
+struct otlp_exporter;
+
+/*
+ * Check @o and start the exporter thread for @t's rings. Returns 0, or
+ * -EINVAL / -ENOMEM / -errno with a message in @err. The collector need
+ * not be up: failures are counted, not fatal.
+ */
+int otlp_exporter_start(struct tracer *t, const struct otlp_opts *o, struct otlp_exporter **out,
+			char *err, size_t errlen);
+
+/*
+ * Stop: drain the rings one last time, send what they held (one try,
+ * bounded by the timeout), join the thread and free everything. After it
+ * the rings have no consumer. NULL is fine.
+ */
+void otlp_exporter_stop(struct otlp_exporter *e);
+
+#endif
