@@ -180,7 +180,8 @@ Test(balance_p2c, fast_failing_endpoint_is_avoided)
 		hist[k]++;
 		s.now += 2 * MS;
 		if (k == 2)
-			peak_ewma_observe_failure(&s.ep[k], &s.cfg, PEAK_EWMA_NO_RETRY_AFTER, s.now);
+			peak_ewma_observe_failure(&s.ep[k], &s.cfg, PEAK_EWMA_NO_RETRY_AFTER,
+						  s.now);
 		else
 			peak_ewma_observe(&s.ep[k], &s.cfg, 20 * MS, s.now);
 	}

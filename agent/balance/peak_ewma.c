@@ -71,9 +71,8 @@ void peak_ewma_end(struct peak_ewma *pe)
 	uint32_t old = atomic_load_explicit(&pe->pending, memory_order_relaxed);
 
 	/* An unpaired end must not wrap pending to 4 billion and starve it. */
-	while (old && !atomic_compare_exchange_weak_explicit(&pe->pending, &old, old - 1,
-							     memory_order_relaxed,
-							     memory_order_relaxed))
+	while (old && !atomic_compare_exchange_weak_explicit(
+			  &pe->pending, &old, old - 1, memory_order_relaxed, memory_order_relaxed))
 		;
 }
 
@@ -106,9 +105,9 @@ void peak_ewma_observe(struct peak_ewma *pe, const struct peak_ewma_cfg *cfg, ui
 			w = exp(-elapsed_ns(old, now_ns) / (double)cfg->tau_ns);
 			est = est * w + sample * (1 - w);
 		}
-	} while (!atomic_compare_exchange_weak_explicit(&pe->state, &old,
-							pack((float)est, new_tick),
-							memory_order_relaxed, memory_order_relaxed));
+	} while (
+	    !atomic_compare_exchange_weak_explicit(&pe->state, &old, pack((float)est, new_tick),
+						   memory_order_relaxed, memory_order_relaxed));
 }
 
 uint64_t peak_ewma_failure_sample(const struct peak_ewma_cfg *cfg, uint64_t retry_after_ns)
@@ -136,8 +135,7 @@ double peak_ewma_estimate(const struct peak_ewma *pe, const struct peak_ewma_cfg
 	return packed_est(state) * exp(-elapsed_ns(state, now_ns) / (double)cfg->tau_ns);
 }
 
-double peak_ewma_cost(const struct peak_ewma *pe, const struct peak_ewma_cfg *cfg,
-		      uint64_t now_ns)
+double peak_ewma_cost(const struct peak_ewma *pe, const struct peak_ewma_cfg *cfg, uint64_t now_ns)
 {
 	return peak_ewma_estimate(pe, cfg, now_ns) * ((double)peak_ewma_pending(pe) + 1);
 }

@@ -46,10 +46,10 @@
 
 /* Knobs, per service. Fill with peak_ewma_cfg_default(). */
 struct peak_ewma_cfg {
-	uint64_t default_rtt_ns;       /* estimate of an endpoint with no samples */
-	uint64_t tau_ns;	       /* decay time constant, > 0 */
-	uint64_t failure_penalty_ns;   /* fake sample of a failure without Retry-After */
-	uint64_t retry_after_cap_ns;   /* Retry-After above this counts as this */
+	uint64_t default_rtt_ns;     /* estimate of an endpoint with no samples */
+	uint64_t tau_ns;	     /* decay time constant, > 0 */
+	uint64_t failure_penalty_ns; /* fake sample of a failure without Retry-After */
+	uint64_t retry_after_cap_ns; /* Retry-After above this counts as this */
 };
 
 /*
@@ -118,7 +118,6 @@ double peak_ewma_estimate(const struct peak_ewma *pe, const struct peak_ewma_cfg
 			  uint64_t now_ns);
 
 /* What P2C compares: the decayed estimate times (pending + 1). */
-double peak_ewma_cost(const struct peak_ewma *pe, const struct peak_ewma_cfg *cfg,
-		      uint64_t now_ns);
+double peak_ewma_cost(const struct peak_ewma *pe, const struct peak_ewma_cfg *cfg, uint64_t now_ns);
 
 #endif

@@ -15,7 +15,8 @@ Test(resilience_backoff, ceiling_doubles_to_the_cap)
 	static const uint64_t want[] = {25 * MS, 50 * MS, 100 * MS, 200 * MS, 250 * MS, 250 * MS};
 
 	for (uint32_t a = 0; a < sizeof(want) / sizeof(want[0]); a++)
-		cr_assert_eq(backoff_ceiling(BACKOFF_RETRY_BASE_NS, BACKOFF_RETRY_MAX_NS, a), want[a]);
+		cr_assert_eq(backoff_ceiling(BACKOFF_RETRY_BASE_NS, BACKOFF_RETRY_MAX_NS, a),
+			     want[a]);
 	/* Huge attempt counts neither loop long nor overflow. */
 	cr_assert_eq(backoff_ceiling(25 * MS, 250 * MS, UINT32_MAX), 250 * MS);
 	cr_assert_eq(backoff_ceiling(1, UINT64_MAX, 200), UINT64_MAX);

@@ -64,9 +64,8 @@ static bool group_try_eject(struct breaker_group *g)
 			atomic_fetch_add_explicit(&g->refused, 1, memory_order_relaxed);
 			return false;
 		}
-	} while (!atomic_compare_exchange_weak_explicit(&g->ejected, &n, n + 1,
-							memory_order_relaxed,
-							memory_order_relaxed));
+	} while (!atomic_compare_exchange_weak_explicit(
+	    &g->ejected, &n, n + 1, memory_order_relaxed, memory_order_relaxed));
 	return true;
 }
 
@@ -74,9 +73,8 @@ static void group_release(struct breaker_group *g)
 {
 	uint32_t n = atomic_load_explicit(&g->ejected, memory_order_relaxed);
 
-	while (n && !atomic_compare_exchange_weak_explicit(&g->ejected, &n, n - 1,
-							   memory_order_relaxed,
-							   memory_order_relaxed))
+	while (n && !atomic_compare_exchange_weak_explicit(
+			&g->ejected, &n, n - 1, memory_order_relaxed, memory_order_relaxed))
 		;
 }
 

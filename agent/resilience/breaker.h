@@ -52,14 +52,14 @@
 
 /* Knobs, per service. Fill with breaker_cfg_default(). */
 struct breaker_cfg {
-	uint32_t consecutive_failures;	/* eject after this many in a row; 0: never */
-	uint64_t backoff_min_ns;	/* first ejection time, before jitter */
-	uint64_t backoff_max_ns;	/* doubling stops here */
-	double jitter;			/* ejection time x [1 - jitter, 1 + jitter) */
-	uint32_t success_rate_pct;	/* eject below this success rate; 0: never */
-	uint64_t success_rate_window_ns; /* over this window */
+	uint32_t consecutive_failures;	    /* eject after this many in a row; 0: never */
+	uint64_t backoff_min_ns;	    /* first ejection time, before jitter */
+	uint64_t backoff_max_ns;	    /* doubling stops here */
+	double jitter;			    /* ejection time x [1 - jitter, 1 + jitter) */
+	uint32_t success_rate_pct;	    /* eject below this success rate; 0: never */
+	uint64_t success_rate_window_ns;    /* over this window */
 	uint32_t success_rate_min_requests; /* with at least this many outcomes in it */
-	uint32_t max_ejection_pct;	/* share of the service's endpoints out at once */
+	uint32_t max_ejection_pct;	    /* share of the service's endpoints out at once */
 };
 
 enum breaker_state {
@@ -103,10 +103,10 @@ struct breaker {
 	_Atomic int state;		/* enum breaker_state; read without the lock */
 	_Atomic uint64_t open_until_ns; /* OPEN: when the probe may go */
 	struct breaker_group *group;
-	uint32_t consecutive;		/* failures in a row while closed */
-	uint64_t backoff_ns;		/* current ejection time, before jitter */
-	uint64_t ejections;		/* times ejected (closed -> open), ever */
-	uint64_t bucket_ns;		/* success_rate_window_ns / BREAKER_WINDOW_BUCKETS */
+	uint32_t consecutive; /* failures in a row while closed */
+	uint64_t backoff_ns;  /* current ejection time, before jitter */
+	uint64_t ejections;   /* times ejected (closed -> open), ever */
+	uint64_t bucket_ns;   /* success_rate_window_ns / BREAKER_WINDOW_BUCKETS */
 	struct breaker_bucket window[BREAKER_WINDOW_BUCKETS];
 };
 

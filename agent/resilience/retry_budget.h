@@ -61,9 +61,9 @@ struct retry_budget_cfg {
 struct retry_budget {
 	/* generation (ns / bucket_ns, 32 bits) << 32 | int32 balance */
 	_Atomic uint64_t bucket[RETRY_BUDGET_BUCKETS];
-	uint64_t bucket_ns;	/* ttl / RETRY_BUDGET_BUCKETS */
-	int64_t reserve_milli;	/* min_per_s * ttl, in milli-retries */
-	int32_t deposit_milli;	/* ratio_milli */
+	uint64_t bucket_ns;    /* ttl / RETRY_BUDGET_BUCKETS */
+	int64_t reserve_milli; /* min_per_s * ttl, in milli-retries */
+	int32_t deposit_milli; /* ratio_milli */
 };
 
 /* The defaults above. */

@@ -29,7 +29,8 @@ int retry_policy_cfg_check(const struct retry_policy_cfg *cfg)
 
 bool retry_method_idempotent(const char *method, size_t len)
 {
-	static const char *const idempotent[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+	static const char *const idempotent[] = {"GET",	  "HEAD", "OPTIONS",
+						 "TRACE", "PUT",  "DELETE"};
 
 	for (size_t i = 0; i < sizeof(idempotent) / sizeof(idempotent[0]); i++)
 		if (len == strlen(idempotent[i]) && !memcmp(method, idempotent[i], len))
@@ -63,7 +64,8 @@ static bool failure_retried(const struct retry_policy_cfg *cfg, const struct ret
 enum retry_verdict retry_decide(const struct retry_policy_cfg *cfg, const struct retry_try *t,
 				struct retry_budget *budget, uint64_t now_ns)
 {
-	bool method_ok = cfg->route_retryable || retry_method_idempotent(t->method, t->method_len) ||
+	bool method_ok = cfg->route_retryable ||
+			 retry_method_idempotent(t->method, t->method_len) ||
 			 (t->failure == RETRY_FAIL_CONNECT && cfg->connect_any_method);
 
 	if (!method_ok)

@@ -33,19 +33,19 @@
 struct retry_policy_cfg {
 	uint16_t statuses[RETRY_MAX_STATUSES]; /* response statuses that are retried */
 	uint8_t n_statuses;
-	bool route_retryable;	  /* retry any method: the route says it is idempotent */
-	bool connect_any_method;  /* a connect failure is retried whatever the method */
-	uint32_t max_body_bytes;  /* larger bodies are not buffered, so not retried */
-	uint32_t max_retries;	  /* per request, on top of the first try */
+	bool route_retryable;	 /* retry any method: the route says it is idempotent */
+	bool connect_any_method; /* a connect failure is retried whatever the method */
+	uint32_t max_body_bytes; /* larger bodies are not buffered, so not retried */
+	uint32_t max_retries;	 /* per request, on top of the first try */
 };
 
 /* How a try failed. */
 enum retry_failure {
-	RETRY_FAIL_CONNECT,	  /* no connection: not a byte of the request was sent */
-	RETRY_FAIL_RESET_EARLY,	  /* reset or closed before the response headers */
-	RETRY_FAIL_STATUS,	  /* a complete response head with status `status` */
-	RETRY_FAIL_RESET_LATE,	  /* reset after the response headers */
-	RETRY_FAIL_TIMEOUT,	  /* the per-try timeout passed without response headers */
+	RETRY_FAIL_CONNECT,	/* no connection: not a byte of the request was sent */
+	RETRY_FAIL_RESET_EARLY, /* reset or closed before the response headers */
+	RETRY_FAIL_STATUS,	/* a complete response head with status `status` */
+	RETRY_FAIL_RESET_LATE,	/* reset after the response headers */
+	RETRY_FAIL_TIMEOUT,	/* the per-try timeout passed without response headers */
 };
 
 /* What the proxy knows about one failed try. */
@@ -53,25 +53,25 @@ struct retry_try {
 	const char *method; /* the request method, as sent (case-sensitive) */
 	size_t method_len;
 	enum retry_failure failure;
-	uint16_t status;	 /* RETRY_FAIL_STATUS: the response's status */
-	bool has_body;		 /* Content-Length > 0, or chunked */
-	bool body_buffered;	 /* has_body: the whole body is held for replay */
-	uint64_t body_bytes;	 /* has_body: its length */
-	bool response_started;	 /* a byte of any response reached the client */
-	uint32_t retries_done;	 /* retries of this request so far */
-	uint64_t deadline_ns;	 /* the request's deadline (DEADLINE_NONE: none) */
+	uint16_t status;       /* RETRY_FAIL_STATUS: the response's status */
+	bool has_body;	       /* Content-Length > 0, or chunked */
+	bool body_buffered;    /* has_body: the whole body is held for replay */
+	uint64_t body_bytes;   /* has_body: its length */
+	bool response_started; /* a byte of any response reached the client */
+	uint32_t retries_done; /* retries of this request so far */
+	uint64_t deadline_ns;  /* the request's deadline (DEADLINE_NONE: none) */
 };
 
 /* The answer, and when it is no, the first reason found (for debug logs). */
 enum retry_verdict {
 	RETRY_YES,
-	RETRY_NO_METHOD,    /* not idempotent, and the route is not marked retryable */
-	RETRY_NO_FAILURE,   /* this failure or status is not retried */
-	RETRY_NO_BODY,	    /* the body was not buffered, or is too large */
-	RETRY_NO_STARTED,   /* the client already has part of a response */
-	RETRY_NO_ATTEMPTS,  /* max_retries reached */
-	RETRY_NO_DEADLINE,  /* the request's deadline has passed */
-	RETRY_NO_BUDGET,    /* the service's retry budget is spent */
+	RETRY_NO_METHOD,   /* not idempotent, and the route is not marked retryable */
+	RETRY_NO_FAILURE,  /* this failure or status is not retried */
+	RETRY_NO_BODY,	   /* the body was not buffered, or is too large */
+	RETRY_NO_STARTED,  /* the client already has part of a response */
+	RETRY_NO_ATTEMPTS, /* max_retries reached */
+	RETRY_NO_DEADLINE, /* the request's deadline has passed */
+	RETRY_NO_BUDGET,   /* the service's retry budget is spent */
 };
 
 /* The defaults above: status 503, 64 KiB, 2 retries, connect failures for any method. */
