@@ -97,6 +97,8 @@ static uint64_t http1_idle_deadline(const struct worker *w, const struct l4_conn
 		if (!d || hd < d)
 			d = hd;
 	}
+	if (h->deadline_ns && h->rs != HTTP1_RESP_DONE && (!d || h->deadline_ns < d))
+		d = h->deadline_ns;
 	return d;
 }
 
@@ -262,11 +264,13 @@ static void http1_route(struct worker *w, struct l4_conn *c)
 
 	h->target = c->svc;
 	h->target_port_be = c->port_be;
+	h->route = NULL;
 	if (!c->svc->n_routes)
 		return;
 	r = routes_match(c->svc, &req);
 	if (!r)
 		return;
+	h->route = r;
 	idx = routes_pick_backend(r, http1_random());
 	if (idx >= (uint32_t)w->cfg->n_services)
 		return;
@@ -286,6 +290,12 @@ static void http1_dispatch(struct worker *w, struct l4_conn *c)
 
 	WORKER_STAT_INC(w, http_requests);
 	http1_route(w, c);
+	h->deadline_ns = 0;
+	if (h->route && h->route->timeout_ms) {
+		h->deadline_ns = timer_now_ns() + (uint64_t)h->route->timeout_ms * 1000000;
+		if (!http1_arm_idle(w, c))
+			return;
+	}
 	if (h->target->n_endpoints <= 0) {
 		worker_warn_ratelimited(w, "proxy worker %d: %s/%s has no endpoints; answering 503",
 					w->id, h->target->namespace, h->target->name);
@@ -791,6 +801,8 @@ static void http1_next_request(struct worker *w, struct l4_conn *c)
 	h->rq_head_start_ns = 0;
 	h->rs_start = h->rs_fwd = 0;
 	h->target = NULL;
+	h->route = NULL;
+	h->deadline_ns = 0;
 
 	if (!lim.max_line)
 		lim.max_line = HTTP1_MAX_LINE_DEFAULT;
@@ -1018,7 +1030,7 @@ void http1_timeout(struct worker *w, struct l4_conn *c)
 			return;
 		}
 		http1_error(w, c, HTTP_ERR_REQUEST_TIMEOUT);
-	} else if (h->rs == HTTP1_RESP_HEAD) {
+	} else if (h->rs == HTTP1_RESP_HEAD || h->rs == HTTP1_RESP_NONE) {
 		http1_error(w, c, HTTP_ERR_TIMEOUT);
 	} else {
 		http1_abort(w, c); /* stalled mid-body */

@@ -80,6 +80,8 @@ struct http1_conn {
 	uint64_t rq_head_start_ns;
 
 	/* Where it goes. */
+	const struct config_route *route;    /* the route it matched, or NULL */
+	uint64_t deadline_ns;		     /* route timeout_ms from dispatch; 0: none */
 	const struct config_service *target; /* the service whose endpoints serve it */
 	uint16_t target_port_be;
 	uint32_t first;	   /* endpoint index of the first attempt */

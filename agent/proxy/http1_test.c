@@ -653,3 +653,25 @@ Test(http1, opaque_bytes_on_an_undeclared_port_are_kept)
 	close(c);
 	end_test();
 }
+
+Test(http1, idle_opaque_connection_is_closed_and_a_busy_one_is_not)
+{
+	char resp[256];
+	int c;
+
+	svc.ports[0].protocol = CONFIG_PROTO_TCP;
+	cfg.idle_timeout_ms = 200;
+	backend_start(script_banner);
+	start_proxy();
+	c = client_connect();
+	cr_assert(read_until(c, resp, sizeof(resp), "220 banner\r\n"));
+	for (int i = 0; i < 6; i++) {
+		usleep(100 * 1000);
+		send_str(c, "x");
+		cr_assert(read_until(c, resp, sizeof(resp), "x"), "busy connection closed");
+	}
+	usleep(500 * 1000);
+	cr_expect_eq(read(c, resp, sizeof(resp)), 0, "an idle connection should see EOF");
+	close(c);
+	end_test();
+}

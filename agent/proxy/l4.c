@@ -177,15 +177,32 @@ static void l4_pump(struct worker *w, struct l4_conn *c)
 		}
 		if (!progress)
 			break;
+		/* The idle timer is lazy: it checks this when it fires. */
+		if (round == 0)
+			c->last_active_ns = timer_now_ns();
 	}
 	if (c->client.shut_wr && c->upstream.shut_wr)
 		l4_close(w, c, false);
+}
+
+/*
+ * Arm the idle deadline (proxy.idle_timeout_ms after the last byte moved);
+ * none when it is 0. Failing to queue it only loses the idle close.
+ */
+static void l4_arm_idle(struct worker *w, struct l4_conn *c)
+{
+	uint64_t idle = (uint64_t)w->cfg->idle_timeout_ms * 1000000;
+
+	if (idle)
+		timer_heap_add(&w->timers, &c->timer, c->last_active_ns + idle);
 }
 
 static void l4_established(struct worker *w, struct l4_conn *c)
 {
 	timer_heap_del(&w->timers, &c->timer);
 	c->state = L4_ESTABLISHED;
+	c->last_active_ns = timer_now_ns();
+	l4_arm_idle(w, c);
 	/*
 	 * Edges seen while connecting were not acted on: assume both sides
 	 * ready. A wrong guess costs one EAGAIN, a missed edge a hang.
@@ -321,6 +338,24 @@ static void l4_attempt_failed_async(struct worker *w, struct l4_conn *c, int err
 	worker_conn_defer(w, c);
 }
 
+/* The idle deadline passed: close c if nothing moved since, else re-arm. */
+static void l4_idle_check(struct worker *w, struct l4_conn *c)
+{
+	uint64_t idle = (uint64_t)w->cfg->idle_timeout_ms * 1000000;
+	char svc[2 * CONFIG_MAX_NAME + 16];
+
+	if (!idle)
+		return;
+	if (timer_now_ns() < c->last_active_ns + idle) {
+		l4_arm_idle(w, c);
+		return;
+	}
+	if (l4_debug())
+		pr_debug("proxy worker %d: %s: idle for %u ms; closing", w->id,
+			 l4_svc_name(c, svc, sizeof(svc)), w->cfg->idle_timeout_ms);
+	l4_close(w, c, false);
+}
+
 void l4_timeout(struct worker *w, struct l4_conn *c)
 {
 	if (c->mode == L4_MODE_DETECT)
@@ -329,6 +364,8 @@ void l4_timeout(struct worker *w, struct l4_conn *c)
 		http1_timeout(w, c);
 	else if (c->state == L4_CONNECTING)
 		l4_attempt_failed_async(w, c, ETIMEDOUT);
+	else if (c->state == L4_ESTABLISHED)
+		l4_idle_check(w, c);
 }
 
 void l4_resume(struct worker *w, struct l4_conn *c)

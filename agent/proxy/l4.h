@@ -66,12 +66,13 @@ struct l4_conn {
 	struct l4_side upstream; /* to the endpoint; fd -1 between attempts */
 	struct l4_buf to_upstream;
 	struct l4_buf to_client;
-	struct timer_node timer; /* the current connect attempt's deadline */
+	struct timer_node timer; /* connect attempt deadline, then the idle deadline */
 
 	const struct config_service *svc;
 	uint16_t svc_port; /* service port (host order), for messages */
 	uint16_t port_be;  /* endpoint port */
 	uint64_t accepted_ns;
+	uint64_t last_active_ns; /* last byte moved either way (idle timeout) */
 	uint32_t first; /* endpoint index of the first attempt */
 	uint32_t tried; /* attempts so far; attempt k uses first + k */
 	int last_err;	/* errno of the last failed attempt */

@@ -1,13 +1,15 @@
 #!/bin/bash
 # http-routes.sh: HTTP routes through interception. Service "front"
-# (10.96.0.30:80, http) has three routes, first match wins:
+# (10.96.0.30:80, http) has four routes, first match wins:
 #   path prefix /v2          -> service v2 (b1 only)
 #   header x-canary: yes     -> service v2
+#   path prefix /slow        -> front itself, timeout_ms 300
 #   path prefix /split       -> v1 (a2 only) weight 90, v2 weight 10
 # and anything else goes to front's own endpoints (a2 and b1).
 # Checks: each route sends where it says, a near-miss (/v2x) does not
-# match the prefix, and the 90/10 split over 2000 requests on keep-alive
-# connections lands within +-3 %.
+# match the prefix, a route's timeout_ms turns a slow answer into a 504,
+# and the 90/10 split over 2000 requests on keep-alive connections lands
+# within +-3 %.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -28,6 +30,9 @@ write_config "
       - name: canary
         match: {headers: {x-canary: \"yes\"}}
         backends: [{service: v2}]
+      - name: slow
+        match: {path: {prefix: /slow}}
+        timeout_ms: 300
       - name: split
         match: {path: {prefix: /split}}
         backends:
@@ -67,6 +72,15 @@ out=$(backends_of -H 'x-canary: yes' "$FRONT/other" "$FRONT/other" "$FRONT/other
 out=$(backends_of -H 'x-canary: no' "$FRONT/other" "$FRONT/other" "$FRONT/other" "$FRONT/other")
 [[ $out == *a2* && $out == *b1* ]] && pass "header x-canary: no: no route, front's own endpoints" ||
 	fail "header mismatch: backends '$out'"
+
+t0=$(date +%s%N)
+out=$(pod_curl a1 -D - -o /dev/null "$FRONT/slow?delay_ms=3000") || fail "route timeout: curl failed"
+ms=$((($(date +%s%N) - t0) / 1000000))
+if [[ $out == "HTTP/1.1 504"* && $(header x-shoal-error <<<"$out") == timeout ]] && ((ms < 2000)); then
+	pass "route timeout_ms 300 against a 3 s backend: 504 (x-shoal-error: timeout) after $ms ms"
+else
+	fail "route timeout: after $ms ms got $out"
+fi
 
 n=2000
 cfg=$LOGDIR/split.curl
