@@ -26,7 +26,7 @@
 
 /* Spans per POST: the OpenTelemetry SDKs' default max export batch. */
 #define OTLP_BATCH_DEFAULT 512
-/* Bounds the exporter's batch buffer (~360 bytes a span). */
+/* Bounds the exporter's batch buffer (456 bytes a span). */
 #define OTLP_BATCH_LIMIT 16384
 
 /* Longest a span waits in a batch before it is sent: the SDKs' 1 s

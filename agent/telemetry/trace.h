@@ -60,8 +60,9 @@
 #define TRACE_METHOD_MAX 33   /* CONFIG_MAX_METHOD; registered methods are <= 17 */
 #define TRACE_NAME_MAX 104    /* method, space, route: the default span name */
 
-/* Default per-worker ring: ~330 KiB; one second of 1024 sampled req/s
- * per worker at the exporter's default 1 s batch delay. */
+/* Default per-worker ring: 1024 spans, ~456 KiB. The exporter drains
+ * every 100 ms (OTLP_POLL_MS), so it absorbs ~10k sampled spans/s per
+ * worker, or ~500/s through a POST that hangs its whole 2 s timeout. */
 #define TRACE_RING_DEFAULT 1024
 /* Ring sizes must be powers of two (index masking) within these bounds. */
 #define TRACE_RING_MIN 8
@@ -84,7 +85,7 @@ enum trace_sampling {
 
 /*
  * A trace context: incoming (trace_extract) or outgoing (trace_start).
- * ~560 bytes, meant for the stack: the proxy needs it only between
+ * 550 bytes, meant for the stack: the proxy needs it only between
  * reading the request head and writing it upstream.
  */
 struct trace_ctx {
@@ -149,7 +150,7 @@ enum trace_span_kind {
 /*
  * One proxied request. trace_start fills the ids, kind and start time;
  * the caller sets the rest (trace_span_set for strings) as the request
- * goes on. ~360 bytes; copied by value into a ring slot.
+ * goes on. 456 bytes; copied by value into a ring slot.
  */
 struct trace_span {
 	uint8_t trace_id[TRACE_ID_SIZE];
