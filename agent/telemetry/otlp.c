@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -242,7 +243,7 @@ struct otlp_exporter {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake; /* CLOCK_MONOTONIC */
-	bool stop;	     /* under lock */
+	_Atomic bool stop;   /* set under lock (for the wait), read anywhere */
 
 	/* The exporter thread's alone from here on. */
 	struct trace_span *batch;
@@ -399,9 +400,8 @@ static void *exporter_main(void *arg)
 	const uint64_t delay_ns = e->delay_ms * 1000000ull;
 	const uint64_t poll_ns =
 	    (e->delay_ms < OTLP_POLL_MS ? e->delay_ms : OTLP_POLL_MS) * 1000000ull;
-	bool stopping = false;
 
-	while (!stopping) {
+	while (!atomic_load(&e->stop)) {
 		bool more = fill_batch(e);
 
 		if (e->n == e->batch_max || (e->n && now_mono_ns() - e->oldest_ns >= delay_ns))
@@ -417,18 +417,26 @@ static void *exporter_main(void *arg)
 		until.tv_sec = at / 1000000000ull;
 		until.tv_nsec = at % 1000000000ull;
 		pthread_mutex_lock(&e->lock);
-		if (!e->stop)
+		if (!atomic_load(&e->stop))
 			pthread_cond_timedwait(&e->wake, &e->lock, &until);
-		stopping = e->stop;
 		pthread_mutex_unlock(&e->lock);
 	}
-	/* Last call: whatever the workers recorded before they stopped. */
-	for (;;) {
-		bool more = fill_batch(e);
+	/*
+	 * Last call: what the rings held when stop came. Bounded by their
+	 * capacity, so workers that are still recording cannot keep the
+	 * exporter (and otlp_exporter_stop) going.
+	 */
+	uint64_t left = (uint64_t)tracer_workers(e->t) * tracer_ring_size(e->t);
 
+	for (;;) {
+		size_t before = e->n;
+		bool more = fill_batch(e);
+		size_t got = e->n - before;
+
+		left = got < left ? left - got : 0;
 		if (e->n)
 			send_batch(e);
-		if (!more)
+		if (!more || !left)
 			break;
 	}
 	return NULL;

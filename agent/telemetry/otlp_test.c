@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -709,4 +711,114 @@ Test(exporter, options_are_checked)
 	cr_expect_eq(otlp_exporter_start(tracer, &o, &exporter, err, sizeof(err)), -EINVAL);
 	cr_expect_not_null(strstr(err, "batch"), "%s", err);
 	cr_expect_null(exporter);
+}
+
+/* POST @body to the receiver's /v1/traces; returns the HTTP status. */
+static long post_raw(const char *body)
+{
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+	struct grow g = {0};
+	char url[64];
+	long status = 0;
+	CURL *c = curl_easy_init();
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/traces", receiver_port);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_PROXY, "");
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, grow_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &g);
+	cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(h);
+	free(g.p);
+	return status;
+}
+
+#define RES                                                                                        \
+	"{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":"     \
+	"\"x\"}}]},"
+#define SPAN_OK                                                                                    \
+	"\"traceId\":\"" TID "\",\"spanId\":\"" SID "\",\"name\":\"n\",\"kind\":3,"                \
+	"\"startTimeUnixNano\":\"1\",\"endTimeUnixNano\":\"2\""
+#define BODY(res, span) "{\"resourceSpans\":[" res "\"scopeSpans\":[{\"spans\":[{" span "}]}]}]}"
+
+/* The receiver is only worth its verdicts if it says no: the mistakes an
+ * exporter could make, each refused. */
+Test(exporter, receiver_refuses_malformed_requests)
+{
+	static const char *const bad[] = {
+	    "{\"resourceSpans\":[]}",
+	    "not json",
+	    BODY("{\"resource\":{\"attributes\":[]},", SPAN_OK), /* no service.name */
+	    BODY(RES, "\"traceId\":\"4BF92F3577B34DA6A3CE929D0E0E4736\",\"spanId\":\"" SID
+		      "\",\"name\":\"n\",\"startTimeUnixNano\":\"1\",\"endTimeUnixNano\":\"2\""),
+	    BODY(RES, "\"traceId\":\"" TID "\",\"spanId\":\"" SID
+		      "\",\"name\":\"n\",\"startTimeUnixNano\":1,\"endTimeUnixNano\":\"2\""),
+	    BODY(RES, SPAN_OK ",\"parentSpanId\":\"0000000000000000\""),
+	    BODY(RES, SPAN_OK ",\"attributes\":[{\"key\":\"a\",\"value\":{\"intValue\":5}}]"),
+	    BODY(RES, SPAN_OK ",\"attributes\":[{\"key\":\"a\",\"value\":{}}]"),
+	    BODY(RES, SPAN_OK ",\"kind\":\"SPAN_KIND_CLIENT\""),
+	    BODY(RES, SPAN_OK ",\"status\":{\"code\":7}"),
+	    BODY(RES, SPAN_OK ",\"bogus\":1"),
+	};
+
+	receiver_start("200");
+	cr_assert_eq(post_raw(BODY(RES, SPAN_OK)), 200, "the minimal valid request");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect_eq(post_raw(bad[i]), 400, "accepted: %s", bad[i]);
+
+	json_object *r = received();
+
+	cr_expect_eq(json_object_array_length(get(r, "spans")), 1);
+	cr_expect_geq(json_object_array_length(get(r, "errors")), sizeof(bad) / sizeof(bad[0]));
+	json_object_put(r);
+}
+
+struct busy {
+	struct trace_worker *w;
+	_Atomic bool quit;
+	uint64_t n;
+};
+
+static void *busy_producer(void *arg)
+{
+	struct busy *b = arg;
+
+	while (!atomic_load(&b->quit)) {
+		struct trace_ctx out;
+		struct trace_span s;
+
+		trace_start(b->w, NULL, &out, &s);
+		trace_record(b->w, &s);
+		b->n++;
+	}
+	return NULL;
+}
+
+/* otlp_exporter_stop must return even when workers keep recording. */
+Test(exporter, stop_is_bounded_under_load)
+{
+	struct busy b = {0};
+	char url[64];
+	pthread_t th;
+
+	make_tracer(1, 64);
+	b.w = tracer_worker(tracer, 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/traces", closed_port());
+	start_exporter(url, 5, 200);
+	cr_assert_eq(pthread_create(&th, NULL, busy_producer, &b), 0);
+	usleep(50000);
+	double t0 = now_ms();
+
+	otlp_exporter_stop(exporter);
+	exporter = NULL;
+	double took = now_ms() - t0;
+
+	atomic_store(&b.quit, true);
+	pthread_join(th, NULL);
+	cr_expect_lt(took, 1000, "stop took %.0f ms", took);
+	cr_expect_gt(b.n, 0);
 }

@@ -588,7 +588,6 @@ bool trace_start(struct trace_worker *w, const struct trace_ctx *in, struct trac
 	bool sampled;
 
 	ctx_clear(out);
-	out->tracestate_len = 0;
 	if (in && in->has_ids) {
 		memcpy(out->trace_id, in->trace_id, TRACE_ID_SIZE);
 		memcpy(out->parent_id, in->span_id, TRACE_SPAN_ID_SIZE);
@@ -781,6 +780,11 @@ void tracer_destroy(struct tracer *t)
 unsigned int tracer_workers(const struct tracer *t)
 {
 	return t->n_workers;
+}
+
+uint32_t tracer_ring_size(const struct tracer *t)
+{
+	return t->cfg.ring_size;
 }
 
 struct trace_worker *tracer_worker(struct tracer *t, unsigned int i)

@@ -246,6 +246,9 @@ void tracer_destroy(struct tracer *t);
 
 unsigned int tracer_workers(const struct tracer *t);
 
+/* Spans each worker's ring holds. */
+uint32_t tracer_ring_size(const struct tracer *t);
+
 /* Worker @i's handle (i < tracer_workers), for that worker's thread. */
 struct trace_worker *tracer_worker(struct tracer *t, unsigned int i);
 
@@ -256,7 +259,8 @@ struct trace_worker *tracer_worker(struct tracer *t, unsigned int i);
  * incoming span id, and the sampling decision: the parent's when it made
  * one, else sample_rate. @out keeps @in's tracestate and B3 dialect.
  * @span gets the ids, kind and start time; the caller fills in the rest.
- * Returns @span->sampled. O(1), no allocation, no lock.
+ * @in and @out must not be the same object. Returns @span->sampled.
+ * O(1), no allocation, no lock.
  */
 bool trace_start(struct trace_worker *w, const struct trace_ctx *in, struct trace_ctx *out,
 		 struct trace_span *span);
