@@ -110,6 +110,12 @@ void peak_ewma_observe(struct peak_ewma *pe, const struct peak_ewma_cfg *cfg, ui
 						   memory_order_relaxed, memory_order_relaxed));
 }
 
+void peak_ewma_reset(struct peak_ewma *pe, uint64_t est_ns, uint64_t now_ns)
+{
+	atomic_store_explicit(&pe->state, pack((float)est_ns, tick_of(now_ns)),
+			      memory_order_relaxed);
+}
+
 uint64_t peak_ewma_failure_sample(const struct peak_ewma_cfg *cfg, uint64_t retry_after_ns)
 {
 	uint64_t sample = cfg->failure_penalty_ns;

@@ -110,6 +110,14 @@ void peak_ewma_observe(struct peak_ewma *pe, const struct peak_ewma_cfg *cfg, ui
 void peak_ewma_observe_failure(struct peak_ewma *pe, const struct peak_ewma_cfg *cfg,
 			       uint64_t retry_after_ns, uint64_t now_ns);
 
+/*
+ * Replace the estimate with est_ns as of now_ns, whatever it was: for an
+ * endpoint whose breaker just closed on a successful probe, so the
+ * failure penalties that got it ejected do not keep it starved for the
+ * minute they take to decay. Pending is left alone.
+ */
+void peak_ewma_reset(struct peak_ewma *pe, uint64_t est_ns, uint64_t now_ns);
+
 /* The fake sample peak_ewma_observe_failure() feeds for retry_after_ns. */
 uint64_t peak_ewma_failure_sample(const struct peak_ewma_cfg *cfg, uint64_t retry_after_ns);
 

@@ -129,6 +129,17 @@ Test(balance_peak_ewma, failure_penalty)
 	assert_near(peak_ewma_estimate(&pe, &cfg, T0 + 2 * MS + 60 * S), 300e9 * exp(-6));
 }
 
+Test(balance_peak_ewma, reset_after_recovery)
+{
+	peak_ewma_start(&pe);
+	peak_ewma_observe_failure(&pe, &cfg, PEAK_EWMA_NO_RETRY_AFTER, T0);
+	/* The probe succeeded in 12 ms a second later: back to that at once. */
+	peak_ewma_reset(&pe, 12 * MS, T0 + 1 * S);
+	cr_assert_eq(peak_ewma_estimate(&pe, &cfg, T0 + 1 * S), 12e6);
+	assert_near(peak_ewma_estimate(&pe, &cfg, T0 + 11 * S), 12e6 * exp(-1));
+	cr_assert_eq(peak_ewma_pending(&pe), 1);
+}
+
 Test(balance_peak_ewma, clock_skew_between_workers)
 {
 	peak_ewma_observe(&pe, &cfg, 50 * MS, T0 + 10 * MS);
