@@ -22,7 +22,7 @@ int retry_policy_cfg_check(const struct retry_policy_cfg *cfg)
 	if (cfg->n_statuses > RETRY_MAX_STATUSES)
 		return -EINVAL;
 	for (int i = 0; i < cfg->n_statuses; i++)
-		if (cfg->statuses[i] < 100 || cfg->statuses[i] > 599)
+		if (cfg->statuses[i] < 400 || cfg->statuses[i] > 599)
 			return -EINVAL;
 	return 0;
 }

@@ -16,8 +16,8 @@
 
 /* Only 503 by default: the status that means "not now, try elsewhere". */
 #define RETRY_DEFAULT_STATUS 503
-/* Statuses one route or service may list; more is a config error. */
-#define RETRY_MAX_STATUSES 8
+/* Statuses one route may list: config.h's CONFIG_MAX_RETRY_STATUSES. */
+#define RETRY_MAX_STATUSES 16
 /*
  * A request body is held for replay up to 64 KiB: most API bodies fit,
  * and a worker with thousands of requests in flight cannot hold more.
@@ -77,7 +77,10 @@ enum retry_verdict {
 /* The defaults above: status 503, 64 KiB, 2 retries, connect failures for any method. */
 void retry_policy_cfg_default(struct retry_policy_cfg *cfg);
 
-/* 0, or -EINVAL when n_statuses is above RETRY_MAX_STATUSES or a status is not 100..599. */
+/*
+ * 0, or -EINVAL when n_statuses is above RETRY_MAX_STATUSES or a status
+ * is not 400..599 (the config parser's limits: a 1xx-3xx is not a failure).
+ */
 int retry_policy_cfg_check(const struct retry_policy_cfg *cfg);
 
 /*

@@ -33,7 +33,9 @@ Test(resilience_retry_policy, defaults_and_checks)
 	cr_assert_not(cfg.route_retryable);
 	cr_assert(cfg.connect_any_method);
 	cr_assert_eq(retry_policy_cfg_check(&cfg), 0);
-	cfg.statuses[0] = 99;
+	cfg.statuses[0] = 399;
+	cr_assert_eq(retry_policy_cfg_check(&cfg), -EINVAL);
+	cfg.statuses[0] = 600;
 	cr_assert_eq(retry_policy_cfg_check(&cfg), -EINVAL);
 	cfg.statuses[0] = 503;
 	cfg.n_statuses = RETRY_MAX_STATUSES + 1;
