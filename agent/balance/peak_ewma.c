@@ -84,9 +84,8 @@ uint32_t peak_ewma_pending(const struct peak_ewma *pe)
 void peak_ewma_observe(struct peak_ewma *pe, const struct peak_ewma_cfg *cfg, uint64_t sample_ns,
 		       uint64_t now_ns)
 {
-	uint64_t old = atomic_load_explicit(&pe->state, memory_order_relaxed);
-	double sample = (double)sample_ns, est, w;
-	uint32_t tick = tick_of(now_ns), new_tick;
+	uint64_t old = atomic_load_explicit(&pe->state, memory_order_relaxed), new;
+	double sample = (double)sample_ns, est, dt, w;
 
 	/*
 	 * Relaxed is enough: the state word is self-contained, nothing else
@@ -95,19 +94,17 @@ void peak_ewma_observe(struct peak_ewma *pe, const struct peak_ewma_cfg *cfg, ui
 	 */
 	do {
 		est = packed_est(old);
-		new_tick = tick;
-		/* Never move the update time backwards past another worker's. */
-		if (elapsed_ns(old, now_ns) == 0)
-			new_tick = packed_tick(old);
+		dt = elapsed_ns(old, now_ns);
 		if (sample > est) {
 			est = sample;
 		} else {
-			w = exp(-elapsed_ns(old, now_ns) / (double)cfg->tau_ns);
+			w = exp(-dt / (double)cfg->tau_ns);
 			est = est * w + sample * (1 - w);
 		}
-	} while (
-	    !atomic_compare_exchange_weak_explicit(&pe->state, &old, pack((float)est, new_tick),
-						   memory_order_relaxed, memory_order_relaxed));
+		/* dt 0 may mean another worker's newer clock: keep its time. */
+		new = pack((float)est, dt == 0 ? packed_tick(old) : tick_of(now_ns));
+	} while (!atomic_compare_exchange_weak_explicit(&pe->state, &old, new, memory_order_relaxed,
+							memory_order_relaxed));
 }
 
 void peak_ewma_reset(struct peak_ewma *pe, uint64_t est_ns, uint64_t now_ns)
