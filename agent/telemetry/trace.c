@@ -240,13 +240,14 @@ int trace_parse_tracestate(const char *const *vals, const size_t *lens, unsigned
 	for (unsigned int i = 0; i < n; i++) {
 		const char *p = vals[i], *end = vals[i] + lens[i];
 
-		while (p <= end) {
+		for (bool last = false; !last;) {
 			const char *comma = memchr(p, ',', end - p);
 			const char *stop = comma ? comma : end;
 			const char *s = p;
 			size_t len = stop - p;
 
-			p = stop + 1;
+			last = !comma;
+			p = last ? end : comma + 1;
 			trim(&s, &len);
 			if (!len)
 				continue; /* empty members are allowed and dropped */
@@ -331,7 +332,7 @@ int trace_parse_b3(const char *s, size_t len, struct trace_ctx *c)
 		c->sampling = (uint8_t)smp;
 		return 0;
 	}
-	for (const char *p = s, *end = s + len; p <= end;) {
+	for (const char *p = s, *end = s + len;;) {
 		const char *dash = memchr(p, '-', end - p);
 		const char *stop = dash ? dash : end;
 
@@ -339,7 +340,9 @@ int trace_parse_b3(const char *s, size_t len, struct trace_ctx *c)
 			return -EINVAL;
 		part[nparts] = p;
 		plen[nparts++] = stop - p;
-		p = stop + 1;
+		if (!dash)
+			break;
+		p = dash + 1;
 	}
 	if (nparts < 2 || !b3_trace_id(part[0], plen[0], c) ||
 	    !b3_span_id(part[1], plen[1], c->span_id))

@@ -885,3 +885,74 @@ Test(ring, spsc_under_contention)
 	fprintf(stderr, "spsc: %llu of %llu spans through a 256-slot ring\n",
 		(unsigned long long)seen, (unsigned long long)p.n);
 }
+
+/* The key length limits of the tracestate grammar, at and past each. */
+Test(tracestate, key_length_limits)
+{
+	char key[300], line[600];
+	struct trace_ctx c;
+
+	memset(key, 'a', sizeof(key));
+	key[256] = '\0';
+	snprintf(line, sizeof(line), "%s=v", key);
+	cr_expect_eq(parse_ts(&c, 1, line), 0, "simple key of 256");
+	key[256] = 'a';
+	key[257] = '\0';
+	snprintf(line, sizeof(line), "%s=v", key);
+	cr_expect_eq(parse_ts(&c, 1, line), -EINVAL, "simple key of 257");
+
+	memset(key, 't', 241);
+	snprintf(line, sizeof(line), "%.241s@abcdefghijklmn=v", key);
+	cr_expect_eq(parse_ts(&c, 1, line), 0, "tenant 241, system 14");
+	snprintf(line, sizeof(line), "%.241st@abcdefghijklmn=v", key);
+	cr_expect_eq(parse_ts(&c, 1, line), -EINVAL, "tenant 242");
+
+	memset(line, 'v', sizeof(line));
+	memcpy(line, "k=", 2);
+	line[2 + 256] = '\0';
+	cr_expect_eq(parse_ts(&c, 1, line), 0, "value of 256");
+	line[2 + 256] = 'v';
+	line[2 + 257] = '\0';
+	cr_expect_eq(parse_ts(&c, 1, line), -EINVAL, "value of 257");
+}
+
+/*
+ * Random input over the parsers' own alphabets: nothing crashes (run it
+ * under ASan), and whatever is accepted reads back as what was sent.
+ */
+Test(parsers, random_input)
+{
+	static const char alphabet[] = "0123456789abcdefABCDEF-=,@ \tdxz\x7f\x80";
+	uint64_t x = 88172645463325252ull;
+	char s[80], hex[33];
+	struct trace_ctx c;
+	int accepted = 0;
+
+	for (int i = 0; i < 200000; i++) {
+		size_t len;
+
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		len = x % sizeof(s);
+		for (size_t k = 0; k < len; k++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			s[k] = alphabet[x % (sizeof(alphabet) - 1)];
+		}
+		/* Half the time, start from a valid traceparent and mutate one byte. */
+		if (i & 1) {
+			memcpy(s, "00-" TID "-" SID "-01", 55);
+			len = 55;
+			s[x % 55] = alphabet[(x >> 8) % (sizeof(alphabet) - 1)];
+		}
+		if (trace_parse_traceparent(s, len, &c) == 0) {
+			accepted++;
+			trace_hex(hex, c.trace_id, 16);
+			cr_assert(!memcmp(hex, s + 3, 32), "%.*s", (int)len, s);
+		}
+		trace_parse_b3(s, len, &c);
+		const char *v = s;
+
+		trace_parse_tracestate(&v, &len, 1, &c);
+		cr_assert_leq(c.tracestate_len, TRACE_TRACESTATE_MAX);
+	}
+	cr_expect_gt(accepted, 0);
+}
