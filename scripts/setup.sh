@@ -15,7 +15,7 @@ packages=(
 	iproute2 util-linux socat curl procps
 	prometheus # promtool, and a real scraper for the telemetry e2e test
 	# benchmarks (scripts/bench): peers, load generators, iptables in a netns
-	haproxy nginx-light wrk nghttp2-client iperf3 iptables linux-perf
+	haproxy nginx wrk nghttp2-client iperf3 iptables linux-perf
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -9,10 +9,12 @@
  *                                         one connection, SIZE-byte message,
  *                                         wait for the echo, repeat; prints
  *                                         round trips/s and RTT percentiles
- *   benchtool hold ADDR:PORT N            open N connections, echo one byte
+ *   benchtool hold ADDR:PORT N [silent]   open N connections, echo one byte
  *                                         on each (so every hop has really
- *                                         set the connection up), print
- *                                         "held N", then sleep until SIGTERM
+ *                                         set the connection up and carried
+ *                                         data), print "held N", then sleep
+ *                                         until SIGTERM; "silent": connect
+ *                                         only, no byte
  *
  * Built by scripts/bench with cc into build-bench/tools/; not part of the
  * meson build on purpose (it is a measuring tool, not shoal).
@@ -233,7 +235,7 @@ static void on_term(int sig)
 	stop = 1;
 }
 
-static int hold(const char *addr, long count)
+static int hold(const char *addr, long count, int silent)
 {
 	struct sockaddr_in sa;
 	char c = 'h';
@@ -245,7 +247,7 @@ static int hold(const char *addr, long count)
 	for (long i = 0; i < count; i++) {
 		int fd = dial(&sa);
 
-		if (full_io(fd, &c, 1, 1) || full_io(fd, &c, 1, 0))
+		if (!silent && (full_io(fd, &c, 1, 1) || full_io(fd, &c, 1, 0)))
 			die("hold: echo");
 	}
 	printf("held %ld\n", count);
@@ -261,8 +263,8 @@ int main(int argc, char **argv)
 		serve(atoi(argv[2]));
 	if (argc == 5 && !strcmp(argv[1], "pingpong"))
 		return pingpong(argv[2], (size_t)atol(argv[3]), atof(argv[4]));
-	if (argc == 4 && !strcmp(argv[1], "hold"))
-		return hold(argv[2], atol(argv[3]));
-	fprintf(stderr, "usage: benchtool serve PORT | pingpong ADDR:PORT SIZE SECONDS | hold ADDR:PORT N\n");
+	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "hold"))
+		return hold(argv[2], atol(argv[3]), argc == 5 && !strcmp(argv[4], "silent"));
+	fprintf(stderr, "usage: benchtool serve PORT | pingpong ADDR:PORT SIZE SECONDS | hold ADDR:PORT N [silent]\n");
 	return 2;
 }
