@@ -12,7 +12,7 @@ packages=(
 	libjson-c-dev libcurl4-openssl-dev # discovery: JSON decoding, Kubernetes API client
 	# tests: unit, end-to-end (netns, nsenter, bpftool), fuzzing (libFuzzer)
 	libcriterion-dev libclang-rt-14-dev
-	iproute2 util-linux socat curl procps
+	iproute2 util-linux socat curl procps python3 openssl # python3: test collector and API stand-in; openssl: test CA
 	prometheus # promtool, and a real scraper for the telemetry e2e test
 	# benchmarks (scripts/bench): peers, load generators, iptables in a netns
 	haproxy nginx wrk nghttp2-client iperf3 iptables linux-perf
