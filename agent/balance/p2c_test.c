@@ -165,6 +165,41 @@ Test(balance_p2c, slow_endpoint_is_avoided)
 	cr_assert_gt(hist[1], 1000);
 }
 
+/*
+ * The same with requests overlapping: one arrives every millisecond and
+ * completes after its endpoint's latency, so pending counts in the cost.
+ */
+Test(balance_p2c, slow_endpoint_is_avoided_under_load)
+{
+	enum { N = 3000, MAX_LAT_MS = 25 };
+	static const uint64_t latency_ms[3] = {5, 5, 25};
+	/* Completions due at each future millisecond, by endpoint. */
+	static uint32_t due[N + MAX_LAT_MS + 1][3];
+	uint32_t cand[3] = {0, 1, 2}, hist[3] = {0}, k;
+	struct sim s;
+
+	peak_ewma_cfg_default(&s.cfg);
+	s.now = 1000 * S;
+	for (int i = 0; i < 3; i++)
+		peak_ewma_init(&s.ep[i], &s.cfg, s.now);
+	for (int t = 0; t < N + MAX_LAT_MS; t++, s.now += MS) {
+		for (int e = 0; e < 3; e++)
+			for (; due[t][e]; due[t][e]--) {
+				peak_ewma_observe(&s.ep[e], &s.cfg, latency_ms[e] * MS, s.now);
+				peak_ewma_end(&s.ep[e]);
+			}
+		if (t >= N)
+			continue;
+		k = p2c_pick(&rng, cand, 3, sim_cost, &s);
+		hist[k]++;
+		peak_ewma_start(&s.ep[k]);
+		due[t + latency_ms[k]][k]++;
+	}
+	for (int e = 0; e < 3; e++)
+		cr_assert_eq(peak_ewma_pending(&s.ep[e]), 0);
+	cr_assert_lt(hist[2], N / 5, "slow endpoint got %u of %d", hist[2], N);
+}
+
 Test(balance_p2c, fast_failing_endpoint_is_avoided)
 {
 	uint32_t cand[3] = {0, 1, 2}, hist[3] = {0}, k;
