@@ -18,11 +18,13 @@ int peak_ewma_cfg_check(const struct peak_ewma_cfg *cfg)
 	return cfg->tau_ns < PEAK_EWMA_TICK_NS ? -EINVAL : 0;
 }
 
+/* now_ns in 1 ms ticks, truncated to the 32 bits the state holds. */
 static uint32_t tick_of(uint64_t now_ns)
 {
 	return (uint32_t)(now_ns / PEAK_EWMA_TICK_NS);
 }
 
+/* The state word of an estimate and its update tick. */
 static uint64_t pack(float est_ns, uint32_t tick)
 {
 	uint32_t bits;
@@ -31,6 +33,7 @@ static uint64_t pack(float est_ns, uint32_t tick)
 	return (uint64_t)bits << 32 | tick;
 }
 
+/* The estimate in a state word, as stored (not decayed). */
 static float packed_est(uint64_t state)
 {
 	uint32_t bits = (uint32_t)(state >> 32);
@@ -40,6 +43,7 @@ static float packed_est(uint64_t state)
 	return est;
 }
 
+/* The update tick in a state word. */
 static uint32_t packed_tick(uint64_t state)
 {
 	return (uint32_t)state;

@@ -71,6 +71,7 @@ uint64_t deadline_try(uint64_t request_deadline_ns, uint64_t per_try_ns, uint64_
 	return deadline_min(request_deadline_ns, deadline_after(now_ns, per_try_ns));
 }
 
+/* HTTP's optional whitespace around a field value. */
 static bool is_ows(char c)
 {
 	return c == ' ' || c == '\t';

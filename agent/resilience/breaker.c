@@ -69,6 +69,7 @@ static bool group_try_eject(struct breaker_group *g)
 	return true;
 }
 
+/* Give back an ejection slot; never below 0. */
 static void group_release(struct breaker_group *g)
 {
 	uint32_t n = atomic_load_explicit(&g->ejected, memory_order_relaxed);
@@ -78,6 +79,7 @@ static void group_release(struct breaker_group *g)
 		;
 }
 
+/* Forget every outcome of the success-rate window. Lock held (or init). */
 static void window_clear(struct breaker *br)
 {
 	memset(br->window, 0, sizeof(br->window));

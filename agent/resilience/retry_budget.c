@@ -47,16 +47,19 @@ int retry_budget_init(struct retry_budget *b, const struct retry_budget_cfg *cfg
 	return 0;
 }
 
+/* The bucket generation of now_ns, truncated to the 32 bits a word holds. */
 static uint32_t gen_of(const struct retry_budget *b, uint64_t now_ns)
 {
 	return (uint32_t)(now_ns / b->bucket_ns);
 }
 
+/* The generation a bucket word belongs to. */
 static uint32_t word_gen(uint64_t word)
 {
 	return (uint32_t)(word >> 32);
 }
 
+/* The balance in a bucket word, in milli-retries. */
 static int32_t word_balance(uint64_t word)
 {
 	return (int32_t)(uint32_t)word;

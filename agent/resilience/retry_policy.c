@@ -46,6 +46,7 @@ bool retry_status_listed(const struct retry_policy_cfg *cfg, uint16_t status)
 	return false;
 }
 
+/* Is t's kind of failure one that is retried at all (method aside)? */
 static bool failure_retried(const struct retry_policy_cfg *cfg, const struct retry_try *t)
 {
 	switch (t->failure) {
