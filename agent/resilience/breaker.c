@@ -87,8 +87,11 @@ static void window_clear(struct breaker *br)
 
 int breaker_init(struct breaker *br, const struct breaker_cfg *cfg, struct breaker_group *g)
 {
-	int err = pthread_mutex_init(&br->lock, NULL);
+	int err = breaker_cfg_check(cfg);
 
+	if (err)
+		return err;
+	err = pthread_mutex_init(&br->lock, NULL);
 	if (err)
 		return -err;
 	atomic_init(&br->state, BREAKER_CLOSED);

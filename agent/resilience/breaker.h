@@ -142,7 +142,8 @@ uint32_t breaker_group_cap(const struct breaker_group *g);
 
 /*
  * A closed breaker of an endpoint in group g (counted in its
- * n_endpoints by the caller). Returns 0 or -errno from the mutex.
+ * n_endpoints by the caller). Returns 0, -EINVAL for a cfg that
+ * breaker_cfg_check() refuses, or -errno from the mutex.
  */
 int breaker_init(struct breaker *br, const struct breaker_cfg *cfg, struct breaker_group *g);
 

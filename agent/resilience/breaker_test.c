@@ -74,6 +74,15 @@ Test(resilience_breaker, defaults_and_checks)
 	c = cfg;
 	c.max_ejection_pct = 101;
 	cr_assert_eq(breaker_cfg_check(&c), -EINVAL);
+	c = cfg;
+	c.success_rate_window_ns = BREAKER_WINDOW_BUCKETS - 1;
+	cr_assert_eq(breaker_cfg_check(&c), -EINVAL);
+	{
+		struct breaker b;
+
+		/* A window of 0 would divide by 0: init refuses it. */
+		cr_assert_eq(breaker_init(&b, &c, &group), -EINVAL);
+	}
 	cr_assert_str_eq(breaker_state_name(BREAKER_HALF_OPEN), "half-open");
 }
 
