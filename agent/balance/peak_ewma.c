@@ -59,6 +59,16 @@ static double elapsed_ns(uint64_t state, uint64_t now_ns)
 	return (double)ticks * PEAK_EWMA_TICK_NS;
 }
 
+/*
+ * exp(-dt / tau): how much of an estimate survives dt ns. No time is
+ * exactly 1, which also keeps a tau of 0 (refused by the check, but
+ * possible) from making 0/0 a NaN that would poison the estimate.
+ */
+static double decay(double dt, uint64_t tau_ns)
+{
+	return dt == 0 ? 1 : exp(-dt / (double)tau_ns);
+}
+
 void peak_ewma_init(struct peak_ewma *pe, const struct peak_ewma_cfg *cfg, uint64_t now_ns)
 {
 	atomic_init(&pe->state, pack((float)cfg->default_rtt_ns, tick_of(now_ns)));
@@ -102,7 +112,7 @@ void peak_ewma_observe(struct peak_ewma *pe, const struct peak_ewma_cfg *cfg, ui
 		if (sample > est) {
 			est = sample;
 		} else {
-			w = exp(-dt / (double)cfg->tau_ns);
+			w = decay(dt, cfg->tau_ns);
 			est = est * w + sample * (1 - w);
 		}
 		/* dt 0 may mean another worker's newer clock: keep its time. */
@@ -139,7 +149,7 @@ double peak_ewma_estimate(const struct peak_ewma *pe, const struct peak_ewma_cfg
 {
 	uint64_t state = atomic_load_explicit(&pe->state, memory_order_relaxed);
 
-	return packed_est(state) * exp(-elapsed_ns(state, now_ns) / (double)cfg->tau_ns);
+	return packed_est(state) * decay(elapsed_ns(state, now_ns), cfg->tau_ns);
 }
 
 double peak_ewma_cost(const struct peak_ewma *pe, const struct peak_ewma_cfg *cfg, uint64_t now_ns)
