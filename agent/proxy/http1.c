@@ -191,6 +191,19 @@ static int http1_rq_frame(struct l4_conn *c)
 	return 0;
 }
 
+/*
+ * The config c's services come from: services are looked up (routes'
+ * backends by index, round robin by index) only through this, so a
+ * config swap that gives each connection its own reference changes one
+ * place. Sizes (buffers, header arrays) stay the worker's: they shaped
+ * the connection's allocation.
+ */
+static const struct config *http1_svc_cfg(const struct worker *w, const struct l4_conn *c)
+{
+	(void)c;
+	return w->cfg;
+}
+
 /* routes.h header lookup over the parsed request head. */
 static int http1_route_header(void *ctx, const char *name, size_t name_len, const char **value,
 			      size_t *value_len)
@@ -272,9 +285,9 @@ static void http1_route(struct worker *w, struct l4_conn *c)
 		return;
 	h->route = r;
 	idx = routes_pick_backend(r, http1_random());
-	if (idx >= (uint32_t)w->cfg->n_services)
+	if (idx >= (uint32_t)http1_svc_cfg(w, c)->n_services)
 		return;
-	t = &w->cfg->services[idx];
+	t = &http1_svc_cfg(w, c)->services[idx];
 	/* The parser guarantees the port; a stale or hand-built config may not. */
 	port_be = http1_port_be(t, c->svc_port);
 	if (!port_be)
@@ -302,7 +315,7 @@ static void http1_dispatch(struct worker *w, struct l4_conn *c)
 		http1_error(w, c, HTTP_ERR_NO_ENDPOINTS);
 		return;
 	}
-	h->first = balance_rr_pick(&w->p->rr, (uint32_t)(h->target - w->cfg->services),
+	h->first = balance_rr_pick(&w->p->rr, (uint32_t)(h->target - http1_svc_cfg(w, c)->services),
 				   (uint32_t)h->target->n_endpoints);
 	h->tried = 0;
 	h->connect_start_ns = timer_now_ns();

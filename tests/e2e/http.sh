@@ -2,8 +2,7 @@
 # http.sh: the node proxy speaks HTTP/1.1 through interception, with real
 # clients (curl, socat, python3) against shoal-backend on a2 and b1:
 #  - keep-alive on both sides: two URLs on one client connection share one
-#    upstream connection, and a second client connection reuses it from
-#    the pool;
+#    upstream connection, and later client connections reuse pooled ones;
 #  - chunked upload (echoed back intact), Expect: 100-continue with a large
 #    POST, HEAD, 204 and 304 (no body, the connection stays usable),
 #    HTTP/1.0 (curl -0), read-until-close is not needed by shoal-backend;
@@ -12,7 +11,8 @@
 #  - the proxy's own errors: no endpoints (503) and an upstream reset (502),
 #    each with x-shoal-error;
 #  - detection on undeclared ports: HTTP is parsed (x-shoal-error shows),
-#    and a server-speaks-first backend's banner arrives in well under 1 s;
+#    the HTTP/2 preface goes opaque, and a server-speaks-first backend's
+#    banner arrives in well under 1 s;
 #  - wrk -c 10 -d 3 through the proxy: no errors, no non-2xx.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -69,15 +69,22 @@ if [[ -n $p1 && $p1 == "$p2" ]]; then
 else
 	fail "keep-alive: upstream source ports differ: '$p1' '$p2'"
 fi
-out=$(pod_curl a1 -o /dev/null -D - "$ONE/third") || fail "pool: curl failed"
-p3=$(header x-seen-peer-port <<<"$out")
-if [[ $p3 == "$p1" ]]; then
-	pass "pool: a new client connection reused the idle upstream connection (port $p3)"
+# Each worker pools its own upstream connections, and the kernel spreads
+# new client connections over the 2 workers: 8 sequential client
+# connections must then use at most 2 upstream connections.
+ports=""
+for i in 1 2 3 4 5 6 7 8; do
+	out=$(pod_curl a1 -o /dev/null -D - "$ONE/n$i") || fail "pool: curl $i failed"
+	ports="$ports $(header x-seen-peer-port <<<"$out")"
+done
+distinct=$(tr ' ' '\n' <<<"$ports" | sed '/^$/d' | sort -u | wc -l)
+if ((distinct <= 2)); then
+	pass "pool: 8 new client connections were served over $distinct upstream connection(s) (one pool per worker)"
 else
-	fail "pool: a new client connection used upstream port '$p3', not the pooled '$p1'"
+	fail "pool: 8 new client connections used $distinct upstream connections:$ports"
 fi
 reused1=$(proxy_metric shoal_proxy_pool_reused_total)
-if ((reused1 - reused0 >= 2)); then
+if ((reused1 - reused0 >= 7)); then
 	pass "pool: shoal_proxy_pool_reused_total grew by $((reused1 - reused0))"
 else
 	fail "pool: shoal_proxy_pool_reused_total went $reused0 -> $reused1"
@@ -216,6 +223,14 @@ fi
 det1=$(proxy_metric shoal_proxy_detect_http_total)
 ((det1 - det0 >= 2)) && pass "detect: shoal_proxy_detect_http_total grew by $((det1 - det0))" ||
 	fail "detect: shoal_proxy_detect_http_total went $det0 -> $det1"
+opq0=$(proxy_metric shoal_proxy_detect_opaque_total)
+out=$(printf 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' | pod_run a1 timeout 10 socat -t 2 - TCP:10.96.0.20:81 | tr -d '\r')
+opq1=$(proxy_metric shoal_proxy_detect_opaque_total)
+if ((opq1 - opq0 == 1)) && [[ -n $(header x-backend <<<"$out") && -z $(header x-shoal-error <<<"$out") ]]; then
+	pass "detect: the HTTP/2 preface is carried opaque to the backend (which answers $(head -1 <<<"$out" | cut -d' ' -f2))"
+else
+	fail "detect: HTTP/2 preface: detect_opaque $opq0 -> $opq1, got: $out"
+fi
 t0=$(date +%s%N)
 if hello a1 10.96.0.20:82 && [[ $HELLO_BACKEND == a2 || $HELLO_BACKEND == b1 ]]; then
 	ms=$((($(date +%s%N) - t0) / 1000000))
