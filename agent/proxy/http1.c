@@ -323,7 +323,7 @@ static void http1_dispatch(struct worker *w, struct l4_conn *c)
 	http1_connect_next(w, c);
 }
 
-/* Parse the request head in the client buffer. Returns false when c closed. */
+/* Parse the request head in the client buffer; dispatch it once complete. */
 static void http1_rq_head(struct worker *w, struct l4_conn *c)
 {
 	struct http1_conn *h = c->http;

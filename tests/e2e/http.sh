@@ -35,7 +35,7 @@ write_config "
       - {port: 82, target_port: 8080}
     endpoints: [{address: 10.77.1.3}, {address: 10.77.2.2}]
   - name: one
-    vips: [10.96.0.21]
+    vips: [10.96.0.21, "fd96::21"]
     ports: [{port: 80, target_port: 9080, protocol: http}]
     endpoints: [{address: 10.77.1.3}]
   - name: empty
@@ -107,6 +107,23 @@ if grep -q '^HTTP/1.1 100' <<<"$out" && [[ $(header x-seen-body-bytes <<<"$out")
 else
 	fail "Expect: 100-continue: got $(tr '\r\n' '  ' <<<"$out")"
 fi
+
+# Large responses stream through the fixed buffers; the pattern is 'a'..'z'.
+for mode in "" "&chunked=1"; do
+	sizes=$(pod_curl a1 -o /dev/null "$ONE/dl?body_bytes=20000000$mode" \
+		-o "$LOGDIR/dl.bin" "$ONE/dl?body_bytes=1000$mode" -w '%{size_download} ') ||
+		fail "download${mode}: curl failed"
+	want=$(python3 -c 'import sys; print(sys.stdin.buffer.read() == (b"abcdefghijklmnopqrstuvwxyz" * 40)[:1000])' <"$LOGDIR/dl.bin")
+	if [[ $sizes == "20000000 1000 " && $want == True ]]; then
+		pass "download${mode:+ (chunked)}: 20000000 bytes, then 1000 intact bytes on the same connection"
+	else
+		fail "download${mode}: sizes '$sizes', second body intact: $want"
+	fi
+done
+
+out=$(pod_curl a1 -g -D - -o /dev/null "http://[fd96::21]/v6") || fail "IPv6 VIP: curl failed"
+[[ $out == "HTTP/1.1 200"* && $(header x-seen-path <<<"$out") == /v6 ]] &&
+	pass "IPv6 VIP: HTTP through [fd96::21]:80" || fail "IPv6 VIP: got $out"
 
 out=$(pod_curl a1 -I "$API/h") || fail "HEAD: curl failed"
 [[ $out == "HTTP/1.1 200"* && -n $(header content-length <<<"$out") ]] &&
