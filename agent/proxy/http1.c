@@ -178,8 +178,8 @@ static int http1_rq_frame(struct l4_conn *c)
 				h->rq = HTTP1_REQ_DONE;
 		} else {
 			struct http1_chunk_step step;
-			int r = http1_chunked_feed(&h->rq_chunked, b->data + h->rq_fwd, avail,
-						   &step);
+			int r =
+			    http1_chunked_feed(&h->rq_chunked, b->data + h->rq_fwd, avail, &step);
 
 			h->rq_fwd += step.len;
 			if (r < 0)
@@ -234,7 +234,8 @@ static uint32_t http1_random(void)
 	static __thread uint64_t state;
 
 	if (!state)
-		state = timer_now_ns() ^ ((uint64_t)(uintptr_t)&state << 17) ^ 0x9e3779b97f4a7c15ull;
+		state =
+		    timer_now_ns() ^ ((uint64_t)(uintptr_t)&state << 17) ^ 0x9e3779b97f4a7c15ull;
 	state ^= state >> 12;
 	state ^= state << 25;
 	state ^= state >> 27;
@@ -553,8 +554,8 @@ static int http1_rs_frame(struct l4_conn *c)
 				h->rs = HTTP1_RESP_DONE;
 		} else {
 			struct http1_chunk_step step;
-			int r = http1_chunked_feed(&h->rs_chunked, b->data + h->rs_fwd, avail,
-						   &step);
+			int r =
+			    http1_chunked_feed(&h->rs_chunked, b->data + h->rs_fwd, avail, &step);
 
 			h->rs_fwd += step.len;
 			if (r < 0)
@@ -954,7 +955,8 @@ static bool http1_step(struct worker *w, struct l4_conn *c, bool *progress)
 		}
 	}
 	if (h->up && h->up->eof && h->rs != HTTP1_RESP_DONE) {
-		if (h->rs == HTTP1_RESP_BODY && h->rs_until_close && h->rs_fwd == c->to_client.tail) {
+		if (h->rs == HTTP1_RESP_BODY && h->rs_until_close &&
+		    h->rs_fwd == c->to_client.tail) {
 			h->rs = HTTP1_RESP_DONE;
 		} else if (h->rs == HTTP1_RESP_HEAD) {
 			http1_up_failed(w, c, ECONNRESET);

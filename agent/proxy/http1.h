@@ -84,8 +84,8 @@ struct http1_conn {
 	uint64_t deadline_ns;		     /* route timeout_ms from dispatch; 0: none */
 	const struct config_service *target; /* the service whose endpoints serve it */
 	uint16_t target_port_be;
-	uint32_t first;	   /* endpoint index of the first attempt */
-	uint32_t tried;	   /* attempts so far; attempt k uses first + k */
+	uint32_t first; /* endpoint index of the first attempt */
+	uint32_t tried; /* attempts so far; attempt k uses first + k */
 	uint64_t connect_start_ns;
 	int last_err;
 	struct pool_conn *up; /* NULL until assigned */

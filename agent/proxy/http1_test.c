@@ -81,7 +81,7 @@ Test(detect, classifies_first_bytes)
 	    {"SSH-2.0-OpenSSH_9.2p1 Debian", DETECT_OPAQUE},
 	    {"get / HTTP/1.1\r\n", DETECT_OPAQUE}, /* methods are case-sensitive */
 	    {"BASELINE-CONTROL /x HTTP/1.1\r\n", DETECT_HTTP1},
-	    {"*1\r\n$4\r\nPING\r\n", DETECT_OPAQUE}, /* Redis */
+	    {"*1\r\n$4\r\nPING\r\n", DETECT_OPAQUE},	  /* Redis */
 	    {"ABCDEFGHIJKLMNOPQRSTUVWXY", DETECT_OPAQUE}, /* token longer than any method */
 	    {"ABCDEFGHIJKLMNOPQRSTUVWX", DETECT_NEED_MORE},
 	};
@@ -200,7 +200,8 @@ static bool read_until(int fd, char *buf, size_t cap, const char *want)
 	ssize_t n;
 
 	buf[0] = '\0';
-	while (!strstr(buf, want) && got < cap - 1 && (n = read(fd, buf + got, cap - 1 - got)) > 0) {
+	while (!strstr(buf, want) && got < cap - 1 &&
+	       (n = read(fd, buf + got, cap - 1 - got)) > 0) {
 		got += n;
 		buf[got] = '\0';
 	}

@@ -12,7 +12,7 @@ static const struct {
 	const char *body;
 } http_errors[] = {
 #define HTTP_ERROR_ROW(id, status, stage, body) [HTTP_ERR_##id] = {status, stage, body},
-	HTTP_ERRORS(HTTP_ERROR_ROW)
+    HTTP_ERRORS(HTTP_ERROR_ROW)
 #undef HTTP_ERROR_ROW
 };
 

@@ -15,23 +15,23 @@
  * once; docs/proxy.md lists the same table.
  */
 #define HTTP_ERRORS(X)                                                                             \
-	X(NO_ENDPOINTS, 503, "no-endpoints", "no endpoints for this service")                     \
-	X(CONNECT_FAILURE, 503, "connect-failure", "no endpoint accepted a connection")           \
-	X(UPSTREAM_RESET, 502, "upstream-reset", "the endpoint closed the connection early")      \
-	X(BAD_RESPONSE, 502, "bad-response", "the endpoint sent a malformed response")            \
-	X(TIMEOUT, 504, "timeout", "the endpoint did not answer in time")                         \
-	X(REQUEST_TIMEOUT, 408, "request-timeout", "the request head did not arrive in time")    \
-	X(BAD_REQUEST, 400, "bad-request", "malformed request")                                   \
-	X(URI_TOO_LONG, 414, "uri-too-long", "request line too long")                             \
-	X(HEAD_TOO_LARGE, 431, "head-too-large", "request head too large")                        \
-	X(NOT_IMPLEMENTED, 501, "not-implemented", "unsupported transfer coding")                 \
+	X(NO_ENDPOINTS, 503, "no-endpoints", "no endpoints for this service")                      \
+	X(CONNECT_FAILURE, 503, "connect-failure", "no endpoint accepted a connection")            \
+	X(UPSTREAM_RESET, 502, "upstream-reset", "the endpoint closed the connection early")       \
+	X(BAD_RESPONSE, 502, "bad-response", "the endpoint sent a malformed response")             \
+	X(TIMEOUT, 504, "timeout", "the endpoint did not answer in time")                          \
+	X(REQUEST_TIMEOUT, 408, "request-timeout", "the request head did not arrive in time")      \
+	X(BAD_REQUEST, 400, "bad-request", "malformed request")                                    \
+	X(URI_TOO_LONG, 414, "uri-too-long", "request line too long")                              \
+	X(HEAD_TOO_LARGE, 431, "head-too-large", "request head too large")                         \
+	X(NOT_IMPLEMENTED, 501, "not-implemented", "unsupported transfer coding")                  \
 	X(BAD_VERSION, 505, "bad-version", "HTTP version not supported")
 
 enum http_error {
 #define HTTP_ERROR_ENUM(id, status, stage, body) HTTP_ERR_##id,
 	HTTP_ERRORS(HTTP_ERROR_ENUM)
 #undef HTTP_ERROR_ENUM
-	HTTP_ERR__COUNT
+	    HTTP_ERR__COUNT
 };
 
 /* The status code and stage name of err. */

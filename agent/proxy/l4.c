@@ -527,8 +527,9 @@ void l4_opaque_start(struct worker *w, struct l4_conn *c)
 		char name[2 * CONFIG_MAX_NAME + 16];
 
 		WORKER_STAT_INC(w, gave_up);
-		worker_warn_ratelimited(w, "proxy worker %d: %s has no endpoints; resetting a "
-					   "connection",
+		worker_warn_ratelimited(w,
+					"proxy worker %d: %s has no endpoints; resetting a "
+					"connection",
 					w->id, l4_svc_name(c, name, sizeof(name)));
 		l4_close(w, c, true);
 		return;

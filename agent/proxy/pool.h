@@ -34,10 +34,10 @@
 struct pool_ep;
 
 struct pool_conn {
-	struct pollable pl;	  /* fd -1 once closed */
-	struct pool_ep *ep;	  /* the endpoint it is connected to */
-	struct l4_conn *owner;	  /* the client connection using it; NULL while idle */
-	struct pool_conn *next;	  /* endpoint's idle list, or the free/closed lists */
+	struct pollable pl;	/* fd -1 once closed */
+	struct pool_ep *ep;	/* the endpoint it is connected to */
+	struct l4_conn *owner;	/* the client connection using it; NULL while idle */
+	struct pool_conn *next; /* endpoint's idle list, or the free/closed lists */
 	struct pool_conn *prev;
 	struct pool_conn *lru_next; /* worker's idle list, oldest first */
 	struct pool_conn *lru_prev;
@@ -62,7 +62,7 @@ struct pool {
 	struct pool_ep *buckets[POOL_BUCKETS];
 	struct pool_conn *lru_head, *lru_tail; /* every idle connection, oldest first */
 	uint32_t n_idle;
-	struct pool_conn *free;	  /* reusable objects */
+	struct pool_conn *free; /* reusable objects */
 	uint32_t n_free;
 	struct pool_conn *closed; /* closed this loop turn; reaped at its end */
 	struct timer_node timer;  /* the oldest idle connection's expiry */
