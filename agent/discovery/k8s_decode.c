@@ -362,7 +362,7 @@ static int decode_endpoint(json_object *je, bool ipv6, struct model_endpoint *ep
 
 int k8s_decode_slice(json_object *obj, struct model_slice *out, char *err, size_t errlen)
 {
-	json_object *meta, *labels, *eps, *ports;
+	json_object *meta = NULL, *labels, *eps, *ports;
 	char type[16], why[192];
 	int ret, n;
 

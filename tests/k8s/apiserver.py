@@ -35,6 +35,7 @@ import argparse
 import base64
 import json
 import random
+import socket
 import ssl
 import sys
 import threading
@@ -152,6 +153,12 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "shoal-stand-in-apiserver"
 
+    def setup(self):
+        # Go's net/http (the real API server) disables Nagle: without it
+        # the small chunks of a watch wait for delayed ACKs (40 ms).
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().setup()
+
     def log_message(self, fmt, *args):  # noqa: D401 - quiet unless asked
         if self.server.verbose:
             sys.stderr.write("apiserver: " + (fmt % args) + "\n")
@@ -227,7 +234,7 @@ class Handler(BaseHTTPRequestHandler):
         with store.cond:
             store.stats["list"] += 1
             if cont:
-                rv, offset = json.loads(base64.b64decode(cont))
+                _, rv, offset, _ = json.loads(base64.b64decode(cont))
                 snap = self.server.pages.get(cont)
                 if snap is None:
                     self.send_json(410, status(410, "Expired", "continue token expired"))
@@ -238,7 +245,9 @@ class Handler(BaseHTTPRequestHandler):
         items = snap[offset:offset + limit] if limit else snap[offset:]
         meta = {"resourceVersion": str(rv)}
         if limit and offset + limit < len(snap):
-            token = base64.b64encode(json.dumps([rv, offset + limit]).encode()).decode()
+            # Like the real one, a token names the list it continues.
+            token = base64.b64encode(json.dumps(
+                [kind, rv, offset + limit, q.get("labelSelector", [""])[0]]).encode()).decode()
             self.server.pages[token] = snap
             meta["continue"] = token
         self.send_json(200, {"kind": list_kind, "apiVersion": api, "metadata": meta,
@@ -356,6 +365,11 @@ class Handler(BaseHTTPRequestHandler):
 
 class Control(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        # Headers and body are two writes: no Nagle wait between them.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().setup()
 
     def log_message(self, fmt, *args):
         pass
