@@ -63,6 +63,7 @@ static void http1_up_release(struct worker *w, struct http1_conn *h, bool reusab
 /* Close everything; reset: the peers see RST (the exchange did not complete). */
 static void http1_close(struct worker *w, struct l4_conn *c, bool reset)
 {
+	metrics_http_done(w, c, 0); /* a request still in flight got no response */
 	http1_up_release(w, c->http, false);
 	l4_side_close(w, &c->client, reset);
 	worker_conn_release(w, c);
@@ -132,6 +133,7 @@ static void http1_error(struct worker *w, struct l4_conn *c, enum http_error err
 		return;
 	}
 	WORKER_STAT_INC(w, http_errors);
+	metrics_http_error(w, c, (unsigned int)http_error_status(err), err == HTTP_ERR_TIMEOUT);
 	if (http1_debug()) {
 		char svc[2 * CONFIG_MAX_NAME + 16];
 
@@ -586,6 +588,7 @@ static void http1_tunnel(struct worker *w, struct l4_conn *c)
 		return;
 	}
 	WORKER_STAT_INC(w, http_upgrades);
+	metrics_http_done(w, c, h->rs_head.status);
 	l4_tunnel(w, c);
 }
 
@@ -882,6 +885,7 @@ static bool http1_exchange_done(struct worker *w, struct l4_conn *c)
 	bool client_keep = !h->closing && h->rq == HTTP1_REQ_DONE && h->rq_head.keep_alive &&
 			   h->rs_head.keep_alive;
 
+	metrics_http_done(w, c, h->rs_head.status);
 	http1_up_release(w, h, up_reusable);
 	if (!client_keep) {
 		http1_linger(w, c);

@@ -24,6 +24,7 @@
 #include "config/config.h"
 #include "proxy/http1_parser.h"
 #include "proxy/http_error.h"
+#include "telemetry/proxy_hooks.h"
 
 struct worker;
 struct l4_conn;
@@ -100,6 +101,7 @@ struct http1_conn {
 	uint32_t rs_fwd;   /* end of the bytes cleared for the client */
 
 	uint64_t last_active_ns;
+	struct http1_tele tele; /* metrics and trace of the request in flight */
 	struct http1_header headers[]; /* request array, then response array */
 };
 

@@ -15,6 +15,7 @@
 #include "proxy/http1.h"
 #include "proxy/route.h"
 #include "proxy/sock.h"
+#include "telemetry/proxy_hooks.h"
 
 static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events);
 
@@ -69,6 +70,7 @@ void l4_side_close(struct worker *w, struct l4_side *s, bool reset)
  */
 static void l4_close(struct worker *w, struct l4_conn *c, bool reset)
 {
+	metrics_tcp_close(w, c);
 	l4_side_close(w, &c->client, reset);
 	l4_side_close(w, &c->upstream, reset);
 	worker_conn_release(w, c);
@@ -101,6 +103,7 @@ static int l4_flow(struct l4_side *src, struct l4_side *dst, struct l4_buf *b, u
 
 		if (n > 0) {
 			b->tail += n;
+			b->unreported += n;
 			*progress = true;
 		} else if (n == 0) {
 			src->eof = true;
@@ -181,6 +184,7 @@ static void l4_pump(struct worker *w, struct l4_conn *c)
 		if (round == 0)
 			c->last_active_ns = timer_now_ns();
 	}
+	metrics_tcp_flush(w, c);
 	if (c->client.shut_wr && c->upstream.shut_wr)
 		l4_close(w, c, false);
 }
@@ -202,6 +206,7 @@ static void l4_established(struct worker *w, struct l4_conn *c)
 	timer_heap_del(&w->timers, &c->timer);
 	c->state = L4_ESTABLISHED;
 	c->last_active_ns = timer_now_ns();
+	metrics_tcp_open(w, c);
 	l4_arm_idle(w, c);
 	/*
 	 * Edges seen while connecting were not acted on: assume both sides

@@ -45,6 +45,7 @@ struct l4_buf {
 	char *data;    /* cfg->buffer_bytes, part of the connection's allocation */
 	uint32_t head; /* first byte not yet written */
 	uint32_t tail; /* end of the bytes read */
+	uint64_t unreported; /* opaque bytes read into it, not yet in the metrics */
 };
 
 struct l4_side {

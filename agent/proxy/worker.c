@@ -14,6 +14,7 @@
 #include "proxy/l4.h"
 #include "proxy/pool.h"
 #include "proxy/sock.h"
+#include "telemetry/http_metrics.h"
 
 int worker_watch(struct worker *w, struct pollable *pl)
 {
@@ -322,6 +323,8 @@ int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t err
 		goto err;
 	}
 	pool_init(w->pool, cfg->http_pool_max_idle_per_endpoint, cfg->http_pool_idle_timeout_ms);
+	/* Without it the worker serves, unmeasured. */
+	w->metrics = metrics_http_shard_new((uint32_t)cfg->n_services);
 
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (w->epfd < 0) {
@@ -386,6 +389,8 @@ void worker_fini(struct worker *w)
 		w->pool = NULL;
 	}
 	timer_heap_fini(&w->timers);
+	metrics_http_shard_free(w->metrics);
+	w->metrics = NULL;
 	if (w->epfd >= 0) {
 		close(w->epfd);
 		w->epfd = -1;

@@ -38,6 +38,7 @@
 struct worker;
 struct l4_conn;
 struct pool;
+struct metrics_http_shard;
 
 /* Something in the worker's epoll; epoll_event.data.ptr points at it. */
 struct pollable {
@@ -83,6 +84,7 @@ struct worker {
 	uint64_t warn_suppressed;
 
 	struct proxy_stats stats; /* written by this worker, read by anyone: atomics */
+	struct metrics_http_shard *metrics; /* golden metrics; NULL: not recorded */
 };
 
 #define WORKER_STAT_ADD(w, name, v) __atomic_fetch_add(&(w)->stats.name, (v), __ATOMIC_RELAXED)

@@ -10,8 +10,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/addr.h"
 #include "loader/pins.h"
 #include "proxy/proxy.h"
+#include "proxy/worker.h"
+#include "telemetry/http_metrics.h"
 #include "telemetry/kernel_counters.h"
 
 #ifndef SHOAL_VERSION
@@ -105,6 +108,202 @@ static void sample_labeled(struct metrics_buf *b, enum metric_id id, const char 
 			out(b, "%c", *c);
 	}
 	out(b, "\"} %llu\n", v);
+}
+
+/* A label value, escaped as the text format requires. */
+static void label_value(struct metrics_buf *b, const char *value)
+{
+	for (const char *c = value; *c; c++) {
+		if (*c == '\\' || *c == '"')
+			out(b, "\\%c", *c);
+		else if (*c == '\n')
+			out(b, "\\n");
+		else
+			out(b, "%c", *c);
+	}
+}
+
+/* The names an HTTP row's labels carry, resolved against the config. */
+struct http_labels {
+	char service[2 * CONFIG_MAX_NAME + 2];
+	char backend[2 * CONFIG_MAX_NAME + 2];
+	char route[CONFIG_MAX_NAME + 16];
+	char endpoint[ADDR_STR_MAX];
+};
+
+static void http_labels(const struct config *cfg, const struct metrics_http_row *r,
+			struct http_labels *l)
+{
+	const struct config_service *s = &cfg->services[r->key.svc];
+	const struct config_service *t = &cfg->services[r->key.backend];
+
+	snprintf(l->service, sizeof(l->service), "%s/%s", s->namespace, s->name);
+	snprintf(l->backend, sizeof(l->backend), "%s/%s", t->namespace, t->name);
+	l->route[0] = '\0';
+	if (r->key.route && r->key.route <= (uint32_t)s->n_routes) {
+		const char *name = s->routes[r->key.route - 1].name;
+
+		/* An unnamed route is named by its position, which the config fixes. */
+		if (name[0])
+			snprintf(l->route, sizeof(l->route), "%s", name);
+		else
+			snprintf(l->route, sizeof(l->route), "route-%u", r->key.route);
+	}
+	l->endpoint[0] = '\0';
+	if (r->key.endpoint)
+		addr_ntop(&r->ep_addr, l->endpoint, sizeof(l->endpoint));
+}
+
+/* service="",route="",backend="",endpoint="" and the rest, without braces. */
+static void http_label_set(struct metrics_buf *b, const struct http_labels *l, bool endpoint)
+{
+	out(b, "service=\"");
+	label_value(b, l->service);
+	out(b, "\",route=\"");
+	label_value(b, l->route);
+	if (endpoint) {
+		out(b, "\",backend=\"");
+		label_value(b, l->backend);
+		out(b, "\",endpoint=\"");
+		label_value(b, l->endpoint);
+	}
+	out(b, "\"");
+}
+
+static const struct shoal_addr *config_ep_addr(void *ctx, uint32_t svc, uint32_t ep)
+{
+	const struct config *cfg = ctx;
+
+	if (svc >= (uint32_t)cfg->n_services || ep >= (uint32_t)cfg->services[svc].n_endpoints)
+		return NULL;
+	return &cfg->services[svc].endpoints[ep].addr;
+}
+
+static const char *status_class(uint32_t status)
+{
+	static const char *const classes[] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
+
+	return status >= 100 && status < 600 ? classes[status / 100 - 1] : "other";
+}
+
+/* The golden HTTP and TCP families, from the workers' shards. */
+static void render_golden(const struct metrics_sources *src, struct metrics_buf *b)
+{
+	struct metrics_http_snapshot snap = {};
+	const struct config *cfg = src->proxy ? src->proxy->cfg : NULL;
+	struct metrics_http_shard *shards[PROXY_MAX_WORKERS];
+	size_t n = 0;
+	struct http_labels l;
+
+	if (src->proxy)
+		for (int i = 0; i < src->proxy->n_workers && i < PROXY_MAX_WORKERS; i++)
+			shards[n++] = src->proxy->workers[i].metrics;
+	if (cfg && metrics_http_snapshot(shards, n, (uint32_t)cfg->n_services, config_ep_addr,
+					 (void *)cfg, &snap)) {
+		b->failed = true;
+		return;
+	}
+	header(b, METRIC_HTTP_REQUESTS);
+	for (size_t i = 0; i < snap.n_rows; i++) {
+		const struct metrics_http_row *r = &snap.rows[i];
+
+		if (r->key.status || !r->count)
+			continue;
+		http_labels(cfg, r, &l);
+		out(b, "%s{", families[METRIC_HTTP_REQUESTS].name);
+		http_label_set(b, &l, true);
+		out(b, "} %llu\n", (unsigned long long)r->count);
+	}
+	header(b, METRIC_HTTP_RESPONSES);
+	for (size_t i = 0; i < snap.n_rows; i++) {
+		const struct metrics_http_row *r = &snap.rows[i];
+
+		if (!r->key.status)
+			continue;
+		http_labels(cfg, r, &l);
+		out(b, "%s{", families[METRIC_HTTP_RESPONSES].name);
+		http_label_set(b, &l, true);
+		out(b, ",status_code=\"%u\",class=\"%s\"} %llu\n", r->key.status,
+		    status_class(r->key.status), (unsigned long long)r->count);
+	}
+	header(b, METRIC_HTTP_LATENCY);
+	for (size_t i = 0; i < snap.n_rows; i++) {
+		const struct metrics_http_row *r = &snap.rows[i];
+		const char *name = families[METRIC_HTTP_LATENCY].name;
+		unsigned long long cum = 0;
+
+		if (!r->key.status)
+			continue;
+		http_labels(cfg, r, &l);
+		for (int j = 0; j <= METRICS_LATENCY_N; j++) {
+			cum += r->buckets[j];
+			out(b, "%s_bucket{", name);
+			http_label_set(b, &l, true);
+			if (j < METRICS_LATENCY_N)
+				out(b, ",status_code=\"%u\",le=\"%g\"} %llu\n", r->key.status,
+				    metrics_latency_bounds_ms[j] / 1000.0, cum);
+			else
+				out(b, ",status_code=\"%u\",le=\"+Inf\"} %llu\n", r->key.status, cum);
+		}
+		out(b, "%s_sum{", name);
+		http_label_set(b, &l, true);
+		out(b, ",status_code=\"%u\"} %.6f\n", r->key.status, r->sum_us / 1e6);
+		out(b, "%s_count{", name);
+		http_label_set(b, &l, true);
+		out(b, ",status_code=\"%u\"} %llu\n", r->key.status, cum);
+	}
+	/* Resilience events: per (service, route), summed over backends and endpoints. */
+	static const enum metric_id event_ids[] = { METRIC_HTTP_RETRIES, METRIC_HTTP_RETRIES_REFUSED,
+						    METRIC_HTTP_DEADLINE };
+	for (size_t e = 0; e < sizeof(event_ids) / sizeof(event_ids[0]); e++) {
+		header(b, event_ids[e]);
+		for (size_t i = 0; i < snap.n_rows;) {
+			const struct metrics_http_row *first = &snap.rows[i];
+			unsigned long long v = 0;
+
+			for (; i < snap.n_rows && snap.rows[i].key.svc == first->key.svc &&
+			       snap.rows[i].key.route == first->key.route;
+			     i++) {
+				const struct metrics_http_row *r = &snap.rows[i];
+
+				if (r->key.status)
+					continue;
+				v += e == 0 ? r->retries
+				     : e == 1 ? r->retries_refused
+					      : r->deadline_exceeded;
+			}
+			http_labels(cfg, first, &l);
+			out(b, "%s{", families[event_ids[e]].name);
+			http_label_set(b, &l, false);
+			out(b, "} %llu\n", v);
+		}
+	}
+	header(b, METRIC_HTTP_SERIES);
+	out(b, "%s %llu\n", families[METRIC_HTTP_SERIES].name, (unsigned long long)snap.series);
+	header(b, METRIC_HTTP_SERIES_OVERFLOW);
+	out(b, "%s %llu\n", families[METRIC_HTTP_SERIES_OVERFLOW].name,
+	    (unsigned long long)snap.overflow);
+	static const enum metric_id tcp_ids[] = { METRIC_TCP_OPEN, METRIC_TCP_CLOSE, METRIC_TCP_READ,
+						  METRIC_TCP_WRITE };
+	for (size_t e = 0; e < sizeof(tcp_ids) / sizeof(tcp_ids[0]); e++) {
+		header(b, tcp_ids[e]);
+		for (uint32_t s = 0; s < snap.n_services; s++) {
+			const struct metrics_tcp_series *t = &snap.tcp[s];
+			uint64_t v = e == 0 ? t->opened
+				     : e == 1 ? t->closed
+				     : e == 2 ? t->read_bytes
+					      : t->write_bytes;
+			char name[2 * CONFIG_MAX_NAME + 2];
+
+			/* Services that never carried opaque TCP stay out of the output. */
+			if (!t->opened && !t->closed)
+				continue;
+			snprintf(name, sizeof(name), "%s/%s", cfg->services[s].namespace,
+				 cfg->services[s].name);
+			sample_labeled(b, tcp_ids[e], name, v);
+		}
+	}
+	metrics_http_snapshot_free(&snap);
 }
 
 /* The kernel's totals, and per service from shoal_svc_stats. */
@@ -205,6 +404,7 @@ int metrics_render(const struct metrics_sources *src, struct metrics_buf *b)
 {
 	bool up = render_kernel(src, b);
 
+	render_golden(src, b);
 	header(b, METRIC_DATAPATH_UP);
 	out(b, "%s %d\n", families[METRIC_DATAPATH_UP].name, up);
 	render_proxy(src, b);

@@ -22,14 +22,46 @@ struct proxy;
  * X(id, name, type, labels, help). Kernel and proxy counters are families
  * generated from their own tables (SHOAL_KERNEL_COUNTERS, PROXY_STATS);
  * the names are shoal_datapath_<field>_total and shoal_proxy_<field>[_total].
- * Labels never carry an unbounded value: "service" is a configured
- * namespace/name, bounded by the config's service limit.
+ * Labels never carry an unbounded value: "service" and "backend" are
+ * configured namespace/names, "route" a configured route name,
+ * "endpoint" a configured endpoint address, "status_code" 100 - 599;
+ * every HTTP series is also capped per worker (http_metrics.h).
  */
 #define SHOAL_METRICS(X)                                                                           \
 	X(SVC_INTERCEPTED, "shoal_datapath_service_intercepted_total", "counter", "service",      \
 	  "Connects to the service rewritten to the node proxy, per service.")                    \
 	X(SVC_FAILED_OPEN, "shoal_datapath_service_failed_open_total", "counter", "service",      \
 	  "Connects to the service left to their original path because the proxy was not alive.") \
+	X(HTTP_REQUESTS, "shoal_http_requests_total", "counter", "service,route,backend,endpoint", \
+	  "HTTP requests that ended (answered or reset), per addressed service, matched route, "  \
+	  "serving service and endpoint.")                                                         \
+	X(HTTP_RESPONSES, "shoal_http_responses_total", "counter",                                 \
+	  "service,route,backend,endpoint,status_code,class",                                      \
+	  "HTTP responses sent to the client by status code and class (1xx-5xx), the proxy's own " \
+	  "errors included.")                                                                      \
+	X(HTTP_LATENCY, "shoal_http_response_latency_seconds", "histogram",                        \
+	  "service,route,backend,endpoint,status_code",                                            \
+	  "Time from the first byte of the request head to the end of the response "              \
+	  "(Linkerd's millisecond buckets, in seconds).")                                          \
+	X(HTTP_RETRIES, "shoal_http_retries_total", "counter", "service,route",                    \
+	  "HTTP request attempts after the first.")                                                \
+	X(HTTP_RETRIES_REFUSED, "shoal_http_retries_refused_total", "counter", "service,route",    \
+	  "HTTP retries the policy allowed but the retry budget refused.")                         \
+	X(HTTP_DEADLINE, "shoal_http_deadline_exceeded_total", "counter", "service,route",         \
+	  "HTTP requests whose route timeout expired before the response (504).")                  \
+	X(HTTP_SERIES, "shoal_http_series", "gauge", "",                                           \
+	  "HTTP series held in the workers' tables (each worker holds at most "                   \
+	  "METRICS_HTTP_MAX_SERIES).")                                                             \
+	X(HTTP_SERIES_OVERFLOW, "shoal_http_series_overflow_total", "counter", "",                 \
+	  "HTTP observations not recorded because a worker's series table was full.")              \
+	X(TCP_OPEN, "shoal_tcp_open_total", "counter", "service",                                  \
+	  "Opaque TCP connections (and HTTP tunnels) established to an endpoint.")                 \
+	X(TCP_CLOSE, "shoal_tcp_close_total", "counter", "service",                                \
+	  "Opaque TCP connections (and HTTP tunnels) closed after they were established.")         \
+	X(TCP_READ, "shoal_tcp_read_bytes_total", "counter", "service",                            \
+	  "Opaque bytes read from the application and sent on to the endpoint.")                   \
+	X(TCP_WRITE, "shoal_tcp_write_bytes_total", "counter", "service",                          \
+	  "Opaque bytes read from the endpoint and written to the application.")                   \
 	X(DATAPATH_UP, "shoal_datapath_up", "gauge", "",                                           \
 	  "1 when the pinned BPF maps could be read at this scrape, else 0.")                      \
 	X(PROCESS_OPEN_FDS, "shoal_process_open_fds", "gauge", "",                                 \

@@ -33,7 +33,9 @@ static void check_exposition(const char *text)
 
 			cr_assert_eq(sscanf(line + 7, "%255s %31s", name, type), 2);
 			cr_assert_str_eq(name, family, "TYPE follows its HELP: %s", line);
-			cr_assert(!strcmp(type, "counter") || !strcmp(type, "gauge"), "%s", line);
+			cr_assert(!strcmp(type, "counter") || !strcmp(type, "gauge") ||
+				      !strcmp(type, "histogram"),
+				  "%s", line);
 			continue;
 		}
 		size_t n = strcspn(line, "{ ");
@@ -41,6 +43,14 @@ static void check_exposition(const char *text)
 		cr_assert_lt(n, sizeof(name));
 		memcpy(name, line, n);
 		name[n] = '\0';
+		/* A histogram's samples are its name with _bucket, _sum or _count. */
+		for (const char *sfx = "_bucket\0_sum\0_count\0"; *sfx; sfx += strlen(sfx) + 1) {
+			size_t fl = strlen(family);
+
+			if (n == fl + strlen(sfx) && !strncmp(name, family, fl) &&
+			    !strcmp(name + fl, sfx))
+				name[fl] = '\0';
+		}
 		cr_assert_str_eq(name, family, "sample of an announced family: %s", line);
 		cr_assert(isdigit((unsigned char)line[strlen(line) - 1]), "numeric value: %s", line);
 		samples++;

@@ -1,9 +1,11 @@
 #!/bin/bash
 # Telemetry end to end: shoald's admin endpoint on node-a's loopback serves
 # /healthz, /readyz and /metrics (plain and gzip); the exposition passes
-# promtool; the kernel's counters move with real traffic; and a real
-# Prometheus server, on the same loopback, scrapes shoald and answers a
-# query with the service's intercepted-connect count.
+# promtool; the kernel's counters move with real traffic; HTTP traffic
+# through an http service shows in the golden metrics (requests, status
+# classes, latency buckets) and opaque TCP in the tcp_* ones; and a real
+# Prometheus server, on the same loopback, scrapes shoald and answers
+# queries with the service's intercepted-connect and HTTP request counts.
 source "$(dirname "$0")/lib.sh"
 
 ADMIN=127.0.0.1:15020
@@ -12,9 +14,20 @@ PROM=127.0.0.1:9090
 command -v promtool >/dev/null || skip "promtool missing (Debian package prometheus; scripts/setup.sh installs it)"
 command -v prometheus >/dev/null || skip "prometheus missing (scripts/setup.sh installs it)"
 
+http_require
 e2e_init
 e2e_topology
-write_config
+backend_start a2 9080
+backend_start b1 9080
+# api: two endpoints, a named route for /slow, the rest on no route.
+write_config "
+  - name: api
+    vips: [10.96.0.20]
+    ports: [{port: 80, target_port: 9080, protocol: http}]
+    endpoints: [{address: 10.77.1.3}, {address: 10.77.2.2}]
+    routes:
+      - name: slow
+        match: {path: {prefix: /slow}}"
 shoald_start
 enroll a1
 
@@ -34,6 +47,12 @@ for i in 1 2 3 4 5; do
 	hello a1 10.96.0.10:80 || fail "hello $i through the proxy failed: $HELLO_OUT"
 done
 
+# HTTP: 10 x 200, 3 x 503, 2 x 404 on no route, 2 slow (150 ms) on route slow.
+for i in $(seq 10); do pod_curl a1 -o /dev/null "http://10.96.0.20/ok/$i" || fail "GET /ok/$i"; done
+for i in 1 2 3; do pod_curl a1 -o /dev/null "http://10.96.0.20/bad?status=503" || fail "GET 503"; done
+for i in 1 2; do pod_curl a1 -o /dev/null "http://10.96.0.20/missing?status=404" || fail "GET 404"; done
+for i in 1 2; do pod_curl a1 -o /dev/null "http://10.96.0.20/slow?delay_ms=150" || fail "GET /slow"; done
+
 metrics=$LOGDIR/metrics.txt
 admin_get "http://$ADMIN/metrics" >"$metrics"
 if promtool check metrics <"$metrics" >"$LOGDIR/promtool.out" 2>&1; then
@@ -49,6 +68,38 @@ n=$(value 'shoal_datapath_service_intercepted_total{service="default/web"}')
 acc=$(value shoal_proxy_accepted_total)
 ((${acc:-0} >= 5)) && pass "shoal_proxy_accepted_total = $acc" || fail "shoal_proxy_accepted_total is '${acc:-missing}'"
 
+# sum_samples REGEX: the sum of every sample whose name{labels} matches REGEX.
+sum_samples() { awk -v re="$1" '$1 ~ re { s += $2 } END { print s + 0 }' "$metrics"; }
+api='service="default/api"'
+n=$(sum_samples "^shoal_http_requests_total[{]$api,")
+((n == 17)) && pass "shoal_http_requests_total for default/api sums to 17 over routes and endpoints" ||
+	fail "shoal_http_requests_total for default/api is $n, expected 17: $(grep '^shoal_http_requests_total' "$metrics")"
+ok=$(sum_samples "^shoal_http_responses_total[{]$api,.*class=\"2xx\"")
+e5=$(sum_samples "^shoal_http_responses_total[{]$api,.*status_code=\"503\",class=\"5xx\"")
+e4=$(sum_samples "^shoal_http_responses_total[{]$api,.*status_code=\"404\",class=\"4xx\"")
+[[ "$ok $e5 $e4" == "12 3 2" ]] && pass "responses by class: 12 x 2xx, 3 x 503 (5xx), 2 x 404 (4xx)" ||
+	fail "responses by class: 2xx=$ok 503=$e5 404=$e4, expected 12 3 2"
+eps=$(grep -c "^shoal_http_requests_total[{]$api,route=\"\",backend=\"default/api\",endpoint=\"10.77.[12].[23]\"}" "$metrics" || true)
+((eps == 2)) && pass "requests are labelled per endpoint (both endpoints of api have a series)" ||
+	fail "endpoint series: $(grep '^shoal_http_requests_total' "$metrics")"
+slow_le01=$(sum_samples "^shoal_http_response_latency_seconds_bucket[{]$api,route=\"slow\",.*le=\"0.1\"")
+slow_le02=$(sum_samples "^shoal_http_response_latency_seconds_bucket[{]$api,route=\"slow\",.*le=\"0.2\"")
+slow_inf=$(sum_samples "^shoal_http_response_latency_seconds_count[{]$api,route=\"slow\",")
+[[ "$slow_le01 $slow_le02 $slow_inf" == "0 2 2" ]] &&
+	pass "latency histogram: the 2 requests of 150 ms are in le=0.2, not in le=0.1 (route slow)" ||
+	fail "latency buckets of route slow: le=0.1 $slow_le01, le=0.2 $slow_le02, count $slow_inf"
+web='service="default/web"'
+opened=$(sum_samples "^shoal_tcp_open_total[{]$web}")
+closed=$(sum_samples "^shoal_tcp_close_total[{]$web}")
+rd=$(sum_samples "^shoal_tcp_read_bytes_total[{]$web}")
+wr=$(sum_samples "^shoal_tcp_write_bytes_total[{]$web}")
+# hello's server speaks first and the client sends nothing: bytes flow one way.
+((opened >= 5 && closed >= 5 && wr > 0)) &&
+	pass "opaque TCP to web: $opened opened, $closed closed, $rd bytes read, $wr written" ||
+	fail "tcp metrics of web: open $opened close $closed read $rd write $wr"
+[[ $(sum_samples '^shoal_http_series_overflow_total$') == 0 ]] && pass "no HTTP series overflow" ||
+	fail "HTTP series overflow: $(grep '^shoal_http_series' "$metrics")"
+
 gz=$(admin_get -H 'Accept-Encoding: gzip' -D - -o "$LOGDIR/metrics.gz" "http://$ADMIN/metrics")
 if grep -qi '^content-encoding: gzip' <<<"$gz" && gunzip -c "$LOGDIR/metrics.gz" | grep -q '^shoal_build_info'; then
 	pass "/metrics is gzipped when the scraper asks"
@@ -59,8 +110,8 @@ fi
 bpf_out=$(ctl bpf)
 links=$(grep -cE '^(connect[46]|getpeername[46]|sockops|sk_msg) ' <<<"$bpf_out" || true)
 if ((links == 6)) && grep -q 'shoal_sk_msg .* map shoal_shortcut' <<<"$bpf_out" &&
-	grep -qE '^shoal_services +[0-9]+ +hash +2 ' <<<"$bpf_out"; then
-	pass "shoalctl bpf lists the 6 links with their programs and the maps with entry counts (shoal_services: 2 keys, web's v4 and v6 VIP)"
+	grep -qE '^shoal_services +[0-9]+ +hash +3 ' <<<"$bpf_out"; then
+	pass "shoalctl bpf lists the 6 links with their programs and the maps with entry counts (shoal_services: 3 keys, web's v4 and v6 VIP, api's v4)"
 else
 	fail "shoalctl bpf: $bpf_out"
 fi
@@ -89,5 +140,20 @@ if [[ -n $got ]] && ((got >= 5)); then
 else
 	fail "Prometheus query returned '${got:-nothing}' (log: $LOGDIR/prometheus.log)"
 fi
+query='sum(shoal_http_requests_total{service="default/api"})'
+got=""
+for ((i = 0; i < 60; i++)); do
+	got=$(admin_get -G "http://$PROM/api/v1/query" --data-urlencode "query=$query" 2>/dev/null |
+		python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")' 2>/dev/null || true)
+	[[ $got == 17 ]] && break
+	sleep 0.5
+done
+[[ $got == 17 ]] && pass "Prometheus: $query = 17" ||
+	fail "Prometheus query $query returned '${got:-nothing}'"
+query='sum(rate(shoal_http_response_latency_seconds_count{service="default/api"}[1m])) >= 0'
+got=$(admin_get -G "http://$PROM/api/v1/query" --data-urlencode "query=$query" 2>/dev/null |
+	python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["status"])' 2>/dev/null || true)
+[[ $got == success ]] && pass "Prometheus evaluates a rate over the latency histogram" ||
+	fail "Prometheus histogram query: '$got'"
 stop_pid "$prom_pid"
 finish

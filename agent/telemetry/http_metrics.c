@@ -1,0 +1,338 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include "telemetry/http_metrics.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/addr.h"
+
+_Static_assert((METRICS_HTTP_MAX_SERIES & (METRICS_HTTP_MAX_SERIES - 1)) == 0,
+	       "METRICS_HTTP_MAX_SERIES must be a power of two (index masking)");
+_Static_assert((1u << METRICS_KEY_SVC_BITS) > SHOAL_MAX_SERVICES,
+	       "a service index must fit its key field");
+
+const uint32_t metrics_latency_bounds_ms[METRICS_LATENCY_N] = {METRICS_LATENCY_BUCKETS_MS};
+
+/* Bit 63 marks a used slot, so a key of all-zero fields is still not 0. */
+#define METRICS_KEY_USED (1ull << 63)
+
+#define KEY_STATUS_SHIFT 0
+#define KEY_EP_SHIFT (KEY_STATUS_SHIFT + METRICS_KEY_STATUS_BITS)
+#define KEY_BACKEND_SHIFT (KEY_EP_SHIFT + METRICS_KEY_EP_BITS)
+#define KEY_ROUTE_SHIFT (KEY_BACKEND_SHIFT + METRICS_KEY_SVC_BITS)
+#define KEY_SVC_SHIFT (KEY_ROUTE_SHIFT + METRICS_KEY_ROUTE_BITS)
+_Static_assert(KEY_SVC_SHIFT + METRICS_KEY_SVC_BITS <= 63, "the packed key fits 63 bits");
+
+#define FIELD_MASK(bits) ((1ull << (bits)) - 1)
+
+/* Pack k; false when a field does not fit (a config beyond the limits). */
+static bool key_pack(const struct metrics_http_key *k, unsigned int status, uint64_t *out)
+{
+	if (k->svc > FIELD_MASK(METRICS_KEY_SVC_BITS) ||
+	    k->backend > FIELD_MASK(METRICS_KEY_SVC_BITS) ||
+	    k->route > FIELD_MASK(METRICS_KEY_ROUTE_BITS) ||
+	    k->endpoint > FIELD_MASK(METRICS_KEY_EP_BITS) ||
+	    status > FIELD_MASK(METRICS_KEY_STATUS_BITS))
+		return false;
+	*out = METRICS_KEY_USED | (uint64_t)k->svc << KEY_SVC_SHIFT |
+	       (uint64_t)k->route << KEY_ROUTE_SHIFT | (uint64_t)k->backend << KEY_BACKEND_SHIFT |
+	       (uint64_t)k->endpoint << KEY_EP_SHIFT | (uint64_t)status << KEY_STATUS_SHIFT;
+	return true;
+}
+
+static void key_unpack(uint64_t v, struct metrics_http_key *k)
+{
+	k->svc = (v >> KEY_SVC_SHIFT) & FIELD_MASK(METRICS_KEY_SVC_BITS);
+	k->route = (v >> KEY_ROUTE_SHIFT) & FIELD_MASK(METRICS_KEY_ROUTE_BITS);
+	k->backend = (v >> KEY_BACKEND_SHIFT) & FIELD_MASK(METRICS_KEY_SVC_BITS);
+	k->endpoint = (v >> KEY_EP_SHIFT) & FIELD_MASK(METRICS_KEY_EP_BITS);
+	k->status = (v >> KEY_STATUS_SHIFT) & FIELD_MASK(METRICS_KEY_STATUS_BITS);
+}
+
+struct metrics_http_shard *metrics_http_shard_new(uint32_t n_services)
+{
+	struct metrics_http_shard *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->tcp = calloc(n_services ? n_services : 1, sizeof(*s->tcp));
+	if (!s->tcp) {
+		free(s);
+		return NULL;
+	}
+	s->n_services = n_services;
+	return s;
+}
+
+void metrics_http_shard_free(struct metrics_http_shard *s)
+{
+	if (!s)
+		return;
+	free(s->tcp);
+	free(s);
+}
+
+/* Single writer: a load and a relaxed store is an increment no reader tears. */
+#define BUMP(field, v) __atomic_store_n(&(field), (field) + (v), __ATOMIC_RELAXED)
+
+/* Zero a series' values before it is (re)published under a key. */
+static void series_clear(struct metrics_http_series *e)
+{
+	__atomic_store_n(&e->count, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->retries, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->retries_refused, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->deadline_exceeded, 0, __ATOMIC_RELAXED);
+	for (int i = 0; i <= METRICS_LATENCY_N; i++)
+		__atomic_store_n(&e->buckets[i], 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->sum_us, 0, __ATOMIC_RELAXED);
+}
+
+/*
+ * The series of key on s, created when new; NULL (counted) when it does
+ * not fit within METRICS_HTTP_MAX_PROBE slots. A series found under the
+ * same endpoint slot but another address restarts from zero: the slot
+ * now names a different endpoint.
+ */
+static struct metrics_http_series *series_get(struct metrics_http_shard *s, uint64_t key,
+					      const struct shoal_addr *ep_addr)
+{
+	uint32_t mask = METRICS_HTTP_MAX_SERIES - 1;
+	uint32_t i = (uint32_t)((key * 0x9e3779b97f4a7c15ull) >> 40) & mask;
+	struct shoal_addr none = {};
+
+	if (!ep_addr)
+		ep_addr = &none;
+	for (int probe = 0; probe < METRICS_HTTP_MAX_PROBE; probe++, i = (i + 1) & mask) {
+		struct metrics_http_series *e = &s->series[i];
+
+		if (e->key == key) {
+			if (!addr_equal(&e->ep_addr, ep_addr)) {
+				/* Unpublish while the values restart, so a scrape skips it. */
+				__atomic_store_n(&e->key, METRICS_KEY_USED, __ATOMIC_RELEASE);
+				series_clear(e);
+				e->ep_addr = *ep_addr;
+				__atomic_store_n(&e->key, key, __ATOMIC_RELEASE);
+			}
+			return e;
+		}
+		if (!e->key) {
+			e->ep_addr = *ep_addr;
+			__atomic_store_n(&e->key, key, __ATOMIC_RELEASE);
+			return e;
+		}
+	}
+	BUMP(s->overflow, 1);
+	return NULL;
+}
+
+void metrics_http_shard_request(struct metrics_http_shard *s, const struct metrics_http_key *key,
+				const struct shoal_addr *ep_addr, unsigned int status,
+				uint64_t latency_ns)
+{
+	struct metrics_http_series *e;
+	uint64_t packed, us = latency_ns / 1000;
+	int b = 0;
+
+	if (!s)
+		return;
+	if (!key_pack(key, 0, &packed)) {
+		BUMP(s->overflow, 1);
+		return;
+	}
+	e = series_get(s, packed, ep_addr);
+	if (e)
+		BUMP(e->count, 1);
+	if (!status)
+		return; /* no response: a request, no latency */
+	if (!key_pack(key, status, &packed)) {
+		BUMP(s->overflow, 1);
+		return;
+	}
+	e = series_get(s, packed, ep_addr);
+	if (!e)
+		return;
+	while (b < METRICS_LATENCY_N && us > (uint64_t)metrics_latency_bounds_ms[b] * 1000)
+		b++;
+	BUMP(e->count, 1);
+	BUMP(e->buckets[b], 1);
+	BUMP(e->sum_us, us);
+}
+
+void metrics_http_shard_event(struct metrics_http_shard *s, const struct metrics_http_key *key,
+			      enum metrics_http_event ev)
+{
+	struct metrics_http_key k = *key;
+	struct metrics_http_series *e;
+	uint64_t packed;
+
+	if (!s)
+		return;
+	/* Events are per route: their rows carry no endpoint. */
+	k.endpoint = METRICS_KEY_NONE;
+	if (!key_pack(&k, 0, &packed)) {
+		BUMP(s->overflow, 1);
+		return;
+	}
+	e = series_get(s, packed, NULL);
+	if (!e)
+		return;
+	switch (ev) {
+	case METRICS_HTTP_RETRY:
+		BUMP(e->retries, 1);
+		break;
+	case METRICS_HTTP_RETRY_REFUSED:
+		BUMP(e->retries_refused, 1);
+		break;
+	case METRICS_HTTP_DEADLINE:
+		BUMP(e->deadline_exceeded, 1);
+		break;
+	}
+}
+
+void metrics_tcp_shard_open(struct metrics_http_shard *s, uint32_t svc)
+{
+	if (s && svc < s->n_services)
+		BUMP(s->tcp[svc].opened, 1);
+}
+
+void metrics_tcp_shard_close(struct metrics_http_shard *s, uint32_t svc)
+{
+	if (s && svc < s->n_services)
+		BUMP(s->tcp[svc].closed, 1);
+}
+
+void metrics_tcp_shard_bytes(struct metrics_http_shard *s, uint32_t svc, uint64_t read,
+			     uint64_t written)
+{
+	if (!s || svc >= s->n_services)
+		return;
+	if (read)
+		BUMP(s->tcp[svc].read_bytes, read);
+	if (written)
+		BUMP(s->tcp[svc].write_bytes, written);
+}
+
+/* ---- scrape side ------------------------------------------------------- */
+
+static int u32_cmp(uint32_t a, uint32_t b)
+{
+	return a < b ? -1 : a > b;
+}
+
+/* Rows sort by service, route, backend, endpoint, then status. */
+static int row_cmp(const void *a, const void *b)
+{
+	const struct metrics_http_key *x = &((const struct metrics_http_row *)a)->key;
+	const struct metrics_http_key *y = &((const struct metrics_http_row *)b)->key;
+	int d;
+
+	if ((d = u32_cmp(x->svc, y->svc)) || (d = u32_cmp(x->route, y->route)) ||
+	    (d = u32_cmp(x->backend, y->backend)) || (d = u32_cmp(x->endpoint, y->endpoint)))
+		return d;
+	return u32_cmp(x->status, y->status);
+}
+
+#define LOAD(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+
+/* Copy one published series into r; false when it changed under us. */
+static bool series_copy(const struct metrics_http_series *e, struct metrics_http_row *r)
+{
+	uint64_t key = __atomic_load_n(&e->key, __ATOMIC_ACQUIRE);
+
+	if (!key || key == METRICS_KEY_USED)
+		return false;
+	key_unpack(key, &r->key);
+	r->ep_addr = e->ep_addr;
+	r->count = LOAD(e->count);
+	r->retries = LOAD(e->retries);
+	r->retries_refused = LOAD(e->retries_refused);
+	r->deadline_exceeded = LOAD(e->deadline_exceeded);
+	for (int i = 0; i <= METRICS_LATENCY_N; i++)
+		r->buckets[i] = LOAD(e->buckets[i]);
+	r->sum_us = LOAD(e->sum_us);
+	/* A restart (new endpoint in the slot) in between: skip it this time. */
+	return __atomic_load_n(&e->key, __ATOMIC_ACQUIRE) == key;
+}
+
+static void row_add(struct metrics_http_row *into, const struct metrics_http_row *r)
+{
+	into->count += r->count;
+	into->retries += r->retries;
+	into->retries_refused += r->retries_refused;
+	into->deadline_exceeded += r->deadline_exceeded;
+	for (int i = 0; i <= METRICS_LATENCY_N; i++)
+		into->buckets[i] += r->buckets[i];
+	into->sum_us += r->sum_us;
+}
+
+int metrics_http_snapshot(struct metrics_http_shard *const *shards, size_t n, uint32_t n_services,
+			  metrics_ep_addr_fn ep_addr_of, void *ctx,
+			  struct metrics_http_snapshot *out)
+{
+	size_t cap = 0, len = 0;
+
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < n; i++)
+		if (shards[i])
+			cap += METRICS_HTTP_MAX_SERIES;
+	out->rows = calloc(cap ? cap : 1, sizeof(*out->rows));
+	out->tcp = calloc(n_services ? n_services : 1, sizeof(*out->tcp));
+	if (!out->rows || !out->tcp) {
+		metrics_http_snapshot_free(out);
+		return -ENOMEM;
+	}
+	out->n_services = n_services;
+	for (size_t i = 0; i < n; i++) {
+		const struct metrics_http_shard *s = shards[i];
+
+		if (!s)
+			continue;
+		out->overflow += LOAD(s->overflow);
+		for (uint32_t j = 0; j < s->n_services && j < n_services; j++) {
+			out->tcp[j].opened += LOAD(s->tcp[j].opened);
+			out->tcp[j].closed += LOAD(s->tcp[j].closed);
+			out->tcp[j].read_bytes += LOAD(s->tcp[j].read_bytes);
+			out->tcp[j].write_bytes += LOAD(s->tcp[j].write_bytes);
+		}
+		for (uint32_t j = 0; j < METRICS_HTTP_MAX_SERIES; j++) {
+			struct metrics_http_row *r = &out->rows[len];
+
+			if (!series_copy(&s->series[j], r))
+				continue;
+			out->series++;
+			if (r->key.svc >= n_services || r->key.backend >= n_services)
+				continue;
+			if (r->key.endpoint) {
+				const struct shoal_addr *now =
+				    ep_addr_of
+					? ep_addr_of(ctx, r->key.backend, r->key.endpoint - 1)
+					: NULL;
+
+				/* The endpoint is gone: its series is dropped. */
+				if (!now || !addr_equal(now, &r->ep_addr))
+					continue;
+			}
+			len++;
+		}
+	}
+	qsort(out->rows, len, sizeof(*out->rows), row_cmp);
+	/* Merge the shards' copies of the same series. */
+	size_t m = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (m && !row_cmp(&out->rows[m - 1], &out->rows[i]))
+			row_add(&out->rows[m - 1], &out->rows[i]);
+		else
+			out->rows[m++] = out->rows[i];
+	}
+	out->n_rows = m;
+	return 0;
+}
+
+void metrics_http_snapshot_free(struct metrics_http_snapshot *snap)
+{
+	free(snap->rows);
+	free(snap->tcp);
+	memset(snap, 0, sizeof(*snap));
+}

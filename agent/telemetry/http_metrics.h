@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Golden metrics of the proxy (docs/metrics.md): HTTP requests, responses
+ * by status, latency histograms and resilience events per service, route,
+ * backend and endpoint; opaque TCP connections and bytes per service.
+ *
+ * Recording: each proxy worker owns one shard and is its only writer. A
+ * shard is a fixed-size open-addressed table of series allocated once at
+ * worker start: recording is a hash probe and a few relaxed stores, no
+ * lock, no allocation. A series is identified by small indices into the
+ * config (service, route, backend service, endpoint slot, status), never
+ * by a string, so the number of series is bounded by construction and
+ * capped per shard (METRICS_HTTP_MAX_SERIES); what does not fit is
+ * counted (overflow), never allocated.
+ *
+ * Reading: the scraper (any thread) copies every shard's series, merges
+ * them by key and resolves indices to names with the current config;
+ * series whose endpoint is no longer in the config are not exported.
+ */
+#ifndef SHOAL_TELEMETRY_HTTP_METRICS_H
+#define SHOAL_TELEMETRY_HTTP_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shoal/abi.h"
+
+/*
+ * Series a worker can hold (power of two). Each costs 264 bytes, so
+ * 2048 is ~540 KiB a worker; a node with 100 services of 10 endpoints
+ * and 4 status codes each needs ~1000 (request rows + status rows).
+ */
+#define METRICS_HTTP_MAX_SERIES 2048
+/* Slots probed before a new series counts as overflow: bounds the
+ * hot-path cost of a nearly full table. */
+#define METRICS_HTTP_MAX_PROBE 32
+
+/* Linkerd's response_latency_ms buckets, in milliseconds (DESIGN.md). */
+#define METRICS_LATENCY_BUCKETS_MS                                                                 \
+	1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500, 1000, 2000, 3000, 4000, 5000,  \
+	    10000, 20000, 30000, 40000, 50000
+#define METRICS_LATENCY_N 25
+
+/* Key fields: 0 means "none" for route and endpoint (index + 1 otherwise);
+ * status 0 is the request row of its (service, route, backend, endpoint). */
+#define METRICS_KEY_NONE 0
+#define METRICS_KEY_SVC_BITS 15	   /* services: SHOAL_MAX_SERVICES (16384) */
+#define METRICS_KEY_ROUTE_BITS 7   /* routes + 1: CONFIG_MAX_ROUTES (64) */
+#define METRICS_KEY_EP_BITS 11	   /* endpoints + 1: CONFIG_MAX_ENDPOINTS (1024) */
+#define METRICS_KEY_STATUS_BITS 10 /* HTTP status codes, 100 - 599 */
+
+struct metrics_http_key {
+	uint32_t svc;	   /* index of the addressed service in config.services */
+	uint32_t route;	   /* route index + 1 in that service, or 0 */
+	uint32_t backend;  /* index of the service whose endpoint served it */
+	uint32_t endpoint; /* endpoint index + 1 in backend, or 0 */
+	uint32_t status;   /* HTTP status, or 0: the request row */
+};
+
+/* One series. Written by its worker only (relaxed atomic stores), read by
+ * the scraper (relaxed loads); key is published last, with release. */
+struct metrics_http_series {
+	uint64_t key;		    /* packed metrics_http_key | METRICS_KEY_USED; 0 = free */
+	struct shoal_addr ep_addr;  /* the endpoint's address when the series began */
+	uint64_t count;		    /* request row: requests; status row: responses */
+	uint64_t retries;	    /* request row: attempts after the first */
+	uint64_t retries_refused;   /* request row: retries the budget refused */
+	uint64_t deadline_exceeded; /* request row: requests that ran out of time */
+	uint64_t buckets[METRICS_LATENCY_N + 1]; /* status row; the last is +Inf; not cumulative */
+	uint64_t sum_us;			 /* status row: latency sum, microseconds */
+};
+
+/* Opaque TCP counters of one service. */
+struct metrics_tcp_series {
+	uint64_t opened, closed;
+	uint64_t read_bytes;  /* from the application, sent on to the endpoint */
+	uint64_t write_bytes; /* from the endpoint, written to the application */
+};
+
+struct metrics_http_shard {
+	uint64_t overflow;   /* series that did not fit */
+	uint32_t n_services; /* tcp[] entries */
+	struct metrics_tcp_series *tcp;
+	struct metrics_http_series series[METRICS_HTTP_MAX_SERIES];
+};
+
+/*
+ * A shard for one worker of a config with @n_services services. The only
+ * allocation; NULL when memory is short (the worker then records nothing).
+ */
+struct metrics_http_shard *metrics_http_shard_new(uint32_t n_services);
+void metrics_http_shard_free(struct metrics_http_shard *s);
+
+/*
+ * Worker side (the shard's own thread only). @ep_addr is the endpoint's
+ * address (NULL when key->endpoint is 0); a series whose endpoint slot now
+ * holds another address starts again from zero. @s may be NULL.
+ */
+void metrics_http_shard_request(struct metrics_http_shard *s, const struct metrics_http_key *key,
+				const struct shoal_addr *ep_addr, unsigned int status,
+				uint64_t latency_ns);
+
+enum metrics_http_event {
+	METRICS_HTTP_RETRY,	    /* an attempt after the first went out */
+	METRICS_HTTP_RETRY_REFUSED, /* a retry was allowed by policy but not by the budget */
+	METRICS_HTTP_DEADLINE,	    /* the request's deadline expired */
+};
+void metrics_http_shard_event(struct metrics_http_shard *s, const struct metrics_http_key *key,
+			      enum metrics_http_event ev);
+
+void metrics_tcp_shard_open(struct metrics_http_shard *s, uint32_t svc);
+void metrics_tcp_shard_close(struct metrics_http_shard *s, uint32_t svc);
+void metrics_tcp_shard_bytes(struct metrics_http_shard *s, uint32_t svc, uint64_t read,
+			     uint64_t written);
+
+/* ---- scrape side ------------------------------------------------------- */
+
+/* A merged series: the sum over every shard. */
+struct metrics_http_row {
+	struct metrics_http_key key;
+	struct shoal_addr ep_addr;
+	uint64_t count, retries, retries_refused, deadline_exceeded;
+	uint64_t buckets[METRICS_LATENCY_N + 1];
+	uint64_t sum_us;
+};
+
+struct metrics_http_snapshot {
+	struct metrics_http_row
+	    *rows; /* sorted by key: service, route, backend, endpoint, status */
+	size_t n_rows;
+	struct metrics_tcp_series *tcp; /* per service index */
+	uint32_t n_services;
+	uint64_t overflow;
+	uint64_t series; /* series held by all shards */
+};
+
+/*
+ * Merge @n shards (NULL entries skipped) into @out, dropping series whose
+ * service, backend or endpoint is out of range of @n_services or whose
+ * endpoint address no longer matches (resolved by @ep_addr_of, which
+ * returns NULL when the slot does not exist). Any thread; allocates.
+ * Returns 0 or -ENOMEM.
+ */
+typedef const struct shoal_addr *(*metrics_ep_addr_fn)(void *ctx, uint32_t svc, uint32_t ep);
+int metrics_http_snapshot(struct metrics_http_shard *const *shards, size_t n, uint32_t n_services,
+			  metrics_ep_addr_fn ep_addr_of, void *ctx,
+			  struct metrics_http_snapshot *out);
+void metrics_http_snapshot_free(struct metrics_http_snapshot *snap);
+
+/* The upper bounds of the latency buckets, in ms (METRICS_LATENCY_N). */
+extern const uint32_t metrics_latency_bounds_ms[METRICS_LATENCY_N];
+
+#endif

@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include "telemetry/http_metrics.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+
+#include "common/addr.h"
+
+static struct metrics_http_shard *shards[2];
+static struct shoal_addr eps[2][4]; /* [service][endpoint] */
+
+static void setup(void)
+{
+	char text[32];
+
+	for (int i = 0; i < 2; i++) {
+		shards[i] = metrics_http_shard_new(2);
+		cr_assert_not_null(shards[i]);
+		for (int j = 0; j < 4; j++) {
+			snprintf(text, sizeof(text), "10.0.%d.%d", i, j + 1);
+			cr_assert_eq(addr_parse(text, &eps[i][j]), 0);
+		}
+	}
+}
+
+static void teardown(void)
+{
+	for (int i = 0; i < 2; i++)
+		metrics_http_shard_free(shards[i]);
+}
+
+static const struct shoal_addr *ep_of(void *ctx, uint32_t svc, uint32_t ep)
+{
+	int *n_eps = ctx;
+
+	return svc < 2 && ep < (uint32_t)*n_eps ? &eps[svc][ep] : NULL;
+}
+
+static const struct metrics_http_row *find(const struct metrics_http_snapshot *s, uint32_t endpoint,
+					   uint32_t status)
+{
+	for (size_t i = 0; i < s->n_rows; i++)
+		if (s->rows[i].key.endpoint == endpoint && s->rows[i].key.status == status)
+			return &s->rows[i];
+	return NULL;
+}
+
+TestSuite(http_metrics, .init = setup, .fini = teardown);
+
+Test(http_metrics, shards_merge_into_requests_responses_and_buckets)
+{
+	struct metrics_http_key k = {.svc = 1, .route = 2, .backend = 1, .endpoint = 1};
+	struct metrics_http_snapshot snap;
+	int n_eps = 4;
+
+	/* 3 ms and 7 ms on worker 0, 7 ms and no response on worker 1. */
+	metrics_http_shard_request(shards[0], &k, &eps[1][0], 200, 3000000);
+	metrics_http_shard_request(shards[0], &k, &eps[1][0], 200, 7000000);
+	metrics_http_shard_request(shards[1], &k, &eps[1][0], 200, 7000000);
+	metrics_http_shard_request(shards[1], &k, &eps[1][0], 0, 1000);
+	metrics_http_shard_event(shards[1], &k, METRICS_HTTP_RETRY);
+	cr_assert_eq(metrics_http_snapshot(shards, 2, 2, ep_of, &n_eps, &snap), 0);
+
+	const struct metrics_http_row *rq = find(&snap, 1, 0), *ok = find(&snap, 1, 200);
+
+	cr_assert_not_null(rq);
+	cr_assert_not_null(ok);
+	cr_assert_eq(rq->count, 4, "requests include the one without a response");
+	cr_assert_eq(ok->count, 3);
+	cr_assert_eq(ok->buckets[2], 1, "3 ms falls in le=3 (the third bound)");
+	cr_assert_eq(ok->buckets[5], 2, "7 ms falls in le=10");
+	cr_assert_eq(ok->sum_us, 17000);
+	const struct metrics_http_row *ev = find(&snap, 0, 0);
+
+	cr_assert_not_null(ev);
+	cr_assert_eq(ev->retries, 1);
+	cr_assert_eq(ev->key.route, 2);
+	cr_assert_eq(snap.overflow, 0);
+	metrics_http_snapshot_free(&snap);
+}
+
+Test(http_metrics, gone_endpoints_are_dropped_and_a_reused_slot_restarts)
+{
+	struct metrics_http_key k = {.svc = 0, .backend = 0, .endpoint = 4};
+	struct metrics_http_snapshot snap;
+	int n_eps = 4;
+
+	metrics_http_shard_request(shards[0], &k, &eps[0][3], 200, 1000);
+	n_eps = 3; /* endpoint 4 left the config */
+	cr_assert_eq(metrics_http_snapshot(shards, 2, 2, ep_of, &n_eps, &snap), 0);
+	cr_assert_null(find(&snap, 4, 200));
+	metrics_http_snapshot_free(&snap);
+
+	/* Slot 4 comes back holding another address: its series starts over. */
+	n_eps = 4;
+	eps[0][3] = eps[1][3];
+	metrics_http_shard_request(shards[0], &k, &eps[0][3], 200, 1000);
+	cr_assert_eq(metrics_http_snapshot(shards, 2, 2, ep_of, &n_eps, &snap), 0);
+	cr_assert_not_null(find(&snap, 4, 200));
+	cr_assert_eq(find(&snap, 4, 200)->count, 1);
+	metrics_http_snapshot_free(&snap);
+}
+
+Test(http_metrics, a_full_table_counts_overflow_and_never_grows)
+{
+	struct metrics_http_snapshot snap;
+	int n_eps = 4;
+
+	/* 100 routes x 30 statuses: 3100 distinct series, beyond the table. */
+	for (uint32_t r = 0; r < 100; r++)
+		for (uint32_t st = 200; st < 230; st++) {
+			struct metrics_http_key k = {.svc = r / 50, .route = r % 50 + 1};
+
+			metrics_http_shard_request(shards[0], &k, NULL, st, 1000);
+		}
+	cr_assert_eq(metrics_http_snapshot(shards, 1, 2, ep_of, &n_eps, &snap), 0);
+	cr_assert_leq(snap.series, METRICS_HTTP_MAX_SERIES);
+	cr_assert_gt(snap.overflow, 0);
+	cr_assert_geq(snap.series + snap.overflow, 3100, "what has no series is counted");
+	metrics_http_snapshot_free(&snap);
+}
+
+Test(http_metrics, keys_beyond_the_field_widths_overflow)
+{
+	struct metrics_http_key k = {.svc = 1u << METRICS_KEY_SVC_BITS};
+	struct metrics_http_snapshot snap;
+	int n_eps = 4;
+
+	metrics_http_shard_request(shards[0], &k, NULL, 200, 1000);
+	cr_assert_eq(metrics_http_snapshot(shards, 1, 2, ep_of, &n_eps, &snap), 0);
+	cr_assert_eq(snap.overflow, 1);
+	cr_assert_eq(snap.n_rows, 0);
+	metrics_http_snapshot_free(&snap);
+}
