@@ -24,7 +24,12 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "balance/peak_ewma.h"
 #include "common/addr.h"
+#include "resilience/backoff.h"
+#include "resilience/breaker.h"
+#include "resilience/retry_budget.h"
+#include "resilience/retry_policy.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -1392,6 +1397,7 @@ static int parse_service(struct cfg_parser *p, void *obj, int i)
 	svc->id = (uint32_t)i;
 	strcpy(svc->namespace, "default");
 	svc->line = cp_line(p);
+	config_resilience_default(&svc->resilience);
 	p->svc = svc;
 	return cp_map(p, service_fields, ARRAY_SIZE(service_fields), svc, &seen);
 }
@@ -1875,6 +1881,33 @@ static int cp_document(struct cfg_parser *p)
 	if (p->ev.type != YAML_STREAM_END_EVENT)
 		return cp_fail(p, cp_line(p), "multiple documents are not supported");
 	return 0;
+}
+
+/* One place for every resilience default: the modules' own constants. */
+void config_resilience_default(struct config_resilience *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->default_rtt_ms = PEAK_EWMA_DEFAULT_RTT_NS / 1000000;
+	r->decay_ms = PEAK_EWMA_DEFAULT_TAU_NS / 1000000;
+	r->failure_penalty_ms = PEAK_EWMA_DEFAULT_FAILURE_PENALTY_NS / 1000000;
+	r->retry_after_cap_ms = PEAK_EWMA_DEFAULT_RETRY_AFTER_CAP_NS / 1000000;
+	r->budget_ratio_pct = RETRY_BUDGET_DEFAULT_RATIO_MILLI / 10;
+	r->budget_min_per_s = RETRY_BUDGET_DEFAULT_MIN_PER_S;
+	r->budget_window_ms = RETRY_BUDGET_DEFAULT_TTL_NS / 1000000;
+	r->max_retries = RETRY_DEFAULT_MAX_RETRIES;
+	r->max_body_bytes = RETRY_DEFAULT_MAX_BODY_BYTES;
+	r->backoff_base_ms = BACKOFF_RETRY_BASE_NS / 1000000;
+	r->backoff_max_ms = BACKOFF_RETRY_MAX_NS / 1000000;
+	r->connect_any_method = true;
+	r->consecutive_failures = BREAKER_DEFAULT_CONSECUTIVE_FAILURES;
+	r->breaker_backoff_min_ms = BREAKER_DEFAULT_BACKOFF_MIN_NS / 1000000;
+	r->breaker_backoff_max_ms = BREAKER_DEFAULT_BACKOFF_MAX_NS / 1000000;
+	r->jitter_pct = (uint32_t)(BREAKER_DEFAULT_JITTER * 100);
+	r->success_rate_pct = BREAKER_DEFAULT_SUCCESS_RATE_PCT;
+	r->success_rate_window_ms = BREAKER_DEFAULT_SUCCESS_RATE_WINDOW_NS / 1000000;
+	r->success_rate_min_requests = BREAKER_DEFAULT_SUCCESS_RATE_MIN_REQUESTS;
+	r->max_ejection_pct = BREAKER_DEFAULT_MAX_EJECTION_PCT;
+	r->fail_fast_ms = CONFIG_DEFAULT_FAIL_FAST_MS;
 }
 
 static void config_set_defaults(struct config *cfg)

@@ -49,6 +49,12 @@
 #define CONFIG_DEFAULT_MAX_CONNECTIONS 65536   /* per worker */
 #define CONFIG_DEFAULT_FAILOPEN_AFTER_MS 2000  /* heartbeat age that means "proxy dead" */
 #define CONFIG_DEFAULT_CGROUP "/"              /* relative to the cgroup2 mount */
+/*
+ * A request finding no candidate endpoint (all ejected or probing) waits
+ * this long for one before its 503: about one breaker backoff, so a probe
+ * that succeeds in the meantime still serves it.
+ */
+#define CONFIG_DEFAULT_FAIL_FAST_MS 1000
 
 /*
  * Protocol detection. 100 ms is long enough for a client's first write to
@@ -168,6 +174,54 @@ struct config_endpoint {
 	int line;
 };
 
+/*
+ * A service's balancing, retry, breaker and timeout knobs (the
+ * "resilience:" block, docs/config.md). Integers only: ratios are
+ * percentages, times milliseconds. The parser fills every field with its
+ * default (config_resilience_default) before reading the block; the proxy
+ * turns them into the modules' own cfg structs (agent/proxy/endpoint_state.c).
+ */
+struct config_resilience {
+	/* balancer: PeakEWMA (balance/peak_ewma.h) */
+	uint32_t default_rtt_ms;     /* estimate of an endpoint with no samples */
+	uint32_t decay_ms;           /* decay time constant (tau), >= 1 */
+	uint32_t failure_penalty_ms; /* the sample a failed response feeds in */
+	uint32_t retry_after_cap_ms; /* Retry-After above this counts as this */
+	/* retry_budget (resilience/retry_budget.h) */
+	uint32_t budget_ratio_pct;   /* retries per 100 original requests */
+	uint32_t budget_min_per_s;   /* retries per second always allowed */
+	uint32_t budget_window_ms;   /* the sliding window */
+	/* retries (resilience/retry_policy.h, backoff.h) */
+	uint32_t max_retries;        /* per request, on top of the first try */
+	uint32_t max_body_bytes;     /* larger request bodies are not retried */
+	uint32_t backoff_base_ms;    /* full-jitter ceiling of the first retry */
+	uint32_t backoff_max_ms;     /* the ceiling doubles up to this */
+	bool connect_any_method;     /* connect failures retried whatever the method */
+	/* breaker (resilience/breaker.h) */
+	uint32_t consecutive_failures;      /* 0: off */
+	uint32_t breaker_backoff_min_ms;
+	uint32_t breaker_backoff_max_ms;
+	uint32_t jitter_pct;
+	uint32_t success_rate_pct;          /* 0: off */
+	uint32_t success_rate_window_ms;
+	uint32_t success_rate_min_requests;
+	uint32_t max_ejection_pct;
+	/* no candidate endpoint: wait this long, then 503 */
+	uint32_t fail_fast_ms;
+	/* timeouts; a route's timeout_ms and per_try_timeout_ms override */
+	uint32_t connect_timeout_ms;  /* one connect attempt; 0: proxy.connect_timeout_ms */
+	uint32_t request_timeout_ms;  /* whole request incl. retries; 0: none */
+	uint32_t per_try_timeout_ms;  /* one try until the response head; 0: none */
+	uint32_t idle_timeout_ms;     /* 0: proxy.idle_timeout_ms */
+};
+
+/*
+ * Fill r with the defaults (docs/resilience.md, "Defaults"). A zeroed
+ * struct (a service built outside the parser, e.g. by discovery) stands
+ * for all defaults: decay_ms is never 0 once filled.
+ */
+void config_resilience_default(struct config_resilience *r);
+
 struct config_service {
 	char name[CONFIG_MAX_NAME + 1];
 	char namespace[CONFIG_MAX_NAME + 1]; /* default "default" */
@@ -180,6 +234,7 @@ struct config_service {
 	int n_endpoints;
 	struct config_route *routes; /* heap, n_routes entries, in match order */
 	int n_routes;                /* 0: every request to the own endpoints */
+	struct config_resilience resilience;
 	int line;
 };
 

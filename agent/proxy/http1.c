@@ -11,16 +11,25 @@
 
 #include "common/addr.h"
 #include "common/log.h"
-#include "proxy/balance_rr.h"
+#include "proxy/balance.h"
 #include "proxy/l4.h"
 #include "proxy/pool.h"
 #include "proxy/route.h"
 #include "proxy/routes.h"
 #include "proxy/sock.h"
+#include "resilience/backoff.h"
 
 static void http1_on_client_event(struct worker *w, struct pollable *pl, uint32_t events);
 static void http1_run(struct worker *w, struct l4_conn *c);
 static void http1_connect_next(struct worker *w, struct l4_conn *c);
+static void http1_error(struct worker *w, struct l4_conn *c, enum http_error err);
+
+/*
+ * A request finding no candidate endpoint looks again this often until
+ * its fail-fast time: a probe's outcome or a backoff ending frees one
+ * within milliseconds, and 10 ms costs nothing next to the 1 s wait.
+ */
+#define HTTP1_NO_CANDIDATE_POLL_NS (10 * 1000000ull)
 
 size_t http1_conn_size(const struct config *cfg)
 {
@@ -63,6 +72,7 @@ static void http1_up_release(struct worker *w, struct http1_conn *h, bool reusab
 /* Close everything; reset: the peers see RST (the exchange did not complete). */
 static void http1_close(struct worker *w, struct l4_conn *c, bool reset)
 {
+	balance_cancel(c->http->sv, &c->http->bt, timer_now_ns());
 	metrics_http_done(w, c, 0); /* a request still in flight got no response */
 	http1_up_release(w, c->http, false);
 	l4_side_close(w, &c->client, reset);
@@ -100,6 +110,10 @@ static uint64_t http1_idle_deadline(const struct worker *w, const struct l4_conn
 	}
 	if (h->deadline_ns && h->rs != HTTP1_RESP_DONE && (!d || h->deadline_ns < d))
 		d = h->deadline_ns;
+	if (h->try_deadline_ns && h->rs == HTTP1_RESP_HEAD && (!d || h->try_deadline_ns < d))
+		d = h->try_deadline_ns;
+	if (h->retry_at_ns && (!d || h->retry_at_ns < d))
+		d = h->retry_at_ns;
 	return d;
 }
 
@@ -141,6 +155,8 @@ static void http1_error(struct worker *w, struct l4_conn *c, enum http_error err
 			 http1_svc_name(c, svc, sizeof(svc)), http_error_status(err),
 			 http_error_stage(err));
 	}
+	balance_cancel(h->sv, &h->bt, timer_now_ns());
+	h->retry_at_ns = 0;
 	http1_up_release(w, h, false);
 	b->tail = h->rs_fwd;
 	if (cap - b->tail < HTTP_ERROR_MAX_BYTES && b->head > 0) {
@@ -299,18 +315,50 @@ static void http1_route(struct worker *w, struct l4_conn *c)
 	h->target_port_be = port_be;
 }
 
+/*
+ * The request's deadline as of now (0: none): the route's timeout_ms, else
+ * the service's request_timeout_ms, shortened (never lengthened) by the
+ * client's DEADLINE_HEADER. A malformed header is ignored.
+ */
+static uint64_t http1_request_deadline(struct l4_conn *c, uint64_t now)
+{
+	const struct http1_conn *h = c->http;
+	uint64_t timeout = 0, client, d = DEADLINE_NONE;
+	const char *val;
+	size_t len;
+
+	if (h->route && h->route->timeout_ms)
+		timeout = (uint64_t)h->route->timeout_ms * 1000000;
+	else if (h->sv)
+		timeout = h->sv->request_timeout_ns;
+	if (timeout)
+		d = deadline_after(now, timeout);
+	if (http1_route_header(c, DEADLINE_HEADER, sizeof(DEADLINE_HEADER) - 1, &val, &len) &&
+	    deadline_parse_header(val, len, &client) == 0)
+		d = deadline_min(d, deadline_after(now, client));
+	return d == DEADLINE_NONE ? 0 : d;
+}
+
 /* Start serving a parsed request: pick where it goes and get a connection. */
 static void http1_dispatch(struct worker *w, struct l4_conn *c)
 {
 	struct http1_conn *h = c->http;
 
+	uint64_t now = timer_now_ns();
+
 	WORKER_STAT_INC(w, http_requests);
 	http1_route(w, c);
-	h->deadline_ns = 0;
-	if (h->route && h->route->timeout_ms) {
-		h->deadline_ns = timer_now_ns() + (uint64_t)h->route->timeout_ms * 1000000;
-		if (!http1_arm_idle(w, c))
-			return;
+	h->sv = es_view_service(proxy_es_view(w->p), http1_svc_cfg(w, c), h->target);
+	h->deadline_ns = http1_request_deadline(c, now);
+	if (h->deadline_ns && !http1_arm_idle(w, c))
+		return;
+	h->dispatch_ns = now;
+	h->retries = 0;
+	h->n_avoid = 0;
+	h->retry_at_ns = 0;
+	if (h->sv) {
+		retry_budget_deposit(h->sv->budget, now);
+		atomic_fetch_add_explicit(&h->sv->state->requests, 1, memory_order_relaxed);
 	}
 	if (h->target->n_endpoints <= 0) {
 		worker_warn_ratelimited(w, "proxy worker %d: %s/%s has no endpoints; answering 503",
@@ -318,10 +366,9 @@ static void http1_dispatch(struct worker *w, struct l4_conn *c)
 		http1_error(w, c, HTTP_ERR_NO_ENDPOINTS);
 		return;
 	}
-	h->first = balance_rr_pick(&w->p->rr, (uint32_t)(h->target - http1_svc_cfg(w, c)->services),
-				   (uint32_t)h->target->n_endpoints);
+	h->first = 0;
 	h->tried = 0;
-	h->connect_start_ns = timer_now_ns();
+	h->connect_start_ns = now;
 	h->rs = HTTP1_RESP_HEAD;
 	http1_connect_next(w, c);
 }
@@ -375,15 +422,18 @@ static void http1_rq_head(struct worker *w, struct l4_conn *c)
 
 /* ---- the upstream connection ----------------------------------------- */
 
+/* The connect of the try in flight failed with err: its endpoint is penalised. */
 static void http1_attempt_failed(struct worker *w, struct l4_conn *c, int err)
 {
 	struct http1_conn *h = c->http;
+	uint32_t idx = h->bt.idx;
 
 	h->last_err = err;
 	WORKER_STAT_INC(w, connect_failures);
-	if (http1_debug()) {
-		const struct config_endpoint *ep =
-		    &h->target->endpoints[(h->first + h->tried - 1) % h->target->n_endpoints];
+	balance_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
+			"a failed connect");
+	if (http1_debug() && idx < (uint32_t)h->target->n_endpoints) {
+		const struct config_endpoint *ep = &h->target->endpoints[idx];
 		char svc[2 * CONFIG_MAX_NAME + 16], addr[ADDR_STR_MAX];
 
 		pr_debug("proxy worker %d: %s: connect to %s failed: %s", w->id,
@@ -402,50 +452,161 @@ static void http1_up_ready(struct l4_conn *c)
 	h->up->requests++;
 }
 
+/* The retry policy of the request: the service's, with its route's overrides. */
+static void http1_retry_cfg(const struct http1_conn *h, struct retry_policy_cfg *out)
+{
+	if (h->sv)
+		*out = h->sv->retry_cfg;
+	else
+		retry_policy_cfg_default(out);
+	if (!h->route)
+		return;
+	out->route_retryable = h->route->retryable;
+	if (h->route->n_retry_statuses > 0 && h->route->n_retry_statuses <= RETRY_MAX_STATUSES) {
+		out->n_statuses = (uint8_t)h->route->n_retry_statuses;
+		memcpy(out->statuses, h->route->retry_statuses,
+		       out->n_statuses * sizeof(out->statuses[0]));
+	}
+}
+
 /*
- * Get an upstream connection for the request: an idle pooled one to the
- * next endpoint in round robin order, else a new connect, failing over to
- * the next endpoint within the connect deadline. All failed: 503.
+ * May the try that just failed (how: f, with status for RETRY_FAIL_STATUS)
+ * be retried? retry_decide() asks, in order: method, failure, body,
+ * response started, attempts, deadline, and last the budget, which a yes
+ * is charged to. Counts the retry (or the budget's refusal).
  */
-static void http1_connect_next(struct worker *w, struct l4_conn *c)
+static bool http1_may_retry(struct worker *w, struct l4_conn *c, enum retry_failure f,
+			    uint16_t status)
 {
 	struct http1_conn *h = c->http;
-	const struct config *cfg = w->cfg;
-	uint32_t n = (uint32_t)h->target->n_endpoints;
-	uint64_t deadline = h->connect_start_ns + (uint64_t)cfg->connect_deadline_ms * 1000000;
+	const char *buf = c->to_upstream.data;
+	struct retry_policy_cfg cfg;
+	struct retry_try t = {
+	    .method = buf + h->rq_head.method_tok.off,
+	    .method_len = h->rq_head.method_tok.len,
+	    .failure = f,
+	    .status = status,
+	    .has_body = h->rq_body != HTTP1_BODY_NONE,
+	    /* Nothing was sent on a connect failure: what arrived is all still here. */
+	    .body_buffered =
+		h->rq_replayable && (h->rq == HTTP1_REQ_DONE || f == RETRY_FAIL_CONNECT),
+	    .body_bytes = h->rq_fwd - h->rq_begin,
+	    .response_started = h->rs_start > 0 || c->to_client.head > 0,
+	    .retries_done = h->retries,
+	    .deadline_ns = h->deadline_ns ? h->deadline_ns : DEADLINE_NONE,
+	};
+	enum retry_verdict v;
+
+	/* Not whole in the buffer any more (a body larger than it): no resend. */
+	if (!h->rq_replayable)
+		t.body_buffered = false, t.has_body = true;
+	http1_retry_cfg(h, &cfg);
+	v = retry_decide(&cfg, &t, h->sv ? h->sv->budget : NULL, timer_now_ns());
+	if (v == RETRY_YES) {
+		h->retries++;
+		WORKER_STAT_INC(w, http_retries);
+		if (h->sv)
+			atomic_fetch_add_explicit(&h->sv->state->retries, 1, memory_order_relaxed);
+	} else if (v == RETRY_NO_BUDGET && h->sv) {
+		atomic_fetch_add_explicit(&h->sv->state->retries_refused, 1, memory_order_relaxed);
+	}
+	if (http1_debug()) {
+		char svc[2 * CONFIG_MAX_NAME + 16];
+
+		pr_debug("proxy worker %d: %s: retry after try %u? %s", w->id,
+			 http1_svc_name(c, svc, sizeof(svc)), h->retries + (v != RETRY_YES),
+			 retry_verdict_name(v));
+	}
+	return v == RETRY_YES;
+}
+
+/*
+ * Connect timeout of one attempt: the service's connect_timeout_ms, else
+ * proxy.connect_timeout_ms.
+ */
+static uint64_t http1_connect_timeout_ns(const struct worker *w, const struct http1_conn *h)
+{
+	if (h->sv && h->sv->connect_timeout_ns)
+		return h->sv->connect_timeout_ns;
+	return (uint64_t)w->cfg->connect_timeout_ms * 1000000;
+}
+
+/* The per-try timeout: the route's per_try_timeout_ms, else the service's. */
+static uint64_t http1_per_try_ns(const struct http1_conn *h)
+{
+	if (h->route && h->route->per_try_timeout_ms)
+		return (uint64_t)h->route->per_try_timeout_ms * 1000000;
+	return h->sv ? h->sv->per_try_timeout_ns : 0;
+}
+
+/*
+ * Get a connection to endpoint idx for the try in flight: an idle pooled
+ * one, else a new connect (its timer armed at the earliest of the
+ * attempt's end, the connect deadline and the request's deadline).
+ * Returns true when the try has an upstream (or c was closed: check
+ * c->state), false when the connect failed at once (recorded).
+ */
+static bool http1_try_endpoint(struct worker *w, struct l4_conn *c, uint32_t idx, uint64_t now,
+			       uint64_t connect_deadline)
+{
+	struct http1_conn *h = c->http;
+	const struct config_endpoint *ep = &h->target->endpoints[idx];
+	uint64_t end = now + http1_connect_timeout_ns(w, h);
+	uint64_t per_try = http1_per_try_ns(h);
+	struct pool_conn *pc;
+	int ret;
+
+	h->try_deadline_ns = per_try ? deadline_try(h->deadline_ns ?: DEADLINE_NONE, per_try, now)
+				     : 0;
+	if (h->try_deadline_ns == DEADLINE_NONE)
+		h->try_deadline_ns = 0;
+	if (!h->retried) {
+		pc = pool_take(w, &ep->addr, h->target_port_be, c);
+		if (pc) {
+			h->up = pc;
+			http1_up_ready(c);
+			http1_arm_idle(w, c);
+			return true;
+		}
+	}
+	ret = pool_connect(w, &ep->addr, h->target_port_be, c, &pc);
+	if (ret < 0) {
+		http1_attempt_failed(w, c, -ret);
+		return false;
+	}
+	h->up = pc;
+	http1_up_ready(c);
+	if (ret == 1) {
+		http1_arm_idle(w, c);
+		return true;
+	}
+	if (connect_deadline < end)
+		end = connect_deadline;
+	if (h->deadline_ns && h->deadline_ns < end)
+		end = h->deadline_ns;
+	http1_arm(w, c, end);
+	return true;
+}
+
+/* The request's deadline passed before a response head: 504 at once. */
+static void http1_deadline_passed(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+
+	balance_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
+			"the request deadline");
+	if (h->sv)
+		atomic_fetch_add_explicit(&h->sv->state->deadline_exceeded, 1,
+					  memory_order_relaxed);
+	http1_error(w, c, HTTP_ERR_TIMEOUT);
+}
+
+/* No endpoint accepted a connection, or no retry is allowed: 503. */
+static void http1_give_up(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
 	char svc[2 * CONFIG_MAX_NAME + 16];
 
-	while (h->tried < n) {
-		const struct config_endpoint *ep = &h->target->endpoints[(h->first + h->tried) % n];
-		uint64_t now = timer_now_ns();
-		uint64_t attempt_end = now + (uint64_t)cfg->connect_timeout_ms * 1000000;
-		struct pool_conn *pc;
-		int ret;
-
-		if (now >= deadline) {
-			h->last_err = ETIMEDOUT;
-			break;
-		}
-		h->tried++;
-		if (!h->retried) {
-			pc = pool_take(w, &ep->addr, h->target_port_be, c);
-			if (pc) {
-				h->up = pc;
-				http1_up_ready(c);
-				return;
-			}
-		}
-		ret = pool_connect(w, &ep->addr, h->target_port_be, c, &pc);
-		if (ret < 0) {
-			http1_attempt_failed(w, c, -ret);
-			continue;
-		}
-		h->up = pc;
-		http1_up_ready(c);
-		if (ret == 0)
-			http1_arm(w, c, attempt_end < deadline ? attempt_end : deadline);
-		return;
-	}
 	WORKER_STAT_INC(w, gave_up);
 	worker_warn_ratelimited(w,
 				"proxy worker %d: %s: no endpoint of %s/%s accepted a connection "
@@ -454,6 +615,119 @@ static void http1_connect_next(struct worker *w, struct l4_conn *c)
 				h->target->name, h->tried, h->target->n_endpoints,
 				strerror(h->last_err ? h->last_err : ETIMEDOUT));
 	http1_error(w, c, HTTP_ERR_CONNECT_FAILURE);
+}
+
+/*
+ * Start the next try of the request: the balancer's pick among the
+ * endpoints not tried yet when there are any (P2C over PeakEWMA, breakers
+ * admitting, a due probe first), a pooled connection or a new connect. A
+ * connect failing at once fails over at once if the retry policy and the
+ * budget allow. No candidate: wait (polling) up to the service's
+ * fail-fast time, then 503. Past the request's deadline: 504.
+ */
+static void http1_connect_next(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+	uint32_t n = (uint32_t)h->target->n_endpoints;
+	uint64_t deadline = h->connect_start_ns + (uint64_t)w->cfg->connect_deadline_ms * 1000000;
+	char svc[2 * CONFIG_MAX_NAME + 16];
+
+	h->retry_at_ns = 0;
+	for (;;) {
+		uint64_t now = timer_now_ns();
+		uint32_t idx;
+
+		if (h->deadline_ns && now >= h->deadline_ns) {
+			http1_deadline_passed(w, c);
+			return;
+		}
+		if (now >= deadline) {
+			h->last_err = ETIMEDOUT;
+			break;
+		}
+		idx = balance_pick(h->sv, n, now, h->avoid, h->n_avoid, &h->bt);
+		if (idx == BALANCE_NONE) {
+			uint64_t until = h->dispatch_ns + (h->sv ? h->sv->fail_fast_ns : 0);
+
+			if (now < until) {
+				h->retry_at_ns = now + HTTP1_NO_CANDIDATE_POLL_NS < until
+						     ? now + HTTP1_NO_CANDIDATE_POLL_NS
+						     : until;
+				http1_arm_idle(w, c);
+				return;
+			}
+			if (h->sv)
+				atomic_fetch_add_explicit(&h->sv->state->no_candidate, 1,
+							  memory_order_relaxed);
+			worker_warn_ratelimited(w,
+						"proxy worker %d: %s: every endpoint of %s/%s is "
+						"ejected or busy probing; answering 503",
+						w->id, http1_svc_name(c, svc, sizeof(svc)),
+						h->target->namespace, h->target->name);
+			http1_error(w, c, HTTP_ERR_NO_CANDIDATE);
+			return;
+		}
+		if (h->n_avoid < BALANCE_MAX_AVOID)
+			h->avoid[h->n_avoid++] = idx;
+		h->tried++;
+		/* Keeps (first + tried - 1) % n == idx, the form older readers use. */
+		h->first = (idx + n - (h->tried - 1) % n) % n;
+		balance_start(h->sv, &h->bt, now);
+		if (http1_try_endpoint(w, c, idx, now, deadline))
+			return;
+		if (!http1_may_retry(w, c, RETRY_FAIL_CONNECT, 0))
+			break;
+	}
+	http1_give_up(w, c);
+}
+
+/* A connect attempt failed (recorded): fail over, or give up with 503. */
+static void http1_connect_failed_next(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+
+	if (h->deadline_ns && timer_now_ns() >= h->deadline_ns)
+		http1_deadline_passed(w, c);
+	else if (http1_may_retry(w, c, RETRY_FAIL_CONNECT, 0))
+		http1_connect_next(w, c);
+	else
+		http1_give_up(w, c);
+}
+
+/*
+ * Send the request again after a failed try (its outcome recorded and
+ * the retry granted): the try's upstream is closed, so nothing more goes
+ * to it; the response state is reset; the next try starts after a
+ * full-jitter backoff (never past the deadline), on an endpoint not tried
+ * yet when there is one.
+ */
+static void http1_retry(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+	struct http1_limits rlim;
+	uint64_t now = timer_now_ns(), wait = 0;
+
+	timer_heap_del(&w->timers, &c->timer);
+	http1_up_release(w, h, false);
+	c->to_upstream.head = h->rq_begin;
+	c->to_client.head = c->to_client.tail = 0;
+	h->rs_start = h->rs_fwd = 0;
+	h->rs_got_bytes = h->rs_until_close = h->up_reused = false;
+	http1_limits_default(&rlim);
+	rlim.max_headers = http1_max_headers(w->cfg);
+	http1_parser_init(&h->rs_parser, HTTP1_RESPONSE, &rlim);
+	h->rs = HTTP1_RESP_HEAD;
+	h->try_deadline_ns = 0;
+	h->connect_start_ns = now;
+	if (h->sv && h->retries)
+		wait = backoff_full_jitter(balance_rng(), h->sv->backoff_base_ns,
+					   h->sv->backoff_max_ns, h->retries - 1);
+	if (!wait) {
+		http1_connect_next(w, c);
+		return;
+	}
+	h->retry_at_ns = now + wait;
+	http1_arm_idle(w, c);
 }
 
 /*
@@ -472,18 +746,28 @@ static void http1_up_failed(struct worker *w, struct l4_conn *c, int err)
 			 http1_svc_name(c, svc, sizeof(svc)), strerror(err));
 	if (h->up_reused && !h->rs_got_bytes && h->rq_replayable && !h->retried &&
 	    h->rs == HTTP1_RESP_HEAD) {
+		uint64_t now = timer_now_ns();
+
+		/* Not the endpoint's failure: the same try, on a fresh connection. */
 		WORKER_STAT_INC(w, http_retries);
 		http1_up_release(w, h, false);
 		h->retried = true;
 		c->to_upstream.head = h->rq_begin;
-		h->tried--; /* the same endpoint, on a fresh connection */
-		http1_connect_next(w, c);
+		if (!http1_try_endpoint(w, c, h->bt.idx, now,
+					now + (uint64_t)w->cfg->connect_deadline_ms * 1000000))
+			http1_connect_failed_next(w, c);
 		return;
 	}
-	if (h->rs == HTTP1_RESP_HEAD)
-		http1_error(w, c, HTTP_ERR_UPSTREAM_RESET);
-	else
+	if (h->rs == HTTP1_RESP_HEAD) {
+		balance_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
+				"a reset before the response");
+		if (http1_may_retry(w, c, RETRY_FAIL_RESET_EARLY, 0))
+			http1_retry(w, c);
+		else
+			http1_error(w, c, HTTP_ERR_UPSTREAM_RESET);
+	} else {
 		http1_abort(w, c);
+	}
 }
 
 void http1_upstream_event(struct worker *w, struct l4_conn *c, struct pool_conn *pc,
@@ -507,7 +791,7 @@ void http1_upstream_event(struct worker *w, struct l4_conn *c, struct pool_conn 
 			h->up = NULL;
 			h->up_reused = false;
 			http1_attempt_failed(w, c, err);
-			http1_connect_next(w, c);
+			http1_connect_failed_next(w, c);
 			if (c->state != L4_CLOSED)
 				http1_run(w, c);
 			return;
@@ -593,6 +877,58 @@ static void http1_tunnel(struct worker *w, struct l4_conn *c)
 }
 
 /*
+ * Retry-After of the response head, as delta-seconds in ns (an HTTP-date
+ * counts as none): the balancer's penalty for a failure asking for a wait.
+ */
+static uint64_t http1_rs_retry_after(const struct l4_conn *c)
+{
+	const struct http1_conn *h = c->http;
+	const char *base = c->to_client.data + h->rs_start;
+	static const char name[] = "retry-after";
+
+	for (uint32_t i = 0; i < h->rs_head.n_headers; i++) {
+		const struct http1_header *f = &h->rs_head.headers[i];
+		uint64_t v = 0;
+
+		if (f->name.len != sizeof(name) - 1 ||
+		    strncasecmp(base + f->name.off, name, sizeof(name) - 1))
+			continue;
+		for (uint32_t k = 0; k < f->value.len; k++) {
+			char ch = base[f->value.off + k];
+
+			if (ch < '0' || ch > '9' || v > 86400)
+				return PEAK_EWMA_NO_RETRY_AFTER;
+			v = v * 10 + (uint64_t)(ch - '0');
+		}
+		return v * 1000000000ull;
+	}
+	return PEAK_EWMA_NO_RETRY_AFTER;
+}
+
+/*
+ * A final response head arrived for the try in flight: its outcome goes to
+ * the balancer and the breaker (5xx and 429 are failures), and a status
+ * the retry policy lists is retried when allowed, before any of it
+ * reaches the client. Returns false when the request was retried (or c
+ * closed).
+ */
+static bool http1_rs_outcome(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+	uint16_t status = (uint16_t)h->rs_head.status;
+	bool failed = status >= 500 || status == 429;
+	char what[24];
+
+	snprintf(what, sizeof(what), "status %u", status);
+	balance_outcome(h->sv, &h->bt, !failed, failed ? http1_rs_retry_after(c) : 0,
+			timer_now_ns(), what);
+	if (status < 400 || !http1_may_retry(w, c, RETRY_FAIL_STATUS, status))
+		return true;
+	http1_retry(w, c);
+	return false;
+}
+
+/*
  * Parse response heads; 1xx heads are cleared for the client one by one.
  * Returns false when c closed or turned into a tunnel.
  */
@@ -638,6 +974,8 @@ static bool http1_rs_head(struct worker *w, struct l4_conn *c)
 			http1_parser_init(&h->rs_parser, HTTP1_RESPONSE, NULL);
 			continue;
 		}
+		if (!http1_rs_outcome(w, c))
+			return c->state != L4_CLOSED; /* retried: a new try reads a new head */
 		h->final_started = true;
 		h->rs_body = http1_response_body(h->rq_head.method, &h->rs_head);
 		switch (h->rs_body) {
@@ -820,6 +1158,10 @@ static void http1_next_request(struct worker *w, struct l4_conn *c)
 	h->target = NULL;
 	h->route = NULL;
 	h->deadline_ns = 0;
+	balance_cancel(h->sv, &h->bt, timer_now_ns()); /* reported at its head already */
+	h->sv = NULL;
+	h->n_avoid = h->retries = 0;
+	h->try_deadline_ns = h->retry_at_ns = 0;
 
 	if (!lim.max_line)
 		lim.max_line = HTTP1_MAX_LINE_DEFAULT;
@@ -1025,13 +1367,35 @@ void http1_timeout(struct worker *w, struct l4_conn *c)
 		http1_close(w, c, false);
 		return;
 	}
+	if (h->retry_at_ns && (now >= h->retry_at_ns || (h->deadline_ns && now >= h->deadline_ns))) {
+		/* A retry's backoff, or the wait for a candidate, is over. */
+		h->retry_at_ns = 0;
+		http1_connect_next(w, c);
+		if (c->state != L4_CLOSED)
+			http1_run(w, c);
+		return;
+	}
 	if (h->up && !h->up->connected) {
-		/* The connect attempt's deadline. */
+		/* The connect attempt's deadline (or the request's). */
 		pool_close(w, h->up, true);
 		h->up = NULL;
 		h->up_reused = false;
 		http1_attempt_failed(w, c, ETIMEDOUT);
-		http1_connect_next(w, c);
+		http1_connect_failed_next(w, c);
+		if (c->state != L4_CLOSED)
+			http1_run(w, c);
+		return;
+	}
+	if (h->try_deadline_ns && now >= h->try_deadline_ns && h->rs == HTTP1_RESP_HEAD && h->up &&
+	    !(h->deadline_ns && now >= h->deadline_ns)) {
+		/* The per-try timeout, before any response head. */
+		h->try_deadline_ns = 0;
+		balance_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, now,
+				"a per-try timeout");
+		if (http1_may_retry(w, c, RETRY_FAIL_TIMEOUT, 0))
+			http1_retry(w, c);
+		else
+			http1_error(w, c, HTTP_ERR_TIMEOUT);
 		if (c->state != L4_CLOSED)
 			http1_run(w, c);
 		return;
@@ -1050,7 +1414,7 @@ void http1_timeout(struct worker *w, struct l4_conn *c)
 		}
 		http1_error(w, c, HTTP_ERR_REQUEST_TIMEOUT);
 	} else if (h->rs == HTTP1_RESP_HEAD || h->rs == HTTP1_RESP_NONE) {
-		http1_error(w, c, HTTP_ERR_TIMEOUT);
+		http1_deadline_passed(w, c);
 	} else {
 		http1_abort(w, c); /* stalled mid-body */
 		return;

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "proxy/balance.h"
 #include "proxy/http1_parser.h"
 #include "proxy/http_error.h"
 #include "telemetry/proxy_hooks.h"
@@ -90,6 +91,16 @@ struct http1_conn {
 	uint64_t connect_start_ns;
 	int last_err;
 	struct pool_conn *up; /* NULL until assigned */
+
+	/* Resilience (docs/resilience.md, "Wiring"): the try in flight and its history. */
+	const struct es_svc_view *sv; /* target's balancer state; NULL: none */
+	struct balance_ticket bt;      /* the current try's endpoint and breaker ticket */
+	uint32_t avoid[BALANCE_MAX_AVOID]; /* endpoints tried, for retries elsewhere */
+	uint32_t n_avoid;
+	uint32_t retries;	  /* retries of this request so far */
+	uint64_t dispatch_ns;	  /* when the request was dispatched (fail-fast wait) */
+	uint64_t try_deadline_ns; /* the per-try timeout of the try in flight; 0: none */
+	uint64_t retry_at_ns;	  /* waiting to start the next try until then; 0: not */
 
 	/* Response: starts at offset 0 of the upstream buffer. */
 	struct http1_parser rs_parser;

@@ -10,7 +10,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
-#include "proxy/balance_rr.h"
+#include "proxy/balance.h"
 #include "proxy/detect.h"
 #include "proxy/http1.h"
 #include "proxy/route.h"
@@ -70,6 +70,7 @@ void l4_side_close(struct worker *w, struct l4_side *s, bool reset)
  */
 static void l4_close(struct worker *w, struct l4_conn *c, bool reset)
 {
+	balance_cancel(c->sv, &c->bt, timer_now_ns());
 	metrics_tcp_close(w, c);
 	l4_side_close(w, &c->client, reset);
 	l4_side_close(w, &c->upstream, reset);
@@ -228,7 +229,10 @@ static int l4_connect_one(struct worker *w, struct l4_conn *c, const struct conf
 	const struct config *cfg = w->cfg;
 	struct sockaddr_storage ss;
 	socklen_t sslen = w->p->opts.endpoint_sockaddr(&ep->addr, c->port_be, &ss);
-	uint64_t attempt_end = now + (uint64_t)cfg->connect_timeout_ms * 1000000;
+	uint64_t attempt = c->sv && c->sv->connect_timeout_ns
+			       ? c->sv->connect_timeout_ns
+			       : (uint64_t)cfg->connect_timeout_ms * 1000000;
+	uint64_t attempt_end = now + attempt;
 	bool connected = false;
 	int fd, err;
 
@@ -267,13 +271,17 @@ err_close:
 	return err;
 }
 
+/* The attempt of c->bt failed with err: the balancer and breaker learn it. */
 static void l4_attempt_failed(struct worker *w, struct l4_conn *c, int err)
 {
+	uint32_t idx = c->bt.idx;
+
 	c->last_err = err;
 	WORKER_STAT_INC(w, connect_failures);
-	if (l4_debug()) {
-		const struct config_endpoint *ep =
-		    &c->svc->endpoints[(c->first + c->tried - 1) % c->svc->n_endpoints];
+	balance_outcome(c->sv, &c->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
+			"a failed connect");
+	if (l4_debug() && idx < (uint32_t)c->svc->n_endpoints) {
+		const struct config_endpoint *ep = &c->svc->endpoints[idx];
 		char svc[2 * CONFIG_MAX_NAME + 16], addr[ADDR_STR_MAX];
 
 		pr_debug("proxy worker %d: %s: connect to %s failed: %s", w->id,
@@ -298,9 +306,23 @@ static void l4_give_up(struct worker *w, struct l4_conn *c)
 }
 
 /*
- * Try the endpoints not yet tried, in round robin order from c->first,
- * until one is connecting or connected; give up (reset the client) when
- * all were tried or the connect deadline has passed.
+ * The connect of c->bt completed: its latency is the endpoint's sample
+ * (opaque TCP balances on connect latency, and on the connections open:
+ * pending lasts until l4_close), then copy.
+ */
+static void l4_connected(struct worker *w, struct l4_conn *c)
+{
+	balance_connected(c->sv, &c->bt, timer_now_ns());
+	l4_established(w, c);
+}
+
+/*
+ * Connect to the endpoint the balancer picks (P2C over connect latency,
+ * breakers admitting), failing over to endpoints not yet tried until one
+ * is connecting or connected. Each failover is a retry: it needs the
+ * service's retry budget. Give up (reset the client) when every endpoint
+ * was tried, none is a candidate, the budget is spent, or the connect
+ * deadline has passed.
  */
 static void l4_connect_next(struct worker *w, struct l4_conn *c)
 {
@@ -310,21 +332,43 @@ static void l4_connect_next(struct worker *w, struct l4_conn *c)
 	c->state = L4_CONNECTING;
 	while (c->tried < n) {
 		uint64_t now = timer_now_ns();
+		uint32_t idx;
 		int ret;
 
 		if (now >= deadline) {
 			c->last_err = ETIMEDOUT;
 			break;
 		}
-		ret = l4_connect_one(w, c, &c->svc->endpoints[(c->first + c->tried++) % n], now,
-				     deadline);
+		if (c->tried && c->sv) {
+			if (!retry_budget_withdraw(c->sv->budget, now)) {
+				atomic_fetch_add_explicit(&c->sv->state->retries_refused, 1,
+							  memory_order_relaxed);
+				c->last_err = c->last_err ?: EAGAIN;
+				break;
+			}
+			atomic_fetch_add_explicit(&c->sv->state->retries, 1, memory_order_relaxed);
+		}
+		idx = balance_pick(c->sv, n, now, c->avoid, c->n_avoid, &c->bt);
+		if (idx == BALANCE_NONE) {
+			if (c->sv)
+				atomic_fetch_add_explicit(&c->sv->state->no_candidate, 1,
+							  memory_order_relaxed);
+			c->last_err = c->last_err ?: EHOSTUNREACH;
+			break;
+		}
+		if (c->n_avoid < BALANCE_MAX_AVOID)
+			c->avoid[c->n_avoid++] = idx;
+		c->tried++;
+		balance_start(c->sv, &c->bt, now);
+		ret = l4_connect_one(w, c, &c->svc->endpoints[idx], now, deadline);
+		if (ret < 0)
+			l4_attempt_failed(w, c, -ret); /* before the next pick reuses c->bt */
 		if (ret == 0)
 			return;
 		if (ret == 1) {
-			l4_established(w, c);
+			l4_connected(w, c);
 			return;
 		}
-		l4_attempt_failed(w, c, -ret);
 	}
 	l4_give_up(w, c);
 }
@@ -410,7 +454,7 @@ static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events)
 		if (err)
 			l4_attempt_failed_async(w, c, err);
 		else
-			l4_established(w, c);
+			l4_connected(w, c);
 		return;
 	case L4_ESTABLISHED:
 		if (events & EPOLLERR) {
@@ -539,8 +583,12 @@ void l4_opaque_start(struct worker *w, struct l4_conn *c)
 		l4_close(w, c, true);
 		return;
 	}
-	c->first = balance_rr_pick(&w->p->rr, (uint32_t)(svc - w->cfg->services),
-				   (uint32_t)svc->n_endpoints);
+	c->sv = es_view_service(proxy_es_view(w->p), w->cfg, svc);
+	if (c->sv) {
+		/* Every connection is an original request for the retry budget. */
+		retry_budget_deposit(c->sv->budget, timer_now_ns());
+		atomic_fetch_add_explicit(&c->sv->state->requests, 1, memory_order_relaxed);
+	}
 	l4_connect_next(w, c);
 }
 

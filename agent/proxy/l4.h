@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "config/config.h"
+#include "proxy/balance.h"
 #include "proxy/timer.h"
 #include "proxy/worker.h"
 
@@ -74,9 +75,12 @@ struct l4_conn {
 	uint16_t port_be;  /* endpoint port */
 	uint64_t accepted_ns;
 	uint64_t last_active_ns; /* last byte moved either way (idle timeout) */
-	uint32_t first; /* endpoint index of the first attempt */
-	uint32_t tried; /* attempts so far; attempt k uses first + k */
+	uint32_t tried; /* connect attempts so far */
 	int last_err;	/* errno of the last failed attempt */
+	const struct es_svc_view *sv;	   /* svc's balancer state; NULL: none */
+	struct balance_ticket bt;	   /* the connect attempt in flight */
+	uint32_t avoid[BALANCE_MAX_AVOID]; /* endpoints tried, so a retry goes elsewhere */
+	uint32_t n_avoid;
 
 	struct l4_conn *prev, *next;  /* worker's active list, then closed/free */
 	struct l4_conn *pending_next; /* worker's deferred list (worker_conn_defer) */

@@ -89,6 +89,8 @@ static void proxy_free(struct proxy *p)
 	if (p->stop_fd >= 0)
 		close(p->stop_fd);
 	balance_rr_fini(&p->rr);
+	if (p->es_ready)
+		es_table_free(&p->es);
 	free(p);
 }
 
@@ -156,6 +158,18 @@ int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst, void 
 		snprintf(err, errlen, "cannot start the proxy: out of memory");
 		goto err;
 	}
+	ret = es_table_init(&p->es);
+	if (ret) {
+		snprintf(err, errlen, "cannot start the proxy: %s", strerror(-ret));
+		goto err;
+	}
+	p->es_ready = true;
+	ret = proxy_endpoints_sync(p, cfg);
+	if (ret) {
+		snprintf(err, errlen, "cannot start the proxy: resilience state: %s",
+			 strerror(-ret));
+		goto err;
+	}
 	p->n_workers = proxy_worker_count(cfg);
 	p->workers = calloc(p->n_workers, sizeof(*p->workers));
 	if (!p->workers) {
@@ -196,6 +210,16 @@ void proxy_stop(struct proxy *p)
 		return;
 	proxy_signal_stop(p);
 	proxy_free(p);
+}
+
+int proxy_endpoints_sync(struct proxy *p, const struct config *cfg)
+{
+	struct es_view *v = es_table_sync(&p->es, cfg);
+
+	if (!v)
+		return -errno;
+	atomic_store_explicit(&p->es_view, v, memory_order_release);
+	return 0;
 }
 
 void proxy_stats(struct proxy *p, struct proxy_stats *out)

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "proxy/balance_rr.h"
+#include "proxy/endpoint_state.h"
 #include "proxy/proxy.h"
 
 /*
@@ -36,6 +37,15 @@ struct proxy {
 	void *orig_ctx;
 	struct proxy_opts opts;
 	struct balance_rr rr; /* one counter per service index */
+	/*
+	 * Balancer, breaker and budget state per service and endpoint, kept
+	 * across config swaps, and the view of the config in use. Whoever
+	 * swaps cfg publishes proxy_endpoints_sync()'s view with it; until
+	 * then es_view_service() refuses the old view and picks are uniform.
+	 */
+	struct es_table es;
+	bool es_ready; /* es initialised */
+	struct es_view *_Atomic es_view;
 	int stop_fd;	      /* eventfd: readable once proxy_stop was called */
 	int n_workers;
 	struct worker *workers;
@@ -44,5 +54,17 @@ struct proxy {
 /* proxy_start with seams; opts may be NULL. Same contract otherwise. */
 int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst, void *orig_ctx,
 		     const struct proxy_opts *opts, struct proxy **out, char *err, size_t errlen);
+
+/*
+ * Build the endpoint-state view of cfg (endpoint_state.h) and make it the
+ * one workers use. Call it when cfg becomes p's config. 0 or -errno.
+ */
+int proxy_endpoints_sync(struct proxy *p, const struct config *cfg);
+
+/* The endpoint-state view in use; any thread. */
+static inline const struct es_view *proxy_es_view(struct proxy *p)
+{
+	return atomic_load_explicit(&p->es_view, memory_order_acquire);
+}
 
 #endif

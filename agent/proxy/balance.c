@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include "proxy/balance.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include "balance/p2c.h"
+#include "common/addr.h"
+#include "common/log.h"
+
+struct rng *balance_rng(void)
+{
+	static __thread struct rng r;
+	static __thread bool seeded;
+
+	if (!seeded) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		/* Workers start within a microsecond: mix in the thread too. */
+		rng_seed(&r, (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^
+				 ((uint64_t)pthread_self() * 0x9e3779b97f4a7c15ull));
+		seeded = true;
+	}
+	return &r;
+}
+
+/* p2c cost: the endpoint's PeakEWMA cost at the time in the context. */
+struct balance_cost_ctx {
+	const struct es_svc_view *sv;
+	uint64_t now_ns;
+};
+
+/* p2c_cost_fn over struct balance_cost_ctx. */
+static double balance_cost(void *ctx, uint32_t idx)
+{
+	struct balance_cost_ctx *c = ctx;
+
+	return peak_ewma_cost(&c->sv->ep[idx]->ewma, &c->sv->ewma_cfg, c->now_ns);
+}
+
+/* Is idx among avoid[0..n)? */
+static bool balance_avoided(const uint32_t *avoid, uint32_t n, uint32_t idx)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (avoid[i] == idx)
+			return true;
+	return false;
+}
+
+/*
+ * Fill cand with the candidates of sv at now (breaker closed or probe
+ * due), those in avoid left out when keep_avoided is false. Returns how
+ * many; sets *probe to a candidate whose probe is due, or BALANCE_NONE.
+ */
+static uint32_t balance_candidates(const struct es_svc_view *sv, uint64_t now,
+				   const uint32_t *avoid, uint32_t n_avoid, bool keep_avoided,
+				   uint32_t *cand, uint32_t *probe)
+{
+	uint32_t n = 0;
+
+	*probe = BALANCE_NONE;
+	for (uint32_t i = 0; i < sv->n_endpoints; i++) {
+		const struct breaker *br = &sv->ep[i]->breaker;
+
+		if (!breaker_is_candidate(br, now))
+			continue;
+		if (!keep_avoided && balance_avoided(avoid, n_avoid, i))
+			continue;
+		if (*probe == BALANCE_NONE && breaker_probe_due(br, now))
+			*probe = i;
+		cand[n++] = i;
+	}
+	return n;
+}
+
+uint32_t balance_pick(const struct es_svc_view *sv, uint32_t n_endpoints, uint64_t now_ns,
+		      const uint32_t *avoid, uint32_t n_avoid, struct balance_ticket *t)
+{
+	/* On the stack, not the heap: no allocation per request. 4 KiB. */
+	uint32_t cand[CONFIG_MAX_ENDPOINTS];
+	struct balance_cost_ctx ctx = {.sv = sv, .now_ns = now_ns};
+	uint32_t n, probe;
+
+	memset(t, 0, sizeof(*t));
+	t->idx = BALANCE_NONE;
+	if (!n_endpoints)
+		return BALANCE_NONE;
+	if (!sv || sv->n_endpoints != n_endpoints || n_endpoints > CONFIG_MAX_ENDPOINTS) {
+		t->idx = (uint32_t)rng_below(balance_rng(), n_endpoints);
+		t->ticket = BREAKER_PASS;
+		return t->idx;
+	}
+	n = balance_candidates(sv, now_ns, avoid, n_avoid, false, cand, &probe);
+	if (!n)
+		n = balance_candidates(sv, now_ns, avoid, n_avoid, true, cand, &probe);
+	/* A due probe goes first: P2C would never pick it (its estimate
+	 * carries the failures), and without a probe it is never readmitted. */
+	if (probe != BALANCE_NONE && breaker_admit(&sv->ep[probe]->breaker, now_ns) == BREAKER_PROBE) {
+		t->idx = probe;
+		t->ticket = BREAKER_PROBE;
+		return probe;
+	}
+	while (n) {
+		uint32_t idx = p2c_pick(balance_rng(), cand, n, balance_cost, &ctx);
+		enum breaker_ticket tk = breaker_admit(&sv->ep[idx]->breaker, now_ns);
+
+		if (tk != BREAKER_DENY) {
+			t->idx = idx;
+			t->ticket = tk;
+			return idx;
+		}
+		/* Another worker took the probe, or it just opened: drop it. */
+		for (uint32_t i = 0; i < n; i++) {
+			if (cand[i] == idx) {
+				cand[i] = cand[--n];
+				break;
+			}
+		}
+	}
+	return BALANCE_NONE;
+}
+
+void balance_start(const struct es_svc_view *sv, struct balance_ticket *t, uint64_t now_ns)
+{
+	t->start_ns = now_ns;
+	t->active = true;
+	t->pending = sv && t->idx < sv->n_endpoints;
+	if (t->pending)
+		peak_ewma_start(&sv->ep[t->idx]->ewma);
+}
+
+/* Log what an outcome did to a breaker; count it on the service. */
+static void balance_log_event(const struct es_svc_view *sv, const struct es_endpoint *e,
+			      enum breaker_event ev, uint64_t now_ns, const char *what)
+{
+	struct es_service *s = sv->state;
+	char addr[ADDR_STR_MAX];
+	struct breaker_snapshot snap;
+
+	if (ev == BREAKER_EV_NONE)
+		return;
+	addr_ntop(&e->addr, addr, sizeof(addr));
+	switch (ev) {
+	case BREAKER_EV_EJECTED:
+	case BREAKER_EV_REOPENED:
+		atomic_fetch_add_explicit(&s->ejections, 1, memory_order_relaxed);
+		breaker_snapshot((struct breaker *)&e->breaker, now_ns, &snap);
+		pr_info("proxy: %s/%s: endpoint %s ejected%s after %s (%u in a row, %u/%u ok "
+			"in the window); probing again in %llu ms",
+			s->namespace, s->name, addr, ev == BREAKER_EV_REOPENED ? " again" : "",
+			what, snap.consecutive, snap.window_ok, snap.window_ok + snap.window_fail,
+			(unsigned long long)((snap.open_until_ns > now_ns ? snap.open_until_ns - now_ns
+									  : 0) /
+					     1000000));
+		break;
+	case BREAKER_EV_RECOVERED:
+		atomic_fetch_add_explicit(&s->readmissions, 1, memory_order_relaxed);
+		pr_info("proxy: %s/%s: endpoint %s readmitted: its probe succeeded", s->namespace,
+			s->name, addr);
+		break;
+	case BREAKER_EV_EJECT_REFUSED:
+		pr_debug("proxy: %s/%s: endpoint %s not ejected: %u of %u endpoints are out "
+			 "already (the ejection cap)",
+			 s->namespace, s->name, addr, atomic_load(&s->group.ejected),
+			 atomic_load(&s->group.n_endpoints));
+		break;
+	default:
+		break;
+	}
+}
+
+/* The outcome of t; pending is dropped unless hold. */
+static void balance_report(const struct es_svc_view *sv, struct balance_ticket *t, bool success,
+			   uint64_t retry_after_ns, uint64_t now_ns, const char *what, bool hold)
+{
+	struct es_endpoint *e;
+	enum breaker_event ev;
+	uint64_t lat;
+
+	if (!t->active)
+		return;
+	t->active = false;
+	if (!sv || t->idx >= sv->n_endpoints)
+		return;
+	e = sv->ep[t->idx];
+	lat = now_ns > t->start_ns ? now_ns - t->start_ns : 0;
+	if (t->pending && !hold) {
+		peak_ewma_end(&e->ewma);
+		t->pending = false;
+	}
+	if (success)
+		peak_ewma_observe(&e->ewma, &sv->ewma_cfg, lat, now_ns);
+	else
+		peak_ewma_observe_failure(&e->ewma, &sv->ewma_cfg, retry_after_ns, now_ns);
+	ev = breaker_record(&e->breaker, &sv->breaker_cfg, balance_rng(), t->ticket, success,
+			    now_ns);
+	if (ev == BREAKER_EV_RECOVERED)
+		peak_ewma_reset(&e->ewma, lat, now_ns);
+	balance_log_event(sv, e, ev, now_ns, what);
+}
+
+void balance_outcome(const struct es_svc_view *sv, struct balance_ticket *t, bool success,
+		     uint64_t retry_after_ns, uint64_t now_ns, const char *what)
+{
+	balance_report(sv, t, success, retry_after_ns, now_ns, what, false);
+}
+
+void balance_connected(const struct es_svc_view *sv, struct balance_ticket *t, uint64_t now_ns)
+{
+	balance_report(sv, t, true, PEAK_EWMA_NO_RETRY_AFTER, now_ns, "a connect", true);
+}
+
+void balance_cancel(const struct es_svc_view *sv, struct balance_ticket *t, uint64_t now_ns)
+{
+	struct es_endpoint *e;
+	bool active = t->active, pending = t->pending;
+
+	t->active = t->pending = false;
+	if (!sv || t->idx >= sv->n_endpoints)
+		return;
+	e = sv->ep[t->idx];
+	if (pending)
+		peak_ewma_end(&e->ewma);
+	if (active && t->ticket == BREAKER_PROBE)
+		breaker_probe_cancel(&e->breaker, now_ns);
+}

@@ -1,0 +1,309 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include "proxy/endpoint_state.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/addr.h"
+#include "common/log.h"
+#include "resilience/backoff.h"
+
+#define ES_NS_PER_MS 1000000ull
+
+/* CLOCK_MONOTONIC in ns: the clock the proxy's timers use. */
+static uint64_t es_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int es_table_init(struct es_table *t)
+{
+	memset(t, 0, sizeof(*t));
+	return -pthread_mutex_init(&t->lock, NULL);
+}
+
+void es_table_free(struct es_table *t)
+{
+	struct es_service *s, *sn;
+	struct es_view *v, *vn;
+
+	for (v = t->views; v; v = vn) {
+		vn = v->older;
+		for (uint32_t i = 0; i < v->n_services; i++)
+			free(v->svc[i].ep);
+		free(v->svc);
+		free(v);
+	}
+	for (s = t->services; s; s = sn) {
+		struct es_endpoint *e, *en;
+
+		sn = s->next;
+		for (e = s->endpoints; e; e = en) {
+			en = e->next;
+			breaker_fini(&e->breaker);
+			free(e);
+		}
+		free(atomic_load(&s->budget));
+		free(s);
+	}
+	for (uint32_t i = 0; i < t->n_old_budgets; i++)
+		free(t->old_budgets[i]);
+	pthread_mutex_destroy(&t->lock);
+	memset(t, 0, sizeof(*t));
+}
+
+int es_svc_view_cfg(struct es_svc_view *sv, const struct config_resilience *in)
+{
+	struct config_resilience def;
+	const struct config_resilience *r = in;
+
+	if (!r->decay_ms) {
+		config_resilience_default(&def);
+		r = &def;
+	}
+	sv->ewma_cfg = (struct peak_ewma_cfg){
+	    .default_rtt_ns = r->default_rtt_ms * ES_NS_PER_MS,
+	    .tau_ns = r->decay_ms * ES_NS_PER_MS,
+	    .failure_penalty_ns = r->failure_penalty_ms * ES_NS_PER_MS,
+	    .retry_after_cap_ns = r->retry_after_cap_ms * ES_NS_PER_MS,
+	};
+	sv->breaker_cfg = (struct breaker_cfg){
+	    .consecutive_failures = r->consecutive_failures,
+	    .backoff_min_ns = r->breaker_backoff_min_ms * ES_NS_PER_MS,
+	    .backoff_max_ns = r->breaker_backoff_max_ms * ES_NS_PER_MS,
+	    .jitter = r->jitter_pct / 100.0,
+	    .success_rate_pct = r->success_rate_pct,
+	    .success_rate_window_ns = r->success_rate_window_ms * ES_NS_PER_MS,
+	    .success_rate_min_requests = r->success_rate_min_requests,
+	    .max_ejection_pct = r->max_ejection_pct,
+	};
+	retry_policy_cfg_default(&sv->retry_cfg);
+	sv->retry_cfg.max_retries = r->max_retries;
+	sv->retry_cfg.max_body_bytes = r->max_body_bytes;
+	sv->retry_cfg.connect_any_method = r->connect_any_method;
+	sv->backoff_base_ns = r->backoff_base_ms * ES_NS_PER_MS;
+	sv->backoff_max_ns = r->backoff_max_ms * ES_NS_PER_MS;
+	sv->fail_fast_ns = r->fail_fast_ms * ES_NS_PER_MS;
+	sv->connect_timeout_ns = r->connect_timeout_ms * ES_NS_PER_MS;
+	sv->request_timeout_ns = r->request_timeout_ms * ES_NS_PER_MS;
+	sv->per_try_timeout_ns = r->per_try_timeout_ms * ES_NS_PER_MS;
+	sv->idle_timeout_ns = r->idle_timeout_ms * ES_NS_PER_MS;
+	if (peak_ewma_cfg_check(&sv->ewma_cfg) || breaker_cfg_check(&sv->breaker_cfg) ||
+	    retry_policy_cfg_check(&sv->retry_cfg))
+		return -EINVAL;
+	return 0;
+}
+
+/* The budget knobs of r (zeroed: defaults). */
+static void es_budget_cfg(const struct config_resilience *r, struct retry_budget_cfg *out)
+{
+	if (!r->decay_ms) {
+		retry_budget_cfg_default(out);
+		return;
+	}
+	out->ratio_milli = r->budget_ratio_pct * 10;
+	out->min_per_s = r->budget_min_per_s;
+	out->ttl_ns = (uint64_t)r->budget_window_ms * ES_NS_PER_MS;
+}
+
+/* The service named like svc, created (with its budget) when new. Under t->lock. */
+static struct es_service *es_service_get(struct es_table *t, const struct config_service *svc,
+					 const struct retry_budget_cfg *bcfg,
+					 const struct breaker_cfg *brcfg)
+{
+	struct es_service *s;
+	struct retry_budget *b;
+
+	for (s = t->services; s; s = s->next)
+		if (!strcmp(s->name, svc->name) && !strcmp(s->namespace, svc->namespace))
+			return s;
+	s = calloc(1, sizeof(*s));
+	b = calloc(1, sizeof(*b));
+	if (!s || !b || retry_budget_init(b, bcfg)) {
+		free(s);
+		free(b);
+		return NULL;
+	}
+	snprintf(s->namespace, sizeof(s->namespace), "%s", svc->namespace);
+	snprintf(s->name, sizeof(s->name), "%s", svc->name);
+	atomic_init(&s->budget, b);
+	s->budget_cfg = *bcfg;
+	breaker_group_init(&s->group, brcfg, 0);
+	s->next = t->services;
+	t->services = s;
+	return s;
+}
+
+/* Replace s's budget when its knobs changed. Under t->lock. */
+static void es_budget_update(struct es_table *t, struct es_service *s,
+			     const struct retry_budget_cfg *bcfg)
+{
+	struct retry_budget *b;
+
+	if (!memcmp(&s->budget_cfg, bcfg, sizeof(*bcfg)))
+		return;
+	if (t->n_old_budgets == ES_MAX_OLD_BUDGETS) {
+		pr_warn("proxy: %s/%s: too many retry budget changes; keeping the old budget",
+			s->namespace, s->name);
+		return;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b || retry_budget_init(b, bcfg)) {
+		free(b);
+		return;
+	}
+	t->old_budgets[t->n_old_budgets++] = atomic_exchange(&s->budget, b);
+	s->budget_cfg = *bcfg;
+}
+
+/* The endpoint of s at addr, created when new. Under t->lock. */
+static struct es_endpoint *es_endpoint_get(struct es_service *s, const struct shoal_addr *addr,
+					   const struct es_svc_view *sv, uint64_t now)
+{
+	struct es_endpoint *e;
+
+	for (e = s->endpoints; e; e = e->next)
+		if (addr_equal(&e->addr, addr))
+			return e;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	if (breaker_init(&e->breaker, &sv->breaker_cfg, &s->group)) {
+		free(e);
+		return NULL;
+	}
+	e->addr = *addr;
+	e->svc = s;
+	peak_ewma_init(&e->ewma, &sv->ewma_cfg, now);
+	e->next = s->endpoints;
+	s->endpoints = e;
+	return e;
+}
+
+/* Fill sv for service svc of a config. Under t->lock. 0 or -errno. */
+static int es_svc_view_build(struct es_table *t, const struct config_service *svc,
+			     struct es_svc_view *sv, uint64_t now)
+{
+	struct retry_budget_cfg bcfg;
+	struct es_service *s;
+	struct es_endpoint *e;
+	uint32_t n = svc->n_endpoints > 0 ? (uint32_t)svc->n_endpoints : 0;
+
+	if (es_svc_view_cfg(sv, &svc->resilience)) {
+		pr_warn("proxy: %s/%s: resilience settings refused by the balancer or breaker",
+			svc->namespace, svc->name);
+		return -EINVAL;
+	}
+	es_budget_cfg(&svc->resilience, &bcfg);
+	if (retry_budget_cfg_check(&bcfg)) {
+		pr_warn("proxy: %s/%s: retry budget settings refused", svc->namespace, svc->name);
+		return -EINVAL;
+	}
+	s = es_service_get(t, svc, &bcfg, &sv->breaker_cfg);
+	if (!s)
+		return -ENOMEM;
+	es_budget_update(t, s, &bcfg);
+	sv->state = s;
+	sv->budget = atomic_load(&s->budget);
+	sv->n_endpoints = n;
+	sv->ep = calloc(n ? n : 1, sizeof(*sv->ep));
+	if (!sv->ep)
+		return -ENOMEM;
+	for (e = s->endpoints; e; e = e->next)
+		e->live = false; /* relaxed: only this sync reads it back */
+	for (uint32_t i = 0; i < n; i++) {
+		sv->ep[i] = es_endpoint_get(s, &svc->endpoints[i].addr, sv, now);
+		if (!sv->ep[i])
+			return -ENOMEM;
+		atomic_store(&sv->ep[i]->live, true);
+	}
+	s->n_live = n;
+	atomic_store(&s->group.max_ejection_pct, sv->breaker_cfg.max_ejection_pct);
+	breaker_group_resize(&s->group, n);
+	return 0;
+}
+
+struct es_view *es_table_sync(struct es_table *t, const struct config *cfg)
+{
+	uint32_t n = cfg->n_services > 0 ? (uint32_t)cfg->n_services : 0;
+	uint64_t now = es_now_ns();
+	struct es_view *v;
+	int err = 0;
+
+	v = calloc(1, sizeof(*v));
+	if (!v) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	v->cfg = cfg;
+	v->n_services = n;
+	v->svc = calloc(n ? n : 1, sizeof(*v->svc));
+	if (!v->svc) {
+		free(v);
+		errno = ENOMEM;
+		return NULL;
+	}
+	pthread_mutex_lock(&t->lock);
+	for (uint32_t i = 0; i < n && !err; i++)
+		err = es_svc_view_build(t, &cfg->services[i], &v->svc[i], now);
+	/* Even a failed view joins the list: its state is the table's now. */
+	v->older = t->views;
+	t->views = v;
+	pthread_mutex_unlock(&t->lock);
+	if (err) {
+		errno = -err;
+		return NULL;
+	}
+	return v;
+}
+
+const struct es_svc_view *es_view_service(const struct es_view *v, const struct config *cfg,
+					  const struct config_service *svc)
+{
+	ptrdiff_t i;
+
+	if (!v || v->cfg != cfg || !svc)
+		return NULL;
+	i = svc - cfg->services;
+	if (i < 0 || (uint64_t)i >= v->n_services)
+		return NULL;
+	return &v->svc[i];
+}
+
+void es_endpoint_read(const struct es_svc_view *sv, uint32_t idx, uint64_t now_ns,
+		      struct es_endpoint_stats *out)
+{
+	struct es_endpoint *e;
+
+	memset(out, 0, sizeof(*out));
+	if (idx >= sv->n_endpoints)
+		return;
+	e = sv->ep[idx];
+	out->estimate_ns = peak_ewma_estimate(&e->ewma, &sv->ewma_cfg, now_ns);
+	out->pending = peak_ewma_pending(&e->ewma);
+	breaker_snapshot(&e->breaker, now_ns, &out->breaker);
+}
+
+void es_service_read(const struct es_svc_view *sv, uint64_t now_ns, struct es_service_stats *out)
+{
+	struct es_service *s = sv->state;
+
+	memset(out, 0, sizeof(*out));
+	out->budget_balance = retry_budget_balance(sv->budget, now_ns);
+	out->ejected = atomic_load(&s->group.ejected);
+	out->ejection_cap = breaker_group_cap(&s->group);
+	out->ejections_refused = atomic_load(&s->group.refused);
+	out->requests = atomic_load(&s->requests);
+	out->retries = atomic_load(&s->retries);
+	out->retries_refused = atomic_load(&s->retries_refused);
+	out->deadline_exceeded = atomic_load(&s->deadline_exceeded);
+	out->no_candidate = atomic_load(&s->no_candidate);
+	out->ejections = atomic_load(&s->ejections);
+	out->readmissions = atomic_load(&s->readmissions);
+}

@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The proxy's mutable state per service and per endpoint: latency
+ * estimate (PeakEWMA), requests in flight, circuit breaker, retry budget
+ * and counters. Config snapshots are immutable and may be swapped, so this
+ * lives beside them, in a table keyed by (namespace/name, endpoint
+ * address) that survives a swap for the services and endpoints that
+ * remain. Docs: docs/resilience.md ("Wiring").
+ *
+ * Two layers:
+ *  - the table (struct es_table) owns every es_service and es_endpoint
+ *    ever seen; they are freed only with the table, so a worker still
+ *    holding an older view never touches freed memory;
+ *  - a view (struct es_view) maps one config's service and endpoint
+ *    indices onto them, with the knobs of that config converted to the
+ *    modules' cfg structs. Views are immutable; es_table_sync() builds one
+ *    per config and the table keeps it until es_table_free().
+ *
+ * Threads: workers read views and update the shared state through the
+ * modules' own lock-free (or per-breaker mutex) calls. es_table_sync()
+ * may run on any thread, one at a time (it takes the table's lock).
+ */
+#ifndef SHOAL_PROXY_ENDPOINT_STATE_H
+#define SHOAL_PROXY_ENDPOINT_STATE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "balance/peak_ewma.h"
+#include "config/config.h"
+#include "resilience/breaker.h"
+#include "resilience/retry_budget.h"
+#include "resilience/retry_policy.h"
+
+struct es_service;
+
+/*
+ * Budgets replaced by a knob change are kept until the table is freed (a
+ * worker may still withdraw from one); past this many changes, a change
+ * of budget knobs is logged and ignored rather than growing memory.
+ */
+#define ES_MAX_OLD_BUDGETS 64
+
+/* One endpoint of one service, for as long as the table lives. */
+struct es_endpoint {
+	struct shoal_addr addr;
+	struct es_service *svc;
+	struct peak_ewma ewma;
+	struct breaker breaker;
+	_Atomic bool live;	  /* in the latest synced config */
+	struct es_endpoint *next; /* the service's list, live and removed */
+};
+
+/*
+ * One service, by namespace/name. Counters are atomics, written by any
+ * worker, read by telemetry (es_service_read).
+ */
+struct es_service {
+	char namespace[CONFIG_MAX_NAME + 1];
+	char name[CONFIG_MAX_NAME + 1];
+	struct breaker_group group;
+	/* The live budget; replaced (the old one kept) when its knobs change. */
+	struct retry_budget *_Atomic budget;
+	struct retry_budget_cfg budget_cfg;
+	struct es_endpoint *endpoints;
+	uint32_t n_live;
+	_Atomic uint64_t requests;	   /* original requests (budget deposits) */
+	_Atomic uint64_t retries;	   /* retries sent (budget withdrawals) */
+	_Atomic uint64_t retries_refused;  /* retries the budget refused */
+	_Atomic uint64_t deadline_exceeded; /* requests answered 504 at their deadline */
+	_Atomic uint64_t no_candidate;	   /* requests that found no endpoint (503) */
+	_Atomic uint64_t ejections;	   /* breakers opened (incl. re-opened after a probe) */
+	_Atomic uint64_t readmissions;	   /* breakers closed after a good probe */
+	struct es_service *next;
+};
+
+/* A service as one config sees it. Immutable once built. */
+struct es_svc_view {
+	struct es_service *state;
+	struct retry_budget *budget;
+	struct peak_ewma_cfg ewma_cfg;
+	struct breaker_cfg breaker_cfg;
+	struct retry_policy_cfg retry_cfg; /* the service's; routes override per request */
+	uint64_t backoff_base_ns, backoff_max_ns;
+	uint64_t fail_fast_ns;
+	uint64_t connect_timeout_ns; /* 0: the proxy's */
+	uint64_t request_timeout_ns; /* 0: none */
+	uint64_t per_try_timeout_ns; /* 0: none */
+	uint64_t idle_timeout_ns;    /* 0: the proxy's */
+	uint32_t n_endpoints;
+	struct es_endpoint **ep; /* by the config's endpoint index */
+};
+
+struct es_view {
+	const struct config *cfg;
+	uint32_t n_services;
+	struct es_svc_view *svc; /* by the config's service index */
+	struct es_view *older;	 /* the table's list of views */
+};
+
+struct es_table {
+	pthread_mutex_t lock; /* serialises es_table_sync */
+	struct es_service *services;
+	struct retry_budget *old_budgets[ES_MAX_OLD_BUDGETS];
+	uint32_t n_old_budgets;
+	struct es_view *views; /* newest first */
+};
+
+/* Per-endpoint state for telemetry and debug output. */
+struct es_endpoint_stats {
+	double estimate_ns; /* the PeakEWMA estimate decayed to now */
+	uint32_t pending;   /* requests in flight */
+	struct breaker_snapshot breaker;
+};
+
+/* Per-service state for telemetry and debug output. */
+struct es_service_stats {
+	uint64_t budget_balance; /* whole retries the budget allows now */
+	uint32_t ejected;	 /* endpoints out (open or half-open) */
+	uint32_t ejection_cap;	 /* how many may be out at once */
+	uint64_t ejections_refused;
+	uint64_t requests, retries, retries_refused, deadline_exceeded, no_candidate;
+	uint64_t ejections, readmissions;
+};
+
+/* An empty table. 0 or -errno. */
+int es_table_init(struct es_table *t);
+
+/* Free the table, its views and all state; no worker may use them. */
+void es_table_free(struct es_table *t);
+
+/*
+ * A view of cfg: services and endpoints found by namespace/name and
+ * address keep their state, new ones start fresh (estimate default_rtt,
+ * breaker closed), ones cfg no longer has are marked removed (their
+ * breaker no longer counts towards the ejection cap's service size).
+ * Returns the view (owned by the table) or NULL with errno set (ENOMEM,
+ * or EINVAL for knobs the modules refuse, with a warning logged). Cost:
+ * O(services x endpoints^2) in the worst case; syncs are rare.
+ */
+struct es_view *es_table_sync(struct es_table *t, const struct config *cfg);
+
+/*
+ * The view of service svc of cfg, or NULL when v is not cfg's view (a
+ * config swapped without a sync) or svc is not in it. Callers then
+ * balance without state (es_view_service never fails for a synced view).
+ */
+const struct es_svc_view *es_view_service(const struct es_view *v, const struct config *cfg,
+					  const struct config_service *svc);
+
+/* Stats of endpoint idx of sv at now_ns. */
+void es_endpoint_read(const struct es_svc_view *sv, uint32_t idx, uint64_t now_ns,
+		      struct es_endpoint_stats *out);
+
+/* Stats of the service of sv at now_ns. */
+void es_service_read(const struct es_svc_view *sv, uint64_t now_ns, struct es_service_stats *out);
+
+/* Convert a config_resilience (zeroed: defaults) into sv's cfg fields. 0 or -EINVAL. */
+int es_svc_view_cfg(struct es_svc_view *sv, const struct config_resilience *r);
+
+#endif
