@@ -731,10 +731,42 @@ static void http1_retry(struct worker *w, struct l4_conn *c)
 }
 
 /*
+ * May the request go out a second time? The proxy cannot tell a server
+ * that closed an idle connection just before the request arrived (nothing
+ * was processed) from one that read it and then failed: both look like
+ * EOF or RST before the response. So only requests that are safe to
+ * repeat are sent again (Go's net/http rule, and DESIGN.md section 3):
+ * idempotent methods (RFC 9110 9.2.2), a route marked retryable, or an
+ * Idempotency-Key header.
+ */
+static bool http1_replay_safe(struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+	const char *v;
+	size_t vlen;
+
+	switch (h->rq_head.method) {
+	case HTTP1_METHOD_GET:
+	case HTTP1_METHOD_HEAD:
+	case HTTP1_METHOD_OPTIONS:
+	case HTTP1_METHOD_TRACE:
+	case HTTP1_METHOD_PUT:
+	case HTTP1_METHOD_DELETE:
+		return true;
+	default:
+		break;
+	}
+	if (h->route && h->route->retryable)
+		return true;
+	return http1_route_header(c, "idempotency-key", 15, &v, &vlen);
+}
+
+/*
  * The upstream connection failed (reset, send error, FIN before the
  * response). A reused connection that failed before any response byte
- * was most likely closed by the server while idle: the request goes out
- * again, once, on a fresh connection, if it is still whole in the buffer.
+ * was most likely closed by the server while idle: a request that is safe
+ * to repeat goes out again, once, on a fresh connection, if it is still
+ * whole in the buffer. Anything else counts as the endpoint's failure.
  */
 static void http1_up_failed(struct worker *w, struct l4_conn *c, int err)
 {
@@ -745,6 +777,7 @@ static void http1_up_failed(struct worker *w, struct l4_conn *c, int err)
 		pr_debug("proxy worker %d: %s: upstream failed: %s", w->id,
 			 http1_svc_name(c, svc, sizeof(svc)), strerror(err));
 	if (h->up_reused && !h->rs_got_bytes && h->rq_replayable && !h->retried &&
+	    http1_replay_safe(c) &&
 	    h->rs == HTTP1_RESP_HEAD) {
 		uint64_t now = timer_now_ns();
 
