@@ -1366,6 +1366,201 @@ static int parse_routes(struct cfg_parser *p, void *obj)
 /* ---- services ---- */
 
 static const struct field service_fields[] = {
+/* ---- a service's resilience: block (docs/config.md, docs/resilience.md) ---- */
+
+/*
+ * Limits of the resilience knobs. Each bounds a value past which it stops
+ * meaning anything (docs/config.md lists them); the modules' own checks
+ * (peak_ewma_cfg_check, breaker_cfg_check, retry_budget_cfg_check) accept
+ * everything inside them.
+ */
+#define CONFIG_MAX_RTT_MS 60000	       /* a "typical" latency above 1 min is no estimate */
+#define CONFIG_MAX_PENALTY_MS 3600000  /* Retry-After cap and failure penalty: 1 h */
+#define CONFIG_MAX_BUDGET_RATIO_PCT (RETRY_BUDGET_MAX_RATIO_MILLI / 10)
+#define CONFIG_MAX_BUDGET_MIN_PER_S 100000
+#define CONFIG_MIN_BUDGET_WINDOW_MS (RETRY_BUDGET_MIN_TTL_NS / 1000000)
+#define CONFIG_MAX_RETRIES 10	       /* beyond this a budget bounds nothing per request */
+#define CONFIG_MAX_RETRY_BODY (1u << 20) /* replay is from the connection buffer anyway */
+#define CONFIG_MAX_CONSECUTIVE 100000
+#define CONFIG_MAX_BREAKER_BACKOFF_MS 3600000 /* an hour out is a removal, not a backoff */
+#define CONFIG_MAX_MIN_REQUESTS 1000000
+
+static const struct field balancer_fields[] = {
+    {"default_rtt_ms", FIELD_U32, offsetof(struct config_resilience, default_rtt_ms), 1,
+     CONFIG_MAX_RTT_MS},
+    {"decay_ms", FIELD_U32, offsetof(struct config_resilience, decay_ms), 1,
+     CONFIG_MAX_TIMEOUT_MS},
+    {"failure_penalty_ms", FIELD_U32, offsetof(struct config_resilience, failure_penalty_ms), 0,
+     CONFIG_MAX_PENALTY_MS},
+    {"retry_after_cap_ms", FIELD_U32, offsetof(struct config_resilience, retry_after_cap_ms), 0,
+     CONFIG_MAX_PENALTY_MS},
+};
+
+static const struct field budget_fields[] = {
+    {"ratio_pct", FIELD_U32, offsetof(struct config_resilience, budget_ratio_pct), 0,
+     CONFIG_MAX_BUDGET_RATIO_PCT},
+    {"min_per_second", FIELD_U32, offsetof(struct config_resilience, budget_min_per_s), 0,
+     CONFIG_MAX_BUDGET_MIN_PER_S},
+    {"window_ms", FIELD_U32, offsetof(struct config_resilience, budget_window_ms),
+     CONFIG_MIN_BUDGET_WINDOW_MS, CONFIG_MAX_TIMEOUT_MS},
+};
+
+enum { RETRIES_F_MAX, RETRIES_F_BODY, RETRIES_F_BASE, RETRIES_F_CAP, RETRIES_F_CONNECT };
+
+static const struct field retries_fields[] = {
+    [RETRIES_F_MAX] = {"max_retries", FIELD_U32, offsetof(struct config_resilience, max_retries),
+		       0, CONFIG_MAX_RETRIES},
+    [RETRIES_F_BODY] = {"max_body_bytes", FIELD_U32,
+			offsetof(struct config_resilience, max_body_bytes), 0,
+			CONFIG_MAX_RETRY_BODY},
+    [RETRIES_F_BASE] = {"backoff_base_ms", FIELD_U32,
+			offsetof(struct config_resilience, backoff_base_ms), 0,
+			CONFIG_MAX_TIMEOUT_MS},
+    [RETRIES_F_CAP] = {"backoff_max_ms", FIELD_U32,
+		       offsetof(struct config_resilience, backoff_max_ms), 0,
+		       CONFIG_MAX_TIMEOUT_MS},
+    [RETRIES_F_CONNECT] = {"connect_any_method", FIELD_BOOL,
+			   offsetof(struct config_resilience, connect_any_method)},
+};
+
+enum { BREAKER_F_CONSEC, BREAKER_F_MIN, BREAKER_F_MAX };
+
+static const struct field breaker_fields[] = {
+    [BREAKER_F_CONSEC] = {"consecutive_failures", FIELD_U32,
+			  offsetof(struct config_resilience, consecutive_failures), 0,
+			  CONFIG_MAX_CONSECUTIVE},
+    [BREAKER_F_MIN] = {"backoff_min_ms", FIELD_U32,
+		       offsetof(struct config_resilience, breaker_backoff_min_ms), 1,
+		       CONFIG_MAX_BREAKER_BACKOFF_MS},
+    [BREAKER_F_MAX] = {"backoff_max_ms", FIELD_U32,
+		       offsetof(struct config_resilience, breaker_backoff_max_ms), 1,
+		       CONFIG_MAX_BREAKER_BACKOFF_MS},
+    {"jitter_pct", FIELD_U32, offsetof(struct config_resilience, jitter_pct), 0, 100},
+    {"success_rate_pct", FIELD_U32, offsetof(struct config_resilience, success_rate_pct), 0, 100},
+    {"success_rate_window_ms", FIELD_U32,
+     offsetof(struct config_resilience, success_rate_window_ms), 10, CONFIG_MAX_TIMEOUT_MS},
+    {"success_rate_min_requests", FIELD_U32,
+     offsetof(struct config_resilience, success_rate_min_requests), 0, CONFIG_MAX_MIN_REQUESTS},
+    {"max_ejection_pct", FIELD_U32, offsetof(struct config_resilience, max_ejection_pct), 0,
+     100},
+};
+
+enum { TIMEOUTS_F_CONNECT, TIMEOUTS_F_REQUEST, TIMEOUTS_F_PER_TRY, TIMEOUTS_F_IDLE };
+
+static const struct field timeouts_fields[] = {
+    [TIMEOUTS_F_CONNECT] = {"connect_ms", FIELD_U32,
+			    offsetof(struct config_resilience, connect_timeout_ms), 0,
+			    CONFIG_MAX_TIMEOUT_MS},
+    [TIMEOUTS_F_REQUEST] = {"request_ms", FIELD_U32,
+			    offsetof(struct config_resilience, request_timeout_ms), 0,
+			    CONFIG_MAX_TIMEOUT_MS},
+    [TIMEOUTS_F_PER_TRY] = {"per_try_ms", FIELD_U32,
+			    offsetof(struct config_resilience, per_try_timeout_ms), 0,
+			    CONFIG_MAX_TIMEOUT_MS},
+    [TIMEOUTS_F_IDLE] = {"idle_ms", FIELD_U32, offsetof(struct config_resilience, idle_timeout_ms),
+			 0, CONFIG_MAX_TIMEOUT_MS},
+};
+
+/* "a must be <= b" for two fields of one mapping; the line is a's, else b's. */
+static int cp_fail_order(struct cfg_parser *p, const struct map_seen *seen, int ia, int ib,
+			 const char *a, const char *b, uint32_t va, uint32_t vb)
+{
+	cp_path_push_key(p, a);
+	return cp_fail(p, (seen->mask & (1u << ia)) ? seen->line[ia] : seen->line[ib],
+		       "must be <= %s (%u), got %u", b, vb, va);
+}
+
+static int parse_balancer(struct cfg_parser *p, void *obj)
+{
+	struct map_seen seen;
+
+	return cp_map(p, balancer_fields, ARRAY_SIZE(balancer_fields), obj, &seen);
+}
+
+static int parse_budget(struct cfg_parser *p, void *obj)
+{
+	struct config_resilience *r = obj;
+	struct map_seen seen;
+	int err;
+
+	err = cp_map(p, budget_fields, ARRAY_SIZE(budget_fields), obj, &seen);
+	if (err)
+		return err;
+	/* The budget's reserve, min_per_second x window in milli-retries, fits 31 bits. */
+	if ((uint64_t)r->budget_min_per_s * r->budget_window_ms > RETRY_BUDGET_MAX_RESERVE_MILLI) {
+		cp_path_push_key(p, "min_per_second");
+		return cp_fail(p, cp_line(p), "min_per_second x window_ms must be <= %d, got %llu",
+			       RETRY_BUDGET_MAX_RESERVE_MILLI,
+			       (unsigned long long)r->budget_min_per_s * r->budget_window_ms);
+	}
+	return 0;
+}
+
+static int parse_retries(struct cfg_parser *p, void *obj)
+{
+	struct config_resilience *r = obj;
+	struct map_seen seen;
+	int err;
+
+	err = cp_map(p, retries_fields, ARRAY_SIZE(retries_fields), obj, &seen);
+	if (err)
+		return err;
+	if (r->backoff_base_ms > r->backoff_max_ms)
+		return cp_fail_order(p, &seen, RETRIES_F_BASE, RETRIES_F_CAP, "backoff_base_ms",
+				     "backoff_max_ms", r->backoff_base_ms, r->backoff_max_ms);
+	return 0;
+}
+
+static int parse_breaker(struct cfg_parser *p, void *obj)
+{
+	struct config_resilience *r = obj;
+	struct map_seen seen;
+	int err;
+
+	err = cp_map(p, breaker_fields, ARRAY_SIZE(breaker_fields), obj, &seen);
+	if (err)
+		return err;
+	if (r->breaker_backoff_min_ms > r->breaker_backoff_max_ms)
+		return cp_fail_order(p, &seen, BREAKER_F_MIN, BREAKER_F_MAX, "backoff_min_ms",
+				     "backoff_max_ms", r->breaker_backoff_min_ms,
+				     r->breaker_backoff_max_ms);
+	return 0;
+}
+
+static int parse_timeouts(struct cfg_parser *p, void *obj)
+{
+	struct config_resilience *r = obj;
+	struct map_seen seen;
+	int err;
+
+	err = cp_map(p, timeouts_fields, ARRAY_SIZE(timeouts_fields), obj, &seen);
+	if (err)
+		return err;
+	if (r->request_timeout_ms && r->per_try_timeout_ms > r->request_timeout_ms)
+		return cp_fail_order(p, &seen, TIMEOUTS_F_PER_TRY, TIMEOUTS_F_REQUEST, "per_try_ms",
+				     "request_ms", r->per_try_timeout_ms, r->request_timeout_ms);
+	return 0;
+}
+
+static const struct field resilience_fields[] = {
+    {"balancer", FIELD_FUNC, .parse = parse_balancer},
+    {"retry_budget", FIELD_FUNC, .parse = parse_budget},
+    {"retries", FIELD_FUNC, .parse = parse_retries},
+    {"breaker", FIELD_FUNC, .parse = parse_breaker},
+    {"fail_fast_ms", FIELD_U32, offsetof(struct config_resilience, fail_fast_ms), 0,
+     CONFIG_MAX_TIMEOUT_MS},
+    {"timeouts", FIELD_FUNC, .parse = parse_timeouts},
+};
+
+static int parse_resilience(struct cfg_parser *p, void *obj)
+{
+	struct config_service *svc = obj;
+	struct map_seen seen;
+
+	return cp_map(p, resilience_fields, ARRAY_SIZE(resilience_fields), &svc->resilience,
+		      &seen);
+}
+
     {"name", FIELD_LABEL, offsetof(struct config_service, name), .required = true},
     {"namespace", FIELD_LABEL, offsetof(struct config_service, namespace)},
     {"vips", FIELD_FUNC, .required = true, .parse = parse_vips},
@@ -1375,6 +1570,7 @@ static const struct field service_fields[] = {
 };
 
 static int parse_service(struct cfg_parser *p, void *obj, int i)
+    {"resilience", FIELD_FUNC, .parse = parse_resilience},
 {
 	struct config *cfg = obj;
 	struct config_service *svc;

@@ -1249,3 +1249,108 @@ Test(config, routes_free_on_error)
 		       "t.yaml:12: services[0].routes[0].backends[0].service: no service "
 		       "default/nope in the file");
 }
+
+/* ---- resilience: ---- */
+
+#define SVC_RES(block)                                                                             \
+	NODE "services:\n"                                                                         \
+	     "  - name: web\n"                                                                     \
+	     "    vips: [10.96.0.10]\n"                                                            \
+	     "    ports: [{port: 80}]\n"                                                           \
+	     "    resilience:\n" block
+
+Test(config, resilience_defaults_without_the_block)
+{
+	struct config_resilience def;
+
+	cr_assert_eq(parse(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+				"    ports: [{port: 80}]\n"),
+		     0, "%s", err);
+	config_resilience_default(&def);
+	cr_assert(!memcmp(&cfg->services[0].resilience, &def, sizeof(def)));
+	cr_assert_eq(def.decay_ms, 10000);
+	cr_assert_eq(def.budget_ratio_pct, 20);
+	cr_assert_eq(def.budget_min_per_s, 10);
+	cr_assert_eq(def.max_retries, 2);
+	cr_assert_eq(def.consecutive_failures, 7);
+	cr_assert_eq(def.breaker_backoff_min_ms, 1000);
+	cr_assert_eq(def.breaker_backoff_max_ms, 60000);
+	cr_assert_eq(def.jitter_pct, 50);
+	cr_assert_eq(def.success_rate_pct, 80);
+	cr_assert_eq(def.max_ejection_pct, 50);
+	cr_assert(def.connect_any_method);
+}
+
+Test(config, resilience_block_sets_every_field)
+{
+	const struct config_resilience *r;
+
+	cr_assert_eq(parse(SVC_RES("      balancer: {default_rtt_ms: 5, decay_ms: 2000, "
+				   "failure_penalty_ms: 1000, retry_after_cap_ms: 9000}\n"
+				   "      retry_budget: {ratio_pct: 50, min_per_second: 3, "
+				   "window_ms: 5000}\n"
+				   "      retries: {max_retries: 4, max_body_bytes: 1024, "
+				   "backoff_base_ms: 10, backoff_max_ms: 100, "
+				   "connect_any_method: false}\n"
+				   "      breaker: {consecutive_failures: 3, backoff_min_ms: 500, "
+				   "backoff_max_ms: 5000, jitter_pct: 10, success_rate_pct: 0, "
+				   "success_rate_window_ms: 2000, success_rate_min_requests: 9, "
+				   "max_ejection_pct: 100}\n"
+				   "      fail_fast_ms: 250\n"
+				   "      timeouts: {connect_ms: 300, request_ms: 2000, per_try_ms: 500, "
+				   "idle_ms: 7000}\n")),
+		     0, "%s", err);
+	r = &cfg->services[0].resilience;
+	cr_assert_eq(r->default_rtt_ms, 5);
+	cr_assert_eq(r->decay_ms, 2000);
+	cr_assert_eq(r->failure_penalty_ms, 1000);
+	cr_assert_eq(r->retry_after_cap_ms, 9000);
+	cr_assert_eq(r->budget_ratio_pct, 50);
+	cr_assert_eq(r->budget_min_per_s, 3);
+	cr_assert_eq(r->budget_window_ms, 5000);
+	cr_assert_eq(r->max_retries, 4);
+	cr_assert_eq(r->max_body_bytes, 1024);
+	cr_assert_eq(r->backoff_base_ms, 10);
+	cr_assert_eq(r->backoff_max_ms, 100);
+	cr_assert(!r->connect_any_method);
+	cr_assert_eq(r->consecutive_failures, 3);
+	cr_assert_eq(r->breaker_backoff_min_ms, 500);
+	cr_assert_eq(r->breaker_backoff_max_ms, 5000);
+	cr_assert_eq(r->jitter_pct, 10);
+	cr_assert_eq(r->success_rate_pct, 0);
+	cr_assert_eq(r->success_rate_window_ms, 2000);
+	cr_assert_eq(r->success_rate_min_requests, 9);
+	cr_assert_eq(r->max_ejection_pct, 100);
+	cr_assert_eq(r->fail_fast_ms, 250);
+	cr_assert_eq(r->connect_timeout_ms, 300);
+	cr_assert_eq(r->request_timeout_ms, 2000);
+	cr_assert_eq(r->per_try_timeout_ms, 500);
+	cr_assert_eq(r->idle_timeout_ms, 7000);
+}
+
+Test(config, resilience_errors)
+{
+	assert_refused(SVC_RES("      balancer: {decay_ms: 0}\n"),
+		       "t.yaml:8: services[0].resilience.balancer.decay_ms: must be 1..600000, got 0");
+	assert_refused(SVC_RES("      breaker: {jitter_pct: 101}\n"),
+		       "t.yaml:8: services[0].resilience.breaker.jitter_pct: must be 0..100, got 101");
+	assert_refused(SVC_RES("      breaker: {backoff_min_ms: 5000, backoff_max_ms: 1000}\n"),
+		       "t.yaml:8: services[0].resilience.breaker.backoff_min_ms: must be <= "
+		       "backoff_max_ms (1000), got 5000");
+	assert_refused(SVC_RES("      retries: {backoff_base_ms: 300}\n"),
+		       "t.yaml:8: services[0].resilience.retries.backoff_base_ms: must be <= "
+		       "backoff_max_ms (250), got 300");
+	assert_refused(SVC_RES("      retries: {max_retries: 11}\n"),
+		       "t.yaml:8: services[0].resilience.retries.max_retries: must be 0..10, got 11");
+	assert_refused(SVC_RES("      timeouts: {request_ms: 100, per_try_ms: 200}\n"),
+		       "t.yaml:8: services[0].resilience.timeouts.per_try_ms: must be <= "
+		       "request_ms (100), got 200");
+	assert_refused(SVC_RES("      retry_budget: {window_ms: 50}\n"),
+		       "t.yaml:8: services[0].resilience.retry_budget.window_ms: must be "
+		       "100..600000, got 50");
+	assert_refused(SVC_RES("      retry_budget: {min_per_second: 100000, window_ms: 600000}\n"),
+		       "t.yaml:8: services[0].resilience.retry_budget.min_per_second: "
+		       "min_per_second x window_ms must be <=");
+	assert_refused(SVC_RES("      brakes: {}\n"),
+		       "t.yaml:8: services[0].resilience.brakes: unknown field");
+}

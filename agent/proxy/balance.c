@@ -147,10 +147,10 @@ static void balance_log_event(const struct es_svc_view *sv, const struct es_endp
 	case BREAKER_EV_REOPENED:
 		atomic_fetch_add_explicit(&s->ejections, 1, memory_order_relaxed);
 		breaker_snapshot((struct breaker *)&e->breaker, now_ns, &snap);
-		pr_info("proxy: %s/%s: endpoint %s ejected%s after %s (%u in a row, %u/%u ok "
-			"in the window); probing again in %llu ms",
+		pr_info("proxy: %s/%s: endpoint %s ejected%s after %s (ejection %llu); probing "
+			"again in %llu ms",
 			s->namespace, s->name, addr, ev == BREAKER_EV_REOPENED ? " again" : "",
-			what, snap.consecutive, snap.window_ok, snap.window_ok + snap.window_fail,
+			what, (unsigned long long)snap.ejections,
 			(unsigned long long)((snap.open_until_ns > now_ns ? snap.open_until_ns - now_ns
 									  : 0) /
 					     1000000));

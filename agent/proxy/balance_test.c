@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The glue between the proxy and the balance/resilience modules: the
+ * endpoint table across config swaps, and balance_pick() with breakers,
+ * probes and the endpoints a retry avoids.
+ */
+#include <criterion/criterion.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/addr.h"
+#include "config/config.h"
+#include "proxy/balance.h"
+#include "proxy/endpoint_state.h"
+
+static struct es_table table;
+static struct config *cfg1, *cfg2;
+static char err[256];
+
+static void setup(void)
+{
+	cr_assert_eq(es_table_init(&table), 0);
+	cfg1 = cfg2 = NULL;
+}
+
+static void teardown(void)
+{
+	es_table_free(&table);
+	config_free(cfg1);
+	config_free(cfg2);
+}
+
+TestSuite(balance, .init = setup, .fini = teardown);
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+#define HEAD                                                                                       \
+	"node: {address_v4: 10.0.1.1}\n"                                                           \
+	"services:\n"                                                                              \
+	"  - name: web\n"                                                                          \
+	"    vips: [10.96.0.10]\n"                                                                 \
+	"    ports: [{port: 80}]\n"
+
+static struct config *load(const char *text)
+{
+	struct config *c = NULL;
+
+	cr_assert_eq(config_parse("t.yaml", text, strlen(text), &c, err, sizeof(err)), 0, "%s",
+		     err);
+	return c;
+}
+
+/* Index of the endpoint of sv at addr (text), or -1. */
+static int idx_of(const struct config *c, const char *addr)
+{
+	struct shoal_addr a;
+
+	cr_assert_eq(addr_parse(addr, &a), 0);
+	for (int i = 0; i < c->services[0].n_endpoints; i++)
+		if (addr_equal(&c->services[0].endpoints[i].addr, &a))
+			return i;
+	return -1;
+}
+
+/* Fail endpoint idx of sv n times in a row, as finished tries. */
+static void fail_n(const struct es_svc_view *sv, uint32_t idx, int n, uint64_t now)
+{
+	for (int i = 0; i < n; i++) {
+		struct balance_ticket t = {.idx = idx, .ticket = BREAKER_PASS};
+
+		balance_start(sv, &t, now);
+		balance_outcome(sv, &t, false, PEAK_EWMA_NO_RETRY_AFTER, now, "test");
+	}
+}
+
+Test(balance, endpoint_state_survives_a_config_swap)
+{
+	const struct es_svc_view *v1, *v2;
+	struct es_view *view1, *view2;
+	struct es_endpoint_stats st;
+	struct es_endpoint *a;
+	uint64_t now = mono_ns();
+	int ia, ib, ic;
+
+	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}]\n");
+	view1 = es_table_sync(&table, cfg1);
+	cr_assert_not_null(view1);
+	v1 = es_view_service(view1, cfg1, &cfg1->services[0]);
+	cr_assert_not_null(v1);
+	a = v1->ep[idx_of(cfg1, "10.0.0.1")];
+	/* A takes a failure penalty and has a request in flight. */
+	fail_n(v1, (uint32_t)idx_of(cfg1, "10.0.0.1"), 1, now);
+	{
+		struct balance_ticket t = {.idx = (uint32_t)idx_of(cfg1, "10.0.0.1")};
+
+		balance_start(v1, &t, now);
+	}
+
+	/* Discovery reorders, adds C and removes B. */
+	cfg2 = load(HEAD "    endpoints: [{address: 10.0.0.3}, {address: 10.0.0.1}]\n");
+	view2 = es_table_sync(&table, cfg2);
+	cr_assert_not_null(view2);
+	v2 = es_view_service(view2, cfg2, &cfg2->services[0]);
+	cr_assert_not_null(v2);
+	cr_assert_null(es_view_service(view1, cfg2, &cfg2->services[0]),
+		       "a view answers only for its own config");
+	ia = idx_of(cfg2, "10.0.0.1");
+	ic = idx_of(cfg2, "10.0.0.3");
+	ib = idx_of(cfg1, "10.0.0.2");
+	cr_assert_eq(v2->state, v1->state, "same service state across the swap");
+	cr_assert_eq(v2->ep[ia], a, "same endpoint state across the swap");
+	es_endpoint_read(v2, (uint32_t)ia, now, &st);
+	cr_assert_eq(st.pending, 1);
+	cr_assert_gt(st.estimate_ns, 1e9, "the failure penalty survived: %f", st.estimate_ns);
+	es_endpoint_read(v2, (uint32_t)ic, now, &st);
+	cr_assert_eq(st.pending, 0);
+	cr_assert_float_eq(st.estimate_ns, 30e6, 1e3, "a new endpoint starts at 30 ms");
+	cr_assert(!atomic_load(&v1->ep[ib]->live), "B is marked removed");
+	cr_assert(atomic_load(&v2->ep[ia]->live));
+	cr_assert_eq(atomic_load(&v2->state->group.n_endpoints), 2);
+	/* The old view still reads B: workers holding it touch no freed memory. */
+	es_endpoint_read(v1, (uint32_t)ib, now, &st);
+	cr_assert_eq(st.breaker.state, BREAKER_CLOSED);
+}
+
+Test(balance, pick_skips_an_ejected_endpoint)
+{
+	const struct es_svc_view *sv;
+	struct es_service_stats ss;
+	struct balance_ticket t;
+	uint64_t now = mono_ns();
+	int counts[3] = {0};
+
+	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}, "
+			 "{address: 10.0.0.3}]\n");
+	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	cr_assert_not_null(sv);
+	fail_n(sv, 0, BREAKER_DEFAULT_CONSECUTIVE_FAILURES, now);
+	cr_assert_eq(breaker_state(&sv->ep[0]->breaker), BREAKER_OPEN);
+	es_service_read(sv, now, &ss);
+	cr_assert_eq(ss.ejected, 1);
+	cr_assert_eq(ss.ejections, 1);
+	for (int i = 0; i < 1000; i++) {
+		uint32_t idx = balance_pick(sv, 3, now, NULL, 0, &t);
+
+		cr_assert_neq(idx, BALANCE_NONE);
+		cr_assert_eq(t.ticket, BREAKER_PASS);
+		counts[idx]++;
+	}
+	cr_assert_eq(counts[0], 0, "the ejected endpoint got %d picks", counts[0]);
+	cr_assert_gt(counts[1], 100);
+	cr_assert_gt(counts[2], 100);
+}
+
+Test(balance, a_due_probe_goes_first_and_readmits)
+{
+	const struct es_svc_view *sv;
+	struct balance_ticket t, other;
+	uint64_t now = mono_ns(), later;
+
+	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}]\n");
+	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	fail_n(sv, 0, BREAKER_DEFAULT_CONSECUTIVE_FAILURES, now);
+	cr_assert_eq(breaker_state(&sv->ep[0]->breaker), BREAKER_OPEN);
+	/* Past the longest first backoff (1 s + 50 % jitter): the next pick probes. */
+	later = now + 2 * 1000000000ull;
+	cr_assert_eq(balance_pick(sv, 2, later, NULL, 0, &t), 0);
+	cr_assert_eq(t.ticket, BREAKER_PROBE);
+	/* While the probe is out nothing else goes there. */
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(balance_pick(sv, 2, later, NULL, 0, &other), 1);
+	balance_start(sv, &t, later);
+	balance_outcome(sv, &t, true, 0, later + 1000000, "200");
+	cr_assert_eq(breaker_state(&sv->ep[0]->breaker), BREAKER_CLOSED);
+	cr_assert_eq(atomic_load(&sv->state->readmissions), 1);
+	/* Readmitted with the probe's latency: cheap again, not starved by its penalties. */
+	cr_assert_lt(peak_ewma_estimate(&sv->ep[0]->ewma, &sv->ewma_cfg, later + 1000000), 10e6);
+}
+
+Test(balance, a_cancelled_probe_is_handed_back)
+{
+	const struct es_svc_view *sv;
+	struct balance_ticket t;
+	uint64_t now = mono_ns(), later = now + 2 * 1000000000ull;
+
+	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}]\n");
+	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	fail_n(sv, 0, BREAKER_DEFAULT_CONSECUTIVE_FAILURES, now);
+	cr_assert_eq(balance_pick(sv, 2, later, NULL, 0, &t), 0);
+	balance_start(sv, &t, later);
+	balance_cancel(sv, &t, later);
+	cr_assert_eq(peak_ewma_pending(&sv->ep[0]->ewma), 0);
+	cr_assert_eq(balance_pick(sv, 2, later, NULL, 0, &t), 0, "the next request probes");
+	cr_assert_eq(t.ticket, BREAKER_PROBE);
+}
+
+Test(balance, a_retry_goes_to_another_endpoint)
+{
+	const struct es_svc_view *sv;
+	struct balance_ticket t;
+	uint64_t now = mono_ns();
+	uint32_t avoid[2] = {1, 2};
+
+	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}, "
+			 "{address: 10.0.0.3}]\n");
+	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	/* Endpoint 1 is the cheapest by far, yet a retry after it avoids it. */
+	for (int i = 0; i < 3; i++) {
+		struct balance_ticket s = {.idx = 1, .ticket = BREAKER_PASS};
+
+		balance_start(sv, &s, now);
+		balance_outcome(sv, &s, true, 0, now, "200");
+	}
+	for (int i = 0; i < 200; i++) {
+		uint32_t idx = balance_pick(sv, 3, now, avoid, 1, &t);
+
+		cr_assert(idx == 0 || idx == 2, "picked %u", idx);
+	}
+	for (int i = 0; i < 200; i++)
+		cr_assert_eq(balance_pick(sv, 3, now, avoid, 2, &t), 0);
+	/* Everything tried: the avoided ones are candidates again. */
+	avoid[0] = 0;
+	avoid[1] = 2;
+	{
+		uint32_t all[3] = {0, 1, 2};
+
+		cr_assert_neq(balance_pick(sv, 3, now, all, 3, &t), BALANCE_NONE);
+	}
+}
+
+Test(balance, pick_without_state_is_uniform)
+{
+	struct balance_ticket t;
+	int counts[4] = {0};
+
+	for (int i = 0; i < 4000; i++) {
+		uint32_t idx = balance_pick(NULL, 4, 0, NULL, 0, &t);
+
+		cr_assert_lt(idx, 4);
+		cr_assert_eq(t.ticket, BREAKER_PASS);
+		counts[idx]++;
+	}
+	for (int i = 0; i < 4; i++)
+		cr_assert_gt(counts[i], 800, "endpoint %d got %d of 4000", i, counts[i]);
+	cr_assert_eq(balance_pick(NULL, 0, 0, NULL, 0, &t), BALANCE_NONE);
+}
+
+Test(balance, budget_and_knobs_follow_the_config)
+{
+	const struct es_svc_view *sv;
+	struct es_service_stats ss;
+	uint64_t now = mono_ns();
+
+	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}]\n"
+			 "    resilience:\n"
+			 "      retry_budget: {ratio_pct: 0, min_per_second: 1, window_ms: 1000}\n"
+			 "      breaker: {consecutive_failures: 2, max_ejection_pct: 100}\n");
+	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	es_service_read(sv, now, &ss);
+	cr_assert_eq(ss.budget_balance, 1, "1/s over 1 s");
+	cr_assert(retry_budget_withdraw(sv->budget, now));
+	cr_assert(!retry_budget_withdraw(sv->budget, now));
+	fail_n(sv, 0, 2, now);
+	cr_assert_eq(breaker_state(&sv->ep[0]->breaker), BREAKER_OPEN,
+		     "2 in a row, and a 100 %% cap ejects even a lone endpoint");
+}
