@@ -1363,9 +1363,6 @@ static int parse_routes(struct cfg_parser *p, void *obj)
 	return cp_seq(p, parse_route, obj);
 }
 
-/* ---- services ---- */
-
-static const struct field service_fields[] = {
 /* ---- a service's resilience: block (docs/config.md, docs/resilience.md) ---- */
 
 /*
@@ -1561,16 +1558,19 @@ static int parse_resilience(struct cfg_parser *p, void *obj)
 		      &seen);
 }
 
+/* ---- services ---- */
+
+static const struct field service_fields[] = {
     {"name", FIELD_LABEL, offsetof(struct config_service, name), .required = true},
     {"namespace", FIELD_LABEL, offsetof(struct config_service, namespace)},
     {"vips", FIELD_FUNC, .required = true, .parse = parse_vips},
     {"ports", FIELD_FUNC, .required = true, .parse = parse_ports},
     {"endpoints", FIELD_FUNC, .parse = parse_endpoints},
     {"routes", FIELD_FUNC, .parse = parse_routes},
+    {"resilience", FIELD_FUNC, .parse = parse_resilience},
 };
 
 static int parse_service(struct cfg_parser *p, void *obj, int i)
-    {"resilience", FIELD_FUNC, .parse = parse_resilience},
 {
 	struct config *cfg = obj;
 	struct config_service *svc;
