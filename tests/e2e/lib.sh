@@ -273,7 +273,6 @@ e2e_cleanup() {
 e2e_init() {
 	e2e_require
 	clear_leftovers
-	bpf_baseline
 	rm -rf "$LOGDIR"
 	mkdir -p "$LOGDIR"
 	CONFIG=$LOGDIR/shoald.yaml
@@ -625,36 +624,32 @@ expect_direct() {
 
 # ---- bpftool views ----------------------------------------------------------
 #
-# Another shoal may run on this machine, so "ours" is judged by difference:
-# shoal_ programs that were not loaded before this test started any shoald.
+# Another shoal may run on this machine, so "ours" is what this test's pin
+# root holds, read back through shoalctl.
 
-# IDs of loaded programs whose name starts with shoal_ (one per line).
-shoal_prog_ids() {
-	bpftool prog show 2>/dev/null | awk '/^[0-9]+: / {
-		for (i = 2; i < NF; i++) if ($i == "name" && $(i + 1) ~ /^shoal_/) { sub(":", "", $1); print $1 } }' | sort
-}
-
-BASE_PROGS=""
-# Records the shoal_ programs that exist before this test's shoald.
-bpf_baseline() { BASE_PROGS=$(shoal_prog_ids); }
-
-# shoal_ programs loaded since bpf_baseline: this test's.
-our_prog_ids() { comm -23 <(shoal_prog_ids) <(printf '%s\n' "$BASE_PROGS" | sed '/^$/d'); }
-
-# "LINK_ID PROG_ID" for every BPF link on the system.
-link_prog_pairs() {
-	bpftool link show 2>/dev/null | awk '/^[0-9]+: / {
-		id = $1; sub(":", "", id)
-		for (i = 2; i < NF; i++) if ($i == "prog") { print id, $(i + 1); break } }'
-}
-
-# IDs of the links that run one of this test's programs.
+# IDs of the links pinned under this test's pin root, as shoalctl reads
+# them from the pins: links of other shoal instances on the machine (a
+# concurrent test, a benchmark) never count.
 our_link_ids() {
-	local progs link prog
-	progs=" $(our_prog_ids | tr '\n' ' ') "
-	link_prog_pairs | while read -r link prog; do
-		[[ $progs == *" $prog "* ]] && echo "$link"
-	done | sort -n
+	ctl bpf 2>/dev/null | awk '/^LINK / { in_links = 1; next } /^$/ { in_links = 0 }
+		in_links && $2 ~ /^[0-9]+$/ { print $2 }' | sort -n
+	return 0
+}
+
+# IDs of the programs those links run.
+our_link_prog_ids() {
+	ctl bpf 2>/dev/null | awk '/^LINK / { in_links = 1; next } /^$/ { in_links = 0 }
+		in_links && $5 ~ /^[0-9]+$/ { print $5 }' | sort -n
+	return 0
+}
+
+# Which of the IDs given on stdin still exist as bpf OBJ (link or prog).
+still_present() {
+	local obj=$1 id live
+	live=" $(bpftool "$obj" show 2>/dev/null | awk '/^[0-9]+: / { sub(":", "", $1); print $1 }' | tr '\n' ' ') "
+	while read -r id; do
+		[[ -n $id && $live == *" $id "* ]] && echo "$id"
+	done
 	return 0
 }
 

@@ -19,12 +19,12 @@ write_config
 # check_gone HOW: everything this test's shoald made is gone.
 check_gone() {
 	local how=$1 progs links attached
-	progs=$(our_prog_ids | tr '\n' ' ')
-	links=$(our_link_ids | tr '\n' ' ')
-	[[ -z ${progs// /} ]] && pass "$how: bpftool prog show lists no shoal_ program of this test" ||
-		fail "$how: shoal_ programs still loaded: $progs ($(bpftool prog show | grep -A0 'name shoal_' | tr '\n' ';'))"
-	[[ -z ${links// /} ]] && pass "$how: bpftool link show lists no shoal link" ||
-		fail "$how: shoal links still present: $links"
+	progs=$(still_present prog <<<"$INSTALLED_PROGS" | tr '\n' ' ')
+	links=$(still_present link <<<"$INSTALLED_LINKS" | tr '\n' ' ')
+	[[ -z ${progs// /} ]] && pass "$how: bpftool prog show lists none of this test's programs ($(tr '\n' ' ' <<<"$INSTALLED_PROGS"))" ||
+		fail "$how: programs still loaded: $progs"
+	[[ -z ${links// /} ]] && pass "$how: bpftool link show lists none of this test's links ($(tr '\n' ' ' <<<"$INSTALLED_LINKS"))" ||
+		fail "$how: links still present: $links"
 	[[ ! -e $PIN_ROOT ]] && pass "$how: pin root $PIN_ROOT is gone" ||
 		fail "$how: pin root still there: $(find "$PIN_ROOT" | tr '\n' ' ')"
 	attached=$(cgroup_attached "$TEST_CG")
@@ -40,7 +40,11 @@ install() {
 	enroll a1
 	expect_proxied a1 10.96.0.10:80 10.96.0.10:80
 	((EXPECT_OK)) || fatal "interception does not work; nothing to uninstall"
-	[[ -n $(our_prog_ids) ]] || fail "bpftool prog show lists no shoal_ program while shoald runs"
+	INSTALLED_LINKS=$(our_link_ids)
+	INSTALLED_PROGS=$(our_link_prog_ids)
+	(($(grep -c . <<<"$INSTALLED_LINKS") == 6)) ||
+		fail "shoalctl bpf lists $(grep -c . <<<"$INSTALLED_LINKS") links while shoald runs, expected 6"
+	[[ -n $(still_present prog <<<"$INSTALLED_PROGS") ]] || fail "bpftool prog show lists none of the linked programs while shoald runs"
 	[[ -n $(cgroup_attached "$TEST_CG") ]] || fail "bpftool cgroup tree $TEST_CG shows nothing while shoald runs"
 	[[ -d $PIN_ROOT ]] || fail "no pin root $PIN_ROOT while shoald runs"
 }
