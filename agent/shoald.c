@@ -23,6 +23,9 @@
 #include "loader/loader.h"
 #include "proxy/proxy.h"
 #include "telemetry/admin.h"
+#include "telemetry/otlp.h"
+#include "telemetry/proxy_hooks.h"
+#include "telemetry/trace.h"
 
 static void usage(FILE *f)
 {
@@ -33,8 +36,9 @@ static void usage(FILE *f)
 		   "\n"
 		   "  -c, --config FILE   the configuration file (docs/config.md)\n"
 		   "      --no-shortcut   start with the sockmap shortcut off (kill switch)\n"
-		   "      --admin A:P     admin endpoint (/healthz /readyz /metrics), default "
-		   ADMIN_DEFAULT_LISTEN "; off: none\n"
+		   "      --admin A:P     admin endpoint (/healthz /readyz /metrics), overrides the\n"
+		   "                      config's admin.listen (default " ADMIN_DEFAULT_LISTEN
+		   "); off: none\n"
 		   "      --log-level L   warn, info (default) or debug\n"
 		   "      --uninstall     remove every link, program, map and pin shoal made\n"
 		   "      --pin-root DIR  with --uninstall and no -c: the pin root\n"
@@ -64,6 +68,50 @@ static bool agent_ready(void *ctx, char *why, size_t len)
 		return true;
 	snprintf(why, len, "not serving yet: datapath or proxy still starting, or stopping");
 	return false;
+}
+
+/*
+ * Start tracing as cfg's tracing: section says (nothing when disabled):
+ * one span ring per proxy worker, the OTLP exporter, attached to the
+ * workers. Returns 0, or -errno with a message in err.
+ */
+static int tracing_start(const struct config *cfg, struct proxy *proxy, struct tracer **tracer,
+			 struct otlp_exporter **exporter, char *err, size_t errlen)
+{
+	const struct config_tracing *t = &cfg->tracing;
+	struct trace_config tc = {
+		.sample_rate = t->sample_rate,
+		.ring_size = t->ring_size,
+		.kind = t->span_kind,
+	};
+	char host[256] = "";
+	struct otlp_opts oo = {
+		.url = t->collector_url,
+		.batch_max = t->batch_size,
+		.delay_ms = t->batch_delay_ms,
+		.timeout_ms = t->timeout_ms,
+		.resource = { .service_name = t->service_name, .host_name = host },
+	};
+	int ret;
+
+	if (!t->enabled)
+		return 0;
+	gethostname(host, sizeof(host) - 1);
+	ret = tracer_create(&tc, tele_proxy_workers(proxy), tracer, err, errlen);
+	if (ret)
+		return ret;
+	ret = otlp_exporter_start(*tracer, &oo, exporter, err, errlen);
+	if (!ret)
+		ret = tele_attach_tracer(proxy, *tracer);
+	if (ret) {
+		otlp_exporter_stop(*exporter);
+		tracer_destroy(*tracer);
+		*exporter = NULL;
+		*tracer = NULL;
+		return ret;
+	}
+	pr_info("tracing: %.0f %% of new traces to %s", t->sample_rate * 100, t->collector_url);
+	return 0;
 }
 
 /* Serve until SIGTERM/SIGINT, refreshing the heartbeat. */
@@ -125,12 +173,14 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
-	const char *config_path = NULL, *pin_root = NULL, *admin_listen = ADMIN_DEFAULT_LISTEN;
+	const char *config_path = NULL, *pin_root = NULL, *admin_listen = NULL;
 	bool no_shortcut = false, uninstall = false;
 	struct config *cfg = NULL;
 	struct datapath *dp = NULL;
 	struct proxy *proxy = NULL;
 	struct admin *admin = NULL;
+	struct tracer *tracer = NULL;
+	struct otlp_exporter *exporter = NULL;
 	struct timespec started;
 	char err_msg[1024];
 	enum log_level level;
@@ -194,6 +244,8 @@ int main(int argc, char **argv)
 	}
 	if (no_shortcut)
 		cfg->shortcut = false;
+	if (!admin_listen)
+		admin_listen = cfg->admin.listen; /* --admin overrides admin.listen */
 
 	/* Signals arrive through signalfd; worker threads inherit the mask. */
 	sigemptyset(&sigs);
@@ -226,10 +278,15 @@ int main(int argc, char **argv)
 		pr_info("ready: proxy on %s %s, %d services, shortcut %s", v4, v6,
 			cfg->n_services, cfg->shortcut ? "on" : "off");
 	}
+	err = tracing_start(cfg, proxy, &tracer, &exporter, err_msg, sizeof(err_msg));
+	if (err) {
+		pr_warn("cannot start tracing: %s", err_msg);
+		goto out;
+	}
 	if (strcmp(admin_listen, "off") != 0) {
 		struct admin_opts ao = {
 			.listen = admin_listen,
-			.sources = { .pin_root = cfg->pin_root, .proxy = proxy },
+			.sources = { .pin_root = cfg->pin_root, .proxy = proxy, .tracer = tracer },
 			.ready = agent_ready,
 		};
 
@@ -250,6 +307,9 @@ out:
 		datapath_heartbeat(dp, false);
 	admin_stop(admin); /* it reads the proxy's stats: stop it first */
 	proxy_stop(proxy);
+	/* The workers are gone: the rings' last spans go out, then they are freed. */
+	otlp_exporter_stop(exporter);
+	tracer_destroy(tracer);
 	datapath_close(dp);
 	if (sig_fd >= 0)
 		close(sig_fd);

@@ -26,6 +26,9 @@
 
 #include "balance/peak_ewma.h"
 #include "common/addr.h"
+#include "telemetry/admin.h"
+#include "telemetry/otlp.h"
+#include "telemetry/trace.h"
 #include "resilience/backoff.h"
 #include "resilience/breaker.h"
 #include "resilience/retry_budget.h"
@@ -1754,10 +1757,151 @@ static int parse_proxy(struct cfg_parser *p, void *obj)
 	return 0;
 }
 
+/* ---- tracing, admin ---- */
+
+static int parse_tracing_url(struct cfg_parser *p, void *obj)
+{
+	struct config_tracing *t = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	int err;
+
+	err = cp_string(p, "a URL", t->collector_url, sizeof(t->collector_url));
+	if (err)
+		return err;
+	if (strncmp(t->collector_url, "http://", 7) && strncmp(t->collector_url, "https://", 8))
+		return cp_fail(p, cp_line(p), "must start with http:// or https://, got \"%s\"",
+			       echo(t->collector_url, strlen(t->collector_url), buf));
+	return 0;
+}
+
+static int parse_sample_rate(struct cfg_parser *p, void *obj)
+{
+	struct config_tracing *t = obj;
+	char num[64], buf[CONFIG_ECHO_MAX + 4], *end;
+	const char *s;
+	size_t n;
+	double v;
+	int err;
+
+	err = cp_scalar(p, "a number from 0.0 to 1.0", &s, &n);
+	if (err)
+		return err;
+	if (n && n < sizeof(num)) {
+		memcpy(num, s, n);
+		num[n] = '\0';
+		errno = 0;
+		v = strtod(num, &end);
+		if (!errno && end == num + n && !memchr(num, '\0', n) && v >= 0.0 && v <= 1.0) {
+			t->sample_rate = v;
+			return 0;
+		}
+	}
+	return cp_fail(p, cp_line(p), "must be a number from 0.0 to 1.0, got \"%s\"",
+		       echo(s, n, buf));
+}
+
+static int parse_span_kind(struct cfg_parser *p, void *obj)
+{
+	struct config_tracing *t = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	const char *s;
+	size_t n;
+	int err;
+
+	err = cp_scalar(p, "client or server", &s, &n);
+	if (err)
+		return err;
+	if (n == 6 && !memcmp(s, "client", 6))
+		t->span_kind = TRACE_KIND_CLIENT;
+	else if (n == 6 && !memcmp(s, "server", 6))
+		t->span_kind = TRACE_KIND_SERVER;
+	else
+		return cp_fail(p, cp_line(p), "must be client or server, got \"%s\"",
+			       echo(s, n, buf));
+	return 0;
+}
+
+static int parse_service_name(struct cfg_parser *p, void *obj)
+{
+	struct config_tracing *t = obj;
+	int err = cp_string(p, "a name", t->service_name, sizeof(t->service_name));
+
+	if (!err && !t->service_name[0])
+		return cp_fail(p, cp_line(p), "must not be empty");
+	return err;
+}
+
+enum { TRACING_F_RING = 5 };
+
+static const struct field tracing_fields[] = {
+    {"enabled", FIELD_BOOL, offsetof(struct config_tracing, enabled)},
+    {"collector_url", FIELD_FUNC, .parse = parse_tracing_url},
+    {"sample_rate", FIELD_FUNC, .parse = parse_sample_rate},
+    {"span_kind", FIELD_FUNC, .parse = parse_span_kind},
+    {"service_name", FIELD_FUNC, .parse = parse_service_name},
+    [TRACING_F_RING] = {"ring_size", FIELD_U32, offsetof(struct config_tracing, ring_size),
+			TRACE_RING_MIN, TRACE_RING_MAX},
+    {"batch_size", FIELD_U32, offsetof(struct config_tracing, batch_size), 1, OTLP_BATCH_LIMIT},
+    {"batch_delay_ms", FIELD_U32, offsetof(struct config_tracing, batch_delay_ms), 1,
+     CONFIG_MAX_TIMEOUT_MS},
+    {"timeout_ms", FIELD_U32, offsetof(struct config_tracing, timeout_ms), 1,
+     CONFIG_MAX_TIMEOUT_MS},
+};
+
+static int parse_tracing(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+	struct config_tracing *t = &cfg->tracing;
+	struct map_seen seen;
+	int err;
+
+	err = cp_map(p, tracing_fields, ARRAY_SIZE(tracing_fields), t, &seen);
+	if (err)
+		return err;
+	/* The rings index with a mask. */
+	if (t->ring_size & (t->ring_size - 1)) {
+		cp_path_push_key(p, "ring_size");
+		return cp_fail(p, seen.line[TRACING_F_RING], "must be a power of two, got %u",
+			       t->ring_size);
+	}
+	return 0;
+}
+
+static int parse_admin_listen(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	struct shoal_addr addr;
+	uint16_t port_be;
+	int err;
+
+	err = cp_string(p, "ADDR:PORT or off", cfg->admin.listen, sizeof(cfg->admin.listen));
+	if (err)
+		return err;
+	if (strcmp(cfg->admin.listen, "off") &&
+	    (addr_parse_hostport(cfg->admin.listen, &addr, &port_be) || !port_be))
+		return cp_fail(p, cp_line(p), "must be ADDR:PORT, [ADDR]:PORT or off, got \"%s\"",
+			       echo(cfg->admin.listen, strlen(cfg->admin.listen), buf));
+	return 0;
+}
+
+static const struct field admin_fields[] = {
+    {"listen", FIELD_FUNC, .parse = parse_admin_listen},
+};
+
+static int parse_admin(struct cfg_parser *p, void *obj)
+{
+	struct map_seen seen;
+
+	return cp_map(p, admin_fields, ARRAY_SIZE(admin_fields), obj, &seen);
+}
+
 static const struct field root_fields[] = {
     {"node", FIELD_FUNC, .parse = parse_node},
     {"bpf", FIELD_FUNC, .parse = parse_bpf},
     {"proxy", FIELD_FUNC, .parse = parse_proxy},
+    {"tracing", FIELD_FUNC, .parse = parse_tracing},
+    {"admin", FIELD_FUNC, .parse = parse_admin},
     {"services", FIELD_FUNC, .parse = parse_services},
 };
 
@@ -2130,6 +2274,18 @@ static void config_set_defaults(struct config *cfg)
 	cfg->http_max_headers = CONFIG_DEFAULT_HTTP_MAX_HEADERS;
 	cfg->http_pool_idle_timeout_ms = CONFIG_DEFAULT_HTTP_POOL_IDLE_TIMEOUT_MS;
 	cfg->http_pool_max_idle_per_endpoint = CONFIG_DEFAULT_HTTP_POOL_MAX_IDLE;
+	/* tracing: the library's own defaults (docs/tracing.md). */
+	cfg->tracing.enabled = false;
+	snprintf(cfg->tracing.collector_url, sizeof(cfg->tracing.collector_url), "%s",
+		 OTLP_DEFAULT_URL);
+	cfg->tracing.sample_rate = CONFIG_DEFAULT_TRACE_SAMPLE_RATE;
+	cfg->tracing.span_kind = TRACE_KIND_CLIENT;
+	snprintf(cfg->tracing.service_name, sizeof(cfg->tracing.service_name), "shoal");
+	cfg->tracing.ring_size = TRACE_RING_DEFAULT;
+	cfg->tracing.batch_size = OTLP_BATCH_DEFAULT;
+	cfg->tracing.batch_delay_ms = OTLP_DELAY_MS_DEFAULT;
+	cfg->tracing.timeout_ms = OTLP_TIMEOUT_MS_DEFAULT;
+	snprintf(cfg->admin.listen, sizeof(cfg->admin.listen), "%s", ADMIN_DEFAULT_LISTEN);
 }
 
 /*

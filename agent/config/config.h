@@ -82,6 +82,8 @@
 /* Idle upstream connections kept per endpoint per worker: enough for a
  * burst's concurrency to be reused, few enough not to pin server slots. */
 #define CONFIG_DEFAULT_HTTP_POOL_MAX_IDLE 64
+/* tracing.sample_rate: Istio's default, 1 % of new traces. */
+#define CONFIG_DEFAULT_TRACE_SAMPLE_RATE 0.01
 
 /* Route policy. 503 is the one status that says "try elsewhere" (RFC 9110
  * 15.6.4); others are opt-in. */
@@ -238,6 +240,27 @@ struct config_service {
 	int line;
 };
 
+/* tracing: spans of proxied HTTP requests and their export (docs/tracing.md). */
+#define CONFIG_MAX_URL 512	    /* collector_url; OTLP endpoints are short */
+#define CONFIG_MAX_SERVICE_NAME 255 /* resource service.name (OTLP_RESOURCE_STR_MAX - 1) */
+struct config_tracing {
+	bool enabled; /* default false: no spans, trace headers pass through untouched */
+	char collector_url[CONFIG_MAX_URL + 1];
+	double sample_rate; /* new traces only; parents' decisions are followed */
+	uint8_t span_kind;  /* enum trace_span_kind: 3 client (default), 2 server */
+	char service_name[CONFIG_MAX_SERVICE_NAME + 1];
+	uint32_t ring_size;	 /* spans per worker, a power of two */
+	uint32_t batch_size;	 /* spans per POST */
+	uint32_t batch_delay_ms; /* longest a span waits for its batch */
+	uint32_t timeout_ms;	 /* one POST, connect included */
+};
+
+/* admin: the admin endpoint (docs/metrics.md). */
+#define CONFIG_MAX_LISTEN 63 /* "[v6 address]:port" is at most 53 */
+struct config_admin {
+	char listen[CONFIG_MAX_LISTEN + 1]; /* "ADDR:PORT", "[ADDR]:PORT" or "off" */
+};
+
 struct config {
 	char path[PATH_MAX]; /* the file it came from */
 
@@ -271,6 +294,9 @@ struct config {
 	uint32_t http_max_headers;       /* header lines; beyond: 431 */
 	uint32_t http_pool_idle_timeout_ms;
 	uint32_t http_pool_max_idle_per_endpoint; /* 0: no reuse */
+
+	struct config_tracing tracing; /* tracing: */
+	struct config_admin admin;     /* admin: */
 
 	struct config_service *services; /* heap, n_services entries */
 	int n_services;

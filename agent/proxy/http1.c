@@ -147,7 +147,7 @@ static void http1_error(struct worker *w, struct l4_conn *c, enum http_error err
 		return;
 	}
 	WORKER_STAT_INC(w, http_errors);
-	metrics_http_error(w, c, (unsigned int)http_error_status(err), err == HTTP_ERR_TIMEOUT);
+	metrics_http_done(w, c, (unsigned int)http_error_status(err));
 	if (http1_debug()) {
 		char svc[2 * CONFIG_MAX_NAME + 16];
 
@@ -400,6 +400,11 @@ static void http1_rq_head(struct worker *w, struct l4_conn *c)
 		http1_error(w, c, http_error_from_parse(r));
 		return;
 	}
+	r = tele_trace_head(w, c, &consumed);
+	if (r < 0) {
+		http1_error(w, c, http_error_from_parse(r));
+		return;
+	}
 	h->rq_begin = h->rq_parser.start;
 	b->head = h->rq_begin; /* stray CRLFs before the request line are dropped */
 	h->rq_fwd = (uint32_t)consumed;
@@ -505,10 +510,12 @@ static bool http1_may_retry(struct worker *w, struct l4_conn *c, enum retry_fail
 	if (v == RETRY_YES) {
 		h->retries++;
 		WORKER_STAT_INC(w, http_retries);
+		metrics_http_retry(w, c);
 		if (h->sv)
 			atomic_fetch_add_explicit(&h->sv->state->retries, 1, memory_order_relaxed);
 	} else if (v == RETRY_NO_BUDGET && h->sv) {
 		atomic_fetch_add_explicit(&h->sv->state->retries_refused, 1, memory_order_relaxed);
+		metrics_http_retry_refused(w, c);
 	}
 	if (http1_debug()) {
 		char svc[2 * CONFIG_MAX_NAME + 16];
@@ -598,6 +605,7 @@ static void http1_deadline_passed(struct worker *w, struct l4_conn *c)
 	if (h->sv)
 		atomic_fetch_add_explicit(&h->sv->state->deadline_exceeded, 1,
 					  memory_order_relaxed);
+	metrics_http_deadline(w, c);
 	http1_error(w, c, HTTP_ERR_TIMEOUT);
 }
 

@@ -39,6 +39,7 @@ struct worker;
 struct l4_conn;
 struct pool;
 struct metrics_http_shard;
+struct trace_worker;
 
 /* Something in the worker's epoll; epoll_event.data.ptr points at it. */
 struct pollable {
@@ -85,6 +86,7 @@ struct worker {
 
 	struct proxy_stats stats; /* written by this worker, read by anyone: atomics */
 	struct metrics_http_shard *metrics; /* golden metrics; NULL: not recorded */
+	struct trace_worker *trace; /* this worker's span ring; NULL: no tracing (atomic) */
 };
 
 #define WORKER_STAT_ADD(w, name, v) __atomic_fetch_add(&(w)->stats.name, (v), __ATOMIC_RELAXED)

@@ -17,6 +17,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
+#include "telemetry/debug.h"
 
 /* A request head larger than this is refused: GETs from probes and
  * scrapers are a few hundred bytes. */
@@ -142,6 +143,23 @@ static void serve_metrics(struct admin *a, int fd, const char *head, bool head_o
 	metrics_buf_free(&b);
 }
 
+/* /debug/...: JSON pages (debug.h). */
+static void serve_debug(struct admin *a, int fd, const char *path, bool head_only)
+{
+	struct metrics_buf b = {};
+	int err = debug_render(path, &a->opts.sources, &b);
+
+	if (err == -ENOENT)
+		respond_text(fd, 404, "Not Found",
+			     "try /debug/config, /debug/services or /debug/endpoints\n", head_only);
+	else if (err)
+		respond_text(fd, 500, "Internal Server Error", "out of memory rendering the page\n",
+			     head_only);
+	else
+		respond(fd, 200, "OK", "application/json", NULL, b.data, b.len, head_only);
+	metrics_buf_free(&b);
+}
+
 /* Read one request head and answer it. */
 static void admin_handle(struct admin *a, int fd)
 {
@@ -201,8 +219,12 @@ static void admin_handle(struct admin *a, int fd)
 		}
 	} else if (!strcmp(path, "/metrics")) {
 		serve_metrics(a, fd, req, head_only);
+	} else if (!strncmp(path, "/debug/", 7)) {
+		serve_debug(a, fd, path, head_only);
 	} else {
-		respond_text(fd, 404, "Not Found", "try /healthz, /readyz or /metrics\n", head_only);
+		respond_text(fd, 404, "Not Found",
+			     "try /healthz, /readyz, /metrics or /debug/{config,services,endpoints}\n",
+			     head_only);
 	}
 }
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The admin endpoint: a tiny HTTP/1.x server on its own thread, bound to
- * localhost by default, serving /healthz, /readyz and /metrics. It is for
+ * localhost by default, serving /healthz, /readyz, /metrics and the JSON
+ * /debug/config, /debug/services and /debug/endpoints (debug.h). It is for
  * probes and scrapers, not for traffic: one request per connection, a
  * bounded request, a short timeout, and it never blocks the proxy.
  */

@@ -16,6 +16,8 @@
 #include "proxy/worker.h"
 #include "telemetry/http_metrics.h"
 #include "telemetry/kernel_counters.h"
+#include "telemetry/trace.h"
+#include "discovery/discovery.h"
 
 #ifndef SHOAL_VERSION
 #define SHOAL_VERSION "unknown"
@@ -81,6 +83,36 @@ static void __attribute__((format(printf, 2, 3))) out(struct metrics_buf *b, con
 		b->data = grown;
 		b->cap = cap;
 	}
+}
+
+void metrics_buf_printf(struct metrics_buf *b, const char *fmt, ...)
+{
+	char small[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(small, sizeof(small), fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		b->failed = true;
+		return;
+	}
+	if ((size_t)n < sizeof(small)) {
+		out(b, "%s", small);
+		return;
+	}
+	char *big = malloc((size_t)n + 1);
+
+	if (!big) {
+		b->failed = true;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(big, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	out(b, "%s", big);
+	free(big);
 }
 
 static void family_header(struct metrics_buf *b, const char *name, const char *type,
@@ -374,6 +406,47 @@ static void render_proxy(const struct metrics_sources *src, struct metrics_buf *
 #undef PROXY_FAMILY
 }
 
+/* The tracer's counters (zero families when tracing is off). */
+static void render_trace(const struct metrics_sources *src, struct metrics_buf *b)
+{
+	struct trace_stats st = {};
+
+	if (src->tracer)
+		trace_stats(src->tracer, &st);
+#define TRACE_FAMILY(field, kind, help)                                                            \
+	{                                                                                           \
+		const char *suffix = !strcmp(#kind, "counter") ? "_total" : "";                     \
+		out(b, "# HELP shoal_trace_" #field "%s %s\n# TYPE shoal_trace_" #field "%s %s\n", \
+		    suffix, help, suffix, #kind);                                                   \
+		if (src->tracer)                                                                    \
+			out(b, "shoal_trace_" #field "%s %llu\n", suffix,                           \
+			    (unsigned long long)st.field);                                          \
+	}
+	TRACE_STATS(TRACE_FAMILY)
+#undef TRACE_FAMILY
+}
+
+/* Discovery's counters (zero families when it does not run). */
+static void render_discovery(const struct metrics_sources *src, struct metrics_buf *b)
+{
+	struct discovery_stats st = {};
+
+	if (src->discovery)
+		discovery_get_stats(src->discovery, &st);
+#define DISCOVERY_FAMILY(field, kind, help)                                                        \
+	{                                                                                           \
+		const char *suffix = !strcmp(#kind, "counter") ? "_total" : "";                     \
+		out(b, "# HELP shoal_discovery_" #field "%s %s\n# TYPE shoal_discovery_" #field     \
+		       "%s %s\n",                                                                   \
+		    suffix, help, suffix, #kind);                                                   \
+		if (src->discovery)                                                                 \
+			out(b, "shoal_discovery_" #field "%s %llu\n", suffix,                       \
+			    (unsigned long long)st.field);                                          \
+	}
+	DISCOVERY_STATS(DISCOVERY_FAMILY)
+#undef DISCOVERY_FAMILY
+}
+
 static unsigned long count_open_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -408,6 +481,8 @@ int metrics_render(const struct metrics_sources *src, struct metrics_buf *b)
 	header(b, METRIC_DATAPATH_UP);
 	out(b, "%s %d\n", families[METRIC_DATAPATH_UP].name, up);
 	render_proxy(src, b);
+	render_trace(src, b);
+	render_discovery(src, b);
 	header(b, METRIC_PROCESS_OPEN_FDS);
 	out(b, "%s %lu\n", families[METRIC_PROCESS_OPEN_FDS].name, count_open_fds());
 	header(b, METRIC_PROCESS_RSS);
@@ -433,6 +508,16 @@ void metrics_print_docs(void)
 	       !strcmp(#kind, "counter") ? "_total" : "", help);
 	PROXY_STATS(DOC_PROXY)
 #undef DOC_PROXY
+#define DOC_TRACE(field, kind, help)                                                               \
+	printf("| `shoal_trace_" #field "%s` | " #kind " | | %s |\n",                              \
+	       !strcmp(#kind, "counter") ? "_total" : "", help);
+	TRACE_STATS(DOC_TRACE)
+#undef DOC_TRACE
+#define DOC_DISCOVERY(field, kind, help)                                                           \
+	printf("| `shoal_discovery_" #field "%s` | " #kind " | | %s |\n",                          \
+	       !strcmp(#kind, "counter") ? "_total" : "", help);
+	DISCOVERY_STATS(DOC_DISCOVERY)
+#undef DOC_DISCOVERY
 	for (int i = 0; i < METRIC_COUNT; i++)
 		printf("| `%s` | %s | %s | %s |\n", families[i].name, families[i].type,
 		       families[i].labels[0] ? families[i].labels : "", families[i].help);

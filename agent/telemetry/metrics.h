@@ -17,11 +17,14 @@
 #include <stdint.h>
 
 struct proxy;
+struct tracer;
+struct discovery;
 
 /*
- * X(id, name, type, labels, help). Kernel and proxy counters are families
- * generated from their own tables (SHOAL_KERNEL_COUNTERS, PROXY_STATS);
- * the names are shoal_datapath_<field>_total and shoal_proxy_<field>[_total].
+ * X(id, name, type, labels, help). Kernel, proxy and tracing counters are
+ * families generated from their own tables (SHOAL_KERNEL_COUNTERS,
+ * PROXY_STATS, TRACE_STATS); the names are shoal_datapath_<field>_total,
+ * shoal_proxy_<field>[_total] and shoal_trace_<field>[_total].
  * Labels never carry an unbounded value: "service" and "backend" are
  * configured namespace/names, "route" a configured route name,
  * "endpoint" a configured endpoint address, "status_code" 100 - 599;
@@ -76,6 +79,8 @@ struct proxy;
 struct metrics_sources {
 	const char *pin_root; /* pinned maps of the datapath */
 	struct proxy *proxy;
+	struct tracer *tracer; /* tracing: counters (TRACE_STATS); NULL when off */
+	struct discovery *discovery; /* DISCOVERY_STATS; NULL: not running */
 	double start_time;    /* epoch seconds */
 };
 
@@ -87,6 +92,10 @@ struct metrics_buf {
 };
 
 void metrics_buf_free(struct metrics_buf *b);
+
+/* Append printf-style text to b; on failure b->failed is set. */
+void metrics_buf_printf(struct metrics_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Render every family in the Prometheus text format (version 0.0.4).
  * Returns 0, or -ENOMEM (b->failed). */

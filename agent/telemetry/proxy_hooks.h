@@ -13,10 +13,15 @@
 #define SHOAL_TELEMETRY_PROXY_HOOKS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "telemetry/trace.h"
 
 struct worker;
 struct l4_conn;
+struct proxy;
+struct config;
 
 /*
  * Telemetry state of the request a connection is serving; part of
@@ -25,6 +30,9 @@ struct l4_conn;
 struct http1_tele {
 	/* rq_head_start_ns of the request already recorded: one record each. */
 	uint64_t recorded_start_ns;
+	/* rq_head_start_ns of the request span belongs to; else span is stale. */
+	uint64_t traced_start_ns;
+	struct trace_span span;
 };
 
 /*
@@ -35,9 +43,28 @@ struct http1_tele {
  */
 void metrics_http_done(struct worker *w, struct l4_conn *c, unsigned int status);
 
-/* The proxy answered the request on c itself with @status (http_error.h);
- * @deadline: because the request's deadline expired. */
-void metrics_http_error(struct worker *w, struct l4_conn *c, unsigned int status, bool deadline);
+/*
+ * Tracing of the request whose head was just parsed on c (consumed bytes
+ * of the client buffer): extract the incoming context, start its span,
+ * and rewrite the head in place without the incoming propagation headers
+ * and with the outgoing ones (docs/tracing.md). Updates *consumed, the
+ * buffer's tail and the parsed head. When the rewritten head would break
+ * a limit (buffer, max_head_bytes, max_headers) the head goes on
+ * untouched. Does nothing while no tracer is attached. Returns 0, or a
+ * parse error (HTTP1_E_*) when the rewritten head no longer parses.
+ */
+int tele_trace_head(struct worker *w, struct l4_conn *c, size_t *consumed);
+
+/*
+ * Tracing for proxy p: the tracer's rings serve p's workers, one each.
+ * attach before traffic is traced; detach (NULL) any time; the tracer
+ * must outlive p's workers. Returns 0, or -EINVAL when t has fewer rings
+ * than p has workers.
+ */
+int tele_attach_tracer(struct proxy *p, struct tracer *t);
+
+/* Worker threads p runs (the tracer needs one ring each). */
+unsigned int tele_proxy_workers(const struct proxy *p);
 
 /* Resilience events of the request on c. */
 void metrics_http_retry(struct worker *w, struct l4_conn *c);

@@ -100,6 +100,30 @@ wr=$(sum_samples "^shoal_tcp_write_bytes_total[{]$web}")
 [[ $(sum_samples '^shoal_http_series_overflow_total$') == 0 ]] && pass "no HTTP series overflow" ||
 	fail "HTTP series overflow: $(grep '^shoal_http_series' "$metrics")"
 
+# The /debug pages: JSON with the same figures. (The 503s may have opened
+# a breaker: any state is fine, it must be there.)
+admin_get "http://$ADMIN/debug/services" >"$LOGDIR/services.json"
+admin_get "http://$ADMIN/debug/endpoints" >"$LOGDIR/endpoints.json"
+admin_get "http://$ADMIN/debug/config" >"$LOGDIR/config.json"
+got=$(python3 - "$LOGDIR" <<'PY'
+import json, sys
+d = sys.argv[1]
+svc = {s["name"]: s for s in json.load(open(d + "/services.json"))["services"]}
+eps = [e for e in json.load(open(d + "/endpoints.json"))["endpoints"] if e["service"] == "api"]
+cfg = json.load(open(d + "/config.json"))
+api = svc["api"]
+print(api["http"]["requests"], api["http"]["responses"]["2xx"], api["http"]["responses"]["5xx"],
+      sum(e["http"]["requests"] for e in eps), len(eps), all(e.get("breaker") in ("closed", "open", "half-open") for e in eps),
+      "estimate_ms" in eps[0] and "in_flight" in eps[0], svc["web"]["tcp"]["opened"] >= 5,
+      cfg["admin"]["listen"], [s["name"] for s in cfg["services"]])
+PY
+)
+if [[ $got == "17 12 3 17 2 True True True 127.0.0.1:15020 ['web', 'api']" ]]; then
+	pass "/debug/services, /debug/endpoints and /debug/config: the same counts, breaker state and estimate per endpoint, the config"
+else
+	fail "/debug pages: $got"
+fi
+
 gz=$(admin_get -H 'Accept-Encoding: gzip' -D - -o "$LOGDIR/metrics.gz" "http://$ADMIN/metrics")
 if grep -qi '^content-encoding: gzip' <<<"$gz" && gunzip -c "$LOGDIR/metrics.gz" | grep -q '^shoal_build_info'; then
 	pass "/metrics is gzipped when the scraper asks"

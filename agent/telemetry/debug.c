@@ -1,0 +1,360 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include "telemetry/debug.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/addr.h"
+#include "proxy/endpoint_state.h"
+#include "proxy/proxy_int.h"
+#include "proxy/worker.h"
+#include "telemetry/http_metrics.h"
+
+#define P metrics_buf_printf
+
+/* A JSON string: quotes, backslashes and control bytes escaped. */
+static void json_str(struct metrics_buf *b, const char *s)
+{
+	P(b, "\"");
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			P(b, "\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			P(b, "\\u%04x", c);
+		else
+			P(b, "%c", c);
+	}
+	P(b, "\"");
+}
+
+static void json_addr(struct metrics_buf *b, const struct shoal_addr *a)
+{
+	char text[ADDR_STR_MAX];
+
+	json_str(b, addr_ntop(a, text, sizeof(text)));
+}
+
+static const char *proto_name(enum config_protocol p)
+{
+	switch (p) {
+	case CONFIG_PROTO_TCP:
+		return "tcp";
+	case CONFIG_PROTO_HTTP:
+		return "http";
+	case CONFIG_PROTO_H2C:
+		return "h2c";
+	case CONFIG_PROTO_DETECT:
+		return "detect";
+	}
+	return "?";
+}
+
+/* HTTP figures of a service or endpoint, summed from snapshot rows. */
+struct http_sum {
+	uint64_t requests;
+	uint64_t classes[5]; /* responses 1xx .. 5xx */
+	uint64_t buckets[METRICS_LATENCY_N + 1];
+};
+
+static void http_sum_add(struct http_sum *s, const struct metrics_http_row *r)
+{
+	if (!r->key.status) {
+		s->requests += r->count;
+		return;
+	}
+	if (r->key.status >= 100 && r->key.status < 600)
+		s->classes[r->key.status / 100 - 1] += r->count;
+	for (int i = 0; i <= METRICS_LATENCY_N; i++)
+		s->buckets[i] += r->buckets[i];
+}
+
+/* "http": {...}; cumulative totals, so a reader diffs two reads for rates. */
+static void json_http(struct metrics_buf *b, const struct http_sum *s)
+{
+	P(b, "\"http\":{\"requests\":%llu,\"responses\":{", (unsigned long long)s->requests);
+	for (int i = 0; i < 5; i++)
+		P(b, "%s\"%dxx\":%llu", i ? "," : "", i + 1, (unsigned long long)s->classes[i]);
+	P(b, "},\"latency_buckets\":[");
+	for (int i = 0; i <= METRICS_LATENCY_N; i++)
+		P(b, "%s%llu", i ? "," : "", (unsigned long long)s->buckets[i]);
+	P(b, "]}");
+}
+
+/* The proxy's config (NULL without a proxy). */
+static const struct config *src_config(const struct metrics_sources *src)
+{
+	return src->proxy ? src->proxy->cfg : NULL;
+}
+
+static const struct shoal_addr *ep_addr_of(void *ctx, uint32_t svc, uint32_t ep)
+{
+	const struct config *cfg = ctx;
+
+	if (svc >= (uint32_t)cfg->n_services || ep >= (uint32_t)cfg->services[svc].n_endpoints)
+		return NULL;
+	return &cfg->services[svc].endpoints[ep].addr;
+}
+
+static int snapshot(const struct metrics_sources *src, const struct config *cfg,
+		    struct metrics_http_snapshot *snap)
+{
+	struct metrics_http_shard *shards[PROXY_MAX_WORKERS];
+	size_t n = 0;
+
+	for (int i = 0; i < src->proxy->n_workers && i < PROXY_MAX_WORKERS; i++)
+		shards[n++] = src->proxy->workers[i].metrics;
+	return metrics_http_snapshot(shards, n, (uint32_t)cfg->n_services, ep_addr_of, (void *)cfg,
+				     snap);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The resilience view of service s, or NULL (no proxy state for it). */
+static const struct es_svc_view *svc_view(const struct metrics_sources *src,
+					  const struct config *cfg, const struct config_service *s)
+{
+	struct es_view *v = atomic_load_explicit(&src->proxy->es_view, memory_order_acquire);
+
+	return v ? es_view_service(v, cfg, s) : NULL;
+}
+
+static void render_services(const struct metrics_sources *src, struct metrics_buf *b)
+{
+	const struct config *cfg = src_config(src);
+	struct metrics_http_snapshot snap = {};
+	size_t r = 0;
+
+	P(b, "{\"services\":[");
+	if (!cfg || snapshot(src, cfg, &snap)) {
+		P(b, "]}\n");
+		return;
+	}
+	for (int i = 0; i < cfg->n_services; i++) {
+		const struct config_service *s = &cfg->services[i];
+		const struct es_svc_view *sv = svc_view(src, cfg, s);
+		const struct metrics_tcp_series *t = &snap.tcp[i];
+		struct http_sum h = {};
+
+		/* Rows are sorted by the addressed service first. */
+		for (; r < snap.n_rows && snap.rows[r].key.svc == (uint32_t)i; r++)
+			http_sum_add(&h, &snap.rows[r]);
+		P(b, "%s{\"namespace\":", i ? "," : "");
+		json_str(b, s->namespace);
+		P(b, ",\"name\":");
+		json_str(b, s->name);
+		P(b, ",\"id\":%u,\"vips\":[", s->id);
+		for (int j = 0; j < s->n_vips; j++) {
+			P(b, "%s", j ? "," : "");
+			json_addr(b, &s->vips[j]);
+		}
+		P(b, "],\"ports\":[");
+		for (int j = 0; j < s->n_ports; j++)
+			P(b, "%s{\"port\":%u,\"target_port\":%u,\"protocol\":\"%s\"}", j ? "," : "",
+			  s->ports[j].port, s->ports[j].target_port, proto_name(s->ports[j].protocol));
+		P(b, "],\"endpoints\":%d,\"routes\":[", s->n_endpoints);
+		for (int j = 0; j < s->n_routes; j++) {
+			P(b, "%s", j ? "," : "");
+			json_str(b, s->routes[j].name);
+		}
+		P(b, "],");
+		json_http(b, &h);
+		P(b, ",\"tcp\":{\"opened\":%llu,\"closed\":%llu,\"read_bytes\":%llu,\"write_bytes\":%llu}",
+		  (unsigned long long)t->opened, (unsigned long long)t->closed,
+		  (unsigned long long)t->read_bytes, (unsigned long long)t->write_bytes);
+		if (sv) {
+			struct es_service_stats st;
+
+			es_service_read(sv, now_ns(), &st);
+			P(b,
+			  ",\"resilience\":{\"budget_balance\":%llu,\"ejected\":%u,\"ejection_cap\":%u,"
+			  "\"retries\":%llu,\"retries_refused\":%llu,\"deadline_exceeded\":%llu,"
+			  "\"no_candidate\":%llu,\"ejections\":%llu,\"readmissions\":%llu}",
+			  (unsigned long long)st.budget_balance, st.ejected, st.ejection_cap,
+			  (unsigned long long)st.retries, (unsigned long long)st.retries_refused,
+			  (unsigned long long)st.deadline_exceeded, (unsigned long long)st.no_candidate,
+			  (unsigned long long)st.ejections, (unsigned long long)st.readmissions);
+		}
+		P(b, "}");
+	}
+	P(b, "]}\n");
+	metrics_http_snapshot_free(&snap);
+}
+
+static void render_endpoints(const struct metrics_sources *src, struct metrics_buf *b)
+{
+	const struct config *cfg = src_config(src);
+	struct metrics_http_snapshot snap = {};
+	struct http_sum *sums = NULL;
+	bool first = true;
+	size_t total = 0;
+
+	P(b, "{\"endpoints\":[");
+	if (!cfg || snapshot(src, cfg, &snap)) {
+		P(b, "]}\n");
+		return;
+	}
+	/* One sum per (backend service, endpoint): offsets into one array. */
+	size_t *base = calloc((size_t)cfg->n_services + 1, sizeof(*base));
+
+	for (int i = 0; base && i < cfg->n_services; i++)
+		base[i + 1] = base[i] + (size_t)cfg->services[i].n_endpoints;
+	if (base)
+		total = base[cfg->n_services];
+	sums = calloc(total ? total : 1, sizeof(*sums));
+	if (!base || !sums) {
+		b->failed = true;
+		goto out;
+	}
+	for (size_t r = 0; r < snap.n_rows; r++) {
+		const struct metrics_http_row *row = &snap.rows[r];
+
+		if (row->key.endpoint)
+			http_sum_add(&sums[base[row->key.backend] + row->key.endpoint - 1], row);
+	}
+	for (int i = 0; i < cfg->n_services; i++) {
+		const struct config_service *s = &cfg->services[i];
+		const struct es_svc_view *sv = svc_view(src, cfg, s);
+		uint64_t now = now_ns();
+
+		for (int j = 0; j < s->n_endpoints; j++) {
+			P(b, "%s{\"namespace\":", first ? "" : ",");
+			first = false;
+			json_str(b, s->namespace);
+			P(b, ",\"service\":");
+			json_str(b, s->name);
+			P(b, ",\"address\":");
+			json_addr(b, &s->endpoints[j].addr);
+			P(b, ",");
+			json_http(b, &sums[base[i] + (size_t)j]);
+			if (sv && (uint32_t)j < sv->n_endpoints) {
+				struct es_endpoint_stats st;
+
+				es_endpoint_read(sv, (uint32_t)j, now, &st);
+				P(b,
+				  ",\"estimate_ms\":%.3f,\"in_flight\":%u,\"breaker\":\"%s\","
+				  "\"consecutive_failures\":%u,\"ejections\":%llu",
+				  st.estimate_ns / 1e6, st.pending, breaker_state_name(st.breaker.state),
+				  st.breaker.consecutive, (unsigned long long)st.breaker.ejections);
+			}
+			P(b, "}");
+		}
+	}
+out:
+	P(b, "]}\n");
+	free(base);
+	free(sums);
+	metrics_http_snapshot_free(&snap);
+}
+
+static void render_config(const struct metrics_sources *src, struct metrics_buf *b)
+{
+	const struct config *cfg = src_config(src);
+
+	if (!cfg) {
+		P(b, "{}\n");
+		return;
+	}
+	P(b, "{\"path\":");
+	json_str(b, cfg->path);
+	P(b, ",\"node\":{\"address_v4\":");
+	json_addr(b, &cfg->proxy_v4);
+	P(b, ",\"address_v6\":");
+	json_addr(b, &cfg->proxy_v6);
+	P(b, ",\"proxy_port\":%u},\"bpf\":{\"pin_root\":", cfg->proxy_port);
+	json_str(b, cfg->pin_root);
+	P(b, ",\"cgroup\":");
+	json_str(b, cfg->cgroup);
+	P(b, ",\"shortcut\":%s,\"socket_mark\":%u,\"failopen_after_ms\":%u}",
+	  cfg->shortcut ? "true" : "false", cfg->socket_mark, cfg->failopen_after_ms);
+	P(b,
+	  ",\"proxy\":{\"workers\":%d,\"connect_timeout_ms\":%u,\"connect_deadline_ms\":%u,"
+	  "\"buffer_bytes\":%u,\"max_connections\":%u,\"detect_timeout_ms\":%u,"
+	  "\"idle_timeout_ms\":%u,\"opaque_ports\":[",
+	  cfg->workers, cfg->connect_timeout_ms, cfg->connect_deadline_ms, cfg->buffer_bytes,
+	  cfg->max_connections, cfg->detect_timeout_ms, cfg->idle_timeout_ms);
+	for (int i = 0; i < cfg->n_opaque_ports; i++)
+		P(b, "%s%u", i ? "," : "", cfg->opaque_ports[i]);
+	P(b,
+	  "],\"http\":{\"max_request_line\":%u,\"max_head_bytes\":%u,\"max_headers\":%u,"
+	  "\"pool_idle_timeout_ms\":%u,\"pool_max_idle_per_endpoint\":%u}}",
+	  cfg->http_max_request_line, cfg->http_max_head_bytes, cfg->http_max_headers,
+	  cfg->http_pool_idle_timeout_ms, cfg->http_pool_max_idle_per_endpoint);
+	P(b, ",\"tracing\":{\"enabled\":%s,\"collector_url\":", cfg->tracing.enabled ? "true" : "false");
+	json_str(b, cfg->tracing.collector_url);
+	P(b, ",\"sample_rate\":%g,\"span_kind\":\"%s\",\"service_name\":", cfg->tracing.sample_rate,
+	  cfg->tracing.span_kind == 2 ? "server" : "client");
+	json_str(b, cfg->tracing.service_name);
+	P(b, ",\"ring_size\":%u,\"batch_size\":%u,\"batch_delay_ms\":%u,\"timeout_ms\":%u}",
+	  cfg->tracing.ring_size, cfg->tracing.batch_size, cfg->tracing.batch_delay_ms,
+	  cfg->tracing.timeout_ms);
+	P(b, ",\"admin\":{\"listen\":");
+	json_str(b, cfg->admin.listen);
+	P(b, "},\"services\":[");
+	for (int i = 0; i < cfg->n_services; i++) {
+		const struct config_service *s = &cfg->services[i];
+
+		P(b, "%s{\"namespace\":", i ? "," : "");
+		json_str(b, s->namespace);
+		P(b, ",\"name\":");
+		json_str(b, s->name);
+		P(b, ",\"vips\":[");
+		for (int j = 0; j < s->n_vips; j++) {
+			P(b, "%s", j ? "," : "");
+			json_addr(b, &s->vips[j]);
+		}
+		P(b, "],\"ports\":[");
+		for (int j = 0; j < s->n_ports; j++)
+			P(b, "%s{\"port\":%u,\"target_port\":%u,\"protocol\":\"%s\"}", j ? "," : "",
+			  s->ports[j].port, s->ports[j].target_port, proto_name(s->ports[j].protocol));
+		P(b, "],\"endpoints\":[");
+		for (int j = 0; j < s->n_endpoints; j++) {
+			P(b, "%s", j ? "," : "");
+			json_addr(b, &s->endpoints[j].addr);
+		}
+		P(b, "],\"routes\":[");
+		for (int j = 0; j < s->n_routes; j++) {
+			const struct config_route *r = &s->routes[j];
+
+			P(b, "%s{\"name\":", j ? "," : "");
+			json_str(b, r->name);
+			P(b, ",\"timeout_ms\":%u,\"per_try_timeout_ms\":%u,\"backends\":[", r->timeout_ms,
+			  r->per_try_timeout_ms);
+			for (int k = 0; k < r->n_backends; k++) {
+				char name[2 * CONFIG_MAX_NAME + 2];
+
+				snprintf(name, sizeof(name), "%s/%s", r->backends[k].namespace,
+					 r->backends[k].name);
+				P(b, "%s{\"service\":", k ? "," : "");
+				json_str(b, name);
+				P(b, ",\"weight\":%u}", r->backends[k].weight);
+			}
+			P(b, "]}");
+		}
+		P(b, "]}");
+	}
+	P(b, "]}\n");
+}
+
+int debug_render(const char *path, const struct metrics_sources *src, struct metrics_buf *b)
+{
+	if (!strcmp(path, "/debug/services"))
+		render_services(src, b);
+	else if (!strcmp(path, "/debug/endpoints"))
+		render_endpoints(src, b);
+	else if (!strcmp(path, "/debug/config"))
+		render_config(src, b);
+	else
+		return -ENOENT;
+	return b->failed ? -ENOMEM : 0;
+}
