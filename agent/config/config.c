@@ -1374,12 +1374,12 @@ static int parse_routes(struct cfg_parser *p, void *obj)
  * (peak_ewma_cfg_check, breaker_cfg_check, retry_budget_cfg_check) accept
  * everything inside them.
  */
-#define CONFIG_MAX_RTT_MS 60000	       /* a "typical" latency above 1 min is no estimate */
-#define CONFIG_MAX_PENALTY_MS 3600000  /* Retry-After cap and failure penalty: 1 h */
+#define CONFIG_MAX_RTT_MS 60000	      /* a "typical" latency above 1 min is no estimate */
+#define CONFIG_MAX_PENALTY_MS 3600000 /* Retry-After cap and failure penalty: 1 h */
 #define CONFIG_MAX_BUDGET_RATIO_PCT (RETRY_BUDGET_MAX_RATIO_MILLI / 10)
 #define CONFIG_MAX_BUDGET_MIN_PER_S 100000
 #define CONFIG_MIN_BUDGET_WINDOW_MS (RETRY_BUDGET_MIN_TTL_NS / 1000000)
-#define CONFIG_MAX_RETRIES 10	       /* beyond this a budget bounds nothing per request */
+#define CONFIG_MAX_RETRIES 10		 /* beyond this a budget bounds nothing per request */
 #define CONFIG_MAX_RETRY_BODY (1u << 20) /* replay is from the connection buffer anyway */
 #define CONFIG_MAX_CONSECUTIVE 100000
 #define CONFIG_MAX_BREAKER_BACKOFF_MS 3600000 /* an hour out is a removal, not a backoff */
@@ -1388,8 +1388,7 @@ static int parse_routes(struct cfg_parser *p, void *obj)
 static const struct field balancer_fields[] = {
     {"default_rtt_ms", FIELD_U32, offsetof(struct config_resilience, default_rtt_ms), 1,
      CONFIG_MAX_RTT_MS},
-    {"decay_ms", FIELD_U32, offsetof(struct config_resilience, decay_ms), 1,
-     CONFIG_MAX_TIMEOUT_MS},
+    {"decay_ms", FIELD_U32, offsetof(struct config_resilience, decay_ms), 1, CONFIG_MAX_TIMEOUT_MS},
     {"failure_penalty_ms", FIELD_U32, offsetof(struct config_resilience, failure_penalty_ms), 0,
      CONFIG_MAX_PENALTY_MS},
     {"retry_after_cap_ms", FIELD_U32, offsetof(struct config_resilience, retry_after_cap_ms), 0,
@@ -1408,8 +1407,8 @@ static const struct field budget_fields[] = {
 enum { RETRIES_F_MAX, RETRIES_F_BODY, RETRIES_F_BASE, RETRIES_F_CAP, RETRIES_F_CONNECT };
 
 static const struct field retries_fields[] = {
-    [RETRIES_F_MAX] = {"max_retries", FIELD_U32, offsetof(struct config_resilience, max_retries),
-		       0, CONFIG_MAX_RETRIES},
+    [RETRIES_F_MAX] = {"max_retries", FIELD_U32, offsetof(struct config_resilience, max_retries), 0,
+		       CONFIG_MAX_RETRIES},
     [RETRIES_F_BODY] = {"max_body_bytes", FIELD_U32,
 			offsetof(struct config_resilience, max_body_bytes), 0,
 			CONFIG_MAX_RETRY_BODY},
@@ -1441,8 +1440,7 @@ static const struct field breaker_fields[] = {
      offsetof(struct config_resilience, success_rate_window_ms), 10, CONFIG_MAX_TIMEOUT_MS},
     {"success_rate_min_requests", FIELD_U32,
      offsetof(struct config_resilience, success_rate_min_requests), 0, CONFIG_MAX_MIN_REQUESTS},
-    {"max_ejection_pct", FIELD_U32, offsetof(struct config_resilience, max_ejection_pct), 0,
-     100},
+    {"max_ejection_pct", FIELD_U32, offsetof(struct config_resilience, max_ejection_pct), 0, 100},
 };
 
 enum { TIMEOUTS_F_CONNECT, TIMEOUTS_F_REQUEST, TIMEOUTS_F_PER_TRY, TIMEOUTS_F_IDLE };
@@ -1557,8 +1555,7 @@ static int parse_resilience(struct cfg_parser *p, void *obj)
 	struct config_service *svc = obj;
 	struct map_seen seen;
 
-	return cp_map(p, resilience_fields, ARRAY_SIZE(resilience_fields), &svc->resilience,
-		      &seen);
+	return cp_map(p, resilience_fields, ARRAY_SIZE(resilience_fields), &svc->resilience, &seen);
 }
 
 /* ---- services ---- */

@@ -1285,21 +1285,22 @@ Test(config, resilience_block_sets_every_field)
 {
 	const struct config_resilience *r;
 
-	cr_assert_eq(parse(SVC_RES("      balancer: {default_rtt_ms: 5, decay_ms: 2000, "
-				   "failure_penalty_ms: 1000, retry_after_cap_ms: 9000}\n"
-				   "      retry_budget: {ratio_pct: 50, min_per_second: 3, "
-				   "window_ms: 5000}\n"
-				   "      retries: {max_retries: 4, max_body_bytes: 1024, "
-				   "backoff_base_ms: 10, backoff_max_ms: 100, "
-				   "connect_any_method: false}\n"
-				   "      breaker: {consecutive_failures: 3, backoff_min_ms: 500, "
-				   "backoff_max_ms: 5000, jitter_pct: 10, success_rate_pct: 0, "
-				   "success_rate_window_ms: 2000, success_rate_min_requests: 9, "
-				   "max_ejection_pct: 100}\n"
-				   "      fail_fast_ms: 250\n"
-				   "      timeouts: {connect_ms: 300, request_ms: 2000, per_try_ms: 500, "
-				   "idle_ms: 7000}\n")),
-		     0, "%s", err);
+	cr_assert_eq(
+	    parse(SVC_RES("      balancer: {default_rtt_ms: 5, decay_ms: 2000, "
+			  "failure_penalty_ms: 1000, retry_after_cap_ms: 9000}\n"
+			  "      retry_budget: {ratio_pct: 50, min_per_second: 3, "
+			  "window_ms: 5000}\n"
+			  "      retries: {max_retries: 4, max_body_bytes: 1024, "
+			  "backoff_base_ms: 10, backoff_max_ms: 100, "
+			  "connect_any_method: false}\n"
+			  "      breaker: {consecutive_failures: 3, backoff_min_ms: 500, "
+			  "backoff_max_ms: 5000, jitter_pct: 10, success_rate_pct: 0, "
+			  "success_rate_window_ms: 2000, success_rate_min_requests: 9, "
+			  "max_ejection_pct: 100}\n"
+			  "      fail_fast_ms: 250\n"
+			  "      timeouts: {connect_ms: 300, request_ms: 2000, per_try_ms: 500, "
+			  "idle_ms: 7000}\n")),
+	    0, "%s", err);
 	r = &cfg->services[0].resilience;
 	cr_assert_eq(r->default_rtt_ms, 5);
 	cr_assert_eq(r->decay_ms, 2000);
@@ -1330,18 +1331,21 @@ Test(config, resilience_block_sets_every_field)
 
 Test(config, resilience_errors)
 {
-	assert_refused(SVC_RES("      balancer: {decay_ms: 0}\n"),
-		       "t.yaml:8: services[0].resilience.balancer.decay_ms: must be 1..600000, got 0");
-	assert_refused(SVC_RES("      breaker: {jitter_pct: 101}\n"),
-		       "t.yaml:8: services[0].resilience.breaker.jitter_pct: must be 0..100, got 101");
+	assert_refused(
+	    SVC_RES("      balancer: {decay_ms: 0}\n"),
+	    "t.yaml:8: services[0].resilience.balancer.decay_ms: must be 1..600000, got 0");
+	assert_refused(
+	    SVC_RES("      breaker: {jitter_pct: 101}\n"),
+	    "t.yaml:8: services[0].resilience.breaker.jitter_pct: must be 0..100, got 101");
 	assert_refused(SVC_RES("      breaker: {backoff_min_ms: 5000, backoff_max_ms: 1000}\n"),
 		       "t.yaml:8: services[0].resilience.breaker.backoff_min_ms: must be <= "
 		       "backoff_max_ms (1000), got 5000");
 	assert_refused(SVC_RES("      retries: {backoff_base_ms: 300}\n"),
 		       "t.yaml:8: services[0].resilience.retries.backoff_base_ms: must be <= "
 		       "backoff_max_ms (250), got 300");
-	assert_refused(SVC_RES("      retries: {max_retries: 11}\n"),
-		       "t.yaml:8: services[0].resilience.retries.max_retries: must be 0..10, got 11");
+	assert_refused(
+	    SVC_RES("      retries: {max_retries: 11}\n"),
+	    "t.yaml:8: services[0].resilience.retries.max_retries: must be 0..10, got 11");
 	assert_refused(SVC_RES("      timeouts: {request_ms: 100, per_try_ms: 200}\n"),
 		       "t.yaml:8: services[0].resilience.timeouts.per_try_ms: must be <= "
 		       "request_ms (100), got 200");

@@ -97,7 +97,8 @@ uint32_t balance_pick(const struct es_svc_view *sv, uint32_t n_endpoints, uint64
 		n = balance_candidates(sv, now_ns, avoid, n_avoid, true, cand, &probe);
 	/* A due probe goes first: P2C would never pick it (its estimate
 	 * carries the failures), and without a probe it is never readmitted. */
-	if (probe != BALANCE_NONE && breaker_admit(&sv->ep[probe]->breaker, now_ns) == BREAKER_PROBE) {
+	if (probe != BALANCE_NONE &&
+	    breaker_admit(&sv->ep[probe]->breaker, now_ns) == BREAKER_PROBE) {
 		t->idx = probe;
 		t->ticket = BREAKER_PROBE;
 		return probe;
@@ -147,13 +148,14 @@ static void balance_log_event(const struct es_svc_view *sv, const struct es_endp
 	case BREAKER_EV_REOPENED:
 		atomic_fetch_add_explicit(&s->ejections, 1, memory_order_relaxed);
 		breaker_snapshot((struct breaker *)&e->breaker, now_ns, &snap);
-		pr_info("proxy: %s/%s: endpoint %s ejected%s after %s (ejection %llu); probing "
-			"again in %llu ms",
-			s->namespace, s->name, addr, ev == BREAKER_EV_REOPENED ? " again" : "",
-			what, (unsigned long long)snap.ejections,
-			(unsigned long long)((snap.open_until_ns > now_ns ? snap.open_until_ns - now_ns
-									  : 0) /
-					     1000000));
+		pr_info(
+		    "proxy: %s/%s: endpoint %s ejected%s after %s (ejection %llu); probing "
+		    "again in %llu ms",
+		    s->namespace, s->name, addr, ev == BREAKER_EV_REOPENED ? " again" : "", what,
+		    (unsigned long long)snap.ejections,
+		    (unsigned long long)((snap.open_until_ns > now_ns ? snap.open_until_ns - now_ns
+								      : 0) /
+					 1000000));
 		break;
 	case BREAKER_EV_RECOVERED:
 		atomic_fetch_add_explicit(&s->readmissions, 1, memory_order_relaxed);

@@ -290,6 +290,40 @@ void es_endpoint_read(const struct es_svc_view *sv, uint32_t idx, uint64_t now_n
 	breaker_snapshot(&e->breaker, now_ns, &out->breaker);
 }
 
+void es_view_log(const struct es_view *v, uint64_t now_ns)
+{
+	for (uint32_t i = 0; v && i < v->n_services; i++) {
+		const struct es_svc_view *sv = &v->svc[i];
+		struct es_service_stats ss;
+
+		es_service_read(sv, now_ns, &ss);
+		pr_info(
+		    "resilience: %s/%s: budget %llu retries, %u of %u endpoints ejected "
+		    "(cap %u); requests %llu retries %llu refused %llu deadline %llu "
+		    "no-candidate %llu ejections %llu readmissions %llu",
+		    sv->state->namespace, sv->state->name, (unsigned long long)ss.budget_balance,
+		    ss.ejected, sv->n_endpoints, ss.ejection_cap, (unsigned long long)ss.requests,
+		    (unsigned long long)ss.retries, (unsigned long long)ss.retries_refused,
+		    (unsigned long long)ss.deadline_exceeded, (unsigned long long)ss.no_candidate,
+		    (unsigned long long)ss.ejections, (unsigned long long)ss.readmissions);
+		for (uint32_t k = 0; k < sv->n_endpoints; k++) {
+			struct es_endpoint_stats es;
+			char addr[ADDR_STR_MAX];
+
+			es_endpoint_read(sv, k, now_ns, &es);
+			pr_info("resilience: %s/%s: endpoint %s: estimate %.3f ms, %u pending, "
+				"breaker %s (%u failures in a row, %u/%u ok in the window, "
+				"%llu ejections)",
+				sv->state->namespace, sv->state->name,
+				addr_ntop(&sv->ep[k]->addr, addr, sizeof(addr)),
+				es.estimate_ns / 1e6, es.pending,
+				breaker_state_name(es.breaker.state), es.breaker.consecutive,
+				es.breaker.window_ok, es.breaker.window_ok + es.breaker.window_fail,
+				(unsigned long long)es.breaker.ejections);
+		}
+	}
+}
+
 void es_service_read(const struct es_svc_view *sv, uint64_t now_ns, struct es_service_stats *out)
 {
 	struct es_service *s = sv->state;

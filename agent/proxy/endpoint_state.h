@@ -66,13 +66,13 @@ struct es_service {
 	struct retry_budget_cfg budget_cfg;
 	struct es_endpoint *endpoints;
 	uint32_t n_live;
-	_Atomic uint64_t requests;	   /* original requests (budget deposits) */
-	_Atomic uint64_t retries;	   /* retries sent (budget withdrawals) */
-	_Atomic uint64_t retries_refused;  /* retries the budget refused */
+	_Atomic uint64_t requests;	    /* original requests (budget deposits) */
+	_Atomic uint64_t retries;	    /* retries sent (budget withdrawals) */
+	_Atomic uint64_t retries_refused;   /* retries the budget refused */
 	_Atomic uint64_t deadline_exceeded; /* requests answered 504 at their deadline */
-	_Atomic uint64_t no_candidate;	   /* requests that found no endpoint (503) */
-	_Atomic uint64_t ejections;	   /* breakers opened (incl. re-opened after a probe) */
-	_Atomic uint64_t readmissions;	   /* breakers closed after a good probe */
+	_Atomic uint64_t no_candidate;	    /* requests that found no endpoint (503) */
+	_Atomic uint64_t ejections;	    /* breakers opened (incl. re-opened after a probe) */
+	_Atomic uint64_t readmissions;	    /* breakers closed after a good probe */
 	struct es_service *next;
 };
 
@@ -156,6 +156,13 @@ void es_endpoint_read(const struct es_svc_view *sv, uint32_t idx, uint64_t now_n
 
 /* Stats of the service of sv at now_ns. */
 void es_service_read(const struct es_svc_view *sv, uint64_t now_ns, struct es_service_stats *out);
+
+/*
+ * Log at info the state of every service of v at now_ns: budget balance,
+ * ejected endpoints and counters, then each endpoint's estimate, pending
+ * requests and breaker. For debugging by hand (a signal, an admin call).
+ */
+void es_view_log(const struct es_view *v, uint64_t now_ns);
 
 /* Convert a config_resilience (zeroed: defaults) into sv's cfg fields. 0 or -EINVAL. */
 int es_svc_view_cfg(struct es_svc_view *sv, const struct config_resilience *r);

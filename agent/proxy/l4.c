@@ -19,6 +19,20 @@
 
 static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events);
 
+/*
+ * A connection finding no candidate endpoint (all ejected, probes out)
+ * looks again this often until the service's fail_fast_ms: a probe's
+ * outcome frees one within milliseconds.
+ */
+#define L4_NO_CANDIDATE_POLL_NS (10 * 1000000ull)
+
+uint64_t l4_idle_ns(const struct worker *w, const struct l4_conn *c)
+{
+	if (c->sv && c->sv->idle_timeout_ns)
+		return c->sv->idle_timeout_ns;
+	return (uint64_t)w->cfg->idle_timeout_ms * 1000000;
+}
+
 static bool l4_debug(void)
 {
 	return log_get_level() >= LOG_LEVEL_DEBUG;
@@ -196,7 +210,7 @@ static void l4_pump(struct worker *w, struct l4_conn *c)
  */
 static void l4_arm_idle(struct worker *w, struct l4_conn *c)
 {
-	uint64_t idle = (uint64_t)w->cfg->idle_timeout_ms * 1000000;
+	uint64_t idle = l4_idle_ns(w, c);
 
 	if (idle)
 		timer_heap_add(&w->timers, &c->timer, c->last_active_ns + idle);
@@ -339,22 +353,35 @@ static void l4_connect_next(struct worker *w, struct l4_conn *c)
 			c->last_err = ETIMEDOUT;
 			break;
 		}
+		idx = balance_pick(c->sv, n, now, c->avoid, c->n_avoid, &c->bt);
+		if (idx == BALANCE_NONE) {
+			uint64_t until = c->accepted_ns + (c->sv ? c->sv->fail_fast_ns : 0);
+
+			if (until > deadline)
+				until = deadline;
+			if (now < until && !timer_heap_add(&w->timers, &c->timer,
+							   now + L4_NO_CANDIDATE_POLL_NS < until
+							       ? now + L4_NO_CANDIDATE_POLL_NS
+							       : until)) {
+				c->state = L4_RETRY; /* l4_timeout picks again */
+				return;
+			}
+			if (c->sv)
+				atomic_fetch_add_explicit(&c->sv->state->no_candidate, 1,
+							  memory_order_relaxed);
+			c->last_err = c->last_err ?: EHOSTUNREACH;
+			break;
+		}
 		if (c->tried && c->sv) {
+			/* A connect to another endpoint is a retry: the budget decides. */
 			if (!retry_budget_withdraw(c->sv->budget, now)) {
+				balance_cancel(c->sv, &c->bt, now);
 				atomic_fetch_add_explicit(&c->sv->state->retries_refused, 1,
 							  memory_order_relaxed);
 				c->last_err = c->last_err ?: EAGAIN;
 				break;
 			}
 			atomic_fetch_add_explicit(&c->sv->state->retries, 1, memory_order_relaxed);
-		}
-		idx = balance_pick(c->sv, n, now, c->avoid, c->n_avoid, &c->bt);
-		if (idx == BALANCE_NONE) {
-			if (c->sv)
-				atomic_fetch_add_explicit(&c->sv->state->no_candidate, 1,
-							  memory_order_relaxed);
-			c->last_err = c->last_err ?: EHOSTUNREACH;
-			break;
 		}
 		if (c->n_avoid < BALANCE_MAX_AVOID)
 			c->avoid[c->n_avoid++] = idx;
@@ -390,7 +417,7 @@ static void l4_attempt_failed_async(struct worker *w, struct l4_conn *c, int err
 /* The idle deadline passed: close c if nothing moved since, else re-arm. */
 static void l4_idle_check(struct worker *w, struct l4_conn *c)
 {
-	uint64_t idle = (uint64_t)w->cfg->idle_timeout_ms * 1000000;
+	uint64_t idle = l4_idle_ns(w, c);
 	char svc[2 * CONFIG_MAX_NAME + 16];
 
 	if (!idle)
@@ -400,8 +427,8 @@ static void l4_idle_check(struct worker *w, struct l4_conn *c)
 		return;
 	}
 	if (l4_debug())
-		pr_debug("proxy worker %d: %s: idle for %u ms; closing", w->id,
-			 l4_svc_name(c, svc, sizeof(svc)), w->cfg->idle_timeout_ms);
+		pr_debug("proxy worker %d: %s: idle for %llu ms; closing", w->id,
+			 l4_svc_name(c, svc, sizeof(svc)), (unsigned long long)(idle / 1000000));
 	l4_close(w, c, false);
 }
 
@@ -413,6 +440,8 @@ void l4_timeout(struct worker *w, struct l4_conn *c)
 		http1_timeout(w, c);
 	else if (c->state == L4_CONNECTING)
 		l4_attempt_failed_async(w, c, ETIMEDOUT);
+	else if (c->state == L4_RETRY)
+		l4_connect_next(w, c); /* the wait for a candidate endpoint */
 	else if (c->state == L4_ESTABLISHED)
 		l4_idle_check(w, c);
 }
@@ -533,6 +562,9 @@ void l4_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 	c->svc_port = port->port;
 	c->port_be = route_target_port_be(port);
 	c->accepted_ns = timer_now_ns();
+	/* The service's knobs (idle timeout) hold for every mode; HTTP
+	 * requests look up their own target's. */
+	c->sv = es_view_service(proxy_es_view(p), cfg, svc);
 	sock_set_nodelay(fd);
 	err = worker_watch(w, &c->client.pl);
 	if (err) {
@@ -583,7 +615,6 @@ void l4_opaque_start(struct worker *w, struct l4_conn *c)
 		l4_close(w, c, true);
 		return;
 	}
-	c->sv = es_view_service(proxy_es_view(w->p), w->cfg, svc);
 	if (c->sv) {
 		/* Every connection is an original request for the retry budget. */
 		retry_budget_deposit(c->sv->budget, timer_now_ns());

@@ -120,6 +120,12 @@ void l4_opaque_start(struct worker *w, struct l4_conn *c);
  */
 void l4_tunnel(struct worker *w, struct l4_conn *c);
 
+/*
+ * The idle timeout of c in ns (0: none): its service's
+ * resilience.timeouts.idle_ms, else proxy.idle_timeout_ms.
+ */
+uint64_t l4_idle_ns(const struct worker *w, const struct l4_conn *c);
+
 /* Unwatch and close one side (RST when reset); harmless when closed. */
 void l4_side_close(struct worker *w, struct l4_side *s, bool reset);
 

@@ -48,13 +48,14 @@ void proxy_stop(struct proxy *p);
 	  "Endpoint connect attempts that were refused, failed or timed out.")                     \
 	X(gave_up, counter, "Connections reset because no endpoint could be reached in time.")     \
 	X(active, gauge, "Connections open now (connecting or copying).")                          \
-	X(detect_http, counter, "Connections on undeclared ports detected as HTTP/1.")            \
+	X(detect_http, counter, "Connections on undeclared ports detected as HTTP/1.")             \
 	X(detect_opaque, counter,                                                                  \
 	  "Connections on undeclared ports carried as opaque TCP (not HTTP/1, or silent).")        \
 	X(http_requests, counter, "HTTP requests parsed and dispatched to a backend service.")     \
 	X(http_errors, counter, "HTTP error responses the proxy answered itself (x-shoal-error).") \
 	X(http_retries, counter,                                                                   \
-	  "HTTP requests sent again after a reused upstream connection turned out closed.")       \
+	  "HTTP requests sent again: retries the policy and budget allowed, and resends "          \
+	  "after a reused upstream connection turned out closed.")                                 \
 	X(http_upgrades, counter, "HTTP connections turned into tunnels (101 or CONNECT).")        \
 	X(pool_reused, counter, "HTTP requests sent on an idle pooled upstream connection.")
 
