@@ -88,7 +88,6 @@ static void proxy_free(struct proxy *p)
 	}
 	if (p->stop_fd >= 0)
 		close(p->stop_fd);
-	balance_rr_fini(&p->rr);
 	if (p->es_ready)
 		es_table_free(&p->es);
 	free(p);
@@ -151,11 +150,6 @@ int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst, void 
 	if (p->stop_fd < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "cannot create the proxy's stop eventfd: %s", strerror(-ret));
-		goto err;
-	}
-	ret = balance_rr_init(&p->rr, (uint32_t)cfg->n_services);
-	if (ret) {
-		snprintf(err, errlen, "cannot start the proxy: out of memory");
 		goto err;
 	}
 	ret = es_table_init(&p->es);

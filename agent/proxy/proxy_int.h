@@ -8,7 +8,6 @@
 
 #include <sys/socket.h>
 
-#include "proxy/balance_rr.h"
 #include "proxy/endpoint_state.h"
 #include "proxy/proxy.h"
 
@@ -36,7 +35,6 @@ struct proxy {
 	proxy_orig_dst_fn orig_dst;
 	void *orig_ctx;
 	struct proxy_opts opts;
-	struct balance_rr rr; /* one counter per service index */
 	/*
 	 * Balancer, breaker and budget state per service and endpoint, kept
 	 * across config swaps, and the view of the config in use. Whoever
