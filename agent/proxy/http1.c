@@ -98,7 +98,7 @@ static bool http1_arm(struct worker *w, struct l4_conn *c, uint64_t deadline)
 static uint64_t http1_idle_deadline(const struct worker *w, const struct l4_conn *c)
 {
 	const struct http1_conn *h = c->http;
-	uint64_t idle = (uint64_t)w->cfg->idle_timeout_ms * 1000000;
+	uint64_t idle = l4_idle_ns(w, c);
 	uint64_t d = idle ? h->last_active_ns + idle : 0;
 
 	if (h->rq == HTTP1_REQ_HEAD && c->to_upstream.tail > 0) {
@@ -563,8 +563,8 @@ static bool http1_try_endpoint(struct worker *w, struct l4_conn *c, uint32_t idx
 	struct pool_conn *pc;
 	int ret;
 
-	h->try_deadline_ns = per_try ? deadline_try(h->deadline_ns ?: DEADLINE_NONE, per_try, now)
-				     : 0;
+	h->try_deadline_ns =
+	    per_try ? deadline_try(h->deadline_ns ?: DEADLINE_NONE, per_try, now) : 0;
 	if (h->try_deadline_ns == DEADLINE_NONE)
 		h->try_deadline_ns = 0;
 	if (!h->retried) {
@@ -1009,6 +1009,8 @@ static bool http1_rs_head(struct worker *w, struct l4_conn *c)
 			r = HTTP1_E_HEAD_TOO_LARGE;
 		}
 		if (r < 0) {
+			balance_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER,
+					timer_now_ns(), "a malformed response");
 			worker_warn_ratelimited(w,
 						"proxy worker %d: %s/%s: malformed response head "
 						"(%d); answering 502",
@@ -1417,7 +1419,8 @@ void http1_timeout(struct worker *w, struct l4_conn *c)
 		http1_close(w, c, false);
 		return;
 	}
-	if (h->retry_at_ns && (now >= h->retry_at_ns || (h->deadline_ns && now >= h->deadline_ns))) {
+	if (h->retry_at_ns &&
+	    (now >= h->retry_at_ns || (h->deadline_ns && now >= h->deadline_ns))) {
 		/* A retry's backoff, or the wait for a candidate, is over. */
 		h->retry_at_ns = 0;
 		http1_connect_next(w, c);
