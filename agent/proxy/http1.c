@@ -618,7 +618,7 @@ static void http1_give_up(struct worker *w, struct l4_conn *c)
 	WORKER_STAT_INC(w, gave_up);
 	worker_warn_ratelimited(w,
 				"proxy worker %d: %s: no endpoint of %s/%s accepted a connection "
-				"(%u of %d tried); last error: %s; answering 503",
+				"(%u attempts, %d endpoints); last error: %s; answering 503",
 				w->id, http1_svc_name(c, svc, sizeof(svc)), h->target->namespace,
 				h->target->name, h->tried, h->target->n_endpoints,
 				strerror(h->last_err ? h->last_err : ETIMEDOUT));

@@ -676,3 +676,77 @@ Test(http1, idle_opaque_connection_is_closed_and_a_busy_one_is_not)
 	close(c);
 	end_test();
 }
+
+/* ---- resilience glue (docs/resilience.md, "Wiring") -------------------- */
+
+static atomic_int rs_requests;
+
+/* The first request of the run gets a 503, every later one a 200. */
+static void script_first_503(int fd, int index)
+{
+	char head[4096];
+
+	(void)index;
+	while (read_head(fd, head, sizeof(head))) {
+		if (atomic_fetch_add(&rs_requests, 1) == 0)
+			send_str(fd, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+		else if (!strncmp(head, "POST", 4))
+			send_str(fd, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+		else
+			send_str(fd, OK2);
+	}
+}
+
+Test(http1, a_503_is_retried_for_a_get_and_never_for_a_post)
+{
+	char resp[4096];
+	int c;
+
+	atomic_store(&rs_requests, 0);
+	backend_start(script_first_503);
+	start_proxy();
+	c = client_connect();
+	one_request(c, GET("/a"), resp, sizeof(resp), "ok");
+	cr_assert(!strncmp(resp, "HTTP/1.1 200", 12), "got '%s'", resp);
+	cr_assert_eq(atomic_load(&rs_requests), 2, "the 503 was retried once");
+	cr_assert_eq(stats_now().http_retries, 1);
+	one_request(c, "POST /p HTTP/1.1\r\nHost: web\r\nContent-Length: 2\r\n\r\nhi", resp,
+		    sizeof(resp), "\r\n\r\n");
+	cr_assert(!strncmp(resp, "HTTP/1.1 503", 12), "got '%s'", resp);
+	cr_assert_eq(atomic_load(&rs_requests), 3, "the POST reached the backend once");
+	cr_assert_eq(stats_now().http_retries, 1);
+	close(c);
+	end_test();
+}
+
+/* Reads one head, then answers nothing until the proxy gives up on it. */
+static void script_silent(int fd, int index)
+{
+	char head[4096];
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+	(void)index;
+	if (read_head(fd, head, sizeof(head)))
+		poll(&pfd, 1, 3000);
+}
+
+Test(http1, the_client_deadline_header_is_a_504_at_once)
+{
+	char resp[4096];
+	uint64_t t0, ms;
+	int c;
+
+	backend_start(script_silent);
+	start_proxy();
+	c = client_connect();
+	t0 = now_ms();
+	one_request(c, "GET /slow HTTP/1.1\r\nHost: web\r\nx-shoal-timeout-ms: 150\r\n\r\n", resp,
+		    sizeof(resp), "\r\n\r\n");
+	ms = now_ms() - t0;
+	cr_assert(!strncmp(resp, "HTTP/1.1 504", 12), "got '%s'", resp);
+	cr_assert(strstr(resp, "x-shoal-error: timeout"), "got '%s'", resp);
+	cr_assert(ms >= 140 && ms < 400, "504 after %llu ms, want about 150",
+		  (unsigned long long)ms);
+	close(c);
+	end_test();
+}
