@@ -1,18 +1,23 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * shoalctl: inspect and steer a node's datapath through its pinned maps.
- * It works whether shoald runs or not, so it can also clean up after a
- * crashed agent.
+ * shoalctl: inspect and steer a node's datapath through its pinned maps,
+ * and read the agent's live state through its admin endpoint (services,
+ * endpoints, top). The map commands work whether shoald runs or not, so
+ * it can also clean up after a crashed agent. Tables for people, --json
+ * for scripts.
  */
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <json-c/json.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -20,23 +25,36 @@
 #include "loader/env.h"
 #include "loader/loader.h"
 #include "loader/pins.h"
+#include "telemetry/admin.h"
+#include "telemetry/admin_client.h"
+#include "telemetry/http_metrics.h"
 #include "telemetry/kernel_counters.h"
+
+/* --json: machine-readable output instead of tables. */
+static bool json_out;
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: shoalctl [--pin-root DIR | -c FILE] COMMAND\n"
+	fprintf(f, "usage: shoalctl [--pin-root DIR | -c FILE] [--admin ADDR:PORT] [--json] COMMAND\n"
 		   "\n"
 		   "commands:\n"
 		   "  status               layout, proxy liveness, shortcut, counts\n"
 		   "  counters             datapath counters, then per-service counters\n"
 		   "  bpf                  pinned links with their programs, maps with entry counts\n"
+		   "  services             services with their HTTP and TCP totals (admin endpoint)\n"
+		   "  endpoints            endpoints with latency estimate, in-flight, breaker\n"
+		   "  top [--interval S] [--count N]\n"
+		   "                       live requests/s, success rate and p99 per service and\n"
+		   "                       endpoint, refreshed every S seconds (default 2)\n"
 		   "  enroll NETNS         mesh a pod: NETNS is a path (/run/netns/NAME) or a PID\n"
 		   "  unenroll NETNS       stop meshing it\n"
 		   "  shortcut on|off      the sockmap kill switch, for new connections\n"
 		   "  uninstall [--force]  remove every link, map and pin shoal made\n"
 		   "\n"
 		   "The pin root defaults to " SHOAL_DEFAULT_PIN_ROOT
-		   "; -c FILE reads bpf.pin_root from a config.\n");
+		   "; -c FILE reads bpf.pin_root (and admin.listen)\n"
+		   "from a config. The admin endpoint defaults to " ADMIN_DEFAULT_LISTEN ".\n"
+		   "--json prints status, counters, bpf, services and endpoints as JSON.\n");
 }
 
 static int open_map_or_explain(const char *pin_root, const char *name)
@@ -95,29 +113,40 @@ static int cmd_status(const char *pin_root)
 		return 1;
 	bpf_map_lookup_elem(fd, &zero, &meta);
 	close(fd);
+	int enrolled, services;
+
 	err = read_config(pin_root, &c);
 	if (err)
 		return 1;
-	printf("layout_version %u\n", meta.layout_version);
-	printf("proxy %s\n", proxy_alive(&c) ? "alive" : "stale");
-	printf("shortcut %s\n", c.flags & SHOAL_CFG_SHORTCUT ? "on" : "off");
 	fd = open_map_or_explain(pin_root, "shoal_enrolled");
 	if (fd < 0)
 		return 1;
-	printf("enrolled %d\n", count_keys(fd, sizeof(struct shoal_enroll_key)));
+	enrolled = count_keys(fd, sizeof(struct shoal_enroll_key));
 	close(fd);
 	fd = open_map_or_explain(pin_root, "shoal_svc_names");
 	if (fd < 0)
 		return 1;
-	printf("services %d\n", count_keys(fd, sizeof(__u32)));
+	services = count_keys(fd, sizeof(__u32));
 	close(fd);
+	if (json_out) {
+		printf("{\"layout_version\":%u,\"proxy\":\"%s\",\"shortcut\":\"%s\","
+		       "\"enrolled\":%d,\"services\":%d}\n",
+		       meta.layout_version, proxy_alive(&c) ? "alive" : "stale",
+		       c.flags & SHOAL_CFG_SHORTCUT ? "on" : "off", enrolled, services);
+		return 0;
+	}
+	printf("layout_version %u\n", meta.layout_version);
+	printf("proxy %s\n", proxy_alive(&c) ? "alive" : "stale");
+	printf("shortcut %s\n", c.flags & SHOAL_CFG_SHORTCUT ? "on" : "off");
+	printf("enrolled %d\n", enrolled);
+	printf("services %d\n", services);
 	return 0;
 }
 
 static int cmd_counters(const char *pin_root)
 {
 	struct shoal_counters sum;
-	int names_fd, stats_fd, err;
+	int names_fd, stats_fd, err, n_svc = 0;
 	__u32 id, next;
 	bool walking = false;
 
@@ -127,9 +156,21 @@ static int cmd_counters(const char *pin_root)
 			strerror(-err));
 		return 1;
 	}
+	if (json_out) {
+		const char *sep = "";
+
+		printf("{\"datapath\":{");
+#define JSON_COUNTER(field, help)                                                                  \
+	printf("%s\"" #field "\":%llu", sep, (unsigned long long)sum.field);                         \
+	sep = ",";
+		SHOAL_KERNEL_COUNTERS(JSON_COUNTER)
+#undef JSON_COUNTER
+		printf("},\"services\":[");
+	} else {
 #define PRINT_COUNTER(field, help) printf(#field " %llu\n", (unsigned long long)sum.field);
-	SHOAL_KERNEL_COUNTERS(PRINT_COUNTER)
+		SHOAL_KERNEL_COUNTERS(PRINT_COUNTER)
 #undef PRINT_COUNTER
+	}
 
 	names_fd = open_map_or_explain(pin_root, "shoal_svc_names");
 	stats_fd = open_map_or_explain(pin_root, "shoal_svc_stats");
@@ -145,9 +186,21 @@ static int cmd_counters(const char *pin_root)
 		    pins_read_svc_stats(stats_fd, id, &st) < 0)
 			continue;
 		name.name[sizeof(name.name) - 1] = '\0';
+		if (json_out) {
+			json_object *o = json_object_new_string(name.name);
+
+			/* Service names are labels, but quote them properly anyway. */
+			printf("%s{\"id\":%u,\"name\":%s,\"intercepted\":%llu,\"failed_open\":%llu}",
+			       n_svc++ ? "," : "", id, json_object_to_json_string(o),
+			       (unsigned long long)st.intercepted, (unsigned long long)st.failed_open);
+			json_object_put(o);
+			continue;
+		}
 		printf("service %u %s intercepted %llu failed_open %llu\n", id, name.name,
 		       (unsigned long long)st.intercepted, (unsigned long long)st.failed_open);
 	}
+	if (json_out)
+		printf("]}\n");
 	close(names_fd);
 	close(stats_fd);
 	return 0;
@@ -196,8 +249,13 @@ static int cmd_bpf(const char *pin_root)
 			strerror(errno));
 		return 1;
 	}
-	printf("%-14s %-6s %-12s %-22s %-8s %s\n", "LINK", "ID", "TYPE", "PROGRAM", "PROG_ID",
-	       "ATTACHED");
+	int n_json = 0;
+
+	if (json_out)
+		printf("{\"links\":[");
+	else
+		printf("%-14s %-6s %-12s %-22s %-8s %s\n", "LINK", "ID", "TYPE", "PROGRAM",
+		       "PROG_ID", "ATTACHED");
 	while ((de = readdir(d))) {
 		struct bpf_link_info li = {};
 		struct bpf_prog_info pi = {};
@@ -210,7 +268,11 @@ static int cmd_bpf(const char *pin_root)
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		fd = bpf_obj_get(path);
 		if (fd < 0 || bpf_obj_get_info_by_fd(fd, &li, &len) < 0) {
-			printf("%-14s unreadable: %s\n", de->d_name, strerror(errno));
+			if (json_out)
+				printf("%s{\"name\":\"%s\",\"error\":\"%s\"}", n_json++ ? "," : "",
+				       de->d_name, strerror(errno));
+			else
+				printf("%-14s unreadable: %s\n", de->d_name, strerror(errno));
 			rc = 1;
 			if (fd >= 0)
 				close(fd);
@@ -230,15 +292,25 @@ static int cmd_bpf(const char *pin_root)
 
 		if (!type)
 			type = li.type == SHOAL_LINK_TYPE_SOCKMAP ? "sockmap" : "?";
-		printf("%-14s %-6u %-12s %-22s %-8u %s\n", de->d_name, li.id, type,
-		       pi.name[0] ? pi.name : "?", li.prog_id, where);
+		if (json_out)
+			printf("%s{\"name\":\"%s\",\"id\":%u,\"type\":\"%s\",\"program\":\"%s\","
+			       "\"prog_id\":%u,\"attached\":\"%s\"}",
+			       n_json++ ? "," : "", de->d_name, li.id, type, pi.name[0] ? pi.name : "?",
+			       li.prog_id, where);
+		else
+			printf("%-14s %-6u %-12s %-22s %-8u %s\n", de->d_name, li.id, type,
+			       pi.name[0] ? pi.name : "?", li.prog_id, where);
 		if (pfd >= 0)
 			close(pfd);
 		close(fd);
 	}
 	closedir(d);
 
-	printf("\n%-20s %-6s %-16s %-10s %s\n", "MAP", "ID", "TYPE", "ENTRIES", "MAX");
+	n_json = 0;
+	if (json_out)
+		printf("],\"maps\":[");
+	else
+		printf("\n%-20s %-6s %-16s %-10s %s\n", "MAP", "ID", "TYPE", "ENTRIES", "MAX");
 	for (int i = 0; i < pins_n_map_names; i++) {
 		struct bpf_map_info mi = {};
 		__u32 len = sizeof(mi);
@@ -246,14 +318,24 @@ static int cmd_bpf(const char *pin_root)
 		long n;
 
 		if (fd < 0 || bpf_obj_get_info_by_fd(fd, &mi, &len) < 0) {
-			printf("%-20s missing: %s\n", pins_map_names[i], strerror(fd < 0 ? -fd : errno));
+			if (json_out)
+				printf("%s{\"name\":\"%s\",\"error\":\"%s\"}", n_json++ ? "," : "",
+				       pins_map_names[i], strerror(fd < 0 ? -fd : errno));
+			else
+				printf("%-20s missing: %s\n", pins_map_names[i],
+				       strerror(fd < 0 ? -fd : errno));
 			rc = 1;
 			if (fd >= 0)
 				close(fd);
 			continue;
 		}
 		n = map_entries(fd, &mi);
-		if (n >= 0)
+		if (json_out)
+			printf("%s{\"name\":\"%s\",\"id\":%u,\"type\":\"%s\",\"entries\":%ld,"
+			       "\"max_entries\":%u}",
+			       n_json++ ? "," : "", pins_map_names[i], mi.id,
+			       libbpf_bpf_map_type_str(mi.type), n, mi.max_entries);
+		else if (n >= 0)
 			printf("%-20s %-6u %-16s %-10ld %u\n", pins_map_names[i], mi.id,
 			       libbpf_bpf_map_type_str(mi.type), n, mi.max_entries);
 		else
@@ -261,6 +343,8 @@ static int cmd_bpf(const char *pin_root)
 			       libbpf_bpf_map_type_str(mi.type), "-", mi.max_entries);
 		close(fd);
 	}
+	if (json_out)
+		printf("]}\n");
 	return rc;
 }
 
@@ -331,22 +415,327 @@ static int cmd_uninstall(const char *pin_root, bool force)
 	return datapath_uninstall(pin_root) ? 1 : 0;
 }
 
+/* ---- the admin endpoint: services, endpoints, top ----------------------- */
+
+/* GET path from the agent as JSON; NULL after a message. *raw keeps the text. */
+static json_object *admin_json(const char *admin, const char *path, char **raw)
+{
+	char err[512], *body;
+	size_t len;
+	json_object *o;
+
+	if (admin_client_get(admin, path, &body, &len, err, sizeof(err))) {
+		fprintf(stderr, "shoalctl: %s\n", err);
+		return NULL;
+	}
+	o = json_tokener_parse(body);
+	if (!o)
+		fprintf(stderr, "shoalctl: %s%s did not answer JSON\n", admin, path);
+	if (raw && o)
+		*raw = body;
+	else
+		free(body);
+	return o;
+}
+
+static json_object *jget(json_object *o, const char *key)
+{
+	json_object *v = NULL;
+
+	return o && json_object_object_get_ex(o, key, &v) ? v : NULL;
+}
+
+static uint64_t jget_u64(json_object *o, const char *key)
+{
+	json_object *v = jget(o, key);
+
+	return v ? json_object_get_uint64(v) : 0;
+}
+
+static const char *jget_str(json_object *o, const char *key)
+{
+	json_object *v = jget(o, key);
+
+	return v ? json_object_get_string(v) : "";
+}
+
+/* HTTP totals of one row of /debug/services or /debug/endpoints. */
+struct http_totals {
+	uint64_t requests, responses, failures; /* failures: 5xx */
+	uint64_t buckets[METRICS_LATENCY_N + 1];
+};
+
+static void http_totals(json_object *row, struct http_totals *t)
+{
+	json_object *http = jget(row, "http"), *resp = jget(http, "responses");
+	json_object *b = jget(http, "latency_buckets");
+	static const char *const classes[] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
+
+	memset(t, 0, sizeof(*t));
+	t->requests = jget_u64(http, "requests");
+	for (int i = 0; i < 5; i++)
+		t->responses += jget_u64(resp, classes[i]);
+	t->failures = jget_u64(resp, "5xx");
+	for (int i = 0; b && i <= METRICS_LATENCY_N && i < (int)json_object_array_length(b); i++)
+		t->buckets[i] = json_object_get_uint64(json_object_array_get_idx(b, (size_t)i));
+}
+
+/* "99.5%" of responses that were not 5xx, or "-" without responses. */
+static const char *success_rate(uint64_t responses, uint64_t failures, char *buf, size_t len)
+{
+	if (!responses)
+		return "-";
+	snprintf(buf, len, "%.1f%%", 100.0 * (double)(responses - failures) / (double)responses);
+	return buf;
+}
+
+/*
+ * The q quantile of a latency histogram (bucket counts, not cumulative),
+ * interpolated linearly inside its bucket as Prometheus'
+ * histogram_quantile does; "-" when empty, ">50000" past the last bound.
+ */
+static const char *quantile_ms(const uint64_t *buckets, double q, char *buf, size_t len)
+{
+	uint64_t total = 0, cum = 0;
+
+	for (int i = 0; i <= METRICS_LATENCY_N; i++)
+		total += buckets[i];
+	if (!total)
+		return "-";
+	double rank = q * (double)total;
+
+	for (int i = 0; i <= METRICS_LATENCY_N; i++) {
+		if (!buckets[i] || (double)(cum + buckets[i]) < rank) {
+			cum += buckets[i];
+			continue;
+		}
+		if (i == METRICS_LATENCY_N) {
+			snprintf(buf, len, ">%u", metrics_latency_bounds_ms[METRICS_LATENCY_N - 1]);
+			return buf;
+		}
+		double lo = i ? metrics_latency_bounds_ms[i - 1] : 0, hi = metrics_latency_bounds_ms[i];
+
+		snprintf(buf, len, "%.1f", lo + (hi - lo) * (rank - (double)cum) / (double)buckets[i]);
+		return buf;
+	}
+	return "-";
+}
+
+static void service_key(json_object *row, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", jget_str(row, "namespace"),
+		 jget(row, "service") ? jget_str(row, "service") : jget_str(row, "name"));
+}
+
+static int cmd_services(const char *admin)
+{
+	char *raw = NULL, name[160], rate[16];
+	json_object *o = admin_json(admin, "/debug/services", &raw), *list;
+
+	if (!o)
+		return 1;
+	if (json_out) {
+		fputs(raw, stdout);
+		goto out;
+	}
+	list = jget(o, "services");
+	printf("%-32s %-18s %-9s %-10s %-9s %-9s %s\n", "SERVICE", "VIP", "ENDPOINTS", "REQUESTS",
+	       "SUCCESS", "P99_MS", "TCP_OPEN");
+	for (size_t i = 0; list && i < json_object_array_length(list); i++) {
+		json_object *s = json_object_array_get_idx(list, i), *vips = jget(s, "vips");
+		struct http_totals t;
+		char p99[24];
+
+		http_totals(s, &t);
+		service_key(s, name, sizeof(name));
+		printf("%-32s %-18s %-9llu %-10llu %-9s %-9s %llu\n", name,
+		       vips && json_object_array_length(vips)
+			   ? json_object_get_string(json_object_array_get_idx(vips, 0))
+			   : "-",
+		       (unsigned long long)jget_u64(s, "endpoints"), (unsigned long long)t.requests,
+		       success_rate(t.responses, t.failures, rate, sizeof(rate)),
+		       quantile_ms(t.buckets, 0.99, p99, sizeof(p99)),
+		       (unsigned long long)jget_u64(jget(s, "tcp"), "opened"));
+	}
+out:
+	free(raw);
+	json_object_put(o);
+	return 0;
+}
+
+static int cmd_endpoints(const char *admin)
+{
+	char *raw = NULL, name[160], rate[16];
+	json_object *o = admin_json(admin, "/debug/endpoints", &raw), *list;
+
+	if (!o)
+		return 1;
+	if (json_out) {
+		fputs(raw, stdout);
+		goto out;
+	}
+	list = jget(o, "endpoints");
+	printf("%-32s %-24s %-10s %-9s %-11s %-9s %-9s %s\n", "SERVICE", "ENDPOINT", "REQUESTS",
+	       "SUCCESS", "ESTIMATE_MS", "IN_FLIGHT", "BREAKER", "EJECTIONS");
+	for (size_t i = 0; list && i < json_object_array_length(list); i++) {
+		json_object *e = json_object_array_get_idx(list, i), *est = jget(e, "estimate_ms");
+		struct http_totals t;
+		char estimate[24] = "-";
+
+		http_totals(e, &t);
+		service_key(e, name, sizeof(name));
+		if (est)
+			snprintf(estimate, sizeof(estimate), "%.1f", json_object_get_double(est));
+		printf("%-32s %-24s %-10llu %-9s %-11s %-9llu %-9s %llu\n", name,
+		       jget_str(e, "address"), (unsigned long long)t.requests,
+		       success_rate(t.responses, t.failures, rate, sizeof(rate)), estimate,
+		       (unsigned long long)jget_u64(e, "in_flight"),
+		       jget(e, "breaker") ? jget_str(e, "breaker") : "-",
+		       (unsigned long long)jget_u64(e, "ejections"));
+	}
+out:
+	free(raw);
+	json_object_put(o);
+	return 0;
+}
+
+/* The row of list whose key (service key, plus address) matches row's, or NULL. */
+static json_object *find_row(json_object *list, json_object *row)
+{
+	char want[160], have[160];
+
+	service_key(row, want, sizeof(want));
+	for (size_t i = 0; list && i < json_object_array_length(list); i++) {
+		json_object *r = json_object_array_get_idx(list, i);
+
+		service_key(r, have, sizeof(have));
+		if (!strcmp(want, have) && !strcmp(jget_str(row, "address"), jget_str(r, "address")))
+			return r;
+	}
+	return NULL;
+}
+
+/* One table of top: rows of now, as rates against the same rows of before. */
+static void top_table(json_object *before, json_object *now, const char *key, double secs,
+		      bool endpoints)
+{
+	json_object *list = jget(now, key), *old = jget(before, key);
+	char name[160], rate[16], p99[24];
+
+	if (endpoints)
+		printf("\n%-32s %-24s %-10s %-9s %s\n", "SERVICE", "ENDPOINT", "REQ/S", "SUCCESS",
+		       "P99_MS");
+	else
+		printf("%-32s %-10s %-9s %s\n", "SERVICE", "REQ/S", "SUCCESS", "P99_MS");
+	for (size_t i = 0; list && i < json_object_array_length(list); i++) {
+		json_object *r = json_object_array_get_idx(list, i), *p = find_row(old, r);
+		struct http_totals a, b = {};
+
+		http_totals(r, &a);
+		if (p)
+			http_totals(p, &b);
+		/* A restart (or a slot that changed endpoint) resets totals: count from zero. */
+		if (a.requests < b.requests || a.responses < b.responses)
+			memset(&b, 0, sizeof(b));
+		for (int j = 0; j <= METRICS_LATENCY_N; j++)
+			a.buckets[j] = a.buckets[j] >= b.buckets[j] ? a.buckets[j] - b.buckets[j] : 0;
+		service_key(r, name, sizeof(name));
+		if (endpoints)
+			printf("%-32s %-24s ", name, jget_str(r, "address"));
+		else
+			printf("%-32s ", name);
+		printf("%-10.1f %-9s %s\n", (double)(a.requests - b.requests) / secs,
+		       success_rate(a.responses - b.responses, a.failures - b.failures, rate,
+				    sizeof(rate)),
+		       quantile_ms(a.buckets, 0.99, p99, sizeof(p99)));
+	}
+}
+
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * Refresh every interval seconds: requests/s, success rate and p99 over
+ * the last interval, per service and per endpoint; count frames (0:
+ * until interrupted). On a terminal each frame replaces the last.
+ */
+static int cmd_top(const char *admin, double interval, long count)
+{
+	json_object *svc0 = admin_json(admin, "/debug/services", NULL);
+	json_object *ep0 = svc0 ? admin_json(admin, "/debug/endpoints", NULL) : NULL;
+	double t0 = mono_s();
+	bool tty = isatty(STDOUT_FILENO);
+
+	if (!ep0) {
+		json_object_put(svc0);
+		return 1;
+	}
+	for (long frame = 0; !count || frame < count; frame++) {
+		struct timespec nap = { (time_t)interval,
+					(long)((interval - (double)(time_t)interval) * 1e9) };
+		json_object *svc1, *ep1;
+		char clock[16];
+		time_t wall;
+
+		nanosleep(&nap, NULL);
+		svc1 = admin_json(admin, "/debug/services", NULL);
+		ep1 = svc1 ? admin_json(admin, "/debug/endpoints", NULL) : NULL;
+		if (!ep1) {
+			json_object_put(svc1);
+			break;
+		}
+		double t1 = mono_s();
+
+		wall = time(NULL);
+		strftime(clock, sizeof(clock), "%H:%M:%S", localtime(&wall));
+		if (tty)
+			printf("\033[H\033[2J");
+		printf("shoal top  %s  %s  last %.1f s\n\n", admin, clock, t1 - t0);
+		top_table(svc0, svc1, "services", t1 - t0, false);
+		top_table(ep0, ep1, "endpoints", t1 - t0, true);
+		if (!tty)
+			printf("\n");
+		fflush(stdout);
+		json_object_put(svc0);
+		json_object_put(ep0);
+		svc0 = svc1;
+		ep0 = ep1;
+		t0 = t1;
+	}
+	json_object_put(svc0);
+	json_object_put(ep0);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "pin-root", required_argument, NULL, 'P' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "admin", required_argument, NULL, 'A' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "count", required_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
 	const char *pin_root = SHOAL_DEFAULT_PIN_ROOT, *config_path = NULL, *cmd;
+	const char *admin = NULL;
 	struct config *cfg = NULL;
-	char pin_buf[4096], err_msg[1024];
+	char pin_buf[4096], err_msg[1024], admin_buf[CONFIG_MAX_LISTEN + 1];
+	double interval = 2.0;
+	long count = 0;
+	char *end;
 	bool force = false;
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'P':
 			pin_root = optarg;
@@ -356,6 +745,28 @@ int main(int argc, char **argv)
 			break;
 		case 'f':
 			force = true;
+			break;
+		case 'j':
+			json_out = true;
+			break;
+		case 'A':
+			admin = optarg;
+			break;
+		case 'i':
+			interval = strtod(optarg, &end);
+			if (*end || !(interval >= 0.1 && interval <= 3600)) {
+				fprintf(stderr, "shoalctl: --interval: '%s' is not 0.1 to 3600 seconds\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'n':
+			count = strtol(optarg, &end, 10);
+			if (*end || count < 1) {
+				fprintf(stderr, "shoalctl: --count: '%s' is not a positive number\n",
+					optarg);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);
@@ -376,16 +787,28 @@ int main(int argc, char **argv)
 		}
 		snprintf(pin_buf, sizeof(pin_buf), "%s", cfg->pin_root);
 		pin_root = pin_buf;
+		snprintf(admin_buf, sizeof(admin_buf), "%s", cfg->admin.listen);
+		if (!admin && strcmp(admin_buf, "off"))
+			admin = admin_buf;
 		config_free(cfg);
 	}
+	if (!admin)
+		admin = ADMIN_DEFAULT_LISTEN;
 	log_route_libbpf();
 	cmd = argv[optind++];
+	/* getopt_long permuted argv: options may follow the command (top --count 2). */
 	if (!strcmp(cmd, "status") && optind == argc)
 		rc = cmd_status(pin_root);
 	else if (!strcmp(cmd, "counters") && optind == argc)
 		rc = cmd_counters(pin_root);
 	else if (!strcmp(cmd, "bpf") && optind == argc)
 		rc = cmd_bpf(pin_root);
+	else if (!strcmp(cmd, "services") && optind == argc)
+		rc = cmd_services(admin);
+	else if (!strcmp(cmd, "endpoints") && optind == argc)
+		rc = cmd_endpoints(admin);
+	else if (!strcmp(cmd, "top") && optind == argc)
+		rc = cmd_top(admin, interval, count);
 	else if (!strcmp(cmd, "enroll") && optind + 1 == argc)
 		rc = cmd_enroll(pin_root, argv[optind], true);
 	else if (!strcmp(cmd, "unenroll") && optind + 1 == argc)

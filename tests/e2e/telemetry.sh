@@ -180,4 +180,37 @@ got=$(admin_get -G "http://$PROM/api/v1/query" --data-urlencode "query=$query" 2
 [[ $got == success ]] && pass "Prometheus evaluates a rate over the latency histogram" ||
 	fail "Prometheus histogram query: '$got'"
 stop_pid "$prom_pid"
+
+# shoalctl on the live agent: it reads the admin endpoint on node-a's loopback.
+actl() { in_ns "$NS_A" timeout 20 "$SHOALCTL" --pin-root "$PIN_ROOT" "$@"; }
+out=$(actl services)
+if awk '$1 == "default/api" && $2 == "10.96.0.20" && $3 == 2 && $4 == 17 { ok = 1 } END { exit !ok }' <<<"$out"; then
+	pass "shoalctl services: default/api, its VIP, 2 endpoints, 17 requests"
+else
+	fail "shoalctl services: $out"
+fi
+out=$(actl endpoints)
+n=$(awk '$1 == "default/api" && $2 ~ /^10\.77\.[12]\.[23]$/ && $6 ~ /^[0-9]+$/ && $7 ~ /^(closed|open|half-open)$/' <<<"$out" | wc -l)
+((n == 2)) && pass "shoalctl endpoints: both endpoints of api with estimate, in-flight and breaker state" ||
+	fail "shoalctl endpoints: $out"
+bad=""
+for cmd in status counters bpf services endpoints; do
+	actl --json "$cmd" | python3 -c 'import json, sys; json.load(sys.stdin)' 2>/dev/null || bad="$bad $cmd"
+done
+[[ -z $bad ]] && pass "shoalctl --json: status, counters, bpf, services and endpoints print valid JSON" ||
+	fail "shoalctl --json gave invalid JSON for:$bad"
+[[ $(actl --json status | python3 -c 'import json, sys; print(json.load(sys.stdin)["proxy"])') == alive ]] &&
+	pass "shoalctl --json status: proxy alive" || fail "shoalctl --json status: $(actl --json status)"
+# top while traffic flows: 2 frames of 1 s each.
+(for i in $(seq 60); do pod_curl a1 -o /dev/null "http://10.96.0.20/top/$i" || true; sleep 0.03; done) &
+traffic=$!
+out=$(actl top --interval 1 --count 2)
+wait "$traffic"
+last=$(awk '/^shoal top/ { frame = "" } { frame = frame $0 "\n" } END { printf "%s", frame }' <<<"$out")
+if awk '$1 == "default/api" && NF == 4 && $2 + 0 > 1 && $3 ~ /%$/ && $4 ~ /^[0-9.]+$/ { ok = 1 } END { exit !ok }' <<<"$last" &&
+	[[ $(grep -c '^shoal top' <<<"$out") == 2 ]]; then
+	pass "shoalctl top: 2 frames, default/api with requests/s, success rate and p99 ($(awk '$1 == "default/api" && NF == 4' <<<"$last"))"
+else
+	fail "shoalctl top: $out"
+fi
 finish
