@@ -20,6 +20,7 @@
 #include "common/addr.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "discovery/discovery.h"
 #include "loader/loader.h"
 #include "proxy/proxy.h"
 #include "telemetry/admin.h"
@@ -61,13 +62,25 @@ static int parse_level(const char *s, enum log_level *out)
 /* Set once the proxy listens and the heartbeat runs; read by /readyz. */
 static bool serving;
 
+/*
+ * /readyz: the datapath is attached and the proxy listens (serving), and
+ * discovery, when it runs (ctx: its struct discovery, NULL for the file
+ * alone), is in sync: a node whose endpoints are not listed yet would
+ * send traffic to stale ones.
+ */
 static bool agent_ready(void *ctx, char *why, size_t len)
 {
-	(void)ctx;
-	if (__atomic_load_n(&serving, __ATOMIC_ACQUIRE))
-		return true;
-	snprintf(why, len, "not serving yet: datapath or proxy still starting, or stopping");
-	return false;
+	struct discovery *d = ctx;
+
+	if (!__atomic_load_n(&serving, __ATOMIC_ACQUIRE)) {
+		snprintf(why, len, "not serving yet: datapath or proxy still starting, or stopping");
+		return false;
+	}
+	if (d && !discovery_synced(d)) {
+		snprintf(why, len, "discovery not in sync yet: Kubernetes not listed and watched");
+		return false;
+	}
+	return true;
 }
 
 /*

@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/addr.h"
 #include "loader/pins.h"
+#include "proxy/endpoint_state.h"
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
 #include "telemetry/http_metrics.h"
@@ -338,6 +340,58 @@ static void render_golden(const struct metrics_sources *src, struct metrics_buf 
 	metrics_http_snapshot_free(&snap);
 }
 
+/* service="ns/name",endpoint="addr" */
+static void endpoint_labels(struct metrics_buf *b, const struct config_service *s,
+			    const struct config_endpoint *ep)
+{
+	char addr[ADDR_STR_MAX];
+
+	out(b, "service=\"");
+	label_value(b, s->namespace);
+	out(b, "/");
+	label_value(b, s->name);
+	out(b, "\",endpoint=\"%s\"", addr_ntop(&ep->addr, addr, sizeof(addr)));
+}
+
+/* The balancer's and breakers' state per endpoint, from the proxy's endpoint table. */
+static void render_endpoint_state(const struct metrics_sources *src, struct metrics_buf *b)
+{
+	static const enum metric_id ids[] = { METRIC_EP_EJECTED, METRIC_EP_EJECTIONS,
+					      METRIC_EP_IN_FLIGHT, METRIC_EP_ESTIMATE };
+	const struct config *cfg = src->proxy ? src->proxy->cfg : NULL;
+	struct es_view *v =
+	    src->proxy ? atomic_load_explicit(&src->proxy->es_view, memory_order_acquire) : NULL;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+
+	/* Families must not interleave: one pass over the endpoints per family. */
+	for (size_t f = 0; f < sizeof(ids) / sizeof(ids[0]); f++) {
+		header(b, ids[f]);
+		for (int i = 0; cfg && v && i < cfg->n_services; i++) {
+			const struct config_service *s = &cfg->services[i];
+			const struct es_svc_view *sv = es_view_service(v, cfg, s);
+
+			for (int j = 0; sv && j < s->n_endpoints && (uint32_t)j < sv->n_endpoints; j++) {
+				struct es_endpoint_stats st;
+
+				es_endpoint_read(sv, (uint32_t)j, now, &st);
+				out(b, "%s{", families[ids[f]].name);
+				endpoint_labels(b, s, &s->endpoints[j]);
+				if (ids[f] == METRIC_EP_EJECTED)
+					out(b, "} %d\n", st.breaker.state != BREAKER_CLOSED);
+				else if (ids[f] == METRIC_EP_EJECTIONS)
+					out(b, "} %llu\n", (unsigned long long)st.breaker.ejections);
+				else if (ids[f] == METRIC_EP_IN_FLIGHT)
+					out(b, "} %u\n", st.pending);
+				else
+					out(b, "} %.6f\n", st.estimate_ns / 1e9);
+			}
+		}
+	}
+}
+
 /* The kernel's totals, and per service from shoal_svc_stats. */
 static bool render_kernel(const struct metrics_sources *src, struct metrics_buf *b)
 {
@@ -478,6 +532,7 @@ int metrics_render(const struct metrics_sources *src, struct metrics_buf *b)
 	bool up = render_kernel(src, b);
 
 	render_golden(src, b);
+	render_endpoint_state(src, b);
 	header(b, METRIC_DATAPATH_UP);
 	out(b, "%s %d\n", families[METRIC_DATAPATH_UP].name, up);
 	render_proxy(src, b);

@@ -65,6 +65,14 @@ struct discovery;
 	  "Opaque bytes read from the application and sent on to the endpoint.")                   \
 	X(TCP_WRITE, "shoal_tcp_write_bytes_total", "counter", "service",                          \
 	  "Opaque bytes read from the endpoint and written to the application.")                   \
+	X(EP_EJECTED, "shoal_endpoint_ejected", "gauge", "service,endpoint",                       \
+	  "1 while the endpoint's circuit breaker keeps it out of balancing (open or half-open).") \
+	X(EP_EJECTIONS, "shoal_endpoint_ejections_total", "counter", "service,endpoint",           \
+	  "Times the endpoint's circuit breaker opened.")                                          \
+	X(EP_IN_FLIGHT, "shoal_endpoint_in_flight", "gauge", "service,endpoint",                   \
+	  "Requests to the endpoint in flight now (the balancer's pending count).")                \
+	X(EP_ESTIMATE, "shoal_endpoint_latency_estimate_seconds", "gauge", "service,endpoint",     \
+	  "The balancer's PeakEWMA latency estimate of the endpoint, decayed to now.")             \
 	X(DATAPATH_UP, "shoal_datapath_up", "gauge", "",                                           \
 	  "1 when the pinned BPF maps could be read at this scrape, else 0.")                      \
 	X(PROCESS_OPEN_FDS, "shoal_process_open_fds", "gauge", "",                                 \

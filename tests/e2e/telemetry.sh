@@ -97,6 +97,10 @@ wr=$(sum_samples "^shoal_tcp_write_bytes_total[{]$web}")
 ((opened >= 5 && closed >= 5 && wr > 0)) &&
 	pass "opaque TCP to web: $opened opened, $closed closed, $rd bytes read, $wr written" ||
 	fail "tcp metrics of web: open $opened close $closed read $rd write $wr"
+n=$(grep -cE '^shoal_endpoint_latency_estimate_seconds[{]service="default/api",endpoint="10\.77\.[12]\.[23]"} [0-9.]+$' "$metrics" || true)
+m=$(grep -cE '^shoal_endpoint_ejected[{]service="default/api",endpoint="[0-9.]+"} [01]$' "$metrics" || true)
+((n == 2 && m == 2)) && pass "per-endpoint balancer state: estimate and ejected for both endpoints of api" ||
+	fail "endpoint state metrics: $(grep '^shoal_endpoint_' "$metrics")"
 [[ $(sum_samples '^shoal_http_series_overflow_total$') == 0 ]] && pass "no HTTP series overflow" ||
 	fail "HTTP series overflow: $(grep '^shoal_http_series' "$metrics")"
 
