@@ -14,7 +14,7 @@
 /* Connect fd to sa within the timeout. 0 or -errno. */
 static int connect_timed(int fd, const struct sockaddr *sa, socklen_t len)
 {
-	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
 	socklen_t elen = sizeof(int);
 	int e = 0;
 
@@ -38,11 +38,12 @@ static int read_all(int fd, char **out, size_t *out_len)
 	if (!buf)
 		return -ENOMEM;
 	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p = {.fd = fd, .events = POLLIN};
 		ssize_t n;
 
 		if (len == cap) {
-			char *grown = cap * 2 <= ADMIN_CLIENT_MAX_BYTES ? realloc(buf, cap * 2 + 1) : NULL;
+			char *grown =
+			    cap * 2 <= ADMIN_CLIENT_MAX_BYTES ? realloc(buf, cap * 2 + 1) : NULL;
 
 			if (!grown) {
 				free(buf);
@@ -85,7 +86,8 @@ int admin_client_get(const char *listen, const char *path, char **body, size_t *
 	int fd, ret, status;
 
 	if (addr_parse_hostport(listen, &addr, &port_be)) {
-		snprintf(err, errlen, "admin address '%s': expected ADDR:PORT or [ADDR]:PORT", listen);
+		snprintf(err, errlen, "admin address '%s': expected ADDR:PORT or [ADDR]:PORT",
+			 listen);
 		return -EINVAL;
 	}
 	socklen_t slen = addr_to_sockaddr(&addr, port_be, &ss);
@@ -98,8 +100,10 @@ int admin_client_get(const char *listen, const char *path, char **body, size_t *
 	}
 	ret = connect_timed(fd, (struct sockaddr *)&ss, slen);
 	if (ret) {
-		snprintf(err, errlen, "cannot connect to the admin endpoint %s: %s (is shoald running? "
-			 "see --admin)", listen, strerror(-ret));
+		snprintf(err, errlen,
+			 "cannot connect to the admin endpoint %s: %s (is shoald running? "
+			 "see --admin)",
+			 listen, strerror(-ret));
 		goto out;
 	}
 	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, listen);

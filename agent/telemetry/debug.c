@@ -161,7 +161,8 @@ static void render_services(const struct metrics_sources *src, struct metrics_bu
 		P(b, "],\"ports\":[");
 		for (int j = 0; j < s->n_ports; j++)
 			P(b, "%s{\"port\":%u,\"target_port\":%u,\"protocol\":\"%s\"}", j ? "," : "",
-			  s->ports[j].port, s->ports[j].target_port, proto_name(s->ports[j].protocol));
+			  s->ports[j].port, s->ports[j].target_port,
+			  proto_name(s->ports[j].protocol));
 		P(b, "],\"endpoints\":%d,\"routes\":[", s->n_endpoints);
 		for (int j = 0; j < s->n_routes; j++) {
 			P(b, "%s", j ? "," : "");
@@ -169,7 +170,9 @@ static void render_services(const struct metrics_sources *src, struct metrics_bu
 		}
 		P(b, "],");
 		json_http(b, &h);
-		P(b, ",\"tcp\":{\"opened\":%llu,\"closed\":%llu,\"read_bytes\":%llu,\"write_bytes\":%llu}",
+		P(b,
+		  ",\"tcp\":{\"opened\":%llu,\"closed\":%llu,\"read_bytes\":%llu,\"write_bytes\":%"
+		  "llu}",
 		  (unsigned long long)t->opened, (unsigned long long)t->closed,
 		  (unsigned long long)t->read_bytes, (unsigned long long)t->write_bytes);
 		if (sv) {
@@ -177,13 +180,15 @@ static void render_services(const struct metrics_sources *src, struct metrics_bu
 
 			es_service_read(sv, now_ns(), &st);
 			P(b,
-			  ",\"resilience\":{\"budget_balance\":%llu,\"ejected\":%u,\"ejection_cap\":%u,"
+			  ",\"resilience\":{\"budget_balance\":%llu,\"ejected\":%u,\"ejection_"
+			  "cap\":%u,"
 			  "\"retries\":%llu,\"retries_refused\":%llu,\"deadline_exceeded\":%llu,"
 			  "\"no_candidate\":%llu,\"ejections\":%llu,\"readmissions\":%llu}",
 			  (unsigned long long)st.budget_balance, st.ejected, st.ejection_cap,
 			  (unsigned long long)st.retries, (unsigned long long)st.retries_refused,
-			  (unsigned long long)st.deadline_exceeded, (unsigned long long)st.no_candidate,
-			  (unsigned long long)st.ejections, (unsigned long long)st.readmissions);
+			  (unsigned long long)st.deadline_exceeded,
+			  (unsigned long long)st.no_candidate, (unsigned long long)st.ejections,
+			  (unsigned long long)st.readmissions);
 		}
 		P(b, "}");
 	}
@@ -244,8 +249,9 @@ static void render_endpoints(const struct metrics_sources *src, struct metrics_b
 				P(b,
 				  ",\"estimate_ms\":%.3f,\"in_flight\":%u,\"breaker\":\"%s\","
 				  "\"consecutive_failures\":%u,\"ejections\":%llu",
-				  st.estimate_ns / 1e6, st.pending, breaker_state_name(st.breaker.state),
-				  st.breaker.consecutive, (unsigned long long)st.breaker.ejections);
+				  st.estimate_ns / 1e6, st.pending,
+				  breaker_state_name(st.breaker.state), st.breaker.consecutive,
+				  (unsigned long long)st.breaker.ejections);
 			}
 			P(b, "}");
 		}
@@ -290,7 +296,8 @@ static void render_config(const struct metrics_sources *src, struct metrics_buf 
 	  "\"pool_idle_timeout_ms\":%u,\"pool_max_idle_per_endpoint\":%u}}",
 	  cfg->http_max_request_line, cfg->http_max_head_bytes, cfg->http_max_headers,
 	  cfg->http_pool_idle_timeout_ms, cfg->http_pool_max_idle_per_endpoint);
-	P(b, ",\"tracing\":{\"enabled\":%s,\"collector_url\":", cfg->tracing.enabled ? "true" : "false");
+	P(b, ",\"tracing\":{\"enabled\":%s,\"collector_url\":",
+	  cfg->tracing.enabled ? "true" : "false");
 	json_str(b, cfg->tracing.collector_url);
 	P(b, ",\"sample_rate\":%g,\"span_kind\":\"%s\",\"service_name\":", cfg->tracing.sample_rate,
 	  cfg->tracing.span_kind == 2 ? "server" : "client");
@@ -316,7 +323,8 @@ static void render_config(const struct metrics_sources *src, struct metrics_buf 
 		P(b, "],\"ports\":[");
 		for (int j = 0; j < s->n_ports; j++)
 			P(b, "%s{\"port\":%u,\"target_port\":%u,\"protocol\":\"%s\"}", j ? "," : "",
-			  s->ports[j].port, s->ports[j].target_port, proto_name(s->ports[j].protocol));
+			  s->ports[j].port, s->ports[j].target_port,
+			  proto_name(s->ports[j].protocol));
 		P(b, "],\"endpoints\":[");
 		for (int j = 0; j < s->n_endpoints; j++) {
 			P(b, "%s", j ? "," : "");
@@ -328,8 +336,8 @@ static void render_config(const struct metrics_sources *src, struct metrics_buf 
 
 			P(b, "%s{\"name\":", j ? "," : "");
 			json_str(b, r->name);
-			P(b, ",\"timeout_ms\":%u,\"per_try_timeout_ms\":%u,\"backends\":[", r->timeout_ms,
-			  r->per_try_timeout_ms);
+			P(b, ",\"timeout_ms\":%u,\"per_try_timeout_ms\":%u,\"backends\":[",
+			  r->timeout_ms, r->per_try_timeout_ms);
 			for (int k = 0; k < r->n_backends; k++) {
 				char name[2 * CONFIG_MAX_NAME + 2];
 
