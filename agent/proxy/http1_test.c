@@ -750,3 +750,42 @@ Test(http1, the_client_deadline_header_is_a_504_at_once)
 	close(c);
 	end_test();
 }
+
+/* Reads each request head and closes without an answer. */
+static void script_hang_up(int fd, int index)
+{
+	char head[4096];
+
+	(void)index;
+	read_head(fd, head, sizeof(head));
+}
+
+Test(http1, every_endpoint_ejected_waits_fail_fast_then_503)
+{
+	struct config_resilience *r = &svc.resilience;
+	char resp[4096];
+	uint64_t t0, ms;
+	int c;
+
+	config_resilience_default(r);
+	r->consecutive_failures = 3; /* the first request's three tries */
+	r->max_ejection_pct = 100; /* a lone endpoint may go */
+	r->fail_fast_ms = 200;
+	backend_start(script_hang_up);
+	start_proxy();
+	c = client_connect();
+	one_request(c, GET("/a"), resp, sizeof(resp), "\r\n\r\n");
+	cr_assert(!strncmp(resp, "HTTP/1.1 502", 12), "got '%s'", resp);
+	close(c);
+	/* Its three failed tries (two retries) ejected it for about 1 s. */
+	c = client_connect();
+	t0 = now_ms();
+	one_request(c, GET("/b"), resp, sizeof(resp), "\r\n\r\n");
+	ms = now_ms() - t0;
+	cr_assert(!strncmp(resp, "HTTP/1.1 503", 12), "got '%s'", resp);
+	cr_assert(strstr(resp, "x-shoal-error: no-candidate"), "got '%s'", resp);
+	cr_assert(ms >= 180 && ms < 600, "503 after %llu ms, want about 200",
+		  (unsigned long long)ms);
+	close(c);
+	end_test();
+}
