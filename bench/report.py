@@ -41,6 +41,9 @@ def load_results(path):
             if kind == "pending":
                 notes[row] = value
                 continue
+            if kind == "idleerr":
+                notes[("idleerr", row)] = value
+                continue
             if kind == "bulkerr":
                 notes.setdefault(("bulkerr", row), []).append(value)
                 continue
@@ -176,12 +179,14 @@ def main():
     w("|---|---|---|---|---|")
     per_conn = {}
     for key in ("shoal_l4_on:echo", "shoal_l4_on:silent", "shoal_l4_on_128k:echo", "haproxy_tcp:echo"):
+        r, mode = key.split(":")
+        if ("idleerr", key) in notes:
+            w(f"| {slabels.get(r, r)} | {mode} | note: {notes[('idleerr', key)]} | | |")
         idle = s.med("idle", key, "rss_idle_kib")
         held = s.med("idle", key, "rss_held_kib")
         n = s.med("idle", key, "conns")
         if idle is None or held is None or not n:
             continue
-        r, mode = key.split(":")
         per_conn[key] = (held - idle) * 1024 / n
         w(f"| {slabels.get(r, r)} | {mode} | {idle / 1024:.1f} MiB | {held / 1024:.1f} MiB (N = {n:.0f}) | "
           f"{per_conn[key] / 1024:.1f} KiB |")

@@ -42,6 +42,8 @@
 #define PP_MAX_SAMPLES (8u << 20)
 #define SERVE_MAX_EVENTS 256
 #define SERVE_BUF 65536
+/* hold: connections that may fail (and be retried) before it gives up. */
+#define HOLD_MAX_FAILURES 100
 
 static void die(const char *what)
 {
@@ -129,7 +131,7 @@ static void __attribute__((noreturn)) serve(int port)
 	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		die("bind");
-	if (listen(lfd, 4096) < 0)
+	if (listen(lfd, 65535) < 0)
 		die("listen");
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	ev.events = EPOLLIN;
@@ -237,6 +239,7 @@ static void on_term(int sig)
 
 static int hold(const char *addr, long count, int silent)
 {
+	long failed = 0;
 	struct sockaddr_in sa;
 	char c = 'h';
 
@@ -244,13 +247,22 @@ static int hold(const char *addr, long count, int silent)
 	parse_addr(addr, &sa);
 	signal(SIGTERM, on_term);
 	signal(SIGINT, on_term);
+	/* A connection that fails is retried (a few times in all) and
+	 * counted: the caller reports it rather than losing the whole run. */
 	for (long i = 0; i < count; i++) {
 		int fd = dial(&sa);
 
-		if (!silent && (full_io(fd, &c, 1, 1) || full_io(fd, &c, 1, 0)))
-			die("hold: echo");
+		errno = 0;
+		if (!silent && (full_io(fd, &c, 1, 1) || full_io(fd, &c, 1, 0))) {
+			fprintf(stderr, "benchtool: hold: connection %ld: %s\n", i,
+				errno ? strerror(errno) : "closed by the peer");
+			close(fd);
+			if (++failed > HOLD_MAX_FAILURES)
+				die("hold: too many failed connections");
+			i--;
+		}
 	}
-	printf("held %ld\n", count);
+	printf("held %ld failed %ld\n", count, failed);
 	fflush(stdout);
 	while (!stop)
 		pause();
