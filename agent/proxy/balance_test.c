@@ -270,3 +270,31 @@ Test(balance, budget_and_knobs_follow_the_config)
 	cr_assert_eq(breaker_state(&sv->ep[0]->breaker), BREAKER_OPEN,
 		     "2 in a row, and a 100 %% cap ejects even a lone endpoint");
 }
+
+Test(balance, a_removed_ejected_endpoint_gives_its_slot_back)
+{
+	const struct es_svc_view *v1, *v2;
+	uint64_t now = mono_ns();
+
+	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}, "
+			 "{address: 10.0.0.3}]\n");
+	v1 = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	fail_n(v1, 0, BREAKER_DEFAULT_CONSECUTIVE_FAILURES, now);
+	cr_assert_eq(atomic_load(&v1->state->group.ejected), 1);
+	/* Discovery drops the crashed pod: its slot must not stay taken. */
+	cfg2 = load(HEAD "    endpoints: [{address: 10.0.0.2}, {address: 10.0.0.3}]\n");
+	v2 = es_view_service(es_table_sync(&table, cfg2), cfg2, &cfg2->services[0]);
+	cr_assert_eq(atomic_load(&v2->state->group.ejected), 0);
+	cr_assert_eq(breaker_state(&v1->ep[0]->breaker), BREAKER_CLOSED);
+	/* A late probe outcome through the old view changes nothing. */
+	{
+		struct balance_ticket t = {.idx = 0, .ticket = BREAKER_PROBE};
+
+		balance_start(v1, &t, now);
+		balance_outcome(v1, &t, false, 0, now, "late");
+	}
+	cr_assert_eq(atomic_load(&v2->state->group.ejected), 0);
+	/* The remaining two may still eject one (cap floor(2 x 50 %) = 1). */
+	fail_n(v2, 0, BREAKER_DEFAULT_CONSECUTIVE_FAILURES, now);
+	cr_assert_eq(breaker_state(&v2->ep[0]->breaker), BREAKER_OPEN);
+}

@@ -186,6 +186,32 @@ static struct es_endpoint *es_endpoint_get(struct es_service *s, const struct sh
 	return e;
 }
 
+/*
+ * e left the service: give back its ejection slot, or a pod that crashed
+ * (ejected, then removed by discovery) would hold it for good and the
+ * service would soon eject nothing. breaker_fini() cannot be used: a
+ * worker on an older view may still record into e, so the breaker is
+ * closed in place, under its lock, as group_release() would. A late probe
+ * outcome is then ignored; a late failure of a request sent before the
+ * removal can still eject it again (rare, and undone on the next sync).
+ */
+static void es_endpoint_retire(struct es_endpoint *e)
+{
+	struct breaker *br = &e->breaker;
+	struct breaker_group *g = br->group;
+
+	pthread_mutex_lock(&br->lock);
+	if (atomic_load(&br->state) != BREAKER_CLOSED) {
+		uint32_t n = atomic_load(&g->ejected);
+
+		atomic_store(&br->state, BREAKER_CLOSED);
+		br->consecutive = 0;
+		while (n && !atomic_compare_exchange_weak(&g->ejected, &n, n - 1))
+			;
+	}
+	pthread_mutex_unlock(&br->lock);
+}
+
 /* Fill sv for service svc of a config. Under t->lock. 0 or -errno. */
 static int es_svc_view_build(struct es_table *t, const struct config_service *svc,
 			     struct es_svc_view *sv, uint64_t now)
@@ -216,13 +242,16 @@ static int es_svc_view_build(struct es_table *t, const struct config_service *sv
 	if (!sv->ep)
 		return -ENOMEM;
 	for (e = s->endpoints; e; e = e->next)
-		e->live = false; /* relaxed: only this sync reads it back */
+		e->was_live = atomic_exchange(&e->live, false);
 	for (uint32_t i = 0; i < n; i++) {
 		sv->ep[i] = es_endpoint_get(s, &svc->endpoints[i].addr, sv, now);
 		if (!sv->ep[i])
 			return -ENOMEM;
 		atomic_store(&sv->ep[i]->live, true);
 	}
+	for (e = s->endpoints; e; e = e->next)
+		if (e->was_live && !atomic_load(&e->live))
+			es_endpoint_retire(e);
 	s->n_live = n;
 	atomic_store(&s->group.max_ejection_pct, sv->breaker_cfg.max_ejection_pct);
 	breaker_group_resize(&s->group, n);

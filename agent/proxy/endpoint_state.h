@@ -50,6 +50,7 @@ struct es_endpoint {
 	struct peak_ewma ewma;
 	struct breaker breaker;
 	_Atomic bool live;	  /* in the latest synced config */
+	bool was_live;		  /* live before the sync in progress (table lock) */
 	struct es_endpoint *next; /* the service's list, live and removed */
 };
 
