@@ -10,13 +10,15 @@
 #    span the child of the first hop's;
 #  - no incoming context: a new trace, a root span; B3 in, the trace id kept;
 #  - the collector down: spans are dropped and counted, and the median
-#    request latency stays where it was with the collector up.
+#    request latency stays where it was with the collector up;
+#  - the admin endpoint where the config's admin.listen says, and shoalctl
+#    -c finding it there.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 RECEIVER=$(cd "$(dirname "$0")/../tools" && pwd)/otlp-receiver.py
 COLLECTOR_PORT=4318
-ADMIN=127.0.0.1:15020
+ADMIN=127.0.0.1:15029 # admin.listen below, not the default
 
 http_require
 e2e_init
@@ -35,7 +37,9 @@ tracing:
   collector_url: http://127.0.0.1:$COLLECTOR_PORT/v1/traces
   sample_rate: 1.0
   batch_delay_ms: 100
-  timeout_ms: 500"
+  timeout_ms: 500
+admin:
+  listen: $ADMIN"
 
 spawn_in "$TEST_CG/agent" "$NS_A" "$LOGDIR/receiver.log" python3 "$RECEIVER" --port "$COLLECTOR_PORT"
 receiver_pid=$LAST_PID
@@ -141,4 +145,8 @@ else
 fi
 ((${dropped:-0} > 0)) && pass "collector down: spans dropped and counted (shoal_trace_dropped_unreachable_total = $dropped)" ||
 	fail "shoal_trace_dropped_unreachable_total is '${dropped:-missing}'"
+n=$(in_ns "$NS_A" timeout 20 "$SHOALCTL" -c "$CONFIG" --json services |
+	python3 -c 'import json, sys; print([s["http"]["requests"] for s in json.load(sys.stdin)["services"] if s["name"] == "api"][0])' 2>&1)
+((${n:-0} >= 84)) && pass "admin.listen from the config: shoalctl -c finds the agent on $ADMIN (api: $n requests)" ||
+	fail "shoalctl -c $CONFIG --json services: $n"
 finish
