@@ -127,8 +127,56 @@ static int tracing_start(const struct config *cfg, struct proxy *proxy, struct t
 	return 0;
 }
 
-/* Serve until SIGTERM/SIGINT, refreshing the heartbeat. */
-static int serve(const struct config *cfg, struct datapath *dp, int sig_fd)
+/*
+ * Publish a new config from discovery: the proxy first, so that a new
+ * service's first intercepted connection finds it, then the service maps
+ * (docs/discovery.md). Takes cfg.
+ */
+static void apply_config(struct config *cfg, struct proxy *proxy, struct datapath *dp)
+{
+	int err = proxy_update(proxy, cfg);
+
+	if (err) {
+		pr_warn("discovery: the proxy refused the new configuration: %s", strerror(-err));
+		config_free(cfg);
+		return;
+	}
+	/* The proxy owns cfg now, and keeps it while it is the newest: until our next call. */
+	err = datapath_update_services(dp, cfg);
+	if (err)
+		pr_warn("discovery: the service maps are partly updated (%s); the next change "
+			"repairs them",
+			strerror(-err));
+}
+
+/*
+ * The discovery sources cfg asks for: the file always, the Kubernetes API
+ * with a kubernetes: section. Returns 0 and *out, or -errno after logging.
+ */
+static int start_discovery(const struct config *cfg, struct discovery **out)
+{
+	struct k8s_opts ko = {0};
+	int err;
+
+	if (!cfg->k8s_enabled)
+		return discovery_start(cfg, NULL, out);
+	snprintf(ko.api_server, sizeof(ko.api_server), "%s", cfg->k8s_api_server);
+	snprintf(ko.ca_file, sizeof(ko.ca_file), "%s", cfg->k8s_ca_file);
+	snprintf(ko.token_file, sizeof(ko.token_file), "%s", cfg->k8s_token_file);
+	ko.backoff_max_ms = cfg->k8s_backoff_max_ms;
+	err = k8s_opts_in_cluster(&ko);
+	if (err) {
+		pr_warn("kubernetes: no api_server in %s and KUBERNETES_SERVICE_HOST is not set "
+			"(not in a cluster?)",
+			cfg->path);
+		return err;
+	}
+	return discovery_start(cfg, &ko, out);
+}
+
+/* Serve until SIGTERM/SIGINT, refreshing the heartbeat and applying discovery's changes. */
+static int serve(const struct config *cfg, struct datapath *dp, struct proxy *proxy,
+		 struct discovery *disc, int sig_fd)
 {
 	/* Four beats per fail-open window: one late beat never fails open. */
 	uint64_t period_ns = (uint64_t)cfg->failopen_after_ms * 1000000ull / 4;
@@ -145,11 +193,12 @@ static int serve(const struct config *cfg, struct datapath *dp, int sig_fd)
 	datapath_heartbeat(dp, true);
 	__atomic_store_n(&serving, true, __ATOMIC_RELEASE);
 	for (;;) {
-		struct pollfd fds[2] = { { .fd = sig_fd, .events = POLLIN },
-					 { .fd = timer_fd, .events = POLLIN } };
+		struct pollfd fds[3] = { { .fd = sig_fd, .events = POLLIN },
+					 { .fd = timer_fd, .events = POLLIN },
+					 { .fd = discovery_fd(disc), .events = POLLIN } };
 		uint64_t ticks;
 
-		if (poll(fds, 2, -1) < 0) {
+		if (poll(fds, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -157,6 +206,12 @@ static int serve(const struct config *cfg, struct datapath *dp, int sig_fd)
 		if (fds[1].revents & POLLIN) {
 			if (read(timer_fd, &ticks, sizeof(ticks)) == sizeof(ticks))
 				datapath_heartbeat(dp, true);
+		}
+		if (fds[2].revents & POLLIN) {
+			struct config *next = NULL;
+
+			if (discovery_poll(disc, &next) == 1)
+				apply_config(next, proxy, dp);
 		}
 		if (fds[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
@@ -192,6 +247,7 @@ int main(int argc, char **argv)
 	struct datapath *dp = NULL;
 	struct proxy *proxy = NULL;
 	struct admin *admin = NULL;
+	struct discovery *disc = NULL;
 	struct tracer *tracer = NULL;
 	struct otlp_exporter *exporter = NULL;
 	struct timespec started;
@@ -291,6 +347,9 @@ int main(int argc, char **argv)
 		pr_info("ready: proxy on %s %s, %d services, shortcut %s", v4, v6,
 			cfg->n_services, cfg->shortcut ? "on" : "off");
 	}
+	err = start_discovery(cfg, &disc);
+	if (err)
+		goto out;
 	err = tracing_start(cfg, proxy, &tracer, &exporter, err_msg, sizeof(err_msg));
 	if (err) {
 		pr_warn("cannot start tracing: %s", err_msg);
@@ -299,8 +358,12 @@ int main(int argc, char **argv)
 	if (strcmp(admin_listen, "off") != 0) {
 		struct admin_opts ao = {
 			.listen = admin_listen,
-			.sources = { .pin_root = cfg->pin_root, .proxy = proxy, .tracer = tracer },
+			.sources = { .pin_root = cfg->pin_root,
+				     .proxy = proxy,
+				     .tracer = tracer,
+				     .discovery = disc },
 			.ready = agent_ready,
+			.ready_ctx = disc, /* synced at once without Kubernetes */
 		};
 
 		clock_gettime(CLOCK_REALTIME, &started);
@@ -312,13 +375,14 @@ int main(int argc, char **argv)
 		}
 		pr_info("admin endpoint on %s (/healthz /readyz /metrics)", admin_listen);
 	}
-	err = serve(cfg, dp, sig_fd);
+	err = serve(cfg, dp, proxy, disc, sig_fd);
 out:
 	/* Fail open first, then stop the proxy: no connect is sent to a
 	 * listener that is about to close. */
 	if (dp)
 		datapath_heartbeat(dp, false);
-	admin_stop(admin); /* it reads the proxy's stats: stop it first */
+	admin_stop(admin); /* it reads the proxy's and discovery's stats: stop it first */
+	discovery_stop(disc); /* its threads write into the model only */
 	proxy_stop(proxy);
 	/* The workers are gone: the rings' last spans go out, then they are freed. */
 	otlp_exporter_stop(exporter);

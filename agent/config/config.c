@@ -761,6 +761,7 @@ static int parse_endpoint(struct cfg_parser *p, void *obj, int i)
 	}
 	ep = &svc->endpoints[svc->n_endpoints++];
 	memset(ep, 0, sizeof(*ep));
+	ep->ready = ep->serving = true; /* the file lists endpoints to use */
 	ep->line = cp_line(p);
 	return cp_map(p, endpoint_fields, ARRAY_SIZE(endpoint_fields), ep, &seen);
 }
@@ -1893,6 +1894,51 @@ static int parse_admin(struct cfg_parser *p, void *obj)
 	return cp_map(p, admin_fields, ARRAY_SIZE(admin_fields), obj, &seen);
 }
 
+/* ---- kubernetes ---- */
+
+/* Limits of kubernetes.backoff_max_ms: below 100 ms a dead API server is
+ * polled in a busy loop; above 5 min an agent is blind too long. */
+#define CONFIG_MIN_K8S_BACKOFF_MS 100
+#define CONFIG_MAX_K8S_BACKOFF_MS 300000
+
+/* An https:// URL without path: where the API server listens. */
+static int parse_api_server(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	const char *host;
+	int err;
+
+	err = cp_string(p, "an https:// URL", cfg->k8s_api_server, sizeof(cfg->k8s_api_server));
+	if (err)
+		return err;
+	host = cfg->k8s_api_server + strlen("https://");
+	if (strncmp(cfg->k8s_api_server, "https://", strlen("https://")) || !*host ||
+	    strpbrk(host, "/?# \t"))
+		return cp_fail(p, cp_line(p),
+			       "must be https://HOST[:PORT] (TLS, no path), got \"%s\"",
+			       echo(cfg->k8s_api_server, strlen(cfg->k8s_api_server), buf));
+	return 0;
+}
+
+static const struct field kubernetes_fields[] = {
+    {"api_server", FIELD_FUNC, .parse = parse_api_server},
+    {"ca_file", FIELD_PATH, offsetof(struct config, k8s_ca_file)},
+    {"token_file", FIELD_PATH, offsetof(struct config, k8s_token_file)},
+    {"backoff_max_ms", FIELD_U32, offsetof(struct config, k8s_backoff_max_ms),
+     CONFIG_MIN_K8S_BACKOFF_MS, CONFIG_MAX_K8S_BACKOFF_MS},
+};
+
+/* The section's presence turns the source on; an empty one means in-cluster. */
+static int parse_kubernetes(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+	struct map_seen seen;
+
+	cfg->k8s_enabled = true;
+	return cp_map(p, kubernetes_fields, ARRAY_SIZE(kubernetes_fields), obj, &seen);
+}
+
 static const struct field root_fields[] = {
     {"node", FIELD_FUNC, .parse = parse_node},
     {"bpf", FIELD_FUNC, .parse = parse_bpf},
@@ -1900,6 +1946,7 @@ static const struct field root_fields[] = {
     {"tracing", FIELD_FUNC, .parse = parse_tracing},
     {"admin", FIELD_FUNC, .parse = parse_admin},
     {"services", FIELD_FUNC, .parse = parse_services},
+    {"kubernetes", FIELD_FUNC, .parse = parse_kubernetes},
 };
 
 /* ---- checks across services ---- */
@@ -2271,6 +2318,7 @@ static void config_set_defaults(struct config *cfg)
 	cfg->http_max_headers = CONFIG_DEFAULT_HTTP_MAX_HEADERS;
 	cfg->http_pool_idle_timeout_ms = CONFIG_DEFAULT_HTTP_POOL_IDLE_TIMEOUT_MS;
 	cfg->http_pool_max_idle_per_endpoint = CONFIG_DEFAULT_HTTP_POOL_MAX_IDLE;
+	cfg->k8s_backoff_max_ms = CONFIG_DEFAULT_K8S_BACKOFF_MAX_MS;
 	/* tracing: the library's own defaults (docs/tracing.md). */
 	cfg->tracing.enabled = false;
 	snprintf(cfg->tracing.collector_url, sizeof(cfg->tracing.collector_url), "%s",
@@ -2434,7 +2482,119 @@ void config_free(struct config *cfg)
 		free_routes(&cfg->services[i]);
 	}
 	free(cfg->services);
+	free(cfg->strings);
 	free(cfg);
+}
+
+/* A heap copy of n bytes plus a NUL, or NULL (also for a NULL s). */
+static char *dup_bytes(const char *s, size_t n)
+{
+	char *d;
+
+	if (!s)
+		return NULL;
+	d = malloc(n + 1);
+	if (d) {
+		memcpy(d, s, n);
+		d[n] = '\0';
+	}
+	return d;
+}
+
+/* dst = src's routes, every string duplicated. 0 or -ENOMEM (dst then
+ * owns what was copied, for free_routes). */
+static int copy_routes(struct config_service *dst, const struct config_service *src)
+{
+	dst->routes = NULL;
+	dst->n_routes = 0;
+	if (!src->n_routes)
+		return 0;
+	dst->routes = calloc((size_t)src->n_routes, sizeof(*dst->routes));
+	if (!dst->routes)
+		return -ENOMEM;
+	for (int r = 0; r < src->n_routes; r++) {
+		const struct config_route *s = &src->routes[r];
+		struct config_route *d = &dst->routes[r];
+
+		*d = *s;
+		d->n_hosts = d->n_headers = 0;
+		d->path = NULL;
+		dst->n_routes = r + 1;
+		if (s->path && !(d->path = dup_bytes(s->path, s->path_len)))
+			return -ENOMEM;
+		for (int k = 0; k < s->n_hosts; k++) {
+			d->hosts[k].name = dup_bytes(s->hosts[k].name, s->hosts[k].len);
+			if (!d->hosts[k].name)
+				return -ENOMEM;
+			d->n_hosts = k + 1;
+		}
+		for (int k = 0; k < s->n_headers; k++) {
+			d->headers[k].name = dup_bytes(s->headers[k].name, s->headers[k].name_len);
+			d->headers[k].value =
+			    dup_bytes(s->headers[k].value, s->headers[k].value_len);
+			d->n_headers = k + 1;
+			if (!d->headers[k].name || !d->headers[k].value)
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* p, a pointer into src's string table, moved into dst's. */
+static const char *rebase(const char *p, const struct config *src, const struct config *dst)
+{
+	return p ? dst->strings + (p - src->strings) : NULL;
+}
+
+int config_copy(const struct config *src, int n_services, struct config **out)
+{
+	struct config *cfg;
+	int i;
+
+	if (n_services < src->n_services)
+		return -EINVAL;
+	cfg = malloc(sizeof(*cfg));
+	if (!cfg)
+		return -ENOMEM;
+	*cfg = *src;
+	cfg->n_services = 0;
+	cfg->strings = NULL;
+	cfg->services = n_services ? calloc((size_t)n_services, sizeof(*cfg->services)) : NULL;
+	if (n_services && !cfg->services)
+		goto oom;
+	if (src->strings) {
+		cfg->strings = dup_bytes(src->strings, src->strings_len);
+		if (!cfg->strings)
+			goto oom;
+	}
+	for (i = 0; i < src->n_services; i++) {
+		const struct config_service *s = &src->services[i];
+		struct config_service *d = &cfg->services[i];
+
+		*d = *s;
+		d->endpoints = NULL;
+		d->routes = NULL;
+		d->n_routes = 0;
+		cfg->n_services = i + 1; /* so that config_free frees what d got */
+		if (s->n_endpoints) {
+			d->endpoints = malloc((size_t)s->n_endpoints * sizeof(*d->endpoints));
+			if (!d->endpoints)
+				goto oom;
+			for (int e = 0; e < s->n_endpoints; e++) {
+				d->endpoints[e] = s->endpoints[e];
+				d->endpoints[e].zone = rebase(s->endpoints[e].zone, src, cfg);
+				d->endpoints[e].node = rebase(s->endpoints[e].node, src, cfg);
+			}
+		}
+		if (copy_routes(d, s))
+			goto oom;
+	}
+	cfg->n_services = n_services;
+	*out = cfg;
+	return 0;
+oom:
+	config_free(cfg);
+	return -ENOMEM;
 }
 
 /*

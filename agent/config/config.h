@@ -21,6 +21,7 @@
 #define CONFIG_MAX_PORTS 32                /* ports per service */
 #define CONFIG_MAX_ENDPOINTS 1024          /* endpoints per service */
 #define CONFIG_MAX_SERVICES SHOAL_MAX_SERVICES
+#define CONFIG_MAX_K8S_URL 256             /* kubernetes.api_server: scheme, host, port */
 #define CONFIG_MAX_OPAQUE_PORTS 64         /* proxy.opaque_ports; 8 are the default */
 
 /*
@@ -49,6 +50,9 @@
 #define CONFIG_DEFAULT_MAX_CONNECTIONS 65536   /* per worker */
 #define CONFIG_DEFAULT_FAILOPEN_AFTER_MS 2000  /* heartbeat age that means "proxy dead" */
 #define CONFIG_DEFAULT_CGROUP "/"              /* relative to the cgroup2 mount */
+/* kubernetes.backoff_max_ms: client-go's ceiling; 30 s between retries
+ * keeps a thousand agents from hammering a recovering API server. */
+#define CONFIG_DEFAULT_K8S_BACKOFF_MAX_MS 30000
 /*
  * A request finding no candidate endpoint (all ejected or probing) waits
  * this long for one before its 503: about one breaker backoff, so a probe
@@ -174,6 +178,15 @@ struct config_route {
 struct config_endpoint {
 	struct shoal_addr addr;
 	int line;
+	/*
+	 * Kubernetes EndpointSlice conditions (docs/discovery.md); endpoints
+	 * of the file are ready and serving. The proxy's list holds the ones
+	 * discovery selected: ready ones, or serving+terminating ones when
+	 * none is ready.
+	 */
+	bool ready, serving, terminating;
+	const char *zone; /* topology zone, or NULL; points into config.strings */
+	const char *node; /* node name, or NULL; points into config.strings */
 };
 
 /*
@@ -298,8 +311,22 @@ struct config {
 	struct config_tracing tracing; /* tracing: */
 	struct config_admin admin;     /* admin: */
 
+	/* kubernetes: the API source (docs/discovery.md); absent: the file only. */
+	bool k8s_enabled;
+	char k8s_api_server[CONFIG_MAX_K8S_URL]; /* "": in-cluster (KUBERNETES_SERVICE_HOST/PORT) */
+	char k8s_ca_file[PATH_MAX];          /* "": the service account's ca.crt */
+	char k8s_token_file[PATH_MAX];       /* "": the service account's token */
+	uint32_t k8s_backoff_max_ms;         /* ceiling of the jittered back-off */
+
+	/*
+	 * services[i].id == i. Configs built by discovery may hold vacant
+	 * ids (no VIP, no port, empty name) so that ids stay stable while
+	 * services come and go; they match nothing.
+	 */
 	struct config_service *services; /* heap, n_services entries */
 	int n_services;
+	char *strings; /* heap: zone and node names endpoints point into, or NULL */
+	size_t strings_len;
 };
 
 /*
@@ -314,6 +341,14 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 		 size_t errlen);
 
 void config_free(struct config *cfg);
+
+/*
+ * A deep copy of src (services, endpoints, routes, strings) with room for
+ * n_services >= src->n_services services, the extra ones zeroed. Returns
+ * 0 and *out (free with config_free), -EINVAL for a bad n_services, or
+ * -ENOMEM.
+ */
+int config_copy(const struct config *src, int n_services, struct config **out);
 
 /* The service owning (vip, port_be), or NULL; *port_out gets its port. */
 const struct config_service *config_find_service(const struct config *cfg,

@@ -39,6 +39,8 @@
 
 struct discovery {
 	const struct config *running;
+	struct config
+	    *file_start; /* the file as parsed at start, before any command-line override */
 	char path[PATH_MAX];
 	int epfd;
 	int inotify_fd;
@@ -109,30 +111,36 @@ static int read_file(const char *path, char **out, size_t *len)
 	return 0;
 }
 
-/* cfg with services (and their routes) taken out, for comparing the rest. */
-static void strip_services(struct config *c)
+/* c with what it owns (services, strings) taken out, for comparing the rest. */
+static void strip_owned(struct config *c)
 {
 	c->services = NULL;
 	c->n_services = 0;
+	c->strings = NULL;
+	c->strings_len = 0;
 }
 
 /*
  * Give nw every field of running except its services: those are the only
  * part a running agent can change (docs/discovery.md). Returns true when
- * the file had changed one of the others.
+ * the file changed one of the others since start (compared with the
+ * file as it was then, so that command-line overrides do not count).
  */
-static bool keep_running_fields(struct config *nw, const struct config *running)
+static bool keep_running_fields(struct config *nw, const struct config *running,
+				const struct config *file_start)
 {
-	struct config a = *nw, b = *running;
+	struct config a = *nw, b = *file_start;
 	bool changed;
 
-	strip_services(&a);
-	strip_services(&b);
+	strip_owned(&a);
+	strip_owned(&b);
 	/* Both came from config_parse (calloc'ed), so padding compares equal too. */
 	changed = memcmp(&a, &b, sizeof(a)) != 0;
 	a = *running;
 	a.services = nw->services;
 	a.n_services = nw->n_services;
+	a.strings = nw->strings;
+	a.strings_len = nw->strings_len;
 	*nw = a;
 	return changed;
 }
@@ -172,7 +180,7 @@ static int file_reload(struct discovery *d)
 			d->path);
 		return 0;
 	}
-	if (keep_running_fields(cfg, d->running)) {
+	if (keep_running_fields(cfg, d->running, d->file_start)) {
 		d->st.file_restart_fields++;
 		pr_warn("config: %s changed fields outside services (node, bpf, proxy, "
 			"kubernetes); they apply at the next restart, the running values stay",
@@ -256,12 +264,13 @@ int discovery_poll(struct discovery *d, struct config **out)
 		static struct model_build_stats none;
 
 		bst = none;
-		ret = model_config_copy(d->base, d->base->n_services, out);
+		ret = config_copy(d->base, d->base->n_services, out);
 	}
 	if (ret) {
 		d->st.build_failures++;
-		pr_warn("discovery: cannot build the new configuration: %s; keeping the running one",
-			strerror(-ret));
+		pr_warn(
+		    "discovery: cannot build the new configuration: %s; keeping the running one",
+		    strerror(-ret));
 		return ret;
 	}
 	record_build(d, &bst);
@@ -310,6 +319,7 @@ void discovery_stop(struct discovery *d)
 	if (d->epfd >= 0)
 		close(d->epfd);
 	config_free(d->base);
+	config_free(d->file_start);
 	free(d->text);
 	free(d);
 }
@@ -337,13 +347,23 @@ int discovery_start(const struct config *running, const struct k8s_opts *k8s,
 	snprintf(d->path, sizeof(d->path), "%s", running->path);
 
 	/* The base: the running config itself, as the file holds it now. */
-	ret = model_config_copy(running, running->n_services, &d->base);
+	ret = config_copy(running, running->n_services, &d->base);
 	if (ret)
 		goto err;
 	ret = read_file(d->path, &d->text, &d->text_len);
 	if (ret) {
 		pr_warn("discovery: cannot read %s: %s", d->path, strerror(-ret));
 		goto err;
+	}
+	/* What later edits are compared with; if the file changed since the
+	 * agent loaded it, the running config stands in. */
+	{
+		char err[1024];
+
+		if (config_parse(d->path, d->text, d->text_len, &d->file_start, err, sizeof(err)))
+			ret = config_copy(running, running->n_services, &d->file_start);
+		if (ret)
+			goto err;
 	}
 
 	d->epfd = epoll_create1(EPOLL_CLOEXEC);

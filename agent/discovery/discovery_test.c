@@ -171,3 +171,39 @@ Test(discovery_file, fields_outside_services_keep_running_values)
 	discovery_get_stats(d, &st);
 	cr_expect_eq(st.file_restart_fields, 1);
 }
+
+/* The kubernetes: section (docs/config.md). */
+Test(discovery_file, kubernetes_section)
+{
+	static const char ok[] = "node: {address_v4: 10.0.0.1}\n"
+				 "kubernetes:\n"
+				 "  api_server: https://[fd00::1]:6443\n"
+				 "  ca_file: /etc/k8s/ca.crt\n"
+				 "  token_file: /etc/k8s/token\n"
+				 "  backoff_max_ms: 1000\n";
+	static const char empty[] = "node: {address_v4: 10.0.0.1}\nkubernetes:\n";
+	static const char none[] = "node: {address_v4: 10.0.0.1}\n";
+	static const char http[] = "node: {address_v4: 10.0.0.1}\n"
+				   "kubernetes:\n"
+				   "  api_server: http://10.0.0.1:8080\n";
+	struct config *c;
+	char err[512];
+
+	cr_assert_eq(config_parse("k", ok, strlen(ok), &c, err, sizeof(err)), 0, "%s", err);
+	cr_expect(c->k8s_enabled);
+	cr_expect_str_eq(c->k8s_api_server, "https://[fd00::1]:6443");
+	cr_expect_str_eq(c->k8s_ca_file, "/etc/k8s/ca.crt");
+	cr_expect_str_eq(c->k8s_token_file, "/etc/k8s/token");
+	cr_expect_eq(c->k8s_backoff_max_ms, 1000);
+	config_free(c);
+	cr_assert_eq(config_parse("k", empty, strlen(empty), &c, err, sizeof(err)), 0, "%s", err);
+	cr_expect(c->k8s_enabled, "an empty section means in-cluster");
+	cr_expect_str_eq(c->k8s_api_server, "");
+	cr_expect_eq(c->k8s_backoff_max_ms, CONFIG_DEFAULT_K8S_BACKOFF_MAX_MS);
+	config_free(c);
+	cr_assert_eq(config_parse("k", none, strlen(none), &c, err, sizeof(err)), 0, "%s", err);
+	cr_expect_not(c->k8s_enabled);
+	config_free(c);
+	cr_expect_eq(config_parse("k", http, strlen(http), &c, err, sizeof(err)), -EINVAL);
+	cr_expect(strstr(err, "k:3: kubernetes.api_server: must be https://") != NULL, "%s", err);
+}

@@ -34,10 +34,10 @@
 #define K8S_MAX_REQUEST_URL (K8S_MAX_URL + K8S_MAX_CONTINUE + 512)
 
 enum k8s_outcome {
-	K8S_DONE = 0,	   /* request completed (watch: ended at its timeout) */
-	K8S_RELIST = 1,	   /* 410: the version is gone, list again */
-	K8S_FAILED = 2,	   /* error: back off, then retry */
-	K8S_STOPPED = 3,   /* k8s_stop was called */
+	K8S_DONE = 0,	 /* request completed (watch: ended at its timeout) */
+	K8S_RELIST = 1,	 /* 410: the version is gone, list again */
+	K8S_FAILED = 2,	 /* error: back off, then retry */
+	K8S_STOPPED = 3, /* k8s_stop was called */
 };
 
 struct k8s_kind_ctx {
@@ -49,11 +49,11 @@ struct k8s_kind_ctx {
 	bool started;
 	CURL *curl;
 	struct k8s_stream stream;
-	unsigned int seed; /* rand_r state for the jitter */
+	unsigned int seed;   /* rand_r state for the jitter */
 	uint32_t backoff_ms; /* the current back-off ceiling */
 
-	char rv[K8S_MAX_RV]; /* last version applied: the next watch starts here */
-	atomic_bool listed;  /* the model holds a full list of this kind */
+	char rv[K8S_MAX_RV];   /* last version applied: the next watch starts here */
+	atomic_bool listed;    /* the model holds a full list of this kind */
 	atomic_bool connected; /* last request reached the server and got 200 */
 
 	/* Per request. */
@@ -61,7 +61,7 @@ struct k8s_kind_ctx {
 	long http_code;
 	bool relist;
 	int cb_err;
-	char cont[K8S_MAX_CONTINUE]; /* list paging */
+	char cont[K8S_MAX_CONTINUE];   /* list paging */
 	char body[K8S_MAX_ERROR_BODY]; /* a failed request's Status */
 	size_t body_len;
 };
@@ -117,9 +117,9 @@ int k8s_opts_in_cluster(struct k8s_opts *opts)
 	if (!host || !*host)
 		return -ENOENT;
 	/* An IPv6 service address needs brackets in a URL. */
-	snprintf(opts->api_server, sizeof(opts->api_server), strchr(host, ':') ? "https://[%s]:%s"
-									     : "https://%s:%s",
-		 host, port && *port ? port : "443");
+	snprintf(opts->api_server, sizeof(opts->api_server),
+		 strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s", host,
+		 port && *port ? port : "443");
 	return 0;
 }
 
@@ -450,7 +450,7 @@ static int k8s_request(struct k8s_kind_ctx *k, const char *url, bool watch, long
 		atomic_store(&k->connected, false);
 		atomic_fetch_add(&w->st.errors, 1);
 		pr_warn("kubernetes: %s %s: %s; starting over", verb, k->what,
-			k->cb_err == -EMSGSIZE ? "an object exceeds the size limit"
+			k->cb_err == -EMSGSIZE	? "an object exceeds the size limit"
 			: k->cb_err == -EBADMSG ? "malformed JSON"
 						: strerror(-k->cb_err));
 		return watch ? K8S_RELIST : K8S_FAILED;
@@ -623,8 +623,8 @@ int k8s_start(const struct k8s_opts *opts, struct model *m, pthread_mutex_t *loc
 		enum k8s_kind kind;
 		const char *what, *path;
 	} kinds[2] = {
-		{K8S_KIND_SERVICE, "services", "/api/v1/services"},
-		{K8S_KIND_ENDPOINTSLICE, "endpointslices", "/apis/discovery.k8s.io/v1/endpointslices"},
+	    {K8S_KIND_SERVICE, "services", "/api/v1/services"},
+	    {K8S_KIND_ENDPOINTSLICE, "endpointslices", "/apis/discovery.k8s.io/v1/endpointslices"},
 	};
 	struct k8s_watcher *w;
 	pthread_condattr_t ca;

@@ -58,9 +58,9 @@ struct k8s_opts {
 	char api_server[K8S_MAX_URL]; /* "https://host:port" */
 	char ca_file[PATH_MAX];
 	char token_file[PATH_MAX];
-	uint32_t watch_timeout_s;  /* 0: K8S_WATCH_TIMEOUT_S */
-	uint32_t backoff_min_ms;   /* 0: K8S_BACKOFF_MIN_MS (tests shorten it) */
-	uint32_t backoff_max_ms;   /* 0: K8S_BACKOFF_MAX_MS */
+	uint32_t watch_timeout_s; /* 0: K8S_WATCH_TIMEOUT_S */
+	uint32_t backoff_min_ms;  /* 0: K8S_BACKOFF_MIN_MS (tests shorten it) */
+	uint32_t backoff_max_ms;  /* 0: K8S_BACKOFF_MAX_MS */
 };
 
 /*
@@ -74,13 +74,13 @@ int k8s_opts_in_cluster(struct k8s_opts *opts);
 
 /* Counters of the watcher, for telemetry; read with k8s_stats. */
 struct k8s_stats {
-	uint64_t lists;	      /* list requests completed (all pages) */
-	uint64_t watches;     /* watch streams opened */
-	uint64_t events;      /* watch events applied */
-	uint64_t relists_410; /* relists forced by 410 Gone / Expired */
-	uint64_t errors;      /* failed requests (connect, TLS, HTTP, decode) */
+	uint64_t lists;	       /* list requests completed (all pages) */
+	uint64_t watches;      /* watch streams opened */
+	uint64_t events;       /* watch events applied */
+	uint64_t relists_410;  /* relists forced by 410 Gone / Expired */
+	uint64_t errors;       /* failed requests (connect, TLS, HTTP, decode) */
 	uint64_t unauthorized; /* 401s (each re-reads the token) */
-	uint64_t bad_objects; /* objects that could not be decoded */
+	uint64_t bad_objects;  /* objects that could not be decoded */
 };
 
 struct k8s_watcher;

@@ -105,8 +105,7 @@ static int get_bool(json_object *obj, const char *key, bool dflt, bool *out, cha
 }
 
 /* Array obj[key], or NULL when missing or null; error when another type. */
-static int get_array(json_object *obj, const char *key, json_object **out, char *err,
-		     size_t errlen)
+static int get_array(json_object *obj, const char *key, json_object **out, char *err, size_t errlen)
 {
 	json_object *v = get(obj, key);
 
@@ -373,8 +372,8 @@ int k8s_decode_slice(json_object *obj, struct model_slice *out, char *err, size_
 		return ret;
 	ret = get_object(meta, "labels", &labels, why, sizeof(why));
 	if (!ret)
-		ret = get_str(labels, K8S_SERVICE_NAME_LABEL, out->service, sizeof(out->service), true,
-			      why, sizeof(why));
+		ret = get_str(labels, K8S_SERVICE_NAME_LABEL, out->service, sizeof(out->service),
+			      true, why, sizeof(why));
 	if (ret)
 		return dec_err(err, errlen, "metadata.labels: %s", why);
 	ret = get_str(obj, "addressType", type, sizeof(type), false, err, errlen);
@@ -476,9 +475,9 @@ int k8s_decode_event(json_object *obj, enum k8s_kind kind, struct k8s_event *ev,
 		     size_t errlen)
 {
 	static const char *const types[] = {
-		[K8S_EV_ADDED] = "ADDED",	[K8S_EV_MODIFIED] = "MODIFIED",
-		[K8S_EV_DELETED] = "DELETED",	[K8S_EV_BOOKMARK] = "BOOKMARK",
-		[K8S_EV_ERROR] = "ERROR",
+	    [K8S_EV_ADDED] = "ADDED",	  [K8S_EV_MODIFIED] = "MODIFIED",
+	    [K8S_EV_DELETED] = "DELETED", [K8S_EV_BOOKMARK] = "BOOKMARK",
+	    [K8S_EV_ERROR] = "ERROR",
 	};
 	json_object *object;
 	char type[16];
@@ -596,8 +595,8 @@ int k8s_stream_feed(struct k8s_stream *s, const char *buf, size_t len, k8s_strea
 		int ret;
 
 		/* Whitespace between values (the newline framing) is not a value. */
-		if (s->in_value == 0 && (*buf == '\n' || *buf == '\r' || *buf == ' ' ||
-					 *buf == '\t')) {
+		if (s->in_value == 0 &&
+		    (*buf == '\n' || *buf == '\r' || *buf == ' ' || *buf == '\t')) {
 			buf++;
 			len--;
 			continue;

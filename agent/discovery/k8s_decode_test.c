@@ -81,8 +81,8 @@ static void decode_line(int i, enum k8s_kind kind)
 
 	cr_assert_not_null(l, "fixture has no line %d", i);
 	k8s_event_clear(&ev);
-	cr_assert_eq(k8s_decode_event_text(l, len, kind, &ev, err, sizeof(err)), 0,
-		     "line %d: %s", i + 1, err);
+	cr_assert_eq(k8s_decode_event_text(l, len, kind, &ev, err, sizeof(err)), 0, "line %d: %s",
+		     i + 1, err);
 }
 
 static void expect_addr(const struct shoal_addr *a, const char *want)
@@ -221,9 +221,9 @@ Test(k8s_decode, every_fixture_line_decodes)
 		enum k8s_kind kind;
 		int lines;
 	} files[] = {
-		{"endpointslices.watch.ndjson", K8S_KIND_ENDPOINTSLICE, 7},
-		{"services.watch.ndjson", K8S_KIND_SERVICE, 4},
-		{"extra.watch.ndjson", K8S_KIND_ENDPOINTSLICE, 3},
+	    {"endpointslices.watch.ndjson", K8S_KIND_ENDPOINTSLICE, 7},
+	    {"services.watch.ndjson", K8S_KIND_SERVICE, 4},
+	    {"extra.watch.ndjson", K8S_KIND_ENDPOINTSLICE, 3},
 	};
 
 	for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
@@ -252,9 +252,9 @@ Test(k8s_decode, list_reply)
 	cr_expect_str_eq(rv, "48200");
 	cr_expect_str_eq(cont, "");
 	cr_assert_eq(json_object_array_length(items), 1);
-	cr_expect_eq(k8s_decode_slice(json_object_array_get_idx(items, 0), &ev.slice, err,
-				      sizeof(err)),
-		     0, "%s", err);
+	cr_expect_eq(
+	    k8s_decode_slice(json_object_array_get_idx(items, 0), &ev.slice, err, sizeof(err)), 0,
+	    "%s", err);
 	ev.kind = K8S_KIND_ENDPOINTSLICE;
 	ev.type = K8S_EV_ADDED;
 	cr_expect_str_eq(ev.slice.eps[0].zone, "zone-1");
@@ -268,24 +268,24 @@ Test(k8s_decode, refused_shapes)
 		const char *line;
 		const char *why;
 	} bad[] = {
-		{"[]", "event"},
-		{"{\"type\":\"ADDED\"}", "object"},
-		{"{\"type\":\"SIDEWAYS\",\"object\":{}}", "type"},
-		{"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\"}}}", "namespace"},
-		{"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"namespace\":\"b\"},"
-		 "\"addressType\":\"IPv4\",\"endpoints\":[{\"addresses\":[\"fd00::1\"]}]}}",
-		 "endpoints[0].addresses[0]"},
-		{"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"namespace\":\"b\"},"
-		 "\"addressType\":\"IPv4\",\"endpoints\":[{\"addresses\":[\"10.0.0.1\"],"
-		 "\"conditions\":{\"ready\":\"yes\"}}]}}",
-		 "ready"},
-		{"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"namespace\":\"b\"},"
-		 "\"addressType\":\"IPv4\",\"ports\":[{\"port\":70000}]}}",
-		 "ports[0].port"},
-		{"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"namespace\":\"b\"},"
-		 "\"addressType\":\"Carrier-Pigeon\"}}",
-		 "addressType"},
-		{"{\"type\":\"ERROR\",\"object\":{\"kind\":\"Service\"}}", "Status"},
+	    {"[]", "event"},
+	    {"{\"type\":\"ADDED\"}", "object"},
+	    {"{\"type\":\"SIDEWAYS\",\"object\":{}}", "type"},
+	    {"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\"}}}", "namespace"},
+	    {"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"namespace\":\"b\"},"
+	     "\"addressType\":\"IPv4\",\"endpoints\":[{\"addresses\":[\"fd00::1\"]}]}}",
+	     "endpoints[0].addresses[0]"},
+	    {"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"namespace\":\"b\"},"
+	     "\"addressType\":\"IPv4\",\"endpoints\":[{\"addresses\":[\"10.0.0.1\"],"
+	     "\"conditions\":{\"ready\":\"yes\"}}]}}",
+	     "ready"},
+	    {"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"namespace\":\"b\"},"
+	     "\"addressType\":\"IPv4\",\"ports\":[{\"port\":70000}]}}",
+	     "ports[0].port"},
+	    {"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"namespace\":\"b\"},"
+	     "\"addressType\":\"Carrier-Pigeon\"}}",
+	     "addressType"},
+	    {"{\"type\":\"ERROR\",\"object\":{\"kind\":\"Service\"}}", "Status"},
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -368,9 +368,8 @@ Test(k8s_decode, stream_bounds_one_event)
 	cr_expect_eq(c.n, 0);
 	/* After a reset a small event passes again. */
 	k8s_stream_reset(&s);
-	cr_expect_eq(k8s_stream_feed(&s, "{\"type\":\"BOOKMARK\",\"object\":{}}\n", 32, collect_cb,
-				     &c),
-		     0);
+	cr_expect_eq(
+	    k8s_stream_feed(&s, "{\"type\":\"BOOKMARK\",\"object\":{}}\n", 32, collect_cb, &c), 0);
 	cr_expect_eq(c.n, 1);
 	k8s_stream_fini(&s);
 }

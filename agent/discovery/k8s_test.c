@@ -269,7 +269,7 @@ static bool web_gone(void)
 }
 
 #define SLICE_WEB_MOVED                                                                            \
-	"{\"type\":\"MODIFIED\",\"object\":{\"kind\":\"EndpointSlice\",\"apiVersion\":"             \
+	"{\"type\":\"MODIFIED\",\"object\":{\"kind\":\"EndpointSlice\",\"apiVersion\":"            \
 	"\"discovery.k8s.io/v1\",\"metadata\":{\"name\":\"web-7xq2k\",\"namespace\":\"shop\","     \
 	"\"labels\":{\"kubernetes.io/service-name\":\"web\"}},\"addressType\":\"IPv4\","           \
 	"\"endpoints\":[{\"addresses\":[\"10.244.9.9\"]}],\"ports\":[{\"name\":\"http\","          \

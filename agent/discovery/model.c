@@ -245,49 +245,68 @@ size_t model_sweep(struct model *m, int kind)
 
 /* ---- model_build ---- */
 
-/* What the proxy learns about one endpoint. */
-static void model_endpoint_to_config(const struct model_endpoint *ep, struct config_endpoint *ce)
+/* Room for an endpoint's zone and node in the config's string table. */
+static size_t ep_strings_len(const struct model_endpoint *ep)
 {
-	ce->addr = ep->addr;
+	return (ep->zone ? strlen(ep->zone) + 1 : 0) + (ep->node ? strlen(ep->node) + 1 : 0);
 }
 
-int model_config_copy(const struct config *base, int n_services, struct config **out)
+/* Append s to cfg's string table (sized by the caller); NULL stays NULL. */
+static const char *strings_add(struct config *cfg, const char *s)
 {
-	struct config *cfg = malloc(sizeof(*cfg));
+	char *at;
+	size_t n;
 
-	if (!cfg)
-		return -ENOMEM;
-	*cfg = *base;
-	cfg->n_services = 0;
-	cfg->services = n_services ? calloc((size_t)n_services, sizeof(*cfg->services)) : NULL;
-	if (n_services && !cfg->services) {
-		free(cfg);
-		return -ENOMEM;
-	}
-	for (int i = 0; i < base->n_services; i++) {
-		const struct config_service *src = &base->services[i];
-		struct config_service *dst = &cfg->services[i];
+	if (!s)
+		return NULL;
+	n = strlen(s) + 1;
+	at = cfg->strings + cfg->strings_len;
+	memcpy(at, s, n);
+	cfg->strings_len += n;
+	return at;
+}
 
-		*dst = *src;
-		dst->endpoints = NULL;
-		/* Routes own heap strings; until config.c can copy them, the
-		 * copy has none (config_free must not free them twice). */
-		dst->routes = NULL;
-		dst->n_routes = 0;
-		if (src->n_endpoints) {
-			dst->endpoints = malloc((size_t)src->n_endpoints * sizeof(*dst->endpoints));
-			if (!dst->endpoints) {
-				cfg->n_services = i;
-				config_free(cfg);
-				return -ENOMEM;
-			}
-			memcpy(dst->endpoints, src->endpoints,
-			       (size_t)src->n_endpoints * sizeof(*dst->endpoints));
+/*
+ * Make room for extra more bytes in cfg's string table, moving the
+ * pointers of the endpoints that already point into it. 0 or -ENOMEM.
+ */
+static int strings_reserve(struct config *cfg, size_t extra)
+{
+	char *old = cfg->strings, *nw;
+
+	if (!extra)
+		return 0;
+	nw = malloc(cfg->strings_len + extra);
+	if (!nw)
+		return -ENOMEM;
+	if (old)
+		memcpy(nw, old, cfg->strings_len);
+	for (int i = 0; old && i < cfg->n_services; i++) {
+		for (int e = 0; e < cfg->services[i].n_endpoints; e++) {
+			struct config_endpoint *ce = &cfg->services[i].endpoints[e];
+
+			if (ce->zone)
+				ce->zone = nw + (ce->zone - old);
+			if (ce->node)
+				ce->node = nw + (ce->node - old);
 		}
 	}
-	cfg->n_services = n_services;
-	*out = cfg;
+	free(old);
+	cfg->strings = nw;
 	return 0;
+}
+
+/* What the proxy learns about one endpoint; its strings go into cfg's table. */
+static void model_endpoint_to_config(struct config *cfg, const struct model_endpoint *ep,
+				     struct config_endpoint *ce)
+{
+	memset(ce, 0, sizeof(*ce));
+	ce->addr = ep->addr;
+	ce->ready = ep->ready;
+	ce->serving = ep->serving;
+	ce->terminating = ep->terminating;
+	ce->zone = strings_add(cfg, ep->zone);
+	ce->node = strings_add(cfg, ep->node);
 }
 
 /*
@@ -363,6 +382,7 @@ struct slice_index {
 	int *next;
 	int *head; /* per slot, -1 when none */
 	int n;
+	size_t strings; /* zone and node bytes of every indexed endpoint */
 };
 
 static void slice_index_free(struct slice_index *ix)
@@ -378,6 +398,7 @@ static int slice_index_build(const struct model *m, struct slice_index *ix)
 	struct lh_entry *e;
 
 	ix->n = 0;
+	ix->strings = 0;
 	ix->slices = calloc(n, sizeof(*ix->slices));
 	ix->next = calloc(n, sizeof(*ix->next));
 	ix->head = malloc(MODEL_SLOTS * sizeof(*ix->head));
@@ -405,6 +426,8 @@ static int slice_index_build(const struct model *m, struct slice_index *ix)
 		ix->next[ix->n] = ix->head[slot];
 		ix->head[slot] = ix->n;
 		ix->n++;
+		for (int i = 0; i < s->n_eps; i++)
+			ix->strings += ep_strings_len(&s->eps[i]);
 	}
 	return 0;
 }
@@ -472,8 +495,9 @@ static bool ep_wanted(const struct model_endpoint *ep, bool fallback)
  * Fill dst's endpoints from the slices of svc. Returns 0 or -ENOMEM;
  * counts dropped endpoints into st.
  */
-static int build_endpoints(const struct model_service *svc, const struct slice_index *ix,
-			   struct config_service *dst, struct model_build_stats *st)
+static int build_endpoints(struct config *cfg, const struct model_service *svc,
+			   const struct slice_index *ix, struct config_service *dst,
+			   struct model_build_stats *st)
 {
 	bool any_ready = false, fallback;
 	size_t n = 0, cap = 0;
@@ -516,7 +540,7 @@ static int build_endpoints(const struct model_service *svc, const struct slice_i
 			if (n == cap)
 				continue; /* over MODEL_MAX_SERVICE_ENDPOINTS */
 			ce = &dst->endpoints[n++];
-			model_endpoint_to_config(ep, ce);
+			model_endpoint_to_config(cfg, ep, ce);
 		}
 	}
 	dst->n_endpoints = (int)n;
@@ -528,9 +552,9 @@ static int build_endpoints(const struct model_service *svc, const struct slice_i
  * Translate one model service into dst (zeroed). Leaves dst vacant (no
  * VIP) when the service is not to be intercepted. Returns 0 or -ENOMEM.
  */
-static int build_service(const struct model_service *svc, const struct slice_index *ix,
-			 struct claims *claims, struct config_service *dst,
-			 struct model_build_stats *st)
+static int build_service(struct config *cfg, const struct model_service *svc,
+			 const struct slice_index *ix, struct claims *claims,
+			 struct config_service *dst, struct model_build_stats *st)
 {
 	if (svc->headless) {
 		st->skipped_headless++;
@@ -553,7 +577,7 @@ static int build_service(const struct model_service *svc, const struct slice_ind
 	snprintf(dst->name, sizeof(dst->name), "%s", svc->name);
 	snprintf(dst->namespace, sizeof(dst->namespace), "%s", svc->ns);
 	st->services++;
-	return build_endpoints(svc, ix, dst, st);
+	return build_endpoints(cfg, svc, ix, dst, st);
 }
 
 int model_build(const struct model *m, const struct config *base, struct config **out,
@@ -580,12 +604,19 @@ int model_build(const struct model *m, const struct config *base, struct config 
 	n_total = n_base + max_slot + 1;
 	if (n_total > SHOAL_MAX_SERVICES)
 		n_total = n_base > SHOAL_MAX_SERVICES ? n_base : SHOAL_MAX_SERVICES;
-	ret = model_config_copy(base, n_total, &cfg);
+	ret = config_copy(base, n_total, &cfg);
 	if (ret)
 		return ret;
 	claims.t = calloc(CLAIMS_SLOTS, sizeof(*claims.t));
 	ret = claims.t ? slice_index_build(m, &ix) : -ENOMEM;
 	if (ret) {
+		free(claims.t);
+		config_free(cfg);
+		return ret;
+	}
+	ret = strings_reserve(cfg, ix.strings);
+	if (ret) {
+		slice_index_free(&ix);
 		free(claims.t);
 		config_free(cfg);
 		return ret;
@@ -602,7 +633,7 @@ int model_build(const struct model *m, const struct config *base, struct config 
 			st->skipped_conflict++; /* no id left for it */
 			continue;
 		}
-		ret = build_service(svc, &ix, &claims, &cfg->services[n_base + svc->slot], st);
+		ret = build_service(cfg, svc, &ix, &claims, &cfg->services[n_base + svc->slot], st);
 		if (ret)
 			break;
 	}

@@ -90,7 +90,7 @@ struct model_slice {
 	char ns[MODEL_MAX_LABEL + 1];
 	char name[MODEL_MAX_SUBDOMAIN + 1];
 	char service[MODEL_MAX_LABEL + 1]; /* kubernetes.io/service-name; "" none */
-	bool ipv6;			    /* addressType IPv6 (else IPv4; FQDN is refused) */
+	bool ipv6;			   /* addressType IPv6 (else IPv4; FQDN is refused) */
 	struct model_slice_port ports[MODEL_MAX_PORTS];
 	int n_ports;
 	struct model_endpoint *eps; /* heap, n_eps entries */
@@ -105,10 +105,10 @@ struct model;
 
 /* Counters of what model_build had to leave out, for telemetry. */
 struct model_build_stats {
-	uint32_t services;	  /* services published */
-	uint32_t endpoints;	  /* endpoints published */
-	uint32_t skipped_headless; /* services not intercepted: headless */
-	uint32_t skipped_conflict; /* (VIP, port) taken, or no room left in a BPF map */
+	uint32_t services;	       /* services published */
+	uint32_t endpoints;	       /* endpoints published */
+	uint32_t skipped_headless;     /* services not intercepted: headless */
+	uint32_t skipped_conflict;     /* (VIP, port) taken, or no room left in a BPF map */
 	uint32_t endpoints_unresolved; /* a named target port the slice lacks */
 };
 
@@ -158,12 +158,5 @@ size_t model_n_slices(const struct model *m);
  */
 int model_build(const struct model *m, const struct config *base, struct config **out,
 		struct model_build_stats *st);
-
-/*
- * A new config holding base's fields and a deep copy of its services,
- * with room for n_services (>= base->n_services) services, the rest
- * zeroed. Returns 0 and *out, or -ENOMEM.
- */
-int model_config_copy(const struct config *base, int n_services, struct config **out);
 
 #endif

@@ -153,13 +153,13 @@ Test(model, base_services_come_first_model_services_get_stable_ids)
 Test(model, ready_endpoints_else_serving_terminating)
 {
 	const struct ep_spec eps[] = {
-		{"10.2.0.1", true, true, false},
-		{"10.2.0.2", false, true, true},
-		{"10.2.0.3", false, false, false},
+	    {"10.2.0.1", true, true, false},
+	    {"10.2.0.2", false, true, true},
+	    {"10.2.0.3", false, false, false},
 	};
 	const struct ep_spec draining[] = {
-		{"10.2.0.2", false, true, true},
-		{"10.2.0.4", false, false, true},
+	    {"10.2.0.2", false, true, true},
+	    {"10.2.0.4", false, false, true},
 	};
 	struct model_build_stats st;
 
@@ -167,6 +167,12 @@ Test(model, ready_endpoints_else_serving_terminating)
 	put_slice("web-1", "web", "http", 8080, eps, 3);
 	build(&st);
 	expect_eps(find("web"), "10.2.0.1");
+	/* Conditions and topology reach the config, strings in its own table. */
+	cr_expect(find("web")->endpoints[0].ready);
+	cr_expect_not(find("web")->endpoints[0].terminating);
+	cr_expect_str_eq(find("web")->endpoints[0].node, "node-a");
+	cr_expect_null(find("web")->endpoints[0].zone);
+	cr_expect(find("static")->endpoints[0].ready, "file endpoints are ready");
 	cr_expect_eq(st.services, 1); /* model services only */
 	cr_expect_eq(st.endpoints, 1);
 
@@ -174,6 +180,7 @@ Test(model, ready_endpoints_else_serving_terminating)
 	put_slice("web-1", "web", "http", 8080, draining, 2);
 	build(NULL);
 	expect_eps(find("web"), "10.2.0.2");
+	cr_expect(find("web")->endpoints[0].terminating);
 
 	/* Slices of the same service add up; a slice without its service waits. */
 	put_slice("web-2", "web", "http", 8080, eps, 1);
@@ -232,4 +239,38 @@ Test(model, relist_mark_sweep_keeps_survivors_slots)
 	cr_expect_eq(model_n_slices(m), 0);
 	build(NULL);
 	cr_expect_eq(find("b")->id, 2, "b kept its slot");
+}
+
+Test(model, copy_keeps_strings_and_routes)
+{
+	static const char yaml[] =
+	    "node: {address_v4: 10.0.0.1}\n"
+	    "services:\n"
+	    "  - name: web\n"
+	    "    vips: [10.96.0.10]\n"
+	    "    ports: [{port: 80, protocol: http}]\n"
+	    "    routes:\n"
+	    "      - match: {hosts: [\"*.example.com\"], path: {prefix: /api},\n"
+	    "                headers: {x-env: canary}}\n";
+	const struct ep_spec eps[] = {{"10.2.0.1", true, true, false}};
+	struct config *routed, *copy;
+	char err[256];
+
+	cr_assert_eq(config_parse("r", yaml, strlen(yaml), &routed, err, sizeof(err)), 0, "%s",
+		     err);
+	put_svc("api", "10.96.0.11", 80, 8080, NULL);
+	put_slice("api-1", "api", "http", 8080, eps, 1);
+	cr_assert_eq(model_build(m, routed, &out, NULL), 0);
+	cr_assert_eq(config_copy(out, out->n_services + 3, &copy), 0);
+	config_free(out);
+	out = copy; /* the copy must stand alone: out is gone */
+	cr_assert_eq(out->n_services, 5);
+	cr_assert_eq(out->services[0].n_routes, 1);
+	cr_expect_str_eq(out->services[0].routes[0].path, "/api");
+	cr_expect_str_eq(out->services[0].routes[0].headers[0].value, "canary");
+	cr_expect_str_eq(find("api")->endpoints[0].node, "node-a");
+	cr_expect(find("api")->endpoints[0].node >= out->strings &&
+		  find("api")->endpoints[0].node < out->strings + out->strings_len);
+	cr_expect_eq(config_copy(out, 1, &copy), -EINVAL);
+	config_free(routed);
 }

@@ -11,6 +11,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -86,6 +87,12 @@ struct datapath {
 	char pin_root[PATH_MAX];
 	int handoff_fd;              /* borrowed from skel */
 	struct shoal_config *config; /* mmap of shoal_config[0] */
+
+	/* What publish_services wrote last: diffing against it keeps an
+	 * update to the few entries that changed (docs/discovery.md). */
+	struct svc_entry *published; /* sorted by key; NULL before the first publish */
+	size_t n_published;
+	uint64_t *name_hash; /* per svc_id: hash of the name written, 0 for none */
 };
 
 static const char *kernel_release(void)
@@ -178,86 +185,223 @@ static int publish_config(struct datapath *dp, const struct config *cfg)
 	return 0;
 }
 
-static bool svc_key_wanted(const struct config *cfg, const struct shoal_svc_key *key)
-{
-	const struct config_port *port;
+/* One entry shoal_services should hold. */
+struct svc_entry {
+	struct shoal_svc_key key;
+	struct shoal_svc_val val;
+};
 
-	return key->protocol == IPPROTO_TCP && config_find_service(cfg, &key->vip, key->port, &port);
+static int svc_entry_cmp(const void *a, const void *b)
+{
+	return memcmp(&((const struct svc_entry *)a)->key, &((const struct svc_entry *)b)->key,
+		      sizeof(struct shoal_svc_key));
 }
 
-/* Make shoal_services hold exactly the config's (VIP, port) keys. */
-static int publish_services(struct datapath *dp, const struct config *cfg)
+/* cfg's (VIP, port) entries, sorted by key; vacant ids have none. 0 or -ENOMEM. */
+static int svc_entries(const struct config *cfg, struct svc_entry **out, size_t *n_out)
 {
-	int fd = bpf_map__fd(dp->skel->maps.shoal_services);
-	struct shoal_svc_key *stale = NULL, walk, next;
-	size_t n_stale = 0;
-	bool walking = false;
-	int n = 0, err;
+	struct svc_entry *e;
+	size_t n = 0;
 
-	/* Collect what the config no longer has (a restart with a new file),
-	 * then delete: deleting while walking would skip entries. */
-	while (bpf_map_get_next_key(fd, walking ? &walk : NULL, &next) == 0) {
-		walk = next;
-		walking = true;
-		if (svc_key_wanted(cfg, &next))
-			continue;
-		struct shoal_svc_key *grown = realloc(stale, (n_stale + 1) * sizeof(*stale));
-
-		if (!grown) {
-			free(stale);
-			return -ENOMEM;
-		}
-		stale = grown;
-		stale[n_stale++] = next;
-	}
-	for (size_t i = 0; i < n_stale; i++)
-		bpf_map_delete_elem(fd, &stale[i]);
-	free(stale);
-	/* Names: ids are dense from 0, so drop every id past the last. */
-	int names_fd = bpf_map__fd(dp->skel->maps.shoal_svc_names);
-	__u32 id, next_id;
-
-	walking = false;
-	while (bpf_map_get_next_key(names_fd, walking ? &id : NULL, &next_id) == 0) {
-		id = next_id;
-		walking = true;
-		if (next_id >= (__u32)cfg->n_services)
-			bpf_map_delete_elem(names_fd, &next_id);
-	}
+	for (int s = 0; s < cfg->n_services; s++)
+		n += (size_t)cfg->services[s].n_vips * (size_t)cfg->services[s].n_ports;
+	e = calloc(n ? n : 1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	n = 0;
 	for (int s = 0; s < cfg->n_services; s++) {
 		const struct config_service *svc = &cfg->services[s];
-		struct shoal_svc_val val = { .svc_id = svc->id, .mode = SHOAL_SVC_PROXY };
-		struct shoal_svc_name name = {};
-
-		snprintf(name.name, sizeof(name.name), "%s/%s", svc->namespace, svc->name);
-		if (bpf_map_update_elem(names_fd, &svc->id, &name, BPF_ANY) < 0) {
-			err = -errno;
-			pr_warn("cannot name service %u in shoal_svc_names: %s", svc->id,
-				strerror(errno));
-			return err;
-		}
 
 		for (int v = 0; v < svc->n_vips; v++) {
 			for (int p = 0; p < svc->n_ports; p++) {
-				struct shoal_svc_key k = {
-					.vip = svc->vips[v],
-					.port = htons(svc->ports[p].port),
-					.protocol = IPPROTO_TCP,
-				};
-
-				if (bpf_map_update_elem(fd, &k, &val, BPF_ANY) < 0) {
-					err = -errno;
-					pr_warn("cannot add service %s/%s to shoal_services: %s%s",
-						svc->namespace, svc->name, strerror(errno),
-						err == -E2BIG ? " (map full)" : "");
-					return err;
-				}
+				e[n].key.vip = svc->vips[v];
+				e[n].key.port = htons(svc->ports[p].port);
+				e[n].key.protocol = IPPROTO_TCP;
+				e[n].val.svc_id = svc->id;
+				e[n].val.mode = SHOAL_SVC_PROXY;
 				n++;
 			}
 		}
 	}
-	pr_info("published %d service (VIP, port) keys for %d services", n, cfg->n_services);
+	qsort(e, n, sizeof(*e), svc_entry_cmp);
+	*out = e;
+	*n_out = n;
 	return 0;
+}
+
+/* FNV-1a of a service's map name; never 0, which means "no name". */
+static uint64_t name_hash(const char *s)
+{
+	uint64_t h = 14695981039346656037ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h ? h : 1;
+}
+
+/* Zero the per-CPU counters of id: the id now stands for another service. */
+static void svc_stats_reset(struct datapath *dp, uint32_t id)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	struct shoal_svc_stats *zero;
+
+	if (ncpus <= 0)
+		return;
+	zero = calloc((size_t)ncpus, sizeof(*zero));
+	if (!zero)
+		return;
+	if (bpf_map_update_elem(bpf_map__fd(dp->skel->maps.shoal_svc_stats), &id, zero, BPF_ANY))
+		pr_warn("cannot reset the counters of service id %u: %s", id, strerror(errno));
+	free(zero);
+}
+
+/*
+ * Make shoal_svc_names name exactly cfg's services. The first time, the
+ * map may hold an earlier agent's names: every id is written and the
+ * rest deleted, counters kept (a restart continues them). Later, only
+ * changed ids are touched, and an id that passes to another service has
+ * its counters zeroed, so no counter ever mixes two services.
+ */
+static int publish_names(struct datapath *dp, const struct config *cfg)
+{
+	int fd = bpf_map__fd(dp->skel->maps.shoal_svc_names);
+	bool first = !dp->name_hash;
+	__u32 id, next_id;
+	bool walking = false;
+
+	if (first) {
+		dp->name_hash = calloc(SHOAL_MAX_SERVICES, sizeof(*dp->name_hash));
+		if (!dp->name_hash)
+			return -ENOMEM;
+		/* Ids are dense from 0: drop every id past the last, and the vacant ones. */
+		while (bpf_map_get_next_key(fd, walking ? &id : NULL, &next_id) == 0) {
+			id = next_id;
+			walking = true;
+			if (next_id >= (__u32)cfg->n_services || !cfg->services[next_id].n_vips)
+				bpf_map_delete_elem(fd, &next_id);
+		}
+	}
+	for (id = 0; id < SHOAL_MAX_SERVICES; id++) {
+		const struct config_service *svc =
+		    id < (__u32)cfg->n_services ? &cfg->services[id] : NULL;
+		struct shoal_svc_name name = {};
+		uint64_t h;
+
+		if (!svc || !svc->n_vips) {
+			if (dp->name_hash[id]) {
+				bpf_map_delete_elem(fd, &id);
+				dp->name_hash[id] = 0;
+			}
+			continue;
+		}
+		snprintf(name.name, sizeof(name.name), "%s/%s", svc->namespace, svc->name);
+		h = name_hash(name.name);
+		if (h == dp->name_hash[id])
+			continue;
+		if (!first && dp->name_hash[id])
+			svc_stats_reset(dp, id);
+		if (bpf_map_update_elem(fd, &id, &name, BPF_ANY) < 0) {
+			int err = -errno;
+
+			pr_warn("cannot name service %u in shoal_svc_names: %s", id, strerror(-err));
+			return err;
+		}
+		dp->name_hash[id] = h;
+	}
+	return 0;
+}
+
+/*
+ * Make shoal_services hold exactly cfg's (VIP, port) keys, writing only
+ * what differs from the last publish. The first publish after load or
+ * adopt compares against the map itself, since a restart inherits the
+ * previous agent's entries. Returns 0 or -errno after logging.
+ */
+static int publish_services(struct datapath *dp, const struct config *cfg)
+{
+	int fd = bpf_map__fd(dp->skel->maps.shoal_services);
+	size_t n_want, n_added = 0, n_removed = 0, i = 0, j = 0;
+	struct svc_entry *want, *have = dp->published;
+	size_t n_have = dp->n_published;
+	int err;
+
+	err = svc_entries(cfg, &want, &n_want);
+	if (err)
+		return err;
+	if (!have) {
+		struct shoal_svc_key walk, next;
+		bool walking = false;
+		size_t cap = 0;
+
+		/* What the map holds now becomes "have", values included. */
+		n_have = 0;
+		while (bpf_map_get_next_key(fd, walking ? &walk : NULL, &next) == 0) {
+			walk = next;
+			walking = true;
+			if (n_have == cap) {
+				struct svc_entry *grown;
+
+				cap = cap ? 2 * cap : 256;
+				grown = realloc(have, cap * sizeof(*have));
+				if (!grown) {
+					free(have);
+					free(want);
+					return -ENOMEM;
+				}
+				have = grown;
+			}
+			have[n_have].key = next;
+			if (bpf_map_lookup_elem(fd, &next, &have[n_have].val) == 0)
+				n_have++;
+		}
+		if (have)
+			qsort(have, n_have, sizeof(*have), svc_entry_cmp);
+	}
+	/* Merge the two sorted lists: delete what is gone, write what is new or changed. */
+	while (i < n_have || j < n_want) {
+		int c = i == n_have ? 1 : j == n_want ? -1 : svc_entry_cmp(&have[i], &want[j]);
+
+		if (c < 0) {
+			bpf_map_delete_elem(fd, &have[i].key);
+			n_removed++;
+			i++;
+			continue;
+		}
+		if (c > 0 || memcmp(&have[i].val, &want[j].val, sizeof(want[j].val))) {
+			if (bpf_map_update_elem(fd, &want[j].key, &want[j].val, BPF_ANY) < 0) {
+				err = -errno;
+				pr_warn("cannot add service id %u to shoal_services: %s%s",
+					want[j].val.svc_id, strerror(-err),
+					err == -E2BIG ? " (map full)" : "");
+				break;
+			}
+			n_added++;
+		}
+		if (c == 0)
+			i++;
+		j++;
+	}
+	free(have);
+	dp->published = want;
+	dp->n_published = n_want;
+	if (err) {
+		/* The map is partly written: compare against the map itself next time. */
+		free(dp->published);
+		dp->published = NULL;
+		return err;
+	}
+	err = publish_names(dp, cfg);
+	if (err)
+		return err;
+	pr_info("published %zu service (VIP, port) keys for %d service ids (%zu written, %zu "
+		"removed)",
+		n_want, cfg->n_services, n_added, n_removed);
+	return 0;
+}
+
+int datapath_update_services(struct datapath *dp, const struct config *cfg)
+{
+	return publish_services(dp, cfg);
 }
 
 static int link_path(const struct datapath *dp, const struct hook *h, char *buf, size_t len)
@@ -447,6 +591,8 @@ err_skel:
 err_cgroup:
 	close(cgroup_fd);
 err_free:
+	free(dp->published);
+	free(dp->name_hash);
 	free(dp);
 	return err;
 }
@@ -455,6 +601,8 @@ void datapath_close(struct datapath *dp)
 {
 	if (!dp)
 		return;
+	free(dp->published);
+	free(dp->name_hash);
 	pins_config_unmap(dp->config);
 	shoal__destroy(dp->skel);
 	free(dp);

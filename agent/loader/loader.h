@@ -24,6 +24,15 @@ struct datapath;
  */
 int datapath_open(const struct config *cfg, struct datapath **out);
 
+/*
+ * Make the service maps (shoal_services, shoal_svc_names) hold exactly
+ * cfg's services, writing only the entries that differ from the last
+ * publish (docs/discovery.md). Main thread only. Returns 0, or -errno
+ * after logging; the maps are then partly updated and the next call
+ * repairs them.
+ */
+int datapath_update_services(struct datapath *dp, const struct config *cfg);
+
 /* Close our fds. Pins and links stay: programs keep running. */
 void datapath_close(struct datapath *dp);
 

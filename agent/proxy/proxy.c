@@ -20,6 +20,34 @@
 #include "proxy/proxy_int.h"
 #include "proxy/worker.h"
 
+void proxy_snap_get(struct proxy_snap *s)
+{
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+void proxy_snap_put(struct proxy_snap *s)
+{
+	/* acq_rel: whoever frees sees every earlier holder's last use. */
+	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	if (s->owned)
+		config_free((struct config *)s->cfg);
+	free(s);
+}
+
+/* A snapshot of cfg holding one reference, or NULL when memory is short. */
+static struct proxy_snap *proxy_snap_new(const struct config *cfg, bool owned)
+{
+	struct proxy_snap *s = calloc(1, sizeof(*s));
+
+	if (s) {
+		s->cfg = cfg;
+		s->owned = owned;
+		atomic_init(&s->refs, 1);
+	}
+	return s;
+}
+
 /* Reject knobs the proxy cannot run with; config.c normally fills defaults. */
 static int proxy_check_config(const struct config *cfg, char *err, size_t errlen)
 {
@@ -90,6 +118,7 @@ static void proxy_free(struct proxy *p)
 		close(p->stop_fd);
 	if (p->es_ready)
 		es_table_free(&p->es);
+	proxy_snap_put(p->snap); /* after the workers: they held references */
 	free(p);
 }
 
@@ -140,6 +169,12 @@ int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst, void 
 	}
 	p->stop_fd = -1;
 	p->cfg = cfg;
+	p->snap = proxy_snap_new(cfg, false); /* the caller keeps owning cfg */
+	if (!p->snap) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "cannot start the proxy: out of memory");
+		goto err;
+	}
 	p->orig_dst = orig_dst;
 	p->orig_ctx = orig_ctx;
 	if (opts)
@@ -196,6 +231,43 @@ int proxy_start(const struct config *cfg, proxy_orig_dst_fn orig_dst, void *orig
 		struct proxy **out, char *err, size_t errlen)
 {
 	return proxy_start_opts(cfg, orig_dst, orig_ctx, NULL, out, err, errlen);
+}
+
+int proxy_update(struct proxy *p, const struct config *cfg)
+{
+	struct proxy_snap *s, *old;
+	int err;
+
+	/* Connection memory and listeners were sized from the start-up config. */
+	if (cfg->buffer_bytes != p->cfg->buffer_bytes || cfg->n_services < 0 ||
+	    cfg->n_services > CONFIG_MAX_SERVICES || (cfg->n_services && !cfg->services))
+		return -EINVAL;
+	s = proxy_snap_new(cfg, false);
+	if (!s)
+		return -ENOMEM;
+	/* The balancer and breaker state of cfg's services, kept from the old one. */
+	err = proxy_endpoints_sync(p, cfg);
+	if (err) {
+		proxy_snap_put(s); /* not owned yet: cfg stays the caller's */
+		return err;
+	}
+	s->owned = true;
+	/* One reference for the proxy (it is the newest) and one per worker. */
+	atomic_store(&s->refs, 1u + (unsigned int)p->n_workers);
+	for (int i = 0; i < p->n_workers; i++) {
+		struct worker *w = &p->workers[i];
+		uint64_t one = 1;
+
+		/* A worker that has not taken the previous one yet skips it. */
+		proxy_snap_put(atomic_exchange(&w->next_snap, s));
+		if (write(w->update.fd, &one, sizeof(one)) != sizeof(one))
+			pr_warn("proxy: cannot wake worker %d for a new config: %s", i,
+				strerror(errno));
+	}
+	old = p->snap;
+	p->snap = s;
+	proxy_snap_put(old);
+	return 0;
 }
 
 void proxy_stop(struct proxy *p)

@@ -33,6 +33,17 @@ struct proxy;
 int proxy_start(const struct config *cfg, proxy_orig_dst_fn orig_dst, void *orig_ctx,
 		struct proxy **out, char *err, size_t errlen);
 
+/*
+ * Publish a new config (discovery: new services or endpoints). New
+ * connections are routed with it from the workers' next round on;
+ * connections already open keep the config they were routed with, so
+ * they drain instead of being cut. No worker takes a lock for it. On
+ * success the proxy owns cfg and frees it once no connection uses it; on
+ * failure (-EINVAL: cfg changes a field the running proxy cannot, such
+ * as buffer_bytes; -ENOMEM) the caller keeps it. Call from one thread.
+ */
+int proxy_update(struct proxy *p, const struct config *cfg);
+
 /* Stop accepting, close every connection, join the workers, free. */
 void proxy_stop(struct proxy *p);
 

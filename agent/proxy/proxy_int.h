@@ -6,6 +6,8 @@
 #ifndef SHOAL_PROXY_INT_H
 #define SHOAL_PROXY_INT_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/socket.h>
 
 #include "proxy/endpoint_state.h"
@@ -19,6 +21,23 @@
 
 struct worker;
 
+/*
+ * One published config (docs/discovery.md). Immutable once published.
+ * References: the proxy's while it is the newest, each worker's while it
+ * routes new connections with it (current or handed over), and each
+ * connection's for its whole life. The last reference frees it.
+ */
+struct proxy_snap {
+	const struct config *cfg;
+	atomic_uint refs;
+	bool owned; /* cfg came from proxy_update: freed with the snapshot */
+};
+
+/* Take a reference (any thread; the caller already holds one). */
+void proxy_snap_get(struct proxy_snap *s);
+/* Drop a reference; the last one frees s. Any thread; NULL is fine. */
+void proxy_snap_put(struct proxy_snap *s);
+
 /* Seams for tests; zeroed fields take the production behaviour. */
 struct proxy_opts {
 	/*
@@ -31,7 +50,8 @@ struct proxy_opts {
 };
 
 struct proxy {
-	const struct config *cfg;
+	const struct config *cfg; /* the start-up config: listeners, sizes */
+	struct proxy_snap *snap;  /* the newest config; proxy_update's thread only */
 	proxy_orig_dst_fn orig_dst;
 	void *orig_ctx;
 	struct proxy_opts opts;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -137,6 +138,42 @@ static void worker_on_stop(struct worker *w, struct pollable *pl, uint32_t event
 	w->stopping = true;
 }
 
+/* Where c keeps the reference to its snapshot. */
+static struct proxy_snap **worker_conn_snap(const struct worker *w, const struct l4_conn *c)
+{
+	return (struct proxy_snap **)((char *)c + w->snap_off);
+}
+
+const struct config *worker_conn_config(const struct worker *w, const struct l4_conn *c)
+{
+	struct proxy_snap *s = *worker_conn_snap(w, c);
+
+	return s ? s->cfg : w->cfg;
+}
+
+/* Take the snapshot proxy_update handed over, if any: new connections use it. */
+static void worker_snap_take(struct worker *w)
+{
+	struct proxy_snap *s = atomic_exchange(&w->next_snap, NULL);
+
+	if (!s)
+		return;
+	proxy_snap_put(w->snap); /* connections still on it hold their own */
+	w->snap = s;
+	w->cfg = s->cfg;
+}
+
+static void worker_on_update(struct worker *w, struct pollable *pl, uint32_t events)
+{
+	uint64_t n;
+
+	(void)events;
+	if (read(pl->fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		pr_warn("proxy worker %d: cannot read its update eventfd: %s", w->id,
+			strerror(errno));
+	worker_snap_take(w);
+}
+
 struct l4_conn *worker_conn_get(struct worker *w)
 {
 	struct l4_conn *c = w->free;
@@ -151,6 +188,9 @@ struct l4_conn *worker_conn_get(struct worker *w)
 	}
 	l4_conn_init(c, w->cfg->buffer_bytes);
 	c->http = (struct http1_conn *)((char *)c + w->http_off);
+	/* Routed with w->cfg just now (l4_accept): hold that snapshot. */
+	proxy_snap_get(w->snap);
+	*worker_conn_snap(w, c) = w->snap;
 	c->prev = NULL;
 	c->next = w->active;
 	if (w->active)
@@ -199,6 +239,9 @@ static void worker_reap(struct worker *w)
 		struct l4_conn *c = w->closed;
 
 		w->closed = c->next;
+		/* Nothing names c any more: its snapshot may go (the drain ends). */
+		proxy_snap_put(*worker_conn_snap(w, c));
+		*worker_conn_snap(w, c) = NULL;
 		if (w->n_free < WORKER_FREE_CONNS_MAX) {
 			c->next = w->free;
 			w->free = c;
@@ -304,13 +347,19 @@ int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t err
 
 	memset(w, 0, sizeof(*w));
 	w->p = p;
-	w->cfg = cfg;
+	w->snap = p->snap;
+	proxy_snap_get(w->snap);
+	w->cfg = w->snap->cfg;
+	w->update.fd = -1;
 	w->id = id;
 	w->epfd = -1;
 	w->stop.fd = -1;
 	/* The HTTP state follows the buffers, 8-byte aligned. */
 	w->http_off = (sizeof(struct l4_conn) + 2 * (size_t)cfg->buffer_bytes + 7) & ~(size_t)7;
 	w->conn_size = w->http_off + http1_conn_size(cfg);
+	/* The connection's snapshot reference goes last, pointer-aligned. */
+	w->snap_off = (w->conn_size + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
+	w->conn_size = w->snap_off + sizeof(struct proxy_snap *);
 	timer_heap_init(&w->timers);
 	timer_node_init(&w->accept_retry);
 	for (int i = 0; i < 2; i++)
@@ -356,6 +405,17 @@ int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t err
 	}
 	w->accepting = true;
 
+	/* Level-triggered and read by its handler: proxy_update's wakeup. */
+	w->update.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	w->update.on_event = worker_on_update;
+	ev = (struct epoll_event){.events = EPOLLIN, .data.ptr = &w->update};
+	if (w->update.fd < 0 || epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->update.fd, &ev) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "proxy worker %d: cannot set up its update eventfd: %s", id,
+			 strerror(-ret));
+		goto err;
+	}
+
 	/* Level-triggered and never read: every worker sees it until exit. */
 	w->stop.fd = p->stop_fd;
 	w->stop.on_event = worker_on_stop;
@@ -396,6 +456,14 @@ void worker_fini(struct worker *w)
 		w->epfd = -1;
 	}
 	w->n_listeners = 0;
+	if (w->update.fd >= 0) {
+		close(w->update.fd);
+		w->update.fd = -1;
+	}
+	/* Every connection was reaped above: only the worker's own references remain. */
+	proxy_snap_put(atomic_exchange(&w->next_snap, NULL));
+	proxy_snap_put(w->snap);
+	w->snap = NULL;
 	/* w->stop.fd is the proxy's; it closes it. */
 }
 

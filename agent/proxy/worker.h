@@ -84,10 +84,25 @@ struct worker {
 	uint64_t warn_last_ns;
 	uint64_t warn_suppressed;
 
+	/*
+	 * Config snapshots (docs/discovery.md). cfg == snap->cfg routes new
+	 * connections; proxy_update drops a newer one into next_snap and
+	 * rings update, and the worker swaps it in between two events. Each
+	 * connection keeps a reference to its snapshot in its allocation, at
+	 * snap_off, until it is reaped.
+	 */
+	struct proxy_snap *snap;
+	_Atomic(struct proxy_snap *) next_snap;
+	struct pollable update; /* eventfd */
+	size_t snap_off;
+
 	struct proxy_stats stats; /* written by this worker, read by anyone: atomics */
 	struct metrics_http_shard *metrics; /* golden metrics; NULL: not recorded */
 	struct trace_worker *trace; /* this worker's span ring; NULL: no tracing (atomic) */
 };
+
+/* The config connection c was routed with (it outlives later updates). */
+const struct config *worker_conn_config(const struct worker *w, const struct l4_conn *c);
 
 #define WORKER_STAT_ADD(w, name, v) __atomic_fetch_add(&(w)->stats.name, (v), __ATOMIC_RELAXED)
 #define WORKER_STAT_INC(w, name) WORKER_STAT_ADD(w, name, 1)
