@@ -156,10 +156,12 @@ static int head_rewrite(struct worker *w, struct l4_conn *c, size_t *end, const 
 		drop += cut_to[drop_lines] - cut_from[drop_lines];
 		drop_lines++;
 	}
+	uint32_t n_headers = h->rq_head.n_headers - drop_lines + count_lines(add, len);
+
+	/* The parser must take the new head as it took the old one. */
 	if (tail - drop + len > w->cfg->buffer_bytes ||
 	    (lim.max_head && *end - start - drop + len > lim.max_head) ||
-	    (lim.max_headers &&
-	     h->rq_head.n_headers - drop_lines + count_lines(add, len) > lim.max_headers))
+	    (lim.max_headers && n_headers > lim.max_headers) || n_headers > h->rq_head.cap)
 		return 0;
 	/* Last cut first, so earlier offsets stay valid. */
 	for (uint32_t i = drop_lines; i-- > 0;) {
