@@ -6,11 +6,13 @@
 #
 #   resilience-load.py URL COUNT [--concurrency N] [--method M]
 #                      [--body-bytes N] [--header 'K: V']... [--rate R]
+#                      [--timeline]
 #
 # --rate R paces the whole run at about R requests/s (0: as fast as the
 # answers come). A connection that fails is replaced, and the request
 # counted under "errors" (not retried here: the proxy's retries are what
-# the tests measure).
+# the tests measure). --timeline adds "start_unix_ms" and "timeline", a
+# list of [ms since start when the answer came, x-backend], in order.
 import argparse
 import http.client
 import json
@@ -29,6 +31,7 @@ def main():
     ap.add_argument("--header", action="append", default=[])
     ap.add_argument("--rate", type=float, default=0)
     ap.add_argument("--timeout", type=float, default=10)
+    ap.add_argument("--timeline", action="store_true")
     a = ap.parse_args()
 
     u = urllib.parse.urlsplit(a.url)
@@ -45,6 +48,8 @@ def main():
     next_i = [0]
     statuses, backends, lat = {}, {}, []
     errors = [0]
+    timeline = []
+    start_unix_ms = int(time.time() * 1000)
     t0 = time.monotonic()
 
     def take():
@@ -79,6 +84,7 @@ def main():
                     statuses[r.status] = statuses.get(r.status, 0) + 1
                     backends[be] = backends.get(be, 0) + 1
                     lat.append(ms)
+                    timeline.append([round((time.monotonic() - t0) * 1000, 1), be])
                 if r.getheader("connection", "").lower() == "close":
                     conn.close()
                     conn = None
@@ -100,7 +106,7 @@ def main():
     def pct(p):
         return round(lat[min(len(lat) - 1, int(p * len(lat)))], 1) if lat else None
 
-    print(json.dumps({
+    out = {
         "requests": a.count,
         "seconds": round(time.monotonic() - t0, 2),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
@@ -108,7 +114,11 @@ def main():
         "errors": errors[0],
         "p50_ms": pct(0.5),
         "p99_ms": pct(0.99),
-    }, sort_keys=True))
+    }
+    if a.timeline:
+        out["start_unix_ms"] = start_unix_ms
+        out["timeline"] = sorted(timeline)
+    print(json.dumps(out, sort_keys=True))
 
 
 if __name__ == "__main__":
