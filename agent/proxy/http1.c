@@ -343,7 +343,6 @@ static uint64_t http1_request_deadline(struct l4_conn *c, uint64_t now)
 static void http1_dispatch(struct worker *w, struct l4_conn *c)
 {
 	struct http1_conn *h = c->http;
-
 	uint64_t now = timer_now_ns();
 
 	WORKER_STAT_INC(w, http_requests);
