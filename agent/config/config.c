@@ -1283,7 +1283,9 @@ enum {
 	ROUTE_F_TIMEOUT,
 	ROUTE_F_PER_TRY,
 	ROUTE_F_RETRYABLE,
-	ROUTE_F_STATUSES
+	ROUTE_F_STATUSES,
+	ROUTE_F_CONNECT,
+	ROUTE_F_IDLE
 };
 
 static const struct field route_fields[] = {
@@ -1297,6 +1299,10 @@ static const struct field route_fields[] = {
 			 CONFIG_MAX_TIMEOUT_MS},
     [ROUTE_F_RETRYABLE] = {"retryable", FIELD_BOOL, offsetof(struct config_route, retryable)},
     [ROUTE_F_STATUSES] = {"retry_statuses", FIELD_FUNC, .parse = parse_retry_statuses},
+    [ROUTE_F_CONNECT] = {"connect_timeout_ms", FIELD_U32,
+			 offsetof(struct config_route, connect_timeout_ms), 0, CONFIG_MAX_TIMEOUT_MS},
+    [ROUTE_F_IDLE] = {"idle_timeout_ms", FIELD_U32, offsetof(struct config_route, idle_timeout_ms),
+		      0, CONFIG_MAX_TIMEOUT_MS},
 };
 
 static int parse_route(struct cfg_parser *p, void *obj, int i)

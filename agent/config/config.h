@@ -169,6 +169,8 @@ struct config_route {
 	/* Policy, enforced by the resilience code. */
 	uint32_t timeout_ms;         /* whole request incl. retries; 0: none */
 	uint32_t per_try_timeout_ms; /* one attempt; 0: none (timeout_ms bounds it) */
+	uint32_t connect_timeout_ms; /* one connect attempt; 0: the target service's */
+	uint32_t idle_timeout_ms;    /* silence while a request is in flight; 0: the service's */
 	bool retryable;              /* may retry non-idempotent methods too */
 	uint16_t retry_statuses[CONFIG_MAX_RETRY_STATUSES]; /* default {503} */
 	int n_retry_statuses;

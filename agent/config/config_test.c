@@ -1358,3 +1358,17 @@ Test(config, resilience_errors)
 	assert_refused(SVC_RES("      brakes: {}\n"),
 		       "t.yaml:8: services[0].resilience.brakes: unknown field");
 }
+
+Test(config, route_connect_and_idle_timeouts)
+{
+	cr_assert_eq(
+	    parse(ROUTES("      - connect_timeout_ms: 250\n        idle_timeout_ms: 4000\n")), 0,
+	    "%s", err);
+	cr_assert_eq(cfg->services[0].routes[0].connect_timeout_ms, 250);
+	cr_assert_eq(cfg->services[0].routes[0].idle_timeout_ms, 4000);
+	config_free(cfg);
+	cfg = NULL;
+	assert_refused(
+	    ROUTES("      - idle_timeout_ms: 600001\n"),
+	    "t.yaml:8: services[0].routes[0].idle_timeout_ms: must be 0..600000, got 600001");
+}

@@ -94,11 +94,17 @@ static bool http1_arm(struct worker *w, struct l4_conn *c, uint64_t deadline)
 	return false;
 }
 
-/* The next idle or head deadline of c, or 0 for none. */
+/*
+ * The next idle or head deadline of c, or 0 for none. The idle timeout is
+ * the route's idle_timeout_ms while one of its requests is in flight,
+ * else the service's (l4_idle_ns).
+ */
 static uint64_t http1_idle_deadline(const struct worker *w, const struct l4_conn *c)
 {
 	const struct http1_conn *h = c->http;
-	uint64_t idle = l4_idle_ns(w, c);
+	uint64_t idle = h->route && h->route->idle_timeout_ms
+			    ? (uint64_t)h->route->idle_timeout_ms * 1000000
+			    : l4_idle_ns(w, c);
 	uint64_t d = idle ? h->last_active_ns + idle : 0;
 
 	if (h->rq == HTTP1_REQ_HEAD && c->to_upstream.tail > 0) {
@@ -527,11 +533,13 @@ static bool http1_may_retry(struct worker *w, struct l4_conn *c, enum retry_fail
 }
 
 /*
- * Connect timeout of one attempt: the service's connect_timeout_ms, else
- * proxy.connect_timeout_ms.
+ * Connect timeout of one attempt: the route's connect_timeout_ms, else
+ * the target service's timeouts.connect_ms, else proxy.connect_timeout_ms.
  */
 static uint64_t http1_connect_timeout_ns(const struct worker *w, const struct http1_conn *h)
 {
+	if (h->route && h->route->connect_timeout_ms)
+		return (uint64_t)h->route->connect_timeout_ms * 1000000;
 	if (h->sv && h->sv->connect_timeout_ns)
 		return h->sv->connect_timeout_ns;
 	return (uint64_t)w->cfg->connect_timeout_ms * 1000000;
