@@ -134,19 +134,29 @@ static int tracing_start(const struct config *cfg, struct proxy *proxy, struct t
  */
 static void apply_config(struct config *cfg, struct proxy *proxy, struct datapath *dp)
 {
-	int err = proxy_update(proxy, cfg);
+	int err;
 
+	/*
+	 * This loop also beats the fail-open heartbeat, and a large update
+	 * takes a while (the endpoint-state sync is the slow part): beat
+	 * around it, so only one update longer than failopen_after_ms could
+	 * make the datapath fail open.
+	 */
+	datapath_heartbeat(dp, true);
+	err = proxy_update(proxy, cfg);
 	if (err) {
 		pr_warn("discovery: the proxy refused the new configuration: %s", strerror(-err));
 		config_free(cfg);
 		return;
 	}
 	/* The proxy owns cfg now, and keeps it while it is the newest: until our next call. */
+	datapath_heartbeat(dp, true);
 	err = datapath_update_services(dp, cfg);
 	if (err)
 		pr_warn("discovery: the service maps are partly updated (%s); the next change "
 			"repairs them",
 			strerror(-err));
+	datapath_heartbeat(dp, true);
 }
 
 /*
