@@ -298,3 +298,25 @@ Test(balance, a_removed_ejected_endpoint_gives_its_slot_back)
 	fail_n(v2, 0, BREAKER_DEFAULT_CONSECUTIVE_FAILURES, now);
 	cr_assert_eq(breaker_state(&v2->ep[0]->breaker), BREAKER_OPEN);
 }
+
+Test(balance, retired_views_are_freed_after_their_grace)
+{
+	struct es_view *v1, *v2;
+	uint64_t now = mono_ns();
+
+	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}]\n");
+	cfg2 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}]\n");
+	v1 = es_table_sync(&table, cfg1);
+	v2 = es_table_sync(&table, cfg2);
+	cr_assert(v1 && v2);
+	/* cfg1's snapshot is gone: its view waits out the grace time. */
+	es_view_retire(&table, v1, now);
+	cr_assert_eq(table.retired, v1);
+	cr_assert_eq(table.views, v2);
+	cr_assert_null(v2->older);
+	cr_assert_not_null(es_table_sync(&table, cfg2));
+	cr_assert_eq(table.retired, v1, "still within its grace");
+	v1->retired_ns = now - ES_VIEW_GRACE_NS - 1;
+	cr_assert_not_null(es_table_sync(&table, cfg2));
+	cr_assert_null(table.retired, "freed at the next sync past its grace");
+}

@@ -28,6 +28,48 @@ int es_table_init(struct es_table *t)
 	return -pthread_mutex_init(&t->lock, NULL);
 }
 
+/* Free v's arrays and v; the state it points at is the table's. */
+static void es_view_free(struct es_view *v)
+{
+	for (uint32_t i = 0; i < v->n_services; i++)
+		free(v->svc[i].ep);
+	free(v->svc);
+	free(v);
+}
+
+void es_view_retire(struct es_table *t, struct es_view *v, uint64_t now_ns)
+{
+	struct es_view **pp;
+
+	pthread_mutex_lock(&t->lock);
+	for (pp = &t->views; *pp && *pp != v; pp = &(*pp)->older)
+		;
+	if (*pp) {
+		*pp = v->older;
+		v->retired_ns = now_ns;
+		v->older = t->retired;
+		t->retired = v;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Free the retired views past their grace time. Under t->lock. */
+static void es_table_reap(struct es_table *t, uint64_t now_ns)
+{
+	struct es_view **pp = &t->retired;
+
+	while (*pp) {
+		struct es_view *v = *pp;
+
+		if (now_ns - v->retired_ns >= ES_VIEW_GRACE_NS) {
+			*pp = v->older;
+			es_view_free(v);
+		} else {
+			pp = &v->older;
+		}
+	}
+}
+
 void es_table_free(struct es_table *t)
 {
 	struct es_service *s, *sn;
@@ -35,10 +77,11 @@ void es_table_free(struct es_table *t)
 
 	for (v = t->views; v; v = vn) {
 		vn = v->older;
-		for (uint32_t i = 0; i < v->n_services; i++)
-			free(v->svc[i].ep);
-		free(v->svc);
-		free(v);
+		es_view_free(v);
+	}
+	for (v = t->retired; v; v = vn) {
+		vn = v->older;
+		es_view_free(v);
 	}
 	for (s = t->services; s; s = sn) {
 		struct es_endpoint *e, *en;
@@ -279,6 +322,7 @@ struct es_view *es_table_sync(struct es_table *t, const struct config *cfg)
 		return NULL;
 	}
 	pthread_mutex_lock(&t->lock);
+	es_table_reap(t, now);
 	for (uint32_t i = 0; i < n && !err; i++)
 		err = es_svc_view_build(t, &cfg->services[i], &v->svc[i], now);
 	/* Even a failed view joins the list: its state is the table's now. */

@@ -98,7 +98,8 @@ struct es_view {
 	const struct config *cfg;
 	uint32_t n_services;
 	struct es_svc_view *svc; /* by the config's service index */
-	struct es_view *older;	 /* the table's list of views */
+	struct es_view *older;	 /* the table's list of views, or of retired ones */
+	uint64_t retired_ns;	 /* when es_view_retire() was called */
 };
 
 struct es_table {
@@ -106,8 +107,17 @@ struct es_table {
 	struct es_service *services;
 	struct retry_budget *old_budgets[ES_MAX_OLD_BUDGETS];
 	uint32_t n_old_budgets;
-	struct es_view *views; /* newest first */
+	struct es_view *views;	 /* newest first */
+	struct es_view *retired; /* retired, freed ES_VIEW_GRACE_NS later */
 };
+
+/*
+ * A retired view (its config snapshot is gone) is freed this long after,
+ * at a later sync: a metrics scrape or a debug page that loaded it just
+ * before is done by then. Views cost about 200 bytes per service, so 30 s
+ * of discovery updates is little next to the configs themselves.
+ */
+#define ES_VIEW_GRACE_NS (30 * 1000000000ull)
 
 /* Per-endpoint state for telemetry and debug output. */
 struct es_endpoint_stats {
@@ -142,6 +152,12 @@ void es_table_free(struct es_table *t);
  * O(services x endpoints^2) in the worst case; syncs are rare.
  */
 struct es_view *es_table_sync(struct es_table *t, const struct config *cfg);
+
+/*
+ * v's config is gone (its snapshot freed): v is freed ES_VIEW_GRACE_NS
+ * from now_ns, by a later es_table_sync() or es_table_free(). Any thread.
+ */
+void es_view_retire(struct es_table *t, struct es_view *v, uint64_t now_ns);
 
 /*
  * The view of service svc of cfg, or NULL when v is not cfg's view (a

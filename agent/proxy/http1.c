@@ -353,7 +353,7 @@ static void http1_dispatch(struct worker *w, struct l4_conn *c)
 
 	WORKER_STAT_INC(w, http_requests);
 	http1_route(w, c);
-	h->sv = es_view_service(proxy_es_view(w->p), http1_svc_cfg(w, c), h->target);
+	h->sv = worker_es_service(w, c, http1_svc_cfg(w, c), h->target);
 	h->deadline_ns = http1_request_deadline(c, now);
 	if (h->deadline_ns && !http1_arm_idle(w, c))
 		return;

@@ -564,7 +564,7 @@ void l4_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 	c->accepted_ns = timer_now_ns();
 	/* The service's knobs (idle timeout) hold for every mode; HTTP
 	 * requests look up their own target's. */
-	c->sv = es_view_service(proxy_es_view(p), cfg, svc);
+	c->sv = worker_es_service(w, c, cfg, svc);
 	sock_set_nodelay(fd);
 	err = worker_watch(w, &c->client.pl);
 	if (err) {

@@ -30,6 +30,8 @@ void proxy_snap_put(struct proxy_snap *s)
 	/* acq_rel: whoever frees sees every earlier holder's last use. */
 	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	if (s->es_view)
+		es_view_retire(s->es, s->es_view, timer_now_ns());
 	if (s->owned)
 		config_free((struct config *)s->cfg);
 	free(s);
@@ -116,9 +118,9 @@ static void proxy_free(struct proxy *p)
 	}
 	if (p->stop_fd >= 0)
 		close(p->stop_fd);
-	if (p->es_ready)
-		es_table_free(&p->es);
 	proxy_snap_put(p->snap); /* after the workers: they held references */
+	if (p->es_ready)
+		es_table_free(&p->es); /* after the snapshots: they retire views into it */
 	free(p);
 }
 
@@ -199,6 +201,8 @@ int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst, void 
 			 strerror(-ret));
 		goto err;
 	}
+	p->snap->es_view = (struct es_view *)proxy_es_view(p);
+	p->snap->es = &p->es;
 	p->n_workers = proxy_worker_count(cfg);
 	p->workers = calloc(p->n_workers, sizeof(*p->workers));
 	if (!p->workers) {
@@ -251,6 +255,8 @@ int proxy_update(struct proxy *p, const struct config *cfg)
 		proxy_snap_put(s); /* not owned yet: cfg stays the caller's */
 		return err;
 	}
+	s->es_view = (struct es_view *)proxy_es_view(p); /* lives as long as s */
+	s->es = &p->es;
 	s->owned = true;
 	/* One reference for the proxy (it is the newest) and one per worker. */
 	atomic_store(&s->refs, 1u + (unsigned int)p->n_workers);

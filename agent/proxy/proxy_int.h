@@ -31,6 +31,9 @@ struct proxy_snap {
 	const struct config *cfg;
 	atomic_uint refs;
 	bool owned; /* cfg came from proxy_update: freed with the snapshot */
+	/* cfg's endpoint-state view (endpoint_state.h), retired with it */
+	struct es_view *es_view;
+	struct es_table *es;
 };
 
 /* Take a reference (any thread; the caller already holds one). */
@@ -64,7 +67,7 @@ struct proxy {
 	struct es_table es;
 	bool es_ready; /* es initialised */
 	struct es_view *_Atomic es_view;
-	int stop_fd;	      /* eventfd: readable once proxy_stop was called */
+	int stop_fd; /* eventfd: readable once proxy_stop was called */
 	int n_workers;
 	struct worker *workers;
 };

@@ -151,6 +151,19 @@ const struct config *worker_conn_config(const struct worker *w, const struct l4_
 	return s ? s->cfg : w->cfg;
 }
 
+const struct es_svc_view *worker_es_service(const struct worker *w, const struct l4_conn *c,
+					    const struct config *cfg,
+					    const struct config_service *svc)
+{
+	struct proxy_snap *s = *worker_conn_snap(w, c);
+
+	if (s && s->cfg == cfg)
+		return es_view_service(s->es_view, cfg, svc);
+	if (w->snap && w->snap->cfg == cfg)
+		return es_view_service(w->snap->es_view, cfg, svc);
+	return NULL;
+}
+
 /* Take the snapshot proxy_update handed over, if any: new connections use it. */
 static void worker_snap_take(struct worker *w)
 {

@@ -104,6 +104,16 @@ struct worker {
 /* The config connection c was routed with (it outlives later updates). */
 const struct config *worker_conn_config(const struct worker *w, const struct l4_conn *c);
 
+/*
+ * The balancer state of service svc of cfg, where cfg is c's config or
+ * the worker's current one: the view of that config's snapshot, alive as
+ * long as the snapshot is. NULL when cfg is neither (the pick is then
+ * stateless). Worker thread only.
+ */
+const struct es_svc_view *worker_es_service(const struct worker *w, const struct l4_conn *c,
+					    const struct config *cfg,
+					    const struct config_service *svc);
+
 #define WORKER_STAT_ADD(w, name, v) __atomic_fetch_add(&(w)->stats.name, (v), __ATOMIC_RELAXED)
 #define WORKER_STAT_INC(w, name) WORKER_STAT_ADD(w, name, 1)
 
