@@ -67,7 +67,7 @@ if [[ $(id -u) -ne 0 ]]; then
 	exit 1
 fi
 
-if ((build)); then
+if ((build && !down)); then
 	echo "== installing what is missing (scripts/setup.sh)"
 	bash scripts/setup.sh
 	echo "== building into build/"
@@ -80,6 +80,7 @@ if ((build)); then
 	export SHOAL_PEER=$root/build/tests/shoal-peer
 	export SHOAL_BACKEND=$root/build/tests/shoal-backend
 fi
+export SHOALCTL=${SHOALCTL:-$root/build/agent/shoalctl}
 export SHOAL_E2E_LOGDIR=${SHOAL_E2E_LOGDIR:-$root/build/demo-logs}
 mkdir -p "$(dirname "$summary_json")"
 
@@ -216,6 +217,7 @@ if ((keep)); then
 	# Leave it all running: drop the traps, and tell how to explore and end it.
 	trap - EXIT INT TERM
 	q=$(printf '%q' "$root")
+	ctl_q=$(printf '%q' "$SHOALCTL")
 	cat <<EOF
 
 == left running (--keep). Explore it (as root):
@@ -225,11 +227,11 @@ if ((keep)); then
   sh -c 'echo \$\$ >${POD_CG[client]}/cgroup.procs && exec nsenter --net=/run/netns/${POD_NS[client]} curl -si http://$VIP/'
 
   # shoald's view (admin endpoint, in the node's netns):
-  nsenter --net=/run/netns/$NS_A $q/build/agent/shoalctl -c $CONFIG top
-  nsenter --net=/run/netns/$NS_A $q/build/agent/shoalctl -c $CONFIG endpoints
+  nsenter --net=/run/netns/$NS_A $ctl_q -c $CONFIG top
+  nsenter --net=/run/netns/$NS_A $ctl_q -c $CONFIG endpoints
   nsenter --net=/run/netns/$NS_A curl -s http://$ADMIN_ADDR/metrics | grep shoal_http_retries
-  $q/build/agent/shoalctl -c $CONFIG counters
-  $q/build/agent/shoalctl -c $CONFIG bpf
+  $ctl_q -c $CONFIG counters
+  $ctl_q -c $CONFIG bpf
 
   # the kernel side (docs/bpf.md has every map):
   bpftool cgroup tree $TEST_CG
