@@ -173,8 +173,8 @@ say "client pod enrolled: its connects to $VIP:80 now go to the node proxy"
 
 # ---- traffic, and the flaky pod's outage ------------------------------------
 
-down_at=$((duration * 30 / 100))
-up_at=$((duration * 60 / 100))
+down_at=$((duration * 25 / 100))
+up_at=$((duration * 50 / 100))
 conns=4
 delay_ms=10
 bold "== ${duration} s of traffic: wrk in pod client, $conns connections, GET http://$VIP/ every ${delay_ms} ms on each"
