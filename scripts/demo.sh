@@ -37,10 +37,10 @@ summary_json=$root/build/demo-summary.json
 while (($#)); do
 	case $1 in
 	--duration)
-		[[ ${2:-} =~ ^[0-9]+$ ]] && (($2 >= 10)) || {
+		if ! [[ ${2:-} =~ ^[0-9]+$ ]] || (($2 < 10)); then
 			echo "demo.sh: --duration takes a number of seconds, at least 10" >&2
 			exit 2
-		}
+		fi
 		duration=$2
 		shift 2
 		;;
@@ -90,10 +90,12 @@ source tests/e2e/lib.sh
 # longer a running tests/e2e/ script. The demo's runs get their own prefix,
 # so that a test started meanwhile never takes them for a crashed test's
 # leftovers, and the demo in turn clears only its own.
+# shellcheck disable=SC2034 # read by lib.sh
 E2E_TEST=demo
 E2E_PREFIX=shdemo
 RUN=$E2E_PREFIX-$$
 STATE_DIR=/run/$E2E_PREFIX
+# shellcheck disable=SC2034
 STATE=$STATE_DIR/$RUN.state
 PIN_ROOT=/sys/fs/bpf/$RUN
 NS_A=$RUN-node
@@ -102,8 +104,8 @@ owner_alive() {
 }
 
 if ((down)); then
+	# shellcheck disable=SC2034 # read by cleanup_state_file
 	CG2=$(find_cgroup2)
-	E2E_NEEDS_AGENT=0
 	mkdir -p "$STATE_DIR"
 	n=0
 	for file in "$STATE_DIR"/"$E2E_PREFIX"-*.state; do
@@ -124,7 +126,6 @@ fi
 
 http_require wrk
 e2e_init
-LOGDIR_DEMO=$LOGDIR
 
 bold() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
@@ -147,8 +148,8 @@ backend_start flaky 8080 --fail-rate 0.3 --fail-status 503 --delay-ms "${DEMO_FL
 # within seconds of returning), a failure weighs 50 ms in the balancer
 # instead of 5 s with a 2 s decay (so the flaky pod still gets traffic to
 # fail on and is ejected by its breaker, not just starved), and the
-# success-rate trip is at 50 % (so its steady 30 % of 503s are retried,
-# not ejected, and only its outage opens the breaker).
+# success-rate trip is at 50 % over at least 20 requests (so its steady
+# 30 % of 503s are retried, not ejected, and its outage opens the breaker).
 cat >"$CONFIG" <<EOF
 node: {address_v4: 10.77.1.1, proxy_port: $PROXY_PORT}
 bpf: {pin_root: $PIN_ROOT, cgroup: $TEST_CG, shortcut: true, failopen_after_ms: $FAILOPEN_AFTER_MS}
@@ -162,7 +163,7 @@ services:
     endpoints: [{address: ${POD_IP4[fast]}}, {address: ${POD_IP4[slow]}}, {address: ${POD_IP4[flaky]}}]
     resilience:
       balancer: {failure_penalty_ms: ${DEMO_PENALTY_MS:-50}, decay_ms: ${DEMO_DECAY_MS:-2000}}
-      breaker: {backoff_min_ms: 1000, backoff_max_ms: 2000, success_rate_pct: 50}
+      breaker: {backoff_min_ms: 1000, backoff_max_ms: 2000, success_rate_pct: 50, success_rate_min_requests: 20}
 EOF
 
 bold "== shoald starts in the node: BPF at cgroup $TEST_CG, pins at $PIN_ROOT"

@@ -202,18 +202,19 @@ def main():
         print(f"{role + ' ' + e['address']:<18} {v(e['share_pct']):>5}% {v(e['p50_ms']):>7} "
               f"{v(e['p99_ms']):>7} {v(e['success_pct']):>7}% {e['backend_received']:>9} "
               f"{e['backend_503']:>5} {e['backend_resets']:>6} {e['ejections']:>9} {e['breaker']}")
-    print(f"\nflaky was down from t={a.down_at} s to t={a.up_at} s. Its breaker opened "
-          f"{'at t=' + v(opened_at, '{:.0f}') + ' s' if opened_at is not None else ''} "
-          f"({breaker['ejections_while_down']} ejection(s) on failed connects or resets, "
-          f"each probe failing until it returned) and closed again "
-          f"{'at t=' + v(closed_at, '{:.0f}') + ' s' if closed_at is not None else ''} "
-          f"on a good probe. shoald's log:")
-    for l in log_lines[:8]:
+    print(f"\nflaky was down from t={a.down_at} s to t={a.up_at} s. Its breaker was seen open "
+          f"at t={v(opened_at, '{:.0f}')} s; while it was down every probe failed and opened it "
+          f"again ({breaker['ejections_while_down']} ejections on failed connects or resets); "
+          f"it was seen closed again at t={v(closed_at, '{:.0f}')} s, after a good probe. "
+          f"shoald's log:")
+    shown = log_lines if len(log_lines) <= 8 else log_lines[:3] + ["..."] + log_lines[-4:]
+    for l in shown:
         print("    " + l.replace("shoal info: proxy: ", ""))
     print(f"\nkernel: {kernel['connect_intercepted']} connects intercepted, "
           f"{kernel['shortcut_inserted']} sockets in the sockmap, "
           f"{kernel['redirect_bytes']} bytes in {kernel['redirect_msgs']} messages carried "
-          f"by the sockmap shortcut (no TCP/IP between the client and the proxy)")
+          f"by the sockmap shortcut (client, proxy and backends share this node: those bytes "
+          f"skipped TCP/IP)")
     print("look inside (as root, while it runs: --keep):")
     for c in bpftool:
         print("    " + c)
