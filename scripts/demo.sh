@@ -131,13 +131,20 @@ bold() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
 # ---- the topology: one node, four pods on its bridge ------------------------
 
-bold "== building the mesh: node $NS_A, pods client, fast, slow, flaky"
+bold "== building the mesh: node $NS_A, pods client, fast, slow, flaky (and direct, kube-proxy's stand-in)"
 node_add "$NS_A" 1
 pod_add client "$NS_A" 1 2
 pod_add fast "$NS_A" 1 3
 pod_add slow "$NS_A" 1 4
 pod_add flaky "$NS_A" 1 5
+pod_add direct "$NS_A" 1 6
 VIP=10.96.0.10
+# kube-proxy's stand-in: the VIP is local to pod "direct" and the node
+# routes it there, so a connection shoal leaves alone (fail open) lands on
+# "direct" and not on an endpoint.
+ip -n "${POD_NS[direct]}" addr add "$VIP/32" dev lo
+ip -n "$NS_A" route add "$VIP/32" via "${POD_IP4[direct]}"
+backend_start direct 80
 backend_start fast 8080
 backend_start slow 8080 --delay-ms 25
 backend_start flaky 8080 --fail-rate 0.3 --fail-status 503 --delay-ms "${DEMO_FLAKY_DELAY_MS:-2}"
@@ -213,6 +220,22 @@ python3 "$root/scripts/demo/summary.py" --logdir "$LOGDIR" --shoald-log "$SHOALD
 	--endpoint "flaky=${POD_IP4[flaky]}" --pin-root "$PIN_ROOT" --cgroup "$TEST_CG" \
 	--json "$summary_json"
 say "summary written to $summary_json; logs in $LOGDIR"
+
+# ---- the L4 foundation, in short: fail open, and a restart that adopts ------
+
+if ((!keep)); then
+	bold "== fail open: shoald is killed (SIGKILL); after ${FAILOPEN_AFTER_MS} ms without its heartbeat the programs leave connects alone"
+	failed_open=$(counter connect_failed_open)
+	shoald_stop KILL
+	sleep $((FAILOPEN_AFTER_MS / 1000 + 1))
+	who=$(pod_curl client -s -o /dev/null -D - "http://$VIP/" | header x-backend) || true
+	say "client -> $VIP:80 answered by '${who:-nobody}' (the VIP's own path: kube-proxy's stand-in is 'direct'); connect_failed_open grew by $(($(counter connect_failed_open) - failed_open))"
+	bold "== restart: shoald adopts the pinned programs and maps, nothing is detached"
+	shoald_start
+	grep -h "adopted" "$SHOALD_LOG" | sed 's/^/    /' || true
+	who=$(pod_curl client -s -o /dev/null -D - "http://$VIP/" | header x-backend) || true
+	say "client -> $VIP:80 answered by '${who:-nobody}': proxied again, without enrolling the pod again"
+fi
 
 if ((keep)); then
 	# Leave it all running: drop the traps, and tell how to explore and end it.
