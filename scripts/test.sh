@@ -5,7 +5,9 @@
 #      tests in real network namespaces with real BPF (meson test)
 #   3. rebuild with ASan/UBSan and run every test again: the agent under
 #      real traffic, with leaks checked at exit
-#   4. fuzz the parsers of hostile input (config, HTTP/1) for a short while
+#   4. validate manifests/ offline against the Kubernetes schemas
+#   5. fuzz the parsers of hostile input (config, HTTP/1, Kubernetes) for a
+#      short while
 # Exit status is non-zero if anything failed. Tests that need a feature
 # this machine lacks are reported as SKIP with the reason.
 set -euo pipefail
@@ -36,9 +38,12 @@ meson compile -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	meson test -C build-asan --print-errorlogs --num-processes 1
 
-bash scripts/validate-manifests.sh # manifests/ against the Kubernetes schemas, offline
+echo "== manifests against the Kubernetes schemas, offline"
+bash scripts/validate-manifests.sh
+
 echo "== fuzz the parsers of hostile input"
 bash scripts/fuzz-config.sh "${SHOAL_FUZZ_SECONDS:-30}"
 bash scripts/fuzz-http1.sh "${SHOAL_FUZZ_SECONDS:-30}"
+bash scripts/fuzz-k8s.sh "${SHOAL_FUZZ_SECONDS:-30}"
 
 echo "== all tests passed"
