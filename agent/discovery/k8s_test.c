@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,6 +50,9 @@ static void write_file(const char *name, const char *text)
 	fclose(f);
 }
 
+/* Longest watch the server allows; a test shortens it to force renewals. */
+static const char *max_watch = "60";
+
 static void server_start(void)
 {
 	char ports[128];
@@ -61,6 +65,9 @@ static void server_start(void)
 	if (server == 0) {
 		char cert[128], key[128], tok[128], forb[128];
 
+		/* Dies with the test, even one that ends without its teardown. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+
 		snprintf(cert, sizeof(cert), "%s/server.crt", dir);
 		snprintf(key, sizeof(key), "%s/server.key", dir);
 		snprintf(tok, sizeof(tok), "%s/accepted", dir); /* the client reads "token" */
@@ -69,8 +76,8 @@ static void server_start(void)
 			_exit(127);
 		execlp("python3", "python3", K8S_APISERVER, "--cert", cert, "--key", key,
 		       "--token-file", tok, "--forbidden-token-file", forb, "--port-file", ports,
-		       "--bookmark-every", "0.5", "--seed", "7", "--seed-file",
-		       K8S_FIXTURES_DIR "/services.watch.ndjson", "--seed-file",
+		       "--bookmark-every", "0.5", "--max-watch", max_watch, "--seed", "7",
+		       "--seed-file", K8S_FIXTURES_DIR "/services.watch.ndjson", "--seed-file",
 		       K8S_FIXTURES_DIR "/endpointslices.watch.ndjson", (char *)NULL);
 		_exit(127);
 	}
@@ -375,4 +382,47 @@ Test(discovery_k8s, last_known_state_survives_the_server)
 	cr_assert(wait_for(not_synced), "still 'synced' with the server gone");
 	/* Nothing new was published: what was known stays. */
 	cr_expect(web_ready());
+}
+
+/* The server's request counters (GET /stats on the control port). */
+static void server_stats(long *lists, long *watches)
+{
+	char url[128], body[1024] = "";
+	CURL *c = curl_easy_init();
+	FILE *f = fmemopen(body, sizeof(body) - 1, "w");
+	const char *p;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/stats", ctl_port);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
+	cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+	curl_easy_cleanup(c);
+	fclose(f);
+	p = strstr(body, "\"list\": ");
+	*lists = p ? atol(p + 8) : -1;
+	p = strstr(body, "\"watch\": ");
+	*watches = p ? atol(p + 9) : -1;
+}
+
+/* A watch the server ends (timeoutSeconds) is renewed from the last version: no relist. */
+static void setup_short_watch(void)
+{
+	max_watch = "0.5"; /* each test runs in its own process: no one else sees it */
+	setup();
+}
+
+Test(discovery_k8s_renew, watch_renewed_without_relisting, .init = setup_short_watch,
+     .fini = teardown, .timeout = 60)
+{
+	long lists, watches;
+
+	start();
+	cr_assert(wait_for(web_ready));
+	usleep(2000000);
+	server_stats(&lists, &watches);
+	cr_expect_eq(lists, 2, "one list per kind, no relist (got %ld)", lists);
+	cr_expect_geq(watches, 6, "watches renewed (got %ld)", watches);
+	control("apply", SLICE_WEB_MOVED);
+	cr_expect(wait_for(web_moved_v6_kept), "events still applied after renewals");
+	cr_expect(discovery_synced(d));
 }
