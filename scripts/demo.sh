@@ -21,7 +21,8 @@
 # left running, with the commands to explore it and to tear it down.
 #
 # Options for tests (tests/e2e/demo.sh): --no-build uses the binaries named
-# by SHOALD, SHOALCTL, SHOAL_PEER and SHOAL_BACKEND as they are;
+# by SHOALD, SHOALCTL, SHOAL_PEER and SHOAL_BACKEND (default: build/'s) as
+# they are;
 # --summary FILE writes the JSON there; --no-live prints no table while it
 # runs (a frame every 5 s instead).
 set -euo pipefail
@@ -62,6 +63,11 @@ while (($#)); do
 		;;
 	esac
 done
+# --keep: what the demo starts must outlive the terminal it ran in. A
+# hang-up ignored here is ignored by every process started below too.
+if ((keep)); then
+	trap '' HUP
+fi
 if [[ $(id -u) -ne 0 ]]; then
 	echo "demo.sh: run it as root (sudo bash scripts/demo.sh): it creates network namespaces and cgroups, and loads BPF" >&2
 	exit 1
@@ -80,7 +86,10 @@ if ((build && !down)); then
 	export SHOAL_PEER=$root/build/tests/shoal-peer
 	export SHOAL_BACKEND=$root/build/tests/shoal-backend
 fi
+export SHOALD=${SHOALD:-$root/build/agent/shoald}
 export SHOALCTL=${SHOALCTL:-$root/build/agent/shoalctl}
+export SHOAL_PEER=${SHOAL_PEER:-$root/build/tests/shoal-peer}
+export SHOAL_BACKEND=${SHOAL_BACKEND:-$root/build/tests/shoal-backend}
 export SHOAL_E2E_LOGDIR=${SHOAL_E2E_LOGDIR:-$root/build/demo-logs}
 mkdir -p "$(dirname "$summary_json")"
 
@@ -263,8 +272,12 @@ if ((keep)); then
   bpftool map dump pinned $PIN_ROOT/maps/shoal_counters
   bpftool map dump pinned $PIN_ROOT/maps/shoal_enrolled
 
-  # take the flaky pod down again, or bring it back (over its own loopback):
+  # 30 s of traffic again, to watch with top meanwhile:
+  sh -c 'echo \$\$ >${POD_CG[client]}/cgroup.procs && exec nsenter --net=/run/netns/${POD_NS[client]} wrk -t1 -c4 -d30s -s $q/scripts/demo/client.lua http://$VIP/'
+
+  # make the flaky pod fail every request, then flaky again (over its own loopback):
   nsenter --net=/run/netns/${POD_NS[flaky]} curl -s -X POST --data 'fail_rate=1' http://127.0.0.1:8080/_ctl/mode
+  nsenter --net=/run/netns/${POD_NS[flaky]} curl -s -X POST --data 'fail_rate=0.3' http://127.0.0.1:8080/_ctl/mode
 
   shoald's log: $SHOALD_LOG
 
