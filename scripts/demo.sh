@@ -10,8 +10,10 @@
 #    |-- client  10.77.1.2   wrk, steady GETs to the VIP 10.96.0.10:80 (enrolled)
 #    |-- fast    10.77.1.3   shoal-backend, answers at once
 #    |-- slow    10.77.1.4   shoal-backend, 25 ms slower
-#    `-- flaky   10.77.1.5   shoal-backend, 30 % 503s; unreachable for a
-#                            while midway (refuses connections, resets requests)
+#    |-- flaky   10.77.1.5   shoal-backend, 2 ms, 30 % 503s; unreachable from 25 %
+#    |                       to 50 % of the run (refuses connections, resets requests)
+#    `-- direct  10.77.1.6   kube-proxy's stand-in: owns the VIP, for the short
+#                            fail-open and restart section at the end
 #
 # It installs what is missing (scripts/setup.sh), builds into build/, starts
 # shoald with its file config, drives traffic for --duration seconds
@@ -22,9 +24,8 @@
 #
 # Options for tests (tests/e2e/demo.sh): --no-build uses the binaries named
 # by SHOALD, SHOALCTL, SHOAL_PEER and SHOAL_BACKEND (default: build/'s) as
-# they are;
-# --summary FILE writes the JSON there; --no-live prints no table while it
-# runs (a frame every 5 s instead).
+# they are; --summary FILE writes the JSON there; --no-live writes the
+# table's frames to the log directory (watch.log) instead of the terminal.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -160,8 +161,8 @@ backend_start flaky 8080 --fail-rate 0.3 --fail-status 503 --delay-ms "${DEMO_FL
 
 # The service, as a user would write it (docs/config.md). The resilience
 # knobs that differ from the defaults make the story fit in a minute: the
-# flaky pod's ejection backoff stays short (at most 2 s, so it is readmitted
-# within seconds of returning), a failure weighs 50 ms in the balancer
+# flaky pod's ejection backoff stays short (1 to 2 s, jittered by 50 %, so
+# it is readmitted within seconds of returning), a failure weighs 50 ms in the balancer
 # instead of 5 s with a 2 s decay (so the flaky pod still gets traffic to
 # fail on and is ejected by its breaker, not just starved), and the
 # success-rate trip is at 50 % over at least 20 requests (so its steady
