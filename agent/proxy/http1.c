@@ -216,16 +216,15 @@ static int http1_rq_frame(struct l4_conn *c)
 }
 
 /*
- * The config c's services come from: services are looked up (routes'
- * backends by index, round robin by index) only through this, so a
- * config swap that gives each connection its own reference changes one
- * place. Sizes (buffers, header arrays) stay the worker's: they shaped
- * the connection's allocation.
+ * The config c's services come from: the snapshot c holds a reference to
+ * (proxy_update), so c's service pointers and the indices of its routes'
+ * backends always belong to one live config, however many updates land
+ * while c is open. Sizes (buffers, header arrays) stay the worker's: they
+ * shaped the connection's allocation.
  */
 static const struct config *http1_svc_cfg(const struct worker *w, const struct l4_conn *c)
 {
-	(void)c;
-	return w->cfg;
+	return worker_conn_config(w, c);
 }
 
 /* routes.h header lookup over the parsed request head. */
