@@ -69,12 +69,22 @@ static void http1_up_release(struct worker *w, struct http1_conn *h, bool reusab
 	h->up = NULL;
 }
 
+/* Give the request's replay slab (if any) back to the worker. */
+static void http1_slab_release(struct worker *w, struct http1_conn *h)
+{
+	worker_replay_put(w, h->rq_slab);
+	h->rq_slab = NULL;
+	h->rq_slab_len = h->rq_slab_cap = h->rq_slab_sent = 0;
+	h->rq_slab_whole = h->rq_slab_replay = false;
+}
+
 /* Close everything; reset: the peers see RST (the exchange did not complete). */
 static void http1_close(struct worker *w, struct l4_conn *c, bool reset)
 {
 	balance_cancel(c->http->sv, &c->http->bt, timer_now_ns());
 	metrics_http_done(w, c, 0); /* a request still in flight got no response */
 	http1_up_release(w, c->http, false);
+	http1_slab_release(w, c->http);
 	l4_side_close(w, &c->client, reset);
 	worker_conn_release(w, c);
 }
@@ -164,6 +174,7 @@ static void http1_error(struct worker *w, struct l4_conn *c, enum http_error err
 	balance_cancel(h->sv, &h->bt, timer_now_ns());
 	h->retry_at_ns = 0;
 	http1_up_release(w, h, false);
+	http1_slab_release(w, h);
 	b->tail = h->rs_fwd;
 	if (cap - b->tail < HTTP_ERROR_MAX_BYTES && b->head > 0) {
 		memmove(b->data, b->data + b->head, b->tail - b->head);
@@ -184,11 +195,49 @@ static void http1_error(struct worker *w, struct l4_conn *c, enum http_error err
 
 /* ---- the request ------------------------------------------------------ */
 
+/*
+ * Copy the request bytes [from, to) of the client buffer, just framed,
+ * into the replay slab while it holds the whole request. A (chunked) body
+ * outgrowing rq_slab_cap leaves the slab incomplete: not retried.
+ */
+static void http1_slab_append(struct l4_conn *c, uint32_t from, uint32_t to)
+{
+	struct http1_conn *h = c->http;
+	uint32_t n = to - from;
+
+	if (!h->rq_slab_whole || !n)
+		return;
+	if (h->rq_slab_cap - h->rq_slab_len < n) {
+		h->rq_slab_whole = false;
+		return;
+	}
+	memcpy(h->rq_slab + h->rq_slab_len, c->to_upstream.data + from, n);
+	h->rq_slab_len += n;
+}
+
+/*
+ * The request head's byte at client buffer offset off (a token's
+ * http1_span offset): in the buffer until its first bytes are dropped for
+ * a large body, then in the replay slab, which starts at rq_begin. NULL
+ * when neither holds it any more.
+ */
+static const char *http1_rq_at(const struct l4_conn *c, uint32_t off)
+{
+	const struct http1_conn *h = c->http;
+
+	if (h->rq_replayable)
+		return c->to_upstream.data + off;
+	if (h->rq_slab && off >= h->rq_begin && off - h->rq_begin < h->rq_slab_len)
+		return h->rq_slab + (off - h->rq_begin);
+	return NULL;
+}
+
 /* Frame body bytes of the request in [rq_fwd, tail). 0 or a parse error. */
 static int http1_rq_frame(struct l4_conn *c)
 {
 	struct http1_conn *h = c->http;
 	struct l4_buf *b = &c->to_upstream;
+	uint32_t from = h->rq_fwd;
 
 	while (h->rq == HTTP1_REQ_BODY && h->rq_fwd < b->tail) {
 		uint32_t avail = b->tail - h->rq_fwd;
@@ -212,6 +261,7 @@ static int http1_rq_frame(struct l4_conn *c)
 				h->rq = HTTP1_REQ_DONE;
 		}
 	}
+	http1_slab_append(c, from, h->rq_fwd);
 	return 0;
 }
 
@@ -233,15 +283,17 @@ static int http1_route_header(void *ctx, const char *name, size_t name_len, cons
 {
 	struct l4_conn *c = ctx;
 	const struct http1_head *hd = &c->http->rq_head;
-	const char *buf = c->to_upstream.data;
 
 	for (uint32_t i = 0; i < hd->n_headers; i++) {
 		const struct http1_header *f = &hd->headers[i];
+		const char *n = http1_rq_at(c, f->name.off);
 
-		if (f->name.len == name_len && !strncasecmp(buf + f->name.off, name, name_len)) {
-			*value = buf + f->value.off;
+		if (!n)
+			return 0; /* the head went upstream and was not kept */
+		if (f->name.len == name_len && !strncasecmp(n, name, name_len)) {
+			*value = http1_rq_at(c, f->value.off);
 			*value_len = f->value.len;
-			return 1;
+			return *value != NULL;
 		}
 	}
 	return 0;
@@ -412,6 +464,7 @@ static void http1_rq_head(struct worker *w, struct l4_conn *c)
 	h->rq_begin = h->rq_parser.start;
 	b->head = h->rq_begin; /* stray CRLFs before the request line are dropped */
 	h->rq_fwd = (uint32_t)consumed;
+	h->rq_head_len = h->rq_fwd - h->rq_begin;
 	h->rq_replayable = true;
 	h->rq_body = http1_request_body(&h->rq_head);
 	h->rq_left = h->rq_head.content_length;
@@ -488,26 +541,30 @@ static bool http1_may_retry(struct worker *w, struct l4_conn *c, enum retry_fail
 			    uint16_t status)
 {
 	struct http1_conn *h = c->http;
-	const char *buf = c->to_upstream.data;
+	const char *method = http1_rq_at(c, h->rq_head.method_tok.off);
 	struct retry_policy_cfg cfg;
+	/* The whole request is in the slab once it is framed to its end. */
+	bool in_slab = h->rq_slab_whole && h->rq == HTTP1_REQ_DONE;
 	struct retry_try t = {
-	    .method = buf + h->rq_head.method_tok.off,
-	    .method_len = h->rq_head.method_tok.len,
+	    .method = method ? method : "",
+	    .method_len = method ? h->rq_head.method_tok.len : 0,
 	    .failure = f,
 	    .status = status,
 	    .has_body = h->rq_body != HTTP1_BODY_NONE,
 	    /* Nothing was sent on a connect failure: what arrived is all still here. */
-	    .body_buffered =
-		h->rq_replayable && (h->rq == HTTP1_REQ_DONE || f == RETRY_FAIL_CONNECT),
-	    .body_bytes = h->rq_fwd - h->rq_begin,
+	    .body_buffered = in_slab || (h->rq_replayable &&
+					 (h->rq == HTTP1_REQ_DONE || f == RETRY_FAIL_CONNECT)),
+	    .body_bytes = in_slab	     ? h->rq_slab_len - h->rq_head_len
+			  : h->rq_replayable ? h->rq_fwd - h->rq_begin - h->rq_head_len
+					     : 0,
 	    .response_started = h->rs_start > 0 || c->to_client.head > 0,
 	    .retries_done = h->retries,
 	    .deadline_ns = h->deadline_ns ? h->deadline_ns : DEADLINE_NONE,
 	};
 	enum retry_verdict v;
 
-	/* Not whole in the buffer any more (a body larger than it): no resend. */
-	if (!h->rq_replayable)
+	/* Neither whole in the buffer nor in a slab (a body larger than both): no resend. */
+	if (!h->rq_replayable && !in_slab)
 		t.body_buffered = false, t.has_body = true;
 	http1_retry_cfg(h, &cfg);
 	v = retry_decide(&cfg, &t, h->sv ? h->sv->budget : NULL, timer_now_ns());
@@ -709,6 +766,27 @@ static void http1_connect_failed_next(struct worker *w, struct l4_conn *c)
 }
 
 /*
+ * Make the next send start at the request's first byte: in the client
+ * buffer while it is whole there, else in the replay slab. Contract: the
+ * caller checked it can be sent again (rq_replayable, or the slab whole
+ * and the request framed to its end).
+ */
+static void http1_rq_rewind(struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+
+	if (h->rq_replayable) {
+		c->to_upstream.head = h->rq_begin;
+		h->rq_slab_replay = false;
+		return;
+	}
+	/* Every framed byte of the buffer is in the slab too. */
+	c->to_upstream.head = h->rq_fwd;
+	h->rq_slab_replay = true;
+	h->rq_slab_sent = 0;
+}
+
+/*
  * Send the request again after a failed try (its outcome recorded and
  * the retry granted): the try's upstream is closed, so nothing more goes
  * to it; the response state is reset; the next try starts after a
@@ -723,7 +801,7 @@ static void http1_retry(struct worker *w, struct l4_conn *c)
 
 	timer_heap_del(&w->timers, &c->timer);
 	http1_up_release(w, h, false);
-	c->to_upstream.head = h->rq_begin;
+	http1_rq_rewind(c);
 	c->to_client.head = c->to_client.tail = 0;
 	h->rs_start = h->rs_fwd = 0;
 	h->rs_got_bytes = h->rs_until_close = h->up_reused = false;
@@ -780,7 +858,8 @@ static bool http1_replay_safe(struct l4_conn *c)
  * response). A reused connection that failed before any response byte
  * was most likely closed by the server while idle (when the failure looks
  * like a close: see idle_close): a request that is safe to repeat goes out
- * again, once, on a fresh connection, if it is still whole in the buffer.
+ * again, once, on a fresh connection, if it is still whole in the buffer
+ * (or, framed to its end, in its replay slab).
  * Anything else counts as the endpoint's failure.
  */
 static void http1_up_failed(struct worker *w, struct l4_conn *c, int err)
@@ -799,8 +878,9 @@ static void http1_up_failed(struct worker *w, struct l4_conn *c, int err)
 	 * the endpoint's failure, for the retry policy and the breaker.
 	 */
 	bool idle_close = err == EPIPE || (h->up && h->up->eof);
+	bool resendable = h->rq_replayable || (h->rq_slab_whole && h->rq == HTTP1_REQ_DONE);
 
-	if (idle_close && h->up_reused && !h->rs_got_bytes && h->rq_replayable && !h->retried &&
+	if (idle_close && h->up_reused && !h->rs_got_bytes && resendable && !h->retried &&
 	    http1_replay_safe(c) && h->rs == HTTP1_RESP_HEAD) {
 		uint64_t now = timer_now_ns();
 
@@ -808,7 +888,7 @@ static void http1_up_failed(struct worker *w, struct l4_conn *c, int err)
 		WORKER_STAT_INC(w, http_retries);
 		http1_up_release(w, h, false);
 		h->retried = true;
-		c->to_upstream.head = h->rq_begin;
+		http1_rq_rewind(c);
 		if (!http1_try_endpoint(w, c, h->bt.idx, now,
 					now + (uint64_t)w->cfg->connect_deadline_ms * 1000000))
 			http1_connect_failed_next(w, c);
@@ -921,6 +1001,7 @@ static void http1_tunnel(struct worker *w, struct l4_conn *c)
 	int fd = pool_detach(w, h->up);
 
 	h->up = NULL;
+	http1_slab_release(w, h);
 	c->upstream.pl.fd = fd;
 	c->upstream.eof = eof;
 	if (worker_rewatch(w, &c->upstream.pl) < 0) {
@@ -1069,11 +1150,48 @@ static bool http1_rs_head(struct worker *w, struct l4_conn *c)
 /* ---- moving bytes -------------------------------------------------------- */
 
 /*
+ * The body is about to outgrow the client buffer (its first bytes are
+ * dropped next): keep the request in a replay slab when a retry could
+ * send it again: the method is idempotent or the route retryable, and
+ * the body (Content-Length, or chunked as it arrives) is within the
+ * retry policy's max_body_bytes capped at WORKER_REPLAY_BODY_BYTES.
+ * Contract: every byte of the request, rq_begin to rq_fwd, is still in
+ * the buffer. No slab free: counted, and the request is not retryable.
+ */
+static void http1_slab_take(struct worker *w, struct l4_conn *c)
+{
+	struct http1_conn *h = c->http;
+	const char *method = c->to_upstream.data + h->rq_head.method_tok.off;
+	struct retry_policy_cfg rc;
+	uint32_t limit;
+
+	if (h->rq_slab)
+		return;
+	http1_retry_cfg(h, &rc);
+	if (!rc.route_retryable && !retry_method_idempotent(method, h->rq_head.method_tok.len))
+		return;
+	limit = rc.max_body_bytes < WORKER_REPLAY_BODY_BYTES ? rc.max_body_bytes
+							     : WORKER_REPLAY_BODY_BYTES;
+	if (h->rq_body == HTTP1_BODY_LENGTH ? h->rq_head.content_length > limit
+					    : h->rq_body != HTTP1_BODY_CHUNKED)
+		return;
+	h->rq_slab = worker_replay_get(w);
+	if (!h->rq_slab) {
+		WORKER_STAT_INC(w, http_replay_no_slab);
+		return;
+	}
+	h->rq_slab_cap = h->rq_head_len + limit; /* within replay_slab_bytes: head <= buffer */
+	h->rq_slab_len = 0;
+	h->rq_slab_whole = true;
+	http1_slab_append(c, h->rq_begin, h->rq_fwd);
+}
+
+/*
  * Read from the client while there is room. Bytes beyond the current
  * request (pipelined ones) wait in the buffer. Returns -errno on a hard
  * error.
  */
-static int http1_client_read(struct l4_conn *c, uint32_t cap, bool *progress)
+static int http1_client_read(struct worker *w, struct l4_conn *c, uint32_t cap, bool *progress)
 {
 	struct http1_conn *h = c->http;
 	struct l4_buf *b = &c->to_upstream;
@@ -1081,6 +1199,8 @@ static int http1_client_read(struct l4_conn *c, uint32_t cap, bool *progress)
 
 	/* A body larger than the buffer: drop what went upstream already. */
 	if (b->tail == cap && h->rq == HTTP1_REQ_BODY && b->head > 0) {
+		if (h->rq_replayable)
+			http1_slab_take(w, c);
 		memmove(b->data, b->data + b->head, b->tail - b->head);
 		b->tail -= b->head;
 		h->rq_fwd -= b->head;
@@ -1105,13 +1225,38 @@ static int http1_client_read(struct l4_conn *c, uint32_t cap, bool *progress)
 	return 0;
 }
 
-/* Send the framed request bytes upstream. */
+/* Is every framed byte of the request sent on the try in flight? */
+static bool http1_rq_sent(const struct l4_conn *c)
+{
+	const struct http1_conn *h = c->http;
+
+	return c->to_upstream.head == h->rq_fwd &&
+	       (!h->rq_slab_replay || h->rq_slab_sent == h->rq_slab_len);
+}
+
+/* Send the framed request bytes upstream: a replay's slab first, then the buffer's. */
 static int http1_up_send(struct l4_conn *c, bool *progress)
 {
 	struct http1_conn *h = c->http;
 	struct l4_buf *b = &c->to_upstream;
 	struct pool_conn *pc = h->up;
 
+	while (pc && pc->connected && pc->writable && h->rq_slab_replay &&
+	       h->rq_slab_sent < h->rq_slab_len) {
+		ssize_t n = send(pc->pl.fd, h->rq_slab + h->rq_slab_sent,
+				 h->rq_slab_len - h->rq_slab_sent, MSG_NOSIGNAL);
+
+		if (n >= 0) {
+			h->rq_slab_sent += n;
+			*progress = true;
+		} else if (errno == EAGAIN) {
+			pc->writable = false;
+		} else if (errno != EINTR) {
+			return -errno;
+		}
+	}
+	if (h->rq_slab_replay && h->rq_slab_sent < h->rq_slab_len)
+		return 0;
 	while (pc && pc->connected && pc->writable && b->head < h->rq_fwd) {
 		ssize_t n = send(pc->pl.fd, b->data + b->head, h->rq_fwd - b->head, MSG_NOSIGNAL);
 
@@ -1208,6 +1353,7 @@ static void http1_next_request(struct worker *w, struct l4_conn *c)
 
 	h->rq = HTTP1_REQ_HEAD;
 	h->rs = HTTP1_RESP_NONE;
+	http1_slab_release(w, h);
 	h->final_started = h->retried = h->rq_replayable = false;
 	h->up_reused = h->rs_got_bytes = h->rs_until_close = false;
 	h->rq_fwd = h->rq_begin = 0;
@@ -1281,7 +1427,7 @@ static bool http1_exchange_done(struct worker *w, struct l4_conn *c)
 	struct http1_conn *h = c->http;
 	bool up_reusable = h->rq == HTTP1_REQ_DONE && h->rq_head.keep_alive &&
 			   h->rs_head.keep_alive && !h->rs_until_close &&
-			   h->rs_fwd == c->to_client.tail && c->to_upstream.head == h->rq_fwd;
+			   h->rs_fwd == c->to_client.tail && http1_rq_sent(c);
 	bool client_keep = !h->closing && h->rq == HTTP1_REQ_DONE && h->rq_head.keep_alive &&
 			   h->rs_head.keep_alive;
 
@@ -1306,7 +1452,7 @@ static bool http1_step(struct worker *w, struct l4_conn *c, bool *progress)
 		http1_linger_read(w, c);
 		return false;
 	}
-	err = http1_client_read(c, cap, progress);
+	err = http1_client_read(w, c, cap, progress);
 	if (err) {
 		http1_abort(w, c);
 		return false;
@@ -1378,7 +1524,7 @@ static bool http1_step(struct worker *w, struct l4_conn *c, bool *progress)
 	}
 	if (h->rs == HTTP1_RESP_DONE && c->to_client.head == h->rs_fwd) {
 		/* Answered before the whole request went out: the rest is not read. */
-		if (h->rq != HTTP1_REQ_DONE || c->to_upstream.head != h->rq_fwd)
+		if (h->rq != HTTP1_REQ_DONE || !http1_rq_sent(c))
 			h->closing = true;
 		if (!http1_exchange_done(w, c))
 			return false;

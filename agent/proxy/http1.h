@@ -9,7 +9,9 @@
  * validated in place (http1_parser.h) and never rewritten, so nothing is
  * copied but what read() and send() copy. The connection's two buffers
  * (proxy.buffer_bytes each) hold everything; nothing is allocated per
- * request.
+ * request. A retry-eligible body too large for the buffer is also copied
+ * into a replay slab from the worker's bounded pool (worker.h), so that a
+ * retry can send it again.
  *
  * One request at a time: later pipelined requests wait in the client
  * buffer until the current response has been written, which answers them
@@ -67,6 +69,8 @@ struct http1_conn {
 	bool final_started;  /* a final response head went (partly) to the client */
 	bool retried;	     /* the request went out again after a stale pooled connection */
 	bool rq_replayable;  /* every byte of the request is still in the client buffer */
+	bool rq_slab_whole;  /* every framed byte of the request is in rq_slab */
+	bool rq_slab_replay; /* the try in flight sends the request from rq_slab */
 	bool up_reused;	     /* the upstream connection served an earlier request */
 	bool rs_got_bytes;   /* the upstream sent a byte for this request */
 	bool rs_until_close; /* the response body ends with the upstream's FIN */
@@ -80,6 +84,15 @@ struct http1_conn {
 	uint32_t rq_begin; /* first byte of the request line (after stray CRLFs) */
 	uint32_t rq_fwd;   /* end of the bytes framed as this request's */
 	uint64_t rq_head_start_ns;
+	uint32_t rq_head_len; /* bytes of the request head, from rq_begin */
+	/*
+	 * Replay slab (worker_replay_get), taken when the body outgrows the
+	 * client buffer: the request's framed bytes, head first. NULL: none.
+	 */
+	char *rq_slab;
+	uint32_t rq_slab_len;  /* bytes copied into it */
+	uint32_t rq_slab_cap;  /* head + the body limit: a chunked body past it is not kept */
+	uint32_t rq_slab_sent; /* rq_slab_replay: bytes of it sent on this try */
 
 	/* Where it goes. */
 	const struct config_route *route;    /* the route it matched, or NULL */

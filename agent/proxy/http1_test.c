@@ -789,3 +789,173 @@ Test(http1, every_endpoint_ejected_waits_fail_fast_then_503)
 	close(c);
 	end_test();
 }
+
+/* ---- replay slabs (docs/resilience.md, "Replay buffers") ----------------- */
+
+#define BODY_40K (40 * 1024)
+#define BODY_100K (100 * 1024)
+
+static struct config_endpoint two_eps[2]; /* 192.0.2.1 and .2, both onto the backend */
+static uint16_t two_eps_port;		  /* the backend's loopback port */
+static atomic_int rs_dials[2];		  /* N of 192.0.2.N of the first two connects */
+static atomic_int n_dials;
+static atomic_int rs_intact; /* requests whose body arrived as sent */
+
+/* The proxy's endpoint seam: 192.0.2.N goes to the backend; N is noted. */
+static socklen_t two_eps_sockaddr(const struct shoal_addr *e, uint16_t port_be,
+				  struct sockaddr_storage *out)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)out;
+	int k = atomic_fetch_add(&n_dials, 1);
+
+	(void)port_be;
+	if (k < 2)
+		atomic_store(&rs_dials[k], (int)(ntohl(e->ip6[3]) & 0xff));
+	memset(out, 0, sizeof(*out));
+	*sin = loopback(two_eps_port);
+	return sizeof(*sin);
+}
+
+/* Byte i of a test body: varied enough that a shifted or repeated block shows. */
+static char body_byte(size_t i)
+{
+	return (char)('a' + (i * 7 + i / 251) % 26);
+}
+
+static char *body_make(size_t len)
+{
+	char *b = malloc(len + 1);
+
+	cr_assert_not_null(b);
+	for (size_t i = 0; i < len; i++)
+		b[i] = body_byte(i);
+	b[len] = '\0';
+	return b;
+}
+
+/*
+ * Reads each request with its Content-Length body, checks the body's
+ * bytes, notes which endpoint address served it; answers 503 to the
+ * first request of the run and to every POST, 200 to the rest.
+ */
+static void script_body_first_503(int fd, int index)
+{
+	char head[4096];
+
+	(void)index;
+	while (read_head(fd, head, sizeof(head))) {
+		const char *cl = strcasestr(head, "content-length:");
+		size_t want = cl ? strtoul(cl + 15, NULL, 10) : 0, got = 0;
+		char *body = malloc(want + 1);
+		bool intact = true;
+		int n;
+
+		if (!body)
+			return;
+		while (got < want) {
+			ssize_t r = read(fd, body + got, want - got);
+
+			if (r <= 0)
+				break;
+			got += r;
+		}
+		for (size_t i = 0; i < want && intact; i++)
+			intact = got == want && body[i] == body_byte(i);
+		free(body);
+		if (got < want)
+			return;
+		n = atomic_fetch_add(&rs_requests, 1);
+		if (intact)
+			atomic_fetch_add(&rs_intact, 1);
+		if (n == 0 || !strncmp(head, "POST", 4))
+			send_str(fd, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+		else
+			send_str(fd, intact ? OK2 : "HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n");
+	}
+}
+
+/*
+ * A service of two endpoints, 192.0.2.1 and 192.0.2.2 (TEST-NET-1, never
+ * dialled): the seam sends both to one loopback backend running fn, and
+ * notes which one each connect was for. Then the proxy starts.
+ */
+static void start_two_endpoints(script_fn fn)
+{
+	struct proxy_opts opts = {.endpoint_sockaddr = two_eps_sockaddr};
+	char err[256] = "";
+	int ret;
+
+	atomic_store(&rs_requests, 0);
+	atomic_store(&rs_intact, 0);
+	atomic_store(&n_dials, 0);
+	atomic_store(&rs_dials[0], 0);
+	atomic_store(&rs_dials[1], 0);
+	backend_start(fn);
+	two_eps_port = svc.ports[0].target_port;
+	memset(two_eps, 0, sizeof(two_eps));
+	addr_parse("192.0.2.1", &two_eps[0].addr);
+	addr_parse("192.0.2.2", &two_eps[1].addr);
+	svc.endpoints = two_eps;
+	svc.n_endpoints = 2;
+	ret = proxy_start_opts(&cfg, test_orig_dst, NULL, &opts, &px, err, sizeof(err));
+	cr_assert_eq(ret, 0, "proxy_start: %s (%s)", strerror(-ret), err);
+}
+
+/* Send method with a body of len bytes on a fresh connection; the response head in resp. */
+static void body_request(const char *method, size_t len, char *resp, size_t cap)
+{
+	char head[256];
+	char *body = body_make(len);
+	int c = client_connect();
+
+	snprintf(head, sizeof(head), "%s /up HTTP/1.1\r\nHost: web\r\nContent-Length: %zu\r\n\r\n",
+		 method, len);
+	send_str(c, head);
+	send_str(c, body);
+	free(body);
+	cr_assert(read_until(c, resp, cap, "\r\n\r\n"), "response: '%s'", resp);
+	close(c);
+}
+
+Test(http1, a_40k_put_is_replayed_from_a_slab_on_the_other_endpoint)
+{
+	char resp[4096];
+
+	start_two_endpoints(script_body_first_503);
+	/* 40 KiB does not fit the 16 KiB connection buffer: only a slab can replay it. */
+	body_request("PUT", BODY_40K, resp, sizeof(resp));
+	cr_assert(!strncmp(resp, "HTTP/1.1 200", 12), "got '%s'", resp);
+	cr_assert_eq(atomic_load(&rs_requests), 2, "the 503 was retried once");
+	cr_assert_eq(atomic_load(&rs_intact), 2, "both tries carried the body byte for byte");
+	cr_assert_neq(atomic_load(&rs_dials[0]), atomic_load(&rs_dials[1]),
+		      "the retry went to the other endpoint");
+	cr_assert_eq(stats_now().http_retries, 1);
+	cr_assert_eq(stats_now().http_replay_no_slab, 0);
+	end_test();
+}
+
+Test(http1, a_100k_put_is_not_retried)
+{
+	char resp[4096];
+
+	start_two_endpoints(script_body_first_503);
+	body_request("PUT", BODY_100K, resp, sizeof(resp));
+	cr_assert(!strncmp(resp, "HTTP/1.1 503", 12), "got '%s'", resp);
+	cr_assert_eq(atomic_load(&rs_requests), 1, "past the 64 KiB limit: sent once");
+	cr_assert_eq(atomic_load(&rs_intact), 1);
+	cr_assert_eq(stats_now().http_retries, 0);
+	end_test();
+}
+
+Test(http1, a_40k_post_is_never_retried)
+{
+	char resp[4096];
+
+	start_two_endpoints(script_body_first_503);
+	body_request("POST", BODY_40K, resp, sizeof(resp));
+	cr_assert(!strncmp(resp, "HTTP/1.1 503", 12), "got '%s'", resp);
+	cr_assert_eq(atomic_load(&rs_requests), 1, "the POST reached the backend once");
+	cr_assert_eq(stats_now().http_retries, 0);
+	cr_assert_eq(stats_now().http_replay_no_slab, 0, "a POST does not even ask for a slab");
+	end_test();
+}

@@ -67,6 +67,9 @@ void proxy_stop(struct proxy *p);
 	X(http_retries, counter,                                                                   \
 	  "HTTP requests sent again: retries the policy and budget allowed, and resends "          \
 	  "after a reused upstream connection turned out closed.")                                 \
+	X(http_replay_no_slab, counter,                                                            \
+	  "Retry-eligible HTTP requests with a body too large for the connection buffer that "     \
+	  "were not retryable: every replay slab of the worker was in use.")                       \
 	X(http_upgrades, counter, "HTTP connections turned into tunnels (101 or CONNECT).")        \
 	X(pool_reused, counter, "HTTP requests sent on an idle pooled upstream connection.")
 

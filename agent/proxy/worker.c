@@ -241,6 +241,32 @@ void worker_conn_defer(struct worker *w, struct l4_conn *c)
 	w->pending = c;
 }
 
+void *worker_replay_get(struct worker *w)
+{
+	void *slab;
+
+	if (w->n_replay_free)
+		return w->replay_free[--w->n_replay_free];
+	if (w->n_replay_slabs >= WORKER_REPLAY_SLABS_MAX)
+		return NULL;
+	slab = malloc(w->replay_slab_bytes);
+	if (slab)
+		w->n_replay_slabs++;
+	return slab;
+}
+
+void worker_replay_put(struct worker *w, void *slab)
+{
+	if (!slab)
+		return;
+	if (w->n_replay_free < WORKER_REPLAY_SLABS_MAX) {
+		w->replay_free[w->n_replay_free++] = slab;
+		return;
+	}
+	free(slab); /* cannot happen: every slab came from this worker */
+	w->n_replay_slabs--;
+}
+
 /*
  * Recycle the connections released this turn. Runs after the deferred
  * turns, so no list still names them: pending only holds connections
@@ -373,6 +399,7 @@ int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t err
 	/* The connection's snapshot reference goes last, pointer-aligned. */
 	w->snap_off = (w->conn_size + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
 	w->conn_size = w->snap_off + sizeof(struct proxy_snap *);
+	w->replay_slab_bytes = WORKER_REPLAY_BODY_BYTES + (size_t)cfg->buffer_bytes;
 	timer_heap_init(&w->timers);
 	timer_node_init(&w->accept_retry);
 	for (int i = 0; i < 2; i++)
@@ -456,6 +483,9 @@ void worker_fini(struct worker *w)
 		free(c);
 	}
 	w->n_free = 0;
+	while (w->n_replay_free)
+		free(w->replay_free[--w->n_replay_free]);
+	w->n_replay_slabs = 0;
 	if (w->pool) {
 		pool_fini(w, w->pool);
 		free(w->pool);

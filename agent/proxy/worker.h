@@ -29,6 +29,21 @@
 /* Idle connection objects (with their buffers) a worker keeps for reuse;
  * 256 x 2 x 16 KiB = 8 MiB per worker at the default buffer size. */
 #define WORKER_FREE_CONNS_MAX 256
+/*
+ * Replay slabs (docs/resilience.md, "Replay buffers"): a retry-eligible
+ * request whose body does not fit the connection's buffer is copied into
+ * one as it is forwarded, so a retry can send it again. Each holds a body
+ * of up to WORKER_REPLAY_BODY_BYTES (the issue's 64 KiB, the default
+ * retries.max_body_bytes; a larger configured limit is capped here) plus
+ * its head (at most proxy.buffer_bytes). At most WORKER_REPLAY_SLABS_MAX
+ * per worker: 32 x (64 + 16) KiB = 2.5 MiB at the default buffer size,
+ * a tenth of what WORKER_FREE_CONNS_MAX idle connections may hold. Past
+ * that, mid-size bodies stream through unretried (http_replay_no_slab).
+ * Slabs are allocated on first need and reused, never freed before
+ * worker_fini: no allocation per request once warm.
+ */
+#define WORKER_REPLAY_BODY_BYTES (64 * 1024)
+#define WORKER_REPLAY_SLABS_MAX 32
 /* Back-off before accepting again after the process ran out of fds or
  * memory; a connection closing resumes earlier. */
 #define WORKER_ACCEPT_RETRY_MS 100
@@ -80,6 +95,11 @@ struct worker {
 	size_t conn_size; /* struct l4_conn, both buffers, HTTP state */
 	size_t http_off;  /* where the HTTP state starts in that allocation */
 	struct pool *pool; /* idle upstream HTTP connections per endpoint */
+
+	void *replay_free[WORKER_REPLAY_SLABS_MAX]; /* idle replay slabs */
+	uint32_t n_replay_free;
+	uint32_t n_replay_slabs;  /* allocated so far, idle or in use */
+	size_t replay_slab_bytes; /* WORKER_REPLAY_BODY_BYTES + buffer_bytes */
 
 	uint64_t warn_last_ns;
 	uint64_t warn_suppressed;
@@ -158,6 +178,15 @@ void worker_conn_release(struct worker *w, struct l4_conn *c);
 /* Give c a turn after this round of events (l4_resume), e.g. to retry a
  * connect or to finish copying once its budget ran out. Idempotent. */
 void worker_conn_defer(struct worker *w, struct l4_conn *c);
+
+/*
+ * A replay slab of w->replay_slab_bytes, or NULL when all
+ * WORKER_REPLAY_SLABS_MAX are in use (or memory is short). Worker thread.
+ */
+void *worker_replay_get(struct worker *w);
+
+/* Give slab (from worker_replay_get; NULL is ignored) back to w. */
+void worker_replay_put(struct worker *w, void *slab);
 
 /* pr_warn, at most once per WORKER_WARN_INTERVAL_NS on this worker, so a
  * dead service cannot flood the log; the rest are counted and reported. */
