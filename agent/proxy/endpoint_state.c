@@ -92,11 +92,13 @@ void es_table_free(struct es_table *t)
 			breaker_fini(&e->breaker);
 			free(e);
 		}
+		free(s->ep_buckets);
 		free(atomic_load(&s->budget));
 		free(s);
 	}
 	for (uint32_t i = 0; i < t->n_old_budgets; i++)
 		free(t->old_budgets[i]);
+	free(t->svc_buckets);
 	pthread_mutex_destroy(&t->lock);
 	memset(t, 0, sizeof(*t));
 }
@@ -155,16 +157,95 @@ static void es_budget_cfg(const struct config_resilience *r, struct retry_budget
 	out->ttl_ns = (uint64_t)r->budget_window_ms * ES_NS_PER_MS;
 }
 
+/* FNV-1a, 64 bits, over len bytes of p, continuing from h. */
+static uint64_t es_hash(uint64_t h, const void *p, size_t len)
+{
+	const unsigned char *c = p;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ c[i]) * 0x100000001b3ull;
+	return h;
+}
+
+#define ES_HASH_INIT 0xcbf29ce484222325ull
+
+/* The hash of namespace/name; '\0' separates them (a name has none). */
+static uint64_t es_svc_hash(const char *namespace, const char *name)
+{
+	uint64_t h = es_hash(ES_HASH_INIT, namespace, strlen(namespace) + 1);
+
+	return es_hash(h, name, strlen(name));
+}
+
+static uint64_t es_addr_hash(const struct shoal_addr *a)
+{
+	return es_hash(ES_HASH_INIT, a->ip6, sizeof(a->ip6));
+}
+
+/*
+ * Double t's service buckets when its services outnumber them (or make
+ * the first ones). 0, or -ENOMEM when there are no buckets at all; a
+ * failed resize keeps the old ones, which still work. Under t->lock.
+ */
+static int es_svc_buckets_grow(struct es_table *t)
+{
+	uint32_t n = t->n_svc_buckets ? t->n_svc_buckets * 2 : ES_SVC_BUCKETS_MIN;
+	struct es_service **b;
+
+	if (t->n_svc_buckets && t->n_services <= t->n_svc_buckets)
+		return 0;
+	b = calloc(n, sizeof(*b));
+	if (!b)
+		return t->n_svc_buckets ? 0 : -ENOMEM;
+	for (struct es_service *s = t->services; s; s = s->next) {
+		struct es_service **head = &b[s->hash & (n - 1)];
+
+		s->hash_next = *head;
+		*head = s;
+	}
+	free(t->svc_buckets);
+	t->svc_buckets = b;
+	t->n_svc_buckets = n;
+	return 0;
+}
+
+/* The same for s's endpoint buckets. Under the table's lock. */
+static int es_ep_buckets_grow(struct es_service *s)
+{
+	uint32_t n = s->n_ep_buckets ? s->n_ep_buckets * 2 : ES_EP_BUCKETS_MIN;
+	struct es_endpoint **b;
+
+	if (s->n_ep_buckets && s->n_endpoints <= s->n_ep_buckets)
+		return 0;
+	b = calloc(n, sizeof(*b));
+	if (!b)
+		return s->n_ep_buckets ? 0 : -ENOMEM;
+	for (struct es_endpoint *e = s->endpoints; e; e = e->next) {
+		struct es_endpoint **head = &b[es_addr_hash(&e->addr) & (n - 1)];
+
+		e->hash_next = *head;
+		*head = e;
+	}
+	free(s->ep_buckets);
+	s->ep_buckets = b;
+	s->n_ep_buckets = n;
+	return 0;
+}
+
 /* The service named like svc, created (with its budget) when new. Under t->lock. */
 static struct es_service *es_service_get(struct es_table *t, const struct config_service *svc,
 					 const struct retry_budget_cfg *bcfg,
 					 const struct breaker_cfg *brcfg)
 {
-	struct es_service *s;
+	uint64_t hash = es_svc_hash(svc->namespace, svc->name);
+	struct es_service *s, **head;
 	struct retry_budget *b;
 
-	for (s = t->services; s; s = s->next)
-		if (!strcmp(s->name, svc->name) && !strcmp(s->namespace, svc->namespace))
+	if (es_svc_buckets_grow(t))
+		return NULL;
+	for (s = t->svc_buckets[hash & (t->n_svc_buckets - 1)]; s; s = s->hash_next)
+		if (s->hash == hash && !strcmp(s->name, svc->name) &&
+		    !strcmp(s->namespace, svc->namespace))
 			return s;
 	s = calloc(1, sizeof(*s));
 	b = calloc(1, sizeof(*b));
@@ -178,8 +259,18 @@ static struct es_service *es_service_get(struct es_table *t, const struct config
 	atomic_init(&s->budget, b);
 	s->budget_cfg = *bcfg;
 	breaker_group_init(&s->group, brcfg, 0);
+	if (es_ep_buckets_grow(s)) { /* the group holds no resources */
+		free(s);
+		free(b);
+		return NULL;
+	}
+	s->hash = hash;
 	s->next = t->services;
 	t->services = s;
+	head = &t->svc_buckets[hash & (t->n_svc_buckets - 1)];
+	s->hash_next = *head;
+	*head = s;
+	t->n_services++;
 	return s;
 }
 
@@ -209,9 +300,10 @@ static void es_budget_update(struct es_table *t, struct es_service *s,
 static struct es_endpoint *es_endpoint_get(struct es_service *s, const struct shoal_addr *addr,
 					   const struct es_svc_view *sv, uint64_t now)
 {
-	struct es_endpoint *e;
+	uint64_t hash = es_addr_hash(addr);
+	struct es_endpoint *e, **head;
 
-	for (e = s->endpoints; e; e = e->next)
+	for (e = s->ep_buckets[hash & (s->n_ep_buckets - 1)]; e; e = e->hash_next)
 		if (addr_equal(&e->addr, addr))
 			return e;
 	e = calloc(1, sizeof(*e));
@@ -226,6 +318,11 @@ static struct es_endpoint *es_endpoint_get(struct es_service *s, const struct sh
 	peak_ewma_init(&e->ewma, &sv->ewma_cfg, now);
 	e->next = s->endpoints;
 	s->endpoints = e;
+	head = &s->ep_buckets[hash & (s->n_ep_buckets - 1)];
+	e->hash_next = *head;
+	*head = e;
+	s->n_endpoints++;
+	es_ep_buckets_grow(s); /* a failed resize keeps working buckets */
 	return e;
 }
 

@@ -42,6 +42,15 @@ struct es_service;
  * of budget knobs is logged and ignored rather than growing memory.
  */
 #define ES_MAX_OLD_BUDGETS 64
+/*
+ * The sync finds services by namespace/name and endpoints by address in
+ * hash tables (chained, power-of-two sizes, doubled when the entries
+ * outnumber the buckets): proxy_update syncs on every config change, and
+ * a linear lookup made that quadratic (about 250 ms at 10k services).
+ * Initial sizes: a small cluster never resizes, one endpoint list rarely.
+ */
+#define ES_SVC_BUCKETS_MIN 256
+#define ES_EP_BUCKETS_MIN 4
 
 /* One endpoint of one service, for as long as the table lives. */
 struct es_endpoint {
@@ -49,9 +58,10 @@ struct es_endpoint {
 	struct es_service *svc;
 	struct peak_ewma ewma;
 	struct breaker breaker;
-	_Atomic bool live;	  /* in the latest synced config */
-	bool was_live;		  /* live before the sync in progress (table lock) */
-	struct es_endpoint *next; /* the service's list, live and removed */
+	_Atomic bool live;	       /* in the latest synced config */
+	bool was_live;		       /* live before the sync in progress (table lock) */
+	struct es_endpoint *next;      /* the service's list, live and removed */
+	struct es_endpoint *hash_next; /* the service's address hash chain (table lock) */
 };
 
 /*
@@ -66,6 +76,9 @@ struct es_service {
 	struct retry_budget *_Atomic budget;
 	struct retry_budget_cfg budget_cfg;
 	struct es_endpoint *endpoints;
+	struct es_endpoint **ep_buckets; /* endpoints by address (table lock) */
+	uint32_t n_ep_buckets;		 /* a power of two */
+	uint32_t n_endpoints;		 /* in the list, live and removed */
 	uint32_t n_live;
 	_Atomic uint64_t requests;	    /* original requests (budget deposits) */
 	_Atomic uint64_t retries;	    /* retries sent (budget withdrawals) */
@@ -75,6 +88,8 @@ struct es_service {
 	_Atomic uint64_t ejections;	    /* breakers opened (incl. re-opened after a probe) */
 	_Atomic uint64_t readmissions;	    /* breakers closed after a good probe */
 	struct es_service *next;
+	struct es_service *hash_next; /* the table's name hash chain (table lock) */
+	uint64_t hash;		      /* of namespace/name */
 };
 
 /* A service as one config sees it. Immutable once built. */
@@ -105,6 +120,9 @@ struct es_view {
 struct es_table {
 	pthread_mutex_t lock; /* serialises es_table_sync */
 	struct es_service *services;
+	struct es_service **svc_buckets; /* services by namespace/name */
+	uint32_t n_svc_buckets;		 /* a power of two; 0 until the first sync */
+	uint32_t n_services;
 	struct retry_budget *old_budgets[ES_MAX_OLD_BUDGETS];
 	uint32_t n_old_budgets;
 	struct es_view *views;	 /* newest first */
@@ -149,7 +167,8 @@ void es_table_free(struct es_table *t);
  * breaker no longer counts towards the ejection cap's service size).
  * Returns the view (owned by the table) or NULL with errno set (ENOMEM,
  * or EINVAL for knobs the modules refuse, with a warning logged). Cost:
- * O(services x endpoints^2) in the worst case; syncs are rare.
+ * O(services + endpoints) expected (hash lookups), plus each service's
+ * removed endpoints, which stay listed.
  */
 struct es_view *es_table_sync(struct es_table *t, const struct config *cfg);
 

@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * es_table_sync at scale: proxy_update calls it on every config change,
+ * so its cost at 10k services is discovery's latency floor. Builds
+ * configs by hand (no parser), syncs a first and an updated config, and
+ * prints the time of each; the state of a kept service must survive.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/addr.h"
+#include "proxy/endpoint_state.h"
+
+/* The scale of the discovery benchmark (scripts/bench-discovery). */
+#define BENCH_SERVICES 10000
+#define BENCH_ENDPOINTS 3
+/*
+ * A loose ceiling, far above the hashed sync (a few ms) and far below
+ * the linear one (hundreds of ms), so that a slow sanitizer build passes
+ * while a return to a quadratic lookup fails.
+ */
+#define BENCH_SYNC_MAX_MS 150
+
+static struct es_table table;
+static struct config cfg_a, cfg_b;
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* n services ns-<i%100>/svc-<i>, each with BENCH_ENDPOINTS endpoints; shift moves one. */
+static void cfg_build(struct config *c, int n, int shift)
+{
+	memset(c, 0, sizeof(*c));
+	c->services = calloc(n, sizeof(*c->services));
+	cr_assert_not_null(c->services);
+	c->n_services = n;
+	for (int i = 0; i < n; i++) {
+		struct config_service *s = &c->services[i];
+		struct config_endpoint *eps = calloc(BENCH_ENDPOINTS, sizeof(*eps));
+		char ip[32];
+
+		cr_assert_not_null(eps);
+		snprintf(s->namespace, sizeof(s->namespace), "ns-%d", i % 100);
+		snprintf(s->name, sizeof(s->name), "svc-%d", i);
+		for (int k = 0; k < BENCH_ENDPOINTS; k++) {
+			int h = i * BENCH_ENDPOINTS + k + (k == 0 ? shift : 0);
+
+			snprintf(ip, sizeof(ip), "10.%d.%d.%d", (h >> 16) & 255, (h >> 8) & 255,
+				 h & 255);
+			cr_assert_eq(addr_parse(ip, &eps[k].addr), 0);
+		}
+		s->endpoints = eps;
+		s->n_endpoints = BENCH_ENDPOINTS;
+	}
+}
+
+static void cfg_drop(struct config *c)
+{
+	for (int i = 0; i < c->n_services; i++)
+		free(c->services[i].endpoints);
+	free(c->services);
+	memset(c, 0, sizeof(*c));
+}
+
+static void setup(void)
+{
+	cr_assert_eq(es_table_init(&table), 0);
+}
+
+static void teardown(void)
+{
+	es_table_free(&table);
+	cfg_drop(&cfg_a);
+	cfg_drop(&cfg_b);
+}
+
+TestSuite(endpoint_state, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(endpoint_state, sync_of_10k_services_is_fast_and_keeps_state)
+{
+	struct es_view *va, *vb;
+	uint64_t t0, first_ns, update_ns;
+
+	cfg_build(&cfg_a, BENCH_SERVICES, 0);
+	/* The update reverses the order and gives every service a new first endpoint. */
+	cfg_build(&cfg_b, BENCH_SERVICES, 1000000);
+	for (int i = 0; i < BENCH_SERVICES / 2; i++) {
+		struct config_service tmp = cfg_b.services[i];
+
+		cfg_b.services[i] = cfg_b.services[BENCH_SERVICES - 1 - i];
+		cfg_b.services[BENCH_SERVICES - 1 - i] = tmp;
+	}
+	t0 = mono_ns();
+	va = es_table_sync(&table, &cfg_a);
+	first_ns = mono_ns() - t0;
+	cr_assert_not_null(va);
+	t0 = mono_ns();
+	vb = es_table_sync(&table, &cfg_b);
+	update_ns = mono_ns() - t0;
+	cr_assert_not_null(vb);
+	printf("es_table_sync, %d services x %d endpoints: first %.1f ms, update %.1f ms\n",
+	       BENCH_SERVICES, BENCH_ENDPOINTS, first_ns / 1e6, update_ns / 1e6);
+	fflush(stdout);
+
+	/* Service i of a is service n-1-i of b: the same state, the kept endpoints too. */
+	for (int i = 0; i < BENCH_SERVICES; i += 997) {
+		const struct es_svc_view *a = &va->svc[i], *b = &vb->svc[BENCH_SERVICES - 1 - i];
+
+		cr_assert_eq(a->state, b->state, "service %d lost its state", i);
+		cr_assert_neq(a->ep[0], b->ep[0], "a new address is a new endpoint");
+		cr_assert_eq(a->ep[1], b->ep[1]);
+		cr_assert_eq(a->ep[2], b->ep[2]);
+		cr_assert(!atomic_load(&a->ep[0]->live), "the endpoint that left is not live");
+	}
+	cr_expect_lt(update_ns / 1000000, BENCH_SYNC_MAX_MS, "update sync took %.1f ms",
+		     update_ns / 1e6);
+}
