@@ -441,6 +441,33 @@ static bool render_kernel(const struct metrics_sources *src, struct metrics_buf 
 	return true;
 }
 
+/*
+ * A component's counters come from its own X(field, kind, help) table
+ * (PROXY_STATS, TRACE_STATS, DISCOVERY_STATS): each row is one family
+ * named prefix + field, with "_total" for counters, and a sample only
+ * when the component runs.
+ */
+static const char *stat_suffix(const char *kind)
+{
+	return !strcmp(kind, "counter") ? "_total" : "";
+}
+
+static void render_stat(struct metrics_buf *b, const char *prefix, const char *field,
+			const char *kind, const char *help, bool present, unsigned long long v)
+{
+	const char *suffix = stat_suffix(kind);
+
+	out(b, "# HELP %s%s%s %s\n# TYPE %s%s%s %s\n", prefix, field, suffix, help, prefix, field,
+	    suffix, kind);
+	if (present)
+		out(b, "%s%s%s %llu\n", prefix, field, suffix, v);
+}
+
+static void doc_stat(const char *prefix, const char *field, const char *kind, const char *help)
+{
+	printf("| `%s%s%s` | %s | | %s |\n", prefix, field, stat_suffix(kind), kind, help);
+}
+
 static void render_proxy(const struct metrics_sources *src, struct metrics_buf *b)
 {
 	struct proxy_stats st = {};
@@ -448,14 +475,7 @@ static void render_proxy(const struct metrics_sources *src, struct metrics_buf *
 	if (src->proxy)
 		proxy_stats(src->proxy, &st);
 #define PROXY_FAMILY(field, kind, help)                                                            \
-	{                                                                                           \
-		const char *suffix = !strcmp(#kind, "counter") ? "_total" : "";                     \
-		out(b, "# HELP shoal_proxy_" #field "%s %s\n# TYPE shoal_proxy_" #field "%s %s\n", \
-		    suffix, help, suffix, #kind);                                                   \
-		if (src->proxy)                                                                     \
-			out(b, "shoal_proxy_" #field "%s %llu\n", suffix,                           \
-			    (unsigned long long)st.field);                                          \
-	}
+	render_stat(b, "shoal_proxy_", #field, #kind, help, src->proxy, st.field);
 	PROXY_STATS(PROXY_FAMILY)
 #undef PROXY_FAMILY
 }
@@ -468,14 +488,7 @@ static void render_trace(const struct metrics_sources *src, struct metrics_buf *
 	if (src->tracer)
 		trace_stats(src->tracer, &st);
 #define TRACE_FAMILY(field, kind, help)                                                            \
-	{                                                                                           \
-		const char *suffix = !strcmp(#kind, "counter") ? "_total" : "";                     \
-		out(b, "# HELP shoal_trace_" #field "%s %s\n# TYPE shoal_trace_" #field "%s %s\n", \
-		    suffix, help, suffix, #kind);                                                   \
-		if (src->tracer)                                                                    \
-			out(b, "shoal_trace_" #field "%s %llu\n", suffix,                           \
-			    (unsigned long long)st.field);                                          \
-	}
+	render_stat(b, "shoal_trace_", #field, #kind, help, src->tracer, st.field);
 	TRACE_STATS(TRACE_FAMILY)
 #undef TRACE_FAMILY
 }
@@ -488,15 +501,7 @@ static void render_discovery(const struct metrics_sources *src, struct metrics_b
 	if (src->discovery)
 		discovery_get_stats(src->discovery, &st);
 #define DISCOVERY_FAMILY(field, kind, help)                                                        \
-	{                                                                                           \
-		const char *suffix = !strcmp(#kind, "counter") ? "_total" : "";                     \
-		out(b, "# HELP shoal_discovery_" #field "%s %s\n# TYPE shoal_discovery_" #field     \
-		       "%s %s\n",                                                                   \
-		    suffix, help, suffix, #kind);                                                   \
-		if (src->discovery)                                                                 \
-			out(b, "shoal_discovery_" #field "%s %llu\n", suffix,                       \
-			    (unsigned long long)st.field);                                          \
-	}
+	render_stat(b, "shoal_discovery_", #field, #kind, help, src->discovery, st.field);
 	DISCOVERY_STATS(DISCOVERY_FAMILY)
 #undef DISCOVERY_FAMILY
 }
@@ -558,19 +563,13 @@ void metrics_print_docs(void)
 	       help);
 	SHOAL_KERNEL_COUNTERS(DOC_KERNEL)
 #undef DOC_KERNEL
-#define DOC_PROXY(field, kind, help)                                                               \
-	printf("| `shoal_proxy_" #field "%s` | " #kind " | | %s |\n",                              \
-	       !strcmp(#kind, "counter") ? "_total" : "", help);
+#define DOC_PROXY(field, kind, help) doc_stat("shoal_proxy_", #field, #kind, help);
 	PROXY_STATS(DOC_PROXY)
 #undef DOC_PROXY
-#define DOC_TRACE(field, kind, help)                                                               \
-	printf("| `shoal_trace_" #field "%s` | " #kind " | | %s |\n",                              \
-	       !strcmp(#kind, "counter") ? "_total" : "", help);
+#define DOC_TRACE(field, kind, help) doc_stat("shoal_trace_", #field, #kind, help);
 	TRACE_STATS(DOC_TRACE)
 #undef DOC_TRACE
-#define DOC_DISCOVERY(field, kind, help)                                                           \
-	printf("| `shoal_discovery_" #field "%s` | " #kind " | | %s |\n",                          \
-	       !strcmp(#kind, "counter") ? "_total" : "", help);
+#define DOC_DISCOVERY(field, kind, help) doc_stat("shoal_discovery_", #field, #kind, help);
 	DISCOVERY_STATS(DOC_DISCOVERY)
 #undef DOC_DISCOVERY
 	for (int i = 0; i < METRIC_COUNT; i++)
