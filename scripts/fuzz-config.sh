@@ -10,34 +10,21 @@
 # fuzzer learns goes to build-fuzz/config-corpus/ (override the directory
 # with FUZZ_OUT), so runs build on each other. Exits non-zero when the
 # fuzzer finds a crash, a leak, undefined behaviour or a timeout; the
-# input that did it is saved in $FUZZ_OUT/ as crash-*, leak-* or timeout-*.
+# input that did it is saved in $FUZZ_OUT/ as config-crash-*, config-leak-* or config-timeout-*.
 set -eu
 
-duration=${1:-30}
-case $duration in
-'' | *[!0-9]*)
-	echo "usage: $0 [SECONDS [SEED_DIR]]" >&2
-	exit 2
-	;;
-esac
-
-root=$(cd "$(dirname "$0")/.." && pwd)
-out=${FUZZ_OUT:-$root/build-fuzz}
+. "$(dirname "$0")/lib/fuzz.sh"
+fuzz_init "$@"
 seeds=${2:-$root/tests/fuzz/corpus/config}
-cc=${CC_FUZZ:-clang-14}
-
 mkdir -p "$out/config-corpus"
 
-# Not built by meson: libFuzzer needs clang, and the regular build may use gcc.
 # log.c calls into libbpf (log_route_libbpf), hence -lbpf.
-"$cc" -g -O1 -std=gnu11 -D_GNU_SOURCE \
-	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	-I"$root/include" -I"$root/agent" \
+fuzz_build config \
 	"$root/tests/fuzz/config_fuzz.c" \
 	"$root/agent/config/config.c" \
 	"$root/agent/common/addr.c" \
 	"$root/agent/common/log.c" \
-	-lyaml -lbpf -o "$out/config_fuzz"
+	-lyaml -lbpf
 
 # The schema's words, so the fuzzer reaches past "unknown field" quickly.
 cat >"$out/config.dict" <<'DICT'
@@ -109,13 +96,4 @@ cat >"$out/config.dict" <<'DICT'
 "!!str"
 DICT
 
-echo "fuzzing config_parse for ${duration}s (corpus $out/config-corpus)"
-# -timeout: one input taking seconds is a bug (quadratic scan, runaway loop).
-exec "$out/config_fuzz" \
-	-max_total_time="$duration" \
-	-timeout=10 \
-	-max_len=16384 \
-	-dict="$out/config.dict" \
-	-artifact_prefix="$out/" \
-	-print_final_stats=1 \
-	"$out/config-corpus" "$seeds"
+fuzz_run config 16384 config_parse "$out/config-corpus" "$seeds"

@@ -13,31 +13,17 @@
 # build on each other. The first byte of each input picks request (even)
 # or response (odd) and the size of the pieces it is fed in. Exits
 # non-zero when the fuzzer finds a crash, a leak, undefined behaviour or a
-# timeout; the input that did it is saved in $FUZZ_OUT/ as crash-*,
+# timeout; the input that did it is saved in $FUZZ_OUT/ as http1-crash-*,
 # leak-* or timeout-*.
 set -eu
 
-duration=${1:-30}
-case $duration in
-'' | *[!0-9]*)
-	echo "usage: $0 [SECONDS [SEED_DIR]]" >&2
-	exit 2
-	;;
-esac
-
-root=$(cd "$(dirname "$0")/.." && pwd)
-out=${FUZZ_OUT:-$root/build-fuzz}
-cc=${CC_FUZZ:-clang-14}
-
+. "$(dirname "$0")/lib/fuzz.sh"
+fuzz_init "$@"
 mkdir -p "$out/http1-corpus" "$out/http1-seeds"
 
-# Not built by meson: libFuzzer needs clang, and the regular build may use gcc.
-"$cc" -g -O1 -std=gnu11 -D_GNU_SOURCE \
-	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	-I"$root/include" -I"$root/agent" \
+fuzz_build http1 \
 	"$root/tests/fuzz/http1_fuzz.c" \
-	"$root/agent/proxy/http1_parser.c" \
-	-o "$out/http1_fuzz"
+	"$root/agent/proxy/http1_parser.c"
 
 # Seeds: first byte 'A' (0x41, odd) = response, '@' (0x40, even) = request.
 seed() {
@@ -82,13 +68,4 @@ cat >"$out/http1.dict" <<'DICT'
 ", "
 DICT
 
-echo "fuzzing the HTTP/1 parser for ${duration}s (corpus $out/http1-corpus)"
-# -timeout: one input taking seconds is a bug (quadratic scan, runaway loop).
-exec "$out/http1_fuzz" \
-	-max_total_time="$duration" \
-	-timeout=10 \
-	-max_len=40000 \
-	-dict="$out/http1.dict" \
-	-artifact_prefix="$out/" \
-	-print_final_stats=1 \
-	"$out/http1-corpus" "$out/http1-seeds" ${2:+"$2"}
+fuzz_run http1 40000 "the HTTP/1 parser" "$out/http1-corpus" "$out/http1-seeds" ${2:+"$2"}

@@ -10,34 +10,23 @@
 # API's own shapes) unless SEED_DIR is given; what the fuzzer learns goes
 # to build-fuzz/k8s-corpus/ (override the directory with FUZZ_OUT). Exits
 # non-zero when the fuzzer finds a crash, a leak, undefined behaviour or a
-# timeout; the input that did it is saved in $FUZZ_OUT/ as crash-*,
+# timeout; the input that did it is saved in $FUZZ_OUT/ as k8s-crash-*,
 # leak-* or timeout-*.
 set -eu
 
-duration=${1:-30}
-case $duration in
-'' | *[!0-9]*)
-	echo "usage: $0 [SECONDS [SEED_DIR]]" >&2
-	exit 2
-	;;
-esac
-
-root=$(cd "$(dirname "$0")/.." && pwd)
-out=${FUZZ_OUT:-$root/build-fuzz}
-cc=${CC_FUZZ:-clang-14}
+. "$(dirname "$0")/lib/fuzz.sh"
+fuzz_init "$@"
 mkdir -p "$out/k8s-corpus" "$out/k8s-seeds"
 
 # log.c calls into libbpf (log_route_libbpf), hence -lbpf.
-"$cc" -g -O1 -std=gnu11 -D_GNU_SOURCE \
-	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	-I"$root/include" -I"$root/agent" -I/usr/include/json-c \
+fuzz_build k8s -I/usr/include/json-c \
 	"$root/tests/k8s/k8s_fuzz.c" \
 	"$root/agent/discovery/k8s_decode.c" \
 	"$root/agent/discovery/model.c" \
 	"$root/agent/config/config.c" \
 	"$root/agent/common/addr.c" \
 	"$root/agent/common/log.c" \
-	-ljson-c -lyaml -lbpf -o "$out/k8s_fuzz"
+	-ljson-c -lyaml -lbpf
 
 # Seeds: each fixture file as a stream, prefixed with the harness's two
 # control bytes (chunk size, kind: odd = EndpointSlice).
@@ -94,12 +83,4 @@ cat >"$out/k8s.dict" <<'DICT'
 "\x0a"
 DICT
 
-echo "fuzzing the Kubernetes decoder for ${duration}s (corpus $out/k8s-corpus)"
-exec "$out/k8s_fuzz" \
-	-max_total_time="$duration" \
-	-timeout=10 \
-	-max_len=16384 \
-	-dict="$out/k8s.dict" \
-	-artifact_prefix="$out/k8s-" \
-	-print_final_stats=1 \
-	"$out/k8s-corpus" "$seeds"
+fuzz_run k8s 16384 "the Kubernetes decoder" "$out/k8s-corpus" "$seeds"
