@@ -302,6 +302,40 @@ int shoal_sockops(struct bpf_sock_ops *ctx)
 	return SK_ALLOW;
 }
 
+/* Kernel 6.2+ kfuncs: the kernel's struct behind a context, and a
+ * read-only view of a kernel object by BTF id. */
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
+/* Low bits of sk_user_data that flag what it points to (include/net/sock.h). */
+#define SK_USER_DATA_FLAG_BITS 7UL
+
+/*
+ * Bytes redirected to the peer that the kernel has just picked for MSG
+ * (bpf_msg_redirect_hash sets it) and that the peer has not read yet,
+ * and the peer's SO_RCVBUF. psock->msg_tot_len (kernel 6.8+) counts the
+ * redirect queue; the reads are lockless, which only makes the bound
+ * approximate by a message.
+ */
+static __always_inline void peer_backlog(struct sk_msg_md *msg, __u32 *queued, __u32 *rcvbuf)
+{
+	struct sk_msg *kmsg = bpf_cast_to_kern_ctx(msg);
+	struct sock *peer = kmsg->sk_redir;
+	struct sk_psock *psock;
+	unsigned long udata;
+
+	*queued = 0;
+	*rcvbuf = 0;
+	if (!peer)
+		return;
+	*rcvbuf = peer->sk_rcvbuf;
+	udata = (unsigned long)peer->sk_user_data & ~SK_USER_DATA_FLAG_BITS;
+	if (!udata)
+		return;
+	psock = bpf_rdonly_cast((void *)udata, bpf_core_type_id_kernel(struct sk_psock));
+	*queued = psock->msg_tot_len;
+}
+
 SEC("sk_msg")
 int shoal_sk_msg(struct sk_msg_md *msg)
 {
@@ -336,9 +370,28 @@ int shoal_sk_msg(struct sk_msg_md *msg)
 	peer.remote_port = local_port_be(msg->local_port);
 
 	if (bpf_msg_redirect_hash(msg, &shoal_shortcut, &peer, BPF_F_INGRESS) == SK_PASS) {
+		__u32 queued, rcvbuf;
+
 		st->mode = SHOAL_SHORTCUT_REDIRECT;
 		COUNT(redirect_msgs, 1);
 		COUNT(redirect_bytes, size);
+		/*
+		 * The redirect ignores the peer's SO_RCVBUF: a writer faster
+		 * than its reader would queue without bound, until the node's
+		 * TCP memory runs out. Once the queue passes the peer's buffer
+		 * (at least SHOAL_SHORTCUT_QUEUE_MIN), later messages take TCP,
+		 * whose window blocks the writer.
+		 * Redirect-then-TCP keeps the byte order (the peer reads its
+		 * redirect queue first); TCP-then-redirect would not, so the
+		 * socket stays on TCP.
+		 */
+		peer_backlog(msg, &queued, &rcvbuf);
+		if (rcvbuf < SHOAL_SHORTCUT_QUEUE_MIN)
+			rcvbuf = SHOAL_SHORTCUT_QUEUE_MIN;
+		if (queued && queued + size > rcvbuf) {
+			st->mode = SHOAL_SHORTCUT_TCP;
+			COUNT(redirect_backlog_tcp, 1);
+		}
 		return SK_PASS;
 	}
 	/* Not redirected: the message takes the TCP path, and so must every

@@ -23,7 +23,9 @@
 	X(redirect_msgs, "sendmsg calls the sockmap shortcut carried.")                            \
 	X(redirect_bytes, "Bytes the sockmap shortcut carried.")                                   \
 	X(redirect_peer_miss, "Sockets whose first message found no peer; they stay on TCP.")      \
-	X(redirect_failed, "Redirects that failed after earlier ones worked (peer gone).")
+	X(redirect_failed, "Redirects that failed after earlier ones worked (peer gone).")        \
+	X(redirect_backlog_tcp,                                                                    \
+	  "Sockets moved to the TCP path for good: their peer's redirect queue was full.")
 
 #define SHOAL_KERNEL_COUNTER_COUNT_ONE(name, help) +1
 _Static_assert(0 SHOAL_KERNEL_COUNTERS(SHOAL_KERNEL_COUNTER_COUNT_ONE) ==

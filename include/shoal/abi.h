@@ -25,7 +25,7 @@
  * any map type or any max_entries changes: a new agent refuses to adopt
  * pins of another version instead of misreading them (docs/bpf.md).
  */
-#define SHOAL_LAYOUT_VERSION 1
+#define SHOAL_LAYOUT_VERSION 2
 
 /* Default pin root; overridable in the config file (bpf.pin_root). */
 #define SHOAL_DEFAULT_PIN_ROOT "/sys/fs/bpf/shoal"
@@ -174,15 +174,30 @@ struct shoal_flow_key {
 enum shoal_shortcut_mode {
 	SHOAL_SHORTCUT_UNDECIDED = 0,
 	/*
-	 * The first message found the peer: every later one is redirected.
-	 * Bytes never alternate between the TCP path and the redirect path,
-	 * because the receiver reads its redirect queue first and would
-	 * reorder them.
+	 * Messages go straight onto the peer's redirect queue. The receiver
+	 * reads that queue before its TCP receive queue, so the path may turn
+	 * from redirect to TCP at any message (the redirected bytes are read
+	 * first, as they were sent first), never from TCP to redirect.
 	 */
 	SHOAL_SHORTCUT_REDIRECT = 1,
-	/* The first message did not find the peer: TCP for good. */
+	/*
+	 * Messages take the TCP path, for good: the first one found no peer,
+	 * or the peer's redirect queue outgrew SHOAL_SHORTCUT_QUEUE_MIN and
+	 * its receive buffer (the kernel's redirect has no backpressure; TCP
+	 * has).
+	 */
 	SHOAL_SHORTCUT_TCP = 2,
 };
+
+/*
+ * A shortcut socket moves to TCP once its peer's redirect queue would hold
+ * more than the peer's SO_RCVBUF, or this much if that is smaller. A fresh
+ * socket's buffer is 128 KiB (tcp_rmem[1]), far below what autotuning
+ * grants a TCP stream (tcp_rmem[2], 6 MiB by default): the floor lets a
+ * burst or a short transfer stay on the shortcut while still bounding
+ * what one socket can park in kernel memory.
+ */
+#define SHOAL_SHORTCUT_QUEUE_MIN (4u << 20)
 
 struct shoal_shortcut_state {
 	__u32 mode; /* enum shoal_shortcut_mode */
@@ -207,6 +222,7 @@ struct shoal_counters {
 	__u64 redirect_bytes;        /* bytes redirected to the peer */
 	__u64 redirect_peer_miss;    /* first message found no peer: TCP path */
 	__u64 redirect_failed;       /* redirect failed after it had worked */
+	__u64 redirect_backlog_tcp;  /* peer's redirect queue full: to TCP */
 };
 
 /* Pinned names, relative to the pin root. */

@@ -14,7 +14,7 @@
  *                 prints "peername=ADDR:PORT banner=LINE".
  *   hold          --to ADDR:PORT [--interval-ms N] [--timeout-ms N] [--count N]
  *                 a long-lived connection that proves it still works.
- *   stream-server --listen ADDR:PORT --bytes N --seed S [--timeout-ms N]
+ *   stream-server --listen ADDR:PORT --bytes N --seed S [--timeout-ms N] [--stall-ms N]
  *   stream-client --to ADDR:PORT --bytes N --seed S [--timeout-ms N]
  *                 both send N seeded random bytes in random write sizes,
  *                 half-close, and read everything the other side sent.
@@ -82,6 +82,7 @@ static void __attribute__((noreturn)) usage(void)
 		"       shoal-peer hello --to ADDR:PORT [--family 4|6|mapped] [--timeout-ms N]\n"
 		"       shoal-peer hold --to ADDR:PORT [--interval-ms N] [--timeout-ms N] [--count N]\n"
 		"       shoal-peer stream-server --listen ADDR:PORT --bytes N --seed S [--timeout-ms N]\n"
+		"                                [--stall-ms N]\n"
 		"       shoal-peer stream-client --to ADDR:PORT --bytes N --seed S [--timeout-ms N]\n"
 		"ADDR is a.b.c.d or [v6 address]\n");
 	exit(2);
@@ -899,12 +900,13 @@ static int cmd_stream(int argc, char **argv, bool server)
 		{ "bytes", required_argument, NULL, 'b' },
 		{ "seed", required_argument, NULL, 's' },
 		{ "timeout-ms", required_argument, NULL, 'T' },
+		{ "stall-ms", required_argument, NULL, 'S' },
 		{ 0 },
 	};
 	const char *addr_text = NULL;
 	unsigned long long bytes = 0, seed = 0;
 	bool have_bytes = false, have_seed = false;
-	int timeout_ms = STREAM_TIMEOUT_MS_DEFAULT, opt, fd;
+	int timeout_ms = STREAM_TIMEOUT_MS_DEFAULT, stall_ms = 0, opt, fd;
 	struct peer_addr addr;
 
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -930,6 +932,11 @@ static int cmd_stream(int argc, char **argv, bool server)
 		case 'T':
 			timeout_ms = parse_ms("--timeout-ms", optarg);
 			break;
+		case 'S':
+			if (!server)
+				usage();
+			stall_ms = parse_ms("--stall-ms", optarg);
+			break;
 		default:
 			usage();
 		}
@@ -951,6 +958,10 @@ static int cmd_stream(int argc, char **argv, bool server)
 		if (fd < 0)
 			fail("accept: %s", strerror(errno));
 		close(lfd);
+		/* A reader slower than its writer: the test of backpressure
+		 * watches what queues up meanwhile. */
+		if (stall_ms)
+			usleep((useconds_t)stall_ms * 1000);
 		return stream_run(fd, bytes, seed, 'S', timeout_ms);
 	}
 	fd = connect_to(addr.ss.ss_family, &addr, timeout_ms);
