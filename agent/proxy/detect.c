@@ -74,8 +74,15 @@ static void detect_run(struct worker *w, struct l4_conn *c)
 {
 	struct l4_buf *b = &c->to_upstream;
 	uint32_t cap = w->cfg->buffer_bytes;
-	enum detect_result r = detect_classify(b->data, b->tail);
+	enum detect_result r = b->tail ? detect_classify(b->data, b->tail) : DETECT_NEED_MORE;
 
+	if (!l4_buf_hold(w, b)) {
+		pr_debug("proxy worker %d: no memory for a buffer; resetting the client", w->id);
+		timer_heap_del(&w->timers, &c->timer);
+		l4_side_close(w, &c->client, true);
+		worker_conn_release(w, c);
+		return;
+	}
 	while (r == DETECT_NEED_MORE && c->client.readable && !c->client.eof && b->tail < cap) {
 		ssize_t n = read(c->client.pl.fd, b->data + b->tail, cap - b->tail);
 
@@ -107,7 +114,9 @@ static void detect_run(struct worker *w, struct l4_conn *c)
 			detect_done(w, c, DETECT_OPAQUE);
 		return;
 	}
-	/* A buffer full of token bytes cannot happen (DETECT_MAX_METHOD); wait on. */
+	/* A buffer full of token bytes cannot happen (DETECT_MAX_METHOD); wait
+	 * on, without a buffer while nothing came. */
+	l4_buf_release_empty(w, b);
 }
 
 static void detect_on_event(struct worker *w, struct pollable *pl, uint32_t events)

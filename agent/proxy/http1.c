@@ -158,7 +158,7 @@ static void http1_error(struct worker *w, struct l4_conn *c, enum http_error err
 	uint32_t cap = w->cfg->buffer_bytes;
 	size_t n;
 
-	if (h->final_started) {
+	if (h->final_started || !l4_buf_hold(w, b)) {
 		http1_abort(w, c);
 		return;
 	}
@@ -1207,6 +1207,8 @@ static int http1_client_read(struct worker *w, struct l4_conn *c, uint32_t cap, 
 		b->head = 0;
 		h->rq_replayable = false;
 	}
+	if (s->readable && !s->eof && b->tail < cap && !l4_buf_hold(w, b))
+		return -ENOMEM;
 	while (s->readable && !s->eof && b->tail < cap) {
 		ssize_t n = read(s->pl.fd, b->data + b->tail, cap - b->tail);
 
@@ -1222,6 +1224,10 @@ static int http1_client_read(struct worker *w, struct l4_conn *c, uint32_t cap, 
 			return -errno;
 		}
 	}
+	/* Nothing at all (parsed tokens point into the buffer otherwise):
+	 * an idle keep-alive connection holds no buffer. */
+	if (b->tail == 0)
+		l4_buf_release_empty(w, b);
 	return 0;
 }
 
@@ -1273,7 +1279,7 @@ static int http1_up_send(struct l4_conn *c, bool *progress)
 }
 
 /* Read the response while there is room. */
-static int http1_up_read(struct l4_conn *c, uint32_t cap, bool *progress)
+static int http1_up_read(struct worker *w, struct l4_conn *c, uint32_t cap, bool *progress)
 {
 	struct http1_conn *h = c->http;
 	struct l4_buf *b = &c->to_client;
@@ -1288,6 +1294,8 @@ static int http1_up_read(struct l4_conn *c, uint32_t cap, bool *progress)
 		h->rs_fwd -= b->head;
 		b->head = 0;
 	}
+	if (pc->readable && !pc->eof && b->tail < cap && !l4_buf_hold(w, b))
+		return -ENOMEM;
 	while (pc->readable && !pc->eof && b->tail < cap) {
 		ssize_t n = read(pc->pl.fd, b->data + b->tail, cap - b->tail);
 
@@ -1304,6 +1312,8 @@ static int http1_up_read(struct l4_conn *c, uint32_t cap, bool *progress)
 			return -errno;
 		}
 	}
+	if (b->tail == 0)
+		l4_buf_release_empty(w, b);
 	return 0;
 }
 
@@ -1350,6 +1360,9 @@ static void http1_next_request(struct worker *w, struct l4_conn *c)
 	in->head = 0;
 	in->tail = left;
 	out->head = out->tail = 0;
+	/* Between exchanges a connection holds no buffer it does not need. */
+	l4_buf_release_empty(w, in);
+	l4_buf_release_empty(w, out);
 
 	h->rq = HTTP1_REQ_HEAD;
 	h->rs = HTTP1_RESP_NONE;
@@ -1489,7 +1502,7 @@ static bool http1_step(struct worker *w, struct l4_conn *c, bool *progress)
 		if (c->state == L4_CLOSED)
 			return false;
 	}
-	err = http1_up_read(c, cap, progress);
+	err = http1_up_read(w, c, cap, progress);
 	if (err) {
 		http1_up_failed(w, c, -err);
 		if (c->state == L4_CLOSED)
@@ -1653,8 +1666,17 @@ static void http1_on_client_event(struct worker *w, struct pollable *pl, uint32_
 
 void http1_start(struct worker *w, struct l4_conn *c)
 {
-	struct http1_conn *h = c->http;
+	struct http1_conn *h = c->http ? c->http : worker_http_get(w);
 	uint32_t keep_tail = c->to_upstream.tail;
+
+	if (!h) {
+		pr_debug("proxy worker %d: no memory for HTTP state; resetting the client", w->id);
+		timer_heap_del(&w->timers, &c->timer);
+		l4_side_close(w, &c->client, true);
+		worker_conn_release(w, c);
+		return;
+	}
+	c->http = h;
 
 	memset(h, 0, sizeof(*h));
 	h->rq_head.headers = h->headers;

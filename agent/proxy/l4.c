@@ -46,17 +46,28 @@ static void l4_side_init(struct l4_side *s, struct l4_conn *c)
 	s->conn = c;
 }
 
-void l4_conn_init(struct l4_conn *c, uint32_t buffer_bytes)
+void l4_conn_init(struct l4_conn *c)
 {
-	/* The buffers follow the struct in the same allocation. */
-	char *bufs = (char *)c + sizeof(*c);
-
 	memset(c, 0, sizeof(*c));
 	l4_side_init(&c->client, c);
 	l4_side_init(&c->upstream, c);
-	c->to_upstream.data = bufs;
-	c->to_client.data = bufs + buffer_bytes;
 	timer_node_init(&c->timer);
+}
+
+bool l4_buf_hold(struct worker *w, struct l4_buf *b)
+{
+	if (!b->data)
+		b->data = worker_buf_get(w);
+	return b->data != NULL;
+}
+
+void l4_buf_release_empty(struct worker *w, struct l4_buf *b)
+{
+	if (!b->data || b->head != b->tail)
+		return;
+	worker_buf_put(w, b->data);
+	b->data = NULL;
+	b->head = b->tail = 0;
 }
 
 /* "ns/name:port" of c's service, for messages. */
@@ -104,9 +115,11 @@ void l4_abort(struct worker *w, struct l4_conn *c)
  * progress (EAGAIN, buffer full or empty). Sets *progress when any byte
  * moved. Returns 0, or -errno of a hard error on either side.
  */
-static int l4_flow(struct l4_side *src, struct l4_side *dst, struct l4_buf *b, uint32_t cap,
-		   bool *progress)
+static int l4_flow(struct worker *w, struct l4_side *src, struct l4_side *dst, struct l4_buf *b,
+		   uint32_t cap, bool *progress)
 {
+	if (src->readable && !src->eof && b->tail < cap && !l4_buf_hold(w, b))
+		return -ENOMEM;
 	/*
 	 * Read until EAGAIN, not just until a short read: with edge-triggered
 	 * epoll a FIN that arrived with the data raises no second edge.
@@ -146,8 +159,7 @@ static int l4_flow(struct l4_side *src, struct l4_side *dst, struct l4_buf *b, u
 			return -errno;
 		}
 	}
-	if (b->head == b->tail)
-		b->head = b->tail = 0;
+	l4_buf_release_empty(w, b);
 	/* Pass the FIN on only once everything before it was written. */
 	if (src->eof && b->tail == 0 && !dst->shut_wr) {
 		if (shutdown(dst->pl.fd, SHUT_WR) < 0)
@@ -186,9 +198,9 @@ static void l4_pump(struct worker *w, struct l4_conn *c)
 			worker_conn_defer(w, c);
 			return;
 		}
-		err = l4_flow(&c->client, &c->upstream, &c->to_upstream, cap, &progress);
+		err = l4_flow(w, &c->client, &c->upstream, &c->to_upstream, cap, &progress);
 		if (!err)
-			err = l4_flow(&c->upstream, &c->client, &c->to_client, cap, &progress);
+			err = l4_flow(w, &c->upstream, &c->client, &c->to_client, cap, &progress);
 		if (err) {
 			l4_fail(w, c, -err);
 			return;

@@ -43,7 +43,7 @@ enum l4_state {
 
 /* Bytes read from one side, not yet written to the other. */
 struct l4_buf {
-	char *data;    /* cfg->buffer_bytes, part of the connection's allocation */
+	char *data;    /* cfg->buffer_bytes from the worker while bytes wait; else NULL */
 	uint32_t head; /* first byte not yet written */
 	uint32_t tail; /* end of the bytes read */
 	uint64_t unreported; /* opaque bytes read into it, not yet in the metrics */
@@ -63,7 +63,7 @@ struct http1_conn;
 struct l4_conn {
 	enum l4_state state; /* for HTTP: ESTABLISHED until CLOSED */
 	enum l4_mode mode;
-	struct http1_conn *http; /* HTTP state, in the same allocation after the buffers */
+	struct http1_conn *http; /* HTTP state from the worker (HTTP mode); else NULL */
 	struct l4_side client;	 /* accepted from the application */
 	struct l4_side upstream; /* to the endpoint; fd -1 between attempts */
 	struct l4_buf to_upstream;
@@ -88,7 +88,14 @@ struct l4_conn {
 };
 
 /* Fresh state for a connection object from worker_conn_get. */
-void l4_conn_init(struct l4_conn *c, uint32_t buffer_bytes);
+void l4_conn_init(struct l4_conn *c);
+
+/*
+ * b holds a buffer before a read into it: false when memory is short. And
+ * b gives it back once empty, so that an idle connection holds none.
+ */
+bool l4_buf_hold(struct worker *w, struct l4_buf *b);
+void l4_buf_release_empty(struct worker *w, struct l4_buf *b);
 
 /*
  * Take over fd, just accepted from peer: find where it was going, pick an

@@ -59,6 +59,9 @@ void proxy_stop(struct proxy *p);
 	  "Endpoint connect attempts that were refused, failed or timed out.")                     \
 	X(gave_up, counter, "Connections reset because no endpoint could be reached in time.")     \
 	X(active, gauge, "Connections open now (connecting or copying).")                          \
+	X(buffers, gauge,                                                                          \
+	  "Connection buffers (proxy.buffer_bytes each) held now: a connection holds one per "     \
+	  "direction only while bytes wait in it, so idle connections hold none.")                 \
 	X(detect_http, counter, "Connections on undeclared ports detected as HTTP/1.")             \
 	X(detect_opaque, counter,                                                                  \
 	  "Connections on undeclared ports carried as opaque TCP (not HTTP/1, or silent).")        \

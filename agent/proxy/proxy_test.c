@@ -575,6 +575,31 @@ Test(proxy, many_concurrent_connections_stay_intact)
 	end_test();
 }
 
+Test(proxy, idle_connections_hold_no_buffers)
+{
+	enum { N = 40 };
+	int fds[N];
+	char c;
+
+	backends[0].concurrent = true;
+	set_loopback_endpoint(backend_start(BACKEND_ECHO, 'E'));
+	start_proxy();
+	expect_stat(buffers, 0);
+	for (int i = 0; i < N; i++) {
+		fds[i] = client_connect();
+		write_full(fds[i], "x", 1);
+		cr_assert_eq(read_full(fds[i], &c, 1), 1, "connection %d: no echo", i);
+	}
+	expect_stat(active, N);
+	/* Each carried a byte both ways, then went quiet: buffers went back. */
+	expect_stat(buffers, 0);
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	expect_stat(active, 0);
+	expect_stat(buffers, 0);
+	end_test();
+}
+
 Test(proxy, half_close_keeps_the_other_direction)
 {
 	char buf[8];

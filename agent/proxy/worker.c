@@ -187,6 +187,43 @@ static void worker_on_update(struct worker *w, struct pollable *pl, uint32_t eve
 	worker_snap_take(w);
 }
 
+char *worker_buf_get(struct worker *w)
+{
+	char *buf = w->n_buf_free ? w->buf_free[--w->n_buf_free] : malloc(w->buf_bytes);
+
+	if (buf)
+		__atomic_store_n(&w->stats.buffers, ++w->n_buf_held, __ATOMIC_RELAXED);
+	return buf;
+}
+
+void worker_buf_put(struct worker *w, char *buf)
+{
+	if (!buf)
+		return;
+	__atomic_store_n(&w->stats.buffers, --w->n_buf_held, __ATOMIC_RELAXED);
+	if (w->n_buf_free < WORKER_FREE_BUFS_MAX)
+		w->buf_free[w->n_buf_free++] = buf;
+	else
+		free(buf);
+}
+
+struct http1_conn *worker_http_get(struct worker *w)
+{
+	if (w->n_http_free)
+		return w->http_free[--w->n_http_free];
+	return malloc(w->http_size);
+}
+
+void worker_http_put(struct worker *w, struct http1_conn *h)
+{
+	if (!h)
+		return;
+	if (w->n_http_free < WORKER_FREE_BUFS_MAX)
+		w->http_free[w->n_http_free++] = h;
+	else
+		free(h);
+}
+
 struct l4_conn *worker_conn_get(struct worker *w)
 {
 	struct l4_conn *c = w->free;
@@ -199,8 +236,7 @@ struct l4_conn *worker_conn_get(struct worker *w)
 		if (!c)
 			return NULL;
 	}
-	l4_conn_init(c, w->cfg->buffer_bytes);
-	c->http = (struct http1_conn *)((char *)c + w->http_off);
+	l4_conn_init(c);
 	/* Routed with w->cfg just now (l4_accept): hold that snapshot. */
 	proxy_snap_get(w->snap);
 	*worker_conn_snap(w, c) = w->snap;
@@ -278,6 +314,9 @@ static void worker_reap(struct worker *w)
 		struct l4_conn *c = w->closed;
 
 		w->closed = c->next;
+		worker_buf_put(w, c->to_upstream.data);
+		worker_buf_put(w, c->to_client.data);
+		worker_http_put(w, c->http);
 		/* Nothing names c any more: its snapshot may go (the drain ends). */
 		proxy_snap_put(*worker_conn_snap(w, c));
 		*worker_conn_snap(w, c) = NULL;
@@ -393,11 +432,10 @@ int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t err
 	w->id = id;
 	w->epfd = -1;
 	w->stop.fd = -1;
-	/* The HTTP state follows the buffers, 8-byte aligned. */
-	w->http_off = (sizeof(struct l4_conn) + 2 * (size_t)cfg->buffer_bytes + 7) & ~(size_t)7;
-	w->conn_size = w->http_off + http1_conn_size(cfg);
-	/* The connection's snapshot reference goes last, pointer-aligned. */
-	w->snap_off = (w->conn_size + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
+	w->buf_bytes = cfg->buffer_bytes;
+	w->http_size = http1_conn_size(cfg);
+	/* The connection's snapshot reference follows it, pointer-aligned. */
+	w->snap_off = (sizeof(struct l4_conn) + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
 	w->conn_size = w->snap_off + sizeof(struct proxy_snap *);
 	w->replay_slab_bytes = WORKER_REPLAY_BODY_BYTES + (size_t)cfg->buffer_bytes;
 	timer_heap_init(&w->timers);
@@ -483,6 +521,10 @@ void worker_fini(struct worker *w)
 		free(c);
 	}
 	w->n_free = 0;
+	while (w->n_buf_free)
+		free(w->buf_free[--w->n_buf_free]);
+	while (w->n_http_free)
+		free(w->http_free[--w->n_http_free]);
 	while (w->n_replay_free)
 		free(w->replay_free[--w->n_replay_free]);
 	w->n_replay_slabs = 0;

@@ -29,6 +29,12 @@
 /* Idle connection objects (with their buffers) a worker keeps for reuse;
  * 256 x 2 x 16 KiB = 8 MiB per worker at the default buffer size. */
 #define WORKER_FREE_CONNS_MAX 256
+
+/*
+ * Idle buffers and HTTP states a worker keeps for reuse; past this they
+ * are freed. 64 buffers of the default 16 KiB are 1 MiB.
+ */
+#define WORKER_FREE_BUFS_MAX 64
 /*
  * Replay slabs (docs/resilience.md, "Replay buffers"): a retry-eligible
  * request whose body does not fit the connection's buffer is copied into
@@ -90,10 +96,23 @@ struct worker {
 	uint32_t n_active;
 	struct l4_conn *pending; /* need a turn outside epoll (retry, pump) */
 	struct l4_conn *closed;	 /* released this loop turn, reaped at its end */
-	struct l4_conn *free;	 /* reusable objects, buffers attached */
+	struct l4_conn *free;	 /* reusable objects */
 	uint32_t n_free;
-	size_t conn_size; /* struct l4_conn, both buffers, HTTP state */
-	size_t http_off;  /* where the HTTP state starts in that allocation */
+	size_t conn_size; /* struct l4_conn and the snapshot reference */
+
+	/*
+	 * Buffers (cfg->buffer_bytes) and HTTP states (http1_conn_size) live
+	 * apart from the connections: a connection holds a buffer only while
+	 * bytes wait in it, and an HTTP state only if it speaks HTTP, so an
+	 * idle connection costs its few hundred bytes (docs/proxy.md).
+	 */
+	void *buf_free[WORKER_FREE_BUFS_MAX]; /* idle buffers */
+	uint32_t n_buf_free;
+	uint32_t n_buf_held; /* by connections */
+	uint32_t buf_bytes;
+	void *http_free[WORKER_FREE_BUFS_MAX]; /* idle HTTP states */
+	uint32_t n_http_free;
+	size_t http_size;
 	struct pool *pool; /* idle upstream HTTP connections per endpoint */
 
 	void *replay_free[WORKER_REPLAY_SLABS_MAX]; /* idle replay slabs */
@@ -120,6 +139,17 @@ struct worker {
 	struct metrics_http_shard *metrics; /* golden metrics; NULL: not recorded */
 	struct trace_worker *trace; /* this worker's span ring; NULL: no tracing (atomic) */
 };
+
+/*
+ * A buffer of buf_bytes for a connection about to read, and back once
+ * empty. NULL when memory is short (the caller fails the connection).
+ */
+char *worker_buf_get(struct worker *w);
+void worker_buf_put(struct worker *w, char *buf);
+
+/* An HTTP state of http_size bytes (uninitialized), and back. */
+struct http1_conn *worker_http_get(struct worker *w);
+void worker_http_put(struct worker *w, struct http1_conn *h);
 
 /* The config connection c was routed with (it outlives later updates). */
 const struct config *worker_conn_config(const struct worker *w, const struct l4_conn *c);
