@@ -14,7 +14,6 @@
  */
 #include "discovery/k8s.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -25,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/curl_api.h"
 #include "common/log.h"
 #include "discovery/k8s_decode.h"
 
@@ -86,14 +86,6 @@ struct k8s_watcher {
 		    bad_objects;
 	} st;
 };
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result;
-
-static void k8s_curl_init(void)
-{
-	curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 static uint64_t now_ns(void)
 {
@@ -629,13 +621,13 @@ int k8s_start(const struct k8s_opts *opts, struct model *m, pthread_mutex_t *loc
 	struct k8s_watcher *w;
 	pthread_condattr_t ca;
 	sigset_t all, old;
+	char err[512];
 	int ret = 0;
 
-	pthread_once(&curl_once, k8s_curl_init);
-	if (curl_init_result != CURLE_OK) {
-		pr_warn("kubernetes: cannot initialise libcurl: %s",
-			curl_easy_strerror(curl_init_result));
-		return -EIO;
+	ret = curl_api_load("the kubernetes discovery source", err, sizeof(err));
+	if (ret) {
+		pr_warn("kubernetes: %s", err);
+		return ret;
 	}
 	if (strncmp(opts->api_server, "https://", 8)) {
 		pr_warn("kubernetes: api_server '%s' is not an https:// URL", opts->api_server);

@@ -7,7 +7,6 @@
  * Skips when python3 or openssl is missing.
  */
 #include <criterion/criterion.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -20,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/addr.h"
+#include "common/curl_api.h"
 #include "discovery/discovery.h"
 #include "discovery/test_paths.h"
 
@@ -224,10 +224,19 @@ static bool web_ready(void)
 	return has_eps("web", "10.244.2.31 10.244.1.18 fd00:10:244:1::17");
 }
 
+/* The test's own HTTP client: the libcurl the agent loads, loaded the same way. */
+static CURL *test_client(void)
+{
+	char err[512];
+
+	cr_assert_eq(curl_api_load("the test's HTTP client", err, sizeof(err)), 0, "%s", err);
+	return curl_easy_init();
+}
+
 static void control(const char *what, const char *body)
 {
 	char url[128];
-	CURL *c = curl_easy_init();
+	CURL *c = test_client();
 	FILE *null = fopen("/dev/null", "w");
 	long code = 0;
 
@@ -388,7 +397,7 @@ Test(discovery_k8s, last_known_state_survives_the_server)
 static void server_stats(long *lists, long *watches)
 {
 	char url[128], body[1024] = "";
-	CURL *c = curl_easy_init();
+	CURL *c = test_client();
 	FILE *f = fmemopen(body, sizeof(body) - 1, "w");
 	const char *p;
 

@@ -6,7 +6,6 @@
  */
 #include "telemetry/otlp.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -19,6 +18,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/curl_api.h"
 #include "common/log.h"
 
 #ifndef SHOAL_VERSION
@@ -454,14 +454,6 @@ seterr(char *err, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static void copy_res(char *dst, const char *src, const char *dflt)
 {
 	snprintf(dst, OTLP_RESOURCE_STR_MAX, "%s", src ? src : dflt);
@@ -541,12 +533,9 @@ int otlp_exporter_start(struct tracer *t, const struct otlp_opts *o, struct otlp
 		       OTLP_BATCH_LIMIT);
 		return -EINVAL;
 	}
-	pthread_once(&curl_once, curl_init);
-	if (curl_init_rc != CURLE_OK) {
-		seterr(err, errlen, "cannot initialise libcurl: %s",
-		       curl_easy_strerror(curl_init_rc));
-		return -EIO;
-	}
+	rc = curl_api_load("the OTLP trace exporter", err, errlen);
+	if (rc)
+		return rc;
 	e = calloc(1, sizeof(*e));
 	if (!e) {
 		seterr(err, errlen, "cannot allocate the OTLP exporter: %s", strerror(ENOMEM));

@@ -6,7 +6,6 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <json-c/json.h>
 #include <poll.h>
@@ -21,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/curl_api.h"
 #include "telemetry/otlp.h"
 #include "telemetry/otlp_test_config.h"
 #include "telemetry/trace.h"
@@ -333,12 +333,21 @@ static size_t grow_write(char *ptr, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
+/* The test's own HTTP client: the libcurl the agent loads, loaded the same way. */
+static CURL *test_client(void)
+{
+	char err[512];
+
+	cr_assert_eq(curl_api_load("the test's HTTP client", err, sizeof(err)), 0, "%s", err);
+	return curl_easy_init();
+}
+
 /* The receiver's GET /spans, parsed. */
 static json_object *received(void)
 {
 	struct grow g = {0};
 	char url[64];
-	CURL *c = curl_easy_init();
+	CURL *c = test_client();
 
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/spans", receiver_port);
 	curl_easy_setopt(c, CURLOPT_URL, url);
@@ -671,7 +680,7 @@ Test(exporter, rejected_then_recovered)
 	cr_expect_eq(st.exported, 0);
 
 	/* Recover the collector; after the backoff (1 s) spans flow again. */
-	CURL *c = curl_easy_init();
+	CURL *c = test_client();
 
 	snprintf(ctl, sizeof(ctl), "http://127.0.0.1:%d/_ctl/status", receiver_port);
 	curl_easy_setopt(c, CURLOPT_URL, ctl);
@@ -716,11 +725,11 @@ Test(exporter, options_are_checked)
 /* POST @body to the receiver's /v1/traces; returns the HTTP status. */
 static long post_raw(const char *body)
 {
+	CURL *c = test_client(); /* first: it loads libcurl */
 	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
 	struct grow g = {0};
 	char url[64];
 	long status = 0;
-	CURL *c = curl_easy_init();
 
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/traces", receiver_port);
 	curl_easy_setopt(c, CURLOPT_URL, url);
