@@ -342,7 +342,7 @@ int main(int argc, char **argv)
 	err = datapath_open(cfg, &dp);
 	if (err)
 		goto out;
-	err = proxy_start(cfg, datapath_orig_dst, dp, &proxy, err_msg, sizeof(err_msg));
+	err = proxy_start(cfg, datapath_orig_dst, datapath_on_shortcut, dp, &proxy, err_msg, sizeof(err_msg));
 	if (err) {
 		pr_warn("cannot start the node proxy: %s", err_msg);
 		goto out;

@@ -229,10 +229,17 @@ static __always_inline bool is_proxy_addr(const struct shoal_config *cfg, const 
 
 static __always_inline void shortcut_insert(struct bpf_sock_ops *ctx, struct shoal_flow_key *k)
 {
-	if (bpf_sock_hash_update(ctx, &shoal_shortcut, k, BPF_NOEXIST) == 0)
-		COUNT(shortcut_inserted, 1);
-	else
+	struct bpf_sock *sk = ctx->sk;
+
+	if (bpf_sock_hash_update(ctx, &shoal_shortcut, k, BPF_NOEXIST) != 0) {
 		COUNT(shortcut_full, 1);
+		return;
+	}
+	COUNT(shortcut_inserted, 1);
+	/* The socket's storage says "member" to the proxy, which looks it
+	 * up by fd: a member's reads can come from two queues (l4.c). */
+	if (sk)
+		bpf_sk_storage_get(&shoal_sk_shortcut, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 }
 
 /*

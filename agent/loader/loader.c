@@ -86,6 +86,7 @@ struct datapath {
 	struct shoal *skel;
 	char pin_root[PATH_MAX];
 	int handoff_fd;              /* borrowed from skel */
+	int sk_shortcut_fd;          /* borrowed from skel */
 	struct shoal_config *config; /* mmap of shoal_config[0] */
 
 	/* What publish_services wrote last: diffing against it keeps an
@@ -548,6 +549,7 @@ int datapath_open(const struct config *cfg, struct datapath **out)
 		goto err_skel;
 	}
 	dp->handoff_fd = bpf_map__fd(dp->skel->maps.shoal_handoff);
+	dp->sk_shortcut_fd = bpf_map__fd(dp->skel->maps.shoal_sk_shortcut);
 	dp->config = pins_config_map(bpf_map__fd(dp->skel->maps.shoal_config));
 	if (!dp->config) {
 		err = -errno;
@@ -628,6 +630,18 @@ int datapath_orig_dst(void *ctx, const struct sockaddr *peer, const struct socka
 	if (bpf_map_lookup_and_delete_elem(dp->handoff_fd, &key, orig) == 0)
 		return 0;
 	return errno == ENOENT ? -ENOENT : -errno;
+}
+
+bool datapath_on_shortcut(void *ctx, int fd)
+{
+	struct datapath *dp = ctx;
+	struct shoal_shortcut_state st;
+
+	/* Socket storage is looked up by the socket's fd. Only ENOENT means
+	 * "not a member"; any other error answers the safe "yes". */
+	if (bpf_map_lookup_elem(dp->sk_shortcut_fd, &fd, &st) == 0)
+		return true;
+	return errno != ENOENT;
 }
 
 int datapath_uninstall(const char *pin_root)

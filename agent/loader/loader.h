@@ -40,6 +40,9 @@ void datapath_close(struct datapath *dp);
  * failopen_after_ms. alive=false zeroes it: instant fail open. */
 int datapath_heartbeat(struct datapath *dp, bool alive);
 
+/* proxy_on_shortcut_fn over shoal_sk_shortcut; ctx is the datapath. */
+bool datapath_on_shortcut(void *ctx, int fd);
+
 /* proxy_orig_dst_fn over the pinned shoal_handoff map; ctx is the datapath. */
 int datapath_orig_dst(void *ctx, const struct sockaddr *peer, const struct sockaddr *local,
 		      struct shoal_orig_dst *orig);

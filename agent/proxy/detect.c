@@ -124,6 +124,9 @@ static void detect_on_event(struct worker *w, struct pollable *pl, uint32_t even
 	struct l4_side *s = container_of(pl, struct l4_side, pl);
 	struct l4_conn *c = s->conn;
 
+	/* First: see l4_on_event. */
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		s->rdhup = true;
 	if (c->state == L4_CLOSED || c->mode != L4_MODE_DETECT)
 		return;
 	if (events & EPOLLERR) {

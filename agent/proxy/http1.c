@@ -912,6 +912,9 @@ void http1_upstream_event(struct worker *w, struct l4_conn *c, struct pool_conn 
 	struct http1_conn *h = c->http;
 	int err;
 
+	/* First: see http1_on_client_event. */
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		pc->rdhup = true;
 	if (c->state == L4_CLOSED || c->mode != L4_MODE_HTTP || h->up != pc)
 		return;
 	if (!pc->connected) {
@@ -935,6 +938,7 @@ void http1_upstream_event(struct worker *w, struct l4_conn *c, struct pool_conn 
 		pc->connected = true;
 		pc->writable = true;
 		pc->readable = true;
+		pc->plain_tcp = worker_plain_tcp(w, pc->pl.fd);
 		if (!http1_arm_idle(w, c))
 			return;
 	}
@@ -1210,11 +1214,14 @@ static int http1_client_read(struct worker *w, struct l4_conn *c, uint32_t cap, 
 	if (s->readable && !s->eof && b->tail < cap && !l4_buf_hold(w, b))
 		return -ENOMEM;
 	while (s->readable && !s->eof && b->tail < cap) {
-		ssize_t n = read(s->pl.fd, b->data + b->tail, cap - b->tail);
+		size_t want = cap - b->tail;
+		ssize_t n = read(s->pl.fd, b->data + b->tail, want);
 
 		if (n > 0) {
 			b->tail += n;
 			*progress = true;
+			if (l4_read_drained(s->plain_tcp, s->rdhup, n, want))
+				s->readable = false;
 		} else if (n == 0) {
 			s->eof = true;
 			*progress = true;
@@ -1297,12 +1304,15 @@ static int http1_up_read(struct worker *w, struct l4_conn *c, uint32_t cap, bool
 	if (pc->readable && !pc->eof && b->tail < cap && !l4_buf_hold(w, b))
 		return -ENOMEM;
 	while (pc->readable && !pc->eof && b->tail < cap) {
-		ssize_t n = read(pc->pl.fd, b->data + b->tail, cap - b->tail);
+		size_t want = cap - b->tail;
+		ssize_t n = read(pc->pl.fd, b->data + b->tail, want);
 
 		if (n > 0) {
 			b->tail += n;
 			h->rs_got_bytes = true;
 			*progress = true;
+			if (l4_read_drained(pc->plain_tcp, pc->rdhup, n, want))
+				pc->readable = false;
 		} else if (n == 0) {
 			pc->eof = true;
 			*progress = true;
@@ -1646,6 +1656,10 @@ static void http1_on_client_event(struct worker *w, struct pollable *pl, uint32_
 	struct l4_side *s = container_of(pl, struct l4_side, pl);
 	struct l4_conn *c = s->conn;
 
+	/* First: a FIN flagged by an edge we do not act on must still be
+	 * read to (l4_read_drained). */
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		s->rdhup = true;
 	if (c->state == L4_CLOSED || c->mode != L4_MODE_HTTP)
 		return;
 	if (events & EPOLLERR) {

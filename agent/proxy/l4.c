@@ -127,12 +127,15 @@ static int l4_flow(struct worker *w, struct l4_side *src, struct l4_side *dst, s
 	 * as soon as the other side drains it. That is the backpressure.
 	 */
 	while (src->readable && !src->eof && b->tail < cap) {
-		ssize_t n = read(src->pl.fd, b->data + b->tail, cap - b->tail);
+		size_t want = cap - b->tail;
+		ssize_t n = read(src->pl.fd, b->data + b->tail, want);
 
 		if (n > 0) {
 			b->tail += n;
 			b->unreported += n;
 			*progress = true;
+			if (l4_read_drained(src->plain_tcp, src->rdhup, n, want))
+				src->readable = false;
 		} else if (n == 0) {
 			src->eof = true;
 		} else if (errno == EAGAIN) {
@@ -338,6 +341,7 @@ static void l4_give_up(struct worker *w, struct l4_conn *c)
  */
 static void l4_connected(struct worker *w, struct l4_conn *c)
 {
+	c->upstream.plain_tcp = worker_plain_tcp(w, c->upstream.pl.fd);
 	balance_connected(c->sv, &c->bt, timer_now_ns());
 	l4_established(w, c);
 }
@@ -476,6 +480,10 @@ static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events)
 	struct l4_conn *c = s->conn;
 	int err;
 
+	/* Before any early return: an edge not acted on now is not raised
+	 * again, and a FIN flagged here must still be read to (l4_read_drained). */
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		s->rdhup = true;
 	switch (c->state) {
 	case L4_CLOSED:
 		return;
@@ -570,6 +578,7 @@ void l4_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 		return;
 	}
 	c->client.pl.fd = fd;
+	c->client.plain_tcp = worker_plain_tcp(w, fd);
 	c->svc = svc;
 	c->svc_port = port->port;
 	c->port_be = route_target_port_be(port);

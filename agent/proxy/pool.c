@@ -190,6 +190,7 @@ int pool_connect(struct worker *w, const struct shoal_addr *addr, uint16_t port_
 	pc->owner = owner;
 	pc->connected = connected;
 	pc->writable = connected;
+	pc->plain_tcp = connected && worker_plain_tcp(w, fd);
 	*out = pc;
 	return connected ? 1 : 0;
 

@@ -47,6 +47,8 @@ struct pool_conn {
 	bool readable;	   /* no EAGAIN since the last read edge */
 	bool writable;	   /* no EAGAIN since the last write edge */
 	bool eof;	   /* the server sent FIN */
+	bool plain_tcp;	   /* not on the sockmap shortcut (l4_read_drained) */
+	bool rdhup;	   /* EPOLLRDHUP seen: a FIN waits behind the data */
 	bool idle;	   /* on the idle lists */
 };
 

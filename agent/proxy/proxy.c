@@ -155,8 +155,9 @@ static int proxy_run_workers(struct proxy *p, char *err, size_t errlen)
 	return ret;
 }
 
-int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst, void *orig_ctx,
-		     const struct proxy_opts *opts, struct proxy **out, char *err, size_t errlen)
+int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst,
+		     proxy_on_shortcut_fn on_shortcut, void *orig_ctx, const struct proxy_opts *opts,
+		     struct proxy **out, char *err, size_t errlen)
 {
 	struct proxy *p;
 	int ret;
@@ -178,6 +179,7 @@ int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst, void 
 		goto err;
 	}
 	p->orig_dst = orig_dst;
+	p->on_shortcut = on_shortcut;
 	p->orig_ctx = orig_ctx;
 	if (opts)
 		p->opts = *opts;
@@ -231,10 +233,11 @@ err:
 	return ret;
 }
 
-int proxy_start(const struct config *cfg, proxy_orig_dst_fn orig_dst, void *orig_ctx,
-		struct proxy **out, char *err, size_t errlen)
+int proxy_start(const struct config *cfg, proxy_orig_dst_fn orig_dst,
+		proxy_on_shortcut_fn on_shortcut, void *orig_ctx, struct proxy **out, char *err,
+		size_t errlen)
 {
-	return proxy_start_opts(cfg, orig_dst, orig_ctx, NULL, out, err, errlen);
+	return proxy_start_opts(cfg, orig_dst, on_shortcut, orig_ctx, NULL, out, err, errlen);
 }
 
 int proxy_update(struct proxy *p, const struct config *cfg)

@@ -8,6 +8,7 @@
 #ifndef SHOAL_PROXY_H
 #define SHOAL_PROXY_H
 
+#include <stdbool.h>
 #include <sys/socket.h>
 
 #include "config/config.h"
@@ -22,6 +23,15 @@
 typedef int (*proxy_orig_dst_fn)(void *ctx, const struct sockaddr *peer,
 				 const struct sockaddr *local, struct shoal_orig_dst *orig);
 
+/*
+ * Whether socket fd is in the datapath's sockmap shortcut. Its reads may
+ * then come from two queues (the redirected bytes, then TCP's), so a
+ * short read does not mean both are empty; on a plain TCP socket it does,
+ * and the proxy saves the read that would return EAGAIN. Called from
+ * worker threads concurrently; NULL: every socket may be a member.
+ */
+typedef bool (*proxy_on_shortcut_fn)(void *ctx, int fd);
+
 struct proxy;
 
 /*
@@ -30,8 +40,9 @@ struct proxy;
  * SO_MARK cfg->socket_mark. Returns 0 and *out, or -errno with a message
  * in err ("cannot bind 10.0.0.1:15001: Address in use").
  */
-int proxy_start(const struct config *cfg, proxy_orig_dst_fn orig_dst, void *orig_ctx,
-		struct proxy **out, char *err, size_t errlen);
+int proxy_start(const struct config *cfg, proxy_orig_dst_fn orig_dst,
+		proxy_on_shortcut_fn on_shortcut, void *orig_ctx, struct proxy **out, char *err,
+		size_t errlen);
 
 /*
  * Publish a new config (discovery: new services or endpoints). New

@@ -56,7 +56,8 @@ struct proxy {
 	const struct config *cfg; /* the start-up config: listeners, sizes */
 	struct proxy_snap *snap;  /* the newest config; proxy_update's thread only */
 	proxy_orig_dst_fn orig_dst;
-	void *orig_ctx;
+	proxy_on_shortcut_fn on_shortcut;
+	void *orig_ctx; /* both callbacks' */
 	struct proxy_opts opts;
 	/*
 	 * Balancer, breaker and budget state per service and endpoint, kept
@@ -73,8 +74,9 @@ struct proxy {
 };
 
 /* proxy_start with seams; opts may be NULL. Same contract otherwise. */
-int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst, void *orig_ctx,
-		     const struct proxy_opts *opts, struct proxy **out, char *err, size_t errlen);
+int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst,
+		     proxy_on_shortcut_fn on_shortcut, void *orig_ctx, const struct proxy_opts *opts,
+		     struct proxy **out, char *err, size_t errlen);
 
 /*
  * Build the endpoint-state view of cfg (endpoint_state.h) and make it the

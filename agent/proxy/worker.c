@@ -187,6 +187,11 @@ static void worker_on_update(struct worker *w, struct pollable *pl, uint32_t eve
 	worker_snap_take(w);
 }
 
+bool worker_plain_tcp(const struct worker *w, int fd)
+{
+	return w->p->on_shortcut && !w->p->on_shortcut(w->p->orig_ctx, fd);
+}
+
 char *worker_buf_get(struct worker *w)
 {
 	char *buf = w->n_buf_free ? w->buf_free[--w->n_buf_free] : malloc(w->buf_bytes);

@@ -147,6 +147,9 @@ struct worker {
 char *worker_buf_get(struct worker *w);
 void worker_buf_put(struct worker *w, char *buf);
 
+/* Socket fd is not on the sockmap shortcut (proxy_on_shortcut_fn). */
+bool worker_plain_tcp(const struct worker *w, int fd);
+
 /* An HTTP state of http_size bytes (uninitialized), and back. */
 struct http1_conn *worker_http_get(struct worker *w);
 void worker_http_put(struct worker *w, struct http1_conn *h);

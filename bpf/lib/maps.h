@@ -109,7 +109,8 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } shoal_shortcut SEC(".maps");
 
-/* Sticky redirect-or-TCP decision of each shortcut socket. */
+/* Path of each shortcut socket (enum shoal_shortcut_mode); it exists
+ * exactly for the sockets put in shoal_shortcut. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);

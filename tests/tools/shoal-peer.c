@@ -15,7 +15,7 @@
  *   hold          --to ADDR:PORT [--interval-ms N] [--timeout-ms N] [--count N]
  *                 a long-lived connection that proves it still works.
  *   stream-server --listen ADDR:PORT --bytes N --seed S [--timeout-ms N] [--stall-ms N]
- *   stream-client --to ADDR:PORT --bytes N --seed S [--timeout-ms N]
+ *   stream-client --to ADDR:PORT --bytes N --seed S [--timeout-ms N] [--stall-ms N]
  *                 both send N seeded random bytes in random write sizes,
  *                 half-close, and read everything the other side sent.
  *
@@ -84,6 +84,7 @@ static void __attribute__((noreturn)) usage(void)
 		"       shoal-peer stream-server --listen ADDR:PORT --bytes N --seed S [--timeout-ms N]\n"
 		"                                [--stall-ms N]\n"
 		"       shoal-peer stream-client --to ADDR:PORT --bytes N --seed S [--timeout-ms N]\n"
+		"                                [--stall-ms N]\n"
 		"ADDR is a.b.c.d or [v6 address]\n");
 	exit(2);
 }
@@ -933,8 +934,6 @@ static int cmd_stream(int argc, char **argv, bool server)
 			timeout_ms = parse_ms("--timeout-ms", optarg);
 			break;
 		case 'S':
-			if (!server)
-				usage();
 			stall_ms = parse_ms("--stall-ms", optarg);
 			break;
 		default:
@@ -958,14 +957,14 @@ static int cmd_stream(int argc, char **argv, bool server)
 		if (fd < 0)
 			fail("accept: %s", strerror(errno));
 		close(lfd);
-		/* A reader slower than its writer: the test of backpressure
-		 * watches what queues up meanwhile. */
-		if (stall_ms)
-			usleep((useconds_t)stall_ms * 1000);
-		return stream_run(fd, bytes, seed, 'S', timeout_ms);
+	} else {
+		fd = connect_to(addr.ss.ss_family, &addr, timeout_ms);
 	}
-	fd = connect_to(addr.ss.ss_family, &addr, timeout_ms);
-	return stream_run(fd, bytes, seed, 'C', timeout_ms);
+	/* A side slower than its peer: the backpressure test watches what
+	 * queues up meanwhile, and that everything arrives after. */
+	if (stall_ms)
+		usleep((useconds_t)stall_ms * 1000);
+	return stream_run(fd, bytes, seed, server ? 'S' : 'C', timeout_ms);
 }
 
 int main(int argc, char **argv)
