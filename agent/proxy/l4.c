@@ -121,10 +121,10 @@ static int l4_flow(struct worker *w, struct l4_side *src, struct l4_side *dst, s
 	if (src->readable && !src->eof && b->tail < cap && !l4_buf_hold(w, b))
 		return -ENOMEM;
 	/*
-	 * Read until EAGAIN, not just until a short read: with edge-triggered
-	 * epoll a FIN that arrived with the data raises no second edge.
-	 * A full buffer stops reading; readable stays set, so reading resumes
-	 * as soon as the other side drains it. That is the backpressure.
+	 * Read until EAGAIN, or a short read where that proves the queue
+	 * empty (l4_read_drained). A full buffer stops reading; readable
+	 * stays set, so reading resumes as soon as the other side drains it.
+	 * That is the backpressure.
 	 */
 	while (src->readable && !src->eof && b->tail < cap) {
 		size_t want = cap - b->tail;
