@@ -41,8 +41,6 @@ write_config '  - name: bulk
 shoald_start
 enroll a1
 
-field() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k { print $2 }'; }
-
 # queued_bytes NETNS...: "LARGEST TOTAL" receive memory (skmem r) over the
 # TCP sockets of the given namespaces.
 queued_bytes() {
@@ -86,11 +84,8 @@ run_stalled() {
 	sout=$(grep '^sent=' "$LOGDIR/$label.server.log" || true)
 	if ((rc)) || [[ -z $cout || -z $sout ]]; then
 		fail "$label: the stream did not complete: client: $(tail -2 "$LOGDIR/$label.client.log"); server: $(tail -2 "$LOGDIR/$label.server.log")"
-	elif [[ $(field "$cout" sent_sum) == "$(field "$sout" recv_sum)" && $(field "$sout" recv) == "$cbytes" &&
-		$(field "$sout" sent_sum) == "$(field "$cout" recv_sum)" && $(field "$cout" recv) == "$BYTES" ]]; then
+	elif stream_intact "$label" "$cout" "$sout" "$cbytes" "$BYTES"; then
 		pass "$label: everything arrived intact after the stall ($cbytes bytes up, $BYTES down, checksums match)"
-	else
-		fail "$label: stream differs: client $cout, server $sout"
 	fi
 	backlog0=$(($(counter redirect_backlog_tcp) - backlog0))
 	if ((backlog0 > 0)); then

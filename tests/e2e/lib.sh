@@ -551,6 +551,29 @@ service_counter() {
 	echo "$v"
 }
 
+# peer_field LINE KEY: the value of KEY=VALUE in a shoal-peer summary line
+# ("sent=N sent_sum=H recv=N recv_sum=H").
+peer_field() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k { print $2 }'; }
+
+# stream_intact LABEL CLIENT_LINE SERVER_LINE UP DOWN: the stream-client's
+# and stream-server's summaries agree: UP bytes reached the server with the
+# client's checksum, DOWN bytes the client with the server's. Fails (and
+# returns 1) for each direction that differs.
+stream_intact() {
+	local label=$1 c=$2 s=$3 up=$4 down=$5 rc=0
+	if [[ $(peer_field "$c" sent) != "$up" || $(peer_field "$s" recv) != "$up" ||
+		$(peer_field "$c" sent_sum) != "$(peer_field "$s" recv_sum)" ]]; then
+		fail "$label: client -> server stream differs (client sent $(peer_field "$c" sent) sum $(peer_field "$c" sent_sum), server got $(peer_field "$s" recv) sum $(peer_field "$s" recv_sum); want $up bytes)"
+		rc=1
+	fi
+	if [[ $(peer_field "$s" sent) != "$down" || $(peer_field "$c" recv) != "$down" ||
+		$(peer_field "$s" sent_sum) != "$(peer_field "$c" recv_sum)" ]]; then
+		fail "$label: server -> client stream differs (server sent $(peer_field "$s" sent) sum $(peer_field "$s" sent_sum), client got $(peer_field "$c" recv) sum $(peer_field "$c" recv_sum); want $down bytes)"
+		rc=1
+	fi
+	return "$rc"
+}
+
 # expect_grew NAME BEFORE [MIN_DELTA]: checks counter NAME grew by MIN_DELTA.
 expect_grew() {
 	local name=$1 before=$2 min=${3:-1} now

@@ -34,8 +34,6 @@ write_config '  - name: bulk
 shoald_start
 enroll a1
 
-# field LINE KEY: the value of KEY=VALUE in a shoal-peer summary line.
-field() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k { print $2 }'; }
 
 # run_stream LABEL SERVER_POD TARGET SEED: one bidirectional transfer from
 # a1 to TARGET, served by a stream-server in SERVER_POD. Returns 1 and
@@ -67,16 +65,7 @@ run_stream() {
 	rate=$(awk -v b="$BYTES" -v ms="$ms" 'BEGIN { printf "%.0f", ms ? 2 * b / 1048576 / (ms / 1000) : 0 }')
 	say "$label: $((BYTES / 1048576)) MiB each way in $ms ms ($rate MiB/s both directions together)"
 
-	if [[ $(field "$cout" sent) != "$BYTES" || $(field "$sout" recv) != "$BYTES" ||
-		$(field "$cout" sent_sum) != "$(field "$sout" recv_sum)" ]]; then
-		fail "$label: a1 -> $srv stream differs (client sent $(field "$cout" sent) sum $(field "$cout" sent_sum), server got $(field "$sout" recv) sum $(field "$sout" recv_sum))"
-		rc=1
-	fi
-	if [[ $(field "$sout" sent) != "$BYTES" || $(field "$cout" recv) != "$BYTES" ||
-		$(field "$sout" sent_sum) != "$(field "$cout" recv_sum)" ]]; then
-		fail "$label: $srv -> a1 stream differs (server sent $(field "$sout" sent) sum $(field "$sout" sent_sum), client got $(field "$cout" recv) sum $(field "$cout" recv_sum))"
-		rc=1
-	fi
+	stream_intact "$label (a1 <-> $srv)" "$cout" "$sout" "$BYTES" "$BYTES" || rc=1
 	((rc == 0)) && pass "$label: both directions arrived intact ($BYTES bytes each, checksums match)"
 	return "$rc"
 }
