@@ -156,11 +156,14 @@ def main():
                 tries = be.get("requests", 0) + be.get("resets", 0)
                 n503 = be.get("by_status", {}).get("503", 0)
                 pb = prev_be.get(host)
+                # Per second since the backend last answered: after it was
+                # unreachable ("down") that is more than one interval.
+                be_secs = max(now - pb[2], 1e-3) if pb else secs
                 tries_d = tries - pb[0] if pb else None
                 n503_d = n503 - pb[1] if pb else None
-                prev_be[host] = (tries, n503)
-                tries_s, n503_s = fmt(tries_d / secs if tries_d is not None else None, "{:.0f}"), \
-                    fmt(n503_d / secs if n503_d is not None else None, "{:.0f}")
+                prev_be[host] = (tries, n503, now)
+                tries_s, n503_s = fmt(tries_d / be_secs if tries_d is not None else None, "{:.0f}"), \
+                    fmt(n503_d / be_secs if n503_d is not None else None, "{:.0f}")
             except Exception:
                 tries_s, n503_s = "down", "-"
             state = row.get("breaker", "-")
