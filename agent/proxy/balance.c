@@ -192,6 +192,7 @@ static void balance_report(const struct es_svc_view *sv, struct balance_ticket *
 		peak_ewma_end(&e->ewma);
 		t->pending = false;
 	}
+	atomic_fetch_add_explicit(success ? &e->succeeded : &e->failed, 1, memory_order_relaxed);
 	if (success)
 		peak_ewma_observe(&e->ewma, &sv->ewma_cfg, lat, now_ns);
 	else

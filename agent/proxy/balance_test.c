@@ -129,6 +129,43 @@ Test(balance, endpoint_state_survives_a_config_swap)
 	cr_assert_eq(st.breaker.state, BREAKER_CLOSED);
 }
 
+Test(balance, every_outcome_is_counted_per_endpoint)
+{
+	const struct es_svc_view *sv;
+	struct es_endpoint_stats st;
+	struct es_view *view;
+	uint64_t now = mono_ns();
+	uint32_t ia, ib;
+
+	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}]\n");
+	view = es_table_sync(&table, cfg1);
+	cr_assert_not_null(view);
+	sv = es_view_service(view, cfg1, &cfg1->services[0]);
+	cr_assert_not_null(sv);
+	ia = (uint32_t)idx_of(cfg1, "10.0.0.1");
+	ib = (uint32_t)idx_of(cfg1, "10.0.0.2");
+	/* A fails twice (a request and its retry's first try elsewhere would
+	 * each be one), B succeeds once and connects once. */
+	fail_n(sv, ia, 2, now);
+	for (int i = 0; i < 2; i++) {
+		struct balance_ticket t = {.idx = ib, .ticket = BREAKER_PASS};
+
+		balance_start(sv, &t, now);
+		if (i == 0)
+			balance_outcome(sv, &t, true, PEAK_EWMA_NO_RETRY_AFTER, now + 1000, "test");
+		else
+			balance_connected(sv, &t, now + 1000);
+		/* A ticket reports once: a second report is ignored. */
+		balance_outcome(sv, &t, false, PEAK_EWMA_NO_RETRY_AFTER, now + 2000, "test");
+	}
+	es_endpoint_read(sv, ia, now, &st);
+	cr_assert_eq(st.failed, 2);
+	cr_assert_eq(st.succeeded, 0);
+	es_endpoint_read(sv, ib, now, &st);
+	cr_assert_eq(st.succeeded, 2);
+	cr_assert_eq(st.failed, 0);
+}
+
 Test(balance, pick_skips_an_ejected_endpoint)
 {
 	const struct es_svc_view *sv;

@@ -457,6 +457,8 @@ void es_endpoint_read(const struct es_svc_view *sv, uint32_t idx, uint64_t now_n
 	e = sv->ep[idx];
 	out->estimate_ns = peak_ewma_estimate(&e->ewma, &sv->ewma_cfg, now_ns);
 	out->pending = peak_ewma_pending(&e->ewma);
+	out->succeeded = atomic_load_explicit(&e->succeeded, memory_order_relaxed);
+	out->failed = atomic_load_explicit(&e->failed, memory_order_relaxed);
 	breaker_snapshot(&e->breaker, now_ns, &out->breaker);
 }
 

@@ -58,6 +58,9 @@ struct es_endpoint {
 	struct es_service *svc;
 	struct peak_ewma ewma;
 	struct breaker breaker;
+	/* Every outcome the balancer and breaker were told of: each HTTP
+	 * attempt (first tries and retries alike) and each opaque connect. */
+	_Atomic uint64_t succeeded, failed;
 	_Atomic bool live;	       /* in the latest synced config */
 	bool was_live;		       /* live before the sync in progress (table lock) */
 	struct es_endpoint *next;      /* the service's list, live and removed */
@@ -141,6 +144,7 @@ struct es_table {
 struct es_endpoint_stats {
 	double estimate_ns; /* the PeakEWMA estimate decayed to now */
 	uint32_t pending;   /* requests in flight */
+	uint64_t succeeded, failed; /* outcomes recorded (es_endpoint) */
 	struct breaker_snapshot breaker;
 };
 

@@ -248,10 +248,12 @@ static void render_endpoints(const struct metrics_sources *src, struct metrics_b
 				es_endpoint_read(sv, (uint32_t)j, now, &st);
 				P(b,
 				  ",\"estimate_ms\":%.3f,\"in_flight\":%u,\"breaker\":\"%s\","
-				  "\"consecutive_failures\":%u,\"ejections\":%llu",
+				  "\"consecutive_failures\":%u,\"ejections\":%llu,"
+				  "\"outcomes_succeeded\":%llu,\"outcomes_failed\":%llu",
 				  st.estimate_ns / 1e6, st.pending,
 				  breaker_state_name(st.breaker.state), st.breaker.consecutive,
-				  (unsigned long long)st.breaker.ejections);
+				  (unsigned long long)st.breaker.ejections,
+				  (unsigned long long)st.succeeded, (unsigned long long)st.failed);
 			}
 			P(b, "}");
 		}

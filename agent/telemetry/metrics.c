@@ -357,7 +357,8 @@ static void endpoint_labels(struct metrics_buf *b, const struct config_service *
 static void render_endpoint_state(const struct metrics_sources *src, struct metrics_buf *b)
 {
 	static const enum metric_id ids[] = { METRIC_EP_EJECTED, METRIC_EP_EJECTIONS,
-					      METRIC_EP_IN_FLIGHT, METRIC_EP_ESTIMATE };
+					      METRIC_EP_IN_FLIGHT, METRIC_EP_ESTIMATE,
+					      METRIC_EP_OUTCOMES };
 	const struct config *cfg = src->proxy ? src->proxy->cfg : NULL;
 	struct es_view *v =
 	    src->proxy ? atomic_load_explicit(&src->proxy->es_view, memory_order_acquire) : NULL;
@@ -377,6 +378,17 @@ static void render_endpoint_state(const struct metrics_sources *src, struct metr
 				struct es_endpoint_stats st;
 
 				es_endpoint_read(sv, (uint32_t)j, now, &st);
+				if (ids[f] == METRIC_EP_OUTCOMES) {
+					out(b, "%s{", families[ids[f]].name);
+					endpoint_labels(b, s, &s->endpoints[j]);
+					out(b, ",outcome=\"success\"} %llu\n",
+					    (unsigned long long)st.succeeded);
+					out(b, "%s{", families[ids[f]].name);
+					endpoint_labels(b, s, &s->endpoints[j]);
+					out(b, ",outcome=\"failure\"} %llu\n",
+					    (unsigned long long)st.failed);
+					continue;
+				}
 				out(b, "%s{", families[ids[f]].name);
 				endpoint_labels(b, s, &s->endpoints[j]);
 				if (ids[f] == METRIC_EP_EJECTED)

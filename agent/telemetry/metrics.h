@@ -73,6 +73,11 @@ struct discovery;
 	  "Requests to the endpoint in flight now (the balancer's pending count).")                \
 	X(EP_ESTIMATE, "shoal_endpoint_latency_estimate_seconds", "gauge", "service,endpoint",     \
 	  "The balancer's PeakEWMA latency estimate of the endpoint, decayed to now.")             \
+	X(EP_OUTCOMES, "shoal_endpoint_outcomes_total", "counter", "service,endpoint,outcome",     \
+	  "Outcomes at the endpoint as its balancer and breaker saw them: every HTTP attempt "     \
+	  "(first tries and retries alike; shoal_http_requests_total counts only a request's "     \
+	  "last) and every opaque TCP connect. outcome is success or failure, as the breaker "    \
+	  "counts them (docs/resilience.md).")                                                     \
 	X(DATAPATH_UP, "shoal_datapath_up", "gauge", "",                                           \
 	  "1 when the pinned BPF maps could be read at this scrape, else 0.")                      \
 	X(PROCESS_OPEN_FDS, "shoal_process_open_fds", "gauge", "",                                 \

@@ -6,7 +6,8 @@
 #     count exactly as many POSTs as the client sent (some get a3's 503);
 #     the same against "down-posts", where every POST gets a 503;
 #  2. 3000 GETs: a 503 is retried on another endpoint (and a3 soon
-#     ejected), so at least 99.9 % succeed.
+#     ejected), so at least 99.9 % succeed; shoal_endpoint_outcomes_total
+#     still shows a3's 503s as failures (every attempt counts there).
 # Service "down" (10.96.0.42:80): every backend answers 503. 500 GETs at
 # 100/s: retries stay within the budget, 20 % of the requests plus the
 # 10/s floor over a 10 s window, i.e. at most 0.2 x 500 + 100 = 200
@@ -85,6 +86,18 @@ else
 fi
 grep -q "endpoint 10.77.1.5 ejected" "$SHOALD_LOG" &&
 	say "a3 was ejected: $(grep -m1 'endpoint 10.77.1.5 ejected' "$SHOALD_LOG")"
+
+# The client saw (almost) no failure, but the endpoint's own outcomes must
+# show a3's 503s: every attempt counts there, not just a request's last.
+a3_503=$(json_get "$(backend_stats a3 9080)" by_status.503)
+a3_failed=$(proxy_metric 'shoal_endpoint_outcomes_total{service="default/flaky",endpoint="10.77.1.5",outcome="failure"}')
+a2_failed=$(proxy_metric 'shoal_endpoint_outcomes_total{service="default/flaky",endpoint="10.77.1.3",outcome="failure"}')
+say "figure: a3's failure outcomes $a3_failed (it answered $a3_503 503s in all), a2's $a2_failed"
+if ((a3_failed > 0 && a3_failed <= a3_503 && a2_failed == 0)); then
+	pass "per-endpoint outcomes count a3's retried 503s ($a3_failed of its $a3_503), none for a2"
+else
+	fail "per-endpoint outcomes: a3 failure $a3_failed (its 503s: $a3_503), a2 failure $a2_failed"
+fi
 
 # ---- no retry storm: the budget ------------------------------------------
 out=$(load http://10.96.0.42/ 500 --rate 100 --concurrency 4)
