@@ -94,6 +94,15 @@ cat >"$out/config.dict" <<'DICT'
 "&a"
 "*a"
 "!!str"
+"${"
+"}"
+"$$"
+":-"
+"${SHOAL_FUZZ_V4}"
+"${SHOAL_FUZZ_PORT}"
+"${SHOAL_FUZZ_EMPTY:-"
+"${SHOAL_FUZZ_BIG}"
+"${SHOAL_FUZZ_UNSET}"
 DICT
 
 fuzz_run config 16384 config_parse "$out/config-corpus" "$seeds"

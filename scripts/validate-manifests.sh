@@ -6,7 +6,8 @@
 # @kubernetes-models/validate; runs on Node 20), and check what the
 # schemas cannot: kustomization.yaml names exactly the files present, and
 # the ClusterRole grants list/watch on services and endpointslices and
-# nothing more.
+# nothing more, and the DaemonSet sets every ${NAME} the ConfigMap's
+# config needs.
 #
 #   scripts/validate-manifests.sh [MANIFEST_DIR]
 #
@@ -123,6 +124,14 @@ else {
 	const envs = (c.env || []).map((e) => e.valueFrom && e.valueFrom.fieldRef && e.valueFrom.fieldRef.fieldPath);
 	for (const f of ["spec.nodeName", "status.hostIP"])
 		if (!envs.includes(f)) fail(`DaemonSet: ${f} not passed through the downward API`);
+	// shoald refuses a ${NAME} without a default that its environment
+	// lacks (docs/config.md): every such NAME in the config must be set.
+	const names = new Set((c.env || []).map((e) => e.name));
+	for (const cm of objects.filter((o) => o.kind === "ConfigMap"))
+		for (const [key, text] of Object.entries(cm.data || {}))
+			for (const m of String(text).matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}/g))
+				if (!m[2] && !names.has(m[1]))
+					fail(`ConfigMap/${cm.metadata.name}: ${key} uses \${${m[1]}}, which the DaemonSet's container does not set`);
 }
 
 if (failures) {

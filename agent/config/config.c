@@ -69,6 +69,16 @@
 /* How much of a user's key or value is quoted back in a message. */
 #define CONFIG_ECHO_MAX 48
 
+/*
+ * Longest value after ${NAME} substitution, with its NUL. Every field's own
+ * limit is below it (a path is PATH_MAX - 1), so a value that outgrows it
+ * could never be accepted anyway, and one that fits gets its field's own
+ * message. It also caps what the environment can make one value cost.
+ */
+#define CONFIG_MAX_EXPANDED PATH_MAX
+/* Longest NAME in ${NAME}: far beyond any real one, small enough to copy. */
+#define CONFIG_MAX_ENV_NAME 128
+
 enum field_kind {
 	FIELD_U16,   /* uint16_t in [min, max] */
 	FIELD_U32,   /* uint32_t in [min, max] */
@@ -127,6 +137,9 @@ struct cfg_parser {
 	int n_routes_total;	    /* routes in the whole file so far */
 	int key_line;		    /* line of the key whose value is being parsed */
 	int node_line;		    /* where node: was, for the "address required" check */
+
+	/* The current value after ${NAME} substitution, when it had any "$". */
+	char expanded[CONFIG_MAX_EXPANDED];
 };
 
 /* Lines in messages are 1-based; libyaml's marks are 0-based. */
@@ -328,10 +341,110 @@ static const char *ev_kind(const yaml_event_t *ev)
 	}
 }
 
+static bool is_env_name_char(char c, bool first)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
+	       (!first && c >= '0' && c <= '9');
+}
+
+/* Append n bytes to the value being expanded, within CONFIG_MAX_EXPANDED. */
+static int cp_expand_append(struct cfg_parser *p, size_t *len, const char *s, size_t n)
+{
+	if (n >= sizeof(p->expanded) - *len)
+		return cp_fail(p, cp_line(p), "expands to more than %zu bytes",
+			       sizeof(p->expanded) - 1);
+	memcpy(p->expanded + *len, s, n);
+	*len += n;
+	return 0;
+}
+
+/*
+ * Substitute ${NAME} and ${NAME:-default} in a value from the environment,
+ * so that one file shared by every node (a DaemonSet's ConfigMap) can carry
+ * per-node values such as the node's address. "$$" is a literal "$", and
+ * any other "$" is an error: a "$" meant literally must never be read as a
+ * reference or the other way round. One pass: what a variable holds is not
+ * expanded again. A default is used when the variable is unset or empty,
+ * as in the shell, and is taken literally up to the first "}".
+ *
+ * On success *s and *n point into p->expanded (valid until the next value)
+ * or are left alone when the value has no "$". Returns 0 or -EINVAL.
+ */
+static int cp_expand(struct cfg_parser *p, const char **s, size_t *n)
+{
+	char name[CONFIG_MAX_ENV_NAME + 1], buf[CONFIG_ECHO_MAX + 4];
+	const char *in = *s, *end = *s + *n, *dollar, *ref, *close, *val;
+	size_t len = 0, name_len, val_len;
+	int err;
+
+	if (!memchr(in, '$', *n))
+		return 0;
+	while ((dollar = memchr(in, '$', (size_t)(end - in)))) {
+		err = cp_expand_append(p, &len, in, (size_t)(dollar - in));
+		if (err)
+			return err;
+		if (end - dollar >= 2 && dollar[1] == '$') {
+			err = cp_expand_append(p, &len, "$", 1);
+			if (err)
+				return err;
+			in = dollar + 2;
+			continue;
+		}
+		if (end - dollar < 2 || dollar[1] != '{')
+			return cp_fail(
+			    p, cp_line(p),
+			    "a \"$\" must start ${NAME} or be written \"$$\", got \"%s\"",
+			    echo(*s, *n, buf));
+		ref = dollar + 2;
+		close = memchr(ref, '}', (size_t)(end - ref));
+		if (!close)
+			return cp_fail(p, cp_line(p), "\"${\" without a closing \"}\", got \"%s\"",
+				       echo(dollar, (size_t)(end - dollar), buf));
+		for (name_len = 0; ref + name_len < close; name_len++) {
+			if (!is_env_name_char(ref[name_len], name_len == 0))
+				break;
+		}
+		/* After the name: "}" or ":-default}", nothing else. */
+		if (name_len == 0 || name_len > CONFIG_MAX_ENV_NAME ||
+		    (ref + name_len < close &&
+		     (close - (ref + name_len) < 2 || memcmp(ref + name_len, ":-", 2))))
+			return cp_fail(p, cp_line(p),
+				       "must be ${NAME} or ${NAME:-default} with NAME of "
+				       "[A-Za-z_][A-Za-z0-9_]* (at most %d), got \"%s\"",
+				       CONFIG_MAX_ENV_NAME,
+				       echo(dollar, (size_t)(close + 1 - dollar), buf));
+		memcpy(name, ref, name_len);
+		name[name_len] = '\0';
+		val = getenv(name);
+		val_len = val ? strlen(val) : 0;
+		if (ref + name_len < close && !val_len) {
+			val = ref + name_len + 2;
+			val_len = (size_t)(close - val);
+		}
+		if (!val)
+			return cp_fail(p, cp_line(p), "environment variable %s is not set", name);
+		err = cp_expand_append(p, &len, val, val_len);
+		if (err)
+			return err;
+		in = close + 1;
+	}
+	err = cp_expand_append(p, &len, in, (size_t)(end - in));
+	if (err)
+		return err;
+	*s = p->expanded;
+	*n = len;
+	return 0;
+}
+
 /*
  * The current event must be a non-null scalar; want names the expected
  * type for the message. Returns 0 with *s (not NUL-terminated, may contain
  * NUL from a "\0" escape) and *n, or -EINVAL.
+ *
+ * Every value of every field is read here, so ${NAME} is substituted here,
+ * once, before any field looks at the text: each field then checks what
+ * the environment gave as it checks what the file says. Keys are read
+ * elsewhere and never substituted.
  */
 static int cp_scalar(struct cfg_parser *p, const char *want, const char **s, size_t *n)
 {
@@ -341,7 +454,7 @@ static int cp_scalar(struct cfg_parser *p, const char *want, const char **s, siz
 		return cp_fail(p, cp_line(p), "must be %s, got %s", want, ev_kind(&p->ev));
 	*s = (const char *)p->ev.data.scalar.value;
 	*n = p->ev.data.scalar.length;
-	return 0;
+	return cp_expand(p, s, n);
 }
 
 static bool ev_is_plain(const yaml_event_t *ev)

@@ -777,6 +777,152 @@ Test(config, error_buffer_is_optional_and_bounded)
 	cr_assert_eq(config_load("/nonexistent", &cfg, NULL, 0), -ENOENT);
 }
 
+/* ---- ${NAME} from the environment (Criterion runs each test in its own process) ---- */
+
+/* As assert_refused, but the whole message must be want. */
+#define assert_refused_exactly(text, want)                                                         \
+	do {                                                                                       \
+		assert_refused(text, want);                                                        \
+		cr_assert_str_eq(err, want);                                                       \
+	} while (0)
+
+Test(config, env_values_are_substituted)
+{
+	struct shoal_addr a = ip("10.0.1.7");
+
+	setenv("SHOAL_TEST_NODE_IP", "10.0.1.7", 1);
+	setenv("SHOAL_TEST_PORT", "15005", 1);
+	setenv("SHOAL_TEST_NODE", "node-a", 1);
+	/* What a variable holds is not expanded again. */
+	setenv("SHOAL_TEST_REF", "${SHOAL_TEST_NODE}", 1);
+	cr_assert_eq(parse("node:\n"
+			   "  address_v4: ${SHOAL_TEST_NODE_IP}\n"
+			   "  proxy_port: ${SHOAL_TEST_PORT}\n"
+			   "bpf:\n"
+			   "  pin_root: /sys/fs/bpf/${SHOAL_TEST_NODE}/a$$b\n"
+			   "  cgroup: \"/${SHOAL_TEST_REF}\"\n"),
+		     0, "%s", err);
+	cr_assert(addr_equal(&cfg->proxy_v4, &a));
+	cr_assert_eq(cfg->proxy_port, 15005);
+	cr_assert_str_eq(cfg->pin_root, "/sys/fs/bpf/node-a/a$b");
+	cr_assert_str_eq(cfg->cgroup, "/${SHOAL_TEST_NODE}");
+}
+
+Test(config, env_keys_are_not_substituted)
+{
+	setenv("SHOAL_TEST_KEY", "address_v4", 1);
+	assert_refused_exactly("node:\n  ${SHOAL_TEST_KEY}: 10.0.1.1\n",
+			       "t.yaml:2: node.${SHOAL_TEST_KEY}: unknown field");
+}
+
+Test(config, env_defaults)
+{
+	struct shoal_addr a = ip("10.0.1.8"), b = ip("10.0.1.9");
+
+	unsetenv("SHOAL_TEST_UNSET");
+	cr_assert_eq(parse("node:\n  address_v4: ${SHOAL_TEST_UNSET:-10.0.1.8}\n"), 0, "%s", err);
+	cr_assert(addr_equal(&cfg->proxy_v4, &a));
+	config_free(cfg);
+	cfg = NULL;
+
+	/* Empty counts as unset, as in the shell. */
+	setenv("SHOAL_TEST_EMPTY", "", 1);
+	cr_assert_eq(parse("node:\n  address_v4: ${SHOAL_TEST_EMPTY:-10.0.1.8}\n"), 0, "%s", err);
+	cr_assert(addr_equal(&cfg->proxy_v4, &a));
+	config_free(cfg);
+	cfg = NULL;
+
+	setenv("SHOAL_TEST_NODE_IP", "10.0.1.9", 1);
+	cr_assert_eq(parse("node:\n  address_v4: ${SHOAL_TEST_NODE_IP:-10.0.1.8}\n"), 0, "%s", err);
+	cr_assert(addr_equal(&cfg->proxy_v4, &b));
+	config_free(cfg);
+	cfg = NULL;
+
+	/* A default is literal: no "$$" inside it, no reference. */
+	cr_assert_eq(parse(NODE "bpf:\n  pin_root: /${SHOAL_TEST_UNSET:-$$x}\n"), 0, "%s", err);
+	cr_assert_str_eq(cfg->pin_root, "/$$x");
+}
+
+Test(config, env_unset_variable_is_an_error)
+{
+	unsetenv("SHOAL_TEST_UNSET");
+	assert_refused_exactly(
+	    "node:\n  address_v4: ${SHOAL_TEST_UNSET}\n",
+	    "t.yaml:2: node.address_v4: environment variable SHOAL_TEST_UNSET is not set");
+	assert_refused_exactly(NODE "services:\n"
+				    "  - name: web\n"
+				    "    vips: [10.96.0.10, \"${SHOAL_TEST_UNSET}\"]\n",
+			       "t.yaml:5: services[0].vips[1]: environment variable "
+			       "SHOAL_TEST_UNSET is not set");
+	/* Set but empty, without a default: the field judges "". */
+	setenv("SHOAL_TEST_EMPTY", "", 1);
+	assert_refused_exactly("node:\n  address_v4: ${SHOAL_TEST_EMPTY}\n",
+			       "t.yaml:2: node.address_v4: must be an IPv4 address, got \"\"");
+}
+
+Test(config, env_malformed_references)
+{
+	setenv("SHOAL_TEST_NODE_IP", "10.0.1.7", 1);
+	assert_refused_exactly("node:\n  address_v4: ${SHOAL_TEST_NODE_IP\n",
+			       "t.yaml:2: node.address_v4: \"${\" without a closing \"}\", got "
+			       "\"${SHOAL_TEST_NODE_IP\"");
+	assert_refused_exactly("node:\n  address_v4: ${}\n",
+			       "t.yaml:2: node.address_v4: must be ${NAME} or ${NAME:-default} "
+			       "with NAME of [A-Za-z_][A-Za-z0-9_]* (at most 128), got \"${}\"");
+	assert_refused("node:\n  address_v4: ${1IP}\n",
+		       "t.yaml:2: node.address_v4: must be ${NAME} or ${NAME:-default}");
+	assert_refused("node:\n  address_v4: ${NODE IP}\n",
+		       "t.yaml:2: node.address_v4: must be ${NAME} or ${NAME:-default}");
+	assert_refused("node:\n  address_v4: ${SHOAL_TEST_NODE_IP-10.0.1.1}\n",
+		       "t.yaml:2: node.address_v4: must be ${NAME} or ${NAME:-default}");
+	assert_refused("node:\n  address_v4: ${SHOAL_TEST_NODE_IP:}\n",
+		       "t.yaml:2: node.address_v4: must be ${NAME} or ${NAME:-default}");
+	assert_refused_exactly(NODE "bpf:\n  pin_root: /a$b\n",
+			       "t.yaml:4: bpf.pin_root: a \"$\" must start ${NAME} or be written "
+			       "\"$$\", got \"/a$b\"");
+	assert_refused(NODE "bpf:\n  pin_root: /a$\n",
+		       "t.yaml:4: bpf.pin_root: a \"$\" must start ${NAME}");
+}
+
+Test(config, env_value_is_checked_by_its_field)
+{
+	setenv("SHOAL_TEST_NODE_IP", "fd00:1::1", 1);
+	assert_refused_exactly("node:\n  address_v4: ${SHOAL_TEST_NODE_IP}\n",
+			       "t.yaml:2: node.address_v4: must be an IPv4 address, got "
+			       "\"fd00:1::1\"");
+	setenv("SHOAL_TEST_PORT", "70000", 1);
+	assert_refused_exactly(NODE "  proxy_port: ${SHOAL_TEST_PORT}\n",
+			       "t.yaml:3: node.proxy_port: must be 1..65535, got 70000");
+	/* Quoted, it is a string before and after substitution. */
+	setenv("SHOAL_TEST_PORT", "15005", 1);
+	assert_refused(NODE "  proxy_port: \"${SHOAL_TEST_PORT}\"\n",
+		       "t.yaml:3: node.proxy_port: must be an integer, got the string \"15005\"");
+	setenv("SHOAL_TEST_NODE", "Node_A", 1);
+	assert_refused(NODE "services:\n  - name: ${SHOAL_TEST_NODE}\n",
+		       "t.yaml:4: services[0].name: must be an RFC 1123 label");
+}
+
+Test(config, env_expansion_is_bounded)
+{
+	char big[3001];
+
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	setenv("SHOAL_TEST_BIG", big, 1);
+	/* One fits a path; twice is past every field's limit and refused at once. */
+	cr_assert_eq(parse(NODE "bpf:\n  pin_root: /${SHOAL_TEST_BIG}\n"), 0, "%s", err);
+	cr_assert_eq(strlen(cfg->pin_root), 3001);
+	config_free(cfg);
+	cfg = NULL;
+	assert_refused_exactly(NODE "bpf:\n  pin_root: /${SHOAL_TEST_BIG}${SHOAL_TEST_BIG}\n",
+			       "t.yaml:4: bpf.pin_root: expands to more than 4095 bytes");
+	/* Below the bound, the field's own limit speaks. */
+	assert_refused_exactly(NODE "services:\n  - name: ${SHOAL_TEST_BIG}\n",
+			       "t.yaml:4: services[0].name: must be an RFC 1123 label (a-z, 0-9 "
+			       "and '-', at most 63, alphanumeric at both ends), got "
+			       "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...\"");
+}
+
 /* ---- protocol detection and the proxy's HTTP knobs ---- */
 
 Test(config, proxy_http_defaults)

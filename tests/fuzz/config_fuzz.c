@@ -66,7 +66,33 @@ static void check_config(const struct config *cfg)
 	}
 }
 
+/*
+ * Variables for ${NAME} references to find, so the fuzzer reaches the
+ * substitution's every branch: a node address, a port, an empty value
+ * (defaults) and one long enough that two of them pass the bound.
+ */
+static void set_fuzz_env(void)
+{
+	static char big[3001];
+
+	memset(big, 'a', sizeof(big) - 1);
+	setenv("SHOAL_FUZZ_V4", "10.0.0.1", 1);
+	setenv("SHOAL_FUZZ_PORT", "80", 1);
+	setenv("SHOAL_FUZZ_EMPTY", "", 1);
+	setenv("SHOAL_FUZZ_BIG", big, 1);
+	unsetenv("SHOAL_FUZZ_UNSET");
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	set_fuzz_env();
+	return 0;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
