@@ -422,6 +422,12 @@ Test(http1, keep_alive_reuses_one_upstream_connection)
 		     atomic_load(&accepted));
 	cr_expect_eq(stats_now().pool_reused, 3);
 	cr_expect_eq(stats_now().http_requests, 4);
+	/* Both client connections are open and idle between requests: they
+	 * hold no buffer (the worker may still be finishing the last turn). */
+	for (uint64_t until = now_ms() + 2000; stats_now().buffers && now_ms() < until;)
+		usleep(1000);
+	cr_expect_eq(stats_now().buffers, 0, "idle keep-alive connections hold %llu buffers",
+		     (unsigned long long)stats_now().buffers);
 	close(c1);
 	close(c2);
 	end_test();
