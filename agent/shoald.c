@@ -32,6 +32,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: shoald -c FILE [--no-shortcut] [--admin ADDR:PORT|off] "
 		   "[--log-level warn|info|debug]\n"
+		   "              [--log-time|--no-log-time]\n"
 		   "       shoald --uninstall (-c FILE | --pin-root DIR)\n"
 		   "       shoald --list-metrics\n"
 		   "\n"
@@ -41,6 +42,9 @@ static void usage(FILE *f)
 		   "                      config's admin.listen (default " ADMIN_DEFAULT_LISTEN
 		   "); off: none\n"
 		   "      --log-level L   warn, info (default) or debug\n"
+		   "      --log-time      start each log line with its UTC time (RFC 3339, ms);\n"
+		   "                      the default unless stderr is the journal (JOURNAL_STREAM)\n"
+		   "      --no-log-time   no time on log lines (for a collector that adds its own)\n"
 		   "      --uninstall     remove every link, program, map and pin shoal made\n"
 		   "      --pin-root DIR  with --uninstall and no -c: the pin root\n"
 		   "      --list-metrics  print the table of exported metrics (docs/metrics.md)\n");
@@ -244,6 +248,8 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "no-shortcut", no_argument, NULL, 'S' },
 		{ "log-level", required_argument, NULL, 'L' },
+		{ "log-time", no_argument, NULL, 'T' },
+		{ "no-log-time", no_argument, NULL, 'N' },
 		{ "uninstall", no_argument, NULL, 'U' },
 		{ "pin-root", required_argument, NULL, 'P' },
 		{ "admin", required_argument, NULL, 'A' },
@@ -266,6 +272,8 @@ int main(int argc, char **argv)
 	sigset_t sigs;
 	int opt, err, sig_fd;
 
+	/* The journal stamps each line itself; anything else gets our time. */
+	log_set_time(log_time_default(getenv("JOURNAL_STREAM"), STDERR_FILENO));
 	while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
@@ -281,6 +289,12 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			log_set_level(level);
+			break;
+		case 'T':
+			log_set_time(true);
+			break;
+		case 'N':
+			log_set_time(false);
 			break;
 		case 'U':
 			uninstall = true;

@@ -209,7 +209,8 @@ def main():
           f"shoald's log:")
     shown = log_lines if len(log_lines) <= 8 else log_lines[:3] + ["..."] + log_lines[-4:]
     for l in shown:
-        print("    " + l.replace("shoal info: proxy: ", ""))
+        # Without shoald's timestamp and prefix: the summary gives t= itself.
+        print("    " + l.split("shoal info: proxy: ", 1)[-1])
     print(f"\nkernel: {kernel['connect_intercepted']} connects intercepted, "
           f"{kernel['shortcut_inserted']} sockets in the sockmap, "
           f"{kernel['redirect_bytes']} bytes in {kernel['redirect_msgs']} messages carried "
