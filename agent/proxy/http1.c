@@ -1001,13 +1001,15 @@ static int http1_rs_frame(struct l4_conn *c)
 static void http1_tunnel(struct worker *w, struct l4_conn *c)
 {
 	struct http1_conn *h = c->http;
-	bool eof = h->up->eof;
+	bool eof = h->up->eof, plain_tcp = h->up->plain_tcp, rdhup = h->up->rdhup;
 	int fd = pool_detach(w, h->up);
 
 	h->up = NULL;
 	http1_slab_release(w, h);
 	c->upstream.pl.fd = fd;
 	c->upstream.eof = eof;
+	c->upstream.plain_tcp = plain_tcp;
+	c->upstream.rdhup = rdhup;
 	if (worker_rewatch(w, &c->upstream.pl) < 0) {
 		http1_abort(w, c);
 		return;
