@@ -31,16 +31,40 @@ static void http1_error(struct worker *w, struct l4_conn *c, enum http_error err
  */
 #define HTTP1_NO_CANDIDATE_POLL_NS (10 * 1000000ull)
 
-size_t http1_conn_size(const struct config *cfg)
-{
-	uint32_t n = cfg->http_max_headers ? cfg->http_max_headers : HTTP1_MAX_HEADERS_DEFAULT;
-
-	return sizeof(struct http1_conn) + 2 * (size_t)n * sizeof(struct http1_header);
-}
-
 static uint32_t http1_max_headers(const struct config *cfg)
 {
 	return cfg->http_max_headers ? cfg->http_max_headers : HTTP1_MAX_HEADERS_DEFAULT;
+}
+
+size_t http1_headers_size(const struct config *cfg)
+{
+	return 2 * (size_t)http1_max_headers(cfg) * sizeof(struct http1_header);
+}
+
+/* h holds its header slots (a head is about to be parsed); false: no memory. */
+static bool http1_headers_hold(struct worker *w, struct http1_conn *h)
+{
+	uint32_t n = http1_max_headers(w->cfg);
+
+	if (h->headers)
+		return true;
+	h->headers = worker_headers_get(w);
+	if (!h->headers)
+		return false;
+	h->rq_head.headers = h->headers;
+	h->rq_head.cap = n;
+	h->rs_head.headers = h->headers + n;
+	h->rs_head.cap = n;
+	return true;
+}
+
+/* Between exchanges: no parsed header is used any more. */
+static void http1_headers_release(struct worker *w, struct http1_conn *h)
+{
+	worker_headers_put(w, h->headers);
+	h->headers = NULL;
+	h->rq_head.headers = h->rs_head.headers = NULL;
+	h->rq_head.n_headers = h->rs_head.n_headers = 0;
 }
 
 static bool http1_debug(void)
@@ -439,6 +463,11 @@ static void http1_rq_head(struct worker *w, struct l4_conn *c)
 
 	if (b->tail == 0)
 		return;
+	if (!http1_headers_hold(w, h)) {
+		pr_debug("proxy worker %d: no memory for header slots; resetting the client", w->id);
+		http1_abort(w, c);
+		return;
+	}
 	if (!h->rq_head_start_ns) {
 		h->rq_head_start_ns = timer_now_ns();
 		http1_arm_idle(w, c);
@@ -1081,6 +1110,11 @@ static bool http1_rs_head(struct worker *w, struct l4_conn *c)
 	struct l4_buf *b = &c->to_client;
 	uint32_t cap = w->cfg->buffer_bytes;
 
+	/* Held since the request's head; a response never comes first. */
+	if (h->rs == HTTP1_RESP_HEAD && b->tail > h->rs_start && !http1_headers_hold(w, h)) {
+		http1_abort(w, c);
+		return false;
+	}
 	while (h->rs == HTTP1_RESP_HEAD && b->tail > h->rs_start) {
 		size_t consumed = 0;
 		int r = http1_parse_head(&h->rs_parser, b->data + h->rs_start,
@@ -1372,9 +1406,11 @@ static void http1_next_request(struct worker *w, struct l4_conn *c)
 	in->head = 0;
 	in->tail = left;
 	out->head = out->tail = 0;
-	/* Between exchanges a connection holds no buffer it does not need. */
+	/* Between exchanges a connection holds no buffer or header slot it
+	 * does not need. */
 	l4_buf_release_empty(w, in);
 	l4_buf_release_empty(w, out);
+	http1_headers_release(w, h);
 
 	h->rq = HTTP1_REQ_HEAD;
 	h->rs = HTTP1_RESP_NONE;
@@ -1695,10 +1731,6 @@ void http1_start(struct worker *w, struct l4_conn *c)
 	c->http = h;
 
 	memset(h, 0, sizeof(*h));
-	h->rq_head.headers = h->headers;
-	h->rq_head.cap = http1_max_headers(w->cfg);
-	h->rs_head.headers = h->headers + h->rq_head.cap;
-	h->rs_head.cap = h->rq_head.cap;
 	c->mode = L4_MODE_HTTP;
 	c->state = L4_ESTABLISHED;
 	c->client.pl.on_event = http1_on_client_event;

@@ -126,11 +126,17 @@ struct http1_conn {
 
 	uint64_t last_active_ns;
 	struct http1_tele tele; /* metrics and trace of the request in flight */
-	struct http1_header headers[]; /* request array, then response array */
+	/*
+	 * The request's header slots, then the response's (http1_headers_size):
+	 * from the worker while a head is parsed or in use, back between
+	 * exchanges (3.2 KiB by default, most of an idle connection). NULL:
+	 * none held.
+	 */
+	struct http1_header *headers;
 };
 
-/* Bytes of a struct http1_conn with its header arrays, for cfg's limits. */
-size_t http1_conn_size(const struct config *cfg);
+/* Bytes of the header slots of one struct http1_conn, for cfg's limits. */
+size_t http1_headers_size(const struct config *cfg);
 
 /*
  * Carry c as HTTP/1: its client is watched; c->to_upstream may already

@@ -428,6 +428,9 @@ Test(http1, keep_alive_reuses_one_upstream_connection)
 		usleep(1000);
 	cr_expect_eq(stats_now().buffers, 0, "idle keep-alive connections hold %llu buffers",
 		     (unsigned long long)stats_now().buffers);
+	cr_expect_eq(stats_now().header_slots, 0,
+		     "idle keep-alive connections hold %llu header slot arrays",
+		     (unsigned long long)stats_now().header_slots);
 	close(c1);
 	close(c2);
 	end_test();

@@ -73,6 +73,9 @@ void proxy_stop(struct proxy *p);
 	X(buffers, gauge,                                                                          \
 	  "Connection buffers (proxy.buffer_bytes each) held now: a connection holds one per "     \
 	  "direction only while bytes wait in it, so idle connections hold none.")                 \
+	X(header_slots, gauge,                                                                     \
+	  "HTTP header slot arrays (2 x proxy.http.max_headers) held now: one per connection "     \
+	  "with a request head being parsed or in flight; idle keep-alive connections hold none.") \
 	X(detect_http, counter, "Connections on undeclared ports detected as HTTP/1.")             \
 	X(detect_opaque, counter,                                                                  \
 	  "Connections on undeclared ports carried as opaque TCP (not HTTP/1, or silent).")        \

@@ -192,9 +192,30 @@ bool worker_plain_tcp(const struct worker *w, int fd)
 	return w->p->on_shortcut && !w->p->on_shortcut(w->p->orig_ctx, fd);
 }
 
+static void *freelist_get(struct worker_freelist *f)
+{
+	return f->n ? f->items[--f->n] : malloc(f->size);
+}
+
+static void freelist_put(struct worker_freelist *f, void *p)
+{
+	if (!p)
+		return;
+	if (f->n < WORKER_FREE_BUFS_MAX)
+		f->items[f->n++] = p;
+	else
+		free(p);
+}
+
+static void freelist_fini(struct worker_freelist *f)
+{
+	while (f->n)
+		free(f->items[--f->n]);
+}
+
 char *worker_buf_get(struct worker *w)
 {
-	char *buf = w->n_buf_free ? w->buf_free[--w->n_buf_free] : malloc(w->buf_bytes);
+	char *buf = freelist_get(&w->bufs);
 
 	if (buf)
 		__atomic_store_n(&w->stats.buffers, ++w->n_buf_held, __ATOMIC_RELAXED);
@@ -206,27 +227,36 @@ void worker_buf_put(struct worker *w, char *buf)
 	if (!buf)
 		return;
 	__atomic_store_n(&w->stats.buffers, --w->n_buf_held, __ATOMIC_RELAXED);
-	if (w->n_buf_free < WORKER_FREE_BUFS_MAX)
-		w->buf_free[w->n_buf_free++] = buf;
-	else
-		free(buf);
+	freelist_put(&w->bufs, buf);
 }
 
 struct http1_conn *worker_http_get(struct worker *w)
 {
-	if (w->n_http_free)
-		return w->http_free[--w->n_http_free];
-	return malloc(w->http_size);
+	return freelist_get(&w->https);
 }
 
 void worker_http_put(struct worker *w, struct http1_conn *h)
 {
-	if (!h)
+	if (h)
+		worker_headers_put(w, h->headers);
+	freelist_put(&w->https, h);
+}
+
+struct http1_header *worker_headers_get(struct worker *w)
+{
+	struct http1_header *hd = freelist_get(&w->headers);
+
+	if (hd)
+		__atomic_store_n(&w->stats.header_slots, ++w->n_headers_held, __ATOMIC_RELAXED);
+	return hd;
+}
+
+void worker_headers_put(struct worker *w, struct http1_header *hd)
+{
+	if (!hd)
 		return;
-	if (w->n_http_free < WORKER_FREE_BUFS_MAX)
-		w->http_free[w->n_http_free++] = h;
-	else
-		free(h);
+	__atomic_store_n(&w->stats.header_slots, --w->n_headers_held, __ATOMIC_RELAXED);
+	freelist_put(&w->headers, hd);
 }
 
 struct l4_conn *worker_conn_get(struct worker *w)
@@ -437,8 +467,9 @@ int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t err
 	w->id = id;
 	w->epfd = -1;
 	w->stop.fd = -1;
-	w->buf_bytes = cfg->buffer_bytes;
-	w->http_size = http1_conn_size(cfg);
+	w->bufs.size = cfg->buffer_bytes;
+	w->https.size = sizeof(struct http1_conn);
+	w->headers.size = http1_headers_size(cfg);
 	/* The connection's snapshot reference follows it, pointer-aligned. */
 	w->snap_off = (sizeof(struct l4_conn) + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
 	w->conn_size = w->snap_off + sizeof(struct proxy_snap *);
@@ -526,10 +557,9 @@ void worker_fini(struct worker *w)
 		free(c);
 	}
 	w->n_free = 0;
-	while (w->n_buf_free)
-		free(w->buf_free[--w->n_buf_free]);
-	while (w->n_http_free)
-		free(w->http_free[--w->n_http_free]);
+	freelist_fini(&w->bufs);
+	freelist_fini(&w->https);
+	freelist_fini(&w->headers);
 	while (w->n_replay_free)
 		free(w->replay_free[--w->n_replay_free]);
 	w->n_replay_slabs = 0;

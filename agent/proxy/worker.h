@@ -74,6 +74,13 @@ struct worker_listener {
 	char name[ADDR_STR_MAX]; /* "10.0.1.1:15001", for messages */
 };
 
+/* Idle blocks of one size, kept for reuse (WORKER_FREE_BUFS_MAX at most). */
+struct worker_freelist {
+	void *items[WORKER_FREE_BUFS_MAX];
+	uint32_t n;
+	size_t size;
+};
+
 struct worker {
 	struct proxy *p;
 	const struct config *cfg;
@@ -101,18 +108,18 @@ struct worker {
 	size_t conn_size; /* struct l4_conn and the snapshot reference */
 
 	/*
-	 * Buffers (cfg->buffer_bytes) and HTTP states (http1_conn_size) live
-	 * apart from the connections: a connection holds a buffer only while
-	 * bytes wait in it, and an HTTP state only if it speaks HTTP, so an
-	 * idle connection costs its few hundred bytes (docs/proxy.md).
+	 * Buffers (cfg->buffer_bytes), HTTP states (struct http1_conn) and
+	 * header slots (http1_headers_size) live apart from the connections:
+	 * a connection holds a buffer only while bytes wait in it, an HTTP
+	 * state only if it speaks HTTP, and header slots only while a head is
+	 * parsed or in use, so an idle connection costs its few hundred bytes
+	 * (docs/proxy.md).
 	 */
-	void *buf_free[WORKER_FREE_BUFS_MAX]; /* idle buffers */
-	uint32_t n_buf_free;
-	uint32_t n_buf_held; /* by connections */
-	uint32_t buf_bytes;
-	void *http_free[WORKER_FREE_BUFS_MAX]; /* idle HTTP states */
-	uint32_t n_http_free;
-	size_t http_size;
+	struct worker_freelist bufs;
+	uint32_t n_buf_held;	  /* by connections */
+	uint32_t n_headers_held; /* by connections */
+	struct worker_freelist https;
+	struct worker_freelist headers;
 	struct pool *pool; /* idle upstream HTTP connections per endpoint */
 
 	void *replay_free[WORKER_REPLAY_SLABS_MAX]; /* idle replay slabs */
@@ -141,7 +148,7 @@ struct worker {
 };
 
 /*
- * A buffer of buf_bytes for a connection about to read, and back once
+ * A buffer of cfg->buffer_bytes for a connection about to read, and back once
  * empty. NULL when memory is short (the caller fails the connection).
  */
 char *worker_buf_get(struct worker *w);
@@ -150,9 +157,13 @@ void worker_buf_put(struct worker *w, char *buf);
 /* Socket fd is not on the sockmap shortcut (proxy_on_shortcut_fn). */
 bool worker_plain_tcp(const struct worker *w, int fd);
 
-/* An HTTP state of http_size bytes (uninitialized), and back. */
+/* An HTTP state (uninitialized), and back. */
 struct http1_conn *worker_http_get(struct worker *w);
 void worker_http_put(struct worker *w, struct http1_conn *h);
+
+/* Header slots for an HTTP state (uninitialized), and back. */
+struct http1_header *worker_headers_get(struct worker *w);
+void worker_headers_put(struct worker *w, struct http1_header *hd);
 
 /* The config connection c was routed with (it outlives later updates). */
 const struct config *worker_conn_config(const struct worker *w, const struct l4_conn *c);

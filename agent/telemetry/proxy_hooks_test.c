@@ -27,13 +27,12 @@ static struct tracer *tracer;
 static struct worker w;
 static struct l4_conn *c;
 static char bufs[2 * BUF];
+static struct http1_header slots[2 * MAX_HEADERS];
 
 static void setup(void)
 {
 	struct trace_config tc = {.sample_rate = 1.0, .seed = 42};
 	char err[256];
-	size_t http_size =
-	    sizeof(struct http1_conn) + 2 * MAX_HEADERS * sizeof(struct http1_header);
 
 	memset(&cfg, 0, sizeof(cfg));
 	memset(&svc, 0, sizeof(svc));
@@ -50,8 +49,9 @@ static void setup(void)
 	w.cfg = &cfg;
 	w.trace = tracer_worker(tracer, 0);
 	w.metrics = metrics_http_shard_new(1);
-	c = calloc(1, sizeof(*c) + http_size);
+	c = calloc(1, sizeof(*c) + sizeof(struct http1_conn));
 	c->http = (struct http1_conn *)(c + 1);
+	c->http->headers = slots;
 	c->svc = &svc;
 	c->to_upstream.data = bufs;
 	c->to_client.data = bufs + BUF;
