@@ -173,12 +173,14 @@ def main():
 
     w("### Proxy memory with idle connections")
     w("")
-    w("echo: each connection carried one byte each way, then went idle; silent: connected only.")
+    w("echo: each connection carried one byte each way, then went idle; silent: connected only; "
+      "http: one GET and its response, then idle (keep-alive).")
     w("")
     w("| proxy | connections | RSS idle | RSS with N idle connections | per connection |")
     w("|---|---|---|---|---|")
     per_conn = {}
-    for key in ("shoal_l4_on:echo", "shoal_l4_on:silent", "shoal_l4_on_128k:echo", "haproxy_tcp:echo"):
+    for key in ("shoal_l4_on:echo", "shoal_l4_on:silent", "shoal_l4_on_128k:echo", "haproxy_tcp:echo",
+                "shoal_http_on:http", "haproxy_http:http"):
         r, mode = key.split(":")
         if ("idleerr", key) in notes:
             w(f"| {slabels.get(r, r)} | {mode} | note: {notes[('idleerr', key)]} | | |")
@@ -244,7 +246,7 @@ def main():
     idle = s.med("idle", "shoal_l4_on:echo", "rss_idle_kib")
     if idle is not None:
         w(f"| proxy RSS ≤ 10 MiB idle | {idle / 1024:.1f} MiB | {verdict(idle <= 10 * 1024)} |")
-    for key in ("shoal_l4_on:echo", "shoal_l4_on:silent"):
+    for key in ("shoal_l4_on:echo", "shoal_l4_on:silent", "shoal_http_on:http"):
         if key in per_conn:
             pc = per_conn[key]
             w(f"| ≤ 4 KiB per idle connection ({key.split(':')[1]}) | {pc / 1024:.1f} KiB | {verdict(pc <= 4096)} |")

@@ -9,12 +9,14 @@
  *                                         one connection, SIZE-byte message,
  *                                         wait for the echo, repeat; prints
  *                                         round trips/s and RTT percentiles
- *   benchtool hold ADDR:PORT N [silent]   open N connections, echo one byte
+ *   benchtool hold ADDR:PORT N [silent|http]
+ *                                         open N connections, echo one byte
  *                                         on each (so every hop has really
  *                                         set the connection up and carried
  *                                         data), print "held N", then sleep
  *                                         until SIGTERM; "silent": connect
- *                                         only, no byte
+ *                                         only, no byte; "http": one GET
+ *                                         and its whole response instead
  *
  * Built by scripts/bench with cc into build-bench/tools/; not part of the
  * meson build on purpose (it is a measuring tool, not shoal).
@@ -237,7 +239,45 @@ static void on_term(int sig)
 	stop = 1;
 }
 
-static int hold(const char *addr, long count, int silent)
+/*
+ * One GET on fd and its whole response (a head, then Content-Length bytes
+ * of body): 0, or -1 with errno (0: the peer closed or answered oddly).
+ */
+static int http_exchange(int fd)
+{
+	static const char req[] = "GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
+	char buf[4096], *end, *cl;
+	size_t got = 0, head, want;
+	ssize_t n;
+
+	if (full_io(fd, (char *)req, sizeof(req) - 1, 1))
+		return -1;
+	while (!(end = memmem(buf, got, "\r\n\r\n", 4))) {
+		if (got == sizeof(buf) - 1)
+			return errno = 0, -1;
+		n = read(fd, buf + got, sizeof(buf) - 1 - got);
+		if (n <= 0)
+			return errno = n ? errno : 0, -1;
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	head = (size_t)(end + 4 - buf);
+	cl = strcasestr(buf, "\r\ncontent-length:");
+	if (!cl || cl > end)
+		return errno = 0, -1;
+	want = head + strtoul(cl + 17, NULL, 10);
+	while (got < want) {
+		n = read(fd, buf, sizeof(buf) < want - got ? sizeof(buf) : want - got);
+		if (n <= 0)
+			return errno = n ? errno : 0, -1;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+enum hold_mode { HOLD_ECHO, HOLD_SILENT, HOLD_HTTP };
+
+static int hold(const char *addr, long count, enum hold_mode mode)
 {
 	long failed = 0;
 	struct sockaddr_in sa;
@@ -253,7 +293,8 @@ static int hold(const char *addr, long count, int silent)
 		int fd = dial(&sa);
 
 		errno = 0;
-		if (!silent && (full_io(fd, &c, 1, 1) || full_io(fd, &c, 1, 0))) {
+		if ((mode == HOLD_ECHO && (full_io(fd, &c, 1, 1) || full_io(fd, &c, 1, 0))) ||
+		    (mode == HOLD_HTTP && http_exchange(fd))) {
 			fprintf(stderr, "benchtool: hold: connection %ld: %s\n", i,
 				errno ? strerror(errno) : "closed by the peer");
 			close(fd);
@@ -275,8 +316,13 @@ int main(int argc, char **argv)
 		serve(atoi(argv[2]));
 	if (argc == 5 && !strcmp(argv[1], "pingpong"))
 		return pingpong(argv[2], (size_t)atol(argv[3]), atof(argv[4]));
-	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "hold"))
-		return hold(argv[2], atol(argv[3]), argc == 5 && !strcmp(argv[4], "silent"));
-	fprintf(stderr, "usage: benchtool serve PORT | pingpong ADDR:PORT SIZE SECONDS | hold ADDR:PORT N [silent]\n");
+	if (argc == 4 && !strcmp(argv[1], "hold"))
+		return hold(argv[2], atol(argv[3]), HOLD_ECHO);
+	if (argc == 5 && !strcmp(argv[1], "hold") && !strcmp(argv[4], "silent"))
+		return hold(argv[2], atol(argv[3]), HOLD_SILENT);
+	if (argc == 5 && !strcmp(argv[1], "hold") && !strcmp(argv[4], "http"))
+		return hold(argv[2], atol(argv[3]), HOLD_HTTP);
+	fprintf(stderr, "usage: benchtool serve PORT | pingpong ADDR:PORT SIZE SECONDS | "
+			"hold ADDR:PORT N [silent|http]\n");
 	return 2;
 }
