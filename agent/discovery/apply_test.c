@@ -22,6 +22,7 @@
 #include "common/addr.h"
 #include "proxy/proxy.h"
 #include "proxy/proxy_int.h"
+#include "proxy/test_support.h"
 
 #define IO_TIMEOUT_MS 5000
 
@@ -89,14 +90,6 @@ static socklen_t ep_sockaddr(const struct shoal_addr *ep, uint16_t port_be,
 }
 
 /* Every accepted connection was headed for 10.96.0.10:80. */
-/* No socket of these tests is in a SOCKHASH: short reads are trusted. */
-static bool test_plain_tcp(void *ctx, int fd)
-{
-	(void)ctx;
-	(void)fd;
-	return false;
-}
-
 static int orig_dst(void *ctx, const struct sockaddr *peer, const struct sockaddr *local,
 		    struct shoal_orig_dst *orig)
 {

@@ -30,6 +30,7 @@
 #include "proxy/http_error.h"
 #include "proxy/proxy.h"
 #include "proxy/proxy_int.h"
+#include "proxy/test_support.h"
 
 #define VIP "10.96.0.10"
 #define SVC_PORT 80
@@ -119,33 +120,11 @@ Test(http_error, formats_a_complete_response)
 
 /* ---- the proxy on loopback -------------------------------------------- */
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static struct sockaddr_in loopback(uint16_t port)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	return sin;
-}
-
 static int listen_any(uint16_t *port)
 {
-	struct sockaddr_in sin = loopback(0);
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = test_bound_socket(64);
 
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	cr_assert_eq(listen(fd, 64), 0);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	*port = ntohs(sin.sin_port);
+	*port = test_bound_port(fd);
 	return fd;
 }
 
@@ -257,14 +236,6 @@ static void backend_start(script_fn fn)
 	accepting = true;
 }
 
-/* No socket of these tests is in a SOCKHASH: short reads are trusted. */
-static bool test_plain_tcp(void *ctx, int fd)
-{
-	(void)ctx;
-	(void)fd;
-	return false;
-}
-
 static int test_orig_dst(void *ctx, const struct sockaddr *peer, const struct sockaddr *local,
 			 struct shoal_orig_dst *orig)
 {
@@ -275,15 +246,6 @@ static int test_orig_dst(void *ctx, const struct sockaddr *peer, const struct so
 	orig->port = htons(SVC_PORT);
 	orig->svc_id = 0;
 	return 0;
-}
-
-static uint16_t free_port(void)
-{
-	uint16_t port;
-	int fd = listen_any(&port);
-
-	close(fd);
-	return port;
 }
 
 static void setup(void)
@@ -301,7 +263,7 @@ static void setup(void)
 	accepting = false;
 
 	addr_parse("127.0.0.1", &cfg.proxy_v4);
-	cfg.proxy_port = free_port();
+	cfg.proxy_port = test_free_port();
 	cfg.socket_mark = SHOAL_DEFAULT_SOCKET_MARK;
 	cfg.workers = 1; /* one worker: one pool, so reuse is deterministic */
 	cfg.connect_timeout_ms = 1000;
@@ -363,16 +325,7 @@ static void start_proxy(void)
 
 static int client_connect(void)
 {
-	struct sockaddr_in sin = loopback(cfg.proxy_port);
-	struct timeval tv = {.tv_sec = IO_TIMEOUT_MS / 1000};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	cr_assert_geq(fd, 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0, "connect: %s",
-		     strerror(errno));
-	return fd;
+	return test_client_connect(cfg.proxy_port, IO_TIMEOUT_MS);
 }
 
 static struct proxy_stats stats_now(void)
@@ -424,7 +377,7 @@ Test(http1, keep_alive_reuses_one_upstream_connection)
 	cr_expect_eq(stats_now().http_requests, 4);
 	/* Both client connections are open and idle between requests: they
 	 * hold no buffer (the worker may still be finishing the last turn). */
-	for (uint64_t until = now_ms() + 2000; stats_now().buffers && now_ms() < until;)
+	for (uint64_t until = test_now_ms() + 2000; stats_now().buffers && test_now_ms() < until;)
 		usleep(1000);
 	cr_expect_eq(stats_now().buffers, 0, "idle keep-alive connections hold %llu buffers",
 		     (unsigned long long)stats_now().buffers);
@@ -559,7 +512,7 @@ Test(http1, refused_endpoint_is_a_503_connect_failure)
 
 	addr_parse("127.0.0.1", &ep.addr);
 	svc.n_endpoints = 1;
-	svc.ports[0].target_port = free_port();
+	svc.ports[0].target_port = test_free_port();
 	start_proxy();
 	c = client_connect();
 	send_str(c, GET("/"));
@@ -627,10 +580,10 @@ Test(http1, detection_gives_a_silent_client_the_banner_quickly)
 	cfg.detect_timeout_ms = 50;
 	backend_start(script_banner);
 	start_proxy();
-	t0 = now_ms();
+	t0 = test_now_ms();
 	c = client_connect();
 	cr_assert(read_until(c, resp, sizeof(resp), "220 banner\r\n"), "got '%s'", resp);
-	cr_expect_lt(now_ms() - t0, 1000);
+	cr_expect_lt(test_now_ms() - t0, 1000);
 	send_str(c, "echo me");
 	cr_expect(read_until(c, resp, sizeof(resp), "echo me"));
 	cr_expect_eq(stats_now().detect_opaque, 1);
@@ -756,10 +709,10 @@ Test(http1, the_client_deadline_header_is_a_504_at_once)
 	backend_start(script_silent);
 	start_proxy();
 	c = client_connect();
-	t0 = now_ms();
+	t0 = test_now_ms();
 	one_request(c, "GET /slow HTTP/1.1\r\nHost: web\r\nx-shoal-timeout-ms: 150\r\n\r\n", resp,
 		    sizeof(resp), "\r\n\r\n");
-	ms = now_ms() - t0;
+	ms = test_now_ms() - t0;
 	cr_assert(!strncmp(resp, "HTTP/1.1 504", 12), "got '%s'", resp);
 	cr_assert(strstr(resp, "x-shoal-error: timeout"), "got '%s'", resp);
 	cr_assert(ms >= 140 && ms < 400, "504 after %llu ms, want about 150",
@@ -796,9 +749,9 @@ Test(http1, every_endpoint_ejected_waits_fail_fast_then_503)
 	close(c);
 	/* Its three failed tries (two retries) ejected it for about 1 s. */
 	c = client_connect();
-	t0 = now_ms();
+	t0 = test_now_ms();
 	one_request(c, GET("/b"), resp, sizeof(resp), "\r\n\r\n");
-	ms = now_ms() - t0;
+	ms = test_now_ms() - t0;
 	cr_assert(!strncmp(resp, "HTTP/1.1 503", 12), "got '%s'", resp);
 	cr_assert(strstr(resp, "x-shoal-error: no-candidate"), "got '%s'", resp);
 	cr_assert(ms >= 180 && ms < 600, "503 after %llu ms, want about 200",
@@ -829,7 +782,7 @@ static socklen_t two_eps_sockaddr(const struct shoal_addr *e, uint16_t port_be,
 	if (k < 2)
 		atomic_store(&rs_dials[k], (int)(ntohl(e->ip6[3]) & 0xff));
 	memset(out, 0, sizeof(*out));
-	*sin = loopback(two_eps_port);
+	*sin = test_loopback(two_eps_port);
 	return sizeof(*sin);
 }
 

@@ -29,6 +29,7 @@
 #include "common/addr.h"
 #include "proxy/proxy.h"
 #include "proxy/proxy_int.h"
+#include "proxy/test_support.h"
 
 #define MAX_BACKENDS 4
 #define MAX_EPS 4
@@ -86,54 +87,14 @@ static int spare_fds[8];
 static int n_spare_fds;
 static uint16_t ep_port[MAX_EPS + 1]; /* 192.0.2.N -> 127.0.0.1:ep_port[N] */
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static struct sockaddr_in loopback(uint16_t port)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	return sin;
-}
-
-static uint16_t bound_port(int fd)
-{
-	struct sockaddr_in sin;
-	socklen_t len = sizeof(sin);
-
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	return ntohs(sin.sin_port);
-}
-
-/* A socket bound to a fresh 127.0.0.1 port, listening with backlog (or
- * not listening at all when backlog < 0: connects to it are refused). */
-static int bound_socket(int backlog)
-{
-	struct sockaddr_in sin = loopback(0);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0, "bind: %s",
-		     strerror(errno));
-	if (backlog >= 0)
-		cr_assert_eq(listen(fd, backlog), 0);
-	return fd;
-}
-
 /* A port nobody listens on; it stays bound until teardown so nothing else
  * takes it, and every connect to it is refused. */
 static uint16_t refused_port(void)
 {
-	int fd = bound_socket(-1);
+	int fd = test_bound_socket(-1);
 
 	spare_fds[n_spare_fds++] = fd;
-	return bound_port(fd);
+	return test_bound_port(fd);
 }
 
 /*
@@ -142,9 +103,9 @@ static uint16_t refused_port(void)
  */
 static uint16_t blackhole_port(void)
 {
-	int lfd = bound_socket(0);
-	uint16_t port = bound_port(lfd);
-	struct sockaddr_in sin = loopback(port);
+	int lfd = test_bound_socket(0);
+	uint16_t port = test_bound_port(lfd);
+	struct sockaddr_in sin = test_loopback(port);
 	int cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	spare_fds[n_spare_fds++] = lfd;
@@ -264,19 +225,11 @@ static uint16_t backend_start(enum backend_mode mode, char id)
 
 	b->mode = mode;
 	b->id = id;
-	b->lfd = bound_socket(64);
-	b->port = bound_port(b->lfd);
+	b->lfd = test_bound_socket(64);
+	b->port = test_bound_port(b->lfd);
 	cr_assert_eq(pthread_create(&b->thread, NULL, backend_main, b), 0);
 	b->running = true;
 	return b->port;
-}
-
-/* No socket of these tests is in a SOCKHASH: short reads are trusted. */
-static bool test_plain_tcp(void *ctx, int fd)
-{
-	(void)ctx;
-	(void)fd;
-	return false;
 }
 
 static int test_orig_dst(void *ctx, const struct sockaddr *peer, const struct sockaddr *local,
@@ -307,7 +260,7 @@ static socklen_t test_endpoint_sockaddr(const struct shoal_addr *ep, uint16_t po
 		struct sockaddr_in *sin = (struct sockaddr_in *)out;
 
 		memset(out, 0, sizeof(*out));
-		*sin = loopback(ep_port[n]);
+		*sin = test_loopback(ep_port[n]);
 		return sizeof(*sin);
 	}
 	return addr_to_sockaddr(ep, port_be, out);
@@ -334,15 +287,6 @@ static void set_loopback_endpoint(uint16_t port)
 	svc.n_endpoints = 1;
 }
 
-static uint16_t free_port(void)
-{
-	int fd = bound_socket(-1);
-	uint16_t port = bound_port(fd);
-
-	close(fd);
-	return port;
-}
-
 static void setup(void)
 {
 	if (geteuid() != 0)
@@ -357,7 +301,7 @@ static void setup(void)
 	px = NULL;
 
 	addr_parse("127.0.0.1", &cfg.proxy_v4);
-	cfg.proxy_port = free_port();
+	cfg.proxy_port = test_free_port();
 	cfg.socket_mark = SHOAL_DEFAULT_SOCKET_MARK;
 	cfg.workers = 2;
 	cfg.connect_timeout_ms = 1000;
@@ -432,16 +376,7 @@ static void start_proxy(void)
 /* A blocking client connected to the proxy, with I/O timeouts. */
 static int client_connect(void)
 {
-	struct sockaddr_in sin = loopback(cfg.proxy_port);
-	struct timeval tv = {.tv_sec = IO_TIMEOUT_MS / 1000};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	cr_assert_geq(fd, 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0, "connect: %s",
-		     strerror(errno));
-	return fd;
+	return test_client_connect(cfg.proxy_port, IO_TIMEOUT_MS);
 }
 
 static struct proxy_stats stats_now(void)
@@ -455,8 +390,8 @@ static struct proxy_stats stats_now(void)
 /* Stats move on the workers' threads: poll until field reaches want. */
 #define expect_stat(field, want)                                                                   \
 	do {                                                                                       \
-		uint64_t deadline_ = now_ms() + IO_TIMEOUT_MS;                                     \
-		while (stats_now().field != (want) && now_ms() < deadline_)                        \
+		uint64_t deadline_ = test_now_ms() + IO_TIMEOUT_MS;                                     \
+		while (stats_now().field != (want) && test_now_ms() < deadline_)                        \
 			usleep(1000);                                                              \
 		cr_expect_eq(stats_now().field, (want), #field " is %llu, not %llu",               \
 			     (unsigned long long)stats_now().field, (unsigned long long)(want));   \
@@ -663,10 +598,10 @@ Test(proxy, connect_timeout_fails_over_to_the_next)
 	cfg.connect_timeout_ms = 200;
 	set_mapped_endpoints(ports, 2);
 	start_proxy();
-	t0 = now_ms();
+	t0 = test_now_ms();
 	fd = client_connect();
 	cr_assert_eq(read(fd, &id, 1), 1);
-	ms = now_ms() - t0;
+	ms = test_now_ms() - t0;
 	cr_assert_eq(id, 'B');
 	/* P2C picks the black hole first or not at all: then B at once. */
 	if (stats_now().connect_failures)
@@ -696,10 +631,10 @@ Test(proxy, all_endpoints_refused_resets_the_client_quickly)
 
 	set_mapped_endpoints(ports, 2);
 	start_proxy();
-	t0 = now_ms();
+	t0 = test_now_ms();
 	fd = client_connect();
 	expect_reset(fd);
-	ms = now_ms() - t0;
+	ms = test_now_ms() - t0;
 	cr_assert_lt(ms, 1000, "reset after %llu ms (deadline %u ms)", (unsigned long long)ms,
 		     cfg.connect_deadline_ms);
 	close(fd);
@@ -720,10 +655,10 @@ Test(proxy, connect_deadline_bounds_all_attempts)
 	cfg.connect_deadline_ms = 300;
 	set_mapped_endpoints(ports, 3);
 	start_proxy();
-	t0 = now_ms();
+	t0 = test_now_ms();
 	fd = client_connect();
 	expect_reset(fd);
-	ms = now_ms() - t0;
+	ms = test_now_ms() - t0;
 	cr_assert_geq(ms, 250, "reset after %llu ms", (unsigned long long)ms);
 	cr_assert_lt(ms, 900, "reset after %llu ms, deadline 300", (unsigned long long)ms);
 	close(fd);
@@ -849,7 +784,7 @@ Test(proxy, max_connections_pauses_accepting)
 
 Test(proxy, bind_conflict_is_reported)
 {
-	struct sockaddr_in sin = loopback(cfg.proxy_port);
+	struct sockaddr_in sin = test_loopback(cfg.proxy_port);
 	char err[256] = "", want[128];
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int ret;

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Loopback plumbing shared by the tests that run a real proxy
+ * (proxy_test.c, http1_test.c, discovery/apply_test.c). Test code only:
+ * failures are Criterion assertions.
+ */
+#ifndef SHOAL_PROXY_TEST_SUPPORT_H
+#define SHOAL_PROXY_TEST_SUPPORT_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proxy/proxy.h"
+
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t test_now_ms(void);
+
+/* 127.0.0.1:port. */
+struct sockaddr_in test_loopback(uint16_t port);
+
+/* A socket bound to a fresh 127.0.0.1 port, listening with backlog (or
+ * not listening at all when backlog < 0: connects to it are refused). */
+int test_bound_socket(int backlog);
+
+/* The local port of bound socket fd. */
+uint16_t test_bound_port(int fd);
+
+/* A 127.0.0.1 port that was free a moment ago. */
+uint16_t test_free_port(void);
+
+/* A blocking client connected to 127.0.0.1:port, with I/O timeouts. */
+int test_client_connect(uint16_t port, int timeout_ms);
+
+/* proxy_on_shortcut_fn for tests: no test socket is in a SOCKHASH, so
+ * every one is plain TCP and its short reads are trusted. */
+bool test_plain_tcp(void *ctx, int fd);
+
+#endif
