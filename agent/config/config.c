@@ -132,7 +132,6 @@ struct cfg_parser {
 	size_t path_len;
 
 	struct config *cfg;
-	size_t services_cap;
 	struct config_service *svc; /* the service being parsed */
 	int n_routes_total;	    /* routes in the whole file so far */
 	int key_line;		    /* line of the key whose value is being parsed */
@@ -201,6 +200,24 @@ static int cp_oom(struct cfg_parser *p)
 	if (p->err && p->errlen)
 		snprintf(p->err, p->errlen, "%s: out of memory", p->name);
 	return -ENOMEM;
+}
+
+/*
+ * Room for element n of the array *arr of elem-byte elements, n of them in
+ * use: the array doubles whenever n reaches a power of two (the capacity
+ * is implied, nothing to store). 0, or -ENOMEM with the message set.
+ */
+static int cp_grow(struct cfg_parser *p, void **arr, size_t n, size_t elem)
+{
+	void *grown;
+
+	if (n & (n - 1))
+		return 0;
+	grown = realloc(*arr, (n ? 2 * n : 1) * elem);
+	if (!grown)
+		return cp_oom(p);
+	*arr = grown;
+	return 0;
 }
 
 /* Append ".key" ("key" at the top). Returns the length to restore with cp_path_pop. */
@@ -863,15 +880,8 @@ static int parse_endpoint(struct cfg_parser *p, void *obj, int i)
 	if (i >= CONFIG_MAX_ENDPOINTS)
 		return cp_fail(p, cp_line(p), "too many endpoints, at most %d",
 			       CONFIG_MAX_ENDPOINTS);
-	/* Grow by doubling; i == n_endpoints, and a power of two means full. */
-	if ((i & (i - 1)) == 0) {
-		size_t cap = i ? 2 * (size_t)i : 1;
-
-		ep = realloc(svc->endpoints, cap * sizeof(*ep));
-		if (!ep)
-			return cp_oom(p);
-		svc->endpoints = ep;
-	}
+	if (cp_grow(p, (void **)&svc->endpoints, (size_t)svc->n_endpoints, sizeof(*ep)))
+		return -ENOMEM;
 	ep = &svc->endpoints[svc->n_endpoints++];
 	memset(ep, 0, sizeof(*ep));
 	ep->ready = ep->serving = true; /* the file lists endpoints to use */
@@ -1430,15 +1440,8 @@ static int parse_route(struct cfg_parser *p, void *obj, int i)
 	if (p->n_routes_total >= CONFIG_MAX_ROUTES_TOTAL)
 		return cp_fail(p, cp_line(p), "too many routes in the file, at most %d",
 			       CONFIG_MAX_ROUTES_TOTAL);
-	/* Grow by doubling, as endpoints do. */
-	if ((i & (i - 1)) == 0) {
-		size_t cap = i ? 2 * (size_t)i : 1;
-
-		r = realloc(svc->routes, cap * sizeof(*r));
-		if (!r)
-			return cp_oom(p);
-		svc->routes = r;
-	}
+	if (cp_grow(p, (void **)&svc->routes, (size_t)svc->n_routes, sizeof(*r)))
+		return -ENOMEM;
 	/* Counted before it is filled, so config_free sees its strings on error. */
 	r = &svc->routes[svc->n_routes++];
 	memset(r, 0, sizeof(*r));
@@ -1698,15 +1701,8 @@ static int parse_service(struct cfg_parser *p, void *obj, int i)
 
 	if (i >= CONFIG_MAX_SERVICES)
 		return cp_fail(p, cp_line(p), "too many services, at most %d", CONFIG_MAX_SERVICES);
-	if ((size_t)cfg->n_services == p->services_cap) {
-		size_t cap = p->services_cap ? 2 * p->services_cap : 16;
-
-		svc = realloc(cfg->services, cap * sizeof(*svc));
-		if (!svc)
-			return cp_oom(p);
-		cfg->services = svc;
-		p->services_cap = cap;
-	}
+	if (cp_grow(p, (void **)&cfg->services, (size_t)cfg->n_services, sizeof(*svc)))
+		return -ENOMEM;
 	/* Counted before it is filled, so config_free sees its endpoints on error. */
 	svc = &cfg->services[cfg->n_services++];
 	memset(svc, 0, sizeof(*svc));
