@@ -78,11 +78,13 @@ static inline bool l4_read_drained(bool plain_tcp, bool rdhup, ssize_t n, size_t
 }
 
 struct http1_conn;
+struct proxy_snap;
 
 struct l4_conn {
 	enum l4_state state; /* for HTTP: ESTABLISHED until CLOSED */
 	enum l4_mode mode;
 	struct http1_conn *http; /* HTTP state from the worker (HTTP mode); else NULL */
+	struct proxy_snap *snap; /* the config it was routed with: held until reaped */
 	struct l4_side client;	 /* accepted from the application */
 	struct l4_side upstream; /* to the endpoint; fd -1 between attempts */
 	struct l4_buf to_upstream;

@@ -138,24 +138,16 @@ static void worker_on_stop(struct worker *w, struct pollable *pl, uint32_t event
 	w->stopping = true;
 }
 
-/* Where c keeps the reference to its snapshot. */
-static struct proxy_snap **worker_conn_snap(const struct worker *w, const struct l4_conn *c)
-{
-	return (struct proxy_snap **)((char *)c + w->snap_off);
-}
-
 const struct config *worker_conn_config(const struct worker *w, const struct l4_conn *c)
 {
-	struct proxy_snap *s = *worker_conn_snap(w, c);
-
-	return s ? s->cfg : w->cfg;
+	return c->snap ? c->snap->cfg : w->cfg;
 }
 
 const struct es_svc_view *worker_es_service(const struct worker *w, const struct l4_conn *c,
 					    const struct config *cfg,
 					    const struct config_service *svc)
 {
-	struct proxy_snap *s = *worker_conn_snap(w, c);
+	struct proxy_snap *s = c->snap;
 
 	if (s && s->cfg == cfg)
 		return es_view_service(s->es_view, cfg, svc);
@@ -267,14 +259,14 @@ struct l4_conn *worker_conn_get(struct worker *w)
 		w->free = c->next;
 		w->n_free--;
 	} else {
-		c = malloc(w->conn_size);
+		c = malloc(sizeof(*c));
 		if (!c)
 			return NULL;
 	}
 	l4_conn_init(c);
 	/* Routed with w->cfg just now (l4_accept): hold that snapshot. */
 	proxy_snap_get(w->snap);
-	*worker_conn_snap(w, c) = w->snap;
+	c->snap = w->snap;
 	c->prev = NULL;
 	c->next = w->active;
 	if (w->active)
@@ -353,8 +345,8 @@ static void worker_reap(struct worker *w)
 		worker_buf_put(w, c->to_client.data);
 		worker_http_put(w, c->http);
 		/* Nothing names c any more: its snapshot may go (the drain ends). */
-		proxy_snap_put(*worker_conn_snap(w, c));
-		*worker_conn_snap(w, c) = NULL;
+		proxy_snap_put(c->snap);
+		c->snap = NULL;
 		if (w->n_free < WORKER_FREE_CONNS_MAX) {
 			c->next = w->free;
 			w->free = c;
@@ -470,9 +462,6 @@ int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t err
 	w->bufs.size = cfg->buffer_bytes;
 	w->https.size = sizeof(struct http1_conn);
 	w->headers.size = http1_headers_size(cfg);
-	/* The connection's snapshot reference follows it, pointer-aligned. */
-	w->snap_off = (sizeof(struct l4_conn) + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
-	w->conn_size = w->snap_off + sizeof(struct proxy_snap *);
 	w->replay_slab_bytes = WORKER_REPLAY_BODY_BYTES + (size_t)cfg->buffer_bytes;
 	timer_heap_init(&w->timers);
 	timer_node_init(&w->accept_retry);

@@ -105,7 +105,6 @@ struct worker {
 	struct l4_conn *closed;	 /* released this loop turn, reaped at its end */
 	struct l4_conn *free;	 /* reusable objects */
 	uint32_t n_free;
-	size_t conn_size; /* struct l4_conn and the snapshot reference */
 
 	/*
 	 * Buffers (cfg->buffer_bytes), HTTP states (struct http1_conn) and
@@ -134,13 +133,12 @@ struct worker {
 	 * Config snapshots (docs/discovery.md). cfg == snap->cfg routes new
 	 * connections; proxy_update drops a newer one into next_snap and
 	 * rings update, and the worker swaps it in between two events. Each
-	 * connection keeps a reference to its snapshot in its allocation, at
-	 * snap_off, until it is reaped.
+	 * connection keeps a reference to its snapshot (l4_conn.snap) until
+	 * it is reaped.
 	 */
 	struct proxy_snap *snap;
 	_Atomic(struct proxy_snap *) next_snap;
 	struct pollable update; /* eventfd */
-	size_t snap_off;
 
 	struct proxy_stats stats; /* written by this worker, read by anyone: atomics */
 	struct metrics_http_shard *metrics; /* golden metrics; NULL: not recorded */
