@@ -6,8 +6,9 @@
  *                   remember the original destination in socket storage
  *   getpeername4/6  give the application the VIP back
  *   sockops         hand the original destination to the proxy (by
- *                   4-tuple) and put node-local proxied sockets in the
- *                   SOCKHASH
+ *                   4-tuple) and put the sockets of proxied connections
+ *                   in the SOCKHASH: intercepted application sockets, the
+ *                   proxy's own, and enrolled backends' accepted from it
  *   sk_msg          redirect each sendmsg straight into the peer socket
  *
  * All programs return "allow" on every error path: the datapath can make a
@@ -243,24 +244,79 @@ static __always_inline void shortcut_insert(struct bpf_sock_ops *ctx, struct sho
 }
 
 /*
- * An application socket was intercepted: publish its original destination
- * under its 4-tuple. This runs before the final ACK of the handshake is
- * sent, so the entry exists before the proxy can accept() the connection.
+ * If this socket was intercepted, publish its original destination under
+ * its 4-tuple and return true. This runs before the final ACK of the
+ * handshake is sent, so the entry exists before the proxy can accept() the
+ * connection, and before the proxy's socket runs PASSIVE_ESTABLISHED.
  */
-static __always_inline void handoff_publish(struct bpf_sock_ops *ctx, const struct shoal_flow_key *k)
+static __always_inline bool handoff_publish(struct bpf_sock_ops *ctx,
+					    const struct shoal_flow_key *k)
 {
 	struct shoal_orig_dst *orig;
 	struct bpf_sock *sk = ctx->sk;
 
 	if (!sk)
-		return;
+		return false;
 	orig = bpf_sk_storage_get(&shoal_sk_orig, sk, 0, 0);
 	if (!orig)
-		return;
+		return false;
 	if (bpf_map_update_elem(&shoal_handoff, k, orig, BPF_ANY) == 0)
 		COUNT(handoff_stored, 1);
 	else
 		COUNT(handoff_full, 1);
+	return true;
+}
+
+/* The same connection as its other endpoint sees it. */
+static __always_inline void flow_mirror(const struct shoal_flow_key *k, struct shoal_flow_key *m)
+{
+	m->local_ip = k->remote_ip;
+	m->remote_ip = k->local_ip;
+	m->local_port = k->remote_port;
+	m->remote_port = k->local_port;
+	m->pad = 0;
+}
+
+/*
+ * The proxy's upstream socket has connected: remember the connection under
+ * the 4-tuple its peer sees, so that a local backend's accepted socket can
+ * tell it from any other client with the node's address (kubelet probes,
+ * NodePort and host-network clients), which must stay off the shortcut.
+ * This runs before the final ACK of the handshake leaves, so before the
+ * peer's PASSIVE_ESTABLISHED. LRU: a remote backend never consumes its
+ * entry, and it ages out.
+ */
+static __always_inline void upstream_publish(const struct shoal_flow_key *k)
+{
+	struct shoal_upstream_val v = { .established_boot_ns = bpf_ktime_get_boot_ns() };
+	struct shoal_flow_key m;
+
+	flow_mirror(k, &m);
+	bpf_map_update_elem(&shoal_upstream, &m, &v, BPF_ANY);
+}
+
+/*
+ * Which accepted sockets join the SOCKHASH. Only two kinds may:
+ *  - the proxy's own accepted socket, whose peer is an intercepted
+ *    application socket (its hand-off is still pending: the proxy deletes
+ *    it after accept(), which is later than this callback);
+ *  - an enrolled pod's socket accepted from one of the proxy's upstream
+ *    sockets (consumed from shoal_upstream).
+ * Every other socket is never touched, however its peer's address looks.
+ */
+static __always_inline bool passive_meshed(struct bpf_sock_ops *ctx, const struct shoal_config *cfg,
+					   const struct shoal_flow_key *k)
+{
+	struct shoal_flow_key m;
+
+	if (k->local_port == cfg->proxy_port && is_proxy_addr(cfg, &k->local_ip)) {
+		flow_mirror(k, &m);
+		return bpf_map_lookup_elem(&shoal_handoff, &m) != NULL;
+	}
+	if (!bpf_map_lookup_elem(&shoal_upstream, k))
+		return false;
+	bpf_map_delete_elem(&shoal_upstream, k);
+	return netns_enrolled(bpf_get_netns_cookie(ctx));
 }
 
 SEC("sockops")
@@ -286,26 +342,28 @@ int shoal_sockops(struct bpf_sock_ops *ctx)
 		sk = ctx->sk;
 		if (sk && sk->mark == cfg->socket_mark) {
 			/* The proxy's upstream socket. */
-			if (shortcut)
+			if (shortcut) {
+				upstream_publish(&k);
 				shortcut_insert(ctx, &k);
+			}
 			return SK_ALLOW;
 		}
 		if (k.remote_port != cfg->proxy_port || !is_proxy_addr(cfg, &k.remote_ip))
 			return SK_ALLOW;
-		/* An application socket rewritten to the proxy. */
-		handoff_publish(ctx, &k);
-		if (shortcut)
+		/* An application socket rewritten to the proxy (connect4/6 left
+		 * its original destination in its storage); any other socket
+		 * that dials the proxy's address is left alone. */
+		if (handoff_publish(ctx, &k) && shortcut)
 			shortcut_insert(ctx, &k);
 		return SK_ALLOW;
 	}
 
 	if (!shortcut)
 		return SK_ALLOW;
-	/* The proxy's accepted socket, or a local backend accepting from the
-	 * proxy. A socket whose peer never joins the map just stays on TCP. */
-	if ((k.local_port == cfg->proxy_port && is_proxy_addr(cfg, &k.local_ip)) ||
-	    is_proxy_addr(cfg, &k.remote_ip))
+	if (passive_meshed(ctx, cfg, &k))
 		shortcut_insert(ctx, &k);
+	else if (is_proxy_addr(cfg, &k.remote_ip))
+		COUNT(shortcut_not_meshed, 1);
 	return SK_ALLOW;
 }
 

@@ -20,6 +20,9 @@
 	X(handoff_full, "The hand-off map refused an entry.")                                      \
 	X(shortcut_inserted, "Sockets put in the sockmap shortcut.")                               \
 	X(shortcut_full, "The shortcut SOCKHASH refused a socket.")                                \
+	X(shortcut_not_meshed,                                                                     \
+	  "Sockets accepted from the node's address that are no proxied connection, left "         \
+	  "off the shortcut (kubelet probes, NodePort and host-network clients).")                 \
 	X(redirect_msgs, "sendmsg calls the sockmap shortcut carried.")                            \
 	X(redirect_bytes, "Bytes the sockmap shortcut carried.")                                   \
 	X(redirect_peer_miss, "Sockets whose first message found no peer; they stay on TCP.")      \

@@ -100,6 +100,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } shoal_handoff SEC(".maps");
 
+/*
+ * The proxy's upstream connections, under the 4-tuple their peer sees, from
+ * the proxy's ESTABLISHED until a local backend's accept (or LRU eviction).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SHOAL_MAX_UPSTREAMS);
+	__type(key, struct shoal_flow_key);
+	__type(value, struct shoal_upstream_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shoal_upstream SEC(".maps");
+
 /* Node-local proxied sockets, keyed by their own 4-tuple. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);

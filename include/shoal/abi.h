@@ -25,7 +25,7 @@
  * any map type or any max_entries changes: a new agent refuses to adopt
  * pins of another version instead of misreading them (docs/bpf.md).
  */
-#define SHOAL_LAYOUT_VERSION 2
+#define SHOAL_LAYOUT_VERSION 3
 
 /* Default pin root; overridable in the config file (bpf.pin_root). */
 #define SHOAL_DEFAULT_PIN_ROOT "/sys/fs/bpf/shoal"
@@ -56,8 +56,26 @@
  * accepted). LRU, so a proxy that never accepts cannot wedge the map.
  */
 #define SHOAL_MAX_HANDOFFS 65536
-/* Sockets in the shortcut SOCKHASH: two per proxied local connection. */
-#define SHOAL_MAX_SHORTCUT_SOCKETS 131072
+/*
+ * Proxied connections whose sockets the shortcut SOCKHASH holds at once: as
+ * many as the hand-off map tracks, and one worker's default
+ * proxy.max_connections.
+ */
+#define SHOAL_MAX_SHORTCUT_CONNS 65536
+/*
+ * Sockets in the shortcut SOCKHASH. A proxied connection puts up to four
+ * there (docs/bpf.md, "Which sockets join the shortcut"): the application's
+ * socket, the proxy's accepted socket, the proxy's upstream socket, and an
+ * enrolled local backend's accepted socket. A full map costs nothing but
+ * the shortcut: the socket that does not fit stays on TCP (shortcut_full).
+ */
+#define SHOAL_MAX_SHORTCUT_SOCKETS (4 * SHOAL_MAX_SHORTCUT_CONNS)
+/*
+ * The proxy's upstream connections not yet accepted by a local backend.
+ * LRU: an upstream connection to another node is never consumed, and ages
+ * out. One per proxied connection in flight.
+ */
+#define SHOAL_MAX_UPSTREAMS SHOAL_MAX_SHORTCUT_CONNS
 
 /* An IPv6 address, or an IPv4 address in v4-mapped form. */
 struct shoal_addr {
@@ -170,6 +188,17 @@ struct shoal_flow_key {
 	__u32 pad;
 };
 
+/*
+ * shoal_upstream, keyed by the 4-tuple the peer of one of the proxy's
+ * upstream sockets sees (local = backend, remote = proxy): the proxy
+ * connected from there, so a local backend that accepts it may join the
+ * shortcut. Any other socket whose peer has the node's address (kubelet
+ * probes, NodePort and host-network clients) finds no entry.
+ */
+struct shoal_upstream_val {
+	__u64 established_boot_ns; /* CLOCK_BOOTTIME of the proxy's ESTABLISHED */
+};
+
 /* Per-socket state of the sk_msg shortcut; socket-local storage. */
 enum shoal_shortcut_mode {
 	SHOAL_SHORTCUT_UNDECIDED = 0,
@@ -218,6 +247,7 @@ struct shoal_counters {
 	__u64 handoff_full;          /* handoff map refused the entry */
 	__u64 shortcut_inserted;     /* sockets put in the SOCKHASH */
 	__u64 shortcut_full;         /* SOCKHASH refused a socket */
+	__u64 shortcut_not_meshed;   /* accepted from the node address, left out */
 	__u64 redirect_msgs;         /* sendmsg calls redirected to the peer */
 	__u64 redirect_bytes;        /* bytes redirected to the peer */
 	__u64 redirect_peer_miss;    /* first message found no peer: TCP path */

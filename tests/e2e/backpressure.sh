@@ -6,7 +6,8 @@
 # before the datapath bounded it, one stream whose reader stalled parked
 # everything it wrote in the node's TCP memory, until sendmsg failed with
 # ENOMEM (docs/benchmarks.md, finding 1). Two runs of 128 MiB each way
-# through VIP 10.96.0.30 (a1 -> proxy -> a2, all sockets on the shortcut):
+# through VIP 10.96.0.30 (a1 -> proxy -> a2, both enrolled, all four sockets
+# on the shortcut):
 #  - "server stalls": a2 sleeps 3 s before it reads; a1 and the proxy write
 #    into the stall;
 #  - "client stalls": a1 sleeps 3 s; a2 and the proxy write into it. This
@@ -40,6 +41,9 @@ write_config '  - name: bulk
     endpoints: [{address: 10.77.1.3}]'
 shoald_start
 enroll a1
+# a2 is enrolled so that its socket joins the shortcut too (docs/bpf.md,
+# "Which sockets join the shortcut"): then all four sockets are on it.
+enroll a2
 
 # queued_bytes NETNS...: "LARGEST TOTAL" receive memory (skmem r) over the
 # TCP sockets of the given namespaces.

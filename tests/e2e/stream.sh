@@ -3,7 +3,7 @@
 # shortcut on and off.
 # Each run sends 256 MiB of seeded random data in each direction at once,
 # in random write sizes, with a half-close at the end (shoal-peer
-# stream-client/stream-server), from enrolled a1 through a VIP:
+# stream-client/stream-server), from enrolled a1 through a VIP (a2 enrolled too):
 #  - "bulk" 10.96.0.30:9000 -> a2 (same node), shortcut on: both checksums
 #    match, and the shortcut carried bytes (each writer here outruns its
 #    reader, so each socket moves to TCP once its peer's redirect queue is
@@ -33,6 +33,9 @@ write_config '  - name: bulk
     endpoints: [{address: 10.77.2.2}]'
 shoald_start
 enroll a1
+# a2 is a meshed pod too: only an enrolled backend's socket joins the
+# shortcut (docs/bpf.md, "Which sockets join the shortcut").
+enroll a2
 
 
 # run_stream LABEL SERVER_POD TARGET SEED: one bidirectional transfer from
