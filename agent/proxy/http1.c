@@ -1438,14 +1438,24 @@ static void http1_next_request(struct worker *w, struct l4_conn *c)
 	http1_parser_init(&h->rs_parser, HTTP1_RESPONSE, &rlim);
 }
 
-/* Discard the client's input until its FIN; then close. */
+/*
+ * Discard the client's input until its FIN; then close. At most
+ * HTTP1_LINGER_ROUNDS reads per turn: past that, the rest waits for a
+ * deferred turn, so a client writing faster than we read cannot hold the
+ * worker (the linger deadline ends it).
+ */
 static void http1_linger_read(struct worker *w, struct l4_conn *c)
 {
-	char sink[4096];
+	char sink[HTTP1_LINGER_SINK_BYTES];
 
-	while (c->client.readable) {
-		ssize_t n = read(c->client.pl.fd, sink, sizeof(sink));
+	for (int round = 0; c->client.readable; round++) {
+		ssize_t n;
 
+		if (round == HTTP1_LINGER_ROUNDS) {
+			worker_conn_defer(w, c);
+			return;
+		}
+		n = read(c->client.pl.fd, sink, sizeof(sink));
 		if (n > 0)
 			continue;
 		if (n < 0 && errno == EAGAIN) {

@@ -46,6 +46,14 @@ struct pool_conn;
  * that can destroy the error response in flight (RFC 9112 9.6).
  */
 #define HTTP1_LINGER_MS 1000
+/*
+ * Reads of HTTP1_LINGER_SINK_BYTES a lingering connection gets per turn
+ * (64 KiB): a client that keeps writing past its answer is drained in
+ * bounded slices, with the worker's other connections served in between,
+ * until its FIN or HTTP1_LINGER_MS.
+ */
+#define HTTP1_LINGER_SINK_BYTES 4096
+#define HTTP1_LINGER_ROUNDS 16
 
 enum http1_req_state {
 	HTTP1_REQ_HEAD, /* reading the request head */

@@ -27,6 +27,7 @@
 
 #include "common/addr.h"
 #include "proxy/detect.h"
+#include "proxy/http1.h"
 #include "proxy/http_error.h"
 #include "proxy/proxy.h"
 #include "proxy/proxy_int.h"
@@ -927,5 +928,104 @@ Test(http1, a_40k_post_is_never_retried)
 	cr_assert_eq(atomic_load(&rs_requests), 1, "the POST reached the backend once");
 	cr_assert_eq(stats_now().http_retries, 0);
 	cr_assert_eq(stats_now().http_replay_no_slab, 0, "a POST does not even ask for a slab");
+	end_test();
+}
+
+/* ---- one connection cannot hold the worker ---------------------------- */
+
+#define FLOODERS 3 /* threads writing into one socket: faster than one reader */
+
+static atomic_bool flood_stop;
+static atomic_llong flood_cut_ns; /* when the proxy cut the flooder; 0: not yet */
+
+static long long mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+/* Write bytes into fd as fast as the socket takes them, until stopped or cut. */
+static void *flood_main(void *arg)
+{
+	static char junk[1 << 20];
+	int fd = *(int *)arg;
+
+	memset(junk, 'x', sizeof(junk));
+	while (!atomic_load(&flood_stop)) {
+		ssize_t n = send(fd, junk, sizeof(junk), MSG_NOSIGNAL);
+
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			long long zero = 0;
+
+			atomic_compare_exchange_strong(&flood_cut_ns, &zero, mono_ns());
+			break;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * A client that keeps writing after the proxy answered it with an error
+ * (and half-closed, lingering for its FIN) must not stall the worker: with
+ * one worker, another client's requests still complete at once while the
+ * flood runs, and the flooder is cut at the linger deadline. Before the
+ * linger read was bounded, it drained the flood until EAGAIN, which
+ * writers faster than the reader do not let come (seconds, on this test).
+ */
+Test(http1, a_client_flooding_after_an_error_does_not_stall_the_worker)
+{
+	char resp[4096];
+	pthread_t flooders[FLOODERS];
+	long long t400, worst_ms = 0, cut;
+	int a, b, sndbuf = 64 << 20, n_req = 0;
+
+	backend_start(script_keepalive);
+	start_proxy();
+	a = client_connect();
+	send_str(a, "GET / HTTP/1.1\r\nHost: web\r\nContent-Length: 3\r\nTransfer-Encoding: "
+		    "chunked\r\n\r\n");
+	cr_assert(read_until(a, resp, sizeof(resp), "\r\n\r\n"), "no 400: '%s'", resp);
+	cr_assert_eq(strncmp(resp, "HTTP/1.1 400", 12), 0, "%s", resp);
+	t400 = mono_ns();
+	/* A deep send queue, so the proxy's reads find it full (root only). */
+	setsockopt(a, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf));
+	atomic_store(&flood_stop, false);
+	atomic_store(&flood_cut_ns, 0);
+	for (int i = 0; i < FLOODERS; i++)
+		cr_assert_eq(pthread_create(&flooders[i], NULL, flood_main, &a), 0);
+
+	b = client_connect();
+	/* Requests while the flood runs: HTTP1_LINGER_MS (1 s) after the 400. */
+	while ((mono_ns() - t400) / 1000000 < HTTP1_LINGER_MS * 7 / 10) {
+		long long start = mono_ns(), ms;
+
+		one_request(b, GET("/"), resp, sizeof(resp), "\r\n\r\nok");
+		ms = (mono_ns() - start) / 1000000;
+		if (ms > worst_ms)
+			worst_ms = ms;
+		n_req++;
+		usleep(10 * 1000);
+	}
+	/* A turn of the worker is microseconds; 300 ms leaves a loaded machine room. */
+	cr_expect_lt(worst_ms, 300,
+		     "a request took %lld ms (worst of %d) while another client flooded", worst_ms,
+		     n_req);
+
+	/* The flooder is cut at the linger deadline, not kept. */
+	for (int i = 0; i < 100 && !atomic_load(&flood_cut_ns); i++)
+		usleep(50 * 1000);
+	atomic_store(&flood_stop, true);
+	shutdown(a, SHUT_RDWR); /* unblock a send stuck on a full window */
+	for (int i = 0; i < FLOODERS; i++)
+		pthread_join(flooders[i], NULL);
+	cut = atomic_load(&flood_cut_ns);
+	cr_expect_neq(cut, 0, "the flooding client was never cut");
+	if (cut)
+		cr_expect_lt((cut - t400) / 1000000, HTTP1_LINGER_MS + 2000,
+			     "the flooder was cut %lld ms after its 400", (cut - t400) / 1000000);
+	close(a);
+	close(b);
 	end_test();
 }
