@@ -46,6 +46,7 @@
 #define CONFIG_MIN_BUFFER_BYTES 1024 /* smaller only multiplies syscalls */
 #define CONFIG_MAX_BUFFER_BYTES (1u << 20)
 #define CONFIG_MAX_CONNECTIONS (1u << 20)   /* per worker; fds run out first */
+#define CONFIG_MAX_BUFFER_MEMORY_MIB (1u << 20) /* 1 TiB: more is a typo */
 #define CONFIG_MAX_DETECT_TIMEOUT_MS 10000  /* Linkerd's stall: longer is that trap */
 #define CONFIG_MAX_IDLE_TIMEOUT_MS 86400000 /* a day; 0 already means "never" */
 #define CONFIG_MIN_HTTP_LINE 64		    /* shorter refuses ordinary requests */
@@ -1825,6 +1826,8 @@ enum {
 	PROXY_F_DEADLINE,
 	PROXY_F_BUFFER,
 	PROXY_F_MAXCONN,
+	PROXY_F_MAXMEM,
+	PROXY_F_MAXCLIENT,
 	PROXY_F_DETECT,
 	PROXY_F_OPAQUE,
 	PROXY_F_IDLE,
@@ -1842,6 +1845,12 @@ static const struct field proxy_fields[] = {
 			CONFIG_MIN_BUFFER_BYTES, CONFIG_MAX_BUFFER_BYTES},
     [PROXY_F_MAXCONN] = {"max_connections", FIELD_U32, offsetof(struct config, max_connections), 1,
 			 CONFIG_MAX_CONNECTIONS},
+    [PROXY_F_MAXMEM] = {"max_buffer_memory_mib", FIELD_U32,
+			offsetof(struct config, max_buffer_memory_mib), 0,
+			CONFIG_MAX_BUFFER_MEMORY_MIB},
+    [PROXY_F_MAXCLIENT] = {"max_connections_per_client", FIELD_U32,
+			   offsetof(struct config, max_connections_per_client), 0,
+			   CONFIG_MAX_CONNECTIONS},
     [PROXY_F_DETECT] = {"detect_timeout_ms", FIELD_U32, offsetof(struct config, detect_timeout_ms),
 			1, CONFIG_MAX_DETECT_TIMEOUT_MS},
     [PROXY_F_OPAQUE] = {"opaque_ports", FIELD_FUNC, .parse = parse_opaque_ports},
@@ -2424,6 +2433,8 @@ static void config_set_defaults(struct config *cfg)
 	cfg->connect_deadline_ms = CONFIG_DEFAULT_CONNECT_DEADLINE_MS;
 	cfg->buffer_bytes = CONFIG_DEFAULT_BUFFER_BYTES;
 	cfg->max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
+	cfg->max_buffer_memory_mib = CONFIG_DEFAULT_MAX_BUFFER_MEMORY_MIB;
+	cfg->max_connections_per_client = CONFIG_DEFAULT_MAX_CONNECTIONS_PER_CLIENT;
 	cfg->detect_timeout_ms = CONFIG_DEFAULT_DETECT_TIMEOUT_MS;
 	cfg->n_opaque_ports = ARRAY_SIZE(default_opaque_ports);
 	memcpy(cfg->opaque_ports, default_opaque_ports, sizeof(default_opaque_ports));

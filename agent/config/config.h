@@ -48,6 +48,21 @@
 #define CONFIG_DEFAULT_CONNECT_DEADLINE_MS 3000 /* all attempts of one connection */
 #define CONFIG_DEFAULT_BUFFER_BYTES 16384      /* per direction per connection */
 #define CONFIG_DEFAULT_MAX_CONNECTIONS 65536   /* per worker */
+/*
+ * proxy.max_buffer_memory_mib: what every worker's buffers, header slots,
+ * HTTP states and replay slabs may take together. 256 MiB holds 8192
+ * connections moving bytes both ways at once at the default 16 KiB
+ * buffers (idle ones hold none), and keeps a flood of slow clients from
+ * taking more than a quarter of a 1 GiB pod limit.
+ */
+#define CONFIG_DEFAULT_MAX_BUFFER_MEMORY_MIB 256
+/*
+ * proxy.max_connections_per_client: connections one client address may
+ * hold open through the proxy, over all workers. Above the 10000 idle
+ * connections the benchmark holds from one client, far below what would
+ * starve the node's other pods of max_connections x workers.
+ */
+#define CONFIG_DEFAULT_MAX_CONNECTIONS_PER_CLIENT 16384
 #define CONFIG_DEFAULT_FAILOPEN_AFTER_MS 2000  /* heartbeat age that means "proxy dead" */
 #define CONFIG_DEFAULT_CGROUP "/"              /* relative to the cgroup2 mount */
 /* kubernetes.backoff_max_ms: client-go's ceiling; 30 s between retries
@@ -298,6 +313,8 @@ struct config {
 	uint32_t connect_deadline_ms; /* all attempts of one connection */
 	uint32_t buffer_bytes;        /* per direction per connection */
 	uint32_t max_connections;     /* per worker; beyond it, accept waits */
+	uint32_t max_buffer_memory_mib; /* all workers' buffers together; 0: no budget */
+	uint32_t max_connections_per_client; /* per client address, node-wide; 0: no cap */
 	uint32_t detect_timeout_ms;   /* no client bytes by then: opaque TCP */
 	uint16_t opaque_ports[CONFIG_MAX_OPAQUE_PORTS]; /* skip detection */
 	int n_opaque_ports;

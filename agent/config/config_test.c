@@ -465,6 +465,24 @@ Test(config, ranges)
 		       "t.yaml:4: proxy.max_connections: must be 1..1048576, got 1048577");
 }
 
+Test(config, proxy_budgets)
+{
+	cr_assert_eq(parse(NODE "proxy:\n"), 0, "%s", err);
+	cr_assert_eq(cfg->max_buffer_memory_mib, CONFIG_DEFAULT_MAX_BUFFER_MEMORY_MIB);
+	cr_assert_eq(cfg->max_connections_per_client, CONFIG_DEFAULT_MAX_CONNECTIONS_PER_CLIENT);
+	config_free(cfg);
+	cfg = NULL;
+	cr_assert_eq(parse(NODE "proxy:\n  max_buffer_memory_mib: 64\n"
+				"  max_connections_per_client: 0\n"),
+		     0, "%s", err);
+	cr_assert_eq(cfg->max_buffer_memory_mib, 64);
+	cr_assert_eq(cfg->max_connections_per_client, 0);
+	assert_refused(NODE "proxy:\n  max_buffer_memory_mib: 1048577\n",
+		       "t.yaml:4: proxy.max_buffer_memory_mib: must be 0..1048576, got 1048577");
+	assert_refused(NODE "proxy:\n  max_connections_per_client: -1\n",
+		       "t.yaml:4: proxy.max_connections_per_client: must be 0..1048576, got -1");
+}
+
 Test(config, deadline_not_below_timeout)
 {
 	assert_refused(NODE "proxy:\n  connect_timeout_ms: 2000\n  connect_deadline_ms: 1000\n",

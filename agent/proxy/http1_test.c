@@ -1029,3 +1029,108 @@ Test(http1, a_client_flooding_after_an_error_does_not_stall_the_worker)
 	close(b);
 	end_test();
 }
+
+/* ---- budgets (docs/proxy.md, "Budgets") ------------------------------- */
+
+/* A request on a fresh connection from src; the whole answer in resp. */
+static void request_from(const char *src, char *resp, size_t cap)
+{
+	int c = test_client_connect_from(src, cfg.proxy_port, IO_TIMEOUT_MS);
+
+	send_str(c, "GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n");
+	read_all(c, resp, cap);
+	close(c);
+}
+
+Test(http1, a_client_past_its_connection_cap_gets_a_503_and_others_are_served)
+{
+	char resp[4096];
+	int a, b;
+
+	cfg.max_connections_per_client = 2;
+	backend_start(script_keepalive);
+	start_proxy();
+	a = client_connect();
+	b = client_connect();
+	one_request(a, GET("/a"), resp, sizeof(resp), "ok");
+	one_request(b, GET("/b"), resp, sizeof(resp), "ok");
+
+	/* A third from the same address: refused, saying which cap. */
+	request_from("127.0.0.1", resp, sizeof(resp));
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 503", 12), 0, "%s", resp);
+	cr_expect_not_null(strstr(resp, "x-shoal-error: limit-client\r\n"), "%s", resp);
+	cr_expect_not_null(strstr(resp, "proxy.max_connections_per_client"), "%s", resp);
+	cr_expect_eq(stats_now().refused[PROXY_CAP_client], 1);
+	cr_expect_eq(stats_now().refused[PROXY_CAP_memory], 0);
+
+	/* Another client is served, and so are the two open connections. */
+	request_from("127.0.0.2", resp, sizeof(resp));
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 200", 12), 0, "other client: %s", resp);
+	one_request(a, GET("/a2"), resp, sizeof(resp), "ok");
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 200", 12), 0, "%s", resp);
+
+	/* Once one of them closes, the client has room again. */
+	close(b);
+	for (int i = 0; i < 100 && limits_client_conns(&px->clients, &(struct shoal_addr){
+					   .ip6 = {0, 0, htonl(0xffff), htonl(0x7f000001)}}) > 1;
+	     i++)
+		usleep(10000);
+	request_from("127.0.0.1", resp, sizeof(resp));
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 200", 12), 0, "after a close: %s", resp);
+	cr_expect_eq(stats_now().refused[PROXY_CAP_client], 1);
+	close(a);
+	end_test();
+}
+
+Test(http1, a_connection_past_the_memory_budget_gets_a_503_then_service_resumes)
+{
+	char resp[4096];
+
+	cfg.max_buffer_memory_mib = 1;
+	backend_start(script_keepalive);
+	start_proxy();
+	/* Another worker's connections (simulated) hold the whole budget. */
+	cr_assert(limits_mem_charge(&px->mem, 1u << 20));
+	request_from("127.0.0.1", resp, sizeof(resp));
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 503", 12), 0, "%s", resp);
+	cr_expect_not_null(strstr(resp, "x-shoal-error: limit-memory\r\n"), "%s", resp);
+	cr_expect_not_null(strstr(resp, "proxy.max_buffer_memory_mib"), "%s", resp);
+	cr_expect_eq(stats_now().refused[PROXY_CAP_memory], 1);
+	cr_expect_eq(stats_now().buffer_memory_bytes, 0, "the refusal allocated nothing");
+
+	/* Memory given back: served again, and what it took is counted. */
+	limits_mem_uncharge(&px->mem, 1u << 20);
+	request_from("127.0.0.1", resp, sizeof(resp));
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 200", 12), 0, "%s", resp);
+	cr_expect_geq(stats_now().buffer_memory_bytes, cfg.buffer_bytes);
+	cr_expect_eq(atomic_load(&px->mem.used), stats_now().buffer_memory_bytes);
+	end_test();
+}
+
+Test(http1, idle_pooled_connections_count_toward_max_connections)
+{
+	char resp[4096];
+	int a, b;
+
+	/* One client connection and its pooled upstream fill max_connections 2. */
+	cfg.max_connections = 2;
+	backend_start(script_keepalive);
+	start_proxy();
+	a = client_connect();
+	one_request(a, GET("/a"), resp, sizeof(resp), "ok");
+	cr_expect_eq(atomic_load(&accepted), 1);
+	/*
+	 * A second client makes three sockets past the cap: the idle pooled
+	 * one goes, so b's request dials anew (a reuse would keep 1), and
+	 * b's upstream is not pooled after it (a, b: the cap).
+	 */
+	b = client_connect();
+	one_request(b, GET("/b"), resp, sizeof(resp), "ok");
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 200", 12), 0, "%s", resp);
+	cr_expect_eq(atomic_load(&accepted), 2, "the pooled connection was reused past the cap");
+	one_request(a, GET("/a2"), resp, sizeof(resp), "ok");
+	cr_expect_eq(atomic_load(&accepted), 3, "b's upstream was pooled past the cap");
+	close(a);
+	close(b);
+	end_test();
+}

@@ -26,7 +26,11 @@
 	X(URI_TOO_LONG, 414, "uri-too-long", "request line too long")                              \
 	X(HEAD_TOO_LARGE, 431, "head-too-large", "request head too large")                         \
 	X(NOT_IMPLEMENTED, 501, "not-implemented", "unsupported transfer coding")                  \
-	X(BAD_VERSION, 505, "bad-version", "HTTP version not supported")
+	X(BAD_VERSION, 505, "bad-version", "HTTP version not supported")                          \
+	X(LIMIT_MEMORY, 503, "limit-memory",                                                       \
+	  "proxy buffer memory budget reached (proxy.max_buffer_memory_mib)")                      \
+	X(LIMIT_CLIENT, 503, "limit-client",                                                       \
+	  "too many connections from this client (proxy.max_connections_per_client)")
 
 enum http_error {
 #define HTTP_ERROR_ENUM(id, status, stage, body) HTTP_ERR_##id,

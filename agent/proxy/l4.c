@@ -13,6 +13,7 @@
 #include "proxy/balance.h"
 #include "proxy/detect.h"
 #include "proxy/http1.h"
+#include "proxy/http_error.h"
 #include "proxy/route.h"
 #include "proxy/sock.h"
 #include "telemetry/proxy_hooks.h"
@@ -522,6 +523,53 @@ static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events)
 	}
 }
 
+/*
+ * Bytes of a refused client's request read (and dropped) before its fd
+ * is closed: a close with unread bytes sends a reset, which can destroy
+ * the 503 before the client reads it. One head's worth, in a few reads.
+ */
+#define L4_REFUSE_DRAIN_READS 4
+#define L4_REFUSE_DRAIN_BYTES 4096
+
+/*
+ * Refuse fd, just accepted from from, at cap: an HTTP client (a declared
+ * HTTP port, or a detected one whose first bytes arrived and are a
+ * request line) gets a 503 naming the cap, any other a reset. Counted
+ * and logged by worker_refused. fd is consumed.
+ */
+static void l4_refuse(struct worker *w, int fd, const struct config_port *port,
+		      enum proxy_cap cap, const char *from)
+{
+	char what[32 + ADDR_STR_MAX], buf[L4_REFUSE_DRAIN_BYTES];
+	bool http = port->protocol == CONFIG_PROTO_HTTP;
+	ssize_t n;
+	size_t len;
+
+	snprintf(what, sizeof(what), "a connection from %s", from);
+	worker_refused(w, cap, what);
+	if (port->protocol == CONFIG_PROTO_DETECT) {
+		n = recv(fd, buf, DETECT_MAX_METHOD + 1, MSG_PEEK | MSG_DONTWAIT);
+		http = n > 0 && detect_classify(buf, (size_t)n) == DETECT_HTTP1;
+	}
+	if (!http) {
+		sock_close_reset(fd);
+		return;
+	}
+	WORKER_STAT_INC(w, http_errors);
+	len = http_error_format(cap == PROXY_CAP_memory ? HTTP_ERR_LIMIT_MEMORY
+							: HTTP_ERR_LIMIT_CLIENT,
+				buf, sizeof(buf));
+	/* A fresh socket's send buffer takes the short answer whole, or it is lost. */
+	if (send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		pr_debug("proxy worker %d: cannot answer a refused connection from %s: %s", w->id,
+			 from, strerror(errno));
+	shutdown(fd, SHUT_WR);
+	for (int i = 0; i < L4_REFUSE_DRAIN_READS; i++)
+		if (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
+			break;
+	close(fd);
+}
+
 void l4_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 {
 	struct proxy *p = w->p;
@@ -568,7 +616,23 @@ void l4_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 		sock_close_reset(fd);
 		return;
 	}
+	/* Budgets (docs/proxy.md): refused with an answer, not left to fail later. */
+	if (!worker_mem_room(w)) {
+		l4_refuse(w, fd, port, PROXY_CAP_memory, from);
+		return;
+	}
+	err = limits_client_enter(&p->clients, &peer_addr);
+	if (err < 0) {
+		l4_refuse(w, fd, port, PROXY_CAP_client, from);
+		return;
+	}
 	c = worker_conn_get(w);
+	if (c && err > 0) {
+		c->client_addr = peer_addr;
+		c->client_counted = true;
+	} else if (err > 0) {
+		limits_client_leave(&p->clients, &peer_addr);
+	}
 	if (!c) {
 		worker_warn_ratelimited(w,
 					"proxy worker %d: out of memory; resetting a connection "

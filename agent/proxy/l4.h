@@ -94,6 +94,8 @@ struct l4_conn {
 	const struct config_service *svc;
 	uint16_t svc_port; /* service port (host order), for messages */
 	uint16_t port_be;  /* endpoint port */
+	struct shoal_addr client_addr; /* the client's address (per-client cap) */
+	bool client_counted;	       /* counted in the proxy's client table */
 	uint64_t accepted_ns;
 	uint64_t last_active_ns; /* last byte moved either way (idle timeout) */
 	uint32_t tried; /* connect attempts so far */

@@ -245,10 +245,11 @@ void pool_put(struct worker *w, struct pool_conn *pc)
 	pc->owner = NULL;
 	/*
 	 * A connection that saw a FIN, has unread bytes pending (readable
-	 * without an EAGAIN since) or whose endpoint list is full is closed.
+	 * without an EAGAIN since), whose endpoint list is full, or that would
+	 * take the worker's sockets past proxy.max_connections is closed.
 	 */
 	if (pc->eof || pc->readable || !pc->connected || ep->n_idle >= pl->max_idle_per_ep ||
-	    !pl->idle_timeout_ns) {
+	    !pl->idle_timeout_ns || !worker_socket_room(w)) {
 		pool_close(w, pc, false);
 		return;
 	}

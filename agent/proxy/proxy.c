@@ -118,6 +118,8 @@ static void proxy_free(struct proxy *p)
 	}
 	if (p->stop_fd >= 0)
 		close(p->stop_fd);
+	if (p->clients_ready)
+		limits_clients_fini(&p->clients);
 	proxy_snap_put(p->snap); /* after the workers: they held references */
 	if (p->es_ready)
 		es_table_free(&p->es); /* after the snapshots: they retire views into it */
@@ -197,6 +199,13 @@ int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst,
 		goto err;
 	}
 	p->es_ready = true;
+	p->mem.budget = (uint64_t)cfg->max_buffer_memory_mib << 20;
+	ret = limits_clients_init(&p->clients, cfg->max_connections_per_client);
+	if (ret) {
+		snprintf(err, errlen, "cannot start the proxy: client table: %s", strerror(-ret));
+		goto err;
+	}
+	p->clients_ready = true;
 	ret = proxy_endpoints_sync(p, cfg);
 	if (ret) {
 		snprintf(err, errlen, "cannot start the proxy: resilience state: %s",
@@ -295,6 +304,28 @@ int proxy_endpoints_sync(struct proxy *p, const struct config *cfg)
 		return -errno;
 	atomic_store_explicit(&p->es_view, v, memory_order_release);
 	return 0;
+}
+
+const char *proxy_cap_name(enum proxy_cap cap)
+{
+	static const char *const names[] = {
+#define PROXY_CAP_NAME(id, knob) [PROXY_CAP_##id] = #id,
+		PROXY_CAPS(PROXY_CAP_NAME)
+#undef PROXY_CAP_NAME
+	};
+
+	return cap < PROXY_CAP__COUNT ? names[cap] : "unknown";
+}
+
+const char *proxy_cap_knob(enum proxy_cap cap)
+{
+	static const char *const knobs[] = {
+#define PROXY_CAP_KNOB(id, knob) [PROXY_CAP_##id] = knob,
+		PROXY_CAPS(PROXY_CAP_KNOB)
+#undef PROXY_CAP_KNOB
+	};
+
+	return cap < PROXY_CAP__COUNT ? knobs[cap] : "unknown";
 }
 
 void proxy_stats(struct proxy *p, struct proxy_stats *out)

@@ -88,12 +88,37 @@ void proxy_stop(struct proxy *p);
 	  "Retry-eligible HTTP requests with a body too large for the connection buffer that "     \
 	  "were not retryable: every replay slab of the worker was in use.")                       \
 	X(http_upgrades, counter, "HTTP connections turned into tunnels (101 or CONNECT).")        \
-	X(pool_reused, counter, "HTTP requests sent on an idle pooled upstream connection.")
+	X(pool_reused, counter, "HTTP requests sent on an idle pooled upstream connection.")      \
+	X(buffer_memory_bytes, gauge,                                                              \
+	  "Bytes of connection buffers, header slots, HTTP states and replay slabs allocated now "  \
+	  "(held or cached for reuse), counted against proxy.max_buffer_memory_mib.")
+
+/*
+ * The caps that refuse a client (docs/proxy.md, "Budgets"), declared
+ * once: X(id, knob). Each is a value of the cap label of
+ * shoal_proxy_refused_total, so the label's values are bounded by this
+ * table.
+ */
+#define PROXY_CAPS(X)                                                                              \
+	X(memory, "proxy.max_buffer_memory_mib")                                                 \
+	X(client, "proxy.max_connections_per_client")
+
+enum proxy_cap {
+#define PROXY_CAP_ENUM(id, knob) PROXY_CAP_##id,
+	PROXY_CAPS(PROXY_CAP_ENUM)
+#undef PROXY_CAP_ENUM
+	    PROXY_CAP__COUNT
+};
+
+/* The cap's label value ("memory") and its knob ("proxy.max_buffer_memory_bytes"). */
+const char *proxy_cap_name(enum proxy_cap cap);
+const char *proxy_cap_knob(enum proxy_cap cap);
 
 struct proxy_stats {
 #define PROXY_STATS_FIELD(name, kind, help) uint64_t name;
 	PROXY_STATS(PROXY_STATS_FIELD)
 #undef PROXY_STATS_FIELD
+	uint64_t refused[PROXY_CAP__COUNT]; /* clients refused at each cap (counters) */
 };
 
 /* Sum the counters of every worker into *out: a snapshot, callable from

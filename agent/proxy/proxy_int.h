@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "proxy/endpoint_state.h"
+#include "proxy/limits.h"
 #include "proxy/proxy.h"
 
 /*
@@ -68,6 +69,13 @@ struct proxy {
 	struct es_table es;
 	bool es_ready; /* es initialised */
 	struct es_view *_Atomic es_view;
+	/*
+	 * Node-wide budgets (limits.h), taken from the start-up config:
+	 * proxy.max_buffer_memory_bytes and proxy.max_connections_per_client.
+	 */
+	struct limits_mem mem;
+	struct limits_clients clients;
+	bool clients_ready; /* clients initialised */
 	int stop_fd; /* eventfd: readable once proxy_stop was called */
 	int n_workers;
 	struct worker *workers;

@@ -240,8 +240,10 @@ static int test_orig_dst(void *ctx, const struct sockaddr *peer, const struct so
 
 	(void)local;
 	atomic_fetch_add(&d->calls, 1);
+	/* 127.0.0.1 is the application; 127.0.0.2 another one (budgets). */
 	if (d->enoent || peer->sa_family != AF_INET ||
-	    sin->sin_addr.s_addr != htonl(INADDR_LOOPBACK))
+	    (sin->sin_addr.s_addr != htonl(INADDR_LOOPBACK) &&
+	     sin->sin_addr.s_addr != htonl(INADDR_LOOPBACK + 1)))
 		return -ENOENT;
 	*orig = d->orig;
 	return 0;
@@ -827,5 +829,60 @@ Test(proxy, rejects_a_config_it_cannot_run)
 	cr_assert_eq(proxy_start(&cfg, test_orig_dst, test_plain_tcp, &dp, &px, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, "buffer_bytes"), "message: %s", err);
 	px = NULL;
+	end_test();
+}
+
+/* ---- budgets (docs/proxy.md, "Budgets") ------------------------------- */
+
+Test(proxy, an_opaque_client_past_its_connection_cap_is_reset_and_others_are_served)
+{
+	char id;
+	int a, b, c, d;
+
+	cfg.max_connections_per_client = 2;
+	set_loopback_endpoint(backend_start(BACKEND_ID, 'A'));
+	backends[0].concurrent = true;
+	start_proxy();
+	a = client_connect();
+	b = client_connect();
+	cr_assert_eq(read(a, &id, 1), 1);
+	cr_assert_eq(read(b, &id, 1), 1);
+	c = client_connect();
+	expect_reset(c);
+	close(c);
+	expect_stat(refused[PROXY_CAP_client], 1);
+	/* Another address is served; the capped one again after a close. */
+	d = test_client_connect_from("127.0.0.2", cfg.proxy_port, IO_TIMEOUT_MS);
+	cr_assert_eq(read(d, &id, 1), 1, "another client was not served");
+	close(d);
+	close(a);
+	expect_stat(active, 1);
+	c = client_connect();
+	cr_assert_eq(read(c, &id, 1), 1, "not served after one of its connections closed");
+	cr_assert_eq(id, 'A');
+	close(c);
+	close(b);
+	expect_stat(refused[PROXY_CAP_client], 1);
+	expect_stat(active, 0);
+	end_test();
+}
+
+Test(proxy, an_opaque_connection_past_the_memory_budget_is_reset)
+{
+	char id;
+	int fd;
+
+	cfg.max_buffer_memory_mib = 1;
+	set_loopback_endpoint(backend_start(BACKEND_ID, 'A'));
+	start_proxy();
+	cr_assert(limits_mem_charge(&px->mem, 1u << 20));
+	fd = client_connect();
+	expect_reset(fd);
+	close(fd);
+	expect_stat(refused[PROXY_CAP_memory], 1);
+	limits_mem_uncharge(&px->mem, 1u << 20);
+	fd = client_connect();
+	cr_assert_eq(read(fd, &id, 1), 1, "not served once memory was given back");
+	close(fd);
 	end_test();
 }

@@ -2,6 +2,7 @@
 #include "proxy/test_support.h"
 
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -58,6 +59,11 @@ uint16_t test_free_port(void)
 
 int test_client_connect(uint16_t port, int timeout_ms)
 {
+	return test_client_connect_from(NULL, port, timeout_ms);
+}
+
+int test_client_connect_from(const char *src, uint16_t port, int timeout_ms)
+{
 	struct sockaddr_in sin = test_loopback(port);
 	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -65,6 +71,13 @@ int test_client_connect(uint16_t port, int timeout_ms)
 	cr_assert_geq(fd, 0);
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (src) {
+		struct sockaddr_in from = {.sin_family = AF_INET};
+
+		cr_assert_eq(inet_pton(AF_INET, src, &from.sin_addr), 1, "bad source %s", src);
+		cr_assert_eq(bind(fd, (struct sockaddr *)&from, sizeof(from)), 0, "bind %s: %s",
+			     src, strerror(errno));
+	}
 	cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0, "connect: %s",
 		     strerror(errno));
 	return fd;

@@ -32,6 +32,9 @@ uint16_t test_free_port(void);
 /* A blocking client connected to 127.0.0.1:port, with I/O timeouts. */
 int test_client_connect(uint16_t port, int timeout_ms);
 
+/* Same, from source address src ("127.0.0.2": any of 127/8 is local). */
+int test_client_connect_from(const char *src, uint16_t port, int timeout_ms);
+
 /* proxy_on_shortcut_fn for tests: no test socket is in a SOCKHASH, so
  * every one is plain TCP and its short reads are trusted. */
 bool test_plain_tcp(void *ctx, int fd);

@@ -101,6 +101,9 @@ static void worker_on_accept(struct worker *w, struct pollable *pl, uint32_t eve
 		socklen_t len = sizeof(peer);
 		int fd;
 
+		/* Idle pooled sockets count too; they are the first to go. */
+		while (w->pool->lru_head && w->n_active + w->pool->n_idle >= w->cfg->max_connections)
+			pool_close(w, w->pool->lru_head, false);
 		if (w->n_active >= w->cfg->max_connections) {
 			worker_accept_pause(w, 0);
 			return;
@@ -184,30 +187,65 @@ bool worker_plain_tcp(const struct worker *w, int fd)
 	return w->p->on_shortcut && !w->p->on_shortcut(w->p->orig_ctx, fd);
 }
 
-static void *freelist_get(struct worker_freelist *f)
+/*
+ * Charge bytes of new memory to the proxy's budget (limits.h) and to w's
+ * gauge. False when the budget has no room: the caller refuses what
+ * needed it, counted under cap="memory" and said in a rate-limited line.
+ */
+static bool worker_mem_charge(struct worker *w, size_t bytes)
 {
-	return f->n ? f->items[--f->n] : malloc(f->size);
+	if (!limits_mem_charge(&w->p->mem, bytes)) {
+		worker_refused(w, PROXY_CAP_memory, "a buffer to an open connection");
+		return false;
+	}
+	WORKER_STAT_ADD(w, buffer_memory_bytes, bytes);
+	return true;
 }
 
-static void freelist_put(struct worker_freelist *f, void *p)
+static void worker_mem_uncharge(struct worker *w, size_t bytes)
+{
+	limits_mem_uncharge(&w->p->mem, bytes);
+	__atomic_fetch_sub(&w->stats.buffer_memory_bytes, bytes, __ATOMIC_RELAXED);
+}
+
+/* A block of f->size, charged to the budget when it is new; NULL past it. */
+static void *freelist_get(struct worker *w, struct worker_freelist *f)
+{
+	void *p;
+
+	if (f->n)
+		return f->items[--f->n];
+	if (!worker_mem_charge(w, f->size))
+		return NULL;
+	p = malloc(f->size);
+	if (!p)
+		worker_mem_uncharge(w, f->size);
+	return p;
+}
+
+static void freelist_put(struct worker *w, struct worker_freelist *f, void *p)
 {
 	if (!p)
 		return;
-	if (f->n < WORKER_FREE_BUFS_MAX)
+	if (f->n < WORKER_FREE_BUFS_MAX) {
 		f->items[f->n++] = p;
-	else
-		free(p);
+		return;
+	}
+	free(p);
+	worker_mem_uncharge(w, f->size);
 }
 
-static void freelist_fini(struct worker_freelist *f)
+static void freelist_fini(struct worker *w, struct worker_freelist *f)
 {
-	while (f->n)
+	while (f->n) {
 		free(f->items[--f->n]);
+		worker_mem_uncharge(w, f->size);
+	}
 }
 
 char *worker_buf_get(struct worker *w)
 {
-	char *buf = freelist_get(&w->bufs);
+	char *buf = freelist_get(w, &w->bufs);
 
 	if (buf)
 		__atomic_store_n(&w->stats.buffers, ++w->n_buf_held, __ATOMIC_RELAXED);
@@ -219,24 +257,24 @@ void worker_buf_put(struct worker *w, char *buf)
 	if (!buf)
 		return;
 	__atomic_store_n(&w->stats.buffers, --w->n_buf_held, __ATOMIC_RELAXED);
-	freelist_put(&w->bufs, buf);
+	freelist_put(w, &w->bufs, buf);
 }
 
 struct http1_conn *worker_http_get(struct worker *w)
 {
-	return freelist_get(&w->https);
+	return freelist_get(w, &w->https);
 }
 
 void worker_http_put(struct worker *w, struct http1_conn *h)
 {
 	if (h)
 		worker_headers_put(w, h->headers);
-	freelist_put(&w->https, h);
+	freelist_put(w, &w->https, h);
 }
 
 struct http1_header *worker_headers_get(struct worker *w)
 {
-	struct http1_header *hd = freelist_get(&w->headers);
+	struct http1_header *hd = freelist_get(w, &w->headers);
 
 	if (hd)
 		__atomic_store_n(&w->stats.header_slots, ++w->n_headers_held, __ATOMIC_RELAXED);
@@ -248,7 +286,7 @@ void worker_headers_put(struct worker *w, struct http1_header *hd)
 	if (!hd)
 		return;
 	__atomic_store_n(&w->stats.header_slots, --w->n_headers_held, __ATOMIC_RELAXED);
-	freelist_put(&w->headers, hd);
+	freelist_put(w, &w->headers, hd);
 }
 
 struct l4_conn *worker_conn_get(struct worker *w)
@@ -279,6 +317,10 @@ struct l4_conn *worker_conn_get(struct worker *w)
 
 void worker_conn_release(struct worker *w, struct l4_conn *c)
 {
+	if (c->client_counted) {
+		limits_client_leave(&w->p->clients, &c->client_addr);
+		c->client_counted = false;
+	}
 	c->state = L4_CLOSED;
 	timer_heap_del(&w->timers, &c->timer);
 	if (c->prev)
@@ -310,11 +352,14 @@ void *worker_replay_get(struct worker *w)
 
 	if (w->n_replay_free)
 		return w->replay_free[--w->n_replay_free];
-	if (w->n_replay_slabs >= WORKER_REPLAY_SLABS_MAX)
+	if (w->n_replay_slabs >= WORKER_REPLAY_SLABS_MAX ||
+	    !worker_mem_charge(w, w->replay_slab_bytes))
 		return NULL;
 	slab = malloc(w->replay_slab_bytes);
 	if (slab)
 		w->n_replay_slabs++;
+	else
+		worker_mem_uncharge(w, w->replay_slab_bytes);
 	return slab;
 }
 
@@ -327,6 +372,7 @@ void worker_replay_put(struct worker *w, void *slab)
 		return;
 	}
 	free(slab); /* cannot happen: every slab came from this worker */
+	worker_mem_uncharge(w, w->replay_slab_bytes);
 	w->n_replay_slabs--;
 }
 
@@ -546,11 +592,13 @@ void worker_fini(struct worker *w)
 		free(c);
 	}
 	w->n_free = 0;
-	freelist_fini(&w->bufs);
-	freelist_fini(&w->https);
-	freelist_fini(&w->headers);
-	while (w->n_replay_free)
+	freelist_fini(w, &w->bufs);
+	freelist_fini(w, &w->https);
+	freelist_fini(w, &w->headers);
+	while (w->n_replay_free) {
 		free(w->replay_free[--w->n_replay_free]);
+		worker_mem_uncharge(w, w->replay_slab_bytes);
+	}
 	w->n_replay_slabs = 0;
 	if (w->pool) {
 		pool_fini(w, w->pool);
@@ -582,6 +630,25 @@ void worker_stats_add(struct worker *w, struct proxy_stats *sum)
 	sum->name += __atomic_load_n(&w->stats.name, __ATOMIC_RELAXED);
 	PROXY_STATS(WORKER_STATS_SUM)
 #undef WORKER_STATS_SUM
+	for (int i = 0; i < PROXY_CAP__COUNT; i++)
+		sum->refused[i] += __atomic_load_n(&w->stats.refused[i], __ATOMIC_RELAXED);
+}
+
+bool worker_mem_room(struct worker *w)
+{
+	return w->bufs.n > 0 || limits_mem_room(&w->p->mem, w->bufs.size);
+}
+
+bool worker_socket_room(const struct worker *w)
+{
+	return w->n_active + w->pool->n_idle < w->cfg->max_connections;
+}
+
+void worker_refused(struct worker *w, enum proxy_cap cap, const char *what)
+{
+	__atomic_fetch_add(&w->stats.refused[cap], 1, __ATOMIC_RELAXED);
+	worker_warn_ratelimited(w, "proxy worker %d: refused %s: cap %s (%s) reached", w->id, what,
+				proxy_cap_name(cap), proxy_cap_knob(cap));
 }
 
 void worker_warn_ratelimited(struct worker *w, const char *fmt, ...)

@@ -206,7 +206,8 @@ void worker_unwatch(struct worker *w, struct pollable *pl);
 /*
  * A zeroed connection with its buffers, linked into w's active list, or
  * NULL when memory is short. Counts toward max_connections until
- * worker_conn_release.
+ * worker_conn_release, which also gives back its per-client count
+ * (l4_conn.client_counted).
  */
 struct l4_conn *worker_conn_get(struct worker *w);
 
@@ -229,6 +230,28 @@ void *worker_replay_get(struct worker *w);
 
 /* Give slab (from worker_replay_get; NULL is ignored) back to w. */
 void worker_replay_put(struct worker *w, void *slab);
+
+/*
+ * A client is refused at cap (proxy.h, PROXY_CAPS): count it under
+ * shoal_proxy_refused_total{cap} and say which cap, rate-limited. what
+ * names what was refused ("a connection from 10.0.0.7:4711").
+ */
+void worker_refused(struct worker *w, enum proxy_cap cap, const char *what);
+
+/*
+ * Whether w may hold one more idle pooled socket: its connections and
+ * idle pooled sockets together stay below proxy.max_connections, so the
+ * worker's fds are at most 2 x max_connections (a client and an upstream
+ * socket per connection) whatever the pool holds.
+ */
+bool worker_socket_room(const struct worker *w);
+
+/*
+ * Whether w can give a new connection its first buffer without passing
+ * proxy.max_buffer_memory_mib: one idle in its free list, or room in the
+ * budget for a new one.
+ */
+bool worker_mem_room(struct worker *w);
 
 /* pr_warn, at most once per WORKER_WARN_INTERVAL_NS on this worker, so a
  * dead service cannot flood the log; the rest are counted and reported. */

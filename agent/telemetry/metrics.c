@@ -490,6 +490,10 @@ static void render_proxy(const struct metrics_sources *src, struct metrics_buf *
 	render_stat(b, "shoal_proxy_", #field, #kind, help, src->proxy, st.field);
 	PROXY_STATS(PROXY_FAMILY)
 #undef PROXY_FAMILY
+	/* Every cap of the table, zero included, so a rate() has its series. */
+	header(b, METRIC_PROXY_REFUSED);
+	for (int i = 0; src->proxy && i < PROXY_CAP__COUNT; i++)
+		sample_labeled(b, METRIC_PROXY_REFUSED, proxy_cap_name(i), st.refused[i]);
 }
 
 /* The tracer's counters (zero families when tracing is off). */

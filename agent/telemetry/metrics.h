@@ -78,6 +78,10 @@ struct discovery;
 	  "(first tries and retries alike; shoal_http_requests_total counts only a request's "     \
 	  "last) and every opaque TCP connect. outcome is success or failure, as the breaker "    \
 	  "counts them (docs/resilience.md).")                                                     \
+	X(PROXY_REFUSED, "shoal_proxy_refused_total", "counter", "cap",                            \
+	  "Clients the proxy refused at a cap (503 for HTTP, else a reset) or connections it "    \
+	  "closed when a buffer would pass the budget; cap is memory "                             \
+	  "(proxy.max_buffer_memory_mib) or client (proxy.max_connections_per_client).")           \
 	X(DATAPATH_UP, "shoal_datapath_up", "gauge", "",                                           \
 	  "1 when the pinned BPF maps could be read at this scrape, else 0.")                      \
 	X(PROCESS_OPEN_FDS, "shoal_process_open_fds", "gauge", "",                                 \
