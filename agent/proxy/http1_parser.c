@@ -187,60 +187,50 @@ static int parse_status_line(const char *base, uint32_t off, uint32_t len, struc
 }
 
 /*
- * Content-Length value: 1#DIGIT list. Identical repeats ("5, 5", or the
- * same value in several lines) are accepted as RFC 9112 6.3 allows, since
- * some clients duplicate the header; differing values, signs, empty
- * elements and overflow are 400.
+ * Content-Length value: 1*DIGIT, once. RFC 9110 8.6 lets a recipient
+ * either refuse a list of identical values ("5, 5") and repeated lines or
+ * reduce them to one; the proxy refuses them (400; 502 from a server):
+ * no peer behind it can then read a length the proxy did not, and no
+ * client needs to send one (docs/proxy.md, "Framing"). Signs, empty
+ * values and overflow are 400 too.
  */
 static int parse_content_length(const char *v, uint32_t len, struct http1_head *h)
 {
-	uint32_t i = 0;
+	uint64_t n = 0;
 
-	for (;;) {
-		uint64_t n = 0;
-		uint32_t d = i;
+	if (h->has_content_length || len == 0)
+		return HTTP1_E_BAD_REQUEST;
+	for (uint32_t i = 0; i < len; i++) {
+		unsigned int digit;
 
-		while (i < len && is_digit(v[i])) {
-			unsigned int digit = v[i] - '0';
-
-			if (n > (UINT64_MAX - digit) / 10)
-				return HTTP1_E_BAD_REQUEST;
-			n = n * 10 + digit;
-			i++;
-		}
-		if (i == d)
+		if (!is_digit(v[i]))
 			return HTTP1_E_BAD_REQUEST;
-		if (h->has_content_length && h->content_length != n)
+		digit = v[i] - '0';
+		if (n > (UINT64_MAX - digit) / 10)
 			return HTTP1_E_BAD_REQUEST;
-		h->has_content_length = true;
-		h->content_length = n;
-		while (i < len && (v[i] == ' ' || v[i] == '\t'))
-			i++;
-		if (i == len)
-			return 0;
-		if (v[i] != ',')
-			return HTTP1_E_BAD_REQUEST;
-		i++;
-		while (i < len && (v[i] == ' ' || v[i] == '\t'))
-			i++;
+		n = n * 10 + digit;
 	}
+	h->has_content_length = true;
+	h->content_length = n;
+	return 0;
 }
 
 /*
  * Call @fn on each element of a comma-separated list value, OWS
  * trimmed, empty elements skipped (RFC 9110 5.6.1). An element ends at
- * ';' too, dropping transfer-coding parameters. Stops at the first
- * non-zero return.
+ * ';' too: @fn gets the name without its parameters, and params says
+ * whether it had any. Stops at the first non-zero return.
  */
 static int for_each_element(const char *v, uint32_t len,
 			    int (*fn)(const char *e, uint32_t elen, struct http1_head *h,
-				      bool last),
+				      bool params),
 			    struct http1_head *h)
 {
 	uint32_t i = 0;
 
 	while (i < len) {
 		uint32_t b, e, next;
+		bool params;
 		int err;
 
 		while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
@@ -251,15 +241,13 @@ static int for_each_element(const char *v, uint32_t len,
 		while (i < len && v[i] != ',' && v[i] != ';')
 			i++;
 		e = i;
+		params = i < len && v[i] == ';';
 		while (i < len && v[i] != ',')
 			i++;
 		next = i;
 		while (e > b && (v[e - 1] == ' ' || v[e - 1] == '\t'))
 			e--;
-		/* Is another element after this one? */
-		while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-			i++;
-		err = fn(v + b, e - b, h, i == len);
+		err = fn(v + b, e - b, h, params);
 		if (err)
 			return err;
 		i = next;
@@ -270,16 +258,19 @@ static int for_each_element(const char *v, uint32_t len,
 /* Set while a Transfer-Encoding list is read: chunked was not the last element. */
 #define TE_CHUNKED_NOT_LAST 1
 
-static int te_element(const char *e, uint32_t len, struct http1_head *h, bool last)
+static int te_element(const char *e, uint32_t len, struct http1_head *h, bool params)
 {
-	(void)last;
 	for (uint32_t i = 0; i < len; i++)
 		if (!is_tchar(e[i]))
 			return HTTP1_E_BAD_REQUEST;
 	h->has_transfer_encoding = true;
 	if (eq_nocase(e, len, "chunked")) {
-		/* chunked twice would be decoded twice by one side only. */
-		if (h->chunked)
+		/*
+		 * chunked twice would be decoded twice by one side only;
+		 * chunked has no parameters (RFC 9112 7), so "chunked;x=y"
+		 * is a coding some peers call chunked and others do not.
+		 */
+		if (h->chunked || params)
 			return HTTP1_E_BAD_REQUEST;
 		h->chunked = true;
 		return 0;
@@ -294,9 +285,9 @@ static int te_element(const char *e, uint32_t len, struct http1_head *h, bool la
 	return h->kind == HTTP1_RESPONSE ? 0 : HTTP1_E_NOT_IMPLEMENTED;
 }
 
-static int connection_element(const char *e, uint32_t len, struct http1_head *h, bool last)
+static int connection_element(const char *e, uint32_t len, struct http1_head *h, bool params)
 {
-	(void)last;
+	(void)params;
 	if (eq_nocase(e, len, "close"))
 		h->conn_close = true;
 	else if (eq_nocase(e, len, "keep-alive"))
@@ -552,6 +543,98 @@ void http1_chunked_init(struct http1_chunked *c)
 	c->state = CH_SIZE;
 }
 
+/*
+ * Where a chunk-size line is, past its digits (RFC 9112 7.1.1):
+ *   chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+ * with a token name and a token or quoted-string value. Extensions are
+ * not interpreted, only checked: a line two parsers would split
+ * differently is where a smuggled chunk hides. Whitespace after the size,
+ * a name or a value is tolerated before the CR too (BWS), as most servers
+ * do; it cannot change the size.
+ */
+enum chunk_ext_state {
+	EXT_NONE,      /* in the size digits */
+	EXT_BWS_SEMI,  /* whitespace after the size or a value: ';' or CR next */
+	EXT_NAME_AT,   /* after ';': BWS, then a name */
+	EXT_NAME,      /* in a name */
+	EXT_AFTER_NAME, /* whitespace after a name: '=', ';' or CR */
+	EXT_VAL_AT,    /* after '=': BWS, then a token or a quoted-string */
+	EXT_TOKEN,     /* in a token value */
+	EXT_QUOTED,    /* in a quoted-string */
+	EXT_QUOTED_ESC, /* after a backslash in it */
+};
+
+/* May the size line end (CR) in state @ext? */
+static bool chunk_ext_may_end(uint8_t ext)
+{
+	return ext == EXT_NONE || ext == EXT_BWS_SEMI || ext == EXT_NAME ||
+	       ext == EXT_AFTER_NAME || ext == EXT_TOKEN;
+}
+
+/* One byte of a size line past the digits (not CR). 0 or HTTP1_E_BAD_REQUEST. */
+static int chunk_ext_byte(struct http1_chunked *c, unsigned char b)
+{
+	bool ws = b == ' ' || b == '\t';
+
+	switch (c->ext) {
+	case EXT_BWS_SEMI:
+		if (b == ';')
+			c->ext = EXT_NAME_AT;
+		else if (!ws)
+			return HTTP1_E_BAD_REQUEST;
+		return 0;
+	case EXT_NAME_AT:
+		if (is_tchar(b))
+			c->ext = EXT_NAME;
+		else if (!ws)
+			return HTTP1_E_BAD_REQUEST;
+		return 0;
+	case EXT_NAME:
+	case EXT_AFTER_NAME:
+		if (b == '=')
+			c->ext = EXT_VAL_AT;
+		else if (b == ';')
+			c->ext = EXT_NAME_AT;
+		else if (ws)
+			c->ext = EXT_AFTER_NAME;
+		else if (c->ext != EXT_NAME || !is_tchar(b))
+			return HTTP1_E_BAD_REQUEST;
+		return 0;
+	case EXT_VAL_AT:
+		if (b == '"')
+			c->ext = EXT_QUOTED;
+		else if (is_tchar(b))
+			c->ext = EXT_TOKEN;
+		else if (!ws)
+			return HTTP1_E_BAD_REQUEST;
+		return 0;
+	case EXT_TOKEN:
+		if (b == ';')
+			c->ext = EXT_NAME_AT;
+		else if (ws)
+			c->ext = EXT_BWS_SEMI;
+		else if (!is_tchar(b))
+			return HTTP1_E_BAD_REQUEST;
+		return 0;
+	case EXT_QUOTED:
+		/* qdtext: HTAB, SP, VCHAR but '"' and '\\', obs-text. */
+		if (b == '"')
+			c->ext = EXT_BWS_SEMI;
+		else if (b == '\\')
+			c->ext = EXT_QUOTED_ESC;
+		else if (!is_value_char(b))
+			return HTTP1_E_BAD_REQUEST;
+		return 0;
+	case EXT_QUOTED_ESC:
+		if (!is_value_char(b))
+			return HTTP1_E_BAD_REQUEST;
+		c->ext = EXT_QUOTED;
+		return 0;
+	default:
+		return HTTP1_E_BAD_REQUEST;
+	}
+}
+
 /* One framing byte. Returns 0, HTTP1_DONE, or an error. */
 static int chunked_framing_byte(struct http1_chunked *c, unsigned char b)
 {
@@ -562,36 +645,31 @@ static int chunked_framing_byte(struct http1_chunked *c, unsigned char b)
 		if (++c->line_len > HTTP1_MAX_CHUNK_LINE)
 			return HTTP1_E_HEAD_TOO_LARGE;
 		if (b == '\r') {
-			if (!c->digits)
+			if (!c->digits || !chunk_ext_may_end(c->ext))
 				return HTTP1_E_BAD_REQUEST;
 			c->state = CH_SIZE_LF;
 			return 0;
 		}
-		if (c->in_ext) {
-			/* Extensions are not interpreted, only bounded and CTL-free. */
-			if (!is_value_char(b))
-				return HTTP1_E_BAD_REQUEST;
-			return 0;
-		}
+		if (c->ext != EXT_NONE)
+			return chunk_ext_byte(c, b);
 		v = hex_value(b);
 		if (v >= 0) {
-			/* Sizes over 2^60 are nobody's body and near overflow. */
-			if (c->remaining >> 59)
-				return HTTP1_E_BAD_REQUEST;
 			c->remaining = c->remaining << 4 | (uint64_t)v;
+			if (c->remaining > HTTP1_MAX_CHUNK_SIZE)
+				return HTTP1_E_BAD_REQUEST;
 			c->digits = true;
 			return 0;
 		}
-		if (!c->digits || (b != ';' && b != ' ' && b != '\t'))
+		if (!c->digits)
 			return HTTP1_E_BAD_REQUEST;
-		c->in_ext = true;
-		return 0;
+		c->ext = EXT_BWS_SEMI;
+		return chunk_ext_byte(c, b);
 	case CH_SIZE_LF:
 		if (b != '\n')
 			return HTTP1_E_BAD_REQUEST;
 		c->line_len = 0;
 		c->digits = false;
-		c->in_ext = false;
+		c->ext = EXT_NONE;
 		c->state = c->remaining ? CH_DATA : CH_TRAILER_START;
 		return 0;
 	case CH_DATA_CR:

@@ -63,6 +63,12 @@ enum http1_kind {
 #define HTTP1_MAX_HEADERS_DEFAULT 100
 /* Chunk-size line incl. extensions: nobody needs extensions, cap them small. */
 #define HTTP1_MAX_CHUNK_LINE 1024
+/*
+ * Largest chunk size: 2^31 - 1. Servers that keep the size in a signed
+ * 32-bit int wrap past it, and a peer reading a different size is a
+ * smuggled request; real senders use chunks of kilobytes.
+ */
+#define HTTP1_MAX_CHUNK_SIZE 0x7fffffffull
 /* Trailer section of a chunked body: same order as a small head. */
 #define HTTP1_MAX_TRAILERS (8 * 1024)
 
@@ -162,7 +168,7 @@ int http1_error_status(int result);
 struct http1_chunked {
 	uint8_t state;
 	bool digits;	      /* the size line had at least one hex digit */
-	bool in_ext;	      /* past the digits: extensions or whitespace */
+	uint8_t ext;	      /* past the digits: where in the extensions (http1_parser.c) */
 	uint64_t remaining;   /* data bytes left in the current chunk */
 	uint32_t line_len;    /* bytes of the current size or trailer line */
 	uint32_t trailer_len; /* bytes of the trailer section so far */

@@ -146,20 +146,49 @@ Test(http1_parser, chunked_request)
 	cr_assert(head.chunked);
 }
 
-Test(http1_parser, content_length_duplicates_accepted)
+Test(http1_parser, content_length_values)
 {
-	cr_assert_eq(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\n"), HTTP1_DONE);
-	cr_assert_eq(head.content_length, 5);
-	cr_assert_eq(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
-			 "Content-Length: 5\r\n\r\n"),
-		     HTTP1_DONE);
-	cr_assert_eq(head.content_length, 5);
 	cr_assert_eq(
 	    req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551615\r\n\r\n"),
 	    HTTP1_DONE);
 	cr_assert_eq(head.content_length, UINT64_MAX);
 	cr_assert_eq(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 007\r\n\r\n"), HTTP1_DONE);
 	cr_assert_eq(head.content_length, 7);
+}
+
+/* A list of equal values, or the same value twice, is refused (docs/proxy.md). */
+Test(http1_parser, content_length_list_refused)
+{
+	cr_assert_eq(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\n"),
+		     HTTP1_E_BAD_REQUEST);
+	cr_assert_eq(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5,5\r\n\r\n"),
+		     HTTP1_E_BAD_REQUEST);
+	cr_assert_eq(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
+			 "Content-Length: 5\r\n\r\n"),
+		     HTTP1_E_BAD_REQUEST);
+	cr_assert_eq(resp("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n"),
+		     HTTP1_E_BAD_REQUEST);
+	cr_assert_eq(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5 5\r\n\r\n"),
+		     HTTP1_E_BAD_REQUEST);
+}
+
+/* chunked takes no parameters: "chunked;x=y" is not chunked to every peer. */
+Test(http1_parser, chunked_with_params_refused)
+{
+	cr_assert_eq(req("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked;x=y\r\n\r\n"),
+		     HTTP1_E_BAD_REQUEST);
+	cr_assert_eq(req("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked ; x\r\n\r\n"),
+		     HTTP1_E_BAD_REQUEST);
+	cr_assert_eq(req("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked;q=1\r\n"
+			 "\r\n"),
+		     HTTP1_E_BAD_REQUEST);
+	cr_assert_eq(resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked;x=y\r\n\r\n"),
+		     HTTP1_E_BAD_REQUEST);
+	/* Parameters of another coding are that coding's business. */
+	cr_assert_eq(req("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip;x=1, chunked\r\n"
+			 "\r\n"),
+		     HTTP1_DONE);
+	cr_assert(head.chunked);
 }
 
 Test(http1_parser, leading_empty_lines)
@@ -311,7 +340,7 @@ Test(http1_parser, error_status)
 
 static const char *valid_requests[] = {
     "GET / HTTP/1.1\r\nHost: h\r\n\r\n",
-    "\r\nPOST /upload?x=1 HTTP/1.1\r\nHost: example.com:8080\r\nContent-Length: 5, 5\r\n"
+    "\r\nPOST /upload?x=1 HTTP/1.1\r\nHost: example.com:8080\r\nContent-Length: 5\r\n"
     "Expect: 100-continue\r\nConnection: keep-alive\r\n\r\n",
     "POST / HTTP/1.1\r\nhost: h\r\nTransfer-Encoding: gzip , chunked\r\nX-Empty:\r\n\r\n",
     "GET http://a.example/ HTTP/1.0\r\nUser-Agent: t\xc3\xa9st\r\nConnection: keep-alive\r\n\r\n",
@@ -572,6 +601,29 @@ Test(http1_parser, chunked_body)
 	}
 }
 
+/* RFC 9112 7.1.1 chunk-ext, the forms it allows. */
+Test(http1_parser, chunked_ext_grammar)
+{
+	static const char *ok[] = {
+	    "5;a\r\nhello\r\n0\r\n\r\n",
+	    "5;a=b\r\nhello\r\n0\r\n\r\n",
+	    "5 ; a = b ; c\r\nhello\r\n0\r\n\r\n",
+	    "5;a=\"b c;d=\\\"e\\\\\"\r\nhello\r\n0\r\n\r\n",
+	    "5;a=\"\" ;b\r\nhello\r\n0;last\r\n\r\n",
+	    "5;a=b \r\nhello\r\n0\r\n\r\n",
+	    "5\t;\ta\r\nhello\r\n0\r\n\r\n",
+	};
+	struct decoded d;
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		decode(ok[i], strlen(ok[i]), 1, &d);
+		cr_assert_eq(d.rc, HTTP1_DONE, "%s: got %d", ok[i], d.rc);
+		cr_assert_eq(d.payload, 5);
+		decode(ok[i], strlen(ok[i]), strlen(ok[i]), &d);
+		cr_assert_eq(d.rc, HTTP1_DONE, "%s at once: got %d", ok[i], d.rc);
+	}
+}
+
 Test(http1_parser, chunked_trailers)
 {
 	const char *s = "3\r\nabc\r\n0\r\nX-Sum: 1\r\nY:\r\n\r\n";
@@ -596,6 +648,20 @@ static struct bad_case bad_chunked[] = {
     {"data too long", "5\r\nhelloX\r\n0\r\n\r\n", -400},
     {"data LF only", "5\r\nhello\n0\r\n\r\n", -400},
     {"CTL in ext", "5;\x01\r\nhello\r\n0\r\n\r\n", -400},
+    {"ext: empty name", "5;\r\nhello\r\n0\r\n\r\n", -400},
+    {"ext: empty name after one", "5;a;\r\nhello\r\n0\r\n\r\n", -400},
+    {"ext: no value", "5;a=\r\nhello\r\n0\r\n\r\n", -400},
+    {"ext: separator in name", "5;a/b=1\r\nhello\r\n0\r\n\r\n", -400},
+    {"ext: space in name", "5;a b\r\nhello\r\n0\r\n\r\n", -400},
+    {"ext: separator in value", "5;a=b/c\r\nhello\r\n0\r\n\r\n", -400},
+    {"ext: two values", "5;a=b c\r\nhello\r\n0\r\n\r\n", -400},
+    {"ext: open quote", "5;a=\"b\r\nhello\r\n0\r\n\r\n", -400},
+    {"ext: after quote", "5;a=\"b\"c\r\nhello\r\n0\r\n\r\n", -400},
+    {"ext: escaped CTL", "5;a=\"\\\x01\"\r\nhello\r\n0\r\n\r\n", -400},
+    {"ext: no semicolon", "5 a\r\nhello\r\n0\r\n\r\n", -400},
+    {"ext: double equals", "5;a==b\r\nhello\r\n0\r\n\r\n", -400},
+    {"size over 2^31-1", "80000000\r\n", -400},
+    {"size far over 2^31-1", "ffffffffff\r\n", -400},
     {"NUL in size", "5\0\r\nhello\r\n", -400},
     {"trailer fold", "0\r\nX: a\r\n b\r\n\r\n", -400},
     {"trailer space before colon", "0\r\nX : a\r\n\r\n", -400},
@@ -652,10 +718,17 @@ Test(http1_parser, chunked_limits)
 	decode(buf, len, 100, &d);
 	cr_assert_eq(d.rc, HTTP1_E_HEAD_TOO_LARGE);
 
-	/* A large (but representable) size is only framing; the data is counted. */
-	decode("7fffffffffffffff\r\nabc", 21, 21, &d);
+	/* The largest size allowed is only framing; the data is counted. */
+	decode("7fffffff\r\nabc", 13, 13, &d);
 	cr_assert_eq(d.rc, HTTP1_NEED_MORE);
 	cr_assert_eq(d.payload, 3);
+	decode("0007fffffff\r\nabc", 16, 1, &d);
+	cr_assert_eq(d.rc, HTTP1_NEED_MORE);
+	/* One more is refused, before any data. */
+	decode("80000000\r\nabc", 13, 13, &d);
+	cr_assert_eq(d.rc, HTTP1_E_BAD_REQUEST);
+	decode("7fffffff0\r\n", 11, 1, &d);
+	cr_assert_eq(d.rc, HTTP1_E_BAD_REQUEST);
 }
 
 Test(http1_parser, chunked_after_done)
