@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -188,6 +189,41 @@ static int start_discovery(const struct config *cfg, struct discovery **out)
 	return discovery_start(cfg, &ko, out);
 }
 
+/*
+ * Raise the soft RLIMIT_NOFILE to the hard one: every proxied connection
+ * holds two fds (client and upstream) plus pooled ones, and the usual soft
+ * default of 1024 would turn a few hundred connections into EMFILE. Never
+ * fails the start: the limit left is logged and the proxy pauses accepts
+ * when it runs out.
+ */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		pr_warn("cannot read the open files limit (RLIMIT_NOFILE): %s", strerror(errno));
+		return;
+	}
+	if (rl.rlim_cur == rl.rlim_max) {
+		pr_info("open files limit (RLIMIT_NOFILE): %llu", (unsigned long long)rl.rlim_cur);
+		return;
+	}
+	{
+		rlim_t was = rl.rlim_cur;
+
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+			pr_warn("cannot raise the open files limit (RLIMIT_NOFILE) from %llu to %llu: "
+				"%s",
+				(unsigned long long)was, (unsigned long long)rl.rlim_max,
+				strerror(errno));
+			return;
+		}
+		pr_info("open files limit (RLIMIT_NOFILE): raised from %llu to %llu",
+			(unsigned long long)was, (unsigned long long)rl.rlim_cur);
+	}
+}
+
 /* Serve until SIGTERM/SIGINT, refreshing the heartbeat and applying discovery's changes. */
 static int serve(const struct config *cfg, struct datapath *dp, struct proxy *proxy,
 		 struct discovery *disc, int sig_fd)
@@ -353,6 +389,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	raise_nofile();
 	err = datapath_open(cfg, &dp);
 	if (err)
 		goto out;
