@@ -534,6 +534,28 @@ static void http1_attempt_failed(struct worker *w, struct l4_conn *c, int err)
 	}
 }
 
+/*
+ * The proxy could not open an upstream socket for lack of its own
+ * resources (err, sock_err_local): the try is cancelled, so the balancer,
+ * the breaker and the retry budget never hear of it, and the client gets
+ * 503 proxy-resources.
+ */
+static void http1_local_refused(struct worker *w, struct l4_conn *c, int err)
+{
+	struct http1_conn *h = c->http;
+	char svc[2 * CONFIG_MAX_NAME + 16];
+
+	balance_cancel(h->sv, &h->bt, timer_now_ns());
+	WORKER_STAT_INC(w, local_refused);
+	worker_warn_ratelimited(w,
+				"proxy worker %d: %s: cannot open a connection to an endpoint of "
+				"%s/%s: %s (the proxy's own limit, not the endpoint's); answering "
+				"503",
+				w->id, http1_svc_name(c, svc, sizeof(svc)), h->target->namespace,
+				h->target->name, strerror(err));
+	http1_error(w, c, HTTP_ERR_LOCAL_RESOURCES);
+}
+
 /* An upstream connection is ready for the request: note its history. */
 static void http1_up_ready(struct l4_conn *c)
 {
@@ -642,8 +664,10 @@ static uint64_t http1_per_try_ns(const struct http1_conn *h)
  * Get a connection to endpoint idx for the try in flight: an idle pooled
  * one, else a new connect (its timer armed at the earliest of the
  * attempt's end, the connect deadline and the request's deadline).
- * Returns true when the try has an upstream (or c was closed: check
- * c->state), false when the connect failed at once (recorded).
+ * Returns true when the try has an upstream (or c was answered or closed:
+ * check c->state), false when the connect failed at once (recorded). A
+ * local shortage (sock_err_local) is answered 503 proxy-resources at once:
+ * not the endpoint's failure, and no other endpoint would fare better.
  */
 static bool http1_try_endpoint(struct worker *w, struct l4_conn *c, uint32_t idx, uint64_t now,
 			       uint64_t connect_deadline)
@@ -669,6 +693,10 @@ static bool http1_try_endpoint(struct worker *w, struct l4_conn *c, uint32_t idx
 		}
 	}
 	ret = pool_connect(w, &ep->addr, h->target_port_be, c, &pc);
+	if (ret < 0 && sock_err_local(-ret)) {
+		http1_local_refused(w, c, -ret);
+		return true;
+	}
 	if (ret < 0) {
 		http1_attempt_failed(w, c, -ret);
 		return false;

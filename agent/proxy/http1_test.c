@@ -1134,3 +1134,108 @@ Test(http1, idle_pooled_connections_count_toward_max_connections)
 	close(b);
 	end_test();
 }
+
+/* ---- the proxy's own shortages are not the endpoints' ---------------- */
+
+static atomic_int sockets_to_fail; /* upstream socket() calls still to fail */
+static atomic_int fail_errno;
+
+static int failing_socket(int domain, int type, int protocol)
+{
+	if (atomic_fetch_sub(&sockets_to_fail, 1) > 0) {
+		errno = atomic_load(&fail_errno);
+		return -1;
+	}
+	return socket(domain, type, protocol);
+}
+
+/* Outcomes recorded for both endpoints, ejected count, budget and retries. */
+static void svc_state(struct es_service_stats *ss, uint64_t *failed)
+{
+	const struct es_svc_view *sv = es_view_service(proxy_es_view(px), &cfg, &svc);
+	uint64_t now = (uint64_t)test_now_ms() * 1000000;
+
+	cr_assert_not_null(sv);
+	es_service_read(sv, now, ss);
+	*failed = 0;
+	for (uint32_t i = 0; i < 2; i++) {
+		struct es_endpoint_stats es;
+
+		es_endpoint_read(sv, i, now, &es);
+		*failed += es.failed;
+	}
+}
+
+/*
+ * EMFILE, ENFILE, ENOBUFS from socket() are the proxy's shortage: each
+ * request gets 503 proxy-resources at once, counted, with no failure
+ * recorded against an endpoint (one would eject it here), no retry and
+ * no budget spent; once sockets are back, requests go through.
+ */
+Test(http1, local_socket_errors_are_a_503_and_never_blame_an_endpoint)
+{
+	static const int errs[] = {EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL};
+	struct config_resilience *r = &svc.resilience;
+	struct proxy_opts opts = {.endpoint_sockaddr = two_eps_sockaddr,
+				  .open_socket = failing_socket};
+	struct es_service_stats before, after;
+	uint64_t failed;
+	char resp[4096], err[256] = "";
+	int ret;
+
+	config_resilience_default(r);
+	r->consecutive_failures = 1; /* one failure recorded would eject */
+	r->max_ejection_pct = 100;
+	atomic_store(&sockets_to_fail, 0);
+	backend_start(script_keepalive);
+	two_eps_port = svc.ports[0].target_port;
+	memset(two_eps, 0, sizeof(two_eps));
+	addr_parse("192.0.2.1", &two_eps[0].addr);
+	addr_parse("192.0.2.2", &two_eps[1].addr);
+	svc.endpoints = two_eps;
+	svc.n_endpoints = 2;
+	ret = proxy_start_opts(&cfg, test_orig_dst, test_plain_tcp, NULL, &opts, &px, err,
+			       sizeof(err));
+	cr_assert_eq(ret, 0, "proxy_start: %s (%s)", strerror(-ret), err);
+	svc_state(&before, &failed);
+
+	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+		int c = client_connect();
+
+		atomic_store(&fail_errno, errs[i]);
+		atomic_store(&sockets_to_fail, 1000);
+		send_str(c, GET("/"));
+		read_all(c, resp, sizeof(resp));
+		cr_expect_eq(strncmp(resp, "HTTP/1.1 503", 12), 0, "%s: %s", strerror(errs[i]),
+			     resp);
+		cr_expect_not_null(strstr(resp, "x-shoal-error: proxy-resources\r\n"), "%s: %s",
+				   strerror(errs[i]), resp);
+		close(c);
+	}
+	/* Each request tried one socket: no failover, no retry. */
+	cr_expect_eq(1000 - atomic_load(&sockets_to_fail), 1, "the last request tried %d sockets",
+		     1000 - atomic_load(&sockets_to_fail));
+	atomic_store(&sockets_to_fail, 0);
+	svc_state(&after, &failed);
+	cr_expect_eq(failed, 0, "%llu failures recorded against the endpoints",
+		     (unsigned long long)failed);
+	cr_expect_eq(after.ejected, 0, "%u endpoints ejected", after.ejected);
+	cr_expect_eq(after.ejections, before.ejections);
+	cr_expect_eq(after.retries, before.retries, "retries %llu -> %llu",
+		     (unsigned long long)before.retries, (unsigned long long)after.retries);
+	/* Requests deposit into the budget; nothing withdrew from it. */
+	cr_expect_geq(after.budget_balance, before.budget_balance, "budget %llu -> %llu",
+		     (unsigned long long)before.budget_balance,
+		     (unsigned long long)after.budget_balance);
+	cr_expect_eq(stats_now().local_refused, 5);
+	cr_expect_eq(stats_now().connect_failures, 0);
+
+	/* Sockets are back: both endpoints still serve. */
+	for (int i = 0; i < 4; i++) {
+		int c = client_connect();
+
+		one_request(c, GET("/"), resp, sizeof(resp), "\r\n\r\nok");
+		close(c);
+	}
+	end_test();
+}

@@ -18,6 +18,7 @@
 	X(NO_ENDPOINTS, 503, "no-endpoints", "no endpoints for this service")                      \
 	X(CONNECT_FAILURE, 503, "connect-failure", "no endpoint accepted a connection")            \
 	X(NO_CANDIDATE, 503, "no-candidate", "every endpoint is ejected")                          \
+	X(LOCAL_RESOURCES, 503, "proxy-resources", "the proxy is out of sockets or memory")        \
 	X(UPSTREAM_RESET, 502, "upstream-reset", "the endpoint closed the connection early")       \
 	X(BAD_RESPONSE, 502, "bad-response", "the endpoint sent a malformed response")             \
 	X(TIMEOUT, 504, "timeout", "the endpoint did not answer in time")                          \

@@ -266,7 +266,7 @@ static int l4_connect_one(struct worker *w, struct l4_conn *c, const struct conf
 	bool connected = false;
 	int fd, err;
 
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = w->p->opts.open_socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	/* Unmarked, the datapath would send this connect back to us. */
@@ -318,6 +318,24 @@ static void l4_attempt_failed(struct worker *w, struct l4_conn *c, int err)
 			 l4_svc_name(c, svc, sizeof(svc)),
 			 addr_format(&ep->addr, c->port_be, addr, sizeof(addr)), strerror(err));
 	}
+}
+
+/*
+ * No upstream socket for lack of the proxy's own resources (err,
+ * sock_err_local): cancel the attempt, so that neither the balancer nor
+ * the breaker nor the retry budget hears of it, and reset the client.
+ */
+static void l4_local_refused(struct worker *w, struct l4_conn *c, int err)
+{
+	char svc[2 * CONFIG_MAX_NAME + 16];
+
+	balance_cancel(c->sv, &c->bt, timer_now_ns());
+	WORKER_STAT_INC(w, local_refused);
+	worker_warn_ratelimited(w,
+				"proxy worker %d: %s: cannot open a connection to an endpoint: %s "
+				"(the proxy's own limit, not the endpoint's); resetting the client",
+				w->id, l4_svc_name(c, svc, sizeof(svc)), strerror(err));
+	l4_close(w, c, true);
 }
 
 static void l4_give_up(struct worker *w, struct l4_conn *c)
@@ -405,6 +423,10 @@ static void l4_connect_next(struct worker *w, struct l4_conn *c)
 		c->tried++;
 		balance_start(c->sv, &c->bt, now);
 		ret = l4_connect_one(w, c, &c->svc->endpoints[idx], now, deadline);
+		if (ret < 0 && sock_err_local(-ret)) {
+			l4_local_refused(w, c, -ret);
+			return;
+		}
 		if (ret < 0)
 			l4_attempt_failed(w, c, -ret); /* before the next pick reuses c->bt */
 		if (ret == 0)

@@ -166,7 +166,7 @@ int pool_connect(struct worker *w, const struct shoal_addr *addr, uint16_t port_
 	pc = pool_conn_get(pl);
 	if (!pc)
 		return -ENOMEM;
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = w->p->opts.open_socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		err = -errno;
 		goto err_free;

@@ -187,6 +187,8 @@ int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst,
 		p->opts = *opts;
 	if (!p->opts.endpoint_sockaddr)
 		p->opts.endpoint_sockaddr = addr_to_sockaddr;
+	if (!p->opts.open_socket)
+		p->opts.open_socket = socket;
 	p->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (p->stop_fd < 0) {
 		ret = -errno;

@@ -69,6 +69,9 @@ void proxy_stop(struct proxy *p);
 	X(connect_failures, counter,                                                               \
 	  "Endpoint connect attempts that were refused, failed or timed out.")                     \
 	X(gave_up, counter, "Connections reset because no endpoint could be reached in time.")     \
+	X(local_refused, counter,                                                                  \
+	  "Connections refused (HTTP 503 proxy-resources, TCP reset) because the proxy itself "    \
+	  "was out of fds, memory or local ports when connecting upstream; no endpoint blamed.")   \
 	X(active, gauge, "Connections open now (connecting or copying).")                          \
 	X(buffers, gauge,                                                                          \
 	  "Connection buffers (proxy.buffer_bytes each) held now: a connection holds one per "     \

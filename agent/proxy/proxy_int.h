@@ -51,6 +51,11 @@ struct proxy_opts {
 	 */
 	socklen_t (*endpoint_sockaddr)(const struct shoal_addr *ep, uint16_t port_be,
 				       struct sockaddr_storage *out);
+	/*
+	 * Creates every upstream socket; the default is socket(2). Tests
+	 * inject failures (EMFILE, ENOBUFS) through it.
+	 */
+	int (*open_socket)(int domain, int type, int protocol);
 };
 
 struct proxy {

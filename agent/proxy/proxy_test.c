@@ -85,6 +85,8 @@ static struct backend backends[MAX_BACKENDS];
 static int n_backends;
 static int spare_fds[8];
 static int n_spare_fds;
+static atomic_int sockets_to_fail; /* upstream socket() calls still to fail */
+static atomic_int fail_errno;
 static uint16_t ep_port[MAX_EPS + 1]; /* 192.0.2.N -> 127.0.0.1:ep_port[N] */
 
 /* A port nobody listens on; it stays bound until teardown so nothing else
@@ -301,6 +303,7 @@ static void setup(void)
 	n_backends = 0;
 	n_spare_fds = 0;
 	px = NULL;
+	atomic_store(&sockets_to_fail, 0);
 
 	addr_parse("127.0.0.1", &cfg.proxy_v4);
 	cfg.proxy_port = test_free_port();
@@ -366,9 +369,21 @@ static void end_test(void)
 
 TestSuite(proxy, .init = setup, .fini = teardown, .timeout = 30);
 
+
+/* The open_socket seam: fails while sockets_to_fail lasts. */
+static int failing_socket(int domain, int type, int protocol)
+{
+	if (atomic_fetch_sub(&sockets_to_fail, 1) > 0) {
+		errno = atomic_load(&fail_errno);
+		return -1;
+	}
+	return socket(domain, type, protocol);
+}
+
 static void start_proxy(void)
 {
-	struct proxy_opts opts = {.endpoint_sockaddr = test_endpoint_sockaddr};
+	struct proxy_opts opts = {.endpoint_sockaddr = test_endpoint_sockaddr,
+				  .open_socket = failing_socket};
 	char err[256] = "";
 	int ret = proxy_start_opts(&cfg, test_orig_dst, test_plain_tcp, &dp, &opts, &px, err, sizeof(err));
 
@@ -884,5 +899,66 @@ Test(proxy, an_opaque_connection_past_the_memory_budget_is_reset)
 	fd = client_connect();
 	cr_assert_eq(read(fd, &id, 1), 1, "not served once memory was given back");
 	close(fd);
+	end_test();
+}
+
+/*
+ * The proxy out of fds or buffers (EMFILE, ENFILE, ENOBUFS from socket())
+ * resets the client at once, counted as local_refused, and tells the
+ * balancer nothing: no failure against either endpoint (one would eject
+ * it here), no failover, no retry from the budget. Once sockets are
+ * back, both endpoints serve.
+ */
+Test(proxy, local_socket_errors_reset_the_client_and_never_blame_an_endpoint)
+{
+	static const int errs[] = {EMFILE, ENFILE, ENOBUFS};
+	uint16_t ports[2] = {backend_start(BACKEND_ID, 'A'), backend_start(BACKEND_ID, 'B')};
+	struct es_service_stats ss;
+	const struct es_svc_view *sv;
+	uint64_t failed = 0, now;
+	char id;
+	int fd;
+
+	config_resilience_default(&svc.resilience);
+	svc.resilience.consecutive_failures = 1;
+	svc.resilience.max_ejection_pct = 100;
+	cfg.workers = 1;
+	set_mapped_endpoints(ports, 2);
+	start_proxy();
+	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+		atomic_store(&fail_errno, errs[i]);
+		atomic_store(&sockets_to_fail, 1000);
+		fd = client_connect();
+		expect_reset(fd);
+		close(fd);
+		cr_expect_eq(1000 - atomic_load(&sockets_to_fail), 1,
+			     "%s: %d sockets tried, want 1 (no failover)", strerror(errs[i]),
+			     1000 - atomic_load(&sockets_to_fail));
+	}
+	atomic_store(&sockets_to_fail, 0);
+	expect_stat(local_refused, 3);
+	expect_stat(active, 0);
+	cr_expect_eq(stats_now().connect_failures, 0);
+	sv = es_view_service(proxy_es_view(px), &cfg, &svc);
+	cr_assert_not_null(sv);
+	now = test_now_ms() * 1000000;
+	es_service_read(sv, now, &ss);
+	for (uint32_t i = 0; i < 2; i++) {
+		struct es_endpoint_stats es;
+
+		es_endpoint_read(sv, i, now, &es);
+		failed += es.failed;
+	}
+	cr_expect_eq(failed, 0, "%llu failures recorded against the endpoints",
+		     (unsigned long long)failed);
+	cr_expect_eq(ss.ejected, 0, "%u endpoints ejected", ss.ejected);
+	cr_expect_eq(ss.retries, 0, "%llu retries", (unsigned long long)ss.retries);
+	cr_expect_eq(ss.retries_refused, 0);
+	for (int i = 0; i < 6; i++) {
+		fd = client_connect();
+		cr_assert_eq(read(fd, &id, 1), 1, "connection %d after the shortage", i);
+		cr_expect(id == 'A' || id == 'B');
+		close(fd);
+	}
 	end_test();
 }

@@ -6,7 +6,9 @@
 #ifndef SHOAL_PROXY_SOCK_H
 #define SHOAL_PROXY_SOCK_H
 
+#include <errno.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -41,5 +43,19 @@ int sock_listen(const struct shoal_addr *addr, uint16_t port_be, uint32_t mark, 
 
 /* The pending error of fd (SO_ERROR) as a positive errno, 0 for none. */
 int sock_error(int fd);
+
+/*
+ * Is err (positive errno from socket(), setsockopt(), connect() or
+ * epoll_ctl() on a new upstream socket) the proxy's own shortage rather
+ * than the endpoint's fault? Out of fds (EMFILE, ENFILE), of memory
+ * (ENOBUFS, ENOMEM), of epoll watches (ENOSPC) or of local ports
+ * (EADDRNOTAVAIL). Such an attempt says nothing about the endpoint: it
+ * must not feed its breaker or latency estimate, nor spend a retry.
+ */
+static inline bool sock_err_local(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM || err == ENOSPC ||
+	       err == EADDRNOTAVAIL;
+}
 
 #endif
