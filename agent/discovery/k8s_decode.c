@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/addr.h"
 
@@ -151,14 +152,84 @@ static int decode_l4(json_object *port, enum model_l4 *out, char *err, size_t er
 	return 0;
 }
 
-/* appProtocol: the standard names shoal knows; anything else is opaque TCP. */
-static enum config_protocol decode_app(const char *app)
+/*
+ * What a service port speaks, from its appProtocol and, when that is
+ * absent, its name (docs/discovery.md, "Protocols"). One row per value
+ * users write: Kubernetes' own kubernetes.io/ names (KEP-3726), IANA
+ * service names (compared without case, as IANA does) and the values
+ * Istio and Linkerd document. HTTP/2 (h2c, gRPC) is CONFIG_PROTO_H2C,
+ * which the proxy carries as opaque TCP until it speaks HTTP/2; TLS
+ * (https, wss, tls) is opaque: there is nothing to parse in it.
+ */
+struct app_protocol {
+	const char *value;
+	enum config_protocol proto;
+};
+
+static const struct app_protocol app_protocols[] = {
+    {"http", CONFIG_PROTO_HTTP},
+    {"kubernetes.io/http", CONFIG_PROTO_HTTP}, /* not standard, but written */
+    {"http/1.1", CONFIG_PROTO_HTTP},
+    {"kubernetes.io/ws", CONFIG_PROTO_HTTP}, /* an Upgrade is an HTTP/1.1 request */
+    {"ws", CONFIG_PROTO_HTTP},
+    {"kubernetes.io/h2c", CONFIG_PROTO_H2C},
+    {"h2c", CONFIG_PROTO_H2C},
+    {"http2", CONFIG_PROTO_H2C},
+    {"grpc", CONFIG_PROTO_H2C},
+    /* gRPC-Web runs over HTTP/1.1 or HTTP/2: the preface tells which. */
+    {"grpc-web", CONFIG_PROTO_DETECT},
+    {"kubernetes.io/wss", CONFIG_PROTO_TCP},
+    {"https", CONFIG_PROTO_TCP},
+    {"wss", CONFIG_PROTO_TCP},
+    {"tls", CONFIG_PROTO_TCP},
+    {"tcp", CONFIG_PROTO_TCP},
+    {"mysql", CONFIG_PROTO_TCP},
+    {"postgresql", CONFIG_PROTO_TCP},
+    {"postgres", CONFIG_PROTO_TCP},
+    {"redis", CONFIG_PROTO_TCP},
+    {"mongo", CONFIG_PROTO_TCP},
+    {"mongodb", CONFIG_PROTO_TCP},
+    {"kafka", CONFIG_PROTO_TCP},
+    {"amqp", CONFIG_PROTO_TCP},
+    {"memcached", CONFIG_PROTO_TCP},
+    {"cassandra", CONFIG_PROTO_TCP},
+    {"zookeeper", CONFIG_PROTO_TCP},
+    {"smtp", CONFIG_PROTO_TCP},
+    {"nats", CONFIG_PROTO_TCP},
+    {"mqtt", CONFIG_PROTO_TCP},
+    {"dns", CONFIG_PROTO_TCP},
+};
+
+/*
+ * Istio's port naming, "<protocol>[-<suffix>]", for a port without
+ * appProtocol: only the protocols Istio lists for it, longest first so
+ * that "grpc-web-ui" is gRPC-Web and "http2-x" is HTTP/2.
+ */
+static const struct app_protocol port_name_protocols[] = {
+    {"grpc-web", CONFIG_PROTO_DETECT}, {"http2", CONFIG_PROTO_H2C}, {"https", CONFIG_PROTO_TCP},
+    {"mongo", CONFIG_PROTO_TCP},       {"mysql", CONFIG_PROTO_TCP}, {"redis", CONFIG_PROTO_TCP},
+    {"grpc", CONFIG_PROTO_H2C},	       {"http", CONFIG_PROTO_HTTP}, {"tcp", CONFIG_PROTO_TCP},
+    {"tls", CONFIG_PROTO_TCP},
+};
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+enum config_protocol k8s_app_protocol(const char *app, const char *port_name)
 {
-	if (!strcmp(app, "http") || !strcmp(app, "kubernetes.io/http"))
-		return CONFIG_PROTO_HTTP;
-	if (!strcmp(app, "kubernetes.io/h2c") || !strcmp(app, "h2c"))
-		return CONFIG_PROTO_H2C;
-	return CONFIG_PROTO_TCP;
+	if (app[0]) {
+		for (size_t i = 0; i < ARRAY_LEN(app_protocols); i++)
+			if (!strcasecmp(app, app_protocols[i].value))
+				return app_protocols[i].proto;
+		return CONFIG_PROTO_DETECT; /* unknown: the first bytes tell */
+	}
+	for (size_t i = 0; i < ARRAY_LEN(port_name_protocols); i++) {
+		const char *v = port_name_protocols[i].value;
+		size_t n = strlen(v);
+
+		if (!strncasecmp(port_name, v, n) && (!port_name[n] || port_name[n] == '-'))
+			return port_name_protocols[i].proto;
+	}
+	return CONFIG_PROTO_DETECT;
 }
 
 /* metadata.namespace and metadata.name; both required. */
@@ -184,9 +255,15 @@ static int decode_meta(json_object *obj, char *ns, size_t nslen, char *name, siz
 	return 0;
 }
 
+/*
+ * Longest appProtocol the API accepts: a qualified name, a DNS prefix of
+ * up to 253 bytes, '/', and a name of up to 63.
+ */
+#define K8S_MAX_APP_PROTOCOL (253 + 1 + 63)
+
 static int decode_service_port(json_object *jp, struct model_port *p, char *err, size_t errlen)
 {
-	char app[64];
+	char app[K8S_MAX_APP_PROTOCOL + 1];
 	json_object *tp;
 	int ret;
 
@@ -202,7 +279,7 @@ static int decode_service_port(json_object *jp, struct model_port *p, char *err,
 		ret = get_str(jp, "appProtocol", app, sizeof(app), true, err, errlen);
 	if (ret)
 		return ret;
-	p->app = decode_app(app);
+	p->app = k8s_app_protocol(app, p->name);
 	tp = get(jp, "targetPort");
 	if (!tp) {
 		p->target_port = p->port; /* the API's default */

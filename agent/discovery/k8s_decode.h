@@ -67,6 +67,15 @@ struct k8s_event {
 void k8s_event_clear(struct k8s_event *ev);
 
 /*
+ * The protocol of a service port from its appProtocol (app, "" when
+ * absent) and, without one, its name (port_name, "" when unnamed), by the
+ * table in docs/discovery.md ("Protocols"). Unknown or absent:
+ * CONFIG_PROTO_DETECT (model_build turns that into opaque TCP on
+ * proxy.opaque_ports).
+ */
+enum config_protocol k8s_app_protocol(const char *app, const char *port_name);
+
+/*
  * Decode a Service object into *out. Unknown fields are ignored (the API
  * grows); a field of the wrong type or a bad address is an error.
  * Returns 0, or -EINVAL with the reason in err.

@@ -200,7 +200,8 @@ Test(k8s_decode, service_dual_stack)
 	cr_assert_eq(ev.svc.n_ports, 2);
 	cr_expect_eq(ev.svc.ports[0].app, CONFIG_PROTO_H2C);
 	cr_expect_eq(ev.svc.ports[0].target_port, 9090);
-	cr_expect_eq(ev.svc.ports[1].app, CONFIG_PROTO_TCP);
+	/* No appProtocol, name "db": detected (model_build makes 5432 opaque). */
+	cr_expect_eq(ev.svc.ports[1].app, CONFIG_PROTO_DETECT);
 }
 
 Test(k8s_decode, service_headless_added_and_deleted)
@@ -386,4 +387,83 @@ Test(k8s_decode, stream_refuses_garbage)
 	k8s_stream_reset(&s);
 	cr_expect_eq(k8s_stream_feed(&s, "\"str\"", 5, collect_cb, &c), -EBADMSG);
 	k8s_stream_fini(&s);
+}
+
+/* docs/discovery.md, "Protocols": appProtocol first, then the port's name. */
+Test(k8s_decode, app_protocol_table)
+{
+	static const struct {
+		const char *app, *name;
+		enum config_protocol want;
+	} rows[] = {
+	    {"", "", CONFIG_PROTO_DETECT},
+	    {"", "web", CONFIG_PROTO_DETECT},
+	    {"http", "", CONFIG_PROTO_HTTP},
+	    {"HTTP", "", CONFIG_PROTO_HTTP},
+	    {"kubernetes.io/http", "", CONFIG_PROTO_HTTP},
+	    {"kubernetes.io/ws", "", CONFIG_PROTO_HTTP},
+	    {"kubernetes.io/h2c", "", CONFIG_PROTO_H2C},
+	    {"grpc", "", CONFIG_PROTO_H2C},
+	    {"GRPC", "", CONFIG_PROTO_H2C},
+	    {"http2", "", CONFIG_PROTO_H2C},
+	    {"grpc-web", "", CONFIG_PROTO_DETECT},
+	    {"kubernetes.io/wss", "", CONFIG_PROTO_TCP},
+	    {"https", "", CONFIG_PROTO_TCP},
+	    {"tls", "", CONFIG_PROTO_TCP},
+	    {"tcp", "", CONFIG_PROTO_TCP},
+	    {"TCP", "", CONFIG_PROTO_TCP},
+	    {"mysql", "", CONFIG_PROTO_TCP},
+	    {"redis", "", CONFIG_PROTO_TCP},
+	    {"postgresql", "", CONFIG_PROTO_TCP},
+	    {"example.com/custom", "", CONFIG_PROTO_DETECT},
+	    {"httpx", "", CONFIG_PROTO_DETECT},
+	    /* appProtocol wins over the name */
+	    {"tcp", "http-web", CONFIG_PROTO_TCP},
+	    {"example.com/custom", "http", CONFIG_PROTO_DETECT},
+	    /* Istio's port names, without appProtocol */
+	    {"", "http", CONFIG_PROTO_HTTP},
+	    {"", "http-web", CONFIG_PROTO_HTTP},
+	    {"", "HTTP-web", CONFIG_PROTO_HTTP},
+	    {"", "http2-api", CONFIG_PROTO_H2C},
+	    {"", "grpc", CONFIG_PROTO_H2C},
+	    {"", "grpc-api", CONFIG_PROTO_H2C},
+	    {"", "grpc-web", CONFIG_PROTO_DETECT},
+	    {"", "grpc-web-ui", CONFIG_PROTO_DETECT},
+	    {"", "tcp-db", CONFIG_PROTO_TCP},
+	    {"", "https", CONFIG_PROTO_TCP},
+	    {"", "tls-x", CONFIG_PROTO_TCP},
+	    {"", "mysql", CONFIG_PROTO_TCP},
+	    {"", "redis-cache", CONFIG_PROTO_TCP},
+	    {"", "httpbin", CONFIG_PROTO_DETECT}, /* a prefix only up to '-' */
+	    {"", "webhttp", CONFIG_PROTO_DETECT},
+	    {"", "dns", CONFIG_PROTO_DETECT}, /* not one of Istio's names */
+	};
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		cr_expect_eq(k8s_app_protocol(rows[i].app, rows[i].name), rows[i].want,
+			     "appProtocol '%s', name '%s': %d, want %d", rows[i].app, rows[i].name,
+			     k8s_app_protocol(rows[i].app, rows[i].name), rows[i].want);
+}
+
+/* The decoder applies the table to each port; a long qualified appProtocol decodes. */
+Test(k8s_decode, service_ports_without_app_protocol_are_detected)
+{
+	static const char line[] =
+	    "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"namespace\":\"shop\","
+	    "\"name\":\"plain\"},\"spec\":{\"clusterIPs\":[\"10.96.1.1\"],\"ports\":["
+	    "{\"port\":80},"
+	    "{\"name\":\"http-admin\",\"port\":81},"
+	    "{\"name\":\"x\",\"port\":82,\"appProtocol\":\"kubernetes.io/h2c\"},"
+	    "{\"name\":\"y\",\"port\":83,\"appProtocol\":"
+	    "\"a-rather-long-dns-prefix-of-a-vendor.subdomain.example.com/"
+	    "a-protocol-name-of-sixty-three-bytes-aaaaaaaaaaaaaaaaaaaaaaaaaa\"}]}}}";
+
+	cr_assert_eq(
+	    k8s_decode_event_text(line, strlen(line), K8S_KIND_SERVICE, &ev, err, sizeof(err)), 0,
+	    "%s", err);
+	cr_assert_eq(ev.svc.n_ports, 4);
+	cr_expect_eq(ev.svc.ports[0].app, CONFIG_PROTO_DETECT);
+	cr_expect_eq(ev.svc.ports[1].app, CONFIG_PROTO_HTTP);
+	cr_expect_eq(ev.svc.ports[2].app, CONFIG_PROTO_H2C);
+	cr_expect_eq(ev.svc.ports[3].app, CONFIG_PROTO_DETECT);
 }

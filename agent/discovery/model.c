@@ -441,13 +441,25 @@ static uint16_t slice_port(const struct model_slice *s, const char *name)
 	return 0;
 }
 
+/* Port or target port is one of cfg's proxy.opaque_ports. */
+static bool port_opaque(const struct config *cfg, const struct config_port *cp)
+{
+	for (int k = 0; k < cfg->n_opaque_ports; k++)
+		if (cfg->opaque_ports[k] == cp->port || cfg->opaque_ports[k] == cp->target_port)
+			return true;
+	return false;
+}
+
 /*
  * Fill dst's ports from svc's TCP ports. A named target port takes the
  * number of the first slice that names it (0 when none does; the
- * endpoints are then all unresolved). Returns the port count.
+ * endpoints are then all unresolved). A port without a protocol
+ * (appProtocol and name say nothing, k8s_app_protocol) is detected,
+ * except on cfg's opaque ports, as for the file's services. Returns the
+ * port count.
  */
-static int build_ports(const struct model_service *svc, const struct slice_index *ix,
-		       struct config_service *dst)
+static int build_ports(const struct config *cfg, const struct model_service *svc,
+		       const struct slice_index *ix, struct config_service *dst)
 {
 	int n = 0;
 
@@ -462,6 +474,9 @@ static int build_ports(const struct model_service *svc, const struct slice_index
 		cp->target_port = mp->target_port;
 		for (int k = ix->head[svc->slot]; !cp->target_port && k >= 0; k = ix->next[k])
 			cp->target_port = slice_port(ix->slices[k], mp->target_name);
+		cp->declared = mp->app != CONFIG_PROTO_DETECT;
+		if (!cp->declared && port_opaque(cfg, cp))
+			cp->protocol = CONFIG_PROTO_TCP;
 		n++;
 	}
 	return n;
@@ -560,7 +575,7 @@ static int build_service(struct config *cfg, const struct model_service *svc,
 		st->skipped_headless++;
 		return 0;
 	}
-	dst->n_ports = build_ports(svc, ix, dst);
+	dst->n_ports = build_ports(cfg, svc, ix, dst);
 	if (!dst->n_ports)
 		return 0; /* UDP/SCTP only: nothing the datapath intercepts */
 	memcpy(dst->vips, svc->vips, sizeof(dst->vips));

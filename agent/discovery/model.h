@@ -56,7 +56,7 @@ struct model_port {
 	uint16_t target_port;		    /* 0: by name, see target_name */
 	char target_name[MODEL_MAX_PORT_NAME + 1];
 	enum model_l4 l4;
-	enum config_protocol app; /* from appProtocol */
+	enum config_protocol app; /* k8s_app_protocol: appProtocol, else the name; DETECT: neither */
 };
 
 struct model_service {

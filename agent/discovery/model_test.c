@@ -274,3 +274,42 @@ Test(model, copy_keeps_strings_and_routes)
 	cr_expect_eq(config_copy(out, 1, &copy), -EINVAL);
 	config_free(routed);
 }
+
+/* A port without a protocol is detected, except on proxy.opaque_ports (port or target). */
+Test(model, undeclared_ports_detect_except_opaque_ports)
+{
+	struct model_service s = {0};
+	const struct config_service *svc;
+	static const struct {
+		uint16_t port, target;
+		enum config_protocol app, want;
+	} ports[] = {
+	    {8080, 8080, CONFIG_PROTO_DETECT, CONFIG_PROTO_DETECT},
+	    {5432, 5432, CONFIG_PROTO_DETECT, CONFIG_PROTO_TCP}, /* opaque port */
+	    {7000, 6379, CONFIG_PROTO_DETECT, CONFIG_PROTO_TCP}, /* opaque target */
+	    {3306, 3306, CONFIG_PROTO_HTTP, CONFIG_PROTO_HTTP},	 /* declared wins */
+	    {9090, 9090, CONFIG_PROTO_H2C, CONFIG_PROTO_H2C},
+	};
+
+	snprintf(s.ns, sizeof(s.ns), "shop");
+	snprintf(s.name, sizeof(s.name), "mixed");
+	cr_assert_eq(addr_parse("10.96.0.9", &s.vips[0]), 0);
+	s.n_vips = 1;
+	for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++) {
+		s.ports[i].port = ports[i].port;
+		s.ports[i].target_port = ports[i].target;
+		s.ports[i].app = ports[i].app;
+	}
+	s.n_ports = (int)(sizeof(ports) / sizeof(ports[0]));
+	cr_assert_eq(model_put_service(m, &s), 0);
+	build(NULL);
+	svc = find("mixed");
+	cr_assert_not_null(svc);
+	cr_assert_eq(svc->n_ports, s.n_ports);
+	for (int i = 0; i < svc->n_ports; i++) {
+		cr_expect_eq(svc->ports[i].protocol, ports[i].want, "port %u: %d, want %d",
+			     ports[i].port, svc->ports[i].protocol, ports[i].want);
+		cr_expect_eq(svc->ports[i].declared, ports[i].app != CONFIG_PROTO_DETECT, "port %u",
+			     ports[i].port);
+	}
+}

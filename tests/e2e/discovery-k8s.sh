@@ -55,8 +55,10 @@ apply() {
 		fatal "control apply failed: $1"
 }
 
+# The port is named "hello", with no appProtocol: detected (docs/discovery.md,
+# "Protocols"); the banner protocol speaks first, so detection ends opaque.
 svc() { # NAME VIPS_JSON PORT TARGET
-	printf '{"type":"ADDED","object":{"kind":"Service","apiVersion":"v1","metadata":{"name":"%s","namespace":"shop"},"spec":{"type":"ClusterIP","clusterIP":%s,"clusterIPs":%s,"ports":[{"name":"http","protocol":"TCP","port":%s,"targetPort":%s}]}}}' \
+	printf '{"type":"ADDED","object":{"kind":"Service","apiVersion":"v1","metadata":{"name":"%s","namespace":"shop"},"spec":{"type":"ClusterIP","clusterIP":%s,"clusterIPs":%s,"ports":[{"name":"hello","protocol":"TCP","port":%s,"targetPort":%s}]}}}' \
 		"$1" "$(jq_first "$2")" "$2" "$3" "$4"
 }
 jq_first() { sed 's/^\[\([^,]*\).*/\1/; s/\]$//' <<<"$1"; }
@@ -65,7 +67,7 @@ svc_deleted() { # NAME
 }
 # slice NAME SERVICE ENDPOINTS_JSON
 slice() {
-	printf '{"type":"MODIFIED","object":{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{"name":"%s","namespace":"shop","labels":{"kubernetes.io/service-name":"%s"}},"addressType":"IPv4","endpoints":%s,"ports":[{"name":"http","protocol":"TCP","port":8080}]}}' \
+	printf '{"type":"MODIFIED","object":{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{"name":"%s","namespace":"shop","labels":{"kubernetes.io/service-name":"%s"}},"addressType":"IPv4","endpoints":%s,"ports":[{"name":"hello","protocol":"TCP","port":8080}]}}' \
 		"$1" "$2" "$3"
 }
 ep() { # IP READY SERVING TERMINATING
@@ -92,7 +94,7 @@ expect_backend() { # TARGET NAME WHAT
 readyz() { in_ns "$NS_A" curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/readyz" || true; }
 
 apiserver_start 1000
-apply "[$(svc web '["10.96.0.10","fd96::10"]' 80 '"http"'),$(slice web-1 web "[$(ep "${POD_IP4[a2]}" true true false)]")]"
+apply "[$(svc web '["10.96.0.10","fd96::10"]' 80 '"hello"'),$(slice web-1 web "[$(ep "${POD_IP4[a2]}" true true false)]")]"
 
 ADMIN_PORT=15021
 cat >"$CONFIG" <<EOF
@@ -143,7 +145,7 @@ if [[ $(readyz) == 503 ]]; then pass "/readyz 503 while the API server is away";
 
 say "a new API server (history from 5000): the watch gets 410, shoald relists"
 apiserver_start 5000
-apply "[$(svc web '["10.96.0.10","fd96::10"]' 80 '"http"'),$(slice web-1 web "[$(ep "${POD_IP4[b1]}" true true false)]")]"
+apply "[$(svc web '["10.96.0.10","fd96::10"]' 80 '"hello"'),$(slice web-1 web "[$(ep "${POD_IP4[b1]}" true true false)]")]"
 expect_backend 10.96.0.10:80 b1 "after the relist"
 if grep -q 'too old resource version' "$SHOALD_LOG"; then
 	pass "the relist followed the in-stream 410"
