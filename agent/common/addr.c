@@ -80,6 +80,34 @@ bool addr_equal(const struct shoal_addr *a, const struct shoal_addr *b)
 	return memcmp(a, b, sizeof(*a)) == 0;
 }
 
+const char *addr_endpoint_refusal(const struct shoal_addr *a)
+{
+	if (addr_is_v4(a)) {
+		uint32_t v4 = ntohl(a->ip6[3]);
+
+		if ((v4 >> 24) == 0)
+			return "unspecified";
+		if ((v4 >> 24) == 127)
+			return "loopback";
+		if ((v4 >> 16) == 0xa9fe)
+			return "link-local";
+		if ((v4 >> 28) == 0xe)
+			return "multicast";
+		if (v4 == 0xffffffffu)
+			return "broadcast";
+		return NULL;
+	}
+	if (addr_is_zero(a))
+		return "unspecified";
+	if (a->ip6[0] == 0 && a->ip6[1] == 0 && a->ip6[2] == 0 && a->ip6[3] == htonl(1))
+		return "loopback";
+	if ((ntohl(a->ip6[0]) & 0xffc00000u) == 0xfe800000u)
+		return "link-local";
+	if ((ntohl(a->ip6[0]) >> 24) == 0xff)
+		return "multicast";
+	return NULL;
+}
+
 socklen_t addr_to_sockaddr(const struct shoal_addr *a, uint16_t port_be,
 			   struct sockaddr_storage *out)
 {

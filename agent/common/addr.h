@@ -26,6 +26,18 @@ bool addr_is_zero(const struct shoal_addr *a);
 bool addr_equal(const struct shoal_addr *a, const struct shoal_addr *b);
 
 /*
+ * Why a can never be a service endpoint, or NULL when it can be one:
+ * "unspecified" (0.0.0.0/8, ::), "loopback" (127.0.0.0/8, ::1),
+ * "link-local" (169.254.0.0/16, fe80::/10), "multicast" (224.0.0.0/4,
+ * ff00::/8) or "broadcast" (255.255.255.255). The proxy dials endpoints
+ * from the node's own network namespace, so such an address reaches the
+ * node itself (a host service, the cloud metadata server) or nothing.
+ * The Kubernetes API refuses most of them in Endpoints but not in
+ * EndpointSlices, which any user who may write one can fill.
+ */
+const char *addr_endpoint_refusal(const struct shoal_addr *a);
+
+/*
  * Build a sockaddr for (a, port_be): AF_INET for a v4-mapped address,
  * AF_INET6 otherwise. Returns the length to pass to connect()/bind().
  */

@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <string.h>
 
 #include "common/addr.h"
 
@@ -67,4 +68,52 @@ Test(addr, hostport)
 	cr_assert_eq(addr_parse_hostport("127.0.0.1:8x", &a, &port), -EINVAL);
 	cr_assert_eq(addr_parse_hostport("[::1]80", &a, &port), -EINVAL);
 	cr_assert_eq(addr_parse_hostport("[]:80", &a, &port), -EINVAL);
+}
+
+/* What no endpoint can be, by family, at the edges of each range. */
+Test(addr, endpoint_refusal)
+{
+	static const struct {
+		const char *text, *why;
+	} cases[] = {
+	    {"0.0.0.0", "unspecified"},
+	    {"0.1.2.3", "unspecified"},
+	    {"127.0.0.1", "loopback"},
+	    {"127.255.255.254", "loopback"},
+	    {"169.254.169.254", "link-local"},
+	    {"169.254.0.1", "link-local"},
+	    {"224.0.0.1", "multicast"},
+	    {"239.255.255.250", "multicast"},
+	    {"255.255.255.255", "broadcast"},
+	    {"::", "unspecified"},
+	    {"::1", "loopback"},
+	    {"fe80::1", "link-local"},
+	    {"febf::1", "link-local"},
+	    {"ff02::1", "multicast"},
+	    {"::ffff:127.0.0.1", "loopback"},
+	    {"10.77.1.3", NULL},
+	    {"1.0.0.1", NULL},
+	    {"126.255.255.255", NULL},
+	    {"128.0.0.1", NULL},
+	    {"169.253.255.255", NULL},
+	    {"223.255.255.255", NULL},
+	    {"240.0.0.1", NULL},
+	    {"fd77:1::3", NULL},
+	    {"fec0::1", NULL},
+	    {"::2", NULL},
+	    {"2001:db8::1", NULL},
+	};
+	struct shoal_addr a;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *got;
+
+		cr_assert_eq(addr_parse(cases[i].text, &a), 0, "%s", cases[i].text);
+		got = addr_endpoint_refusal(&a);
+		if (cases[i].why)
+			cr_assert(got && !strcmp(got, cases[i].why), "%s: got %s, want %s",
+				  cases[i].text, got ? got : "(accepted)", cases[i].why);
+		else
+			cr_assert_null(got, "%s: refused as %s", cases[i].text, got);
+	}
 }

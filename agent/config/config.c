@@ -868,8 +868,34 @@ static int cp_seq(struct cfg_parser *p, int (*item)(struct cfg_parser *p, void *
 
 /* ---- services[i].endpoints ---- */
 
+/*
+ * An address an endpoint can have: never loopback, link-local, multicast,
+ * broadcast or unspecified (addr_endpoint_refusal), which from the node's
+ * own netns, where the proxy dials, reach the node itself or nothing. The
+ * node's own address is allowed here, unlike in an EndpointSlice: the
+ * file is the node operator's, who may mean a host-network server
+ * (docs/discovery.md, "Addresses no endpoint can have").
+ */
+static int parse_endpoint_address(struct cfg_parser *p, void *obj)
+{
+	struct config_endpoint *ep = obj;
+	char text[INET6_ADDRSTRLEN];
+	const char *why;
+	int err = cp_addr(p, FIELD_IP, &ep->addr);
+
+	if (err)
+		return err;
+	why = addr_endpoint_refusal(&ep->addr);
+	if (why)
+		return cp_fail(p, cp_line(p),
+			       "must not be %s %s address, got %s (the proxy dials endpoints from "
+			       "the node's own network namespace)",
+			       strchr("aeiou", why[0]) ? "an" : "a", why, addr_ntop(&ep->addr, text, sizeof(text)));
+	return 0;
+}
+
 static const struct field endpoint_fields[] = {
-    {"address", FIELD_IP, offsetof(struct config_endpoint, addr), .required = true},
+    {"address", FIELD_FUNC, .parse = parse_endpoint_address, .required = true},
 };
 
 static int parse_endpoint(struct cfg_parser *p, void *obj, int i)

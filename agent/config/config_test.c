@@ -422,6 +422,37 @@ Test(config, unspecified_vip)
 		       "t.yaml:8: services[0].endpoints[0].address: must not be the unspecified");
 }
 
+/* Addresses no endpoint can have are refused, naming the line. */
+Test(config, endpoint_address_unroutable)
+{
+	static const struct {
+		const char *addr, *why;
+	} cases[] = {
+	    {"127.0.0.1", "loopback"},	       {"\"::1\"", "loopback"},
+	    {"169.254.169.254", "link-local"}, {"\"fe80::1\"", "link-local"},
+	    {"224.0.0.1", "multicast"},	       {"\"ff02::1\"", "multicast"},
+	    {"0.1.2.3", "unspecified"},	       {"255.255.255.255", "broadcast"},
+	};
+	char yaml[512], want[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(yaml, sizeof(yaml),
+			 NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+			      "    ports: [{port: 80}]\n    endpoints:\n      - address: 10.0.0.5\n"
+			      "      - address: %s\n",
+			 cases[i].addr);
+		snprintf(want, sizeof(want),
+			 "t.yaml:9: services[0].endpoints[1].address: must not be %s %s address",
+			 cases[i].why[0] == 'u' ? "an" : "a", cases[i].why);
+		assert_refused(yaml, want);
+	}
+	/* The node's own address is the operator's choice in a file. */
+	cr_assert_eq(parse(NODE
+			   "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+			   "    ports: [{port: 80}]\n    endpoints:\n      - address: 10.0.1.1\n"),
+		     0, "%s", err);
+}
+
 Test(config, duplicate_service_name)
 {
 	assert_refused(

@@ -301,6 +301,7 @@ void discovery_get_stats(struct discovery *d, struct discovery_stats *out)
 	out->k8s_errors = k.errors;
 	out->k8s_unauthorized = k.unauthorized;
 	out->k8s_bad_objects = k.bad_objects;
+	out->k8s_refused_endpoints = k.refused_endpoints;
 	out->synced = discovery_synced(d);
 }
 
@@ -395,8 +396,14 @@ int discovery_start(const struct config *running, const struct k8s_opts *k8s,
 			goto err;
 		}
 		ret = epoll_add(d->epfd, d->notify_fd);
-		if (!ret)
-			ret = k8s_start(k8s, d->model, &d->model_lock, d->notify_fd, &d->k8s);
+		if (!ret) {
+			struct k8s_opts ko = *k8s;
+
+			/* The node's addresses, which no endpoint may have. */
+			ko.node_v4 = running->proxy_v4;
+			ko.node_v6 = running->proxy_v6;
+			ret = k8s_start(&ko, d->model, &d->model_lock, d->notify_fd, &d->k8s);
+		}
 		if (ret)
 			goto err;
 	}

@@ -37,6 +37,9 @@
 	X(k8s_errors, counter, "Failed Kubernetes requests (connect, TLS, HTTP, decoding).")       \
 	X(k8s_unauthorized, counter, "Kubernetes requests refused with 401 (token re-read).")      \
 	X(k8s_bad_objects, counter, "Kubernetes objects that could not be decoded; left out.")     \
+	X(k8s_refused_endpoints, counter,                                                          \
+	  "EndpointSlice addresses refused: loopback, link-local, unspecified, multicast, "        \
+	  "broadcast or the node's own; left out.")                                                \
 	X(services, gauge, "Services in the last configuration built from the model.")             \
 	X(endpoints, gauge, "Endpoints published in that configuration.")                          \
 	X(skipped_headless, gauge, "Headless services (not intercepted) in the model.")            \

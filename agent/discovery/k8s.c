@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/addr.h"
 #include "common/curl_api.h"
 #include "common/log.h"
 #include "discovery/k8s_decode.h"
@@ -83,8 +85,13 @@ struct k8s_watcher {
 
 	struct {
 		_Atomic uint64_t lists, watches, events, relists_410, errors, unauthorized,
-		    bad_objects;
+		    bad_objects, refused_endpoints;
 	} st;
+
+	/* Rate limit of the refused-address lines; under *lock. */
+	uint64_t refused_window_ns;  /* start of the current window */
+	unsigned int refused_logged; /* lines in it */
+	uint64_t refused_unlogged;   /* refused since the last line, not logged */
 };
 
 static uint64_t now_ns(void)
@@ -189,6 +196,36 @@ static void notify(struct k8s_watcher *w)
 		pr_warn("kubernetes: cannot wake the agent: %s", strerror(errno));
 }
 
+/* model_refused_fn: count, and log within the rate limit. Under *lock. */
+static void on_refused(void *ctx, const struct model_slice *s, const struct model_endpoint *ep,
+		       const char *why)
+{
+	struct k8s_watcher *w = ctx;
+	uint64_t now = now_ns();
+	char a[ADDR_STR_MAX];
+
+	atomic_fetch_add(&w->st.refused_endpoints, 1);
+	if (!w->refused_window_ns ||
+	    now - w->refused_window_ns >= (uint64_t)K8S_REFUSED_LOG_WINDOW_MS * 1000000ull) {
+		w->refused_window_ns = now;
+		w->refused_logged = 0;
+	}
+	if (w->refused_logged >= K8S_REFUSED_LOG_BURST) {
+		w->refused_unlogged++;
+		return;
+	}
+	w->refused_logged++;
+	if (w->refused_unlogged)
+		pr_warn("kubernetes: EndpointSlice %s/%s: endpoint %s refused: %s address "
+			"(and %" PRIu64 " more refused since the last such line)",
+			s->ns, s->name, addr_ntop(&ep->addr, a, sizeof(a)), why,
+			w->refused_unlogged);
+	else
+		pr_warn("kubernetes: EndpointSlice %s/%s: endpoint %s refused: %s address", s->ns,
+			s->name, addr_ntop(&ep->addr, a, sizeof(a)), why);
+	w->refused_unlogged = 0;
+}
+
 /* Apply one decoded ADDED/MODIFIED/DELETED event; caller holds the lock. */
 static int apply_locked(struct k8s_kind_ctx *k, struct k8s_event *ev)
 {
@@ -209,6 +246,11 @@ static int apply_locked(struct k8s_kind_ctx *k, struct k8s_event *ev)
 	if (ev->type == K8S_EV_DELETED) {
 		model_del_slice(w->m, ev->slice.ns, ev->slice.name);
 		return 0;
+	}
+	{
+		const struct shoal_addr own[] = {w->opts.node_v4, w->opts.node_v6};
+
+		model_slice_refuse(&ev->slice, own, 2, on_refused, w);
 	}
 	return model_put_slice(w->m, &ev->slice);
 }
@@ -699,4 +741,5 @@ void k8s_get_stats(struct k8s_watcher *w, struct k8s_stats *out)
 	out->errors = atomic_load(&w->st.errors);
 	out->unauthorized = atomic_load(&w->st.unauthorized);
 	out->bad_objects = atomic_load(&w->st.bad_objects);
+	out->refused_endpoints = atomic_load(&w->st.refused_endpoints);
 }

@@ -53,6 +53,15 @@
 #define K8S_BACKOFF_MAX_MS 30000
 /* Status bodies of failed requests kept for the log. */
 #define K8S_MAX_ERROR_BODY 4096
+/*
+ * Refused EndpointSlice addresses are logged one line each, at most
+ * K8S_REFUSED_LOG_BURST lines per K8S_REFUSED_LOG_WINDOW_MS: a slice of a
+ * thousand bad addresses, rewritten every second, must not flood the
+ * log. The first line of the next window says how many went unlogged;
+ * the counter k8s_refused_endpoints has them all.
+ */
+#define K8S_REFUSED_LOG_BURST 5
+#define K8S_REFUSED_LOG_WINDOW_MS 60000
 
 struct k8s_opts {
 	char api_server[K8S_MAX_URL]; /* "https://host:port" */
@@ -61,6 +70,9 @@ struct k8s_opts {
 	uint32_t watch_timeout_s; /* 0: K8S_WATCH_TIMEOUT_S */
 	uint32_t backoff_min_ms;  /* 0: K8S_BACKOFF_MIN_MS (tests shorten it) */
 	uint32_t backoff_max_ms;  /* 0: K8S_BACKOFF_MAX_MS */
+	/* The node's own addresses (node.address_v4/v6; zero: none), which
+	 * no EndpointSlice endpoint may have (model_slice_refuse). */
+	struct shoal_addr node_v4, node_v6;
 };
 
 /*
@@ -81,6 +93,7 @@ struct k8s_stats {
 	uint64_t errors;       /* failed requests (connect, TLS, HTTP, decode) */
 	uint64_t unauthorized; /* 401s (each re-reads the token) */
 	uint64_t bad_objects;  /* objects that could not be decoded */
+	uint64_t refused_endpoints; /* EndpointSlice addresses refused (model_slice_refuse) */
 };
 
 struct k8s_watcher;

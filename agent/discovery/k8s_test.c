@@ -307,6 +307,42 @@ Test(discovery_k8s, watch_events_change_endpoints_and_services)
 	cr_assert(wait_for(web_gone), "web was not removed");
 }
 
+/*
+ * web's IPv4 slice rewritten with one good endpoint and five that no
+ * endpoint can have: loopback, link-local (the cloud metadata server),
+ * multicast, unspecified, and the node's own address (node.address_v4 of
+ * the running config, 10.0.0.1).
+ */
+#define SLICE_WEB_HOSTILE                                                                          \
+	"{\"type\":\"MODIFIED\",\"object\":{\"kind\":\"EndpointSlice\",\"apiVersion\":"            \
+	"\"discovery.k8s.io/v1\",\"metadata\":{\"name\":\"web-7xq2k\",\"namespace\":\"shop\","     \
+	"\"labels\":{\"kubernetes.io/service-name\":\"web\"}},\"addressType\":\"IPv4\","           \
+	"\"endpoints\":[{\"addresses\":[\"127.0.0.1\"]},{\"addresses\":[\"169.254.169.254\"]},"    \
+	"{\"addresses\":[\"10.244.9.9\"]},{\"addresses\":[\"224.0.0.1\"]},"                      \
+	"{\"addresses\":[\"0.0.0.0\"]},{\"addresses\":[\"10.0.0.1\"]}],"                          \
+	"\"ports\":[{\"name\":\"http\",\"port\":8080}]}}"
+
+static bool five_refused(void)
+{
+	struct discovery_stats st;
+
+	discovery_get_stats(d, &st);
+	return st.k8s_refused_endpoints == 5;
+}
+
+Test(discovery_k8s, slice_addresses_no_endpoint_can_have_are_refused)
+{
+	struct discovery_stats st;
+
+	start();
+	cr_assert(wait_for(web_ready));
+	discovery_get_stats(d, &st);
+	cr_expect_eq(st.k8s_refused_endpoints, 0, "the fixtures hold no such address");
+	control("apply", SLICE_WEB_HOSTILE);
+	cr_assert(wait_for(web_moved_v6_kept), "web should keep 10.244.9.9 and its IPv6 slice only");
+	cr_expect(wait_for(five_refused), "k8s_refused_endpoints should count the five");
+}
+
 /* Both kinds listed again after the 410, and the model is right. */
 static bool relisted(void)
 {

@@ -188,6 +188,33 @@ int model_put_slice(struct model *m, struct model_slice *s)
 	return 0;
 }
 
+size_t model_slice_refuse(struct model_slice *s, const struct shoal_addr *own, int n_own,
+			  model_refused_fn refused, void *ctx)
+{
+	size_t removed = 0;
+	int kept = 0;
+
+	for (int i = 0; i < s->n_eps; i++) {
+		struct model_endpoint *ep = &s->eps[i];
+		const char *why = addr_endpoint_refusal(&ep->addr);
+
+		for (int j = 0; !why && j < n_own; j++)
+			if (!addr_is_zero(&own[j]) && addr_equal(&ep->addr, &own[j]))
+				why = "the node's own";
+		if (!why) {
+			s->eps[kept++] = *ep;
+			continue;
+		}
+		if (refused)
+			refused(ctx, s, ep, why);
+		free(ep->zone);
+		free(ep->node);
+		removed++;
+	}
+	s->n_eps = kept;
+	return removed;
+}
+
 int model_del_slice(struct model *m, const char *ns, const char *name)
 {
 	char key[MODEL_MAX_KEY + 1];

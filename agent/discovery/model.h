@@ -142,6 +142,22 @@ int model_put_slice(struct model *m, struct model_slice *s);
 /* Remove slice ns/name; 0 or -ENOENT. */
 int model_del_slice(struct model *m, const char *ns, const char *name);
 
+/* Told about each endpoint model_slice_refuse removes, before it goes. */
+typedef void (*model_refused_fn)(void *ctx, const struct model_slice *s,
+				 const struct model_endpoint *ep, const char *why);
+
+/*
+ * Remove from s (before model_put_slice) every endpoint whose address no
+ * endpoint can have (addr_endpoint_refusal: loopback, link-local,
+ * unspecified, multicast, broadcast) or that is one of own[0..n_own), the
+ * node's own addresses, why "the node's own". An EndpointSlice is written
+ * by whoever may write one, and the proxy dials from the node's netns
+ * with the node's reach: such an address would aim it at the node's own
+ * services. refused (may be NULL) hears of each. Returns how many went.
+ */
+size_t model_slice_refuse(struct model_slice *s, const struct shoal_addr *own, int n_own,
+			  model_refused_fn refused, void *ctx);
+
 size_t model_n_services(const struct model *m);
 size_t model_n_slices(const struct model *m);
 

@@ -313,3 +313,58 @@ Test(model, undeclared_ports_detect_except_opaque_ports)
 			     ports[i].port);
 	}
 }
+
+/* What model_slice_refuse told its callback, "addr why;" each. */
+static char refused_log[512];
+
+static void note_refused(void *ctx, const struct model_slice *s, const struct model_endpoint *ep,
+			 const char *why)
+{
+	char a[ADDR_STR_MAX];
+	size_t n = strlen(refused_log);
+
+	(void)ctx;
+	cr_expect_str_eq(s->name, "mixed");
+	snprintf(refused_log + n, sizeof(refused_log) - n, "%s %s;",
+		 addr_ntop(&ep->addr, a, sizeof(a)), why);
+}
+
+/* Loopback, link-local, unspecified, multicast and the node's own go;
+ * the rest stay, in order, with their strings. */
+Test(model, slice_refuses_addresses_no_endpoint_can_have)
+{
+	static const char *const addrs[] = {
+	    "10.244.1.5", "127.0.0.1",	"169.254.169.254", "10.0.0.1", "224.0.0.251",
+	    "0.0.0.0",	  "10.244.1.6", "fe80::1",	   "::1",      "fd00::1",
+	};
+	struct model_slice s = {.ns = "shop", .name = "mixed"};
+	struct shoal_addr own[2] = {0};
+	int n = (int)(sizeof(addrs) / sizeof(addrs[0]));
+	char a[ADDR_STR_MAX];
+
+	s.eps = calloc((size_t)n, sizeof(*s.eps));
+	cr_assert_not_null(s.eps);
+	for (int i = 0; i < n; i++) {
+		cr_assert_eq(addr_parse(addrs[i], &s.eps[i].addr), 0);
+		s.eps[i].node = strdup(addrs[i]); /* freed with the endpoint, or kept */
+	}
+	s.n_eps = n;
+	addr_parse("10.0.0.1", &own[0]);
+	addr_parse("fd00::1", &own[1]);
+	refused_log[0] = '\0';
+
+	cr_assert_eq(model_slice_refuse(&s, own, 2, note_refused, NULL), 8);
+	cr_expect_str_eq(refused_log,
+			 "127.0.0.1 loopback;169.254.169.254 link-local;10.0.0.1 the node's own;"
+			 "224.0.0.251 multicast;0.0.0.0 unspecified;fe80::1 link-local;::1 "
+			 "loopback;fd00::1 the node's own;");
+	cr_assert_eq(s.n_eps, 2);
+	cr_expect_str_eq(addr_ntop(&s.eps[0].addr, a, sizeof(a)), "10.244.1.5");
+	cr_expect_str_eq(s.eps[0].node, "10.244.1.5");
+	cr_expect_str_eq(addr_ntop(&s.eps[1].addr, a, sizeof(a)), "10.244.1.6");
+	cr_expect_str_eq(s.eps[1].node, "10.244.1.6");
+	/* A zero own address (no IPv6 on the node) matches nothing. */
+	memset(&own[1], 0, sizeof(own[1]));
+	cr_expect_eq(model_slice_refuse(&s, own, 2, NULL, NULL), 0);
+	model_slice_clear(&s);
+}
