@@ -293,8 +293,9 @@ static int http1_rq_frame(struct l4_conn *c)
  * The config c's services come from: the snapshot c holds a reference to
  * (proxy_update), so c's service pointers and the indices of its routes'
  * backends always belong to one live config, however many updates land
- * while c is open. Sizes (buffers, header arrays) stay the worker's: they
- * shaped the connection's allocation.
+ * while c is open. http1_dispatch moves c to the newest one before each
+ * request (worker_conn_follow), never during one. Sizes (buffers, header
+ * arrays) stay the worker's: they shaped the connection's allocation.
  */
 static const struct config *http1_svc_cfg(const struct worker *w, const struct l4_conn *c)
 {
@@ -427,6 +428,17 @@ static void http1_dispatch(struct worker *w, struct l4_conn *c)
 	uint64_t now = timer_now_ns();
 
 	WORKER_STAT_INC(w, http_requests);
+	/* Each request is routed with the newest config (docs/discovery.md). */
+	if (worker_conn_follow(w, c) < 0) {
+		char svc[2 * CONFIG_MAX_NAME + 16];
+
+		worker_warn_ratelimited(w,
+					"proxy worker %d: %s no longer exists; answering 503 to a "
+					"request on a connection opened before",
+					w->id, http1_svc_name(c, svc, sizeof(svc)));
+		http1_error(w, c, HTTP_ERR_SERVICE_GONE);
+		return;
+	}
 	http1_route(w, c);
 	h->sv = worker_es_service(w, c, http1_svc_cfg(w, c), h->target);
 	h->deadline_ns = http1_request_deadline(c, now);

@@ -1239,3 +1239,54 @@ Test(http1, local_socket_errors_are_a_503_and_never_blame_an_endpoint)
 	}
 	end_test();
 }
+
+/*
+ * A keep-alive client across two config changes: after every endpoint of
+ * its service is replaced, its next request goes to the new endpoint (a
+ * new dial, not the pooled connection to the removed one); after the
+ * service is gone, its next request is answered 503 service-gone and the
+ * connection closed, never left hanging.
+ */
+Test(http1, a_keep_alive_connection_follows_config_changes)
+{
+	struct config *next = NULL;
+	char resp[4096];
+	int c;
+
+	start_two_endpoints(script_keepalive);
+	/* Only 192.0.2.1 at first. */
+	svc.n_endpoints = 1;
+	cr_assert_eq(config_copy(&cfg, 1, &next), 0);
+	cr_assert_eq(proxy_update(px, next), 0);
+	c = client_connect();
+	one_request(c, GET("/1"), resp, sizeof(resp), "\r\n\r\nok");
+	cr_assert(!strncmp(resp, "HTTP/1.1 200", 12), "got '%s'", resp);
+	cr_assert_eq(atomic_load(&n_dials), 1);
+	cr_assert_eq(atomic_load(&rs_dials[0]), 1, "the first request went to 192.0.2.1");
+
+	/* Every endpoint replaced: 192.0.2.1 is gone, 192.0.2.2 is new. */
+	svc.n_endpoints = 1;
+	svc.endpoints = &two_eps[1];
+	cr_assert_eq(config_copy(&cfg, 1, &next), 0);
+	cr_assert_eq(proxy_update(px, next), 0);
+	one_request(c, GET("/2"), resp, sizeof(resp), "\r\n\r\nok");
+	cr_assert(!strncmp(resp, "HTTP/1.1 200", 12), "got '%s'", resp);
+	cr_assert_eq(atomic_load(&n_dials), 2,
+		     "the request after the change took the pooled connection to the removed "
+		     "endpoint");
+	cr_assert_eq(atomic_load(&rs_dials[1]), 2, "the request went to 192.0.2.%d, not .2",
+		     atomic_load(&rs_dials[1]));
+
+	/* The service is deleted: its VIP now belongs to nothing. */
+	addr_parse("10.96.0.99", &svc.vips[0]);
+	cr_assert_eq(config_copy(&cfg, 1, &next), 0);
+	addr_parse(VIP, &svc.vips[0]); /* test_orig_dst still says VIP */
+	cr_assert_eq(proxy_update(px, next), 0);
+	send_str(c, GET("/3"));
+	read_all(c, resp, sizeof(resp)); /* to EOF: the connection is closed */
+	cr_assert(!strncmp(resp, "HTTP/1.1 503", 12), "got '%s'", resp);
+	cr_assert(strstr(resp, "x-shoal-error: service-gone"), "got '%s'", resp);
+	cr_assert_eq(atomic_load(&n_dials), 2, "nothing was sent for the deleted service");
+	close(c);
+	end_test();
+}

@@ -16,6 +16,8 @@
  */
 #define HTTP_ERRORS(X)                                                                             \
 	X(NO_ENDPOINTS, 503, "no-endpoints", "no endpoints for this service")                      \
+	X(SERVICE_GONE, 503, "service-gone",                                                       \
+	  "the service of this connection no longer exists; reconnect")                            \
 	X(CONNECT_FAILURE, 503, "connect-failure", "no endpoint accepted a connection")            \
 	X(NO_CANDIDATE, 503, "no-candidate", "every endpoint is ejected")                          \
 	X(LOCAL_RESOURCES, 503, "proxy-resources", "the proxy is out of sockets or memory")        \

@@ -665,6 +665,7 @@ void l4_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 	}
 	c->client.pl.fd = fd;
 	c->client.plain_tcp = worker_plain_tcp(w, fd);
+	c->orig = orig;
 	c->svc = svc;
 	c->svc_port = port->port;
 	c->port_be = route_target_port_be(port);

@@ -91,7 +91,13 @@ struct l4_conn {
 	struct l4_buf to_client;
 	struct timer_node timer; /* connect attempt deadline, then the idle deadline */
 
-	const struct config_service *svc;
+	/*
+	 * Where the client was going, as the datapath said at accept: an HTTP
+	 * connection finds its service again by it in each newer snapshot
+	 * (worker_conn_follow), so no service pointer outlives its snapshot.
+	 */
+	struct shoal_orig_dst orig;
+	const struct config_service *svc; /* of snap's config */
 	uint16_t svc_port; /* service port (host order), for messages */
 	uint16_t port_be;  /* endpoint port */
 	struct shoal_addr client_addr; /* the client's address (per-client cap) */

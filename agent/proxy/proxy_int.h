@@ -26,7 +26,9 @@ struct worker;
  * One published config (docs/discovery.md). Immutable once published.
  * References: the proxy's while it is the newest, each worker's while it
  * routes new connections with it (current or handed over), and each
- * connection's for its whole life. The last reference frees it.
+ * connection's: an opaque one's for its whole life, an HTTP one's until
+ * its next request moves it to the newest (worker_conn_follow). The last
+ * reference frees it.
  */
 struct proxy_snap {
 	const struct config *cfg;

@@ -14,6 +14,7 @@
 #include "proxy/http1.h"
 #include "proxy/l4.h"
 #include "proxy/pool.h"
+#include "proxy/route.h"
 #include "proxy/sock.h"
 #include "telemetry/http_metrics.h"
 
@@ -169,6 +170,33 @@ static void worker_snap_take(struct worker *w)
 	proxy_snap_put(w->snap); /* connections still on it hold their own */
 	w->snap = s;
 	w->cfg = s->cfg;
+}
+
+int worker_conn_follow(struct worker *w, struct l4_conn *c)
+{
+	const struct config_service *svc;
+	const struct config_port *port;
+
+	/*
+	 * A config published before this request was read may still wait
+	 * for the worker's update event in this same round: take it now, so
+	 * that every request dispatched after proxy_update returned uses it.
+	 */
+	if (atomic_load_explicit(&w->next_snap, memory_order_relaxed))
+		worker_snap_take(w);
+	if (c->snap == w->snap || !w->snap)
+		return 0;
+	svc = route_find(w->snap->cfg, &c->orig, &port);
+	if (!svc)
+		return -ENOENT;
+	proxy_snap_get(w->snap);
+	proxy_snap_put(c->snap); /* frees it when c was its last user */
+	c->snap = w->snap;
+	c->svc = svc;
+	c->svc_port = port->port;
+	c->port_be = route_target_port_be(port);
+	c->sv = worker_es_service(w, c, c->snap->cfg, svc);
+	return 0;
 }
 
 static void worker_on_update(struct worker *w, struct pollable *pl, uint32_t events)

@@ -134,7 +134,8 @@ struct worker {
 	 * connections; proxy_update drops a newer one into next_snap and
 	 * rings update, and the worker swaps it in between two events. Each
 	 * connection keeps a reference to its snapshot (l4_conn.snap) until
-	 * it is reaped.
+	 * it is reaped, or, for HTTP, until its next request moves it to the
+	 * newest (worker_conn_follow).
 	 */
 	struct proxy_snap *snap;
 	_Atomic(struct proxy_snap *) next_snap;
@@ -175,6 +176,18 @@ const struct config *worker_conn_config(const struct worker *w, const struct l4_
 const struct es_svc_view *worker_es_service(const struct worker *w, const struct l4_conn *c,
 					    const struct config *cfg,
 					    const struct config_service *svc);
+
+/*
+ * Move c to the worker's newest snapshot, at a request boundary (no
+ * request of c in flight, no balancer ticket or service view held): drop
+ * c's old snapshot, take the newest, and find c's service in it again by
+ * c->orig, the original VIP and port (docs/discovery.md, "Snapshots").
+ * c->svc, svc_port, port_be and sv then all come from the newest config.
+ * Returns 0 (also when c was on it already), or -ENOENT when that config
+ * has no service at c->orig any more: c then keeps its snapshot and its
+ * service, so that its answer can still name it. Worker thread only.
+ */
+int worker_conn_follow(struct worker *w, struct l4_conn *c);
 
 #define WORKER_STAT_ADD(w, name, v) __atomic_fetch_add(&(w)->stats.name, (v), __ATOMIC_RELAXED)
 #define WORKER_STAT_INC(w, name) WORKER_STAT_ADD(w, name, 1)
