@@ -178,6 +178,7 @@ static int start_discovery(const struct config *cfg, struct discovery **out)
 	snprintf(ko.api_server, sizeof(ko.api_server), "%s", cfg->k8s_api_server);
 	snprintf(ko.ca_file, sizeof(ko.ca_file), "%s", cfg->k8s_ca_file);
 	snprintf(ko.token_file, sizeof(ko.token_file), "%s", cfg->k8s_token_file);
+	snprintf(ko.proxy_url, sizeof(ko.proxy_url), "%s", cfg->k8s_proxy_url);
 	ko.backoff_max_ms = cfg->k8s_backoff_max_ms;
 	err = k8s_opts_in_cluster(&ko);
 	if (err) {

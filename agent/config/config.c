@@ -2071,8 +2071,39 @@ static int parse_api_server(struct cfg_parser *p, void *obj)
 	return 0;
 }
 
+/*
+ * SCHEME://[USER:PASSWORD@]HOST[:PORT] with a scheme libcurl proxies
+ * through, and nothing after the authority: the proxy the Kubernetes
+ * client uses, instead of none (docs/config.md). A URL without a scheme
+ * would leave libcurl to guess one.
+ */
+static int parse_proxy_url(struct cfg_parser *p, void *obj)
+{
+	static const char *const schemes[] = {"http://",    "https://",	 "socks4://",
+					      "socks4a://", "socks5://", "socks5h://"};
+	struct config *cfg = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	const char *rest = NULL;
+	int err;
+
+	err = cp_string(p, "a proxy URL", cfg->k8s_proxy_url, sizeof(cfg->k8s_proxy_url));
+	if (err)
+		return err;
+	for (size_t i = 0; i < ARRAY_SIZE(schemes) && !rest; i++)
+		if (!strncmp(cfg->k8s_proxy_url, schemes[i], strlen(schemes[i])))
+			rest = cfg->k8s_proxy_url + strlen(schemes[i]);
+	if (!rest || !*rest || *rest == '@' || *rest == ':' || strpbrk(rest, "/?# \t"))
+		return cp_fail(p, cp_line(p),
+			       "must be http://, https://, socks4://, socks4a://, socks5:// or "
+			       "socks5h:// followed by [USER:PASSWORD@]HOST[:PORT] (no path), "
+			       "got \"%s\"",
+			       echo(cfg->k8s_proxy_url, strlen(cfg->k8s_proxy_url), buf));
+	return 0;
+}
+
 static const struct field kubernetes_fields[] = {
     {"api_server", FIELD_FUNC, .parse = parse_api_server},
+    {"proxy_url", FIELD_FUNC, .parse = parse_proxy_url},
     {"ca_file", FIELD_PATH, offsetof(struct config, k8s_ca_file)},
     {"token_file", FIELD_PATH, offsetof(struct config, k8s_token_file)},
     {"backoff_max_ms", FIELD_U32, offsetof(struct config, k8s_backoff_max_ms),

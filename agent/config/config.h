@@ -335,6 +335,7 @@ struct config {
 	char k8s_api_server[CONFIG_MAX_K8S_URL]; /* "": in-cluster (KUBERNETES_SERVICE_HOST/PORT) */
 	char k8s_ca_file[PATH_MAX];          /* "": the service account's ca.crt */
 	char k8s_token_file[PATH_MAX];       /* "": the service account's token */
+	char k8s_proxy_url[CONFIG_MAX_K8S_URL]; /* "": direct, whatever the environment says */
 	uint32_t k8s_backoff_max_ms;         /* ceiling of the jittered back-off */
 
 	/*

@@ -422,6 +422,35 @@ Test(config, unspecified_vip)
 		       "t.yaml:8: services[0].endpoints[0].address: must not be the unspecified");
 }
 
+/* kubernetes.proxy_url: off by default; a scheme, an authority, no path. */
+Test(config, kubernetes_proxy_url)
+{
+	static const char *const bad[] = {
+	    "proxy.example:3128",     "ftp://proxy:21",	     "http://",
+	    "http://proxy:3128/path", "http://proxy:3128?x", "http://@proxy",
+	};
+	char yaml[256], want[128];
+
+	cr_assert_eq(parse(NODE "kubernetes: {}\n"), 0, "%s", err);
+	cr_expect_str_eq(cfg->k8s_proxy_url, "", "no proxy unless the config names one");
+	config_free(cfg);
+	cfg = NULL;
+	cr_assert_eq(parse(NODE "kubernetes:\n  proxy_url: http://user:pw@proxy.corp:3128\n"), 0,
+		     "%s", err);
+	cr_expect_str_eq(cfg->k8s_proxy_url, "http://user:pw@proxy.corp:3128");
+	config_free(cfg);
+	cfg = NULL;
+	cr_assert_eq(parse(NODE "kubernetes:\n  proxy_url: \"socks5h://[fd00::9]:1080\"\n"), 0,
+		     "%s", err);
+	config_free(cfg);
+	cfg = NULL;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(yaml, sizeof(yaml), NODE "kubernetes:\n  proxy_url: \"%s\"\n", bad[i]);
+		snprintf(want, sizeof(want), "t.yaml:4: kubernetes.proxy_url: must be http://");
+		assert_refused(yaml, want);
+	}
+}
+
 /* Addresses no endpoint can have are refused, naming the line. */
 Test(config, endpoint_address_unroutable)
 {

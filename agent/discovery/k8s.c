@@ -438,6 +438,10 @@ static int k8s_request(struct k8s_kind_ctx *k, const char *url, bool watch, long
 	curl_easy_setopt(k->curl, CURLOPT_HTTPHEADER, hdrs);
 	if (w->opts.ca_file[0])
 		curl_easy_setopt(k->curl, CURLOPT_CAINFO, w->opts.ca_file);
+	/* The config's proxy or none: "" makes libcurl skip the environment's
+	 * proxy variables, and NOPROXY "" its NO_PROXY (k8s_opts.proxy_url). */
+	curl_easy_setopt(k->curl, CURLOPT_PROXY, w->opts.proxy_url);
+	curl_easy_setopt(k->curl, CURLOPT_NOPROXY, "");
 	curl_easy_setopt(k->curl, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(k->curl, CURLOPT_SSL_VERIFYHOST, 2L);
 	/* HTTP/1.1: one stream per connection, and the framing the tests check. */

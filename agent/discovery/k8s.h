@@ -67,6 +67,13 @@ struct k8s_opts {
 	char api_server[K8S_MAX_URL]; /* "https://host:port" */
 	char ca_file[PATH_MAX];
 	char token_file[PATH_MAX];
+	/*
+	 * The proxy to reach the API server through (kubernetes.proxy_url);
+	 * "": none. Either way the proxy variables of the environment
+	 * (HTTPS_PROXY, ALL_PROXY, NO_PROXY, ...) are never read: an agent
+	 * on every node must not follow what a node's shell profile says.
+	 */
+	char proxy_url[K8S_MAX_URL];
 	uint32_t watch_timeout_s; /* 0: K8S_WATCH_TIMEOUT_S */
 	uint32_t backoff_min_ms;  /* 0: K8S_BACKOFF_MIN_MS (tests shorten it) */
 	uint32_t backoff_max_ms;  /* 0: K8S_BACKOFF_MAX_MS */

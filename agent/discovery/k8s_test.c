@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +32,8 @@ static pid_t server = -1;
 static int api_port, ctl_port;
 static struct config *running, *got;
 static struct discovery *d;
+/* kubernetes.proxy_url for the next start(); "" none. */
+static char start_proxy[64];
 
 static void sh(const char *fmt, const char *arg)
 {
@@ -123,6 +128,7 @@ static void setup(void)
 	cr_assert_eq(config_load(path, &running, err, sizeof(err)), 0, "%s", err);
 	d = NULL;
 	got = NULL;
+	start_proxy[0] = '\0';
 }
 
 static void teardown(void)
@@ -141,6 +147,7 @@ static void start(void)
 {
 	struct k8s_opts o = {.backoff_min_ms = 50, .backoff_max_ms = 200};
 
+	snprintf(o.proxy_url, sizeof(o.proxy_url), "%s", start_proxy);
 	snprintf(o.api_server, sizeof(o.api_server), "https://127.0.0.1:%d", api_port);
 	snprintf(o.ca_file, sizeof(o.ca_file), "%s/ca.crt", dir);
 	snprintf(o.token_file, sizeof(o.token_file), "%s/token", dir);
@@ -341,6 +348,72 @@ Test(discovery_k8s, slice_addresses_no_endpoint_can_have_are_refused)
 	control("apply", SLICE_WEB_HOSTILE);
 	cr_assert(wait_for(web_moved_v6_kept), "web should keep 10.244.9.9 and its IPv6 slice only");
 	cr_expect(wait_for(five_refused), "k8s_refused_endpoints should count the five");
+}
+
+/*
+ * A proxy in shoald's environment is not the config's: with every proxy
+ * variable libcurl reads pointing at a closed loopback port, discovery
+ * still talks to the API server directly. The port is bound and never
+ * listened on, so it stays closed for the whole test.
+ */
+Test(discovery_k8s, proxy_environment_is_ignored)
+{
+	static const char *const vars[] = {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY",
+					   "http_proxy",  "ALL_PROXY",	 "all_proxy"};
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sin);
+	char proxy[64];
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%u", ntohs(sin.sin_port));
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		setenv(vars[i], proxy, 1);
+	unsetenv("NO_PROXY");
+	unsetenv("no_proxy");
+	start();
+	cr_expect(wait_for(web_ready), "discovery went through %s instead of to the API server",
+		  proxy);
+	cr_expect(wait_for(synced), "never synced with the proxy variables set");
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		unsetenv(vars[i]);
+	close(fd);
+}
+
+static bool failed_once(void)
+{
+	struct discovery_stats st;
+
+	discovery_get_stats(d, &st);
+	return st.k8s_errors >= 2; /* both kinds */
+}
+
+/*
+ * The config's proxy is used, and NO_PROXY does not override it: with
+ * proxy_url at a closed port, every request fails and nothing syncs.
+ */
+Test(discovery_k8s, configured_proxy_is_used_whatever_no_proxy_says)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	snprintf(start_proxy, sizeof(start_proxy), "http://127.0.0.1:%u", ntohs(sin.sin_port));
+	setenv("NO_PROXY", "*", 1);
+	start();
+	/* wait_for needs a config, and none comes: poll the counter. */
+	for (int i = 0; i < 100 && !failed_once(); i++)
+		usleep(50000);
+	cr_expect(failed_once(), "requests did not go to the configured proxy %s", start_proxy);
+	cr_expect_not(discovery_synced(d), "synced past a proxy that is closed");
+	cr_expect_null(find("web"));
+	unsetenv("NO_PROXY");
+	close(fd);
 }
 
 /* Both kinds listed again after the 410, and the model is right. */
