@@ -225,6 +225,57 @@ static void raise_nofile(void)
 	}
 }
 
+/* How often the drain looks at the connections left. */
+#define DRAIN_POLL_MS 20
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * After SIGTERM (docs/proxy.md, "Stopping"): fail open at once, so that
+ * new connections go straight to their destination, and give the
+ * connections the proxy holds up to proxy.drain_timeout_ms to finish,
+ * each HTTP keep-alive one closing after its current response. Returns
+ * when none is left, at the deadline, or at a second signal.
+ */
+static void drain(const struct config *cfg, struct datapath *dp, struct proxy *proxy, int sig_fd)
+{
+	uint64_t start = monotonic_ms(), deadline = start + cfg->drain_timeout_ms;
+	struct proxy_stats st;
+
+	datapath_heartbeat(dp, false);
+	if (!cfg->drain_timeout_ms)
+		return;
+	proxy_drain(proxy);
+	for (;;) {
+		struct pollfd pfd = { .fd = sig_fd, .events = POLLIN };
+		uint64_t now = monotonic_ms();
+
+		proxy_stats(proxy, &st);
+		if (!st.active) {
+			pr_info("drained every connection in %llu ms",
+				(unsigned long long)(now - start));
+			return;
+		}
+		if (now >= deadline) {
+			pr_info("drain deadline (proxy.drain_timeout_ms %u) passed: resetting %llu "
+				"connections",
+				cfg->drain_timeout_ms, (unsigned long long)st.active);
+			return;
+		}
+		if (poll(&pfd, 1, DRAIN_POLL_MS) > 0) {
+			pr_info("signal again: resetting the %llu connections left",
+				(unsigned long long)st.active);
+			return;
+		}
+	}
+}
+
 /* Serve until SIGTERM/SIGINT, refreshing the heartbeat and applying discovery's changes. */
 static int serve(const struct config *cfg, struct datapath *dp, struct proxy *proxy,
 		 struct discovery *disc, int sig_fd)
@@ -268,8 +319,9 @@ static int serve(const struct config *cfg, struct datapath *dp, struct proxy *pr
 			struct signalfd_siginfo si;
 
 			if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
-				pr_info("signal %u: stopping; new connections fail open at once",
-					si.ssi_signo);
+				pr_info("signal %u: stopping; new connections fail open at once, "
+					"connections open drain for up to %u ms",
+					si.ssi_signo, cfg->drain_timeout_ms);
 				break;
 			}
 		}
@@ -438,6 +490,8 @@ int main(int argc, char **argv)
 		pr_info("admin endpoint on %s (/healthz /readyz /metrics)", admin_listen);
 	}
 	err = serve(cfg, dp, proxy, disc, sig_fd);
+	if (!err)
+		drain(cfg, dp, proxy, sig_fd);
 out:
 	/* Fail open first, then stop the proxy: no connect is sent to a
 	 * listener that is about to close. */

@@ -1857,6 +1857,7 @@ enum {
 	PROXY_F_DETECT,
 	PROXY_F_OPAQUE,
 	PROXY_F_IDLE,
+	PROXY_F_DRAIN,
 	PROXY_F_HTTP
 };
 
@@ -1882,6 +1883,8 @@ static const struct field proxy_fields[] = {
     [PROXY_F_OPAQUE] = {"opaque_ports", FIELD_FUNC, .parse = parse_opaque_ports},
     [PROXY_F_IDLE] = {"idle_timeout_ms", FIELD_U32, offsetof(struct config, idle_timeout_ms), 0,
 		      CONFIG_MAX_IDLE_TIMEOUT_MS},
+    [PROXY_F_DRAIN] = {"drain_timeout_ms", FIELD_U32, offsetof(struct config, drain_timeout_ms), 0,
+		       CONFIG_MAX_DRAIN_TIMEOUT_MS},
     [PROXY_F_HTTP] = {"http", FIELD_FUNC, .parse = parse_http},
 };
 
@@ -2496,6 +2499,7 @@ static void config_set_defaults(struct config *cfg)
 	cfg->n_opaque_ports = ARRAY_SIZE(default_opaque_ports);
 	memcpy(cfg->opaque_ports, default_opaque_ports, sizeof(default_opaque_ports));
 	cfg->idle_timeout_ms = CONFIG_DEFAULT_IDLE_TIMEOUT_MS;
+	cfg->drain_timeout_ms = CONFIG_DEFAULT_DRAIN_TIMEOUT_MS;
 	cfg->http_max_request_line = CONFIG_DEFAULT_HTTP_MAX_REQUEST_LINE;
 	cfg->http_max_head_bytes = CONFIG_DEFAULT_HTTP_MAX_HEAD_BYTES;
 	cfg->http_max_headers = CONFIG_DEFAULT_HTTP_MAX_HEADERS;

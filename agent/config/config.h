@@ -89,6 +89,15 @@
 /* A connection idle this long is closed: 5 min outlives every keep-alive
  * interval clients use, and still reclaims abandoned sockets. */
 #define CONFIG_DEFAULT_IDLE_TIMEOUT_MS 300000
+/*
+ * Drain on SIGTERM (docs/proxy.md, "Stopping"): requests in flight get
+ * this long to finish before the rest are reset. 5 s covers ordinary
+ * requests and leaves half of the DaemonSet's 10 s
+ * terminationGracePeriodSeconds for the rest of the shutdown; at most
+ * 5 min, as a pod's grace period that long is rare.
+ */
+#define CONFIG_DEFAULT_DRAIN_TIMEOUT_MS 5000
+#define CONFIG_MAX_DRAIN_TIMEOUT_MS 300000
 
 /* HTTP/1 limits: nginx's and HAProxy's sizes, which real clients fit in. */
 #define CONFIG_DEFAULT_HTTP_MAX_REQUEST_LINE 8192 /* past it: 414 */
@@ -319,6 +328,7 @@ struct config {
 	uint16_t opaque_ports[CONFIG_MAX_OPAQUE_PORTS]; /* skip detection */
 	int n_opaque_ports;
 	uint32_t idle_timeout_ms;     /* 0: none */
+	uint32_t drain_timeout_ms;    /* SIGTERM: time for requests in flight; 0: none */
 
 	/* proxy.http: the HTTP/1 proxy. */
 	uint32_t http_max_request_line; /* bytes without CRLF; beyond: 414 */

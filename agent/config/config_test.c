@@ -1596,3 +1596,24 @@ Test(config, route_connect_and_idle_timeouts)
 	    ROUTES("      - idle_timeout_ms: 600001\n"),
 	    "t.yaml:8: services[0].routes[0].idle_timeout_ms: must be 0..600000, got 600001");
 }
+
+Test(config, proxy_drain_timeout)
+{
+	cr_assert_eq(parse(NODE), 0, "%s", err);
+	cr_assert_eq(cfg->drain_timeout_ms, CONFIG_DEFAULT_DRAIN_TIMEOUT_MS);
+	cr_assert_eq(cfg->drain_timeout_ms, 5000);
+	config_free(cfg);
+	cfg = NULL;
+	cr_assert_eq(parse(NODE "proxy:\n  drain_timeout_ms: 0\n"), 0, "%s", err);
+	cr_assert_eq(cfg->drain_timeout_ms, 0);
+	config_free(cfg);
+	cfg = NULL;
+	cr_assert_eq(parse(NODE "proxy:\n  drain_timeout_ms: 300000\n"), 0, "%s", err);
+	cr_assert_eq(cfg->drain_timeout_ms, 300000);
+	config_free(cfg);
+	cfg = NULL;
+	assert_refused(NODE "proxy:\n  drain_timeout_ms: 300001\n",
+		       "t.yaml:4: proxy.drain_timeout_ms: must be 0..300000, got 300001");
+	assert_refused(NODE "proxy:\n  drain_timeout_ms: -1\n",
+		       "t.yaml:4: proxy.drain_timeout_ms: must be 0..300000, got -1");
+}

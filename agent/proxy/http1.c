@@ -1144,6 +1144,32 @@ static bool http1_rs_outcome(struct worker *w, struct l4_conn *c)
  * Parse response heads; 1xx heads are cleared for the client one by one.
  * Returns false when c closed or turned into a tunnel.
  */
+/*
+ * The proxy is draining: the final response head just parsed (ending at
+ * rs_fwd) tells the client to close, by a `connection: close` line added
+ * before its blank line, and the client connection closes after it. A
+ * close token wins over any keep-alive one (RFC 9112 9.6). Without room
+ * in the buffer the line is left out: the close after the response
+ * still holds.
+ */
+static void http1_rs_drain_close(struct worker *w, struct l4_conn *c)
+{
+	static const char line[] = "connection: close\r\n";
+	const uint32_t len = sizeof(line) - 1;
+	struct http1_conn *h = c->http;
+	struct l4_buf *b = &c->to_client;
+	uint32_t at = h->rs_fwd - 2; /* the blank line's CRLF */
+
+	h->closing = true;
+	if (h->rs_fwd < h->rs_start + 4 || memcmp(b->data + at, "\r\n", 2) != 0 ||
+	    b->tail + len > w->cfg->buffer_bytes || b->head > at)
+		return;
+	memmove(b->data + at + len, b->data + at, b->tail - at);
+	memcpy(b->data + at, line, len);
+	b->tail += len;
+	h->rs_fwd += len;
+}
+
 static bool http1_rs_head(struct worker *w, struct l4_conn *c)
 {
 	struct http1_conn *h = c->http;
@@ -1197,6 +1223,9 @@ static bool http1_rs_head(struct worker *w, struct l4_conn *c)
 			return c->state != L4_CLOSED; /* retried: a new try reads a new head */
 		h->final_started = true;
 		h->rs_body = http1_response_body(h->rq_head.method, &h->rs_head);
+		if (h->rs_body != HTTP1_BODY_TUNNEL &&
+		    atomic_load_explicit(&w->p->draining, memory_order_relaxed))
+			http1_rs_drain_close(w, c);
 		switch (h->rs_body) {
 		case HTTP1_BODY_TUNNEL:
 			if (h->rs_head.status == 101 && !h->rq_head.upgrade) {

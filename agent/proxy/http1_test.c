@@ -1290,3 +1290,34 @@ Test(http1, a_keep_alive_connection_follows_config_changes)
 	close(c);
 	end_test();
 }
+
+/*
+ * Draining (SIGTERM): a keep-alive connection is served, its next
+ * response says `connection: close` and the connection closes after it,
+ * so the client reconnects instead of being cut.
+ */
+Test(http1, draining_closes_keep_alive_connections_after_their_response)
+{
+	char resp[4096];
+	int c;
+
+	backend_start(script_keepalive);
+	start_proxy();
+	c = client_connect();
+	one_request(c, GET("/a"), resp, sizeof(resp), "\r\n\r\nok");
+	cr_expect_null(strcasestr(resp, "connection: close"), "%s", resp);
+	proxy_drain(px);
+	send_str(c, GET("/b"));
+	read_all(c, resp, sizeof(resp)); /* to EOF: the proxy closes */
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 200", 12), 0, "%s", resp);
+	cr_expect_not_null(strstr(resp, "\r\nconnection: close\r\n\r\nok"), "%s", resp);
+	cr_expect_eq(strlen(resp), strlen(OK2) + strlen("connection: close\r\n"), "%s", resp);
+	close(c);
+	/* A new connection is served too, and closed after its response. */
+	c = client_connect();
+	send_str(c, GET("/c"));
+	read_all(c, resp, sizeof(resp));
+	cr_expect_not_null(strstr(resp, "\r\nconnection: close\r\n\r\nok"), "%s", resp);
+	close(c);
+	end_test();
+}

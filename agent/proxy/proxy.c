@@ -290,6 +290,12 @@ int proxy_update(struct proxy *p, const struct config *cfg)
 	return 0;
 }
 
+void proxy_drain(struct proxy *p)
+{
+	if (p)
+		atomic_store_explicit(&p->draining, true, memory_order_relaxed);
+}
+
 void proxy_stop(struct proxy *p)
 {
 	if (!p)

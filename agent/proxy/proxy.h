@@ -58,6 +58,16 @@ int proxy_start(const struct config *cfg, proxy_orig_dst_fn orig_dst,
  */
 int proxy_update(struct proxy *p, const struct config *cfg);
 
+/*
+ * Start draining (SIGTERM; docs/proxy.md, "Stopping"): connections keep
+ * being served, but every HTTP response forwarded from now on carries
+ * `connection: close` and its client connection closes after it, so that
+ * keep-alive clients reconnect (through the datapath, failed open by
+ * then) instead of being cut. Any thread; idempotent. Then wait for
+ * proxy_stats().active to fall, and proxy_stop.
+ */
+void proxy_drain(struct proxy *p);
+
 /* Stop accepting, close every connection, join the workers, free. */
 void proxy_stop(struct proxy *p);
 

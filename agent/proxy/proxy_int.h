@@ -84,6 +84,7 @@ struct proxy {
 	struct limits_clients clients;
 	bool clients_ready; /* clients initialised */
 	int stop_fd; /* eventfd: readable once proxy_stop was called */
+	atomic_bool draining; /* proxy_drain was called: close HTTP clients after their response */
 	int n_workers;
 	struct worker *workers;
 };
