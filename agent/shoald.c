@@ -162,6 +162,9 @@ static void apply_config(struct config *cfg, struct proxy *proxy, struct datapat
 			"repairs them",
 			strerror(-err));
 	datapath_heartbeat(dp, true);
+	/* Tests and operators wait for this line: from here on every new
+	 * request (keep-alive ones included) is routed with cfg. */
+	pr_info("discovery: configuration applied: %d services", cfg->n_services);
 }
 
 /*
