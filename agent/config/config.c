@@ -47,6 +47,7 @@
 #define CONFIG_MAX_BUFFER_BYTES (1u << 20)
 #define CONFIG_MAX_CONNECTIONS (1u << 20)   /* per worker; fds run out first */
 #define CONFIG_MAX_BUFFER_MEMORY_MIB (1u << 20) /* 1 TiB: more is a typo */
+#define CONFIG_MAX_REQUESTS_PER_CONN 100000000 /* 0 already means "no limit" */
 #define CONFIG_MAX_DETECT_TIMEOUT_MS 10000  /* Linkerd's stall: longer is that trap */
 #define CONFIG_MAX_IDLE_TIMEOUT_MS 86400000 /* a day; 0 already means "never" */
 #define CONFIG_MIN_HTTP_LINE 64		    /* shorter refuses ordinary requests */
@@ -1808,7 +1809,18 @@ static int parse_opaque_ports(struct cfg_parser *p, void *obj)
 	return cp_seq(p, parse_opaque_port, cfg);
 }
 
-enum { HTTP_F_LINE, HTTP_F_HEAD, HTTP_F_HEADERS, HTTP_F_POOL_IDLE, HTTP_F_POOL_MAX };
+enum {
+	HTTP_F_LINE,
+	HTTP_F_HEAD,
+	HTTP_F_HEADERS,
+	HTTP_F_POOL_IDLE,
+	HTTP_F_POOL_MAX,
+	HTTP_F_BODY_TIMEOUT,
+	HTTP_F_HEAD_TIMEOUT,
+	HTTP_F_REQ_TIMEOUT,
+	HTTP_F_MAX_REQUESTS,
+	HTTP_F_MAX_AGE,
+};
 
 static const struct field http_fields[] = {
     [HTTP_F_LINE] = {"max_request_line", FIELD_U32, offsetof(struct config, http_max_request_line),
@@ -1823,6 +1835,21 @@ static const struct field http_fields[] = {
     [HTTP_F_POOL_MAX] = {"pool_max_idle_per_endpoint", FIELD_U32,
 			 offsetof(struct config, http_pool_max_idle_per_endpoint), 0,
 			 CONFIG_MAX_POOL_IDLE},
+    [HTTP_F_BODY_TIMEOUT] = {"request_body_timeout_ms", FIELD_U32,
+			     offsetof(struct config, http_request_body_timeout_ms), 0,
+			     CONFIG_MAX_TIMEOUT_MS},
+    [HTTP_F_HEAD_TIMEOUT] = {"response_head_timeout_ms", FIELD_U32,
+			     offsetof(struct config, http_response_head_timeout_ms), 0,
+			     CONFIG_MAX_TIMEOUT_MS},
+    [HTTP_F_REQ_TIMEOUT] = {"request_timeout_ms", FIELD_U32,
+			    offsetof(struct config, http_request_timeout_ms), 0,
+			    CONFIG_MAX_TIMEOUT_MS},
+    [HTTP_F_MAX_REQUESTS] = {"max_requests_per_connection", FIELD_U32,
+			     offsetof(struct config, http_max_requests_per_connection), 0,
+			     CONFIG_MAX_REQUESTS_PER_CONN},
+    [HTTP_F_MAX_AGE] = {"max_connection_age_ms", FIELD_U32,
+			offsetof(struct config, http_max_connection_age_ms), 0,
+			CONFIG_MAX_IDLE_TIMEOUT_MS},
 };
 
 static int parse_http(struct cfg_parser *p, void *obj)
@@ -2505,6 +2532,8 @@ static void config_set_defaults(struct config *cfg)
 	cfg->http_max_headers = CONFIG_DEFAULT_HTTP_MAX_HEADERS;
 	cfg->http_pool_idle_timeout_ms = CONFIG_DEFAULT_HTTP_POOL_IDLE_TIMEOUT_MS;
 	cfg->http_pool_max_idle_per_endpoint = CONFIG_DEFAULT_HTTP_POOL_MAX_IDLE;
+	cfg->http_request_body_timeout_ms = CONFIG_DEFAULT_HTTP_BODY_TIMEOUT_MS;
+	cfg->http_response_head_timeout_ms = CONFIG_DEFAULT_HTTP_HEAD_TIMEOUT_MS;
 	cfg->k8s_backoff_max_ms = CONFIG_DEFAULT_K8S_BACKOFF_MAX_MS;
 	/* tracing: the library's own defaults (docs/tracing.md). */
 	cfg->tracing.enabled = false;

@@ -110,6 +110,22 @@
 /* Idle upstream connections kept per endpoint per worker: enough for a
  * burst's concurrency to be reused, few enough not to pin server slots. */
 #define CONFIG_DEFAULT_HTTP_POOL_MAX_IDLE 64
+/*
+ * proxy.http.request_body_timeout_ms: the longest a request body may go
+ * without a byte once it started (nginx's client_body_timeout is 60 s;
+ * 30 s is far beyond any pause of a live client, and frees a stalled
+ * upload's endpoint slot twice as fast).
+ */
+#define CONFIG_DEFAULT_HTTP_BODY_TIMEOUT_MS 30000
+/*
+ * proxy.http.response_head_timeout_ms: an endpoint that accepted a
+ * request but sends no response head for this long gets a 504 (or a
+ * retry). A minute, well below the 5 min idle timeout, is longer than any
+ * synchronous API should think, and short enough that a hung endpoint
+ * does not hold its clients for five.
+ */
+#define CONFIG_DEFAULT_HTTP_HEAD_TIMEOUT_MS 60000
+
 /* tracing.sample_rate: Istio's default, 1 % of new traces. */
 #define CONFIG_DEFAULT_TRACE_SAMPLE_RATE 0.01
 
@@ -336,6 +352,11 @@ struct config {
 	uint32_t http_max_headers;       /* header lines; beyond: 431 */
 	uint32_t http_pool_idle_timeout_ms;
 	uint32_t http_pool_max_idle_per_endpoint; /* 0: no reuse */
+	uint32_t http_request_body_timeout_ms;	  /* no body byte this long: 408; 0: none */
+	uint32_t http_response_head_timeout_ms;	  /* no response head this long: 504; 0: none */
+	uint32_t http_request_timeout_ms;	  /* routes and services without one; 0: none */
+	uint32_t http_max_requests_per_connection; /* then connection: close; 0: no limit */
+	uint32_t http_max_connection_age_ms;	  /* then close after the response; 0: none */
 
 	struct config_tracing tracing; /* tracing: */
 	struct config_admin admin;     /* admin: */

@@ -543,6 +543,33 @@ Test(config, proxy_budgets)
 		       "t.yaml:4: proxy.max_connections_per_client: must be 0..1048576, got -1");
 }
 
+Test(config, http_timeouts_and_connection_limits)
+{
+	cr_assert_eq(parse(NODE "proxy:\n  http: {}\n"), 0, "%s", err);
+	cr_assert_eq(cfg->http_request_body_timeout_ms, CONFIG_DEFAULT_HTTP_BODY_TIMEOUT_MS);
+	cr_assert_eq(cfg->http_response_head_timeout_ms, CONFIG_DEFAULT_HTTP_HEAD_TIMEOUT_MS);
+	cr_assert_lt(cfg->http_response_head_timeout_ms, cfg->idle_timeout_ms);
+	cr_assert_eq(cfg->http_request_timeout_ms, 0);
+	cr_assert_eq(cfg->http_max_requests_per_connection, 0);
+	cr_assert_eq(cfg->http_max_connection_age_ms, 0);
+	config_free(cfg);
+	cfg = NULL;
+	cr_assert_eq(parse(NODE "proxy:\n  http:\n    request_body_timeout_ms: 5000\n"
+				"    response_head_timeout_ms: 0\n    request_timeout_ms: 15000\n"
+				"    max_requests_per_connection: 1000\n"
+				"    max_connection_age_ms: 600000\n"),
+		     0, "%s", err);
+	cr_assert_eq(cfg->http_request_body_timeout_ms, 5000);
+	cr_assert_eq(cfg->http_response_head_timeout_ms, 0);
+	cr_assert_eq(cfg->http_request_timeout_ms, 15000);
+	cr_assert_eq(cfg->http_max_requests_per_connection, 1000);
+	cr_assert_eq(cfg->http_max_connection_age_ms, 600000);
+	assert_refused(NODE "proxy:\n  http:\n    response_head_timeout_ms: 600001\n",
+		       "t.yaml:5: proxy.http.response_head_timeout_ms: must be 0..600000, got 600001");
+	assert_refused(NODE "proxy:\n  http:\n    max_connection_age_ms: 86400001\n",
+		       "t.yaml:5: proxy.http.max_connection_age_ms: must be 0..86400000, got 86400001");
+}
+
 Test(config, deadline_not_below_timeout)
 {
 	assert_refused(NODE "proxy:\n  connect_timeout_ms: 2000\n  connect_deadline_ms: 1000\n",

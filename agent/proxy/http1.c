@@ -128,6 +128,28 @@ static bool http1_arm(struct worker *w, struct l4_conn *c, uint64_t deadline)
 	return false;
 }
 
+/* When the request body, started, times out for want of a byte. */
+static uint64_t http1_body_deadline(const struct worker *w, const struct http1_conn *h)
+{
+	return h->rq_progress_ns + (uint64_t)w->cfg->http_request_body_timeout_ms * 1000000;
+}
+
+/*
+ * When the try in flight times out for want of a response head (0: it
+ * does not, now): proxy.http.response_head_timeout_ms from the later of
+ * the try's start and the request's last byte, once the whole request is
+ * read and the upstream connected.
+ */
+static uint64_t http1_head_deadline(const struct worker *w, const struct http1_conn *h)
+{
+	uint64_t from = h->try_start_ns > h->rq_progress_ns ? h->try_start_ns : h->rq_progress_ns;
+
+	if (!w->cfg->http_response_head_timeout_ms || h->rq != HTTP1_REQ_DONE ||
+	    h->rs != HTTP1_RESP_HEAD || !h->up || !h->up->connected || !h->try_start_ns)
+		return 0;
+	return from + (uint64_t)w->cfg->http_response_head_timeout_ms * 1000000;
+}
+
 /*
  * The next idle or head deadline of c, or 0 for none. The idle timeout is
  * the route's idle_timeout_ms while one of its requests is in flight,
@@ -148,6 +170,23 @@ static uint64_t http1_idle_deadline(const struct worker *w, const struct l4_conn
 		if (!d || hd < d)
 			d = hd;
 	}
+	if (h->rq == HTTP1_REQ_HEAD && c->to_upstream.tail == 0 &&
+	    w->cfg->http_max_connection_age_ms) {
+		/* Idle past its maximum age: closed now, not after one more request. */
+		uint64_t ad =
+		    c->accepted_ns + (uint64_t)w->cfg->http_max_connection_age_ms * 1000000;
+
+		if (!d || ad < d)
+			d = ad;
+	}
+	if (h->rq == HTTP1_REQ_BODY && w->cfg->http_request_body_timeout_ms) {
+		uint64_t bd = http1_body_deadline(w, h);
+
+		if (!d || bd < d)
+			d = bd;
+	}
+	if (http1_head_deadline(w, h) && (!d || http1_head_deadline(w, h) < d))
+		d = http1_head_deadline(w, h);
 	if (h->deadline_ns && h->rs != HTTP1_RESP_DONE && (!d || h->deadline_ns < d))
 		d = h->deadline_ns;
 	if (h->try_deadline_ns && h->rs == HTTP1_RESP_HEAD && (!d || h->try_deadline_ns < d))
@@ -399,10 +438,11 @@ static void http1_route(struct worker *w, struct l4_conn *c)
 
 /*
  * The request's deadline as of now (0: none): the route's timeout_ms, else
- * the service's request_timeout_ms, shortened (never lengthened) by the
+ * the service's request_timeout_ms, else default_ms
+ * (proxy.http.request_timeout_ms), shortened (never lengthened) by the
  * client's DEADLINE_HEADER. A malformed header is ignored.
  */
-static uint64_t http1_request_deadline(struct l4_conn *c, uint64_t now)
+static uint64_t http1_request_deadline(struct l4_conn *c, uint32_t default_ms, uint64_t now)
 {
 	const struct http1_conn *h = c->http;
 	uint64_t timeout = 0, client, d = DEADLINE_NONE;
@@ -413,12 +453,34 @@ static uint64_t http1_request_deadline(struct l4_conn *c, uint64_t now)
 		timeout = (uint64_t)h->route->timeout_ms * 1000000;
 	else if (h->sv)
 		timeout = h->sv->request_timeout_ns;
+	if (!timeout)
+		timeout = (uint64_t)default_ms * 1000000;
 	if (timeout)
 		d = deadline_after(now, timeout);
 	if (http1_route_header(c, DEADLINE_HEADER, sizeof(DEADLINE_HEADER) - 1, &val, &len) &&
 	    deadline_parse_header(val, len, &client) == 0)
 		d = deadline_min(d, deadline_after(now, client));
 	return d == DEADLINE_NONE ? 0 : d;
+}
+
+/*
+ * At the final response head: make this exchange c's last when its request
+ * was the proxy.http.max_requests_per_connection-th, or c is older than
+ * proxy.http.max_connection_age_ms. c closes after the response, whose
+ * head tells the client so (http1_rs_drain_close).
+ */
+static void http1_limit_requests(struct worker *w, struct l4_conn *c, uint64_t now)
+{
+	struct http1_conn *h = c->http;
+	uint32_t max = w->cfg->http_max_requests_per_connection;
+	uint64_t age = (uint64_t)w->cfg->http_max_connection_age_ms * 1000000;
+
+	if (h->closing || !h->rq_head.keep_alive)
+		return;
+	if ((max && h->n_requests >= max) || (age && now - c->accepted_ns >= age)) {
+		h->closing = true;
+		h->close_announce = true;
+	}
 }
 
 /* Start serving a parsed request: pick where it goes and get a connection. */
@@ -441,7 +503,8 @@ static void http1_dispatch(struct worker *w, struct l4_conn *c)
 	}
 	http1_route(w, c);
 	h->sv = worker_es_service(w, c, http1_svc_cfg(w, c), h->target);
-	h->deadline_ns = http1_request_deadline(c, now);
+	h->deadline_ns = http1_request_deadline(c, w->cfg->http_request_timeout_ms, now);
+	h->n_requests++;
 	if (h->deadline_ns && !http1_arm_idle(w, c))
 		return;
 	h->dispatch_ns = now;
@@ -502,6 +565,7 @@ static void http1_rq_head(struct worker *w, struct l4_conn *c)
 		http1_error(w, c, http_error_from_parse(r));
 		return;
 	}
+	h->rq_progress_ns = timer_now_ns(); /* the body timeout counts from the head */
 	h->rq_begin = h->rq_parser.start;
 	b->head = h->rq_begin; /* stray CRLFs before the request line are dropped */
 	h->rq_fwd = (uint32_t)consumed;
@@ -691,6 +755,7 @@ static bool http1_try_endpoint(struct worker *w, struct l4_conn *c, uint32_t idx
 	struct pool_conn *pc;
 	int ret;
 
+	h->try_start_ns = now;
 	h->try_deadline_ns =
 	    per_try ? deadline_try(h->deadline_ns ?: DEADLINE_NONE, per_try, now) : 0;
 	if (h->try_deadline_ns == DEADLINE_NONE)
@@ -1145,7 +1210,9 @@ static bool http1_rs_outcome(struct worker *w, struct l4_conn *c)
  * Returns false when c closed or turned into a tunnel.
  */
 /*
- * The proxy is draining: the final response head just parsed (ending at
+ * This exchange is the connection's last (the proxy is draining, or the
+ * connection reached proxy.http.max_requests_per_connection or
+ * max_connection_age_ms): the final response head just parsed (ending at
  * rs_fwd) tells the client to close, by a `connection: close` line added
  * before its blank line, and the client connection closes after it. A
  * close token wins over any keep-alive one (RFC 9112 9.6). Without room
@@ -1223,9 +1290,12 @@ static bool http1_rs_head(struct worker *w, struct l4_conn *c)
 			return c->state != L4_CLOSED; /* retried: a new try reads a new head */
 		h->final_started = true;
 		h->rs_body = http1_response_body(h->rq_head.method, &h->rs_head);
-		if (h->rs_body != HTTP1_BODY_TUNNEL &&
-		    atomic_load_explicit(&w->p->draining, memory_order_relaxed))
-			http1_rs_drain_close(w, c);
+		if (h->rs_body != HTTP1_BODY_TUNNEL) {
+			http1_limit_requests(w, c, timer_now_ns());
+			if (atomic_load_explicit(&w->p->draining, memory_order_relaxed) ||
+			    (h->close_announce && h->rs_head.keep_alive))
+				http1_rs_drain_close(w, c);
+		}
 		switch (h->rs_body) {
 		case HTTP1_BODY_TUNNEL:
 			if (h->rs_head.status == 101 && !h->rq_head.upgrade) {
@@ -1325,6 +1395,8 @@ static int http1_client_read(struct worker *w, struct l4_conn *c, uint32_t cap, 
 		if (n > 0) {
 			b->tail += n;
 			*progress = true;
+			if (h->rq == HTTP1_REQ_BODY)
+				h->rq_progress_ns = timer_now_ns();
 			if (l4_read_drained(s->plain_tcp, s->rdhup, n, want))
 				s->readable = false;
 		} else if (n == 0) {
@@ -1741,6 +1813,32 @@ void http1_timeout(struct worker *w, struct l4_conn *c)
 			http1_retry(w, c);
 		else
 			http1_error(w, c, HTTP_ERR_TIMEOUT);
+		if (c->state != L4_CLOSED)
+			http1_run(w, c);
+		return;
+	}
+	d = http1_head_deadline(w, h);
+	if (d && now >= d && !(h->deadline_ns && now >= h->deadline_ns)) {
+		/* proxy.http.response_head_timeout_ms: a try like a per-try timeout. */
+		h->try_start_ns = 0;
+		balance_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, now,
+				"a response head timeout");
+		if (http1_may_retry(w, c, RETRY_FAIL_TIMEOUT, 0))
+			http1_retry(w, c);
+		else
+			http1_error(w, c, HTTP_ERR_TIMEOUT);
+		if (c->state != L4_CLOSED)
+			http1_run(w, c);
+		return;
+	}
+	if (h->rq == HTTP1_REQ_BODY && w->cfg->http_request_body_timeout_ms &&
+	    now >= http1_body_deadline(w, h) && !(h->deadline_ns && now >= h->deadline_ns)) {
+		/* The client stopped sending its body: not the endpoint's fault. */
+		if (h->final_started) {
+			http1_abort(w, c);
+			return;
+		}
+		http1_error(w, c, HTTP_ERR_BODY_TIMEOUT);
 		if (c->state != L4_CLOSED)
 			http1_run(w, c);
 		return;

@@ -122,6 +122,12 @@ struct http1_conn {
 	uint64_t dispatch_ns;	  /* when the request was dispatched (fail-fast wait) */
 	uint64_t try_deadline_ns; /* the per-try timeout of the try in flight; 0: none */
 	uint64_t retry_at_ns;	  /* waiting to start the next try until then; 0: not */
+	uint64_t try_start_ns;	  /* when the try in flight started (response head timeout) */
+
+	/* The connection's limits (proxy.http.*, docs/proxy.md, "Timeouts"). */
+	uint64_t rq_progress_ns; /* last byte of the request read (request body timeout) */
+	uint32_t n_requests;	 /* dispatched on this connection so far */
+	bool close_announce;	 /* its last: the response head gets "connection: close" */
 
 	/* Response: starts at offset 0 of the upstream buffer. */
 	struct http1_parser rs_parser;

@@ -1321,3 +1321,165 @@ Test(http1, draining_closes_keep_alive_connections_after_their_response)
 	close(c);
 	end_test();
 }
+
+/* ---- timeouts and connection limits (docs/proxy.md, "Timeouts") ------- */
+
+/* Reads one head, waits 400 ms, answers OK2 (keep-alive); then the next. */
+static void script_slow_ok(int fd, int index)
+{
+	char head[4096];
+
+	(void)index;
+	while (read_head(fd, head, sizeof(head))) {
+		usleep(400 * 1000);
+		send_str(fd, OK2);
+	}
+}
+
+/* Reads whatever comes and never answers, until the proxy closes. */
+static void script_mute(int fd, int index)
+{
+	char buf[4096];
+
+	(void)index;
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+}
+
+/* ms from t0 to the client's EOF (read 0) after resp was read; -1: none. */
+static long eof_after(int fd, uint64_t t0)
+{
+	char c;
+
+	if (read(fd, &c, 1) != 0)
+		return -1;
+	return (long)(test_now_ms() - t0);
+}
+
+Test(http1, a_body_that_stops_arriving_is_a_408_then_the_connection_closes)
+{
+	char resp[4096];
+	uint64_t t0;
+	long ms;
+	int c;
+
+	cfg.http_request_body_timeout_ms = 200;
+	backend_start(script_mute);
+	start_proxy();
+	c = client_connect();
+	send_str(c, "POST /up HTTP/1.1\r\nHost: web\r\nContent-Length: 10\r\n\r\nabc");
+	t0 = test_now_ms();
+	read_all(c, resp, sizeof(resp)); /* up to the close */
+	ms = (long)(test_now_ms() - t0);
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 408", 12), 0, "%s", resp);
+	cr_expect_not_null(strstr(resp, "x-shoal-error: body-timeout\r\n"), "%s", resp);
+	cr_expect_geq(ms, 150, "408 after %ld ms, timeout 200", ms);
+	cr_expect_lt(ms, 2500, "408 and close after %ld ms, timeout 200", ms);
+	close(c);
+	end_test();
+}
+
+Test(http1, a_silent_endpoint_is_a_504_after_the_response_head_timeout_and_a_get_is_retried)
+{
+	char resp[4096];
+	uint64_t t0;
+	long ms;
+	int c;
+
+	cfg.http_response_head_timeout_ms = 200;
+	backend_start(script_mute);
+	start_proxy();
+
+	/* POST: not idempotent, one try, then 504. */
+	c = client_connect();
+	send_str(c, "POST / HTTP/1.1\r\nHost: web\r\nContent-Length: 2\r\n\r\nhi");
+	t0 = test_now_ms();
+	cr_assert(read_until(c, resp, sizeof(resp), "\r\n\r\n"), "%s", resp);
+	ms = (long)(test_now_ms() - t0);
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 504", 12), 0, "%s", resp);
+	cr_expect_not_null(strstr(resp, "x-shoal-error: timeout\r\n"), "%s", resp);
+	cr_expect_geq(ms, 150, "504 after %ld ms, head timeout 200", ms);
+	cr_expect_lt(ms, 1500, "504 after %ld ms, head timeout 200", ms);
+	cr_expect_eq(atomic_load(&accepted), 1, "the POST was sent again");
+	cr_expect_eq(stats_now().http_retries, 0);
+	close(c);
+
+	/* GET: idempotent, so a head timeout is retried within the budget. */
+	c = client_connect();
+	send_str(c, GET("/"));
+	cr_assert(read_until(c, resp, sizeof(resp), "\r\n\r\n"), "%s", resp);
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 504", 12), 0, "%s", resp);
+	cr_expect_geq(stats_now().http_retries, 1, "the GET was not retried");
+	cr_expect_eq(atomic_load(&accepted), 1 + 1 + (int)stats_now().http_retries);
+	close(c);
+	end_test();
+}
+
+Test(http1, a_route_without_a_timeout_gets_the_default_request_timeout)
+{
+	char resp[4096];
+	uint64_t t0;
+	long ms;
+	int c;
+
+	cfg.http_request_timeout_ms = 300;
+	backend_start(script_mute);
+	start_proxy();
+	c = client_connect();
+	send_str(c, GET("/"));
+	t0 = test_now_ms();
+	cr_assert(read_until(c, resp, sizeof(resp), "\r\n\r\n"), "%s", resp);
+	ms = (long)(test_now_ms() - t0);
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 504", 12), 0, "%s", resp);
+	cr_expect_geq(ms, 250, "504 after %ld ms, request timeout 300", ms);
+	cr_expect_lt(ms, 1500, "504 after %ld ms, request timeout 300", ms);
+	close(c);
+	end_test();
+}
+
+Test(http1, the_last_allowed_request_gets_connection_close_then_eof)
+{
+	char resp[4096];
+	int c;
+
+	cfg.http_max_requests_per_connection = 2;
+	backend_start(script_keepalive);
+	start_proxy();
+	c = client_connect();
+	one_request(c, GET("/1"), resp, sizeof(resp), "ok");
+	cr_expect_null(strstr(resp, "connection: close"), "first of two: %s", resp);
+	one_request(c, GET("/2"), resp, sizeof(resp), "ok");
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 200 OK\r\n", 17), 0, "%s", resp);
+	cr_expect_not_null(strstr(resp, "\r\nconnection: close\r\n\r\nok"), "second of two: %s",
+			   resp);
+	cr_expect_neq(eof_after(c, test_now_ms()), -1, "no EOF after the last response");
+	close(c);
+	end_test();
+}
+
+Test(http1, a_connection_past_its_maximum_age_closes_after_its_response_or_when_idle)
+{
+	char resp[4096];
+	uint64_t t0;
+	long ms;
+	int c;
+
+	cfg.http_max_connection_age_ms = 300;
+	backend_start(script_slow_ok);
+	start_proxy();
+	/* A response that ends past the age carries connection: close. */
+	c = client_connect();
+	one_request(c, GET("/slow"), resp, sizeof(resp), "ok");
+	cr_expect_not_null(strstr(resp, "\r\nconnection: close\r\n\r\nok"), "%s", resp);
+	cr_expect_neq(eof_after(c, test_now_ms()), -1, "no EOF after the last response");
+	close(c);
+
+	/* An idle connection is closed at its age, without a request. */
+	t0 = test_now_ms();
+	c = client_connect();
+	ms = eof_after(c, t0);
+	cr_expect_geq(ms, 250, "idle connection closed after %ld ms, age 300", ms);
+	cr_expect_lt(ms, 1500, "idle connection closed after %ld ms, age 300", ms);
+	close(c);
+	end_test();
+}

@@ -25,6 +25,7 @@
 	X(BAD_RESPONSE, 502, "bad-response", "the endpoint sent a malformed response")             \
 	X(TIMEOUT, 504, "timeout", "the endpoint did not answer in time")                          \
 	X(REQUEST_TIMEOUT, 408, "request-timeout", "the request head did not arrive in time")      \
+	X(BODY_TIMEOUT, 408, "body-timeout", "the request body stopped arriving")                 \
 	X(BAD_REQUEST, 400, "bad-request", "malformed request")                                    \
 	X(URI_TOO_LONG, 414, "uri-too-long", "request line too long")                              \
 	X(HEAD_TOO_LARGE, 431, "head-too-large", "request head too large")                         \
