@@ -217,13 +217,15 @@ bool worker_plain_tcp(const struct worker *w, int fd)
 
 /*
  * Charge bytes of new memory to the proxy's budget (limits.h) and to w's
- * gauge. False when the budget has no room: the caller refuses what
- * needed it, counted under cap="memory" and said in a rate-limited line.
+ * gauge. False when the budget has no room; when refusal is set, the
+ * caller then fails the connection that needed it, counted under
+ * cap="memory" and said in a rate-limited line.
  */
-static bool worker_mem_charge(struct worker *w, size_t bytes)
+static bool worker_mem_charge(struct worker *w, size_t bytes, bool refusal)
 {
 	if (!limits_mem_charge(&w->p->mem, bytes)) {
-		worker_refused(w, PROXY_CAP_memory, "a buffer to an open connection");
+		if (refusal)
+			worker_refused(w, PROXY_CAP_memory, "a buffer to an open connection");
 		return false;
 	}
 	WORKER_STAT_ADD(w, buffer_memory_bytes, bytes);
@@ -243,7 +245,7 @@ static void *freelist_get(struct worker *w, struct worker_freelist *f)
 
 	if (f->n)
 		return f->items[--f->n];
-	if (!worker_mem_charge(w, f->size))
+	if (!worker_mem_charge(w, f->size, true))
 		return NULL;
 	p = malloc(f->size);
 	if (!p)
@@ -380,8 +382,9 @@ void *worker_replay_get(struct worker *w)
 
 	if (w->n_replay_free)
 		return w->replay_free[--w->n_replay_free];
+	/* No slab is no refusal: the request streams, unretried (http_replay_no_slab). */
 	if (w->n_replay_slabs >= WORKER_REPLAY_SLABS_MAX ||
-	    !worker_mem_charge(w, w->replay_slab_bytes))
+	    !worker_mem_charge(w, w->replay_slab_bytes, false))
 		return NULL;
 	slab = malloc(w->replay_slab_bytes);
 	if (slab)

@@ -237,7 +237,8 @@ void worker_conn_defer(struct worker *w, struct l4_conn *c);
 
 /*
  * A replay slab of w->replay_slab_bytes, or NULL when all
- * WORKER_REPLAY_SLABS_MAX are in use (or memory is short). Worker thread.
+ * WORKER_REPLAY_SLABS_MAX are in use, memory is short or the buffer memory
+ * budget (proxy.max_buffer_memory_mib) has no room for a new one. Worker thread.
  */
 void *worker_replay_get(struct worker *w);
 
