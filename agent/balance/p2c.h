@@ -16,6 +16,15 @@
 
 #include "balance/rng.h"
 
+/*
+ * Exploration (done by the caller, agent/proxy/balance.c): a healthy
+ * endpoint that has been sent nothing for this long gets the next
+ * request, so that P2C, which never picks the dearest of three, cannot
+ * starve it of the samples that would bring its cost back. One request
+ * per endpoint per interval bounds the share this takes.
+ */
+#define P2C_DEFAULT_EXPLORE_AFTER_NS 1000000000ull
+
 /* The pick of an empty candidate list. */
 #define P2C_NONE UINT32_MAX
 

@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "balance/p2c.h"
 #include "balance/peak_ewma.h"
 #include "common/addr.h"
 #include "telemetry/admin.h"
@@ -1544,6 +1545,10 @@ static const struct field balancer_fields[] = {
      CONFIG_MAX_PENALTY_MS},
     {"retry_after_cap_ms", FIELD_U32, offsetof(struct config_resilience, retry_after_cap_ms), 0,
      CONFIG_MAX_PENALTY_MS},
+    {"penalty_ms", FIELD_U32, offsetof(struct config_resilience, penalty_ms), 0,
+     CONFIG_MAX_PENALTY_MS},
+    {"explore_after_ms", FIELD_U32, offsetof(struct config_resilience, explore_after_ms), 0,
+     CONFIG_MAX_TIMEOUT_MS},
 };
 
 static const struct field budget_fields[] = {
@@ -2486,6 +2491,8 @@ void config_resilience_default(struct config_resilience *r)
 	r->decay_ms = PEAK_EWMA_DEFAULT_TAU_NS / 1000000;
 	r->failure_penalty_ms = PEAK_EWMA_DEFAULT_FAILURE_PENALTY_NS / 1000000;
 	r->retry_after_cap_ms = PEAK_EWMA_DEFAULT_RETRY_AFTER_CAP_NS / 1000000;
+	r->penalty_ms = PEAK_EWMA_DEFAULT_PENALTY_DURATION_NS / 1000000;
+	r->explore_after_ms = P2C_DEFAULT_EXPLORE_AFTER_NS / 1000000;
 	r->budget_ratio_pct = RETRY_BUDGET_DEFAULT_RATIO_MILLI / 10;
 	r->budget_min_per_s = RETRY_BUDGET_DEFAULT_MIN_PER_S;
 	r->budget_window_ms = RETRY_BUDGET_DEFAULT_TTL_NS / 1000000;

@@ -242,8 +242,10 @@ struct config_resilience {
 	/* balancer: PeakEWMA (balance/peak_ewma.h) */
 	uint32_t default_rtt_ms;     /* estimate of an endpoint with no samples */
 	uint32_t decay_ms;           /* decay time constant (tau), >= 1 */
-	uint32_t failure_penalty_ms; /* the sample a failed response feeds in */
+	uint32_t failure_penalty_ms; /* the cost a penalised endpoint carries; 0: off */
+	uint32_t penalty_ms;         /* how long a failure without Retry-After is penalised */
 	uint32_t retry_after_cap_ms; /* Retry-After above this counts as this */
+	uint32_t explore_after_ms;   /* an endpoint idle this long gets the next request; 0: off */
 	/* retry_budget (resilience/retry_budget.h) */
 	uint32_t budget_ratio_pct;   /* retries per 100 original requests */
 	uint32_t budget_min_per_s;   /* retries per second always allowed */

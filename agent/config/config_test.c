@@ -1520,6 +1520,9 @@ Test(config, resilience_defaults_without_the_block)
 	config_resilience_default(&def);
 	cr_assert(!memcmp(&cfg->services[0].resilience, &def, sizeof(def)));
 	cr_assert_eq(def.decay_ms, 10000);
+	cr_assert_eq(def.failure_penalty_ms, 5000);
+	cr_assert_eq(def.penalty_ms, 1000);
+	cr_assert_eq(def.explore_after_ms, 1000);
 	cr_assert_eq(def.budget_ratio_pct, 20);
 	cr_assert_eq(def.budget_min_per_s, 10);
 	cr_assert_eq(def.max_retries, 2);
@@ -1538,7 +1541,8 @@ Test(config, resilience_block_sets_every_field)
 
 	cr_assert_eq(
 	    parse(SVC_RES("      balancer: {default_rtt_ms: 5, decay_ms: 2000, "
-			  "failure_penalty_ms: 1000, retry_after_cap_ms: 9000}\n"
+			  "failure_penalty_ms: 1000, retry_after_cap_ms: 9000, penalty_ms: 300, "
+			  "explore_after_ms: 250}\n"
 			  "      retry_budget: {ratio_pct: 50, min_per_second: 3, "
 			  "window_ms: 5000}\n"
 			  "      retries: {max_retries: 4, max_body_bytes: 1024, "
@@ -1557,6 +1561,8 @@ Test(config, resilience_block_sets_every_field)
 	cr_assert_eq(r->decay_ms, 2000);
 	cr_assert_eq(r->failure_penalty_ms, 1000);
 	cr_assert_eq(r->retry_after_cap_ms, 9000);
+	cr_assert_eq(r->penalty_ms, 300);
+	cr_assert_eq(r->explore_after_ms, 250);
 	cr_assert_eq(r->budget_ratio_pct, 50);
 	cr_assert_eq(r->budget_min_per_s, 3);
 	cr_assert_eq(r->budget_window_ms, 5000);
@@ -1582,6 +1588,12 @@ Test(config, resilience_block_sets_every_field)
 
 Test(config, resilience_errors)
 {
+	assert_refused(SVC_RES("      balancer: {explore_after_ms: 600001}\n"),
+		       "t.yaml:8: services[0].resilience.balancer.explore_after_ms: must be "
+		       "0..600000, got 600001");
+	assert_refused(SVC_RES("      balancer: {penalty_ms: 3600001}\n"),
+		       "t.yaml:8: services[0].resilience.balancer.penalty_ms: must be "
+		       "0..3600000, got 3600001");
 	assert_refused(
 	    SVC_RES("      balancer: {decay_ms: 0}\n"),
 	    "t.yaml:8: services[0].resilience.balancer.decay_ms: must be 1..600000, got 0");

@@ -2,6 +2,7 @@
 #include "proxy/balance.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -30,6 +31,7 @@ struct rng *balance_rng(void)
 struct balance_cost_ctx {
 	const struct es_svc_view *sv;
 	uint64_t now_ns;
+	double peer_ns;
 };
 
 /* p2c_cost_fn over struct balance_cost_ctx. */
@@ -37,7 +39,52 @@ static double balance_cost(void *ctx, uint32_t idx)
 {
 	struct balance_cost_ctx *c = ctx;
 
-	return peak_ewma_cost(&c->sv->ep[idx]->ewma, &c->sv->ewma_cfg, c->now_ns);
+	return peak_ewma_cost(&c->sv->ep[idx]->ewma, &c->sv->ewma_cfg, c->now_ns, c->peer_ns);
+}
+
+/* qsort order of doubles, ascending. */
+static int balance_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+double balance_peer_ns(const struct es_svc_view *sv, uint64_t now_ns)
+{
+	struct es_service *s = sv->state;
+	uint64_t at = atomic_load_explicit(&s->peer_at_ns, memory_order_relaxed);
+	uint64_t peer = atomic_load_explicit(&s->peer_ns, memory_order_relaxed);
+	/* On the stack like balance_pick()'s candidates: 8 KiB at most. */
+	double est[CONFIG_MAX_ENDPOINTS];
+	uint32_t n = 0;
+
+	/* Fresh, or another worker (maybe with a newer clock) refreshed it. */
+	if (at && now_ns < at + BALANCE_PEER_REFRESH_NS)
+		return (double)peer;
+	if (sv->n_endpoints > CONFIG_MAX_ENDPOINTS ||
+	    !atomic_compare_exchange_strong_explicit(&s->peer_at_ns, &at, now_ns ? now_ns : 1,
+						     memory_order_relaxed, memory_order_relaxed))
+		return (double)peer;
+	/* Guesses (endpoints never sampled) are no evidence of anything. */
+	for (uint32_t i = 0; i < sv->n_endpoints; i++)
+		if (peak_ewma_measured(&sv->ep[i]->ewma))
+			est[n++] = peak_ewma_estimate(&sv->ep[i]->ewma, &sv->ewma_cfg, now_ns,
+						      (double)peer);
+	if (!n)
+		return (double)peer;
+	qsort(est, n, sizeof(est[0]), balance_cmp_double);
+	/*
+	 * The lower median: one slow endpoint of three, or half of them, does
+	 * not drag the reference up, so estimates age towards what most of
+	 * the service delivers, and with two endpoints, towards the faster.
+	 */
+	peer = (uint64_t)est[(n - 1) / 2];
+	if (!peer)
+		peer = 1; /* 0 means "not computed yet" to the sync */
+	atomic_store_explicit(&s->peer_ns, peer, memory_order_relaxed);
+	atomic_store_explicit(&s->peer_measured, true, memory_order_relaxed);
+	return (double)peer;
 }
 
 /* Is idx among avoid[0..n)? */
@@ -50,19 +97,38 @@ static bool balance_avoided(const uint32_t *avoid, uint32_t n, uint32_t idx)
 }
 
 /*
+ * May endpoint e be explored at now: healthy (breaker closed, no failure
+ * penalty), idle (nothing in flight: a request there is a measurement
+ * under way already) and sent nothing for explore_after_ns?
+ */
+static bool balance_explorable(const struct es_svc_view *sv, const struct es_endpoint *e,
+			       uint64_t now)
+{
+	uint64_t last = atomic_load_explicit(&e->last_pick_ns, memory_order_relaxed);
+
+	return breaker_state(&e->breaker) == BREAKER_CLOSED &&
+	       !peak_ewma_penalised(&e->ewma, now) && !peak_ewma_pending(&e->ewma) &&
+	       (!last || (now > last && now - last >= sv->explore_after_ns));
+}
+
+/*
  * Fill cand with the candidates of sv at now (breaker closed or probe
  * due), those in avoid left out when keep_avoided is false. Returns how
- * many; sets *probe to a candidate whose probe is due, or BALANCE_NONE.
+ * many; sets *probe to a candidate whose probe is due, or BALANCE_NONE,
+ * and, when explore, *stale to the explorable candidate picked longest
+ * ago, or BALANCE_NONE.
  */
 static uint32_t balance_candidates(const struct es_svc_view *sv, uint64_t now,
 				   const uint32_t *avoid, uint32_t n_avoid, bool keep_avoided,
-				   uint32_t *cand, uint32_t *probe)
+				   bool explore, uint32_t *cand, uint32_t *probe, uint32_t *stale)
 {
+	uint64_t stale_at = UINT64_MAX;
 	uint32_t n = 0;
 
-	*probe = BALANCE_NONE;
+	*probe = *stale = BALANCE_NONE;
 	for (uint32_t i = 0; i < sv->n_endpoints; i++) {
-		const struct breaker *br = &sv->ep[i]->breaker;
+		const struct es_endpoint *e = sv->ep[i];
+		const struct breaker *br = &e->breaker;
 
 		if (!breaker_is_candidate(br, now))
 			continue;
@@ -70,9 +136,36 @@ static uint32_t balance_candidates(const struct es_svc_view *sv, uint64_t now,
 			continue;
 		if (*probe == BALANCE_NONE && breaker_probe_due(br, now))
 			*probe = i;
+		if (explore && balance_explorable(sv, e, now)) {
+			uint64_t last =
+			    atomic_load_explicit(&e->last_pick_ns, memory_order_relaxed);
+
+			if (last < stale_at) {
+				stale_at = last;
+				*stale = i;
+			}
+		}
 		cand[n++] = i;
 	}
 	return n;
+}
+
+/*
+ * Claim the exploration of endpoint idx, picked last at what
+ * balance_candidates() saw: one worker wins it, so an endpoint gets one
+ * exploration per interval however many workers pick at that moment.
+ */
+static bool balance_claim_explore(const struct es_svc_view *sv, uint32_t idx, uint64_t now)
+{
+	struct es_endpoint *e = sv->ep[idx];
+	uint64_t last = atomic_load_explicit(&e->last_pick_ns, memory_order_relaxed);
+
+	if (!balance_explorable(sv, e, now) ||
+	    !atomic_compare_exchange_strong_explicit(&e->last_pick_ns, &last, now,
+						     memory_order_relaxed, memory_order_relaxed))
+		return false;
+	atomic_fetch_add_explicit(&e->explorations, 1, memory_order_relaxed);
+	return true;
 }
 
 uint32_t balance_pick(const struct es_svc_view *sv, uint32_t n_endpoints, uint64_t now_ns,
@@ -81,7 +174,9 @@ uint32_t balance_pick(const struct es_svc_view *sv, uint32_t n_endpoints, uint64
 	/* On the stack, not the heap: no allocation per request. 4 KiB. */
 	uint32_t cand[CONFIG_MAX_ENDPOINTS];
 	struct balance_cost_ctx ctx = {.sv = sv, .now_ns = now_ns};
-	uint32_t n, probe;
+	uint32_t n, probe, stale;
+	/* Only first tries explore: a retry goes to the best we know. */
+	bool explore;
 
 	memset(t, 0, sizeof(*t));
 	t->idx = BALANCE_NONE;
@@ -92,17 +187,29 @@ uint32_t balance_pick(const struct es_svc_view *sv, uint32_t n_endpoints, uint64
 		t->ticket = BREAKER_PASS;
 		return t->idx;
 	}
-	n = balance_candidates(sv, now_ns, avoid, n_avoid, false, cand, &probe);
+	explore = sv->explore_after_ns && !n_avoid;
+	n = balance_candidates(sv, now_ns, avoid, n_avoid, false, explore, cand, &probe, &stale);
 	if (!n)
-		n = balance_candidates(sv, now_ns, avoid, n_avoid, true, cand, &probe);
-	/* A due probe goes first: P2C would never pick it (its estimate
-	 * carries the failures), and without a probe it is never readmitted. */
+		n = balance_candidates(sv, now_ns, avoid, n_avoid, true, explore, cand, &probe,
+				       &stale);
+	/* A due probe goes first: P2C might not pick it for a while (its
+	 * last failures' penalties), and without a probe it is never readmitted. */
 	if (probe != BALANCE_NONE &&
 	    breaker_admit(&sv->ep[probe]->breaker, now_ns) == BREAKER_PROBE) {
 		t->idx = probe;
 		t->ticket = BREAKER_PROBE;
+		atomic_store_explicit(&sv->ep[probe]->last_pick_ns, now_ns, memory_order_relaxed);
 		return probe;
 	}
+	/* A healthy endpoint nobody sent anything for a while: measure it,
+	 * or P2C may never pick it again (it never takes the dearest of 3). */
+	if (stale != BALANCE_NONE && balance_claim_explore(sv, stale, now_ns) &&
+	    breaker_admit(&sv->ep[stale]->breaker, now_ns) == BREAKER_PASS) {
+		t->idx = stale;
+		t->ticket = BREAKER_PASS;
+		return stale;
+	}
+	ctx.peer_ns = balance_peer_ns(sv, now_ns);
 	while (n) {
 		uint32_t idx = p2c_pick(balance_rng(), cand, n, balance_cost, &ctx);
 		enum breaker_ticket tk = breaker_admit(&sv->ep[idx]->breaker, now_ns);
@@ -110,6 +217,8 @@ uint32_t balance_pick(const struct es_svc_view *sv, uint32_t n_endpoints, uint64
 		if (tk != BREAKER_DENY) {
 			t->idx = idx;
 			t->ticket = tk;
+			atomic_store_explicit(&sv->ep[idx]->last_pick_ns, now_ns,
+					      memory_order_relaxed);
 			return idx;
 		}
 		/* Another worker took the probe, or it just opened: drop it. */
@@ -179,7 +288,7 @@ static void balance_report(const struct es_svc_view *sv, struct balance_ticket *
 {
 	struct es_endpoint *e;
 	enum breaker_event ev;
-	uint64_t lat;
+	uint64_t lat, peer;
 
 	if (!t->active)
 		return;
@@ -193,14 +302,17 @@ static void balance_report(const struct es_svc_view *sv, struct balance_ticket *
 		t->pending = false;
 	}
 	atomic_fetch_add_explicit(success ? &e->succeeded : &e->failed, 1, memory_order_relaxed);
+	peer = atomic_load_explicit(&sv->state->peer_ns, memory_order_relaxed);
 	if (success)
-		peak_ewma_observe(&e->ewma, &sv->ewma_cfg, lat, now_ns);
+		peak_ewma_observe(&e->ewma, &sv->ewma_cfg, lat, now_ns, (double)peer);
 	else
 		peak_ewma_observe_failure(&e->ewma, &sv->ewma_cfg, retry_after_ns, now_ns);
 	ev = breaker_record(&e->breaker, &sv->breaker_cfg, balance_rng(), t->ticket, success,
 			    now_ns);
+	/* Readmitted: from the peers' estimate, not one cold probe's latency
+	 * (a new connection's handshake, a cold cache) nor its old record. */
 	if (ev == BREAKER_EV_RECOVERED)
-		peak_ewma_reset(&e->ewma, lat, now_ns);
+		peak_ewma_reset(&e->ewma, peer, now_ns);
 	balance_log_event(sv, e, ev, now_ns, what);
 }
 

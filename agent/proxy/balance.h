@@ -28,6 +28,13 @@
  */
 #define BALANCE_MAX_AVOID 8
 
+/*
+ * How often the service's peer estimate (es_service.peer_ns) is
+ * recomputed: a sort of its endpoints' estimates, which move over
+ * seconds (tau), so ten times a second is fresh and costs nothing.
+ */
+#define BALANCE_PEER_REFRESH_NS 100000000ull
+
 /* What a pick gave one try; keep it with the try until its outcome. */
 struct balance_ticket {
 	uint32_t idx;		    /* endpoint index in the config; BALANCE_NONE: none */
@@ -41,10 +48,20 @@ struct balance_ticket {
 struct rng *balance_rng(void);
 
 /*
+ * The peers' estimate of sv's service at now_ns (es_service.peer_ns),
+ * recomputed first when older than BALANCE_PEER_REFRESH_NS (by one
+ * caller; the others read the stored one). Any thread.
+ */
+double balance_peer_ns(const struct es_svc_view *sv, uint64_t now_ns);
+
+/*
  * Pick an endpoint of sv at now_ns for one try, avoiding the n_avoid
  * indices in avoid (earlier tries of the request) whenever any other
  * endpoint is a candidate. A breaker due for its probe gets this try
- * first; otherwise P2C over peak_ewma_cost(), each pick admitted by its
+ * first; then, for a first try (n_avoid 0), the healthy idle endpoint
+ * sent nothing for the longest once that is at least explore_after_ns
+ * (exploration, one per endpoint per interval); otherwise P2C over
+ * peak_ewma_cost() with balance_peer_ns(), each pick admitted by its
  * breaker (a DENY drops it and picks again). On success fills *t (not yet
  * started) and returns its index; BALANCE_NONE when no endpoint may take
  * the try now. sv NULL (no state for this config): a uniform pick among

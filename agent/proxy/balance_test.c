@@ -117,7 +117,7 @@ Test(balance, endpoint_state_survives_a_config_swap)
 	cr_assert_eq(v2->ep[ia], a, "same endpoint state across the swap");
 	es_endpoint_read(v2, (uint32_t)ia, now, &st);
 	cr_assert_eq(st.pending, 1);
-	cr_assert_gt(st.estimate_ns, 1e9, "the failure penalty survived: %f", st.estimate_ns);
+	cr_assert(st.penalised, "the failure penalty survived");
 	es_endpoint_read(v2, (uint32_t)ic, now, &st);
 	cr_assert_eq(st.pending, 0);
 	cr_assert_float_eq(st.estimate_ns, 30e6, 1e3, "a new endpoint starts at 30 ms");
@@ -216,8 +216,208 @@ Test(balance, a_due_probe_goes_first_and_readmits)
 	balance_outcome(sv, &t, true, 0, later + 1000000, "200");
 	cr_assert_eq(breaker_state(&sv->ep[0]->breaker), BREAKER_CLOSED);
 	cr_assert_eq(atomic_load(&sv->state->readmissions), 1);
-	/* Readmitted with the probe's latency: cheap again, not starved by its penalties. */
-	cr_assert_lt(peak_ewma_estimate(&sv->ep[0]->ewma, &sv->ewma_cfg, later + 1000000), 10e6);
+}
+
+/* S ns in tests on the injected clock. */
+#define MS 1000000ull
+#define SEC 1000000000ull
+
+/* A successful try of endpoint idx of sv sent at now, answered after lat. */
+static void ok_at(const struct es_svc_view *sv, uint32_t idx, uint64_t now, uint64_t lat)
+{
+	struct balance_ticket t = {.idx = idx, .ticket = BREAKER_PASS};
+
+	balance_start(sv, &t, now);
+	balance_outcome(sv, &t, true, 0, now + lat, "200");
+}
+
+/* Endpoints 0..n of sv answered in lat for 60 s (the estimates converge), to t0. */
+static void warm(const struct es_svc_view *sv, uint32_t n, uint64_t t0, uint64_t lat)
+{
+	for (uint64_t at = t0 - 60 * SEC; at < t0; at += 10 * SEC) {
+		for (uint32_t i = 0; i < n; i++)
+			ok_at(sv, i, at, lat);
+		(void)balance_peer_ns(sv, at + lat); /* as balance_pick() would */
+	}
+	(void)balance_peer_ns(sv, t0);
+}
+
+/*
+ * Sequential traffic through balance_pick() from t0 for dur, one request
+ * every step, each answered in lat[idx] (lat[idx] 0: answered 503).
+ * Counts the picks per endpoint from count_from on, and the longest time
+ * each endpoint went without a pick.
+ */
+static void drive(const struct es_svc_view *sv, uint64_t t0, uint64_t dur, uint64_t step,
+		  const uint64_t *lat, uint64_t count_from, uint32_t *counts, uint64_t *max_gap)
+{
+	uint64_t last[8];
+
+	for (uint32_t i = 0; i < sv->n_endpoints; i++) {
+		last[i] = t0;
+		counts[i] = 0;
+		max_gap[i] = 0;
+	}
+	for (uint64_t now = t0; now < t0 + dur; now += step) {
+		struct balance_ticket t;
+		uint32_t idx = balance_pick(sv, sv->n_endpoints, now, NULL, 0, &t);
+
+		cr_assert_lt(idx, sv->n_endpoints);
+		if (now - last[idx] > max_gap[idx])
+			max_gap[idx] = now - last[idx];
+		last[idx] = now;
+		if (now >= count_from)
+			counts[idx]++;
+		balance_start(sv, &t, now);
+		balance_outcome(sv, &t, lat[idx] != 0, 0, now + (lat[idx] ? lat[idx] : MS),
+				lat[idx] ? "200" : "503");
+	}
+	for (uint32_t i = 0; i < sv->n_endpoints; i++)
+		if (t0 + dur - last[i] > max_gap[i])
+			max_gap[i] = t0 + dur - last[i];
+}
+
+#define THREE                                                                                      \
+	HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}, {address: 10.0.0.3}]\n"
+
+/*
+ * Rule 1 at the balancer: one 503 from a healthy endpoint. The old code
+ * fed it as a 5 s sample: 0 requests for over a minute. Now the endpoint
+ * is out for the penalty (1 s), then back to its third at once.
+ */
+Test(balance, one_503_costs_an_endpoint_one_penalty_not_a_minute)
+{
+	static const uint64_t lat[3] = {2 * MS, 2 * MS, 2 * MS};
+	const struct es_svc_view *sv;
+	uint64_t t0 = mono_ns() + 100 * SEC, gap[3];
+	uint32_t counts[3], total;
+
+	cfg1 = load(THREE);
+	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	warm(sv, 3, t0, 2 * MS);
+	fail_n(sv, 0, 1, t0);
+	cr_assert_eq(breaker_state(&sv->ep[0]->breaker), BREAKER_CLOSED, "one 503 ejects nothing");
+	/* 50 requests/s for 4 s; count from 1.5 s, past the penalty. */
+	drive(sv, t0, 4 * SEC, 20 * MS, lat, t0 + 1500 * MS, counts, gap);
+	total = counts[0] + counts[1] + counts[2];
+	cr_assert_gt(counts[0] * 100, total * 20, "after its penalty it got %u of %u", counts[0],
+		     total);
+	cr_assert_lt(gap[0], 1100 * MS, "out for %llu ms", (unsigned long long)(gap[0] / MS));
+}
+
+/*
+ * Rule 3: exploration. One slow sample (650 ms) on endpoint 2 of three
+ * equal ones: P2C never picks the dearest of three, and its peak ages
+ * over tau (10 s), so the old code sent it nothing for about a minute.
+ * Now it gets one request per explore_after_ms (1 s), and no more than
+ * that: exploration's share is bounded.
+ */
+Test(balance, every_healthy_endpoint_is_explored_and_only_that_often)
+{
+	static const uint64_t lat[3] = {2 * MS, 2 * MS, 2 * MS};
+	const struct es_svc_view *sv;
+	uint64_t t0 = mono_ns() + 100 * SEC, gap[3];
+	uint32_t counts[3];
+	struct es_endpoint_stats st;
+
+	cfg1 = load(THREE);
+	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	warm(sv, 3, t0, 2 * MS);
+	ok_at(sv, 2, t0, 650 * MS);
+	atomic_store(&sv->ep[0]->explorations, 0);
+	atomic_store(&sv->ep[1]->explorations, 0);
+	atomic_store(&sv->ep[2]->explorations, 0);
+	/* 50 requests/s for 10 s. */
+	drive(sv, t0 + 650 * MS, 10 * SEC, 20 * MS, lat, 0, counts, gap);
+	for (int i = 0; i < 3; i++)
+		cr_assert_leq(gap[i], 1020 * MS, "endpoint %d went %llu ms without a request", i,
+			      (unsigned long long)(gap[i] / MS));
+	es_endpoint_read(sv, 2, t0 + 10 * SEC, &st);
+	/* One per second, the first at once (it had been idle past 1 s). */
+	cr_assert(st.explorations >= 9 && st.explorations <= 11, "%llu explorations",
+		  (unsigned long long)st.explorations);
+	cr_assert_leq(counts[2], st.explorations + 2, "P2C took it %u times", counts[2]);
+	/* Explored, its estimate came down: below half the peak after 10 s. */
+	cr_assert_lt(st.estimate_ns, 325e6, "%.1f ms", st.estimate_ns / 1e6);
+
+	/* Off: the old starvation. */
+	cfg2 = load(THREE "    resilience: {balancer: {explore_after_ms: 0}}\n");
+	sv = es_view_service(es_table_sync(&table, cfg2), cfg2, &cfg2->services[0]);
+	cr_assert_eq(sv->explore_after_ns, 0);
+}
+
+/*
+ * Rule 2 with the service's peers: the lower median of the estimates
+ * (one slow endpoint does not drag it up), and an endpoint nobody sends
+ * anything ages towards it, not to zero and not staying high.
+ */
+Test(balance, unsampled_estimates_age_towards_the_peers_median)
+{
+	const struct es_svc_view *sv;
+	uint64_t t0 = mono_ns() + 100 * SEC;
+	struct es_endpoint_stats st;
+	double peer;
+
+	cfg1 = load(THREE);
+	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	warm(sv, 3, t0, 2 * MS);
+	ok_at(sv, 2, t0, 650 * MS);
+	peer = balance_peer_ns(sv, t0 + 650 * MS + 200 * MS);
+	cr_assert(peer > 1.9e6 && peer < 2.5e6, "peer %.3f ms", peer / 1e6);
+	/* 60 s later, unsampled (the others kept answering in 2 ms). */
+	for (uint64_t at = t0 + SEC; at <= t0 + 60 * SEC; at += SEC) {
+		ok_at(sv, 0, at, 2 * MS);
+		ok_at(sv, 1, at, 2 * MS);
+		(void)balance_peer_ns(sv, at);
+	}
+	es_endpoint_read(sv, 2, t0 + 60 * SEC, &st);
+	cr_assert(st.estimate_ns > 1.9e6 && st.estimate_ns < 5e6,
+		  "after 60 s unsampled: %.3f ms (peers 2 ms; the old decay gave 1.6 ms)",
+		  st.estimate_ns / 1e6);
+	es_endpoint_read(sv, 2, t0 + 600 * SEC, &st);
+	cr_assert(st.estimate_ns > 1.9e6, "long unsampled: %.3f ms, not towards 0",
+		  st.estimate_ns / 1e6);
+}
+
+/*
+ * Rule 4: new and readmitted endpoints start from the peers' estimate,
+ * not the default 30 ms (dearest of all: starved, as the dearest of three
+ * is) and not one cold probe's latency.
+ */
+Test(balance, new_and_readmitted_endpoints_start_from_their_peers)
+{
+	const struct es_svc_view *v1, *v2;
+	uint64_t t0 = mono_ns() + 100 * SEC, later;
+	struct es_endpoint_stats st;
+	struct balance_ticket t;
+	int inew;
+
+	cfg1 = load(THREE);
+	v1 = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	warm(v1, 3, t0, 2 * MS);
+
+	/* A rollout adds 10.0.0.4: it starts at the peers' 2 ms. */
+	cfg2 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}, "
+			 "{address: 10.0.0.3}, {address: 10.0.0.4}]\n");
+	v2 = es_view_service(es_table_sync(&table, cfg2), cfg2, &cfg2->services[0]);
+	inew = idx_of(cfg2, "10.0.0.4");
+	es_endpoint_read(v2, (uint32_t)inew, t0, &st);
+	cr_assert(st.estimate_ns > 1.9e6 && st.estimate_ns < 2.5e6, "new endpoint at %.3f ms",
+		  st.estimate_ns / 1e6);
+
+	/* Endpoint 0 is ejected; its probe answers after a cold 300 ms. */
+	fail_n(v2, 0, BREAKER_DEFAULT_CONSECUTIVE_FAILURES, t0);
+	cr_assert_eq(breaker_state(&v2->ep[0]->breaker), BREAKER_OPEN);
+	later = t0 + 2 * SEC;
+	cr_assert_eq(balance_pick(v2, 4, later, NULL, 0, &t), 0);
+	cr_assert_eq(t.ticket, BREAKER_PROBE);
+	balance_start(v2, &t, later);
+	balance_outcome(v2, &t, true, 0, later + 300 * MS, "200");
+	cr_assert_eq(breaker_state(&v2->ep[0]->breaker), BREAKER_CLOSED);
+	es_endpoint_read(v2, 0, later + 300 * MS, &st);
+	cr_assert(st.estimate_ns > 1.9e6 && st.estimate_ns < 2.5e6,
+		  "readmitted at %.3f ms, not the probe's 300 ms", st.estimate_ns / 1e6);
+	cr_assert(!st.penalised, "readmitted without its penalties");
 }
 
 Test(balance, a_cancelled_probe_is_handed_back)

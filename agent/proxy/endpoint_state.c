@@ -116,6 +116,7 @@ int es_svc_view_cfg(struct es_svc_view *sv, const struct config_resilience *in)
 	    .default_rtt_ns = r->default_rtt_ms * ES_NS_PER_MS,
 	    .tau_ns = r->decay_ms * ES_NS_PER_MS,
 	    .failure_penalty_ns = r->failure_penalty_ms * ES_NS_PER_MS,
+	    .penalty_duration_ns = r->penalty_ms * ES_NS_PER_MS,
 	    .retry_after_cap_ns = r->retry_after_cap_ms * ES_NS_PER_MS,
 	};
 	sv->breaker_cfg = (struct breaker_cfg){
@@ -135,6 +136,7 @@ int es_svc_view_cfg(struct es_svc_view *sv, const struct config_resilience *in)
 	sv->backoff_base_ns = r->backoff_base_ms * ES_NS_PER_MS;
 	sv->backoff_max_ns = r->backoff_max_ms * ES_NS_PER_MS;
 	sv->fail_fast_ns = r->fail_fast_ms * ES_NS_PER_MS;
+	sv->explore_after_ns = r->explore_after_ms * ES_NS_PER_MS;
 	sv->connect_timeout_ns = r->connect_timeout_ms * ES_NS_PER_MS;
 	sv->request_timeout_ns = r->request_timeout_ms * ES_NS_PER_MS;
 	sv->per_try_timeout_ns = r->per_try_timeout_ms * ES_NS_PER_MS;
@@ -315,7 +317,10 @@ static struct es_endpoint *es_endpoint_get(struct es_service *s, const struct sh
 	}
 	e->addr = *addr;
 	e->svc = s;
-	peak_ewma_init(&e->ewma, &sv->ewma_cfg, now);
+	if (atomic_load(&s->peer_measured))
+		peak_ewma_init_at(&e->ewma, atomic_load(&s->peer_ns), now);
+	else
+		peak_ewma_init(&e->ewma, &sv->ewma_cfg, now);
 	e->next = s->endpoints;
 	s->endpoints = e;
 	head = &s->ep_buckets[hash & (s->n_ep_buckets - 1)];
@@ -375,6 +380,8 @@ static int es_svc_view_build(struct es_table *t, const struct config_service *sv
 	if (!s)
 		return -ENOMEM;
 	es_budget_update(t, s, &bcfg);
+	if (!atomic_load(&s->peer_ns))
+		atomic_store(&s->peer_ns, sv->ewma_cfg.default_rtt_ns);
 	sv->state = s;
 	sv->budget = atomic_load(&s->budget);
 	sv->n_endpoints = n;
@@ -387,6 +394,11 @@ static int es_svc_view_build(struct es_table *t, const struct config_service *sv
 		sv->ep[i] = es_endpoint_get(s, &svc->endpoints[i].addr, sv, now);
 		if (!sv->ep[i])
 			return -ENOMEM;
+		/* Back after a removal: its old record is stale, start from
+		 * the peers' like a new endpoint (listed twice: once). */
+		if (!sv->ep[i]->was_live && !atomic_exchange(&sv->ep[i]->live, true) &&
+		    atomic_load(&s->peer_measured))
+			peak_ewma_reset(&sv->ep[i]->ewma, atomic_load(&s->peer_ns), now);
 		atomic_store(&sv->ep[i]->live, true);
 	}
 	for (e = s->endpoints; e; e = e->next)
@@ -455,8 +467,11 @@ void es_endpoint_read(const struct es_svc_view *sv, uint32_t idx, uint64_t now_n
 	if (idx >= sv->n_endpoints)
 		return;
 	e = sv->ep[idx];
-	out->estimate_ns = peak_ewma_estimate(&e->ewma, &sv->ewma_cfg, now_ns);
+	out->estimate_ns = peak_ewma_estimate(&e->ewma, &sv->ewma_cfg, now_ns,
+					      (double)atomic_load(&sv->state->peer_ns));
 	out->pending = peak_ewma_pending(&e->ewma);
+	out->penalised = peak_ewma_penalised(&e->ewma, now_ns);
+	out->explorations = atomic_load_explicit(&e->explorations, memory_order_relaxed);
 	out->succeeded = atomic_load_explicit(&e->succeeded, memory_order_relaxed);
 	out->failed = atomic_load_explicit(&e->failed, memory_order_relaxed);
 	breaker_snapshot(&e->breaker, now_ns, &out->breaker);

@@ -61,6 +61,8 @@ struct es_endpoint {
 	/* Every outcome the balancer and breaker were told of: each HTTP
 	 * attempt (first tries and retries alike) and each opaque connect. */
 	_Atomic uint64_t succeeded, failed;
+	_Atomic uint64_t last_pick_ns; /* when a pick last chose it; 0: never */
+	_Atomic uint64_t explorations; /* picks made by exploration (balance.c) */
 	_Atomic bool live;	       /* in the latest synced config */
 	bool was_live;		       /* live before the sync in progress (table lock) */
 	struct es_endpoint *next;      /* the service's list, live and removed */
@@ -90,6 +92,17 @@ struct es_service {
 	_Atomic uint64_t no_candidate;	    /* requests that found no endpoint (503) */
 	_Atomic uint64_t ejections;	    /* breakers opened (incl. re-opened after a probe) */
 	_Atomic uint64_t readmissions;	    /* breakers closed after a good probe */
+	/*
+	 * The peers' estimate: the lower median of the endpoints' estimates,
+	 * refreshed by balance_pick() at most every BALANCE_PEER_REFRESH_NS.
+	 * Unsampled estimates age towards it; new and readmitted endpoints
+	 * start from it. ns, rounded; default_rtt until first computed.
+	 * Only measured estimates count (peak_ewma_measured()); until one is,
+	 * peer_measured is false and new endpoints start as guesses.
+	 */
+	_Atomic uint64_t peer_ns;
+	_Atomic bool peer_measured;
+	_Atomic uint64_t peer_at_ns; /* when peer_ns was last computed */
 	struct es_service *next;
 	struct es_service *hash_next; /* the table's name hash chain (table lock) */
 	uint64_t hash;		      /* of namespace/name */
@@ -104,6 +117,7 @@ struct es_svc_view {
 	struct retry_policy_cfg retry_cfg; /* the service's; routes override per request */
 	uint64_t backoff_base_ns, backoff_max_ns;
 	uint64_t fail_fast_ns;
+	uint64_t explore_after_ns;   /* exploration interval; 0: off */
 	uint64_t connect_timeout_ns; /* 0: the proxy's */
 	uint64_t request_timeout_ns; /* 0: none */
 	uint64_t per_try_timeout_ns; /* 0: none */
@@ -142,8 +156,10 @@ struct es_table {
 
 /* Per-endpoint state for telemetry and debug output. */
 struct es_endpoint_stats {
-	double estimate_ns; /* the PeakEWMA estimate decayed to now */
-	uint32_t pending;   /* requests in flight */
+	double estimate_ns;	    /* the PeakEWMA estimate aged to now (towards the peers') */
+	uint32_t pending;	    /* requests in flight */
+	bool penalised;		    /* a failure's penalty holds now */
+	uint64_t explorations;	    /* picks made by exploration */
 	uint64_t succeeded, failed; /* outcomes recorded (es_endpoint) */
 	struct breaker_snapshot breaker;
 };
@@ -166,8 +182,9 @@ void es_table_free(struct es_table *t);
 
 /*
  * A view of cfg: services and endpoints found by namespace/name and
- * address keep their state, new ones start fresh (estimate default_rtt,
- * breaker closed), ones cfg no longer has are marked removed (their
+ * address keep their state, new ones and ones that come back start from
+ * the service's peer estimate (default_rtt for a new service; breaker
+ * closed), ones cfg no longer has are marked removed (their
  * breaker no longer counts towards the ejection cap's service size).
  * Returns the view (owned by the table) or NULL with errno set (ENOMEM,
  * or EINVAL for knobs the modules refuse, with a warning logged). Cost:

@@ -249,11 +249,14 @@ static void render_endpoints(const struct metrics_sources *src, struct metrics_b
 				P(b,
 				  ",\"estimate_ms\":%.3f,\"in_flight\":%u,\"breaker\":\"%s\","
 				  "\"consecutive_failures\":%u,\"ejections\":%llu,"
-				  "\"outcomes_succeeded\":%llu,\"outcomes_failed\":%llu",
+				  "\"outcomes_succeeded\":%llu,\"outcomes_failed\":%llu,"
+				  "\"penalised\":%s,\"explorations\":%llu",
 				  st.estimate_ns / 1e6, st.pending,
 				  breaker_state_name(st.breaker.state), st.breaker.consecutive,
 				  (unsigned long long)st.breaker.ejections,
-				  (unsigned long long)st.succeeded, (unsigned long long)st.failed);
+				  (unsigned long long)st.succeeded, (unsigned long long)st.failed,
+				  st.penalised ? "true" : "false",
+				  (unsigned long long)st.explorations);
 			}
 			P(b, "}");
 		}

@@ -356,9 +356,9 @@ static void endpoint_labels(struct metrics_buf *b, const struct config_service *
 /* The balancer's and breakers' state per endpoint, from the proxy's endpoint table. */
 static void render_endpoint_state(const struct metrics_sources *src, struct metrics_buf *b)
 {
-	static const enum metric_id ids[] = { METRIC_EP_EJECTED, METRIC_EP_EJECTIONS,
-					      METRIC_EP_IN_FLIGHT, METRIC_EP_ESTIMATE,
-					      METRIC_EP_OUTCOMES };
+	static const enum metric_id ids[] = { METRIC_EP_EJECTED,     METRIC_EP_EJECTIONS,
+					      METRIC_EP_EXPLORATIONS, METRIC_EP_IN_FLIGHT,
+					      METRIC_EP_ESTIMATE,    METRIC_EP_OUTCOMES };
 	const struct config *cfg = src->proxy ? src->proxy->cfg : NULL;
 	struct es_view *v =
 	    src->proxy ? atomic_load_explicit(&src->proxy->es_view, memory_order_acquire) : NULL;
@@ -395,6 +395,8 @@ static void render_endpoint_state(const struct metrics_sources *src, struct metr
 					out(b, "} %d\n", st.breaker.state != BREAKER_CLOSED);
 				else if (ids[f] == METRIC_EP_EJECTIONS)
 					out(b, "} %llu\n", (unsigned long long)st.breaker.ejections);
+				else if (ids[f] == METRIC_EP_EXPLORATIONS)
+					out(b, "} %llu\n", (unsigned long long)st.explorations);
 				else if (ids[f] == METRIC_EP_IN_FLIGHT)
 					out(b, "} %u\n", st.pending);
 				else

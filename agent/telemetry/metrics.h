@@ -69,6 +69,9 @@ struct discovery;
 	  "1 while the endpoint's circuit breaker keeps it out of balancing (open or half-open).") \
 	X(EP_EJECTIONS, "shoal_endpoint_ejections_total", "counter", "service,endpoint",           \
 	  "Times the endpoint's circuit breaker opened.")                                          \
+	X(EP_EXPLORATIONS, "shoal_endpoint_explorations_total", "counter", "service,endpoint",     \
+	  "Requests the balancer sent to the endpoint to measure it, because it was healthy, idle "\
+	  "and sent nothing for resilience.balancer.explore_after_ms (docs/resilience.md).")       \
 	X(EP_IN_FLIGHT, "shoal_endpoint_in_flight", "gauge", "service,endpoint",                   \
 	  "Requests to the endpoint in flight now (the balancer's pending count).")                \
 	X(EP_ESTIMATE, "shoal_endpoint_latency_estimate_seconds", "gauge", "service,endpoint",     \
