@@ -6,7 +6,10 @@
 #
 #   soak-clients.py http    OUT SECONDS STOP_FILE HOST PORT [--rate R] [--conns N]
 #       keep-alive HTTP/1.1, three GETs to one POST (1 KiB body), paced at
-#       R requests/s over N connections. Record: {"t0", "t1", "m", "s"
+#       R requests/s over N connections, each connection closed after
+#       REQUESTS_PER_CONN requests as real clients' pools recycle them (a
+#       connection opened while the agent restarts fails open to the
+#       direct path and would otherwise stay there). Record: {"t0", "t1", "m", "s"
 #       (status, -1 on error), "e" (error text), "b" (x-backend)}.
 #   soak-clients.py tcp     OUT SECONDS STOP_FILE HOST PORT
 #       opaque TCP to an echo server (tests/tools/shoal-peer serve):
@@ -30,6 +33,9 @@ import socket
 import sys
 import threading
 import time
+
+
+REQUESTS_PER_CONN = 30
 
 
 def now_ms():
@@ -78,7 +84,7 @@ def http_mode(run, host, port, rate, conns):
                 r.read()
                 status = r.status
                 backend = r.getheader("x-backend", "")
-                if (r.getheader("connection", "") or "").lower() == "close":
+                if (r.getheader("connection", "") or "").lower() == "close" or i % REQUESTS_PER_CONN == 0:
                     conn.close()
                     conn = None
             except (OSError, http.client.HTTPException) as e:

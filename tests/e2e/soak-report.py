@@ -81,6 +81,14 @@ def main():
         if r["b"]:
             backends[r["b"]] = backends.get(r["b"], 0) + 1
     print("soak: answered by: %s" % ", ".join("%s %d" % kv for kv in sorted(backends.items())))
+    # Pod "direct" answers what failed open: connections opened during a
+    # restart, until the client recycles them. Outside the windows that
+    # must stay a small share, or the soak was not testing the proxy.
+    direct_out = sum(1 for r in http if r["b"] == "direct" and not in_window(r))
+    answered_out = sum(1 for r in http if r["b"] and not in_window(r))
+    print("soak: outside the windows, %d of %d answers came from the direct path" % (direct_out, answered_out))
+    if answered_out and direct_out > answered_out * 0.25:
+        failed.append("%d of %d answers outside the windows bypassed the proxy" % (direct_out, answered_out))
 
     tcp_out = [r for r in tcp if not in_window(r)]
     tcp_bad = [r for r in tcp_out if not r["ok"]]
