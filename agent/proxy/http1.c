@@ -113,6 +113,14 @@ static void http1_close(struct worker *w, struct l4_conn *c, bool reset)
 	worker_conn_release(w, c);
 }
 
+bool http1_between_requests(const struct l4_conn *c)
+{
+	const struct http1_conn *h = c->http;
+
+	return c->mode == L4_MODE_HTTP && c->state != L4_CLOSED && h && !h->lingering &&
+	       h->rq == HTTP1_REQ_HEAD && h->rs == HTTP1_RESP_NONE;
+}
+
 void http1_abort(struct worker *w, struct l4_conn *c)
 {
 	http1_close(w, c, true);

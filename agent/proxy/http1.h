@@ -168,6 +168,12 @@ void http1_timeout(struct worker *w, struct l4_conn *c);
 /* c's deferred turn (worker_conn_defer). */
 void http1_resume(struct worker *w, struct l4_conn *c);
 
+/*
+ * c is an HTTP connection between two requests: nothing of its next one
+ * is routed yet, so it may move to a newer snapshot (worker_conn_follow).
+ */
+bool http1_between_requests(const struct l4_conn *c);
+
 /* Reset both sides and release c: the proxy is stopping. */
 void http1_abort(struct worker *w, struct l4_conn *c);
 

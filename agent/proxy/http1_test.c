@@ -1483,3 +1483,35 @@ Test(http1, a_connection_past_its_maximum_age_closes_after_its_response_or_when_
 	close(c);
 	end_test();
 }
+
+/*
+ * An idle keep-alive connection does not pin the config of its last
+ * request: as soon as its worker takes a newer snapshot, the connection
+ * holds that one (refs: the proxy, the worker, the connection), so the
+ * old config is freed without waiting for another request.
+ */
+Test(http1, an_idle_keep_alive_connection_moves_to_the_newest_snapshot_at_once)
+{
+	struct config *next = NULL;
+	unsigned int refs = 0;
+	char resp[4096];
+	int c;
+
+	backend_start(script_keepalive);
+	start_proxy();
+	c = client_connect();
+	one_request(c, GET("/1"), resp, sizeof(resp), "\r\n\r\nok");
+	cr_assert_eq(config_copy(&cfg, 1, &next), 0);
+	cr_assert_eq(proxy_update(px, next), 0);
+	for (uint64_t until = test_now_ms() + 2000; test_now_ms() < until; usleep(1000)) {
+		refs = atomic_load(&px->snap->refs);
+		if (refs == 3)
+			break;
+	}
+	cr_assert_eq(refs, 3, "the newest snapshot has %u references, not 3 (proxy, worker, "
+		     "the idle connection)", refs);
+	one_request(c, GET("/2"), resp, sizeof(resp), "\r\n\r\nok");
+	cr_assert(!strncmp(resp, "HTTP/1.1 200", 12), "got '%s'", resp);
+	close(c);
+	end_test();
+}

@@ -160,7 +160,13 @@ const struct es_svc_view *worker_es_service(const struct worker *w, const struct
 	return NULL;
 }
 
-/* Take the snapshot proxy_update handed over, if any: new connections use it. */
+/*
+ * Take the snapshot proxy_update handed over, if any: new connections use
+ * it, and so do the HTTP connections idle between two requests, at once:
+ * a keep-alive connection that waits minutes for its next request must
+ * not pin the config of its last one (docs/discovery.md, "Snapshots").
+ * O(connections of w) per config change.
+ */
 static void worker_snap_take(struct worker *w)
 {
 	struct proxy_snap *s = atomic_exchange(&w->next_snap, NULL);
@@ -170,6 +176,9 @@ static void worker_snap_take(struct worker *w)
 	proxy_snap_put(w->snap); /* connections still on it hold their own */
 	w->snap = s;
 	w->cfg = s->cfg;
+	for (struct l4_conn *c = w->active; c; c = c->next)
+		if (c->snap != s && http1_between_requests(c))
+			worker_conn_follow(w, c); /* a service gone: its next request says so */
 }
 
 int worker_conn_follow(struct worker *w, struct l4_conn *c)
