@@ -498,12 +498,13 @@ void es_view_log(const struct es_view *v, uint64_t now_ns)
 			char addr[ADDR_STR_MAX];
 
 			es_endpoint_read(sv, k, now_ns, &es);
-			pr_info("resilience: %s/%s: endpoint %s: estimate %.3f ms, %u pending, "
-				"breaker %s (%u failures in a row, %u/%u ok in the window, "
-				"%llu ejections)",
+			pr_info("resilience: %s/%s: endpoint %s: estimate %.3f ms%s, %u pending, "
+				"%llu explorations, breaker %s (%u failures in a row, %u/%u ok in "
+				"the window, %llu ejections)",
 				sv->state->namespace, sv->state->name,
 				addr_ntop(&sv->ep[k]->addr, addr, sizeof(addr)),
-				es.estimate_ns / 1e6, es.pending,
+				es.estimate_ns / 1e6, es.penalised ? " (penalised)" : "",
+				es.pending, (unsigned long long)es.explorations,
 				breaker_state_name(es.breaker.state), es.breaker.consecutive,
 				es.breaker.window_ok, es.breaker.window_ok + es.breaker.window_fail,
 				(unsigned long long)es.breaker.ejections);
