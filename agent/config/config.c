@@ -1814,6 +1814,48 @@ static int parse_opaque_ports(struct cfg_parser *p, void *obj)
 	return cp_seq(p, parse_opaque_port, cfg);
 }
 
+/* One protocol name of proxy.http.upgrade_protocols: a token, stored lowercase. */
+static int parse_http_upgrade(struct cfg_parser *p, void *obj, int i)
+{
+	struct config *cfg = obj;
+	char *out;
+	int err;
+
+	if (i >= CONFIG_MAX_HTTP_UPGRADES)
+		return cp_fail(p, cp_line(p), "too many protocols, at most %d",
+			       CONFIG_MAX_HTTP_UPGRADES);
+	out = cfg->http_upgrades[i];
+	err = cp_string(p, "a protocol name", out, CONFIG_MAX_HTTP_UPGRADE_NAME + 1);
+	if (err)
+		return err;
+	if (!out[0])
+		return cp_fail(p, cp_line(p), "must not be empty");
+	for (char *c = out; *c; c++) {
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c - 'A' + 'a');
+		/* A name without its version: a token without '/'. */
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+		      strchr("!#$%&'*+-.^_`|~", *c)))
+			return cp_fail(p, cp_line(p),
+				       "must be a protocol name (a token, no version), got \"%s\"",
+				       out);
+	}
+	for (int j = 0; j < i; j++)
+		if (!strcmp(cfg->http_upgrades[j], out))
+			return cp_fail(p, cp_line(p), "duplicate protocol \"%s\"", out);
+	cfg->n_http_upgrades = i + 1;
+	return 0;
+}
+
+/* Replaces the default list; [] allows no upgrade. */
+static int parse_http_upgrades(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+
+	cfg->n_http_upgrades = 0;
+	return cp_seq(p, parse_http_upgrade, cfg);
+}
+
 enum {
 	HTTP_F_LINE,
 	HTTP_F_HEAD,
@@ -1855,6 +1897,11 @@ static const struct field http_fields[] = {
     [HTTP_F_MAX_AGE] = {"max_connection_age_ms", FIELD_U32,
 			offsetof(struct config, http_max_connection_age_ms), 0,
 			CONFIG_MAX_IDLE_TIMEOUT_MS},
+    {"forwarded_for", FIELD_BOOL, offsetof(struct config, http_forwarded_for)},
+    {"forwarded_proto", FIELD_BOOL, offsetof(struct config, http_forwarded_proto)},
+    {"request_id", FIELD_BOOL, offsetof(struct config, http_request_id)},
+    {"timeout_header", FIELD_BOOL, offsetof(struct config, http_timeout_header)},
+    {"upgrade_protocols", FIELD_FUNC, 0, 0, 0, false, parse_http_upgrades},
 };
 
 static int parse_http(struct cfg_parser *p, void *obj)
@@ -2541,6 +2588,13 @@ static void config_set_defaults(struct config *cfg)
 	cfg->http_pool_max_idle_per_endpoint = CONFIG_DEFAULT_HTTP_POOL_MAX_IDLE;
 	cfg->http_request_body_timeout_ms = CONFIG_DEFAULT_HTTP_BODY_TIMEOUT_MS;
 	cfg->http_response_head_timeout_ms = CONFIG_DEFAULT_HTTP_HEAD_TIMEOUT_MS;
+	cfg->http_forwarded_for = true;
+	cfg->http_forwarded_proto = true;
+	cfg->http_request_id = true;
+	cfg->http_timeout_header = true;
+	snprintf(cfg->http_upgrades[0], sizeof(cfg->http_upgrades[0]), "%s",
+		 CONFIG_DEFAULT_HTTP_UPGRADE);
+	cfg->n_http_upgrades = 1;
 	cfg->k8s_backoff_max_ms = CONFIG_DEFAULT_K8S_BACKOFF_MAX_MS;
 	/* tracing: the library's own defaults (docs/tracing.md). */
 	cfg->tracing.enabled = false;

@@ -126,6 +126,10 @@
  */
 #define CONFIG_DEFAULT_HTTP_HEAD_TIMEOUT_MS 60000
 
+/* proxy.http.upgrade_protocols: a short list of protocol names (RFC 9110 7.8 tokens). */
+#define CONFIG_MAX_HTTP_UPGRADES 8
+#define CONFIG_MAX_HTTP_UPGRADE_NAME 32
+#define CONFIG_DEFAULT_HTTP_UPGRADE "websocket" /* h2c is not: HTTP/2 is carried opaque */
 /* tracing.sample_rate: Istio's default, 1 % of new traces. */
 #define CONFIG_DEFAULT_TRACE_SAMPLE_RATE 0.01
 
@@ -359,6 +363,14 @@ struct config {
 	uint32_t http_request_timeout_ms;	  /* routes and services without one; 0: none */
 	uint32_t http_max_requests_per_connection; /* then connection: close; 0: no limit */
 	uint32_t http_max_connection_age_ms;	  /* then close after the response; 0: none */
+	/* Forwarding (docs/proxy.md, "What the proxy changes in a head"). */
+	bool http_forwarded_for;   /* append the client to X-Forwarded-For; default true */
+	bool http_forwarded_proto; /* set X-Forwarded-Proto: http; default true */
+	bool http_request_id;	   /* add an x-request-id when there is none; default true */
+	bool http_timeout_header;  /* honour the client's x-shoal-timeout-ms; default true */
+	/* Protocols an Upgrade may ask for (lowercase tokens); default websocket. */
+	char http_upgrades[CONFIG_MAX_HTTP_UPGRADES][CONFIG_MAX_HTTP_UPGRADE_NAME + 1];
+	int n_http_upgrades;
 
 	struct config_tracing tracing; /* tracing: */
 	struct config_admin admin;     /* admin: */

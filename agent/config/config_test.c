@@ -1048,6 +1048,43 @@ Test(config, proxy_http_defaults)
 	cr_assert_eq(cfg->http_max_headers, 100);
 	cr_assert_eq(cfg->http_pool_idle_timeout_ms, 30000);
 	cr_assert_eq(cfg->http_pool_max_idle_per_endpoint, 64);
+	cr_assert(cfg->http_forwarded_for);
+	cr_assert(cfg->http_forwarded_proto);
+	cr_assert(cfg->http_request_id);
+	cr_assert(cfg->http_timeout_header);
+	cr_assert_eq(cfg->n_http_upgrades, 1);
+	cr_assert_str_eq(cfg->http_upgrades[0], "websocket");
+}
+
+Test(config, proxy_http_forwarding_fields)
+{
+	cr_assert_eq(parse(NODE "proxy:\n"
+				"  http:\n"
+				"    forwarded_for: false\n"
+				"    forwarded_proto: false\n"
+				"    request_id: false\n"
+				"    timeout_header: false\n"
+				"    upgrade_protocols: [WebSocket, h2c, my-proto]\n"),
+		     0, "%s", err);
+	cr_assert_not(cfg->http_forwarded_for);
+	cr_assert_not(cfg->http_forwarded_proto);
+	cr_assert_not(cfg->http_request_id);
+	cr_assert_not(cfg->http_timeout_header);
+	cr_assert_eq(cfg->n_http_upgrades, 3);
+	cr_assert_str_eq(cfg->http_upgrades[0], "websocket");
+	cr_assert_str_eq(cfg->http_upgrades[1], "h2c");
+	cr_assert_str_eq(cfg->http_upgrades[2], "my-proto");
+	cr_assert_eq(parse(NODE "proxy:\n  http:\n    upgrade_protocols: []\n"), 0, "%s", err);
+	cr_assert_eq(cfg->n_http_upgrades, 0);
+	assert_refused(NODE "proxy:\n  http:\n    upgrade_protocols: [websocket/13]\n",
+		       "t.yaml:5: proxy.http.upgrade_protocols[0]: must be a protocol name (a "
+		       "token, no version), got \"websocket/13\"");
+	assert_refused(NODE "proxy:\n  http:\n    upgrade_protocols: [h2c, H2C]\n",
+		       "t.yaml:5: proxy.http.upgrade_protocols[1]: duplicate protocol \"h2c\"");
+	assert_refused(NODE "proxy:\n  http:\n    upgrade_protocols: [a, b, c, d, e, f, g, h, i]\n",
+		       "t.yaml:5: proxy.http.upgrade_protocols[8]: too many protocols, at most 8");
+	assert_refused(NODE "proxy:\n  http:\n    request_id: maybe\n",
+		       "t.yaml:5: proxy.http.request_id: must be true or false, got \"maybe\"");
 }
 
 Test(config, proxy_http_fields)

@@ -36,9 +36,16 @@ static uint32_t http1_max_headers(const struct config *cfg)
 	return cfg->http_max_headers ? cfg->http_max_headers : HTTP1_MAX_HEADERS_DEFAULT;
 }
 
+/* Request header slots: the client's limit, plus the fields a rewrite adds. */
+static uint32_t http1_rq_slots(const struct config *cfg)
+{
+	return http1_max_headers(cfg) + HTTP1_REWRITE_ADDED_FIELDS;
+}
+
 size_t http1_headers_size(const struct config *cfg)
 {
-	return 2 * (size_t)http1_max_headers(cfg) * sizeof(struct http1_header);
+	return ((size_t)http1_rq_slots(cfg) + http1_max_headers(cfg)) *
+	       sizeof(struct http1_header);
 }
 
 /* h holds its header slots (a head is about to be parsed); false: no memory. */
@@ -52,8 +59,8 @@ static bool http1_headers_hold(struct worker *w, struct http1_conn *h)
 	if (!h->headers)
 		return false;
 	h->rq_head.headers = h->headers;
-	h->rq_head.cap = n;
-	h->rs_head.headers = h->headers + n;
+	h->rq_head.cap = http1_rq_slots(w->cfg);
+	h->rs_head.headers = h->headers + h->rq_head.cap;
 	h->rs_head.cap = n;
 	return true;
 }
@@ -414,8 +421,9 @@ static void http1_route(struct worker *w, struct l4_conn *c)
 	    .method_len = hd->method_tok.len,
 	    .host = hd->has_host ? buf + hd->host.off : NULL,
 	    .host_len = hd->has_host ? hd->host.len : 0,
-	    .path = buf + hd->target.off,
-	    .path_len = hd->target.len,
+	    /* Origin form once rewritten (http1_rq_rewrite): the target is the path. */
+	    .path = buf + hd->path.off,
+	    .path_len = hd->path.len,
 	    .header = http1_route_header,
 	    .ctx = c,
 	};
@@ -448,14 +456,13 @@ static void http1_route(struct worker *w, struct l4_conn *c)
  * The request's deadline as of now (0: none): the route's timeout_ms, else
  * the service's request_timeout_ms, else default_ms
  * (proxy.http.request_timeout_ms), shortened (never lengthened) by the
- * client's DEADLINE_HEADER. A malformed header is ignored.
+ * client's DEADLINE_HEADER (read before the head was rewritten without
+ * it, http1_rq_rewrite).
  */
 static uint64_t http1_request_deadline(struct l4_conn *c, uint32_t default_ms, uint64_t now)
 {
 	const struct http1_conn *h = c->http;
-	uint64_t timeout = 0, client, d = DEADLINE_NONE;
-	const char *val;
-	size_t len;
+	uint64_t timeout = 0, d = DEADLINE_NONE;
 
 	if (h->route && h->route->timeout_ms)
 		timeout = (uint64_t)h->route->timeout_ms * 1000000;
@@ -465,9 +472,8 @@ static uint64_t http1_request_deadline(struct l4_conn *c, uint32_t default_ms, u
 		timeout = (uint64_t)default_ms * 1000000;
 	if (timeout)
 		d = deadline_after(now, timeout);
-	if (http1_route_header(c, DEADLINE_HEADER, sizeof(DEADLINE_HEADER) - 1, &val, &len) &&
-	    deadline_parse_header(val, len, &client) == 0)
-		d = deadline_min(d, deadline_after(now, client));
+	if (h->client_timeout_ns)
+		d = deadline_min(d, deadline_after(now, h->client_timeout_ns));
 	return d == DEADLINE_NONE ? 0 : d;
 }
 
@@ -536,6 +542,92 @@ static void http1_dispatch(struct worker *w, struct l4_conn *c)
 	http1_connect_next(w, c);
 }
 
+/*
+ * A 128-bit request id in hex, for x-request-id: two draws of the
+ * per-thread xorshift. Unique enough to join logs, not a secret.
+ */
+static void http1_request_id(char out[33])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (int i = 0; i < 4; i++) {
+		uint32_t v = http1_random();
+
+		for (int k = 0; k < 8; k++)
+			out[i * 8 + k] = hex[(v >> (28 - 4 * k)) & 0xf];
+	}
+	out[32] = '\0';
+}
+
+/*
+ * Rewrite the parsed request head [rq_parser.start, *consumed) of the
+ * client buffer as it goes upstream (http1_rewrite_head; docs/proxy.md,
+ * "What the proxy changes in a head"), then parse it again so that every
+ * span points into the new head. The client's x-shoal-timeout-ms is read
+ * first, since the rewrite strips it. The head is built in the (empty)
+ * response buffer and copied back; HTTP1_HEAD_RESERVE keeps room for it
+ * to grow. Returns 0, -ENOMEM (no response buffer), or a parse error.
+ */
+static int http1_rq_rewrite(struct worker *w, struct l4_conn *c, size_t *consumed)
+{
+	struct http1_conn *h = c->http;
+	const struct config *cfg = w->cfg;
+	struct l4_buf *b = &c->to_upstream, *scratch = &c->to_client;
+	const char *upgrades[CONFIG_MAX_HTTP_UPGRADES];
+	char rid[33];
+	struct http1_rewrite rw = {
+	    .upgrades = upgrades,
+	    .n_upgrades = (uint32_t)cfg->n_http_upgrades,
+	    .strip_shoal = true,
+	    .forwarded_for = cfg->http_forwarded_for && h->client_ip[0] ? h->client_ip : NULL,
+	    .forwarded_proto = cfg->http_forwarded_proto,
+	    .request_id = cfg->http_request_id ? rid : NULL,
+	};
+	uint32_t start = h->rq_parser.start, end = (uint32_t)*consumed;
+	struct http1_limits lim = h->rq_parser.limits;
+	const char *val;
+	size_t vlen, n = 0;
+	uint64_t ns;
+	int r;
+
+	h->client_timeout_ns = 0;
+	for (uint32_t i = 0; cfg->http_timeout_header && i < h->rq_head.n_headers; i++) {
+		const struct http1_header *f = &h->rq_head.headers[i];
+
+		if (f->name.len != sizeof(DEADLINE_HEADER) - 1 ||
+		    strncasecmp(b->data + f->name.off, DEADLINE_HEADER, f->name.len))
+			continue;
+		val = b->data + f->value.off;
+		vlen = f->value.len;
+		if (deadline_parse_header(val, vlen, &ns) == 0)
+			h->client_timeout_ns = ns;
+		break;
+	}
+	for (int i = 0; i < cfg->n_http_upgrades; i++)
+		upgrades[i] = cfg->http_upgrades[i];
+	if (rw.request_id)
+		http1_request_id(rid);
+	if (scratch->tail || !l4_buf_hold(w, scratch))
+		return -ENOMEM; /* a response before the request is no state to be in */
+	r = http1_rewrite_head(b->data, &h->rq_head, start, end, &rw, scratch->data,
+			       cfg->buffer_bytes, &n);
+	if (r < 0)
+		return r;
+	if ((size_t)start + n + (b->tail - end) > cfg->buffer_bytes)
+		return HTTP1_E_HEAD_TOO_LARGE;
+	memmove(b->data + start + n, b->data + end, b->tail - end);
+	memcpy(b->data + start, scratch->data, n);
+	b->tail = (uint32_t)(start + n + (b->tail - end));
+	/* The new head may hold the added fields and bytes beyond the client's limits. */
+	lim.max_headers += HTTP1_REWRITE_ADDED_FIELDS;
+	lim.max_head += HTTP1_REWRITE_GROWTH_MAX;
+	http1_parser_init(&h->rq_parser, HTTP1_REQUEST, &lim);
+	r = http1_parse_head(&h->rq_parser, b->data, b->tail, &h->rq_head, consumed);
+	if (r != HTTP1_DONE)
+		return r < 0 ? r : HTTP1_E_BAD_REQUEST;
+	return 0;
+}
+
 /* Parse the request head in the client buffer; dispatch it once complete. */
 static void http1_rq_head(struct worker *w, struct l4_conn *c)
 {
@@ -560,8 +652,17 @@ static void http1_rq_head(struct worker *w, struct l4_conn *c)
 	r = http1_parse_head(&h->rq_parser, b->data, b->tail, &h->rq_head, &consumed);
 	if (r == HTTP1_NEED_MORE) {
 		/* The head must fit the buffer, which bounds it below max_head_bytes. */
-		if (b->tail == w->cfg->buffer_bytes)
+		if (b->tail >= w->cfg->buffer_bytes - HTTP1_HEAD_RESERVE)
 			http1_error(w, c, HTTP_ERR_HEAD_TOO_LARGE);
+		return;
+	}
+	if (r < 0) {
+		http1_error(w, c, http_error_from_parse(r));
+		return;
+	}
+	r = http1_rq_rewrite(w, c, &consumed);
+	if (r == -ENOMEM) {
+		http1_abort(w, c);
 		return;
 	}
 	if (r < 0) {
@@ -946,6 +1047,7 @@ static void http1_retry(struct worker *w, struct l4_conn *c)
 	http1_rq_rewind(c);
 	c->to_client.head = c->to_client.tail = 0;
 	h->rs_start = h->rs_fwd = 0;
+	h->rs_interim = 0;
 	h->rs_got_bytes = h->rs_until_close = h->up_reused = false;
 	http1_limits_default(&rlim);
 	rlim.max_headers = http1_max_headers(w->cfg);
@@ -1214,9 +1316,43 @@ static bool http1_rs_outcome(struct worker *w, struct l4_conn *c)
 }
 
 /*
- * Parse response heads; 1xx heads are cleared for the client one by one.
- * Returns false when c closed or turned into a tunnel.
+ * Rewrite the response head just parsed at rs_start (its parser's start
+ * to *consumed) in place, as it goes to the client (http1_rewrite_head:
+ * the hop-by-hop fields; a 101 keeps its Upgrade), and parse it again.
+ * The bytes after it move up by HTTP1_REWRITE_RESPONSE_SLACK first, the
+ * room the rewrite may need (kept free by HTTP1_RESP_RESERVE), then down
+ * to the new head's end. Returns 0 or a parse error.
  */
+static int http1_rs_rewrite(struct worker *w, struct l4_conn *c, size_t *consumed)
+{
+	struct http1_conn *h = c->http;
+	struct l4_buf *b = &c->to_client;
+	char *base = b->data + h->rs_start;
+	uint32_t start = h->rs_parser.start, end = (uint32_t)*consumed;
+	uint32_t rest = b->tail - h->rs_start - end;
+	struct http1_rewrite rw = {.keep_upgrade = h->rs_head.status == 101};
+	struct http1_limits lim = h->rs_parser.limits;
+	size_t n = 0;
+	int r;
+
+	/* Past the reserve only after earlier interim heads grew: refuse, not overflow. */
+	if (b->tail + HTTP1_REWRITE_RESPONSE_SLACK > w->cfg->buffer_bytes)
+		return HTTP1_E_HEAD_TOO_LARGE;
+	memmove(base + end + HTTP1_REWRITE_RESPONSE_SLACK, base + end, rest);
+	r = http1_rewrite_head(base, &h->rs_head, start, end, &rw, base + start,
+			       end + HTTP1_REWRITE_RESPONSE_SLACK - start, &n);
+	if (r < 0)
+		return r;
+	memmove(base + start + n, base + end + HTTP1_REWRITE_RESPONSE_SLACK, rest);
+	b->tail = (uint32_t)(h->rs_start + start + n + rest);
+	lim.max_head += HTTP1_REWRITE_RESPONSE_SLACK;
+	http1_parser_init(&h->rs_parser, HTTP1_RESPONSE, &lim);
+	r = http1_parse_head(&h->rs_parser, base, b->tail - h->rs_start, &h->rs_head, consumed);
+	if (r != HTTP1_DONE)
+		return r < 0 ? r : HTTP1_E_BAD_REQUEST;
+	return 0;
+}
+
 /*
  * This exchange is the connection's last (the proxy is draining, or the
  * connection reached proxy.http.max_requests_per_connection or
@@ -1245,6 +1381,10 @@ static void http1_rs_drain_close(struct worker *w, struct l4_conn *c)
 	h->rs_fwd += len;
 }
 
+/*
+ * Parse response heads; 1xx heads are cleared for the client one by one.
+ * Returns false when c closed or turned into a tunnel.
+ */
 static bool http1_rs_head(struct worker *w, struct l4_conn *c)
 {
 	struct http1_conn *h = c->http;
@@ -1262,7 +1402,7 @@ static bool http1_rs_head(struct worker *w, struct l4_conn *c)
 					 b->tail - h->rs_start, &h->rs_head, &consumed);
 
 		if (r == HTTP1_NEED_MORE) {
-			if (b->tail < cap)
+			if (b->tail < cap - HTTP1_RESP_RESERVE)
 				return true;
 			if (h->rs_start > 0 && b->head >= h->rs_start) {
 				/* Interim heads are out: make room for the final one. */
@@ -1276,6 +1416,12 @@ static bool http1_rs_head(struct worker *w, struct l4_conn *c)
 				return true; /* wait for the interim heads to drain */
 			r = HTTP1_E_HEAD_TOO_LARGE;
 		}
+		if (r >= 0)
+			r = http1_rs_rewrite(w, c, &consumed);
+		/* More interim heads than any server needs is no response either. */
+		if (r >= 0 && h->rs_head.status / 100 == 1 && h->rs_head.status != 101 &&
+		    ++h->rs_interim > HTTP1_MAX_INTERIM)
+			r = HTTP1_E_BAD_REQUEST;
 		if (r < 0) {
 			balance_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER,
 					timer_now_ns(), "a malformed response");
@@ -1289,8 +1435,19 @@ static bool http1_rs_head(struct worker *w, struct l4_conn *c)
 		}
 		h->rs_fwd = h->rs_start + (uint32_t)consumed;
 		if (h->rs_head.status / 100 == 1 && h->rs_head.status != 101) {
-			/* Interim (100 Continue, 103): forward it, read the next head. */
-			h->rs_start = h->rs_fwd;
+			/*
+			 * Interim (100 Continue, 103): forward it, read the next
+			 * head. Never to an HTTP/1.0 client (RFC 9110 15.2),
+			 * which cannot tell it from the response: dropped.
+			 */
+			if (h->rq_head.version_minor == 0) {
+				memmove(b->data + h->rs_start, b->data + h->rs_fwd,
+					b->tail - h->rs_fwd);
+				b->tail -= h->rs_fwd - h->rs_start;
+				h->rs_fwd = h->rs_start;
+			} else {
+				h->rs_start = h->rs_fwd;
+			}
 			http1_parser_init(&h->rs_parser, HTTP1_RESPONSE, NULL);
 			continue;
 		}
@@ -1479,6 +1636,9 @@ static int http1_up_read(struct worker *w, struct l4_conn *c, uint32_t cap, bool
 
 	if (!pc || !pc->connected || h->rs == HTTP1_RESP_DONE)
 		return 0;
+	/* Room for the head's rewrite stays free while it is read. */
+	if (h->rs == HTTP1_RESP_HEAD)
+		cap -= HTTP1_RESP_RESERVE;
 	/* A body larger than the buffer: drop what the client has already. */
 	if (b->tail == cap && h->rs == HTTP1_RESP_BODY && b->head > 0) {
 		memmove(b->data, b->data + b->head, b->tail - b->head);
@@ -1569,6 +1729,8 @@ static void http1_next_request(struct worker *w, struct l4_conn *c)
 	h->rq_fwd = h->rq_begin = 0;
 	h->rq_head_start_ns = 0;
 	h->rs_start = h->rs_fwd = 0;
+	h->rs_interim = 0;
+	h->client_timeout_ns = 0;
 	h->target = NULL;
 	h->route = NULL;
 	h->deadline_ns = 0;
@@ -1672,7 +1834,8 @@ static bool http1_step(struct worker *w, struct l4_conn *c, bool *progress)
 		http1_linger_read(w, c);
 		return false;
 	}
-	err = http1_client_read(w, c, cap, progress);
+	/* Room for the head's rewrite stays free (HTTP1_HEAD_RESERVE). */
+	err = http1_client_read(w, c, cap - HTTP1_HEAD_RESERVE, progress);
 	if (err) {
 		http1_abort(w, c);
 		return false;
@@ -1901,6 +2064,20 @@ static void http1_on_client_event(struct worker *w, struct pollable *pl, uint32_
 	http1_run(w, c);
 }
 
+/* The client's address as text, for X-Forwarded-For: once per connection. */
+static void http1_client_ip(const struct l4_conn *c, struct http1_conn *h)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct shoal_addr a;
+
+	h->client_ip[0] = '\0';
+	if (getpeername(c->client.pl.fd, (struct sockaddr *)&ss, &len) < 0 ||
+	    addr_from_sockaddr((struct sockaddr *)&ss, &a, NULL) < 0)
+		return;
+	addr_ntop(&a, h->client_ip, sizeof(h->client_ip));
+}
+
 void http1_start(struct worker *w, struct l4_conn *c)
 {
 	struct http1_conn *h = c->http ? c->http : worker_http_get(w);
@@ -1916,6 +2093,7 @@ void http1_start(struct worker *w, struct l4_conn *c)
 	c->http = h;
 
 	memset(h, 0, sizeof(*h));
+	http1_client_ip(c, h);
 	c->mode = L4_MODE_HTTP;
 	c->state = L4_ESTABLISHED;
 	c->client.pl.on_event = http1_on_client_event;

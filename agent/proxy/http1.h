@@ -20,6 +20,7 @@
 #ifndef SHOAL_PROXY_HTTP1_H
 #define SHOAL_PROXY_HTTP1_H
 
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,6 +47,24 @@ struct pool_conn;
  * that can destroy the error response in flight (RFC 9112 9.6).
  */
 #define HTTP1_LINGER_MS 1000
+/*
+ * Room the client buffer keeps free while reading, so that a request head
+ * with the body bytes read along with it still fits once rewritten
+ * (http1_rewrite_head grows a head by at most this).
+ */
+#define HTTP1_HEAD_RESERVE HTTP1_REWRITE_GROWTH_MAX
+/*
+ * Room the upstream buffer keeps free while a response head is read: its
+ * rewrite, in place, re-sends Connection last and may grow the head by the
+ * longest such line ("Connection: close, keep-alive, upgrade").
+ */
+#define HTTP1_RESP_RESERVE HTTP1_REWRITE_RESPONSE_SLACK
+/*
+ * Interim (1xx) heads forwarded before a final response: a server that
+ * sends more is broken or hostile (each 1xx is a free response that
+ * holds the client); past it, 502.
+ */
+#define HTTP1_MAX_INTERIM 8
 /*
  * Reads of HTTP1_LINGER_SINK_BYTES a lingering connection gets per turn
  * (64 KiB): a client that keeps writing past its answer is drained in
@@ -137,6 +156,10 @@ struct http1_conn {
 	struct http1_chunked rs_chunked;
 	uint32_t rs_start; /* where the head being parsed starts (after 1xx heads) */
 	uint32_t rs_fwd;   /* end of the bytes cleared for the client */
+
+	uint64_t client_timeout_ns; /* the client's x-shoal-timeout-ms, when honoured; 0: none */
+	uint32_t rs_interim;	    /* 1xx heads of this response so far */
+	char client_ip[INET6_ADDRSTRLEN]; /* the client's address, for X-Forwarded-For */
 
 	uint64_t last_active_ns;
 	struct http1_tele tele; /* metrics and trace of the request in flight */

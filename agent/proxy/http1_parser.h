@@ -104,6 +104,15 @@ struct http1_head {
 	enum http1_method method;
 	struct http1_span method_tok;
 	struct http1_span target; /* as sent: origin, absolute, authority or * */
+	/*
+	 * Absolute form (http:// or https://, RFC 9112 3.2.2): authority is
+	 * its host[:port], which replaces Host (host below is it), and path
+	 * what follows it (may be empty, or start with '?'). Otherwise path
+	 * is the target.
+	 */
+	bool absolute;
+	struct http1_span authority;
+	struct http1_span path;
 	/* status line */
 	uint16_t status;
 	struct http1_span reason;
@@ -119,8 +128,9 @@ struct http1_head {
 	bool keep_alive;   /* persistence after this message (version + tokens) */
 	bool expect_continue;
 	bool upgrade; /* an Upgrade header is present */
-	bool has_host;
-	struct http1_span host;
+	bool has_host;	      /* a Host field, or an absolute-form target */
+	struct http1_span host; /* the absolute form's authority, else Host's value */
+	bool has_request_id;	/* an x-request-id field */
 };
 
 /*
@@ -211,5 +221,61 @@ enum http1_body http1_request_body(const struct http1_head *req);
 
 /* Body framing of a parsed response head, given the request's method. */
 enum http1_body http1_response_body(enum http1_method req_method, const struct http1_head *resp);
+
+/*
+ * Head rewriting on the way through a proxy (RFC 9110 7.6.1): what
+ * http1_rewrite_head() drops and adds. Requests and responses both lose
+ * the hop-by-hop fields: Connection (re-sent with only close, keep-alive
+ * and an allowed upgrade), the fields Connection lists, Keep-Alive,
+ * Proxy-Connection, TE (re-sent as "TE: trailers" when it held trailers)
+ * and Upgrade, unless the upgrade is allowed.
+ */
+struct http1_rewrite {
+	/* Requests: protocols an Upgrade may ask for (lowercase names, no version). */
+	const char *const *upgrades;
+	uint32_t n_upgrades;
+	bool keep_upgrade;    /* responses: a 101, whose Upgrade names the new protocol */
+	bool strip_shoal;     /* drop every x-shoal-* field (the proxy's own namespace) */
+	const char *forwarded_for; /* append this address to X-Forwarded-For; NULL: leave it */
+	bool forwarded_proto;	   /* replace X-Forwarded-Proto with "http" */
+	const char *request_id;	   /* x-request-id to add when there is none; NULL: none */
+};
+
+/* Header fields a rewrite may add beyond those it was given: X-Forwarded-For, -Proto, x-request-id. */
+#define HTTP1_REWRITE_ADDED_FIELDS 3
+/*
+ * Bytes a request head may grow by in a rewrite, at most: the three added
+ * fields with a 45-byte address and a 64-byte request id, and a few
+ * bytes of re-sent Connection, TE and Upgrade fields. The proxy keeps this
+ * much room in the client buffer (HTTP1_HEAD_RESERVE, http1.c).
+ */
+#define HTTP1_REWRITE_GROWTH_MAX 256
+/* Bytes a response head may grow by in a rewrite: one re-sent Connection line. */
+#define HTTP1_REWRITE_RESPONSE_SLACK 40
+/* Header fields one rewrite handles; a head with more is HTTP1_E_HEAD_TOO_LARGE. */
+#define HTTP1_REWRITE_MAX_FIELDS 2048
+/* Tokens of the Connection fields of one head; more is a 400. */
+#define HTTP1_MAX_CONNECTION_TOKENS 16
+
+/*
+ * Write head @h (parsed from @buf; the head is [@h's start, @end)) to
+ * @out (@cap bytes) as a proxy forwards it, per @rw: hop-by-hop fields
+ * dropped, an absolute-form target turned into origin form with its
+ * authority as Host, the forwarding fields added before the empty line.
+ * Other lines are copied byte for byte and in order.
+ *
+ * @out may be @buf + @start for a response (in place): lines only move
+ * towards the start, and what is added (Connection) comes last, so @out
+ * then needs HTTP1_REWRITE_RESPONSE_SLACK bytes of room past @end. A
+ * request is always written elsewhere.
+ *
+ * Returns 0 with *@out_len the new head's length; HTTP1_E_BAD_REQUEST
+ * when Connection lists more than HTTP1_MAX_CONNECTION_TOKENS tokens or
+ * names a field that frames or routes the message (Content-Length,
+ * Transfer-Encoding, Host): dropping it would change how the next hop
+ * reads the message; HTTP1_E_HEAD_TOO_LARGE when @cap is too small.
+ */
+int http1_rewrite_head(const char *buf, const struct http1_head *h, uint32_t start, uint32_t end,
+		       const struct http1_rewrite *rw, char *out, size_t cap, size_t *out_len);
 
 #endif /* SHOAL_PROXY_HTTP1_PARSER_H */

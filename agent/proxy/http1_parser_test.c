@@ -741,3 +741,212 @@ Test(http1_parser, chunked_after_done)
 	cr_assert_eq(st.len, 5);
 	cr_assert_eq(http1_chunked_feed(&c, "x", 1, &st), HTTP1_E_BAD_REQUEST);
 }
+
+/* ---- rewriting ------------------------------------------------------- */
+
+static const char *const ws_only[] = {"websocket"};
+
+/* Parse @s as @kind and rewrite it with @rw into a static buffer; NULL on error (*@rc). */
+static const char *rewrite(enum http1_kind kind, const char *s, const struct http1_rewrite *rw,
+			   int *rc)
+{
+	static char out[4096];
+	size_t n = 0, len = 0;
+	int r = parse_lim(kind, s, strlen(s), NULL, &n);
+
+	cr_assert_eq(r, HTTP1_DONE, "parse: %d", r);
+	*rc = http1_rewrite_head(s, &head, parser.start, (uint32_t)n, rw, out, sizeof(out) - 1,
+				 &len);
+	if (*rc)
+		return NULL;
+	out[len] = '\0';
+	/* What comes out parses again, as the proxy reparses it. */
+	http1_parser_init(&parser, kind, NULL);
+	cr_assert_eq(http1_parse_head(&parser, out, len, &head, &n), HTTP1_DONE, "reparse: %s",
+		     out);
+	cr_assert_eq(n, len);
+	return out;
+}
+
+Test(http1_parser, rewrite_hop_by_hop_request)
+{
+	struct http1_rewrite rw = {.upgrades = ws_only, .n_upgrades = 1};
+	int rc;
+	const char *out = rewrite(HTTP1_REQUEST,
+				  "GET /a HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Hop, TE\r\n"
+				  "X-Hop: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: close\r\n"
+				  "TE: gzip, trailers;q=0.5\r\nX-Keep: 2\r\nUpgrade: h2c\r\n"
+				  "HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+				  &rw, &rc);
+
+	cr_assert_str_eq(out, "GET /a HTTP/1.1\r\nHost: h\r\nX-Keep: 2\r\n"
+			      "HTTP2-Settings: AAMAAABkAAQAAP__\r\nConnection: keep-alive\r\n"
+			      "TE: trailers\r\n\r\n");
+	cr_assert(head.keep_alive);
+	cr_assert_not(head.upgrade);
+
+	/* Connection: close survives, and keeps its meaning. */
+	out = rewrite(HTTP1_REQUEST, "GET / HTTP/1.1\r\nHost: h\r\nconnection:close\r\nTE: gzip\r\n\r\n",
+		      &rw, &rc);
+	cr_assert_str_eq(out, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+	cr_assert_not(head.keep_alive);
+}
+
+Test(http1_parser, rewrite_upgrades)
+{
+	struct http1_rewrite rw = {.upgrades = ws_only, .n_upgrades = 1};
+	int rc;
+	const char *out;
+
+	/* WebSocket is allowed: Upgrade and the upgrade token go on. */
+	out = rewrite(HTTP1_REQUEST,
+		      "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+		      "Sec-WebSocket-Key: k\r\n\r\n",
+		      &rw, &rc);
+	cr_assert_str_eq(out, "GET /ws HTTP/1.1\r\nHost: h\r\nSec-WebSocket-Key: k\r\n"
+			      "Connection: upgrade\r\nUpgrade: websocket\r\n\r\n");
+	cr_assert(head.upgrade && head.conn_upgrade);
+
+	/* h2c is not: the request goes on as a plain one. */
+	out = rewrite(HTTP1_REQUEST,
+		      "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+		      "Upgrade: h2c\r\nHTTP2-Settings: x\r\n\r\n",
+		      &rw, &rc);
+	cr_assert_str_eq(out, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+	cr_assert_not(head.upgrade);
+
+	/* A list keeps only what is allowed, versions included. */
+	out = rewrite(HTTP1_REQUEST,
+		      "GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n"
+		      "Upgrade: h2c, WebSocket/13\r\n\r\n",
+		      &rw, &rc);
+	cr_assert_str_eq(out, "GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n"
+			      "Upgrade: WebSocket/13\r\n\r\n");
+
+	/* Upgrade without the Connection token is no upgrade request. */
+	out = rewrite(HTTP1_REQUEST, "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n", &rw,
+		      &rc);
+	cr_assert_str_eq(out, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+
+	/* Nothing allowed at all. */
+	rw.n_upgrades = 0;
+	out = rewrite(HTTP1_REQUEST,
+		      "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+		      &rw, &rc);
+	cr_assert_str_eq(out, "GET /ws HTTP/1.1\r\nHost: h\r\n\r\n");
+}
+
+Test(http1_parser, rewrite_response)
+{
+	struct http1_rewrite rw = {0};
+	int rc;
+	const char *out;
+
+	out = rewrite(HTTP1_RESPONSE,
+		      "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive, X-A\r\n"
+		      "X-A: 1\r\nUpgrade: h2c\r\nContent-Length: 0\r\nX-Shoal-Thing: kept\r\n\r\n",
+		      &rw, &rc);
+	cr_assert_str_eq(out, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Shoal-Thing: kept\r\n"
+			      "Connection: keep-alive\r\n\r\n");
+	rw.keep_upgrade = true;
+	out = rewrite(HTTP1_RESPONSE,
+		      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+		      "Connection: Upgrade\r\nSec-WebSocket-Accept: a\r\n\r\n",
+		      &rw, &rc);
+	cr_assert_str_eq(out, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+			      "Sec-WebSocket-Accept: a\r\nConnection: upgrade\r\n\r\n");
+}
+
+Test(http1_parser, rewrite_forwarding_fields)
+{
+	struct http1_rewrite rw = {
+	    .strip_shoal = true,
+	    .forwarded_for = "10.0.0.7",
+	    .forwarded_proto = true,
+	    .request_id = "0123456789abcdef0123456789abcdef",
+	};
+	int rc;
+	const char *out;
+
+	out = rewrite(HTTP1_REQUEST,
+		      "POST /p HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 192.0.2.1\r\n"
+		      "x-shoal-timeout-ms: 5\r\nX-Forwarded-Proto: https\r\n"
+		      "x-forwarded-for: 192.0.2.2, 192.0.2.3\r\nContent-Length: 0\r\n\r\n",
+		      &rw, &rc);
+	cr_assert_str_eq(out, "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n"
+			      "X-Forwarded-For: 192.0.2.1, 192.0.2.2, 192.0.2.3, 10.0.0.7\r\n"
+			      "X-Forwarded-Proto: http\r\n"
+			      "x-request-id: 0123456789abcdef0123456789abcdef\r\n\r\n");
+	cr_assert_eq(head.content_length, 0);
+	cr_assert(head.has_request_id);
+
+	/* A request id already there is kept, and no other is added. */
+	out = rewrite(HTTP1_REQUEST, "GET / HTTP/1.1\r\nHost: h\r\nX-Request-Id: mine\r\n\r\n", &rw,
+		      &rc);
+	cr_assert_str_eq(out, "GET / HTTP/1.1\r\nHost: h\r\nX-Request-Id: mine\r\n"
+			      "X-Forwarded-For: 10.0.0.7\r\nX-Forwarded-Proto: http\r\n\r\n");
+
+	/* Each is optional. */
+	memset(&rw, 0, sizeof(rw));
+	out = rewrite(HTTP1_REQUEST,
+		      "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 192.0.2.1\r\n"
+		      "x-shoal-timeout-ms: 5\r\n\r\n",
+		      &rw, &rc);
+	cr_assert_str_eq(out, "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 192.0.2.1\r\n"
+			      "x-shoal-timeout-ms: 5\r\n\r\n");
+}
+
+Test(http1_parser, rewrite_refuses)
+{
+	struct http1_rewrite rw = {0};
+	char small[40];
+	size_t n = 0, len;
+	const char *s;
+
+	/* Dropping a framing field would change what the next hop reads. */
+	s = "POST / HTTP/1.1\r\nHost: h\r\nConnection: content-length\r\nContent-Length: 3\r\n\r\n";
+	cr_assert_eq(parse_lim(HTTP1_REQUEST, s, strlen(s), NULL, &n), HTTP1_DONE);
+	cr_assert_eq(http1_rewrite_head(s, &head, 0, (uint32_t)n, &rw, small, sizeof(small), &len),
+		     HTTP1_E_BAD_REQUEST);
+	s = "POST / HTTP/1.1\r\nHost: h\r\nConnection: Transfer-Encoding\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n";
+	cr_assert_eq(parse_lim(HTTP1_REQUEST, s, strlen(s), NULL, &n), HTTP1_DONE);
+	cr_assert_eq(http1_rewrite_head(s, &head, 0, (uint32_t)n, &rw, small, sizeof(small), &len),
+		     HTTP1_E_BAD_REQUEST);
+	s = "GET / HTTP/1.1\r\nHost: h\r\nConnection: a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q\r\n\r\n";
+	cr_assert_eq(parse_lim(HTTP1_REQUEST, s, strlen(s), NULL, &n), HTTP1_DONE);
+	cr_assert_eq(http1_rewrite_head(s, &head, 0, (uint32_t)n, &rw, small, sizeof(small), &len),
+		     HTTP1_E_BAD_REQUEST);
+	/* No room. */
+	s = "GET /a-long-enough-path HTTP/1.1\r\nHost: h\r\nX: y\r\n\r\n";
+	cr_assert_eq(parse_lim(HTTP1_REQUEST, s, strlen(s), NULL, &n), HTTP1_DONE);
+	cr_assert_eq(http1_rewrite_head(s, &head, 0, (uint32_t)n, &rw, small, sizeof(small), &len),
+		     HTTP1_E_HEAD_TOO_LARGE);
+}
+
+/* RFC 9112 3.2.2: the absolute form's authority replaces Host, and its path is the path. */
+Test(http1_parser, absolute_form_replaces_host)
+{
+	struct http1_rewrite rw = {0};
+	const char *s = "GET http://svc.example:8080/a/b?q=1 HTTP/1.1\r\nHost: other\r\n\r\n";
+	const char *out;
+	int rc;
+
+	cr_assert_eq(req(s), HTTP1_DONE);
+	cr_assert(head.absolute);
+	cr_assert(span_is(head.host, s, "svc.example:8080"));
+	cr_assert(span_is(head.path, s, "/a/b?q=1"));
+	cr_assert_eq(req("GET HTTPS://h HTTP/1.1\r\nHost: x\r\n\r\n"), HTTP1_DONE);
+	cr_assert(head.absolute);
+	cr_assert_eq(head.path.len, 0);
+	cr_assert_eq(req("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), HTTP1_DONE);
+	cr_assert_not(head.absolute);
+	/* An authority Host would refuse is refused here too. */
+	cr_assert_eq(req("GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n"), HTTP1_E_BAD_REQUEST);
+	cr_assert_eq(req("GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n"), HTTP1_E_BAD_REQUEST);
+
+	out = rewrite(HTTP1_REQUEST, s, &rw, &rc);
+	cr_assert_str_eq(out, "GET /a/b?q=1 HTTP/1.1\r\nHost: svc.example:8080\r\n\r\n");
+	out = rewrite(HTTP1_REQUEST, "GET http://h?x HTTP/1.0\r\n\r\n", &rw, &rc);
+	cr_assert_str_eq(out, "GET /?x HTTP/1.0\r\nHost: h\r\n\r\n");
+}

@@ -278,6 +278,9 @@ static void setup(void)
 	cfg.http_max_headers = 100;
 	cfg.http_pool_idle_timeout_ms = 30000;
 	cfg.http_pool_max_idle_per_endpoint = 8;
+	cfg.http_timeout_header = true;
+	strcpy(cfg.http_upgrades[0], "websocket");
+	cfg.n_http_upgrades = 1;
 
 	strcpy(svc.name, "web");
 	strcpy(svc.namespace, "default");
@@ -718,6 +721,168 @@ Test(http1, the_client_deadline_header_is_a_504_at_once)
 	cr_assert(strstr(resp, "x-shoal-error: timeout"), "got '%s'", resp);
 	cr_assert(ms >= 140 && ms < 400, "504 after %llu ms, want about 150",
 		  (unsigned long long)ms);
+	close(c);
+	end_test();
+}
+
+/* A client that may not shorten its deadline: the header is stripped and ignored. */
+Test(http1, the_client_deadline_header_is_ignored_when_not_honoured)
+{
+	char resp[4096];
+	uint64_t t0, ms;
+	int c;
+
+	cfg.http_timeout_header = false;
+	config_resilience_default(&svc.resilience);
+	svc.resilience.request_timeout_ms = 600;
+	backend_start(script_silent);
+	start_proxy();
+	c = client_connect();
+	t0 = test_now_ms();
+	one_request(c, "GET /slow HTTP/1.1\r\nHost: web\r\nx-shoal-timeout-ms: 150\r\n\r\n", resp,
+		    sizeof(resp), "\r\n\r\n");
+	ms = test_now_ms() - t0;
+	cr_assert(!strncmp(resp, "HTTP/1.1 504", 12), "got '%s'", resp);
+	cr_assert(ms >= 550, "504 after %llu ms, want the service's 600", (unsigned long long)ms);
+	close(c);
+	end_test();
+}
+
+/* What the backend saw of each request: head and body, up to the next head. */
+static char seen[4][4096];
+static size_t seen_len[4];
+
+/* Records request heads (and a Content-Length body) then answers OK2, @index-th connection only. */
+static void script_record(int fd, int index)
+{
+	char head[4096];
+	int k = 0;
+
+	(void)index;
+	while (k < 4 && read_head(fd, head, sizeof(head))) {
+		const char *cl = strcasestr(head, "\r\ncontent-length: ");
+		size_t n = strlen(head), body = cl ? strtoul(cl + 18, NULL, 10) : 0;
+
+		memcpy(seen[k], head, n + 1);
+		while (body > 0 && n < sizeof(seen[k]) - 1) {
+			ssize_t r = read(fd, seen[k] + n, 1);
+
+			if (r <= 0)
+				break;
+			n++;
+			body--;
+		}
+		seen[k][n] = '\0';
+		seen_len[k] = n;
+		k++;
+		send_str(fd, "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive, "
+			     "X-A\r\nX-A: 1\r\nContent-Length: 2\r\nUpgrade: h2c\r\n\r\nok");
+	}
+}
+
+/*
+ * Hop-by-hop fields go neither way, the forwarding fields are added, an
+ * absolute-form target goes as origin form with its authority as Host,
+ * x-shoal-* fields are stripped; the body and a pipelined request behind
+ * the head are intact.
+ */
+Test(http1, heads_are_forwarded_rewritten_both_ways)
+{
+	char resp[8192], *rid;
+	int c;
+
+	cfg.http_forwarded_for = true;
+	cfg.http_forwarded_proto = true;
+	cfg.http_request_id = true;
+	memset(seen, 0, sizeof(seen));
+	backend_start(script_record);
+	start_proxy();
+	c = client_connect();
+	send_str(c, "POST http://web.example:8080/p?q=1 HTTP/1.1\r\nHost: web\r\n"
+		    "Connection: keep-alive, X-Hop, TE\r\nX-Hop: 1\r\nKeep-Alive: 300\r\n"
+		    "Proxy-Connection: keep-alive\r\nTE: trailers\r\nUpgrade: h2c\r\n"
+		    "X-Forwarded-For: 192.0.2.9\r\nX-Forwarded-Proto: https\r\n"
+		    "x-shoal-timeout-ms: 5000\r\nContent-Length: 5\r\n\r\nhello"
+		    "GET /two HTTP/1.1\r\nHost: web\r\nX-Request-Id: mine\r\n\r\n");
+	read_until(c, resp, sizeof(resp), "okHTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+					  "Connection: keep-alive\r\n\r\nok");
+	cr_assert_str_eq(resp, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n"
+			       "\r\nokHTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+			       "Connection: keep-alive\r\n\r\nok");
+	rid = strstr(seen[0], "x-request-id: ");
+	cr_assert_not_null(rid, "%s", seen[0]);
+	cr_assert_eq(strspn(rid + 14, "0123456789abcdef"), 32, "%s", seen[0]);
+	memcpy(rid + 14, "<id>", 4);
+	memmove(rid + 18, rid + 46, strlen(rid + 46) + 1);
+	cr_assert_str_eq(seen[0], "POST /p?q=1 HTTP/1.1\r\nHost: web.example:8080\r\n"
+				  "Content-Length: 5\r\nConnection: keep-alive\r\nTE: trailers\r\n"
+				  "X-Forwarded-For: 192.0.2.9, 127.0.0.1\r\n"
+				  "X-Forwarded-Proto: http\r\nx-request-id: <id>\r\n\r\nhello");
+	cr_assert_str_eq(seen[1], "GET /two HTTP/1.1\r\nHost: web\r\nX-Request-Id: mine\r\n"
+				  "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n");
+	cr_expect_eq(atomic_load(&accepted), 1);
+	close(c);
+	end_test();
+}
+
+/* Sends @n 103s, then OK2, for each request. */
+static int n_interim;
+
+static void script_interims(int fd, int index)
+{
+	char head[4096];
+
+	(void)index;
+	while (read_head(fd, head, sizeof(head))) {
+		for (int i = 0; i < n_interim; i++)
+			send_str(fd, "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n");
+		send_str(fd, OK2);
+	}
+}
+
+static int count(const char *s, const char *what)
+{
+	int n = 0;
+
+	for (const char *p = s; (p = strstr(p, what)); p++)
+		n++;
+	return n;
+}
+
+Test(http1, interim_heads_are_not_sent_to_http10_clients)
+{
+	char resp[8192];
+	int c;
+
+	n_interim = 2;
+	backend_start(script_interims);
+	start_proxy();
+	c = client_connect();
+	one_request(c, "GET / HTTP/1.1\r\nHost: web\r\n\r\n", resp, sizeof(resp), "ok");
+	cr_assert_eq(count(resp, "HTTP/1.1 103"), 2, "%s", resp);
+	close(c);
+	c = client_connect();
+	send_str(c, "GET / HTTP/1.0\r\n\r\n");
+	read_all(c, resp, sizeof(resp));
+	cr_assert_str_eq(resp, OK2);
+	close(c);
+	end_test();
+}
+
+Test(http1, interim_heads_are_capped)
+{
+	char resp[16384];
+	int c;
+
+	n_interim = HTTP1_MAX_INTERIM + 1;
+	backend_start(script_interims);
+	start_proxy();
+	c = client_connect();
+	send_str(c, "GET / HTTP/1.1\r\nHost: web\r\n\r\n");
+	read_all(c, resp, sizeof(resp));
+	cr_assert_eq(count(resp, "HTTP/1.1 103"), HTTP1_MAX_INTERIM, "%s", resp);
+	cr_assert_not_null(strstr(resp, "HTTP/1.1 502"), "%s", resp);
+	cr_assert_not_null(strstr(resp, "x-shoal-error: bad-response"), "%s", resp);
 	close(c);
 	end_test();
 }
