@@ -1541,8 +1541,12 @@ static int http1_client_read(struct worker *w, struct l4_conn *c, uint32_t cap, 
 	struct l4_buf *b = &c->to_upstream;
 	struct l4_side *s = &c->client;
 
-	/* A body larger than the buffer: drop what went upstream already. */
-	if (b->tail == cap && h->rq == HTTP1_REQ_BODY && b->head > 0) {
+	/*
+	 * A body larger than the buffer: drop what went upstream already.
+	 * (A rewritten head may have taken the tail past cap, into the
+	 * reserve.)
+	 */
+	if (b->tail >= cap && h->rq == HTTP1_REQ_BODY && b->head > 0) {
 		if (h->rq_replayable)
 			http1_slab_take(w, c);
 		memmove(b->data, b->data + b->head, b->tail - b->head);
@@ -1640,7 +1644,7 @@ static int http1_up_read(struct worker *w, struct l4_conn *c, uint32_t cap, bool
 	if (h->rs == HTTP1_RESP_HEAD)
 		cap -= HTTP1_RESP_RESERVE;
 	/* A body larger than the buffer: drop what the client has already. */
-	if (b->tail == cap && h->rs == HTTP1_RESP_BODY && b->head > 0) {
+	if (b->tail >= cap && h->rs == HTTP1_RESP_BODY && b->head > 0) {
 		memmove(b->data, b->data + b->head, b->tail - b->head);
 		b->tail -= b->head;
 		h->rs_fwd -= b->head;

@@ -5,13 +5,18 @@
  * response streamed back; a 101 or a CONNECT 2xx turns the connection
  * into an opaque tunnel (l4.c). Runs on the owning worker's thread.
  *
- * Bytes are forwarded as the client and the server sent them: heads are
- * validated in place (http1_parser.h) and never rewritten, so nothing is
- * copied but what read() and send() copy. The connection's two buffers
- * (proxy.buffer_bytes each) hold everything; nothing is allocated per
- * request. A retry-eligible body too large for the buffer is also copied
- * into a replay slab from the worker's bounded pool (worker.h), so that a
- * retry can send it again.
+ * Bodies are forwarded as the client and the server sent them. Heads are
+ * parsed in place (http1_parser.h), rewritten as a proxy must
+ * (http1_rewrite_head: hop-by-hop fields out, forwarding fields in;
+ * docs/proxy.md) back into the same buffer in front of their body bytes,
+ * and parsed again: a head and its body stay one contiguous range, and a
+ * replay sends the rewritten head as it is. The request head is built in
+ * the still-empty response buffer; a response head is rewritten in place.
+ * HTTP1_HEAD_RESERVE and HTTP1_RESP_RESERVE keep the room a rewrite may
+ * grow into. The connection's two buffers (proxy.buffer_bytes each) hold
+ * everything; nothing is allocated per request. A retry-eligible body too
+ * large for the buffer is also copied into a replay slab from the
+ * worker's bounded pool (worker.h), so that a retry can send it again.
  *
  * One request at a time: later pipelined requests wait in the client
  * buffer until the current response has been written, which answers them

@@ -4,8 +4,9 @@
  * request and response heads, a chunked-body decoder, and the rules that
  * decide how a response body is delimited.
  *
- * Nothing here allocates or copies: results are offsets into the caller's
- * buffer. The head parser is strict where leniency enables request
+ * Nothing here allocates: results are offsets into the caller's buffer,
+ * and the one function that writes, http1_rewrite_head(), writes into a
+ * buffer the caller gives. The head parser is strict where leniency enables request
  * smuggling (bare CR or LF, obs-fold, whitespace before a colon,
  * conflicting framing headers): a proxy that reads framing differently
  * from the server behind it is the smuggling bug.

@@ -1070,6 +1070,41 @@ Test(http1, a_40k_put_is_replayed_from_a_slab_on_the_other_endpoint)
 	end_test();
 }
 
+/*
+ * A head that grows when rewritten (forwarding fields), read in one go
+ * with a body that fills the buffer: the body still streams through, and
+ * the replay from the slab carries the rewritten head.
+ */
+Test(http1, a_rewritten_head_with_a_buffer_full_of_body_streams_and_replays)
+{
+	char resp[4096], head[256];
+	char *body = body_make(BODY_40K), *all;
+	size_t hl;
+	int c;
+
+	cfg.http_forwarded_for = true;
+	cfg.http_forwarded_proto = true;
+	cfg.http_request_id = true;
+	start_two_endpoints(script_body_first_503);
+	hl = (size_t)snprintf(head, sizeof(head),
+			      "PUT /up HTTP/1.1\r\nHost: web\r\nContent-Length: %d\r\n\r\n",
+			      BODY_40K);
+	all = malloc(hl + BODY_40K + 1);
+	cr_assert_not_null(all);
+	memcpy(all, head, hl);
+	memcpy(all + hl, body, BODY_40K + 1);
+	c = client_connect();
+	send_str(c, all);
+	free(all);
+	free(body);
+	cr_assert(read_until(c, resp, sizeof(resp), "\r\n\r\n"), "response: '%s'", resp);
+	close(c);
+	cr_assert(!strncmp(resp, "HTTP/1.1 200", 12), "got '%s'", resp);
+	cr_assert_eq(atomic_load(&rs_requests), 2, "the 503 was retried once");
+	cr_assert_eq(atomic_load(&rs_intact), 2, "both tries carried the body byte for byte");
+	end_test();
+}
+
 Test(http1, a_100k_put_is_not_retried)
 {
 	char resp[4096];

@@ -7,7 +7,14 @@
 #    POST, HEAD, 204 and 304 (no body, the connection stays usable),
 #    HTTP/1.0 (curl -0), read-until-close is not needed by shoal-backend;
 #  - two pipelined requests in one write, answered in order;
-#  - WebSocket echo and the raw shoal-echo tunnel after 101;
+#  - WebSocket echo and the raw shoal-echo tunnel after 101 (shoal-echo
+#    allowed by proxy.http.upgrade_protocols, websocket by default);
+#  - what the proxy changes in a head, as the backend saw it (?headers=1):
+#    hop-by-hop fields and x-shoal-* removed, TE: trailers kept,
+#    X-Forwarded-For appended with a1's address, X-Forwarded-Proto,
+#    a generated x-request-id (a client's kept), an absolute-form target
+#    sent in origin form with its authority as Host, and an h2c upgrade
+#    removed (the request answered as plain HTTP/1.1);
 #  - the proxy's own errors: no endpoints (503) and an upstream reset (502),
 #    each with x-shoal-error;
 #  - detection on undeclared ports: HTTP is parsed (x-shoal-error shows),
@@ -44,6 +51,8 @@ write_config "
       - {port: 80, target_port: 9080, protocol: http}
       - {port: 81, target_port: 9080}
     endpoints: []"
+# The raw tunnel test below upgrades to shoal-echo: allow it next to the default.
+sed -i 's/^proxy: {/proxy: {http: {upgrade_protocols: [websocket, shoal-echo]}, /' "$CONFIG"
 shoald_start
 enroll a1
 
@@ -209,6 +218,52 @@ out=$(pod_run a1 python3 "$LOGDIR/ws.py" 10.96.0.20 80 ws 2>&1) || true
 out=$(pod_run a1 python3 "$LOGDIR/ws.py" 10.96.0.20 80 echo 2>&1) || true
 [[ $out == "echo intact" ]] && pass "Upgrade: shoal-echo tunnel carried 100000 bytes both ways" ||
 	fail "shoal-echo tunnel: $out"
+
+# ---- what the proxy changes in a head -----------------------------------------
+
+# The backend's ?headers=1 body is the request head exactly as it arrived.
+seen=$(pod_curl a1 "$ONE/h?headers=1" -H 'Connection: keep-alive, X-Hop, TE' -H 'X-Hop: secret' \
+	-H 'Keep-Alive: 300' -H 'Proxy-Connection: keep-alive' -H 'TE: trailers, deflate' \
+	-H 'X-Forwarded-For: 192.0.2.7' -H 'X-Forwarded-Proto: https' \
+	-H 'x-shoal-timeout-ms: 5000' -H 'X-Keep: 1' | tr -d '\r') || fail "head rewrite: curl failed"
+printf '%s\n' "$seen" >"$LOGDIR/seen-head.txt"
+field() { awk -v n="$(tr 'A-Z' 'a-z' <<<"$1")" -F': ' 'tolower($1) == n { sub(/^[^:]*: /, ""); print }' <<<"$seen"; }
+bad=$(grep -ciE '^(x-hop|keep-alive|proxy-connection|x-shoal-[a-z-]*):' <<<"$seen" || true)
+if [[ $bad == 0 && $(field connection) == keep-alive && $(field te) == trailers &&
+	$(field x-keep) == 1 ]]; then
+	pass "hop-by-hop: Connection's X-Hop, Keep-Alive, Proxy-Connection and x-shoal-* never reached the backend; TE: trailers and X-Keep did"
+else
+	fail "hop-by-hop: the backend saw: $(tr '\n' '|' <<<"$seen")"
+fi
+xff=$(field x-forwarded-for)
+[[ $xff == "192.0.2.7, 10.77.1.2" && $(field x-forwarded-proto) == http ]] &&
+	pass "X-Forwarded-For: '$xff' (the client's list, then a1), X-Forwarded-Proto: http" ||
+	fail "forwarding fields: X-Forwarded-For '$xff', X-Forwarded-Proto '$(field x-forwarded-proto)'"
+rid=$(field x-request-id)
+[[ $rid =~ ^[0-9a-f]{32}$ ]] && pass "x-request-id generated: $rid" ||
+	fail "x-request-id: got '$rid'"
+seen=$(pod_curl a1 "$ONE/h?headers=1" -H 'X-Request-Id: from-client' | tr -d '\r') || true
+[[ $(field x-request-id) == from-client ]] && pass "x-request-id: the client's own is kept" ||
+	fail "x-request-id: the client's became '$(field x-request-id)'"
+
+# Absolute form (curl through a "proxy" that is the VIP itself): origin form upstream.
+seen=$(pod_curl a1 -x "$ONE:80" "http://web.example:8080/abs?headers=1" | tr -d '\r') || true
+if [[ $(head -1 <<<"$seen") == "GET /abs?headers=1 HTTP/1.1" && $(field host) == web.example:8080 ]]; then
+	pass "absolute-form target: the backend got 'GET /abs?headers=1' with Host web.example:8080"
+else
+	fail "absolute-form target: the backend saw: $(tr '\n' '|' <<<"$seen")"
+fi
+
+# h2c is not an allowed upgrade: the request goes on as plain HTTP/1.1.
+out=$(pod_curl a1 -D - "$ONE/h?headers=1" -H 'Connection: Upgrade, HTTP2-Settings' \
+	-H 'Upgrade: h2c' -H 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA' | tr -d '\r') || true
+seen=$(sed '1,/^$/d' <<<"$out")
+if [[ $(head -1 <<<"$out") == "HTTP/1.1 200 OK" ]] &&
+	! grep -qiE '^(upgrade|http2-settings|connection):' <<<"$seen"; then
+	pass "h2c upgrade removed: 200 over HTTP/1.1, the backend saw no Upgrade, HTTP2-Settings or Connection"
+else
+	fail "h2c upgrade: got $(tr '\n' '|' <<<"$out")"
+fi
 
 # ---- the proxy's own errors -------------------------------------------------------
 

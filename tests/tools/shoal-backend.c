@@ -143,6 +143,7 @@ struct req_opts {
 	bool reset;
 	bool reset_after_headers;
 	bool echo;
+	bool headers; /* the body is the request head as received */
 };
 
 struct conn {
@@ -152,6 +153,8 @@ struct conn {
 	size_t start, end; /* unread bytes are in[start, end) */
 	char in[HEAD_MAX];
 	char head[HEAD_MAX + 1];
+	char raw[HEAD_MAX]; /* the last request head as received, for ?headers=1 */
+	size_t raw_len;
 	char out[OUT_HEAD_MAX];
 };
 
@@ -1044,6 +1047,8 @@ static int request_parse_query(const char *query, struct req_opts *o, const char
 			err = parse_bool(val, &o->reset_after_headers);
 		else if (!strcmp(kv, "echo"))
 			err = parse_bool(val, &o->echo);
+		else if (!strcmp(kv, "headers"))
+			err = parse_bool(val, &o->headers);
 		if (err) {
 			*why = "bad query parameter value\n";
 			return 400;
@@ -1700,7 +1705,12 @@ static int request_serve(struct conn *c, struct request *rq)
 	if (o.close)
 		keep_alive = false;
 
-	if (o.body_bytes == UINT64_MAX) {
+	if (o.headers) {
+		/* The head as it arrived, from the request line to the blank line. */
+		body_len = c->raw_len;
+		o.body_bytes = UINT64_MAX;
+		o.chunked = false;
+	} else if (o.body_bytes == UINT64_MAX) {
 		body_len = (uint64_t)snprintf(defbody, sizeof(defbody), "%s\n", opt_name);
 		if (body_len >= sizeof(defbody))
 			body_len = sizeof(defbody) - 1;
@@ -1732,7 +1742,7 @@ static int request_serve(struct conn *c, struct request *rq)
 	} else if (o.body_bytes == UINT64_MAX || !send_body || reset_now) {
 		iov[0].iov_base = c->out;
 		iov[0].iov_len = head_len;
-		iov[1].iov_base = defbody;
+		iov[1].iov_base = o.headers ? c->raw : defbody;
 		iov[1].iov_len = send_body && !reset_now ? (size_t)body_len : 0;
 		if (writev_all(c->fd, iov, 2))
 			goto fail;
@@ -1800,6 +1810,8 @@ static void conn_serve(struct conn *c)
 		}
 		head_len = (size_t)(eoh - (c->in + c->start)) + 4;
 		memcpy(c->head, c->in + c->start, head_len);
+		memcpy(c->raw, c->in + c->start, head_len);
+		c->raw_len = head_len;
 		c->start += head_len;
 		status = request_parse(c, head_len, &rq, &why);
 		if (status) {
