@@ -46,24 +46,107 @@ static bool route_host_ok(const struct config_route *r, const struct route_reque
 	return false;
 }
 
-static bool route_path_ok(const struct config_route *r, const struct route_request *req)
+static int hex_digit(char c)
 {
-	const char *q;
-	size_t len;
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
 
+/* RFC 3986 2.3 unreserved: ALPHA / DIGIT / "-" / "." / "_" / "~". */
+static bool is_unreserved(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+/*
+ * Append segment [seg, seg+len) of a decoded path to out (*n bytes):
+ * RFC 3986 5.2.4 on one segment. "." adds nothing, ".." drops the last
+ * segment; either, last in the path, leaves the path ending in '/'.
+ */
+static void path_push(char *out, size_t *n, const char *seg, size_t len, bool last)
+{
+	if (len == 1 && seg[0] == '.') {
+		if (last)
+			out[(*n)++] = '/';
+		return;
+	}
+	if (len == 2 && seg[0] == '.' && seg[1] == '.') {
+		while (*n > 0 && out[*n - 1] != '/')
+			(*n)--;
+		if (*n > 0)
+			(*n)--; /* and its '/' */
+		if (last)
+			out[(*n)++] = '/';
+		return;
+	}
+	out[(*n)++] = '/';
+	memcpy(out + *n, seg, len);
+	*n += len;
+}
+
+/* Contract in routes.h. */
+size_t routes_normalize_path(const char *path, size_t len, char *out, size_t cap)
+{
+	char dec[ROUTES_MAX_PATH];
+	size_t d = 0, n = 0, i;
+	const char *q = memchr(path, '?', len);
+
+	if (q)
+		len = (size_t)(q - path);
+	if (!len || path[0] != '/' || len > ROUTES_MAX_PATH || cap < len + 1)
+		return ROUTES_NO_PATH;
+	/* Percent-encoded unreserved bytes decoded, other escapes upper-cased. */
+	for (i = 0; i < len; i++) {
+		int hi, lo;
+
+		if (path[i] != '%' || i + 2 >= len || (hi = hex_digit(path[i + 1])) < 0 ||
+		    (lo = hex_digit(path[i + 2])) < 0) {
+			dec[d++] = path[i];
+			continue;
+		}
+		if (is_unreserved((unsigned char)(hi << 4 | lo))) {
+			dec[d++] = (char)(hi << 4 | lo);
+		} else {
+			dec[d++] = '%';
+			dec[d++] = "0123456789ABCDEF"[hi];
+			dec[d++] = "0123456789ABCDEF"[lo];
+		}
+		i += 2;
+	}
+	/* Dot-segments removed: dec starts with '/', each segment after one. */
+	for (i = 0; i < d;) {
+		size_t b = i + 1, e = b;
+
+		while (e < d && dec[e] != '/')
+			e++;
+		path_push(out, &n, dec + b, e - b, e == d);
+		i = e;
+	}
+	if (!n)
+		out[n++] = '/';
+	return n;
+}
+
+/* Path criteria on the normalised path (npath, nlen; ROUTES_NO_PATH: none). */
+static bool route_path_ok(const struct config_route *r, const char *npath, size_t nlen)
+{
 	if (r->path_match == CONFIG_PATH_ANY)
 		return true;
-	if (!req->path || !req->path_len || req->path[0] != '/')
+	if (nlen == ROUTES_NO_PATH)
 		return false;
-	q = memchr(req->path, '?', req->path_len);
-	len = q ? (size_t)(q - req->path) : req->path_len;
 	if (r->path_match == CONFIG_PATH_EXACT)
-		return len == r->path_len && !memcmp(req->path, r->path, len);
+		return nlen == r->path_len && !memcmp(npath, r->path, nlen);
 	/* Prefix: whole segments. "/" (length 1) is the only prefix ending in '/'. */
 	if (r->path_len == 1)
 		return true;
-	return len >= r->path_len && !memcmp(req->path, r->path, r->path_len) &&
-	       (len == r->path_len || req->path[r->path_len] == '/');
+	return nlen >= r->path_len && !memcmp(npath, r->path, r->path_len) &&
+	       (nlen == r->path_len || npath[r->path_len] == '/');
 }
 
 static bool route_method_ok(const struct config_route *r, const struct route_request *req)
@@ -107,13 +190,17 @@ static bool route_headers_ok(const struct config_route *r, const struct route_re
 const struct config_route *routes_match(const struct config_service *svc,
 					const struct route_request *req)
 {
+	char npath[ROUTES_MAX_PATH];
+	size_t nlen = ROUTES_NO_PATH;
 	int i;
 
+	if (req->path && svc->n_routes)
+		nlen = routes_normalize_path(req->path, req->path_len, npath, sizeof(npath));
 	for (i = 0; i < svc->n_routes; i++) {
 		const struct config_route *r = &svc->routes[i];
 
-		if (route_method_ok(r, req) && route_path_ok(r, req) && route_host_ok(r, req) &&
-		    route_headers_ok(r, req))
+		if (route_method_ok(r, req) && route_path_ok(r, npath, nlen) &&
+		    route_host_ok(r, req) && route_headers_ok(r, req))
 			return r;
 	}
 	return NULL;

@@ -42,15 +42,37 @@ struct route_request {
  * matches when every criterion it has holds:
  * - hosts: req->host without its port equals a host case-insensitively,
  *   or ends in a "*." host's suffix;
- * - path: the target's path (up to '?') equals an exact path, or equals a
- *   prefix or continues it with '/'; a target that does not start with
- *   '/' (authority, "*", absolute-form) matches no path criterion;
+ * - path: the target's path (up to '?'), normalised (routes_normalize_path),
+ *   equals an exact path, or equals a prefix or continues it with '/'; a
+ *   target that does not start with '/' (authority, "*", absolute-form: the
+ *   proxy rewrites that one to origin form first) or whose path is longer
+ *   than ROUTES_MAX_PATH matches no path criterion;
  * - methods: req->method is one of them, byte for byte;
  * - headers: each one is present (first field) with exactly its value.
  * O(routes x criteria); calls req->header at most once per header criterion.
  */
 const struct config_route *routes_match(const struct config_service *svc,
 					const struct route_request *req);
+
+/*
+ * Longest path routes normalise (bytes, query excluded): the default
+ * request line limit. A longer path matches no path criterion, never a
+ * route it would not match normalised.
+ */
+#define ROUTES_MAX_PATH 8192
+/* routes_normalize_path's "no path": not '/'-rooted, or too long. */
+#define ROUTES_NO_PATH ((size_t)-1)
+
+/*
+ * The path of @path (@len bytes; a "?query" and what follows is cut) as
+ * routes compare it, RFC 3986 6.2.2: percent-encoded unreserved
+ * characters decoded ("%7E" is "~", "%2e" is "."), other escapes
+ * upper-cased ("%2f" is "%2F", never '/'), then dot-segments removed
+ * ("/a/./b/../c" is "/a/c"; ".." never climbs above "/"). Written to @out
+ * (@cap bytes, at least @len + 1); returns its length, or ROUTES_NO_PATH
+ * when the path does not start with '/' or is longer than ROUTES_MAX_PATH.
+ */
+size_t routes_normalize_path(const char *path, size_t len, char *out, size_t cap);
 
 /*
  * The svc_index (into config.services) of the backend of r that a request

@@ -305,3 +305,66 @@ Test(routes, weighted_split_many_backends)
 	cr_assert(count[2] >= 19000 && count[2] <= 21000, "web-v2 got %u", count[2]);
 	cr_assert(count[0] >= 69000 && count[0] <= 71000, "web got %u", count[0]);
 }
+
+/* RFC 3986 6.2.2: unreserved escapes decoded, other escapes upper-cased, dot-segments removed. */
+Test(routes, normalize_path)
+{
+	static const char *cases[][2] = {
+	    {"/", "/"},
+	    {"/a/b", "/a/b"},
+	    {"/a/./b", "/a/b"},
+	    {"/a/b/../c", "/a/c"},
+	    {"/a/b/..", "/a/"},
+	    {"/a/.", "/a/"},
+	    {"/..", "/"},
+	    {"/../../a", "/a"},
+	    {"/a/../../b/", "/b/"},
+	    {"/%61%70%69/v1", "/api/v1"},
+	    {"/%7Euser%2d%2E%5f", "/~user-._"},
+	    {"/a/%2e%2e/b", "/b"},
+	    {"/a/%2E/b", "/a/b"},
+	    {"/a%2fb", "/a%2Fb"},
+	    {"/a%2Fb", "/a%2Fb"},
+	    {"/a%20b", "/a%20b"},
+	    {"/a%zz", "/a%zz"},
+	    {"/a%4", "/a%4"},
+	    {"//a//b", "//a//b"},
+	    {"/a/..b/.c", "/a/..b/.c"},
+	    {"/api?x=/../y", "/api"},
+	};
+	char out[ROUTES_MAX_PATH];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = routes_normalize_path(cases[i][0], strlen(cases[i][0]), out, sizeof(out));
+
+		cr_assert_neq(n, ROUTES_NO_PATH, "%s", cases[i][0]);
+		cr_assert(n == strlen(cases[i][1]) && !memcmp(out, cases[i][1], n),
+			  "%s: got '%.*s', want '%s'", cases[i][0], (int)n, out, cases[i][1]);
+	}
+	cr_assert_eq(routes_normalize_path("*", 1, out, sizeof(out)), ROUTES_NO_PATH);
+	cr_assert_eq(routes_normalize_path("a/b", 3, out, sizeof(out)), ROUTES_NO_PATH);
+	cr_assert_eq(routes_normalize_path("", 0, out, sizeof(out)), ROUTES_NO_PATH);
+}
+
+/* Routes match the normalised path: an encoded or dotted path cannot dodge one. */
+Test(routes, paths_match_normalised)
+{
+	const struct config_service *svc = load("      - match: {path: {prefix: /admin}}\n"
+						"      - match: {path: {exact: /~me}}\n");
+	static char longpath[ROUTES_MAX_PATH + 16];
+
+	cr_assert_eq(match(svc, req("GET", "a", "/admin/x", NULL)), 0);
+	cr_assert_eq(match(svc, req("GET", "a", "/%61dmin/x", NULL)), 0);
+	cr_assert_eq(match(svc, req("GET", "a", "/public/../admin", NULL)), 0);
+	cr_assert_eq(match(svc, req("GET", "a", "/./admin", NULL)), 0);
+	cr_assert_eq(match(svc, req("GET", "a", "/x/%2e%2e/admin/", NULL)), 0);
+	cr_assert_eq(match(svc, req("GET", "a", "/%7Eme", NULL)), 1);
+	cr_assert_eq(match(svc, req("GET", "a", "/%7eme?q", NULL)), 1);
+	cr_assert_eq(match(svc, req("GET", "a", "/admin/../public", NULL)), -1);
+	/* An encoded '/' is not a separator. */
+	cr_assert_eq(match(svc, req("GET", "a", "/admin%2Fx", NULL)), -1);
+	/* Too long to normalise: no path criterion holds. */
+	memset(longpath, 'a', sizeof(longpath) - 1);
+	memcpy(longpath, "/admin/", 7);
+	cr_assert_eq(match(svc, req("GET", "a", longpath, NULL)), -1);
+}
