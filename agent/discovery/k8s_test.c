@@ -8,6 +8,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -348,6 +349,60 @@ Test(discovery_k8s, slice_addresses_no_endpoint_can_have_are_refused)
 	control("apply", SLICE_WEB_HOSTILE);
 	cr_assert(wait_for(web_moved_v6_kept), "web should keep 10.244.9.9 and its IPv6 slice only");
 	cr_expect(wait_for(five_refused), "k8s_refused_endpoints should count the five");
+}
+
+/* web's slice with twelve loopback endpoints, 127.0.0.1 .. 127.0.0.12. */
+#define LO(n) "{\"addresses\":[\"127.0.0." #n "\"]}"
+#define SLICE_WEB_TWELVE_LOOPBACK                                                                  \
+	"{\"type\":\"MODIFIED\",\"object\":{\"kind\":\"EndpointSlice\",\"apiVersion\":"            \
+	"\"discovery.k8s.io/v1\",\"metadata\":{\"name\":\"web-7xq2k\",\"namespace\":\"shop\","     \
+	"\"labels\":{\"kubernetes.io/service-name\":\"web\"}},\"addressType\":\"IPv4\","           \
+	"\"endpoints\":[" LO(1) "," LO(2) "," LO(3) "," LO(4) "," LO(5) "," LO(6) "," LO(          \
+	    7) "," LO(8) "," LO(9) "," LO(10) "," LO(11) "," LO(12) ",{\"addresses\":[\"10.244.9." \
+								    "9\"]}],"                      \
+								    "\"ports\":[{\"name\":"        \
+								    "\"http\",\"port\":8080}]}}"
+
+static bool twelve_refused(void)
+{
+	struct discovery_stats st;
+
+	discovery_get_stats(d, &st);
+	return st.k8s_refused_endpoints == 12;
+}
+
+/* Every refused address is counted; the log gets K8S_REFUSED_LOG_BURST
+ * lines a window, each naming the slice and the address. */
+Test(discovery_k8s, refused_addresses_are_logged_within_the_rate_limit)
+{
+	char logpath[160], line[512];
+	int lines = 0, saved = dup(2), fd;
+	FILE *f;
+
+	snprintf(logpath, sizeof(logpath), "%s/stderr.log", dir);
+	fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_geq(saved, 0);
+	dup2(fd, 2);
+	close(fd);
+	start();
+	cr_assert(wait_for(web_ready));
+	control("apply", SLICE_WEB_TWELVE_LOOPBACK);
+	cr_assert(wait_for(web_moved_v6_kept));
+	cr_expect(wait_for(twelve_refused), "all twelve counted");
+	dup2(saved, 2);
+	close(saved);
+	f = fopen(logpath, "r");
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		if (!strstr(line, "refused: loopback address"))
+			continue;
+		cr_expect(strstr(line, "EndpointSlice shop/web-7xq2k: endpoint 127.0.0.") != NULL,
+			  "%s", line);
+		lines++;
+	}
+	fclose(f);
+	cr_expect_eq(lines, K8S_REFUSED_LOG_BURST, "%d lines for 12 refused addresses", lines);
 }
 
 /*
