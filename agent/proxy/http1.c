@@ -143,6 +143,19 @@ static bool http1_arm(struct worker *w, struct l4_conn *c, uint64_t deadline)
 	return false;
 }
 
+/*
+ * The client buffer is full of request bytes the endpoint has not taken:
+ * the proxy stopped reading the client, so a client that sends nothing
+ * is waiting for the endpoint, not stalling.
+ */
+static bool http1_rq_backpressured(const struct worker *w, const struct l4_conn *c)
+{
+	const struct l4_buf *b = &c->to_upstream;
+
+	/* The reads stop at the buffer less the head's reserve (http1_step). */
+	return b->data && b->tail - b->head >= w->cfg->buffer_bytes - HTTP1_HEAD_RESERVE;
+}
+
 /* When the request body, started, times out for want of a byte. */
 static uint64_t http1_body_deadline(const struct worker *w, const struct http1_conn *h)
 {
@@ -2007,7 +2020,11 @@ void http1_timeout(struct worker *w, struct l4_conn *c)
 		return;
 	}
 	if (h->rq == HTTP1_REQ_BODY && w->cfg->http_request_body_timeout_ms &&
-	    now >= http1_body_deadline(w, h) && !(h->deadline_ns && now >= h->deadline_ns)) {
+	    now >= http1_body_deadline(w, h) && http1_rq_backpressured(w, c)) {
+		/* The proxy is not reading: the endpoint is slow, not the client. */
+		h->rq_progress_ns = now;
+	} else if (h->rq == HTTP1_REQ_BODY && w->cfg->http_request_body_timeout_ms &&
+		   now >= http1_body_deadline(w, h) && !(h->deadline_ns && now >= h->deadline_ns)) {
 		/* The client stopped sending its body: not the endpoint's fault. */
 		if (h->final_started) {
 			http1_abort(w, c);

@@ -1715,3 +1715,49 @@ Test(http1, an_idle_keep_alive_connection_moves_to_the_newest_snapshot_at_once)
 	close(c);
 	end_test();
 }
+
+#define SLOW_READER_BODY (4u << 20) /* far more than the sockets and buffer hold */
+
+/* Reads a head, takes 600 ms before reading its body, then answers OK2. */
+static void script_slow_reader(int fd, int index)
+{
+	char head[4096], buf[65536];
+	size_t left = SLOW_READER_BODY;
+
+	(void)index;
+	if (!read_head(fd, head, sizeof(head)))
+		return;
+	usleep(600 * 1000);
+	while (left) {
+		ssize_t n = read(fd, buf, left < sizeof(buf) ? left : sizeof(buf));
+
+		if (n <= 0)
+			return;
+		left -= (size_t)n;
+	}
+	send_str(fd, OK2);
+}
+
+Test(http1, a_body_held_back_by_a_slow_endpoint_is_not_a_body_timeout)
+{
+	char resp[4096], head[128];
+	char *body = malloc(SLOW_READER_BODY + 1);
+	int c;
+
+	cr_assert_not_null(body);
+	memset(body, 'b', SLOW_READER_BODY);
+	body[SLOW_READER_BODY] = '\0';
+	cfg.http_request_body_timeout_ms = 200;
+	backend_start(script_slow_reader);
+	start_proxy();
+	c = client_connect();
+	snprintf(head, sizeof(head), "PUT /up HTTP/1.1\r\nHost: web\r\nContent-Length: %u\r\n\r\n",
+		 SLOW_READER_BODY);
+	send_str(c, head);
+	send_str(c, body); /* blocks while the endpoint does not read */
+	free(body);
+	cr_assert(read_until(c, resp, sizeof(resp), "ok"), "%s", resp);
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 200", 12), 0, "%s", resp);
+	close(c);
+	end_test();
+}
