@@ -5,13 +5,17 @@
  * is the message. Besides what ASan and UBSan catch, it checks the
  * contract: feeding in pieces gives the same result as one call, spans lie
  * inside the head, and the chunked decoder accounts for every byte it
- * consumes. Any breach aborts, so libFuzzer saves the input. Built by
+ * consumes. A parsed head is also rewritten as the proxy forwards it
+ * (http1_rewrite_head: requests into another buffer, responses in place)
+ * and must parse again to the same framing, without hop-by-hop fields.
+ * Any breach aborts, so libFuzzer saves the input. Built by
  * scripts/fuzz-http1.sh.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "proxy/http1_parser.h"
 
@@ -93,6 +97,84 @@ static void fuzz_chunked(const char *buf, size_t len, size_t piece)
 	      "chunked result");
 }
 
+static bool name_is(const char *buf, const struct http1_header *f, const char *name)
+{
+	return f->name.len == strlen(name) && !strncasecmp(buf + f->name.off, name, f->name.len);
+}
+
+/*
+ * Rewrite the head h (n bytes of buf) and parse the result: the framing a
+ * peer acts on is unchanged, hop-by-hop fields are gone, and in place the
+ * bytes after the head survive.
+ */
+static void fuzz_rewrite(const char *buf, size_t len, size_t n, const struct http1_head *h)
+{
+	static const char *const ups[] = {"websocket"};
+	static char out[HTTP1_MAX_HEAD_DEFAULT * 2 + 1024];
+	static struct http1_header f3[CAP + HTTP1_REWRITE_ADDED_FIELDS];
+	struct http1_head h3 = {.headers = f3, .cap = CAP + HTTP1_REWRITE_ADDED_FIELDS};
+	struct http1_rewrite rw = {
+	    .upgrades = ups,
+	    .n_upgrades = 1,
+	    .keep_upgrade = h->kind == HTTP1_RESPONSE && h->status == 101,
+	    .strip_shoal = true,
+	    .forwarded_for = "fd00::1",
+	    .forwarded_proto = true,
+	    .request_id = "0123456789abcdef0123456789abcdef",
+	};
+	struct http1_limits lim;
+	struct http1_parser p;
+	size_t out_len = 0, start = 0, m = 0, rest = len - n;
+	int rc;
+
+	while (start + 1 < n && buf[start] == '\r' && buf[start + 1] == '\n')
+		start += 2;
+	if (h->kind == HTTP1_REQUEST) {
+		rc = http1_rewrite_head(buf, h, (uint32_t)start, (uint32_t)n, &rw, out, sizeof(out),
+					&out_len);
+	} else {
+		/* In place, as http1.c does it: the rest moves up by the slack, then down. */
+		if (len + HTTP1_REWRITE_RESPONSE_SLACK > sizeof(out))
+			return;
+		memcpy(out, buf, n);
+		memcpy(out + n + HTTP1_REWRITE_RESPONSE_SLACK, buf + n, rest);
+		rc = http1_rewrite_head(out, h, (uint32_t)start, (uint32_t)n, &rw, out + start,
+					n + HTTP1_REWRITE_RESPONSE_SLACK - start, &out_len);
+		if (rc == 0) {
+			memmove(out + start + out_len, out + n + HTTP1_REWRITE_RESPONSE_SLACK, rest);
+			check(!memcmp(out + start + out_len, buf + n, rest), "bytes after the head");
+			memmove(out, out + start, out_len);
+		}
+	}
+	if (rc) {
+		check(rc == HTTP1_E_BAD_REQUEST, "rewrite result");
+		return;
+	}
+	http1_limits_default(&lim);
+	lim.max_headers += HTTP1_REWRITE_ADDED_FIELDS;
+	lim.max_head += HTTP1_REWRITE_GROWTH_MAX;
+	http1_parser_init(&p, h->kind, &lim);
+	rc = http1_parse_head(&p, out, out_len, &h3, &m);
+	check(rc == HTTP1_DONE && m == out_len, "a rewritten head parses");
+	check(h3.keep_alive == h->keep_alive && h3.chunked == h->chunked &&
+		  h3.has_content_length == h->has_content_length &&
+		  h3.content_length == h->content_length &&
+		  h3.has_transfer_encoding == h->has_transfer_encoding &&
+		  h3.version_minor == h->version_minor && h3.method == h->method &&
+		  h3.status == h->status,
+	      "a rewrite changed the framing");
+	check(h->kind == HTTP1_RESPONSE || !h3.absolute, "origin form");
+	for (uint32_t i = 0; i < h3.n_headers; i++) {
+		const struct http1_header *f = &h3.headers[i];
+
+		check(!name_is(out, f, "keep-alive") && !name_is(out, f, "proxy-connection"),
+		      "hop-by-hop field kept");
+		check(h->kind == HTTP1_RESPONSE || f->name.len < 8 ||
+			  strncasecmp(out + f->name.off, "x-shoal-", 8),
+		      "x-shoal-* kept");
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct http1_header f1[CAP], f2[CAP];
@@ -124,6 +206,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_head(&h1, n1);
 		(void)http1_request_body(&h1);
 		(void)http1_response_body(HTTP1_METHOD_GET, &h1);
+		fuzz_rewrite(buf, size, n1, &h1);
 		/* What follows the head is a body: maybe chunked. */
 		fuzz_chunked(buf + n1, size - n1, piece);
 	} else {
