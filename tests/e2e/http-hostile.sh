@@ -6,8 +6,10 @@
 #    x-shoal-error, and closes the connection (socat returns well before
 #    its own timeout);
 #  - the backend got nothing (its /_ctl/stats request count is unchanged);
-# covering the smuggling set (CL+TE, differing CLs, a non-chunked final
-# coding, bad chunk sizes, space before the colon, bare CR, bare LF,
+# covering the smuggling set (CL+TE, differing CLs, a CL list of equal
+# values, chunked with a parameter, a non-chunked final coding, bad chunk
+# sizes (one over 2^31-1 too), malformed chunk extensions, a Connection
+# naming Content-Length, space before the colon, bare CR, bare LF,
 # obs-fold, NUL). Then the timeouts, with proxy.idle_timeout_ms at 1.5 s:
 # a slowloris head gets 408, an idle keep-alive connection is closed, and
 # a backend slower than that gets the client a 504.
@@ -70,6 +72,18 @@ raw_case "chunk size with a sign" 400 \
 	"POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n"
 raw_case "chunk size overflowing 64 bits" 400 \
 	"POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\nhello\r\n0\r\n\r\n"
+raw_case "Content-Length list of equal values (5, 5)" 400 \
+	"POST / HTTP/1.1\r\n${H}Content-Length: 5, 5\r\n\r\nhello"
+raw_case "chunked with a parameter (chunked;x=y)" 400 \
+	"POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked;x=y\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+raw_case "chunk size over 2^31-1" 400 \
+	"POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n80000000\r\nhello\r\n0\r\n\r\n"
+raw_case "chunk extension without a name" 400 \
+	"POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5;=x\r\nhello\r\n0\r\n\r\n"
+raw_case "chunk extension with an unterminated quote" 400 \
+	"POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5;a=\"x\r\nhello\r\n0\r\n\r\n"
+raw_case "Connection naming Content-Length" 400 \
+	"POST / HTTP/1.1\r\n${H}Connection: content-length\r\nContent-Length: 5\r\n\r\nhello"
 raw_case "chunk data longer than its size" 400 \
 	"POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n"
 raw_case "space before a header colon" 400 \
