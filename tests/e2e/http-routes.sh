@@ -7,7 +7,8 @@
 #   path prefix /split       -> v1 (a2 only) weight 90, v2 weight 10
 # and anything else goes to front's own endpoint (a2).
 # Checks: each route sends where it says, a near-miss (/v2x) does not
-# match the prefix, a route's timeout_ms turns a slow answer into a 504,
+# match the prefix, encoded and dotted paths match normalised, an
+# absolute-form target is routed by its path, a route's timeout_ms turns a slow answer into a 504,
 # and the 90/10 split over 2000 requests on keep-alive connections lands
 # within +-3 %.
 # shellcheck source=lib.sh
@@ -65,6 +66,17 @@ out=$(backends_of "$FRONT/v2/a" "$FRONT/v2" "$FRONT/v2/b/c" "$FRONT/v2/?q=1")
 out=$(backends_of "$FRONT/v2x" "$FRONT/v2x" "$FRONT/v2x" "$FRONT/v2x")
 [[ $out == "a2 4" ]] && pass "/v2x is not under the /v2 prefix: front's own endpoint (a2)" ||
 	fail "/v2x: backends '$out'"
+
+# Normalised before matching (RFC 3986 6.2.2): encoded unreserved bytes
+# and dot-segments cannot dodge a route; curl --path-as-is sends them raw.
+out=$(backends_of --path-as-is "$FRONT/%76%32/a" "$FRONT/x/../v2/b" "$FRONT/./v2" "$FRONT/v2/c/..")
+[[ $out == "b1 4" ]] && pass "normalised paths (/%76%32/a, /x/../v2/b, /./v2, /v2/c/..): all 4 to v2 (b1)" ||
+	fail "normalised paths: backends '$out'"
+# An absolute-form target is routed by its path (curl -x sends GET http://...).
+out=$(backends_of -x "$FRONT:80" "http://front.example/v2/abs" "http://front.example/v2x")
+[[ $out == "a2 1
+b1 1" ]] && pass "absolute-form targets: /v2/abs to v2 (b1), /v2x to front (a2)" ||
+	fail "absolute-form targets: backends '$out'"
 
 out=$(backends_of -H 'x-canary: yes' "$FRONT/other" "$FRONT/other" "$FRONT/other" "$FRONT/other")
 [[ $out == "b1 4" ]] && pass "header x-canary: yes: all 4 requests went to v2 (b1)" ||
