@@ -12,7 +12,9 @@
 #  - a1 (enrolled) -> VIP -> proxy -> a2 unenrolled: 3 sockets (a1's, the
 #    proxy's accepted and upstream ones), and the shortcut carried bytes;
 #  - the same with a2 enrolled: 4 sockets, the most one proxied
-#    connection puts there (what SHOAL_MAX_SHORTCUT_SOCKETS is sized by).
+#    connection puts there (what SHOAL_MAX_SHORTCUT_SOCKETS is sized by);
+#    and over IPv6 (VIP fd96::40, endpoint a2 by v4 or v6), with the
+#    host-netns client over IPv6 too.
 # Every count is taken while the connection is held open, from
 # `bpftool map dump` of this test's own pinned SOCKHASH.
 # shellcheck source=lib.sh
@@ -25,9 +27,9 @@ e2e_init
 e2e_topology
 write_config '  - name: solo
     namespace: default
-    vips: [10.96.0.40]
+    vips: [10.96.0.40, "fd96::40"]
     ports: [{port: 80, target_port: 8080, protocol: tcp}]
-    endpoints: [{address: 10.77.1.3}]'
+    endpoints: [{address: 10.77.1.3}, {address: "fd77:1::3"}]'
 shoald_start
 enroll a1
 mkdir -p "$TEST_CG/host"
@@ -84,12 +86,14 @@ enroll a2
 pass "a2 enrolled"
 skipped0=$(counter shortcut_not_meshed)
 held_entries "host -> a2 (enrolled, like a kubelet probe)" 0 "$TEST_CG/host" "$NS_A" "${POD_IP4[a2]}:8080"
-expect_grew shortcut_not_meshed "$skipped0" 1
+held_entries "host -> a2 over IPv6 (enrolled)" 0 "$TEST_CG/host" "$NS_A" "[${POD_IP6[a2]}]:8080"
+expect_grew shortcut_not_meshed "$skipped0" 2
 
 inserted0=$(counter shortcut_inserted)
 msgs0=$(counter redirect_msgs)
 held_entries "a1 -> VIP -> proxy -> a2 (enrolled)" 4 "${POD_CG[a1]}" "${POD_NS[a1]}" 10.96.0.40:80
-expect_grew shortcut_inserted "$inserted0" 4
+held_entries "a1 -> IPv6 VIP -> proxy -> a2 (enrolled)" 4 "${POD_CG[a1]}" "${POD_NS[a1]}" '[fd96::40]:80'
+expect_grew shortcut_inserted "$inserted0" 8
 expect_grew redirect_msgs "$msgs0" 1
 
 n=$(sockhash_entries)
