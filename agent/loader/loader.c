@@ -75,6 +75,11 @@ static const struct kernel_need needs[] = {
 	  "sockops", "4.18" },
 	{ BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_sk_storage_get, "helper bpf_sk_storage_get", "sockops",
 	  "5.15" },
+	/* Whether a local endpoint's socket is an enrolled pod's (docs/bpf.md). */
+	{ BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_get_netns_cookie, "helper bpf_get_netns_cookie",
+	  "sockops", "5.15" },
+	{ BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_ktime_get_boot_ns, "helper bpf_ktime_get_boot_ns",
+	  "sockops", "5.8" },
 	{ BPF_PROG_TYPE_SK_MSG, 0, "program type sk_msg", "sk_msg", "4.17" },
 	{ BPF_PROG_TYPE_SK_MSG, BPF_FUNC_msg_redirect_hash, "helper bpf_msg_redirect_hash",
 	  "sk_msg", "4.18" },
