@@ -219,6 +219,10 @@ struct config_route {
 	uint16_t retry_statuses[CONFIG_MAX_RETRY_STATUSES]; /* default {503} */
 	int n_retry_statuses;
 	int line;
+	/* Telemetry's id of the route's label within its service
+	 * (telemetry/series_ids.h); set by the proxy before it publishes the
+	 * config, 0 until then. Not part of the file. */
+	uint32_t metrics_id;
 };
 
 struct config_endpoint {
@@ -299,6 +303,10 @@ struct config_service {
 	int n_routes;                /* 0: every request to the own endpoints */
 	struct config_resilience resilience;
 	int line;
+	/* Telemetry's id of namespace/name (telemetry/series_ids.h): the same
+	 * in every config the proxy publishes; set by the proxy before it
+	 * publishes the config, 0 until then. Not part of the file. */
+	uint32_t metrics_id;
 };
 
 /* tracing: spans of proxied HTTP requests and their export (docs/tracing.md). */

@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "proxy/proxy_int.h"
 #include "proxy/worker.h"
+#include "telemetry/series_ids.h"
 
 void proxy_snap_get(struct proxy_snap *s)
 {
@@ -123,6 +124,8 @@ static void proxy_free(struct proxy *p)
 	proxy_snap_put(p->snap); /* after the workers: they held references */
 	if (p->es_ready)
 		es_table_free(&p->es); /* after the snapshots: they retire views into it */
+	series_ids_free(p->series);
+	pthread_mutex_destroy(&p->snap_lock);
 	free(p);
 }
 
@@ -174,8 +177,10 @@ int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst,
 	}
 	p->stop_fd = -1;
 	p->cfg = cfg;
+	pthread_mutex_init(&p->snap_lock, NULL);
 	p->snap = proxy_snap_new(cfg, false); /* the caller keeps owning cfg */
-	if (!p->snap) {
+	p->series = series_ids_new();
+	if (!p->snap || !p->series) {
 		ret = -ENOMEM;
 		snprintf(err, errlen, "cannot start the proxy: out of memory");
 		goto err;
@@ -216,6 +221,8 @@ int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst,
 	}
 	p->snap->es_view = (struct es_view *)proxy_es_view(p);
 	p->snap->es = &p->es;
+	/* Before any worker runs: the only write to the caller's config. */
+	series_ids_publish(p->series, (struct config *)cfg, timer_now_ns());
 	p->n_workers = proxy_worker_count(cfg);
 	p->workers = calloc(p->n_workers, sizeof(*p->workers));
 	if (!p->workers) {
@@ -272,6 +279,8 @@ int proxy_update(struct proxy *p, const struct config *cfg)
 	s->es_view = (struct es_view *)proxy_es_view(p); /* lives as long as s */
 	s->es = &p->es;
 	s->owned = true;
+	/* The proxy owns cfg now, and no worker has seen it yet. */
+	series_ids_publish(p->series, (struct config *)cfg, timer_now_ns());
 	/* One reference for the proxy (it is the newest) and one per worker. */
 	atomic_store(&s->refs, 1u + (unsigned int)p->n_workers);
 	for (int i = 0; i < p->n_workers; i++) {
@@ -284,8 +293,10 @@ int proxy_update(struct proxy *p, const struct config *cfg)
 			pr_warn("proxy: cannot wake worker %d for a new config: %s", i,
 				strerror(errno));
 	}
+	pthread_mutex_lock(&p->snap_lock);
 	old = p->snap;
 	p->snap = s;
+	pthread_mutex_unlock(&p->snap_lock);
 	proxy_snap_put(old);
 	return 0;
 }
@@ -294,6 +305,17 @@ void proxy_drain(struct proxy *p)
 {
 	if (p)
 		atomic_store_explicit(&p->draining, true, memory_order_relaxed);
+}
+
+struct proxy_snap *proxy_snap_newest(struct proxy *p)
+{
+	struct proxy_snap *s;
+
+	pthread_mutex_lock(&p->snap_lock);
+	s = p->snap;
+	proxy_snap_get(s);
+	pthread_mutex_unlock(&p->snap_lock);
+	return s;
 }
 
 void proxy_stop(struct proxy *p)

@@ -6,6 +6,7 @@
 #ifndef SHOAL_PROXY_INT_H
 #define SHOAL_PROXY_INT_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/socket.h>
@@ -44,6 +45,13 @@ void proxy_snap_get(struct proxy_snap *s);
 /* Drop a reference; the last one frees s. Any thread; NULL is fine. */
 void proxy_snap_put(struct proxy_snap *s);
 
+/*
+ * The newest config's snapshot with a reference the caller drops
+ * (proxy_snap_put): the live config for telemetry and the admin pages.
+ * Any thread.
+ */
+struct proxy_snap *proxy_snap_newest(struct proxy *p);
+
 /* Seams for tests; zeroed fields take the production behaviour. */
 struct proxy_opts {
 	/*
@@ -60,9 +68,16 @@ struct proxy_opts {
 	int (*open_socket)(int domain, int type, int protocol);
 };
 
+struct series_ids;
+
 struct proxy {
 	const struct config *cfg; /* the start-up config: listeners, sizes */
-	struct proxy_snap *snap;  /* the newest config; proxy_update's thread only */
+	/* The newest config: proxy_update's thread writes it under snap_lock;
+	 * other threads read it with proxy_snap_newest. */
+	struct proxy_snap *snap;
+	pthread_mutex_t snap_lock;
+	/* Metric series ids of every service published (telemetry/series_ids.h). */
+	struct series_ids *series;
 	proxy_orig_dst_fn orig_dst;
 	proxy_on_shortcut_fn on_shortcut;
 	void *orig_ctx; /* both callbacks' */

@@ -562,7 +562,7 @@ int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t err
 	}
 	pool_init(w->pool, cfg->http_pool_max_idle_per_endpoint, cfg->http_pool_idle_timeout_ms);
 	/* Without it the worker serves, unmeasured. */
-	w->metrics = metrics_http_shard_new((uint32_t)cfg->n_services);
+	w->metrics = metrics_http_shard_new();
 
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (w->epfd < 0) {

@@ -85,31 +85,20 @@ static void json_http(struct metrics_buf *b, const struct http_sum *s)
 	P(b, "]}");
 }
 
-/* The proxy's config (NULL without a proxy). */
-static const struct config *src_config(const struct metrics_sources *src)
+/* The first row of series id svc (rows are sorted by service first). */
+static size_t rows_of(const struct metrics_http_snapshot *snap, uint32_t svc)
 {
-	return src->proxy ? src->proxy->cfg : NULL;
-}
+	size_t lo = 0, hi = snap->n_rows;
 
-static const struct shoal_addr *ep_addr_of(void *ctx, uint32_t svc, uint32_t ep)
-{
-	const struct config *cfg = ctx;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
 
-	if (svc >= (uint32_t)cfg->n_services || ep >= (uint32_t)cfg->services[svc].n_endpoints)
-		return NULL;
-	return &cfg->services[svc].endpoints[ep].addr;
-}
-
-static int snapshot(const struct metrics_sources *src, const struct config *cfg,
-		    struct metrics_http_snapshot *snap)
-{
-	struct metrics_http_shard *shards[PROXY_MAX_WORKERS];
-	size_t n = 0;
-
-	for (int i = 0; i < src->proxy->n_workers && i < PROXY_MAX_WORKERS; i++)
-		shards[n++] = src->proxy->workers[i].metrics;
-	return metrics_http_snapshot(shards, n, (uint32_t)cfg->n_services, ep_addr_of, (void *)cfg,
-				     snap);
+		if (snap->rows[mid].key.svc < svc)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
 }
 
 static uint64_t now_ns(void)
@@ -120,36 +109,41 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* The resilience view of service s, or NULL (no proxy state for it). */
-static const struct es_svc_view *svc_view(const struct metrics_sources *src,
-					  const struct config *cfg, const struct config_service *s)
+/* The resilience view of service s of the live config, or NULL. */
+static const struct es_svc_view *svc_view(const struct metrics_live *lv,
+					  const struct config_service *s)
 {
-	struct es_view *v = atomic_load_explicit(&src->proxy->es_view, memory_order_acquire);
+	const struct es_view *v = lv->snap ? lv->snap->es_view : NULL;
 
-	return v ? es_view_service(v, cfg, s) : NULL;
+	return v ? es_view_service(v, lv->cfg, s) : NULL;
 }
 
-static void render_services(const struct metrics_sources *src, struct metrics_buf *b)
+static void render_services(const struct metrics_live *lv, struct metrics_buf *b)
 {
-	const struct config *cfg = src_config(src);
+	const struct config *cfg = lv->cfg;
 	struct metrics_http_snapshot snap = {};
-	size_t r = 0;
+	bool first = true;
 
 	P(b, "{\"services\":[");
-	if (!cfg || snapshot(src, cfg, &snap)) {
+	if (!cfg || metrics_live_series(lv, &snap)) {
 		P(b, "]}\n");
 		return;
 	}
 	for (int i = 0; i < cfg->n_services; i++) {
 		const struct config_service *s = &cfg->services[i];
-		const struct es_svc_view *sv = svc_view(src, cfg, s);
-		const struct metrics_tcp_series *t = &snap.tcp[i];
+		const struct es_svc_view *sv = svc_view(lv, s);
+		static const struct metrics_tcp_series none;
+		const struct metrics_tcp_series *t =
+		    s->metrics_id < snap.n_services ? &snap.tcp[s->metrics_id] : &none;
 		struct http_sum h = {};
 
-		/* Rows are sorted by the addressed service first. */
-		for (; r < snap.n_rows && snap.rows[r].key.svc == (uint32_t)i; r++)
+		if (!s->name[0])
+			continue; /* a vacant id of discovery's config */
+		for (size_t r = rows_of(&snap, s->metrics_id);
+		     s->metrics_id && r < snap.n_rows && snap.rows[r].key.svc == s->metrics_id; r++)
 			http_sum_add(&h, &snap.rows[r]);
-		P(b, "%s{\"namespace\":", i ? "," : "");
+		P(b, "%s{\"namespace\":", first ? "" : ",");
+		first = false;
 		json_str(b, s->namespace);
 		P(b, ",\"name\":");
 		json_str(b, s->name);
@@ -196,16 +190,16 @@ static void render_services(const struct metrics_sources *src, struct metrics_bu
 	metrics_http_snapshot_free(&snap);
 }
 
-static void render_endpoints(const struct metrics_sources *src, struct metrics_buf *b)
+static void render_endpoints(const struct metrics_live *lv, struct metrics_buf *b)
 {
-	const struct config *cfg = src_config(src);
+	const struct config *cfg = lv->cfg;
 	struct metrics_http_snapshot snap = {};
 	struct http_sum *sums = NULL;
 	bool first = true;
 	size_t total = 0;
 
 	P(b, "{\"endpoints\":[");
-	if (!cfg || snapshot(src, cfg, &snap)) {
+	if (!cfg || metrics_live_series(lv, &snap)) {
 		P(b, "]}\n");
 		return;
 	}
@@ -223,13 +217,17 @@ static void render_endpoints(const struct metrics_sources *src, struct metrics_b
 	}
 	for (size_t r = 0; r < snap.n_rows; r++) {
 		const struct metrics_http_row *row = &snap.rows[r];
+		const struct config_service *t = row->key.backend <= SERIES_IDS_MAX_SERVICES
+						     ? lv->by_id[row->key.backend]
+						     : NULL;
 
-		if (row->key.endpoint)
-			http_sum_add(&sums[base[row->key.backend] + row->key.endpoint - 1], row);
+		/* Endpoints are numbered in the live config by metrics_live_series. */
+		if (row->key.endpoint && t && row->key.endpoint <= (uint32_t)t->n_endpoints)
+			http_sum_add(&sums[base[t - cfg->services] + row->key.endpoint - 1], row);
 	}
 	for (int i = 0; i < cfg->n_services; i++) {
 		const struct config_service *s = &cfg->services[i];
-		const struct es_svc_view *sv = svc_view(src, cfg, s);
+		const struct es_svc_view *sv = svc_view(lv, s);
 		uint64_t now = now_ns();
 
 		for (int j = 0; j < s->n_endpoints; j++) {
@@ -268,9 +266,9 @@ out:
 	metrics_http_snapshot_free(&snap);
 }
 
-static void render_config(const struct metrics_sources *src, struct metrics_buf *b)
+static void render_config(const struct metrics_live *lv, struct metrics_buf *b)
 {
-	const struct config *cfg = src_config(src);
+	const struct config *cfg = lv->cfg;
 
 	if (!cfg) {
 		P(b, "{}\n");
@@ -361,13 +359,21 @@ static void render_config(const struct metrics_sources *src, struct metrics_buf 
 
 int debug_render(const char *path, const struct metrics_sources *src, struct metrics_buf *b)
 {
+	void (*render)(const struct metrics_live *, struct metrics_buf *);
+	struct metrics_live lv;
+
 	if (!strcmp(path, "/debug/services"))
-		render_services(src, b);
+		render = render_services;
 	else if (!strcmp(path, "/debug/endpoints"))
-		render_endpoints(src, b);
+		render = render_endpoints;
 	else if (!strcmp(path, "/debug/config"))
-		render_config(src, b);
+		render = render_config;
 	else
 		return -ENOENT;
+	if (metrics_live_open(src->proxy, &lv))
+		b->failed = true;
+	else
+		render(&lv, b);
+	metrics_live_close(&lv);
 	return b->failed ? -ENOMEM : 0;
 }

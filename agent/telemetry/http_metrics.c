@@ -9,8 +9,13 @@
 
 _Static_assert((METRICS_HTTP_MAX_SERIES & (METRICS_HTTP_MAX_SERIES - 1)) == 0,
 	       "METRICS_HTTP_MAX_SERIES must be a power of two (index masking)");
-_Static_assert((1u << METRICS_KEY_SVC_BITS) > SHOAL_MAX_SERVICES,
-	       "a service index must fit its key field");
+_Static_assert((1u << METRICS_KEY_SVC_BITS) > SERIES_IDS_MAX_SERVICES,
+	       "a service id must fit its key field");
+_Static_assert((1u << METRICS_KEY_ROUTE_BITS) > SERIES_IDS_MAX_ROUTES,
+	       "a route id must fit its key field");
+
+/* TCP counters: one per possible service id, 0 (none) included. */
+#define METRICS_TCP_SERIES (SERIES_IDS_MAX_SERVICES + 1)
 
 const uint32_t metrics_latency_bounds_ms[METRICS_LATENCY_N] = {METRICS_LATENCY_BUCKETS_MS};
 
@@ -50,18 +55,17 @@ static void key_unpack(uint64_t v, struct metrics_http_key *k)
 	k->status = (v >> KEY_STATUS_SHIFT) & FIELD_MASK(METRICS_KEY_STATUS_BITS);
 }
 
-struct metrics_http_shard *metrics_http_shard_new(uint32_t n_services)
+struct metrics_http_shard *metrics_http_shard_new(void)
 {
 	struct metrics_http_shard *s = calloc(1, sizeof(*s));
 
 	if (!s)
 		return NULL;
-	s->tcp = calloc(n_services ? n_services : 1, sizeof(*s->tcp));
+	s->tcp = calloc(METRICS_TCP_SERIES, sizeof(*s->tcp));
 	if (!s->tcp) {
 		free(s);
 		return NULL;
 	}
-	s->n_services = n_services;
 	return s;
 }
 
@@ -190,22 +194,28 @@ void metrics_http_shard_event(struct metrics_http_shard *s, const struct metrics
 	}
 }
 
+void metrics_http_shard_unkeyed(struct metrics_http_shard *s)
+{
+	if (s)
+		BUMP(s->unkeyed, 1);
+}
+
 void metrics_tcp_shard_open(struct metrics_http_shard *s, uint32_t svc)
 {
-	if (s && svc < s->n_services)
+	if (s && svc && svc < METRICS_TCP_SERIES)
 		BUMP(s->tcp[svc].opened, 1);
 }
 
 void metrics_tcp_shard_close(struct metrics_http_shard *s, uint32_t svc)
 {
-	if (s && svc < s->n_services)
+	if (s && svc && svc < METRICS_TCP_SERIES)
 		BUMP(s->tcp[svc].closed, 1);
 }
 
 void metrics_tcp_shard_bytes(struct metrics_http_shard *s, uint32_t svc, uint64_t read,
 			     uint64_t written)
 {
-	if (!s || svc >= s->n_services)
+	if (!s || !svc || svc >= METRICS_TCP_SERIES)
 		return;
 	if (read)
 		BUMP(s->tcp[svc].read_bytes, read);
@@ -266,9 +276,8 @@ static void row_add(struct metrics_http_row *into, const struct metrics_http_row
 	into->sum_us += r->sum_us;
 }
 
-int metrics_http_snapshot(struct metrics_http_shard *const *shards, size_t n, uint32_t n_services,
-			  metrics_ep_addr_fn ep_addr_of, void *ctx,
-			  struct metrics_http_snapshot *out)
+int metrics_http_snapshot(struct metrics_http_shard *const *shards, size_t n,
+			  const struct metrics_resolver *res, struct metrics_http_snapshot *out)
 {
 	size_t cap = 0, len = 0;
 
@@ -277,19 +286,20 @@ int metrics_http_snapshot(struct metrics_http_shard *const *shards, size_t n, ui
 		if (shards[i])
 			cap += METRICS_HTTP_MAX_SERIES;
 	out->rows = calloc(cap ? cap : 1, sizeof(*out->rows));
-	out->tcp = calloc(n_services ? n_services : 1, sizeof(*out->tcp));
+	out->tcp = calloc(METRICS_TCP_SERIES, sizeof(*out->tcp));
 	if (!out->rows || !out->tcp) {
 		metrics_http_snapshot_free(out);
 		return -ENOMEM;
 	}
-	out->n_services = n_services;
+	out->n_services = METRICS_TCP_SERIES;
 	for (size_t i = 0; i < n; i++) {
 		const struct metrics_http_shard *s = shards[i];
 
 		if (!s)
 			continue;
 		out->overflow += LOAD(s->overflow);
-		for (uint32_t j = 0; j < s->n_services && j < n_services; j++) {
+		out->unkeyed += LOAD(s->unkeyed);
+		for (uint32_t j = 1; j < METRICS_TCP_SERIES; j++) {
 			out->tcp[j].opened += LOAD(s->tcp[j].opened);
 			out->tcp[j].closed += LOAD(s->tcp[j].closed);
 			out->tcp[j].read_bytes += LOAD(s->tcp[j].read_bytes);
@@ -301,21 +311,21 @@ int metrics_http_snapshot(struct metrics_http_shard *const *shards, size_t n, ui
 			if (!series_copy(&s->series[j], r))
 				continue;
 			out->series++;
-			if (r->key.svc >= n_services || r->key.backend >= n_services)
+			if (!res->service(res->ctx, r->key.svc) ||
+			    !res->service(res->ctx, r->key.backend))
 				continue;
-			if (r->key.endpoint) {
-				const struct shoal_addr *now =
-				    ep_addr_of
-					? ep_addr_of(ctx, r->key.backend, r->key.endpoint - 1)
-					: NULL;
-
-				/* The endpoint is gone: its series is dropped. */
-				if (!now || !addr_equal(now, &r->ep_addr))
-					continue;
-			}
+			/* The endpoint is gone: its series is dropped. */
+			if (r->key.endpoint &&
+			    !(r->key.endpoint = res->endpoint(res->ctx, r->key.backend, &r->ep_addr,
+							      r->key.endpoint)))
+				continue;
 			len++;
 		}
 	}
+	/* TCP series of services no longer exported are not either. */
+	for (uint32_t j = 1; j < METRICS_TCP_SERIES; j++)
+		if ((out->tcp[j].opened || out->tcp[j].closed) && !res->service(res->ctx, j))
+			memset(&out->tcp[j], 0, sizeof(out->tcp[j]));
 	qsort(out->rows, len, sizeof(*out->rows), row_cmp);
 	/* Merge the shards' copies of the same series. */
 	size_t m = 0;

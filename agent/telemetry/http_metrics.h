@@ -7,15 +7,18 @@
  * Recording: each proxy worker owns one shard and is its only writer. A
  * shard is a fixed-size open-addressed table of series allocated once at
  * worker start: recording is a hash probe and a few relaxed stores, no
- * lock, no allocation. A series is identified by small indices into the
- * config (service, route, backend service, endpoint slot, status), never
- * by a string, so the number of series is bounded by construction and
- * capped per shard (METRICS_HTTP_MAX_SERIES); what does not fit is
- * counted (overflow), never allocated.
+ * lock, no allocation. A series is identified by small integers (the
+ * service's and route's ids from series_ids.h, the same in every config
+ * snapshot; the endpoint's slot in the snapshot the request used, with
+ * the endpoint's address; the status), never by a string, so the number
+ * of series is bounded by construction and capped per shard
+ * (METRICS_HTTP_MAX_SERIES); what does not fit is counted (overflow),
+ * never allocated.
  *
- * Reading: the scraper (any thread) copies every shard's series, merges
- * them by key and resolves indices to names with the current config;
- * series whose endpoint is no longer in the config are not exported.
+ * Reading: the scraper (any thread) copies every shard's series, maps
+ * each endpoint onto its slot in the newest config by address, merges
+ * them by key and resolves ids to names (series_ids.h); series whose
+ * endpoint is no longer in the newest config are not exported.
  */
 #ifndef SHOAL_TELEMETRY_HTTP_METRICS_H
 #define SHOAL_TELEMETRY_HTTP_METRICS_H
@@ -25,6 +28,7 @@
 #include <stdint.h>
 
 #include "shoal/abi.h"
+#include "telemetry/series_ids.h"
 
 /*
  * Series a worker can hold (power of two). Each costs 264 bytes, so
@@ -45,16 +49,16 @@
 /* Key fields: 0 means "none" for route and endpoint (index + 1 otherwise);
  * status 0 is the request row of its (service, route, backend, endpoint). */
 #define METRICS_KEY_NONE 0
-#define METRICS_KEY_SVC_BITS 15	   /* services: SHOAL_MAX_SERVICES (16384) */
+#define METRICS_KEY_SVC_BITS 15	   /* service ids: 1 .. SERIES_IDS_MAX_SERVICES (16384) */
 #define METRICS_KEY_ROUTE_BITS 7   /* routes + 1: CONFIG_MAX_ROUTES (64) */
 #define METRICS_KEY_EP_BITS 11	   /* endpoints + 1: CONFIG_MAX_ENDPOINTS (1024) */
 #define METRICS_KEY_STATUS_BITS 10 /* HTTP status codes, 100 - 599 */
 
 struct metrics_http_key {
-	uint32_t svc;	   /* index of the addressed service in config.services */
-	uint32_t route;	   /* route index + 1 in that service, or 0 */
-	uint32_t backend;  /* index of the service whose endpoint served it */
-	uint32_t endpoint; /* endpoint index + 1 in backend, or 0 */
+	uint32_t svc;	   /* series id of the addressed service (config_service.metrics_id) */
+	uint32_t route;	   /* series id of the matched route (config_route.metrics_id), or 0 */
+	uint32_t backend;  /* series id of the service whose endpoint served it */
+	uint32_t endpoint; /* endpoint index + 1 in backend (newest config in a snapshot), or 0 */
 	uint32_t status;   /* HTTP status, or 0: the request row */
 };
 
@@ -71,7 +75,7 @@ struct metrics_http_series {
 	uint64_t sum_us;			 /* status row: latency sum, microseconds */
 };
 
-/* Opaque TCP counters of one service. */
+/* Opaque TCP counters of one service (by series id). */
 struct metrics_tcp_series {
 	uint64_t opened, closed;
 	uint64_t read_bytes;  /* from the application, sent on to the endpoint */
@@ -79,17 +83,19 @@ struct metrics_tcp_series {
 };
 
 struct metrics_http_shard {
-	uint64_t overflow;   /* series that did not fit */
-	uint32_t n_services; /* tcp[] entries */
-	struct metrics_tcp_series *tcp;
+	uint64_t overflow; /* series that did not fit */
+	uint64_t unkeyed;  /* requests and connections of services without a series id */
+	struct metrics_tcp_series *tcp; /* by series id: SERIES_IDS_MAX_SERVICES + 1 */
 	struct metrics_http_series series[METRICS_HTTP_MAX_SERIES];
 };
 
 /*
- * A shard for one worker of a config with @n_services services. The only
- * allocation; NULL when memory is short (the worker then records nothing).
+ * A shard for one worker. The only allocation; NULL when memory is short
+ * (the worker then records nothing). The TCP counters cover every
+ * possible service id (32 bytes each, 512 KiB), but pages of ids never
+ * used are never touched, so they cost no memory.
  */
-struct metrics_http_shard *metrics_http_shard_new(uint32_t n_services);
+struct metrics_http_shard *metrics_http_shard_new(void);
 void metrics_http_shard_free(struct metrics_http_shard *s);
 
 /*
@@ -108,6 +114,9 @@ enum metrics_http_event {
 };
 void metrics_http_shard_event(struct metrics_http_shard *s, const struct metrics_http_key *key,
 			      enum metrics_http_event ev);
+
+/* An observation of a service without a series id (id 0): counted only. */
+void metrics_http_shard_unkeyed(struct metrics_http_shard *s);
 
 void metrics_tcp_shard_open(struct metrics_http_shard *s, uint32_t svc);
 void metrics_tcp_shard_close(struct metrics_http_shard *s, uint32_t svc);
@@ -129,23 +138,35 @@ struct metrics_http_snapshot {
 	struct metrics_http_row
 	    *rows; /* sorted by key: service, route, backend, endpoint, status */
 	size_t n_rows;
-	struct metrics_tcp_series *tcp; /* per service index */
+	struct metrics_tcp_series *tcp; /* by series id, n_services entries */
 	uint32_t n_services;
 	uint64_t overflow;
-	uint64_t series; /* series held by all shards */
+	uint64_t unkeyed; /* observations without a series id */
+	uint64_t series;  /* series held by all shards */
 };
 
 /*
- * Merge @n shards (NULL entries skipped) into @out, dropping series whose
- * service, backend or endpoint is out of range of @n_services or whose
- * endpoint address no longer matches (resolved by @ep_addr_of, which
- * returns NULL when the slot does not exist). Any thread; allocates.
- * Returns 0 or -ENOMEM.
+ * Which series a scrape exports, and where their endpoints are now.
+ * service: whether series id svc is exported. endpoint: the index + 1 of
+ * address addr among the endpoints of service svc in the newest config,
+ * or 0 when it is not there (the series is dropped); hint is the index +
+ * 1 the series was recorded with, right unless the endpoints moved.
  */
-typedef const struct shoal_addr *(*metrics_ep_addr_fn)(void *ctx, uint32_t svc, uint32_t ep);
-int metrics_http_snapshot(struct metrics_http_shard *const *shards, size_t n, uint32_t n_services,
-			  metrics_ep_addr_fn ep_addr_of, void *ctx,
-			  struct metrics_http_snapshot *out);
+struct metrics_resolver {
+	bool (*service)(void *ctx, uint32_t svc);
+	uint32_t (*endpoint)(void *ctx, uint32_t svc, const struct shoal_addr *addr, uint32_t hint);
+	void *ctx;
+};
+
+/*
+ * Merge @n shards (NULL entries skipped) into @out: series of services
+ * @res does not export are dropped, endpoints are renumbered to the
+ * newest config's slots (dropped when gone), and copies of one series
+ * (shards, or slots of older snapshots) are summed. Any thread;
+ * allocates. Returns 0 or -ENOMEM.
+ */
+int metrics_http_snapshot(struct metrics_http_shard *const *shards, size_t n,
+			  const struct metrics_resolver *res, struct metrics_http_snapshot *out);
 void metrics_http_snapshot_free(struct metrics_http_snapshot *snap);
 
 /* The upper bounds of the latency buckets, in ms (METRICS_LATENCY_N). */

@@ -14,7 +14,7 @@ static void setup(void)
 	char text[32];
 
 	for (int i = 0; i < 2; i++) {
-		shards[i] = metrics_http_shard_new(2);
+		shards[i] = metrics_http_shard_new();
 		cr_assert_not_null(shards[i]);
 		for (int j = 0; j < 4; j++) {
 			snprintf(text, sizeof(text), "10.0.%d.%d", i, j + 1);
@@ -29,12 +29,26 @@ static void teardown(void)
 		metrics_http_shard_free(shards[i]);
 }
 
-static const struct shoal_addr *ep_of(void *ctx, uint32_t svc, uint32_t ep)
-{
-	int *n_eps = ctx;
+static int n_eps;
 
-	return svc < 2 && ep < (uint32_t)*n_eps ? &eps[svc][ep] : NULL;
+static bool svc_of(void *ctx, uint32_t svc)
+{
+	(void)ctx;
+	return svc < 2;
 }
+
+/* The endpoint's slot among the first n_eps of eps[svc], found by address. */
+static uint32_t ep_of(void *ctx, uint32_t svc, const struct shoal_addr *addr, uint32_t hint)
+{
+	(void)ctx;
+	(void)hint;
+	for (int i = 0; svc < 2 && i < n_eps; i++)
+		if (addr_equal(&eps[svc][i], addr))
+			return (uint32_t)i + 1;
+	return 0;
+}
+
+static const struct metrics_resolver res = {.service = svc_of, .endpoint = ep_of};
 
 static const struct metrics_http_row *find(const struct metrics_http_snapshot *s, uint32_t endpoint,
 					   uint32_t status)
@@ -51,7 +65,7 @@ Test(http_metrics, shards_merge_into_requests_responses_and_buckets)
 {
 	struct metrics_http_key k = {.svc = 1, .route = 2, .backend = 1, .endpoint = 1};
 	struct metrics_http_snapshot snap;
-	int n_eps = 4;
+	n_eps = 4;
 
 	/* 3 ms and 7 ms on worker 0, 7 ms and no response on worker 1. */
 	metrics_http_shard_request(shards[0], &k, &eps[1][0], 200, 3000000);
@@ -59,7 +73,7 @@ Test(http_metrics, shards_merge_into_requests_responses_and_buckets)
 	metrics_http_shard_request(shards[1], &k, &eps[1][0], 200, 7000000);
 	metrics_http_shard_request(shards[1], &k, &eps[1][0], 0, 1000);
 	metrics_http_shard_event(shards[1], &k, METRICS_HTTP_RETRY);
-	cr_assert_eq(metrics_http_snapshot(shards, 2, 2, ep_of, &n_eps, &snap), 0);
+	cr_assert_eq(metrics_http_snapshot(shards, 2, &res, &snap), 0);
 
 	const struct metrics_http_row *rq = find(&snap, 1, 0), *ok = find(&snap, 1, 200);
 
@@ -83,11 +97,11 @@ Test(http_metrics, gone_endpoints_are_dropped_and_a_reused_slot_restarts)
 {
 	struct metrics_http_key k = {.svc = 0, .backend = 0, .endpoint = 4};
 	struct metrics_http_snapshot snap;
-	int n_eps = 4;
+	n_eps = 4;
 
 	metrics_http_shard_request(shards[0], &k, &eps[0][3], 200, 1000);
 	n_eps = 3; /* endpoint 4 left the config */
-	cr_assert_eq(metrics_http_snapshot(shards, 2, 2, ep_of, &n_eps, &snap), 0);
+	cr_assert_eq(metrics_http_snapshot(shards, 2, &res, &snap), 0);
 	cr_assert_null(find(&snap, 4, 200));
 	metrics_http_snapshot_free(&snap);
 
@@ -95,7 +109,7 @@ Test(http_metrics, gone_endpoints_are_dropped_and_a_reused_slot_restarts)
 	n_eps = 4;
 	eps[0][3] = eps[1][3];
 	metrics_http_shard_request(shards[0], &k, &eps[0][3], 200, 1000);
-	cr_assert_eq(metrics_http_snapshot(shards, 2, 2, ep_of, &n_eps, &snap), 0);
+	cr_assert_eq(metrics_http_snapshot(shards, 2, &res, &snap), 0);
 	cr_assert_not_null(find(&snap, 4, 200));
 	cr_assert_eq(find(&snap, 4, 200)->count, 1);
 	metrics_http_snapshot_free(&snap);
@@ -104,7 +118,7 @@ Test(http_metrics, gone_endpoints_are_dropped_and_a_reused_slot_restarts)
 Test(http_metrics, a_full_table_counts_overflow_and_never_grows)
 {
 	struct metrics_http_snapshot snap;
-	int n_eps = 4;
+	n_eps = 4;
 
 	/* 100 routes x 30 statuses: 3100 distinct series, beyond the table. */
 	for (uint32_t r = 0; r < 100; r++)
@@ -113,7 +127,7 @@ Test(http_metrics, a_full_table_counts_overflow_and_never_grows)
 
 			metrics_http_shard_request(shards[0], &k, NULL, st, 1000);
 		}
-	cr_assert_eq(metrics_http_snapshot(shards, 1, 2, ep_of, &n_eps, &snap), 0);
+	cr_assert_eq(metrics_http_snapshot(shards, 1, &res, &snap), 0);
 	cr_assert_leq(snap.series, METRICS_HTTP_MAX_SERIES);
 	cr_assert_gt(snap.overflow, 0);
 	cr_assert_geq(snap.series + snap.overflow, 3100, "what has no series is counted");
@@ -124,10 +138,10 @@ Test(http_metrics, keys_beyond_the_field_widths_overflow)
 {
 	struct metrics_http_key k = {.svc = 1u << METRICS_KEY_SVC_BITS};
 	struct metrics_http_snapshot snap;
-	int n_eps = 4;
+	n_eps = 4;
 
 	metrics_http_shard_request(shards[0], &k, NULL, 200, 1000);
-	cr_assert_eq(metrics_http_snapshot(shards, 1, 2, ep_of, &n_eps, &snap), 0);
+	cr_assert_eq(metrics_http_snapshot(shards, 1, &res, &snap), 0);
 	cr_assert_eq(snap.overflow, 1);
 	cr_assert_eq(snap.n_rows, 0);
 	metrics_http_snapshot_free(&snap);

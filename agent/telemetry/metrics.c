@@ -15,9 +15,11 @@
 #include "loader/pins.h"
 #include "proxy/endpoint_state.h"
 #include "proxy/proxy.h"
+#include "proxy/proxy_int.h"
 #include "proxy/worker.h"
 #include "telemetry/http_metrics.h"
 #include "telemetry/kernel_counters.h"
+#include "telemetry/series_ids.h"
 #include "telemetry/trace.h"
 #include "discovery/discovery.h"
 
@@ -165,24 +167,12 @@ struct http_labels {
 	char endpoint[ADDR_STR_MAX];
 };
 
-static void http_labels(const struct config *cfg, const struct metrics_http_row *r,
+static void http_labels(const struct metrics_live *lv, const struct metrics_http_row *r,
 			struct http_labels *l)
 {
-	const struct config_service *s = &cfg->services[r->key.svc];
-	const struct config_service *t = &cfg->services[r->key.backend];
-
-	snprintf(l->service, sizeof(l->service), "%s/%s", s->namespace, s->name);
-	snprintf(l->backend, sizeof(l->backend), "%s/%s", t->namespace, t->name);
-	l->route[0] = '\0';
-	if (r->key.route && r->key.route <= (uint32_t)s->n_routes) {
-		const char *name = s->routes[r->key.route - 1].name;
-
-		/* An unnamed route is named by its position, which the config fixes. */
-		if (name[0])
-			snprintf(l->route, sizeof(l->route), "%s", name);
-		else
-			snprintf(l->route, sizeof(l->route), "route-%u", r->key.route);
-	}
+	metrics_live_service(lv, r->key.svc, l->service, sizeof(l->service));
+	metrics_live_service(lv, r->key.backend, l->backend, sizeof(l->backend));
+	series_ids_route(lv->proxy->series, r->key.svc, r->key.route, l->route, sizeof(l->route));
 	l->endpoint[0] = '\0';
 	if (r->key.endpoint)
 		addr_ntop(&r->ep_addr, l->endpoint, sizeof(l->endpoint));
@@ -204,13 +194,82 @@ static void http_label_set(struct metrics_buf *b, const struct http_labels *l, b
 	out(b, "\"");
 }
 
-static const struct shoal_addr *config_ep_addr(void *ctx, uint32_t svc, uint32_t ep)
+static uint64_t mono_ns(void)
 {
-	const struct config *cfg = ctx;
+	struct timespec ts;
 
-	if (svc >= (uint32_t)cfg->n_services || ep >= (uint32_t)cfg->services[svc].n_endpoints)
-		return NULL;
-	return &cfg->services[svc].endpoints[ep].addr;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int metrics_live_open(struct proxy *proxy, struct metrics_live *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->now_ns = mono_ns();
+	if (!proxy)
+		return 0;
+	l->proxy = proxy;
+	l->snap = proxy_snap_newest(proxy);
+	l->cfg = l->snap->cfg;
+	l->by_id = calloc(SERIES_IDS_MAX_SERVICES + 1, sizeof(*l->by_id));
+	if (!l->by_id) {
+		metrics_live_close(l);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < l->cfg->n_services; i++) {
+		uint32_t id = l->cfg->services[i].metrics_id;
+
+		if (id && id <= SERIES_IDS_MAX_SERVICES)
+			l->by_id[id] = &l->cfg->services[i];
+	}
+	return 0;
+}
+
+void metrics_live_close(struct metrics_live *l)
+{
+	proxy_snap_put(l->snap);
+	free(l->by_id);
+	memset(l, 0, sizeof(*l));
+}
+
+bool metrics_live_service(const struct metrics_live *l, uint32_t svc, char *label, size_t len)
+{
+	if (label && len)
+		label[0] = '\0';
+	return l->proxy && series_ids_service(l->proxy->series, svc, l->now_ns, label, len);
+}
+
+static bool live_exported(void *ctx, uint32_t svc)
+{
+	return metrics_live_service(ctx, svc, NULL, 0);
+}
+
+static uint32_t live_endpoint(void *ctx, uint32_t svc, const struct shoal_addr *addr, uint32_t hint)
+{
+	const struct metrics_live *l = ctx;
+	const struct config_service *s = svc <= SERIES_IDS_MAX_SERVICES ? l->by_id[svc] : NULL;
+
+	if (!s)
+		return 0; /* removed: its endpoints are gone with it */
+	if (hint && hint <= (uint32_t)s->n_endpoints &&
+	    addr_equal(&s->endpoints[hint - 1].addr, addr))
+		return hint;
+	for (int i = 0; i < s->n_endpoints; i++)
+		if (addr_equal(&s->endpoints[i].addr, addr))
+			return (uint32_t)i + 1;
+	return 0;
+}
+
+int metrics_live_series(const struct metrics_live *l, struct metrics_http_snapshot *out)
+{
+	struct metrics_http_shard *shards[PROXY_MAX_WORKERS];
+	struct metrics_resolver res = {
+	    .service = live_exported, .endpoint = live_endpoint, .ctx = (void *)l};
+	size_t n = 0;
+
+	for (int i = 0; l->proxy && i < l->proxy->n_workers && i < PROXY_MAX_WORKERS; i++)
+		shards[n++] = l->proxy->workers[i].metrics;
+	return metrics_http_snapshot(shards, n, &res, out);
 }
 
 static const char *status_class(uint32_t status)
@@ -221,19 +280,12 @@ static const char *status_class(uint32_t status)
 }
 
 /* The golden HTTP and TCP families, from the workers' shards. */
-static void render_golden(const struct metrics_sources *src, struct metrics_buf *b)
+static void render_golden(const struct metrics_live *lv, struct metrics_buf *b)
 {
 	struct metrics_http_snapshot snap = {};
-	const struct config *cfg = src->proxy ? src->proxy->cfg : NULL;
-	struct metrics_http_shard *shards[PROXY_MAX_WORKERS];
-	size_t n = 0;
 	struct http_labels l;
 
-	if (src->proxy)
-		for (int i = 0; i < src->proxy->n_workers && i < PROXY_MAX_WORKERS; i++)
-			shards[n++] = src->proxy->workers[i].metrics;
-	if (cfg && metrics_http_snapshot(shards, n, (uint32_t)cfg->n_services, config_ep_addr,
-					 (void *)cfg, &snap)) {
+	if (metrics_live_series(lv, &snap)) {
 		b->failed = true;
 		return;
 	}
@@ -243,7 +295,7 @@ static void render_golden(const struct metrics_sources *src, struct metrics_buf 
 
 		if (r->key.status || !r->count)
 			continue;
-		http_labels(cfg, r, &l);
+		http_labels(lv, r, &l);
 		out(b, "%s{", families[METRIC_HTTP_REQUESTS].name);
 		http_label_set(b, &l, true);
 		out(b, "} %llu\n", (unsigned long long)r->count);
@@ -254,7 +306,7 @@ static void render_golden(const struct metrics_sources *src, struct metrics_buf 
 
 		if (!r->key.status)
 			continue;
-		http_labels(cfg, r, &l);
+		http_labels(lv, r, &l);
 		out(b, "%s{", families[METRIC_HTTP_RESPONSES].name);
 		http_label_set(b, &l, true);
 		out(b, ",status_code=\"%u\",class=\"%s\"} %llu\n", r->key.status,
@@ -268,7 +320,7 @@ static void render_golden(const struct metrics_sources *src, struct metrics_buf 
 
 		if (!r->key.status)
 			continue;
-		http_labels(cfg, r, &l);
+		http_labels(lv, r, &l);
 		for (int j = 0; j <= METRICS_LATENCY_N; j++) {
 			cum += r->buckets[j];
 			out(b, "%s_bucket{", name);
@@ -306,7 +358,7 @@ static void render_golden(const struct metrics_sources *src, struct metrics_buf 
 				     : e == 1 ? r->retries_refused
 					      : r->deadline_exceeded;
 			}
-			http_labels(cfg, first, &l);
+			http_labels(lv, first, &l);
 			out(b, "%s{", families[event_ids[e]].name);
 			http_label_set(b, &l, false);
 			out(b, "} %llu\n", v);
@@ -317,6 +369,12 @@ static void render_golden(const struct metrics_sources *src, struct metrics_buf 
 	header(b, METRIC_HTTP_SERIES_OVERFLOW);
 	out(b, "%s %llu\n", families[METRIC_HTTP_SERIES_OVERFLOW].name,
 	    (unsigned long long)snap.overflow);
+	header(b, METRIC_SERVICE_IDS);
+	out(b, "%s %u\n", families[METRIC_SERVICE_IDS].name,
+	    lv->proxy ? series_ids_count(lv->proxy->series) : 0);
+	header(b, METRIC_SERVICE_OVERFLOW);
+	out(b, "%s %llu\n", families[METRIC_SERVICE_OVERFLOW].name,
+	    (unsigned long long)snap.unkeyed);
 	static const enum metric_id tcp_ids[] = { METRIC_TCP_OPEN, METRIC_TCP_CLOSE, METRIC_TCP_READ,
 						  METRIC_TCP_WRITE };
 	for (size_t e = 0; e < sizeof(tcp_ids) / sizeof(tcp_ids[0]); e++) {
@@ -327,13 +385,12 @@ static void render_golden(const struct metrics_sources *src, struct metrics_buf 
 				     : e == 1 ? t->closed
 				     : e == 2 ? t->read_bytes
 					      : t->write_bytes;
-			char name[2 * CONFIG_MAX_NAME + 2];
+			char name[SERIES_IDS_SERVICE_LABEL_MAX];
 
 			/* Services that never carried opaque TCP stay out of the output. */
-			if (!t->opened && !t->closed)
+			if ((!t->opened && !t->closed) ||
+			    !metrics_live_service(lv, s, name, sizeof(name)))
 				continue;
-			snprintf(name, sizeof(name), "%s/%s", cfg->services[s].namespace,
-				 cfg->services[s].name);
 			sample_labeled(b, tcp_ids[e], name, v);
 		}
 	}
@@ -354,18 +411,15 @@ static void endpoint_labels(struct metrics_buf *b, const struct config_service *
 }
 
 /* The balancer's and breakers' state per endpoint, from the proxy's endpoint table. */
-static void render_endpoint_state(const struct metrics_sources *src, struct metrics_buf *b)
+static void render_endpoint_state(const struct metrics_live *lv, struct metrics_buf *b)
 {
 	static const enum metric_id ids[] = { METRIC_EP_EJECTED,     METRIC_EP_EJECTIONS,
 					      METRIC_EP_EXPLORATIONS, METRIC_EP_IN_FLIGHT,
 					      METRIC_EP_ESTIMATE,    METRIC_EP_OUTCOMES };
-	const struct config *cfg = src->proxy ? src->proxy->cfg : NULL;
-	struct es_view *v =
-	    src->proxy ? atomic_load_explicit(&src->proxy->es_view, memory_order_acquire) : NULL;
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	const struct config *cfg = lv->cfg;
+	/* The view built for the newest config, alive as long as its snapshot. */
+	const struct es_view *v = lv->snap ? lv->snap->es_view : NULL;
+	uint64_t now = lv->now_ns;
 
 	/* Families must not interleave: one pass over the endpoints per family. */
 	for (size_t f = 0; f < sizeof(ids) / sizeof(ids[0]); f++) {
@@ -553,9 +607,15 @@ static unsigned long long resident_bytes(void)
 int metrics_render(const struct metrics_sources *src, struct metrics_buf *b)
 {
 	bool up = render_kernel(src, b);
+	struct metrics_live lv;
 
-	render_golden(src, b);
-	render_endpoint_state(src, b);
+	if (metrics_live_open(src->proxy, &lv))
+		b->failed = true;
+	else {
+		render_golden(&lv, b);
+		render_endpoint_state(&lv, b);
+	}
+	metrics_live_close(&lv);
 	header(b, METRIC_DATAPATH_UP);
 	out(b, "%s %d\n", families[METRIC_DATAPATH_UP].name, up);
 	render_proxy(src, b);

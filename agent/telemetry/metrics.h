@@ -57,6 +57,12 @@ struct discovery;
 	  "METRICS_HTTP_MAX_SERIES).")                                                             \
 	X(HTTP_SERIES_OVERFLOW, "shoal_http_series_overflow_total", "counter", "",                 \
 	  "HTTP observations not recorded because a worker's series table was full.")              \
+	X(SERVICE_IDS, "shoal_metrics_service_ids", "gauge", "",                                   \
+	  "Services given a series id since start, at most SERIES_IDS_MAX_SERVICES (16384); "      \
+	  "ids are kept for the agent's life (docs/metrics.md).")                                  \
+	X(SERVICE_OVERFLOW, "shoal_metrics_service_overflow_total", "counter", "",                 \
+	  "HTTP requests and TCP connections not recorded because their service got no series "    \
+	  "id (more than SERIES_IDS_MAX_SERVICES services seen since start).")                     \
 	X(TCP_OPEN, "shoal_tcp_open_total", "counter", "service",                                  \
 	  "Opaque TCP connections (and HTTP tunnels) established to an endpoint.")                 \
 	X(TCP_CLOSE, "shoal_tcp_close_total", "counter", "service",                                \
@@ -123,5 +129,31 @@ int metrics_render(const struct metrics_sources *src, struct metrics_buf *b);
 
 /* Print docs/metrics.md's table of every family to stdout. */
 void metrics_print_docs(void);
+
+/*
+ * The live state a scrape or a debug page renders (metrics.c, debug.c):
+ * the newest config snapshot, held for the render, and its services by
+ * series id. Open with metrics_live_open (0 or -ENOMEM; without a proxy,
+ * cfg stays NULL and the merged series are empty), close always.
+ */
+struct proxy_snap;
+struct config;
+struct config_service;
+struct metrics_http_snapshot;
+struct metrics_live {
+	struct proxy *proxy;
+	struct proxy_snap *snap;
+	const struct config *cfg;
+	const struct config_service **by_id; /* series id -> service of cfg, or NULL */
+	uint64_t now_ns;		     /* CLOCK_MONOTONIC, at open */
+};
+int metrics_live_open(struct proxy *proxy, struct metrics_live *l);
+void metrics_live_close(struct metrics_live *l);
+
+/* Every worker's series merged, as the live config exports them (http_metrics.h). */
+int metrics_live_series(const struct metrics_live *l, struct metrics_http_snapshot *out);
+
+/* Label "namespace/name" of series id svc; false when it is not exported. */
+bool metrics_live_service(const struct metrics_live *l, uint32_t svc, char *label, size_t len);
 
 #endif

@@ -12,35 +12,19 @@
 #include "proxy/worker.h"
 #include "telemetry/http_metrics.h"
 
-/* Index of svc in cfg, or -1 when it is not one of cfg's services. */
-static int64_t svc_index(const struct config *cfg, const struct config_service *svc)
-{
-	if (!svc || svc < cfg->services || svc >= cfg->services + cfg->n_services)
-		return -1;
-	return svc - cfg->services;
-}
-
 /*
  * The series key of the request on c, and the address of the endpoint of
- * its last attempt (NULL when none was tried). False when c's service is
- * not in the worker's config.
+ * its last attempt (NULL when none was tried). Keys are series ids
+ * (series_ids.h), valid in whichever snapshot c holds. False when c's
+ * service or backend has no id (counted as unkeyed).
  */
 static bool http_key(const struct worker *w, const struct l4_conn *c, bool with_endpoint,
 		     struct metrics_http_key *k, const struct shoal_addr **ep_addr)
 {
 	const struct http1_conn *h = c->http;
 	const struct config_service *t = h->target ? h->target : c->svc;
-	int64_t svc = svc_index(w->cfg, c->svc), backend = svc_index(w->cfg, t);
 
-	if (svc < 0 || backend < 0)
-		return false;
-	k->svc = (uint32_t)svc;
-	k->backend = (uint32_t)backend;
-	k->route = 0;
-	if (h->route && h->route >= c->svc->routes && h->route < c->svc->routes + c->svc->n_routes)
-		k->route = (uint32_t)(h->route - c->svc->routes) + 1;
-	k->endpoint = METRICS_KEY_NONE;
-	k->status = 0;
+	memset(k, 0, sizeof(*k));
 	*ep_addr = NULL;
 	/* Attempt k went to endpoint (first + k) % n (http1_connect_next). */
 	if (with_endpoint && h->target && h->tried && t->n_endpoints > 0) {
@@ -49,7 +33,25 @@ static bool http_key(const struct worker *w, const struct l4_conn *c, bool with_
 		k->endpoint = slot + 1;
 		*ep_addr = &t->endpoints[slot].addr;
 	}
+	if (!c->svc || !c->svc->metrics_id || !t->metrics_id) {
+		metrics_http_shard_unkeyed(w->metrics);
+		return false;
+	}
+	k->svc = c->svc->metrics_id;
+	k->backend = t->metrics_id;
+	if (h->route && h->route >= c->svc->routes && h->route < c->svc->routes + c->svc->n_routes)
+		k->route = h->route->metrics_id;
 	return true;
+}
+
+/* The series id of c's service, 0 (counted) when it has none. */
+static uint32_t tcp_id(struct worker *w, const struct l4_conn *c, bool count)
+{
+	uint32_t id = c->svc ? c->svc->metrics_id : 0;
+
+	if (!id && count)
+		metrics_http_shard_unkeyed(w->metrics);
+	return id;
 }
 
 /* ---- tracing ------------------------------------------------------------ */
@@ -231,11 +233,11 @@ void metrics_http_done(struct worker *w, struct l4_conn *c, unsigned int status)
 	uint64_t start = h->rq_head_start_ns;
 
 	/* A head that never completed is no request unless the proxy refused it. */
-	if (!start || h->tele.recorded_start_ns == start || (!status && h->rq == HTTP1_REQ_HEAD) ||
-	    !http_key(w, c, true, &k, &ep))
+	if (!start || h->tele.recorded_start_ns == start || (!status && h->rq == HTTP1_REQ_HEAD))
 		return;
 	h->tele.recorded_start_ns = start;
-	metrics_http_shard_request(w->metrics, &k, ep, status, timer_now_ns() - start);
+	if (http_key(w, c, true, &k, &ep))
+		metrics_http_shard_request(w->metrics, &k, ep, status, timer_now_ns() - start);
 	trace_finish(w, c, status, ep);
 }
 
@@ -266,28 +268,28 @@ void metrics_http_deadline(struct worker *w, struct l4_conn *c)
 
 void metrics_tcp_open(struct worker *w, struct l4_conn *c)
 {
-	int64_t svc = svc_index(w->cfg, c->svc);
+	uint32_t svc = tcp_id(w, c, true);
 
-	if (svc >= 0)
-		metrics_tcp_shard_open(w->metrics, (uint32_t)svc);
+	if (svc)
+		metrics_tcp_shard_open(w->metrics, svc);
 }
 
 void metrics_tcp_flush(struct worker *w, struct l4_conn *c)
 {
-	int64_t svc = svc_index(w->cfg, c->svc);
+	uint32_t svc = tcp_id(w, c, false);
 
-	if (svc >= 0 && (c->to_upstream.unreported || c->to_client.unreported))
-		metrics_tcp_shard_bytes(w->metrics, (uint32_t)svc, c->to_upstream.unreported,
+	if (svc && (c->to_upstream.unreported || c->to_client.unreported))
+		metrics_tcp_shard_bytes(w->metrics, svc, c->to_upstream.unreported,
 					c->to_client.unreported);
 	c->to_upstream.unreported = c->to_client.unreported = 0;
 }
 
 void metrics_tcp_close(struct worker *w, struct l4_conn *c)
 {
-	int64_t svc = svc_index(w->cfg, c->svc);
+	uint32_t svc = tcp_id(w, c, false);
 
 	metrics_tcp_flush(w, c);
 	/* Only opaque connections that metrics_tcp_open counted. */
-	if (svc >= 0 && c->mode == L4_MODE_OPAQUE && c->state == L4_ESTABLISHED)
-		metrics_tcp_shard_close(w->metrics, (uint32_t)svc);
+	if (svc && c->mode == L4_MODE_OPAQUE && c->state == L4_ESTABLISHED)
+		metrics_tcp_shard_close(w->metrics, svc);
 }

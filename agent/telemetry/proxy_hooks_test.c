@@ -48,7 +48,7 @@ static void setup(void)
 	cr_assert_eq(tracer_create(&tc, 1, &tracer, err, sizeof(err)), 0, "%s", err);
 	w.cfg = &cfg;
 	w.trace = tracer_worker(tracer, 0);
-	w.metrics = metrics_http_shard_new(1);
+	w.metrics = metrics_http_shard_new();
 	c = calloc(1, sizeof(*c) + sizeof(struct http1_conn));
 	c->http = (struct http1_conn *)(c + 1);
 	c->http->headers = slots;
