@@ -1599,7 +1599,13 @@ static const struct field breaker_fields[] = {
     {"max_ejection_pct", FIELD_U32, offsetof(struct config_resilience, max_ejection_pct), 0, 100},
 };
 
-enum { TIMEOUTS_F_CONNECT, TIMEOUTS_F_REQUEST, TIMEOUTS_F_PER_TRY, TIMEOUTS_F_IDLE };
+enum {
+	TIMEOUTS_F_CONNECT,
+	TIMEOUTS_F_REQUEST,
+	TIMEOUTS_F_PER_TRY,
+	TIMEOUTS_F_IDLE,
+	TIMEOUTS_F_RESPONSE_HEAD,
+};
 
 static const struct field timeouts_fields[] = {
     [TIMEOUTS_F_CONNECT] = {"connect_ms", FIELD_U32,
@@ -1613,6 +1619,9 @@ static const struct field timeouts_fields[] = {
 			    CONFIG_MAX_TIMEOUT_MS},
     [TIMEOUTS_F_IDLE] = {"idle_ms", FIELD_U32, offsetof(struct config_resilience, idle_timeout_ms),
 			 0, CONFIG_MAX_TIMEOUT_MS},
+    [TIMEOUTS_F_RESPONSE_HEAD] = {"response_head_ms", FIELD_U32,
+				  offsetof(struct config_resilience, response_head_timeout_ms), 0,
+				  CONFIG_MAX_TIMEOUT_MS},
 };
 
 /* "a must be <= b" for two fields of one mapping; the line is a's, else b's. */

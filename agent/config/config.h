@@ -280,6 +280,7 @@ struct config_resilience {
 	uint32_t request_timeout_ms;  /* whole request incl. retries; 0: none */
 	uint32_t per_try_timeout_ms;  /* one try until the response head; 0: none */
 	uint32_t idle_timeout_ms;     /* 0: proxy.idle_timeout_ms */
+	uint32_t response_head_timeout_ms; /* 0: proxy.http.response_head_timeout_ms */
 };
 
 /*

@@ -1623,6 +1623,20 @@ Test(config, resilience_block_sets_every_field)
 	cr_assert_eq(r->idle_timeout_ms, 7000);
 }
 
+Test(config, resilience_response_head_timeout)
+{
+	cr_assert_eq(parse(SVC_RES("      timeouts: {response_head_ms: 250000}\n")), 0, "%s", err);
+	cr_assert_eq(cfg->services[0].resilience.response_head_timeout_ms, 250000);
+	config_free(cfg);
+	cfg = NULL;
+	cr_assert_eq(parse(SVC_RES("      timeouts: {idle_ms: 1}\n")), 0, "%s", err);
+	cr_assert_eq(cfg->services[0].resilience.response_head_timeout_ms, 0,
+		     "not set: proxy.http.response_head_timeout_ms holds");
+	assert_refused(SVC_RES("      timeouts: {response_head_ms: 600001}\n"),
+		       "t.yaml:8: services[0].resilience.timeouts.response_head_ms: must be "
+		       "0..600000, got 600001");
+}
+
 Test(config, resilience_errors)
 {
 	assert_refused(SVC_RES("      balancer: {explore_after_ms: 600001}\n"),

@@ -164,18 +164,22 @@ static uint64_t http1_body_deadline(const struct worker *w, const struct http1_c
 
 /*
  * When the try in flight times out for want of a response head (0: it
- * does not, now): proxy.http.response_head_timeout_ms from the later of
+ * does not, now): the target service's resilience.timeouts.response_head_ms,
+ * else proxy.http.response_head_timeout_ms, from the later of
  * the try's start and the request's last byte, once the whole request is
  * read and the upstream connected.
  */
 static uint64_t http1_head_deadline(const struct worker *w, const struct http1_conn *h)
 {
 	uint64_t from = h->try_start_ns > h->rq_progress_ns ? h->try_start_ns : h->rq_progress_ns;
+	uint32_t ms = w->cfg->http_response_head_timeout_ms;
 
-	if (!w->cfg->http_response_head_timeout_ms || h->rq != HTTP1_REQ_DONE ||
-	    h->rs != HTTP1_RESP_HEAD || !h->up || !h->up->connected || !h->try_start_ns)
+	if (h->target && h->target->resilience.response_head_timeout_ms)
+		ms = h->target->resilience.response_head_timeout_ms;
+	if (!ms || h->rq != HTTP1_REQ_DONE || h->rs != HTTP1_RESP_HEAD || !h->up ||
+	    !h->up->connected || !h->try_start_ns)
 		return 0;
-	return from + (uint64_t)w->cfg->http_response_head_timeout_ms * 1000000;
+	return from + (uint64_t)ms * 1000000;
 }
 
 /*

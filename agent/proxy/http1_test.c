@@ -1761,3 +1761,26 @@ Test(http1, a_body_held_back_by_a_slow_endpoint_is_not_a_body_timeout)
 	close(c);
 	end_test();
 }
+
+Test(http1, a_service_sets_its_own_response_head_timeout)
+{
+	char resp[4096];
+	uint64_t t0;
+	long ms;
+	int c;
+
+	cfg.http_response_head_timeout_ms = 10000;
+	svc.resilience.response_head_timeout_ms = 200;
+	backend_start(script_mute);
+	start_proxy();
+	c = client_connect();
+	send_str(c, "POST / HTTP/1.1\r\nHost: web\r\nContent-Length: 2\r\n\r\nhi");
+	t0 = test_now_ms();
+	cr_assert(read_until(c, resp, sizeof(resp), "\r\n\r\n"), "%s", resp);
+	ms = (long)(test_now_ms() - t0);
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 504", 12), 0, "%s", resp);
+	cr_expect_geq(ms, 150, "504 after %ld ms, the service's head timeout 200", ms);
+	cr_expect_lt(ms, 1500, "504 after %ld ms, the service's head timeout 200", ms);
+	close(c);
+	end_test();
+}
