@@ -5,13 +5,14 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -22,38 +23,72 @@
 /* A request head larger than this is refused: GETs from probes and
  * scrapers are a few hundred bytes. */
 #define ADMIN_MAX_REQUEST 8192
-/* A client gets this long to send its request and take the answer, so a
- * stalled one cannot hold the admin thread (it serves one at a time). */
-#define ADMIN_IO_TIMEOUT_MS 2000
+/*
+ * A client gets this long for its whole exchange (request in, answer
+ * out), however it trickles its bytes, so a slow one is cut in bounded
+ * time: well under the kubelet probe's 1 s default timeout times its
+ * failureThreshold, and ample for a local scrape.
+ */
+#define ADMIN_EXCHANGE_TIMEOUT_MS 2000
+/*
+ * Exchanges served at once (one thread, non-blocking sockets, one poll).
+ * At the cap the client nearest its deadline (the oldest) is cut to make
+ * room, so slow clients cannot keep a probe out: probes, scrapes and
+ * shoalctl need a handful.
+ */
+#define ADMIN_MAX_CLIENTS 32
 /* Pending connections the kernel queues for the admin thread. */
 #define ADMIN_BACKLOG 64
+
+/* An answer being written: built whole, then sent as the socket takes it. */
+struct admin_out {
+	char *data;
+	size_t len, cap, off;
+	bool failed; /* out of memory: the client is closed without an answer */
+};
+
+struct admin_client {
+	int fd; /* -1: a free slot */
+	uint64_t deadline_ms;
+	size_t req_len;
+	bool answered; /* the answer is in out; only writing is left */
+	struct admin_out out;
+	char req[ADMIN_MAX_REQUEST + 1];
+};
 
 struct admin {
 	struct admin_opts opts;
 	int listen_fd;
 	int stop_fd;
 	pthread_t thread;
+	struct admin_client clients[ADMIN_MAX_CLIENTS];
 };
 
-static void send_all(int fd, const void *data, size_t len)
+/* Append len bytes of data to the answer o (o->failed when memory is short). */
+static void send_all(struct admin_out *o, const void *data, size_t len)
 {
-	const char *p = data;
+	if (o->failed || !len)
+		return;
+	if (o->len + len > o->cap) {
+		size_t cap = o->cap ? o->cap : 1024;
+		char *grown;
 
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (n <= 0) {
-			if (n < 0 && errno == EINTR)
-				continue;
-			return; /* timeout or peer gone: nothing more to do */
+		while (cap < o->len + len)
+			cap *= 2;
+		grown = realloc(o->data, cap);
+		if (!grown) {
+			o->failed = true;
+			return;
 		}
-		p += n;
-		len -= n;
+		o->data = grown;
+		o->cap = cap;
 	}
+	memcpy(o->data + o->len, data, len);
+	o->len += len;
 }
 
-static void respond(int fd, int status, const char *reason, const char *type, const char *extra,
-		    const void *body, size_t len, bool head_only)
+static void respond(struct admin_out *fd, int status, const char *reason, const char *type,
+		    const char *extra, const void *body, size_t len, bool head_only)
 {
 	char head[512];
 	int n = snprintf(head, sizeof(head),
@@ -66,7 +101,8 @@ static void respond(int fd, int status, const char *reason, const char *type, co
 		send_all(fd, body, len);
 }
 
-static void respond_text(int fd, int status, const char *reason, const char *text, bool head_only)
+static void respond_text(struct admin_out *fd, int status, const char *reason, const char *text,
+			 bool head_only)
 {
 	respond(fd, status, reason, "text/plain; charset=utf-8", NULL, text, strlen(text),
 		head_only);
@@ -119,7 +155,7 @@ static bool accepts_gzip(const char *head)
 	return false;
 }
 
-static void serve_metrics(struct admin *a, int fd, const char *head, bool head_only)
+static void serve_metrics(struct admin *a, struct admin_out *fd, const char *head, bool head_only)
 {
 	struct metrics_buf b = {};
 	char *gz = NULL;
@@ -144,7 +180,7 @@ static void serve_metrics(struct admin *a, int fd, const char *head, bool head_o
 }
 
 /* /debug/...: JSON pages (debug.h). */
-static void serve_debug(struct admin *a, int fd, const char *path, bool head_only)
+static void serve_debug(struct admin *a, struct admin_out *fd, const char *path, bool head_only)
 {
 	struct metrics_buf b = {};
 	int err = debug_render(path, &a->opts.sources, &b);
@@ -160,37 +196,47 @@ static void serve_debug(struct admin *a, int fd, const char *path, bool head_onl
 	metrics_buf_free(&b);
 }
 
-/* Read one request head and answer it. */
-static void admin_handle(struct admin *a, int fd)
+/*
+ * Read what cl sent. Returns 1 once an answer is due (a whole head
+ * arrived; a malformed one is answered in cl->out already), 0 to wait for
+ * more, -1 when the client went away or failed.
+ */
+static int admin_read(struct admin_client *cl)
 {
-	struct timeval tv = { ADMIN_IO_TIMEOUT_MS / 1000, (ADMIN_IO_TIMEOUT_MS % 1000) * 1000 };
-	char req[ADMIN_MAX_REQUEST + 1], method[8], path[256], version[16];
-	size_t len = 0;
-	bool head_only;
+	struct admin_out *fd = &cl->out;
+	char *req = cl->req;
 
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	for (;;) {
-		ssize_t n = recv(fd, req + len, ADMIN_MAX_REQUEST - len, 0);
+		ssize_t n = recv(cl->fd, req + cl->req_len, ADMIN_MAX_REQUEST - cl->req_len, 0);
 
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
 		if (n <= 0)
-			return;
-		len += n;
-		req[len] = '\0';
-		if (memchr(req, '\0', len)) {
+			return -1;
+		cl->req_len += n;
+		req[cl->req_len] = '\0';
+		if (memchr(req, '\0', cl->req_len)) {
 			respond_text(fd, 400, "Bad Request", "NUL byte in request\n", false);
-			return;
+			return 1;
 		}
 		if (strstr(req, "\r\n\r\n"))
-			break;
-		if (len == ADMIN_MAX_REQUEST) {
+			return 1;
+		if (cl->req_len == ADMIN_MAX_REQUEST) {
 			respond_text(fd, 431, "Request Header Fields Too Large",
 				     "request head too large\n", false);
-			return;
+			return 1;
 		}
 	}
+}
+
+/* Answer the whole request head req into fd. */
+static void admin_handle(struct admin *a, const char *req, struct admin_out *fd)
+{
+	char method[8], path[256], version[16];
+	bool head_only;
+
 	if (sscanf(req, "%7s %255s %15s", method, path, version) != 3 ||
 	    strncmp(version, "HTTP/1.", 7) != 0) {
 		respond_text(fd, 400, "Bad Request", "malformed request line\n", false);
@@ -222,21 +268,130 @@ static void admin_handle(struct admin *a, int fd)
 	} else if (!strncmp(path, "/debug/", 7)) {
 		serve_debug(a, fd, path, head_only);
 	} else {
-		respond_text(fd, 404, "Not Found",
-			     "try /healthz, /readyz, /metrics or /debug/{config,services,endpoints}\n",
-			     head_only);
+		respond_text(
+		    fd, 404, "Not Found",
+		    "try /healthz, /readyz, /metrics or /debug/{config,services,endpoints}\n",
+		    head_only);
 	}
 }
 
+static uint64_t admin_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void admin_client_close(struct admin_client *cl)
+{
+	close(cl->fd);
+	cl->fd = -1;
+	free(cl->out.data);
+	memset(&cl->out, 0, sizeof(cl->out));
+}
+
+/* Write what the socket takes of cl's answer; true once all of it is out. */
+static bool admin_write(struct admin_client *cl)
+{
+	struct admin_out *o = &cl->out;
+
+	while (o->off < o->len) {
+		ssize_t n = send(cl->fd, o->data + o->off, o->len - o->off, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return false; /* EAGAIN: poll says when; a failure: the deadline ends it */
+		o->off += n;
+	}
+	return true;
+}
+
+/* Make progress on cl; false once it is done (answered, or gone) and may be closed. */
+static bool admin_client_step(struct admin *a, struct admin_client *cl)
+{
+	if (!cl->answered) {
+		int r = admin_read(cl);
+
+		if (r < 0)
+			return false;
+		if (r == 0)
+			return true;
+		if (!cl->out.len && !cl->out.failed)
+			admin_handle(a, cl->req, &cl->out);
+		cl->answered = true;
+		if (cl->out.failed)
+			return false;
+	}
+	return !admin_write(cl);
+}
+
+/* Take the connections queued on the listener; at the cap the oldest client makes room. */
+static void admin_accept(struct admin *a, uint64_t now)
+{
+	for (int round = 0; round < ADMIN_MAX_CLIENTS; round++) {
+		struct admin_client *slot = NULL, *oldest = NULL;
+		int fd = accept4(a->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+		if (fd < 0)
+			return; /* EAGAIN, ECONNABORTED, EMFILE: try again on the next wakeup */
+		for (int i = 0; i < ADMIN_MAX_CLIENTS && !slot; i++) {
+			struct admin_client *cl = &a->clients[i];
+
+			if (cl->fd < 0)
+				slot = cl;
+			else if (!oldest || cl->deadline_ms < oldest->deadline_ms)
+				oldest = cl;
+		}
+		if (!slot) {
+			admin_client_close(oldest);
+			slot = oldest;
+		}
+		slot->fd = fd;
+		slot->deadline_ms = now + ADMIN_EXCHANGE_TIMEOUT_MS;
+		slot->req_len = 0;
+		slot->answered = false;
+		/* The request usually came with the connection: answer it now. */
+		if (!admin_client_step(a, slot))
+			admin_client_close(slot);
+	}
+}
+
+/*
+ * One thread, one poll over the listener and every client: each reads
+ * its head, gets its answer built whole and writes it, non-blocking and
+ * within its ADMIN_EXCHANGE_TIMEOUT_MS deadline, past which it is cut.
+ */
 static void *admin_main(void *arg)
 {
 	struct admin *a = arg;
 
 	for (;;) {
-		struct pollfd fds[2] = { { .fd = a->listen_fd, .events = POLLIN },
-					 { .fd = a->stop_fd, .events = POLLIN } };
+		struct pollfd fds[2 + ADMIN_MAX_CLIENTS];
+		struct admin_client *who[ADMIN_MAX_CLIENTS];
+		uint64_t now = admin_now_ms(), next = UINT64_MAX;
+		int n = 2, timeout;
 
-		if (poll(fds, 2, -1) < 0) {
+		fds[0] = (struct pollfd){.fd = a->listen_fd, .events = POLLIN};
+		fds[1] = (struct pollfd){.fd = a->stop_fd, .events = POLLIN};
+		for (int i = 0; i < ADMIN_MAX_CLIENTS; i++) {
+			struct admin_client *cl = &a->clients[i];
+
+			if (cl->fd < 0)
+				continue;
+			if (now >= cl->deadline_ms) {
+				admin_client_close(cl); /* its deadline passed: cut */
+				continue;
+			}
+			if (cl->deadline_ms < next)
+				next = cl->deadline_ms;
+			who[n - 2] = cl;
+			fds[n++] = (struct pollfd){.fd = cl->fd,
+						   .events = cl->answered ? POLLOUT : POLLIN};
+		}
+		timeout = next == UINT64_MAX ? -1 : (int)(next - now);
+		if (poll(fds, n, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			pr_warn("admin: poll: %s", strerror(errno));
@@ -244,12 +399,11 @@ static void *admin_main(void *arg)
 		}
 		if (fds[1].revents)
 			return NULL;
-		int fd = accept4(a->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-
-		if (fd < 0)
-			continue; /* EAGAIN, ECONNABORTED, EMFILE: try again on the next wakeup */
-		admin_handle(a, fd);
-		close(fd);
+		for (int i = 2; i < n; i++)
+			if (fds[i].revents && !admin_client_step(a, who[i - 2]))
+				admin_client_close(who[i - 2]);
+		if (fds[0].revents)
+			admin_accept(a, admin_now_ms());
 	}
 }
 
@@ -275,10 +429,13 @@ int admin_start(const struct admin_opts *opts, struct admin **out, char *err, si
 	}
 	a->opts = *opts;
 	a->listen_fd = -1;
+	for (int i = 0; i < ADMIN_MAX_CLIENTS; i++)
+		a->clients[i].fd = -1;
 	a->stop_fd = eventfd(0, EFD_CLOEXEC);
 	slen = addr_to_sockaddr(&addr, port_be, &ss);
+	/* Non-blocking: admin_accept takes what is queued, then returns to poll. */
 	if (a->stop_fd >= 0)
-		a->listen_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		a->listen_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (a->stop_fd < 0 || a->listen_fd < 0) {
 		e = -errno;
 		snprintf(err, errlen, "admin socket: %s", strerror(errno));
@@ -321,6 +478,9 @@ void admin_stop(struct admin *a)
 	if (write(a->stop_fd, &one, sizeof(one)) != sizeof(one))
 		pr_warn("admin: cannot signal the admin thread to stop: %s", strerror(errno));
 	pthread_join(a->thread, NULL);
+	for (int i = 0; i < ADMIN_MAX_CLIENTS; i++)
+		if (a->clients[i].fd >= 0)
+			admin_client_close(&a->clients[i]);
 	close(a->listen_fd);
 	close(a->stop_fd);
 	free(a);

@@ -3,10 +3,14 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -219,4 +223,96 @@ Test(admin, metrics_plain_and_gzip)
 	cr_assert_not_null(strstr(plain, "shoal_build_info"));
 	free(plain);
 	free(r);
+}
+
+/* ---- slow clients cannot block the admin endpoint ---------------------- */
+
+#define SLOW_CLIENTS 4
+/* The exchange deadline (ADMIN_EXCHANGE_TIMEOUT_MS in admin.c). */
+#define EXCHANGE_MS 2000
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct slowloris {
+	int fd;
+	pthread_t thread;
+	atomic_llong cut_ms; /* when the admin endpoint closed it; 0: not yet */
+	long long start_ms;
+};
+
+/* Send a request head one byte every 250 ms, never finishing, until cut. */
+static void *slowloris_main(void *arg)
+{
+	struct slowloris *sl = arg;
+	const char *head = "GET /healthz HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+	for (size_t i = 0; head[i]; i++) {
+		char c;
+
+		if (send(sl->fd, &head[i], 1, MSG_NOSIGNAL) != 1 ||
+		    recv(sl->fd, &c, 1, MSG_DONTWAIT) == 0 ||
+		    (errno != EAGAIN && errno != EWOULDBLOCK)) {
+			atomic_store(&sl->cut_ms, now_ms());
+			return NULL;
+		}
+		usleep(250 * 1000);
+	}
+	return NULL;
+}
+
+/*
+ * Clients that trickle a head a byte at a time (each byte well inside any
+ * per-read timeout) do not hold /healthz back: it answers at once while
+ * they run, and each of them is cut at its exchange deadline. Before, one
+ * client at a time was served and each byte renewed its 2 s timeout.
+ */
+Test(admin, slow_clients_do_not_block_healthz_and_are_cut_at_their_deadline)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(admin_port),
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	static struct slowloris sl[SLOW_CLIENTS];
+	long long worst = 0;
+
+	for (int i = 0; i < SLOW_CLIENTS; i++) {
+		sl[i].fd = socket(AF_INET, SOCK_STREAM, 0);
+		cr_assert_eq(connect(sl[i].fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+		sl[i].start_ms = now_ms();
+		atomic_store(&sl[i].cut_ms, 0);
+		cr_assert_eq(pthread_create(&sl[i].thread, NULL, slowloris_main, &sl[i]), 0);
+	}
+	usleep(300 * 1000);
+	/* Probes while the slow clients trickle, up to their deadline. */
+	for (int k = 0; k < 6; k++) {
+		long long t0 = now_ms(), ms;
+		char *r = get("GET /healthz HTTP/1.1\r\n\r\n");
+
+		ms = now_ms() - t0;
+		cr_expect(!strncmp(r, "HTTP/1.1 200 OK\r\n", 17), "probe %d: '%s'", k, r);
+		free(r);
+		if (ms > worst)
+			worst = ms;
+		usleep(200 * 1000);
+	}
+	/* A probe is a few syscalls; 250 ms leaves a loaded machine room. */
+	cr_expect_lt(worst, 250, "/healthz took %lld ms with %d slow clients", worst,
+		     SLOW_CLIENTS);
+	for (int i = 0; i < SLOW_CLIENTS; i++) {
+		long long cut;
+
+		pthread_join(sl[i].thread, NULL);
+		cut = atomic_load(&sl[i].cut_ms);
+		cr_expect_neq(cut, 0, "slow client %d was never cut", i);
+		if (cut)
+			cr_expect(cut - sl[i].start_ms >= EXCHANGE_MS - 100 &&
+				      cut - sl[i].start_ms < EXCHANGE_MS + 1000,
+				  "slow client %d cut after %lld ms, want about %d", i,
+				  cut - sl[i].start_ms, EXCHANGE_MS);
+		close(sl[i].fd);
+	}
 }
