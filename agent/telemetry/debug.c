@@ -288,17 +288,25 @@ static void render_config(const struct metrics_live *lv, struct metrics_buf *b)
 	  cfg->shortcut ? "true" : "false", cfg->socket_mark, cfg->failopen_after_ms);
 	P(b,
 	  ",\"proxy\":{\"workers\":%d,\"connect_timeout_ms\":%u,\"connect_deadline_ms\":%u,"
-	  "\"buffer_bytes\":%u,\"max_connections\":%u,\"detect_timeout_ms\":%u,"
+	  "\"buffer_bytes\":%u,\"max_connections\":%u,\"max_buffer_memory_mib\":%u,"
+	  "\"max_connections_per_client\":%u,\"detect_timeout_ms\":%u,"
 	  "\"idle_timeout_ms\":%u,\"opaque_ports\":[",
 	  cfg->workers, cfg->connect_timeout_ms, cfg->connect_deadline_ms, cfg->buffer_bytes,
-	  cfg->max_connections, cfg->detect_timeout_ms, cfg->idle_timeout_ms);
+	  cfg->max_connections, cfg->max_buffer_memory_mib, cfg->max_connections_per_client,
+	  cfg->detect_timeout_ms, cfg->idle_timeout_ms);
 	for (int i = 0; i < cfg->n_opaque_ports; i++)
 		P(b, "%s%u", i ? "," : "", cfg->opaque_ports[i]);
 	P(b,
 	  "],\"http\":{\"max_request_line\":%u,\"max_head_bytes\":%u,\"max_headers\":%u,"
-	  "\"pool_idle_timeout_ms\":%u,\"pool_max_idle_per_endpoint\":%u}}",
+	  "\"pool_idle_timeout_ms\":%u,\"pool_max_idle_per_endpoint\":%u,"
+	  "\"request_body_timeout_ms\":%u,\"response_head_timeout_ms\":%u,"
+	  "\"request_timeout_ms\":%u,\"max_requests_per_connection\":%u,"
+	  "\"max_connection_age_ms\":%u}}",
 	  cfg->http_max_request_line, cfg->http_max_head_bytes, cfg->http_max_headers,
-	  cfg->http_pool_idle_timeout_ms, cfg->http_pool_max_idle_per_endpoint);
+	  cfg->http_pool_idle_timeout_ms, cfg->http_pool_max_idle_per_endpoint,
+	  cfg->http_request_body_timeout_ms, cfg->http_response_head_timeout_ms,
+	  cfg->http_request_timeout_ms, cfg->http_max_requests_per_connection,
+	  cfg->http_max_connection_age_ms);
 	P(b, ",\"tracing\":{\"enabled\":%s,\"collector_url\":",
 	  cfg->tracing.enabled ? "true" : "false");
 	json_str(b, cfg->tracing.collector_url);

@@ -47,6 +47,18 @@ enroll a3
 API=http://10.96.0.20
 REFUSED='shoal_proxy_refused_total{cap="client"}'
 
+cfgjson=$(in_ns "$NS_A" curl -sS --max-time 5 "http://$ADMIN_ADDR/debug/config") || true
+if python3 -c '
+import json, sys
+p = json.loads(sys.argv[1])["proxy"]
+sys.exit(not (p["max_connections_per_client"] == 3 and p["max_buffer_memory_mib"] == 256 and
+              p["http"]["response_head_timeout_ms"] == 500 and
+              p["http"]["max_requests_per_connection"] == 2))' "$cfgjson"; then
+	pass "/debug/config shows the caps and limits in force"
+else
+	fail "/debug/config: $cfgjson"
+fi
+
 # ---- connections per client -------------------------------------------------
 
 # a1 opens 3 keep-alive connections, each served once, and holds them.
