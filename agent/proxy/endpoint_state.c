@@ -28,12 +28,29 @@ int es_table_init(struct es_table *t)
 	return -pthread_mutex_init(&t->lock, NULL);
 }
 
-/* Free v's arrays and v; the state it points at is the table's. */
+/* Free sv, which no chunk holds any more. Under t->lock (or no thread left). */
+static void es_svc_view_free(struct es_svc_view *sv)
+{
+	if (sv->state && sv->state->last_sv == sv)
+		sv->state->last_sv = NULL;
+	free(sv->ep);
+	free(sv);
+}
+
+/* Drop v's references to its chunks, and theirs to their services; free v. */
 static void es_view_free(struct es_view *v)
 {
-	for (uint32_t i = 0; i < v->n_services; i++)
-		free(v->svc[i].ep);
-	free(v->svc);
+	for (uint32_t c = 0; c < v->n_chunks; c++) {
+		struct es_view_chunk *ch = v->chunks[c];
+
+		if (!ch || --ch->refs)
+			continue;
+		for (uint32_t j = 0; j < ES_VIEW_CHUNK; j++)
+			if (ch->svc[j] && !--ch->svc[j]->refs)
+				es_svc_view_free(ch->svc[j]);
+		free(ch);
+	}
+	free(v->chunks);
 	free(v);
 }
 
@@ -410,6 +427,98 @@ static int es_svc_view_build(struct es_table *t, const struct config_service *sv
 	return 0;
 }
 
+/* Whether sv, built for an earlier config, still describes svc. Under t->lock. */
+static bool es_svc_view_same(const struct es_svc_view *sv, const struct config_service *svc)
+{
+	if (sv->n_endpoints != (uint32_t)(svc->n_endpoints > 0 ? svc->n_endpoints : 0) ||
+	    memcmp(&sv->res, &svc->resilience, sizeof(sv->res)) ||
+	    sv->budget != atomic_load(&sv->state->budget))
+		return false;
+	for (uint32_t i = 0; i < sv->n_endpoints; i++)
+		if (!addr_equal(&sv->ep[i]->addr, &svc->endpoints[i].addr) ||
+		    !atomic_load(&sv->ep[i]->live))
+			return false;
+	return true;
+}
+
+/*
+ * The view of svc for a new config: the service's newest one when svc is
+ * unchanged since (same endpoints in the same order, same knobs), else a
+ * new one (refs 0 until a chunk takes it). Under t->lock. 0 or -errno.
+ */
+static int es_svc_view_get(struct es_table *t, const struct config_service *svc,
+			   struct es_svc_view **out, uint64_t now)
+{
+	uint64_t hash = es_svc_hash(svc->namespace, svc->name);
+	struct es_svc_view *sv;
+	int err;
+
+	for (struct es_service *s = t->n_svc_buckets ? t->svc_buckets[hash & (t->n_svc_buckets - 1)]
+						     : NULL;
+	     s; s = s->hash_next) {
+		if (s->hash == hash && !strcmp(s->name, svc->name) &&
+		    !strcmp(s->namespace, svc->namespace)) {
+			if (s->last_sv && es_svc_view_same(s->last_sv, svc)) {
+				*out = s->last_sv;
+				return 0;
+			}
+			break;
+		}
+	}
+	sv = calloc(1, sizeof(*sv));
+	if (!sv)
+		return -ENOMEM;
+	err = es_svc_view_build(t, svc, sv, now);
+	if (err) {
+		es_svc_view_free(sv);
+		return err;
+	}
+	sv->res = svc->resilience;
+	sv->state->last_sv = sv;
+	*out = sv;
+	return 0;
+}
+
+/*
+ * Chunk c of view v of cfg: prev's chunk c when it holds the same
+ * services, else a new one. Under t->lock. 0 or -errno (the chunk then
+ * holds what was built before the error, or is NULL).
+ */
+static int es_view_chunk_build(struct es_table *t, const struct config *cfg, struct es_view *v,
+			       const struct es_view *prev, uint32_t c, uint64_t now)
+{
+	struct es_svc_view *svc[ES_VIEW_CHUNK] = {0};
+	struct es_view_chunk *ch;
+	int err = 0;
+
+	for (uint32_t j = 0; j < ES_VIEW_CHUNK && !err; j++) {
+		uint32_t i = c * ES_VIEW_CHUNK + j;
+
+		if (i < v->n_services)
+			err = es_svc_view_get(t, &cfg->services[i], &svc[j], now);
+	}
+	if (!err && prev && c < prev->n_chunks && prev->chunks[c] &&
+	    !memcmp(prev->chunks[c]->svc, svc, sizeof(svc))) {
+		v->chunks[c] = prev->chunks[c];
+		v->chunks[c]->refs++;
+		return 0;
+	}
+	ch = calloc(1, sizeof(*ch));
+	if (!ch) {
+		for (uint32_t j = 0; j < ES_VIEW_CHUNK; j++)
+			if (svc[j] && !svc[j]->refs)
+				es_svc_view_free(svc[j]);
+		return -ENOMEM;
+	}
+	memcpy(ch->svc, svc, sizeof(svc));
+	for (uint32_t j = 0; j < ES_VIEW_CHUNK; j++)
+		if (ch->svc[j])
+			ch->svc[j]->refs++;
+	ch->refs = 1;
+	v->chunks[c] = ch;
+	return err;
+}
+
 struct es_view *es_table_sync(struct es_table *t, const struct config *cfg)
 {
 	uint32_t n = cfg->n_services > 0 ? (uint32_t)cfg->n_services : 0;
@@ -424,16 +533,18 @@ struct es_view *es_table_sync(struct es_table *t, const struct config *cfg)
 	}
 	v->cfg = cfg;
 	v->n_services = n;
-	v->svc = calloc(n ? n : 1, sizeof(*v->svc));
-	if (!v->svc) {
+	v->n_chunks = (n + ES_VIEW_CHUNK - 1) / ES_VIEW_CHUNK;
+	v->chunks = calloc(v->n_chunks ? v->n_chunks : 1, sizeof(*v->chunks));
+	if (!v->chunks) {
 		free(v);
 		errno = ENOMEM;
 		return NULL;
 	}
 	pthread_mutex_lock(&t->lock);
 	es_table_reap(t, now);
-	for (uint32_t i = 0; i < n && !err; i++)
-		err = es_svc_view_build(t, &cfg->services[i], &v->svc[i], now);
+	/* The newest view so far: the one the previous config change built. */
+	for (uint32_t c = 0; c < v->n_chunks && !err; c++)
+		err = es_view_chunk_build(t, cfg, v, t->views, c, now);
 	/* Even a failed view joins the list: its state is the table's now. */
 	v->older = t->views;
 	t->views = v;
@@ -455,7 +566,7 @@ const struct es_svc_view *es_view_service(const struct es_view *v, const struct 
 	i = svc - cfg->services;
 	if (i < 0 || (uint64_t)i >= v->n_services)
 		return NULL;
-	return &v->svc[i];
+	return es_view_at(v, (uint32_t)i);
 }
 
 void es_endpoint_read(const struct es_svc_view *sv, uint32_t idx, uint64_t now_ns,
@@ -480,8 +591,11 @@ void es_endpoint_read(const struct es_svc_view *sv, uint32_t idx, uint64_t now_n
 void es_view_log(const struct es_view *v, uint64_t now_ns)
 {
 	for (uint32_t i = 0; v && i < v->n_services; i++) {
-		const struct es_svc_view *sv = &v->svc[i];
+		const struct es_svc_view *sv = es_view_at(v, i);
 		struct es_service_stats ss;
+
+		if (!sv)
+			continue;
 
 		es_service_read(sv, now_ns, &ss);
 		pr_info(

@@ -106,6 +106,9 @@ struct es_service {
 	struct es_service *next;
 	struct es_service *hash_next; /* the table's name hash chain (table lock) */
 	uint64_t hash;		      /* of namespace/name */
+	/* The newest es_svc_view built for it, reused by the next config
+	 * while the service is unchanged; NULL once freed (table lock). */
+	struct es_svc_view *last_sv;
 };
 
 /* A service as one config sees it. Immutable once built. */
@@ -124,15 +127,46 @@ struct es_svc_view {
 	uint64_t idle_timeout_ns;    /* 0: the proxy's */
 	uint32_t n_endpoints;
 	struct es_endpoint **ep; /* by the config's endpoint index */
+	/* Sharing between views (table lock): the chunks holding it, and
+	 * the knobs it was built from, to tell whether the next config
+	 * changed the service. */
+	uint32_t refs;
+	struct config_resilience res;
+};
+
+/*
+ * Services of a view, ES_VIEW_CHUNK at a time. Consecutive views share
+ * the chunks (and chunks the es_svc_views) of services that did not
+ * change, so that a view costs its chunk pointers plus what changed,
+ * not 250 bytes per service: one view is built per config change and
+ * each is kept ES_VIEW_GRACE_NS after its snapshot (docs/discovery.md,
+ * "Snapshots").
+ */
+#define ES_VIEW_CHUNK 64
+struct es_view_chunk {
+	uint32_t refs; /* views holding it (table lock) */
+	struct es_svc_view *svc[ES_VIEW_CHUNK]; /* NULL: not built (a failed sync) */
 };
 
 struct es_view {
 	const struct config *cfg;
 	uint32_t n_services;
-	struct es_svc_view *svc; /* by the config's service index */
-	struct es_view *older;	 /* the table's list of views, or of retired ones */
-	uint64_t retired_ns;	 /* when es_view_retire() was called */
+	uint32_t n_chunks;		/* ceil(n_services / ES_VIEW_CHUNK) */
+	struct es_view_chunk **chunks;	/* by service index / ES_VIEW_CHUNK */
+	struct es_view *older;		/* the table's list of views, or of retired ones */
+	uint64_t retired_ns;		/* when es_view_retire() was called */
 };
+
+/* Service i of v, or NULL (none, or not built). */
+static inline struct es_svc_view *es_view_at(const struct es_view *v, uint32_t i)
+{
+	const struct es_view_chunk *ch;
+
+	if (!v || i >= v->n_services)
+		return NULL;
+	ch = v->chunks[i / ES_VIEW_CHUNK];
+	return ch ? ch->svc[i % ES_VIEW_CHUNK] : NULL;
+}
 
 struct es_table {
 	pthread_mutex_t lock; /* serialises es_table_sync */

@@ -112,7 +112,8 @@ Test(endpoint_state, sync_of_10k_services_is_fast_and_keeps_state)
 
 	/* Service i of a is service n-1-i of b: the same state, the kept endpoints too. */
 	for (int i = 0; i < BENCH_SERVICES; i += 997) {
-		const struct es_svc_view *a = &va->svc[i], *b = &vb->svc[BENCH_SERVICES - 1 - i];
+		const struct es_svc_view *a = es_view_at(va, (uint32_t)i),
+					 *b = es_view_at(vb, (uint32_t)(BENCH_SERVICES - 1 - i));
 
 		cr_assert_eq(a->state, b->state, "service %d lost its state", i);
 		cr_assert_neq(a->ep[0], b->ep[0], "a new address is a new endpoint");
@@ -122,4 +123,52 @@ Test(endpoint_state, sync_of_10k_services_is_fast_and_keeps_state)
 	}
 	cr_expect_lt(update_ns / 1000000, BENCH_SYNC_MAX_MS, "update sync took %.1f ms",
 		     update_ns / 1e6);
+}
+
+/*
+ * One service changed between two configs: the new view shares every
+ * other service's es_svc_view and every chunk but the changed one's, so
+ * a view per config change costs its chunk pointers plus what changed
+ * (docs/discovery.md, "Snapshots").
+ */
+Test(endpoint_state, consecutive_views_share_what_did_not_change)
+{
+	const int changed = 70; /* in chunk 1 */
+	struct es_view *va, *vb;
+
+	cfg_build(&cfg_a, BENCH_SERVICES, 0);
+	cfg_build(&cfg_b, BENCH_SERVICES, 0);
+	cr_assert_eq(addr_parse("192.0.2.7", &cfg_b.services[changed].endpoints[0].addr), 0);
+	va = es_table_sync(&table, &cfg_a);
+	vb = es_table_sync(&table, &cfg_b);
+	cr_assert_not_null(va);
+	cr_assert_not_null(vb);
+	for (int i = 0; i < BENCH_SERVICES; i++) {
+		const struct es_svc_view *a = es_view_service(va, &cfg_a, &cfg_a.services[i]);
+		const struct es_svc_view *b = es_view_service(vb, &cfg_b, &cfg_b.services[i]);
+
+		cr_assert_not_null(a);
+		cr_assert_not_null(b);
+		if (i != changed) {
+			cr_assert_eq(a, b, "unchanged service %d is not shared", i);
+			continue;
+		}
+		cr_assert_neq(a, b, "the changed service shares its old view");
+		cr_assert_eq(a->state, b->state, "the changed service lost its state");
+		cr_assert_neq(a->ep[0], b->ep[0]);
+		cr_assert_eq(a->ep[1], b->ep[1], "a kept endpoint lost its state");
+		cr_assert(!atomic_load(&a->ep[0]->live), "the endpoint that left is still live");
+	}
+	cr_assert_eq(va->n_chunks, vb->n_chunks);
+	for (uint32_t c = 0; c < vb->n_chunks; c++) {
+		if (c == changed / ES_VIEW_CHUNK)
+			cr_assert_neq(va->chunks[c], vb->chunks[c], "chunk %u", c);
+		else
+			cr_assert_eq(va->chunks[c], vb->chunks[c], "chunk %u is not shared", c);
+	}
+	/* The endpoint comes back: a new view again (not the stale first one). */
+	cr_assert_eq(addr_parse("10.0.0.210", &cfg_b.services[changed].endpoints[0].addr), 0);
+	vb = es_table_sync(&table, &cfg_b);
+	cr_assert_not_null(vb);
+	cr_assert(atomic_load(&es_view_service(vb, &cfg_b, &cfg_b.services[changed])->ep[0]->live));
 }
