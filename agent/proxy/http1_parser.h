@@ -245,10 +245,12 @@ struct http1_rewrite {
 /* Header fields a rewrite may add beyond those it was given: X-Forwarded-For, -Proto, x-request-id. */
 #define HTTP1_REWRITE_ADDED_FIELDS 3
 /*
- * Bytes a request head may grow by in a rewrite, at most: the three added
- * fields with a 45-byte address and a 64-byte request id, and a few
- * bytes of re-sent Connection, TE and Upgrade fields. The proxy keeps this
- * much room in the client buffer (HTTP1_HEAD_RESERVE, http1.c).
+ * Bytes a request head grows by in a rewrite, as the proxy sizes for it:
+ * the three added fields (about 150 bytes with a 45-byte address and a
+ * 32-digit request id) and a few bytes of re-sent Connection, TE, Host and
+ * Upgrade fields. The proxy keeps this much room in the client buffer
+ * (HTTP1_HEAD_RESERVE, http1.h); a head that grows more (an Upgrade list
+ * of many allowed protocols without spaces) and then does not fit is 431.
  */
 #define HTTP1_REWRITE_GROWTH_MAX 256
 /* Bytes a response head may grow by in a rewrite: one re-sent Connection line. */
