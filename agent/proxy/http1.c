@@ -1481,7 +1481,9 @@ static bool http1_rs_head(struct worker *w, struct l4_conn *c)
 		switch (h->rs_body) {
 		case HTTP1_BODY_TUNNEL:
 			if (h->rs_head.status == 101 && !h->rq_head.upgrade) {
+				/* Not one byte of the 101 goes to the client: only its 502. */
 				h->final_started = false;
+				h->rs_fwd = h->rs_start;
 				http1_error(w, c, HTTP_ERR_BAD_RESPONSE);
 				return c->state != L4_CLOSED;
 			}

@@ -825,6 +825,40 @@ Test(http1, heads_are_forwarded_rewritten_both_ways)
 	end_test();
 }
 
+/* Records the head, then switches protocols whatever was asked. */
+static void script_always_101(int fd, int index)
+{
+	char head[4096];
+
+	(void)index;
+	if (!read_head(fd, head, sizeof(head)))
+		return;
+	memcpy(seen[0], head, strlen(head) + 1);
+	send_str(fd, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n"
+		     "Connection: Upgrade\r\n\r\n");
+	usleep(200 * 1000);
+}
+
+/* h2c is not allowed: the server never sees the upgrade, and a 101 anyway is a 502. */
+Test(http1, an_upgrade_that_is_not_allowed_is_removed)
+{
+	char resp[4096];
+	int c;
+
+	memset(seen, 0, sizeof(seen));
+	backend_start(script_always_101);
+	start_proxy();
+	c = client_connect();
+	send_str(c, "GET / HTTP/1.1\r\nHost: web\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+		    "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n");
+	read_all(c, resp, sizeof(resp));
+	cr_assert_str_eq(seen[0], "GET / HTTP/1.1\r\nHost: web\r\n\r\n");
+	cr_assert(!strncmp(resp, "HTTP/1.1 502", 12), "got '%s'", resp);
+	cr_assert_not_null(strstr(resp, "x-shoal-error: bad-response"), "%s", resp);
+	close(c);
+	end_test();
+}
+
 /* Sends @n 103s, then OK2, for each request. */
 static int n_interim;
 
