@@ -134,6 +134,7 @@ struct sim {
 	uint64_t now;
 	double peer;	  /* the peers' estimate, as agent/proxy/balance.c keeps it */
 	uint64_t last[3]; /* when each was last picked, for the exploration */
+	bool explored[3]; /* its request in flight is an exploration */
 };
 
 static double sim_cost(void *ctx, uint32_t idx)
@@ -176,8 +177,20 @@ static uint32_t sim_pick(struct sim *s, const uint32_t *cand)
 			k = i;
 	if (k == P2C_NONE)
 		k = p2c_pick(&rng, cand, 3, sim_cost, s);
+	else
+		s->explored[k] = true;
 	s->last[k] = s->now;
 	return k;
+}
+
+/* Endpoint k answered in lat: an exploration's answer re-measures it. */
+static void sim_answer(struct sim *s, uint32_t k, uint64_t lat)
+{
+	if (s->explored[k])
+		peak_ewma_remeasure(&s->ep[k], lat, s->now);
+	else
+		peak_ewma_observe(&s->ep[k], &s->cfg, lat, s->now, s->peer);
+	s->explored[k] = false;
 }
 
 Test(balance_p2c, slow_endpoint_is_avoided)
@@ -189,8 +202,10 @@ Test(balance_p2c, slow_endpoint_is_avoided)
 	peak_ewma_cfg_default(&s.cfg);
 	s.now = 1000 * S;
 	s.peer = (double)s.cfg.default_rtt_ns;
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 3; i++) {
 		s.last[i] = s.now;
+		s.explored[i] = false;
+	}
 	for (int i = 0; i < 3; i++)
 		peak_ewma_init(&s.ep[i], &s.cfg, s.now);
 	/* 3000 sequential requests, one every 2 ms, each answered in full. */
@@ -199,7 +214,7 @@ Test(balance_p2c, slow_endpoint_is_avoided)
 		hist[k]++;
 		peak_ewma_start(&s.ep[k]);
 		s.now += 2 * MS;
-		peak_ewma_observe(&s.ep[k], &s.cfg, latency[k], s.now, s.peer);
+		sim_answer(&s, k, latency[k]);
 		peak_ewma_end(&s.ep[k]);
 	}
 	cr_assert_lt(hist[2], 600, "slow endpoint got %u of 3000", hist[2]);
@@ -223,15 +238,16 @@ Test(balance_p2c, slow_endpoint_is_avoided_under_load)
 	peak_ewma_cfg_default(&s.cfg);
 	s.now = 1000 * S;
 	s.peer = (double)s.cfg.default_rtt_ns;
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 3; i++) {
 		s.last[i] = s.now;
+		s.explored[i] = false;
+	}
 	for (int i = 0; i < 3; i++)
 		peak_ewma_init(&s.ep[i], &s.cfg, s.now);
 	for (int t = 0; t < N + MAX_LAT_MS; t++, s.now += MS) {
 		for (int e = 0; e < 3; e++)
 			for (; due[t][e]; due[t][e]--) {
-				peak_ewma_observe(&s.ep[e], &s.cfg, latency_ms[e] * MS, s.now,
-						  s.peer);
+				sim_answer(&s, (uint32_t)e, latency_ms[e] * MS);
 				peak_ewma_end(&s.ep[e]);
 			}
 		if (t >= N)
@@ -254,8 +270,10 @@ Test(balance_p2c, fast_failing_endpoint_is_avoided)
 	peak_ewma_cfg_default(&s.cfg);
 	s.now = 1000 * S;
 	s.peer = (double)s.cfg.default_rtt_ns;
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 3; i++) {
 		s.last[i] = s.now;
+		s.explored[i] = false;
+	}
 	for (int i = 0; i < 3; i++)
 		peak_ewma_init(&s.ep[i], &s.cfg, s.now);
 	/* Endpoint 2 fails every request in 1 ms; the others answer in 20 ms. */
@@ -267,7 +285,7 @@ Test(balance_p2c, fast_failing_endpoint_is_avoided)
 			peak_ewma_observe_failure(&s.ep[k], &s.cfg, PEAK_EWMA_NO_RETRY_AFTER,
 						  s.now);
 		else
-			peak_ewma_observe(&s.ep[k], &s.cfg, 20 * MS, s.now, s.peer);
+			sim_answer(&s, k, 20 * MS);
 	}
 	/*
 	 * Without the penalty it would look cheapest and take most requests.

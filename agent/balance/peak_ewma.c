@@ -159,6 +159,13 @@ void peak_ewma_reset(struct peak_ewma *pe, uint64_t est_ns, uint64_t now_ns)
 	atomic_store_explicit(&pe->measured, true, memory_order_relaxed);
 }
 
+void peak_ewma_remeasure(struct peak_ewma *pe, uint64_t sample_ns, uint64_t now_ns)
+{
+	atomic_store_explicit(&pe->state, pack((float)sample_ns, tick_of(now_ns)),
+			      memory_order_relaxed);
+	atomic_store_explicit(&pe->measured, true, memory_order_relaxed);
+}
+
 uint64_t peak_ewma_penalty_duration(const struct peak_ewma_cfg *cfg, uint64_t retry_after_ns)
 {
 	uint64_t d = cfg->penalty_duration_ns;

@@ -108,6 +108,14 @@ void peak_ewma_init(struct peak_ewma *pe, const struct peak_ewma_cfg *cfg, uint6
  */
 void peak_ewma_init_at(struct peak_ewma *pe, uint64_t est_ns, uint64_t now_ns);
 
+/*
+ * A sample that replaces the estimate, up or down, as of now_ns: the
+ * answer to an exploration (agent/proxy/balance.c), a request sent to
+ * re-measure an endpoint nothing was heard from for a while. Penalty and
+ * pending are left alone.
+ */
+void peak_ewma_remeasure(struct peak_ewma *pe, uint64_t sample_ns, uint64_t now_ns);
+
 /* Has the estimate been measured (a sample, init_at(), reset())? */
 bool peak_ewma_measured(const struct peak_ewma *pe);
 

@@ -246,6 +246,21 @@ Test(balance_peak_ewma, unsampled_estimate_ages_towards_its_peers)
 	assert_near(peak_ewma_estimate(&fast, &cfg, T0 + 600 * S, 50e6), 1e6);
 }
 
+/* Rule 3's sample: an exploration's answer replaces a stale estimate. */
+Test(balance_peak_ewma, remeasure_replaces_up_and_down)
+{
+	peak_ewma_observe(&pe, &cfg, 650 * MS, T0, 2e6);
+	peak_ewma_start(&pe);
+	peak_ewma_observe_failure(&pe, &cfg, 120 * S, T0);
+	peak_ewma_remeasure(&pe, 2 * MS, T0 + 1 * S);
+	cr_assert_eq(peak_ewma_estimate(&pe, &cfg, T0 + 1 * S, 2e6), 2e6);
+	peak_ewma_remeasure(&pe, 40 * MS, T0 + 2 * S);
+	cr_assert_eq(peak_ewma_estimate(&pe, &cfg, T0 + 2 * S, 2e6), 40e6);
+	/* Penalty and pending are not its business. */
+	cr_assert(peak_ewma_penalised(&pe, T0 + 2 * S));
+	cr_assert_eq(peak_ewma_pending(&pe), 1);
+}
+
 Test(balance_peak_ewma, reset_after_recovery)
 {
 	peak_ewma_start(&pe);

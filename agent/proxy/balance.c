@@ -207,6 +207,7 @@ uint32_t balance_pick(const struct es_svc_view *sv, uint32_t n_endpoints, uint64
 	    breaker_admit(&sv->ep[stale]->breaker, now_ns) == BREAKER_PASS) {
 		t->idx = stale;
 		t->ticket = BREAKER_PASS;
+		t->explore = true;
 		return stale;
 	}
 	ctx.peer_ns = balance_peer_ns(sv, now_ns);
@@ -303,7 +304,13 @@ static void balance_report(const struct es_svc_view *sv, struct balance_ticket *
 	}
 	atomic_fetch_add_explicit(success ? &e->succeeded : &e->failed, 1, memory_order_relaxed);
 	peer = atomic_load_explicit(&sv->state->peer_ns, memory_order_relaxed);
-	if (success)
+	/* An exploration's answer is the fresh measurement it was sent for:
+	 * the estimate it finds is stale (a second or more unsampled), and
+	 * averaged in at that age's weight, one 300 ms answer among peers at
+	 * 1 ms would keep the endpoint the dearest for a minute. */
+	if (success && t->explore)
+		peak_ewma_remeasure(&e->ewma, lat, now_ns);
+	else if (success)
 		peak_ewma_observe(&e->ewma, &sv->ewma_cfg, lat, now_ns, (double)peer);
 	else
 		peak_ewma_observe_failure(&e->ewma, &sv->ewma_cfg, retry_after_ns, now_ns);

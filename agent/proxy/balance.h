@@ -42,6 +42,7 @@ struct balance_ticket {
 	uint64_t start_ns;	    /* when the try started (its latency's origin) */
 	bool active;		    /* started and its outcome not yet reported */
 	bool pending;		    /* counted in its endpoint's pending requests */
+	bool explore;		    /* an exploration: its sample re-measures the endpoint */
 };
 
 /* The calling thread's random source, seeded on first use. */
@@ -60,7 +61,8 @@ double balance_peer_ns(const struct es_svc_view *sv, uint64_t now_ns);
  * endpoint is a candidate. A breaker due for its probe gets this try
  * first; then, for a first try (n_avoid 0), the healthy idle endpoint
  * sent nothing for the longest once that is at least explore_after_ns
- * (exploration, one per endpoint per interval); otherwise P2C over
+ * (exploration, one per endpoint per interval; its successful sample
+ * replaces the estimate, peak_ewma_remeasure()); otherwise P2C over
  * peak_ewma_cost() with balance_peer_ns(), each pick admitted by its
  * breaker (a DENY drops it and picks again). On success fills *t (not yet
  * started) and returns its index; BALANCE_NONE when no endpoint may take

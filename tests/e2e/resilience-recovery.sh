@@ -12,9 +12,10 @@
 #     for over a minute.
 #  2. One slow answer (?delay_ms=300) on one endpoint, then 50 GETs/s for
 #     20 s: no endpoint goes 2 s without a request (exploration sends an
-#     idle healthy endpoint a request after explore_after_ms, 1 s). P2C
-#     alone never picks the dearest of three, and that peak takes about a
-#     minute to age out.
+#     idle healthy endpoint a request after explore_after_ms, 1 s, and its
+#     answer replaces the stale peak), and each takes at least 15 % of
+#     them. P2C alone never picks the dearest of three, and that peak
+#     takes about a minute to age out.
 # Prints the shares, the longest gaps and the explorations counted.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -81,7 +82,7 @@ head=$(pod_run a1 curl -s -D - -o /dev/null --max-time 5 "${URL}?delay_ms=300") 
 slow=$(sed -n 's/^x-backend: *\([A-Za-z0-9]*\).*/\1/ip' <<<"$head" | head -1)
 say "one 300 ms answer from $slow"
 out=$(load "$URL" 1000 --rate 50 --timeline)
-read -r worst worst_be gaps < <(python3 -c '
+read -r worst worst_be gaps least < <(python3 -c '
 import json, sys
 o = json.loads(sys.argv[1])
 end = o["seconds"] * 1000
@@ -90,7 +91,8 @@ for be in ("a2", "a3", "b1"):
     t = [0.0] + [ms for ms, b in o["timeline"] if b == be] + [end]
     gaps[be] = max(b - a for a, b in zip(t, t[1:]))
 be = max(gaps, key=gaps.get)
-print(int(gaps[be]), be, ",".join(f"{k}:{int(v)}" for k, v in sorted(gaps.items())))' "$out")
+least = min(o["backends"].get(b, 0) for b in ("a2", "a3", "b1"))
+print(int(gaps[be]), be, ",".join(f"{k}:{int(v)}" for k, v in sorted(gaps.items())), least)' "$out")
 explored=$(in_ns "$NS_A" curl -sS --max-time 5 "http://$ADMIN_ADDR/metrics" |
 	awk '/^shoal_endpoint_explorations_total\{service="default\/rc"/ {n += $2} END {print n + 0}')
 say "backends over 20 s: $(backends "$out")"
@@ -99,6 +101,8 @@ say "figure: longest time without a request, per endpoint (ms): $gaps; explorati
 	fail "not every GET answered 200: $(json_get "$out" statuses)"
 ((worst < 2000)) && pass "no endpoint went 2 s without a request (longest: $worst_be, $worst ms)" ||
 	fail "$worst_be went $worst ms without a request (want < 2000)"
+((least >= 150)) && pass "each endpoint took at least 15 % of the 1000 GETs (least: $least)" ||
+	fail "an endpoint took only $least of the 1000 GETs (want >= 150)"
 # One exploration per endpoint per second at most: 3 endpoints x ~27 s.
 ((explored <= 90)) && pass "exploration stayed within its bound ($explored requests)" ||
 	fail "$explored explorations, more than one per endpoint per second"
