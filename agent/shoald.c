@@ -133,6 +133,54 @@ static int tracing_start(const struct config *cfg, struct proxy *proxy, struct t
 }
 
 /*
+ * A proxy worker whose loop has not turned for this long is wedged: the
+ * heartbeat stops, so the datapath fails the node open after
+ * bpf.failopen_after_ms (docs/proxy.md, "A wedged worker fails the node
+ * open"). Every loop in a turn is bounded (a turn takes microseconds to
+ * a few ms); 2 s leaves room for a loaded node's scheduling delays.
+ */
+#define WORKER_STALL_MS 2000
+
+/*
+ * Test only (tests/e2e/wedged.sh): with SHOALD_TEST_STALL_MS=N in the
+ * environment, SIGUSR1 makes proxy worker 0 sleep N ms in its loop, as a
+ * wedged worker would. Without it SIGUSR1 keeps its default action.
+ */
+static uint32_t test_stall_ms;
+
+/* Set while a wedged worker holds the heartbeat back, for the log's edges. */
+static bool heartbeat_held;
+
+/*
+ * Beat the fail-open heartbeat, unless a proxy worker is wedged: the main
+ * thread running proves nothing about the workers that serve the
+ * redirected connections.
+ */
+static void heartbeat(struct datapath *dp, struct proxy *proxy)
+{
+	uint64_t ms;
+	int id = proxy_stalled_worker(proxy, WORKER_STALL_MS, &ms);
+
+	if (id >= 0) {
+		if (!heartbeat_held) {
+			if (ms == UINT64_MAX)
+				pr_warn("proxy worker %d exited: heartbeat stopped, the node fails open",
+					id);
+			else
+				pr_warn("proxy worker %d has not turned for %llu ms (limit %d): heartbeat "
+					"stopped, the node fails open",
+					id, (unsigned long long)ms, WORKER_STALL_MS);
+		}
+		heartbeat_held = true;
+		return;
+	}
+	if (heartbeat_held)
+		pr_info("every proxy worker turns again: heartbeat resumed");
+	heartbeat_held = false;
+	datapath_heartbeat(dp, true);
+}
+
+/*
  * Publish a new config from discovery: the proxy first, so that a new
  * service's first intercepted connection finds it, then the service maps
  * (docs/discovery.md). Takes cfg.
@@ -147,7 +195,7 @@ static void apply_config(struct config *cfg, struct proxy *proxy, struct datapat
 	 * around it, so only one update longer than failopen_after_ms could
 	 * make the datapath fail open.
 	 */
-	datapath_heartbeat(dp, true);
+	heartbeat(dp, proxy);
 	err = proxy_update(proxy, cfg);
 	if (err) {
 		pr_warn("discovery: the proxy refused the new configuration: %s", strerror(-err));
@@ -155,13 +203,13 @@ static void apply_config(struct config *cfg, struct proxy *proxy, struct datapat
 		return;
 	}
 	/* The proxy owns cfg now, and keeps it while it is the newest: until our next call. */
-	datapath_heartbeat(dp, true);
+	heartbeat(dp, proxy);
 	err = datapath_update_services(dp, cfg);
 	if (err)
 		pr_warn("discovery: the service maps are partly updated (%s); the next change "
 			"repairs them",
 			strerror(-err));
-	datapath_heartbeat(dp, true);
+	heartbeat(dp, proxy);
 	/* Tests and operators wait for this line: from here on every new
 	 * request (keep-alive ones included) is routed with cfg. */
 	pr_info("discovery: configuration applied: %d services", cfg->n_services);
@@ -295,7 +343,7 @@ static int serve(const struct config *cfg, struct datapath *dp, struct proxy *pr
 		pr_warn("cannot start the heartbeat timer: %s", strerror(errno));
 		return -errno;
 	}
-	datapath_heartbeat(dp, true);
+	heartbeat(dp, proxy);
 	__atomic_store_n(&serving, true, __ATOMIC_RELEASE);
 	for (;;) {
 		struct pollfd fds[3] = { { .fd = sig_fd, .events = POLLIN },
@@ -310,7 +358,7 @@ static int serve(const struct config *cfg, struct datapath *dp, struct proxy *pr
 		}
 		if (fds[1].revents & POLLIN) {
 			if (read(timer_fd, &ticks, sizeof(ticks)) == sizeof(ticks))
-				datapath_heartbeat(dp, true);
+				heartbeat(dp, proxy);
 		}
 		if (fds[2].revents & POLLIN) {
 			struct config *next = NULL;
@@ -321,7 +369,11 @@ static int serve(const struct config *cfg, struct datapath *dp, struct proxy *pr
 		if (fds[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
 
-			if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
+			if (read(sig_fd, &si, sizeof(si)) != sizeof(si))
+				continue;
+			if (si.ssi_signo == SIGUSR1) {
+				proxy_test_stall(proxy, 0, test_stall_ms);
+			} else {
 				pr_info("signal %u: stopping; new connections fail open at once, "
 					"connections open drain for up to %u ms",
 					si.ssi_signo, cfg->drain_timeout_ms);
@@ -436,6 +488,12 @@ int main(int argc, char **argv)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	if (getenv("SHOALD_TEST_STALL_MS")) {
+		test_stall_ms = (uint32_t)strtoul(getenv("SHOALD_TEST_STALL_MS"), NULL, 10);
+		pr_warn("test mode: SIGUSR1 stalls proxy worker 0 for %u ms (SHOALD_TEST_STALL_MS)",
+			test_stall_ms);
+		sigaddset(&sigs, SIGUSR1);
+	}
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN); /* a peer's reset is an error return, not a signal */
 	sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC);

@@ -301,6 +301,41 @@ int proxy_update(struct proxy *p, const struct config *cfg)
 	return 0;
 }
 
+int proxy_stalled_worker(struct proxy *p, uint64_t bound_ms, uint64_t *stalled_ms)
+{
+	uint64_t now = timer_now_ns();
+
+	for (int i = 0; p && i < p->n_workers; i++) {
+		struct worker *w = &p->workers[i];
+		uint64_t since;
+
+		if (!w->started)
+			continue;
+		if (atomic_load(&w->exited)) {
+			*stalled_ms = UINT64_MAX;
+			return i;
+		}
+		since = atomic_load_explicit(&w->busy_since_ns, memory_order_relaxed);
+		if (since && now > since && now - since > bound_ms * 1000000) {
+			*stalled_ms = (now - since) / 1000000;
+			return i;
+		}
+	}
+	return -1;
+}
+
+void proxy_test_stall(struct proxy *p, int id, uint32_t ms)
+{
+	uint64_t one = 1;
+
+	if (!p || id < 0 || id >= p->n_workers)
+		return;
+	atomic_store(&p->workers[id].test_stall_ms, ms);
+	/* Wake it: an idle worker would otherwise only stall at its next event. */
+	if (write(p->workers[id].update.fd, &one, sizeof(one)) != sizeof(one))
+		pr_warn("proxy: cannot wake worker %d for a test stall: %s", id, strerror(errno));
+}
+
 void proxy_drain(struct proxy *p)
 {
 	if (p)

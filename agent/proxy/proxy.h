@@ -9,6 +9,7 @@
 #define SHOAL_PROXY_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "config/config.h"
@@ -70,6 +71,21 @@ void proxy_drain(struct proxy *p);
 
 /* Stop accepting, close every connection, join the workers, free. */
 void proxy_stop(struct proxy *p);
+
+/*
+ * A worker whose event loop has not turned for longer than bound_ms (one
+ * turn runs that long, or the worker exited): its id, with how long in
+ * *stalled_ms (UINT64_MAX: exited); -1 when every worker turns. A worker
+ * waiting for events is turning. Any thread; shoald stops the fail-open
+ * heartbeat while one is wedged (docs/proxy.md).
+ */
+int proxy_stalled_worker(struct proxy *p, uint64_t bound_ms, uint64_t *stalled_ms);
+
+/*
+ * Test only: worker id sleeps ms on its next loop turn, as a wedged one
+ * would. shoald calls it on SIGUSR1 only when SHOALD_TEST_STALL_MS is set.
+ */
+void proxy_test_stall(struct proxy *p, int id, uint32_t ms);
 
 /*
  * The proxy's counters, declared once: X(name, kind, help), kind being

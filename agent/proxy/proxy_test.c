@@ -962,3 +962,32 @@ Test(proxy, local_socket_errors_reset_the_client_and_never_blame_an_endpoint)
 	}
 	end_test();
 }
+
+/*
+ * A worker whose loop stops turning is reported (shoald then stops the
+ * fail-open heartbeat), idle workers are not, and a worker that turns
+ * again is no longer reported.
+ */
+Test(proxy, a_stalled_worker_is_reported_and_idle_ones_are_not)
+{
+	uint64_t ms = 0, t0, seen_ms = 0;
+	int id = -1;
+
+	set_loopback_endpoint(backend_start(BACKEND_ID, 'A'));
+	start_proxy();
+	usleep(300 * 1000); /* idle: both workers wait in epoll_wait */
+	cr_assert_eq(proxy_stalled_worker(px, 100, &ms), -1, "an idle worker was reported");
+	proxy_test_stall(px, 1, 1500);
+	t0 = test_now_ms();
+	while (test_now_ms() - t0 < 1400 && (id = proxy_stalled_worker(px, 300, &ms)) < 0)
+		usleep(10 * 1000);
+	seen_ms = test_now_ms() - t0;
+	cr_assert_eq(id, 1, "the stalled worker was not reported (got %d)", id);
+	cr_expect(seen_ms >= 250 && ms >= 300, "reported after %llu ms (stalled %llu ms)",
+		  (unsigned long long)seen_ms, (unsigned long long)ms);
+	/* The stall ends: reported no more. */
+	while (test_now_ms() - t0 < 4000 && proxy_stalled_worker(px, 300, &ms) >= 0)
+		usleep(10 * 1000);
+	cr_expect_eq(proxy_stalled_worker(px, 300, &ms), -1, "still reported after the stall");
+	end_test();
+}

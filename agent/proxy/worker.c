@@ -505,8 +505,13 @@ void *worker_main(void *arg)
 
 	while (!w->stopping) {
 		int timeout = w->pending ? 0 : timer_heap_timeout_ms(&w->timers, timer_now_ns());
-		int n = epoll_wait(w->epfd, evs, WORKER_MAX_EVENTS, timeout);
+		uint32_t stall_ms;
+		int n;
 
+		/* Waiting is not wedged: only a turn that does not end is. */
+		atomic_store_explicit(&w->busy_since_ns, 0, memory_order_relaxed);
+		n = epoll_wait(w->epfd, evs, WORKER_MAX_EVENTS, timeout);
+		atomic_store_explicit(&w->busy_since_ns, timer_now_ns(), memory_order_relaxed);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -514,6 +519,11 @@ void *worker_main(void *arg)
 			pr_warn("proxy worker %d: epoll_wait failed: %s; worker exits", w->id,
 				strerror(errno));
 			break;
+		}
+		stall_ms = atomic_exchange_explicit(&w->test_stall_ms, 0, memory_order_relaxed);
+		if (stall_ms) {
+			pr_warn("proxy worker %d: stalling for %u ms, as a test asked", w->id, stall_ms);
+			usleep((useconds_t)stall_ms * 1000);
 		}
 		for (int i = 0; i < n; i++) {
 			struct pollable *pl = evs[i].data.ptr;
@@ -525,6 +535,7 @@ void *worker_main(void *arg)
 		worker_reap(w);
 		pool_reap(w->pool);
 	}
+	atomic_store(&w->exited, true);
 	worker_drain(w);
 	return NULL;
 }

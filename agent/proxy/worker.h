@@ -141,6 +141,16 @@ struct worker {
 	_Atomic(struct proxy_snap *) next_snap;
 	struct pollable update; /* eventfd */
 
+	/*
+	 * Liveness, read by proxy_stalled_worker (docs/proxy.md, "A wedged
+	 * worker fails the node open"): when the loop turn in progress
+	 * started (timer_now_ns), 0 while the worker waits in epoll_wait;
+	 * exited once the loop is left.
+	 */
+	_Atomic uint64_t busy_since_ns;
+	atomic_bool exited;
+	_Atomic uint32_t test_stall_ms; /* proxy_test_stall: sleep this long on the next turn */
+
 	struct proxy_stats stats; /* written by this worker, read by anyone: atomics */
 	struct metrics_http_shard *metrics; /* golden metrics; NULL: not recorded */
 	struct trace_worker *trace; /* this worker's span ring; NULL: no tracing (atomic) */
