@@ -32,6 +32,7 @@
 #include "proxy/proxy.h"
 #include "proxy/proxy_int.h"
 #include "proxy/test_support.h"
+#include "telemetry/metrics.h"
 
 #define VIP "10.96.0.10"
 #define SVC_PORT 80
@@ -1816,5 +1817,113 @@ Test(http1, a_service_sets_its_own_response_head_timeout)
 	cr_expect_geq(ms, 150, "504 after %ld ms, the service's head timeout 200", ms);
 	cr_expect_lt(ms, 1500, "504 after %ld ms, the service's head timeout 200", ms);
 	close(c);
+	end_test();
+}
+
+/* ---- golden metrics follow the live config (docs/metrics.md, "Series identity") ---- */
+
+/*
+ * The next config: a new service "default/other" first, then web, so web
+ * changes position; ids stay by index (config.h). Published with
+ * proxy_update.
+ */
+static void publish_reordered(void)
+{
+	struct config *next = NULL;
+	struct config_service tmp;
+
+	cr_assert_eq(config_copy(&cfg, 2, &next), 0);
+	tmp = next->services[0];
+	next->services[0] = next->services[1];
+	next->services[1] = tmp;
+	strcpy(next->services[0].name, "other");
+	strcpy(next->services[0].namespace, "default");
+	addr_parse("10.96.9.9", &next->services[0].vips[0]);
+	next->services[0].n_vips = 1;
+	next->services[0].ports[0].port = SVC_PORT;
+	next->services[0].ports[0].protocol = CONFIG_PROTO_HTTP;
+	next->services[0].n_ports = 1;
+	for (int i = 0; i < 2; i++)
+		next->services[i].id = (uint32_t)i;
+	cr_assert_eq(proxy_update(px, next), 0);
+}
+
+/* The sum of every /metrics sample whose line starts with prefix. */
+static unsigned long long metric_sum(const char *prefix)
+{
+	struct metrics_sources src = {.proxy = px};
+	struct metrics_buf b = {};
+	unsigned long long sum = 0;
+
+	cr_assert_eq(metrics_render(&src, &b), 0);
+	for (char *line = b.data; line && line < b.data + b.len;) {
+		char *nl = memchr(line, '\n', b.data + b.len - line);
+		char *sp;
+
+		if (!nl)
+			break;
+		*nl = '\0';
+		sp = strrchr(line, ' ');
+		if (!strncmp(line, prefix, strlen(prefix)) && sp)
+			sum += strtoull(sp + 1, NULL, 10);
+		line = nl + 1;
+	}
+	metrics_buf_free(&b);
+	return sum;
+}
+
+/* Within 2 s, metric_sum(prefix) reaches want (a request is recorded once it ended). */
+static void expect_metric(const char *prefix, unsigned long long want)
+{
+	uint64_t until = test_now_ms() + 2000;
+	unsigned long long got;
+
+	while ((got = metric_sum(prefix)) != want && test_now_ms() < until)
+		usleep(5000);
+	cr_expect_eq(got, want, "%s: %llu, want %llu", prefix, got, want);
+}
+
+Test(http1, requests_are_counted_by_service_across_a_reorder)
+{
+	char resp[4096];
+	int c1, c2;
+
+	backend_start(script_keepalive);
+	start_proxy();
+	c1 = client_connect();
+	one_request(c1, GET("/1"), resp, sizeof(resp), "\r\n\r\nok");
+	publish_reordered();
+	/* The keep-alive connection opened on the first config, and a new one. */
+	one_request(c1, GET("/2"), resp, sizeof(resp), "\r\n\r\nok");
+	c2 = client_connect();
+	one_request(c2, GET("/3"), resp, sizeof(resp), "\r\n\r\nok");
+	expect_metric("shoal_http_requests_total{service=\"default/web\",route=\"\","
+		      "backend=\"default/web\"",
+		      3);
+	expect_metric("shoal_http_responses_total{service=\"default/web\"", 3);
+	cr_expect_eq(metric_sum("shoal_http_requests_total{service=\"default/other\""), 0);
+	close(c1);
+	close(c2);
+	end_test();
+}
+
+Test(http1, an_opaque_connection_on_an_older_config_is_counted_under_its_service)
+{
+	char resp[256];
+	int c;
+
+	svc.ports[0].protocol = CONFIG_PROTO_TCP;
+	backend_start(script_banner);
+	start_proxy();
+	c = client_connect();
+	cr_assert(read_until(c, resp, sizeof(resp), "220 banner\r\n"), "got '%s'", resp);
+	/* The connection keeps the first config for its life; web moves to index 1. */
+	publish_reordered();
+	send_str(c, "echo me");
+	cr_assert(read_until(c, resp, sizeof(resp), "echo me"), "got '%s'", resp);
+	close(c);
+	expect_metric("shoal_tcp_close_total{service=\"default/web\"}", 1);
+	expect_metric("shoal_tcp_open_total{service=\"default/web\"}", 1);
+	expect_metric("shoal_tcp_read_bytes_total{service=\"default/web\"}", 7);
 	end_test();
 }
