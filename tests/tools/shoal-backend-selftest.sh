@@ -72,6 +72,15 @@ if cmp -s "$dir/body" "$dir/echoed"; then ok "chunked upload echoed intact"; els
 curl -s --data-binary @"$dir/body" "$url/up?echo=1" -o "$dir/echoed"
 if cmp -s "$dir/body" "$dir/echoed"; then ok "Content-Length upload echoed intact"; else bad "CL echo differs"; fi
 
+# ?headers=1: the body is the request head byte for byte.
+out=$(printf 'GET /h?headers=1 HTTP/1.1\r\nHost: x\r\nX-A:  1\r\nConnection: close\r\n\r\n' | raw | tr -d '\r')
+expect_match "headers=1 returns the head as sent" "$out" "*
+
+GET /h?headers=1 HTTP/1.1
+Host: x
+X-A:  1
+Connection: close"
+
 # Expect: 100-continue on a large POST.
 out=$(curl -sv -H 'Expect: 100-continue' --data-binary @"$dir/body" "$url/expect" 2>&1)
 expect_match "Expect: 100-continue answered" "$out" "*HTTP/1.1 100 Continue*x-seen-body-bytes: 300000*"
