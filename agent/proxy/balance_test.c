@@ -5,6 +5,7 @@
  * probes and the endpoints a retry avoids.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -352,6 +353,63 @@ Test(balance, every_healthy_endpoint_is_explored_and_only_that_often)
 	cfg2 = load(THREE "    resilience: {balancer: {explore_after_ms: 0}}\n");
 	sv = es_view_service(es_table_sync(&table, cfg2), cfg2, &cfg2->services[0]);
 	cr_assert_eq(sv->explore_after_ns, 0);
+}
+
+/* Workers picking at the same instant, for the exploration claim. */
+struct explore_race {
+	const struct es_svc_view *sv;
+	uint64_t now;
+	pthread_barrier_t *go;
+	uint32_t picked[3];
+};
+
+static void *explore_racer(void *arg)
+{
+	struct explore_race *r = arg;
+	struct balance_ticket t;
+
+	pthread_barrier_wait(r->go);
+	for (int i = 0; i < 100; i++)
+		r->picked[balance_pick(r->sv, 3, r->now, NULL, 0, &t)] += t.explore;
+	return NULL;
+}
+
+/*
+ * The bound on exploration's share holds across workers: four threads
+ * picking 100 times each at one instant, with every endpoint stale,
+ * explore each endpoint once between them, not once each.
+ */
+Test(balance, one_exploration_per_endpoint_however_many_workers)
+{
+	enum { THREADS = 4 };
+	const struct es_svc_view *sv;
+	uint64_t t0 = mono_ns() + 100 * SEC;
+	struct explore_race r[THREADS];
+	pthread_barrier_t go;
+	pthread_t th[THREADS];
+	uint64_t explored = 0;
+
+	cfg1 = load(THREE);
+	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	warm(sv, 3, t0, 2 * MS);
+	cr_assert_eq(pthread_barrier_init(&go, NULL, THREADS), 0);
+	for (int i = 0; i < THREADS; i++) {
+		r[i] = (struct explore_race){.sv = sv, .now = t0, .go = &go};
+		cr_assert_eq(pthread_create(&th[i], NULL, explore_racer, &r[i]), 0);
+	}
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&go);
+	for (int e = 0; e < 3; e++) {
+		uint32_t by_picks = 0;
+
+		for (int i = 0; i < THREADS; i++)
+			by_picks += r[i].picked[e];
+		cr_assert_eq(atomic_load(&sv->ep[e]->explorations), 1, "endpoint %d", e);
+		cr_assert_eq(by_picks, 1, "endpoint %d explored by %u picks", e, by_picks);
+		explored += atomic_load(&sv->ep[e]->explorations);
+	}
+	cr_assert_eq(explored, 3);
 }
 
 /*
