@@ -1927,3 +1927,48 @@ Test(http1, an_opaque_connection_on_an_older_config_is_counted_under_its_service
 	expect_metric("shoal_tcp_read_bytes_total{service=\"default/web\"}", 7);
 	end_test();
 }
+
+Test(http1, an_open_connection_needing_a_buffer_past_the_budget_is_reset_and_no_endpoint_blamed)
+{
+	char resp[4096];
+	uint64_t before;
+	ssize_t n;
+	int c;
+
+	cfg.max_buffer_memory_mib = 1;
+	backend_start(script_keepalive);
+	start_proxy();
+	/* A head in progress holds the one buffer the worker ever allocated. */
+	c = client_connect();
+	send_str(c, "GET /a HTTP/1.1\r\nHost: web\r\n");
+	for (int i = 0; i < 500 && stats_now().buffers != 1; i++)
+		usleep(1000);
+	cr_assert_eq(stats_now().buffers, 1);
+	/* The rest of the budget goes elsewhere (other workers, simulated). */
+	before = atomic_load(&px->mem.used);
+	cr_assert(limits_mem_charge(&px->mem, (1u << 20) - before));
+	/* Complete: its rewrite (and then the response) needs a second buffer. */
+	send_str(c, "\r\n");
+	n = read(c, resp, sizeof(resp));
+	cr_expect(n == 0 || (n < 0 && errno == ECONNRESET), "read %zd (%s): the connection was served",
+		  n, n < 0 ? strerror(errno) : "");
+	cr_expect_eq(stats_now().refused[PROXY_CAP_memory], 1);
+	cr_expect_eq(stats_now().buffer_memory_bytes, before, "the proxy grew past its budget");
+	cr_expect_eq(stats_now().http_retries, 0, "the proxy's shortage was retried");
+	{
+		const struct es_svc_view *sv = es_view_service(proxy_es_view(px), &cfg, &svc);
+		struct es_endpoint_stats es;
+
+		cr_assert_not_null(sv);
+		es_endpoint_read(sv, 0, (uint64_t)test_now_ms() * 1000000, &es);
+		cr_expect_eq(es.failed, 0, "the endpoint was blamed for the proxy's shortage");
+	}
+	close(c);
+	/* Memory back: served again, and the endpoint was not penalised for it. */
+	limits_mem_uncharge(&px->mem, (1u << 20) - before);
+	c = client_connect();
+	one_request(c, GET("/b"), resp, sizeof(resp), "ok");
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 200", 12), 0, "%s", resp);
+	close(c);
+	end_test();
+}
