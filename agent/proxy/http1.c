@@ -44,8 +44,7 @@ static uint32_t http1_rq_slots(const struct config *cfg)
 
 size_t http1_headers_size(const struct config *cfg)
 {
-	return ((size_t)http1_rq_slots(cfg) + http1_max_headers(cfg)) *
-	       sizeof(struct http1_header);
+	return ((size_t)http1_rq_slots(cfg) + http1_max_headers(cfg)) * sizeof(struct http1_header);
 }
 
 /* h holds its header slots (a head is about to be parsed); false: no memory. */

@@ -590,22 +590,22 @@ void http1_chunked_init(struct http1_chunked *c)
  * do; it cannot change the size.
  */
 enum chunk_ext_state {
-	EXT_NONE,      /* in the size digits */
-	EXT_BWS_SEMI,  /* whitespace after the size or a value: ';' or CR next */
-	EXT_NAME_AT,   /* after ';': BWS, then a name */
-	EXT_NAME,      /* in a name */
+	EXT_NONE,	/* in the size digits */
+	EXT_BWS_SEMI,	/* whitespace after the size or a value: ';' or CR next */
+	EXT_NAME_AT,	/* after ';': BWS, then a name */
+	EXT_NAME,	/* in a name */
 	EXT_AFTER_NAME, /* whitespace after a name: '=', ';' or CR */
-	EXT_VAL_AT,    /* after '=': BWS, then a token or a quoted-string */
-	EXT_TOKEN,     /* in a token value */
-	EXT_QUOTED,    /* in a quoted-string */
+	EXT_VAL_AT,	/* after '=': BWS, then a token or a quoted-string */
+	EXT_TOKEN,	/* in a token value */
+	EXT_QUOTED,	/* in a quoted-string */
 	EXT_QUOTED_ESC, /* after a backslash in it */
 };
 
 /* May the size line end (CR) in state @ext? */
 static bool chunk_ext_may_end(uint8_t ext)
 {
-	return ext == EXT_NONE || ext == EXT_BWS_SEMI || ext == EXT_NAME ||
-	       ext == EXT_AFTER_NAME || ext == EXT_TOKEN;
+	return ext == EXT_NONE || ext == EXT_BWS_SEMI || ext == EXT_NAME || ext == EXT_AFTER_NAME ||
+	       ext == EXT_TOKEN;
 }
 
 /* One byte of a size line past the digits (not CR). 0 or HTTP1_E_BAD_REQUEST. */
@@ -995,8 +995,8 @@ static bool rewrite_drops(const char *buf, const struct http1_head *h,
 }
 
 /* The fields a request rewrite adds before the empty line. */
-static void rewrite_add(const char *buf, const struct http1_head *h,
-			const struct http1_rewrite *rw, const struct rw_scan *sc, struct rw_out *o)
+static void rewrite_add(const char *buf, const struct http1_head *h, const struct http1_rewrite *rw,
+			const struct rw_scan *sc, struct rw_out *o)
 {
 	bool first = true;
 

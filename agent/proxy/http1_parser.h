@@ -128,8 +128,8 @@ struct http1_head {
 	bool conn_upgrade; /* Connection: upgrade */
 	bool keep_alive;   /* persistence after this message (version + tokens) */
 	bool expect_continue;
-	bool upgrade; /* an Upgrade header is present */
-	bool has_host;	      /* a Host field, or an absolute-form target */
+	bool upgrade;		/* an Upgrade header is present */
+	bool has_host;		/* a Host field, or an absolute-form target */
 	struct http1_span host; /* the absolute form's authority, else Host's value */
 	bool has_request_id;	/* an x-request-id field */
 };
@@ -235,14 +235,15 @@ struct http1_rewrite {
 	/* Requests: protocols an Upgrade may ask for (lowercase names, no version). */
 	const char *const *upgrades;
 	uint32_t n_upgrades;
-	bool keep_upgrade;    /* responses: a 101, whose Upgrade names the new protocol */
-	bool strip_shoal;     /* drop every x-shoal-* field (the proxy's own namespace) */
+	bool keep_upgrade;	   /* responses: a 101, whose Upgrade names the new protocol */
+	bool strip_shoal;	   /* drop every x-shoal-* field (the proxy's own namespace) */
 	const char *forwarded_for; /* append this address to X-Forwarded-For; NULL: leave it */
 	bool forwarded_proto;	   /* replace X-Forwarded-Proto with "http" */
 	const char *request_id;	   /* x-request-id to add when there is none; NULL: none */
 };
 
-/* Header fields a rewrite may add beyond those it was given: X-Forwarded-For, -Proto, x-request-id. */
+/* Header fields a rewrite may add beyond those it was given: X-Forwarded-For, -Proto, x-request-id.
+ */
 #define HTTP1_REWRITE_ADDED_FIELDS 3
 /*
  * Bytes a request head grows by in a rewrite, as the proxy sizes for it:

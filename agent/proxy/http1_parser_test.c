@@ -166,8 +166,7 @@ Test(http1_parser, content_length_list_refused)
 	cr_assert_eq(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
 			 "Content-Length: 5\r\n\r\n"),
 		     HTTP1_E_BAD_REQUEST);
-	cr_assert_eq(resp("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n"),
-		     HTTP1_E_BAD_REQUEST);
+	cr_assert_eq(resp("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n"), HTTP1_E_BAD_REQUEST);
 	cr_assert_eq(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5 5\r\n\r\n"),
 		     HTTP1_E_BAD_REQUEST);
 }
@@ -755,8 +754,8 @@ static const char *rewrite(enum http1_kind kind, const char *s, const struct htt
 	int r = parse_lim(kind, s, strlen(s), NULL, &n);
 
 	cr_assert_eq(r, HTTP1_DONE, "parse: %d", r);
-	*rc = http1_rewrite_head(s, &head, parser.start, (uint32_t)n, rw, out, sizeof(out) - 1,
-				 &len);
+	*rc =
+	    http1_rewrite_head(s, &head, parser.start, (uint32_t)n, rw, out, sizeof(out) - 1, &len);
 	if (*rc)
 		return NULL;
 	out[len] = '\0';
@@ -772,12 +771,13 @@ Test(http1_parser, rewrite_hop_by_hop_request)
 {
 	struct http1_rewrite rw = {.upgrades = ws_only, .n_upgrades = 1};
 	int rc;
-	const char *out = rewrite(HTTP1_REQUEST,
-				  "GET /a HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Hop, TE\r\n"
-				  "X-Hop: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: close\r\n"
-				  "TE: gzip, trailers;q=0.5\r\nX-Keep: 2\r\nUpgrade: h2c\r\n"
-				  "HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
-				  &rw, &rc);
+	const char *out =
+	    rewrite(HTTP1_REQUEST,
+		    "GET /a HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Hop, TE\r\n"
+		    "X-Hop: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: close\r\n"
+		    "TE: gzip, trailers;q=0.5\r\nX-Keep: 2\r\nUpgrade: h2c\r\n"
+		    "HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+		    &rw, &rc);
 
 	cr_assert_str_eq(out, "GET /a HTTP/1.1\r\nHost: h\r\nX-Keep: 2\r\n"
 			      "HTTP2-Settings: AAMAAABkAAQAAP__\r\nConnection: keep-alive\r\n"
@@ -786,8 +786,9 @@ Test(http1_parser, rewrite_hop_by_hop_request)
 	cr_assert_not(head.upgrade);
 
 	/* Connection: close survives, and keeps its meaning. */
-	out = rewrite(HTTP1_REQUEST, "GET / HTTP/1.1\r\nHost: h\r\nconnection:close\r\nTE: gzip\r\n\r\n",
-		      &rw, &rc);
+	out =
+	    rewrite(HTTP1_REQUEST,
+		    "GET / HTTP/1.1\r\nHost: h\r\nconnection:close\r\nTE: gzip\r\n\r\n", &rw, &rc);
 	cr_assert_str_eq(out, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
 	cr_assert_not(head.keep_alive);
 }
@@ -830,9 +831,10 @@ Test(http1_parser, rewrite_upgrades)
 
 	/* Nothing allowed at all. */
 	rw.n_upgrades = 0;
-	out = rewrite(HTTP1_REQUEST,
-		      "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-		      &rw, &rc);
+	out = rewrite(
+	    HTTP1_REQUEST,
+	    "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", &rw,
+	    &rc);
 	cr_assert_str_eq(out, "GET /ws HTTP/1.1\r\nHost: h\r\n\r\n");
 }
 

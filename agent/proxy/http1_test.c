@@ -805,8 +805,9 @@ Test(http1, heads_are_forwarded_rewritten_both_ways)
 		    "X-Forwarded-For: 192.0.2.9\r\nX-Forwarded-Proto: https\r\n"
 		    "x-shoal-timeout-ms: 5000\r\nContent-Length: 5\r\n\r\nhello"
 		    "GET /two HTTP/1.1\r\nHost: web\r\nX-Request-Id: mine\r\n\r\n");
-	read_until(c, resp, sizeof(resp), "okHTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
-					  "Connection: keep-alive\r\n\r\nok");
+	read_until(c, resp, sizeof(resp),
+		   "okHTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+		   "Connection: keep-alive\r\n\r\nok");
 	cr_assert_str_eq(resp, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n"
 			       "\r\nokHTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
 			       "Connection: keep-alive\r\n\r\nok");

@@ -335,7 +335,8 @@ Test(routes, normalize_path)
 	char out[ROUTES_MAX_PATH];
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		size_t n = routes_normalize_path(cases[i][0], strlen(cases[i][0]), out, sizeof(out));
+		size_t n =
+		    routes_normalize_path(cases[i][0], strlen(cases[i][0]), out, sizeof(out));
 
 		cr_assert_neq(n, ROUTES_NO_PATH, "%s", cases[i][0]);
 		cr_assert(n == strlen(cases[i][1]) && !memcmp(out, cases[i][1], n),

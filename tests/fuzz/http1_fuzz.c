@@ -141,8 +141,10 @@ static void fuzz_rewrite(const char *buf, size_t len, size_t n, const struct htt
 		rc = http1_rewrite_head(out, h, (uint32_t)start, (uint32_t)n, &rw, out + start,
 					n + HTTP1_REWRITE_RESPONSE_SLACK - start, &out_len);
 		if (rc == 0) {
-			memmove(out + start + out_len, out + n + HTTP1_REWRITE_RESPONSE_SLACK, rest);
-			check(!memcmp(out + start + out_len, buf + n, rest), "bytes after the head");
+			memmove(out + start + out_len, out + n + HTTP1_REWRITE_RESPONSE_SLACK,
+				rest);
+			check(!memcmp(out + start + out_len, buf + n, rest),
+			      "bytes after the head");
 			memmove(out, out + start, out_len);
 		}
 	}
