@@ -81,8 +81,9 @@ ms=$((($(date +%s%N) - t0) / 1000000))
 SHOALD_PID=""
 # The drain itself is bounded by the deadline (shoald logs how long it
 # took); the rest of the shutdown (discovery, the proxy's threads, the
-# maps) gets a slack for a loaded machine (load 15 on 2 cores stalled a
-# free() for 4 s once).
+# maps) gets a slack for a loaded machine: at load 15 on 2 cores,
+# discovery_stop alone took 4.5 s once (probably the inotify close waiting
+# on the kernel; not verified).
 drained=$(sed -n 's/.*drained every connection in \([0-9]*\) ms.*/\1/p' "$SHOALD_LOG")
 if ((rc != 0)); then
 	fail "shoald exited with status $rc after SIGTERM"
