@@ -127,6 +127,15 @@ bool http1_between_requests(const struct l4_conn *c)
 	       h->rq == HTTP1_REQ_HEAD && h->rs == HTTP1_RESP_NONE;
 }
 
+bool http1_drain_idle(struct worker *w, struct l4_conn *c, uint64_t now, uint64_t idle_ns)
+{
+	if (!http1_between_requests(c) || c->to_upstream.tail || c->to_client.tail ||
+	    now - c->http->last_active_ns < idle_ns)
+		return false;
+	http1_close(w, c, false);
+	return true;
+}
+
 void http1_abort(struct worker *w, struct l4_conn *c)
 {
 	http1_close(w, c, true);

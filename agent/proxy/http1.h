@@ -202,6 +202,14 @@ void http1_resume(struct worker *w, struct l4_conn *c);
  */
 bool http1_between_requests(const struct l4_conn *c);
 
+/*
+ * Draining (proxy_drain): close c with a FIN when it is a keep-alive
+ * connection idle between requests, nothing of a next one read, for at
+ * least idle_ns; a client that wrote nothing for that long is not about to
+ * race the close. Returns true when c was closed.
+ */
+bool http1_drain_idle(struct worker *w, struct l4_conn *c, uint64_t now, uint64_t idle_ns);
+
 /* Reset both sides and release c: the proxy is stopping. */
 void http1_abort(struct worker *w, struct l4_conn *c);
 

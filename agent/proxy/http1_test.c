@@ -1973,3 +1973,30 @@ Test(http1, an_open_connection_needing_a_buffer_past_the_budget_is_reset_and_no_
 	close(c);
 	end_test();
 }
+
+/*
+ * Draining: a keep-alive connection idle between requests is closed with
+ * a FIN once it has been quiet for WORKER_DRAIN_IDLE_MS, so the drain ends
+ * when the work does; one in use is not cut.
+ */
+Test(http1, draining_closes_idle_keep_alive_connections_with_a_fin)
+{
+	char resp[4096], byte;
+	uint64_t t0, ms;
+	ssize_t n;
+	int c;
+
+	backend_start(script_keepalive);
+	start_proxy();
+	c = client_connect();
+	one_request(c, GET("/a"), resp, sizeof(resp), "\r\n\r\nok");
+	t0 = test_now_ms();
+	proxy_drain(px);
+	n = read(c, &byte, 1);
+	ms = test_now_ms() - t0;
+	cr_expect_eq(n, 0, "read gave %zd (%s), want EOF", n, n < 0 ? strerror(errno) : "");
+	cr_expect(ms >= 800 && ms < 2500, "closed %llu ms into the drain, want about %d",
+		  (unsigned long long)ms, 1000);
+	close(c);
+	end_test();
+}

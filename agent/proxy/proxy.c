@@ -338,8 +338,14 @@ void proxy_test_stall(struct proxy *p, int id, uint32_t ms)
 
 void proxy_drain(struct proxy *p)
 {
-	if (p)
-		atomic_store_explicit(&p->draining, true, memory_order_relaxed);
+	uint64_t one = 1;
+
+	if (!p || atomic_exchange(&p->draining, true))
+		return;
+	/* Each worker starts sweeping its idle keep-alive connections. */
+	for (int i = 0; i < p->n_workers; i++)
+		if (write(p->workers[i].update.fd, &one, sizeof(one)) != sizeof(one))
+			pr_warn("proxy: cannot wake worker %d to drain: %s", i, strerror(errno));
 }
 
 struct proxy_snap *proxy_snap_newest(struct proxy *p)

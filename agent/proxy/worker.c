@@ -208,6 +208,28 @@ int worker_conn_follow(struct worker *w, struct l4_conn *c)
 	return 0;
 }
 
+/*
+ * Draining: close the HTTP keep-alive connections idle for
+ * WORKER_DRAIN_IDLE_MS, and come back in WORKER_DRAIN_SWEEP_MS for those
+ * that become idle later. O(connections of w) per sweep.
+ */
+static void worker_drain_sweep(struct worker *w)
+{
+	uint64_t now = timer_now_ns();
+	struct l4_conn *c = w->active;
+
+	while (c) {
+		struct l4_conn *next = c->next; /* c may be released */
+
+		if (c->mode == L4_MODE_HTTP)
+			http1_drain_idle(w, c, now, (uint64_t)WORKER_DRAIN_IDLE_MS * 1000000);
+		c = next;
+	}
+	/* Without the timer idle connections wait for the deadline: no worse than before. */
+	timer_heap_add(&w->timers, &w->drain_sweep,
+		       now + (uint64_t)WORKER_DRAIN_SWEEP_MS * 1000000);
+}
+
 static void worker_on_update(struct worker *w, struct pollable *pl, uint32_t events)
 {
 	uint64_t n;
@@ -217,6 +239,10 @@ static void worker_on_update(struct worker *w, struct pollable *pl, uint32_t eve
 		pr_warn("proxy worker %d: cannot read its update eventfd: %s", w->id,
 			strerror(errno));
 	worker_snap_take(w);
+	if (!w->draining && atomic_load_explicit(&w->p->draining, memory_order_relaxed)) {
+		w->draining = true;
+		worker_drain_sweep(w);
+	}
 }
 
 bool worker_plain_tcp(const struct worker *w, int fd)
@@ -451,6 +477,8 @@ static void worker_run_timers(struct worker *w)
 	while ((t = timer_heap_pop_expired(&w->timers, now))) {
 		if (t == &w->accept_retry)
 			worker_accept_resume(w);
+		else if (t == &w->drain_sweep)
+			worker_drain_sweep(w);
 		else if (t == &w->pool->timer)
 			pool_expire(w);
 		else
@@ -562,6 +590,7 @@ int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t err
 	w->replay_slab_bytes = WORKER_REPLAY_BODY_BYTES + (size_t)cfg->buffer_bytes;
 	timer_heap_init(&w->timers);
 	timer_node_init(&w->accept_retry);
+	timer_node_init(&w->drain_sweep);
 	for (int i = 0; i < 2; i++)
 		w->listeners[i].pl.fd = -1;
 

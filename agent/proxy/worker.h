@@ -53,6 +53,16 @@
 /* Back-off before accepting again after the process ran out of fds or
  * memory; a connection closing resumes earlier. */
 #define WORKER_ACCEPT_RETRY_MS 100
+/*
+ * Draining (proxy_drain): every WORKER_DRAIN_SWEEP_MS a worker closes its
+ * HTTP keep-alive connections idle for WORKER_DRAIN_IDLE_MS or more, so
+ * that the drain ends when the work does, not at its deadline. A client
+ * quiet for 1 s is not about to send (request/response clients send the
+ * next request right after the last response); busier ones get
+ * `connection: close` on their next response instead.
+ */
+#define WORKER_DRAIN_SWEEP_MS 100
+#define WORKER_DRAIN_IDLE_MS 1000
 /* At most one rate-limited warning per worker per this interval. */
 #define WORKER_WARN_INTERVAL_NS 1000000000ull
 
@@ -96,6 +106,8 @@ struct worker {
 	int n_listeners;
 	bool accepting;			/* listeners are in the epoll */
 	struct timer_node accept_retry; /* resumes accepting after EMFILE & co */
+	struct timer_node drain_sweep;	/* draining: the next sweep of idle keep-alives */
+	bool draining;			/* saw proxy_drain */
 
 	struct timer_heap timers;
 
