@@ -50,8 +50,9 @@ int proxy_start(const struct config *cfg, proxy_orig_dst_fn orig_dst,
  * connections are routed with it from the workers' next round on, and so
  * is each later request of an open HTTP connection (it finds its service
  * again by its original VIP and port; a service gone is answered 503
- * service-gone). Requests in flight and opaque TCP connections keep the
- * config they were routed with, so they drain instead of being cut. No
+ * service-gone). Requests in flight keep the config they were routed
+ * with, and opaque TCP connections their endpoint, so they drain instead
+ * of being cut (docs/discovery.md, "Snapshots"). No
  * worker takes a lock for it. On
  * success the proxy owns cfg and frees it once no connection uses it; on
  * failure (-EINVAL: cfg changes a field the running proxy cannot, such

@@ -27,9 +27,9 @@ struct worker;
  * One published config (docs/discovery.md). Immutable once published.
  * References: the proxy's while it is the newest, each worker's while it
  * routes new connections with it (current or handed over), and each
- * connection's: an opaque one's for its whole life, an HTTP one's until
- * its next request moves it to the newest (worker_conn_follow). The last
- * reference frees it.
+ * connection's: until its worker moves it to a newer one
+ * (worker_conn_follow), which happens between two HTTP requests and once
+ * an opaque connection copies. The last reference frees it.
  */
 struct proxy_snap {
 	const struct config *cfg;

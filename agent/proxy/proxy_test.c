@@ -30,6 +30,7 @@
 #include "proxy/proxy.h"
 #include "proxy/proxy_int.h"
 #include "proxy/test_support.h"
+#include "proxy/timer.h"
 
 #define MAX_BACKENDS 4
 #define MAX_EPS 4
@@ -989,5 +990,100 @@ Test(proxy, a_stalled_worker_is_reported_and_idle_ones_are_not)
 	while (test_now_ms() - t0 < 4000 && proxy_stalled_worker(px, 300, &ms) >= 0)
 		usleep(10 * 1000);
 	cr_expect_eq(proxy_stalled_worker(px, 300, &ms), -1, "still reported after the stall");
+	end_test();
+}
+
+/*
+ * An opaque connection that is copying does not pin the config of its
+ * accept: once its worker takes a newer snapshot the connection holds
+ * that one (refs: the proxy, the worker, the connection), and it keeps
+ * its endpoint even though the new config no longer lists it.
+ */
+Test(proxy, a_copying_opaque_connection_moves_to_the_newest_snapshot_and_keeps_its_endpoint)
+{
+	uint16_t port = backend_start(BACKEND_ECHO, 'E');
+	struct config *next = NULL;
+	unsigned int refs = 0;
+	char c;
+	int fd;
+
+	cfg.workers = 1;
+	set_mapped_endpoints(&port, 1);
+	start_proxy();
+	fd = client_connect();
+	write_full(fd, "x", 1);
+	cr_assert_eq(read_full(fd, &c, 1), 1, "no echo");
+	/* Its only endpoint is replaced by one that refuses. */
+	ep_port[2] = refused_port();
+	cr_assert_eq(addr_parse("192.0.2.2", &eps[0].addr), 0);
+	cr_assert_eq(config_copy(&cfg, 1, &next), 0);
+	cr_assert_eq(proxy_update(px, next), 0);
+	for (uint64_t until = test_now_ms() + 2000; test_now_ms() < until; usleep(1000)) {
+		refs = atomic_load(&px->snap->refs);
+		if (refs == 3)
+			break;
+	}
+	cr_assert_eq(refs, 3, "the newest snapshot has %u references, not 3 (proxy, worker, "
+		     "the opaque connection)", refs);
+	write_full(fd, "y", 1);
+	cr_assert_eq(read_full(fd, &c, 1), 1, "the connection broke after the change");
+	cr_assert_eq(c, 'y');
+	close(fd);
+	expect_stat(active, 0);
+	end_test();
+}
+
+/* Pending requests of endpoint idx of the newest config's service 0. */
+static uint32_t newest_pending(uint32_t idx)
+{
+	const struct config *c = px->snap->cfg;
+	const struct es_svc_view *sv = es_view_service(px->snap->es_view, c, &c->services[0]);
+	struct es_endpoint_stats st;
+
+	cr_assert_not_null(sv);
+	es_endpoint_read(sv, idx, timer_now_ns(), &st);
+	return st.pending;
+}
+
+/*
+ * A copying opaque connection counts in its endpoint's load for its whole
+ * life; when it moves to a config that lists that endpoint at another
+ * index, the load moves with it, and its close takes it off that one.
+ */
+Test(proxy, a_moved_opaque_connection_keeps_counting_on_its_endpoint)
+{
+	uint16_t port = backend_start(BACKEND_ECHO, 'E');
+	struct config *next = NULL;
+	uint32_t pending = 0;
+	char c;
+	int fd;
+
+	cfg.workers = 1;
+	set_mapped_endpoints(&port, 1);
+	start_proxy();
+	fd = client_connect();
+	write_full(fd, "x", 1);
+	cr_assert_eq(read_full(fd, &c, 1), 1, "no echo");
+	cr_assert_eq(newest_pending(0), 1);
+	/* 192.0.2.1 is now the second endpoint, after 192.0.2.2. */
+	ep_port[2] = refused_port();
+	eps[1] = eps[0];
+	cr_assert_eq(addr_parse("192.0.2.2", &eps[0].addr), 0);
+	svc.n_endpoints = 2;
+	cr_assert_eq(config_copy(&cfg, 1, &next), 0);
+	cr_assert_eq(proxy_update(px, next), 0);
+	for (uint64_t until = test_now_ms() + 2000; test_now_ms() < until; usleep(1000))
+		if (atomic_load(&px->snap->refs) == 3)
+			break;
+	cr_assert_eq(atomic_load(&px->snap->refs), 3, "the connection did not move");
+	cr_assert_eq(newest_pending(1), 1, "192.0.2.1 lost the connection's load");
+	cr_assert_eq(newest_pending(0), 0);
+	close(fd);
+	expect_stat(active, 0);
+	for (uint64_t until = test_now_ms() + 2000; test_now_ms() < until; usleep(1000))
+		if (!(pending = newest_pending(1)))
+			break;
+	cr_assert_eq(pending, 0, "the close did not take the load off 192.0.2.1");
+	cr_assert_eq(newest_pending(0), 0, "the close took it off another endpoint");
 	end_test();
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "proxy/balance.h"
 #include "proxy/http1.h"
 #include "proxy/l4.h"
 #include "proxy/pool.h"
@@ -161,11 +162,24 @@ const struct es_svc_view *worker_es_service(const struct worker *w, const struct
 }
 
 /*
+ * c is an opaque connection (not an HTTP tunnel, whose HTTP state still
+ * names its old config) that is copying: its endpoint was picked and
+ * connected, and it holds no balancer ticket, so nothing of it depends
+ * on its config any more but its service's identity and knobs.
+ */
+static bool worker_conn_settled(const struct l4_conn *c)
+{
+	return c->mode == L4_MODE_OPAQUE && c->state == L4_ESTABLISHED && !c->http &&
+	       !c->bt.active;
+}
+
+/*
  * Take the snapshot proxy_update handed over, if any: new connections use
- * it, and so do the HTTP connections idle between two requests, at once:
- * a keep-alive connection that waits minutes for its next request must
- * not pin the config of its last one (docs/discovery.md, "Snapshots").
- * O(connections of w) per config change.
+ * it, and so, at once, do the HTTP connections idle between two requests
+ * and the opaque ones that are copying (their endpoint and socket stay):
+ * a keep-alive connection waiting minutes for its next request, or a
+ * stream open for hours, must not pin the full config of its accept
+ * (docs/discovery.md, "Snapshots"). O(connections of w) per change.
  */
 static void worker_snap_take(struct worker *w)
 {
@@ -177,7 +191,7 @@ static void worker_snap_take(struct worker *w)
 	w->snap = s;
 	w->cfg = s->cfg;
 	for (struct l4_conn *c = w->active; c; c = c->next)
-		if (c->snap != s && http1_between_requests(c))
+		if (c->snap != s && (http1_between_requests(c) || worker_conn_settled(c)))
 			worker_conn_follow(w, c); /* a service gone: its next request says so */
 }
 
@@ -185,6 +199,7 @@ int worker_conn_follow(struct worker *w, struct l4_conn *c)
 {
 	const struct config_service *svc;
 	const struct config_port *port;
+	const struct es_svc_view *sv;
 
 	/*
 	 * A config published before this request was read may still wait
@@ -198,13 +213,36 @@ int worker_conn_follow(struct worker *w, struct l4_conn *c)
 	svc = route_find(w->snap->cfg, &c->orig, &port);
 	if (!svc)
 		return -ENOENT;
+	sv = es_view_service(w->snap->es_view, w->snap->cfg, svc);
+	/*
+	 * A connected opaque connection counts in its endpoint's pending
+	 * load until it closes (balance_connected): carry that over to the
+	 * endpoint's index in the new view. An endpoint the new config
+	 * dropped is no candidate any more, so its load stops counting now.
+	 */
+	if (c->bt.pending) {
+		uint32_t idx = BALANCE_NONE;
+
+		for (uint32_t i = 0; c->sv && sv && c->bt.idx < c->sv->n_endpoints &&
+				     i < sv->n_endpoints;
+		     i++) {
+			if (sv->ep[i] == c->sv->ep[c->bt.idx]) {
+				idx = i;
+				break;
+			}
+		}
+		if (idx == BALANCE_NONE)
+			balance_cancel(c->sv, &c->bt, timer_now_ns());
+		else
+			c->bt.idx = idx;
+	}
 	proxy_snap_get(w->snap);
 	proxy_snap_put(c->snap); /* frees it when c was its last user */
 	c->snap = w->snap;
 	c->svc = svc;
 	c->svc_port = port->port;
 	c->port_be = route_target_port_be(port);
-	c->sv = worker_es_service(w, c, c->snap->cfg, svc);
+	c->sv = sv;
 	return 0;
 }
 

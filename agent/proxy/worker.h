@@ -201,7 +201,8 @@ const struct es_svc_view *worker_es_service(const struct worker *w, const struct
 
 /*
  * Move c to the worker's newest snapshot, at a request boundary (no
- * request of c in flight, no balancer ticket or service view held): drop
+ * request of c in flight, no balancer ticket or service view held), or
+ * an opaque connection once it copies (its endpoint stays): drop
  * c's old snapshot, take the newest, and find c's service in it again by
  * c->orig, the original VIP and port (docs/discovery.md, "Snapshots").
  * c->svc, svc_port, port_be and sv then all come from the newest config.
