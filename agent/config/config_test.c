@@ -37,8 +37,11 @@ static void teardown(void)
 
 TestSuite(config, .init = setup, .fini = teardown);
 
+/* Parses into cfg, freeing the config an earlier parse of the test left there. */
 static int parse_len(const char *text, size_t len)
 {
+	config_free(cfg);
+	cfg = NULL;
 	return config_parse("t.yaml", text, len, &cfg, err, sizeof(err));
 }
 
