@@ -313,15 +313,15 @@ int main(int argc, char **argv)
 	pthread_create(&backend_t, NULL, backend_main, (void *)(intptr_t)lfd);
 
 	port = free_port();
-	if (port < 0 || config_parse("bench", bench_yaml, sizeof(bench_yaml) - 1, &base, err,
-				     sizeof(err))) {
+	if (port < 0 ||
+	    config_parse("bench", bench_yaml, sizeof(bench_yaml) - 1, &base, err, sizeof(err))) {
 		fprintf(stderr, "bench: base config: %s\n", err);
 		return 1;
 	}
 	rss0 = rss_kib();
 	start = bench_config(base, n_services, (uint16_t)port);
-	if (!start || proxy_start_opts(start, bench_orig_dst, NULL, NULL, &po, &px, err,
-				       sizeof(err))) {
+	if (!start ||
+	    proxy_start_opts(start, bench_orig_dst, NULL, NULL, &po, &px, err, sizeof(err))) {
 		fprintf(stderr, "bench: cannot start the proxy: %s\n", err);
 		return 1;
 	}
@@ -393,7 +393,8 @@ int main(int argc, char **argv)
 	       (unsigned long long)applied, seconds, applied / (double)seconds,
 	       applied ? update_us / 1e3 / applied : 0);
 	printf("| requests on the keep-alive connections | %llu (%llu failed) |\n",
-	       (unsigned long long)atomic_load(&requests), (unsigned long long)atomic_load(&failures));
+	       (unsigned long long)atomic_load(&requests),
+	       (unsigned long long)atomic_load(&failures));
 	printf("| resident memory growth, end / peak (limit %.0f MiB) | %.1f / %.1f MiB |\n",
 	       limit_mib, (rss_end - rss_start) / 1024.0, (rss_max - rss_start) / 1024.0);
 	if ((rss_max - rss_start) / 1024.0 > limit_mib || atomic_load(&failures))
