@@ -117,6 +117,10 @@ def main():
         for line in f:
             t, pid, rss, fds = (int(x) for x in line.split())
             lifetimes.setdefault(pid, []).append((t, rss, fds))
+    agents = len(windows) + 1
+    print("soak: RSS and fd samples from %d of %d agents" % (len(lifetimes), agents))
+    if len(lifetimes) != agents:
+        failed.append("samples from %d agents, want %d: the sampler stopped" % (len(lifetimes), agents))
     for pid, s in lifetimes.items():
         start = s[0][0]
         warm = [x for x in s if x[0] - start >= warmup_s * 1000]

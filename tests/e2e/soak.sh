@@ -103,7 +103,10 @@ T0=$(now_ms)
 say "soaking for $SOAK_SECONDS s: HTTP at $SOAK_RATE req/s, TCP streams, hostile clients, config churn every 1 s, flaps every 3 s, 3 restarts"
 
 # ---- background: samples, churn, flaps ------------------------------------
+# Both loops run with set +e: a sample taken while an agent exits (its
+# /proc entry gone between two reads) must not end the sampling.
 (
+	set +e
 	while [[ ! -e $STOP ]]; do
 		pid=$(cat "$AGENT_PID_FILE")
 		if [[ -r /proc/$pid/status ]]; then
@@ -116,6 +119,7 @@ say "soaking for $SOAK_SECONDS s: HTTP at $SOAK_RATE req/s, TCP streams, hostile
 ) &
 SAMPLER=$!
 (
+	set +e
 	v=0
 	while [[ ! -e $STOP ]]; do
 		sleep 1
