@@ -1975,6 +1975,25 @@ void http1_resume(struct worker *w, struct l4_conn *c)
 	http1_run(w, c);
 }
 
+/*
+ * The try in flight timed out before its response head (what names the
+ * timeout in the endpoint's log line): the endpoint is charged a failure,
+ * and the request is retried where the policy and budget allow, else
+ * answered 504. c may be closed on return.
+ */
+static void http1_try_timed_out(struct worker *w, struct l4_conn *c, uint64_t now, const char *what)
+{
+	struct http1_conn *h = c->http;
+
+	balance_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, now, what);
+	if (http1_may_retry(w, c, RETRY_FAIL_TIMEOUT, 0))
+		http1_retry(w, c);
+	else
+		http1_error(w, c, HTTP_ERR_TIMEOUT);
+	if (c->state != L4_CLOSED)
+		http1_run(w, c);
+}
+
 void http1_timeout(struct worker *w, struct l4_conn *c)
 {
 	struct http1_conn *h = c->http;
@@ -2009,28 +2028,14 @@ void http1_timeout(struct worker *w, struct l4_conn *c)
 	    !(h->deadline_ns && now >= h->deadline_ns)) {
 		/* The per-try timeout, before any response head. */
 		h->try_deadline_ns = 0;
-		balance_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, now,
-				"a per-try timeout");
-		if (http1_may_retry(w, c, RETRY_FAIL_TIMEOUT, 0))
-			http1_retry(w, c);
-		else
-			http1_error(w, c, HTTP_ERR_TIMEOUT);
-		if (c->state != L4_CLOSED)
-			http1_run(w, c);
+		http1_try_timed_out(w, c, now, "a per-try timeout");
 		return;
 	}
 	d = http1_head_deadline(w, h);
 	if (d && now >= d && !(h->deadline_ns && now >= h->deadline_ns)) {
 		/* proxy.http.response_head_timeout_ms: a try like a per-try timeout. */
 		h->try_start_ns = 0;
-		balance_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, now,
-				"a response head timeout");
-		if (http1_may_retry(w, c, RETRY_FAIL_TIMEOUT, 0))
-			http1_retry(w, c);
-		else
-			http1_error(w, c, HTTP_ERR_TIMEOUT);
-		if (c->state != L4_CLOSED)
-			http1_run(w, c);
+		http1_try_timed_out(w, c, now, "a response head timeout");
 		return;
 	}
 	if (h->rq == HTTP1_REQ_BODY && w->cfg->http_request_body_timeout_ms &&
