@@ -1318,6 +1318,40 @@ Test(http1, a_client_past_its_connection_cap_gets_a_503_and_others_are_served)
 	end_test();
 }
 
+/*
+ * At proxy.max_connections an HTTP client gets a 503 naming the knob at
+ * once, not a wait in the accept queue; after a close, it is served.
+ */
+Test(http1, a_connection_past_max_connections_gets_a_503_then_service_resumes)
+{
+	char resp[4096];
+	int a;
+
+	cfg.max_connections = 1;
+	backend_start(script_keepalive);
+	start_proxy();
+	a = client_connect();
+	one_request(a, GET("/a"), resp, sizeof(resp), "ok");
+
+	request_from("127.0.0.1", resp, sizeof(resp));
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 503", 12), 0, "%s", resp);
+	cr_expect_not_null(strstr(resp, "x-shoal-error: limit-connections\r\n"), "%s", resp);
+	cr_expect_not_null(strstr(resp, "proxy.max_connections)"), "%s", resp);
+	cr_expect_eq(stats_now().refused[PROXY_CAP_connections], 1);
+	cr_expect_eq(stats_now().refused[PROXY_CAP_client], 0);
+
+	/* The open connection is still served; once it closes, a new one is. */
+	one_request(a, GET("/a2"), resp, sizeof(resp), "ok");
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 200", 12), 0, "%s", resp);
+	close(a);
+	for (int i = 0; i < 100 && stats_now().active > 0; i++)
+		usleep(10000);
+	request_from("127.0.0.1", resp, sizeof(resp));
+	cr_expect_eq(strncmp(resp, "HTTP/1.1 200", 12), 0, "after a close: %s", resp);
+	cr_expect_eq(stats_now().refused[PROXY_CAP_connections], 1);
+	end_test();
+}
+
 Test(http1, a_connection_past_the_memory_budget_gets_a_503_then_service_resumes)
 {
 	char resp[4096];

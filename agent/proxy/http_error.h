@@ -34,7 +34,9 @@
 	X(LIMIT_MEMORY, 503, "limit-memory",                                                       \
 	  "proxy buffer memory budget reached (proxy.max_buffer_memory_mib)")                      \
 	X(LIMIT_CLIENT, 503, "limit-client",                                                       \
-	  "too many connections from this client (proxy.max_connections_per_client)")
+	  "too many connections from this client (proxy.max_connections_per_client)")              \
+	X(LIMIT_CONNECTIONS, 503, "limit-connections",                                             \
+	  "proxy connection cap reached (proxy.max_connections)")
 
 enum http_error {
 #define HTTP_ERROR_ENUM(id, status, stage, body) HTTP_ERR_##id,

@@ -553,11 +553,29 @@ static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events)
 #define L4_REFUSE_DRAIN_READS 4
 #define L4_REFUSE_DRAIN_BYTES 4096
 
+/* The 503 that names cap. */
+static enum http_error l4_refuse_error(enum proxy_cap cap)
+{
+	switch (cap) {
+	case PROXY_CAP_memory:
+		return HTTP_ERR_LIMIT_MEMORY;
+	case PROXY_CAP_client:
+		return HTTP_ERR_LIMIT_CLIENT;
+	case PROXY_CAP_connections:
+	default:
+		return HTTP_ERR_LIMIT_CONNECTIONS;
+	}
+}
+
 /*
  * Refuse fd, just accepted from from, at cap: an HTTP client (a declared
  * HTTP port, or a detected one whose first bytes arrived and are a
  * request line) gets a 503 naming the cap, any other a reset. Counted
- * and logged by worker_refused. fd is consumed.
+ * and logged by worker_refused. fd is consumed: closed before this
+ * returns, so a worker holds at most one refused socket at any time,
+ * whatever the rate of refusals (docs/proxy.md, "Budgets"). A 503 the
+ * socket's send buffer does not take whole at once is not waited for:
+ * the client gets a reset instead.
  */
 static void l4_refuse(struct worker *w, int fd, const struct config_port *port,
 		      enum proxy_cap cap, const char *from)
@@ -577,14 +595,17 @@ static void l4_refuse(struct worker *w, int fd, const struct config_port *port,
 		sock_close_reset(fd);
 		return;
 	}
-	WORKER_STAT_INC(w, http_errors);
-	len = http_error_format(cap == PROXY_CAP_memory ? HTTP_ERR_LIMIT_MEMORY
-							: HTTP_ERR_LIMIT_CLIENT,
-				buf, sizeof(buf));
+	len = http_error_format(l4_refuse_error(cap), buf, sizeof(buf));
 	/* A fresh socket's send buffer takes the short answer whole, or it is lost. */
-	if (send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-		pr_debug("proxy worker %d: cannot answer a refused connection from %s: %s", w->id,
-			 from, strerror(errno));
+	n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0 || (size_t)n != len) {
+		pr_debug("proxy worker %d: cannot answer a refused connection from %s: %s; "
+			 "resetting it",
+			 w->id, from, n < 0 ? strerror(errno) : "short write");
+		sock_close_reset(fd);
+		return;
+	}
+	WORKER_STAT_INC(w, http_errors);
 	shutdown(fd, SHUT_WR);
 	for (int i = 0; i < L4_REFUSE_DRAIN_READS; i++)
 		if (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
@@ -638,7 +659,16 @@ void l4_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 		sock_close_reset(fd);
 		return;
 	}
-	/* Budgets (docs/proxy.md): refused with an answer, not left to fail later. */
+	/*
+	 * Budgets (docs/proxy.md): refused with an answer, not left to fail
+	 * later. At max_connections (worker_on_accept closed what idle pooled
+	 * sockets it could), the connection was accepted only to be refused,
+	 * rather than left waiting unanswered in the accept queue.
+	 */
+	if (w->n_active >= cfg->max_connections) {
+		l4_refuse(w, fd, port, PROXY_CAP_connections, from);
+		return;
+	}
 	if (!worker_mem_room(w)) {
 		l4_refuse(w, fd, port, PROXY_CAP_memory, from);
 		return;

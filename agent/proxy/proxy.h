@@ -134,7 +134,8 @@ void proxy_test_stall(struct proxy *p, int id, uint32_t ms);
  */
 #define PROXY_CAPS(X)                                                                              \
 	X(memory, "proxy.max_buffer_memory_mib")                                                 \
-	X(client, "proxy.max_connections_per_client")
+	X(client, "proxy.max_connections_per_client")                                            \
+	X(connections, "proxy.max_connections")
 
 enum proxy_cap {
 #define PROXY_CAP_ENUM(id, knob) PROXY_CAP_##id,

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -775,9 +776,14 @@ Test(proxy, backend_reset_reaches_the_client)
 	end_test();
 }
 
-Test(proxy, max_connections_pauses_accepting)
+/*
+ * At max_connections a new client is refused at once with a reset
+ * (docs/proxy.md, "Budgets"), not left waiting unanswered in the accept
+ * queue, and it is counted; once a connection closes, the next client
+ * is served.
+ */
+Test(proxy, max_connections_resets_a_client_past_it_and_serves_one_after_a_close)
 {
-	struct pollfd pfd;
 	char id;
 	int a, b;
 
@@ -787,16 +793,58 @@ Test(proxy, max_connections_pauses_accepting)
 	start_proxy();
 	a = client_connect();
 	cr_assert_eq(read(a, &id, 1), 1);
-	/* The kernel completes b's handshake, but the proxy must not take it. */
 	b = client_connect();
-	pfd = (struct pollfd){.fd = b, .events = POLLIN};
-	cr_assert_eq(poll(&pfd, 1, 300), 0, "second connection served beyond max_connections");
-	expect_stat(accepted, 1);
+	expect_reset(b);
+	close(b);
+	expect_stat(refused[PROXY_CAP_connections], 1);
+	expect_stat(active, 1);
 	close(a);
-	cr_assert_eq(read(b, &id, 1), 1, "second connection not served after the first closed");
+	expect_stat(active, 0);
+	b = client_connect();
+	cr_assert_eq(read(b, &id, 1), 1, "a connection was not served after the first closed");
 	cr_assert_eq(id, 'A');
 	close(b);
-	expect_stat(accepted, 2);
+	expect_stat(refused[PROXY_CAP_connections], 1);
+	expect_stat(refused[PROXY_CAP_client], 0);
+	end_test();
+}
+
+/*
+ * Out of fds, accept4 fails with EMFILE: that is no cap the worker can
+ * answer (it has no fd to answer with), so it backs off and tries again
+ * (WORKER_ACCEPT_RETRY_MS), refusing nobody; once fds are back, the
+ * waiting client is served.
+ */
+Test(proxy, emfile_on_accept_backs_off_then_serves)
+{
+	static int fill[4096];
+	struct rlimit old, rl;
+	int n = 0, a, fd;
+	char id;
+
+	cfg.workers = 1;
+	set_loopback_endpoint(backend_start(BACKEND_ID, 'A'));
+	start_proxy();
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	rl = old;
+	rl.rlim_cur = 1024;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	while (n < (int)(sizeof(fill) / sizeof(fill[0])) && (fd = dup(2)) >= 0)
+		fill[n++] = fd;
+	cr_assert_eq(errno, EMFILE, "filling the fd table: %s", strerror(errno));
+	close(fill[--n]); /* the client's own socket */
+	a = client_connect();
+	usleep(300 * 1000); /* three back-off rounds */
+	expect_stat(accepted, 0);
+	while (n > 0)
+		close(fill[--n]);
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	cr_assert_eq(read(a, &id, 1), 1, "the waiting client was not served once fds were back");
+	cr_assert_eq(id, 'A');
+	close(a);
+	expect_stat(accepted, 1);
+	for (int i = 0; i < PROXY_CAP__COUNT; i++)
+		cr_expect_eq(stats_now().refused[i], 0, "refused at cap %s", proxy_cap_name(i));
 	end_test();
 }
 

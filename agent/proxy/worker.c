@@ -63,10 +63,13 @@ static int worker_listener_add(struct worker *w, struct worker_listener *l)
 	return 0;
 }
 
-/* Resume accepting, unless max_connections still holds us back. */
+/*
+ * Resume accepting after a pause (EMFILE & co). max_connections does not
+ * hold it back: a connection past it is accepted and refused (l4_accept).
+ */
 static void worker_accept_resume(struct worker *w)
 {
-	if (w->accepting || w->stopping || w->n_active >= w->cfg->max_connections)
+	if (w->accepting || w->stopping)
 		return;
 	timer_heap_del(&w->timers, &w->accept_retry);
 	for (int i = 0; i < w->n_listeners; i++) {
@@ -82,6 +85,7 @@ static void worker_accept_resume(struct worker *w)
 /*
  * Stop accepting until a connection closes or, when retry_ms > 0, that
  * long has passed. Pending connections wait in the listener's backlog.
+ * Only for a shortage the worker cannot answer (no fd to accept with).
  */
 static void worker_accept_pause(struct worker *w, uint32_t retry_ms)
 {
@@ -103,13 +107,14 @@ static void worker_on_accept(struct worker *w, struct pollable *pl, uint32_t eve
 		socklen_t len = sizeof(peer);
 		int fd;
 
-		/* Idle pooled sockets count too; they are the first to go. */
+		/*
+		 * Idle pooled sockets count too; they are the first to go. Still
+		 * at max_connections, the connection is accepted all the same and
+		 * l4_accept refuses it (503 or reset) and closes it at once: one
+		 * fd more than the cap, for the length of that call.
+		 */
 		while (w->pool->lru_head && w->n_active + w->pool->n_idle >= w->cfg->max_connections)
 			pool_close(w, w->pool->lru_head, false);
-		if (w->n_active >= w->cfg->max_connections) {
-			worker_accept_pause(w, 0);
-			return;
-		}
 		fd = accept4(pl->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			switch (errno) {

@@ -279,7 +279,8 @@ void worker_refused(struct worker *w, enum proxy_cap cap, const char *what);
  * Whether w may hold one more idle pooled socket: its connections and
  * idle pooled sockets together stay below proxy.max_connections, so the
  * worker's fds are at most 2 x max_connections (a client and an upstream
- * socket per connection) whatever the pool holds.
+ * socket per connection) whatever the pool holds, plus the one refused
+ * socket l4_accept closes before the worker accepts again.
  */
 bool worker_socket_room(const struct worker *w);
 

@@ -90,7 +90,8 @@ struct discovery;
 	X(PROXY_REFUSED, "shoal_proxy_refused_total", "counter", "cap",                            \
 	  "Clients the proxy refused at a cap (503 for HTTP, else a reset) or connections it "    \
 	  "closed when a buffer would pass the budget; cap is memory "                             \
-	  "(proxy.max_buffer_memory_mib) or client (proxy.max_connections_per_client).")           \
+	  "(proxy.max_buffer_memory_mib), client (proxy.max_connections_per_client) or "           \
+	  "connections (proxy.max_connections, per worker).")                                      \
 	X(DATAPATH_UP, "shoal_datapath_up", "gauge", "",                                           \
 	  "1 when the pinned BPF maps could be read at this scrape, else 0.")                      \
 	X(PROCESS_OPEN_FDS, "shoal_process_open_fds", "gauge", "",                                 \

@@ -11,7 +11,12 @@
 #  - a POST to an endpoint that answers after 3 s gets a 504 at the head
 #    timeout (about 500 ms), not after the 5 min idle timeout;
 #  - three requests on one curl connection: the second response says
-#    connection: close, and curl opens a new connection for the third.
+#    connection: close, and curl opens a new connection for the third;
+#  - restarted with one worker and proxy.max_connections: 2, a1 holds 2
+#    connections: a3's HTTP connection gets a 503 at once
+#    (x-shoal-error: limit-connections, the knob named in the body) and
+#    its opaque one a reset, counted under cap="connections" and named in
+#    the log; once a1 lets go, a3 is served.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -147,5 +152,71 @@ if [[ $(grep -c '^HTTP/1.1 200' <<<"$out") == 3 && $closes == 1 && $connects == 
 else
 	fail "max requests: $closes connection: close, $connects connects: $(tr '\r\n' '  ' <<<"$out")"
 fi
+
+# ---- connections per worker -------------------------------------------------
+
+shoald_stop TERM
+sed -i 's/^  workers: 2$/  workers: 1\n  max_connections: 2/' "$CONFIG"
+grep -q '^  max_connections: 2$' "$CONFIG" || fatal "could not set max_connections in $CONFIG"
+shoald_start
+CONNS='shoal_proxy_refused_total{cap="connections"}'
+
+pod_spawn a1 "$LOGDIR/holder2.log" python3 -c '
+import socket, sys, time
+conns = []
+for i in range(2):
+    s = socket.create_connection(("10.96.0.20", 80), timeout=5)
+    s.sendall(b"GET /hold HTTP/1.1\r\nHost: api\r\n\r\n")
+    got = b""
+    while b"\r\n\r\n" not in got:
+        got += s.recv(4096)
+    print("held", i, got.split(b"\r\n")[0].decode(), flush=True)
+    conns.append(s)
+time.sleep(60)
+'
+HOLDER=$LAST_PID
+for ((i = 0; i < 50; i++)); do
+	[[ $(grep -c '^held .* 200' "$LOGDIR/holder2.log") == 2 ]] && break
+	sleep 0.1
+done
+[[ $(grep -c '^held .* 200' "$LOGDIR/holder2.log") == 2 ]] ||
+	fatal "a1 could not open its 2 connections: $(cat "$LOGDIR/holder2.log")"
+
+# --max-time 3: a connection left in the accept queue would hang to it.
+out=$(pod_curl a3 --max-time 3 -D - "$API/third") || true
+if [[ $(head -1 <<<"$out") == "HTTP/1.1 503"* &&
+	$(header x-shoal-error <<<"$out") == limit-connections &&
+	$out == *"proxy.max_connections)"* ]]; then
+	pass "a3's HTTP connection at max_connections: 503 limit-connections, the body names the knob"
+else
+	fail "a3 at max_connections: expected 503 limit-connections, got: $(tr '\r\n' '  ' <<<"$out")"
+fi
+out=$(pod_run a3 python3 -c '
+import socket
+try:
+    s = socket.create_connection(("10.96.0.10", 80), timeout=3)
+    print("read", len(s.recv(100)))
+except ConnectionResetError:
+    print("reset")
+except OSError as e:
+    print("error", e)
+' 2>&1) || true
+[[ $out == reset ]] && pass "a3's opaque TCP connection at max_connections: reset" ||
+	fail "a3's opaque TCP connection at max_connections: expected a reset, got '$out'"
+n=$(proxy_metric "$CONNS")
+[[ $n == 2 ]] && pass "$CONNS is 2" || fail "$CONNS is '$n', want 2"
+grep -q 'cap connections (proxy.max_connections) reached' "$SHOALD_LOG" &&
+	pass "the log names proxy.max_connections" ||
+	fail "no log line names proxy.max_connections: $(grep refused "$SHOALD_LOG")"
+
+stop_pid "$HOLDER" KILL
+ok=""
+for ((i = 0; i < 20; i++)); do
+	out=$(pod_curl a3 -o /dev/null -w '%{http_code}' "$API/again") || true
+	[[ $out == 200 ]] && ok=1 && break
+	sleep 0.1
+done
+[[ -n $ok ]] && pass "a3 is served once a1's connections closed" ||
+	fail "a3 after a1's connections closed: got '$out'"
 
 finish
