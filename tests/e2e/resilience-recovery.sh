@@ -7,8 +7,9 @@
 #  1. One 503: that endpoint is penalised for resilience.balancer.penalty_ms
 #     (1 s), then takes a normal share again. Asserted: from 2 s after the
 #     503 on (the penalty plus 1 s of margin for a loaded machine), at
-#     50 GETs/s for 5 s, it gets at least 15 % of the requests (a third is
-#     fair). The old penalty, a 5 s sample decaying with tau, gave it none
+#     50 GETs/s for 10 s, it gets at least 15 % of the requests (a third
+#     is fair; the window is long enough to average over the estimates'
+#     noise, which on an ASan build left it 6 % of a 3 s window once). The old penalty, a 5 s sample decaying with tau, gave it none
 #     for over a minute.
 #  2. One slow answer (?delay_ms=300) on one endpoint, then 50 GETs/s for
 #     20 s: no endpoint goes 2 s without a request (exploration sends an
@@ -52,7 +53,7 @@ victim=$(sed -n 's/^x-backend: *\([A-Za-z0-9]*\).*/\1/ip' <<<"$head" | head -1)
 code=$(sed -n '1s/^HTTP[^ ]* \([0-9]*\).*/\1/p' <<<"$head")
 [[ $code == 503 && -n $victim ]] || fatal "wanted one 503 with an x-backend, got: $head"
 say "one 503 from $victim"
-out=$(load "$URL" 250 --rate 50 --timeline)
+out=$(load "$URL" 500 --rate 50 --timeline)
 read -r penalised early late late_total < <(python3 -c '
 import json, sys
 o, victim, t503 = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
@@ -66,11 +67,11 @@ for ms, be in o["timeline"]:
         early += 1
         pen += since < 800
 print(pen, early, late, total)' "$out" "$victim" "$t503")
-say "backends over 5 s after the 503: $(backends "$out")"
+say "backends over 10 s after the 503: $(backends "$out")"
 say "figure: $victim got $penalised requests in the 800 ms after its 503 and $early in the first 2 s, then $late of $late_total ($((late * 100 / (late_total ? late_total : 1))) %)"
 ((penalised == 0)) && pass "nothing reached $victim while its penalty held" ||
 	fail "$victim got $penalised requests within 800 ms of its 503 (penalty 1 s)"
-(($(json_get "$out" statuses.200) == 250)) && pass "all 250 GETs answered 200" ||
+(($(json_get "$out" statuses.200) == 500)) && pass "all 500 GETs answered 200" ||
 	fail "not every GET answered 200: $(json_get "$out" statuses)"
 ((late * 100 >= 15 * late_total && late_total >= 100)) &&
 	pass "$victim takes a normal share again within 2 s of one 503 ($late of $late_total)" ||
