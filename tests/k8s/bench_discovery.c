@@ -40,6 +40,8 @@
 #include "proxy/proxy.h"
 #include "proxy/proxy_int.h"
 
+#include "bench_util.h"
+
 /* Give up on a phase after this long: something is broken, not slow. */
 #define BENCH_PHASE_TIMEOUT_MS 300000
 /* The figure: endpoint updates per second streamed in. */
@@ -54,28 +56,6 @@
 #define BENCH_MAX_SAMPLES 2000000
 /* A new connection every this many requests, so the probe also routes. */
 #define BENCH_REQS_PER_CONN 20
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static long rss_kib(void)
-{
-	char line[256];
-	long kib = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kib;
-}
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -457,7 +437,7 @@ int main(int argc, char **argv)
 	probe_orig.port = htons(b.live->services[id0].ports[0].port);
 	probe_orig.svc_id = b.live->services[id0].id;
 	if (config_copy(b.live, b.live->n_services, &pcfg) ||
-	    proxy_start_opts(pcfg, probe_orig_dst, NULL, &po, &px, err, sizeof(err))) {
+	    proxy_start_opts(pcfg, probe_orig_dst, NULL, NULL, &po, &px, err, sizeof(err))) {
 		fprintf(stderr, "bench: cannot start the proxy: %s\n", err);
 		return 1;
 	}

@@ -39,6 +39,8 @@
 #include "proxy/proxy.h"
 #include "proxy/proxy_int.h"
 
+#include "bench_util.h"
+
 /* Endpoints per service: enough that a copy is not all names. */
 #define BENCH_EPS_PER_SVC 4
 /* Pause between two requests of the client thread: 1000 connections
@@ -54,28 +56,6 @@ static uint16_t backend_port;
 static int n_services;
 static atomic_bool run = true;
 static atomic_ullong requests, failures;
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static long rss_kib(void)
-{
-	char line[256];
-	long kib = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kib;
-}
 
 static void svc_vip(int k, struct shoal_addr *a)
 {
@@ -399,8 +379,7 @@ int main(int argc, char **argv)
 	       limit_mib, (rss_end - rss_start) / 1024.0, (rss_max - rss_start) / 1024.0);
 	/* Limit 0: report only (an ASan build, whose quarantine holds freed
 	 * memory on purpose, so RSS says nothing of what the proxy keeps). */
-	if ((limit_mib > 0 && (rss_max - rss_start) / 1024.0 > limit_mib) ||
-	    atomic_load(&failures))
+	if ((limit_mib > 0 && (rss_max - rss_start) / 1024.0 > limit_mib) || atomic_load(&failures))
 		ret = 1;
 	for (int i = 0; i < conns; i++)
 		if (cl.fds[i] >= 0)
