@@ -64,13 +64,14 @@ else
 	fail "/debug/config: $cfgjson"
 fi
 
-# ---- connections per client -------------------------------------------------
-
-# a1 opens 3 keep-alive connections, each served once, and holds them.
-pod_spawn a1 "$LOGDIR/holder.log" python3 -c '
+# hold_connections N LOG: a1 opens N keep-alive connections to the api
+# service, each served once, and holds them for 60 s (HOLDER is its PID).
+hold_connections() {
+	local n=$1 log=$LOGDIR/$2.log i
+	pod_spawn a1 "$log" python3 -c '
 import socket, sys, time
 conns = []
-for i in range(3):
+for i in range(int(sys.argv[1])):
     s = socket.create_connection(("10.96.0.20", 80), timeout=5)
     s.sendall(b"GET /hold HTTP/1.1\r\nHost: api\r\n\r\n")
     got = b""
@@ -79,14 +80,19 @@ for i in range(3):
     print("held", i, got.split(b"\r\n")[0].decode(), flush=True)
     conns.append(s)
 time.sleep(60)
-'
-HOLDER=$LAST_PID
-for ((i = 0; i < 50; i++)); do
-	[[ $(grep -c '^held .* 200' "$LOGDIR/holder.log") == 3 ]] && break
-	sleep 0.1
-done
-[[ $(grep -c '^held .* 200' "$LOGDIR/holder.log") == 3 ]] ||
-	fatal "a1 could not open its 3 connections: $(cat "$LOGDIR/holder.log")"
+' "$n"
+	HOLDER=$LAST_PID
+	for ((i = 0; i < 50; i++)); do
+		[[ $(grep -c '^held .* 200' "$log") == "$n" ]] && return 0
+		sleep 0.1
+	done
+	fatal "a1 could not open its $n connections: $(cat "$log")"
+}
+
+# ---- connections per client -------------------------------------------------
+
+# a1 opens 3 keep-alive connections, each served once, and holds them.
+hold_connections 3 holder
 pass "a1 holds 3 served keep-alive connections (the cap)"
 
 out=$(pod_curl a1 -D - "$API/fourth") || true
@@ -161,26 +167,7 @@ grep -q '^  max_connections: 2$' "$CONFIG" || fatal "could not set max_connectio
 shoald_start
 CONNS='shoal_proxy_refused_total{cap="connections"}'
 
-pod_spawn a1 "$LOGDIR/holder2.log" python3 -c '
-import socket, sys, time
-conns = []
-for i in range(2):
-    s = socket.create_connection(("10.96.0.20", 80), timeout=5)
-    s.sendall(b"GET /hold HTTP/1.1\r\nHost: api\r\n\r\n")
-    got = b""
-    while b"\r\n\r\n" not in got:
-        got += s.recv(4096)
-    print("held", i, got.split(b"\r\n")[0].decode(), flush=True)
-    conns.append(s)
-time.sleep(60)
-'
-HOLDER=$LAST_PID
-for ((i = 0; i < 50; i++)); do
-	[[ $(grep -c '^held .* 200' "$LOGDIR/holder2.log") == 2 ]] && break
-	sleep 0.1
-done
-[[ $(grep -c '^held .* 200' "$LOGDIR/holder2.log") == 2 ]] ||
-	fatal "a1 could not open its 2 connections: $(cat "$LOGDIR/holder2.log")"
+hold_connections 2 holder2
 
 # --max-time 3: a connection left in the accept queue would hang to it.
 out=$(pod_curl a3 --max-time 3 -D - "$API/third") || true
