@@ -242,9 +242,12 @@ struct http1_rewrite {
 	const char *request_id;	   /* x-request-id to add when there is none; NULL: none */
 };
 
-/* Header fields a rewrite may add beyond those it was given: X-Forwarded-For, -Proto, x-request-id.
+/*
+ * Header fields a rewrite may add beyond those it was given:
+ * X-Forwarded-For, -Proto, x-request-id, the Host of an absolute-form
+ * target that had none, and a re-sent Connection line.
  */
-#define HTTP1_REWRITE_ADDED_FIELDS 3
+#define HTTP1_REWRITE_ADDED_FIELDS 5
 /*
  * Bytes a request head grows by in a rewrite, as the proxy sizes for it:
  * the three added fields (about 150 bytes with a 45-byte address and a
