@@ -22,9 +22,9 @@
 
 #include "common/log.h"
 #include "config/config.h"
-#include "loader/env.h"
-#include "loader/loader.h"
-#include "loader/pins.h"
+#include "datapath/env.h"
+#include "datapath/datapath.h"
+#include "datapath/pins.h"
 #include "telemetry/admin.h"
 #include "telemetry/admin_client.h"
 #include "telemetry/http_metrics.h"

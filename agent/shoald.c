@@ -22,7 +22,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "discovery/discovery.h"
-#include "loader/loader.h"
+#include "datapath/datapath.h"
 #include "proxy/proxy.h"
 #include "telemetry/admin.h"
 #include "telemetry/otlp.h"

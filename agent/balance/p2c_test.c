@@ -144,7 +144,7 @@ static double sim_cost(void *ctx, uint32_t idx)
 	return peak_ewma_cost(&s->ep[idx], &s->cfg, s->now, s->peer);
 }
 
-/* The lower median of the three estimates, like balance_peer_ns(). */
+/* The lower median of the three estimates, like pick_peer_ns(). */
 static void sim_peer(struct sim *s)
 {
 	double e[3], t;

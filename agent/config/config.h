@@ -189,7 +189,7 @@ struct config_route_backend {
 /*
  * One route: every criterion present must hold (none present: all requests
  * match). Strings are pre-normalised by the parser so that matching is
- * plain byte comparison (agent/proxy/routes.h).
+ * plain byte comparison (agent/proxy/http_routes.h).
  */
 struct config_route {
 	char name[CONFIG_MAX_NAME + 1]; /* "" when unnamed */

@@ -10,6 +10,7 @@
 #include "common/addr.h"
 #include "common/log.h"
 #include "resilience/backoff.h"
+#include "resilience/deadline.h"
 
 #define ES_NS_PER_MS 1000000ull
 

@@ -94,7 +94,7 @@ struct es_service {
 	_Atomic uint64_t readmissions;	    /* breakers closed after a good probe */
 	/*
 	 * The peers' estimate: the lower median of the endpoints' estimates,
-	 * refreshed by balance_pick() at most every BALANCE_PEER_REFRESH_NS.
+	 * refreshed by pick_endpoint() at most every PICK_PEER_REFRESH_NS.
 	 * Unsampled estimates age towards it; new and readmitted endpoints
 	 * start from it. ns, rounded; default_rtt until first computed.
 	 * Only measured estimates count (peak_ewma_measured()); until one is,

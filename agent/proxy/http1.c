@@ -11,13 +11,14 @@
 
 #include "common/addr.h"
 #include "common/log.h"
-#include "proxy/balance.h"
+#include "proxy/endpoint_pick.h"
 #include "proxy/l4.h"
 #include "proxy/pool.h"
-#include "proxy/route.h"
-#include "proxy/routes.h"
+#include "proxy/service_lookup.h"
+#include "proxy/http_routes.h"
 #include "proxy/sock.h"
 #include "resilience/backoff.h"
+#include "resilience/deadline.h"
 
 static void http1_on_client_event(struct worker *w, struct pollable *pl, uint32_t events);
 static void http1_run(struct worker *w, struct l4_conn *c);
@@ -111,7 +112,7 @@ static void http1_slab_release(struct worker *w, struct http1_conn *h)
 /* Close everything; reset: the peers see RST (the exchange did not complete). */
 static void http1_close(struct worker *w, struct l4_conn *c, bool reset)
 {
-	balance_cancel(c->http->sv, &c->http->bt, timer_now_ns());
+	pick_cancel(c->http->sv, &c->http->bt, timer_now_ns());
 	metrics_http_done(w, c, 0); /* a request still in flight got no response */
 	http1_up_release(w, c->http, false);
 	http1_slab_release(w, c->http);
@@ -274,7 +275,7 @@ static void http1_error(struct worker *w, struct l4_conn *c, enum http_error err
 			 http1_svc_name(c, svc, sizeof(svc)), http_error_status(err),
 			 http_error_stage(err));
 	}
-	balance_cancel(h->sv, &h->bt, timer_now_ns());
+	pick_cancel(h->sv, &h->bt, timer_now_ns());
 	h->retry_at_ns = 0;
 	http1_up_release(w, h, false);
 	http1_slab_release(w, h);
@@ -426,7 +427,7 @@ static uint16_t http1_port_be(const struct config_service *svc, uint16_t svc_por
 {
 	for (int i = 0; i < svc->n_ports; i++)
 		if (svc->ports[i].port == svc_port)
-			return route_target_port_be(&svc->ports[i]);
+			return service_target_port_be(&svc->ports[i]);
 	return 0;
 }
 
@@ -461,11 +462,11 @@ static void http1_route(struct worker *w, struct l4_conn *c)
 	h->route = NULL;
 	if (!c->svc->n_routes)
 		return;
-	r = routes_match(c->svc, &req);
+	r = http_routes_match(c->svc, &req);
 	if (!r)
 		return;
 	h->route = r;
-	idx = routes_pick_backend(r, http1_random());
+	idx = http_routes_pick_backend(r, http1_random());
 	if (idx >= (uint32_t)http1_svc_cfg(w, c)->n_services)
 		return;
 	t = &http1_svc_cfg(w, c)->services[idx];
@@ -731,7 +732,7 @@ static void http1_attempt_failed(struct worker *w, struct l4_conn *c, int err)
 
 	h->last_err = err;
 	WORKER_STAT_INC(w, connect_failures);
-	balance_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
+	pick_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
 			"a failed connect");
 	if (http1_debug() && idx < (uint32_t)h->target->n_endpoints) {
 		const struct config_endpoint *ep = &h->target->endpoints[idx];
@@ -755,7 +756,7 @@ static void http1_local_refused(struct worker *w, struct l4_conn *c, int err)
 	struct http1_conn *h = c->http;
 	char svc[2 * CONFIG_MAX_NAME + 16];
 
-	balance_cancel(h->sv, &h->bt, timer_now_ns());
+	pick_cancel(h->sv, &h->bt, timer_now_ns());
 	WORKER_STAT_INC(w, local_refused);
 	worker_warn_ratelimited(w,
 				"proxy worker %d: %s: cannot open a connection to an endpoint of "
@@ -931,7 +932,7 @@ static void http1_deadline_passed(struct worker *w, struct l4_conn *c)
 {
 	struct http1_conn *h = c->http;
 
-	balance_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
+	pick_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
 			"the request deadline");
 	if (h->sv)
 		atomic_fetch_add_explicit(&h->sv->state->deadline_exceeded, 1,
@@ -984,8 +985,8 @@ static void http1_connect_next(struct worker *w, struct l4_conn *c)
 			h->last_err = ETIMEDOUT;
 			break;
 		}
-		idx = balance_pick(h->sv, n, now, h->avoid, h->n_avoid, &h->bt);
-		if (idx == BALANCE_NONE) {
+		idx = pick_endpoint(h->sv, n, now, h->avoid, h->n_avoid, &h->bt);
+		if (idx == PICK_NONE) {
 			uint64_t until = h->dispatch_ns + (h->sv ? h->sv->fail_fast_ns : 0);
 
 			if (now < until) {
@@ -1006,12 +1007,12 @@ static void http1_connect_next(struct worker *w, struct l4_conn *c)
 			http1_error(w, c, HTTP_ERR_NO_CANDIDATE);
 			return;
 		}
-		if (h->n_avoid < BALANCE_MAX_AVOID)
+		if (h->n_avoid < PICK_MAX_AVOID)
 			h->avoid[h->n_avoid++] = idx;
 		h->tried++;
 		/* Keeps (first + tried - 1) % n == idx, the form older readers use. */
 		h->first = (idx + n - (h->tried - 1) % n) % n;
-		balance_start(h->sv, &h->bt, now);
+		pick_start(h->sv, &h->bt, now);
 		if (http1_try_endpoint(w, c, idx, now, deadline))
 			return;
 		if (!http1_may_retry(w, c, RETRY_FAIL_CONNECT, 0))
@@ -1081,7 +1082,7 @@ static void http1_retry(struct worker *w, struct l4_conn *c)
 	h->try_deadline_ns = 0;
 	h->connect_start_ns = now;
 	if (h->sv && h->retries)
-		wait = backoff_full_jitter(balance_rng(), h->sv->backoff_base_ns,
+		wait = backoff_full_jitter(pick_rng(), h->sv->backoff_base_ns,
 					   h->sv->backoff_max_ns, h->retries - 1);
 	if (!wait) {
 		http1_connect_next(w, c);
@@ -1164,7 +1165,7 @@ static void http1_up_failed(struct worker *w, struct l4_conn *c, int err)
 		return;
 	}
 	if (h->rs == HTTP1_RESP_HEAD) {
-		balance_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
+		pick_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
 				"a reset before the response");
 		if (http1_may_retry(w, c, RETRY_FAIL_RESET_EARLY, 0))
 			http1_retry(w, c);
@@ -1332,7 +1333,7 @@ static bool http1_rs_outcome(struct worker *w, struct l4_conn *c)
 	char what[24];
 
 	snprintf(what, sizeof(what), "status %u", status);
-	balance_outcome(h->sv, &h->bt, !failed, failed ? http1_rs_retry_after(c) : 0,
+	pick_outcome(h->sv, &h->bt, !failed, failed ? http1_rs_retry_after(c) : 0,
 			timer_now_ns(), what);
 	if (status < 400 || !http1_may_retry(w, c, RETRY_FAIL_STATUS, status))
 		return true;
@@ -1448,7 +1449,7 @@ static bool http1_rs_head(struct worker *w, struct l4_conn *c)
 		    ++h->rs_interim > HTTP1_MAX_INTERIM)
 			r = HTTP1_E_BAD_REQUEST;
 		if (r < 0) {
-			balance_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER,
+			pick_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER,
 					timer_now_ns(), "a malformed response");
 			worker_warn_ratelimited(w,
 						"proxy worker %d: %s/%s: malformed response head "
@@ -1765,7 +1766,7 @@ static void http1_next_request(struct worker *w, struct l4_conn *c)
 	h->target = NULL;
 	h->route = NULL;
 	h->deadline_ns = 0;
-	balance_cancel(h->sv, &h->bt, timer_now_ns()); /* reported at its head already */
+	pick_cancel(h->sv, &h->bt, timer_now_ns()); /* reported at its head already */
 	h->sv = NULL;
 	h->n_avoid = h->retries = 0;
 	h->try_deadline_ns = h->retry_at_ns = 0;
@@ -1985,7 +1986,7 @@ static void http1_try_timed_out(struct worker *w, struct l4_conn *c, uint64_t no
 {
 	struct http1_conn *h = c->http;
 
-	balance_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, now, what);
+	pick_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, now, what);
 	if (http1_may_retry(w, c, RETRY_FAIL_TIMEOUT, 0))
 		http1_retry(w, c);
 	else

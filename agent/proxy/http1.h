@@ -30,7 +30,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
-#include "proxy/balance.h"
+#include "proxy/endpoint_pick.h"
 #include "proxy/http1_parser.h"
 #include "proxy/http_error.h"
 #include "telemetry/proxy_hooks.h"
@@ -139,8 +139,8 @@ struct http1_conn {
 
 	/* Resilience (docs/resilience.md, "Wiring"): the try in flight and its history. */
 	const struct es_svc_view *sv; /* target's balancer state; NULL: none */
-	struct balance_ticket bt;      /* the current try's endpoint and breaker ticket */
-	uint32_t avoid[BALANCE_MAX_AVOID]; /* endpoints tried, for retries elsewhere */
+	struct pick_ticket bt;      /* the current try's endpoint and breaker ticket */
+	uint32_t avoid[PICK_MAX_AVOID]; /* endpoints tried, for retries elsewhere */
 	uint32_t n_avoid;
 	uint32_t retries;	  /* retries of this request so far */
 	uint64_t dispatch_ns;	  /* when the request was dispatched (fail-fast wait) */

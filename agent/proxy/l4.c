@@ -10,11 +10,11 @@
 
 #include "common/addr.h"
 #include "common/log.h"
-#include "proxy/balance.h"
+#include "proxy/endpoint_pick.h"
 #include "proxy/detect.h"
 #include "proxy/http1.h"
 #include "proxy/http_error.h"
-#include "proxy/route.h"
+#include "proxy/service_lookup.h"
 #include "proxy/sock.h"
 #include "telemetry/proxy_hooks.h"
 
@@ -96,7 +96,7 @@ void l4_side_close(struct worker *w, struct l4_side *s, bool reset)
  */
 static void l4_close(struct worker *w, struct l4_conn *c, bool reset)
 {
-	balance_cancel(c->sv, &c->bt, timer_now_ns());
+	pick_cancel(c->sv, &c->bt, timer_now_ns());
 	metrics_tcp_close(w, c);
 	l4_side_close(w, &c->client, reset);
 	l4_side_close(w, &c->upstream, reset);
@@ -308,7 +308,7 @@ static void l4_attempt_failed(struct worker *w, struct l4_conn *c, int err)
 
 	c->last_err = err;
 	WORKER_STAT_INC(w, connect_failures);
-	balance_outcome(c->sv, &c->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
+	pick_outcome(c->sv, &c->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
 			"a failed connect");
 	if (l4_debug() && idx < (uint32_t)c->svc->n_endpoints) {
 		const struct config_endpoint *ep = &c->svc->endpoints[idx];
@@ -329,7 +329,7 @@ static void l4_local_refused(struct worker *w, struct l4_conn *c, int err)
 {
 	char svc[2 * CONFIG_MAX_NAME + 16];
 
-	balance_cancel(c->sv, &c->bt, timer_now_ns());
+	pick_cancel(c->sv, &c->bt, timer_now_ns());
 	WORKER_STAT_INC(w, local_refused);
 	worker_warn_ratelimited(w,
 				"proxy worker %d: %s: cannot open a connection to an endpoint: %s "
@@ -361,7 +361,7 @@ static void l4_give_up(struct worker *w, struct l4_conn *c)
 static void l4_connected(struct worker *w, struct l4_conn *c)
 {
 	c->upstream.plain_tcp = worker_plain_tcp(w, c->upstream.pl.fd);
-	balance_connected(c->sv, &c->bt, timer_now_ns());
+	pick_connected(c->sv, &c->bt, timer_now_ns());
 	l4_established(w, c);
 }
 
@@ -388,8 +388,8 @@ static void l4_connect_next(struct worker *w, struct l4_conn *c)
 			c->last_err = ETIMEDOUT;
 			break;
 		}
-		idx = balance_pick(c->sv, n, now, c->avoid, c->n_avoid, &c->bt);
-		if (idx == BALANCE_NONE) {
+		idx = pick_endpoint(c->sv, n, now, c->avoid, c->n_avoid, &c->bt);
+		if (idx == PICK_NONE) {
 			uint64_t until = c->accepted_ns + (c->sv ? c->sv->fail_fast_ns : 0);
 
 			if (until > deadline)
@@ -410,7 +410,7 @@ static void l4_connect_next(struct worker *w, struct l4_conn *c)
 		if (c->tried && c->sv) {
 			/* A connect to another endpoint is a retry: the budget decides. */
 			if (!retry_budget_withdraw(c->sv->budget, now)) {
-				balance_cancel(c->sv, &c->bt, now);
+				pick_cancel(c->sv, &c->bt, now);
 				atomic_fetch_add_explicit(&c->sv->state->retries_refused, 1,
 							  memory_order_relaxed);
 				c->last_err = c->last_err ?: EAGAIN;
@@ -418,10 +418,10 @@ static void l4_connect_next(struct worker *w, struct l4_conn *c)
 			}
 			atomic_fetch_add_explicit(&c->sv->state->retries, 1, memory_order_relaxed);
 		}
-		if (c->n_avoid < BALANCE_MAX_AVOID)
+		if (c->n_avoid < PICK_MAX_AVOID)
 			c->avoid[c->n_avoid++] = idx;
 		c->tried++;
-		balance_start(c->sv, &c->bt, now);
+		pick_start(c->sv, &c->bt, now);
 		ret = l4_connect_one(w, c, &c->svc->endpoints[idx], now, deadline);
 		if (ret < 0 && sock_err_local(-ret)) {
 			l4_local_refused(w, c, -ret);
@@ -646,7 +646,7 @@ void l4_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 		return;
 	}
 
-	svc = route_find(cfg, &orig, &port);
+	svc = service_lookup(cfg, &orig, &port);
 	if (!svc) {
 		char to[ADDR_STR_MAX];
 
@@ -698,7 +698,7 @@ void l4_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 	c->orig = orig;
 	c->svc = svc;
 	c->svc_port = port->port;
-	c->port_be = route_target_port_be(port);
+	c->port_be = service_target_port_be(port);
 	c->accepted_ns = timer_now_ns();
 	/* The service's knobs (idle timeout) hold for every mode; HTTP
 	 * requests look up their own target's. */

@@ -13,7 +13,7 @@
 #include <sys/types.h>
 
 #include "config/config.h"
-#include "proxy/balance.h"
+#include "proxy/endpoint_pick.h"
 #include "proxy/timer.h"
 #include "proxy/worker.h"
 
@@ -107,8 +107,8 @@ struct l4_conn {
 	uint32_t tried; /* connect attempts so far */
 	int last_err;	/* errno of the last failed attempt */
 	const struct es_svc_view *sv;	   /* svc's balancer state; NULL: none */
-	struct balance_ticket bt;	   /* the connect attempt in flight */
-	uint32_t avoid[BALANCE_MAX_AVOID]; /* endpoints tried, so a retry goes elsewhere */
+	struct pick_ticket bt;	   /* the connect attempt in flight */
+	uint32_t avoid[PICK_MAX_AVOID]; /* endpoints tried, so a retry goes elsewhere */
 	uint32_t n_avoid;
 
 	struct l4_conn *prev, *next;  /* worker's active list, then closed/free */

@@ -11,11 +11,11 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "proxy/balance.h"
+#include "proxy/endpoint_pick.h"
 #include "proxy/http1.h"
 #include "proxy/l4.h"
 #include "proxy/pool.h"
-#include "proxy/route.h"
+#include "proxy/service_lookup.h"
 #include "proxy/sock.h"
 #include "telemetry/http_metrics.h"
 
@@ -215,18 +215,18 @@ int worker_conn_follow(struct worker *w, struct l4_conn *c)
 		worker_snap_take(w);
 	if (c->snap == w->snap || !w->snap)
 		return 0;
-	svc = route_find(w->snap->cfg, &c->orig, &port);
+	svc = service_lookup(w->snap->cfg, &c->orig, &port);
 	if (!svc)
 		return -ENOENT;
 	sv = es_view_service(w->snap->es_view, w->snap->cfg, svc);
 	/*
 	 * A connected opaque connection counts in its endpoint's pending
-	 * load until it closes (balance_connected): carry that over to the
+	 * load until it closes (pick_connected): carry that over to the
 	 * endpoint's index in the new view. An endpoint the new config
 	 * dropped is no candidate any more, so its load stops counting now.
 	 */
 	if (c->bt.pending) {
-		uint32_t idx = BALANCE_NONE;
+		uint32_t idx = PICK_NONE;
 
 		for (uint32_t i = 0; c->sv && sv && c->bt.idx < c->sv->n_endpoints &&
 				     i < sv->n_endpoints;
@@ -236,8 +236,8 @@ int worker_conn_follow(struct worker *w, struct l4_conn *c)
 				break;
 			}
 		}
-		if (idx == BALANCE_NONE)
-			balance_cancel(c->sv, &c->bt, timer_now_ns());
+		if (idx == PICK_NONE)
+			pick_cancel(c->sv, &c->bt, timer_now_ns());
 		else
 			c->bt.idx = idx;
 	}
@@ -246,7 +246,7 @@ int worker_conn_follow(struct worker *w, struct l4_conn *c)
 	c->snap = w->snap;
 	c->svc = svc;
 	c->svc_port = port->port;
-	c->port_be = route_target_port_be(port);
+	c->port_be = service_target_port_be(port);
 	c->sv = sv;
 	return 0;
 }

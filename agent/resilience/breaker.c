@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "resilience/backoff.h"
+#include "resilience/deadline.h"
 
 void breaker_cfg_default(struct breaker_cfg *cfg)
 {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "resilience/backoff.h"
+#include "resilience/deadline.h"
 
 void retry_policy_cfg_default(struct retry_policy_cfg *cfg)
 {

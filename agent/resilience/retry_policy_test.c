@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "resilience/backoff.h"
+#include "resilience/deadline.h"
 #include "resilience/retry_policy.h"
 
 #define MS 1000000ull

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "common/addr.h"
-#include "loader/pins.h"
+#include "datapath/pins.h"
 #include "proxy/endpoint_state.h"
 #include "proxy/proxy.h"
 #include "proxy/proxy_int.h"

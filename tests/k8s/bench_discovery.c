@@ -36,7 +36,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "discovery/discovery.h"
-#include "loader/loader.h"
+#include "datapath/datapath.h"
 #include "proxy/proxy.h"
 #include "proxy/proxy_int.h"
 

@@ -5,7 +5,7 @@
  * without a trailing '/', cumulative weights), so each request costs only
  * byte comparisons here.
  */
-#include "proxy/routes.h"
+#include "proxy/http_routes.h"
 
 #include <string.h>
 #include <strings.h>
@@ -91,7 +91,7 @@ static void path_push(char *out, size_t *n, const char *seg, size_t len, bool la
 }
 
 /* Contract in routes.h. */
-size_t routes_normalize_path(const char *path, size_t len, char *out, size_t cap)
+size_t http_routes_normalize_path(const char *path, size_t len, char *out, size_t cap)
 {
 	char dec[ROUTES_MAX_PATH];
 	size_t d = 0, n = 0, i;
@@ -187,7 +187,7 @@ static bool route_headers_ok(const struct config_route *r, const struct route_re
 }
 
 /* Contract in routes.h. Cheap criteria first; headers may call out to the caller. */
-const struct config_route *routes_match(const struct config_service *svc,
+const struct config_route *http_routes_match(const struct config_service *svc,
 					const struct route_request *req)
 {
 	char npath[ROUTES_MAX_PATH];
@@ -195,7 +195,7 @@ const struct config_route *routes_match(const struct config_service *svc,
 	int i;
 
 	if (req->path && svc->n_routes)
-		nlen = routes_normalize_path(req->path, req->path_len, npath, sizeof(npath));
+		nlen = http_routes_normalize_path(req->path, req->path_len, npath, sizeof(npath));
 	for (i = 0; i < svc->n_routes; i++) {
 		const struct config_route *r = &svc->routes[i];
 
@@ -212,7 +212,7 @@ const struct config_route *routes_match(const struct config_service *svc,
  * first backends and lean on the low bits a weak generator gets wrong.
  * The pick is the first backend whose cumulative weight exceeds it.
  */
-uint32_t routes_pick_backend(const struct config_route *r, uint32_t rnd)
+uint32_t http_routes_pick_backend(const struct config_route *r, uint32_t rnd)
 {
 	uint32_t x, lo = 0, hi;
 

@@ -6,7 +6,7 @@
  * already pinned are updated in place with the new programs, so sockets in
  * the SOCKHASH and connections in flight never notice the restart.
  */
-#include "loader/loader.h"
+#include "datapath/datapath.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -22,8 +22,8 @@
 
 #include "common/addr.h"
 #include "common/log.h"
-#include "loader/env.h"
-#include "loader/pins.h"
+#include "datapath/env.h"
+#include "datapath/pins.h"
 #include "shoal.skel.h"
 
 /* One attachment: a program on the cgroup, or the sk_msg on the SOCKHASH. */

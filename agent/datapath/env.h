@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Where the kernel's filesystems are on this node: cgroup2 and bpffs. */
-#ifndef SHOAL_LOADER_ENV_H
-#define SHOAL_LOADER_ENV_H
+#ifndef SHOAL_DATAPATH_ENV_H
+#define SHOAL_DATAPATH_ENV_H
 
 #include <stddef.h>
 #include <stdint.h>

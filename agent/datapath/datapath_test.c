@@ -16,9 +16,9 @@
 
 #include "common/addr.h"
 #include "config/config.h"
-#include "loader/env.h"
-#include "loader/loader.h"
-#include "loader/pins.h"
+#include "datapath/env.h"
+#include "datapath/datapath.h"
+#include "datapath/pins.h"
 
 static struct config cfg;
 static struct config_service svc;

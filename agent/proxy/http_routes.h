@@ -5,8 +5,8 @@
  * config (services[].routes[], docs/config.md): no I/O, no allocation, no
  * locks, so any worker may call them on a config it holds.
  */
-#ifndef SHOAL_PROXY_ROUTES_H
-#define SHOAL_PROXY_ROUTES_H
+#ifndef SHOAL_PROXY_HTTP_ROUTES_H
+#define SHOAL_PROXY_HTTP_ROUTES_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -42,7 +42,7 @@ struct route_request {
  * matches when every criterion it has holds:
  * - hosts: req->host without its port equals a host case-insensitively,
  *   or ends in a "*." host's suffix;
- * - path: the target's path (up to '?'), normalised (routes_normalize_path),
+ * - path: the target's path (up to '?'), normalised (http_routes_normalize_path),
  *   equals an exact path, or equals a prefix or continues it with '/'; a
  *   target that does not start with '/' (authority, "*", absolute-form: the
  *   proxy rewrites that one to origin form first) or whose path is longer
@@ -51,7 +51,7 @@ struct route_request {
  * - headers: each one is present (first field) with exactly its value.
  * O(routes x criteria); calls req->header at most once per header criterion.
  */
-const struct config_route *routes_match(const struct config_service *svc,
+const struct config_route *http_routes_match(const struct config_service *svc,
 					const struct route_request *req);
 
 /*
@@ -60,7 +60,7 @@ const struct config_route *routes_match(const struct config_service *svc,
  * route it would not match normalised.
  */
 #define ROUTES_MAX_PATH 8192
-/* routes_normalize_path's "no path": not '/'-rooted, or too long. */
+/* http_routes_normalize_path's "no path": not '/'-rooted, or too long. */
 #define ROUTES_NO_PATH ((size_t)-1)
 
 /*
@@ -72,7 +72,7 @@ const struct config_route *routes_match(const struct config_service *svc,
  * (@cap bytes, at least @len + 1); returns its length, or ROUTES_NO_PATH
  * when the path does not start with '/' or is longer than ROUTES_MAX_PATH.
  */
-size_t routes_normalize_path(const char *path, size_t len, char *out, size_t cap);
+size_t http_routes_normalize_path(const char *path, size_t len, char *out, size_t cap);
 
 /*
  * The svc_index (into config.services) of the backend of r that a request
@@ -82,6 +82,6 @@ size_t routes_normalize_path(const char *path, size_t len, char *out, size_t cap
  * O(log n) over r's CONFIG_MAX_ROUTE_BACKENDS at most. r must come from a
  * parsed config (at least one backend, total weight above 0).
  */
-uint32_t routes_pick_backend(const struct config_route *r, uint32_t rnd);
+uint32_t http_routes_pick_backend(const struct config_route *r, uint32_t rnd);
 
 #endif

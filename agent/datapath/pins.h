@@ -3,8 +3,8 @@
  * Operations on the pinned maps of a running (or crashed) datapath. They
  * need no loaded object, so shoalctl uses them as well as shoald.
  */
-#ifndef SHOAL_LOADER_PINS_H
-#define SHOAL_LOADER_PINS_H
+#ifndef SHOAL_DATAPATH_PINS_H
+#define SHOAL_DATAPATH_PINS_H
 
 #include <stdbool.h>
 #include <stdint.h>

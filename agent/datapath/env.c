@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-#include "loader/env.h"
+#include "datapath/env.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-#include "proxy/route.h"
+#include "proxy/service_lookup.h"
 
 #include <arpa/inet.h>
 
@@ -22,7 +22,7 @@ static const struct config_port *route_match(const struct config_service *svc,
 	return NULL;
 }
 
-const struct config_service *route_find(const struct config *cfg, const struct shoal_orig_dst *orig,
+const struct config_service *service_lookup(const struct config *cfg, const struct shoal_orig_dst *orig,
 					const struct config_port **port_out)
 {
 	const struct config_service *svc;
@@ -39,7 +39,7 @@ const struct config_service *route_find(const struct config *cfg, const struct s
 	return config_find_service(cfg, &orig->ip, orig->port, port_out);
 }
 
-uint16_t route_target_port_be(const struct config_port *port)
+uint16_t service_target_port_be(const struct config_port *port)
 {
 	/* config fills target_port in; a hand-built config may leave it 0. */
 	return htons(port->target_port ? port->target_port : port->port);

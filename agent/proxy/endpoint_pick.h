@@ -9,8 +9,8 @@
  * random source; the state it reads and updates (endpoint_state.h) is
  * shared and lock-free except a breaker's mutex on outcomes.
  */
-#ifndef SHOAL_PROXY_BALANCE_H
-#define SHOAL_PROXY_BALANCE_H
+#ifndef SHOAL_PROXY_ENDPOINT_PICK_H
+#define SHOAL_PROXY_ENDPOINT_PICK_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -20,24 +20,24 @@
 #include "resilience/breaker.h"
 
 /* No endpoint: the service has none, or none is a candidate right now. */
-#define BALANCE_NONE UINT32_MAX
+#define PICK_NONE UINT32_MAX
 
 /*
  * Endpoints a request remembers as tried, to send each retry elsewhere:
  * beyond 8 tries of one request its deadline or budget has long decided.
  */
-#define BALANCE_MAX_AVOID 8
+#define PICK_MAX_AVOID 8
 
 /*
  * How often the service's peer estimate (es_service.peer_ns) is
  * recomputed: a sort of its endpoints' estimates, which move over
  * seconds (tau), so ten times a second is fresh and costs nothing.
  */
-#define BALANCE_PEER_REFRESH_NS 100000000ull
+#define PICK_PEER_REFRESH_NS 100000000ull
 
 /* What a pick gave one try; keep it with the try until its outcome. */
-struct balance_ticket {
-	uint32_t idx;		    /* endpoint index in the config; BALANCE_NONE: none */
+struct pick_ticket {
+	uint32_t idx;		    /* endpoint index in the config; PICK_NONE: none */
 	enum breaker_ticket ticket; /* the breaker's admission */
 	uint64_t start_ns;	    /* when the try started (its latency's origin) */
 	bool active;		    /* started and its outcome not yet reported */
@@ -46,14 +46,14 @@ struct balance_ticket {
 };
 
 /* The calling thread's random source, seeded on first use. */
-struct rng *balance_rng(void);
+struct rng *pick_rng(void);
 
 /*
  * The peers' estimate of sv's service at now_ns (es_service.peer_ns),
- * recomputed first when older than BALANCE_PEER_REFRESH_NS (by one
+ * recomputed first when older than PICK_PEER_REFRESH_NS (by one
  * caller; the others read the stored one). Any thread.
  */
-double balance_peer_ns(const struct es_svc_view *sv, uint64_t now_ns);
+double pick_peer_ns(const struct es_svc_view *sv, uint64_t now_ns);
 
 /*
  * Pick an endpoint of sv at now_ns for one try, avoiding the n_avoid
@@ -63,17 +63,17 @@ double balance_peer_ns(const struct es_svc_view *sv, uint64_t now_ns);
  * sent nothing for the longest once that is at least explore_after_ns
  * (exploration, one per endpoint per interval; its successful sample
  * replaces the estimate, peak_ewma_remeasure()); otherwise P2C over
- * peak_ewma_cost() with balance_peer_ns(), each pick admitted by its
+ * peak_ewma_cost() with pick_peer_ns(), each pick admitted by its
  * breaker (a DENY drops it and picks again). On success fills *t (not yet
- * started) and returns its index; BALANCE_NONE when no endpoint may take
+ * started) and returns its index; PICK_NONE when no endpoint may take
  * the try now. sv NULL (no state for this config): a uniform pick among
  * n_endpoints, every ticket PASS.
  */
-uint32_t balance_pick(const struct es_svc_view *sv, uint32_t n_endpoints, uint64_t now_ns,
-		      const uint32_t *avoid, uint32_t n_avoid, struct balance_ticket *t);
+uint32_t pick_endpoint(const struct es_svc_view *sv, uint32_t n_endpoints, uint64_t now_ns,
+		      const uint32_t *avoid, uint32_t n_avoid, struct pick_ticket *t);
 
 /* The try of t is being sent (its endpoint's pending count grows). */
-void balance_start(const struct es_svc_view *sv, struct balance_ticket *t, uint64_t now_ns);
+void pick_start(const struct es_svc_view *sv, struct pick_ticket *t, uint64_t now_ns);
 
 /*
  * The try of t ended: success with latency now - start, or a failure
@@ -82,22 +82,22 @@ void balance_start(const struct es_svc_view *sv, struct balance_ticket *t, uint6
  * and the breaker, and logs an ejection or readmission at info. A no-op
  * for a ticket not active. what: how it ended, for the log ("503").
  */
-void balance_outcome(const struct es_svc_view *sv, struct balance_ticket *t, bool success,
+void pick_outcome(const struct es_svc_view *sv, struct pick_ticket *t, bool success,
 		     uint64_t retry_after_ns, uint64_t now_ns, const char *what);
 
 /*
  * Opaque TCP: the connect of t succeeded. Its latency is the endpoint's
  * sample and the breaker's success, but the connection stays counted as
- * pending until balance_cancel() at its close, so long-lived connections
+ * pending until pick_cancel() at its close, so long-lived connections
  * spread like least-connections.
  */
-void balance_connected(const struct es_svc_view *sv, struct balance_ticket *t, uint64_t now_ns);
+void pick_connected(const struct es_svc_view *sv, struct pick_ticket *t, uint64_t now_ns);
 
 /*
  * The try of t ended without an outcome (the client left, the proxy
  * stopped), or an opaque connection closed: pending drops, an
  * unanswered probe is handed back. A no-op once done.
  */
-void balance_cancel(const struct es_svc_view *sv, struct balance_ticket *t, uint64_t now_ns);
+void pick_cancel(const struct es_svc_view *sv, struct pick_ticket *t, uint64_t now_ns);
 
 #endif

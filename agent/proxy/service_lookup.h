@@ -3,8 +3,8 @@
  * Which service an intercepted connection belongs to, from the original
  * destination the datapath recorded.
  */
-#ifndef SHOAL_PROXY_ROUTE_H
-#define SHOAL_PROXY_ROUTE_H
+#ifndef SHOAL_PROXY_SERVICE_LOOKUP_H
+#define SHOAL_PROXY_SERVICE_LOOKUP_H
 
 #include "config/config.h"
 #include "shoal/abi.h"
@@ -16,10 +16,10 @@
  * the maps were last filled from, which may lag a reload. Otherwise the
  * (VIP, port) pair is looked up. *port_out is set on success.
  */
-const struct config_service *route_find(const struct config *cfg, const struct shoal_orig_dst *orig,
+const struct config_service *service_lookup(const struct config *cfg, const struct shoal_orig_dst *orig,
 					const struct config_port **port_out);
 
 /* The endpoint port (network order) a connection to port is carried to. */
-uint16_t route_target_port_be(const struct config_port *port);
+uint16_t service_target_port_be(const struct config_port *port);
 
 #endif

@@ -5,7 +5,7 @@
 #include <strings.h>
 
 #include "config/config.h"
-#include "proxy/routes.h"
+#include "proxy/http_routes.h"
 
 /* Each test parses a config into cfg; the fixture frees it. */
 static struct config *cfg;
@@ -94,7 +94,7 @@ static struct route_request req(const char *method, const char *host, const char
 /* Index of the route req matches, or -1. */
 static int match(const struct config_service *svc, struct route_request r)
 {
-	const struct config_route *route = routes_match(svc, &r);
+	const struct config_route *route = http_routes_match(svc, &r);
 
 	return route ? (int)(route - svc->routes) : -1;
 }
@@ -215,7 +215,7 @@ Test(routes, headers_all_must_match)
 	/* No lookup function: no headers to match. */
 	r = req("GET", "a", "/", &both);
 	r.header = NULL;
-	cr_assert_null(routes_match(svc, &r));
+	cr_assert_null(http_routes_match(svc, &r));
 }
 
 Test(routes, first_match_wins_and_criteria_combine)
@@ -245,10 +245,10 @@ Test(routes, pick_single_and_implicit_backend)
 						"      - backends: [{service: web-v2}]\n");
 
 	/* Without backends: the service itself (index 0), whatever rnd says. */
-	cr_assert_eq(routes_pick_backend(&svc->routes[0], 0), 0);
-	cr_assert_eq(routes_pick_backend(&svc->routes[0], UINT32_MAX), 0);
-	cr_assert_eq(routes_pick_backend(&svc->routes[1], 0), 2);
-	cr_assert_eq(routes_pick_backend(&svc->routes[1], UINT32_MAX), 2);
+	cr_assert_eq(http_routes_pick_backend(&svc->routes[0], 0), 0);
+	cr_assert_eq(http_routes_pick_backend(&svc->routes[0], UINT32_MAX), 0);
+	cr_assert_eq(http_routes_pick_backend(&svc->routes[1], 0), 2);
+	cr_assert_eq(http_routes_pick_backend(&svc->routes[1], UINT32_MAX), 2);
 }
 
 Test(routes, pick_edges_and_zero_weight)
@@ -261,10 +261,10 @@ Test(routes, pick_edges_and_zero_weight)
 	const struct config_route *r = &svc->routes[0];
 
 	/* Two equal halves of the rnd space; weight 0 never picked, even at the ends. */
-	cr_assert_eq(routes_pick_backend(r, 0), 2);
-	cr_assert_eq(routes_pick_backend(r, 0x7fffffffu), 2);
-	cr_assert_eq(routes_pick_backend(r, 0x80000000u), 0);
-	cr_assert_eq(routes_pick_backend(r, UINT32_MAX), 0);
+	cr_assert_eq(http_routes_pick_backend(r, 0), 2);
+	cr_assert_eq(http_routes_pick_backend(r, 0x7fffffffu), 2);
+	cr_assert_eq(http_routes_pick_backend(r, 0x80000000u), 0);
+	cr_assert_eq(http_routes_pick_backend(r, UINT32_MAX), 0);
 }
 
 Test(routes, weighted_split_90_10)
@@ -278,7 +278,7 @@ Test(routes, weighted_split_90_10)
 
 	for (i = 0; i < n; i++) {
 		uint32_t rnd = (uint32_t)(((uint64_t)i << 32) / n);
-		uint32_t idx = routes_pick_backend(r, rnd);
+		uint32_t idx = http_routes_pick_backend(r, rnd);
 
 		cr_assert(idx == 1 || idx == 2, "picked services[%u]", idx);
 		count[idx]++;
@@ -300,7 +300,7 @@ Test(routes, weighted_split_many_backends)
 	uint32_t i, count[3] = {0};
 
 	for (i = 0; i < n; i++)
-		count[routes_pick_backend(r, (uint32_t)(((uint64_t)i << 32) / n))]++;
+		count[http_routes_pick_backend(r, (uint32_t)(((uint64_t)i << 32) / n))]++;
 	cr_assert(count[1] >= 9000 && count[1] <= 11000, "web-v1 got %u", count[1]);
 	cr_assert(count[2] >= 19000 && count[2] <= 21000, "web-v2 got %u", count[2]);
 	cr_assert(count[0] >= 69000 && count[0] <= 71000, "web got %u", count[0]);
@@ -336,15 +336,15 @@ Test(routes, normalize_path)
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		size_t n =
-		    routes_normalize_path(cases[i][0], strlen(cases[i][0]), out, sizeof(out));
+		    http_routes_normalize_path(cases[i][0], strlen(cases[i][0]), out, sizeof(out));
 
 		cr_assert_neq(n, ROUTES_NO_PATH, "%s", cases[i][0]);
 		cr_assert(n == strlen(cases[i][1]) && !memcmp(out, cases[i][1], n),
 			  "%s: got '%.*s', want '%s'", cases[i][0], (int)n, out, cases[i][1]);
 	}
-	cr_assert_eq(routes_normalize_path("*", 1, out, sizeof(out)), ROUTES_NO_PATH);
-	cr_assert_eq(routes_normalize_path("a/b", 3, out, sizeof(out)), ROUTES_NO_PATH);
-	cr_assert_eq(routes_normalize_path("", 0, out, sizeof(out)), ROUTES_NO_PATH);
+	cr_assert_eq(http_routes_normalize_path("*", 1, out, sizeof(out)), ROUTES_NO_PATH);
+	cr_assert_eq(http_routes_normalize_path("a/b", 3, out, sizeof(out)), ROUTES_NO_PATH);
+	cr_assert_eq(http_routes_normalize_path("", 0, out, sizeof(out)), ROUTES_NO_PATH);
 }
 
 /* Routes match the normalised path: an encoded or dotted path cannot dodge one. */

@@ -3,7 +3,7 @@
 #include <criterion/criterion.h>
 
 #include "common/addr.h"
-#include "proxy/route.h"
+#include "proxy/service_lookup.h"
 
 static struct config cfg;
 static struct config_service svcs[2];
@@ -48,9 +48,9 @@ Test(proxy_route, trusts_a_consistent_svc_id)
 	const struct config_port *port = NULL;
 	struct shoal_orig_dst o = orig("fd00:96::10", 443, 0);
 
-	cr_assert_eq(route_find(&cfg, &o, &port), &svcs[0]);
+	cr_assert_eq(service_lookup(&cfg, &o, &port), &svcs[0]);
 	cr_assert_eq(port, &svcs[0].ports[1]);
-	cr_assert_eq(ntohs(route_target_port_be(port)), 8443);
+	cr_assert_eq(ntohs(service_target_port_be(port)), 8443);
 }
 
 Test(proxy_route, falls_back_when_the_id_is_stale)
@@ -59,11 +59,11 @@ Test(proxy_route, falls_back_when_the_id_is_stale)
 	struct shoal_orig_dst wrong = orig("10.96.0.20", 5432, 0);
 	struct shoal_orig_dst out_of_range = orig("10.96.0.10", 80, 7);
 
-	cr_assert_eq(route_find(&cfg, &wrong, &port), &svcs[1]);
+	cr_assert_eq(service_lookup(&cfg, &wrong, &port), &svcs[1]);
 	/* No target port: the service port is used. */
-	cr_assert_eq(ntohs(route_target_port_be(port)), 5432);
-	cr_assert_eq(route_find(&cfg, &out_of_range, &port), &svcs[0]);
-	cr_assert_eq(ntohs(route_target_port_be(port)), 8080);
+	cr_assert_eq(ntohs(service_target_port_be(port)), 5432);
+	cr_assert_eq(service_lookup(&cfg, &out_of_range, &port), &svcs[0]);
+	cr_assert_eq(ntohs(service_target_port_be(port)), 8080);
 }
 
 Test(proxy_route, unknown_destination)
@@ -72,6 +72,6 @@ Test(proxy_route, unknown_destination)
 	struct shoal_orig_dst wrong_port = orig("10.96.0.10", 81, 0);
 	struct shoal_orig_dst wrong_ip = orig("10.96.0.11", 80, 0);
 
-	cr_assert_null(route_find(&cfg, &wrong_port, &port));
-	cr_assert_null(route_find(&cfg, &wrong_ip, &port));
+	cr_assert_null(service_lookup(&cfg, &wrong_port, &port));
+	cr_assert_null(service_lookup(&cfg, &wrong_ip, &port));
 }

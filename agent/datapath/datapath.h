@@ -4,8 +4,8 @@
  * adopts the pinned maps and links of an earlier agent, attaches, pins,
  * and uninstalls. Also the map operations both shoald and shoalctl need.
  */
-#ifndef SHOAL_LOADER_H
-#define SHOAL_LOADER_H
+#ifndef SHOAL_DATAPATH_H
+#define SHOAL_DATAPATH_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * The glue between the proxy and the balance/resilience modules: the
- * endpoint table across config swaps, and balance_pick() with breakers,
+ * endpoint table across config swaps, and pick_endpoint() with breakers,
  * probes and the endpoints a retry avoids.
  */
 #include <criterion/criterion.h>
@@ -11,7 +11,7 @@
 
 #include "common/addr.h"
 #include "config/config.h"
-#include "proxy/balance.h"
+#include "proxy/endpoint_pick.h"
 #include "proxy/endpoint_state.h"
 
 static struct es_table table;
@@ -73,10 +73,10 @@ static int idx_of(const struct config *c, const char *addr)
 static void fail_n(const struct es_svc_view *sv, uint32_t idx, int n, uint64_t now)
 {
 	for (int i = 0; i < n; i++) {
-		struct balance_ticket t = {.idx = idx, .ticket = BREAKER_PASS};
+		struct pick_ticket t = {.idx = idx, .ticket = BREAKER_PASS};
 
-		balance_start(sv, &t, now);
-		balance_outcome(sv, &t, false, PEAK_EWMA_NO_RETRY_AFTER, now, "test");
+		pick_start(sv, &t, now);
+		pick_outcome(sv, &t, false, PEAK_EWMA_NO_RETRY_AFTER, now, "test");
 	}
 }
 
@@ -98,9 +98,9 @@ Test(balance, endpoint_state_survives_a_config_swap)
 	/* A takes a failure penalty and has a request in flight. */
 	fail_n(v1, (uint32_t)idx_of(cfg1, "10.0.0.1"), 1, now);
 	{
-		struct balance_ticket t = {.idx = (uint32_t)idx_of(cfg1, "10.0.0.1")};
+		struct pick_ticket t = {.idx = (uint32_t)idx_of(cfg1, "10.0.0.1")};
 
-		balance_start(v1, &t, now);
+		pick_start(v1, &t, now);
 	}
 
 	/* Discovery reorders, adds C and removes B. */
@@ -149,15 +149,15 @@ Test(balance, every_outcome_is_counted_per_endpoint)
 	 * each be one), B succeeds once and connects once. */
 	fail_n(sv, ia, 2, now);
 	for (int i = 0; i < 2; i++) {
-		struct balance_ticket t = {.idx = ib, .ticket = BREAKER_PASS};
+		struct pick_ticket t = {.idx = ib, .ticket = BREAKER_PASS};
 
-		balance_start(sv, &t, now);
+		pick_start(sv, &t, now);
 		if (i == 0)
-			balance_outcome(sv, &t, true, PEAK_EWMA_NO_RETRY_AFTER, now + 1000, "test");
+			pick_outcome(sv, &t, true, PEAK_EWMA_NO_RETRY_AFTER, now + 1000, "test");
 		else
-			balance_connected(sv, &t, now + 1000);
+			pick_connected(sv, &t, now + 1000);
 		/* A ticket reports once: a second report is ignored. */
-		balance_outcome(sv, &t, false, PEAK_EWMA_NO_RETRY_AFTER, now + 2000, "test");
+		pick_outcome(sv, &t, false, PEAK_EWMA_NO_RETRY_AFTER, now + 2000, "test");
 	}
 	es_endpoint_read(sv, ia, now, &st);
 	cr_assert_eq(st.failed, 2);
@@ -171,7 +171,7 @@ Test(balance, pick_skips_an_ejected_endpoint)
 {
 	const struct es_svc_view *sv;
 	struct es_service_stats ss;
-	struct balance_ticket t;
+	struct pick_ticket t;
 	uint64_t now = mono_ns();
 	int counts[3] = {0};
 
@@ -185,9 +185,9 @@ Test(balance, pick_skips_an_ejected_endpoint)
 	cr_assert_eq(ss.ejected, 1);
 	cr_assert_eq(ss.ejections, 1);
 	for (int i = 0; i < 1000; i++) {
-		uint32_t idx = balance_pick(sv, 3, now, NULL, 0, &t);
+		uint32_t idx = pick_endpoint(sv, 3, now, NULL, 0, &t);
 
-		cr_assert_neq(idx, BALANCE_NONE);
+		cr_assert_neq(idx, PICK_NONE);
 		cr_assert_eq(t.ticket, BREAKER_PASS);
 		counts[idx]++;
 	}
@@ -199,7 +199,7 @@ Test(balance, pick_skips_an_ejected_endpoint)
 Test(balance, a_due_probe_goes_first_and_readmits)
 {
 	const struct es_svc_view *sv;
-	struct balance_ticket t, other;
+	struct pick_ticket t, other;
 	uint64_t now = mono_ns(), later;
 
 	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}]\n");
@@ -208,13 +208,13 @@ Test(balance, a_due_probe_goes_first_and_readmits)
 	cr_assert_eq(breaker_state(&sv->ep[0]->breaker), BREAKER_OPEN);
 	/* Past the longest first backoff (1 s + 50 % jitter): the next pick probes. */
 	later = now + 2 * 1000000000ull;
-	cr_assert_eq(balance_pick(sv, 2, later, NULL, 0, &t), 0);
+	cr_assert_eq(pick_endpoint(sv, 2, later, NULL, 0, &t), 0);
 	cr_assert_eq(t.ticket, BREAKER_PROBE);
 	/* While the probe is out nothing else goes there. */
 	for (int i = 0; i < 100; i++)
-		cr_assert_eq(balance_pick(sv, 2, later, NULL, 0, &other), 1);
-	balance_start(sv, &t, later);
-	balance_outcome(sv, &t, true, 0, later + 1000000, "200");
+		cr_assert_eq(pick_endpoint(sv, 2, later, NULL, 0, &other), 1);
+	pick_start(sv, &t, later);
+	pick_outcome(sv, &t, true, 0, later + 1000000, "200");
 	cr_assert_eq(breaker_state(&sv->ep[0]->breaker), BREAKER_CLOSED);
 	cr_assert_eq(atomic_load(&sv->state->readmissions), 1);
 }
@@ -226,10 +226,10 @@ Test(balance, a_due_probe_goes_first_and_readmits)
 /* A successful try of endpoint idx of sv sent at now, answered after lat. */
 static void ok_at(const struct es_svc_view *sv, uint32_t idx, uint64_t now, uint64_t lat)
 {
-	struct balance_ticket t = {.idx = idx, .ticket = BREAKER_PASS};
+	struct pick_ticket t = {.idx = idx, .ticket = BREAKER_PASS};
 
-	balance_start(sv, &t, now);
-	balance_outcome(sv, &t, true, 0, now + lat, "200");
+	pick_start(sv, &t, now);
+	pick_outcome(sv, &t, true, 0, now + lat, "200");
 }
 
 /* Endpoints 0..n of sv answered in lat for 60 s (the estimates converge), to t0. */
@@ -238,13 +238,13 @@ static void warm(const struct es_svc_view *sv, uint32_t n, uint64_t t0, uint64_t
 	for (uint64_t at = t0 - 60 * SEC; at < t0; at += 10 * SEC) {
 		for (uint32_t i = 0; i < n; i++)
 			ok_at(sv, i, at, lat);
-		(void)balance_peer_ns(sv, at + lat); /* as balance_pick() would */
+		(void)pick_peer_ns(sv, at + lat); /* as pick_endpoint() would */
 	}
-	(void)balance_peer_ns(sv, t0);
+	(void)pick_peer_ns(sv, t0);
 }
 
 /*
- * Sequential traffic through balance_pick() from t0 for dur, one request
+ * Sequential traffic through pick_endpoint() from t0 for dur, one request
  * every step, each answered in lat[idx] (lat[idx] 0: answered 503).
  * Counts the picks per endpoint from count_from on, and the longest time
  * each endpoint went without a pick.
@@ -260,8 +260,8 @@ static void drive(const struct es_svc_view *sv, uint64_t t0, uint64_t dur, uint6
 		max_gap[i] = 0;
 	}
 	for (uint64_t now = t0; now < t0 + dur; now += step) {
-		struct balance_ticket t;
-		uint32_t idx = balance_pick(sv, sv->n_endpoints, now, NULL, 0, &t);
+		struct pick_ticket t;
+		uint32_t idx = pick_endpoint(sv, sv->n_endpoints, now, NULL, 0, &t);
 
 		cr_assert_lt(idx, sv->n_endpoints);
 		if (now - last[idx] > max_gap[idx])
@@ -269,8 +269,8 @@ static void drive(const struct es_svc_view *sv, uint64_t t0, uint64_t dur, uint6
 		last[idx] = now;
 		if (now >= count_from)
 			counts[idx]++;
-		balance_start(sv, &t, now);
-		balance_outcome(sv, &t, lat[idx] != 0, 0, now + (lat[idx] ? lat[idx] : MS),
+		pick_start(sv, &t, now);
+		pick_outcome(sv, &t, lat[idx] != 0, 0, now + (lat[idx] ? lat[idx] : MS),
 				lat[idx] ? "200" : "503");
 	}
 	for (uint32_t i = 0; i < sv->n_endpoints; i++)
@@ -366,11 +366,11 @@ struct explore_race {
 static void *explore_racer(void *arg)
 {
 	struct explore_race *r = arg;
-	struct balance_ticket t;
+	struct pick_ticket t;
 
 	pthread_barrier_wait(r->go);
 	for (int i = 0; i < 100; i++)
-		r->picked[balance_pick(r->sv, 3, r->now, NULL, 0, &t)] += t.explore;
+		r->picked[pick_endpoint(r->sv, 3, r->now, NULL, 0, &t)] += t.explore;
 	return NULL;
 }
 
@@ -428,13 +428,13 @@ Test(balance, unsampled_estimates_age_towards_the_peers_median)
 	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
 	warm(sv, 3, t0, 2 * MS);
 	ok_at(sv, 2, t0, 650 * MS);
-	peer = balance_peer_ns(sv, t0 + 650 * MS + 200 * MS);
+	peer = pick_peer_ns(sv, t0 + 650 * MS + 200 * MS);
 	cr_assert(peer > 1.9e6 && peer < 2.5e6, "peer %.3f ms", peer / 1e6);
 	/* 60 s later, unsampled (the others kept answering in 2 ms). */
 	for (uint64_t at = t0 + SEC; at <= t0 + 60 * SEC; at += SEC) {
 		ok_at(sv, 0, at, 2 * MS);
 		ok_at(sv, 1, at, 2 * MS);
-		(void)balance_peer_ns(sv, at);
+		(void)pick_peer_ns(sv, at);
 	}
 	es_endpoint_read(sv, 2, t0 + 60 * SEC, &st);
 	cr_assert(st.estimate_ns > 1.9e6 && st.estimate_ns < 5e6,
@@ -455,7 +455,7 @@ Test(balance, new_and_readmitted_endpoints_start_from_their_peers)
 	const struct es_svc_view *v1, *v2;
 	uint64_t t0 = mono_ns() + 100 * SEC, later;
 	struct es_endpoint_stats st;
-	struct balance_ticket t;
+	struct pick_ticket t;
 	int inew;
 
 	cfg1 = load(THREE);
@@ -475,10 +475,10 @@ Test(balance, new_and_readmitted_endpoints_start_from_their_peers)
 	fail_n(v2, 0, BREAKER_DEFAULT_CONSECUTIVE_FAILURES, t0);
 	cr_assert_eq(breaker_state(&v2->ep[0]->breaker), BREAKER_OPEN);
 	later = t0 + 2 * SEC;
-	cr_assert_eq(balance_pick(v2, 4, later, NULL, 0, &t), 0);
+	cr_assert_eq(pick_endpoint(v2, 4, later, NULL, 0, &t), 0);
 	cr_assert_eq(t.ticket, BREAKER_PROBE);
-	balance_start(v2, &t, later);
-	balance_outcome(v2, &t, true, 0, later + 300 * MS, "200");
+	pick_start(v2, &t, later);
+	pick_outcome(v2, &t, true, 0, later + 300 * MS, "200");
 	cr_assert_eq(breaker_state(&v2->ep[0]->breaker), BREAKER_CLOSED);
 	es_endpoint_read(v2, 0, later + 300 * MS, &st);
 	cr_assert(st.estimate_ns > 1.9e6 && st.estimate_ns < 2.5e6,
@@ -489,24 +489,24 @@ Test(balance, new_and_readmitted_endpoints_start_from_their_peers)
 Test(balance, a_cancelled_probe_is_handed_back)
 {
 	const struct es_svc_view *sv;
-	struct balance_ticket t;
+	struct pick_ticket t;
 	uint64_t now = mono_ns(), later = now + 2 * 1000000000ull;
 
 	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}]\n");
 	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
 	fail_n(sv, 0, BREAKER_DEFAULT_CONSECUTIVE_FAILURES, now);
-	cr_assert_eq(balance_pick(sv, 2, later, NULL, 0, &t), 0);
-	balance_start(sv, &t, later);
-	balance_cancel(sv, &t, later);
+	cr_assert_eq(pick_endpoint(sv, 2, later, NULL, 0, &t), 0);
+	pick_start(sv, &t, later);
+	pick_cancel(sv, &t, later);
 	cr_assert_eq(peak_ewma_pending(&sv->ep[0]->ewma), 0);
-	cr_assert_eq(balance_pick(sv, 2, later, NULL, 0, &t), 0, "the next request probes");
+	cr_assert_eq(pick_endpoint(sv, 2, later, NULL, 0, &t), 0, "the next request probes");
 	cr_assert_eq(t.ticket, BREAKER_PROBE);
 }
 
 Test(balance, a_retry_goes_to_another_endpoint)
 {
 	const struct es_svc_view *sv;
-	struct balance_ticket t;
+	struct pick_ticket t;
 	uint64_t now = mono_ns();
 	uint32_t avoid[2] = {1, 2};
 
@@ -515,35 +515,35 @@ Test(balance, a_retry_goes_to_another_endpoint)
 	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
 	/* Endpoint 1 is the cheapest by far, yet a retry after it avoids it. */
 	for (int i = 0; i < 3; i++) {
-		struct balance_ticket s = {.idx = 1, .ticket = BREAKER_PASS};
+		struct pick_ticket s = {.idx = 1, .ticket = BREAKER_PASS};
 
-		balance_start(sv, &s, now);
-		balance_outcome(sv, &s, true, 0, now, "200");
+		pick_start(sv, &s, now);
+		pick_outcome(sv, &s, true, 0, now, "200");
 	}
 	for (int i = 0; i < 200; i++) {
-		uint32_t idx = balance_pick(sv, 3, now, avoid, 1, &t);
+		uint32_t idx = pick_endpoint(sv, 3, now, avoid, 1, &t);
 
 		cr_assert(idx == 0 || idx == 2, "picked %u", idx);
 	}
 	for (int i = 0; i < 200; i++)
-		cr_assert_eq(balance_pick(sv, 3, now, avoid, 2, &t), 0);
+		cr_assert_eq(pick_endpoint(sv, 3, now, avoid, 2, &t), 0);
 	/* Everything tried: the avoided ones are candidates again. */
 	avoid[0] = 0;
 	avoid[1] = 2;
 	{
 		uint32_t all[3] = {0, 1, 2};
 
-		cr_assert_neq(balance_pick(sv, 3, now, all, 3, &t), BALANCE_NONE);
+		cr_assert_neq(pick_endpoint(sv, 3, now, all, 3, &t), PICK_NONE);
 	}
 }
 
 Test(balance, pick_without_state_is_uniform)
 {
-	struct balance_ticket t;
+	struct pick_ticket t;
 	int counts[4] = {0};
 
 	for (int i = 0; i < 4000; i++) {
-		uint32_t idx = balance_pick(NULL, 4, 0, NULL, 0, &t);
+		uint32_t idx = pick_endpoint(NULL, 4, 0, NULL, 0, &t);
 
 		cr_assert_lt(idx, 4);
 		cr_assert_eq(t.ticket, BREAKER_PASS);
@@ -551,7 +551,7 @@ Test(balance, pick_without_state_is_uniform)
 	}
 	for (int i = 0; i < 4; i++)
 		cr_assert_gt(counts[i], 800, "endpoint %d got %d of 4000", i, counts[i]);
-	cr_assert_eq(balance_pick(NULL, 0, 0, NULL, 0, &t), BALANCE_NONE);
+	cr_assert_eq(pick_endpoint(NULL, 0, 0, NULL, 0, &t), PICK_NONE);
 }
 
 Test(balance, budget_and_knobs_follow_the_config)
@@ -591,10 +591,10 @@ Test(balance, a_removed_ejected_endpoint_gives_its_slot_back)
 	cr_assert_eq(breaker_state(&v1->ep[0]->breaker), BREAKER_CLOSED);
 	/* A late probe outcome through the old view changes nothing. */
 	{
-		struct balance_ticket t = {.idx = 0, .ticket = BREAKER_PROBE};
+		struct pick_ticket t = {.idx = 0, .ticket = BREAKER_PROBE};
 
-		balance_start(v1, &t, now);
-		balance_outcome(v1, &t, false, 0, now, "late");
+		pick_start(v1, &t, now);
+		pick_outcome(v1, &t, false, 0, now, "late");
 	}
 	cr_assert_eq(atomic_load(&v2->state->group.ejected), 0);
 	/* The remaining two may still eject one (cap floor(2 x 50 %) = 1). */

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-#include "loader/pins.h"
+#include "datapath/pins.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "loader/env.h"
+#include "datapath/env.h"
 
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71

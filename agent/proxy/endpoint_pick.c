@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-#include "proxy/balance.h"
+#include "proxy/endpoint_pick.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -10,7 +10,7 @@
 #include "common/addr.h"
 #include "common/log.h"
 
-struct rng *balance_rng(void)
+struct rng *pick_rng(void)
 {
 	static __thread struct rng r;
 	static __thread bool seeded;
@@ -28,39 +28,39 @@ struct rng *balance_rng(void)
 }
 
 /* p2c cost: the endpoint's PeakEWMA cost at the time in the context. */
-struct balance_cost_ctx {
+struct pick_cost_ctx {
 	const struct es_svc_view *sv;
 	uint64_t now_ns;
 	double peer_ns;
 };
 
-/* p2c_cost_fn over struct balance_cost_ctx. */
-static double balance_cost(void *ctx, uint32_t idx)
+/* p2c_cost_fn over struct pick_cost_ctx. */
+static double pick_cost(void *ctx, uint32_t idx)
 {
-	struct balance_cost_ctx *c = ctx;
+	struct pick_cost_ctx *c = ctx;
 
 	return peak_ewma_cost(&c->sv->ep[idx]->ewma, &c->sv->ewma_cfg, c->now_ns, c->peer_ns);
 }
 
 /* qsort order of doubles, ascending. */
-static int balance_cmp_double(const void *a, const void *b)
+static int pick_cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
 
 	return (x > y) - (x < y);
 }
 
-double balance_peer_ns(const struct es_svc_view *sv, uint64_t now_ns)
+double pick_peer_ns(const struct es_svc_view *sv, uint64_t now_ns)
 {
 	struct es_service *s = sv->state;
 	uint64_t at = atomic_load_explicit(&s->peer_at_ns, memory_order_relaxed);
 	uint64_t peer = atomic_load_explicit(&s->peer_ns, memory_order_relaxed);
-	/* On the stack like balance_pick()'s candidates: 8 KiB at most. */
+	/* On the stack like pick_endpoint()'s candidates: 8 KiB at most. */
 	double est[CONFIG_MAX_ENDPOINTS];
 	uint32_t n = 0;
 
 	/* Fresh, or another worker (maybe with a newer clock) refreshed it. */
-	if (at && now_ns < at + BALANCE_PEER_REFRESH_NS)
+	if (at && now_ns < at + PICK_PEER_REFRESH_NS)
 		return (double)peer;
 	if (sv->n_endpoints > CONFIG_MAX_ENDPOINTS ||
 	    !atomic_compare_exchange_strong_explicit(&s->peer_at_ns, &at, now_ns ? now_ns : 1,
@@ -73,7 +73,7 @@ double balance_peer_ns(const struct es_svc_view *sv, uint64_t now_ns)
 						      (double)peer);
 	if (!n)
 		return (double)peer;
-	qsort(est, n, sizeof(est[0]), balance_cmp_double);
+	qsort(est, n, sizeof(est[0]), pick_cmp_double);
 	/*
 	 * The lower median: one slow endpoint of three, or half of them, does
 	 * not drag the reference up, so estimates age towards what most of
@@ -88,7 +88,7 @@ double balance_peer_ns(const struct es_svc_view *sv, uint64_t now_ns)
 }
 
 /* Is idx among avoid[0..n)? */
-static bool balance_avoided(const uint32_t *avoid, uint32_t n, uint32_t idx)
+static bool pick_avoided(const uint32_t *avoid, uint32_t n, uint32_t idx)
 {
 	for (uint32_t i = 0; i < n; i++)
 		if (avoid[i] == idx)
@@ -101,7 +101,7 @@ static bool balance_avoided(const uint32_t *avoid, uint32_t n, uint32_t idx)
  * penalty), idle (nothing in flight: a request there is a measurement
  * under way already) and sent nothing for explore_after_ns?
  */
-static bool balance_explorable(const struct es_svc_view *sv, const struct es_endpoint *e,
+static bool pick_explorable(const struct es_svc_view *sv, const struct es_endpoint *e,
 			       uint64_t now)
 {
 	uint64_t last = atomic_load_explicit(&e->last_pick_ns, memory_order_relaxed);
@@ -114,29 +114,29 @@ static bool balance_explorable(const struct es_svc_view *sv, const struct es_end
 /*
  * Fill cand with the candidates of sv at now (breaker closed or probe
  * due), those in avoid left out when keep_avoided is false. Returns how
- * many; sets *probe to a candidate whose probe is due, or BALANCE_NONE,
+ * many; sets *probe to a candidate whose probe is due, or PICK_NONE,
  * and, when explore, *stale to the explorable candidate picked longest
- * ago, or BALANCE_NONE.
+ * ago, or PICK_NONE.
  */
-static uint32_t balance_candidates(const struct es_svc_view *sv, uint64_t now,
+static uint32_t pick_candidates(const struct es_svc_view *sv, uint64_t now,
 				   const uint32_t *avoid, uint32_t n_avoid, bool keep_avoided,
 				   bool explore, uint32_t *cand, uint32_t *probe, uint32_t *stale)
 {
 	uint64_t stale_at = UINT64_MAX;
 	uint32_t n = 0;
 
-	*probe = *stale = BALANCE_NONE;
+	*probe = *stale = PICK_NONE;
 	for (uint32_t i = 0; i < sv->n_endpoints; i++) {
 		const struct es_endpoint *e = sv->ep[i];
 		const struct breaker *br = &e->breaker;
 
 		if (!breaker_is_candidate(br, now))
 			continue;
-		if (!keep_avoided && balance_avoided(avoid, n_avoid, i))
+		if (!keep_avoided && pick_avoided(avoid, n_avoid, i))
 			continue;
-		if (*probe == BALANCE_NONE && breaker_probe_due(br, now))
+		if (*probe == PICK_NONE && breaker_probe_due(br, now))
 			*probe = i;
-		if (explore && balance_explorable(sv, e, now)) {
+		if (explore && pick_explorable(sv, e, now)) {
 			uint64_t last =
 			    atomic_load_explicit(&e->last_pick_ns, memory_order_relaxed);
 
@@ -152,15 +152,15 @@ static uint32_t balance_candidates(const struct es_svc_view *sv, uint64_t now,
 
 /*
  * Claim the exploration of endpoint idx, picked last at what
- * balance_candidates() saw: one worker wins it, so an endpoint gets one
+ * pick_candidates() saw: one worker wins it, so an endpoint gets one
  * exploration per interval however many workers pick at that moment.
  */
-static bool balance_claim_explore(const struct es_svc_view *sv, uint32_t idx, uint64_t now)
+static bool pick_claim_explore(const struct es_svc_view *sv, uint32_t idx, uint64_t now)
 {
 	struct es_endpoint *e = sv->ep[idx];
 	uint64_t last = atomic_load_explicit(&e->last_pick_ns, memory_order_relaxed);
 
-	if (!balance_explorable(sv, e, now) ||
+	if (!pick_explorable(sv, e, now) ||
 	    !atomic_compare_exchange_strong_explicit(&e->last_pick_ns, &last, now,
 						     memory_order_relaxed, memory_order_relaxed))
 		return false;
@@ -168,33 +168,33 @@ static bool balance_claim_explore(const struct es_svc_view *sv, uint32_t idx, ui
 	return true;
 }
 
-uint32_t balance_pick(const struct es_svc_view *sv, uint32_t n_endpoints, uint64_t now_ns,
-		      const uint32_t *avoid, uint32_t n_avoid, struct balance_ticket *t)
+uint32_t pick_endpoint(const struct es_svc_view *sv, uint32_t n_endpoints, uint64_t now_ns,
+		      const uint32_t *avoid, uint32_t n_avoid, struct pick_ticket *t)
 {
 	/* On the stack, not the heap: no allocation per request. 4 KiB. */
 	uint32_t cand[CONFIG_MAX_ENDPOINTS];
-	struct balance_cost_ctx ctx = {.sv = sv, .now_ns = now_ns};
+	struct pick_cost_ctx ctx = {.sv = sv, .now_ns = now_ns};
 	uint32_t n, probe, stale;
 	/* Only first tries explore: a retry goes to the best we know. */
 	bool explore;
 
 	memset(t, 0, sizeof(*t));
-	t->idx = BALANCE_NONE;
+	t->idx = PICK_NONE;
 	if (!n_endpoints)
-		return BALANCE_NONE;
+		return PICK_NONE;
 	if (!sv || sv->n_endpoints != n_endpoints || n_endpoints > CONFIG_MAX_ENDPOINTS) {
-		t->idx = (uint32_t)rng_below(balance_rng(), n_endpoints);
+		t->idx = (uint32_t)rng_below(pick_rng(), n_endpoints);
 		t->ticket = BREAKER_PASS;
 		return t->idx;
 	}
 	explore = sv->explore_after_ns && !n_avoid;
-	n = balance_candidates(sv, now_ns, avoid, n_avoid, false, explore, cand, &probe, &stale);
+	n = pick_candidates(sv, now_ns, avoid, n_avoid, false, explore, cand, &probe, &stale);
 	if (!n)
-		n = balance_candidates(sv, now_ns, avoid, n_avoid, true, explore, cand, &probe,
+		n = pick_candidates(sv, now_ns, avoid, n_avoid, true, explore, cand, &probe,
 				       &stale);
 	/* A due probe goes first: P2C might not pick it for a while (its
 	 * last failures' penalties), and without a probe it is never readmitted. */
-	if (probe != BALANCE_NONE &&
+	if (probe != PICK_NONE &&
 	    breaker_admit(&sv->ep[probe]->breaker, now_ns) == BREAKER_PROBE) {
 		t->idx = probe;
 		t->ticket = BREAKER_PROBE;
@@ -203,16 +203,16 @@ uint32_t balance_pick(const struct es_svc_view *sv, uint32_t n_endpoints, uint64
 	}
 	/* A healthy endpoint nobody sent anything for a while: measure it,
 	 * or P2C may never pick it again (it never takes the dearest of 3). */
-	if (stale != BALANCE_NONE && balance_claim_explore(sv, stale, now_ns) &&
+	if (stale != PICK_NONE && pick_claim_explore(sv, stale, now_ns) &&
 	    breaker_admit(&sv->ep[stale]->breaker, now_ns) == BREAKER_PASS) {
 		t->idx = stale;
 		t->ticket = BREAKER_PASS;
 		t->explore = true;
 		return stale;
 	}
-	ctx.peer_ns = balance_peer_ns(sv, now_ns);
+	ctx.peer_ns = pick_peer_ns(sv, now_ns);
 	while (n) {
-		uint32_t idx = p2c_pick(balance_rng(), cand, n, balance_cost, &ctx);
+		uint32_t idx = p2c_pick(pick_rng(), cand, n, pick_cost, &ctx);
 		enum breaker_ticket tk = breaker_admit(&sv->ep[idx]->breaker, now_ns);
 
 		if (tk != BREAKER_DENY) {
@@ -230,10 +230,10 @@ uint32_t balance_pick(const struct es_svc_view *sv, uint32_t n_endpoints, uint64
 			}
 		}
 	}
-	return BALANCE_NONE;
+	return PICK_NONE;
 }
 
-void balance_start(const struct es_svc_view *sv, struct balance_ticket *t, uint64_t now_ns)
+void pick_start(const struct es_svc_view *sv, struct pick_ticket *t, uint64_t now_ns)
 {
 	t->start_ns = now_ns;
 	t->active = true;
@@ -243,7 +243,7 @@ void balance_start(const struct es_svc_view *sv, struct balance_ticket *t, uint6
 }
 
 /* Log what an outcome did to a breaker; count it on the service. */
-static void balance_log_event(const struct es_svc_view *sv, const struct es_endpoint *e,
+static void pick_log_event(const struct es_svc_view *sv, const struct es_endpoint *e,
 			      enum breaker_event ev, uint64_t now_ns, const char *what)
 {
 	struct es_service *s = sv->state;
@@ -284,7 +284,7 @@ static void balance_log_event(const struct es_svc_view *sv, const struct es_endp
 }
 
 /* The outcome of t; pending is dropped unless hold. */
-static void balance_report(const struct es_svc_view *sv, struct balance_ticket *t, bool success,
+static void pick_report(const struct es_svc_view *sv, struct pick_ticket *t, bool success,
 			   uint64_t retry_after_ns, uint64_t now_ns, const char *what, bool hold)
 {
 	struct es_endpoint *e;
@@ -314,27 +314,27 @@ static void balance_report(const struct es_svc_view *sv, struct balance_ticket *
 		peak_ewma_observe(&e->ewma, &sv->ewma_cfg, lat, now_ns, (double)peer);
 	else
 		peak_ewma_observe_failure(&e->ewma, &sv->ewma_cfg, retry_after_ns, now_ns);
-	ev = breaker_record(&e->breaker, &sv->breaker_cfg, balance_rng(), t->ticket, success,
+	ev = breaker_record(&e->breaker, &sv->breaker_cfg, pick_rng(), t->ticket, success,
 			    now_ns);
 	/* Readmitted: from the peers' estimate, not one cold probe's latency
 	 * (a new connection's handshake, a cold cache) nor its old record. */
 	if (ev == BREAKER_EV_RECOVERED)
 		peak_ewma_reset(&e->ewma, peer, now_ns);
-	balance_log_event(sv, e, ev, now_ns, what);
+	pick_log_event(sv, e, ev, now_ns, what);
 }
 
-void balance_outcome(const struct es_svc_view *sv, struct balance_ticket *t, bool success,
+void pick_outcome(const struct es_svc_view *sv, struct pick_ticket *t, bool success,
 		     uint64_t retry_after_ns, uint64_t now_ns, const char *what)
 {
-	balance_report(sv, t, success, retry_after_ns, now_ns, what, false);
+	pick_report(sv, t, success, retry_after_ns, now_ns, what, false);
 }
 
-void balance_connected(const struct es_svc_view *sv, struct balance_ticket *t, uint64_t now_ns)
+void pick_connected(const struct es_svc_view *sv, struct pick_ticket *t, uint64_t now_ns)
 {
-	balance_report(sv, t, true, PEAK_EWMA_NO_RETRY_AFTER, now_ns, "a connect", true);
+	pick_report(sv, t, true, PEAK_EWMA_NO_RETRY_AFTER, now_ns, "a connect", true);
 }
 
-void balance_cancel(const struct es_svc_view *sv, struct balance_ticket *t, uint64_t now_ns)
+void pick_cancel(const struct es_svc_view *sv, struct pick_ticket *t, uint64_t now_ns)
 {
 	struct es_endpoint *e;
 	bool active = t->active, pending = t->pending;
