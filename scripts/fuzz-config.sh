@@ -22,6 +22,10 @@ mkdir -p "$out/config-corpus"
 fuzz_build config \
 	"$root/tests/fuzz/config_fuzz.c" \
 	"$root/agent/config/config.c" \
+	"$root/agent/config/config_checks.c" \
+	"$root/agent/config/config_node.c" \
+	"$root/agent/config/config_services.c" \
+	"$root/agent/config/config_walk.c" \
 	"$root/agent/common/addr.c" \
 	"$root/agent/common/log.c" \
 	-lyaml -lbpf

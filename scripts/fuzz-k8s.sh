@@ -24,6 +24,10 @@ fuzz_build k8s -I/usr/include/json-c \
 	"$root/agent/discovery/k8s_decode.c" \
 	"$root/agent/discovery/model.c" \
 	"$root/agent/config/config.c" \
+	"$root/agent/config/config_checks.c" \
+	"$root/agent/config/config_node.c" \
+	"$root/agent/config/config_services.c" \
+	"$root/agent/config/config_walk.c" \
 	"$root/agent/common/addr.c" \
 	"$root/agent/common/log.c" \
 	-ljson-c -lyaml -lbpf

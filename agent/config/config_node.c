@@ -1,0 +1,507 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The node schema: the top level of the file and every section but
+ * services (node, bpf, proxy and proxy.http, tracing, admin, kubernetes),
+ * as field tables for the walker (config_walk.c) and the parse functions
+ * of their fields.
+ */
+#include "config/config_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "common/addr.h"
+#include "telemetry/otlp.h"
+#include "telemetry/trace.h"
+
+/* ---- node, bpf, proxy ---- */
+
+static const struct field node_fields[] = {
+    {"address_v4", FIELD_IPV4, offsetof(struct config, proxy_v4)},
+    {"address_v6", FIELD_IPV6, offsetof(struct config, proxy_v6)},
+    {"proxy_port", FIELD_U16, offsetof(struct config, proxy_port), 1, 65535},
+};
+
+static int parse_node(struct cfg_parser *p, void *obj)
+{
+	struct map_seen seen;
+
+	p->node_line = p->key_line;
+	return cp_map(p, node_fields, ARRAY_SIZE(node_fields), obj, &seen);
+}
+
+static const struct field bpf_fields[] = {
+    {"pin_root", FIELD_PATH, offsetof(struct config, pin_root)},
+    {"cgroup", FIELD_PATH, offsetof(struct config, cgroup)},
+    {"shortcut", FIELD_BOOL, offsetof(struct config, shortcut)},
+    {"socket_mark", FIELD_U32, offsetof(struct config, socket_mark), 1, UINT32_MAX},
+    {"failopen_after_ms", FIELD_U32, offsetof(struct config, failopen_after_ms),
+     CONFIG_MIN_FAILOPEN_MS, CONFIG_MAX_TIMEOUT_MS},
+};
+
+static int parse_bpf(struct cfg_parser *p, void *obj)
+{
+	struct map_seen seen;
+
+	return cp_map(p, bpf_fields, ARRAY_SIZE(bpf_fields), obj, &seen);
+}
+
+static int parse_opaque_port(struct cfg_parser *p, void *obj, int i)
+{
+	struct config *cfg = obj;
+	uint64_t v;
+	int j, err;
+
+	if (i >= CONFIG_MAX_OPAQUE_PORTS)
+		return cp_fail(p, cp_line(p), "too many ports, at most %d",
+			       CONFIG_MAX_OPAQUE_PORTS);
+	err = cp_uint(p, 1, 65535, &v);
+	if (err)
+		return err;
+	for (j = 0; j < cfg->n_opaque_ports; j++) {
+		if (cfg->opaque_ports[j] == v)
+			return cp_fail(p, cp_line(p), "duplicate port %u (also opaque_ports[%d])",
+				       (unsigned int)v, j);
+	}
+	cfg->opaque_ports[cfg->n_opaque_ports++] = (uint16_t)v;
+	return 0;
+}
+
+/* Replaces the default list; an empty list detects on every undeclared port. */
+static int parse_opaque_ports(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+
+	cfg->n_opaque_ports = 0;
+	return cp_seq(p, parse_opaque_port, cfg);
+}
+
+/* One protocol name of proxy.http.upgrade_protocols: a token, stored lowercase. */
+static int parse_http_upgrade(struct cfg_parser *p, void *obj, int i)
+{
+	struct config *cfg = obj;
+	char *out;
+	int err;
+
+	if (i >= CONFIG_MAX_HTTP_UPGRADES)
+		return cp_fail(p, cp_line(p), "too many protocols, at most %d",
+			       CONFIG_MAX_HTTP_UPGRADES);
+	out = cfg->http_upgrades[i];
+	err = cp_string(p, "a protocol name", out, CONFIG_MAX_HTTP_UPGRADE_NAME + 1);
+	if (err)
+		return err;
+	if (!out[0])
+		return cp_fail(p, cp_line(p), "must not be empty");
+	for (char *c = out; *c; c++) {
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c - 'A' + 'a');
+		/* A name without its version: a token without '/'. */
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+		      strchr("!#$%&'*+-.^_`|~", *c)))
+			return cp_fail(p, cp_line(p),
+				       "must be a protocol name (a token, no version), got \"%s\"",
+				       out);
+	}
+	for (int j = 0; j < i; j++)
+		if (!strcmp(cfg->http_upgrades[j], out))
+			return cp_fail(p, cp_line(p), "duplicate protocol \"%s\"", out);
+	cfg->n_http_upgrades = i + 1;
+	return 0;
+}
+
+/* Replaces the default list; [] allows no upgrade. */
+static int parse_http_upgrades(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+
+	cfg->n_http_upgrades = 0;
+	return cp_seq(p, parse_http_upgrade, cfg);
+}
+
+enum {
+	HTTP_F_LINE,
+	HTTP_F_HEAD,
+	HTTP_F_HEADERS,
+	HTTP_F_POOL_IDLE,
+	HTTP_F_POOL_MAX,
+	HTTP_F_BODY_TIMEOUT,
+	HTTP_F_HEAD_TIMEOUT,
+	HTTP_F_REQ_TIMEOUT,
+	HTTP_F_MAX_REQUESTS,
+	HTTP_F_MAX_AGE,
+};
+
+static const struct field http_fields[] = {
+    [HTTP_F_LINE] = {"max_request_line", FIELD_U32, offsetof(struct config, http_max_request_line),
+		     CONFIG_MIN_HTTP_LINE, CONFIG_MAX_HTTP_HEAD},
+    [HTTP_F_HEAD] = {"max_head_bytes", FIELD_U32, offsetof(struct config, http_max_head_bytes),
+		     CONFIG_MIN_HTTP_HEAD, CONFIG_MAX_HTTP_HEAD},
+    [HTTP_F_HEADERS] = {"max_headers", FIELD_U32, offsetof(struct config, http_max_headers), 1,
+			CONFIG_MAX_HTTP_HEADERS},
+    [HTTP_F_POOL_IDLE] = {"pool_idle_timeout_ms", FIELD_U32,
+			  offsetof(struct config, http_pool_idle_timeout_ms), 1,
+			  CONFIG_MAX_TIMEOUT_MS},
+    [HTTP_F_POOL_MAX] = {"pool_max_idle_per_endpoint", FIELD_U32,
+			 offsetof(struct config, http_pool_max_idle_per_endpoint), 0,
+			 CONFIG_MAX_POOL_IDLE},
+    [HTTP_F_BODY_TIMEOUT] = {"request_body_timeout_ms", FIELD_U32,
+			     offsetof(struct config, http_request_body_timeout_ms), 0,
+			     CONFIG_MAX_TIMEOUT_MS},
+    [HTTP_F_HEAD_TIMEOUT] = {"response_head_timeout_ms", FIELD_U32,
+			     offsetof(struct config, http_response_head_timeout_ms), 0,
+			     CONFIG_MAX_TIMEOUT_MS},
+    [HTTP_F_REQ_TIMEOUT] = {"request_timeout_ms", FIELD_U32,
+			    offsetof(struct config, http_request_timeout_ms), 0,
+			    CONFIG_MAX_TIMEOUT_MS},
+    [HTTP_F_MAX_REQUESTS] = {"max_requests_per_connection", FIELD_U32,
+			     offsetof(struct config, http_max_requests_per_connection), 0,
+			     CONFIG_MAX_REQUESTS_PER_CONN},
+    [HTTP_F_MAX_AGE] = {"max_connection_age_ms", FIELD_U32,
+			offsetof(struct config, http_max_connection_age_ms), 0,
+			CONFIG_MAX_IDLE_TIMEOUT_MS},
+    {"forwarded_for", FIELD_BOOL, offsetof(struct config, http_forwarded_for)},
+    {"forwarded_proto", FIELD_BOOL, offsetof(struct config, http_forwarded_proto)},
+    {"request_id", FIELD_BOOL, offsetof(struct config, http_request_id)},
+    {"timeout_header", FIELD_BOOL, offsetof(struct config, http_timeout_header)},
+    {"upgrade_protocols", FIELD_FUNC, 0, 0, 0, false, parse_http_upgrades},
+};
+
+static int parse_http(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+	struct map_seen seen;
+	int err;
+
+	err = cp_map(p, http_fields, ARRAY_SIZE(http_fields), cfg, &seen);
+	if (err)
+		return err;
+	/* The request line is part of the head, so it cannot be the longer. */
+	if (cfg->http_max_request_line > cfg->http_max_head_bytes) {
+		cp_path_push_key(p, "max_request_line");
+		return cp_fail(p,
+			       (seen.mask & (1u << HTTP_F_LINE)) ? seen.line[HTTP_F_LINE]
+								 : seen.line[HTTP_F_HEAD],
+			       "must be <= max_head_bytes (%u), got %u", cfg->http_max_head_bytes,
+			       cfg->http_max_request_line);
+	}
+	return 0;
+}
+
+enum {
+	PROXY_F_WORKERS,
+	PROXY_F_TIMEOUT,
+	PROXY_F_DEADLINE,
+	PROXY_F_BUFFER,
+	PROXY_F_MAXCONN,
+	PROXY_F_MAXMEM,
+	PROXY_F_MAXCLIENT,
+	PROXY_F_DETECT,
+	PROXY_F_OPAQUE,
+	PROXY_F_IDLE,
+	PROXY_F_DRAIN,
+	PROXY_F_HTTP
+};
+
+static const struct field proxy_fields[] = {
+    [PROXY_F_WORKERS] = {"workers", FIELD_INT, offsetof(struct config, workers), 0,
+			 CONFIG_MAX_WORKERS},
+    [PROXY_F_TIMEOUT] = {"connect_timeout_ms", FIELD_U32,
+			 offsetof(struct config, connect_timeout_ms), 1, CONFIG_MAX_TIMEOUT_MS},
+    [PROXY_F_DEADLINE] = {"connect_deadline_ms", FIELD_U32,
+			  offsetof(struct config, connect_deadline_ms), 1, CONFIG_MAX_TIMEOUT_MS},
+    [PROXY_F_BUFFER] = {"buffer_bytes", FIELD_U32, offsetof(struct config, buffer_bytes),
+			CONFIG_MIN_BUFFER_BYTES, CONFIG_MAX_BUFFER_BYTES},
+    [PROXY_F_MAXCONN] = {"max_connections", FIELD_U32, offsetof(struct config, max_connections), 1,
+			 CONFIG_MAX_CONNECTIONS},
+    [PROXY_F_MAXMEM] = {"max_buffer_memory_mib", FIELD_U32,
+			offsetof(struct config, max_buffer_memory_mib), 0,
+			CONFIG_MAX_BUFFER_MEMORY_MIB},
+    [PROXY_F_MAXCLIENT] = {"max_connections_per_client", FIELD_U32,
+			   offsetof(struct config, max_connections_per_client), 0,
+			   CONFIG_MAX_CONNECTIONS},
+    [PROXY_F_DETECT] = {"detect_timeout_ms", FIELD_U32, offsetof(struct config, detect_timeout_ms),
+			1, CONFIG_MAX_DETECT_TIMEOUT_MS},
+    [PROXY_F_OPAQUE] = {"opaque_ports", FIELD_FUNC, .parse = parse_opaque_ports},
+    [PROXY_F_IDLE] = {"idle_timeout_ms", FIELD_U32, offsetof(struct config, idle_timeout_ms), 0,
+		      CONFIG_MAX_IDLE_TIMEOUT_MS},
+    [PROXY_F_DRAIN] = {"drain_timeout_ms", FIELD_U32, offsetof(struct config, drain_timeout_ms), 0,
+		       CONFIG_MAX_DRAIN_TIMEOUT_MS},
+    [PROXY_F_HTTP] = {"http", FIELD_FUNC, .parse = parse_http},
+};
+
+static int parse_proxy(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+	struct map_seen seen;
+	int err, line;
+
+	err = cp_map(p, proxy_fields, ARRAY_SIZE(proxy_fields), cfg, &seen);
+	if (err)
+		return err;
+	if (cfg->connect_deadline_ms < cfg->connect_timeout_ms) {
+		/* Point at whichever of the two the user wrote; the other may be a default. */
+		line = seen.mask & (1u << PROXY_F_DEADLINE) ? seen.line[PROXY_F_DEADLINE]
+							    : seen.line[PROXY_F_TIMEOUT];
+		cp_path_push_key(p, "connect_deadline_ms");
+		return cp_fail(p, line, "must be >= connect_timeout_ms (%u), got %u",
+			       cfg->connect_timeout_ms, cfg->connect_deadline_ms);
+	}
+	return 0;
+}
+
+/* ---- tracing, admin ---- */
+
+static int parse_tracing_url(struct cfg_parser *p, void *obj)
+{
+	struct config_tracing *t = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	int err;
+
+	err = cp_string(p, "a URL", t->collector_url, sizeof(t->collector_url));
+	if (err)
+		return err;
+	if (strncmp(t->collector_url, "http://", 7) && strncmp(t->collector_url, "https://", 8))
+		return cp_fail(p, cp_line(p), "must start with http:// or https://, got \"%s\"",
+			       cp_echo(t->collector_url, strlen(t->collector_url), buf));
+	return 0;
+}
+
+static int parse_sample_rate(struct cfg_parser *p, void *obj)
+{
+	struct config_tracing *t = obj;
+	char num[64], buf[CONFIG_ECHO_MAX + 4], *end;
+	const char *s;
+	size_t n;
+	double v;
+	int err;
+
+	err = cp_scalar(p, "a number from 0.0 to 1.0", &s, &n);
+	if (err)
+		return err;
+	if (n && n < sizeof(num)) {
+		memcpy(num, s, n);
+		num[n] = '\0';
+		errno = 0;
+		v = strtod(num, &end);
+		if (!errno && end == num + n && !memchr(num, '\0', n) && v >= 0.0 && v <= 1.0) {
+			t->sample_rate = v;
+			return 0;
+		}
+	}
+	return cp_fail(p, cp_line(p), "must be a number from 0.0 to 1.0, got \"%s\"",
+		       cp_echo(s, n, buf));
+}
+
+static int parse_span_kind(struct cfg_parser *p, void *obj)
+{
+	struct config_tracing *t = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	const char *s;
+	size_t n;
+	int err;
+
+	err = cp_scalar(p, "client or server", &s, &n);
+	if (err)
+		return err;
+	if (n == 6 && !memcmp(s, "client", 6))
+		t->span_kind = TRACE_KIND_CLIENT;
+	else if (n == 6 && !memcmp(s, "server", 6))
+		t->span_kind = TRACE_KIND_SERVER;
+	else
+		return cp_fail(p, cp_line(p), "must be client or server, got \"%s\"",
+			       cp_echo(s, n, buf));
+	return 0;
+}
+
+static int parse_service_name(struct cfg_parser *p, void *obj)
+{
+	struct config_tracing *t = obj;
+	int err = cp_string(p, "a name", t->service_name, sizeof(t->service_name));
+
+	if (!err && !t->service_name[0])
+		return cp_fail(p, cp_line(p), "must not be empty");
+	return err;
+}
+
+enum { TRACING_F_RING = 5 };
+
+static const struct field tracing_fields[] = {
+    {"enabled", FIELD_BOOL, offsetof(struct config_tracing, enabled)},
+    {"collector_url", FIELD_FUNC, .parse = parse_tracing_url},
+    {"sample_rate", FIELD_FUNC, .parse = parse_sample_rate},
+    {"span_kind", FIELD_FUNC, .parse = parse_span_kind},
+    {"service_name", FIELD_FUNC, .parse = parse_service_name},
+    [TRACING_F_RING] = {"ring_size", FIELD_U32, offsetof(struct config_tracing, ring_size),
+			TRACE_RING_MIN, TRACE_RING_MAX},
+    {"batch_size", FIELD_U32, offsetof(struct config_tracing, batch_size), 1, OTLP_BATCH_LIMIT},
+    {"batch_delay_ms", FIELD_U32, offsetof(struct config_tracing, batch_delay_ms), 1,
+     CONFIG_MAX_TIMEOUT_MS},
+    {"timeout_ms", FIELD_U32, offsetof(struct config_tracing, timeout_ms), 1,
+     CONFIG_MAX_TIMEOUT_MS},
+};
+
+static int parse_tracing(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+	struct config_tracing *t = &cfg->tracing;
+	struct map_seen seen;
+	int err;
+
+	err = cp_map(p, tracing_fields, ARRAY_SIZE(tracing_fields), t, &seen);
+	if (err)
+		return err;
+	/* The rings index with a mask. */
+	if (t->ring_size & (t->ring_size - 1)) {
+		cp_path_push_key(p, "ring_size");
+		return cp_fail(p, seen.line[TRACING_F_RING], "must be a power of two, got %u",
+			       t->ring_size);
+	}
+	return 0;
+}
+
+static int parse_admin_listen(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	struct shoal_addr addr;
+	uint16_t port_be;
+	int err;
+
+	err = cp_string(p, "ADDR:PORT or off", cfg->admin.listen, sizeof(cfg->admin.listen));
+	if (err)
+		return err;
+	if (strcmp(cfg->admin.listen, "off") &&
+	    (addr_parse_hostport(cfg->admin.listen, &addr, &port_be) || !port_be))
+		return cp_fail(p, cp_line(p), "must be ADDR:PORT, [ADDR]:PORT or off, got \"%s\"",
+			       cp_echo(cfg->admin.listen, strlen(cfg->admin.listen), buf));
+	return 0;
+}
+
+static const struct field admin_fields[] = {
+    {"listen", FIELD_FUNC, .parse = parse_admin_listen},
+};
+
+static int parse_admin(struct cfg_parser *p, void *obj)
+{
+	struct map_seen seen;
+
+	return cp_map(p, admin_fields, ARRAY_SIZE(admin_fields), obj, &seen);
+}
+
+/* ---- kubernetes ---- */
+
+/* Limits of kubernetes.backoff_max_ms: below 100 ms a dead API server is
+ * polled in a busy loop; above 5 min an agent is blind too long. */
+#define CONFIG_MIN_K8S_BACKOFF_MS 100
+#define CONFIG_MAX_K8S_BACKOFF_MS 300000
+
+/* An https:// URL without path: where the API server listens. */
+static int parse_api_server(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	const char *host;
+	int err;
+
+	err = cp_string(p, "an https:// URL", cfg->k8s_api_server, sizeof(cfg->k8s_api_server));
+	if (err)
+		return err;
+	host = cfg->k8s_api_server + strlen("https://");
+	if (strncmp(cfg->k8s_api_server, "https://", strlen("https://")) || !*host ||
+	    strpbrk(host, "/?# \t"))
+		return cp_fail(p, cp_line(p),
+			       "must be https://HOST[:PORT] (TLS, no path), got \"%s\"",
+			       cp_echo(cfg->k8s_api_server, strlen(cfg->k8s_api_server), buf));
+	return 0;
+}
+
+/*
+ * SCHEME://[USER:PASSWORD@]HOST[:PORT] with a scheme libcurl proxies
+ * through, and nothing after the authority: the proxy the Kubernetes
+ * client uses, instead of none (docs/config.md). A URL without a scheme
+ * would leave libcurl to guess one.
+ */
+static int parse_proxy_url(struct cfg_parser *p, void *obj)
+{
+	static const char *const schemes[] = {"http://",    "https://",	 "socks4://",
+					      "socks4a://", "socks5://", "socks5h://"};
+	struct config *cfg = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	const char *rest = NULL;
+	int err;
+
+	err = cp_string(p, "a proxy URL", cfg->k8s_proxy_url, sizeof(cfg->k8s_proxy_url));
+	if (err)
+		return err;
+	for (size_t i = 0; i < ARRAY_SIZE(schemes) && !rest; i++)
+		if (!strncmp(cfg->k8s_proxy_url, schemes[i], strlen(schemes[i])))
+			rest = cfg->k8s_proxy_url + strlen(schemes[i]);
+	if (!rest || !*rest || *rest == '@' || *rest == ':' || strpbrk(rest, "/?# \t"))
+		return cp_fail(p, cp_line(p),
+			       "must be http://, https://, socks4://, socks4a://, socks5:// or "
+			       "socks5h:// followed by [USER:PASSWORD@]HOST[:PORT] (no path), "
+			       "got \"%s\"",
+			       cp_echo(cfg->k8s_proxy_url, strlen(cfg->k8s_proxy_url), buf));
+	return 0;
+}
+
+static const struct field kubernetes_fields[] = {
+    {"api_server", FIELD_FUNC, .parse = parse_api_server},
+    {"proxy_url", FIELD_FUNC, .parse = parse_proxy_url},
+    {"ca_file", FIELD_PATH, offsetof(struct config, k8s_ca_file)},
+    {"token_file", FIELD_PATH, offsetof(struct config, k8s_token_file)},
+    {"backoff_max_ms", FIELD_U32, offsetof(struct config, k8s_backoff_max_ms),
+     CONFIG_MIN_K8S_BACKOFF_MS, CONFIG_MAX_K8S_BACKOFF_MS},
+};
+
+/* The section's presence turns the source on; an empty one means in-cluster. */
+static int parse_kubernetes(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+	struct map_seen seen;
+
+	cfg->k8s_enabled = true;
+	return cp_map(p, kubernetes_fields, ARRAY_SIZE(kubernetes_fields), obj, &seen);
+}
+
+static const struct field root_fields[] = {
+    {"node", FIELD_FUNC, .parse = parse_node},
+    {"bpf", FIELD_FUNC, .parse = parse_bpf},
+    {"proxy", FIELD_FUNC, .parse = parse_proxy},
+    {"tracing", FIELD_FUNC, .parse = parse_tracing},
+    {"admin", FIELD_FUNC, .parse = parse_admin},
+    {"services", FIELD_FUNC, .parse = parse_services},
+    {"kubernetes", FIELD_FUNC, .parse = parse_kubernetes},
+};
+
+/* The stream: exactly one document whose top level is a mapping. */
+int cp_document(struct cfg_parser *p)
+{
+	struct map_seen seen;
+	int err;
+
+	err = cp_next(p); /* STREAM-START */
+	if (!err)
+		err = cp_next(p);
+	if (err)
+		return err;
+	if (p->ev.type == YAML_STREAM_END_EVENT)
+		return cp_fail(p, cp_line(p), "file is empty");
+	err = cp_next(p); /* the top-level node, after DOCUMENT-START */
+	if (err)
+		return err;
+	if (ev_is_null(&p->ev))
+		return cp_fail(p, cp_line(p), "file is empty");
+	err = cp_map(p, root_fields, ARRAY_SIZE(root_fields), p->cfg, &seen);
+	if (!err)
+		err = cp_next(p); /* DOCUMENT-END */
+	if (!err)
+		err = cp_next(p);
+	if (err)
+		return err;
+	if (p->ev.type != YAML_STREAM_END_EVENT)
+		return cp_fail(p, cp_line(p), "multiple documents are not supported");
+	return 0;
+}

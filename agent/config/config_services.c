@@ -1,0 +1,910 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The services schema: services[] and what each one holds (vips, ports,
+ * endpoints, routes, resilience), as field tables for the walker
+ * (config_walk.c) and the parse functions of their fields. Checks that
+ * need every service are in config_checks.c.
+ */
+#include "config/config_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/addr.h"
+#include "resilience/retry_budget.h"
+
+/* ---- services[i].endpoints ---- */
+
+/*
+ * An address an endpoint can have: never loopback, link-local, multicast,
+ * broadcast or unspecified (addr_endpoint_refusal), which from the node's
+ * own netns, where the proxy dials, reach the node itself or nothing. The
+ * node's own address is allowed here, unlike in an EndpointSlice: the
+ * file is the node operator's, who may mean a host-network server
+ * (docs/discovery.md, "Addresses no endpoint can have").
+ */
+static int parse_endpoint_address(struct cfg_parser *p, void *obj)
+{
+	struct config_endpoint *ep = obj;
+	char text[INET6_ADDRSTRLEN];
+	const char *why;
+	int err = cp_addr(p, FIELD_IP, &ep->addr);
+
+	if (err)
+		return err;
+	why = addr_endpoint_refusal(&ep->addr);
+	if (why)
+		return cp_fail(p, cp_line(p),
+			       "must not be %s %s address, got %s (the proxy dials endpoints from "
+			       "the node's own network namespace)",
+			       strchr("aeiou", why[0]) ? "an" : "a", why, addr_ntop(&ep->addr, text, sizeof(text)));
+	return 0;
+}
+
+static const struct field endpoint_fields[] = {
+    {"address", FIELD_FUNC, .parse = parse_endpoint_address, .required = true},
+};
+
+static int parse_endpoint(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_service *svc = obj;
+	struct config_endpoint *ep;
+	struct map_seen seen;
+
+	if (i >= CONFIG_MAX_ENDPOINTS)
+		return cp_fail(p, cp_line(p), "too many endpoints, at most %d",
+			       CONFIG_MAX_ENDPOINTS);
+	if (cp_grow(p, (void **)&svc->endpoints, (size_t)svc->n_endpoints, sizeof(*ep)))
+		return -ENOMEM;
+	ep = &svc->endpoints[svc->n_endpoints++];
+	memset(ep, 0, sizeof(*ep));
+	ep->ready = ep->serving = true; /* the file lists endpoints to use */
+	ep->line = cp_line(p);
+	return cp_map(p, endpoint_fields, ARRAY_SIZE(endpoint_fields), ep, &seen);
+}
+
+static int parse_endpoints(struct cfg_parser *p, void *obj)
+{
+	return cp_seq(p, parse_endpoint, obj);
+}
+
+/* ---- services[i].ports ---- */
+
+enum { PORT_F_PORT, PORT_F_TARGET, PORT_F_PROTOCOL };
+
+static const struct field port_fields[] = {
+    [PORT_F_PORT] = {"port", FIELD_U16, offsetof(struct config_port, port), 1, 65535,
+		     .required = true},
+    [PORT_F_TARGET] = {"target_port", FIELD_U16, offsetof(struct config_port, target_port), 1,
+		       65535},
+    [PORT_F_PROTOCOL] = {"protocol", FIELD_PROTO, offsetof(struct config_port, protocol)},
+};
+
+static int parse_port(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_service *svc = obj;
+	struct config_port *port;
+	struct map_seen seen;
+	int j, err;
+
+	if (i >= CONFIG_MAX_PORTS)
+		return cp_fail(p, cp_line(p), "too many ports, at most %d", CONFIG_MAX_PORTS);
+	port = &svc->ports[svc->n_ports];
+	memset(port, 0, sizeof(*port));
+	/* Opaque ports turn this into TCP once the whole file is read. */
+	port->protocol = CONFIG_PROTO_DETECT;
+	port->line = cp_line(p);
+	err = cp_map(p, port_fields, ARRAY_SIZE(port_fields), port, &seen);
+	if (err)
+		return err;
+	if (!(seen.mask & (1u << PORT_F_TARGET)))
+		port->target_port = port->port;
+	port->declared = seen.mask & (1u << PORT_F_PROTOCOL);
+	for (j = 0; j < svc->n_ports; j++) {
+		if (svc->ports[j].port == port->port) {
+			cp_path_push_key(p, "port");
+			return cp_fail(p, seen.line[PORT_F_PORT],
+				       "duplicate port %u (also ports[%d] at line %d)", port->port,
+				       j, svc->ports[j].line);
+		}
+	}
+	svc->n_ports++;
+	return 0;
+}
+
+static int parse_ports(struct cfg_parser *p, void *obj)
+{
+	struct config_service *svc = obj;
+	int line = cp_line(p), err;
+
+	err = cp_seq(p, parse_port, svc);
+	if (err)
+		return err;
+	if (svc->n_ports == 0)
+		return cp_fail(p, line, "must list 1..%d ports, got none", CONFIG_MAX_PORTS);
+	return 0;
+}
+
+/* ---- services[i].vips ---- */
+
+static int parse_vip(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_service *svc = obj;
+	struct shoal_addr vip;
+	int j, err;
+
+	if (i >= CONFIG_MAX_VIPS)
+		return cp_fail(p, cp_line(p), "too many VIPs, at most %d", CONFIG_MAX_VIPS);
+	err = cp_addr(p, FIELD_IP, &vip);
+	if (err)
+		return err;
+	for (j = 0; j < svc->n_vips; j++) {
+		if (addr_equal(&svc->vips[j], &vip))
+			return cp_fail(p, cp_line(p), "duplicate VIP (also vips[%d])", j);
+	}
+	svc->vips[svc->n_vips++] = vip;
+	return 0;
+}
+
+static int parse_vips(struct cfg_parser *p, void *obj)
+{
+	struct config_service *svc = obj;
+	int line = cp_line(p), err;
+
+	err = cp_seq(p, parse_vip, svc);
+	if (err)
+		return err;
+	if (svc->n_vips == 0)
+		return cp_fail(p, line, "must list 1..%d addresses, got none", CONFIG_MAX_VIPS);
+	return 0;
+}
+
+/* ---- services[i].routes ---- */
+
+/* A heap copy of n bytes plus a NUL, for strings the config keeps. */
+static char *cp_strndup(struct cfg_parser *p, const char *s, size_t n, int *err)
+{
+	char *d = malloc(n + 1);
+
+	if (!d) {
+		*err = cp_oom(p);
+		return NULL;
+	}
+	memcpy(d, s, n);
+	d[n] = '\0';
+	*err = 0;
+	return d;
+}
+
+/* RFC 9110 tchar: what methods and header names are made of. */
+static bool is_tchar(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static char ascii_lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+}
+
+/*
+ * A host as a route matches it: a DNS-style name ([a-z0-9._-], no empty
+ * label), optionally "*." in front for a suffix, or a bracketed IPv6
+ * literal. Lower-cased in place. No port: requests are compared without
+ * theirs, so a port here could never match.
+ */
+static bool host_valid(char *h, bool *suffix)
+{
+	size_t i, n = strlen(h);
+	char *name = h;
+
+	*suffix = false;
+	if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+		for (i = 1; i + 1 < n; i++) {
+			h[i] = ascii_lower(h[i]);
+			if (!strchr("0123456789abcdef:.", h[i]))
+				return false;
+		}
+		return n > 2;
+	}
+	if (n > 2 && h[0] == '*' && h[1] == '.') {
+		*suffix = true;
+		name = h + 2;
+	}
+	n = strlen(name);
+	if (n == 0 || name[0] == '.' || name[n - 1] == '.' || strstr(name, ".."))
+		return false;
+	for (i = 0; i < n; i++) {
+		name[i] = ascii_lower(name[i]);
+		if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+		      name[i] == '-' || name[i] == '.' || name[i] == '_'))
+			return false;
+	}
+	return true;
+}
+
+static int parse_host(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_route *r = obj;
+	char h[CONFIG_MAX_HOST + 1], buf[CONFIG_ECHO_MAX + 4];
+	const char *stored;
+	bool suffix;
+	int j, err;
+
+	if (i >= CONFIG_MAX_ROUTE_HOSTS)
+		return cp_fail(p, cp_line(p), "too many hosts, at most %d", CONFIG_MAX_ROUTE_HOSTS);
+	err = cp_string(p, "a host name", h, sizeof(h));
+	if (err)
+		return err;
+	if (!host_valid(h, &suffix))
+		return cp_fail(p, cp_line(p),
+			       "must be a host name without port, \"*.\" and a name, or [IPv6], "
+			       "got \"%s\"",
+			       cp_echo(h, strlen(h), buf));
+	/* The suffix keeps its dot: "*.a.com" matches "x.a.com", never "xa.com". */
+	stored = suffix ? h + 1 : h;
+	for (j = 0; j < r->n_hosts; j++) {
+		if (r->hosts[j].suffix == suffix && !strcmp(r->hosts[j].name, stored))
+			return cp_fail(p, cp_line(p), "duplicate host (also hosts[%d])", j);
+	}
+	r->hosts[i].name = cp_strndup(p, stored, strlen(stored), &err);
+	if (err)
+		return err;
+	r->hosts[i].len = strlen(stored);
+	r->hosts[i].suffix = suffix;
+	r->n_hosts++;
+	return 0;
+}
+
+static int parse_hosts(struct cfg_parser *p, void *obj)
+{
+	return cp_seq(p, parse_host, obj);
+}
+
+/*
+ * A path criterion: absolute, visible ASCII, no query or fragment (the
+ * matcher compares the path alone). A prefix loses its trailing '/', so
+ * "/api/" and "/api" both mean "/api" and everything under it.
+ */
+static int parse_path_value(struct cfg_parser *p, struct config_route *r,
+			    enum config_path_match how)
+{
+	char path[CONFIG_MAX_ROUTE_PATH + 1], buf[CONFIG_ECHO_MAX + 4];
+	size_t i, n;
+	int err;
+
+	err = cp_string(p, "a path", path, sizeof(path));
+	if (err)
+		return err;
+	n = strlen(path);
+	for (i = 0; i < n; i++) {
+		if (path[i] <= 0x20 || path[i] >= 0x7f || path[i] == '?' || path[i] == '#')
+			break;
+	}
+	if (path[0] != '/' || i < n)
+		return cp_fail(p, cp_line(p),
+			       "must start with \"/\" and hold no spaces, '?' or '#', got \"%s\"",
+			       cp_echo(path, n, buf));
+	if (r->path_match != CONFIG_PATH_ANY)
+		return cp_fail(p, cp_line(p), "exact and prefix exclude each other");
+	if (how == CONFIG_PATH_PREFIX) {
+		while (n > 1 && path[n - 1] == '/')
+			n--;
+	}
+	r->path = cp_strndup(p, path, n, &err);
+	if (err)
+		return err;
+	r->path_len = n;
+	r->path_match = how;
+	return 0;
+}
+
+static int parse_path_exact(struct cfg_parser *p, void *obj)
+{
+	return parse_path_value(p, obj, CONFIG_PATH_EXACT);
+}
+
+static int parse_path_prefix(struct cfg_parser *p, void *obj)
+{
+	return parse_path_value(p, obj, CONFIG_PATH_PREFIX);
+}
+
+static const struct field path_fields[] = {
+    {"exact", FIELD_FUNC, .parse = parse_path_exact},
+    {"prefix", FIELD_FUNC, .parse = parse_path_prefix},
+};
+
+static int parse_path(struct cfg_parser *p, void *obj)
+{
+	struct config_route *r = obj;
+	struct map_seen seen;
+	int err;
+
+	err = cp_map(p, path_fields, ARRAY_SIZE(path_fields), r, &seen);
+	if (err)
+		return err;
+	if (r->path_match == CONFIG_PATH_ANY)
+		return cp_fail(p, seen.start_line, "exact or prefix is required");
+	return 0;
+}
+
+/* Upper-case tokens only: methods are case-sensitive, so "get" would never match. */
+static int parse_method(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_route *r = obj;
+	char m[CONFIG_MAX_METHOD + 1], buf[CONFIG_ECHO_MAX + 4];
+	size_t k, n;
+	int j, err;
+
+	if (i >= CONFIG_MAX_ROUTE_METHODS)
+		return cp_fail(p, cp_line(p), "too many methods, at most %d",
+			       CONFIG_MAX_ROUTE_METHODS);
+	err = cp_string(p, "a method", m, sizeof(m));
+	if (err)
+		return err;
+	n = strlen(m);
+	for (k = 0; k < n; k++) {
+		if (!is_tchar(m[k]) || (m[k] >= 'a' && m[k] <= 'z'))
+			break;
+	}
+	if (n == 0 || k < n)
+		return cp_fail(p, cp_line(p), "must be an upper-case method token, got \"%s\"",
+			       cp_echo(m, n, buf));
+	for (j = 0; j < r->n_methods; j++) {
+		if (!strcmp(r->methods[j], m))
+			return cp_fail(p, cp_line(p), "duplicate method (also methods[%d])", j);
+	}
+	memcpy(r->methods[r->n_methods++], m, n + 1);
+	return 0;
+}
+
+static int parse_methods(struct cfg_parser *p, void *obj)
+{
+	return cp_seq(p, parse_method, obj);
+}
+
+/*
+ * match.headers: a mapping from field name to the exact value. The keys
+ * are free, so this walks the mapping itself rather than through a field
+ * table; names are lower-cased, and two that differ only in case clash.
+ */
+static int parse_headers(struct cfg_parser *p, void *obj)
+{
+	struct config_route *r = obj;
+	char val[CONFIG_MAX_HEADER_VALUE + 1], buf[CONFIG_ECHO_MAX + 4];
+	int lines[CONFIG_MAX_ROUTE_HEADERS];
+	struct config_route_header *h;
+	const char *key;
+	size_t klen, k, n, old;
+	int j, line, err;
+
+	if (ev_is_null(&p->ev))
+		return 0;
+	if (p->ev.type != YAML_MAPPING_START_EVENT)
+		return cp_fail(p, cp_line(p), "must be a mapping, got %s", ev_kind(&p->ev));
+	for (;;) {
+		err = cp_next(p);
+		if (err)
+			return err;
+		if (p->ev.type == YAML_MAPPING_END_EVENT)
+			return 0;
+		line = cp_line(p);
+		if (p->ev.type != YAML_SCALAR_EVENT)
+			return cp_fail(p, line, "keys must be scalars, got %s", ev_kind(&p->ev));
+		key = (const char *)p->ev.data.scalar.value;
+		klen = p->ev.data.scalar.length;
+		old = cp_path_push_key(p, klen ? cp_echo(key, klen, buf) : "\"\"");
+		for (k = 0; k < klen && is_tchar(key[k]); k++)
+			;
+		if (klen == 0 || k < klen || klen > CONFIG_MAX_HEADER_NAME)
+			return cp_fail(p, line, "must be a header name (a token of at most %d)",
+				       CONFIG_MAX_HEADER_NAME);
+		for (j = 0; j < r->n_headers; j++) {
+			if (r->headers[j].name_len == klen &&
+			    !strncasecmp(r->headers[j].name, key, klen))
+				return cp_fail(p, line, "duplicate header (first at line %d)",
+					       lines[j]);
+		}
+		if (r->n_headers >= CONFIG_MAX_ROUTE_HEADERS)
+			return cp_fail(p, line, "too many headers, at most %d",
+				       CONFIG_MAX_ROUTE_HEADERS);
+		h = &r->headers[r->n_headers];
+		h->name = cp_strndup(p, key, klen, &err);
+		if (err)
+			return err;
+		for (k = 0; k < klen; k++)
+			h->name[k] = ascii_lower(h->name[k]);
+		h->name_len = klen;
+		lines[r->n_headers++] = line;
+
+		err = cp_next(p);
+		if (err)
+			return err;
+		err = cp_string(p, "a header value", val, sizeof(val));
+		if (err)
+			return err;
+		n = strlen(val);
+		for (k = 0; k < n; k++) {
+			if ((unsigned char)val[k] < 0x20 && val[k] != '\t')
+				break;
+			if (val[k] == 0x7f)
+				break;
+		}
+		/* The proxy trims a field's surrounding whitespace, so such a value never matches.
+		 */
+		if (k < n || (n && (val[0] == ' ' || val[0] == '\t' || val[n - 1] == ' ' ||
+				    val[n - 1] == '\t')))
+			return cp_fail(p, cp_line(p),
+				       "must be a header value without control characters or "
+				       "surrounding spaces, got \"%s\"",
+				       cp_echo(val, n, buf));
+		h->value = cp_strndup(p, val, n, &err);
+		if (err)
+			return err;
+		h->value_len = n;
+		cp_path_pop(p, old);
+	}
+}
+
+static const struct field match_fields[] = {
+    {"hosts", FIELD_FUNC, .parse = parse_hosts},
+    {"path", FIELD_FUNC, .parse = parse_path},
+    {"methods", FIELD_FUNC, .parse = parse_methods},
+    {"headers", FIELD_FUNC, .parse = parse_headers},
+};
+
+static int parse_match(struct cfg_parser *p, void *obj)
+{
+	struct map_seen seen;
+
+	return cp_map(p, match_fields, ARRAY_SIZE(match_fields), obj, &seen);
+}
+
+/* "name" (in the route's own namespace) or "namespace/name"; resolved in check_backends. */
+static int parse_backend_service(struct cfg_parser *p, void *obj)
+{
+	struct config_route_backend *b = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	const char *s, *slash, *name;
+	size_t n, ns_len, name_len;
+	int err;
+
+	err = cp_scalar(p, "a service name", &s, &n);
+	if (err)
+		return err;
+	slash = memchr(s, '/', n);
+	name = slash ? slash + 1 : s;
+	name_len = n - (size_t)(name - s);
+	ns_len = slash ? (size_t)(slash - s) : 0;
+	if (memchr(s, '\0', n) || ns_len > CONFIG_MAX_NAME || name_len > CONFIG_MAX_NAME)
+		goto bad;
+	if (slash) {
+		memcpy(b->namespace, s, ns_len);
+		b->namespace[ns_len] = '\0';
+	} else {
+		strcpy(b->namespace, p->svc->namespace);
+	}
+	memcpy(b->name, name, name_len);
+	b->name[name_len] = '\0';
+	if (!cp_is_label(b->namespace) || !cp_is_label(b->name))
+		goto bad;
+	b->line = cp_line(p);
+	return 0;
+bad:
+	return cp_fail(p, cp_line(p),
+		       "must be NAME or NAMESPACE/NAME (RFC 1123 labels), got \"%s\"",
+		       cp_echo(s, n, buf));
+}
+
+enum { BACKEND_F_SERVICE, BACKEND_F_WEIGHT };
+
+static const struct field backend_fields[] = {
+    [BACKEND_F_SERVICE] = {"service", FIELD_FUNC, .required = true, .parse = parse_backend_service},
+    [BACKEND_F_WEIGHT] = {"weight", FIELD_U32, offsetof(struct config_route_backend, weight), 0,
+			  CONFIG_MAX_BACKEND_WEIGHT},
+};
+
+static int parse_backend(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_route *r = obj;
+	struct config_route_backend *b;
+	struct map_seen seen;
+	int err;
+
+	if (i >= CONFIG_MAX_ROUTE_BACKENDS)
+		return cp_fail(p, cp_line(p), "too many backends, at most %d",
+			       CONFIG_MAX_ROUTE_BACKENDS);
+	b = &r->backends[r->n_backends];
+	memset(b, 0, sizeof(*b));
+	b->weight = 1;
+	err = cp_map(p, backend_fields, ARRAY_SIZE(backend_fields), b, &seen);
+	if (err)
+		return err;
+	r->total_weight += b->weight;
+	b->cum_weight = r->total_weight;
+	r->n_backends++;
+	return 0;
+}
+
+static int parse_backends(struct cfg_parser *p, void *obj)
+{
+	struct config_route *r = obj;
+	int line = p->key_line, err;
+
+	err = cp_seq(p, parse_backend, r);
+	if (err)
+		return err;
+	if (r->n_backends == 0)
+		return cp_fail(p, line, "must list 1..%d backends, got none",
+			       CONFIG_MAX_ROUTE_BACKENDS);
+	if (r->total_weight == 0)
+		return cp_fail(p, line, "weights add up to 0; at least one must be above 0");
+	return 0;
+}
+
+static int parse_retry_status(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_route *r = obj;
+	uint64_t v;
+	int j, err;
+
+	if (i >= CONFIG_MAX_RETRY_STATUSES)
+		return cp_fail(p, cp_line(p), "too many statuses, at most %d",
+			       CONFIG_MAX_RETRY_STATUSES);
+	err = cp_uint(p, CONFIG_MIN_RETRY_STATUS, CONFIG_MAX_RETRY_STATUS, &v);
+	if (err)
+		return err;
+	for (j = 0; j < r->n_retry_statuses; j++) {
+		if (r->retry_statuses[j] == v)
+			return cp_fail(p, cp_line(p), "duplicate status (also retry_statuses[%d])",
+				       j);
+	}
+	r->retry_statuses[r->n_retry_statuses++] = (uint16_t)v;
+	return 0;
+}
+
+/* Replaces the default {503}; an empty list retries on no status at all. */
+static int parse_retry_statuses(struct cfg_parser *p, void *obj)
+{
+	struct config_route *r = obj;
+
+	r->n_retry_statuses = 0;
+	return cp_seq(p, parse_retry_status, r);
+}
+
+enum {
+	ROUTE_F_NAME,
+	ROUTE_F_MATCH,
+	ROUTE_F_BACKENDS,
+	ROUTE_F_TIMEOUT,
+	ROUTE_F_PER_TRY,
+	ROUTE_F_RETRYABLE,
+	ROUTE_F_STATUSES,
+	ROUTE_F_CONNECT,
+	ROUTE_F_IDLE
+};
+
+static const struct field route_fields[] = {
+    [ROUTE_F_NAME] = {"name", FIELD_LABEL, offsetof(struct config_route, name)},
+    [ROUTE_F_MATCH] = {"match", FIELD_FUNC, .parse = parse_match},
+    [ROUTE_F_BACKENDS] = {"backends", FIELD_FUNC, .parse = parse_backends},
+    [ROUTE_F_TIMEOUT] = {"timeout_ms", FIELD_U32, offsetof(struct config_route, timeout_ms), 0,
+			 CONFIG_MAX_TIMEOUT_MS},
+    [ROUTE_F_PER_TRY] = {"per_try_timeout_ms", FIELD_U32,
+			 offsetof(struct config_route, per_try_timeout_ms), 0,
+			 CONFIG_MAX_TIMEOUT_MS},
+    [ROUTE_F_RETRYABLE] = {"retryable", FIELD_BOOL, offsetof(struct config_route, retryable)},
+    [ROUTE_F_STATUSES] = {"retry_statuses", FIELD_FUNC, .parse = parse_retry_statuses},
+    [ROUTE_F_CONNECT] = {"connect_timeout_ms", FIELD_U32,
+			 offsetof(struct config_route, connect_timeout_ms), 0, CONFIG_MAX_TIMEOUT_MS},
+    [ROUTE_F_IDLE] = {"idle_timeout_ms", FIELD_U32, offsetof(struct config_route, idle_timeout_ms),
+		      0, CONFIG_MAX_TIMEOUT_MS},
+};
+
+static int parse_route(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_service *svc = obj;
+	struct config_route *r;
+	struct map_seen seen;
+	int j, err;
+
+	if (i >= CONFIG_MAX_ROUTES)
+		return cp_fail(p, cp_line(p), "too many routes, at most %d", CONFIG_MAX_ROUTES);
+	if (p->n_routes_total >= CONFIG_MAX_ROUTES_TOTAL)
+		return cp_fail(p, cp_line(p), "too many routes in the file, at most %d",
+			       CONFIG_MAX_ROUTES_TOTAL);
+	if (cp_grow(p, (void **)&svc->routes, (size_t)svc->n_routes, sizeof(*r)))
+		return -ENOMEM;
+	/* Counted before it is filled, so config_free sees its strings on error. */
+	r = &svc->routes[svc->n_routes++];
+	memset(r, 0, sizeof(*r));
+	p->n_routes_total++;
+	r->line = cp_line(p);
+	r->retry_statuses[0] = CONFIG_DEFAULT_RETRY_STATUS;
+	r->n_retry_statuses = 1;
+	err = cp_map(p, route_fields, ARRAY_SIZE(route_fields), r, &seen);
+	if (err)
+		return err;
+	if (r->timeout_ms && r->per_try_timeout_ms > r->timeout_ms) {
+		cp_path_push_key(p, "per_try_timeout_ms");
+		return cp_fail(
+		    p, (seen.mask & (1u << ROUTE_F_PER_TRY)) ? seen.line[ROUTE_F_PER_TRY] : r->line,
+		    "must be <= timeout_ms (%u), got %u", r->timeout_ms, r->per_try_timeout_ms);
+	}
+	if (r->name[0]) {
+		for (j = 0; j < i; j++) {
+			if (!strcmp(svc->routes[j].name, r->name)) {
+				cp_path_push_key(p, "name");
+				return cp_fail(
+				    p, seen.line[ROUTE_F_NAME],
+				    "duplicate route name %s (also routes[%d] at line %d)", r->name,
+				    j, svc->routes[j].line);
+			}
+		}
+	}
+	if (!(seen.mask & (1u << ROUTE_F_BACKENDS))) {
+		/* No split: the service's own endpoints; svc_index is set in check_backends. */
+		struct config_route_backend *b = &r->backends[0];
+
+		strcpy(b->namespace, svc->namespace);
+		strcpy(b->name, svc->name);
+		b->weight = 1;
+		b->cum_weight = 1;
+		b->line = r->line;
+		r->n_backends = 1;
+		r->total_weight = 1;
+	}
+	return 0;
+}
+
+static int parse_routes(struct cfg_parser *p, void *obj)
+{
+	return cp_seq(p, parse_route, obj);
+}
+
+/* ---- a service's resilience: block (docs/config.md, docs/resilience.md) ---- */
+
+/*
+ * Limits of the resilience knobs. Each bounds a value past which it stops
+ * meaning anything (docs/config.md lists them); the modules' own checks
+ * (peak_ewma_cfg_check, breaker_cfg_check, retry_budget_cfg_check) accept
+ * everything inside them.
+ */
+#define CONFIG_MAX_RTT_MS 60000	      /* a "typical" latency above 1 min is no estimate */
+#define CONFIG_MAX_PENALTY_MS 3600000 /* Retry-After cap and failure penalty: 1 h */
+#define CONFIG_MAX_BUDGET_RATIO_PCT (RETRY_BUDGET_MAX_RATIO_MILLI / 10)
+#define CONFIG_MAX_BUDGET_MIN_PER_S 100000
+#define CONFIG_MIN_BUDGET_WINDOW_MS (RETRY_BUDGET_MIN_TTL_NS / 1000000)
+#define CONFIG_MAX_RETRIES 10		 /* beyond this a budget bounds nothing per request */
+#define CONFIG_MAX_RETRY_BODY (1u << 20) /* replay is from the connection buffer anyway */
+#define CONFIG_MAX_CONSECUTIVE 100000
+#define CONFIG_MAX_BREAKER_BACKOFF_MS 3600000 /* an hour out is a removal, not a backoff */
+#define CONFIG_MAX_MIN_REQUESTS 1000000
+
+static const struct field balancer_fields[] = {
+    {"default_rtt_ms", FIELD_U32, offsetof(struct config_resilience, default_rtt_ms), 1,
+     CONFIG_MAX_RTT_MS},
+    {"decay_ms", FIELD_U32, offsetof(struct config_resilience, decay_ms), 1, CONFIG_MAX_TIMEOUT_MS},
+    {"failure_penalty_ms", FIELD_U32, offsetof(struct config_resilience, failure_penalty_ms), 0,
+     CONFIG_MAX_PENALTY_MS},
+    {"retry_after_cap_ms", FIELD_U32, offsetof(struct config_resilience, retry_after_cap_ms), 0,
+     CONFIG_MAX_PENALTY_MS},
+    {"penalty_ms", FIELD_U32, offsetof(struct config_resilience, penalty_ms), 0,
+     CONFIG_MAX_PENALTY_MS},
+    {"explore_after_ms", FIELD_U32, offsetof(struct config_resilience, explore_after_ms), 0,
+     CONFIG_MAX_TIMEOUT_MS},
+};
+
+static const struct field budget_fields[] = {
+    {"ratio_pct", FIELD_U32, offsetof(struct config_resilience, budget_ratio_pct), 0,
+     CONFIG_MAX_BUDGET_RATIO_PCT},
+    {"min_per_second", FIELD_U32, offsetof(struct config_resilience, budget_min_per_s), 0,
+     CONFIG_MAX_BUDGET_MIN_PER_S},
+    {"window_ms", FIELD_U32, offsetof(struct config_resilience, budget_window_ms),
+     CONFIG_MIN_BUDGET_WINDOW_MS, CONFIG_MAX_TIMEOUT_MS},
+};
+
+enum { RETRIES_F_MAX, RETRIES_F_BODY, RETRIES_F_BASE, RETRIES_F_CAP, RETRIES_F_CONNECT };
+
+static const struct field retries_fields[] = {
+    [RETRIES_F_MAX] = {"max_retries", FIELD_U32, offsetof(struct config_resilience, max_retries), 0,
+		       CONFIG_MAX_RETRIES},
+    [RETRIES_F_BODY] = {"max_body_bytes", FIELD_U32,
+			offsetof(struct config_resilience, max_body_bytes), 0,
+			CONFIG_MAX_RETRY_BODY},
+    [RETRIES_F_BASE] = {"backoff_base_ms", FIELD_U32,
+			offsetof(struct config_resilience, backoff_base_ms), 0,
+			CONFIG_MAX_TIMEOUT_MS},
+    [RETRIES_F_CAP] = {"backoff_max_ms", FIELD_U32,
+		       offsetof(struct config_resilience, backoff_max_ms), 0,
+		       CONFIG_MAX_TIMEOUT_MS},
+    [RETRIES_F_CONNECT] = {"connect_any_method", FIELD_BOOL,
+			   offsetof(struct config_resilience, connect_any_method)},
+};
+
+enum { BREAKER_F_CONSEC, BREAKER_F_MIN, BREAKER_F_MAX };
+
+static const struct field breaker_fields[] = {
+    [BREAKER_F_CONSEC] = {"consecutive_failures", FIELD_U32,
+			  offsetof(struct config_resilience, consecutive_failures), 0,
+			  CONFIG_MAX_CONSECUTIVE},
+    [BREAKER_F_MIN] = {"backoff_min_ms", FIELD_U32,
+		       offsetof(struct config_resilience, breaker_backoff_min_ms), 1,
+		       CONFIG_MAX_BREAKER_BACKOFF_MS},
+    [BREAKER_F_MAX] = {"backoff_max_ms", FIELD_U32,
+		       offsetof(struct config_resilience, breaker_backoff_max_ms), 1,
+		       CONFIG_MAX_BREAKER_BACKOFF_MS},
+    {"jitter_pct", FIELD_U32, offsetof(struct config_resilience, jitter_pct), 0, 100},
+    {"success_rate_pct", FIELD_U32, offsetof(struct config_resilience, success_rate_pct), 0, 100},
+    {"success_rate_window_ms", FIELD_U32,
+     offsetof(struct config_resilience, success_rate_window_ms), 10, CONFIG_MAX_TIMEOUT_MS},
+    {"success_rate_min_requests", FIELD_U32,
+     offsetof(struct config_resilience, success_rate_min_requests), 0, CONFIG_MAX_MIN_REQUESTS},
+    {"max_ejection_pct", FIELD_U32, offsetof(struct config_resilience, max_ejection_pct), 0, 100},
+};
+
+enum {
+	TIMEOUTS_F_CONNECT,
+	TIMEOUTS_F_REQUEST,
+	TIMEOUTS_F_PER_TRY,
+	TIMEOUTS_F_IDLE,
+	TIMEOUTS_F_RESPONSE_HEAD,
+};
+
+static const struct field timeouts_fields[] = {
+    [TIMEOUTS_F_CONNECT] = {"connect_ms", FIELD_U32,
+			    offsetof(struct config_resilience, connect_timeout_ms), 0,
+			    CONFIG_MAX_TIMEOUT_MS},
+    [TIMEOUTS_F_REQUEST] = {"request_ms", FIELD_U32,
+			    offsetof(struct config_resilience, request_timeout_ms), 0,
+			    CONFIG_MAX_TIMEOUT_MS},
+    [TIMEOUTS_F_PER_TRY] = {"per_try_ms", FIELD_U32,
+			    offsetof(struct config_resilience, per_try_timeout_ms), 0,
+			    CONFIG_MAX_TIMEOUT_MS},
+    [TIMEOUTS_F_IDLE] = {"idle_ms", FIELD_U32, offsetof(struct config_resilience, idle_timeout_ms),
+			 0, CONFIG_MAX_TIMEOUT_MS},
+    [TIMEOUTS_F_RESPONSE_HEAD] = {"response_head_ms", FIELD_U32,
+				  offsetof(struct config_resilience, response_head_timeout_ms), 0,
+				  CONFIG_MAX_TIMEOUT_MS},
+};
+
+/* "a must be <= b" for two fields of one mapping; the line is a's, else b's. */
+static int cp_fail_order(struct cfg_parser *p, const struct map_seen *seen, int ia, int ib,
+			 const char *a, const char *b, uint32_t va, uint32_t vb)
+{
+	cp_path_push_key(p, a);
+	return cp_fail(p, (seen->mask & (1u << ia)) ? seen->line[ia] : seen->line[ib],
+		       "must be <= %s (%u), got %u", b, vb, va);
+}
+
+static int parse_balancer(struct cfg_parser *p, void *obj)
+{
+	struct map_seen seen;
+
+	return cp_map(p, balancer_fields, ARRAY_SIZE(balancer_fields), obj, &seen);
+}
+
+static int parse_budget(struct cfg_parser *p, void *obj)
+{
+	struct config_resilience *r = obj;
+	struct map_seen seen;
+	int err;
+
+	err = cp_map(p, budget_fields, ARRAY_SIZE(budget_fields), obj, &seen);
+	if (err)
+		return err;
+	/* The budget's reserve, min_per_second x window in milli-retries, fits 31 bits. */
+	if ((uint64_t)r->budget_min_per_s * r->budget_window_ms > RETRY_BUDGET_MAX_RESERVE_MILLI) {
+		cp_path_push_key(p, "min_per_second");
+		return cp_fail(p, cp_line(p), "min_per_second x window_ms must be <= %d, got %llu",
+			       RETRY_BUDGET_MAX_RESERVE_MILLI,
+			       (unsigned long long)r->budget_min_per_s * r->budget_window_ms);
+	}
+	return 0;
+}
+
+static int parse_retries(struct cfg_parser *p, void *obj)
+{
+	struct config_resilience *r = obj;
+	struct map_seen seen;
+	int err;
+
+	err = cp_map(p, retries_fields, ARRAY_SIZE(retries_fields), obj, &seen);
+	if (err)
+		return err;
+	if (r->backoff_base_ms > r->backoff_max_ms)
+		return cp_fail_order(p, &seen, RETRIES_F_BASE, RETRIES_F_CAP, "backoff_base_ms",
+				     "backoff_max_ms", r->backoff_base_ms, r->backoff_max_ms);
+	return 0;
+}
+
+static int parse_breaker(struct cfg_parser *p, void *obj)
+{
+	struct config_resilience *r = obj;
+	struct map_seen seen;
+	int err;
+
+	err = cp_map(p, breaker_fields, ARRAY_SIZE(breaker_fields), obj, &seen);
+	if (err)
+		return err;
+	if (r->breaker_backoff_min_ms > r->breaker_backoff_max_ms)
+		return cp_fail_order(p, &seen, BREAKER_F_MIN, BREAKER_F_MAX, "backoff_min_ms",
+				     "backoff_max_ms", r->breaker_backoff_min_ms,
+				     r->breaker_backoff_max_ms);
+	return 0;
+}
+
+static int parse_timeouts(struct cfg_parser *p, void *obj)
+{
+	struct config_resilience *r = obj;
+	struct map_seen seen;
+	int err;
+
+	err = cp_map(p, timeouts_fields, ARRAY_SIZE(timeouts_fields), obj, &seen);
+	if (err)
+		return err;
+	if (r->request_timeout_ms && r->per_try_timeout_ms > r->request_timeout_ms)
+		return cp_fail_order(p, &seen, TIMEOUTS_F_PER_TRY, TIMEOUTS_F_REQUEST, "per_try_ms",
+				     "request_ms", r->per_try_timeout_ms, r->request_timeout_ms);
+	return 0;
+}
+
+static const struct field resilience_fields[] = {
+    {"balancer", FIELD_FUNC, .parse = parse_balancer},
+    {"retry_budget", FIELD_FUNC, .parse = parse_budget},
+    {"retries", FIELD_FUNC, .parse = parse_retries},
+    {"breaker", FIELD_FUNC, .parse = parse_breaker},
+    {"fail_fast_ms", FIELD_U32, offsetof(struct config_resilience, fail_fast_ms), 0,
+     CONFIG_MAX_TIMEOUT_MS},
+    {"timeouts", FIELD_FUNC, .parse = parse_timeouts},
+};
+
+static int parse_resilience(struct cfg_parser *p, void *obj)
+{
+	struct config_service *svc = obj;
+	struct map_seen seen;
+
+	return cp_map(p, resilience_fields, ARRAY_SIZE(resilience_fields), &svc->resilience, &seen);
+}
+
+/* ---- services ---- */
+
+static const struct field service_fields[] = {
+    {"name", FIELD_LABEL, offsetof(struct config_service, name), .required = true},
+    {"namespace", FIELD_LABEL, offsetof(struct config_service, namespace)},
+    {"vips", FIELD_FUNC, .required = true, .parse = parse_vips},
+    {"ports", FIELD_FUNC, .required = true, .parse = parse_ports},
+    {"endpoints", FIELD_FUNC, .parse = parse_endpoints},
+    {"routes", FIELD_FUNC, .parse = parse_routes},
+    {"resilience", FIELD_FUNC, .parse = parse_resilience},
+};
+
+static int parse_service(struct cfg_parser *p, void *obj, int i)
+{
+	struct config *cfg = obj;
+	struct config_service *svc;
+	struct map_seen seen;
+
+	if (i >= CONFIG_MAX_SERVICES)
+		return cp_fail(p, cp_line(p), "too many services, at most %d", CONFIG_MAX_SERVICES);
+	if (cp_grow(p, (void **)&cfg->services, (size_t)cfg->n_services, sizeof(*svc)))
+		return -ENOMEM;
+	/* Counted before it is filled, so config_free sees its endpoints on error. */
+	svc = &cfg->services[cfg->n_services++];
+	memset(svc, 0, sizeof(*svc));
+	svc->id = (uint32_t)i;
+	strcpy(svc->namespace, "default");
+	svc->line = cp_line(p);
+	config_resilience_default(&svc->resilience);
+	p->svc = svc;
+	return cp_map(p, service_fields, ARRAY_SIZE(service_fields), svc, &seen);
+}
+
+int parse_services(struct cfg_parser *p, void *obj)
+{
+	return cp_seq(p, parse_service, obj);
+}
