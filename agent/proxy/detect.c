@@ -49,7 +49,7 @@ enum detect_result detect_classify(const char *buf, size_t len)
 	return i > DETECT_MAX_METHOD ? DETECT_OPAQUE : DETECT_NEED_MORE;
 }
 
-static void detect_close(struct worker *w, struct l4_conn *c)
+static void detect_close(struct worker *w, struct conn *c)
 {
 	timer_heap_del(&w->timers, &c->timer);
 	l4_side_close(w, &c->client, false);
@@ -57,7 +57,7 @@ static void detect_close(struct worker *w, struct l4_conn *c)
 }
 
 /* Hand c on to its protocol; the bytes read so far stay in to_upstream. */
-static void detect_done(struct worker *w, struct l4_conn *c, enum detect_result r)
+static void detect_done(struct worker *w, struct conn *c, enum detect_result r)
 {
 	timer_heap_del(&w->timers, &c->timer);
 	if (r == DETECT_HTTP1) {
@@ -70,9 +70,9 @@ static void detect_done(struct worker *w, struct l4_conn *c, enum detect_result 
 }
 
 /* Read what the client sent (until EAGAIN, EOF or a verdict) and decide. */
-static void detect_run(struct worker *w, struct l4_conn *c)
+static void detect_run(struct worker *w, struct conn *c)
 {
-	struct l4_buf *b = &c->to_upstream;
+	struct conn_buf *b = &c->to_upstream;
 	uint32_t cap = w->cfg->buffer_bytes;
 	enum detect_result r = b->tail ? detect_classify(b->data, b->tail) : DETECT_NEED_MORE;
 
@@ -121,13 +121,13 @@ static void detect_run(struct worker *w, struct l4_conn *c)
 
 static void detect_on_event(struct worker *w, struct pollable *pl, uint32_t events)
 {
-	struct l4_side *s = container_of(pl, struct l4_side, pl);
-	struct l4_conn *c = s->conn;
+	struct conn_side *s = container_of(pl, struct conn_side, pl);
+	struct conn *c = s->conn;
 
 	/* First: see l4_on_event. */
 	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		s->rdhup = true;
-	if (c->state == L4_CLOSED || c->mode != L4_MODE_DETECT)
+	if (c->state == CONN_CLOSED || c->kind != CONN_KIND_DETECT)
 		return;
 	if (events & EPOLLERR) {
 		int err = sock_error(pl->fd);
@@ -148,11 +148,11 @@ static void detect_on_event(struct worker *w, struct pollable *pl, uint32_t even
 	detect_run(w, c);
 }
 
-void detect_start(struct worker *w, struct l4_conn *c)
+void detect_start(struct worker *w, struct conn *c)
 {
 	uint64_t deadline = timer_now_ns() + (uint64_t)w->cfg->detect_timeout_ms * 1000000;
 
-	c->mode = L4_MODE_DETECT;
+	c->kind = CONN_KIND_DETECT;
 	c->client.pl.on_event = detect_on_event;
 	/* The connection is fresh from accept: data may be there already. */
 	c->client.readable = true;
@@ -165,9 +165,9 @@ void detect_start(struct worker *w, struct l4_conn *c)
 	detect_run(w, c);
 }
 
-void detect_timeout(struct worker *w, struct l4_conn *c)
+void detect_timeout(struct worker *w, struct conn *c)
 {
-	if (c->mode != L4_MODE_DETECT)
+	if (c->kind != CONN_KIND_DETECT)
 		return;
 	pr_debug("proxy worker %d: %u bytes and no verdict after %u ms; carrying as opaque TCP",
 		 w->id, c->to_upstream.tail, w->cfg->detect_timeout_ms);

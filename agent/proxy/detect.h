@@ -15,7 +15,7 @@
 #include <stddef.h>
 
 struct worker;
-struct l4_conn;
+struct conn;
 
 enum detect_result {
 	DETECT_NEED_MORE, /* a prefix of something we would recognise: read on */
@@ -44,9 +44,9 @@ enum detect_result detect_classify(const char *buf, size_t len);
  * and hands c on to http1_start or l4_opaque_start. Consumes c (it may
  * be closed on return).
  */
-void detect_start(struct worker *w, struct l4_conn *c);
+void detect_start(struct worker *w, struct conn *c);
 
 /* c's detection deadline passed: go opaque with whatever was read. */
-void detect_timeout(struct worker *w, struct l4_conn *c);
+void detect_timeout(struct worker *w, struct conn *c);
 
 #endif

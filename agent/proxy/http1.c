@@ -21,9 +21,9 @@
 #include "resilience/deadline.h"
 
 static void http1_on_client_event(struct worker *w, struct pollable *pl, uint32_t events);
-static void http1_run(struct worker *w, struct l4_conn *c);
-static void http1_connect_next(struct worker *w, struct l4_conn *c);
-static void http1_error(struct worker *w, struct l4_conn *c, enum http_error err);
+static void http1_run(struct worker *w, struct conn *c);
+static void http1_connect_next(struct worker *w, struct conn *c);
+static void http1_error(struct worker *w, struct conn *c, enum http_error err);
 
 /*
  * A request finding no candidate endpoint looks again this often until
@@ -80,7 +80,7 @@ static bool http1_debug(void)
 }
 
 /* "ns/name:port" of c's service, for messages. */
-static const char *http1_svc_name(const struct l4_conn *c, char *buf, size_t len)
+static const char *http1_svc_name(const struct conn *c, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/%s:%u", c->svc->namespace, c->svc->name, c->svc_port);
 	return buf;
@@ -110,7 +110,7 @@ static void http1_slab_release(struct worker *w, struct http1_conn *h)
 }
 
 /* Close everything; reset: the peers see RST (the exchange did not complete). */
-static void http1_close(struct worker *w, struct l4_conn *c, bool reset)
+static void http1_close(struct worker *w, struct conn *c, bool reset)
 {
 	pick_cancel(c->http->sv, &c->http->bt, timer_now_ns());
 	metrics_http_done(w, c, 0); /* a request still in flight got no response */
@@ -120,15 +120,15 @@ static void http1_close(struct worker *w, struct l4_conn *c, bool reset)
 	worker_conn_release(w, c);
 }
 
-bool http1_between_requests(const struct l4_conn *c)
+bool http1_between_requests(const struct conn *c)
 {
 	const struct http1_conn *h = c->http;
 
-	return c->mode == L4_MODE_HTTP && c->state != L4_CLOSED && h && !h->lingering &&
+	return c->kind == CONN_KIND_HTTP && c->state != CONN_CLOSED && h && !h->lingering &&
 	       h->rq == HTTP1_REQ_HEAD && h->rs == HTTP1_RESP_NONE;
 }
 
-bool http1_drain_idle(struct worker *w, struct l4_conn *c, uint64_t now, uint64_t idle_ns)
+bool http1_drain_idle(struct worker *w, struct conn *c, uint64_t now, uint64_t idle_ns)
 {
 	if (!http1_between_requests(c) || c->to_upstream.tail || c->to_client.tail ||
 	    now - c->http->last_active_ns < idle_ns)
@@ -137,14 +137,14 @@ bool http1_drain_idle(struct worker *w, struct l4_conn *c, uint64_t now, uint64_
 	return true;
 }
 
-void http1_abort(struct worker *w, struct l4_conn *c)
+void http1_abort(struct worker *w, struct conn *c)
 {
 	http1_close(w, c, true);
 }
 
 /* Arm c's timer at deadline; without a timer the connection could hang,
  * so failing to queue one closes it. Returns false when c was closed. */
-static bool http1_arm(struct worker *w, struct l4_conn *c, uint64_t deadline)
+static bool http1_arm(struct worker *w, struct conn *c, uint64_t deadline)
 {
 	if (timer_heap_add(&w->timers, &c->timer, deadline) == 0)
 		return true;
@@ -157,9 +157,9 @@ static bool http1_arm(struct worker *w, struct l4_conn *c, uint64_t deadline)
  * the proxy stopped reading the client, so a client that sends nothing
  * is waiting for the endpoint, not stalling.
  */
-static bool http1_rq_backpressured(const struct worker *w, const struct l4_conn *c)
+static bool http1_rq_backpressured(const struct worker *w, const struct conn *c)
 {
-	const struct l4_buf *b = &c->to_upstream;
+	const struct conn_buf *b = &c->to_upstream;
 
 	/* The reads stop at the buffer less the head's reserve (http1_step). */
 	return b->data && b->tail - b->head >= w->cfg->buffer_bytes - HTTP1_HEAD_RESERVE;
@@ -196,7 +196,7 @@ static uint64_t http1_head_deadline(const struct worker *w, const struct http1_c
  * the route's idle_timeout_ms while one of its requests is in flight,
  * else the service's (l4_idle_ns).
  */
-static uint64_t http1_idle_deadline(const struct worker *w, const struct l4_conn *c)
+static uint64_t http1_idle_deadline(const struct worker *w, const struct conn *c)
 {
 	const struct http1_conn *h = c->http;
 	uint64_t idle = h->route && h->route->idle_timeout_ms
@@ -238,7 +238,7 @@ static uint64_t http1_idle_deadline(const struct worker *w, const struct l4_conn
 }
 
 /* Queue c's idle/head deadline (the timer is not in use otherwise). */
-static bool http1_arm_idle(struct worker *w, struct l4_conn *c)
+static bool http1_arm_idle(struct worker *w, struct conn *c)
 {
 	uint64_t d = http1_idle_deadline(w, c);
 
@@ -255,10 +255,10 @@ static bool http1_arm_idle(struct worker *w, struct l4_conn *c)
  * client is closed once the answer is out. When a final response has
  * started already there is no clean way to say it: reset the client.
  */
-static void http1_error(struct worker *w, struct l4_conn *c, enum http_error err)
+static void http1_error(struct worker *w, struct conn *c, enum http_error err)
 {
 	struct http1_conn *h = c->http;
-	struct l4_buf *b = &c->to_client;
+	struct conn_buf *b = &c->to_client;
 	uint32_t cap = w->cfg->buffer_bytes;
 	size_t n;
 
@@ -304,7 +304,7 @@ static void http1_error(struct worker *w, struct l4_conn *c, enum http_error err
  * into the replay slab while it holds the whole request. A (chunked) body
  * outgrowing rq_slab_cap leaves the slab incomplete: not retried.
  */
-static void http1_slab_append(struct l4_conn *c, uint32_t from, uint32_t to)
+static void http1_slab_append(struct conn *c, uint32_t from, uint32_t to)
 {
 	struct http1_conn *h = c->http;
 	uint32_t n = to - from;
@@ -325,7 +325,7 @@ static void http1_slab_append(struct l4_conn *c, uint32_t from, uint32_t to)
  * a large body, then in the replay slab, which starts at rq_begin. NULL
  * when neither holds it any more.
  */
-static const char *http1_rq_at(const struct l4_conn *c, uint32_t off)
+static const char *http1_rq_at(const struct conn *c, uint32_t off)
 {
 	const struct http1_conn *h = c->http;
 
@@ -337,10 +337,10 @@ static const char *http1_rq_at(const struct l4_conn *c, uint32_t off)
 }
 
 /* Frame body bytes of the request in [rq_fwd, tail). 0 or a parse error. */
-static int http1_rq_frame(struct l4_conn *c)
+static int http1_rq_frame(struct conn *c)
 {
 	struct http1_conn *h = c->http;
-	struct l4_buf *b = &c->to_upstream;
+	struct conn_buf *b = &c->to_upstream;
 	uint32_t from = h->rq_fwd;
 
 	while (h->rq == HTTP1_REQ_BODY && h->rq_fwd < b->tail) {
@@ -377,7 +377,7 @@ static int http1_rq_frame(struct l4_conn *c)
  * request (worker_conn_follow), never during one. Sizes (buffers, header
  * arrays) stay the worker's: they shaped the connection's allocation.
  */
-static const struct config *http1_svc_cfg(const struct worker *w, const struct l4_conn *c)
+static const struct config *http1_svc_cfg(const struct worker *w, const struct conn *c)
 {
 	return worker_conn_config(w, c);
 }
@@ -386,7 +386,7 @@ static const struct config *http1_svc_cfg(const struct worker *w, const struct l
 static int http1_route_header(void *ctx, const char *name, size_t name_len, const char **value,
 			      size_t *value_len)
 {
-	struct l4_conn *c = ctx;
+	struct conn *c = ctx;
 	const struct http1_head *hd = &c->http->rq_head;
 
 	for (uint32_t i = 0; i < hd->n_headers; i++) {
@@ -436,7 +436,7 @@ static uint16_t http1_port_be(const struct config_service *svc, uint16_t svc_por
  * matching route's weighted backend (on the port with the number the
  * request arrived on), else c's own service.
  */
-static void http1_route(struct worker *w, struct l4_conn *c)
+static void http1_route(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
 	const struct http1_head *hd = &h->rq_head;
@@ -485,7 +485,7 @@ static void http1_route(struct worker *w, struct l4_conn *c)
  * client's DEADLINE_HEADER (read before the head was rewritten without
  * it, http1_rq_rewrite).
  */
-static uint64_t http1_request_deadline(struct l4_conn *c, uint32_t default_ms, uint64_t now)
+static uint64_t http1_request_deadline(struct conn *c, uint32_t default_ms, uint64_t now)
 {
 	const struct http1_conn *h = c->http;
 	uint64_t timeout = 0, d = DEADLINE_NONE;
@@ -509,7 +509,7 @@ static uint64_t http1_request_deadline(struct l4_conn *c, uint32_t default_ms, u
  * proxy.http.max_connection_age_ms. c closes after the response, whose
  * head tells the client so (http1_rs_drain_close).
  */
-static void http1_limit_requests(struct worker *w, struct l4_conn *c, uint64_t now)
+static void http1_limit_requests(struct worker *w, struct conn *c, uint64_t now)
 {
 	struct http1_conn *h = c->http;
 	uint32_t max = w->cfg->http_max_requests_per_connection;
@@ -524,7 +524,7 @@ static void http1_limit_requests(struct worker *w, struct l4_conn *c, uint64_t n
 }
 
 /* Start serving a parsed request: pick where it goes and get a connection. */
-static void http1_dispatch(struct worker *w, struct l4_conn *c)
+static void http1_dispatch(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
 	uint64_t now = timer_now_ns();
@@ -594,11 +594,11 @@ static void http1_request_id(char out[33])
  * response buffer and copied back; HTTP1_HEAD_RESERVE keeps room for it
  * to grow. Returns 0, -ENOMEM (no response buffer), or a parse error.
  */
-static int http1_rq_rewrite(struct worker *w, struct l4_conn *c, size_t *consumed)
+static int http1_rq_rewrite(struct worker *w, struct conn *c, size_t *consumed)
 {
 	struct http1_conn *h = c->http;
 	const struct config *cfg = w->cfg;
-	struct l4_buf *b = &c->to_upstream, *scratch = &c->to_client;
+	struct conn_buf *b = &c->to_upstream, *scratch = &c->to_client;
 	const char *upgrades[CONFIG_MAX_HTTP_UPGRADES];
 	char rid[33];
 	struct http1_rewrite rw = {
@@ -655,10 +655,10 @@ static int http1_rq_rewrite(struct worker *w, struct l4_conn *c, size_t *consume
 }
 
 /* Parse the request head in the client buffer; dispatch it once complete. */
-static void http1_rq_head(struct worker *w, struct l4_conn *c)
+static void http1_rq_head(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
-	struct l4_buf *b = &c->to_upstream;
+	struct conn_buf *b = &c->to_upstream;
 	size_t consumed = 0;
 	int r;
 
@@ -672,7 +672,7 @@ static void http1_rq_head(struct worker *w, struct l4_conn *c)
 	if (!h->rq_head_start_ns) {
 		h->rq_head_start_ns = timer_now_ns();
 		http1_arm_idle(w, c);
-		if (c->state == L4_CLOSED)
+		if (c->state == CONN_CLOSED)
 			return;
 	}
 	r = http1_parse_head(&h->rq_parser, b->data, b->tail, &h->rq_head, &consumed);
@@ -725,7 +725,7 @@ static void http1_rq_head(struct worker *w, struct l4_conn *c)
 /* ---- the upstream connection ----------------------------------------- */
 
 /* The connect of the try in flight failed with err: its endpoint is penalised. */
-static void http1_attempt_failed(struct worker *w, struct l4_conn *c, int err)
+static void http1_attempt_failed(struct worker *w, struct conn *c, int err)
 {
 	struct http1_conn *h = c->http;
 	uint32_t idx = h->bt.idx;
@@ -751,7 +751,7 @@ static void http1_attempt_failed(struct worker *w, struct l4_conn *c, int err)
  * the breaker and the retry budget never hear of it, and the client gets
  * 503 proxy-resources.
  */
-static void http1_local_refused(struct worker *w, struct l4_conn *c, int err)
+static void http1_local_refused(struct worker *w, struct conn *c, int err)
 {
 	struct http1_conn *h = c->http;
 	char svc[2 * CONFIG_MAX_NAME + 16];
@@ -768,7 +768,7 @@ static void http1_local_refused(struct worker *w, struct l4_conn *c, int err)
 }
 
 /* An upstream connection is ready for the request: note its history. */
-static void http1_up_ready(struct l4_conn *c)
+static void http1_up_ready(struct conn *c)
 {
 	struct http1_conn *h = c->http;
 
@@ -799,8 +799,7 @@ static void http1_retry_cfg(const struct http1_conn *h, struct retry_policy_cfg 
  * response started, attempts, deadline, and last the budget, which a yes
  * is charged to. Counts the retry (or the budget's refusal).
  */
-static bool http1_may_retry(struct worker *w, struct l4_conn *c, enum retry_failure f,
-			    uint16_t status)
+static bool http1_may_retry(struct worker *w, struct conn *c, enum retry_failure f, uint16_t status)
 {
 	struct http1_conn *h = c->http;
 	const char *method = http1_rq_at(c, h->rq_head.method_tok.off);
@@ -880,7 +879,7 @@ static uint64_t http1_per_try_ns(const struct http1_conn *h)
  * local shortage (sock_err_local) is answered 503 proxy-resources at once:
  * not the endpoint's failure, and no other endpoint would fare better.
  */
-static bool http1_try_endpoint(struct worker *w, struct l4_conn *c, uint32_t idx, uint64_t now,
+static bool http1_try_endpoint(struct worker *w, struct conn *c, uint32_t idx, uint64_t now,
 			       uint64_t connect_deadline)
 {
 	struct http1_conn *h = c->http;
@@ -928,7 +927,7 @@ static bool http1_try_endpoint(struct worker *w, struct l4_conn *c, uint32_t idx
 }
 
 /* The request's deadline passed before a response head: 504 at once. */
-static void http1_deadline_passed(struct worker *w, struct l4_conn *c)
+static void http1_deadline_passed(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
 
@@ -942,7 +941,7 @@ static void http1_deadline_passed(struct worker *w, struct l4_conn *c)
 }
 
 /* No endpoint accepted a connection, or no retry is allowed: 503. */
-static void http1_give_up(struct worker *w, struct l4_conn *c)
+static void http1_give_up(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
 	char svc[2 * CONFIG_MAX_NAME + 16];
@@ -965,7 +964,7 @@ static void http1_give_up(struct worker *w, struct l4_conn *c)
  * budget allow. No candidate: wait (polling) up to the service's
  * fail-fast time, then 503. Past the request's deadline: 504.
  */
-static void http1_connect_next(struct worker *w, struct l4_conn *c)
+static void http1_connect_next(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
 	uint32_t n = (uint32_t)h->target->n_endpoints;
@@ -1022,7 +1021,7 @@ static void http1_connect_next(struct worker *w, struct l4_conn *c)
 }
 
 /* A connect attempt failed (recorded): fail over, or give up with 503. */
-static void http1_connect_failed_next(struct worker *w, struct l4_conn *c)
+static void http1_connect_failed_next(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
 
@@ -1040,7 +1039,7 @@ static void http1_connect_failed_next(struct worker *w, struct l4_conn *c)
  * caller checked it can be sent again (rq_replayable, or the slab whole
  * and the request framed to its end).
  */
-static void http1_rq_rewind(struct l4_conn *c)
+static void http1_rq_rewind(struct conn *c)
 {
 	struct http1_conn *h = c->http;
 
@@ -1062,7 +1061,7 @@ static void http1_rq_rewind(struct l4_conn *c)
  * full-jitter backoff (never past the deadline), on an endpoint not tried
  * yet when there is one.
  */
-static void http1_retry(struct worker *w, struct l4_conn *c)
+static void http1_retry(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
 	struct http1_limits rlim;
@@ -1101,7 +1100,7 @@ static void http1_retry(struct worker *w, struct l4_conn *c)
  * idempotent methods (RFC 9110 9.2.2), a route marked retryable, or an
  * Idempotency-Key header.
  */
-static bool http1_replay_safe(struct l4_conn *c)
+static bool http1_replay_safe(struct conn *c)
 {
 	struct http1_conn *h = c->http;
 	const char *v;
@@ -1132,7 +1131,7 @@ static bool http1_replay_safe(struct l4_conn *c)
  * (or, framed to its end, in its replay slab).
  * Anything else counts as the endpoint's failure.
  */
-static void http1_up_failed(struct worker *w, struct l4_conn *c, int err)
+static void http1_up_failed(struct worker *w, struct conn *c, int err)
 {
 	struct http1_conn *h = c->http;
 	char svc[2 * CONFIG_MAX_NAME + 16];
@@ -1176,8 +1175,7 @@ static void http1_up_failed(struct worker *w, struct l4_conn *c, int err)
 	}
 }
 
-void http1_upstream_event(struct worker *w, struct l4_conn *c, struct pool_conn *pc,
-			  uint32_t events)
+void http1_upstream_event(struct worker *w, struct conn *c, struct pool_conn *pc, uint32_t events)
 {
 	struct http1_conn *h = c->http;
 	int err;
@@ -1185,7 +1183,7 @@ void http1_upstream_event(struct worker *w, struct l4_conn *c, struct pool_conn 
 	/* First: see http1_on_client_event. */
 	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		pc->rdhup = true;
-	if (c->state == L4_CLOSED || c->mode != L4_MODE_HTTP || h->up != pc)
+	if (c->state == CONN_CLOSED || c->kind != CONN_KIND_HTTP || h->up != pc)
 		return;
 	if (!pc->connected) {
 		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
@@ -1201,7 +1199,7 @@ void http1_upstream_event(struct worker *w, struct l4_conn *c, struct pool_conn 
 			h->up_reused = false;
 			http1_attempt_failed(w, c, err);
 			http1_connect_failed_next(w, c);
-			if (c->state != L4_CLOSED)
+			if (c->state != CONN_CLOSED)
 				http1_run(w, c);
 			return;
 		}
@@ -1216,7 +1214,7 @@ void http1_upstream_event(struct worker *w, struct l4_conn *c, struct pool_conn 
 		err = sock_error(pc->pl.fd);
 		if (err) {
 			http1_up_failed(w, c, err);
-			if (c->state != L4_CLOSED)
+			if (c->state != CONN_CLOSED)
 				http1_run(w, c);
 			return;
 		}
@@ -1231,10 +1229,10 @@ void http1_upstream_event(struct worker *w, struct l4_conn *c, struct pool_conn 
 /* ---- the response ------------------------------------------------------ */
 
 /* Frame response body bytes in [rs_fwd, tail). 0 or a parse error. */
-static int http1_rs_frame(struct l4_conn *c)
+static int http1_rs_frame(struct conn *c)
 {
 	struct http1_conn *h = c->http;
-	struct l4_buf *b = &c->to_client;
+	struct conn_buf *b = &c->to_client;
 
 	while (h->rs == HTTP1_RESP_BODY && h->rs_fwd < b->tail) {
 		uint32_t avail = b->tail - h->rs_fwd;
@@ -1268,7 +1266,7 @@ static int http1_rs_frame(struct l4_conn *c)
  * are opaque bytes. The socket moves from the pool object to c->upstream
  * and l4.c copies what is buffered and everything after it.
  */
-static void http1_tunnel(struct worker *w, struct l4_conn *c)
+static void http1_tunnel(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
 	bool eof = h->up->eof, plain_tcp = h->up->plain_tcp, rdhup = h->up->rdhup;
@@ -1293,7 +1291,7 @@ static void http1_tunnel(struct worker *w, struct l4_conn *c)
  * Retry-After of the response head, as delta-seconds in ns (an HTTP-date
  * counts as none): the balancer's penalty for a failure asking for a wait.
  */
-static uint64_t http1_rs_retry_after(const struct l4_conn *c)
+static uint64_t http1_rs_retry_after(const struct conn *c)
 {
 	const struct http1_conn *h = c->http;
 	const char *base = c->to_client.data + h->rs_start;
@@ -1325,7 +1323,7 @@ static uint64_t http1_rs_retry_after(const struct l4_conn *c)
  * reaches the client. Returns false when the request was retried (or c
  * closed).
  */
-static bool http1_rs_outcome(struct worker *w, struct l4_conn *c)
+static bool http1_rs_outcome(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
 	uint16_t status = (uint16_t)h->rs_head.status;
@@ -1349,10 +1347,10 @@ static bool http1_rs_outcome(struct worker *w, struct l4_conn *c)
  * room the rewrite may need (kept free by HTTP1_RESP_RESERVE), then down
  * to the new head's end. Returns 0 or a parse error.
  */
-static int http1_rs_rewrite(struct worker *w, struct l4_conn *c, size_t *consumed)
+static int http1_rs_rewrite(struct worker *w, struct conn *c, size_t *consumed)
 {
 	struct http1_conn *h = c->http;
-	struct l4_buf *b = &c->to_client;
+	struct conn_buf *b = &c->to_client;
 	char *base = b->data + h->rs_start;
 	uint32_t start = h->rs_parser.start, end = (uint32_t)*consumed;
 	uint32_t rest = b->tail - h->rs_start - end;
@@ -1389,12 +1387,12 @@ static int http1_rs_rewrite(struct worker *w, struct l4_conn *c, size_t *consume
  * in the buffer the line is left out: the close after the response
  * still holds.
  */
-static void http1_rs_drain_close(struct worker *w, struct l4_conn *c)
+static void http1_rs_drain_close(struct worker *w, struct conn *c)
 {
 	static const char line[] = "connection: close\r\n";
 	const uint32_t len = sizeof(line) - 1;
 	struct http1_conn *h = c->http;
-	struct l4_buf *b = &c->to_client;
+	struct conn_buf *b = &c->to_client;
 	uint32_t at = h->rs_fwd - 2; /* the blank line's CRLF */
 
 	h->closing = true;
@@ -1411,10 +1409,10 @@ static void http1_rs_drain_close(struct worker *w, struct l4_conn *c)
  * Parse response heads; 1xx heads are cleared for the client one by one.
  * Returns false when c closed or turned into a tunnel.
  */
-static bool http1_rs_head(struct worker *w, struct l4_conn *c)
+static bool http1_rs_head(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
-	struct l4_buf *b = &c->to_client;
+	struct conn_buf *b = &c->to_client;
 	uint32_t cap = w->cfg->buffer_bytes;
 
 	/* Held since the request's head; a response never comes first. */
@@ -1457,7 +1455,7 @@ static bool http1_rs_head(struct worker *w, struct l4_conn *c)
 						w->id, h->target->namespace, h->target->name,
 						http1_error_status(r));
 			http1_error(w, c, HTTP_ERR_BAD_RESPONSE);
-			return c->state != L4_CLOSED;
+			return c->state != CONN_CLOSED;
 		}
 		h->rs_fwd = h->rs_start + (uint32_t)consumed;
 		if (h->rs_head.status / 100 == 1 && h->rs_head.status != 101) {
@@ -1478,7 +1476,7 @@ static bool http1_rs_head(struct worker *w, struct l4_conn *c)
 			continue;
 		}
 		if (!http1_rs_outcome(w, c))
-			return c->state != L4_CLOSED; /* retried: a new try reads a new head */
+			return c->state != CONN_CLOSED; /* retried: a new try reads a new head */
 		h->final_started = true;
 		h->rs_body = http1_response_body(h->rq_head.method, &h->rs_head);
 		if (h->rs_body != HTTP1_BODY_TUNNEL) {
@@ -1494,7 +1492,7 @@ static bool http1_rs_head(struct worker *w, struct l4_conn *c)
 				h->final_started = false;
 				h->rs_fwd = h->rs_start;
 				http1_error(w, c, HTTP_ERR_BAD_RESPONSE);
-				return c->state != L4_CLOSED;
+				return c->state != CONN_CLOSED;
 			}
 			http1_tunnel(w, c);
 			return false;
@@ -1530,7 +1528,7 @@ static bool http1_rs_head(struct worker *w, struct l4_conn *c)
  * Contract: every byte of the request, rq_begin to rq_fwd, is still in
  * the buffer. No slab free: counted, and the request is not retryable.
  */
-static void http1_slab_take(struct worker *w, struct l4_conn *c)
+static void http1_slab_take(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
 	const char *method = c->to_upstream.data + h->rq_head.method_tok.off;
@@ -1563,11 +1561,11 @@ static void http1_slab_take(struct worker *w, struct l4_conn *c)
  * request (pipelined ones) wait in the buffer. Returns -errno on a hard
  * error.
  */
-static int http1_client_read(struct worker *w, struct l4_conn *c, uint32_t cap, bool *progress)
+static int http1_client_read(struct worker *w, struct conn *c, uint32_t cap, bool *progress)
 {
 	struct http1_conn *h = c->http;
-	struct l4_buf *b = &c->to_upstream;
-	struct l4_side *s = &c->client;
+	struct conn_buf *b = &c->to_upstream;
+	struct conn_side *s = &c->client;
 
 	/*
 	 * A body larger than the buffer: drop what went upstream already.
@@ -1613,7 +1611,7 @@ static int http1_client_read(struct worker *w, struct l4_conn *c, uint32_t cap, 
 }
 
 /* Is every framed byte of the request sent on the try in flight? */
-static bool http1_rq_sent(const struct l4_conn *c)
+static bool http1_rq_sent(const struct conn *c)
 {
 	const struct http1_conn *h = c->http;
 
@@ -1622,10 +1620,10 @@ static bool http1_rq_sent(const struct l4_conn *c)
 }
 
 /* Send the framed request bytes upstream: a replay's slab first, then the buffer's. */
-static int http1_up_send(struct l4_conn *c, bool *progress)
+static int http1_up_send(struct conn *c, bool *progress)
 {
 	struct http1_conn *h = c->http;
-	struct l4_buf *b = &c->to_upstream;
+	struct conn_buf *b = &c->to_upstream;
 	struct pool_conn *pc = h->up;
 
 	while (pc && pc->connected && pc->writable && h->rq_slab_replay &&
@@ -1660,10 +1658,10 @@ static int http1_up_send(struct l4_conn *c, bool *progress)
 }
 
 /* Read the response while there is room. */
-static int http1_up_read(struct worker *w, struct l4_conn *c, uint32_t cap, bool *progress)
+static int http1_up_read(struct worker *w, struct conn *c, uint32_t cap, bool *progress)
 {
 	struct http1_conn *h = c->http;
-	struct l4_buf *b = &c->to_client;
+	struct conn_buf *b = &c->to_client;
 	struct pool_conn *pc = h->up;
 
 	if (!pc || !pc->connected || h->rs == HTTP1_RESP_DONE)
@@ -1705,11 +1703,11 @@ static int http1_up_read(struct worker *w, struct l4_conn *c, uint32_t cap, bool
 }
 
 /* Send the cleared response bytes to the client. */
-static int http1_client_send(struct l4_conn *c, bool *progress)
+static int http1_client_send(struct conn *c, bool *progress)
 {
 	struct http1_conn *h = c->http;
-	struct l4_buf *b = &c->to_client;
-	struct l4_side *s = &c->client;
+	struct conn_buf *b = &c->to_client;
+	struct conn_side *s = &c->client;
 
 	while (s->writable && b->head < h->rs_fwd) {
 		ssize_t n = send(s->pl.fd, b->data + b->head, h->rs_fwd - b->head, MSG_NOSIGNAL);
@@ -1729,11 +1727,11 @@ static int http1_client_send(struct l4_conn *c, bool *progress)
 /* ---- the exchange ------------------------------------------------------ */
 
 /* Ready c for the next request: pipelined bytes move to the buffer's start. */
-static void http1_next_request(struct worker *w, struct l4_conn *c)
+static void http1_next_request(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
-	struct l4_buf *in = &c->to_upstream;
-	struct l4_buf *out = &c->to_client;
+	struct conn_buf *in = &c->to_upstream;
+	struct conn_buf *out = &c->to_client;
 	struct http1_limits lim = {
 	    .max_line = w->cfg->http_max_request_line,
 	    .max_head = w->cfg->http_max_head_bytes,
@@ -1787,7 +1785,7 @@ static void http1_next_request(struct worker *w, struct l4_conn *c)
  * deferred turn, so a client writing faster than we read cannot hold the
  * worker (the linger deadline ends it).
  */
-static void http1_linger_read(struct worker *w, struct l4_conn *c)
+static void http1_linger_read(struct worker *w, struct conn *c)
 {
 	char sink[HTTP1_LINGER_SINK_BYTES];
 
@@ -1813,7 +1811,7 @@ static void http1_linger_read(struct worker *w, struct l4_conn *c)
 }
 
 /* Half-close the client after the last response and wait for its FIN. */
-static void http1_linger(struct worker *w, struct l4_conn *c)
+static void http1_linger(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
 
@@ -1836,7 +1834,7 @@ static void http1_linger(struct worker *w, struct l4_conn *c)
  * The response is out. Returns true when c moved on to the next request
  * (and should be run again), false when it is closing or closed.
  */
-static bool http1_exchange_done(struct worker *w, struct l4_conn *c)
+static bool http1_exchange_done(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
 	bool up_reusable = h->rq == HTTP1_REQ_DONE && h->rq_head.keep_alive &&
@@ -1856,7 +1854,7 @@ static bool http1_exchange_done(struct worker *w, struct l4_conn *c)
 }
 
 /* One pass of everything c can do; sets *progress. False: c closed or tunnelled. */
-static bool http1_step(struct worker *w, struct l4_conn *c, bool *progress)
+static bool http1_step(struct worker *w, struct conn *c, bool *progress)
 {
 	struct http1_conn *h = c->http;
 	uint32_t cap = w->cfg->buffer_bytes;
@@ -1879,7 +1877,7 @@ static bool http1_step(struct worker *w, struct l4_conn *c, bool *progress)
 			return false;
 		}
 		http1_rq_head(w, c);
-		if (c->state == L4_CLOSED)
+		if (c->state == CONN_CLOSED)
 			return false;
 		if (h->rq == HTTP1_REQ_HEAD && c->client.eof) {
 			/* A partial request, then FIN: nothing to answer. */
@@ -1891,7 +1889,7 @@ static bool http1_step(struct worker *w, struct l4_conn *c, bool *progress)
 		if (err < 0) {
 			/* Malformed body after part of it went upstream: 400 if still possible. */
 			http1_error(w, c, http_error_from_parse(err));
-			if (c->state == L4_CLOSED)
+			if (c->state == CONN_CLOSED)
 				return false;
 		} else if (h->rq == HTTP1_REQ_BODY && c->client.eof) {
 			http1_abort(w, c); /* truncated request */
@@ -1901,13 +1899,13 @@ static bool http1_step(struct worker *w, struct l4_conn *c, bool *progress)
 	err = http1_up_send(c, progress);
 	if (err) {
 		http1_up_failed(w, c, -err);
-		if (c->state == L4_CLOSED)
+		if (c->state == CONN_CLOSED)
 			return false;
 	}
 	err = http1_up_read(w, c, cap, progress);
 	if (err) {
 		http1_up_failed(w, c, -err);
-		if (c->state == L4_CLOSED)
+		if (c->state == CONN_CLOSED)
 			return false;
 	}
 	if (h->rs == HTTP1_RESP_HEAD && !http1_rs_head(w, c))
@@ -1925,7 +1923,7 @@ static bool http1_step(struct worker *w, struct l4_conn *c, bool *progress)
 			h->rs = HTTP1_RESP_DONE;
 		} else if (h->rs == HTTP1_RESP_HEAD) {
 			http1_up_failed(w, c, ECONNRESET);
-			if (c->state == L4_CLOSED)
+			if (c->state == CONN_CLOSED)
 				return false;
 		} else if (h->rs == HTTP1_RESP_BODY) {
 			http1_abort(w, c); /* truncated response */
@@ -1949,7 +1947,7 @@ static bool http1_step(struct worker *w, struct l4_conn *c, bool *progress)
 }
 
 /* Run c until nothing moves, up to L4_PUMP_ROUNDS passes. */
-static void http1_run(struct worker *w, struct l4_conn *c)
+static void http1_run(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
 	bool any = false;
@@ -1971,7 +1969,7 @@ static void http1_run(struct worker *w, struct l4_conn *c)
 		h->last_active_ns = timer_now_ns();
 }
 
-void http1_resume(struct worker *w, struct l4_conn *c)
+void http1_resume(struct worker *w, struct conn *c)
 {
 	http1_run(w, c);
 }
@@ -1982,7 +1980,7 @@ void http1_resume(struct worker *w, struct l4_conn *c)
  * and the request is retried where the policy and budget allow, else
  * answered 504. c may be closed on return.
  */
-static void http1_try_timed_out(struct worker *w, struct l4_conn *c, uint64_t now, const char *what)
+static void http1_try_timed_out(struct worker *w, struct conn *c, uint64_t now, const char *what)
 {
 	struct http1_conn *h = c->http;
 
@@ -1991,11 +1989,11 @@ static void http1_try_timed_out(struct worker *w, struct l4_conn *c, uint64_t no
 		http1_retry(w, c);
 	else
 		http1_error(w, c, HTTP_ERR_TIMEOUT);
-	if (c->state != L4_CLOSED)
+	if (c->state != CONN_CLOSED)
 		http1_run(w, c);
 }
 
-void http1_timeout(struct worker *w, struct l4_conn *c)
+void http1_timeout(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
 	uint64_t now = timer_now_ns();
@@ -2010,7 +2008,7 @@ void http1_timeout(struct worker *w, struct l4_conn *c)
 		/* A retry's backoff, or the wait for a candidate, is over. */
 		h->retry_at_ns = 0;
 		http1_connect_next(w, c);
-		if (c->state != L4_CLOSED)
+		if (c->state != CONN_CLOSED)
 			http1_run(w, c);
 		return;
 	}
@@ -2021,7 +2019,7 @@ void http1_timeout(struct worker *w, struct l4_conn *c)
 		h->up_reused = false;
 		http1_attempt_failed(w, c, ETIMEDOUT);
 		http1_connect_failed_next(w, c);
-		if (c->state != L4_CLOSED)
+		if (c->state != CONN_CLOSED)
 			http1_run(w, c);
 		return;
 	}
@@ -2051,7 +2049,7 @@ void http1_timeout(struct worker *w, struct l4_conn *c)
 			return;
 		}
 		http1_error(w, c, HTTP_ERR_BODY_TIMEOUT);
-		if (c->state != L4_CLOSED)
+		if (c->state != CONN_CLOSED)
 			http1_run(w, c);
 		return;
 	}
@@ -2074,20 +2072,20 @@ void http1_timeout(struct worker *w, struct l4_conn *c)
 		http1_abort(w, c); /* stalled mid-body */
 		return;
 	}
-	if (c->state != L4_CLOSED)
+	if (c->state != CONN_CLOSED)
 		http1_run(w, c);
 }
 
 static void http1_on_client_event(struct worker *w, struct pollable *pl, uint32_t events)
 {
-	struct l4_side *s = container_of(pl, struct l4_side, pl);
-	struct l4_conn *c = s->conn;
+	struct conn_side *s = container_of(pl, struct conn_side, pl);
+	struct conn *c = s->conn;
 
 	/* First: a FIN flagged by an edge we do not act on must still be
 	 * read to (l4_read_drained). */
 	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		s->rdhup = true;
-	if (c->state == L4_CLOSED || c->mode != L4_MODE_HTTP)
+	if (c->state == CONN_CLOSED || c->kind != CONN_KIND_HTTP)
 		return;
 	if (events & EPOLLERR) {
 		int err = sock_error(pl->fd);
@@ -2106,7 +2104,7 @@ static void http1_on_client_event(struct worker *w, struct pollable *pl, uint32_
 }
 
 /* The client's address as text, for X-Forwarded-For: once per connection. */
-static void http1_client_ip(const struct l4_conn *c, struct http1_conn *h)
+static void http1_client_ip(const struct conn *c, struct http1_conn *h)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -2119,7 +2117,7 @@ static void http1_client_ip(const struct l4_conn *c, struct http1_conn *h)
 	addr_ntop(&a, h->client_ip, sizeof(h->client_ip));
 }
 
-void http1_start(struct worker *w, struct l4_conn *c)
+void http1_start(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http ? c->http : worker_http_get(w);
 	uint32_t keep_tail = c->to_upstream.tail;
@@ -2135,8 +2133,8 @@ void http1_start(struct worker *w, struct l4_conn *c)
 
 	memset(h, 0, sizeof(*h));
 	http1_client_ip(c, h);
-	c->mode = L4_MODE_HTTP;
-	c->state = L4_ESTABLISHED;
+	c->kind = CONN_KIND_HTTP;
+	c->state = CONN_ESTABLISHED;
 	c->client.pl.on_event = http1_on_client_event;
 	c->client.readable = true;
 	c->client.writable = true;

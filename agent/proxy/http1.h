@@ -36,7 +36,7 @@
 #include "telemetry/proxy_hooks.h"
 
 struct worker;
-struct l4_conn;
+struct conn;
 struct pool_conn;
 
 /*
@@ -184,23 +184,22 @@ size_t http1_headers_size(const struct config *cfg);
  * Carry c as HTTP/1: its client is watched; c->to_upstream may already
  * hold bytes (from detection). Consumes c (it may be closed on return).
  */
-void http1_start(struct worker *w, struct l4_conn *c);
+void http1_start(struct worker *w, struct conn *c);
 
 /* Events of c's upstream connection pc (from pool.c). */
-void http1_upstream_event(struct worker *w, struct l4_conn *c, struct pool_conn *pc,
-			  uint32_t events);
+void http1_upstream_event(struct worker *w, struct conn *c, struct pool_conn *pc, uint32_t events);
 
 /* c's timer fired: connect attempt, idle, head or linger deadline. */
-void http1_timeout(struct worker *w, struct l4_conn *c);
+void http1_timeout(struct worker *w, struct conn *c);
 
 /* c's deferred turn (worker_conn_defer). */
-void http1_resume(struct worker *w, struct l4_conn *c);
+void http1_resume(struct worker *w, struct conn *c);
 
 /*
  * c is an HTTP connection between two requests: nothing of its next one
  * is routed yet, so it may move to a newer snapshot (worker_conn_follow).
  */
-bool http1_between_requests(const struct l4_conn *c);
+bool http1_between_requests(const struct conn *c);
 
 /*
  * Draining (proxy_drain): close c with a FIN when it is a keep-alive
@@ -208,9 +207,9 @@ bool http1_between_requests(const struct l4_conn *c);
  * least idle_ns; a client that wrote nothing for that long is not about to
  * race the close. Returns true when c was closed.
  */
-bool http1_drain_idle(struct worker *w, struct l4_conn *c, uint64_t now, uint64_t idle_ns);
+bool http1_drain_idle(struct worker *w, struct conn *c, uint64_t now, uint64_t idle_ns);
 
 /* Reset both sides and release c: the proxy is stopping. */
-void http1_abort(struct worker *w, struct l4_conn *c);
+void http1_abort(struct worker *w, struct conn *c);
 
 #endif

@@ -27,7 +27,7 @@ static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events);
  */
 #define L4_NO_CANDIDATE_POLL_NS (10 * 1000000ull)
 
-uint64_t l4_idle_ns(const struct worker *w, const struct l4_conn *c)
+uint64_t l4_idle_ns(const struct worker *w, const struct conn *c)
 {
 	if (c->sv && c->sv->idle_timeout_ns)
 		return c->sv->idle_timeout_ns;
@@ -40,14 +40,14 @@ static bool l4_debug(void)
 }
 
 /* s is zeroed already, as part of c. */
-static void l4_side_init(struct l4_side *s, struct l4_conn *c)
+static void l4_side_init(struct conn_side *s, struct conn *c)
 {
 	s->pl.on_event = l4_on_event;
 	s->pl.fd = -1;
 	s->conn = c;
 }
 
-void l4_conn_init(struct l4_conn *c)
+void l4_conn_init(struct conn *c)
 {
 	memset(c, 0, sizeof(*c));
 	l4_side_init(&c->client, c);
@@ -55,14 +55,14 @@ void l4_conn_init(struct l4_conn *c)
 	timer_node_init(&c->timer);
 }
 
-bool l4_buf_hold(struct worker *w, struct l4_buf *b)
+bool l4_buf_hold(struct worker *w, struct conn_buf *b)
 {
 	if (!b->data)
 		b->data = worker_buf_get(w);
 	return b->data != NULL;
 }
 
-void l4_buf_release_empty(struct worker *w, struct l4_buf *b)
+void l4_buf_release_empty(struct worker *w, struct conn_buf *b)
 {
 	if (!b->data || b->head != b->tail)
 		return;
@@ -72,13 +72,13 @@ void l4_buf_release_empty(struct worker *w, struct l4_buf *b)
 }
 
 /* "ns/name:port" of c's service, for messages. */
-static const char *l4_svc_name(const struct l4_conn *c, char *buf, size_t len)
+static const char *l4_svc_name(const struct conn *c, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/%s:%u", c->svc->namespace, c->svc->name, c->svc_port);
 	return buf;
 }
 
-void l4_side_close(struct worker *w, struct l4_side *s, bool reset)
+void l4_side_close(struct worker *w, struct conn_side *s, bool reset)
 {
 	if (s->pl.fd < 0)
 		return;
@@ -94,7 +94,7 @@ void l4_side_close(struct worker *w, struct l4_side *s, bool reset)
  * Close both sides and release c. reset: the peers see RST, because the
  * exchange did not complete (a side reset, no endpoint, shutdown).
  */
-static void l4_close(struct worker *w, struct l4_conn *c, bool reset)
+static void l4_close(struct worker *w, struct conn *c, bool reset)
 {
 	pick_cancel(c->sv, &c->bt, timer_now_ns());
 	metrics_tcp_close(w, c);
@@ -103,9 +103,9 @@ static void l4_close(struct worker *w, struct l4_conn *c, bool reset)
 	worker_conn_release(w, c);
 }
 
-void l4_abort(struct worker *w, struct l4_conn *c)
+void l4_abort(struct worker *w, struct conn *c)
 {
-	if (c->mode == L4_MODE_HTTP)
+	if (c->kind == CONN_KIND_HTTP)
 		http1_abort(w, c);
 	else
 		l4_close(w, c, true);
@@ -116,8 +116,8 @@ void l4_abort(struct worker *w, struct l4_conn *c)
  * progress (EAGAIN, buffer full or empty). Sets *progress when any byte
  * moved. Returns 0, or -errno of a hard error on either side.
  */
-static int l4_flow(struct worker *w, struct l4_side *src, struct l4_side *dst, struct l4_buf *b,
-		   uint32_t cap, bool *progress)
+static int l4_flow(struct worker *w, struct conn_side *src, struct conn_side *dst,
+		   struct conn_buf *b, uint32_t cap, bool *progress)
 {
 	if (src->readable && !src->eof && b->tail < cap && !l4_buf_hold(w, b))
 		return -ENOMEM;
@@ -177,7 +177,7 @@ static int l4_flow(struct worker *w, struct l4_side *src, struct l4_side *dst, s
  * One side failed hard (reset, EPIPE, timeout): there is no clean way to
  * finish, so the other side learns it the same way, by a reset.
  */
-static void l4_fail(struct worker *w, struct l4_conn *c, int err)
+static void l4_fail(struct worker *w, struct conn *c, int err)
 {
 	if (l4_debug()) {
 		char svc[2 * CONFIG_MAX_NAME + 16];
@@ -190,7 +190,7 @@ static void l4_fail(struct worker *w, struct l4_conn *c, int err)
 
 /* Copy both ways for up to L4_PUMP_ROUNDS rounds; close c once both
  * directions have finished, or reset it on a hard error. */
-static void l4_pump(struct worker *w, struct l4_conn *c)
+static void l4_pump(struct worker *w, struct conn *c)
 {
 	uint32_t cap = w->cfg->buffer_bytes;
 	int err;
@@ -224,7 +224,7 @@ static void l4_pump(struct worker *w, struct l4_conn *c)
  * Arm the idle deadline (proxy.idle_timeout_ms after the last byte moved);
  * none when it is 0. Failing to queue it only loses the idle close.
  */
-static void l4_arm_idle(struct worker *w, struct l4_conn *c)
+static void l4_arm_idle(struct worker *w, struct conn *c)
 {
 	uint64_t idle = l4_idle_ns(w, c);
 
@@ -232,10 +232,10 @@ static void l4_arm_idle(struct worker *w, struct l4_conn *c)
 		timer_heap_add(&w->timers, &c->timer, c->last_active_ns + idle);
 }
 
-static void l4_established(struct worker *w, struct l4_conn *c)
+static void l4_established(struct worker *w, struct conn *c)
 {
 	timer_heap_del(&w->timers, &c->timer);
-	c->state = L4_ESTABLISHED;
+	c->state = CONN_ESTABLISHED;
 	c->last_active_ns = timer_now_ns();
 	metrics_tcp_open(w, c);
 	l4_arm_idle(w, c);
@@ -253,7 +253,7 @@ static void l4_established(struct worker *w, struct l4_conn *c)
  * 0 when in progress (watched, with the attempt's deadline armed), or
  * -errno when the attempt failed already.
  */
-static int l4_connect_one(struct worker *w, struct l4_conn *c, const struct config_endpoint *ep,
+static int l4_connect_one(struct worker *w, struct conn *c, const struct config_endpoint *ep,
 			  uint64_t now, uint64_t deadline)
 {
 	const struct config *cfg = w->cfg;
@@ -302,7 +302,7 @@ err_close:
 }
 
 /* The attempt of c->bt failed with err: the balancer and breaker learn it. */
-static void l4_attempt_failed(struct worker *w, struct l4_conn *c, int err)
+static void l4_attempt_failed(struct worker *w, struct conn *c, int err)
 {
 	uint32_t idx = c->bt.idx;
 
@@ -325,7 +325,7 @@ static void l4_attempt_failed(struct worker *w, struct l4_conn *c, int err)
  * sock_err_local): cancel the attempt, so that neither the balancer nor
  * the breaker nor the retry budget hears of it, and reset the client.
  */
-static void l4_local_refused(struct worker *w, struct l4_conn *c, int err)
+static void l4_local_refused(struct worker *w, struct conn *c, int err)
 {
 	char svc[2 * CONFIG_MAX_NAME + 16];
 
@@ -338,7 +338,7 @@ static void l4_local_refused(struct worker *w, struct l4_conn *c, int err)
 	l4_close(w, c, true);
 }
 
-static void l4_give_up(struct worker *w, struct l4_conn *c)
+static void l4_give_up(struct worker *w, struct conn *c)
 {
 	char svc[2 * CONFIG_MAX_NAME + 16];
 	uint64_t ms = (timer_now_ns() - c->accepted_ns) / 1000000;
@@ -358,7 +358,7 @@ static void l4_give_up(struct worker *w, struct l4_conn *c)
  * (opaque TCP balances on connect latency, and on the connections open:
  * pending lasts until l4_close), then copy.
  */
-static void l4_connected(struct worker *w, struct l4_conn *c)
+static void l4_connected(struct worker *w, struct conn *c)
 {
 	c->upstream.plain_tcp = worker_plain_tcp(w, c->upstream.pl.fd);
 	pick_connected(c->sv, &c->bt, timer_now_ns());
@@ -373,12 +373,12 @@ static void l4_connected(struct worker *w, struct l4_conn *c)
  * was tried, none is a candidate, the budget is spent, or the connect
  * deadline has passed.
  */
-static void l4_connect_next(struct worker *w, struct l4_conn *c)
+static void l4_connect_next(struct worker *w, struct conn *c)
 {
 	uint32_t n = (uint32_t)c->svc->n_endpoints;
 	uint64_t deadline = c->accepted_ns + (uint64_t)w->cfg->connect_deadline_ms * 1000000;
 
-	c->state = L4_CONNECTING;
+	c->state = CONN_CONNECTING;
 	while (c->tried < n) {
 		uint64_t now = timer_now_ns();
 		uint32_t idx;
@@ -398,7 +398,7 @@ static void l4_connect_next(struct worker *w, struct l4_conn *c)
 							   now + L4_NO_CANDIDATE_POLL_NS < until
 							       ? now + L4_NO_CANDIDATE_POLL_NS
 							       : until)) {
-				c->state = L4_RETRY; /* l4_timeout picks again */
+				c->state = CONN_RETRY; /* l4_timeout picks again */
 				return;
 			}
 			if (c->sv)
@@ -444,17 +444,17 @@ static void l4_connect_next(struct worker *w, struct l4_conn *c)
  * attempt waits for a deferred turn: events of this epoll round may still
  * name the upstream side and must not be taken for the new socket's.
  */
-static void l4_attempt_failed_async(struct worker *w, struct l4_conn *c, int err)
+static void l4_attempt_failed_async(struct worker *w, struct conn *c, int err)
 {
 	timer_heap_del(&w->timers, &c->timer);
 	l4_side_close(w, &c->upstream, false);
 	l4_attempt_failed(w, c, err);
-	c->state = L4_RETRY;
+	c->state = CONN_RETRY;
 	worker_conn_defer(w, c);
 }
 
 /* The idle deadline passed: close c if nothing moved since, else re-arm. */
-static void l4_idle_check(struct worker *w, struct l4_conn *c)
+static void l4_idle_check(struct worker *w, struct conn *c)
 {
 	uint64_t idle = l4_idle_ns(w, c);
 	char svc[2 * CONFIG_MAX_NAME + 16];
@@ -471,36 +471,36 @@ static void l4_idle_check(struct worker *w, struct l4_conn *c)
 	l4_close(w, c, false);
 }
 
-void l4_timeout(struct worker *w, struct l4_conn *c)
+void l4_timeout(struct worker *w, struct conn *c)
 {
-	if (c->mode == L4_MODE_DETECT)
+	if (c->kind == CONN_KIND_DETECT)
 		detect_timeout(w, c);
-	else if (c->mode == L4_MODE_HTTP)
+	else if (c->kind == CONN_KIND_HTTP)
 		http1_timeout(w, c);
-	else if (c->state == L4_CONNECTING)
+	else if (c->state == CONN_CONNECTING)
 		l4_attempt_failed_async(w, c, ETIMEDOUT);
-	else if (c->state == L4_RETRY)
+	else if (c->state == CONN_RETRY)
 		l4_connect_next(w, c); /* the wait for a candidate endpoint */
-	else if (c->state == L4_ESTABLISHED)
+	else if (c->state == CONN_ESTABLISHED)
 		l4_idle_check(w, c);
 }
 
-void l4_resume(struct worker *w, struct l4_conn *c)
+void l4_resume(struct worker *w, struct conn *c)
 {
-	if (c->mode == L4_MODE_HTTP)
+	if (c->kind == CONN_KIND_HTTP)
 		http1_resume(w, c);
-	else if (c->mode == L4_MODE_DETECT)
+	else if (c->kind == CONN_KIND_DETECT)
 		return;
-	else if (c->state == L4_RETRY)
+	else if (c->state == CONN_RETRY)
 		l4_connect_next(w, c);
-	else if (c->state == L4_ESTABLISHED)
+	else if (c->state == CONN_ESTABLISHED)
 		l4_pump(w, c);
 }
 
 static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events)
 {
-	struct l4_side *s = container_of(pl, struct l4_side, pl);
-	struct l4_conn *c = s->conn;
+	struct conn_side *s = container_of(pl, struct conn_side, pl);
+	struct conn *c = s->conn;
 	int err;
 
 	/* Before any early return: an edge not acted on now is not raised
@@ -508,17 +508,17 @@ static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events)
 	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		s->rdhup = true;
 	switch (c->state) {
-	case L4_CLOSED:
+	case CONN_CLOSED:
 		return;
-	case L4_CONNECTING:
-	case L4_RETRY:
+	case CONN_CONNECTING:
+	case CONN_RETRY:
 		if (s == &c->client) {
 			/* The application gave up (reset) while we were connecting. */
 			if (events & EPOLLERR)
 				l4_fail(w, c, sock_error(pl->fd) ?: ECONNRESET);
 			return;
 		}
-		if (c->state == L4_RETRY || !(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+		if (c->state == CONN_RETRY || !(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			return;
 		err = sock_error(pl->fd);
 		if (!err && !(events & EPOLLOUT))
@@ -528,7 +528,7 @@ static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events)
 		else
 			l4_connected(w, c);
 		return;
-	case L4_ESTABLISHED:
+	case CONN_ESTABLISHED:
 		if (events & EPOLLERR) {
 			err = sock_error(pl->fd);
 			if (err) {
@@ -625,7 +625,7 @@ void l4_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 	char from[ADDR_STR_MAX], svcname[2 * CONFIG_MAX_NAME + 16];
 	struct shoal_addr peer_addr;
 	uint16_t peer_port = 0;
-	struct l4_conn *c;
+	struct conn *c;
 	int err;
 
 	addr_from_sockaddr((const struct sockaddr *)peer, &peer_addr, &peer_port);
@@ -736,11 +736,11 @@ void l4_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 	}
 }
 
-void l4_opaque_start(struct worker *w, struct l4_conn *c)
+void l4_opaque_start(struct worker *w, struct conn *c)
 {
 	const struct config_service *svc = c->svc;
 
-	c->mode = L4_MODE_OPAQUE;
+	c->kind = CONN_KIND_OPAQUE;
 	c->client.pl.on_event = l4_on_event;
 	if (svc->n_endpoints <= 0) {
 		char name[2 * CONFIG_MAX_NAME + 16];
@@ -761,9 +761,9 @@ void l4_opaque_start(struct worker *w, struct l4_conn *c)
 	l4_connect_next(w, c);
 }
 
-void l4_tunnel(struct worker *w, struct l4_conn *c)
+void l4_tunnel(struct worker *w, struct conn *c)
 {
-	c->mode = L4_MODE_OPAQUE;
+	c->kind = CONN_KIND_OPAQUE;
 	c->client.pl.on_event = l4_on_event;
 	c->upstream.pl.on_event = l4_on_event;
 	l4_established(w, c);

@@ -130,7 +130,7 @@ static void pool_arm(struct worker *w, struct pool *pl)
 }
 
 struct pool_conn *pool_take(struct worker *w, const struct shoal_addr *addr, uint16_t port_be,
-			    struct l4_conn *owner)
+			    struct conn *owner)
 {
 	struct pool *pl = w->pool;
 	struct pool_ep *ep = pool_ep_find(pl, addr, port_be, false);
@@ -150,7 +150,7 @@ struct pool_conn *pool_take(struct worker *w, const struct shoal_addr *addr, uin
 }
 
 int pool_connect(struct worker *w, const struct shoal_addr *addr, uint16_t port_be,
-		 struct l4_conn *owner, struct pool_conn **out)
+		 struct conn *owner, struct pool_conn **out)
 {
 	struct pool *pl = w->pool;
 	struct sockaddr_storage ss;

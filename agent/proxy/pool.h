@@ -36,7 +36,7 @@ struct pool_ep;
 struct pool_conn {
 	struct pollable pl;	/* fd -1 once closed */
 	struct pool_ep *ep;	/* the endpoint it is connected to */
-	struct l4_conn *owner;	/* the client connection using it; NULL while idle */
+	struct conn *owner;	/* the client connection using it; NULL while idle */
 	struct pool_conn *next; /* endpoint's idle list, or the free/closed lists */
 	struct pool_conn *prev;
 	struct pool_conn *lru_next; /* worker's idle list, oldest first */
@@ -84,7 +84,7 @@ void pool_fini(struct worker *w, struct pool *pl);
  * there is none.
  */
 struct pool_conn *pool_take(struct worker *w, const struct shoal_addr *addr, uint16_t port_be,
-			    struct l4_conn *owner);
+			    struct conn *owner);
 
 /*
  * Start a new, marked, non-blocking connection to addr:port_be for owner.
@@ -92,7 +92,7 @@ struct pool_conn *pool_take(struct worker *w, const struct shoal_addr *addr, uin
  * http1_upstream_event) with *out set, or -errno.
  */
 int pool_connect(struct worker *w, const struct shoal_addr *addr, uint16_t port_be,
-		 struct l4_conn *owner, struct pool_conn **out);
+		 struct conn *owner, struct pool_conn **out);
 
 /*
  * The owner is done with pc after a complete exchange: keep it idle for

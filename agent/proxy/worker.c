@@ -148,12 +148,12 @@ static void worker_on_stop(struct worker *w, struct pollable *pl, uint32_t event
 	w->stopping = true;
 }
 
-const struct config *worker_conn_config(const struct worker *w, const struct l4_conn *c)
+const struct config *worker_conn_config(const struct worker *w, const struct conn *c)
 {
 	return c->snap ? c->snap->cfg : w->cfg;
 }
 
-const struct es_svc_view *worker_es_service(const struct worker *w, const struct l4_conn *c,
+const struct es_svc_view *worker_es_service(const struct worker *w, const struct conn *c,
 					    const struct config *cfg,
 					    const struct config_service *svc)
 {
@@ -172,9 +172,9 @@ const struct es_svc_view *worker_es_service(const struct worker *w, const struct
  * connected, and it holds no balancer ticket, so nothing of it depends
  * on its config any more but its service's identity and knobs.
  */
-static bool worker_conn_settled(const struct l4_conn *c)
+static bool worker_conn_settled(const struct conn *c)
 {
-	return c->mode == L4_MODE_OPAQUE && c->state == L4_ESTABLISHED && !c->http &&
+	return c->kind == CONN_KIND_OPAQUE && c->state == CONN_ESTABLISHED && !c->http &&
 	       !c->bt.active;
 }
 
@@ -195,12 +195,12 @@ static void worker_snap_take(struct worker *w)
 	proxy_snap_put(w->snap); /* connections still on it hold their own */
 	w->snap = s;
 	w->cfg = s->cfg;
-	for (struct l4_conn *c = w->active; c; c = c->next)
+	for (struct conn *c = w->active; c; c = c->next)
 		if (c->snap != s && (http1_between_requests(c) || worker_conn_settled(c)))
 			worker_conn_follow(w, c); /* a service gone: its next request says so */
 }
 
-int worker_conn_follow(struct worker *w, struct l4_conn *c)
+int worker_conn_follow(struct worker *w, struct conn *c)
 {
 	const struct config_service *svc;
 	const struct config_port *port;
@@ -259,12 +259,12 @@ int worker_conn_follow(struct worker *w, struct l4_conn *c)
 static void worker_drain_sweep(struct worker *w)
 {
 	uint64_t now = timer_now_ns();
-	struct l4_conn *c = w->active;
+	struct conn *c = w->active;
 
 	while (c) {
-		struct l4_conn *next = c->next; /* c may be released */
+		struct conn *next = c->next; /* c may be released */
 
-		if (c->mode == L4_MODE_HTTP)
+		if (c->kind == CONN_KIND_HTTP)
 			http1_drain_idle(w, c, now, (uint64_t)WORKER_DRAIN_IDLE_MS * 1000000);
 		c = next;
 	}
@@ -397,9 +397,9 @@ void worker_headers_put(struct worker *w, struct http1_header *hd)
 	freelist_put(w, &w->headers, hd);
 }
 
-struct l4_conn *worker_conn_get(struct worker *w)
+struct conn *worker_conn_get(struct worker *w)
 {
-	struct l4_conn *c = w->free;
+	struct conn *c = w->free;
 
 	if (c) {
 		w->free = c->next;
@@ -423,13 +423,13 @@ struct l4_conn *worker_conn_get(struct worker *w)
 	return c;
 }
 
-void worker_conn_release(struct worker *w, struct l4_conn *c)
+void worker_conn_release(struct worker *w, struct conn *c)
 {
 	if (c->client_counted) {
 		limits_client_leave(&w->p->clients, &c->client_addr);
 		c->client_counted = false;
 	}
-	c->state = L4_CLOSED;
+	c->state = CONN_CLOSED;
 	timer_heap_del(&w->timers, &c->timer);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -445,7 +445,7 @@ void worker_conn_release(struct worker *w, struct l4_conn *c)
 	worker_accept_resume(w);
 }
 
-void worker_conn_defer(struct worker *w, struct l4_conn *c)
+void worker_conn_defer(struct worker *w, struct conn *c)
 {
 	if (c->pending)
 		return;
@@ -493,7 +493,7 @@ void worker_replay_put(struct worker *w, void *slab)
 static void worker_reap(struct worker *w)
 {
 	while (w->closed) {
-		struct l4_conn *c = w->closed;
+		struct conn *c = w->closed;
 
 		w->closed = c->next;
 		worker_buf_put(w, c->to_upstream.data);
@@ -525,22 +525,22 @@ static void worker_run_timers(struct worker *w)
 		else if (t == &w->pool->timer)
 			pool_expire(w);
 		else
-			l4_timeout(w, container_of(t, struct l4_conn, timer));
+			l4_timeout(w, container_of(t, struct conn, timer));
 	}
 }
 
 static void worker_run_pending(struct worker *w)
 {
-	struct l4_conn *c = w->pending;
+	struct conn *c = w->pending;
 
 	/* Take the whole list: what defers itself again waits for the next turn. */
 	w->pending = NULL;
 	while (c) {
-		struct l4_conn *next = c->pending_next;
+		struct conn *next = c->pending_next;
 
 		c->pending = false;
 		c->pending_next = NULL;
-		if (c->state != L4_CLOSED)
+		if (c->state != CONN_CLOSED)
 			l4_resume(w, c);
 		c = next;
 	}
@@ -709,7 +709,7 @@ void worker_fini(struct worker *w)
 {
 	worker_drain(w);
 	while (w->free) {
-		struct l4_conn *c = w->free;
+		struct conn *c = w->free;
 
 		w->free = c->next;
 		free(c);

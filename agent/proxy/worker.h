@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "common/addr.h"
+#include "proxy/conn.h"
 #include "proxy/proxy_int.h"
 #include "proxy/timer.h"
 
@@ -67,17 +68,10 @@
 #define WORKER_WARN_INTERVAL_NS 1000000000ull
 
 struct worker;
-struct l4_conn;
+struct conn;
 struct pool;
 struct metrics_http_shard;
 struct trace_worker;
-
-/* Something in the worker's epoll; epoll_event.data.ptr points at it. */
-struct pollable {
-	/* Called with the ready events of fd, from the worker's thread. */
-	void (*on_event)(struct worker *w, struct pollable *pl, uint32_t events);
-	int fd;
-};
 
 struct worker_listener {
 	struct pollable pl;
@@ -111,11 +105,11 @@ struct worker {
 
 	struct timer_heap timers;
 
-	struct l4_conn *active; /* every open connection (doubly linked) */
+	struct conn *active; /* every open connection (doubly linked) */
 	uint32_t n_active;
-	struct l4_conn *pending; /* need a turn outside epoll (retry, pump) */
-	struct l4_conn *closed;	 /* released this loop turn, reaped at its end */
-	struct l4_conn *free;	 /* reusable objects */
+	struct conn *pending; /* need a turn outside epoll (retry, pump) */
+	struct conn *closed;  /* released this loop turn, reaped at its end */
+	struct conn *free;    /* reusable objects */
 	uint32_t n_free;
 
 	/*
@@ -145,7 +139,7 @@ struct worker {
 	 * Config snapshots (docs/discovery.md). cfg == snap->cfg routes new
 	 * connections; proxy_update drops a newer one into next_snap and
 	 * rings update, and the worker swaps it in between two events. Each
-	 * connection keeps a reference to its snapshot (l4_conn.snap) until
+	 * connection keeps a reference to its snapshot (conn.snap) until
 	 * it is reaped, or, for HTTP, until its next request moves it to the
 	 * newest (worker_conn_follow).
 	 */
@@ -187,7 +181,7 @@ struct http1_header *worker_headers_get(struct worker *w);
 void worker_headers_put(struct worker *w, struct http1_header *hd);
 
 /* The config connection c was routed with (it outlives later updates). */
-const struct config *worker_conn_config(const struct worker *w, const struct l4_conn *c);
+const struct config *worker_conn_config(const struct worker *w, const struct conn *c);
 
 /*
  * The balancer state of service svc of cfg, where cfg is c's config or
@@ -195,7 +189,7 @@ const struct config *worker_conn_config(const struct worker *w, const struct l4_
  * long as the snapshot is. NULL when cfg is neither (the pick is then
  * stateless). Worker thread only.
  */
-const struct es_svc_view *worker_es_service(const struct worker *w, const struct l4_conn *c,
+const struct es_svc_view *worker_es_service(const struct worker *w, const struct conn *c,
 					    const struct config *cfg,
 					    const struct config_service *svc);
 
@@ -210,7 +204,7 @@ const struct es_svc_view *worker_es_service(const struct worker *w, const struct
  * has no service at c->orig any more: c then keeps its snapshot and its
  * service, so that its answer can still name it. Worker thread only.
  */
-int worker_conn_follow(struct worker *w, struct l4_conn *c);
+int worker_conn_follow(struct worker *w, struct conn *c);
 
 #define WORKER_STAT_ADD(w, name, v) __atomic_fetch_add(&(w)->stats.name, (v), __ATOMIC_RELAXED)
 #define WORKER_STAT_INC(w, name) WORKER_STAT_ADD(w, name, 1)
@@ -243,20 +237,20 @@ void worker_unwatch(struct worker *w, struct pollable *pl);
  * A zeroed connection with its buffers, linked into w's active list, or
  * NULL when memory is short. Counts toward max_connections until
  * worker_conn_release, which also gives back its per-client count
- * (l4_conn.client_counted).
+ * (conn.client_counted).
  */
-struct l4_conn *worker_conn_get(struct worker *w);
+struct conn *worker_conn_get(struct worker *w);
 
 /*
  * Unlink c (its sockets already closed). Its memory stays valid until the
  * end of the current loop turn, since events of this turn may still name
  * it; then it is reused or freed.
  */
-void worker_conn_release(struct worker *w, struct l4_conn *c);
+void worker_conn_release(struct worker *w, struct conn *c);
 
 /* Give c a turn after this round of events (l4_resume), e.g. to retry a
  * connect or to finish copying once its budget ran out. Idempotent. */
-void worker_conn_defer(struct worker *w, struct l4_conn *c);
+void worker_conn_defer(struct worker *w, struct conn *c);
 
 /*
  * A replay slab of w->replay_slab_bytes, or NULL when all

@@ -18,7 +18,7 @@
  * (series_ids.h), valid in whichever snapshot c holds. False when c's
  * service or backend has no id (counted as unkeyed).
  */
-static bool http_key(const struct worker *w, const struct l4_conn *c, bool with_endpoint,
+static bool http_key(const struct worker *w, const struct conn *c, bool with_endpoint,
 		     struct metrics_http_key *k, const struct shoal_addr **ep_addr)
 {
 	const struct http1_conn *h = c->http;
@@ -45,7 +45,7 @@ static bool http_key(const struct worker *w, const struct l4_conn *c, bool with_
 }
 
 /* The series id of c's service, 0 (counted) when it has none. */
-static uint32_t tcp_id(struct worker *w, const struct l4_conn *c, bool count)
+static uint32_t tcp_id(struct worker *w, const struct conn *c, bool count)
 {
 	uint32_t id = c->svc ? c->svc->metrics_id : 0;
 
@@ -62,7 +62,7 @@ static struct trace_worker *worker_tracer(const struct worker *w)
 }
 
 /* Finish and record the span of the request on c, if it has one. */
-static void trace_finish(struct worker *w, struct l4_conn *c, unsigned int status,
+static void trace_finish(struct worker *w, struct conn *c, unsigned int status,
 			 const struct shoal_addr *ep)
 {
 	struct http1_conn *h = c->http;
@@ -91,7 +91,7 @@ static void trace_finish(struct worker *w, struct l4_conn *c, unsigned int statu
 static bool trace_head_get(void *arg, const char *name, unsigned int nth, const char **val,
 			   size_t *len)
 {
-	const struct l4_conn *c = arg;
+	const struct conn *c = arg;
 	const struct http1_head *hd = &c->http->rq_head;
 	const char *buf = c->to_upstream.data;
 	size_t name_len = strlen(name);
@@ -127,11 +127,10 @@ static uint32_t count_lines(const char *text, size_t len)
  * bytes) along, and parse the new head. 0 without touching anything when
  * a limit would be broken; a parse error (< 0) when the new head fails.
  */
-static int head_rewrite(struct worker *w, struct l4_conn *c, size_t *end, const char *add,
-			size_t len)
+static int head_rewrite(struct worker *w, struct conn *c, size_t *end, const char *add, size_t len)
 {
 	struct http1_conn *h = c->http;
-	struct l4_buf *b = &c->to_upstream;
+	struct conn_buf *b = &c->to_upstream;
 	struct http1_limits lim = h->rq_parser.limits;
 	uint32_t start = h->rq_parser.start, drop_lines = 0;
 	size_t drop = 0, tail = b->tail, done;
@@ -183,7 +182,7 @@ static int head_rewrite(struct worker *w, struct l4_conn *c, size_t *end, const 
 	return 0;
 }
 
-int tele_trace_head(struct worker *w, struct l4_conn *c, size_t *consumed)
+int tele_trace_head(struct worker *w, struct conn *c, size_t *consumed)
 {
 	struct http1_conn *h = c->http;
 	struct trace_worker *tw = worker_tracer(w);
@@ -225,7 +224,7 @@ unsigned int tele_proxy_workers(const struct proxy *p)
 	return (unsigned int)p->n_workers;
 }
 
-void metrics_http_done(struct worker *w, struct l4_conn *c, unsigned int status)
+void metrics_http_done(struct worker *w, struct conn *c, unsigned int status)
 {
 	struct http1_conn *h = c->http;
 	struct metrics_http_key k;
@@ -241,8 +240,7 @@ void metrics_http_done(struct worker *w, struct l4_conn *c, unsigned int status)
 	trace_finish(w, c, status, ep);
 }
 
-
-static void http_event(struct worker *w, struct l4_conn *c, enum metrics_http_event ev)
+static void http_event(struct worker *w, struct conn *c, enum metrics_http_event ev)
 {
 	struct metrics_http_key k;
 	const struct shoal_addr *ep;
@@ -251,22 +249,22 @@ static void http_event(struct worker *w, struct l4_conn *c, enum metrics_http_ev
 		metrics_http_shard_event(w->metrics, &k, ev);
 }
 
-void metrics_http_retry(struct worker *w, struct l4_conn *c)
+void metrics_http_retry(struct worker *w, struct conn *c)
 {
 	http_event(w, c, METRICS_HTTP_RETRY);
 }
 
-void metrics_http_retry_refused(struct worker *w, struct l4_conn *c)
+void metrics_http_retry_refused(struct worker *w, struct conn *c)
 {
 	http_event(w, c, METRICS_HTTP_RETRY_REFUSED);
 }
 
-void metrics_http_deadline(struct worker *w, struct l4_conn *c)
+void metrics_http_deadline(struct worker *w, struct conn *c)
 {
 	http_event(w, c, METRICS_HTTP_DEADLINE);
 }
 
-void metrics_tcp_open(struct worker *w, struct l4_conn *c)
+void metrics_tcp_open(struct worker *w, struct conn *c)
 {
 	uint32_t svc = tcp_id(w, c, true);
 
@@ -274,7 +272,7 @@ void metrics_tcp_open(struct worker *w, struct l4_conn *c)
 		metrics_tcp_shard_open(w->metrics, svc);
 }
 
-void metrics_tcp_flush(struct worker *w, struct l4_conn *c)
+void metrics_tcp_flush(struct worker *w, struct conn *c)
 {
 	uint32_t svc = tcp_id(w, c, false);
 
@@ -284,12 +282,12 @@ void metrics_tcp_flush(struct worker *w, struct l4_conn *c)
 	c->to_upstream.unreported = c->to_client.unreported = 0;
 }
 
-void metrics_tcp_close(struct worker *w, struct l4_conn *c)
+void metrics_tcp_close(struct worker *w, struct conn *c)
 {
 	uint32_t svc = tcp_id(w, c, false);
 
 	metrics_tcp_flush(w, c);
 	/* Only opaque connections that metrics_tcp_open counted. */
-	if (svc && c->mode == L4_MODE_OPAQUE && c->state == L4_ESTABLISHED)
+	if (svc && c->kind == CONN_KIND_OPAQUE && c->state == CONN_ESTABLISHED)
 		metrics_tcp_shard_close(w->metrics, svc);
 }

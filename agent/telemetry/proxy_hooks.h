@@ -19,7 +19,7 @@
 #include "telemetry/trace.h"
 
 struct worker;
-struct l4_conn;
+struct conn;
 struct proxy;
 struct config;
 
@@ -41,7 +41,7 @@ struct http1_tele {
  * from the first byte of the request head. Harmless when no request is
  * in flight or it was recorded already.
  */
-void metrics_http_done(struct worker *w, struct l4_conn *c, unsigned int status);
+void metrics_http_done(struct worker *w, struct conn *c, unsigned int status);
 
 /*
  * Tracing of the request whose head was just parsed on c (consumed bytes
@@ -53,7 +53,7 @@ void metrics_http_done(struct worker *w, struct l4_conn *c, unsigned int status)
  * untouched. Does nothing while no tracer is attached. Returns 0, or a
  * parse error (HTTP1_E_*) when the rewritten head no longer parses.
  */
-int tele_trace_head(struct worker *w, struct l4_conn *c, size_t *consumed);
+int tele_trace_head(struct worker *w, struct conn *c, size_t *consumed);
 
 /*
  * Tracing for proxy p: the tracer's rings serve p's workers, one each.
@@ -67,15 +67,15 @@ int tele_attach_tracer(struct proxy *p, struct tracer *t);
 unsigned int tele_proxy_workers(const struct proxy *p);
 
 /* Resilience events of the request on c. */
-void metrics_http_retry(struct worker *w, struct l4_conn *c);
-void metrics_http_retry_refused(struct worker *w, struct l4_conn *c);
-void metrics_http_deadline(struct worker *w, struct l4_conn *c);
+void metrics_http_retry(struct worker *w, struct conn *c);
+void metrics_http_retry_refused(struct worker *w, struct conn *c);
+void metrics_http_deadline(struct worker *w, struct conn *c);
 
 /* An opaque connection (or tunnel) c is established to its endpoint. */
-void metrics_tcp_open(struct worker *w, struct l4_conn *c);
+void metrics_tcp_open(struct worker *w, struct conn *c);
 /* Add the bytes c's buffers took in since the last call. */
-void metrics_tcp_flush(struct worker *w, struct l4_conn *c);
+void metrics_tcp_flush(struct worker *w, struct conn *c);
 /* c is closing: flush, and count the close when it was open. */
-void metrics_tcp_close(struct worker *w, struct l4_conn *c);
+void metrics_tcp_close(struct worker *w, struct conn *c);
 
 #endif

@@ -25,7 +25,7 @@ static struct config_service svc;
 static struct config_endpoint ep;
 static struct tracer *tracer;
 static struct worker w;
-static struct l4_conn *c;
+static struct conn *c;
 static char bufs[2 * BUF];
 static struct http1_header slots[2 * MAX_HEADERS];
 
