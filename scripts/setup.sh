@@ -34,6 +34,26 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Debian's kubectl (kubernetes-client), a real client the Kubernetes
+# stand-in is checked with (tests/k8s/test_apiserver.py). Where another
+# package already owns /usr/bin/kubectl (the Google Cloud SDK's), the two
+# cannot both be installed: the Debian package is unpacked, not installed,
+# into KUBECTL_DEBIAN_DIR instead, and the test looks there.
+KUBECTL_DEBIAN_DIR=/opt/shoal/kubernetes-client
+if ! dpkg-query -W -f='${Status}' kubernetes-client 2>/dev/null | grep -q "install ok installed"; then
+	owner=$(dpkg -S /usr/bin/kubectl 2>/dev/null | cut -d: -f1 || true)
+	if [ -z "$owner" ]; then
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client
+	elif [ ! -x "$KUBECTL_DEBIAN_DIR/usr/bin/kubectl" ]; then
+		tmp=$(mktemp -d)
+		(cd "$tmp" && apt-get download -qq kubernetes-client)
+		mkdir -p "$KUBECTL_DEBIAN_DIR"
+		dpkg-deb -x "$tmp"/kubernetes-client_*.deb "$KUBECTL_DEBIAN_DIR"
+		rm -rf "$tmp"
+		echo "setup.sh: /usr/bin/kubectl belongs to $owner; Debian's kubectl unpacked in $KUBECTL_DEBIAN_DIR"
+	fi
+fi
+
 # bpffs: pins live here. Mount it where it is missing.
 if ! grep -qs ' /sys/fs/bpf bpf ' /proc/mounts; then
 	mkdir -p /sys/fs/bpf

@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 """A stand-in Kubernetes API server for shoal's discovery tests.
 
-It serves v1 Services and discovery.k8s.io/v1 EndpointSlices the way a
-real API server does in every point the watcher depends on
-(shared/DESIGN.md section 5, docs/discovery.md):
+It serves v1 Services, discovery.k8s.io/v1 EndpointSlices, v1 Pods and v1
+Namespaces the way a real API server does in every point the watchers
+depend on (shared/DESIGN.md section 5, docs/discovery.md,
+docs/enrollment.md):
 
 - TLS with a certificate the test generates (tests/k8s/mkcerts.sh);
 - bearer tokens, re-read from --token-file on every request (so a test can
@@ -15,8 +16,16 @@ real API server does in every point the watcher depends on
 - one resourceVersion counter for everything, rising monotonically;
 - a bounded history window: a watch from a version older than the window
   gets HTTP 200 and one ERROR event carrying a 410 Status, then the end;
-- label selectors (k=v, k==v, k!=v, k, !k): an object that stops matching
-  is sent as DELETED, one that starts matching as ADDED;
+- label selectors (k=v, k==v, k!=v, k, !k) and field selectors (k=v,
+  k==v, k!=v on the fields the real server indexes for the kind, e.g.
+  spec.nodeName of a Pod; any other field is a 400 BadRequest Status, as
+  the real one answers "field label not supported"): an object that stops
+  matching is sent as DELETED, one that starts matching as ADDED;
+- namespaced paths (/api/v1/namespaces/NS/pods, ...) list and watch one
+  namespace; GET of one object (.../pods/NAME, /api/v1/namespaces/NAME)
+  answers it or a 404 NotFound Status; Namespaces are cluster-scoped;
+- discovery documents (/api, /api/v1, /apis, /version), enough for
+  kubectl to find the resources;
 - watch headers are flushed at once, before any event, and every event is
   written in several HTTP chunks split at random offsets (sometimes two
   events share a chunk), so clients must reassemble lines themselves.
@@ -47,8 +56,23 @@ RESOURCES = {
     "/api/v1/services": ("Service", "v1", "ServiceList"),
     "/apis/discovery.k8s.io/v1/endpointslices": (
         "EndpointSlice", "discovery.k8s.io/v1", "EndpointSliceList"),
+    "/api/v1/pods": ("Pod", "v1", "PodList"),
+    "/api/v1/namespaces": ("Namespace", "v1", "NamespaceList"),
 }
 KIND_PATH = {v[0]: k for k, v in RESOURCES.items()}
+# Kinds without a namespace: their key is the bare name.
+CLUSTER_SCOPED = {"Namespace"}
+# The fields the real API server accepts in a fieldSelector, per kind
+# (metadata.name and metadata.namespace for every kind; the rest are the
+# kind's own field label conversions in k8s.io/kubernetes pkg/apis/*/v1).
+FIELDS = {
+    "Service": {"metadata.name", "metadata.namespace"},
+    "EndpointSlice": {"metadata.name", "metadata.namespace"},
+    "Pod": {"metadata.name", "metadata.namespace", "spec.nodeName", "spec.restartPolicy",
+            "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork",
+            "status.phase", "status.podIP", "status.nominatedNodeName"},
+    "Namespace": {"metadata.name", "status.phase"},
+}
 
 
 class Store:
@@ -72,7 +96,12 @@ class Store:
         if kind not in self.objects:
             raise ValueError("unknown kind %r" % kind)
         meta = obj.setdefault("metadata", {})
-        key = "%s/%s" % (meta.get("namespace", "default"), meta["name"])
+        if kind in CLUSTER_SCOPED:
+            meta.pop("namespace", None)
+            key = meta["name"]
+        else:
+            meta.setdefault("namespace", "default")
+            key = "%s/%s" % (meta["namespace"], meta["name"])
         with self.cond:
             self.rv += 1
             meta["resourceVersion"] = str(self.rv)
@@ -128,9 +157,54 @@ def parse_selector(text):
     return reqs
 
 
+def parse_fields(text, kind):
+    """(op, field, value) list of a fieldSelector, or raise ValueError
+    with the real server's message for a field it does not index."""
+    reqs = []
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        for op, sep in (("!=", "!="), ("=", "=="), ("=", "=")):
+            if sep in part:
+                k, v = part.split(sep, 1)
+                break
+        else:
+            raise ValueError("invalid selector: '%s'; can't understand '%s'" % (text, part))
+        k = k.strip()
+        if k not in FIELDS[kind]:
+            raise ValueError('"%s" is not a known field selector: only "%s"' %
+                             (k, '", "'.join(sorted(FIELDS[kind]))))
+        reqs.append((op, k, v.strip()))
+    return reqs
+
+
+def field_value(obj, path):
+    """A field as the API server's field selector sees it: a string, ""
+    when absent, booleans as "true"/"false"."""
+    cur = obj
+    for part in path.split("."):
+        cur = cur.get(part) if isinstance(cur, dict) else None
+    if isinstance(cur, bool):
+        return "true" if cur else "false"
+    return "" if cur is None else str(cur)
+
+
+def fields_match(reqs, obj):
+    if obj is None:
+        return False
+    for op, k, v in reqs:
+        got = field_value(obj, k)
+        if (op == "=" and got != v) or (op == "!=" and got == v):
+            return False
+    return True
+
+
 def matches(reqs, obj):
     if obj is None:
         return False
+    if isinstance(reqs, tuple):  # (label requirements, field requirements, namespace)
+        labels_r, fields_r, ns = reqs
+        if ns is not None and obj.get("metadata", {}).get("namespace") != ns:
+            return False
+        return fields_match(fields_r, obj) and matches(labels_r, obj)
     labels = obj.get("metadata", {}).get("labels") or {}
     for op, k, v in reqs:
         if op == "=" and labels.get(k) != v:
@@ -207,24 +281,93 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- API ----
 
+    def route(self, path):
+        """(kind, namespace or None, name or None) of an API path, or None.
+        /api/v1/namespaces/NAME is one Namespace; .../namespaces/NS/RES a
+        namespaced collection; .../namespaces/NS/RES/NAME one object."""
+        for coll, (kind, _, _) in RESOURCES.items():
+            if path == coll:
+                return kind, None, None
+            prefix = coll.rsplit("/", 1)[0]
+            res = coll.rsplit("/", 1)[1]
+            if kind in CLUSTER_SCOPED:
+                if path.startswith(coll + "/") and "/" not in path[len(coll) + 1:]:
+                    return kind, None, path[len(coll) + 1:]
+                continue
+            parts = path[len(prefix):].split("/") if path.startswith(prefix + "/") else []
+            # ["", "namespaces", NS, RES] or [..., NAME]
+            if len(parts) in (4, 5) and parts[1] == "namespaces" and parts[3] == res and parts[2]:
+                return kind, parts[2], parts[4] if len(parts) == 5 else None
+        return None
+
+    def discovery(self, path):
+        """The discovery documents kubectl reads before it lists, or None."""
+        host = "127.0.0.1:%d" % self.server.server_address[1]
+        if path == "/api":
+            return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+                {"clientCIDR": "0.0.0.0/0", "serverAddress": host}]}
+        if path == "/apis":
+            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
+                "name": "discovery.k8s.io",
+                "versions": [{"groupVersion": "discovery.k8s.io/v1", "version": "v1"}],
+                "preferredVersion": {"groupVersion": "discovery.k8s.io/v1", "version": "v1"}}]}
+        if path == "/version":
+            return {"major": "1", "minor": "20", "gitVersion": "v1.20.0-shoal-stand-in",
+                    "platform": "linux/amd64"}
+        groups = {}
+        for coll, (kind, api, _) in RESOURCES.items():
+            groups.setdefault(coll.rsplit("/", 1)[0], []).append((coll.rsplit("/", 1)[1], kind, api))
+        if path not in groups:
+            return None
+        short = {"pods": ["po"], "namespaces": ["ns"], "services": ["svc"]}
+        return {"kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": groups[path][0][2],
+                "resources": [{"name": res, "singularName": kind.lower(),
+                               "namespaced": kind not in CLUSTER_SCOPED, "kind": kind,
+                               "verbs": ["get", "list", "watch"],
+                               "shortNames": short.get(res, [])}
+                              for res, kind, _ in groups[path]]}
+
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
         q = urllib.parse.parse_qs(url.query)
-        if url.path not in RESOURCES:
-            if not self.authorize():
-                return
+        if not self.authorize():
+            return
+        doc = self.discovery(url.path.rstrip("/") or "/")
+        if doc is not None:
+            self.send_json(200, doc)
+            return
+        where = self.route(url.path)
+        if where is None:
             self.send_json(404, status(404, "NotFound", "the server could not find "
                                        "the requested resource"))
             return
-        if not self.authorize():
+        kind, ns, name = where
+        if name is not None:
+            self.get_one(kind, ns, name)
             return
-        kind = RESOURCES[url.path][0]
+        try:
+            fields = parse_fields(q.get("fieldSelector", [""])[0], kind)
+        except ValueError as e:
+            self.send_json(400, status(400, "BadRequest", str(e)))
+            return
+        reqs = (parse_selector(q.get("labelSelector", [""])[0]), fields, ns)
         watch = q.get("watch", ["false"])[0] in ("1", "true")
-        reqs = parse_selector(q.get("labelSelector", [""])[0])
         if watch:
             self.watch(kind, q, reqs)
         else:
             self.list(kind, q, reqs)
+
+    def get_one(self, kind, ns, name):
+        store = self.server.store
+        key = name if kind in CLUSTER_SCOPED else "%s/%s" % (ns, name)
+        with store.cond:
+            obj = store.objects[kind].get(key)
+        if obj is None:
+            self.send_json(404, status(404, "NotFound", '%ss "%s" not found' %
+                                       (kind.lower(), name)))
+        else:
+            self.send_json(200, obj)
 
     def list(self, kind, q, reqs):
         store = self.server.store
@@ -247,7 +390,8 @@ class Handler(BaseHTTPRequestHandler):
         if limit and offset + limit < len(snap):
             # Like the real one, a token names the list it continues.
             token = base64.b64encode(json.dumps(
-                [kind, rv, offset + limit, q.get("labelSelector", [""])[0]]).encode()).decode()
+                [kind, rv, offset + limit, q.get("labelSelector", [""])[0] +
+                 "|" + q.get("fieldSelector", [""])[0]]).encode()).decode()
             self.server.pages[token] = snap
             meta["continue"] = token
         self.send_json(200, {"kind": list_kind, "apiVersion": api, "metadata": meta,

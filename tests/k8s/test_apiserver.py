@@ -18,6 +18,22 @@ import unittest
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Where scripts/setup.sh unpacks Debian's kubectl when another package
+# owns /usr/bin/kubectl.
+KUBECTL_DEBIAN_DIR = "/opt/shoal/kubernetes-client/usr/bin/kubectl"
+
+
+def debian_kubectl():
+    """The path of Debian's kubectl (package kubernetes-client), or None."""
+    try:
+        out = subprocess.run(["dpkg-query", "-L", "kubernetes-client"], capture_output=True,
+                             text=True).stdout.split()
+    except OSError:
+        out = []
+    for path in out + [KUBECTL_DEBIAN_DIR]:
+        if path.endswith("/bin/kubectl") and os.access(path, os.X_OK):
+            return path
+    return None
 
 
 def slice_obj(name, svc, ips, labels=None):
@@ -28,6 +44,20 @@ def slice_obj(name, svc, ips, labels=None):
             "addressType": "IPv4",
             "endpoints": [{"addresses": [ip]} for ip in ips],
             "ports": [{"name": "http", "port": 8080}]}
+
+
+def pod_obj(name, ns, node, labels=None, ip="10.244.0.9", host_network=False):
+    return {"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": name, "namespace": ns, "uid": "uid-" + name,
+                         "labels": labels or {}},
+            "spec": {"nodeName": node, "serviceAccountName": "sa-" + name,
+                     "hostNetwork": host_network},
+            "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}
+
+
+def ns_obj(name, labels=None):
+    return {"kind": "Namespace", "apiVersion": "v1",
+            "metadata": {"name": name, "labels": labels or {}}, "status": {"phase": "Active"}}
 
 
 class StandIn(unittest.TestCase):
@@ -182,6 +212,132 @@ class StandIn(unittest.TestCase):
         names = [i["metadata"]["name"] for i in body["items"]]
         self.assertIn("sel-1", names)
         self.assertNotIn("sel-0", names)
+
+    def test_pods_by_node_field_selector(self):
+        start = self.apply("ADDED", pod_obj("fs-a", "fs", "node-a"))
+        self.apply("ADDED", pod_obj("fs-b", "fs", "node-b"))
+        self.apply("MODIFIED", pod_obj("fs-a", "fs", "node-a", {"v": "2"}))
+        self.apply("DELETED", pod_obj("fs-a", "fs", "node-a"))
+        self.apply("ADDED", pod_obj("fs-c", "fs", "node-a"))
+        code, body = self.get("/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-a")
+        self.assertEqual((code, body["kind"]), (200, "PodList"))
+        names = [i["metadata"]["name"] for i in body["items"]]
+        self.assertIn("fs-c", names)
+        self.assertFalse([n for n in names if n in ("fs-a", "fs-b")], names)
+        # (five events: the whole history window of this server)
+        _, chunks = self.raw_watch(
+            "/api/v1/pods?watch=1&fieldSelector=spec.nodeName%%3Dnode-a"
+            "&resourceVersion=%d&timeoutSeconds=1" % (start - 1))
+        evs = [(e["type"], e["object"]["metadata"]["name"]) for e in self.events(chunks)]
+        self.assertEqual(evs, [("ADDED", "fs-a"), ("MODIFIED", "fs-a"), ("DELETED", "fs-a"),
+                               ("ADDED", "fs-c")])
+        # != and a second requirement, as client-go joins them with ",".
+        code, body = self.get("/api/v1/pods?fieldSelector=spec.nodeName!%3Dnode-a,"
+                              "metadata.namespace%3Dfs")
+        self.assertEqual([i["metadata"]["name"] for i in body["items"]], ["fs-b"])
+        code, body = self.get("/api/v1/pods?fieldSelector=spec.hostNetwork%3Dfalse,"
+                              "metadata.namespace%3Dfs")
+        self.assertEqual([i["metadata"]["name"] for i in body["items"]], ["fs-b", "fs-c"])
+
+    def test_unknown_field_selector_is_400(self):
+        code, body = self.get("/api/v1/pods?fieldSelector=spec.nope%3Dx")
+        self.assertEqual((code, body["kind"], body["reason"]), (400, "Status", "BadRequest"))
+        self.assertIn("spec.nope", body["message"])
+        code, body = self.get("/api/v1/namespaces?fieldSelector=spec.nodeName%3Dx")
+        self.assertEqual(code, 400)
+
+    def test_namespaced_paths_and_get(self):
+        self.apply("ADDED", pod_obj("np-1", "np-a", "node-a"))
+        self.apply("ADDED", pod_obj("np-2", "np-b", "node-a"))
+        code, body = self.get("/api/v1/namespaces/np-a/pods")
+        self.assertEqual([i["metadata"]["name"] for i in body["items"]], ["np-1"])
+        code, body = self.get("/api/v1/namespaces/np-b/pods/np-2")
+        self.assertEqual((code, body["metadata"]["uid"]), (200, "uid-np-2"))
+        code, body = self.get("/api/v1/namespaces/np-a/pods/np-2")
+        self.assertEqual((code, body["kind"], body["reason"]), (404, "Status", "NotFound"))
+        _, chunks = self.raw_watch("/api/v1/namespaces/np-b/pods?watch=1&timeoutSeconds=1")
+        evs = [(e["type"], e["object"]["metadata"]["name"]) for e in self.events(chunks)]
+        self.assertEqual(evs, [("ADDED", "np-2")])
+
+    def test_namespaces_are_cluster_scoped_with_labels(self):
+        start = self.apply("ADDED", ns_obj("ns-mesh", {"shoal.io/mesh": "enabled"}))
+        self.apply("ADDED", ns_obj("ns-plain"))
+        self.apply("MODIFIED", ns_obj("ns-mesh", {"shoal.io/mesh": "disabled"}))
+        self.apply("MODIFIED", ns_obj("ns-plain", {"shoal.io/mesh": "enabled"}))
+        code, body = self.get("/api/v1/namespaces/ns-mesh")
+        self.assertEqual((code, body["kind"]), (200, "Namespace"))
+        self.assertNotIn("namespace", body["metadata"])
+        code, body = self.get("/api/v1/namespaces?labelSelector=shoal.io%2Fmesh%3Denabled")
+        self.assertEqual((code, body["kind"]), (200, "NamespaceList"))
+        names = [i["metadata"]["name"] for i in body["items"]]
+        self.assertIn("ns-plain", names)
+        self.assertNotIn("ns-mesh", names)
+        _, chunks = self.raw_watch(
+            "/api/v1/namespaces?watch=1&labelSelector=shoal.io%%2Fmesh%%3Denabled"
+            "&resourceVersion=%d&timeoutSeconds=1" % (start - 1))
+        evs = [(e["type"], e["object"]["metadata"]["name"]) for e in self.events(chunks)]
+        self.assertEqual(evs, [("ADDED", "ns-mesh"), ("DELETED", "ns-mesh"),
+                               ("ADDED", "ns-plain")])
+
+    def test_pods_old_version_gets_410(self):
+        for i in range(7):  # more than the history window of 5
+            self.apply("MODIFIED" if i else "ADDED",
+                       pod_obj("gone-0", "gone", "node-a", {"i": str(i)}))
+        _, chunks = self.raw_watch(
+            "/api/v1/pods?watch=1&fieldSelector=spec.nodeName%3Dnode-a"
+            "&resourceVersion=1&timeoutSeconds=1")
+        evs = self.events(chunks)
+        self.assertEqual([(e["type"], e["object"]["code"]) for e in evs], [("ERROR", 410)])
+
+    def test_discovery_documents(self):
+        code, body = self.get("/api/v1")
+        self.assertEqual((code, body["kind"]), (200, "APIResourceList"))
+        res = {r["name"]: r for r in body["resources"]}
+        self.assertTrue(res["pods"]["namespaced"])
+        self.assertFalse(res["namespaces"]["namespaced"])
+        code, body = self.get("/apis")
+        self.assertEqual(body["groups"][0]["name"], "discovery.k8s.io")
+
+    def test_kubectl_lists_and_watches_pods(self):
+        """A real client, Debian's kubectl 1.20: discovery, a list with a
+        field selector, and a watch that sees a pod added on the node and
+        not one added on another node."""
+        kubectl = debian_kubectl()
+        if not kubectl:
+            self.skipTest("Debian's kubectl (kubernetes-client) is not installed or unpacked "
+                          "(scripts/setup.sh)")
+        cfg = os.path.join(self.dir, "kubeconfig")
+        with open(cfg, "w") as f:
+            f.write("apiVersion: v1\nkind: Config\nclusters: [{name: s, cluster: {server: "
+                    "'https://127.0.0.1:%d', certificate-authority: '%s'}}]\n"
+                    "users: [{name: u, user: {token: good}}]\n"
+                    "contexts: [{name: c, context: {cluster: s, user: u}}]\n"
+                    "current-context: c\n" % (self.api, os.path.join(self.dir, "ca.crt")))
+        base = [kubectl, "--kubeconfig", cfg, "--cache-dir", os.path.join(self.dir, "kcache"),
+                "--request-timeout", "10s"]
+        self.apply("ADDED", pod_obj("kc-1", "kc", "node-k"))
+        self.apply("ADDED", pod_obj("kc-other", "kc", "node-z"))
+        out = subprocess.run(base + ["get", "pods", "-A", "--field-selector",
+                                     "spec.nodeName=node-k", "-o", "name"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout.split(), ["pod/kc-1"])
+        watch = subprocess.Popen(
+            base + ["get", "pods", "-n", "kc", "--watch", "--field-selector",
+                    "spec.nodeName=node-k", "-o", "jsonpath={.metadata.name}{\"\\n\"}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            self.assertEqual(watch.stdout.readline().strip(), "kc-1")  # the list
+            self.apply("ADDED", pod_obj("kc-late", "kc", "node-z"))
+            self.apply("ADDED", pod_obj("kc-2", "kc", "node-k"))
+            self.assertEqual(watch.stdout.readline().strip(), "kc-2")  # the watch
+        finally:
+            watch.kill()
+            watch.communicate()
+        out = subprocess.run(base + ["get", "namespace", "kc-none"], capture_output=True,
+                             text=True, timeout=30)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("not found", out.stderr)
 
 
 if __name__ == "__main__":
