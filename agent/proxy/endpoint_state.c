@@ -29,17 +29,88 @@ int es_table_init(struct es_table *t)
 	return -pthread_mutex_init(&t->lock, NULL);
 }
 
-/* Free sv, which no chunk holds any more. Under t->lock (or no thread left). */
-static void es_svc_view_free(struct es_svc_view *sv)
+static uint64_t es_addr_hash(const struct shoal_addr *a);
+
+/* Unlink endpoint *pp (on s's list) from s and free it. Under t->lock. */
+static void es_endpoint_free(struct es_service *s, struct es_endpoint **pp)
 {
-	if (sv->state && sv->state->last_sv == sv)
-		sv->state->last_sv = NULL;
+	struct es_endpoint *e = *pp, **hp;
+
+	*pp = e->next;
+	for (hp = &s->ep_buckets[es_addr_hash(&e->addr) & (s->n_ep_buckets - 1)]; *hp;
+	     hp = &(*hp)->hash_next) {
+		if (*hp == e) {
+			*hp = e->hash_next;
+			break;
+		}
+	}
+	s->n_endpoints--;
+	breaker_fini(&e->breaker);
+	free(e);
+}
+
+/* Free s's endpoints that no view lists and the newest config lacks. Under t->lock. */
+static void es_service_sweep(struct es_service *s)
+{
+	struct es_endpoint **pp = &s->endpoints;
+
+	while (*pp) {
+		if (!(*pp)->sv_refs && !atomic_load(&(*pp)->live))
+			es_endpoint_free(s, pp);
+		else
+			pp = &(*pp)->next;
+	}
+}
+
+/* Unlink s (no view has it) from t and free it with its endpoints. Under t->lock. */
+static void es_service_free(struct es_table *t, struct es_service *s)
+{
+	struct es_service **pp;
+
+	for (pp = &t->services; *pp && *pp != s; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = s->next;
+	for (pp = &t->svc_buckets[s->hash & (t->n_svc_buckets - 1)]; *pp; pp = &(*pp)->hash_next) {
+		if (*pp == s) {
+			*pp = s->hash_next;
+			break;
+		}
+	}
+	t->n_services--;
+	while (s->endpoints)
+		es_endpoint_free(s, &s->endpoints);
+	free(s->ep_buckets);
+	free(atomic_load(&s->budget));
+	free(s);
+}
+
+/*
+ * Free sv, which no chunk holds any more, and whatever only it listed:
+ * its service when no other view has it, else the endpoints that left.
+ * Under t->lock (or no thread left).
+ */
+static void es_svc_view_free(struct es_table *t, struct es_svc_view *sv)
+{
+	struct es_service *s = sv->state;
+
+	for (uint32_t i = 0; sv->ep && i < sv->n_endpoints; i++)
+		if (sv->ep[i])
+			sv->ep[i]->sv_refs--;
 	free(sv->ep);
 	free(sv);
+	if (!s)
+		return;
+	if (s->last_sv == sv)
+		s->last_sv = NULL;
+	if (!--s->n_sv)
+		es_service_free(t, s);
+	else
+		es_service_sweep(s);
 }
 
 /* Drop v's references to its chunks, and theirs to their services; free v. */
-static void es_view_free(struct es_view *v)
+static void es_view_free(struct es_table *t, struct es_view *v)
 {
 	for (uint32_t c = 0; c < v->n_chunks; c++) {
 		struct es_view_chunk *ch = v->chunks[c];
@@ -48,7 +119,7 @@ static void es_view_free(struct es_view *v)
 			continue;
 		for (uint32_t j = 0; j < ES_VIEW_CHUNK; j++)
 			if (ch->svc[j] && !--ch->svc[j]->refs)
-				es_svc_view_free(ch->svc[j]);
+				es_svc_view_free(t, ch->svc[j]);
 		free(ch);
 	}
 	free(v->chunks);
@@ -81,7 +152,7 @@ static void es_table_reap(struct es_table *t, uint64_t now_ns)
 
 		if (now_ns - v->retired_ns >= ES_VIEW_GRACE_NS) {
 			*pp = v->older;
-			es_view_free(v);
+			es_view_free(t, v);
 		} else {
 			pp = &v->older;
 		}
@@ -95,11 +166,11 @@ void es_table_free(struct es_table *t)
 
 	for (v = t->views; v; v = vn) {
 		vn = v->older;
-		es_view_free(v);
+		es_view_free(t, v);
 	}
 	for (v = t->retired; v; v = vn) {
 		vn = v->older;
-		es_view_free(v);
+		es_view_free(t, v);
 	}
 	for (s = t->services; s; s = sn) {
 		struct es_endpoint *e, *en;
@@ -401,6 +472,7 @@ static int es_svc_view_build(struct es_table *t, const struct config_service *sv
 	if (!atomic_load(&s->peer_ns))
 		atomic_store(&s->peer_ns, sv->ewma_cfg.default_rtt_ns);
 	sv->state = s;
+	s->n_sv++;
 	sv->budget = atomic_load(&s->budget);
 	sv->n_endpoints = n;
 	sv->ep = calloc(n ? n : 1, sizeof(*sv->ep));
@@ -412,6 +484,7 @@ static int es_svc_view_build(struct es_table *t, const struct config_service *sv
 		sv->ep[i] = es_endpoint_get(s, &svc->endpoints[i].addr, sv, now);
 		if (!sv->ep[i])
 			return -ENOMEM;
+		sv->ep[i]->sv_refs++;
 		/* Back after a removal: its old record is stale, start from
 		 * the peers' like a new endpoint (listed twice: once). */
 		if (!sv->ep[i]->was_live && !atomic_exchange(&sv->ep[i]->live, true) &&
@@ -422,6 +495,7 @@ static int es_svc_view_build(struct es_table *t, const struct config_service *sv
 	for (e = s->endpoints; e; e = e->next)
 		if (e->was_live && !atomic_load(&e->live))
 			es_endpoint_retire(e);
+	es_service_sweep(s);
 	s->n_live = n;
 	atomic_store(&s->group.max_ejection_pct, sv->breaker_cfg.max_ejection_pct);
 	breaker_group_resize(&s->group, n);
@@ -471,7 +545,7 @@ static int es_svc_view_get(struct es_table *t, const struct config_service *svc,
 		return -ENOMEM;
 	err = es_svc_view_build(t, svc, sv, now);
 	if (err) {
-		es_svc_view_free(sv);
+		es_svc_view_free(t, sv);
 		return err;
 	}
 	sv->res = svc->resilience;
@@ -508,7 +582,7 @@ static int es_view_chunk_build(struct es_table *t, const struct config *cfg, str
 	if (!ch) {
 		for (uint32_t j = 0; j < ES_VIEW_CHUNK; j++)
 			if (svc[j] && !svc[j]->refs)
-				es_svc_view_free(svc[j]);
+				es_svc_view_free(t, svc[j]);
 		return -ENOMEM;
 	}
 	memcpy(ch->svc, svc, sizeof(svc));

@@ -8,9 +8,12 @@
  * remain. Docs: docs/resilience.md ("Wiring").
  *
  * Two layers:
- *  - the table (struct es_table) owns every es_service and es_endpoint
- *    ever seen; they are freed only with the table, so a worker still
- *    holding an older view never touches freed memory;
+ *  - the table (struct es_table) owns every es_service and es_endpoint;
+ *    each counts the views' entries that list it, and is freed only when
+ *    none does and the newest config no longer has it, so a worker still
+ *    holding an older view never touches freed memory, and pod churn
+ *    (new addresses every rolling update) does not grow the table for
+ *    good;
  *  - a view (struct es_view) maps one config's service and endpoint
  *    indices onto them, with the knobs of that config converted to the
  *    modules' cfg structs. Views are immutable; es_table_sync() builds one
@@ -65,6 +68,9 @@ struct es_endpoint {
 	_Atomic uint64_t explorations; /* picks made by exploration (balance.c) */
 	_Atomic bool live;	       /* in the latest synced config */
 	bool was_live;		       /* live before the sync in progress (table lock) */
+	/* Entries of es_svc_views that point at it (table lock): freed at
+	 * 0 unless live, so only a view's own sync or free can drop it. */
+	uint32_t sv_refs;
 	struct es_endpoint *next;      /* the service's list, live and removed */
 	struct es_endpoint *hash_next; /* the service's address hash chain (table lock) */
 };
@@ -109,6 +115,9 @@ struct es_service {
 	/* The newest es_svc_view built for it, reused by the next config
 	 * while the service is unchanged; NULL once freed (table lock). */
 	struct es_svc_view *last_sv;
+	/* es_svc_views of it (table lock): at 0 no view, not even the
+	 * newest, has it, and it is freed with its endpoints. */
+	uint32_t n_sv;
 };
 
 /* A service as one config sees it. Immutable once built. */

@@ -172,3 +172,54 @@ Test(endpoint_state, consecutive_views_share_what_did_not_change)
 	cr_assert_not_null(vb);
 	cr_assert(atomic_load(&es_view_service(vb, &cfg_b, &cfg_b.services[changed])->ep[0]->live));
 }
+
+/*
+ * Pod churn: every config change replaces one endpoint of a service with
+ * a new address, and each view is retired once its snapshot goes. The
+ * table must not keep every address ever seen: an endpoint is freed once
+ * no view lists it, a service once no view has it. Retired views are
+ * dated at 0 here, so the next sync reaps them (past ES_VIEW_GRACE_NS).
+ */
+Test(endpoint_state, endpoints_and_services_that_left_are_freed)
+{
+	const int rounds = 200;
+	struct es_view *v, *prev = NULL;
+	struct es_service *s;
+	char ip[32];
+
+	cfg_build(&cfg_a, 2, 0);
+	for (int r = 0; r < rounds; r++) {
+		snprintf(ip, sizeof(ip), "10.200.%d.%d", r / 250, r % 250 + 1);
+		cr_assert_eq(addr_parse(ip, &cfg_a.services[0].endpoints[0].addr), 0);
+		v = es_table_sync(&table, &cfg_a);
+		cr_assert_not_null(v);
+		if (prev)
+			es_view_retire(&table, prev, 0);
+		prev = v;
+	}
+	s = es_view_at(prev, 0)->state;
+	/* The live three, plus the one the newest retired view still lists. */
+	cr_assert_leq(s->n_endpoints, BENCH_ENDPOINTS + 1, "%u endpoints kept of %d seen",
+		      s->n_endpoints, rounds + BENCH_ENDPOINTS - 1);
+	/* The kept endpoints keep their state: the same objects as before. */
+	cr_assert(atomic_load(&es_view_at(prev, 0)->ep[1]->live));
+	cr_assert_eq(table.n_services, 2u);
+
+	/* Service 1 leaves the config; once the views that had it go, so does it. */
+	cfg_a.n_services = 1;
+	v = es_table_sync(&table, &cfg_a);
+	cr_assert_not_null(v);
+	es_view_retire(&table, prev, 0);
+	cfg_a.n_services = 2; /* so that cfg_drop frees its endpoints */
+	cr_assert_eq(table.n_services, 2u, "freed before its views were reaped");
+	cfg_a.n_services = 1;
+	v = es_table_sync(&table, &cfg_a); /* reaps prev */
+	cfg_a.n_services = 2;
+	cr_assert_not_null(v);
+	cr_assert_eq(table.n_services, 1u, "a service no view has is still in the table");
+	/* And it comes back as a fresh one, with state that works. */
+	v = es_table_sync(&table, &cfg_a);
+	cr_assert_not_null(v);
+	cr_assert_eq(table.n_services, 2u);
+	cr_assert_eq(es_view_at(v, 1)->state->n_endpoints, (uint32_t)BENCH_ENDPOINTS);
+}
