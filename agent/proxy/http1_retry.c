@@ -1,0 +1,663 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The tries of one HTTP/1 request (docs/resilience.md, "Per HTTP
+ * request"): the balancer's pick and the connect, with failover; the
+ * per-try and response head deadlines; the retry decision, its backoff
+ * and the outcome each try reports to the balancer and breaker; replay
+ * slabs, and the resend after a pooled connection the server closed.
+ */
+#include "proxy/http1_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/addr.h"
+#include "common/log.h"
+#include "proxy/endpoint_pick.h"
+#include "proxy/l4.h"
+#include "proxy/pool.h"
+#include "proxy/sock.h"
+#include "resilience/backoff.h"
+#include "resilience/deadline.h"
+
+/*
+ * A request finding no candidate endpoint looks again this often until
+ * its fail-fast time: a probe's outcome or a backoff ending frees one
+ * within milliseconds, and 10 ms costs nothing next to the 1 s wait.
+ */
+#define HTTP1_NO_CANDIDATE_POLL_NS (10 * 1000000ull)
+
+/* Give the request's replay slab (if any) back to the worker. */
+void http1_slab_release(struct worker *w, struct http1_conn *h)
+{
+	worker_replay_put(w, h->rq_slab);
+	h->rq_slab = NULL;
+	h->rq_slab_len = h->rq_slab_cap = h->rq_slab_sent = 0;
+	h->rq_slab_whole = h->rq_slab_replay = false;
+}
+
+/*
+ * When the try in flight times out for want of a response head (0: it
+ * does not, now): the target service's resilience.timeouts.response_head_ms,
+ * else proxy.http.response_head_timeout_ms, from the later of
+ * the try's start and the request's last byte, once the whole request is
+ * read and the upstream connected.
+ */
+uint64_t http1_head_deadline(const struct worker *w, const struct http1_conn *h)
+{
+	uint64_t from = h->try_start_ns > h->rq_progress_ns ? h->try_start_ns : h->rq_progress_ns;
+	uint32_t ms = w->cfg->http_response_head_timeout_ms;
+
+	if (h->target && h->target->resilience.response_head_timeout_ms)
+		ms = h->target->resilience.response_head_timeout_ms;
+	if (!ms || h->rq != HTTP1_REQ_DONE || h->rs != HTTP1_RESP_HEAD || !h->up ||
+	    !h->up->connected || !h->try_start_ns)
+		return 0;
+	return from + (uint64_t)ms * 1000000;
+}
+
+/*
+ * Copy the request bytes [from, to) of the client buffer, just framed,
+ * into the replay slab while it holds the whole request. A (chunked) body
+ * outgrowing rq_slab_cap leaves the slab incomplete: not retried.
+ */
+void http1_slab_append(struct conn *c, uint32_t from, uint32_t to)
+{
+	struct http1_conn *h = c->http;
+	uint32_t n = to - from;
+
+	if (!h->rq_slab_whole || !n)
+		return;
+	if (h->rq_slab_cap - h->rq_slab_len < n) {
+		h->rq_slab_whole = false;
+		return;
+	}
+	memcpy(h->rq_slab + h->rq_slab_len, c->to_upstream.data + from, n);
+	h->rq_slab_len += n;
+}
+
+/*
+ * The request's deadline as of now (0: none): the route's timeout_ms, else
+ * the service's request_timeout_ms, else default_ms
+ * (proxy.http.request_timeout_ms), shortened (never lengthened) by the
+ * client's DEADLINE_HEADER (read before the head was rewritten without
+ * it, http1_rq_rewrite).
+ */
+uint64_t http1_request_deadline(struct conn *c, uint32_t default_ms, uint64_t now)
+{
+	const struct http1_conn *h = c->http;
+	uint64_t timeout = 0, d = DEADLINE_NONE;
+
+	if (h->route && h->route->timeout_ms)
+		timeout = (uint64_t)h->route->timeout_ms * 1000000;
+	else if (h->sv)
+		timeout = h->sv->request_timeout_ns;
+	if (!timeout)
+		timeout = (uint64_t)default_ms * 1000000;
+	if (timeout)
+		d = deadline_after(now, timeout);
+	if (h->client_timeout_ns)
+		d = deadline_min(d, deadline_after(now, h->client_timeout_ns));
+	return d == DEADLINE_NONE ? 0 : d;
+}
+
+/* The connect of the try in flight failed with err: its endpoint is penalised. */
+void http1_attempt_failed(struct worker *w, struct conn *c, int err)
+{
+	struct http1_conn *h = c->http;
+	uint32_t idx = h->bt.idx;
+
+	h->last_err = err;
+	WORKER_STAT_INC(w, connect_failures);
+	pick_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
+			"a failed connect");
+	if (http1_debug() && idx < (uint32_t)h->target->n_endpoints) {
+		const struct config_endpoint *ep = &h->target->endpoints[idx];
+		char svc[2 * CONFIG_MAX_NAME + 16], addr[ADDR_STR_MAX];
+
+		pr_debug("proxy worker %d: %s: connect to %s failed: %s", w->id,
+			 http1_svc_name(c, svc, sizeof(svc)),
+			 addr_format(&ep->addr, h->target_port_be, addr, sizeof(addr)),
+			 strerror(err));
+	}
+}
+
+/*
+ * The proxy could not open an upstream socket for lack of its own
+ * resources (err, sock_err_local): the try is cancelled, so the balancer,
+ * the breaker and the retry budget never hear of it, and the client gets
+ * 503 proxy-resources.
+ */
+static void http1_local_refused(struct worker *w, struct conn *c, int err)
+{
+	struct http1_conn *h = c->http;
+	char svc[2 * CONFIG_MAX_NAME + 16];
+
+	pick_cancel(h->sv, &h->bt, timer_now_ns());
+	WORKER_STAT_INC(w, local_refused);
+	worker_warn_ratelimited(w,
+				"proxy worker %d: %s: cannot open a connection to an endpoint of "
+				"%s/%s: %s (the proxy's own limit, not the endpoint's); answering "
+				"503",
+				w->id, http1_svc_name(c, svc, sizeof(svc)), h->target->namespace,
+				h->target->name, strerror(err));
+	http1_error(w, c, HTTP_ERR_LOCAL_RESOURCES);
+}
+
+/* An upstream connection is ready for the request: note its history. */
+static void http1_up_ready(struct conn *c)
+{
+	struct http1_conn *h = c->http;
+
+	h->up_reused = h->up->requests > 0;
+	h->up->requests++;
+}
+
+/* The retry policy of the request: the service's, with its route's overrides. */
+static void http1_retry_cfg(const struct http1_conn *h, struct retry_policy_cfg *out)
+{
+	if (h->sv)
+		*out = h->sv->retry_cfg;
+	else
+		retry_policy_cfg_default(out);
+	if (!h->route)
+		return;
+	out->route_retryable = h->route->retryable;
+	if (h->route->n_retry_statuses > 0 && h->route->n_retry_statuses <= RETRY_MAX_STATUSES) {
+		out->n_statuses = (uint8_t)h->route->n_retry_statuses;
+		memcpy(out->statuses, h->route->retry_statuses,
+		       out->n_statuses * sizeof(out->statuses[0]));
+	}
+}
+
+/*
+ * May the try that just failed (how: f, with status for RETRY_FAIL_STATUS)
+ * be retried? retry_decide() asks, in order: method, failure, body,
+ * response started, attempts, deadline, and last the budget, which a yes
+ * is charged to. Counts the retry (or the budget's refusal).
+ */
+static bool http1_may_retry(struct worker *w, struct conn *c, enum retry_failure f, uint16_t status)
+{
+	struct http1_conn *h = c->http;
+	const char *method = http1_rq_at(c, h->rq_head.method_tok.off);
+	struct retry_policy_cfg cfg;
+	/* The whole request is in the slab once it is framed to its end. */
+	bool in_slab = h->rq_slab_whole && h->rq == HTTP1_REQ_DONE;
+	struct retry_try t = {
+	    .method = method ? method : "",
+	    .method_len = method ? h->rq_head.method_tok.len : 0,
+	    .failure = f,
+	    .status = status,
+	    .has_body = h->rq_body != HTTP1_BODY_NONE,
+	    /* Nothing was sent on a connect failure: what arrived is all still here. */
+	    .body_buffered = in_slab || (h->rq_replayable &&
+					 (h->rq == HTTP1_REQ_DONE || f == RETRY_FAIL_CONNECT)),
+	    .body_bytes = in_slab	     ? h->rq_slab_len - h->rq_head_len
+			  : h->rq_replayable ? h->rq_fwd - h->rq_begin - h->rq_head_len
+					     : 0,
+	    .response_started = h->rs_start > 0 || c->to_client.head > 0,
+	    .retries_done = h->retries,
+	    .deadline_ns = h->deadline_ns ? h->deadline_ns : DEADLINE_NONE,
+	};
+	enum retry_verdict v;
+
+	/* Neither whole in the buffer nor in a slab (a body larger than both): no resend. */
+	if (!h->rq_replayable && !in_slab)
+		t.body_buffered = false, t.has_body = true;
+	http1_retry_cfg(h, &cfg);
+	v = retry_decide(&cfg, &t, h->sv ? h->sv->budget : NULL, timer_now_ns());
+	if (v == RETRY_YES) {
+		h->retries++;
+		WORKER_STAT_INC(w, http_retries);
+		metrics_http_retry(w, c);
+		if (h->sv)
+			atomic_fetch_add_explicit(&h->sv->state->retries, 1, memory_order_relaxed);
+	} else if (v == RETRY_NO_BUDGET && h->sv) {
+		atomic_fetch_add_explicit(&h->sv->state->retries_refused, 1, memory_order_relaxed);
+		metrics_http_retry_refused(w, c);
+	}
+	if (http1_debug()) {
+		char svc[2 * CONFIG_MAX_NAME + 16];
+
+		pr_debug("proxy worker %d: %s: retry after try %u? %s", w->id,
+			 http1_svc_name(c, svc, sizeof(svc)), h->retries + (v != RETRY_YES),
+			 retry_verdict_name(v));
+	}
+	return v == RETRY_YES;
+}
+
+/*
+ * Connect timeout of one attempt: the route's connect_timeout_ms, else
+ * the target service's timeouts.connect_ms, else proxy.connect_timeout_ms.
+ */
+static uint64_t http1_connect_timeout_ns(const struct worker *w, const struct http1_conn *h)
+{
+	if (h->route && h->route->connect_timeout_ms)
+		return (uint64_t)h->route->connect_timeout_ms * 1000000;
+	if (h->sv && h->sv->connect_timeout_ns)
+		return h->sv->connect_timeout_ns;
+	return (uint64_t)w->cfg->connect_timeout_ms * 1000000;
+}
+
+/* The per-try timeout: the route's per_try_timeout_ms, else the service's. */
+static uint64_t http1_per_try_ns(const struct http1_conn *h)
+{
+	if (h->route && h->route->per_try_timeout_ms)
+		return (uint64_t)h->route->per_try_timeout_ms * 1000000;
+	return h->sv ? h->sv->per_try_timeout_ns : 0;
+}
+
+/*
+ * Get a connection to endpoint idx for the try in flight: an idle pooled
+ * one, else a new connect (its timer armed at the earliest of the
+ * attempt's end, the connect deadline and the request's deadline).
+ * Returns true when the try has an upstream (or c was answered or closed:
+ * check c->state), false when the connect failed at once (recorded). A
+ * local shortage (sock_err_local) is answered 503 proxy-resources at once:
+ * not the endpoint's failure, and no other endpoint would fare better.
+ */
+static bool http1_try_endpoint(struct worker *w, struct conn *c, uint32_t idx, uint64_t now,
+			       uint64_t connect_deadline)
+{
+	struct http1_conn *h = c->http;
+	const struct config_endpoint *ep = &h->target->endpoints[idx];
+	uint64_t end = now + http1_connect_timeout_ns(w, h);
+	uint64_t per_try = http1_per_try_ns(h);
+	struct pool_conn *pc;
+	int ret;
+
+	h->try_start_ns = now;
+	h->try_deadline_ns =
+	    per_try ? deadline_try(h->deadline_ns ?: DEADLINE_NONE, per_try, now) : 0;
+	if (h->try_deadline_ns == DEADLINE_NONE)
+		h->try_deadline_ns = 0;
+	if (!h->retried) {
+		pc = pool_take(w, &ep->addr, h->target_port_be, c);
+		if (pc) {
+			h->up = pc;
+			http1_up_ready(c);
+			http1_arm_idle(w, c);
+			return true;
+		}
+	}
+	ret = pool_connect(w, &ep->addr, h->target_port_be, c, &pc);
+	if (ret < 0 && sock_err_local(-ret)) {
+		http1_local_refused(w, c, -ret);
+		return true;
+	}
+	if (ret < 0) {
+		http1_attempt_failed(w, c, -ret);
+		return false;
+	}
+	h->up = pc;
+	http1_up_ready(c);
+	if (ret == 1) {
+		http1_arm_idle(w, c);
+		return true;
+	}
+	if (connect_deadline < end)
+		end = connect_deadline;
+	if (h->deadline_ns && h->deadline_ns < end)
+		end = h->deadline_ns;
+	http1_arm(w, c, end);
+	return true;
+}
+
+/* The request's deadline passed before a response head: 504 at once. */
+void http1_deadline_passed(struct worker *w, struct conn *c)
+{
+	struct http1_conn *h = c->http;
+
+	pick_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
+			"the request deadline");
+	if (h->sv)
+		atomic_fetch_add_explicit(&h->sv->state->deadline_exceeded, 1,
+					  memory_order_relaxed);
+	metrics_http_deadline(w, c);
+	http1_error(w, c, HTTP_ERR_TIMEOUT);
+}
+
+/* No endpoint accepted a connection, or no retry is allowed: 503. */
+static void http1_give_up(struct worker *w, struct conn *c)
+{
+	struct http1_conn *h = c->http;
+	char svc[2 * CONFIG_MAX_NAME + 16];
+
+	WORKER_STAT_INC(w, gave_up);
+	worker_warn_ratelimited(w,
+				"proxy worker %d: %s: no endpoint of %s/%s accepted a connection "
+				"(%u attempts, %d endpoints); last error: %s; answering 503",
+				w->id, http1_svc_name(c, svc, sizeof(svc)), h->target->namespace,
+				h->target->name, h->tried, h->target->n_endpoints,
+				strerror(h->last_err ? h->last_err : ETIMEDOUT));
+	http1_error(w, c, HTTP_ERR_CONNECT_FAILURE);
+}
+
+/*
+ * Start the next try of the request: the balancer's pick among the
+ * endpoints not tried yet when there are any (P2C over PeakEWMA, breakers
+ * admitting, a due probe first), a pooled connection or a new connect. A
+ * connect failing at once fails over at once if the retry policy and the
+ * budget allow. No candidate: wait (polling) up to the service's
+ * fail-fast time, then 503. Past the request's deadline: 504.
+ */
+void http1_connect_next(struct worker *w, struct conn *c)
+{
+	struct http1_conn *h = c->http;
+	uint32_t n = (uint32_t)h->target->n_endpoints;
+	uint64_t deadline = h->connect_start_ns + (uint64_t)w->cfg->connect_deadline_ms * 1000000;
+	char svc[2 * CONFIG_MAX_NAME + 16];
+
+	h->retry_at_ns = 0;
+	for (;;) {
+		uint64_t now = timer_now_ns();
+		uint32_t idx;
+
+		if (h->deadline_ns && now >= h->deadline_ns) {
+			http1_deadline_passed(w, c);
+			return;
+		}
+		if (now >= deadline) {
+			h->last_err = ETIMEDOUT;
+			break;
+		}
+		idx = pick_endpoint(h->sv, n, now, h->avoid, h->n_avoid, &h->bt);
+		if (idx == PICK_NONE) {
+			uint64_t until = h->dispatch_ns + (h->sv ? h->sv->fail_fast_ns : 0);
+
+			if (now < until) {
+				h->retry_at_ns = now + HTTP1_NO_CANDIDATE_POLL_NS < until
+						     ? now + HTTP1_NO_CANDIDATE_POLL_NS
+						     : until;
+				http1_arm_idle(w, c);
+				return;
+			}
+			if (h->sv)
+				atomic_fetch_add_explicit(&h->sv->state->no_candidate, 1,
+							  memory_order_relaxed);
+			worker_warn_ratelimited(w,
+						"proxy worker %d: %s: every endpoint of %s/%s is "
+						"ejected or busy probing; answering 503",
+						w->id, http1_svc_name(c, svc, sizeof(svc)),
+						h->target->namespace, h->target->name);
+			http1_error(w, c, HTTP_ERR_NO_CANDIDATE);
+			return;
+		}
+		if (h->n_avoid < PICK_MAX_AVOID)
+			h->avoid[h->n_avoid++] = idx;
+		h->tried++;
+		/* Keeps (first + tried - 1) % n == idx, the form older readers use. */
+		h->first = (idx + n - (h->tried - 1) % n) % n;
+		pick_start(h->sv, &h->bt, now);
+		if (http1_try_endpoint(w, c, idx, now, deadline))
+			return;
+		if (!http1_may_retry(w, c, RETRY_FAIL_CONNECT, 0))
+			break;
+	}
+	http1_give_up(w, c);
+}
+
+/* A connect attempt failed (recorded): fail over, or give up with 503. */
+void http1_connect_failed_next(struct worker *w, struct conn *c)
+{
+	struct http1_conn *h = c->http;
+
+	if (h->deadline_ns && timer_now_ns() >= h->deadline_ns)
+		http1_deadline_passed(w, c);
+	else if (http1_may_retry(w, c, RETRY_FAIL_CONNECT, 0))
+		http1_connect_next(w, c);
+	else
+		http1_give_up(w, c);
+}
+
+/*
+ * Make the next send start at the request's first byte: in the client
+ * buffer while it is whole there, else in the replay slab. Contract: the
+ * caller checked it can be sent again (rq_replayable, or the slab whole
+ * and the request framed to its end).
+ */
+static void http1_rq_rewind(struct conn *c)
+{
+	struct http1_conn *h = c->http;
+
+	if (h->rq_replayable) {
+		c->to_upstream.head = h->rq_begin;
+		h->rq_slab_replay = false;
+		return;
+	}
+	/* Every framed byte of the buffer is in the slab too. */
+	c->to_upstream.head = h->rq_fwd;
+	h->rq_slab_replay = true;
+	h->rq_slab_sent = 0;
+}
+
+/*
+ * Send the request again after a failed try (its outcome recorded and
+ * the retry granted): the try's upstream is closed, so nothing more goes
+ * to it; the response state is reset; the next try starts after a
+ * full-jitter backoff (never past the deadline), on an endpoint not tried
+ * yet when there is one.
+ */
+static void http1_retry(struct worker *w, struct conn *c)
+{
+	struct http1_conn *h = c->http;
+	struct http1_limits rlim;
+	uint64_t now = timer_now_ns(), wait = 0;
+
+	timer_heap_del(&w->timers, &c->timer);
+	http1_up_release(w, h, false);
+	http1_rq_rewind(c);
+	c->to_client.head = c->to_client.tail = 0;
+	h->rs_start = h->rs_fwd = 0;
+	h->rs_interim = 0;
+	h->rs_got_bytes = h->rs_until_close = h->up_reused = false;
+	http1_limits_default(&rlim);
+	rlim.max_headers = http1_max_headers(w->cfg);
+	http1_parser_init(&h->rs_parser, HTTP1_RESPONSE, &rlim);
+	h->rs = HTTP1_RESP_HEAD;
+	h->try_deadline_ns = 0;
+	h->connect_start_ns = now;
+	if (h->sv && h->retries)
+		wait = backoff_full_jitter(pick_rng(), h->sv->backoff_base_ns,
+					   h->sv->backoff_max_ns, h->retries - 1);
+	if (!wait) {
+		http1_connect_next(w, c);
+		return;
+	}
+	h->retry_at_ns = now + wait;
+	http1_arm_idle(w, c);
+}
+
+/*
+ * May the request go out a second time? The proxy cannot tell a server
+ * that closed an idle connection just before the request arrived (nothing
+ * was processed) from one that read it and then failed: both look like
+ * EOF or RST before the response. So only requests that are safe to
+ * repeat are sent again (Go's net/http rule, and DESIGN.md section 3):
+ * idempotent methods (RFC 9110 9.2.2), a route marked retryable, or an
+ * Idempotency-Key header.
+ */
+static bool http1_replay_safe(struct conn *c)
+{
+	struct http1_conn *h = c->http;
+	const char *v;
+	size_t vlen;
+
+	switch (h->rq_head.method) {
+	case HTTP1_METHOD_GET:
+	case HTTP1_METHOD_HEAD:
+	case HTTP1_METHOD_OPTIONS:
+	case HTTP1_METHOD_TRACE:
+	case HTTP1_METHOD_PUT:
+	case HTTP1_METHOD_DELETE:
+		return true;
+	default:
+		break;
+	}
+	if (h->route && h->route->retryable)
+		return true;
+	return http1_route_header(c, "idempotency-key", 15, &v, &vlen);
+}
+
+/*
+ * The upstream connection failed (reset, send error, FIN before the
+ * response). A reused connection that failed before any response byte
+ * was most likely closed by the server while idle (when the failure looks
+ * like a close: see idle_close): a request that is safe to repeat goes out
+ * again, once, on a fresh connection, if it is still whole in the buffer
+ * (or, framed to its end, in its replay slab).
+ * Anything else counts as the endpoint's failure.
+ */
+void http1_up_failed(struct worker *w, struct conn *c, int err)
+{
+	struct http1_conn *h = c->http;
+	char svc[2 * CONFIG_MAX_NAME + 16];
+
+	if (http1_debug())
+		pr_debug("proxy worker %d: %s: upstream failed: %s", w->id,
+			 http1_svc_name(c, svc, sizeof(svc)), strerror(err));
+	/*
+	 * An idle close shows as a FIN (EOF) before the response, or as EPIPE:
+	 * the kernel's error for a reset that follows the FIN (our request hit
+	 * a socket the server had closed). A reset out of an established
+	 * connection (ECONNRESET, no FIN) is the server failing the request:
+	 * the endpoint's failure, for the retry policy and the breaker.
+	 */
+	bool idle_close = err == EPIPE || (h->up && h->up->eof);
+	bool resendable = h->rq_replayable || (h->rq_slab_whole && h->rq == HTTP1_REQ_DONE);
+
+	if (idle_close && h->up_reused && !h->rs_got_bytes && resendable && !h->retried &&
+	    http1_replay_safe(c) && h->rs == HTTP1_RESP_HEAD) {
+		uint64_t now = timer_now_ns();
+
+		/* Not the endpoint's failure: the same try, on a fresh connection. */
+		WORKER_STAT_INC(w, http_retries);
+		http1_up_release(w, h, false);
+		h->retried = true;
+		http1_rq_rewind(c);
+		if (!http1_try_endpoint(w, c, h->bt.idx, now,
+					now + (uint64_t)w->cfg->connect_deadline_ms * 1000000))
+			http1_connect_failed_next(w, c);
+		return;
+	}
+	if (h->rs == HTTP1_RESP_HEAD) {
+		pick_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
+				"a reset before the response");
+		if (http1_may_retry(w, c, RETRY_FAIL_RESET_EARLY, 0))
+			http1_retry(w, c);
+		else
+			http1_error(w, c, HTTP_ERR_UPSTREAM_RESET);
+	} else {
+		http1_abort(w, c);
+	}
+}
+
+/*
+ * Retry-After of the response head, as delta-seconds in ns (an HTTP-date
+ * counts as none): the balancer's penalty for a failure asking for a wait.
+ */
+static uint64_t http1_rs_retry_after(const struct conn *c)
+{
+	const struct http1_conn *h = c->http;
+	const char *base = c->to_client.data + h->rs_start;
+	static const char name[] = "retry-after";
+
+	for (uint32_t i = 0; i < h->rs_head.n_headers; i++) {
+		const struct http1_header *f = &h->rs_head.headers[i];
+		uint64_t v = 0;
+
+		if (f->name.len != sizeof(name) - 1 ||
+		    strncasecmp(base + f->name.off, name, sizeof(name) - 1))
+			continue;
+		for (uint32_t k = 0; k < f->value.len; k++) {
+			char ch = base[f->value.off + k];
+
+			if (ch < '0' || ch > '9' || v > 86400)
+				return PEAK_EWMA_NO_RETRY_AFTER;
+			v = v * 10 + (uint64_t)(ch - '0');
+		}
+		return v * 1000000000ull;
+	}
+	return PEAK_EWMA_NO_RETRY_AFTER;
+}
+
+/*
+ * A final response head arrived for the try in flight: its outcome goes to
+ * the balancer and the breaker (5xx and 429 are failures), and a status
+ * the retry policy lists is retried when allowed, before any of it
+ * reaches the client. Returns false when the request was retried (or c
+ * closed).
+ */
+bool http1_rs_outcome(struct worker *w, struct conn *c)
+{
+	struct http1_conn *h = c->http;
+	uint16_t status = (uint16_t)h->rs_head.status;
+	bool failed = status >= 500 || status == 429;
+	char what[24];
+
+	snprintf(what, sizeof(what), "status %u", status);
+	pick_outcome(h->sv, &h->bt, !failed, failed ? http1_rs_retry_after(c) : 0,
+			timer_now_ns(), what);
+	if (status < 400 || !http1_may_retry(w, c, RETRY_FAIL_STATUS, status))
+		return true;
+	http1_retry(w, c);
+	return false;
+}
+
+/*
+ * The body is about to outgrow the client buffer (its first bytes are
+ * dropped next): keep the request in a replay slab when a retry could
+ * send it again: the method is idempotent or the route retryable, and
+ * the body (Content-Length, or chunked as it arrives) is within the
+ * retry policy's max_body_bytes capped at WORKER_REPLAY_BODY_BYTES.
+ * Contract: every byte of the request, rq_begin to rq_fwd, is still in
+ * the buffer. No slab free: counted, and the request is not retryable.
+ */
+void http1_slab_take(struct worker *w, struct conn *c)
+{
+	struct http1_conn *h = c->http;
+	const char *method = c->to_upstream.data + h->rq_head.method_tok.off;
+	struct retry_policy_cfg rc;
+	uint32_t limit;
+
+	if (h->rq_slab)
+		return;
+	http1_retry_cfg(h, &rc);
+	if (!rc.route_retryable && !retry_method_idempotent(method, h->rq_head.method_tok.len))
+		return;
+	limit = rc.max_body_bytes < WORKER_REPLAY_BODY_BYTES ? rc.max_body_bytes
+							     : WORKER_REPLAY_BODY_BYTES;
+	if (h->rq_body == HTTP1_BODY_LENGTH ? h->rq_head.content_length > limit
+					    : h->rq_body != HTTP1_BODY_CHUNKED)
+		return;
+	h->rq_slab = worker_replay_get(w);
+	if (!h->rq_slab) {
+		WORKER_STAT_INC(w, http_replay_no_slab);
+		return;
+	}
+	h->rq_slab_cap = h->rq_head_len + limit; /* within replay_slab_bytes: head <= buffer */
+	h->rq_slab_len = 0;
+	h->rq_slab_whole = true;
+	http1_slab_append(c, h->rq_begin, h->rq_fwd);
+}
+
+/*
+ * The try in flight timed out before its response head (what names the
+ * timeout in the endpoint's log line): the endpoint is charged a failure,
+ * and the request is retried where the policy and budget allow, else
+ * answered 504. c may be closed on return.
+ */
+void http1_try_timed_out(struct worker *w, struct conn *c, uint64_t now, const char *what)
+{
+	struct http1_conn *h = c->http;
+
+	pick_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, now, what);
+	if (http1_may_retry(w, c, RETRY_FAIL_TIMEOUT, 0))
+		http1_retry(w, c);
+	else
+		http1_error(w, c, HTTP_ERR_TIMEOUT);
+	if (c->state != CONN_CLOSED)
+		http1_run(w, c);
+}
