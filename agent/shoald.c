@@ -26,7 +26,6 @@
 #include "proxy/proxy.h"
 #include "telemetry/admin.h"
 #include "telemetry/otlp.h"
-#include "telemetry/proxy_hooks.h"
 #include "telemetry/trace.h"
 
 static void usage(FILE *f)
@@ -115,12 +114,12 @@ static int tracing_start(const struct config *cfg, struct proxy *proxy, struct t
 	if (!t->enabled)
 		return 0;
 	gethostname(host, sizeof(host) - 1);
-	ret = tracer_create(&tc, tele_proxy_workers(proxy), tracer, err, errlen);
+	ret = tracer_create(&tc, proxy_workers(proxy), tracer, err, errlen);
 	if (ret)
 		return ret;
 	ret = otlp_exporter_start(*tracer, &oo, exporter, err, errlen);
 	if (!ret)
-		ret = tele_attach_tracer(proxy, *tracer);
+		ret = proxy_attach_tracer(proxy, *tracer);
 	if (ret) {
 		otlp_exporter_stop(*exporter);
 		tracer_destroy(*tracer);

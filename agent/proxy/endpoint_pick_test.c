@@ -84,7 +84,7 @@ Test(balance, endpoint_state_survives_a_config_swap)
 {
 	const struct es_svc_view *v1, *v2;
 	struct es_view *view1, *view2;
-	struct es_endpoint_stats st;
+	struct proxy_endpoint_stats st;
 	struct es_endpoint *a;
 	uint64_t now = mono_ns();
 	int ia, ib, ic;
@@ -133,7 +133,7 @@ Test(balance, endpoint_state_survives_a_config_swap)
 Test(balance, every_outcome_is_counted_per_endpoint)
 {
 	const struct es_svc_view *sv;
-	struct es_endpoint_stats st;
+	struct proxy_endpoint_stats st;
 	struct es_view *view;
 	uint64_t now = mono_ns();
 	uint32_t ia, ib;
@@ -170,7 +170,7 @@ Test(balance, every_outcome_is_counted_per_endpoint)
 Test(balance, pick_skips_an_ejected_endpoint)
 {
 	const struct es_svc_view *sv;
-	struct es_service_stats ss;
+	struct proxy_service_stats ss;
 	struct pick_ticket t;
 	uint64_t now = mono_ns();
 	int counts[3] = {0};
@@ -321,7 +321,7 @@ Test(balance, every_healthy_endpoint_is_explored_and_only_that_often)
 	const struct es_svc_view *sv;
 	uint64_t t0 = mono_ns() + 100 * SEC, gap[3], explored = 0;
 	uint32_t counts[3], total;
-	struct es_endpoint_stats st;
+	struct proxy_endpoint_stats st;
 
 	cfg1 = load(THREE);
 	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
@@ -421,7 +421,7 @@ Test(balance, unsampled_estimates_age_towards_the_peers_median)
 {
 	const struct es_svc_view *sv;
 	uint64_t t0 = mono_ns() + 100 * SEC;
-	struct es_endpoint_stats st;
+	struct proxy_endpoint_stats st;
 	double peer;
 
 	cfg1 = load(THREE);
@@ -454,7 +454,7 @@ Test(balance, new_and_readmitted_endpoints_start_from_their_peers)
 {
 	const struct es_svc_view *v1, *v2;
 	uint64_t t0 = mono_ns() + 100 * SEC, later;
-	struct es_endpoint_stats st;
+	struct proxy_endpoint_stats st;
 	struct pick_ticket t;
 	int inew;
 
@@ -557,7 +557,7 @@ Test(balance, pick_without_state_is_uniform)
 Test(balance, budget_and_knobs_follow_the_config)
 {
 	const struct es_svc_view *sv;
-	struct es_service_stats ss;
+	struct proxy_service_stats ss;
 	uint64_t now = mono_ns();
 
 	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}]\n"

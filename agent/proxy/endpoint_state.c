@@ -645,7 +645,7 @@ const struct es_svc_view *es_view_service(const struct es_view *v, const struct 
 }
 
 void es_endpoint_read(const struct es_svc_view *sv, uint32_t idx, uint64_t now_ns,
-		      struct es_endpoint_stats *out)
+		      struct proxy_endpoint_stats *out)
 {
 	struct es_endpoint *e;
 
@@ -667,7 +667,7 @@ void es_view_log(const struct es_view *v, uint64_t now_ns)
 {
 	for (uint32_t i = 0; v && i < v->n_services; i++) {
 		const struct es_svc_view *sv = es_view_at(v, i);
-		struct es_service_stats ss;
+		struct proxy_service_stats ss;
 
 		if (!sv)
 			continue;
@@ -683,7 +683,7 @@ void es_view_log(const struct es_view *v, uint64_t now_ns)
 		    (unsigned long long)ss.deadline_exceeded, (unsigned long long)ss.no_candidate,
 		    (unsigned long long)ss.ejections, (unsigned long long)ss.readmissions);
 		for (uint32_t k = 0; k < sv->n_endpoints; k++) {
-			struct es_endpoint_stats es;
+			struct proxy_endpoint_stats es;
 			char addr[ADDR_STR_MAX];
 
 			es_endpoint_read(sv, k, now_ns, &es);
@@ -701,7 +701,7 @@ void es_view_log(const struct es_view *v, uint64_t now_ns)
 	}
 }
 
-void es_service_read(const struct es_svc_view *sv, uint64_t now_ns, struct es_service_stats *out)
+void es_service_read(const struct es_svc_view *sv, uint64_t now_ns, struct proxy_service_stats *out)
 {
 	struct es_service *s = sv->state;
 

@@ -33,6 +33,7 @@
 
 #include "balance/peak_ewma.h"
 #include "config/config.h"
+#include "proxy/proxy.h"
 #include "resilience/breaker.h"
 #include "resilience/retry_budget.h"
 #include "resilience/retry_policy.h"
@@ -197,26 +198,6 @@ struct es_table {
  */
 #define ES_VIEW_GRACE_NS (30 * 1000000000ull)
 
-/* Per-endpoint state for telemetry and debug output. */
-struct es_endpoint_stats {
-	double estimate_ns;	    /* the PeakEWMA estimate aged to now (towards the peers') */
-	uint32_t pending;	    /* requests in flight */
-	bool penalised;		    /* a failure's penalty holds now */
-	uint64_t explorations;	    /* picks made by exploration */
-	uint64_t succeeded, failed; /* outcomes recorded (es_endpoint) */
-	struct breaker_snapshot breaker;
-};
-
-/* Per-service state for telemetry and debug output. */
-struct es_service_stats {
-	uint64_t budget_balance; /* whole retries the budget allows now */
-	uint32_t ejected;	 /* endpoints out (open or half-open) */
-	uint32_t ejection_cap;	 /* how many may be out at once */
-	uint64_t ejections_refused;
-	uint64_t requests, retries, retries_refused, deadline_exceeded, no_candidate;
-	uint64_t ejections, readmissions;
-};
-
 /* An empty table. 0 or -errno. */
 int es_table_init(struct es_table *t);
 
@@ -250,12 +231,13 @@ void es_view_retire(struct es_table *t, struct es_view *v, uint64_t now_ns);
 const struct es_svc_view *es_view_service(const struct es_view *v, const struct config *cfg,
 					  const struct config_service *svc);
 
-/* Stats of endpoint idx of sv at now_ns. */
+/* Stats of endpoint idx of sv at now_ns (proxy.h; zeroed past its endpoints). */
 void es_endpoint_read(const struct es_svc_view *sv, uint32_t idx, uint64_t now_ns,
-		      struct es_endpoint_stats *out);
+		      struct proxy_endpoint_stats *out);
 
-/* Stats of the service of sv at now_ns. */
-void es_service_read(const struct es_svc_view *sv, uint64_t now_ns, struct es_service_stats *out);
+/* Stats of the service of sv at now_ns (proxy.h). */
+void es_service_read(const struct es_svc_view *sv, uint64_t now_ns,
+		     struct proxy_service_stats *out);
 
 /*
  * Log at info the state of every service of v at now_ns: budget balance,

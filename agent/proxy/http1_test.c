@@ -1420,7 +1420,7 @@ static int failing_socket(int domain, int type, int protocol)
 }
 
 /* Outcomes recorded for both endpoints, ejected count, budget and retries. */
-static void svc_state(struct es_service_stats *ss, uint64_t *failed)
+static void svc_state(struct proxy_service_stats *ss, uint64_t *failed)
 {
 	const struct es_svc_view *sv = es_view_service(proxy_es_view(px), &cfg, &svc);
 	uint64_t now = (uint64_t)test_now_ms() * 1000000;
@@ -1429,7 +1429,7 @@ static void svc_state(struct es_service_stats *ss, uint64_t *failed)
 	es_service_read(sv, now, ss);
 	*failed = 0;
 	for (uint32_t i = 0; i < 2; i++) {
-		struct es_endpoint_stats es;
+		struct proxy_endpoint_stats es;
 
 		es_endpoint_read(sv, i, now, &es);
 		*failed += es.failed;
@@ -1448,7 +1448,7 @@ Test(http1, local_socket_errors_are_a_503_and_never_blame_an_endpoint)
 	struct config_resilience *r = &svc.resilience;
 	struct proxy_opts opts = {.endpoint_sockaddr = two_eps_sockaddr,
 				  .open_socket = failing_socket};
-	struct es_service_stats before, after;
+	struct proxy_service_stats before, after;
 	uint64_t failed;
 	char resp[4096], err[256] = "";
 	int ret;
@@ -1992,7 +1992,7 @@ Test(http1, an_open_connection_needing_a_buffer_past_the_budget_is_reset_and_no_
 	cr_expect_eq(stats_now().http_retries, 0, "the proxy's shortage was retried");
 	{
 		const struct es_svc_view *sv = es_view_service(proxy_es_view(px), &cfg, &svc);
-		struct es_endpoint_stats es;
+		struct proxy_endpoint_stats es;
 
 		cr_assert_not_null(sv);
 		es_endpoint_read(sv, 0, (uint64_t)test_now_ms() * 1000000, &es);

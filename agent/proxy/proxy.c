@@ -19,7 +19,9 @@
 #include "common/log.h"
 #include "proxy/proxy_int.h"
 #include "proxy/worker.h"
+#include "telemetry/http_metrics.h"
 #include "telemetry/series_ids.h"
+#include "telemetry/trace.h"
 
 void proxy_snap_get(struct proxy_snap *s)
 {
@@ -404,4 +406,71 @@ void proxy_stats(struct proxy *p, struct proxy_stats *out)
 	memset(out, 0, sizeof(*out));
 	for (int i = 0; i < p->n_workers; i++)
 		worker_stats_add(&p->workers[i], out);
+}
+
+const struct config *proxy_snap_config(const struct proxy_snap *s)
+{
+	return s->cfg;
+}
+
+/* The endpoint-state view of service svc of s's config, or NULL. */
+static const struct es_svc_view *snap_service(const struct proxy_snap *s,
+					      const struct config_service *svc)
+{
+	return s->es_view ? es_view_service(s->es_view, s->cfg, svc) : NULL;
+}
+
+bool proxy_snap_service_stats(const struct proxy_snap *s, const struct config_service *svc,
+			      uint64_t now_ns, struct proxy_service_stats *out)
+{
+	const struct es_svc_view *sv = snap_service(s, svc);
+
+	memset(out, 0, sizeof(*out));
+	if (!sv)
+		return false;
+	es_service_read(sv, now_ns, out);
+	return true;
+}
+
+bool proxy_snap_endpoint_stats(const struct proxy_snap *s, const struct config_service *svc,
+			       uint32_t idx, uint64_t now_ns, struct proxy_endpoint_stats *out)
+{
+	const struct es_svc_view *sv = snap_service(s, svc);
+
+	memset(out, 0, sizeof(*out));
+	if (!sv || idx >= sv->n_endpoints)
+		return false;
+	es_endpoint_read(sv, idx, now_ns, out);
+	return true;
+}
+
+struct series_ids *proxy_series_ids(struct proxy *p)
+{
+	return p->series;
+}
+
+int proxy_series_snapshot(struct proxy *p, const struct metrics_resolver *res,
+			  struct metrics_http_snapshot *out)
+{
+	struct metrics_http_shard *shards[PROXY_MAX_WORKERS];
+	size_t n = 0;
+
+	for (int i = 0; i < p->n_workers && i < PROXY_MAX_WORKERS; i++)
+		shards[n++] = p->workers[i].metrics;
+	return metrics_http_snapshot(shards, n, res, out);
+}
+
+int proxy_attach_tracer(struct proxy *p, struct tracer *t)
+{
+	if (t && tracer_workers(t) < (unsigned int)p->n_workers)
+		return -EINVAL;
+	for (int i = 0; i < p->n_workers; i++)
+		__atomic_store_n(&p->workers[i].trace, t ? tracer_worker(t, (unsigned int)i) : NULL,
+				 __ATOMIC_RELEASE);
+	return 0;
+}
+
+unsigned int proxy_workers(const struct proxy *p)
+{
+	return (unsigned int)p->n_workers;
 }

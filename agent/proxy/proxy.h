@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "config/config.h"
+#include "resilience/breaker.h"
 #include "shoal/abi.h"
 
 /*
@@ -158,5 +159,79 @@ struct proxy_stats {
 /* Sum the counters of every worker into *out: a snapshot, callable from
  * any thread while the proxy runs. */
 void proxy_stats(struct proxy *p, struct proxy_stats *out);
+
+/*
+ * ---- The read side ------------------------------------------------------
+ * What the admin endpoint, /metrics and /debug read of a running proxy,
+ * and all they read of it (docs/architecture.md, "Telemetry in two
+ * layers"): the counters above, the live config with the balancer and
+ * breaker state of its services and endpoints, the workers' golden-metric
+ * series, and the tracer's attachment. Every call here is for any thread
+ * and stays off the request path.
+ */
+
+/*
+ * One published config, held by reference (docs/discovery.md,
+ * "Snapshots"). proxy_snap_newest takes a reference on the newest one,
+ * which proxy_snap_put drops (NULL is fine); the config and the state
+ * read through the snapshot stay valid until then.
+ */
+struct proxy_snap;
+struct proxy_snap *proxy_snap_newest(struct proxy *p);
+void proxy_snap_put(struct proxy_snap *s);
+const struct config *proxy_snap_config(const struct proxy_snap *s);
+
+/* The balancer's and breaker's state of one endpoint (docs/resilience.md). */
+struct proxy_endpoint_stats {
+	double estimate_ns;	    /* the PeakEWMA estimate aged to now (towards the peers') */
+	uint32_t pending;	    /* requests in flight */
+	bool penalised;		    /* a failure's penalty holds now */
+	uint64_t explorations;	    /* picks made by exploration */
+	uint64_t succeeded, failed; /* outcomes recorded */
+	struct breaker_snapshot breaker;
+};
+
+/* The retry budget's and breakers' state of one service. */
+struct proxy_service_stats {
+	uint64_t budget_balance; /* whole retries the budget allows now */
+	uint32_t ejected;	 /* endpoints out (open or half-open) */
+	uint32_t ejection_cap;	 /* how many may be out at once */
+	uint64_t ejections_refused;
+	uint64_t requests, retries, retries_refused, deadline_exceeded, no_candidate;
+	uint64_t ejections, readmissions;
+};
+
+/*
+ * State at now_ns of service svc (one of proxy_snap_config(s)'s
+ * services), and of its endpoint idx (an index into svc->endpoints).
+ * False, with *out zeroed, when s has no state for it: a config published
+ * without its endpoint-state view, or an index past the view's endpoints.
+ */
+bool proxy_snap_service_stats(const struct proxy_snap *s, const struct config_service *svc,
+			      uint64_t now_ns, struct proxy_service_stats *out);
+bool proxy_snap_endpoint_stats(const struct proxy_snap *s, const struct config_service *svc,
+			       uint32_t idx, uint64_t now_ns, struct proxy_endpoint_stats *out);
+
+/*
+ * The golden metrics (recording/http_metrics.h): the series ids the proxy
+ * gives each published service and route (the registry lives as long as
+ * p), and every worker's series merged as res says (0 or -ENOMEM).
+ */
+struct series_ids;
+struct metrics_resolver;
+struct metrics_http_snapshot;
+struct series_ids *proxy_series_ids(struct proxy *p);
+int proxy_series_snapshot(struct proxy *p, const struct metrics_resolver *res,
+			  struct metrics_http_snapshot *out);
+
+/*
+ * Tracing (recording/trace.h): t's rings serve p's workers, one each.
+ * Attach before traffic is traced; detach (NULL) any time; t must outlive
+ * p's workers. Returns 0, or -EINVAL when t has fewer rings than p has
+ * workers (proxy_workers: size the tracer with it).
+ */
+struct tracer;
+int proxy_attach_tracer(struct proxy *p, struct tracer *t);
+unsigned int proxy_workers(const struct proxy *p);
 
 #endif

@@ -40,17 +40,11 @@ struct proxy_snap {
 	struct es_table *es;
 };
 
-/* Take a reference (any thread; the caller already holds one). */
-void proxy_snap_get(struct proxy_snap *s);
-/* Drop a reference; the last one frees s. Any thread; NULL is fine. */
-void proxy_snap_put(struct proxy_snap *s);
-
 /*
- * The newest config's snapshot with a reference the caller drops
- * (proxy_snap_put): the live config for telemetry and the admin pages.
- * Any thread.
+ * Take a reference (any thread; the caller already holds one). The last
+ * proxy_snap_put (proxy.h) frees s.
  */
-struct proxy_snap *proxy_snap_newest(struct proxy *p);
+void proxy_snap_get(struct proxy_snap *s);
 
 /* Seams for tests; zeroed fields take the production behaviour. */
 struct proxy_opts {
@@ -76,7 +70,7 @@ struct proxy {
 	 * other threads read it with proxy_snap_newest. */
 	struct proxy_snap *snap;
 	pthread_mutex_t snap_lock;
-	/* Metric series ids of every service published (telemetry/series_ids.h). */
+	/* Metric series ids of every service published (recording/series_ids.h). */
 	struct series_ids *series;
 	proxy_orig_dst_fn orig_dst;
 	proxy_on_shortcut_fn on_shortcut;

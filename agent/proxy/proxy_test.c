@@ -962,7 +962,7 @@ Test(proxy, local_socket_errors_reset_the_client_and_never_blame_an_endpoint)
 {
 	static const int errs[] = {EMFILE, ENFILE, ENOBUFS};
 	uint16_t ports[2] = {backend_start(BACKEND_ID, 'A'), backend_start(BACKEND_ID, 'B')};
-	struct es_service_stats ss;
+	struct proxy_service_stats ss;
 	const struct es_svc_view *sv;
 	uint64_t failed = 0, now;
 	char id;
@@ -993,7 +993,7 @@ Test(proxy, local_socket_errors_reset_the_client_and_never_blame_an_endpoint)
 	now = test_now_ms() * 1000000;
 	es_service_read(sv, now, &ss);
 	for (uint32_t i = 0; i < 2; i++) {
-		struct es_endpoint_stats es;
+		struct proxy_endpoint_stats es;
 
 		es_endpoint_read(sv, i, now, &es);
 		failed += es.failed;
@@ -1086,7 +1086,7 @@ static uint32_t newest_pending(uint32_t idx)
 {
 	const struct config *c = px->snap->cfg;
 	const struct es_svc_view *sv = es_view_service(px->snap->es_view, c, &c->services[0]);
-	struct es_endpoint_stats st;
+	struct proxy_endpoint_stats st;
 
 	cr_assert_not_null(sv);
 	es_endpoint_read(sv, idx, timer_now_ns(), &st);

@@ -8,9 +8,7 @@
 #include <time.h>
 
 #include "common/addr.h"
-#include "proxy/endpoint_state.h"
-#include "proxy/proxy_int.h"
-#include "proxy/worker.h"
+#include "proxy/proxy.h"
 #include "telemetry/http_metrics.h"
 
 #define P metrics_buf_printf
@@ -52,6 +50,21 @@ static const char *proto_name(enum config_protocol p)
 		return "detect";
 	}
 	return "?";
+}
+
+/* "vips":[...],"ports":[...] of service s, as /debug/services and /debug/config show them. */
+static void json_vips_ports(struct metrics_buf *b, const struct config_service *s)
+{
+	P(b, "\"vips\":[");
+	for (int j = 0; j < s->n_vips; j++) {
+		P(b, "%s", j ? "," : "");
+		json_addr(b, &s->vips[j]);
+	}
+	P(b, "],\"ports\":[");
+	for (int j = 0; j < s->n_ports; j++)
+		P(b, "%s{\"port\":%u,\"target_port\":%u,\"protocol\":\"%s\"}", j ? "," : "",
+		  s->ports[j].port, s->ports[j].target_port, proto_name(s->ports[j].protocol));
+	P(b, "]");
 }
 
 /* HTTP figures of a service or endpoint, summed from snapshot rows. */
@@ -109,15 +122,6 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* The resilience view of service s of the live config, or NULL. */
-static const struct es_svc_view *svc_view(const struct metrics_live *lv,
-					  const struct config_service *s)
-{
-	const struct es_view *v = lv->snap ? lv->snap->es_view : NULL;
-
-	return v ? es_view_service(v, lv->cfg, s) : NULL;
-}
-
 static void render_services(const struct metrics_live *lv, struct metrics_buf *b)
 {
 	const struct config *cfg = lv->cfg;
@@ -131,7 +135,6 @@ static void render_services(const struct metrics_live *lv, struct metrics_buf *b
 	}
 	for (int i = 0; i < cfg->n_services; i++) {
 		const struct config_service *s = &cfg->services[i];
-		const struct es_svc_view *sv = svc_view(lv, s);
 		static const struct metrics_tcp_series none;
 		const struct metrics_tcp_series *t =
 		    s->metrics_id < snap.n_services ? &snap.tcp[s->metrics_id] : &none;
@@ -147,17 +150,9 @@ static void render_services(const struct metrics_live *lv, struct metrics_buf *b
 		json_str(b, s->namespace);
 		P(b, ",\"name\":");
 		json_str(b, s->name);
-		P(b, ",\"id\":%u,\"vips\":[", s->id);
-		for (int j = 0; j < s->n_vips; j++) {
-			P(b, "%s", j ? "," : "");
-			json_addr(b, &s->vips[j]);
-		}
-		P(b, "],\"ports\":[");
-		for (int j = 0; j < s->n_ports; j++)
-			P(b, "%s{\"port\":%u,\"target_port\":%u,\"protocol\":\"%s\"}", j ? "," : "",
-			  s->ports[j].port, s->ports[j].target_port,
-			  proto_name(s->ports[j].protocol));
-		P(b, "],\"endpoints\":%d,\"routes\":[", s->n_endpoints);
+		P(b, ",\"id\":%u,", s->id);
+		json_vips_ports(b, s);
+		P(b, ",\"endpoints\":%d,\"routes\":[", s->n_endpoints);
 		for (int j = 0; j < s->n_routes; j++) {
 			P(b, "%s", j ? "," : "");
 			json_str(b, s->routes[j].name);
@@ -169,10 +164,9 @@ static void render_services(const struct metrics_live *lv, struct metrics_buf *b
 		  "llu}",
 		  (unsigned long long)t->opened, (unsigned long long)t->closed,
 		  (unsigned long long)t->read_bytes, (unsigned long long)t->write_bytes);
-		if (sv) {
-			struct es_service_stats st;
+		struct proxy_service_stats st;
 
-			es_service_read(sv, now_ns(), &st);
+		if (proxy_snap_service_stats(lv->snap, s, now_ns(), &st))
 			P(b,
 			  ",\"resilience\":{\"budget_balance\":%llu,\"ejected\":%u,\"ejection_"
 			  "cap\":%u,"
@@ -183,7 +177,6 @@ static void render_services(const struct metrics_live *lv, struct metrics_buf *b
 			  (unsigned long long)st.deadline_exceeded,
 			  (unsigned long long)st.no_candidate, (unsigned long long)st.ejections,
 			  (unsigned long long)st.readmissions);
-		}
 		P(b, "}");
 	}
 	P(b, "]}\n");
@@ -227,10 +220,11 @@ static void render_endpoints(const struct metrics_live *lv, struct metrics_buf *
 	}
 	for (int i = 0; i < cfg->n_services; i++) {
 		const struct config_service *s = &cfg->services[i];
-		const struct es_svc_view *sv = svc_view(lv, s);
 		uint64_t now = now_ns();
 
 		for (int j = 0; j < s->n_endpoints; j++) {
+			struct proxy_endpoint_stats st;
+
 			P(b, "%s{\"namespace\":", first ? "" : ",");
 			first = false;
 			json_str(b, s->namespace);
@@ -240,10 +234,7 @@ static void render_endpoints(const struct metrics_live *lv, struct metrics_buf *
 			json_addr(b, &s->endpoints[j].addr);
 			P(b, ",");
 			json_http(b, &sums[base[i] + (size_t)j]);
-			if (sv && (uint32_t)j < sv->n_endpoints) {
-				struct es_endpoint_stats st;
-
-				es_endpoint_read(sv, (uint32_t)j, now, &st);
+			if (proxy_snap_endpoint_stats(lv->snap, s, (uint32_t)j, now, &st))
 				P(b,
 				  ",\"estimate_ms\":%.3f,\"in_flight\":%u,\"breaker\":\"%s\","
 				  "\"consecutive_failures\":%u,\"ejections\":%llu,"
@@ -255,7 +246,6 @@ static void render_endpoints(const struct metrics_live *lv, struct metrics_buf *
 				  (unsigned long long)st.succeeded, (unsigned long long)st.failed,
 				  st.penalised ? "true" : "false",
 				  (unsigned long long)st.explorations);
-			}
 			P(b, "}");
 		}
 	}
@@ -326,17 +316,9 @@ static void render_config(const struct metrics_live *lv, struct metrics_buf *b)
 		json_str(b, s->namespace);
 		P(b, ",\"name\":");
 		json_str(b, s->name);
-		P(b, ",\"vips\":[");
-		for (int j = 0; j < s->n_vips; j++) {
-			P(b, "%s", j ? "," : "");
-			json_addr(b, &s->vips[j]);
-		}
-		P(b, "],\"ports\":[");
-		for (int j = 0; j < s->n_ports; j++)
-			P(b, "%s{\"port\":%u,\"target_port\":%u,\"protocol\":\"%s\"}", j ? "," : "",
-			  s->ports[j].port, s->ports[j].target_port,
-			  proto_name(s->ports[j].protocol));
-		P(b, "],\"endpoints\":[");
+		P(b, ",");
+		json_vips_ports(b, s);
+		P(b, ",\"endpoints\":[");
 		for (int j = 0; j < s->n_endpoints; j++) {
 			P(b, "%s", j ? "," : "");
 			json_addr(b, &s->endpoints[j].addr);

@@ -13,10 +13,7 @@
 
 #include "common/addr.h"
 #include "datapath/pins.h"
-#include "proxy/endpoint_state.h"
 #include "proxy/proxy.h"
-#include "proxy/proxy_int.h"
-#include "proxy/worker.h"
 #include "telemetry/http_metrics.h"
 #include "telemetry/kernel_counters.h"
 #include "telemetry/series_ids.h"
@@ -130,22 +127,6 @@ static void header(struct metrics_buf *b, enum metric_id id)
 	family_header(b, families[id].name, families[id].type, families[id].help);
 }
 
-/* name{label="value"} v, with the value escaped as the text format requires. */
-static void sample_labeled(struct metrics_buf *b, enum metric_id id, const char *value,
-			   unsigned long long v)
-{
-	out(b, "%s{%s=\"", families[id].name, families[id].labels);
-	for (const char *c = value; *c; c++) {
-		if (*c == '\\' || *c == '"')
-			out(b, "\\%c", *c);
-		else if (*c == '\n')
-			out(b, "\\n");
-		else
-			out(b, "%c", *c);
-	}
-	out(b, "\"} %llu\n", v);
-}
-
 /* A label value, escaped as the text format requires. */
 static void label_value(struct metrics_buf *b, const char *value)
 {
@@ -157,6 +138,15 @@ static void label_value(struct metrics_buf *b, const char *value)
 		else
 			out(b, "%c", *c);
 	}
+}
+
+/* name{label="value"} v, for a family of one label. */
+static void sample_labeled(struct metrics_buf *b, enum metric_id id, const char *value,
+			   unsigned long long v)
+{
+	out(b, "%s{%s=\"", families[id].name, families[id].labels);
+	label_value(b, value);
+	out(b, "\"} %llu\n", v);
 }
 
 /* The names an HTTP row's labels carry, resolved against the config. */
@@ -172,7 +162,8 @@ static void http_labels(const struct metrics_live *lv, const struct metrics_http
 {
 	metrics_live_service(lv, r->key.svc, l->service, sizeof(l->service));
 	metrics_live_service(lv, r->key.backend, l->backend, sizeof(l->backend));
-	series_ids_route(lv->proxy->series, r->key.svc, r->key.route, l->route, sizeof(l->route));
+	series_ids_route(proxy_series_ids(lv->proxy), r->key.svc, r->key.route, l->route,
+			 sizeof(l->route));
 	l->endpoint[0] = '\0';
 	if (r->key.endpoint)
 		addr_ntop(&r->ep_addr, l->endpoint, sizeof(l->endpoint));
@@ -210,7 +201,7 @@ int metrics_live_open(struct proxy *proxy, struct metrics_live *l)
 		return 0;
 	l->proxy = proxy;
 	l->snap = proxy_snap_newest(proxy);
-	l->cfg = l->snap->cfg;
+	l->cfg = proxy_snap_config(l->snap);
 	l->by_id = calloc(SERIES_IDS_MAX_SERVICES + 1, sizeof(*l->by_id));
 	if (!l->by_id) {
 		metrics_live_close(l);
@@ -236,7 +227,8 @@ bool metrics_live_service(const struct metrics_live *l, uint32_t svc, char *labe
 {
 	if (label && len)
 		label[0] = '\0';
-	return l->proxy && series_ids_service(l->proxy->series, svc, l->now_ns, label, len);
+	return l->proxy &&
+	       series_ids_service(proxy_series_ids(l->proxy), svc, l->now_ns, label, len);
 }
 
 static bool live_exported(void *ctx, uint32_t svc)
@@ -262,14 +254,12 @@ static uint32_t live_endpoint(void *ctx, uint32_t svc, const struct shoal_addr *
 
 int metrics_live_series(const struct metrics_live *l, struct metrics_http_snapshot *out)
 {
-	struct metrics_http_shard *shards[PROXY_MAX_WORKERS];
 	struct metrics_resolver res = {
 	    .service = live_exported, .endpoint = live_endpoint, .ctx = (void *)l};
-	size_t n = 0;
 
-	for (int i = 0; l->proxy && i < l->proxy->n_workers && i < PROXY_MAX_WORKERS; i++)
-		shards[n++] = l->proxy->workers[i].metrics;
-	return metrics_http_snapshot(shards, n, &res, out);
+	/* Without a proxy: the empty snapshot of no shards. */
+	return l->proxy ? proxy_series_snapshot(l->proxy, &res, out)
+			: metrics_http_snapshot(NULL, 0, &res, out);
 }
 
 static const char *status_class(uint32_t status)
@@ -371,7 +361,7 @@ static void render_golden(const struct metrics_live *lv, struct metrics_buf *b)
 	    (unsigned long long)snap.overflow);
 	header(b, METRIC_SERVICE_IDS);
 	out(b, "%s %u\n", families[METRIC_SERVICE_IDS].name,
-	    lv->proxy ? series_ids_count(lv->proxy->series) : 0);
+	    lv->proxy ? series_ids_count(proxy_series_ids(lv->proxy)) : 0);
 	header(b, METRIC_SERVICE_OVERFLOW);
 	out(b, "%s %llu\n", families[METRIC_SERVICE_OVERFLOW].name,
 	    (unsigned long long)snap.unkeyed);
@@ -417,21 +407,20 @@ static void render_endpoint_state(const struct metrics_live *lv, struct metrics_
 					      METRIC_EP_EXPLORATIONS, METRIC_EP_IN_FLIGHT,
 					      METRIC_EP_ESTIMATE,    METRIC_EP_OUTCOMES };
 	const struct config *cfg = lv->cfg;
-	/* The view built for the newest config, alive as long as its snapshot. */
-	const struct es_view *v = lv->snap ? lv->snap->es_view : NULL;
 	uint64_t now = lv->now_ns;
 
 	/* Families must not interleave: one pass over the endpoints per family. */
 	for (size_t f = 0; f < sizeof(ids) / sizeof(ids[0]); f++) {
 		header(b, ids[f]);
-		for (int i = 0; cfg && v && i < cfg->n_services; i++) {
+		for (int i = 0; cfg && i < cfg->n_services; i++) {
 			const struct config_service *s = &cfg->services[i];
-			const struct es_svc_view *sv = es_view_service(v, cfg, s);
+			struct proxy_endpoint_stats st;
 
-			for (int j = 0; sv && j < s->n_endpoints && (uint32_t)j < sv->n_endpoints; j++) {
-				struct es_endpoint_stats st;
-
-				es_endpoint_read(sv, (uint32_t)j, now, &st);
+			/* Endpoints the snapshot holds no state for have no series. */
+			for (int j = 0;
+			     j < s->n_endpoints &&
+			     proxy_snap_endpoint_stats(lv->snap, s, (uint32_t)j, now, &st);
+			     j++) {
 				if (ids[f] == METRIC_EP_OUTCOMES) {
 					out(b, "%s{", families[ids[f]].name);
 					endpoint_labels(b, s, &s->endpoints[j]);

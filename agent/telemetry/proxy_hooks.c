@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 #include "telemetry/proxy_hooks.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -207,21 +206,6 @@ int tele_trace_head(struct worker *w, struct conn *c, size_t *consumed)
 	if (n < 0)
 		return 0;
 	return head_rewrite(w, c, consumed, add, (size_t)n);
-}
-
-int tele_attach_tracer(struct proxy *p, struct tracer *t)
-{
-	if (t && tracer_workers(t) < (unsigned int)p->n_workers)
-		return -EINVAL;
-	for (int i = 0; i < p->n_workers; i++)
-		__atomic_store_n(&p->workers[i].trace, t ? tracer_worker(t, (unsigned int)i) : NULL,
-				 __ATOMIC_RELEASE);
-	return 0;
-}
-
-unsigned int tele_proxy_workers(const struct proxy *p)
-{
-	return (unsigned int)p->n_workers;
 }
 
 void metrics_http_done(struct worker *w, struct conn *c, unsigned int status)

@@ -20,7 +20,6 @@
 
 struct worker;
 struct conn;
-struct proxy;
 struct config;
 
 /*
@@ -54,17 +53,6 @@ void metrics_http_done(struct worker *w, struct conn *c, unsigned int status);
  * parse error (HTTP1_E_*) when the rewritten head no longer parses.
  */
 int tele_trace_head(struct worker *w, struct conn *c, size_t *consumed);
-
-/*
- * Tracing for proxy p: the tracer's rings serve p's workers, one each.
- * attach before traffic is traced; detach (NULL) any time; the tracer
- * must outlive p's workers. Returns 0, or -EINVAL when t has fewer rings
- * than p has workers.
- */
-int tele_attach_tracer(struct proxy *p, struct tracer *t);
-
-/* Worker threads p runs (the tracer needs one ring each). */
-unsigned int tele_proxy_workers(const struct proxy *p);
 
 /* Resilience events of the request on c. */
 void metrics_http_retry(struct worker *w, struct conn *c);
