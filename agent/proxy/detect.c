@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "proxy/conn_io.h"
 #include "proxy/http1.h"
 #include "proxy/l4.h"
 #include "proxy/sock.h"
@@ -52,7 +53,7 @@ enum detect_result detect_classify(const char *buf, size_t len)
 static void detect_close(struct worker *w, struct conn *c)
 {
 	timer_heap_del(&w->timers, &c->timer);
-	l4_side_close(w, &c->client, false);
+	conn_side_close(w, &c->client, false);
 	worker_conn_release(w, c);
 }
 
@@ -76,31 +77,27 @@ static void detect_run(struct worker *w, struct conn *c)
 	uint32_t cap = w->cfg->buffer_bytes;
 	enum detect_result r = b->tail ? detect_classify(b->data, b->tail) : DETECT_NEED_MORE;
 
-	if (!l4_buf_hold(w, b)) {
+	if (!conn_buf_hold(w, b)) {
 		pr_debug("proxy worker %d: no memory for a buffer; resetting the client", w->id);
 		timer_heap_del(&w->timers, &c->timer);
-		l4_side_close(w, &c->client, true);
+		conn_side_close(w, &c->client, true);
 		worker_conn_release(w, c);
 		return;
 	}
-	while (r == DETECT_NEED_MORE && c->client.readable && !c->client.eof && b->tail < cap) {
-		ssize_t n = read(c->client.pl.fd, b->data + b->tail, cap - b->tail);
+	if (r == DETECT_NEED_MORE) {
+		uint32_t got;
+		int err = conn_side_read(w, &c->client, b, cap, &got);
 
-		if (n > 0) {
-			b->tail += n;
-			r = detect_classify(b->data, b->tail);
-		} else if (n == 0) {
-			c->client.eof = true;
-		} else if (errno == EAGAIN) {
-			c->client.readable = false;
-		} else if (errno != EINTR) {
+		if (err) {
 			pr_debug("proxy worker %d: client failed during detection: %s", w->id,
-				 strerror(errno));
+				 strerror(-err));
 			timer_heap_del(&w->timers, &c->timer);
-			l4_side_close(w, &c->client, true);
+			conn_side_close(w, &c->client, true);
 			worker_conn_release(w, c);
 			return;
 		}
+		if (got)
+			r = detect_classify(b->data, b->tail);
 	}
 	if (r != DETECT_NEED_MORE) {
 		detect_done(w, c, r);
@@ -116,7 +113,7 @@ static void detect_run(struct worker *w, struct conn *c)
 	}
 	/* A buffer full of token bytes cannot happen (DETECT_MAX_METHOD); wait
 	 * on, without a buffer while nothing came. */
-	l4_buf_release_empty(w, b);
+	conn_buf_release_empty(w, b);
 }
 
 static void detect_on_event(struct worker *w, struct pollable *pl, uint32_t events)
@@ -124,9 +121,7 @@ static void detect_on_event(struct worker *w, struct pollable *pl, uint32_t even
 	struct conn_side *s = container_of(pl, struct conn_side, pl);
 	struct conn *c = s->conn;
 
-	/* First: see l4_on_event. */
-	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		s->rdhup = true;
+	conn_side_note(s, events);
 	if (c->state == CONN_CLOSED || c->kind != CONN_KIND_DETECT)
 		return;
 	if (events & EPOLLERR) {
@@ -136,15 +131,11 @@ static void detect_on_event(struct worker *w, struct pollable *pl, uint32_t even
 			pr_debug("proxy worker %d: client failed during detection: %s", w->id,
 				 strerror(err));
 			timer_heap_del(&w->timers, &c->timer);
-			l4_side_close(w, &c->client, true);
+			conn_side_close(w, &c->client, true);
 			worker_conn_release(w, c);
 			return;
 		}
 	}
-	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		c->client.readable = true;
-	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-		c->client.writable = true;
 	detect_run(w, c);
 }
 

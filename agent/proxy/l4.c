@@ -10,6 +10,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
+#include "proxy/conn_io.h"
 #include "proxy/endpoint_pick.h"
 #include "proxy/detect.h"
 #include "proxy/http1.h"
@@ -27,48 +28,16 @@ static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events);
  */
 #define L4_NO_CANDIDATE_POLL_NS (10 * 1000000ull)
 
-uint64_t l4_idle_ns(const struct worker *w, const struct conn *c)
-{
-	if (c->sv && c->sv->idle_timeout_ns)
-		return c->sv->idle_timeout_ns;
-	return (uint64_t)w->cfg->idle_timeout_ms * 1000000;
-}
-
 static bool l4_debug(void)
 {
 	return log_get_level() >= LOG_LEVEL_DEBUG;
 }
 
-/* s is zeroed already, as part of c. */
-static void l4_side_init(struct conn_side *s, struct conn *c)
-{
-	s->pl.on_event = l4_on_event;
-	s->pl.fd = -1;
-	s->conn = c;
-}
-
 void l4_conn_init(struct conn *c)
 {
-	memset(c, 0, sizeof(*c));
-	l4_side_init(&c->client, c);
-	l4_side_init(&c->upstream, c);
-	timer_node_init(&c->timer);
-}
-
-bool l4_buf_hold(struct worker *w, struct conn_buf *b)
-{
-	if (!b->data)
-		b->data = worker_buf_get(w);
-	return b->data != NULL;
-}
-
-void l4_buf_release_empty(struct worker *w, struct conn_buf *b)
-{
-	if (!b->data || b->head != b->tail)
-		return;
-	worker_buf_put(w, b->data);
-	b->data = NULL;
-	b->head = b->tail = 0;
+	conn_init(c);
+	c->client.pl.on_event = l4_on_event;
+	c->upstream.pl.on_event = l4_on_event;
 }
 
 /* "ns/name:port" of c's service, for messages. */
@@ -76,18 +45,6 @@ static const char *l4_svc_name(const struct conn *c, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/%s:%u", c->svc->namespace, c->svc->name, c->svc_port);
 	return buf;
-}
-
-void l4_side_close(struct worker *w, struct conn_side *s, bool reset)
-{
-	if (s->pl.fd < 0)
-		return;
-	worker_unwatch(w, &s->pl);
-	if (reset)
-		sock_close_reset(s->pl.fd);
-	else
-		close(s->pl.fd);
-	s->pl.fd = -1;
 }
 
 /*
@@ -98,8 +55,8 @@ static void l4_close(struct worker *w, struct conn *c, bool reset)
 {
 	pick_cancel(c->sv, &c->bt, timer_now_ns());
 	metrics_tcp_close(w, c);
-	l4_side_close(w, &c->client, reset);
-	l4_side_close(w, &c->upstream, reset);
+	conn_side_close(w, &c->client, reset);
+	conn_side_close(w, &c->upstream, reset);
 	worker_conn_release(w, c);
 }
 
@@ -119,51 +76,22 @@ void l4_abort(struct worker *w, struct conn *c)
 static int l4_flow(struct worker *w, struct conn_side *src, struct conn_side *dst,
 		   struct conn_buf *b, uint32_t cap, bool *progress)
 {
-	if (src->readable && !src->eof && b->tail < cap && !l4_buf_hold(w, b))
-		return -ENOMEM;
-	/*
-	 * Read until EAGAIN, or a short read where that proves the queue
-	 * empty (l4_read_drained). A full buffer stops reading; readable
-	 * stays set, so reading resumes as soon as the other side drains it.
-	 * That is the backpressure.
-	 */
-	while (src->readable && !src->eof && b->tail < cap) {
-		size_t want = cap - b->tail;
-		ssize_t n = read(src->pl.fd, b->data + b->tail, want);
+	uint32_t got, head = b->head;
+	int err;
 
-		if (n > 0) {
-			b->tail += n;
-			b->unreported += n;
-			*progress = true;
-			if (l4_read_drained(src->plain_tcp, src->rdhup, n, want))
-				src->readable = false;
-		} else if (n == 0) {
-			src->eof = true;
-		} else if (errno == EAGAIN) {
-			src->readable = false;
-		} else if (errno != EINTR) {
-			return -errno;
-		}
-	}
-	while (dst->writable && b->head < b->tail) {
-		/*
-		 * send() is write() plus MSG_NOSIGNAL: a peer that reset must
-		 * yield EPIPE here, not a SIGPIPE that kills the daemon. Still a
-		 * plain copy: no splice, no zerocopy, which the sockmap
-		 * shortcut on these sockets does not support.
-		 */
-		ssize_t n = send(dst->pl.fd, b->data + b->head, b->tail - b->head, MSG_NOSIGNAL);
-
-		if (n >= 0) {
-			b->head += n;
-			*progress = true;
-		} else if (errno == EAGAIN) {
-			dst->writable = false;
-		} else if (errno != EINTR) {
-			return -errno;
-		}
-	}
-	l4_buf_release_empty(w, b);
+	/* A full buffer stops reading until the other side drains it. */
+	err = conn_side_read(w, src, b, cap, &got);
+	b->unreported += got;
+	if (got)
+		*progress = true;
+	if (err)
+		return err;
+	err = conn_side_send(dst, b->data, &b->head, b->tail);
+	if (b->head != head)
+		*progress = true;
+	if (err)
+		return err;
+	conn_buf_release_empty(w, b);
 	/* Pass the FIN on only once everything before it was written. */
 	if (src->eof && b->tail == 0 && !dst->shut_wr) {
 		if (shutdown(dst->pl.fd, SHUT_WR) < 0)
@@ -226,7 +154,7 @@ static void l4_pump(struct worker *w, struct conn *c)
  */
 static void l4_arm_idle(struct worker *w, struct conn *c)
 {
-	uint64_t idle = l4_idle_ns(w, c);
+	uint64_t idle = conn_idle_ns(w, c);
 
 	if (idle)
 		timer_heap_add(&w->timers, &c->timer, c->last_active_ns + idle);
@@ -447,7 +375,7 @@ static void l4_connect_next(struct worker *w, struct conn *c)
 static void l4_attempt_failed_async(struct worker *w, struct conn *c, int err)
 {
 	timer_heap_del(&w->timers, &c->timer);
-	l4_side_close(w, &c->upstream, false);
+	conn_side_close(w, &c->upstream, false);
 	l4_attempt_failed(w, c, err);
 	c->state = CONN_RETRY;
 	worker_conn_defer(w, c);
@@ -456,7 +384,7 @@ static void l4_attempt_failed_async(struct worker *w, struct conn *c, int err)
 /* The idle deadline passed: close c if nothing moved since, else re-arm. */
 static void l4_idle_check(struct worker *w, struct conn *c)
 {
-	uint64_t idle = l4_idle_ns(w, c);
+	uint64_t idle = conn_idle_ns(w, c);
 	char svc[2 * CONFIG_MAX_NAME + 16];
 
 	if (!idle)
@@ -503,10 +431,7 @@ static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events)
 	struct conn *c = s->conn;
 	int err;
 
-	/* Before any early return: an edge not acted on now is not raised
-	 * again, and a FIN flagged here must still be read to (l4_read_drained). */
-	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		s->rdhup = true;
+	conn_side_note(s, events);
 	switch (c->state) {
 	case CONN_CLOSED:
 		return;
@@ -536,10 +461,6 @@ static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events)
 				return;
 			}
 		}
-		if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-			s->readable = true;
-		if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-			s->writable = true;
 		l4_pump(w, c);
 		return;
 	}

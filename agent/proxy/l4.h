@@ -16,6 +16,7 @@
 #include "proxy/endpoint_pick.h"
 #include "proxy/timer.h"
 #include "proxy/conn.h"
+#include "proxy/conn_io.h"
 #include "proxy/worker.h"
 
 /*
@@ -26,30 +27,20 @@
 #define L4_PUMP_ROUNDS 16
 
 /*
- * After a read that asked for want bytes got n > 0: may the reader stop
- * until the next edge, without the read that would return EAGAIN? A short
- * read of a plain TCP socket means its queue is empty, and anything that
- * arrives later raises a new edge; a FIN that came with the data was
- * flagged by EPOLLRDHUP, so then read on to the 0. A socket on the
- * shortcut reads its redirected bytes first and its TCP queue after, so
- * a short read there can leave TCP bytes unread with no edge to come.
- * Saves one syscall in three on request/response traffic
- * (docs/benchmarks.md, finding 4).
+ * Until http1.c reads and writes through conn_io.h: the names it still
+ * calls. conn_read_drained (conn_io.c) is the rule.
  */
 static inline bool l4_read_drained(bool plain_tcp, bool rdhup, ssize_t n, size_t want)
 {
 	return plain_tcp && !rdhup && (size_t)n < want;
 }
+#define l4_buf_hold conn_buf_hold
+#define l4_buf_release_empty conn_buf_release_empty
+#define l4_idle_ns conn_idle_ns
+#define l4_side_close conn_side_close
 
 /* Fresh state for a connection object from worker_conn_get. */
 void l4_conn_init(struct conn *c);
-
-/*
- * b holds a buffer before a read into it: false when memory is short. And
- * b gives it back once empty, so that an idle connection holds none.
- */
-bool l4_buf_hold(struct worker *w, struct conn_buf *b);
-void l4_buf_release_empty(struct worker *w, struct conn_buf *b);
 
 /*
  * Take over fd, just accepted from peer: find where it was going, pick an
@@ -80,14 +71,5 @@ void l4_opaque_start(struct worker *w, struct conn *c);
  * written each way.
  */
 void l4_tunnel(struct worker *w, struct conn *c);
-
-/*
- * The idle timeout of c in ns (0: none): its service's
- * resilience.timeouts.idle_ms, else proxy.idle_timeout_ms.
- */
-uint64_t l4_idle_ns(const struct worker *w, const struct conn *c);
-
-/* Unwatch and close one side (RST when reset); harmless when closed. */
-void l4_side_close(struct worker *w, struct conn_side *s, bool reset);
 
 #endif
