@@ -18,39 +18,13 @@ e2e_topology_check
 # edit_config WEB_ENDPOINTS [EXTRA_YAML] [PROXY_PORT]: rewrites the config
 # through a temp file and rename(2), as editors do.
 edit_config() {
-	local eps=$1 extra=${2:-} port=${3:-$PROXY_PORT}
-	cat >"$CONFIG.tmp" <<EOF
-node: {address_v4: 10.77.1.1, address_v6: "fd77:1::1", proxy_port: $port}
-bpf: {pin_root: $PIN_ROOT, cgroup: $TEST_CG, shortcut: true, failopen_after_ms: $FAILOPEN_AFTER_MS}
-proxy: {workers: 2, connect_timeout_ms: 500, connect_deadline_ms: 2000}
-services:
-  - name: web
-    namespace: default
-    vips: [10.96.0.10, "fd96::10"]
-    ports: [{port: 80, target_port: 8080, protocol: tcp}]
-    endpoints: [$eps]
-$extra
-EOF
+	{
+		config_head "${3:-$PROXY_PORT}"
+		echo "services:"
+		web_service "$1"
+		printf '%s\n' "${2:-}"
+	} >"$CONFIG.tmp"
 	mv -f "$CONFIG.tmp" "$CONFIG"
-}
-
-# expect_backend TARGET NAME WHAT: within 5 s, five hellos in a row from
-# a1 to TARGET are answered by NAME.
-expect_backend() {
-	local to=$1 want=$2 what=$3 i streak=0
-	for ((i = 0; i < 50; i++)); do
-		if hello a1 "$to" && [[ $HELLO_BACKEND == "$want" ]]; then
-			streak=$((streak + 1))
-			if ((streak == 5)); then
-				pass "$what: $to answered by $want"
-				return 0
-			fi
-			continue
-		fi
-		streak=0
-		sleep 0.1
-	done
-	fail "$what: $to not answered by $want within 5 s (last: '$HELLO_OUT')"
 }
 
 API_SERVICE="  - name: api
@@ -63,21 +37,7 @@ shoald_start
 enroll a1
 expect_backend 10.96.0.10:80 a2 "start-up config"
 
-HOLD_LOG=$LOGDIR/hold.log
-pod_spawn a1 "$HOLD_LOG" "$SHOAL_PEER" hold --to 10.96.0.10:80 --timeout-ms 60000
-HOLD_PID=$LAST_PID
-hold_count() { awk '/^ok / { n = $2 } END { print n + 0 }' "$HOLD_LOG"; }
-hold_alive() {
-	local before after
-	before=$(hold_count)
-	sleep 0.8
-	after=$(hold_count)
-	if kill -0 "$HOLD_PID" 2>/dev/null && ((after > before)); then
-		pass "$1: the connection opened earlier still echoes (ok $after)"
-	else
-		fail "$1: the connection opened earlier broke: $(tail -n 2 "$HOLD_LOG" | tr '\n' ' ')"
-	fi
-}
+hold_start a1 10.96.0.10:80 --timeout-ms 60000
 sleep 0.5
 grep -q '^banner=a2 ' "$HOLD_LOG" || fatal "hold did not reach a2 through the proxy: $(cat "$HOLD_LOG")"
 
@@ -86,7 +46,7 @@ edit_config "{address: ${POD_IP4[b1]}}" "$API_SERVICE"
 expect_backend 10.96.0.10:80 b1 "reload by rename"
 expect_backend '[fd96::10]:80' b1 "reload by rename, IPv6 VIP"
 expect_backend 10.96.0.20:81 a2 "a service added at runtime"
-hold_alive "a2 left the endpoints"
+hold_alive "a2 left the endpoints" "the connection opened earlier"
 
 say "a bad edit: it is refused and the last good configuration stays"
 rejects_line=$(grep -c 'refused' "$SHOALD_LOG" || true)
@@ -109,7 +69,7 @@ else
 fi
 expect_backend 10.96.0.10:80 b1 "after the bad edit"
 expect_backend 10.96.0.20:81 a2 "after the bad edit, api"
-hold_alive "after the bad edit"
+hold_alive "after the bad edit" "the connection opened earlier"
 
 say "a change outside services (node.proxy_port) needs a restart: logged, not applied"
 edit_config "{address: ${POD_IP4[b1]}}" "$API_SERVICE" 15999
@@ -139,6 +99,6 @@ if ((gone)); then
 else
 	fail "10.96.0.20:81 still answered after api was removed: $HELLO_OUT"
 fi
-hold_alive "at the end"
+hold_alive "at the end" "the connection opened earlier"
 stop_pid "$HOLD_PID"
 finish

@@ -74,22 +74,6 @@ ep() { # IP READY SERVING TERMINATING
 	printf '{"addresses":["%s"],"conditions":{"ready":%s,"serving":%s,"terminating":%s},"nodeName":"node-a"}' "$@"
 }
 
-expect_backend() { # TARGET NAME WHAT
-	local to=$1 want=$2 what=$3 i streak=0
-	for ((i = 0; i < 100; i++)); do
-		if hello a1 "$to" && [[ $HELLO_BACKEND == "$want" ]]; then
-			streak=$((streak + 1))
-			if ((streak == 5)); then
-				pass "$what: $to answered by $want"
-				return 0
-			fi
-			continue
-		fi
-		streak=0
-		sleep 0.1
-	done
-	fail "$what: $to not answered by $want within 10 s (last: '$HELLO_OUT')"
-}
 
 readyz() { in_ns "$NS_A" curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/readyz" || true; }
 
@@ -97,10 +81,7 @@ apiserver_start 1000
 apply "[$(svc web '["10.96.0.10","fd96::10"]' 80 '"hello"'),$(slice web-1 web "[$(ep "${POD_IP4[a2]}" true true false)]")]"
 
 ADMIN_PORT=15021
-cat >"$CONFIG" <<EOF
-node: {address_v4: 10.77.1.1, address_v6: "fd77:1::1", proxy_port: $PROXY_PORT}
-bpf: {pin_root: $PIN_ROOT, cgroup: $TEST_CG, shortcut: true, failopen_after_ms: $FAILOPEN_AFTER_MS}
-proxy: {workers: 2, connect_timeout_ms: 500, connect_deadline_ms: 2000}
+{ config_head; cat <<EOF; } >"$CONFIG"
 kubernetes:
   api_server: https://127.0.0.1:$API_PORT
   ca_file: $K8S_DIR/ca.crt
@@ -110,25 +91,25 @@ services: []
 EOF
 shoald_start --admin "127.0.0.1:$ADMIN_PORT"
 enroll a1
-expect_backend 10.96.0.10:80 a2 "service from the API server"
-expect_backend '[fd96::10]:80' a2 "dual-stack clusterIPs"
+expect_backend 10.96.0.10:80 a2 "service from the API server" 10
+expect_backend '[fd96::10]:80' a2 "dual-stack clusterIPs" 10
 for ((i = 0; i < 50; i++)); do [[ $(readyz) == 200 ]] && break; sleep 0.1; done
 if [[ $(readyz) == 200 ]]; then pass "/readyz 200: discovery in sync"; else fail "/readyz is $(readyz) while in sync"; fi
 
 say "the slice changes: a2 -> b1"
 apply "$(slice web-1 web "[$(ep "${POD_IP4[b1]}" true true false)]")"
-expect_backend 10.96.0.10:80 b1 "endpoint change"
+expect_backend 10.96.0.10:80 b1 "endpoint change" 10
 
 say "terminating: b1 terminating (still serving), a2 not ready: b1 is the fallback"
 apply "$(slice web-1 web "[$(ep "${POD_IP4[b1]}" false true true),$(ep "${POD_IP4[a2]}" false false false)]")"
-expect_backend 10.96.0.10:80 b1 "serving+terminating used when nothing is ready"
+expect_backend 10.96.0.10:80 b1 "serving+terminating used when nothing is ready" 10
 say "a2 becomes ready: the terminating b1 is no longer picked"
 apply "$(slice web-1 web "[$(ep "${POD_IP4[b1]}" false true true),$(ep "${POD_IP4[a2]}" true true false)]")"
-expect_backend 10.96.0.10:80 a2 "ready endpoint preferred over terminating"
+expect_backend 10.96.0.10:80 a2 "ready endpoint preferred over terminating" 10
 
 say "a second service appears, then is deleted"
 apply "[$(svc api '["10.96.0.20"]' 81 8080),$(slice api-1 api "[$(ep "${POD_IP4[b1]}" true true false)]")]"
-expect_backend 10.96.0.20:81 b1 "service added at runtime"
+expect_backend 10.96.0.20:81 b1 "service added at runtime" 10
 apply "$(svc_deleted api)"
 gone=0
 for ((i = 0; i < 50; i++)); do
@@ -139,14 +120,14 @@ if ((gone)); then pass "deleted service no longer intercepted"; else fail "10.96
 
 say "the API server dies: the last known state keeps serving"
 stop_pid "$API_PID"
-expect_backend 10.96.0.10:80 a2 "API server gone"
+expect_backend 10.96.0.10:80 a2 "API server gone" 10
 for ((i = 0; i < 50; i++)); do [[ $(readyz) == 503 ]] && break; sleep 0.1; done
 if [[ $(readyz) == 503 ]]; then pass "/readyz 503 while the API server is away"; else fail "/readyz is $(readyz) with the API server gone"; fi
 
 say "a new API server (history from 5000): the watch gets 410, shoald relists"
 apiserver_start 5000
 apply "[$(svc web '["10.96.0.10","fd96::10"]' 80 '"hello"'),$(slice web-1 web "[$(ep "${POD_IP4[b1]}" true true false)]")]"
-expect_backend 10.96.0.10:80 b1 "after the relist"
+expect_backend 10.96.0.10:80 b1 "after the relist" 10
 if grep -q 'too old resource version' "$SHOALD_LOG"; then
 	pass "the relist followed the in-stream 410"
 else

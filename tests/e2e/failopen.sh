@@ -25,26 +25,10 @@ nlinks_before=$(grep -c . <<<"$links_before" || true)
 say "shoal links before the crash: $(tr '\n' ' ' <<<"$links_before")"
 ((nlinks_before > 0)) || fail "bpftool link show lists no link running a shoal_ program of this test"
 
-HOLD_LOG=$LOGDIR/hold.log
-pod_spawn a3 "$HOLD_LOG" "$SHOAL_PEER" hold --to 10.96.0.10:80
-HOLD_PID=$LAST_PID
-# hold_count: the last "ok N" of the hold client, 0 before the first.
-hold_count() { awk '/^ok / { n = $2 } END { print n + 0 }' "$HOLD_LOG"; }
-# hold_alive STEP: the hold connection is still up and still echoing.
-hold_alive() {
-	local before after
-	before=$(hold_count)
-	sleep 0.6
-	after=$(hold_count)
-	if kill -0 "$HOLD_PID" 2>/dev/null && ((after > before)); then
-		pass "$1: the established direct connection still echoes (ok $after)"
-	else
-		fail "$1: the established direct connection broke: $(tail -n 2 "$HOLD_LOG" | tr '\n' ' ')"
-	fi
-}
+hold_start a3 10.96.0.10:80
 sleep 0.5
 grep -q '^banner=direct ' "$HOLD_LOG" || fatal "hold did not reach the direct path: $(cat "$HOLD_LOG")"
-hold_alive "before the crash"
+hold_alive "before the crash" "the established direct connection"
 
 failed_open0=$(counter connect_failed_open)
 say "SIGKILL shoald (pid $SHOALD_PID); links stay pinned and attached"
@@ -59,7 +43,7 @@ fi
 expect_direct a1 10.96.0.10:80 10.96.0.10:80 "${POD_IP4[a1]}"
 expect_direct a1 '[fd96::10]:80' '[fd96::10]:80' "${POD_IP6[a1]}"
 expect_grew connect_failed_open "$failed_open0" 2
-hold_alive "with shoald dead"
+hold_alive "with shoald dead" "the established direct connection"
 
 say "restart shoald with the same config"
 shoald_start
@@ -77,7 +61,7 @@ else
 fi
 expect_proxied a1 10.96.0.10:80 10.96.0.10:80
 expect_proxied a1 '[fd96::10]:80' '[fd96::10]:80'
-hold_alive "after the restart"
+hold_alive "after the restart" "the established direct connection"
 
 stop_pid "$HOLD_PID" TERM
 grep -q '^shoal-peer' "$HOLD_LOG" && fail "hold reported: $(grep '^shoal-peer' "$HOLD_LOG")"

@@ -467,22 +467,43 @@ wait_listen() {
 
 ctl() { timeout 20 "$SHOALCTL" --pin-root "$PIN_ROOT" "$@"; }
 
-# write_config [EXTRA_SERVICES_YAML]: node-a's config, with service "web"
-# and whatever service entries the test appends.
-write_config() {
-	local extra=${1:-}
-	cat >"$CONFIG" <<EOF
-node: {address_v4: 10.77.1.1, address_v6: "fd77:1::1", proxy_port: $PROXY_PORT}
+# config_node [PROXY_PORT]: the node: and bpf: lines of node-a's config.
+config_node() {
+	cat <<EOF
+node: {address_v4: 10.77.1.1, address_v6: "fd77:1::1", proxy_port: ${1:-$PROXY_PORT}}
 bpf: {pin_root: $PIN_ROOT, cgroup: $TEST_CG, shortcut: true, failopen_after_ms: $FAILOPEN_AFTER_MS}
-proxy: {workers: 2, connect_timeout_ms: 500, connect_deadline_ms: 2000}
-services:
+EOF
+}
+
+# config_head [PROXY_PORT]: config_node and the proxy: line most tests use.
+config_head() {
+	config_node "$@"
+	echo "proxy: {workers: 2, connect_timeout_ms: 500, connect_deadline_ms: 2000}"
+}
+
+# web_service [ENDPOINTS]: the services: entry of service "web"
+# (10.96.0.10 and fd96::10, port 80 -> 8080, opaque), by default with
+# a2 and b1 as endpoints.
+web_service() {
+	local eps=${1:-"{address: 10.77.1.3}, {address: 10.77.2.2}"}
+	cat <<EOF
   - name: web
     namespace: default
     vips: [10.96.0.10, "fd96::10"]
     ports: [{port: 80, target_port: 8080, protocol: tcp}]
-    endpoints: [{address: 10.77.1.3}, {address: 10.77.2.2}]
-$extra
+    endpoints: [$eps]
 EOF
+}
+
+# write_config [EXTRA_SERVICES_YAML]: node-a's config, with service "web"
+# and whatever service entries the test appends.
+write_config() {
+	{
+		config_head
+		echo "services:"
+		web_service
+		printf '%s\n' "${1:-}"
+	} >"$CONFIG"
 }
 
 # Starts shoald in node-a's netns and the agent cgroup, and waits until the
@@ -735,4 +756,50 @@ proxy_metric() {
 header() {
 	tr -d '\r' | awk -v n="$(tr 'A-Z' 'a-z' <<<"$1")" 'BEGIN { FS = ": " }
 		{ k = tolower($1) } k == n { sub(/^[^:]*: /, ""); print; exit }'
+}
+
+# expect_backend TARGET NAME WHAT [SECONDS]: within SECONDS (default 5),
+# five hellos in a row from a1 to TARGET are answered by NAME.
+expect_backend() {
+	local to=$1 want=$2 what=$3 secs=${4:-5} i streak=0
+	for ((i = 0; i < secs * 10; i++)); do
+		if hello a1 "$to" && [[ $HELLO_BACKEND == "$want" ]]; then
+			streak=$((streak + 1))
+			if ((streak == 5)); then
+				pass "$what: $to answered by $want"
+				return 0
+			fi
+			continue
+		fi
+		streak=0
+		sleep 0.1
+	done
+	fail "$what: $to not answered by $want within $secs s (last: '$HELLO_OUT')"
+}
+
+# hold_start POD TARGET [ARGS...]: a shoal-peer hold client in POD, one
+# connection to TARGET echoing a counter; sets HOLD_PID and HOLD_LOG.
+hold_start() {
+	local pod=$1 to=$2
+	shift 2
+	HOLD_LOG=$LOGDIR/hold.log
+	pod_spawn "$pod" "$HOLD_LOG" "$SHOAL_PEER" hold --to "$to" "$@"
+	HOLD_PID=$LAST_PID
+}
+
+# hold_count: the last "ok N" of the hold client, 0 before the first.
+hold_count() { awk '/^ok / { n = $2 } END { print n + 0 }' "$HOLD_LOG"; }
+
+# hold_alive STEP WHAT: the hold connection is still up and still echoing
+# (its count grew over 0.8 s); WHAT names the connection in the message.
+hold_alive() {
+	local before after
+	before=$(hold_count)
+	sleep 0.8
+	after=$(hold_count)
+	if kill -0 "$HOLD_PID" 2>/dev/null && ((after > before)); then
+		pass "$1: $2 still echoes (ok $after)"
+	else
+		fail "$1: $2 broke: $(tail -n 2 "$HOLD_LOG" | tr '\n' ' ')"
+	fi
 }

@@ -25,9 +25,9 @@ e2e_init
 e2e_topology
 backend_start a2 9080
 
-cat >"$CONFIG" <<EOF
-node: {address_v4: 10.77.1.1, address_v6: "fd77:1::1", proxy_port: $PROXY_PORT}
-bpf: {pin_root: $PIN_ROOT, cgroup: $TEST_CG, shortcut: true, failopen_after_ms: $FAILOPEN_AFTER_MS}
+{
+	config_node
+	cat <<EOF
 proxy:
   workers: 2
   connect_timeout_ms: 500
@@ -35,16 +35,15 @@ proxy:
   max_connections_per_client: 3
   http: {response_head_timeout_ms: 500, max_requests_per_connection: 2}
 services:
-  - name: web
-    namespace: default
-    vips: [10.96.0.10, "fd96::10"]
-    ports: [{port: 80, target_port: 8080, protocol: tcp}]
-    endpoints: [{address: 10.77.1.3}, {address: 10.77.2.2}]
+EOF
+	web_service
+	cat <<EOF
   - name: api
     vips: [10.96.0.20]
     ports: [{port: 80, target_port: 9080, protocol: http}]
     endpoints: [{address: 10.77.1.3}]
 EOF
+} >"$CONFIG"
 shoald_start
 enroll a1
 enroll a3

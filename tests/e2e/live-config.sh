@@ -31,10 +31,7 @@ done
 # live_config ENDPOINTS: service live with these endpoints, written through
 # a temp file and rename(2), as editors do.
 live_config() {
-	cat >"$CONFIG.tmp" <<EOC
-node: {address_v4: 10.77.1.1, address_v6: "fd77:1::1", proxy_port: $PROXY_PORT}
-bpf: {pin_root: $PIN_ROOT, cgroup: $TEST_CG, shortcut: true, failopen_after_ms: $FAILOPEN_AFTER_MS}
-proxy: {workers: 2, connect_timeout_ms: 500, connect_deadline_ms: 2000}
+	{ config_head; cat <<EOC; } >"$CONFIG.tmp"
 services:
   - name: live
     namespace: default

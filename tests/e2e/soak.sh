@@ -63,9 +63,7 @@ soak_config() {
     vips: [10.96.1.$((v % 200 + 1))]
     ports: [{port: 80, target_port: 9080, protocol: http}]
     endpoints: [{address: ${POD_IP4[a2]}}]"
-	cat >"$CONFIG.tmp" <<EOF
-node: {address_v4: 10.77.1.1, address_v6: "fd77:1::1", proxy_port: $PROXY_PORT}
-bpf: {pin_root: $PIN_ROOT, cgroup: $TEST_CG, shortcut: true, failopen_after_ms: $FAILOPEN_AFTER_MS}
+	{ config_node; cat <<EOF; } >"$CONFIG.tmp"
 proxy: {workers: 2, connect_timeout_ms: 500, connect_deadline_ms: 2000, idle_timeout_ms: 3000}
 services:
   - name: web

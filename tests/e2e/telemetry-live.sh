@@ -70,10 +70,7 @@ get() {
 
 say "phase 1: the Kubernetes source alone"
 apply "[$(svc api 10.96.0.20 80 web 9080),$(slice api-1 api web 9080 "$A2" "$B1")]"
-cat >"$CONFIG" <<EOF
-node: {address_v4: 10.77.1.1, address_v6: "fd77:1::1", proxy_port: $PROXY_PORT}
-bpf: {pin_root: $PIN_ROOT, cgroup: $TEST_CG, shortcut: true, failopen_after_ms: $FAILOPEN_AFTER_MS}
-proxy: {workers: 2, connect_timeout_ms: 500, connect_deadline_ms: 2000}
+{ config_head; cat <<EOF; } >"$CONFIG"
 admin: {listen: "$ADMIN"}
 kubernetes:
   api_server: https://127.0.0.1:$API_PORT
@@ -141,10 +138,8 @@ say "phase 2: the file alone; the services are reordered while it runs"
 file_config() {
 	local name
 	{
+		config_head
 		cat <<EOF
-node: {address_v4: 10.77.1.1, address_v6: "fd77:1::1", proxy_port: $PROXY_PORT}
-bpf: {pin_root: $PIN_ROOT, cgroup: $TEST_CG, shortcut: true, failopen_after_ms: $FAILOPEN_AFTER_MS}
-proxy: {workers: 2, connect_timeout_ms: 500, connect_deadline_ms: 2000}
 admin: {listen: "$ADMIN"}
 services:
 EOF
