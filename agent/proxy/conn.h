@@ -57,6 +57,22 @@ struct conn_buf {
 	uint64_t unreported; /* opaque bytes read into it, not yet in the metrics */
 };
 
+/*
+ * The tries of one connection (opaque TCP) or of one request (HTTP) to
+ * reach an endpoint: the balancer's pick, avoiding the endpoints tried,
+ * and the ticket of the try in flight, whose outcome goes to the
+ * balancer and the breaker (attempt.h).
+ */
+struct attempt {
+	const struct es_svc_view *sv;	/* balancer state of the service tried; NULL: none */
+	struct pick_ticket bt;		/* the try in flight: endpoint and breaker ticket */
+	uint32_t avoid[PICK_MAX_AVOID]; /* endpoints tried, so the next try goes elsewhere */
+	uint32_t n_avoid;
+	uint32_t tried;	   /* tries started so far */
+	uint32_t last_idx; /* endpoint index of the latest try (valid once tried > 0) */
+	int last_err;	   /* errno of the last failed connect */
+};
+
 struct conn_side {
 	struct pollable pl;
 	struct conn *conn;
@@ -92,12 +108,8 @@ struct conn {
 	bool client_counted;		  /* counted in the proxy's client table */
 	uint64_t accepted_ns;
 	uint64_t last_active_ns;	/* last byte moved either way (idle timeout) */
-	uint32_t tried;			/* connect attempts so far */
-	int last_err;			/* errno of the last failed attempt */
-	const struct es_svc_view *sv;	/* svc's balancer state; NULL: none */
-	struct pick_ticket bt;		/* the connect attempt in flight */
-	uint32_t avoid[PICK_MAX_AVOID]; /* endpoints tried, so a retry goes elsewhere */
-	uint32_t n_avoid;
+	const struct es_svc_view *sv;	/* svc's balancer state (its knobs); NULL: none */
+	struct attempt at; /* the tries to reach an endpoint: opaque's one, HTTP's per request */
 
 	struct conn *prev, *next;  /* worker's active list, then closed/free */
 	struct conn *pending_next; /* worker's deferred list (worker_conn_defer) */

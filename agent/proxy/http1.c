@@ -93,7 +93,7 @@ void http1_up_release(struct worker *w, struct http1_conn *h, bool reusable)
 /* Close everything; reset: the peers see RST (the exchange did not complete). */
 static void http1_close(struct worker *w, struct conn *c, bool reset)
 {
-	pick_cancel(c->http->sv, &c->http->bt, timer_now_ns());
+	pick_cancel(c->at.sv, &c->at.bt, timer_now_ns());
 	metrics_http_done(w, c, 0); /* a request still in flight got no response */
 	http1_up_release(w, c->http, false);
 	http1_slab_release(w, c->http);
@@ -236,7 +236,7 @@ void http1_error(struct worker *w, struct conn *c, enum http_error err)
 			 http1_svc_name(c, svc, sizeof(svc)), http_error_status(err),
 			 http_error_stage(err));
 	}
-	pick_cancel(h->sv, &h->bt, timer_now_ns());
+	pick_cancel(c->at.sv, &c->at.bt, timer_now_ns());
 	h->retry_at_ns = 0;
 	http1_up_release(w, h, false);
 	http1_slab_release(w, h);
@@ -458,18 +458,18 @@ static void http1_dispatch(struct worker *w, struct conn *c)
 		return;
 	}
 	http1_route(w, c);
-	h->sv = worker_es_service(w, c, http1_svc_cfg(w, c), h->target);
+	c->at.sv = worker_es_service(w, c, http1_svc_cfg(w, c), h->target);
 	h->deadline_ns = http1_request_deadline(c, w->cfg->http_request_timeout_ms, now);
 	h->n_requests++;
 	if (h->deadline_ns && !http1_arm_idle(w, c))
 		return;
 	h->dispatch_ns = now;
 	h->retries = 0;
-	h->n_avoid = 0;
+	c->at.n_avoid = 0;
 	h->retry_at_ns = 0;
-	if (h->sv) {
-		retry_budget_deposit(h->sv->budget, now);
-		atomic_fetch_add_explicit(&h->sv->state->requests, 1, memory_order_relaxed);
+	if (c->at.sv) {
+		retry_budget_deposit(c->at.sv->budget, now);
+		atomic_fetch_add_explicit(&c->at.sv->state->requests, 1, memory_order_relaxed);
 	}
 	if (h->target->n_endpoints <= 0) {
 		worker_warn_ratelimited(w, "proxy worker %d: %s/%s has no endpoints; answering 503",
@@ -477,8 +477,7 @@ static void http1_dispatch(struct worker *w, struct conn *c)
 		http1_error(w, c, HTTP_ERR_NO_ENDPOINTS);
 		return;
 	}
-	h->first = 0;
-	h->tried = 0;
+	c->at.tried = 0;
 	h->connect_start_ns = now;
 	h->rs = HTTP1_RESP_HEAD;
 	http1_connect_next(w, c);
@@ -860,7 +859,7 @@ static bool http1_rs_head(struct worker *w, struct conn *c)
 		    ++h->rs_interim > HTTP1_MAX_INTERIM)
 			r = HTTP1_E_BAD_REQUEST;
 		if (r < 0) {
-			pick_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER,
+			pick_outcome(c->at.sv, &c->at.bt, false, PEAK_EWMA_NO_RETRY_AFTER,
 					timer_now_ns(), "a malformed response");
 			worker_warn_ratelimited(w,
 						"proxy worker %d: %s/%s: malformed response head "
@@ -1140,9 +1139,9 @@ static void http1_next_request(struct worker *w, struct conn *c)
 	h->target = NULL;
 	h->route = NULL;
 	h->deadline_ns = 0;
-	pick_cancel(h->sv, &h->bt, timer_now_ns()); /* reported at its head already */
-	h->sv = NULL;
-	h->n_avoid = h->retries = 0;
+	pick_cancel(c->at.sv, &c->at.bt, timer_now_ns()); /* reported at its head already */
+	c->at.sv = NULL;
+	c->at.n_avoid = h->retries = 0;
 	h->try_deadline_ns = h->retry_at_ns = 0;
 
 	if (!lim.max_line)

@@ -131,17 +131,14 @@ struct http1_conn {
 	uint64_t deadline_ns;		     /* route timeout_ms from dispatch; 0: none */
 	const struct config_service *target; /* the service whose endpoints serve it */
 	uint16_t target_port_be;
-	uint32_t first; /* endpoint index of the first attempt */
-	uint32_t tried; /* attempts so far; attempt k uses first + k */
 	uint64_t connect_start_ns;
-	int last_err;
 	struct pool_conn *up; /* NULL until assigned */
 
-	/* Resilience (docs/resilience.md, "Wiring"): the try in flight and its history. */
-	const struct es_svc_view *sv; /* target's balancer state; NULL: none */
-	struct pick_ticket bt;      /* the current try's endpoint and breaker ticket */
-	uint32_t avoid[PICK_MAX_AVOID]; /* endpoints tried, for retries elsewhere */
-	uint32_t n_avoid;
+	/*
+	 * Resilience (docs/resilience.md, "Wiring"): the tries themselves
+	 * (the target's balancer state, the ticket, the endpoints tried) are
+	 * the connection's struct attempt.
+	 */
 	uint32_t retries;	  /* retries of this request so far */
 	uint64_t dispatch_ns;	  /* when the request was dispatched (fail-fast wait) */
 	uint64_t try_deadline_ns; /* the per-try timeout of the try in flight; 0: none */

@@ -92,8 +92,8 @@ uint64_t http1_request_deadline(struct conn *c, uint32_t default_ms, uint64_t no
 
 	if (h->route && h->route->timeout_ms)
 		timeout = (uint64_t)h->route->timeout_ms * 1000000;
-	else if (h->sv)
-		timeout = h->sv->request_timeout_ns;
+	else if (c->at.sv)
+		timeout = c->at.sv->request_timeout_ns;
 	if (!timeout)
 		timeout = (uint64_t)default_ms * 1000000;
 	if (timeout)
@@ -107,11 +107,11 @@ uint64_t http1_request_deadline(struct conn *c, uint32_t default_ms, uint64_t no
 void http1_attempt_failed(struct worker *w, struct conn *c, int err)
 {
 	struct http1_conn *h = c->http;
-	uint32_t idx = h->bt.idx;
+	uint32_t idx = c->at.bt.idx;
 
-	h->last_err = err;
+	c->at.last_err = err;
 	WORKER_STAT_INC(w, connect_failures);
-	pick_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
+	pick_outcome(c->at.sv, &c->at.bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
 			"a failed connect");
 	if (http1_debug() && idx < (uint32_t)h->target->n_endpoints) {
 		const struct config_endpoint *ep = &h->target->endpoints[idx];
@@ -135,7 +135,7 @@ static void http1_local_refused(struct worker *w, struct conn *c, int err)
 	struct http1_conn *h = c->http;
 	char svc[2 * CONFIG_MAX_NAME + 16];
 
-	pick_cancel(h->sv, &h->bt, timer_now_ns());
+	pick_cancel(c->at.sv, &c->at.bt, timer_now_ns());
 	WORKER_STAT_INC(w, local_refused);
 	worker_warn_ratelimited(w,
 				"proxy worker %d: %s: cannot open a connection to an endpoint of "
@@ -156,10 +156,12 @@ static void http1_up_ready(struct conn *c)
 }
 
 /* The retry policy of the request: the service's, with its route's overrides. */
-static void http1_retry_cfg(const struct http1_conn *h, struct retry_policy_cfg *out)
+static void http1_retry_cfg(const struct conn *c, struct retry_policy_cfg *out)
 {
-	if (h->sv)
-		*out = h->sv->retry_cfg;
+	const struct http1_conn *h = c->http;
+
+	if (c->at.sv)
+		*out = c->at.sv->retry_cfg;
 	else
 		retry_policy_cfg_default(out);
 	if (!h->route)
@@ -206,16 +208,16 @@ static bool http1_may_retry(struct worker *w, struct conn *c, enum retry_failure
 	/* Neither whole in the buffer nor in a slab (a body larger than both): no resend. */
 	if (!h->rq_replayable && !in_slab)
 		t.body_buffered = false, t.has_body = true;
-	http1_retry_cfg(h, &cfg);
-	v = retry_decide(&cfg, &t, h->sv ? h->sv->budget : NULL, timer_now_ns());
+	http1_retry_cfg(c, &cfg);
+	v = retry_decide(&cfg, &t, c->at.sv ? c->at.sv->budget : NULL, timer_now_ns());
 	if (v == RETRY_YES) {
 		h->retries++;
 		WORKER_STAT_INC(w, http_retries);
 		metrics_http_retry(w, c);
-		if (h->sv)
-			atomic_fetch_add_explicit(&h->sv->state->retries, 1, memory_order_relaxed);
-	} else if (v == RETRY_NO_BUDGET && h->sv) {
-		atomic_fetch_add_explicit(&h->sv->state->retries_refused, 1, memory_order_relaxed);
+		if (c->at.sv)
+			atomic_fetch_add_explicit(&c->at.sv->state->retries, 1, memory_order_relaxed);
+	} else if (v == RETRY_NO_BUDGET && c->at.sv) {
+		atomic_fetch_add_explicit(&c->at.sv->state->retries_refused, 1, memory_order_relaxed);
 		metrics_http_retry_refused(w, c);
 	}
 	if (http1_debug()) {
@@ -232,21 +234,25 @@ static bool http1_may_retry(struct worker *w, struct conn *c, enum retry_failure
  * Connect timeout of one attempt: the route's connect_timeout_ms, else
  * the target service's timeouts.connect_ms, else proxy.connect_timeout_ms.
  */
-static uint64_t http1_connect_timeout_ns(const struct worker *w, const struct http1_conn *h)
+static uint64_t http1_connect_timeout_ns(const struct worker *w, const struct conn *c)
 {
+	const struct http1_conn *h = c->http;
+
 	if (h->route && h->route->connect_timeout_ms)
 		return (uint64_t)h->route->connect_timeout_ms * 1000000;
-	if (h->sv && h->sv->connect_timeout_ns)
-		return h->sv->connect_timeout_ns;
+	if (c->at.sv && c->at.sv->connect_timeout_ns)
+		return c->at.sv->connect_timeout_ns;
 	return (uint64_t)w->cfg->connect_timeout_ms * 1000000;
 }
 
 /* The per-try timeout: the route's per_try_timeout_ms, else the service's. */
-static uint64_t http1_per_try_ns(const struct http1_conn *h)
+static uint64_t http1_per_try_ns(const struct conn *c)
 {
+	const struct http1_conn *h = c->http;
+
 	if (h->route && h->route->per_try_timeout_ms)
 		return (uint64_t)h->route->per_try_timeout_ms * 1000000;
-	return h->sv ? h->sv->per_try_timeout_ns : 0;
+	return c->at.sv ? c->at.sv->per_try_timeout_ns : 0;
 }
 
 /*
@@ -263,8 +269,8 @@ static bool http1_try_endpoint(struct worker *w, struct conn *c, uint32_t idx, u
 {
 	struct http1_conn *h = c->http;
 	const struct config_endpoint *ep = &h->target->endpoints[idx];
-	uint64_t end = now + http1_connect_timeout_ns(w, h);
-	uint64_t per_try = http1_per_try_ns(h);
+	uint64_t end = now + http1_connect_timeout_ns(w, c);
+	uint64_t per_try = http1_per_try_ns(c);
 	struct pool_conn *pc;
 	int ret;
 
@@ -308,12 +314,10 @@ static bool http1_try_endpoint(struct worker *w, struct conn *c, uint32_t idx, u
 /* The request's deadline passed before a response head: 504 at once. */
 void http1_deadline_passed(struct worker *w, struct conn *c)
 {
-	struct http1_conn *h = c->http;
-
-	pick_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
+	pick_outcome(c->at.sv, &c->at.bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
 			"the request deadline");
-	if (h->sv)
-		atomic_fetch_add_explicit(&h->sv->state->deadline_exceeded, 1,
+	if (c->at.sv)
+		atomic_fetch_add_explicit(&c->at.sv->state->deadline_exceeded, 1,
 					  memory_order_relaxed);
 	metrics_http_deadline(w, c);
 	http1_error(w, c, HTTP_ERR_TIMEOUT);
@@ -330,8 +334,8 @@ static void http1_give_up(struct worker *w, struct conn *c)
 				"proxy worker %d: %s: no endpoint of %s/%s accepted a connection "
 				"(%u attempts, %d endpoints); last error: %s; answering 503",
 				w->id, http1_svc_name(c, svc, sizeof(svc)), h->target->namespace,
-				h->target->name, h->tried, h->target->n_endpoints,
-				strerror(h->last_err ? h->last_err : ETIMEDOUT));
+				h->target->name, c->at.tried, h->target->n_endpoints,
+				strerror(c->at.last_err ? c->at.last_err : ETIMEDOUT));
 	http1_error(w, c, HTTP_ERR_CONNECT_FAILURE);
 }
 
@@ -360,12 +364,12 @@ void http1_connect_next(struct worker *w, struct conn *c)
 			return;
 		}
 		if (now >= deadline) {
-			h->last_err = ETIMEDOUT;
+			c->at.last_err = ETIMEDOUT;
 			break;
 		}
-		idx = pick_endpoint(h->sv, n, now, h->avoid, h->n_avoid, &h->bt);
+		idx = pick_endpoint(c->at.sv, n, now, c->at.avoid, c->at.n_avoid, &c->at.bt);
 		if (idx == PICK_NONE) {
-			uint64_t until = h->dispatch_ns + (h->sv ? h->sv->fail_fast_ns : 0);
+			uint64_t until = h->dispatch_ns + (c->at.sv ? c->at.sv->fail_fast_ns : 0);
 
 			if (now < until) {
 				h->retry_at_ns = now + HTTP1_NO_CANDIDATE_POLL_NS < until
@@ -374,8 +378,8 @@ void http1_connect_next(struct worker *w, struct conn *c)
 				http1_arm_idle(w, c);
 				return;
 			}
-			if (h->sv)
-				atomic_fetch_add_explicit(&h->sv->state->no_candidate, 1,
+			if (c->at.sv)
+				atomic_fetch_add_explicit(&c->at.sv->state->no_candidate, 1,
 							  memory_order_relaxed);
 			worker_warn_ratelimited(w,
 						"proxy worker %d: %s: every endpoint of %s/%s is "
@@ -385,12 +389,11 @@ void http1_connect_next(struct worker *w, struct conn *c)
 			http1_error(w, c, HTTP_ERR_NO_CANDIDATE);
 			return;
 		}
-		if (h->n_avoid < PICK_MAX_AVOID)
-			h->avoid[h->n_avoid++] = idx;
-		h->tried++;
-		/* Keeps (first + tried - 1) % n == idx, the form older readers use. */
-		h->first = (idx + n - (h->tried - 1) % n) % n;
-		pick_start(h->sv, &h->bt, now);
+		if (c->at.n_avoid < PICK_MAX_AVOID)
+			c->at.avoid[c->at.n_avoid++] = idx;
+		c->at.tried++;
+		c->at.last_idx = idx;
+		pick_start(c->at.sv, &c->at.bt, now);
 		if (http1_try_endpoint(w, c, idx, now, deadline))
 			return;
 		if (!http1_may_retry(w, c, RETRY_FAIL_CONNECT, 0))
@@ -459,9 +462,9 @@ static void http1_retry(struct worker *w, struct conn *c)
 	h->rs = HTTP1_RESP_HEAD;
 	h->try_deadline_ns = 0;
 	h->connect_start_ns = now;
-	if (h->sv && h->retries)
-		wait = backoff_full_jitter(pick_rng(), h->sv->backoff_base_ns,
-					   h->sv->backoff_max_ns, h->retries - 1);
+	if (c->at.sv && h->retries)
+		wait = backoff_full_jitter(pick_rng(), c->at.sv->backoff_base_ns,
+					   c->at.sv->backoff_max_ns, h->retries - 1);
 	if (!wait) {
 		http1_connect_next(w, c);
 		return;
@@ -537,13 +540,13 @@ void http1_up_failed(struct worker *w, struct conn *c, int err)
 		http1_up_release(w, h, false);
 		h->retried = true;
 		http1_rq_rewind(c);
-		if (!http1_try_endpoint(w, c, h->bt.idx, now,
+		if (!http1_try_endpoint(w, c, c->at.bt.idx, now,
 					now + (uint64_t)w->cfg->connect_deadline_ms * 1000000))
 			http1_connect_failed_next(w, c);
 		return;
 	}
 	if (h->rs == HTTP1_RESP_HEAD) {
-		pick_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
+		pick_outcome(c->at.sv, &c->at.bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
 				"a reset before the response");
 		if (http1_may_retry(w, c, RETRY_FAIL_RESET_EARLY, 0))
 			http1_retry(w, c);
@@ -598,7 +601,7 @@ bool http1_rs_outcome(struct worker *w, struct conn *c)
 	char what[24];
 
 	snprintf(what, sizeof(what), "status %u", status);
-	pick_outcome(h->sv, &h->bt, !failed, failed ? http1_rs_retry_after(c) : 0,
+	pick_outcome(c->at.sv, &c->at.bt, !failed, failed ? http1_rs_retry_after(c) : 0,
 			timer_now_ns(), what);
 	if (status < 400 || !http1_may_retry(w, c, RETRY_FAIL_STATUS, status))
 		return true;
@@ -624,7 +627,7 @@ void http1_slab_take(struct worker *w, struct conn *c)
 
 	if (h->rq_slab)
 		return;
-	http1_retry_cfg(h, &rc);
+	http1_retry_cfg(c, &rc);
 	if (!rc.route_retryable && !retry_method_idempotent(method, h->rq_head.method_tok.len))
 		return;
 	limit = rc.max_body_bytes < WORKER_REPLAY_BODY_BYTES ? rc.max_body_bytes
@@ -651,9 +654,7 @@ void http1_slab_take(struct worker *w, struct conn *c)
  */
 void http1_try_timed_out(struct worker *w, struct conn *c, uint64_t now, const char *what)
 {
-	struct http1_conn *h = c->http;
-
-	pick_outcome(h->sv, &h->bt, false, PEAK_EWMA_NO_RETRY_AFTER, now, what);
+	pick_outcome(c->at.sv, &c->at.bt, false, PEAK_EWMA_NO_RETRY_AFTER, now, what);
 	if (http1_may_retry(w, c, RETRY_FAIL_TIMEOUT, 0))
 		http1_retry(w, c);
 	else

@@ -53,7 +53,7 @@ static const char *l4_svc_name(const struct conn *c, char *buf, size_t len)
  */
 static void l4_close(struct worker *w, struct conn *c, bool reset)
 {
-	pick_cancel(c->sv, &c->bt, timer_now_ns());
+	pick_cancel(c->at.sv, &c->at.bt, timer_now_ns());
 	metrics_tcp_close(w, c);
 	conn_side_close(w, &c->client, reset);
 	conn_side_close(w, &c->upstream, reset);
@@ -229,14 +229,14 @@ err_close:
 	return err;
 }
 
-/* The attempt of c->bt failed with err: the balancer and breaker learn it. */
+/* The attempt of c->at.bt failed with err: the balancer and breaker learn it. */
 static void l4_attempt_failed(struct worker *w, struct conn *c, int err)
 {
-	uint32_t idx = c->bt.idx;
+	uint32_t idx = c->at.bt.idx;
 
-	c->last_err = err;
+	c->at.last_err = err;
 	WORKER_STAT_INC(w, connect_failures);
-	pick_outcome(c->sv, &c->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
+	pick_outcome(c->at.sv, &c->at.bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
 			"a failed connect");
 	if (l4_debug() && idx < (uint32_t)c->svc->n_endpoints) {
 		const struct config_endpoint *ep = &c->svc->endpoints[idx];
@@ -257,7 +257,7 @@ static void l4_local_refused(struct worker *w, struct conn *c, int err)
 {
 	char svc[2 * CONFIG_MAX_NAME + 16];
 
-	pick_cancel(c->sv, &c->bt, timer_now_ns());
+	pick_cancel(c->at.sv, &c->at.bt, timer_now_ns());
 	WORKER_STAT_INC(w, local_refused);
 	worker_warn_ratelimited(w,
 				"proxy worker %d: %s: cannot open a connection to an endpoint: %s "
@@ -275,21 +275,21 @@ static void l4_give_up(struct worker *w, struct conn *c)
 	worker_warn_ratelimited(w,
 				"proxy worker %d: %s: giving up on a connection after %u of %d "
 				"endpoints in %llu ms; last error: %s",
-				w->id, l4_svc_name(c, svc, sizeof(svc)), c->tried,
+				w->id, l4_svc_name(c, svc, sizeof(svc)), c->at.tried,
 				c->svc->n_endpoints, (unsigned long long)ms,
-				strerror(c->last_err ? c->last_err : ETIMEDOUT));
+				strerror(c->at.last_err ? c->at.last_err : ETIMEDOUT));
 	l4_close(w, c, true);
 }
 
 /*
- * The connect of c->bt completed: its latency is the endpoint's sample
+ * The connect of c->at.bt completed: its latency is the endpoint's sample
  * (opaque TCP balances on connect latency, and on the connections open:
  * pending lasts until l4_close), then copy.
  */
 static void l4_connected(struct worker *w, struct conn *c)
 {
 	c->upstream.plain_tcp = worker_plain_tcp(w, c->upstream.pl.fd);
-	pick_connected(c->sv, &c->bt, timer_now_ns());
+	pick_connected(c->at.sv, &c->at.bt, timer_now_ns());
 	l4_established(w, c);
 }
 
@@ -307,18 +307,18 @@ static void l4_connect_next(struct worker *w, struct conn *c)
 	uint64_t deadline = c->accepted_ns + (uint64_t)w->cfg->connect_deadline_ms * 1000000;
 
 	c->state = CONN_CONNECTING;
-	while (c->tried < n) {
+	while (c->at.tried < n) {
 		uint64_t now = timer_now_ns();
 		uint32_t idx;
 		int ret;
 
 		if (now >= deadline) {
-			c->last_err = ETIMEDOUT;
+			c->at.last_err = ETIMEDOUT;
 			break;
 		}
-		idx = pick_endpoint(c->sv, n, now, c->avoid, c->n_avoid, &c->bt);
+		idx = pick_endpoint(c->at.sv, n, now, c->at.avoid, c->at.n_avoid, &c->at.bt);
 		if (idx == PICK_NONE) {
-			uint64_t until = c->accepted_ns + (c->sv ? c->sv->fail_fast_ns : 0);
+			uint64_t until = c->accepted_ns + (c->at.sv ? c->at.sv->fail_fast_ns : 0);
 
 			if (until > deadline)
 				until = deadline;
@@ -329,34 +329,35 @@ static void l4_connect_next(struct worker *w, struct conn *c)
 				c->state = CONN_RETRY; /* l4_timeout picks again */
 				return;
 			}
-			if (c->sv)
-				atomic_fetch_add_explicit(&c->sv->state->no_candidate, 1,
+			if (c->at.sv)
+				atomic_fetch_add_explicit(&c->at.sv->state->no_candidate, 1,
 							  memory_order_relaxed);
-			c->last_err = c->last_err ?: EHOSTUNREACH;
+			c->at.last_err = c->at.last_err ?: EHOSTUNREACH;
 			break;
 		}
-		if (c->tried && c->sv) {
+		if (c->at.tried && c->at.sv) {
 			/* A connect to another endpoint is a retry: the budget decides. */
-			if (!retry_budget_withdraw(c->sv->budget, now)) {
-				pick_cancel(c->sv, &c->bt, now);
-				atomic_fetch_add_explicit(&c->sv->state->retries_refused, 1,
+			if (!retry_budget_withdraw(c->at.sv->budget, now)) {
+				pick_cancel(c->at.sv, &c->at.bt, now);
+				atomic_fetch_add_explicit(&c->at.sv->state->retries_refused, 1,
 							  memory_order_relaxed);
-				c->last_err = c->last_err ?: EAGAIN;
+				c->at.last_err = c->at.last_err ?: EAGAIN;
 				break;
 			}
-			atomic_fetch_add_explicit(&c->sv->state->retries, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&c->at.sv->state->retries, 1, memory_order_relaxed);
 		}
-		if (c->n_avoid < PICK_MAX_AVOID)
-			c->avoid[c->n_avoid++] = idx;
-		c->tried++;
-		pick_start(c->sv, &c->bt, now);
+		if (c->at.n_avoid < PICK_MAX_AVOID)
+			c->at.avoid[c->at.n_avoid++] = idx;
+		c->at.tried++;
+		c->at.last_idx = idx;
+		pick_start(c->at.sv, &c->at.bt, now);
 		ret = l4_connect_one(w, c, &c->svc->endpoints[idx], now, deadline);
 		if (ret < 0 && sock_err_local(-ret)) {
 			l4_local_refused(w, c, -ret);
 			return;
 		}
 		if (ret < 0)
-			l4_attempt_failed(w, c, -ret); /* before the next pick reuses c->bt */
+			l4_attempt_failed(w, c, -ret); /* before the next pick reuses c->at.bt */
 		if (ret == 0)
 			return;
 		if (ret == 1) {
@@ -674,10 +675,11 @@ void l4_opaque_start(struct worker *w, struct conn *c)
 		l4_close(w, c, true);
 		return;
 	}
-	if (c->sv) {
+	c->at.sv = c->sv; /* its one request's tries go to its own service */
+	if (c->at.sv) {
 		/* Every connection is an original request for the retry budget. */
-		retry_budget_deposit(c->sv->budget, timer_now_ns());
-		atomic_fetch_add_explicit(&c->sv->state->requests, 1, memory_order_relaxed);
+		retry_budget_deposit(c->at.sv->budget, timer_now_ns());
+		atomic_fetch_add_explicit(&c->at.sv->state->requests, 1, memory_order_relaxed);
 	}
 	l4_connect_next(w, c);
 }

@@ -175,7 +175,7 @@ const struct es_svc_view *worker_es_service(const struct worker *w, const struct
 static bool worker_conn_settled(const struct conn *c)
 {
 	return c->kind == CONN_KIND_OPAQUE && c->state == CONN_ESTABLISHED && !c->http &&
-	       !c->bt.active;
+	       !c->at.bt.active;
 }
 
 /*
@@ -225,21 +225,21 @@ int worker_conn_follow(struct worker *w, struct conn *c)
 	 * endpoint's index in the new view. An endpoint the new config
 	 * dropped is no candidate any more, so its load stops counting now.
 	 */
-	if (c->bt.pending) {
+	if (c->at.bt.pending) {
 		uint32_t idx = PICK_NONE;
 
-		for (uint32_t i = 0; c->sv && sv && c->bt.idx < c->sv->n_endpoints &&
+		for (uint32_t i = 0; c->at.sv && sv && c->at.bt.idx < c->at.sv->n_endpoints &&
 				     i < sv->n_endpoints;
 		     i++) {
-			if (sv->ep[i] == c->sv->ep[c->bt.idx]) {
+			if (sv->ep[i] == c->at.sv->ep[c->at.bt.idx]) {
 				idx = i;
 				break;
 			}
 		}
 		if (idx == PICK_NONE)
-			pick_cancel(c->sv, &c->bt, timer_now_ns());
+			pick_cancel(c->at.sv, &c->at.bt, timer_now_ns());
 		else
-			c->bt.idx = idx;
+			c->at.bt.idx = idx;
 	}
 	proxy_snap_get(w->snap);
 	proxy_snap_put(c->snap); /* frees it when c was its last user */
@@ -248,6 +248,8 @@ int worker_conn_follow(struct worker *w, struct conn *c)
 	c->svc_port = port->port;
 	c->port_be = service_target_port_be(port);
 	c->sv = sv;
+	if (c->kind == CONN_KIND_OPAQUE)
+		c->at.sv = sv; /* its tries' service is its own (l4_opaque_start) */
 	return 0;
 }
 

@@ -25,9 +25,9 @@ static bool http_key(const struct worker *w, const struct conn *c, bool with_end
 
 	memset(k, 0, sizeof(*k));
 	*ep_addr = NULL;
-	/* Attempt k went to endpoint (first + k) % n (http1_connect_next). */
-	if (with_endpoint && h->target && h->tried && t->n_endpoints > 0) {
-		uint32_t slot = (h->first + h->tried - 1) % (uint32_t)t->n_endpoints;
+	/* The latest try's endpoint (struct attempt, conn.h). */
+	if (with_endpoint && h->target && c->at.tried && c->at.last_idx < (uint32_t)t->n_endpoints) {
+		uint32_t slot = c->at.last_idx;
 
 		k->endpoint = slot + 1;
 		*ep_addr = &t->endpoints[slot].addr;

@@ -173,7 +173,8 @@ Test(trace_hook, the_span_is_recorded_once_when_the_request_ends)
 
 	hook(req, sizeof(req) - 1, MAX_HEADERS);
 	c->http->target = &svc;
-	c->http->tried = 1;
+	c->at.tried = 1;
+	c->at.last_idx = 0;
 	c->http->target_port_be = htons(8080);
 	metrics_http_done(&w, c, 503);
 	metrics_http_done(&w, c, 503); /* the same request again: nothing */
