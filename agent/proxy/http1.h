@@ -33,7 +33,7 @@
 #include "proxy/endpoint_pick.h"
 #include "proxy/http1_parser.h"
 #include "proxy/http_error.h"
-#include "telemetry/proxy_hooks.h"
+#include "proxy/observe.h"
 
 struct worker;
 struct conn;

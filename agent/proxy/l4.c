@@ -17,7 +17,7 @@
 #include "proxy/http_error.h"
 #include "proxy/service_lookup.h"
 #include "proxy/sock.h"
-#include "telemetry/proxy_hooks.h"
+#include "proxy/observe.h"
 
 static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events);
 

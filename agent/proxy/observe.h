@@ -1,16 +1,19 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * What the proxy calls to record its golden metrics (http_metrics.h):
- * one-line hooks at the points where a request or a connection changes
- * state, so http1.c and l4.c stay about moving bytes. Each hook runs on
- * the connection's worker thread, takes no lock and allocates nothing.
+ * What the proxy observes of its requests and connections: one-line hooks
+ * at the points where a request or a connection changes state, which
+ * record its golden metrics into the worker's series table
+ * (http_metrics.h) and its span into the worker's trace ring (trace.h),
+ * so http1.c and l4.c stay about moving bytes. Each hook runs on the
+ * connection's worker thread, takes no lock and allocates nothing. The
+ * tables and rings are read by telemetry/ through proxy.h's read side.
  *
  * For the resilience code: metrics_http_retry(), metrics_http_retry_refused()
  * and metrics_http_deadline() count per (service, route) of the request
  * c is serving; call them where the event happens.
  */
-#ifndef SHOAL_TELEMETRY_PROXY_HOOKS_H
-#define SHOAL_TELEMETRY_PROXY_HOOKS_H
+#ifndef SHOAL_PROXY_OBSERVE_H
+#define SHOAL_PROXY_OBSERVE_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-#include "telemetry/proxy_hooks.h"
+#include "proxy/observe.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -10,11 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/observe.h"
 #include "proxy/http1.h"
 #include "proxy/l4.h"
 #include "proxy/worker.h"
 #include "telemetry/http_metrics.h"
-#include "telemetry/proxy_hooks.h"
 #include "telemetry/trace.h"
 
 #define BUF 1024
