@@ -19,13 +19,8 @@ seeds=${2:-$root/tests/fuzz/corpus/config}
 mkdir -p "$out/config-corpus"
 
 # log.c calls into libbpf (log_route_libbpf), hence -lbpf.
-fuzz_build config \
+fuzz_build_config config \
 	"$root/tests/fuzz/config_fuzz.c" \
-	"$root/agent/config/config.c" \
-	"$root/agent/config/config_checks.c" \
-	"$root/agent/config/config_node.c" \
-	"$root/agent/config/config_services.c" \
-	"$root/agent/config/config_walk.c" \
 	"$root/agent/common/addr.c" \
 	"$root/agent/common/log.c" \
 	-lyaml -lbpf

@@ -19,15 +19,10 @@ fuzz_init "$@"
 mkdir -p "$out/k8s-corpus" "$out/k8s-seeds"
 
 # log.c calls into libbpf (log_route_libbpf), hence -lbpf.
-fuzz_build k8s -I/usr/include/json-c \
+fuzz_build_config k8s -I/usr/include/json-c \
 	"$root/tests/k8s/k8s_fuzz.c" \
 	"$root/agent/discovery/k8s_decode.c" \
 	"$root/agent/discovery/model.c" \
-	"$root/agent/config/config.c" \
-	"$root/agent/config/config_checks.c" \
-	"$root/agent/config/config_node.c" \
-	"$root/agent/config/config_services.c" \
-	"$root/agent/config/config_walk.c" \
 	"$root/agent/common/addr.c" \
 	"$root/agent/common/log.c" \
 	-ljson-c -lyaml -lbpf

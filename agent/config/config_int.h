@@ -30,17 +30,17 @@
 #define CONFIG_MIN_FAILOPEN_MS 100   /* below a few heartbeats' jitter */
 #define CONFIG_MIN_BUFFER_BYTES 1024 /* smaller only multiplies syscalls */
 #define CONFIG_MAX_BUFFER_BYTES (1u << 20)
-#define CONFIG_MAX_CONNECTIONS (1u << 20)   /* per worker; fds run out first */
+#define CONFIG_MAX_CONNECTIONS (1u << 20)	/* per worker; fds run out first */
 #define CONFIG_MAX_BUFFER_MEMORY_MIB (1u << 20) /* 1 TiB: more is a typo */
-#define CONFIG_MAX_REQUESTS_PER_CONN 100000000 /* 0 already means "no limit" */
-#define CONFIG_MAX_DETECT_TIMEOUT_MS 10000  /* Linkerd's stall: longer is that trap */
-#define CONFIG_MAX_IDLE_TIMEOUT_MS 86400000 /* a day; 0 already means "never" */
-#define CONFIG_MIN_HTTP_LINE 64		    /* shorter refuses ordinary requests */
-#define CONFIG_MIN_HTTP_HEAD 1024	    /* a browser's head is bigger than this */
-#define CONFIG_MAX_HTTP_HEAD (1u << 20)	    /* more is a memory lever, not a use case */
-#define CONFIG_MAX_HTTP_HEADERS 1024	    /* each costs parse and lookup work */
-#define CONFIG_MAX_POOL_IDLE 4096	    /* idle connections pin server slots */
-#define CONFIG_MIN_RETRY_STATUS 400	    /* retrying a success would replay it */
+#define CONFIG_MAX_REQUESTS_PER_CONN 100000000	/* 0 already means "no limit" */
+#define CONFIG_MAX_DETECT_TIMEOUT_MS 10000	/* Linkerd's stall: longer is that trap */
+#define CONFIG_MAX_IDLE_TIMEOUT_MS 86400000	/* a day; 0 already means "never" */
+#define CONFIG_MIN_HTTP_LINE 64			/* shorter refuses ordinary requests */
+#define CONFIG_MIN_HTTP_HEAD 1024		/* a browser's head is bigger than this */
+#define CONFIG_MAX_HTTP_HEAD (1u << 20)		/* more is a memory lever, not a use case */
+#define CONFIG_MAX_HTTP_HEADERS 1024		/* each costs parse and lookup work */
+#define CONFIG_MAX_POOL_IDLE 4096		/* idle connections pin server slots */
+#define CONFIG_MIN_RETRY_STATUS 400		/* retrying a success would replay it */
 #define CONFIG_MAX_RETRY_STATUS 599
 
 /*
@@ -77,10 +77,41 @@ enum field_kind {
 	FIELD_PATH,  /* char[PATH_MAX], absolute */
 	FIELD_LABEL, /* char[CONFIG_MAX_NAME + 1], RFC 1123 label */
 	FIELD_PROTO, /* enum config_protocol */
+	FIELD_MAP,   /* a mapping of field.fields, into the object at off */
+	FIELD_SEQ,   /* a sequence as field.seq describes, into the object at off */
 	FIELD_FUNC,  /* parsed by field.parse */
 };
 
 struct cfg_parser;
+struct map_seen;
+
+/*
+ * A sequence of the schema: how each element is parsed, how many there may
+ * be, and what its messages call them. One more than max is refused with
+ * "too many <many>, at most <max>" before item sees it.
+ */
+struct seq_spec {
+	int (*item)(struct cfg_parser *p, void *obj, int i); /* element i is the current event */
+	int max;
+	const char *many;
+	/*
+	 * Non-NULL: the list must not be empty, and an empty (or null) one
+	 * is refused with "must list 1..<max> <none>, got none", on the
+	 * value's line, or on its key's when at_key.
+	 */
+	const char *none;
+	bool at_key;
+	/*
+	 * The list replaces a default: the int element count at count_off in
+	 * the object is zeroed before the first element (an empty list
+	 * empties it).
+	 */
+	bool replaces_default;
+	size_t count_off;
+};
+
+#define SEQ_REPLACES_DEFAULT(type, count)                                                          \
+	.replaces_default = true, .count_off = offsetof(type, count)
 
 /* One key of a mapping: how to parse its value and where it goes. */
 struct field {
@@ -90,9 +121,26 @@ struct field {
 	uint32_t min, max; /* integer kinds */
 	bool required;
 	int (*parse)(struct cfg_parser *p, void *obj); /* FIELD_FUNC */
+	const struct field *fields;		       /* FIELD_MAP: n_fields of them */
+	size_t n_fields;
+	/* FIELD_MAP, optional: rules across its fields, once it is read (at its end). */
+	int (*check)(struct cfg_parser *p, void *obj, const struct map_seen *seen);
+	const struct seq_spec *seq; /* FIELD_SEQ */
+	/*
+	 * FIELD_U32: a bound by another field of the same table (its key),
+	 * checked once the mapping is read, so that either may be a default:
+	 * "must be <= <at_most> (its value), got <this>" on this field's
+	 * line, or the other's when only that one was written. A 0 in
+	 * at_most means "no limit" and bounds nothing when unless_zero.
+	 */
+	const char *at_most, *at_least;
+	bool unless_zero;
 };
 
-/* Enough bits for the largest table below. */
+/* The FIELD_MAP initialiser for the mapping of the table fields. */
+#define FIELD_MAP_OF(table) .fields = (table), .n_fields = ARRAY_SIZE(table)
+
+/* Enough for the largest field table (proxy.http: 15); cp_map refuses a larger one. */
 #define MAP_MAX_FIELDS 16
 
 /* What one mapping set, for checks that span several of its fields. */
@@ -128,7 +176,6 @@ struct cfg_parser {
 	char expanded[CONFIG_MAX_EXPANDED];
 };
 
-
 /* ---- the walker (config_walk.c) ---- */
 
 int cp_line(const struct cfg_parser *p);
@@ -139,8 +186,7 @@ int cp_oom(struct cfg_parser *p);
 int cp_grow(struct cfg_parser *p, void **arr, size_t n, size_t elem);
 size_t cp_path_push_key(struct cfg_parser *p, const char *key);
 void cp_path_pop(struct cfg_parser *p, size_t old);
-void __attribute__((format(printf, 2, 3)))
-cp_path_set(struct cfg_parser *p, const char *fmt, ...);
+void __attribute__((format(printf, 2, 3))) cp_path_set(struct cfg_parser *p, const char *fmt, ...);
 int cp_next(struct cfg_parser *p);
 bool ev_is_null(const yaml_event_t *ev);
 const char *ev_kind(const yaml_event_t *ev);
@@ -149,17 +195,20 @@ int cp_uint(struct cfg_parser *p, uint64_t min, uint64_t max, uint64_t *out);
 int cp_string(struct cfg_parser *p, const char *want, char *out, size_t size);
 bool cp_is_label(const char *s);
 int cp_addr(struct cfg_parser *p, enum field_kind kind, struct shoal_addr *out);
+int cp_map_walk(struct cfg_parser *p,
+		int (*entry)(struct cfg_parser *p, void *ctx, const char *key, size_t klen,
+			     int line),
+		void *ctx);
 int cp_map(struct cfg_parser *p, const struct field *fields, size_t n_fields, void *obj,
 	   struct map_seen *seen);
-int cp_seq(struct cfg_parser *p, int (*item)(struct cfg_parser *p, void *obj, int i),
-	   void *obj);
+int cp_seq(struct cfg_parser *p, const struct seq_spec *seq, void *obj);
 
 /* ---- the schema (config_node.c, config_services.c) ---- */
 
 /* The whole stream: one document, its top level the root mapping. */
 int cp_document(struct cfg_parser *p);
-/* services: the sequence of services into the struct config at obj. */
-int parse_services(struct cfg_parser *p, void *obj);
+/* services: the sequence of services, into a struct config. */
+extern const struct seq_spec services_seq;
 
 /* ---- the checks (config_checks.c) ---- */
 

@@ -41,22 +41,13 @@ static const struct field bpf_fields[] = {
      CONFIG_MIN_FAILOPEN_MS, CONFIG_MAX_TIMEOUT_MS},
 };
 
-static int parse_bpf(struct cfg_parser *p, void *obj)
-{
-	struct map_seen seen;
-
-	return cp_map(p, bpf_fields, ARRAY_SIZE(bpf_fields), obj, &seen);
-}
-
 static int parse_opaque_port(struct cfg_parser *p, void *obj, int i)
 {
 	struct config *cfg = obj;
 	uint64_t v;
 	int j, err;
 
-	if (i >= CONFIG_MAX_OPAQUE_PORTS)
-		return cp_fail(p, cp_line(p), "too many ports, at most %d",
-			       CONFIG_MAX_OPAQUE_PORTS);
+	(void)i;
 	err = cp_uint(p, 1, 65535, &v);
 	if (err)
 		return err;
@@ -70,13 +61,9 @@ static int parse_opaque_port(struct cfg_parser *p, void *obj, int i)
 }
 
 /* Replaces the default list; an empty list detects on every undeclared port. */
-static int parse_opaque_ports(struct cfg_parser *p, void *obj)
-{
-	struct config *cfg = obj;
-
-	cfg->n_opaque_ports = 0;
-	return cp_seq(p, parse_opaque_port, cfg);
-}
+static const struct seq_spec opaque_ports_seq = {
+    parse_opaque_port, CONFIG_MAX_OPAQUE_PORTS, "ports",
+    SEQ_REPLACES_DEFAULT(struct config, n_opaque_ports)};
 
 /* One protocol name of proxy.http.upgrade_protocols: a token, stored lowercase. */
 static int parse_http_upgrade(struct cfg_parser *p, void *obj, int i)
@@ -85,9 +72,6 @@ static int parse_http_upgrade(struct cfg_parser *p, void *obj, int i)
 	char *out;
 	int err;
 
-	if (i >= CONFIG_MAX_HTTP_UPGRADES)
-		return cp_fail(p, cp_line(p), "too many protocols, at most %d",
-			       CONFIG_MAX_HTTP_UPGRADES);
 	out = cfg->http_upgrades[i];
 	err = cp_string(p, "a protocol name", out, CONFIG_MAX_HTTP_UPGRADE_NAME + 1);
 	if (err)
@@ -112,144 +96,62 @@ static int parse_http_upgrade(struct cfg_parser *p, void *obj, int i)
 }
 
 /* Replaces the default list; [] allows no upgrade. */
-static int parse_http_upgrades(struct cfg_parser *p, void *obj)
-{
-	struct config *cfg = obj;
-
-	cfg->n_http_upgrades = 0;
-	return cp_seq(p, parse_http_upgrade, cfg);
-}
-
-enum {
-	HTTP_F_LINE,
-	HTTP_F_HEAD,
-	HTTP_F_HEADERS,
-	HTTP_F_POOL_IDLE,
-	HTTP_F_POOL_MAX,
-	HTTP_F_BODY_TIMEOUT,
-	HTTP_F_HEAD_TIMEOUT,
-	HTTP_F_REQ_TIMEOUT,
-	HTTP_F_MAX_REQUESTS,
-	HTTP_F_MAX_AGE,
-};
+static const struct seq_spec http_upgrades_seq = {
+    parse_http_upgrade, CONFIG_MAX_HTTP_UPGRADES, "protocols",
+    SEQ_REPLACES_DEFAULT(struct config, n_http_upgrades)};
 
 static const struct field http_fields[] = {
-    [HTTP_F_LINE] = {"max_request_line", FIELD_U32, offsetof(struct config, http_max_request_line),
-		     CONFIG_MIN_HTTP_LINE, CONFIG_MAX_HTTP_HEAD},
-    [HTTP_F_HEAD] = {"max_head_bytes", FIELD_U32, offsetof(struct config, http_max_head_bytes),
-		     CONFIG_MIN_HTTP_HEAD, CONFIG_MAX_HTTP_HEAD},
-    [HTTP_F_HEADERS] = {"max_headers", FIELD_U32, offsetof(struct config, http_max_headers), 1,
-			CONFIG_MAX_HTTP_HEADERS},
-    [HTTP_F_POOL_IDLE] = {"pool_idle_timeout_ms", FIELD_U32,
-			  offsetof(struct config, http_pool_idle_timeout_ms), 1,
-			  CONFIG_MAX_TIMEOUT_MS},
-    [HTTP_F_POOL_MAX] = {"pool_max_idle_per_endpoint", FIELD_U32,
-			 offsetof(struct config, http_pool_max_idle_per_endpoint), 0,
-			 CONFIG_MAX_POOL_IDLE},
-    [HTTP_F_BODY_TIMEOUT] = {"request_body_timeout_ms", FIELD_U32,
-			     offsetof(struct config, http_request_body_timeout_ms), 0,
-			     CONFIG_MAX_TIMEOUT_MS},
-    [HTTP_F_HEAD_TIMEOUT] = {"response_head_timeout_ms", FIELD_U32,
-			     offsetof(struct config, http_response_head_timeout_ms), 0,
-			     CONFIG_MAX_TIMEOUT_MS},
-    [HTTP_F_REQ_TIMEOUT] = {"request_timeout_ms", FIELD_U32,
-			    offsetof(struct config, http_request_timeout_ms), 0,
-			    CONFIG_MAX_TIMEOUT_MS},
-    [HTTP_F_MAX_REQUESTS] = {"max_requests_per_connection", FIELD_U32,
-			     offsetof(struct config, http_max_requests_per_connection), 0,
-			     CONFIG_MAX_REQUESTS_PER_CONN},
-    [HTTP_F_MAX_AGE] = {"max_connection_age_ms", FIELD_U32,
-			offsetof(struct config, http_max_connection_age_ms), 0,
-			CONFIG_MAX_IDLE_TIMEOUT_MS},
+    /* The request line is part of the head, so it cannot be the longer. */
+    {"max_request_line", FIELD_U32, offsetof(struct config, http_max_request_line),
+     CONFIG_MIN_HTTP_LINE, CONFIG_MAX_HTTP_HEAD, .at_most = "max_head_bytes"},
+    {"max_head_bytes", FIELD_U32, offsetof(struct config, http_max_head_bytes),
+     CONFIG_MIN_HTTP_HEAD, CONFIG_MAX_HTTP_HEAD},
+    {"max_headers", FIELD_U32, offsetof(struct config, http_max_headers), 1,
+     CONFIG_MAX_HTTP_HEADERS},
+    {"pool_idle_timeout_ms", FIELD_U32, offsetof(struct config, http_pool_idle_timeout_ms), 1,
+     CONFIG_MAX_TIMEOUT_MS},
+    {"pool_max_idle_per_endpoint", FIELD_U32,
+     offsetof(struct config, http_pool_max_idle_per_endpoint), 0, CONFIG_MAX_POOL_IDLE},
+    {"request_body_timeout_ms", FIELD_U32, offsetof(struct config, http_request_body_timeout_ms), 0,
+     CONFIG_MAX_TIMEOUT_MS},
+    {"response_head_timeout_ms", FIELD_U32, offsetof(struct config, http_response_head_timeout_ms),
+     0, CONFIG_MAX_TIMEOUT_MS},
+    {"request_timeout_ms", FIELD_U32, offsetof(struct config, http_request_timeout_ms), 0,
+     CONFIG_MAX_TIMEOUT_MS},
+    {"max_requests_per_connection", FIELD_U32,
+     offsetof(struct config, http_max_requests_per_connection), 0, CONFIG_MAX_REQUESTS_PER_CONN},
+    {"max_connection_age_ms", FIELD_U32, offsetof(struct config, http_max_connection_age_ms), 0,
+     CONFIG_MAX_IDLE_TIMEOUT_MS},
     {"forwarded_for", FIELD_BOOL, offsetof(struct config, http_forwarded_for)},
     {"forwarded_proto", FIELD_BOOL, offsetof(struct config, http_forwarded_proto)},
     {"request_id", FIELD_BOOL, offsetof(struct config, http_request_id)},
     {"timeout_header", FIELD_BOOL, offsetof(struct config, http_timeout_header)},
-    {"upgrade_protocols", FIELD_FUNC, 0, 0, 0, false, parse_http_upgrades},
-};
-
-static int parse_http(struct cfg_parser *p, void *obj)
-{
-	struct config *cfg = obj;
-	struct map_seen seen;
-	int err;
-
-	err = cp_map(p, http_fields, ARRAY_SIZE(http_fields), cfg, &seen);
-	if (err)
-		return err;
-	/* The request line is part of the head, so it cannot be the longer. */
-	if (cfg->http_max_request_line > cfg->http_max_head_bytes) {
-		cp_path_push_key(p, "max_request_line");
-		return cp_fail(p,
-			       (seen.mask & (1u << HTTP_F_LINE)) ? seen.line[HTTP_F_LINE]
-								 : seen.line[HTTP_F_HEAD],
-			       "must be <= max_head_bytes (%u), got %u", cfg->http_max_head_bytes,
-			       cfg->http_max_request_line);
-	}
-	return 0;
-}
-
-enum {
-	PROXY_F_WORKERS,
-	PROXY_F_TIMEOUT,
-	PROXY_F_DEADLINE,
-	PROXY_F_BUFFER,
-	PROXY_F_MAXCONN,
-	PROXY_F_MAXMEM,
-	PROXY_F_MAXCLIENT,
-	PROXY_F_DETECT,
-	PROXY_F_OPAQUE,
-	PROXY_F_IDLE,
-	PROXY_F_DRAIN,
-	PROXY_F_HTTP
+    {"upgrade_protocols", FIELD_SEQ, .seq = &http_upgrades_seq},
 };
 
 static const struct field proxy_fields[] = {
-    [PROXY_F_WORKERS] = {"workers", FIELD_INT, offsetof(struct config, workers), 0,
-			 CONFIG_MAX_WORKERS},
-    [PROXY_F_TIMEOUT] = {"connect_timeout_ms", FIELD_U32,
-			 offsetof(struct config, connect_timeout_ms), 1, CONFIG_MAX_TIMEOUT_MS},
-    [PROXY_F_DEADLINE] = {"connect_deadline_ms", FIELD_U32,
-			  offsetof(struct config, connect_deadline_ms), 1, CONFIG_MAX_TIMEOUT_MS},
-    [PROXY_F_BUFFER] = {"buffer_bytes", FIELD_U32, offsetof(struct config, buffer_bytes),
-			CONFIG_MIN_BUFFER_BYTES, CONFIG_MAX_BUFFER_BYTES},
-    [PROXY_F_MAXCONN] = {"max_connections", FIELD_U32, offsetof(struct config, max_connections), 1,
-			 CONFIG_MAX_CONNECTIONS},
-    [PROXY_F_MAXMEM] = {"max_buffer_memory_mib", FIELD_U32,
-			offsetof(struct config, max_buffer_memory_mib), 0,
-			CONFIG_MAX_BUFFER_MEMORY_MIB},
-    [PROXY_F_MAXCLIENT] = {"max_connections_per_client", FIELD_U32,
-			   offsetof(struct config, max_connections_per_client), 0,
-			   CONFIG_MAX_CONNECTIONS},
-    [PROXY_F_DETECT] = {"detect_timeout_ms", FIELD_U32, offsetof(struct config, detect_timeout_ms),
-			1, CONFIG_MAX_DETECT_TIMEOUT_MS},
-    [PROXY_F_OPAQUE] = {"opaque_ports", FIELD_FUNC, .parse = parse_opaque_ports},
-    [PROXY_F_IDLE] = {"idle_timeout_ms", FIELD_U32, offsetof(struct config, idle_timeout_ms), 0,
-		      CONFIG_MAX_IDLE_TIMEOUT_MS},
-    [PROXY_F_DRAIN] = {"drain_timeout_ms", FIELD_U32, offsetof(struct config, drain_timeout_ms), 0,
-		       CONFIG_MAX_DRAIN_TIMEOUT_MS},
-    [PROXY_F_HTTP] = {"http", FIELD_FUNC, .parse = parse_http},
+    {"workers", FIELD_INT, offsetof(struct config, workers), 0, CONFIG_MAX_WORKERS},
+    {"connect_timeout_ms", FIELD_U32, offsetof(struct config, connect_timeout_ms), 1,
+     CONFIG_MAX_TIMEOUT_MS},
+    {"connect_deadline_ms", FIELD_U32, offsetof(struct config, connect_deadline_ms), 1,
+     CONFIG_MAX_TIMEOUT_MS, .at_least = "connect_timeout_ms"},
+    {"buffer_bytes", FIELD_U32, offsetof(struct config, buffer_bytes), CONFIG_MIN_BUFFER_BYTES,
+     CONFIG_MAX_BUFFER_BYTES},
+    {"max_connections", FIELD_U32, offsetof(struct config, max_connections), 1,
+     CONFIG_MAX_CONNECTIONS},
+    {"max_buffer_memory_mib", FIELD_U32, offsetof(struct config, max_buffer_memory_mib), 0,
+     CONFIG_MAX_BUFFER_MEMORY_MIB},
+    {"max_connections_per_client", FIELD_U32, offsetof(struct config, max_connections_per_client),
+     0, CONFIG_MAX_CONNECTIONS},
+    {"detect_timeout_ms", FIELD_U32, offsetof(struct config, detect_timeout_ms), 1,
+     CONFIG_MAX_DETECT_TIMEOUT_MS},
+    {"opaque_ports", FIELD_SEQ, .seq = &opaque_ports_seq},
+    {"idle_timeout_ms", FIELD_U32, offsetof(struct config, idle_timeout_ms), 0,
+     CONFIG_MAX_IDLE_TIMEOUT_MS},
+    {"drain_timeout_ms", FIELD_U32, offsetof(struct config, drain_timeout_ms), 0,
+     CONFIG_MAX_DRAIN_TIMEOUT_MS},
+    {"http", FIELD_MAP, FIELD_MAP_OF(http_fields)},
 };
-
-static int parse_proxy(struct cfg_parser *p, void *obj)
-{
-	struct config *cfg = obj;
-	struct map_seen seen;
-	int err, line;
-
-	err = cp_map(p, proxy_fields, ARRAY_SIZE(proxy_fields), cfg, &seen);
-	if (err)
-		return err;
-	if (cfg->connect_deadline_ms < cfg->connect_timeout_ms) {
-		/* Point at whichever of the two the user wrote; the other may be a default. */
-		line = seen.mask & (1u << PROXY_F_DEADLINE) ? seen.line[PROXY_F_DEADLINE]
-							    : seen.line[PROXY_F_TIMEOUT];
-		cp_path_push_key(p, "connect_deadline_ms");
-		return cp_fail(p, line, "must be >= connect_timeout_ms (%u), got %u",
-			       cfg->connect_timeout_ms, cfg->connect_deadline_ms);
-	}
-	return 0;
-}
 
 /* ---- tracing, admin ---- */
 
@@ -342,20 +244,14 @@ static const struct field tracing_fields[] = {
      CONFIG_MAX_TIMEOUT_MS},
 };
 
-static int parse_tracing(struct cfg_parser *p, void *obj)
+static int check_tracing(struct cfg_parser *p, void *obj, const struct map_seen *seen)
 {
-	struct config *cfg = obj;
-	struct config_tracing *t = &cfg->tracing;
-	struct map_seen seen;
-	int err;
+	const struct config_tracing *t = obj;
 
-	err = cp_map(p, tracing_fields, ARRAY_SIZE(tracing_fields), t, &seen);
-	if (err)
-		return err;
 	/* The rings index with a mask. */
 	if (t->ring_size & (t->ring_size - 1)) {
 		cp_path_push_key(p, "ring_size");
-		return cp_fail(p, seen.line[TRACING_F_RING], "must be a power of two, got %u",
+		return cp_fail(p, seen->line[TRACING_F_RING], "must be a power of two, got %u",
 			       t->ring_size);
 	}
 	return 0;
@@ -382,13 +278,6 @@ static int parse_admin_listen(struct cfg_parser *p, void *obj)
 static const struct field admin_fields[] = {
     {"listen", FIELD_FUNC, .parse = parse_admin_listen},
 };
-
-static int parse_admin(struct cfg_parser *p, void *obj)
-{
-	struct map_seen seen;
-
-	return cp_map(p, admin_fields, ARRAY_SIZE(admin_fields), obj, &seen);
-}
 
 /* ---- kubernetes ---- */
 
@@ -468,11 +357,12 @@ static int parse_kubernetes(struct cfg_parser *p, void *obj)
 
 static const struct field root_fields[] = {
     {"node", FIELD_FUNC, .parse = parse_node},
-    {"bpf", FIELD_FUNC, .parse = parse_bpf},
-    {"proxy", FIELD_FUNC, .parse = parse_proxy},
-    {"tracing", FIELD_FUNC, .parse = parse_tracing},
-    {"admin", FIELD_FUNC, .parse = parse_admin},
-    {"services", FIELD_FUNC, .parse = parse_services},
+    {"bpf", FIELD_MAP, FIELD_MAP_OF(bpf_fields)},
+    {"proxy", FIELD_MAP, FIELD_MAP_OF(proxy_fields)},
+    {"tracing", FIELD_MAP, offsetof(struct config, tracing), FIELD_MAP_OF(tracing_fields),
+     .check = check_tracing},
+    {"admin", FIELD_MAP, FIELD_MAP_OF(admin_fields)},
+    {"services", FIELD_SEQ, .seq = &services_seq},
     {"kubernetes", FIELD_FUNC, .parse = parse_kubernetes},
 };
 

@@ -40,7 +40,8 @@ static int parse_endpoint_address(struct cfg_parser *p, void *obj)
 		return cp_fail(p, cp_line(p),
 			       "must not be %s %s address, got %s (the proxy dials endpoints from "
 			       "the node's own network namespace)",
-			       strchr("aeiou", why[0]) ? "an" : "a", why, addr_ntop(&ep->addr, text, sizeof(text)));
+			       strchr("aeiou", why[0]) ? "an" : "a", why,
+			       addr_ntop(&ep->addr, text, sizeof(text)));
 	return 0;
 }
 
@@ -54,9 +55,7 @@ static int parse_endpoint(struct cfg_parser *p, void *obj, int i)
 	struct config_endpoint *ep;
 	struct map_seen seen;
 
-	if (i >= CONFIG_MAX_ENDPOINTS)
-		return cp_fail(p, cp_line(p), "too many endpoints, at most %d",
-			       CONFIG_MAX_ENDPOINTS);
+	(void)i;
 	if (cp_grow(p, (void **)&svc->endpoints, (size_t)svc->n_endpoints, sizeof(*ep)))
 		return -ENOMEM;
 	ep = &svc->endpoints[svc->n_endpoints++];
@@ -66,10 +65,7 @@ static int parse_endpoint(struct cfg_parser *p, void *obj, int i)
 	return cp_map(p, endpoint_fields, ARRAY_SIZE(endpoint_fields), ep, &seen);
 }
 
-static int parse_endpoints(struct cfg_parser *p, void *obj)
-{
-	return cp_seq(p, parse_endpoint, obj);
-}
+static const struct seq_spec endpoints_seq = {parse_endpoint, CONFIG_MAX_ENDPOINTS, "endpoints"};
 
 /* ---- services[i].ports ---- */
 
@@ -90,8 +86,7 @@ static int parse_port(struct cfg_parser *p, void *obj, int i)
 	struct map_seen seen;
 	int j, err;
 
-	if (i >= CONFIG_MAX_PORTS)
-		return cp_fail(p, cp_line(p), "too many ports, at most %d", CONFIG_MAX_PORTS);
+	(void)i;
 	port = &svc->ports[svc->n_ports];
 	memset(port, 0, sizeof(*port));
 	/* Opaque ports turn this into TCP once the whole file is read. */
@@ -115,18 +110,7 @@ static int parse_port(struct cfg_parser *p, void *obj, int i)
 	return 0;
 }
 
-static int parse_ports(struct cfg_parser *p, void *obj)
-{
-	struct config_service *svc = obj;
-	int line = cp_line(p), err;
-
-	err = cp_seq(p, parse_port, svc);
-	if (err)
-		return err;
-	if (svc->n_ports == 0)
-		return cp_fail(p, line, "must list 1..%d ports, got none", CONFIG_MAX_PORTS);
-	return 0;
-}
+static const struct seq_spec ports_seq = {parse_port, CONFIG_MAX_PORTS, "ports", .none = "ports"};
 
 /* ---- services[i].vips ---- */
 
@@ -136,8 +120,7 @@ static int parse_vip(struct cfg_parser *p, void *obj, int i)
 	struct shoal_addr vip;
 	int j, err;
 
-	if (i >= CONFIG_MAX_VIPS)
-		return cp_fail(p, cp_line(p), "too many VIPs, at most %d", CONFIG_MAX_VIPS);
+	(void)i;
 	err = cp_addr(p, FIELD_IP, &vip);
 	if (err)
 		return err;
@@ -149,18 +132,7 @@ static int parse_vip(struct cfg_parser *p, void *obj, int i)
 	return 0;
 }
 
-static int parse_vips(struct cfg_parser *p, void *obj)
-{
-	struct config_service *svc = obj;
-	int line = cp_line(p), err;
-
-	err = cp_seq(p, parse_vip, svc);
-	if (err)
-		return err;
-	if (svc->n_vips == 0)
-		return cp_fail(p, line, "must list 1..%d addresses, got none", CONFIG_MAX_VIPS);
-	return 0;
-}
+static const struct seq_spec vips_seq = {parse_vip, CONFIG_MAX_VIPS, "VIPs", .none = "addresses"};
 
 /* ---- services[i].routes ---- */
 
@@ -235,8 +207,6 @@ static int parse_host(struct cfg_parser *p, void *obj, int i)
 	bool suffix;
 	int j, err;
 
-	if (i >= CONFIG_MAX_ROUTE_HOSTS)
-		return cp_fail(p, cp_line(p), "too many hosts, at most %d", CONFIG_MAX_ROUTE_HOSTS);
 	err = cp_string(p, "a host name", h, sizeof(h));
 	if (err)
 		return err;
@@ -260,10 +230,7 @@ static int parse_host(struct cfg_parser *p, void *obj, int i)
 	return 0;
 }
 
-static int parse_hosts(struct cfg_parser *p, void *obj)
-{
-	return cp_seq(p, parse_host, obj);
-}
+static const struct seq_spec hosts_seq = {parse_host, CONFIG_MAX_ROUTE_HOSTS, "hosts"};
 
 /*
  * A path criterion: absolute, visible ASCII, no query or fragment (the
@@ -318,17 +285,12 @@ static const struct field path_fields[] = {
     {"prefix", FIELD_FUNC, .parse = parse_path_prefix},
 };
 
-static int parse_path(struct cfg_parser *p, void *obj)
+static int check_path(struct cfg_parser *p, void *obj, const struct map_seen *seen)
 {
-	struct config_route *r = obj;
-	struct map_seen seen;
-	int err;
+	const struct config_route *r = obj;
 
-	err = cp_map(p, path_fields, ARRAY_SIZE(path_fields), r, &seen);
-	if (err)
-		return err;
 	if (r->path_match == CONFIG_PATH_ANY)
-		return cp_fail(p, seen.start_line, "exact or prefix is required");
+		return cp_fail(p, seen->start_line, "exact or prefix is required");
 	return 0;
 }
 
@@ -340,9 +302,7 @@ static int parse_method(struct cfg_parser *p, void *obj, int i)
 	size_t k, n;
 	int j, err;
 
-	if (i >= CONFIG_MAX_ROUTE_METHODS)
-		return cp_fail(p, cp_line(p), "too many methods, at most %d",
-			       CONFIG_MAX_ROUTE_METHODS);
+	(void)i;
 	err = cp_string(p, "a method", m, sizeof(m));
 	if (err)
 		return err;
@@ -362,107 +322,91 @@ static int parse_method(struct cfg_parser *p, void *obj, int i)
 	return 0;
 }
 
-static int parse_methods(struct cfg_parser *p, void *obj)
-{
-	return cp_seq(p, parse_method, obj);
-}
+static const struct seq_spec methods_seq = {parse_method, CONFIG_MAX_ROUTE_METHODS, "methods"};
+
+/* match.headers being read: the route, and the line of each header's key. */
+struct headers_walk {
+	struct config_route *r;
+	int lines[CONFIG_MAX_ROUTE_HEADERS];
+};
 
 /*
- * match.headers: a mapping from field name to the exact value. The keys
- * are free, so this walks the mapping itself rather than through a field
- * table; names are lower-cased, and two that differ only in case clash.
+ * One "name: value" of match.headers (a cp_map_walk entry): the field name
+ * and the exact value it must have. Names are lower-cased, and two that
+ * differ only in case clash.
  */
+static int parse_header(struct cfg_parser *p, void *ctx, const char *key, size_t klen, int line)
+{
+	struct headers_walk *w = ctx;
+	struct config_route *r = w->r;
+	char val[CONFIG_MAX_HEADER_VALUE + 1], buf[CONFIG_ECHO_MAX + 4];
+	struct config_route_header *h;
+	size_t k, n, old;
+	int j, err;
+
+	old = cp_path_push_key(p, klen ? cp_echo(key, klen, buf) : "\"\"");
+	for (k = 0; k < klen && is_tchar(key[k]); k++)
+		;
+	if (klen == 0 || k < klen || klen > CONFIG_MAX_HEADER_NAME)
+		return cp_fail(p, line, "must be a header name (a token of at most %d)",
+			       CONFIG_MAX_HEADER_NAME);
+	for (j = 0; j < r->n_headers; j++) {
+		if (r->headers[j].name_len == klen && !strncasecmp(r->headers[j].name, key, klen))
+			return cp_fail(p, line, "duplicate header (first at line %d)", w->lines[j]);
+	}
+	if (r->n_headers >= CONFIG_MAX_ROUTE_HEADERS)
+		return cp_fail(p, line, "too many headers, at most %d", CONFIG_MAX_ROUTE_HEADERS);
+	h = &r->headers[r->n_headers];
+	h->name = cp_strndup(p, key, klen, &err);
+	if (err)
+		return err;
+	for (k = 0; k < klen; k++)
+		h->name[k] = ascii_lower(h->name[k]);
+	h->name_len = klen;
+	w->lines[r->n_headers++] = line;
+
+	err = cp_next(p);
+	if (err)
+		return err;
+	err = cp_string(p, "a header value", val, sizeof(val));
+	if (err)
+		return err;
+	n = strlen(val);
+	for (k = 0; k < n; k++) {
+		if ((unsigned char)val[k] < 0x20 && val[k] != '\t')
+			break;
+		if (val[k] == 0x7f)
+			break;
+	}
+	/* The proxy trims a field's surrounding whitespace, so such a value never matches. */
+	if (k < n ||
+	    (n && (val[0] == ' ' || val[0] == '\t' || val[n - 1] == ' ' || val[n - 1] == '\t')))
+		return cp_fail(p, cp_line(p),
+			       "must be a header value without control characters or "
+			       "surrounding spaces, got \"%s\"",
+			       cp_echo(val, n, buf));
+	h->value = cp_strndup(p, val, n, &err);
+	if (err)
+		return err;
+	h->value_len = n;
+	cp_path_pop(p, old);
+	return 0;
+}
+
+/* match.headers: the keys are free, so it has no field table. */
 static int parse_headers(struct cfg_parser *p, void *obj)
 {
-	struct config_route *r = obj;
-	char val[CONFIG_MAX_HEADER_VALUE + 1], buf[CONFIG_ECHO_MAX + 4];
-	int lines[CONFIG_MAX_ROUTE_HEADERS];
-	struct config_route_header *h;
-	const char *key;
-	size_t klen, k, n, old;
-	int j, line, err;
+	struct headers_walk w = {.r = obj};
 
-	if (ev_is_null(&p->ev))
-		return 0;
-	if (p->ev.type != YAML_MAPPING_START_EVENT)
-		return cp_fail(p, cp_line(p), "must be a mapping, got %s", ev_kind(&p->ev));
-	for (;;) {
-		err = cp_next(p);
-		if (err)
-			return err;
-		if (p->ev.type == YAML_MAPPING_END_EVENT)
-			return 0;
-		line = cp_line(p);
-		if (p->ev.type != YAML_SCALAR_EVENT)
-			return cp_fail(p, line, "keys must be scalars, got %s", ev_kind(&p->ev));
-		key = (const char *)p->ev.data.scalar.value;
-		klen = p->ev.data.scalar.length;
-		old = cp_path_push_key(p, klen ? cp_echo(key, klen, buf) : "\"\"");
-		for (k = 0; k < klen && is_tchar(key[k]); k++)
-			;
-		if (klen == 0 || k < klen || klen > CONFIG_MAX_HEADER_NAME)
-			return cp_fail(p, line, "must be a header name (a token of at most %d)",
-				       CONFIG_MAX_HEADER_NAME);
-		for (j = 0; j < r->n_headers; j++) {
-			if (r->headers[j].name_len == klen &&
-			    !strncasecmp(r->headers[j].name, key, klen))
-				return cp_fail(p, line, "duplicate header (first at line %d)",
-					       lines[j]);
-		}
-		if (r->n_headers >= CONFIG_MAX_ROUTE_HEADERS)
-			return cp_fail(p, line, "too many headers, at most %d",
-				       CONFIG_MAX_ROUTE_HEADERS);
-		h = &r->headers[r->n_headers];
-		h->name = cp_strndup(p, key, klen, &err);
-		if (err)
-			return err;
-		for (k = 0; k < klen; k++)
-			h->name[k] = ascii_lower(h->name[k]);
-		h->name_len = klen;
-		lines[r->n_headers++] = line;
-
-		err = cp_next(p);
-		if (err)
-			return err;
-		err = cp_string(p, "a header value", val, sizeof(val));
-		if (err)
-			return err;
-		n = strlen(val);
-		for (k = 0; k < n; k++) {
-			if ((unsigned char)val[k] < 0x20 && val[k] != '\t')
-				break;
-			if (val[k] == 0x7f)
-				break;
-		}
-		/* The proxy trims a field's surrounding whitespace, so such a value never matches.
-		 */
-		if (k < n || (n && (val[0] == ' ' || val[0] == '\t' || val[n - 1] == ' ' ||
-				    val[n - 1] == '\t')))
-			return cp_fail(p, cp_line(p),
-				       "must be a header value without control characters or "
-				       "surrounding spaces, got \"%s\"",
-				       cp_echo(val, n, buf));
-		h->value = cp_strndup(p, val, n, &err);
-		if (err)
-			return err;
-		h->value_len = n;
-		cp_path_pop(p, old);
-	}
+	return cp_map_walk(p, parse_header, &w);
 }
 
 static const struct field match_fields[] = {
-    {"hosts", FIELD_FUNC, .parse = parse_hosts},
-    {"path", FIELD_FUNC, .parse = parse_path},
-    {"methods", FIELD_FUNC, .parse = parse_methods},
+    {"hosts", FIELD_SEQ, .seq = &hosts_seq},
+    {"path", FIELD_MAP, FIELD_MAP_OF(path_fields), .check = check_path},
+    {"methods", FIELD_SEQ, .seq = &methods_seq},
     {"headers", FIELD_FUNC, .parse = parse_headers},
 };
-
-static int parse_match(struct cfg_parser *p, void *obj)
-{
-	struct map_seen seen;
-
-	return cp_map(p, match_fields, ARRAY_SIZE(match_fields), obj, &seen);
-}
 
 /* "name" (in the route's own namespace) or "namespace/name"; resolved in check_backends. */
 static int parse_backend_service(struct cfg_parser *p, void *obj)
@@ -515,9 +459,7 @@ static int parse_backend(struct cfg_parser *p, void *obj, int i)
 	struct map_seen seen;
 	int err;
 
-	if (i >= CONFIG_MAX_ROUTE_BACKENDS)
-		return cp_fail(p, cp_line(p), "too many backends, at most %d",
-			       CONFIG_MAX_ROUTE_BACKENDS);
+	(void)i;
 	b = &r->backends[r->n_backends];
 	memset(b, 0, sizeof(*b));
 	b->weight = 1;
@@ -530,17 +472,17 @@ static int parse_backend(struct cfg_parser *p, void *obj, int i)
 	return 0;
 }
 
+static const struct seq_spec backends_seq = {parse_backend, CONFIG_MAX_ROUTE_BACKENDS, "backends",
+					     .none = "backends", .at_key = true};
+
 static int parse_backends(struct cfg_parser *p, void *obj)
 {
 	struct config_route *r = obj;
 	int line = p->key_line, err;
 
-	err = cp_seq(p, parse_backend, r);
+	err = cp_seq(p, &backends_seq, r);
 	if (err)
 		return err;
-	if (r->n_backends == 0)
-		return cp_fail(p, line, "must list 1..%d backends, got none",
-			       CONFIG_MAX_ROUTE_BACKENDS);
 	if (r->total_weight == 0)
 		return cp_fail(p, line, "weights add up to 0; at least one must be above 0");
 	return 0;
@@ -552,9 +494,7 @@ static int parse_retry_status(struct cfg_parser *p, void *obj, int i)
 	uint64_t v;
 	int j, err;
 
-	if (i >= CONFIG_MAX_RETRY_STATUSES)
-		return cp_fail(p, cp_line(p), "too many statuses, at most %d",
-			       CONFIG_MAX_RETRY_STATUSES);
+	(void)i;
 	err = cp_uint(p, CONFIG_MIN_RETRY_STATUS, CONFIG_MAX_RETRY_STATUS, &v);
 	if (err)
 		return err;
@@ -568,13 +508,9 @@ static int parse_retry_status(struct cfg_parser *p, void *obj, int i)
 }
 
 /* Replaces the default {503}; an empty list retries on no status at all. */
-static int parse_retry_statuses(struct cfg_parser *p, void *obj)
-{
-	struct config_route *r = obj;
-
-	r->n_retry_statuses = 0;
-	return cp_seq(p, parse_retry_status, r);
-}
+static const struct seq_spec retry_statuses_seq = {
+    parse_retry_status, CONFIG_MAX_RETRY_STATUSES, "statuses",
+    SEQ_REPLACES_DEFAULT(struct config_route, n_retry_statuses)};
 
 enum {
 	ROUTE_F_NAME,
@@ -590,17 +526,18 @@ enum {
 
 static const struct field route_fields[] = {
     [ROUTE_F_NAME] = {"name", FIELD_LABEL, offsetof(struct config_route, name)},
-    [ROUTE_F_MATCH] = {"match", FIELD_FUNC, .parse = parse_match},
+    [ROUTE_F_MATCH] = {"match", FIELD_MAP, FIELD_MAP_OF(match_fields)},
     [ROUTE_F_BACKENDS] = {"backends", FIELD_FUNC, .parse = parse_backends},
     [ROUTE_F_TIMEOUT] = {"timeout_ms", FIELD_U32, offsetof(struct config_route, timeout_ms), 0,
 			 CONFIG_MAX_TIMEOUT_MS},
     [ROUTE_F_PER_TRY] = {"per_try_timeout_ms", FIELD_U32,
 			 offsetof(struct config_route, per_try_timeout_ms), 0,
-			 CONFIG_MAX_TIMEOUT_MS},
+			 CONFIG_MAX_TIMEOUT_MS, .at_most = "timeout_ms", .unless_zero = true},
     [ROUTE_F_RETRYABLE] = {"retryable", FIELD_BOOL, offsetof(struct config_route, retryable)},
-    [ROUTE_F_STATUSES] = {"retry_statuses", FIELD_FUNC, .parse = parse_retry_statuses},
+    [ROUTE_F_STATUSES] = {"retry_statuses", FIELD_SEQ, .seq = &retry_statuses_seq},
     [ROUTE_F_CONNECT] = {"connect_timeout_ms", FIELD_U32,
-			 offsetof(struct config_route, connect_timeout_ms), 0, CONFIG_MAX_TIMEOUT_MS},
+			 offsetof(struct config_route, connect_timeout_ms), 0,
+			 CONFIG_MAX_TIMEOUT_MS},
     [ROUTE_F_IDLE] = {"idle_timeout_ms", FIELD_U32, offsetof(struct config_route, idle_timeout_ms),
 		      0, CONFIG_MAX_TIMEOUT_MS},
 };
@@ -612,8 +549,6 @@ static int parse_route(struct cfg_parser *p, void *obj, int i)
 	struct map_seen seen;
 	int j, err;
 
-	if (i >= CONFIG_MAX_ROUTES)
-		return cp_fail(p, cp_line(p), "too many routes, at most %d", CONFIG_MAX_ROUTES);
 	if (p->n_routes_total >= CONFIG_MAX_ROUTES_TOTAL)
 		return cp_fail(p, cp_line(p), "too many routes in the file, at most %d",
 			       CONFIG_MAX_ROUTES_TOTAL);
@@ -629,12 +564,6 @@ static int parse_route(struct cfg_parser *p, void *obj, int i)
 	err = cp_map(p, route_fields, ARRAY_SIZE(route_fields), r, &seen);
 	if (err)
 		return err;
-	if (r->timeout_ms && r->per_try_timeout_ms > r->timeout_ms) {
-		cp_path_push_key(p, "per_try_timeout_ms");
-		return cp_fail(
-		    p, (seen.mask & (1u << ROUTE_F_PER_TRY)) ? seen.line[ROUTE_F_PER_TRY] : r->line,
-		    "must be <= timeout_ms (%u), got %u", r->timeout_ms, r->per_try_timeout_ms);
-	}
 	if (r->name[0]) {
 		for (j = 0; j < i; j++) {
 			if (!strcmp(svc->routes[j].name, r->name)) {
@@ -661,10 +590,7 @@ static int parse_route(struct cfg_parser *p, void *obj, int i)
 	return 0;
 }
 
-static int parse_routes(struct cfg_parser *p, void *obj)
-{
-	return cp_seq(p, parse_route, obj);
-}
+static const struct seq_spec routes_seq = {parse_route, CONFIG_MAX_ROUTES, "routes"};
 
 /* ---- a service's resilience: block (docs/config.md, docs/resilience.md) ---- */
 
@@ -708,36 +634,25 @@ static const struct field budget_fields[] = {
      CONFIG_MIN_BUDGET_WINDOW_MS, CONFIG_MAX_TIMEOUT_MS},
 };
 
-enum { RETRIES_F_MAX, RETRIES_F_BODY, RETRIES_F_BASE, RETRIES_F_CAP, RETRIES_F_CONNECT };
-
 static const struct field retries_fields[] = {
-    [RETRIES_F_MAX] = {"max_retries", FIELD_U32, offsetof(struct config_resilience, max_retries), 0,
-		       CONFIG_MAX_RETRIES},
-    [RETRIES_F_BODY] = {"max_body_bytes", FIELD_U32,
-			offsetof(struct config_resilience, max_body_bytes), 0,
-			CONFIG_MAX_RETRY_BODY},
-    [RETRIES_F_BASE] = {"backoff_base_ms", FIELD_U32,
-			offsetof(struct config_resilience, backoff_base_ms), 0,
-			CONFIG_MAX_TIMEOUT_MS},
-    [RETRIES_F_CAP] = {"backoff_max_ms", FIELD_U32,
-		       offsetof(struct config_resilience, backoff_max_ms), 0,
-		       CONFIG_MAX_TIMEOUT_MS},
-    [RETRIES_F_CONNECT] = {"connect_any_method", FIELD_BOOL,
-			   offsetof(struct config_resilience, connect_any_method)},
+    {"max_retries", FIELD_U32, offsetof(struct config_resilience, max_retries), 0,
+     CONFIG_MAX_RETRIES},
+    {"max_body_bytes", FIELD_U32, offsetof(struct config_resilience, max_body_bytes), 0,
+     CONFIG_MAX_RETRY_BODY},
+    {"backoff_base_ms", FIELD_U32, offsetof(struct config_resilience, backoff_base_ms), 0,
+     CONFIG_MAX_TIMEOUT_MS, .at_most = "backoff_max_ms"},
+    {"backoff_max_ms", FIELD_U32, offsetof(struct config_resilience, backoff_max_ms), 0,
+     CONFIG_MAX_TIMEOUT_MS},
+    {"connect_any_method", FIELD_BOOL, offsetof(struct config_resilience, connect_any_method)},
 };
 
-enum { BREAKER_F_CONSEC, BREAKER_F_MIN, BREAKER_F_MAX };
-
 static const struct field breaker_fields[] = {
-    [BREAKER_F_CONSEC] = {"consecutive_failures", FIELD_U32,
-			  offsetof(struct config_resilience, consecutive_failures), 0,
-			  CONFIG_MAX_CONSECUTIVE},
-    [BREAKER_F_MIN] = {"backoff_min_ms", FIELD_U32,
-		       offsetof(struct config_resilience, breaker_backoff_min_ms), 1,
-		       CONFIG_MAX_BREAKER_BACKOFF_MS},
-    [BREAKER_F_MAX] = {"backoff_max_ms", FIELD_U32,
-		       offsetof(struct config_resilience, breaker_backoff_max_ms), 1,
-		       CONFIG_MAX_BREAKER_BACKOFF_MS},
+    {"consecutive_failures", FIELD_U32, offsetof(struct config_resilience, consecutive_failures), 0,
+     CONFIG_MAX_CONSECUTIVE},
+    {"backoff_min_ms", FIELD_U32, offsetof(struct config_resilience, breaker_backoff_min_ms), 1,
+     CONFIG_MAX_BREAKER_BACKOFF_MS, .at_most = "backoff_max_ms"},
+    {"backoff_max_ms", FIELD_U32, offsetof(struct config_resilience, breaker_backoff_max_ms), 1,
+     CONFIG_MAX_BREAKER_BACKOFF_MS},
     {"jitter_pct", FIELD_U32, offsetof(struct config_resilience, jitter_pct), 0, 100},
     {"success_rate_pct", FIELD_U32, offsetof(struct config_resilience, success_rate_pct), 0, 100},
     {"success_rate_window_ms", FIELD_U32,
@@ -747,56 +662,24 @@ static const struct field breaker_fields[] = {
     {"max_ejection_pct", FIELD_U32, offsetof(struct config_resilience, max_ejection_pct), 0, 100},
 };
 
-enum {
-	TIMEOUTS_F_CONNECT,
-	TIMEOUTS_F_REQUEST,
-	TIMEOUTS_F_PER_TRY,
-	TIMEOUTS_F_IDLE,
-	TIMEOUTS_F_RESPONSE_HEAD,
-};
-
 static const struct field timeouts_fields[] = {
-    [TIMEOUTS_F_CONNECT] = {"connect_ms", FIELD_U32,
-			    offsetof(struct config_resilience, connect_timeout_ms), 0,
-			    CONFIG_MAX_TIMEOUT_MS},
-    [TIMEOUTS_F_REQUEST] = {"request_ms", FIELD_U32,
-			    offsetof(struct config_resilience, request_timeout_ms), 0,
-			    CONFIG_MAX_TIMEOUT_MS},
-    [TIMEOUTS_F_PER_TRY] = {"per_try_ms", FIELD_U32,
-			    offsetof(struct config_resilience, per_try_timeout_ms), 0,
-			    CONFIG_MAX_TIMEOUT_MS},
-    [TIMEOUTS_F_IDLE] = {"idle_ms", FIELD_U32, offsetof(struct config_resilience, idle_timeout_ms),
-			 0, CONFIG_MAX_TIMEOUT_MS},
-    [TIMEOUTS_F_RESPONSE_HEAD] = {"response_head_ms", FIELD_U32,
-				  offsetof(struct config_resilience, response_head_timeout_ms), 0,
-				  CONFIG_MAX_TIMEOUT_MS},
+    {"connect_ms", FIELD_U32, offsetof(struct config_resilience, connect_timeout_ms), 0,
+     CONFIG_MAX_TIMEOUT_MS},
+    {"request_ms", FIELD_U32, offsetof(struct config_resilience, request_timeout_ms), 0,
+     CONFIG_MAX_TIMEOUT_MS},
+    {"per_try_ms", FIELD_U32, offsetof(struct config_resilience, per_try_timeout_ms), 0,
+     CONFIG_MAX_TIMEOUT_MS, .at_most = "request_ms", .unless_zero = true},
+    {"idle_ms", FIELD_U32, offsetof(struct config_resilience, idle_timeout_ms), 0,
+     CONFIG_MAX_TIMEOUT_MS},
+    {"response_head_ms", FIELD_U32, offsetof(struct config_resilience, response_head_timeout_ms), 0,
+     CONFIG_MAX_TIMEOUT_MS},
 };
 
-/* "a must be <= b" for two fields of one mapping; the line is a's, else b's. */
-static int cp_fail_order(struct cfg_parser *p, const struct map_seen *seen, int ia, int ib,
-			 const char *a, const char *b, uint32_t va, uint32_t vb)
+static int check_budget(struct cfg_parser *p, void *obj, const struct map_seen *seen)
 {
-	cp_path_push_key(p, a);
-	return cp_fail(p, (seen->mask & (1u << ia)) ? seen->line[ia] : seen->line[ib],
-		       "must be <= %s (%u), got %u", b, vb, va);
-}
+	const struct config_resilience *r = obj;
 
-static int parse_balancer(struct cfg_parser *p, void *obj)
-{
-	struct map_seen seen;
-
-	return cp_map(p, balancer_fields, ARRAY_SIZE(balancer_fields), obj, &seen);
-}
-
-static int parse_budget(struct cfg_parser *p, void *obj)
-{
-	struct config_resilience *r = obj;
-	struct map_seen seen;
-	int err;
-
-	err = cp_map(p, budget_fields, ARRAY_SIZE(budget_fields), obj, &seen);
-	if (err)
-		return err;
+	(void)seen;
 	/* The budget's reserve, min_per_second x window in milli-retries, fits 31 bits. */
 	if ((uint64_t)r->budget_min_per_s * r->budget_window_ms > RETRY_BUDGET_MAX_RESERVE_MILLI) {
 		cp_path_push_key(p, "min_per_second");
@@ -807,80 +690,27 @@ static int parse_budget(struct cfg_parser *p, void *obj)
 	return 0;
 }
 
-static int parse_retries(struct cfg_parser *p, void *obj)
-{
-	struct config_resilience *r = obj;
-	struct map_seen seen;
-	int err;
-
-	err = cp_map(p, retries_fields, ARRAY_SIZE(retries_fields), obj, &seen);
-	if (err)
-		return err;
-	if (r->backoff_base_ms > r->backoff_max_ms)
-		return cp_fail_order(p, &seen, RETRIES_F_BASE, RETRIES_F_CAP, "backoff_base_ms",
-				     "backoff_max_ms", r->backoff_base_ms, r->backoff_max_ms);
-	return 0;
-}
-
-static int parse_breaker(struct cfg_parser *p, void *obj)
-{
-	struct config_resilience *r = obj;
-	struct map_seen seen;
-	int err;
-
-	err = cp_map(p, breaker_fields, ARRAY_SIZE(breaker_fields), obj, &seen);
-	if (err)
-		return err;
-	if (r->breaker_backoff_min_ms > r->breaker_backoff_max_ms)
-		return cp_fail_order(p, &seen, BREAKER_F_MIN, BREAKER_F_MAX, "backoff_min_ms",
-				     "backoff_max_ms", r->breaker_backoff_min_ms,
-				     r->breaker_backoff_max_ms);
-	return 0;
-}
-
-static int parse_timeouts(struct cfg_parser *p, void *obj)
-{
-	struct config_resilience *r = obj;
-	struct map_seen seen;
-	int err;
-
-	err = cp_map(p, timeouts_fields, ARRAY_SIZE(timeouts_fields), obj, &seen);
-	if (err)
-		return err;
-	if (r->request_timeout_ms && r->per_try_timeout_ms > r->request_timeout_ms)
-		return cp_fail_order(p, &seen, TIMEOUTS_F_PER_TRY, TIMEOUTS_F_REQUEST, "per_try_ms",
-				     "request_ms", r->per_try_timeout_ms, r->request_timeout_ms);
-	return 0;
-}
-
 static const struct field resilience_fields[] = {
-    {"balancer", FIELD_FUNC, .parse = parse_balancer},
-    {"retry_budget", FIELD_FUNC, .parse = parse_budget},
-    {"retries", FIELD_FUNC, .parse = parse_retries},
-    {"breaker", FIELD_FUNC, .parse = parse_breaker},
+    {"balancer", FIELD_MAP, FIELD_MAP_OF(balancer_fields)},
+    {"retry_budget", FIELD_MAP, FIELD_MAP_OF(budget_fields), .check = check_budget},
+    {"retries", FIELD_MAP, FIELD_MAP_OF(retries_fields)},
+    {"breaker", FIELD_MAP, FIELD_MAP_OF(breaker_fields)},
     {"fail_fast_ms", FIELD_U32, offsetof(struct config_resilience, fail_fast_ms), 0,
      CONFIG_MAX_TIMEOUT_MS},
-    {"timeouts", FIELD_FUNC, .parse = parse_timeouts},
+    {"timeouts", FIELD_MAP, FIELD_MAP_OF(timeouts_fields)},
 };
-
-static int parse_resilience(struct cfg_parser *p, void *obj)
-{
-	struct config_service *svc = obj;
-	struct map_seen seen;
-
-	return cp_map(p, resilience_fields, ARRAY_SIZE(resilience_fields), &svc->resilience, &seen);
-}
 
 /* ---- services ---- */
 
 static const struct field service_fields[] = {
     {"name", FIELD_LABEL, offsetof(struct config_service, name), .required = true},
     {"namespace", FIELD_LABEL, offsetof(struct config_service, namespace)},
-    {"vips", FIELD_FUNC, .required = true, .parse = parse_vips},
-    {"ports", FIELD_FUNC, .required = true, .parse = parse_ports},
-    {"endpoints", FIELD_FUNC, .parse = parse_endpoints},
-    {"routes", FIELD_FUNC, .parse = parse_routes},
-    {"resilience", FIELD_FUNC, .parse = parse_resilience},
+    {"vips", FIELD_SEQ, .required = true, .seq = &vips_seq},
+    {"ports", FIELD_SEQ, .required = true, .seq = &ports_seq},
+    {"endpoints", FIELD_SEQ, .seq = &endpoints_seq},
+    {"routes", FIELD_SEQ, .seq = &routes_seq},
+    {"resilience", FIELD_MAP, offsetof(struct config_service, resilience),
+     FIELD_MAP_OF(resilience_fields)},
 };
 
 static int parse_service(struct cfg_parser *p, void *obj, int i)
@@ -889,8 +719,6 @@ static int parse_service(struct cfg_parser *p, void *obj, int i)
 	struct config_service *svc;
 	struct map_seen seen;
 
-	if (i >= CONFIG_MAX_SERVICES)
-		return cp_fail(p, cp_line(p), "too many services, at most %d", CONFIG_MAX_SERVICES);
 	if (cp_grow(p, (void **)&cfg->services, (size_t)cfg->n_services, sizeof(*svc)))
 		return -ENOMEM;
 	/* Counted before it is filled, so config_free sees its endpoints on error. */
@@ -904,7 +732,4 @@ static int parse_service(struct cfg_parser *p, void *obj, int i)
 	return cp_map(p, service_fields, ARRAY_SIZE(service_fields), svc, &seen);
 }
 
-int parse_services(struct cfg_parser *p, void *obj)
-{
-	return cp_seq(p, parse_service, obj);
-}
+const struct seq_spec services_seq = {parse_service, CONFIG_MAX_SERVICES, "services"};

@@ -131,8 +131,7 @@ void cp_path_pop(struct cfg_parser *p, size_t old)
 }
 
 /* Replace the path wholesale, for checks made after the walk. */
-void __attribute__((format(printf, 2, 3)))
-cp_path_set(struct cfg_parser *p, const char *fmt, ...)
+void __attribute__((format(printf, 2, 3))) cp_path_set(struct cfg_parser *p, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -611,6 +610,7 @@ static int cp_proto(struct cfg_parser *p, enum config_protocol *out)
 static int cp_field(struct cfg_parser *p, const struct field *f, void *obj)
 {
 	void *dst = (char *)obj + f->off;
+	struct map_seen seen;
 	uint64_t v = 0;
 	int err;
 
@@ -640,26 +640,70 @@ static int cp_field(struct cfg_parser *p, const struct field *f, void *obj)
 		return cp_label(p, dst);
 	case FIELD_PROTO:
 		return cp_proto(p, dst);
+	case FIELD_MAP:
+		err = cp_map(p, f->fields, f->n_fields, dst, &seen);
+		if (err || !f->check)
+			return err;
+		return f->check(p, dst, &seen);
+	case FIELD_SEQ:
+		return cp_seq(p, f->seq, dst);
 	case FIELD_FUNC:
 		return f->parse(p, obj);
 	}
 	return cp_fail(p, cp_line(p), "internal error: field kind %d", (int)f->kind);
 }
 
-/* One "key: value" of a mapping whose key is the current event. */
-static int cp_map_entry(struct cfg_parser *p, const struct field *fields, size_t n_fields,
-			void *obj, struct map_seen *seen)
+/*
+ * Walk the mapping at the current event (null counts as empty), calling
+ * entry for each key, with the key as the current event (a scalar: klen
+ * bytes at key, on line); entry parses the key's value too. Returns 0 with
+ * the mapping's end as the current event, or the first -errno.
+ */
+int cp_map_walk(struct cfg_parser *p,
+		int (*entry)(struct cfg_parser *p, void *ctx, const char *key, size_t klen,
+			     int line),
+		void *ctx)
 {
-	char buf[CONFIG_ECHO_MAX + 4];
-	const struct field *f = NULL;
-	int line = cp_line(p), err;
-	const char *key;
-	size_t i, klen, old;
+	int line, err;
 
-	if (p->ev.type != YAML_SCALAR_EVENT)
-		return cp_fail(p, line, "keys must be scalars, got %s", ev_kind(&p->ev));
-	key = (const char *)p->ev.data.scalar.value;
-	klen = p->ev.data.scalar.length;
+	if (ev_is_null(&p->ev))
+		return 0;
+	if (p->ev.type != YAML_MAPPING_START_EVENT)
+		return cp_fail(p, cp_line(p), "must be a mapping, got %s", ev_kind(&p->ev));
+	for (;;) {
+		err = cp_next(p);
+		if (err)
+			return err;
+		if (p->ev.type == YAML_MAPPING_END_EVENT)
+			return 0;
+		line = cp_line(p);
+		if (p->ev.type != YAML_SCALAR_EVENT)
+			return cp_fail(p, line, "keys must be scalars, got %s", ev_kind(&p->ev));
+		err = entry(p, ctx, (const char *)p->ev.data.scalar.value, p->ev.data.scalar.length,
+			    line);
+		if (err)
+			return err;
+	}
+}
+
+/* A mapping described by a field table, being read into obj. */
+struct map_walk {
+	const struct field *fields;
+	size_t n_fields;
+	void *obj;
+	struct map_seen *seen;
+};
+
+/* One "key: value" of a mapping with a field table (a cp_map_walk entry). */
+static int cp_map_entry(struct cfg_parser *p, void *ctx, const char *key, size_t klen, int line)
+{
+	const struct map_walk *m = ctx;
+	const struct field *fields = m->fields, *f = NULL;
+	size_t i, n_fields = m->n_fields, old;
+	struct map_seen *seen = m->seen;
+	char buf[CONFIG_ECHO_MAX + 4];
+	int err;
+
 	for (i = 0; i < n_fields && !f; i++) {
 		if (strlen(fields[i].key) == klen && !memcmp(fields[i].key, key, klen))
 			f = &fields[i];
@@ -679,11 +723,50 @@ static int cp_map_entry(struct cfg_parser *p, const struct field *fields, size_t
 	err = cp_next(p);
 	if (err)
 		return err;
-	err = cp_field(p, f, obj);
+	err = cp_field(p, f, m->obj);
 	if (err)
 		return err;
 	cp_path_pop(p, old);
 	return 0;
+}
+
+/* The u32 at fields[i].off in obj. */
+static uint32_t field_u32(const struct field *f, const void *obj)
+{
+	return *(const uint32_t *)((const char *)obj + f->off);
+}
+
+/* Index of key in fields, or n_fields. */
+static size_t field_index(const struct field *fields, size_t n_fields, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < n_fields && strcmp(fields[i].key, key); i++)
+		;
+	return i;
+}
+
+/* fields[i]'s at_most or at_least rule holds for the mapping read into obj, or -EINVAL. */
+static int cp_map_order(struct cfg_parser *p, const struct field *fields, size_t n_fields, size_t i,
+			const void *obj, const struct map_seen *seen)
+{
+	const struct field *f = &fields[i];
+	const char *other = f->at_most ? f->at_most : f->at_least;
+	size_t j;
+	uint32_t v, bound;
+
+	if (!other)
+		return 0;
+	j = field_index(fields, n_fields, other);
+	if (j == n_fields)
+		return cp_fail(p, seen->start_line, "internal error: no field %s", other);
+	v = field_u32(f, obj);
+	bound = field_u32(&fields[j], obj);
+	if (f->at_most ? v <= bound || (f->unless_zero && !bound) : v >= bound)
+		return 0;
+	cp_path_push_key(p, f->key);
+	return cp_fail(p, (seen->mask & (1u << i)) ? seen->line[i] : seen->line[j],
+		       "must be %s %s (%u), got %u", f->at_most ? "<=" : ">=", other, bound, v);
 }
 
 /*
@@ -694,58 +777,63 @@ static int cp_map_entry(struct cfg_parser *p, const struct field *fields, size_t
 int cp_map(struct cfg_parser *p, const struct field *fields, size_t n_fields, void *obj,
 	   struct map_seen *seen)
 {
+	struct map_walk m = {fields, n_fields, obj, seen};
 	size_t i;
 	int err;
 
 	memset(seen, 0, sizeof(*seen));
 	seen->start_line = cp_line(p);
-	if (!ev_is_null(&p->ev)) {
-		if (p->ev.type != YAML_MAPPING_START_EVENT)
-			return cp_fail(p, cp_line(p), "must be a mapping, got %s", ev_kind(&p->ev));
-		for (;;) {
-			err = cp_next(p);
-			if (err)
-				return err;
-			if (p->ev.type == YAML_MAPPING_END_EVENT)
-				break;
-			err = cp_map_entry(p, fields, n_fields, obj, seen);
-			if (err)
-				return err;
-		}
-	}
+	if (n_fields > MAP_MAX_FIELDS)
+		return cp_fail(p, seen->start_line, "internal error: %zu fields, at most %d",
+			       n_fields, MAP_MAX_FIELDS);
+	err = cp_map_walk(p, cp_map_entry, &m);
+	if (err)
+		return err;
 	for (i = 0; i < n_fields; i++) {
 		if (fields[i].required && !(seen->mask & (1u << i))) {
 			cp_path_push_key(p, fields[i].key);
 			return cp_fail(p, seen->start_line, "is required");
 		}
 	}
+	for (i = 0; i < n_fields; i++) {
+		err = cp_map_order(p, fields, n_fields, i, obj, seen);
+		if (err)
+			return err;
+	}
 	return 0;
 }
 
 /*
- * Parse the sequence at the current event, calling item for each element
- * (the element is the current event; i its index). Null counts as empty.
+ * Parse the sequence at the current event as seq describes, calling
+ * seq->item for each element (the element is the current event; i its
+ * index). Null counts as empty.
  */
-int cp_seq(struct cfg_parser *p, int (*item)(struct cfg_parser *p, void *obj, int i),
-	   void *obj)
+int cp_seq(struct cfg_parser *p, const struct seq_spec *seq, void *obj)
 {
+	int line = seq->at_key ? p->key_line : cp_line(p), i, err;
+	bool null = ev_is_null(&p->ev);
 	size_t old;
-	int i, err;
 
-	if (ev_is_null(&p->ev))
-		return 0;
-	if (p->ev.type != YAML_SEQUENCE_START_EVENT)
+	if (!null && p->ev.type != YAML_SEQUENCE_START_EVENT)
 		return cp_fail(p, cp_line(p), "must be a sequence, got %s", ev_kind(&p->ev));
-	for (i = 0;; i++) {
+	if (seq->replaces_default)
+		*(int *)((char *)obj + seq->count_off) = 0;
+	for (i = 0; !null; i++) {
 		err = cp_next(p);
 		if (err)
 			return err;
 		if (p->ev.type == YAML_SEQUENCE_END_EVENT)
-			return 0;
+			break;
 		old = cp_path_push_index(p, i);
-		err = item(p, obj, i);
+		if (i >= seq->max)
+			return cp_fail(p, cp_line(p), "too many %s, at most %d", seq->many,
+				       seq->max);
+		err = seq->item(p, obj, i);
 		if (err)
 			return err;
 		cp_path_pop(p, old);
 	}
+	if (i == 0 && seq->none)
+		return cp_fail(p, line, "must list 1..%d %s, got none", seq->max, seq->none);
+	return 0;
 }

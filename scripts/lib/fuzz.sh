@@ -31,6 +31,20 @@ fuzz_build() {
 		"$@" -o "$out/${name}_fuzz"
 }
 
+# fuzz_build_config NAME ARGS...: fuzz_build with the config parser's
+# sources too (listed here once; the harness and the libraries in ARGS).
+fuzz_build_config() {
+	name=$1
+	shift
+	fuzz_build "$name" \
+		"$root/agent/config/config.c" \
+		"$root/agent/config/config_checks.c" \
+		"$root/agent/config/config_node.c" \
+		"$root/agent/config/config_services.c" \
+		"$root/agent/config/config_walk.c" \
+		"$@"
+}
+
 # fuzz_run NAME MAX_LEN WHAT CORPUS_DIRS...: fuzz for $duration seconds with
 # $out/NAME.dict. New inputs go to the first corpus dir; a crash, a leak,
 # undefined behaviour or a timeout is saved as $out/NAME-crash-* etc. and
