@@ -21,10 +21,7 @@ e2e_init
 e2e_topology
 backend_start a2 9080
 write_config "
-  - name: api
-    vips: [10.96.0.40]
-    ports: [{port: 80, target_port: 9080, protocol: http}]
-    endpoints: [{address: 10.77.1.3}]"
+$(http_service api 10.96.0.40 9080 10.77.1.3)"
 sed -i 's/^proxy: {/proxy: {idle_timeout_ms: 1500, /' "$CONFIG"
 shoald_start
 enroll a1

@@ -20,10 +20,7 @@ e2e_topology
 backend_start a2 9080
 backend_start b1 9080
 write_config "
-  - name: front
-    vips: [10.96.0.30]
-    ports: [{port: 80, target_port: 9080, protocol: http}]
-    endpoints: [{address: 10.77.1.3}]
+$(http_service front 10.96.0.30 9080 10.77.1.3)
     routes:
       - name: v2-path
         match: {path: {prefix: /v2}}
@@ -39,14 +36,8 @@ write_config "
         backends:
           - {service: v1, weight: 90}
           - {service: v2, weight: 10}
-  - name: v1
-    vips: [10.96.0.31]
-    ports: [{port: 80, target_port: 9080, protocol: http}]
-    endpoints: [{address: 10.77.1.3}]
-  - name: v2
-    vips: [10.96.0.32]
-    ports: [{port: 80, target_port: 9080, protocol: http}]
-    endpoints: [{address: 10.77.2.2}]"
+$(http_service v1 10.96.0.31 9080 10.77.1.3)
+$(http_service v2 10.96.0.32 9080 10.77.2.2)"
 shoald_start
 enroll a1
 

@@ -803,3 +803,13 @@ hold_alive() {
 		fail "$1: $2 broke: $(tail -n 2 "$HOLD_LOG" | tr '\n' ' ')"
 	fi
 }
+
+# http_service NAME VIP TARGET_PORT ADDR...: a services: entry for
+# write_config: VIP port 80, declared http, to TARGET_PORT on the ADDRs.
+http_service() {
+	local name=$1 vip=$2 port=$3 eps="" a
+	shift 3
+	for a in "$@"; do eps+="${eps:+, }{address: $a}"; done
+	printf '  - name: %s\n    vips: [%s]\n    ports: [{port: 80, target_port: %s, protocol: http}]\n    endpoints: [%s]\n' \
+		"$name" "$vip" "$port" "$eps"
+}

@@ -16,10 +16,7 @@ backend_start a2 9080
 backend_start b1 9080
 backend_start a3 9080 --delay-ms 20
 write_config "
-  - name: lb
-    vips: [10.96.0.40]
-    ports: [{port: 80, target_port: 9080, protocol: http}]
-    endpoints: [{address: 10.77.1.3}, {address: 10.77.1.5}, {address: 10.77.2.2}]"
+$(http_service lb 10.96.0.40 9080 10.77.1.3 10.77.1.5 10.77.2.2)"
 shoald_start
 enroll a1
 

@@ -26,10 +26,7 @@ backend_start a2 9080
 backend_start a3 9080
 backend_start b1 9080
 write_config "
-  - name: cb
-    vips: [10.96.0.43]
-    ports: [{port: 80, target_port: 9080, protocol: http}]
-    endpoints: [{address: 10.77.1.3}, {address: 10.77.1.5}, {address: 10.77.2.2}]
+$(http_service cb 10.96.0.43 9080 10.77.1.3 10.77.1.5 10.77.2.2)
     resilience:
       balancer: {failure_penalty_ms: 0}
       breaker: {consecutive_failures: 7, backoff_min_ms: 1000, jitter_pct: 50}"

@@ -20,20 +20,11 @@ e2e_topology
 backend_start a2 9080 --delay-ms 2000
 backend_start b1 9080
 write_config "
-  - name: slow
-    vips: [10.96.0.44]
-    ports: [{port: 80, target_port: 9080, protocol: http}]
-    endpoints: [{address: 10.77.1.3}]
-  - name: bounded
-    vips: [10.96.0.45]
-    ports: [{port: 80, target_port: 9080, protocol: http}]
-    endpoints: [{address: 10.77.1.3}]
+$(http_service slow 10.96.0.44 9080 10.77.1.3)
+$(http_service bounded 10.96.0.45 9080 10.77.1.3)
     resilience:
       timeouts: {request_ms: 400}
-  - name: pertry
-    vips: [10.96.0.46]
-    ports: [{port: 80, target_port: 9080, protocol: http}]
-    endpoints: [{address: 10.77.1.3}, {address: 10.77.2.2}]
+$(http_service pertry 10.96.0.46 9080 10.77.1.3 10.77.2.2)
     routes:
       - name: try
         match: {path: {prefix: /try}}

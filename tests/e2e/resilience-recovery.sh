@@ -29,10 +29,7 @@ backend_start a2 9080
 backend_start a3 9080
 backend_start b1 9080
 write_config "
-  - name: rc
-    vips: [10.96.0.45]
-    ports: [{port: 80, target_port: 9080, protocol: http}]
-    endpoints: [{address: 10.77.1.3}, {address: 10.77.1.5}, {address: 10.77.2.2}]
+$(http_service rc 10.96.0.45 9080 10.77.1.3 10.77.1.5 10.77.2.2)
     resilience:
       retries: {max_retries: 0}"
 shoald_start

@@ -27,18 +27,9 @@ backend_start a2 9081 --status 503
 backend_start a3 9081 --status 503
 backend_start b1 9081 --status 503
 write_config "
-  - name: flaky
-    vips: [10.96.0.41]
-    ports: [{port: 80, target_port: 9080, protocol: http}]
-    endpoints: [{address: 10.77.1.3}, {address: 10.77.1.5}, {address: 10.77.2.2}]
-  - name: down
-    vips: [10.96.0.42]
-    ports: [{port: 80, target_port: 9081, protocol: http}]
-    endpoints: [{address: 10.77.1.3}, {address: 10.77.1.5}, {address: 10.77.2.2}]
-  - name: down-posts
-    vips: [10.96.0.48]
-    ports: [{port: 80, target_port: 9081, protocol: http}]
-    endpoints: [{address: 10.77.1.3}, {address: 10.77.1.5}, {address: 10.77.2.2}]"
+$(http_service flaky 10.96.0.41 9080 10.77.1.3 10.77.1.5 10.77.2.2)
+$(http_service down 10.96.0.42 9081 10.77.1.3 10.77.1.5 10.77.2.2)
+$(http_service down-posts 10.96.0.48 9081 10.77.1.3 10.77.1.5 10.77.2.2)"
 shoald_start
 enroll a1
 

@@ -50,18 +50,9 @@ PY
 pod_spawn a2 "$LOGDIR/relay.log" env -u http_proxy -u HTTP_PROXY python3 "$LOGDIR/relay.py"
 wait_listen "${POD_NS[a2]}" 9090
 write_config "
-  - name: front
-    vips: [10.96.0.25]
-    ports: [{port: 80, target_port: 9090, protocol: http}]
-    endpoints: [{address: 10.77.1.3}]
-  - name: back
-    vips: [10.96.0.26]
-    ports: [{port: 80, target_port: 9080, protocol: http}]
-    endpoints: [{address: 10.77.2.2}]
-  - name: api
-    vips: [10.96.0.20]
-    ports: [{port: 80, target_port: 9080, protocol: http}]
-    endpoints: [{address: 10.77.1.3}]
+$(http_service front 10.96.0.25 9090 10.77.1.3)
+$(http_service back 10.96.0.26 9080 10.77.2.2)
+$(http_service api 10.96.0.20 9080 10.77.1.3)
     routes:
       - name: traced
         match: {path: {prefix: /t}}

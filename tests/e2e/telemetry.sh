@@ -21,10 +21,7 @@ backend_start a2 9080
 backend_start b1 9080
 # api: two endpoints, a named route for /slow, the rest on no route.
 write_config "
-  - name: api
-    vips: [10.96.0.20]
-    ports: [{port: 80, target_port: 9080, protocol: http}]
-    endpoints: [{address: 10.77.1.3}, {address: 10.77.2.2}]
+$(http_service api 10.96.0.20 9080 10.77.1.3 10.77.2.2)
     routes:
       - name: slow
         match: {path: {prefix: /slow}}"
