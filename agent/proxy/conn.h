@@ -80,7 +80,7 @@ struct conn_side {
 	bool writable;	/* no EAGAIN since the last write edge */
 	bool eof;	/* it sent FIN (read returned 0) */
 	bool shut_wr;	/* we sent it FIN (shutdown SHUT_WR) */
-	bool plain_tcp; /* not on the sockmap shortcut (l4_read_drained) */
+	bool plain_tcp; /* not on the sockmap shortcut (conn_side_read) */
 	bool rdhup;	/* EPOLLRDHUP seen: a FIN waits behind the data */
 };
 

@@ -12,6 +12,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
+#include "proxy/conn_io.h"
 #include "proxy/endpoint_pick.h"
 #include "proxy/l4.h"
 #include "proxy/pool.h"
@@ -97,7 +98,7 @@ static void http1_close(struct worker *w, struct conn *c, bool reset)
 	metrics_http_done(w, c, 0); /* a request still in flight got no response */
 	http1_up_release(w, c->http, false);
 	http1_slab_release(w, c->http);
-	l4_side_close(w, &c->client, reset);
+	conn_side_close(w, &c->client, reset);
 	worker_conn_release(w, c);
 }
 
@@ -155,14 +156,14 @@ static uint64_t http1_body_deadline(const struct worker *w, const struct http1_c
 /*
  * The next idle or head deadline of c, or 0 for none. The idle timeout is
  * the route's idle_timeout_ms while one of its requests is in flight,
- * else the service's (l4_idle_ns).
+ * else the service's (conn_idle_ns).
  */
 static uint64_t http1_idle_deadline(const struct worker *w, const struct conn *c)
 {
 	const struct http1_conn *h = c->http;
 	uint64_t idle = h->route && h->route->idle_timeout_ms
 			    ? (uint64_t)h->route->idle_timeout_ms * 1000000
-			    : l4_idle_ns(w, c);
+			    : conn_idle_ns(w, c);
 	uint64_t d = idle ? h->last_active_ns + idle : 0;
 
 	if (h->rq == HTTP1_REQ_HEAD && c->to_upstream.tail > 0) {
@@ -223,7 +224,7 @@ void http1_error(struct worker *w, struct conn *c, enum http_error err)
 	uint32_t cap = w->cfg->buffer_bytes;
 	size_t n;
 
-	if (h->final_started || !l4_buf_hold(w, b)) {
+	if (h->final_started || !conn_buf_hold(w, b)) {
 		http1_abort(w, c);
 		return;
 	}
@@ -548,7 +549,7 @@ static int http1_rq_rewrite(struct worker *w, struct conn *c, size_t *consumed)
 		upgrades[i] = cfg->http_upgrades[i];
 	if (rw.request_id)
 		http1_request_id(rid);
-	if (scratch->tail || !l4_buf_hold(w, scratch))
+	if (scratch->tail || !conn_buf_hold(w, scratch))
 		return -ENOMEM; /* a response before the request is no state to be in */
 	r = http1_rewrite_head(b->data, &h->rq_head, start, end, &rw, scratch->data,
 			       cfg->buffer_bytes, &n);
@@ -645,14 +646,13 @@ void http1_upstream_event(struct worker *w, struct conn *c, struct pool_conn *pc
 	int err;
 
 	/* First: see http1_on_client_event. */
-	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		pc->rdhup = true;
+	conn_side_note(&pc->side, events);
 	if (c->state == CONN_CLOSED || c->kind != CONN_KIND_HTTP || h->up != pc)
 		return;
 	if (!pc->connected) {
 		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			return;
-		err = sock_error(pc->pl.fd);
+		err = sock_error(pc->side.pl.fd);
 		if (!err && !(events & EPOLLOUT))
 			err = ECONNRESET;
 		if (err) {
@@ -668,14 +668,14 @@ void http1_upstream_event(struct worker *w, struct conn *c, struct pool_conn *pc
 			return;
 		}
 		pc->connected = true;
-		pc->writable = true;
-		pc->readable = true;
-		pc->plain_tcp = worker_plain_tcp(w, pc->pl.fd);
+		pc->side.writable = true;
+		pc->side.readable = true;
+		pc->side.plain_tcp = worker_plain_tcp(w, pc->side.pl.fd);
 		if (!http1_arm_idle(w, c))
 			return;
 	}
 	if (events & EPOLLERR) {
-		err = sock_error(pc->pl.fd);
+		err = sock_error(pc->side.pl.fd);
 		if (err) {
 			http1_up_failed(w, c, err);
 			if (c->state != CONN_CLOSED)
@@ -683,10 +683,6 @@ void http1_upstream_event(struct worker *w, struct conn *c, struct pool_conn *pc
 			return;
 		}
 	}
-	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		pc->readable = true;
-	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-		pc->writable = true;
 	http1_run(w, c);
 }
 
@@ -733,7 +729,7 @@ static int http1_rs_frame(struct conn *c)
 static void http1_tunnel(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
-	bool eof = h->up->eof, plain_tcp = h->up->plain_tcp, rdhup = h->up->rdhup;
+	bool eof = h->up->side.eof, plain_tcp = h->up->side.plain_tcp, rdhup = h->up->side.rdhup;
 	int fd = pool_detach(w, h->up);
 
 	h->up = NULL;
@@ -941,6 +937,9 @@ static int http1_client_read(struct worker *w, struct conn *c, uint32_t cap, boo
 	struct http1_conn *h = c->http;
 	struct conn_buf *b = &c->to_upstream;
 	struct conn_side *s = &c->client;
+	bool was_eof;
+	uint32_t got;
+	int err;
 
 	/*
 	 * A body larger than the buffer: drop what went upstream already.
@@ -956,32 +955,18 @@ static int http1_client_read(struct worker *w, struct conn *c, uint32_t cap, boo
 		b->head = 0;
 		h->rq_replayable = false;
 	}
-	if (s->readable && !s->eof && b->tail < cap && !l4_buf_hold(w, b))
-		return -ENOMEM;
-	while (s->readable && !s->eof && b->tail < cap) {
-		size_t want = cap - b->tail;
-		ssize_t n = read(s->pl.fd, b->data + b->tail, want);
-
-		if (n > 0) {
-			b->tail += n;
-			*progress = true;
-			if (h->rq == HTTP1_REQ_BODY)
-				h->rq_progress_ns = timer_now_ns();
-			if (l4_read_drained(s->plain_tcp, s->rdhup, n, want))
-				s->readable = false;
-		} else if (n == 0) {
-			s->eof = true;
-			*progress = true;
-		} else if (errno == EAGAIN) {
-			s->readable = false;
-		} else if (errno != EINTR) {
-			return -errno;
-		}
-	}
+	was_eof = s->eof;
+	err = conn_side_read(w, s, b, cap, &got);
+	if (got || s->eof != was_eof)
+		*progress = true;
+	if (got && h->rq == HTTP1_REQ_BODY)
+		h->rq_progress_ns = timer_now_ns();
+	if (err)
+		return err;
 	/* Nothing at all (parsed tokens point into the buffer otherwise):
 	 * an idle keep-alive connection holds no buffer. */
 	if (b->tail == 0)
-		l4_buf_release_empty(w, b);
+		conn_buf_release_empty(w, b);
 	return 0;
 }
 
@@ -1000,36 +985,24 @@ static int http1_up_send(struct conn *c, bool *progress)
 	struct http1_conn *h = c->http;
 	struct conn_buf *b = &c->to_upstream;
 	struct pool_conn *pc = h->up;
+	uint32_t before;
+	int err;
 
-	while (pc && pc->connected && pc->writable && h->rq_slab_replay &&
-	       h->rq_slab_sent < h->rq_slab_len) {
-		ssize_t n = send(pc->pl.fd, h->rq_slab + h->rq_slab_sent,
-				 h->rq_slab_len - h->rq_slab_sent, MSG_NOSIGNAL);
-
-		if (n >= 0) {
-			h->rq_slab_sent += n;
-			*progress = true;
-		} else if (errno == EAGAIN) {
-			pc->writable = false;
-		} else if (errno != EINTR) {
-			return -errno;
-		}
-	}
-	if (h->rq_slab_replay && h->rq_slab_sent < h->rq_slab_len)
+	if (!pc || !pc->connected)
 		return 0;
-	while (pc && pc->connected && pc->writable && b->head < h->rq_fwd) {
-		ssize_t n = send(pc->pl.fd, b->data + b->head, h->rq_fwd - b->head, MSG_NOSIGNAL);
-
-		if (n >= 0) {
-			b->head += n;
+	if (h->rq_slab_replay) {
+		before = h->rq_slab_sent;
+		err = conn_side_send(&pc->side, h->rq_slab, &h->rq_slab_sent, h->rq_slab_len);
+		if (h->rq_slab_sent != before)
 			*progress = true;
-		} else if (errno == EAGAIN) {
-			pc->writable = false;
-		} else if (errno != EINTR) {
-			return -errno;
-		}
+		if (err || h->rq_slab_sent < h->rq_slab_len)
+			return err;
 	}
-	return 0;
+	before = b->head;
+	err = conn_side_send(&pc->side, b->data, &b->head, h->rq_fwd);
+	if (b->head != before)
+		*progress = true;
+	return err;
 }
 
 /* Read the response while there is room. */
@@ -1038,6 +1011,9 @@ static int http1_up_read(struct worker *w, struct conn *c, uint32_t cap, bool *p
 	struct http1_conn *h = c->http;
 	struct conn_buf *b = &c->to_client;
 	struct pool_conn *pc = h->up;
+	bool was_eof;
+	uint32_t got;
+	int err;
 
 	if (!pc || !pc->connected || h->rs == HTTP1_RESP_DONE)
 		return 0;
@@ -1051,29 +1027,16 @@ static int http1_up_read(struct worker *w, struct conn *c, uint32_t cap, bool *p
 		h->rs_fwd -= b->head;
 		b->head = 0;
 	}
-	if (pc->readable && !pc->eof && b->tail < cap && !l4_buf_hold(w, b))
-		return -ENOMEM;
-	while (pc->readable && !pc->eof && b->tail < cap) {
-		size_t want = cap - b->tail;
-		ssize_t n = read(pc->pl.fd, b->data + b->tail, want);
-
-		if (n > 0) {
-			b->tail += n;
-			h->rs_got_bytes = true;
-			*progress = true;
-			if (l4_read_drained(pc->plain_tcp, pc->rdhup, n, want))
-				pc->readable = false;
-		} else if (n == 0) {
-			pc->eof = true;
-			*progress = true;
-		} else if (errno == EAGAIN) {
-			pc->readable = false;
-		} else if (errno != EINTR) {
-			return -errno;
-		}
-	}
+	was_eof = pc->side.eof;
+	err = conn_side_read(w, &pc->side, b, cap, &got);
+	if (got)
+		h->rs_got_bytes = true;
+	if (got || pc->side.eof != was_eof)
+		*progress = true;
+	if (err)
+		return err;
 	if (b->tail == 0)
-		l4_buf_release_empty(w, b);
+		conn_buf_release_empty(w, b);
 	return 0;
 }
 
@@ -1082,21 +1045,12 @@ static int http1_client_send(struct conn *c, bool *progress)
 {
 	struct http1_conn *h = c->http;
 	struct conn_buf *b = &c->to_client;
-	struct conn_side *s = &c->client;
+	uint32_t before = b->head;
+	int err = conn_side_send(&c->client, b->data, &b->head, h->rs_fwd);
 
-	while (s->writable && b->head < h->rs_fwd) {
-		ssize_t n = send(s->pl.fd, b->data + b->head, h->rs_fwd - b->head, MSG_NOSIGNAL);
-
-		if (n >= 0) {
-			b->head += n;
-			*progress = true;
-		} else if (errno == EAGAIN) {
-			s->writable = false;
-		} else if (errno != EINTR) {
-			return -errno;
-		}
-	}
-	return 0;
+	if (b->head != before)
+		*progress = true;
+	return err;
 }
 
 /* ---- the exchange ------------------------------------------------------ */
@@ -1122,8 +1076,8 @@ static void http1_next_request(struct worker *w, struct conn *c)
 	out->head = out->tail = 0;
 	/* Between exchanges a connection holds no buffer or header slot it
 	 * does not need. */
-	l4_buf_release_empty(w, in);
-	l4_buf_release_empty(w, out);
+	conn_buf_release_empty(w, in);
+	conn_buf_release_empty(w, out);
 	http1_headers_release(w, h);
 
 	h->rq = HTTP1_REQ_HEAD;
@@ -1165,23 +1119,18 @@ static void http1_linger_read(struct worker *w, struct conn *c)
 	char sink[HTTP1_LINGER_SINK_BYTES];
 
 	for (int round = 0; c->client.readable; round++) {
-		ssize_t n;
+		struct conn_buf b = {.data = sink};
+		uint32_t got;
 
 		if (round == HTTP1_LINGER_ROUNDS) {
 			worker_conn_defer(w, c);
 			return;
 		}
-		n = read(c->client.pl.fd, sink, sizeof(sink));
-		if (n > 0)
-			continue;
-		if (n < 0 && errno == EAGAIN) {
-			c->client.readable = false;
+		/* Its FIN, or an error: done either way. */
+		if (conn_side_read(w, &c->client, &b, sizeof(sink), &got) || c->client.eof) {
+			http1_close(w, c, false);
 			return;
 		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		http1_close(w, c, false);
-		return;
 	}
 }
 
@@ -1292,7 +1241,7 @@ static bool http1_step(struct worker *w, struct conn *c, bool *progress)
 			return false;
 		}
 	}
-	if (h->up && h->up->eof && h->rs != HTTP1_RESP_DONE) {
+	if (h->up && h->up->side.eof && h->rs != HTTP1_RESP_DONE) {
 		if (h->rs == HTTP1_RESP_BODY && h->rs_until_close &&
 		    h->rs_fwd == c->to_client.tail) {
 			h->rs = HTTP1_RESP_DONE;
@@ -1437,10 +1386,8 @@ static void http1_on_client_event(struct worker *w, struct pollable *pl, uint32_
 	struct conn_side *s = container_of(pl, struct conn_side, pl);
 	struct conn *c = s->conn;
 
-	/* First: a FIN flagged by an edge we do not act on must still be
-	 * read to (l4_read_drained). */
-	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		s->rdhup = true;
+	/* First: an edge we do not act on is not raised again. */
+	conn_side_note(s, events);
 	if (c->state == CONN_CLOSED || c->kind != CONN_KIND_HTTP)
 		return;
 	if (events & EPOLLERR) {
@@ -1452,10 +1399,6 @@ static void http1_on_client_event(struct worker *w, struct pollable *pl, uint32_
 			return;
 		}
 	}
-	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		s->readable = true;
-	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-		s->writable = true;
 	http1_run(w, c);
 }
 
@@ -1481,7 +1424,7 @@ void http1_start(struct worker *w, struct conn *c)
 	if (!h) {
 		pr_debug("proxy worker %d: no memory for HTTP state; resetting the client", w->id);
 		timer_heap_del(&w->timers, &c->timer);
-		l4_side_close(w, &c->client, true);
+		conn_side_close(w, &c->client, true);
 		worker_conn_release(w, c);
 		return;
 	}

@@ -528,7 +528,7 @@ void http1_up_failed(struct worker *w, struct conn *c, int err)
 	 * connection (ECONNRESET, no FIN) is the server failing the request:
 	 * the endpoint's failure, for the retry policy and the breaker.
 	 */
-	bool idle_close = err == EPIPE || (h->up && h->up->eof);
+	bool idle_close = err == EPIPE || (h->up && h->up->side.eof);
 	bool resendable = h->rq_replayable || (h->rq_slab_whole && h->rq == HTTP1_REQ_DONE);
 
 	if (idle_close && h->up_reused && !h->rs_got_bytes && resendable && !h->retried &&

@@ -26,19 +26,6 @@
  */
 #define L4_PUMP_ROUNDS 16
 
-/*
- * Until http1.c reads and writes through conn_io.h: the names it still
- * calls. conn_read_drained (conn_io.c) is the rule.
- */
-static inline bool l4_read_drained(bool plain_tcp, bool rdhup, ssize_t n, size_t want)
-{
-	return plain_tcp && !rdhup && (size_t)n < want;
-}
-#define l4_buf_hold conn_buf_hold
-#define l4_buf_release_empty conn_buf_release_empty
-#define l4_idle_ns conn_idle_ns
-#define l4_side_close conn_side_close
-
 /* Fresh state for a connection object from worker_conn_get. */
 void l4_conn_init(struct conn *c);
 

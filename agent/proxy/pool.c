@@ -56,12 +56,12 @@ static struct pool_ep *pool_ep_find(struct pool *pl, const struct shoal_addr *ad
 
 static void pool_on_event(struct worker *w, struct pollable *p, uint32_t events)
 {
-	struct pool_conn *pc = container_of(p, struct pool_conn, pl);
+	struct pool_conn *pc = container_of(p, struct pool_conn, side.pl);
 
-	if (pc->pl.fd < 0)
+	if (pc->side.pl.fd < 0)
 		return; /* closed earlier in this turn */
-	if (pc->owner) {
-		http1_upstream_event(w, pc->owner, pc, events);
+	if (pc->side.conn) {
+		http1_upstream_event(w, pc->side.conn, pc, events);
 		return;
 	}
 	/*
@@ -86,8 +86,8 @@ static struct pool_conn *pool_conn_get(struct pool *pl)
 			return NULL;
 	}
 	memset(pc, 0, sizeof(*pc));
-	pc->pl.fd = -1;
-	pc->pl.on_event = pool_on_event;
+	pc->side.pl.fd = -1;
+	pc->side.pl.on_event = pool_on_event;
 	return pc;
 }
 
@@ -142,7 +142,7 @@ struct pool_conn *pool_take(struct worker *w, const struct shoal_addr *addr, uin
 	pc = ep->idle;
 	was_oldest = pc == pl->lru_head;
 	pool_unlink_idle(pl, pc);
-	pc->owner = owner;
+	pc->side.conn = owner;
 	if (was_oldest)
 		pool_arm(w, pl);
 	WORKER_STAT_INC(w, pool_reused);
@@ -182,15 +182,15 @@ int pool_connect(struct worker *w, const struct shoal_addr *addr, uint16_t port_
 		err = -errno;
 		goto err_close;
 	}
-	pc->pl.fd = fd;
-	err = worker_watch(w, &pc->pl);
+	pc->side.pl.fd = fd;
+	err = worker_watch(w, &pc->side.pl);
 	if (err)
 		goto err_close;
 	pc->ep = ep;
-	pc->owner = owner;
+	pc->side.conn = owner;
 	pc->connected = connected;
-	pc->writable = connected;
-	pc->plain_tcp = connected && worker_plain_tcp(w, fd);
+	pc->side.writable = connected;
+	pc->side.plain_tcp = connected && worker_plain_tcp(w, fd);
 	*out = pc;
 	return connected ? 1 : 0;
 
@@ -208,16 +208,16 @@ void pool_close(struct worker *w, struct pool_conn *pc, bool reset)
 	struct pool *pl = w->pool;
 	bool was_oldest = pc->idle && pc == pl->lru_head;
 
-	if (pc->pl.fd < 0)
+	if (pc->side.pl.fd < 0)
 		return;
 	pool_unlink_idle(pl, pc);
-	worker_unwatch(w, &pc->pl);
+	worker_unwatch(w, &pc->side.pl);
 	if (reset)
-		sock_close_reset(pc->pl.fd);
+		sock_close_reset(pc->side.pl.fd);
 	else
-		close(pc->pl.fd);
-	pc->pl.fd = -1;
-	pc->owner = NULL;
+		close(pc->side.pl.fd);
+	pc->side.pl.fd = -1;
+	pc->side.conn = NULL;
 	pc->next = pl->closed;
 	pl->closed = pc;
 	if (was_oldest)
@@ -227,11 +227,11 @@ void pool_close(struct worker *w, struct pool_conn *pc, bool reset)
 int pool_detach(struct worker *w, struct pool_conn *pc)
 {
 	struct pool *pl = w->pool;
-	int fd = pc->pl.fd;
+	int fd = pc->side.pl.fd;
 
 	pool_unlink_idle(pl, pc);
-	pc->pl.fd = -1;
-	pc->owner = NULL;
+	pc->side.pl.fd = -1;
+	pc->side.conn = NULL;
 	pc->next = pl->closed;
 	pl->closed = pc;
 	return fd;
@@ -242,14 +242,14 @@ void pool_put(struct worker *w, struct pool_conn *pc)
 	struct pool *pl = w->pool;
 	struct pool_ep *ep = pc->ep;
 
-	pc->owner = NULL;
+	pc->side.conn = NULL;
 	/*
 	 * A connection that saw a FIN, has unread bytes pending (readable
 	 * without an EAGAIN since), whose endpoint list is full, or that would
 	 * take the worker's sockets past proxy.max_connections is closed.
 	 */
-	if (pc->eof || pc->readable || !pc->connected || ep->n_idle >= pl->max_idle_per_ep ||
-	    !pl->idle_timeout_ns || !worker_socket_room(w)) {
+	if (pc->side.eof || pc->side.readable || !pc->connected ||
+	    ep->n_idle >= pl->max_idle_per_ep || !pl->idle_timeout_ns || !worker_socket_room(w)) {
 		pool_close(w, pc, false);
 		return;
 	}

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "shoal/abi.h"
+#include "proxy/conn.h"
 #include "proxy/timer.h"
 #include "proxy/worker.h"
 
@@ -34,9 +35,13 @@
 struct pool_ep;
 
 struct pool_conn {
-	struct pollable pl;	/* fd -1 once closed */
+	/*
+	 * Its socket (fd -1 once closed) with the read and write state every
+	 * side has (conn_io.h); side.conn is the client connection using it,
+	 * NULL while idle.
+	 */
+	struct conn_side side;
 	struct pool_ep *ep;	/* the endpoint it is connected to */
-	struct conn *owner;	/* the client connection using it; NULL while idle */
 	struct pool_conn *next; /* endpoint's idle list, or the free/closed lists */
 	struct pool_conn *prev;
 	struct pool_conn *lru_next; /* worker's idle list, oldest first */
@@ -44,11 +49,6 @@ struct pool_conn {
 	uint64_t idle_since_ns;
 	uint32_t requests; /* requests sent on it; > 0 means a reused connection */
 	bool connected;	   /* the TCP handshake completed */
-	bool readable;	   /* no EAGAIN since the last read edge */
-	bool writable;	   /* no EAGAIN since the last write edge */
-	bool eof;	   /* the server sent FIN */
-	bool plain_tcp;	   /* not on the sockmap shortcut (l4_read_drained) */
-	bool rdhup;	   /* EPOLLRDHUP seen: a FIN waits behind the data */
 	bool idle;	   /* on the idle lists */
 };
 
