@@ -25,9 +25,9 @@
 #include "datapath/env.h"
 #include "datapath/datapath.h"
 #include "datapath/pins.h"
+#include "recording/http_metrics.h"
 #include "telemetry/admin.h"
 #include "telemetry/admin_client.h"
-#include "telemetry/http_metrics.h"
 #include "telemetry/kernel_counters.h"
 
 /* --json: machine-readable output instead of tables. */

@@ -9,7 +9,7 @@
 #include "proxy/http1.h"
 #include "proxy/l4.h"
 #include "proxy/worker.h"
-#include "telemetry/http_metrics.h"
+#include "recording/http_metrics.h"
 
 /*
  * The series key of the request on c, and the address of the endpoint of

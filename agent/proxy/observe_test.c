@@ -14,7 +14,7 @@
 #include "proxy/http1.h"
 #include "proxy/l4.h"
 #include "proxy/worker.h"
-#include "telemetry/http_metrics.h"
+#include "recording/http_metrics.h"
 #include "telemetry/trace.h"
 
 #define BUF 1024

@@ -19,8 +19,8 @@
 #include "common/log.h"
 #include "proxy/proxy_int.h"
 #include "proxy/worker.h"
-#include "telemetry/http_metrics.h"
-#include "telemetry/series_ids.h"
+#include "recording/http_metrics.h"
+#include "recording/series_ids.h"
 #include "telemetry/trace.h"
 
 void proxy_snap_get(struct proxy_snap *s)

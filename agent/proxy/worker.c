@@ -17,7 +17,7 @@
 #include "proxy/pool.h"
 #include "proxy/service_lookup.h"
 #include "proxy/sock.h"
-#include "telemetry/http_metrics.h"
+#include "recording/http_metrics.h"
 
 int worker_watch(struct worker *w, struct pollable *pl)
 {

@@ -9,7 +9,7 @@
 
 #include "common/addr.h"
 #include "proxy/proxy.h"
-#include "telemetry/http_metrics.h"
+#include "recording/http_metrics.h"
 
 #define P metrics_buf_printf
 

@@ -14,11 +14,11 @@
 #include "common/addr.h"
 #include "datapath/pins.h"
 #include "proxy/proxy.h"
-#include "telemetry/http_metrics.h"
-#include "telemetry/kernel_counters.h"
-#include "telemetry/series_ids.h"
-#include "telemetry/trace.h"
 #include "discovery/discovery.h"
+#include "recording/http_metrics.h"
+#include "recording/series_ids.h"
+#include "telemetry/kernel_counters.h"
+#include "telemetry/trace.h"
 
 #ifndef SHOAL_VERSION
 #define SHOAL_VERSION "unknown"

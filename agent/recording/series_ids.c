@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-#include "telemetry/series_ids.h"
+#include "recording/series_ids.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "telemetry/series_ids.h"
+#include "recording/series_ids.h"
 
 static struct series_ids *r;
 static struct config_service svcs[3];

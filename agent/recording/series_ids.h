@@ -17,8 +17,8 @@
  * config_service.metrics_id and config_route.metrics_id, so the hot path
  * reads a field and takes no lock. Scrapes read names under the lock.
  */
-#ifndef SHOAL_TELEMETRY_SERIES_IDS_H
-#define SHOAL_TELEMETRY_SERIES_IDS_H
+#ifndef SHOAL_RECORDING_SERIES_IDS_H
+#define SHOAL_RECORDING_SERIES_IDS_H
 
 #include <stdbool.h>
 #include <stddef.h>

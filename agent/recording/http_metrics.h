@@ -20,15 +20,15 @@
  * them by key and resolves ids to names (series_ids.h); series whose
  * endpoint is no longer in the newest config are not exported.
  */
-#ifndef SHOAL_TELEMETRY_HTTP_METRICS_H
-#define SHOAL_TELEMETRY_HTTP_METRICS_H
+#ifndef SHOAL_RECORDING_HTTP_METRICS_H
+#define SHOAL_RECORDING_HTTP_METRICS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "shoal/abi.h"
-#include "telemetry/series_ids.h"
+#include "recording/series_ids.h"
 
 /*
  * Series a worker can hold (power of two). Each costs 264 bytes, so

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-#include "telemetry/http_metrics.h"
+#include "recording/http_metrics.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
