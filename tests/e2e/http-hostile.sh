@@ -16,10 +16,7 @@
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-http_require
-e2e_init
-e2e_topology
-backend_start a2 9080
+http_topology a2
 write_config "
 $(http_service api 10.96.0.40 9080 10.77.1.3)"
 sed -i 's/^proxy: {/proxy: {idle_timeout_ms: 1500, /' "$CONFIG"

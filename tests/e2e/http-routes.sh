@@ -14,11 +14,7 @@
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-http_require
-e2e_init
-e2e_topology
-backend_start a2 9080
-backend_start b1 9080
+http_topology a2 b1
 write_config "
 $(http_service front 10.96.0.30 9080 10.77.1.3)
     routes:

@@ -813,3 +813,13 @@ http_service() {
 	printf '  - name: %s\n    vips: [%s]\n    ports: [{port: 80, target_port: %s, protocol: http}]\n    endpoints: [%s]\n' \
 		"$name" "$vip" "$port" "$eps"
 }
+
+# http_topology POD...: the HTTP tests' start: the tools they need, the
+# test's state and topology, and a shoal-backend on port 9080 in each POD.
+http_topology() {
+	local pod
+	http_require
+	e2e_init
+	e2e_topology
+	for pod in "$@"; do backend_start "$pod" 9080; done
+}

@@ -20,10 +20,7 @@
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-http_require
-e2e_init
-e2e_topology
-backend_start a2 9080
+http_topology a2
 
 {
 	config_node

@@ -9,11 +9,7 @@
 source "$(dirname "$0")/lib.sh"
 
 LOAD=$(dirname "$0")/resilience-load.py
-http_require
-e2e_init
-e2e_topology
-backend_start a2 9080
-backend_start b1 9080
+http_topology a2 b1
 backend_start a3 9080 --delay-ms 20
 write_config "
 $(http_service lb 10.96.0.40 9080 10.77.1.3 10.77.1.5 10.77.2.2)"

@@ -19,12 +19,7 @@ source "$(dirname "$0")/lib.sh"
 # shellcheck source=resilience-lib.sh
 source "$(dirname "$0")/resilience-lib.sh"
 
-http_require
-e2e_init
-e2e_topology
-backend_start a2 9080
-backend_start a3 9080
-backend_start b1 9080
+http_topology a2 a3 b1
 write_config "
 $(http_service cb 10.96.0.43 9080 10.77.1.3 10.77.1.5 10.77.2.2)
     resilience:

@@ -17,11 +17,7 @@ source "$(dirname "$0")/lib.sh"
 # shellcheck source=resilience-lib.sh
 source "$(dirname "$0")/resilience-lib.sh"
 
-http_require
-e2e_init
-e2e_topology
-backend_start a2 9080
-backend_start b1 9080
+http_topology a2 b1
 backend_start a3 9080 --fail-rate 0.5 --fail-status 503 --seed 7
 backend_start a2 9081 --status 503
 backend_start a3 9081 --status 503

@@ -13,11 +13,7 @@ source "$(dirname "$0")/lib.sh"
 
 command -v python3 >/dev/null || skip "python3 is missing (the stand-in API server)"
 command -v openssl >/dev/null || skip "openssl is missing (the stand-in API server's CA)"
-http_require
-e2e_init
-e2e_topology
-backend_start a2 9080
-backend_start b1 9080
+http_topology a2 b1
 A2=${POD_IP4[a2]} B1=${POD_IP4[b1]}
 ADMIN=127.0.0.1:15020
 

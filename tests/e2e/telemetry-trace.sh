@@ -22,11 +22,7 @@ RECEIVER=$(cd "$(dirname "$0")/../tools" && pwd)/otlp-receiver.py
 COLLECTOR_PORT=4318
 ADMIN=127.0.0.1:15029 # admin.listen below, not the default
 
-http_require
-e2e_init
-e2e_topology
-backend_start a2 9080
-backend_start b1 9080
+http_topology a2 b1
 # The relay: an application on a2 that calls the service "back" for every
 # request, passing on the traceparent it got (as instrumented code would),
 # and answers "<traceparent it got> <traceparent back's backend saw>".

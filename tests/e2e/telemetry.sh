@@ -14,11 +14,7 @@ PROM=127.0.0.1:9090
 command -v promtool >/dev/null || skip "promtool missing (Debian package prometheus; scripts/setup.sh installs it)"
 command -v prometheus >/dev/null || skip "prometheus missing (scripts/setup.sh installs it)"
 
-http_require
-e2e_init
-e2e_topology
-backend_start a2 9080
-backend_start b1 9080
+http_topology a2 b1
 # api: two endpoints, a named route for /slow, the rest on no route.
 write_config "
 $(http_service api 10.96.0.20 9080 10.77.1.3 10.77.2.2)
