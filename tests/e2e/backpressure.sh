@@ -34,11 +34,7 @@ TOTAL_MAX=$((48 * 1024 * 1024))
 
 e2e_init
 e2e_topology
-write_config '  - name: bulk
-    namespace: default
-    vips: [10.96.0.30]
-    ports: [{port: 9000, target_port: 9000, protocol: tcp}]
-    endpoints: [{address: 10.77.1.3}]'
+write_config "$(tcp_service bulk 10.96.0.30 9000 9000 10.77.1.3)"
 shoald_start
 enroll a1
 # a2 is enrolled so that its socket joins the shortcut too (docs/bpf.md,

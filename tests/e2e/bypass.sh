@@ -15,11 +15,7 @@ source "$(dirname "$0")/lib.sh"
 
 e2e_init
 e2e_topology
-write_config '  - name: loop
-    namespace: default
-    vips: [10.96.0.20]
-    ports: [{port: 80, target_port: 80, protocol: tcp}]
-    endpoints: [{address: 10.96.0.10}]'
+write_config "$(tcp_service loop 10.96.0.20 80 80 10.96.0.10)"
 shoald_start
 
 # state A3 A1: expected path for each pod, "proxied" or "direct".

@@ -21,16 +21,8 @@ BYTES=${SHOAL_E2E_STREAM_BYTES:-$((256 * 1024 * 1024))}
 
 e2e_init
 e2e_topology
-write_config '  - name: bulk
-    namespace: default
-    vips: [10.96.0.30]
-    ports: [{port: 9000, target_port: 9000, protocol: tcp}]
-    endpoints: [{address: 10.77.1.3}]
-  - name: bulk-remote
-    namespace: default
-    vips: [10.96.0.31]
-    ports: [{port: 9000, target_port: 9000, protocol: tcp}]
-    endpoints: [{address: 10.77.2.2}]'
+write_config "$(tcp_service bulk 10.96.0.30 9000 9000 10.77.1.3)
+$(tcp_service bulk-remote 10.96.0.31 9000 9000 10.77.2.2)"
 shoald_start
 enroll a1
 # a2 is a meshed pod too: only an enrolled backend's socket joins the
