@@ -53,7 +53,7 @@ static void usage(FILE *f)
 		   "\n"
 		   "The pin root defaults to " SHOAL_DEFAULT_PIN_ROOT
 		   "; -c FILE reads bpf.pin_root (and admin.listen)\n"
-		   "from a config. The admin endpoint defaults to " ADMIN_DEFAULT_LISTEN ".\n"
+		   "from a config. The admin endpoint defaults to " CONFIG_DEFAULT_ADMIN_LISTEN ".\n"
 		   "--json prints status, counters, bpf, services and endpoints as JSON.\n");
 }
 
@@ -793,7 +793,7 @@ int main(int argc, char **argv)
 		config_free(cfg);
 	}
 	if (!admin)
-		admin = ADMIN_DEFAULT_LISTEN;
+		admin = CONFIG_DEFAULT_ADMIN_LISTEN;
 	log_route_libbpf();
 	cmd = argv[optind++];
 	/* getopt_long permuted argv: options may follow the command (top --count 2). */

@@ -39,7 +39,7 @@ static void usage(FILE *f)
 		   "  -c, --config FILE   the configuration file (docs/config.md)\n"
 		   "      --no-shortcut   start with the sockmap shortcut off (kill switch)\n"
 		   "      --admin A:P     admin endpoint (/healthz /readyz /metrics), overrides the\n"
-		   "                      config's admin.listen (default " ADMIN_DEFAULT_LISTEN
+		   "                      config's admin.listen (default " CONFIG_DEFAULT_ADMIN_LISTEN
 		   "); off: none\n"
 		   "      --log-level L   warn, info (default) or debug\n"
 		   "      --log-time      start each log line with its UTC time (RFC 3339, ms);\n"

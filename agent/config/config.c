@@ -20,9 +20,6 @@
 #include "balance/peak_ewma.h"
 #include "common/addr.h"
 #include "config/config_int.h"
-#include "telemetry/admin.h"
-#include "telemetry/otlp.h"
-#include "telemetry/trace.h"
 #include "resilience/backoff.h"
 #include "resilience/breaker.h"
 #include "resilience/retry_budget.h"
@@ -94,18 +91,19 @@ static void config_set_defaults(struct config *cfg)
 		 CONFIG_DEFAULT_HTTP_UPGRADE);
 	cfg->n_http_upgrades = 1;
 	cfg->k8s_backoff_max_ms = CONFIG_DEFAULT_K8S_BACKOFF_MAX_MS;
-	/* tracing: the library's own defaults (docs/tracing.md). */
+	/* tracing: the defaults the tracer and exporter apply too (docs/tracing.md). */
 	cfg->tracing.enabled = false;
 	snprintf(cfg->tracing.collector_url, sizeof(cfg->tracing.collector_url), "%s",
-		 OTLP_DEFAULT_URL);
+		 CONFIG_DEFAULT_TRACE_URL);
 	cfg->tracing.sample_rate = CONFIG_DEFAULT_TRACE_SAMPLE_RATE;
-	cfg->tracing.span_kind = TRACE_KIND_CLIENT;
-	snprintf(cfg->tracing.service_name, sizeof(cfg->tracing.service_name), "shoal");
-	cfg->tracing.ring_size = TRACE_RING_DEFAULT;
-	cfg->tracing.batch_size = OTLP_BATCH_DEFAULT;
-	cfg->tracing.batch_delay_ms = OTLP_DELAY_MS_DEFAULT;
-	cfg->tracing.timeout_ms = OTLP_TIMEOUT_MS_DEFAULT;
-	snprintf(cfg->admin.listen, sizeof(cfg->admin.listen), "%s", ADMIN_DEFAULT_LISTEN);
+	cfg->tracing.span_kind = CONFIG_SPAN_KIND_CLIENT;
+	snprintf(cfg->tracing.service_name, sizeof(cfg->tracing.service_name), "%s",
+		 CONFIG_DEFAULT_TRACE_SERVICE_NAME);
+	cfg->tracing.ring_size = CONFIG_DEFAULT_TRACE_RING;
+	cfg->tracing.batch_size = CONFIG_DEFAULT_TRACE_BATCH;
+	cfg->tracing.batch_delay_ms = CONFIG_DEFAULT_TRACE_BATCH_DELAY_MS;
+	cfg->tracing.timeout_ms = CONFIG_DEFAULT_TRACE_TIMEOUT_MS;
+	snprintf(cfg->admin.listen, sizeof(cfg->admin.listen), "%s", CONFIG_DEFAULT_ADMIN_LISTEN);
 }
 
 /*

@@ -310,14 +310,42 @@ struct config_service {
 	uint32_t metrics_id;
 };
 
-/* tracing: spans of proxied HTTP requests and their export (docs/tracing.md). */
+/*
+ * tracing: spans of proxied HTTP requests and their export (docs/tracing.md).
+ * The defaults and bounds are the tracer's and the exporter's own
+ * (telemetry/trace.c, otlp.c), which apply them to options left 0: they
+ * are defined here, once, and telemetry/ uses these names.
+ */
 #define CONFIG_MAX_URL 512	    /* collector_url; OTLP endpoints are short */
 #define CONFIG_MAX_SERVICE_NAME 255 /* resource service.name (OTLP_RESOURCE_STR_MAX - 1) */
+/* The OTLP/HTTP default port and path, on the node. */
+#define CONFIG_DEFAULT_TRACE_URL "http://127.0.0.1:4318/v1/traces"
+#define CONFIG_DEFAULT_TRACE_SERVICE_NAME "shoal" /* the resource's service.name */
+/* OTLP SpanKind values: what a proxied request's span says the proxy is. */
+#define CONFIG_SPAN_KIND_SERVER 2
+#define CONFIG_SPAN_KIND_CLIENT 3 /* the default: the proxy calls the endpoint */
+/* Default per-worker ring: 1024 spans, ~456 KiB. The exporter drains
+ * every 100 ms (OTLP_POLL_MS), so it absorbs ~10k sampled spans/s per
+ * worker, or ~500/s through a POST that hangs its whole 2 s timeout. */
+#define CONFIG_DEFAULT_TRACE_RING 1024
+/* Ring sizes must be powers of two (index masking) within these bounds. */
+#define CONFIG_MIN_TRACE_RING 8
+#define CONFIG_MAX_TRACE_RING 65536
+/* Spans per POST: the OpenTelemetry SDKs' default max export batch. */
+#define CONFIG_DEFAULT_TRACE_BATCH 512
+/* Bounds the exporter's batch buffer (456 bytes a span). */
+#define CONFIG_MAX_TRACE_BATCH 16384
+/* Longest a span waits in a batch before it is sent: the SDKs' 1 s
+ * schedule delay, short enough to look live in a trace UI. */
+#define CONFIG_DEFAULT_TRACE_BATCH_DELAY_MS 1000
+/* One POST, connect included. Rings must hold this long of traffic for
+ * nothing to drop while the collector is slow. */
+#define CONFIG_DEFAULT_TRACE_TIMEOUT_MS 2000
 struct config_tracing {
 	bool enabled; /* default false: no spans, trace headers pass through untouched */
 	char collector_url[CONFIG_MAX_URL + 1];
 	double sample_rate; /* new traces only; parents' decisions are followed */
-	uint8_t span_kind;  /* enum trace_span_kind: 3 client (default), 2 server */
+	uint8_t span_kind;  /* CONFIG_SPAN_KIND_CLIENT (default) or _SERVER */
 	char service_name[CONFIG_MAX_SERVICE_NAME + 1];
 	uint32_t ring_size;	 /* spans per worker, a power of two */
 	uint32_t batch_size;	 /* spans per POST */
@@ -327,6 +355,9 @@ struct config_tracing {
 
 /* admin: the admin endpoint (docs/metrics.md). */
 #define CONFIG_MAX_LISTEN 63 /* "[v6 address]:port" is at most 53 */
+/* Loopback only, so nothing outside the node can read the metrics or
+ * probe the agent unless the operator says so. */
+#define CONFIG_DEFAULT_ADMIN_LISTEN "127.0.0.1:15020"
 struct config_admin {
 	char listen[CONFIG_MAX_LISTEN + 1]; /* "ADDR:PORT", "[ADDR]:PORT" or "off" */
 };

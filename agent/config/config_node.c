@@ -13,8 +13,6 @@
 #include <yaml.h>
 
 #include "common/addr.h"
-#include "telemetry/otlp.h"
-#include "telemetry/trace.h"
 
 /* ---- node, bpf, proxy ---- */
 
@@ -208,9 +206,9 @@ static int parse_span_kind(struct cfg_parser *p, void *obj)
 	if (err)
 		return err;
 	if (n == 6 && !memcmp(s, "client", 6))
-		t->span_kind = TRACE_KIND_CLIENT;
+		t->span_kind = CONFIG_SPAN_KIND_CLIENT;
 	else if (n == 6 && !memcmp(s, "server", 6))
-		t->span_kind = TRACE_KIND_SERVER;
+		t->span_kind = CONFIG_SPAN_KIND_SERVER;
 	else
 		return cp_fail(p, cp_line(p), "must be client or server, got \"%s\"",
 			       cp_echo(s, n, buf));
@@ -236,8 +234,9 @@ static const struct field tracing_fields[] = {
     {"span_kind", FIELD_FUNC, .parse = parse_span_kind},
     {"service_name", FIELD_FUNC, .parse = parse_service_name},
     [TRACING_F_RING] = {"ring_size", FIELD_U32, offsetof(struct config_tracing, ring_size),
-			TRACE_RING_MIN, TRACE_RING_MAX},
-    {"batch_size", FIELD_U32, offsetof(struct config_tracing, batch_size), 1, OTLP_BATCH_LIMIT},
+			CONFIG_MIN_TRACE_RING, CONFIG_MAX_TRACE_RING},
+    {"batch_size", FIELD_U32, offsetof(struct config_tracing, batch_size), 1,
+     CONFIG_MAX_TRACE_BATCH},
     {"batch_delay_ms", FIELD_U32, offsetof(struct config_tracing, batch_delay_ms), 1,
      CONFIG_MAX_TIMEOUT_MS},
     {"timeout_ms", FIELD_U32, offsetof(struct config_tracing, timeout_ms), 1,

@@ -14,9 +14,7 @@
 
 #include "telemetry/metrics.h"
 
-/* Default admin address: loopback only, so nothing outside the node can
- * read the metrics or probe the agent unless the operator says so. */
-#define ADMIN_DEFAULT_LISTEN "127.0.0.1:15020"
+/* The default address is the config's: CONFIG_DEFAULT_ADMIN_LISTEN. */
 
 /*
  * Whether the agent is ready to serve: fills why with the reasons when it

@@ -32,15 +32,15 @@ Test(config_tele, defaults_are_the_libraries_own)
 {
 	cr_assert_eq(parse(NODE), 0, "%s", err);
 	cr_assert_not(cfg->tracing.enabled);
-	cr_assert_str_eq(cfg->tracing.collector_url, OTLP_DEFAULT_URL);
+	cr_assert_str_eq(cfg->tracing.collector_url, CONFIG_DEFAULT_TRACE_URL);
 	cr_assert_float_eq(cfg->tracing.sample_rate, 0.01, 1e-9);
 	cr_assert_eq(cfg->tracing.span_kind, TRACE_KIND_CLIENT);
 	cr_assert_str_eq(cfg->tracing.service_name, "shoal");
-	cr_assert_eq(cfg->tracing.ring_size, TRACE_RING_DEFAULT);
-	cr_assert_eq(cfg->tracing.batch_size, OTLP_BATCH_DEFAULT);
-	cr_assert_eq(cfg->tracing.batch_delay_ms, OTLP_DELAY_MS_DEFAULT);
-	cr_assert_eq(cfg->tracing.timeout_ms, OTLP_TIMEOUT_MS_DEFAULT);
-	cr_assert_str_eq(cfg->admin.listen, ADMIN_DEFAULT_LISTEN);
+	cr_assert_eq(cfg->tracing.ring_size, CONFIG_DEFAULT_TRACE_RING);
+	cr_assert_eq(cfg->tracing.batch_size, CONFIG_DEFAULT_TRACE_BATCH);
+	cr_assert_eq(cfg->tracing.batch_delay_ms, CONFIG_DEFAULT_TRACE_BATCH_DELAY_MS);
+	cr_assert_eq(cfg->tracing.timeout_ms, CONFIG_DEFAULT_TRACE_TIMEOUT_MS);
+	cr_assert_str_eq(cfg->admin.listen, CONFIG_DEFAULT_ADMIN_LISTEN);
 }
 
 Test(config_tele, every_field)

@@ -195,7 +195,9 @@ size_t otlp_render(const struct otlp_resource *res, const struct trace_span *spa
 	*len = 0;
 	jw_lit(&w, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
 	attr_str(&w, &first, "service.name",
-		 res && res->service_name && *res->service_name ? res->service_name : "shoal");
+		 res && res->service_name && *res->service_name
+		     ? res->service_name
+		     : CONFIG_DEFAULT_TRACE_SERVICE_NAME);
 	attr_str(&w, &first, "service.version", version);
 	if (res)
 		attr_str(&w, &first, "host.name", res->host_name);
@@ -518,7 +520,7 @@ static int setup_curl(struct otlp_exporter *e, char *err, size_t errlen)
 int otlp_exporter_start(struct tracer *t, const struct otlp_opts *o, struct otlp_exporter **out,
 			char *err, size_t errlen)
 {
-	const char *url = o->url && *o->url ? o->url : OTLP_DEFAULT_URL;
+	const char *url = o->url && *o->url ? o->url : CONFIG_DEFAULT_TRACE_URL;
 	struct otlp_exporter *e;
 	pthread_condattr_t ca;
 	int rc;
@@ -528,9 +530,9 @@ int otlp_exporter_start(struct tracer *t, const struct otlp_opts *o, struct otlp
 		seterr(err, errlen, "tracing collector_url %s: want http:// or https://", url);
 		return -EINVAL;
 	}
-	if (o->batch_max > OTLP_BATCH_LIMIT) {
+	if (o->batch_max > CONFIG_MAX_TRACE_BATCH) {
 		seterr(err, errlen, "tracing batch size %u is over the limit of %u", o->batch_max,
-		       OTLP_BATCH_LIMIT);
+		       CONFIG_MAX_TRACE_BATCH);
 		return -EINVAL;
 	}
 	rc = curl_api_load("the OTLP trace exporter", err, errlen);
@@ -547,10 +549,10 @@ int otlp_exporter_start(struct tracer *t, const struct otlp_opts *o, struct otlp
 	pthread_cond_init(&e->wake, &ca);
 	pthread_condattr_destroy(&ca);
 	e->t = t;
-	e->batch_max = o->batch_max ? o->batch_max : OTLP_BATCH_DEFAULT;
-	e->delay_ms = o->delay_ms ? o->delay_ms : OTLP_DELAY_MS_DEFAULT;
-	e->timeout_ms = o->timeout_ms ? o->timeout_ms : OTLP_TIMEOUT_MS_DEFAULT;
-	copy_res(e->service_name, o->resource.service_name, "shoal");
+	e->batch_max = o->batch_max ? o->batch_max : CONFIG_DEFAULT_TRACE_BATCH;
+	e->delay_ms = o->delay_ms ? o->delay_ms : CONFIG_DEFAULT_TRACE_BATCH_DELAY_MS;
+	e->timeout_ms = o->timeout_ms ? o->timeout_ms : CONFIG_DEFAULT_TRACE_TIMEOUT_MS;
+	copy_res(e->service_name, o->resource.service_name, CONFIG_DEFAULT_TRACE_SERVICE_NAME);
 	copy_res(e->host_name, o->resource.host_name, "");
 	copy_res(e->version, o->resource.version, SHOAL_VERSION);
 	e->res = (struct otlp_resource){e->service_name, e->host_name, e->version};

@@ -19,29 +19,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/config.h"
 #include "telemetry/trace.h"
 
-/* The OTLP/HTTP default port and path, on the node. */
-#define OTLP_DEFAULT_URL "http://127.0.0.1:4318/v1/traces"
+/*
+ * The URL, batch, delay and timeout defaults and the batch limit are the
+ * config's (CONFIG_DEFAULT_TRACE_*, CONFIG_MAX_TRACE_BATCH in
+ * config/config.h): a field of tracing: and the option it becomes have
+ * one default.
+ */
 
-/* Spans per POST: the OpenTelemetry SDKs' default max export batch. */
-#define OTLP_BATCH_DEFAULT 512
-/* Bounds the exporter's batch buffer (456 bytes a span). */
-#define OTLP_BATCH_LIMIT 16384
-
-/* Longest a span waits in a batch before it is sent: the SDKs' 1 s
- * schedule delay, short enough to look live in a trace UI. */
-#define OTLP_DELAY_MS_DEFAULT 1000
-
-/* One POST, connect included. Rings must hold this long of traffic for
- * nothing to drop while the collector is slow. */
-#define OTLP_TIMEOUT_MS_DEFAULT 2000
 /* Connect alone: a collector on the node or in the cluster answers a SYN
  * in well under this. */
 #define OTLP_CONNECT_TIMEOUT_MS 1000
 
 /* How often the rings are drained between sends: a ring of
- * TRACE_RING_DEFAULT then absorbs ~10k sampled spans/s per worker. */
+ * CONFIG_DEFAULT_TRACE_RING then absorbs ~10k sampled spans/s per worker. */
 #define OTLP_POLL_MS 100
 
 /* After a failure, batches are dropped without trying for a backoff that
@@ -66,16 +59,16 @@
 #define OTLP_BODY_MAX (1024 * 1024)
 
 struct otlp_resource {
-	const char *service_name; /* NULL = "shoal" */
+	const char *service_name; /* NULL = CONFIG_DEFAULT_TRACE_SERVICE_NAME */
 	const char *host_name;	  /* the node; NULL or "" = omitted */
 	const char *version;	  /* NULL = the build's version */
 };
 
 struct otlp_opts {
-	const char *url;     /* http:// or https://; NULL = OTLP_DEFAULT_URL */
-	uint32_t batch_max;  /* 0 = OTLP_BATCH_DEFAULT, at most OTLP_BATCH_LIMIT */
-	uint32_t delay_ms;   /* 0 = OTLP_DELAY_MS_DEFAULT */
-	uint32_t timeout_ms; /* 0 = OTLP_TIMEOUT_MS_DEFAULT */
+	const char *url;     /* http:// or https://; NULL = CONFIG_DEFAULT_TRACE_URL */
+	uint32_t batch_max;  /* 0 = CONFIG_DEFAULT_TRACE_BATCH, at most CONFIG_MAX_TRACE_BATCH */
+	uint32_t delay_ms;   /* 0 = CONFIG_DEFAULT_TRACE_BATCH_DELAY_MS */
+	uint32_t timeout_ms; /* 0 = CONFIG_DEFAULT_TRACE_TIMEOUT_MS */
 	struct otlp_resource resource;
 };
 

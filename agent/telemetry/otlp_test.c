@@ -589,7 +589,7 @@ Test(exporter, collector_down_drops_and_counts)
 	char url[64];
 	struct trace_stats st;
 
-	make_tracer(1, TRACE_RING_DEFAULT);
+	make_tracer(1, CONFIG_DEFAULT_TRACE_RING);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/traces", closed_port());
 	start_exporter(url, 20, 500);
 	double ms = record_burst(n);
@@ -744,7 +744,7 @@ Test(exporter, options_are_checked)
 	cr_expect_eq(otlp_exporter_start(tracer, &o, &exporter, err, sizeof(err)), -EINVAL);
 	cr_expect_not_null(strstr(err, "ftp://"), "%s", err);
 	o.url = "http://127.0.0.1:1/v1/traces";
-	o.batch_max = OTLP_BATCH_LIMIT + 1;
+	o.batch_max = CONFIG_MAX_TRACE_BATCH + 1;
 	cr_expect_eq(otlp_exporter_start(tracer, &o, &exporter, err, sizeof(err)), -EINVAL);
 	cr_expect_not_null(strstr(err, "batch"), "%s", err);
 	cr_expect_null(exporter);

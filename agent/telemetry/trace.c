@@ -708,7 +708,7 @@ int tracer_create(const struct trace_config *cfg, unsigned int n_workers, struct
 		  char *err, size_t errlen)
 {
 	struct tracer *t;
-	uint32_t ring = cfg->ring_size ? cfg->ring_size : TRACE_RING_DEFAULT;
+	uint32_t ring = cfg->ring_size ? cfg->ring_size : CONFIG_DEFAULT_TRACE_RING;
 	uint64_t seed = cfg->seed;
 
 	*out = NULL;
@@ -717,9 +717,9 @@ int tracer_create(const struct trace_config *cfg, unsigned int n_workers, struct
 		       cfg->sample_rate);
 		return -EINVAL;
 	}
-	if (ring < TRACE_RING_MIN || ring > TRACE_RING_MAX || (ring & (ring - 1))) {
+	if (ring < CONFIG_MIN_TRACE_RING || ring > CONFIG_MAX_TRACE_RING || (ring & (ring - 1))) {
 		seterr(err, errlen, "tracing ring size %u is not a power of two in %u - %u", ring,
-		       TRACE_RING_MIN, TRACE_RING_MAX);
+		       CONFIG_MIN_TRACE_RING, CONFIG_MAX_TRACE_RING);
 		return -EINVAL;
 	}
 	if (cfg->kind && cfg->kind != TRACE_KIND_CLIENT && cfg->kind != TRACE_KIND_SERVER) {

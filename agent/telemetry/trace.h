@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/config.h"
+
 /* Id sizes fixed by W3C Trace Context (trace-id 16 bytes, parent-id 8). */
 #define TRACE_ID_SIZE 16
 #define TRACE_SPAN_ID_SIZE 8
@@ -60,13 +62,8 @@
 #define TRACE_METHOD_MAX 33   /* CONFIG_MAX_METHOD; registered methods are <= 17 */
 #define TRACE_NAME_MAX 104    /* method, space, route: the default span name */
 
-/* Default per-worker ring: 1024 spans, ~456 KiB. The exporter drains
- * every 100 ms (OTLP_POLL_MS), so it absorbs ~10k sampled spans/s per
- * worker, or ~500/s through a POST that hangs its whole 2 s timeout. */
-#define TRACE_RING_DEFAULT 1024
-/* Ring sizes must be powers of two (index masking) within these bounds. */
-#define TRACE_RING_MIN 8
-#define TRACE_RING_MAX 65536
+/* The ring's default size and bounds are the config's (CONFIG_DEFAULT_TRACE_RING,
+ * CONFIG_MIN_TRACE_RING, CONFIG_MAX_TRACE_RING in config/config.h). */
 
 /* Where an incoming context came from; the outgoing one speaks the same B3
  * dialect as well as W3C, so B3-only applications keep their traces. */
@@ -141,10 +138,10 @@ int trace_inject(const struct trace_ctx *out, char *buf, size_t cap);
  * these from the forwarded request (W3C and B3 names, any case). */
 bool trace_is_propagation_header(const char *name, size_t len);
 
-/* OTLP SpanKind values. */
+/* OTLP SpanKind values, as tracing.span_kind names them. */
 enum trace_span_kind {
-	TRACE_KIND_SERVER = 2,
-	TRACE_KIND_CLIENT = 3,
+	TRACE_KIND_SERVER = CONFIG_SPAN_KIND_SERVER,
+	TRACE_KIND_CLIENT = CONFIG_SPAN_KIND_CLIENT,
 };
 
 /*
@@ -186,7 +183,7 @@ typedef uint64_t (*trace_rand_fn)(void *arg, unsigned int worker);
 
 struct trace_config {
 	double sample_rate; /* new traces sampled, 0.0 - 1.0 */
-	uint32_t ring_size; /* spans per worker; power of two; 0 = TRACE_RING_DEFAULT */
+	uint32_t ring_size; /* spans per worker; power of two; 0 = CONFIG_DEFAULT_TRACE_RING */
 	uint8_t kind;	    /* enum trace_span_kind; 0 = TRACE_KIND_CLIENT */
 	uint64_t seed;	    /* for the built-in generator; 0 = getrandom(2) */
 	trace_rand_fn rand; /* NULL = built-in */

@@ -719,7 +719,7 @@ Test(sampling, config_is_checked)
 	cfg.ring_size = 1000;
 	cr_expect_eq(tracer_create(&cfg, 1, &t, err, sizeof(err)), -EINVAL);
 	cr_expect_not_null(strstr(err, "1000"), "%s", err);
-	cfg.ring_size = TRACE_RING_MAX * 2;
+	cfg.ring_size = CONFIG_MAX_TRACE_RING * 2;
 	cr_expect_eq(tracer_create(&cfg, 1, &t, err, sizeof(err)), -EINVAL);
 	cfg.ring_size = 0;
 	cfg.kind = 7;
