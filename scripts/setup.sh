@@ -14,6 +14,10 @@ packages=(
 	libcriterion-dev libclang-rt-14-dev
 	iproute2 util-linux socat curl procps python3 openssl # python3: test collector and API stand-in; openssl: test CA
 	prometheus # promtool, and a real scraper for the telemetry e2e test
+	# the image (scripts/image) and its e2e test: a Debian root unpacked
+	# offline, file capabilities, podman to build, save and run it; runc
+	# where podman's crun cannot run on the machine's cgroup layout
+	mmdebstrap libcap2-bin podman runc
 	# benchmarks (scripts/bench): peers, load generators, iptables in a netns
 	haproxy nginx wrk nghttp2-client iperf3 iptables linux-perf
 )

@@ -38,6 +38,13 @@ LOGDIR=${SHOAL_E2E_LOGDIR:-/tmp/$E2E_PREFIX-logs}/$E2E_TEST
 SHOALD=${SHOALD:-}
 SHOALCTL=${SHOALCTL:-}
 SHOAL_PEER=${SHOAL_PEER:-}
+# A command that starts shoald in place of $SHOALD, with the same
+# arguments, in the foreground, passing SIGTERM on (tests/e2e/image.sh:
+# shoald from the image, in podman). It runs with SHOALD_PIN_ROOT set to
+# the config's pin root and SHOALD_CONTAINER to a container name; the
+# harness removes that container and its "-init" at cleanup. Empty:
+# $SHOALD itself.
+SHOALD_LAUNCHER=${SHOALD_LAUNCHER:-}
 # Set to 0 before sourcing for a test of the harness alone.
 E2E_NEEDS_AGENT=${E2E_NEEDS_AGENT:-1}
 
@@ -202,7 +209,7 @@ remove_pin_root() {
 # Tears down what state file $1 records. Safe to run twice.
 cleanup_state_file() {
 	local file=$1 cg="" kind value
-	local -a pids=() netns=() pins=()
+	local -a pids=() netns=() pins=() containers=()
 	[[ -f $file ]] || return 0
 	while read -r kind value; do
 		case $kind in
@@ -210,11 +217,16 @@ cleanup_state_file() {
 		pid) pids+=("$value") ;;
 		netns) netns+=("$value") ;;
 		pin) pins+=("$value") ;;
+		container) containers+=("$value") ;;
 		esac
 	done <"$file"
 	if [[ -n $cg ]]; then
 		kill_test_processes "$cg" "${pids[@]}"
 	fi
+	# A launcher's container outlives a podman client that was killed.
+	for value in "${containers[@]}"; do
+		podman rm --force --time 2 "$value" >/dev/null 2>&1 || true
+	done
 	for value in "${pins[@]}"; do
 		remove_pin_root "$value"
 	done
@@ -513,7 +525,14 @@ shoald_start() {
 	local i rc status=""
 	SHOALD_STARTS=$((SHOALD_STARTS + 1))
 	SHOALD_LOG=$LOGDIR/shoald.$SHOALD_STARTS.log
-	spawn_in "$TEST_CG/agent" "$NS_A" "$SHOALD_LOG" "$SHOALD" -c "$CONFIG" --log-level info "$@"
+	if [[ -n $SHOALD_LAUNCHER ]]; then
+		state_add "container $RUN-shoald"
+		state_add "container $RUN-shoald-init"
+		spawn_in "$TEST_CG/agent" "$NS_A" "$SHOALD_LOG" env SHOALD_CONTAINER="$RUN-shoald" \
+			SHOALD_PIN_ROOT="$PIN_ROOT" "$SHOALD_LAUNCHER" -c "$CONFIG" --log-level info "$@"
+	else
+		spawn_in "$TEST_CG/agent" "$NS_A" "$SHOALD_LOG" "$SHOALD" -c "$CONFIG" --log-level info "$@"
+	fi
 	SHOALD_PID=$LAST_PID
 	for ((i = 0; i < 100; i++)); do
 		if ! kill -0 "$SHOALD_PID" 2>/dev/null; then
