@@ -24,9 +24,9 @@
 #include "discovery/discovery.h"
 #include "datapath/datapath.h"
 #include "proxy/proxy.h"
+#include "recording/trace.h"
 #include "telemetry/admin.h"
 #include "telemetry/otlp.h"
-#include "telemetry/trace.h"
 
 static void usage(FILE *f)
 {

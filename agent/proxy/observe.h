@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "telemetry/trace.h"
+#include "recording/trace.h"
 
 struct worker;
 struct conn;

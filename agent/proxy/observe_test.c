@@ -15,7 +15,7 @@
 #include "proxy/l4.h"
 #include "proxy/worker.h"
 #include "recording/http_metrics.h"
-#include "telemetry/trace.h"
+#include "recording/trace.h"
 
 #define BUF 1024
 #define MAX_HEADERS 16

@@ -21,7 +21,7 @@
 #include "proxy/worker.h"
 #include "recording/http_metrics.h"
 #include "recording/series_ids.h"
-#include "telemetry/trace.h"
+#include "recording/trace.h"
 
 void proxy_snap_get(struct proxy_snap *s)
 {

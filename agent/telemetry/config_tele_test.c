@@ -5,9 +5,9 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "recording/trace.h"
 #include "telemetry/admin.h"
 #include "telemetry/otlp.h"
-#include "telemetry/trace.h"
 
 static struct config *cfg;
 static char err[512];

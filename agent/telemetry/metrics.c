@@ -13,12 +13,12 @@
 
 #include "common/addr.h"
 #include "datapath/pins.h"
-#include "proxy/proxy.h"
 #include "discovery/discovery.h"
+#include "proxy/proxy.h"
 #include "recording/http_metrics.h"
 #include "recording/series_ids.h"
+#include "recording/trace.h"
 #include "telemetry/kernel_counters.h"
-#include "telemetry/trace.h"
 
 #ifndef SHOAL_VERSION
 #define SHOAL_VERSION "unknown"

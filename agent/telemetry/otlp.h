@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
-#include "telemetry/trace.h"
+#include "recording/trace.h"
 
 /*
  * The URL, batch, delay and timeout defaults and the batch limit are the

@@ -21,9 +21,9 @@
 #include <unistd.h>
 
 #include "common/curl_api.h"
+#include "recording/trace.h"
 #include "telemetry/otlp.h"
 #include "telemetry/otlp_test_config.h"
-#include "telemetry/trace.h"
 
 /*
  * The request path's budget: 100k records in under 50 ms. Sanitizers

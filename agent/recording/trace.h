@@ -20,8 +20,8 @@
  * (producer) and to the exporter thread (consumer): a single-producer,
  * single-consumer ring. Everything else is read-only after tracer_create.
  */
-#ifndef SHOAL_TELEMETRY_TRACE_H
-#define SHOAL_TELEMETRY_TRACE_H
+#ifndef SHOAL_RECORDING_TRACE_H
+#define SHOAL_RECORDING_TRACE_H
 
 #include <stdbool.h>
 #include <stddef.h>

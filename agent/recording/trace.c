@@ -4,7 +4,7 @@
  * sampling, and the per-worker span rings. See trace.h for the contracts
  * and docs/tracing.md for what users see.
  */
-#include "telemetry/trace.h"
+#include "recording/trace.h"
 
 #include <errno.h>
 #include <math.h>

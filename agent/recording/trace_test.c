@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "telemetry/trace.h"
+#include "recording/trace.h"
 
 /*
  * The request path's budget: 100k records in under 50 ms. Sanitizers
