@@ -23,7 +23,8 @@ mkdir -p "$out/http1-corpus" "$out/http1-seeds"
 
 fuzz_build http1 \
 	"$root/tests/fuzz/http1_fuzz.c" \
-	"$root/agent/proxy/http1_parser.c"
+	"$root/agent/proxy/http1_parser.c" \
+	"$root/agent/proxy/http1_rewrite.c"
 
 # Seeds: first byte 'A' (0x41, odd) = response, '@' (0x40, even) = request.
 seed() {
