@@ -71,6 +71,8 @@ struct attempt {
 	uint32_t tried;	   /* tries started so far */
 	uint32_t last_idx; /* endpoint index of the latest try (valid once tried > 0) */
 	int last_err;	   /* errno of the last failed connect */
+	uint64_t deadline_ns;  /* proxy.connect_deadline_ms: no try starts after it */
+	uint64_t fail_fast_ns; /* with no candidate endpoint, wait until then at most */
 };
 
 struct conn_side {

@@ -12,6 +12,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
+#include "proxy/attempt.h"
 #include "proxy/conn_io.h"
 #include "proxy/endpoint_pick.h"
 #include "proxy/l4.h"
@@ -459,14 +460,13 @@ static void http1_dispatch(struct worker *w, struct conn *c)
 		return;
 	}
 	http1_route(w, c);
-	c->at.sv = worker_es_service(w, c, http1_svc_cfg(w, c), h->target);
+	/* Its tries go to the target's endpoints, timed from now (attempt.h). */
+	attempt_begin(&c->at, worker_es_service(w, c, http1_svc_cfg(w, c), h->target), w->cfg, now);
 	h->deadline_ns = http1_request_deadline(c, w->cfg->http_request_timeout_ms, now);
 	h->n_requests++;
 	if (h->deadline_ns && !http1_arm_idle(w, c))
 		return;
-	h->dispatch_ns = now;
 	h->retries = 0;
-	c->at.n_avoid = 0;
 	h->retry_at_ns = 0;
 	if (c->at.sv) {
 		retry_budget_deposit(c->at.sv->budget, now);
@@ -478,8 +478,6 @@ static void http1_dispatch(struct worker *w, struct conn *c)
 		http1_error(w, c, HTTP_ERR_NO_ENDPOINTS);
 		return;
 	}
-	c->at.tried = 0;
-	h->connect_start_ns = now;
 	h->rs = HTTP1_RESP_HEAD;
 	http1_connect_next(w, c);
 }
@@ -652,17 +650,14 @@ void http1_upstream_event(struct worker *w, struct conn *c, struct pool_conn *pc
 	if (!pc->connected) {
 		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			return;
-		err = sock_error(pc->side.pl.fd);
-		if (!err && !(events & EPOLLOUT))
-			err = ECONNRESET;
+		err = attempt_connect_result(w, pc->side.pl.fd, events);
 		if (err) {
 			/* A new attempt uses a new object: this turn's events cannot mix. */
 			timer_heap_del(&w->timers, &c->timer);
 			pool_close(w, pc, false);
 			h->up = NULL;
 			h->up_reused = false;
-			http1_attempt_failed(w, c, err);
-			http1_connect_failed_next(w, c);
+			http1_connect_failed(w, c, err);
 			if (c->state != CONN_CLOSED)
 				http1_run(w, c);
 			return;
@@ -1322,8 +1317,7 @@ void http1_timeout(struct worker *w, struct conn *c)
 		pool_close(w, h->up, true);
 		h->up = NULL;
 		h->up_reused = false;
-		http1_attempt_failed(w, c, ETIMEDOUT);
-		http1_connect_failed_next(w, c);
+		http1_connect_failed(w, c, ETIMEDOUT);
 		if (c->state != CONN_CLOSED)
 			http1_run(w, c);
 		return;

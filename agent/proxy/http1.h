@@ -131,7 +131,6 @@ struct http1_conn {
 	uint64_t deadline_ns;		     /* route timeout_ms from dispatch; 0: none */
 	const struct config_service *target; /* the service whose endpoints serve it */
 	uint16_t target_port_be;
-	uint64_t connect_start_ns;
 	struct pool_conn *up; /* NULL until assigned */
 
 	/*
@@ -140,7 +139,6 @@ struct http1_conn {
 	 * the connection's struct attempt.
 	 */
 	uint32_t retries;	  /* retries of this request so far */
-	uint64_t dispatch_ns;	  /* when the request was dispatched (fail-fast wait) */
 	uint64_t try_deadline_ns; /* the per-try timeout of the try in flight; 0: none */
 	uint64_t retry_at_ns;	  /* waiting to start the next try until then; 0: not */
 	uint64_t try_start_ns;	  /* when the try in flight started (response head timeout) */

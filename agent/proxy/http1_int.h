@@ -52,12 +52,13 @@ void http1_slab_take(struct worker *w, struct conn *c);
 uint64_t http1_head_deadline(const struct worker *w, const struct http1_conn *h);
 /* The request's deadline as of now (0: none). */
 uint64_t http1_request_deadline(struct conn *c, uint32_t default_ms, uint64_t now);
-/* The connect of the try in flight failed with err: charged to its endpoint. */
-void http1_attempt_failed(struct worker *w, struct conn *c, int err);
 /* Start the next try: pick, pooled connection or connect, failover. */
 void http1_connect_next(struct worker *w, struct conn *c);
-/* A connect failed (recorded): fail over, or 503 / 504. */
-void http1_connect_failed_next(struct worker *w, struct conn *c);
+/*
+ * The connect of the try in flight failed with err, its connection closed
+ * (attempt_failed): fail over, or 503 / 504.
+ */
+void http1_connect_failed(struct worker *w, struct conn *c, int err);
 /* The request's deadline passed before a response head: 504. */
 void http1_deadline_passed(struct worker *w, struct conn *c);
 /* The upstream connection failed with err: resend, retry or answer. */

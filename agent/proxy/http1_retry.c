@@ -15,19 +15,13 @@
 
 #include "common/addr.h"
 #include "common/log.h"
+#include "proxy/attempt.h"
 #include "proxy/endpoint_pick.h"
 #include "proxy/l4.h"
 #include "proxy/pool.h"
 #include "proxy/sock.h"
 #include "resilience/backoff.h"
 #include "resilience/deadline.h"
-
-/*
- * A request finding no candidate endpoint looks again this often until
- * its fail-fast time: a probe's outcome or a backoff ending frees one
- * within milliseconds, and 10 ms costs nothing next to the 1 s wait.
- */
-#define HTTP1_NO_CANDIDATE_POLL_NS (10 * 1000000ull)
 
 /* Give the request's replay slab (if any) back to the worker. */
 void http1_slab_release(struct worker *w, struct http1_conn *h)
@@ -103,40 +97,16 @@ uint64_t http1_request_deadline(struct conn *c, uint32_t default_ms, uint64_t no
 	return d == DEADLINE_NONE ? 0 : d;
 }
 
-/* The connect of the try in flight failed with err: its endpoint is penalised. */
-void http1_attempt_failed(struct worker *w, struct conn *c, int err)
-{
-	struct http1_conn *h = c->http;
-	uint32_t idx = c->at.bt.idx;
-
-	c->at.last_err = err;
-	WORKER_STAT_INC(w, connect_failures);
-	pick_outcome(c->at.sv, &c->at.bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
-			"a failed connect");
-	if (http1_debug() && idx < (uint32_t)h->target->n_endpoints) {
-		const struct config_endpoint *ep = &h->target->endpoints[idx];
-		char svc[2 * CONFIG_MAX_NAME + 16], addr[ADDR_STR_MAX];
-
-		pr_debug("proxy worker %d: %s: connect to %s failed: %s", w->id,
-			 http1_svc_name(c, svc, sizeof(svc)),
-			 addr_format(&ep->addr, h->target_port_be, addr, sizeof(addr)),
-			 strerror(err));
-	}
-}
-
 /*
- * The proxy could not open an upstream socket for lack of its own
- * resources (err, sock_err_local): the try is cancelled, so the balancer,
- * the breaker and the retry budget never hear of it, and the client gets
- * 503 proxy-resources.
+ * attempt_kind.refuse: the proxy could not open an upstream socket for
+ * lack of its own resources (err, sock_err_local), and the try was
+ * cancelled (no endpoint's failure, no retry): 503 proxy-resources.
  */
 static void http1_local_refused(struct worker *w, struct conn *c, int err)
 {
 	struct http1_conn *h = c->http;
 	char svc[2 * CONFIG_MAX_NAME + 16];
 
-	pick_cancel(c->at.sv, &c->at.bt, timer_now_ns());
-	WORKER_STAT_INC(w, local_refused);
 	worker_warn_ratelimited(w,
 				"proxy worker %d: %s: cannot open a connection to an endpoint of "
 				"%s/%s: %s (the proxy's own limit, not the endpoint's); answering "
@@ -215,9 +185,11 @@ static bool http1_may_retry(struct worker *w, struct conn *c, enum retry_failure
 		WORKER_STAT_INC(w, http_retries);
 		metrics_http_retry(w, c);
 		if (c->at.sv)
-			atomic_fetch_add_explicit(&c->at.sv->state->retries, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&c->at.sv->state->retries, 1,
+						  memory_order_relaxed);
 	} else if (v == RETRY_NO_BUDGET && c->at.sv) {
-		atomic_fetch_add_explicit(&c->at.sv->state->retries_refused, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&c->at.sv->state->retries_refused, 1,
+					  memory_order_relaxed);
 		metrics_http_retry_refused(w, c);
 	}
 	if (http1_debug()) {
@@ -256,16 +228,13 @@ static uint64_t http1_per_try_ns(const struct conn *c)
 }
 
 /*
- * Get a connection to endpoint idx for the try in flight: an idle pooled
- * one, else a new connect (its timer armed at the earliest of the
- * attempt's end, the connect deadline and the request's deadline).
- * Returns true when the try has an upstream (or c was answered or closed:
- * check c->state), false when the connect failed at once (recorded). A
- * local shortage (sock_err_local) is answered 503 proxy-resources at once:
- * not the endpoint's failure, and no other endpoint would fare better.
+ * attempt_kind.open: a connection to endpoint idx of the target for the
+ * try in flight: an idle pooled one (1), else a new connect (1, or 0 in
+ * progress with its timer armed at the earliest of the attempt's end,
+ * connect_deadline and the request's deadline), or -errno.
  */
-static bool http1_try_endpoint(struct worker *w, struct conn *c, uint32_t idx, uint64_t now,
-			       uint64_t connect_deadline)
+static int http1_open(struct worker *w, struct conn *c, uint32_t idx, uint64_t now,
+		      uint64_t connect_deadline)
 {
 	struct http1_conn *h = c->http;
 	const struct config_endpoint *ep = &h->target->endpoints[idx];
@@ -285,30 +254,24 @@ static bool http1_try_endpoint(struct worker *w, struct conn *c, uint32_t idx, u
 			h->up = pc;
 			http1_up_ready(c);
 			http1_arm_idle(w, c);
-			return true;
+			return 1;
 		}
 	}
 	ret = pool_connect(w, &ep->addr, h->target_port_be, c, &pc);
-	if (ret < 0 && sock_err_local(-ret)) {
-		http1_local_refused(w, c, -ret);
-		return true;
-	}
-	if (ret < 0) {
-		http1_attempt_failed(w, c, -ret);
-		return false;
-	}
+	if (ret < 0)
+		return ret;
 	h->up = pc;
 	http1_up_ready(c);
 	if (ret == 1) {
 		http1_arm_idle(w, c);
-		return true;
+		return 1;
 	}
 	if (connect_deadline < end)
 		end = connect_deadline;
 	if (h->deadline_ns && h->deadline_ns < end)
 		end = h->deadline_ns;
 	http1_arm(w, c, end);
-	return true;
+	return 0;
 }
 
 /* The request's deadline passed before a response head: 504 at once. */
@@ -323,12 +286,25 @@ void http1_deadline_passed(struct worker *w, struct conn *c)
 	http1_error(w, c, HTTP_ERR_TIMEOUT);
 }
 
-/* No endpoint accepted a connection, or no retry is allowed: 503. */
-static void http1_give_up(struct worker *w, struct conn *c)
+/*
+ * attempt_kind.give_up: every endpoint of the target is ejected or busy
+ * probing (ATTEMPT_NO_CANDIDATE), or no endpoint accepted a connection
+ * and no retry is allowed: 503.
+ */
+static void http1_give_up(struct worker *w, struct conn *c, enum attempt_end why)
 {
 	struct http1_conn *h = c->http;
 	char svc[2 * CONFIG_MAX_NAME + 16];
 
+	if (why == ATTEMPT_NO_CANDIDATE) {
+		worker_warn_ratelimited(w,
+					"proxy worker %d: %s: every endpoint of %s/%s is "
+					"ejected or busy probing; answering 503",
+					w->id, http1_svc_name(c, svc, sizeof(svc)),
+					h->target->namespace, h->target->name);
+		http1_error(w, c, HTTP_ERR_NO_CANDIDATE);
+		return;
+	}
 	WORKER_STAT_INC(w, gave_up);
 	worker_warn_ratelimited(w,
 				"proxy worker %d: %s: no endpoint of %s/%s accepted a connection "
@@ -338,6 +314,57 @@ static void http1_give_up(struct worker *w, struct conn *c)
 				strerror(c->at.last_err ? c->at.last_err : ETIMEDOUT));
 	http1_error(w, c, HTTP_ERR_CONNECT_FAILURE);
 }
+
+/* attempt_kind.target: the service the request was routed to. */
+static const struct config_service *http1_target(const struct conn *c, uint16_t *port_be)
+{
+	*port_be = c->http->target_port_be;
+	return c->http->target;
+}
+
+/* attempt_kind.expired: past the request's deadline, 504. */
+static bool http1_expired(struct worker *w, struct conn *c, uint64_t now)
+{
+	struct http1_conn *h = c->http;
+
+	if (!h->deadline_ns || now < h->deadline_ns)
+		return false;
+	http1_deadline_passed(w, c);
+	return true;
+}
+
+/*
+ * attempt_kind.fail_over: nothing was sent, so a connect failure is
+ * retried on the policy's terms (connect_any_method, attempts, deadline,
+ * budget).
+ */
+static bool http1_fail_over(struct worker *w, struct conn *c)
+{
+	return http1_may_retry(w, c, RETRY_FAIL_CONNECT, 0);
+}
+
+/* attempt_kind.wait: http1_timeout starts the next try at until. */
+static bool http1_wait(struct worker *w, struct conn *c, uint64_t until)
+{
+	c->http->retry_at_ns = until;
+	http1_arm_idle(w, c); /* closes c when it cannot */
+	return true;
+}
+
+/*
+ * An HTTP request in the attempt loop (attempt.h): a pooled connection
+ * when there is one; a connect failure fails over at once when the retry
+ * policy allows; giving up is a 503, the request's deadline a 504.
+ */
+static const struct attempt_kind http1_attempts = {
+    .target = http1_target,
+    .expired = http1_expired,
+    .open = http1_open,
+    .fail_over = http1_fail_over,
+    .wait = http1_wait,
+    .give_up = http1_give_up,
+    .refuse = http1_local_refused,
+};
 
 /*
  * Start the next try of the request: the balancer's pick among the
@@ -349,70 +376,14 @@ static void http1_give_up(struct worker *w, struct conn *c)
  */
 void http1_connect_next(struct worker *w, struct conn *c)
 {
-	struct http1_conn *h = c->http;
-	uint32_t n = (uint32_t)h->target->n_endpoints;
-	uint64_t deadline = h->connect_start_ns + (uint64_t)w->cfg->connect_deadline_ms * 1000000;
-	char svc[2 * CONFIG_MAX_NAME + 16];
-
-	h->retry_at_ns = 0;
-	for (;;) {
-		uint64_t now = timer_now_ns();
-		uint32_t idx;
-
-		if (h->deadline_ns && now >= h->deadline_ns) {
-			http1_deadline_passed(w, c);
-			return;
-		}
-		if (now >= deadline) {
-			c->at.last_err = ETIMEDOUT;
-			break;
-		}
-		idx = pick_endpoint(c->at.sv, n, now, c->at.avoid, c->at.n_avoid, &c->at.bt);
-		if (idx == PICK_NONE) {
-			uint64_t until = h->dispatch_ns + (c->at.sv ? c->at.sv->fail_fast_ns : 0);
-
-			if (now < until) {
-				h->retry_at_ns = now + HTTP1_NO_CANDIDATE_POLL_NS < until
-						     ? now + HTTP1_NO_CANDIDATE_POLL_NS
-						     : until;
-				http1_arm_idle(w, c);
-				return;
-			}
-			if (c->at.sv)
-				atomic_fetch_add_explicit(&c->at.sv->state->no_candidate, 1,
-							  memory_order_relaxed);
-			worker_warn_ratelimited(w,
-						"proxy worker %d: %s: every endpoint of %s/%s is "
-						"ejected or busy probing; answering 503",
-						w->id, http1_svc_name(c, svc, sizeof(svc)),
-						h->target->namespace, h->target->name);
-			http1_error(w, c, HTTP_ERR_NO_CANDIDATE);
-			return;
-		}
-		if (c->at.n_avoid < PICK_MAX_AVOID)
-			c->at.avoid[c->at.n_avoid++] = idx;
-		c->at.tried++;
-		c->at.last_idx = idx;
-		pick_start(c->at.sv, &c->at.bt, now);
-		if (http1_try_endpoint(w, c, idx, now, deadline))
-			return;
-		if (!http1_may_retry(w, c, RETRY_FAIL_CONNECT, 0))
-			break;
-	}
-	http1_give_up(w, c);
+	c->http->retry_at_ns = 0;
+	attempt_next(w, c, &http1_attempts);
 }
 
-/* A connect attempt failed (recorded): fail over, or give up with 503. */
-void http1_connect_failed_next(struct worker *w, struct conn *c)
+void http1_connect_failed(struct worker *w, struct conn *c, int err)
 {
-	struct http1_conn *h = c->http;
-
-	if (h->deadline_ns && timer_now_ns() >= h->deadline_ns)
-		http1_deadline_passed(w, c);
-	else if (http1_may_retry(w, c, RETRY_FAIL_CONNECT, 0))
+	if (attempt_failed(w, c, &http1_attempts, err))
 		http1_connect_next(w, c);
-	else
-		http1_give_up(w, c);
 }
 
 /*
@@ -461,7 +432,8 @@ static void http1_retry(struct worker *w, struct conn *c)
 	http1_parser_init(&h->rs_parser, HTTP1_RESPONSE, &rlim);
 	h->rs = HTTP1_RESP_HEAD;
 	h->try_deadline_ns = 0;
-	h->connect_start_ns = now;
+	/* Its connects have a deadline of their own; fail-fast still counts from dispatch. */
+	c->at.deadline_ns = now + (uint64_t)w->cfg->connect_deadline_ms * 1000000;
 	if (c->at.sv && h->retries)
 		wait = backoff_full_jitter(pick_rng(), c->at.sv->backoff_base_ns,
 					   c->at.sv->backoff_max_ns, h->retries - 1);
@@ -530,6 +502,7 @@ void http1_up_failed(struct worker *w, struct conn *c, int err)
 	 */
 	bool idle_close = err == EPIPE || (h->up && h->up->side.eof);
 	bool resendable = h->rq_replayable || (h->rq_slab_whole && h->rq == HTTP1_REQ_DONE);
+	int ret;
 
 	if (idle_close && h->up_reused && !h->rs_got_bytes && resendable && !h->retried &&
 	    http1_replay_safe(c) && h->rs == HTTP1_RESP_HEAD) {
@@ -540,9 +513,10 @@ void http1_up_failed(struct worker *w, struct conn *c, int err)
 		http1_up_release(w, h, false);
 		h->retried = true;
 		http1_rq_rewind(c);
-		if (!http1_try_endpoint(w, c, c->at.bt.idx, now,
-					now + (uint64_t)w->cfg->connect_deadline_ms * 1000000))
-			http1_connect_failed_next(w, c);
+		ret = http1_open(w, c, c->at.bt.idx, now,
+				 now + (uint64_t)w->cfg->connect_deadline_ms * 1000000);
+		if (ret < 0)
+			http1_connect_failed(w, c, -ret);
 		return;
 	}
 	if (h->rs == HTTP1_RESP_HEAD) {

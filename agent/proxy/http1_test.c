@@ -1437,17 +1437,20 @@ static void svc_state(struct proxy_service_stats *ss, uint64_t *failed)
 }
 
 /*
- * EMFILE, ENFILE, ENOBUFS from socket() are the proxy's shortage: each
- * request gets 503 proxy-resources at once, counted, with no failure
- * recorded against an endpoint (one would eject it here), no retry and
- * no budget spent; once sockets are back, requests go through.
+ * Requests while each of errs in turn is the proxy's own shortage, from
+ * socket() or, late, from SO_ERROR once the non-blocking connect ended
+ * (the connect_error seam): each gets 503 proxy-resources at once,
+ * counted, with no failure recorded against an endpoint (one would eject
+ * it here), no retry (one socket or connect asked for) and no budget
+ * spent; once the shortage is over, requests go through.
  */
-Test(http1, local_socket_errors_are_a_503_and_never_blame_an_endpoint)
+static void expect_local_errors_blame_no_endpoint(const int *errs, size_t n_errs, bool late)
 {
-	static const int errs[] = {EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL};
 	struct config_resilience *r = &svc.resilience;
 	struct proxy_opts opts = {.endpoint_sockaddr = two_eps_sockaddr,
-				  .open_socket = failing_socket};
+				  .open_socket = failing_socket,
+				  .connect_error = test_failing_connect_error};
+	int sockets_left = late ? 0 : 1000; /* socket() calls to fail */
 	struct proxy_service_stats before, after;
 	uint64_t failed;
 	char resp[4096], err[256] = "";
@@ -1457,6 +1460,7 @@ Test(http1, local_socket_errors_are_a_503_and_never_blame_an_endpoint)
 	r->consecutive_failures = 1; /* one failure recorded would eject */
 	r->max_ejection_pct = 100;
 	atomic_store(&sockets_to_fail, 0);
+	atomic_store(&test_connects_to_fail, 0);
 	backend_start(script_keepalive);
 	two_eps_port = svc.ports[0].target_port;
 	memset(two_eps, 0, sizeof(two_eps));
@@ -1469,11 +1473,13 @@ Test(http1, local_socket_errors_are_a_503_and_never_blame_an_endpoint)
 	cr_assert_eq(ret, 0, "proxy_start: %s (%s)", strerror(-ret), err);
 	svc_state(&before, &failed);
 
-	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+	for (size_t i = 0; i < n_errs; i++) {
 		int c = client_connect();
 
 		atomic_store(&fail_errno, errs[i]);
-		atomic_store(&sockets_to_fail, 1000);
+		atomic_store(&test_connect_errno, errs[i]);
+		atomic_store(&sockets_to_fail, sockets_left);
+		atomic_store(&test_connects_to_fail, late ? 1 : 0);
 		send_str(c, GET("/"));
 		read_all(c, resp, sizeof(resp));
 		cr_expect_eq(strncmp(resp, "HTTP/1.1 503", 12), 0, "%s: %s", strerror(errs[i]),
@@ -1481,11 +1487,13 @@ Test(http1, local_socket_errors_are_a_503_and_never_blame_an_endpoint)
 		cr_expect_not_null(strstr(resp, "x-shoal-error: proxy-resources\r\n"), "%s: %s",
 				   strerror(errs[i]), resp);
 		close(c);
+		/* Each request tried one socket: no failover, no retry. */
+		cr_expect_eq(sockets_left - atomic_load(&sockets_to_fail), 1,
+			     "%s: the request tried %d sockets", strerror(errs[i]),
+			     sockets_left - atomic_load(&sockets_to_fail));
 	}
-	/* Each request tried one socket: no failover, no retry. */
-	cr_expect_eq(1000 - atomic_load(&sockets_to_fail), 1, "the last request tried %d sockets",
-		     1000 - atomic_load(&sockets_to_fail));
 	atomic_store(&sockets_to_fail, 0);
+	atomic_store(&test_connects_to_fail, 0);
 	svc_state(&after, &failed);
 	cr_expect_eq(failed, 0, "%llu failures recorded against the endpoints",
 		     (unsigned long long)failed);
@@ -1497,10 +1505,10 @@ Test(http1, local_socket_errors_are_a_503_and_never_blame_an_endpoint)
 	cr_expect_geq(after.budget_balance, before.budget_balance, "budget %llu -> %llu",
 		     (unsigned long long)before.budget_balance,
 		     (unsigned long long)after.budget_balance);
-	cr_expect_eq(stats_now().local_refused, 5);
+	cr_expect_eq(stats_now().local_refused, n_errs);
 	cr_expect_eq(stats_now().connect_failures, 0);
 
-	/* Sockets are back: both endpoints still serve. */
+	/* The shortage is over: both endpoints still serve. */
 	for (int i = 0; i < 4; i++) {
 		int c = client_connect();
 
@@ -1508,6 +1516,27 @@ Test(http1, local_socket_errors_are_a_503_and_never_blame_an_endpoint)
 		close(c);
 	}
 	end_test();
+}
+
+/* EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL from socket(). */
+Test(http1, local_socket_errors_are_a_503_and_never_blame_an_endpoint)
+{
+	static const int errs[] = {EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL};
+
+	expect_local_errors_blame_no_endpoint(errs, sizeof(errs) / sizeof(errs[0]), false);
+}
+
+/*
+ * The same shortages reported late, by SO_ERROR once a non-blocking
+ * connect ended (ENOBUFS, EADDRNOTAVAIL, ENOMEM): still the proxy's. The
+ * code before charged the endpoint a failure (ejecting it here) and
+ * retried on the other endpoint, which answered 200.
+ */
+Test(http1, local_errors_reported_by_so_error_are_a_503_and_never_blame_an_endpoint)
+{
+	static const int errs[] = {ENOBUFS, EADDRNOTAVAIL, ENOMEM};
+
+	expect_local_errors_blame_no_endpoint(errs, sizeof(errs) / sizeof(errs[0]), true);
 }
 
 /*

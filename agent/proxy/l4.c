@@ -10,6 +10,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
+#include "proxy/attempt.h"
 #include "proxy/conn_io.h"
 #include "proxy/endpoint_pick.h"
 #include "proxy/detect.h"
@@ -20,13 +21,6 @@
 #include "proxy/observe.h"
 
 static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events);
-
-/*
- * A connection finding no candidate endpoint (all ejected, probes out)
- * looks again this often until the service's fail_fast_ms: a probe's
- * outcome frees one within milliseconds.
- */
-#define L4_NO_CANDIDATE_POLL_NS (10 * 1000000ull)
 
 static bool l4_debug(void)
 {
@@ -177,13 +171,14 @@ static void l4_established(struct worker *w, struct conn *c)
 }
 
 /*
- * Start connecting c to endpoint ep. Returns 1 when connected at once,
- * 0 when in progress (watched, with the attempt's deadline armed), or
- * -errno when the attempt failed already.
+ * Start connecting c to endpoint idx of its service (attempt_kind.open):
+ * returns 1 when connected at once, 0 when in progress (watched, with the
+ * attempt's timer armed at its connect timeout, deadline at the latest),
+ * or -errno when the attempt failed already.
  */
-static int l4_connect_one(struct worker *w, struct conn *c, const struct config_endpoint *ep,
-			  uint64_t now, uint64_t deadline)
+static int l4_open(struct worker *w, struct conn *c, uint32_t idx, uint64_t now, uint64_t deadline)
 {
+	const struct config_endpoint *ep = &c->svc->endpoints[idx];
 	const struct config *cfg = w->cfg;
 	struct sockaddr_storage ss;
 	socklen_t sslen = w->p->opts.endpoint_sockaddr(&ep->addr, c->port_be, &ss);
@@ -229,36 +224,55 @@ err_close:
 	return err;
 }
 
-/* The attempt of c->at.bt failed with err: the balancer and breaker learn it. */
-static void l4_attempt_failed(struct worker *w, struct conn *c, int err)
+/* attempt_kind.target: an opaque connection's tries go to its own service. */
+static const struct config_service *l4_target(const struct conn *c, uint16_t *port_be)
 {
-	uint32_t idx = c->at.bt.idx;
-
-	c->at.last_err = err;
-	WORKER_STAT_INC(w, connect_failures);
-	pick_outcome(c->at.sv, &c->at.bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
-			"a failed connect");
-	if (l4_debug() && idx < (uint32_t)c->svc->n_endpoints) {
-		const struct config_endpoint *ep = &c->svc->endpoints[idx];
-		char svc[2 * CONFIG_MAX_NAME + 16], addr[ADDR_STR_MAX];
-
-		pr_debug("proxy worker %d: %s: connect to %s failed: %s", w->id,
-			 l4_svc_name(c, svc, sizeof(svc)),
-			 addr_format(&ep->addr, c->port_be, addr, sizeof(addr)), strerror(err));
-	}
+	*port_be = c->port_be;
+	return c->svc;
 }
 
 /*
- * No upstream socket for lack of the proxy's own resources (err,
- * sock_err_local): cancel the attempt, so that neither the balancer nor
- * the breaker nor the retry budget hears of it, and reset the client.
+ * attempt_kind.admit: a connect to another endpoint is a retry, so the
+ * service's retry budget decides.
  */
+static bool l4_admit_retry(struct worker *w, struct conn *c, uint64_t now)
+{
+	struct attempt *at = &c->at;
+
+	(void)w;
+	if (!at->sv)
+		return true;
+	if (!retry_budget_withdraw(at->sv->budget, now)) {
+		pick_cancel(at->sv, &at->bt, now);
+		atomic_fetch_add_explicit(&at->sv->state->retries_refused, 1, memory_order_relaxed);
+		at->last_err = at->last_err ?: EAGAIN;
+		return false;
+	}
+	atomic_fetch_add_explicit(&at->sv->state->retries, 1, memory_order_relaxed);
+	return true;
+}
+
+/* attempt_kind.fail_over: each endpoint is tried once at most. */
+static bool l4_fail_over(struct worker *w, struct conn *c)
+{
+	(void)w;
+	return c->at.tried < (uint32_t)c->svc->n_endpoints;
+}
+
+/* attempt_kind.wait: l4_timeout picks again at until. */
+static bool l4_wait(struct worker *w, struct conn *c, uint64_t until)
+{
+	if (timer_heap_add(&w->timers, &c->timer, until))
+		return false;
+	c->state = CONN_RETRY;
+	return true;
+}
+
+/* attempt_kind.refuse: reset the client. */
 static void l4_local_refused(struct worker *w, struct conn *c, int err)
 {
 	char svc[2 * CONFIG_MAX_NAME + 16];
 
-	pick_cancel(c->at.sv, &c->at.bt, timer_now_ns());
-	WORKER_STAT_INC(w, local_refused);
 	worker_warn_ratelimited(w,
 				"proxy worker %d: %s: cannot open a connection to an endpoint: %s "
 				"(the proxy's own limit, not the endpoint's); resetting the client",
@@ -266,11 +280,13 @@ static void l4_local_refused(struct worker *w, struct conn *c, int err)
 	l4_close(w, c, true);
 }
 
-static void l4_give_up(struct worker *w, struct conn *c)
+/* attempt_kind.give_up: reset the client, whatever the reason. */
+static void l4_give_up(struct worker *w, struct conn *c, enum attempt_end why)
 {
 	char svc[2 * CONFIG_MAX_NAME + 16];
 	uint64_t ms = (timer_now_ns() - c->accepted_ns) / 1000000;
 
+	(void)why;
 	WORKER_STAT_INC(w, gave_up);
 	worker_warn_ratelimited(w,
 				"proxy worker %d: %s: giving up on a connection after %u of %d "
@@ -282,9 +298,9 @@ static void l4_give_up(struct worker *w, struct conn *c)
 }
 
 /*
- * The connect of c->at.bt completed: its latency is the endpoint's sample
- * (opaque TCP balances on connect latency, and on the connections open:
- * pending lasts until l4_close), then copy.
+ * attempt_kind.connected: the connect of c->at.bt completed. Its latency
+ * is the endpoint's sample (opaque TCP balances on connect latency, and
+ * on the connections open: pending lasts until l4_close), then copy.
  */
 static void l4_connected(struct worker *w, struct conn *c)
 {
@@ -294,78 +310,31 @@ static void l4_connected(struct worker *w, struct conn *c)
 }
 
 /*
- * Connect to the endpoint the balancer picks (P2C over connect latency,
- * breakers admitting), failing over to endpoints not yet tried until one
- * is connecting or connected. Each failover is a retry: it needs the
- * service's retry budget. Give up (reset the client) when every endpoint
- * was tried, none is a candidate, the budget is spent, or the connect
- * deadline has passed.
+ * Opaque TCP in the attempt loop (attempt.h): P2C over connect latency,
+ * breakers admitting, failing over to endpoints not yet tried, each
+ * failover a retry the budget must allow; giving up resets the client.
+ */
+static const struct attempt_kind l4_attempts = {
+    .target = l4_target,
+    .admit = l4_admit_retry,
+    .open = l4_open,
+    .connected = l4_connected,
+    .fail_over = l4_fail_over,
+    .wait = l4_wait,
+    .give_up = l4_give_up,
+    .refuse = l4_local_refused,
+};
+
+/*
+ * Connect to the endpoint the balancer picks, failing over until one is
+ * connecting or connected; give up (reset the client) when every
+ * endpoint was tried, none is a candidate, the budget is spent, or the
+ * connect deadline has passed.
  */
 static void l4_connect_next(struct worker *w, struct conn *c)
 {
-	uint32_t n = (uint32_t)c->svc->n_endpoints;
-	uint64_t deadline = c->accepted_ns + (uint64_t)w->cfg->connect_deadline_ms * 1000000;
-
 	c->state = CONN_CONNECTING;
-	while (c->at.tried < n) {
-		uint64_t now = timer_now_ns();
-		uint32_t idx;
-		int ret;
-
-		if (now >= deadline) {
-			c->at.last_err = ETIMEDOUT;
-			break;
-		}
-		idx = pick_endpoint(c->at.sv, n, now, c->at.avoid, c->at.n_avoid, &c->at.bt);
-		if (idx == PICK_NONE) {
-			uint64_t until = c->accepted_ns + (c->at.sv ? c->at.sv->fail_fast_ns : 0);
-
-			if (until > deadline)
-				until = deadline;
-			if (now < until && !timer_heap_add(&w->timers, &c->timer,
-							   now + L4_NO_CANDIDATE_POLL_NS < until
-							       ? now + L4_NO_CANDIDATE_POLL_NS
-							       : until)) {
-				c->state = CONN_RETRY; /* l4_timeout picks again */
-				return;
-			}
-			if (c->at.sv)
-				atomic_fetch_add_explicit(&c->at.sv->state->no_candidate, 1,
-							  memory_order_relaxed);
-			c->at.last_err = c->at.last_err ?: EHOSTUNREACH;
-			break;
-		}
-		if (c->at.tried && c->at.sv) {
-			/* A connect to another endpoint is a retry: the budget decides. */
-			if (!retry_budget_withdraw(c->at.sv->budget, now)) {
-				pick_cancel(c->at.sv, &c->at.bt, now);
-				atomic_fetch_add_explicit(&c->at.sv->state->retries_refused, 1,
-							  memory_order_relaxed);
-				c->at.last_err = c->at.last_err ?: EAGAIN;
-				break;
-			}
-			atomic_fetch_add_explicit(&c->at.sv->state->retries, 1, memory_order_relaxed);
-		}
-		if (c->at.n_avoid < PICK_MAX_AVOID)
-			c->at.avoid[c->at.n_avoid++] = idx;
-		c->at.tried++;
-		c->at.last_idx = idx;
-		pick_start(c->at.sv, &c->at.bt, now);
-		ret = l4_connect_one(w, c, &c->svc->endpoints[idx], now, deadline);
-		if (ret < 0 && sock_err_local(-ret)) {
-			l4_local_refused(w, c, -ret);
-			return;
-		}
-		if (ret < 0)
-			l4_attempt_failed(w, c, -ret); /* before the next pick reuses c->at.bt */
-		if (ret == 0)
-			return;
-		if (ret == 1) {
-			l4_connected(w, c);
-			return;
-		}
-	}
-	l4_give_up(w, c);
+	attempt_next(w, c, &l4_attempts);
 }
 
 /*
@@ -377,7 +346,8 @@ static void l4_attempt_failed_async(struct worker *w, struct conn *c, int err)
 {
 	timer_heap_del(&w->timers, &c->timer);
 	conn_side_close(w, &c->upstream, false);
-	l4_attempt_failed(w, c, err);
+	if (!attempt_failed(w, c, &l4_attempts, err))
+		return;
 	c->state = CONN_RETRY;
 	worker_conn_defer(w, c);
 }
@@ -446,9 +416,7 @@ static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events)
 		}
 		if (c->state == CONN_RETRY || !(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			return;
-		err = sock_error(pl->fd);
-		if (!err && !(events & EPOLLOUT))
-			err = ECONNRESET;
+		err = attempt_connect_result(w, pl->fd, events);
 		if (err)
 			l4_attempt_failed_async(w, c, err);
 		else
@@ -675,7 +643,8 @@ void l4_opaque_start(struct worker *w, struct conn *c)
 		l4_close(w, c, true);
 		return;
 	}
-	c->at.sv = c->sv; /* its one request's tries go to its own service */
+	/* Its one request's tries go to its own service, timed from accept. */
+	attempt_begin(&c->at, c->sv, w->cfg, c->accepted_ns);
 	if (c->at.sv) {
 		/* Every connection is an original request for the retry budget. */
 		retry_budget_deposit(c->at.sv->budget, timer_now_ns());

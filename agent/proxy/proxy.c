@@ -18,6 +18,7 @@
 #include "common/addr.h"
 #include "common/log.h"
 #include "proxy/proxy_int.h"
+#include "proxy/sock.h"
 #include "proxy/worker.h"
 #include "recording/http_metrics.h"
 #include "recording/series_ids.h"
@@ -196,6 +197,8 @@ int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst,
 		p->opts.endpoint_sockaddr = addr_to_sockaddr;
 	if (!p->opts.open_socket)
 		p->opts.open_socket = socket;
+	if (!p->opts.connect_error)
+		p->opts.connect_error = sock_error;
 	p->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (p->stop_fd < 0) {
 		ret = -errno;

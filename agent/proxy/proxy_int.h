@@ -60,6 +60,13 @@ struct proxy_opts {
 	 * inject failures (EMFILE, ENOBUFS) through it.
 	 */
 	int (*open_socket)(int domain, int type, int protocol);
+	/*
+	 * Reads how a non-blocking upstream connect ended, once epoll
+	 * reports it: 0 or the positive errno of SO_ERROR; the default is
+	 * sock_error. Tests inject errors that the kernel reports only there
+	 * (ENOBUFS, EADDRNOTAVAIL) through it.
+	 */
+	int (*connect_error)(int fd);
 };
 
 struct series_ids;

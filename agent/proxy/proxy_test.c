@@ -306,6 +306,7 @@ static void setup(void)
 	n_spare_fds = 0;
 	px = NULL;
 	atomic_store(&sockets_to_fail, 0);
+	atomic_store(&test_connects_to_fail, 0);
 
 	addr_parse("127.0.0.1", &cfg.proxy_v4);
 	cfg.proxy_port = test_free_port();
@@ -385,7 +386,8 @@ static int failing_socket(int domain, int type, int protocol)
 static void start_proxy(void)
 {
 	struct proxy_opts opts = {.endpoint_sockaddr = test_endpoint_sockaddr,
-				  .open_socket = failing_socket};
+				  .open_socket = failing_socket,
+				  .connect_error = test_failing_connect_error};
 	char err[256] = "";
 	int ret = proxy_start_opts(&cfg, test_orig_dst, test_plain_tcp, &dp, &opts, &px, err, sizeof(err));
 
@@ -952,16 +954,18 @@ Test(proxy, an_opaque_connection_past_the_memory_budget_is_reset)
 }
 
 /*
- * The proxy out of fds or buffers (EMFILE, ENFILE, ENOBUFS from socket())
- * resets the client at once, counted as local_refused, and tells the
- * balancer nothing: no failure against either endpoint (one would eject
- * it here), no failover, no retry from the budget. Once sockets are
- * back, both endpoints serve.
+ * Connections while each of errs in turn is the proxy's own shortage,
+ * from socket() or, late, from SO_ERROR once the non-blocking connect
+ * ended (the connect_error seam): each client is reset at once, counted
+ * as local_refused, and the balancer hears nothing: no failure against
+ * either endpoint (one would eject it here), no failover (one socket
+ * asked for), no retry from the budget. Once the shortage is over, both
+ * endpoints serve.
  */
-Test(proxy, local_socket_errors_reset_the_client_and_never_blame_an_endpoint)
+static void expect_local_errors_blame_no_endpoint(const int *errs, size_t n_errs, bool late)
 {
-	static const int errs[] = {EMFILE, ENFILE, ENOBUFS};
 	uint16_t ports[2] = {backend_start(BACKEND_ID, 'A'), backend_start(BACKEND_ID, 'B')};
+	int sockets_left = late ? 0 : 1000; /* socket() calls to fail */
 	struct proxy_service_stats ss;
 	const struct es_svc_view *sv;
 	uint64_t failed = 0, now;
@@ -974,18 +978,21 @@ Test(proxy, local_socket_errors_reset_the_client_and_never_blame_an_endpoint)
 	cfg.workers = 1;
 	set_mapped_endpoints(ports, 2);
 	start_proxy();
-	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+	for (size_t i = 0; i < n_errs; i++) {
 		atomic_store(&fail_errno, errs[i]);
-		atomic_store(&sockets_to_fail, 1000);
+		atomic_store(&test_connect_errno, errs[i]);
+		atomic_store(&sockets_to_fail, sockets_left);
+		atomic_store(&test_connects_to_fail, late ? 1 : 0);
 		fd = client_connect();
 		expect_reset(fd);
 		close(fd);
-		cr_expect_eq(1000 - atomic_load(&sockets_to_fail), 1,
+		cr_expect_eq(sockets_left - atomic_load(&sockets_to_fail), 1,
 			     "%s: %d sockets tried, want 1 (no failover)", strerror(errs[i]),
-			     1000 - atomic_load(&sockets_to_fail));
+			     sockets_left - atomic_load(&sockets_to_fail));
 	}
 	atomic_store(&sockets_to_fail, 0);
-	expect_stat(local_refused, 3);
+	atomic_store(&test_connects_to_fail, 0);
+	expect_stat(local_refused, n_errs);
 	expect_stat(active, 0);
 	cr_expect_eq(stats_now().connect_failures, 0);
 	sv = es_view_service(proxy_es_view(px), &cfg, &svc);
@@ -1010,6 +1017,27 @@ Test(proxy, local_socket_errors_reset_the_client_and_never_blame_an_endpoint)
 		close(fd);
 	}
 	end_test();
+}
+
+/* Out of fds or buffers (EMFILE, ENFILE, ENOBUFS from socket()). */
+Test(proxy, local_socket_errors_reset_the_client_and_never_blame_an_endpoint)
+{
+	static const int errs[] = {EMFILE, ENFILE, ENOBUFS};
+
+	expect_local_errors_blame_no_endpoint(errs, sizeof(errs) / sizeof(errs[0]), false);
+}
+
+/*
+ * The same shortages reported late, by SO_ERROR once a non-blocking
+ * connect ended (ENOBUFS, EADDRNOTAVAIL, ENOMEM): still the proxy's. The
+ * code before charged the endpoint a failure (ejecting it here) and
+ * failed over to the other one, which served the client.
+ */
+Test(proxy, local_errors_reported_by_so_error_reset_the_client_and_never_blame_an_endpoint)
+{
+	static const int errs[] = {ENOBUFS, EADDRNOTAVAIL, ENOMEM};
+
+	expect_local_errors_blame_no_endpoint(errs, sizeof(errs) / sizeof(errs[0]), true);
 }
 
 /*

@@ -89,3 +89,18 @@ bool test_plain_tcp(void *ctx, int fd)
 	(void)fd;
 	return false;
 }
+
+atomic_int test_connects_to_fail;
+atomic_int test_connect_errno;
+
+int test_failing_connect_error(int fd)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (atomic_fetch_sub(&test_connects_to_fail, 1) > 0)
+		return atomic_load(&test_connect_errno);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		return errno;
+	return err;
+}

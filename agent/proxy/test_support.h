@@ -8,6 +8,7 @@
 #define SHOAL_PROXY_TEST_SUPPORT_H
 
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -38,5 +39,15 @@ int test_client_connect_from(const char *src, uint16_t port, int timeout_ms);
 /* proxy_on_shortcut_fn for tests: no test socket is in a SOCKHASH, so
  * every one is plain TCP and its short reads are trusted. */
 bool test_plain_tcp(void *ctx, int fd);
+
+/*
+ * A connect_error seam (proxy_opts) for tests: the next
+ * test_connects_to_fail upstream connects end with test_connect_errno, as
+ * if SO_ERROR said so once the non-blocking connect finished; the others
+ * report their real SO_ERROR. Reset both in the test's setup.
+ */
+extern atomic_int test_connects_to_fail;
+extern atomic_int test_connect_errno;
+int test_failing_connect_error(int fd);
 
 #endif

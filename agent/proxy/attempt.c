@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include "proxy/attempt.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "common/addr.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "proxy/endpoint_pick.h"
+#include "proxy/proxy_int.h"
+#include "proxy/sock.h"
+#include "proxy/worker.h"
+
+void attempt_begin(struct attempt *at, const struct es_svc_view *sv, const struct config *cfg,
+		   uint64_t now)
+{
+	at->sv = sv;
+	at->n_avoid = 0;
+	at->tried = 0;
+	at->last_err = 0;
+	at->deadline_ns = now + (uint64_t)cfg->connect_deadline_ms * 1000000;
+	at->fail_fast_ns = now + (sv ? sv->fail_fast_ns : 0);
+}
+
+/*
+ * The connect of c->at.bt failed with err, not for want of the proxy's
+ * own resources: its endpoint is charged a failure (penalty, breaker).
+ */
+static void attempt_record(struct worker *w, struct conn *c, const struct attempt_kind *k, int err)
+{
+	struct attempt *at = &c->at;
+	uint32_t idx = at->bt.idx;
+	uint16_t port_be = 0;
+	const struct config_service *t = k->target(c, &port_be);
+
+	at->last_err = err;
+	WORKER_STAT_INC(w, connect_failures);
+	pick_outcome(at->sv, &at->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
+		     "a failed connect");
+	if (log_get_level() >= LOG_LEVEL_DEBUG && idx < (uint32_t)t->n_endpoints) {
+		char addr[ADDR_STR_MAX];
+
+		pr_debug("proxy worker %d: %s/%s:%u: connect to %s failed: %s", w->id,
+			 c->svc->namespace, c->svc->name, c->svc_port,
+			 addr_format(&t->endpoints[idx].addr, port_be, addr, sizeof(addr)),
+			 strerror(err));
+	}
+}
+
+/*
+ * No connection for want of the proxy's own resources: cancel the try,
+ * so that neither the balancer nor the breaker nor the retry budget
+ * hears of it, and have the kind refuse the client.
+ */
+static void attempt_refuse(struct worker *w, struct conn *c, const struct attempt_kind *k, int err)
+{
+	pick_cancel(c->at.sv, &c->at.bt, timer_now_ns());
+	WORKER_STAT_INC(w, local_refused);
+	k->refuse(w, c, err);
+}
+
+/*
+ * After a failed connect, recorded: false when the tries end here (c
+ * answered by k->expired, or given up), true when another may start.
+ */
+static bool attempt_may_go_on(struct worker *w, struct conn *c, const struct attempt_kind *k)
+{
+	if (k->expired && k->expired(w, c, timer_now_ns()))
+		return false;
+	if (k->fail_over(w, c))
+		return true;
+	k->give_up(w, c, ATTEMPT_EXHAUSTED);
+	return false;
+}
+
+bool attempt_failed(struct worker *w, struct conn *c, const struct attempt_kind *k, int err)
+{
+	/* A shortage reported late (SO_ERROR) is as much the proxy's as one at once. */
+	if (sock_err_local(err)) {
+		attempt_refuse(w, c, k, err);
+		return false;
+	}
+	attempt_record(w, c, k, err);
+	return attempt_may_go_on(w, c, k);
+}
+
+void attempt_next(struct worker *w, struct conn *c, const struct attempt_kind *k)
+{
+	struct attempt *at = &c->at;
+	uint16_t port_be = 0;
+	uint32_t n = (uint32_t)k->target(c, &port_be)->n_endpoints;
+
+	for (;;) {
+		uint64_t now = timer_now_ns();
+		uint32_t idx;
+		int ret;
+
+		if (k->expired && k->expired(w, c, now))
+			return;
+		if (now >= at->deadline_ns) {
+			at->last_err = ETIMEDOUT;
+			break;
+		}
+		idx = pick_endpoint(at->sv, n, now, at->avoid, at->n_avoid, &at->bt);
+		if (idx == PICK_NONE) {
+			/* Wait for a probe's outcome or a penalty's end, within both times. */
+			uint64_t until =
+			    at->fail_fast_ns < at->deadline_ns ? at->fail_fast_ns : at->deadline_ns;
+			uint64_t poll = now + ATTEMPT_NO_CANDIDATE_POLL_NS;
+
+			if (now < until && k->wait(w, c, poll < until ? poll : until))
+				return;
+			if (at->sv)
+				atomic_fetch_add_explicit(&at->sv->state->no_candidate, 1,
+							  memory_order_relaxed);
+			at->last_err = at->last_err ?: EHOSTUNREACH;
+			k->give_up(w, c, ATTEMPT_NO_CANDIDATE);
+			return;
+		}
+		if (at->tried && k->admit && !k->admit(w, c, now))
+			break;
+		if (at->n_avoid < PICK_MAX_AVOID)
+			at->avoid[at->n_avoid++] = idx;
+		at->tried++;
+		at->last_idx = idx;
+		pick_start(at->sv, &at->bt, now);
+		ret = k->open(w, c, idx, now, at->deadline_ns);
+		if (ret == 0)
+			return;
+		if (ret > 0) {
+			if (k->connected)
+				k->connected(w, c);
+			return;
+		}
+		if (sock_err_local(-ret)) {
+			attempt_refuse(w, c, k, -ret);
+			return;
+		}
+		/* Recorded before the next pick reuses at->bt. */
+		attempt_record(w, c, k, -ret);
+		if (!attempt_may_go_on(w, c, k))
+			return;
+	}
+	k->give_up(w, c, ATTEMPT_EXHAUSTED);
+}
+
+int attempt_connect_result(struct worker *w, int fd, uint32_t events)
+{
+	int err = w->p->opts.connect_error(fd);
+
+	if (!err && !(events & EPOLLOUT))
+		err = ECONNRESET;
+	return err;
+}
