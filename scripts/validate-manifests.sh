@@ -7,7 +7,8 @@
 # schemas cannot: kustomization.yaml names exactly the files present, and
 # the ClusterRole grants list/watch on services and endpointslices and
 # nothing more, and the DaemonSet sets every ${NAME} the ConfigMap's
-# config needs.
+# config needs, and runs the image scripts/image builds as it is built:
+# its name and tag, its file capabilities, its uid, the pin root.
 #
 #   scripts/validate-manifests.sh [MANIFEST_DIR]
 #
@@ -134,6 +135,50 @@ else {
 					fail(`ConfigMap/${cm.metadata.name}: ${key} uses \${${m[1]}}, which the DaemonSet's container does not set`);
 }
 
+// The image (docs/image.md): every container runs what scripts/image
+// built, the agent as its uid with exactly its file capabilities, and the
+// init container prepares the pin root that the config and the mounts name.
+if (ds) {
+	const spec = ds.spec.template.spec;
+	const ref = process.env.IMAGE_REF;
+	const [refName, refTag] = [ref.slice(0, ref.lastIndexOf(":")), ref.slice(ref.lastIndexOf(":") + 1)];
+	for (const c of [...(spec.initContainers || []), ...spec.containers])
+		if (c.image !== ref) fail(`DaemonSet: container ${c.name} runs ${c.image}, scripts/image builds ${ref}`);
+	const kimg = (kust.images || []).find((i) => i.name === refName);
+	if (!kimg) fail(`kustomization.yaml: no images: entry for ${refName}`);
+	else if (kimg.newTag !== refTag) fail(`kustomization.yaml: ${refName} newTag ${kimg.newTag}, scripts/image tags ${refTag}`);
+	const c = spec.containers.find((x) => x.name === "shoald");
+	const sc = (c && c.securityContext) || {};
+	const want = process.env.IMAGE_CAPS.split(",").map((x) => x.replace(/^cap_/, "").toUpperCase()).sort();
+	const add = ((sc.capabilities || {}).add || []).slice().sort();
+	if (add.join(",") !== want.join(","))
+		fail(`DaemonSet: shoald adds capabilities ${add}, the image's file capabilities are ${want}`);
+	if (!((sc.capabilities || {}).drop || []).includes("ALL"))
+		fail("DaemonSet: shoald must drop ALL capabilities before adding its own");
+	if (String(sc.runAsUser) !== process.env.IMAGE_UID || sc.runAsNonRoot !== true)
+		fail(`DaemonSet: shoald must run as the image's uid ${process.env.IMAGE_UID} (runAsNonRoot)`);
+	if (sc.allowPrivilegeEscalation === false)
+		fail("DaemonSet: allowPrivilegeEscalation false would void shoald's file capabilities");
+	const ru = ds.spec.updateStrategy && ds.spec.updateStrategy.rollingUpdate;
+	if (!ru || ru.maxSurge !== 0)
+		fail("DaemonSet: maxSurge must be 0: two agents on one node would share port 15001 and the pins");
+	const cm = objects.find((o) => o.kind === "ConfigMap");
+	const pinRoot = cm && ((YAML.parse(cm.data["shoal.yaml"]) || {}).bpf || {}).pin_root;
+	const init = (spec.initContainers || []).find((x) => (x.command || [])[0] === "shoal-init");
+	const env = (x, n) => ((x && x.env) || []).find((e) => e.name === n);
+	if (!init) fail("DaemonSet: no init container runs shoal-init");
+	else {
+		if (!env(init, "SHOAL_PIN_ROOT") || env(init, "SHOAL_PIN_ROOT").value !== pinRoot)
+			fail(`DaemonSet: shoal-init's SHOAL_PIN_ROOT must be the config's bpf.pin_root ${pinRoot}`);
+		if (!env(init, "SHOAL_UID") || env(init, "SHOAL_UID").value !== process.env.IMAGE_UID)
+			fail(`DaemonSet: shoal-init's SHOAL_UID must be ${process.env.IMAGE_UID}`);
+	}
+	const vm = ((c && c.volumeMounts) || []).find((m) => m.mountPath === pinRoot);
+	const vol = vm && spec.volumes.find((v) => v.name === vm.name);
+	if (!vol || !vol.hostPath || vol.hostPath.path !== pinRoot)
+		fail(`DaemonSet: shoald must mount the host's ${pinRoot} at ${pinRoot}`);
+}
+
 if (failures) {
 	console.error(`validate-manifests: ${failures} problem(s)`);
 	process.exit(1);
@@ -141,4 +186,11 @@ if (failures) {
 console.log(`validate-manifests: ${objects.length} objects valid`);
 JS
 
-NODE_PATH=$work/node_modules node "$work/validate.js" "$manifests"
+# What scripts/image builds: the reference, the file capabilities and uid.
+image_ref=$(bash "$root/scripts/image" --print-ref)
+image_caps=$(sed -n 's/^FILE_CAPS=\(.*\)+ep$/\1/p' "$root/scripts/image")
+image_uid=$(sed -n 's/^SHOAL_UID=\([0-9]*\)$/\1/p' "$root/scripts/image")
+[[ -n $image_caps && -n $image_uid ]] || { echo "validate-manifests: no FILE_CAPS or SHOAL_UID in scripts/image" >&2; exit 1; }
+
+IMAGE_REF=$image_ref IMAGE_CAPS=$image_caps IMAGE_UID=$image_uid \
+	NODE_PATH=$work/node_modules node "$work/validate.js" "$manifests"
