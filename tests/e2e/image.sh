@@ -29,11 +29,18 @@ ROOT=$(cd "$E2E_DIR/../.." && pwd)
 IMAGE_MAX_MIB=48
 # The image's user (scripts/image SHOAL_UID, the DaemonSet's runAsUser).
 IMAGE_UID=65532
-# manifests/daemonset.yaml's capabilities.add, and their bits in
-# /proc/PID/status (linux/capability.h: NET_ADMIN 12, SYS_ADMIN 21,
-# PERFMON 38, BPF 39).
+# What the DaemonSet grants shoald, and those bits in /proc/PID/status
+# (linux/capability.h: NET_ADMIN 12, SYS_ADMIN 21, PERFMON 38, BPF 39).
 IMAGE_CAPS=BPF,NET_ADMIN,PERFMON,SYS_ADMIN
 IMAGE_CAPS_MASK=000000c000201000
+
+# The container gets what the manifest says, not what this file says.
+ds_caps=$(sed -n 's/^ *add: \[\(.*\)\]$/\1/p' "$ROOT/manifests/daemonset.yaml" | tr -d ' ')
+if [[ $ds_caps != "$IMAGE_CAPS" ]]; then
+	echo "[image] FAIL: manifests/daemonset.yaml grants '$ds_caps', this test expects $IMAGE_CAPS" >&2
+	exit 1
+fi
+export SHOAL_IMAGE_CAPS=$ds_caps
 
 [[ $(id -u) -eq 0 ]] || skip "needs root (podman's storage, mmdebstrap, BPF)"
 for tool in podman mmdebstrap setcap objdump; do
