@@ -32,6 +32,9 @@
 #include "proxy/proxy_int.h"
 #include "proxy/test_support.h"
 #include "proxy/timer.h"
+#include "recording/http_metrics.h"
+#include "recording/series_ids.h"
+#include "recording/trace.h"
 
 #define MAX_BACKENDS 4
 #define MAX_EPS 4
@@ -1162,4 +1165,81 @@ Test(proxy, a_moved_opaque_connection_keeps_counting_on_its_endpoint)
 	cr_assert_eq(pending, 0, "the close did not take the load off 192.0.2.1");
 	cr_assert_eq(newest_pending(0), 0, "the close took it off another endpoint");
 	end_test();
+}
+
+static bool export_all(void *ctx, uint32_t id)
+{
+	(void)ctx;
+	(void)id;
+	return true;
+}
+
+static uint32_t endpoint_as_recorded(void *ctx, uint32_t id, const struct shoal_addr *addr,
+				     uint32_t hint)
+{
+	(void)ctx;
+	(void)id;
+	(void)addr;
+	return hint;
+}
+
+/*
+ * The read side of proxy.h, all that telemetry/ sees of a running proxy:
+ * the newest config, the balancer state of its endpoints (none past the
+ * last), the workers' series merged, the series ids and the tracer's
+ * rings, one a worker.
+ */
+Test(proxy, the_read_side_shows_the_live_config_its_endpoint_state_and_series)
+{
+	uint16_t port = backend_start(BACKEND_ECHO, 'E');
+	struct metrics_resolver res = {.service = export_all, .endpoint = endpoint_as_recorded};
+	struct trace_config tc = {.sample_rate = 1.0, .seed = 7};
+	struct metrics_http_snapshot series = {};
+	struct proxy_endpoint_stats es;
+	struct proxy_service_stats ss;
+	struct tracer *one = NULL, *two = NULL;
+	const struct config *live;
+	struct proxy_snap *snap;
+	uint32_t id;
+	char err[256], c;
+	int fd;
+
+	set_mapped_endpoints(&port, 1);
+	start_proxy();
+	fd = client_connect();
+	write_full(fd, "x", 1);
+	cr_assert_eq(read_full(fd, &c, 1), 1, "no echo");
+
+	snap = proxy_snap_newest(px);
+	live = proxy_snap_config(snap);
+	cr_assert_eq(live->n_services, 1);
+	cr_assert_str_eq(live->services[0].name, "web");
+	cr_assert(proxy_snap_service_stats(snap, &live->services[0], timer_now_ns(), &ss));
+	cr_assert(proxy_snap_endpoint_stats(snap, &live->services[0], 0, timer_now_ns(), &es));
+	cr_expect_eq(es.pending, 1, "the open connection is in flight on its endpoint");
+	cr_expect_eq(es.breaker.state, BREAKER_CLOSED);
+	cr_expect_not(proxy_snap_endpoint_stats(snap, &live->services[0], 1, timer_now_ns(), &es),
+		      "no endpoint past the last");
+	cr_expect_eq(es.pending, 0, "zeroed when there is none");
+
+	id = live->services[0].metrics_id;
+	cr_assert_neq(id, 0, "the published service has a series id");
+	cr_expect_eq(series_ids_count(proxy_series_ids(px)), 1);
+	cr_assert_eq(proxy_series_snapshot(px, &res, &series), 0);
+	cr_assert_lt(id, series.n_services);
+	cr_expect_eq(series.tcp[id].opened, 1, "the opaque connection's open, from its worker");
+	metrics_http_snapshot_free(&series);
+	proxy_snap_put(snap);
+
+	cr_assert_eq(proxy_workers(px), 2);
+	cr_assert_eq(tracer_create(&tc, 1, &one, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(tracer_create(&tc, 2, &two, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(proxy_attach_tracer(px, one), -EINVAL, "one ring for two workers");
+	cr_expect_eq(proxy_attach_tracer(px, two), 0);
+	cr_expect_eq(proxy_attach_tracer(px, NULL), 0);
+	close(fd);
+	expect_stat(active, 0);
+	end_test();
+	tracer_destroy(one);
+	tracer_destroy(two);
 }
