@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/addr.h"
 #include "common/log.h"
@@ -144,6 +146,35 @@ void attempt_next(struct worker *w, struct conn *c, const struct attempt_kind *k
 			return;
 	}
 	k->give_up(w, c, ATTEMPT_EXHAUSTED);
+}
+
+int attempt_connect(struct worker *w, const struct shoal_addr *addr, uint16_t port_be,
+		    bool *connected)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen = w->p->opts.endpoint_sockaddr(addr, port_be, &ss);
+	int fd, err;
+
+	*connected = false;
+	fd = w->p->opts.open_socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* Unmarked, the datapath would send this connect back to us. */
+	err = sock_set_mark(fd, w->cfg->socket_mark);
+	if (err)
+		goto err_close;
+	sock_set_nodelay(fd);
+	if (connect(fd, (struct sockaddr *)&ss, sslen) == 0) {
+		*connected = true;
+	} else if (errno != EINPROGRESS) {
+		err = -errno;
+		goto err_close;
+	}
+	return fd;
+
+err_close:
+	close(fd);
+	return err;
 }
 
 int attempt_connect_result(struct worker *w, int fd, uint32_t events)

@@ -117,6 +117,16 @@ void attempt_next(struct worker *w, struct conn *c, const struct attempt_kind *k
 bool attempt_failed(struct worker *w, struct conn *c, const struct attempt_kind *k, int err);
 
 /*
+ * A new upstream socket for a try: TCP, non-blocking, close-on-exec,
+ * marked (bpf.socket_mark, so that the datapath lets it through), no
+ * Nagle, connecting to addr:port_be (through the proxy's test seams).
+ * Returns its fd, with *connected set when the connect completed at
+ * once; or -errno, with nothing left open.
+ */
+int attempt_connect(struct worker *w, const struct shoal_addr *addr, uint16_t port_be,
+		    bool *connected);
+
+/*
  * The result of the non-blocking connect on fd, once epoll reported
  * EPOLLOUT, EPOLLERR or EPOLLHUP on it (events): 0 when connected, else
  * the positive errno of the failure (SO_ERROR; ECONNRESET for a hang-up

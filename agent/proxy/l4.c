@@ -178,31 +178,16 @@ static void l4_established(struct worker *w, struct conn *c)
  */
 static int l4_open(struct worker *w, struct conn *c, uint32_t idx, uint64_t now, uint64_t deadline)
 {
-	const struct config_endpoint *ep = &c->svc->endpoints[idx];
-	const struct config *cfg = w->cfg;
-	struct sockaddr_storage ss;
-	socklen_t sslen = w->p->opts.endpoint_sockaddr(&ep->addr, c->port_be, &ss);
 	uint64_t attempt = c->sv && c->sv->connect_timeout_ns
 			       ? c->sv->connect_timeout_ns
-			       : (uint64_t)cfg->connect_timeout_ms * 1000000;
+			       : (uint64_t)w->cfg->connect_timeout_ms * 1000000;
 	uint64_t attempt_end = now + attempt;
-	bool connected = false;
+	bool connected;
 	int fd, err;
 
-	fd = w->p->opts.open_socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = attempt_connect(w, &c->svc->endpoints[idx].addr, c->port_be, &connected);
 	if (fd < 0)
-		return -errno;
-	/* Unmarked, the datapath would send this connect back to us. */
-	err = sock_set_mark(fd, cfg->socket_mark);
-	if (err)
-		goto err_close;
-	sock_set_nodelay(fd);
-	if (connect(fd, (struct sockaddr *)&ss, sslen) == 0) {
-		connected = true;
-	} else if (errno != EINPROGRESS) {
-		err = -errno;
-		goto err_close;
-	}
+		return fd;
 	c->upstream.pl.fd = fd;
 	err = worker_watch(w, &c->upstream.pl);
 	if (err)
@@ -219,7 +204,6 @@ static int l4_open(struct worker *w, struct conn *c, uint32_t idx, uint64_t now,
 
 err_unset:
 	c->upstream.pl.fd = -1;
-err_close:
 	close(fd);
 	return err;
 }

@@ -10,6 +10,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
+#include "proxy/attempt.h"
 #include "proxy/http1.h"
 #include "proxy/sock.h"
 
@@ -153,11 +154,9 @@ int pool_connect(struct worker *w, const struct shoal_addr *addr, uint16_t port_
 		 struct conn *owner, struct pool_conn **out)
 {
 	struct pool *pl = w->pool;
-	struct sockaddr_storage ss;
-	socklen_t sslen = w->p->opts.endpoint_sockaddr(addr, port_be, &ss);
 	struct pool_conn *pc;
 	struct pool_ep *ep;
-	bool connected = false;
+	bool connected;
 	int fd, err;
 
 	ep = pool_ep_find(pl, addr, port_be, true);
@@ -166,21 +165,10 @@ int pool_connect(struct worker *w, const struct shoal_addr *addr, uint16_t port_
 	pc = pool_conn_get(pl);
 	if (!pc)
 		return -ENOMEM;
-	fd = w->p->opts.open_socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = attempt_connect(w, addr, port_be, &connected);
 	if (fd < 0) {
-		err = -errno;
+		err = fd;
 		goto err_free;
-	}
-	/* Unmarked, the datapath would send this connect back to us. */
-	err = sock_set_mark(fd, w->cfg->socket_mark);
-	if (err)
-		goto err_close;
-	sock_set_nodelay(fd);
-	if (connect(fd, (struct sockaddr *)&ss, sslen) == 0) {
-		connected = true;
-	} else if (errno != EINPROGRESS) {
-		err = -errno;
-		goto err_close;
 	}
 	pc->side.pl.fd = fd;
 	err = worker_watch(w, &pc->side.pl);
