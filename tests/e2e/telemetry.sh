@@ -138,8 +138,11 @@ else
 fi
 
 # A real Prometheus, scraping every second.
+# It loads the shipped rules (dashboards/prometheus/, docs/dashboards.md),
+# so that their recording rules are checked against the live series.
 cat >"$LOGDIR/prometheus.yml" <<EOF
 global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: ["$(cd "$(dirname "$0")/../.." && pwd)/dashboards/prometheus/shoal-rules.yaml"]
 scrape_configs:
   - job_name: shoald
     static_configs: [{targets: ["$ADMIN"]}]
@@ -176,7 +179,6 @@ got=$(admin_get -G "http://$PROM/api/v1/query" --data-urlencode "query=$query" 2
 	python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["status"])' 2>/dev/null || true)
 [[ $got == success ]] && pass "Prometheus evaluates a rate over the latency histogram" ||
 	fail "Prometheus histogram query: '$got'"
-stop_pid "$prom_pid"
 
 # shoalctl on the live agent: it reads the admin endpoint on node-a's loopback.
 actl() { in_ns "$NS_A" timeout 20 "$SHOALCTL" --pin-root "$PIN_ROOT" "$@"; }
@@ -210,4 +212,23 @@ if awk '$1 == "default/api" && NF == 4 && $2 + 0 > 1 && $3 ~ /%$/ && $4 ~ /^[0-9
 else
 	fail "shoalctl top: $out"
 fi
+# The shipped recording rules, evaluated on the live series, with the
+# GETs that top just sent (all 200) in their 1-minute window: api's
+# success ratio is 1 and its request rate above 0.
+query='service:shoal_http_success:ratio_rate1m{service="default/api"}'
+got=""
+for ((i = 0; i < 60; i++)); do
+	got=$(admin_get -G "http://$PROM/api/v1/query" --data-urlencode "query=$query" 2>/dev/null |
+		python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")' 2>/dev/null || true)
+	[[ -n $got && $got != NaN ]] && break
+	sleep 0.5
+done
+rate=$(admin_get -G "http://$PROM/api/v1/query" --data-urlencode 'query=service:shoal_http_requests:rate1m{service="default/api"} > 0' 2>/dev/null |
+	python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")' 2>/dev/null || true)
+if [[ $got == 1 && -n $rate ]]; then
+	pass "the shipped recording rules: $query = 1, request rate $rate/s"
+else
+	fail "shipped recording rules: $query = '${got:-nothing}', request rate '${rate:-nothing}' (log: $LOGDIR/prometheus.log)"
+fi
+stop_pid "$prom_pid"
 finish
