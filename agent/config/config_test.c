@@ -1710,3 +1710,64 @@ Test(config, proxy_drain_timeout)
 	assert_refused(NODE "proxy:\n  drain_timeout_ms: -1\n",
 		       "t.yaml:4: proxy.drain_timeout_ms: must be 0..300000, got -1");
 }
+
+/* head, then "[item(0), ..., item(n - 1)]" with item a printf format of the index, then tail. */
+static const char *flow(const char *head, const char *item, int n, const char *tail)
+{
+	size_t len = strlen(head) + (size_t)n * (strlen(item) + 16) + strlen(tail) + 4;
+	size_t at;
+	int i;
+
+	buf = malloc(len);
+	cr_assert_not_null(buf);
+	at = (size_t)snprintf(buf, len, "%s[", head);
+	for (i = 0; i < n; i++) {
+		at += (size_t)snprintf(buf + at, len - at, i ? ", " : "");
+		at += (size_t)snprintf(buf + at, len - at, item, i);
+	}
+	snprintf(buf + at, len - at, "]\n%s", tail);
+	return buf;
+}
+
+Test(config, every_list_has_its_bound)
+{
+	/* Each list takes its limit and refuses one more, at the element past it. */
+	cr_assert_eq(parse(flow(ROUTES_HEAD "      - match:\n          hosts: ", "h%d.example",
+				CONFIG_MAX_ROUTE_HOSTS, "")),
+		     0, "%s", err);
+	cr_assert_eq(cfg->services[0].routes[0].n_hosts, CONFIG_MAX_ROUTE_HOSTS);
+	config_free(cfg);
+	cfg = NULL;
+	free(buf);
+	assert_refused(
+	    flow(ROUTES_HEAD "      - match:\n          hosts: ", "h%d.example",
+		 CONFIG_MAX_ROUTE_HOSTS + 1, ""),
+	    "t.yaml:9: services[0].routes[0].match.hosts[16]: too many hosts, at most 16");
+	free(buf);
+	assert_refused(flow(ROUTES_HEAD "      - match:\n          methods: ", "M%d",
+			    CONFIG_MAX_ROUTE_METHODS + 1, ""),
+		       "t.yaml:9: services[0].routes[0].match.methods[16]: too many methods, at "
+		       "most 16");
+	free(buf);
+	assert_refused(flow(ROUTES_HEAD "      - retry_statuses: ", "5%02d",
+			    CONFIG_MAX_RETRY_STATUSES + 1, ""),
+		       "t.yaml:8: services[0].routes[0].retry_statuses[16]: too many statuses, at "
+		       "most 16");
+	free(buf);
+	assert_refused(
+	    flow(NODE "proxy:\n  opaque_ports: ", "1%d", CONFIG_MAX_OPAQUE_PORTS + 1, ""),
+	    "t.yaml:4: proxy.opaque_ports[64]: too many ports, at most 64");
+	free(buf);
+	buf = NULL;
+}
+
+Test(config, an_empty_list_is_reported_where_it_was_written)
+{
+	/* ports and vips point at the empty value; backends at its key. */
+	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n    ports:\n"
+			    "      []\n",
+		       "t.yaml:7: services[0].ports: must list 1..32 ports, got none");
+	assert_refused(ROUTES("      - backends:\n          []\n"),
+		       "t.yaml:8: services[0].routes[0].backends: must list 1..16 backends, got "
+		       "none");
+}

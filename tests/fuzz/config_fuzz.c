@@ -26,6 +26,85 @@ static void check(int ok, const char *what)
 	}
 }
 
+/* A port or target port listed in proxy.opaque_ports. */
+static int is_opaque(const struct config *cfg, const struct config_port *port)
+{
+	for (int k = 0; k < cfg->n_opaque_ports; k++) {
+		if (cfg->opaque_ports[k] == port->port || cfg->opaque_ports[k] == port->target_port)
+			return 1;
+	}
+	return 0;
+}
+
+/* The proxy's knobs: the bounds and orders the parser promises. */
+static void check_proxy(const struct config *cfg)
+{
+	const struct config_tracing *t = &cfg->tracing;
+
+	check(cfg->http_max_request_line <= cfg->http_max_head_bytes, "request line <= head");
+	check(cfg->n_opaque_ports >= 0 && cfg->n_opaque_ports <= CONFIG_MAX_OPAQUE_PORTS,
+	      "opaque port count");
+	for (int k = 0; k < cfg->n_opaque_ports; k++)
+		check(cfg->opaque_ports[k] != 0, "opaque port nonzero");
+	check(cfg->n_http_upgrades >= 0 && cfg->n_http_upgrades <= CONFIG_MAX_HTTP_UPGRADES,
+	      "upgrade count");
+	for (int k = 0; k < cfg->n_http_upgrades; k++) {
+		const char *u = cfg->http_upgrades[k];
+
+		check(u[0] && strlen(u) <= CONFIG_MAX_HTTP_UPGRADE_NAME, "upgrade name length");
+		for (; *u; u++)
+			check(!(*u >= 'A' && *u <= 'Z') && *u != '/' && *u > ' ' && *u < 0x7f,
+			      "upgrade name a lowercase token");
+	}
+	check(t->ring_size >= CONFIG_MIN_TRACE_RING && t->ring_size <= CONFIG_MAX_TRACE_RING &&
+		  !(t->ring_size & (t->ring_size - 1)),
+	      "trace ring a power of two in bounds");
+	check(t->span_kind == CONFIG_SPAN_KIND_CLIENT || t->span_kind == CONFIG_SPAN_KIND_SERVER,
+	      "span kind");
+	check(t->batch_size >= 1 && t->batch_size <= CONFIG_MAX_TRACE_BATCH, "trace batch");
+	check(t->sample_rate >= 0.0 && t->sample_rate <= 1.0, "sample rate");
+	check(!cfg->k8s_proxy_url[0] || strstr(cfg->k8s_proxy_url, "://"), "proxy URL scheme");
+	check(!cfg->k8s_api_server[0] || !strncmp(cfg->k8s_api_server, "https://", 8),
+	      "API server is https");
+}
+
+/* One service's resilience block and routes. */
+static void check_policy(const struct config *cfg, const struct config_service *s)
+{
+	const struct config_resilience *r = &s->resilience;
+
+	check(r->backoff_base_ms <= r->backoff_max_ms, "retry backoff base <= max");
+	check(r->breaker_backoff_min_ms <= r->breaker_backoff_max_ms, "breaker backoff min <= max");
+	check(!r->request_timeout_ms || r->per_try_timeout_ms <= r->request_timeout_ms,
+	      "per try <= request");
+	check(s->n_routes >= 0 && s->n_routes <= CONFIG_MAX_ROUTES, "route count");
+	for (int k = 0; k < s->n_routes; k++) {
+		const struct config_route *rt = &s->routes[k];
+
+		check(!rt->timeout_ms || rt->per_try_timeout_ms <= rt->timeout_ms,
+		      "route per try <= timeout");
+		check(rt->n_backends >= 1 && rt->n_backends <= CONFIG_MAX_ROUTE_BACKENDS,
+		      "backend count");
+		check(rt->total_weight > 0 &&
+			  rt->total_weight == rt->backends[rt->n_backends - 1].cum_weight,
+		      "weights add up");
+		for (int b = 0; b < rt->n_backends; b++) {
+			const struct config_route_backend *be = &rt->backends[b];
+
+			check(be->svc_index < (uint32_t)cfg->n_services &&
+				  !strcmp(cfg->services[be->svc_index].name, be->name) &&
+				  !strcmp(cfg->services[be->svc_index].namespace, be->namespace),
+			      "backend resolved to its service");
+		}
+		check(rt->n_retry_statuses >= 0 &&
+			  rt->n_retry_statuses <= CONFIG_MAX_RETRY_STATUSES,
+		      "retry status count");
+		for (int j = 0; j < rt->n_retry_statuses; j++)
+			check(rt->retry_statuses[j] >= 400 && rt->retry_statuses[j] <= 599,
+			      "retry status a 4xx or 5xx");
+	}
+}
+
 static void check_config(const struct config *cfg)
 {
 	int i, v, j;
@@ -37,6 +116,7 @@ static void check_config(const struct config *cfg)
 	check(cfg->pin_root[0] == '/' && cfg->cgroup[0] == '/', "absolute paths");
 	check(cfg->connect_deadline_ms >= cfg->connect_timeout_ms, "deadline >= timeout");
 	check(cfg->n_services >= 0 && cfg->n_services <= CONFIG_MAX_SERVICES, "service count");
+	check_proxy(cfg);
 	for (i = 0; i < cfg->n_services; i++) {
 		const struct config_service *s = &cfg->services[i];
 
@@ -48,6 +128,11 @@ static void check_config(const struct config *cfg)
 		check(s->n_endpoints >= 0 && s->n_endpoints <= CONFIG_MAX_ENDPOINTS,
 		      "endpoint count");
 		check(s->line >= 1, "service line");
+		check_policy(cfg, s);
+		for (j = 0; j < s->n_ports; j++)
+			check(s->ports[j].declared || !is_opaque(cfg, &s->ports[j]) ||
+				  s->ports[j].protocol == CONFIG_PROTO_TCP,
+			      "an undeclared opaque port is TCP");
 		for (j = 0; j < s->n_endpoints; j++)
 			check(s->endpoints[j].line >= 1 && !addr_is_zero(&s->endpoints[j].addr),
 			      "endpoint");
