@@ -317,7 +317,12 @@ socklen_t two_eps_sockaddr(const struct shoal_addr *e, uint16_t port_be,
  */
 void start_two_endpoints(script_fn fn)
 {
-	struct proxy_opts opts = {.endpoint_sockaddr = two_eps_sockaddr};
+	start_two_endpoints_opts(fn, NULL);
+}
+
+void start_two_endpoints_opts(script_fn fn, const struct proxy_opts *seams)
+{
+	struct proxy_opts opts = {0};
 	char err[256] = "";
 	int ret;
 
@@ -333,6 +338,9 @@ void start_two_endpoints(script_fn fn)
 	addr_parse("192.0.2.2", &two_eps[1].addr);
 	svc.endpoints = two_eps;
 	svc.n_endpoints = 2;
+	if (seams)
+		opts = *seams;
+	opts.endpoint_sockaddr = two_eps_sockaddr;
 	ret = proxy_start_opts(&cfg, test_orig_dst, test_plain_tcp, NULL, &opts, &px, err, sizeof(err));
 	cr_assert_eq(ret, 0, "proxy_start: %s (%s)", strerror(-ret), err);
 }

@@ -78,5 +78,8 @@ socklen_t two_eps_sockaddr(const struct shoal_addr *e, uint16_t port_be,
 			   struct sockaddr_storage *out);
 /* svc with the two endpoints two_eps onto one backend running fn; the proxy started. */
 void start_two_endpoints(script_fn fn);
+/* The same, with the proxy's other test seams (proxy_int.h) from seams. */
+struct proxy_opts;
+void start_two_endpoints_opts(script_fn fn, const struct proxy_opts *seams);
 
 #endif

@@ -402,30 +402,19 @@ static void svc_state(struct proxy_service_stats *ss, uint64_t *failed)
 static void expect_local_errors_blame_no_endpoint(const int *errs, size_t n_errs, bool late)
 {
 	struct config_resilience *r = &svc.resilience;
-	struct proxy_opts opts = {.endpoint_sockaddr = two_eps_sockaddr,
-				  .open_socket = failing_socket,
+	struct proxy_opts opts = {.open_socket = failing_socket,
 				  .connect_error = test_failing_connect_error};
 	int sockets_left = late ? 0 : 1000; /* socket() calls to fail */
 	struct proxy_service_stats before, after;
 	uint64_t failed;
-	char resp[4096], err[256] = "";
-	int ret;
+	char resp[4096];
 
 	config_resilience_default(r);
 	r->consecutive_failures = 1; /* one failure recorded would eject */
 	r->max_ejection_pct = 100;
 	atomic_store(&sockets_to_fail, 0);
 	atomic_store(&test_connects_to_fail, 0);
-	backend_start(script_keepalive);
-	two_eps_port = svc.ports[0].target_port;
-	memset(two_eps, 0, sizeof(two_eps));
-	addr_parse("192.0.2.1", &two_eps[0].addr);
-	addr_parse("192.0.2.2", &two_eps[1].addr);
-	svc.endpoints = two_eps;
-	svc.n_endpoints = 2;
-	ret = proxy_start_opts(&cfg, test_orig_dst, test_plain_tcp, NULL, &opts, &px, err,
-			       sizeof(err));
-	cr_assert_eq(ret, 0, "proxy_start: %s (%s)", strerror(-ret), err);
+	start_two_endpoints_opts(script_keepalive, &opts);
 	svc_state(&before, &failed);
 
 	for (size_t i = 0; i < n_errs; i++) {
