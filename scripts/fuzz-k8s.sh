@@ -81,5 +81,9 @@ cat >"$out/k8s.dict" <<'DICT'
 "false"
 "\x0a"
 DICT
+# The appProtocol values and port-name prefixes the decoder maps, read from
+# its tables ({"value", CONFIG_PROTO_...}), as JSON strings.
+grep -ho '{"[^"]*", CONFIG_PROTO_' "$root/agent/discovery/k8s_decode.c" |
+	sed 's/^{"\([^"]*\)".*/"\\"\1\\""/' | sort -u >>"$out/k8s.dict"
 
 fuzz_run k8s 16384 "the Kubernetes decoder" "$out/k8s-corpus" "$seeds"
