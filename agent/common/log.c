@@ -129,3 +129,14 @@ void log_route_libbpf(void)
 {
 	libbpf_set_print(libbpf_print);
 }
+
+void log_errbuf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}

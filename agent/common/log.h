@@ -46,6 +46,14 @@ void log_print(enum log_level level, const char *fmt, ...) __attribute__((format
 #define pr_info(...) log_print(LOG_LEVEL_INFO, __VA_ARGS__)
 #define pr_debug(...) log_print(LOG_LEVEL_DEBUG, __VA_ARGS__)
 
+/*
+ * A failure's message for the caller's err buffer, in the "-errno with a
+ * message in err" convention: printf into err, truncated to errlen;
+ * nothing when err is NULL or errlen is 0. Logs nothing.
+ */
+void log_errbuf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Send libbpf's messages through log_print (warnings always, the rest at debug). */
 void log_route_libbpf(void);
 

@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,9 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <time.h>
+
+#include "common/fixed_buf.h"
+#include "common/log.h"
 
 /* Separate cache lines for what the producer and the consumer write. */
 #define TRACE_CACHELINE 64
@@ -430,36 +432,15 @@ void trace_extract(trace_header_fn get, void *arg, struct trace_ctx *in)
 
 /* ---- injection ---- */
 
-struct out {
-	char *p;
-	size_t cap, len;
-	bool over;
-};
-
-static void put(struct out *o, const char *s, size_t n)
-{
-	if (o->over || o->cap - o->len < n) {
-		o->over = true;
-		return;
-	}
-	memcpy(o->p + o->len, s, n);
-	o->len += n;
-}
-
-static void puts_(struct out *o, const char *s)
-{
-	put(o, s, strlen(s));
-}
-
-static void put_hex(struct out *o, const uint8_t *b, size_t n)
+static void put_hex(struct fixed_buf *o, const uint8_t *b, size_t n)
 {
 	char h[2 * TRACE_ID_SIZE + 1];
 
 	trace_hex(h, b, n);
-	put(o, h, 2 * n);
+	fixed_buf_put(o, h, 2 * n);
 }
 
-static void put_b3_trace_id(struct out *o, const struct trace_ctx *c)
+static void put_b3_trace_id(struct fixed_buf *o, const struct trace_ctx *c)
 {
 	if (c->b3_64bit && all_zero(c->trace_id, 8))
 		put_hex(o, c->trace_id + 8, 8);
@@ -469,43 +450,43 @@ static void put_b3_trace_id(struct out *o, const struct trace_ctx *c)
 
 int trace_inject(const struct trace_ctx *c, char *buf, size_t cap)
 {
-	struct out o = {.p = buf, .cap = cap};
+	struct fixed_buf o = {.p = buf, .cap = cap};
 	bool sampled = c->sampling == TRACE_SAMPLE_YES;
 	bool has_parent = !all_zero(c->parent_id, TRACE_SPAN_ID_SIZE);
 
 	if (!c->has_ids)
 		return -EINVAL;
-	puts_(&o, "traceparent: 00-");
+	fixed_buf_puts(&o, "traceparent: 00-");
 	put_hex(&o, c->trace_id, TRACE_ID_SIZE);
-	puts_(&o, "-");
+	fixed_buf_puts(&o, "-");
 	put_hex(&o, c->span_id, TRACE_SPAN_ID_SIZE);
-	puts_(&o, sampled ? "-01\r\n" : "-00\r\n");
+	fixed_buf_puts(&o, sampled ? "-01\r\n" : "-00\r\n");
 	if (c->tracestate_len) {
-		puts_(&o, "tracestate: ");
-		put(&o, c->tracestate, c->tracestate_len);
-		puts_(&o, "\r\n");
+		fixed_buf_puts(&o, "tracestate: ");
+		fixed_buf_put(&o, c->tracestate, c->tracestate_len);
+		fixed_buf_puts(&o, "\r\n");
 	}
 	if (c->format == TRACE_FMT_B3_SINGLE) {
-		puts_(&o, "b3: ");
+		fixed_buf_puts(&o, "b3: ");
 		put_b3_trace_id(&o, c);
-		puts_(&o, "-");
+		fixed_buf_puts(&o, "-");
 		put_hex(&o, c->span_id, TRACE_SPAN_ID_SIZE);
-		puts_(&o, sampled ? "-1" : "-0");
+		fixed_buf_puts(&o, sampled ? "-1" : "-0");
 		if (has_parent) {
-			puts_(&o, "-");
+			fixed_buf_puts(&o, "-");
 			put_hex(&o, c->parent_id, TRACE_SPAN_ID_SIZE);
 		}
-		puts_(&o, "\r\n");
+		fixed_buf_puts(&o, "\r\n");
 	} else if (c->format == TRACE_FMT_B3_MULTI) {
-		puts_(&o, "X-B3-TraceId: ");
+		fixed_buf_puts(&o, "X-B3-TraceId: ");
 		put_b3_trace_id(&o, c);
-		puts_(&o, "\r\nX-B3-SpanId: ");
+		fixed_buf_puts(&o, "\r\nX-B3-SpanId: ");
 		put_hex(&o, c->span_id, TRACE_SPAN_ID_SIZE);
 		if (has_parent) {
-			puts_(&o, "\r\nX-B3-ParentSpanId: ");
+			fixed_buf_puts(&o, "\r\nX-B3-ParentSpanId: ");
 			put_hex(&o, c->parent_id, TRACE_SPAN_ID_SIZE);
 		}
-		puts_(&o, sampled ? "\r\nX-B3-Sampled: 1\r\n" : "\r\nX-B3-Sampled: 0\r\n");
+		fixed_buf_puts(&o, sampled ? "\r\nX-B3-Sampled: 1\r\n" : "\r\nX-B3-Sampled: 0\r\n");
 	}
 	return o.over ? -ENOSPC : (int)o.len;
 }
@@ -692,18 +673,6 @@ void trace_stats(struct tracer *t, struct trace_stats *out)
 
 /* ---- lifetime ---- */
 
-static void __attribute__((format(printf, 3, 4)))
-seterr(char *err, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-}
-
 int tracer_create(const struct trace_config *cfg, unsigned int n_workers, struct tracer **out,
 		  char *err, size_t errlen)
 {
@@ -713,21 +682,22 @@ int tracer_create(const struct trace_config *cfg, unsigned int n_workers, struct
 
 	*out = NULL;
 	if (!(cfg->sample_rate >= 0.0 && cfg->sample_rate <= 1.0)) {
-		seterr(err, errlen, "tracing sample_rate %g is not within 0.0 - 1.0",
-		       cfg->sample_rate);
+		log_errbuf(err, errlen, "tracing sample_rate %g is not within 0.0 - 1.0",
+			   cfg->sample_rate);
 		return -EINVAL;
 	}
 	if (ring < CONFIG_MIN_TRACE_RING || ring > CONFIG_MAX_TRACE_RING || (ring & (ring - 1))) {
-		seterr(err, errlen, "tracing ring size %u is not a power of two in %u - %u", ring,
-		       CONFIG_MIN_TRACE_RING, CONFIG_MAX_TRACE_RING);
+		log_errbuf(err, errlen, "tracing ring size %u is not a power of two in %u - %u",
+			   ring, CONFIG_MIN_TRACE_RING, CONFIG_MAX_TRACE_RING);
 		return -EINVAL;
 	}
 	if (cfg->kind && cfg->kind != TRACE_KIND_CLIENT && cfg->kind != TRACE_KIND_SERVER) {
-		seterr(err, errlen, "tracing span kind %u is neither SERVER nor CLIENT", cfg->kind);
+		log_errbuf(err, errlen, "tracing span kind %u is neither SERVER nor CLIENT",
+			   cfg->kind);
 		return -EINVAL;
 	}
 	if (!n_workers) {
-		seterr(err, errlen, "tracing needs at least one worker");
+		log_errbuf(err, errlen, "tracing needs at least one worker");
 		return -EINVAL;
 	}
 	t = calloc(1, sizeof(*t));
@@ -764,8 +734,8 @@ int tracer_create(const struct trace_config *cfg, unsigned int n_workers, struct
 	return 0;
 nomem:
 	tracer_destroy(t);
-	seterr(err, errlen, "cannot allocate %u tracing rings of %u spans: %s", n_workers, ring,
-	       strerror(ENOMEM));
+	log_errbuf(err, errlen, "cannot allocate %u tracing rings of %u spans: %s", n_workers, ring,
+		   strerror(ENOMEM));
 	return -ENOMEM;
 }
 

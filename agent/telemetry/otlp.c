@@ -10,7 +10,6 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +18,7 @@
 #include <time.h>
 
 #include "common/curl_api.h"
+#include "common/fixed_buf.h"
 #include "common/log.h"
 
 #ifndef SHOAL_VERSION
@@ -31,107 +31,86 @@ _Static_assert(OTLP_BODY_MAX >= OTLP_ENVELOPE_JSON_MAX + OTLP_SPAN_JSON_MAX,
 /* What closes the body after the last span. */
 #define OTLP_TRAILER "]}]}]}"
 
-/* ---- the JSON writer ---- */
-
-struct jw {
-	char *p;
-	size_t cap, len;
-	bool over; /* something did not fit: the output is unusable */
-};
-
-static void jw_put(struct jw *w, const char *s, size_t n)
-{
-	if (w->over || w->cap - w->len < n) {
-		w->over = true;
-		return;
-	}
-	memcpy(w->p + w->len, s, n);
-	w->len += n;
-}
-
-static void jw_lit(struct jw *w, const char *s)
-{
-	jw_put(w, s, strlen(s));
-}
+/* ---- the JSON writer, into the fixed-size body (common/fixed_buf.h) ---- */
 
 /*
  * A JSON string. Bytes outside printable ASCII are written as \u00XX: span
  * strings come from config and request heads, and a collector must never
  * receive invalid UTF-8 because a header held a stray byte.
  */
-static void jw_str(struct jw *w, const char *s)
+static void jw_str(struct fixed_buf *w, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
 
-	jw_put(w, "\"", 1);
+	fixed_buf_put(w, "\"", 1);
 	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
 		if (*c == '"' || *c == '\\') {
 			char e[2] = {'\\', (char)*c};
 
-			jw_put(w, e, 2);
+			fixed_buf_put(w, e, 2);
 		} else if (*c < 0x20 || *c >= 0x7f) {
 			char e[6] = {'\\', 'u', '0', '0', hex[*c >> 4], hex[*c & 0xf]};
 
-			jw_put(w, e, 6);
+			fixed_buf_put(w, e, 6);
 		} else {
-			jw_put(w, (const char *)c, 1);
+			fixed_buf_put(w, (const char *)c, 1);
 		}
 	}
-	jw_put(w, "\"", 1);
+	fixed_buf_put(w, "\"", 1);
 }
 
 /* OTLP JSON encodes 64-bit integers as decimal strings. */
-static void jw_u64_str(struct jw *w, uint64_t v)
+static void jw_u64_str(struct fixed_buf *w, uint64_t v)
 {
 	char b[24];
 	int n = snprintf(b, sizeof(b), "\"%" PRIu64 "\"", v);
 
-	jw_put(w, b, (size_t)n);
+	fixed_buf_put(w, b, (size_t)n);
 }
 
-static void jw_hex(struct jw *w, const uint8_t *id, size_t n)
+static void jw_hex(struct fixed_buf *w, const uint8_t *id, size_t n)
 {
 	char h[2 * TRACE_ID_SIZE + 1];
 
 	trace_hex(h, id, n);
-	jw_put(w, "\"", 1);
-	jw_put(w, h, 2 * n);
-	jw_put(w, "\"", 1);
+	fixed_buf_put(w, "\"", 1);
+	fixed_buf_put(w, h, 2 * n);
+	fixed_buf_put(w, "\"", 1);
 }
 
 /* One KeyValue; *first tracks the comma. */
-static void attr_key(struct jw *w, bool *first, const char *key)
+static void attr_key(struct fixed_buf *w, bool *first, const char *key)
 {
 	if (!*first)
-		jw_put(w, ",", 1);
+		fixed_buf_put(w, ",", 1);
 	*first = false;
-	jw_lit(w, "{\"key\":");
+	fixed_buf_puts(w, "{\"key\":");
 	jw_str(w, key);
-	jw_lit(w, ",\"value\":{");
+	fixed_buf_puts(w, ",\"value\":{");
 }
 
-static void attr_str(struct jw *w, bool *first, const char *key, const char *val)
+static void attr_str(struct fixed_buf *w, bool *first, const char *key, const char *val)
 {
 	if (!val || !*val)
 		return; /* an empty value says nothing; leave it out */
 	attr_key(w, first, key);
-	jw_lit(w, "\"stringValue\":");
+	fixed_buf_puts(w, "\"stringValue\":");
 	jw_str(w, val);
-	jw_lit(w, "}}");
+	fixed_buf_puts(w, "}}");
 }
 
-static void attr_int(struct jw *w, bool *first, const char *key, uint64_t val)
+static void attr_int(struct fixed_buf *w, bool *first, const char *key, uint64_t val)
 {
 	attr_key(w, first, key);
-	jw_lit(w, "\"intValue\":");
+	fixed_buf_puts(w, "\"intValue\":");
 	jw_u64_str(w, val);
-	jw_lit(w, "}}");
+	fixed_buf_puts(w, "}}");
 }
 
-static void attr_bool(struct jw *w, bool *first, const char *key, bool val)
+static void attr_bool(struct fixed_buf *w, bool *first, const char *key, bool val)
 {
 	attr_key(w, first, key);
-	jw_lit(w, val ? "\"boolValue\":true}}" : "\"boolValue\":false}}");
+	fixed_buf_puts(w, val ? "\"boolValue\":true}}" : "\"boolValue\":false}}");
 }
 
 static bool id_is_zero(const uint8_t *id, size_t n)
@@ -143,7 +122,7 @@ static bool id_is_zero(const uint8_t *id, size_t n)
 }
 
 /* A span in the OTLP JSON mapping (opentelemetry-proto trace.proto). */
-static void render_span(struct jw *w, const struct trace_span *s)
+static void render_span(struct fixed_buf *w, const struct trace_span *s)
 {
 	char name[TRACE_NAME_MAX];
 	bool first = true;
@@ -154,22 +133,22 @@ static void render_span(struct jw *w, const struct trace_span *s)
 	else
 		snprintf(name, sizeof(name), "%s%s%s", s->method[0] ? s->method : "HTTP",
 			 s->route[0] ? " " : "", s->route);
-	jw_lit(w, "{\"traceId\":");
+	fixed_buf_puts(w, "{\"traceId\":");
 	jw_hex(w, s->trace_id, TRACE_ID_SIZE);
-	jw_lit(w, ",\"spanId\":");
+	fixed_buf_puts(w, ",\"spanId\":");
 	jw_hex(w, s->span_id, TRACE_SPAN_ID_SIZE);
 	if (!id_is_zero(s->parent_id, TRACE_SPAN_ID_SIZE)) {
-		jw_lit(w, ",\"parentSpanId\":");
+		fixed_buf_puts(w, ",\"parentSpanId\":");
 		jw_hex(w, s->parent_id, TRACE_SPAN_ID_SIZE);
 	}
-	jw_lit(w, ",\"name\":");
+	fixed_buf_puts(w, ",\"name\":");
 	jw_str(w, name);
-	jw_lit(w, s->kind == TRACE_KIND_SERVER ? ",\"kind\":2" : ",\"kind\":3");
-	jw_lit(w, ",\"startTimeUnixNano\":");
+	fixed_buf_puts(w, s->kind == TRACE_KIND_SERVER ? ",\"kind\":2" : ",\"kind\":3");
+	fixed_buf_puts(w, ",\"startTimeUnixNano\":");
 	jw_u64_str(w, s->start_ns);
-	jw_lit(w, ",\"endTimeUnixNano\":");
+	fixed_buf_puts(w, ",\"endTimeUnixNano\":");
 	jw_u64_str(w, s->end_ns);
-	jw_lit(w, ",\"attributes\":[");
+	fixed_buf_puts(w, ",\"attributes\":[");
 	attr_str(w, &first, "shoal.service", s->service);
 	attr_str(w, &first, "shoal.route", s->route);
 	attr_str(w, &first, "shoal.endpoint", s->endpoint);
@@ -180,7 +159,7 @@ static void render_span(struct jw *w, const struct trace_span *s)
 	attr_bool(w, &first, "error", s->error);
 	/* STATUS_CODE_ERROR when failed; unset (omitted) otherwise, as the
 	 * HTTP conventions ask of a client span without an error. */
-	jw_lit(w, s->error ? "],\"status\":{\"code\":2}}" : "]}");
+	fixed_buf_puts(w, s->error ? "],\"status\":{\"code\":2}}" : "]}");
 }
 
 size_t otlp_render(const struct otlp_resource *res, const struct trace_span *spans, size_t n,
@@ -188,12 +167,12 @@ size_t otlp_render(const struct otlp_resource *res, const struct trace_span *spa
 {
 	const size_t trailer = sizeof(OTLP_TRAILER) - 1;
 	const char *version = res && res->version ? res->version : SHOAL_VERSION;
-	struct jw w = {.p = buf, .cap = cap > trailer ? cap - trailer : 0};
+	struct fixed_buf w = {.p = buf, .cap = cap > trailer ? cap - trailer : 0};
 	bool first = true;
 	size_t done = 0;
 
 	*len = 0;
-	jw_lit(&w, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+	fixed_buf_puts(&w, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
 	attr_str(&w, &first, "service.name",
 		 res && res->service_name && *res->service_name
 		     ? res->service_name
@@ -201,16 +180,16 @@ size_t otlp_render(const struct otlp_resource *res, const struct trace_span *spa
 	attr_str(&w, &first, "service.version", version);
 	if (res)
 		attr_str(&w, &first, "host.name", res->host_name);
-	jw_lit(&w, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"shoal.proxy\",\"version\":");
+	fixed_buf_puts(&w, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"shoal.proxy\",\"version\":");
 	jw_str(&w, version);
-	jw_lit(&w, "},\"spans\":[");
+	fixed_buf_puts(&w, "},\"spans\":[");
 	if (w.over)
 		return 0;
 	for (; done < n; done++) {
 		size_t mark = w.len;
 
 		if (done)
-			jw_put(&w, ",", 1);
+			fixed_buf_put(&w, ",", 1);
 		render_span(&w, &spans[done]);
 		if (w.over) {
 			w.len = mark;
@@ -221,7 +200,7 @@ size_t otlp_render(const struct otlp_resource *res, const struct trace_span *spa
 	if (!done)
 		return 0;
 	w.cap = cap;
-	jw_lit(&w, OTLP_TRAILER);
+	fixed_buf_puts(&w, OTLP_TRAILER);
 	*len = w.len;
 	return done;
 }
@@ -444,18 +423,6 @@ static void *exporter_main(void *arg)
 	return NULL;
 }
 
-static void __attribute__((format(printf, 3, 4)))
-seterr(char *err, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-}
-
 static void copy_res(char *dst, const char *src, const char *dflt)
 {
 	snprintf(dst, OTLP_RESOURCE_STR_MAX, "%s", src ? src : dflt);
@@ -481,7 +448,7 @@ static int setup_curl(struct otlp_exporter *e, char *err, size_t errlen)
 	struct curl_slist *h;
 
 	if (!c) {
-		seterr(err, errlen, "cannot create the OTLP HTTP client");
+		log_errbuf(err, errlen, "cannot create the OTLP HTTP client");
 		return -ENOMEM;
 	}
 	/* No "Expect: 100-continue": it would stall every body over 1 KiB. */
@@ -490,14 +457,14 @@ static int setup_curl(struct otlp_exporter *e, char *err, size_t errlen)
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
 		h = curl_slist_append(e->headers, lines[i]);
 		if (!h) {
-			seterr(err, errlen, "cannot allocate the OTLP request headers");
+			log_errbuf(err, errlen, "cannot allocate the OTLP request headers");
 			return -ENOMEM;
 		}
 		e->headers = h;
 	}
 	if (curl_easy_setopt(c, CURLOPT_URL, e->url) != CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK) {
-		seterr(err, errlen, "tracing collector_url %s is not usable", e->url);
+		log_errbuf(err, errlen, "tracing collector_url %s is not usable", e->url);
 		return -EINVAL;
 	}
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, e->headers);
@@ -527,12 +494,12 @@ int otlp_exporter_start(struct tracer *t, const struct otlp_opts *o, struct otlp
 
 	*out = NULL;
 	if (strncasecmp(url, "http://", 7) && strncasecmp(url, "https://", 8)) {
-		seterr(err, errlen, "tracing collector_url %s: want http:// or https://", url);
+		log_errbuf(err, errlen, "tracing collector_url %s: want http:// or https://", url);
 		return -EINVAL;
 	}
 	if (o->batch_max > CONFIG_MAX_TRACE_BATCH) {
-		seterr(err, errlen, "tracing batch size %u is over the limit of %u", o->batch_max,
-		       CONFIG_MAX_TRACE_BATCH);
+		log_errbuf(err, errlen, "tracing batch size %u is over the limit of %u",
+			   o->batch_max, CONFIG_MAX_TRACE_BATCH);
 		return -EINVAL;
 	}
 	rc = curl_api_load("the OTLP trace exporter", err, errlen);
@@ -540,7 +507,7 @@ int otlp_exporter_start(struct tracer *t, const struct otlp_opts *o, struct otlp
 		return rc;
 	e = calloc(1, sizeof(*e));
 	if (!e) {
-		seterr(err, errlen, "cannot allocate the OTLP exporter: %s", strerror(ENOMEM));
+		log_errbuf(err, errlen, "cannot allocate the OTLP exporter: %s", strerror(ENOMEM));
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&e->lock, NULL);
@@ -560,7 +527,7 @@ int otlp_exporter_start(struct tracer *t, const struct otlp_opts *o, struct otlp
 	e->batch = calloc(e->batch_max, sizeof(*e->batch));
 	e->body = malloc(OTLP_BODY_MAX);
 	if (!e->url || !e->batch || !e->body) {
-		seterr(err, errlen, "cannot allocate the OTLP exporter: %s", strerror(ENOMEM));
+		log_errbuf(err, errlen, "cannot allocate the OTLP exporter: %s", strerror(ENOMEM));
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -569,7 +536,7 @@ int otlp_exporter_start(struct tracer *t, const struct otlp_opts *o, struct otlp
 		goto fail;
 	rc = -pthread_create(&e->thread, NULL, exporter_main, e);
 	if (rc) {
-		seterr(err, errlen, "cannot start the OTLP exporter thread: %s", strerror(-rc));
+		log_errbuf(err, errlen, "cannot start the OTLP exporter thread: %s", strerror(-rc));
 		goto fail;
 	}
 	*out = e;
