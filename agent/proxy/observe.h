@@ -3,10 +3,11 @@
  * What the proxy observes of its requests and connections: one-line hooks
  * at the points where a request or a connection changes state, which
  * record its golden metrics into the worker's series table
- * (http_metrics.h) and its span into the worker's trace ring (trace.h),
- * so http1.c and l4.c stay about moving bytes. Each hook runs on the
- * connection's worker thread, takes no lock and allocates nothing. The
- * tables and rings are read by telemetry/ through proxy.h's read side.
+ * (recording/http_metrics.h) and its span into the worker's trace ring
+ * (recording/trace.h), so http1.c and l4.c stay about moving bytes. Each
+ * hook runs on the connection's worker thread, takes no lock and
+ * allocates nothing. The tables and rings are read by telemetry/ through
+ * proxy.h's read side.
  *
  * For the resilience code: metrics_http_retry(), metrics_http_retry_refused()
  * and metrics_http_deadline() count per (service, route) of the request
