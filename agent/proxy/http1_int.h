@@ -2,10 +2,10 @@
 /*
  * What the two halves of the HTTP/1 connection share, and nothing else
  * includes: http1.c (the exchange: heads, bodies, routing, errors,
- * timeouts) and http1_retry.c (the tries of one request: connect with
- * failover, per-try deadlines, retries and their backoff, replay slabs,
- * resends after a stale pooled connection). Each function's contract is
- * at its definition.
+ * timeouts) and http1_retry.c (the tries of one request: HTTP's kind
+ * of the attempt loop (attempt.h), per-try deadlines, retries and their
+ * backoff, replay slabs, resends after a stale pooled connection). Each
+ * function's contract is at its definition.
  */
 #ifndef SHOAL_PROXY_HTTP1_INT_H
 #define SHOAL_PROXY_HTTP1_INT_H

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * The tries of one HTTP/1 request (docs/resilience.md, "Per HTTP
- * request"): the balancer's pick and the connect, with failover; the
- * per-try and response head deadlines; the retry decision, its backoff
- * and the outcome each try reports to the balancer and breaker; replay
- * slabs, and the resend after a pooled connection the server closed.
+ * request"): its kind of the proxy's attempt loop (attempt.h: a pooled
+ * connection or a new connect, failover by the retry policy, 503 and
+ * 504); the per-try and response head deadlines; the retry decision, its
+ * backoff and the outcome each response reports to the balancer and
+ * breaker; replay slabs, and the resend after a pooled connection the
+ * server closed.
  */
 #include "proxy/http1_int.h"
 
