@@ -243,19 +243,46 @@ static void free_routes(struct config_service *svc)
 	free(svc->routes);
 }
 
-/* Frees cfg and everything it owns; NULL is fine. */
+struct config_service *config_service_new(uint32_t id)
+{
+	struct config_service *s = calloc(1, sizeof(*s));
+
+	if (s) {
+		s->id = id;
+		atomic_init(&s->refs, 1);
+	}
+	return s;
+}
+
+void config_service_get(const struct config_service *s)
+{
+	/* refs is the one field a shared service changes: cast it writable. */
+	atomic_fetch_add_explicit(&((struct config_service *)s)->refs, 1, memory_order_relaxed);
+}
+
+void config_service_put(const struct config_service *cs)
+{
+	struct config_service *s = (struct config_service *)cs;
+
+	/* acq_rel: the freeing thread sees every other holder's last read. */
+	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	free(s->endpoints);
+	free_routes(s);
+	free(s->strings);
+	free(s);
+}
+
+/* Drops cfg's references to its services, then cfg; NULL is fine. */
 void config_free(struct config *cfg)
 {
 	int i;
 
 	if (!cfg)
 		return;
-	for (i = 0; i < cfg->n_services; i++) {
-		free(cfg->services[i].endpoints);
-		free_routes(&cfg->services[i]);
-	}
+	for (i = 0; i < cfg->n_services; i++)
+		config_service_put(cfg->services[i]);
 	free(cfg->services);
-	free(cfg->strings);
 	free(cfg);
 }
 
@@ -314,9 +341,61 @@ static int copy_routes(struct config_service *dst, const struct config_service *
 }
 
 /* p, a pointer into src's string table, moved into dst's. */
-static const char *rebase(const char *p, const struct config *src, const struct config *dst)
+static const char *rebase(const char *p, const struct config_service *src,
+			  const struct config_service *dst)
 {
 	return p ? dst->strings + (p - src->strings) : NULL;
+}
+
+struct config_service *config_service_dup(const struct config_service *src)
+{
+	struct config_service *d = malloc(sizeof(*d));
+
+	if (!d)
+		return NULL;
+	*d = *src;
+	atomic_init(&d->refs, 1);
+	d->endpoints = NULL;
+	d->strings = NULL;
+	d->routes = NULL;
+	d->n_routes = 0;
+	if (src->strings && !(d->strings = dup_bytes(src->strings, src->strings_len)))
+		goto oom;
+	if (src->n_endpoints) {
+		d->endpoints = malloc((size_t)src->n_endpoints * sizeof(*d->endpoints));
+		if (!d->endpoints)
+			goto oom;
+		for (int e = 0; e < src->n_endpoints; e++) {
+			d->endpoints[e] = src->endpoints[e];
+			d->endpoints[e].zone = rebase(src->endpoints[e].zone, src, d);
+			d->endpoints[e].node = rebase(src->endpoints[e].node, src, d);
+		}
+	}
+	if (copy_routes(d, src))
+		goto oom;
+	return d;
+oom:
+	config_service_put(d);
+	return NULL;
+}
+
+struct config_service *config_service_mut(struct config *cfg, int i)
+{
+	struct config_service *s = cfg->services[i];
+
+	/* acquire: pairs with put's release, so a copy sees the last writer's fields. */
+	if (atomic_load_explicit(&s->refs, memory_order_acquire) == 1)
+		return s;
+	s = config_service_dup(s);
+	if (s)
+		config_service_set(cfg, i, s);
+	return s;
+}
+
+void config_service_set(struct config *cfg, int i, struct config_service *s)
+{
+	config_service_put(cfg->services[i]);
+	cfg->services[i] = s;
 }
 
 int config_copy(const struct config *src, int n_services, struct config **out)
@@ -331,38 +410,20 @@ int config_copy(const struct config *src, int n_services, struct config **out)
 		return -ENOMEM;
 	*cfg = *src;
 	cfg->n_services = 0;
-	cfg->strings = NULL;
 	cfg->services = n_services ? calloc((size_t)n_services, sizeof(*cfg->services)) : NULL;
 	if (n_services && !cfg->services)
 		goto oom;
-	if (src->strings) {
-		cfg->strings = dup_bytes(src->strings, src->strings_len);
-		if (!cfg->strings)
-			goto oom;
-	}
+	/* Shared, not copied: a service is immutable once in a config. */
 	for (i = 0; i < src->n_services; i++) {
-		const struct config_service *s = &src->services[i];
-		struct config_service *d = &cfg->services[i];
-
-		*d = *s;
-		d->endpoints = NULL;
-		d->routes = NULL;
-		d->n_routes = 0;
-		cfg->n_services = i + 1; /* so that config_free frees what d got */
-		if (s->n_endpoints) {
-			d->endpoints = malloc((size_t)s->n_endpoints * sizeof(*d->endpoints));
-			if (!d->endpoints)
-				goto oom;
-			for (int e = 0; e < s->n_endpoints; e++) {
-				d->endpoints[e] = s->endpoints[e];
-				d->endpoints[e].zone = rebase(s->endpoints[e].zone, src, cfg);
-				d->endpoints[e].node = rebase(s->endpoints[e].node, src, cfg);
-			}
-		}
-		if (copy_routes(d, s))
-			goto oom;
+		config_service_get(src->services[i]);
+		cfg->services[cfg->n_services++] = src->services[i];
 	}
-	cfg->n_services = n_services;
+	for (; i < n_services; i++) {
+		cfg->services[i] = config_service_new((uint32_t)i);
+		if (!cfg->services[i])
+			goto oom;
+		cfg->n_services = i + 1; /* so that config_free drops what it got */
+	}
 	*out = cfg;
 	return 0;
 oom:
@@ -383,7 +444,7 @@ const struct config_service *config_find_service(const struct config *cfg,
 	int i, v, j;
 
 	for (i = 0; i < cfg->n_services; i++) {
-		const struct config_service *svc = &cfg->services[i];
+		const struct config_service *svc = cfg->services[i];
 
 		for (v = 0; v < svc->n_vips; v++) {
 			if (!addr_equal(&svc->vips[v], vip))

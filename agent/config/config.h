@@ -7,6 +7,7 @@
 #define SHOAL_CONFIG_H
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -235,8 +236,8 @@ struct config_endpoint {
 	 * none is ready.
 	 */
 	bool ready, serving, terminating;
-	const char *zone; /* topology zone, or NULL; points into config.strings */
-	const char *node; /* node name, or NULL; points into config.strings */
+	const char *zone; /* topology zone, or NULL; points into its service's strings */
+	const char *node; /* node name, or NULL; points into its service's strings */
 };
 
 /*
@@ -290,6 +291,14 @@ struct config_resilience {
  */
 void config_resilience_default(struct config_resilience *r);
 
+/*
+ * One service. Shared between configs (docs/discovery.md, "Snapshots"):
+ * each config holds a reference, consecutive configs share the services
+ * that did not change, and the last config_service_put frees it with
+ * what it owns (endpoints, routes, strings). Once a config holding it is
+ * published (or copied) it is never modified; a writer gets a private
+ * copy first with config_service_mut.
+ */
 struct config_service {
 	char name[CONFIG_MAX_NAME + 1];
 	char namespace[CONFIG_MAX_NAME + 1]; /* default "default" */
@@ -306,8 +315,12 @@ struct config_service {
 	int line;
 	/* Telemetry's id of namespace/name (telemetry/series_ids.h): the same
 	 * in every config the proxy publishes; set by the proxy before it
-	 * publishes the config, 0 until then. Not part of the file. */
+	 * publishes the config, 0 until then (written only when it differs,
+	 * so a shared service is not written twice). Not part of the file. */
 	uint32_t metrics_id;
+	char *strings; /* heap: zone and node names endpoints point into, or NULL */
+	size_t strings_len;
+	atomic_uint refs; /* configs (and other owners) holding it */
 };
 
 /*
@@ -424,14 +437,14 @@ struct config {
 	uint32_t k8s_backoff_max_ms;         /* ceiling of the jittered back-off */
 
 	/*
-	 * services[i].id == i. Configs built by discovery may hold vacant
-	 * ids (no VIP, no port, empty name) so that ids stay stable while
-	 * services come and go; they match nothing.
+	 * services[i]->id == i; no entry is NULL. Configs built by
+	 * discovery may hold vacant ids (no VIP, no port, empty name) so
+	 * that ids stay stable while services come and go; they match
+	 * nothing. Each entry is a reference (config_service_get): configs
+	 * share the services that did not change.
 	 */
-	struct config_service *services; /* heap, n_services entries */
+	struct config_service **services; /* heap, n_services pointers */
 	int n_services;
-	char *strings; /* heap: zone and node names endpoints point into, or NULL */
-	size_t strings_len;
 };
 
 /*
@@ -448,12 +461,32 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 void config_free(struct config *cfg);
 
 /*
- * A deep copy of src (services, endpoints, routes, strings) with room for
- * n_services >= src->n_services services, the extra ones zeroed. Returns
- * 0 and *out (free with config_free), -EINVAL for a bad n_services, or
- * -ENOMEM.
+ * A copy of src with room for n_services >= src->n_services services:
+ * src's services are shared (a reference each, nothing copied), the
+ * extra ones are new vacant services (zeroed, id set). Returns 0 and
+ * *out (free with config_free), -EINVAL for a bad n_services, or -ENOMEM.
  */
 int config_copy(const struct config *src, int n_services, struct config **out);
+
+/* A new vacant service (zeroed, id set) with one reference, or NULL. */
+struct config_service *config_service_new(uint32_t id);
+/* A deep copy of src (endpoints, routes, strings) with one reference and
+ * metrics ids kept, or NULL when memory is short. */
+struct config_service *config_service_dup(const struct config_service *src);
+/* Take a reference to s (any thread; the caller already holds one). */
+void config_service_get(const struct config_service *s);
+/* Drop a reference; the last one frees s and what it owns. NULL is fine. */
+void config_service_put(const struct config_service *s);
+/*
+ * cfg->services[i], made cfg's own so that the caller may change it: a
+ * copy replaces it when anyone else holds a reference. Only for a config
+ * that is not published yet. Returns the service or NULL (memory short;
+ * cfg unchanged).
+ */
+struct config_service *config_service_mut(struct config *cfg, int i);
+/* Make cfg->services[i] s, taking over the caller's reference (the old
+ * entry's is dropped). Same rule as config_service_mut. */
+void config_service_set(struct config *cfg, int i, struct config_service *s);
 
 /* The service owning (vip, port_be), or NULL; *port_out gets its port. */
 const struct config_service *config_find_service(const struct config *cfg,

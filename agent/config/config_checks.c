@@ -55,10 +55,10 @@ static int check_claims(struct cfg_parser *p)
 	int i, v, j, err = 0;
 
 	for (i = 0; i < cfg->n_services; i++) {
-		total += (size_t)cfg->services[i].n_vips * cfg->services[i].n_ports;
+		total += (size_t)cfg->services[i]->n_vips * cfg->services[i]->n_ports;
 		if (total > SHOAL_MAX_SERVICE_KEYS) {
 			cp_path_set(p, "services[%d]", i);
-			return cp_fail(p, cfg->services[i].line,
+			return cp_fail(p, cfg->services[i]->line,
 				       "the file claims more than %d (VIP, port) pairs in all",
 				       SHOAL_MAX_SERVICE_KEYS);
 		}
@@ -69,7 +69,7 @@ static int check_claims(struct cfg_parser *p)
 	if (!claims)
 		return cp_oom(p);
 	for (i = 0; i < cfg->n_services; i++) {
-		const struct config_service *svc = &cfg->services[i];
+		const struct config_service *svc = cfg->services[i];
 
 		for (v = 0; v < svc->n_vips; v++) {
 			for (j = 0; j < svc->n_ports; j++) {
@@ -99,8 +99,8 @@ static int check_claims(struct cfg_parser *p)
 		}
 	}
 	if (dup) {
-		const struct config_service *s = &cfg->services[dup->svc];
-		const struct config_service *o = &cfg->services[first->svc];
+		const struct config_service *s = cfg->services[dup->svc];
+		const struct config_service *o = cfg->services[first->svc];
 
 		cp_path_set(p, "services[%d].ports[%d].port", dup->svc, dup->port_idx);
 		err = cp_fail(p, s->ports[dup->port_idx].line,
@@ -143,7 +143,7 @@ static int check_names(struct cfg_parser *p)
 	if (!order)
 		return cp_oom(p);
 	for (i = 0; i < cfg->n_services; i++)
-		order[i] = &cfg->services[i];
+		order[i] = cfg->services[i];
 	qsort(order, cfg->n_services, sizeof(*order), svc_name_cmp);
 	/* As in check_claims: runs are in file order, report the earliest conflict. */
 	for (i = 0; i < cfg->n_services; i = end) {
@@ -194,7 +194,7 @@ static const struct config_port *svc_port(const struct config_service *svc, uint
 static int check_backend_ports(struct cfg_parser *p, const struct config_service *svc,
 			       const struct config_route_backend *be, int i, int r, int b)
 {
-	const struct config_service *to = &p->cfg->services[be->svc_index];
+	const struct config_service *to = p->cfg->services[be->svc_index];
 	int j;
 
 	for (j = 0; j < svc->n_ports; j++) {
@@ -231,10 +231,10 @@ static int check_backends(struct cfg_parser *p)
 	if (!order)
 		return cp_oom(p);
 	for (i = 0; i < cfg->n_services; i++)
-		order[i] = &cfg->services[i];
+		order[i] = cfg->services[i];
 	qsort(order, (size_t)cfg->n_services, sizeof(*order), svc_name_cmp);
 	for (i = 0; i < cfg->n_services && !err; i++) {
-		struct config_service *svc = &cfg->services[i];
+		struct config_service *svc = cfg->services[i];
 
 		for (r = 0; r < svc->n_routes && !err; r++) {
 			struct config_route *route = &svc->routes[r];
@@ -266,8 +266,8 @@ static void resolve_opaque_ports(struct config *cfg)
 	int i, j, k;
 
 	for (i = 0; i < cfg->n_services; i++) {
-		for (j = 0; j < cfg->services[i].n_ports; j++) {
-			struct config_port *port = &cfg->services[i].ports[j];
+		for (j = 0; j < cfg->services[i]->n_ports; j++) {
+			struct config_port *port = &cfg->services[i]->ports[j];
 
 			if (port->declared)
 				continue;

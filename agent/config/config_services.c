@@ -719,12 +719,13 @@ static int parse_service(struct cfg_parser *p, void *obj, int i)
 	struct config_service *svc;
 	struct map_seen seen;
 
-	if (cp_grow(p, (void **)&cfg->services, (size_t)cfg->n_services, sizeof(*svc)))
+	if (cp_grow(p, (void **)&cfg->services, (size_t)cfg->n_services, sizeof(*cfg->services)))
 		return -ENOMEM;
+	svc = config_service_new((uint32_t)i);
+	if (!svc)
+		return cp_oom(p);
 	/* Counted before it is filled, so config_free sees its endpoints on error. */
-	svc = &cfg->services[cfg->n_services++];
-	memset(svc, 0, sizeof(*svc));
-	svc->id = (uint32_t)i;
+	cfg->services[cfg->n_services++] = svc;
 	strcpy(svc->namespace, "default");
 	svc->line = cp_line(p);
 	config_resilience_default(&svc->resilience);

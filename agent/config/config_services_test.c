@@ -45,7 +45,7 @@ Test(config, same_port_on_other_vips_is_fine)
 		  "  - {name: b, vips: [10.96.0.11], ports: [{port: 80}]}\n"
 		  "  - {name: a, namespace: other, vips: [10.96.0.12], ports: [{port: 80}]}\n"),
 	    0, "%s", err);
-	cr_assert_eq(cfg->services[2].id, 2);
+	cr_assert_eq(cfg->services[2]->id, 2);
 }
 
 Test(config, unspecified_vip)
@@ -158,8 +158,8 @@ Test(config, max_endpoints_fit)
 	for (i = 0; i < CONFIG_MAX_ENDPOINTS; i++)
 		append(&len, "      - address: 10.1.%d.%d\n", i / 250, i % 250 + 1);
 	cr_assert_eq(parse(buf), 0, "%s", err);
-	cr_assert_eq(cfg->services[0].n_endpoints, CONFIG_MAX_ENDPOINTS);
-	cr_assert_eq(cfg->services[0].endpoints[CONFIG_MAX_ENDPOINTS - 1].line,
+	cr_assert_eq(cfg->services[0]->n_endpoints, CONFIG_MAX_ENDPOINTS);
+	cr_assert_eq(cfg->services[0]->endpoints[CONFIG_MAX_ENDPOINTS - 1].line,
 		     8 + CONFIG_MAX_ENDPOINTS - 1);
 }
 
@@ -199,7 +199,7 @@ Test(config, protocols_and_opaque_ports)
 				"      - {port: 83, protocol: kubernetes.io/wss}\n"
 				"      - {port: 84, protocol: tcp}\n"),
 		     0, "%s", err);
-	s = &cfg->services[0];
+	s = cfg->services[0];
 	cr_assert_eq(s->ports[0].protocol, CONFIG_PROTO_DETECT);
 	cr_assert_eq(s->ports[0].declared, false);
 	/* Undeclared opaque ports, by port or by target_port, are TCP. */
@@ -221,7 +221,7 @@ Test(config, protocols_and_opaque_ports)
 				"    ports: [{port: 9000}]\n"
 				"proxy:\n  opaque_ports: [9000]\n"),
 		     0, "%s", err);
-	cr_assert_eq(cfg->services[0].ports[0].protocol, CONFIG_PROTO_TCP);
+	cr_assert_eq(cfg->services[0]->ports[0].protocol, CONFIG_PROTO_TCP);
 	config_free(cfg);
 	cfg = NULL;
 	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
@@ -280,7 +280,7 @@ Test(config, routes_every_field)
 	const struct config_route *r;
 
 	cr_assert_eq(parse(routes_file), 0, "%s", err);
-	s = &cfg->services[0];
+	s = cfg->services[0];
 	cr_assert_eq(s->n_routes, 4);
 
 	r = &s->routes[0];
@@ -362,8 +362,8 @@ Test(config, routes_every_field)
 	cr_assert_str_eq(r->path, "/"); /* "/" keeps its only '/' */
 	cr_assert_eq(r->n_retry_statuses, 0);
 
-	cr_assert_eq(cfg->services[1].n_routes, 0);
-	cr_assert_null(cfg->services[1].routes);
+	cr_assert_eq(cfg->services[1]->n_routes, 0);
+	cr_assert_null(cfg->services[1]->routes);
 }
 
 /* One service "web" at line 4 with the given route lines from line 7, then web-v1. */
@@ -536,7 +536,7 @@ Test(config, route_limits)
 	/* 64 routes fit; the 65th is refused at its own line (7 + 65). */
 	cr_assert_eq(parse(many(ROUTES_HEAD, "      - {}\n", CONFIG_MAX_ROUTES, SVC_WEB_V1)), 0,
 		     "%s", err);
-	cr_assert_eq(cfg->services[0].n_routes, CONFIG_MAX_ROUTES);
+	cr_assert_eq(cfg->services[0]->n_routes, CONFIG_MAX_ROUTES);
 	config_free(cfg);
 	cfg = NULL;
 	free(buf);
@@ -578,7 +578,7 @@ Test(config, resilience_defaults_without_the_block)
 				"    ports: [{port: 80}]\n"),
 		     0, "%s", err);
 	config_resilience_default(&def);
-	cr_assert(!memcmp(&cfg->services[0].resilience, &def, sizeof(def)));
+	cr_assert(!memcmp(&cfg->services[0]->resilience, &def, sizeof(def)));
 	cr_assert_eq(def.decay_ms, 10000);
 	cr_assert_eq(def.failure_penalty_ms, 5000);
 	cr_assert_eq(def.penalty_ms, 1000);
@@ -616,7 +616,7 @@ Test(config, resilience_block_sets_every_field)
 			  "      timeouts: {connect_ms: 300, request_ms: 2000, per_try_ms: 500, "
 			  "idle_ms: 7000}\n")),
 	    0, "%s", err);
-	r = &cfg->services[0].resilience;
+	r = &cfg->services[0]->resilience;
 	cr_assert_eq(r->default_rtt_ms, 5);
 	cr_assert_eq(r->decay_ms, 2000);
 	cr_assert_eq(r->failure_penalty_ms, 1000);
@@ -649,11 +649,11 @@ Test(config, resilience_block_sets_every_field)
 Test(config, resilience_response_head_timeout)
 {
 	cr_assert_eq(parse(SVC_RES("      timeouts: {response_head_ms: 250000}\n")), 0, "%s", err);
-	cr_assert_eq(cfg->services[0].resilience.response_head_timeout_ms, 250000);
+	cr_assert_eq(cfg->services[0]->resilience.response_head_timeout_ms, 250000);
 	config_free(cfg);
 	cfg = NULL;
 	cr_assert_eq(parse(SVC_RES("      timeouts: {idle_ms: 1}\n")), 0, "%s", err);
-	cr_assert_eq(cfg->services[0].resilience.response_head_timeout_ms, 0,
+	cr_assert_eq(cfg->services[0]->resilience.response_head_timeout_ms, 0,
 		     "not set: proxy.http.response_head_timeout_ms holds");
 	assert_refused(SVC_RES("      timeouts: {response_head_ms: 600001}\n"),
 		       "t.yaml:8: services[0].resilience.timeouts.response_head_ms: must be "
@@ -701,8 +701,8 @@ Test(config, route_connect_and_idle_timeouts)
 	cr_assert_eq(
 	    parse(ROUTES("      - connect_timeout_ms: 250\n        idle_timeout_ms: 4000\n")), 0,
 	    "%s", err);
-	cr_assert_eq(cfg->services[0].routes[0].connect_timeout_ms, 250);
-	cr_assert_eq(cfg->services[0].routes[0].idle_timeout_ms, 4000);
+	cr_assert_eq(cfg->services[0]->routes[0].connect_timeout_ms, 250);
+	cr_assert_eq(cfg->services[0]->routes[0].idle_timeout_ms, 4000);
 	config_free(cfg);
 	cfg = NULL;
 	assert_refused(
@@ -734,7 +734,7 @@ Test(config, every_list_has_its_bound)
 	cr_assert_eq(parse(flow(ROUTES_HEAD "      - match:\n          hosts: ", "h%d.example",
 				CONFIG_MAX_ROUTE_HOSTS, "")),
 		     0, "%s", err);
-	cr_assert_eq(cfg->services[0].routes[0].n_hosts, CONFIG_MAX_ROUTE_HOSTS);
+	cr_assert_eq(cfg->services[0]->routes[0].n_hosts, CONFIG_MAX_ROUTE_HOSTS);
 	config_free(cfg);
 	cfg = NULL;
 	free(buf);
@@ -769,4 +769,90 @@ Test(config, an_empty_list_is_reported_where_it_was_written)
 	assert_refused(ROUTES("      - backends:\n          []\n"),
 		       "t.yaml:8: services[0].routes[0].backends: must list 1..16 backends, got "
 		       "none");
+}
+
+/* ---- services shared between configs (docs/discovery.md, "Snapshots") ---- */
+
+#define TWO_SERVICES                                                                               \
+	NODE "services:\n"                                                                         \
+	     "  - name: web\n"                                                                     \
+	     "    vips: [10.96.0.10]\n"                                                            \
+	     "    ports: [{port: 80, protocol: http}]\n"                                           \
+	     "    endpoints: [{address: 10.1.0.1}, {address: 10.1.0.2}]\n"                         \
+	     "    routes:\n"                                                                       \
+	     "      - match: {path: {prefix: /api}, headers: {x-env: canary}}\n"                   \
+	     "  - name: db\n"                                                                      \
+	     "    vips: [10.96.0.20]\n"                                                            \
+	     "    ports: [{port: 5432}]\n"                                                         \
+	     "    endpoints: [{address: 10.2.0.1}]\n"
+
+Test(config, copy_shares_services_and_the_last_reference_frees)
+{
+	struct config *copy;
+
+	cr_assert_eq(parse(TWO_SERVICES), 0, "%s", err);
+	cr_assert_eq(config_copy(cfg, 3, &copy), 0);
+	cr_expect_eq(copy->n_services, 3);
+	cr_expect_eq(copy->services[0], cfg->services[0], "web is shared, not copied");
+	cr_expect_eq(copy->services[1], cfg->services[1], "db is shared, not copied");
+	cr_expect_eq(atomic_load(&cfg->services[0]->refs), 2);
+	cr_assert_not_null(copy->services[2], "the extra id is a vacant service, not NULL");
+	cr_expect_eq(copy->services[2]->id, 2);
+	cr_expect_eq(copy->services[2]->n_vips, 0);
+	cr_expect_str_eq(copy->services[2]->name, "");
+	/* The original goes first: the copy's services stay whole (ASan checks the reads). */
+	config_free(cfg);
+	cfg = copy;
+	cr_expect_eq(atomic_load(&cfg->services[0]->refs), 1);
+	cr_expect_str_eq(cfg->services[0]->name, "web");
+	cr_expect_eq(cfg->services[0]->n_endpoints, 2);
+	cr_expect_str_eq(cfg->services[0]->routes[0].path, "/api");
+	cr_expect_str_eq(cfg->services[0]->routes[0].headers[0].value, "canary");
+	cr_expect_eq(cfg->services[1]->n_endpoints, 1);
+}
+
+Test(config, a_shared_service_is_copied_before_it_is_changed)
+{
+	struct config *copy;
+	struct config_service *mine, *web;
+	struct shoal_addr a;
+
+	cr_assert_eq(parse(TWO_SERVICES), 0, "%s", err);
+	web = cfg->services[0];
+	cr_assert_eq(config_copy(cfg, cfg->n_services, &copy), 0);
+	mine = config_service_mut(copy, 0);
+	cr_assert_not_null(mine);
+	cr_expect_neq(mine, web, "a service two configs hold is copied");
+	cr_expect_eq(copy->services[0], mine);
+	cr_expect_eq(copy->services[1], cfg->services[1], "the other service stays shared");
+	cr_expect_eq(atomic_load(&web->refs), 1, "the copy dropped its reference to web");
+	cr_expect_eq(config_service_mut(copy, 0), mine,
+		     "a service only one config holds is its own");
+	cr_assert_eq(addr_parse("10.1.0.9", &mine->endpoints[0].addr), 0);
+	mine->routes[0].path[1] = 'x';
+	/* The original did not move: endpoints and routes are the copy's own. */
+	cr_assert_eq(addr_parse("10.1.0.1", &a), 0);
+	cr_expect(addr_equal(&web->endpoints[0].addr, &a));
+	cr_expect_str_eq(web->routes[0].path, "/api");
+	cr_expect_str_eq(mine->routes[0].path, "/xpi");
+	cr_expect_str_eq(mine->routes[0].headers[0].value, "canary");
+	cr_expect_eq(mine->id, 0);
+	config_free(copy);
+}
+
+Test(config, service_references_outlive_their_configs)
+{
+	const struct config_service *db;
+
+	cr_assert_eq(parse(TWO_SERVICES), 0, "%s", err);
+	db = cfg->services[1];
+	config_service_get(db);
+	config_free(cfg);
+	cfg = NULL;
+	/* Only the reference taken above holds it now (ASan checks the reads). */
+	cr_expect_str_eq(db->name, "db");
+	cr_expect_eq(db->n_endpoints, 1);
+	cr_expect_eq(atomic_load(&db->refs), 1);
+	config_service_put(db);
+	config_service_put(NULL);
 }

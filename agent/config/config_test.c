@@ -63,7 +63,7 @@ Test(config, full_file_sets_every_field)
 	cr_assert_eq(cfg->max_connections, 1000);
 	cr_assert_eq(cfg->n_services, 2);
 
-	s = &cfg->services[0];
+	s = cfg->services[0];
 	cr_assert_str_eq(s->name, "web");
 	cr_assert_str_eq(s->namespace, "shop");
 	cr_assert_eq(s->id, 0);
@@ -90,7 +90,7 @@ Test(config, full_file_sets_every_field)
 	cr_assert(addr_equal(&s->endpoints[1].addr, &b));
 	cr_assert_eq(s->endpoints[1].line, 30);
 
-	s = &cfg->services[1];
+	s = cfg->services[1];
 	cr_assert_str_eq(s->name, "db");
 	cr_assert_str_eq(s->namespace, "default");
 	cr_assert_eq(s->id, 1);
@@ -126,7 +126,7 @@ Test(config, defaults)
 	cr_assert_eq(cfg->connect_deadline_ms, CONFIG_DEFAULT_CONNECT_DEADLINE_MS);
 	cr_assert_eq(cfg->buffer_bytes, CONFIG_DEFAULT_BUFFER_BYTES);
 	cr_assert_eq(cfg->max_connections, CONFIG_DEFAULT_MAX_CONNECTIONS);
-	s = &cfg->services[0];
+	s = cfg->services[0];
 	cr_assert_str_eq(s->namespace, "default");
 	cr_assert_eq(s->ports[0].target_port, 80);
 	cr_assert_eq(s->ports[0].protocol, CONFIG_PROTO_DETECT);
@@ -876,7 +876,7 @@ Test(config, empty_opaque_ports_detects_everywhere)
 				"    ports: [{port: 5432}]\n"),
 		     0, "%s", err);
 	cr_assert_eq(cfg->n_opaque_ports, 0);
-	cr_assert_eq(cfg->services[0].ports[0].protocol, CONFIG_PROTO_DETECT);
+	cr_assert_eq(cfg->services[0]->ports[0].protocol, CONFIG_PROTO_DETECT);
 }
 
 Test(config, proxy_http_errors)

@@ -210,13 +210,13 @@ static int svc_entries(const struct config *cfg, struct svc_entry **out, size_t 
 	size_t n = 0;
 
 	for (int s = 0; s < cfg->n_services; s++)
-		n += (size_t)cfg->services[s].n_vips * (size_t)cfg->services[s].n_ports;
+		n += (size_t)cfg->services[s]->n_vips * (size_t)cfg->services[s]->n_ports;
 	e = calloc(n ? n : 1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
 	n = 0;
 	for (int s = 0; s < cfg->n_services; s++) {
-		const struct config_service *svc = &cfg->services[s];
+		const struct config_service *svc = cfg->services[s];
 
 		for (int v = 0; v < svc->n_vips; v++) {
 			for (int p = 0; p < svc->n_ports; p++) {
@@ -283,13 +283,13 @@ static int publish_names(struct datapath *dp, const struct config *cfg)
 		while (bpf_map_get_next_key(fd, walking ? &id : NULL, &next_id) == 0) {
 			id = next_id;
 			walking = true;
-			if (next_id >= (__u32)cfg->n_services || !cfg->services[next_id].n_vips)
+			if (next_id >= (__u32)cfg->n_services || !cfg->services[next_id]->n_vips)
 				bpf_map_delete_elem(fd, &next_id);
 		}
 	}
 	for (id = 0; id < SHOAL_MAX_SERVICES; id++) {
 		const struct config_service *svc =
-		    id < (__u32)cfg->n_services ? &cfg->services[id] : NULL;
+		    id < (__u32)cfg->n_services ? cfg->services[id] : NULL;
 		struct shoal_svc_name name = {};
 		uint64_t h;
 

@@ -22,6 +22,7 @@
 
 static struct config cfg;
 static struct config_service svc;
+static struct config_service *svc_list[1] = {&svc}; /* cfg.services */
 static char cg_path[PATH_MAX + 64];
 
 static void skip_unless_capable(void)
@@ -62,7 +63,7 @@ static void setup(void)
 	svc.ports[0].port = 80;
 	svc.ports[0].target_port = 8080;
 	svc.n_ports = 1;
-	cfg.services = &svc;
+	cfg.services = svc_list;
 	cfg.n_services = 1;
 }
 

@@ -111,13 +111,11 @@ static int read_file(const char *path, char **out, size_t *len)
 	return 0;
 }
 
-/* c with what it owns (services, strings) taken out, for comparing the rest. */
+/* c with what it owns (services) taken out, for comparing the rest. */
 static void strip_owned(struct config *c)
 {
 	c->services = NULL;
 	c->n_services = 0;
-	c->strings = NULL;
-	c->strings_len = 0;
 }
 
 /*
@@ -139,8 +137,6 @@ static bool keep_running_fields(struct config *nw, const struct config *running,
 	a = *running;
 	a.services = nw->services;
 	a.n_services = nw->n_services;
-	a.strings = nw->strings;
-	a.strings_len = nw->strings_len;
 	*nw = a;
 	return changed;
 }

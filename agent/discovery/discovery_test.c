@@ -94,7 +94,7 @@ Test(discovery_file, rename_edit_is_seen)
 	write_rename(GOOD("api"));
 	cr_assert_eq(wait_poll(), 1);
 	cr_assert_eq(got->n_services, 1);
-	cr_expect_str_eq(got->services[0].name, "api");
+	cr_expect_str_eq(got->services[0]->name, "api");
 	discovery_get_stats(d, &st);
 	cr_expect_eq(st.file_reloads, 1);
 	cr_expect_eq(st.snapshots, 1);
@@ -105,7 +105,7 @@ Test(discovery_file, in_place_edit_is_seen)
 {
 	write_at(path, GOOD("cart"));
 	cr_assert_eq(wait_poll(), 1);
-	cr_expect_str_eq(got->services[0].name, "cart");
+	cr_expect_str_eq(got->services[0]->name, "cart");
 }
 
 Test(discovery_file, bad_edit_is_refused_and_counted)
@@ -125,7 +125,7 @@ Test(discovery_file, bad_edit_is_refused_and_counted)
 	/* A good edit after it applies. */
 	write_rename(GOOD("fixed"));
 	cr_assert_eq(wait_poll(), 1);
-	cr_expect_str_eq(got->services[0].name, "fixed");
+	cr_expect_str_eq(got->services[0]->name, "fixed");
 }
 
 Test(discovery_file, configmap_symlink_swap_is_seen)
@@ -152,7 +152,7 @@ Test(discovery_file, configmap_symlink_swap_is_seen)
 	cr_assert_eq(symlink("..v2", tmp), 0);
 	cr_assert_eq(rename(tmp, link), 0);
 	cr_assert_eq(wait_poll(), 1);
-	cr_expect_str_eq(got->services[0].name, "swapped");
+	cr_expect_str_eq(got->services[0]->name, "swapped");
 }
 
 Test(discovery_file, fields_outside_services_keep_running_values)
@@ -165,7 +165,7 @@ Test(discovery_file, fields_outside_services_keep_running_values)
 		     "    vips: [10.96.0.10]\n"
 		     "    ports: [{port: 80}]\n");
 	cr_assert_eq(wait_poll(), 1);
-	cr_expect_str_eq(got->services[0].name, "api");
+	cr_expect_str_eq(got->services[0]->name, "api");
 	cr_expect_eq(got->proxy_port, running->proxy_port);
 	cr_expect_eq(memcmp(&got->proxy_v4, &running->proxy_v4, sizeof(got->proxy_v4)), 0);
 	discovery_get_stats(d, &st);

@@ -186,8 +186,8 @@ static bool wait_for(bool (*pred)(void))
 static const struct config_service *find(const char *name)
 {
 	for (int i = 0; got && i < got->n_services; i++)
-		if (!strcmp(got->services[i].name, name))
-			return &got->services[i];
+		if (!strcmp(got->services[i]->name, name))
+			return got->services[i];
 	return NULL;
 }
 

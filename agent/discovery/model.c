@@ -37,7 +37,20 @@ struct model {
 	struct lh_table *services; /* key -> struct svc_entry */
 	struct lh_table *slices;   /* key -> struct slice_entry */
 	uint64_t slot_used[MODEL_SLOT_WORDS];
+	/* What the last model_build published for each id (a reference
+	 * each), so that the next build shares what did not change. */
+	struct config_service **built;
+	int n_built;
 };
+
+static void model_built_drop(struct model *m)
+{
+	for (int i = 0; i < m->n_built; i++)
+		config_service_put(m->built[i]);
+	free(m->built);
+	m->built = NULL;
+	m->n_built = 0;
+}
 
 static void svc_entry_free(struct lh_entry *e)
 {
@@ -75,6 +88,7 @@ void model_free(struct model *m)
 		lh_table_free(m->services);
 	if (m->slices)
 		lh_table_free(m->slices);
+	model_built_drop(m);
 	free(m);
 }
 
@@ -272,14 +286,14 @@ size_t model_sweep(struct model *m, int kind)
 
 /* ---- model_build ---- */
 
-/* Room for an endpoint's zone and node in the config's string table. */
-static size_t ep_strings_len(const struct model_endpoint *ep)
+/* Room for an endpoint's zone and node in its service's string table. */
+static size_t ep_strings_len(const struct config_endpoint *ep)
 {
 	return (ep->zone ? strlen(ep->zone) + 1 : 0) + (ep->node ? strlen(ep->node) + 1 : 0);
 }
 
-/* Append s to cfg's string table (sized by the caller); NULL stays NULL. */
-static const char *strings_add(struct config *cfg, const char *s)
+/* Append s to svc's string table (sized by the caller); NULL stays NULL. */
+static const char *strings_add(struct config_service *svc, const char *s)
 {
 	char *at;
 	size_t n;
@@ -287,53 +301,103 @@ static const char *strings_add(struct config *cfg, const char *s)
 	if (!s)
 		return NULL;
 	n = strlen(s) + 1;
-	at = cfg->strings + cfg->strings_len;
+	at = svc->strings + svc->strings_len;
 	memcpy(at, s, n);
-	cfg->strings_len += n;
+	svc->strings_len += n;
 	return at;
 }
 
 /*
- * Make room for extra more bytes in cfg's string table, moving the
- * pointers of the endpoints that already point into it. 0 or -ENOMEM.
+ * What the proxy learns about one endpoint. Its strings stay the
+ * model's until build_publish copies them into the service.
  */
-static int strings_reserve(struct config *cfg, size_t extra)
-{
-	char *old = cfg->strings, *nw;
-
-	if (!extra)
-		return 0;
-	nw = malloc(cfg->strings_len + extra);
-	if (!nw)
-		return -ENOMEM;
-	if (old)
-		memcpy(nw, old, cfg->strings_len);
-	for (int i = 0; old && i < cfg->n_services; i++) {
-		for (int e = 0; e < cfg->services[i].n_endpoints; e++) {
-			struct config_endpoint *ce = &cfg->services[i].endpoints[e];
-
-			if (ce->zone)
-				ce->zone = nw + (ce->zone - old);
-			if (ce->node)
-				ce->node = nw + (ce->node - old);
-		}
-	}
-	free(old);
-	cfg->strings = nw;
-	return 0;
-}
-
-/* What the proxy learns about one endpoint; its strings go into cfg's table. */
-static void model_endpoint_to_config(struct config *cfg, const struct model_endpoint *ep,
-				     struct config_endpoint *ce)
+static void model_endpoint_to_config(const struct model_endpoint *ep, struct config_endpoint *ce)
 {
 	memset(ce, 0, sizeof(*ce));
 	ce->addr = ep->addr;
 	ce->ready = ep->ready;
 	ce->serving = ep->serving;
 	ce->terminating = ep->terminating;
-	ce->zone = strings_add(cfg, ep->zone);
-	ce->node = strings_add(cfg, ep->node);
+	ce->zone = ep->zone;
+	ce->node = ep->node;
+}
+
+static bool str_same(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+/*
+ * a (being built) says what b (published earlier) says, field by field:
+ * everything model_build fills. Metrics ids are not compared (the proxy
+ * derives them from the name).
+ */
+static bool svc_same(const struct config_service *a, const struct config_service *b)
+{
+	if (a->id != b->id || strcmp(a->name, b->name) || strcmp(a->namespace, b->namespace) ||
+	    a->n_vips != b->n_vips || a->n_ports != b->n_ports ||
+	    a->n_endpoints != b->n_endpoints || a->n_routes || b->n_routes ||
+	    memcmp(&a->resilience, &b->resilience, sizeof(a->resilience)))
+		return false;
+	for (int i = 0; i < a->n_vips; i++)
+		if (!addr_equal(&a->vips[i], &b->vips[i]))
+			return false;
+	for (int i = 0; i < a->n_ports; i++) {
+		const struct config_port *x = &a->ports[i], *y = &b->ports[i];
+
+		if (x->port != y->port || x->target_port != y->target_port ||
+		    x->protocol != y->protocol || x->declared != y->declared)
+			return false;
+	}
+	for (int i = 0; i < a->n_endpoints; i++) {
+		const struct config_endpoint *x = &a->endpoints[i], *y = &b->endpoints[i];
+
+		if (!addr_equal(&x->addr, &y->addr) || x->ready != y->ready ||
+		    x->serving != y->serving || x->terminating != y->terminating ||
+		    !str_same(x->zone, y->zone) || !str_same(x->node, y->node))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The service for sc (built in scratch space): prev when it says the
+ * same (another reference to it), else a new one owning copies of sc's
+ * endpoints and strings. NULL when memory is short.
+ */
+static struct config_service *build_publish(const struct config_service *sc,
+					    const struct config_service *prev)
+{
+	size_t strings = 0, n_eps = sc->n_endpoints > 0 ? (size_t)sc->n_endpoints : 0;
+	struct config_service *d;
+
+	if (prev && svc_same(sc, prev)) {
+		config_service_get(prev);
+		return (struct config_service *)prev;
+	}
+	d = config_service_new(sc->id);
+	if (!d)
+		return NULL;
+	*d = *sc;
+	atomic_init(&d->refs, 1);
+	d->endpoints = NULL;
+	d->strings = NULL;
+	d->strings_len = 0;
+	d->n_endpoints = 0;
+	for (int i = 0; i < sc->n_endpoints; i++)
+		strings += ep_strings_len(&sc->endpoints[i]);
+	if ((strings && !(d->strings = malloc(strings))) ||
+	    (n_eps && !(d->endpoints = malloc(n_eps * sizeof(*d->endpoints))))) {
+		config_service_put(d);
+		return NULL;
+	}
+	for (int i = 0; i < sc->n_endpoints; i++) {
+		d->endpoints[i] = sc->endpoints[i];
+		d->endpoints[i].zone = strings_add(d, sc->endpoints[i].zone);
+		d->endpoints[i].node = strings_add(d, sc->endpoints[i].node);
+	}
+	d->n_endpoints = sc->n_endpoints;
+	return d;
 }
 
 /*
@@ -409,7 +473,6 @@ struct slice_index {
 	int *next;
 	int *head; /* per slot, -1 when none */
 	int n;
-	size_t strings; /* zone and node bytes of every indexed endpoint */
 };
 
 static void slice_index_free(struct slice_index *ix)
@@ -425,7 +488,6 @@ static int slice_index_build(const struct model *m, struct slice_index *ix)
 	struct lh_entry *e;
 
 	ix->n = 0;
-	ix->strings = 0;
 	ix->slices = calloc(n, sizeof(*ix->slices));
 	ix->next = calloc(n, sizeof(*ix->next));
 	ix->head = malloc(MODEL_SLOTS * sizeof(*ix->head));
@@ -453,8 +515,6 @@ static int slice_index_build(const struct model *m, struct slice_index *ix)
 		ix->next[ix->n] = ix->head[slot];
 		ix->head[slot] = ix->n;
 		ix->n++;
-		for (int i = 0; i < s->n_eps; i++)
-			ix->strings += ep_strings_len(&s->eps[i]);
 	}
 	return 0;
 }
@@ -533,14 +593,21 @@ static bool ep_wanted(const struct model_endpoint *ep, bool fallback)
 	return fallback ? ep->serving && ep->terminating : ep->ready;
 }
 
+/* Scratch space of one build: a service and its endpoints, reused. */
+struct build_scratch {
+	struct config_service svc;
+	struct config_endpoint *eps;
+	size_t cap;
+};
+
 /*
- * Fill dst's endpoints from the slices of svc. Returns 0 or -ENOMEM;
- * counts dropped endpoints into st.
+ * Fill dst's endpoints (in sc's scratch array) from the slices of svc.
+ * Returns 0 or -ENOMEM; counts dropped endpoints into st.
  */
-static int build_endpoints(struct config *cfg, const struct model_service *svc,
-			   const struct slice_index *ix, struct config_service *dst,
-			   struct model_build_stats *st)
+static int build_endpoints(const struct model_service *svc, const struct slice_index *ix,
+			   struct build_scratch *sc, struct model_build_stats *st)
 {
+	struct config_service *dst = &sc->svc;
 	bool any_ready = false, fallback;
 	size_t n = 0, cap = 0;
 	int k;
@@ -560,18 +627,21 @@ static int build_endpoints(struct config *cfg, const struct model_service *svc,
 	}
 	if (cap > MODEL_MAX_SERVICE_ENDPOINTS)
 		cap = MODEL_MAX_SERVICE_ENDPOINTS;
-	if (cap) {
-		dst->endpoints = calloc(cap, sizeof(*dst->endpoints));
-		if (!dst->endpoints)
+	if (cap > sc->cap) {
+		void *grown = realloc(sc->eps, cap * sizeof(*sc->eps));
+
+		if (!grown)
 			return -ENOMEM;
+		sc->eps = grown;
+		sc->cap = cap;
 	}
+	dst->endpoints = sc->eps;
 	for (k = ix->head[svc->slot]; k >= 0; k = ix->next[k]) {
 		const struct model_slice *s = ix->slices[k];
 		bool agree = slice_ports_agree(svc, s, dst);
 
 		for (int i = 0; i < s->n_eps; i++) {
 			const struct model_endpoint *ep = &s->eps[i];
-			struct config_endpoint *ce;
 
 			if (!ep_wanted(ep, fallback))
 				continue;
@@ -581,8 +651,7 @@ static int build_endpoints(struct config *cfg, const struct model_service *svc,
 			}
 			if (n == cap)
 				continue; /* over MODEL_MAX_SERVICE_ENDPOINTS */
-			ce = &dst->endpoints[n++];
-			model_endpoint_to_config(cfg, ep, ce);
+			model_endpoint_to_config(ep, &sc->eps[n++]);
 		}
 	}
 	dst->n_endpoints = (int)n;
@@ -591,13 +660,16 @@ static int build_endpoints(struct config *cfg, const struct model_service *svc,
 }
 
 /*
- * Translate one model service into dst (zeroed). Leaves dst vacant (no
- * VIP) when the service is not to be intercepted. Returns 0 or -ENOMEM.
+ * Translate one model service into sc->svc (zeroed, id set). Leaves it
+ * vacant (no VIP) when the service is not to be intercepted. Returns 0
+ * or -ENOMEM.
  */
-static int build_service(struct config *cfg, const struct model_service *svc,
+static int build_service(const struct config *cfg, const struct model_service *svc,
 			 const struct slice_index *ix, struct claims *claims,
-			 struct config_service *dst, struct model_build_stats *st)
+			 struct build_scratch *sc, struct model_build_stats *st)
 {
+	struct config_service *dst = &sc->svc;
+
 	if (svc->headless) {
 		st->skipped_headless++;
 		return 0;
@@ -619,18 +691,55 @@ static int build_service(struct config *cfg, const struct model_service *svc,
 	snprintf(dst->name, sizeof(dst->name), "%s", svc->name);
 	snprintf(dst->namespace, sizeof(dst->namespace), "%s", svc->ns);
 	st->services++;
-	return build_endpoints(cfg, svc, ix, dst, st);
+	return build_endpoints(svc, ix, sc, st);
 }
 
-int model_build(const struct model *m, const struct config *base, struct config **out,
+/* Scratch service sc, reset to a vacant id. */
+static void scratch_reset(struct build_scratch *sc, uint32_t id)
+{
+	memset(&sc->svc, 0, sizeof(sc->svc));
+	sc->svc.id = id;
+}
+
+/*
+ * Publish sc as cfg->services[id]: the model's previous one for that id
+ * when it did not change. 0 or -ENOMEM.
+ */
+static int build_put(struct model *m, struct config *cfg, int id, const struct build_scratch *sc)
+{
+	cfg->services[id] = build_publish(&sc->svc, id < m->n_built ? m->built[id] : NULL);
+	return cfg->services[id] ? 0 : -ENOMEM;
+}
+
+/* Remember cfg's model services (ids from n_base) for the next build. */
+static int model_built_keep(struct model *m, const struct config *cfg, int n_base)
+{
+	struct config_service **keep = NULL;
+	int n = cfg->n_services;
+
+	if (n && !(keep = calloc((size_t)n, sizeof(*keep))))
+		return -ENOMEM;
+	for (int i = n_base; i < n; i++) {
+		config_service_get(cfg->services[i]);
+		keep[i] = cfg->services[i];
+	}
+	model_built_drop(m);
+	m->built = keep;
+	m->n_built = n;
+	return 0;
+}
+
+int model_build(struct model *m, const struct config *base, struct config **out,
 		struct model_build_stats *st)
 {
 	struct model_build_stats dummy;
+	struct build_scratch sc = {0};
 	struct claims claims = {0};
-	struct slice_index ix;
+	struct slice_index ix = {0};
 	struct config *cfg;
 	struct lh_entry *e;
 	int n_base = base->n_services, max_slot = -1, n_total, ret;
+	void *grown;
 
 	if (!st)
 		st = &dummy;
@@ -646,41 +755,55 @@ int model_build(const struct model *m, const struct config *base, struct config 
 	n_total = n_base + max_slot + 1;
 	if (n_total > SHOAL_MAX_SERVICES)
 		n_total = n_base > SHOAL_MAX_SERVICES ? n_base : SHOAL_MAX_SERVICES;
-	ret = config_copy(base, n_total, &cfg);
+	/* base's own services are shared with it; the model's come below. */
+	ret = config_copy(base, n_base, &cfg);
 	if (ret)
 		return ret;
+	grown = n_total ? realloc(cfg->services, (size_t)n_total * sizeof(*cfg->services)) : NULL;
+	if (n_total && !grown) {
+		config_free(cfg);
+		return -ENOMEM;
+	}
+	cfg->services = grown;
+	/* NULL until built (config_free skips them on an error). */
+	for (int i = n_base; i < n_total; i++)
+		cfg->services[i] = NULL;
+	cfg->n_services = n_total;
 	claims.t = calloc(CLAIMS_SLOTS, sizeof(*claims.t));
 	ret = claims.t ? slice_index_build(m, &ix) : -ENOMEM;
-	if (ret) {
-		free(claims.t);
-		config_free(cfg);
-		return ret;
-	}
-	ret = strings_reserve(cfg, ix.strings);
-	if (ret) {
-		slice_index_free(&ix);
-		free(claims.t);
-		config_free(cfg);
-		return ret;
-	}
+	if (ret)
+		goto out;
 	for (int i = 0; i < n_base; i++)
-		claims_add(&claims, &cfg->services[i]);
-	for (int i = n_base; i < cfg->n_services; i++)
-		cfg->services[i].id = (uint32_t)i;
+		claims_add(&claims, cfg->services[i]);
 	lh_foreach(m->services, e)
 	{
 		const struct model_service *svc = &((struct svc_entry *)lh_entry_v(e))->svc;
+		int id = n_base + (int)svc->slot;
 
-		if (n_base + (int)svc->slot >= n_total) {
+		if (id >= n_total) {
 			st->skipped_conflict++; /* no id left for it */
 			continue;
 		}
-		ret = build_service(cfg, svc, &ix, &claims, &cfg->services[n_base + svc->slot], st);
+		scratch_reset(&sc, (uint32_t)id);
+		ret = build_service(cfg, svc, &ix, &claims, &sc, st);
+		if (!ret)
+			ret = build_put(m, cfg, id, &sc);
 		if (ret)
-			break;
+			goto out;
 	}
+	/* Ids no service holds: vacant entries, shared like the others. */
+	for (int i = n_base; i < n_total && !ret; i++) {
+		if (cfg->services[i])
+			continue;
+		scratch_reset(&sc, (uint32_t)i);
+		ret = build_put(m, cfg, i, &sc);
+	}
+	if (!ret)
+		ret = model_built_keep(m, cfg, n_base);
+out:
 	slice_index_free(&ix);
 	free(claims.t);
+	free(sc.eps);
 	if (ret) {
 		config_free(cfg);
 		return ret;

@@ -162,8 +162,12 @@ size_t model_n_services(const struct model *m);
 size_t model_n_slices(const struct model *m);
 
 /*
- * A new config: a deep copy of base (node, bpf, proxy and its own
- * services, which keep their ids), followed by the model's services.
+ * A new config: a copy of base (node, bpf, proxy and its own services,
+ * shared with base and keeping their ids), followed by the model's
+ * services. A model service (or vacant id) that says the same as in the
+ * model's previous build is that build's object, shared (config.h); only
+ * the ones that changed are new. The model holds a reference to each
+ * service of its last build until the next one or model_free.
  * Model services get id base->n_services + slot, and services[id] is
  * that service: ids stay put while other services come and go, so the
  * BPF counters and map values of a service do not move. An id no
@@ -172,7 +176,7 @@ size_t model_n_slices(const struct model *m);
  * terminating ones (kube-proxy's rule). Returns 0 and *out (free with
  * config_free), or -ENOMEM. *st (may be NULL) says what was left out.
  */
-int model_build(const struct model *m, const struct config *base, struct config **out,
+int model_build(struct model *m, const struct config *base, struct config **out,
 		struct model_build_stats *st);
 
 #endif

@@ -102,8 +102,8 @@ static void build(struct model_build_stats *st)
 static const struct config_service *find(const char *name)
 {
 	for (int i = 0; i < out->n_services; i++)
-		if (!strcmp(out->services[i].name, name))
-			return &out->services[i];
+		if (!strcmp(out->services[i]->name, name))
+			return out->services[i];
 	return NULL;
 }
 
@@ -127,22 +127,22 @@ Test(model, base_services_come_first_model_services_get_stable_ids)
 	put_svc("api", "10.96.0.11", 80, 8080, NULL);
 	build(NULL);
 	cr_assert_eq(out->n_services, 3);
-	cr_expect_str_eq(out->services[0].name, "static");
-	cr_expect_eq(out->services[0].n_endpoints, 1);
+	cr_expect_str_eq(out->services[0]->name, "static");
+	cr_expect_eq(out->services[0]->n_endpoints, 1);
 	web = find("web");
 	api = find("api");
 	cr_assert(web && api);
 	cr_expect_eq(web->id, 1);
 	cr_expect_eq(api->id, 2);
 	for (int i = 0; i < out->n_services; i++)
-		cr_expect_eq(out->services[i].id, (uint32_t)i, "services[id] is that service");
+		cr_expect_eq(out->services[i]->id, (uint32_t)i, "services[id] is that service");
 
 	/* web leaves: api keeps its id, web's becomes vacant, then reused. */
 	cr_assert_eq(model_del_service(m, "shop", "web"), 0);
 	build(NULL);
 	cr_assert_eq(out->n_services, 3);
-	cr_expect_eq(out->services[1].n_vips, 0, "vacant");
-	cr_expect_str_eq(out->services[1].name, "");
+	cr_expect_eq(out->services[1]->n_vips, 0, "vacant");
+	cr_expect_str_eq(out->services[1]->name, "");
 	cr_expect_eq(find("api")->id, 2);
 	put_svc("cart", "10.96.0.12", 80, 8080, NULL);
 	build(NULL);
@@ -253,6 +253,7 @@ Test(model, copy_keeps_strings_and_routes)
 	    "      - match: {hosts: [\"*.example.com\"], path: {prefix: /api},\n"
 	    "                headers: {x-env: canary}}\n";
 	const struct ep_spec eps[] = {{"10.2.0.1", true, true, false}};
+	const struct config_service *api;
 	struct config *routed, *copy;
 	char err[256];
 
@@ -265,12 +266,14 @@ Test(model, copy_keeps_strings_and_routes)
 	config_free(out);
 	out = copy; /* the copy must stand alone: out is gone */
 	cr_assert_eq(out->n_services, 5);
-	cr_assert_eq(out->services[0].n_routes, 1);
-	cr_expect_str_eq(out->services[0].routes[0].path, "/api");
-	cr_expect_str_eq(out->services[0].routes[0].headers[0].value, "canary");
+	cr_assert_eq(out->services[0]->n_routes, 1);
+	cr_expect_str_eq(out->services[0]->routes[0].path, "/api");
+	cr_expect_str_eq(out->services[0]->routes[0].headers[0].value, "canary");
 	cr_expect_str_eq(find("api")->endpoints[0].node, "node-a");
-	cr_expect(find("api")->endpoints[0].node >= out->strings &&
-		  find("api")->endpoints[0].node < out->strings + out->strings_len);
+	api = find("api");
+	cr_expect(api->endpoints[0].node >= api->strings &&
+		      api->endpoints[0].node < api->strings + api->strings_len,
+		  "an endpoint's strings live with its service");
 	cr_expect_eq(config_copy(out, 1, &copy), -EINVAL);
 	config_free(routed);
 }
@@ -367,4 +370,74 @@ Test(model, slice_refuses_addresses_no_endpoint_can_have)
 	memset(&own[1], 0, sizeof(own[1]));
 	cr_expect_eq(model_slice_refuse(&s, own, 2, NULL, NULL), 0);
 	model_slice_clear(&s);
+}
+
+/*
+ * Consecutive builds share what did not change (docs/discovery.md,
+ * "Snapshots"): the base's services, unchanged model services and vacant
+ * ids are the same objects; a changed service is a new one.
+ */
+Test(model, builds_share_the_services_that_did_not_change)
+{
+	const struct ep_spec eps1[] = {{"10.2.0.1", true, true, false}};
+	const struct ep_spec eps2[] = {{"10.2.0.2", true, true, false}};
+	const struct config_service *web, *api, *vacant;
+	struct config *prev;
+
+	put_svc("web", "10.96.0.10", 80, 8080, NULL);
+	put_svc("gone", "10.96.0.12", 80, 8080, NULL);
+	put_svc("api", "10.96.0.11", 80, 8080, NULL);
+	put_slice("web-1", "web", "", 8080, eps1, 1);
+	put_slice("api-1", "api", "", 8080, eps1, 1);
+	build(NULL);
+	cr_assert_eq(model_del_service(m, "shop", "gone"), 0);
+	build(NULL); /* "gone"'s id is vacant from here on */
+	prev = out;
+	out = NULL;
+	cr_assert_eq(model_build(m, base, &out, NULL), 0);
+	cr_expect_eq(out->services[0], base->services[0], "the base's service is shared with it");
+	for (int i = 0; i < out->n_services; i++)
+		cr_expect_eq(out->services[i], prev->services[i], "services[%d] was rebuilt", i);
+
+	/* api's endpoint moves: only api is new. */
+	web = find("web");
+	api = find("api");
+	vacant = prev->services[2];
+	cr_assert_str_eq(vacant->name, "", "id 2 was gone's");
+	put_slice("api-1", "api", "", 8080, eps2, 1);
+	config_free(out);
+	out = NULL;
+	cr_assert_eq(model_build(m, base, &out, NULL), 0);
+	cr_expect_eq(find("web"), web, "web did not change");
+	cr_expect_eq(out->services[2], vacant, "the vacant id is shared too");
+	cr_expect_neq(find("api"), api, "api changed");
+	expect_eps(find("api"), "10.2.0.2");
+	expect_eps(api, "10.2.0.1"); /* the old config still holds the old api, whole */
+	cr_expect_eq(find("api")->id, api->id);
+	/* Held by the model (its last build), prev and out: a reference each. */
+	cr_expect_eq(atomic_load(&web->refs), 3, "web refs %u", atomic_load(&web->refs));
+	config_free(prev);
+	cr_expect_eq(atomic_load(&web->refs), 2);
+	cr_expect_str_eq(find("web")->name, "web");
+}
+
+/* A service's zone and node names live with it: its first config may go first. */
+Test(model, shared_services_keep_their_strings)
+{
+	const struct ep_spec eps[] = {{"10.2.0.1", true, true, false}};
+	struct config *first;
+
+	put_svc("api", "10.96.0.11", 80, 8080, NULL);
+	put_slice("api-1", "api", "", 8080, eps, 1);
+	build(NULL);
+	first = out;
+	out = NULL;
+	put_svc("web", "10.96.0.10", 80, 8080, NULL);
+	cr_assert_eq(model_build(m, base, &out, NULL), 0);
+	cr_assert_eq(find("api"), first->services[1], "api is shared");
+	config_free(first);
+	model_free(m); /* the model's slices (and their strings) go too */
+	m = model_new();
+	cr_assert_not_null(m);
+	cr_expect_str_eq(find("api")->endpoints[0].node, "node-a");
 }

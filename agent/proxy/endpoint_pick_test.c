@@ -63,8 +63,8 @@ static int idx_of(const struct config *c, const char *addr)
 	struct shoal_addr a;
 
 	cr_assert_eq(addr_parse(addr, &a), 0);
-	for (int i = 0; i < c->services[0].n_endpoints; i++)
-		if (addr_equal(&c->services[0].endpoints[i].addr, &a))
+	for (int i = 0; i < c->services[0]->n_endpoints; i++)
+		if (addr_equal(&c->services[0]->endpoints[i].addr, &a))
 			return i;
 	return -1;
 }
@@ -92,7 +92,7 @@ Test(balance, endpoint_state_survives_a_config_swap)
 	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}]\n");
 	view1 = es_table_sync(&table, cfg1);
 	cr_assert_not_null(view1);
-	v1 = es_view_service(view1, cfg1, &cfg1->services[0]);
+	v1 = es_view_service(view1, cfg1, cfg1->services[0]);
 	cr_assert_not_null(v1);
 	a = v1->ep[idx_of(cfg1, "10.0.0.1")];
 	/* A takes a failure penalty and has a request in flight. */
@@ -107,9 +107,9 @@ Test(balance, endpoint_state_survives_a_config_swap)
 	cfg2 = load(HEAD "    endpoints: [{address: 10.0.0.3}, {address: 10.0.0.1}]\n");
 	view2 = es_table_sync(&table, cfg2);
 	cr_assert_not_null(view2);
-	v2 = es_view_service(view2, cfg2, &cfg2->services[0]);
+	v2 = es_view_service(view2, cfg2, cfg2->services[0]);
 	cr_assert_not_null(v2);
-	cr_assert_null(es_view_service(view1, cfg2, &cfg2->services[0]),
+	cr_assert_null(es_view_service(view1, cfg2, cfg2->services[0]),
 		       "a view answers only for its own config");
 	ia = idx_of(cfg2, "10.0.0.1");
 	ic = idx_of(cfg2, "10.0.0.3");
@@ -141,7 +141,7 @@ Test(balance, every_outcome_is_counted_per_endpoint)
 	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}]\n");
 	view = es_table_sync(&table, cfg1);
 	cr_assert_not_null(view);
-	sv = es_view_service(view, cfg1, &cfg1->services[0]);
+	sv = es_view_service(view, cfg1, cfg1->services[0]);
 	cr_assert_not_null(sv);
 	ia = (uint32_t)idx_of(cfg1, "10.0.0.1");
 	ib = (uint32_t)idx_of(cfg1, "10.0.0.2");
@@ -177,7 +177,7 @@ Test(balance, pick_skips_an_ejected_endpoint)
 
 	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}, "
 			 "{address: 10.0.0.3}]\n");
-	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, cfg1->services[0]);
 	cr_assert_not_null(sv);
 	fail_n(sv, 0, BREAKER_DEFAULT_CONSECUTIVE_FAILURES, now);
 	cr_assert_eq(breaker_state(&sv->ep[0]->breaker), BREAKER_OPEN);
@@ -203,7 +203,7 @@ Test(balance, a_due_probe_goes_first_and_readmits)
 	uint64_t now = mono_ns(), later;
 
 	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}]\n");
-	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, cfg1->services[0]);
 	fail_n(sv, 0, BREAKER_DEFAULT_CONSECUTIVE_FAILURES, now);
 	cr_assert_eq(breaker_state(&sv->ep[0]->breaker), BREAKER_OPEN);
 	/* Past the longest first backoff (1 s + 50 % jitter): the next pick probes. */
@@ -294,7 +294,7 @@ Test(balance, one_503_costs_an_endpoint_one_penalty_not_a_minute)
 	uint32_t counts[3], total;
 
 	cfg1 = load(THREE);
-	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, cfg1->services[0]);
 	warm(sv, 3, t0, 2 * MS);
 	fail_n(sv, 0, 1, t0);
 	cr_assert_eq(breaker_state(&sv->ep[0]->breaker), BREAKER_CLOSED, "one 503 ejects nothing");
@@ -324,7 +324,7 @@ Test(balance, every_healthy_endpoint_is_explored_and_only_that_often)
 	struct proxy_endpoint_stats st;
 
 	cfg1 = load(THREE);
-	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, cfg1->services[0]);
 	warm(sv, 3, t0, 2 * MS);
 	for (int i = 0; i < 3; i++) {
 		atomic_store(&sv->ep[i]->last_pick_ns, t0);
@@ -351,7 +351,7 @@ Test(balance, every_healthy_endpoint_is_explored_and_only_that_often)
 
 	/* Off: the knob turns it off. */
 	cfg2 = load(THREE "    resilience: {balancer: {explore_after_ms: 0}}\n");
-	sv = es_view_service(es_table_sync(&table, cfg2), cfg2, &cfg2->services[0]);
+	sv = es_view_service(es_table_sync(&table, cfg2), cfg2, cfg2->services[0]);
 	cr_assert_eq(sv->explore_after_ns, 0);
 }
 
@@ -390,7 +390,7 @@ Test(balance, one_exploration_per_endpoint_however_many_workers)
 	uint64_t explored = 0;
 
 	cfg1 = load(THREE);
-	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, cfg1->services[0]);
 	warm(sv, 3, t0, 2 * MS);
 	cr_assert_eq(pthread_barrier_init(&go, NULL, THREADS), 0);
 	for (int i = 0; i < THREADS; i++) {
@@ -425,7 +425,7 @@ Test(balance, unsampled_estimates_age_towards_the_peers_median)
 	double peer;
 
 	cfg1 = load(THREE);
-	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, cfg1->services[0]);
 	warm(sv, 3, t0, 2 * MS);
 	ok_at(sv, 2, t0, 650 * MS);
 	peer = pick_peer_ns(sv, t0 + 650 * MS + 200 * MS);
@@ -459,13 +459,13 @@ Test(balance, new_and_readmitted_endpoints_start_from_their_peers)
 	int inew;
 
 	cfg1 = load(THREE);
-	v1 = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	v1 = es_view_service(es_table_sync(&table, cfg1), cfg1, cfg1->services[0]);
 	warm(v1, 3, t0, 2 * MS);
 
 	/* A rollout adds 10.0.0.4: it starts at the peers' 2 ms. */
 	cfg2 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}, "
 			 "{address: 10.0.0.3}, {address: 10.0.0.4}]\n");
-	v2 = es_view_service(es_table_sync(&table, cfg2), cfg2, &cfg2->services[0]);
+	v2 = es_view_service(es_table_sync(&table, cfg2), cfg2, cfg2->services[0]);
 	inew = idx_of(cfg2, "10.0.0.4");
 	es_endpoint_read(v2, (uint32_t)inew, t0, &st);
 	cr_assert(st.estimate_ns > 1.9e6 && st.estimate_ns < 2.5e6, "new endpoint at %.3f ms",
@@ -493,7 +493,7 @@ Test(balance, a_cancelled_probe_is_handed_back)
 	uint64_t now = mono_ns(), later = now + 2 * 1000000000ull;
 
 	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}]\n");
-	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, cfg1->services[0]);
 	fail_n(sv, 0, BREAKER_DEFAULT_CONSECUTIVE_FAILURES, now);
 	cr_assert_eq(pick_endpoint(sv, 2, later, NULL, 0, &t), 0);
 	pick_start(sv, &t, later);
@@ -512,7 +512,7 @@ Test(balance, a_retry_goes_to_another_endpoint)
 
 	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}, "
 			 "{address: 10.0.0.3}]\n");
-	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, cfg1->services[0]);
 	/* Endpoint 1 is the cheapest by far, yet a retry after it avoids it. */
 	for (int i = 0; i < 3; i++) {
 		struct pick_ticket s = {.idx = 1, .ticket = BREAKER_PASS};
@@ -564,7 +564,7 @@ Test(balance, budget_and_knobs_follow_the_config)
 			 "    resilience:\n"
 			 "      retry_budget: {ratio_pct: 0, min_per_second: 1, window_ms: 1000}\n"
 			 "      breaker: {consecutive_failures: 2, max_ejection_pct: 100}\n");
-	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	sv = es_view_service(es_table_sync(&table, cfg1), cfg1, cfg1->services[0]);
 	es_service_read(sv, now, &ss);
 	cr_assert_eq(ss.budget_balance, 1, "1/s over 1 s");
 	cr_assert(retry_budget_withdraw(sv->budget, now));
@@ -581,12 +581,12 @@ Test(balance, a_removed_ejected_endpoint_gives_its_slot_back)
 
 	cfg1 = load(HEAD "    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}, "
 			 "{address: 10.0.0.3}]\n");
-	v1 = es_view_service(es_table_sync(&table, cfg1), cfg1, &cfg1->services[0]);
+	v1 = es_view_service(es_table_sync(&table, cfg1), cfg1, cfg1->services[0]);
 	fail_n(v1, 0, BREAKER_DEFAULT_CONSECUTIVE_FAILURES, now);
 	cr_assert_eq(atomic_load(&v1->state->group.ejected), 1);
 	/* Discovery drops the crashed pod: its slot must not stay taken. */
 	cfg2 = load(HEAD "    endpoints: [{address: 10.0.0.2}, {address: 10.0.0.3}]\n");
-	v2 = es_view_service(es_table_sync(&table, cfg2), cfg2, &cfg2->services[0]);
+	v2 = es_view_service(es_table_sync(&table, cfg2), cfg2, cfg2->services[0]);
 	cr_assert_eq(atomic_load(&v2->state->group.ejected), 0);
 	cr_assert_eq(breaker_state(&v1->ep[0]->breaker), BREAKER_CLOSED);
 	/* A late probe outcome through the old view changes nothing. */

@@ -570,7 +570,7 @@ static int es_view_chunk_build(struct es_table *t, const struct config *cfg, str
 		uint32_t i = c * ES_VIEW_CHUNK + j;
 
 		if (i < v->n_services)
-			err = es_svc_view_get(t, &cfg->services[i], &svc[j], now);
+			err = es_svc_view_get(t, cfg->services[i], &svc[j], now);
 	}
 	if (!err && prev && c < prev->n_chunks && prev->chunks[c] &&
 	    !memcmp(prev->chunks[c]->svc, svc, sizeof(svc))) {
@@ -634,14 +634,10 @@ struct es_view *es_table_sync(struct es_table *t, const struct config *cfg)
 const struct es_svc_view *es_view_service(const struct es_view *v, const struct config *cfg,
 					  const struct config_service *svc)
 {
-	ptrdiff_t i;
-
-	if (!v || v->cfg != cfg || !svc)
+	if (!v || v->cfg != cfg || !svc || svc->id >= v->n_services ||
+	    cfg->services[svc->id] != svc)
 		return NULL;
-	i = svc - cfg->services;
-	if (i < 0 || (uint64_t)i >= v->n_services)
-		return NULL;
-	return es_view_at(v, (uint32_t)i);
+	return es_view_at(v, svc->id);
 }
 
 void es_endpoint_read(const struct es_svc_view *sv, uint32_t idx, uint64_t now_ns,

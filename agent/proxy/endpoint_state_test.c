@@ -43,11 +43,11 @@ static void cfg_build(struct config *c, int n, int shift)
 	cr_assert_not_null(c->services);
 	c->n_services = n;
 	for (int i = 0; i < n; i++) {
-		struct config_service *s = &c->services[i];
+		struct config_service *s = c->services[i] = config_service_new((uint32_t)i);
 		struct config_endpoint *eps = calloc(BENCH_ENDPOINTS, sizeof(*eps));
 		char ip[32];
 
-		cr_assert_not_null(eps);
+		cr_assert(eps && s);
 		snprintf(s->namespace, sizeof(s->namespace), "ns-%d", i % 100);
 		snprintf(s->name, sizeof(s->name), "svc-%d", i);
 		for (int k = 0; k < BENCH_ENDPOINTS; k++) {
@@ -65,7 +65,7 @@ static void cfg_build(struct config *c, int n, int shift)
 static void cfg_drop(struct config *c)
 {
 	for (int i = 0; i < c->n_services; i++)
-		free(c->services[i].endpoints);
+		config_service_put(c->services[i]); /* and its endpoints */
 	free(c->services);
 	memset(c, 0, sizeof(*c));
 }
@@ -93,11 +93,13 @@ Test(endpoint_state, sync_of_10k_services_is_fast_and_keeps_state)
 	/* The update reverses the order and gives every service a new first endpoint. */
 	cfg_build(&cfg_b, BENCH_SERVICES, 1000000);
 	for (int i = 0; i < BENCH_SERVICES / 2; i++) {
-		struct config_service tmp = cfg_b.services[i];
+		struct config_service *tmp = cfg_b.services[i];
 
 		cfg_b.services[i] = cfg_b.services[BENCH_SERVICES - 1 - i];
 		cfg_b.services[BENCH_SERVICES - 1 - i] = tmp;
 	}
+	for (int i = 0; i < BENCH_SERVICES; i++)
+		cfg_b.services[i]->id = (uint32_t)i; /* services[i]->id == i (config.h) */
 	t0 = mono_ns();
 	va = es_table_sync(&table, &cfg_a);
 	first_ns = mono_ns() - t0;
@@ -138,14 +140,14 @@ Test(endpoint_state, consecutive_views_share_what_did_not_change)
 
 	cfg_build(&cfg_a, BENCH_SERVICES, 0);
 	cfg_build(&cfg_b, BENCH_SERVICES, 0);
-	cr_assert_eq(addr_parse("192.0.2.7", &cfg_b.services[changed].endpoints[0].addr), 0);
+	cr_assert_eq(addr_parse("192.0.2.7", &cfg_b.services[changed]->endpoints[0].addr), 0);
 	va = es_table_sync(&table, &cfg_a);
 	vb = es_table_sync(&table, &cfg_b);
 	cr_assert_not_null(va);
 	cr_assert_not_null(vb);
 	for (int i = 0; i < BENCH_SERVICES; i++) {
-		const struct es_svc_view *a = es_view_service(va, &cfg_a, &cfg_a.services[i]);
-		const struct es_svc_view *b = es_view_service(vb, &cfg_b, &cfg_b.services[i]);
+		const struct es_svc_view *a = es_view_service(va, &cfg_a, cfg_a.services[i]);
+		const struct es_svc_view *b = es_view_service(vb, &cfg_b, cfg_b.services[i]);
 
 		cr_assert_not_null(a);
 		cr_assert_not_null(b);
@@ -167,10 +169,10 @@ Test(endpoint_state, consecutive_views_share_what_did_not_change)
 			cr_assert_eq(va->chunks[c], vb->chunks[c], "chunk %u is not shared", c);
 	}
 	/* The endpoint comes back: a new view again (not the stale first one). */
-	cr_assert_eq(addr_parse("10.0.0.210", &cfg_b.services[changed].endpoints[0].addr), 0);
+	cr_assert_eq(addr_parse("10.0.0.210", &cfg_b.services[changed]->endpoints[0].addr), 0);
 	vb = es_table_sync(&table, &cfg_b);
 	cr_assert_not_null(vb);
-	cr_assert(atomic_load(&es_view_service(vb, &cfg_b, &cfg_b.services[changed])->ep[0]->live));
+	cr_assert(atomic_load(&es_view_service(vb, &cfg_b, cfg_b.services[changed])->ep[0]->live));
 }
 
 /*
@@ -190,7 +192,7 @@ Test(endpoint_state, endpoints_and_services_that_left_are_freed)
 	cfg_build(&cfg_a, 2, 0);
 	for (int r = 0; r < rounds; r++) {
 		snprintf(ip, sizeof(ip), "10.200.%d.%d", r / 250, r % 250 + 1);
-		cr_assert_eq(addr_parse(ip, &cfg_a.services[0].endpoints[0].addr), 0);
+		cr_assert_eq(addr_parse(ip, &cfg_a.services[0]->endpoints[0].addr), 0);
 		v = es_table_sync(&table, &cfg_a);
 		cr_assert_not_null(v);
 		if (prev)

@@ -412,7 +412,7 @@ static void http1_route(struct worker *w, struct conn *c)
 	idx = http_routes_pick_backend(r, http1_random());
 	if (idx >= (uint32_t)http1_svc_cfg(w, c)->n_services)
 		return;
-	t = &http1_svc_cfg(w, c)->services[idx];
+	t = http1_svc_cfg(w, c)->services[idx];
 	/* The parser guarantees the port; a stale or hand-built config may not. */
 	port_be = http1_port_be(t, c->svc_port);
 	if (!port_be)

@@ -39,6 +39,7 @@ struct backend_conn {
 
 struct config cfg;
 struct config_service svc;
+static struct config_service *svc_list[1] = {&svc}; /* cfg.services */
 struct config_endpoint ep;
 struct proxy *px;
 static int lfd = -1;
@@ -220,7 +221,7 @@ static void setup(void)
 	svc.ports[0].protocol = CONFIG_PROTO_HTTP;
 	svc.n_ports = 1;
 	svc.endpoints = &ep;
-	cfg.services = &svc;
+	cfg.services = svc_list;
 	cfg.n_services = 1;
 }
 

@@ -352,7 +352,7 @@ Test(http1, an_idle_keep_alive_connection_moves_to_the_newest_snapshot_at_once)
 	start_proxy();
 	c = client_connect();
 	one_request(c, GET("/1"), resp, sizeof(resp), "\r\n\r\nok");
-	cr_assert_eq(config_copy(&cfg, 1, &next), 0);
+	cr_assert_eq(test_config_snapshot(&cfg, 1, &next), 0);
 	cr_assert_eq(proxy_update(px, next), 0);
 	for (uint64_t until = test_now_ms() + 2000; test_now_ms() < until; usleep(1000)) {
 		refs = atomic_load(&px->snap->refs);

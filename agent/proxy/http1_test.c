@@ -644,7 +644,7 @@ Test(http1, a_keep_alive_connection_follows_config_changes)
 	start_two_endpoints(script_keepalive);
 	/* Only 192.0.2.1 at first. */
 	svc.n_endpoints = 1;
-	cr_assert_eq(config_copy(&cfg, 1, &next), 0);
+	cr_assert_eq(test_config_snapshot(&cfg, 1, &next), 0);
 	cr_assert_eq(proxy_update(px, next), 0);
 	c = client_connect();
 	one_request(c, GET("/1"), resp, sizeof(resp), "\r\n\r\nok");
@@ -655,7 +655,7 @@ Test(http1, a_keep_alive_connection_follows_config_changes)
 	/* Every endpoint replaced: 192.0.2.1 is gone, 192.0.2.2 is new. */
 	svc.n_endpoints = 1;
 	svc.endpoints = &two_eps[1];
-	cr_assert_eq(config_copy(&cfg, 1, &next), 0);
+	cr_assert_eq(test_config_snapshot(&cfg, 1, &next), 0);
 	cr_assert_eq(proxy_update(px, next), 0);
 	one_request(c, GET("/2"), resp, sizeof(resp), "\r\n\r\nok");
 	cr_assert(!strncmp(resp, "HTTP/1.1 200", 12), "got '%s'", resp);
@@ -667,7 +667,7 @@ Test(http1, a_keep_alive_connection_follows_config_changes)
 
 	/* The service is deleted: its VIP now belongs to nothing. */
 	addr_parse("10.96.0.99", &svc.vips[0]);
-	cr_assert_eq(config_copy(&cfg, 1, &next), 0);
+	cr_assert_eq(test_config_snapshot(&cfg, 1, &next), 0);
 	addr_parse(VIP, &svc.vips[0]); /* test_orig_dst still says VIP */
 	cr_assert_eq(proxy_update(px, next), 0);
 	send_str(c, GET("/3"));
@@ -720,21 +720,21 @@ Test(http1, draining_closes_keep_alive_connections_after_their_response)
 static void publish_reordered(void)
 {
 	struct config *next = NULL;
-	struct config_service tmp;
+	struct config_service *tmp;
 
-	cr_assert_eq(config_copy(&cfg, 2, &next), 0);
+	cr_assert_eq(test_config_snapshot(&cfg, 2, &next), 0);
 	tmp = next->services[0];
 	next->services[0] = next->services[1];
 	next->services[1] = tmp;
-	strcpy(next->services[0].name, "other");
-	strcpy(next->services[0].namespace, "default");
-	addr_parse("10.96.9.9", &next->services[0].vips[0]);
-	next->services[0].n_vips = 1;
-	next->services[0].ports[0].port = SVC_PORT;
-	next->services[0].ports[0].protocol = CONFIG_PROTO_HTTP;
-	next->services[0].n_ports = 1;
+	strcpy(next->services[0]->name, "other");
+	strcpy(next->services[0]->namespace, "default");
+	addr_parse("10.96.9.9", &next->services[0]->vips[0]);
+	next->services[0]->n_vips = 1;
+	next->services[0]->ports[0].port = SVC_PORT;
+	next->services[0]->ports[0].protocol = CONFIG_PROTO_HTTP;
+	next->services[0]->n_ports = 1;
 	for (int i = 0; i < 2; i++)
-		next->services[i].id = (uint32_t)i;
+		next->services[i]->id = (uint32_t)i;
 	cr_assert_eq(proxy_update(px, next), 0);
 }
 

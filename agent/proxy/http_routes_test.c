@@ -44,7 +44,7 @@ static const struct config_service *load(const char *routes)
 	snprintf(text, sizeof(text), HEAD "%s" TAIL, routes);
 	cr_assert_eq(config_parse("t.yaml", text, strlen(text), &cfg, err, sizeof(err)), 0, "%s",
 		     err);
-	return &cfg->services[0];
+	return cfg->services[0];
 }
 
 /* Headers of a test request: "name: value" pairs, looked up case-insensitively. */

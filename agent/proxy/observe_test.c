@@ -22,6 +22,7 @@
 
 static struct config cfg;
 static struct config_service svc;
+static struct config_service *svc_list[1] = {&svc}; /* cfg.services */
 static struct config_endpoint ep;
 static struct tracer *tracer;
 static struct worker w;
@@ -42,7 +43,7 @@ static void setup(void)
 	addr_parse("10.0.0.5", &ep.addr);
 	svc.endpoints = &ep;
 	svc.n_endpoints = 1;
-	cfg.services = &svc;
+	cfg.services = svc_list;
 	cfg.n_services = 1;
 	cfg.buffer_bytes = BUF;
 	cr_assert_eq(tracer_create(&tc, 1, &tracer, err, sizeof(err)), 0, "%s", err);

@@ -33,6 +33,7 @@
 
 struct config cfg;
 struct config_service svc;
+static struct config_service *svc_list[1] = {&svc}; /* cfg.services */
 struct config_endpoint eps[MAX_EPS];
 struct test_dp dp;
 struct proxy *px;
@@ -269,7 +270,7 @@ static void setup(void)
 	svc.ports[0].target_port = 8080;
 	svc.n_ports = 1;
 	svc.endpoints = eps;
-	cfg.services = &svc;
+	cfg.services = svc_list;
 	cfg.n_services = 1;
 
 	dp.orig.ip = svc.vips[0];

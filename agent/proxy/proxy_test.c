@@ -478,7 +478,7 @@ Test(proxy, a_copying_opaque_connection_moves_to_the_newest_snapshot_and_keeps_i
 	/* Its only endpoint is replaced by one that refuses. */
 	ep_port[2] = refused_port();
 	cr_assert_eq(addr_parse("192.0.2.2", &eps[0].addr), 0);
-	cr_assert_eq(config_copy(&cfg, 1, &next), 0);
+	cr_assert_eq(test_config_snapshot(&cfg, 1, &next), 0);
 	cr_assert_eq(proxy_update(px, next), 0);
 	for (uint64_t until = test_now_ms() + 2000; test_now_ms() < until; usleep(1000)) {
 		refs = atomic_load(&px->snap->refs);
@@ -499,7 +499,7 @@ Test(proxy, a_copying_opaque_connection_moves_to_the_newest_snapshot_and_keeps_i
 static uint32_t newest_pending(uint32_t idx)
 {
 	const struct config *c = px->snap->cfg;
-	const struct es_svc_view *sv = es_view_service(px->snap->es_view, c, &c->services[0]);
+	const struct es_svc_view *sv = es_view_service(px->snap->es_view, c, c->services[0]);
 	struct proxy_endpoint_stats st;
 
 	cr_assert_not_null(sv);
@@ -532,7 +532,7 @@ Test(proxy, a_moved_opaque_connection_keeps_counting_on_its_endpoint)
 	eps[1] = eps[0];
 	cr_assert_eq(addr_parse("192.0.2.2", &eps[0].addr), 0);
 	svc.n_endpoints = 2;
-	cr_assert_eq(config_copy(&cfg, 1, &next), 0);
+	cr_assert_eq(test_config_snapshot(&cfg, 1, &next), 0);
 	cr_assert_eq(proxy_update(px, next), 0);
 	for (uint64_t until = test_now_ms() + 2000; test_now_ms() < until; usleep(1000))
 		if (atomic_load(&px->snap->refs) == 3)
@@ -596,16 +596,16 @@ Test(proxy, the_read_side_shows_the_live_config_its_endpoint_state_and_series)
 	snap = proxy_snap_newest(px);
 	live = proxy_snap_config(snap);
 	cr_assert_eq(live->n_services, 1);
-	cr_assert_str_eq(live->services[0].name, "web");
-	cr_assert(proxy_snap_service_stats(snap, &live->services[0], timer_now_ns(), &ss));
-	cr_assert(proxy_snap_endpoint_stats(snap, &live->services[0], 0, timer_now_ns(), &es));
+	cr_assert_str_eq(live->services[0]->name, "web");
+	cr_assert(proxy_snap_service_stats(snap, live->services[0], timer_now_ns(), &ss));
+	cr_assert(proxy_snap_endpoint_stats(snap, live->services[0], 0, timer_now_ns(), &es));
 	cr_expect_eq(es.pending, 1, "the open connection is in flight on its endpoint");
 	cr_expect_eq(es.breaker.state, BREAKER_CLOSED);
-	cr_expect_not(proxy_snap_endpoint_stats(snap, &live->services[0], 1, timer_now_ns(), &es),
+	cr_expect_not(proxy_snap_endpoint_stats(snap, live->services[0], 1, timer_now_ns(), &es),
 		      "no endpoint past the last");
 	cr_expect_eq(es.pending, 0, "zeroed when there is none");
 
-	id = live->services[0].metrics_id;
+	id = live->services[0]->metrics_id;
 	cr_assert_neq(id, 0, "the published service has a series id");
 	cr_expect_eq(series_ids_count(proxy_series_ids(px)), 1);
 	cr_assert_eq(proxy_series_snapshot(px, &res, &series), 0);

@@ -29,7 +29,7 @@ const struct config_service *service_lookup(const struct config *cfg, const stru
 	const struct config_port *port;
 
 	if (orig->svc_id < (uint32_t)cfg->n_services) {
-		svc = &cfg->services[orig->svc_id];
+		svc = cfg->services[orig->svc_id];
 		port = route_match(svc, &orig->ip, orig->port);
 		if (port) {
 			*port_out = port;

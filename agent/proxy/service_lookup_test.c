@@ -7,6 +7,7 @@
 
 static struct config cfg;
 static struct config_service svcs[2];
+static struct config_service *svc_list[2] = {&svcs[0], &svcs[1]}; /* cfg.services */
 
 /* Two services, built by hand: web (10.96.0.10:80 -> 8080) and db
  * (10.96.0.20:5432, no target port). */
@@ -29,7 +30,7 @@ static void setup(void)
 	svcs[1].n_vips = 1;
 	svcs[1].ports[0] = (struct config_port){.port = 5432};
 	svcs[1].n_ports = 1;
-	cfg.services = svcs;
+	cfg.services = svc_list;
 	cfg.n_services = 2;
 }
 

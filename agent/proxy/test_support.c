@@ -2,6 +2,9 @@
 #include "proxy/test_support.h"
 
 #include <criterion/criterion.h>
+#include <stdlib.h>
+
+#include "config/config.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
@@ -103,4 +106,22 @@ int test_failing_connect_error(int fd)
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		return errno;
 	return err;
+}
+
+int test_config_snapshot(const struct config *src, int n, struct config **out)
+{
+	struct config *c = malloc(sizeof(*c));
+
+	cr_assert_not_null(c);
+	*c = *src;
+	c->services = calloc((size_t)n, sizeof(*c->services));
+	cr_assert_not_null(c->services);
+	c->n_services = n;
+	for (int i = 0; i < n; i++) {
+		c->services[i] = i < src->n_services ? config_service_dup(src->services[i])
+						     : config_service_new((uint32_t)i);
+		cr_assert_not_null(c->services[i]);
+	}
+	*out = c;
+	return 0;
 }

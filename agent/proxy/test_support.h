@@ -36,6 +36,15 @@ int test_client_connect(uint16_t port, int timeout_ms);
 /* Same, from source address src ("127.0.0.2": any of 127/8 is local). */
 int test_client_connect_from(const char *src, uint16_t port, int timeout_ms);
 
+struct config;
+
+/*
+ * src as it is now, as a new config with room for n services (free with
+ * config_free): its services copied, not shared as config_copy does,
+ * because the tests change their one static service between updates.
+ */
+int test_config_snapshot(const struct config *src, int n, struct config **out);
+
 /* proxy_on_shortcut_fn for tests: no test socket is in a SOCKHASH, so
  * every one is plain TCP and its short reads are trusted. */
 bool test_plain_tcp(void *ctx, int fd);

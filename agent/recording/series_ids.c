@@ -140,7 +140,7 @@ void series_ids_publish(struct series_ids *r, struct config *cfg, uint64_t now_n
 	pthread_mutex_lock(&r->lock);
 	r->gen++;
 	for (int i = 0; i < cfg->n_services; i++) {
-		struct config_service *s = &cfg->services[i];
+		struct config_service *s = cfg->services[i];
 		uint32_t id = s->name[0] ? svc_id(r, s->namespace, s->name) : 0;
 		struct series_svc *e = id ? &r->svc[id - 1] : NULL;
 

@@ -8,6 +8,7 @@
 
 static struct series_ids *r;
 static struct config_service svcs[3];
+static struct config_service *svc_list[3] = {&svcs[0], &svcs[1], &svcs[2]}; /* cfg.services */
 static struct config_route routes[2];
 static struct config cfg;
 
@@ -18,7 +19,7 @@ static void setup(void)
 	memset(svcs, 0, sizeof(svcs));
 	memset(routes, 0, sizeof(routes));
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.services = svcs;
+	cfg.services = svc_list;
 }
 
 static void teardown(void)

@@ -134,7 +134,7 @@ static void render_services(const struct metrics_live *lv, struct metrics_buf *b
 		return;
 	}
 	for (int i = 0; i < cfg->n_services; i++) {
-		const struct config_service *s = &cfg->services[i];
+		const struct config_service *s = cfg->services[i];
 		static const struct metrics_tcp_series none;
 		const struct metrics_tcp_series *t =
 		    s->metrics_id < snap.n_services ? &snap.tcp[s->metrics_id] : &none;
@@ -200,7 +200,7 @@ static void render_endpoints(const struct metrics_live *lv, struct metrics_buf *
 	size_t *base = calloc((size_t)cfg->n_services + 1, sizeof(*base));
 
 	for (int i = 0; base && i < cfg->n_services; i++)
-		base[i + 1] = base[i] + (size_t)cfg->services[i].n_endpoints;
+		base[i + 1] = base[i] + (size_t)cfg->services[i]->n_endpoints;
 	if (base)
 		total = base[cfg->n_services];
 	sums = calloc(total ? total : 1, sizeof(*sums));
@@ -215,11 +215,12 @@ static void render_endpoints(const struct metrics_live *lv, struct metrics_buf *
 						     : NULL;
 
 		/* Endpoints are numbered in the live config by metrics_live_series. */
-		if (row->key.endpoint && t && row->key.endpoint <= (uint32_t)t->n_endpoints)
-			http_sum_add(&sums[base[t - cfg->services] + row->key.endpoint - 1], row);
+		if (row->key.endpoint && t && t->id < (uint32_t)cfg->n_services &&
+		    row->key.endpoint <= (uint32_t)t->n_endpoints)
+			http_sum_add(&sums[base[t->id] + row->key.endpoint - 1], row);
 	}
 	for (int i = 0; i < cfg->n_services; i++) {
-		const struct config_service *s = &cfg->services[i];
+		const struct config_service *s = cfg->services[i];
 		uint64_t now = now_ns();
 
 		for (int j = 0; j < s->n_endpoints; j++) {
@@ -310,7 +311,7 @@ static void render_config(const struct metrics_live *lv, struct metrics_buf *b)
 	json_str(b, cfg->admin.listen);
 	P(b, "},\"services\":[");
 	for (int i = 0; i < cfg->n_services; i++) {
-		const struct config_service *s = &cfg->services[i];
+		const struct config_service *s = cfg->services[i];
 
 		P(b, "%s{\"namespace\":", i ? "," : "");
 		json_str(b, s->namespace);

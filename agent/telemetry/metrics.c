@@ -208,10 +208,10 @@ int metrics_live_open(struct proxy *proxy, struct metrics_live *l)
 		return -ENOMEM;
 	}
 	for (int i = 0; i < l->cfg->n_services; i++) {
-		uint32_t id = l->cfg->services[i].metrics_id;
+		uint32_t id = l->cfg->services[i]->metrics_id;
 
 		if (id && id <= SERIES_IDS_MAX_SERVICES)
-			l->by_id[id] = &l->cfg->services[i];
+			l->by_id[id] = l->cfg->services[i];
 	}
 	return 0;
 }
@@ -413,7 +413,7 @@ static void render_endpoint_state(const struct metrics_live *lv, struct metrics_
 	for (size_t f = 0; f < sizeof(ids) / sizeof(ids[0]); f++) {
 		header(b, ids[f]);
 		for (int i = 0; cfg && i < cfg->n_services; i++) {
-			const struct config_service *s = &cfg->services[i];
+			const struct config_service *s = cfg->services[i];
 			struct proxy_endpoint_stats st;
 
 			/* Endpoints the snapshot holds no state for have no series. */

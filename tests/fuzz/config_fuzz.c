@@ -92,8 +92,8 @@ static void check_policy(const struct config *cfg, const struct config_service *
 			const struct config_route_backend *be = &rt->backends[b];
 
 			check(be->svc_index < (uint32_t)cfg->n_services &&
-				  !strcmp(cfg->services[be->svc_index].name, be->name) &&
-				  !strcmp(cfg->services[be->svc_index].namespace, be->namespace),
+				  !strcmp(cfg->services[be->svc_index]->name, be->name) &&
+				  !strcmp(cfg->services[be->svc_index]->namespace, be->namespace),
 			      "backend resolved to its service");
 		}
 		check(rt->n_retry_statuses >= 0 &&
@@ -118,7 +118,7 @@ static void check_config(const struct config *cfg)
 	check(cfg->n_services >= 0 && cfg->n_services <= CONFIG_MAX_SERVICES, "service count");
 	check_proxy(cfg);
 	for (i = 0; i < cfg->n_services; i++) {
-		const struct config_service *s = &cfg->services[i];
+		const struct config_service *s = cfg->services[i];
 
 		check(s->id == (uint32_t)i, "ids in file order");
 		check(s->name[0] && strlen(s->name) <= CONFIG_MAX_NAME, "name set");

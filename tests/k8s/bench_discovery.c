@@ -131,7 +131,7 @@ static int find_svc(const struct config *cfg, int k)
 
 	snprintf(name, sizeof(name), "svc-%d", k);
 	for (int i = 0; i < cfg->n_services; i++)
-		if (!strcmp(cfg->services[i].name, name))
+		if (!strcmp(cfg->services[i]->name, name))
 			return i;
 	return -1;
 }
@@ -381,7 +381,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "bench: control apply failed\n");
 			return 1;
 		}
-		while (!(id >= 0 && has_ep(&b.live->services[id], &a))) {
+		while (!(id >= 0 && has_ep(b.live->services[id], &a))) {
 			if (!step(&b, 5000)) {
 				fprintf(stderr, "bench: event %d not applied within 5 s\n", i);
 				return 1;
@@ -433,9 +433,9 @@ int main(int argc, char **argv)
 	echo_port = ntohs(sin.sin_port);
 	pthread_create(&echo_t, NULL, echo_main, (void *)(intptr_t)lfd);
 	proxy_port = cfg->proxy_port;
-	probe_orig.ip = b.live->services[id0].vips[0];
-	probe_orig.port = htons(b.live->services[id0].ports[0].port);
-	probe_orig.svc_id = b.live->services[id0].id;
+	probe_orig.ip = b.live->services[id0]->vips[0];
+	probe_orig.port = htons(b.live->services[id0]->ports[0].port);
+	probe_orig.svc_id = b.live->services[id0]->id;
 	if (config_copy(b.live, b.live->n_services, &pcfg) ||
 	    proxy_start_opts(pcfg, probe_orig_dst, NULL, NULL, &po, &px, err, sizeof(err))) {
 		fprintf(stderr, "bench: cannot start the proxy: %s\n", err);

@@ -218,7 +218,7 @@ static struct config *bench_config(const struct config *base, int n, uint16_t pr
 		return NULL;
 	cfg->proxy_port = proxy_port;
 	for (int k = 0; k < n; k++) {
-		struct config_service *s = &cfg->services[k];
+		struct config_service *s = cfg->services[k];
 
 		snprintf(s->name, sizeof(s->name), "svc-%d", k);
 		snprintf(s->namespace, sizeof(s->namespace), "bench");
@@ -370,7 +370,11 @@ int main(int argc, char **argv)
 			fprintf(stderr, "bench: out of memory copying the config\n");
 			return 1;
 		}
-		next->services[k].endpoints[0].addr.ip6[3] ^= htonl(0x00010000);
+		if (!config_service_mut(next, k)) {
+			fprintf(stderr, "bench: out of memory copying service %d\n", k);
+			return 1;
+		}
+		next->services[k]->endpoints[0].addr.ip6[3] ^= htonl(0x00010000);
 		if (proxy_update(px, next)) {
 			fprintf(stderr, "bench: proxy_update refused a config\n");
 			config_free(next);

@@ -80,7 +80,7 @@ static void check_build(const struct model *m)
 	check(config_parse("base", yaml, sizeof(yaml) - 1, &base, err, sizeof(err)) == 0, "base");
 	if (model_build(m, base, &cfg, NULL) == 0) {
 		for (int i = 0; i < cfg->n_services; i++) {
-			const struct config_service *s = &cfg->services[i];
+			const struct config_service *s = cfg->services[i];
 
 			check(s->id == (uint32_t)i, "id == index");
 			check(s->n_vips > 0 || s->n_endpoints == 0, "vacant ids have no endpoints");
