@@ -7,7 +7,7 @@
 
 #include "common/addr.h"
 #include "proxy/http1.h"
-#include "proxy/l4.h"
+#include "proxy/conn.h"
 #include "proxy/worker.h"
 #include "recording/http_metrics.h"
 
