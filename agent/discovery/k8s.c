@@ -47,6 +47,9 @@ struct k8s_kind_ctx {
 	enum k8s_kind kind;
 	const char *what; /* "services", "endpointslices" */
 	const char *path; /* the collection's URL path */
+	char selector[K8S_MAX_SELECTOR]; /* "" or a query: "fieldSelector=..." */
+	const struct k8s_sink *sink;	 /* NULL: discovery's model */
+	struct k8s_sink sink_copy;
 	pthread_t thread;
 	bool started;
 	CURL *curl;
@@ -81,7 +84,8 @@ struct k8s_watcher {
 	char token[K8S_MAX_TOKEN];
 	uint64_t token_read_ns;
 
-	struct k8s_kind_ctx kinds[2];
+	struct k8s_kind_ctx kinds[K8S_MAX_COLLECTIONS];
+	int n_kinds;
 
 	struct {
 		_Atomic uint64_t lists, watches, events, relists_410, errors, unauthorized,
@@ -226,6 +230,26 @@ static void on_refused(void *ctx, const struct model_slice *s, const struct mode
 	w->refused_unlogged = 0;
 }
 
+/*
+ * Hand a sink's object over (obj: the undecoded object of an event or a
+ * list item); caller holds the lock. An undecodable one is logged and
+ * counted, and returns -EINVAL.
+ */
+static int sink_apply_locked(struct k8s_kind_ctx *k, enum k8s_event_type type, json_object *obj,
+			     const char *where)
+{
+	char err[256] = "";
+	int ret;
+
+	ret = type == K8S_EV_DELETED ? k->sink->del(k->sink->ctx, obj, err, sizeof(err))
+				     : k->sink->put(k->sink->ctx, obj, err, sizeof(err));
+	if (ret == -EINVAL) {
+		atomic_fetch_add(&k->w->st.bad_objects, 1);
+		pr_warn("kubernetes: %s %s: object ignored: %s", where, k->what, err);
+	}
+	return ret;
+}
+
 /* Apply one decoded ADDED/MODIFIED/DELETED event; caller holds the lock. */
 static int apply_locked(struct k8s_kind_ctx *k, struct k8s_event *ev)
 {
@@ -264,6 +288,21 @@ static int on_event(void *ctx, json_object *obj)
 	char err[256];
 	int ret = k8s_decode_event(obj, k->kind, &ev, err, sizeof(err));
 
+	if (!ret && k->sink && ev.type <= K8S_EV_DELETED) {
+		pthread_mutex_lock(w->lock);
+		ret = sink_apply_locked(k, ev.type, json_object_object_get(obj, "object"), "watch");
+		pthread_mutex_unlock(w->lock);
+		json_object_put(obj);
+		if (ret) {
+			k->relist = true; /* a relist drops what was skipped */
+			return ret == -EINVAL ? -ECANCELED : ret;
+		}
+		atomic_fetch_add(&w->st.events, 1);
+		notify(w);
+		if (ev.rv[0])
+			memcpy(k->rv, ev.rv, sizeof(k->rv));
+		return 0;
+	}
 	json_object_put(obj);
 	if (ret) {
 		/* Skipping it would leave the model wrong; a relist drops it. */
@@ -325,6 +364,13 @@ static int on_list_page(void *ctx, json_object *obj)
 		char err[256];
 		int dret;
 
+		if (k->sink) {
+			/* Undecodable items are left out; the sink's end drops older copies. */
+			ret = sink_apply_locked(k, K8S_EV_ADDED, item, "list");
+			if (ret == -EINVAL)
+				ret = 0;
+			continue;
+		}
 		if (k->kind == K8S_KIND_SERVICE)
 			dret = k8s_decode_service(item, &ev.svc, err, sizeof(err));
 		else
@@ -520,7 +566,10 @@ static int k8s_list(struct k8s_kind_ctx *k)
 	int ret;
 
 	pthread_mutex_lock(w->lock);
-	model_mark(w->m, k->kind == K8S_KIND_ENDPOINTSLICE);
+	if (k->sink)
+		k->sink->begin(k->sink->ctx);
+	else
+		model_mark(w->m, k->kind == K8S_KIND_ENDPOINTSLICE);
 	pthread_mutex_unlock(w->lock);
 	k->cont[0] = '\0';
 	do {
@@ -531,8 +580,9 @@ static int k8s_list(struct k8s_kind_ctx *k)
 			if (!cont)
 				return K8S_FAILED;
 		}
-		snprintf(url, sizeof(url), "%s%s?limit=%d%s%s", w->opts.api_server, k->path,
-			 K8S_LIST_PAGE_LIMIT, cont ? "&continue=" : "", cont ? cont : "");
+		snprintf(url, sizeof(url), "%s%s?limit=%d%s%s%s%s", w->opts.api_server, k->path,
+			 K8S_LIST_PAGE_LIMIT, k->selector[0] ? "&" : "", k->selector,
+			 cont ? "&continue=" : "", cont ? cont : "");
 		curl_free(cont);
 		first = false;
 		ret = k8s_request(k, url, false, K8S_LIST_TIMEOUT_S, false);
@@ -541,7 +591,12 @@ static int k8s_list(struct k8s_kind_ctx *k)
 	} while (k->cont[0]);
 
 	pthread_mutex_lock(w->lock);
-	gone = model_sweep(w->m, k->kind == K8S_KIND_ENDPOINTSLICE);
+	if (k->sink) {
+		k->sink->end(k->sink->ctx);
+		gone = 0; /* the sink logs its own */
+	} else {
+		gone = model_sweep(w->m, k->kind == K8S_KIND_ENDPOINTSLICE);
+	}
 	pthread_mutex_unlock(w->lock);
 	/* Before the wakeup: whoever reads the model then sees it synced. */
 	atomic_store(&k->listed, true);
@@ -560,8 +615,8 @@ static int k8s_watch(struct k8s_kind_ctx *k)
 	char url[K8S_MAX_REQUEST_URL];
 
 	snprintf(url, sizeof(url),
-		 "%s%s?watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%u",
-		 w->opts.api_server, k->path, k->rv, t);
+		 "%s%s?watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%u%s%s",
+		 w->opts.api_server, k->path, k->rv, t, k->selector[0] ? "&" : "", k->selector);
 	atomic_fetch_add(&w->st.watches, 1);
 	return k8s_request(k, url, true, (long)t + K8S_WATCH_SLACK_S, false);
 }
@@ -640,7 +695,7 @@ void k8s_stop(struct k8s_watcher *w)
 	atomic_store(&w->stop_flag, true);
 	pthread_cond_broadcast(&w->cv);
 	pthread_mutex_unlock(&w->mu);
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < w->n_kinds; i++) {
 		struct k8s_kind_ctx *k = &w->kinds[i];
 
 		if (k->started)
@@ -654,22 +709,23 @@ void k8s_stop(struct k8s_watcher *w)
 	free(w);
 }
 
-int k8s_start(const struct k8s_opts *opts, struct model *m, pthread_mutex_t *lock, int notify_fd,
-	      struct k8s_watcher **out)
+/*
+ * The common start: a watcher for n collections, the model's (sink NULL
+ * in cols: kinds[i] picks the decoder) or a sink's. Returns 0 and *out
+ * or -errno after logging.
+ */
+static int k8s_start_n(const struct k8s_opts *opts, const struct k8s_collection *cols,
+		       const enum k8s_kind *kinds, int n, struct model *m, pthread_mutex_t *lock,
+		       int notify_fd, struct k8s_watcher **out)
 {
-	static const struct {
-		enum k8s_kind kind;
-		const char *what, *path;
-	} kinds[2] = {
-	    {K8S_KIND_SERVICE, "services", "/api/v1/services"},
-	    {K8S_KIND_ENDPOINTSLICE, "endpointslices", "/apis/discovery.k8s.io/v1/endpointslices"},
-	};
 	struct k8s_watcher *w;
 	pthread_condattr_t ca;
 	sigset_t all, old;
 	char err[512];
 	int ret = 0;
 
+	if (n < 1 || n > K8S_MAX_COLLECTIONS)
+		return -EINVAL;
 	ret = curl_api_load("the kubernetes discovery source", err, sizeof(err));
 	if (ret) {
 		pr_warn("kubernetes: %s", err);
@@ -686,6 +742,7 @@ int k8s_start(const struct k8s_opts *opts, struct model *m, pthread_mutex_t *loc
 	w->m = m;
 	w->lock = lock;
 	w->notify_fd = notify_fd;
+	w->n_kinds = n;
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -698,13 +755,19 @@ int k8s_start(const struct k8s_opts *opts, struct model *m, pthread_mutex_t *loc
 	/* Threads with every signal blocked: signals belong to the main loop. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	for (int i = 0; i < 2 && !ret; i++) {
+	for (int i = 0; i < n && !ret; i++) {
 		struct k8s_kind_ctx *k = &w->kinds[i];
+		char name[16];
 
 		k->w = w;
-		k->kind = kinds[i].kind;
-		k->what = kinds[i].what;
-		k->path = kinds[i].path;
+		k->kind = kinds[i];
+		k->what = cols[i].what;
+		k->path = cols[i].path;
+		snprintf(k->selector, sizeof(k->selector), "%s", cols[i].selector);
+		if (cols[i].sink.put) {
+			k->sink_copy = cols[i].sink;
+			k->sink = &k->sink_copy;
+		}
 		k->seed = (unsigned int)(now_ns() ^ (uint64_t)getpid() ^ (uint64_t)i);
 		k->curl = curl_easy_init();
 		if (!k->curl || k8s_stream_init(&k->stream, K8S_MAX_EVENT_BYTES)) {
@@ -718,22 +781,68 @@ int k8s_start(const struct k8s_opts *opts, struct model *m, pthread_mutex_t *loc
 			break;
 		}
 		k->started = true;
-		pthread_setname_np(k->thread, i ? "shoal-k8s/eps" : "shoal-k8s/svc");
+		/* 15 characters at most (the kernel's limit). */
+		snprintf(name, sizeof(name), "shoal-k8s/%.5s",
+			 k->kind == K8S_KIND_SERVICE	     ? "svc"
+			 : k->kind == K8S_KIND_ENDPOINTSLICE ? "eps"
+							     : k->what);
+		pthread_setname_np(k->thread, name);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret) {
 		k8s_stop(w);
 		return ret;
 	}
-	pr_info("kubernetes: watching services and endpointslices at %s", opts->api_server);
 	*out = w;
 	return 0;
 }
 
+int k8s_start(const struct k8s_opts *opts, struct model *m, pthread_mutex_t *lock, int notify_fd,
+	      struct k8s_watcher **out)
+{
+	static const struct k8s_collection cols[2] = {
+	    {.what = "services", .path = "/api/v1/services"},
+	    {.what = "endpointslices", .path = "/apis/discovery.k8s.io/v1/endpointslices"},
+	};
+	static const enum k8s_kind kinds[2] = {K8S_KIND_SERVICE, K8S_KIND_ENDPOINTSLICE};
+	int ret = k8s_start_n(opts, cols, kinds, 2, m, lock, notify_fd, out);
+
+	if (!ret)
+		pr_info("kubernetes: watching services and endpointslices at %s", opts->api_server);
+	return ret;
+}
+
+int k8s_start_collections(const struct k8s_opts *opts, const struct k8s_collection *cols, int n,
+			  pthread_mutex_t *lock, int notify_fd, struct k8s_watcher **out)
+{
+	enum k8s_kind kinds[K8S_MAX_COLLECTIONS] = {K8S_KIND_RAW};
+	int ret;
+
+	if (n < 1 || n > K8S_MAX_COLLECTIONS)
+		return -EINVAL;
+	for (int i = 0; i < n; i++) {
+		if (!cols[i].sink.put || !cols[i].sink.del || !cols[i].sink.begin ||
+		    !cols[i].sink.end)
+			return -EINVAL;
+		kinds[i] = K8S_KIND_RAW;
+	}
+	ret = k8s_start_n(opts, cols, kinds, n, NULL, lock, notify_fd, out);
+	if (!ret)
+		for (int i = 0; i < n; i++)
+			pr_info("kubernetes: watching %s%s%s at %s", cols[i].what,
+				cols[i].selector[0] ? " with " : "", cols[i].selector,
+				opts->api_server);
+	return ret;
+}
+
 bool k8s_synced(struct k8s_watcher *w)
 {
-	return w && atomic_load(&w->kinds[0].listed) && atomic_load(&w->kinds[1].listed) &&
-	       atomic_load(&w->kinds[0].connected) && atomic_load(&w->kinds[1].connected);
+	if (!w)
+		return false;
+	for (int i = 0; i < w->n_kinds; i++)
+		if (!atomic_load(&w->kinds[i].listed) || !atomic_load(&w->kinds[i].connected))
+			return false;
+	return true;
 }
 
 void k8s_get_stats(struct k8s_watcher *w, struct k8s_stats *out)

@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <json-c/json.h>
+
 #include "discovery/model.h"
 
 /* In-cluster defaults: where the kubelet mounts the service account. */
@@ -104,6 +106,48 @@ struct k8s_stats {
 };
 
 struct k8s_watcher;
+
+/*
+ * Other collections than discovery's, watched by the same loop (list,
+ * watch, 410 relist, back-off, token): enrollment's Pods and Namespaces
+ * (docs/enrollment.md). The objects go to a sink, undecoded; the
+ * watcher's lock is held around every call.
+ */
+struct k8s_sink {
+	/* A full list starts / ended: the sink drops what begin..end did not put. */
+	void (*begin)(void *ctx);
+	void (*end)(void *ctx);
+	/*
+	 * An object added or modified (list item or watch event), or
+	 * deleted. Returns 0, or -EINVAL with the reason in err for an
+	 * object it cannot decode (counted in bad_objects, logged; a watch
+	 * then lists again so that no object is silently skipped).
+	 */
+	int (*put)(void *ctx, json_object *obj, char *err, size_t errlen);
+	int (*del)(void *ctx, json_object *obj, char *err, size_t errlen);
+	void *ctx;
+};
+
+/* A selector query, URL-escaped: "fieldSelector=spec.nodeName%3Dnode-1". */
+#define K8S_MAX_SELECTOR 512
+/* Collections one watcher runs: one thread and connection each. */
+#define K8S_MAX_COLLECTIONS 4
+
+struct k8s_collection {
+	const char *what;		 /* "pods": names the thread and log lines (static) */
+	const char *path;		 /* "/api/v1/pods" (static) */
+	char selector[K8S_MAX_SELECTOR]; /* "" for none */
+	struct k8s_sink sink;
+};
+
+/*
+ * Start watching n collections (1..K8S_MAX_COLLECTIONS), as k8s_start
+ * does for discovery's two, each change signalled on notify_fd. cols is
+ * copied. k8s_synced, k8s_get_stats and k8s_stop work on the result.
+ * Returns 0 and *out, or -errno (logged).
+ */
+int k8s_start_collections(const struct k8s_opts *opts, const struct k8s_collection *cols, int n,
+			  pthread_mutex_t *lock, int notify_fd, struct k8s_watcher **out);
 
 /*
  * Start watching. Every change is applied to m under *lock (the caller

@@ -590,8 +590,10 @@ int k8s_decode_event(json_object *obj, enum k8s_kind kind, struct k8s_event *ev,
 		}
 		if (kind == K8S_KIND_SERVICE)
 			ret = k8s_decode_service(object, &ev->svc, err, errlen);
-		else
+		else if (kind == K8S_KIND_ENDPOINTSLICE)
 			ret = k8s_decode_slice(object, &ev->slice, err, errlen);
+		else
+			ret = 0; /* K8S_KIND_RAW: the caller decodes "object" */
 		if (!ret)
 			ev->type = (enum k8s_event_type)i;
 		return ret;

@@ -34,6 +34,9 @@
 enum k8s_kind {
 	K8S_KIND_SERVICE,
 	K8S_KIND_ENDPOINTSLICE,
+	/* Any other kind (Pods, Namespaces): the event's type and
+	 * resourceVersion only; the object is left for the caller. */
+	K8S_KIND_RAW,
 };
 
 enum k8s_event_type {

@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -598,4 +599,178 @@ Test(discovery_k8s_renew, watch_renewed_without_relisting, .init = setup_short_w
 	control("apply", SLICE_WEB_MOVED);
 	cr_expect(wait_for(web_moved_v6_kept), "events still applied after renewals");
 	cr_expect(discovery_synced(d));
+}
+
+/* ---- other collections (k8s_start_collections): what enrollment watches ---- */
+
+/* A sink that keeps pod names, with the list's mark and sweep. */
+struct name_sink {
+	pthread_mutex_t mu;
+	char names[16][64];
+	bool mark[16];
+	int n, lists, bad;
+};
+
+static struct name_sink ns_sink = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static const char *obj_name(json_object *obj)
+{
+	json_object *meta, *name;
+
+	if (!json_object_object_get_ex(obj, "metadata", &meta) ||
+	    !json_object_object_get_ex(meta, "name", &name))
+		return NULL;
+	return json_object_get_string(name);
+}
+
+static int find_name(const char *name)
+{
+	for (int i = 0; i < ns_sink.n; i++)
+		if (!strcmp(ns_sink.names[i], name))
+			return i;
+	return -1;
+}
+
+static void sink_begin(void *ctx)
+{
+	(void)ctx;
+	for (int i = 0; i < ns_sink.n; i++)
+		ns_sink.mark[i] = false;
+}
+
+static void sink_end(void *ctx)
+{
+	(void)ctx;
+	for (int i = 0; i < ns_sink.n;) {
+		if (ns_sink.mark[i]) {
+			i++;
+			continue;
+		}
+		ns_sink.n--;
+		memcpy(ns_sink.names[i], ns_sink.names[ns_sink.n], sizeof(ns_sink.names[i]));
+		ns_sink.mark[i] = ns_sink.mark[ns_sink.n];
+	}
+	ns_sink.lists++;
+}
+
+static int sink_put(void *ctx, json_object *obj, char *err, size_t errlen)
+{
+	const char *name = obj_name(obj);
+	int i;
+
+	(void)ctx;
+	if (!name) {
+		ns_sink.bad++;
+		snprintf(err, errlen, "no metadata.name");
+		return -EINVAL;
+	}
+	i = find_name(name);
+	if (i < 0 && ns_sink.n < 16) {
+		i = ns_sink.n++;
+		snprintf(ns_sink.names[i], sizeof(ns_sink.names[i]), "%s", name);
+	}
+	if (i >= 0)
+		ns_sink.mark[i] = true;
+	return 0;
+}
+
+static int sink_del(void *ctx, json_object *obj, char *err, size_t errlen)
+{
+	const char *name = obj_name(obj);
+	int i;
+
+	(void)ctx, (void)err, (void)errlen;
+	i = name ? find_name(name) : -1;
+	if (i >= 0) {
+		ns_sink.n--;
+		memcpy(ns_sink.names[i], ns_sink.names[ns_sink.n], sizeof(ns_sink.names[i]));
+		ns_sink.mark[i] = ns_sink.mark[ns_sink.n];
+	}
+	return 0;
+}
+
+static struct k8s_watcher *pods_w;
+
+/* Wait (10 s) until the sink holds exactly want (names joined by ' ', any order). */
+static bool sink_holds(const char *want)
+{
+	uint64_t end = ms_now() + 10000;
+
+	while (ms_now() < end) {
+		char w[256];
+		int n = 0;
+		bool ok = true;
+
+		pthread_mutex_lock(&ns_sink.mu);
+		snprintf(w, sizeof(w), "%s", want);
+		for (char *t = strtok(w, " "); t; t = strtok(NULL, " "), n++)
+			ok = ok && find_name(t) >= 0;
+		ok = ok && n == ns_sink.n;
+		pthread_mutex_unlock(&ns_sink.mu);
+		if (ok)
+			return true;
+		usleep(20000);
+	}
+	return false;
+}
+
+#define POD(type, name, node)                                                                      \
+	"{\"type\":\"" type "\",\"object\":{\"kind\":\"Pod\",\"apiVersion\":\"v1\",\"metadata\":"  \
+	"{\"name\":\"" name "\",\"namespace\":\"shop\",\"uid\":\"uid-" name "\"},"                 \
+	"\"spec\":{\"nodeName\":\"" node "\"},\"status\":{\"podIP\":\"10.244.1.5\"}}}"
+
+static void start_pods(void)
+{
+	struct k8s_opts o = {.backoff_min_ms = 50, .backoff_max_ms = 200};
+	struct k8s_collection col = {
+	    .what = "pods",
+	    .path = "/api/v1/pods",
+	    .selector = "fieldSelector=spec.nodeName%3Dnode-a",
+	    .sink = {sink_begin, sink_end, sink_put, sink_del, NULL},
+	};
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	memset(ns_sink.names, 0, sizeof(ns_sink.names));
+	ns_sink.n = ns_sink.lists = ns_sink.bad = 0;
+	snprintf(o.api_server, sizeof(o.api_server), "https://127.0.0.1:%d", api_port);
+	snprintf(o.ca_file, sizeof(o.ca_file), "%s/ca.crt", dir);
+	snprintf(o.token_file, sizeof(o.token_file), "%s/token", dir);
+	cr_assert_geq(efd, 0);
+	cr_assert_eq(k8s_start_collections(&o, &col, 1, &ns_sink.mu, efd, &pods_w), 0);
+}
+
+/*
+ * Pods of one node through a field selector: the list and the watch see
+ * only node-a's, deletes remove, and a 410 relist drops the pod deleted
+ * while the watch was behind (the sink's mark and sweep).
+ */
+Test(discovery_k8s, pods_collection_by_node_through_a_sink)
+{
+	struct k8s_stats st;
+
+	control("apply", "[" POD("ADDED", "p1", "node-a") "," POD("ADDED", "p2", "node-b") "]");
+	start_pods();
+	cr_assert(sink_holds("p1"), "the list did not give node-a's pods only");
+	cr_assert(k8s_synced(pods_w) || sink_holds("p1"));
+	control("apply", "[" POD("ADDED", "p3", "node-a") "," POD("ADDED", "p4", "node-b") "]");
+	cr_assert(sink_holds("p1 p3"), "the watch did not follow node-a's pods");
+	control("apply", POD("DELETED", "p1", "node-a"));
+	cr_assert(sink_holds("p3"), "a delete was not applied");
+	control("apply", "[" POD("DELETED", "p3", "node-a") "," POD("ADDED", "p5", "node-a") "]");
+	cr_assert(sink_holds("p5"));
+	/* A delete the watch missed (as one lost behind a 410 would be): only
+	 * the relist's sweep can drop it. */
+	pthread_mutex_lock(&ns_sink.mu);
+	snprintf(ns_sink.names[ns_sink.n], sizeof(ns_sink.names[0]), "ghost");
+	ns_sink.mark[ns_sink.n++] = true;
+	pthread_mutex_unlock(&ns_sink.mu);
+	control("compact", NULL);
+	control("expire", NULL);
+	cr_assert(sink_holds("p5"), "the relist after 410 did not drop the missed delete");
+	k8s_get_stats(pods_w, &st);
+	cr_expect_geq(st.relists_410, 1);
+	cr_expect_geq(ns_sink.lists, 2, "listed %d times", ns_sink.lists);
+	cr_expect_eq(ns_sink.bad, 0);
+	k8s_stop(pods_w);
+	pods_w = NULL;
 }
