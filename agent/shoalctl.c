@@ -35,26 +35,29 @@ static bool json_out;
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: shoalctl [--pin-root DIR | -c FILE] [--admin ADDR:PORT] [--json] COMMAND\n"
-		   "\n"
-		   "commands:\n"
-		   "  status               layout, proxy liveness, shortcut, counts\n"
-		   "  counters             datapath counters, then per-service counters\n"
-		   "  bpf                  pinned links with their programs, maps with entry counts\n"
-		   "  services             services with their HTTP and TCP totals (admin endpoint)\n"
-		   "  endpoints            endpoints with latency estimate, in-flight, breaker\n"
-		   "  top [--interval S] [--count N]\n"
-		   "                       live requests/s, success rate and p99 per service and\n"
-		   "                       endpoint, refreshed every S seconds (default 2)\n"
-		   "  enroll NETNS         mesh a pod: NETNS is a path (/run/netns/NAME) or a PID\n"
-		   "  unenroll NETNS       stop meshing it\n"
-		   "  shortcut on|off      the sockmap kill switch, for new connections\n"
-		   "  uninstall [--force]  remove every link, map and pin shoal made\n"
-		   "\n"
-		   "The pin root defaults to " SHOAL_DEFAULT_PIN_ROOT
-		   "; -c FILE reads bpf.pin_root (and admin.listen)\n"
-		   "from a config. The admin endpoint defaults to " CONFIG_DEFAULT_ADMIN_LISTEN ".\n"
-		   "--json prints status, counters, bpf, services and endpoints as JSON.\n");
+	fprintf(f,
+		"usage: shoalctl [--pin-root DIR | -c FILE] [--admin ADDR:PORT] [--json] COMMAND\n"
+		"\n"
+		"commands:\n"
+		"  status               layout, proxy liveness, shortcut, counts\n"
+		"  counters             datapath counters, then per-service counters\n"
+		"  bpf                  pinned links with their programs, maps with entry counts\n"
+		"  services             services with their HTTP and TCP totals (admin endpoint)\n"
+		"  endpoints            endpoints with latency estimate, in-flight, breaker\n"
+		"  top [--interval S] [--count N]\n"
+		"                       live requests/s, success rate and p99 per service and\n"
+		"                       endpoint, refreshed every S seconds (default 2)\n"
+		"  pods                 pods on this node: enrollment state, service account,\n"
+		"                       netns cookie (admin endpoint; docs/enrollment.md)\n"
+		"  enroll NETNS         mesh a pod: NETNS is a path (/run/netns/NAME) or a PID\n"
+		"  unenroll NETNS       stop meshing it\n"
+		"  shortcut on|off      the sockmap kill switch, for new connections\n"
+		"  uninstall [--force]  remove every link, map and pin shoal made\n"
+		"\n"
+		"The pin root defaults to " SHOAL_DEFAULT_PIN_ROOT
+		"; -c FILE reads bpf.pin_root (and admin.listen)\n"
+		"from a config. The admin endpoint defaults to " CONFIG_DEFAULT_ADMIN_LISTEN ".\n"
+		"--json prints status, counters, bpf, services, endpoints and pods as JSON.\n");
 }
 
 static int open_map_or_explain(const char *pin_root, const char *name)
@@ -527,6 +530,48 @@ static void service_key(json_object *row, char *buf, size_t len)
 		 jget(row, "service") ? jget_str(row, "service") : jget_str(row, "name"));
 }
 
+/* The pods enrollment knows on this node (/debug/pods). */
+static int cmd_pods(const char *admin)
+{
+	char *raw = NULL, name[320], ips[128];
+	json_object *o = admin_json(admin, "/debug/pods", &raw), *list;
+
+	if (!o)
+		return 1;
+	if (json_out) {
+		fputs(raw, stdout);
+		goto out;
+	}
+	if (!json_object_get_boolean(jget(o, "enrollment"))) {
+		printf("enrollment is off (kubernetes.enrollment, docs/enrollment.md)\n");
+		goto out;
+	}
+	if (!json_object_get_boolean(jget(o, "synced")))
+		printf("# not in sync with the API server: the last state known\n");
+	list = jget(o, "pods");
+	printf("%-40s %-13s %-24s %-20s %s\n", "POD", "STATE", "SERVICE_ACCOUNT", "NETNS_COOKIE",
+	       "IPS");
+	for (size_t i = 0; list && i < json_object_array_length(list); i++) {
+		json_object *p = json_object_array_get_idx(list, i), *a = jget(p, "ips");
+		size_t len = 0;
+
+		snprintf(name, sizeof(name), "%s/%s", jget_str(p, "namespace"),
+			 jget_str(p, "name"));
+		ips[0] = '\0';
+		for (size_t k = 0; a && k < json_object_array_length(a) && len < sizeof(ips); k++)
+			len += (size_t)snprintf(
+			    ips + len, sizeof(ips) - len, "%s%s", k ? "," : "",
+			    json_object_get_string(json_object_array_get_idx(a, k)));
+		printf("%-40s %-13s %-24s %-20llu %s\n", name, jget_str(p, "state"),
+		       jget_str(p, "service_account"),
+		       (unsigned long long)jget_u64(p, "netns_cookie"), ips[0] ? ips : "-");
+	}
+out:
+	free(raw);
+	json_object_put(o);
+	return 0;
+}
+
 static int cmd_services(const char *admin)
 {
 	char *raw = NULL, name[160], rate[16];
@@ -803,6 +848,8 @@ int main(int argc, char **argv)
 		rc = cmd_counters(pin_root);
 	else if (!strcmp(cmd, "bpf") && optind == argc)
 		rc = cmd_bpf(pin_root);
+	else if (!strcmp(cmd, "pods") && optind == argc)
+		rc = cmd_pods(admin);
 	else if (!strcmp(cmd, "services") && optind == argc)
 		rc = cmd_services(admin);
 	else if (!strcmp(cmd, "endpoints") && optind == argc)

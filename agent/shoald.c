@@ -23,6 +23,8 @@
 #include "config/config.h"
 #include "discovery/discovery.h"
 #include "datapath/datapath.h"
+#include "datapath/env.h"
+#include "enroll/enroll.h"
 #include "proxy/proxy.h"
 #include "recording/trace.h"
 #include "telemetry/admin.h"
@@ -214,30 +216,79 @@ static void apply_config(struct config *cfg, struct proxy *proxy, struct datapat
 	pr_info("discovery: configuration applied: %d services", cfg->n_services);
 }
 
+/* The API client's options from cfg's kubernetes: section. 0 or -errno after logging. */
+static int k8s_opts_from_config(const struct config *cfg, struct k8s_opts *ko)
+{
+	int err;
+
+	memset(ko, 0, sizeof(*ko));
+	snprintf(ko->api_server, sizeof(ko->api_server), "%s", cfg->k8s_api_server);
+	snprintf(ko->ca_file, sizeof(ko->ca_file), "%s", cfg->k8s_ca_file);
+	snprintf(ko->token_file, sizeof(ko->token_file), "%s", cfg->k8s_token_file);
+	snprintf(ko->proxy_url, sizeof(ko->proxy_url), "%s", cfg->k8s_proxy_url);
+	ko->backoff_max_ms = cfg->k8s_backoff_max_ms;
+	err = k8s_opts_in_cluster(ko);
+	if (err)
+		pr_warn("kubernetes: no api_server in %s and KUBERNETES_SERVICE_HOST is not set "
+			"(not in a cluster?)",
+			cfg->path);
+	return err;
+}
+
 /*
  * The discovery sources cfg asks for: the file always, the Kubernetes API
  * with a kubernetes: section. Returns 0 and *out, or -errno after logging.
  */
 static int start_discovery(const struct config *cfg, struct discovery **out)
 {
-	struct k8s_opts ko = {0};
+	struct k8s_opts ko;
 	int err;
 
 	if (!cfg->k8s_enabled)
 		return discovery_start(cfg, NULL, out);
-	snprintf(ko.api_server, sizeof(ko.api_server), "%s", cfg->k8s_api_server);
-	snprintf(ko.ca_file, sizeof(ko.ca_file), "%s", cfg->k8s_ca_file);
-	snprintf(ko.token_file, sizeof(ko.token_file), "%s", cfg->k8s_token_file);
-	snprintf(ko.proxy_url, sizeof(ko.proxy_url), "%s", cfg->k8s_proxy_url);
-	ko.backoff_max_ms = cfg->k8s_backoff_max_ms;
-	err = k8s_opts_in_cluster(&ko);
-	if (err) {
-		pr_warn("kubernetes: no api_server in %s and KUBERNETES_SERVICE_HOST is not set "
-			"(not in a cluster?)",
+	err = k8s_opts_from_config(cfg, &ko);
+	if (err)
+		return err;
+	return discovery_start(cfg, &ko, out);
+}
+
+/*
+ * Automatic enrollment, when cfg has kubernetes.enrollment (*out stays
+ * NULL otherwise): the node's name from the config or $NODE_NAME (the
+ * DaemonSet sets it from the downward API), the cgroup scan root under
+ * the cgroup2 mount found at run time. 0, or -errno after logging.
+ */
+static int start_enroll(const struct config *cfg, struct enroll **out)
+{
+	struct enroll_opts eo = {0};
+	const char *node =
+	    cfg->k8s_enroll_node_name[0] ? cfg->k8s_enroll_node_name : getenv("NODE_NAME");
+	uint64_t id;
+	int err;
+
+	*out = NULL;
+	if (!cfg->k8s_enabled || !cfg->k8s_enroll)
+		return 0;
+	if (!node || !*node) {
+		pr_warn("enroll: no kubernetes.enrollment.node_name in %s and NODE_NAME is not set",
 			cfg->path);
+		return -EINVAL;
+	}
+	err = k8s_opts_from_config(cfg, &eo.k8s);
+	if (err)
+		return err;
+	snprintf(eo.node_name, sizeof(eo.node_name), "%s", node);
+	err = env_resolve_cgroup(cfg->k8s_enroll_cgroup_root, eo.cgroup_root,
+				 sizeof(eo.cgroup_root), &id);
+	if (err) {
+		pr_warn("enroll: kubernetes.enrollment.cgroup_root %s: %s",
+			cfg->k8s_enroll_cgroup_root, strerror(-err));
 		return err;
 	}
-	return discovery_start(cfg, &ko, out);
+	snprintf(eo.cni_socket, sizeof(eo.cni_socket), "%s", cfg->k8s_enroll_cni_socket);
+	snprintf(eo.pin_root, sizeof(eo.pin_root), "%s", cfg->pin_root);
+	eo.resync_ms = cfg->k8s_enroll_resync_ms;
+	return enroll_start(&eo, out);
 }
 
 /*
@@ -407,6 +458,7 @@ int main(int argc, char **argv)
 	struct proxy *proxy = NULL;
 	struct admin *admin = NULL;
 	struct discovery *disc = NULL;
+	struct enroll *enr = NULL;
 	struct tracer *tracer = NULL;
 	struct otlp_exporter *exporter = NULL;
 	struct timespec started;
@@ -524,6 +576,9 @@ int main(int argc, char **argv)
 	err = start_discovery(cfg, &disc);
 	if (err)
 		goto out;
+	err = start_enroll(cfg, &enr);
+	if (err)
+		goto out;
 	err = tracing_start(cfg, proxy, &tracer, &exporter, err_msg, sizeof(err_msg));
 	if (err) {
 		pr_warn("cannot start tracing: %s", err_msg);
@@ -531,13 +586,14 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(admin_listen, "off") != 0) {
 		struct admin_opts ao = {
-			.listen = admin_listen,
-			.sources = { .pin_root = cfg->pin_root,
-				     .proxy = proxy,
-				     .tracer = tracer,
-				     .discovery = disc },
-			.ready = agent_ready,
-			.ready_ctx = disc, /* synced at once without Kubernetes */
+		    .listen = admin_listen,
+		    .sources = {.pin_root = cfg->pin_root,
+				.proxy = proxy,
+				.tracer = tracer,
+				.discovery = disc,
+				.enroll = enr},
+		    .ready = agent_ready,
+		    .ready_ctx = disc, /* synced at once without Kubernetes */
 		};
 
 		clock_gettime(CLOCK_REALTIME, &started);
@@ -559,6 +615,7 @@ out:
 		datapath_heartbeat(dp, false);
 	admin_stop(admin); /* it reads the proxy's and discovery's stats: stop it first */
 	discovery_stop(disc); /* its threads write into the model only */
+	enroll_stop(enr);     /* the enrolled map stays: pods stay meshed across a restart */
 	proxy_stop(proxy);
 	/* The workers are gone: the rings' last spans go out, then they are freed. */
 	otlp_exporter_stop(exporter);

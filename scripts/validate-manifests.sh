@@ -95,9 +95,11 @@ for (const file of [...listed].filter((f) => present.includes(f))) {
 	});
 }
 
-// Least privilege: the agent's role reads services and endpointslices.
+// Least privilege: the agent's role reads services and endpointslices
+// (discovery), pods and namespaces (enrollment), and nothing else.
 const want = new Set(["/services list", "/services watch",
-	"discovery.k8s.io/endpointslices list", "discovery.k8s.io/endpointslices watch"]);
+	"discovery.k8s.io/endpointslices list", "discovery.k8s.io/endpointslices watch",
+	"/pods list", "/pods watch", "/namespaces list", "/namespaces watch"]);
 const got = new Set();
 for (const role of objects.filter((o) => o.kind === "ClusterRole" || o.kind === "Role"))
 	for (const r of role.rules || [])
@@ -105,7 +107,7 @@ for (const role of objects.filter((o) => o.kind === "ClusterRole" || o.kind === 
 			for (const res of r.resources || [])
 				for (const v of r.verbs || []) got.add(`${g}/${res} ${v}`);
 for (const g of got)
-	if (!want.has(g)) fail(`RBAC grants more than list/watch of services and endpointslices: ${g}`);
+	if (!want.has(g)) fail(`RBAC grants more than list/watch of services, endpointslices, pods and namespaces: ${g}`);
 for (const w of want)
 	if (!got.has(w)) fail(`RBAC lacks ${w}`);
 

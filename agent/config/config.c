@@ -91,6 +91,11 @@ static void config_set_defaults(struct config *cfg)
 		 CONFIG_DEFAULT_HTTP_UPGRADE);
 	cfg->n_http_upgrades = 1;
 	cfg->k8s_backoff_max_ms = CONFIG_DEFAULT_K8S_BACKOFF_MAX_MS;
+	snprintf(cfg->k8s_enroll_cgroup_root, sizeof(cfg->k8s_enroll_cgroup_root), "%s",
+		 CONFIG_DEFAULT_ENROLL_CGROUP_ROOT);
+	snprintf(cfg->k8s_enroll_cni_socket, sizeof(cfg->k8s_enroll_cni_socket), "%s",
+		 CONFIG_DEFAULT_CNI_SOCKET);
+	cfg->k8s_enroll_resync_ms = CONFIG_DEFAULT_ENROLL_RESYNC_MS;
 	/* tracing: the defaults the tracer and exporter apply too (docs/tracing.md). */
 	cfg->tracing.enabled = false;
 	snprintf(cfg->tracing.collector_url, sizeof(cfg->tracing.collector_url), "%s",

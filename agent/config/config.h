@@ -69,6 +69,12 @@
 /* kubernetes.backoff_max_ms: client-go's ceiling; 30 s between retries
  * keeps a thousand agents from hammering a recovering API server. */
 #define CONFIG_DEFAULT_K8S_BACKOFF_MAX_MS 30000
+/* kubernetes.enrollment (docs/enrollment.md) */
+#define CONFIG_MAX_NODE_NAME 254  /* a DNS subdomain: 253 characters */
+#define CONFIG_MAX_CNI_SOCKET 108 /* sockaddr_un.sun_path, NUL included */
+#define CONFIG_DEFAULT_CNI_SOCKET "/var/run/shoal/cni.sock"
+#define CONFIG_DEFAULT_ENROLL_CGROUP_ROOT "/" /* relative to the cgroup2 mount */
+#define CONFIG_DEFAULT_ENROLL_RESYNC_MS 5000
 /*
  * A request finding no candidate endpoint (all ejected or probing) waits
  * this long for one before its 503: about one breaker backoff, so a probe
@@ -435,6 +441,12 @@ struct config {
 	char k8s_token_file[PATH_MAX];       /* "": the service account's token */
 	char k8s_proxy_url[CONFIG_MAX_K8S_URL]; /* "": direct, whatever the environment says */
 	uint32_t k8s_backoff_max_ms;         /* ceiling of the jittered back-off */
+	/* kubernetes.enrollment: pods meshed by label (docs/enrollment.md). */
+	bool k8s_enroll;
+	char k8s_enroll_node_name[CONFIG_MAX_NODE_NAME];   /* "": $NODE_NAME at start */
+	char k8s_enroll_cgroup_root[PATH_MAX];		   /* where the cgroup scan starts */
+	char k8s_enroll_cni_socket[CONFIG_MAX_CNI_SOCKET]; /* "": no CNI plugin */
+	uint32_t k8s_enroll_resync_ms;
 
 	/*
 	 * services[i]->id == i; no entry is NULL. Configs built by

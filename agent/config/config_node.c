@@ -335,6 +335,63 @@ static int parse_proxy_url(struct cfg_parser *p, void *obj)
 	return 0;
 }
 
+/* Limits of kubernetes.enrollment.resync_ms: below 500 ms the /proc and
+ * cgroup scans would busy a core; above 5 min a dead netns lingers. */
+#define CONFIG_MIN_ENROLL_RESYNC_MS 500
+#define CONFIG_MAX_ENROLL_RESYNC_MS 300000
+
+/* A node name: a DNS subdomain, as the API server requires of Node objects. */
+static int parse_node_name(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+	char *n = cfg->k8s_enroll_node_name, buf[CONFIG_ECHO_MAX + 4];
+	int err = cp_string(p, "a node name", n, sizeof(cfg->k8s_enroll_node_name));
+
+	if (err)
+		return err;
+	if (!*n || strspn(n, "abcdefghijklmnopqrstuvwxyz0123456789.-") != strlen(n) || *n == '-' ||
+	    *n == '.')
+		return cp_fail(p, cp_line(p),
+			       "must be a node name (lower-case letters, digits, '-' and '.'), "
+			       "got \"%s\"",
+			       cp_echo(n, strlen(n), buf));
+	return 0;
+}
+
+/* An absolute socket path that fits sun_path, or "" for no CNI plugin. */
+static int parse_cni_socket(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+	char *s = cfg->k8s_enroll_cni_socket, buf[CONFIG_ECHO_MAX + 4];
+	int err = cp_string(p, "a socket path", s, sizeof(cfg->k8s_enroll_cni_socket));
+
+	if (err)
+		return err;
+	if (*s && *s != '/')
+		return cp_fail(p, cp_line(p), "must be an absolute path or \"\", got \"%s\"",
+			       cp_echo(s, strlen(s), buf));
+	return 0;
+}
+
+static const struct field enrollment_fields[] = {
+    {"enabled", FIELD_BOOL, offsetof(struct config, k8s_enroll)},
+    {"node_name", FIELD_FUNC, .parse = parse_node_name},
+    {"cgroup_root", FIELD_PATH, offsetof(struct config, k8s_enroll_cgroup_root)},
+    {"cni_socket", FIELD_FUNC, .parse = parse_cni_socket},
+    {"resync_ms", FIELD_U32, offsetof(struct config, k8s_enroll_resync_ms),
+     CONFIG_MIN_ENROLL_RESYNC_MS, CONFIG_MAX_ENROLL_RESYNC_MS},
+};
+
+/* The section's presence turns enrollment on, unless enabled: false. */
+static int parse_enrollment(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+	struct map_seen seen;
+
+	cfg->k8s_enroll = true;
+	return cp_map(p, enrollment_fields, ARRAY_SIZE(enrollment_fields), obj, &seen);
+}
+
 static const struct field kubernetes_fields[] = {
     {"api_server", FIELD_FUNC, .parse = parse_api_server},
     {"proxy_url", FIELD_FUNC, .parse = parse_proxy_url},
@@ -342,6 +399,7 @@ static const struct field kubernetes_fields[] = {
     {"token_file", FIELD_PATH, offsetof(struct config, k8s_token_file)},
     {"backoff_max_ms", FIELD_U32, offsetof(struct config, k8s_backoff_max_ms),
      CONFIG_MIN_K8S_BACKOFF_MS, CONFIG_MAX_K8S_BACKOFF_MS},
+    {"enrollment", FIELD_FUNC, .parse = parse_enrollment},
 };
 
 /* The section's presence turns the source on; an empty one means in-cluster. */

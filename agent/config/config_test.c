@@ -328,6 +328,51 @@ Test(config, kubernetes_proxy_url)
 	}
 }
 
+/* kubernetes.enrollment: off without the section; on with it, unless enabled: false. */
+Test(config, kubernetes_enrollment)
+{
+	cr_assert_eq(parse(NODE "kubernetes: {}\n"), 0, "%s", err);
+	cr_expect_not(cfg->k8s_enroll);
+	cr_expect_str_eq(cfg->k8s_enroll_cni_socket, CONFIG_DEFAULT_CNI_SOCKET);
+	cr_expect_str_eq(cfg->k8s_enroll_cgroup_root, "/");
+	cr_expect_str_eq(cfg->k8s_enroll_node_name, "", "$NODE_NAME unless configured");
+	cr_expect_eq(cfg->k8s_enroll_resync_ms, CONFIG_DEFAULT_ENROLL_RESYNC_MS);
+	config_free(cfg);
+	cfg = NULL;
+	cr_assert_eq(parse(NODE "kubernetes:\n  enrollment: {}\n"), 0, "%s", err);
+	cr_expect(cfg->k8s_enroll);
+	config_free(cfg);
+	cfg = NULL;
+	cr_assert_eq(parse(NODE "kubernetes:\n  enrollment:\n    enabled: false\n"), 0, "%s", err);
+	cr_expect_not(cfg->k8s_enroll);
+	config_free(cfg);
+	cfg = NULL;
+	cr_assert_eq(parse(NODE "kubernetes:\n  enrollment:\n    node_name: node-7.example\n"
+				"    cgroup_root: /kubepods.slice\n    cni_socket: \"\"\n"
+				"    resync_ms: 1000\n"),
+		     0, "%s", err);
+	cr_expect(cfg->k8s_enroll);
+	cr_expect_str_eq(cfg->k8s_enroll_node_name, "node-7.example");
+	cr_expect_str_eq(cfg->k8s_enroll_cgroup_root, "/kubepods.slice");
+	cr_expect_str_eq(cfg->k8s_enroll_cni_socket, "", "no CNI socket");
+	cr_expect_eq(cfg->k8s_enroll_resync_ms, 1000);
+	config_free(cfg);
+	cfg = NULL;
+	assert_refused(NODE "kubernetes:\n  enrollment:\n    node_name: Node_1\n",
+		       "t.yaml:5: kubernetes.enrollment.node_name: must be a node name");
+	assert_refused(NODE "kubernetes:\n  enrollment:\n    cni_socket: run/cni.sock\n",
+		       "t.yaml:5: kubernetes.enrollment.cni_socket: must be an absolute path");
+	assert_refused(
+	    NODE "kubernetes:\n  enrollment:\n    cni_socket: /"
+		 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+	    "t.yaml:5: kubernetes.enrollment.cni_socket: must be at most 107 characters");
+	assert_refused(NODE "kubernetes:\n  enrollment:\n    resync_ms: 100\n",
+		       "t.yaml:5: kubernetes.enrollment.resync_ms:");
+	assert_refused(NODE "kubernetes:\n  enrollment:\n    nodename: x\n",
+		       "t.yaml:5: kubernetes.enrollment.nodename:");
+}
+
 Test(config, ranges)
 {
 	assert_refused(NODE "services:\n"

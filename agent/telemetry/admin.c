@@ -186,8 +186,10 @@ static void serve_debug(struct admin *a, struct admin_out *fd, const char *path,
 	int err = debug_render(path, &a->opts.sources, &b);
 
 	if (err == -ENOENT)
-		respond_text(fd, 404, "Not Found",
-			     "try /debug/config, /debug/services or /debug/endpoints\n", head_only);
+		respond_text(
+		    fd, 404, "Not Found",
+		    "try /debug/config, /debug/services, /debug/endpoints or /debug/pods\n",
+		    head_only);
 	else if (err)
 		respond_text(fd, 500, "Internal Server Error", "out of memory rendering the page\n",
 			     head_only);
@@ -270,7 +272,7 @@ static void admin_handle(struct admin *a, const char *req, struct admin_out *fd)
 	} else {
 		respond_text(
 		    fd, 404, "Not Found",
-		    "try /healthz, /readyz, /metrics or /debug/{config,services,endpoints}\n",
+		    "try /healthz, /readyz, /metrics or /debug/{config,services,endpoints,pods}\n",
 		    head_only);
 	}
 }

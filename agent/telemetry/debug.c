@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "common/addr.h"
+#include "enroll/enroll.h"
 #include "proxy/proxy.h"
 #include "recording/http_metrics.h"
 
@@ -348,11 +349,54 @@ static void render_config(const struct metrics_live *lv, struct metrics_buf *b)
 	P(b, "]}\n");
 }
 
+/*
+ * /debug/pods: the pods on this node as enrollment sees them, with the
+ * service account (the pod -> identity map) and the enrolled netns.
+ */
+static void render_pods(const struct metrics_sources *src, struct metrics_buf *b)
+{
+	struct enroll_pod *pods = NULL;
+	int n = src->enroll ? enroll_pods_copy(src->enroll, &pods) : 0;
+
+	if (n < 0) {
+		b->failed = true;
+		return;
+	}
+	P(b, "{\"enrollment\":%s,\"synced\":%s,\"pods\":[", src->enroll ? "true" : "false",
+	  src->enroll && enroll_synced(src->enroll) ? "true" : "false");
+	for (int i = 0; i < n; i++) {
+		const struct enroll_pod *p = &pods[i];
+
+		P(b, "%s{\"namespace\":", i ? "," : "");
+		json_str(b, p->ns);
+		P(b, ",\"name\":");
+		json_str(b, p->name);
+		P(b, ",\"uid\":");
+		json_str(b, p->uid);
+		P(b, ",\"service_account\":");
+		json_str(b, p->service_account);
+		P(b, ",\"state\":\"%s\",\"host_network\":%s,\"netns_cookie\":%llu,\"ips\":[",
+		  enroll_state_name(p->state), p->host_network ? "true" : "false",
+		  (unsigned long long)p->cookie);
+		for (int k = 0; k < p->n_ips; k++) {
+			P(b, "%s", k ? "," : "");
+			json_addr(b, &p->ips[k]);
+		}
+		P(b, "]}");
+	}
+	P(b, "]}\n");
+	free(pods);
+}
+
 int debug_render(const char *path, const struct metrics_sources *src, struct metrics_buf *b)
 {
 	void (*render)(const struct metrics_live *, struct metrics_buf *);
 	struct metrics_live lv;
 
+	if (!strcmp(path, "/debug/pods")) {
+		render_pods(src, b);
+		return b->failed ? -ENOMEM : 0;
+	}
 	if (!strcmp(path, "/debug/services"))
 		render = render_services;
 	else if (!strcmp(path, "/debug/endpoints"))

@@ -14,6 +14,7 @@
 #include "common/addr.h"
 #include "datapath/pins.h"
 #include "discovery/discovery.h"
+#include "enroll/enroll.h"
 #include "proxy/proxy.h"
 #include "recording/http_metrics.h"
 #include "recording/series_ids.h"
@@ -500,7 +501,7 @@ static bool render_kernel(const struct metrics_sources *src, struct metrics_buf 
 
 /*
  * A component's counters come from its own X(field, kind, help) table
- * (PROXY_STATS, TRACE_STATS, DISCOVERY_STATS): each row is one family
+ * (PROXY_STATS, TRACE_STATS, DISCOVERY_STATS, ENROLL_STATS): each row is one family
  * named prefix + field, with "_total" for counters, and a sample only
  * when the component runs.
  */
@@ -567,6 +568,19 @@ static void render_discovery(const struct metrics_sources *src, struct metrics_b
 #undef DISCOVERY_FAMILY
 }
 
+/* Enrollment's counters and pod states (zero families when it does not run). */
+static void render_enroll(const struct metrics_sources *src, struct metrics_buf *b)
+{
+	struct enroll_stats st = {};
+
+	if (src->enroll)
+		enroll_get_stats(src->enroll, &st);
+#define ENROLL_FAMILY(field, kind, help)                                                           \
+	render_stat(b, "shoal_enroll_", #field, #kind, help, src->enroll, st.field);
+	ENROLL_STATS(ENROLL_FAMILY)
+#undef ENROLL_FAMILY
+}
+
 static unsigned long count_open_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -610,6 +624,7 @@ int metrics_render(const struct metrics_sources *src, struct metrics_buf *b)
 	render_proxy(src, b);
 	render_trace(src, b);
 	render_discovery(src, b);
+	render_enroll(src, b);
 	header(b, METRIC_PROCESS_OPEN_FDS);
 	out(b, "%s %lu\n", families[METRIC_PROCESS_OPEN_FDS].name, count_open_fds());
 	header(b, METRIC_PROCESS_RSS);
@@ -639,6 +654,9 @@ void metrics_print_docs(void)
 #define DOC_DISCOVERY(field, kind, help) doc_stat("shoal_discovery_", #field, #kind, help);
 	DISCOVERY_STATS(DOC_DISCOVERY)
 #undef DOC_DISCOVERY
+#define DOC_ENROLL(field, kind, help) doc_stat("shoal_enroll_", #field, #kind, help);
+	ENROLL_STATS(DOC_ENROLL)
+#undef DOC_ENROLL
 	for (int i = 0; i < METRIC_COUNT; i++)
 		printf("| `%s` | %s | %s | %s |\n", families[i].name, families[i].type,
 		       families[i].labels[0] ? families[i].labels : "", families[i].help);

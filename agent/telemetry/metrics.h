@@ -19,6 +19,7 @@
 struct proxy;
 struct tracer;
 struct discovery;
+struct enroll;
 
 /*
  * X(id, name, type, labels, help). Kernel, proxy and tracing counters are
@@ -108,6 +109,7 @@ struct metrics_sources {
 	struct proxy *proxy;
 	struct tracer *tracer; /* tracing: counters (TRACE_STATS); NULL when off */
 	struct discovery *discovery; /* DISCOVERY_STATS; NULL: not running */
+	struct enroll *enroll;	     /* ENROLL_STATS, /debug/pods; NULL: not running */
 	double start_time;    /* epoch seconds */
 };
 
