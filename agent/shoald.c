@@ -286,6 +286,7 @@ static int start_enroll(const struct config *cfg, struct enroll **out)
 		return err;
 	}
 	snprintf(eo.cni_socket, sizeof(eo.cni_socket), "%s", cfg->k8s_enroll_cni_socket);
+	snprintf(eo.netns_dir, sizeof(eo.netns_dir), "%s", cfg->k8s_enroll_netns_dir);
 	snprintf(eo.pin_root, sizeof(eo.pin_root), "%s", cfg->pin_root);
 	eo.resync_ms = cfg->k8s_enroll_resync_ms;
 	return enroll_start(&eo, out);

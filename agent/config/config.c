@@ -96,6 +96,8 @@ static void config_set_defaults(struct config *cfg)
 	snprintf(cfg->k8s_enroll_cni_socket, sizeof(cfg->k8s_enroll_cni_socket), "%s",
 		 CONFIG_DEFAULT_CNI_SOCKET);
 	cfg->k8s_enroll_resync_ms = CONFIG_DEFAULT_ENROLL_RESYNC_MS;
+	snprintf(cfg->k8s_enroll_netns_dir, sizeof(cfg->k8s_enroll_netns_dir), "%s",
+		 CONFIG_DEFAULT_ENROLL_NETNS_DIR);
 	/* tracing: the defaults the tracer and exporter apply too (docs/tracing.md). */
 	cfg->tracing.enabled = false;
 	snprintf(cfg->tracing.collector_url, sizeof(cfg->tracing.collector_url), "%s",

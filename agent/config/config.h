@@ -75,6 +75,7 @@
 #define CONFIG_DEFAULT_CNI_SOCKET "/var/run/shoal/cni.sock"
 #define CONFIG_DEFAULT_ENROLL_CGROUP_ROOT "/" /* relative to the cgroup2 mount */
 #define CONFIG_DEFAULT_ENROLL_RESYNC_MS 5000
+#define CONFIG_DEFAULT_ENROLL_NETNS_DIR "/var/run/netns" /* containerd's and CRI-O's */
 /*
  * A request finding no candidate endpoint (all ejected or probing) waits
  * this long for one before its 503: about one breaker backoff, so a probe
@@ -446,6 +447,7 @@ struct config {
 	char k8s_enroll_node_name[CONFIG_MAX_NODE_NAME];   /* "": $NODE_NAME at start */
 	char k8s_enroll_cgroup_root[PATH_MAX];		   /* where the cgroup scan starts */
 	char k8s_enroll_cni_socket[CONFIG_MAX_CNI_SOCKET]; /* "": no CNI plugin */
+	char k8s_enroll_netns_dir[PATH_MAX];		   /* "": no netns mount matching */
 	uint32_t k8s_enroll_resync_ms;
 
 	/*

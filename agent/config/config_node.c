@@ -358,19 +358,34 @@ static int parse_node_name(struct cfg_parser *p, void *obj)
 	return 0;
 }
 
-/* An absolute socket path that fits sun_path, or "" for no CNI plugin. */
-static int parse_cni_socket(struct cfg_parser *p, void *obj)
+/* An absolute path into out (size bytes), or "" for none. */
+static int parse_path_or_none(struct cfg_parser *p, char *out, size_t size)
 {
-	struct config *cfg = obj;
-	char *s = cfg->k8s_enroll_cni_socket, buf[CONFIG_ECHO_MAX + 4];
-	int err = cp_string(p, "a socket path", s, sizeof(cfg->k8s_enroll_cni_socket));
+	char buf[CONFIG_ECHO_MAX + 4];
+	int err = cp_string(p, "a path", out, size);
 
 	if (err)
 		return err;
-	if (*s && *s != '/')
+	if (*out && *out != '/')
 		return cp_fail(p, cp_line(p), "must be an absolute path or \"\", got \"%s\"",
-			       cp_echo(s, strlen(s), buf));
+			       cp_echo(out, strlen(out), buf));
 	return 0;
+}
+
+/* A socket path that fits sun_path, or "" for no CNI plugin. */
+static int parse_cni_socket(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+
+	return parse_path_or_none(p, cfg->k8s_enroll_cni_socket,
+				  sizeof(cfg->k8s_enroll_cni_socket));
+}
+
+static int parse_netns_dir(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+
+	return parse_path_or_none(p, cfg->k8s_enroll_netns_dir, sizeof(cfg->k8s_enroll_netns_dir));
 }
 
 static const struct field enrollment_fields[] = {
@@ -378,6 +393,7 @@ static const struct field enrollment_fields[] = {
     {"node_name", FIELD_FUNC, .parse = parse_node_name},
     {"cgroup_root", FIELD_PATH, offsetof(struct config, k8s_enroll_cgroup_root)},
     {"cni_socket", FIELD_FUNC, .parse = parse_cni_socket},
+    {"netns_dir", FIELD_FUNC, .parse = parse_netns_dir},
     {"resync_ms", FIELD_U32, offsetof(struct config, k8s_enroll_resync_ms),
      CONFIG_MIN_ENROLL_RESYNC_MS, CONFIG_MAX_ENROLL_RESYNC_MS},
 };

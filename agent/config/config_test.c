@@ -337,6 +337,7 @@ Test(config, kubernetes_enrollment)
 	cr_expect_str_eq(cfg->k8s_enroll_cgroup_root, "/");
 	cr_expect_str_eq(cfg->k8s_enroll_node_name, "", "$NODE_NAME unless configured");
 	cr_expect_eq(cfg->k8s_enroll_resync_ms, CONFIG_DEFAULT_ENROLL_RESYNC_MS);
+	cr_expect_str_eq(cfg->k8s_enroll_netns_dir, "/var/run/netns");
 	config_free(cfg);
 	cfg = NULL;
 	cr_assert_eq(parse(NODE "kubernetes:\n  enrollment: {}\n"), 0, "%s", err);
@@ -349,13 +350,14 @@ Test(config, kubernetes_enrollment)
 	cfg = NULL;
 	cr_assert_eq(parse(NODE "kubernetes:\n  enrollment:\n    node_name: node-7.example\n"
 				"    cgroup_root: /kubepods.slice\n    cni_socket: \"\"\n"
-				"    resync_ms: 1000\n"),
+				"    resync_ms: 1000\n    netns_dir: \"\"\n"),
 		     0, "%s", err);
 	cr_expect(cfg->k8s_enroll);
 	cr_expect_str_eq(cfg->k8s_enroll_node_name, "node-7.example");
 	cr_expect_str_eq(cfg->k8s_enroll_cgroup_root, "/kubepods.slice");
 	cr_expect_str_eq(cfg->k8s_enroll_cni_socket, "", "no CNI socket");
 	cr_expect_eq(cfg->k8s_enroll_resync_ms, 1000);
+	cr_expect_str_eq(cfg->k8s_enroll_netns_dir, "", "no netns mount matching");
 	config_free(cfg);
 	cfg = NULL;
 	assert_refused(NODE "kubernetes:\n  enrollment:\n    node_name: Node_1\n",
@@ -367,6 +369,8 @@ Test(config, kubernetes_enrollment)
 		 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 		 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
 	    "t.yaml:5: kubernetes.enrollment.cni_socket: must be at most 107 characters");
+	assert_refused(NODE "kubernetes:\n  enrollment:\n    netns_dir: run/netns\n",
+		       "t.yaml:5: kubernetes.enrollment.netns_dir: must be an absolute path");
 	assert_refused(NODE "kubernetes:\n  enrollment:\n    resync_ms: 100\n",
 		       "t.yaml:5: kubernetes.enrollment.resync_ms:");
 	assert_refused(NODE "kubernetes:\n  enrollment:\n    nodename: x\n",

@@ -21,6 +21,7 @@
 #include "enroll/enroll.h"
 
 #include <bpf/bpf.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -65,6 +66,7 @@ struct enroll {
 	struct enroll_cookie_set owned; /* cookies this agent enrolled */
 	struct enroll_cookie_set live;	/* scratch: netns alive now */
 	uint64_t *round;		/* per pod index: cookie found by this scan */
+	bool *round_mount;		/* ... by its netns mount, not its cgroups */
 	bool pods_listed, nss_listed;	/* under mu: first list done */
 	struct {
 		_Atomic uint64_t enrolls, unenrolls, stale_removed, netns_mismatch, cni_requests,
@@ -237,6 +239,46 @@ static int on_process(void *ctx, const char *uid, pid_t pid)
 	return 0;
 }
 
+/*
+ * Pods the cgroup scan did not find: the netns the runtime pinned under
+ * opts.netns_dir (containerd's and CRI-O's /var/run/netns/<id>) that
+ * holds the pod's IP. Opening a bind mount needs no ptrace access to the
+ * pod's processes, which a non-root agent lacks (docs/enrollment.md), and
+ * a pod IP is held by one netns of the node at a time.
+ */
+static void match_netns_mounts(struct enroll *e)
+{
+	struct enroll_netns_info info;
+	char path[PATH_MAX];
+	struct dirent *d;
+	bool need = false;
+	DIR *dir;
+
+	for (int i = 0; i < e->t.n_pods; i++)
+		need |= !e->t.pods[i].host_network && !e->round[i] && e->t.pods[i].n_ips;
+	if (!need || !e->opts.netns_dir[0] || !(dir = opendir(e->opts.netns_dir)))
+		return;
+	while ((d = readdir(dir))) {
+		if (d->d_name[0] == '.' ||
+		    snprintf(path, sizeof(path), "%s/%s", e->opts.netns_dir, d->d_name) >=
+			(int)sizeof(path) ||
+		    enroll_netns_probe(path, true, &info) || info.cookie == e->self_cookie)
+			continue;
+		for (int i = 0; i < e->t.n_pods; i++) {
+			const struct enroll_pod *p = &e->t.pods[i];
+
+			if (p->host_network || e->round[i])
+				continue;
+			for (int a = 0; a < info.n_addrs && !e->round[i]; a++)
+				if (enroll_pod_has_ip(p, &info.addrs[a])) {
+					e->round[i] = info.cookie;
+					e->round_mount[i] = true;
+				}
+		}
+	}
+	closedir(dir);
+}
+
 /* The CNI-reported netns of p, if it is still the same one. */
 static uint64_t cni_cookie_alive(const struct enroll_pod *p)
 {
@@ -292,8 +334,10 @@ static void reconcile(struct enroll *e)
 		return;
 	}
 	memset(e->round, 0, sizeof(*e->round) * ENROLL_MAX_PODS);
+	memset(e->round_mount, 0, sizeof(*e->round_mount) * ENROLL_MAX_PODS);
 	if (e->opts.cgroup_root[0])
 		enroll_cgroup_scan(e->opts.cgroup_root, on_process, e);
+	match_netns_mounts(e);
 
 	for (int i = 0; i < e->t.n_pods; i++) {
 		struct enroll_pod *p = &e->t.pods[i];
@@ -321,7 +365,10 @@ static void reconcile(struct enroll *e)
 		} else if (found && (found != p->cookie || !map_has(fd, found))) {
 			if (p->cookie && p->cookie != found)
 				map_set(e, p->cookie, false, p, "its netns changed");
-			if (!map_set(e, found, true, p, e->round[i] ? "cgroup scan" : "cni"))
+			if (!map_set(e, found, true, p,
+				     !e->round[i]	 ? "cni"
+				     : e->round_mount[i] ? "netns mount"
+							 : "cgroup scan"))
 				p->cookie = found;
 		}
 		if (!found && p->cookie && !map_has(fd, p->cookie))
@@ -633,6 +680,7 @@ void enroll_stop(struct enroll *e)
 	enroll_cookie_set_free(&e->owned);
 	enroll_cookie_set_free(&e->live);
 	free(e->round);
+	free(e->round_mount);
 	enroll_table_fini(&e->t);
 	pthread_mutex_destroy(&e->mu);
 	free(e);
@@ -659,7 +707,8 @@ int enroll_start(const struct enroll_opts *opts, struct enroll **out)
 	pthread_mutex_init(&e->mu, NULL);
 	ret = enroll_table_init(&e->t);
 	e->round = calloc(ENROLL_MAX_PODS, sizeof(*e->round));
-	if (ret || !e->round) {
+	e->round_mount = calloc(ENROLL_MAX_PODS, sizeof(*e->round_mount));
+	if (ret || !e->round || !e->round_mount) {
 		ret = -ENOMEM;
 		goto fail;
 	}

@@ -2,10 +2,10 @@
 /*
  * Automatic enrollment (docs/enrollment.md): watch the Pods on this node
  * and the labelled Namespaces, decide which pods are meshed, find each
- * one's network namespace from the kubelet's cgroups (or from the CNI
- * plugin, before the pod's containers start), check that it holds the
- * pod's IP, and keep shoal_enrolled equal to that set. One controller
- * thread; the Kubernetes watch threads are discovery's (k8s.h).
+ * one's network namespace from the kubelet's cgroups or the runtime's
+ * netns mounts (or from the CNI plugin, before the pod's containers
+ * start), check that it holds the pod's IP, and keep shoal_enrolled equal to that set. One
+ * controller thread; the Kubernetes watch threads are discovery's (k8s.h).
  */
 #ifndef SHOAL_ENROLL_ENROLL_H
 #define SHOAL_ENROLL_ENROLL_H
@@ -63,6 +63,7 @@ struct enroll_opts {
 	char node_name[ENROLL_MAX_NAME];
 	char cgroup_root[PATH_MAX]; /* absolute: where the cgroup scan starts */
 	char cni_socket[108];	    /* the plugin's socket (sun_path); "": none */
+	char netns_dir[PATH_MAX];   /* the runtime's netns mounts, matched by IP; "": none */
 	char pin_root[PATH_MAX];
 	uint32_t resync_ms; /* 0: ENROLL_RESYNC_MS */
 };

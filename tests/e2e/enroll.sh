@@ -8,7 +8,8 @@
 # and the stand-in API server (tests/k8s/apiserver.py) holds their Pods
 # and Namespaces. shoald watches them with enrollment on, and:
 #  - pods running before it starts are enrolled by the cgroup scan (each
-#    netns checked to hold the pod's IP); the label rules hold: namespace
+#    netns checked to hold the pod's IP), and one without processes by
+#    the runtime's netns mount that holds its IP; the label rules hold: namespace
 #    label, pod label overriding both ways, host network never, other
 #    nodes' pods not seen;
 #  - through the CNI plugin (shoal-cni ADD), a new pod's netns is enrolled
@@ -39,6 +40,25 @@ for old in "$STATE_DIR"/"$E2E_PREFIX"-*.cni.sock; do
 	pid=${pid%%.*}
 	owner_alive "$pid" || rm -f "$old"
 done
+# The runtime's netns mounts (kubernetes.enrollment.netns_dir) of this
+# run: a directory of bind mounts, unmounted on every exit path.
+NETNS_MNT=$STATE_DIR/$RUN.netns
+for old in "$STATE_DIR"/"$E2E_PREFIX"-*.netns; do
+	[[ -d $old ]] || continue
+	pid=${old##*/"$E2E_PREFIX"-}
+	pid=${pid%%.*}
+	owner_alive "$pid" && continue
+	for m in "$old"/*; do umount "$m" 2>/dev/null || true; done
+	rm -rf "$old"
+done
+netns_mnt_cleanup() {
+	local m
+	for m in "$NETNS_MNT"/*; do [[ -e $m ]] && umount "$m" 2>/dev/null; done
+	rm -rf "$NETNS_MNT"
+	return 0
+}
+trap 'rc=$?; netns_mnt_cleanup; (exit $rc); e2e_cleanup' EXIT
+mkdir -p "$NETNS_MNT"
 e2e_topology
 
 K8S_DIR=$LOGDIR/k8s
@@ -202,6 +222,11 @@ for p in k1 k2 k3 k4 hn; do pause_in "$p"; done
 kpod k5 shop systemd containerd 14   # created later, through the CNI plugin
 kpod k6 plain cgroupfs containerd 15 # the same, in a namespace without the label
 kpod k7 shop cgroupfs containerd 16  # started while shoald is down
+# No process at all, its netns pinned where the runtime pins them: found
+# by the netns mount holding its IP (no ptrace access to pods needed).
+kpod k8 shop systemd containerd 17
+touch "$NETNS_MNT/cni-k8"
+mount --bind "/run/netns/${POD_NS[k8]}" "$NETNS_MNT/cni-k8" || fatal "cannot bind-mount k8's netns"
 apply "[$(ns_event ADDED shop enabled),$(ns_event ADDED plain),$(pod_event ADDED k1),$(pod_event ADDED k2),$(pod_event ADDED k3),$(pod_event ADDED k4),$(pod_event ADDED hn)]"
 # A pod of another node, whose netns is k6's: never this node's business.
 K_UID[far]=5eedfa00-0e2e-4000-8000-000000000000 K_NS[far]=shop K_NODE[far]=node-b
@@ -221,6 +246,7 @@ kubernetes:
     cgroup_root: /$RUN
     cni_socket: $CNI_SOCK
     resync_ms: 1000
+    netns_dir: $NETNS_MNT
 services:
 EOF
 	web_service
@@ -246,6 +272,16 @@ until_path k1 proxied
 until_path k2 proxied
 until_path k4 proxied
 until_path k3 direct
+for p in k1 k2 k4; do
+	grep -q "enroll: pod ${K_NS[$p]}/$p enrolled (netns cookie [0-9]*, cgroup scan)" "$SHOALD_LOG" &&
+		pass "$p found through its kubelet cgroup" || fail "$p not enrolled by the cgroup scan"
+done
+apply "$(pod_event ADDED k8)"
+wait_state k8 enrolled
+grep -q "enroll: pod shop/k8 enrolled (netns cookie [0-9]*, netns mount)" "$SHOALD_LOG" &&
+	pass "k8 (no process) found through the runtime's netns mount holding its IP" ||
+	fail "k8 not enrolled through its netns mount"
+expect_proxied k8 10.96.0.10:80 10.96.0.10:80
 pods_out=$(shoalctl_admin pods)
 printf '%s\n' "$pods_out" >"$LOGDIR/pods.1.txt"
 if grep -q "^shop/k1 .*enrolled *sa-k1 " <<<"$pods_out"; then
@@ -253,10 +289,10 @@ if grep -q "^shop/k1 .*enrolled *sa-k1 " <<<"$pods_out"; then
 else
 	fail "shoalctl pods does not show shop/k1 enrolled with sa-k1: $pods_out"
 fi
-# The node's netns (hn's, shoald's) is never enrolled: 3 pods + the stale entry.
+# The node's netns (hn's, shoald's) is never enrolled: 4 pods + the stale entry.
 n=$(enrolled_count)
-((n <= 4)) && pass "shoal_enrolled holds $n entries (3 pods, maybe the stale one): no host netns" ||
-	fail "shoal_enrolled holds $n entries, expected at most 4"
+((n <= 5)) && pass "shoal_enrolled holds $n entries (4 pods, maybe the stale one): no host netns" ||
+	fail "shoal_enrolled holds $n entries, expected at most 5"
 
 say "CNI: a new pod's netns is enrolled before its first process runs"
 apply "$(pod_event ADDED k5)"
@@ -326,8 +362,8 @@ done
 ((${n:-0} >= 1)) && pass "the gone netns's entry was removed (shoal_enroll_stale_removed_total $n)" ||
 	fail "shoal_enroll_stale_removed_total is '${n:-}' 12 s after the netns went"
 n=$(enrolled_count)
-[[ $n == 2 ]] && pass "shoal_enrolled holds 2 entries (k4 and k7)" ||
-	fail "shoal_enrolled holds $n entries, expected 2 (k4, k7)"
+[[ $n == 3 ]] && pass "shoal_enrolled holds 3 entries (k4, k7, k8)" ||
+	fail "shoal_enrolled holds $n entries, expected 3 (k4, k7, k8)"
 
 if [[ -x /opt/shoal/kubernetes-client/usr/bin/kubectl ]] || dpkg-query -W kubernetes-client >/dev/null 2>&1; then
 	kc=/usr/bin/kubectl
@@ -342,7 +378,7 @@ current-context: c
 EOF
 	got=$(in_ns "$NS_A" "$kc" --kubeconfig "$K8S_DIR/kubeconfig" --cache-dir "$K8S_DIR/kcache" \
 		get pods -A --field-selector spec.nodeName=node-a -o name 2>&1 | sort | tr '\n' ' ')
-	want="pod/hn pod/k2 pod/k3 pod/k4 pod/k6 pod/k7 "
+	want="pod/hn pod/k2 pod/k3 pod/k4 pod/k6 pod/k7 pod/k8 "
 	[[ $got == "$want" ]] && pass "Debian's kubectl lists the same node-a pods: $got" ||
 		fail "kubectl get pods on node-a: '$got', expected '$want'"
 else
