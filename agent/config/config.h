@@ -152,6 +152,20 @@ enum config_protocol {
 	CONFIG_PROTO_DETECT,  /* undeclared: peek the first bytes, up to detect_timeout_ms */
 };
 
+/*
+ * Who carries a service port's connections (docs/config.md, "mode").
+ * Zero is the proxy, so a port built outside the parser (discovery) is
+ * proxied.
+ */
+enum config_port_mode {
+	CONFIG_MODE_PROXY = 0, /* connect4/6 rewrite to the node proxy */
+	/* connect4/6 pick the endpoint (P2C over the kernel's RTT costs) and
+	 * rewrite to it: no proxy in the path. Opaque TCP only. */
+	CONFIG_MODE_KERNEL,
+};
+/* Until measured otherwise (docs/benchmarks.md), opaque ports are proxied. */
+#define CONFIG_DEFAULT_PORT_MODE CONFIG_MODE_PROXY
+
 struct config_port {
 	uint16_t port;        /* service port (host order) */
 	uint16_t target_port; /* endpoint port (host order); defaults to port */
@@ -159,6 +173,8 @@ struct config_port {
 	 * in proxy.opaque_ports: the parser resolves that to TCP. */
 	enum config_protocol protocol;
 	bool declared;        /* protocol was written in the file */
+	enum config_port_mode mode;
+	int mode_line;        /* line of "mode", 0 when not written */
 	int line;             /* line in the file, for messages */
 };
 

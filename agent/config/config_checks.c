@@ -280,6 +280,44 @@ static void resolve_opaque_ports(struct config *cfg)
 	}
 }
 
+/*
+ * mode: kernel only on opaque TCP ports (declared tcp, or undeclared and in
+ * proxy.opaque_ports): the kernel picks at connect time and never sees a
+ * byte, so HTTP (routes, retries, per-request balancing), a port whose
+ * protocol must be detected, and h2c (to be proxied as HTTP/2) stay in
+ * the proxy. The same rule will keep ports that need mTLS or
+ * authorization by identity in the proxy (docs/config.md, "mode").
+ * Runs after resolve_opaque_ports. Returns 0 or -EINVAL with err set.
+ */
+static int check_kernel_modes(struct cfg_parser *p)
+{
+	static const char *const proto_names[] = {
+		[CONFIG_PROTO_TCP] = "tcp",
+		[CONFIG_PROTO_HTTP] = "http",
+		[CONFIG_PROTO_H2C] = "h2c",
+		[CONFIG_PROTO_DETECT] = "undeclared (detected)",
+	};
+
+	for (int i = 0; i < p->cfg->n_services; i++) {
+		const struct config_service *svc = &p->cfg->services[i];
+
+		for (int j = 0; j < svc->n_ports; j++) {
+			const struct config_port *port = &svc->ports[j];
+
+			if (port->mode != CONFIG_MODE_KERNEL || port->protocol == CONFIG_PROTO_TCP)
+				continue;
+			cp_path_set(p, "services[%d].ports[%d].mode", i, j);
+			return cp_fail(p, port->mode_line ? port->mode_line : port->line,
+				       "kernel mode needs an opaque TCP port (protocol: tcp, or a port "
+				       "in proxy.opaque_ports), but port %u is %s: the kernel picks "
+				       "the endpoint at connect time and never sees a request, so "
+				       "HTTP stays in the proxy",
+				       port->port, proto_names[port->protocol]);
+		}
+	}
+	return 0;
+}
+
 /* Checks that need the whole file, in the order a reader meets the fields. */
 int check_config(struct cfg_parser *p)
 {
@@ -297,5 +335,8 @@ int check_config(struct cfg_parser *p)
 	if (err)
 		return err;
 	resolve_opaque_ports(p->cfg);
+	err = check_kernel_modes(p);
+	if (err)
+		return err;
 	return check_backends(p);
 }

@@ -69,7 +69,30 @@ static const struct seq_spec endpoints_seq = {parse_endpoint, CONFIG_MAX_ENDPOIN
 
 /* ---- services[i].ports ---- */
 
-enum { PORT_F_PORT, PORT_F_TARGET, PORT_F_PROTOCOL };
+enum { PORT_F_PORT, PORT_F_TARGET, PORT_F_PROTOCOL, PORT_F_MODE };
+
+/* mode: kernel | proxy. Whether the port allows kernel is check_config's. */
+static int parse_port_mode(struct cfg_parser *p, void *obj)
+{
+	struct config_port *port = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	const char *s;
+	size_t n;
+	int err;
+
+	err = cp_scalar(p, "kernel or proxy", &s, &n);
+	if (err)
+		return err;
+	if (n == 6 && !memcmp(s, "kernel", 6))
+		port->mode = CONFIG_MODE_KERNEL;
+	else if (n == 5 && !memcmp(s, "proxy", 5))
+		port->mode = CONFIG_MODE_PROXY;
+	else
+		return cp_fail(p, cp_line(p), "must be kernel or proxy, got \"%s\"",
+			       cp_echo(s, n, buf));
+	port->mode_line = cp_line(p);
+	return 0;
+}
 
 static const struct field port_fields[] = {
     [PORT_F_PORT] = {"port", FIELD_U16, offsetof(struct config_port, port), 1, 65535,
@@ -77,6 +100,7 @@ static const struct field port_fields[] = {
     [PORT_F_TARGET] = {"target_port", FIELD_U16, offsetof(struct config_port, target_port), 1,
 		       65535},
     [PORT_F_PROTOCOL] = {"protocol", FIELD_PROTO, offsetof(struct config_port, protocol)},
+    [PORT_F_MODE] = {"mode", FIELD_FUNC, .parse = parse_port_mode},
 };
 
 static int parse_port(struct cfg_parser *p, void *obj, int i)
@@ -91,6 +115,7 @@ static int parse_port(struct cfg_parser *p, void *obj, int i)
 	memset(port, 0, sizeof(*port));
 	/* Opaque ports turn this into TCP once the whole file is read. */
 	port->protocol = CONFIG_PROTO_DETECT;
+	port->mode = CONFIG_DEFAULT_PORT_MODE;
 	port->line = cp_line(p);
 	err = cp_map(p, port_fields, ARRAY_SIZE(port_fields), port, &seen);
 	if (err)

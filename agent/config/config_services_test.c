@@ -234,6 +234,56 @@ Test(config, protocols_and_opaque_ports)
 		       "\"HTTP\"");
 }
 
+Test(config, port_mode_kernel_or_proxy)
+{
+	const struct config_service *s;
+
+	cr_assert_eq(parse(NODE "services:\n"
+				"  - name: db\n"
+				"    vips: [10.96.0.10]\n"
+				"    ports:\n"
+				"      - {port: 84, protocol: tcp, mode: kernel}\n"
+				"      - {port: 3306, mode: kernel}\n"
+				"      - {port: 85, protocol: tcp, mode: proxy}\n"
+				"      - {port: 86, protocol: tcp}\n"
+				"      - {port: 87, protocol: http, mode: proxy}\n"),
+		     0, "%s", err);
+	s = &cfg->services[0];
+	cr_assert_eq(s->ports[0].mode, CONFIG_MODE_KERNEL);
+	/* An undeclared opaque port is TCP, so it may be kernel-mode. */
+	cr_assert_eq(s->ports[1].mode, CONFIG_MODE_KERNEL);
+	cr_assert_eq(s->ports[1].protocol, CONFIG_PROTO_TCP);
+	cr_assert_eq(s->ports[2].mode, CONFIG_MODE_PROXY);
+	/* The default, opaque ports included, is the proxy. */
+	cr_assert_eq(s->ports[3].mode, CONFIG_MODE_PROXY);
+	cr_assert_eq(s->ports[4].mode, CONFIG_MODE_PROXY);
+
+	/* Kernel mode is refused wherever the port may carry HTTP. */
+	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+			    "    ports:\n      - port: 80\n        protocol: http\n"
+			    "        mode: kernel\n",
+		       "t.yaml:9: services[0].ports[0].mode: kernel mode needs an opaque TCP port "
+		       "(protocol: tcp, or a port in proxy.opaque_ports), but port 80 is http: the "
+		       "kernel picks the endpoint at connect time and never sees a request, so HTTP "
+		       "stays in the proxy");
+	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+			    "    ports: [{port: 80, mode: kernel}]\n",
+		       "t.yaml:6: services[0].ports[0].mode: kernel mode needs an opaque TCP port "
+		       "(protocol: tcp, or a port in proxy.opaque_ports), but port 80 is undeclared "
+		       "(detected): the kernel picks the endpoint at connect time and never sees a "
+		       "request, so HTTP stays in the proxy");
+	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+			    "    ports: [{port: 80, protocol: h2c, mode: kernel}]\n",
+		       "t.yaml:6: services[0].ports[0].mode: kernel mode needs an opaque TCP port "
+		       "(protocol: tcp, or a port in proxy.opaque_ports), but port 80 is h2c: the "
+		       "kernel picks the endpoint at connect time and never sees a request, so HTTP "
+		       "stays in the proxy");
+	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+			    "    ports: [{port: 80, protocol: tcp, mode: Kernel}]\n",
+		       "t.yaml:6: services[0].ports[0].mode: must be kernel or proxy, got "
+		       "\"Kernel\"");
+}
+
 /* ---- routes ---- */
 
 #define SVC_WEB_V1                                                                                 \

@@ -141,6 +141,9 @@ static void check_config(const struct config *cfg)
 				const struct config_port *port = NULL;
 
 				check(s->ports[j].port && s->ports[j].target_port, "ports nonzero");
+				check(s->ports[j].mode != CONFIG_MODE_KERNEL ||
+					      s->ports[j].protocol == CONFIG_PROTO_TCP,
+				      "kernel mode only on opaque TCP ports");
 				/* (VIP, port) is unique, so the lookup finds this very one. */
 				check(config_find_service(cfg, &s->vips[v], htons(s->ports[j].port),
 							  &port) == s &&
