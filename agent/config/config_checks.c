@@ -299,7 +299,7 @@ static int check_kernel_modes(struct cfg_parser *p)
 	};
 
 	for (int i = 0; i < p->cfg->n_services; i++) {
-		const struct config_service *svc = &p->cfg->services[i];
+		const struct config_service *svc = p->cfg->services[i];
 
 		for (int j = 0; j < svc->n_ports; j++) {
 			const struct config_port *port = &svc->ports[j];

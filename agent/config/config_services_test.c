@@ -248,7 +248,7 @@ Test(config, port_mode_kernel_or_proxy)
 				"      - {port: 86, protocol: tcp}\n"
 				"      - {port: 87, protocol: http, mode: proxy}\n"),
 		     0, "%s", err);
-	s = &cfg->services[0];
+	s = cfg->services[0];
 	cr_assert_eq(s->ports[0].mode, CONFIG_MODE_KERNEL);
 	/* An undeclared opaque port is TCP, so it may be kernel-mode. */
 	cr_assert_eq(s->ports[1].mode, CONFIG_MODE_KERNEL);
