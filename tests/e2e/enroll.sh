@@ -48,16 +48,22 @@ for old in "$STATE_DIR"/"$E2E_PREFIX"-*.netns; do
 	pid=${old##*/"$E2E_PREFIX"-}
 	pid=${pid%%.*}
 	owner_alive "$pid" && continue
-	for m in "$old"/*; do umount "$m" 2>/dev/null || true; done
+	for m in "$old"/*; do
+		if mountpoint -q "$m" 2>/dev/null; then umount "$m" 2>/dev/null || true; fi
+	done
 	rm -rf "$old"
 done
 netns_mnt_cleanup() {
 	local m
-	for m in "$NETNS_MNT"/*; do [[ -e $m ]] && umount "$m" 2>/dev/null; done
-	rm -rf "$NETNS_MNT"
+	for m in "$NETNS_MNT"/*; do
+		if mountpoint -q "$m" 2>/dev/null; then umount "$m" 2>/dev/null || true; fi
+	done
+	rm -rf "$NETNS_MNT" || true
 	return 0
 }
-trap 'rc=$?; netns_mnt_cleanup; (exit $rc); e2e_cleanup' EXIT
+# Unmounted first (never failing: set -e holds in the trap), then the
+# harness's own cleanup with the test's status.
+trap 'rc=$?; set +e; netns_mnt_cleanup; (exit $rc); e2e_cleanup' EXIT
 mkdir -p "$NETNS_MNT"
 e2e_topology
 
@@ -310,6 +316,22 @@ apply "$(pod_event ADDED k6)"
 wait_state k6 unmeshed
 cni ADD k6 || fail "shoal-cni ADD k6 failed: $CNI_ERR"
 expect_direct k6 10.96.0.10:80 10.96.0.10:80 "${POD_IP4[k6]}"
+if cni CHECK k5 && [[ -z $CNI_OUT ]]; then
+	pass "shoal-cni CHECK: exit 0, nothing printed"
+else
+	fail "shoal-cni CHECK k5: rc, output '$CNI_OUT' ($CNI_ERR)"
+fi
+out=$(CNI_COMMAND=ADD CNI_CONTAINERID=x CNI_NETNS=/run/netns/${POD_NS[k5]} "$SHOAL_CNI" \
+	<<<'{"cniVersion":"1.0.0","name":"e2e","type":"shoal-cni"}' 2>/dev/null) && rc=0 || rc=$?
+if ((rc == 1)) && [[ $out == *'"code":7'* ]]; then
+	pass "shoal-cni ADD without prevResult: the spec's error 7 (not chained)"
+else
+	fail "shoal-cni ADD without prevResult: rc $rc, '$out'"
+fi
+out=$(CNI_COMMAND=ADD CNI_CONTAINERID=x CNI_NETNS=/run/netns/${POD_NS[k5]} "$SHOAL_CNI" \
+	<<<'{"cniVersion":"9.9.9","name":"e2e","type":"shoal-cni","prevResult":{}}' 2>/dev/null) && rc=0 || rc=$?
+((rc == 1)) && [[ $out == *'"code":1'* ]] && pass "shoal-cni refuses cniVersion 9.9.9 (error 1)" ||
+	fail "shoal-cni with cniVersion 9.9.9: rc $rc, '$out'"
 if CNI_COMMAND=VERSION "$SHOAL_CNI" | grep -q '"supportedVersions":\[.*"1.0.0"'; then
 	pass "shoal-cni VERSION lists 1.0.0"
 else
@@ -364,6 +386,15 @@ done
 n=$(enrolled_count)
 [[ $n == 3 ]] && pass "shoal_enrolled holds 3 entries (k4, k7, k8)" ||
 	fail "shoal_enrolled holds $n entries, expected 3 (k4, k7, k8)"
+
+say "CNI DEL: the sandbox goes, its netns leaves the map at once"
+umount "$NETNS_MNT/cni-k8" # the runtime's teardown: nothing finds k8's netns any more
+cni DEL k8 || fail "shoal-cni DEL k8 failed: $CNI_ERR"
+grep -q "enroll: pod shop/k8 unenrolled (netns cookie [0-9]*, cni DEL)" "$SHOALD_LOG" &&
+	pass "shoal-cni DEL unenrolled k8 before it returned" || fail "no 'cni DEL' unenroll of k8 in the log"
+n=$(enrolled_count)
+[[ $n == 2 ]] && pass "shoal_enrolled holds 2 entries (k4, k7)" ||
+	fail "shoal_enrolled holds $n entries after DEL, expected 2"
 
 if [[ -x /opt/shoal/kubernetes-client/usr/bin/kubectl ]] || dpkg-query -W kubernetes-client >/dev/null 2>&1; then
 	kc=/usr/bin/kubectl
