@@ -27,7 +27,6 @@
 #include "proxy/proxy.h"
 #include "proxy/proxy_int.h"
 #include "proxy/test_support.h"
-#include "telemetry/metrics.h"
 
 #define MAX_CONNS 16
 

@@ -32,7 +32,6 @@
 #include "proxy/proxy_int.h"
 #include "proxy/test_support.h"
 #include "proxy/http1_fixture.h"
-#include "telemetry/metrics.h"
 
 /* ---- budgets (docs/proxy.md, "Budgets") ------------------------------- */
 

@@ -33,7 +33,6 @@
 #include "proxy/proxy_int.h"
 #include "proxy/test_support.h"
 #include "proxy/http1_fixture.h"
-#include "telemetry/metrics.h"
 
 /* First connection: answers one request, then reads the next and closes. */
 static void script_close_after_one(int fd, int index)
