@@ -165,9 +165,9 @@ void proxy_stats(struct proxy *p, struct proxy_stats *out);
  * What the admin endpoint, /metrics and /debug read of a running proxy,
  * and all they read of it (docs/architecture.md, "Telemetry in two
  * layers"): the counters above, the live config with the balancer and
- * breaker state of its services and endpoints, the workers' golden-metric
- * series, and the tracer's attachment. Every call here is for any thread
- * and stays off the request path.
+ * breaker state of its services and endpoints, and the workers'
+ * golden-metric series; and where shoald hands the workers the tracer's
+ * rings. Every call here is for any thread and stays off the request path.
  */
 
 /*
