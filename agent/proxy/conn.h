@@ -89,6 +89,7 @@ struct conn_side {
 struct conn {
 	enum conn_state state; /* for HTTP: ESTABLISHED until CLOSED */
 	enum conn_kind kind;
+	const struct conn_ops *ops; /* its kind's: what the worker calls (set with kind) */
 	struct http1_conn *http;   /* HTTP state from the worker (HTTP mode); else NULL */
 	struct proxy_snap *snap;   /* the config it was routed with: held until reaped */
 	struct conn_side client;   /* accepted from the application */
@@ -120,22 +121,44 @@ struct conn {
 
 /*
  * What one kind of connection does on each of the worker's calls, all on
- * the worker's thread. A kind may leave a member NULL where it has
- * nothing to do (the worker then does nothing).
+ * the worker's thread (docs/adding-a-protocol.md). The worker and the
+ * event dispatch (conn_on_event) call only these, so that they never
+ * name a protocol. Members marked optional may be NULL.
  */
 struct conn_ops {
 	const char *name; /* "opaque", "detect", "http1": for messages */
-	/* Take over c, its client side watched and its service set. Consumes
-	 * c: it may be closed on return. */
+	/*
+	 * Take over c: its client side is watched, its service and ports are
+	 * set, and c->to_upstream may hold client bytes already (read by the
+	 * kind before). Sets c->kind and c->ops. Consumes c: it may be closed
+	 * on return.
+	 */
 	void (*start)(struct worker *w, struct conn *c);
-	/* Side s of c has events (EPOLLIN, EPOLLOUT, ...): read, write, fail. */
+	/*
+	 * Side s of c had the epoll events (conn_side_note has noted them; c
+	 * is not closed): read, write, or fail. s is c->client, c->upstream,
+	 * or the side of a pooled connection c owns (struct pool_conn).
+	 */
 	void (*event)(struct worker *w, struct conn_side *s, uint32_t events);
-	/* c's timer (conn.timer) fired. */
+	/* c->timer fired. */
 	void (*timeout)(struct worker *w, struct conn *c);
-	/* c's deferred turn (worker_conn_defer). */
+	/* c's deferred turn (worker_conn_defer); optional. */
 	void (*resume)(struct worker *w, struct conn *c);
 	/* Reset both sides and release c: the proxy is stopping. */
 	void (*abort)(struct worker *w, struct conn *c);
+	/*
+	 * Optional: may c move to the worker's newest config snapshot now
+	 * (worker_conn_follow)? True only when nothing of c but its
+	 * service's identity depends on its old config. NULL: never.
+	 */
+	bool (*settled)(const struct conn *c);
+	/* Optional: c moved to a newer snapshot; re-point what the kind keeps of it. */
+	void (*followed)(struct conn *c);
+	/*
+	 * Optional: the proxy is draining; close c if it is idle between two
+	 * exchanges and was for idle_ns. True when c was closed.
+	 */
+	bool (*drain_idle)(struct worker *w, struct conn *c, uint64_t now, uint64_t idle_ns);
 };
 
 #endif

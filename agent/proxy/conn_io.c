@@ -2,6 +2,7 @@
 #include "proxy/conn_io.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -18,10 +19,26 @@ void conn_side_init(struct conn_side *s, struct conn *c)
 
 void conn_init(struct conn *c)
 {
-	memset(c, 0, sizeof(*c));
 	conn_side_init(&c->client, c);
 	conn_side_init(&c->upstream, c);
-	timer_node_init(&c->timer);
+	c->client.pl.on_event = conn_on_event;
+	c->upstream.pl.on_event = conn_on_event;
+}
+
+void conn_on_event(struct worker *w, struct pollable *pl, uint32_t events)
+{
+	struct conn_side *s = container_of(pl, struct conn_side, pl);
+	struct conn *c = s->conn;
+
+	conn_side_note(s, events);
+	if (c->state != CONN_CLOSED)
+		c->ops->event(w, s, events);
+}
+
+const char *conn_svc_name(const struct conn *c, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s:%u", c->svc->namespace, c->svc->name, c->svc_port);
+	return buf;
 }
 
 bool conn_buf_hold(struct worker *w, struct conn_buf *b)

@@ -11,12 +11,26 @@
 #define SHOAL_PROXY_CONN_IO_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "proxy/conn.h"
 
-/* Fresh state for a connection object from worker_conn_get. */
+/*
+ * The core's part of a fresh connection from worker_conn_get: no sockets
+ * yet, and both sides report to conn_on_event.
+ */
 void conn_init(struct conn *c);
+
+/*
+ * The epoll handler of a connection's sides (and of a pooled side its
+ * owner uses): note the events, then hand them to the kind
+ * (conn_ops.event) unless the connection is closed.
+ */
+void conn_on_event(struct worker *w, struct pollable *pl, uint32_t events);
+
+/* "ns/name:port" of c's service, for messages; returns buf. */
+const char *conn_svc_name(const struct conn *c, char *buf, size_t len);
 
 /* s is zeroed: no socket yet, owned by c (NULL: none, a pooled side). */
 void conn_side_init(struct conn_side *s, struct conn *c);

@@ -116,16 +116,13 @@ static void detect_run(struct worker *w, struct conn *c)
 	conn_buf_release_empty(w, b);
 }
 
-static void detect_on_event(struct worker *w, struct pollable *pl, uint32_t events)
+/* Only the client is watched while detecting. */
+static void detect_event(struct worker *w, struct conn_side *s, uint32_t events)
 {
-	struct conn_side *s = container_of(pl, struct conn_side, pl);
 	struct conn *c = s->conn;
 
-	conn_side_note(s, events);
-	if (c->state == CONN_CLOSED || c->kind != CONN_KIND_DETECT)
-		return;
 	if (events & EPOLLERR) {
-		int err = sock_error(pl->fd);
+		int err = sock_error(s->pl.fd);
 
 		if (err) {
 			pr_debug("proxy worker %d: client failed during detection: %s", w->id,
@@ -144,7 +141,7 @@ void detect_start(struct worker *w, struct conn *c)
 	uint64_t deadline = timer_now_ns() + (uint64_t)w->cfg->detect_timeout_ms * 1000000;
 
 	c->kind = CONN_KIND_DETECT;
-	c->client.pl.on_event = detect_on_event;
+	c->ops = &detect_ops;
 	/* The connection is fresh from accept: data may be there already. */
 	c->client.readable = true;
 	c->client.writable = true;
@@ -164,3 +161,12 @@ void detect_timeout(struct worker *w, struct conn *c)
 		 w->id, c->to_upstream.tail, w->cfg->detect_timeout_ms);
 	detect_done(w, c, DETECT_OPAQUE);
 }
+
+/* Detection as a kind of connection (conn.h): it hands c on to another. */
+const struct conn_ops detect_ops = {
+    .name = "detect",
+    .start = detect_start,
+    .event = detect_event,
+    .timeout = detect_timeout,
+    .abort = l4_abort,
+};

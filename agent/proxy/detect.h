@@ -46,6 +46,9 @@ enum detect_result detect_classify(const char *buf, size_t len);
  */
 void detect_start(struct worker *w, struct conn *c);
 
+/* Detection as a kind of connection (conn.h): its operations. */
+extern const struct conn_ops detect_ops;
+
 /* c's detection deadline passed: go opaque with whatever was read. */
 void detect_timeout(struct worker *w, struct conn *c);
 

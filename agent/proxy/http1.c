@@ -22,8 +22,6 @@
 #include "proxy/sock.h"
 #include "resilience/deadline.h"
 
-static void http1_on_client_event(struct worker *w, struct pollable *pl, uint32_t events);
-
 uint32_t http1_max_headers(const struct config *cfg)
 {
 	return cfg->http_max_headers ? cfg->http_max_headers : HTTP1_MAX_HEADERS_DEFAULT;
@@ -99,6 +97,7 @@ static void http1_close(struct worker *w, struct conn *c, bool reset)
 	metrics_http_done(w, c, 0); /* a request still in flight got no response */
 	http1_up_release(w, c->http, false);
 	http1_slab_release(w, c->http);
+	http1_headers_release(w, c->http);
 	conn_side_close(w, &c->client, reset);
 	worker_conn_release(w, c);
 }
@@ -638,14 +637,14 @@ static void http1_rq_head(struct worker *w, struct conn *c)
 
 /* ---- the upstream connection ----------------------------------------- */
 
-void http1_upstream_event(struct worker *w, struct conn *c, struct pool_conn *pc, uint32_t events)
+/* Events of c's upstream connection pc (a pooled one: pool.c hands them on). */
+static void http1_upstream_event(struct worker *w, struct conn *c, struct pool_conn *pc,
+				 uint32_t events)
 {
 	struct http1_conn *h = c->http;
 	int err;
 
-	/* First: see http1_on_client_event. */
-	conn_side_note(&pc->side, events);
-	if (c->state == CONN_CLOSED || c->kind != CONN_KIND_HTTP || h->up != pc)
+	if (h->up != pc)
 		return;
 	if (!pc->connected) {
 		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
@@ -739,6 +738,7 @@ static void http1_tunnel(struct worker *w, struct conn *c)
 	}
 	WORKER_STAT_INC(w, http_upgrades);
 	metrics_http_done(w, c, h->rs_head.status);
+	http1_headers_release(w, h); /* the tunnel parses no more heads */
 	l4_tunnel(w, c);
 }
 
@@ -1375,17 +1375,10 @@ void http1_timeout(struct worker *w, struct conn *c)
 		http1_run(w, c);
 }
 
-static void http1_on_client_event(struct worker *w, struct pollable *pl, uint32_t events)
+static void http1_client_event(struct worker *w, struct conn *c, uint32_t events)
 {
-	struct conn_side *s = container_of(pl, struct conn_side, pl);
-	struct conn *c = s->conn;
-
-	/* First: an edge we do not act on is not raised again. */
-	conn_side_note(s, events);
-	if (c->state == CONN_CLOSED || c->kind != CONN_KIND_HTTP)
-		return;
 	if (events & EPOLLERR) {
-		int err = sock_error(pl->fd);
+		int err = sock_error(c->client.pl.fd);
 
 		if (err) {
 			pr_debug("proxy worker %d: HTTP client failed: %s", w->id, strerror(err));
@@ -1428,7 +1421,7 @@ void http1_start(struct worker *w, struct conn *c)
 	http1_client_ip(c, h);
 	c->kind = CONN_KIND_HTTP;
 	c->state = CONN_ESTABLISHED;
-	c->client.pl.on_event = http1_on_client_event;
+	c->ops = &http1_ops;
 	c->client.readable = true;
 	c->client.writable = true;
 	/* Bytes read while detecting are the start of the first request. */
@@ -1441,3 +1434,25 @@ void http1_start(struct worker *w, struct conn *c)
 		return;
 	http1_run(w, c);
 }
+
+/* Side s of c: its client, or the pooled upstream connection it uses. */
+static void http1_event(struct worker *w, struct conn_side *s, uint32_t events)
+{
+	struct conn *c = s->conn;
+
+	if (s == &c->client)
+		http1_client_event(w, c, events);
+	else if (s != &c->upstream) /* unused until a tunnel, which is opaque */
+		http1_upstream_event(w, c, container_of(s, struct pool_conn, side), events);
+}
+
+const struct conn_ops http1_ops = {
+    .name = "http1",
+    .start = http1_start,
+    .event = http1_event,
+    .timeout = http1_timeout,
+    .resume = http1_resume,
+    .abort = http1_abort,
+    .settled = http1_between_requests,
+    .drain_idle = http1_drain_idle,
+};

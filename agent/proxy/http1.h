@@ -181,8 +181,8 @@ size_t http1_headers_size(const struct config *cfg);
  */
 void http1_start(struct worker *w, struct conn *c);
 
-/* Events of c's upstream connection pc (from pool.c). */
-void http1_upstream_event(struct worker *w, struct conn *c, struct pool_conn *pc, uint32_t events);
+/* HTTP/1 as a kind of connection (conn.h): its operations. */
+extern const struct conn_ops http1_ops;
 
 /* c's timer fired: connect attempt, idle, head or linger deadline. */
 void http1_timeout(struct worker *w, struct conn *c);

@@ -13,25 +13,15 @@
 #include "proxy/attempt.h"
 #include "proxy/conn_io.h"
 #include "proxy/endpoint_pick.h"
-#include "proxy/detect.h"
-#include "proxy/http1.h"
 #include "proxy/http_error.h"
 #include "proxy/service_lookup.h"
 #include "proxy/sock.h"
 #include "proxy/observe.h"
 
-static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events);
 
 static bool l4_debug(void)
 {
 	return log_get_level() >= LOG_LEVEL_DEBUG;
-}
-
-void l4_conn_init(struct conn *c)
-{
-	conn_init(c);
-	c->client.pl.on_event = l4_on_event;
-	c->upstream.pl.on_event = l4_on_event;
 }
 
 /* "ns/name:port" of c's service, for messages. */
@@ -56,10 +46,7 @@ static void l4_close(struct worker *w, struct conn *c, bool reset)
 
 void l4_abort(struct worker *w, struct conn *c)
 {
-	if (c->kind == CONN_KIND_HTTP)
-		http1_abort(w, c);
-	else
-		l4_close(w, c, true);
+	l4_close(w, c, true);
 }
 
 /*
@@ -354,13 +341,10 @@ static void l4_idle_check(struct worker *w, struct conn *c)
 	l4_close(w, c, false);
 }
 
-void l4_timeout(struct worker *w, struct conn *c)
+/* c's timer: the attempt's deadline, the wait for a candidate, or idle. */
+static void l4_timeout(struct worker *w, struct conn *c)
 {
-	if (c->kind == CONN_KIND_DETECT)
-		detect_timeout(w, c);
-	else if (c->kind == CONN_KIND_HTTP)
-		http1_timeout(w, c);
-	else if (c->state == CONN_CONNECTING)
+	if (c->state == CONN_CONNECTING)
 		l4_attempt_failed_async(w, c, ETIMEDOUT);
 	else if (c->state == CONN_RETRY)
 		l4_connect_next(w, c); /* the wait for a candidate endpoint */
@@ -368,25 +352,20 @@ void l4_timeout(struct worker *w, struct conn *c)
 		l4_idle_check(w, c);
 }
 
-void l4_resume(struct worker *w, struct conn *c)
+/* c's deferred turn: retry, or keep copying. */
+static void l4_resume(struct worker *w, struct conn *c)
 {
-	if (c->kind == CONN_KIND_HTTP)
-		http1_resume(w, c);
-	else if (c->kind == CONN_KIND_DETECT)
-		return;
-	else if (c->state == CONN_RETRY)
+	if (c->state == CONN_RETRY)
 		l4_connect_next(w, c);
 	else if (c->state == CONN_ESTABLISHED)
 		l4_pump(w, c);
 }
 
-static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events)
+static void l4_event(struct worker *w, struct conn_side *s, uint32_t events)
 {
-	struct conn_side *s = container_of(pl, struct conn_side, pl);
 	struct conn *c = s->conn;
 	int err;
 
-	conn_side_note(s, events);
 	switch (c->state) {
 	case CONN_CLOSED:
 		return;
@@ -395,12 +374,12 @@ static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events)
 		if (s == &c->client) {
 			/* The application gave up (reset) while we were connecting. */
 			if (events & EPOLLERR)
-				l4_fail(w, c, sock_error(pl->fd) ?: ECONNRESET);
+				l4_fail(w, c, sock_error(s->pl.fd) ?: ECONNRESET);
 			return;
 		}
 		if (c->state == CONN_RETRY || !(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			return;
-		err = attempt_connect_result(w, pl->fd, events);
+		err = attempt_connect_result(w, s->pl.fd, events);
 		if (err)
 			l4_attempt_failed_async(w, c, err);
 		else
@@ -408,7 +387,7 @@ static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events)
 		return;
 	case CONN_ESTABLISHED:
 		if (events & EPOLLERR) {
-			err = sock_error(pl->fd);
+			err = sock_error(s->pl.fd);
 			if (err) {
 				l4_fail(w, c, err);
 				return;
@@ -419,203 +398,12 @@ static void l4_on_event(struct worker *w, struct pollable *pl, uint32_t events)
 	}
 }
 
-/*
- * Bytes of a refused client's request read (and dropped) before its fd
- * is closed: a close with unread bytes sends a reset, which can destroy
- * the 503 before the client reads it. One head's worth, in a few reads.
- */
-#define L4_REFUSE_DRAIN_READS 4
-#define L4_REFUSE_DRAIN_BYTES 4096
-
-/* The 503 that names cap. */
-static enum http_error l4_refuse_error(enum proxy_cap cap)
-{
-	switch (cap) {
-	case PROXY_CAP_memory:
-		return HTTP_ERR_LIMIT_MEMORY;
-	case PROXY_CAP_client:
-		return HTTP_ERR_LIMIT_CLIENT;
-	case PROXY_CAP_connections:
-	default:
-		return HTTP_ERR_LIMIT_CONNECTIONS;
-	}
-}
-
-/*
- * Refuse fd, just accepted from from, at cap: an HTTP client (a declared
- * HTTP port, or a detected one whose first bytes arrived and are a
- * request line) gets a 503 naming the cap, any other a reset. Counted
- * and logged by worker_refused. fd is consumed: closed before this
- * returns, so a worker holds at most one refused socket at any time,
- * whatever the rate of refusals (docs/proxy.md, "Budgets"). A 503 the
- * socket's send buffer does not take whole at once is not waited for:
- * the client gets a reset instead.
- */
-static void l4_refuse(struct worker *w, int fd, const struct config_port *port,
-		      enum proxy_cap cap, const char *from)
-{
-	char what[32 + ADDR_STR_MAX], buf[L4_REFUSE_DRAIN_BYTES];
-	bool http = port->protocol == CONFIG_PROTO_HTTP;
-	ssize_t n;
-	size_t len;
-
-	snprintf(what, sizeof(what), "a connection from %s", from);
-	worker_refused(w, cap, what);
-	if (port->protocol == CONFIG_PROTO_DETECT) {
-		n = recv(fd, buf, DETECT_MAX_METHOD + 1, MSG_PEEK | MSG_DONTWAIT);
-		http = n > 0 && detect_classify(buf, (size_t)n) == DETECT_HTTP1;
-	}
-	if (!http) {
-		sock_close_reset(fd);
-		return;
-	}
-	len = http_error_format(l4_refuse_error(cap), buf, sizeof(buf));
-	/* A fresh socket's send buffer takes the short answer whole, or it is lost. */
-	n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-	if (n < 0 || (size_t)n != len) {
-		pr_debug("proxy worker %d: cannot answer a refused connection from %s: %s; "
-			 "resetting it",
-			 w->id, from, n < 0 ? strerror(errno) : "short write");
-		sock_close_reset(fd);
-		return;
-	}
-	WORKER_STAT_INC(w, http_errors);
-	shutdown(fd, SHUT_WR);
-	for (int i = 0; i < L4_REFUSE_DRAIN_READS; i++)
-		if (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
-			break;
-	close(fd);
-}
-
-void l4_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
-{
-	struct proxy *p = w->p;
-	const struct config *cfg = w->cfg;
-	const struct config_service *svc;
-	const struct config_port *port;
-	struct sockaddr_storage local;
-	socklen_t len = sizeof(local);
-	struct shoal_orig_dst orig = { 0 };
-	char from[ADDR_STR_MAX], svcname[2 * CONFIG_MAX_NAME + 16];
-	struct shoal_addr peer_addr;
-	uint16_t peer_port = 0;
-	struct conn *c;
-	int err;
-
-	addr_from_sockaddr((const struct sockaddr *)peer, &peer_addr, &peer_port);
-	addr_format(&peer_addr, peer_port, from, sizeof(from));
-
-	if (getsockname(fd, (struct sockaddr *)&local, &len) < 0)
-		err = -errno;
-	else
-		err = p->orig_dst(p->orig_ctx, (const struct sockaddr *)peer,
-				  (const struct sockaddr *)&local, &orig);
-	if (err) {
-		/* Not redirected by the datapath: someone dialled the port directly. */
-		WORKER_STAT_INC(w, no_orig_dst);
-		pr_debug("proxy worker %d: connection from %s has no original destination (%s); "
-			 "closing it",
-			 w->id, from, strerror(-err));
-		close(fd);
-		return;
-	}
-
-	svc = service_lookup(cfg, &orig, &port);
-	if (!svc) {
-		char to[ADDR_STR_MAX];
-
-		WORKER_STAT_INC(w, no_service);
-		worker_warn_ratelimited(
-		    w,
-		    "proxy worker %d: connection from %s to %s (svc_id %u) "
-		    "matches no service; resetting it",
-		    w->id, from, addr_format(&orig.ip, orig.port, to, sizeof(to)), orig.svc_id);
-		sock_close_reset(fd);
-		return;
-	}
-	/*
-	 * Budgets (docs/proxy.md): refused with an answer, not left to fail
-	 * later. At max_connections (worker_on_accept closed what idle pooled
-	 * sockets it could), the connection was accepted only to be refused,
-	 * rather than left waiting unanswered in the accept queue.
-	 */
-	if (w->n_active >= cfg->max_connections) {
-		l4_refuse(w, fd, port, PROXY_CAP_connections, from);
-		return;
-	}
-	if (!worker_mem_room(w)) {
-		l4_refuse(w, fd, port, PROXY_CAP_memory, from);
-		return;
-	}
-	err = limits_client_enter(&p->clients, &peer_addr);
-	if (err < 0) {
-		l4_refuse(w, fd, port, PROXY_CAP_client, from);
-		return;
-	}
-	c = worker_conn_get(w);
-	if (c && err > 0) {
-		c->client_addr = peer_addr;
-		c->client_counted = true;
-	} else if (err > 0) {
-		limits_client_leave(&p->clients, &peer_addr);
-	}
-	if (!c) {
-		worker_warn_ratelimited(w,
-					"proxy worker %d: out of memory; resetting a connection "
-					"from %s",
-					w->id, from);
-		sock_close_reset(fd);
-		return;
-	}
-	c->client.pl.fd = fd;
-	c->client.plain_tcp = worker_plain_tcp(w, fd);
-	c->orig = orig;
-	c->svc = svc;
-	c->svc_port = port->port;
-	c->port_be = service_target_port_be(port);
-	c->accepted_ns = timer_now_ns();
-	/* The service's knobs (idle timeout) hold for every mode; HTTP
-	 * requests look up their own target's. */
-	c->sv = worker_es_service(w, c, cfg, svc);
-	sock_set_nodelay(fd);
-	err = worker_watch(w, &c->client.pl);
-	if (err) {
-		worker_warn_ratelimited(w,
-					"proxy worker %d: %s: cannot watch a connection from "
-					"%s: %s; resetting it",
-					w->id, l4_svc_name(c, svcname, sizeof(svcname)), from,
-					strerror(-err));
-		/* Not watched, so no unwatch: close it by hand. */
-		sock_close_reset(fd);
-		c->client.pl.fd = -1;
-		worker_conn_release(w, c);
-		return;
-	}
-	if (l4_debug())
-		pr_debug("proxy worker %d: %s: connection from %s (%s)", w->id,
-			 l4_svc_name(c, svcname, sizeof(svcname)), from,
-			 port->protocol == CONFIG_PROTO_HTTP	 ? "http"
-			 : port->protocol == CONFIG_PROTO_DETECT ? "detect"
-								 : "opaque");
-	switch (port->protocol) {
-	case CONFIG_PROTO_HTTP:
-		http1_start(w, c);
-		break;
-	case CONFIG_PROTO_DETECT:
-		detect_start(w, c);
-		break;
-	default: /* tcp, and h2c until HTTP/2 lands */
-		l4_opaque_start(w, c);
-		break;
-	}
-}
-
 void l4_opaque_start(struct worker *w, struct conn *c)
 {
 	const struct config_service *svc = c->svc;
 
 	c->kind = CONN_KIND_OPAQUE;
-	c->client.pl.on_event = l4_on_event;
+	c->ops = &l4_ops;
 	if (svc->n_endpoints <= 0) {
 		char name[2 * CONFIG_MAX_NAME + 16];
 
@@ -640,7 +428,34 @@ void l4_opaque_start(struct worker *w, struct conn *c)
 void l4_tunnel(struct worker *w, struct conn *c)
 {
 	c->kind = CONN_KIND_OPAQUE;
-	c->client.pl.on_event = l4_on_event;
-	c->upstream.pl.on_event = l4_on_event;
+	c->ops = &l4_ops;
 	l4_established(w, c);
 }
+
+/*
+ * Copying, and no tunnel (whose HTTP state still names its old config):
+ * its endpoint was picked and connected, and it holds no balancer
+ * ticket, so nothing of it depends on its config any more but its
+ * service's identity and knobs.
+ */
+static bool l4_settled(const struct conn *c)
+{
+	return c->state == CONN_ESTABLISHED && !c->http && !c->at.bt.active;
+}
+
+/* Its one request's tries go to its own service, in the new snapshot too. */
+static void l4_followed(struct conn *c)
+{
+	c->at.sv = c->sv;
+}
+
+const struct conn_ops l4_ops = {
+    .name = "opaque",
+    .start = l4_opaque_start,
+    .event = l4_event,
+    .timeout = l4_timeout,
+    .resume = l4_resume,
+    .abort = l4_abort,
+    .settled = l4_settled,
+    .followed = l4_followed,
+};

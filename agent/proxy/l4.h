@@ -26,23 +26,10 @@
  */
 #define L4_PUMP_ROUNDS 16
 
-/* Fresh state for a connection object from worker_conn_get. */
-void l4_conn_init(struct conn *c);
+/* Opaque TCP as a kind of connection (conn.h): its operations. */
+extern const struct conn_ops l4_ops;
 
-/*
- * Take over fd, just accepted from peer: find where it was going, pick an
- * endpoint and start connecting. Connections that cannot be served are
- * closed here (and counted); fd is always consumed.
- */
-void l4_accept(struct worker *w, int fd, const struct sockaddr_storage *peer);
-
-/* The deadline of c's connect attempt passed. */
-void l4_timeout(struct worker *w, struct conn *c);
-
-/* c's deferred turn (worker_conn_defer): retry or keep copying. */
-void l4_resume(struct worker *w, struct conn *c);
-
-/* Reset both sides of c and release it: the proxy is stopping. */
+/* Reset both sides of c and release it (also detection's abort). */
 void l4_abort(struct worker *w, struct conn *c);
 
 /*

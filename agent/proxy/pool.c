@@ -11,7 +11,7 @@
 #include "common/addr.h"
 #include "common/log.h"
 #include "proxy/attempt.h"
-#include "proxy/http1.h"
+#include "proxy/conn_io.h"
 #include "proxy/sock.h"
 
 void pool_init(struct pool *pl, uint32_t max_idle_per_ep, uint32_t idle_timeout_ms)
@@ -62,7 +62,7 @@ static void pool_on_event(struct worker *w, struct pollable *p, uint32_t events)
 	if (pc->side.pl.fd < 0)
 		return; /* closed earlier in this turn */
 	if (pc->side.conn) {
-		http1_upstream_event(w, pc->side.conn, pc, events);
+		conn_on_event(w, p, events); /* to its owner's kind */
 		return;
 	}
 	/*
@@ -225,6 +225,18 @@ int pool_detach(struct worker *w, struct pool_conn *pc)
 	return fd;
 }
 
+/*
+ * Whether w may hold one more idle pooled socket: its connections and
+ * idle pooled sockets together stay below proxy.max_connections, so the
+ * worker's fds are at most 2 x max_connections (a client and an upstream
+ * socket per connection) whatever the pool holds, plus the one refused
+ * socket conn_accept closes before the worker accepts again.
+ */
+static bool pool_socket_room(const struct worker *w)
+{
+	return w->n_active + w->pool->n_idle < w->cfg->max_connections;
+}
+
 void pool_put(struct worker *w, struct pool_conn *pc)
 {
 	struct pool *pl = w->pool;
@@ -237,7 +249,7 @@ void pool_put(struct worker *w, struct pool_conn *pc)
 	 * take the worker's sockets past proxy.max_connections is closed.
 	 */
 	if (pc->side.eof || pc->side.readable || !pc->connected ||
-	    ep->n_idle >= pl->max_idle_per_ep || !pl->idle_timeout_ns || !worker_socket_room(w)) {
+	    ep->n_idle >= pl->max_idle_per_ep || !pl->idle_timeout_ns || !pool_socket_room(w)) {
 		pool_close(w, pc, false);
 		return;
 	}

@@ -20,6 +20,7 @@
 #include "proxy/proxy_int.h"
 #include "proxy/sock.h"
 #include "proxy/worker.h"
+#include "proxy/worker_loop.h"
 #include "recording/http_metrics.h"
 #include "recording/series_ids.h"
 #include "recording/trace.h"

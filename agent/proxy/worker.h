@@ -172,7 +172,7 @@ void worker_buf_put(struct worker *w, char *buf);
 /* Socket fd is not on the sockmap shortcut (proxy_on_shortcut_fn). */
 bool worker_plain_tcp(const struct worker *w, int fd);
 
-/* An HTTP state (uninitialized), and back. */
+/* An HTTP state (uninitialized), and back (its header slots given back already). */
 struct http1_conn *worker_http_get(struct worker *w);
 void worker_http_put(struct worker *w, struct http1_conn *h);
 
@@ -208,20 +208,6 @@ int worker_conn_follow(struct worker *w, struct conn *c);
 
 #define WORKER_STAT_ADD(w, name, v) __atomic_fetch_add(&(w)->stats.name, (v), __ATOMIC_RELAXED)
 #define WORKER_STAT_INC(w, name) WORKER_STAT_ADD(w, name, 1)
-
-/*
- * Set up worker id of p: its epoll and its listeners on the configured
- * proxy addresses. Returns 0, or -errno with a message in err. On
- * failure w holds nothing; worker_fini is still safe to call.
- */
-int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t errlen);
-
-/* Thread body: serves until p->stop_fd becomes readable, then closes its
- * listeners and resets every connection it still holds. */
-void *worker_main(void *arg);
-
-/* Release everything w holds; its thread must have exited (or never run). */
-void worker_fini(struct worker *w);
 
 /* Add stats of w into *sum; any thread. */
 void worker_stats_add(struct worker *w, struct proxy_stats *sum);
@@ -270,15 +256,6 @@ void worker_replay_put(struct worker *w, void *slab);
 void worker_refused(struct worker *w, enum proxy_cap cap, const char *what);
 
 /*
- * Whether w may hold one more idle pooled socket: its connections and
- * idle pooled sockets together stay below proxy.max_connections, so the
- * worker's fds are at most 2 x max_connections (a client and an upstream
- * socket per connection) whatever the pool holds, plus the one refused
- * socket l4_accept closes before the worker accepts again.
- */
-bool worker_socket_room(const struct worker *w);
-
-/*
  * Whether w can give a new connection its first buffer without passing
  * proxy.max_buffer_memory_mib: one idle in its free list, or room in the
  * budget for a new one.
@@ -289,5 +266,25 @@ bool worker_mem_room(struct worker *w);
  * dead service cannot flood the log; the rest are counted and reported. */
 void worker_warn_ratelimited(struct worker *w, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Register l's socket (level-triggered: a batch may leave connections queued). 0 or -errno. */
+int worker_listener_add(struct worker *w, struct worker_listener *l);
+
+/*
+ * Resume accepting after a pause (EMFILE & co), unless stopping; also
+ * when a connection closes. max_connections does not hold it back: a
+ * connection past it is accepted and refused (conn_accept).
+ */
+void worker_accept_resume(struct worker *w);
+
+/*
+ * Take the snapshot proxy_update handed over, if any, and move the
+ * connections whose kind says they are settled onto it
+ * (conn_ops.settled, worker_conn_follow).
+ */
+void worker_snap_take(struct worker *w);
+
+/* Free the connection objects, buffers, states and slabs w keeps for reuse. */
+void worker_caches_free(struct worker *w);
 
 #endif
