@@ -238,7 +238,7 @@ static __always_inline void shortcut_insert(struct bpf_sock_ops *ctx, struct sho
 	}
 	COUNT(shortcut_inserted, 1);
 	/* The socket's storage says "member" to the proxy, which looks it
-	 * up by fd: a member's reads can come from two queues (l4.c). */
+	 * up by fd: a member's reads can come from two queues (opaque.c). */
 	if (sk)
 		bpf_sk_storage_get(&shoal_sk_shortcut, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 }

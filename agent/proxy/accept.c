@@ -13,7 +13,7 @@
 #include "proxy/detect.h"
 #include "proxy/http1.h"
 #include "proxy/http_error.h"
-#include "proxy/l4.h"
+#include "proxy/opaque.h"
 #include "proxy/service_lookup.h"
 #include "proxy/sock.h"
 #include "proxy/worker.h"
@@ -31,7 +31,7 @@ static const struct conn_ops *accept_kind(enum config_protocol protocol)
 	case CONFIG_PROTO_DETECT:
 		return &detect_ops;
 	default: /* tcp, and h2c until HTTP/2 lands */
-		return &l4_ops;
+		return &opaque_ops;
 	}
 }
 

@@ -24,6 +24,13 @@ struct es_svc_view;
 struct http1_conn;
 struct proxy_snap;
 
+/*
+ * Copy rounds (up to one buffer each way) a connection gets per turn
+ * before yielding to the others; a bulk transfer then cannot starve its
+ * worker's other connections. Every kind's pass over a connection keeps to it.
+ */
+#define CONN_PUMP_ROUNDS 16
+
 /* Something in the worker's epoll; epoll_event.data.ptr points at it. */
 struct pollable {
 	/* Called with the ready events of fd, from the worker's thread. */
@@ -37,7 +44,7 @@ struct pollable {
  * becomes OPAQUE when a 101 (or a CONNECT 2xx) turns it into a tunnel.
  */
 enum conn_kind {
-	CONN_KIND_OPAQUE = 0, /* bytes copied both ways (l4.c) */
+	CONN_KIND_OPAQUE = 0, /* bytes copied both ways (opaque.c) */
 	CONN_KIND_DETECT,     /* peeking at the client's first bytes (detect.c) */
 	CONN_KIND_HTTP,	      /* HTTP/1.x requests (http1.c) */
 };

@@ -9,7 +9,7 @@
 #include "common/log.h"
 #include "proxy/conn_io.h"
 #include "proxy/http1.h"
-#include "proxy/l4.h"
+#include "proxy/opaque.h"
 #include "proxy/sock.h"
 
 /*
@@ -66,7 +66,7 @@ static void detect_done(struct worker *w, struct conn *c, enum detect_result r)
 		http1_start(w, c);
 	} else {
 		WORKER_STAT_INC(w, detect_opaque);
-		l4_opaque_start(w, c);
+		opaque_start(w, c);
 	}
 }
 
@@ -168,5 +168,5 @@ const struct conn_ops detect_ops = {
     .start = detect_start,
     .event = detect_event,
     .timeout = detect_timeout,
-    .abort = l4_abort,
+    .abort = opaque_abort,
 };

@@ -41,7 +41,7 @@ enum detect_result detect_classify(const char *buf, size_t len);
 /*
  * Start detecting on c: its client socket is watched, its service and
  * ports are set, nothing is connected upstream. Reads into c->to_upstream
- * and hands c on to http1_start or l4_opaque_start. Consumes c (it may
+ * and hands c on to http1_start or opaque_start. Consumes c (it may
  * be closed on return).
  */
 void detect_start(struct worker *w, struct conn *c);

@@ -15,7 +15,7 @@
 #include "proxy/attempt.h"
 #include "proxy/conn_io.h"
 #include "proxy/endpoint_pick.h"
-#include "proxy/l4.h"
+#include "proxy/opaque.h"
 #include "proxy/pool.h"
 #include "proxy/service_lookup.h"
 #include "proxy/http_routes.h"
@@ -718,7 +718,7 @@ static int http1_rs_frame(struct conn *c)
 /*
  * The upstream said 101 (or 2xx to CONNECT): from here on both directions
  * are opaque bytes. The socket moves from the pool object to c->upstream
- * and l4.c copies what is buffered and everything after it.
+ * and opaque.c copies what is buffered and everything after it.
  */
 static void http1_tunnel(struct worker *w, struct conn *c)
 {
@@ -739,7 +739,7 @@ static void http1_tunnel(struct worker *w, struct conn *c)
 	WORKER_STAT_INC(w, http_upgrades);
 	metrics_http_done(w, c, h->rs_head.status);
 	http1_headers_release(w, h); /* the tunnel parses no more heads */
-	l4_tunnel(w, c);
+	opaque_tunnel(w, c);
 }
 
 /*
@@ -1265,7 +1265,7 @@ static bool http1_step(struct worker *w, struct conn *c, bool *progress)
 	return true;
 }
 
-/* Run c until nothing moves, up to L4_PUMP_ROUNDS passes. */
+/* Run c until nothing moves, up to CONN_PUMP_ROUNDS passes. */
 void http1_run(struct worker *w, struct conn *c)
 {
 	struct http1_conn *h = c->http;
@@ -1274,7 +1274,7 @@ void http1_run(struct worker *w, struct conn *c)
 	for (int round = 0;; round++) {
 		bool progress = false;
 
-		if (round == L4_PUMP_ROUNDS) {
+		if (round == CONN_PUMP_ROUNDS) {
 			worker_conn_defer(w, c);
 			break;
 		}

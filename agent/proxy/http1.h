@@ -3,7 +3,7 @@
  * One client connection carried as HTTP/1.x: requests parsed one at a
  * time, each routed on its own, sent on a pooled upstream connection, its
  * response streamed back; a 101 or a CONNECT 2xx turns the connection
- * into an opaque tunnel (l4.c). Runs on the owning worker's thread.
+ * into an opaque tunnel (opaque.c). Runs on the owning worker's thread.
  *
  * Bodies are forwarded as the client and the server sent them. Heads are
  * parsed in place (http1_parser.h), rewritten as a proxy must

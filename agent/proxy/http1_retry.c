@@ -19,7 +19,7 @@
 #include "common/log.h"
 #include "proxy/attempt.h"
 #include "proxy/endpoint_pick.h"
-#include "proxy/l4.h"
+#include "proxy/opaque.h"
 #include "proxy/pool.h"
 #include "proxy/sock.h"
 #include "resilience/backoff.h"

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "proxy/proxy_stats.h"
+
 bool limits_mem_charge(struct limits_mem *m, size_t bytes)
 {
 	uint64_t used;
@@ -136,4 +138,27 @@ uint32_t limits_client_conns(struct limits_clients *t, const struct shoal_addr *
 		n = t->entries[*link].conns;
 	pthread_mutex_unlock(&t->lock);
 	return n;
+}
+
+/* The names of the caps (proxy.h, PROXY_CAPS), here with the budgets they bound. */
+const char *proxy_cap_name(enum proxy_cap cap)
+{
+	static const char *const names[] = {
+#define PROXY_CAP_NAME(id, knob) [PROXY_CAP_##id] = #id,
+	    PROXY_CAPS(PROXY_CAP_NAME)
+#undef PROXY_CAP_NAME
+	};
+
+	return cap < PROXY_CAP__COUNT ? names[cap] : "unknown";
+}
+
+const char *proxy_cap_knob(enum proxy_cap cap)
+{
+	static const char *const knobs[] = {
+#define PROXY_CAP_KNOB(id, knob) [PROXY_CAP_##id] = knob,
+	    PROXY_CAPS(PROXY_CAP_KNOB)
+#undef PROXY_CAP_KNOB
+	};
+
+	return cap < PROXY_CAP__COUNT ? knobs[cap] : "unknown";
 }

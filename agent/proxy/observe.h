@@ -4,7 +4,7 @@
  * at the points where a request or a connection changes state, which
  * record its golden metrics into the worker's series table
  * (recording/http_metrics.h) and its span into the worker's trace ring
- * (recording/trace.h), so http1.c and l4.c stay about moving bytes. Each
+ * (recording/trace.h), so http1.c and opaque.c stay about moving bytes. Each
  * hook runs on the connection's worker thread, takes no lock and
  * allocates nothing. The tables and rings are read by telemetry/ through
  * proxy.h's read side.

@@ -12,7 +12,7 @@
 
 #include "proxy/observe.h"
 #include "proxy/http1.h"
-#include "proxy/l4.h"
+#include "proxy/opaque.h"
 #include "proxy/worker.h"
 #include "recording/http_metrics.h"
 #include "recording/trace.h"

@@ -25,23 +25,6 @@
 #include "recording/series_ids.h"
 #include "recording/trace.h"
 
-void proxy_snap_get(struct proxy_snap *s)
-{
-	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
-}
-
-void proxy_snap_put(struct proxy_snap *s)
-{
-	/* acq_rel: whoever frees sees every earlier holder's last use. */
-	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
-		return;
-	if (s->es_view)
-		es_view_retire(s->es, s->es_view, timer_now_ns());
-	if (s->owned)
-		config_free((struct config *)s->cfg);
-	free(s);
-}
-
 /* A snapshot of cfg holding one reference, or NULL when memory is short. */
 static struct proxy_snap *proxy_snap_new(const struct config *cfg, bool owned)
 {
@@ -381,28 +364,6 @@ int proxy_endpoints_sync(struct proxy *p, const struct config *cfg)
 		return -errno;
 	atomic_store_explicit(&p->es_view, v, memory_order_release);
 	return 0;
-}
-
-const char *proxy_cap_name(enum proxy_cap cap)
-{
-	static const char *const names[] = {
-#define PROXY_CAP_NAME(id, knob) [PROXY_CAP_##id] = #id,
-		PROXY_CAPS(PROXY_CAP_NAME)
-#undef PROXY_CAP_NAME
-	};
-
-	return cap < PROXY_CAP__COUNT ? names[cap] : "unknown";
-}
-
-const char *proxy_cap_knob(enum proxy_cap cap)
-{
-	static const char *const knobs[] = {
-#define PROXY_CAP_KNOB(id, knob) [PROXY_CAP_##id] = knob,
-		PROXY_CAPS(PROXY_CAP_KNOB)
-#undef PROXY_CAP_KNOB
-	};
-
-	return cap < PROXY_CAP__COUNT ? knobs[cap] : "unknown";
 }
 
 void proxy_stats(struct proxy *p, struct proxy_stats *out)

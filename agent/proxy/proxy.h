@@ -14,6 +14,7 @@
 
 #include "config/config.h"
 #include "resilience/breaker.h"
+#include "proxy/proxy_stats.h"
 #include "shoal/abi.h"
 
 /*
@@ -88,73 +89,6 @@ int proxy_stalled_worker(struct proxy *p, uint64_t bound_ms, uint64_t *stalled_m
  * would. shoald calls it on SIGUSR1 only when SHOALD_TEST_STALL_MS is set.
  */
 void proxy_test_stall(struct proxy *p, int id, uint32_t ms);
-
-/*
- * The proxy's counters, declared once: X(name, kind, help), kind being
- * counter (only grows) or gauge. Exporters render them from this table.
- */
-#define PROXY_STATS(X)                                                                             \
-	X(accepted, counter, "Connections accepted on the proxy listeners.")                       \
-	X(no_orig_dst, counter, "Accepted connections the datapath did not redirect; closed.")     \
-	X(no_service, counter, "Redirected connections matching no service; reset.")               \
-	X(connect_failures, counter,                                                               \
-	  "Endpoint connect attempts that were refused, failed or timed out.")                     \
-	X(gave_up, counter, "Connections reset because no endpoint could be reached in time.")     \
-	X(local_refused, counter,                                                                  \
-	  "Connections refused (HTTP 503 proxy-resources, TCP reset) because the proxy itself "    \
-	  "was out of fds, memory or local ports when connecting upstream; no endpoint blamed.")   \
-	X(active, gauge, "Connections open now (connecting or copying).")                          \
-	X(buffers, gauge,                                                                          \
-	  "Connection buffers (proxy.buffer_bytes each) held now: a connection holds one per "     \
-	  "direction only while bytes wait in it, so idle connections hold none.")                 \
-	X(header_slots, gauge,                                                                     \
-	  "HTTP header slot arrays (2 x proxy.http.max_headers) held now: one per connection "     \
-	  "with a request head being parsed or in flight; idle keep-alive connections hold none.") \
-	X(detect_http, counter, "Connections on undeclared ports detected as HTTP/1.")             \
-	X(detect_opaque, counter,                                                                  \
-	  "Connections on undeclared ports carried as opaque TCP (not HTTP/1, or silent).")        \
-	X(http_requests, counter, "HTTP requests parsed and dispatched to a backend service.")     \
-	X(http_errors, counter, "HTTP error responses the proxy answered itself (x-shoal-error).") \
-	X(http_retries, counter,                                                                   \
-	  "HTTP requests sent again: retries the policy and budget allowed, and resends "          \
-	  "after a reused upstream connection turned out closed.")                                 \
-	X(http_replay_no_slab, counter,                                                            \
-	  "Retry-eligible HTTP requests with a body too large for the connection buffer that "     \
-	  "were not retryable: every replay slab of the worker was in use.")                       \
-	X(http_upgrades, counter, "HTTP connections turned into tunnels (101 or CONNECT).")        \
-	X(pool_reused, counter, "HTTP requests sent on an idle pooled upstream connection.")      \
-	X(buffer_memory_bytes, gauge,                                                              \
-	  "Bytes of connection buffers, header slots, HTTP states and replay slabs allocated now "  \
-	  "(held or cached for reuse), counted against proxy.max_buffer_memory_mib.")
-
-/*
- * The caps that refuse a client (docs/proxy.md, "Budgets"), declared
- * once: X(id, knob). Each is a value of the cap label of
- * shoal_proxy_refused_total, so the label's values are bounded by this
- * table.
- */
-#define PROXY_CAPS(X)                                                                              \
-	X(memory, "proxy.max_buffer_memory_mib")                                                 \
-	X(client, "proxy.max_connections_per_client")                                            \
-	X(connections, "proxy.max_connections")
-
-enum proxy_cap {
-#define PROXY_CAP_ENUM(id, knob) PROXY_CAP_##id,
-	PROXY_CAPS(PROXY_CAP_ENUM)
-#undef PROXY_CAP_ENUM
-	    PROXY_CAP__COUNT
-};
-
-/* The cap's label value ("memory") and its knob ("proxy.max_buffer_memory_bytes"). */
-const char *proxy_cap_name(enum proxy_cap cap);
-const char *proxy_cap_knob(enum proxy_cap cap);
-
-struct proxy_stats {
-#define PROXY_STATS_FIELD(name, kind, help) uint64_t name;
-	PROXY_STATS(PROXY_STATS_FIELD)
-#undef PROXY_STATS_FIELD
-	uint64_t refused[PROXY_CAP__COUNT]; /* clients refused at each cap (counters) */
-};
 
 /* Sum the counters of every worker into *out: a snapshot, callable from
  * any thread while the proxy runs. */

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * Opaque TCP's tries through the proxy on 127.0.0.1 (attempt.c, l4.c;
+ * Opaque TCP's tries through the proxy on 127.0.0.1 (attempt.c, opaque.c;
  * docs/proxy.md, "One connection", steps 4 and 5): failover after a
  * refused or timed-out connect, giving up (all refused, the connect
  * deadline, no endpoints), P2C over open connections, and the proxy's

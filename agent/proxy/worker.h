@@ -234,7 +234,7 @@ struct conn *worker_conn_get(struct worker *w);
  */
 void worker_conn_release(struct worker *w, struct conn *c);
 
-/* Give c a turn after this round of events (l4_resume), e.g. to retry a
+/* Give c a turn after this round of events (opaque_resume), e.g. to retry a
  * connect or to finish copying once its budget ran out. Idempotent. */
 void worker_conn_defer(struct worker *w, struct conn *c);
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-#include "proxy/l4.h"
+#include "proxy/opaque.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -18,14 +18,13 @@
 #include "proxy/sock.h"
 #include "proxy/observe.h"
 
-
-static bool l4_debug(void)
+static bool opaque_debug(void)
 {
 	return log_get_level() >= LOG_LEVEL_DEBUG;
 }
 
 /* "ns/name:port" of c's service, for messages. */
-static const char *l4_svc_name(const struct conn *c, char *buf, size_t len)
+static const char *opaque_svc_name(const struct conn *c, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/%s:%u", c->svc->namespace, c->svc->name, c->svc_port);
 	return buf;
@@ -35,7 +34,7 @@ static const char *l4_svc_name(const struct conn *c, char *buf, size_t len)
  * Close both sides and release c. reset: the peers see RST, because the
  * exchange did not complete (a side reset, no endpoint, shutdown).
  */
-static void l4_close(struct worker *w, struct conn *c, bool reset)
+static void opaque_close(struct worker *w, struct conn *c, bool reset)
 {
 	pick_cancel(c->at.sv, &c->at.bt, timer_now_ns());
 	metrics_tcp_close(w, c);
@@ -44,9 +43,9 @@ static void l4_close(struct worker *w, struct conn *c, bool reset)
 	worker_conn_release(w, c);
 }
 
-void l4_abort(struct worker *w, struct conn *c)
+void opaque_abort(struct worker *w, struct conn *c)
 {
-	l4_close(w, c, true);
+	opaque_close(w, c, true);
 }
 
 /*
@@ -54,8 +53,8 @@ void l4_abort(struct worker *w, struct conn *c)
  * progress (EAGAIN, buffer full or empty). Sets *progress when any byte
  * moved. Returns 0, or -errno of a hard error on either side.
  */
-static int l4_flow(struct worker *w, struct conn_side *src, struct conn_side *dst,
-		   struct conn_buf *b, uint32_t cap, bool *progress)
+static int opaque_flow(struct worker *w, struct conn_side *src, struct conn_side *dst,
+		       struct conn_buf *b, uint32_t cap, bool *progress)
 {
 	uint32_t got, head = b->head;
 	int err;
@@ -86,20 +85,20 @@ static int l4_flow(struct worker *w, struct conn_side *src, struct conn_side *ds
  * One side failed hard (reset, EPIPE, timeout): there is no clean way to
  * finish, so the other side learns it the same way, by a reset.
  */
-static void l4_fail(struct worker *w, struct conn *c, int err)
+static void opaque_fail(struct worker *w, struct conn *c, int err)
 {
-	if (l4_debug()) {
+	if (opaque_debug()) {
 		char svc[2 * CONFIG_MAX_NAME + 16];
 
 		pr_debug("proxy worker %d: %s: connection failed: %s; resetting both sides", w->id,
-			 l4_svc_name(c, svc, sizeof(svc)), strerror(err));
+			 opaque_svc_name(c, svc, sizeof(svc)), strerror(err));
 	}
-	l4_close(w, c, true);
+	opaque_close(w, c, true);
 }
 
-/* Copy both ways for up to L4_PUMP_ROUNDS rounds; close c once both
+/* Copy both ways for up to CONN_PUMP_ROUNDS rounds; close c once both
  * directions have finished, or reset it on a hard error. */
-static void l4_pump(struct worker *w, struct conn *c)
+static void opaque_pump(struct worker *w, struct conn *c)
 {
 	uint32_t cap = w->cfg->buffer_bytes;
 	int err;
@@ -107,15 +106,16 @@ static void l4_pump(struct worker *w, struct conn *c)
 	for (int round = 0;; round++) {
 		bool progress = false;
 
-		if (round == L4_PUMP_ROUNDS) {
+		if (round == CONN_PUMP_ROUNDS) {
 			worker_conn_defer(w, c);
 			return;
 		}
-		err = l4_flow(w, &c->client, &c->upstream, &c->to_upstream, cap, &progress);
+		err = opaque_flow(w, &c->client, &c->upstream, &c->to_upstream, cap, &progress);
 		if (!err)
-			err = l4_flow(w, &c->upstream, &c->client, &c->to_client, cap, &progress);
+			err =
+			    opaque_flow(w, &c->upstream, &c->client, &c->to_client, cap, &progress);
 		if (err) {
-			l4_fail(w, c, -err);
+			opaque_fail(w, c, -err);
 			return;
 		}
 		if (!progress)
@@ -126,14 +126,14 @@ static void l4_pump(struct worker *w, struct conn *c)
 	}
 	metrics_tcp_flush(w, c);
 	if (c->client.shut_wr && c->upstream.shut_wr)
-		l4_close(w, c, false);
+		opaque_close(w, c, false);
 }
 
 /*
  * Arm the idle deadline (proxy.idle_timeout_ms after the last byte moved);
  * none when it is 0. Failing to queue it only loses the idle close.
  */
-static void l4_arm_idle(struct worker *w, struct conn *c)
+static void opaque_arm_idle(struct worker *w, struct conn *c)
 {
 	uint64_t idle = conn_idle_ns(w, c);
 
@@ -141,20 +141,20 @@ static void l4_arm_idle(struct worker *w, struct conn *c)
 		timer_heap_add(&w->timers, &c->timer, c->last_active_ns + idle);
 }
 
-static void l4_established(struct worker *w, struct conn *c)
+static void opaque_established(struct worker *w, struct conn *c)
 {
 	timer_heap_del(&w->timers, &c->timer);
 	c->state = CONN_ESTABLISHED;
 	c->last_active_ns = timer_now_ns();
 	metrics_tcp_open(w, c);
-	l4_arm_idle(w, c);
+	opaque_arm_idle(w, c);
 	/*
 	 * Edges seen while connecting were not acted on: assume both sides
 	 * ready. A wrong guess costs one EAGAIN, a missed edge a hang.
 	 */
 	c->client.readable = c->client.writable = true;
 	c->upstream.readable = c->upstream.writable = true;
-	l4_pump(w, c);
+	opaque_pump(w, c);
 }
 
 /*
@@ -163,7 +163,8 @@ static void l4_established(struct worker *w, struct conn *c)
  * attempt's timer armed at its connect timeout, deadline at the latest),
  * or -errno when the attempt failed already.
  */
-static int l4_open(struct worker *w, struct conn *c, uint32_t idx, uint64_t now, uint64_t deadline)
+static int opaque_open(struct worker *w, struct conn *c, uint32_t idx, uint64_t now,
+		       uint64_t deadline)
 {
 	uint64_t attempt = c->sv && c->sv->connect_timeout_ns
 			       ? c->sv->connect_timeout_ns
@@ -196,7 +197,7 @@ err_unset:
 }
 
 /* attempt_kind.target: an opaque connection's tries go to its own service. */
-static const struct config_service *l4_target(const struct conn *c, uint16_t *port_be)
+static const struct config_service *opaque_target(const struct conn *c, uint16_t *port_be)
 {
 	*port_be = c->port_be;
 	return c->svc;
@@ -206,7 +207,7 @@ static const struct config_service *l4_target(const struct conn *c, uint16_t *po
  * attempt_kind.admit: a connect to another endpoint is a retry, so the
  * service's retry budget decides.
  */
-static bool l4_admit_retry(struct worker *w, struct conn *c, uint64_t now)
+static bool opaque_admit_retry(struct worker *w, struct conn *c, uint64_t now)
 {
 	struct attempt *at = &c->at;
 
@@ -224,14 +225,14 @@ static bool l4_admit_retry(struct worker *w, struct conn *c, uint64_t now)
 }
 
 /* attempt_kind.fail_over: each endpoint is tried once at most. */
-static bool l4_fail_over(struct worker *w, struct conn *c)
+static bool opaque_fail_over(struct worker *w, struct conn *c)
 {
 	(void)w;
 	return c->at.tried < (uint32_t)c->svc->n_endpoints;
 }
 
-/* attempt_kind.wait: l4_timeout picks again at until. */
-static bool l4_wait(struct worker *w, struct conn *c, uint64_t until)
+/* attempt_kind.wait: opaque_timeout picks again at until. */
+static bool opaque_wait(struct worker *w, struct conn *c, uint64_t until)
 {
 	if (timer_heap_add(&w->timers, &c->timer, until))
 		return false;
@@ -240,19 +241,19 @@ static bool l4_wait(struct worker *w, struct conn *c, uint64_t until)
 }
 
 /* attempt_kind.refuse: reset the client. */
-static void l4_local_refused(struct worker *w, struct conn *c, int err)
+static void opaque_local_refused(struct worker *w, struct conn *c, int err)
 {
 	char svc[2 * CONFIG_MAX_NAME + 16];
 
 	worker_warn_ratelimited(w,
 				"proxy worker %d: %s: cannot open a connection to an endpoint: %s "
 				"(the proxy's own limit, not the endpoint's); resetting the client",
-				w->id, l4_svc_name(c, svc, sizeof(svc)), strerror(err));
-	l4_close(w, c, true);
+				w->id, opaque_svc_name(c, svc, sizeof(svc)), strerror(err));
+	opaque_close(w, c, true);
 }
 
 /* attempt_kind.give_up: reset the client, whatever the reason. */
-static void l4_give_up(struct worker *w, struct conn *c, enum attempt_end why)
+static void opaque_give_up(struct worker *w, struct conn *c, enum attempt_end why)
 {
 	char svc[2 * CONFIG_MAX_NAME + 16];
 	uint64_t ms = (timer_now_ns() - c->accepted_ns) / 1000000;
@@ -262,22 +263,22 @@ static void l4_give_up(struct worker *w, struct conn *c, enum attempt_end why)
 	worker_warn_ratelimited(w,
 				"proxy worker %d: %s: giving up on a connection after %u of %d "
 				"endpoints in %llu ms; last error: %s",
-				w->id, l4_svc_name(c, svc, sizeof(svc)), c->at.tried,
+				w->id, opaque_svc_name(c, svc, sizeof(svc)), c->at.tried,
 				c->svc->n_endpoints, (unsigned long long)ms,
 				strerror(c->at.last_err ? c->at.last_err : ETIMEDOUT));
-	l4_close(w, c, true);
+	opaque_close(w, c, true);
 }
 
 /*
  * attempt_kind.connected: the connect of c->at.bt completed. Its latency
  * is the endpoint's sample (opaque TCP balances on connect latency, and
- * on the connections open: pending lasts until l4_close), then copy.
+ * on the connections open: pending lasts until opaque_close), then copy.
  */
-static void l4_connected(struct worker *w, struct conn *c)
+static void opaque_connected(struct worker *w, struct conn *c)
 {
 	c->upstream.plain_tcp = worker_plain_tcp(w, c->upstream.pl.fd);
 	pick_connected(c->at.sv, &c->at.bt, timer_now_ns());
-	l4_established(w, c);
+	opaque_established(w, c);
 }
 
 /*
@@ -285,15 +286,15 @@ static void l4_connected(struct worker *w, struct conn *c)
  * breakers admitting, failing over to endpoints not yet tried, each
  * failover a retry the budget must allow; giving up resets the client.
  */
-static const struct attempt_kind l4_attempts = {
-    .target = l4_target,
-    .admit = l4_admit_retry,
-    .open = l4_open,
-    .connected = l4_connected,
-    .fail_over = l4_fail_over,
-    .wait = l4_wait,
-    .give_up = l4_give_up,
-    .refuse = l4_local_refused,
+static const struct attempt_kind opaque_attempts = {
+    .target = opaque_target,
+    .admit = opaque_admit_retry,
+    .open = opaque_open,
+    .connected = opaque_connected,
+    .fail_over = opaque_fail_over,
+    .wait = opaque_wait,
+    .give_up = opaque_give_up,
+    .refuse = opaque_local_refused,
 };
 
 /*
@@ -302,10 +303,10 @@ static const struct attempt_kind l4_attempts = {
  * endpoint was tried, none is a candidate, the budget is spent, or the
  * connect deadline has passed.
  */
-static void l4_connect_next(struct worker *w, struct conn *c)
+static void opaque_connect_next(struct worker *w, struct conn *c)
 {
 	c->state = CONN_CONNECTING;
-	attempt_next(w, c, &l4_attempts);
+	attempt_next(w, c, &opaque_attempts);
 }
 
 /*
@@ -313,18 +314,18 @@ static void l4_connect_next(struct worker *w, struct conn *c)
  * attempt waits for a deferred turn: events of this epoll round may still
  * name the upstream side and must not be taken for the new socket's.
  */
-static void l4_attempt_failed_async(struct worker *w, struct conn *c, int err)
+static void opaque_attempt_failed_async(struct worker *w, struct conn *c, int err)
 {
 	timer_heap_del(&w->timers, &c->timer);
 	conn_side_close(w, &c->upstream, false);
-	if (!attempt_failed(w, c, &l4_attempts, err))
+	if (!attempt_failed(w, c, &opaque_attempts, err))
 		return;
 	c->state = CONN_RETRY;
 	worker_conn_defer(w, c);
 }
 
 /* The idle deadline passed: close c if nothing moved since, else re-arm. */
-static void l4_idle_check(struct worker *w, struct conn *c)
+static void opaque_idle_check(struct worker *w, struct conn *c)
 {
 	uint64_t idle = conn_idle_ns(w, c);
 	char svc[2 * CONFIG_MAX_NAME + 16];
@@ -332,36 +333,37 @@ static void l4_idle_check(struct worker *w, struct conn *c)
 	if (!idle)
 		return;
 	if (timer_now_ns() < c->last_active_ns + idle) {
-		l4_arm_idle(w, c);
+		opaque_arm_idle(w, c);
 		return;
 	}
-	if (l4_debug())
+	if (opaque_debug())
 		pr_debug("proxy worker %d: %s: idle for %llu ms; closing", w->id,
-			 l4_svc_name(c, svc, sizeof(svc)), (unsigned long long)(idle / 1000000));
-	l4_close(w, c, false);
+			 opaque_svc_name(c, svc, sizeof(svc)),
+			 (unsigned long long)(idle / 1000000));
+	opaque_close(w, c, false);
 }
 
 /* c's timer: the attempt's deadline, the wait for a candidate, or idle. */
-static void l4_timeout(struct worker *w, struct conn *c)
+static void opaque_timeout(struct worker *w, struct conn *c)
 {
 	if (c->state == CONN_CONNECTING)
-		l4_attempt_failed_async(w, c, ETIMEDOUT);
+		opaque_attempt_failed_async(w, c, ETIMEDOUT);
 	else if (c->state == CONN_RETRY)
-		l4_connect_next(w, c); /* the wait for a candidate endpoint */
+		opaque_connect_next(w, c); /* the wait for a candidate endpoint */
 	else if (c->state == CONN_ESTABLISHED)
-		l4_idle_check(w, c);
+		opaque_idle_check(w, c);
 }
 
 /* c's deferred turn: retry, or keep copying. */
-static void l4_resume(struct worker *w, struct conn *c)
+static void opaque_resume(struct worker *w, struct conn *c)
 {
 	if (c->state == CONN_RETRY)
-		l4_connect_next(w, c);
+		opaque_connect_next(w, c);
 	else if (c->state == CONN_ESTABLISHED)
-		l4_pump(w, c);
+		opaque_pump(w, c);
 }
 
-static void l4_event(struct worker *w, struct conn_side *s, uint32_t events)
+static void opaque_event(struct worker *w, struct conn_side *s, uint32_t events)
 {
 	struct conn *c = s->conn;
 	int err;
@@ -374,36 +376,36 @@ static void l4_event(struct worker *w, struct conn_side *s, uint32_t events)
 		if (s == &c->client) {
 			/* The application gave up (reset) while we were connecting. */
 			if (events & EPOLLERR)
-				l4_fail(w, c, sock_error(s->pl.fd) ?: ECONNRESET);
+				opaque_fail(w, c, sock_error(s->pl.fd) ?: ECONNRESET);
 			return;
 		}
 		if (c->state == CONN_RETRY || !(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			return;
 		err = attempt_connect_result(w, s->pl.fd, events);
 		if (err)
-			l4_attempt_failed_async(w, c, err);
+			opaque_attempt_failed_async(w, c, err);
 		else
-			l4_connected(w, c);
+			opaque_connected(w, c);
 		return;
 	case CONN_ESTABLISHED:
 		if (events & EPOLLERR) {
 			err = sock_error(s->pl.fd);
 			if (err) {
-				l4_fail(w, c, err);
+				opaque_fail(w, c, err);
 				return;
 			}
 		}
-		l4_pump(w, c);
+		opaque_pump(w, c);
 		return;
 	}
 }
 
-void l4_opaque_start(struct worker *w, struct conn *c)
+void opaque_start(struct worker *w, struct conn *c)
 {
 	const struct config_service *svc = c->svc;
 
 	c->kind = CONN_KIND_OPAQUE;
-	c->ops = &l4_ops;
+	c->ops = &opaque_ops;
 	if (svc->n_endpoints <= 0) {
 		char name[2 * CONFIG_MAX_NAME + 16];
 
@@ -411,8 +413,8 @@ void l4_opaque_start(struct worker *w, struct conn *c)
 		worker_warn_ratelimited(w,
 					"proxy worker %d: %s has no endpoints; resetting a "
 					"connection",
-					w->id, l4_svc_name(c, name, sizeof(name)));
-		l4_close(w, c, true);
+					w->id, opaque_svc_name(c, name, sizeof(name)));
+		opaque_close(w, c, true);
 		return;
 	}
 	/* Its one request's tries go to its own service, timed from accept. */
@@ -422,14 +424,14 @@ void l4_opaque_start(struct worker *w, struct conn *c)
 		retry_budget_deposit(c->at.sv->budget, timer_now_ns());
 		atomic_fetch_add_explicit(&c->at.sv->state->requests, 1, memory_order_relaxed);
 	}
-	l4_connect_next(w, c);
+	opaque_connect_next(w, c);
 }
 
-void l4_tunnel(struct worker *w, struct conn *c)
+void opaque_tunnel(struct worker *w, struct conn *c)
 {
 	c->kind = CONN_KIND_OPAQUE;
-	c->ops = &l4_ops;
-	l4_established(w, c);
+	c->ops = &opaque_ops;
+	opaque_established(w, c);
 }
 
 /*
@@ -438,24 +440,24 @@ void l4_tunnel(struct worker *w, struct conn *c)
  * ticket, so nothing of it depends on its config any more but its
  * service's identity and knobs.
  */
-static bool l4_settled(const struct conn *c)
+static bool opaque_settled(const struct conn *c)
 {
 	return c->state == CONN_ESTABLISHED && !c->http && !c->at.bt.active;
 }
 
 /* Its one request's tries go to its own service, in the new snapshot too. */
-static void l4_followed(struct conn *c)
+static void opaque_followed(struct conn *c)
 {
 	c->at.sv = c->sv;
 }
 
-const struct conn_ops l4_ops = {
+const struct conn_ops opaque_ops = {
     .name = "opaque",
-    .start = l4_opaque_start,
-    .event = l4_event,
-    .timeout = l4_timeout,
-    .resume = l4_resume,
-    .abort = l4_abort,
-    .settled = l4_settled,
-    .followed = l4_followed,
+    .start = opaque_start,
+    .event = opaque_event,
+    .timeout = opaque_timeout,
+    .resume = opaque_resume,
+    .abort = opaque_abort,
+    .settled = opaque_settled,
+    .followed = opaque_followed,
 };
