@@ -408,8 +408,11 @@ static int serve(const struct config *cfg, struct datapath *dp, struct proxy *pr
 			break;
 		}
 		if (fds[1].revents & POLLIN) {
-			if (read(timer_fd, &ticks, sizeof(ticks)) == sizeof(ticks))
+			if (read(timer_fd, &ticks, sizeof(ticks)) == sizeof(ticks)) {
 				heartbeat(dp, proxy);
+				/* Kernel mode's breaker, at the heartbeat's pace. */
+				datapath_tick(dp);
+			}
 		}
 		if (fds[2].revents & POLLIN) {
 			struct config *next = NULL;

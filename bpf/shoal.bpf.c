@@ -3,12 +3,15 @@
  * shoal's datapath, attached at one cgroup2 root:
  *
  *   connect4/6      enrolled pod -> (VIP, port): rewrite to the node proxy,
- *                   remember the original destination in socket storage
+ *                   remember the original destination in socket storage;
+ *                   for a kernel-mode port, pick the endpoint itself (P2C
+ *                   over shoal_kl4_costs) and rewrite straight to it
  *   getpeername4/6  give the application the VIP back
  *   sockops         hand the original destination to the proxy (by
  *                   4-tuple) and put the sockets of proxied connections
  *                   in the SOCKHASH: intercepted application sockets, the
  *                   proxy's own, and enrolled backends' accepted from it
+ *                   and measure kernel-mode connects (RTT, failures)
  *   sk_msg          redirect each sendmsg straight into the peer socket
  *
  * All programs return "allow" on every error path: the datapath can make a
@@ -34,12 +37,12 @@ static __always_inline __be16 local_port_be(__u32 local_port)
 }
 
 /*
- * Decide whether an enrolled connect goes to the proxy; on success store
- * the original destination and return the service, else NULL.
+ * The service an enrolled connect is addressed to, or NULL: not enrolled,
+ * the proxy's own socket, or no service there.
  */
 static __always_inline const struct shoal_svc_val *
-intercept_lookup(void *ctx, struct bpf_sock *sk, const struct shoal_config *cfg,
-		 const struct shoal_svc_key *key)
+service_lookup(void *ctx, struct bpf_sock *sk, const struct shoal_config *cfg,
+	       const struct shoal_svc_key *key)
 {
 	const struct shoal_svc_val *svc;
 
@@ -55,22 +58,27 @@ intercept_lookup(void *ctx, struct bpf_sock *sk, const struct shoal_config *cfg,
 		COUNT(connect_svc_miss, 1);
 		return NULL;
 	}
-	if (svc->mode != SHOAL_SVC_PROXY)
-		return NULL;
+	return svc;
+}
+
+/* A proxy-mode service's connect goes to the proxy only while it is alive. */
+static __always_inline bool proxy_usable(const struct shoal_config *cfg,
+					 const struct shoal_svc_val *svc)
+{
 	if (!proxy_alive(cfg)) {
 		struct shoal_svc_stats *st = bpf_map_lookup_elem(&shoal_svc_stats, &svc->svc_id);
 
 		if (st)
 			__sync_fetch_and_add(&st->failed_open, 1);
 		COUNT(connect_failed_open, 1);
-		return NULL;
+		return false;
 	}
-	return svc;
+	return true;
 }
 
 /* Remember the original destination for getpeername and the proxy. */
 static __always_inline bool intercept_remember(struct bpf_sock *sk, const struct shoal_svc_key *key,
-					       const struct shoal_svc_val *svc)
+					       const struct shoal_svc_val *svc, __u16 flags)
 {
 	struct shoal_orig_dst *orig;
 	struct shoal_svc_stats *st;
@@ -82,7 +90,12 @@ static __always_inline bool intercept_remember(struct bpf_sock *sk, const struct
 	}
 	orig->ip = key->vip;
 	orig->port = key->port;
+	orig->flags = flags;
 	orig->svc_id = svc->svc_id;
+	if (flags & SHOAL_ORIG_KERNEL) {
+		COUNT(kernel_picked, 1);
+		return true;
+	}
 	st = bpf_map_lookup_elem(&shoal_svc_stats, &svc->svc_id);
 	if (st)
 		__sync_fetch_and_add(&st->intercepted, 1);
@@ -90,9 +103,97 @@ static __always_inline bool intercept_remember(struct bpf_sock *sk, const struct
 	return true;
 }
 
+/*
+ * Kernel mode: an endpoint's cost now. The estimate halves for every
+ * SHOAL_KL4_HALF_LIFE_NS since its last sample, so an endpoint that went
+ * slow or failed is tried again once the others cost more, with or
+ * without an agent. No entry (not yet made by the agent): 0, tried first.
+ */
+static __always_inline __u64 kl4_cost(const struct shoal_kl4_endpoint *ep, __u64 now)
+{
+	struct shoal_kl4_cost_key k = {};
+	struct shoal_kl4_cost *c;
+	__u64 age, halvings;
+
+	k.ip = ep->ip;
+	k.port = ep->port;
+	c = bpf_map_lookup_elem(&shoal_kl4_costs, &k);
+	if (!c)
+		return 0;
+	age = now > c->updated_boot_ns ? now - c->updated_boot_ns : 0;
+	halvings = age / SHOAL_KL4_HALF_LIFE_NS;
+	if (halvings >= 63)
+		return 0;
+	return c->est_us >> halvings;
+}
+
+/*
+ * An index below SHOAL_KL4_MAX_ENDPOINTS (a power of two) that the
+ * verifier can see: a mask in asm, so the compiler neither drops it as
+ * redundant (it knows i < n <= MAX) nor bounds another copy of i.
+ */
+static __always_inline __u64 kl4_index(__u64 i)
+{
+	_Static_assert((SHOAL_KL4_MAX_ENDPOINTS & (SHOAL_KL4_MAX_ENDPOINTS - 1)) == 0,
+		       "SHOAL_KL4_MAX_ENDPOINTS must be a power of two");
+	asm volatile("%0 &= %1" : "+r"(i) : "i"(SHOAL_KL4_MAX_ENDPOINTS - 1));
+	return i;
+}
+
+/*
+ * Kernel mode: P2C over the set's endpoints. Two distinct endpoints at
+ * random, the cheaper wins; an ejected one (the agent's breaker) loses to
+ * any other, and a pair of ejected ones is drawn again, up to
+ * SHOAL_KL4_PICK_ROUNDS times, after which the last pair's cheaper one is
+ * used anyway (never refuse a connect the datapath could make). NULL: the
+ * set is missing or empty.
+ */
+static __always_inline const struct shoal_kl4_endpoint *kl4_pick(const struct shoal_svc_val *svc,
+								 __be16 port, __u8 family)
+{
+	struct shoal_kl4_set_key key = { .svc_id = svc->svc_id, .port = port, .family = family };
+	const struct shoal_kl4_endpoint *a, *b, *fallback = NULL;
+	const struct shoal_kl4_set *set;
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u32 n, i, j;
+
+	set = bpf_map_lookup_elem(&shoal_kl4_sets, &key);
+	if (!set)
+		return NULL;
+	n = set->n;
+	if (n == 0 || n > SHOAL_KL4_MAX_ENDPOINTS)
+		return NULL;
+	if (n == 1)
+		return &set->endpoints[0];
+	for (int round = 0; round < SHOAL_KL4_PICK_ROUNDS; round++) {
+		bool out_a, out_b;
+
+		i = bpf_get_prandom_u32() % n;
+		j = bpf_get_prandom_u32() % (n - 1);
+		if (j >= i)
+			j++;
+		a = &set->endpoints[kl4_index(i)];
+		b = &set->endpoints[kl4_index(j)];
+		out_a = a->ejected_until_boot_ns > now;
+		out_b = b->ejected_until_boot_ns > now;
+		if (out_a && out_b) {
+			fallback = kl4_cost(a, now) <= kl4_cost(b, now) ? a : b;
+			continue;
+		}
+		if (out_a)
+			return b;
+		if (out_b)
+			return a;
+		return kl4_cost(a, now) <= kl4_cost(b, now) ? a : b;
+	}
+	COUNT(kernel_all_ejected, 1);
+	return fallback;
+}
+
 SEC("cgroup/connect4")
 int shoal_connect4(struct bpf_sock_addr *ctx)
 {
+	const struct shoal_kl4_endpoint *ep;
 	const struct shoal_svc_val *svc;
 	struct shoal_svc_key key = {};
 	struct shoal_config *cfg;
@@ -106,14 +207,29 @@ int shoal_connect4(struct bpf_sock_addr *ctx)
 	addr_from_v4(&key.vip, ctx->user_ip4);
 	key.port = (__be16)ctx->user_port;
 	key.protocol = IPPROTO_TCP;
-	svc = intercept_lookup(ctx, sk, cfg, &key);
+	svc = service_lookup(ctx, sk, cfg, &key);
 	if (!svc)
+		return SK_ALLOW;
+	if (svc->mode == SHOAL_SVC_KERNEL) {
+		/* No proxy in the path, so no heartbeat to check. */
+		ep = kl4_pick(svc, key.port, 4);
+		if (!ep) {
+			COUNT(kernel_no_endpoint, 1);
+			return SK_ALLOW;
+		}
+		if (!intercept_remember(sk, &key, svc, SHOAL_ORIG_KERNEL))
+			return SK_ALLOW;
+		ctx->user_ip4 = ep->ip.ip6[3];
+		ctx->user_port = ep->port;
+		return SK_ALLOW;
+	}
+	if (svc->mode != SHOAL_SVC_PROXY || !proxy_usable(cfg, svc))
 		return SK_ALLOW;
 	if (addr_is_zero(&cfg->proxy_v4)) {
 		COUNT(connect_no_proxy_addr, 1);
 		return SK_ALLOW;
 	}
-	if (!intercept_remember(sk, &key, svc))
+	if (!intercept_remember(sk, &key, svc, 0))
 		return SK_ALLOW;
 	ctx->user_ip4 = cfg->proxy_v4.ip6[3];
 	ctx->user_port = cfg->proxy_port;
@@ -123,16 +239,19 @@ int shoal_connect4(struct bpf_sock_addr *ctx)
 /*
  * AF_INET6 sockets, including IPv4-mapped destinations (::ffff:VIP): those
  * go through tcp_v4_connect without running connect4, so they are handled
- * here and rewritten to the mapped IPv4 proxy address.
+ * here and rewritten to the mapped IPv4 proxy address (or, in kernel
+ * mode, to an IPv4 endpoint, mapped).
  */
 SEC("cgroup/connect6")
 int shoal_connect6(struct bpf_sock_addr *ctx)
 {
+	const struct shoal_kl4_endpoint *ep;
 	const struct shoal_svc_val *svc;
 	const struct shoal_addr *proxy;
 	struct shoal_svc_key key = {};
 	struct shoal_config *cfg;
 	struct bpf_sock *sk = ctx->sk;
+	bool mapped;
 
 	if (!sk || ctx->protocol != IPPROTO_TCP)
 		return SK_ALLOW;
@@ -145,15 +264,33 @@ int shoal_connect6(struct bpf_sock_addr *ctx)
 	key.vip.ip6[3] = ctx->user_ip6[3];
 	key.port = (__be16)ctx->user_port;
 	key.protocol = IPPROTO_TCP;
-	svc = intercept_lookup(ctx, sk, cfg, &key);
+	svc = service_lookup(ctx, sk, cfg, &key);
 	if (!svc)
 		return SK_ALLOW;
-	proxy = addr_is_v4mapped(key.vip.ip6) ? &cfg->proxy_v4 : &cfg->proxy_v6;
+	mapped = addr_is_v4mapped(key.vip.ip6);
+	if (svc->mode == SHOAL_SVC_KERNEL) {
+		ep = kl4_pick(svc, key.port, mapped ? 4 : 6);
+		if (!ep) {
+			COUNT(kernel_no_endpoint, 1);
+			return SK_ALLOW;
+		}
+		if (!intercept_remember(sk, &key, svc, SHOAL_ORIG_KERNEL))
+			return SK_ALLOW;
+		ctx->user_ip6[0] = ep->ip.ip6[0];
+		ctx->user_ip6[1] = ep->ip.ip6[1];
+		ctx->user_ip6[2] = ep->ip.ip6[2];
+		ctx->user_ip6[3] = ep->ip.ip6[3];
+		ctx->user_port = ep->port;
+		return SK_ALLOW;
+	}
+	if (svc->mode != SHOAL_SVC_PROXY || !proxy_usable(cfg, svc))
+		return SK_ALLOW;
+	proxy = mapped ? &cfg->proxy_v4 : &cfg->proxy_v6;
 	if (addr_is_zero(proxy)) {
 		COUNT(connect_no_proxy_addr, 1);
 		return SK_ALLOW;
 	}
-	if (!intercept_remember(sk, &key, svc))
+	if (!intercept_remember(sk, &key, svc, 0))
 		return SK_ALLOW;
 	ctx->user_ip6[0] = proxy->ip6[0];
 	ctx->user_ip6[1] = proxy->ip6[1];
@@ -319,6 +456,112 @@ static __always_inline bool passive_meshed(struct bpf_sock_ops *ctx, const struc
 	return netns_enrolled(bpf_get_netns_cookie(ctx));
 }
 
+/*
+ * Kernel mode: the cost entry of the endpoint this socket dialled (the
+ * agent made it), or NULL.
+ */
+static __always_inline struct shoal_kl4_cost *kl4_cost_of(struct bpf_sock_ops *ctx)
+{
+	/* Every field read unconditionally, into scalars: a choice between
+	 * two ctx fields compiled as a choice of pointer is refused by the
+	 * verifier ("dereference of modified ctx ptr"). */
+	__u32 rip6[4] = { ctx->remote_ip6[0], ctx->remote_ip6[1], ctx->remote_ip6[2],
+			  ctx->remote_ip6[3] };
+	__u32 rip4 = ctx->remote_ip4, family = ctx->family;
+	struct shoal_kl4_cost_key ck = {};
+
+	if (family == AF_INET || addr_is_v4mapped(rip6)) {
+		addr_from_v4(&ck.ip, rip4);
+	} else {
+		ck.ip.ip6[0] = rip6[0];
+		ck.ip.ip6[1] = rip6[1];
+		ck.ip.ip6[2] = rip6[2];
+		ck.ip.ip6[3] = rip6[3];
+	}
+	ck.port = remote_port_be(ctx->remote_port);
+	return bpf_map_lookup_elem(&shoal_kl4_costs, &ck);
+}
+
+/* True if connect4/6 rewrote this socket in kernel mode. */
+static __always_inline bool kl4_socket(struct bpf_sock_ops *ctx)
+{
+	struct shoal_orig_dst *orig;
+	struct bpf_sock *sk = ctx->sk;
+
+	if (!sk)
+		return false;
+	orig = bpf_sk_storage_get(&shoal_sk_orig, sk, 0, 0);
+	return orig && (orig->flags & SHOAL_ORIG_KERNEL);
+}
+
+/*
+ * Fold one sample (us) into an endpoint's cost: decay the estimate for
+ * the time since its last sample (kl4_cost's rule), then the peak rule:
+ * a sample above the estimate replaces it at once, one below moves it by
+ * 1/2^SHOAL_KL4_EWMA_SHIFT.
+ */
+static __always_inline void kl4_fold(struct shoal_kl4_cost *c, __u64 sample_us)
+{
+	__u64 now = bpf_ktime_get_boot_ns(), est = c->est_us, age, halvings;
+
+	age = now > c->updated_boot_ns ? now - c->updated_boot_ns : 0;
+	halvings = age / SHOAL_KL4_HALF_LIFE_NS;
+	est = halvings >= 63 ? 0 : est >> halvings;
+	if (sample_us >= est)
+		est = sample_us;
+	else
+		est = est - (est >> SHOAL_KL4_EWMA_SHIFT) + (sample_us >> SHOAL_KL4_EWMA_SHIFT);
+	c->est_us = est;
+	c->updated_boot_ns = now;
+}
+
+/*
+ * Kernel mode, the measurements. TCP_CONNECT (the SYN is about to leave):
+ * count the connect and ask for state callbacks. ACTIVE_ESTABLISHED: the
+ * kernel's srtt (from the SYN-ACK) is the sample. STATE SYN_SENT -> CLOSE:
+ * the connect failed (refused, timed out, or given up by the application)
+ * and folds as SHOAL_KL4_FAIL_COST_US.
+ */
+static __always_inline void kl4_sockops(struct bpf_sock_ops *ctx)
+{
+	struct shoal_kl4_cost *c;
+	__u32 rtt_us;
+
+	switch (ctx->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		if (!kl4_socket(ctx))
+			return;
+		bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags |
+						       BPF_SOCK_OPS_STATE_CB_FLAG);
+		c = kl4_cost_of(ctx);
+		if (c)
+			__sync_fetch_and_add(&c->connects, 1);
+		return;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		c = kl4_cost_of(ctx);
+		if (!c)
+			return;
+		__sync_fetch_and_add(&c->established, 1);
+		c->consecutive_failures = 0;
+		rtt_us = ctx->srtt_us >> 3; /* tcp_sock.srtt_us holds 8 x srtt */
+		if (!rtt_us)
+			rtt_us = 1;
+		c->last_rtt_us = rtt_us;
+		kl4_fold(c, rtt_us);
+		return;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (ctx->args[0] != BPF_TCP_SYN_SENT || ctx->args[1] != BPF_TCP_CLOSE)
+			return;
+		c = kl4_cost_of(ctx);
+		if (!c)
+			return;
+		__sync_fetch_and_add(&c->failures, 1);
+		__sync_fetch_and_add(&c->consecutive_failures, 1);
+		kl4_fold(c, SHOAL_KL4_FAIL_COST_US);
+		return;
+	}
+}
+
 SEC("sockops")
 int shoal_sockops(struct bpf_sock_ops *ctx)
 {
@@ -327,10 +570,14 @@ int shoal_sockops(struct bpf_sock_ops *ctx)
 	struct bpf_sock *sk;
 	bool shortcut;
 
+	if (ctx->family != AF_INET && ctx->family != AF_INET6)
+		return SK_ALLOW;
+	if (ctx->op == BPF_SOCK_OPS_TCP_CONNECT_CB || ctx->op == BPF_SOCK_OPS_STATE_CB) {
+		kl4_sockops(ctx);
+		return SK_ALLOW;
+	}
 	if (ctx->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
 	    ctx->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
-		return SK_ALLOW;
-	if (ctx->family != AF_INET && ctx->family != AF_INET6)
 		return SK_ALLOW;
 	cfg = config_get();
 	if (!cfg)
@@ -348,8 +595,12 @@ int shoal_sockops(struct bpf_sock_ops *ctx)
 			}
 			return SK_ALLOW;
 		}
-		if (k.remote_port != cfg->proxy_port || !is_proxy_addr(cfg, &k.remote_ip))
+		if (k.remote_port != cfg->proxy_port || !is_proxy_addr(cfg, &k.remote_ip)) {
+			/* Not to the proxy: maybe a kernel-mode connect. */
+			if (kl4_socket(ctx))
+				kl4_sockops(ctx);
 			return SK_ALLOW;
+		}
 		/* An application socket rewritten to the proxy (connect4/6 left
 		 * its original destination in its storage); any other socket
 		 * that dials the proxy's address is left alone. */

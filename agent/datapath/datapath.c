@@ -23,6 +23,7 @@
 #include "common/addr.h"
 #include "common/log.h"
 #include "datapath/env.h"
+#include "datapath/kl4.h"
 #include "datapath/pins.h"
 #include "shoal.skel.h"
 
@@ -99,6 +100,7 @@ struct datapath {
 	struct svc_entry *published; /* sorted by key; NULL before the first publish */
 	size_t n_published;
 	uint64_t *name_hash; /* per svc_id: hash of the name written, 0 for none */
+	struct kl4 *kl4;     /* kernel-mode sets and costs (kl4.h) */
 };
 
 static const char *kernel_release(void)
@@ -224,7 +226,9 @@ static int svc_entries(const struct config *cfg, struct svc_entry **out, size_t 
 				e[n].key.port = htons(svc->ports[p].port);
 				e[n].key.protocol = IPPROTO_TCP;
 				e[n].val.svc_id = svc->id;
-				e[n].val.mode = SHOAL_SVC_PROXY;
+				e[n].val.mode = kl4_port_is_kernel(svc, &svc->ports[p])
+						    ? SHOAL_SVC_KERNEL
+						    : SHOAL_SVC_PROXY;
 				n++;
 			}
 		}
@@ -407,7 +411,17 @@ static int publish_services(struct datapath *dp, const struct config *cfg)
 
 int datapath_update_services(struct datapath *dp, const struct config *cfg)
 {
+	/* Endpoint sets first: a port turned kernel-mode finds its set. */
+	int err = kl4_publish(dp->kl4, cfg);
+
+	if (err)
+		return err;
 	return publish_services(dp, cfg);
+}
+
+int datapath_tick(struct datapath *dp)
+{
+	return kl4_tick(dp->kl4, env_boot_ns());
 }
 
 static int link_path(const struct datapath *dp, const struct hook *h, char *buf, size_t len)
@@ -570,7 +584,10 @@ int datapath_open(const struct config *cfg, struct datapath **out)
 		pr_warn("cannot write shoal_meta/shoal_config: %s", strerror(-err));
 		goto err_unmap;
 	}
-	err = publish_services(dp, cfg);
+	err = kl4_open(bpf_map__fd(dp->skel->maps.shoal_kl4_sets),
+		       bpf_map__fd(dp->skel->maps.shoal_kl4_costs), &dp->kl4);
+	if (!err)
+		err = datapath_update_services(dp, cfg);
 	if (err)
 		goto err_unmap;
 
@@ -592,6 +609,7 @@ int datapath_open(const struct config *cfg, struct datapath **out)
 	return 0;
 
 err_unmap:
+	kl4_close(dp->kl4);
 	pins_config_unmap(dp->config);
 err_skel:
 	shoal__destroy(dp->skel);
@@ -610,6 +628,7 @@ void datapath_close(struct datapath *dp)
 		return;
 	free(dp->published);
 	free(dp->name_hash);
+	kl4_close(dp->kl4);
 	pins_config_unmap(dp->config);
 	shoal__destroy(dp->skel);
 	free(dp);

@@ -33,6 +33,13 @@ int datapath_open(const struct config *cfg, struct datapath **out);
  */
 int datapath_update_services(struct datapath *dp, const struct config *cfg);
 
+/*
+ * Kernel mode: read the endpoints' costs and run the breaker (kl4_tick).
+ * Call about once a second (with the heartbeat). Returns how many
+ * endpoints it ejected.
+ */
+int datapath_tick(struct datapath *dp);
+
 /* Close our fds. Pins and links stay: programs keep running. */
 void datapath_close(struct datapath *dp);
 

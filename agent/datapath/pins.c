@@ -24,7 +24,8 @@
 const char *const pins_map_names[] = {
 	"shoal_meta",	 "shoal_config",  "shoal_enrolled", "shoal_services",
 	"shoal_svc_stats", "shoal_svc_names", "shoal_counters", "shoal_sk_orig",  "shoal_handoff",
-	"shoal_upstream",  "shoal_shortcut",  "shoal_sk_shortcut",
+	"shoal_upstream",  "shoal_shortcut",  "shoal_sk_shortcut", "shoal_kl4_sets",
+	"shoal_kl4_costs",
 };
 const int pins_n_map_names = sizeof(pins_map_names) / sizeof(pins_map_names[0]);
 

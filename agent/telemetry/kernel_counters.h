@@ -28,7 +28,12 @@
 	X(redirect_peer_miss, "Sockets whose first message found no peer; they stay on TCP.")      \
 	X(redirect_failed, "Redirects that failed after earlier ones worked (peer gone).")        \
 	X(redirect_backlog_tcp,                                                                    \
-	  "Sockets moved to the TCP path for good: their peer's redirect queue was full.")
+	  "Sockets moved to the TCP path for good: their peer's redirect queue was full.")        \
+	X(kernel_picked, "Kernel-mode connects rewritten by connect4/6 to an endpoint they picked.") \
+	X(kernel_no_endpoint,                                                                      \
+	  "Kernel-mode connects with no endpoint of their family, left to their original path.")   \
+	X(kernel_all_ejected,                                                                      \
+	  "Kernel-mode connects whose draws found only ejected endpoints; one of them was used.")
 
 #define SHOAL_KERNEL_COUNTER_COUNT_ONE(name, help) +1
 _Static_assert(0 SHOAL_KERNEL_COUNTERS(SHOAL_KERNEL_COUNTER_COUNT_ONE) ==

@@ -131,4 +131,31 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } shoal_sk_shortcut SEC(".maps");
 
+/*
+ * Kernel mode: (svc_id, port, family) -> the endpoints connect4/6 pick
+ * among, with the agent's breaker state. Written by the agent only.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SHOAL_KL4_MAX_SETS);
+	__type(key, struct shoal_kl4_set_key);
+	__type(value, struct shoal_kl4_set);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shoal_kl4_sets SEC(".maps");
+
+/*
+ * Kernel mode: (endpoint address, port) -> its cost and counters, updated
+ * by sockops from the kernel's own measurements. Entries are made and
+ * removed by the agent, so the programs never allocate.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SHOAL_KL4_MAX_COSTS);
+	__type(key, struct shoal_kl4_cost_key);
+	__type(value, struct shoal_kl4_cost);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shoal_kl4_costs SEC(".maps");
+
 #endif /* SHOAL_BPF_MAPS_H */

@@ -25,7 +25,7 @@
  * any map type or any max_entries changes: a new agent refuses to adopt
  * pins of another version instead of misreading them (docs/bpf.md).
  */
-#define SHOAL_LAYOUT_VERSION 3
+#define SHOAL_LAYOUT_VERSION 4
 
 /* Default pin root; overridable in the config file (bpf.pin_root). */
 #define SHOAL_DEFAULT_PIN_ROOT "/sys/fs/bpf/shoal"
@@ -76,6 +76,35 @@
  * out. One per proxied connection in flight.
  */
 #define SHOAL_MAX_UPSTREAMS SHOAL_MAX_SHORTCUT_CONNS
+/*
+ * Kernel-mode L4 (docs/bpf.md, "Kernel mode"). Endpoints of one
+ * (service, port, family) that connect4/6 chooses among: a set is one map
+ * value (8 KiB at 256), which bounds the P2C's indices for the verifier.
+ * A kernel-mode port with more endpoints of a family than this is served
+ * by the proxy instead (the agent logs it).
+ */
+#define SHOAL_KL4_MAX_ENDPOINTS 256
+/* Kernel-mode (service, port, family) sets: 1024 x 8 KiB = 8 MiB at most. */
+#define SHOAL_KL4_MAX_SETS 1024
+/* Distinct kernel-mode endpoints (address, port) whose costs are kept. */
+#define SHOAL_KL4_MAX_COSTS 65536
+/*
+ * A failed active connect folds into the endpoint's cost as a sample this
+ * large (1 s, in us): the peak rule makes it the endpoint's cost at once,
+ * so P2C skips it after its first failure while any other endpoint
+ * answers, and it decays back (SHOAL_KL4_HALF_LIFE_NS) to be tried again.
+ */
+#define SHOAL_KL4_FAIL_COST_US 1000000ull
+/*
+ * A cost halves for every this long without a sample: the kernel's decay,
+ * so that a slow or failed endpoint is tried again without any agent
+ * (PeakEWMA's tau of 10 s is a half-life of 6.9 s; 5 s is close to it).
+ */
+#define SHOAL_KL4_HALF_LIFE_NS (5ull * 1000000000ull)
+/* A sample below the estimate moves it by 1/2^SHIFT (TCP's own srtt gain, 1/8). */
+#define SHOAL_KL4_EWMA_SHIFT 3
+/* P2C draws before it gives up on finding an endpoint that is not ejected. */
+#define SHOAL_KL4_PICK_ROUNDS 4
 
 /* An IPv6 address, or an IPv4 address in v4-mapped form. */
 struct shoal_addr {
@@ -137,7 +166,8 @@ struct shoal_svc_key {
 
 /* How a service's connections are steered. */
 enum shoal_svc_mode {
-	SHOAL_SVC_PROXY = 1, /* rewrite to the node proxy */
+	SHOAL_SVC_PROXY = 1,  /* rewrite to the node proxy */
+	SHOAL_SVC_KERNEL = 2, /* connect4/6 pick an endpoint (shoal_kl4_sets) */
 };
 
 struct shoal_svc_val {
@@ -167,11 +197,67 @@ struct shoal_svc_name {
  * storage (freed with the socket) for getpeername, and copied into
  * shoal_handoff for the proxy to find after accept().
  */
+/* Bits of shoal_orig_dst.flags. */
+enum shoal_orig_flag {
+	/* Kernel mode: connect4/6 rewrote to an endpoint, not the proxy;
+	 * sockops measures the connection into shoal_kl4_costs. */
+	SHOAL_ORIG_KERNEL = 1u << 0,
+};
+
 struct shoal_orig_dst {
 	struct shoal_addr ip;
 	__be16 port;
-	__u16 pad;
+	__u16 flags; /* enum shoal_orig_flag */
 	__u32 svc_id;
+};
+
+/* Key of shoal_kl4_sets: one kernel-mode service port, one family. */
+struct shoal_kl4_set_key {
+	__u32 svc_id;
+	__be16 port;  /* the service port (the VIP's) */
+	__u8 family;  /* 4 or 6: connect4 and v4-mapped connect6 use 4 */
+	__u8 pad;
+};
+
+/* One endpoint of a set, as the agent publishes it. */
+struct shoal_kl4_endpoint {
+	struct shoal_addr ip;
+	__be16 port;   /* the endpoint's (target) port */
+	__u16 pad0;
+	__u32 pad1;
+	/* The agent's breaker: skipped while now < this (CLOCK_BOOTTIME);
+	 * 0: admitted. A dead agent's ejections end on their own. */
+	__u64 ejected_until_boot_ns;
+};
+
+struct shoal_kl4_set {
+	__u32 n; /* endpoints[0..n) are valid */
+	__u32 pad;
+	struct shoal_kl4_endpoint endpoints[SHOAL_KL4_MAX_ENDPOINTS];
+};
+
+/* Key of shoal_kl4_costs: one endpoint, whatever sets list it. */
+struct shoal_kl4_cost_key {
+	struct shoal_addr ip;
+	__be16 port;
+	__u16 pad;
+};
+
+/*
+ * shoal_kl4_costs: what the kernel measured of one endpoint. The agent
+ * creates the entry (zero) when the endpoint enters a set and deletes it
+ * when it leaves every set; the programs only update it. Counters are
+ * atomic; est_us and updated_boot_ns are plain stores (a race between
+ * two CPUs loses one sample, never corrupts the estimate).
+ */
+struct shoal_kl4_cost {
+	__u64 est_us;          /* cost: peak-EWMA of connect RTTs, failures as FAIL_COST */
+	__u64 updated_boot_ns; /* last sample; the cost halves every HALF_LIFE after it */
+	__u64 connects;        /* active connects started to it (kernel mode) */
+	__u64 established;     /* of those, established */
+	__u64 failures;        /* of those, closed from SYN_SENT (refused, timed out) */
+	__u32 consecutive_failures; /* failures since the last established */
+	__u32 last_rtt_us;     /* the kernel's srtt of the last established connect */
 };
 
 /*
@@ -253,6 +339,9 @@ struct shoal_counters {
 	__u64 redirect_peer_miss;    /* first message found no peer: TCP path */
 	__u64 redirect_failed;       /* redirect failed after it had worked */
 	__u64 redirect_backlog_tcp;  /* peer's redirect queue full: to TCP */
+	__u64 kernel_picked;         /* kernel mode: connects rewritten to an endpoint */
+	__u64 kernel_no_endpoint;    /* kernel mode: no endpoint of that family, untouched */
+	__u64 kernel_all_ejected;    /* kernel mode: only ejected endpoints drawn: used one */
 };
 
 /* Pinned names, relative to the pin root. */
