@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/addr.h"
 #include "enroll/enroll.h"
@@ -115,14 +114,6 @@ static size_t rows_of(const struct metrics_http_snapshot *snap, uint32_t svc)
 	return lo;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void render_services(const struct metrics_live *lv, struct metrics_buf *b)
 {
 	const struct config *cfg = lv->cfg;
@@ -167,7 +158,7 @@ static void render_services(const struct metrics_live *lv, struct metrics_buf *b
 		  (unsigned long long)t->read_bytes, (unsigned long long)t->write_bytes);
 		struct proxy_service_stats st;
 
-		if (proxy_snap_service_stats(lv->snap, s, now_ns(), &st))
+		if (proxy_snap_service_stats(lv->snap, s, lv->now_ns, &st))
 			P(b,
 			  ",\"resilience\":{\"budget_balance\":%llu,\"ejected\":%u,\"ejection_"
 			  "cap\":%u,"
@@ -222,8 +213,6 @@ static void render_endpoints(const struct metrics_live *lv, struct metrics_buf *
 	}
 	for (int i = 0; i < cfg->n_services; i++) {
 		const struct config_service *s = cfg->services[i];
-		uint64_t now = now_ns();
-
 		for (int j = 0; j < s->n_endpoints; j++) {
 			struct proxy_endpoint_stats st;
 
@@ -236,7 +225,7 @@ static void render_endpoints(const struct metrics_live *lv, struct metrics_buf *
 			json_addr(b, &s->endpoints[j].addr);
 			P(b, ",");
 			json_http(b, &sums[base[i] + (size_t)j]);
-			if (proxy_snap_endpoint_stats(lv->snap, s, (uint32_t)j, now, &st))
+			if (proxy_snap_endpoint_stats(lv->snap, s, (uint32_t)j, lv->now_ns, &st))
 				P(b,
 				  ",\"estimate_ms\":%.3f,\"in_flight\":%u,\"breaker\":\"%s\","
 				  "\"consecutive_failures\":%u,\"ejections\":%llu,"
