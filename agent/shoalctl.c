@@ -20,10 +20,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/addr.h"
 #include "common/log.h"
 #include "config/config.h"
 #include "datapath/env.h"
 #include "datapath/datapath.h"
+#include "datapath/kl4.h"
 #include "datapath/pins.h"
 #include "recording/http_metrics.h"
 #include "telemetry/admin.h"
@@ -43,7 +45,9 @@ static void usage(FILE *f)
 		"  counters             datapath counters, then per-service counters\n"
 		"  bpf                  pinned links with their programs, maps with entry counts\n"
 		"  services             services with their HTTP and TCP totals (admin endpoint)\n"
-		"  endpoints            endpoints with latency estimate, in-flight, breaker\n"
+		"  endpoints            endpoints with latency estimate, in-flight, breaker;\n"
+		"                       then kernel-mode ones: connects, failures, RTT estimate\n"
+		"                       (from the pins, so also with shoald dead)\n"
 		"  top [--interval S] [--count N]\n"
 		"                       live requests/s, success rate and p99 per service and\n"
 		"                       endpoint, refreshed every S seconds (default 2)\n"
@@ -608,40 +612,120 @@ out:
 	return 0;
 }
 
-static int cmd_endpoints(const char *admin)
+/*
+ * Kernel-mode endpoints, straight from the pins (so it works with shoald
+ * dead): a table, or with json_out an array for the "kernel_endpoints"
+ * key. Returns the number of rows, or -errno when the map cannot be
+ * opened (no pins, or pins older than kernel mode).
+ */
+static int kernel_endpoints(const char *pin_root, json_object *json)
+{
+	int costs_fd = pins_open_map(pin_root, "shoal_kl4_costs");
+	int sets_fd = pins_open_map(pin_root, "shoal_kl4_sets");
+	struct shoal_kl4_cost_key k, next;
+	uint64_t now = env_boot_ns();
+	bool walking = false;
+	int rows = 0;
+
+	if (costs_fd < 0) {
+		if (sets_fd >= 0)
+			close(sets_fd);
+		return costs_fd;
+	}
+	if (!json)
+		printf("\n%-24s %-10s %-12s %-9s %-11s %-12s %s\n", "KERNEL-MODE ENDPOINT",
+		       "CONNECTS", "ESTABLISHED", "FAILURES", "RTT_EST_MS", "LAST_RTT_MS",
+		       "EJECTED");
+	while (bpf_map_get_next_key(costs_fd, walking ? &k : NULL, &next) == 0) {
+		struct shoal_kl4_cost c;
+		char ep[ADDR_STR_MAX];
+		bool ejected;
+
+		k = next;
+		walking = true;
+		if (bpf_map_lookup_elem(costs_fd, &next, &c) < 0)
+			continue;
+		addr_format(&next.ip, next.port, ep, sizeof(ep));
+		ejected = sets_fd >= 0 && kl4_ejected(sets_fd, &next, now);
+		rows++;
+		if (json) {
+			json_object *r = json_object_new_object();
+
+			json_object_object_add(r, "address", json_object_new_string(ep));
+			json_object_object_add(r, "connects", json_object_new_uint64(c.connects));
+			json_object_object_add(r, "established",
+					       json_object_new_uint64(c.established));
+			json_object_object_add(r, "failures", json_object_new_uint64(c.failures));
+			json_object_object_add(r, "consecutive_failures",
+					       json_object_new_uint64(c.consecutive_failures));
+			json_object_object_add(r, "rtt_estimate_ms",
+					       json_object_new_double(kl4_cost_now(&c, now) / 1e3));
+			json_object_object_add(r, "last_rtt_ms",
+					       json_object_new_double(c.last_rtt_us / 1e3));
+			json_object_object_add(r, "ejected", json_object_new_boolean(ejected));
+			json_object_array_add(json, r);
+			continue;
+		}
+		printf("%-24s %-10llu %-12llu %-9llu %-11.3f %-12.3f %s\n", ep,
+		       (unsigned long long)c.connects, (unsigned long long)c.established,
+		       (unsigned long long)c.failures, kl4_cost_now(&c, now) / 1e3,
+		       c.last_rtt_us / 1e3, ejected ? "yes" : "no");
+	}
+	close(costs_fd);
+	if (sets_fd >= 0)
+		close(sets_fd);
+	return rows;
+}
+
+/*
+ * The proxy's endpoints (admin endpoint), then the kernel-mode ones (the
+ * pins). Fails only when neither can be read.
+ */
+static int cmd_endpoints(const char *admin, const char *pin_root)
 {
 	char *raw = NULL, name[160], rate[16];
 	json_object *o = admin_json(admin, "/debug/endpoints", &raw), *list;
+	int kernel_rows, rc;
 
-	if (!o)
-		return 1;
 	if (json_out) {
-		fputs(raw, stdout);
+		json_object *kl = json_object_new_array();
+
+		kernel_rows = kernel_endpoints(pin_root, kl);
+		if (!o)
+			o = json_object_new_object();
+		json_object_object_add(o, "kernel_endpoints", kl);
+		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 		goto out;
 	}
-	list = jget(o, "endpoints");
-	printf("%-32s %-24s %-10s %-9s %-11s %-9s %-9s %s\n", "SERVICE", "ENDPOINT", "REQUESTS",
-	       "SUCCESS", "ESTIMATE_MS", "IN_FLIGHT", "BREAKER", "EJECTIONS");
-	for (size_t i = 0; list && i < json_object_array_length(list); i++) {
-		json_object *e = json_object_array_get_idx(list, i), *est = jget(e, "estimate_ms");
-		struct http_totals t;
-		char estimate[24] = "-";
+	if (o) {
+		list = jget(o, "endpoints");
+		printf("%-32s %-24s %-10s %-9s %-11s %-9s %-9s %s\n", "SERVICE", "ENDPOINT",
+		       "REQUESTS", "SUCCESS", "ESTIMATE_MS", "IN_FLIGHT", "BREAKER", "EJECTIONS");
+		for (size_t i = 0; list && i < json_object_array_length(list); i++) {
+			json_object *e = json_object_array_get_idx(list, i),
+				    *est = jget(e, "estimate_ms");
+			struct http_totals t;
+			char estimate[24] = "-";
 
-		http_totals(e, &t);
-		service_key(e, name, sizeof(name));
-		if (est)
-			snprintf(estimate, sizeof(estimate), "%.1f", json_object_get_double(est));
-		printf("%-32s %-24s %-10llu %-9s %-11s %-9llu %-9s %llu\n", name,
-		       jget_str(e, "address"), (unsigned long long)t.requests,
-		       success_rate(t.responses, t.failures, rate, sizeof(rate)), estimate,
-		       (unsigned long long)jget_u64(e, "in_flight"),
-		       jget(e, "breaker") ? jget_str(e, "breaker") : "-",
-		       (unsigned long long)jget_u64(e, "ejections"));
+			http_totals(e, &t);
+			service_key(e, name, sizeof(name));
+			if (est)
+				snprintf(estimate, sizeof(estimate), "%.1f",
+					 json_object_get_double(est));
+			printf("%-32s %-24s %-10llu %-9s %-11s %-9llu %-9s %llu\n", name,
+			       jget_str(e, "address"), (unsigned long long)t.requests,
+			       success_rate(t.responses, t.failures, rate, sizeof(rate)), estimate,
+			       (unsigned long long)jget_u64(e, "in_flight"),
+			       jget(e, "breaker") ? jget_str(e, "breaker") : "-",
+			       (unsigned long long)jget_u64(e, "ejections"));
+		}
 	}
+	kernel_rows = kernel_endpoints(pin_root, NULL);
 out:
+	rc = o || kernel_rows >= 0 ? 0 : 1;
 	free(raw);
 	json_object_put(o);
-	return 0;
+	return rc;
 }
 
 /* The row of list whose key (service key, plus address) matches row's, or NULL. */
@@ -853,7 +937,7 @@ int main(int argc, char **argv)
 	else if (!strcmp(cmd, "services") && optind == argc)
 		rc = cmd_services(admin);
 	else if (!strcmp(cmd, "endpoints") && optind == argc)
-		rc = cmd_endpoints(admin);
+		rc = cmd_endpoints(admin, pin_root);
 	else if (!strcmp(cmd, "top") && optind == argc)
 		rc = cmd_top(admin, interval, count);
 	else if (!strcmp(cmd, "enroll") && optind + 1 == argc)

@@ -72,6 +72,42 @@ static bool ep_family_is(const struct config_endpoint *ep, int family)
 	return addr_is_v4(&ep->addr) == (family == 4);
 }
 
+uint64_t kl4_cost_now(const struct shoal_kl4_cost *c, uint64_t now_ns)
+{
+	uint64_t age = now_ns > c->updated_boot_ns ? now_ns - c->updated_boot_ns : 0;
+	uint64_t halvings = age / SHOAL_KL4_HALF_LIFE_NS;
+
+	return halvings >= 63 ? 0 : c->est_us >> halvings;
+}
+
+bool kl4_ejected(int sets_fd, const struct shoal_kl4_cost_key *key, uint64_t now_ns)
+{
+	struct shoal_kl4_set_key k, next;
+	bool walking = false;
+	struct shoal_kl4_set *set = malloc(sizeof(*set));
+	bool out = false;
+
+	if (!set)
+		return false;
+	while (!out && bpf_map_get_next_key(sets_fd, walking ? &k : NULL, &next) == 0) {
+		k = next;
+		walking = true;
+		if (bpf_map_lookup_elem(sets_fd, &next, set) < 0)
+			continue;
+		for (uint32_t i = 0; i < set->n && i < SHOAL_KL4_MAX_ENDPOINTS; i++) {
+			const struct shoal_kl4_endpoint *e = &set->endpoints[i];
+
+			if (e->port == key->port && addr_equal(&e->ip, &key->ip) &&
+			    e->ejected_until_boot_ns > now_ns) {
+				out = true;
+				break;
+			}
+		}
+	}
+	free(set);
+	return out;
+}
+
 bool kl4_port_is_kernel(const struct config_service *svc, const struct config_port *port)
 {
 	int n4 = 0, n6 = 0;

@@ -19,6 +19,18 @@
 struct kl4;
 
 /*
+ * An endpoint's cost as connect4/6 read it at now_ns (CLOCK_BOOTTIME):
+ * est_us halved for every SHOAL_KL4_HALF_LIFE_NS since its last sample.
+ */
+uint64_t kl4_cost_now(const struct shoal_kl4_cost *c, uint64_t now_ns);
+
+/*
+ * Whether endpoint key is ejected at now_ns in any set of the pinned
+ * shoal_kl4_sets (fd): the breaker state the agent published.
+ */
+bool kl4_ejected(int sets_fd, const struct shoal_kl4_cost_key *key, uint64_t now_ns);
+
+/*
  * Whether port of svc is served in kernel mode: it asks for it, and no
  * family has more endpoints than a set holds (SHOAL_KL4_MAX_ENDPOINTS);
  * a port that does not fit is proxied.

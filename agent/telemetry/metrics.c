@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "common/addr.h"
+#include "datapath/env.h"
+#include "datapath/kl4.h"
 #include "datapath/pins.h"
 #include "discovery/discovery.h"
 #include "enroll/enroll.h"
@@ -450,6 +452,51 @@ static void render_endpoint_state(const struct metrics_live *lv, struct metrics_
 	}
 }
 
+/*
+ * Kernel mode, per endpoint, from shoal_kl4_costs (and the ejections in
+ * shoal_kl4_sets). The map holds only endpoints of the config's
+ * kernel-mode sets, so the label is bounded by the config.
+ */
+static void render_kl4(const struct metrics_sources *src, struct metrics_buf *b)
+{
+	static const enum metric_id ids[] = { METRIC_KL4_CONNECTS, METRIC_KL4_FAILURES,
+					      METRIC_KL4_RTT, METRIC_KL4_EJECTED };
+	int costs_fd = src->pin_root ? pins_open_map(src->pin_root, "shoal_kl4_costs") : -1;
+	int sets_fd = src->pin_root ? pins_open_map(src->pin_root, "shoal_kl4_sets") : -1;
+	uint64_t now = env_boot_ns();
+
+	for (size_t f = 0; f < sizeof(ids) / sizeof(ids[0]); f++) {
+		struct shoal_kl4_cost_key k, next;
+		bool walking = false;
+
+		header(b, ids[f]);
+		while (costs_fd >= 0 &&
+		       bpf_map_get_next_key(costs_fd, walking ? &k : NULL, &next) == 0) {
+			struct shoal_kl4_cost c;
+			char ep[ADDR_STR_MAX];
+
+			k = next;
+			walking = true;
+			if (bpf_map_lookup_elem(costs_fd, &next, &c) < 0)
+				continue;
+			addr_format(&next.ip, next.port, ep, sizeof(ep));
+			out(b, "%s{endpoint=\"%s\"} ", families[ids[f]].name, ep);
+			if (ids[f] == METRIC_KL4_CONNECTS)
+				out(b, "%llu\n", (unsigned long long)c.connects);
+			else if (ids[f] == METRIC_KL4_FAILURES)
+				out(b, "%llu\n", (unsigned long long)c.failures);
+			else if (ids[f] == METRIC_KL4_RTT)
+				out(b, "%.6f\n", (double)kl4_cost_now(&c, now) / 1e6);
+			else
+				out(b, "%d\n", sets_fd >= 0 && kl4_ejected(sets_fd, &next, now));
+		}
+	}
+	if (costs_fd >= 0)
+		close(costs_fd);
+	if (sets_fd >= 0)
+		close(sets_fd);
+}
+
 /* The kernel's totals, and per service from shoal_svc_stats. */
 static bool render_kernel(const struct metrics_sources *src, struct metrics_buf *b)
 {
@@ -611,6 +658,8 @@ int metrics_render(const struct metrics_sources *src, struct metrics_buf *b)
 {
 	bool up = render_kernel(src, b);
 	struct metrics_live lv;
+
+	render_kl4(src, b);
 
 	if (metrics_live_open(src->proxy, &lv))
 		b->failed = true;

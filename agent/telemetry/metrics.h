@@ -88,6 +88,17 @@ struct enroll;
 	  "(first tries and retries alike; shoal_http_requests_total counts only a request's "     \
 	  "last) and every opaque TCP connect. outcome is success or failure, as the breaker "    \
 	  "counts them (docs/resilience.md).")                                                     \
+	X(KL4_CONNECTS, "shoal_kernel_endpoint_connects_total", "counter", "endpoint",            \
+	  "Kernel-mode connects to the endpoint (BPF map shoal_kl4_costs; per endpoint, over "    \
+	  "every kernel-mode service that lists it).")                                             \
+	X(KL4_FAILURES, "shoal_kernel_endpoint_connect_failures_total", "counter", "endpoint",    \
+	  "Kernel-mode connects to the endpoint that failed before they were established "        \
+	  "(refused, timed out, or abandoned).")                                                   \
+	X(KL4_RTT, "shoal_kernel_endpoint_rtt_estimate_seconds", "gauge", "endpoint",             \
+	  "The kernel's cost of the endpoint, decayed to now: a peak-EWMA of the TCP smoothed "   \
+	  "RTT at each kernel-mode connect, a failed connect counting as 1 s (docs/bpf.md).")    \
+	X(KL4_EJECTED, "shoal_kernel_endpoint_ejected", "gauge", "endpoint",                      \
+	  "1 while the agent's breaker has the endpoint out of kernel-mode picks.")               \
 	X(PROXY_REFUSED, "shoal_proxy_refused_total", "counter", "cap",                            \
 	  "Clients the proxy refused at a cap (503 for HTTP, else a reset) or connections it "    \
 	  "closed when a buffer would pass the budget; cap is memory "                             \

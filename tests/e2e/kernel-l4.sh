@@ -147,6 +147,25 @@ else
 	fail "shoal_kl4_costs says ${fails_direct:-none} failures for the refusing endpoint, the clients saw $refused"
 fi
 
+# The same figures, as shoalctl and the metrics show them.
+eps=$(ctl endpoints 2>/dev/null) || fail "shoalctl endpoints failed"
+say "shoalctl endpoints (kernel mode):"
+sed -n '/^KERNEL-MODE ENDPOINT/,$p' <<<"$eps" | sed 's/^/    /'
+row_field() { awk -v a="$1" -v c="$2" '$1 == a { print $c; exit }' <<<"$eps"; }
+[[ $(row_field 10.77.1.4:8080 4) == "$refused" ]] &&
+	pass "shoalctl endpoints: the refusing endpoint shows $refused failure(s)" ||
+	fail "shoalctl endpoints: refusing endpoint row is '$(grep '^10.77.1.4:8080 ' <<<"$eps")', want $refused failures"
+slow_rtt=$(row_field "$SLOW_IP:8080" 6)
+fast_rtt=$(row_field 10.77.1.3:8080 6)
+if awk -v s="$slow_rtt" -v f="$fast_rtt" 'BEGIN { exit !(s >= 10 && f < 5) }'; then
+	pass "shoalctl endpoints: last RTT of a3 $slow_rtt ms, of a2 $fast_rtt ms"
+else
+	fail "shoalctl endpoints: last RTT of a3 '$slow_rtt' ms (want >= 10), of a2 '$fast_rtt' ms (want < 5)"
+fi
+m=$(proxy_metric "shoal_kernel_endpoint_connect_failures_total{endpoint=\"10.77.1.4:8080\"}")
+[[ $m == "$refused" ]] && pass "metric shoal_kernel_endpoint_connect_failures_total of the refusing endpoint: $m" ||
+	fail "metric shoal_kernel_endpoint_connect_failures_total{endpoint=\"10.77.1.4:8080\"} is '$m', want $refused"
+
 # ---- agent dead: the kernel path goes on ----
 shoald_stop KILL
 sleep $(((FAILOPEN_AFTER_MS + 999) / 1000 + 1))
