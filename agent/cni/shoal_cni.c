@@ -76,9 +76,19 @@ static int cni_error(int code, const char *msg, const char *details)
 	json_object_object_add(o, "msg", json_object_new_string(msg));
 	json_object_object_add(o, "details", json_object_new_string(details ? details : ""));
 	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	fflush(stdout);
 	json_object_put(o);
 	logf_("%s: %s", msg, details ? details : "");
 	return 1;
+}
+
+/* cni_error, then release conf (msg and details may point into it). */
+static int conf_error(json_object *conf, int code, const char *msg, const char *details)
+{
+	int rc = cni_error(code, msg, details);
+
+	json_object_put(conf);
+	return rc;
 }
 
 static const char *jstr(json_object *o, const char *key)
@@ -96,7 +106,9 @@ static char *read_stdin(size_t *len)
 	size_t cap = 4096, n = 0;
 	char *buf = malloc(cap);
 
-	while (buf) {
+	if (!buf)
+		return NULL;
+	for (;;) {
 		ssize_t r;
 
 		if (n + 1 >= cap) {
@@ -116,8 +128,7 @@ static char *read_stdin(size_t *len)
 			break;
 		n += (size_t)r;
 	}
-	if (buf)
-		buf[n] = '\0';
+	buf[n] = '\0';
 	*len = n;
 	return buf;
 }
@@ -252,26 +263,27 @@ static int cmd_plugin(const char *command)
 	conf = json_tokener_parse(text);
 	free(text);
 	if (!conf || !json_object_is_type(conf, json_type_object))
-		return cni_error(CNI_ERR_DECODE, "the network configuration is not a JSON object",
-				 NULL);
+		return conf_error(conf, CNI_ERR_DECODE,
+				  "the network configuration is not a JSON object", NULL);
 	v = jstr(conf, "cniVersion");
 	if (v)
 		cni_version = v;
 	if (!v || !version_known(v))
-		return cni_error(CNI_ERR_INCOMPATIBLE, "incompatible CNI version",
-				 v ? v : "cniVersion missing");
+		return conf_error(conf, CNI_ERR_INCOMPATIBLE, "incompatible CNI version",
+				  v ? v : "cniVersion missing");
 	sock = jstr(conf, "socket");
 	if (!sock || !*sock)
 		sock = ENROLL_CNI_DEFAULT_SOCKET;
 	json_object_object_get_ex(conf, "prevResult", &prev);
 	if (strcmp(command, "DEL") && (!prev || !json_object_is_type(prev, json_type_object)))
-		return cni_error(CNI_ERR_CONFIG, "no prevResult",
-				 PLUGIN_TYPE " is a chained plugin: it must follow the plugin that "
-					     "sets up the pod's interface");
+		return conf_error(conf, CNI_ERR_CONFIG, "no prevResult",
+				  PLUGIN_TYPE
+				  " is a chained plugin: it must follow the plugin that "
+				  "sets up the pod's interface");
 	if (!cid || !*cid)
-		return cni_error(CNI_ERR_ENV, "CNI_CONTAINERID is not set", NULL);
+		return conf_error(conf, CNI_ERR_ENV, "CNI_CONTAINERID is not set", NULL);
 	if (strcmp(command, "DEL") && (!netns || !*netns))
-		return cni_error(CNI_ERR_ENV, "CNI_NETNS is not set", NULL);
+		return conf_error(conf, CNI_ERR_ENV, "CNI_NETNS is not set", NULL);
 	cni_arg(args, "K8S_POD_NAMESPACE", ns, sizeof(ns));
 	cni_arg(args, "K8S_POD_NAME", name, sizeof(name));
 	cni_arg(args, "K8S_POD_UID", uid, sizeof(uid));

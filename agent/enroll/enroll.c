@@ -448,6 +448,7 @@ static void cni_serve(struct enroll *e, int fd)
 	json_object *req;
 	size_t len = 0;
 
+	buf[0] = '\0';
 	atomic_fetch_add(&e->st.cni_requests, 1);
 	while (len < sizeof(buf) - 1 && !memchr(buf, '\n', len)) {
 		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
