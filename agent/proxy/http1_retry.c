@@ -8,7 +8,7 @@
  * breaker; replay slabs, and the resend after a pooled connection the
  * server closed.
  */
-#include "proxy/http1_int.h"
+#include "proxy/http1_retry.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -24,35 +24,6 @@
 #include "proxy/sock.h"
 #include "resilience/backoff.h"
 #include "resilience/deadline.h"
-
-/* Give the request's replay slab (if any) back to the worker. */
-void http1_slab_release(struct worker *w, struct http1_conn *h)
-{
-	worker_replay_put(w, h->rq_slab);
-	h->rq_slab = NULL;
-	h->rq_slab_len = h->rq_slab_cap = h->rq_slab_sent = 0;
-	h->rq_slab_whole = h->rq_slab_replay = false;
-}
-
-/*
- * When the try in flight times out for want of a response head (0: it
- * does not, now): the target service's resilience.timeouts.response_head_ms,
- * else proxy.http.response_head_timeout_ms, from the later of
- * the try's start and the request's last byte, once the whole request is
- * read and the upstream connected.
- */
-uint64_t http1_head_deadline(const struct worker *w, const struct http1_conn *h)
-{
-	uint64_t from = h->try_start_ns > h->rq_progress_ns ? h->try_start_ns : h->rq_progress_ns;
-	uint32_t ms = w->cfg->http_response_head_timeout_ms;
-
-	if (h->target && h->target->resilience.response_head_timeout_ms)
-		ms = h->target->resilience.response_head_timeout_ms;
-	if (!ms || h->rq != HTTP1_REQ_DONE || h->rs != HTTP1_RESP_HEAD || !h->up ||
-	    !h->up->connected || !h->try_start_ns)
-		return 0;
-	return from + (uint64_t)ms * 1000000;
-}
 
 /*
  * Copy the request bytes [from, to) of the client buffer, just framed,
@@ -635,6 +606,4 @@ void http1_try_timed_out(struct worker *w, struct conn *c, uint64_t now, const c
 		http1_retry(w, c);
 	else
 		http1_error(w, c, HTTP_ERR_TIMEOUT);
-	if (c->state != CONN_CLOSED)
-		http1_run(w, c);
 }
