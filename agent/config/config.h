@@ -244,7 +244,7 @@ struct config_route {
 	int n_retry_statuses;
 	int line;
 	/* Telemetry's id of the route's label within its service
-	 * (telemetry/series_ids.h); set by the proxy before it publishes the
+	 * (recording/series_ids.h); set by the proxy before it publishes the
 	 * config, 0 until then. Not part of the file. */
 	uint32_t metrics_id;
 };
@@ -336,7 +336,7 @@ struct config_service {
 	int n_routes;                /* 0: every request to the own endpoints */
 	struct config_resilience resilience;
 	int line;
-	/* Telemetry's id of namespace/name (telemetry/series_ids.h): the same
+	/* Telemetry's id of namespace/name (recording/series_ids.h): the same
 	 * in every config the proxy publishes; set by the proxy before it
 	 * publishes the config, 0 until then (written only when it differs,
 	 * so a shared service is not written twice). Not part of the file. */
@@ -349,8 +349,8 @@ struct config_service {
 /*
  * tracing: spans of proxied HTTP requests and their export (docs/tracing.md).
  * The defaults and bounds are the tracer's and the exporter's own
- * (telemetry/trace.c, otlp.c), which apply them to options left 0: they
- * are defined here, once, and telemetry/ uses these names.
+ * (recording/trace.c, telemetry/otlp.c), which apply them to options left 0: they
+ * are defined here, once, and recording/ and telemetry/ use these names.
  */
 #define CONFIG_MAX_URL 512	    /* collector_url; OTLP endpoints are short */
 #define CONFIG_MAX_SERVICE_NAME 255 /* resource service.name (OTLP_RESOURCE_STR_MAX - 1) */
