@@ -250,12 +250,20 @@ static void free_routes(struct config_service *svc)
 	free(svc->routes);
 }
 
+uint64_t config_service_serial(void)
+{
+	static atomic_uint_fast64_t last;
+
+	return atomic_fetch_add_explicit(&last, 1, memory_order_relaxed) + 1;
+}
+
 struct config_service *config_service_new(uint32_t id)
 {
 	struct config_service *s = calloc(1, sizeof(*s));
 
 	if (s) {
 		s->id = id;
+		s->serial = config_service_serial();
 		atomic_init(&s->refs, 1);
 	}
 	return s;
@@ -362,6 +370,7 @@ struct config_service *config_service_dup(const struct config_service *src)
 		return NULL;
 	*d = *src;
 	atomic_init(&d->refs, 1);
+	d->serial = config_service_serial();
 	d->endpoints = NULL;
 	d->strings = NULL;
 	d->routes = NULL;
@@ -391,8 +400,11 @@ struct config_service *config_service_mut(struct config *cfg, int i)
 	struct config_service *s = cfg->services[i];
 
 	/* acquire: pairs with put's release, so a copy sees the last writer's fields. */
-	if (atomic_load_explicit(&s->refs, memory_order_acquire) == 1)
+	if (atomic_load_explicit(&s->refs, memory_order_acquire) == 1) {
+		/* Its own, but maybe cached by what it was (a view): now it is not. */
+		s->serial = config_service_serial();
 		return s;
+	}
 	s = config_service_dup(s);
 	if (s)
 		config_service_set(cfg, i, s);

@@ -344,6 +344,13 @@ struct config_service {
 	char *strings; /* heap: zone and node names endpoints point into, or NULL */
 	size_t strings_len;
 	atomic_uint refs; /* configs (and other owners) holding it */
+	/*
+	 * Unique to this object and content, never reused (config_service_new,
+	 * _dup and _mut give a new one): a cache may take an equal serial for
+	 * an unchanged service without comparing, and without holding a
+	 * reference. 0 (a service built by hand): unknown, compare.
+	 */
+	uint64_t serial;
 };
 
 /*
@@ -498,10 +505,13 @@ void config_free(struct config *cfg);
  */
 int config_copy(const struct config *src, int n_services, struct config **out);
 
-/* A new vacant service (zeroed, id set) with one reference, or NULL. */
+/* A new vacant service (zeroed, id and a new serial set) with one reference, or NULL. */
 struct config_service *config_service_new(uint32_t id);
-/* A deep copy of src (endpoints, routes, strings) with one reference and
- * metrics ids kept, or NULL when memory is short. */
+/* A serial no service had (for a writer that fills a service itself). */
+uint64_t config_service_serial(void);
+/* A copy of src (its endpoints, routes, strings copied too) with one
+ * reference, a new serial and the metrics ids kept, or NULL when memory
+ * is short. */
 struct config_service *config_service_dup(const struct config_service *src);
 /* Take a reference to s (any thread; the caller already holds one). */
 void config_service_get(const struct config_service *s);
@@ -509,9 +519,10 @@ void config_service_get(const struct config_service *s);
 void config_service_put(const struct config_service *s);
 /*
  * cfg->services[i], made cfg's own so that the caller may change it: a
- * copy replaces it when anyone else holds a reference. Only for a config
- * that is not published yet. Returns the service or NULL (memory short;
- * cfg unchanged).
+ * copy replaces it when anyone else holds a reference, and a service
+ * only cfg holds gets a new serial. Only for a config that is not
+ * published yet. Returns the service or NULL (memory short; cfg
+ * unchanged).
  */
 struct config_service *config_service_mut(struct config *cfg, int i);
 /* Make cfg->services[i] s, taking over the caller's reference (the old

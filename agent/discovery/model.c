@@ -380,6 +380,7 @@ static struct config_service *build_publish(const struct config_service *sc,
 		return NULL;
 	*d = *sc;
 	atomic_init(&d->refs, 1);
+	d->serial = config_service_serial();
 	d->endpoints = NULL;
 	d->strings = NULL;
 	d->strings_len = 0;

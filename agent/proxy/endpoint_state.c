@@ -534,6 +534,7 @@ static int es_svc_view_get(struct es_table *t, const struct config_service *svc,
 		if (s->hash == hash && !strcmp(s->name, svc->name) &&
 		    !strcmp(s->namespace, svc->namespace)) {
 			if (s->last_sv && es_svc_view_same(s->last_sv, svc)) {
+				s->last_sv->from_serial = svc->serial;
 				*out = s->last_sv;
 				return 0;
 			}
@@ -549,9 +550,40 @@ static int es_svc_view_get(struct es_table *t, const struct config_service *svc,
 		return err;
 	}
 	sv->res = svc->resilience;
+	sv->from_serial = svc->serial;
 	sv->state->last_sv = sv;
 	*out = sv;
 	return 0;
+}
+
+/*
+ * Chunk ch of an earlier view describes chunk c of v (of cfg) as it is:
+ * each service is the very object (serial) its view was built from, and
+ * that view is still its service's newest, with the same budget and its
+ * endpoints live; what es_svc_view_same would say, without the lookup
+ * by name and the comparisons. Under t->lock.
+ */
+static bool es_view_chunk_unchanged(const struct es_view_chunk *ch, const struct config *cfg,
+				    const struct es_view *v, uint32_t c)
+{
+	for (uint32_t j = 0; j < ES_VIEW_CHUNK; j++) {
+		uint32_t i = c * ES_VIEW_CHUNK + j;
+		const struct es_svc_view *sv = ch->svc[j];
+
+		if (i >= v->n_services) {
+			if (sv)
+				return false;
+			continue;
+		}
+		if (!sv || !sv->state || !sv->from_serial ||
+		    sv->from_serial != cfg->services[i]->serial || sv->state->last_sv != sv ||
+		    sv->budget != atomic_load(&sv->state->budget))
+			return false;
+		for (uint32_t e = 0; e < sv->n_endpoints; e++)
+			if (!atomic_load(&sv->ep[e]->live))
+				return false;
+	}
+	return true;
 }
 
 /*
@@ -566,6 +598,12 @@ static int es_view_chunk_build(struct es_table *t, const struct config *cfg, str
 	struct es_view_chunk *ch;
 	int err = 0;
 
+	if (prev && c < prev->n_chunks && prev->chunks[c] &&
+	    es_view_chunk_unchanged(prev->chunks[c], cfg, v, c)) {
+		v->chunks[c] = prev->chunks[c];
+		v->chunks[c]->refs++;
+		return 0;
+	}
 	for (uint32_t j = 0; j < ES_VIEW_CHUNK && !err; j++) {
 		uint32_t i = c * ES_VIEW_CHUNK + j;
 

@@ -142,6 +142,8 @@ struct es_svc_view {
 	 * changed the service. */
 	uint32_t refs;
 	struct config_resilience res;
+	/* The serial of the config_service it describes (config.h); 0: unknown. */
+	uint64_t from_serial;
 };
 
 /*

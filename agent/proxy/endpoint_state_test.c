@@ -168,11 +168,16 @@ Test(endpoint_state, consecutive_views_share_what_did_not_change)
 		else
 			cr_assert_eq(va->chunks[c], vb->chunks[c], "chunk %u is not shared", c);
 	}
-	/* The endpoint comes back: a new view again (not the stale first one). */
+	/* The endpoint comes back: a new view again (not the stale first one).
+	 * A synced service changes only through config_service_mut (config.h). */
+	cr_assert_not_null(config_service_mut(&cfg_b, changed));
 	cr_assert_eq(addr_parse("10.0.0.210", &cfg_b.services[changed]->endpoints[0].addr), 0);
 	vb = es_table_sync(&table, &cfg_b);
 	cr_assert_not_null(vb);
 	cr_assert(atomic_load(&es_view_service(vb, &cfg_b, cfg_b.services[changed])->ep[0]->live));
+	cr_assert(addr_equal(&es_view_service(vb, &cfg_b, cfg_b.services[changed])->ep[0]->addr,
+			     &cfg_b.services[changed]->endpoints[0].addr),
+		  "the view describes the changed service, not the one it was");
 }
 
 /*
@@ -192,6 +197,7 @@ Test(endpoint_state, endpoints_and_services_that_left_are_freed)
 	cfg_build(&cfg_a, 2, 0);
 	for (int r = 0; r < rounds; r++) {
 		snprintf(ip, sizeof(ip), "10.200.%d.%d", r / 250, r % 250 + 1);
+		cr_assert_not_null(config_service_mut(&cfg_a, 0)); /* config.h: then change it */
 		cr_assert_eq(addr_parse(ip, &cfg_a.services[0]->endpoints[0].addr), 0);
 		v = es_table_sync(&table, &cfg_a);
 		cr_assert_not_null(v);
@@ -224,4 +230,48 @@ Test(endpoint_state, endpoints_and_services_that_left_are_freed)
 	cr_assert_not_null(v);
 	cr_assert_eq(table.n_services, 2u);
 	cr_assert_eq(es_view_at(v, 1)->state->n_endpoints, (uint32_t)BENCH_ENDPOINTS);
+}
+
+/*
+ * The next config shares its services with the last (config_copy): each
+ * chunk whose services are the same objects is taken as it is, without
+ * the lookups and comparisons; a service changed through
+ * config_service_mut is a new object and gets a new view.
+ */
+Test(endpoint_state, a_config_sharing_its_services_reuses_their_views)
+{
+	const int changed = 130; /* in chunk 2 */
+	struct es_view *va, *vb;
+	struct config *next;
+	uint64_t t0, same_ns;
+
+	cfg_build(&cfg_a, BENCH_SERVICES, 0);
+	va = es_table_sync(&table, &cfg_a);
+	cr_assert_not_null(va);
+	cr_assert_eq(config_copy(&cfg_a, cfg_a.n_services, &next), 0);
+	t0 = mono_ns();
+	vb = es_table_sync(&table, next);
+	same_ns = mono_ns() - t0;
+	cr_assert_not_null(vb);
+	for (uint32_t c = 0; c < vb->n_chunks; c++)
+		cr_assert_eq(va->chunks[c], vb->chunks[c], "chunk %u is not shared", c);
+	printf("es_table_sync, %d services, all shared: %.2f ms\n", BENCH_SERVICES, same_ns / 1e6);
+
+	cr_assert_not_null(config_service_mut(next, changed));
+	cr_assert_neq(next->services[changed], cfg_a.services[changed]);
+	cr_assert_eq(addr_parse("192.0.2.9", &next->services[changed]->endpoints[0].addr), 0);
+	va = vb;
+	vb = es_table_sync(&table, next);
+	cr_assert_not_null(vb);
+	for (uint32_t c = 0; c < vb->n_chunks; c++) {
+		if (c == changed / ES_VIEW_CHUNK)
+			cr_assert_neq(va->chunks[c], vb->chunks[c], "chunk %u", c);
+		else
+			cr_assert_eq(va->chunks[c], vb->chunks[c], "chunk %u is not shared", c);
+	}
+	cr_assert(addr_equal(&es_view_service(vb, next, next->services[changed])->ep[0]->addr,
+			     &next->services[changed]->endpoints[0].addr));
+	cr_assert_eq(es_view_service(vb, next, next->services[changed])->state,
+		     es_view_at(va, changed)->state, "the changed service kept its state");
+	config_free(next);
 }
