@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 #
 # Fuzz the Kubernetes decoder (watch framing, events, Service and
-# EndpointSlice decoding, the model build) with libFuzzer, ASan and UBSan.
+# EndpointSlice decoding, the model build, enrollment's Pod and Namespace
+# decoding) with libFuzzer, ASan and UBSan.
 #
 #   scripts/fuzz-k8s.sh [SECONDS [SEED_DIR]]
 #
@@ -23,17 +24,19 @@ fuzz_build_config k8s -I/usr/include/json-c \
 	"$root/tests/k8s/k8s_fuzz.c" \
 	"$root/agent/discovery/k8s_decode.c" \
 	"$root/agent/discovery/model.c" \
+	"$root/agent/enroll/pods.c" \
 	"$root/agent/common/addr.c" \
 	"$root/agent/common/log.c" \
 	-ljson-c -lyaml -lbpf
 
 # Seeds: each fixture file as a stream, prefixed with the harness's two
-# control bytes (chunk size, kind: odd = EndpointSlice).
+# control bytes (chunk size, kind mod 3: Service, EndpointSlice, Pods and
+# Namespaces).
 seeds=${2:-}
 if [ -z "$seeds" ]; then
 	seeds=$out/k8s-seeds
 	for f in "$root"/tests/k8s/fixtures/*.ndjson "$root"/tests/k8s/fixtures/*.json; do
-		case $f in *services*) kind='\000' ;; *) kind='\001' ;; esac
+		case $f in *services*) kind='\000' ;; *pods* | *namespaces*) kind='\002' ;; *) kind='\001' ;; esac
 		for chunk in '\007' '\077'; do
 			{ printf "$chunk$kind"; cat "$f"; } >"$seeds/$(basename "$f").$(printf "$chunk" | od -An -tu1 | tr -d ' ')"
 		done
@@ -75,6 +78,18 @@ cat >"$out/k8s.dict" <<'DICT'
 "\"zone\":"
 "\"nodeName\":"
 "\"kind\":\"Status\""
+"\"kind\":\"Pod\""
+"\"kind\":\"Namespace\""
+"\"uid\":"
+"\"hostNetwork\":"
+"\"serviceAccountName\":"
+"\"podIP\":"
+"\"podIPs\":"
+"\"ip\":"
+"\"phase\":"
+"\"shoal.io/mesh\":"
+"\"enabled\""
+"\"disabled\""
 "\"code\":410"
 "null"
 "true"

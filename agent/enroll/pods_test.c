@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "common/addr.h"
+#include "discovery/k8s_decode.h"
+#include "discovery/test_paths.h"
 #include "enroll/pods.h"
 
 static struct enroll_table t;
@@ -171,4 +173,84 @@ Test(enroll_pods, sweep_drops_what_the_list_missed)
 	cr_assert_eq(t.n_pods, 1);
 	cr_assert_str_eq(t.pods[0].name, "bb");
 	cr_assert(!strcmp(gone[0].name, "a") || !strcmp(gone[1].name, "a"));
+}
+
+/* Every line of the fixtures (the API's shapes) through the watch path:
+ * the event decoder for the type, enrollment's decoder for the object. */
+static int apply_fixture(const char *file, int *decoded)
+{
+	char path[512], *line = NULL, err[256];
+	size_t cap = 0;
+	int lines = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", K8S_FIXTURES_DIR, file);
+	f = fopen(path, "r");
+	cr_assert_not_null(f, "%s", path);
+	*decoded = 0;
+	while (getline(&line, &cap, f) > 0) {
+		json_object *o = json_tokener_parse(line), *obj;
+		struct k8s_event ev;
+
+		cr_assert_not_null(o);
+		cr_assert_eq(k8s_decode_event(o, K8S_KIND_RAW, &ev, err, sizeof(err)), 0, "%s", err);
+		lines++;
+		obj = json_object_object_get(o, "object");
+		if (ev.type <= K8S_EV_DELETED) {
+			const char *kind = json_object_get_string(json_object_object_get(obj, "kind"));
+
+			if (!strcmp(kind, "Namespace")) {
+				struct enroll_ns n;
+
+				cr_assert_eq(enroll_decode_ns(obj, &n, err, sizeof(err)), 0, "%s", err);
+				if (ev.type == K8S_EV_DELETED)
+					enroll_del_ns(&t, n.name);
+				else
+					enroll_put_ns(&t, &n);
+			} else {
+				struct enroll_pod p;
+
+				cr_assert_eq(enroll_decode_pod(obj, &p, err, sizeof(err)), 0, "%s", err);
+				if (ev.type == K8S_EV_DELETED)
+					enroll_del_pod(&t, p.uid, NULL);
+				else
+					cr_assert_not_null(enroll_put_pod(&t, &p));
+			}
+			(*decoded)++;
+		}
+		json_object_put(o);
+	}
+	free(line);
+	fclose(f);
+	return lines;
+}
+
+Test(enroll_pods, fixtures_in_the_apis_shapes)
+{
+	const struct enroll_pod *p;
+	int decoded;
+
+	cr_assert_eq(apply_fixture("namespaces.watch.ndjson", &decoded), 4);
+	cr_assert_eq(decoded, 3);
+	cr_assert_eq(enroll_ns_label(&t, "shop"), ENROLL_LABEL_ENABLED);
+	cr_assert_eq(enroll_ns_label(&t, "legacy"), ENROLL_LABEL_ABSENT, "deleted: left the selector");
+	cr_assert_eq(apply_fixture("pods.watch.ndjson", &decoded), 8);
+	cr_assert_eq(decoded, 6);
+	cr_assert_eq(t.n_pods, 4, "web-x2k4q was deleted");
+	cr_assert_null(enroll_find_pod(&t, "3f5c2b9e-8f0a-4d2e-9c1b-6a7d8e9f0a1b"));
+	p = enroll_find_pod_name(&t, "shop", "web-7d9f8-p9w2m");
+	cr_assert_not_null(p);
+	cr_expect_eq(p->n_ips, 0, "pending: no IP yet");
+	cr_expect(enroll_wanted(&t, p), "meshed by its namespace, waiting for a netns");
+	cr_expect_str_eq(p->service_account, "web");
+	p = enroll_find_pod_name(&t, "kube-system", "kube-proxy-8xk2z");
+	cr_expect(p->host_network);
+	cr_expect_not(enroll_wanted(&t, p));
+	p = enroll_find_pod_name(&t, "kube-system", "etcd-node-1");
+	cr_expect_str_eq(p->uid, "6a7f0c3b9d2e4f5a8b1c0d9e8f7a6b5c");
+	cr_expect_str_eq(p->service_account, "default");
+	p = enroll_find_pod_name(&t, "shop", "batch-1");
+	cr_expect_eq(p->label, ENROLL_LABEL_DISABLED);
+	cr_expect_str_eq(p->phase, "Succeeded");
+	cr_expect_not(enroll_wanted(&t, p));
 }

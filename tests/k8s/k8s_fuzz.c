@@ -3,8 +3,9 @@
  * libFuzzer harness for the Kubernetes decoder: the input is a watch
  * stream, fed through the framer in chunks whose sizes the input's first
  * byte picks, each complete value decoded as an event of the kind the
- * second byte picks, and applied to a model that is then built into a
- * config. Checks the decoder's contract on every input (a decoded event
+ * second byte picks (mod 3: Service, EndpointSlice, or enrollment's Pods
+ * and Namespaces), and applied to a model that is then built into a
+ * config, or to enrollment's tables. Checks the decoder's contract on every input (a decoded event
  * is well-formed, a refused one owns nothing) and the model's (a built
  * config has ids equal to indices and endpoints only on live services).
  * ASan finds leaks and overflows. Built by scripts/fuzz-k8s.sh.
@@ -17,6 +18,7 @@
 #include "common/addr.h"
 #include "discovery/k8s_decode.h"
 #include "discovery/model.h"
+#include "enroll/pods.h"
 
 /* Small bound, so that the size check is reached too. */
 #define FUZZ_MAX_EVENT 4096
@@ -24,6 +26,7 @@
 struct fuzz_ctx {
 	enum k8s_kind kind;
 	struct model *m;
+	struct enroll_table t; /* kind K8S_KIND_RAW: Pods and Namespaces */
 };
 
 static void check(int ok, const char *what)
@@ -34,12 +37,60 @@ static void check(int ok, const char *what)
 	}
 }
 
+/* A Pod or Namespace event into enrollment's tables, and their contract. */
+static void on_enroll_object(struct fuzz_ctx *ctx, enum k8s_event_type type, json_object *obj)
+{
+	json_object *kind = json_object_object_get(obj, "kind");
+	char err[256] = "";
+
+	if (kind && json_object_is_type(kind, json_type_string) &&
+	    !strcmp(json_object_get_string(kind), "Namespace")) {
+		struct enroll_ns n;
+
+		if (enroll_decode_ns(obj, &n, err, sizeof(err))) {
+			check(err[0] != '\0', "a refused namespace says why");
+			return;
+		}
+		check(n.name[0] != '\0', "namespace named");
+		if (type == K8S_EV_DELETED)
+			enroll_del_ns(&ctx->t, n.name);
+		else
+			enroll_put_ns(&ctx->t, &n);
+		check(ctx->t.n_nss <= ENROLL_MAX_NAMESPACES, "namespaces bounded");
+		return;
+	}
+	{
+		struct enroll_pod p;
+
+		if (enroll_decode_pod(obj, &p, err, sizeof(err))) {
+			check(err[0] != '\0', "a refused pod says why");
+			return;
+		}
+		check(p.uid[0] && p.name[0] && p.ns[0], "pod named");
+		check(p.service_account[0] != '\0', "a service account, default at least");
+		check(p.n_ips >= 0 && p.n_ips <= ENROLL_MAX_POD_IPS, "pod IPs bounded");
+		check(!p.host_network || !enroll_wanted(&ctx->t, &p), "host network never meshed");
+		if (type == K8S_EV_DELETED)
+			enroll_del_pod(&ctx->t, p.uid, NULL);
+		else
+			enroll_put_pod(&ctx->t, &p);
+		check(ctx->t.n_pods <= ENROLL_MAX_PODS, "pods bounded");
+	}
+}
+
 static int on_value(void *vctx, json_object *obj)
 {
 	struct fuzz_ctx *ctx = vctx;
 	struct k8s_event ev;
 	char err[256];
 	int ret = k8s_decode_event(obj, ctx->kind, &ev, err, sizeof(err));
+
+	if (!ret && ctx->kind == K8S_KIND_RAW) {
+		if (ev.type <= K8S_EV_DELETED)
+			on_enroll_object(ctx, ev.type, json_object_object_get(obj, "object"));
+		json_object_put(obj);
+		return 0;
+	}
 
 	json_object_put(obj);
 	if (ret) {
@@ -101,12 +152,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 2)
 		return 0;
 	chunk = 1 + data[0] % 64;
-	ctx.kind = data[1] & 1 ? K8S_KIND_ENDPOINTSLICE : K8S_KIND_SERVICE;
+	ctx.kind = data[1] % 3 == 2   ? K8S_KIND_RAW
+		   : data[1] % 3 == 1 ? K8S_KIND_ENDPOINTSLICE
+				      : K8S_KIND_SERVICE;
 	data += 2;
 	size -= 2;
 	ctx.m = model_new();
-	if (!ctx.m || k8s_stream_init(&s, FUZZ_MAX_EVENT)) {
+	if (!ctx.m || enroll_table_init(&ctx.t)) {
 		model_free(ctx.m);
+		return 0;
+	}
+	if (k8s_stream_init(&s, FUZZ_MAX_EVENT)) {
+		model_free(ctx.m);
+		enroll_table_fini(&ctx.t);
 		return 0;
 	}
 	for (size_t off = 0; off < size; off += chunk) {
@@ -118,5 +176,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	k8s_stream_fini(&s);
 	check_build(ctx.m);
 	model_free(ctx.m);
+	enroll_table_fini(&ctx.t);
 	return 0;
 }
