@@ -300,6 +300,15 @@ static void sweep_stale(struct enroll *e, int fd)
 
 	if (fd < 0 || enroll_netns_live(&e->live))
 		return;
+	/*
+	 * A pod's own entry is never stale while the pod exists: its netns
+	 * may be alive where this agent cannot look (another uid's processes
+	 * without CAP_SYS_PTRACE, a runtime's netns directory other than
+	 * netns_dir), and the pod's delete unenrolls it anyway.
+	 */
+	for (int i = 0; i < e->t.n_pods; i++)
+		if (e->t.pods[i].cookie)
+			enroll_cookie_set_add(&e->live, e->t.pods[i].cookie);
 	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
 		struct shoal_enroll_val v;
 
