@@ -10,9 +10,11 @@ packages=(
 	libnl-3-dev libnl-route-3-dev
 	libyaml-dev
 	libjson-c-dev libcurl4-openssl-dev # discovery: JSON decoding, Kubernetes API client
+	libnghttp2-dev # the proxy's HTTP/2 kind (frames, HPACK, flow control)
 	# tests: unit, end-to-end (netns, nsenter, bpftool), fuzzing (libFuzzer)
 	libcriterion-dev libclang-rt-14-dev
 	iproute2 util-linux socat curl procps python3 openssl # python3: test collector and API stand-in; openssl: test CA
+	python3-grpcio # e2e h2: a real gRPC client and server (h2load: nghttp2-client below)
 	prometheus # promtool, and a real scraper for the telemetry e2e test
 	# the image (scripts/image) and its e2e test: a Debian root unpacked
 	# offline, file capabilities, podman to build, save and run it; runc

@@ -90,6 +90,15 @@ static void config_set_defaults(struct config *cfg)
 	snprintf(cfg->http_upgrades[0], sizeof(cfg->http_upgrades[0]), "%s",
 		 CONFIG_DEFAULT_HTTP_UPGRADE);
 	cfg->n_http_upgrades = 1;
+	cfg->http2.max_concurrent_streams = CONFIG_DEFAULT_H2_MAX_STREAMS;
+	cfg->http2.max_header_list_bytes = CONFIG_DEFAULT_H2_MAX_HEADER_LIST;
+	cfg->http2.hpack_table_bytes = CONFIG_DEFAULT_H2_HPACK_TABLE;
+	cfg->http2.stream_window_bytes = CONFIG_DEFAULT_H2_STREAM_WINDOW;
+	cfg->http2.session_window_bytes = CONFIG_DEFAULT_H2_SESSION_WINDOW;
+	cfg->http2.max_pending_acks = CONFIG_DEFAULT_H2_MAX_PENDING_ACKS;
+	cfg->http2.reset_burst = CONFIG_DEFAULT_H2_RESET_BURST;
+	cfg->http2.reset_rate = CONFIG_DEFAULT_H2_RESET_RATE;
+	cfg->http2.max_continuations = CONFIG_DEFAULT_H2_MAX_CONTINUATIONS;
 	cfg->k8s_backoff_max_ms = CONFIG_DEFAULT_K8S_BACKOFF_MAX_MS;
 	snprintf(cfg->k8s_enroll_cgroup_root, sizeof(cfg->k8s_enroll_cgroup_root), "%s",
 		 CONFIG_DEFAULT_ENROLL_CGROUP_ROOT);

@@ -111,6 +111,31 @@
 #define CONFIG_DEFAULT_HTTP_MAX_REQUEST_LINE 8192 /* past it: 414 */
 #define CONFIG_DEFAULT_HTTP_MAX_HEAD_BYTES 32768  /* head incl. request line; past it: 431 */
 #define CONFIG_DEFAULT_HTTP_MAX_HEADERS 100       /* header lines; past it: 431 */
+
+/*
+ * proxy.http2: the HTTP/2 kind's limits (docs/proxy.md, "HTTP/2 and
+ * gRPC"). Defaults: 100 streams (RFC 9113's recommended minimum, the
+ * low end of what Envoy and Go allow); nghttp2's own defaults for the
+ * flood limits, which are the ones its CVE fixes chose.
+ */
+#define CONFIG_DEFAULT_H2_MAX_STREAMS 100	    /* concurrent streams per connection */
+#define CONFIG_MAX_H2_STREAMS 10000
+#define CONFIG_DEFAULT_H2_MAX_HEADER_LIST (64 * 1024) /* bytes, RFC 9113 6.5.2 accounting */
+#define CONFIG_MIN_H2_HEADER_LIST 1024
+#define CONFIG_MAX_H2_HEADER_LIST (1024 * 1024)
+#define CONFIG_DEFAULT_H2_HPACK_TABLE 4096 /* bytes: the RFC 7541 default */
+#define CONFIG_MAX_H2_HPACK_TABLE (64 * 1024)
+#define CONFIG_DEFAULT_H2_STREAM_WINDOW (256 * 1024) /* bytes buffered per stream and way */
+#define CONFIG_MIN_H2_WINDOW 16384		     /* one frame of the minimum size */
+#define CONFIG_MAX_H2_WINDOW (16 * 1024 * 1024)
+#define CONFIG_DEFAULT_H2_SESSION_WINDOW (1024 * 1024) /* bytes buffered per session and way */
+#define CONFIG_DEFAULT_H2_MAX_PENDING_ACKS 1000	       /* SETTINGS/PING acks queued */
+#define CONFIG_MAX_H2_PENDING_ACKS 100000
+#define CONFIG_DEFAULT_H2_RESET_BURST 1000 /* client resets before the rate applies */
+#define CONFIG_DEFAULT_H2_RESET_RATE 33	   /* client resets per second, sustained */
+#define CONFIG_MAX_H2_RESETS 1000000
+#define CONFIG_DEFAULT_H2_MAX_CONTINUATIONS 8 /* CONTINUATION frames per header block */
+#define CONFIG_MAX_H2_CONTINUATIONS 1000
 /* An idle pooled upstream connection is dropped after this: below the
  * 60 s keep-alive timeout most servers use, so the proxy closes first and
  * rarely reuses a connection the server is closing. */
@@ -148,7 +173,7 @@
 enum config_protocol {
 	CONFIG_PROTO_TCP = 0, /* opaque TCP: bytes copied both ways */
 	CONFIG_PROTO_HTTP,    /* HTTP/1.x (also kubernetes.io/ws: an Upgrade is HTTP/1.1) */
-	CONFIG_PROTO_H2C,     /* HTTP/2 cleartext; carried as opaque TCP until h2 lands */
+	CONFIG_PROTO_H2C,     /* HTTP/2 cleartext, prior knowledge (h2.c); gRPC too */
 	CONFIG_PROTO_DETECT,  /* undeclared: peek the first bytes, up to detect_timeout_ms */
 };
 
@@ -454,6 +479,18 @@ struct config {
 	/* Protocols an Upgrade may ask for (lowercase tokens); default websocket. */
 	char http_upgrades[CONFIG_MAX_HTTP_UPGRADES][CONFIG_MAX_HTTP_UPGRADE_NAME + 1];
 	int n_http_upgrades;
+	/* proxy.http2: the HTTP/2 kind (both its server and client sessions). */
+	struct config_http2 {
+		uint32_t max_concurrent_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS we send */
+		uint32_t max_header_list_bytes;	 /* a larger request head: RST_STREAM */
+		uint32_t hpack_table_bytes;	 /* HPACK dynamic table, both ways */
+		uint32_t stream_window_bytes;	 /* SETTINGS_INITIAL_WINDOW_SIZE we send */
+		uint32_t session_window_bytes;	 /* the connection's receive window */
+		uint32_t max_pending_acks;	 /* SETTINGS/PING flood: GOAWAY past it */
+		uint32_t reset_burst;		 /* rapid reset: token bucket size */
+		uint32_t reset_rate;		 /* and refill per second */
+		uint32_t max_continuations;	 /* CONTINUATION flood */
+	} http2;
 
 	struct config_tracing tracing; /* tracing: */
 	struct config_admin admin;     /* admin: */

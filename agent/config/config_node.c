@@ -127,6 +127,23 @@ static const struct field http_fields[] = {
     {"upgrade_protocols", FIELD_SEQ, .seq = &http_upgrades_seq},
 };
 
+#define H2_FIELD(name, member, lo, hi)                                                             \
+	{name, FIELD_U32, offsetof(struct config, http2.member), lo, hi}
+
+static const struct field http2_fields[] = {
+    H2_FIELD("max_concurrent_streams", max_concurrent_streams, 1, CONFIG_MAX_H2_STREAMS),
+    H2_FIELD("max_header_list_bytes", max_header_list_bytes, CONFIG_MIN_H2_HEADER_LIST,
+	     CONFIG_MAX_H2_HEADER_LIST),
+    H2_FIELD("hpack_table_bytes", hpack_table_bytes, 0, CONFIG_MAX_H2_HPACK_TABLE),
+    H2_FIELD("stream_window_bytes", stream_window_bytes, CONFIG_MIN_H2_WINDOW, CONFIG_MAX_H2_WINDOW),
+    {"session_window_bytes", FIELD_U32, offsetof(struct config, http2.session_window_bytes),
+     CONFIG_MIN_H2_WINDOW, CONFIG_MAX_H2_WINDOW, .at_least = "stream_window_bytes"},
+    H2_FIELD("max_pending_acks", max_pending_acks, 1, CONFIG_MAX_H2_PENDING_ACKS),
+    H2_FIELD("reset_burst", reset_burst, 1, CONFIG_MAX_H2_RESETS),
+    H2_FIELD("reset_rate", reset_rate, 1, CONFIG_MAX_H2_RESETS),
+    H2_FIELD("max_continuations", max_continuations, 1, CONFIG_MAX_H2_CONTINUATIONS),
+};
+
 static const struct field proxy_fields[] = {
     {"workers", FIELD_INT, offsetof(struct config, workers), 0, CONFIG_MAX_WORKERS},
     {"connect_timeout_ms", FIELD_U32, offsetof(struct config, connect_timeout_ms), 1,
@@ -149,6 +166,7 @@ static const struct field proxy_fields[] = {
     {"drain_timeout_ms", FIELD_U32, offsetof(struct config, drain_timeout_ms), 0,
      CONFIG_MAX_DRAIN_TIMEOUT_MS},
     {"http", FIELD_MAP, FIELD_MAP_OF(http_fields)},
+    {"http2", FIELD_MAP, FIELD_MAP_OF(http2_fields)},
 };
 
 /* ---- tracing, admin ---- */

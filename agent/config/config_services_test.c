@@ -226,11 +226,11 @@ Test(config, protocols_and_opaque_ports)
 	cfg = NULL;
 	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
 			    "    ports: [{port: 80, protocol: detect}]\n",
-		       "t.yaml:6: services[0].ports[0].protocol: must be tcp, http or h2c, got "
+		       "t.yaml:6: services[0].ports[0].protocol: must be tcp, http, h2c, http2 or grpc, got "
 		       "\"detect\"");
 	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
 			    "    ports: [{port: 80, protocol: HTTP}]\n",
-		       "t.yaml:6: services[0].ports[0].protocol: must be tcp, http or h2c, got "
+		       "t.yaml:6: services[0].ports[0].protocol: must be tcp, http, h2c, http2 or grpc, got "
 		       "\"HTTP\"");
 }
 

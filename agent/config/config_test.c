@@ -473,7 +473,7 @@ Test(config, paths_and_protocols)
 		       "t.yaml:4: bpf.cgroup: must be an absolute path");
 	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
 			    "    ports: [{port: 53, protocol: udp}]\n",
-		       "t.yaml:6: services[0].ports[0].protocol: must be tcp, http or h2c, got "
+		       "t.yaml:6: services[0].ports[0].protocol: must be tcp, http, h2c, http2 or grpc, got "
 		       "\"udp\"");
 }
 
@@ -984,4 +984,56 @@ Test(config, proxy_drain_timeout)
 		       "t.yaml:4: proxy.drain_timeout_ms: must be 0..300000, got 300001");
 	assert_refused(NODE "proxy:\n  drain_timeout_ms: -1\n",
 		       "t.yaml:4: proxy.drain_timeout_ms: must be 0..300000, got -1");
+}
+
+Test(config, http2_limits)
+{
+	cr_assert_eq(parse(NODE "proxy:\n  http2: {}\n"), 0, "%s", err);
+	cr_assert_eq(cfg->http2.max_concurrent_streams, CONFIG_DEFAULT_H2_MAX_STREAMS);
+	cr_assert_eq(cfg->http2.max_header_list_bytes, CONFIG_DEFAULT_H2_MAX_HEADER_LIST);
+	cr_assert_eq(cfg->http2.hpack_table_bytes, CONFIG_DEFAULT_H2_HPACK_TABLE);
+	cr_assert_eq(cfg->http2.stream_window_bytes, CONFIG_DEFAULT_H2_STREAM_WINDOW);
+	cr_assert_eq(cfg->http2.session_window_bytes, CONFIG_DEFAULT_H2_SESSION_WINDOW);
+	cr_assert_eq(cfg->http2.max_pending_acks, CONFIG_DEFAULT_H2_MAX_PENDING_ACKS);
+	cr_assert_eq(cfg->http2.reset_burst, CONFIG_DEFAULT_H2_RESET_BURST);
+	cr_assert_eq(cfg->http2.reset_rate, CONFIG_DEFAULT_H2_RESET_RATE);
+	cr_assert_eq(cfg->http2.max_continuations, CONFIG_DEFAULT_H2_MAX_CONTINUATIONS);
+	config_free(cfg);
+	cfg = NULL;
+	cr_assert_eq(parse(NODE "proxy:\n  http2:\n    max_concurrent_streams: 250\n"
+				"    max_header_list_bytes: 8192\n    hpack_table_bytes: 0\n"
+				"    stream_window_bytes: 65535\n    session_window_bytes: 65535\n"
+				"    max_pending_acks: 10\n    reset_burst: 5\n    reset_rate: 2\n"
+				"    max_continuations: 3\n"),
+		     0, "%s", err);
+	cr_assert_eq(cfg->http2.max_concurrent_streams, 250);
+	cr_assert_eq(cfg->http2.max_header_list_bytes, 8192);
+	cr_assert_eq(cfg->http2.hpack_table_bytes, 0);
+	cr_assert_eq(cfg->http2.stream_window_bytes, 65535);
+	cr_assert_eq(cfg->http2.session_window_bytes, 65535);
+	cr_assert_eq(cfg->http2.max_pending_acks, 10);
+	cr_assert_eq(cfg->http2.reset_burst, 5);
+	cr_assert_eq(cfg->http2.reset_rate, 2);
+	cr_assert_eq(cfg->http2.max_continuations, 3);
+	assert_refused(NODE "proxy:\n  http2:\n    max_concurrent_streams: 0\n",
+		       "t.yaml:5: proxy.http2.max_concurrent_streams: must be 1..10000, got 0");
+	assert_refused(NODE "proxy:\n  http2:\n    stream_window_bytes: 100\n",
+		       "t.yaml:5: proxy.http2.stream_window_bytes: must be 16384..16777216, got 100");
+	assert_refused(NODE "proxy:\n  http2:\n    session_window_bytes: 65536\n",
+		       "t.yaml:5: proxy.http2.session_window_bytes: must be >= stream_window_bytes "
+		       "(262144), got 65536");
+	assert_refused(NODE "proxy:\n  http2:\n    max_streams: 10\n",
+		       "t.yaml:5: proxy.http2.max_streams: unknown field");
+}
+
+Test(config, http2_protocol_spellings)
+{
+	cr_assert_eq(parse(NODE "services:\n  - name: g\n    vips: [10.96.0.9]\n    ports:\n"
+				"      - {port: 50051, protocol: grpc}\n"
+				"      - {port: 50052, protocol: http2}\n"
+				"      - {port: 50053, protocol: kubernetes.io/h2c}\n"
+				"    endpoints: []\n"),
+		     0, "%s", err);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(cfg->services[0].ports[i].protocol, CONFIG_PROTO_H2C, "port %d", i);
 }

@@ -570,8 +570,9 @@ bad:
 }
 
 /*
- * tcp, http or h2c, or the Kubernetes appProtocol spelling of one of them,
- * so that a Service's appProtocol can be copied as it is. There is no
+ * tcp, http, h2c (also spelt http2 or grpc: gRPC is HTTP/2), or the
+ * Kubernetes appProtocol spelling of one of them, so that a Service's
+ * appProtocol can be copied as it is. There is no
  * spelling for CONFIG_PROTO_DETECT: leaving the field out asks for it.
  */
 static int cp_proto(struct cfg_parser *p, enum config_protocol *out)
@@ -583,6 +584,8 @@ static int cp_proto(struct cfg_parser *p, enum config_protocol *out)
 	    {"tcp", CONFIG_PROTO_TCP},
 	    {"http", CONFIG_PROTO_HTTP},
 	    {"h2c", CONFIG_PROTO_H2C},
+	    {"http2", CONFIG_PROTO_H2C},
+	    {"grpc", CONFIG_PROTO_H2C},
 	    {"kubernetes.io/h2c", CONFIG_PROTO_H2C},
 	    /* WebSocket starts as an HTTP/1.1 Upgrade, which the proxy tunnels. */
 	    {"kubernetes.io/ws", CONFIG_PROTO_HTTP},
@@ -594,7 +597,7 @@ static int cp_proto(struct cfg_parser *p, enum config_protocol *out)
 	size_t n, i;
 	int err;
 
-	err = cp_scalar(p, "tcp, http or h2c", &s, &n);
+	err = cp_scalar(p, "tcp, http, h2c, http2 or grpc", &s, &n);
 	if (err)
 		return err;
 	for (i = 0; i < ARRAY_SIZE(names); i++) {
@@ -603,7 +606,7 @@ static int cp_proto(struct cfg_parser *p, enum config_protocol *out)
 			return 0;
 		}
 	}
-	return cp_fail(p, cp_line(p), "must be tcp, http or h2c, got \"%s\"", cp_echo(s, n, buf));
+	return cp_fail(p, cp_line(p), "must be tcp, http, h2c, http2 or grpc, got \"%s\"", cp_echo(s, n, buf));
 }
 
 /* Parse the value at the current event into obj as f describes. */

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "proxy/conn_io.h"
 #include "proxy/detect.h"
+#include "proxy/h2.h"
 #include "proxy/http1.h"
 #include "proxy/http_error.h"
 #include "proxy/opaque.h"
@@ -30,7 +31,9 @@ static const struct conn_ops *accept_kind(enum config_protocol protocol)
 		return &http1_ops;
 	case CONFIG_PROTO_DETECT:
 		return &detect_ops;
-	default: /* tcp, and h2c until HTTP/2 lands */
+	case CONFIG_PROTO_H2C:
+		return &h2_ops;
+	default: /* tcp */
 		return &opaque_ops;
 	}
 }

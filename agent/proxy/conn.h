@@ -47,6 +47,7 @@ enum conn_kind {
 	CONN_KIND_OPAQUE = 0, /* bytes copied both ways (opaque.c) */
 	CONN_KIND_DETECT,     /* peeking at the client's first bytes (detect.c) */
 	CONN_KIND_HTTP,	      /* HTTP/1.x requests (http1.c) */
+	CONN_KIND_H2,	      /* HTTP/2: a client session, or a pooled upstream one (h2.c) */
 };
 
 enum conn_state {
@@ -98,6 +99,7 @@ struct conn {
 	enum conn_kind kind;
 	const struct conn_ops *ops; /* its kind's: what the worker calls (set with kind) */
 	struct http1_conn *http;   /* HTTP state from the worker (HTTP mode); else NULL */
+	void *h2;		   /* the HTTP/2 kind's session (h2.c); else NULL */
 	struct proxy_snap *snap;   /* the config it was routed with: held until reaped */
 	struct conn_side client;   /* accepted from the application */
 	struct conn_side upstream; /* to the endpoint; fd -1 between attempts */

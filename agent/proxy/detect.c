@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "proxy/conn_io.h"
+#include "proxy/h2.h"
 #include "proxy/http1.h"
 #include "proxy/opaque.h"
 #include "proxy/sock.h"
@@ -64,6 +65,9 @@ static void detect_done(struct worker *w, struct conn *c, enum detect_result r)
 	if (r == DETECT_HTTP1) {
 		WORKER_STAT_INC(w, detect_http);
 		http1_start(w, c);
+	} else if (r == DETECT_HTTP2) {
+		WORKER_STAT_INC(w, detect_http);
+		h2_ops.start(w, c);
 	} else {
 		WORKER_STAT_INC(w, detect_opaque);
 		opaque_start(w, c);

@@ -1,0 +1,182 @@
+#!/bin/bash
+# h2.sh: HTTP/2 and gRPC through interception, with real parts: a
+# python3-grpcio server on a2, a3 and b1 (port 50051, service "grpc",
+# declared grpc) and python3-grpcio, nghttp and h2load as clients in a1.
+#  - per-request balancing: 240 unary calls on ONE client connection, 12
+#    in flight at a time, reach each of the 3 endpoints at least 25 % of
+#    the time, and the client used that one connection only;
+#  - a grpc-timeout is the request's deadline: a call to a method that
+#    never answers gets DEADLINE_EXCEEDED from shoal (its grpc-message)
+#    within 50 ms of it, and the endpoint sees its stream reset;
+#  - a route's timeout_ms caps it the same way (gRPC client deadline 5 s);
+#  - a service with no endpoints answers a valid gRPC UNAVAILABLE;
+#  - h2load (4 connections, 10 streams each, 2000 requests) through
+#    shoal: every request 2xx, none failed or errored;
+#  - a detected port (no protocol declared) with the HTTP/2 preface is
+#    proxied as HTTP/2 too.
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+GRPC_PY=$(dirname "$0")/h2-grpc.py
+command -v h2load >/dev/null || skip "missing tool: h2load (nghttp2-client, scripts/setup.sh)"
+command -v nghttp >/dev/null || skip "missing tool: nghttp (nghttp2-client, scripts/setup.sh)"
+# Debian's python3-grpcio is Debian's python3's: prefer /usr/bin/python3 to
+# whatever python3 comes first in PATH (a pyenv one has no grpc).
+PY=python3
+[[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3
+"$PY" -c 'import grpc' 2>/dev/null || skip "missing python3-grpcio for $PY (scripts/setup.sh installs it)"
+
+e2e_init
+e2e_topology
+for pod in a2 a3 b1; do
+	pod_spawn "$pod" "$LOGDIR/grpc-$pod.log" "$PY" "$GRPC_PY" server "$pod" 50051
+done
+pod_spawn a3 "$LOGDIR/hang-a3.log" "$PY" "$GRPC_PY" hang 50061
+for pod in a2 a3 b1; do wait_listen "${POD_NS[$pod]}" 50051; done
+wait_listen "${POD_NS[a3]}" 50061
+
+EPS="{address: 10.77.1.3}, {address: 10.77.1.5}, {address: 10.77.2.2}"
+write_config "
+  - name: grpc
+    vips: [10.96.0.40]
+    ports:
+      - {port: 50051, protocol: grpc}
+      - {port: 50052, target_port: 50051}
+    endpoints: [$EPS]
+    routes:
+      - name: slow-capped
+        match: {path: {exact: /shoal.Echo/SlowCapped}}
+        timeout_ms: 200
+  - name: hang
+    vips: [10.96.0.42]
+    ports: [{port: 50051, target_port: 50061, protocol: grpc}]
+    endpoints: [{address: 10.77.1.5}]
+  - name: nothing
+    vips: [10.96.0.41]
+    ports: [{port: 50051, protocol: grpc}]
+    endpoints: []"
+shoald_start
+enroll a1
+
+# ---- per-request balancing on one connection ---------------------------------
+
+N=240
+acc0=$(proxy_metric shoal_proxy_accepted_total)
+out=$(pod_run a1 timeout 60 "$PY" "$GRPC_PY" balance 10.96.0.40:50051 $N 2>"$LOGDIR/balance.err") ||
+	fail "balance: client failed: $(tail -3 "$LOGDIR/balance.err")"
+say "balance: $(tr '\n' ' ' <<<"$out")"
+acc=$(($(proxy_metric shoal_proxy_accepted_total) - acc0))
+in_ns "$NS_A" curl -sS --max-time 5 "http://$ADMIN_ADDR/debug/endpoints" >"$LOGDIR/endpoints.json" || true
+total=0 ok=1
+for pod in a2 a3 b1; do
+	n=$(awk -v p="$pod" '$1 == p { print $2 }' <<<"$out")
+	n=${n:-0}
+	total=$((total + n))
+	((n * 4 >= N)) || ok=0
+done
+if ((ok && total == N && acc == 1)); then
+	pass "balance: $N calls on one client connection: $(tr '\n' ' ' <<<"$out")(each >= 25 %)"
+else
+	fail "balance: want each of a2 a3 b1 >= 25 % of $N on 1 connection: got $(tr '\n' ' ' <<<"$out")on $acc connection(s)"
+fi
+
+# ---- deadlines ----------------------------------------------------------------
+
+# A grpc-timeout of 300 ms with no client-side deadline (nghttp sends the
+# header as given), to an endpoint that never answers and does not read
+# grpc-timeout: shoal answers DEADLINE_EXCEEDED itself.
+printf '\0\0\0\0\1x' >"$LOGDIR/one.grpc"
+t0=$(date +%s%N)
+out=$(pod_run a1 timeout 10 nghttp -v -H 'content-type: application/grpc' -H 'te: trailers' \
+	-H 'grpc-timeout: 300m' -d "$LOGDIR/one.grpc" http://10.96.0.42:50051/shoal.Echo/Slow 2>&1)
+ms=$((($(date +%s%N) - t0) / 1000000))
+if grep -q 'grpc-status: 4' <<<"$out" && grep -q 'grpc-message: shoal: timeout' <<<"$out"; then
+	pass "deadline: grpc-timeout 300m answered DEADLINE_EXCEEDED by shoal after $ms ms (client run)"
+else
+	fail "deadline: want grpc-status 4 from shoal: $(grep -E 'grpc-|:status' <<<"$out" | tr '\n' ' ')"
+fi
+# The time shoal took, from nghttp's own frame timestamps (no process start-up):
+# the request HEADERS sent and the response HEADERS received.
+sent=$(grep -m1 'send HEADERS frame' <<<"$out" | sed -n 's/^\[ *\([0-9.]*\)\].*/\1/p')
+recv=$(grep -m1 'recv HEADERS frame' <<<"$out" | sed -n 's/^\[ *\([0-9.]*\)\].*/\1/p')
+if [[ -n $sent && -n $recv ]]; then
+	took=$(awk -v a="$sent" -v b="$recv" 'BEGIN { printf "%d", (b - a) * 1000 }')
+	if ((took >= 295 && took <= 350)); then
+		pass "deadline: DEADLINE_EXCEEDED $took ms after the request (grpc-timeout 300 ms, +50 ms allowed)"
+	else
+		fail "deadline: DEADLINE_EXCEEDED after $took ms, want 300..350"
+	fi
+else
+	fail "deadline: no frame timestamps in nghttp's output"
+fi
+sleep 0.3
+if grep -q '^rst stream' "$LOGDIR/hang-a3.log"; then
+	pass "deadline: the endpoint got its stream reset ($(grep -m1 '^rst stream' "$LOGDIR/hang-a3.log"))"
+else
+	fail "deadline: the endpoint saw no RST_STREAM: $(cat "$LOGDIR/hang-a3.log")"
+fi
+
+# A route's timeout_ms (200) caps a client deadline of 5 s.
+out2=$(pod_run a1 timeout 20 "$PY" -c "
+import sys, time, grpc
+ch = grpc.insecure_channel('10.96.0.40:50051')
+grpc.channel_ready_future(ch).result(timeout=5)
+call = ch.unary_unary('/shoal.Echo/SlowCapped')
+t0 = time.monotonic()
+try:
+    call(b'x', timeout=5)
+    print('OK')
+except grpc.RpcError as e:
+    print(e.code().name, int((time.monotonic() - t0) * 1000), e.details())
+" 2>&1 | tail -1)
+read -r code took details <<<"$out2"
+if [[ $code == DEADLINE_EXCEEDED && $details == "shoal: timeout" ]] && ((took >= 195 && took <= 250)); then
+	pass "deadline: route timeout_ms 200 gave the gRPC client DEADLINE_EXCEEDED after $took ms"
+else
+	fail "deadline: route cap: want DEADLINE_EXCEEDED 'shoal: timeout' in 200..250 ms, got '$out2'"
+fi
+
+# ---- shoal's own errors are gRPC responses ---------------------------------------
+
+out=$(pod_run a1 timeout 20 "$PY" -c "
+import grpc
+ch = grpc.insecure_channel('10.96.0.41:50051')
+try:
+    ch.unary_unary('/shoal.Echo/Echo')(b'x', timeout=5)
+    print('OK')
+except grpc.RpcError as e:
+    print(e.code().name, e.details())
+" 2>&1 | tail -1)
+if [[ $out == "UNAVAILABLE shoal: no-endpoints" ]]; then
+	pass "errors: a service without endpoints answers gRPC UNAVAILABLE (grpc-message '${out#UNAVAILABLE }')"
+else
+	fail "errors: want 'UNAVAILABLE shoal: no-endpoints', got '$out'"
+fi
+
+# ---- h2load ---------------------------------------------------------------------
+
+out=$(pod_run a1 timeout 60 h2load -n 2000 -c 4 -m 10 -d "$LOGDIR/one.grpc" \
+	-H 'content-type: application/grpc' -H 'te: trailers' \
+	http://10.96.0.40:50051/shoal.Echo/Echo 2>&1)
+reqs=$(sed -n 's/^requests: .* \([0-9]*\) succeeded, \([0-9]*\) failed, \([0-9]*\) errored.*/\1 \2 \3/p' <<<"$out")
+codes=$(sed -n 's/^status codes: \([0-9]*\) 2xx.*/\1/p' <<<"$out")
+read -r okn failn errn <<<"$reqs"
+if [[ $okn == 2000 && $failn == 0 && $errn == 0 && $codes == 2000 ]]; then
+	pass "h2load: 2000 requests over 4 connections x 10 streams, all 2xx ($(grep -m1 '^finished in' <<<"$out"))"
+else
+	fail "h2load: $(grep -E '^(requests|status codes|finished)' <<<"$out" | tr '\n' ' ')"
+fi
+
+# ---- a detected port ----------------------------------------------------------
+
+out=$(pod_run a1 timeout 20 "$PY" "$GRPC_PY" balance 10.96.0.40:50052 9 2>&1)
+n=$(awk '{ s += $2 } END { print s + 0 }' <<<"$out")
+if ((n == 9)); then
+	pass "detect: the HTTP/2 preface on an undeclared port is proxied as HTTP/2 ($(tr '\n' ' ' <<<"$out"))"
+else
+	fail "detect: want 9 calls answered on port 50052, got '$out'"
+fi
+if grep -qiE 'AddressSanitizer|runtime error' "$SHOALD_LOG"; then
+	fail "shoald's log has a sanitizer report"
+fi
+finish
