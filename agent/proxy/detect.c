@@ -66,7 +66,7 @@ static void detect_done(struct worker *w, struct conn *c, enum detect_result r)
 		WORKER_STAT_INC(w, detect_http);
 		http1_start(w, c);
 	} else if (r == DETECT_HTTP2) {
-		WORKER_STAT_INC(w, detect_http);
+		WORKER_STAT_INC(w, detect_h2);
 		h2_ops.start(w, c);
 	} else {
 		WORKER_STAT_INC(w, detect_opaque);

@@ -20,7 +20,7 @@ struct conn;
 enum detect_result {
 	DETECT_NEED_MORE, /* a prefix of something we would recognise: read on */
 	DETECT_HTTP1,	  /* an HTTP/1 request line: a method (A-Z, '-', '_'), then SP */
-	DETECT_HTTP2,	  /* the HTTP/2 connection preface (opaque until h2 lands) */
+	DETECT_HTTP2,	  /* the HTTP/2 connection preface: carried by h2.c */
 	DETECT_OPAQUE,	  /* anything else */
 };
 
@@ -41,7 +41,7 @@ enum detect_result detect_classify(const char *buf, size_t len);
 /*
  * Start detecting on c: its client socket is watched, its service and
  * ports are set, nothing is connected upstream. Reads into c->to_upstream
- * and hands c on to http1_start or opaque_start. Consumes c (it may
+ * and hands c on to http1_start, h2_ops.start or opaque_start. Consumes c (it may
  * be closed on return).
  */
 void detect_start(struct worker *w, struct conn *c);

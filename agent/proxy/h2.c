@@ -824,7 +824,7 @@ static void h2_down_io(struct worker *w, struct conn *c, uint32_t events)
 			if (h2_debug())
 				pr_debug("proxy worker %d: h2 client: %s; closing", w->id,
 					 nghttp2_strerror((int)rv));
-			WORKER_STAT_INC(w, http_errors);
+			WORKER_STAT_INC(w, h2_protocol_errors);
 			d->dead = true;
 			nghttp2_session_terminate_session(d->s, NGHTTP2_PROTOCOL_ERROR);
 			h2_send(&c->client, d->s, &d->out, &d->out_len);
@@ -1261,6 +1261,7 @@ static struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct s
 		free(up);
 		return NULL;
 	}
+	WORKER_STAT_INC(w, h2_sessions_opened);
 	conn_init(c);
 	c->kind = CONN_KIND_H2;
 	c->ops = &h2_upstream_ops;

@@ -33,6 +33,13 @@
 	X(detect_http, counter, "Connections on undeclared ports detected as HTTP/1.")             \
 	X(detect_opaque, counter,                                                                  \
 	  "Connections on undeclared ports carried as opaque TCP (not HTTP/1, or silent).")        \
+	X(detect_h2, counter,                                                                      \
+	  "Connections on undeclared ports detected as HTTP/2 (the client connection preface).")   \
+	X(h2_sessions_opened, counter,                                                             \
+	  "Pooled HTTP/2 client sessions the proxy opened to endpoints (many streams each).")      \
+	X(h2_protocol_errors, counter,                                                             \
+	  "HTTP/2 client connections closed with a GOAWAY for a protocol error or a flood "        \
+	  "(rapid reset, CONTINUATION, SETTINGS or PING floods, proxy.http2 limits).")             \
 	X(http_requests, counter, "HTTP requests parsed and dispatched to a backend service.")     \
 	X(http_errors, counter, "HTTP error responses the proxy answered itself (x-shoal-error).") \
 	X(http_retries, counter,                                                                   \

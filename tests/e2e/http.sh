@@ -18,7 +18,7 @@
 #  - the proxy's own errors: no endpoints (503) and an upstream reset (502),
 #    each with x-shoal-error;
 #  - detection on undeclared ports: HTTP is parsed (x-shoal-error shows),
-#    the HTTP/2 preface goes opaque, and a server-speaks-first backend's
+#    the HTTP/2 preface goes to the HTTP/2 kind, and a server-speaks-first backend's
 #    banner arrives in well under 1 s;
 #  - wrk -c 10 -d 3 through the proxy: no errors, no non-2xx.
 # shellcheck source=lib.sh
@@ -295,13 +295,16 @@ fi
 det1=$(proxy_metric shoal_proxy_detect_http_total)
 ((det1 - det0 >= 2)) && pass "detect: shoal_proxy_detect_http_total grew by $((det1 - det0))" ||
 	fail "detect: shoal_proxy_detect_http_total went $det0 -> $det1"
-opq0=$(proxy_metric shoal_proxy_detect_opaque_total)
-out=$(printf 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' | pod_run a1 timeout 10 socat -t 2 - TCP:10.96.0.20:81 | tr -d '\r')
-opq1=$(proxy_metric shoal_proxy_detect_opaque_total)
-if ((opq1 - opq0 == 1)) && [[ -n $(header x-backend <<<"$out") && -z $(header x-shoal-error <<<"$out") ]]; then
-	pass "detect: the HTTP/2 preface is carried opaque to the backend (which answers $(head -1 <<<"$out" | cut -d' ' -f2))"
+h2d0=$(proxy_metric shoal_proxy_detect_h2_total)
+# The preface and an empty SETTINGS: the proxy's HTTP/2 kind answers with
+# its own SETTINGS frame (type 4, on stream 0) first; h2.sh tests the rest.
+out=$(printf 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\4\0\0\0\0\0' |
+	pod_run a1 timeout 10 socat -t 1 - TCP:10.96.0.20:81 | od -An -tx1 -N9 | tr -d ' \n')
+h2d1=$(proxy_metric shoal_proxy_detect_h2_total)
+if ((h2d1 - h2d0 == 1)) && [[ ${out:6:2} == 04 && ${out:10:8} == 00000000 ]]; then
+	pass "detect: the HTTP/2 preface goes to the HTTP/2 kind (its SETTINGS came back: $out)"
 else
-	fail "detect: HTTP/2 preface: detect_opaque $opq0 -> $opq1, got: $out"
+	fail "detect: HTTP/2 preface: detect_h2 $h2d0 -> $h2d1, first frame header '$out'"
 fi
 t0=$(date +%s%N)
 if hello a1 10.96.0.20:82 && [[ $HELLO_BACKEND == a2 || $HELLO_BACKEND == b1 ]]; then
