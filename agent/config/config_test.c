@@ -1035,5 +1035,5 @@ Test(config, http2_protocol_spellings)
 				"    endpoints: []\n"),
 		     0, "%s", err);
 	for (int i = 0; i < 3; i++)
-		cr_assert_eq(cfg->services[0].ports[i].protocol, CONFIG_PROTO_H2C, "port %d", i);
+		cr_assert_eq(cfg->services[0]->ports[i].protocol, CONFIG_PROTO_H2C, "port %d", i);
 }

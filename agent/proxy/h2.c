@@ -95,6 +95,7 @@ struct h2_down {
 	struct h2_stream *streams;
 	uint32_t n_streams;
 	bool dead; /* close once the current nghttp2 call returns */
+	bool more; /* reading stopped at the turn's bound: resume reads on */
 };
 
 struct h2_up {
@@ -110,6 +111,7 @@ struct h2_up {
 	bool connected;
 	bool draining; /* GOAWAY received or sent: no new stream */
 	bool dead;
+	bool more; /* reading stopped at the turn's bound */
 	uint64_t idle_since_ns;
 	struct h2_up *prev, *next; /* the worker's upstream sessions */
 };
@@ -519,10 +521,10 @@ static void h2_dispatch(struct worker *w, struct h2_stream *st)
 
 		st->route = r;
 		if (b < (uint32_t)cfg->n_services) {
-			uint16_t pb = h2_port_be(&cfg->services[b], c->svc_port);
+			uint16_t pb = h2_port_be(cfg->services[b], c->svc_port);
 
 			if (pb) {
-				st->target = &cfg->services[b];
+				st->target = cfg->services[b];
 				port_be = pb;
 			}
 		}
@@ -804,11 +806,18 @@ static void h2_down_io(struct worker *w, struct conn *c, uint32_t events)
 			return;
 		}
 	}
-	while (c->client.readable && !c->client.eof && !d->dead) {
+	for (int round = 0; c->client.readable && !c->client.eof && !d->dead; round++) {
 		uint32_t got;
-		int err = conn_side_read(w, &c->client, b, w->cfg->buffer_bytes, &got);
+		int err;
 		ssize_t rv;
 
+		/* A bounded turn (conn.h): the rest waits for the deferred one. */
+		if (round == CONN_PUMP_ROUNDS) {
+			d->more = true;
+			worker_conn_defer(w, c);
+			break;
+		}
+		err = conn_side_read(w, &c->client, b, w->cfg->buffer_bytes, &got);
 		if (err) {
 			h2_down_close(w, c, true);
 			return;
@@ -1183,11 +1192,17 @@ static void h2_up_io(struct worker *w, struct conn *c, uint32_t events)
 			return;
 		}
 	}
-	while (c->upstream.readable && !c->upstream.eof && !up->dead) {
+	for (int round = 0; c->upstream.readable && !c->upstream.eof && !up->dead; round++) {
 		uint32_t got;
-		int err = conn_side_read(w, &c->upstream, b, w->cfg->buffer_bytes, &got);
+		int err;
 		ssize_t rv;
 
+		if (round == CONN_PUMP_ROUNDS) {
+			up->more = true;
+			worker_conn_defer(w, c);
+			break;
+		}
+		err = conn_side_read(w, &c->upstream, b, w->cfg->buffer_bytes, &got);
 		if (err) {
 			h2_up_close(w, c, true);
 			return;
@@ -1412,6 +1427,13 @@ static void h2_timeout(struct worker *w, struct conn *c)
 
 static void h2_resume(struct worker *w, struct conn *c)
 {
+	struct h2_down *d = c->h2;
+
+	if (d && d->more) {
+		d->more = false;
+		h2_down_io(w, c, 0);
+		return;
+	}
 	h2_down_flush(w, c);
 }
 
@@ -1482,6 +1504,13 @@ static void h2_up_timeout(struct worker *w, struct conn *c)
 
 static void h2_up_resume(struct worker *w, struct conn *c)
 {
+	struct h2_up *up = c->h2;
+
+	if (up && up->more) {
+		up->more = false;
+		h2_up_io(w, c, 0);
+		return;
+	}
 	h2_up_flush(w, c);
 }
 
