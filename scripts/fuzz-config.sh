@@ -41,6 +41,8 @@ cat >>"$out/config.dict" <<'DICT'
 "tcp"
 "http"
 "h2c"
+"http2"
+"grpc"
 "kubernetes.io/h2c"
 "kubernetes.io/ws"
 "kubernetes.io/wss"

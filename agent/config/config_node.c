@@ -127,21 +127,23 @@ static const struct field http_fields[] = {
     {"upgrade_protocols", FIELD_SEQ, .seq = &http_upgrades_seq},
 };
 
-#define H2_FIELD(name, member, lo, hi)                                                             \
-	{name, FIELD_U32, offsetof(struct config, http2.member), lo, hi}
-
 static const struct field http2_fields[] = {
-    H2_FIELD("max_concurrent_streams", max_concurrent_streams, 1, CONFIG_MAX_H2_STREAMS),
-    H2_FIELD("max_header_list_bytes", max_header_list_bytes, CONFIG_MIN_H2_HEADER_LIST,
-	     CONFIG_MAX_H2_HEADER_LIST),
-    H2_FIELD("hpack_table_bytes", hpack_table_bytes, 0, CONFIG_MAX_H2_HPACK_TABLE),
-    H2_FIELD("stream_window_bytes", stream_window_bytes, CONFIG_MIN_H2_WINDOW, CONFIG_MAX_H2_WINDOW),
+    {"max_concurrent_streams", FIELD_U32, offsetof(struct config, http2.max_concurrent_streams), 1,
+     CONFIG_MAX_H2_STREAMS},
+    {"max_header_list_bytes", FIELD_U32, offsetof(struct config, http2.max_header_list_bytes),
+     CONFIG_MIN_H2_HEADER_LIST, CONFIG_MAX_H2_HEADER_LIST},
+    {"hpack_table_bytes", FIELD_U32, offsetof(struct config, http2.hpack_table_bytes), 0,
+     CONFIG_MAX_H2_HPACK_TABLE},
+    {"stream_window_bytes", FIELD_U32, offsetof(struct config, http2.stream_window_bytes),
+     CONFIG_MIN_H2_WINDOW, CONFIG_MAX_H2_WINDOW},
     {"session_window_bytes", FIELD_U32, offsetof(struct config, http2.session_window_bytes),
      CONFIG_MIN_H2_WINDOW, CONFIG_MAX_H2_WINDOW, .at_least = "stream_window_bytes"},
-    H2_FIELD("max_pending_acks", max_pending_acks, 1, CONFIG_MAX_H2_PENDING_ACKS),
-    H2_FIELD("reset_burst", reset_burst, 1, CONFIG_MAX_H2_RESETS),
-    H2_FIELD("reset_rate", reset_rate, 1, CONFIG_MAX_H2_RESETS),
-    H2_FIELD("max_continuations", max_continuations, 1, CONFIG_MAX_H2_CONTINUATIONS),
+    {"max_pending_acks", FIELD_U32, offsetof(struct config, http2.max_pending_acks), 1,
+     CONFIG_MAX_H2_PENDING_ACKS},
+    {"reset_burst", FIELD_U32, offsetof(struct config, http2.reset_burst), 1, CONFIG_MAX_H2_RESETS},
+    {"reset_rate", FIELD_U32, offsetof(struct config, http2.reset_rate), 1, CONFIG_MAX_H2_RESETS},
+    {"max_continuations", FIELD_U32, offsetof(struct config, http2.max_continuations), 1,
+     CONFIG_MAX_H2_CONTINUATIONS},
 };
 
 static const struct field proxy_fields[] = {
