@@ -4,7 +4,7 @@
 server NAME PORT: serves /shoal.Echo/Echo (answers NAME) and
   /shoal.Echo/Slow (waits for the client to go, up to 5 s, and prints
   "cancelled after MS" when the stream was reset).
-balance TARGET N: N unary Echo calls on ONE channel (one connection), 12
+balance TARGET N: N unary Echo calls on ONE channel (one connection), 24
   in flight at a time; prints "NAME COUNT" lines.
 hang PORT: an HTTP/2 endpoint that never answers and knows nothing of
   grpc-timeout (a gRPC server would enforce the deadline itself): it
@@ -45,7 +45,7 @@ def server(name, port):
     srv.wait_for_termination()
 
 
-CONCURRENCY = 12
+CONCURRENCY = 24
 
 
 def balance(target, n):

@@ -2,7 +2,7 @@
 # h2.sh: HTTP/2 and gRPC through interception, with real parts: a
 # python3-grpcio server on a2, a3 and b1 (port 50051, service "grpc",
 # declared grpc) and python3-grpcio, nghttp and h2load as clients in a1.
-#  - per-request balancing: 240 unary calls on ONE client connection, 12
+#  - per-request balancing: 360 unary calls on ONE client connection, 24
 #    in flight at a time, reach each of the 3 endpoints at least 25 % of
 #    the time, and the client used that one connection only;
 #  - a grpc-timeout is the request's deadline: a call to a method that
@@ -60,7 +60,7 @@ enroll a1
 
 # ---- per-request balancing on one connection ---------------------------------
 
-N=240
+N=360
 acc0=$(proxy_metric shoal_proxy_accepted_total)
 out=$(pod_run a1 timeout 60 "$PY" "$GRPC_PY" balance 10.96.0.40:50051 $N 2>"$LOGDIR/balance.err") ||
 	fail "balance: client failed: $(tail -3 "$LOGDIR/balance.err")"
