@@ -96,6 +96,7 @@ struct h2_down {
 	uint32_t n_streams;
 	bool dead; /* close once the current nghttp2 call returns */
 	bool more; /* reading stopped at the turn's bound: resume reads on */
+	bool refused; /* a GOAWAY with an error went out (counted once) */
 };
 
 struct h2_up {
@@ -721,6 +722,27 @@ static ssize_t h2_down_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t
 	return (ssize_t)n;
 }
 
+/*
+ * A GOAWAY with an error code went to the client: nghttp2's own verdict
+ * on a flood (a rapid reset gets INTERNAL_ERROR from the rate limit,
+ * without mem_recv failing) or ours on a protocol error. Counted once.
+ */
+static int h2_down_on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
+{
+	struct h2_down *d = ud;
+
+	(void)s;
+	if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR &&
+	    !d->refused) {
+		d->refused = true;
+		WORKER_STAT_INC(d->w, h2_protocol_errors);
+		if (h2_debug())
+			pr_debug("proxy worker %d: h2 client: GOAWAY %s", d->w->id,
+				 nghttp2_http2_strerror(frame->goaway.error_code));
+	}
+	return 0;
+}
+
 static ssize_t h2_down_send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int flags,
 			       void *ud)
 {
@@ -833,7 +855,6 @@ static void h2_down_io(struct worker *w, struct conn *c, uint32_t events)
 			if (h2_debug())
 				pr_debug("proxy worker %d: h2 client: %s; closing", w->id,
 					 nghttp2_strerror((int)rv));
-			WORKER_STAT_INC(w, h2_protocol_errors);
 			d->dead = true;
 			nghttp2_session_terminate_session(d->s, NGHTTP2_PROTOCOL_ERROR);
 			h2_send(&c->client, d->s, &d->out, &d->out_len);
@@ -1358,6 +1379,7 @@ static void h2_start(struct worker *w, struct conn *c)
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_down_on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_down_on_data);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_down_on_stream_close);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cb, h2_down_on_frame_send);
 	opt = h2_options(w->cfg);
 	if (opt)
 		nghttp2_option_set_max_settings(opt, 32);

@@ -10,6 +10,10 @@ hang PORT: an HTTP/2 endpoint that never answers and knows nothing of
   grpc-timeout (a gRPC server would enforce the deadline itself): it
   sends its SETTINGS, acknowledges the proxy's, then only reads frames,
   printing "rst stream ID" for each RST_STREAM.
+flood HOST PORT rapid-reset|continuation: hostile input on a raw socket:
+  2000 streams each opened and reset at once, or one header block
+  followed by 1000 CONTINUATION frames. Prints "goaway CODE" when the
+  peer sent a GOAWAY (and closed), "closed" or "no goaway".
 """
 import socket
 import sys
@@ -93,6 +97,54 @@ def hang_conn(conn):
     conn.close()
 
 
+def frame(ftype, flags, sid, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") + payload
+
+
+# HPACK, static table only: :method GET, :scheme http, :path /.
+HEAD_BLOCK = b"\x82\x86\x84"
+
+
+def flood(host, port, kind):
+    s = socket.create_connection((host, int(port)), timeout=5)
+    out = [b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", frame(4, 0, 0)]
+    if kind == "rapid-reset":
+        for i in range(2000):
+            sid = 2 * i + 1
+            out.append(frame(1, 0x4 | 0x1, sid, HEAD_BLOCK))  # HEADERS, END_HEADERS|END_STREAM
+            out.append(frame(3, 0, sid, (8).to_bytes(4, "big")))  # RST_STREAM CANCEL
+    elif kind == "continuation":
+        out.append(frame(1, 0x1, 1, HEAD_BLOCK))  # HEADERS, END_STREAM, no END_HEADERS
+        for _ in range(1000):
+            out.append(frame(9, 0, 1, b""))  # CONTINUATION, empty
+    else:
+        sys.exit("unknown flood " + kind)
+    try:
+        s.sendall(b"".join(out))
+    except OSError:
+        pass  # the peer may close before taking it all
+    buf = b""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            got = s.recv(65536)
+        except socket.timeout:
+            break
+        except OSError:
+            got = b""
+        if not got:
+            break
+        buf += got
+    goaway = None
+    off = 0
+    while off + 9 <= len(buf):
+        n, ftype = int.from_bytes(buf[off:off + 3], "big"), buf[off + 3]
+        if ftype == 7 and off + 9 + 8 <= len(buf):
+            goaway = int.from_bytes(buf[off + 13:off + 17], "big")
+        off += 9 + n
+    print("goaway %d" % goaway if goaway is not None else ("closed" if not buf else "no goaway"))
+
+
 def hang(port):
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -110,6 +162,8 @@ if __name__ == "__main__":
         server(sys.argv[2], sys.argv[3])
     elif mode == "balance":
         balance(sys.argv[2], int(sys.argv[3]))
+    elif mode == "flood":
+        flood(sys.argv[2], sys.argv[3], sys.argv[4])
     elif mode == "hang":
         hang(sys.argv[2])
     else:

@@ -13,7 +13,10 @@
 #  - h2load (4 connections, 10 streams each, 2000 requests) through
 #    shoal: every request 2xx, none failed or errored;
 #  - a detected port (no protocol declared) with the HTTP/2 preface is
-#    proxied as HTTP/2 too.
+#    proxied as HTTP/2 too;
+#  - hostile input: a rapid reset (2000 streams opened and reset at once)
+#    and a CONTINUATION flood (1000 frames) each end in a GOAWAY from shoal
+#    (h2_protocol_errors counts them), and shoald serves on.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -176,6 +179,29 @@ if ((n == 9)); then
 else
 	fail "detect: want 9 calls answered on port 50052, got '$out'"
 fi
+# ---- hostile input -------------------------------------------------------------
+
+pe0=$(proxy_metric shoal_proxy_h2_protocol_errors_total)
+for kind in rapid-reset continuation; do
+	out=$(pod_run a1 timeout 20 "$PY" "$GRPC_PY" flood 10.96.0.40 50051 "$kind" 2>&1 | tail -1)
+	# nghttp2's codes: INTERNAL_ERROR (2) from the reset rate limit, PROTOCOL_ERROR (1).
+	if [[ $out == "goaway "* && $out != "goaway 0" ]]; then
+		pass "hostile: $kind ended in a GOAWAY from shoal (error code ${out#goaway })"
+	else
+		fail "hostile: $kind: want a GOAWAY with an error code, got '$out'"
+	fi
+done
+pe1=$(proxy_metric shoal_proxy_h2_protocol_errors_total)
+if ((pe1 - pe0 == 2)); then
+	pass "hostile: shoal_proxy_h2_protocol_errors_total grew by 2"
+else
+	fail "hostile: shoal_proxy_h2_protocol_errors_total went $pe0 -> $pe1"
+fi
+out=$(pod_run a1 timeout 20 "$PY" "$GRPC_PY" balance 10.96.0.40:50051 6 2>&1)
+n=$(awk '{ s += $2 } END { print s + 0 }' <<<"$out")
+((n == 6)) && pass "hostile: shoald serves on after both floods (6 calls answered)" ||
+	fail "hostile: after the floods, 6 calls gave '$out'"
+
 if grep -qiE 'AddressSanitizer|runtime error' "$SHOALD_LOG"; then
 	fail "shoald's log has a sanitizer report"
 fi
