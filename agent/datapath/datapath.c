@@ -81,6 +81,11 @@ static const struct kernel_need needs[] = {
 	  "sockops", "5.15" },
 	{ BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_ktime_get_boot_ns, "helper bpf_ktime_get_boot_ns",
 	  "sockops", "5.8" },
+	/* Kernel mode: state callbacks for failed connects, and the P2C draw. */
+	{ BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_sock_ops_cb_flags_set,
+	  "helper bpf_sock_ops_cb_flags_set", "sockops", "4.16" },
+	{ BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_get_prandom_u32, "helper bpf_get_prandom_u32",
+	  "cgroup/connect4, connect6", "4.17" },
 	{ BPF_PROG_TYPE_SK_MSG, 0, "program type sk_msg", "sk_msg", "4.17" },
 	{ BPF_PROG_TYPE_SK_MSG, BPF_FUNC_msg_redirect_hash, "helper bpf_msg_redirect_hash",
 	  "sk_msg", "4.18" },
