@@ -140,7 +140,8 @@ def main():
     w("")
 
     bulk_rows = [r for r in ("direct", "haproxy_tcp", "shoal_l4_on", "shoal_l4_off",
-                             "shoal_l4_on_128k", "shoal_l4_off_128k", "base_l4_on", "base_l4_off")
+                             "shoal_l4_on_128k", "shoal_l4_off_128k", "shoal_l4_kernel", "base_l4_on",
+                             "base_l4_off")
                  if s.med("bulk", r, "ok") is not None]
     d_bulk = s.med("bulk", "direct", "gbps")
     w(f"### Bulk TCP throughput (iperf3, one stream, {meta.get('bulk_seconds')} s)")
@@ -159,7 +160,8 @@ def main():
       "(machine-wide, limited by net.ipv4.tcp_mem) sampled every 100 ms during the run.")
     w("")
 
-    pp_rows = [r for r in ("direct", "haproxy_tcp", "shoal_l4_on", "shoal_l4_off", "base_l4_on", "base_l4_off")
+    pp_rows = [r for r in ("direct", "haproxy_tcp", "shoal_l4_on", "shoal_l4_off", "shoal_l4_kernel",
+                         "base_l4_on", "base_l4_off")
                if s.med("pp", r, "rate") is not None]
     d_pp = s.med("pp", "direct", "rate")
     w(f"### Ping-pong ({meta.get('pp_size')}-byte messages, one connection, {meta.get('pp_seconds')} s, "
