@@ -188,7 +188,9 @@ enum config_port_mode {
 	 * rewrite to it: no proxy in the path. Opaque TCP only. */
 	CONFIG_MODE_KERNEL,
 };
-/* Until measured otherwise (docs/benchmarks.md), opaque ports are proxied. */
+/* Opaque ports are proxied unless they ask for kernel mode: the proxy
+ * retries a refused connect on another endpoint and sees slow servers
+ * (docs/benchmarks.md, finding 5b, has the figures and the reasons). */
 #define CONFIG_DEFAULT_PORT_MODE CONFIG_MODE_PROXY
 
 struct config_port {

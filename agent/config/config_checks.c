@@ -294,7 +294,7 @@ static int check_kernel_modes(struct cfg_parser *p)
 	static const char *const proto_names[] = {
 		[CONFIG_PROTO_TCP] = "tcp",
 		[CONFIG_PROTO_HTTP] = "http",
-		[CONFIG_PROTO_H2C] = "h2c",
+		[CONFIG_PROTO_H2C] = "h2c (HTTP/2)",
 		[CONFIG_PROTO_DETECT] = "undeclared (detected)",
 	};
 
@@ -312,7 +312,10 @@ static int check_kernel_modes(struct cfg_parser *p)
 				       "in proxy.opaque_ports), but port %u is %s: the kernel picks "
 				       "the endpoint at connect time and never sees a request, so "
 				       "HTTP stays in the proxy",
-				       port->port, proto_names[port->protocol]);
+				       port->port,
+				       (size_t)port->protocol < ARRAY_SIZE(proto_names)
+					   ? proto_names[port->protocol]
+					   : "not tcp");
 		}
 	}
 	return 0;

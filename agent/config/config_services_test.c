@@ -275,7 +275,7 @@ Test(config, port_mode_kernel_or_proxy)
 	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
 			    "    ports: [{port: 80, protocol: h2c, mode: kernel}]\n",
 		       "t.yaml:6: services[0].ports[0].mode: kernel mode needs an opaque TCP port "
-		       "(protocol: tcp, or a port in proxy.opaque_ports), but port 80 is h2c: the "
+		       "(protocol: tcp, or a port in proxy.opaque_ports), but port 80 is h2c (HTTP/2): the "
 		       "kernel picks the endpoint at connect time and never sees a request, so HTTP "
 		       "stays in the proxy");
 	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
