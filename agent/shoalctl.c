@@ -51,6 +51,8 @@ static void usage(FILE *f)
 		"  top [--interval S] [--count N]\n"
 		"                       live requests/s, success rate and p99 per service and\n"
 		"                       endpoint, refreshed every S seconds (default 2)\n"
+		"  dashboard            the web dashboard's URL, once the admin endpoint answers,\n"
+		"                       and how to reach it from a workstation\n"
 		"  pods                 pods on this node: enrollment state, service account,\n"
 		"                       netns cookie (admin endpoint; docs/enrollment.md)\n"
 		"  enroll NETNS         mesh a pod: NETNS is a path (/run/netns/NAME) or a PID\n"
@@ -793,6 +795,42 @@ static double mono_s(void)
  * the last interval, per service and per endpoint; count frames (0:
  * until interrupted). On a terminal each frame replaces the last.
  */
+/*
+ * The dashboard's URL on the admin endpoint at admin (a wildcard bind is
+ * reached on loopback), once /dashboard answers; then how to reach that
+ * loopback address from elsewhere. Returns 0, or 1 when it does not answer.
+ */
+static int cmd_dashboard(const char *admin)
+{
+	char host[CONFIG_MAX_LISTEN + 1], err[512], *body = NULL;
+	const char *port = strrchr(admin, ':');
+	size_t len;
+
+	if (!port || port == admin) {
+		fprintf(stderr, "shoalctl: admin address '%s': expected ADDR:PORT\n", admin);
+		return 2;
+	}
+	snprintf(host, sizeof(host), "%.*s", (int)(port - admin), admin);
+	port++;
+	if (!strcmp(host, "0.0.0.0"))
+		snprintf(host, sizeof(host), "127.0.0.1");
+	else if (!strcmp(host, "[::]"))
+		snprintf(host, sizeof(host), "[::1]");
+	if (admin_client_get(admin, "/dashboard", &body, &len, err, sizeof(err))) {
+		fprintf(stderr, "shoalctl: the dashboard is not reachable: %s\n", err);
+		return 1;
+	}
+	free(body);
+	printf("http://%s:%s/dashboard\n", host, port);
+	fprintf(stderr,
+		"The admin endpoint listens on %s only. From a workstation, forward a port to it:\n"
+		"  ssh -L %s:%s:%s NODE            then open http://localhost:%s/dashboard\n"
+		"  kubectl -n shoal-system port-forward pod/SHOALD_POD_ON_NODE %s:%s\n"
+		"(shoald runs with hostNetwork, so the pod's loopback is the node's.)\n",
+		admin, port, host, port, port, port, port);
+	return 0;
+}
+
 static int cmd_top(const char *admin, double interval, long count)
 {
 	json_object *svc0 = admin_json(admin, "/debug/services", NULL);
@@ -932,6 +970,8 @@ int main(int argc, char **argv)
 		rc = cmd_counters(pin_root);
 	else if (!strcmp(cmd, "bpf") && optind == argc)
 		rc = cmd_bpf(pin_root);
+	else if (!strcmp(cmd, "dashboard") && optind == argc)
+		rc = cmd_dashboard(admin);
 	else if (!strcmp(cmd, "pods") && optind == argc)
 		rc = cmd_pods(admin);
 	else if (!strcmp(cmd, "services") && optind == argc)

@@ -16,6 +16,7 @@ packages=(
 	iproute2 util-linux socat curl procps python3 openssl # python3: test collector and API stand-in; openssl: test CA
 	python3-grpcio # e2e h2: a real gRPC client and server (h2load: nghttp2-client below)
 	prometheus # promtool, and a real scraper for the telemetry e2e test
+	chromium python3-websockets # the web dashboard's e2e: a real headless browser, driven over CDP
 	# the image (scripts/image) and its e2e test: a Debian root unpacked
 	# offline, file capabilities, podman to build, save and run it; runc
 	# where podman's crun cannot run on the machine's cgroup layout

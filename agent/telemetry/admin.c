@@ -18,6 +18,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
+#include "telemetry/dashboard.h"
 #include "telemetry/debug.h"
 
 /* A request head larger than this is refused: GETs from probes and
@@ -39,6 +40,20 @@
 #define ADMIN_MAX_CLIENTS 32
 /* Pending connections the kernel queues for the admin thread. */
 #define ADMIN_BACKLOG 64
+/*
+ * Dashboard streams (/dashboard/events, Server-Sent Events) open at once,
+ * outside the exchanges above so a dashboard never takes a probe's slot:
+ * a few browser tabs. Past it a new one is answered 503.
+ */
+#define ADMIN_MAX_STREAMS 4
+/* A stream gets a frame at most this often (the dashboard's refresh). */
+#define ADMIN_STREAM_INTERVAL_MS 1000
+/*
+ * A stream's socket send buffer, fixed so that a client that stops reading
+ * holds at most this much in the kernel (a frame of a large node is tens
+ * of KiB; autotuning would let it grow to megabytes).
+ */
+#define ADMIN_STREAM_SNDBUF (256 * 1024)
 
 /* An answer being written: built whole, then sent as the socket takes it. */
 struct admin_out {
@@ -56,12 +71,28 @@ struct admin_client {
 	char req[ADMIN_MAX_REQUEST + 1];
 };
 
+/*
+ * A dashboard stream. It holds at most one frame: a tick that finds the
+ * last one still unsent drops its frame (the page misses a second, no
+ * bytes queue up), and a frame the socket has not taken whole within
+ * ADMIN_EXCHANGE_TIMEOUT_MS of being queued cuts the stream, as a slow
+ * exchange is cut.
+ */
+struct admin_stream {
+	int fd;		      /* -1: a free slot */
+	uint64_t deadline_ms; /* the frame in out must be out by then; UINT64_MAX: none */
+	struct admin_out out;
+};
+
 struct admin {
 	struct admin_opts opts;
 	int listen_fd;
 	int stop_fd;
 	pthread_t thread;
+	uint64_t next_tick_ms;		 /* the streams' next frame */
+	struct admin_stream_stats stats; /* written by the admin thread; atomics */
 	struct admin_client clients[ADMIN_MAX_CLIENTS];
+	struct admin_stream streams[ADMIN_MAX_STREAMS];
 };
 
 /* Append len bytes of data to the answer o (o->failed when memory is short). */
@@ -233,8 +264,41 @@ static int admin_read(struct admin_client *cl)
 	}
 }
 
-/* Answer the whole request head req into fd. */
-static void admin_handle(struct admin *a, const char *req, struct admin_out *fd)
+/* /dashboard, its files, and /dashboard/state (dashboard.h). */
+static void serve_dashboard(struct admin *a, struct admin_out *fd, const char *path, bool head_only)
+{
+	const struct dashboard_asset *asset = dashboard_asset_find(path);
+	struct metrics_buf b = {};
+
+	if (asset) {
+		/* The page may load and fetch only from this origin (docs/dashboards.md). */
+		respond(fd, 200, "OK", asset->type,
+			"Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+			"Content-Security-Policy: default-src 'self'; img-src 'self' data:; "
+			"frame-ancestors 'none'\r\n",
+			asset->data, asset->len, head_only);
+		return;
+	}
+	if (strcmp(path, "/dashboard/state")) {
+		respond_text(fd, 404, "Not Found",
+			     "try /dashboard, /dashboard/state or /dashboard/events\n", head_only);
+		return;
+	}
+	if (dashboard_render_state(&a->opts.sources, &b))
+		respond_text(fd, 500, "Internal Server Error",
+			     "out of memory rendering the state\n", head_only);
+	else
+		respond(fd, 200, "OK", "application/json", "Cache-Control: no-store\r\n", b.data,
+			b.len, head_only);
+	metrics_buf_free(&b);
+}
+
+/*
+ * Answer the whole request head req into fd. Returns true, with nothing
+ * answered, for a GET of /dashboard/events: the caller makes the
+ * connection a stream.
+ */
+static bool admin_handle(struct admin *a, const char *req, struct admin_out *fd)
 {
 	char method[8], path[256], version[16];
 	bool head_only;
@@ -242,13 +306,13 @@ static void admin_handle(struct admin *a, const char *req, struct admin_out *fd)
 	if (sscanf(req, "%7s %255s %15s", method, path, version) != 3 ||
 	    strncmp(version, "HTTP/1.", 7) != 0) {
 		respond_text(fd, 400, "Bad Request", "malformed request line\n", false);
-		return;
+		return false;
 	}
 	head_only = !strcmp(method, "HEAD");
 	if (strcmp(method, "GET") && !head_only) {
 		respond(fd, 405, "Method Not Allowed", "text/plain; charset=utf-8",
 			"Allow: GET, HEAD\r\n", "GET or HEAD only\n", 17, false);
-		return;
+		return false;
 	}
 	char *query = strchr(path, '?');
 
@@ -269,12 +333,17 @@ static void admin_handle(struct admin *a, const char *req, struct admin_out *fd)
 		serve_metrics(a, fd, req, head_only);
 	} else if (!strncmp(path, "/debug/", 7)) {
 		serve_debug(a, fd, path, head_only);
+	} else if (!strcmp(path, "/dashboard/events") && !head_only) {
+		return true;
+	} else if (!strcmp(path, "/dashboard") || !strncmp(path, "/dashboard/", 11)) {
+		serve_dashboard(a, fd, path, head_only);
 	} else {
-		respond_text(
-		    fd, 404, "Not Found",
-		    "try /healthz, /readyz, /metrics or /debug/{config,services,endpoints,pods}\n",
-		    head_only);
+		respond_text(fd, 404, "Not Found",
+			     "try /healthz, /readyz, /metrics, /dashboard or "
+			     "/debug/{config,services,endpoints,pods}\n",
+			     head_only);
 	}
+	return false;
 }
 
 static uint64_t admin_now_ms(void)
@@ -287,7 +356,8 @@ static uint64_t admin_now_ms(void)
 
 static void admin_client_close(struct admin_client *cl)
 {
-	close(cl->fd);
+	if (cl->fd >= 0)
+		close(cl->fd); /* -1: a stream took it */
 	cl->fd = -1;
 	free(cl->out.data);
 	memset(&cl->out, 0, sizeof(cl->out));
@@ -310,6 +380,161 @@ static bool admin_write(struct admin_client *cl)
 	return true;
 }
 
+#define STAT_ADD(a, field) __atomic_add_fetch(&(a)->stats.field, 1, __ATOMIC_RELAXED)
+
+static uint64_t admin_stream_interval(const struct admin *a)
+{
+	return a->opts.stream_interval_ms ? a->opts.stream_interval_ms : ADMIN_STREAM_INTERVAL_MS;
+}
+
+static void admin_stream_close(struct admin_stream *st)
+{
+	close(st->fd);
+	st->fd = -1;
+	free(st->out.data);
+	memset(&st->out, 0, sizeof(st->out));
+}
+
+/*
+ * Write what the socket takes of st's frame. Returns 0 (all out, or
+ * EAGAIN: poll says when) or -1 when the client is gone.
+ */
+static int admin_stream_flush(struct admin *a, struct admin_stream *st)
+{
+	struct admin_out *o = &st->out;
+
+	while (o->off < o->len) {
+		ssize_t n = send(st->fd, o->data + o->off, o->len - o->off, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (n < 0)
+			return -1;
+		o->off += n;
+	}
+	if (st->deadline_ms != UINT64_MAX) {
+		st->deadline_ms = UINT64_MAX;
+		STAT_ADD(a, frames);
+	}
+	return 0;
+}
+
+/* Queue frame (len bytes) on st, or drop it when the last is still unsent. */
+static void admin_stream_queue(struct admin *a, struct admin_stream *st, const char *frame,
+			       size_t len, uint64_t now)
+{
+	if (st->out.off < st->out.len) {
+		STAT_ADD(a, dropped);
+		return;
+	}
+	st->out.len = st->out.off = 0;
+	send_all(&st->out, frame, len);
+	st->deadline_ms = now + ADMIN_EXCHANGE_TIMEOUT_MS;
+	if (st->out.failed || admin_stream_flush(a, st))
+		admin_stream_close(st);
+}
+
+/* "data: <state>\n\n" into f. Returns 0 or -ENOMEM. */
+static int admin_stream_frame(struct admin *a, struct metrics_buf *f)
+{
+	metrics_buf_printf(f, "data: ");
+	dashboard_render_state(&a->opts.sources, f);
+	metrics_buf_printf(f, "\n\n");
+	return f->failed ? -ENOMEM : 0;
+}
+
+/*
+ * Make cl's connection a dashboard stream (the head of an event stream and
+ * a first frame), or answer 503 in cl->out when ADMIN_MAX_STREAMS are open.
+ */
+static void admin_stream_open(struct admin *a, struct admin_client *cl, uint64_t now)
+{
+	static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+				   "Cache-Control: no-store\r\nConnection: close\r\n\r\n"
+				   "retry: 2000\n\n";
+	struct admin_stream *st = NULL;
+	struct metrics_buf f = {};
+	bool any = false;
+	int sndbuf = ADMIN_STREAM_SNDBUF;
+
+	for (int i = 0; i < ADMIN_MAX_STREAMS; i++) {
+		if (a->streams[i].fd >= 0)
+			any = true;
+		else if (!st)
+			st = &a->streams[i];
+	}
+	if (!st) {
+		char msg[128];
+		int n = snprintf(msg, sizeof(msg),
+				 "too many dashboard streams: at most %d at once; close a tab\n",
+				 ADMIN_MAX_STREAMS);
+
+		STAT_ADD(a, refused);
+		respond(&cl->out, 503, "Service Unavailable", "text/plain; charset=utf-8",
+			"Retry-After: 5\r\n", msg, (size_t)n, false);
+		return;
+	}
+	if (admin_stream_frame(a, &f)) {
+		respond_text(&cl->out, 500, "Internal Server Error",
+			     "out of memory rendering the state\n", false);
+		metrics_buf_free(&f);
+		return;
+	}
+	setsockopt(cl->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	st->fd = cl->fd;
+	cl->fd = -1;
+	STAT_ADD(a, opened);
+	send_all(&st->out, head, sizeof(head) - 1);
+	send_all(&st->out, f.data, f.len);
+	st->deadline_ms = now + ADMIN_EXCHANGE_TIMEOUT_MS;
+	if (st->out.failed || admin_stream_flush(a, st))
+		admin_stream_close(st);
+	if (!any)
+		a->next_tick_ms = now + admin_stream_interval(a);
+	metrics_buf_free(&f);
+}
+
+/* Every stream's frame of this tick: one render, queued on each. */
+static void admin_stream_tick(struct admin *a, uint64_t now)
+{
+	struct metrics_buf f = {};
+
+	a->next_tick_ms = now + admin_stream_interval(a);
+	if (admin_stream_frame(a, &f) == 0)
+		for (int i = 0; i < ADMIN_MAX_STREAMS; i++)
+			if (a->streams[i].fd >= 0)
+				admin_stream_queue(a, &a->streams[i], f.data, f.len, now);
+	metrics_buf_free(&f);
+}
+
+/* A stream's socket is readable: a client sends nothing more, so EOF or an error ends it. */
+static bool admin_stream_read(struct admin_stream *st)
+{
+	char sink[512];
+
+	for (;;) {
+		ssize_t n = recv(st->fd, sink, sizeof(sink), 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return true;
+		if (n <= 0)
+			return false;
+	}
+}
+
+void admin_get_stream_stats(struct admin *a, struct admin_stream_stats *out)
+{
+	out->opened = __atomic_load_n(&a->stats.opened, __ATOMIC_RELAXED);
+	out->refused = __atomic_load_n(&a->stats.refused, __ATOMIC_RELAXED);
+	out->frames = __atomic_load_n(&a->stats.frames, __ATOMIC_RELAXED);
+	out->dropped = __atomic_load_n(&a->stats.dropped, __ATOMIC_RELAXED);
+	out->cut = __atomic_load_n(&a->stats.cut, __ATOMIC_RELAXED);
+}
+
 /* Make progress on cl; false once it is done (answered, or gone) and may be closed. */
 static bool admin_client_step(struct admin *a, struct admin_client *cl)
 {
@@ -320,8 +545,11 @@ static bool admin_client_step(struct admin *a, struct admin_client *cl)
 			return false;
 		if (r == 0)
 			return true;
-		if (!cl->out.len && !cl->out.failed)
-			admin_handle(a, cl->req, &cl->out);
+		if (!cl->out.len && !cl->out.failed && admin_handle(a, cl->req, &cl->out)) {
+			admin_stream_open(a, cl, admin_now_ms());
+			if (cl->fd < 0)
+				return false; /* the stream has it */
+		}
 		cl->answered = true;
 		if (cl->out.failed)
 			return false;
@@ -370,10 +598,17 @@ static void *admin_main(void *arg)
 	struct admin *a = arg;
 
 	for (;;) {
-		struct pollfd fds[2 + ADMIN_MAX_CLIENTS];
+		struct pollfd fds[2 + ADMIN_MAX_CLIENTS + ADMIN_MAX_STREAMS];
 		struct admin_client *who[ADMIN_MAX_CLIENTS];
+		struct admin_stream *whose[ADMIN_MAX_STREAMS];
 		uint64_t now = admin_now_ms(), next = UINT64_MAX;
-		int n = 2, timeout;
+		int n = 2, n_clients, n_streams = 0, timeout;
+		bool streaming = false;
+
+		for (int i = 0; i < ADMIN_MAX_STREAMS; i++)
+			streaming |= a->streams[i].fd >= 0;
+		if (streaming && now >= a->next_tick_ms)
+			admin_stream_tick(a, now);
 
 		fds[0] = (struct pollfd){.fd = a->listen_fd, .events = POLLIN};
 		fds[1] = (struct pollfd){.fd = a->stop_fd, .events = POLLIN};
@@ -392,7 +627,27 @@ static void *admin_main(void *arg)
 			fds[n++] = (struct pollfd){.fd = cl->fd,
 						   .events = cl->answered ? POLLOUT : POLLIN};
 		}
-		timeout = next == UINT64_MAX ? -1 : (int)(next - now);
+		n_clients = n - 2;
+		for (int i = 0; i < ADMIN_MAX_STREAMS; i++) {
+			struct admin_stream *st = &a->streams[i];
+
+			if (st->fd < 0)
+				continue;
+			if (now >= st->deadline_ms) {
+				STAT_ADD(a, cut); /* its frame sat unsent too long: a slow client */
+				admin_stream_close(st);
+				continue;
+			}
+			if (st->deadline_ms < next)
+				next = st->deadline_ms;
+			whose[n_streams++] = st;
+			fds[n++] = (struct pollfd){
+			    .fd = st->fd,
+			    .events = POLLIN | (st->out.off < st->out.len ? POLLOUT : 0)};
+		}
+		if (n_streams && a->next_tick_ms < next)
+			next = a->next_tick_ms;
+		timeout = next == UINT64_MAX ? -1 : next <= now ? 0 : (int)(next - now);
 		if (poll(fds, n, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -401,9 +656,19 @@ static void *admin_main(void *arg)
 		}
 		if (fds[1].revents)
 			return NULL;
-		for (int i = 2; i < n; i++)
+		for (int i = 2; i < 2 + n_clients; i++)
 			if (fds[i].revents && !admin_client_step(a, who[i - 2]))
 				admin_client_close(who[i - 2]);
+		for (int i = 0; i < n_streams; i++) {
+			struct admin_stream *st = whose[i];
+			short ev = fds[2 + n_clients + i].revents;
+
+			if (!ev)
+				continue;
+			if (((ev & (POLLIN | POLLHUP | POLLERR)) && !admin_stream_read(st)) ||
+			    ((ev & POLLOUT) && admin_stream_flush(a, st)))
+				admin_stream_close(st);
+		}
 		if (fds[0].revents)
 			admin_accept(a, admin_now_ms());
 	}
@@ -433,6 +698,8 @@ int admin_start(const struct admin_opts *opts, struct admin **out, char *err, si
 	a->listen_fd = -1;
 	for (int i = 0; i < ADMIN_MAX_CLIENTS; i++)
 		a->clients[i].fd = -1;
+	for (int i = 0; i < ADMIN_MAX_STREAMS; i++)
+		a->streams[i].fd = -1;
 	a->stop_fd = eventfd(0, EFD_CLOEXEC);
 	slen = addr_to_sockaddr(&addr, port_be, &ss);
 	/* Non-blocking: admin_accept takes what is queued, then returns to poll. */
@@ -483,6 +750,9 @@ void admin_stop(struct admin *a)
 	for (int i = 0; i < ADMIN_MAX_CLIENTS; i++)
 		if (a->clients[i].fd >= 0)
 			admin_client_close(&a->clients[i]);
+	for (int i = 0; i < ADMIN_MAX_STREAMS; i++)
+		if (a->streams[i].fd >= 0)
+			admin_stream_close(&a->streams[i]);
 	close(a->listen_fd);
 	close(a->stop_fd);
 	free(a);
