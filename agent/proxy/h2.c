@@ -614,7 +614,7 @@ static int h2_down_on_header(nghttp2_session *s, const nghttp2_frame *frame, ngh
 	if (!st || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
 	if (h2_fields_add(&st->rq, name, value) ||
-	    st->rq.bytes > d->c->snap->cfg->http2.max_header_list_bytes)
+	    st->rq.bytes > worker_conn_config(d->w, d->c)->http2.max_header_list_bytes)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	return 0;
 }
@@ -892,11 +892,32 @@ static void h2_up_unlink(struct h2_stream *st, uint32_t error_code)
 	if (!up->s)
 		return; /* the session is closing */
 	nghttp2_session_set_stream_user_data(up->s, st->up_id, NULL);
-	if (error_code != NGHTTP2_NO_ERROR &&
-	    nghttp2_session_find_stream(up->s, st->up_id) &&
-	    !nghttp2_session_get_stream_remote_close(up->s, st->up_id))
+	/*
+	 * Still linked means nghttp2 has not closed it: open, or its HEADERS
+	 * still queued (the reset then cancels them, nothing goes out).
+	 */
+	if (error_code != NGHTTP2_NO_ERROR)
 		nghttp2_submit_rst_stream(up->s, NGHTTP2_FLAG_NONE, st->up_id, error_code);
 	worker_conn_defer(up->w, up->c);
+}
+
+/*
+ * The request whose stream id is on up's session, or NULL. Found by the
+ * stream's user data, but only trusted when it is still on up's linked
+ * list: a stream unlinked before its HEADERS went out may keep its old
+ * user data inside nghttp2 (set_stream_user_data cannot reach a request
+ * still queued), and the pointer is compared, never followed, until found.
+ */
+static struct h2_stream *h2_up_stream(struct h2_up *up, nghttp2_session *s, int32_t id)
+{
+	void *p = nghttp2_session_get_stream_user_data(s, id);
+
+	if (!p)
+		return NULL;
+	for (struct h2_stream *st = up->linked; st; st = st->up_next)
+		if (st == p)
+			return st->up_id == id ? st : NULL;
+	return NULL;
 }
 
 /* The request body source of an upstream stream; see h2_down_read. */
@@ -904,7 +925,7 @@ static ssize_t h2_up_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t l
 			  uint32_t *data_flags, nghttp2_data_source *src, void *ud)
 {
 	struct h2_up *up = ud;
-	struct h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
+	struct h2_stream *st = h2_up_stream(up, s, id);
 	size_t n;
 
 	(void)src;
@@ -937,7 +958,7 @@ int h2_up_submit(struct worker *w, struct h2_up *up, struct h2_stream *st)
 	int32_t id;
 
 	(void)w;
-	id = nghttp2_submit_request(up->s, NULL, st->rq.nv, st->rq.n, st->rq_end ? NULL : &dp, NULL);
+	id = nghttp2_submit_request(up->s, NULL, st->rq.nv, st->rq.n, st->rq_end ? NULL : &dp, st);
 	if (id < 0)
 		return -EIO;
 	st->up = up;
@@ -948,7 +969,6 @@ int h2_up_submit(struct worker *w, struct h2_up *up, struct h2_stream *st)
 		up->linked->up_prev = st;
 	up->linked = st;
 	up->n_streams++;
-	nghttp2_session_set_stream_user_data(up->s, id, st);
 	worker_conn_defer(w, up->c);
 	return 0;
 }
@@ -956,11 +976,11 @@ int h2_up_submit(struct worker *w, struct h2_up *up, struct h2_stream *st)
 static int h2_up_on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcbuf *name,
 			   nghttp2_rcbuf *value, uint8_t flags, void *ud)
 {
-	struct h2_stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+	struct h2_stream *st = h2_up_stream(ud, s, frame->hd.stream_id);
 	struct h2_fields *f;
 	nghttp2_vec nm;
 
-	(void)flags, (void)ud;
+	(void)flags;
 	if (!st || frame->hd.type != NGHTTP2_HEADERS)
 		return 0;
 	f = frame->headers.cat == NGHTTP2_HCAT_HEADERS && st->status >= 200 ? &st->tr : &st->rs;
@@ -1019,7 +1039,7 @@ static int h2_up_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, v
 	}
 	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
 		return 0;
-	st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+	st = h2_up_stream(up, s, frame->hd.stream_id);
 	if (!st)
 		return 0;
 	if (frame->hd.type == NGHTTP2_HEADERS && !st->rs_submitted && st->status == 0) {
@@ -1037,7 +1057,7 @@ static int h2_up_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const ui
 			 size_t len, void *ud)
 {
 	struct h2_up *up = ud;
-	struct h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
+	struct h2_stream *st = h2_up_stream(up, s, id);
 
 	(void)flags;
 	if (!st || !st->rs_submitted) {
@@ -1053,7 +1073,7 @@ static int h2_up_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const ui
 static int h2_up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, void *ud)
 {
 	struct h2_up *up = ud;
-	struct h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
+	struct h2_stream *st = h2_up_stream(up, s, id);
 	bool failed;
 
 	up->n_streams--;
@@ -1251,7 +1271,7 @@ static void h2_up_io(struct worker *w, struct conn *c, uint32_t events)
 static struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct shoal_addr *addr,
 			       uint16_t port_be, int *err)
 {
-	static const nghttp2_session_callbacks *cbs;
+	const struct config_port *port = NULL;
 	nghttp2_session_callbacks *cb;
 	nghttp2_option *opt;
 	struct h2_up *up;
@@ -1263,7 +1283,6 @@ static struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct s
 		if (up->w == w && !up->draining && !up->dead && up->port_be == port_be &&
 		    addr_equal(&up->addr, addr) && h2_up_room(up, w->cfg))
 			return up;
-	(void)cbs;
 	*err = -ENOMEM;
 	up = calloc(1, sizeof(*up));
 	if (!up)
@@ -1301,12 +1320,16 @@ static struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct s
 	conn_init(c);
 	c->kind = CONN_KIND_H2;
 	c->ops = &h2_upstream_ops;
-	/* Its service, to follow newer snapshots by (worker_conn_follow). */
+	/*
+	 * Its service, to follow newer snapshots by (worker_conn_follow), as
+	 * its own snapshot has it: dc's may be an older one, freed before
+	 * this session closes.
+	 */
 	c->orig = dc->orig;
-	c->svc = dc->svc;
-	c->svc_port = dc->svc_port;
+	c->svc = service_lookup(worker_conn_config(w, c), &c->orig, &port);
+	c->svc_port = port ? port->port : dc->svc_port;
 	c->port_be = port_be;
-	c->sv = dc->sv;
+	c->sv = c->svc ? worker_es_service(w, c, worker_conn_config(w, c), c->svc) : NULL;
 	c->accepted_ns = timer_now_ns();
 	c->h2 = up;
 	up->c = c;
