@@ -1,7 +1,8 @@
 #!/bin/bash
 # h2.sh: HTTP/2 and gRPC through interception, with real parts: a
-# python3-grpcio server on a2, a3 and b1 (port 50051, service "grpc",
-# declared grpc) and python3-grpcio, nghttp and h2load as clients in a1.
+# python3-grpcio server on a2, a3 and direct, all on node-a so that their
+# paths are equal (port 50051, service "grpc", declared grpc), and
+# python3-grpcio, nghttp and h2load as clients in a1.
 #  - per-request balancing: 360 unary calls on ONE client connection, 24
 #    in flight at a time, reach each of the 3 endpoints at least 25 % of
 #    the time, and the client used that one connection only;
@@ -31,14 +32,14 @@ PY=python3
 
 e2e_init
 e2e_topology
-for pod in a2 a3 b1; do
+for pod in a2 a3 direct; do
 	pod_spawn "$pod" "$LOGDIR/grpc-$pod.log" "$PY" "$GRPC_PY" server "$pod" 50051
 done
-pod_spawn a3 "$LOGDIR/hang-a3.log" "$PY" "$GRPC_PY" hang 50061
-for pod in a2 a3 b1; do wait_listen "${POD_NS[$pod]}" 50051; done
-wait_listen "${POD_NS[a3]}" 50061
+pod_spawn b1 "$LOGDIR/hang-b1.log" "$PY" "$GRPC_PY" hang 50061
+for pod in a2 a3 direct; do wait_listen "${POD_NS[$pod]}" 50051; done
+wait_listen "${POD_NS[b1]}" 50061
 
-EPS="{address: 10.77.1.3}, {address: 10.77.1.5}, {address: 10.77.2.2}"
+EPS="{address: 10.77.1.3}, {address: 10.77.1.4}, {address: 10.77.1.5}"
 write_config "
   - name: grpc
     vips: [10.96.0.40]
@@ -53,7 +54,7 @@ write_config "
   - name: hang
     vips: [10.96.0.42]
     ports: [{port: 50051, target_port: 50061, protocol: grpc}]
-    endpoints: [{address: 10.77.1.5}]
+    endpoints: [{address: 10.77.2.2}]
   - name: nothing
     vips: [10.96.0.41]
     ports: [{port: 50051, protocol: grpc}]
@@ -71,7 +72,7 @@ say "balance: $(tr '\n' ' ' <<<"$out")"
 acc=$(($(proxy_metric shoal_proxy_accepted_total) - acc0))
 in_ns "$NS_A" curl -sS --max-time 5 "http://$ADMIN_ADDR/debug/endpoints" >"$LOGDIR/endpoints.json" || true
 total=0 ok=1
-for pod in a2 a3 b1; do
+for pod in a2 a3 direct; do
 	n=$(awk -v p="$pod" '$1 == p { print $2 }' <<<"$out")
 	n=${n:-0}
 	total=$((total + n))
@@ -80,7 +81,7 @@ done
 if ((ok && total == N && acc == 1)); then
 	pass "balance: $N calls on one client connection: $(tr '\n' ' ' <<<"$out")(each >= 25 %)"
 else
-	fail "balance: want each of a2 a3 b1 >= 25 % of $N on 1 connection: got $(tr '\n' ' ' <<<"$out")on $acc connection(s)"
+	fail "balance: want each of a2 a3 direct >= 25 % of $N on 1 connection: got $(tr '\n' ' ' <<<"$out")on $acc connection(s)"
 fi
 
 # ---- deadlines ----------------------------------------------------------------
@@ -113,10 +114,10 @@ else
 	fail "deadline: no frame timestamps in nghttp's output"
 fi
 sleep 0.3
-if grep -q '^rst stream' "$LOGDIR/hang-a3.log"; then
-	pass "deadline: the endpoint got its stream reset ($(grep -m1 '^rst stream' "$LOGDIR/hang-a3.log"))"
+if grep -q '^rst stream' "$LOGDIR/hang-b1.log"; then
+	pass "deadline: the endpoint got its stream reset ($(grep -m1 '^rst stream' "$LOGDIR/hang-b1.log"))"
 else
-	fail "deadline: the endpoint saw no RST_STREAM: $(cat "$LOGDIR/hang-a3.log")"
+	fail "deadline: the endpoint saw no RST_STREAM: $(cat "$LOGDIR/hang-b1.log")"
 fi
 
 # A route's timeout_ms (200) caps a client deadline of 5 s.
