@@ -15,6 +15,8 @@
 #  - SIGKILL of shoald: once its heartbeat is stale (the proxy-mode "web"
 #    fails open to "direct"), "kl4" still balances over a2 and b1 and
 #    avoids a3, 100 connections.
+#  - a new shoald after it keeps the kernel's costs (counts, RTT) of endpoints that remain;
+#  - IPv6 (connect6) and v4-mapped connects of "kl4" go straight to a2/b1;
 #  - 256 MiB each way through kernel-mode "kl4-bulk" 10.96.0.52:9000 -> a2
 #    (tests/e2e/stream.sh's method): checksums match.
 # shellcheck source=lib.sh
@@ -93,7 +95,7 @@ else
 fi
 hello a1 "$SLOW_IP:8080" || fatal "topology: a1 cannot reach the slow endpoint $SLOW_IP:8080: $HELLO_OUT"
 
-write_config "$(kl4_service kl4 10.96.0.50 80 8080 10.77.1.3 "$SLOW_IP" 10.77.2.2)
+write_config "$(kl4_service kl4 '10.96.0.50, "fd96::50"' 80 8080 10.77.1.3 "$SLOW_IP" 10.77.2.2 '"fd77:1::3"' '"fd77:2::2"')
 $(kl4_service kl4-refuse 10.96.0.51 80 8080 10.77.1.3 10.77.2.2 10.77.1.4)
 $(kl4_service kl4-bulk 10.96.0.52 9000 9000 10.77.1.3)"
 shoald_start
@@ -120,6 +122,21 @@ picked=$(counter kernel_picked)
 intercepted=$(counter connect_intercepted)
 ((intercepted == 0)) && pass "no connect went to the proxy" ||
 	fail "connect_intercepted is $intercepted: kernel-mode connects went to the proxy"
+
+# ---- connect6: IPv6 endpoints for an IPv6 VIP, IPv4 ones for a v4-mapped VIP ----
+bad=0
+for ((i = 0; i < 10; i++)); do
+	if ! hello a1 '[fd96::50]:80' || [[ $HELLO_BACKEND != a2 && $HELLO_BACKEND != b1 ]] ||
+		[[ $HELLO_PEER != '[fd96::50]:80' || $HELLO_SEEN != "${POD_IP6[a1]}" ]]; then
+		bad=$((bad + 1)) && say "IPv6: $HELLO_OUT"
+	fi
+	if ! hello a1 10.96.0.50:80 --family mapped || [[ $HELLO_BACKEND != a2 && $HELLO_BACKEND != b1 ]] ||
+		[[ $HELLO_PEER != 10.96.0.50:80 || $HELLO_SEEN != "${POD_IP4[a1]}" ]]; then
+		bad=$((bad + 1)) && say "v4-mapped: $HELLO_OUT"
+	fi
+done
+((bad == 0)) && pass "connect6: 10 IPv6 and 10 v4-mapped connects went straight to a2/b1, getpeername gave the VIP" ||
+	fail "connect6: $bad of 20 IPv6 / v4-mapped connects were not kernel-mode picks of a2 or b1"
 
 # ---- an endpoint that refuses connections ----
 out=$(spread 10.96.0.51:80 "$N_REFUSE")
@@ -181,8 +198,18 @@ else
 	fail "with shoald dead: a2 $(count_of "$out" a2), b1 $(count_of "$out" b1), a3 $slow, failed $failed"
 fi
 
-# ---- 256 MiB each way in kernel mode (stream.sh's method) ----
+# ---- a new agent adopts the maps and keeps the costs of endpoints that remain ----
 shoald_start
+eps=$(ctl endpoints 2>/dev/null) || fail "shoalctl endpoints failed"
+kept=$(row_field 10.77.1.3:8080 2)
+slow_kept=$(row_field "$SLOW_IP:8080" 6)
+if ((${kept:-0} >= 100)) && awk -v s="$slow_kept" 'BEGIN { exit !(s >= 10) }'; then
+	pass "restarted shoald kept the kernel's costs: a2 $kept connects, a3 last RTT $slow_kept ms"
+else
+	fail "after the restart a2 shows '${kept}' connects (want >= 100, its count before) and a3 '${slow_kept}' ms"
+fi
+
+# ---- 256 MiB each way in kernel mode (stream.sh's method) ----
 pod_spawn a2 "$LOGDIR/stream.server.log" "$SHOAL_PEER" stream-server --listen 0.0.0.0:9000 --bytes "$BYTES" --seed 44
 spid=$LAST_PID
 wait_listen "${POD_NS[a2]}" 9000
