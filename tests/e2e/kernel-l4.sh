@@ -11,7 +11,8 @@
 #    gives the VIP. Prints the split.
 #  - "kl4-refuse" 10.96.0.51:80 -> :8080 on a2, b1 and "direct" (which
 #    refuses :8080): of 100 connections, the refusing endpoint gets only
-#    its first few (<= 3), then is skipped.
+#    its first few (<= 3), then is skipped; with consecutive_failures: 1
+#    the agent's breaker also ejects it (shoalctl endpoints, metrics).
 #  - SIGKILL of shoald: once its heartbeat is stale (the proxy-mode "web"
 #    fails open to "direct"), "kl4" still balances over a2 and b1 and
 #    avoids a3, 100 connections.
@@ -97,6 +98,7 @@ hello a1 "$SLOW_IP:8080" || fatal "topology: a1 cannot reach the slow endpoint $
 
 write_config "$(kl4_service kl4 '10.96.0.50, "fd96::50"' 80 8080 10.77.1.3 "$SLOW_IP" 10.77.2.2 '"fd77:1::3"' '"fd77:2::2"')
 $(kl4_service kl4-refuse 10.96.0.51 80 8080 10.77.1.3 10.77.2.2 10.77.1.4)
+    resilience: {breaker: {consecutive_failures: 1, backoff_min_ms: 60000}}
 $(kl4_service kl4-bulk 10.96.0.52 9000 9000 10.77.1.3)"
 shoald_start
 enroll a1
@@ -164,7 +166,10 @@ else
 	fail "shoal_kl4_costs says ${fails_direct:-none} failures for the refusing endpoint, the clients saw $refused"
 fi
 
-# The same figures, as shoalctl and the metrics show them.
+# The same figures, as shoalctl and the metrics show them. kl4-refuse's
+# breaker ejects at one failure (for 60 s): the agent publishes that at its
+# next tick (the heartbeat's, 250 ms here).
+sleep 1
 eps=$(ctl endpoints 2>/dev/null) || fail "shoalctl endpoints failed"
 say "shoalctl endpoints (kernel mode):"
 sed -n '/^KERNEL-MODE ENDPOINT/,$p' <<<"$eps" | sed 's/^/    /'
@@ -172,6 +177,12 @@ row_field() { awk -v a="$1" -v c="$2" '$1 == a { print $c; exit }' <<<"$eps"; }
 [[ $(row_field 10.77.1.4:8080 4) == "$refused" ]] &&
 	pass "shoalctl endpoints: the refusing endpoint shows $refused failure(s)" ||
 	fail "shoalctl endpoints: refusing endpoint row is '$(grep '^10.77.1.4:8080 ' <<<"$eps")', want $refused failures"
+[[ $(row_field 10.77.1.4:8080 7) == yes && $(row_field 10.77.1.3:8080 7) == no ]] &&
+	pass "shoalctl endpoints: the agent's breaker ejected the refusing endpoint (consecutive_failures: 1)" ||
+	fail "shoalctl endpoints: refusing endpoint ejected '$(row_field 10.77.1.4:8080 7)', a2 '$(row_field 10.77.1.3:8080 7)' (want yes, no)"
+m=$(proxy_metric "shoal_kernel_endpoint_ejected{endpoint=\"10.77.1.4:8080\"}")
+[[ $m == 1 ]] && pass "metric shoal_kernel_endpoint_ejected of the refusing endpoint: 1" ||
+	fail "metric shoal_kernel_endpoint_ejected{endpoint=\"10.77.1.4:8080\"} is '$m', want 1"
 slow_rtt=$(row_field "$SLOW_IP:8080" 6)
 fast_rtt=$(row_field 10.77.1.3:8080 6)
 if awk -v s="$slow_rtt" -v f="$fast_rtt" 'BEGIN { exit !(s >= 10 && f < 5) }'; then
