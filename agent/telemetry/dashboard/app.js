@@ -196,9 +196,9 @@ function graphPage(st) {
     svg.append(svgEl("circle", { cx: anchor === "end" ? x + 8 : x - 8, cy: yy, r: 5, fill: "#1d2b44" }), t);
   };
   // This node's pods call every addressed service: one source, see the docs.
-  node(110, h / 2, "clients on this node", "end");
+  node(150, h / 2, "clients on this node", "end");
   for (const s of services) {
-    svg.append(svgEl("line", { x1: 126, y1: h / 2, x2: 312, y2: y(services, s), stroke: "#9aa5b5", "stroke-width": 1 }));
+    svg.append(svgEl("line", { x1: 166, y1: h / 2, x2: 312, y2: y(services, s), stroke: "#9aa5b5", "stroke-width": 1 }));
     node(320, y(services, s), s, "start");
   }
   for (const e of edges) {
