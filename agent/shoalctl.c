@@ -626,6 +626,7 @@ static int kernel_endpoints(const char *pin_root, json_object *json)
 	int sets_fd = pins_open_map(pin_root, "shoal_kl4_sets");
 	struct shoal_kl4_cost_key k, next;
 	uint64_t now = env_boot_ns();
+	struct kl4_ejected out = {};
 	bool walking = false;
 	int rows = 0;
 
@@ -634,6 +635,8 @@ static int kernel_endpoints(const char *pin_root, json_object *json)
 			close(sets_fd);
 		return costs_fd;
 	}
+	if (sets_fd >= 0)
+		kl4_ejected_read(sets_fd, now, &out);
 	if (!json)
 		printf("\n%-24s %-10s %-12s %-9s %-11s %-12s %s\n", "KERNEL-MODE ENDPOINT",
 		       "CONNECTS", "ESTABLISHED", "FAILURES", "RTT_EST_MS", "LAST_RTT_MS",
@@ -648,7 +651,7 @@ static int kernel_endpoints(const char *pin_root, json_object *json)
 		if (bpf_map_lookup_elem(costs_fd, &next, &c) < 0)
 			continue;
 		addr_format(&next.ip, next.port, ep, sizeof(ep));
-		ejected = sets_fd >= 0 && kl4_ejected(sets_fd, &next, now);
+		ejected = kl4_is_ejected(&out, &next);
 		rows++;
 		if (json) {
 			json_object *r = json_object_new_object();
@@ -673,6 +676,7 @@ static int kernel_endpoints(const char *pin_root, json_object *json)
 		       (unsigned long long)c.failures, kl4_cost_now(&c, now) / 1e3,
 		       c.last_rtt_us / 1e3, ejected ? "yes" : "no");
 	}
+	kl4_ejected_free(&out);
 	close(costs_fd);
 	if (sets_fd >= 0)
 		close(sets_fd);

@@ -80,16 +80,23 @@ uint64_t kl4_cost_now(const struct shoal_kl4_cost *c, uint64_t now_ns)
 	return halvings >= 63 ? 0 : c->est_us >> halvings;
 }
 
-bool kl4_ejected(int sets_fd, const struct shoal_kl4_cost_key *key, uint64_t now_ns)
+static int cost_key_cmp(const void *a, const void *b)
 {
+	return memcmp(a, b, sizeof(struct shoal_kl4_cost_key));
+}
+
+void kl4_ejected_read(int sets_fd, uint64_t now_ns, struct kl4_ejected *out)
+{
+	struct shoal_kl4_set *set = malloc(sizeof(*set));
 	struct shoal_kl4_set_key k, next;
 	bool walking = false;
-	struct shoal_kl4_set *set = malloc(sizeof(*set));
-	bool out = false;
+	size_t cap = 0;
 
+	out->keys = NULL;
+	out->n = 0;
 	if (!set)
-		return false;
-	while (!out && bpf_map_get_next_key(sets_fd, walking ? &k : NULL, &next) == 0) {
+		return;
+	while (bpf_map_get_next_key(sets_fd, walking ? &k : NULL, &next) == 0) {
 		k = next;
 		walking = true;
 		if (bpf_map_lookup_elem(sets_fd, &next, set) < 0)
@@ -97,15 +104,39 @@ bool kl4_ejected(int sets_fd, const struct shoal_kl4_cost_key *key, uint64_t now
 		for (uint32_t i = 0; i < set->n && i < SHOAL_KL4_MAX_ENDPOINTS; i++) {
 			const struct shoal_kl4_endpoint *e = &set->endpoints[i];
 
-			if (e->port == key->port && addr_equal(&e->ip, &key->ip) &&
-			    e->ejected_until_boot_ns > now_ns) {
-				out = true;
-				break;
+			if (e->ejected_until_boot_ns <= now_ns)
+				continue;
+			if (out->n == cap) {
+				struct shoal_kl4_cost_key *grown;
+
+				cap = cap ? 2 * cap : 16;
+				grown = realloc(out->keys, cap * sizeof(*grown));
+				if (!grown)
+					goto done;
+				out->keys = grown;
 			}
+			memset(&out->keys[out->n], 0, sizeof(out->keys[0]));
+			out->keys[out->n].ip = e->ip;
+			out->keys[out->n].port = e->port;
+			out->n++;
 		}
 	}
+done:
+	if (out->n)
+		qsort(out->keys, out->n, sizeof(*out->keys), cost_key_cmp);
 	free(set);
-	return out;
+}
+
+bool kl4_is_ejected(const struct kl4_ejected *e, const struct shoal_kl4_cost_key *key)
+{
+	return e->n && bsearch(key, e->keys, e->n, sizeof(*e->keys), cost_key_cmp);
+}
+
+void kl4_ejected_free(struct kl4_ejected *e)
+{
+	free(e->keys);
+	e->keys = NULL;
+	e->n = 0;
 }
 
 bool kl4_port_is_kernel(const struct config_service *svc, const struct config_port *port)
@@ -220,14 +251,11 @@ static int build_eps(const struct config *cfg, const struct kl4_want *sets, size
 	if (!e)
 		return -ENOMEM;
 	for (size_t i = 0; i < n_sets; i++) {
-		const struct config_service *svc = NULL;
+		/* A service's id is its index in cfg->services. */
+		const struct config_service *svc = sets[i].key.svc_id < (uint32_t)cfg->n_services
+							   ? cfg->services[sets[i].key.svc_id]
+							   : NULL;
 
-		for (int s = 0; s < cfg->n_services; s++) {
-			if (cfg->services[s]->id == sets[i].key.svc_id) {
-				svc = cfg->services[s];
-				break;
-			}
-		}
 		for (uint32_t j = 0; j < sets[i].set.n; j++) {
 			struct kl4_ep *x = &e[n++];
 

@@ -25,10 +25,17 @@ struct kl4;
 uint64_t kl4_cost_now(const struct shoal_kl4_cost *c, uint64_t now_ns);
 
 /*
- * Whether endpoint key is ejected at now_ns in any set of the pinned
- * shoal_kl4_sets (fd): the breaker state the agent published.
+ * The endpoints ejected at now_ns in any set of the pinned shoal_kl4_sets
+ * (fd), the breaker state the agent published: one walk of the map, for
+ * kl4_is_ejected to search. Free with kl4_ejected_free.
  */
-bool kl4_ejected(int sets_fd, const struct shoal_kl4_cost_key *key, uint64_t now_ns);
+struct kl4_ejected {
+	struct shoal_kl4_cost_key *keys; /* sorted */
+	size_t n;
+};
+void kl4_ejected_read(int sets_fd, uint64_t now_ns, struct kl4_ejected *out);
+bool kl4_is_ejected(const struct kl4_ejected *e, const struct shoal_kl4_cost_key *key);
+void kl4_ejected_free(struct kl4_ejected *e);
 
 /*
  * Whether port of svc is served in kernel mode: it asks for it, and no

@@ -40,7 +40,7 @@ static void setup(void)
 	memset(&svc, 0, sizeof(svc));
 	strcpy(svc.name, "db");
 	strcpy(svc.namespace, "default");
-	svc.id = 3;
+	svc.id = 0; /* ids are indices in cfg.services */
 	addr_parse("10.96.0.50", &svc.vips[0]);
 	svc.n_vips = 1;
 	svc.ports[0].port = 5432;
@@ -94,7 +94,7 @@ static struct shoal_kl4_cost_key cost_key(const char *addr)
 
 static struct shoal_kl4_set get_set(int family)
 {
-	struct shoal_kl4_set_key key = { .svc_id = 3, .port = htons(5432), .family = family };
+	struct shoal_kl4_set_key key = { .svc_id = 0, .port = htons(5432), .family = family };
 	struct shoal_kl4_set set;
 
 	cr_assert_eq(bpf_map_lookup_elem(sets_fd, &key, &set), 0, "no IPv%d set", family);
@@ -151,7 +151,7 @@ Test(kl4, sets_and_costs_follow_the_config)
 	cr_assert_eq(kl4_publish(k, &cfg), 0);
 	cr_assert_eq(get_set(4).n, 2);
 	{
-		struct shoal_kl4_set_key v6 = { .svc_id = 3, .port = htons(5432), .family = 6 };
+		struct shoal_kl4_set_key v6 = { .svc_id = 0, .port = htons(5432), .family = 6 };
 
 		cr_assert_neq(bpf_map_lookup_elem(sets_fd, &v6, &set), 0, "the IPv6 set is gone");
 	}

@@ -464,7 +464,10 @@ static void render_kl4(const struct metrics_sources *src, struct metrics_buf *b)
 	int costs_fd = src->pin_root ? pins_open_map(src->pin_root, "shoal_kl4_costs") : -1;
 	int sets_fd = src->pin_root ? pins_open_map(src->pin_root, "shoal_kl4_sets") : -1;
 	uint64_t now = env_boot_ns();
+	struct kl4_ejected ejected = {};
 
+	if (sets_fd >= 0)
+		kl4_ejected_read(sets_fd, now, &ejected);
 	for (size_t f = 0; f < sizeof(ids) / sizeof(ids[0]); f++) {
 		struct shoal_kl4_cost_key k, next;
 		bool walking = false;
@@ -488,9 +491,10 @@ static void render_kl4(const struct metrics_sources *src, struct metrics_buf *b)
 			else if (ids[f] == METRIC_KL4_RTT)
 				out(b, "%.6f\n", (double)kl4_cost_now(&c, now) / 1e6);
 			else
-				out(b, "%d\n", sets_fd >= 0 && kl4_ejected(sets_fd, &next, now));
+				out(b, "%d\n", kl4_is_ejected(&ejected, &next));
 		}
 	}
+	kl4_ejected_free(&ejected);
 	if (costs_fd >= 0)
 		close(costs_fd);
 	if (sets_fd >= 0)
