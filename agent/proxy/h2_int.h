@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The HTTP/2 kinds' shared types and calls (h2.h): h2.c (the client's
+ * session, streams, the h2 kind), h2_upstream.c (pooled sessions to
+ * endpoints, the h2-upstream kind) and h2_session.c (what both use).
+ * Three objects:
+ * - struct h2_down: the nghttp2 server session of one client connection;
+ * - struct h2_up: one pooled nghttp2 client session to an endpoint, a
+ *   connection of its own (kind h2_upstream_ops) on the worker's lists;
+ * - struct h2_stream: one request, a stream of an h2_down and, once
+ *   sent, one of an h2_up. Each links the other; whichever side closes
+ *   first unlinks, so that no pointer outlives its object.
+ *
+ * Nothing is sent from inside an nghttp2 callback, and no session is
+ * freed in one: a session another one's callback touched is flushed on
+ * its connection's deferred turn (worker_conn_defer), and a session
+ * found dead is closed once its own nghttp2 call has returned.
+ */
+#ifndef SHOAL_PROXY_H2_INT_H
+#define SHOAL_PROXY_H2_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "common/addr.h"
+#include "proxy/h2.h"
+#include "proxy/http_error.h"
+
+struct config;
+struct metrics_http_key;
+
+struct h2_up;
+struct h2_down;
+
+/* Bytes of one stream waiting to go on, one way: at most its window. */
+struct h2_bytes {
+	uint8_t *data;
+	size_t off, len, cap;
+};
+
+/* Header fields kept by reference (nghttp2_rcbuf), in arrival order. */
+struct h2_fields {
+	nghttp2_nv *nv;
+	nghttp2_rcbuf **rc; /* 2 per field: name, value */
+	uint32_t n, cap;
+	size_t bytes; /* RFC 9113 6.5.2: name + value + 32 per field */
+};
+
+struct h2_stream {
+	struct h2_down *d;
+	int32_t id; /* on d's session */
+	struct h2_up *up;
+	int32_t up_id; /* on up's session, once submitted */
+	struct h2_stream *prev, *next;	     /* d's streams */
+	struct h2_stream *up_prev, *up_next; /* up's streams, while linked */
+
+	struct h2_fields rq;	  /* the request head */
+	struct h2_fields rs;	  /* the final response head */
+	struct h2_fields tr;	  /* the response trailers */
+	struct h2_bytes to_up;	  /* request body bytes not yet framed upstream */
+	struct h2_bytes to_down;  /* response body bytes not yet framed to the client */
+	bool rq_end;		  /* the client ended its half */
+	bool rs_end;		  /* the endpoint ended its half */
+	bool rs_submitted;	  /* a response head went to the client */
+	bool up_deferred;	  /* the upstream data source waits for bytes */
+	bool down_deferred;	  /* the downstream data source waits for bytes */
+	bool answered;		  /* outcome recorded; nothing more goes upstream */
+	bool grpc;		  /* content-type application/grpc */
+	int status;		  /* :status of the final response; 0: none yet */
+	int grpc_status;	  /* GRPC_STATUS_NONE until read */
+
+	/* The request's route, target and try (one pick per request). */
+	const struct config_route *route;
+	const struct config_service *target;
+	const struct es_svc_view *sv;
+	struct pick_ticket bt;
+	uint64_t start_ns;
+	uint64_t deadline_ns; /* 0: none */
+};
+
+struct h2_down {
+	struct conn *c;
+	struct worker *w;
+	nghttp2_session *s;
+	const uint8_t *out; /* framed bytes not yet written (nghttp2's buffer) */
+	size_t out_len;
+	struct h2_stream *streams;
+	uint32_t n_streams;
+	bool dead; /* close once the current nghttp2 call returns */
+	bool more; /* reading stopped at the turn's bound: resume reads on */
+	bool refused; /* a GOAWAY with an error went out (counted once) */
+};
+
+struct h2_up {
+	struct conn *c;
+	struct worker *w;
+	nghttp2_session *s;
+	const uint8_t *out;
+	size_t out_len;
+	struct shoal_addr addr;
+	uint16_t port_be;
+	uint32_t n_streams;	  /* open streams we submitted, linked or not */
+	struct h2_stream *linked; /* streams whose request is ours to answer */
+	bool connected;
+	bool draining; /* GOAWAY received or sent: no new stream */
+	bool dead;
+	bool more; /* reading stopped at the turn's bound */
+	uint64_t idle_since_ns;
+	struct h2_up *prev, *next; /* the worker's upstream sessions */
+};
+
+/* A request head larger than this many fields is refused like a large one. */
+#define H2_MAX_FIELDS 256
+#define H2_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Debug logging is on (messages per frame or connection are debug only). */
+bool h2_debug(void);
+
+/* ---- h2_session.c ---- */
+
+/* Append n bytes to b (grown as needed; a stream's window bounds it). */
+int h2_bytes_put(struct h2_bytes *b, const uint8_t *p, size_t n);
+void h2_bytes_free(struct h2_bytes *b);
+/* Keep name: value (references taken); -E2BIG past H2_MAX_FIELDS. */
+int h2_fields_add(struct h2_fields *f, nghttp2_rcbuf *name, nghttp2_rcbuf *value);
+void h2_fields_free(struct h2_fields *f);
+/* The first field named name (lower case) in f, or NULL. */
+const nghttp2_nv *h2_field(const struct h2_fields *f, const char *name);
+/* nghttp2 options from proxy.http2 (no automatic window updates); NULL: no memory. */
+nghttp2_option *h2_options(const struct config *cfg);
+/* Queue our SETTINGS and set the session's receive window; 0 or -EIO. */
+int h2_settings(nghttp2_session *s, const struct config *cfg, bool server);
+/*
+ * Write what s has framed to side sd while it takes bytes, framing more
+ * only once *out is written (a slow peer holds one chunk at most).
+ * Returns 0 or -errno.
+ */
+int h2_send(struct conn_side *sd, nghttp2_session *s, const uint8_t **out, size_t *len);
+/* The series key of st's request; false when unkeyed (counted). */
+bool h2_key(struct worker *w, const struct h2_stream *st, struct metrics_http_key *k,
+	    const struct shoal_addr **ep);
+/*
+ * The status st's request is recorded with: its HTTP status, or for gRPC
+ * a failing grpc-status as the HTTP status a client would see for it.
+ */
+unsigned int h2_recorded_status(const struct h2_stream *st);
+/*
+ * st's request ended (once): to the balancer and the breaker when an
+ * endpoint was tried (failed: the endpoint's failure), else its pick is
+ * cancelled; to the metrics with status (0: reset).
+ */
+void h2_done(struct worker *w, struct h2_stream *st, bool tried, bool failed,
+	     unsigned int status, const char *what);
+
+/* ---- h2.c ---- */
+
+/*
+ * Answer st with the proxy's own error (gRPC: UNAVAILABLE, or
+ * DEADLINE_EXCEEDED for a timeout, as a trailers-only response), or
+ * reset it once a response head went out; its upstream stream is reset.
+ */
+void h2_stream_error(struct worker *w, struct h2_stream *st, enum http_error err);
+/* The response body source of a client stream (nghttp2_data_source_read_callback). */
+ssize_t h2_down_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
+		     uint32_t *data_flags, nghttp2_data_source *src, void *ud);
+
+/* ---- h2_upstream.c ---- */
+
+/*
+ * A session of w to addr:port_be with room for one more stream: pooled,
+ * else new (connecting; requests wait in it). NULL with *err set.
+ */
+struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct shoal_addr *addr,
+			uint16_t port_be, int *err);
+/* Send st's request on up; 0 or -EIO. */
+int h2_up_submit(struct worker *w, struct h2_up *up, struct h2_stream *st);
+/* st leaves its upstream stream, reset with error_code unless NO_ERROR. */
+void h2_up_unlink(struct h2_stream *st, uint32_t error_code);
+/* More request bytes (or their end) for st's upstream stream. */
+void h2_up_wake(struct worker *w, struct h2_stream *st);
+
+#endif

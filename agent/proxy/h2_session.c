@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * What both HTTP/2 kinds share (h2_int.h): header fields and body bytes
+ * of a stream, the nghttp2 options and SETTINGS of proxy.http2, writing a
+ * session's framed bytes, and a request's outcome.
+ */
+#include "proxy/h2_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "proxy/conn_io.h"
+#include "proxy/h2_grpc.h"
+#include "proxy/worker.h"
+#include "recording/http_metrics.h"
+
+bool h2_debug(void)
+{
+	return log_get_level() >= LOG_LEVEL_DEBUG;
+}
+
+/* ---- small pieces ------------------------------------------------------- */
+
+int h2_bytes_put(struct h2_bytes *b, const uint8_t *p, size_t n)
+{
+	if (b->off && b->off == b->len)
+		b->off = b->len = 0;
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 16384;
+		uint8_t *d;
+
+		while (cap < b->len + n)
+			cap *= 2;
+		d = realloc(b->data, cap);
+		if (!d)
+			return -ENOMEM;
+		b->data = d;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+void h2_bytes_free(struct h2_bytes *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof(*b));
+}
+
+int h2_fields_add(struct h2_fields *f, nghttp2_rcbuf *name, nghttp2_rcbuf *value)
+{
+	nghttp2_vec nm = nghttp2_rcbuf_get_buf(name), vl = nghttp2_rcbuf_get_buf(value);
+
+	if (f->n == f->cap) {
+		uint32_t cap = f->cap ? f->cap * 2 : 16;
+		nghttp2_nv *nv;
+		nghttp2_rcbuf **rc;
+
+		if (cap > H2_MAX_FIELDS)
+			return -E2BIG;
+		nv = realloc(f->nv, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		f->nv = nv;
+		rc = realloc(f->rc, 2 * cap * sizeof(*rc));
+		if (!rc)
+			return -ENOMEM;
+		f->rc = rc;
+		f->cap = cap;
+	}
+	nghttp2_rcbuf_incref(name);
+	nghttp2_rcbuf_incref(value);
+	f->rc[2 * f->n] = name;
+	f->rc[2 * f->n + 1] = value;
+	f->nv[f->n] = (nghttp2_nv){
+	    .name = nm.base,
+	    .namelen = nm.len,
+	    .value = vl.base,
+	    .valuelen = vl.len,
+	    /* The names are in nghttp2's buffers until we let go of them. */
+	    .flags = NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE,
+	};
+	f->n++;
+	f->bytes += nm.len + vl.len + 32;
+	return 0;
+}
+
+void h2_fields_free(struct h2_fields *f)
+{
+	for (uint32_t i = 0; i < 2 * f->n; i++)
+		nghttp2_rcbuf_decref(f->rc[i]);
+	free(f->nv);
+	free(f->rc);
+	memset(f, 0, sizeof(*f));
+}
+
+/* The value of the first field named name (lower case) in f, or NULL. */
+const nghttp2_nv *h2_field(const struct h2_fields *f, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (uint32_t i = 0; i < f->n; i++)
+		if (f->nv[i].namelen == n && !memcmp(f->nv[i].name, name, n))
+			return &f->nv[i];
+	return NULL;
+}
+
+/* Options both kinds of session share: the limits of proxy.http2. */
+nghttp2_option *h2_options(const struct config *cfg)
+{
+	nghttp2_option *o;
+
+	if (nghttp2_option_new(&o))
+		return NULL;
+	/* Flow control is ours: nghttp2_session_consume once a byte went on. */
+	nghttp2_option_set_no_auto_window_update(o, 1);
+	nghttp2_option_set_max_deflate_dynamic_table_size(o, cfg->http2.hpack_table_bytes);
+	nghttp2_option_set_max_outbound_ack(o, cfg->http2.max_pending_acks);
+	nghttp2_option_set_max_send_header_block_length(o, cfg->http2.max_header_list_bytes + 4096);
+	nghttp2_option_set_stream_reset_rate_limit(o, cfg->http2.reset_burst, cfg->http2.reset_rate);
+	nghttp2_option_set_max_continuations(o, cfg->http2.max_continuations);
+	return o;
+}
+
+/* Our SETTINGS and the session's receive window, from proxy.http2. */
+int h2_settings(nghttp2_session *s, const struct config *cfg, bool server)
+{
+	nghttp2_settings_entry iv[] = {
+	    {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg->http2.max_concurrent_streams},
+	    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, cfg->http2.stream_window_bytes},
+	    {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, cfg->http2.hpack_table_bytes},
+	    {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, cfg->http2.max_header_list_bytes},
+	    {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+	};
+	int rv;
+
+	/* A client has no push to refuse, and ENABLE_PUSH from a server is an error. */
+	rv = nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, H2_ARRAY_SIZE(iv) - (server ? 1 : 0));
+	if (rv)
+		return -EIO;
+	rv = nghttp2_session_set_local_window_size(s, NGHTTP2_FLAG_NONE, 0,
+						   (int32_t)cfg->http2.session_window_bytes);
+	return rv ? -EIO : 0;
+}
+
+/*
+ * Write what session s has framed to side sd while it takes bytes. The
+ * framed bytes stay in nghttp2's buffer (*out) until written: no more is
+ * framed meanwhile, so a slow peer holds one chunk at most. Returns 0 or
+ * -errno (a socket error, or nghttp2's).
+ */
+int h2_send(struct conn_side *sd, nghttp2_session *s, const uint8_t **out, size_t *len)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (*len) {
+			uint32_t pos = 0;
+			int err = conn_side_send(sd, (const char *)*out, &pos, (uint32_t)*len);
+
+			*out += pos;
+			*len -= pos;
+			if (err)
+				return err;
+			if (*len)
+				return 0; /* EAGAIN: EPOLLOUT resumes */
+		}
+		n = nghttp2_session_mem_send(s, out);
+		if (n < 0)
+			return -EIO;
+		if (n == 0)
+			return 0;
+		*len = (size_t)n;
+	}
+}
+
+/* ---- outcomes ----------------------------------------------------------- */
+
+/* The series key of st (recording/http_metrics.h), false when unkeyed. */
+bool h2_key(struct worker *w, const struct h2_stream *st, struct metrics_http_key *k,
+		   const struct shoal_addr **ep)
+{
+	const struct conn *c = st->d->c;
+	const struct config_service *t = st->target ? st->target : c->svc;
+
+	memset(k, 0, sizeof(*k));
+	*ep = NULL;
+	if (st->target && st->bt.idx != PICK_NONE && st->bt.idx < (uint32_t)t->n_endpoints) {
+		k->endpoint = st->bt.idx + 1;
+		*ep = &t->endpoints[st->bt.idx].addr;
+	}
+	if (!c->svc || !c->svc->metrics_id || !t->metrics_id) {
+		metrics_http_shard_unkeyed(w->metrics);
+		return false;
+	}
+	k->svc = c->svc->metrics_id;
+	k->backend = t->metrics_id;
+	if (st->route && st->route >= c->svc->routes && st->route < c->svc->routes + c->svc->n_routes)
+		k->route = st->route->metrics_id;
+	return true;
+}
+
+/*
+ * The status a request is recorded with: its HTTP status, or for gRPC a
+ * failing grpc-status as the HTTP status a client would see for it
+ * (UNAVAILABLE 503, DEADLINE_EXCEEDED 504, other failures 500), so that
+ * the golden metrics' success rate is gRPC's and not HTTP's 200.
+ */
+unsigned int h2_recorded_status(const struct h2_stream *st)
+{
+	if (st->grpc && st->grpc_status > 0) {
+		if (st->grpc_status == GRPC_STATUS_UNAVAILABLE)
+			return 503;
+		if (st->grpc_status == GRPC_STATUS_DEADLINE_EXCEEDED)
+			return 504;
+		if (grpc_status_is_failure(st->grpc_status))
+			return 500;
+	}
+	return (unsigned int)st->status;
+}
+
+/*
+ * st ended (once): its outcome to the balancer and the breaker (when an
+ * endpoint was tried; failed says the endpoint failed), and to the
+ * metrics with status (0: reset).
+ */
+void h2_done(struct worker *w, struct h2_stream *st, bool tried, bool failed,
+		    unsigned int status, const char *what)
+{
+	struct metrics_http_key k;
+	const struct shoal_addr *ep;
+	uint64_t now = timer_now_ns();
+
+	if (st->answered)
+		return;
+	st->answered = true;
+	if (st->bt.active) {
+		if (tried)
+			pick_outcome(st->sv, &st->bt, !failed, PEAK_EWMA_NO_RETRY_AFTER, now, what);
+		else
+			pick_cancel(st->sv, &st->bt, now);
+	}
+	if (st->start_ns && h2_key(w, st, &k, &ep))
+		metrics_http_shard_request(w->metrics, &k, ep, status, now - st->start_ns);
+}

@@ -1,0 +1,624 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The h2-upstream kind (h2.h, h2_int.h): per worker, pooled nghttp2
+ * client sessions to endpoints, many streams each up to the peer's
+ * MAX_CONCURRENT_STREAMS; GOAWAY drains one. Each is a connection of
+ * its own on the worker's lists, owned by no client.
+ */
+#include "proxy/h2_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "common/log.h"
+#include "proxy/attempt.h"
+#include "proxy/conn_io.h"
+#include "proxy/h2_grpc.h"
+#include "proxy/service_lookup.h"
+#include "proxy/sock.h"
+#include "proxy/worker.h"
+
+/*
+ * The upstream sessions of the worker running on this thread. One worker
+ * runs per thread, and the list holds each session's worker, so a test
+ * that runs two workers on one thread still gets each its own.
+ */
+static __thread struct h2_up *h2_ups;
+
+void h2_up_wake(struct worker *w, struct h2_stream *st)
+{
+	if (!st->up)
+		return;
+	if (st->up_deferred) {
+		st->up_deferred = false;
+		nghttp2_session_resume_data(st->up->s, st->up_id);
+	}
+	worker_conn_defer(w, st->up->c);
+}
+
+/* ---- upstream: pooled client sessions ---------------------------------- */
+
+/* Take st off up's list of linked streams. */
+static void h2_up_list_del(struct h2_up *up, struct h2_stream *st)
+{
+	if (st->up_prev)
+		st->up_prev->up_next = st->up_next;
+	else
+		up->linked = st->up_next;
+	if (st->up_next)
+		st->up_next->up_prev = st->up_prev;
+	st->up_prev = st->up_next = NULL;
+	st->up = NULL;
+}
+
+/* st leaves its upstream stream (reset with error_code when still open). */
+void h2_up_unlink(struct h2_stream *st, uint32_t error_code)
+{
+	struct h2_up *up = st->up;
+
+	if (!up)
+		return;
+	h2_up_list_del(up, st);
+	if (!up->s)
+		return; /* the session is closing */
+	nghttp2_session_set_stream_user_data(up->s, st->up_id, NULL);
+	/*
+	 * Still linked means nghttp2 has not closed it: open, or its HEADERS
+	 * still queued (the reset then cancels them, nothing goes out).
+	 */
+	if (error_code != NGHTTP2_NO_ERROR)
+		nghttp2_submit_rst_stream(up->s, NGHTTP2_FLAG_NONE, st->up_id, error_code);
+	worker_conn_defer(up->w, up->c);
+}
+
+/*
+ * The request whose stream id is on up's session, or NULL. Found by the
+ * stream's user data, but only trusted when it is still on up's linked
+ * list: a stream unlinked before its HEADERS went out may keep its old
+ * user data inside nghttp2 (set_stream_user_data cannot reach a request
+ * still queued), and the pointer is compared, never followed, until found.
+ */
+static struct h2_stream *h2_up_stream(struct h2_up *up, nghttp2_session *s, int32_t id)
+{
+	void *p = nghttp2_session_get_stream_user_data(s, id);
+
+	if (!p)
+		return NULL;
+	for (struct h2_stream *st = up->linked; st; st = st->up_next)
+		if (st == p)
+			return st->up_id == id ? st : NULL;
+	return NULL;
+}
+
+/* The request body source of an upstream stream; see h2_down_read. */
+static ssize_t h2_up_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
+			  uint32_t *data_flags, nghttp2_data_source *src, void *ud)
+{
+	struct h2_up *up = ud;
+	struct h2_stream *st = h2_up_stream(up, s, id);
+	size_t n;
+
+	(void)src;
+	if (!st)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	n = st->to_up.len - st->to_up.off;
+	if (n > length)
+		n = length;
+	memcpy(buf, st->to_up.data + st->to_up.off, n);
+	st->to_up.off += n;
+	if (n) {
+		nghttp2_session_consume(st->d->s, st->id, n);
+		worker_conn_defer(up->w, st->d->c);
+	}
+	if (st->to_up.off < st->to_up.len)
+		return (ssize_t)n;
+	if (!st->rq_end) {
+		if (n)
+			return (ssize_t)n;
+		st->up_deferred = true;
+		return NGHTTP2_ERR_DEFERRED;
+	}
+	*data_flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)n;
+}
+
+int h2_up_submit(struct worker *w, struct h2_up *up, struct h2_stream *st)
+{
+	nghttp2_data_provider dp = {.read_callback = h2_up_read};
+	int32_t id;
+
+	(void)w;
+	id = nghttp2_submit_request(up->s, NULL, st->rq.nv, st->rq.n, st->rq_end ? NULL : &dp, st);
+	if (id < 0)
+		return -EIO;
+	st->up = up;
+	st->up_id = id;
+	st->up_prev = NULL;
+	st->up_next = up->linked;
+	if (up->linked)
+		up->linked->up_prev = st;
+	up->linked = st;
+	up->n_streams++;
+	worker_conn_defer(w, up->c);
+	return 0;
+}
+
+static int h2_up_on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcbuf *name,
+			   nghttp2_rcbuf *value, uint8_t flags, void *ud)
+{
+	struct h2_stream *st = h2_up_stream(ud, s, frame->hd.stream_id);
+	struct h2_fields *f;
+	nghttp2_vec nm;
+
+	(void)flags;
+	if (!st || frame->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	f = frame->headers.cat == NGHTTP2_HCAT_HEADERS && st->status >= 200 ? &st->tr : &st->rs;
+	nm = nghttp2_rcbuf_get_buf(name);
+	if (nm.len == 11 && !memcmp(nm.base, "grpc-status", 11)) {
+		nghttp2_vec v = nghttp2_rcbuf_get_buf(value);
+
+		st->grpc_status = grpc_status_parse((const char *)v.base, v.len);
+	}
+	if (h2_fields_add(f, name, value))
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	return 0;
+}
+
+static void h2_down_wake(struct worker *w, struct h2_stream *st)
+{
+	if (st->down_deferred) {
+		st->down_deferred = false;
+		nghttp2_session_resume_data(st->d->s, st->id);
+	}
+	worker_conn_defer(w, st->d->c);
+}
+
+/* The final response head of st: on to the client, its body to follow. */
+static void h2_up_response(struct worker *w, struct h2_stream *st, bool end)
+{
+	nghttp2_data_provider dp = {.read_callback = h2_down_read};
+	const nghttp2_nv *status = h2_field(&st->rs, ":status");
+
+	st->status = status ? atoi((const char *)status->value) : 502;
+	if (st->status < 200) {
+		/* 1xx: not forwarded in this version; the final head follows. */
+		h2_fields_free(&st->rs);
+		st->status = 0;
+		return;
+	}
+	if (end)
+		st->rs_end = true;
+	st->rs_submitted = true;
+	if (nghttp2_submit_response(st->d->s, st->id, st->rs.nv, st->rs.n, end ? NULL : &dp))
+		nghttp2_submit_rst_stream(st->d->s, NGHTTP2_FLAG_NONE, st->id,
+					  NGHTTP2_INTERNAL_ERROR);
+	worker_conn_defer(w, st->d->c);
+}
+
+static int h2_up_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
+{
+	struct h2_up *up = ud;
+	struct h2_stream *st;
+	bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+
+	if (frame->hd.type == NGHTTP2_GOAWAY) {
+		/* Streams above last_stream_id close with REFUSED_STREAM; the rest finish. */
+		up->draining = true;
+		return 0;
+	}
+	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+		return 0;
+	st = h2_up_stream(up, s, frame->hd.stream_id);
+	if (!st)
+		return 0;
+	if (frame->hd.type == NGHTTP2_HEADERS && !st->rs_submitted && st->status == 0) {
+		h2_up_response(up->w, st, end);
+		return 0;
+	}
+	if (end) {
+		st->rs_end = true;
+		h2_down_wake(up->w, st);
+	}
+	return 0;
+}
+
+static int h2_up_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
+			 size_t len, void *ud)
+{
+	struct h2_up *up = ud;
+	struct h2_stream *st = h2_up_stream(up, s, id);
+
+	(void)flags;
+	if (!st || !st->rs_submitted) {
+		nghttp2_session_consume(s, id, len);
+		return 0;
+	}
+	if (h2_bytes_put(&st->to_down, data, len))
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	h2_down_wake(up->w, st);
+	return 0;
+}
+
+static int h2_up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, void *ud)
+{
+	struct h2_up *up = ud;
+	struct h2_stream *st = h2_up_stream(up, s, id);
+	bool failed;
+
+	up->n_streams--;
+	if (!up->n_streams)
+		up->idle_since_ns = timer_now_ns();
+	if (!st)
+		return 0;
+	h2_up_list_del(up, st);
+	nghttp2_session_set_stream_user_data(s, id, NULL);
+	if (error_code != NGHTTP2_NO_ERROR || !st->rs_end) {
+		/* Reset by the endpoint (REFUSED_STREAM above a GOAWAY included). */
+		if (!st->rs_submitted) {
+			h2_done(up->w, st, true, true, 502, "reset");
+			h2_stream_error(up->w, st, HTTP_ERR_UPSTREAM_RESET);
+		} else {
+			h2_done(up->w, st, true, true, 0, "reset");
+			nghttp2_submit_rst_stream(st->d->s, NGHTTP2_FLAG_NONE, st->id,
+						  NGHTTP2_INTERNAL_ERROR);
+			worker_conn_defer(up->w, st->d->c);
+		}
+		return 0;
+	}
+	failed = st->status >= 500 || st->status == 429 ||
+		 (st->grpc && grpc_status_is_failure(st->grpc_status));
+	h2_done(up->w, st, true, failed, h2_recorded_status(st), failed ? "failure" : "ok");
+	h2_down_wake(up->w, st);
+	return 0;
+}
+
+static void h2_up_free(struct h2_up *up)
+{
+	if (up->prev)
+		up->prev->next = up->next;
+	else
+		h2_ups = up->next;
+	if (up->next)
+		up->next->prev = up->prev;
+	free(up);
+}
+
+/*
+ * Close up: each of its streams still open fails (its client gets an
+ * error or a reset), its socket closes, its connection is released.
+ */
+static void h2_up_close(struct worker *w, struct conn *c, bool reset)
+{
+	struct h2_up *up = c->h2;
+
+	if (up) {
+		up->draining = true;
+		/* nghttp2_session_del calls no stream callback: fail the streams here. */
+		nghttp2_session_del(up->s);
+		up->s = NULL;
+		while (up->linked) {
+			struct h2_stream *st = up->linked;
+			bool connected = up->connected;
+
+			h2_up_list_del(up, st);
+			h2_done(w, st, true, true, st->rs_submitted ? 0 : 502, "connection lost");
+			if (st->rs_submitted) {
+				nghttp2_submit_rst_stream(st->d->s, NGHTTP2_FLAG_NONE, st->id,
+							  NGHTTP2_INTERNAL_ERROR);
+				worker_conn_defer(w, st->d->c);
+			} else {
+				h2_stream_error(w, st, connected ? HTTP_ERR_UPSTREAM_RESET
+								 : HTTP_ERR_CONNECT_FAILURE);
+			}
+		}
+		h2_up_free(up);
+		c->h2 = NULL;
+	}
+	conn_side_close(w, &c->upstream, reset);
+	worker_conn_release(w, c);
+}
+
+static ssize_t h2_up_send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int flags,
+			     void *ud)
+{
+	(void)s, (void)data, (void)len, (void)flags, (void)ud;
+	return NGHTTP2_ERR_CALLBACK_FAILURE; /* mem_send only */
+}
+
+/* The streams up may take: the peer's MAX_CONCURRENT_STREAMS, and ours. */
+static uint32_t h2_up_room(const struct h2_up *up, const struct config *cfg)
+{
+	uint32_t peer = nghttp2_session_get_remote_settings(up->s,
+							    NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+	uint32_t lim = peer < cfg->http2.max_concurrent_streams ? peer
+								 : cfg->http2.max_concurrent_streams;
+
+	return up->n_streams < lim ? lim - up->n_streams : 0;
+}
+
+static void h2_up_arm(struct worker *w, struct h2_up *up)
+{
+	struct conn *c = up->c;
+	uint64_t idle = (uint64_t)w->cfg->http_pool_idle_timeout_ms * 1000000;
+
+	if (!up->connected)
+		return; /* the connect timer is armed */
+	if (up->n_streams) {
+		timer_heap_del(&w->timers, &c->timer);
+		return;
+	}
+	if (timer_heap_add(&w->timers, &c->timer, up->idle_since_ns + idle))
+		up->dead = true;
+}
+
+static void h2_up_flush(struct worker *w, struct conn *c)
+{
+	struct h2_up *up = c->h2;
+	int err;
+
+	if (!up || !up->connected)
+		return;
+	err = h2_send(&c->upstream, up->s, &up->out, &up->out_len);
+	if (err) {
+		h2_up_close(w, c, true);
+		return;
+	}
+	if (up->dead || c->upstream.eof || (up->draining && !up->n_streams) ||
+	    (!up->out_len && !nghttp2_session_want_read(up->s) &&
+	     !nghttp2_session_want_write(up->s))) {
+		h2_up_close(w, c, false);
+		return;
+	}
+	h2_up_arm(w, up);
+}
+
+static void h2_up_io(struct worker *w, struct conn *c, uint32_t events)
+{
+	struct h2_up *up = c->h2;
+	struct conn_buf *b = &c->to_client;
+
+	if (!up->connected) {
+		int err;
+
+		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			return;
+		err = attempt_connect_result(w, c->upstream.pl.fd, events);
+		if (err) {
+			worker_warn_ratelimited(w, "proxy worker %d: h2: connect to an endpoint "
+						   "failed: %s", w->id, strerror(err));
+			h2_up_close(w, c, false);
+			return;
+		}
+		up->connected = true;
+		timer_heap_del(&w->timers, &c->timer);
+		/* Latency samples are the endpoint's answers, not this connect. */
+		for (struct h2_stream *st = up->linked; st; st = st->up_next)
+			st->bt.start_ns = timer_now_ns();
+		c->upstream.plain_tcp = worker_plain_tcp(w, c->upstream.pl.fd);
+		c->upstream.readable = c->upstream.writable = true;
+	} else if (events & EPOLLERR) {
+		if (sock_error(c->upstream.pl.fd)) {
+			h2_up_close(w, c, true);
+			return;
+		}
+	}
+	for (int round = 0; c->upstream.readable && !c->upstream.eof && !up->dead; round++) {
+		uint32_t got;
+		int err;
+		ssize_t rv;
+
+		if (round == CONN_PUMP_ROUNDS) {
+			up->more = true;
+			worker_conn_defer(w, c);
+			break;
+		}
+		err = conn_side_read(w, &c->upstream, b, w->cfg->buffer_bytes, &got);
+		if (err) {
+			h2_up_close(w, c, true);
+			return;
+		}
+		if (!b->tail)
+			break;
+		rv = nghttp2_session_mem_recv(up->s, (const uint8_t *)b->data + b->head,
+					      b->tail - b->head);
+		b->head = b->tail = 0;
+		if (rv < 0) {
+			worker_warn_ratelimited(w, "proxy worker %d: h2: an endpoint broke the "
+						   "protocol: %s", w->id, nghttp2_strerror((int)rv));
+			up->dead = true;
+		}
+	}
+	conn_buf_release_empty(w, b);
+	h2_up_flush(w, c);
+}
+
+/*
+ * A session to addr:port_be with room for one more stream: a pooled one
+ * of this worker, else a new one (connecting; the request waits in it).
+ * NULL with *err set when no connection could be started.
+ */
+struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct shoal_addr *addr,
+			       uint16_t port_be, int *err)
+{
+	const struct config_port *port = NULL;
+	nghttp2_session_callbacks *cb;
+	nghttp2_option *opt;
+	struct h2_up *up;
+	struct conn *c;
+	bool connected;
+	int fd;
+
+	for (up = h2_ups; up; up = up->next)
+		if (up->w == w && !up->draining && !up->dead && up->port_be == port_be &&
+		    addr_equal(&up->addr, addr) && h2_up_room(up, w->cfg))
+			return up;
+	*err = -ENOMEM;
+	up = calloc(1, sizeof(*up));
+	if (!up)
+		return NULL;
+	if (nghttp2_session_callbacks_new(&cb)) {
+		free(up);
+		return NULL;
+	}
+	nghttp2_session_callbacks_set_send_callback(cb, h2_up_send_cb);
+	nghttp2_session_callbacks_set_on_header_callback2(cb, h2_up_on_header);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_up_on_frame_recv);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_up_on_data);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_up_on_stream_close);
+	opt = h2_options(w->cfg);
+	if (!opt || nghttp2_session_client_new2(&up->s, cb, up, opt)) {
+		nghttp2_session_callbacks_del(cb);
+		nghttp2_option_del(opt);
+		free(up);
+		return NULL;
+	}
+	nghttp2_session_callbacks_del(cb);
+	nghttp2_option_del(opt);
+	if (h2_settings(up->s, w->cfg, false)) {
+		nghttp2_session_del(up->s);
+		free(up);
+		return NULL;
+	}
+	c = worker_conn_get(w);
+	if (!c) {
+		nghttp2_session_del(up->s);
+		free(up);
+		return NULL;
+	}
+	WORKER_STAT_INC(w, h2_sessions_opened);
+	conn_init(c);
+	c->kind = CONN_KIND_H2;
+	c->ops = &h2_upstream_ops;
+	/*
+	 * Its service, to follow newer snapshots by (worker_conn_follow), as
+	 * its own snapshot has it: dc's may be an older one, freed before
+	 * this session closes.
+	 */
+	c->orig = dc->orig;
+	c->svc = service_lookup(worker_conn_config(w, c), &c->orig, &port);
+	c->svc_port = port ? port->port : dc->svc_port;
+	c->port_be = port_be;
+	c->sv = c->svc ? worker_es_service(w, c, worker_conn_config(w, c), c->svc) : NULL;
+	c->accepted_ns = timer_now_ns();
+	c->h2 = up;
+	up->c = c;
+	up->w = w;
+	up->addr = *addr;
+	up->port_be = port_be;
+	up->idle_since_ns = c->accepted_ns;
+	up->next = h2_ups;
+	if (h2_ups)
+		h2_ups->prev = up;
+	h2_ups = up;
+
+	fd = attempt_connect(w, addr, port_be, &connected);
+	if (fd < 0) {
+		*err = fd;
+		h2_up_close(w, c, false);
+		return NULL;
+	}
+	c->upstream.pl.fd = fd;
+	*err = worker_watch(w, &c->upstream.pl);
+	if (*err) {
+		sock_close_reset(fd);
+		c->upstream.pl.fd = -1;
+		h2_up_close(w, c, false);
+		return NULL;
+	}
+	if (connected) {
+		up->connected = true;
+		c->upstream.plain_tcp = worker_plain_tcp(w, fd);
+		c->upstream.readable = c->upstream.writable = true;
+	} else {
+		uint64_t t = c->sv && c->sv->connect_timeout_ns
+				 ? c->sv->connect_timeout_ns
+				 : (uint64_t)w->cfg->connect_timeout_ms * 1000000;
+
+		if (timer_heap_add(&w->timers, &c->timer, c->accepted_ns + t)) {
+			*err = -ENOMEM;
+			h2_up_close(w, c, true);
+			return NULL;
+		}
+	}
+	return up;
+}
+
+static void h2_up_start(struct worker *w, struct conn *c)
+{
+	(void)w, (void)c; /* created by h2_up_get, never accepted */
+}
+
+static void h2_up_event(struct worker *w, struct conn_side *s, uint32_t events)
+{
+	struct conn *c = s->conn;
+
+	if (s == &c->upstream)
+		h2_up_io(w, c, events);
+}
+
+static void h2_up_timeout(struct worker *w, struct conn *c)
+{
+	struct h2_up *up = c->h2;
+
+	if (!up->connected) {
+		worker_warn_ratelimited(w, "proxy worker %d: h2: connect to an endpoint timed out",
+					w->id);
+		h2_up_close(w, c, false);
+		return;
+	}
+	if (!up->n_streams &&
+	    timer_now_ns() >= up->idle_since_ns + (uint64_t)w->cfg->http_pool_idle_timeout_ms * 1000000) {
+		nghttp2_session_terminate_session(up->s, NGHTTP2_NO_ERROR);
+		up->dead = true;
+	}
+	h2_up_flush(w, c);
+}
+
+static void h2_up_resume(struct worker *w, struct conn *c)
+{
+	struct h2_up *up = c->h2;
+
+	if (up && up->more) {
+		up->more = false;
+		h2_up_io(w, c, 0);
+		return;
+	}
+	h2_up_flush(w, c);
+}
+
+static void h2_up_abort(struct worker *w, struct conn *c)
+{
+	h2_up_close(w, c, true);
+}
+
+/* A pooled session keeps nothing of its config but its endpoint's address. */
+static bool h2_up_settled(const struct conn *c)
+{
+	(void)c;
+	return true;
+}
+
+static bool h2_up_drain_idle(struct worker *w, struct conn *c, uint64_t now, uint64_t idle_ns)
+{
+	struct h2_up *up = c->h2;
+
+	(void)now, (void)idle_ns;
+	if (up->n_streams)
+		return false;
+	h2_up_close(w, c, false);
+	return true;
+}
+
+const struct conn_ops h2_upstream_ops = {
+    .name = "h2-upstream",
+    .start = h2_up_start,
+    .event = h2_up_event,
+    .timeout = h2_up_timeout,
+    .resume = h2_up_resume,
+    .abort = h2_up_abort,
+    .settled = h2_up_settled,
+    .drain_idle = h2_up_drain_idle,
+};
