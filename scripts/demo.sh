@@ -189,6 +189,37 @@ sed 's/^/    /' "$SHOALD_LOG"
 enroll client
 say "client pod enrolled: its connects to $VIP:80 now go to the node proxy"
 
+# The web dashboard: shoald's admin endpoint is on the node netns's
+# loopback, so a forwarder on this host's loopback (socat, in the agent's
+# cgroup so the teardown ends it) makes it reachable from a browser here.
+# The first free port from 15020 on.
+DASH_PORT=""
+for port in $(seq 15020 15029); do
+	if [[ -z $(ss -Hltn "sport = :$port" 2>/dev/null) ]]; then
+		DASH_PORT=$port
+		break
+	fi
+done
+if [[ -n $DASH_PORT ]] && command -v socat >/dev/null; then
+	# socat's EXEC address: the colons inside it are escaped.
+	sh -c 'echo $$ >"$1/cgroup.procs" && exec socat "TCP-LISTEN:$2,bind=127.0.0.1,reuseaddr,fork" "EXEC:nsenter --net=/run/netns/$3 socat STDIO TCP\:$4"' \
+		sh "$TEST_CG/agent" "$DASH_PORT" "$NS_A" "${ADMIN_ADDR//:/\\:}" >"$LOGDIR/dashboard-forward.log" 2>&1 </dev/null &
+	state_add "pid $!"
+	DASH_URL=http://127.0.0.1:$DASH_PORT/dashboard
+	for ((i = 0; i < 20; i++)); do
+		curl -fsS -o /dev/null --max-time 2 "$DASH_URL" 2>/dev/null && break
+		sleep 0.1
+	done
+	if ((i < 20)); then
+		say "dashboard: $DASH_URL (open it in a browser on this host)"
+	else
+		say "dashboard: the forwarder on $DASH_URL does not answer ($LOGDIR/dashboard-forward.log)"
+	fi
+else
+	DASH_URL=""
+	say "dashboard: no free port in 15020-15029 or no socat; it is at http://$ADMIN_ADDR/dashboard in netns $NS_A"
+fi
+
 # ---- traffic, and the flaky pod's outage ------------------------------------
 
 down_at=$((duration * 25 / 100))
@@ -255,6 +286,9 @@ if ((keep)); then
 	cat <<EOF
 
 == left running (--keep). Explore it (as root):
+
+  # the web dashboard, live (a forwarder to the node's admin endpoint):
+  ${DASH_URL:-nsenter --net=/run/netns/$NS_A $ctl_q -c $CONFIG dashboard}
 
   # a request from the client pod, through the mesh (the shell joins the
   # pod's cgroup, where shoal's programs are attached, then its netns):
