@@ -10,6 +10,8 @@ hang PORT: an HTTP/2 endpoint that never answers and knows nothing of
   grpc-timeout (a gRPC server would enforce the deadline itself): it
   sends its SETTINGS, acknowledges the proxy's, then only reads frames,
   printing "rst stream ID" for each RST_STREAM.
+stall HOST PORT SECONDS: a raw HTTP/2 client that calls /shoal.Echo/Stream
+  with a 64 KiB window and reads nothing for SECONDS, then closes.
 flood HOST PORT rapid-reset|continuation: hostile input on a raw socket:
   2000 streams each opened and reset at once, or one header block
   followed by 1000 CONTINUATION frames. Prints "goaway CODE" when the
@@ -36,7 +38,15 @@ def server(name, port):
             print("cancelled after %d" % ((time.monotonic() - t0) * 1000), flush=True)
         return b"late"
 
+    def stream(req, ctx):
+        # 320 messages of 64 KiB (20 MiB); each line says how far it got.
+        chunk = b"x" * 65536
+        for i in range(320):
+            yield chunk
+            print("streamed %d" % (i + 1), flush=True)
+
     handlers = {
+        "Stream": grpc.unary_stream_rpc_method_handler(stream),
         "Echo": grpc.unary_unary_rpc_method_handler(echo),
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "SlowCapped": grpc.unary_unary_rpc_method_handler(slow),
@@ -145,6 +155,26 @@ def flood(host, port, kind):
     print("goaway %d" % goaway if goaway is not None else ("closed" if not buf else "no goaway"))
 
 
+def hpack_literal(name, value):
+    # Literal header field without indexing, new name, no Huffman.
+    return b"\0" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def stall(host, port, seconds):
+    s = socket.create_connection((host, int(port)), timeout=5)
+    block = (b"\x83\x86"  # :method POST, :scheme http
+             + hpack_literal(b":path", b"/shoal.Echo/Stream")
+             + hpack_literal(b":authority", host.encode())
+             + hpack_literal(b"content-type", b"application/grpc")
+             + hpack_literal(b"te", b"trailers"))
+    msg = b"\0\0\0\0\1x"
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0)
+              + frame(1, 0x4, 1, block) + frame(0, 0x1, 1, msg))
+    time.sleep(float(seconds))
+    s.close()
+    print("stalled", seconds)
+
+
 def hang(port):
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -164,6 +194,8 @@ if __name__ == "__main__":
         balance(sys.argv[2], int(sys.argv[3]))
     elif mode == "flood":
         flood(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif mode == "stall":
+        stall(sys.argv[2], sys.argv[3], sys.argv[4])
     elif mode == "hang":
         hang(sys.argv[2])
     else:

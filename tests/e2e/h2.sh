@@ -15,6 +15,10 @@
 #    shoal: every request 2xx, none failed or errored;
 #  - a detected port (no protocol declared) with the HTTP/2 preface is
 #    proxied as HTTP/2 too;
+#  - flow control is end to end: a client that asks for a 20 MiB stream
+#    and reads nothing holds the endpoint back (it gets well under 8 MiB
+#    out in 2 s), where a proxy granting window updates on receipt would
+#    have taken it all;
 #  - hostile input: a rapid reset (2000 streams opened and reset at once)
 #    and a CONTINUATION flood (1000 frames) each end in a GOAWAY from shoal
 #    (h2_protocol_errors counts them), and shoald serves on.
@@ -180,6 +184,19 @@ if ((n == 9)); then
 else
 	fail "detect: want 9 calls answered on port 50052, got '$out'"
 fi
+# ---- flow control ----------------------------------------------------------------
+
+# Which endpoint serves it is the balancer's choice: read every log.
+before=$(cat "$LOGDIR"/grpc-*.log | grep -c '^streamed' || true)
+pod_run a1 timeout 20 "$PY" "$GRPC_PY" stall 10.96.0.40 50051 2 >"$LOGDIR/stall.out" 2>&1
+sent=$(($(cat "$LOGDIR"/grpc-*.log | grep -c '^streamed' || true) - before))
+mib=$((sent * 64 / 1024))
+if ((sent > 0 && sent < 128)); then
+	pass "flow control: a client reading nothing held the endpoint to $sent of 320 64-KiB messages (~$mib MiB) in 2 s"
+else
+	fail "flow control: the endpoint sent $sent of 320 64-KiB messages to a client reading nothing (want 1..127)"
+fi
+
 # ---- hostile input -------------------------------------------------------------
 
 pe0=$(proxy_metric shoal_proxy_h2_protocol_errors_total)
