@@ -17,6 +17,8 @@
 #    fails open to "direct"), "kl4" still balances over a2 and b1 and
 #    avoids a3, 100 connections.
 #  - a new shoald after it keeps the kernel's costs (counts, RTT) of endpoints that remain;
+#  - a config change that drops b1 from "kl4": every connect goes to a2,
+#    whose counts go on, and b1's cost entry goes;
 #  - IPv6 (connect6) and v4-mapped connects of "kl4" go straight to a2/b1;
 #  - 256 MiB each way through kernel-mode "kl4-bulk" 10.96.0.52:9000 -> a2
 #    (tests/e2e/stream.sh's method): checksums match.
@@ -219,6 +221,27 @@ if ((${kept:-0} >= 100)) && awk -v s="$slow_kept" 'BEGIN { exit !(s >= 10) }'; t
 else
 	fail "after the restart a2 shows '${kept}' connects (want >= 100, its count before) and a3 '${slow_kept}' ms"
 fi
+
+# ---- a config change: b1 leaves "kl4"; a2 keeps its cost, a3 stays avoided ----
+applied_count() { grep -c 'discovery: configuration applied' "$SHOALD_LOG" || true; }
+applied=$(applied_count)
+write_config "$(kl4_service kl4 '10.96.0.50, "fd96::50"' 80 8080 10.77.1.3 "$SLOW_IP" '"fd77:1::3"')
+$(kl4_service kl4-bulk 10.96.0.52 9000 9000 10.77.1.3)"
+for ((i = 0; i < 250; i++)); do
+	(($(applied_count) > applied)) && break
+	sleep 0.02
+done
+(($(applied_count) > applied)) || fatal "shoald did not log the change applied within 5 s"
+out=$(spread 10.96.0.50:80 30)
+say "figure: after b1 left, 30 connections: a2 $(count_of "$out" a2), b1 $(count_of "$out" b1), a3 $(count_of "$out" a3), failed $(count_of "$out" FAILED)"
+(($(count_of "$out" a2) == 30)) && pass "after the change every connect went to a2: b1 gone, a3 still avoided" ||
+	fail "after the change: a2 $(count_of "$out" a2) of 30 (b1 $(count_of "$out" b1), a3 $(count_of "$out" a3))"
+eps=$(ctl endpoints 2>/dev/null) || fail "shoalctl endpoints failed"
+now_a2=$(row_field 10.77.1.3:8080 2)
+((${now_a2:-0} >= kept + 30)) && pass "a2's counts went on across the change ($kept -> $now_a2 connects)" ||
+	fail "a2 shows ${now_a2} connects after the change, want >= $((kept + 30))"
+[[ -z $(row_field 10.77.2.2:8080 2) ]] && pass "b1's cost entry left with it" ||
+	fail "b1 still has a cost entry after it left every kernel-mode set"
 
 # ---- 256 MiB each way in kernel mode (stream.sh's method) ----
 pod_spawn a2 "$LOGDIR/stream.server.log" "$SHOAL_PEER" stream-server --listen 0.0.0.0:9000 --bytes "$BYTES" --seed 44
