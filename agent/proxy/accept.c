@@ -222,6 +222,6 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 
 void accept_size_caches(struct worker *w, const struct config *cfg)
 {
-	w->https.size = sizeof(struct http1_conn);
-	w->headers.size = http1_headers_size(cfg);
+	w->states.size = sizeof(struct http1_conn);
+	w->slots.size = http1_headers_size(cfg);
 }

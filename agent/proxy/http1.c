@@ -574,7 +574,7 @@ static void http1_client_ip(const struct conn *c, struct http1_conn *h)
 
 void http1_start(struct worker *w, struct conn *c)
 {
-	struct http1_conn *h = c->http ? c->http : worker_http_get(w);
+	struct http1_conn *h = c->http ? c->http : worker_state_get(w);
 	uint32_t keep_tail = c->to_upstream.tail;
 
 	if (!h) {

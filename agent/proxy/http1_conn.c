@@ -42,7 +42,7 @@ bool http1_headers_hold(struct worker *w, struct http1_conn *h)
 
 	if (h->headers)
 		return true;
-	h->headers = worker_headers_get(w);
+	h->headers = worker_slots_get(w);
 	if (!h->headers)
 		return false;
 	h->rq_head.headers = h->headers;
@@ -55,7 +55,7 @@ bool http1_headers_hold(struct worker *w, struct http1_conn *h)
 /* Between exchanges: no parsed header is used any more. */
 void http1_headers_release(struct worker *w, struct http1_conn *h)
 {
-	worker_headers_put(w, h->headers);
+	worker_slots_put(w, h->headers);
 	h->headers = NULL;
 	h->rq_head.headers = h->rs_head.headers = NULL;
 	h->rq_head.n_headers = h->rs_head.n_headers = 0;

@@ -251,31 +251,31 @@ void worker_buf_put(struct worker *w, char *buf)
 	freelist_put(w, &w->bufs, buf);
 }
 
-struct http1_conn *worker_http_get(struct worker *w)
+void *worker_state_get(struct worker *w)
 {
-	return freelist_get(w, &w->https);
+	return freelist_get(w, &w->states);
 }
 
-void worker_http_put(struct worker *w, struct http1_conn *h)
+void worker_state_put(struct worker *w, void *state)
 {
-	freelist_put(w, &w->https, h);
+	freelist_put(w, &w->states, state);
 }
 
-struct http1_header *worker_headers_get(struct worker *w)
+void *worker_slots_get(struct worker *w)
 {
-	struct http1_header *hd = freelist_get(w, &w->headers);
+	void *hd = freelist_get(w, &w->slots);
 
 	if (hd)
 		__atomic_store_n(&w->stats.header_slots, ++w->n_headers_held, __ATOMIC_RELAXED);
 	return hd;
 }
 
-void worker_headers_put(struct worker *w, struct http1_header *hd)
+void worker_slots_put(struct worker *w, void *hd)
 {
 	if (!hd)
 		return;
 	__atomic_store_n(&w->stats.header_slots, --w->n_headers_held, __ATOMIC_RELAXED);
-	freelist_put(w, &w->headers, hd);
+	freelist_put(w, &w->slots, hd);
 }
 
 struct conn *worker_conn_get(struct worker *w)
@@ -422,8 +422,8 @@ void worker_caches_free(struct worker *w)
 	}
 	w->n_free = 0;
 	freelist_fini(w, &w->bufs);
-	freelist_fini(w, &w->https);
-	freelist_fini(w, &w->headers);
+	freelist_fini(w, &w->states);
+	freelist_fini(w, &w->slots);
 	while (w->n_replay_free) {
 		free(w->replay_free[--w->n_replay_free]);
 		worker_mem_uncharge(w, w->replay_slab_bytes);

@@ -32,7 +32,7 @@
 #define WORKER_FREE_CONNS_MAX 256
 
 /*
- * Idle buffers and HTTP states a worker keeps for reuse; past this they
+ * Idle buffers, states and header slots a worker keeps for reuse; past this they
  * are freed. 64 buffers of the default 16 KiB are 1 MiB.
  */
 #define WORKER_FREE_BUFS_MAX 64
@@ -113,18 +113,19 @@ struct worker {
 	uint32_t n_free;
 
 	/*
-	 * Buffers (cfg->buffer_bytes), HTTP states (struct http1_conn) and
-	 * header slots (http1_headers_size) live apart from the connections:
-	 * a connection holds a buffer only while bytes wait in it, an HTTP
-	 * state only if it speaks HTTP, and header slots only while a head is
-	 * parsed or in use, so an idle connection costs its few hundred bytes
-	 * (docs/proxy.md).
+	 * Buffers (cfg->buffer_bytes), a kind's per-connection state (HTTP/1's
+	 * struct http1_conn) and its header slots live apart from the
+	 * connections: a connection holds a buffer only while bytes wait in
+	 * it, a state only if its kind keeps one, and slots only while a head
+	 * is parsed or in use, so an idle connection costs its few hundred
+	 * bytes (docs/proxy.md). The kinds size the state and slot caches
+	 * (accept_size_caches); the worker only keeps them.
 	 */
 	struct worker_freelist bufs;
-	uint32_t n_buf_held;	  /* by connections */
-	uint32_t n_headers_held; /* by connections */
-	struct worker_freelist https;
-	struct worker_freelist headers;
+	uint32_t n_buf_held;	 /* by connections */
+	uint32_t n_headers_held; /* slot arrays held by connections */
+	struct worker_freelist states;
+	struct worker_freelist slots;
 	struct pool *pool; /* idle upstream HTTP connections per endpoint */
 
 	void *replay_free[WORKER_REPLAY_SLABS_MAX]; /* idle replay slabs */
@@ -172,13 +173,16 @@ void worker_buf_put(struct worker *w, char *buf);
 /* Socket fd is not on the sockmap shortcut (proxy_on_shortcut_fn). */
 bool worker_plain_tcp(const struct worker *w, int fd);
 
-/* An HTTP state (uninitialized), and back (its header slots given back already). */
-struct http1_conn *worker_http_get(struct worker *w);
-void worker_http_put(struct worker *w, struct http1_conn *h);
+/*
+ * A kind's per-connection state (uninitialized; states.size bytes), and
+ * back (NULL is ignored; whatever it held given back already).
+ */
+void *worker_state_get(struct worker *w);
+void worker_state_put(struct worker *w, void *state);
 
-/* Header slots for an HTTP state (uninitialized), and back. */
-struct http1_header *worker_headers_get(struct worker *w);
-void worker_headers_put(struct worker *w, struct http1_header *hd);
+/* Header slots for a state (uninitialized; slots.size bytes), and back. */
+void *worker_slots_get(struct worker *w);
+void worker_slots_put(struct worker *w, void *slots);
 
 /* The config connection c was routed with (it outlives later updates). */
 const struct config *worker_conn_config(const struct worker *w, const struct conn *c);

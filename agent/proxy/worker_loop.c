@@ -139,7 +139,7 @@ static void worker_reap(struct worker *w)
 		w->closed = c->next;
 		worker_buf_put(w, c->to_upstream.data);
 		worker_buf_put(w, c->to_client.data);
-		worker_http_put(w, c->http);
+		worker_state_put(w, c->http);
 		/* Nothing names c any more: its snapshot may go (the drain ends). */
 		proxy_snap_put(c->snap);
 		c->snap = NULL;
