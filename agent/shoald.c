@@ -29,12 +29,13 @@
 #include "recording/trace.h"
 #include "telemetry/admin.h"
 #include "telemetry/otlp.h"
+#include "upgrade/handover.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: shoald -c FILE [--no-shortcut] [--admin ADDR:PORT|off] "
 		   "[--log-level warn|info|debug]\n"
-		   "              [--log-time|--no-log-time]\n"
+		   "              [--log-time|--no-log-time] [--handover-socket PATH|off]\n"
 		   "       shoald --uninstall (-c FILE | --pin-root DIR)\n"
 		   "       shoald --list-metrics\n"
 		   "\n"
@@ -47,6 +48,10 @@ static void usage(FILE *f)
 		   "      --log-time      start each log line with its UTC time (RFC 3339, ms);\n"
 		   "                      the default unless stderr is the journal (JOURNAL_STREAM)\n"
 		   "      --no-log-time   no time on log lines (for a collector that adds its own)\n"
+		   "      --handover-socket PATH\n"
+		   "                      the upgrade hand-over socket (docs/upgrade.md); default\n"
+		   "                      " HANDOVER_DEFAULT_SOCKET " for the default pin root, else\n"
+		   "                      /run/shoal/handover-<hash of the pin root>.sock; off: none\n"
 		   "      --uninstall     remove every link, program, map and pin shoal made\n"
 		   "      --pin-root DIR  with --uninstall and no -c: the pin root\n"
 		   "      --list-metrics  print the table of exported metrics (docs/metrics.md)\n");
@@ -343,14 +348,18 @@ static uint64_t monotonic_ms(void)
  * new connections go straight to their destination, and give the
  * connections the proxy holds up to proxy.drain_timeout_ms to finish,
  * each HTTP keep-alive one closing after its current response. Returns
- * when none is left, at the deadline, or at a second signal.
+ * when none is left, at the deadline, or at a second signal. After a
+ * hand-over (handed_over) the same, but the heartbeat is the new
+ * shoald's: left alone, and new connections go to the new proxy.
  */
-static void drain(const struct config *cfg, struct datapath *dp, struct proxy *proxy, int sig_fd)
+static void drain(const struct config *cfg, struct datapath *dp, struct proxy *proxy, int sig_fd,
+		  bool handed_over)
 {
 	uint64_t start = monotonic_ms(), deadline = start + cfg->drain_timeout_ms;
 	struct proxy_stats st;
 
-	datapath_heartbeat(dp, false);
+	if (!handed_over)
+		datapath_heartbeat(dp, false);
 	if (!cfg->drain_timeout_ms)
 		return;
 	proxy_drain(proxy);
@@ -378,9 +387,127 @@ static void drain(const struct config *cfg, struct datapath *dp, struct proxy *p
 	}
 }
 
-/* Serve until SIGTERM/SIGINT, refreshing the heartbeat and applying discovery's changes. */
+/*
+ * The old side of a hand-over (docs/upgrade.md): the session with a new
+ * shoald, from its HELLO to its READY. Until READY nothing changes here:
+ * the listeners stay ours and served, and the heartbeat ours to beat.
+ */
+struct handover_session {
+	int listen_fd; /* -1: hand-over off */
+	int fd;	       /* the session, -1 when none */
+	uint32_t peer_pid;
+	uint64_t deadline_ms; /* the session ends unconfirmed at this time */
+};
+
+static void session_end(struct handover_session *hs, const char *why)
+{
+	if (hs->fd < 0)
+		return;
+	pr_warn("hand-over: the session with the new shoald (pid %u) ended before it took over "
+		"(%s); serving on",
+		hs->peer_pid, why);
+	close(hs->fd);
+	hs->fd = -1;
+}
+
+/* A new shoald knocks: take it, unless a session runs already. */
+static void session_accept(struct handover_session *hs)
+{
+	int fd = accept4(hs->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	struct timeval tv = {.tv_sec = HANDOVER_STEP_TIMEOUT_MS / 1000};
+
+	if (fd < 0)
+		return;
+	if (hs->fd >= 0) {
+		handover_send(fd, HANDOVER_REFUSE, NULL, 0, 0, 0,
+			      "another hand-over is under way; try again");
+		close(fd);
+		return;
+	}
+	/* Blocking with timeouts: a send to a wedged peer cannot hold the heartbeat long. */
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	hs->fd = fd;
+	hs->peer_pid = 0;
+	hs->deadline_ms = monotonic_ms() + 3 * HANDOVER_STEP_TIMEOUT_MS;
+}
+
+/* Send every listener, in packets of at most HANDOVER_FDS_PER_MSG. 0 or -errno. */
+static int session_offer(struct handover_session *hs, struct proxy *proxy)
+{
+	static struct proxy_listen_fds lf;
+	int n = proxy_listen_fds(proxy, &lf), sent = 0, err = 0;
+
+	do {
+		uint32_t k = (uint32_t)(n - sent) > HANDOVER_FDS_PER_MSG ? HANDOVER_FDS_PER_MSG
+									 : (uint32_t)(n - sent);
+
+		err = handover_send(hs->fd, HANDOVER_OFFER, lf.fd + sent, k, sent + (int)k == n,
+				    (uint32_t)n, NULL);
+		sent += (int)k;
+	} while (!err && sent < n);
+	if (!err)
+		pr_info("hand-over: offered %d listeners to the new shoald (pid %u)", n,
+			hs->peer_pid);
+	return err;
+}
+
+/*
+ * A packet on the session. Returns 1 when the new shoald confirmed (READY):
+ * the caller lets go; 0 otherwise.
+ */
+static int session_read(struct handover_session *hs, struct proxy *proxy)
+{
+	struct handover_msg m;
+	char err[256];
+	uint32_t n;
+	int fds[1], ret = handover_recv(hs->fd, &m, fds, 0, &n, err, sizeof(err));
+
+	if (ret == -EPROTO) {
+		pr_warn("%s", err);
+		handover_send(hs->fd, HANDOVER_REFUSE, NULL, 0, 0, 0, err);
+		session_end(hs, "protocol mismatch");
+		return 0;
+	}
+	if (ret) {
+		session_end(hs, ret == -EPIPE ? "it closed the socket: exited or killed"
+					      : strerror(-ret));
+		return 0;
+	}
+	switch (m.type) {
+	case HANDOVER_HELLO:
+		hs->peer_pid = m.pid;
+		pr_info("hand-over: a new shoald (pid %u) asks to take over", m.pid);
+		ret = session_offer(hs, proxy);
+		if (ret)
+			session_end(hs, strerror(-ret));
+		return 0;
+	case HANDOVER_READY:
+		pr_info("hand-over: the new shoald (pid %u) serves and beats the heartbeat: "
+			"letting go",
+			hs->peer_pid);
+		return 1;
+	default:
+		snprintf(err, sizeof(err), "hand-over: unexpected %s (type %u) from the new shoald",
+			 handover_type_name(m.type), m.type);
+		pr_warn("%s", err);
+		handover_send(hs->fd, HANDOVER_REFUSE, NULL, 0, 0, 0, err);
+		session_end(hs, "unexpected message");
+		return 0;
+	}
+}
+
+/* What ended serve(). */
+enum serve_end {
+	SERVE_SIGNAL,	  /* SIGTERM/SIGINT: drain failed open, then exit */
+	SERVE_HANDED_OVER, /* a new shoald took over: drain, leave the heartbeat to it */
+};
+
+/*
+ * Serve until SIGTERM/SIGINT or a hand-over, refreshing the heartbeat and
+ * applying discovery's changes. Returns an enum serve_end, or -errno.
+ */
 static int serve(const struct config *cfg, struct datapath *dp, struct proxy *proxy,
-		 struct discovery *disc, int sig_fd)
+		 struct discovery *disc, int sig_fd, struct handover_session *hs)
 {
 	/* Four beats per fail-open window: one late beat never fails open. */
 	uint64_t period_ns = (uint64_t)cfg->failopen_after_ms * 1000000ull / 4;
@@ -394,15 +521,19 @@ static int serve(const struct config *cfg, struct datapath *dp, struct proxy *pr
 		pr_warn("cannot start the heartbeat timer: %s", strerror(errno));
 		return -errno;
 	}
+	int end = SERVE_SIGNAL;
+
 	heartbeat(dp, proxy);
 	__atomic_store_n(&serving, true, __ATOMIC_RELEASE);
 	for (;;) {
-		struct pollfd fds[3] = { { .fd = sig_fd, .events = POLLIN },
+		struct pollfd fds[5] = { { .fd = sig_fd, .events = POLLIN },
 					 { .fd = timer_fd, .events = POLLIN },
-					 { .fd = discovery_fd(disc), .events = POLLIN } };
+					 { .fd = discovery_fd(disc), .events = POLLIN },
+					 { .fd = hs->listen_fd, .events = POLLIN },
+					 { .fd = hs->fd, .events = POLLIN } };
 		uint64_t ticks;
 
-		if (poll(fds, 3, -1) < 0) {
+		if (poll(fds, 5, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -413,6 +544,15 @@ static int serve(const struct config *cfg, struct datapath *dp, struct proxy *pr
 				/* Kernel mode's breaker, at the heartbeat's pace. */
 				datapath_tick(dp);
 			}
+			if (hs->fd >= 0 && monotonic_ms() >= hs->deadline_ms)
+				session_end(hs, "no READY in time");
+		}
+		if (fds[3].revents & POLLIN)
+			session_accept(hs);
+		if (hs->fd >= 0 && (fds[4].revents & (POLLIN | POLLHUP | POLLERR)) &&
+		    session_read(hs, proxy) == 1) {
+			end = SERVE_HANDED_OVER;
+			break;
 		}
 		if (fds[2].revents & POLLIN) {
 			struct config *next = NULL;
@@ -437,7 +577,115 @@ static int serve(const struct config *cfg, struct datapath *dp, struct proxy *pr
 	}
 	__atomic_store_n(&serving, false, __ATOMIC_RELEASE);
 	close(timer_fd);
-	return 0;
+	return end;
+}
+
+/*
+ * Test only (tests/e2e/upgrade.sh): SHOALD_TEST_HANDOVER_DIE=before-ready
+ * makes a new shoald SIGKILL itself once its proxy runs on the inherited
+ * listeners and it has beaten the heartbeat, just before READY: the
+ * worst moment for the old one, which must keep serving.
+ */
+static bool test_die_before_ready(void)
+{
+	const char *v = getenv("SHOALD_TEST_HANDOVER_DIE");
+
+	return v && !strcmp(v, "before-ready");
+}
+
+/*
+ * The new side of a hand-over, first half: ask the shoald listening at
+ * path for its listeners. Returns the session fd with *in filled when one
+ * handed them over, -ENOENT when none listens there (a plain start), or
+ * another -errno after logging: the old one refused or the protocol does
+ * not match, and this one must not start beside it.
+ */
+static int takeover_begin(const char *path, struct proxy_listen_fds *in, uint32_t *old_pid)
+{
+	struct handover_msg m;
+	char err[256];
+	uint32_t n;
+	int fd = handover_connect(path), ret;
+
+	in->n = 0;
+	if (fd == -ENOENT || fd == -ECONNREFUSED)
+		return -ENOENT;
+	if (fd < 0) {
+		pr_warn("hand-over: cannot connect to %s: %s; starting without a hand-over", path,
+			strerror(-fd));
+		return -ENOENT;
+	}
+	ret = handover_send(fd, HANDOVER_HELLO, NULL, 0, 0, 0, NULL);
+	for (bool last = false; !ret && !last;) {
+		ret = handover_recv(fd, &m, in->fd + in->n,
+				    (uint32_t)(PROXY_MAX_LISTEN_FDS - in->n) < HANDOVER_FDS_PER_MSG
+					? (uint32_t)(PROXY_MAX_LISTEN_FDS - in->n)
+					: HANDOVER_FDS_PER_MSG,
+				    &n, err, sizeof(err));
+		if (ret == -EPROTO) {
+			pr_warn("%s", err);
+			handover_send(fd, HANDOVER_REFUSE, NULL, 0, 0, 0, err);
+			break;
+		}
+		if (ret)
+			break;
+		in->n += (int)n;
+		*old_pid = m.pid;
+		if (m.type == HANDOVER_REFUSE) {
+			pr_warn("hand-over: the running shoald (pid %u) refused: %s", m.pid, m.text);
+			ret = -EPROTO;
+		} else if (m.type != HANDOVER_OFFER || m.total > PROXY_MAX_LISTEN_FDS ||
+			   (m.last && (uint32_t)in->n != m.total)) {
+			pr_warn("hand-over: unexpected %s (type %u, %d of %u fds) from the running "
+				"shoald (pid %u)",
+				handover_type_name(m.type), m.type, in->n, m.total, m.pid);
+			ret = -EPROTO;
+		}
+		last = m.last;
+	}
+	if (ret) {
+		if (ret != -EPROTO)
+			pr_warn("hand-over: the running shoald at %s did not offer its listeners: %s",
+				path, ret == -EAGAIN ? "timed out" : strerror(-ret));
+		pr_warn("hand-over failed: not starting beside the running shoald; it serves on "
+			"(stop it with SIGTERM for a plain restart)");
+		for (int i = 0; i < in->n; i++)
+			close(in->fd[i]);
+		in->n = 0;
+		close(fd);
+		return ret == -EPROTO ? -EPROTO : -EIO;
+	}
+	pr_info("hand-over: took %d listeners from the running shoald (pid %u)", in->n, *old_pid);
+	return fd;
+}
+
+/*
+ * The second half, once the proxy runs on the inherited listeners (held)
+ * and the heartbeat is beaten: READY, then accept, then wait for DONE (the
+ * old one stopped accepting and freed the admin address). Either side
+ * dying now leaves this one serving. Closes fd.
+ */
+static void takeover_finish(int fd, struct proxy *proxy, uint32_t old_pid)
+{
+	struct handover_msg m;
+	char err[256];
+	uint32_t n;
+	int dummy[1], ret = handover_send(fd, HANDOVER_READY, NULL, 0, 0, 0, NULL);
+
+	/* The sockets are shared: both processes accepting for a moment loses nothing. */
+	proxy_accept_start(proxy);
+	if (!ret)
+		ret = handover_recv(fd, &m, dummy, 0, &n, err, sizeof(err));
+	if (!ret && m.type != HANDOVER_DONE)
+		ret = -EPROTO;
+	if (ret)
+		pr_warn("hand-over: no DONE from the old shoald (pid %u): %s; serving on", old_pid,
+			ret == -EPIPE	 ? "it exited"
+			: ret == -EAGAIN ? "timed out"
+					 : strerror(-ret));
+	else
+		pr_info("hand-over: done; the old shoald (pid %u) drains", old_pid);
+	close(fd);
 }
 
 int main(int argc, char **argv)
@@ -452,10 +700,20 @@ int main(int argc, char **argv)
 		{ "pin-root", required_argument, NULL, 'P' },
 		{ "admin", required_argument, NULL, 'A' },
 		{ "list-metrics", no_argument, NULL, 'M' },
+		{ "handover-socket", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
-	const char *config_path = NULL, *pin_root = NULL, *admin_listen = NULL;
+	const char *config_path = NULL, *pin_root = NULL, *admin_listen = NULL,
+		   *handover_opt = NULL;
+	static struct proxy_listen_fds inherit;
+	struct handover_session hs = {.listen_fd = -1, .fd = -1};
+	char handover_path[108] = "";
+	uint32_t old_pid = 0;
+	/* Whether exiting zeroes the heartbeat: not while an old shoald beats it
+	 * (before READY), nor once a new one does (after a hand-over). */
+	bool heartbeat_ours = true;
+	int session_fd = -1, end = SERVE_SIGNAL;
 	bool no_shortcut = false, uninstall = false;
 	struct config *cfg = NULL;
 	struct datapath *dp = NULL;
@@ -503,6 +761,9 @@ int main(int argc, char **argv)
 			break;
 		case 'A':
 			admin_listen = optarg;
+			break;
+		case 'H':
+			handover_opt = optarg;
 			break;
 		case 'M':
 			metrics_print_docs();
@@ -559,13 +820,59 @@ int main(int argc, char **argv)
 	}
 
 	raise_nofile();
-	err = datapath_open(cfg, &dp);
+	if (!handover_opt)
+		handover_default_path(cfg->pin_root, handover_path, sizeof(handover_path));
+	else if (strcmp(handover_opt, "off") != 0)
+		snprintf(handover_path, sizeof(handover_path), "%s", handover_opt);
+	if (handover_path[0]) {
+		session_fd = takeover_begin(handover_path, &inherit, &old_pid);
+		if (session_fd < 0 && session_fd != -ENOENT) {
+			err = session_fd;
+			session_fd = -1;
+			heartbeat_ours = false; /* the old one's */
+			goto out;
+		}
+	}
+	if (session_fd >= 0) {
+		heartbeat_ours = false;
+		err = datapath_open_keep_heartbeat(cfg, &dp);
+	} else {
+		err = datapath_open(cfg, &dp);
+	}
 	if (err)
 		goto out;
-	err = proxy_start(cfg, datapath_orig_dst, datapath_on_shortcut, dp, &proxy, err_msg, sizeof(err_msg));
+	if (session_fd >= 0)
+		err = proxy_start_inherit(cfg, datapath_orig_dst, datapath_on_shortcut, dp, &inherit,
+					  true, &proxy, err_msg, sizeof(err_msg));
+	else
+		err = proxy_start(cfg, datapath_orig_dst, datapath_on_shortcut, dp, &proxy, err_msg,
+				  sizeof(err_msg));
 	if (err) {
 		pr_warn("cannot start the node proxy: %s", err_msg);
 		goto out;
+	}
+	if (session_fd >= 0) {
+		/* Beat before READY: the old one stops beating once it lets go. */
+		heartbeat(dp, proxy);
+		if (test_die_before_ready()) {
+			pr_warn("test mode: dying before READY (SHOALD_TEST_HANDOVER_DIE)");
+			raise(SIGKILL);
+		}
+		heartbeat_ours = true;
+		takeover_finish(session_fd, proxy, old_pid);
+		session_fd = -1;
+		heartbeat(dp, proxy);
+	}
+	if (handover_path[0]) {
+		hs.listen_fd = handover_listen(handover_path);
+		if (hs.listen_fd < 0) {
+			pr_warn("hand-over: cannot listen on %s: %s; a new shoald cannot take over "
+				"from this one",
+				handover_path, strerror(-hs.listen_fd));
+			hs.listen_fd = -1;
+		} else {
+			pr_info("hand-over: a new shoald takes over through %s", handover_path);
+		}
 	}
 	{
 		char v4[ADDR_STR_MAX] = "-", v6[ADDR_STR_MAX] = "-";
@@ -609,14 +916,43 @@ int main(int argc, char **argv)
 		}
 		pr_info("admin endpoint on %s (/healthz /readyz /metrics)", admin_listen);
 	}
-	err = serve(cfg, dp, proxy, disc, sig_fd);
-	if (!err)
-		drain(cfg, dp, proxy, sig_fd);
+	end = serve(cfg, dp, proxy, disc, sig_fd, &hs);
+	err = end < 0 ? end : 0;
+	if (end == SERVE_HANDED_OVER) {
+		/*
+		 * The new shoald accepts and beats now. Let go of what it needs
+		 * (the listeners, the hand-over socket, the admin address, the
+		 * CNI socket) before DONE; what it does not (discovery) after.
+		 */
+		heartbeat_ours = false;
+		proxy_release_listeners(proxy);
+		handover_close(hs.listen_fd, NULL); /* the file is the new one's now */
+		hs.listen_fd = -1;
+		admin_stop(admin);
+		admin = NULL;
+		enroll_stop(enr);
+		enr = NULL;
+		if (handover_send(hs.fd, HANDOVER_DONE, NULL, 0, 0, 0, NULL))
+			pr_warn("hand-over: cannot send DONE to the new shoald (pid %u)", hs.peer_pid);
+		close(hs.fd);
+		hs.fd = -1;
+		discovery_stop(disc);
+		disc = NULL;
+		pr_info("handed over to the new shoald (pid %u): draining for up to %u ms",
+			hs.peer_pid, cfg->drain_timeout_ms);
+	}
+	if (end >= 0)
+		drain(cfg, dp, proxy, sig_fd, end == SERVE_HANDED_OVER);
 out:
 	/* Fail open first, then stop the proxy: no connect is sent to a
 	 * listener that is about to close. */
-	if (dp)
+	if (dp && heartbeat_ours)
 		datapath_heartbeat(dp, false);
+	if (hs.fd >= 0)
+		close(hs.fd);
+	handover_close(hs.listen_fd, handover_path); /* a plain stop: the file goes too */
+	if (session_fd >= 0)
+		close(session_fd);
 	admin_stop(admin); /* it reads the proxy's and discovery's stats: stop it first */
 	discovery_stop(disc); /* its threads write into the model only */
 	enroll_stop(enr);     /* the enrolled map stays: pods stay meshed across a restart */

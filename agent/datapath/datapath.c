@@ -179,8 +179,9 @@ static int publish_meta(struct datapath *dp)
 }
 
 /* Write every knob; the heartbeat starts at zero (fail open) until the
- * proxy is listening and the agent calls datapath_heartbeat(). */
-static int publish_config(struct datapath *dp, const struct config *cfg)
+ * proxy is listening and the agent calls datapath_heartbeat(), unless
+ * keep_heartbeat (a hand-over: the running shoald beats it). */
+static int publish_config(struct datapath *dp, const struct config *cfg, bool keep_heartbeat)
 {
 	struct shoal_config val = {
 		.proxy_v4 = cfg->proxy_v4,
@@ -193,6 +194,9 @@ static int publish_config(struct datapath *dp, const struct config *cfg)
 	};
 	__u32 zero = 0;
 
+	if (keep_heartbeat)
+		val.heartbeat_boot_ns =
+		    __atomic_load_n(&dp->config->heartbeat_boot_ns, __ATOMIC_ACQUIRE);
 	if (bpf_map_update_elem(bpf_map__fd(dp->skel->maps.shoal_config), &zero, &val, BPF_ANY) < 0)
 		return -errno;
 	return 0;
@@ -511,7 +515,8 @@ static int attach_hook(struct datapath *dp, const struct hook *h, int cgroup_fd,
 	return 0;
 }
 
-int datapath_open(const struct config *cfg, struct datapath **out)
+static int datapath_open_common(const struct config *cfg, bool keep_heartbeat,
+				struct datapath **out)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, open_opts);
 	char maps_dir[PATH_MAX], links_dir[PATH_MAX], cgroup_path[PATH_MAX];
@@ -584,7 +589,7 @@ int datapath_open(const struct config *cfg, struct datapath **out)
 
 	err = publish_meta(dp);
 	if (!err)
-		err = publish_config(dp, cfg);
+		err = publish_config(dp, cfg, keep_heartbeat);
 	if (err) {
 		pr_warn("cannot write shoal_meta/shoal_config: %s", strerror(-err));
 		goto err_unmap;
@@ -625,6 +630,16 @@ err_free:
 	free(dp->name_hash);
 	free(dp);
 	return err;
+}
+
+int datapath_open(const struct config *cfg, struct datapath **out)
+{
+	return datapath_open_common(cfg, false, out);
+}
+
+int datapath_open_keep_heartbeat(const struct config *cfg, struct datapath **out)
+{
+	return datapath_open_common(cfg, true, out);
 }
 
 void datapath_close(struct datapath *dp)

@@ -25,6 +25,13 @@ struct datapath;
 int datapath_open(const struct config *cfg, struct datapath **out);
 
 /*
+ * datapath_open for a hand-over (docs/upgrade.md): the heartbeat that the
+ * running shoald beats is kept, not zeroed, so that no connect fails
+ * open while both processes run.
+ */
+int datapath_open_keep_heartbeat(const struct config *cfg, struct datapath **out);
+
+/*
  * Make the service maps (shoal_services, shoal_svc_names) hold exactly
  * cfg's services, writing only the entries that differ from the last
  * publish (docs/discovery.md). Main thread only. Returns 0, or -errno

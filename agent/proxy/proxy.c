@@ -147,6 +147,32 @@ static int proxy_run_workers(struct proxy *p, char *err, size_t errlen)
 	return ret;
 }
 
+/*
+ * Close the inherited listeners no worker took: the old proxy had more
+ * workers. Connections queued in them are reset when the old process
+ * lets go of them too (docs/upgrade.md, "Worker counts").
+ */
+static void proxy_inherit_close_unused(struct proxy *p)
+{
+	struct proxy_listen_fds *in = p->opts.inherit;
+	int n = 0;
+
+	if (!in)
+		return;
+	for (int i = 0; i < in->n; i++) {
+		if (in->fd[i] >= 0) {
+			close(in->fd[i]);
+			in->fd[i] = -1;
+			n++;
+		}
+	}
+	if (n)
+		pr_warn("proxy: %d of the %d inherited listeners are not used (not a listener on "
+			"this proxy's address and port, or more than its %d workers take): closed",
+			n, in->n, p->n_workers);
+	p->opts.inherit = NULL;
+}
+
 int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst,
 		     proxy_on_shortcut_fn on_shortcut, void *orig_ctx, const struct proxy_opts *opts,
 		     struct proxy **out, char *err, size_t errlen)
@@ -219,6 +245,7 @@ int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst,
 		snprintf(err, errlen, "cannot start the proxy: out of memory");
 		goto err;
 	}
+	atomic_store(&p->hold_accepts, p->opts.hold);
 	for (int i = 0; i < p->n_workers; i++) {
 		ret = worker_init(&p->workers[i], p, i, err, errlen);
 		if (ret) {
@@ -226,6 +253,7 @@ int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst,
 			goto err;
 		}
 	}
+	proxy_inherit_close_unused(p);
 	ret = proxy_run_workers(p, err, errlen);
 	if (ret) {
 		proxy_signal_stop(p);
@@ -236,6 +264,7 @@ int proxy_start_opts(const struct config *cfg, proxy_orig_dst_fn orig_dst,
 	return 0;
 
 err:
+	proxy_inherit_close_unused(p);
 	proxy_free(p);
 	return ret;
 }
@@ -245,6 +274,56 @@ int proxy_start(const struct config *cfg, proxy_orig_dst_fn orig_dst,
 		size_t errlen)
 {
 	return proxy_start_opts(cfg, orig_dst, on_shortcut, orig_ctx, NULL, out, err, errlen);
+}
+
+int proxy_start_inherit(const struct config *cfg, proxy_orig_dst_fn orig_dst,
+			proxy_on_shortcut_fn on_shortcut, void *orig_ctx,
+			struct proxy_listen_fds *inherit, bool hold, struct proxy **out, char *err,
+			size_t errlen)
+{
+	struct proxy_opts opts = {.inherit = inherit, .hold = hold};
+	int ret = proxy_start_opts(cfg, orig_dst, on_shortcut, orig_ctx, &opts, out, err, errlen);
+
+	/* An early refusal (proxy_check_config) returns before any worker ran. */
+	for (int i = 0; inherit && i < inherit->n; i++) {
+		if (inherit->fd[i] >= 0) {
+			close(inherit->fd[i]);
+			inherit->fd[i] = -1;
+		}
+	}
+	return ret;
+}
+
+/* Wake every worker through its update eventfd (what stays to do is in p). */
+static void proxy_wake_workers(struct proxy *p, const char *why)
+{
+	uint64_t one = 1;
+
+	for (int i = 0; i < p->n_workers; i++)
+		if (write(p->workers[i].update.fd, &one, sizeof(one)) != sizeof(one))
+			pr_warn("proxy: cannot wake worker %d to %s: %s", i, why, strerror(errno));
+}
+
+void proxy_accept_start(struct proxy *p)
+{
+	if (p && atomic_exchange(&p->hold_accepts, false))
+		proxy_wake_workers(p, "accept");
+}
+
+int proxy_listen_fds(const struct proxy *p, struct proxy_listen_fds *out)
+{
+	out->n = 0;
+	for (int i = 0; i < p->n_workers; i++)
+		for (int j = 0; j < p->workers[i].n_listeners; j++)
+			if (p->workers[i].listeners[j].pl.fd >= 0 && out->n < PROXY_MAX_LISTEN_FDS)
+				out->fd[out->n++] = p->workers[i].listeners[j].pl.fd;
+	return out->n;
+}
+
+void proxy_release_listeners(struct proxy *p)
+{
+	if (p && !atomic_exchange(&p->listeners_released, true))
+		proxy_wake_workers(p, "release its listeners");
 }
 
 int proxy_update(struct proxy *p, const struct config *cfg)

@@ -48,6 +48,53 @@ int proxy_start(const struct config *cfg, proxy_orig_dst_fn orig_dst,
 		size_t errlen);
 
 /*
+ * ---- Hand-over (docs/upgrade.md) ----------------------------------------
+ * A new shoald takes the running one's listening sockets over (SCM_RIGHTS)
+ * instead of binding its own, so that the accept queues, and the
+ * connections waiting in them, pass from one process to the other whole.
+ */
+
+/* Two families per worker, at most PROXY_MAX_WORKERS (proxy_int.h) workers. */
+#define PROXY_MAX_LISTEN_FDS 512
+
+/* Listening sockets, handed from one proxy to the next. */
+struct proxy_listen_fds {
+	int n;
+	int fd[PROXY_MAX_LISTEN_FDS];
+};
+
+/*
+ * proxy_start, but each worker's listener is one of inherit's fds bound to
+ * the same address and port (a listening TCP socket; checked), and only a
+ * listener inherit lacks (more workers than the old proxy had) is bound
+ * anew. Every fd of inherit is consumed, used or closed (an unused one
+ * with a warning: connections queued in it are reset), on error too. With
+ * hold, the workers do not accept until proxy_accept_start: the old
+ * process keeps accepting from the same sockets until it lets go.
+ */
+int proxy_start_inherit(const struct config *cfg, proxy_orig_dst_fn orig_dst,
+			proxy_on_shortcut_fn on_shortcut, void *orig_ctx,
+			struct proxy_listen_fds *inherit, bool hold, struct proxy **out,
+			char *err, size_t errlen);
+
+/* Let the workers of a proxy started with hold accept. Any thread; idempotent. */
+void proxy_accept_start(struct proxy *p);
+
+/*
+ * The listeners' fds, to pass to a new shoald (they stay p's: the caller
+ * must not close them). Call before proxy_release_listeners. Returns n.
+ */
+int proxy_listen_fds(const struct proxy *p, struct proxy_listen_fds *out);
+
+/*
+ * Stop accepting for good: each worker takes its listeners out of its
+ * epoll and closes its fds on its next turn. For a proxy whose listeners
+ * another process now holds; the connections open keep being served.
+ * Any thread; idempotent.
+ */
+void proxy_release_listeners(struct proxy *p);
+
+/*
  * Publish a new config (discovery: new services or endpoints). New
  * connections are routed with it from the workers' next round on, and so
  * is each later request of an open HTTP connection (it finds its service

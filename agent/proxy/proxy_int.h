@@ -67,7 +67,16 @@ struct proxy_opts {
 	 * (ENOBUFS, EADDRNOTAVAIL) through it.
 	 */
 	int (*connect_error)(int fd);
+	/*
+	 * Hand-over (proxy_start_inherit): the listeners worker_init takes
+	 * (each fd taken is set to -1), and whether the workers start held.
+	 */
+	struct proxy_listen_fds *inherit;
+	bool hold;
 };
+
+_Static_assert(PROXY_MAX_LISTEN_FDS >= 2 * PROXY_MAX_WORKERS,
+	       "a hand-over carries two listeners per worker");
 
 struct series_ids;
 
@@ -101,6 +110,8 @@ struct proxy {
 	bool clients_ready; /* clients initialised */
 	int stop_fd; /* eventfd: readable once proxy_stop was called */
 	atomic_bool draining; /* proxy_drain was called: close HTTP clients after their response */
+	atomic_bool hold_accepts;	/* workers do not accept until proxy_accept_start */
+	atomic_bool listeners_released; /* proxy_release_listeners was called */
 	int n_workers;
 	struct worker *workers;
 };

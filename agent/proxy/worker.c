@@ -65,7 +65,7 @@ int worker_listener_add(struct worker *w, struct worker_listener *l)
  */
 void worker_accept_resume(struct worker *w)
 {
-	if (w->accepting || w->stopping)
+	if (w->accepting || w->stopping || atomic_load(&w->p->hold_accepts))
 		return;
 	timer_heap_del(&w->timers, &w->accept_retry);
 	for (int i = 0; i < w->n_listeners; i++) {

@@ -111,6 +111,25 @@ static void worker_drain_sweep(struct worker *w)
 		       now + (uint64_t)WORKER_DRAIN_SWEEP_MS * 1000000);
 }
 
+/*
+ * Hand-over: close the listeners for good (proxy_release_listeners; the
+ * new process accepts from the same sockets). Out of the epoll first: the
+ * socket outlives our fd, and epoll would keep reporting it.
+ */
+static void worker_listeners_release(struct worker *w)
+{
+	for (int i = 0; i < w->n_listeners; i++) {
+		if (w->listeners[i].pl.fd < 0)
+			continue;
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->listeners[i].pl.fd, NULL);
+		close(w->listeners[i].pl.fd);
+		w->listeners[i].pl.fd = -1;
+	}
+	w->n_listeners = 0;
+	w->accepting = false;
+	timer_heap_del(&w->timers, &w->accept_retry);
+}
+
 static void worker_on_update(struct worker *w, struct pollable *pl, uint32_t events)
 {
 	uint64_t n;
@@ -120,6 +139,10 @@ static void worker_on_update(struct worker *w, struct pollable *pl, uint32_t eve
 		pr_warn("proxy worker %d: cannot read its update eventfd: %s", w->id,
 			strerror(errno));
 	worker_snap_take(w);
+	if (w->n_listeners && atomic_load(&w->p->listeners_released))
+		worker_listeners_release(w);
+	else if (!w->accepting && !atomic_load(&w->p->hold_accepts))
+		worker_accept_resume(w); /* proxy_accept_start (or early after EMFILE) */
 	if (!w->draining && atomic_load_explicit(&w->p->draining, memory_order_relaxed)) {
 		w->draining = true;
 		worker_drain_sweep(w);
@@ -259,6 +282,33 @@ void *worker_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Take an inherited listener (proxy_start_inherit) bound to addr:port_be:
+ * its fd, now the caller's, or -ENOENT when none is left.
+ */
+static int worker_listener_inherit(struct proxy *p, const struct shoal_addr *addr, uint16_t port_be)
+{
+	struct proxy_listen_fds *in = p->opts.inherit;
+
+	for (int i = 0; in && i < in->n; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		struct shoal_addr a;
+		uint16_t port;
+		int listening = 0, fd = in->fd[i];
+		socklen_t ol = sizeof(listening);
+
+		if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ||
+		    addr_from_sockaddr((struct sockaddr *)&ss, &a, &port) < 0 ||
+		    !addr_equal(&a, addr) || port != port_be ||
+		    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ol) < 0 || !listening)
+			continue;
+		in->fd[i] = -1;
+		return fd;
+	}
+	return -ENOENT;
+}
+
 int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t errlen)
 {
 	const struct config *cfg = p->cfg;
@@ -309,12 +359,16 @@ int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t err
 		if (addr_is_zero(addrs[i]))
 			continue;
 		addr_format(addrs[i], port_be, l->name, sizeof(l->name));
-		ret = sock_listen(addrs[i], port_be, cfg->socket_mark, err, errlen);
+		ret = worker_listener_inherit(p, addrs[i], port_be);
+		if (ret < 0)
+			ret = sock_listen(addrs[i], port_be, cfg->socket_mark, err, errlen);
 		if (ret < 0)
 			goto err;
 		l->pl.fd = ret;
 		l->pl.on_event = worker_on_accept;
 		w->n_listeners++;
+		if (atomic_load(&p->hold_accepts))
+			continue; /* proxy_accept_start adds them */
 		ret = worker_listener_add(w, l);
 		if (ret) {
 			snprintf(err, errlen, "proxy worker %d: cannot watch %s: %s", id, l->name,
@@ -322,7 +376,7 @@ int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t err
 			goto err;
 		}
 	}
-	w->accepting = true;
+	w->accepting = !atomic_load(&p->hold_accepts);
 
 	/* Level-triggered and read by its handler: proxy_update's wakeup. */
 	w->update.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -1,0 +1,232 @@
+#!/bin/bash
+# upgrade.sh: a new shoald takes over from a running one and nothing is
+# lost (docs/upgrade.md).
+#
+# Service "api" (VIP 10.96.0.50:8080, http) has one endpoint, shoal-backend
+# on a2; "bulk1"/"bulk2" (10.96.0.31/32:9000, tcp) are two stream-servers on
+# a2; "web" (10.96.0.10:80, tcp) is the echo servers. From enrolled a1,
+# under two wrk runs (keep-alive GETs, keep-alive POSTs), with two opaque
+# streams open (connected, then idle 3 s, then 8 MiB each way) and a hold
+# connection echoing:
+#  1. a new shoald that dies just before confirming (SHOALD_TEST_HANDOVER_DIE:
+#     it got the listeners, runs its proxy and has beaten the heartbeat)
+#     changes nothing: the old one says so and keeps serving;
+#  2. a new shoald takes over: it logs "hand-over: done"; the old one stops
+#     accepting, drains and exits by the drain deadline (4 s), resetting
+#     only the hold connection, which outlives it;
+#  3. after the load: a third shoald takes over from the second, which is
+#     SIGKILLed at once: the third serves.
+# Throughout: zero wrk socket errors or non-2xx, POSTs at the backend no
+# more than wrk sent (none sent twice), both streams intact (checksummed),
+# no connect failed open (connect_failed_open unchanged), and the proxy
+# alive at every check.
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+http_require wrk
+e2e_init
+e2e_topology
+
+VIP=10.96.0.50
+PORT=8080
+DRAIN_MS=4000
+WRK_SECS=10
+WRK_CONNS=8
+STREAM_BYTES=$((8 * 1024 * 1024))
+HANDOVER_SOCK=/run/shoal/$RUN.sock
+backend_start a2 9080
+write_config "
+  - name: api
+    vips: [$VIP]
+    ports: [{port: $PORT, target_port: 9080, protocol: http}]
+    endpoints: [{address: ${POD_IP4[a2]}}]
+$(tcp_service bulk1 10.96.0.31 9000 9001 "${POD_IP4[a2]}")
+$(tcp_service bulk2 10.96.0.32 9000 9002 "${POD_IP4[a2]}")"
+sed -i "s/^proxy: {/proxy: {drain_timeout_ms: $DRAIN_MS, /" "$CONFIG"
+grep -q "drain_timeout_ms: $DRAIN_MS" "$CONFIG" || fatal "cannot set proxy.drain_timeout_ms in $CONFIG"
+
+# new_shoald LOG [ENV...]: a second shoald beside the running one; LAST_PID.
+new_shoald() {
+	local log=$1
+	shift
+	spawn_in "$TEST_CG/agent" "$NS_A" "$log" env "$@" "$SHOALD" -c "$CONFIG" \
+		--log-level info --handover-socket "$HANDOVER_SOCK"
+}
+
+# wait_log LOG PATTERN SECS: PATTERN appears in LOG within SECS.
+wait_log() {
+	local i
+	for ((i = 0; i < $3 * 10; i++)); do
+		grep -q "$2" "$1" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# alive STEP: the datapath sees a live proxy, and a1 is proxied.
+alive() {
+	if ctl status | grep -qx 'proxy alive'; then
+		pass "$1: status says 'proxy alive'"
+	else
+		fail "$1: status: $(ctl status | tr '\n' ';')"
+	fi
+}
+
+shoald_start --handover-socket "$HANDOVER_SOCK"
+OLD=$SHOALD_PID
+OLD_LOG=$SHOALD_LOG
+grep -q "hand-over: a new shoald takes over through $HANDOVER_SOCK" "$OLD_LOG" ||
+	fatal "shoald does not listen for a hand-over: $(grep -i hand-over "$OLD_LOG")"
+enroll a1
+pod_curl a1 -o /dev/null "http://$VIP:$PORT/" || fatal "GET through the proxy failed"
+failed_open0=$(counter connect_failed_open)
+
+cat >"$LOGDIR/post.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = string.rep("p", 2048)
+wrk.headers["Content-Type"] = "application/octet-stream"
+EOF
+posts0=$(in_ns "${POD_NS[a2]}" curl -sS "http://127.0.0.1:9080/_ctl/stats" |
+	sed -n 's/.*"POST":\([0-9]*\).*/\1/p')
+pod_spawn a1 "$LOGDIR/wrk-get.log" wrk -t1 -c$WRK_CONNS -d${WRK_SECS}s "http://$VIP:$PORT/get"
+get_pid=$LAST_PID
+pod_spawn a1 "$LOGDIR/wrk-post.log" wrk -t1 -c$WRK_CONNS -d${WRK_SECS}s -s "$LOGDIR/post.lua" \
+	"http://$VIP:$PORT/post"
+post_pid=$LAST_PID
+
+# Two streams, connected now through the old proxy, moving their bytes
+# after 3 s: during the drain.
+declare -A SPID CPID
+for i in 1 2; do
+	pod_spawn a2 "$LOGDIR/stream$i.server.log" "$SHOAL_PEER" stream-server \
+		--listen "0.0.0.0:900$i" --bytes "$STREAM_BYTES" --seed "$i" --stall-ms 3000
+	SPID[$i]=$LAST_PID
+	wait_listen "${POD_NS[a2]}" "900$i"
+	pod_spawn a1 "$LOGDIR/stream$i.client.log" "$SHOAL_PEER" stream-client \
+		--to "10.96.0.3$i:9000" --bytes "$STREAM_BYTES" --seed "$i" --stall-ms 3000
+	CPID[$i]=$LAST_PID
+done
+hold_start a1 10.96.0.10:80 --interval-ms 100
+sleep 1
+
+say "1. a new shoald that dies mid-hand-over (before READY)"
+new_shoald "$LOGDIR/shoald.dies.log" SHOALD_TEST_HANDOVER_DIE=before-ready
+dying=$LAST_PID
+wait "$dying" 2>/dev/null && rc=0 || rc=$?
+if ((rc == 137)) && grep -q "dying before READY" "$LOGDIR/shoald.dies.log" &&
+	grep -q "hand-over: took .* listeners" "$LOGDIR/shoald.dies.log"; then
+	pass "the new shoald took the listeners and died before confirming (status $rc)"
+else
+	fail "the dying shoald: status $rc, log: $(tail -n 3 "$LOGDIR/shoald.dies.log" | tr '\n' ' ')"
+fi
+if wait_log "$OLD_LOG" "ended before it took over" 3 && kill -0 "$OLD"; then
+	pass "the old shoald keeps serving: $(grep -m1 -o 'ended before it took over.*' "$OLD_LOG")"
+else
+	fail "the old shoald did not notice the aborted hand-over"
+fi
+sleep 0.5
+alive "after the aborted hand-over"
+pod_curl a1 -o /dev/null "http://$VIP:$PORT/" && pass "a GET after the aborted hand-over" ||
+	fail "a GET after the aborted hand-over failed"
+
+say "2. a new shoald takes over"
+new_shoald "$LOGDIR/shoald.new.log"
+NEW=$LAST_PID
+t0=$(date +%s%N)
+if wait_log "$LOGDIR/shoald.new.log" "hand-over: done" 10; then
+	pass "the new shoald took over: $(grep -m1 -o 'hand-over: took.*' "$LOGDIR/shoald.new.log")"
+else
+	fatal "no hand-over: $(grep -i hand-over "$LOGDIR/shoald.new.log" | tr '\n' ' ')"
+fi
+alive "right after the hand-over"
+hold_alive "while the old one drains" "the hold connection through the old proxy"
+wait "$OLD" 2>/dev/null && rc=0 || rc=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+SHOALD_PID=$NEW
+if ((rc == 0 && ms < DRAIN_MS + 5000)) && grep -q "handed over to the new shoald" "$OLD_LOG"; then
+	pass "the old shoald drained and exited $ms ms after the hand-over (deadline $DRAIN_MS ms): $(grep -E -o 'drained every.*|drain deadline.*' "$OLD_LOG" | tail -1)"
+else
+	fail "the old shoald: status $rc after $ms ms; $(grep -E 'drain|hand' "$OLD_LOG" | tail -3 | tr '\n' ' ')"
+fi
+if grep -q 'resetting 1 connections' "$OLD_LOG"; then
+	pass "only the hold connection outlived the drain deadline and was reset"
+else
+	fail "expected the drain deadline to reset the one hold connection: $(grep -E 'drain' "$OLD_LOG" | tail -1)"
+fi
+grep -qE "signal [0-9]+: stopping" "$OLD_LOG" &&
+	fail "the old shoald stopped on a signal (failing open), not by the hand-over"
+alive "after the old one exited"
+
+for i in 1 2; do
+	wait "${CPID[$i]}" && crc=0 || crc=$?
+	wait "${SPID[$i]}" && src=0 || src=$?
+	c=$(grep '^sent=' "$LOGDIR/stream$i.client.log" || true)
+	s=$(grep '^sent=' "$LOGDIR/stream$i.server.log" || true)
+	if ((crc || src)) || [[ -z $c || -z $s ]]; then
+		fail "stream $i: client status $crc, server $src: $(cat "$LOGDIR/stream$i.client.log" "$LOGDIR/stream$i.server.log" | tr '\n' ' ')"
+	elif stream_intact "stream $i" "$c" "$s" "$STREAM_BYTES" "$STREAM_BYTES"; then
+		pass "stream $i: $STREAM_BYTES bytes each way intact across the hand-over"
+	fi
+done
+wait "$get_pid" || true
+wait "$post_pid" || true
+total=0
+for run in get post; do
+	log=$LOGDIR/wrk-$run.log
+	reqs=$(awk '/requests in/ { print $1 }' "$log")
+	if [[ -z $reqs ]]; then
+		fail "wrk $run printed no summary: $(tr '\n' ' ' <"$log")"
+	elif grep -qE "Socket errors|Non-2xx" "$log"; then
+		fail "wrk $run: $(grep -E "Socket errors|Non-2xx" "$log" | tr '\n' ' ') out of $reqs requests"
+	else
+		pass "wrk $run: $reqs requests across the aborted and the real hand-over, none failed"
+	fi
+	[[ $run == post ]] && wrk_posts=${reqs:-0}
+	total=$((total + ${reqs:-0}))
+done
+posts1=$(in_ns "${POD_NS[a2]}" curl -sS "http://127.0.0.1:9080/_ctl/stats" |
+	sed -n 's/.*"POST":\([0-9]*\).*/\1/p')
+posts=$((posts1 - posts0))
+# wrk counts the responses it read; a request in flight when its clock
+# ran out reached the backend uncounted: at most one per connection.
+if ((posts >= wrk_posts && posts <= wrk_posts + WRK_CONNS)); then
+	pass "POSTs: wrk sent $wrk_posts, the backend got $posts (none twice)"
+else
+	fail "POSTs: wrk sent $wrk_posts, the backend got $posts (allowed up to $((wrk_posts + WRK_CONNS)))"
+fi
+failed_open1=$(counter connect_failed_open)
+if ((failed_open1 == failed_open0)); then
+	pass "no connect failed open ($failed_open0 before, $failed_open1 after)"
+else
+	fail "connect_failed_open grew from $failed_open0 to $failed_open1"
+fi
+
+say "3. a third shoald takes over; the second is SIGKILLed at once"
+# A connection for the second one to drain, so that it is still there.
+hold_start a1 10.96.0.10:80 --interval-ms 100
+sleep 0.5
+new_shoald "$LOGDIR/shoald.third.log"
+THIRD=$LAST_PID
+wait_log "$LOGDIR/shoald.third.log" "hand-over: done" 10 ||
+	fatal "no second hand-over: $(grep -i hand-over "$LOGDIR/shoald.third.log" | tr '\n' ' ')"
+kill -0 "$NEW" 2>/dev/null || fail "the second shoald had exited before the SIGKILL: nothing held it"
+kill -KILL "$NEW" 2>/dev/null || true
+wait "$NEW" 2>/dev/null || true
+SHOALD_PID=$THIRD
+sleep "$(awk -v ms="$FAILOPEN_AFTER_MS" 'BEGIN { print ms / 1000 + 0.5 }')"
+alive "with the second shoald SIGKILLed"
+ok=0
+for ((i = 0; i < 20; i++)); do
+	out=$(pod_curl a1 -s -D - -o /dev/null "http://$VIP:$PORT/") && ok=$((ok + 1))
+done
+((ok == 20)) && pass "20 GETs through the third shoald" || fail "only $ok of 20 GETs through the third shoald"
+expect_proxied a1 10.96.0.10:80 10.96.0.10:80
+failed_open2=$(counter connect_failed_open)
+((failed_open2 == failed_open0)) && pass "still no connect failed open" ||
+	fail "connect_failed_open grew from $failed_open0 to $failed_open2"
+
+stop_pid "$HOLD_PID" TERM
+shoald_stop
+rm -f "$HANDOVER_SOCK"
+say "figures: $total requests ($wrk_posts POSTs), 0 allowed to fail; 2 streams of $STREAM_BYTES bytes each way"
+finish
