@@ -36,6 +36,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: shoald -c FILE [--no-shortcut] [--admin ADDR:PORT|off] "
 		   "[--log-level warn|info|debug]\n"
 		   "              [--log-time|--no-log-time] [--handover-socket PATH|off]\n"
+		   "              [--handover-wait]\n"
 		   "       shoald --uninstall (-c FILE | --pin-root DIR)\n"
 		   "       shoald --list-metrics\n"
 		   "\n"
@@ -52,6 +53,8 @@ static void usage(FILE *f)
 		   "                      the upgrade hand-over socket (docs/upgrade.md); default\n"
 		   "                      " HANDOVER_DEFAULT_SOCKET " for the default pin root, else\n"
 		   "                      /run/shoal/handover-<hash of the pin root>.sock; off: none\n"
+		   "      --handover-wait after handing over and draining, wait for SIGTERM before\n"
+		   "                      exiting (a pod's container would be restarted)\n"
 		   "      --uninstall     remove every link, program, map and pin shoal made\n"
 		   "      --pin-root DIR  with --uninstall and no -c: the pin root\n"
 		   "      --list-metrics  print the table of exported metrics (docs/metrics.md)\n");
@@ -643,6 +646,14 @@ static int takeover_begin(const char *path, struct proxy_listen_fds *in, uint32_
 		}
 		last = m.last;
 	}
+	if ((ret == -EPIPE || ret == -ECONNRESET) && !in->n) {
+		/* It died before offering: its listeners died with it. */
+		pr_warn("hand-over: the shoald at %s went away before offering its listeners; "
+			"starting without a hand-over",
+			path);
+		close(fd);
+		return -ENOENT;
+	}
 	if (ret) {
 		if (ret != -EPROTO)
 			pr_warn("hand-over: the running shoald at %s did not offer its listeners: %s",
@@ -701,6 +712,7 @@ int main(int argc, char **argv)
 		{ "admin", required_argument, NULL, 'A' },
 		{ "list-metrics", no_argument, NULL, 'M' },
 		{ "handover-socket", required_argument, NULL, 'H' },
+		{ "handover-wait", no_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
@@ -714,7 +726,7 @@ int main(int argc, char **argv)
 	 * (before READY), nor once a new one does (after a hand-over). */
 	bool heartbeat_ours = true;
 	int session_fd = -1, end = SERVE_SIGNAL;
-	bool no_shortcut = false, uninstall = false;
+	bool no_shortcut = false, uninstall = false, handover_wait = false;
 	struct config *cfg = NULL;
 	struct datapath *dp = NULL;
 	struct proxy *proxy = NULL;
@@ -764,6 +776,9 @@ int main(int argc, char **argv)
 			break;
 		case 'H':
 			handover_opt = optarg;
+			break;
+		case 'W':
+			handover_wait = true;
 			break;
 		case 'M':
 			metrics_print_docs();
@@ -961,6 +976,14 @@ out:
 	otlp_exporter_stop(exporter);
 	tracer_destroy(tracer);
 	datapath_close(dp);
+	if (end == SERVE_HANDED_OVER && handover_wait && sig_fd >= 0) {
+		struct signalfd_siginfo si;
+
+		/* Holding nothing now; exiting would only get the container restarted. */
+		pr_info("handed over and drained: waiting for SIGTERM (--handover-wait)");
+		while (read(sig_fd, &si, sizeof(si)) < 0 && errno == EINTR)
+			;
+	}
 	if (sig_fd >= 0)
 		close(sig_fd);
 	config_free(cfg);

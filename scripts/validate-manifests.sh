@@ -161,9 +161,26 @@ if (ds) {
 		fail(`DaemonSet: shoald must run as the image's uid ${process.env.IMAGE_UID} (runAsNonRoot)`);
 	if (sc.allowPrivilegeEscalation === false)
 		fail("DaemonSet: allowPrivilegeEscalation false would void shoald's file capabilities");
+	// docs/upgrade.md: a surge pod takes over from the old one over the
+	// hand-over socket; that needs the socket in a hostPath both pods
+	// mount, --handover-wait (an exited old container would restart and
+	// take over back), and no host ports (they keep a surge pod off the node).
 	const ru = ds.spec.updateStrategy && ds.spec.updateStrategy.rollingUpdate;
-	if (!ru || ru.maxSurge !== 0)
-		fail("DaemonSet: maxSurge must be 0: two agents on one node would share port 15001 and the pins");
+	if (!ru || ru.maxSurge !== 1 || ru.maxUnavailable !== 0)
+		fail("DaemonSet: rollingUpdate must be maxSurge 1, maxUnavailable 0 (docs/upgrade.md)");
+	const cmd = (c && c.command) || [];
+	const hi = cmd.indexOf("--handover-socket");
+	const sock = hi >= 0 ? cmd[hi + 1] : "";
+	const sockDir = sock.replace(/\/[^/]*$/, "");
+	const sm = ((c && c.volumeMounts) || []).find((m) => m.mountPath === sockDir);
+	const svol = sm && spec.volumes.find((v) => v.name === sm.name);
+	if (!sock || !svol || !svol.hostPath)
+		fail(`DaemonSet: shoald's --handover-socket (${sock || "none"}) must be in a hostPath mount`);
+	if (!cmd.includes("--handover-wait"))
+		fail("DaemonSet: shoald needs --handover-wait: an exited old container would restart and take over back");
+	const hostPorts = spec.containers.flatMap((x) => x.ports || []);
+	if (ds.spec.template.spec.hostNetwork && hostPorts.length)
+		fail(`DaemonSet: no ports: with hostNetwork (each is a host port, which keeps a surge pod off the node): ${hostPorts.map((p) => p.containerPort)}`);
 	const cm = objects.find((o) => o.kind === "ConfigMap");
 	const pinRoot = cm && ((YAML.parse(cm.data["shoal.yaml"]) || {}).bpf || {}).pin_root;
 	const init = (spec.initContainers || []).find((x) => (x.command || [])[0] === "shoal-init");

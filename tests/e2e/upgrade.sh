@@ -14,8 +14,9 @@
 #  2. a new shoald takes over: it logs "hand-over: done"; the old one stops
 #     accepting, drains and exits by the drain deadline (4 s), resetting
 #     only the hold connection, which outlives it;
-#  3. after the load: a third shoald takes over from the second, which is
-#     SIGKILLed at once: the third serves.
+#  3. after the load: a third shoald takes over from the second, which
+#     drains, waits for a signal (--handover-wait, as in a pod) and is
+#     SIGKILLed: the third serves.
 # Throughout: zero wrk socket errors or non-2xx, POSTs at the backend no
 # more than wrk sent (none sent twice), both streams intact (checksummed),
 # no connect failed open (connect_failed_open unchanged), and the proxy
@@ -45,12 +46,13 @@ $(tcp_service bulk2 10.96.0.32 9000 9002 "${POD_IP4[a2]}")"
 sed -i "s/^proxy: {/proxy: {drain_timeout_ms: $DRAIN_MS, /" "$CONFIG"
 grep -q "drain_timeout_ms: $DRAIN_MS" "$CONFIG" || fatal "cannot set proxy.drain_timeout_ms in $CONFIG"
 
-# new_shoald LOG [ENV...]: a second shoald beside the running one; LAST_PID.
+# new_shoald LOG [ENV...]: a second shoald beside the running one, which
+# waits for a signal after handing over in turn (as in a pod); LAST_PID.
 new_shoald() {
 	local log=$1
 	shift
 	spawn_in "$TEST_CG/agent" "$NS_A" "$log" env "$@" "$SHOALD" -c "$CONFIG" \
-		--log-level info --handover-socket "$HANDOVER_SOCK"
+		--log-level info --handover-socket "$HANDOVER_SOCK" --handover-wait
 }
 
 # wait_log LOG PATTERN SECS: PATTERN appears in LOG within SECS.
@@ -201,15 +203,16 @@ else
 	fail "connect_failed_open grew from $failed_open0 to $failed_open1"
 fi
 
-say "3. a third shoald takes over; the second is SIGKILLed at once"
-# A connection for the second one to drain, so that it is still there.
-hold_start a1 10.96.0.10:80 --interval-ms 100
-sleep 0.5
+say "3. a third shoald takes over; the second waits (--handover-wait) and is SIGKILLed"
 new_shoald "$LOGDIR/shoald.third.log"
 THIRD=$LAST_PID
 wait_log "$LOGDIR/shoald.third.log" "hand-over: done" 10 ||
 	fatal "no second hand-over: $(grep -i hand-over "$LOGDIR/shoald.third.log" | tr '\n' ' ')"
-kill -0 "$NEW" 2>/dev/null || fail "the second shoald had exited before the SIGKILL: nothing held it"
+if wait_log "$LOGDIR/shoald.new.log" "waiting for SIGTERM" 5 && sleep 0.5 && kill -0 "$NEW"; then
+	pass "the second shoald drained and waits for a signal (--handover-wait)"
+else
+	fail "the second shoald does not wait after its hand-over: $(tail -n 2 "$LOGDIR/shoald.new.log" | tr '\n' ' ')"
+fi
 kill -KILL "$NEW" 2>/dev/null || true
 wait "$NEW" 2>/dev/null || true
 SHOALD_PID=$THIRD
