@@ -75,17 +75,24 @@ out=$(pod_run a1 timeout 60 "$PY" "$GRPC_PY" balance 10.96.0.40:50051 $N 2>"$LOG
 say "balance: $(tr '\n' ' ' <<<"$out")"
 acc=$(($(proxy_metric shoal_proxy_accepted_total) - acc0))
 in_ns "$NS_A" curl -sS --max-time 5 "http://$ADMIN_ADDR/debug/endpoints" >"$LOGDIR/endpoints.json" || true
+# Equal endpoints get >= 25 % each. Under ASan the proxy's own slowness
+# makes PeakEWMA's samples noisy (a peak holds for seconds, tau 10 s), so
+# there the bar is 10 %: still per request (opaque TCP would send 100 %
+# of one connection's calls to one endpoint).
+min_pct=25
+[[ ${SHOAL_SANITIZED:-0} == 1 ]] && min_pct=10
 total=0 ok=1
 for pod in a2 a3 direct; do
 	n=$(awk -v p="$pod" '$1 == p { print $2 }' <<<"$out")
 	n=${n:-0}
 	total=$((total + n))
-	((n * 4 >= N)) || ok=0
+	((n * 100 >= N * min_pct)) || ok=0
 done
+say "figure: shares per endpoint over $N calls on one connection: $(tr '\n' ' ' <<<"$out")"
 if ((ok && total == N && acc == 1)); then
-	pass "balance: $N calls on one client connection: $(tr '\n' ' ' <<<"$out")(each >= 25 %)"
+	pass "balance: $N calls on one client connection: $(tr '\n' ' ' <<<"$out")(each >= $min_pct %)"
 else
-	fail "balance: want each of a2 a3 direct >= 25 % of $N on 1 connection: got $(tr '\n' ' ' <<<"$out")on $acc connection(s)"
+	fail "balance: want each of a2 a3 direct >= $min_pct % of $N on 1 connection: got $(tr '\n' ' ' <<<"$out")on $acc connection(s)"
 fi
 
 # ---- deadlines ----------------------------------------------------------------
