@@ -929,7 +929,7 @@ int main(int argc, char **argv)
 			pr_warn("%s", err_msg);
 			goto out;
 		}
-		pr_info("admin endpoint on %s (/healthz /readyz /metrics)", admin_listen);
+		pr_info("admin endpoint on %s (/healthz /readyz /metrics /debug /dashboard)", admin_listen);
 	}
 	end = serve(cfg, dp, proxy, disc, sig_fd, &hs);
 	err = end < 0 ? end : 0;

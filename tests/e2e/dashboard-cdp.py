@@ -13,8 +13,9 @@ Steps, each printed as "ok: ..." or "FAIL: ..." (exit 1 on any FAIL):
     screenshot services.png.
  2. The service: every --endpoints address is a row; routes table;
     screenshot service.png.
- 3. Call graph and Kernel pages render (an edge, the intercepted-connects
-    row); screenshots graph.png, kernel.png.
+ 3. --split-service shows its route's --split (service-split.png); the
+    call graph shows --edge with a rate, the Kernel page intercepted
+    connects; screenshots graph.png, kernel.png.
  4. The breaker: it writes CTL/fault-on and waits (45 s) for the --flaky
     row to show a breaker that is not closed (screenshot breaker-open.png),
     writes CTL/fault-off, and waits (45 s) for it to show closed again.
@@ -187,11 +188,24 @@ async def run(args, ws_url):
                 endpoints, await cdp.eval("document.getElementById('page').textContent")))
         await cdp.screenshot(os.path.join(args.out, "service.png"))
 
+        # The split service's route.
+        await cdp.go(o + "/dashboard#/service/" + args.split_service)
+        split = await cdp.wait_for(
+            "(() => { const r = document.querySelector('tr[data-route]'); const t = r ? r.textContent : '';"
+            " return t.includes(%s) ? t : null; })()" % js_str(args.split), 10)
+        ok("%s shows its route's split: %s" % (args.split_service, split)) if split else \
+            fail("%s shows no split '%s': %s" % (args.split_service, args.split,
+                                               await cdp.eval("document.getElementById('page').textContent")))
+        await cdp.screenshot(os.path.join(args.out, "service-split.png"))
+
         # 3. Call graph and Kernel.
         await cdp.go(o + "/dashboard#/graph")
         edge = await cdp.wait_for(
-            "(() => { const r = document.querySelector('tr[data-edge]'); return r ? r.dataset.edge : null; })()", 10)
-        ok("the call graph shows edge %s" % edge) if edge else fail("the call graph shows no edge")
+            "(() => { const r = [...document.querySelectorAll('tr[data-edge]')].find(r => r.dataset.edge === %s);"
+            " return r && parseFloat(r.children[2].textContent) > 0 ? r.textContent : null; })()" % js_str(args.edge), 15)
+        ok("the call graph shows edge %s with a rate: %s" % (args.edge, edge)) if edge else \
+            fail("the call graph shows no edge %s with a rate: %s" % (
+                args.edge, await cdp.eval("document.getElementById('page').textContent")))
         await cdp.screenshot(os.path.join(args.out, "graph.png"))
         await cdp.go(o + "/dashboard#/kernel")
         kern = await cdp.wait_for(
@@ -250,6 +264,9 @@ def main():
     ap.add_argument("--service", required=True)
     ap.add_argument("--endpoints", required=True)
     ap.add_argument("--flaky", required=True)
+    ap.add_argument("--split-service", required=True)
+    ap.add_argument("--split", required=True)
+    ap.add_argument("--edge", required=True)
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="chromium.", dir=args.out)
     profile = os.path.join(tmp, "profile")

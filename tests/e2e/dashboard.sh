@@ -5,7 +5,9 @@
 # loopback while traffic runs. Service "cb" (10.96.0.43:80, http): a2, a3
 # and b1, the breaker set as in resilience-breaker.sh. Checks:
 #  - Services lists default/cb with a request rate; its page lists its
-#    three endpoints; the call graph has an edge; the kernel page shows
+#    three endpoints; service "shop" (10.96.0.44) splits its route "all"
+#    80/20 to itself and "shop-canary": its page shows the split and the
+#    call graph the edge default/shop -> default/shop-canary; the kernel page shows
 #    intercepted connects; a screenshot of each page in $LOGDIR;
 #  - a2 resetting every request (shoal-backend's /_ctl/mode reset=1)
 #    shows its breaker open on the page, and closed again once it
@@ -38,7 +40,15 @@ write_config "
 $(http_service cb 10.96.0.43 9080 10.77.1.3 10.77.1.5 10.77.2.2)
     resilience:
       balancer: {failure_penalty_ms: 0}
-      breaker: {consecutive_failures: 7, backoff_min_ms: 1000, jitter_pct: 50}"
+      breaker: {consecutive_failures: 7, backoff_min_ms: 1000, jitter_pct: 50}
+$(http_service shop 10.96.0.44 9080 10.77.1.5)
+    routes:
+      - name: all
+        match: {path: {prefix: /}}
+        backends:
+          - {service: shop, weight: 80}
+          - {service: shop-canary, weight: 20}
+$(http_service shop-canary 10.96.0.45 9080 10.77.2.2)"
 shoald_start
 enroll a1
 
@@ -49,13 +59,14 @@ url=$(in_ns "$NS_A" "$SHOALCTL" --admin "$ADMIN" dashboard 2>"$LOGDIR/ctl-dashbo
 # Traffic for the whole test: about 20 GETs a second from a1, through
 # interception, one at a time (so a2's resets are retried elsewhere).
 pod_spawn a1 "$LOGDIR/traffic.log" sh -c \
-	'while :; do curl -s -o /dev/null --max-time 2 http://10.96.0.43/; sleep 0.05; done'
+	'while :; do curl -s -o /dev/null --max-time 2 http://10.96.0.43/ -o /dev/null http://10.96.0.44/; sleep 0.05; done'
 TRAFFIC_PID=$LAST_PID
 
 ctldir=$LOGDIR/cdp-ctl
 mkdir -p "$ctldir"
 in_ns "$NS_A" "$PY" "$CDP" --origin "http://$ADMIN" --out "$LOGDIR" --ctl "$ctldir" \
 	--service default/cb --endpoints 10.77.1.3,10.77.1.5,10.77.2.2 --flaky 10.77.1.3 \
+	--split-service default/shop --split "default/shop-canary 20%" --edge "default/shop>default/shop-canary" \
 	>"$LOGDIR/cdp.log" 2>&1 &
 CDP_PID=$!
 # The driver asks for the fault and its end through files in $ctldir.
