@@ -90,6 +90,9 @@ sed "s/^/[$E2E_TEST] /" "$LOGDIR/cdp.log"
 grep -q '^FAIL' "$LOGDIR/cdp.log" && E2E_FAILED=1
 ((rc == 0)) || fail "the browser driver exited with status $rc"
 stop_pid "$TRAFFIC_PID"
+in_ns "$NS_A" curl -sS --max-time 5 "http://$ADMIN/dashboard/state" >"$LOGDIR/state.json" ||
+	fail "GET /dashboard/state"
+say "figure: one frame's state is $(wc -c <"$LOGDIR/state.json") bytes for 4 services, 7 endpoints"
 for p in services service graph kernel breaker-open; do
 	[[ -s $LOGDIR/$p.png ]] && pass "screenshot $LOGDIR/$p.png" || fail "no screenshot $p.png"
 done
