@@ -518,8 +518,10 @@ static __always_inline void kl4_fold(struct shoal_kl4_cost *c, __u64 sample_us)
 /*
  * Kernel mode, the measurements. TCP_CONNECT (the SYN is about to leave):
  * count the connect and ask for state callbacks. ACTIVE_ESTABLISHED: the
- * kernel's srtt (from the SYN-ACK) is the sample. STATE SYN_SENT -> CLOSE:
- * the connect failed (refused, timed out, or given up by the application)
+ * kernel's srtt (from the SYN-ACK) is the sample. RTO in SYN_SENT: the SYN
+ * went unanswered for a retransmission timeout, which folds as
+ * SHOAL_KL4_FAIL_COST_US at once. STATE SYN_SENT -> CLOSE: the connect
+ * failed (refused, timed out, or given up by the application), counted,
  * and folds as SHOAL_KL4_FAIL_COST_US.
  */
 static __always_inline void kl4_sockops(struct bpf_sock_ops *ctx)
@@ -532,7 +534,8 @@ static __always_inline void kl4_sockops(struct bpf_sock_ops *ctx)
 		if (!kl4_socket(ctx))
 			return;
 		bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags |
-						       BPF_SOCK_OPS_STATE_CB_FLAG);
+						       BPF_SOCK_OPS_STATE_CB_FLAG |
+						       BPF_SOCK_OPS_RTO_CB_FLAG);
 		c = kl4_cost_of(ctx);
 		if (c)
 			__sync_fetch_and_add(&c->connects, 1);
@@ -548,6 +551,17 @@ static __always_inline void kl4_sockops(struct bpf_sock_ops *ctx)
 			rtt_us = 1;
 		c->last_rtt_us = rtt_us;
 		kl4_fold(c, rtt_us);
+		return;
+	case BPF_SOCK_OPS_RTO_CB:
+		/* The SYN timed out once (1 s): the endpoint may be gone.
+		 * Penalise it now rather than when the connect gives up, so
+		 * that the connects after this one go elsewhere; an answer
+		 * later lowers the cost again by the peak rule's EWMA. */
+		if (ctx->state != BPF_TCP_SYN_SENT)
+			return;
+		c = kl4_cost_of(ctx);
+		if (c)
+			kl4_fold(c, SHOAL_KL4_FAIL_COST_US);
 		return;
 	case BPF_SOCK_OPS_STATE_CB:
 		if (ctx->args[0] != BPF_TCP_SYN_SENT || ctx->args[1] != BPF_TCP_CLOSE)
@@ -572,7 +586,8 @@ int shoal_sockops(struct bpf_sock_ops *ctx)
 
 	if (ctx->family != AF_INET && ctx->family != AF_INET6)
 		return SK_ALLOW;
-	if (ctx->op == BPF_SOCK_OPS_TCP_CONNECT_CB || ctx->op == BPF_SOCK_OPS_STATE_CB) {
+	if (ctx->op == BPF_SOCK_OPS_TCP_CONNECT_CB || ctx->op == BPF_SOCK_OPS_STATE_CB ||
+	    ctx->op == BPF_SOCK_OPS_RTO_CB) {
 		kl4_sockops(ctx);
 		return SK_ALLOW;
 	}

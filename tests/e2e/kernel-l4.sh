@@ -13,6 +13,9 @@
 #    refuses :8080): of 100 connections, the refusing endpoint gets only
 #    its first few (<= 3), then is skipped; with consecutive_failures: 1
 #    the agent's breaker also ejects it (shoalctl endpoints, metrics).
+#  - "kl4-hole" 10.96.0.53:80 -> a blackholed address: a connect still
+#    waiting for its SYN-ACK already costs its endpoint after the first
+#    retransmission timeout (1 s);
 #  - SIGKILL of shoald: once its heartbeat is stale (the proxy-mode "web"
 #    fails open to "direct"), "kl4" still balances over a2 and b1 and
 #    avoids a3, 100 connections.
@@ -101,7 +104,10 @@ hello a1 "$SLOW_IP:8080" || fatal "topology: a1 cannot reach the slow endpoint $
 write_config "$(kl4_service kl4 '10.96.0.50, "fd96::50"' 80 8080 10.77.1.3 "$SLOW_IP" 10.77.2.2 '"fd77:1::3"' '"fd77:2::2"')
 $(kl4_service kl4-refuse 10.96.0.51 80 8080 10.77.1.3 10.77.2.2 10.77.1.4)
     resilience: {breaker: {consecutive_failures: 1, backoff_min_ms: 60000}}
-$(kl4_service kl4-bulk 10.96.0.52 9000 9000 10.77.1.3)"
+$(kl4_service kl4-bulk 10.96.0.52 9000 9000 10.77.1.3)
+$(kl4_service kl4-hole 10.96.0.53 80 8080 10.77.9.9)"
+# kl4-hole's one endpoint drops every packet (a blackhole route, no ICMP).
+ip -n "$NS_A" route add blackhole 10.77.9.9/32
 shoald_start
 enroll a1
 
@@ -195,6 +201,21 @@ fi
 m=$(proxy_metric "shoal_kernel_endpoint_connect_failures_total{endpoint=\"10.77.1.4:8080\"}")
 [[ $m == "$refused" ]] && pass "metric shoal_kernel_endpoint_connect_failures_total of the refusing endpoint: $m" ||
 	fail "metric shoal_kernel_endpoint_connect_failures_total{endpoint=\"10.77.1.4:8080\"} is '$m', want $refused"
+
+# ---- a connect that times out: the SYN's first retransmission timeout
+# (1 s) already costs the endpoint, before the connect gives up ----
+pod_spawn a1 "$LOGDIR/hello-hole.log" "$SHOAL_PEER" hello --to 10.96.0.53:80 --timeout-ms 20000
+hole_pid=$LAST_PID
+sleep 2.5
+eps=$(ctl endpoints 2>/dev/null) || fail "shoalctl endpoints failed"
+hole_rtt=$(row_field 10.77.9.9:8080 5)
+if [[ $(row_field 10.77.9.9:8080 2) == 1 && $(row_field 10.77.9.9:8080 4) == 0 ]] &&
+	awk -v r="$hole_rtt" 'BEGIN { exit !(r >= 900) }'; then
+	pass "a connect still in SYN_SENT after its first RTO already costs its endpoint $hole_rtt ms"
+else
+	fail "blackholed endpoint after 2.5 s: '$(grep '^10.77.9.9:8080 ' <<<"$eps")' (want 1 connect, 0 failures, RTT_EST >= 900 ms)"
+fi
+stop_pid "$hole_pid" TERM
 
 # ---- agent dead: the kernel path goes on ----
 shoald_stop KILL
