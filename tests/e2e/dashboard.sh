@@ -87,7 +87,7 @@ for ((i = 0; i < 1500; i++)); do
 done
 wait "$CDP_PID" && rc=0 || rc=$?
 sed "s/^/[$E2E_TEST] /" "$LOGDIR/cdp.log"
-grep -q '^FAIL' "$LOGDIR/cdp.log" && E2E_FAILED=1
+if grep -q '^FAIL' "$LOGDIR/cdp.log"; then fail "the browser driver reported failures (above)"; fi
 ((rc == 0)) || fail "the browser driver exited with status $rc"
 stop_pid "$TRAFFIC_PID"
 in_ns "$NS_A" curl -sS --max-time 5 "http://$ADMIN/dashboard/state" >"$LOGDIR/state.json" ||
