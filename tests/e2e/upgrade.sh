@@ -145,24 +145,10 @@ else
 fi
 alive "right after the hand-over"
 hold_alive "while the old one drains" "the hold connection through the old proxy"
-wait "$OLD" 2>/dev/null && rc=0 || rc=$?
-ms=$((($(date +%s%N) - t0) / 1000000))
 SHOALD_PID=$NEW
-if ((rc == 0 && ms < DRAIN_MS + 5000)) && grep -q "handed over to the new shoald" "$OLD_LOG"; then
-	pass "the old shoald drained and exited $ms ms after the hand-over (deadline $DRAIN_MS ms): $(grep -E -o 'drained every.*|drain deadline.*' "$OLD_LOG" | tail -1)"
-else
-	fail "the old shoald: status $rc after $ms ms; $(grep -E 'drain|hand' "$OLD_LOG" | tail -3 | tr '\n' ' ')"
-fi
-if grep -q 'resetting 1 connections' "$OLD_LOG"; then
-	pass "only the hold connection outlived the drain deadline and was reset"
-else
-	fail "expected the drain deadline to reset the one hold connection: $(grep -E 'drain' "$OLD_LOG" | tail -1)"
-fi
-grep -qE "signal [0-9]+: stopping" "$OLD_LOG" &&
-	fail "the old shoald stopped on a signal (failing open), not by the hand-over"
-alive "after the old one exited"
 
 say "2b. $ROUNDS more hand-overs in a row, under the same load"
+RETIRED=()
 CUR=$NEW
 CUR_LOG=$LOGDIR/shoald.new.log
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -171,24 +157,54 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	wait_log "$LOGDIR/shoald.round$r.log" "hand-over: done" 10 ||
 		fatal "round $r: no hand-over: $(grep -i hand-over "$LOGDIR/shoald.round$r.log" | tr '\n' ' ')"
 	# Only keep-alive HTTP connections to drain: done within the 1 s idle
-	# close, well before the deadline; then it waits for its SIGTERM.
-	if wait_log "$CUR_LOG" "waiting for SIGTERM" $((DRAIN_MS / 1000 + 3)); then
-		stop_pid "$CUR" TERM
-		pass "round $r: pid $next took over; pid $CUR drained ($(grep -E -o 'drained every connection in [0-9]+ ms' "$CUR_LOG" | tail -1)) and exited on SIGTERM"
+	# close, well before the deadline. Then the kubelet's SIGTERM; its exit
+	# (discovery_stop can be slow) is waited for after the rounds.
+	if wait_log "$CUR_LOG" "drained every connection" $((DRAIN_MS / 1000 + 2)); then
+		pass "round $r: pid $next took over; pid $CUR $(grep -E -o 'drained every connection in [0-9]+ ms' "$CUR_LOG" | tail -1)"
 	else
 		fail "round $r: pid $CUR did not drain: $(tail -n 2 "$CUR_LOG" | tr '\n' ' ')"
-		stop_pid "$CUR" TERM
 	fi
+	kill -TERM "$CUR"
+	RETIRED+=("$CUR")
 	CUR=$next
 	CUR_LOG=$LOGDIR/shoald.round$r.log
 done
 alive "after $ROUNDS more hand-overs"
+for pid in "${RETIRED[@]}"; do
+	wait "$pid" 2>/dev/null && rc=0 || rc=$?
+	((rc == 0)) || fail "a retired shoald (pid $pid) exited with status $rc on SIGTERM"
+done
 if kill -0 "$get_pid" 2>/dev/null && kill -0 "$post_pid" 2>/dev/null; then
 	pass "the load outlasted every hand-over so far"
 else
 	fail "wrk ($WRK_SECS s) ended before the last hand-over: the machine is slow; the figures below cover fewer hand-overs"
 fi
 NEW=$CUR
+
+# The old one: its drain is bounded by the deadline (timed from its own
+# log); its exit after that (discovery_stop, the proxy's threads, the maps)
+# gets a slack for a loaded machine, as in drain.sh: stopping discovery
+# took 8.8 s once at load 15 on 2 cores.
+wait "$OLD" 2>/dev/null && rc=0 || rc=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+log_ms() { date -d "$(grep -m1 -E "$1" "$OLD_LOG" | cut -d' ' -f1)" +%s%3N 2>/dev/null; }
+h=$(log_ms "handed over to the new shoald")
+d=$(log_ms "drained every connection|drain deadline .* passed")
+if ((rc != 0)) || [[ -z $h || -z $d ]]; then
+	fail "the old shoald: status $rc after $ms ms; $(grep -E 'drain|hand' "$OLD_LOG" | tail -3 | tr '\n' ' ')"
+elif ((d - h > DRAIN_MS + 500 || ms > DRAIN_MS + 30000)); then
+	fail "the old shoald drained in $((d - h)) ms and exited $ms ms after the hand-over (deadline $DRAIN_MS ms)"
+else
+	pass "the old shoald drained in $((d - h)) ms (deadline $DRAIN_MS ms) and exited $ms ms after the hand-over: $(grep -E -o 'drained every.*|drain deadline.*' "$OLD_LOG" | tail -1)"
+fi
+if grep -q 'resetting 1 connections' "$OLD_LOG"; then
+	pass "only the hold connection outlived the drain deadline and was reset"
+else
+	fail "expected the drain deadline to reset the one hold connection: $(grep -E 'drain' "$OLD_LOG" | tail -1)"
+fi
+grep -qE "signal [0-9]+: stopping" "$OLD_LOG" &&
+	fail "the old shoald stopped on a signal (failing open), not by the hand-over"
+alive "after the first old one exited"
 
 for i in 1 2; do
 	wait "${CPID[$i]}" && crc=0 || crc=$?
@@ -239,7 +255,7 @@ new_shoald "$LOGDIR/shoald.third.log"
 THIRD=$LAST_PID
 wait_log "$LOGDIR/shoald.third.log" "hand-over: done" 10 ||
 	fatal "no last hand-over: $(grep -i hand-over "$LOGDIR/shoald.third.log" | tr '\n' ' ')"
-if wait_log "$CUR_LOG" "waiting for SIGTERM" 5 && sleep 0.5 && kill -0 "$NEW"; then
+if wait_log "$CUR_LOG" "waiting for SIGTERM" 15 && sleep 0.5 && kill -0 "$NEW"; then
 	pass "the one before drained and waits for a signal (--handover-wait)"
 else
 	fail "the one before does not wait after its hand-over: $(tail -n 2 "$CUR_LOG" | tr '\n' ' ')"
