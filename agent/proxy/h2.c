@@ -160,7 +160,12 @@ static void h2_dispatch(struct worker *w, struct h2_stream *st)
 	st->bt.idx = PICK_NONE;
 	st->grpc = ct && grpc_is_content_type((const char *)ct->value, ct->valuelen);
 	WORKER_STAT_INC(w, http_requests);
-	if (worker_conn_follow(w, c) < 0) {
+	/*
+	 * Routed with the newest config, when no other stream of c is open:
+	 * those keep pointers into c's snapshot (their target, route and
+	 * balancer view), which moving would free under them.
+	 */
+	if (st->d->n_streams == 1 && worker_conn_follow(w, c) < 0) {
 		h2_stream_error(w, st, HTTP_ERR_SERVICE_GONE);
 		h2_done(w, st, false, false, 503, "gone");
 		return;

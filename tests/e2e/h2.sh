@@ -44,13 +44,15 @@ for pod in a2 a3 direct; do wait_listen "${POD_NS[$pod]}" 50051; done
 wait_listen "${POD_NS[b1]}" 50061
 
 EPS="{address: 10.77.1.3}, {address: 10.77.1.4}, {address: 10.77.1.5}"
-write_config "
+# grpc_config ENDPOINTS: the services of this test, grpc's endpoints given.
+grpc_config() {
+	write_config "
   - name: grpc
     vips: [10.96.0.40]
     ports:
       - {port: 50051, protocol: grpc}
       - {port: 50052, target_port: 50051}
-    endpoints: [$EPS]
+    endpoints: [$1]
     routes:
       - name: slow-capped
         match: {path: {exact: /shoal.Echo/SlowCapped}}
@@ -63,6 +65,8 @@ write_config "
     vips: [10.96.0.41]
     ports: [{port: 50051, protocol: grpc}]
     endpoints: []"
+}
+grpc_config "$EPS"
 shoald_start
 enroll a1
 
@@ -181,6 +185,34 @@ if [[ $okn == 2000 && $failn == 0 && $errn == 0 && $codes == 2000 ]]; then
 else
 	fail "h2load: $(grep -E '^(requests|status codes|finished)' <<<"$out" | tr '\n' ' ')"
 fi
+
+# ---- config changes under load ----------------------------------------------------
+
+# Streams in flight keep their connection's snapshot while new ones
+# follow: swap the endpoint set four times during 4 s of h2load, which
+# must see no error (and shoald, under ASan too, no use after free).
+pod_spawn a1 "$LOGDIR/h2load-live.txt" h2load -D 4 -c 2 -m 20 -d "$LOGDIR/one.grpc" \
+	-H 'content-type: application/grpc' -H 'te: trailers' \
+	http://10.96.0.40:50051/shoal.Echo/Echo
+LIVE_PID=$LAST_PID
+for eps in "{address: 10.77.1.3}, {address: 10.77.1.5}" "$EPS" \
+	"{address: 10.77.1.4}, {address: 10.77.1.5}" "$EPS"; do
+	sleep 0.7
+	# Whole files only: the watcher must never read half of one.
+	CONFIG=$CONFIG.tmp grpc_config "$eps"
+	mv -f "$CONFIG.tmp" "$CONFIG"
+done
+wait "$LIVE_PID" 2>/dev/null || true
+out=$(cat "$LOGDIR/h2load-live.txt")
+reqs=$(sed -n 's/^requests: .* \([0-9]*\) succeeded, \([0-9]*\) failed, \([0-9]*\) errored.*/\1 \2 \3/p' <<<"$out")
+read -r okn failn errn <<<"$reqs"
+applied=$(grep -c 'configuration applied' "$SHOALD_LOG" || true)
+if [[ -n $okn ]] && ((okn > 100 && failn == 0 && errn == 0)); then
+	pass "live config: $okn requests over 4 endpoint-set changes ($applied applied), none failed"
+else
+	fail "live config: $(grep -E '^(requests|status codes)' <<<"$out" | tr '\n' ' ')"
+fi
+kill -0 "$SHOALD_PID" 2>/dev/null || fatal "shoald died during the config changes"
 
 # ---- a detected port ----------------------------------------------------------
 
