@@ -420,12 +420,12 @@ static int publish_services(struct datapath *dp, const struct config *cfg)
 
 int datapath_update_services(struct datapath *dp, const struct config *cfg)
 {
-	/* Endpoint sets first: a port turned kernel-mode finds its set. */
-	int err = kl4_publish(dp->kl4, cfg);
+	/* Endpoint sets first: a port turned kernel-mode finds its set. The
+	 * services go on even if they failed: a kernel-mode port without its
+	 * set leaves connects untouched (kernel_no_endpoint), never fails them. */
+	int err = kl4_publish(dp->kl4, cfg), err2 = publish_services(dp, cfg);
 
-	if (err)
-		return err;
-	return publish_services(dp, cfg);
+	return err ? err : err2;
 }
 
 int datapath_tick(struct datapath *dp)
