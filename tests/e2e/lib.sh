@@ -193,10 +193,25 @@ remove_cgroup_tree() {
 	echo "warning: could not remove cgroup $cg" >&2
 }
 
+# handover_socket PIN_ROOT: shoald's default hand-over socket for a pin
+# root that is not the default one (handover_default_path,
+# docs/upgrade.md): /run/shoal/handover-<FNV-1a 64 of the path>.sock.
+# Bash's integers wrap at 64 bits as the C does.
+handover_socket() {
+	local s=$1 h=-3750763034362895579 i c # 0xcbf29ce484222325
+	for ((i = 0; i < ${#s}; i++)); do
+		printf -v c '%d' "'${s:i:1}"
+		h=$(((h ^ c) * 1099511628211))
+	done
+	printf '/run/shoal/handover-%016x.sock\n' "$h"
+}
+
 # Removes a pin root: first the agent's own uninstall, then whatever is left
-# (unpinning a link detaches its program).
+# (unpinning a link detaches its program); and the hand-over socket file a
+# SIGKILLed shoald of it left.
 remove_pin_root() {
 	local root=$1
+	rm -f "$(handover_socket "$root")"
 	[[ -e $root ]] || return 0
 	if [[ -n $SHOALCTL && -x $SHOALCTL ]]; then
 		timeout 20 "$SHOALCTL" --pin-root "$root" uninstall >/dev/null 2>&1 || true

@@ -131,8 +131,11 @@ else
 fi
 sleep 0.5
 alive "after the aborted hand-over"
-pod_curl a1 -o /dev/null "http://$VIP:$PORT/" && pass "a GET after the aborted hand-over" ||
+if pod_curl a1 -o /dev/null "http://$VIP:$PORT/"; then
+	pass "a GET after the aborted hand-over"
+else
 	fail "a GET after the aborted hand-over failed"
+fi
 
 say "2. a new shoald takes over"
 new_shoald "$LOGDIR/shoald.new.log"
@@ -267,13 +270,20 @@ sleep "$(awk -v ms="$FAILOPEN_AFTER_MS" 'BEGIN { print ms / 1000 + 0.5 }')"
 alive "with the one before SIGKILLed"
 ok=0
 for ((i = 0; i < 20; i++)); do
-	out=$(pod_curl a1 -s -D - -o /dev/null "http://$VIP:$PORT/") && ok=$((ok + 1))
+	pod_curl a1 -o /dev/null "http://$VIP:$PORT/" && ok=$((ok + 1))
 done
-((ok == 20)) && pass "20 GETs through the newest shoald" || fail "only $ok of 20 GETs through the newest shoald"
+if ((ok == 20)); then
+	pass "20 GETs through the newest shoald"
+else
+	fail "only $ok of 20 GETs through the newest shoald"
+fi
 expect_proxied a1 10.96.0.10:80 10.96.0.10:80
 failed_open2=$(counter connect_failed_open)
-((failed_open2 == failed_open0)) && pass "still no connect failed open" ||
+if ((failed_open2 == failed_open0)); then
+	pass "still no connect failed open"
+else
 	fail "connect_failed_open grew from $failed_open0 to $failed_open2"
+fi
 
 stop_pid "$HOLD_PID" TERM
 shoald_stop
