@@ -189,8 +189,14 @@ static int build_sets(const struct config *cfg, struct kl4_want **out, size_t *n
 		for (int p = 0; p < svc->n_ports; p++) {
 			const struct config_port *port = &svc->ports[p];
 
-			if (!kl4_port_is_kernel(svc, port))
+			if (!kl4_port_is_kernel(svc, port)) {
+				if (port->mode == CONFIG_MODE_KERNEL)
+					pr_warn("%s/%s port %u: more than %d endpoints of one family, "
+						"too many for kernel mode; the proxy serves it",
+						svc->namespace, svc->name, port->port,
+						SHOAL_KL4_MAX_ENDPOINTS);
 				continue;
+			}
 			for (int family = 4; family <= 6; family += 2) {
 				struct kl4_want *x;
 				uint32_t m = 0;
