@@ -512,6 +512,11 @@ static void h2_down_io(struct worker *w, struct conn *c, uint32_t events)
 				pr_debug("proxy worker %d: h2 client: %s; closing", w->id,
 					 nghttp2_strerror((int)rv));
 			d->dead = true;
+			/* Counted here too: a flooder that does not read never gets the GOAWAY. */
+			if (!d->refused) {
+				d->refused = true;
+				WORKER_STAT_INC(w, h2_protocol_errors);
+			}
 			nghttp2_session_terminate_session(d->s, NGHTTP2_PROTOCOL_ERROR);
 			h2_send(&c->client, d->s, &d->out, &d->out_len);
 			h2_down_close(w, c, false);

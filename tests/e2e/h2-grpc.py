@@ -12,10 +12,12 @@ hang PORT: an HTTP/2 endpoint that never answers and knows nothing of
   printing "rst stream ID" for each RST_STREAM.
 stall HOST PORT SECONDS: a raw HTTP/2 client that calls /shoal.Echo/Stream
   with a 64 KiB window and reads nothing for SECONDS, then closes.
-flood HOST PORT rapid-reset|continuation: hostile input on a raw socket:
-  2000 streams each opened and reset at once, or one header block
-  followed by 1000 CONTINUATION frames. Prints "goaway CODE" when the
-  peer sent a GOAWAY (and closed), "closed" or "no goaway".
+flood HOST PORT rapid-reset|continuation|hpack-bomb|settings: hostile
+  input on a raw socket: 2000 streams each opened and reset at once; one
+  header block followed by 1000 CONTINUATION frames; an HPACK bomb (8 MB
+  of header list from 6 KB); 200000 SETTINGS frames. Prints "goaway CODE"
+  when the peer sent a GOAWAY, else "rst STREAM" for the first
+  RST_STREAM, "closed" or "no goaway".
 """
 import socket
 import sys
@@ -127,12 +129,23 @@ def flood(host, port, kind):
         out.append(frame(1, 0x1, 1, HEAD_BLOCK))  # HEADERS, END_STREAM, no END_HEADERS
         for _ in range(1000):
             out.append(frame(9, 0, 1, b""))  # CONTINUATION, empty
+    elif kind == "hpack-bomb":
+        # One 4000-byte field into the dynamic table, then 2000 one-byte
+        # references to it: 8 MB of header list from a 6 KB frame.
+        value = b"a" * 4000
+        block = HEAD_BLOCK + b"\x40\x06x-bomb\x7f\xa1\x1e" + value + b"\xbe" * 2000
+        out.append(frame(1, 0x4 | 0x1, 1, block))
+    elif kind == "settings":
+        # SETTINGS frames whose acks the client never reads.
+        for _ in range(200000):
+            out.append(frame(4, 0, 0))
     else:
         sys.exit("unknown flood " + kind)
     try:
         s.sendall(b"".join(out))
     except OSError:
         pass  # the peer may close before taking it all
+    # A flood the peer stopped reading: whatever it sent before closing.
     buf = b""
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -145,14 +158,21 @@ def flood(host, port, kind):
         if not got:
             break
         buf += got
-    goaway = None
+    goaway = rst = None
     off = 0
     while off + 9 <= len(buf):
         n, ftype = int.from_bytes(buf[off:off + 3], "big"), buf[off + 3]
         if ftype == 7 and off + 9 + 8 <= len(buf):
             goaway = int.from_bytes(buf[off + 13:off + 17], "big")
+        if ftype == 3 and rst is None:
+            rst = int.from_bytes(buf[off + 5:off + 9], "big") & 0x7FFFFFFF
         off += 9 + n
-    print("goaway %d" % goaway if goaway is not None else ("closed" if not buf else "no goaway"))
+    if goaway is not None:
+        print("goaway %d" % goaway)
+    elif rst is not None:
+        print("rst %d" % rst)
+    else:
+        print("closed" if not buf else "no goaway")
 
 
 def hpack_literal(name, value):

@@ -20,8 +20,9 @@
 #    out in 2 s), where a proxy granting window updates on receipt would
 #    have taken it all;
 #  - hostile input: a rapid reset (2000 streams opened and reset at once)
-#    and a CONTINUATION flood (1000 frames) each end in a GOAWAY from shoal
-#    (h2_protocol_errors counts them), and shoald serves on.
+#    and a CONTINUATION flood (1000 frames) each end in a GOAWAY from shoal,
+#    an HPACK bomb gets its stream reset, a SETTINGS flood is cut off
+#    (h2_protocol_errors counts the sessions ended), and shoald serves on.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -248,9 +249,25 @@ for kind in rapid-reset continuation; do
 		fail "hostile: $kind: want a GOAWAY with an error code, got '$out'"
 	fi
 done
+# An HPACK bomb: its stream is reset at proxy.http2.max_header_list_bytes
+# (or the session ends), never decoded into 8 MB of fields.
+out=$(pod_run a1 timeout 20 "$PY" "$GRPC_PY" flood 10.96.0.40 50051 hpack-bomb 2>&1 | tail -1)
+if [[ $out == "rst 1" || ($out == "goaway "* && $out != "goaway 0") ]]; then
+	pass "hostile: an HPACK bomb got '$out' from shoal"
+else
+	fail "hostile: HPACK bomb: want its stream reset or a GOAWAY, got '$out'"
+fi
+# A SETTINGS flood whose acks are never read: the session ends
+# (proxy.http2.max_pending_acks), whether or not its GOAWAY gets through.
+out=$(pod_run a1 timeout 20 "$PY" "$GRPC_PY" flood 10.96.0.40 50051 settings 2>&1 | tail -1)
+if [[ ($out == "goaway "* && $out != "goaway 0") || $out == closed ]]; then
+	pass "hostile: a SETTINGS flood was cut off ($out)"
+else
+	fail "hostile: SETTINGS flood: got '$out'"
+fi
 pe1=$(proxy_metric shoal_proxy_h2_protocol_errors_total)
-if ((pe1 - pe0 == 2)); then
-	pass "hostile: shoal_proxy_h2_protocol_errors_total grew by 2"
+if ((pe1 - pe0 >= 3)); then
+	pass "hostile: shoal_proxy_h2_protocol_errors_total grew by $((pe1 - pe0)) (rapid reset, CONTINUATION, SETTINGS)"
 else
 	fail "hostile: shoal_proxy_h2_protocol_errors_total went $pe0 -> $pe1"
 fi
