@@ -837,8 +837,14 @@ int main(int argc, char **argv)
 	raise_nofile();
 	if (!handover_opt)
 		handover_default_path(cfg->pin_root, handover_path, sizeof(handover_path));
-	else if (strcmp(handover_opt, "off") != 0)
-		snprintf(handover_path, sizeof(handover_path), "%s", handover_opt);
+	else if (strcmp(handover_opt, "off") != 0 &&
+		 snprintf(handover_path, sizeof(handover_path), "%s", handover_opt) >=
+		     (int)sizeof(handover_path)) {
+		pr_warn("--handover-socket %s: longer than a Unix socket path may be (%zu bytes)",
+			handover_opt, sizeof(handover_path) - 1);
+		err = -ENAMETOOLONG;
+		goto out;
+	}
 	if (handover_path[0]) {
 		session_fd = takeover_begin(handover_path, &inherit, &old_pid);
 		if (session_fd < 0 && session_fd != -ENOENT) {
