@@ -11,6 +11,7 @@
 #  1. a new shoald that dies just before confirming (SHOALD_TEST_HANDOVER_DIE:
 #     it got the listeners, runs its proxy and has beaten the heartbeat)
 #     changes nothing: the old one says so and keeps serving;
+#  1b. a HELLO of protocol version 2 is refused, naming both versions;
 #  2. a new shoald takes over: it logs "hand-over: done"; the old one stops
 #     accepting, drains and exits by the drain deadline (4 s), resetting
 #     only the hold connection, which outlives it;
@@ -135,6 +136,27 @@ if pod_curl a1 -o /dev/null "http://$VIP:$PORT/"; then
 	pass "a GET after the aborted hand-over"
 else
 	fail "a GET after the aborted hand-over failed"
+fi
+
+say "1b. a peer speaking another protocol version is refused by name"
+# struct handover_msg (agent/upgrade/handover.h): magic, version, type,
+# pid, n_fds, last, total, text[128]; a HELLO of version 2.
+reply=$(python3 - "$HANDOVER_SOCK" <<'EOF'
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.settimeout(5)
+s.connect(sys.argv[1])
+s.send(struct.pack("<IHHIIII128s", 0x53484F48, 2, 1, 4242, 0, 0, 0, b""))
+m = s.recv(512)
+magic, version, typ = struct.unpack_from("<IHH", m)
+print(version, typ, m[24:].split(b"\0")[0].decode())
+EOF
+) || reply="(no reply)"
+if [[ $reply == "1 5 "*"speaks protocol version 2, this shoald version 1"* ]] &&
+	grep -q "peer (pid 4242) speaks protocol version 2" "$OLD_LOG" && kill -0 "$OLD"; then
+	pass "version 2 refused (REFUSE: ${reply#1 5 }); the old shoald serves on"
+else
+	fail "a version-2 HELLO: reply '$reply', log: $(grep -m1 'protocol version' "$OLD_LOG")"
 fi
 
 say "2. a new shoald takes over"
