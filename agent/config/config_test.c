@@ -1017,8 +1017,9 @@ Test(config, http2_limits)
 	cr_assert_eq(cfg->http2.max_continuations, 3);
 	assert_refused(NODE "proxy:\n  http2:\n    max_concurrent_streams: 0\n",
 		       "t.yaml:5: proxy.http2.max_concurrent_streams: must be 1..10000, got 0");
-	assert_refused(NODE "proxy:\n  http2:\n    stream_window_bytes: 100\n",
-		       "t.yaml:5: proxy.http2.stream_window_bytes: must be 16384..16777216, got 100");
+	assert_refused(
+	    NODE "proxy:\n  http2:\n    stream_window_bytes: 100\n",
+	    "t.yaml:5: proxy.http2.stream_window_bytes: must be 16384..16777216, got 100");
 	assert_refused(NODE "proxy:\n  http2:\n    session_window_bytes: 65536\n",
 		       "t.yaml:5: proxy.http2.session_window_bytes: must be >= stream_window_bytes "
 		       "(262144), got 65536");

@@ -59,7 +59,8 @@ void h2_stream_error(struct worker *w, struct h2_stream *st, enum http_error err
 		    {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16,
 		     NGHTTP2_NV_FLAG_NONE},
 		    {(uint8_t *)"grpc-status", (uint8_t *)gs, 11, (size_t)gl, NGHTTP2_NV_FLAG_NONE},
-		    {(uint8_t *)"grpc-message", (uint8_t *)msg, 12, (size_t)ml, NGHTTP2_NV_FLAG_NONE},
+		    {(uint8_t *)"grpc-message", (uint8_t *)msg, 12, (size_t)ml,
+		     NGHTTP2_NV_FLAG_NONE},
 		    {(uint8_t *)"x-shoal-error", (uint8_t *)stage, 13, strlen(stage),
 		     NGHTTP2_NV_FLAG_NONE},
 		};
@@ -133,7 +134,6 @@ static uint16_t h2_port_be(const struct config_service *svc, uint16_t svc_port)
 			return service_target_port_be(&svc->ports[i]);
 	return 0;
 }
-
 
 /*
  * The request head of st is complete: route it (the HTTP routes of the
@@ -230,9 +230,9 @@ static void h2_dispatch(struct worker *w, struct h2_stream *st)
 	if (!up) {
 		bool local = sock_err_local(-err);
 
-		worker_warn_ratelimited(w, "proxy worker %d: %s/%s: cannot connect to endpoint %u: %s",
-					w->id, st->target->namespace, st->target->name, idx,
-					strerror(-err));
+		worker_warn_ratelimited(
+		    w, "proxy worker %d: %s/%s: cannot connect to endpoint %u: %s", w->id,
+		    st->target->namespace, st->target->name, idx, strerror(-err));
 		h2_stream_error(w, st, local ? HTTP_ERR_LOCAL_RESOURCES : HTTP_ERR_CONNECT_FAILURE);
 		h2_done(w, st, !local, true, 503, "connect failure");
 		return;
@@ -284,7 +284,6 @@ static int h2_down_on_header(nghttp2_session *s, const nghttp2_frame *frame, ngh
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	return 0;
 }
-
 
 static int h2_down_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
@@ -343,7 +342,7 @@ static int h2_down_on_stream_close(nghttp2_session *s, int32_t id, uint32_t erro
  * the end, the trailers (gRPC's status) or END_STREAM.
  */
 ssize_t h2_down_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
-			    uint32_t *data_flags, nghttp2_data_source *src, void *ud)
+		     uint32_t *data_flags, nghttp2_data_source *src, void *ud)
 {
 	struct h2_down *d = ud;
 	struct h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
@@ -542,8 +541,10 @@ static void h2_start(struct worker *w, struct conn *c)
 	d = calloc(1, sizeof(*d));
 	if (!d || nghttp2_session_callbacks_new(&cb)) {
 		free(d);
-		worker_warn_ratelimited(w, "proxy worker %d: out of memory; resetting an HTTP/2 "
-					   "connection", w->id);
+		worker_warn_ratelimited(w,
+					"proxy worker %d: out of memory; resetting an HTTP/2 "
+					"connection",
+					w->id);
 		conn_buf_release_empty(w, b);
 		conn_side_close(w, &c->client, true);
 		worker_conn_release(w, c);

@@ -47,7 +47,8 @@ Test(h2_grpc, timeout_units)
 Test(h2_grpc, timeout_malformed)
 {
 	uint64_t ns = 7;
-	static const char *const bad[] = {"", "m", "300", "300x", "123456789m", "-1m", "1 m", "3.5S"};
+	static const char *const bad[] = {"",		"m",   "300", "300x",
+					  "123456789m", "-1m", "1 m", "3.5S"};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		cr_assert_eq(timeout_of(bad[i], &ns), -EINVAL, "\"%s\"", bad[i]);
@@ -63,8 +64,8 @@ Test(h2_grpc, status)
 	cr_assert_eq(grpc_status_parse("1a", 2), GRPC_STATUS_NONE);
 	/* Server trouble counts against the endpoint, the caller's answers do not. */
 	for (int code = 0; code <= 16; code++) {
-		bool want = code == 2 || code == 4 || code == 8 || code == 13 || code == 14 ||
-			    code == 15;
+		bool want =
+		    code == 2 || code == 4 || code == 8 || code == 13 || code == 14 || code == 15;
 
 		cr_assert_eq(grpc_status_is_failure(code), want, "code %d", code);
 	}

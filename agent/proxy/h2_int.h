@@ -54,24 +54,24 @@ struct h2_stream {
 	struct h2_down *d;
 	int32_t id; /* on d's session */
 	struct h2_up *up;
-	int32_t up_id; /* on up's session, once submitted */
+	int32_t up_id;			     /* on up's session, once submitted */
 	struct h2_stream *prev, *next;	     /* d's streams */
 	struct h2_stream *up_prev, *up_next; /* up's streams, while linked */
 
-	struct h2_fields rq;	  /* the request head */
-	struct h2_fields rs;	  /* the final response head */
-	struct h2_fields tr;	  /* the response trailers */
-	struct h2_bytes to_up;	  /* request body bytes not yet framed upstream */
-	struct h2_bytes to_down;  /* response body bytes not yet framed to the client */
-	bool rq_end;		  /* the client ended its half */
-	bool rs_end;		  /* the endpoint ended its half */
-	bool rs_submitted;	  /* a response head went to the client */
-	bool up_deferred;	  /* the upstream data source waits for bytes */
-	bool down_deferred;	  /* the downstream data source waits for bytes */
-	bool answered;		  /* outcome recorded; nothing more goes upstream */
-	bool grpc;		  /* content-type application/grpc */
-	int status;		  /* :status of the final response; 0: none yet */
-	int grpc_status;	  /* GRPC_STATUS_NONE until read */
+	struct h2_fields rq;	 /* the request head */
+	struct h2_fields rs;	 /* the final response head */
+	struct h2_fields tr;	 /* the response trailers */
+	struct h2_bytes to_up;	 /* request body bytes not yet framed upstream */
+	struct h2_bytes to_down; /* response body bytes not yet framed to the client */
+	bool rq_end;		 /* the client ended its half */
+	bool rs_end;		 /* the endpoint ended its half */
+	bool rs_submitted;	 /* a response head went to the client */
+	bool up_deferred;	 /* the upstream data source waits for bytes */
+	bool down_deferred;	 /* the downstream data source waits for bytes */
+	bool answered;		 /* outcome recorded; nothing more goes upstream */
+	bool grpc;		 /* content-type application/grpc */
+	int status;		 /* :status of the final response; 0: none yet */
+	int grpc_status;	 /* GRPC_STATUS_NONE until read */
 
 	/* The request's route, target and try (one pick per request). */
 	const struct config_route *route;
@@ -90,8 +90,8 @@ struct h2_down {
 	size_t out_len;
 	struct h2_stream *streams;
 	uint32_t n_streams;
-	bool dead; /* close once the current nghttp2 call returns */
-	bool more; /* reading stopped at the turn's bound: resume reads on */
+	bool dead;    /* close once the current nghttp2 call returns */
+	bool more;    /* reading stopped at the turn's bound: resume reads on */
 	bool refused; /* a GOAWAY with an error went out (counted once) */
 };
 
@@ -153,8 +153,8 @@ unsigned int h2_recorded_status(const struct h2_stream *st);
  * endpoint was tried (failed: the endpoint's failure), else its pick is
  * cancelled; to the metrics with status (0: reset).
  */
-void h2_done(struct worker *w, struct h2_stream *st, bool tried, bool failed,
-	     unsigned int status, const char *what);
+void h2_done(struct worker *w, struct h2_stream *st, bool tried, bool failed, unsigned int status,
+	     const char *what);
 
 /* ---- h2.c ---- */
 

@@ -120,7 +120,8 @@ nghttp2_option *h2_options(const struct config *cfg)
 	nghttp2_option_set_max_deflate_dynamic_table_size(o, cfg->http2.hpack_table_bytes);
 	nghttp2_option_set_max_outbound_ack(o, cfg->http2.max_pending_acks);
 	nghttp2_option_set_max_send_header_block_length(o, cfg->http2.max_header_list_bytes + 4096);
-	nghttp2_option_set_stream_reset_rate_limit(o, cfg->http2.reset_burst, cfg->http2.reset_rate);
+	nghttp2_option_set_stream_reset_rate_limit(o, cfg->http2.reset_burst,
+						   cfg->http2.reset_rate);
 	nghttp2_option_set_max_continuations(o, cfg->http2.max_continuations);
 	return o;
 }
@@ -138,7 +139,8 @@ int h2_settings(nghttp2_session *s, const struct config *cfg, bool server)
 	int rv;
 
 	/* A client has no push to refuse, and ENABLE_PUSH from a server is an error. */
-	rv = nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, H2_ARRAY_SIZE(iv) - (server ? 1 : 0));
+	rv =
+	    nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, H2_ARRAY_SIZE(iv) - (server ? 1 : 0));
 	if (rv)
 		return -EIO;
 	rv = nghttp2_session_set_local_window_size(s, NGHTTP2_FLAG_NONE, 0,
@@ -181,7 +183,7 @@ int h2_send(struct conn_side *sd, nghttp2_session *s, const uint8_t **out, size_
 
 /* The series key of st (recording/http_metrics.h), false when unkeyed. */
 bool h2_key(struct worker *w, const struct h2_stream *st, struct metrics_http_key *k,
-		   const struct shoal_addr **ep)
+	    const struct shoal_addr **ep)
 {
 	const struct conn *c = st->d->c;
 	const struct config_service *t = st->target ? st->target : c->svc;
@@ -198,7 +200,8 @@ bool h2_key(struct worker *w, const struct h2_stream *st, struct metrics_http_ke
 	}
 	k->svc = c->svc->metrics_id;
 	k->backend = t->metrics_id;
-	if (st->route && st->route >= c->svc->routes && st->route < c->svc->routes + c->svc->n_routes)
+	if (st->route && st->route >= c->svc->routes &&
+	    st->route < c->svc->routes + c->svc->n_routes)
 		k->route = st->route->metrics_id;
 	return true;
 }
@@ -227,8 +230,8 @@ unsigned int h2_recorded_status(const struct h2_stream *st)
  * endpoint was tried; failed says the endpoint failed), and to the
  * metrics with status (0: reset).
  */
-void h2_done(struct worker *w, struct h2_stream *st, bool tried, bool failed,
-		    unsigned int status, const char *what)
+void h2_done(struct worker *w, struct h2_stream *st, bool tried, bool failed, unsigned int status,
+	     const char *what)
 {
 	struct metrics_http_key k;
 	const struct shoal_addr *ep;

@@ -310,8 +310,9 @@ static void h2_up_close(struct worker *w, struct conn *c, bool reset)
 							  NGHTTP2_INTERNAL_ERROR);
 				worker_conn_defer(w, st->d->c);
 			} else {
-				h2_stream_error(w, st, connected ? HTTP_ERR_UPSTREAM_RESET
-								 : HTTP_ERR_CONNECT_FAILURE);
+				h2_stream_error(w, st,
+						connected ? HTTP_ERR_UPSTREAM_RESET
+							  : HTTP_ERR_CONNECT_FAILURE);
 			}
 		}
 		h2_up_free(up);
@@ -331,10 +332,10 @@ static ssize_t h2_up_send_cb(nghttp2_session *s, const uint8_t *data, size_t len
 /* The streams up may take: the peer's MAX_CONCURRENT_STREAMS, and ours. */
 static uint32_t h2_up_room(const struct h2_up *up, const struct config *cfg)
 {
-	uint32_t peer = nghttp2_session_get_remote_settings(up->s,
-							    NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
-	uint32_t lim = peer < cfg->http2.max_concurrent_streams ? peer
-								 : cfg->http2.max_concurrent_streams;
+	uint32_t peer =
+	    nghttp2_session_get_remote_settings(up->s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+	uint32_t lim =
+	    peer < cfg->http2.max_concurrent_streams ? peer : cfg->http2.max_concurrent_streams;
 
 	return up->n_streams < lim ? lim - up->n_streams : 0;
 }
@@ -387,8 +388,10 @@ static void h2_up_io(struct worker *w, struct conn *c, uint32_t events)
 			return;
 		err = attempt_connect_result(w, c->upstream.pl.fd, events);
 		if (err) {
-			worker_warn_ratelimited(w, "proxy worker %d: h2: connect to an endpoint "
-						   "failed: %s", w->id, strerror(err));
+			worker_warn_ratelimited(w,
+						"proxy worker %d: h2: connect to an endpoint "
+						"failed: %s",
+						w->id, strerror(err));
 			h2_up_close(w, c, false);
 			return;
 		}
@@ -426,8 +429,10 @@ static void h2_up_io(struct worker *w, struct conn *c, uint32_t events)
 					      b->tail - b->head);
 		b->head = b->tail = 0;
 		if (rv < 0) {
-			worker_warn_ratelimited(w, "proxy worker %d: h2: an endpoint broke the "
-						   "protocol: %s", w->id, nghttp2_strerror((int)rv));
+			worker_warn_ratelimited(w,
+						"proxy worker %d: h2: an endpoint broke the "
+						"protocol: %s",
+						w->id, nghttp2_strerror((int)rv));
 			up->dead = true;
 		}
 	}
@@ -441,7 +446,7 @@ static void h2_up_io(struct worker *w, struct conn *c, uint32_t events)
  * NULL with *err set when no connection could be started.
  */
 struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct shoal_addr *addr,
-			       uint16_t port_be, int *err)
+			uint16_t port_be, int *err)
 {
 	const struct config_port *port = NULL;
 	nghttp2_session_callbacks *cb;
@@ -570,7 +575,8 @@ static void h2_up_timeout(struct worker *w, struct conn *c)
 		return;
 	}
 	if (!up->n_streams &&
-	    timer_now_ns() >= up->idle_since_ns + (uint64_t)w->cfg->http_pool_idle_timeout_ms * 1000000) {
+	    timer_now_ns() >=
+		up->idle_since_ns + (uint64_t)w->cfg->http_pool_idle_timeout_ms * 1000000) {
 		nghttp2_session_terminate_session(up->s, NGHTTP2_NO_ERROR);
 		up->dead = true;
 	}
