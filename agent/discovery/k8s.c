@@ -261,6 +261,9 @@ static int apply_locked(struct k8s_kind_ctx *k, struct k8s_event *ev)
 			model_del_service(w->m, ev->svc.ns, ev->svc.name);
 			return 0;
 		}
+		if (ev->svc.note[0])
+			pr_warn("kubernetes: service %s/%s: %s", ev->svc.ns, ev->svc.name,
+				ev->svc.note);
 		ret = model_put_service(w->m, &ev->svc);
 		if (ret == -ENOSPC)
 			pr_warn("kubernetes: service %s/%s: more than %d services; ignored",

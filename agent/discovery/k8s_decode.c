@@ -296,14 +296,59 @@ static int decode_service_port(json_object *jp, struct model_port *p, char *err,
 	return ret;
 }
 
+/*
+ * The service's shoal.io/kernel-ports annotation, if any: mark the ports
+ * it names (by number or by name). A token that names no port, or names
+ * one that speaks HTTP, is left out and said in out->note: a typo in an
+ * annotation must not take the whole service out of the mesh.
+ */
+static void decode_kernel_ports(json_object *meta, struct model_service *out)
+{
+	char val[K8S_MAX_KERNEL_PORTS + 1], why[64], *save = NULL, *tok;
+	json_object *ann = NULL;
+
+	if (get_object(meta, "annotations", &ann, why, sizeof(why)) || !ann ||
+	    get_str(ann, K8S_KERNEL_PORTS_ANNOTATION, val, sizeof(val), true, why, sizeof(why))) {
+		if (ann && get(ann, K8S_KERNEL_PORTS_ANNOTATION))
+			snprintf(out->note, sizeof(out->note),
+				 "annotation %s: must be a string of at most %d bytes; ignored",
+				 K8S_KERNEL_PORTS_ANNOTATION, K8S_MAX_KERNEL_PORTS);
+		return;
+	}
+	for (tok = strtok_r(val, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		char *end;
+		unsigned long num = strtoul(tok, &end, 10);
+		bool by_number = *tok >= '0' && *tok <= '9' && !*end;
+		struct model_port *hit = NULL;
+
+		for (int i = 0; i < out->n_ports && !hit; i++)
+			if (by_number ? out->ports[i].port == num : !strcmp(out->ports[i].name, tok))
+				hit = &out->ports[i];
+		if (hit && (hit->app == CONFIG_PROTO_HTTP || hit->app == CONFIG_PROTO_H2C)) {
+			if (!out->note[0])
+				snprintf(out->note, sizeof(out->note),
+					 "annotation %s: port %u speaks %s; kernel mode is for opaque TCP only, it stays proxied",
+					 K8S_KERNEL_PORTS_ANNOTATION, hit->port,
+					 hit->app == CONFIG_PROTO_HTTP ? "http" : "h2c");
+			continue;
+		}
+		if (hit)
+			hit->kernel = true;
+		else if (!out->note[0])
+			snprintf(out->note, sizeof(out->note),
+				 "annotation %s: \"%.32s\" names no port of the service; ignored",
+				 K8S_KERNEL_PORTS_ANNOTATION, tok);
+	}
+}
+
 int k8s_decode_service(json_object *obj, struct model_service *out, char *err, size_t errlen)
 {
-	json_object *spec, *ips, *ports;
+	json_object *spec, *ips, *ports, *meta = NULL;
 	char type[32], ip[64], why[192];
 	int ret, n;
 
 	memset(out, 0, sizeof(*out));
-	ret = decode_meta(obj, out->ns, sizeof(out->ns), out->name, sizeof(out->name), NULL, err,
+	ret = decode_meta(obj, out->ns, sizeof(out->ns), out->name, sizeof(out->name), &meta, err,
 			  errlen);
 	if (ret)
 		return ret;
@@ -365,6 +410,7 @@ int k8s_decode_service(json_object *obj, struct model_service *out, char *err, s
 			return dec_err(err, errlen, "spec.ports[%d]: %s", i, why);
 		out->n_ports++;
 	}
+	decode_kernel_ports(meta, out);
 	return 0;
 }
 

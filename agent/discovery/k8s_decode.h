@@ -28,6 +28,14 @@
 #define K8S_MAX_LIST_BYTES (256u << 20)
 /* resourceVersion is an opaque string; etcd's are decimal uint64s. */
 #define K8S_MAX_RV 64
+/*
+ * The Service annotation that asks for kernel mode (docs/discovery.md,
+ * "Kernel mode"): a comma-separated list of service port numbers or port
+ * names, e.g. "5432, redis".
+ */
+#define K8S_KERNEL_PORTS_ANNOTATION "shoal.io/kernel-ports"
+/* Longest annotation value read; the API allows 256 KiB in all. */
+#define K8S_MAX_KERNEL_PORTS 512
 /* The part of a Status message kept for the log. */
 #define K8S_MAX_MESSAGE 256
 

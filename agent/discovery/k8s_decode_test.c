@@ -467,3 +467,51 @@ Test(k8s_decode, service_ports_without_app_protocol_are_detected)
 	cr_expect_eq(ev.svc.ports[2].app, CONFIG_PROTO_H2C);
 	cr_expect_eq(ev.svc.ports[3].app, CONFIG_PROTO_DETECT);
 }
+
+/*
+ * shoal.io/kernel-ports names ports by number or name; an HTTP port stays
+ * proxied, and a token that names no port is ignored: both are said in
+ * the note, and the service still decodes.
+ */
+Test(k8s_decode, service_kernel_ports_annotation)
+{
+	static const char line[] =
+	    "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"namespace\":\"shop\","
+	    "\"name\":\"db\",\"annotations\":{\"shoal.io/kernel-ports\":\"5432, cache,9999\"}},"
+	    "\"spec\":{\"clusterIPs\":[\"10.96.1.2\"],\"ports\":["
+	    "{\"name\":\"pg\",\"port\":5432,\"appProtocol\":\"postgresql\"},"
+	    "{\"name\":\"cache\",\"port\":6379},"
+	    "{\"name\":\"web\",\"port\":80,\"appProtocol\":\"http\"}]}}}";
+	static const char http_line[] =
+	    "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"namespace\":\"shop\","
+	    "\"name\":\"web\",\"annotations\":{\"shoal.io/kernel-ports\":\"web\"}},"
+	    "\"spec\":{\"clusterIPs\":[\"10.96.1.3\"],\"ports\":["
+	    "{\"name\":\"web\",\"port\":80,\"appProtocol\":\"http\"}]}}}";
+	static const char plain[] =
+	    "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"namespace\":\"shop\","
+	    "\"name\":\"p\",\"annotations\":{\"other\":\"x\"}},"
+	    "\"spec\":{\"clusterIPs\":[\"10.96.1.4\"],\"ports\":[{\"port\":5432}]}}}";
+
+	cr_assert_eq(
+	    k8s_decode_event_text(line, strlen(line), K8S_KIND_SERVICE, &ev, err, sizeof(err)), 0,
+	    "%s", err);
+	cr_assert_eq(ev.svc.n_ports, 3);
+	cr_expect(ev.svc.ports[0].kernel, "5432, by number");
+	cr_expect(ev.svc.ports[1].kernel, "cache, by name");
+	cr_expect(!ev.svc.ports[2].kernel, "80 was not named");
+	cr_expect(strstr(ev.svc.note, "\"9999\" names no port"), "note: '%s'", ev.svc.note);
+	k8s_event_clear(&ev);
+
+	cr_assert_eq(k8s_decode_event_text(http_line, strlen(http_line), K8S_KIND_SERVICE, &ev, err,
+					   sizeof(err)),
+		     0, "%s", err);
+	cr_expect(!ev.svc.ports[0].kernel, "an HTTP port is never kernel mode");
+	cr_expect(strstr(ev.svc.note, "port 80 speaks http"), "note: '%s'", ev.svc.note);
+	k8s_event_clear(&ev);
+
+	cr_assert_eq(
+	    k8s_decode_event_text(plain, strlen(plain), K8S_KIND_SERVICE, &ev, err, sizeof(err)),
+	    0, "%s", err);
+	cr_expect(!ev.svc.ports[0].kernel);
+	cr_expect_str_eq(ev.svc.note, "");
+}

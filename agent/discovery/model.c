@@ -565,6 +565,9 @@ static int build_ports(const struct config *cfg, const struct model_service *svc
 		cp->declared = mp->app != CONFIG_PROTO_DETECT;
 		if (!cp->declared && port_opaque(cfg, cp))
 			cp->protocol = CONFIG_PROTO_TCP;
+		/* Kernel mode only where the file's parser allows it: opaque TCP. */
+		cp->mode = mp->kernel && cp->protocol == CONFIG_PROTO_TCP ? CONFIG_MODE_KERNEL
+									   : CONFIG_MODE_PROXY;
 		n++;
 	}
 	return n;

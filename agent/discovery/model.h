@@ -57,7 +57,13 @@ struct model_port {
 	char target_name[MODEL_MAX_PORT_NAME + 1];
 	enum model_l4 l4;
 	enum config_protocol app; /* k8s_app_protocol: appProtocol, else the name; DETECT: neither */
+	/* Named by the service's shoal.io/kernel-ports annotation: kernel
+	 * mode if the port turns out opaque TCP (model_build), else proxied. */
+	bool kernel;
 };
+
+/* A problem with a service's annotations, for the log; the rest applies. */
+#define MODEL_MAX_NOTE 160
 
 struct model_service {
 	char ns[MODEL_MAX_LABEL + 1];
@@ -67,6 +73,7 @@ struct model_service {
 	int n_vips;
 	struct model_port ports[MODEL_MAX_PORTS];
 	int n_ports;
+	char note[MODEL_MAX_NOTE]; /* "" when its annotations were all understood */
 	uint32_t slot; /* stable index, assigned by the model; see model_build */
 	bool stale;    /* model_mark'ed and not put since */
 };

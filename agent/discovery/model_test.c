@@ -283,15 +283,19 @@ Test(model, undeclared_ports_detect_except_opaque_ports)
 {
 	struct model_service s = {0};
 	const struct config_service *svc;
+	/* kernel: named by shoal.io/kernel-ports; kernel mode only where the
+	 * port turns out opaque TCP, as the file's parser rules. */
 	static const struct {
 		uint16_t port, target;
 		enum config_protocol app, want;
+		bool kernel;
+		enum config_port_mode mode;
 	} ports[] = {
-	    {8080, 8080, CONFIG_PROTO_DETECT, CONFIG_PROTO_DETECT},
-	    {5432, 5432, CONFIG_PROTO_DETECT, CONFIG_PROTO_TCP}, /* opaque port */
-	    {7000, 6379, CONFIG_PROTO_DETECT, CONFIG_PROTO_TCP}, /* opaque target */
-	    {3306, 3306, CONFIG_PROTO_HTTP, CONFIG_PROTO_HTTP},	 /* declared wins */
-	    {9090, 9090, CONFIG_PROTO_H2C, CONFIG_PROTO_H2C},
+	    {8080, 8080, CONFIG_PROTO_DETECT, CONFIG_PROTO_DETECT, true, CONFIG_MODE_PROXY},
+	    {5432, 5432, CONFIG_PROTO_DETECT, CONFIG_PROTO_TCP, true, CONFIG_MODE_KERNEL}, /* opaque port */
+	    {7000, 6379, CONFIG_PROTO_DETECT, CONFIG_PROTO_TCP, false, CONFIG_MODE_PROXY}, /* opaque target */
+	    {3306, 3306, CONFIG_PROTO_HTTP, CONFIG_PROTO_HTTP, true, CONFIG_MODE_PROXY},	/* declared wins */
+	    {9090, 9090, CONFIG_PROTO_H2C, CONFIG_PROTO_H2C, false, CONFIG_MODE_PROXY},
 	};
 
 	snprintf(s.ns, sizeof(s.ns), "shop");
@@ -302,6 +306,7 @@ Test(model, undeclared_ports_detect_except_opaque_ports)
 		s.ports[i].port = ports[i].port;
 		s.ports[i].target_port = ports[i].target;
 		s.ports[i].app = ports[i].app;
+		s.ports[i].kernel = ports[i].kernel;
 	}
 	s.n_ports = (int)(sizeof(ports) / sizeof(ports[0]));
 	cr_assert_eq(model_put_service(m, &s), 0);
@@ -314,6 +319,8 @@ Test(model, undeclared_ports_detect_except_opaque_ports)
 			     ports[i].port, svc->ports[i].protocol, ports[i].want);
 		cr_expect_eq(svc->ports[i].declared, ports[i].app != CONFIG_PROTO_DETECT, "port %u",
 			     ports[i].port);
+		cr_expect_eq(svc->ports[i].mode, ports[i].mode, "port %u: mode %d, want %d",
+			     ports[i].port, svc->ports[i].mode, ports[i].mode);
 	}
 }
 
