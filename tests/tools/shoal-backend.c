@@ -21,6 +21,11 @@
  * pipelined requests are answered in order for free, and a few thousand
  * threads are cheap on loopback. Exit status: 0 on SIGTERM/SIGINT, 1 when
  * a listener cannot be bound, 2 on a usage error.
+ *
+ * Why one file of about 2000 lines: it is a test tool, built alone and
+ * copied into test network namespaces, with no code shared with the agent
+ * (it must not inherit the proxy's parser bugs); its sections (options,
+ * request parsing, fault injection, /_ctl, statistics) are marked below.
  */
 #include <arpa/inet.h>
 #include <errno.h>
