@@ -24,8 +24,8 @@
  *
  * Why one file of about 2000 lines: it is a test tool, built alone and
  * copied into test network namespaces, with no code shared with the agent
- * (it must not inherit the proxy's parser bugs); its sections (options,
- * request parsing, fault injection, /_ctl, statistics) are marked below.
+ * (it must not inherit the proxy's parser bugs); its ten sections (I/O,
+ * request parsing, responses, /_ctl, upgrades, statistics...) are marked.
  */
 #include <arpa/inet.h>
 #include <errno.h>
