@@ -23,7 +23,7 @@
  * a listener cannot be bound, 2 on a usage error.
  *
  * Why one file of about 2000 lines: it is a test tool, built alone and
- * copied into test network namespaces, with no code shared with the agent
+ * run in the tests' network namespaces, with no code shared with the agent
  * (it must not inherit the proxy's parser bugs); its ten sections (I/O,
  * request parsing, responses, /_ctl, upgrades, statistics...) are marked.
  */
