@@ -15,8 +15,9 @@
 #  2. a new shoald takes over: it logs "hand-over: done"; the old one stops
 #     accepting, drains and exits by the drain deadline (4 s), resetting
 #     only the hold connection, which outlives it;
-#  2b. three more hand-overs in a row, each old one draining and exiting
-#     on SIGTERM (as the kubelet sends it);
+#  2b. four more hand-overs in a row, each old one draining and exiting
+#     on SIGTERM (as the kubelet sends it): five real hand-overs in a row
+#     under the load (issue 18), besides the aborted one;
 #  3. after the load: one more takes over from the last, which
 #     drains, waits for a signal (--handover-wait, as in a pod) and is
 #     SIGKILLed: the newest serves.
@@ -34,8 +35,8 @@ e2e_topology
 VIP=10.96.0.50
 PORT=8080
 DRAIN_MS=4000
-WRK_SECS=16
-ROUNDS=3
+WRK_SECS=20
+ROUNDS=4
 WRK_CONNS=8
 STREAM_BYTES=$((8 * 1024 * 1024))
 HANDOVER_SOCK=/run/shoal/$RUN.sock
