@@ -34,7 +34,7 @@ static void h2_down_arm(struct worker *w, struct h2_down *d);
  * timeout, DEADLINE_EXCEEDED, with grpc-message naming the cause), else
  * reset the stream. The upstream stream, if any, is reset.
  */
-void h2_stream_error(struct worker *w, struct h2_stream *st, enum http_error err)
+static void h2_stream_error(struct worker *w, struct h2_stream *st, enum http_error err)
 {
 	char status[8], msg[96];
 	const char *stage = http_error_stage(err);
@@ -341,8 +341,8 @@ static int h2_down_on_stream_close(nghttp2_session *s, int32_t id, uint32_t erro
  * sent, each given back to the endpoint's window once framed here; at
  * the end, the trailers (gRPC's status) or END_STREAM.
  */
-ssize_t h2_down_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
-		     uint32_t *data_flags, nghttp2_data_source *src, void *ud)
+static ssize_t h2_down_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
+			    uint32_t *data_flags, nghttp2_data_source *src, void *ud)
 {
 	struct h2_down *d = ud;
 	struct h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
@@ -528,6 +528,12 @@ static void h2_down_io(struct worker *w, struct conn *c, uint32_t events)
 
 /* ---- the two kinds ------------------------------------------------------ */
 
+/* What this side's upstream sessions call back (h2_int.h). */
+static const struct h2_down_ops h2_down_ops = {
+    .stream_error = h2_stream_error,
+    .read = h2_down_read,
+};
+
 static void h2_start(struct worker *w, struct conn *c)
 {
 	nghttp2_session_callbacks *cb;
@@ -560,6 +566,7 @@ static void h2_start(struct worker *w, struct conn *c)
 	opt = h2_options(w->cfg);
 	if (opt)
 		nghttp2_option_set_max_settings(opt, 32);
+	d->ops = &h2_down_ops;
 	d->c = c;
 	d->w = w;
 	c->h2 = d;

@@ -31,6 +31,7 @@
 #include "proxy/http_error.h"
 
 struct config;
+struct worker;
 struct metrics_http_key;
 
 struct h2_up;
@@ -82,7 +83,25 @@ struct h2_stream {
 	uint64_t deadline_ns; /* 0: none */
 };
 
+/*
+ * What the upstream side (h2_upstream.c) may ask of a stream's client
+ * session, given to it by the downstream side (h2.c) in each h2_down:
+ * the upstream side calls back through these and names nothing of h2.c,
+ * so that the two files import each other in no loop.
+ */
+struct h2_down_ops {
+	/*
+	 * Answer st with the proxy's own error err (gRPC: UNAVAILABLE, or
+	 * DEADLINE_EXCEEDED for a timeout, as a trailers-only response), or
+	 * reset it once a response head went out; its upstream stream is reset.
+	 */
+	void (*stream_error)(struct worker *w, struct h2_stream *st, enum http_error err);
+	/* The response body source of a client stream (nghttp2_data_source_read_callback). */
+	nghttp2_data_source_read_callback read;
+};
+
 struct h2_down {
+	const struct h2_down_ops *ops; /* set by h2.c; see struct h2_down_ops */
 	struct conn *c;
 	struct worker *w;
 	nghttp2_session *s;
@@ -155,18 +174,6 @@ unsigned int h2_recorded_status(const struct h2_stream *st);
  */
 void h2_done(struct worker *w, struct h2_stream *st, bool tried, bool failed, unsigned int status,
 	     const char *what);
-
-/* ---- h2.c ---- */
-
-/*
- * Answer st with the proxy's own error (gRPC: UNAVAILABLE, or
- * DEADLINE_EXCEEDED for a timeout, as a trailers-only response), or
- * reset it once a response head went out; its upstream stream is reset.
- */
-void h2_stream_error(struct worker *w, struct h2_stream *st, enum http_error err);
-/* The response body source of a client stream (nghttp2_data_source_read_callback). */
-ssize_t h2_down_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
-		     uint32_t *data_flags, nghttp2_data_source *src, void *ud);
 
 /* ---- h2_upstream.c ---- */
 

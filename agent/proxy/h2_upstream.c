@@ -92,7 +92,7 @@ static struct h2_stream *h2_up_stream(struct h2_up *up, nghttp2_session *s, int3
 	return NULL;
 }
 
-/* The request body source of an upstream stream; see h2_down_read. */
+/* The request body source of an upstream stream; the mirror of h2_down_ops.read. */
 static ssize_t h2_up_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
 			  uint32_t *data_flags, nghttp2_data_source *src, void *ud)
 {
@@ -179,7 +179,7 @@ static void h2_down_wake(struct worker *w, struct h2_stream *st)
 /* The final response head of st: on to the client, its body to follow. */
 static void h2_up_response(struct worker *w, struct h2_stream *st, bool end)
 {
-	nghttp2_data_provider dp = {.read_callback = h2_down_read};
+	nghttp2_data_provider dp = {.read_callback = st->d->ops->read};
 	const nghttp2_nv *status = h2_field(&st->rs, ":status");
 
 	st->status = status ? atoi((const char *)status->value) : 502;
@@ -259,7 +259,7 @@ static int h2_up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_
 		/* Reset by the endpoint (REFUSED_STREAM above a GOAWAY included). */
 		if (!st->rs_submitted) {
 			h2_done(up->w, st, true, true, 502, "reset");
-			h2_stream_error(up->w, st, HTTP_ERR_UPSTREAM_RESET);
+			st->d->ops->stream_error(up->w, st, HTTP_ERR_UPSTREAM_RESET);
 		} else {
 			h2_done(up->w, st, true, true, 0, "reset");
 			nghttp2_submit_rst_stream(st->d->s, NGHTTP2_FLAG_NONE, st->id,
@@ -310,9 +310,9 @@ static void h2_up_close(struct worker *w, struct conn *c, bool reset)
 							  NGHTTP2_INTERNAL_ERROR);
 				worker_conn_defer(w, st->d->c);
 			} else {
-				h2_stream_error(w, st,
-						connected ? HTTP_ERR_UPSTREAM_RESET
-							  : HTTP_ERR_CONNECT_FAILURE);
+				st->d->ops->stream_error(w, st,
+							 connected ? HTTP_ERR_UPSTREAM_RESET
+								   : HTTP_ERR_CONNECT_FAILURE);
 			}
 		}
 		h2_up_free(up);
