@@ -44,6 +44,9 @@ def load_results(path):
             if kind == "idleerr":
                 notes[("idleerr", row)] = value
                 continue
+            if kind == "upgerr":
+                notes.setdefault(("upgerr", row), []).append(value)
+                continue
             if kind == "bulkerr":
                 notes.setdefault(("bulkerr", row), []).append(value)
                 continue
@@ -174,6 +177,48 @@ def main():
           f"{s.cell('pp', r, 'p50_us', '{:.1f}')} | {s.cell('pp', r, 'p99_us', '{:.1f}')} |")
     w("")
 
+    conn_rows = [r for r in ("direct", "haproxy_tcp", "shoal_l4_on", "shoal_l4_off", "shoal_l4_kernel")
+                 if s.med("conn", r, "rate") is not None]
+    d_conn = s.med("conn", "direct", "rate")
+    if conn_rows:
+        w(f"### Connect rate (new connections, one after another, {meta.get('conn_seconds')} s, "
+          "`benchtool connect`)")
+        w("")
+        w("Each connection: connect, one byte each way (set up end to end, not only to a proxy's accept "
+          "queue), close by the client.")
+        w("")
+        w("| path | connections/s | × direct | per connection p50 µs | p99 µs | failed |")
+        w("|---|---|---|---|---|---|")
+        for r in conn_rows:
+            w(f"| {slabels.get(r, r)} | {s.cell('conn', r, 'rate')} | {ratio(s.med('conn', r, 'rate'), d_conn)} | "
+              f"{s.cell('conn', r, 'p50_us', '{:.1f}')} | {s.cell('conn', r, 'p99_us', '{:.1f}')} | "
+              f"{sum(data.get(('conn', r, 'failed'), [])):.0f} |")
+        w("")
+
+    upg = "shoal_http_on"
+    upg_errs = notes.get(("upgerr", upg), [])
+    upg_lost = data.get(("upg", upg, "upg_lost"), [])
+    if upg_lost or upg_errs:
+        w(f"### Upgrade under load (`wrk -t1 -c{meta.get('upg_conns')} --latency`, keep-alive, "
+          f"{meta.get('upg_seconds')} s against {labels.get(upg, upg)})")
+        w("")
+        w(f"Per repetition: one window without an upgrade, then one in which a second shoald "
+          f"(`--handover-socket`) takes over {meta.get('upg_at_seconds')} s in; the old one drains and exits. "
+          "Lost: non-2xx responses plus wrk socket errors. p99: wrk's, over the whole window.")
+        w("")
+        w("| window | req/s | requests | lost | p99 µs |")
+        w("|---|---|---|---|---|")
+        for key, name in (("base", "without an upgrade"), ("upg", "with a hand-over")):
+            lost = data.get(("upg", upg, key + "_lost"), [])
+            w(f"| {name} | {s.cell('upg', upg, key + '_rps')} | {s.cell('upg', upg, key + '_reqs')} | "
+              f"{sum(lost):.0f} in {len(lost)} runs | {s.cell('upg', upg, key + '_p99_us')} |")
+        w("")
+        w(f"Hand-over (new shoald started to its \"hand-over: done\"): {s.cell('upg', upg, 'handover_ms')} ms; "
+          f"old shoald exited {s.cell('upg', upg, 'old_exit_ms')} ms after the new one started.")
+        for e in upg_errs:
+            w(f"Note: {e}")
+        w("")
+
     w("### Proxy memory with idle connections")
     w("")
     w("echo: each connection carried one byte each way, then went idle; silent: connected only; "
@@ -253,6 +298,35 @@ def main():
         if key in per_conn:
             pc = per_conn[key]
             w(f"| ≤ 4 KiB per idle connection ({key.split(':')[1]}) | {pc / 1024:.1f} KiB | {verdict(pc <= 4096)} |")
+    w("")
+
+    # Targets from issue 18 (kernel mode, upgrades).
+    w("### Targets (issue 18)")
+    w("")
+    w("| target | measured | met? |")
+    w("|---|---|---|")
+    k = "shoal_l4_kernel"
+    g = s.med("bulk", k, "gbps")
+    if g is not None and d_bulk is not None:
+        w(f"| kernel-mode bulk ≥ 0.95× direct | {ratio(g, d_bulk)} | {verdict(g >= 0.95 * d_bulk)} |")
+    kp, dp = s.med("pp", k, "p50_us"), s.med("pp", "direct", "p50_us")
+    if kp is not None and dp:
+        w(f"| kernel-mode RTT (p50) within 5 % of direct | {dp:.1f} → {kp:.1f} µs, "
+          f"{100.0 * (kp - dp) / dp:+.1f}% | {verdict(kp <= 1.05 * dp)} |")
+    kc = s.med("conn", k, "rate")
+    if kc is not None and d_conn:
+        # The rate is a mean, which a shared machine's stalls of
+        # milliseconds dominate; the median time per connection beside it.
+        kt, dt = s.med("conn", k, "p50_us"), s.med("conn", "direct", "p50_us")
+        per = "" if kt is None or dt is None else f" (time per connection p50 {dt:.1f} → {kt:.1f} µs)"
+        w(f"| kernel-mode new connections/s ≥ 0.9× direct | {ratio(kc, d_conn)}{per} | "
+          f"{verdict(kc >= 0.9 * d_conn)} |")
+    if upg_lost or upg_errs:
+        ok = None if upg_errs and not upg_lost else (sum(upg_lost) == 0 and not upg_errs)
+        bp, up = s.med("upg", upg, "base_p99_us"), s.med("upg", upg, "upg_p99_us")
+        added = "" if bp is None or up is None else f"; p99 {bp:.0f} → {up:.0f} µs ({up - bp:+.0f} µs added)"
+        w(f"| requests lost during an upgrade: 0 | {sum(upg_lost):.0f} in {len(upg_lost)} hand-overs"
+          f"{'; ' + str(len(upg_errs)) + ' failed' if upg_errs else ''}{added} | {verdict(ok)} |")
     w("")
     print("\n".join(out))
 

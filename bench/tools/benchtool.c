@@ -17,6 +17,13 @@
  *                                         until SIGTERM; "silent": connect
  *                                         only, no byte; "http": one GET
  *                                         and its whole response instead
+ *   benchtool connect ADDR:PORT SECONDS
+ *                                         new connections one after another:
+ *                                         connect, one byte each way (so the
+ *                                         connection is set up end to end,
+ *                                         not only to a proxy's accept
+ *                                         queue), close; prints connections/s
+ *                                         and percentiles of each one's time
  *
  * Built by scripts/bench with cc into build-bench/tools/; not part of the
  * meson build on purpose (it is a measuring tool, not shoal).
@@ -46,6 +53,9 @@
 #define SERVE_BUF 65536
 /* hold: connections that may fail (and be retried) before it gives up. */
 #define HOLD_MAX_FAILURES 100
+/* connect: failed connections counted before it gives up (a broken path,
+ * not noise). */
+#define CONNECT_MAX_FAILURES 1000
 
 static void die(const char *what)
 {
@@ -232,6 +242,64 @@ static int pingpong(const char *addr, size_t size, double seconds)
 	return 0;
 }
 
+/*
+ * connect: new connections for SECONDS, one at a time: connect, one byte
+ * there and back, close; at most PP_MAX_SAMPLES timings are kept. Prints
+ * "conns=N rate=R p50_us=A p99_us=B failed=F"; 0, or 1 after too many
+ * failures.
+ */
+static int connect_rate(const char *addr, double seconds)
+{
+	struct sockaddr_in sa;
+	uint32_t *lat = malloc(PP_MAX_SAMPLES * sizeof(*lat));
+	uint64_t start, end, t0, t1 = 0;
+	size_t n = 0, total = 0, failed = 0;
+	char c = 'c';
+
+	if (!lat)
+		die("connect: malloc");
+	parse_addr(addr, &sa);
+	start = now_ns();
+	end = start + (uint64_t)(seconds * 1e9);
+	do {
+		int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd < 0)
+			die("connect: socket");
+		t0 = now_ns();
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		errno = 0;
+		if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+		    full_io(fd, &c, 1, 1) || full_io(fd, &c, 1, 0)) {
+			if (failed++ == 0)
+				fprintf(stderr, "benchtool: connect %s: %s\n", addr,
+					errno ? strerror(errno) : "closed by the peer");
+			close(fd);
+			if (failed > CONNECT_MAX_FAILURES) {
+				fprintf(stderr, "benchtool: connect: %zu failures\n", failed);
+				return 1;
+			}
+			t1 = now_ns();
+			continue;
+		}
+		close(fd);
+		t1 = now_ns();
+		if (n < PP_MAX_SAMPLES)
+			lat[n++] = (uint32_t)((t1 - t0) > UINT32_MAX ? UINT32_MAX : (t1 - t0));
+		total++;
+	} while (t1 < end);
+	if (!n) {
+		fprintf(stderr, "benchtool: connect: no connection completed\n");
+		return 1;
+	}
+	qsort(lat, n, sizeof(*lat), cmp_u32);
+	printf("conns=%zu rate=%.0f p50_us=%.2f p99_us=%.2f failed=%zu\n", total,
+	       (double)total / ((double)(t1 - start) / 1e9), lat[n / 2] / 1000.0,
+	       lat[(size_t)((double)n * 0.99)] / 1000.0, failed);
+	free(lat);
+	return 0;
+}
+
 static volatile sig_atomic_t stop;
 static void on_term(int sig)
 {
@@ -322,7 +390,9 @@ int main(int argc, char **argv)
 		return hold(argv[2], atol(argv[3]), HOLD_SILENT);
 	if (argc == 5 && !strcmp(argv[1], "hold") && !strcmp(argv[4], "http"))
 		return hold(argv[2], atol(argv[3]), HOLD_HTTP);
+	if (argc == 4 && !strcmp(argv[1], "connect"))
+		return connect_rate(argv[2], atof(argv[3]));
 	fprintf(stderr, "usage: benchtool serve PORT | pingpong ADDR:PORT SIZE SECONDS | "
-			"hold ADDR:PORT N [silent|http]\n");
+			"hold ADDR:PORT N [silent|http] | connect ADDR:PORT SECONDS\n");
 	return 2;
 }
