@@ -18,7 +18,7 @@
  *
  * Also its own installer, for the DaemonSet's init container:
  *   shoal-cni install --bin-dir DIR --conf-dir DIR [--socket PATH]
- *                     [--socket-owner UID] [--wait]
+ *                     [--socket-owner UID] [--owner TOKEN] [--wait]
  *   shoal-cni uninstall --bin-dir DIR --conf-dir DIR
  */
 #include <dirent.h>
@@ -36,6 +36,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/random.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,6 +46,22 @@
 #define PLUGIN_TYPE "shoal-cni"
 /* Largest network config on stdin: a conflist entry and its prevResult. */
 #define CNI_MAX_STDIN (1u << 20)
+/*
+ * The installer that owns the plugin, in the conf dir (a dot file: no
+ * runtime loads it): the last one to install. One that stops removes the
+ * plugin only while it still owns it, so that a surge pod's installer
+ * keeps what it installed when the old pod's stops (docs/enrollment.md).
+ */
+#define OWNER_FILE ".shoal-cni.owner"
+/* An owner token: --owner's, or 16 random hex digits. */
+#define OWNER_MAX 128
+/*
+ * A waiting installer checks this often that its plugin binary and
+ * conflist entry are still there, and puts them back if not (another
+ * installer that owned them stopped): cheap, and a few seconds without
+ * the plugin on a node is what a pod created then would see anyway.
+ */
+#define INSTALL_RECHECK_SEC 2
 /* The CNI spec's error codes. */
 #define CNI_ERR_INCOMPATIBLE 1
 #define CNI_ERR_ENV 4
@@ -474,7 +491,89 @@ static int do_uninstall(const char *bin_dir, const char *conf_dir)
 		logf_("removed %s", path);
 	else if (errno != ENOENT)
 		rc = 1;
+	snprintf(path, sizeof(path), "%s/%s", conf_dir, OWNER_FILE);
+	if (unlink(path) < 0 && errno != ENOENT)
+		rc = 1;
 	return rc;
+}
+
+/* The owner token in conf_dir into out ("" when none); 0 or -errno. */
+static int owner_read(const char *conf_dir, char *out, size_t len)
+{
+	char path[PATH_MAX];
+	ssize_t n;
+	int fd;
+
+	out[0] = '\0';
+	snprintf(path, sizeof(path), "%s/%s", conf_dir, OWNER_FILE);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	n = read(fd, out, len - 1);
+	close(fd);
+	if (n < 0)
+		return -EIO;
+	out[n] = '\0';
+	out[strcspn(out, "\n")] = '\0';
+	return 0;
+}
+
+/* True when bin_dir holds the plugin and the primary conflist chains it. */
+static bool installed(const char *bin_dir, const char *conf_dir)
+{
+	char path[PATH_MAX];
+	json_object *conf, *plugins;
+	bool found = false;
+
+	snprintf(path, sizeof(path), "%s/%s", bin_dir, PLUGIN_TYPE);
+	if (access(path, X_OK) < 0 || find_conflist(conf_dir, path, sizeof(path)))
+		return false;
+	conf = json_object_from_file(path);
+	if (conf && json_object_object_get_ex(conf, "plugins", &plugins) &&
+	    json_object_is_type(plugins, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(plugins); i++) {
+			const char *type = jstr(json_object_array_get_idx(plugins, i), "type");
+
+			found |= type && !strcmp(type, PLUGIN_TYPE);
+		}
+	json_object_put(conf);
+	return found;
+}
+
+/*
+ * Install the binary, chain it in the primary conflist and record owner
+ * as the plugin's owner. Returns 0 or 1 (logged).
+ */
+static int do_install(const char *bin_dir, const char *conf_dir, const char *socket_path,
+		      const char *owner)
+{
+	char conflist[PATH_MAX], path[PATH_MAX];
+	bool changed;
+	int err;
+
+	err = install_binary(bin_dir);
+	if (err) {
+		logf_("cannot install the plugin into %s: %s", bin_dir, strerror(-err));
+		return 1;
+	}
+	err = find_conflist(conf_dir, conflist, sizeof(conflist));
+	if (!err)
+		err = edit_conflist(conflist, socket_path, &changed);
+	if (err) {
+		logf_("cannot chain the plugin in %s: %s (is the node's CNI configured? shoal-cni "
+		      "chains after the primary network's *.conflist)",
+		      conf_dir, strerror(-err));
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/%s", conf_dir, OWNER_FILE);
+	err = write_atomic(path, owner, strlen(owner), 0644);
+	if (err) {
+		logf_("cannot write the plugin's owner to %s: %s", path, strerror(-err));
+		return 1;
+	}
+	logf_("installed %s/%s, chained in %s (socket %s, owner %s)", bin_dir, PLUGIN_TYPE,
+	      conflist, socket_path, owner);
+	return 0;
 }
 
 /*
@@ -515,14 +614,16 @@ static int cmd_install(int argc, char **argv, bool install)
 	    {"socket", required_argument, NULL, 's'},
 	    {"wait", no_argument, NULL, 'w'},
 	    {"socket-owner", required_argument, NULL, 'o'},
+	    {"owner", required_argument, NULL, 'O'},
 	    {},
 	};
 	const char *bin_dir = NULL, *conf_dir = NULL, *socket_path = ENROLL_CNI_DEFAULT_SOCKET;
-	char conflist[PATH_MAX];
-	bool wait = false, changed;
+	char token[OWNER_MAX], now[OWNER_MAX];
+	bool wait = false;
 	long owner = -1;
 	int opt, err;
 
+	token[0] = '\0';
 	optind = 2;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
@@ -541,13 +642,21 @@ static int cmd_install(int argc, char **argv, bool install)
 		case 'o':
 			owner = strtol(optarg, NULL, 10);
 			break;
+		case 'O':
+			if (!*optarg || strlen(optarg) >= sizeof(token) || strchr(optarg, '\n')) {
+				logf_("--owner '%s': 1 to %d characters, one line", optarg,
+				      OWNER_MAX - 1);
+				return 2;
+			}
+			snprintf(token, sizeof(token), "%s", optarg);
+			break;
 		default:
 			return 2;
 		}
 	}
 	if (!bin_dir || !conf_dir) {
 		fprintf(stderr, "usage: shoal-cni install --bin-dir DIR --conf-dir DIR "
-				"[--socket PATH] [--socket-owner UID] [--wait]\n"
+				"[--socket PATH] [--socket-owner UID] [--owner TOKEN] [--wait]\n"
 				"       shoal-cni uninstall --bin-dir DIR --conf-dir DIR\n");
 		return 2;
 	}
@@ -561,30 +670,44 @@ static int cmd_install(int argc, char **argv, bool install)
 			return 1;
 		}
 	}
-	err = install_binary(bin_dir);
-	if (err) {
-		logf_("cannot install the plugin into %s: %s", bin_dir, strerror(-err));
-		return 1;
+	if (!token[0]) {
+		uint8_t r[8];
+
+		if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+			logf_("cannot draw an owner token: %s (give one with --owner)",
+			      strerror(errno));
+			return 1;
+		}
+		for (size_t i = 0; i < sizeof(r); i++)
+			snprintf(token + 2 * i, 3, "%02x", r[i]);
 	}
-	err = find_conflist(conf_dir, conflist, sizeof(conflist));
-	if (!err)
-		err = edit_conflist(conflist, socket_path, &changed);
-	if (err) {
-		logf_("cannot chain the plugin in %s: %s (is the node's CNI configured? shoal-cni "
-		      "chains after the primary network's *.conflist)",
-		      conf_dir, strerror(-err));
+	if (do_install(bin_dir, conf_dir, socket_path, token))
 		return 1;
-	}
-	logf_("installed %s/%s, chained in %s (socket %s)", bin_dir, PLUGIN_TYPE, conflist,
-	      socket_path);
 	if (!wait)
 		return 0;
-	/* As long as this container runs; removed when it stops (docs/enrollment.md). */
+	/*
+	 * As long as this container runs, kept in place (put back when it
+	 * went, as when the installer that owned it last stopped); removed
+	 * when it stops, unless another installer owns it by then
+	 * (docs/enrollment.md).
+	 */
 	signal(SIGTERM, on_stop);
 	signal(SIGINT, on_stop);
-	while (!stop_sig)
-		pause();
-	logf_("signal %d: removing the plugin", (int)stop_sig);
+	while (!stop_sig) {
+		sleep(INSTALL_RECHECK_SEC); /* a signal ends it early */
+		if (!stop_sig && !installed(bin_dir, conf_dir)) {
+			logf_("the plugin or its conflist entry is gone: installing it again");
+			do_install(bin_dir, conf_dir, socket_path, token);
+		}
+	}
+	err = owner_read(conf_dir, now, sizeof(now));
+	if (!err && now[0] && strcmp(now, token)) {
+		logf_("signal %d: the plugin is owner %s's now (it installed after this one, "
+		      "owner %s): left in place",
+		      (int)stop_sig, now, token);
+		return 0;
+	}
+	logf_("signal %d: removing the plugin (owner %s)", (int)stop_sig, token);
 	return do_uninstall(bin_dir, conf_dir);
 }
 

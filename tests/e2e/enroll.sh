@@ -22,7 +22,11 @@
 #    it missed;
 #  - an entry whose netns is gone is removed by the reconcile;
 #  - shoal-cni install/uninstall chain and unchain the plugin; after
-#    uninstall no binary, conflist entry, socket or pin is left.
+#    uninstall no binary, conflist entry, socket or pin is left;
+#  - two waiting installers in a row, as a DaemonSet surge runs them: the
+#    old one stopped after the new one installed leaves the plugin and
+#    its conflist entry in place; the new one puts them back when they
+#    go; the last one stopped leaves nothing.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -449,5 +453,59 @@ json_same "$(cat "$CNI_HOST/net.d/10-e2e.conflist")" "$(cat "$LOGDIR/conflist.or
 [[ -e $PIN_ROOT ]] && left+=" pins"
 [[ -z $left ]] && pass "after uninstall: no plugin binary, conflist entry, CNI socket or pin left" ||
 	fail "left after uninstall:$left"
+
+
+say "installers across a surge (install --wait, old stopped after new)"
+cp "$LOGDIR/conflist.orig" "$CNI_HOST/net.d/10-e2e.conflist"
+# chained CNI_HOST: 0 when the binary is there and the conflist chains it.
+chained() {
+	[[ -x $CNI_HOST/bin/shoal-cni ]] &&
+		python3 -c 'import json, sys; sys.exit(0 if any(p["type"] == "shoal-cni" for p in json.load(open(sys.argv[1]))["plugins"]) else 1)' \
+			"$CNI_HOST/net.d/10-e2e.conflist"
+}
+# wait_log FILE TEXT SECONDS: 0 once FILE holds TEXT.
+wait_log() {
+	local i
+	for ((i = 0; i < $3 * 10; i++)); do
+		grep -q -- "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+"$SHOAL_CNI" install --bin-dir "$CNI_HOST/bin" --conf-dir "$CNI_HOST/net.d" --socket "$CNI_SOCK" \
+	--wait 2>"$LOGDIR/cni-old.log" &
+old_inst=$!
+wait_log "$LOGDIR/cni-old.log" installed 10 || fail "the old installer did not install: $(cat "$LOGDIR/cni-old.log")"
+"$SHOAL_CNI" install --bin-dir "$CNI_HOST/bin" --conf-dir "$CNI_HOST/net.d" --socket "$CNI_SOCK" \
+	--wait 2>"$LOGDIR/cni-new.log" &
+new_inst=$!
+wait_log "$LOGDIR/cni-new.log" installed 10 || fail "the new installer did not install: $(cat "$LOGDIR/cni-new.log")"
+kill -TERM "$old_inst"
+wait "$old_inst"
+rc=$?
+chained && ((rc == 0)) &&
+	pass "old installer stopped after the new one installed (exit $rc): plugin and conflist entry stay" ||
+	fail "old installer stopped (exit $rc): plugin binary $(ls "$CNI_HOST/bin"), conflist $(cat "$CNI_HOST/net.d/10-e2e.conflist"); its log: $(cat "$LOGDIR/cni-old.log")"
+# Gone from under the new one (as when an owner that was not the last
+# stopped): it puts them back within its re-check period (2 s; 10 s here).
+rm -f "$CNI_HOST/bin/shoal-cni"
+cp "$LOGDIR/conflist.orig" "$CNI_HOST/net.d/10-e2e.conflist"
+for ((i = 0; i < 100; i++)); do
+	chained && break
+	sleep 0.1
+done
+chained && pass "plugin and entry removed under the waiting installer: put back after $((i / 10)).$((i % 10)) s" ||
+	fail "plugin and entry removed under the waiting installer: not back after 10 s; its log: $(cat "$LOGDIR/cni-new.log")"
+kill -TERM "$new_inst"
+wait "$new_inst"
+rc=$?
+left=""
+[[ -e $CNI_HOST/bin/shoal-cni ]] && left+=" binary"
+json_same "$(cat "$CNI_HOST/net.d/10-e2e.conflist")" "$(cat "$LOGDIR/conflist.orig")" || left+=" conflist-entry"
+for f in "$CNI_HOST"/net.d/* "$CNI_HOST"/net.d/.[!.]*; do
+	[[ -e $f && $f != "$CNI_HOST/net.d/10-e2e.conflist" ]] && left+=" ${f##*/}"
+done
+[[ -z $left ]] && ((rc == 0)) && pass "last installer stopped (exit $rc): nothing left in bin or conf dir" ||
+	fail "last installer stopped (exit $rc): left:$left; its log: $(cat "$LOGDIR/cni-new.log")"
 
 finish
