@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,6 +259,47 @@ static int start_discovery(const struct config *cfg, struct discovery **out)
 	if (err)
 		return err;
 	return discovery_start(cfg, &ko, out);
+}
+
+/*
+ * The call graph's caller names (proxy_set_caller_fn, docs/dashboards.md,
+ * "Callers"): the client pod's "namespace/name" from enrollment's pods.
+ * The workers look up with tryrdlock, so they never wait; stopping
+ * enrollment takes the lock for writing first, so no lookup runs on a
+ * freed one.
+ */
+static struct caller_names {
+	pthread_rwlock_t lock;
+	struct enroll *enr; /* NULL: no names (no enrollment, or stopped) */
+} caller_names = {.lock = PTHREAD_RWLOCK_INITIALIZER};
+
+static int caller_name(void *ctx, const struct sockaddr *peer, char *name, size_t len)
+{
+	struct caller_names *cn = ctx;
+	char ns[ENROLL_MAX_NS], pod[ENROLL_MAX_NAME];
+	struct shoal_addr ip;
+	uint16_t port;
+	int err;
+
+	if (addr_from_sockaddr(peer, &ip, &port))
+		return -ENOENT;
+	if (pthread_rwlock_tryrdlock(&cn->lock))
+		return -EAGAIN;
+	err = cn->enr ? enroll_pod_name_try(cn->enr, &ip, ns, pod) : -ENOENT;
+	pthread_rwlock_unlock(&cn->lock);
+	if (!err && snprintf(name, len, "%s/%s", ns, pod) >= (int)len)
+		name[len - 1] = '\0'; /* truncated: still one name per pod in practice */
+	return err;
+}
+
+/* Stop enrollment, after the proxy's lookups are off it. NULL is fine. */
+static void enroll_stop_names(struct enroll *e)
+{
+	pthread_rwlock_wrlock(&caller_names.lock);
+	if (caller_names.enr == e)
+		caller_names.enr = NULL;
+	pthread_rwlock_unlock(&caller_names.lock);
+	enroll_stop(e);
 }
 
 /*
@@ -911,6 +953,10 @@ int main(int argc, char **argv)
 	err = start_enroll(cfg, &enr);
 	if (err)
 		goto out;
+	pthread_rwlock_wrlock(&caller_names.lock);
+	caller_names.enr = enr;
+	pthread_rwlock_unlock(&caller_names.lock);
+	proxy_set_caller_fn(proxy, caller_name, &caller_names);
 	err = tracing_start(cfg, proxy, &tracer, &exporter, err_msg, sizeof(err_msg));
 	if (err) {
 		pr_warn("cannot start tracing: %s", err_msg);
@@ -953,7 +999,7 @@ int main(int argc, char **argv)
 		hs.listen_fd = -1;
 		admin_stop(admin);
 		admin = NULL;
-		enroll_stop(enr);
+		enroll_stop_names(enr);
 		enr = NULL;
 		if (handover_send(hs.fd, HANDOVER_DONE, NULL, 0, 0, 0, NULL))
 			pr_warn("hand-over: cannot send DONE to the new shoald (pid %u)", hs.peer_pid);
@@ -974,9 +1020,9 @@ out:
 	handover_close(hs.listen_fd, handover_path); /* a plain stop: the file goes too */
 	if (session_fd >= 0)
 		close(session_fd);
-	admin_stop(admin); /* it reads the proxy's and discovery's stats: stop it first */
-	discovery_stop(disc); /* its threads write into the model only */
-	enroll_stop(enr);     /* the enrolled map stays: pods stay meshed across a restart */
+	admin_stop(admin);	/* it reads the proxy's and discovery's stats: stop it first */
+	discovery_stop(disc);	/* its threads write into the model only */
+	enroll_stop_names(enr); /* the enrolled map stays: pods stay meshed across a restart */
 	proxy_stop(proxy);
 	/* The workers are gone: the rings' last spans go out, then they are freed. */
 	otlp_exporter_stop(exporter);

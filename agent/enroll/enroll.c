@@ -827,6 +827,26 @@ int enroll_pods_copy(struct enroll *e, struct enroll_pod **out)
 	return *out ? n : -ENOMEM;
 }
 
+int enroll_pod_name_try(struct enroll *e, const struct shoal_addr *ip, char ns[ENROLL_MAX_NS],
+			char name[ENROLL_MAX_NAME])
+{
+	int ret = -ENOENT;
+
+	if (pthread_mutex_trylock(&e->mu))
+		return -EAGAIN;
+	for (int i = 0; i < e->t.n_pods && ret; i++) {
+		const struct enroll_pod *p = &e->t.pods[i];
+
+		if (!p->host_network && enroll_pod_has_ip(p, ip)) {
+			memcpy(ns, p->ns, ENROLL_MAX_NS);
+			memcpy(name, p->name, ENROLL_MAX_NAME);
+			ret = 0;
+		}
+	}
+	pthread_mutex_unlock(&e->mu);
+	return ret;
+}
+
 int enroll_pod_identity(struct enroll *e, uint64_t cookie, const struct shoal_addr *ip,
 			char ns[ENROLL_MAX_NS], char sa[ENROLL_MAX_NAME])
 {

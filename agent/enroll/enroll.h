@@ -94,4 +94,12 @@ int enroll_pods_copy(struct enroll *e, struct enroll_pod **out);
 int enroll_pod_identity(struct enroll *e, uint64_t cookie, const struct shoal_addr *ip,
 			char ns[ENROLL_MAX_NS], char sa[ENROLL_MAX_NAME]);
 
+/*
+ * The namespace and name of the (not host-network) pod that has address
+ * ip, without waiting: -EAGAIN when the controller holds the pod table
+ * now (for the proxy's workers, which must not block). 0, -ENOENT or -EAGAIN.
+ */
+int enroll_pod_name_try(struct enroll *e, const struct shoal_addr *ip, char ns[ENROLL_MAX_NS],
+			char name[ENROLL_MAX_NAME]);
+
 #endif

@@ -194,6 +194,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 	c->svc_port = port->port;
 	c->port_be = service_target_port_be(port);
 	c->accepted_ns = timer_now_ns();
+	callers_conn_accept(w, c, (const struct sockaddr *)peer, &peer_addr);
 	/* The service's knobs (idle timeout) hold for every mode; HTTP
 	 * requests look up their own target's. */
 	c->sv = worker_es_service(w, c, cfg, svc);

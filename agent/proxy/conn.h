@@ -118,6 +118,7 @@ struct conn {
 	uint16_t port_be;		  /* endpoint port */
 	struct shoal_addr client_addr;	  /* the client's address (per-client cap) */
 	bool client_counted;		  /* counted in the proxy's client table */
+	uint32_t caller; /* its caller's index in the worker's callers table (observe.h) */
 	uint64_t accepted_ns;
 	uint64_t last_active_ns;	/* last byte moved either way (idle timeout) */
 	const struct es_svc_view *sv;	/* svc's balancer state (its knobs); NULL: none */

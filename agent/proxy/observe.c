@@ -9,6 +9,8 @@
 #include "proxy/http1.h"
 #include "proxy/conn.h"
 #include "proxy/worker.h"
+#include "proxy/proxy_int.h"
+#include "recording/callers.h"
 #include "recording/http_metrics.h"
 
 /*
@@ -219,8 +221,10 @@ void metrics_http_done(struct worker *w, struct conn *c, unsigned int status)
 	if (!start || h->tele.recorded_start_ns == start || (!status && h->rq == HTTP1_REQ_HEAD))
 		return;
 	h->tele.recorded_start_ns = start;
-	if (http_key(w, c, true, &k, &ep))
+	if (http_key(w, c, true, &k, &ep)) {
 		metrics_http_shard_request(w->metrics, &k, ep, status, timer_now_ns() - start);
+		callers_record(w->callers, c->caller, k.svc, status);
+	}
 	trace_finish(w, c, status, ep);
 }
 
@@ -246,6 +250,22 @@ void metrics_http_retry_refused(struct worker *w, struct conn *c)
 void metrics_http_deadline(struct worker *w, struct conn *c)
 {
 	http_event(w, c, METRICS_HTTP_DEADLINE);
+}
+
+void callers_conn_accept(struct worker *w, struct conn *c, const struct sockaddr *peer,
+			 const struct shoal_addr *peer_addr)
+{
+	struct proxy *p = w->p;
+	proxy_caller_fn fn = __atomic_load_n(&p->caller_fn, __ATOMIC_ACQUIRE);
+	char name[CALLERS_NAME_MAX];
+
+	if (!w->callers) {
+		c->caller = CALLERS_OTHER;
+		return;
+	}
+	if (!fn || fn(__atomic_load_n(&p->caller_ctx, __ATOMIC_RELAXED), peer, name, sizeof(name)))
+		addr_ntop(peer_addr, name, sizeof(name));
+	c->caller = callers_intern(w->callers, name);
 }
 
 void metrics_tcp_open(struct worker *w, struct conn *c)

@@ -63,6 +63,16 @@ void metrics_http_retry(struct worker *w, struct conn *c);
 void metrics_http_retry_refused(struct worker *w, struct conn *c);
 void metrics_http_deadline(struct worker *w, struct conn *c);
 
+/*
+ * c was just accepted from peer: name its caller once, for every request
+ * it carries (recording/callers.h): proxy_set_caller_fn's name, else the
+ * client's address. Never blocks: the callback must not.
+ */
+struct sockaddr;
+struct shoal_addr;
+void callers_conn_accept(struct worker *w, struct conn *c, const struct sockaddr *peer,
+			 const struct shoal_addr *peer_addr);
+
 /* An opaque connection (or tunnel) c is established to its endpoint. */
 void metrics_tcp_open(struct worker *w, struct conn *c);
 /* Add the bytes c's buffers took in since the last call. */

@@ -21,6 +21,7 @@
 #include "proxy/sock.h"
 #include "proxy/worker.h"
 #include "proxy/worker_loop.h"
+#include "recording/callers.h"
 #include "recording/http_metrics.h"
 #include "recording/series_ids.h"
 #include "recording/trace.h"
@@ -502,6 +503,23 @@ int proxy_series_snapshot(struct proxy *p, const struct metrics_resolver *res,
 	for (int i = 0; i < p->n_workers && i < PROXY_MAX_WORKERS; i++)
 		shards[n++] = p->workers[i].metrics;
 	return metrics_http_snapshot(shards, n, res, out);
+}
+
+int proxy_callers_snapshot(struct proxy *p, struct callers_snapshot *out)
+{
+	struct callers_table *t[PROXY_MAX_WORKERS];
+	size_t n = 0;
+
+	for (int i = 0; i < p->n_workers && i < PROXY_MAX_WORKERS; i++)
+		t[n++] = p->workers[i].callers;
+	return callers_snapshot(t, n, out);
+}
+
+void proxy_set_caller_fn(struct proxy *p, proxy_caller_fn fn, void *ctx)
+{
+	__atomic_store_n(&p->caller_fn, NULL, __ATOMIC_RELEASE);
+	__atomic_store_n(&p->caller_ctx, ctx, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->caller_fn, fn, __ATOMIC_RELEASE);
 }
 
 int proxy_attach_tracer(struct proxy *p, struct tracer *t)

@@ -35,6 +35,16 @@ typedef int (*proxy_orig_dst_fn)(void *ctx, const struct sockaddr *peer,
  */
 typedef bool (*proxy_on_shortcut_fn)(void *ctx, int fd);
 
+/*
+ * Who the client of an accepted connection is, for the call graph
+ * (docs/dashboards.md, "Callers"): given its peer address, write a
+ * NUL-terminated name ("namespace/name" of the pod) into name (len bytes)
+ * and return 0, or return -ENOENT when unknown, or -EAGAIN when it cannot
+ * tell without waiting. Called once per connection, at accept, from
+ * worker threads concurrently: it must not block.
+ */
+typedef int (*proxy_caller_fn)(void *ctx, const struct sockaddr *peer, char *name, size_t len);
+
 struct proxy;
 
 /*
@@ -76,6 +86,13 @@ int proxy_start_inherit(const struct config *cfg, proxy_orig_dst_fn orig_dst,
 			proxy_on_shortcut_fn on_shortcut, void *orig_ctx,
 			struct proxy_listen_fds *inherit, bool hold, struct proxy **out,
 			char *err, size_t errlen);
+
+/*
+ * Name the callers of connections accepted from now on with fn (NULL:
+ * stop). A connection whose caller fn does not know is named by its
+ * client's address. Call from one thread; ctx must outlive the proxy.
+ */
+void proxy_set_caller_fn(struct proxy *p, proxy_caller_fn fn, void *ctx);
 
 /* Let the workers of a proxy started with hold accept. Any thread; idempotent. */
 void proxy_accept_start(struct proxy *p);
@@ -204,6 +221,13 @@ struct metrics_http_snapshot;
 struct series_ids *proxy_series_ids(struct proxy *p);
 int proxy_series_snapshot(struct proxy *p, const struct metrics_resolver *res,
 			  struct metrics_http_snapshot *out);
+
+/*
+ * The call graph's callers (recording/callers.h): every worker's
+ * (caller, addressed service) counts merged by caller name (0 or -ENOMEM).
+ */
+struct callers_snapshot;
+int proxy_callers_snapshot(struct proxy *p, struct callers_snapshot *out);
 
 /*
  * Tracing (recording/trace.h): t's rings serve p's workers, one each.

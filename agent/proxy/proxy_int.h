@@ -91,6 +91,9 @@ struct proxy {
 	proxy_orig_dst_fn orig_dst;
 	proxy_on_shortcut_fn on_shortcut;
 	void *orig_ctx; /* both callbacks' */
+	/* proxy_set_caller_fn's; caller_fn published last (release). */
+	proxy_caller_fn caller_fn;
+	void *caller_ctx;
 	struct proxy_opts opts;
 	/*
 	 * Balancer, breaker and budget state per service and endpoint, kept

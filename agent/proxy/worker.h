@@ -71,6 +71,7 @@ struct worker;
 struct conn;
 struct pool;
 struct metrics_http_shard;
+struct callers_table;
 struct trace_worker;
 
 struct worker_listener {
@@ -160,6 +161,7 @@ struct worker {
 
 	struct proxy_stats stats; /* written by this worker, read by anyone: atomics */
 	struct metrics_http_shard *metrics; /* golden metrics; NULL: not recorded */
+	struct callers_table *callers;	    /* who calls which service; NULL: not recorded */
 	struct trace_worker *trace; /* this worker's span ring; NULL: no tracing (atomic) */
 };
 

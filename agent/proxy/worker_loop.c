@@ -20,6 +20,7 @@
 #include "proxy/pool.h"
 #include "proxy/sock.h"
 #include "proxy/worker.h"
+#include "recording/callers.h"
 #include "recording/http_metrics.h"
 
 /*
@@ -343,6 +344,7 @@ int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t err
 	pool_init(w->pool, cfg->http_pool_max_idle_per_endpoint, cfg->http_pool_idle_timeout_ms);
 	/* Without it the worker serves, unmeasured. */
 	w->metrics = metrics_http_shard_new();
+	w->callers = callers_table_new();
 
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (w->epfd < 0) {
@@ -418,6 +420,8 @@ void worker_fini(struct worker *w)
 	timer_heap_fini(&w->timers);
 	metrics_http_shard_free(w->metrics);
 	w->metrics = NULL;
+	callers_table_free(w->callers);
+	w->callers = NULL;
 	if (w->epfd >= 0) {
 		close(w->epfd);
 		w->epfd = -1;

@@ -9,6 +9,8 @@
 
 #include "config/config.h"
 #include "datapath/pins.h"
+#include "proxy/proxy.h"
+#include "recording/callers.h"
 #include "recording/http_metrics.h"
 #include "telemetry/debug.h"
 #include "telemetry/kernel_counters.h"
@@ -144,6 +146,59 @@ static void render_edges(const struct metrics_sources *src, struct metrics_buf *
 	metrics_live_close(&lv);
 }
 
+/*
+ * "caller_edges":[...]: who called which addressed service, with its
+ * requests and 5xx responses so far (recording/callers.h): bounded by the
+ * callers a worker names (CALLERS_MAX, the rest "other") times the
+ * services. A caller is a pod's "namespace/name" or an address; any byte
+ * outside those names' alphabet is written as '?', so it needs no escape.
+ */
+static void render_caller_edges(const struct metrics_sources *src, struct metrics_buf *b)
+{
+	struct callers_snapshot cs = {};
+	struct metrics_live lv;
+	bool first = true;
+
+	P(b, ",\"caller_edges\":[");
+	if (!src->proxy || metrics_live_open(src->proxy, &lv)) {
+		P(b, "]");
+		return;
+	}
+	if (lv.cfg && !proxy_callers_snapshot(src->proxy, &cs)) {
+		for (size_t i = 0; i < cs.n_rows; i++) {
+			const struct callers_row *r = &cs.rows[i];
+			char to[2 * CONFIG_MAX_NAME + 2], from[CALLERS_NAME_MAX];
+
+			if (!metrics_live_service(&lv, r->svc, to, sizeof(to)))
+				continue;
+			for (size_t k = 0; k < sizeof(from); k++) {
+				char ch = r->caller[k];
+
+				if (!ch) {
+					from[k] = '\0';
+					break;
+				}
+				from[k] = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+						  (ch >= '0' && ch <= '9') || strchr("./:-_[]", ch)
+					      ? ch
+					      : '?';
+			}
+			from[sizeof(from) - 1] = '\0';
+			P(b,
+			  "%s{\"caller\":\"%s\",\"service\":\"%s\",\"requests\":%llu,"
+			  "\"errors\":%llu}",
+			  first ? "" : ",", from, to, (unsigned long long)r->requests,
+			  (unsigned long long)r->errors);
+			first = false;
+		}
+	} else if (lv.cfg) {
+		b->failed = true;
+	}
+	callers_snapshot_free(&cs);
+	metrics_live_close(&lv);
+	P(b, "]");
+}
+
 int dashboard_render_state(const struct metrics_sources *src, struct metrics_buf *b)
 {
 	struct timespec ts;
@@ -160,6 +215,7 @@ int dashboard_render_state(const struct metrics_sources *src, struct metrics_buf
 	embed_page(src, b, "pods", "/debug/pods");
 	render_kernel(src, b);
 	render_edges(src, b);
+	render_caller_edges(src, b);
 	P(b, "}");
 	return b->failed ? -ENOMEM : 0;
 }

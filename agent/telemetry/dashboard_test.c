@@ -128,7 +128,8 @@ Test(dashboard, serves_its_files_with_a_same_origin_policy)
 	cr_expect(!strncmp(r, "HTTP/1.1 200 OK\r\n", 17), "%s", r);
 	cr_expect_not_null(strstr(r, "\r\n\r\n{\"time_ms\":"), "%s", r);
 	cr_expect_not_null(strstr(r, "\"services\":{\"services\":[]}"), "%s", r);
-	cr_expect_not_null(strstr(r, "\"edges\":[]}"), "%s", r);
+	cr_expect_not_null(strstr(r, "\"edges\":[],"), "%s", r);
+	cr_expect_not_null(strstr(r, "\"caller_edges\":[]}"), "%s", r);
 	free(r);
 	r = get("GET /dashboard/nope.js HTTP/1.1\r\n\r\n");
 	cr_expect(!strncmp(r, "HTTP/1.1 404 ", 13), "%s", r);

@@ -206,6 +206,17 @@ async def run(args, ws_url):
         ok("the call graph shows edge %s with a rate: %s" % (args.edge, edge)) if edge else \
             fail("the call graph shows no edge %s with a rate: %s" % (
                 args.edge, await cdp.eval("document.getElementById('page').textContent")))
+        if args.caller_edge:
+            cedge = await cdp.wait_for(
+                "(() => { const r = [...document.querySelectorAll('tr[data-caller-edge]')]"
+                ".find(r => r.dataset.callerEdge === %s);"
+                " const l = [...document.querySelectorAll('line[data-caller-edge]')]"
+                ".find(l => l.dataset.callerEdge === %s);"
+                " return r && l && parseFloat(r.children[2].textContent) > 0 ? r.textContent : null; })()"
+                % (js_str(args.caller_edge), js_str(args.caller_edge)), 15)
+            ok("the call graph draws caller edge %s with a rate: %s" % (args.caller_edge, cedge)) if cedge else \
+                fail("the call graph draws no caller edge %s with a rate: %s" % (
+                    args.caller_edge, await cdp.eval("document.getElementById('page').textContent")))
         await cdp.screenshot(os.path.join(args.out, "graph.png"))
         await cdp.go(o + "/dashboard#/kernel")
         kern = await cdp.wait_for(
@@ -267,6 +278,7 @@ def main():
     ap.add_argument("--split-service", required=True)
     ap.add_argument("--split", required=True)
     ap.add_argument("--edge", required=True)
+    ap.add_argument("--caller-edge", help="CALLER>SERVICE: a caller edge the graph must draw with a rate")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="chromium.", dir=args.out)
     profile = os.path.join(tmp, "profile")

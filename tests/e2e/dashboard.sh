@@ -14,6 +14,9 @@
 #    recovers (reset=0);
 #  - no JavaScript console error, and every request went to the admin
 #    origin;
+#  - the call graph draws a1 (by its address: enrolled by shoalctl, so
+#    enrollment has no pod name for it) calling default/cb, in the page,
+#    and calling default/cb and default/shop in /dashboard/state;
 #  - shoalctl dashboard prints the URL.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -66,7 +69,7 @@ ctldir=$LOGDIR/cdp-ctl
 mkdir -p "$ctldir"
 in_ns "$NS_A" "$PY" "$CDP" --origin "http://$ADMIN" --out "$LOGDIR" --ctl "$ctldir" \
 	--service default/cb --endpoints 10.77.1.3,10.77.1.5,10.77.2.2 --flaky 10.77.1.3 \
-	--split-service default/shop --split "default/shop-canary 20%" --edge "default/shop>default/shop-canary" \
+	--split-service default/shop --split "default/shop-canary 20%" --edge "default/shop>default/shop-canary" --caller-edge "${POD_IP4[a1]}>default/cb" \
 	>"$LOGDIR/cdp.log" 2>&1 &
 CDP_PID=$!
 # The driver asks for the fault and its end through files in $ctldir.
@@ -92,6 +95,22 @@ if grep -q '^FAIL' "$LOGDIR/cdp.log"; then fail "the browser driver reported fai
 stop_pid "$TRAFFIC_PID"
 in_ns "$NS_A" curl -sS --max-time 5 "http://$ADMIN/dashboard/state" >"$LOGDIR/state.json" ||
 	fail "GET /dashboard/state"
+# The caller edges: a1 addressed both services, and a1 only (one client).
+if "$PY" - "$LOGDIR/state.json" "${POD_IP4[a1]}" >"$LOGDIR/caller-edges.txt" 2>&1 <<'EOF'; then
+import json, sys
+st = json.load(open(sys.argv[1]))
+got = {(e["caller"], e["service"]): e for e in st["caller_edges"]}
+for svc in ("default/cb", "default/shop"):
+    e = got.get((sys.argv[2], svc))
+    assert e and e["requests"] > 0, "no caller edge %s -> %s in %s" % (sys.argv[2], svc, st["caller_edges"])
+    print("%s -> %s: %d requests, %d 5xx" % (sys.argv[2], svc, e["requests"], e["errors"]))
+callers = sorted({c for c, _ in got})
+assert callers == [sys.argv[2]], "callers %s, not only a1" % callers
+EOF
+	pass "caller edges in /dashboard/state: $(tr '\n' ';' <"$LOGDIR/caller-edges.txt")"
+else
+	fail "caller edges in /dashboard/state: $(cat "$LOGDIR/caller-edges.txt")"
+fi
 say "figure: one frame's state is $(wc -c <"$LOGDIR/state.json") bytes for 4 services, 7 endpoints"
 for p in services service graph kernel breaker-open; do
 	[[ -s $LOGDIR/$p.png ]] && pass "screenshot $LOGDIR/$p.png" || fail "no screenshot $p.png"

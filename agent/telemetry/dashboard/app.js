@@ -184,25 +184,34 @@ function graphPage(st) {
     const err = o && dt > 0 ? (e.errors - o.errors) / dt : 0;
     return { ...e, rate: req, success: req > 0 ? 1 - err / req : null };
   });
-  const services = [...new Set(edges.map((e) => e.service))];
+  const oldC = prev ? byKey(prev.caller_edges || [], (e) => e.caller + ">" + e.service) : {};
+  const cedges = (st.caller_edges || []).map((e) => {
+    const o = oldC[e.caller + ">" + e.service];
+    const req = o && dt > 0 ? (e.requests - o.requests) / dt : 0;
+    const err = o && dt > 0 ? (e.errors - o.errors) / dt : 0;
+    return { ...e, rate: req, success: req > 0 ? 1 - err / req : null };
+  });
+  const callers = [...new Set(cedges.map((e) => e.caller))];
+  const services = [...new Set([...edges.map((e) => e.service), ...cedges.map((e) => e.service)])];
   const backends = [...new Set(edges.map((e) => e.backend))];
-  const row = 34, h = Math.max(services.length, backends.length, 1) * row + 20;
+  const row = 34, h = Math.max(callers.length, services.length, backends.length, 1) * row + 20;
   const svg = svgEl("svg", { width: 760, height: h, class: "graph" });
   const y = (list, n) => 20 + list.indexOf(n) * row;
-  const maxRate = Math.max(1, ...edges.map((e) => e.rate));
+  const maxRate = Math.max(1, ...edges.map((e) => e.rate), ...cedges.map((e) => e.rate));
+  const colourOf = (e) => e.success === null ? "#9aa5b5" : e.success < 0.95 ? "#b3261e" : e.success < 0.99 ? "#c98a00" : "#1f7a3a";
   const node = (x, yy, label, anchor) => {
     const t = svgEl("text", { x, y: yy + 4, "text-anchor": anchor });
     t.textContent = label;
     svg.append(svgEl("circle", { cx: anchor === "end" ? x + 8 : x - 8, cy: yy, r: 5, fill: "#1d2b44" }), t);
   };
-  // This node's pods call every addressed service: one source, see the docs.
-  node(150, h / 2, "clients on this node", "end");
-  for (const s of services) {
-    svg.append(svgEl("line", { x1: 166, y1: h / 2, x2: 312, y2: y(services, s), stroke: "#9aa5b5", "stroke-width": 1 }));
-    node(320, y(services, s), s, "start");
-  }
+  // Callers: the client pod ("namespace/name"), or its address when enrollment does not know it.
+  for (const c of callers) node(150, y(callers, c), c, "end");
+  for (const e of cedges)
+    svg.append(svgEl("line", { x1: 166, y1: y(callers, e.caller), x2: 312, y2: y(services, e.service),
+      stroke: colourOf(e), "stroke-width": 1 + (7 * e.rate) / maxRate, "data-caller-edge": e.caller + ">" + e.service }));
+  for (const s of services) node(320, y(services, s), s, "start");
   for (const e of edges) {
-    const colour = e.success === null ? "#9aa5b5" : e.success < 0.95 ? "#b3261e" : e.success < 0.99 ? "#c98a00" : "#1f7a3a";
+    const colour = colourOf(e);
     svg.append(svgEl("line", { x1: 470, y1: y(services, e.service), x2: 582, y2: y(backends, e.backend),
       stroke: colour, "stroke-width": 1 + (7 * e.rate) / maxRate, "data-edge": e.service + ">" + e.backend }));
   }
@@ -211,9 +220,12 @@ function graphPage(st) {
     table(["addressed service", "served by", "requests/s", "success"], edges.map((e) =>
       el("tr", { "data-edge": e.service + ">" + e.backend }, el("td", {}, e.service), el("td", {}, e.backend),
         el("td", {}, fmt(e.rate, 1)), el("td", {}, pct(e.success))))),
-    el("p", { class: "note" }, "Edges go from the service a client addressed to the service that served it (a route's split), " +
-      "thickness by request rate, colour by success. Which pod called is not in the agent's series yet: " +
-      "see docs/dashboards.md, \"The web dashboard\".")];
+    table(["caller", "addressed service", "requests/s", "success"], cedges.map((e) =>
+      el("tr", { "data-caller-edge": e.caller + ">" + e.service }, el("td", {}, e.caller), el("td", {}, e.service),
+        el("td", {}, fmt(e.rate, 1)), el("td", {}, pct(e.success))))),
+    el("p", { class: "note" }, "Callers (left) are client pods, or their address when enrollment does not know them " +
+      "(\"other\": past a worker's cap); edges go to the service they addressed, and on to the service that served it " +
+      "(a route's split), thickness by request rate, colour by success. See docs/dashboards.md, \"Callers\".")];
 }
 
 function render() {
