@@ -54,6 +54,16 @@ static int set_key_cmp(const void *a, const void *b)
 		      sizeof(struct shoal_kl4_set_key));
 }
 
+/*
+ * bsearch, but an empty array (base may then be NULL, which bsearch may
+ * not be given) finds nothing.
+ */
+static void *find_sorted(const void *key, const void *base, size_t n, size_t size,
+			 int (*cmp)(const void *, const void *))
+{
+	return n ? bsearch(key, base, n, size, cmp) : NULL;
+}
+
 static int ep_key_cmp(const void *a, const void *b)
 {
 	return memcmp(&((const struct kl4_ep *)a)->key, &((const struct kl4_ep *)b)->key,
@@ -64,7 +74,7 @@ static struct kl4_ep *ep_find(struct kl4_ep *eps, size_t n, const struct shoal_k
 {
 	struct kl4_ep probe = { .key = *key };
 
-	return bsearch(&probe, eps, n, sizeof(*eps), ep_key_cmp);
+	return find_sorted(&probe, eps, n, sizeof(*eps), ep_key_cmp);
 }
 
 static bool ep_family_is(const struct config_endpoint *ep, int family)
@@ -392,7 +402,7 @@ int kl4_publish(struct kl4 *k, const struct config *cfg)
 	/* A set equal to the one written before needs no write. */
 	for (size_t i = 0; i < n_sets; i++) {
 		struct kl4_want *was =
-		    bsearch(&sets[i], old_sets, n_old_sets, sizeof(*old_sets), set_key_cmp);
+		    find_sorted(&sets[i], old_sets, n_old_sets, sizeof(*old_sets), set_key_cmp);
 
 		sets[i].written = was && was->written &&
 				  !memcmp(&was->set, &sets[i].set, sizeof(sets[i].set));
@@ -413,7 +423,7 @@ int kl4_publish(struct kl4 *k, const struct config *cfg)
 
 			sk = snext;
 			walking = true;
-			if (!bsearch(&probe, sets, n_sets, sizeof(*sets), set_key_cmp))
+			if (!find_sorted(&probe, sets, n_sets, sizeof(*sets), set_key_cmp))
 				bpf_map_delete_elem(k->sets_fd, &snext);
 		}
 		walking = false;
@@ -425,7 +435,7 @@ int kl4_publish(struct kl4 *k, const struct config *cfg)
 		}
 	} else {
 		for (size_t i = 0; i < n_old_sets; i++) {
-			if (!bsearch(&old_sets[i], sets, n_sets, sizeof(*sets), set_key_cmp))
+			if (!find_sorted(&old_sets[i], sets, n_sets, sizeof(*sets), set_key_cmp))
 				bpf_map_delete_elem(k->sets_fd, &old_sets[i].key);
 		}
 		for (size_t i = 0; i < n_old_eps; i++) {
