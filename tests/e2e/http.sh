@@ -298,8 +298,11 @@ det1=$(proxy_metric shoal_proxy_detect_http_total)
 h2d0=$(proxy_metric shoal_proxy_detect_h2_total)
 # The preface and an empty SETTINGS: the proxy's HTTP/2 kind answers with
 # its own SETTINGS frame (type 4, on stream 0) first; h2.sh tests the rest.
+# od reads all that comes (not -N9): a reader that stops early makes socat
+# fail on a broken pipe, and pipefail would end the test.
 out=$(printf 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\4\0\0\0\0\0' |
-	pod_run a1 timeout 10 socat -t 1 - TCP:10.96.0.20:81 | od -An -tx1 -N9 | tr -d ' \n')
+	pod_run a1 timeout 10 socat -t 1 - TCP:10.96.0.20:81 | od -An -tx1 | tr -d ' \n') || true
+out=${out:0:18}
 h2d1=$(proxy_metric shoal_proxy_detect_h2_total)
 if ((h2d1 - h2d0 == 1)) && [[ ${out:6:2} == 04 && ${out:10:8} == 00000000 ]]; then
 	pass "detect: the HTTP/2 preface goes to the HTTP/2 kind (its SETTINGS came back: $out)"
