@@ -158,8 +158,8 @@ static int decode_l4(json_object *port, enum model_l4 *out, char *err, size_t er
  * users write: Kubernetes' own kubernetes.io/ names (KEP-3726), IANA
  * service names (compared without case, as IANA does) and the values
  * Istio and Linkerd document. HTTP/2 (h2c, gRPC) is CONFIG_PROTO_H2C,
- * the proxy's HTTP/2 kind; TLS
- * (https, wss, tls) is opaque: there is nothing to parse in it.
+ * the proxy's HTTP/2 kind; TLS (https, wss, tls) is opaque: there is
+ * nothing to parse in it.
  */
 struct app_protocol {
 	const char *value;
