@@ -21,38 +21,12 @@ command -v curl >/dev/null || skip "curl is missing"
 e2e_topology
 e2e_topology_check
 
-K8S_DIR=$LOGDIR/k8s
-APISERVER=$(cd "$(dirname "$0")/../k8s" && pwd)/apiserver.py
-mkdir -p "$K8S_DIR"
-sh "$(dirname "$APISERVER")/mkcerts.sh" "$K8S_DIR"
-echo "e2e-token" >"$K8S_DIR/accepted"
-echo "e2e-token" >"$K8S_DIR/token"
-mkdir -p "$TEST_CG/apiserver"
 API_PID=""
 
-# apiserver_start START_RV: the stand-in in node-a's netns, in the test
-# cgroup (so cleanup finds it); sets API_PORT and CTL_PORT.
+# apiserver_start START_RV: the stand-in (lib.sh) with history from
+# START_RV, on the port of the one before it, if any.
 apiserver_start() {
-	local i
-	rm -f "$K8S_DIR/ports"
-	spawn_in "$TEST_CG/apiserver" "$NS_A" "$LOGDIR/apiserver.log" \
-		python3 "$APISERVER" --cert "$K8S_DIR/server.crt" --key "$K8S_DIR/server.key" \
-		--token-file "$K8S_DIR/accepted" --port-file "$K8S_DIR/ports" \
-		--start-rv "$1" --bookmark-every 2 ${API_PORT:+--port "$API_PORT"}
-	API_PID=$LAST_PID
-	for ((i = 0; i < 100; i++)); do
-		[[ -s $K8S_DIR/ports ]] && break
-		sleep 0.1
-	done
-	[[ -s $K8S_DIR/ports ]] || fatal "the stand-in API server did not start: $(cat "$LOGDIR/apiserver.log")"
-	read -r API_PORT CTL_PORT <"$K8S_DIR/ports"
-	say "stand-in API server on 127.0.0.1:$API_PORT (pid $API_PID, control :$CTL_PORT)"
-}
-
-# apply JSON: one event or a list of events, through the control port.
-apply() {
-	in_ns "$NS_A" curl -sf -X POST --data-binary @- "http://127.0.0.1:$CTL_PORT/apply" <<<"$1" >/dev/null ||
-		fatal "control apply failed: $1"
+	k8s_apiserver_start --start-rv "$1" --bookmark-every 2 ${API_PORT:+--port "$API_PORT"}
 }
 
 # The port is named "hello", with no appProtocol: detected (docs/discovery.md,
@@ -78,7 +52,7 @@ ep() { # IP READY SERVING TERMINATING
 readyz() { in_ns "$NS_A" curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/readyz" || true; }
 
 apiserver_start 1000
-apply "[$(svc web '["10.96.0.10","fd96::10"]' 80 '"hello"'),$(slice web-1 web "[$(ep "${POD_IP4[a2]}" true true false)]")]"
+k8s_apply "[$(svc web '["10.96.0.10","fd96::10"]' 80 '"hello"'),$(slice web-1 web "[$(ep "${POD_IP4[a2]}" true true false)]")]"
 
 ADMIN_PORT=15021
 { config_head; cat <<EOF; } >"$CONFIG"
@@ -97,20 +71,20 @@ for ((i = 0; i < 50; i++)); do [[ $(readyz) == 200 ]] && break; sleep 0.1; done
 if [[ $(readyz) == 200 ]]; then pass "/readyz 200: discovery in sync"; else fail "/readyz is $(readyz) while in sync"; fi
 
 say "the slice changes: a2 -> b1"
-apply "$(slice web-1 web "[$(ep "${POD_IP4[b1]}" true true false)]")"
+k8s_apply "$(slice web-1 web "[$(ep "${POD_IP4[b1]}" true true false)]")"
 expect_backend 10.96.0.10:80 b1 "endpoint change" 10
 
 say "terminating: b1 terminating (still serving), a2 not ready: b1 is the fallback"
-apply "$(slice web-1 web "[$(ep "${POD_IP4[b1]}" false true true),$(ep "${POD_IP4[a2]}" false false false)]")"
+k8s_apply "$(slice web-1 web "[$(ep "${POD_IP4[b1]}" false true true),$(ep "${POD_IP4[a2]}" false false false)]")"
 expect_backend 10.96.0.10:80 b1 "serving+terminating used when nothing is ready" 10
 say "a2 becomes ready: the terminating b1 is no longer picked"
-apply "$(slice web-1 web "[$(ep "${POD_IP4[b1]}" false true true),$(ep "${POD_IP4[a2]}" true true false)]")"
+k8s_apply "$(slice web-1 web "[$(ep "${POD_IP4[b1]}" false true true),$(ep "${POD_IP4[a2]}" true true false)]")"
 expect_backend 10.96.0.10:80 a2 "ready endpoint preferred over terminating" 10
 
 say "a second service appears, then is deleted"
-apply "[$(svc api '["10.96.0.20"]' 81 8080),$(slice api-1 api "[$(ep "${POD_IP4[b1]}" true true false)]")]"
+k8s_apply "[$(svc api '["10.96.0.20"]' 81 8080),$(slice api-1 api "[$(ep "${POD_IP4[b1]}" true true false)]")]"
 expect_backend 10.96.0.20:81 b1 "service added at runtime" 10
-apply "$(svc_deleted api)"
+k8s_apply "$(svc_deleted api)"
 gone=0
 for ((i = 0; i < 50; i++)); do
 	if ! hello a1 10.96.0.20:81 --timeout-ms 300; then gone=1; break; fi
@@ -126,7 +100,7 @@ if [[ $(readyz) == 503 ]]; then pass "/readyz 503 while the API server is away";
 
 say "a new API server (history from 5000): the watch gets 410, shoald relists"
 apiserver_start 5000
-apply "[$(svc web '["10.96.0.10","fd96::10"]' 80 '"hello"'),$(slice web-1 web "[$(ep "${POD_IP4[b1]}" true true false)]")]"
+k8s_apply "[$(svc web '["10.96.0.10","fd96::10"]' 80 '"hello"'),$(slice web-1 web "[$(ep "${POD_IP4[b1]}" true true false)]")]"
 expect_backend 10.96.0.10:80 b1 "after the relist" 10
 if grep -q 'too old resource version' "$SHOALD_LOG"; then
 	pass "the relist followed the in-stream 410"

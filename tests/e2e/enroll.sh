@@ -71,26 +71,7 @@ trap 'rc=$?; set +e; netns_mnt_cleanup; (exit $rc); e2e_cleanup' EXIT
 mkdir -p "$NETNS_MNT"
 e2e_topology
 
-K8S_DIR=$LOGDIR/k8s
-APISERVER=$(cd "$(dirname "$0")/../k8s" && pwd)/apiserver.py
-mkdir -p "$K8S_DIR" "$TEST_CG/apiserver"
-sh "$(dirname "$APISERVER")/mkcerts.sh" "$K8S_DIR"
-echo "e2e-token" >"$K8S_DIR/accepted"
-echo "e2e-token" >"$K8S_DIR/token"
-spawn_in "$TEST_CG/apiserver" "$NS_A" "$LOGDIR/apiserver.log" \
-	python3 "$APISERVER" --cert "$K8S_DIR/server.crt" --key "$K8S_DIR/server.key" \
-	--token-file "$K8S_DIR/accepted" --port-file "$K8S_DIR/ports" --bookmark-every 2
-for ((i = 0; i < 100; i++)); do
-	[[ -s $K8S_DIR/ports ]] && break
-	sleep 0.1
-done
-[[ -s $K8S_DIR/ports ]] || fatal "the stand-in API server did not start: $(cat "$LOGDIR/apiserver.log")"
-read -r API_PORT CTL_PORT <"$K8S_DIR/ports"
-
-apply() {
-	in_ns "$NS_A" curl -sf -X POST --data-binary @- "http://127.0.0.1:$CTL_PORT/apply" <<<"$1" >/dev/null ||
-		fatal "control apply failed: $1"
-}
+k8s_apiserver_start --bookmark-every 2
 
 # ---- pods -------------------------------------------------------------------
 
@@ -237,11 +218,11 @@ kpod k7 shop cgroupfs containerd 16  # started while shoald is down
 kpod k8 shop systemd containerd 17
 touch "$NETNS_MNT/cni-k8"
 mount --bind "/run/netns/${POD_NS[k8]}" "$NETNS_MNT/cni-k8" || fatal "cannot bind-mount k8's netns"
-apply "[$(ns_event ADDED shop enabled),$(ns_event ADDED plain),$(pod_event ADDED k1),$(pod_event ADDED k2),$(pod_event ADDED k3),$(pod_event ADDED k4),$(pod_event ADDED hn)]"
+k8s_apply "[$(ns_event ADDED shop enabled),$(ns_event ADDED plain),$(pod_event ADDED k1),$(pod_event ADDED k2),$(pod_event ADDED k3),$(pod_event ADDED k4),$(pod_event ADDED hn)]"
 # A pod of another node, whose netns is k6's: never this node's business.
 K_UID[far]=5eedfa00-0e2e-4000-8000-000000000000 K_NS[far]=shop K_NODE[far]=node-b
 POD_IP4[far]=${POD_IP4[k6]} POD_NS[far]=${POD_NS[k6]}
-apply "$(pod_event ADDED far)"
+k8s_apply "$(pod_event ADDED far)"
 
 {
 	config_head
@@ -287,7 +268,7 @@ for p in k1 k2 k4; do
 	grep -q "enroll: pod ${K_NS[$p]}/$p enrolled (netns cookie [0-9]*, cgroup scan)" "$SHOALD_LOG" &&
 		pass "$p found through its kubelet cgroup" || fail "$p not enrolled by the cgroup scan"
 done
-apply "$(pod_event ADDED k8)"
+k8s_apply "$(pod_event ADDED k8)"
 wait_state k8 enrolled
 grep -q "enroll: pod shop/k8 enrolled (netns cookie [0-9]*, netns mount)" "$SHOALD_LOG" &&
 	pass "k8 (no process) found through the runtime's netns mount holding its IP" ||
@@ -306,7 +287,7 @@ n=$(enrolled_count)
 	fail "shoal_enrolled holds $n entries, expected at most 5"
 
 say "CNI: a new pod's netns is enrolled before its first process runs"
-apply "$(pod_event ADDED k5)"
+k8s_apply "$(pod_event ADDED k5)"
 wait_state k5 pending
 if cni ADD k5 && json_same "$CNI_OUT" "$CNI_PREV_WANT"; then
 	pass "shoal-cni ADD: exit 0, prevResult passed through"
@@ -317,7 +298,7 @@ wait_state k5 enrolled 1
 # The first connect of the pod's first process: intercepted.
 expect_proxied k5 10.96.0.10:80 10.96.0.10:80
 pause_in k5
-apply "$(pod_event ADDED k6)"
+k8s_apply "$(pod_event ADDED k6)"
 wait_state k6 unmeshed
 cni ADD k6 || fail "shoal-cni ADD k6 failed: $CNI_ERR"
 expect_direct k6 10.96.0.10:80 10.96.0.10:80 "${POD_IP4[k6]}"
@@ -344,19 +325,19 @@ else
 fi
 
 say "delete and relabel"
-apply "$(pod_event DELETED k1)"
+k8s_apply "$(pod_event DELETED k1)"
 until_path k1 direct
-apply "$(pod_event MODIFIED k2 disabled)"
+k8s_apply "$(pod_event MODIFIED k2 disabled)"
 until_path k2 direct
 wait_state k2 unmeshed
-apply "$(ns_event MODIFIED shop)"
+k8s_apply "$(ns_event MODIFIED shop)"
 until_path k4 direct
-apply "$(ns_event MODIFIED shop enabled)"
+k8s_apply "$(ns_event MODIFIED shop enabled)"
 until_path k4 proxied
 
 say "shoald down: a pod created meanwhile starts (fail open), then shoald is back"
 shoald_stop
-apply "$(pod_event ADDED k7)"
+k8s_apply "$(pod_event ADDED k7)"
 if cni ADD k7 && json_same "$CNI_OUT" "$CNI_PREV_WANT" && [[ $CNI_ERR == *"did not answer"* ]]; then
 	pass "shoal-cni ADD with shoald down: exit 0, prevResult, logged"
 else
@@ -375,7 +356,7 @@ else
 	fail "no 'pod shop/k4 adopted' line in $SHOALD_LOG"
 fi
 # Re-adopted: the new agent unenrolls a pod the old one enrolled.
-apply "$(pod_event DELETED k5)"
+k8s_apply "$(pod_event DELETED k5)"
 until_path k5 direct
 
 say "stale entries: the hand-enrolled netns that is gone"

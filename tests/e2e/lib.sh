@@ -737,6 +737,45 @@ cgroup_attached() {
 	bpftool cgroup tree "$1" 2>/dev/null | awk 'NR > 2 && $1 ~ /^[0-9]+$/' || true
 }
 
+# ---- the stand-in Kubernetes API server (tests/k8s/apiserver.py) -----------
+
+# k8s_apiserver_start ARGS...: the stand-in API server in node-a's netns,
+# in the test cgroup (so cleanup finds it), given ARGS. The first call
+# makes K8S_DIR ($LOGDIR/k8s): a throw-away CA and server key
+# (tests/k8s/mkcerts.sh) and the token "e2e-token", which the stand-in
+# accepts (K8S_DIR/accepted) and shoald presents (K8S_DIR/token). Waits
+# for its ports; sets API_PID, API_PORT and CTL_PORT.
+k8s_apiserver_start() {
+	local i k8s_tests
+	k8s_tests=$(cd "$(dirname "${BASH_SOURCE[0]}")/../k8s" && pwd)
+	K8S_DIR=$LOGDIR/k8s
+	if [[ ! -s $K8S_DIR/accepted ]]; then
+		mkdir -p "$K8S_DIR" "$TEST_CG/apiserver"
+		sh "$k8s_tests/mkcerts.sh" "$K8S_DIR"
+		echo "e2e-token" >"$K8S_DIR/accepted"
+		echo "e2e-token" >"$K8S_DIR/token"
+	fi
+	rm -f "$K8S_DIR/ports"
+	spawn_in "$TEST_CG/apiserver" "$NS_A" "$LOGDIR/apiserver.log" \
+		python3 "$k8s_tests/apiserver.py" --cert "$K8S_DIR/server.crt" --key "$K8S_DIR/server.key" \
+		--token-file "$K8S_DIR/accepted" --port-file "$K8S_DIR/ports" "$@"
+	API_PID=$LAST_PID
+	for ((i = 0; i < 100; i++)); do
+		[[ -s $K8S_DIR/ports ]] && break
+		sleep 0.1
+	done
+	[[ -s $K8S_DIR/ports ]] || fatal "the stand-in API server did not start: $(cat "$LOGDIR/apiserver.log")"
+	read -r API_PORT CTL_PORT <"$K8S_DIR/ports"
+	say "stand-in API server on 127.0.0.1:$API_PORT (pid $API_PID, control :$CTL_PORT)"
+}
+
+# k8s_apply JSON: one event or a list of events, into the stand-in through
+# its control port.
+k8s_apply() {
+	in_ns "$NS_A" curl -sf -X POST --data-binary @- "http://127.0.0.1:$CTL_PORT/apply" <<<"$1" >/dev/null ||
+		fatal "control apply failed: $1"
+}
+
 # ---- HTTP helpers (tests/e2e/http*.sh) ----------------------------------------
 
 SHOAL_BACKEND=${SHOAL_BACKEND:-}

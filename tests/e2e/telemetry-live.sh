@@ -17,24 +17,7 @@ http_topology a2 b1
 A2=${POD_IP4[a2]} B1=${POD_IP4[b1]}
 ADMIN=127.0.0.1:15020
 
-K8S_DIR=$LOGDIR/k8s
-APISERVER=$(cd "$(dirname "$0")/../k8s" && pwd)/apiserver.py
-mkdir -p "$K8S_DIR" "$TEST_CG/apiserver"
-sh "$(dirname "$APISERVER")/mkcerts.sh" "$K8S_DIR"
-echo "e2e-token" >"$K8S_DIR/accepted"
-echo "e2e-token" >"$K8S_DIR/token"
-rm -f "$K8S_DIR/ports"
-spawn_in "$TEST_CG/apiserver" "$NS_A" "$LOGDIR/apiserver.log" \
-	python3 "$APISERVER" --cert "$K8S_DIR/server.crt" --key "$K8S_DIR/server.key" \
-	--token-file "$K8S_DIR/accepted" --port-file "$K8S_DIR/ports" --start-rv 1000
-for ((i = 0; i < 100; i++)); do [[ -s $K8S_DIR/ports ]] && break; sleep 0.1; done
-[[ -s $K8S_DIR/ports ]] || fatal "the stand-in API server did not start: $(cat "$LOGDIR/apiserver.log")"
-read -r API_PORT CTL_PORT <"$K8S_DIR/ports"
-
-apply() {
-	in_ns "$NS_A" curl -sf -X POST --data-binary @- "http://127.0.0.1:$CTL_PORT/apply" <<<"$1" >/dev/null ||
-		fatal "control apply failed: $1"
-}
+k8s_apiserver_start --start-rv 1000
 svc() { # NAME VIP PORT PORT_NAME TARGET
 	printf '{"type":"ADDED","object":{"kind":"Service","apiVersion":"v1","metadata":{"name":"%s","namespace":"shop"},"spec":{"type":"ClusterIP","clusterIP":"%s","clusterIPs":["%s"],"ports":[{"name":"%s","protocol":"TCP","port":%s,"targetPort":%s}]}}}' \
 		"$1" "$2" "$2" "$4" "$3" "$5"
@@ -65,7 +48,7 @@ get() {
 }
 
 say "phase 1: the Kubernetes source alone"
-apply "[$(svc api 10.96.0.20 80 web 9080),$(slice api-1 api web 9080 "$A2" "$B1")]"
+k8s_apply "[$(svc api 10.96.0.20 80 web 9080),$(slice api-1 api web 9080 "$A2" "$B1")]"
 { config_head; cat <<EOF; } >"$CONFIG"
 admin: {listen: "$ADMIN"}
 kubernetes:
@@ -83,7 +66,7 @@ for ((i = 0; i < 100; i++)); do
 done
 get 6 http://10.96.0.20/ok
 # A service that appears after the first scrape-worthy traffic, opaque TCP.
-apply "[$(svc db 10.96.0.21 81 tcp-hello 8080),$(slice db-1 db tcp-hello 8080 "$A2")]"
+k8s_apply "[$(svc db 10.96.0.21 81 tcp-hello 8080),$(slice db-1 db tcp-hello 8080 "$A2")]"
 ok=0
 for ((i = 0; i < 50; i++)); do
 	hello a1 10.96.0.21:81 --timeout-ms 1000 && [[ $HELLO_BACKEND == a2 ]] && { ok=1; break; }
