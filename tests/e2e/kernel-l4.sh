@@ -34,13 +34,7 @@ N_REFUSE=100
 N_DEAD=100
 
 # kl4_service NAME VIP PORT TARGET ADDR...: a kernel-mode opaque service.
-kl4_service() {
-	local name=$1 vip=$2 port=$3 target=$4 eps="" a
-	shift 4
-	for a in "$@"; do eps+="${eps:+, }{address: $a}"; done
-	printf '  - name: %s\n    namespace: default\n    vips: [%s]\n    ports: [{port: %s, target_port: %s, protocol: tcp, mode: kernel}]\n    endpoints: [%s]\n' \
-		"$name" "$vip" "$port" "$target" "$eps"
-}
+kl4_service() { tcp_service --mode kernel "$@"; }
 
 # spread TARGET N: N hellos from a1 to TARGET; prints "name count" lines
 # (failures as "FAILED"), and checks every answer for the kernel path:

@@ -897,12 +897,18 @@ http_topology() {
 	for pod in "$@"; do backend_start "$pod" 9080; done
 }
 
-# tcp_service NAME VIP PORT TARGET_PORT ADDR...: a services: entry for
-# write_config: an opaque TCP port PORT on VIP, to TARGET_PORT on the ADDRs.
+# tcp_service [--mode MODE] NAME VIP PORT TARGET_PORT ADDR...: a services:
+# entry for write_config: an opaque TCP port PORT on VIP, to TARGET_PORT on
+# the ADDRs; with --mode, the port's mode (kernel: docs/config.md).
 tcp_service() {
-	local name=$1 vip=$2 port=$3 target=$4 eps="" a
+	local mode="" name vip port target eps="" a
+	if [[ $1 == --mode ]]; then
+		mode=", mode: $2"
+		shift 2
+	fi
+	name=$1 vip=$2 port=$3 target=$4
 	shift 4
 	for a in "$@"; do eps+="${eps:+, }{address: $a}"; done
-	printf '  - name: %s\n    namespace: default\n    vips: [%s]\n    ports: [{port: %s, target_port: %s, protocol: tcp}]\n    endpoints: [%s]\n' \
-		"$name" "$vip" "$port" "$target" "$eps"
+	printf '  - name: %s\n    namespace: default\n    vips: [%s]\n    ports: [{port: %s, target_port: %s, protocol: tcp%s}]\n    endpoints: [%s]\n' \
+		"$name" "$vip" "$port" "$target" "$mode" "$eps"
 }
