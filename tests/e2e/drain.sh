@@ -35,8 +35,7 @@ write_config "
     vips: [$VIP]
     ports: [{port: $PORT, target_port: 9080, protocol: http}]
     endpoints: [{address: ${POD_IP4[a2]}}]"
-sed -i "s/^proxy: {/proxy: {drain_timeout_ms: $DRAIN_MS, /" "$CONFIG"
-grep -q "drain_timeout_ms: $DRAIN_MS" "$CONFIG" || fatal "cannot set proxy.drain_timeout_ms in $CONFIG"
+config_drain_timeout "$DRAIN_MS"
 
 hard=$(ulimit -Hn)
 [[ $hard == unlimited ]] && hard=1048576

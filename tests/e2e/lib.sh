@@ -533,6 +533,13 @@ write_config() {
 	} >"$CONFIG"
 }
 
+# config_drain_timeout MS: proxy.drain_timeout_ms MS in the written CONFIG
+# (write_config first).
+config_drain_timeout() {
+	sed -i "s/^proxy: {/proxy: {drain_timeout_ms: $1, /" "$CONFIG"
+	grep -q "drain_timeout_ms: $1" "$CONFIG" || fatal "cannot set proxy.drain_timeout_ms in $CONFIG"
+}
+
 # Starts shoald in node-a's netns and the agent cgroup, and waits until the
 # datapath reports a live proxy and the listener is up. Extra arguments go
 # to shoald. Sets SHOALD_PID; the log is $LOGDIR/shoald.<n>.log.

@@ -48,8 +48,7 @@ write_config "
     endpoints: [{address: ${POD_IP4[a2]}}]
 $(tcp_service bulk1 10.96.0.31 9000 9001 "${POD_IP4[a2]}")
 $(tcp_service bulk2 10.96.0.32 9000 9002 "${POD_IP4[a2]}")"
-sed -i "s/^proxy: {/proxy: {drain_timeout_ms: $DRAIN_MS, /" "$CONFIG"
-grep -q "drain_timeout_ms: $DRAIN_MS" "$CONFIG" || fatal "cannot set proxy.drain_timeout_ms in $CONFIG"
+config_drain_timeout "$DRAIN_MS"
 
 # new_shoald LOG [ENV...]: a second shoald beside the running one, which
 # waits for a signal after handing over in turn (as in a pod); LAST_PID.
