@@ -61,6 +61,16 @@ if ! dpkg-query -W -f='${Status}' kubernetes-client 2>/dev/null | grep -q "insta
 	fi
 fi
 
+# node and npm, for scripts/validate-manifests.sh (scripts/test.sh runs
+# it). Debian's nodejs and npm where either is missing; not listed above,
+# since a NodeSource nodejs brings its own npm and conflicts with Debian's.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+	echo "setup.sh: installing nodejs npm (scripts/validate-manifests.sh)"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+
 # bpffs: pins live here. Mount it where it is missing.
 if ! grep -qs ' /sys/fs/bpf bpf ' /proc/mounts; then
 	mkdir -p /sys/fs/bpf
