@@ -444,15 +444,6 @@ chained() {
 		python3 -c 'import json, sys; sys.exit(0 if any(p["type"] == "shoal-cni" for p in json.load(open(sys.argv[1]))["plugins"]) else 1)' \
 			"$CNI_HOST/net.d/10-e2e.conflist"
 }
-# wait_log FILE TEXT SECONDS: 0 once FILE holds TEXT.
-wait_log() {
-	local i
-	for ((i = 0; i < $3 * 10; i++)); do
-		grep -q -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
 "$SHOAL_CNI" install --bin-dir "$CNI_HOST/bin" --conf-dir "$CNI_HOST/net.d" --socket "$CNI_SOCK" \
 	--wait 2>"$LOGDIR/cni-old.log" &
 old_inst=$!

@@ -490,6 +490,17 @@ wait_listen() {
 	fatal "nothing listens on port $port in $ns after 5 s"
 }
 
+# wait_log FILE PATTERN SECONDS: 0 once FILE holds PATTERN (a grep
+# pattern), 1 if it does not within SECONDS.
+wait_log() {
+	local i
+	for ((i = 0; i < $3 * 10; i++)); do
+		grep -q -- "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 # ---- shoald and shoalctl ----------------------------------------------------
 
 ctl() { timeout 20 "$SHOALCTL" --pin-root "$PIN_ROOT" "$@"; }

@@ -36,13 +36,3 @@ load() {
 	out=$(pod_run a1 python3 "$LOAD" "$@") || fatal "load driver failed: $out"
 	echo "$out"
 }
-
-# log_wait PATTERN SECONDS: wait until shoald's log has PATTERN.
-log_wait() {
-	local i
-	for ((i = 0; i < $2 * 50; i++)); do
-		grep -q "$1" "$SHOALD_LOG" && return 0
-		sleep 0.02
-	done
-	return 1
-}

@@ -59,16 +59,6 @@ new_shoald() {
 		--log-level info --handover-socket "$HANDOVER_SOCK" --handover-wait
 }
 
-# wait_log LOG PATTERN SECS: PATTERN appears in LOG within SECS.
-wait_log() {
-	local i
-	for ((i = 0; i < $3 * 10; i++)); do
-		grep -q "$2" "$1" && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
 # alive STEP: the datapath sees a live proxy, and a1 is proxied.
 alive() {
 	if ctl status | grep -qx 'proxy alive'; then
