@@ -896,12 +896,9 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (session_fd >= 0) {
+	if (session_fd >= 0)
 		heartbeat_ours = false;
-		err = datapath_open_keep_heartbeat(cfg, &dp);
-	} else {
-		err = datapath_open(cfg, &dp);
-	}
+	err = datapath_open(cfg, session_fd >= 0, &dp);
 	if (err)
 		goto out;
 	if (session_fd >= 0)

@@ -515,8 +515,7 @@ static int attach_hook(struct datapath *dp, const struct hook *h, int cgroup_fd,
 	return 0;
 }
 
-static int datapath_open_common(const struct config *cfg, bool keep_heartbeat,
-				struct datapath **out)
+int datapath_open(const struct config *cfg, bool keep_heartbeat, struct datapath **out)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, open_opts);
 	char maps_dir[PATH_MAX], links_dir[PATH_MAX], cgroup_path[PATH_MAX];
@@ -630,16 +629,6 @@ err_free:
 	free(dp->name_hash);
 	free(dp);
 	return err;
-}
-
-int datapath_open(const struct config *cfg, struct datapath **out)
-{
-	return datapath_open_common(cfg, false, out);
-}
-
-int datapath_open_keep_heartbeat(const struct config *cfg, struct datapath **out)
-{
-	return datapath_open_common(cfg, true, out);
 }
 
 void datapath_close(struct datapath *dp)

@@ -18,18 +18,14 @@ struct datapath;
 
 /*
  * Load (or adopt) and attach the datapath described by cfg, then publish
- * the config map and the services. Returns 0 and *out, or -errno after
- * logging what failed (naming the hook, the feature and the kernel that
- * has it when the kernel is too old).
+ * the config map and the services. The heartbeat starts at zero (fail
+ * open) unless keep_heartbeat: a hand-over (docs/upgrade.md) keeps the
+ * one the running shoald beats, so that no connect fails open while both
+ * processes run. Returns 0 and *out, or -errno after logging what failed
+ * (naming the hook, the feature and the kernel that has it when the
+ * kernel is too old).
  */
-int datapath_open(const struct config *cfg, struct datapath **out);
-
-/*
- * datapath_open for a hand-over (docs/upgrade.md): the heartbeat that the
- * running shoald beats is kept, not zeroed, so that no connect fails
- * open while both processes run.
- */
-int datapath_open_keep_heartbeat(const struct config *cfg, struct datapath **out);
+int datapath_open(const struct config *cfg, bool keep_heartbeat, struct datapath **out);
 
 /*
  * Make the service maps (shoal_services, shoal_svc_names) hold exactly

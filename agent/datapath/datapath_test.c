@@ -96,7 +96,7 @@ Test(loader, loads_pins_adopts_and_uninstalls)
 	struct stat st;
 
 	skip_unless_capable();
-	cr_assert_eq(datapath_open(&cfg, &dp), 0);
+	cr_assert_eq(datapath_open(&cfg, false, &dp), 0);
 	cr_assert_eq(count_links(cfg.pin_root), 6, "all six links are pinned");
 	datapath_close(dp);
 	/* Closing the agent leaves the programs attached. */
@@ -104,7 +104,7 @@ Test(loader, loads_pins_adopts_and_uninstalls)
 	cr_assert_eq(pins_read_counters(cfg.pin_root, &c), 0);
 
 	/* A second agent adopts the same pins. */
-	cr_assert_eq(datapath_open(&cfg, &dp), 0);
+	cr_assert_eq(datapath_open(&cfg, false, &dp), 0);
 	cr_assert_eq(count_links(cfg.pin_root), 6);
 	datapath_close(dp);
 
@@ -121,13 +121,13 @@ Test(loader, refuses_pins_of_another_layout)
 	int fd;
 
 	skip_unless_capable();
-	cr_assert_eq(datapath_open(&cfg, &dp), 0);
+	cr_assert_eq(datapath_open(&cfg, false, &dp), 0);
 	datapath_close(dp);
 	fd = pins_open_map(cfg.pin_root, "shoal_meta");
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(bpf_map_update_elem(fd, &zero, &meta, BPF_ANY), 0);
 	close(fd);
-	cr_assert_eq(datapath_open(&cfg, &dp), -EPROTO);
+	cr_assert_eq(datapath_open(&cfg, false, &dp), -EPROTO);
 }
 
 Test(loader, names_a_missing_cgroup)
@@ -136,7 +136,7 @@ Test(loader, names_a_missing_cgroup)
 
 	skip_unless_capable();
 	snprintf(cfg.cgroup, sizeof(cfg.cgroup), "shoal-unit-no-such-cgroup-%d", getpid());
-	cr_assert_eq(datapath_open(&cfg, &dp), -ENOENT);
+	cr_assert_eq(datapath_open(&cfg, false, &dp), -ENOENT);
 }
 
 Test(loader, publishes_services_and_heartbeat)
@@ -150,7 +150,7 @@ Test(loader, publishes_services_and_heartbeat)
 
 	skip_unless_capable();
 	addr_parse("10.96.0.10", &key.vip);
-	cr_assert_eq(datapath_open(&cfg, &dp), 0);
+	cr_assert_eq(datapath_open(&cfg, false, &dp), 0);
 	fd = pins_open_map(cfg.pin_root, "shoal_services");
 	cr_assert_eq(bpf_map_lookup_elem(fd, &key, &val), 0);
 	cr_assert_eq(val.svc_id, 0);
@@ -171,7 +171,7 @@ Test(loader, publishes_services_and_heartbeat)
 
 	/* A restart with the service gone removes its key. */
 	cfg.n_services = 0;
-	cr_assert_eq(datapath_open(&cfg, &dp), 0);
+	cr_assert_eq(datapath_open(&cfg, false, &dp), 0);
 	fd = pins_open_map(cfg.pin_root, "shoal_services");
 	cr_assert_neq(bpf_map_lookup_elem(fd, &key, &val), 0);
 	close(fd);

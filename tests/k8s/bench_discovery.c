@@ -333,7 +333,7 @@ int main(int argc, char **argv)
 	snprintf(ko.ca_file, sizeof(ko.ca_file), "%s", cfg->k8s_ca_file);
 	snprintf(ko.token_file, sizeof(ko.token_file), "%s", cfg->k8s_token_file);
 	ko.backoff_max_ms = 1000;
-	if (datapath_open(cfg, &b.dp))
+	if (datapath_open(cfg, false, &b.dp))
 		return 1;
 
 	/* 1. The first full sync. */
