@@ -6,6 +6,7 @@
  * lookup.
  */
 #include "config/config.h"
+#include "config/config_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -310,8 +311,7 @@ void config_free(struct config *cfg)
 	free(cfg);
 }
 
-/* A heap copy of n bytes plus a NUL, or NULL (also for a NULL s). */
-static char *dup_bytes(const char *s, size_t n)
+char *dup_bytes(const char *s, size_t n)
 {
 	char *d;
 

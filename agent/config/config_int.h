@@ -176,6 +176,11 @@ struct cfg_parser {
 	char expanded[CONFIG_MAX_EXPANDED];
 };
 
+/* ---- copies (config.c) ---- */
+
+/* A heap copy of n bytes plus a NUL, or NULL (also for a NULL s). */
+char *dup_bytes(const char *s, size_t n);
+
 /* ---- the walker (config_walk.c) ---- */
 
 int cp_line(const struct cfg_parser *p);

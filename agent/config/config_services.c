@@ -164,15 +164,9 @@ static const struct seq_spec vips_seq = {parse_vip, CONFIG_MAX_VIPS, "VIPs", .no
 /* A heap copy of n bytes plus a NUL, for strings the config keeps. */
 static char *cp_strndup(struct cfg_parser *p, const char *s, size_t n, int *err)
 {
-	char *d = malloc(n + 1);
+	char *d = dup_bytes(s, n);
 
-	if (!d) {
-		*err = cp_oom(p);
-		return NULL;
-	}
-	memcpy(d, s, n);
-	d[n] = '\0';
-	*err = 0;
+	*err = d ? 0 : cp_oom(p);
 	return d;
 }
 
