@@ -311,7 +311,7 @@ void config_free(struct config *cfg)
 	free(cfg);
 }
 
-char *dup_bytes(const char *s, size_t n)
+char *config_dup_bytes(const char *s, size_t n)
 {
 	char *d;
 
@@ -344,18 +344,18 @@ static int copy_routes(struct config_service *dst, const struct config_service *
 		d->n_hosts = d->n_headers = 0;
 		d->path = NULL;
 		dst->n_routes = r + 1;
-		if (s->path && !(d->path = dup_bytes(s->path, s->path_len)))
+		if (s->path && !(d->path = config_dup_bytes(s->path, s->path_len)))
 			return -ENOMEM;
 		for (int k = 0; k < s->n_hosts; k++) {
-			d->hosts[k].name = dup_bytes(s->hosts[k].name, s->hosts[k].len);
+			d->hosts[k].name = config_dup_bytes(s->hosts[k].name, s->hosts[k].len);
 			if (!d->hosts[k].name)
 				return -ENOMEM;
 			d->n_hosts = k + 1;
 		}
 		for (int k = 0; k < s->n_headers; k++) {
-			d->headers[k].name = dup_bytes(s->headers[k].name, s->headers[k].name_len);
+			d->headers[k].name = config_dup_bytes(s->headers[k].name, s->headers[k].name_len);
 			d->headers[k].value =
-			    dup_bytes(s->headers[k].value, s->headers[k].value_len);
+			    config_dup_bytes(s->headers[k].value, s->headers[k].value_len);
 			d->n_headers = k + 1;
 			if (!d->headers[k].name || !d->headers[k].value)
 				return -ENOMEM;
@@ -384,7 +384,7 @@ struct config_service *config_service_dup(const struct config_service *src)
 	d->strings = NULL;
 	d->routes = NULL;
 	d->n_routes = 0;
-	if (src->strings && !(d->strings = dup_bytes(src->strings, src->strings_len)))
+	if (src->strings && !(d->strings = config_dup_bytes(src->strings, src->strings_len)))
 		goto oom;
 	if (src->n_endpoints) {
 		d->endpoints = malloc((size_t)src->n_endpoints * sizeof(*d->endpoints));

@@ -179,7 +179,7 @@ struct cfg_parser {
 /* ---- copies (config.c) ---- */
 
 /* A heap copy of n bytes plus a NUL, or NULL (also for a NULL s). */
-char *dup_bytes(const char *s, size_t n);
+char *config_dup_bytes(const char *s, size_t n);
 
 /* ---- the walker (config_walk.c) ---- */
 

@@ -164,7 +164,7 @@ static const struct seq_spec vips_seq = {parse_vip, CONFIG_MAX_VIPS, "VIPs", .no
 /* A heap copy of n bytes plus a NUL, for strings the config keeps. */
 static char *cp_strndup(struct cfg_parser *p, const char *s, size_t n, int *err)
 {
-	char *d = dup_bytes(s, n);
+	char *d = config_dup_bytes(s, n);
 
 	*err = d ? 0 : cp_oom(p);
 	return d;
