@@ -22,6 +22,13 @@ enum log_level { LOG_LEVEL_WARN = 0, LOG_LEVEL_INFO = 1, LOG_LEVEL_DEBUG = 2 };
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 
+/* Whether debug lines are printed: for code that builds a message's
+ * arguments (addresses, names) only when it will be printed. */
+static inline bool log_debug_on(void)
+{
+	return log_get_level() >= LOG_LEVEL_DEBUG;
+}
+
 /* Timestamps on each line. Default: off (shoald turns them on, see below). */
 void log_set_time(bool on);
 

@@ -212,7 +212,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 		worker_conn_release(w, c);
 		return;
 	}
-	if (log_get_level() >= LOG_LEVEL_DEBUG)
+	if (log_debug_on())
 		pr_debug("proxy worker %d: %s: connection from %s (%s)", w->id,
 			 conn_svc_name(c, svcname, sizeof(svcname)), from,
 			 port->protocol == CONFIG_PROTO_HTTP	 ? "http"

@@ -41,7 +41,7 @@ static void attempt_record(struct worker *w, struct conn *c, const struct attemp
 	WORKER_STAT_INC(w, connect_failures);
 	pick_outcome(at->sv, &at->bt, false, PEAK_EWMA_NO_RETRY_AFTER, timer_now_ns(),
 		     "a failed connect");
-	if (log_get_level() >= LOG_LEVEL_DEBUG && idx < (uint32_t)t->n_endpoints) {
+	if (log_debug_on() && idx < (uint32_t)t->n_endpoints) {
 		char addr[ADDR_STR_MAX];
 
 		pr_debug("proxy worker %d: %s/%s:%u: connect to %s failed: %s", w->id,

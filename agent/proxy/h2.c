@@ -391,7 +391,7 @@ static int h2_down_on_frame_send(nghttp2_session *s, const nghttp2_frame *frame,
 	    !d->refused) {
 		d->refused = true;
 		WORKER_STAT_INC(d->w, h2_protocol_errors);
-		if (h2_debug())
+		if (log_debug_on())
 			pr_debug("proxy worker %d: h2 client: GOAWAY %s", d->w->id,
 				 nghttp2_http2_strerror(frame->goaway.error_code));
 	}
@@ -451,7 +451,7 @@ static void h2_down_flush(struct worker *w, struct conn *c)
 		return;
 	err = h2_send(&c->client, d->s, &d->out, &d->out_len);
 	if (err) {
-		if (h2_debug())
+		if (log_debug_on())
 			pr_debug("proxy worker %d: h2 client write failed: %s", w->id,
 				 strerror(-err));
 		h2_down_close(w, c, true);
@@ -507,7 +507,7 @@ static void h2_down_io(struct worker *w, struct conn *c, uint32_t events)
 		b->head = b->tail = 0;
 		if (rv < 0) {
 			/* A protocol error or flood: nghttp2 queued the GOAWAY it owes. */
-			if (h2_debug())
+			if (log_debug_on())
 				pr_debug("proxy worker %d: h2 client: %s; closing", w->id,
 					 nghttp2_strerror((int)rv));
 			d->dead = true;

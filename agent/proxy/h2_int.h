@@ -136,8 +136,6 @@ struct h2_up {
 #define H2_MAX_FIELDS 256
 #define H2_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-/* Debug logging is on (messages per frame or connection are debug only). */
-bool h2_debug(void);
 
 /* ---- h2_session.c ---- */
 

@@ -16,11 +16,6 @@
 #include "proxy/worker.h"
 #include "recording/http_metrics.h"
 
-bool h2_debug(void)
-{
-	return log_get_level() >= LOG_LEVEL_DEBUG;
-}
-
 /* ---- small pieces ------------------------------------------------------- */
 
 int h2_bytes_put(struct h2_bytes *b, const uint8_t *p, size_t n)

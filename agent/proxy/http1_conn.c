@@ -61,18 +61,6 @@ void http1_headers_release(struct worker *w, struct http1_conn *h)
 	h->rq_head.n_headers = h->rs_head.n_headers = 0;
 }
 
-bool http1_debug(void)
-{
-	return log_get_level() >= LOG_LEVEL_DEBUG;
-}
-
-/* "ns/name:port" of c's service, for messages. */
-const char *http1_svc_name(const struct conn *c, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/%s:%u", c->svc->namespace, c->svc->name, c->svc_port);
-	return buf;
-}
-
 /* Give up the upstream connection, keeping it for reuse when reusable. */
 void http1_up_release(struct worker *w, struct http1_conn *h, bool reusable)
 {
@@ -208,11 +196,11 @@ void http1_error(struct worker *w, struct conn *c, enum http_error err)
 	}
 	WORKER_STAT_INC(w, http_errors);
 	metrics_http_done(w, c, (unsigned int)http_error_status(err));
-	if (http1_debug()) {
+	if (log_debug_on()) {
 		char svc[2 * CONFIG_MAX_NAME + 16];
 
 		pr_debug("proxy worker %d: %s: answering %d (%s)", w->id,
-			 http1_svc_name(c, svc, sizeof(svc)), http_error_status(err),
+			 conn_svc_name(c, svc, sizeof(svc)), http_error_status(err),
 			 http_error_stage(err));
 	}
 	pick_cancel(c->at.sv, &c->at.bt, timer_now_ns());

@@ -165,10 +165,6 @@ uint32_t http1_max_headers(const struct config *cfg);
 bool http1_headers_hold(struct worker *w, struct http1_conn *h);
 /* Between exchanges: no parsed header is used any more. */
 void http1_headers_release(struct worker *w, struct http1_conn *h);
-/* Is debug logging on (worth formatting a message for)? */
-bool http1_debug(void);
-/* "ns/name:port" of c's service, for messages. */
-const char *http1_svc_name(const struct conn *c, char *buf, size_t len);
 /* Give up h's upstream connection, to the pool when reusable. */
 void http1_up_release(struct worker *w, struct http1_conn *h, bool reusable);
 /* Give the request's replay slab (if any) back to the worker. */

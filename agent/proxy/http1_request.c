@@ -151,7 +151,7 @@ static void http1_dispatch(struct worker *w, struct conn *c)
 		worker_warn_ratelimited(w,
 					"proxy worker %d: %s no longer exists; answering 503 to a "
 					"request on a connection opened before",
-					w->id, http1_svc_name(c, svc, sizeof(svc)));
+					w->id, conn_svc_name(c, svc, sizeof(svc)));
 		http1_error(w, c, HTTP_ERR_SERVICE_GONE);
 		return;
 	}

@@ -84,7 +84,7 @@ static void http1_local_refused(struct worker *w, struct conn *c, int err)
 				"proxy worker %d: %s: cannot open a connection to an endpoint of "
 				"%s/%s: %s (the proxy's own limit, not the endpoint's); answering "
 				"503",
-				w->id, http1_svc_name(c, svc, sizeof(svc)), h->target->namespace,
+				w->id, conn_svc_name(c, svc, sizeof(svc)), h->target->namespace,
 				h->target->name, strerror(err));
 	http1_error(w, c, HTTP_ERR_LOCAL_RESOURCES);
 }
@@ -165,11 +165,11 @@ static bool http1_may_retry(struct worker *w, struct conn *c, enum retry_failure
 					  memory_order_relaxed);
 		metrics_http_retry_refused(w, c);
 	}
-	if (http1_debug()) {
+	if (log_debug_on()) {
 		char svc[2 * CONFIG_MAX_NAME + 16];
 
 		pr_debug("proxy worker %d: %s: retry after try %u? %s", w->id,
-			 http1_svc_name(c, svc, sizeof(svc)), h->retries + (v != RETRY_YES),
+			 conn_svc_name(c, svc, sizeof(svc)), h->retries + (v != RETRY_YES),
 			 retry_verdict_name(v));
 	}
 	return v == RETRY_YES;
@@ -273,7 +273,7 @@ static void http1_give_up(struct worker *w, struct conn *c, enum attempt_end why
 		worker_warn_ratelimited(w,
 					"proxy worker %d: %s: every endpoint of %s/%s is "
 					"ejected or busy probing; answering 503",
-					w->id, http1_svc_name(c, svc, sizeof(svc)),
+					w->id, conn_svc_name(c, svc, sizeof(svc)),
 					h->target->namespace, h->target->name);
 		http1_error(w, c, HTTP_ERR_NO_CANDIDATE);
 		return;
@@ -282,7 +282,7 @@ static void http1_give_up(struct worker *w, struct conn *c, enum attempt_end why
 	worker_warn_ratelimited(w,
 				"proxy worker %d: %s: no endpoint of %s/%s accepted a connection "
 				"(%u attempts, %d endpoints); last error: %s; answering 503",
-				w->id, http1_svc_name(c, svc, sizeof(svc)), h->target->namespace,
+				w->id, conn_svc_name(c, svc, sizeof(svc)), h->target->namespace,
 				h->target->name, c->at.tried, h->target->n_endpoints,
 				strerror(c->at.last_err ? c->at.last_err : ETIMEDOUT));
 	http1_error(w, c, HTTP_ERR_CONNECT_FAILURE);
@@ -463,9 +463,9 @@ void http1_up_failed(struct worker *w, struct conn *c, int err)
 	struct http1_conn *h = c->http;
 	char svc[2 * CONFIG_MAX_NAME + 16];
 
-	if (http1_debug())
+	if (log_debug_on())
 		pr_debug("proxy worker %d: %s: upstream failed: %s", w->id,
-			 http1_svc_name(c, svc, sizeof(svc)), strerror(err));
+			 conn_svc_name(c, svc, sizeof(svc)), strerror(err));
 	/*
 	 * An idle close shows as a FIN (EOF) before the response, or as EPIPE:
 	 * the kernel's error for a reset that follows the FIN (our request hit

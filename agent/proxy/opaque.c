@@ -18,18 +18,6 @@
 #include "proxy/sock.h"
 #include "proxy/observe.h"
 
-static bool opaque_debug(void)
-{
-	return log_get_level() >= LOG_LEVEL_DEBUG;
-}
-
-/* "ns/name:port" of c's service, for messages. */
-static const char *opaque_svc_name(const struct conn *c, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/%s:%u", c->svc->namespace, c->svc->name, c->svc_port);
-	return buf;
-}
-
 /*
  * Close both sides and release c. reset: the peers see RST, because the
  * exchange did not complete (a side reset, no endpoint, shutdown).
@@ -87,11 +75,11 @@ static int opaque_flow(struct worker *w, struct conn_side *src, struct conn_side
  */
 static void opaque_fail(struct worker *w, struct conn *c, int err)
 {
-	if (opaque_debug()) {
+	if (log_debug_on()) {
 		char svc[2 * CONFIG_MAX_NAME + 16];
 
 		pr_debug("proxy worker %d: %s: connection failed: %s; resetting both sides", w->id,
-			 opaque_svc_name(c, svc, sizeof(svc)), strerror(err));
+			 conn_svc_name(c, svc, sizeof(svc)), strerror(err));
 	}
 	opaque_close(w, c, true);
 }
@@ -248,7 +236,7 @@ static void opaque_local_refused(struct worker *w, struct conn *c, int err)
 	worker_warn_ratelimited(w,
 				"proxy worker %d: %s: cannot open a connection to an endpoint: %s "
 				"(the proxy's own limit, not the endpoint's); resetting the client",
-				w->id, opaque_svc_name(c, svc, sizeof(svc)), strerror(err));
+				w->id, conn_svc_name(c, svc, sizeof(svc)), strerror(err));
 	opaque_close(w, c, true);
 }
 
@@ -263,7 +251,7 @@ static void opaque_give_up(struct worker *w, struct conn *c, enum attempt_end wh
 	worker_warn_ratelimited(w,
 				"proxy worker %d: %s: giving up on a connection after %u of %d "
 				"endpoints in %llu ms; last error: %s",
-				w->id, opaque_svc_name(c, svc, sizeof(svc)), c->at.tried,
+				w->id, conn_svc_name(c, svc, sizeof(svc)), c->at.tried,
 				c->svc->n_endpoints, (unsigned long long)ms,
 				strerror(c->at.last_err ? c->at.last_err : ETIMEDOUT));
 	opaque_close(w, c, true);
@@ -336,9 +324,9 @@ static void opaque_idle_check(struct worker *w, struct conn *c)
 		opaque_arm_idle(w, c);
 		return;
 	}
-	if (opaque_debug())
+	if (log_debug_on())
 		pr_debug("proxy worker %d: %s: idle for %llu ms; closing", w->id,
-			 opaque_svc_name(c, svc, sizeof(svc)),
+			 conn_svc_name(c, svc, sizeof(svc)),
 			 (unsigned long long)(idle / 1000000));
 	opaque_close(w, c, false);
 }
@@ -413,7 +401,7 @@ void opaque_start(struct worker *w, struct conn *c)
 		worker_warn_ratelimited(w,
 					"proxy worker %d: %s has no endpoints; resetting a "
 					"connection",
-					w->id, opaque_svc_name(c, name, sizeof(name)));
+					w->id, conn_svc_name(c, name, sizeof(name)));
 		opaque_close(w, c, true);
 		return;
 	}
