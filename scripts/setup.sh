@@ -11,6 +11,7 @@ packages=(
 	libyaml-dev
 	libjson-c-dev libcurl4-openssl-dev # discovery: JSON decoding, Kubernetes API client
 	libnghttp2-dev # the proxy's HTTP/2 kind (frames, HPACK, flow control)
+	libssl-dev # workload identity and mTLS: keys, CSRs, certificates, TLS 1.3 (OpenSSL 3)
 	# tests: unit, end-to-end (netns, nsenter, bpftool), fuzzing (libFuzzer)
 	libcriterion-dev libclang-rt-14-dev
 	iproute2 util-linux socat curl procps python3 openssl # python3: test collector and API stand-in; openssl: test CA
