@@ -432,6 +432,69 @@ struct config_admin {
 	char listen[CONFIG_MAX_LISTEN + 1]; /* "ADDR:PORT", "[ADDR]:PORT" or "off" */
 };
 
+/*
+ * identity: the node's workload certificates (docs/identity.md, "The
+ * agent side"). Absent, or enabled: false: no certificates.
+ */
+#define CONFIG_MAX_TRUST_DOMAIN 253 /* a DNS name */
+#define CONFIG_DEFAULT_TRUST_DOMAIN "cluster.local"
+#define CONFIG_DEFAULT_ID_SERVER_URL "https://shoal-identity.shoal-system.svc:15012"
+/* A projected service account token with the issuer's audience, which the
+ * kubelet rotates: re-read for every request (manifests/). */
+#define CONFIG_DEFAULT_ID_TOKEN_FILE "/var/run/secrets/shoal-identity/token"
+/* The shoal-trust-anchors ConfigMap, mounted as a volume. */
+#define CONFIG_DEFAULT_ID_ANCHORS_FILE "/var/run/shoal/trust/anchors.pem"
+/* Istio's and Linkerd's lifetime: short enough that a stolen key is
+ * useful for a day at most, long enough to ride out an issuer outage of
+ * half a day. At least 10 s (tests), at most 90 days. */
+#define CONFIG_DEFAULT_ID_LIFETIME_S 86400
+#define CONFIG_MIN_ID_LIFETIME_S 10
+#define CONFIG_MAX_ID_LIFETIME_S (90 * 86400)
+/* Renew at half the life (Istio's): half is left to retry in. */
+#define CONFIG_DEFAULT_ID_RENEW_FRACTION 0.5
+#define CONFIG_MIN_ID_RENEW_FRACTION 0.1 /* sooner is churn */
+#define CONFIG_MAX_ID_RENEW_FRACTION 0.9 /* later leaves no time to retry */
+/* +-10 % of the renewal delay, so that a node's certificates (and a
+ * cluster's nodes after a restart) do not all renew in the same second. */
+#define CONFIG_DEFAULT_ID_RENEW_JITTER 0.1
+#define CONFIG_MAX_ID_RENEW_JITTER 0.5
+/* Failed requests back off exponentially from 1 s to 60 s: a thousand
+ * nodes retrying at the cap cost the issuer ~17 requests per second. */
+#define CONFIG_DEFAULT_ID_BACKOFF_MIN_MS 1000
+#define CONFIG_DEFAULT_ID_BACKOFF_MAX_MS 60000
+#define CONFIG_MIN_ID_BACKOFF_MS 10
+#define CONFIG_MAX_ID_BACKOFF_MS 3600000
+/* An account's certificate is kept this long after its last pod on the
+ * node leaves: a pod restarted or rescheduled back finds it still there. */
+#define CONFIG_DEFAULT_ID_DROP_GRACE_MS 60000
+#define CONFIG_MAX_ID_DROP_GRACE_MS 3600000
+/* How often the anchors file (or the files directory) is re-read; the
+ * kubelet itself updates a ConfigMap volume within about a minute. */
+#define CONFIG_DEFAULT_ID_POLL_MS 5000
+#define CONFIG_MIN_ID_POLL_MS 100
+#define CONFIG_MAX_ID_POLL_MS 300000
+#define CONFIG_DEFAULT_ID_TIMEOUT_MS 10000 /* one request to the issuer */
+enum config_id_source {
+	CONFIG_ID_SOURCE_ISSUED = 0, /* keys in memory, certificates from shoal-identity */
+	CONFIG_ID_SOURCE_FILES,	     /* a directory of keys and certificates (store.h) */
+};
+struct config_identity {
+	bool enabled;
+	uint8_t source; /* enum config_id_source */
+	char trust_domain[CONFIG_MAX_TRUST_DOMAIN + 1];
+	char server_url[CONFIG_MAX_URL + 1]; /* https:// only */
+	char token_file[PATH_MAX];
+	char anchors_file[PATH_MAX]; /* source issued */
+	char dir[PATH_MAX];	     /* source files: <ns>_<sa>.key/.crt, anchors.pem */
+	uint32_t lifetime_s;	     /* asked of the issuer; it may grant less */
+	double renew_fraction;	     /* of the granted life */
+	double renew_jitter;	     /* +- this fraction of the renewal delay */
+	uint32_t backoff_min_ms, backoff_max_ms;
+	uint32_t drop_grace_ms;
+	uint32_t poll_ms;
+	uint32_t timeout_ms;
+};
+
 struct config {
 	char path[PATH_MAX]; /* the file it came from */
 
@@ -496,6 +559,7 @@ struct config {
 
 	struct config_tracing tracing; /* tracing: */
 	struct config_admin admin;     /* admin: */
+	struct config_identity identity; /* identity: */
 
 	/* kubernetes: the API source (docs/discovery.md); absent: the file only. */
 	bool k8s_enabled;

@@ -341,5 +341,18 @@ int check_config(struct cfg_parser *p)
 	err = check_kernel_modes(p);
 	if (err)
 		return err;
-	return check_backends(p);
+	err = check_backends(p);
+	if (err)
+		return err;
+	/* The issued source holds certificates for the accounts of the node's
+	 * meshed pods: enrollment is what knows them. */
+	if (p->cfg->identity.enabled && p->cfg->identity.source == CONFIG_ID_SOURCE_ISSUED &&
+	    !p->cfg->k8s_enroll) {
+		cp_path_set(p, "identity.source");
+		return cp_fail(p, p->identity_line ? p->identity_line : 1,
+			       "issued needs kubernetes.enrollment: the node's meshed pods say "
+			       "which service accounts to hold certificates for (or use source: "
+			       "files)");
+	}
+	return 0;
 }

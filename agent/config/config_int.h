@@ -171,6 +171,7 @@ struct cfg_parser {
 	int n_routes_total;	    /* routes in the whole file so far */
 	int key_line;		    /* line of the key whose value is being parsed */
 	int node_line;		    /* where node: was, for the "address required" check */
+	int identity_line;	    /* where identity: was, for its check against kubernetes */
 
 	/* The current value after ${NAME} substitution, when it had any "$". */
 	char expanded[CONFIG_MAX_EXPANDED];

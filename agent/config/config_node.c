@@ -448,6 +448,163 @@ static int parse_kubernetes(struct cfg_parser *p, void *obj)
 	return cp_map(p, kubernetes_fields, ARRAY_SIZE(kubernetes_fields), obj, &seen);
 }
 
+/* ---- identity ---- */
+
+/* A number from lo to hi into *out; what names it in the message. */
+static int parse_fraction(struct cfg_parser *p, double lo, double hi, double *out)
+{
+	char num[64], want[64], buf[CONFIG_ECHO_MAX + 4], *end;
+	const char *s;
+	size_t n;
+	double v;
+	int err;
+
+	snprintf(want, sizeof(want), "a number from %g to %g", lo, hi);
+	err = cp_scalar(p, want, &s, &n);
+	if (err)
+		return err;
+	if (n && n < sizeof(num)) {
+		memcpy(num, s, n);
+		num[n] = '\0';
+		errno = 0;
+		v = strtod(num, &end);
+		if (!errno && end == num + n && !memchr(num, '\0', n) && v >= lo && v <= hi) {
+			*out = v;
+			return 0;
+		}
+	}
+	return cp_fail(p, cp_line(p), "must be %s, got \"%s\"", want, cp_echo(s, n, buf));
+}
+
+static int parse_renew_fraction(struct cfg_parser *p, void *obj)
+{
+	struct config_identity *id = obj;
+
+	return parse_fraction(p, CONFIG_MIN_ID_RENEW_FRACTION, CONFIG_MAX_ID_RENEW_FRACTION,
+			      &id->renew_fraction);
+}
+
+static int parse_renew_jitter(struct cfg_parser *p, void *obj)
+{
+	struct config_identity *id = obj;
+
+	return parse_fraction(p, 0.0, CONFIG_MAX_ID_RENEW_JITTER, &id->renew_jitter);
+}
+
+/* A trust domain: a DNS name in lower case (SPIFFE's rule for the host part). */
+static int parse_trust_domain(struct cfg_parser *p, void *obj)
+{
+	struct config_identity *id = obj;
+	char *t = id->trust_domain, buf[CONFIG_ECHO_MAX + 4];
+	int err = cp_string(p, "a trust domain", t, sizeof(id->trust_domain));
+
+	if (err)
+		return err;
+	if (!*t || strspn(t, "abcdefghijklmnopqrstuvwxyz0123456789.-_") != strlen(t) || *t == '.' ||
+	    *t == '-' || t[strlen(t) - 1] == '.' || strstr(t, ".."))
+		return cp_fail(p, cp_line(p),
+			       "must be a trust domain (lower-case letters, digits, '-', '_' "
+			       "and '.'), got \"%s\"",
+			       cp_echo(t, strlen(t), buf));
+	return 0;
+}
+
+static int parse_id_source(struct cfg_parser *p, void *obj)
+{
+	struct config_identity *id = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	const char *s;
+	size_t n;
+	int err;
+
+	err = cp_scalar(p, "issued or files", &s, &n);
+	if (err)
+		return err;
+	if (n == 6 && !memcmp(s, "issued", 6))
+		id->source = CONFIG_ID_SOURCE_ISSUED;
+	else if (n == 5 && !memcmp(s, "files", 5))
+		id->source = CONFIG_ID_SOURCE_FILES;
+	else
+		return cp_fail(p, cp_line(p), "must be issued or files, got \"%s\"",
+			       cp_echo(s, n, buf));
+	return 0;
+}
+
+/* https:// and a host: the issuer is always verified against the anchors. */
+static int parse_id_server_url(struct cfg_parser *p, void *obj)
+{
+	struct config_identity *id = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	int err = cp_string(p, "an https:// URL", id->server_url, sizeof(id->server_url));
+
+	if (err)
+		return err;
+	if (strncmp(id->server_url, "https://", 8) || !id->server_url[8] ||
+	    strchr("/:?#", id->server_url[8]) || strpbrk(id->server_url, " \t"))
+		return cp_fail(p, cp_line(p), "must be https://HOST[:PORT], got \"%s\"",
+			       cp_echo(id->server_url, strlen(id->server_url), buf));
+	return 0;
+}
+
+static int parse_id_dir(struct cfg_parser *p, void *obj)
+{
+	struct config_identity *id = obj;
+
+	return parse_path_or_none(p, id->dir, sizeof(id->dir));
+}
+
+enum { ID_F_SOURCE = 2, ID_F_DIR = 6 };
+
+static const struct field identity_fields[] = {
+    {"enabled", FIELD_BOOL, offsetof(struct config_identity, enabled)},
+    {"trust_domain", FIELD_FUNC, .parse = parse_trust_domain},
+    [ID_F_SOURCE] = {"source", FIELD_FUNC, .parse = parse_id_source},
+    {"server_url", FIELD_FUNC, .parse = parse_id_server_url},
+    {"token_file", FIELD_PATH, offsetof(struct config_identity, token_file)},
+    {"anchors_file", FIELD_PATH, offsetof(struct config_identity, anchors_file)},
+    [ID_F_DIR] = {"dir", FIELD_FUNC, .parse = parse_id_dir},
+    {"lifetime_s", FIELD_U32, offsetof(struct config_identity, lifetime_s),
+     CONFIG_MIN_ID_LIFETIME_S, CONFIG_MAX_ID_LIFETIME_S},
+    {"renew_fraction", FIELD_FUNC, .parse = parse_renew_fraction},
+    {"renew_jitter", FIELD_FUNC, .parse = parse_renew_jitter},
+    {"backoff_min_ms", FIELD_U32, offsetof(struct config_identity, backoff_min_ms),
+     CONFIG_MIN_ID_BACKOFF_MS, CONFIG_MAX_ID_BACKOFF_MS, .at_most = "backoff_max_ms"},
+    {"backoff_max_ms", FIELD_U32, offsetof(struct config_identity, backoff_max_ms),
+     CONFIG_MIN_ID_BACKOFF_MS, CONFIG_MAX_ID_BACKOFF_MS},
+    {"drop_grace_ms", FIELD_U32, offsetof(struct config_identity, drop_grace_ms), 0,
+     CONFIG_MAX_ID_DROP_GRACE_MS},
+    {"poll_ms", FIELD_U32, offsetof(struct config_identity, poll_ms), CONFIG_MIN_ID_POLL_MS,
+     CONFIG_MAX_ID_POLL_MS},
+    {"timeout_ms", FIELD_U32, offsetof(struct config_identity, timeout_ms), 1,
+     CONFIG_MAX_TIMEOUT_MS},
+};
+
+/* The section's presence turns identity on, unless enabled: false. */
+static int parse_identity(struct cfg_parser *p, void *obj)
+{
+	struct config *cfg = obj;
+	struct config_identity *id = &cfg->identity;
+	struct map_seen seen;
+	int err;
+
+	id->enabled = true;
+	p->identity_line = p->key_line;
+	err = cp_map(p, identity_fields, ARRAY_SIZE(identity_fields), id, &seen);
+	if (err)
+		return err;
+	if (id->enabled && id->source == CONFIG_ID_SOURCE_FILES && !id->dir[0]) {
+		int line = seen.mask & (1u << ID_F_DIR)	     ? seen.line[ID_F_DIR]
+			   : seen.mask & (1u << ID_F_SOURCE) ? seen.line[ID_F_SOURCE]
+							     : seen.start_line;
+
+		cp_path_push_key(p, "dir");
+		return cp_fail(p, line,
+			       "source files needs dir, the directory of "
+			       "<ns>_<sa>.key/.crt and anchors.pem");
+	}
+	return 0;
+}
+
 static const struct field root_fields[] = {
     {"node", FIELD_FUNC, .parse = parse_node},
     {"bpf", FIELD_MAP, FIELD_MAP_OF(bpf_fields)},
@@ -457,6 +614,7 @@ static const struct field root_fields[] = {
     {"admin", FIELD_MAP, FIELD_MAP_OF(admin_fields)},
     {"services", FIELD_SEQ, .seq = &services_seq},
     {"kubernetes", FIELD_FUNC, .parse = parse_kubernetes},
+    {"identity", FIELD_FUNC, .parse = parse_identity},
 };
 
 /* The stream: exactly one document whose top level is a mapping. */

@@ -1038,3 +1038,100 @@ Test(config, http2_protocol_spellings)
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(cfg->services[0]->ports[i].protocol, CONFIG_PROTO_H2C, "port %d", i);
 }
+
+/* identity: off without the section; the defaults of docs/config.md. */
+Test(config, identity_defaults)
+{
+	cr_assert_eq(parse(NODE), 0, "%s", err);
+	cr_assert_not(cfg->identity.enabled);
+	cr_assert_eq(parse(NODE "kubernetes:\n  enrollment: {}\nidentity: {}\n"), 0, "%s", err);
+	cr_assert(cfg->identity.enabled);
+	cr_assert_eq(cfg->identity.source, CONFIG_ID_SOURCE_ISSUED);
+	cr_assert_str_eq(cfg->identity.trust_domain, "cluster.local");
+	cr_assert_str_eq(cfg->identity.server_url, CONFIG_DEFAULT_ID_SERVER_URL);
+	cr_assert_str_eq(cfg->identity.token_file, CONFIG_DEFAULT_ID_TOKEN_FILE);
+	cr_assert_str_eq(cfg->identity.anchors_file, CONFIG_DEFAULT_ID_ANCHORS_FILE);
+	cr_assert_eq(cfg->identity.lifetime_s, 86400);
+	cr_assert_float_eq(cfg->identity.renew_fraction, 0.5, 1e-9);
+	cr_assert_float_eq(cfg->identity.renew_jitter, 0.1, 1e-9);
+	cr_assert_eq(cfg->identity.backoff_min_ms, 1000);
+	cr_assert_eq(cfg->identity.backoff_max_ms, 60000);
+	cr_assert_eq(cfg->identity.drop_grace_ms, 60000);
+	cr_assert_eq(cfg->identity.poll_ms, 5000);
+	cr_assert_eq(cfg->identity.timeout_ms, 10000);
+	cr_assert_eq(parse(NODE "identity:\n  enabled: false\n"), 0, "%s", err);
+	cr_assert_not(cfg->identity.enabled);
+}
+
+Test(config, identity_fields)
+{
+	cr_assert_eq(parse(NODE "kubernetes:\n  enrollment: {}\n"
+				"identity:\n"
+				"  trust_domain: prod.example.org\n"
+				"  source: issued\n"
+				"  server_url: https://id.shoal.svc:8443\n"
+				"  token_file: /run/tok\n"
+				"  anchors_file: /run/trust/anchors.pem\n"
+				"  lifetime_s: 20\n"
+				"  renew_fraction: 0.7\n"
+				"  renew_jitter: 0\n"
+				"  backoff_min_ms: 50\n"
+				"  backoff_max_ms: 2000\n"
+				"  drop_grace_ms: 0\n"
+				"  poll_ms: 200\n"
+				"  timeout_ms: 3000\n"),
+		     0, "%s", err);
+	cr_assert_str_eq(cfg->identity.trust_domain, "prod.example.org");
+	cr_assert_str_eq(cfg->identity.server_url, "https://id.shoal.svc:8443");
+	cr_assert_str_eq(cfg->identity.token_file, "/run/tok");
+	cr_assert_str_eq(cfg->identity.anchors_file, "/run/trust/anchors.pem");
+	cr_assert_eq(cfg->identity.lifetime_s, 20);
+	cr_assert_float_eq(cfg->identity.renew_fraction, 0.7, 1e-9);
+	cr_assert_float_eq(cfg->identity.renew_jitter, 0.0, 1e-9);
+	cr_assert_eq(cfg->identity.backoff_min_ms, 50);
+	cr_assert_eq(cfg->identity.backoff_max_ms, 2000);
+	cr_assert_eq(cfg->identity.drop_grace_ms, 0);
+	cr_assert_eq(cfg->identity.poll_ms, 200);
+	cr_assert_eq(cfg->identity.timeout_ms, 3000);
+	/* the files source needs no enrollment */
+	cr_assert_eq(parse(NODE "identity:\n  source: files\n  dir: /etc/shoal/id\n"), 0, "%s",
+		     err);
+	cr_assert_eq(cfg->identity.source, CONFIG_ID_SOURCE_FILES);
+	cr_assert_str_eq(cfg->identity.dir, "/etc/shoal/id");
+}
+
+Test(config, identity_errors)
+{
+	assert_refused(NODE "identity:\n  source: vault\n",
+		       "t.yaml:4: identity.source: must be issued or files, got \"vault\"");
+	assert_refused(NODE "identity:\n  source: files\n",
+		       "t.yaml:4: identity.dir: source files needs dir");
+	assert_refused(NODE "identity:\n  source: files\n  dir: id\n",
+		       "t.yaml:5: identity.dir: must be an absolute path");
+	assert_refused(NODE "identity: {}\n",
+		       "t.yaml:3: identity.source: issued needs kubernetes.enrollment");
+	assert_refused(NODE "identity:\n  trust_domain: Cluster.Local\n",
+		       "t.yaml:4: identity.trust_domain: must be a trust domain");
+	assert_refused(NODE "identity:\n  trust_domain: \"\"\n",
+		       "t.yaml:4: identity.trust_domain: must be a trust domain");
+	assert_refused(NODE "identity:\n  trust_domain: a..b\n",
+		       "t.yaml:4: identity.trust_domain: must be a trust domain");
+	assert_refused(NODE "identity:\n  server_url: http://id:8443\n",
+		       "t.yaml:4: identity.server_url: must be https://HOST[:PORT]");
+	assert_refused(NODE "identity:\n  server_url: https://\n",
+		       "t.yaml:4: identity.server_url: must be https://HOST[:PORT]");
+	assert_refused(NODE "identity:\n  lifetime_s: 9\n", "t.yaml:4: identity.lifetime_s:");
+	assert_refused(NODE "identity:\n  lifetime_s: 7776001\n", "t.yaml:4: identity.lifetime_s:");
+	assert_refused(NODE "identity:\n  renew_fraction: 0.95\n",
+		       "t.yaml:4: identity.renew_fraction: must be a number from 0.1 to 0.9, "
+		       "got \"0.95\"");
+	assert_refused(NODE "identity:\n  renew_fraction: half\n",
+		       "t.yaml:4: identity.renew_fraction: must be a number");
+	assert_refused(NODE "identity:\n  renew_jitter: 0.6\n",
+		       "t.yaml:4: identity.renew_jitter: must be a number from 0 to 0.5");
+	assert_refused(NODE "identity:\n  backoff_min_ms: 5000\n  backoff_max_ms: 1000\n",
+		       "t.yaml:4: identity.backoff_min_ms: must be <= backoff_max_ms");
+	assert_refused(NODE "identity:\n  poll_ms: 50\n", "t.yaml:4: identity.poll_ms:");
+	assert_refused(NODE "identity:\n  token_file: tok\n", "t.yaml:4: identity.token_file:");
+	assert_refused(NODE "identity:\n  certs: /x\n", "t.yaml:4: identity.certs:");
+}
