@@ -193,6 +193,17 @@ enum config_port_mode {
  * (docs/benchmarks.md, finding 5b, has the figures and the reasons). */
 #define CONFIG_DEFAULT_PORT_MODE CONFIG_MODE_PROXY
 
+/*
+ * What the endpoints of an HTTP/2 port speak (docs/config.md,
+ * "upstream_protocol"). Zero is "as the client": an h2c port's endpoints
+ * speak HTTP/2. HTTP1 makes the proxy translate each HTTP/2 stream into
+ * an HTTP/1.1 request on a pooled keep-alive connection (h2_to_h1.c).
+ */
+enum config_upstream_protocol {
+	CONFIG_UPSTREAM_SAME = 0, /* the client's protocol */
+	CONFIG_UPSTREAM_HTTP1,	  /* HTTP/1.1 only: HTTP/2 streams are translated */
+};
+
 struct config_port {
 	uint16_t port;        /* service port (host order) */
 	uint16_t target_port; /* endpoint port (host order); defaults to port */
@@ -202,6 +213,9 @@ struct config_port {
 	bool declared;        /* protocol was written in the file */
 	enum config_port_mode mode;
 	int mode_line;        /* line of "mode", 0 when not written */
+	/* Never HTTP1 on a port that cannot carry HTTP/2 (check_config). */
+	enum config_upstream_protocol upstream;
+	int upstream_line;    /* line of "upstream_protocol", 0 when not written */
 	int line;             /* line in the file, for messages */
 };
 

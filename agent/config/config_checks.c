@@ -321,6 +321,40 @@ static int check_kernel_modes(struct cfg_parser *p)
 	return 0;
 }
 
+/*
+ * upstream_protocol: http1 only where clients can speak HTTP/2 to the
+ * proxy: an h2c port, or an undeclared one (detected; its HTTP/1 clients
+ * go to HTTP/1 endpoints anyway). On tcp there is no request to
+ * translate, and an http port's requests are HTTP/1.1 already. Runs
+ * after resolve_opaque_ports. Returns 0 or -EINVAL with err set.
+ */
+static int check_upstream_protocols(struct cfg_parser *p)
+{
+	for (int i = 0; i < p->cfg->n_services; i++) {
+		const struct config_service *svc = p->cfg->services[i];
+
+		for (int j = 0; j < svc->n_ports; j++) {
+			const struct config_port *port = &svc->ports[j];
+
+			if (port->upstream != CONFIG_UPSTREAM_HTTP1 ||
+			    port->protocol == CONFIG_PROTO_H2C ||
+			    port->protocol == CONFIG_PROTO_DETECT)
+				continue;
+			cp_path_set(p, "services[%d].ports[%d].upstream_protocol", i, j);
+			return cp_fail(
+			    p, port->upstream_line,
+			    "http1 translates HTTP/2 streams, so port %u must carry "
+			    "HTTP/2 (protocol h2c, http2 or grpc, or undeclared), but it "
+			    "is %s",
+			    port->port,
+			    port->protocol == CONFIG_PROTO_HTTP
+				? "http: its requests are HTTP/1.1 already"
+				: "tcp (opaque): there is no request to translate");
+		}
+	}
+	return 0;
+}
+
 /* Checks that need the whole file, in the order a reader meets the fields. */
 int check_config(struct cfg_parser *p)
 {
@@ -339,6 +373,9 @@ int check_config(struct cfg_parser *p)
 		return err;
 	resolve_opaque_ports(p->cfg);
 	err = check_kernel_modes(p);
+	if (err)
+		return err;
+	err = check_upstream_protocols(p);
 	if (err)
 		return err;
 	err = check_backends(p);

@@ -69,7 +69,7 @@ static const struct seq_spec endpoints_seq = {parse_endpoint, CONFIG_MAX_ENDPOIN
 
 /* ---- services[i].ports ---- */
 
-enum { PORT_F_PORT, PORT_F_TARGET, PORT_F_PROTOCOL, PORT_F_MODE };
+enum { PORT_F_PORT, PORT_F_TARGET, PORT_F_PROTOCOL, PORT_F_MODE, PORT_F_UPSTREAM };
 
 /* mode: kernel | proxy. Whether the port allows kernel is check_config's. */
 static int parse_port_mode(struct cfg_parser *p, void *obj)
@@ -94,6 +94,32 @@ static int parse_port_mode(struct cfg_parser *p, void *obj)
 	return 0;
 }
 
+/*
+ * upstream_protocol: http1 | h2. Whether the port can carry HTTP/2 is
+ * check_config's (the opaque ports are known only then).
+ */
+static int parse_port_upstream(struct cfg_parser *p, void *obj)
+{
+	struct config_port *port = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	const char *s;
+	size_t n;
+	int err;
+
+	err = cp_scalar(p, "http1 or h2", &s, &n);
+	if (err)
+		return err;
+	if (n == 5 && !memcmp(s, "http1", 5))
+		port->upstream = CONFIG_UPSTREAM_HTTP1;
+	else if (n == 2 && !memcmp(s, "h2", 2))
+		port->upstream = CONFIG_UPSTREAM_SAME;
+	else
+		return cp_fail(p, cp_line(p), "must be http1 or h2, got \"%s\"",
+			       cp_echo(s, n, buf));
+	port->upstream_line = cp_line(p);
+	return 0;
+}
+
 static const struct field port_fields[] = {
     [PORT_F_PORT] = {"port", FIELD_U16, offsetof(struct config_port, port), 1, 65535,
 		     .required = true},
@@ -101,6 +127,7 @@ static const struct field port_fields[] = {
 		       65535},
     [PORT_F_PROTOCOL] = {"protocol", FIELD_PROTO, offsetof(struct config_port, protocol)},
     [PORT_F_MODE] = {"mode", FIELD_FUNC, .parse = parse_port_mode},
+    [PORT_F_UPSTREAM] = {"upstream_protocol", FIELD_FUNC, .parse = parse_port_upstream},
 };
 
 static int parse_port(struct cfg_parser *p, void *obj, int i)

@@ -284,6 +284,50 @@ Test(config, port_mode_kernel_or_proxy)
 		       "\"Kernel\"");
 }
 
+Test(config, port_upstream_protocol)
+{
+	const struct config_service *s;
+
+	cr_assert_eq(parse(NODE "services:\n"
+				"  - name: api\n"
+				"    vips: [10.96.0.10]\n"
+				"    ports:\n"
+				"      - {port: 80, protocol: h2c, upstream_protocol: http1}\n"
+				"      - {port: 81, protocol: grpc, upstream_protocol: h2}\n"
+				"      - {port: 82, upstream_protocol: http1}\n"
+				"      - {port: 83, protocol: http2}\n"),
+		     0, "%s", err);
+	s = cfg->services[0];
+	cr_assert_eq(s->ports[0].upstream, CONFIG_UPSTREAM_HTTP1);
+	cr_assert_eq(s->ports[0].upstream_line, 7);
+	cr_assert_eq(s->ports[1].upstream, CONFIG_UPSTREAM_SAME);
+	/* Undeclared (detected): its HTTP/2 clients are translated. */
+	cr_assert_eq(s->ports[2].upstream, CONFIG_UPSTREAM_HTTP1);
+	cr_assert_eq(s->ports[3].upstream, CONFIG_UPSTREAM_SAME);
+
+	assert_refused(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+			    "    ports:\n      - port: 80\n        protocol: http\n"
+			    "        upstream_protocol: http1\n",
+		       "t.yaml:9: services[0].ports[0].upstream_protocol: http1 translates HTTP/2 "
+		       "streams, so port 80 must carry HTTP/2 (protocol h2c, http2 or grpc, or "
+		       "undeclared), but it is http: its requests are HTTP/1.1 already");
+	assert_refused(NODE "services:\n  - name: db\n    vips: [10.96.0.10]\n"
+			    "    ports: [{port: 80, protocol: tcp, upstream_protocol: http1}]\n",
+		       "t.yaml:6: services[0].ports[0].upstream_protocol: http1 translates HTTP/2 "
+		       "streams, so port 80 must carry HTTP/2 (protocol h2c, http2 or grpc, or "
+		       "undeclared), but it is tcp (opaque): there is no request to translate");
+	/* An undeclared port in proxy.opaque_ports is tcp. */
+	assert_refused(NODE "services:\n  - name: db\n    vips: [10.96.0.10]\n"
+			    "    ports: [{port: 3306, upstream_protocol: http1}]\n",
+		       "t.yaml:6: services[0].ports[0].upstream_protocol: http1 translates HTTP/2 "
+		       "streams, so port 3306 must carry HTTP/2 (protocol h2c, http2 or grpc, or "
+		       "undeclared), but it is tcp (opaque): there is no request to translate");
+	assert_refused(NODE "services:\n  - name: api\n    vips: [10.96.0.10]\n"
+			    "    ports: [{port: 80, protocol: h2c, upstream_protocol: HTTP/1.1}]\n",
+		       "t.yaml:6: services[0].ports[0].upstream_protocol: must be http1 or h2, got "
+		       "\"HTTP/1.1\"");
+}
+
 /* ---- routes ---- */
 
 #define SVC_WEB_V1                                                                                 \

@@ -341,6 +341,86 @@ static void decode_kernel_ports(json_object *meta, struct model_service *out)
 	}
 }
 
+/* May a port of this protocol carry HTTP/2, to be translated? (config_checks.c's rule) */
+static bool port_may_translate(const struct model_port *mp)
+{
+	return mp->app == CONFIG_PROTO_H2C || mp->app == CONFIG_PROTO_DETECT;
+}
+
+/* Note why, once (the first problem wins, as for kernel-ports): "annotation <name>: <why>;
+ * ignored". */
+__attribute__((format(printf, 2, 3))) static void note_once(struct model_service *out,
+							    const char *fmt, ...)
+{
+	size_t n;
+	va_list ap;
+
+	if (out->note[0])
+		return;
+	n = (size_t)snprintf(out->note, sizeof(out->note),
+			     "annotation %s: ", K8S_UPSTREAM_PROTOCOL_ANNOTATION);
+	va_start(ap, fmt);
+	n += (size_t)vsnprintf(out->note + n, sizeof(out->note) - n, fmt, ap);
+	va_end(ap);
+	if (n < sizeof(out->note))
+		snprintf(out->note + n, sizeof(out->note) - n, "; ignored");
+}
+
+/*
+ * The service's shoal.io/upstream-protocol annotation, if any: "http1"
+ * (or "h2") for every port that can carry HTTP/2, or a list of
+ * "<port>=<protocol>" by number or name. A token with another protocol,
+ * or naming no port or one that cannot carry HTTP/2, is left out and
+ * said in out->note: a typo must not take the service out of the mesh.
+ */
+static void decode_upstream_protocol(json_object *meta, struct model_service *out)
+{
+	char val[K8S_MAX_KERNEL_PORTS + 1], why[64], *save = NULL, *tok;
+	json_object *ann = NULL;
+
+	if (get_object(meta, "annotations", &ann, why, sizeof(why)) || !ann ||
+	    get_str(ann, K8S_UPSTREAM_PROTOCOL_ANNOTATION, val, sizeof(val), true, why,
+		    sizeof(why))) {
+		if (ann && get(ann, K8S_UPSTREAM_PROTOCOL_ANNOTATION))
+			snprintf(out->note, sizeof(out->note),
+				 "annotation %s: must be a string of at most %d bytes; ignored",
+				 K8S_UPSTREAM_PROTOCOL_ANNOTATION, K8S_MAX_KERNEL_PORTS);
+		return;
+	}
+	for (tok = strtok_r(val, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		char *eq = strchr(tok, '='), *proto = eq ? eq + 1 : tok, *end;
+		bool http1 = !strcmp(proto, "http1"), by_number;
+		struct model_port *hit = NULL;
+		unsigned long num;
+
+		if (!http1 && strcmp(proto, "h2")) {
+			note_once(out, "\"%.32s\" is no protocol (http1 or h2)", proto);
+			continue;
+		}
+		if (!eq) {
+			/* The service's endpoints: every port that can carry HTTP/2. */
+			for (int i = 0; i < out->n_ports; i++)
+				if (port_may_translate(&out->ports[i]))
+					out->ports[i].http1_upstream = http1;
+			continue;
+		}
+		*eq = '\0';
+		num = strtoul(tok, &end, 10);
+		by_number = *tok >= '0' && *tok <= '9' && !*end;
+		for (int i = 0; i < out->n_ports && !hit; i++)
+			if (by_number ? out->ports[i].port == num
+				      : !strcmp(out->ports[i].name, tok))
+				hit = &out->ports[i];
+		if (!hit)
+			note_once(out, "\"%.32s\" names no port of the service", tok);
+		else if (!port_may_translate(hit))
+			note_once(out, "port \"%.32s\" speaks %s, not HTTP/2", tok,
+				  hit->app == CONFIG_PROTO_HTTP ? "http" : "tcp");
+		else
+			hit->http1_upstream = http1;
+	}
+}
+
 int k8s_decode_service(json_object *obj, struct model_service *out, char *err, size_t errlen)
 {
 	json_object *spec, *ips, *ports, *meta = NULL;
@@ -411,6 +491,7 @@ int k8s_decode_service(json_object *obj, struct model_service *out, char *err, s
 		out->n_ports++;
 	}
 	decode_kernel_ports(meta, out);
+	decode_upstream_protocol(meta, out);
 	return 0;
 }
 

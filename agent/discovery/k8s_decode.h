@@ -36,6 +36,14 @@
 #define K8S_KERNEL_PORTS_ANNOTATION "shoal.io/kernel-ports"
 /* Longest annotation value read; the API allows 256 KiB in all. */
 #define K8S_MAX_KERNEL_PORTS 512
+/*
+ * The Service annotation that says its endpoints speak HTTP/1.1 only
+ * while clients speak HTTP/2 (docs/discovery.md, "Upstream protocol"):
+ * "http1" for every port that can carry HTTP/2 (h2c, grpc, or
+ * undeclared), or a comma-separated list of "<port number or
+ * name>=http1|h2". Read with K8S_MAX_KERNEL_PORTS bytes at most.
+ */
+#define K8S_UPSTREAM_PROTOCOL_ANNOTATION "shoal.io/upstream-protocol"
 /* The part of a Status message kept for the log. */
 #define K8S_MAX_MESSAGE 256
 

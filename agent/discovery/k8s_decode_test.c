@@ -515,3 +515,64 @@ Test(k8s_decode, service_kernel_ports_annotation)
 	cr_expect(!ev.svc.ports[0].kernel);
 	cr_expect_str_eq(ev.svc.note, "");
 }
+
+/*
+ * shoal.io/upstream-protocol: "http1" marks every port that can carry
+ * HTTP/2 (h2c, grpc, undeclared), never an http or tcp one; the list form
+ * names ports by number or name, and a token naming no port, a port that
+ * is not HTTP/2, or no protocol is ignored and said in the note.
+ */
+Test(k8s_decode, service_upstream_protocol_annotation)
+{
+	static const char all[] =
+	    "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"namespace\":\"shop\","
+	    "\"name\":\"api\",\"annotations\":{\"shoal.io/upstream-protocol\":\"http1\"}},"
+	    "\"spec\":{\"clusterIPs\":[\"10.96.1.2\"],\"ports\":["
+	    "{\"name\":\"h2\",\"port\":80,\"appProtocol\":\"kubernetes.io/h2c\"},"
+	    "{\"name\":\"web\",\"port\":81,\"appProtocol\":\"http\"},"
+	    "{\"name\":\"other\",\"port\":82},"
+	    "{\"name\":\"pg\",\"port\":5432,\"appProtocol\":\"postgresql\"}]}}}";
+	static const char list[] =
+	    "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"namespace\":\"shop\","
+	    "\"name\":\"api\",\"annotations\":{\"shoal.io/upstream-protocol\":"
+	    "\"81=http1, grpc-a=http1,web=http1,9999=http1\"}},"
+	    "\"spec\":{\"clusterIPs\":[\"10.96.1.3\"],\"ports\":["
+	    "{\"name\":\"grpc-a\",\"port\":80},"
+	    "{\"name\":\"grpc-b\",\"port\":81,\"appProtocol\":\"grpc\"},"
+	    "{\"name\":\"web\",\"port\":82,\"appProtocol\":\"http\"},"
+	    "{\"name\":\"grpc-c\",\"port\":83,\"appProtocol\":\"grpc\"}]}}}";
+	static const char bad[] =
+	    "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"namespace\":\"shop\","
+	    "\"name\":\"api\",\"annotations\":{\"shoal.io/upstream-protocol\":\"HTTP/1.1\"}},"
+	    "\"spec\":{\"clusterIPs\":[\"10.96.1.4\"],\"ports\":["
+	    "{\"port\":80,\"appProtocol\":\"h2c\"}]}}}";
+
+	cr_assert_eq(
+	    k8s_decode_event_text(all, strlen(all), K8S_KIND_SERVICE, &ev, err, sizeof(err)), 0,
+	    "%s", err);
+	cr_assert_eq(ev.svc.n_ports, 4);
+	cr_expect(ev.svc.ports[0].http1_upstream, "h2c port");
+	cr_expect(!ev.svc.ports[1].http1_upstream, "an http port's requests are HTTP/1.1 already");
+	cr_expect(ev.svc.ports[2].http1_upstream, "undeclared: HTTP/2 clients are translated");
+	cr_expect(!ev.svc.ports[3].http1_upstream, "tcp");
+	cr_expect_str_eq(ev.svc.note, "", "the bare form skips ports it cannot apply to");
+	k8s_event_clear(&ev);
+
+	cr_assert_eq(
+	    k8s_decode_event_text(list, strlen(list), K8S_KIND_SERVICE, &ev, err, sizeof(err)), 0,
+	    "%s", err);
+	cr_expect(ev.svc.ports[0].http1_upstream, "grpc-a, by name");
+	cr_expect(ev.svc.ports[1].http1_upstream, "81, by number");
+	cr_expect(!ev.svc.ports[2].http1_upstream);
+	cr_expect(!ev.svc.ports[3].http1_upstream, "grpc-c was not named");
+	cr_expect(strstr(ev.svc.note, "port \"web\" speaks http, not HTTP/2"), "note: '%s'",
+		  ev.svc.note);
+	k8s_event_clear(&ev);
+
+	cr_assert_eq(
+	    k8s_decode_event_text(bad, strlen(bad), K8S_KIND_SERVICE, &ev, err, sizeof(err)), 0,
+	    "%s", err);
+	cr_expect(!ev.svc.ports[0].http1_upstream);
+	cr_expect(strstr(ev.svc.note, "\"HTTP/1.1\" is no protocol (http1 or h2)"), "note: '%s'",
+		  ev.svc.note);
+}

@@ -568,6 +568,11 @@ static int build_ports(const struct config *cfg, const struct model_service *svc
 		/* Kernel mode only where the file's parser allows it: opaque TCP. */
 		cp->mode = mp->kernel && cp->protocol == CONFIG_PROTO_TCP ? CONFIG_MODE_KERNEL
 									   : CONFIG_MODE_PROXY;
+		/* Translation only where the file's parser allows it: HTTP/2 ports. */
+		cp->upstream = mp->http1_upstream && (cp->protocol == CONFIG_PROTO_H2C ||
+						      cp->protocol == CONFIG_PROTO_DETECT)
+				   ? CONFIG_UPSTREAM_HTTP1
+				   : CONFIG_UPSTREAM_SAME;
 		n++;
 	}
 	return n;

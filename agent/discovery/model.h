@@ -60,6 +60,9 @@ struct model_port {
 	/* Named by the service's shoal.io/kernel-ports annotation: kernel
 	 * mode if the port turns out opaque TCP (model_build), else proxied. */
 	bool kernel;
+	/* shoal.io/upstream-protocol says its endpoints speak HTTP/1.1 only:
+	 * translated if the port carries HTTP/2 (h2c or detected; model_build). */
+	bool http1_upstream;
 };
 
 /* A problem with a service's annotations, for the log; the rest applies. */

@@ -324,6 +324,44 @@ Test(model, undeclared_ports_detect_except_opaque_ports)
 	}
 }
 
+/*
+ * shoal.io/upstream-protocol: http1 reaches the config only on ports that
+ * carry HTTP/2 (h2c, or detected), as the file's parser rules.
+ */
+Test(model, http1_upstream_only_on_http2_ports)
+{
+	struct model_service s = {0};
+	const struct config_service *svc;
+	static const struct {
+		uint16_t port;
+		enum config_protocol app;
+		enum config_upstream_protocol want;
+	} ports[] = {
+	    {80, CONFIG_PROTO_H2C, CONFIG_UPSTREAM_HTTP1},
+	    {8080, CONFIG_PROTO_DETECT, CONFIG_UPSTREAM_HTTP1},
+	    {5432, CONFIG_PROTO_DETECT, CONFIG_UPSTREAM_SAME}, /* opaque port: tcp */
+	    {81, CONFIG_PROTO_HTTP, CONFIG_UPSTREAM_SAME},
+	};
+
+	snprintf(s.ns, sizeof(s.ns), "shop");
+	snprintf(s.name, sizeof(s.name), "h1");
+	cr_assert_eq(addr_parse("10.96.0.9", &s.vips[0]), 0);
+	s.n_vips = 1;
+	for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++) {
+		s.ports[i].port = s.ports[i].target_port = ports[i].port;
+		s.ports[i].app = ports[i].app;
+		s.ports[i].http1_upstream = true;
+	}
+	s.n_ports = (int)(sizeof(ports) / sizeof(ports[0]));
+	cr_assert_eq(model_put_service(m, &s), 0);
+	build(NULL);
+	svc = find("h1");
+	cr_assert_not_null(svc);
+	for (int i = 0; i < svc->n_ports; i++)
+		cr_expect_eq(svc->ports[i].upstream, ports[i].want, "port %u: %d, want %d",
+			     ports[i].port, svc->ports[i].upstream, ports[i].want);
+}
+
 /* What model_slice_refuse told its callback, "addr why;" each. */
 static char refused_log[512];
 
