@@ -18,12 +18,12 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-static EVP_PKEY *tca_key(void)
+static inline EVP_PKEY *tca_key(void)
 {
 	return EVP_EC_gen("P-256");
 }
 
-static void tca_ext(X509 *x, X509 *issuer, int nid, const char *value)
+static inline void tca_ext(X509 *x, X509 *issuer, int nid, const char *value)
 {
 	X509V3_CTX ctx;
 	X509_EXTENSION *e;
@@ -41,8 +41,8 @@ static void tca_ext(X509 *x, X509 *issuer, int nid, const char *value)
  * issuer/issuer_key (self-signed when issuer is NULL). ca: a CA
  * certificate; uri: the one URI SAN of a leaf (NULL: none).
  */
-static X509 *tca_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key,
-		      long from_s, long to_s, int ca, const char *uri)
+static inline X509 *tca_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key,
+			     long from_s, long to_s, int ca, const char *uri)
 {
 	static long serial = 1;
 	X509 *x = X509_new();
@@ -72,7 +72,7 @@ static X509 *tca_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *iss
 }
 
 /* PEM text of x or of a private key, malloc'd. */
-static char *tca_pem(X509 *x, EVP_PKEY *key)
+static inline char *tca_pem(X509 *x, EVP_PKEY *key)
 {
 	BIO *b = BIO_new(BIO_s_mem());
 	char *p, *out;
@@ -91,7 +91,7 @@ static char *tca_pem(X509 *x, EVP_PKEY *key)
 }
 
 /* Write a and b (either may be NULL) to path; 0 or -1. */
-static int tca_write(const char *path, const char *a, const char *b)
+static inline int tca_write(const char *path, const char *a, const char *b)
 {
 	FILE *f = fopen(path, "w");
 
