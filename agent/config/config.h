@@ -136,6 +136,21 @@
 #define CONFIG_MAX_H2_RESETS 1000000
 #define CONFIG_DEFAULT_H2_MAX_CONTINUATIONS 8 /* CONTINUATION frames per header block */
 #define CONFIG_MAX_H2_CONTINUATIONS 1000
+/*
+ * RST_STREAMs the proxy itself sends a client before the reset_rate
+ * applies to them too (MadeYouReset, CVE-2025-8671: frames that make the
+ * server reset). nghttp2's own limit counts the client's resets only.
+ */
+#define CONFIG_DEFAULT_H2_MAX_SENT_RESETS 1000
+/*
+ * A client connection whose response bytes wait on its flow-control
+ * window, with none of them going out for this long, is closed: a
+ * window kept at zero would otherwise hold its streams, their buffers
+ * and their endpoints' windows for ever. A minute: far longer than any
+ * reader that is merely slow takes to open its window again.
+ */
+#define CONFIG_DEFAULT_H2_STALL_TIMEOUT_MS 60000
+#define CONFIG_MAX_H2_STALL_TIMEOUT_MS 3600000
 /* An idle pooled upstream connection is dropped after this: below the
  * 60 s keep-alive timeout most servers use, so the proxy closes first and
  * rarely reuses a connection the server is closing. */
@@ -569,6 +584,8 @@ struct config {
 		uint32_t reset_burst;		 /* rapid reset: token bucket size */
 		uint32_t reset_rate;		 /* and refill per second */
 		uint32_t max_continuations;	 /* CONTINUATION flood */
+		uint32_t max_sent_resets;	 /* MadeYouReset: bucket of our own resets */
+		uint32_t stall_timeout_ms;	 /* zero window: close after this; 0: never */
 	} http2;
 
 	struct config_tracing tracing; /* tracing: */

@@ -144,6 +144,10 @@ static const struct field http2_fields[] = {
     {"reset_rate", FIELD_U32, offsetof(struct config, http2.reset_rate), 1, CONFIG_MAX_H2_RESETS},
     {"max_continuations", FIELD_U32, offsetof(struct config, http2.max_continuations), 1,
      CONFIG_MAX_H2_CONTINUATIONS},
+    {"max_sent_resets", FIELD_U32, offsetof(struct config, http2.max_sent_resets), 1,
+     CONFIG_MAX_H2_RESETS},
+    {"stall_timeout_ms", FIELD_U32, offsetof(struct config, http2.stall_timeout_ms), 0,
+     CONFIG_MAX_H2_STALL_TIMEOUT_MS},
 };
 
 static const struct field proxy_fields[] = {

@@ -998,13 +998,16 @@ Test(config, http2_limits)
 	cr_assert_eq(cfg->http2.reset_burst, CONFIG_DEFAULT_H2_RESET_BURST);
 	cr_assert_eq(cfg->http2.reset_rate, CONFIG_DEFAULT_H2_RESET_RATE);
 	cr_assert_eq(cfg->http2.max_continuations, CONFIG_DEFAULT_H2_MAX_CONTINUATIONS);
+	cr_assert_eq(cfg->http2.max_sent_resets, CONFIG_DEFAULT_H2_MAX_SENT_RESETS);
+	cr_assert_eq(cfg->http2.stall_timeout_ms, CONFIG_DEFAULT_H2_STALL_TIMEOUT_MS);
 	config_free(cfg);
 	cfg = NULL;
 	cr_assert_eq(parse(NODE "proxy:\n  http2:\n    max_concurrent_streams: 250\n"
 				"    max_header_list_bytes: 8192\n    hpack_table_bytes: 0\n"
 				"    stream_window_bytes: 65535\n    session_window_bytes: 65535\n"
 				"    max_pending_acks: 10\n    reset_burst: 5\n    reset_rate: 2\n"
-				"    max_continuations: 3\n"),
+				"    max_continuations: 3\n    max_sent_resets: 7\n"
+				"    stall_timeout_ms: 0\n"),
 		     0, "%s", err);
 	cr_assert_eq(cfg->http2.max_concurrent_streams, 250);
 	cr_assert_eq(cfg->http2.max_header_list_bytes, 8192);
@@ -1015,6 +1018,8 @@ Test(config, http2_limits)
 	cr_assert_eq(cfg->http2.reset_burst, 5);
 	cr_assert_eq(cfg->http2.reset_rate, 2);
 	cr_assert_eq(cfg->http2.max_continuations, 3);
+	cr_assert_eq(cfg->http2.max_sent_resets, 7);
+	cr_assert_eq(cfg->http2.stall_timeout_ms, 0);
 	assert_refused(NODE "proxy:\n  http2:\n    max_concurrent_streams: 0\n",
 		       "t.yaml:5: proxy.http2.max_concurrent_streams: must be 1..10000, got 0");
 	assert_refused(
@@ -1023,6 +1028,10 @@ Test(config, http2_limits)
 	assert_refused(NODE "proxy:\n  http2:\n    session_window_bytes: 65536\n",
 		       "t.yaml:5: proxy.http2.session_window_bytes: must be >= stream_window_bytes "
 		       "(262144), got 65536");
+	assert_refused(NODE "proxy:\n  http2:\n    max_sent_resets: 0\n",
+		       "t.yaml:5: proxy.http2.max_sent_resets: must be 1..1000000, got 0");
+	assert_refused(NODE "proxy:\n  http2:\n    stall_timeout_ms: 3600001\n",
+		       "t.yaml:5: proxy.http2.stall_timeout_ms: must be 0..3600000, got 3600001");
 	assert_refused(NODE "proxy:\n  http2:\n    max_streams: 10\n",
 		       "t.yaml:5: proxy.http2.max_streams: unknown field");
 }

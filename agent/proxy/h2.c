@@ -246,6 +246,46 @@ static void h2_dispatch(struct worker *w, struct h2_stream *st)
 	h2_down_arm(w, st->d);
 }
 
+/* The client opened stream id (nghttp2 checked it is new): note the ids it skipped. */
+static void h2_down_opened(struct h2_down *d, int32_t id)
+{
+	int32_t next = d->last_id ? d->last_id + 2 : 1;
+
+	if (id > next) {
+		if (d->n_skipped == H2_SKIPPED_RANGES) {
+			memmove(d->skipped, d->skipped + 1,
+				sizeof(d->skipped) - sizeof(d->skipped[0]));
+			d->n_skipped--;
+		}
+		d->skipped[d->n_skipped++] = (struct h2_id_run){next, id - 2};
+	}
+	if (id > d->last_id)
+		d->last_id = id;
+}
+
+/*
+ * Before each frame: a HEADERS on a stream id the client skipped is a
+ * connection error (RFC 9113 5.1.1), which nghttp2 would ignore. Failing
+ * the callback fails nghttp2_session_mem_recv: h2_down_io sends the GOAWAY.
+ */
+static int h2_down_on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *ud)
+{
+	struct h2_down *d = ud;
+
+	(void)s;
+	if (hd->type != NGHTTP2_HEADERS || hd->stream_id > d->last_id)
+		return 0;
+	for (uint32_t i = 0; i < d->n_skipped; i++)
+		if (hd->stream_id >= d->skipped[i].lo && hd->stream_id <= d->skipped[i].hi) {
+			if (log_debug_on())
+				pr_debug("proxy worker %d: h2 client: HEADERS on stream %d, "
+					 "skipped before %d",
+					 d->w->id, hd->stream_id, d->last_id);
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		}
+	return 0;
+}
+
 static int h2_down_on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
 	struct h2_down *d = ud;
@@ -253,6 +293,7 @@ static int h2_down_on_begin_headers(nghttp2_session *s, const nghttp2_frame *fra
 
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
+	h2_down_opened(d, frame->hd.stream_id);
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
@@ -356,8 +397,11 @@ static ssize_t h2_down_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t
 		n = length;
 	memcpy(buf, st->to_down.data + st->to_down.off, n);
 	st->to_down.off += n;
+	if (n)
+		st->stall_ns = 0;
+	/* The connection's window was given back on receipt (h2_upstream.c). */
 	if (n && st->up) {
-		nghttp2_session_consume(st->up->s, st->up_id, n);
+		nghttp2_session_consume_stream(st->up->s, st->up_id, n);
 		worker_conn_defer(d->w, st->up->c);
 	}
 	if (st->to_down.off < st->to_down.len)
@@ -386,7 +430,25 @@ static int h2_down_on_frame_send(nghttp2_session *s, const nghttp2_frame *frame,
 {
 	struct h2_down *d = ud;
 
-	(void)s;
+	if (frame->hd.type == NGHTTP2_RST_STREAM) {
+		/*
+		 * MadeYouReset (CVE-2025-8671): frames that make us reset streams
+		 * (an overflowing WINDOW_UPDATE, DATA on a closed stream, heads
+		 * past our limits) cost the endpoints as much as the client's
+		 * own resets, which nghttp2 limits; ours are limited here.
+		 */
+		WORKER_STAT_INC(d->w, h2_resets_sent);
+		if (!h2_reset_take(d, worker_conn_config(d->w, d->c), timer_now_ns())) {
+			worker_warn_ratelimited(
+			    d->w,
+			    "proxy worker %d: h2 client made the proxy reset "
+			    "more than proxy.http2.max_sent_resets (%u) streams; "
+			    "GOAWAY",
+			    d->w->id, worker_conn_config(d->w, d->c)->http2.max_sent_resets);
+			nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
+		}
+		return 0;
+	}
 	if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR &&
 	    !d->refused) {
 		d->refused = true;
@@ -426,11 +488,22 @@ static void h2_down_close(struct worker *w, struct conn *c, bool reset)
 static void h2_down_arm(struct worker *w, struct h2_down *d)
 {
 	struct conn *c = d->c;
-	uint64_t next = 0, idle = conn_idle_ns(w, c);
+	uint64_t next = 0, idle = conn_idle_ns(w, c), now = 0;
+	uint64_t stall = (uint64_t)worker_conn_config(w, c)->http2.stall_timeout_ms * 1000000;
 
-	for (struct h2_stream *st = d->streams; st; st = st->next)
+	for (struct h2_stream *st = d->streams; st; st = st->next) {
 		if (st->deadline_ns && !st->answered && (!next || st->deadline_ns < next))
 			next = st->deadline_ns;
+		if (!stall || st->to_down.off == st->to_down.len) {
+			st->stall_ns = 0;
+			continue;
+		}
+		/* Bytes wait for the client's window: the stall clock runs. */
+		if (!st->stall_ns)
+			st->stall_ns = now ? now : (now = timer_now_ns());
+		if (!next || st->stall_ns + stall < next)
+			next = st->stall_ns + stall;
+	}
 	if (!d->n_streams && idle && (!next || c->last_active_ns + idle < next))
 		next = c->last_active_ns + idle;
 	if (!next) {
@@ -516,7 +589,10 @@ static void h2_down_io(struct worker *w, struct conn *c, uint32_t events)
 				d->refused = true;
 				WORKER_STAT_INC(w, h2_protocol_errors);
 			}
-			nghttp2_session_terminate_session(d->s, NGHTTP2_PROTOCOL_ERROR);
+			/* A flood of acks owed (SETTINGS, PING) is no malformed frame. */
+			nghttp2_session_terminate_session(d->s, rv == NGHTTP2_ERR_FLOODED
+								    ? NGHTTP2_ENHANCE_YOUR_CALM
+								    : NGHTTP2_PROTOCOL_ERROR);
 			h2_send(&c->client, d->s, &d->out, &d->out_len);
 			h2_down_close(w, c, false);
 			return;
@@ -557,6 +633,7 @@ static void h2_start(struct worker *w, struct conn *c)
 		return;
 	}
 	nghttp2_session_callbacks_set_send_callback(cb, h2_down_send_cb);
+	nghttp2_session_callbacks_set_on_begin_frame_callback(cb, h2_down_on_begin_frame);
 	nghttp2_session_callbacks_set_on_begin_headers_callback(cb, h2_down_on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback2(cb, h2_down_on_header);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_down_on_frame_recv);
@@ -607,6 +684,35 @@ static void h2_event(struct worker *w, struct conn_side *s, uint32_t events)
 		h2_down_io(w, c, events);
 }
 
+/*
+ * Streams whose response bytes waited stall_timeout_ms on the client's
+ * window with none framed: reset (CANCEL), their upstream streams too, so
+ * that a window kept at zero holds nothing for ever. The client's other
+ * streams go on; with none left, the idle timeout ends the connection.
+ */
+static void h2_down_stalls(struct worker *w, struct h2_down *d, uint64_t now)
+{
+	uint64_t stall = (uint64_t)worker_conn_config(w, d->c)->http2.stall_timeout_ms * 1000000;
+
+	if (!stall)
+		return;
+	for (struct h2_stream *st = d->streams; st; st = st->next) {
+		if (!st->stall_ns || now < st->stall_ns + stall)
+			continue;
+		if (log_debug_on())
+			pr_debug("proxy worker %d: h2 client: stream %d stalled %zu bytes for "
+				 "%u ms; reset",
+				 w->id, st->id, st->to_down.len - st->to_down.off,
+				 worker_conn_config(w, d->c)->http2.stall_timeout_ms);
+		WORKER_STAT_INC(w, h2_stalled);
+		st->stall_ns = 0;
+		/* Its bytes are no longer wanted: the stream closes when the RST goes out. */
+		st->to_down.off = st->to_down.len;
+		h2_up_unlink(st, NGHTTP2_CANCEL);
+		nghttp2_submit_rst_stream(d->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+	}
+}
+
 /* Deadlines of c's streams: DEADLINE_EXCEEDED (gRPC) or 504, the upstream stream reset. */
 static void h2_timeout(struct worker *w, struct conn *c)
 {
@@ -624,6 +730,7 @@ static void h2_timeout(struct worker *w, struct conn *c)
 		h2_done(w, st, st->bt.active, true, 504, "timeout");
 		h2_stream_error(w, st, HTTP_ERR_TIMEOUT);
 	}
+	h2_down_stalls(w, d, now);
 	if (!d->n_streams && idle && now >= c->last_active_ns + idle) {
 		nghttp2_session_terminate_session(d->s, NGHTTP2_NO_ERROR);
 		d->dead = true;

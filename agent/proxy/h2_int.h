@@ -81,6 +81,8 @@ struct h2_stream {
 	struct pick_ticket bt;
 	uint64_t start_ns;
 	uint64_t deadline_ns; /* 0: none */
+	/* Response bytes have waited since, none framed (stall_timeout_ms); 0: none wait. */
+	uint64_t stall_ns;
 };
 
 /*
@@ -100,6 +102,13 @@ struct h2_down_ops {
 	nghttp2_data_source_read_callback read;
 };
 
+/*
+ * Runs of skipped stream ids remembered per client session: a client
+ * skips none (ids go 1, 3, 5...), so a few runs catch the out-of-order
+ * HEADERS of a hostile one; beyond that the oldest run is forgotten.
+ */
+#define H2_SKIPPED_RANGES 8
+
 struct h2_down {
 	const struct h2_down_ops *ops; /* set by h2.c; see struct h2_down_ops */
 	struct conn *c;
@@ -112,6 +121,20 @@ struct h2_down {
 	bool dead;    /* close once the current nghttp2 call returns */
 	bool more;    /* reading stopped at the turn's bound: resume reads on */
 	bool refused; /* a GOAWAY with an error went out (counted once) */
+	/* MadeYouReset: RST_STREAMs we may still send (a bucket, h2_reset_take). */
+	uint32_t resets_left;
+	uint64_t resets_ns; /* the bucket's last refill */
+	/*
+	 * Stream ids the client skipped (RFC 9113 5.1.1: implicitly closed),
+	 * the newest H2_SKIPPED_RANGES runs: a HEADERS on one is a PROTOCOL_ERROR,
+	 * which nghttp2 ignores instead (it cannot tell them from streams
+	 * it closed, whose trailers may still be on their way).
+	 */
+	int32_t last_id; /* the highest stream id the client opened */
+	uint32_t n_skipped;
+	struct h2_id_run {
+		int32_t lo, hi;
+	} skipped[H2_SKIPPED_RANGES];
 };
 
 struct h2_up {
@@ -151,6 +174,13 @@ const nghttp2_nv *h2_field(const struct h2_fields *f, const char *name);
 nghttp2_option *h2_options(const struct config *cfg);
 /* Queue our SETTINGS and set the session's receive window; 0 or -EIO. */
 int h2_settings(nghttp2_session *s, const struct config *cfg, bool server);
+/*
+ * One more RST_STREAM of ours goes to d's client (MadeYouReset): take a
+ * token of its bucket (proxy.http2.max_sent_resets, refilled at
+ * reset_rate per second). False when none is left: the client made us
+ * reset too many of its streams.
+ */
+bool h2_reset_take(struct h2_down *d, const struct config *cfg, uint64_t now_ns);
 /*
  * Write what s has framed to side sd while it takes bytes, framing more
  * only once *out is written (a slow peer holds one chunk at most).

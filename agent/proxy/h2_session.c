@@ -143,6 +143,28 @@ int h2_settings(nghttp2_session *s, const struct config *cfg, bool server)
 	return rv ? -EIO : 0;
 }
 
+bool h2_reset_take(struct h2_down *d, const struct config *cfg, uint64_t now_ns)
+{
+	uint64_t burst = cfg->http2.max_sent_resets, rate = cfg->http2.reset_rate;
+	uint64_t since = now_ns - d->resets_ns, add;
+
+	/* Past 1000 s the bucket is full whatever the rate (and the product cannot wrap). */
+	add = !d->resets_ns || since >= 1000000000000ull ? burst : since * rate / 1000000000ull;
+
+	if (add) {
+		d->resets_left =
+		    d->resets_left + add > burst ? (uint32_t)burst : d->resets_left + (uint32_t)add;
+		/* Whole tokens only: the remainder keeps accruing from the old time. */
+		d->resets_ns = d->resets_ns && d->resets_left < burst
+				   ? d->resets_ns + add * 1000000000ull / rate
+				   : now_ns;
+	}
+	if (!d->resets_left)
+		return false;
+	d->resets_left--;
+	return true;
+}
+
 /*
  * Write what session s has framed to side sd while it takes bytes. The
  * framed bytes stay in nghttp2's buffer (*out) until written: no more is

@@ -238,6 +238,13 @@ static int h2_up_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const ui
 	}
 	if (h2_bytes_put(&st->to_down, data, len))
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	/*
+	 * The session's window goes back at once, the stream's only once its
+	 * client took the bytes (h2_down_read): the session is shared by many
+	 * clients' streams, and one that reads nothing must hold back its own
+	 * stream (at most stream_window_bytes here), not everyone's.
+	 */
+	nghttp2_session_consume_connection(s, len);
 	h2_down_wake(up->w, st);
 	return 0;
 }

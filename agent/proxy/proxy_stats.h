@@ -40,6 +40,12 @@
 	X(h2_protocol_errors, counter,                                                             \
 	  "HTTP/2 client connections closed with a GOAWAY for a protocol error or a flood "        \
 	  "(rapid reset, CONTINUATION, SETTINGS or PING floods, proxy.http2 limits).")             \
+	X(h2_resets_sent, counter,                                                                 \
+	  "RST_STREAM frames the proxy sent to HTTP/2 clients; past proxy.http2.max_sent_resets "  \
+	  "(MadeYouReset) the connection ends with a GOAWAY.")                                     \
+	X(h2_stalled, counter,                                                                     \
+	  "HTTP/2 client streams reset because their response bytes waited on the client's "      \
+	  "window for proxy.http2.stall_timeout_ms with none sent.")                               \
 	X(http_requests, counter, "HTTP requests parsed and dispatched to a backend service.")     \
 	X(http_errors, counter, "HTTP error responses the proxy answered itself (x-shoal-error).") \
 	X(http_retries, counter,                                                                   \
