@@ -14,7 +14,7 @@ from collections import defaultdict
 
 
 def load_meta(path):
-    meta, labels, slabels = {}, {}, {}
+    meta, labels, slabels, h2labels = {}, {}, {}, {}
     with open(path) as f:
         for line in f:
             key, _, value = line.rstrip("\n").partition(" ")
@@ -24,9 +24,12 @@ def load_meta(path):
             elif key == "slabel":
                 rid, _, text = value.partition(" ")
                 slabels[rid] = text
+            elif key == "h2label":
+                rid, _, text = value.partition(" ")
+                h2labels[rid] = text
             else:
                 meta[key] = value
-    return meta, labels, slabels
+    return meta, labels, slabels, h2labels
 
 
 def load_results(path):
@@ -46,6 +49,9 @@ def load_results(path):
                 continue
             if kind == "upgerr":
                 notes.setdefault(("upgerr", row), []).append(value)
+                continue
+            if kind == "h2err":
+                notes.setdefault(("h2err", row), []).append(value)
                 continue
             if kind == "bulkerr":
                 notes.setdefault(("bulkerr", row), []).append(value)
@@ -87,7 +93,7 @@ def ratio(a, b, fmt="{:.2f}×"):
 
 
 def main():
-    meta, labels, slabels = load_meta(sys.argv[1])
+    meta, labels, slabels, h2labels = load_meta(sys.argv[1])
     data, notes = load_results(sys.argv[2])
     rows = sys.argv[3:]
     s = Stats(data)
@@ -219,6 +225,8 @@ def main():
             w(f"Note: {e}")
         w("")
 
+    h2_table(w, s, meta, h2labels, notes)
+
     w("### Proxy memory with idle connections")
     w("")
     w("echo: each connection carried one byte each way, then went idle; silent: connected only; "
@@ -329,6 +337,73 @@ def main():
           f"{'; ' + str(len(upg_errs)) + ' failed' if upg_errs else ''}{added} | {verdict(ok)} |")
     w("")
     print("\n".join(out))
+
+
+H2_PEERS = ("h2_nghttpx", "h2_haproxy")
+H2_SHOAL = ("h2_shoal_on", "h2_shoal_off")
+
+
+def h2_table(w, s, meta, labels, notes):
+    """The h2 section: one table per load shape, and issue 14's targets."""
+    loads = [l.split(":") for l in meta.get("h2_loads", "").split()]
+    rows = [r for r in labels if any(s.med("h2", f"{r}:{name}", "rps") is not None for name, _, _ in loads)]
+    if not rows:
+        return
+    targets = []
+    for name, conns, streams in loads:
+        key = lambda r: f"{r}:{name}"
+        d_rps = s.med("h2", key("h2_direct"), "rps")
+        peers = [(r, s.med("h2", key(r), "rps"), s.med("h2", key(r), "cpu_us_per_req")) for r in H2_PEERS]
+        best = max((p for p in peers if p[1] is not None), key=lambda p: p[1], default=None)
+        w(f"### HTTP/2: `h2load -t1 -c{conns} -m{streams} -D {meta.get('h2_seconds')}` "
+          f"({'one connection, many streams' if conns == '1' else 'many connections'})")
+        w("")
+        w("| row | req/s | × direct | × better peer | p50 µs | p99 µs | proxy CPU µs/req | "
+          "CPU × lower peer | proxy RSS MiB | errors |")
+        w("|---|---|---|---|---|---|---|---|---|---|")
+        low_cpu = min((p[2] for p in peers if p[2] is not None), default=None)
+        for r in labels:
+            rps = s.med("h2", key(r), "rps")
+            errs = notes.get(("h2err", key(r)), [])
+            if rps is None:
+                why = notes.get(r, "; ".join(errs) if errs else "not measured")
+                w(f"| {labels[r]} | {why} |  |  |  |  |  |  |  |  |")
+                continue
+            cpu = s.med("h2", key(r), "cpu_us_per_req")
+            rss = s.med("h2", key(r), "rss_kib")
+            w(f"| {labels[r]} | {s.cell('h2', key(r), 'rps')} | {ratio(rps, d_rps)} | "
+              f"{ratio(rps, best[1] if best else None)} | {s.cell('h2', key(r), 'p50_us')} | "
+              f"{s.cell('h2', key(r), 'p99_us')} | {s.cell('h2', key(r), 'cpu_us_per_req', '{:.1f}')} | "
+              f"{ratio(cpu, low_cpu)} | {'–' if rss is None else f'{rss / 1024:.1f}'} | "
+              f"{'; '.join(errs) if errs else '0'} |")
+        w("")
+        for r in H2_SHOAL:
+            rps, cpu = s.med("h2", key(r), "rps"), s.med("h2", key(r), "cpu_us_per_req")
+            if rps is None or best is None:
+                continue
+            targets.append((f"-c{conns} -m{streams}: req/s ≥ 1.3× the better peer ({labels[r]}; "
+                            f"better peer: {labels[best[0]]})", ratio(rps, best[1]), rps >= 1.3 * best[1]))
+            below = [p for p in peers if p[2] is not None]
+            if cpu is not None and below:
+                figs = ", ".join(f"{labels[p[0]].split(' ')[0]} {p[2]:.1f}" for p in below)
+                targets.append((f"-c{conns} -m{streams}: proxy CPU/request below both peers ({labels[r]})",
+                                f"{cpu:.1f} µs vs {figs} µs", all(cpu < p[2] for p in below)))
+    w(f"h2c with prior knowledge on every hop; backend nginx {meta.get('nginx', '?')} (`listen ... http2`), "
+      f"nghttpx {meta.get('nghttpx', '?')}, HAProxy {meta.get('haproxy', '?')}. One h2load thread on CPU 0; "
+      f"proxy and backend on CPU 1. Warm-up {meta.get('warm_seconds')} s per shape. req/s: h2load's, "
+      "for the requests that succeeded. p50/p99: from h2load's per-request log (`--log-file`). "
+      "Proxy CPU: utime+stime of the proxy process over the measured run, divided by the requests "
+      "that succeeded. \"better peer\": the one of nghttpx and HAProxy with more req/s; \"lower peer\": the "
+      "one with less CPU per request.")
+    w("")
+    if targets:
+        w("### Targets (issue 14, HTTP/2)")
+        w("")
+        w("| target | measured | met? |")
+        w("|---|---|---|")
+        for what, fig, ok in targets:
+            w(f"| {what} | {fig} | {'yes' if ok else '**no**'} |")
+        w("")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ packages=(
 	mmdebstrap libcap2-bin podman runc
 	# benchmarks (scripts/bench): peers, load generators, iptables in a netns
 	haproxy nginx wrk nghttp2-client iperf3 iptables linux-perf
+	nghttp2-proxy # nghttpx, the h2 section's peer (run by scripts/bench itself, never as a service)
 )
 
 if [ "$(id -u)" -ne 0 ]; then
