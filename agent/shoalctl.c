@@ -55,6 +55,9 @@ static void usage(FILE *f)
 		"                       and how to reach it from a workstation\n"
 		"  pods                 pods on this node: enrollment state, service account,\n"
 		"                       netns cookie (admin endpoint; docs/enrollment.md)\n"
+		"  identity             the node's workload certificates: service account,\n"
+		"                       SPIFFE ID, expiry, next renewal, last error\n"
+		"                       (admin endpoint; docs/identity.md)\n"
 		"  enroll NETNS         mesh a pod: NETNS is a path (/run/netns/NAME) or a PID\n"
 		"  unenroll NETNS       stop meshing it\n"
 		"  shortcut on|off      the sockmap kill switch, for new connections\n"
@@ -63,7 +66,7 @@ static void usage(FILE *f)
 		"The pin root defaults to " SHOAL_DEFAULT_PIN_ROOT
 		"; -c FILE reads bpf.pin_root (and admin.listen)\n"
 		"from a config. The admin endpoint defaults to " CONFIG_DEFAULT_ADMIN_LISTEN ".\n"
-		"--json prints status, counters, bpf, services, endpoints and pods as JSON.\n");
+		"--json prints status, counters, bpf, services, endpoints, pods and identity as JSON.\n");
 }
 
 static int open_map_or_explain(const char *pin_root, const char *name)
@@ -578,6 +581,70 @@ out:
 	return 0;
 }
 
+/* "in 11h59m", "in 7s", "expired" for a time t (Unix s) from now. */
+static const char *rel_time(int64_t t, int64_t now, char *buf, size_t len)
+{
+	int64_t d = t - now;
+
+	if (!t)
+		snprintf(buf, len, "-");
+	else if (d <= 0)
+		snprintf(buf, len, "now");
+	else if (d < 120)
+		snprintf(buf, len, "in %llds", (long long)d);
+	else if (d < 7200)
+		snprintf(buf, len, "in %lldm%02llds", (long long)(d / 60), (long long)(d % 60));
+	else
+		snprintf(buf, len, "in %lldh%02lldm", (long long)(d / 3600),
+			 (long long)(d / 60 % 60));
+	return buf;
+}
+
+/* The node's workload certificates (/debug/identity, docs/identity.md). */
+static int cmd_identity(const char *admin)
+{
+	char *raw = NULL, exp[32], next[32];
+	json_object *o = admin_json(admin, "/debug/identity", &raw), *list;
+	int64_t now;
+
+	if (!o)
+		return 1;
+	if (json_out) {
+		fputs(raw, stdout);
+		goto out;
+	}
+	if (!json_object_get_boolean(jget(o, "identity"))) {
+		printf("identity is off (the identity: section, docs/identity.md)\n");
+		goto out;
+	}
+	now = (int64_t)jget_u64(o, "now");
+	printf("# source %s, trust domain %s, %llu trust anchor%s%s%s\n", jget_str(o, "source"),
+	       jget_str(o, "trust_domain"), (unsigned long long)jget_u64(o, "anchors"),
+	       jget_u64(o, "anchors") == 1 ? "" : "s", jget_str(o, "anchors_error")[0] ? ": " : "",
+	       jget_str(o, "anchors_error"));
+	list = jget(o, "accounts");
+	printf("%-40s %-56s %-10s %-10s %-8s %s\n", "SERVICE_ACCOUNT", "SPIFFE_ID", "EXPIRES",
+	       "RENEWS", "FAILURES", "LAST_ERROR");
+	for (size_t i = 0; list && i < json_object_array_length(list); i++) {
+		json_object *a = json_object_array_get_idx(list, i);
+		char name[320];
+		const char *err = jget_str(a, "last_error");
+
+		snprintf(name, sizeof(name), "%s/%s%s", jget_str(a, "namespace"),
+			 jget_str(a, "service_account"),
+			 json_object_get_boolean(jget(a, "wanted")) ? "" : " (no pod)");
+		rel_time((int64_t)jget_u64(a, "not_after"), now, exp, sizeof(exp));
+		rel_time((int64_t)(jget_u64(a, "next_ms") / 1000), now, next, sizeof(next));
+		printf("%-40s %-56s %-10s %-10s %-8llu %s\n", name, jget_str(a, "spiffe_id"),
+		       jget_u64(a, "not_after") ? exp : "none", next,
+		       (unsigned long long)jget_u64(a, "failures"), err[0] ? err : "-");
+	}
+out:
+	free(raw);
+	json_object_put(o);
+	return 0;
+}
+
 static int cmd_services(const char *admin)
 {
 	char *raw = NULL, name[160], rate[16];
@@ -978,6 +1045,8 @@ int main(int argc, char **argv)
 		rc = cmd_dashboard(admin);
 	else if (!strcmp(cmd, "pods") && optind == argc)
 		rc = cmd_pods(admin);
+	else if (!strcmp(cmd, "identity") && optind == argc)
+		rc = cmd_identity(admin);
 	else if (!strcmp(cmd, "services") && optind == argc)
 		rc = cmd_services(admin);
 	else if (!strcmp(cmd, "endpoints") && optind == argc)

@@ -26,6 +26,7 @@
 #include "datapath/datapath.h"
 #include "datapath/env.h"
 #include "enroll/enroll.h"
+#include "identity/identity.h"
 #include "proxy/proxy.h"
 #include "recording/trace.h"
 #include "telemetry/admin.h"
@@ -300,6 +301,38 @@ static void enroll_stop_names(struct enroll *e)
 		caller_names.enr = NULL;
 	pthread_rwlock_unlock(&caller_names.lock);
 	enroll_stop(e);
+}
+
+/*
+ * The identity source's accounts (identity.h): the service accounts of
+ * the node's meshed pods that are not finished. Under caller_names' lock,
+ * so that a stopped enrollment is never read; without one (stopped, or a
+ * hand-over's drain) the list is "unknown" and nothing is dropped.
+ */
+static int meshed_accounts(void *arg, struct id_account *out, int max)
+{
+	struct caller_names *cn = arg;
+	struct enroll_pod *pods = NULL;
+	int n, k = 0;
+
+	pthread_rwlock_rdlock(&cn->lock);
+	n = cn->enr ? enroll_pods_copy(cn->enr, &pods) : -ENOENT;
+	pthread_rwlock_unlock(&cn->lock);
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n && k < max; i++) {
+		const struct enroll_pod *p = &pods[i];
+
+		if ((p->state != ENROLL_STATE_PENDING && p->state != ENROLL_STATE_ENROLLED) ||
+		    !strcmp(p->phase, "Succeeded") || !strcmp(p->phase, "Failed"))
+			continue;
+		snprintf(out[k].ns, sizeof(out[k].ns), "%s", p->ns);
+		snprintf(out[k].sa, sizeof(out[k].sa), "%.*s", (int)sizeof(out[k].sa) - 1,
+			 p->service_account);
+		k++;
+	}
+	free(pods);
+	return k;
 }
 
 /*
@@ -775,6 +808,7 @@ int main(int argc, char **argv)
 	struct admin *admin = NULL;
 	struct discovery *disc = NULL;
 	struct enroll *enr = NULL;
+	struct identity *ident = NULL;
 	struct tracer *tracer = NULL;
 	struct otlp_exporter *exporter = NULL;
 	struct timespec started;
@@ -954,6 +988,11 @@ int main(int argc, char **argv)
 	caller_names.enr = enr;
 	pthread_rwlock_unlock(&caller_names.lock);
 	proxy_set_caller_fn(proxy, caller_name, &caller_names);
+	if (cfg->identity.enabled) {
+		err = identity_start(&cfg->identity, meshed_accounts, &caller_names, &ident);
+		if (err)
+			goto out;
+	}
 	err = tracing_start(cfg, proxy, &tracer, &exporter, err_msg, sizeof(err_msg));
 	if (err) {
 		pr_warn("cannot start tracing: %s", err_msg);
@@ -966,7 +1005,8 @@ int main(int argc, char **argv)
 				.proxy = proxy,
 				.tracer = tracer,
 				.discovery = disc,
-				.enroll = enr},
+				.enroll = enr,
+				.identity = ident},
 		    .ready = agent_ready,
 		    .ready_ctx = disc, /* synced at once without Kubernetes */
 		};
@@ -1019,6 +1059,7 @@ out:
 		close(session_fd);
 	admin_stop(admin);	/* it reads the proxy's and discovery's stats: stop it first */
 	discovery_stop(disc);	/* its threads write into the model only */
+	identity_stop(ident);	/* before enrollment: it asks it for the accounts */
 	enroll_stop_names(enr); /* the enrolled map stays: pods stay meshed across a restart */
 	proxy_stop(proxy);
 	/* The workers are gone: the rings' last spans go out, then they are freed. */

@@ -115,12 +115,13 @@ out:
 	return ret;
 }
 
-char *id_csr_request_body(const char *pem)
+char *id_csr_request_body(const char *pem, uint32_t lifetime_s)
 {
 	json_object *o = json_object_new_object();
 	char *out = NULL;
 
-	if (o && !json_object_object_add(o, "csr", json_object_new_string(pem))) {
+	if (o && !json_object_object_add(o, "csr", json_object_new_string(pem)) &&
+	    !json_object_object_add(o, "lifetime_s", json_object_new_int64(lifetime_s))) {
 		const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 
 		out = s ? strdup(s) : NULL;

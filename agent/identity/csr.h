@@ -31,8 +31,12 @@ int id_key_new(EVP_PKEY **out, char *why, size_t why_len);
  */
 int id_csr_make(EVP_PKEY *key, const char *spiffe_id, char **pem, char *why, size_t why_len);
 
-/* The CSR's JSON request body, {"csr": "<PEM>"}, malloc'd; NULL on -ENOMEM. */
-char *id_csr_request_body(const char *pem);
+/*
+ * The JSON request body, {"csr": "<PEM>", "lifetime_s": N}, malloc'd;
+ * NULL on -ENOMEM. lifetime_s is a hint: the issuer grants what its own
+ * policy allows, and renewal follows the certificate it returns.
+ */
+char *id_csr_request_body(const char *pem, uint32_t lifetime_s);
 
 /*
  * Decode a 200 answer {"certificate": "<PEM leaf>", "chain": "<PEM

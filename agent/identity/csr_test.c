@@ -82,13 +82,15 @@ Test(identity_csr, two_keys_differ_and_bad_ids_are_refused)
 
 Test(identity_csr, request_body_is_the_json_of_the_contract)
 {
-	char *body = id_csr_request_body("-----BEGIN CERTIFICATE REQUEST-----\nAB\"\n");
+	char *body = id_csr_request_body("-----BEGIN CERTIFICATE REQUEST-----\nAB\"\n", 20);
 	json_object *o = json_tokener_parse(body), *v;
 
 	cr_assert_not_null(o, "%s", body);
 	cr_assert(json_object_object_get_ex(o, "csr", &v));
 	cr_assert_str_eq(json_object_get_string(v), "-----BEGIN CERTIFICATE REQUEST-----\nAB\"\n");
-	cr_assert_eq(json_object_object_length(o), 1);
+	cr_assert(json_object_object_get_ex(o, "lifetime_s", &v));
+	cr_assert_eq(json_object_get_int64(v), 20);
+	cr_assert_eq(json_object_object_length(o), 2);
 	json_object_put(o);
 	free(body);
 }

@@ -219,7 +219,7 @@ static void serve_debug(struct admin *a, struct admin_out *fd, const char *path,
 	if (err == -ENOENT)
 		respond_text(
 		    fd, 404, "Not Found",
-		    "try /debug/config, /debug/services, /debug/endpoints or /debug/pods\n",
+		    "try /debug/config, /debug/services, /debug/endpoints, /debug/pods or /debug/identity\n",
 		    head_only);
 	else if (err)
 		respond_text(fd, 500, "Internal Server Error", "out of memory rendering the page\n",
@@ -340,7 +340,7 @@ static bool admin_handle(struct admin *a, const char *req, struct admin_out *fd)
 	} else {
 		respond_text(fd, 404, "Not Found",
 			     "try /healthz, /readyz, /metrics, /dashboard or "
-			     "/debug/{config,services,endpoints,pods}\n",
+			     "/debug/{config,services,endpoints,pods,identity}\n",
 			     head_only);
 	}
 	return false;

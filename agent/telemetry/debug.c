@@ -5,9 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/addr.h"
 #include "enroll/enroll.h"
+#include "identity/identity.h"
 #include "proxy/proxy.h"
 #include "recording/http_metrics.h"
 
@@ -377,11 +379,64 @@ static void render_pods(const struct metrics_sources *src, struct metrics_buf *b
 	free(pods);
 }
 
+/*
+ * /debug/identity: the identity source, the anchors' state, and per
+ * service account its SPIFFE ID, the held certificate's expiry, the next
+ * request and the last error.
+ */
+static void render_identity(const struct metrics_sources *src, struct metrics_buf *b)
+{
+	struct id_status *st = NULL;
+	struct identity_stats stats;
+	char aerr[ID_MAX_ERROR];
+	int n;
+
+	if (!src->identity) {
+		P(b, "{\"identity\":false,\"accounts\":[]}\n");
+		return;
+	}
+	n = identity_status(src->identity, &st);
+	if (n < 0) {
+		b->failed = true;
+		return;
+	}
+	identity_get_stats(src->identity, &stats);
+	identity_anchors_error(src->identity, aerr, sizeof(aerr));
+	P(b, "{\"identity\":true,\"source\":\"%s\",\"trust_domain\":",
+	  identity_source_name(src->identity));
+	json_str(b, id_store_trust_domain(identity_store(src->identity)));
+	P(b, ",\"anchors\":%llu,\"anchors_error\":", (unsigned long long)stats.anchors);
+	json_str(b, aerr);
+	P(b, ",\"now\":%lld,\"accounts\":[", (long long)time(NULL));
+	for (int i = 0; i < n; i++) {
+		const struct id_status *a = &st[i];
+
+		P(b, "%s{\"namespace\":", i ? "," : "");
+		json_str(b, a->ns);
+		P(b, ",\"service_account\":");
+		json_str(b, a->sa);
+		P(b, ",\"spiffe_id\":");
+		json_str(b, a->spiffe_id);
+		P(b, ",\"wanted\":%s,\"not_after\":%lld,\"next_ms\":%lld,\"failures\":%u,"
+		     "\"last_ok\":%lld,\"last_error\":",
+		  a->wanted ? "true" : "false", (long long)a->not_after, (long long)a->next_ms,
+		  a->failures, (long long)a->last_ok);
+		json_str(b, a->last_error);
+		P(b, "}");
+	}
+	P(b, "]}\n");
+	free(st);
+}
+
 int debug_render(const char *path, const struct metrics_sources *src, struct metrics_buf *b)
 {
 	void (*render)(const struct metrics_live *, struct metrics_buf *);
 	struct metrics_live lv;
 
+	if (!strcmp(path, "/debug/identity")) {
+		render_identity(src, b);
+		return b->failed ? -ENOMEM : 0;
+	}
 	if (!strcmp(path, "/debug/pods")) {
 		render_pods(src, b);
 		return b->failed ? -ENOMEM : 0;

@@ -17,6 +17,7 @@
 #include "datapath/pins.h"
 #include "discovery/discovery.h"
 #include "enroll/enroll.h"
+#include "identity/identity.h"
 #include "proxy/proxy.h"
 #include "recording/http_metrics.h"
 #include "recording/series_ids.h"
@@ -552,7 +553,7 @@ static bool render_kernel(const struct metrics_sources *src, struct metrics_buf 
 
 /*
  * A component's counters come from its own X(field, kind, help) table
- * (PROXY_STATS, TRACE_STATS, DISCOVERY_STATS, ENROLL_STATS): each row is one family
+ * (PROXY_STATS, TRACE_STATS, DISCOVERY_STATS, ENROLL_STATS, IDENTITY_STATS): each row is one family
  * named prefix + field, with "_total" for counters, and a sample only
  * when the component runs.
  */
@@ -632,6 +633,22 @@ static void render_enroll(const struct metrics_sources *src, struct metrics_buf 
 #undef ENROLL_FAMILY
 }
 
+/* The identity controller's counters and requests by outcome (zero families when off). */
+static void render_identity(const struct metrics_sources *src, struct metrics_buf *b)
+{
+	struct identity_stats st = {};
+
+	if (src->identity)
+		identity_get_stats(src->identity, &st);
+#define IDENTITY_FAMILY(field, kind, help)                                                         \
+	render_stat(b, "shoal_identity_", #field, #kind, help, src->identity, st.field);
+	IDENTITY_STATS(IDENTITY_FAMILY)
+#undef IDENTITY_FAMILY
+	header(b, METRIC_IDENTITY_REQUESTS);
+	for (int i = 0; src->identity && i < ID_OUTCOME__COUNT; i++)
+		sample_labeled(b, METRIC_IDENTITY_REQUESTS, id_outcome_name(i), st.requests[i]);
+}
+
 static unsigned long count_open_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -678,6 +695,7 @@ int metrics_render(const struct metrics_sources *src, struct metrics_buf *b)
 	render_trace(src, b);
 	render_discovery(src, b);
 	render_enroll(src, b);
+	render_identity(src, b);
 	header(b, METRIC_PROCESS_OPEN_FDS);
 	out(b, "%s %lu\n", families[METRIC_PROCESS_OPEN_FDS].name, count_open_fds());
 	header(b, METRIC_PROCESS_RSS);
@@ -710,6 +728,9 @@ void metrics_print_docs(void)
 #define DOC_ENROLL(field, kind, help) doc_stat("shoal_enroll_", #field, #kind, help);
 	ENROLL_STATS(DOC_ENROLL)
 #undef DOC_ENROLL
+#define DOC_IDENTITY(field, kind, help) doc_stat("shoal_identity_", #field, #kind, help);
+	IDENTITY_STATS(DOC_IDENTITY)
+#undef DOC_IDENTITY
 	for (int i = 0; i < METRIC_COUNT; i++)
 		printf("| `%s` | %s | %s | %s |\n", families[i].name, families[i].type,
 		       families[i].labels[0] ? families[i].labels : "", families[i].help);

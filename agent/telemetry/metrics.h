@@ -106,6 +106,10 @@ struct enroll;
 	  "connections (proxy.max_connections, per worker).")                                      \
 	X(DATAPATH_UP, "shoal_datapath_up", "gauge", "",                                           \
 	  "1 when the pinned BPF maps could be read at this scrape, else 0.")                      \
+	X(IDENTITY_REQUESTS, "shoal_identity_requests_total", "counter", "outcome",                \
+	  "Certificate requests to shoal-identity by outcome: ok, refused (4xx), unauthorized "    \
+	  "(401, 403), server_error, transport (connect, TLS, timeout), bad_answer, local (not "   \
+	  "sent: no anchors, no token).")                                                          \
 	X(PROCESS_OPEN_FDS, "shoal_process_open_fds", "gauge", "",                                 \
 	  "File descriptors the agent holds open.")                                                \
 	X(PROCESS_RSS, "shoal_process_resident_memory_bytes", "gauge", "",                         \
@@ -121,6 +125,7 @@ struct metrics_sources {
 	struct tracer *tracer; /* tracing: counters (TRACE_STATS); NULL when off */
 	struct discovery *discovery; /* DISCOVERY_STATS; NULL: not running */
 	struct enroll *enroll;	     /* ENROLL_STATS, /debug/pods; NULL: not running */
+	struct identity *identity;   /* IDENTITY_STATS, /debug/identity; NULL: off */
 	double start_time;    /* epoch seconds */
 };
 
