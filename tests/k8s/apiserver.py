@@ -26,6 +26,23 @@ docs/enrollment.md):
   answers it or a 404 NotFound Status; Namespaces are cluster-scoped;
 - discovery documents (/api, /api/v1, /apis, /version), enough for
   kubectl to find the resources;
+- TokenReview (POST /apis/authentication.k8s.io/v1/tokenreviews), as the
+  real server answers it for bound service-account tokens: the caller
+  must itself be authorized (its own token in --token-file; in
+  --forbidden-token-file: 403); the reviewed tokens are those of
+  --token-reviews, a JSON object re-read on every request:
+    {"TOKEN": {"serviceAccount": "NS/SA", "pod": NAME, "node": NODE,
+               "audiences": [...], "expired": false}, ...}
+  A known token whose audiences meet spec.audiences (or the API server's
+  own, https://kubernetes.default.svc.cluster.local, when spec has none),
+  not expired, whose pod still exists in the store, gets 201 with
+  status.authenticated true, user.username system:serviceaccount:NS:SA,
+  a uid, the service-account groups, and user.extra's
+  authentication.kubernetes.io/{pod-name,pod-uid,node-name,node-uid,
+  credential-id} as one-element lists; status.audiences is the
+  intersection. Any other token gets 201 with status {"user": {},
+  "error": "[invalid bearer token, ...]"} and no "authenticated", as the
+  real server omits a false one;
 - watch headers are flushed at once, before any event, and every event is
   written in several HTTP chunks split at random offsets (sometimes two
   events share a chunk), so clients must reassemble lines themselves.
@@ -42,6 +59,7 @@ Standard library only.
 
 import argparse
 import base64
+import hashlib
 import json
 import random
 import socket
@@ -87,7 +105,7 @@ class Store:
         self.oldest = start_rv  # watches from below this get 410
         self.generation = 0  # bumped by /expire and /close
         self.action = None
-        self.stats = {"list": 0, "watch": 0, "unauthorized": 0, "forbidden": 0,
+        self.stats = {"list": 0, "watch": 0, "unauthorized": 0, "forbidden": 0, "tokenreviews": 0,
                       "expired": 0, "events": 0}
 
     def apply(self, ev):
@@ -260,7 +278,7 @@ class Handler(BaseHTTPRequestHandler):
             self.chunk(data[prev:c])
             prev = c
 
-    def authorize(self):
+    def authorize(self, forbidden_message="forbidden: User cannot list resource"):
         store = self.server.store
         got = self.headers.get("Authorization", "")
         tokens = read_tokens(self.server.token_file)
@@ -269,8 +287,7 @@ class Handler(BaseHTTPRequestHandler):
         if tok is not None and tok in forbidden:
             with store.cond:
                 store.stats["forbidden"] += 1
-            self.send_json(403, status(403, "Forbidden",
-                                       "forbidden: User cannot list resource"))
+            self.send_json(403, status(403, "Forbidden", forbidden_message))
             return False
         if tok is None or tok not in tokens:
             with store.cond:
@@ -357,6 +374,84 @@ class Handler(BaseHTTPRequestHandler):
             self.watch(kind, q, reqs)
         else:
             self.list(kind, q, reqs)
+
+    def do_POST(self):
+        url = urllib.parse.urlsplit(self.path)
+        n = int(self.headers.get("Content-Length", "0") or "0")
+        body = self.rfile.read(n) if n else b""
+        if url.path != TOKENREVIEW_PATH:
+            if self.authorize():
+                self.send_json(405, status(405, "MethodNotAllowed",
+                                           "the server does not allow this method on the "
+                                           "requested resource"))
+            return
+        if not self.authorize('tokenreviews.authentication.k8s.io is forbidden: User '
+                              'cannot create resource "tokenreviews" in API group '
+                              '"authentication.k8s.io" at the cluster scope'):
+            return
+        try:
+            review = json.loads(body)
+            token = review["spec"]["token"]
+            if review.get("kind") != "TokenReview" or not isinstance(token, str) or not token:
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            self.send_json(400, status(400, "BadRequest", "TokenReview: spec.token required"))
+            return
+        with self.server.store.cond:
+            self.server.store.stats["tokenreviews"] += 1
+        self.send_json(201, self.token_review(review))
+
+    def token_review(self, review):
+        """The TokenReview answered, as the real server fills in its status."""
+        spec = review["spec"]
+        out = {"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
+               "metadata": {"creationTimestamp": None}, "spec": spec}
+        want = spec.get("audiences") or [API_AUDIENCE]
+        known = read_reviews(self.server.reviews_file).get(spec["token"])
+
+        def invalid(why):
+            out["status"] = {"user": {}, "error": "[invalid bearer token, %s]" % why}
+            return out
+        if known is None:
+            return invalid("square/go-jose: compact JWS format must have three parts")
+        aud = known.get("audiences") or [API_AUDIENCE]
+        meet = [a for a in want if a in aud]
+        if not meet:
+            return invalid("token audiences %s is invalid for the target audiences %s" %
+                           (json.dumps(aud), json.dumps(want)))
+        if known.get("expired"):
+            return invalid("service account token has expired")
+        ns, sa = known["serviceAccount"].split("/", 1)
+        store = self.server.store
+        with store.cond:
+            pod = store.objects["Pod"].get("%s/%s" % (ns, known["pod"]))
+        # The real server checks that the pod the token is bound to still exists.
+        if pod is None:
+            return invalid('pod "%s" not found' % known["pod"])
+        pod_uid = pod["metadata"].get("uid", "")
+        if known.get("podUID", pod_uid) != pod_uid:
+            return invalid("pod %s/%s, uid %s, does not exist" % (ns, known["pod"],
+                                                                   known["podUID"]))
+        jti = hashlib.sha256(spec["token"].encode()).hexdigest()
+        out["status"] = {
+            "authenticated": True,
+            "user": {
+                "username": "system:serviceaccount:%s:%s" % (ns, sa),
+                "uid": str(uuid_of("sa", ns, sa)),
+                "groups": ["system:serviceaccounts", "system:serviceaccounts:" + ns,
+                           "system:authenticated"],
+                "extra": {
+                    "authentication.kubernetes.io/credential-id": ["JTI=" + jti[:36]],
+                    "authentication.kubernetes.io/node-name": [known["node"]],
+                    "authentication.kubernetes.io/node-uid": [str(uuid_of("node",
+                                                                          known["node"]))],
+                    "authentication.kubernetes.io/pod-name": [known["pod"]],
+                    "authentication.kubernetes.io/pod-uid": [pod_uid],
+                },
+            },
+            "audiences": meet,
+        }
+        return out
 
     def get_one(self, kind, ns, name):
         store = self.server.store
@@ -559,6 +654,28 @@ class Control(BaseHTTPRequestHandler):
             self.reply(400, {"error": str(e)})
 
 
+TOKENREVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
+# The audience of tokens meant for the API server itself (kube-apiserver's
+# --api-audiences defaults to its service account issuer).
+API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+
+
+def uuid_of(*parts):
+    """A stable UUID for a name, as the real objects have one."""
+    import uuid
+    return uuid.uuid5(uuid.NAMESPACE_URL, "/".join(parts))
+
+
+def read_reviews(path):
+    if not path:
+        return {}
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
 def read_tokens(path):
     if not path:
         return set()
@@ -577,6 +694,8 @@ def main():
     ap.add_argument("--key", required=True)
     ap.add_argument("--token-file", required=True)
     ap.add_argument("--forbidden-token-file", default="")
+    ap.add_argument("--token-reviews", default="",
+                    help="JSON: the tokens TokenReview knows (see the docstring)")
     ap.add_argument("--history", type=int, default=1000, help="events kept for watches")
     ap.add_argument("--start-rv", type=int, default=1000)
     ap.add_argument("--bookmark-every", type=float, default=1.0)
@@ -606,6 +725,7 @@ def main():
     api.store = store
     api.token_file = args.token_file
     api.forbidden_file = args.forbidden_token_file
+    api.reviews_file = args.token_reviews
     api.bookmark_every = args.bookmark_every
     api.max_watch = args.max_watch
     api.random = random.Random(args.seed)

@@ -69,6 +69,16 @@ class StandIn(unittest.TestCase):
             f.write("good\n")
         with open(os.path.join(cls.dir, "forbidden"), "w") as f:
             f.write("nosy\n")
+        with open(os.path.join(cls.dir, "reviews"), "w") as f:
+            json.dump({
+                "agent-token": {"serviceAccount": "shoal-system/shoald", "pod": "shoald-x",
+                                "node": "node-a", "audiences": ["shoal-identity"]},
+                "expired-token": {"serviceAccount": "shoal-system/shoald", "pod": "shoald-x",
+                                  "node": "node-a", "audiences": ["shoal-identity"],
+                                  "expired": True},
+                "gone-token": {"serviceAccount": "shoal-system/shoald", "pod": "shoald-gone",
+                               "node": "node-a", "audiences": ["shoal-identity"]},
+            }, f)
         ports = os.path.join(cls.dir, "ports")
         cls.proc = subprocess.Popen(
             [sys.executable, os.path.join(HERE, "apiserver.py"),
@@ -76,6 +86,7 @@ class StandIn(unittest.TestCase):
              "--key", os.path.join(cls.dir, "server.key"),
              "--token-file", os.path.join(cls.dir, "tokens"),
              "--forbidden-token-file", os.path.join(cls.dir, "forbidden"),
+             "--token-reviews", os.path.join(cls.dir, "reviews"),
              "--history", "5", "--bookmark-every", "0.3", "--seed", "3",
              "--port-file", ports], stdout=subprocess.DEVNULL)
         for _ in range(100):
@@ -338,6 +349,82 @@ class StandIn(unittest.TestCase):
                              text=True, timeout=30)
         self.assertNotEqual(out.returncode, 0)
         self.assertIn("not found", out.stderr)
+
+    # ---- TokenReview ----
+
+    def review(self, token, audiences=None, caller="good", body=None):
+        spec = {"token": token}
+        if audiences is not None:
+            spec["audiences"] = audiences
+        data = json.dumps(body if body is not None else
+                          {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                           "spec": spec}).encode()
+        req = urllib.request.Request(
+            "https://127.0.0.1:%d/apis/authentication.k8s.io/v1/tokenreviews" % self.api,
+            data=data, method="POST", headers={"Content-Type": "application/json"})
+        if caller:
+            req.add_header("Authorization", "Bearer " + caller)
+        try:
+            with urllib.request.urlopen(req, context=self.ctx) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, json.load(e)
+
+    def test_tokenreview_bound_token(self):
+        pod = pod_obj("shoald-x", "shoal-system", "node-a")
+        self.apply("ADDED", pod)
+        code, r = self.review("agent-token", ["shoal-identity"])
+        self.assertEqual(code, 201)  # a create, as on the real server
+        self.assertEqual(r["kind"], "TokenReview")
+        st = r["status"]
+        self.assertIs(st["authenticated"], True)
+        self.assertEqual(st["audiences"], ["shoal-identity"])
+        user = st["user"]
+        self.assertEqual(user["username"], "system:serviceaccount:shoal-system:shoald")
+        self.assertTrue(user["uid"])
+        self.assertEqual(user["groups"], ["system:serviceaccounts",
+                                          "system:serviceaccounts:shoal-system",
+                                          "system:authenticated"])
+        extra = user["extra"]
+        # one-element lists, as the real server's user.extra values are
+        self.assertEqual(extra["authentication.kubernetes.io/pod-name"], ["shoald-x"])
+        self.assertEqual(extra["authentication.kubernetes.io/pod-uid"], ["uid-shoald-x"])
+        self.assertEqual(extra["authentication.kubernetes.io/node-name"], ["node-a"])
+        self.assertEqual(len(extra["authentication.kubernetes.io/node-uid"]), 1)
+        self.assertTrue(extra["authentication.kubernetes.io/credential-id"][0].startswith("JTI="))
+        # the pod gone: the bound token no longer authenticates
+        self.apply("DELETED", pod)
+        code, r = self.review("agent-token", ["shoal-identity"])
+        self.assertEqual(code, 201)
+        self.assertNotIn("authenticated", r["status"])
+        self.assertIn("not found", r["status"]["error"])
+
+    def test_tokenreview_refusals(self):
+        self.apply("ADDED", pod_obj("shoald-x", "shoal-system", "node-a"))
+        # unknown token: authenticated omitted (false), empty user, an error
+        code, r = self.review("who-knows", ["shoal-identity"])
+        self.assertEqual(code, 201)
+        self.assertNotIn("authenticated", r["status"])
+        self.assertEqual(r["status"]["user"], {})
+        self.assertIn("invalid bearer token", r["status"]["error"])
+        # the wrong audience (none given means the API server's own)
+        for aud in (["someone-else"], None):
+            code, r = self.review("agent-token", aud)
+            self.assertEqual(code, 201)
+            self.assertNotIn("authenticated", r["status"])
+            self.assertIn("audiences", r["status"]["error"])
+        code, r = self.review("expired-token", ["shoal-identity"])
+        self.assertIn("expired", r["status"]["error"])
+        code, r = self.review("gone-token", ["shoal-identity"])
+        self.assertIn("not found", r["status"]["error"])
+        # the caller must be authorized itself
+        code, r = self.review("agent-token", ["shoal-identity"], caller=None)
+        self.assertEqual((code, r["reason"]), (401, "Unauthorized"))
+        code, r = self.review("agent-token", ["shoal-identity"], caller="nosy")
+        self.assertEqual((code, r["reason"]), (403, "Forbidden"))
+        self.assertIn("tokenreviews", r["message"])
+        code, r = self.review("agent-token", body={"kind": "TokenReview", "spec": {}})
+        self.assertEqual(code, 400)
 
 
 if __name__ == "__main__":
