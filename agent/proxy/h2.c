@@ -17,6 +17,7 @@
 #include "proxy/conn_io.h"
 #include "proxy/h2_grpc.h"
 #include "proxy/http_routes.h"
+#include "proxy/observe.h"
 #include "proxy/service_lookup.h"
 #include "proxy/sock.h"
 #include "proxy/worker.h"
@@ -90,6 +91,7 @@ static void h2_stream_free(struct h2_stream *st)
 	h2_fields_free(&st->tr);
 	h2_bytes_free(&st->to_up);
 	h2_bytes_free(&st->to_down);
+	free(st->tele);
 	free(st);
 }
 
@@ -172,6 +174,7 @@ static void h2_dispatch(struct worker *w, struct h2_stream *st)
 	}
 	cfg = worker_conn_config(w, c);
 	st->target = c->svc;
+	tele_h2_start(w, st);
 	if (m && p && c->svc->n_routes) {
 		req.method = (const char *)m->value;
 		req.method_len = m->valuelen;

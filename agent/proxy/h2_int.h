@@ -33,6 +33,7 @@
 struct config;
 struct worker;
 struct metrics_http_key;
+struct h2_tele;
 
 struct h2_up;
 struct h2_down;
@@ -43,10 +44,14 @@ struct h2_bytes {
 	size_t off, len, cap;
 };
 
-/* Header fields kept by reference (nghttp2_rcbuf), in arrival order. */
+/*
+ * Header fields kept by reference (nghttp2_rcbuf), in arrival order; a
+ * field the proxy added (h2_fields_add_own) has no references, and its
+ * bytes, which its owner keeps, are copied by nghttp2 when submitted.
+ */
 struct h2_fields {
 	nghttp2_nv *nv;
-	nghttp2_rcbuf **rc; /* 2 per field: name, value */
+	nghttp2_rcbuf **rc; /* 2 per field: name, value; NULL for an own field */
 	uint32_t n, cap;
 	size_t bytes; /* RFC 9113 6.5.2: name + value + 32 per field */
 };
@@ -83,6 +88,7 @@ struct h2_stream {
 	uint64_t deadline_ns; /* 0: none */
 	/* Response bytes have waited since, none framed (stall_timeout_ms); 0: none wait. */
 	uint64_t stall_ns;
+	struct h2_tele *tele; /* its span while traced (observe.h); freed with it */
 };
 
 /*
@@ -168,6 +174,11 @@ void h2_bytes_free(struct h2_bytes *b);
 /* Keep name: value (references taken); -E2BIG past H2_MAX_FIELDS. */
 int h2_fields_add(struct h2_fields *f, nghttp2_rcbuf *name, nghttp2_rcbuf *value);
 void h2_fields_free(struct h2_fields *f);
+/* Keep name: value, bytes st's owner keeps alive (no reference); -E2BIG, -ENOMEM. */
+int h2_fields_add_own(struct h2_fields *f, const char *name, size_t name_len, const char *value,
+		      size_t value_len);
+/* Drop every field whose name drop() says (references let go), keeping the order. */
+void h2_fields_drop(struct h2_fields *f, bool (*drop)(const char *name, size_t len));
 /* The first field named name (lower case) in f, or NULL. */
 const nghttp2_nv *h2_field(const struct h2_fields *f, const char *name);
 /* nghttp2 options from proxy.http2 (no automatic window updates); NULL: no memory. */

@@ -13,7 +13,9 @@
 #include "common/log.h"
 #include "proxy/conn_io.h"
 #include "proxy/h2_grpc.h"
+#include "proxy/observe.h"
 #include "proxy/worker.h"
+#include "recording/callers.h"
 #include "recording/http_metrics.h"
 
 /* ---- small pieces ------------------------------------------------------- */
@@ -45,10 +47,9 @@ void h2_bytes_free(struct h2_bytes *b)
 	memset(b, 0, sizeof(*b));
 }
 
-int h2_fields_add(struct h2_fields *f, nghttp2_rcbuf *name, nghttp2_rcbuf *value)
+/* Room for one more field in f: 0, -E2BIG past H2_MAX_FIELDS, -ENOMEM. */
+static int h2_fields_room(struct h2_fields *f)
 {
-	nghttp2_vec nm = nghttp2_rcbuf_get_buf(name), vl = nghttp2_rcbuf_get_buf(value);
-
 	if (f->n == f->cap) {
 		uint32_t cap = f->cap ? f->cap * 2 : 16;
 		nghttp2_nv *nv;
@@ -66,6 +67,16 @@ int h2_fields_add(struct h2_fields *f, nghttp2_rcbuf *name, nghttp2_rcbuf *value
 		f->rc = rc;
 		f->cap = cap;
 	}
+	return 0;
+}
+
+int h2_fields_add(struct h2_fields *f, nghttp2_rcbuf *name, nghttp2_rcbuf *value)
+{
+	nghttp2_vec nm = nghttp2_rcbuf_get_buf(name), vl = nghttp2_rcbuf_get_buf(value);
+	int err = h2_fields_room(f);
+
+	if (err)
+		return err;
 	nghttp2_rcbuf_incref(name);
 	nghttp2_rcbuf_incref(value);
 	f->rc[2 * f->n] = name;
@@ -83,10 +94,53 @@ int h2_fields_add(struct h2_fields *f, nghttp2_rcbuf *name, nghttp2_rcbuf *value
 	return 0;
 }
 
+int h2_fields_add_own(struct h2_fields *f, const char *name, size_t name_len, const char *value,
+		      size_t value_len)
+{
+	int err = h2_fields_room(f);
+
+	if (err)
+		return err;
+	f->rc[2 * f->n] = f->rc[2 * f->n + 1] = NULL;
+	/* No NO_COPY flag: nghttp2 copies them when the request is submitted. */
+	f->nv[f->n] = (nghttp2_nv){
+	    .name = (uint8_t *)name,
+	    .namelen = name_len,
+	    .value = (uint8_t *)value,
+	    .valuelen = value_len,
+	    .flags = NGHTTP2_NV_FLAG_NONE,
+	};
+	f->n++;
+	f->bytes += name_len + value_len + 32;
+	return 0;
+}
+
+void h2_fields_drop(struct h2_fields *f, bool (*drop)(const char *name, size_t len))
+{
+	uint32_t kept = 0;
+
+	for (uint32_t i = 0; i < f->n; i++) {
+		if (drop((const char *)f->nv[i].name, f->nv[i].namelen)) {
+			f->bytes -= f->nv[i].namelen + f->nv[i].valuelen + 32;
+			if (f->rc[2 * i])
+				nghttp2_rcbuf_decref(f->rc[2 * i]);
+			if (f->rc[2 * i + 1])
+				nghttp2_rcbuf_decref(f->rc[2 * i + 1]);
+			continue;
+		}
+		f->nv[kept] = f->nv[i];
+		f->rc[2 * kept] = f->rc[2 * i];
+		f->rc[2 * kept + 1] = f->rc[2 * i + 1];
+		kept++;
+	}
+	f->n = kept;
+}
+
 void h2_fields_free(struct h2_fields *f)
 {
 	for (uint32_t i = 0; i < 2 * f->n; i++)
-		nghttp2_rcbuf_decref(f->rc[i]);
+		if (f->rc[i])
+			nghttp2_rcbuf_decref(f->rc[i]);
 	free(f->nv);
 	free(f->rc);
 	memset(f, 0, sizeof(*f));
@@ -243,9 +297,45 @@ unsigned int h2_recorded_status(const struct h2_stream *st)
 }
 
 /*
+ * The method series id of gRPC request st: the id of the first route of
+ * its addressed service that names its :path exactly, else 0 ("other"),
+ * so that the label's values are the config's, never a client's.
+ */
+static uint32_t h2_grpc_method(const struct h2_stream *st)
+{
+	const struct config_service *svc = st->d->c->svc;
+	const nghttp2_nv *p = h2_field(&st->rq, ":path");
+
+	if (!p)
+		return 0;
+	for (int i = 0; i < svc->n_routes; i++) {
+		const struct config_route *r = &svc->routes[i];
+
+		if (r->path_match == CONFIG_PATH_EXACT && r->path_len == p->valuelen &&
+		    !memcmp(r->path, p->value, p->valuelen))
+			return r->metrics_id;
+	}
+	return 0;
+}
+
+/*
+ * The grpc-status the client of gRPC request st gets: the endpoint's,
+ * else the one the proxy answers a failure with (h2_stream_error, which
+ * some callers run after h2_done: DEADLINE_EXCEEDED for 504, else
+ * UNAVAILABLE), else none (reset, or a response without one).
+ */
+static int h2_grpc_code(const struct h2_stream *st, unsigned int status)
+{
+	if (st->grpc_status != GRPC_STATUS_NONE || st->rs_submitted || status < 500)
+		return st->grpc_status;
+	return status == 504 ? GRPC_STATUS_DEADLINE_EXCEEDED : GRPC_STATUS_UNAVAILABLE;
+}
+
+/*
  * st ended (once): its outcome to the balancer and the breaker (when an
  * endpoint was tried; failed says the endpoint failed), and to the
- * metrics with status (0: reset).
+ * metrics with status (0: reset): HTTP's, gRPC's for a gRPC call, and
+ * the callers table.
  */
 void h2_done(struct worker *w, struct h2_stream *st, bool tried, bool failed, unsigned int status,
 	     const char *what)
@@ -253,6 +343,7 @@ void h2_done(struct worker *w, struct h2_stream *st, bool tried, bool failed, un
 	struct metrics_http_key k;
 	const struct shoal_addr *ep;
 	uint64_t now = timer_now_ns();
+	int code;
 
 	if (st->answered)
 		return;
@@ -263,6 +354,15 @@ void h2_done(struct worker *w, struct h2_stream *st, bool tried, bool failed, un
 		else
 			pick_cancel(st->sv, &st->bt, now);
 	}
-	if (st->start_ns && h2_key(w, st, &k, &ep))
+	if (!st->start_ns)
+		return;
+	code = st->grpc ? h2_grpc_code(st, status) : GRPC_STATUS_NONE;
+	if (h2_key(w, st, &k, &ep)) {
 		metrics_http_shard_request(w->metrics, &k, ep, status, now - st->start_ns);
+		if (st->grpc)
+			metrics_grpc_shard_request(w->metrics, k.svc, h2_grpc_method(st), code,
+						   now - st->start_ns);
+		callers_record(w->callers, st->d->c->caller, k.svc, status);
+	}
+	tele_h2_finish(w, st, status, code, ep);
 }

@@ -2,14 +2,17 @@
 #include "proxy/observe.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "common/addr.h"
+#include "proxy/h2_int.h"
 #include "proxy/http1.h"
 #include "proxy/conn.h"
 #include "proxy/worker.h"
 #include "proxy/proxy_int.h"
+#include "proxy/service_lookup.h"
 #include "recording/callers.h"
 #include "recording/http_metrics.h"
 
@@ -86,6 +89,18 @@ static void trace_finish(struct worker *w, struct conn *c, unsigned int status,
 	sp->retries = (uint16_t)(h->retries > UINT16_MAX ? UINT16_MAX : h->retries);
 	sp->error = status == 0 || status >= 500;
 	trace_record(tw, sp);
+}
+
+/* The span's service, "namespace/name" of svc: two copies, no format. */
+static void span_service(struct trace_span *sp, const struct config_service *svc)
+{
+	size_t ns = strlen(svc->namespace), n = strlen(svc->name);
+
+	_Static_assert(sizeof(svc->namespace) + sizeof(svc->name) <= sizeof(sp->service),
+		       "namespace/name fits a span's service");
+	memcpy(sp->service, svc->namespace, ns);
+	sp->service[ns] = '/';
+	memcpy(sp->service + ns + 1, svc->name, n + 1);
 }
 
 /* trace_header_fn over the parsed request head of c. */
@@ -191,7 +206,6 @@ int tele_trace_head(struct worker *w, struct conn *c, size_t *consumed)
 	struct trace_ctx in, out;
 	char add[TRACE_INJECT_MAX];
 	struct trace_span *sp = &h->tele.span;
-	char svc[TRACE_SERVICE_MAX];
 	int n;
 
 	if (!tw)
@@ -200,14 +214,134 @@ int tele_trace_head(struct worker *w, struct conn *c, size_t *consumed)
 	trace_start(tw, &in, &out, sp);
 	h->tele.traced_start_ns = h->rq_head_start_ns;
 	/* What the span needs of the head: it may be gone from the buffer by the end. */
-	snprintf(svc, sizeof(svc), "%s/%s", c->svc->namespace, c->svc->name);
-	trace_span_set(sp, service, svc, strlen(svc));
+	span_service(sp, c->svc);
 	trace_span_set(sp, method, buf + h->rq_head.method_tok.off, h->rq_head.method_tok.len);
 	sp->route[0] = sp->endpoint[0] = '\0';
 	n = trace_inject(&out, add, sizeof(add));
 	if (n < 0)
 		return 0;
 	return head_rewrite(w, c, consumed, add, (size_t)n);
+}
+
+/* ---- HTTP/2 tracing ------------------------------------------------------ */
+
+/* trace_header_fn over an HTTP/2 request's fields (names are lower case). */
+static bool trace_h2_get(void *arg, const char *name, unsigned int nth, const char **val,
+			 size_t *len)
+{
+	const struct h2_fields *f = arg;
+	size_t name_len = strlen(name);
+
+	for (uint32_t i = 0; i < f->n; i++) {
+		const nghttp2_nv *nv = &f->nv[i];
+		const char *v = (const char *)nv->value;
+		size_t l = nv->valuelen;
+
+		if (nv->namelen != name_len || strncasecmp((const char *)nv->name, name, name_len))
+			continue;
+		if (nth--)
+			continue;
+		while (l && (*v == ' ' || *v == '\t'))
+			v++, l--;
+		while (l && (v[l - 1] == ' ' || v[l - 1] == '\t'))
+			l--;
+		*val = v;
+		*len = l;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Add trace_inject's lines in t->out (n bytes of "Name: value\r\n") to
+ * the request's fields, names in lower case as HTTP/2 wants them.
+ */
+static void h2_add_injected(struct h2_stream *st, struct h2_tele *t, size_t n)
+{
+	char *p = t->out, *end = t->out + n;
+
+	while (p < end) {
+		char *colon = memchr(p, ':', (size_t)(end - p)), *eol, *v;
+
+		if (!colon)
+			return;
+		eol = memchr(colon, '\r', (size_t)(end - colon));
+		if (!eol)
+			return;
+		for (char *q = p; q < colon; q++)
+			if (*q >= 'A' && *q <= 'Z')
+				*q = (char)(*q - 'A' + 'a');
+		v = colon + 1;
+		while (v < eol && *v == ' ')
+			v++;
+		if (h2_fields_add_own(&st->rq, p, (size_t)(colon - p), v, (size_t)(eol - v)))
+			return; /* no room: the request goes on without the rest */
+		p = eol + 2;
+	}
+}
+
+void tele_h2_start(struct worker *w, struct h2_stream *st)
+{
+	struct trace_worker *tw = worker_tracer(w);
+	const nghttp2_nv *m;
+	struct trace_ctx in, out;
+	struct h2_tele *t;
+	int n;
+
+	if (!tw || st->tele)
+		return;
+	t = malloc(sizeof(*t));
+	if (!t)
+		return;
+	st->tele = t;
+	trace_extract(trace_h2_get, &st->rq, &in);
+	trace_start(tw, &in, &out, &t->span);
+	span_service(&t->span, st->d->c->svc);
+	m = h2_field(&st->rq, ":method");
+	if (m)
+		trace_span_set(&t->span, method, (const char *)m->value, m->valuelen);
+	n = trace_inject(&out, t->out, sizeof(t->out));
+	h2_fields_drop(&st->rq, trace_is_propagation_header);
+	if (n > 0)
+		h2_add_injected(st, t, (size_t)n);
+}
+
+/* The endpoint port of st's target: its port of the addressed one's number. */
+static uint16_t h2_target_port_be(const struct h2_stream *st)
+{
+	const struct conn *c = st->d->c;
+
+	for (int i = 0; st->target && i < st->target->n_ports; i++)
+		if (st->target->ports[i].port == c->svc_port)
+			return service_target_port_be(&st->target->ports[i]);
+	return c->port_be;
+}
+
+void tele_h2_finish(struct worker *w, struct h2_stream *st, unsigned int status, int grpc_code,
+		    const struct shoal_addr *ep)
+{
+	struct trace_worker *tw = worker_tracer(w);
+	struct trace_span *sp;
+	char addr[ADDR_STR_MAX];
+
+	if (!tw || !st->tele || !st->tele->span.sampled)
+		return;
+	sp = &st->tele->span;
+	if (st->route)
+		trace_span_set(sp, route, st->route->name, strlen(st->route->name));
+	if (ep) {
+		addr_format(ep, h2_target_port_be(st), addr, sizeof(addr));
+		trace_span_set(sp, endpoint, addr, strlen(addr));
+	}
+	sp->status_code = (uint16_t)st->status;
+	sp->error = status == 0 || status >= 500;
+	if (st->grpc) {
+		sp->grpc = true;
+		sp->grpc_status = grpc_code < 0 || grpc_code > 254 ? TRACE_GRPC_NONE
+								    : (uint8_t)grpc_code;
+	}
+	trace_record(tw, sp);
+	sp->sampled = false; /* once */
 }
 
 void metrics_http_done(struct worker *w, struct conn *c, unsigned int status)

@@ -58,6 +58,34 @@ void metrics_http_done(struct worker *w, struct conn *c, unsigned int status);
  */
 int tele_trace_head(struct worker *w, struct conn *c, size_t *consumed);
 
+/*
+ * HTTP/2 (h2_int.h): the span of one stream, allocated only while a
+ * tracer is attached, with the outgoing propagation values its request's
+ * fields refer to (h2_fields_add_own), so that every submission of the
+ * request, retries included, carries them.
+ */
+struct h2_stream;
+struct h2_tele {
+	struct trace_span span;
+	char out[TRACE_INJECT_MAX];
+};
+
+/*
+ * Tracing of HTTP/2 request st, whose head is complete: extract the
+ * incoming context from its fields, start its span, and replace its
+ * propagation fields with the outgoing ones (docs/tracing.md). Does
+ * nothing while no tracer is attached, or when memory is short.
+ */
+void tele_h2_start(struct worker *w, struct h2_stream *st);
+
+/*
+ * st ended with recorded status (0: reset), gRPC code grpc_code
+ * (negative: none) and last endpoint ep (NULL: none tried): record its
+ * span. Harmless without one.
+ */
+void tele_h2_finish(struct worker *w, struct h2_stream *st, unsigned int status, int grpc_code,
+		    const struct shoal_addr *ep);
+
 /* Resilience events of the request on c. */
 void metrics_http_retry(struct worker *w, struct conn *c);
 void metrics_http_retry_refused(struct worker *w, struct conn *c);

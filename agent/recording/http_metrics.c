@@ -13,6 +13,8 @@ _Static_assert((1u << METRICS_KEY_SVC_BITS) > SERIES_IDS_MAX_SERVICES,
 	       "a service id must fit its key field");
 _Static_assert((1u << METRICS_KEY_ROUTE_BITS) > SERIES_IDS_MAX_ROUTES,
 	       "a route id must fit its key field");
+_Static_assert((METRICS_GRPC_MAX_SERIES & (METRICS_GRPC_MAX_SERIES - 1)) == 0,
+	       "METRICS_GRPC_MAX_SERIES must be a power of two (index masking)");
 
 /* TCP counters: one per possible service id, 0 (none) included. */
 #define METRICS_TCP_SERIES (SERIES_IDS_MAX_SERVICES + 1)
@@ -93,22 +95,24 @@ static void series_clear(struct metrics_http_series *e)
 }
 
 /*
- * The series of key on s, created when new; NULL (counted) when it does
- * not fit within METRICS_HTTP_MAX_PROBE slots. A series found under the
+ * The series of key in table (size slots, a power of two) of s, created
+ * when new; NULL (counted) when it does not fit within
+ * METRICS_HTTP_MAX_PROBE slots. A series found under the
  * same endpoint slot but another address restarts from zero: the slot
  * now names a different endpoint.
  */
-static struct metrics_http_series *series_get(struct metrics_http_shard *s, uint64_t key,
-					      const struct shoal_addr *ep_addr)
+static struct metrics_http_series *series_find(struct metrics_http_shard *s,
+					       struct metrics_http_series *table, uint32_t size,
+					       uint64_t key, const struct shoal_addr *ep_addr)
 {
-	uint32_t mask = METRICS_HTTP_MAX_SERIES - 1;
+	uint32_t mask = size - 1;
 	uint32_t i = (uint32_t)((key * 0x9e3779b97f4a7c15ull) >> 40) & mask;
 	struct shoal_addr none = {};
 
 	if (!ep_addr)
 		ep_addr = &none;
 	for (int probe = 0; probe < METRICS_HTTP_MAX_PROBE; probe++, i = (i + 1) & mask) {
-		struct metrics_http_series *e = &s->series[i];
+		struct metrics_http_series *e = &table[i];
 
 		if (e->key == key) {
 			if (!addr_equal(&e->ep_addr, ep_addr)) {
@@ -130,13 +134,31 @@ static struct metrics_http_series *series_get(struct metrics_http_shard *s, uint
 	return NULL;
 }
 
+static struct metrics_http_series *series_get(struct metrics_http_shard *s, uint64_t key,
+					      const struct shoal_addr *ep_addr)
+{
+	return series_find(s, s->series, METRICS_HTTP_MAX_SERIES, key, ep_addr);
+}
+
+/* Count one latency sample into e's buckets. */
+static void series_latency(struct metrics_http_series *e, uint64_t latency_ns)
+{
+	uint64_t us = latency_ns / 1000;
+	int b = 0;
+
+	while (b < METRICS_LATENCY_N && us > (uint64_t)metrics_latency_bounds_ms[b] * 1000)
+		b++;
+	BUMP(e->count, 1);
+	BUMP(e->buckets[b], 1);
+	BUMP(e->sum_us, us);
+}
+
 void metrics_http_shard_request(struct metrics_http_shard *s, const struct metrics_http_key *key,
 				const struct shoal_addr *ep_addr, unsigned int status,
 				uint64_t latency_ns)
 {
 	struct metrics_http_series *e;
-	uint64_t packed, us = latency_ns / 1000;
-	int b = 0;
+	uint64_t packed;
 
 	if (!s)
 		return;
@@ -154,13 +176,38 @@ void metrics_http_shard_request(struct metrics_http_shard *s, const struct metri
 		return;
 	}
 	e = series_get(s, packed, ep_addr);
-	if (!e)
+	if (e)
+		series_latency(e, latency_ns);
+}
+
+void metrics_grpc_shard_request(struct metrics_http_shard *s, uint32_t svc, uint32_t method,
+				int grpc_status, uint64_t latency_ns)
+{
+	struct metrics_http_key k = {.svc = svc, .route = method};
+	struct metrics_http_series *e;
+	uint64_t packed;
+	unsigned int st = grpc_status < 0		      ? METRICS_GRPC_STATUS_NONE
+			  : grpc_status >= METRICS_GRPC_CODES ? 2 /* UNKNOWN */
+							      : (unsigned int)grpc_status;
+
+	if (!s)
 		return;
-	while (b < METRICS_LATENCY_N && us > (uint64_t)metrics_latency_bounds_ms[b] * 1000)
-		b++;
-	BUMP(e->count, 1);
-	BUMP(e->buckets[b], 1);
-	BUMP(e->sum_us, us);
+	if (!key_pack(&k, st, &packed)) {
+		BUMP(s->overflow, 1);
+		return;
+	}
+	e = series_find(s, s->grpc, METRICS_GRPC_MAX_SERIES, packed, NULL);
+	if (e)
+		series_latency(e, latency_ns);
+}
+
+const char *metrics_grpc_status_label(uint32_t i)
+{
+	static const char *const labels[METRICS_GRPC_STATUSES] = {
+	    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+	    "none"};
+
+	return i < METRICS_GRPC_STATUSES ? labels[i] : "none";
 }
 
 void metrics_http_shard_event(struct metrics_http_shard *s, const struct metrics_http_key *key,
@@ -276,18 +323,37 @@ static void row_add(struct metrics_http_row *into, const struct metrics_http_row
 	into->sum_us += r->sum_us;
 }
 
+/* Sort rows[0..n) and merge the shards' copies of one series; the rows left. */
+static size_t rows_merge(struct metrics_http_row *rows, size_t n)
+{
+	size_t m = 0;
+
+	qsort(rows, n, sizeof(*rows), row_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (m && !row_cmp(&rows[m - 1], &rows[i]))
+			row_add(&rows[m - 1], &rows[i]);
+		else
+			rows[m++] = rows[i];
+	}
+	return m;
+}
+
 int metrics_http_snapshot(struct metrics_http_shard *const *shards, size_t n,
 			  const struct metrics_resolver *res, struct metrics_http_snapshot *out)
 {
 	size_t cap = 0, len = 0;
+
+	size_t n_grpc = 0;
 
 	memset(out, 0, sizeof(*out));
 	for (size_t i = 0; i < n; i++)
 		if (shards[i])
 			cap += METRICS_HTTP_MAX_SERIES;
 	out->rows = calloc(cap ? cap : 1, sizeof(*out->rows));
+	out->grpc = calloc(cap ? cap / METRICS_HTTP_MAX_SERIES * METRICS_GRPC_MAX_SERIES : 1,
+			   sizeof(*out->grpc));
 	out->tcp = calloc(METRICS_TCP_SERIES, sizeof(*out->tcp));
-	if (!out->rows || !out->tcp) {
+	if (!out->rows || !out->grpc || !out->tcp) {
 		metrics_http_snapshot_free(out);
 		return -ENOMEM;
 	}
@@ -321,28 +387,29 @@ int metrics_http_snapshot(struct metrics_http_shard *const *shards, size_t n,
 				continue;
 			len++;
 		}
+		for (uint32_t j = 0; j < METRICS_GRPC_MAX_SERIES; j++) {
+			struct metrics_http_row *r = &out->grpc[n_grpc];
+
+			if (!series_copy(&s->grpc[j], r))
+				continue;
+			out->series++;
+			if (res->service(res->ctx, r->key.svc))
+				n_grpc++;
+		}
 	}
 	/* TCP series of services no longer exported are not either. */
 	for (uint32_t j = 1; j < METRICS_TCP_SERIES; j++)
 		if ((out->tcp[j].opened || out->tcp[j].closed) && !res->service(res->ctx, j))
 			memset(&out->tcp[j], 0, sizeof(out->tcp[j]));
-	qsort(out->rows, len, sizeof(*out->rows), row_cmp);
-	/* Merge the shards' copies of the same series. */
-	size_t m = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		if (m && !row_cmp(&out->rows[m - 1], &out->rows[i]))
-			row_add(&out->rows[m - 1], &out->rows[i]);
-		else
-			out->rows[m++] = out->rows[i];
-	}
-	out->n_rows = m;
+	out->n_rows = rows_merge(out->rows, len);
+	out->n_grpc = rows_merge(out->grpc, n_grpc);
 	return 0;
 }
 
 void metrics_http_snapshot_free(struct metrics_http_snapshot *snap)
 {
 	free(snap->rows);
+	free(snap->grpc);
 	free(snap->tcp);
 	memset(snap, 0, sizeof(*snap));
 }

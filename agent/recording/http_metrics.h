@@ -39,6 +39,19 @@
 /* Slots probed before a new series counts as overflow: bounds the
  * hot-path cost of a nearly full table. */
 #define METRICS_HTTP_MAX_PROBE 32
+/*
+ * gRPC series a worker can hold (power of two), in a table of their own
+ * so that the HTTP families and their readers never see them: one per
+ * (service, method, grpc_status). A method is one a route of the service
+ * names by its exact path, else "other" (CONFIG_MAX_ROUTES + 1 per
+ * service), a status one of METRICS_GRPC_STATUSES: a node with 10 gRPC
+ * services of 5 methods seeing 4 codes each needs ~240.
+ */
+#define METRICS_GRPC_MAX_SERIES 1024
+/* grpc_status label values: the 17 codes (0 - 16) and "none". */
+#define METRICS_GRPC_CODES 17
+#define METRICS_GRPC_STATUS_NONE METRICS_GRPC_CODES
+#define METRICS_GRPC_STATUSES (METRICS_GRPC_CODES + 1)
 
 /* Linkerd's response_latency_ms buckets, in milliseconds (DESIGN.md). */
 #define METRICS_LATENCY_BUCKETS_MS                                                                 \
@@ -83,10 +96,13 @@ struct metrics_tcp_series {
 };
 
 struct metrics_http_shard {
-	uint64_t overflow; /* series that did not fit */
+	uint64_t overflow; /* series that did not fit (HTTP and gRPC) */
 	uint64_t unkeyed;  /* requests and connections of services without a series id */
 	struct metrics_tcp_series *tcp; /* by series id: SERIES_IDS_MAX_SERVICES + 1 */
 	struct metrics_http_series series[METRICS_HTTP_MAX_SERIES];
+	/* gRPC rows: key.route is the method (a route's id, 0 "other"),
+	 * key.status the grpc_status index; count, buckets and sum_us used. */
+	struct metrics_http_series grpc[METRICS_GRPC_MAX_SERIES];
 };
 
 /*
@@ -115,6 +131,15 @@ enum metrics_http_event {
 void metrics_http_shard_event(struct metrics_http_shard *s, const struct metrics_http_key *key,
 			      enum metrics_http_event ev);
 
+/*
+ * A gRPC call to service svc ended: method is the series id of the route
+ * naming its :path exactly (0: "other"), grpc_status its code (codes
+ * past 16 count as 2, UNKNOWN, as gRPC clients read them; negative:
+ * none was sent), latency as for HTTP. @s may be NULL.
+ */
+void metrics_grpc_shard_request(struct metrics_http_shard *s, uint32_t svc, uint32_t method,
+				int grpc_status, uint64_t latency_ns);
+
 /* An observation of a service without a series id (id 0): counted only. */
 void metrics_http_shard_unkeyed(struct metrics_http_shard *s);
 
@@ -138,6 +163,9 @@ struct metrics_http_snapshot {
 	struct metrics_http_row
 	    *rows; /* sorted by key: service, route, backend, endpoint, status */
 	size_t n_rows;
+	/* gRPC rows, sorted by service, method (key.route), grpc_status (key.status). */
+	struct metrics_http_row *grpc;
+	size_t n_grpc;
 	struct metrics_tcp_series *tcp; /* by series id, n_services entries */
 	uint32_t n_services;
 	uint64_t overflow;
@@ -168,6 +196,9 @@ struct metrics_resolver {
 int metrics_http_snapshot(struct metrics_http_shard *const *shards, size_t n,
 			  const struct metrics_resolver *res, struct metrics_http_snapshot *out);
 void metrics_http_snapshot_free(struct metrics_http_snapshot *snap);
+
+/* The grpc_status label of index i (< METRICS_GRPC_STATUSES): "0" .. "16", "none". */
+const char *metrics_grpc_status_label(uint32_t i);
 
 /* The upper bounds of the latency buckets, in ms (METRICS_LATENCY_N). */
 extern const uint32_t metrics_latency_bounds_ms[METRICS_LATENCY_N];

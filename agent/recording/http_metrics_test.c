@@ -146,3 +146,53 @@ Test(http_metrics, keys_beyond_the_field_widths_overflow)
 	cr_assert_eq(snap.n_rows, 0);
 	metrics_http_snapshot_free(&snap);
 }
+
+Test(http_metrics, grpc_rows_are_apart_bounded_and_merged)
+{
+	struct metrics_http_snapshot snap;
+
+	n_eps = 4;
+	/* Method 3 OK twice (two workers), a code past 16, none, and "other". */
+	metrics_grpc_shard_request(shards[0], 1, 3, 0, 2000000);
+	metrics_grpc_shard_request(shards[1], 1, 3, 0, 40000000);
+	metrics_grpc_shard_request(shards[0], 1, 3, 99, 1000000);
+	metrics_grpc_shard_request(shards[0], 1, 3, -1, 1000000);
+	metrics_grpc_shard_request(shards[1], 1, 0, 14, 1000000);
+	/* A service the resolver does not export. */
+	metrics_grpc_shard_request(shards[1], 7, 0, 0, 1000000);
+	cr_assert_eq(metrics_http_snapshot(shards, 2, &res, &snap), 0);
+	cr_expect_eq(snap.n_rows, 0, "gRPC calls are no HTTP rows");
+	cr_assert_eq(snap.n_grpc, 4);
+	/* Sorted by service, method, status: other (0) first. */
+	cr_expect_eq(snap.grpc[0].key.route, 0);
+	cr_expect_str_eq(metrics_grpc_status_label(snap.grpc[0].key.status), "14");
+	cr_expect_eq(snap.grpc[1].key.route, 3);
+	cr_expect_str_eq(metrics_grpc_status_label(snap.grpc[1].key.status), "0");
+	cr_expect_eq(snap.grpc[1].count, 2);
+	cr_expect_eq(snap.grpc[1].buckets[1], 1, "2 ms: the 2 ms bucket");
+	cr_expect_eq(snap.grpc[1].buckets[8], 1, "40 ms: the 40 ms bucket");
+	cr_expect_eq(snap.grpc[1].sum_us, 42000);
+	cr_expect_str_eq(metrics_grpc_status_label(snap.grpc[2].key.status), "2",
+			 "a code past 16 is UNKNOWN");
+	cr_expect_str_eq(metrics_grpc_status_label(snap.grpc[3].key.status), "none");
+	cr_expect_eq(snap.series, 6);
+	metrics_http_snapshot_free(&snap);
+}
+
+Test(http_metrics, grpc_table_full_counts_overflow)
+{
+	struct metrics_http_snapshot snap;
+	int recorded = 0;
+
+	n_eps = 4;
+	/* More distinct series than the table holds: the rest are counted. */
+	for (uint32_t svc = 1; svc < 200; svc++)
+		for (uint32_t m = 0; m < 8; m++)
+			metrics_grpc_shard_request(shards[0], svc, m, 0, 1000);
+	cr_assert_eq(metrics_http_snapshot(shards, 1, &res, &snap), 0);
+	recorded = (int)snap.series;
+	cr_expect_leq(recorded, METRICS_GRPC_MAX_SERIES);
+	cr_expect_eq((uint64_t)recorded + snap.overflow, 199 * 8);
+	cr_expect_gt(snap.overflow, 0);
+	metrics_http_snapshot_free(&snap);
+}

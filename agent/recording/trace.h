@@ -161,12 +161,17 @@ struct trace_span {
 	uint8_t kind;			       /* enum trace_span_kind */
 	uint16_t status_code;		       /* HTTP status sent downstream; 0 = none */
 	uint16_t retries;		       /* attempts after the first */
+	bool grpc;			       /* a gRPC call (HTTP/2, application/grpc) */
+	uint8_t grpc_status;		       /* with grpc: the code, or TRACE_GRPC_NONE */
 	char name[TRACE_NAME_MAX];	       /* "" = "{method} {route}" at export */
 	char service[TRACE_SERVICE_MAX];       /* "namespace/name" */
 	char route[TRACE_ROUTE_MAX];
 	char endpoint[TRACE_ENDPOINT_MAX]; /* "10.0.0.5:8080" of the last attempt */
 	char method[TRACE_METHOD_MAX];
 };
+
+/* grpc_status of a gRPC call that got no grpc-status (reset, or none sent). */
+#define TRACE_GRPC_NONE 255
 
 /* Copy @len bytes of @src into a span string field, truncated, NUL-terminated. */
 #define trace_span_set(span, field, src, len)                                                      \

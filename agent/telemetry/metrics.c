@@ -273,6 +273,92 @@ static const char *status_class(uint32_t status)
 	return status >= 100 && status < 600 ? classes[status / 100 - 1] : "other";
 }
 
+/*
+ * The method label of gRPC row r: the exact path of the route of its
+ * service whose series id it has, "other" for 0; NULL when that route is
+ * no longer in the newest config (its series is then not exported).
+ */
+static const char *grpc_method(const struct metrics_live *lv, const struct metrics_http_row *r)
+{
+	const struct config_service *s =
+	    r->key.svc <= SERIES_IDS_MAX_SERVICES ? lv->by_id[r->key.svc] : NULL;
+
+	if (!r->key.route)
+		return "other";
+	for (int i = 0; s && i < s->n_routes; i++)
+		if (s->routes[i].metrics_id == r->key.route &&
+		    s->routes[i].path_match == CONFIG_PATH_EXACT)
+			return s->routes[i].path;
+	return NULL;
+}
+
+/* service="",method="" of gRPC row r; false when it is not exported. */
+static bool grpc_labels(const struct metrics_live *lv, const struct metrics_http_row *r,
+			struct metrics_buf *b, const char *family, const char *suffix)
+{
+	char service[SERIES_IDS_SERVICE_LABEL_MAX];
+	const char *method = grpc_method(lv, r);
+
+	if (!method)
+		return false;
+	metrics_live_service(lv, r->key.svc, service, sizeof(service));
+	out(b, "%s%s{service=\"", family, suffix);
+	label_value(b, service);
+	out(b, "\",method=\"");
+	label_value(b, method);
+	out(b, "\"");
+	return true;
+}
+
+/*
+ * The gRPC families: calls per (service, method, grpc_status), and one
+ * latency histogram per (service, method), the sum of its statuses' rows
+ * (consecutive: rows sort by service, method, status).
+ */
+static void render_grpc(const struct metrics_live *lv, const struct metrics_http_snapshot *snap,
+			struct metrics_buf *b)
+{
+	const char *name = families[METRIC_GRPC_LATENCY].name;
+
+	header(b, METRIC_GRPC_REQUESTS);
+	for (size_t i = 0; i < snap->n_grpc; i++) {
+		const struct metrics_http_row *r = &snap->grpc[i];
+
+		if (!grpc_labels(lv, r, b, families[METRIC_GRPC_REQUESTS].name, ""))
+			continue;
+		out(b, ",grpc_status=\"%s\"} %llu\n", metrics_grpc_status_label(r->key.status),
+		    (unsigned long long)r->count);
+	}
+	header(b, METRIC_GRPC_LATENCY);
+	for (size_t i = 0; i < snap->n_grpc;) {
+		const struct metrics_http_row *first = &snap->grpc[i];
+		uint64_t buckets[METRICS_LATENCY_N + 1] = {0}, sum_us = 0;
+		unsigned long long cum = 0;
+
+		for (; i < snap->n_grpc && snap->grpc[i].key.svc == first->key.svc &&
+		       snap->grpc[i].key.route == first->key.route;
+		     i++) {
+			for (int j = 0; j <= METRICS_LATENCY_N; j++)
+				buckets[j] += snap->grpc[i].buckets[j];
+			sum_us += snap->grpc[i].sum_us;
+		}
+		if (!grpc_method(lv, first))
+			continue;
+		for (int j = 0; j <= METRICS_LATENCY_N; j++) {
+			cum += buckets[j];
+			grpc_labels(lv, first, b, name, "_bucket");
+			if (j < METRICS_LATENCY_N)
+				out(b, ",le=\"%g\"} %llu\n", metrics_latency_bounds_ms[j] / 1000.0, cum);
+			else
+				out(b, ",le=\"+Inf\"} %llu\n", cum);
+		}
+		grpc_labels(lv, first, b, name, "_sum");
+		out(b, "} %.6f\n", sum_us / 1e6);
+		grpc_labels(lv, first, b, name, "_count");
+		out(b, "} %llu\n", cum);
+	}
+}
+
 /* The golden HTTP and TCP families, from the workers' shards. */
 static void render_golden(const struct metrics_live *lv, struct metrics_buf *b)
 {
@@ -358,6 +444,7 @@ static void render_golden(const struct metrics_live *lv, struct metrics_buf *b)
 			out(b, "} %llu\n", v);
 		}
 	}
+	render_grpc(lv, &snap, b);
 	header(b, METRIC_HTTP_SERIES);
 	out(b, "%s %llu\n", families[METRIC_HTTP_SERIES].name, (unsigned long long)snap.series);
 	header(b, METRIC_HTTP_SERIES_OVERFLOW);

@@ -28,8 +28,10 @@ struct enroll;
  * shoal_proxy_<field>[_total] and shoal_trace_<field>[_total].
  * Labels never carry an unbounded value: "service" and "backend" are
  * configured namespace/names, "route" a configured route name,
- * "endpoint" a configured endpoint address, "status_code" 100 - 599;
- * every HTTP series is also capped per worker (http_metrics.h).
+ * "endpoint" a configured endpoint address, "status_code" 100 - 599,
+ * "method" a configured route's exact path or "other", "grpc_status"
+ * 0 - 16 or "none"; every HTTP and gRPC series is also capped per
+ * worker (http_metrics.h).
  */
 #define SHOAL_METRICS(X)                                                                           \
 	X(SVC_INTERCEPTED, "shoal_datapath_service_intercepted_total", "counter", "service",      \
@@ -53,11 +55,21 @@ struct enroll;
 	  "HTTP retries the policy allowed but the retry budget refused.")                         \
 	X(HTTP_DEADLINE, "shoal_http_deadline_exceeded_total", "counter", "service,route",         \
 	  "HTTP requests whose route timeout expired before the response (504).")                  \
+	X(GRPC_REQUESTS, "shoal_grpc_requests_total", "counter", "service,method,grpc_status",    \
+	  "gRPC calls (HTTP/2 requests of content-type application/grpc) that ended, per "        \
+	  "addressed service, method and grpc-status. method is the :path when a route of the "   \
+	  "service names it exactly, else other; grpc_status is the code 0 - 16 the client got "  \
+	  "(shoal's own UNAVAILABLE and DEADLINE_EXCEEDED included), or none (reset, or no "      \
+	  "grpc-status).")                                                                         \
+	X(GRPC_LATENCY, "shoal_grpc_response_latency_seconds", "histogram", "service,method",      \
+	  "Time from a gRPC call's request head to the end of its response, per addressed "       \
+	  "service and method (as shoal_grpc_requests_total; Linkerd's millisecond buckets, in "  \
+	  "seconds).")                                                                             \
 	X(HTTP_SERIES, "shoal_http_series", "gauge", "",                                           \
-	  "HTTP series held in the workers' tables (each worker holds at most "                   \
-	  "METRICS_HTTP_MAX_SERIES).")                                                             \
+	  "HTTP and gRPC series held in the workers' tables (each worker holds at most "          \
+	  "METRICS_HTTP_MAX_SERIES and METRICS_GRPC_MAX_SERIES).")                                 \
 	X(HTTP_SERIES_OVERFLOW, "shoal_http_series_overflow_total", "counter", "",                 \
-	  "HTTP observations not recorded because a worker's series table was full.")              \
+	  "HTTP and gRPC observations not recorded because a worker's series table was full.")     \
 	X(SERVICE_IDS, "shoal_metrics_service_ids", "gauge", "",                                   \
 	  "Services given a series id since start, at most SERIES_IDS_MAX_SERVICES (16384); "      \
 	  "ids are kept for the agent's life (docs/metrics.md).")                                  \

@@ -155,6 +155,12 @@ static void render_span(struct fixed_buf *w, const struct trace_span *s)
 	attr_str(w, &first, "http.method", s->method);
 	if (s->status_code)
 		attr_int(w, &first, "http.status_code", s->status_code);
+	if (s->grpc) {
+		/* OpenTelemetry's RPC conventions (rpc.system, rpc.grpc.status_code). */
+		attr_str(w, &first, "rpc.system", "grpc");
+		if (s->grpc_status != TRACE_GRPC_NONE)
+			attr_int(w, &first, "rpc.grpc.status_code", s->grpc_status);
+	}
 	attr_int(w, &first, "shoal.retries", s->retries);
 	attr_bool(w, &first, "error", s->error);
 	/* STATUS_CODE_ERROR when failed; unset (omitted) otherwise, as the

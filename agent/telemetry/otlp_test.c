@@ -242,6 +242,8 @@ Test(otlp_render, bounds)
 	worst.status_code = UINT16_MAX;
 	worst.retries = UINT16_MAX;
 	worst.error = true;
+	worst.grpc = true;
+	worst.grpc_status = 16;
 	cr_assert_eq(otlp_render(NULL, &worst, 1, buf, sizeof(buf), &one_len), 1);
 	cr_expect_leq(one_len, 512 + OTLP_SPAN_JSON_MAX, "%zu bytes", one_len);
 	cr_assert_eq(
@@ -858,4 +860,30 @@ Test(exporter, stop_is_bounded_under_load)
 	pthread_join(th, NULL);
 	cr_expect_lt(took, 1000, "stop took %.0f ms", took);
 	cr_expect_gt(b.n, 0);
+}
+
+Test(otlp_render, grpc_attributes)
+{
+	struct trace_span sp[3] = {make_span(0), make_span(1), make_span(2)};
+	static char buf[OTLP_BODY_MAX];
+	size_t len;
+
+	/* An HTTP/1 span, a gRPC call answered 14, a gRPC call reset (no code). */
+	sp[1].grpc = true;
+	sp[1].grpc_status = 14;
+	sp[2].grpc = true;
+	sp[2].grpc_status = TRACE_GRPC_NONE;
+	cr_assert_eq(otlp_render(NULL, sp, 3, buf, sizeof(buf), &len), 3);
+	json_object *root = parse(buf, len);
+	json_object *spans = spans_of(root, NULL);
+	json_object *a0 = get(json_object_array_get_idx(spans, 0), "attributes");
+	json_object *a1 = get(json_object_array_get_idx(spans, 1), "attributes");
+	json_object *a2 = get(json_object_array_get_idx(spans, 2), "attributes");
+
+	cr_expect_null(attr_str(a0, "rpc.system"), "HTTP/1: no rpc attributes");
+	cr_expect_str_eq(attr_str(a1, "rpc.system"), "grpc");
+	cr_expect_str_eq(get_str(attr(a1, "rpc.grpc.status_code"), "intValue"), "14");
+	cr_expect_str_eq(attr_str(a2, "rpc.system"), "grpc");
+	cr_expect_null(attr(a2, "rpc.grpc.status_code"), "no code, no attribute");
+	json_object_put(root);
 }
