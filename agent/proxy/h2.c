@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "proxy/conn_io.h"
 #include "proxy/h2_grpc.h"
+#include "proxy/h2_to_h1.h"
 #include "proxy/http_routes.h"
 #include "proxy/observe.h"
 #include "proxy/service_lookup.h"
@@ -89,6 +90,7 @@ static void h2_stream_free(struct h2_stream *st)
 	h2_fields_free(&st->rq);
 	h2_fields_free(&st->rs);
 	h2_fields_free(&st->tr);
+	h2_fields_free(&st->rq_tr);
 	h2_bytes_free(&st->to_up);
 	h2_bytes_free(&st->to_down);
 	free(st->tele);
@@ -229,6 +231,11 @@ static void h2_dispatch(struct worker *w, struct h2_stream *st)
 		return;
 	}
 	pick_start(st->sv, &st->bt, now);
+	if (h2h1_declared(st->target, c->svc_port)) {
+		h2h1_start(w, st, &st->target->endpoints[idx].addr, port_be);
+		h2_down_arm(w, st->d);
+		return;
+	}
 	up = h2_up_get(w, c, &st->target->endpoints[idx].addr, port_be, &err);
 	if (!up) {
 		bool local = sock_err_local(-err);
@@ -320,11 +327,13 @@ static int h2_down_on_header(nghttp2_session *s, const nghttp2_frame *frame, ngh
 	struct h2_stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
 
 	(void)flags;
-	/* Request trailers are not forwarded in this version (docs/proxy.md). */
-	if (!st || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+	if (!st)
 		return 0;
-	if (h2_fields_add(&st->rq, name, value) ||
-	    st->rq.bytes > worker_conn_config(d->w, d->c)->http2.max_header_list_bytes)
+	/* After the head, a HEADERS frame is the request's trailers: kept to go on. */
+	if (h2_fields_add(frame->headers.cat == NGHTTP2_HCAT_REQUEST ? &st->rq : &st->rq_tr, name,
+			  value) ||
+	    st->rq.bytes + st->rq_tr.bytes >
+		worker_conn_config(d->w, d->c)->http2.max_header_list_bytes)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	return 0;
 }
@@ -356,7 +365,7 @@ static int h2_down_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const 
 
 	(void)flags;
 	/* Nowhere to go (answered, or no such request): the window is ours to give back. */
-	if (!st || st->answered || !st->up) {
+	if (!st || st->answered || (!st->up && !st->h1)) {
 		nghttp2_session_consume(s, id, len);
 		return 0;
 	}
@@ -406,6 +415,8 @@ static ssize_t h2_down_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t
 	if (n && st->up) {
 		nghttp2_session_consume_stream(st->up->s, st->up_id, n);
 		worker_conn_defer(d->w, st->up->c);
+	} else if (n) {
+		h2h1_wake(d->w, st); /* an HTTP/1.1 endpoint's socket is read again */
 	}
 	if (st->to_down.off < st->to_down.len)
 		return (ssize_t)n;

@@ -67,6 +67,9 @@ struct h2_stream {
 	struct h2_fields rq;	 /* the request head */
 	struct h2_fields rs;	 /* the final response head */
 	struct h2_fields tr;	 /* the response trailers */
+	struct h2_fields rq_tr;	 /* the request trailers */
+	struct h2h1 *h1;	 /* the HTTP/1.1 exchange instead of up (h2_to_h1.c) */
+	uint8_t n_interim;	 /* 1xx heads forwarded to the client */
 	struct h2_bytes to_up;	 /* request body bytes not yet framed upstream */
 	struct h2_bytes to_down; /* response body bytes not yet framed to the client */
 	bool rq_end;		 /* the client ended its half */
@@ -163,6 +166,12 @@ struct h2_up {
 
 /* A request head larger than this many fields is refused like a large one. */
 #define H2_MAX_FIELDS 256
+/*
+ * Interim (1xx) heads forwarded per stream: the HTTP/1 side's bound
+ * (HTTP1_MAX_INTERIM); later ones are dropped, so that an endpoint
+ * cannot queue heads without end for a client that does not read.
+ */
+#define H2_MAX_INTERIM 8
 #define H2_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 
@@ -179,6 +188,15 @@ int h2_fields_add_own(struct h2_fields *f, const char *name, size_t name_len, co
 		      size_t value_len);
 /* Drop every field whose name drop() says (references let go), keeping the order. */
 void h2_fields_drop(struct h2_fields *f, bool (*drop)(const char *name, size_t len));
+/* Keep a copy of name: value (not referenced: from a source without rcbufs); as h2_fields_add. */
+int h2_fields_add_copy(struct h2_fields *f, const char *name, size_t nlen, const char *value,
+		       size_t vlen);
+/*
+ * Submit f as HEADERS on stream id of s (trailers: end set), nghttp2
+ * copying the fields: f may be freed before the frame goes out. 0 or
+ * nghttp2's error.
+ */
+int h2_submit_fields(nghttp2_session *s, int32_t id, const struct h2_fields *f, bool end);
 /* The first field named name (lower case) in f, or NULL. */
 const nghttp2_nv *h2_field(const struct h2_fields *f, const char *name);
 /* nghttp2 options from proxy.http2 (no automatic window updates); NULL: no memory. */

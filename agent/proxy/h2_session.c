@@ -115,6 +115,27 @@ int h2_fields_add_own(struct h2_fields *f, const char *name, size_t name_len, co
 	return 0;
 }
 
+/*
+ * The name slot of a copied field (h2_fields_add_copy): a mark, never an
+ * rcbuf, so that it is told apart from a referenced field (rcbufs) and an
+ * owned one (NULL, h2_fields_add_own).
+ */
+static char h2_copied_mark;
+#define H2_FIELD_COPIED ((nghttp2_rcbuf *)(void *)&h2_copied_mark)
+
+/* Let go of field i of f: its references, or its copy. */
+static void h2_field_release(struct h2_fields *f, uint32_t i)
+{
+	if (f->rc[2 * i] == H2_FIELD_COPIED) {
+		free(f->nv[i].name);
+		return;
+	}
+	if (f->rc[2 * i])
+		nghttp2_rcbuf_decref(f->rc[2 * i]);
+	if (f->rc[2 * i + 1])
+		nghttp2_rcbuf_decref(f->rc[2 * i + 1]);
+}
+
 void h2_fields_drop(struct h2_fields *f, bool (*drop)(const char *name, size_t len))
 {
 	uint32_t kept = 0;
@@ -122,10 +143,7 @@ void h2_fields_drop(struct h2_fields *f, bool (*drop)(const char *name, size_t l
 	for (uint32_t i = 0; i < f->n; i++) {
 		if (drop((const char *)f->nv[i].name, f->nv[i].namelen)) {
 			f->bytes -= f->nv[i].namelen + f->nv[i].valuelen + 32;
-			if (f->rc[2 * i])
-				nghttp2_rcbuf_decref(f->rc[2 * i]);
-			if (f->rc[2 * i + 1])
-				nghttp2_rcbuf_decref(f->rc[2 * i + 1]);
+			h2_field_release(f, i);
 			continue;
 		}
 		f->nv[kept] = f->nv[i];
@@ -136,11 +154,55 @@ void h2_fields_drop(struct h2_fields *f, bool (*drop)(const char *name, size_t l
 	f->n = kept;
 }
 
+/* A copied field is one allocation, name then value, at nv.name (H2_FIELD_COPIED). */
+int h2_fields_add_copy(struct h2_fields *f, const char *name, size_t nlen, const char *value,
+		       size_t vlen)
+{
+	int err = h2_fields_room(f);
+	uint8_t *m;
+
+	if (err)
+		return err;
+	m = malloc(nlen + vlen + 1);
+	if (!m)
+		return -ENOMEM;
+	memcpy(m, name, nlen);
+	memcpy(m + nlen, value, vlen);
+	f->rc[2 * f->n] = H2_FIELD_COPIED;
+	f->rc[2 * f->n + 1] = NULL;
+	f->nv[f->n] = (nghttp2_nv){
+	    .name = m,
+	    .namelen = nlen,
+	    .value = m + nlen,
+	    .valuelen = vlen,
+	    .flags = NGHTTP2_NV_FLAG_NONE,
+	};
+	f->n++;
+	f->bytes += nlen + vlen + 32;
+	return 0;
+}
+
+int h2_submit_fields(nghttp2_session *s, int32_t id, const struct h2_fields *f, bool end)
+{
+	nghttp2_nv *nv = malloc((f->n ? f->n : 1) * sizeof(*nv));
+	int rv;
+
+	if (!nv)
+		return NGHTTP2_ERR_NOMEM;
+	for (uint32_t i = 0; i < f->n; i++) {
+		nv[i] = f->nv[i];
+		nv[i].flags = NGHTTP2_NV_FLAG_NONE; /* copied at submit */
+	}
+	rv = nghttp2_submit_headers(s, end ? NGHTTP2_FLAG_END_STREAM : NGHTTP2_FLAG_NONE, id,
+				    NULL, nv, f->n, NULL);
+	free(nv);
+	return rv < 0 ? rv : 0;
+}
+
 void h2_fields_free(struct h2_fields *f)
 {
-	for (uint32_t i = 0; i < 2 * f->n; i++)
-		if (f->rc[i])
-			nghttp2_rcbuf_decref(f->rc[i]);
+	for (uint32_t i = 0; i < f->n; i++)
+		h2_field_release(f, i);
 	free(f->nv);
 	free(f->rc);
 	memset(f, 0, sizeof(*f));

@@ -16,6 +16,7 @@
 #include "proxy/attempt.h"
 #include "proxy/conn_io.h"
 #include "proxy/h2_grpc.h"
+#include "proxy/h2_to_h1.h"
 #include "proxy/service_lookup.h"
 #include "proxy/sock.h"
 #include "proxy/worker.h"
@@ -29,6 +30,7 @@ static __thread struct h2_up *h2_ups;
 
 void h2_up_wake(struct worker *w, struct h2_stream *st)
 {
+	h2h1_wake(w, st);
 	if (!st->up)
 		return;
 	if (st->up_deferred) {
@@ -58,6 +60,7 @@ void h2_up_unlink(struct h2_stream *st, uint32_t error_code)
 {
 	struct h2_up *up = st->up;
 
+	h2h1_unlink(st);
 	if (!up)
 		return;
 	h2_up_list_del(up, st);
@@ -121,6 +124,12 @@ static ssize_t h2_up_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t l
 		return NGHTTP2_ERR_DEFERRED;
 	}
 	*data_flags |= NGHTTP2_DATA_FLAG_EOF;
+	/* The client's trailers end the stream instead (copied: st may go first). */
+	if (st->rq_tr.n) {
+		*data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		if (h2_submit_fields(s, id, &st->rq_tr, true))
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	}
 	return (ssize_t)n;
 }
 
@@ -184,7 +193,15 @@ static void h2_up_response(struct worker *w, struct h2_stream *st, bool end)
 
 	st->status = status ? atoi((const char *)status->value) : 502;
 	if (st->status < 200) {
-		/* 1xx: not forwarded in this version; the final head follows. */
+		/*
+		 * 1xx (100 Continue, 103 Early Hints): on to the client as HEADERS,
+		 * copied; past H2_MAX_INTERIM dropped. The final head follows.
+		 */
+		if (st->status != 101 && st->n_interim < H2_MAX_INTERIM &&
+		    !h2_submit_fields(st->d->s, st->id, &st->rs, false)) {
+			st->n_interim++;
+			worker_conn_defer(w, st->d->c);
+		}
 		h2_fields_free(&st->rs);
 		st->status = 0;
 		return;

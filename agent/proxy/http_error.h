@@ -23,6 +23,8 @@
 	X(LOCAL_RESOURCES, 503, "proxy-resources", "the proxy is out of sockets or memory")        \
 	X(UPSTREAM_RESET, 502, "upstream-reset", "the endpoint closed the connection early")       \
 	X(BAD_RESPONSE, 502, "bad-response", "the endpoint sent a malformed response")             \
+	X(GRPC_OVER_HTTP1, 503, "grpc-over-http1",                                                 \
+	  "gRPC needs HTTP/2; the endpoints are declared HTTP/1.1 only")                           \
 	X(TIMEOUT, 504, "timeout", "the endpoint did not answer in time")                          \
 	X(REQUEST_TIMEOUT, 408, "request-timeout", "the request head did not arrive in time")      \
 	X(BODY_TIMEOUT, 408, "body-timeout", "the request body stopped arriving")                 \

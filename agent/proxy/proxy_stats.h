@@ -46,6 +46,9 @@
 	X(h2_stalled, counter,                                                                     \
 	  "HTTP/2 client streams reset because their response bytes waited on the client's "      \
 	  "window for proxy.http2.stall_timeout_ms with none sent.")                               \
+	X(h2_to_h1_requests, counter,                                                              \
+	  "HTTP/2 requests translated to HTTP/1.1 for endpoints declared HTTP/1.1 only "           \
+	  "(upstream_protocol: http1).")                                                           \
 	X(http_requests, counter, "HTTP requests parsed and dispatched to a backend service.")     \
 	X(http_errors, counter, "HTTP error responses the proxy answered itself (x-shoal-error).") \
 	X(http_retries, counter,                                                                   \

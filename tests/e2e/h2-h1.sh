@@ -1,0 +1,175 @@
+#!/bin/bash
+# h2-h1.sh: HTTP/2 clients (curl --http2-prior-knowledge, nghttp, h2load)
+# in a1 to a service whose endpoints speak HTTP/1.1 only (port declared
+# h2c with upstream_protocol: http1): two HTTP/1.1-only servers
+# (h2-h1-backend.py, which answers an HTTP/2 preface with a 400) on a2 and
+# a3, all on node-a, through interception.
+#  - GET, HEAD, POST with Content-Length (1 MiB, checksum) and chunked
+#    (no Content-Length) with the client's trailers forwarded in the last
+#    chunk; the request line and Host the server saw;
+#  - chunked response trailers and a 103 reach the client as HTTP/2;
+#  - keep-alive: 400 h2load requests (2 connections x 4 streams) take
+#    far fewer HTTP/1.1 connections than requests, and balancing is still
+#    per request (each endpoint >= 25 %);
+#  - flow control: a client reading 256 KiB/s from a 256 MiB response
+#    holds the server back (its bytes sent stay bounded) and shoald's
+#    RSS grows by less than 24 MiB; a full-speed 16 MiB response arrives
+#    intact;
+#  - hostile responses: both Content-Length and Transfer-Encoding is a
+#    502 bad-response; a bad chunk size after the head resets the stream;
+#    shoald serves on;
+#  - gRPC to such a port is UNAVAILABLE naming grpc-over-http1.
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+BACKEND_PY=$(dirname "$0")/h2-h1-backend.py
+for tool in curl h2load nghttp python3 sha256sum; do
+	command -v "$tool" >/dev/null || skip "missing tool: $tool (scripts/setup.sh installs it)"
+done
+
+e2e_init
+e2e_topology
+for pod in a2 a3; do
+	pod_spawn "$pod" "$LOGDIR/backend-$pod.log" python3 "$BACKEND_PY" "$pod" 8090
+done
+for pod in a2 a3; do wait_listen "${POD_NS[$pod]}" 8090; done
+
+write_config "
+  - name: api
+    vips: [10.96.0.50]
+    ports:
+      - {port: 80, target_port: 8090, protocol: h2c, upstream_protocol: http1}
+      - {port: 81, target_port: 8090, protocol: grpc, upstream_protocol: http1}
+    endpoints: [{address: 10.77.1.3}, {address: 10.77.1.5}]"
+shoald_start
+enroll a1
+
+# stat POD KEY: a counter of POD's backend, read over its own loopback.
+stat() {
+	in_ns "${POD_NS[$1]}" curl -sS --max-time 5 "http://127.0.0.1:8090/_stats" |
+		python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"
+}
+h2curl() { pod_run a1 curl -sS --max-time 20 --http2-prior-knowledge "$@"; }
+URL=http://10.96.0.50
+
+# ---- requests and their translation -------------------------------------------
+
+out=$(h2curl -D "$LOGDIR/get.h" "$URL/hello") || fail "GET: curl failed"
+grep -q '^HTTP/2 200' "$LOGDIR/get.h" || fail "GET: not an HTTP/2 200: $(head -1 "$LOGDIR/get.h")"
+[[ $out =~ ^hello\ from\ a[23]$ ]] || fail "GET: body '$out'"
+grep -qi '^keep-alive:\|^connection:' "$LOGDIR/get.h" && fail "GET: a hop-by-hop field reached the client"
+for pod in a2 a3; do
+	head=$(stat "$pod" last_head)
+	[[ -z $head ]] && continue
+	grep -q '^GET /hello HTTP/1.1$' <<<"$head" || fail "GET: request line at $pod: $head"
+	grep -q '^host: 10.96.0.50$' <<<"$head" || fail "GET: no Host from :authority at $pod: $head"
+done
+pass "GET: HTTP/2 200 from '$out', sent as HTTP/1.1 with Host from :authority"
+
+h2curl -I "$URL/hello" >"$LOGDIR/head.h" || fail "HEAD: curl failed"
+grep -q '^HTTP/2 200' "$LOGDIR/head.h" || fail "HEAD: $(head -1 "$LOGDIR/head.h")"
+pass "HEAD: 200, no body awaited"
+
+head -c $((1 << 20)) /dev/urandom >"$LOGDIR/body.bin"
+want="$((1 << 20)) $(sha256sum "$LOGDIR/body.bin" | cut -d' ' -f1)"
+out=$(h2curl -D "$LOGDIR/post.h" --data-binary @"$LOGDIR/body.bin" "$URL/echo") ||
+	fail "POST: curl failed"
+[[ $out == "$want" ]] || fail "POST (Content-Length): server got '$out', want '$want'"
+[[ $(header x-request-framing <"$LOGDIR/post.h") == length ]] ||
+	fail "POST: not sent with Content-Length: $(header x-request-framing <"$LOGDIR/post.h")"
+pass "POST 1 MiB with Content-Length: the server got it whole ($want)"
+
+pod_run a1 timeout 20 nghttp -v --no-content-length --trailer 'x-sum: 42' -d "$LOGDIR/body.bin" \
+	"$URL/echo" >"$LOGDIR/chunked.out" 2>&1 || fail "POST chunked: nghttp failed: $(tail -3 "$LOGDIR/chunked.out")"
+grep -q "$want" "$LOGDIR/chunked.out" || fail "POST chunked: body not whole: $(grep -v '^\[' "$LOGDIR/chunked.out" | tail -2)"
+grep -q 'x-request-framing: chunked' "$LOGDIR/chunked.out" || fail "POST chunked: not chunked upstream"
+grep -q 'x-got-trailers: x-sum=42' "$LOGDIR/chunked.out" ||
+	fail "POST chunked: the request trailer did not reach the server: $(grep x-got-trailers "$LOGDIR/chunked.out")"
+pass "POST without Content-Length: chunked upstream, whole, trailer x-sum forwarded"
+
+pod_run a1 timeout 20 nghttp -v "$URL/trail" >"$LOGDIR/trail.out" 2>&1 || fail "trailers: nghttp failed"
+grep -q 'hello world' "$LOGDIR/trail.out" || fail "trailers: body missing"
+grep -q 'x-checksum: abc123' "$LOGDIR/trail.out" || fail "trailers: x-checksum missing: $(tail -5 "$LOGDIR/trail.out")"
+grep -q 'x-count: 2' "$LOGDIR/trail.out" || fail "trailers: x-count missing"
+pass "chunked response trailers reach the client as HTTP/2 trailers"
+
+pod_run a1 timeout 20 nghttp -v "$URL/hints" >"$LOGDIR/hints.out" 2>&1 || fail "103: nghttp failed"
+grep -q ':status: 103' "$LOGDIR/hints.out" || fail "103: not forwarded: $(grep ':status' "$LOGDIR/hints.out")"
+grep -q 'link: </style.css>; rel=preload' "$LOGDIR/hints.out" || fail "103: its link field is missing"
+grep -q ':status: 200' "$LOGDIR/hints.out" || fail "103: no final 200 after it"
+pass "a 103 Early Hints reaches the client before the 200"
+
+# ---- keep-alive and per-request balancing --------------------------------------
+
+c0=$(($(stat a2 conns) + $(stat a3 conns)))
+r2=$(stat a2 requests) r3=$(stat a3 requests)
+pool0=$(proxy_metric shoal_proxy_pool_reused_total)
+N=400
+pod_run a1 timeout 60 h2load -n $N -c 2 -m 4 "$URL/hello" >"$LOGDIR/h2load.out" 2>&1 ||
+	fail "h2load failed: $(tail -5 "$LOGDIR/h2load.out")"
+grep -q "status codes: $N 2xx" "$LOGDIR/h2load.out" ||
+	fail "h2load: not all 2xx: $(grep -E 'requests:|status codes' "$LOGDIR/h2load.out")"
+conns=$(($(stat a2 conns) + $(stat a3 conns) - c0))
+d2=$(($(stat a2 requests) - r2)) d3=$(($(stat a3 requests) - r3))
+pool=$(($(proxy_metric shoal_proxy_pool_reused_total) - pool0))
+say "h2load $N requests: a2 $d2, a3 $d3, HTTP/1.1 connections $conns, pooled reuses $pool"
+((conns * 8 <= N)) || fail "keep-alive: $conns connections for $N requests (want <= $((N / 8)))"
+((d2 * 4 >= N && d3 * 4 >= N)) || fail "balance: a2 $d2, a3 $d3 of $N (want >= 25 % each)"
+pass "keep-alive: $N requests on $conns HTTP/1.1 connections; per-request balance a2 $d2 / a3 $d3"
+
+# ---- flow control: a slow reader holds the server back -------------------------
+
+rss() { awk '/^VmRSS/ { print $2 }' "/proc/$SHOALD_PID/status"; }
+rss0=$(rss) sent0=$(($(stat a2 big_sent) + $(stat a3 big_sent)))
+BIG=$((256 << 20))
+pod_spawn a1 "$LOGDIR/slow.out" curl -sS --http2-prior-knowledge --limit-rate 256k \
+	-o /dev/null "$URL/big?n=$BIG"
+SLOW=$LAST_PID
+rss_max=$rss0
+for ((i = 0; i < 40; i++)); do
+	sleep 0.1
+	r=$(rss)
+	((r > rss_max)) && rss_max=$r
+done
+sent=$(($(stat a2 big_sent) + $(stat a3 big_sent) - sent0))
+stop_pid "$SLOW"
+say "slow reader: server sent $((sent >> 20)) MiB of $((BIG >> 20)) in 4 s; shoald RSS $((rss0 >> 10)) -> $((rss_max >> 10)) MiB"
+((sent < BIG / 4)) || fail "flow control: the server sent $((sent >> 20)) MiB to a client reading 256 KiB/s"
+(((rss_max - rss0) < 24 * 1024)) || fail "flow control: shoald grew by $(((rss_max - rss0) >> 10)) MiB"
+pass "flow control: a slow reader held the server to $((sent >> 20)) MiB, shoald grew $(((rss_max - rss0) >> 10)) MiB"
+
+want=$(python3 -c "
+import hashlib; b = bytes(range(256)) * 256; n = 16 << 20; h = hashlib.sha256()
+while n: k = min(n, len(b)); h.update(b[:k]); n -= k
+print(h.hexdigest())")
+got=$(h2curl "$URL/big?n=$((16 << 20))" | sha256sum | cut -d' ' -f1)
+[[ $got == "$want" ]] || fail "16 MiB response: checksum $got, want $want"
+pass "a 16 MiB chunked response arrives intact at full speed"
+
+# ---- hostile responses ---------------------------------------------------------
+
+h2curl -D "$LOGDIR/smuggle.h" -o /dev/null "$URL/smuggle" || true
+grep -q '^HTTP/2 502' "$LOGDIR/smuggle.h" || fail "smuggle: not a 502: $(head -1 "$LOGDIR/smuggle.h")"
+[[ $(header x-shoal-error <"$LOGDIR/smuggle.h") == bad-response ]] || fail "smuggle: x-shoal-error"
+pass "Content-Length with Transfer-Encoding from the server: 502 bad-response"
+
+if h2curl -o /dev/null "$URL/badchunk" 2>"$LOGDIR/badchunk.err"; then
+	fail "bad chunk: curl saw a complete response"
+fi
+say "bad chunk: curl: $(tail -1 "$LOGDIR/badchunk.err")"
+out=$(h2curl "$URL/hello") || fail "after the hostile responses: GET failed"
+pass "a bad chunk size after the head resets the stream; shoald serves on ($out)"
+
+# ---- gRPC is refused -------------------------------------------------------------
+
+h2curl -D "$LOGDIR/grpc.h" -o /dev/null -H 'content-type: application/grpc' -H 'te: trailers' \
+	--data-binary '' "http://10.96.0.50:81/pkg.Svc/Method" || fail "gRPC: curl failed"
+[[ $(header grpc-status <"$LOGDIR/grpc.h") == 14 ]] || fail "gRPC: grpc-status $(header grpc-status <"$LOGDIR/grpc.h")"
+[[ $(header grpc-message <"$LOGDIR/grpc.h") == "shoal: grpc-over-http1" ]] ||
+	fail "gRPC: grpc-message '$(header grpc-message <"$LOGDIR/grpc.h")'"
+pass "gRPC to HTTP/1.1-only endpoints: UNAVAILABLE, shoal: grpc-over-http1"
+
+(($(stat a2 h2_preface) + $(stat a3 h2_preface) == 0)) || fail "a server saw an HTTP/2 preface"
+[[ $(proxy_metric shoal_proxy_h2_to_h1_requests_total) -gt $N ]] ||
+	fail "h2_to_h1_requests: $(proxy_metric shoal_proxy_h2_to_h1_requests_total)"
+finish
