@@ -192,6 +192,9 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 	ret = cp_document(&p);
 	if (!ret)
 		ret = check_config(&p);
+	if (!ret)
+		ret = config_policy_compile(&p);
+	policy_doc_free(&p.policy);
 
 	if (p.have_ev)
 		yaml_event_delete(&p.ev);
@@ -327,6 +330,8 @@ void config_free(struct config *cfg)
 	for (i = 0; i < cfg->n_services; i++)
 		config_service_put(cfg->services[i]);
 	free(cfg->services);
+	policy_set_put(cfg->policy);
+	policy_set_put(cfg->policy_file);
 	free(cfg);
 }
 
@@ -456,6 +461,8 @@ int config_copy(const struct config *src, int n_services, struct config **out)
 	if (!cfg)
 		return -ENOMEM;
 	*cfg = *src;
+	policy_set_get(cfg->policy); /* immutable: shared, as the services are */
+	policy_set_get(cfg->policy_file);
 	cfg->n_services = 0;
 	cfg->services = n_services ? calloc((size_t)n_services, sizeof(*cfg->services)) : NULL;
 	if (n_services && !cfg->services)

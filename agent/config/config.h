@@ -14,6 +14,8 @@
 
 #include "shoal/abi.h"
 
+struct policy_set; /* policy/policy.h: the compiled authorization policy */
+
 /* Limits of one config file. Each bounds memory and parse time on hostile
  * input; raise them here if a real deployment needs more. */
 #define CONFIG_MAX_FILE_BYTES (16u << 20) /* a file larger than this is refused */
@@ -591,6 +593,15 @@ struct config {
 	struct config_tracing tracing; /* tracing: */
 	struct config_admin admin;     /* admin: */
 	struct config_identity identity; /* identity: */
+	/*
+	 * policy: authorization (docs/policy.md), compiled and immutable,
+	 * shared by reference between copies like the services. policy_file
+	 * is the file's policy: section; policy is what is in force: the
+	 * file's, merged in Kubernetes with the AuthorizationPolicy objects.
+	 * NULL: none written, and every call is allowed.
+	 */
+	struct policy_set *policy_file;
+	struct policy_set *policy;
 
 	/* kubernetes: the API source (docs/discovery.md); absent: the file only. */
 	bool k8s_enabled;

@@ -18,6 +18,7 @@
 #include <yaml.h>
 
 #include "config/config.h"
+#include "policy/policy.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -173,6 +174,10 @@ struct cfg_parser {
 	int node_line;		    /* where node: was, for the "address required" check */
 	int identity_line;	    /* where identity: was, for its check against kubernetes */
 
+	/* policy: as written, compiled once the file is read (config_policy_compile). */
+	struct policy_doc policy;
+	int policy_line; /* 0: no policy: section */
+
 	/* The current value after ${NAME} substitution, when it had any "$". */
 	char expanded[CONFIG_MAX_EXPANDED];
 };
@@ -215,6 +220,10 @@ int cp_seq(struct cfg_parser *p, const struct seq_spec *seq, void *obj);
 int cp_document(struct cfg_parser *p);
 /* services: the sequence of services, into a struct config. */
 extern const struct seq_spec services_seq;
+
+/* policy: (config_policy.c), a FIELD_FUNC of the root, and its compilation after the checks. */
+int parse_policy(struct cfg_parser *p, void *obj);
+int config_policy_compile(struct cfg_parser *p);
 
 /* ---- the checks (config_checks.c) ---- */
 

@@ -619,6 +619,7 @@ static const struct field root_fields[] = {
     {"services", FIELD_SEQ, .seq = &services_seq},
     {"kubernetes", FIELD_FUNC, .parse = parse_kubernetes},
     {"identity", FIELD_FUNC, .parse = parse_identity},
+    {"policy", FIELD_FUNC, .parse = parse_policy},
 };
 
 /* The stream: exactly one document whose top level is a mapping. */

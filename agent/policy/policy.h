@@ -50,7 +50,7 @@
 #define POLICY_MAX_METHOD 32	 /* an HTTP method token */
 #define POLICY_MAX_PATH 1024	 /* a path match, gRPC's /pkg.Service/Method included */
 #define POLICY_MAX_ID 512    /* a SPIFFE ID (the SPIFFE spec's URI bound is 2048; ours are short) */
-#define POLICY_MAX_ORIGIN 96 /* where a rule came from, for messages */
+#define POLICY_MAX_ORIGIN 128/* where a rule came from, for messages */
 
 enum policy_action {
 	POLICY_ALLOW,

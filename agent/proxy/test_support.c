@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "config/config.h"
+#include "policy/policy.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
@@ -114,6 +115,8 @@ int test_config_snapshot(const struct config *src, int n, struct config **out)
 
 	cr_assert_not_null(c);
 	*c = *src;
+	policy_set_get(c->policy);
+	policy_set_get(c->policy_file);
 	c->services = calloc((size_t)n, sizeof(*c->services));
 	cr_assert_not_null(c->services);
 	c->n_services = n;

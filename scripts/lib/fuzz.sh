@@ -41,7 +41,9 @@ fuzz_build_config() {
 		"$root/agent/config/config_checks.c" \
 		"$root/agent/config/config_node.c" \
 		"$root/agent/config/config_services.c" \
+		"$root/agent/config/config_policy.c" \
 		"$root/agent/config/config_walk.c" \
+		"$root/agent/policy/policy.c" \
 		"$@"
 }
 
