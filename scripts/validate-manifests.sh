@@ -5,9 +5,11 @@
 # OpenAPI schemas shipped in the npm package kubernetes-models (4.x, with
 # @kubernetes-models/validate; runs on Node 20), and check what the
 # schemas cannot: kustomization.yaml names exactly the files present, and
-# the ClusterRole grants list/watch on services and endpointslices and
-# nothing more, and the DaemonSet sets every ${NAME} the ConfigMap's
-# config needs, and runs the image scripts/image builds as it is built:
+# each service account's roles grant what it needs and nothing more, and
+# shoald's config, DaemonSet and shoal-identity's Deployment agree (token
+# audience, anchors, ports, names), and the Secret and ConfigMap that
+# scripts/identity-pki makes are valid objects, and the DaemonSet sets
+# every ${NAME} the ConfigMap's config needs, and runs the image scripts/image builds as it is built:
 # its name and tag, its file capabilities, its uid, the pin root.
 #
 #   scripts/validate-manifests.sh [MANIFEST_DIR]
@@ -95,21 +97,40 @@ for (const file of [...listed].filter((f) => present.includes(f))) {
 	});
 }
 
-// Least privilege: the agent's role reads services and endpointslices
-// (discovery), pods and namespaces (enrollment), and nothing else.
-const want = new Set(["/services list", "/services watch",
-	"discovery.k8s.io/endpointslices list", "discovery.k8s.io/endpointslices watch",
-	"/pods list", "/pods watch", "/namespaces list", "/namespaces watch"]);
-const got = new Set();
-for (const role of objects.filter((o) => o.kind === "ClusterRole" || o.kind === "Role"))
+// Least privilege, per service account (through the bindings): the
+// agent reads services and endpointslices (discovery), pods and
+// namespaces (enrollment); shoal-identity creates TokenReviews and lists
+// and watches pods (docs/identity.md); nothing else, no one else.
+const wantFor = {
+	"shoal-system/shoald": ["/services list", "/services watch",
+		"discovery.k8s.io/endpointslices list", "discovery.k8s.io/endpointslices watch",
+		"/pods list", "/pods watch", "/namespaces list", "/namespaces watch"],
+	"shoal-system/shoal-identity": ["authentication.k8s.io/tokenreviews create",
+		"/pods list", "/pods watch"],
+};
+const roleGrants = {};
+for (const role of objects.filter((o) => o.kind === "ClusterRole" || o.kind === "Role")) {
+	const got = (roleGrants[role.metadata.name] = new Set());
 	for (const r of role.rules || [])
 		for (const g of r.apiGroups || [])
 			for (const res of r.resources || [])
 				for (const v of r.verbs || []) got.add(`${g}/${res} ${v}`);
-for (const g of got)
-	if (!want.has(g)) fail(`RBAC grants more than list/watch of services, endpointslices, pods and namespaces: ${g}`);
-for (const w of want)
-	if (!got.has(w)) fail(`RBAC lacks ${w}`);
+}
+const saGrants = {};
+for (const b of objects.filter((o) => o.kind === "ClusterRoleBinding" || o.kind === "RoleBinding"))
+	for (const sub of b.subjects || []) {
+		const who = sub.kind === "ServiceAccount" ? `${sub.namespace || kust.namespace}/${sub.name}` : `${sub.kind}/${sub.name}`;
+		if (!wantFor[who]) fail(`${b.kind}/${b.metadata.name}: binds ${who}, which needs no role`);
+		const set = (saGrants[who] = saGrants[who] || new Set());
+		for (const g of roleGrants[b.roleRef.name] || []) set.add(g);
+	}
+for (const [who, want] of Object.entries(wantFor)) {
+	const got = saGrants[who] || new Set();
+	for (const g of got)
+		if (!want.includes(g)) fail(`RBAC grants ${who} more than it needs: ${g}`);
+	for (const w of want)
+		if (!got.has(w)) fail(`RBAC lacks ${w} for ${who}`);
+}
 
 // The DaemonSet's promises (shared/DESIGN.md section 6).
 const ds = objects.find((o) => o.kind === "DaemonSet");
@@ -130,7 +151,7 @@ else {
 	// shoald refuses a ${NAME} without a default that its environment
 	// lacks (docs/config.md): every such NAME in the config must be set.
 	const names = new Set((c.env || []).map((e) => e.name));
-	for (const cm of objects.filter((o) => o.kind === "ConfigMap"))
+	for (const cm of objects.filter((o) => o.kind === "ConfigMap" && o.metadata.name === "shoal-config"))
 		for (const [key, text] of Object.entries(cm.data || {}))
 			for (const m of String(text).matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}/g))
 				if (!m[2] && !names.has(m[1]))
@@ -181,7 +202,7 @@ if (ds) {
 	const hostPorts = spec.containers.flatMap((x) => x.ports || []);
 	if (ds.spec.template.spec.hostNetwork && hostPorts.length)
 		fail(`DaemonSet: no ports: with hostNetwork (each is a host port, which keeps a surge pod off the node): ${hostPorts.map((p) => p.containerPort)}`);
-	const cm = objects.find((o) => o.kind === "ConfigMap");
+	const cm = objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === "shoal-config");
 	const pinRoot = cm && ((YAML.parse(cm.data["shoal.yaml"]) || {}).bpf || {}).pin_root;
 	const init = (spec.initContainers || []).find((x) => (x.command || [])[0] === "shoal-init");
 	const env = (x, n) => ((x && x.env) || []).find((e) => e.name === n);
@@ -198,6 +219,86 @@ if (ds) {
 		fail(`DaemonSet: shoald must mount the host's ${pinRoot} at ${pinRoot}`);
 }
 
+// Workload identity (docs/identity.md): what shoald's config, its
+// DaemonSet and shoal-identity's Deployment and Service must agree on.
+const dep = objects.find((o) => o.kind === "Deployment" && o.metadata.name === "shoal-identity");
+if (!dep) fail("no Deployment shoal-identity");
+else if (ds) {
+	const spec = dep.spec.template.spec;
+	const c = spec.containers.find((x) => x.name === "shoal-identity");
+	const cmd = (c && c.command) || [];
+	const arg = (n) => (cmd.indexOf(n) >= 0 ? cmd[cmd.indexOf(n) + 1] : undefined);
+	const dir = (p) => String(p).replace(/\/[^/]*$/, "");
+	const ref = process.env.IMAGE_REF;
+	for (const x of spec.containers)
+		if (x.image !== ref) fail(`Deployment shoal-identity: container ${x.name} runs ${x.image}, scripts/image builds ${ref}`);
+	if (cmd[0] !== "shoal-identity") fail("Deployment shoal-identity: the command is not shoal-identity");
+	const sc = (c && c.securityContext) || {};
+	if (sc.runAsNonRoot !== true || !((sc.capabilities || {}).drop || []).includes("ALL"))
+		fail("Deployment shoal-identity: must run as non-root with ALL capabilities dropped");
+	const dsSpec = ds.spec.template.spec;
+	const agentSA = `${ds.metadata.namespace}/${dsSpec.serviceAccountName}`;
+	if (arg("--node-agent") !== agentSA)
+		fail(`Deployment shoal-identity: --node-agent ${arg("--node-agent")}, the DaemonSet runs as ${agentSA}`);
+	// The volume behind the container's mount at path (the longest prefix).
+	const volAt = (podSpec, container, path) => {
+		const m = ((container && container.volumeMounts) || [])
+			.filter((v) => path === v.mountPath || path.startsWith(v.mountPath + "/"))
+			.sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+		return m && (podSpec.volumes || []).find((v) => v.name === m.name);
+	};
+	const iss = volAt(spec, c, String(arg("--issuer-cert")));
+	if (!iss || !iss.secret || iss.secret.secretName !== "shoal-identity-issuer" ||
+	    dir(arg("--issuer-key")) !== dir(arg("--issuer-cert")))
+		fail("Deployment shoal-identity: --issuer-cert and --issuer-key must be in the mounted Secret shoal-identity-issuer");
+	const anc = volAt(spec, c, String(arg("--anchors")));
+	if (!anc || !anc.configMap || anc.configMap.name !== "shoal-trust-anchors")
+		fail("Deployment shoal-identity: --anchors must be in the mounted ConfigMap shoal-trust-anchors");
+	const cfg = YAML.parse(objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === "shoal-config").data["shoal.yaml"]) || {};
+	const idc = cfg.identity;
+	if (!idc) fail("ConfigMap/shoal-config: no identity: section");
+	else {
+		const agent = dsSpec.containers.find((x) => x.name === "shoald");
+		const tok = volAt(dsSpec, agent, String(idc.token_file));
+		const proj = tok && tok.projected && (tok.projected.sources || []).find((x) => x.serviceAccountToken);
+		if (!proj || `${dir(idc.token_file)}/${proj.serviceAccountToken.path}` !== idc.token_file)
+			fail(`DaemonSet: identity.token_file ${idc.token_file} is not a projected service-account token`);
+		else if (proj.serviceAccountToken.audience !== arg("--audience"))
+			fail(`DaemonSet: the token's audience ${proj.serviceAccountToken.audience}, shoal-identity's --audience ${arg("--audience")}`);
+		const av = volAt(dsSpec, agent, String(idc.anchors_file));
+		if (!av || !av.configMap || av.configMap.name !== "shoal-trust-anchors" ||
+		    !String(idc.anchors_file).endsWith("/anchors.pem"))
+			fail(`DaemonSet: identity.anchors_file ${idc.anchors_file} is not anchors.pem of the mounted ConfigMap shoal-trust-anchors`);
+		if (idc.trust_domain !== arg("--trust-domain"))
+			fail(`identity.trust_domain ${idc.trust_domain}, shoal-identity's --trust-domain ${arg("--trust-domain")}`);
+		const u = new URL(idc.server_url);
+		const svc = objects.find((o) => o.kind === "Service" && o.metadata.name === "shoal-identity");
+		const port = svc && (svc.spec.ports || []).find((p) => String(p.port) === (u.port || "443"));
+		const listenPort = String(arg("--listen")).replace(/^.*:/, "");
+		if (u.hostname !== `shoal-identity.${dep.metadata.namespace}.svc` || !port ||
+		    String(port.targetPort) !== listenPort)
+			fail(`identity.server_url ${idc.server_url} does not reach the Service shoal-identity's port onto --listen ${arg("--listen")}`);
+		if (!String(arg("--server-names")).split(",").includes(u.hostname))
+			fail(`shoal-identity's --server-names lack ${u.hostname}, which the agents connect to`);
+	}
+}
+
+// Objects the install makes (scripts/identity-pki): their shapes, by schema.
+for (const file of (process.env.EXTRA_OBJECTS || "").split(" ").filter(Boolean)) {
+	for (const doc of YAML.parseAllDocuments(fs.readFileSync(file, "utf8"))) {
+		const obj = doc.toJSON();
+		const where = `${path.basename(file)}: ${obj.kind}/${obj.metadata && obj.metadata.name}`;
+		const Model = modelFor(obj.apiVersion, obj.kind);
+		try {
+			if (!Model) throw new Error(`no schema for ${obj.apiVersion} ${obj.kind}`);
+			new Model(obj).validate();
+			console.log(`ok  ${where} (${obj.apiVersion}, made by scripts/identity-pki)`);
+		} catch (e) {
+			fail(`${where}: ${e.message}`);
+		}
+	}
+}
+
 if (failures) {
 	console.error(`validate-manifests: ${failures} problem(s)`);
 	process.exit(1);
@@ -211,5 +312,12 @@ image_caps=$(sed -n 's/^FILE_CAPS=\(.*\)+ep$/\1/p' "$root/scripts/image")
 image_uid=$(sed -n 's/^SHOAL_UID=\([0-9]*\)$/\1/p' "$root/scripts/image")
 [[ -n $image_caps && -n $image_uid ]] || { echo "validate-manifests: no FILE_CAPS or SHOAL_UID in scripts/image" >&2; exit 1; }
 
+# The Secret and ConfigMap the install makes, from a throw-away CA.
+pki=$(mktemp -d)
+trap 'rm -rf "$pki"' EXIT
+bash "$root/scripts/identity-pki" "$pki" >/dev/null ||
+	{ echo "validate-manifests: scripts/identity-pki failed" >&2; exit 1; }
+
 IMAGE_REF=$image_ref IMAGE_CAPS=$image_caps IMAGE_UID=$image_uid \
+	EXTRA_OBJECTS="$pki/shoal-identity-issuer.yaml $pki/shoal-trust-anchors.yaml" \
 	NODE_PATH=$work/node_modules node "$work/validate.js" "$manifests"

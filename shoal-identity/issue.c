@@ -279,8 +279,8 @@ static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 	return ok ? 0 : -ENOMEM;
 }
 
-/* A certificate for pub, by the issuer, with is's validity, a random serial, no extensions yet. */
-static X509 *new_cert(const struct issuer *is, EVP_PKEY *pub)
+/* A certificate for pub, by the issuer, valid lifetime_s, a random serial, no extensions yet. */
+static X509 *new_cert(const struct issuer *is, EVP_PKEY *pub, long lifetime_s)
 {
 	X509 *x = X509_new();
 	BIGNUM *bn = BN_new();
@@ -292,7 +292,7 @@ static X509 *new_cert(const struct issuer *is, EVP_PKEY *pub)
 							   BN_RAND_BOTTOM_ODD) &&
 	     BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) &&
 	     X509_gmtime_adj(X509_getm_notBefore(x), -ISSUE_BACKDATE_S) &&
-	     (t = ASN1_TIME_adj(NULL, time(NULL), 0, is->lifetime_s)) != NULL &&
+	     (t = ASN1_TIME_adj(NULL, time(NULL), 0, lifetime_s)) != NULL &&
 	     X509_set1_notAfter(x, ASN1_TIME_compare(t, X509_get0_notAfter(is->cert)) > 0
 				       ? X509_get0_notAfter(is->cert)
 				       : t) &&
@@ -306,8 +306,8 @@ static X509 *new_cert(const struct issuer *is, EVP_PKEY *pub)
 	return x;
 }
 
-int issue_leaf(const struct issuer *is, X509_REQ *req, const struct spiffe_id *id, X509 **out,
-	       char *why, size_t why_len)
+int issue_leaf(const struct issuer *is, X509_REQ *req, const struct spiffe_id *id,
+	       long lifetime_s, X509 **out, char *why, size_t why_len)
 {
 	char uri[SPIFFE_ID_STR_MAX], san[SPIFFE_ID_STR_MAX + 16];
 	EVP_PKEY *pub = X509_REQ_get0_pubkey(req);
@@ -320,7 +320,10 @@ int issue_leaf(const struct issuer *is, X509_REQ *req, const struct spiffe_id *i
 	if (err)
 		return say(why, why_len, err, "cannot format the SPIFFE ID");
 	snprintf(san, sizeof(san), "critical,URI:%s", uri);
-	x = pub ? new_cert(is, pub) : NULL;
+	if (lifetime_s < ISSUE_REQ_LIFETIME_MIN_S || lifetime_s > is->lifetime_s)
+		return say(why, why_len, -ERANGE, "lifetime %ld s outside %ld..%ld s", lifetime_s,
+			   ISSUE_REQ_LIFETIME_MIN_S, is->lifetime_s);
+	x = pub ? new_cert(is, pub, lifetime_s) : NULL;
 	if (!x)
 		return say(why, why_len, -ENOMEM, "cannot build a certificate");
 	err = add_ext(x, is->cert, NID_basic_constraints, "critical,CA:FALSE");
@@ -368,7 +371,7 @@ int issue_server_cert(const struct issuer *is, const char *dns_names, X509 **cer
 		return say(why, why_len, -EINVAL, "no server name");
 	k = EVP_EC_gen("P-256");
 	if (k)
-		x = new_cert(is, k);
+		x = new_cert(is, k, is->lifetime_s);
 	if (!x) {
 		EVP_PKEY_free(k);
 		return say(why, why_len, -ENOMEM, "cannot build the server certificate");

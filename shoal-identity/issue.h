@@ -23,6 +23,8 @@
 #define ISSUE_LIFETIME_MIN_S 3600L
 #define ISSUE_LIFETIME_MAX_S (30L * 86400)
 #define ISSUE_LIFETIME_DEFAULT_S 86400L
+/* The shortest a caller may ask for (the agent's own floor, for tests); it gets at most the configured. */
+#define ISSUE_REQ_LIFETIME_MIN_S 10L
 
 struct issuer {
 	X509 *cert;             /* signs the leaves */
@@ -54,13 +56,13 @@ int issue_csr_check(const char *pem, size_t len, const char *trust_domain, X509_
 		    struct spiffe_id *id, char *why, size_t why_len);
 
 /*
- * Sign a leaf for req's key naming id: lifetime is->lifetime_s (cut at
- * the issuer's own expiry), URI SAN id only (critical; empty subject),
+ * Sign a leaf for req's key naming id: lifetime_s (at most
+ * is->lifetime_s; cut at the issuer's own expiry), URI SAN id only (critical; empty subject),
  * keyUsage digitalSignature, EKU serverAuth and clientAuth, CA:FALSE, a
  * random serial. 0 and *out, or -errno with why.
  */
-int issue_leaf(const struct issuer *is, X509_REQ *req, const struct spiffe_id *id, X509 **out,
-	       char *why, size_t why_len);
+int issue_leaf(const struct issuer *is, X509_REQ *req, const struct spiffe_id *id,
+	       long lifetime_s, X509 **out, char *why, size_t why_len);
 
 /*
  * A key and a certificate for shoal-identity's own TLS server: DNS SANs

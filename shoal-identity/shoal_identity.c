@@ -149,10 +149,11 @@ static SSL_CTX *get_ctx(void)
 		SSL_CTX *fresh = new_ctx(why, sizeof(why));
 
 		if (fresh) {
+			logf_("server certificate for %s %s (valid %ld s)", o.server_names,
+			      cur_ctx ? "renewed" : "made", issuer.lifetime_s);
 			SSL_CTX_free(cur_ctx);
 			cur_ctx = fresh;
 			cur_ctx_renew = now + issuer.lifetime_s / 2;
-			logf_("server certificate for %s renewed", o.server_names);
 		} else {
 			logf_("cannot renew the server certificate: %s (keeping the old one)", why);
 			cur_ctx_renew = now + 60;
@@ -361,7 +362,8 @@ static void handle(struct conn *c)
 	char *buf = malloc(SRV_HEAD_MAX + SRV_BODY_MAX + 1);
 	char auth[AUTHZ_TOKEN_MAX + 16], clen[32], te[64], why[SRV_WHY_MAX], who[SRV_WHY_MAX] = "";
 	char uri[SPIFFE_ID_STR_MAX];
-	json_object *req = NULL, *csr_v, *resp;
+	json_object *req = NULL, *csr_v, *life_v, *resp;
+	long lifetime = issuer.lifetime_s;
 	struct authz_caller caller;
 	struct spiffe_id id;
 	X509_REQ *csr = NULL;
@@ -444,6 +446,18 @@ static void handle(struct conn *c)
 		refuse(c, 400, who, "body is not JSON {\"csr\": \"<PEM>\"}");
 		goto out;
 	}
+	/* "lifetime_s": what the agent asks for; it gets that, or our --lifetime if less. */
+	if (json_object_object_get_ex(req, "lifetime_s", &life_v)) {
+		if (!json_object_is_type(life_v, json_type_int) ||
+		    json_object_get_int64(life_v) < ISSUE_REQ_LIFETIME_MIN_S) {
+			snprintf(why, sizeof(why), "lifetime_s must be an integer of at least %ld",
+				 ISSUE_REQ_LIFETIME_MIN_S);
+			refuse(c, 400, who, why);
+			goto out;
+		}
+		if (json_object_get_int64(life_v) < lifetime)
+			lifetime = (long)json_object_get_int64(life_v);
+	}
 	err = issue_csr_check(json_object_get_string(csr_v),
 			      (size_t)json_object_get_string_len(csr_v), issuer.trust_domain, &csr,
 			      &id, why, sizeof(why));
@@ -460,7 +474,7 @@ static void handle(struct conn *c)
 		refuse(c, err == -EPERM ? 403 : 503, who, why);
 		goto out;
 	}
-	err = issue_leaf(&issuer, csr, &id, &leaf, why, sizeof(why));
+	err = issue_leaf(&issuer, csr, &id, lifetime, &leaf, why, sizeof(why));
 	pem = err ? NULL : issue_pem(leaf);
 	if (!pem) {
 		refuse(c, 500, who, err ? why : "cannot encode the certificate");

@@ -301,6 +301,35 @@ else
 		fail "--lifetime 7200: $((na - nb)) s"
 fi
 
+# ---- the lifetime asked for: granted when shorter than --lifetime, cut to it when longer ----
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["lifetime_s"]=int(sys.argv[2]); print(json.dumps(d))' \
+	"$W/web2.json" 600 >"$W/short.json"
+ask two short shoald-a-token
+if [[ $CODE == 200 ]]; then
+	field "$W/short.resp" certificate >"$W/short.crt"
+	nb=$(date -d "$(openssl x509 -in "$W/short.crt" -noout -startdate | cut -d= -f2)" +%s)
+	na=$(date -d "$(openssl x509 -in "$W/short.crt" -noout -enddate | cut -d= -f2)" +%s)
+	((na - nb >= 600 && na - nb <= 600 + 120)) && pass "lifetime_s 600: $((na - nb)) s" ||
+		fail "lifetime_s 600: $((na - nb)) s"
+else
+	fail "lifetime_s 600: HTTP $CODE"
+fi
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["lifetime_s"]=int(sys.argv[2]); print(json.dumps(d))' \
+	"$W/web2.json" 999999 >"$W/long.json"
+ask two long shoald-a-token
+if [[ $CODE == 200 ]]; then
+	field "$W/long.resp" certificate >"$W/long.crt"
+	nb=$(date -d "$(openssl x509 -in "$W/long.crt" -noout -startdate | cut -d= -f2)" +%s)
+	na=$(date -d "$(openssl x509 -in "$W/long.crt" -noout -enddate | cut -d= -f2)" +%s)
+	((na - nb <= 7200 + 120)) && pass "lifetime_s 999999: cut to --lifetime ($((na - nb)) s)" ||
+		fail "lifetime_s 999999: $((na - nb)) s, over --lifetime 7200"
+else
+	fail "lifetime_s 999999: HTTP $CODE"
+fi
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["lifetime_s"]="long"; print(json.dumps(d))' \
+	"$W/web2.json" >"$W/badlife.json"
+expect 400 "lifetime_s must be an integer" two badlife shoald-a-token
+
 # ---- per-source rate: a burst of 3, then 1 per second ----
 start three issuer1 anchors1.pem --per-source-rate 1 --per-source-burst 3
 ok=0 refused=0
