@@ -22,7 +22,7 @@
 #define SA_PREFIX "system:serviceaccount:"
 
 static int say(char *why, size_t why_len, int err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static int say(char *why, size_t why_len, int err, const char *fmt, ...)
 {
@@ -69,7 +69,8 @@ static int read_token(const char *path, char *buf, size_t n, char *why, size_t w
 	size_t len;
 
 	if (!f)
-		return say(why, why_len, -EIO, "cannot open our token %s: %s", path, strerror(errno));
+		return say(why, why_len, -EIO, "cannot open our token %s: %s", path,
+			   strerror(errno));
 	len = fread(buf, 1, n - 1, f);
 	fclose(f);
 	buf[len] = '\0';
@@ -132,7 +133,8 @@ static int api_call(const struct authz_api *api, const char *path, const char *p
 	*out = b.data ? json_tokener_parse(b.data) : NULL;
 	free(b.data);
 	if (!*out)
-		return say(why, why_len, -EIO, "API server %s: HTTP %ld, no JSON body", path, *code);
+		return say(why, why_len, -EIO, "API server %s: HTTP %ld, no JSON body", path,
+			   *code);
 	return 0;
 }
 
@@ -140,7 +142,8 @@ static const char *jstr(json_object *o, const char *key)
 {
 	json_object *v;
 
-	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+	if (!o || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
 		return NULL;
 	return json_object_get_string(v);
 }
@@ -163,8 +166,8 @@ static bool extra_one(json_object *extra, const char *key, char *buf, size_t n)
 	    json_object_array_length(list) != 1)
 		return false;
 	v = json_object_array_get_idx(list, 0);
-	if (!json_object_is_type(v, json_type_string) || (size_t)json_object_get_string_len(v) >= n ||
-	    json_object_get_string_len(v) == 0)
+	if (!json_object_is_type(v, json_type_string) ||
+	    (size_t)json_object_get_string_len(v) >= n || json_object_get_string_len(v) == 0)
 		return false;
 	memcpy(buf, json_object_get_string(v), (size_t)json_object_get_string_len(v) + 1);
 	return true;
@@ -181,7 +184,8 @@ int authz_token_review(const struct authz_api *api, const char *token, struct au
 	memset(out, 0, sizeof(*out));
 	req = json_object_new_object();
 	spec = json_object_new_object();
-	json_object_object_add(req, "apiVersion", json_object_new_string("authentication.k8s.io/v1"));
+	json_object_object_add(req, "apiVersion",
+			       json_object_new_string("authentication.k8s.io/v1"));
 	json_object_object_add(req, "kind", json_object_new_string("TokenReview"));
 	json_object_object_add(spec, "token", json_object_new_string(token));
 	if (api->audience) {
@@ -221,7 +225,8 @@ int authz_token_review(const struct authz_api *api, const char *token, struct au
 			  user_name ?: "");
 		goto out;
 	}
-	memcpy(out->ns, user_name + strlen(SA_PREFIX), (size_t)(colon - user_name - strlen(SA_PREFIX)));
+	memcpy(out->ns, user_name + strlen(SA_PREFIX),
+	       (size_t)(colon - user_name - strlen(SA_PREFIX)));
 	snprintf(out->sa, sizeof(out->sa), "%s", colon + 1);
 	extra = jobj(user, "extra");
 	if (!extra_one(extra, EXTRA_POD_NAME, out->pod, sizeof(out->pod)) ||
@@ -299,9 +304,8 @@ int authz_node_pods(const struct authz_api *api, const struct authz_caller *call
 			  caller->pod, caller->pod_uid[0] ? " uid " : "", caller->pod_uid,
 			  caller->node);
 	else if (!want_ok)
-		err = say(why, why_len, -EPERM,
-			  "no pod with service account %s/%s runs on node %s", want->ns, want->sa,
-			  caller->node);
+		err = say(why, why_len, -EPERM, "no pod with service account %s/%s runs on node %s",
+			  want->ns, want->sa, caller->node);
 	else
 		err = 0;
 out:

@@ -27,10 +27,10 @@
 #define AUTHZ_BODY_MAX (16u << 20)
 
 struct authz_api {
-	const char *url;         /* https://host:port of the API server */
-	const char *ca_file;     /* its CA */
-	const char *token_file;  /* our own token, re-read on every call (projected tokens rotate) */
-	const char *audience;    /* spec.audiences of the TokenReview, or NULL (the API server's) */
+	const char *url;	/* https://host:port of the API server */
+	const char *ca_file;	/* its CA */
+	const char *token_file; /* our own token, re-read on every call (projected tokens rotate) */
+	const char *audience;	/* spec.audiences of the TokenReview, or NULL (the API server's) */
 	long timeout_ms;
 };
 
@@ -38,9 +38,9 @@ struct authz_api {
 struct authz_caller {
 	char ns[SPIFFE_NS_MAX + 1];
 	char sa[SPIFFE_SA_MAX + 1];
-	char pod[AUTHZ_NAME_MAX];      /* user.extra authentication.kubernetes.io/pod-name */
-	char pod_uid[AUTHZ_NAME_MAX];  /* .../pod-uid */
-	char node[AUTHZ_NAME_MAX];     /* .../node-name */
+	char pod[AUTHZ_NAME_MAX];     /* user.extra authentication.kubernetes.io/pod-name */
+	char pod_uid[AUTHZ_NAME_MAX]; /* .../pod-uid */
+	char node[AUTHZ_NAME_MAX];    /* .../node-name */
 };
 
 /*

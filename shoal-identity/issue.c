@@ -20,7 +20,7 @@
 #include "issue.h"
 
 static int say(char *why, size_t why_len, int err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static int say(char *why, size_t why_len, int err, const char *fmt, ...)
 {
@@ -107,11 +107,12 @@ int issuer_load(struct issuer *is, const char *cert_file, const char *key_file,
 
 	memset(is, 0, sizeof(*is));
 	if (!spiffe_trust_domain_valid(trust_domain))
-		return say(why, why_len, -EINVAL, "trust domain \"%s\" is not a SPIFFE trust domain",
+		return say(why, why_len, -EINVAL,
+			   "trust domain \"%s\" is not a SPIFFE trust domain",
 			   trust_domain ? trust_domain : "");
 	if (lifetime_s < ISSUE_LIFETIME_MIN_S || lifetime_s > ISSUE_LIFETIME_MAX_S)
-		return say(why, why_len, -ERANGE, "lifetime %ld s is outside %ld..%ld s", lifetime_s,
-			   ISSUE_LIFETIME_MIN_S, ISSUE_LIFETIME_MAX_S);
+		return say(why, why_len, -ERANGE, "lifetime %ld s is outside %ld..%ld s",
+			   lifetime_s, ISSUE_LIFETIME_MIN_S, ISSUE_LIFETIME_MAX_S);
 	snprintf(is->trust_domain, sizeof(is->trust_domain), "%s", trust_domain);
 	is->lifetime_s = lifetime_s;
 
@@ -132,9 +133,8 @@ int issuer_load(struct issuer *is, const char *cert_file, const char *key_file,
 		err = say(why, why_len, -ENOMEM, "cannot allocate the issuer");
 		goto fail;
 	}
-	if (X509_check_ca(is->cert) < 1 ||
-	    (X509_get_key_usage(is->cert) != UINT32_MAX &&
-	     !(X509_get_key_usage(is->cert) & KU_KEY_CERT_SIGN))) {
+	if (X509_check_ca(is->cert) < 1 || (X509_get_key_usage(is->cert) != UINT32_MAX &&
+					    !(X509_get_key_usage(is->cert) & KU_KEY_CERT_SIGN))) {
 		err = say(why, why_len, -EINVAL, "%s: the first certificate is not a signing CA",
 			  cert_file);
 		goto fail;
@@ -186,8 +186,8 @@ int issuer_load(struct issuer *is, const char *cert_file, const char *key_file,
 		goto fail;
 	}
 	if (X509_check_private_key(is->cert, is->key) != 1) {
-		err = say(why, why_len, -EINVAL, "%s does not match the certificate of %s", key_file,
-			  cert_file);
+		err = say(why, why_len, -EINVAL, "%s does not match the certificate of %s",
+			  key_file, cert_file);
 		goto fail;
 	}
 	sk_X509_pop_free(all, X509_free);
@@ -288,8 +288,8 @@ static X509 *new_cert(const struct issuer *is, EVP_PKEY *pub, long lifetime_s)
 	bool ok;
 
 	/* 127 random bits: unpredictable (the CA/B rule is 64), positive, under 20 bytes. */
-	ok = x && bn && X509_set_version(x, 2) && BN_rand(bn, 127, BN_RAND_TOP_ANY,
-							   BN_RAND_BOTTOM_ODD) &&
+	ok = x && bn && X509_set_version(x, 2) &&
+	     BN_rand(bn, 127, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ODD) &&
 	     BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) &&
 	     X509_gmtime_adj(X509_getm_notBefore(x), -ISSUE_BACKDATE_S) &&
 	     (t = ASN1_TIME_adj(NULL, time(NULL), 0, lifetime_s)) != NULL &&
@@ -306,8 +306,8 @@ static X509 *new_cert(const struct issuer *is, EVP_PKEY *pub, long lifetime_s)
 	return x;
 }
 
-int issue_leaf(const struct issuer *is, X509_REQ *req, const struct spiffe_id *id,
-	       long lifetime_s, X509 **out, char *why, size_t why_len)
+int issue_leaf(const struct issuer *is, X509_REQ *req, const struct spiffe_id *id, long lifetime_s,
+	       X509 **out, char *why, size_t why_len)
 {
 	char uri[SPIFFE_ID_STR_MAX], san[SPIFFE_ID_STR_MAX + 16];
 	EVP_PKEY *pub = X509_REQ_get0_pubkey(req);
@@ -341,8 +341,8 @@ int issue_leaf(const struct issuer *is, X509_REQ *req, const struct spiffe_id *i
 	return 0;
 }
 
-int issue_server_cert(const struct issuer *is, const char *dns_names, X509 **cert,
-		      EVP_PKEY **key, char *why, size_t why_len)
+int issue_server_cert(const struct issuer *is, const char *dns_names, X509 **cert, EVP_PKEY **key,
+		      char *why, size_t why_len)
 {
 	char san[1024] = "", name[254];
 	const char *p = dns_names;
@@ -357,13 +357,15 @@ int issue_server_cert(const struct issuer *is, const char *dns_names, X509 **cer
 		size_t n = strcspn(p, ",");
 		size_t used = strlen(san);
 
-		if (n == 0 || n >= sizeof(name) || strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789.-") < n)
+		if (n == 0 || n >= sizeof(name) ||
+		    strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789.-") < n)
 			return say(why, why_len, -EINVAL, "server name list \"%s\": not DNS names",
 				   dns_names);
 		memcpy(name, p, n);
 		name[n] = '\0';
 		if (used + n + 6 >= sizeof(san))
-			return say(why, why_len, -E2BIG, "server name list \"%s\" too long", dns_names);
+			return say(why, why_len, -E2BIG, "server name list \"%s\" too long",
+				   dns_names);
 		snprintf(san + used, sizeof(san) - used, "%sDNS:%s", used ? "," : "", name);
 		p += n + (p[n] == ',');
 	}
@@ -378,8 +380,8 @@ int issue_server_cert(const struct issuer *is, const char *dns_names, X509 **cer
 	}
 	err = X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
 					 (const unsigned char *)"shoal-identity", -1, -1, 0)
-		      ? 0
-		      : -ENOMEM;
+		  ? 0
+		  : -ENOMEM;
 	err = err ?: add_ext(x, is->cert, NID_basic_constraints, "critical,CA:FALSE");
 	err = err ?: add_ext(x, is->cert, NID_key_usage, "critical,digitalSignature");
 	err = err ?: add_ext(x, is->cert, NID_ext_key_usage, "serverAuth");

@@ -19,21 +19,23 @@
 #define ISSUE_CSR_MAX 8192
 /* Leaves start this far in the past: a peer whose clock is a little behind still accepts them. */
 #define ISSUE_BACKDATE_S 60
-/* The lifetime bounds an operator may set: an hour (renewal churn) to 30 days (exposure of a key). */
+/* The lifetime bounds an operator may set: an hour (renewal churn) to 30 days (exposure of a key).
+ */
 #define ISSUE_LIFETIME_MIN_S 3600L
 #define ISSUE_LIFETIME_MAX_S (30L * 86400)
 #define ISSUE_LIFETIME_DEFAULT_S 86400L
-/* The shortest a caller may ask for (the agent's own floor, for tests); it gets at most the configured. */
+/* The shortest a caller may ask for (the agent's own floor, for tests); it gets at most the
+ * configured. */
 #define ISSUE_REQ_LIFETIME_MIN_S 10L
 
 struct issuer {
-	X509 *cert;             /* signs the leaves */
-	EVP_PKEY *key;          /* its key */
-	STACK_OF(X509) *chain;  /* what a leaf's holder sends after it: cert, then its
+	X509 *cert;		/* signs the leaves */
+	EVP_PKEY *key;		/* its key */
+	STACK_OF(X509) * chain; /* what a leaf's holder sends after it: cert, then its
 				   intermediates; the root not included */
-	char *chain_pem;        /* the same, in PEM, for the response's "chain" */
+	char *chain_pem;	/* the same, in PEM, for the response's "chain" */
 	char trust_domain[SPIFFE_TD_MAX + 1];
-	long lifetime_s;        /* of the leaves */
+	long lifetime_s; /* of the leaves */
 };
 
 /*
@@ -61,16 +63,16 @@ int issue_csr_check(const char *pem, size_t len, const char *trust_domain, X509_
  * keyUsage digitalSignature, EKU serverAuth and clientAuth, CA:FALSE, a
  * random serial. 0 and *out, or -errno with why.
  */
-int issue_leaf(const struct issuer *is, X509_REQ *req, const struct spiffe_id *id,
-	       long lifetime_s, X509 **out, char *why, size_t why_len);
+int issue_leaf(const struct issuer *is, X509_REQ *req, const struct spiffe_id *id, long lifetime_s,
+	       X509 **out, char *why, size_t why_len);
 
 /*
  * A key and a certificate for shoal-identity's own TLS server: DNS SANs
  * from dns_names (comma-separated), signed by the issuer, is->lifetime_s.
  * 0 and *cert, *key; or -errno with why.
  */
-int issue_server_cert(const struct issuer *is, const char *dns_names, X509 **cert,
-		      EVP_PKEY **key, char *why, size_t why_len);
+int issue_server_cert(const struct issuer *is, const char *dns_names, X509 **cert, EVP_PKEY **key,
+		      char *why, size_t why_len);
 
 /* x in PEM, malloc'd and NUL-terminated, or NULL. */
 char *issue_pem(X509 *x);

@@ -170,8 +170,8 @@ static SSL_CTX *get_ctx(void)
 
 struct source {
 	struct in6_addr addr; /* IPv4 as v4-mapped */
-	int active;           /* connections open now */
-	double tokens;        /* the rate bucket */
+	int active;	      /* connections open now */
+	double tokens;	      /* the rate bucket */
 	struct timespec last; /* of the last refill */
 	bool used;
 };
@@ -204,10 +204,10 @@ static struct source *src_admit(const struct in6_addr *addr, const char **why)
 			break;
 		}
 		/* An idle source whose bucket has refilled carries no state worth keeping. */
-		if (!free_slot && (!x->used || (x->active == 0 && ts_sec(&now, &x->last) *
-									  o.per_source_rate +
-								  x->tokens >=
-							  o.per_source_burst)))
+		if (!free_slot &&
+		    (!x->used ||
+		     (x->active == 0 && ts_sec(&now, &x->last) * o.per_source_rate + x->tokens >=
+					    o.per_source_burst)))
 			free_slot = x;
 	}
 	if (!s) {
@@ -276,7 +276,7 @@ static bool past_deadline(const struct conn *c)
 
 static void reply(struct conn *c, int code, const char *body)
 {
-	const char *text = code == 200   ? "OK"
+	const char *text = code == 200	 ? "OK"
 			   : code == 400 ? "Bad Request"
 			   : code == 401 ? "Unauthorized"
 			   : code == 403 ? "Forbidden"
@@ -337,7 +337,8 @@ static bool header(const char *head, const char *name, char *out, size_t n)
 
 		if (!eol)
 			break;
-		if ((size_t)(eol - line) > nl && strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
+		if ((size_t)(eol - line) > nl && strncasecmp(line, name, nl) == 0 &&
+		    line[nl] == ':') {
 			const char *v = line + nl + 1;
 			size_t len;
 
@@ -550,21 +551,26 @@ static void *conn_main(void *arg)
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: shoal-identity --issuer-cert FILE --issuer-key FILE [options]\n"
-		"  --listen ADDR:PORT          (default [::]:15012)\n"
-		"  --trust-domain TD           (default cluster.local)\n"
-		"  --node-agent NS/SA          the node agent's service account (default shoal-system/shoald)\n"
-		"  --anchors FILE              refuse to start unless the issuer chains to these roots\n"
-		"  --lifetime SECONDS          of issued certificates (default 86400)\n"
-		"  --server-names LIST         DNS names of our own certificate (comma-separated)\n"
-		"  --api-server URL            (default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)\n"
-		"  --api-ca FILE --api-token-file FILE   (default: the pod's service-account mount)\n"
-		"  --audience AUD              the audience agents' tokens carry (default shoal-identity)\n"
-		"  --max-connections N --per-source-connections N\n"
-		"  --per-source-rate PER_S --per-source-burst N\n"
-		"  --port-file FILE            write the bound port here once listening (tests)\n"
-		"  --verbose\n");
+	fprintf(
+	    stderr,
+	    "usage: shoal-identity --issuer-cert FILE --issuer-key FILE [options]\n"
+	    "  --listen ADDR:PORT          (default [::]:15012)\n"
+	    "  --trust-domain TD           (default cluster.local)\n"
+	    "  --node-agent NS/SA          the node agent's service account (default "
+	    "shoal-system/shoald)\n"
+	    "  --anchors FILE              refuse to start unless the issuer chains to these "
+	    "roots\n"
+	    "  --lifetime SECONDS          of issued certificates (default 86400)\n"
+	    "  --server-names LIST         DNS names of our own certificate (comma-separated)\n"
+	    "  --api-server URL            (default "
+	    "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)\n"
+	    "  --api-ca FILE --api-token-file FILE   (default: the pod's service-account mount)\n"
+	    "  --audience AUD              the audience agents' tokens carry (default "
+	    "shoal-identity)\n"
+	    "  --max-connections N --per-source-connections N\n"
+	    "  --per-source-rate PER_S --per-source-burst N\n"
+	    "  --port-file FILE            write the bound port here once listening (tests)\n"
+	    "  --verbose\n");
 }
 
 static long num_arg(const char *name, const char *v, long min, long max)
@@ -671,26 +677,26 @@ int main(int argc, char **argv)
 {
 	static char api_url[512];
 	static const struct option longopts[] = {
-		{"listen", required_argument, 0, 'l'},
-		{"issuer-cert", required_argument, 0, 'c'},
-		{"issuer-key", required_argument, 0, 'k'},
-		{"anchors", required_argument, 0, 'a'},
-		{"trust-domain", required_argument, 0, 't'},
-		{"node-agent", required_argument, 0, 'n'},
-		{"lifetime", required_argument, 0, 'L'},
-		{"server-names", required_argument, 0, 's'},
-		{"api-server", required_argument, 0, 'A'},
-		{"api-ca", required_argument, 0, 'C'},
-		{"api-token-file", required_argument, 0, 'T'},
-		{"audience", required_argument, 0, 'u'},
-		{"max-connections", required_argument, 0, 'm'},
-		{"per-source-connections", required_argument, 0, 'p'},
-		{"per-source-rate", required_argument, 0, 'r'},
-		{"per-source-burst", required_argument, 0, 'b'},
-		{"port-file", required_argument, 0, 'P'},
-		{"verbose", no_argument, 0, 'v'},
-		{"help", no_argument, 0, 'h'},
-		{0},
+	    {"listen", required_argument, 0, 'l'},
+	    {"issuer-cert", required_argument, 0, 'c'},
+	    {"issuer-key", required_argument, 0, 'k'},
+	    {"anchors", required_argument, 0, 'a'},
+	    {"trust-domain", required_argument, 0, 't'},
+	    {"node-agent", required_argument, 0, 'n'},
+	    {"lifetime", required_argument, 0, 'L'},
+	    {"server-names", required_argument, 0, 's'},
+	    {"api-server", required_argument, 0, 'A'},
+	    {"api-ca", required_argument, 0, 'C'},
+	    {"api-token-file", required_argument, 0, 'T'},
+	    {"audience", required_argument, 0, 'u'},
+	    {"max-connections", required_argument, 0, 'm'},
+	    {"per-source-connections", required_argument, 0, 'p'},
+	    {"per-source-rate", required_argument, 0, 'r'},
+	    {"per-source-burst", required_argument, 0, 'b'},
+	    {"port-file", required_argument, 0, 'P'},
+	    {"verbose", no_argument, 0, 'v'},
+	    {"help", no_argument, 0, 'h'},
+	    {0},
 	};
 	const char *agent = "shoal-system/shoald", *slash;
 	char why[ID_WHY_MAX];
@@ -699,7 +705,8 @@ int main(int argc, char **argv)
 	o.listen = "[::]:15012";
 	o.trust_domain = "cluster.local";
 	o.lifetime_s = ISSUE_LIFETIME_DEFAULT_S;
-	o.server_names = "shoal-identity.shoal-system.svc,shoal-identity.shoal-system.svc.cluster.local";
+	o.server_names =
+	    "shoal-identity.shoal-system.svc,shoal-identity.shoal-system.svc.cluster.local";
 	o.max_conns = 256;
 	o.per_source_conns = 8;
 	o.per_source_rate = 20;
@@ -710,30 +717,66 @@ int main(int argc, char **argv)
 	o.api.timeout_ms = 5000;
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'l': o.listen = optarg; break;
-		case 'c': o.issuer_cert = optarg; break;
-		case 'k': o.issuer_key = optarg; break;
-		case 'a': o.anchors = optarg; break;
-		case 't': o.trust_domain = optarg; break;
-		case 'n': agent = optarg; break;
+		case 'l':
+			o.listen = optarg;
+			break;
+		case 'c':
+			o.issuer_cert = optarg;
+			break;
+		case 'k':
+			o.issuer_key = optarg;
+			break;
+		case 'a':
+			o.anchors = optarg;
+			break;
+		case 't':
+			o.trust_domain = optarg;
+			break;
+		case 'n':
+			agent = optarg;
+			break;
 		case 'L':
 			o.lifetime_s = num_arg("--lifetime", optarg, ISSUE_LIFETIME_MIN_S,
 					       ISSUE_LIFETIME_MAX_S);
 			break;
-		case 's': o.server_names = optarg; break;
-		case 'A': o.api.url = optarg; break;
-		case 'C': o.api.ca_file = optarg; break;
-		case 'T': o.api.token_file = optarg; break;
-		case 'u': o.api.audience = optarg[0] ? optarg : NULL; break;
-		case 'm': o.max_conns = (int)num_arg("--max-connections", optarg, 1, 65536); break;
-		case 'p':
-			o.per_source_conns = (int)num_arg("--per-source-connections", optarg, 1, 65536);
+		case 's':
+			o.server_names = optarg;
 			break;
-		case 'r': o.per_source_rate = (double)num_arg("--per-source-rate", optarg, 1, 100000); break;
-		case 'b': o.per_source_burst = (double)num_arg("--per-source-burst", optarg, 1, 100000); break;
-		case 'P': o.port_file = optarg; break;
-		case 'v': log_verbose = 1; break;
-		default: usage(); return ch == 'h' ? 0 : 2;
+		case 'A':
+			o.api.url = optarg;
+			break;
+		case 'C':
+			o.api.ca_file = optarg;
+			break;
+		case 'T':
+			o.api.token_file = optarg;
+			break;
+		case 'u':
+			o.api.audience = optarg[0] ? optarg : NULL;
+			break;
+		case 'm':
+			o.max_conns = (int)num_arg("--max-connections", optarg, 1, 65536);
+			break;
+		case 'p':
+			o.per_source_conns =
+			    (int)num_arg("--per-source-connections", optarg, 1, 65536);
+			break;
+		case 'r':
+			o.per_source_rate = (double)num_arg("--per-source-rate", optarg, 1, 100000);
+			break;
+		case 'b':
+			o.per_source_burst =
+			    (double)num_arg("--per-source-burst", optarg, 1, 100000);
+			break;
+		case 'P':
+			o.port_file = optarg;
+			break;
+		case 'v':
+			log_verbose = 1;
+			break;
+		default:
+			usage();
+			return ch == 'h' ? 0 : 2;
 		}
 	}
 	if (!o.issuer_cert || !o.issuer_key || optind != argc) {
@@ -741,21 +784,25 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	slash = strchr(agent, '/');
-	if (!slash || (size_t)(slash - agent) > SPIFFE_NS_MAX || strlen(slash + 1) > SPIFFE_SA_MAX ||
-	    slash == agent || !slash[1]) {
-		fprintf(stderr, "shoal-identity: --node-agent %s: want NAMESPACE/SERVICEACCOUNT\n", agent);
+	if (!slash || (size_t)(slash - agent) > SPIFFE_NS_MAX ||
+	    strlen(slash + 1) > SPIFFE_SA_MAX || slash == agent || !slash[1]) {
+		fprintf(stderr, "shoal-identity: --node-agent %s: want NAMESPACE/SERVICEACCOUNT\n",
+			agent);
 		return 2;
 	}
 	memcpy(o.agent_ns, agent, (size_t)(slash - agent));
 	snprintf(o.agent_sa, sizeof(o.agent_sa), "%s", slash + 1);
 	if (!o.api.url) {
-		const char *h = getenv("KUBERNETES_SERVICE_HOST"), *p = getenv("KUBERNETES_SERVICE_PORT");
+		const char *h = getenv("KUBERNETES_SERVICE_HOST"),
+			   *p = getenv("KUBERNETES_SERVICE_PORT");
 
 		if (!h || !p) {
-			fprintf(stderr, "shoal-identity: no --api-server and no KUBERNETES_SERVICE_HOST/PORT\n");
+			fprintf(stderr, "shoal-identity: no --api-server and no "
+					"KUBERNETES_SERVICE_HOST/PORT\n");
 			return 2;
 		}
-		snprintf(api_url, sizeof(api_url), strchr(h, ':') ? "https://[%s]:%s" : "https://%s:%s", h, p);
+		snprintf(api_url, sizeof(api_url),
+			 strchr(h, ':') ? "https://[%s]:%s" : "https://%s:%s", h, p);
 		o.api.url = api_url;
 	}
 
@@ -781,18 +828,21 @@ int main(int argc, char **argv)
 	}
 	lfd = listen_on(o.listen, &port);
 	if (lfd < 0) {
-		fprintf(stderr, "shoal-identity: cannot listen on %s: %s\n", o.listen, strerror(-lfd));
+		fprintf(stderr, "shoal-identity: cannot listen on %s: %s\n", o.listen,
+			strerror(-lfd));
 		return 1;
 	}
-	logf_("listening on %s (port %d), trust domain %s, node agent %s/%s, lifetime %ld s, API %s",
-	      o.listen, port, issuer.trust_domain, o.agent_ns, o.agent_sa, o.lifetime_s, o.api.url);
+	logf_(
+	    "listening on %s (port %d), trust domain %s, node agent %s/%s, lifetime %ld s, API %s",
+	    o.listen, port, issuer.trust_domain, o.agent_ns, o.agent_sa, o.lifetime_s, o.api.url);
 	if (o.port_file) {
 		char tmp[4096];
 		FILE *f;
 
 		snprintf(tmp, sizeof(tmp), "%s.tmp", o.port_file);
 		f = fopen(tmp, "we");
-		if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, o.port_file)) {
+		if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 ||
+		    rename(tmp, o.port_file)) {
 			fprintf(stderr, "shoal-identity: cannot write %s\n", o.port_file);
 			return 1;
 		}

@@ -15,8 +15,7 @@
 
 static bool td_char(char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
-	       c == '_';
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
 }
 
 static bool dns_alnum(char c)
@@ -130,7 +129,8 @@ int spiffe_id_parse_why(const char *uri, struct spiffe_id *out, const char **why
 			    -EINVAL);
 	w = td_why(td, (size_t)(slash - td));
 	if (w)
-		return fail(out, why, w, (size_t)(slash - td) > SPIFFE_TD_MAX ? -ENAMETOOLONG : -EINVAL);
+		return fail(out, why, w,
+			    (size_t)(slash - td) > SPIFFE_TD_MAX ? -ENAMETOOLONG : -EINVAL);
 
 	p = slash;
 	if (strncmp(p, "/ns/", 4) != 0)
@@ -171,8 +171,7 @@ int spiffe_id_parse(const char *uri, struct spiffe_id *out)
 	return spiffe_id_parse_why(uri, out, NULL);
 }
 
-int spiffe_id_make(struct spiffe_id *id, const char *trust_domain, const char *ns,
-		   const char *sa)
+int spiffe_id_make(struct spiffe_id *id, const char *trust_domain, const char *ns, const char *sa)
 {
 	char buf[SPIFFE_ID_STR_MAX];
 	int n;

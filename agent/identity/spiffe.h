@@ -24,7 +24,7 @@
 /* The SPIFFE ID spec: an ID (the whole URI) is at most 2048 bytes. */
 #define SPIFFE_URI_MAX 2048
 /* The longest ID of our shape, with its NUL: scheme, td, /ns/, ns, /sa/, sa. */
-#define SPIFFE_ID_STR_MAX                                                                         \
+#define SPIFFE_ID_STR_MAX                                                                          \
 	(sizeof(SPIFFE_SCHEME) - 1 + SPIFFE_TD_MAX + 4 + SPIFFE_NS_MAX + 4 + SPIFFE_SA_MAX + 1)
 
 struct spiffe_id {
@@ -50,8 +50,7 @@ int spiffe_id_parse_why(const char *uri, struct spiffe_id *out, const char **why
  */
 int spiffe_id_format(const struct spiffe_id *id, char *buf, size_t n);
 /* Fill id from its parts, checked as spiffe_id_parse checks them: 0 or -EINVAL/-ENAMETOOLONG. */
-int spiffe_id_make(struct spiffe_id *id, const char *trust_domain, const char *ns,
-		   const char *sa);
+int spiffe_id_make(struct spiffe_id *id, const char *trust_domain, const char *ns, const char *sa);
 /* A trust domain name as the SPIFFE spec allows it: [a-z0-9._-], 1..255. */
 bool spiffe_trust_domain_valid(const char *td);
 bool spiffe_id_equal(const struct spiffe_id *a, const struct spiffe_id *b);

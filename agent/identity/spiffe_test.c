@@ -10,10 +10,9 @@
 Test(identity_spiffe, parses_and_formats_back)
 {
 	static const char *const good[] = {
-		"spiffe://cluster.local/ns/default/sa/web",
-		"spiffe://example.org/ns/shoal-system/sa/shoald",
-		"spiffe://td_1-x.example/ns/a/sa/b",
-		"spiffe://cluster.local/ns/prod-7/sa/my.dotted.sa", /* a DNS subdomain */
+	    "spiffe://cluster.local/ns/default/sa/web",
+	    "spiffe://example.org/ns/shoal-system/sa/shoald", "spiffe://td_1-x.example/ns/a/sa/b",
+	    "spiffe://cluster.local/ns/prod-7/sa/my.dotted.sa", /* a DNS subdomain */
 	};
 	struct spiffe_id id;
 	char buf[SPIFFE_ID_STR_MAX];

@@ -43,11 +43,11 @@ X509 *tc_cert(EVP_PKEY *key, const struct tc_opts *o)
 	cr_assert(X509_gmtime_adj(X509_getm_notAfter(x), o->not_after ? o->not_after : 86400));
 	cr_assert(X509_set_pubkey(x, key));
 	name = X509_get_subject_name(x);
-	cr_assert(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-					     (const unsigned char *)(o->cn ? o->cn : "test"), -1,
-					     -1, 0));
+	cr_assert(X509_NAME_add_entry_by_txt(
+	    name, "CN", MBSTRING_ASC, (const unsigned char *)(o->cn ? o->cn : "test"), -1, -1, 0));
 	cr_assert(X509_set_issuer_name(x, o->issuer ? X509_get_subject_name(o->issuer) : name));
-	add_ext(x, o->issuer, NID_basic_constraints, o->ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
+	add_ext(x, o->issuer, NID_basic_constraints,
+		o->ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
 	if (!o->no_key_usage)
 		add_ext(x, o->issuer, NID_key_usage,
 			o->ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature");

@@ -13,15 +13,15 @@
 #include <stdbool.h>
 
 struct tc_opts {
-	const char *cn;        /* subject CN */
-	X509 *issuer;          /* NULL: self-signed with key */
-	EVP_PKEY *issuer_key;  /* with issuer */
-	bool ca;               /* basicConstraints CA:TRUE and keyCertSign */
-	long not_before;       /* seconds from now (negative: in the past) */
-	long not_after;        /* seconds from now; 0: one day */
-	const char *uris[4];   /* URI SANs, NULL-terminated */
-	const char *dns;       /* a DNS SAN too, or NULL */
-	bool no_key_usage;     /* leave keyUsage out */
+	const char *cn;	      /* subject CN */
+	X509 *issuer;	      /* NULL: self-signed with key */
+	EVP_PKEY *issuer_key; /* with issuer */
+	bool ca;	      /* basicConstraints CA:TRUE and keyCertSign */
+	long not_before;      /* seconds from now (negative: in the past) */
+	long not_after;	      /* seconds from now; 0: one day */
+	const char *uris[4];  /* URI SANs, NULL-terminated */
+	const char *dns;      /* a DNS SAN too, or NULL */
+	bool no_key_usage;    /* leave keyUsage out */
 };
 
 /* A new P-256 key. */

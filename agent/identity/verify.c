@@ -20,7 +20,7 @@
 #define ID_CHAIN_MAX 16
 
 static int say(char *why, size_t why_len, int err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static int say(char *why, size_t why_len, int err, const char *fmt, ...)
 {
@@ -34,8 +34,8 @@ static int say(char *why, size_t why_len, int err, const char *fmt, ...)
 	return err;
 }
 
-int id_san_spiffe_id(const GENERAL_NAMES *names, const char *trust_domain,
-		     struct spiffe_id *out, char *why, size_t why_len)
+int id_san_spiffe_id(const GENERAL_NAMES *names, const char *trust_domain, struct spiffe_id *out,
+		     char *why, size_t why_len)
 {
 	const ASN1_IA5STRING *uri = NULL;
 	char buf[SPIFFE_URI_MAX + 1];
@@ -87,12 +87,13 @@ static int leaf_check(X509 *leaf, char *why, size_t why_len)
 		if (!(ku & KU_DIGITAL_SIGNATURE))
 			return say(why, why_len, -EINVAL, "leaf keyUsage lacks digitalSignature");
 		if (ku & (KU_KEY_CERT_SIGN | KU_CRL_SIGN))
-			return say(why, why_len, -EINVAL, "leaf keyUsage allows keyCertSign/cRLSign");
+			return say(why, why_len, -EINVAL,
+				   "leaf keyUsage allows keyCertSign/cRLSign");
 	}
 	return 0;
 }
 
-int id_verify_peer(X509_STORE *anchors, X509 *leaf, STACK_OF(X509) *chain,
+int id_verify_peer(X509_STORE *anchors, X509 *leaf, STACK_OF(X509) * chain,
 		   const char *trust_domain, struct spiffe_id *out, char *why, size_t why_len)
 {
 	X509_STORE_CTX *ctx;
@@ -103,7 +104,8 @@ int id_verify_peer(X509_STORE *anchors, X509 *leaf, STACK_OF(X509) *chain,
 	if (why && why_len)
 		why[0] = '\0';
 	if (!anchors || !leaf)
-		return say(why, why_len, -EINVAL, "no %s", anchors ? "certificate" : "trust anchors");
+		return say(why, why_len, -EINVAL, "no %s",
+			   anchors ? "certificate" : "trust anchors");
 	ctx = X509_STORE_CTX_new();
 	if (!ctx)
 		return say(why, why_len, -ENOMEM, "cannot allocate a verify context");
@@ -142,10 +144,10 @@ int id_verify_peer(X509_STORE *anchors, X509 *leaf, STACK_OF(X509) *chain,
 }
 
 /* Read every certificate of the bundle, at most max, into *out. */
-static int read_pem(const char *pem, size_t len, int max, STACK_OF(X509) **out, char *why,
+static int read_pem(const char *pem, size_t len, int max, STACK_OF(X509) * *out, char *why,
 		    size_t why_len)
 {
-	STACK_OF(X509) *sk;
+	STACK_OF(X509) * sk;
 	BIO *bio;
 	X509 *x;
 	unsigned long e;
@@ -167,8 +169,8 @@ static int read_pem(const char *pem, size_t len, int max, STACK_OF(X509) **out, 
 			X509_free(x);
 			sk_X509_pop_free(sk, X509_free);
 			BIO_free(bio);
-			return say(why, why_len, -E2BIG, "more than %d certificates in a PEM bundle",
-				   max);
+			return say(why, why_len, -E2BIG,
+				   "more than %d certificates in a PEM bundle", max);
 		}
 		if (!sk_X509_push(sk, x)) {
 			X509_free(x);
@@ -192,16 +194,14 @@ static int read_pem(const char *pem, size_t len, int max, STACK_OF(X509) **out, 
 	return 0;
 }
 
-int id_certs_from_pem(const char *pem, size_t len, STACK_OF(X509) **out, char *why,
-		      size_t why_len)
+int id_certs_from_pem(const char *pem, size_t len, STACK_OF(X509) * *out, char *why, size_t why_len)
 {
 	return read_pem(pem, len, ID_CHAIN_MAX, out, why, why_len);
 }
 
-int id_anchors_from_pem(const char *pem, size_t len, X509_STORE **out, char *why,
-			size_t why_len)
+int id_anchors_from_pem(const char *pem, size_t len, X509_STORE **out, char *why, size_t why_len)
 {
-	STACK_OF(X509) *sk;
+	STACK_OF(X509) * sk;
 	X509_STORE *store;
 	int err;
 

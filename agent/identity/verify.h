@@ -39,7 +39,7 @@
  *   -EINVAL        not an SVID: no, two, or a malformed URI SAN; a CA; wrong key usage
  *   -ENOMEM
  */
-int id_verify_peer(X509_STORE *anchors, X509 *leaf, STACK_OF(X509) *chain,
+int id_verify_peer(X509_STORE *anchors, X509 *leaf, STACK_OF(X509) * chain,
 		   const char *trust_domain, struct spiffe_id *out, char *why, size_t why_len);
 
 /*
@@ -47,16 +47,15 @@ int id_verify_peer(X509_STORE *anchors, X509 *leaf, STACK_OF(X509) *chain,
  * as a SPIFFE ID of trust_domain (NULL: any). 0, or -EINVAL (none, more
  * than one, malformed), -EPERM (another trust domain), with why.
  */
-int id_san_spiffe_id(const GENERAL_NAMES *names, const char *trust_domain,
-		     struct spiffe_id *out, char *why, size_t why_len);
+int id_san_spiffe_id(const GENERAL_NAMES *names, const char *trust_domain, struct spiffe_id *out,
+		     char *why, size_t why_len);
 
 /*
  * A new X509_STORE holding every certificate of the PEM bundle pem[0..len)
  * as a trust anchor (1..ID_ANCHORS_MAX, each a CA). 0 and *out (free with
  * X509_STORE_free), or -EINVAL/-E2BIG/-ENOMEM with why.
  */
-int id_anchors_from_pem(const char *pem, size_t len, X509_STORE **out, char *why,
-			size_t why_len);
+int id_anchors_from_pem(const char *pem, size_t len, X509_STORE **out, char *why, size_t why_len);
 
 /*
  * Every certificate of the PEM bundle pem[0..len) (at most ID_ANCHORS_MAX
@@ -64,7 +63,7 @@ int id_anchors_from_pem(const char *pem, size_t len, X509_STORE **out, char *why
  * sk_X509_pop_free(.., X509_free)), or -EINVAL/-E2BIG/-ENOMEM with why.
  * An empty bundle is an empty stack.
  */
-int id_certs_from_pem(const char *pem, size_t len, STACK_OF(X509) **out, char *why,
+int id_certs_from_pem(const char *pem, size_t len, STACK_OF(X509) * *out, char *why,
 		      size_t why_len);
 
 #endif

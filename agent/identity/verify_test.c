@@ -19,7 +19,7 @@
 static EVP_PKEY *root_key, *int_key, *root2_key, *leaf_key;
 static X509 *root, *inter, *root2;
 static X509_STORE *anchors;
-static STACK_OF(X509) *chain;
+static STACK_OF(X509) * chain;
 
 static void setup(void)
 {
@@ -27,13 +27,20 @@ static void setup(void)
 	int_key = tc_key();
 	root2_key = tc_key();
 	leaf_key = tc_key();
-	root = tc_cert(root_key, &(struct tc_opts){.cn = "root 1", .ca = true, .not_before = -3600,
-						   .not_after = 10 * 86400});
-	inter = tc_cert(int_key, &(struct tc_opts){.cn = "issuer", .ca = true, .issuer = root,
-						   .issuer_key = root_key, .not_before = -3600,
+	root =
+	    tc_cert(root_key,
+		    &(struct tc_opts){
+			.cn = "root 1", .ca = true, .not_before = -3600, .not_after = 10 * 86400});
+	inter = tc_cert(int_key, &(struct tc_opts){.cn = "issuer",
+						   .ca = true,
+						   .issuer = root,
+						   .issuer_key = root_key,
+						   .not_before = -3600,
 						   .not_after = 5 * 86400});
-	root2 = tc_cert(root2_key, &(struct tc_opts){.cn = "root 2", .ca = true,
-						     .not_before = -3600, .not_after = 10 * 86400});
+	root2 =
+	    tc_cert(root2_key,
+		    &(struct tc_opts){
+			.cn = "root 2", .ca = true, .not_before = -3600, .not_after = 10 * 86400});
 	anchors = X509_STORE_new();
 	cr_assert(X509_STORE_add_cert(anchors, root));
 	chain = sk_X509_new_null();
@@ -68,7 +75,7 @@ static X509 *leaf(struct tc_opts o)
 }
 
 /* Verify x; assert the result is want, and the reason names want_why. */
-static void check(X509 *x, STACK_OF(X509) *c, int want, const char *want_why)
+static void check(X509 *x, STACK_OF(X509) * c, int want, const char *want_why)
 {
 	struct spiffe_id id;
 	char why[ID_WHY_MAX] = "";
@@ -117,9 +124,12 @@ Test(identity_verify, not_yet_valid)
 
 Test(identity_verify, expired_intermediate)
 {
-	X509 *old = tc_cert(int_key, &(struct tc_opts){.cn = "issuer", .ca = true, .issuer = root,
+	X509 *old = tc_cert(int_key, &(struct tc_opts){.cn = "issuer",
+						       .ca = true,
+						       .issuer = root,
 						       .issuer_key = root_key,
-						       .not_before = -5 * 86400, .not_after = -1});
+						       .not_before = -5 * 86400,
+						       .not_after = -1});
 	STACK_OF(X509) *c = sk_X509_new_null();
 
 	sk_X509_push(c, old);
@@ -148,8 +158,9 @@ Test(identity_verify, forged_issuer_same_name)
 {
 	/* an intermediate with the real one's name but another key */
 	EVP_PKEY *k = tc_key();
-	X509 *fake = tc_cert(k, &(struct tc_opts){.cn = "issuer", .ca = true, .issuer = root,
-						  .issuer_key = k, .not_before = -60});
+	X509 *fake = tc_cert(
+	    k, &(struct tc_opts){
+		   .cn = "issuer", .ca = true, .issuer = root, .issuer_key = k, .not_before = -60});
 	STACK_OF(X509) *c = sk_X509_new_null();
 
 	sk_X509_push(c, fake);
@@ -192,12 +203,9 @@ Test(identity_verify, no_uri_san)
 Test(identity_verify, malformed_ids)
 {
 	static const char *const bad[] = {
-		"spiffe://" TD "/ns//sa/web",
-		"spiffe://" TD "/ns/default/sa/w%65b",
-		"spiffe://" TD "/ns/../sa/web",
-		"SPIFFE://" TD "/ns/default/sa/web",
-		"spiffe://" TD "/default/web",
-		"https://" TD "/ns/default/sa/web",
+	    "spiffe://" TD "/ns//sa/web",   "spiffe://" TD "/ns/default/sa/w%65b",
+	    "spiffe://" TD "/ns/../sa/web", "SPIFFE://" TD "/ns/default/sa/web",
+	    "spiffe://" TD "/default/web",  "https://" TD "/ns/default/sa/web",
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -213,8 +221,11 @@ Test(identity_verify, root_rotation)
 {
 	/* a leaf issued under the new root, through its own intermediate */
 	EVP_PKEY *k2 = tc_key();
-	X509 *int2 = tc_cert(k2, &(struct tc_opts){.cn = "issuer 2", .ca = true, .issuer = root2,
-						   .issuer_key = root2_key, .not_before = -60});
+	X509 *int2 = tc_cert(k2, &(struct tc_opts){.cn = "issuer 2",
+						   .ca = true,
+						   .issuer = root2,
+						   .issuer_key = root2_key,
+						   .not_before = -60});
 	STACK_OF(X509) *c2 = sk_X509_new_null();
 	char *pem1 = tc_pem(root), *pem2 = tc_pem(root2), both[8192];
 	X509_STORE *two;
@@ -256,7 +267,8 @@ Test(identity_verify, anchors_from_pem)
 	cr_assert(strstr(why, "no certificate"), "%s", why);
 	cr_assert_eq(id_anchors_from_pem(lpem, strlen(lpem), &s, why, sizeof(why)), -EINVAL);
 	cr_assert(strstr(why, "not a CA"), "%s", why);
-	snprintf(buf, sizeof(buf), "%s-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n", pem);
+	snprintf(buf, sizeof(buf),
+		 "%s-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n", pem);
 	cr_assert_eq(id_anchors_from_pem(buf, strlen(buf), &s, why, sizeof(why)), -EINVAL);
 	cr_assert(strstr(why, "malformed certificate #2"), "%s", why);
 	snprintf(buf, sizeof(buf), "%s%s%s%s%s", pem, pem, pem, pem, pem);
