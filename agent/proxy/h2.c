@@ -536,7 +536,7 @@ static void h2_down_flush(struct worker *w, struct conn *c)
 
 	if (!d)
 		return;
-	err = h2_send(&c->client, d->s, &d->out, &d->out_len);
+	err = h2_send(w, &c->client, d->s, &c->to_client, &d->out, &d->out_len);
 	if (err) {
 		if (log_debug_on())
 			pr_debug("proxy worker %d: h2 client write failed: %s", w->id,
@@ -544,12 +544,12 @@ static void h2_down_flush(struct worker *w, struct conn *c)
 		h2_down_close(w, c, true);
 		return;
 	}
-	if (d->dead || (!d->out_len && !nghttp2_session_want_read(d->s) &&
+	if (d->dead || (!h2_unsent(&c->to_client, d->out_len) && !nghttp2_session_want_read(d->s) &&
 			!nghttp2_session_want_write(d->s))) {
 		h2_down_close(w, c, false);
 		return;
 	}
-	if (c->client.eof && !d->n_streams && !d->out_len) {
+	if (c->client.eof && !d->n_streams && !h2_unsent(&c->to_client, d->out_len)) {
 		h2_down_close(w, c, false);
 		return;
 	}
@@ -607,7 +607,7 @@ static void h2_down_io(struct worker *w, struct conn *c, uint32_t events)
 			nghttp2_session_terminate_session(d->s, rv == NGHTTP2_ERR_FLOODED
 								    ? NGHTTP2_ENHANCE_YOUR_CALM
 								    : NGHTTP2_PROTOCOL_ERROR);
-			h2_send(&c->client, d->s, &d->out, &d->out_len);
+			h2_send(w, &c->client, d->s, &c->to_client, &d->out, &d->out_len);
 			h2_down_close(w, c, false);
 			return;
 		}

@@ -174,7 +174,6 @@ struct h2_up {
 #define H2_MAX_INTERIM 8
 #define H2_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-
 /* ---- h2_session.c ---- */
 
 /* Append n bytes to b (grown as needed; a stream's window bounds it). */
@@ -211,11 +210,18 @@ int h2_settings(nghttp2_session *s, const struct config *cfg, bool server);
  */
 bool h2_reset_take(struct h2_down *d, const struct config *cfg, uint64_t now_ns);
 /*
- * Write what s has framed to side sd while it takes bytes, framing more
- * only once *out is written (a slow peer holds one chunk at most).
- * Returns 0 or -errno.
+ * Write what s has framed to side sd while it takes bytes, gathered in
+ * b (a worker buffer, held only while bytes wait; one send for many
+ * frames), framing more only once b has room (a slow peer holds one
+ * buffer and one chunk of nghttp2's at most). Returns 0 or -errno.
  */
-int h2_send(struct conn_side *sd, nghttp2_session *s, const uint8_t **out, size_t *len);
+int h2_send(struct worker *w, struct conn_side *sd, nghttp2_session *s, struct conn_buf *b,
+	    const uint8_t **out, size_t *len);
+/* Bytes h2_send holds for the peer still: in b, or in nghttp2's chunk. */
+static inline bool h2_unsent(const struct conn_buf *b, size_t len)
+{
+	return len || b->head != b->tail;
+}
 /* The series key of st's request; false when unkeyed (counted). */
 bool h2_key(struct worker *w, const struct h2_stream *st, struct metrics_http_key *k,
 	    const struct shoal_addr **ep);

@@ -282,33 +282,68 @@ bool h2_reset_take(struct h2_down *d, const struct config *cfg, uint64_t now_ns)
 }
 
 /*
- * Write what session s has framed to side sd while it takes bytes. The
- * framed bytes stay in nghttp2's buffer (*out) until written: no more is
- * framed meanwhile, so a slow peer holds one chunk at most. Returns 0 or
- * -errno (a socket error, or nghttp2's).
+ * Write what session s has framed to side sd while it takes bytes,
+ * gathered in b: nghttp2_session_mem_send hands out one frame at a time,
+ * and a send per frame was a syscall (and, on the sockmap, a wake-up of
+ * the peer) for each HEADERS, DATA and WINDOW_UPDATE; gathered, one send
+ * carries up to a buffer of them. A frame that does not fit waits in
+ * nghttp2's buffer (*out, *len) and nothing more is framed meanwhile, so
+ * a slow peer holds one buffer and one chunk at most. b holds a worker
+ * buffer only while bytes wait; without one to spare a frame goes on its
+ * own. Returns 0 or -errno (a socket error, or nghttp2's -EIO).
  */
-int h2_send(struct conn_side *sd, nghttp2_session *s, const uint8_t **out, size_t *len)
+int h2_send(struct worker *w, struct conn_side *sd, nghttp2_session *s, struct conn_buf *b,
+	    const uint8_t **out, size_t *len)
 {
+	const uint32_t cap = (uint32_t)w->bufs.size;
+
 	for (;;) {
-		ssize_t n;
+		int err;
 
-		if (*len) {
-			uint32_t pos = 0;
-			int err = conn_side_send(sd, (const char *)*out, &pos, (uint32_t)*len);
+		/* Gather: the frames nghttp2 has, while they fit in b. */
+		for (;;) {
+			uint32_t k;
 
-			*out += pos;
-			*len -= pos;
-			if (err)
-				return err;
+			if (!*len) {
+				ssize_t n = nghttp2_session_mem_send(s, out);
+
+				if (n < 0)
+					return -EIO;
+				if (n == 0)
+					break;
+				*len = (size_t)n;
+			}
+			if (!conn_buf_hold(w, b)) {
+				/* No buffer to spare (b is empty then): the frame goes alone. */
+				uint32_t pos = 0;
+
+				err = conn_side_send(sd, (const char *)*out, &pos, (uint32_t)*len);
+				*out += pos;
+				*len -= pos;
+				if (err || *len)
+					return err; /* EAGAIN: EPOLLOUT resumes */
+				continue;
+			}
+			k = cap - b->tail;
+			if (k > *len)
+				k = (uint32_t)*len;
+			memcpy(b->data + b->tail, *out, k);
+			b->tail += k;
+			*out += k;
+			*len -= k;
 			if (*len)
-				return 0; /* EAGAIN: EPOLLOUT resumes */
+				break; /* b is full */
 		}
-		n = nghttp2_session_mem_send(s, out);
-		if (n < 0)
-			return -EIO;
-		if (n == 0)
+		if (!b->data || b->head == b->tail) {
+			conn_buf_release_empty(w, b);
 			return 0;
-		*len = (size_t)n;
+		}
+		err = conn_side_send(sd, b->data, &b->head, b->tail);
+		if (err)
+			return err;
+		if (b->head < b->tail)
+			return 0; /* EAGAIN: EPOLLOUT resumes */
+		b->head = b->tail = 0;
 	}
 }
 

@@ -386,13 +386,13 @@ static void h2_up_flush(struct worker *w, struct conn *c)
 
 	if (!up || !up->connected)
 		return;
-	err = h2_send(&c->upstream, up->s, &up->out, &up->out_len);
+	err = h2_send(w, &c->upstream, up->s, &c->to_upstream, &up->out, &up->out_len);
 	if (err) {
 		h2_up_close(w, c, true);
 		return;
 	}
 	if (up->dead || c->upstream.eof || (up->draining && !up->n_streams) ||
-	    (!up->out_len && !nghttp2_session_want_read(up->s) &&
+	    (!h2_unsent(&c->to_upstream, up->out_len) && !nghttp2_session_want_read(up->s) &&
 	     !nghttp2_session_want_write(up->s))) {
 		h2_up_close(w, c, false);
 		return;
