@@ -444,6 +444,8 @@ static int h2_down_on_frame_send(nghttp2_session *s, const nghttp2_frame *frame,
 {
 	struct h2_down *d = ud;
 
+	/* Bytes go to the client (framed once the ones before were written): not idle. */
+	d->c->last_active_ns = timer_now_ns();
 	if (frame->hd.type == NGHTTP2_RST_STREAM) {
 		/*
 		 * MadeYouReset (CVE-2025-8671): frames that make us reset streams
@@ -518,7 +520,8 @@ static void h2_down_arm(struct worker *w, struct h2_down *d)
 		if (!next || st->stall_ns + stall < next)
 			next = st->stall_ns + stall;
 	}
-	if (!d->n_streams && idle && (!next || c->last_active_ns + idle < next))
+	/* Idle with streams open too: a stream whose request never ends holds nothing for ever. */
+	if (idle && (!next || c->last_active_ns + idle < next))
 		next = c->last_active_ns + idle;
 	if (!next) {
 		timer_heap_del(&w->timers, &c->timer);
@@ -745,7 +748,7 @@ static void h2_timeout(struct worker *w, struct conn *c)
 		h2_stream_error(w, st, HTTP_ERR_TIMEOUT);
 	}
 	h2_down_stalls(w, d, now);
-	if (!d->n_streams && idle && now >= c->last_active_ns + idle) {
+	if (idle && now >= c->last_active_ns + idle) {
 		nghttp2_session_terminate_session(d->s, NGHTTP2_NO_ERROR);
 		d->dead = true;
 	}

@@ -24,7 +24,8 @@ Cases:
   made-you-reset N    N requests, each followed by a WINDOW_UPDATE that
                       overflows its stream's window: the server must
                       reset each one itself (MadeYouReset, CVE-2025-8671)
-  valid               one GET /, read to its end: "ok STATUS"
+  silent SECS         a gRPC call's HEADERS without END_STREAM, then
+                      nothing for up to SECS seconds (a slowloris)
 """
 import socket
 import struct
@@ -219,17 +220,11 @@ def main():
             if c.goaway is not None or c.closed:
                 break
         c.drain(5)
-    elif case == "valid":
+    elif case == "silent":
         c = Conn(host, port)
-        c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, get_block(host)))
-        status = None
-        for ftype, flags, sid, payload in c.frames(5):
-            if sid == 1 and ftype == HEADERS and status is None:
-                status = payload[:1].hex()  # an indexed :status, e.g. 88 = 200
-            if sid == 1 and (ftype == RST_STREAM or flags & END_STREAM and ftype in (DATA, HEADERS)):
-                break
-        print("ok %s" % status if status else "no response")
-        return
+        c.t0 = time.monotonic()
+        c.send(frame(HEADERS, END_HEADERS, 1, grpc_block(host, b"/shoal.Echo/Echo")))
+        c.drain(float(args[0]))
     else:
         sys.exit("unknown case " + case)
     c.report()

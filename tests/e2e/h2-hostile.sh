@@ -15,6 +15,8 @@
 #    on the same upstream session is served meanwhile, the streams are
 #    reset after proxy.http2.stall_timeout_ms and the connection, idle,
 #    closes after proxy.idle_timeout_ms;
+#  - a request that never ends (HEADERS without END_STREAM, then
+#    silence): closed after proxy.idle_timeout_ms though a stream is open;
 #  - MadeYouReset (CVE-2025-8671): requests whose WINDOW_UPDATEs make shoal
 #    reset them itself end in a GOAWAY ENHANCE_YOUR_CALM past
 #    proxy.http2.max_sent_resets;
@@ -161,13 +163,27 @@ if [[ $rst == 4 && $rst_codes == 8 ]] && ((rst_ms >= STALL_MS - 100 && rst_ms < 
 else
 	fail "zero window: want 4 RST_STREAM CANCEL after ~$STALL_MS ms and h2_stalled +4: '$out', $st0 -> $st1"
 fi
-if [[ $out == "goaway 0 "* || $out == closed* ]] && ((ms >= IDLE_MS - 100 && ms < IDLE_MS + 1500)); then
-	pass "zero window: then the connection, idle, closed after $ms ms (idle_timeout_ms $IDLE_MS)"
+# Idle from the resets, the last bytes either way.
+if [[ $out == "goaway 0 "* || $out == closed* ]] && ((ms >= rst_ms + IDLE_MS - 100 && ms < rst_ms + IDLE_MS + 1500)); then
+	pass "zero window: then the connection, idle, closed after $ms ms (idle_timeout_ms $IDLE_MS after the resets)"
 else
-	fail "zero window: want the connection closed after ~$IDLE_MS ms: '$out'"
+	fail "zero window: want the connection closed ~$IDLE_MS ms after the resets: '$out'"
 fi
 served 6 && pass "zero window: the upstream session serves on (6 calls)" ||
 	fail "zero window: after the stall, 6 calls failed"
+
+# ---- a request that never ends ----------------------------------------------------
+
+# A HEADERS without END_STREAM, then silence: the stream is open, so no
+# stream deadline applies (request_timeout_ms 0) and no bytes wait; the
+# idle timeout must end it anyway.
+out=$(raw_args silent 8)
+ms=$(sed -n 's/.* ms=\([0-9]*\).*/\1/p' <<<"$out")
+if [[ $out == "goaway 0 "* || $out == closed* ]] && ((ms >= IDLE_MS - 100 && ms < IDLE_MS + 1500)); then
+	pass "silent: a request that never ends was closed after $ms ms (idle_timeout_ms $IDLE_MS): $out"
+else
+	fail "silent: want the connection closed after ~$IDLE_MS ms: '$out'"
+fi
 
 # ---- MadeYouReset ---------------------------------------------------------------------
 

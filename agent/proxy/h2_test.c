@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The h2 kind through the real proxy (proxy_fixture.h) over loopback
+ * sockets: an nghttp2 client on one connection, HTTP/2 endpoints from
+ * h2_test_backend.h mapped onto two endpoint addresses.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <nghttp2/nghttp2.h>
+
+#include "proxy/h2_test_backend.h"
+#include "proxy/proxy_fixture.h"
+
+/* A blocking nghttp2 client of the proxy and what its streams got. */
+struct h2_client {
+	int fd;
+	nghttp2_session *s;
+	int closed;	 /* streams closed */
+	int ok;		 /* :status 200 */
+	int by[2];	 /* x-backend a, b */
+	size_t body;	 /* DATA bytes, all streams */
+	int resets;	 /* streams closed with an error code */
+	bool body_is_ok; /* every 2-byte body was "ok" */
+};
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
+		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
+{
+	struct h2_client *c = ud;
+
+	(void)s, (void)frame, (void)flags;
+	if (namelen == 7 && !memcmp(name, ":status", 7) && valuelen == 3 &&
+	    !memcmp(value, "200", 3))
+		c->ok++;
+	if (namelen == 9 && !memcmp(name, "x-backend", 9) && valuelen == 1 &&
+	    (value[0] == 'a' || value[0] == 'b'))
+		c->by[value[0] - 'a']++;
+	return 0;
+}
+
+static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+		   void *ud)
+{
+	struct h2_client *c = ud;
+
+	(void)s, (void)flags, (void)id;
+	if (len == 2 && memcmp(data, "ok", 2))
+		c->body_is_ok = false;
+	c->body += len;
+	return 0;
+}
+
+static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
+{
+	struct h2_client *c = ud;
+
+	(void)s, (void)id;
+	c->closed++;
+	if (code != NGHTTP2_NO_ERROR)
+		c->resets++;
+	return 0;
+}
+
+static void client_open(struct h2_client *c)
+{
+	nghttp2_session_callbacks *cb;
+
+	memset(c, 0, sizeof(*c));
+	c->body_is_ok = true;
+	c->fd = client_connect();
+	cr_assert_eq(nghttp2_session_callbacks_new(&cb), 0);
+	nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_close);
+	cr_assert_eq(nghttp2_session_client_new(&c->s, cb, c), 0);
+	nghttp2_session_callbacks_del(cb);
+	cr_assert_eq(nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, NULL, 0), 0);
+}
+
+static void client_get(struct h2_client *c, const char *path)
+{
+	nghttp2_nv nv[] = {
+	    {(uint8_t *)":method", (uint8_t *)"GET", 7, 3, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":authority", (uint8_t *)"web", 10, 3, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), NGHTTP2_NV_FLAG_NONE},
+	};
+
+	cr_assert_gt(nghttp2_submit_request(c->s, NULL, nv, 4, NULL, NULL), 0);
+}
+
+/* Send what the session has, read what comes, until want streams closed. */
+static void client_run(struct h2_client *c, int want)
+{
+	uint64_t deadline = test_now_ms() + IO_TIMEOUT_MS;
+	uint8_t buf[16384];
+
+	while (c->closed < want && test_now_ms() < deadline) {
+		const uint8_t *out;
+		ssize_t n;
+		struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+
+		while ((n = nghttp2_session_mem_send(c->s, &out)) > 0)
+			write_full(c->fd, out, (size_t)n);
+		cr_assert_geq(n, 0, "mem_send: %s", nghttp2_strerror((int)n));
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		n = read(c->fd, buf, sizeof(buf));
+		cr_assert_gt(n, 0, "read from the proxy: %zd (%s)", n, n ? strerror(errno) : "EOF");
+		cr_assert_geq(nghttp2_session_mem_recv(c->s, buf, (size_t)n), 0);
+	}
+	cr_assert_eq(c->closed, want, "%d of %d streams closed in %d ms", c->closed, want,
+		     IO_TIMEOUT_MS);
+}
+
+static void client_close(struct h2_client *c)
+{
+	nghttp2_session_del(c->s);
+	close(c->fd);
+}
+
+static struct h2tb ends[2];
+
+/* Two HTTP/2 endpoints, 192.0.2.1 (a) and .2 (b), on an h2c port of svc. */
+static void start_h2(void)
+{
+	uint16_t ports[2];
+
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(h2tb_start(&ends[i], (char)('a' + i)), 0);
+		ports[i] = ends[i].port;
+	}
+	set_mapped_endpoints(ports, 2);
+	svc.ports[0].protocol = CONFIG_PROTO_H2C;
+	cfg.http2 = (struct config_http2){
+	    .max_concurrent_streams = CONFIG_DEFAULT_H2_MAX_STREAMS,
+	    .max_header_list_bytes = CONFIG_DEFAULT_H2_MAX_HEADER_LIST,
+	    .hpack_table_bytes = CONFIG_DEFAULT_H2_HPACK_TABLE,
+	    .stream_window_bytes = CONFIG_DEFAULT_H2_STREAM_WINDOW,
+	    .session_window_bytes = CONFIG_DEFAULT_H2_SESSION_WINDOW,
+	    .max_pending_acks = CONFIG_DEFAULT_H2_MAX_PENDING_ACKS,
+	    .reset_burst = CONFIG_DEFAULT_H2_RESET_BURST,
+	    .reset_rate = CONFIG_DEFAULT_H2_RESET_RATE,
+	    .max_continuations = CONFIG_DEFAULT_H2_MAX_CONTINUATIONS,
+	    .max_sent_resets = CONFIG_DEFAULT_H2_MAX_SENT_RESETS,
+	    .stall_timeout_ms = CONFIG_DEFAULT_H2_STALL_TIMEOUT_MS,
+	};
+	cfg.http_pool_idle_timeout_ms = 30000;
+	cfg.idle_timeout_ms = 30000;
+	start_proxy();
+}
+
+static void stop_h2(void)
+{
+	proxy_stop(px);
+	px = NULL;
+	for (int i = 0; i < 2; i++)
+		h2tb_stop(&ends[i]);
+}
+
+Test(proxy, h2_streams_picked_one_by_one)
+{
+	struct h2_client c;
+	struct proxy_stats st;
+	const int n = 40;
+
+	start_h2();
+	client_open(&c);
+	for (int i = 0; i < n; i++)
+		client_get(&c, "/");
+	client_run(&c, n);
+	st = stats_now();
+	cr_expect_eq(c.ok, n, "%d of %d streams got 200", c.ok, n);
+	cr_expect_eq(c.resets, 0);
+	cr_expect_eq(c.body, 2 * (size_t)n);
+	cr_expect(c.body_is_ok);
+	cr_log_info("40 streams on one connection: endpoint a %d, b %d", c.by[0], c.by[1]);
+	/* One pick per stream: both endpoints served some of one connection's streams. */
+	cr_expect_eq(c.by[0] + c.by[1], n, "x-backend a %d, b %d", c.by[0], c.by[1]);
+	cr_expect_gt(c.by[0], 0, "endpoint a got none of %d streams (b %d)", n, c.by[1]);
+	cr_expect_gt(c.by[1], 0, "endpoint b got none of %d streams (a %d)", n, c.by[0]);
+	cr_expect_eq(atomic_load(&ends[0].requests) + atomic_load(&ends[1].requests), n);
+	cr_expect_eq(st.accepted, 1);
+	cr_expect_eq(st.http_requests, (uint64_t)n);
+	/* Pooled: one session per endpoint, one connection each. */
+	cr_expect_eq(st.h2_sessions_opened, 2);
+	cr_expect_eq(atomic_load(&ends[0].conns), 1);
+	cr_expect_eq(atomic_load(&ends[1].conns), 1);
+	/* A second round on the same connection reuses both sessions. */
+	for (int i = 0; i < n; i++)
+		client_get(&c, "/");
+	client_run(&c, 2 * n);
+	cr_expect_eq(c.ok, 2 * n);
+	cr_expect_eq(stats_now().h2_sessions_opened, 2);
+	client_close(&c);
+	stop_h2();
+	end_test();
+}
+
+Test(proxy, h2_body_through_flow_control)
+{
+	struct h2_client c;
+
+	start_h2();
+	client_open(&c);
+	/* 1 MiB each: four times the stream window, so windows must be given back. */
+	client_get(&c, "/big");
+	client_get(&c, "/big");
+	client_run(&c, 2);
+	cr_expect_eq(c.ok, 2);
+	cr_expect_eq(c.resets, 0);
+	cr_expect_eq(c.body, 2 * (size_t)H2TB_BIG_BYTES, "got %zu bytes", c.body);
+	client_close(&c);
+	stop_h2();
+	end_test();
+}

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * An HTTP/2 endpoint on loopback for the tests that drive the h2 kind
+ * (h2_test.c, tests/fuzz/h2_fuzz.c): a listener and one thread per
+ * connection, each an nghttp2 server session that answers every request
+ * once its head came: 200, "x-backend: <id>", the body "ok" (or, for
+ * :path /big, H2TB_BIG_BYTES). Test code only; no Criterion, so that the
+ * fuzzer can use it too.
+ */
+#ifndef SHOAL_PROXY_H2_TEST_BACKEND_H
+#define SHOAL_PROXY_H2_TEST_BACKEND_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Connections one backend serves at once (a thread each). */
+#define H2TB_MAX_CONNS 64
+/* The body of /big: several stream windows, so flow control matters. */
+#define H2TB_BIG_BYTES (1024 * 1024)
+
+struct h2tb {
+	int lfd;
+	uint16_t port;
+	char id; /* the x-backend value */
+	pthread_t thread;
+	bool running;
+	atomic_int requests; /* request heads answered */
+	atomic_int conns;    /* connections accepted */
+	/* Connections being served; a finished one's slot is reaped by the next accept. */
+	struct h2tb_slot {
+		pthread_t thread;
+		int fd;
+		bool used;	  /* the accept thread's */
+		atomic_bool done; /* set by the connection's thread as it ends */
+	} slots[H2TB_MAX_CONNS];
+};
+
+/* Listen on a fresh 127.0.0.1 port and serve; 0 or -errno. */
+int h2tb_start(struct h2tb *b, char id);
+/* Stop accepting, end every connection, join every thread. */
+void h2tb_stop(struct h2tb *b);
+
+#endif
