@@ -6,8 +6,8 @@
 #   3. rebuild with ASan/UBSan and run every test again: the agent under
 #      real traffic, with leaks checked at exit
 #   4. validate manifests/ offline against the Kubernetes schemas
-#   5. fuzz the parsers of hostile input (config, HTTP/1, Kubernetes) for a
-#      short while
+#   5. fuzz the parsers of hostile input (config, HTTP/1, Kubernetes) and
+#      the HTTP/2 frame path for a short while
 # Exit status is non-zero if anything failed. Tests that need a feature
 # this machine lacks are reported as SKIP with the reason.
 set -euo pipefail
@@ -45,5 +45,6 @@ echo "== fuzz the parsers of hostile input"
 bash scripts/fuzz-config.sh "${SHOAL_FUZZ_SECONDS:-30}"
 bash scripts/fuzz-http1.sh "${SHOAL_FUZZ_SECONDS:-30}"
 bash scripts/fuzz-k8s.sh "${SHOAL_FUZZ_SECONDS:-30}"
+bash scripts/fuzz-h2.sh "${SHOAL_FUZZ_SECONDS:-30}"
 
 echo "== all tests passed"
