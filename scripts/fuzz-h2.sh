@@ -57,4 +57,8 @@ cat >"$out/h2.dict" <<'DICT'
 "\x3f\xe1\x1f"
 DICT
 
+# meson's b_sanitize=undefined recovers: make a UBSan report fail the run,
+# as -fno-sanitize-recover does for the other fuzzers.
+UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+export UBSAN_OPTIONS
 fuzz_run h2 16384 "the HTTP/2 frame path" "$out/h2-corpus" "$root/tests/fuzz/corpus/h2" ${2:+"$2"}

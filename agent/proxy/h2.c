@@ -407,7 +407,8 @@ static ssize_t h2_down_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t
 	n = st->to_down.len - st->to_down.off;
 	if (n > length)
 		n = length;
-	memcpy(buf, st->to_down.data + st->to_down.off, n);
+	if (n) /* nothing buffered yet: data is NULL, and memcpy wants a valid pointer */
+		memcpy(buf, st->to_down.data + st->to_down.off, n);
 	st->to_down.off += n;
 	if (n)
 		st->stall_ns = 0;

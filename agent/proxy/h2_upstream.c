@@ -109,7 +109,8 @@ static ssize_t h2_up_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t l
 	n = st->to_up.len - st->to_up.off;
 	if (n > length)
 		n = length;
-	memcpy(buf, st->to_up.data + st->to_up.off, n);
+	if (n) /* nothing buffered yet: data is NULL, and memcpy wants a valid pointer */
+		memcpy(buf, st->to_up.data + st->to_up.off, n);
 	st->to_up.off += n;
 	if (n) {
 		nghttp2_session_consume(st->d->s, st->id, n);
