@@ -210,7 +210,7 @@ static bool is_spiffe_id(const char *s)
 	return true;
 }
 
-static int check_rule(const struct policy_rule *r, char *err, size_t errlen)
+int policy_rule_check(const struct policy_rule *r, char *err, size_t errlen)
 {
 	const char *o = r->origin[0] ? r->origin : "a policy rule";
 
@@ -312,6 +312,20 @@ static int check_rule(const struct policy_rule *r, char *err, size_t errlen)
 	return 0;
 }
 
+int policy_default_check(const struct policy_default_rule *df, char *err, size_t errlen)
+{
+	if (!is_label(df->namespace))
+		return fail(err, errlen, "%s: namespace \"%s\" is not a DNS label", df->origin,
+			    df->namespace);
+	if (df->service[0] && !is_label(df->service))
+		return fail(err, errlen, "%s: service \"%s\" is not a DNS label", df->origin,
+			    df->service);
+	if (df->def == POLICY_DEFAULT_UNSET)
+		return fail(err, errlen, "%s: default must be allow, deny or same-namespace",
+			    df->origin);
+	return 0;
+}
+
 int policy_doc_check(const struct policy_doc *d, char *err, size_t errlen)
 {
 	int rc;
@@ -319,7 +333,7 @@ int policy_doc_check(const struct policy_doc *d, char *err, size_t errlen)
 	for (int i = 0; i < d->n_rules; i++) {
 		const struct policy_rule *r = &d->rules[i];
 
-		rc = check_rule(r, err, errlen);
+		rc = policy_rule_check(r, err, errlen);
 		if (rc)
 			return rc;
 		/* O(n^2) over a bounded n, once per change: simpler than a table. */
@@ -334,16 +348,9 @@ int policy_doc_check(const struct policy_doc *d, char *err, size_t errlen)
 	for (int i = 0; i < d->n_defaults; i++) {
 		const struct policy_default_rule *df = &d->defaults[i];
 
-		if (!is_label(df->namespace))
-			return fail(err, errlen, "%s: namespace \"%s\" is not a DNS label",
-				    df->origin, df->namespace);
-		if (df->service[0] && !is_label(df->service))
-			return fail(err, errlen, "%s: service \"%s\" is not a DNS label",
-				    df->origin, df->service);
-		if (df->def == POLICY_DEFAULT_UNSET)
-			return fail(err, errlen,
-				    "%s: default must be allow, deny or same-namespace",
-				    df->origin);
+		rc = policy_default_check(df, err, errlen);
+		if (rc)
+			return rc;
 		for (int j = 0; j < i; j++)
 			if (!strcmp(d->defaults[j].namespace, df->namespace) &&
 			    !strcmp(d->defaults[j].service, df->service))

@@ -49,8 +49,8 @@
 #define POLICY_MAX_LABEL 63	 /* a namespace, service or service account */
 #define POLICY_MAX_METHOD 32	 /* an HTTP method token */
 #define POLICY_MAX_PATH 1024	 /* a path match, gRPC's /pkg.Service/Method included */
-#define POLICY_MAX_ID 512    /* a SPIFFE ID (the SPIFFE spec's URI bound is 2048; ours are short) */
-#define POLICY_MAX_ORIGIN 128/* where a rule came from, for messages */
+#define POLICY_MAX_ID 512 /* a SPIFFE ID (the SPIFFE spec's URI bound is 2048; ours are short) */
+#define POLICY_MAX_ORIGIN 128 /* where a rule came from, for messages */
 
 enum policy_action {
 	POLICY_ALLOW,
@@ -145,6 +145,9 @@ void policy_doc_free(struct policy_doc *d);
  * naming the rule's origin and field.
  */
 int policy_doc_check(const struct policy_doc *d, char *err, size_t errlen);
+/* The checks of one rule / one default alone (a source checks each object as it comes). */
+int policy_rule_check(const struct policy_rule *r, char *err, size_t errlen);
+int policy_default_check(const struct policy_default_rule *df, char *err, size_t errlen);
 
 /* ---- compiled ---- */
 
