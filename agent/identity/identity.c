@@ -576,6 +576,14 @@ out:
 	return out;
 }
 
+/* True if the recorded error ("outcome: reason") is of outcome o. */
+static bool same_outcome(const char *last_error, enum id_outcome o)
+{
+	size_t n = strlen(id_outcome_name(o));
+
+	return !strncmp(last_error, id_outcome_name(o), n) && last_error[n] == ':';
+}
+
 /* Request every due account's certificate, one at a time. */
 static void issue_due(struct identity *id, int64_t now)
 {
@@ -629,7 +637,7 @@ static void issue_due(struct identity *id, int64_t now)
 		if (out == ID_OUTCOME_ok)
 			pr_info("identity: spiffe://%s/ns/%s/sa/%s issued, valid until %lld",
 				id->cfg.trust_domain, a.ns, a.sa, (long long)na);
-		else if (a.failures == 0 || out != ID_OUTCOME_transport)
+		else if (a.failures == 0 || !same_outcome(a.last_error, out))
 			/* a down issuer is logged once per account, not per retry */
 			pr_warn("identity: %s/%s: %s: %s%s", a.ns, a.sa, id_outcome_name(out), why,
 				a.not_after > t / 1000
