@@ -618,8 +618,8 @@ static void issue_due(struct identity *id, int64_t now)
 				p->failures = 0;
 				p->last_ok = t / 1000;
 				p->last_error[0] = '\0';
-				p->next_ms = id_sched_renew_at(&id->sched, nb * 1000, na * 1000,
-							       rng_unit(&id->rng));
+				p->next_ms = id_sched_renew_after(&id->sched, t, nb * 1000,
+								  na * 1000, rng_unit(&id->rng));
 			} else {
 				bool held = p->not_after * 1000 > t;
 

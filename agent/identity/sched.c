@@ -17,6 +17,14 @@ int64_t id_sched_renew_at(const struct id_sched_params *p, int64_t nb, int64_t n
 	return at;
 }
 
+int64_t id_sched_renew_after(const struct id_sched_params *p, int64_t received, int64_t nb,
+			     int64_t na, double u)
+{
+	if (received > nb && received < na)
+		nb = received;
+	return id_sched_renew_at(p, nb, na, u);
+}
+
 int64_t id_sched_retry_at(const struct id_sched_params *p, int64_t now, unsigned attempt,
 			  int64_t na, double u)
 {

@@ -32,6 +32,15 @@ struct id_sched_params {
 int64_t id_sched_renew_at(const struct id_sched_params *p, int64_t nb, int64_t na, double u);
 
 /*
+ * The same for a certificate received at received: its life is counted
+ * from max(nb, received), since an issuer backdates notBefore for clock
+ * skew (shoal-identity by 60 s) and a 20 s certificate backdated by 60 s
+ * would otherwise be due for renewal before it arrived.
+ */
+int64_t id_sched_renew_after(const struct id_sched_params *p, int64_t received, int64_t nb,
+			     int64_t na, double u);
+
+/*
  * When to try again after failure number attempt (1: the first failure)
  * at now: an exponential back-off from backoff_min_ms, doubled per
  * failure and capped at backoff_max_ms, with "equal jitter" (uniform in

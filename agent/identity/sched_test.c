@@ -43,6 +43,20 @@ Test(identity_sched, renewal_is_always_inside_the_life)
 	cr_assert_eq(id_sched_renew_at(&late, 5, 6, 0.9), 5);
 }
 
+Test(identity_sched, a_backdated_certificate_counts_its_life_from_its_arrival)
+{
+	/* shoal-identity: notBefore 60 s in the past, 20 s of life from now */
+	const int64_t now = 1000000, nb = now - 60000, na = now + 20000;
+
+	cr_assert_eq(id_sched_renew_after(&def, now, nb, na, 0.5), now + 10000);
+	cr_assert_geq(id_sched_renew_after(&def, now, nb, na, 0.0), now + 9000);
+	cr_assert_leq(id_sched_renew_after(&def, now, nb, na, 0.999999), now + 11000);
+	/* without it, the renewal would be due before the certificate arrived */
+	cr_assert_lt(id_sched_renew_at(&def, nb, na, 0.5), now);
+	/* a notBefore in the future (a clock behind the issuer's) counts from notBefore */
+	cr_assert_eq(id_sched_renew_after(&def, now, now + 4000, now + 24000, 0.5), now + 14000);
+}
+
 Test(identity_sched, backoff_doubles_to_its_cap_with_equal_jitter)
 {
 	const int64_t now = 1000000;
