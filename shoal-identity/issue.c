@@ -323,6 +323,11 @@ int issue_leaf(const struct issuer *is, X509_REQ *req, const struct spiffe_id *i
 	if (lifetime_s < ISSUE_REQ_LIFETIME_MIN_S || lifetime_s > is->lifetime_s)
 		return say(why, why_len, -ERANGE, "lifetime %ld s outside %ld..%ld s", lifetime_s,
 			   ISSUE_REQ_LIFETIME_MIN_S, is->lifetime_s);
+	/* An issuer about to expire would sign leaves that die with it: say so instead. */
+	if (X509_cmp_time(X509_get0_notAfter(is->cert),
+			  &(time_t){time(NULL) + ISSUE_REQ_LIFETIME_MIN_S}) <= 0)
+		return say(why, why_len, -EKEYEXPIRED, "the issuer expires within %ld s: rotate it",
+			   ISSUE_REQ_LIFETIME_MIN_S);
 	x = pub ? new_cert(is, pub, lifetime_s) : NULL;
 	if (!x)
 		return say(why, why_len, -ENOMEM, "cannot build a certificate");

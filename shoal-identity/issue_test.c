@@ -61,10 +61,14 @@ static void setup(void)
 	snprintf(key_path, sizeof(key_path), "%s/tls.key", dir);
 	root_key = tc_key();
 	iss_key = tc_key();
-	root = tc_cert(root_key, &(struct tc_opts){.cn = "root", .ca = true, .not_before = -60,
-						   .not_after = 30 * 86400});
-	iss = tc_cert(iss_key, &(struct tc_opts){.cn = "issuer", .ca = true, .issuer = root,
-						 .issuer_key = root_key, .not_before = -60,
+	root = tc_cert(root_key,
+		       &(struct tc_opts){
+			   .cn = "root", .ca = true, .not_before = -60, .not_after = 30 * 86400});
+	iss = tc_cert(iss_key, &(struct tc_opts){.cn = "issuer",
+						 .ca = true,
+						 .issuer = root,
+						 .issuer_key = root_key,
+						 .not_before = -60,
 						 .not_after = 10 * 86400});
 	p1 = tc_pem(iss);
 	p2 = tc_pem(root);
@@ -146,8 +150,9 @@ Test(identity_issue, issuer_load_refusals)
 	struct issuer bad;
 	char why[ID_WHY_MAX], path[160];
 	EVP_PKEY *other = tc_key();
-	X509 *leaf = tc_cert(iss_key, &(struct tc_opts){.issuer = root, .issuer_key = root_key,
-							.uris = {WEB}, .not_before = -60});
+	X509 *leaf = tc_cert(
+	    iss_key, &(struct tc_opts){
+			 .issuer = root, .issuer_key = root_key, .uris = {WEB}, .not_before = -60});
 	char *k = key_pem(other), *lp = tc_pem(leaf);
 
 	snprintf(path, sizeof(path), "%s/other.key", dir);
@@ -206,8 +211,8 @@ Test(identity_issue, csr_good_and_leaf)
 	cr_assert_eq(X509_get_key_usage(leaf), KU_DIGITAL_SIGNATURE);
 	cr_assert_eq(X509_get_extended_key_usage(leaf), XKU_SSL_SERVER | XKU_SSL_CLIENT);
 	/* 24 h, from a minute ago */
-	cr_assert_eq(X509_cmp_time(X509_get0_notBefore(leaf), &(time_t){now - ISSUE_BACKDATE_S + 5}),
-		     -1);
+	cr_assert_eq(
+	    X509_cmp_time(X509_get0_notBefore(leaf), &(time_t){now - ISSUE_BACKDATE_S + 5}), -1);
 	cr_assert_eq(X509_cmp_time(X509_get0_notAfter(leaf), &(time_t){now + 86400 - 5}), 1);
 	cr_assert_eq(X509_cmp_time(X509_get0_notAfter(leaf), &(time_t){now + 86400 + 5}), -1);
 	X509_free(leaf);
@@ -227,8 +232,11 @@ Test(identity_issue, csr_good_and_leaf)
 Test(identity_issue, leaf_never_outlives_the_issuer)
 {
 	struct issuer short_is;
-	X509 *iss2 = tc_cert(iss_key, &(struct tc_opts){.cn = "issuer", .ca = true, .issuer = root,
-							.issuer_key = root_key, .not_before = -60,
+	X509 *iss2 = tc_cert(iss_key, &(struct tc_opts){.cn = "issuer",
+							.ca = true,
+							.issuer = root,
+							.issuer_key = root_key,
+							.not_before = -60,
 							.not_after = 7200});
 	char *p = tc_pem(iss2), why[ID_WHY_MAX];
 	EVP_PKEY *k = tc_key();
@@ -245,6 +253,33 @@ Test(identity_issue, leaf_never_outlives_the_issuer)
 	X509_free(leaf);
 	X509_REQ_free(req);
 	issuer_free(&short_is);
+	X509_free(iss2);
+	EVP_PKEY_free(k);
+	free(pem);
+	free(p);
+}
+
+Test(identity_issue, expiring_issuer_signs_nothing)
+{
+	struct issuer dying;
+	X509 *iss2 = tc_cert(iss_key, &(struct tc_opts){.cn = "issuer", .ca = true, .issuer = root,
+							.issuer_key = root_key, .not_before = -60,
+							.not_after = 5});
+	char *p = tc_pem(iss2), why[ID_WHY_MAX];
+	EVP_PKEY *k = tc_key();
+	char *pem = csr_pem(k, "URI:" WEB);
+	X509_REQ *req;
+	struct spiffe_id id;
+	X509 *leaf = NULL;
+
+	write_file(crt_path, p, NULL);
+	cr_assert_eq(issuer_load(&dying, crt_path, key_path, TD, 86400, why, sizeof(why)), 0);
+	cr_assert_eq(issue_csr_check(pem, strlen(pem), TD, &req, &id, why, sizeof(why)), 0);
+	cr_assert_eq(issue_leaf(&dying, req, &id, 86400, &leaf, why, sizeof(why)), -EKEYEXPIRED);
+	cr_assert(strstr(why, "rotate it"), "%s", why);
+	cr_assert_null(leaf);
+	X509_REQ_free(req);
+	issuer_free(&dying);
 	X509_free(iss2);
 	EVP_PKEY_free(k);
 	free(pem);
@@ -325,8 +360,8 @@ Test(identity_issue, server_cert_names)
 	EVP_PKEY *k;
 	char why[ID_WHY_MAX];
 
-	cr_assert_eq(issue_server_cert(&is, "localhost,shoal-identity.shoal-system.svc", &x, &k, why,
-				       sizeof(why)),
+	cr_assert_eq(issue_server_cert(&is, "localhost,shoal-identity.shoal-system.svc", &x, &k,
+				       why, sizeof(why)),
 		     0, "%s", why);
 	cr_assert_eq(X509_check_host(x, "shoal-identity.shoal-system.svc", 0, 0, NULL), 1);
 	cr_assert_eq(X509_check_host(x, "localhost", 0, 0, NULL), 1);

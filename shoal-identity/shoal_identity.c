@@ -52,6 +52,20 @@
  */
 #define SRV_LINGER_BYTES (64 * 1024)
 #define SRV_LINGER_MS 1000
+/*
+ * The defaults of the bounds (docs/identity.md, "Knobs"). A node asks once
+ * per service account per half lifetime, all of them at its agent's start:
+ * a burst of a node's pods (the kubelet's 110, with room) from one address,
+ * then a trickle; 8 at once per node keeps one node from holding all 256.
+ */
+#define SRV_DEFAULT_MAX_CONNS 256
+#define SRV_DEFAULT_PER_SOURCE_CONNS 8
+#define SRV_DEFAULT_PER_SOURCE_RATE 20
+#define SRV_DEFAULT_PER_SOURCE_BURST 256
+/* One call to the API server; an agent's own request times out at 10 s. */
+#define SRV_API_TIMEOUT_MS 5000
+/* A connection's thread: OpenSSL and libcurl's handshakes, and our ~30 KiB of buffers. */
+#define SRV_THREAD_STACK (512 * 1024)
 /* A reason sent and logged: names, IDs and OpenSSL's words. */
 #define SRV_WHY_MAX 1024
 
@@ -478,7 +492,8 @@ static void handle(struct conn *c)
 	err = issue_leaf(&issuer, csr, &id, lifetime, &leaf, why, sizeof(why));
 	pem = err ? NULL : issue_pem(leaf);
 	if (!pem) {
-		refuse(c, 500, who, err ? why : "cannot encode the certificate");
+		refuse(c, err == -EKEYEXPIRED ? 503 : 500, who,
+		       err ? why : "cannot encode the certificate");
 		goto out;
 	}
 	ASN1_TIME_to_tm(X509_get0_notAfter(leaf), &tm);
@@ -613,6 +628,18 @@ static int listen_on(const char *spec, int *port_out)
 	if (err)
 		return -EINVAL;
 	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 && errno == EAFNOSUPPORT && res->ai_family == AF_INET6 &&
+	    IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr)) {
+		/* A node without IPv6: "[::]" means every address, and IPv4's are all there is. */
+		char port[8];
+
+		snprintf(port, sizeof(port), "%s", colon + 1);
+		freeaddrinfo(res);
+		hints.ai_family = AF_INET;
+		if (getaddrinfo("0.0.0.0", port, &hints, &res))
+			return -EINVAL;
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	}
 	if (fd < 0) {
 		err = -errno;
 		freeaddrinfo(res);
@@ -707,14 +734,14 @@ int main(int argc, char **argv)
 	o.lifetime_s = ISSUE_LIFETIME_DEFAULT_S;
 	o.server_names =
 	    "shoal-identity.shoal-system.svc,shoal-identity.shoal-system.svc.cluster.local";
-	o.max_conns = 256;
-	o.per_source_conns = 8;
-	o.per_source_rate = 20;
-	o.per_source_burst = 256;
+	o.max_conns = SRV_DEFAULT_MAX_CONNS;
+	o.per_source_conns = SRV_DEFAULT_PER_SOURCE_CONNS;
+	o.per_source_rate = SRV_DEFAULT_PER_SOURCE_RATE;
+	o.per_source_burst = SRV_DEFAULT_PER_SOURCE_BURST;
 	o.api.ca_file = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
 	o.api.token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 	o.api.audience = "shoal-identity";
-	o.api.timeout_ms = 5000;
+	o.api.timeout_ms = SRV_API_TIMEOUT_MS;
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'l':
@@ -895,7 +922,7 @@ int main(int argc, char **argv)
 		clock_gettime(CLOCK_MONOTONIC, &c->start);
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		pthread_attr_setstacksize(&attr, 256 * 1024);
+		pthread_attr_setstacksize(&attr, SRV_THREAD_STACK);
 		if (pthread_create(&t, &attr, conn_main, c) != 0) {
 			close(fd);
 			src_done(src);

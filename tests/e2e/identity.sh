@@ -12,10 +12,12 @@
 # The certificate verifies against the anchors with the right URI SAN and
 # a 24 h lifetime. A root rotation: an issuer under a second root, agents
 # trusting both roots. And the server's bounds: TLS 1.3 only, a head over
-# 16 KiB, a body over the limit, a per-source rate.
+# 16 KiB, a body over the limit, a per-source rate and concurrency.
 #
 # Loopback only, no root needed: python3, openssl, curl.
 set -euo pipefail
+# IDENTITY_TRACE=1: trace with times (most of the run is python3 and openssl starting).
+[[ -n ${IDENTITY_TRACE:-} ]] && { PS4='+ $(date +%s.%N) '; set -x; }
 
 T=identity
 say() { printf '[%s] %s\n' "$T" "$*"; }
@@ -345,6 +347,20 @@ else
 fi
 grep -q "refused connection from 127.0.0.1: --per-source-rate exceeded" "$W/three.log" &&
 	pass "rate refusals are logged" || fail "no rate refusal log line"
+
+# ---- per-source concurrency: two idle connections hold both slots ----
+start four issuer1 anchors1.pem --per-source-connections 2
+exec 5<>"/dev/tcp/127.0.0.1/$PORT_four" 6<>"/dev/tcp/127.0.0.1/$PORT_four"
+sleep 0.3
+ask four web shoald-a-token
+[[ $CODE == 000 ]] && pass "a third connection while two are open: closed" || fail "third connection: HTTP $CODE"
+grep -q "refused connection from 127.0.0.1: --per-source-connections reached" "$W/four.log" &&
+	pass "concurrency refusals are logged" || fail "no concurrency refusal log line"
+exec 5>&- 6>&-
+sleep 0.3
+ask four web shoald-a-token
+[[ $CODE == 200 ]] && pass "the slots freed when the idle connections closed: 200" ||
+	fail "after closing the idle connections: HTTP $CODE"
 
 if ((FAILED)); then
 	say "FAILED"
