@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
 # The demo: one node, one client pod and three backends of one HTTP service,
-# in network namespaces, with shoal balancing, retrying and breaking.
+# in network namespaces, with shoal balancing, retrying and breaking; then
+# a gRPC service on the same three pods, balanced per call on one client
+# connection.
 #
 #   sudo bash scripts/demo.sh [--duration SECONDS] [--keep]
 #   sudo bash scripts/demo.sh --down        # tear down what --keep left
 #
 #   node netns (shoald: proxy 10.77.1.1:15001, admin 127.0.0.1:15020)
 #   br0 10.77.1.1/24
-#    |-- client  10.77.1.2   wrk, steady GETs to the VIP 10.96.0.10:80 (enrolled)
-#    |-- fast    10.77.1.3   shoal-backend, answers at once
-#    |-- slow    10.77.1.4   shoal-backend, 25 ms slower
+#    |-- client  10.77.1.2   wrk, steady GETs to the VIP 10.96.0.10:80 (enrolled);
+#    |                       then a python3-grpcio client to 10.96.0.11:50051
+#    |-- fast    10.77.1.3   shoal-backend, answers at once; gRPC :50051 at once
+#    |-- slow    10.77.1.4   shoal-backend, 25 ms slower; gRPC 25 ms slower
 #    |-- flaky   10.77.1.5   shoal-backend, 2 ms, 30 % 503s; unreachable from 25 %
-#    |                       to 50 % of the run (refuses connections, resets requests)
+#    |                       to 50 % of the run (refuses connections, resets
+#    |                       requests); gRPC at once (healthy)
 #    `-- direct  10.77.1.6   kube-proxy's stand-in: owns the VIP, for the short
 #                            fail-open and restart section at the end
 #
 # It installs what is missing (scripts/setup.sh), builds into build/, starts
 # shoald with its file config, drives traffic for --duration seconds
 # (default 60) while a live table shows what each endpoint gets, then prints
-# a summary and writes it as JSON to build/demo-summary.json. Everything it
+# a summary; then GRPC_SECONDS (6) of gRPC calls on ONE client connection,
+# 16 in flight, and what each endpoint answered (the slow one is avoided).
+# The summary, gRPC scene included, goes as JSON to build/demo-summary.json. Everything it
 # makes is removed when it ends, Ctrl-C included, unless --keep: then it is
 # left running, with the commands to explore it and to tear it down.
 #
@@ -135,6 +141,11 @@ if ((down)); then
 fi
 
 http_require wrk
+# Debian's python3-grpcio is Debian's python3's: prefer /usr/bin/python3 to
+# whatever python3 comes first in PATH (a pyenv one has no grpc).
+PY=python3
+[[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3
+"$PY" -c 'import grpc' 2>/dev/null || skip "missing python3-grpcio for $PY (scripts/setup.sh installs it)"
 e2e_init
 
 bold() { printf '\n\033[1m%s\033[0m\n' "$*"; }
@@ -158,6 +169,15 @@ backend_start direct 80
 backend_start fast 8080
 backend_start slow 8080 --delay-ms 25
 backend_start flaky 8080 --fail-rate 0.3 --fail-status 503 --delay-ms "${DEMO_FLAKY_DELAY_MS:-2}"
+# The gRPC scene's servers, one per pod, port 50051: slow is 25 ms slower.
+GRPC_VIP=10.96.0.11
+GRPC_PORT=50051
+for pod in fast slow flaky; do
+	delay=0
+	[[ $pod == slow ]] && delay=25
+	pod_spawn "$pod" "$LOGDIR/grpc-$pod.log" "$PY" "$root/scripts/demo/grpc_scene.py" server "$pod" "$GRPC_PORT" "$delay"
+done
+for pod in fast slow flaky; do wait_listen "${POD_NS[$pod]}" "$GRPC_PORT"; done
 
 # The service, as a user would write it (docs/config.md). The resilience
 # knobs that differ from the defaults make the story fit in a minute: the
@@ -181,6 +201,13 @@ services:
     resilience:
       balancer: {failure_penalty_ms: ${DEMO_PENALTY_MS:-50}, decay_ms: ${DEMO_DECAY_MS:-2000}}
       breaker: {backoff_min_ms: 1000, backoff_max_ms: 2000, success_rate_pct: 50, success_rate_min_requests: 20}
+  # The gRPC scene: declared grpc, so each call (an HTTP/2 stream) is
+  # routed, balanced and timed on its own; defaults otherwise.
+  - name: echo
+    namespace: default
+    vips: [$GRPC_VIP]
+    ports: [{port: $GRPC_PORT, protocol: grpc}]
+    endpoints: [{address: ${POD_IP4[fast]}}, {address: ${POD_IP4[slow]}}, {address: ${POD_IP4[flaky]}}]
 EOF
 
 bold "== shoald starts in the node: BPF at cgroup $TEST_CG, pins at $PIN_ROOT"
@@ -260,6 +287,38 @@ python3 "$root/scripts/demo/summary.py" --logdir "$LOGDIR" --shoald-log "$SHOALD
 	--endpoint "fast=${POD_IP4[fast]}" --endpoint "slow=${POD_IP4[slow]}" \
 	--endpoint "flaky=${POD_IP4[flaky]}" --pin-root "$PIN_ROOT" --cgroup "$TEST_CG" \
 	--json "$summary_json"
+
+# ---- gRPC: one client connection, balanced per call ---------------------------
+
+GRPC_SECONDS=${DEMO_GRPC_SECONDS:-6}
+GRPC_CONCURRENCY=16
+bold "== gRPC: python3-grpcio in pod client, ONE channel (one HTTP/2 connection) to $GRPC_VIP:$GRPC_PORT, $GRPC_CONCURRENCY calls in flight, ${GRPC_SECONDS} s"
+say "service echo: fast and flaky answer at once, slow 25 ms later; opaque TCP would pin all the calls of this one connection to one of them"
+acc0=$(proxy_metric shoal_proxy_accepted_total)
+pod_run client timeout $((GRPC_SECONDS + 30)) "$PY" "$root/scripts/demo/grpc_scene.py" client \
+	"$GRPC_VIP:$GRPC_PORT" "$GRPC_SECONDS" "$GRPC_CONCURRENCY" "$LOGDIR/grpc.json" \
+	2>"$LOGDIR/grpc-client.err" || fatal "the gRPC client failed: $(tail -3 "$LOGDIR/grpc-client.err")"
+grpc_conns=$(($(proxy_metric shoal_proxy_accepted_total) - acc0))
+"$PY" - "$LOGDIR/grpc.json" "$summary_json" "$grpc_conns" \
+	"fast=${POD_IP4[fast]}" "slow=${POD_IP4[slow]}" "flaky=${POD_IP4[flaky]}" <<'PY'
+import json, sys
+g = json.load(open(sys.argv[1]))
+s = json.load(open(sys.argv[2]))
+g["connections"] = int(sys.argv[3])
+ips = dict(a.split("=", 1) for a in sys.argv[4:])
+ok = sum(e["calls"] for e in g["endpoints"].values())
+for name, ip in ips.items():
+    e = g["endpoints"].setdefault(name, {"calls": 0, "p50_ms": None})
+    e["share_pct"] = round(100.0 * e["calls"] / ok, 1) if ok else 0.0
+    p50 = "-" if e["p50_ms"] is None else f"{e['p50_ms']:.1f} ms"
+    print(f"    {name:<6} {ip:<11} {e['calls']:>6} calls ({e['share_pct']:>4.1f} %)  p50 {p50}")
+g["answered"] = ok
+nf = sum(g["failed"].values())
+print(f"    {ok} calls answered, {nf} failed{' ' + str(g['failed']) if nf else ''}, "
+      f"on {g['connections']} client connection(s) to the proxy")
+s["grpc"] = g
+json.dump(s, open(sys.argv[2], "w"), indent=2)
+PY
 say "summary written to $summary_json; logs in $LOGDIR"
 
 # ---- the L4 foundation, in short: fail open, and a restart that adopts ------
@@ -306,6 +365,9 @@ if ((keep)); then
   bpftool map dump pinned $PIN_ROOT/maps/shoal_services
   bpftool map dump pinned $PIN_ROOT/maps/shoal_counters
   bpftool map dump pinned $PIN_ROOT/maps/shoal_enrolled
+
+  # gRPC calls on one connection again, 10 s, 16 in flight (JSON to /tmp/grpc.json):
+  sh -c 'echo \$\$ >${POD_CG[client]}/cgroup.procs && exec nsenter --net=/run/netns/${POD_NS[client]} $PY $q/scripts/demo/grpc_scene.py client $GRPC_VIP:$GRPC_PORT 10 16 /tmp/grpc.json'
 
   # 30 s of traffic again, to watch with top meanwhile:
   sh -c 'echo \$\$ >${POD_CG[client]}/cgroup.procs && exec nsenter --net=/run/netns/${POD_NS[client]} wrk -t1 -c4 -d30s -s $q/scripts/demo/client.lua http://$VIP/'

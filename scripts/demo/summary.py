@@ -80,7 +80,8 @@ def main():
 
     # The proxy's view, per endpoint (whole run), and each backend's own.
     eps_doc = load(os.path.join(d, "endpoints.json"))
-    rows = {e["address"]: e for e in eps_doc.get("endpoints", [])}
+    # Service web's only: the gRPC scene's service has the same pods.
+    rows = {e["address"]: e for e in eps_doc.get("endpoints", []) if e.get("service", "web") == "web"}
     total = sum(rows[h]["http"]["requests"] for h in roles.values() if h in rows)
     endpoints = {}
     for role, host in roles.items():
@@ -104,7 +105,7 @@ def main():
         }
 
     svc_doc = load(os.path.join(d, "services.json"))
-    svc = (svc_doc.get("services") or [{}])[0]
+    svc = next((v for v in svc_doc.get("services") or [] if v.get("name") == "web"), {})
     res = svc.get("resilience", {})
 
     # The flaky endpoint's breaker: from shoald's log, and when the live

@@ -113,11 +113,12 @@ def main():
         except Exception as e:  # shoald restarting or gone: say so, go on
             print(f"admin endpoint {a.admin} not answering: {e}", flush=True)
             continue
-        svc = svc_doc["services"][0] if svc_doc.get("services") else {}
+        svc = next((v for v in svc_doc.get("services", []) if v.get("name") == "web"), {})
         res = svc.get("resilience", {})
         sh = http_of(svc)
         sd = delta(sh, prev_svc)
-        rows = {e["address"]: e for e in ep_doc.get("endpoints", [])}
+        # Service web's only: the gRPC scene's service has the same pods.
+        rows = {e["address"]: e for e in ep_doc.get("endpoints", []) if e.get("service", "web") == "web"}
         frame = {"t": round(elapsed, 2), "interval_s": round(secs, 2),
                  "service": {"requests": sd["requests"], "failures": sd["failures"],
                              "retries_total": res.get("retries", 0),

@@ -7,7 +7,12 @@
 #  - the client (wrk) saw at least 99.5 % success: retries hid the flaky
 #    endpoint's 503s and its outage;
 #  - the flaky endpoint's breaker opened while it was down and closed
-#    again (a good probe readmitted it) after it came back.
+#    again (a good probe readmitted it) after it came back;
+#  - the gRPC scene: python3-grpcio's calls on ONE channel reached the
+#    proxy on one connection, none failed, and were balanced per call:
+#    the two quick endpoints (fast, flaky) took at least 25 % each, the
+#    one 25 ms slower at most 15 % (opaque TCP would give one endpoint
+#    100 %, and per-connection balancing likewise).
 # The demo builds and tears down its own namespaces, cgroup and pins, and
 # skips (77) like the other e2e tests when root, BPF or a tool is missing.
 set -uo pipefail
@@ -42,6 +47,17 @@ check((client["success_pct"] or 0) >= 99.5,
       f"the client saw {client['success_pct']} % success over {client['requests']} requests (>= 99.5 %)")
 check(br["opened"], f"flaky's breaker opened while it was down ({br['ejections_while_down']} ejections on failed connects or resets)")
 check(br["closed"], f"flaky's breaker closed again after it came back ({br['readmissions']} readmissions)")
+g = s.get("grpc")
+check(g is not None, "the summary has the gRPC scene")
+if g:
+    eps = g["endpoints"]
+    share = {n: eps.get(n, {}).get("share_pct", 0.0) for n in ("fast", "slow", "flaky")}
+    check(g["connections"] == 1, f"gRPC: the calls came on {g['connections']} client connection(s) (want 1)")
+    check(g["answered"] >= 200 and not g["failed"],
+          f"gRPC: {g['answered']} calls answered (>= 200), failed {g['failed'] or 0}")
+    check(share["fast"] >= 25 and share["flaky"] >= 25,
+          f"gRPC: per call over one connection: fast {share['fast']} %, flaky {share['flaky']} % (>= 25 % each)")
+    check(share["slow"] <= 15, f"gRPC: the slow endpoint was avoided: {share['slow']} % (<= 15 %)")
 print(f"[demo] figures: retries {s['service']['retries']}, client p99 {client['latency_ms'].get('p99')} ms, "
       f"sockmap bytes {s['kernel']['redirect_bytes']}, intercepted connects {s['kernel']['connect_intercepted']}")
 sys.exit(1 if fails else 0)
