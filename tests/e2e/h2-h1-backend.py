@@ -9,7 +9,8 @@ sent, read at GET /_stats over the pod's loopback.
 Paths: /hello (Content-Length), /echo (POST: the body's length and
 sha256, the chunked request's trailers), /big?n=BYTES (chunked), /trail
 (chunked with trailers), /hints (103 then 200), /smuggle (both
-Content-Length and Transfer-Encoding), /badchunk (a bad chunk size).
+Content-Length and Transfer-Encoding), /badchunk (a bad chunk size), /hang (no answer; hang_closed counts the
+close that ends it).
 Anything else is a 404. It never speaks HTTP/2: a preface is a 400.
 """
 import hashlib
@@ -21,7 +22,8 @@ import threading
 
 NAME, PORT = sys.argv[1], int(sys.argv[2])
 LOCK = threading.Lock()
-STATS = {"conns": 0, "requests": 0, "big_sent": 0, "h2_preface": 0, "last_head": ""}
+STATS = {"conns": 0, "requests": 0, "big_sent": 0, "h2_preface": 0, "hang_closed": 0,
+         "last_head": ""}
 
 
 def bump(key, n=1):
@@ -138,6 +140,15 @@ class Conn(socketserver.BaseRequestHandler):
             # Which framing is meant? A proxy that picks one can be made to see two responses.
             self.send(f"HTTP/1.1 200 OK\r\n{common}Content-Length: 30\r\nTransfer-Encoding: chunked\r\n\r\n"
                       "0\r\n\r\nHTTP/1.1 200 OK\r\nX: y\r\n\r\n".encode())
+            return False
+        elif path == "/hang":
+            # Never answers; counts the proxy closing the connection on it.
+            try:
+                while self.request.recv(65536):
+                    pass
+            except ConnectionError:
+                pass
+            bump("hang_closed")
             return False
         elif path == "/badchunk":
             self.send(f"HTTP/1.1 200 OK\r\n{common}Transfer-Encoding: chunked\r\n\r\n"

@@ -12,7 +12,8 @@
 #    at a time) take far fewer HTTP/1.1 connections than requests, and
 #    balancing is still per request: each endpoint gets >= 10 % (a
 #    connection pinned to one endpoint would give the other none; PeakEWMA
-#    may favour the faster one, so not an even split);
+#    may favour the faster one, so not an even split; a service of its
+#    own, so that no earlier slow request weighs on one endpoint);
 #  - flow control: a client reading 256 KiB/s from a 256 MiB response
 #    holds the server back (its bytes sent stay bounded) and shoald's
 #    RSS grows by less than 24 MiB; a full-speed 16 MiB response arrives
@@ -20,6 +21,8 @@
 #  - hostile responses: both Content-Length and Transfer-Encoding is a
 #    502 bad-response; a bad chunk size after the head resets the stream;
 #    shoald serves on;
+#  - a route's timeout_ms on a request the server never answers: a 504
+#    timeout in time, and the server's connection is closed;
 #  - gRPC to such a port is UNAVAILABLE naming grpc-over-http1;
 #  - and on the HTTP/2 upstream path (an h2c endpoint, h2-up-server.py on
 #    python3-h2): the client's request trailers reach the endpoint, with
@@ -53,6 +56,14 @@ write_config "
     ports:
       - {port: 80, target_port: 8090, protocol: h2c, upstream_protocol: http1}
       - {port: 81, target_port: 8090, protocol: grpc, upstream_protocol: http1}
+    endpoints: [{address: 10.77.1.3}, {address: 10.77.1.5}]
+    routes:
+      - name: hang
+        match: {path: {exact: /hang}}
+        timeout_ms: 300
+  - name: api-lb
+    vips: [10.96.0.53]
+    ports: [{port: 80, target_port: 8090, protocol: h2c, upstream_protocol: http1}]
     endpoints: [{address: 10.77.1.3}, {address: 10.77.1.5}]
   - name: api2
     vips: [10.96.0.52]
@@ -122,7 +133,9 @@ c0=$(($(stat a2 conns) + $(stat a3 conns)))
 r2=$(stat a2 requests) r3=$(stat a3 requests)
 pool0=$(proxy_metric shoal_proxy_pool_reused_total)
 N=400
-pod_run a1 timeout 60 h2load -n $N -c 1 -m 4 "$URL/hello" >"$LOGDIR/h2load.out" 2>&1 ||
+# A service of its own: its endpoints' estimates have seen only these
+# requests (api's 1 MiB uploads would keep one costly for seconds).
+pod_run a1 timeout 60 h2load -n $N -c 1 -m 4 "http://10.96.0.53/hello" >"$LOGDIR/h2load.out" 2>&1 ||
 	fail "h2load failed: $(tail -5 "$LOGDIR/h2load.out")"
 grep -q "status codes: $N 2xx" "$LOGDIR/h2load.out" ||
 	fail "h2load: not all 2xx: $(grep -E 'requests:|status codes' "$LOGDIR/h2load.out")"
@@ -176,6 +189,21 @@ fi
 say "bad chunk: curl: $(tail -1 "$LOGDIR/badchunk.err")"
 out=$(h2curl "$URL/hello") || fail "after the hostile responses: GET failed"
 pass "a bad chunk size after the head resets the stream; shoald serves on ($out)"
+
+# ---- the deadline -----------------------------------------------------------------
+
+t0=$(date +%s%N)
+h2curl -D "$LOGDIR/hang.h" -o /dev/null "$URL/hang" || fail "deadline: curl failed"
+ms=$((($(date +%s%N) - t0) / 1000000))
+grep -q '^HTTP/2 504' "$LOGDIR/hang.h" || fail "deadline: not a 504: $(head -1 "$LOGDIR/hang.h")"
+[[ $(header x-shoal-error <"$LOGDIR/hang.h") == timeout ]] || fail "deadline: x-shoal-error"
+((ms >= 300 && ms < 1500)) || fail "deadline: answered after $ms ms (route timeout_ms 300)"
+for ((i = 0; i < 20; i++)); do
+	(($(stat a2 hang_closed) + $(stat a3 hang_closed) >= 1)) && break
+	sleep 0.1
+done
+(($(stat a2 hang_closed) + $(stat a3 hang_closed) >= 1)) || fail "deadline: the server's connection stayed open"
+pass "deadline: a route's timeout_ms 300 is a 504 timeout after $ms ms, and the HTTP/1.1 connection is closed"
 
 # ---- gRPC is refused -------------------------------------------------------------
 
