@@ -39,6 +39,7 @@ struct policy_set; /* policy/policy.h: the compiled authorization policy */
 #define CONFIG_MAX_ROUTE_HEADERS 16    /* match.headers entries */
 #define CONFIG_MAX_ROUTE_BACKENDS 16   /* backends of one route (a split, not a pool) */
 #define CONFIG_MAX_RETRY_STATUSES 16   /* retry_statuses entries */
+#define CONFIG_MAX_RETRY_GRPC_STATUSES 16 /* retry_grpc_statuses: every gRPC code but OK */
 #define CONFIG_MAX_HOST 253            /* DNS name length (RFC 1035) */
 #define CONFIG_MAX_METHOD 32           /* longest registered method is 17 */
 #define CONFIG_MAX_ROUTE_PATH 1024     /* match.path; far below max_request_line */
@@ -186,6 +187,8 @@ struct policy_set; /* policy/policy.h: the compiled authorization policy */
 /* Route policy. 503 is the one status that says "try elsewhere" (RFC 9110
  * 15.6.4); others are opt-in. */
 #define CONFIG_DEFAULT_RETRY_STATUS 503
+/* gRPC UNAVAILABLE: the code gRPC defines as transient (grpc/doc/statuscodes.md). */
+#define CONFIG_DEFAULT_RETRY_GRPC_STATUS 14
 
 enum config_protocol {
 	CONFIG_PROTO_TCP = 0, /* opaque TCP: bytes copied both ways */
@@ -300,6 +303,9 @@ struct config_route {
 	bool retryable;              /* may retry non-idempotent methods too */
 	uint16_t retry_statuses[CONFIG_MAX_RETRY_STATUSES]; /* default {503} */
 	int n_retry_statuses;
+	/* gRPC codes (1..16) retried on a retryable route; default {14} */
+	uint8_t retry_grpc_statuses[CONFIG_MAX_RETRY_GRPC_STATUSES];
+	int n_retry_grpc_statuses;
 	int line;
 	/* Telemetry's id of the route's label within its service
 	 * (recording/series_ids.h); set by the proxy before it publishes the

@@ -558,6 +558,74 @@ static const struct seq_spec retry_statuses_seq = {
     parse_retry_status, CONFIG_MAX_RETRY_STATUSES, "statuses",
     SEQ_REPLACES_DEFAULT(struct config_route, n_retry_statuses)};
 
+/*
+ * gRPC's status code names (grpc/doc/statuscodes.md), by code; OK (0) is
+ * no failure and is not accepted.
+ */
+static const char *const grpc_code_names[] = {
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+};
+
+/* A gRPC code: its number (1..16) or its name, any case. */
+static int parse_retry_grpc_status(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_route *r = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	const char *s;
+	size_t n;
+	uint64_t v = 0;
+	int j, err;
+
+	(void)i;
+	err = cp_scalar(p, "a gRPC status code", &s, &n);
+	if (err)
+		return err;
+	if (n && s[0] >= '0' && s[0] <= '9') {
+		err = cp_uint(p, 1, ARRAY_SIZE(grpc_code_names) - 1, &v);
+		if (err)
+			return err;
+	} else {
+		for (v = 1; v < ARRAY_SIZE(grpc_code_names); v++)
+			if (strlen(grpc_code_names[v]) == n &&
+			    !strncasecmp(grpc_code_names[v], s, n))
+				break;
+		if (v == ARRAY_SIZE(grpc_code_names))
+			return cp_fail(p, cp_line(p),
+				       "must be a gRPC status code, 1..16 or its name "
+				       "(UNAVAILABLE, RESOURCE_EXHAUSTED, ...), got \"%s\"",
+				       cp_echo(s, n, buf));
+	}
+	for (j = 0; j < r->n_retry_grpc_statuses; j++) {
+		if (r->retry_grpc_statuses[j] == v)
+			return cp_fail(p, cp_line(p),
+				       "duplicate code %s (also retry_grpc_statuses[%d])",
+				       grpc_code_names[v], j);
+	}
+	r->retry_grpc_statuses[r->n_retry_grpc_statuses++] = (uint8_t)v;
+	return 0;
+}
+
+/* Replaces the default {UNAVAILABLE}; an empty list retries on no gRPC code. */
+static const struct seq_spec retry_grpc_statuses_seq = {
+    parse_retry_grpc_status, CONFIG_MAX_RETRY_GRPC_STATUSES, "codes",
+    SEQ_REPLACES_DEFAULT(struct config_route, n_retry_grpc_statuses)};
+
 enum {
 	ROUTE_F_NAME,
 	ROUTE_F_MATCH,
@@ -566,6 +634,7 @@ enum {
 	ROUTE_F_PER_TRY,
 	ROUTE_F_RETRYABLE,
 	ROUTE_F_STATUSES,
+	ROUTE_F_GRPC_STATUSES,
 	ROUTE_F_CONNECT,
 	ROUTE_F_IDLE
 };
@@ -581,6 +650,7 @@ static const struct field route_fields[] = {
 			 CONFIG_MAX_TIMEOUT_MS, .at_most = "timeout_ms", .unless_zero = true},
     [ROUTE_F_RETRYABLE] = {"retryable", FIELD_BOOL, offsetof(struct config_route, retryable)},
     [ROUTE_F_STATUSES] = {"retry_statuses", FIELD_SEQ, .seq = &retry_statuses_seq},
+    [ROUTE_F_GRPC_STATUSES] = {"retry_grpc_statuses", FIELD_SEQ, .seq = &retry_grpc_statuses_seq},
     [ROUTE_F_CONNECT] = {"connect_timeout_ms", FIELD_U32,
 			 offsetof(struct config_route, connect_timeout_ms), 0,
 			 CONFIG_MAX_TIMEOUT_MS},
@@ -607,6 +677,8 @@ static int parse_route(struct cfg_parser *p, void *obj, int i)
 	r->line = cp_line(p);
 	r->retry_statuses[0] = CONFIG_DEFAULT_RETRY_STATUS;
 	r->n_retry_statuses = 1;
+	r->retry_grpc_statuses[0] = CONFIG_DEFAULT_RETRY_GRPC_STATUS;
+	r->n_retry_grpc_statuses = 1;
 	err = cp_map(p, route_fields, ARRAY_SIZE(route_fields), r, &seen);
 	if (err)
 		return err;

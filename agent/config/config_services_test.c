@@ -366,7 +366,8 @@ static const char routes_file[] = NODE /* lines 1-2 */
     "      - match: {path: {exact: /healthz}}\n" /* line 25: routes[1] */
     "      - backends: [{service: web-v1}]\n"	 /* line 26: routes[2] */
     "      - match: {path: {prefix: /}}\n"	 /* line 27: routes[3] */
-    "        retry_statuses: []\n" SVC_WEB_V1 SVC_WEB_V2;
+    "        retry_statuses: []\n"
+    "        retry_grpc_statuses: [UNAVAILABLE, resource_exhausted, 13]\n" SVC_WEB_V1 SVC_WEB_V2;
 
 Test(config, routes_every_field)
 {
@@ -444,6 +445,9 @@ Test(config, routes_every_field)
 	cr_assert_not(r->retryable);
 	cr_assert_eq(r->n_retry_statuses, 1);
 	cr_assert_eq(r->retry_statuses[0], CONFIG_DEFAULT_RETRY_STATUS);
+	cr_assert_eq(r->n_retry_grpc_statuses, 1);
+	cr_assert_eq(r->retry_grpc_statuses[0], CONFIG_DEFAULT_RETRY_GRPC_STATUS);
+	cr_assert_eq(CONFIG_DEFAULT_RETRY_GRPC_STATUS, 14); /* UNAVAILABLE */
 
 	r = &s->routes[2];
 	cr_assert_eq(r->path_match, CONFIG_PATH_ANY);
@@ -455,6 +459,11 @@ Test(config, routes_every_field)
 	r = &s->routes[3];
 	cr_assert_str_eq(r->path, "/"); /* "/" keeps its only '/' */
 	cr_assert_eq(r->n_retry_statuses, 0);
+	/* Names in any case, and numbers. */
+	cr_assert_eq(r->n_retry_grpc_statuses, 3);
+	cr_assert_eq(r->retry_grpc_statuses[0], 14);
+	cr_assert_eq(r->retry_grpc_statuses[1], 8);
+	cr_assert_eq(r->retry_grpc_statuses[2], 13);
 
 	cr_assert_eq(cfg->services[1]->n_routes, 0);
 	cr_assert_null(cfg->services[1]->routes);
@@ -591,6 +600,21 @@ Test(config, route_policy_and_name_errors)
 	assert_refused(ROUTES("      - retry_statuses: [503, 503]\n"),
 		       "t.yaml:8: services[0].routes[0].retry_statuses[1]: duplicate status (also "
 		       "retry_statuses[0])");
+	assert_refused(ROUTES("      - retry_grpc_statuses: [UNAVAILABLE, 0]\n"),
+		       "t.yaml:8: services[0].routes[0].retry_grpc_statuses[1]: must be 1..16, got "
+		       "0");
+	assert_refused(ROUTES("      - retry_grpc_statuses: [17]\n"),
+		       "t.yaml:8: services[0].routes[0].retry_grpc_statuses[0]: must be 1..16, got "
+		       "17");
+	assert_refused(ROUTES("      - retry_grpc_statuses: [OK]\n"),
+		       "t.yaml:8: services[0].routes[0].retry_grpc_statuses[0]: must be a gRPC "
+		       "status code, 1..16 or its name (UNAVAILABLE, RESOURCE_EXHAUSTED, ...), got "
+		       "\"OK\"");
+	assert_refused(ROUTES("      - retry_grpc_statuses: [UNAVAILABLE, 14]\n"),
+		       "t.yaml:8: services[0].routes[0].retry_grpc_statuses[1]: duplicate code "
+		       "UNAVAILABLE (also retry_grpc_statuses[0])");
+	assert_refused(ROUTES("      - retry_grpc_statuses: UNAVAILABLE\n"),
+		       "t.yaml:8: services[0].routes[0].retry_grpc_statuses: must be a sequence, got a scalar");
 	assert_refused(ROUTES("      - retryable: maybe\n"),
 		       "t.yaml:8: services[0].routes[0].retryable: must be true or false");
 	assert_refused(ROUTES("      - name: Api\n"),

@@ -14,17 +14,21 @@
 #include <sys/epoll.h>
 
 #include "common/log.h"
+#include "proxy/attempt.h"
 #include "proxy/conn_io.h"
 #include "proxy/h2_grpc.h"
 #include "proxy/h2_to_h1.h"
 #include "proxy/http_routes.h"
 #include "proxy/observe.h"
+#include "proxy/proxy_int.h"
 #include "proxy/service_lookup.h"
 #include "proxy/sock.h"
 #include "proxy/worker.h"
 #include "recording/http_metrics.h"
+#include "resilience/backoff.h"
 #include "resilience/deadline.h"
 #include "resilience/retry_budget.h"
+#include "resilience/retry_policy.h"
 
 /* ---- downstream: the client's session ---------------------------------- */
 
@@ -94,6 +98,7 @@ static void h2_stream_free(struct h2_stream *st)
 	h2_bytes_free(&st->to_up);
 	h2_bytes_free(&st->to_down);
 	free(st->tele);
+	proxy_snap_put(st->snap);
 	free(st);
 }
 
@@ -140,10 +145,262 @@ static uint16_t h2_port_be(const struct config_service *svc, uint16_t svc_port)
 }
 
 /*
+ * The retry policy of st (docs/proxy.md, "Retries"): its target service's
+ * knobs with its route's overrides, as HTTP/1's (http1_retry.c), and the
+ * route's gRPC codes. A request without a route retries no gRPC code:
+ * gRPC calls are POSTs, which only a route marked retryable vouches for.
+ */
+static void h2_retry_cfg(const struct h2_stream *st, struct retry_policy_cfg *out)
+{
+	const struct config_route *r = st->route;
+
+	if (st->sv)
+		*out = st->sv->retry_cfg;
+	else
+		retry_policy_cfg_default(out);
+	if (!r)
+		return;
+	out->route_retryable = r->retryable;
+	if (r->n_retry_statuses > 0 && r->n_retry_statuses <= RETRY_MAX_STATUSES) {
+		out->n_statuses = (uint8_t)r->n_retry_statuses;
+		memcpy(out->statuses, r->retry_statuses,
+		       out->n_statuses * sizeof(out->statuses[0]));
+	}
+	out->grpc_statuses = 0;
+	for (int i = 0; i < r->n_retry_grpc_statuses && i < CONFIG_MAX_RETRY_GRPC_STATUSES; i++)
+		if (r->retry_grpc_statuses[i] <= RETRY_GRPC_MAX_CODE)
+			out->grpc_statuses |= 1u << r->retry_grpc_statuses[i];
+}
+
+/* A request-row event of st's series (retry, refusal, deadline). */
+static void h2_stream_event(struct worker *w, const struct h2_stream *st,
+			    enum metrics_http_event ev)
+{
+	struct metrics_http_key k;
+	const struct shoal_addr *ep;
+
+	if (h2_key(w, st, &k, &ep))
+		metrics_http_shard_event(w->metrics, &k, ev);
+}
+
+/*
+ * May st's failed try (how: f; code: status or grpc-status) be retried?
+ * retry_decide() asks method, failure, body, response started, attempts,
+ * deadline and last the budget, which a yes is charged to. Counts the
+ * retry, or the budget's refusal.
+ */
+static bool h2_may_retry(struct worker *w, struct h2_stream *st, enum retry_failure f, int code)
+{
+	const nghttp2_nv *m = h2_field(&st->rq, ":method");
+	struct retry_policy_cfg rc;
+	struct retry_try t = {
+	    .method = m ? (const char *)m->value : "",
+	    .method_len = m ? m->valuelen : 0,
+	    .failure = f,
+	    .status = code > 0 && code < 1000 ? (uint16_t)code : 0,
+	    .has_body = st->rq_bytes > 0 || !st->rq_end,
+	    /* Every byte so far is held, and the rest will be as it comes. */
+	    .body_buffered = !st->replay_lost,
+	    .body_bytes = st->rq_bytes,
+	    .response_started = st->rs_submitted,
+	    .retries_done = st->retries,
+	    .deadline_ns = st->deadline_ns ? st->deadline_ns : DEADLINE_NONE,
+	};
+	enum retry_verdict v;
+
+	if (st->answered)
+		return false;
+	h2_retry_cfg(st, &rc);
+	v = retry_decide(&rc, &t, st->sv ? st->sv->budget : NULL, timer_now_ns());
+	if (v == RETRY_YES) {
+		st->retries++;
+		WORKER_STAT_INC(w, http_retries);
+		h2_stream_event(w, st, METRICS_HTTP_RETRY);
+		if (st->sv)
+			atomic_fetch_add_explicit(&st->sv->state->retries, 1, memory_order_relaxed);
+	} else if (v == RETRY_NO_BUDGET && st->sv) {
+		atomic_fetch_add_explicit(&st->sv->state->retries_refused, 1, memory_order_relaxed);
+		h2_stream_event(w, st, METRICS_HTTP_RETRY_REFUSED);
+	}
+	if (log_debug_on())
+		pr_debug("proxy worker %d: h2 stream %d of %s/%s: retry after try %u? %s", w->id,
+			 st->id, st->target->namespace, st->target->name,
+			 st->retries + (v != RETRY_YES), retry_verdict_name(v));
+	return v == RETRY_YES;
+}
+
+/* st's deadline passed before its answer: DEADLINE_EXCEEDED (gRPC) or 504. */
+static void h2_stream_expired(struct worker *w, struct h2_stream *st)
+{
+	h2_stream_event(w, st, METRICS_HTTP_DEADLINE);
+	if (st->sv)
+		atomic_fetch_add_explicit(&st->sv->state->deadline_exceeded, 1,
+					  memory_order_relaxed);
+	h2_done(w, st, st->bt.active, true, 504, "timeout");
+	h2_stream_error(w, st, HTTP_ERR_TIMEOUT);
+}
+
+/*
+ * Start the next try of st now: a pick among the endpoints of its target
+ * not tried yet when there are any, a pooled session to it (or a new
+ * one) and st's request on it, its body from the first byte. A connect
+ * failing at once fails over at once when the retry policy allows. With
+ * no candidate endpoint st waits, polling as the attempt loop does
+ * (attempt.c), up to the service's fail-fast time or its deadline, then
+ * gets a 503 / UNAVAILABLE no-candidate.
+ */
+static void h2_try(struct worker *w, struct h2_stream *st)
+{
+	struct h2_down *d = st->d;
+	uint32_t n = (uint32_t)st->target->n_endpoints;
+
+	st->retry_at_ns = 0;
+	for (;;) {
+		uint64_t now = timer_now_ns();
+		struct h2_up *up;
+		uint32_t idx;
+		int err;
+
+		if (st->deadline_ns && now >= st->deadline_ns) {
+			h2_stream_expired(w, st);
+			return;
+		}
+		idx = pick_endpoint(st->sv, n, now, st->avoid, st->n_avoid, &st->bt);
+		if (idx == PICK_NONE) {
+			uint64_t until = st->fail_fast_ns,
+				 poll = now + ATTEMPT_NO_CANDIDATE_POLL_NS;
+
+			if (st->deadline_ns && st->deadline_ns < until)
+				until = st->deadline_ns;
+			if (now < until) {
+				st->retry_at_ns = poll < until ? poll : until;
+				h2_down_arm(w, d);
+				return;
+			}
+			if (st->sv)
+				atomic_fetch_add_explicit(&st->sv->state->no_candidate, 1,
+							  memory_order_relaxed);
+			worker_warn_ratelimited(
+			    w,
+			    "proxy worker %d: every endpoint of %s/%s is ejected "
+			    "or busy probing; answering %s",
+			    w->id, st->target->namespace, st->target->name,
+			    st->grpc ? "UNAVAILABLE" : "503");
+			h2_stream_error(w, st, HTTP_ERR_NO_CANDIDATE);
+			h2_done(w, st, false, false, 503, "no candidate");
+			return;
+		}
+		if (st->n_avoid < PICK_MAX_AVOID)
+			st->avoid[st->n_avoid++] = idx;
+		pick_start(st->sv, &st->bt, now);
+		if (h2h1_declared(st->target, d->c->svc_port)) {
+			/* One HTTP/1.1 exchange (h2_to_h1.c): not retried on another endpoint. */
+			st->replay_lost = true;
+			st->to_up.keep = false;
+			h2h1_start(w, st, &st->target->endpoints[idx].addr, st->port_be);
+			h2_down_arm(w, d);
+			return;
+		}
+		up = h2_up_get(w, d->c, &st->target->endpoints[idx].addr, st->port_be, &err);
+		if (!up) {
+			bool local = sock_err_local(-err);
+
+			worker_warn_ratelimited(
+			    w, "proxy worker %d: %s/%s: cannot connect to endpoint %u: %s", w->id,
+			    st->target->namespace, st->target->name, idx, strerror(-err));
+			if (local) {
+				h2_stream_error(w, st, HTTP_ERR_LOCAL_RESOURCES);
+				h2_done(w, st, false, false, 503, "connect failure");
+				return;
+			}
+			pick_outcome(st->sv, &st->bt, false, PEAK_EWMA_NO_RETRY_AFTER, now,
+				     "a failed connect");
+			if (h2_may_retry(w, st, RETRY_FAIL_CONNECT, 0))
+				continue;
+			h2_stream_error(w, st, HTTP_ERR_CONNECT_FAILURE);
+			h2_done(w, st, true, true, 503, "connect failure");
+			return;
+		}
+		/* The request again from its first byte, kept for this (h2_down_on_data). */
+		st->to_up.off = 0;
+		st->rq_framed = 0;
+		st->up_deferred = false;
+		if (h2_up_submit(w, up, st)) {
+			h2_stream_error(w, st, HTTP_ERR_LOCAL_RESOURCES);
+			h2_done(w, st, false, false, 503, "submit");
+			return;
+		}
+		h2_down_arm(w, d);
+		return;
+	}
+}
+
+/* What a failed try is called in the balancer's log lines. */
+static const char *h2_failure_what(enum retry_failure f)
+{
+	switch (f) {
+	case RETRY_FAIL_CONNECT:
+		return "a failed connect";
+	case RETRY_FAIL_STATUS:
+		return "a retried status";
+	case RETRY_FAIL_GRPC_STATUS:
+		return "a retried grpc-status";
+	default:
+		return "a reset before the response";
+	}
+}
+
+/* h2_down_ops.retry (h2_int.h). */
+static bool h2_retry(struct worker *w, struct h2_stream *st, enum retry_failure f, int code)
+{
+	uint64_t now = timer_now_ns(), wait = 0;
+
+	if (st->rs_submitted || !h2_may_retry(w, st, f, code))
+		return false;
+	/*
+	 * A refused stream was never processed, and a GOAWAY is how an
+	 * endpoint drains (max_connection_age, a rolling update): no failure
+	 * of it, or draining endpoints would be ejected.
+	 */
+	if (f == RETRY_FAIL_REFUSED)
+		pick_cancel(st->sv, &st->bt, now);
+	else
+		pick_outcome(st->sv, &st->bt, false, PEAK_EWMA_NO_RETRY_AFTER, now,
+			     h2_failure_what(f));
+	h2_fields_free(&st->rs);
+	h2_fields_free(&st->tr);
+	st->to_down.off = st->to_down.len = 0;
+	st->status = 0;
+	st->grpc_status = GRPC_STATUS_NONE;
+	st->rs_end = false;
+	/* Rewound now: kept bytes are never compacted away at off == len. */
+	st->to_up.off = 0;
+	st->rq_framed = 0;
+	/* Nothing was processed: at once elsewhere; an answer: after a backoff. */
+	if (f != RETRY_FAIL_REFUSED && f != RETRY_FAIL_CONNECT && st->sv)
+		wait = backoff_full_jitter(pick_rng(), st->sv->backoff_base_ns,
+					   st->sv->backoff_max_ns, st->retries - 1);
+	st->retry_at_ns = now + wait;
+	/* Not from inside the upstream session's callback: on c's deferred turn. */
+	worker_conn_defer(w, st->d->c);
+	return true;
+}
+
+/* Start the tries of d's streams that are due (a backoff or a poll ended). */
+static void h2_down_due(struct worker *w, struct h2_down *d)
+{
+	uint64_t now = timer_now_ns();
+
+	for (struct h2_stream *st = d->streams; st; st = st->next)
+		if (st->retry_at_ns && !st->answered && now >= st->retry_at_ns)
+			h2_try(w, st);
+}
+
+/*
  * The request head of st is complete: route it (the HTTP routes of the
- * connection's service, the newest config), give it its deadline (the
- * route's or service's, and a shorter grpc-timeout), pick one endpoint
- * for it and send it on a pooled session to that endpoint.
+ * connection's service, the newest config, whose snapshot st holds from
+ * now on), give it its deadline (the route's or service's, and a shorter
+ * grpc-timeout) and start its first try (h2_try).
  */
 static void h2_dispatch(struct worker *w, struct h2_stream *st)
 {
@@ -154,29 +411,32 @@ static void h2_dispatch(struct worker *w, struct h2_stream *st)
 			 *gt = h2_field(&st->rq, "grpc-timeout");
 	struct route_request req = {0};
 	const struct config_route *r = NULL;
+	struct retry_policy_cfg rc;
 	uint64_t now = timer_now_ns(), timeout = 0, gns;
-	uint16_t port_be = c->port_be;
-	struct h2_up *up;
-	uint32_t idx;
-	int err;
+	uint16_t port_be;
 
 	st->start_ns = now;
 	st->bt.idx = PICK_NONE;
 	st->grpc = ct && grpc_is_content_type((const char *)ct->value, ct->valuelen);
 	WORKER_STAT_INC(w, http_requests);
 	/*
-	 * Routed with the newest config, when no other stream of c is open:
-	 * those keep pointers into c's snapshot (their target, route and
-	 * balancer view), which moving would free under them.
+	 * Each stream is routed with the newest config: it holds its own
+	 * reference to that snapshot (its target, route and balancer view
+	 * point into it), so c may move on under the streams still open.
 	 */
-	if (st->d->n_streams == 1 && worker_conn_follow(w, c) < 0) {
+	if (worker_conn_follow(w, c) < 0) {
 		h2_stream_error(w, st, HTTP_ERR_SERVICE_GONE);
 		h2_done(w, st, false, false, 503, "gone");
 		return;
 	}
+	st->snap = c->snap;
+	if (st->snap)
+		proxy_snap_get(st->snap);
 	cfg = worker_conn_config(w, c);
+	st->svc = c->svc;
 	st->target = c->svc;
 	tele_h2_start(w, st);
+	port_be = c->port_be;
 	if (m && p && c->svc->n_routes) {
 		req.method = (const char *)m->value;
 		req.method_len = m->valuelen;
@@ -201,6 +461,7 @@ static void h2_dispatch(struct worker *w, struct h2_stream *st)
 			}
 		}
 	}
+	st->port_be = port_be;
 	st->sv = worker_es_service(w, c, cfg, st->target);
 	if (r && r->timeout_ms)
 		timeout = (uint64_t)r->timeout_ms * 1000000;
@@ -212,6 +473,11 @@ static void h2_dispatch(struct worker *w, struct h2_stream *st)
 	    (!timeout || gns < timeout))
 		timeout = gns ? gns : 1;
 	st->deadline_ns = timeout ? deadline_after(now, timeout) : 0;
+	st->fail_fast_ns = now + (st->sv ? st->sv->fail_fast_ns : 0);
+	/* The body is kept for a replay up to the policy's limit (h2_down_on_data). */
+	h2_retry_cfg(st, &rc);
+	st->replay_max = rc.max_body_bytes;
+	st->to_up.keep = true;
 	if (st->sv) {
 		retry_budget_deposit(st->sv->budget, now);
 		atomic_fetch_add_explicit(&st->sv->state->requests, 1, memory_order_relaxed);
@@ -224,36 +490,7 @@ static void h2_dispatch(struct worker *w, struct h2_stream *st)
 		h2_done(w, st, false, false, 503, "no endpoints");
 		return;
 	}
-	idx = pick_endpoint(st->sv, (uint32_t)st->target->n_endpoints, now, NULL, 0, &st->bt);
-	if (idx == PICK_NONE) {
-		h2_stream_error(w, st, HTTP_ERR_NO_CANDIDATE);
-		h2_done(w, st, false, false, 503, "no candidate");
-		return;
-	}
-	pick_start(st->sv, &st->bt, now);
-	if (h2h1_declared(st->target, c->svc_port)) {
-		h2h1_start(w, st, &st->target->endpoints[idx].addr, port_be);
-		h2_down_arm(w, st->d);
-		return;
-	}
-	up = h2_up_get(w, c, &st->target->endpoints[idx].addr, port_be, &err);
-	if (!up) {
-		bool local = sock_err_local(-err);
-
-		worker_warn_ratelimited(
-		    w, "proxy worker %d: %s/%s: cannot connect to endpoint %u: %s", w->id,
-		    st->target->namespace, st->target->name, idx, strerror(-err));
-		h2_stream_error(w, st, local ? HTTP_ERR_LOCAL_RESOURCES : HTTP_ERR_CONNECT_FAILURE);
-		h2_done(w, st, !local, true, 503, "connect failure");
-		return;
-	}
-	err = h2_up_submit(w, up, st);
-	if (err) {
-		h2_stream_error(w, st, HTTP_ERR_LOCAL_RESOURCES);
-		h2_done(w, st, false, false, 503, "submit");
-		return;
-	}
-	h2_down_arm(w, st->d);
+	h2_try(w, st);
 }
 
 /* The client opened stream id (nghttp2 checked it is new): note the ids it skipped. */
@@ -365,13 +602,22 @@ static int h2_down_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const 
 
 	(void)flags;
 	/* Nowhere to go (answered, or no such request): the window is ours to give back. */
-	if (!st || st->answered || (!st->up && !st->h1)) {
+	if (!st || st->answered) {
 		nghttp2_session_consume(s, id, len);
 		return 0;
 	}
-	/* Within the stream's window, which only grows once these went on. */
+	/*
+	 * Within the stream's window, which only grows once these went on;
+	 * kept while no upstream stream takes them (a try to come), and for
+	 * a replay while the whole body is within the retry policy's limit.
+	 */
 	if (h2_bytes_put(&st->to_up, data, len))
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	st->rq_bytes += len;
+	if (!st->replay_lost && st->rq_bytes > st->replay_max) {
+		st->replay_lost = true;
+		st->to_up.keep = false;
+	}
 	h2_up_wake(d->w, st);
 	return 0;
 }
@@ -509,8 +755,12 @@ static void h2_down_arm(struct worker *w, struct h2_down *d)
 	uint64_t stall = (uint64_t)worker_conn_config(w, c)->http2.stall_timeout_ms * 1000000;
 
 	for (struct h2_stream *st = d->streams; st; st = st->next) {
-		if (st->deadline_ns && !st->answered && (!next || st->deadline_ns < next))
-			next = st->deadline_ns;
+		if (!st->answered) {
+			if (st->deadline_ns && (!next || st->deadline_ns < next))
+				next = st->deadline_ns;
+			if (st->retry_at_ns && (!next || st->retry_at_ns < next))
+				next = st->retry_at_ns;
+		}
 		if (!stall || st->to_down.off == st->to_down.len) {
 			st->stall_ns = 0;
 			continue;
@@ -625,6 +875,7 @@ static void h2_down_io(struct worker *w, struct conn *c, uint32_t events)
 /* What this side's upstream sessions call back (h2_int.h). */
 static const struct h2_down_ops h2_down_ops = {
     .stream_error = h2_stream_error,
+    .retry = h2_retry,
     .read = h2_down_read,
 };
 
@@ -731,24 +982,20 @@ static void h2_down_stalls(struct worker *w, struct h2_down *d, uint64_t now)
 	}
 }
 
-/* Deadlines of c's streams: DEADLINE_EXCEEDED (gRPC) or 504, the upstream stream reset. */
+/*
+ * Deadlines of c's streams: DEADLINE_EXCEEDED (gRPC) or 504, the upstream
+ * stream reset; then the tries due (a backoff or a poll for a candidate ended).
+ */
 static void h2_timeout(struct worker *w, struct conn *c)
 {
 	struct h2_down *d = c->h2;
 	uint64_t now = timer_now_ns(), idle = conn_idle_ns(w, c);
 
-	for (struct h2_stream *st = d->streams; st; st = st->next) {
-		struct metrics_http_key k;
-		const struct shoal_addr *ep;
-
-		if (st->answered || !st->deadline_ns || now < st->deadline_ns)
-			continue;
-		if (h2_key(w, st, &k, &ep))
-			metrics_http_shard_event(w->metrics, &k, METRICS_HTTP_DEADLINE);
-		h2_done(w, st, st->bt.active, true, 504, "timeout");
-		h2_stream_error(w, st, HTTP_ERR_TIMEOUT);
-	}
+	for (struct h2_stream *st = d->streams; st; st = st->next)
+		if (!st->answered && st->deadline_ns && now >= st->deadline_ns)
+			h2_stream_expired(w, st);
 	h2_down_stalls(w, d, now);
+	h2_down_due(w, d);
 	if (idle && now >= c->last_active_ns + idle) {
 		nghttp2_session_terminate_session(d->s, NGHTTP2_NO_ERROR);
 		d->dead = true;
@@ -760,6 +1007,8 @@ static void h2_resume(struct worker *w, struct conn *c)
 {
 	struct h2_down *d = c->h2;
 
+	if (d)
+		h2_down_due(w, d);
 	if (d && d->more) {
 		d->more = false;
 		h2_down_io(w, c, 0);
@@ -773,12 +1022,13 @@ static void h2_abort(struct worker *w, struct conn *c)
 	h2_down_close(w, c, true);
 }
 
-/* Between requests nothing of c but its service depends on its snapshot. */
+/*
+ * Nothing of c but its service depends on its snapshot: each stream
+ * holds the one it was routed with (h2_dispatch), so c follows at once.
+ */
 static bool h2_settled(const struct conn *c)
 {
-	const struct h2_down *d = c->h2;
-
-	return d && !d->n_streams;
+	return c->h2 != NULL;
 }
 
 static bool h2_drain_idle(struct worker *w, struct conn *c, uint64_t now, uint64_t idle_ns)

@@ -29,8 +29,10 @@
 #include "common/addr.h"
 #include "proxy/h2.h"
 #include "proxy/http_error.h"
+#include "resilience/retry_policy.h"
 
 struct config;
+struct proxy_snap;
 struct worker;
 struct metrics_http_key;
 struct h2_tele;
@@ -38,10 +40,15 @@ struct h2_tele;
 struct h2_up;
 struct h2_down;
 
-/* Bytes of one stream waiting to go on, one way: at most its window. */
+/*
+ * Bytes of one stream waiting to go on, one way: at most its window. With
+ * keep, bytes already framed stay (off moves, nothing is dropped): a
+ * request body held for a retry's replay.
+ */
 struct h2_bytes {
 	uint8_t *data;
 	size_t off, len, cap;
+	bool keep;
 };
 
 /*
@@ -82,16 +89,35 @@ struct h2_stream {
 	int status;		 /* :status of the final response; 0: none yet */
 	int grpc_status;	 /* GRPC_STATUS_NONE until read */
 
-	/* The request's route, target and try (one pick per request). */
+	/*
+	 * The request's route, target and try (one pick per try), all of
+	 * snap: the newest config when the stream was dispatched, held until
+	 * the stream is freed, so that its connection may follow newer ones.
+	 */
+	struct proxy_snap *snap;
+	const struct config_service *svc; /* the connection's service, in snap */
 	const struct config_route *route;
 	const struct config_service *target;
 	const struct es_svc_view *sv;
 	struct pick_ticket bt;
+	uint16_t port_be; /* the target's port (network order) */
 	uint64_t start_ns;
 	uint64_t deadline_ns; /* 0: none */
 	/* Response bytes have waited since, none framed (stall_timeout_ms); 0: none wait. */
 	uint64_t stall_ns;
 	struct h2_tele *tele; /* its span while traced (observe.h); freed with it */
+
+	/* Tries (docs/proxy.md, "Retries"). */
+	uint32_t avoid[PICK_MAX_AVOID]; /* endpoints tried */
+	uint32_t n_avoid;
+	uint32_t retries;      /* tries after the first */
+	uint64_t retry_at_ns;  /* 0: none; else the next try starts then (h2.c) */
+	uint64_t fail_fast_ns; /* no candidate endpoint: wait for one until then */
+	uint64_t rq_bytes;     /* request body bytes received from the client */
+	uint64_t rq_framed;    /* of them, framed on the current try */
+	uint64_t rq_consumed;  /* of them, given back to the client's window */
+	uint32_t replay_max;   /* the retry policy's max_body_bytes */
+	bool replay_lost;      /* the body outgrew the replay limit: no retry */
 };
 
 /*
@@ -107,6 +133,19 @@ struct h2_down_ops {
 	 * reset it once a response head went out; its upstream stream is reset.
 	 */
 	void (*stream_error)(struct worker *w, struct h2_stream *st, enum http_error err);
+	/*
+	 * st's try failed (how: f; code: the status for RETRY_FAIL_STATUS,
+	 * the grpc-status for RETRY_FAIL_GRPC_STATUS) before a response head
+	 * went to the client: may it be tried again? True when the retry
+	 * policy and the service's budget allow it: the try's outcome went
+	 * to the balancer (a refused stream is no failure of its endpoint),
+	 * the response state is reset, and the next try starts on the client
+	 * connection's deferred turn or after a backoff. The caller then
+	 * unlinks st from its upstream stream, if it has not already, and
+	 * drops what it had of the response. False: nothing changed; the
+	 * caller answers as it would have.
+	 */
+	bool (*retry)(struct worker *w, struct h2_stream *st, enum retry_failure f, int code);
 	/* The response body source of a client stream (nghttp2_data_source_read_callback). */
 	nghttp2_data_source_read_callback read;
 };
@@ -246,7 +285,7 @@ void h2_done(struct worker *w, struct h2_stream *st, bool tried, bool failed, un
  */
 struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct shoal_addr *addr,
 			uint16_t port_be, int *err);
-/* Send st's request on up; 0 or -EIO. */
+/* Send st's request on up (its body from the first byte); 0 or -EIO. */
 int h2_up_submit(struct worker *w, struct h2_up *up, struct h2_stream *st);
 /* st leaves its upstream stream, reset with error_code unless NO_ERROR. */
 void h2_up_unlink(struct h2_stream *st, uint32_t error_code);

@@ -30,7 +30,7 @@
 
 int h2_bytes_put(struct h2_bytes *b, const uint8_t *p, size_t n)
 {
-	if (b->off && b->off == b->len)
+	if (b->off && b->off == b->len && !b->keep)
 		b->off = b->len = 0;
 	if (b->len + n > b->cap) {
 		size_t cap = b->cap ? b->cap : H2_BYTES_MIN;
@@ -362,7 +362,9 @@ bool h2_key(struct worker *w, const struct h2_stream *st, struct metrics_http_ke
 	    const struct shoal_addr **ep)
 {
 	const struct conn *c = st->d->c;
-	const struct config_service *t = st->target ? st->target : c->svc;
+	/* The stream's own snapshot's service: c may have followed a newer one. */
+	const struct config_service *svc = st->svc ? st->svc : c->svc;
+	const struct config_service *t = st->target ? st->target : svc;
 
 	memset(k, 0, sizeof(*k));
 	*ep = NULL;
@@ -370,14 +372,13 @@ bool h2_key(struct worker *w, const struct h2_stream *st, struct metrics_http_ke
 		k->endpoint = st->bt.idx + 1;
 		*ep = &t->endpoints[st->bt.idx].addr;
 	}
-	if (!c->svc || !c->svc->metrics_id || !t->metrics_id) {
+	if (!svc || !svc->metrics_id || !t->metrics_id) {
 		metrics_http_shard_unkeyed(w->metrics);
 		return false;
 	}
-	k->svc = c->svc->metrics_id;
+	k->svc = svc->metrics_id;
 	k->backend = t->metrics_id;
-	if (st->route && st->route >= c->svc->routes &&
-	    st->route < c->svc->routes + c->svc->n_routes)
+	if (st->route && st->route >= svc->routes && st->route < svc->routes + svc->n_routes)
 		k->route = st->route->metrics_id;
 	return true;
 }
@@ -408,7 +409,8 @@ unsigned int h2_recorded_status(const struct h2_stream *st)
  */
 static uint32_t h2_grpc_method(const struct h2_stream *st)
 {
-	const struct config_service *svc = st->d->c->svc;
+	/* The stream's own snapshot's: its connection may have followed a newer one. */
+	const struct config_service *svc = st->svc ? st->svc : st->d->c->svc;
 	const nghttp2_nv *p = h2_field(&st->rq, ":path");
 
 	if (!p)

@@ -112,8 +112,11 @@ static ssize_t h2_up_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t l
 	if (n) /* nothing buffered yet: data is NULL, and memcpy wants a valid pointer */
 		memcpy(buf, st->to_up.data + st->to_up.off, n);
 	st->to_up.off += n;
-	if (n) {
-		nghttp2_session_consume(st->d->s, st->id, n);
+	st->rq_framed += n;
+	/* A replay frames bytes the client's window got back on an earlier try. */
+	if (st->rq_framed > st->rq_consumed) {
+		nghttp2_session_consume(st->d->s, st->id, st->rq_framed - st->rq_consumed);
+		st->rq_consumed = st->rq_framed;
 		worker_conn_defer(up->w, st->d->c);
 	}
 	if (st->to_up.off < st->to_up.len)
@@ -140,7 +143,9 @@ int h2_up_submit(struct worker *w, struct h2_up *up, struct h2_stream *st)
 	int32_t id;
 
 	(void)w;
-	id = nghttp2_submit_request(up->s, NULL, st->rq.nv, st->rq.n, st->rq_end ? NULL : &dp, st);
+	/* A retry may have the whole body, and the client's END_STREAM, already. */
+	id = nghttp2_submit_request(up->s, NULL, st->rq.nv, st->rq.n,
+				    st->rq_end && !st->rq_bytes ? NULL : &dp, st);
 	if (id < 0)
 		return -EIO;
 	st->up = up;
@@ -210,10 +215,44 @@ static void h2_up_response(struct worker *w, struct h2_stream *st, bool end)
 	if (end)
 		st->rs_end = true;
 	st->rs_submitted = true;
+	/* No retry once the client has a head: the body need not be kept. */
+	st->replay_lost = true;
+	st->to_up.keep = false;
 	if (nghttp2_submit_response(st->d->s, st->id, st->rs.nv, st->rs.n, end ? NULL : &dp))
 		nghttp2_submit_rst_stream(st->d->s, NGHTTP2_FLAG_NONE, st->id,
 					  NGHTTP2_INTERNAL_ERROR);
 	worker_conn_defer(w, st->d->c);
+}
+
+/*
+ * A response head that the retry policy may retry, before it goes to the
+ * client: a gRPC trailers-only answer (the head ends the stream; its
+ * grpc-status is the call's) with one of the route's codes, or a non-gRPC
+ * status the policy lists. True when st was retried: it left this
+ * stream (reset unless the endpoint ended it) and the head is dropped.
+ * A gRPC answer with messages, or trailers after a head, is never
+ * retried: the head went to the client as soon as it came.
+ */
+static bool h2_up_retry_head(struct h2_up *up, struct h2_stream *st, bool end)
+{
+	const nghttp2_nv *sf = h2_field(&st->rs, ":status");
+	int status = sf ? atoi((const char *)sf->value) : 0;
+	bool retried;
+
+	if (status < 200)
+		return false;
+	if (st->grpc) {
+		if (!end || st->grpc_status <= GRPC_STATUS_OK)
+			return false;
+		retried = st->d->ops->retry(up->w, st, RETRY_FAIL_GRPC_STATUS, st->grpc_status);
+	} else {
+		if (status < 400)
+			return false;
+		retried = st->d->ops->retry(up->w, st, RETRY_FAIL_STATUS, status);
+	}
+	if (retried)
+		h2_up_unlink(st, end ? NGHTTP2_NO_ERROR : NGHTTP2_CANCEL);
+	return retried;
 }
 
 static int h2_up_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
@@ -233,6 +272,8 @@ static int h2_up_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, v
 	if (!st)
 		return 0;
 	if (frame->hd.type == NGHTTP2_HEADERS && !st->rs_submitted && st->status == 0) {
+		if (h2_up_retry_head(up, st, end))
+			return 0;
 		h2_up_response(up->w, st, end);
 		return 0;
 	}
@@ -281,7 +322,18 @@ static int h2_up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_
 	h2_up_list_del(up, st);
 	nghttp2_session_set_stream_user_data(s, id, NULL);
 	if (error_code != NGHTTP2_NO_ERROR || !st->rs_end) {
-		/* Reset by the endpoint (REFUSED_STREAM above a GOAWAY included). */
+		/*
+		 * Reset by the endpoint before a head went to the client: a
+		 * REFUSED_STREAM (also what nghttp2 closes the streams above a
+		 * GOAWAY's last-stream-id with) was never processed and is
+		 * retried whatever the method; another reset as the policy says.
+		 */
+		if (!st->rs_submitted &&
+		    st->d->ops->retry(up->w, st,
+				      error_code == NGHTTP2_REFUSED_STREAM ? RETRY_FAIL_REFUSED
+									   : RETRY_FAIL_RESET_EARLY,
+				      0))
+			return 0;
 		if (!st->rs_submitted) {
 			h2_done(up->w, st, true, true, 502, "reset");
 			st->d->ops->stream_error(up->w, st, HTTP_ERR_UPSTREAM_RESET);
@@ -329,6 +381,11 @@ static void h2_up_close(struct worker *w, struct conn *c, bool reset)
 			bool connected = up->connected;
 
 			h2_up_list_del(up, st);
+			/* Never connected: nothing was sent, a connect failure. */
+			if (!st->rs_submitted &&
+			    st->d->ops->retry(
+				w, st, connected ? RETRY_FAIL_RESET_EARLY : RETRY_FAIL_CONNECT, 0))
+				continue;
 			h2_done(w, st, true, true, st->rs_submitted ? 0 : 502, "connection lost");
 			if (st->rs_submitted) {
 				nghttp2_submit_rst_stream(st->d->s, NGHTTP2_FLAG_NONE, st->id,

@@ -12,6 +12,7 @@ void retry_policy_cfg_default(struct retry_policy_cfg *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->statuses[0] = RETRY_DEFAULT_STATUS;
 	cfg->n_statuses = 1;
+	cfg->grpc_statuses = RETRY_GRPC_DEFAULT_MASK;
 	cfg->route_retryable = false;
 	cfg->connect_any_method = true;
 	cfg->max_body_bytes = RETRY_DEFAULT_MAX_BODY_BYTES;
@@ -25,6 +26,9 @@ int retry_policy_cfg_check(const struct retry_policy_cfg *cfg)
 	for (int i = 0; i < cfg->n_statuses; i++)
 		if (cfg->statuses[i] < 400 || cfg->statuses[i] > 599)
 			return -EINVAL;
+	/* OK (bit 0) is no failure; bits above the last code name no code. */
+	if (cfg->grpc_statuses & ~((2u << RETRY_GRPC_MAX_CODE) - 2))
+		return -EINVAL;
 	return 0;
 }
 
@@ -47,6 +51,11 @@ bool retry_status_listed(const struct retry_policy_cfg *cfg, uint16_t status)
 	return false;
 }
 
+bool retry_grpc_status_listed(const struct retry_policy_cfg *cfg, int code)
+{
+	return code >= 0 && code <= RETRY_GRPC_MAX_CODE && (cfg->grpc_statuses & (1u << code));
+}
+
 /* Is t's kind of failure one that is retried at all (method aside)? */
 static bool failure_retried(const struct retry_policy_cfg *cfg, const struct retry_try *t)
 {
@@ -54,7 +63,10 @@ static bool failure_retried(const struct retry_policy_cfg *cfg, const struct ret
 	case RETRY_FAIL_CONNECT:
 	case RETRY_FAIL_RESET_EARLY:
 	case RETRY_FAIL_TIMEOUT:
+	case RETRY_FAIL_REFUSED:
 		return true;
+	case RETRY_FAIL_GRPC_STATUS:
+		return retry_grpc_status_listed(cfg, t->status);
 	case RETRY_FAIL_STATUS:
 		return retry_status_listed(cfg, t->status);
 	case RETRY_FAIL_RESET_LATE:
@@ -68,7 +80,8 @@ enum retry_verdict retry_decide(const struct retry_policy_cfg *cfg, const struct
 {
 	bool method_ok = cfg->route_retryable ||
 			 retry_method_idempotent(t->method, t->method_len) ||
-			 (t->failure == RETRY_FAIL_CONNECT && cfg->connect_any_method);
+			 (t->failure == RETRY_FAIL_CONNECT && cfg->connect_any_method) ||
+			 t->failure == RETRY_FAIL_REFUSED;
 
 	if (!method_ok)
 		return RETRY_NO_METHOD;

@@ -29,10 +29,20 @@
  */
 #define RETRY_DEFAULT_MAX_RETRIES 2
 
+/*
+ * gRPC status codes are 0 (OK) .. 16 (UNAUTHENTICATED); a retried set is a
+ * mask of them (bit n: code n). By default only UNAVAILABLE (14): the
+ * code gRPC itself defines as "transient, safe to retry" for a call the
+ * service did not act on; the others may have had effects.
+ */
+#define RETRY_GRPC_MAX_CODE 16
+#define RETRY_GRPC_DEFAULT_MASK (1u << 14)
+
 /* Knobs, per service, overridable per route. Fill with retry_policy_cfg_default(). */
 struct retry_policy_cfg {
 	uint16_t statuses[RETRY_MAX_STATUSES]; /* response statuses that are retried */
 	uint8_t n_statuses;
+	uint32_t grpc_statuses;	 /* gRPC codes retried (a mask, RETRY_GRPC_MAX_CODE) */
 	bool route_retryable;	 /* retry any method: the route says it is idempotent */
 	bool connect_any_method; /* a connect failure is retried whatever the method */
 	uint32_t max_body_bytes; /* larger bodies are not buffered, so not retried */
@@ -46,6 +56,13 @@ enum retry_failure {
 	RETRY_FAIL_STATUS,	/* a complete response head with status `status` */
 	RETRY_FAIL_RESET_LATE,	/* reset after the response headers */
 	RETRY_FAIL_TIMEOUT,	/* the per-try timeout passed without response headers */
+	/*
+	 * HTTP/2: the endpoint refused the stream before processing it
+	 * (RST_STREAM REFUSED_STREAM, or a stream above a GOAWAY's
+	 * last-stream-id; RFC 9113 8.7 guarantees nothing was processed).
+	 */
+	RETRY_FAIL_REFUSED,
+	RETRY_FAIL_GRPC_STATUS, /* a gRPC trailers-only answer, grpc-status `status` */
 };
 
 /* What the proxy knows about one failed try. */
@@ -53,10 +70,10 @@ struct retry_try {
 	const char *method; /* the request method, as sent (case-sensitive) */
 	size_t method_len;
 	enum retry_failure failure;
-	uint16_t status;       /* RETRY_FAIL_STATUS: the response's status */
-	bool has_body;	       /* Content-Length > 0, or chunked */
-	bool body_buffered;    /* has_body: the whole body is held for replay */
-	uint64_t body_bytes;   /* has_body: its length */
+	uint16_t status;     /* RETRY_FAIL_STATUS: the response's status; _GRPC_STATUS: the code */
+	bool has_body;	     /* Content-Length > 0, or chunked */
+	bool body_buffered;  /* has_body: the whole body is held for replay */
+	uint64_t body_bytes; /* has_body: its length */
 	bool response_started; /* a byte of any response reached the client */
 	uint32_t retries_done; /* retries of this request so far */
 	uint64_t deadline_ns;  /* the request's deadline (DEADLINE_NONE: none) */
@@ -74,12 +91,16 @@ enum retry_verdict {
 	RETRY_NO_BUDGET,   /* the service's retry budget is spent */
 };
 
-/* The defaults above: status 503, 64 KiB, 2 retries, connect failures for any method. */
+/*
+ * The defaults above: status 503, gRPC UNAVAILABLE, 64 KiB, 2 retries,
+ * connect failures for any method.
+ */
 void retry_policy_cfg_default(struct retry_policy_cfg *cfg);
 
 /*
- * 0, or -EINVAL when n_statuses is above RETRY_MAX_STATUSES or a status
- * is not 400..599 (the config parser's limits: a 1xx-3xx is not a failure).
+ * 0, or -EINVAL when n_statuses is above RETRY_MAX_STATUSES, a status
+ * is not 400..599 (the config parser's limits: a 1xx-3xx is not a failure),
+ * or grpc_statuses names OK or a code above RETRY_GRPC_MAX_CODE.
  */
 int retry_policy_cfg_check(const struct retry_policy_cfg *cfg);
 
@@ -92,12 +113,16 @@ bool retry_method_idempotent(const char *method, size_t len);
 /* Is status one of cfg's retried statuses? */
 bool retry_status_listed(const struct retry_policy_cfg *cfg, uint16_t status);
 
+/* Is gRPC status code one of cfg's retried codes? (Out of 0..16: no.) */
+bool retry_grpc_status_listed(const struct retry_policy_cfg *cfg, int code);
+
 /*
  * May try t be retried at now_ns? RETRY_YES only when all hold:
  *  - the method is idempotent, or the route is marked retryable, or the
- *    try failed to connect and cfg->connect_any_method (nothing was sent);
- *  - it failed to connect, was reset (or timed out) before the response
- *    headers, or answered a listed status;
+ *    try failed to connect and cfg->connect_any_method (nothing was sent),
+ *    or the endpoint refused it unprocessed (RETRY_FAIL_REFUSED);
+ *  - it failed to connect, was refused or reset (or timed out) before the
+ *    response headers, or answered a listed status or gRPC code;
  *  - without a body, or with one wholly buffered within max_body_bytes;
  *  - no response byte has reached the client;
  *  - fewer than max_retries retries were made;

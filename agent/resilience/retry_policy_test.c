@@ -41,6 +41,24 @@ Test(resilience_retry_policy, defaults_and_checks)
 	cfg.statuses[0] = 503;
 	cfg.n_statuses = RETRY_MAX_STATUSES + 1;
 	cr_assert_eq(retry_policy_cfg_check(&cfg), -EINVAL);
+	cfg.n_statuses = 1;
+	cr_assert_eq(cfg.grpc_statuses, 1u << 14);
+	cfg.grpc_statuses = 1u << 16 | 1u << 1;
+	cr_assert_eq(retry_policy_cfg_check(&cfg), 0);
+	cfg.grpc_statuses = 1u << 0; /* OK */
+	cr_assert_eq(retry_policy_cfg_check(&cfg), -EINVAL);
+	cfg.grpc_statuses = 1u << 17;
+	cr_assert_eq(retry_policy_cfg_check(&cfg), -EINVAL);
+}
+
+Test(resilience_retry_policy, listed_grpc_codes)
+{
+	cr_assert(retry_grpc_status_listed(&cfg, 14));
+	for (int code = -1; code <= 40; code++)
+		if (code != 14)
+			cr_assert_not(retry_grpc_status_listed(&cfg, code), "code %d", code);
+	cfg.grpc_statuses |= 1u << 8;
+	cr_assert(retry_grpc_status_listed(&cfg, 8));
 }
 
 Test(resilience_retry_policy, rfc9110_idempotent_methods)
@@ -141,6 +159,18 @@ Test(resilience_retry_policy, truth_table)
 		{"GET",     false, RETRY_FAIL_STATUS,      503, false, false, 0,        false, 2, NONE,          RETRY_NO_ATTEMPTS},
 		{"GET",     false, RETRY_FAIL_STATUS,      503, false, false, 0,        false, 0, T0,            RETRY_NO_DEADLINE},
 		{"GET",     false, RETRY_FAIL_CONNECT,     0,   false, false, 0,        false, 0, T0 - 1,        RETRY_NO_DEADLINE},
+		/* HTTP/2 REFUSED_STREAM and above a GOAWAY: unprocessed, any method, body buffered. */
+		{"POST",    false, RETRY_FAIL_REFUSED,     0,   true,  true,  10,       false, 0, NONE,          RETRY_YES},
+		{"POST",    false, RETRY_FAIL_REFUSED,     0,   true,  false, 70000,    false, 0, NONE,          RETRY_NO_BODY},
+		{"POST",    false, RETRY_FAIL_REFUSED,     0,   false, false, 0,        false, 2, NONE,          RETRY_NO_ATTEMPTS},
+		{"POST",    false, RETRY_FAIL_REFUSED,     0,   false, false, 0,        false, 0, T0,            RETRY_NO_DEADLINE},
+		/* gRPC codes: listed (UNAVAILABLE by default), and only on a route marked retryable. */
+		{"POST",    true,  RETRY_FAIL_GRPC_STATUS, 14,  true,  true,  10,       false, 0, NONE,          RETRY_YES},
+		{"POST",    false, RETRY_FAIL_GRPC_STATUS, 14,  true,  true,  10,       false, 0, NONE,          RETRY_NO_METHOD},
+		{"POST",    true,  RETRY_FAIL_GRPC_STATUS, 13,  true,  true,  10,       false, 0, NONE,          RETRY_NO_FAILURE},
+		{"POST",    true,  RETRY_FAIL_GRPC_STATUS, 4,   false, false, 0,        false, 0, NONE,          RETRY_NO_FAILURE},
+		{"POST",    true,  RETRY_FAIL_GRPC_STATUS, 0,   false, false, 0,        false, 0, NONE,          RETRY_NO_FAILURE},
+		{"POST",    true,  RETRY_FAIL_GRPC_STATUS, 14,  false, false, 0,        true,  0, NONE,          RETRY_NO_STARTED},
 		/* The first failing check is the reason given. */
 		{"POST",    false, RETRY_FAIL_RESET_LATE,  0,   true,  false, 1 << 20,  true,  9, T0,            RETRY_NO_METHOD},
 		{"GET",     false, RETRY_FAIL_RESET_LATE,  0,   true,  false, 1 << 20,  true,  9, T0,            RETRY_NO_FAILURE},
@@ -178,6 +208,9 @@ Test(resilience_retry_policy, connect_any_method_off)
 	t.method_len = 4;
 	t.failure = RETRY_FAIL_CONNECT;
 	cr_assert_eq(retry_decide(&cfg, &t, NULL, T0), RETRY_NO_METHOD);
+	/* A refused stream is the protocol's promise, not the knob's. */
+	t.failure = RETRY_FAIL_REFUSED;
+	cr_assert_eq(retry_decide(&cfg, &t, NULL, T0), RETRY_YES);
 }
 
 Test(resilience_retry_policy, budget_is_checked_last_and_charged_once)
