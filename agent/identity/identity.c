@@ -532,7 +532,11 @@ static enum id_outcome issue(struct identity *id, const struct acct *a, int64_t 
 		msgf(why, why_len, "no trust anchors yet (%s)", id->cfg.anchors_file);
 		return ID_OUTCOME_local;
 	}
-	msgf(spiffe, sizeof(spiffe), "spiffe://%s/ns/%s/sa/%s", id->cfg.trust_domain, a->ns, a->sa);
+	if (id_spiffe_string(id->cfg.trust_domain, a->ns, a->sa, spiffe, sizeof(spiffe))) {
+		msgf(why, why_len, "%s/%s is not a namespace and service account name", a->ns,
+		     a->sa);
+		return ID_OUTCOME_local;
+	}
 	if (id_key_new(&key, why, why_len) || id_csr_make(key, spiffe, &pem, why, why_len))
 		goto out;
 	json = id_csr_request_body(pem, id->cfg.lifetime_s);
@@ -905,8 +909,8 @@ int identity_status(struct identity *id, struct id_status **out)
 
 		msgf(s->ns, sizeof(s->ns), "%s", a->ns);
 		msgf(s->sa, sizeof(s->sa), "%s", a->sa);
-		msgf(s->spiffe_id, sizeof(s->spiffe_id), "spiffe://%s/ns/%s/sa/%s",
-		     id->cfg.trust_domain, a->ns, a->sa);
+		id_spiffe_string(id->cfg.trust_domain, a->ns, a->sa, s->spiffe_id,
+				 sizeof(s->spiffe_id));
 		s->wanted = a->wanted;
 		s->not_after = a->not_after;
 		s->next_ms = id->cfg.source == CONFIG_ID_SOURCE_ISSUED ? a->next_ms : 0;

@@ -25,6 +25,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "identity/spiffe.h"
 #include "identity/store.h"
 
 struct id_store {
@@ -249,6 +250,14 @@ static bool key_is_p256(EVP_PKEY *key)
 	return !strcmp(group, SN_X9_62_prime256v1);
 }
 
+int id_spiffe_string(const char *td, const char *ns, const char *sa, char *buf, size_t len)
+{
+	struct spiffe_id id;
+	int err = spiffe_id_make(&id, td, ns, sa);
+
+	return err ? err : spiffe_id_format(&id, buf, len);
+}
+
 int id_cred_new(const struct id_store *s, const char *ns, const char *sa, EVP_PKEY *key, X509 *leaf,
 		STACK_OF(X509) * chain, struct id_cred **out, char *why, size_t why_len)
 {
@@ -285,7 +294,13 @@ int id_cred_new(const struct id_store *s, const char *ns, const char *sa, EVP_PK
 	ret = leaf_uri_san(leaf, got, sizeof(got), why, why_len);
 	if (ret)
 		return ret;
-	snprintf(want, sizeof(want), "spiffe://%s/ns/%s/sa/%s", s->td, ns, sa);
+	if (id_spiffe_string(s->td, ns, sa, want, sizeof(want))) {
+		why_set(why, why_len,
+			"namespace \"%.63s\" or service account \"%.63s\" is not a "
+			"Kubernetes name",
+			ns, sa);
+		return -EINVAL;
+	}
 	if (strcmp(got, want)) {
 		why_set(why, why_len, "the certificate's URI SAN is %s, not %s", got, want);
 		return -EINVAL;

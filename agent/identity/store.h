@@ -24,13 +24,15 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "identity/spiffe.h"
+
 /* Kubernetes' limits: a namespace is a DNS label (63), a service account
  * name a DNS subdomain (253); NUL included. */
 #define ID_MAX_NS 64
 #define ID_MAX_SA 254
 #define ID_MAX_TRUST_DOMAIN 254 /* a DNS name */
-/* "spiffe://" td "/ns/" ns "/sa/" sa, NUL included */
-#define ID_MAX_SPIFFE_ID (9 + ID_MAX_TRUST_DOMAIN + 4 + ID_MAX_NS + 4 + ID_MAX_SA)
+/* "spiffe://" td "/ns/" ns "/sa/" sa, NUL included: spiffe.h's bound */
+#define ID_MAX_SPIFFE_ID SPIFFE_ID_STR_MAX
 /*
  * Service accounts one node holds certificates for: at most one per pod,
  * and a node runs at most ENROLL_MAX_PODS (512) pods.
@@ -101,6 +103,13 @@ struct id_cred *id_cred_get(struct id_cred *c);
 X509_STORE *id_store_anchors(struct id_store *s);
 /* Roots in the current anchors (0, 1 or 2). */
 int id_store_n_anchors(struct id_store *s);
+
+/*
+ * The SPIFFE ID of (td, ns, sa) into buf, by spiffe.h's rules (each part
+ * checked as spiffe_id_parse checks it). 0, or -EINVAL/-ENAMETOOLONG for
+ * a part that would not parse back, -ENOSPC when buf is too small.
+ */
+int id_spiffe_string(const char *td, const char *ns, const char *sa, char *buf, size_t len);
 
 /*
  * Build credentials from a key, a leaf and intermediates (chain may be

@@ -111,6 +111,9 @@ Test(identity_store, cred_new_refuses_what_is_not_this_identity)
 			     -EINVAL);
 		id_store_free(o);
 	}
+	/* a namespace that is no Kubernetes name (spiffe.h's rules) */
+	cr_assert_eq(id_cred_new(st, "Shop", "cart", k, l, NULL, &c, why, sizeof(why)), -EINVAL);
+	cr_assert(strstr(why, "is not a Kubernetes name"), "%s", why);
 	/* P-384 is not what the mesh issues */
 	l384 = tca_cert(p384, "x", root, root_key, -60, 3600, 0,
 			"spiffe://cluster.local/ns/shop/sa/cart");
