@@ -284,6 +284,8 @@ Test(identity, files_source_loads_and_reloads_the_directory)
 	cr_assert_eq(id_store_get(identity_store(id), "shop", "cart", &cred), 0);
 	cr_assert_eq(X509_cmp(cred->leaf, leaf), 0);
 	id_cred_put(cred);
+	/* the status table follows the store (the same poll, a moment later) */
+	WAIT_FOR(status_of_cart().not_after != 0);
 	{
 		int64_t na = status_of_cart().not_after, want = (int64_t)time(NULL) + 3600;
 
