@@ -638,10 +638,15 @@ static void issue_due(struct identity *id, int64_t now)
 			}
 		}
 		pthread_mutex_unlock(&id->mu);
-		if (out == ID_OUTCOME_ok)
-			pr_info("identity: spiffe://%s/ns/%s/sa/%s issued, valid until %lld",
-				id->cfg.trust_domain, a.ns, a.sa, (long long)na);
-		else if (a.failures == 0 || !same_outcome(a.last_error, out))
+		if (out == ID_OUTCOME_ok) {
+			char until[32];
+			time_t tna = (time_t)na;
+			struct tm tm;
+
+			strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&tna, &tm));
+			pr_info("identity: spiffe://%s/ns/%s/sa/%s issued, valid until %s",
+				id->cfg.trust_domain, a.ns, a.sa, until);
+		} else if (a.failures == 0 || !same_outcome(a.last_error, out))
 			/* a down issuer is logged once per account, not per retry */
 			pr_warn("identity: %s/%s: %s: %s%s", a.ns, a.sa, id_outcome_name(out), why,
 				a.not_after > t / 1000

@@ -467,7 +467,12 @@ static int pem_blocks_only(const char *text, size_t len, const char *label, char
 		if (!b)
 			return n;
 		if ((size_t)(stop - b) < strlen(begin) || memcmp(b, begin, strlen(begin))) {
-			why_set(why, why_len, "block %d is not a %s (%.40s)", n + 1, label, b);
+			/* its BEGIN line only: what follows may be a private key */
+			const char *nl = memchr(b, '\n', stop - b);
+			int show = (int)((nl ? nl : stop) - b);
+
+			why_set(why, why_len, "block %d is not a %s (%.*s)", n + 1, label,
+				show > 40 ? 40 : show, b);
 			return -EINVAL;
 		}
 		e = memmem(b, stop - b, end, strlen(end));

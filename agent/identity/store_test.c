@@ -280,7 +280,7 @@ Test(identity_store, bad_anchor_bundles_are_refused_by_name)
 	parse_fails(pleaf, "not a self-signed CA");
 	parse_fails(pold, "not valid now");
 	snprintf(buf, sizeof(buf), "%s%s", p1, pkey);
-	parse_fails(buf, "is not a CERTIFICATE");
+	parse_fails(buf, "block 2 is not a CERTIFICATE (-----BEGIN PRIVATE KEY-----)");
 	snprintf(buf, sizeof(buf), "%sjunk\n%s", p1, p2);
 	parse_fails(buf, "not a PEM block after certificate 1");
 	snprintf(buf, sizeof(buf), "%.*s", (int)strlen(p1) - 30, p1);
