@@ -46,5 +46,6 @@ bash scripts/fuzz-config.sh "${SHOAL_FUZZ_SECONDS:-30}"
 bash scripts/fuzz-http1.sh "${SHOAL_FUZZ_SECONDS:-30}"
 bash scripts/fuzz-k8s.sh "${SHOAL_FUZZ_SECONDS:-30}"
 bash scripts/fuzz-h2.sh "${SHOAL_FUZZ_SECONDS:-30}"
+bash scripts/fuzz-identity.sh "${SHOAL_FUZZ_SECONDS:-30}"
 
 echo "== all tests passed"
