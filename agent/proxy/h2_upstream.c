@@ -321,6 +321,8 @@ static int h2_up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_
 		return 0;
 	h2_up_list_del(up, st);
 	nghttp2_session_set_stream_user_data(s, id, NULL);
+	if (error_code == NGHTTP2_REFUSED_STREAM)
+		WORKER_STAT_INC(up->w, h2_refused);
 	if (error_code != NGHTTP2_NO_ERROR || !st->rs_end) {
 		/*
 		 * Reset by the endpoint before a head went to the client: a

@@ -37,6 +37,9 @@
 	  "Connections on undeclared ports detected as HTTP/2 (the client connection preface).")   \
 	X(h2_sessions_opened, counter,                                                             \
 	  "Pooled HTTP/2 client sessions the proxy opened to endpoints (many streams each).")      \
+	X(h2_refused, counter,                                                                     \
+	  "HTTP/2 streams endpoints refused unprocessed (RST_STREAM REFUSED_STREAM, or above a "   \
+	  "GOAWAY's last-stream-id), retried elsewhere where the budget allowed.")                 \
 	X(h2_protocol_errors, counter,                                                             \
 	  "HTTP/2 client connections closed with a GOAWAY for a protocol error or a flood "        \
 	  "(rapid reset, CONTINUATION, SETTINGS or PING floods, proxy.http2 limits).")             \

@@ -31,6 +31,15 @@ from concurrent import futures
 import grpc
 
 CONCURRENCY = 16
+# Handlers run on many threads: one line per write, or two threads' words
+# and newlines interleave and a count of lines comes out short.
+OUT_LOCK = threading.Lock()
+
+
+def say(*words):
+    with OUT_LOCK:
+        sys.stdout.write(" ".join(str(w) for w in words) + "\n")
+        sys.stdout.flush()
 
 
 def serve(srv, ports):
@@ -54,7 +63,7 @@ def server(name, ports):
         while ctx.is_active() and time.monotonic() - t0 < 5:
             time.sleep(0.002)
         if not ctx.is_active():
-            print("cancelled after %d" % ((time.monotonic() - t0) * 1000), flush=True)
+            say("cancelled after %d" % ((time.monotonic() - t0) * 1000))
         return b"late"
 
     handlers = {
@@ -70,7 +79,7 @@ def server(name, ports):
 class Unavailable(grpc.GenericRpcHandler):
     def service(self, details):
         def fail(req, ctx):
-            print("unavailable", flush=True)
+            say("unavailable")
             ctx.abort(grpc.StatusCode.UNAVAILABLE, "flaky endpoint")
 
         return grpc.unary_unary_rpc_method_handler(fail)
@@ -108,11 +117,11 @@ def raw_conn(conn, mode):
                 conn.sendall(frame(4, 1, 0))  # SETTINGS ACK
             elif ftype == 1 and mode == "refuse":
                 conn.sendall(frame(3, 0, sid, (7).to_bytes(4, "big")))  # REFUSED_STREAM
-                print("refused", sid, flush=True)
+                say("refused", sid)
             elif ftype == 1 and mode == "goaway":
                 # last-stream-id 0: none of this connection's streams was processed.
                 conn.sendall(frame(7, 0, 0, (0).to_bytes(4, "big") + (0).to_bytes(4, "big")))
-                print("goaway", sid, flush=True)
+                say("goaway", sid)
                 time.sleep(0.2)
                 break
     except (EOFError, OSError):

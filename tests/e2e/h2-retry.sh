@@ -8,7 +8,8 @@
 #    and the same endpoints without that route let the client see them;
 #  - an endpoint refusing every stream (RST_STREAM REFUSED_STREAM) and
 #    one sending GOAWAY with last-stream-id 0 are retried elsewhere, with
-#    no route at all (the streams were never processed);
+#    no route at all (the streams were never processed), and counted in
+#    shoal_proxy_h2_refused_total;
 #  - a client deadline (grpc-timeout) is honoured within 50 ms, across a
 #    retry: DEADLINE_EXCEEDED after X .. X + 50 ms, and the endpoint sees
 #    its stream cancelled;
@@ -123,19 +124,30 @@ fi
 
 # ---- REFUSED_STREAM and GOAWAY --------------------------------------------------
 
-for case in refused:50061:52:refuse goaway:50062:53:goaway; do
-	IFS=: read -r name port vip log <<<"$case"
+ref0=$(proxy_metric shoal_proxy_h2_refused_total)
+all_hits=0
+for case in refused:50061:52:refuse:REFUSED_STREAM goaway:50062:53:goaway:GOAWAY; do
+	IFS=: read -r name port vip log did <<<"$case"
 	out=$(pod_run a1 timeout 60 "$PY" "$PYF" calls "10.96.0.$vip:$port" /shoal.Echo/Echo 100 2>"$LOGDIR/$name.err") ||
 		fail "$name: client failed: $(tail -3 "$LOGDIR/$name.err")"
 	hits=$(grep -c "^$log" "$LOGDIR/b1-$log.log" || true)
+	all_hits=$((all_hits + hits))
 	ok=$(awk '$1 == "a2" { print $2 }' <<<"$out")
 	retries=$(metric_sum "^shoal_http_retries_total\\{.*service=\"default/$name\"")
 	if [[ ${ok:-0} == 100 ]] && ((hits > 0 && retries >= hits)); then
-		pass "$name: 100 calls (no retryable route), none failed; the $hits streams b1 ${log}d went to a2 ($retries retries)"
+		pass "$name: 100 calls (no retryable route), none failed; b1 sent $hits $did, the streams they refused were retried on a2 ($retries retries)"
 	else
-		fail "$name: want 100 calls answered by a2 after b1's ${log}s (>0) were retried: got '$(tr '\n' ' ' <<<"$out")', $hits ${log}s, $retries retries"
+		fail "$name: want 100 calls answered by a2 after b1 sent some $did (>0): got '$(tr '\n' ' ' <<<"$out")', $hits $did, $retries retries"
 	fi
 done
+
+# Each GOAWAY refuses every stream its session had open, so at least one each.
+refused=$(($(proxy_metric shoal_proxy_h2_refused_total) - ref0))
+if ((refused >= all_hits && all_hits > 0)); then
+	pass "refused: shoal_proxy_h2_refused_total grew by $refused (b1 refused $all_hits streams or sessions)"
+else
+	fail "refused: shoal_proxy_h2_refused_total grew by $refused, want >= $all_hits"
+fi
 
 # ---- a deadline across a retry ----------------------------------------------------
 
