@@ -5,6 +5,8 @@ server NAME PORTS: a gRPC server on each of PORTS (comma-separated):
   /shoal.Echo/Echo answers NAME; /shoal.Echo/Work sleeps 50 ms, then
   answers NAME; /shoal.Echo/Slow waits for the client to go (up to 5 s)
   and prints "cancelled after MS" when the stream was reset.
+aged NAME PORTS MS: the same, each connection drained by a GOAWAY after
+  MS (grpc.max_connection_age_ms).
 unavailable PORTS: a gRPC server that answers every call UNAVAILABLE
   (printing "unavailable" for each): a flaky endpoint.
 raw refuse|goaway PORT: a bare HTTP/2 server. refuse: every request
@@ -50,7 +52,7 @@ def serve(srv, ports):
     srv.wait_for_termination()
 
 
-def server(name, ports):
+def server(name, ports, age_ms=0):
     def echo(req, ctx):
         return name.encode()
 
@@ -71,7 +73,12 @@ def server(name, ports):
         "Work": grpc.unary_unary_rpc_method_handler(work),
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
     }
-    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
+    opts = []
+    if age_ms:
+        # Each connection is drained with a GOAWAY after age_ms: a server's
+        # routine (max_connection_age), whose refused streams are retried.
+        opts = [("grpc.max_connection_age_ms", age_ms), ("grpc.max_connection_age_grace_ms", 5000)]
+    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=32), options=opts)
     srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("shoal.Echo", handlers),))
     serve(srv, ports)
 
@@ -204,6 +211,8 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "server":
         server(sys.argv[2], sys.argv[3])
+    elif mode == "aged":
+        server(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif mode == "unavailable":
         unavailable(sys.argv[2])
     elif mode == "raw":

@@ -10,6 +10,8 @@
 #    one sending GOAWAY with last-stream-id 0 are retried elsewhere, with
 #    no route at all (the streams were never processed), and counted in
 #    shoal_proxy_h2_refused_total;
+#  - grpcio servers draining every connection after 300 ms
+#    (max_connection_age): no call fails;
 #  - a client deadline (grpc-timeout) is honoured within 50 ms, across a
 #    retry: DEADLINE_EXCEEDED after X .. X + 50 ms, and the endpoint sees
 #    its stream cancelled;
@@ -36,9 +38,12 @@ pod_spawn a3 "$LOGDIR/a3.log" "$PY" "$PYF" server a3 50064
 pod_spawn direct "$LOGDIR/direct.log" "$PY" "$PYF" server direct 50063,50064
 pod_spawn b1 "$LOGDIR/b1-refuse.log" "$PY" "$PYF" raw refuse 50061
 pod_spawn b1 "$LOGDIR/b1-goaway.log" "$PY" "$PYF" raw goaway 50062
+pod_spawn a2 "$LOGDIR/a2-aged.log" "$PY" "$PYF" aged a2 50065 300
+pod_spawn direct "$LOGDIR/direct-aged.log" "$PY" "$PYF" aged direct 50065 300
 for p in 50051 50061 50062 50064; do wait_listen "${POD_NS[a2]}" $p; done
 for p in 50051 50063 50064; do wait_listen "${POD_NS[a3]}" $p; done
-for p in 50063 50064; do wait_listen "${POD_NS[direct]}" $p; done
+for p in 50063 50064 50065; do wait_listen "${POD_NS[direct]}" $p; done
+wait_listen "${POD_NS[a2]}" 50065
 for p in 50061 50062; do wait_listen "${POD_NS[b1]}" $p; done
 
 LIVE_EPS="{address: 10.77.1.3}, {address: 10.77.1.5}, {address: 10.77.1.4}"
@@ -79,6 +84,10 @@ retry_config() {
     resilience:
       breaker: {consecutive_failures: 1, backoff_min_ms: 20000, backoff_max_ms: 20000, max_ejection_pct: 100}
       fail_fast_ms: 300
+  - name: aged
+    vips: [10.96.0.57]
+    ports: [{port: 50065, protocol: grpc}]
+    endpoints: [{address: 10.77.1.3}, {address: 10.77.1.4}]
   - name: live
     vips: [10.96.0.55]
     ports: [{port: 50064, protocol: grpc}]
@@ -147,6 +156,21 @@ if ((refused >= all_hits && all_hits > 0)); then
 	pass "refused: shoal_proxy_h2_refused_total grew by $refused (b1 refused $all_hits streams or sessions)"
 else
 	fail "refused: shoal_proxy_h2_refused_total grew by $refused, want >= $all_hits"
+fi
+
+# grpcio servers that drain each connection after 300 ms
+# (grpc.max_connection_age_ms): 1 s of 16 calls in flight crosses several
+# GOAWAYs per endpoint session, and no call fails.
+g0=$(proxy_metric shoal_proxy_h2_sessions_opened_total)
+out=$(pod_run a1 timeout 60 "$PY" "$PYF" calls 10.96.0.57:50065 /shoal.Echo/Work 320 2>"$LOGDIR/aged.err") ||
+	fail "aged: client failed: $(tail -3 "$LOGDIR/aged.err")"
+sessions=$(($(proxy_metric shoal_proxy_h2_sessions_opened_total) - g0))
+failed=$(awk '$1 == "fail" { s += $3 } END { print s + 0 }' <<<"$out")
+answered=$(awk '$1 == "a2" || $1 == "direct" { s += $2 } END { print s + 0 }' <<<"$out")
+if ((answered == 320 && failed == 0 && sessions >= 4)); then
+	pass "aged: 320 calls across endpoints draining every 300 ms ($sessions sessions opened), none failed"
+else
+	fail "aged: want 320 calls answered over >= 4 sessions: '$(tr '\n' ' ' <<<"$out")', $sessions sessions ($(sort "$LOGDIR/aged.err" | uniq -c | tr '\n' ';'))"
 fi
 
 # ---- a deadline across a retry ----------------------------------------------------
