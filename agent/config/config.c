@@ -103,6 +103,7 @@ static void config_set_defaults(struct config *cfg)
 	cfg->http2.max_sent_resets = CONFIG_DEFAULT_H2_MAX_SENT_RESETS;
 	cfg->http2.stall_timeout_ms = CONFIG_DEFAULT_H2_STALL_TIMEOUT_MS;
 	cfg->k8s_backoff_max_ms = CONFIG_DEFAULT_K8S_BACKOFF_MAX_MS;
+	cfg->k8s_policies = true;
 	snprintf(cfg->k8s_enroll_cgroup_root, sizeof(cfg->k8s_enroll_cgroup_root), "%s",
 		 CONFIG_DEFAULT_ENROLL_CGROUP_ROOT);
 	snprintf(cfg->k8s_enroll_cni_socket, sizeof(cfg->k8s_enroll_cni_socket), "%s",

@@ -616,6 +616,7 @@ struct config {
 	char k8s_token_file[PATH_MAX];       /* "": the service account's token */
 	char k8s_proxy_url[CONFIG_MAX_K8S_URL]; /* "": direct, whatever the environment says */
 	uint32_t k8s_backoff_max_ms;         /* ceiling of the jittered back-off */
+	bool k8s_policies; /* watch AuthorizationPolicy objects (docs/policy.md) */
 	/* kubernetes.enrollment: pods meshed by label (docs/enrollment.md). */
 	bool k8s_enroll;
 	char k8s_enroll_node_name[CONFIG_MAX_NODE_NAME];   /* "": $NODE_NAME at start */

@@ -440,6 +440,7 @@ static const struct field kubernetes_fields[] = {
     {"backoff_max_ms", FIELD_U32, offsetof(struct config, k8s_backoff_max_ms),
      CONFIG_MIN_K8S_BACKOFF_MS, CONFIG_MAX_K8S_BACKOFF_MS},
     {"enrollment", FIELD_FUNC, .parse = parse_enrollment},
+    {"authorization_policies", FIELD_BOOL, offsetof(struct config, k8s_policies)},
 };
 
 /* The section's presence turns the source on; an empty one means in-cluster. */

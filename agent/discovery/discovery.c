@@ -31,6 +31,8 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "discovery/k8s_policy.h"
+#include "policy/policy.h"
 
 /* inotify events read per read(): the kernel queues up to 16384. */
 #define DISCOVERY_INOTIFY_BUF (64 * (sizeof(struct inotify_event) + NAME_MAX + 1))
@@ -53,6 +55,13 @@ struct discovery {
 	struct model *model; /* NULL without Kubernetes */
 	pthread_mutex_t model_lock;
 	struct k8s_watcher *k8s;
+
+	/* Authorization policy from Kubernetes (k8s_policy.h), merged with the file's. */
+	struct k8s_policy_store *policy_store; /* NULL: not watched */
+	struct k8s_watcher *k8s_policy;
+	uint64_t policy_gen;		/* of the store, when merged; UINT64_MAX: never */
+	struct policy_set *policy_file; /* of the base, when merged (a reference) */
+	struct policy_set *policy;	/* the last good merge, or NULL */
 
 	struct discovery_stats st;
 };
@@ -116,6 +125,7 @@ static void strip_owned(struct config *c)
 {
 	c->services = NULL;
 	c->n_services = 0;
+	c->policy = c->policy_file = NULL;
 }
 
 /*
@@ -137,6 +147,9 @@ static bool keep_running_fields(struct config *nw, const struct config *running,
 	a = *running;
 	a.services = nw->services;
 	a.n_services = nw->n_services;
+	/* Policy is live too (docs/policy.md): the edit's, with its references. */
+	a.policy = nw->policy;
+	a.policy_file = nw->policy_file;
 	*nw = a;
 	return changed;
 }
@@ -235,6 +248,58 @@ static void record_build(struct discovery *d, const struct model_build_stats *b)
 	d->st.endpoints_unresolved = b->endpoints_unresolved;
 }
 
+/*
+ * The policy in force: the file's policy: section and the
+ * AuthorizationPolicy objects, compiled into one set when either changed.
+ * A merge that is refused (a rule name or a default in both, the bounds)
+ * is logged, and the last good one stays; before any, the file's alone.
+ */
+static void policy_merge(struct discovery *d)
+{
+	struct policy_set *file = d->base->policy_file;
+	struct policy_doc doc = {0};
+	struct policy_set *set;
+	char err[512] = "";
+	uint64_t gen;
+	int ret = 0;
+
+	pthread_mutex_lock(&d->model_lock);
+	gen = k8s_policy_generation(d->policy_store);
+	d->st.policy_object_rejects = k8s_policy_rejects(d->policy_store);
+	if (gen == d->policy_gen && file == d->policy_file) {
+		pthread_mutex_unlock(&d->model_lock);
+		return;
+	}
+	if (file)
+		ret = policy_set_written(file, &doc);
+	if (!ret)
+		ret = k8s_policy_written(d->policy_store, &doc);
+	pthread_mutex_unlock(&d->model_lock);
+	d->policy_gen = gen;
+	{
+		struct policy_set *old = d->policy_file;
+
+		d->policy_file = policy_set_get(file);
+		policy_set_put(old);
+	}
+	if (ret)
+		snprintf(err, sizeof(err),
+			 "policy: the file's and the AuthorizationPolicy objects' "
+			 "rules together exceed the bounds (%d rules, %d defaults)",
+			 POLICY_MAX_RULES, POLICY_MAX_DEFAULTS);
+	set =
+	    ret ? NULL : policy_compile(&doc, d->running->identity.trust_domain, err, sizeof(err));
+	policy_doc_free(&doc);
+	if (!set) {
+		d->st.policy_rejects++;
+		pr_warn("%s; the last good policy stays in force", err);
+		return;
+	}
+	policy_set_put(d->policy);
+	d->policy = set;
+	pr_info("policy: %d rules in force", policy_set_rules(set));
+}
+
 int discovery_poll(struct discovery *d, struct config **out)
 {
 	struct model_build_stats bst;
@@ -270,6 +335,14 @@ int discovery_poll(struct discovery *d, struct config **out)
 		return ret;
 	}
 	record_build(d, &bst);
+	if (d->policy_store) {
+		policy_merge(d);
+		if (d->policy) {
+			policy_set_put((*out)->policy);
+			(*out)->policy = policy_set_get(d->policy);
+		}
+	}
+	d->st.policy_rules = (*out)->policy ? (uint64_t)policy_set_rules((*out)->policy) : 0;
 	d->st.snapshots++;
 	return 1;
 }
@@ -307,6 +380,10 @@ void discovery_stop(struct discovery *d)
 		return;
 	/* Threads first: they write into the model and ring notify_fd. */
 	k8s_stop(d->k8s);
+	k8s_stop(d->k8s_policy);
+	k8s_policy_store_free(d->policy_store);
+	policy_set_put(d->policy);
+	policy_set_put(d->policy_file);
 	model_free(d->model);
 	pthread_mutex_destroy(&d->model_lock);
 	if (d->inotify_fd >= 0)
@@ -340,6 +417,7 @@ int discovery_start(const struct config *running, const struct k8s_opts *k8s,
 		return -ENOMEM;
 	d->running = running;
 	d->epfd = d->inotify_fd = d->notify_fd = -1;
+	d->policy_gen = UINT64_MAX;
 	pthread_mutex_init(&d->model_lock, NULL);
 	snprintf(d->path, sizeof(d->path), "%s", running->path);
 
@@ -399,6 +477,19 @@ int discovery_start(const struct config *running, const struct k8s_opts *k8s,
 			ko.node_v4 = running->proxy_v4;
 			ko.node_v6 = running->proxy_v6;
 			ret = k8s_start(&ko, d->model, &d->model_lock, d->notify_fd, &d->k8s);
+		}
+		if (!ret && running->k8s_policies) {
+			struct k8s_collection col = {.what = "authorizationpolicies",
+						     .path = K8S_POLICY_PATH};
+
+			d->policy_store = k8s_policy_store_new();
+			if (!d->policy_store)
+				ret = -ENOMEM;
+			col.sink = k8s_policy_sink(d->policy_store);
+			/* Its own watcher: a cluster without the CRD (404) holds up nothing. */
+			if (!ret)
+				ret = k8s_start_collections(k8s, &col, 1, &d->model_lock,
+							    d->notify_fd, &d->k8s_policy);
 		}
 		if (ret)
 			goto err;

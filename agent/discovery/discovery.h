@@ -40,6 +40,13 @@
 	X(k8s_refused_endpoints, counter,                                                          \
 	  "EndpointSlice addresses refused: loopback, link-local, unspecified, multicast, "        \
 	  "broadcast or the node's own; left out.")                                                \
+	X(policy_rejects, counter,                                                                 \
+	  "Merged authorization policies refused (file and AuthorizationPolicy objects clash, or "  \
+	  "exceed the bounds; logged); the last good policy stays in force.")                      \
+	X(policy_object_rejects, counter,                                                          \
+	  "AuthorizationPolicy objects refused (object and field logged); an object's last good "  \
+	  "version stays in force.")                                                               \
+	X(policy_rules, gauge, "Authorization rules in force (file and Kubernetes).")              \
 	X(services, gauge, "Services in the last configuration built from the model.")             \
 	X(endpoints, gauge, "Endpoints published in that configuration.")                          \
 	X(skipped_headless, gauge, "Headless services (not intercepted) in the model.")            \

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "discovery/discovery.h"
+#include "policy/policy.h"
 
 static char dir[64];
 static char path[128];
@@ -206,4 +207,27 @@ Test(discovery_file, kubernetes_section)
 	config_free(c);
 	cr_expect_eq(config_parse("k", http, strlen(http), &c, err, sizeof(err)), -EINVAL);
 	cr_expect(strstr(err, "k:3: kubernetes.api_server: must be https://") != NULL, "%s", err);
+}
+
+/* The policy: section applies live, as services do, and is no restart field. */
+Test(discovery_file, policy_edit_applies_live)
+{
+	struct discovery_stats st;
+	struct policy_caller anyone = {.authenticated = false};
+	struct policy_decision out;
+
+	write_rename(GOOD("api") "policy:\n  default: deny\n");
+	cr_assert_eq(wait_poll(), 1);
+	cr_assert_not_null(got->policy, "the edit's policy is not in the new config");
+	policy_decide(policy_lookup(got->policy, "default", "api"), "default", 80, &anyone, NULL,
+		      &out);
+	cr_expect_not(out.allow);
+	write_rename(GOOD("api") "policy:\n  default: allow\n");
+	cr_assert_eq(wait_poll(), 1);
+	policy_decide(policy_lookup(got->policy, "default", "api"), "default", 80, &anyone, NULL,
+		      &out);
+	cr_expect(out.allow, "the second edit did not replace the policy");
+	discovery_get_stats(d, &st);
+	cr_expect_eq(st.file_restart_fields, 0, "a policy edit was taken for a restart field");
+	cr_expect_eq(st.file_reloads, 2);
 }

@@ -27,6 +27,7 @@
 #include "common/curl_api.h"
 #include "discovery/discovery.h"
 #include "discovery/test_paths.h"
+#include "policy/policy.h"
 
 static char dir[64];
 static char path[128];
@@ -59,6 +60,8 @@ static void write_file(const char *name, const char *text)
 
 /* Longest watch the server allows; a test shortens it to force renewals. */
 static const char *max_watch = "60";
+/* The server serves no AuthorizationPolicy, as a cluster without shoal's CRD. */
+static bool no_crd;
 
 static void server_start(void)
 {
@@ -79,13 +82,34 @@ static void server_start(void)
 		snprintf(key, sizeof(key), "%s/server.key", dir);
 		snprintf(tok, sizeof(tok), "%s/accepted", dir); /* the client reads "token" */
 		snprintf(forb, sizeof(forb), "%s/forbidden", dir);
+		char *argv[] = {"python3",
+				"" K8S_APISERVER,
+				"--cert",
+				cert,
+				"--key",
+				key,
+				"--token-file",
+				tok,
+				"--forbidden-token-file",
+				forb,
+				"--port-file",
+				ports,
+				"--bookmark-every",
+				"0.5",
+				"--max-watch",
+				(char *)max_watch,
+				"--seed",
+				"7",
+				"--seed-file",
+				K8S_FIXTURES_DIR "/services.watch.ndjson",
+				"--seed-file",
+				K8S_FIXTURES_DIR "/endpointslices.watch.ndjson",
+				no_crd ? "--no-crd" : NULL,
+				NULL};
+
 		if (!freopen("/dev/null", "w", stdout))
 			_exit(127);
-		execlp("python3", "python3", K8S_APISERVER, "--cert", cert, "--key", key,
-		       "--token-file", tok, "--forbidden-token-file", forb, "--port-file", ports,
-		       "--bookmark-every", "0.5", "--max-watch", max_watch, "--seed", "7",
-		       "--seed-file", K8S_FIXTURES_DIR "/services.watch.ndjson", "--seed-file",
-		       K8S_FIXTURES_DIR "/endpointslices.watch.ndjson", (char *)NULL);
+		execvp("python3", argv);
 		_exit(127);
 	}
 	for (int i = 0; i < 100; i++) {
@@ -327,8 +351,8 @@ Test(discovery_k8s, watch_events_change_endpoints_and_services)
 	"\"discovery.k8s.io/v1\",\"metadata\":{\"name\":\"web-7xq2k\",\"namespace\":\"shop\","     \
 	"\"labels\":{\"kubernetes.io/service-name\":\"web\"}},\"addressType\":\"IPv4\","           \
 	"\"endpoints\":[{\"addresses\":[\"127.0.0.1\"]},{\"addresses\":[\"169.254.169.254\"]},"    \
-	"{\"addresses\":[\"10.244.9.9\"]},{\"addresses\":[\"224.0.0.1\"]},"                      \
-	"{\"addresses\":[\"0.0.0.0\"]},{\"addresses\":[\"10.0.0.1\"]}],"                          \
+	"{\"addresses\":[\"10.244.9.9\"]},{\"addresses\":[\"224.0.0.1\"]},"                        \
+	"{\"addresses\":[\"0.0.0.0\"]},{\"addresses\":[\"10.0.0.1\"]}],"                           \
 	"\"ports\":[{\"name\":\"http\",\"port\":8080}]}}"
 
 static bool five_refused(void)
@@ -348,7 +372,8 @@ Test(discovery_k8s, slice_addresses_no_endpoint_can_have_are_refused)
 	discovery_get_stats(d, &st);
 	cr_expect_eq(st.k8s_refused_endpoints, 0, "the fixtures hold no such address");
 	control("apply", SLICE_WEB_HOSTILE);
-	cr_assert(wait_for(web_moved_v6_kept), "web should keep 10.244.9.9 and its IPv6 slice only");
+	cr_assert(wait_for(web_moved_v6_kept),
+		  "web should keep 10.244.9.9 and its IPv6 slice only");
 	cr_expect(wait_for(five_refused), "k8s_refused_endpoints should count the five");
 }
 
@@ -594,7 +619,8 @@ Test(discovery_k8s_renew, watch_renewed_without_relisting, .init = setup_short_w
 	cr_assert(wait_for(web_ready));
 	usleep(2000000);
 	server_stats(&lists, &watches);
-	cr_expect_eq(lists, 2, "one list per kind, no relist (got %ld)", lists);
+	/* Services, EndpointSlices and AuthorizationPolicies. */
+	cr_expect_eq(lists, 3, "one list per kind, no relist (got %ld)", lists);
 	cr_expect_geq(watches, 6, "watches renewed (got %ld)", watches);
 	control("apply", SLICE_WEB_MOVED);
 	cr_expect(wait_for(web_moved_v6_kept), "events still applied after renewals");
@@ -773,4 +799,116 @@ Test(discovery_k8s, pods_collection_by_node_through_a_sink)
 	cr_expect_eq(ns_sink.bad, 0);
 	k8s_stop(pods_w);
 	pods_w = NULL;
+}
+
+/* ---- AuthorizationPolicy objects (docs/policy.md, "In Kubernetes") ---- */
+
+#define POLICY_OBJ(type, name, spec)                                                               \
+	"{\"type\":\"" type "\",\"object\":{\"kind\":\"AuthorizationPolicy\",\"apiVersion\":"      \
+	"\"shoal.io/v1alpha1\",\"metadata\":{\"name\":\"" name "\",\"namespace\":\"shop\"},"       \
+	"\"spec\":" spec "}}"
+
+/* What the policy in got decides for a caller of namespace ns calling shop/web:80. */
+static int verdict(const char *ns)
+{
+	char id[128];
+	struct policy_caller c = {.authenticated = true,
+				  .id = id,
+				  .trust_domain = "cluster.local",
+				  .ns = ns,
+				  .sa = "default"};
+	struct policy_decision out;
+
+	if (!got || !got->policy)
+		return -1;
+	snprintf(id, sizeof(id), "spiffe://cluster.local/ns/%s/sa/default", ns);
+	policy_decide(policy_lookup(got->policy, "shop", "web"), "shop", 80, &c, NULL, &out);
+	return out.allow;
+}
+
+static bool shop_only(void)
+{
+	return verdict("shop") == 1 && verdict("web") == 0;
+}
+
+static bool web_let_in(void)
+{
+	return verdict("shop") == 1 && verdict("web") == 1 && verdict("ads") == 0;
+}
+
+static bool open_again(void)
+{
+	return verdict("ads") == 1;
+}
+
+static uint64_t object_rejects(void)
+{
+	struct discovery_stats st;
+
+	discovery_get_stats(d, &st);
+	return st.policy_object_rejects;
+}
+
+static bool one_reject(void)
+{
+	return object_rejects() == 1;
+}
+
+static int want_rules;
+
+static bool rules_are(void)
+{
+	return got && got->policy && policy_set_rules(got->policy) == want_rules;
+}
+
+static bool wait_for_rules(int n)
+{
+	want_rules = n;
+	return wait_for(rules_are);
+}
+
+static void setup_no_crd(void)
+{
+	no_crd = true; /* each test runs in its own process: no one else sees it */
+	setup();
+}
+
+Test(discovery_k8s, authorization_policies_follow_the_objects)
+{
+	start();
+	cr_assert(wait_for(web_ready));
+	/* A namespace default, then a rule on top of it. */
+	control("apply", POLICY_OBJ("ADDED", "isolate", "{\"default\":\"same-namespace\"}"));
+	cr_assert(wait_for(shop_only), "the namespace default never took effect");
+	control("apply", POLICY_OBJ("ADDED", "web-in",
+				    "{\"service\":\"web\",\"action\":\"allow\","
+				    "\"from\":[{\"namespace\":\"web\"}]}"));
+	cr_assert(wait_for(web_let_in), "the allow rule never took effect");
+	cr_assert_eq(policy_set_rules(got->policy), 1);
+
+	/* A bad edit of web-in is refused, named, counted; its last good version stays. */
+	control("apply", POLICY_OBJ("MODIFIED", "web-in",
+				    "{\"service\":\"web\",\"action\":\"allow\","
+				    "\"from\":[{\"serviceAccount\":\"nonsense\"}]}"));
+	cr_assert(wait_for(one_reject), "the bad edit was not counted");
+	/* A later good change of another object still applies, with web-in kept. */
+	control("apply", POLICY_OBJ("ADDED", "ads-out",
+				    "{\"action\":\"deny\",\"from\":[{\"namespace\":\"ads\"}]}"));
+	cr_assert(wait_for(web_let_in));
+	cr_assert(wait_for_rules(2), "ads-out not merged, or web-in dropped");
+
+	/* A relist (410) must not drop the object whose current version is bad. */
+	control("expire", NULL);
+	control("apply", POLICY_OBJ("DELETED", "isolate", "{}"));
+	control("apply", POLICY_OBJ("DELETED", "ads-out", "{}"));
+	cr_assert(wait_for(open_again), "deleting the default did not open shop again");
+	cr_assert_eq(verdict("web"), 1, "web-in was dropped by the relist");
+}
+
+/* A cluster without the CRD: discovery goes on, services flow, the file's policy holds. */
+Test(discovery_k8s, no_crd_is_not_fatal, .init = setup_no_crd)
+{
+	start();
+	cr_assert(wait_for(web_ready), "services stopped flowing without the CRD");
+	cr_assert(wait_for(synced), "discovery never synced without the CRD");
 }

@@ -382,6 +382,10 @@ struct policy_set {
 	int n_tables;
 	struct policy_table mesh;	       /* for a service nothing names */
 	const struct policy_rule **rule_slots; /* what the tables' rules point into */
+	/* The written defaults, kept for policy_set_written. */
+	struct policy_default_rule *defaults;
+	int n_defaults;
+	enum policy_default mesh_default;
 };
 
 static const char *default_reason(enum policy_default d)
@@ -459,6 +463,7 @@ static void set_free(struct policy_set *s)
 	free(s->rules);
 	free(s->tables);
 	free(s->rule_slots);
+	free(s->defaults);
 	free(s->trust_domain);
 	free(s);
 }
@@ -490,6 +495,12 @@ struct policy_set *policy_compile(const struct policy_doc *d, const char *trust_
 	atomic_init(&s->refs, 1);
 	s->trust_domain = strdup(trust_domain ? trust_domain : "");
 	s->rules = calloc((size_t)d->n_rules + 1, sizeof(*s->rules));
+	s->defaults = calloc((size_t)d->n_defaults + 1, sizeof(*s->defaults));
+	if (!s->defaults)
+		goto oom;
+	memcpy(s->defaults, d->defaults, (size_t)d->n_defaults * sizeof(*d->defaults));
+	s->n_defaults = d->n_defaults;
+	s->mesh_default = d->mesh_default;
 	/* At most a namespace table and a service table per rule and per default. */
 	s->tables =
 	    calloc(2 * ((size_t)d->n_rules + (size_t)d->n_defaults) + 1, sizeof(*s->tables));
@@ -572,6 +583,26 @@ void policy_set_put(struct policy_set *s)
 {
 	if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
 		set_free(s);
+}
+
+int policy_set_written(const struct policy_set *s, struct policy_doc *out)
+{
+	if (s->mesh_default)
+		out->mesh_default = s->mesh_default;
+	for (int i = 0; i < s->n_rules; i++) {
+		struct policy_rule *r = policy_doc_add_rule(out);
+
+		if (!r || copy_rule(r, &s->rules[i]))
+			return r ? -ENOMEM : -E2BIG;
+	}
+	for (int i = 0; i < s->n_defaults; i++) {
+		struct policy_default_rule *df = policy_doc_add_default(out);
+
+		if (!df)
+			return -E2BIG;
+		*df = s->defaults[i];
+	}
+	return 0;
 }
 
 int policy_set_rules(const struct policy_set *s)

@@ -163,6 +163,12 @@ struct policy_set *policy_compile(const struct policy_doc *d, const char *trust_
 				  size_t errlen);
 struct policy_set *policy_set_get(struct policy_set *s);
 void policy_set_put(struct policy_set *s);
+/*
+ * Append what s was compiled from to out (a merge of sources: the file's
+ * set and the Kubernetes objects). s's mesh default replaces out's when
+ * set. 0, -E2BIG past out's bounds, or -ENOMEM.
+ */
+int policy_set_written(const struct policy_set *s, struct policy_doc *out);
 /* Rules compiled into s (for "shoalctl policy" and tests). */
 int policy_set_rules(const struct policy_set *s);
 

@@ -76,6 +76,11 @@ RESOURCES = {
         "EndpointSlice", "discovery.k8s.io/v1", "EndpointSliceList"),
     "/api/v1/pods": ("Pod", "v1", "PodList"),
     "/api/v1/namespaces": ("Namespace", "v1", "NamespaceList"),
+    # shoal's custom resource (manifests/crd-authorizationpolicy.yaml): served
+    # as the real server serves a CRD once it is installed; --no-crd leaves it
+    # out, and its paths are then a 404 NotFound, as without the CRD.
+    "/apis/shoal.io/v1alpha1/authorizationpolicies": (
+        "AuthorizationPolicy", "shoal.io/v1alpha1", "AuthorizationPolicyList"),
 }
 KIND_PATH = {v[0]: k for k, v in RESOURCES.items()}
 # Kinds without a namespace: their key is the bare name.
@@ -90,6 +95,7 @@ FIELDS = {
             "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork",
             "status.phase", "status.podIP", "status.nominatedNodeName"},
     "Namespace": {"metadata.name", "status.phase"},
+    "AuthorizationPolicy": {"metadata.name", "metadata.namespace"},
 }
 
 
@@ -324,10 +330,14 @@ class Handler(BaseHTTPRequestHandler):
             return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
                 {"clientCIDR": "0.0.0.0/0", "serverAddress": host}]}
         if path == "/apis":
+            groups = [("discovery.k8s.io", "v1")]
+            if "AuthorizationPolicy" in KIND_PATH:
+                groups.append(("shoal.io", "v1alpha1"))
             return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
-                "name": "discovery.k8s.io",
-                "versions": [{"groupVersion": "discovery.k8s.io/v1", "version": "v1"}],
-                "preferredVersion": {"groupVersion": "discovery.k8s.io/v1", "version": "v1"}}]}
+                "name": g,
+                "versions": [{"groupVersion": g + "/" + v, "version": v}],
+                "preferredVersion": {"groupVersion": g + "/" + v, "version": v}}
+                for g, v in groups]}
         if path == "/version":
             return {"major": "1", "minor": "20", "gitVersion": "v1.20.0-shoal-stand-in",
                     "platform": "linux/amd64"}
@@ -706,7 +716,12 @@ def main():
                     help="an ndjson of events applied at start")
     ap.add_argument("--port-file", help="write 'API_PORT CONTROL_PORT' here when ready")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--no-crd", action="store_true",
+                    help="serve no AuthorizationPolicy, as a cluster without shoal's CRD")
     args = ap.parse_args()
+    if args.no_crd:
+        path = KIND_PATH.pop("AuthorizationPolicy")
+        del RESOURCES[path]
 
     store = Store(args.history, args.start_rv)
     for path in args.seed_file:
