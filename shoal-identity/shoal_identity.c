@@ -419,8 +419,15 @@ static void handle(struct conn *c)
 		refuse(c, 413, NULL, "body over the size limit (a CSR is under 8 KiB)");
 		goto out;
 	}
-	if (!header(buf, "Authorization", auth, sizeof(auth)) || strncmp(auth, "Bearer ", 7) != 0 ||
-	    !auth[7]) {
+	if (!header(buf, "Authorization", auth, sizeof(auth))) {
+		/* header() also says no to a value over the buffer: tell the two apart. */
+		refuse(c, 401, NULL,
+		       strcasestr(buf, "\r\nAuthorization:") ? "bearer token over 8 KiB"
+							     : "no Authorization: Bearer token");
+		goto out;
+	}
+	/* The scheme is case-insensitive (RFC 9110 11.1). */
+	if (strncasecmp(auth, "Bearer ", 7) != 0 || !auth[7]) {
 		refuse(c, 401, NULL, "no Authorization: Bearer token");
 		goto out;
 	}

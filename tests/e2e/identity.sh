@@ -221,6 +221,11 @@ ask one other shoald-a-token
 expect 401 "token not authenticated" one web not-a-token
 cp "$W/web.json" "$W/notoken.json"
 expect 401 "no Authorization: Bearer token" one notoken ""
+code=$(curl -s -o "$W/longtok.resp" -w '%{http_code}' --max-time 10 --cacert "$W/anchors12.pem" \
+	--resolve "localhost:$PORT_one:127.0.0.1" -H "Authorization: Bearer $(head -c 9000 /dev/zero | tr '\0' a)" \
+	--data-binary "@$W/web.json" "https://localhost:$PORT_one/v1/certificates") || code=000
+[[ $code == 401 && $(field "$W/longtok.resp" error) == "bearer token over 8 KiB" ]] &&
+	pass "a token over 8 KiB: 401 naming it" || fail "long token: HTTP $code $(cat "$W/longtok.resp")"
 cp "$W/web.json" "$W/aud.json"
 expect 401 "audiences" one aud shoald-a-api-token
 cp "$W/web.json" "$W/notagent.json"
