@@ -195,6 +195,7 @@ struct h2_up {
 	uint16_t port_be;
 	uint32_t n_streams;	  /* open streams we submitted, linked or not */
 	struct h2_stream *linked; /* streams whose request is ours to answer */
+	struct h2_stream *hit;	  /* the last stream h2_up_stream found; linked, or NULL */
 	bool connected;
 	bool draining; /* GOAWAY received or sent: no new stream */
 	bool dead;

@@ -53,6 +53,8 @@ static void h2_up_list_del(struct h2_up *up, struct h2_stream *st)
 		st->up_next->up_prev = st->up_prev;
 	st->up_prev = st->up_next = NULL;
 	st->up = NULL;
+	if (up->hit == st)
+		up->hit = NULL;
 }
 
 /* st leaves its upstream stream (reset with error_code when still open). */
@@ -89,9 +91,16 @@ static struct h2_stream *h2_up_stream(struct h2_up *up, nghttp2_session *s, int3
 
 	if (!p)
 		return NULL;
+	/* A response's callbacks come one after another: most find the last one found. */
+	if (up->hit && up->hit == p)
+		return up->hit->up_id == id ? up->hit : NULL;
 	for (struct h2_stream *st = up->linked; st; st = st->up_next)
-		if (st == p)
-			return st->up_id == id ? st : NULL;
+		if (st == p) {
+			if (st->up_id != id)
+				return NULL;
+			up->hit = st;
+			return st;
+		}
 	return NULL;
 }
 
