@@ -141,6 +141,7 @@ static void config_set_defaults(struct config *cfg)
 	cfg->identity.drop_grace_ms = CONFIG_DEFAULT_ID_DROP_GRACE_MS;
 	cfg->identity.poll_ms = CONFIG_DEFAULT_ID_POLL_MS;
 	cfg->identity.timeout_ms = CONFIG_DEFAULT_ID_TIMEOUT_MS;
+	config_mtls_defaults(&cfg->mtls);
 }
 
 /*
@@ -419,6 +420,7 @@ struct config_service *config_service_dup(const struct config_service *src)
 			d->endpoints[e] = src->endpoints[e];
 			d->endpoints[e].zone = rebase(src->endpoints[e].zone, src, d);
 			d->endpoints[e].node = rebase(src->endpoints[e].node, src, d);
+			d->endpoints[e].identity = rebase(src->endpoints[e].identity, src, d);
 		}
 	}
 	if (copy_routes(d, src))

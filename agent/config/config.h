@@ -325,6 +325,13 @@ struct config_endpoint {
 	bool ready, serving, terminating;
 	const char *zone; /* topology zone, or NULL; points into its service's strings */
 	const char *node; /* node name, or NULL; points into its service's strings */
+	/*
+	 * The workload identity the endpoint serves as, "<namespace>/<service
+	 * account>" in identity.trust_domain, or NULL (unknown: no shoal there, as
+	 * far as this node knows); points into its service's strings. With
+	 * node, what routes a call through the encrypted hop (docs/mtls.md).
+	 */
+	const char *identity;
 };
 
 /*
@@ -465,6 +472,57 @@ struct config_tracing {
 /* Loopback only, so nothing outside the node can read the metrics or
  * probe the agent unless the operator says so. */
 #define CONFIG_DEFAULT_ADMIN_LISTEN "127.0.0.1:15020"
+/*
+ * mtls: the encrypted hop between nodes (docs/mtls.md). Limits of the
+ * static tables: a file lists what an operator writes by hand; a cluster
+ * learns both from Kubernetes (nodeName) and the pod table instead.
+ */
+#define CONFIG_MAX_MTLS_NODES 256     /* mtls.nodes entries */
+#define CONFIG_MAX_MTLS_WORKLOADS 256 /* mtls.workloads entries */
+#define CONFIG_MAX_TRUST_DOMAIN 253 /* a DNS name */
+#define CONFIG_MAX_IDENTITY 320	      /* "<ns>/<sa>": 63 + 1 + 253, NUL included */
+#define CONFIG_DEFAULT_MTLS_PORT 15008
+/* A TLS 1.3 handshake takes one round trip and two signatures: 5 s is
+ * many times a loaded node's, and short enough that a stalled peer frees
+ * its slot soon. */
+#define CONFIG_DEFAULT_MTLS_HANDSHAKE_TIMEOUT_MS 5000
+/* Handshakes in progress at once on the 15008 listener: each costs a
+ * signature and a few KiB; beyond this a new connection is refused. */
+#define CONFIG_DEFAULT_MTLS_MAX_HANDSHAKES 256
+/* ... and from one source address: a peer node opens one connection per
+ * (source identity, destination identity), so 32 is a busy node's share. */
+#define CONFIG_DEFAULT_MTLS_MAX_HANDSHAKES_PER_SOURCE 32
+
+enum config_mtls_mode {
+	CONFIG_MTLS_OFF = 0,	/* plaintext between nodes; no 15008 listener */
+	CONFIG_MTLS_PERMISSIVE, /* encrypt to endpoints with an identity, plaintext to the rest */
+	CONFIG_MTLS_STRICT,	/* never plaintext to another node's endpoint */
+};
+
+struct config_mtls_node {
+	char name[CONFIG_MAX_NODE_NAME];
+	struct shoal_addr addr; /* where its shoald listens on mtls.port */
+};
+
+struct config_mtls_workload {
+	struct shoal_addr addr;		    /* a local pod's address */
+	char identity[CONFIG_MAX_IDENTITY]; /* "<ns>/<sa>" */
+};
+
+struct config_mtls {
+	enum config_mtls_mode mode;		    /* default CONFIG_MTLS_OFF */
+	char node_name[CONFIG_MAX_NODE_NAME];	    /* this node, as endpoints name it */
+	uint16_t port;				    /* default CONFIG_DEFAULT_MTLS_PORT */
+	bool peer_identity_header;		    /* x-shoal-peer-identity to backends */
+	uint32_t handshake_timeout_ms;
+	uint32_t max_handshakes;
+	uint32_t max_handshakes_per_source;
+	struct config_mtls_node nodes[CONFIG_MAX_MTLS_NODES];
+	int n_nodes;
+	struct config_mtls_workload workloads[CONFIG_MAX_MTLS_WORKLOADS];
+	int n_workloads;
+};
+
 struct config_admin {
 	char listen[CONFIG_MAX_LISTEN + 1]; /* "ADDR:PORT", "[ADDR]:PORT" or "off" */
 };
@@ -473,7 +531,6 @@ struct config_admin {
  * identity: the node's workload certificates (docs/identity.md, "The
  * agent side"). Absent, or enabled: false: no certificates.
  */
-#define CONFIG_MAX_TRUST_DOMAIN 253 /* a DNS name */
 #define CONFIG_DEFAULT_TRUST_DOMAIN "cluster.local"
 #define CONFIG_DEFAULT_ID_SERVER_URL "https://shoal-identity.shoal-system.svc:15012"
 /* A projected service account token with the issuer's audience, which the
@@ -608,6 +665,7 @@ struct config {
 	 */
 	struct policy_set *policy_file;
 	struct policy_set *policy;
+	struct config_mtls mtls;       /* mtls: */
 
 	/* kubernetes: the API source (docs/discovery.md); absent: the file only. */
 	bool k8s_enabled;
@@ -648,6 +706,16 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 		 size_t errlen);
 
 void config_free(struct config *cfg);
+
+/*
+ * True when id is "<namespace>/<service account>": a namespace is an RFC
+ * 1123 label, a service account an RFC 1123 subdomain (lower-case
+ * letters, digits, '-', and '.' between labels). Neither may hold '_'
+ * (the file source's separator) or anything a SPIFFE ID path could not.
+ */
+bool config_identity_valid(const char *id);
+/* The node of cfg's mtls.nodes named name, or NULL. */
+const struct config_mtls_node *config_mtls_node(const struct config *cfg, const char *name);
 
 /*
  * A copy of src with room for n_services >= src->n_services services:

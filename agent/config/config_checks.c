@@ -391,5 +391,12 @@ int check_config(struct cfg_parser *p)
 			       "which service accounts to hold certificates for (or use source: "
 			       "files)");
 	}
+	/* The encrypted hop presents and verifies the identity section's certificates. */
+	if (p->cfg->mtls.mode != CONFIG_MTLS_OFF && !p->cfg->identity.enabled) {
+		cp_path_set(p, "mtls.mode");
+		return cp_fail(p, p->mtls_line ? p->mtls_line : 1,
+			       "needs the identity section: the hop presents and verifies the "
+			       "workloads' certificates (docs/mtls.md)");
+	}
 	return 0;
 }

@@ -172,6 +172,7 @@ struct cfg_parser {
 	int n_routes_total;	    /* routes in the whole file so far */
 	int key_line;		    /* line of the key whose value is being parsed */
 	int node_line;		    /* where node: was, for the "address required" check */
+	int mtls_line;		    /* where mtls: was, for its check against identity */
 	int identity_line;	    /* where identity: was, for its check against kubernetes */
 
 	/* policy: as written, compiled once the file is read (config_policy_compile). */
@@ -224,6 +225,17 @@ extern const struct seq_spec services_seq;
 /* policy: (config_policy.c), a FIELD_FUNC of the root, and its compilation after the checks. */
 int parse_policy(struct cfg_parser *p, void *obj);
 int config_policy_compile(struct cfg_parser *p);
+/* ---- mtls (config_mtls.c) ---- */
+
+/* The mtls: section's defaults (the section absent: mode off). */
+void config_mtls_defaults(struct config_mtls *m);
+/* The root's mtls: field. */
+int parse_mtls(struct cfg_parser *p, void *obj);
+/*
+ * s, a copy in svc's string table, or NULL when memory is short; the
+ * endpoints' pointers into the table follow it when it moves.
+ */
+const char *config_svc_strings_add(struct config_service *svc, const char *s);
 
 /* ---- the checks (config_checks.c) ---- */
 

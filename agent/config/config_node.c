@@ -621,6 +621,7 @@ static const struct field root_fields[] = {
     {"kubernetes", FIELD_FUNC, .parse = parse_kubernetes},
     {"identity", FIELD_FUNC, .parse = parse_identity},
     {"policy", FIELD_FUNC, .parse = parse_policy},
+    {"mtls", FIELD_FUNC, .parse = parse_mtls},
 };
 
 /* The stream: exactly one document whose top level is a mapping. */

@@ -45,15 +45,71 @@ static int parse_endpoint_address(struct cfg_parser *p, void *obj)
 	return 0;
 }
 
+/*
+ * The endpoint's node and identity are read into these, then kept in its
+ * service's string table once the mapping is read (parse_endpoint).
+ */
+struct endpoint_text {
+	struct config_endpoint *ep;
+	char node[CONFIG_MAX_NODE_NAME];
+	char identity[CONFIG_MAX_IDENTITY];
+};
+
+static int parse_endpoint_addr_field(struct cfg_parser *p, void *obj)
+{
+	return parse_endpoint_address(p, ((struct endpoint_text *)obj)->ep);
+}
+
+/* node: the node name the endpoint runs on (docs/mtls.md). */
+static int parse_endpoint_node(struct cfg_parser *p, void *obj)
+{
+	struct endpoint_text *t = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	int err = cp_string(p, "a node name", t->node, sizeof(t->node));
+	size_t n = strlen(t->node);
+
+	if (err)
+		return err;
+	if (!n || strspn(t->node, "abcdefghijklmnopqrstuvwxyz0123456789.-") != n ||
+	    t->node[0] == '-' || t->node[0] == '.')
+		return cp_fail(p, cp_line(p),
+			       "must be a node name (lower-case letters, digits, '-' and '.'), "
+			       "got \"%s\"",
+			       cp_echo(t->node, n, buf));
+	return 0;
+}
+
+/* identity: "<namespace>/<service account>" (docs/mtls.md). */
+static int parse_endpoint_identity(struct cfg_parser *p, void *obj)
+{
+	struct endpoint_text *t = obj;
+	char buf[CONFIG_ECHO_MAX + 4];
+	int err = cp_string(p, "an identity <namespace>/<service account>", t->identity,
+			    sizeof(t->identity));
+
+	if (err)
+		return err;
+	if (!config_identity_valid(t->identity))
+		return cp_fail(p, cp_line(p),
+			       "must be <namespace>/<service account> (a DNS label, '/', a DNS "
+			       "subdomain), got \"%s\"",
+			       cp_echo(t->identity, strlen(t->identity), buf));
+	return 0;
+}
+
 static const struct field endpoint_fields[] = {
-    {"address", FIELD_FUNC, .parse = parse_endpoint_address, .required = true},
+    {"address", FIELD_FUNC, .parse = parse_endpoint_addr_field, .required = true},
+    {"node", FIELD_FUNC, .parse = parse_endpoint_node},
+    {"identity", FIELD_FUNC, .parse = parse_endpoint_identity},
 };
 
 static int parse_endpoint(struct cfg_parser *p, void *obj, int i)
 {
 	struct config_service *svc = obj;
 	struct config_endpoint *ep;
+	struct endpoint_text *t;
 	struct map_seen seen;
+	int err;
 
 	(void)i;
 	if (cp_grow(p, (void **)&svc->endpoints, (size_t)svc->n_endpoints, sizeof(*ep)))
@@ -62,7 +118,18 @@ static int parse_endpoint(struct cfg_parser *p, void *obj, int i)
 	memset(ep, 0, sizeof(*ep));
 	ep->ready = ep->serving = true; /* the file lists endpoints to use */
 	ep->line = cp_line(p);
-	return cp_map(p, endpoint_fields, ARRAY_SIZE(endpoint_fields), ep, &seen);
+	/* ~600 bytes: off the stack of a recursive walk. */
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return cp_oom(p);
+	t->ep = ep;
+	err = cp_map(p, endpoint_fields, ARRAY_SIZE(endpoint_fields), t, &seen);
+	if (!err && t->node[0] && !(ep->node = config_svc_strings_add(svc, t->node)))
+		err = cp_oom(p);
+	if (!err && t->identity[0] && !(ep->identity = config_svc_strings_add(svc, t->identity)))
+		err = cp_oom(p);
+	free(t);
+	return err;
 }
 
 static const struct seq_spec endpoints_seq = {parse_endpoint, CONFIG_MAX_ENDPOINTS, "endpoints"};

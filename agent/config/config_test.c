@@ -1144,3 +1144,106 @@ Test(config, identity_errors)
 	assert_refused(NODE "identity:\n  token_file: tok\n", "t.yaml:4: identity.token_file:");
 	assert_refused(NODE "identity:\n  certs: /x\n", "t.yaml:4: identity.certs:");
 }
+
+/* mtls (docs/mtls.md): off by default; on, it needs a node name and an identity source. */
+Test(config, mtls_section)
+{
+	cr_assert_eq(parse(NODE), 0, "%s", err);
+	cr_expect_eq(cfg->mtls.mode, CONFIG_MTLS_OFF, "off unless configured");
+	cr_expect_eq(cfg->mtls.port, CONFIG_DEFAULT_MTLS_PORT);
+	cr_expect_eq(cfg->mtls.handshake_timeout_ms, CONFIG_DEFAULT_MTLS_HANDSHAKE_TIMEOUT_MS);
+	cr_expect_eq(cfg->mtls.max_handshakes, CONFIG_DEFAULT_MTLS_MAX_HANDSHAKES);
+	cr_expect_eq(cfg->mtls.max_handshakes_per_source,
+		     CONFIG_DEFAULT_MTLS_MAX_HANDSHAKES_PER_SOURCE);
+	cr_assert_eq(parse(NODE "identity: {source: files, dir: /etc/shoal/id}\n"
+				"mtls:\n  mode: strict\n  node_name: node-a\n  port: 15100\n"
+				"  peer_identity_header: true\n"
+				"  handshake_timeout_ms: 2000\n  max_handshakes: 10\n"
+				"  max_handshakes_per_source: 5\n"
+				"  nodes: [{name: node-b, address: 192.168.77.2}]\n"
+				"  workloads: [{address: 10.77.1.2, identity: default/client}]\n"),
+		     0, "%s", err);
+	cr_expect_eq(cfg->mtls.mode, CONFIG_MTLS_STRICT);
+	cr_expect_str_eq(cfg->mtls.node_name, "node-a");
+	cr_expect_eq(cfg->mtls.port, 15100);
+	cr_expect(cfg->mtls.peer_identity_header);
+	cr_expect_eq(cfg->mtls.handshake_timeout_ms, 2000);
+	cr_expect_eq(cfg->mtls.max_handshakes, 10);
+	cr_expect_eq(cfg->mtls.max_handshakes_per_source, 5);
+	cr_assert_eq(cfg->mtls.n_nodes, 1);
+	cr_expect_str_eq(cfg->mtls.nodes[0].name, "node-b");
+	cr_expect(config_mtls_node(cfg, "node-b") == &cfg->mtls.nodes[0]);
+	cr_expect_null(config_mtls_node(cfg, "node-c"));
+	cr_assert_eq(cfg->mtls.n_workloads, 1);
+	cr_expect_str_eq(cfg->mtls.workloads[0].identity, "default/client");
+	cr_assert_eq(parse(NODE "mtls: {mode: permissive, node_name: n1}\n"
+				"identity: {source: files, dir: /id}\n"),
+		     0, "%s", err);
+	cr_expect_eq(cfg->mtls.mode, CONFIG_MTLS_PERMISSIVE);
+
+	assert_refused(NODE "mtls: {mode: on}\n",
+		       "t.yaml:3: mtls.mode: must be off, permissive or strict");
+	assert_refused(NODE "mtls: {mode: strict}\n",
+		       "t.yaml:3: mtls: node_name is required when mode is not off");
+	assert_refused(NODE "mtls: {mode: strict, node_name: n1}\n",
+		       "t.yaml:3: mtls.mode: needs the identity section");
+	assert_refused(NODE "mtls: {mode: strict, node_name: n1}\nidentity: {enabled: false}\n",
+		       "t.yaml:3: mtls.mode: needs the identity section");
+	assert_refused(NODE "mtls: {node_name: Node_1}\n",
+		       "t.yaml:3: mtls.node_name: must be a node name");
+	assert_refused(NODE "mtls: {trust_domain: x.y}\n", "t.yaml:3: mtls.trust_domain:");
+	assert_refused(NODE "mtls: {handshake_timeout_ms: 10}\n",
+		       "t.yaml:3: mtls.handshake_timeout_ms:");
+	assert_refused(NODE "mtls: {max_handshakes: 4, max_handshakes_per_source: 8}\n",
+		       "t.yaml:3: mtls.max_handshakes_per_source: must be <= max_handshakes");
+	assert_refused(
+	    NODE "mtls:\n  workloads: [{address: 10.0.0.1, identity: default}]\n",
+	    "t.yaml:4: mtls.workloads[0].identity: must be <namespace>/<service account>");
+	assert_refused(
+	    NODE "mtls:\n  workloads: [{address: 10.0.0.1, identity: de_f/sa}]\n",
+	    "t.yaml:4: mtls.workloads[0].identity: must be <namespace>/<service account>");
+	assert_refused(NODE "mtls:\n  nodes: [{name: a, address: 10.0.0.1}, {name: a, address: "
+			    "10.0.0.2}]\n",
+		       "t.yaml:4: mtls.nodes[1]: node \"a\" is listed twice");
+	assert_refused(NODE "mtls:\n  nodes: [{name: a}]\n",
+		       "t.yaml:4: mtls.nodes[0].address: is required");
+	assert_refused(NODE "mtls: {tls: true}\n", "t.yaml:3: mtls.tls:");
+}
+
+/* An endpoint's node and identity (docs/mtls.md), kept in its service's strings. */
+Test(config, endpoint_node_and_identity)
+{
+	cr_assert_eq(
+	    parse(NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n"
+		       "    ports: [{port: 80}]\n"
+		       "    endpoints: [{address: 10.0.0.1, node: node-b, identity: default/web},\n"
+		       "                {address: 10.0.0.2},\n"
+		       "                {address: 10.0.0.3, identity: prod/api.v2}]\n"),
+	    0, "%s", err);
+	const struct config_service *s = cfg->services[0];
+
+	cr_assert_eq(s->n_endpoints, 3);
+	cr_expect_str_eq(s->endpoints[0].node, "node-b");
+	cr_expect_str_eq(s->endpoints[0].identity, "default/web");
+	cr_expect_null(s->endpoints[1].node);
+	cr_expect_null(s->endpoints[1].identity);
+	cr_expect_null(s->endpoints[2].node);
+	cr_expect_str_eq(s->endpoints[2].identity, "prod/api.v2");
+	/* A copy keeps them, in its own string table. */
+	struct config_service *d = config_service_dup(s);
+
+	cr_assert(d);
+	cr_expect_str_eq(d->endpoints[0].node, "node-b");
+	cr_expect_str_eq(d->endpoints[2].identity, "prod/api.v2");
+	cr_expect(d->endpoints[0].identity != s->endpoints[0].identity);
+	config_service_put(d);
+
+	assert_refused(
+	    NODE "services:\n  - name: web\n    vips: [10.96.0.10]\n    ports: [{port: 80}]\n"
+		 "    endpoints: [{address: 10.0.0.1, identity: web}]\n",
+	    "t.yaml:7: services[0].endpoints[0].identity: must be <namespace>/<service account>");
+	assert_refused(NODE
+		       "services:\n  - name: web\n    vips: [10.96.0.10]\n    ports: [{port: 80}]\n"
+		       "    endpoints: [{address: 10.0.0.1, node: Node_B}]\n",
+		       "t.yaml:7: services[0].endpoints[0].node: must be a node name");
+}

@@ -289,7 +289,8 @@ size_t model_sweep(struct model *m, int kind)
 /* Room for an endpoint's zone and node in its service's string table. */
 static size_t ep_strings_len(const struct config_endpoint *ep)
 {
-	return (ep->zone ? strlen(ep->zone) + 1 : 0) + (ep->node ? strlen(ep->node) + 1 : 0);
+	return (ep->zone ? strlen(ep->zone) + 1 : 0) + (ep->node ? strlen(ep->node) + 1 : 0) +
+	       (ep->identity ? strlen(ep->identity) + 1 : 0);
 }
 
 /* Append s to svc's string table (sized by the caller); NULL stays NULL. */
@@ -354,7 +355,8 @@ static bool svc_same(const struct config_service *a, const struct config_service
 
 		if (!addr_equal(&x->addr, &y->addr) || x->ready != y->ready ||
 		    x->serving != y->serving || x->terminating != y->terminating ||
-		    !str_same(x->zone, y->zone) || !str_same(x->node, y->node))
+		    !str_same(x->zone, y->zone) || !str_same(x->node, y->node) ||
+		    !str_same(x->identity, y->identity))
 			return false;
 	}
 	return true;
@@ -396,6 +398,7 @@ static struct config_service *build_publish(const struct config_service *sc,
 		d->endpoints[i] = sc->endpoints[i];
 		d->endpoints[i].zone = strings_add(d, sc->endpoints[i].zone);
 		d->endpoints[i].node = strings_add(d, sc->endpoints[i].node);
+		d->endpoints[i].identity = strings_add(d, sc->endpoints[i].identity);
 	}
 	d->n_endpoints = sc->n_endpoints;
 	return d;
