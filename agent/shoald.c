@@ -31,6 +31,8 @@
 #include "recording/trace.h"
 #include "telemetry/admin.h"
 #include "telemetry/otlp.h"
+#include "identity/store.h"
+#include "tunnel/tunnel.h"
 #include "upgrade/handover.h"
 
 static void usage(FILE *f)
@@ -294,6 +296,55 @@ static int caller_name(void *ctx, const struct sockaddr *peer, char *name, size_
 }
 
 /* Stop enrollment, after the proxy's lookups are off it. NULL is fine. */
+/*
+ * The calling workload's identity for the encrypted hop
+ * (proxy_set_identity_fn): the pod table's service account of the pod
+ * with that address (docs/mtls.md). Shares caller_names' lock and enroll.
+ */
+static int pod_identity(void *ctx, const struct shoal_addr *addr, char *id, size_t len)
+{
+	struct caller_names *cn = ctx;
+	char ns[ENROLL_MAX_NS], sa[ENROLL_MAX_NAME];
+	int err;
+
+	if (pthread_rwlock_tryrdlock(&cn->lock))
+		return -EAGAIN;
+	err = cn->enr ? enroll_pod_identity(cn->enr, 0, addr, ns, sa) : -ENOENT;
+	pthread_rwlock_unlock(&cn->lock);
+	if (err)
+		return err;
+	return snprintf(id, len, "%s/%s", ns, sa) < (int)len ? 0 : -ENAMETOOLONG;
+}
+
+/*
+ * The encrypted hop (docs/mtls.md), when mtls.mode is not off: the tunnel,
+ * on the identity controller's store (the config checks that identity:
+ * is on). 0 or -errno after logging.
+ */
+static int start_tunnel(const struct config *cfg, struct proxy *proxy, struct identity *ident,
+			struct tunnel **tunnel)
+{
+	char why[512];
+	int err;
+
+	if (cfg->mtls.mode == CONFIG_MTLS_OFF)
+		return 0;
+	if (!ident) {
+		pr_warn("mtls: needs the identity section (the workloads' certificates)");
+		return -EINVAL;
+	}
+	err = tunnel_start(cfg, identity_store(ident), proxy, tunnel, why, sizeof(why));
+	if (err) {
+		pr_warn("%s", why);
+		return err;
+	}
+	proxy_set_tunnel(proxy, *tunnel);
+	pr_info("mtls: %s, node %s, trust domain %s, listening on port %u",
+		cfg->mtls.mode == CONFIG_MTLS_STRICT ? "strict" : "permissive", cfg->mtls.node_name,
+		cfg->identity.trust_domain, cfg->mtls.port);
+	return 0;
+}
+
 static void enroll_stop_names(struct enroll *e)
 {
 	pthread_rwlock_wrlock(&caller_names.lock);
@@ -811,6 +862,7 @@ int main(int argc, char **argv)
 	struct identity *ident = NULL;
 	struct tracer *tracer = NULL;
 	struct otlp_exporter *exporter = NULL;
+	struct tunnel *tunnel = NULL;
 	struct timespec started;
 	char err_msg[1024];
 	enum log_level level;
@@ -993,6 +1045,10 @@ int main(int argc, char **argv)
 		if (err)
 			goto out;
 	}
+	proxy_set_identity_fn(proxy, pod_identity, &caller_names);
+	err = start_tunnel(cfg, proxy, ident, &tunnel);
+	if (err)
+		goto out;
 	err = tracing_start(cfg, proxy, &tracer, &exporter, err_msg, sizeof(err_msg));
 	if (err) {
 		pr_warn("cannot start tracing: %s", err_msg);
@@ -1006,7 +1062,8 @@ int main(int argc, char **argv)
 				.tracer = tracer,
 				.discovery = disc,
 				.enroll = enr,
-				.identity = ident},
+				.identity = ident,
+				.tunnel = tunnel},
 		    .ready = agent_ready,
 		    .ready_ctx = disc, /* synced at once without Kubernetes */
 		};
@@ -1059,6 +1116,14 @@ out:
 		close(session_fd);
 	admin_stop(admin);	/* it reads the proxy's and discovery's stats: stop it first */
 	discovery_stop(disc);	/* its threads write into the model only */
+	if (tunnel) {
+		/* The hop reads identity's store, and the workers hand it calls:
+		 * the proxy, then the hop, then identity. */
+		proxy_stop(proxy);
+		proxy = NULL;
+		tunnel_stop(tunnel);
+		tunnel = NULL;
+	}
 	identity_stop(ident);	/* before enrollment: it asks it for the accounts */
 	enroll_stop_names(enr); /* the enrolled map stays: pods stay meshed across a restart */
 	proxy_stop(proxy);

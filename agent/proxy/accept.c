@@ -9,6 +9,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
+#include "proxy/attempt.h"
 #include "proxy/conn_io.h"
 #include "proxy/detect.h"
 #include "proxy/h2.h"
@@ -195,6 +196,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 	c->port_be = service_target_port_be(port);
 	c->accepted_ns = timer_now_ns();
 	callers_conn_accept(w, c, (const struct sockaddr *)peer, &peer_addr);
+	c->src_ident = attempt_src_ident(w, &peer_addr);
 	/* The service's knobs (idle timeout) hold for every mode; HTTP
 	 * requests look up their own target's. */
 	c->sv = worker_es_service(w, c, cfg, svc);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 #include "proxy/attempt.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -14,6 +15,7 @@
 #include "proxy/proxy_int.h"
 #include "proxy/sock.h"
 #include "proxy/worker.h"
+#include "tunnel/tunnel.h"
 
 void attempt_begin(struct attempt *at, const struct es_svc_view *sv, const struct config *cfg,
 		   uint64_t now)
@@ -175,6 +177,59 @@ int attempt_connect(struct worker *w, const struct shoal_addr *addr, uint16_t po
 err_close:
 	close(fd);
 	return err;
+}
+
+const char *attempt_src_ident(struct worker *w, const struct shoal_addr *addr)
+{
+	const struct config_mtls *m = &w->cfg->mtls;
+	struct tunnel *t = __atomic_load_n(&w->p->tunnel, __ATOMIC_ACQUIRE);
+	proxy_identity_fn fn = __atomic_load_n(&w->p->identity_fn, __ATOMIC_ACQUIRE);
+	char id[CONFIG_MAX_IDENTITY];
+
+	if (m->mode == CONFIG_MTLS_OFF || !t)
+		return NULL;
+	for (int i = 0; i < m->n_workloads; i++)
+		if (addr_equal(&m->workloads[i].addr, addr))
+			return tunnel_ident(t, m->workloads[i].identity);
+	if (fn && fn(w->p->identity_ctx, addr, id, sizeof(id)) == 0)
+		return tunnel_ident(t, id);
+	return NULL;
+}
+
+int attempt_connect_ep(struct worker *w, const struct conn *c, const struct config_endpoint *ep,
+		       uint16_t port_be, bool *connected, bool *tunneled)
+{
+	const struct config_mtls *m = &w->cfg->mtls;
+	struct tunnel *t = __atomic_load_n(&w->p->tunnel, __ATOMIC_ACQUIRE);
+	const struct config_mtls_node *node;
+	struct tunnel_route r;
+	int fd;
+
+	*tunneled = false;
+	/* Same node, or no node known: the bytes never leave this node. */
+	if (m->mode == CONFIG_MTLS_OFF || !ep->node || !strcmp(ep->node, m->node_name))
+		return attempt_connect(w, &ep->addr, port_be, connected);
+	node = config_mtls_node(w->cfg, ep->node);
+	if (!t || !ep->identity || !node || !c || !c->src_ident) {
+		if (m->mode == CONFIG_MTLS_STRICT) {
+			WORKER_STAT_INC(w, mtls_refused);
+			return -EACCES;
+		}
+		return attempt_connect(w, &ep->addr, port_be, connected);
+	}
+	r.src = c->src_ident;
+	r.dst = ep->identity;
+	r.node = node->addr;
+	r.node_port_be = htons(m->port);
+	r.target = ep->addr;
+	r.target_port_be = port_be;
+	fd = tunnel_open(t, &r);
+	if (fd < 0)
+		return fd;
+	*connected = true;
+	*tunneled = true;
+	WORKER_STAT_INC(w, mtls_tunneled);
+	return fd;
 }
 
 int attempt_connect_result(struct worker *w, int fd, uint32_t events)

@@ -127,6 +127,27 @@ int attempt_connect(struct worker *w, const struct shoal_addr *addr, uint16_t po
 		    bool *connected);
 
 /*
+ * attempt_connect for endpoint ep of a call from c (c->src_ident: the
+ * calling workload), by the mode mtls.mode (docs/mtls.md, "Which calls
+ * are encrypted"): an endpoint on another node (ep->node, not
+ * mtls.node_name) that has an identity and a node address (mtls.nodes)
+ * goes through the tunnel, and *tunneled is set; the fd is then a
+ * connected AF_UNIX socket. In strict mode, a call to another node that
+ * cannot go through the tunnel (no identity there, the caller's own
+ * unknown) is refused with -EACCES; in permissive mode, and for a local
+ * endpoint, the endpoint is dialled as attempt_connect does.
+ */
+int attempt_connect_ep(struct worker *w, const struct conn *c, const struct config_endpoint *ep,
+		       uint16_t port_be, bool *connected, bool *tunneled);
+
+/*
+ * The calling workload's identity (interned by the tunnel) for a client
+ * at addr: mtls.workloads, else the proxy's identity function (the pod
+ * table); NULL when mtls is off or it is unknown.
+ */
+const char *attempt_src_ident(struct worker *w, const struct shoal_addr *addr);
+
+/*
  * The result of the non-blocking connect on fd, once epoll reported
  * EPOLLOUT, EPOLLERR or EPOLLHUP on it (events): 0 when connected, else
  * the positive errno of the failure (SO_ERROR; ECONNRESET for a hang-up

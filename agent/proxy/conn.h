@@ -118,6 +118,9 @@ struct conn {
 	uint16_t port_be;		  /* endpoint port */
 	struct shoal_addr client_addr;	  /* the client's address (per-client cap) */
 	bool client_counted;		  /* counted in the proxy's client table */
+	/* The calling workload's identity, interned by the tunnel; NULL: mtls
+	 * off or unknown (attempt_src_ident, docs/mtls.md). */
+	const char *src_ident;
 	uint32_t caller; /* its caller's index in the worker's callers table (observe.h) */
 	uint64_t accepted_ns;
 	uint64_t last_active_ns;	/* last byte moved either way (idle timeout) */

@@ -240,14 +240,16 @@ struct http1_rewrite {
 	const char *forwarded_for; /* append this address to X-Forwarded-For; NULL: leave it */
 	bool forwarded_proto;	   /* replace X-Forwarded-Proto with "http" */
 	const char *request_id;	   /* x-request-id to add when there is none; NULL: none */
+	/* x-shoal-peer-identity to add: the caller's SPIFFE ID (docs/mtls.md); NULL: none */
+	const char *peer_identity;
 };
 
 /*
  * Header fields a rewrite may add beyond those it was given:
- * X-Forwarded-For, -Proto, x-request-id, the Host of an absolute-form
+ * X-Forwarded-For, -Proto, x-request-id, x-shoal-peer-identity, the Host of an absolute-form
  * target that had none, and a re-sent Connection line.
  */
-#define HTTP1_REWRITE_ADDED_FIELDS 5
+#define HTTP1_REWRITE_ADDED_FIELDS 6
 /*
  * Bytes a request head grows by in a rewrite, as the proxy sizes for it:
  * the three added fields (about 150 bytes with a 45-byte address and a

@@ -232,6 +232,12 @@ static void rewrite_add(const char *buf, const struct http1_head *h, const struc
 	}
 	if (rw->forwarded_proto)
 		out_str(o, "X-Forwarded-Proto: http\r\n");
+	if (rw->peer_identity) {
+		/* Any the client sent was dropped with the other x-shoal-* fields. */
+		out_str(o, "x-shoal-peer-identity: ");
+		out_str(o, rw->peer_identity);
+		out_str(o, "\r\n");
+	}
 	if (rw->request_id && !h->has_request_id) {
 		out_str(o, "x-request-id: ");
 		out_str(o, rw->request_id);

@@ -158,10 +158,10 @@ static int opaque_open(struct worker *w, struct conn *c, uint32_t idx, uint64_t 
 			       ? c->sv->connect_timeout_ns
 			       : (uint64_t)w->cfg->connect_timeout_ms * 1000000;
 	uint64_t attempt_end = now + attempt;
-	bool connected;
+	bool connected, tunneled;
 	int fd, err;
 
-	fd = attempt_connect(w, &c->svc->endpoints[idx].addr, c->port_be, &connected);
+	fd = attempt_connect_ep(w, c, &c->svc->endpoints[idx], c->port_be, &connected, &tunneled);
 	if (fd < 0)
 		return fd;
 	c->upstream.pl.fd = fd;

@@ -140,7 +140,16 @@ struct pool_conn *pool_take(struct worker *w, const struct shoal_addr *addr, uin
 
 	if (!ep || !ep->idle)
 		return NULL;
-	pc = ep->idle;
+	/*
+	 * A connection through the tunnel carries the identity of the caller
+	 * it was opened for: only that caller's requests may reuse it
+	 * (docs/mtls.md). At most max_idle_per_ep to look at.
+	 */
+	for (pc = ep->idle; pc && pc->tunnel_src && pc->tunnel_src != owner->src_ident;
+	     pc = pc->next)
+		;
+	if (!pc)
+		return NULL;
 	was_oldest = pc == pl->lru_head;
 	pool_unlink_idle(pl, pc);
 	pc->side.conn = owner;
@@ -150,13 +159,15 @@ struct pool_conn *pool_take(struct worker *w, const struct shoal_addr *addr, uin
 	return pc;
 }
 
-int pool_connect(struct worker *w, const struct shoal_addr *addr, uint16_t port_be,
-		 struct conn *owner, struct pool_conn **out)
+/* pool_connect and pool_connect_ep: cep NULL dials addr directly. */
+static int pool_connect_via(struct worker *w, const struct shoal_addr *addr,
+			    const struct config_endpoint *cep, uint16_t port_be, struct conn *owner,
+			    struct pool_conn **out)
 {
 	struct pool *pl = w->pool;
 	struct pool_conn *pc;
 	struct pool_ep *ep;
-	bool connected;
+	bool connected, tunneled;
 	int fd, err;
 
 	ep = pool_ep_find(pl, addr, port_be, true);
@@ -165,7 +176,9 @@ int pool_connect(struct worker *w, const struct shoal_addr *addr, uint16_t port_
 	pc = pool_conn_get(pl);
 	if (!pc)
 		return -ENOMEM;
-	fd = attempt_connect(w, addr, port_be, &connected);
+	tunneled = false;
+	fd = cep ? attempt_connect_ep(w, owner, cep, port_be, &connected, &tunneled)
+		 : attempt_connect(w, addr, port_be, &connected);
 	if (fd < 0) {
 		err = fd;
 		goto err_free;
@@ -175,6 +188,7 @@ int pool_connect(struct worker *w, const struct shoal_addr *addr, uint16_t port_
 	if (err)
 		goto err_close;
 	pc->ep = ep;
+	pc->tunnel_src = tunneled ? owner->src_ident : NULL;
 	pc->side.conn = owner;
 	pc->connected = connected;
 	pc->side.writable = connected;
@@ -189,6 +203,18 @@ err_free:
 	pl->free = pc;
 	pl->n_free++;
 	return err;
+}
+
+int pool_connect(struct worker *w, const struct shoal_addr *addr, uint16_t port_be,
+		 struct conn *owner, struct pool_conn **out)
+{
+	return pool_connect_via(w, addr, NULL, port_be, owner, out);
+}
+
+int pool_connect_ep(struct worker *w, const struct config_endpoint *ep, uint16_t port_be,
+		    struct conn *owner, struct pool_conn **out)
+{
+	return pool_connect_via(w, &ep->addr, ep, port_be, owner, out);
 }
 
 void pool_close(struct worker *w, struct pool_conn *pc, bool reset)

@@ -49,6 +49,9 @@ struct pool_conn {
 	uint64_t idle_since_ns;
 	uint32_t requests; /* requests sent on it; > 0 means a reused connection */
 	bool connected;	   /* the TCP handshake completed */
+	/* Through the tunnel: the caller identity it carries (only its
+	 * requests reuse it); NULL: a direct connection. */
+	const char *tunnel_src;
 	bool idle;	   /* on the idle lists */
 };
 
@@ -93,6 +96,15 @@ struct pool_conn *pool_take(struct worker *w, const struct shoal_addr *addr, uin
  */
 int pool_connect(struct worker *w, const struct shoal_addr *addr, uint16_t port_be,
 		 struct conn *owner, struct pool_conn **out);
+
+/*
+ * pool_connect to endpoint ep of the config, at port_be: through the
+ * encrypted hop when attempt_connect_ep says so (docs/mtls.md), and then
+ * reused only by owner's caller identity.
+ */
+struct config_endpoint;
+int pool_connect_ep(struct worker *w, const struct config_endpoint *ep, uint16_t port_be,
+		    struct conn *owner, struct pool_conn **out);
 
 /*
  * The owner is done with pc after a complete exchange: keep it idle for

@@ -515,6 +515,18 @@ int proxy_callers_snapshot(struct proxy *p, struct callers_snapshot *out)
 	return callers_snapshot(t, n, out);
 }
 
+void proxy_set_tunnel(struct proxy *p, struct tunnel *t)
+{
+	__atomic_store_n(&p->tunnel, t, __ATOMIC_RELEASE);
+}
+
+void proxy_set_identity_fn(struct proxy *p, proxy_identity_fn fn, void *ctx)
+{
+	__atomic_store_n(&p->identity_fn, NULL, __ATOMIC_RELEASE);
+	p->identity_ctx = ctx;
+	__atomic_store_n(&p->identity_fn, fn, __ATOMIC_RELEASE);
+}
+
 void proxy_set_caller_fn(struct proxy *p, proxy_caller_fn fn, void *ctx)
 {
 	__atomic_store_n(&p->caller_fn, NULL, __ATOMIC_RELEASE);

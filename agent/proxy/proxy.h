@@ -45,7 +45,16 @@ typedef bool (*proxy_on_shortcut_fn)(void *ctx, int fd);
  */
 typedef int (*proxy_caller_fn)(void *ctx, const struct sockaddr *peer, char *name, size_t len);
 
+/*
+ * Who the workload at addr is, for the encrypted hop (docs/mtls.md):
+ * write "<namespace>/<service account>" into id (len bytes) and return
+ * 0, or -ENOENT. Called once per accepted connection when mtls is on,
+ * from worker threads concurrently; it must not wait long.
+ */
+typedef int (*proxy_identity_fn)(void *ctx, const struct shoal_addr *addr, char *id, size_t len);
+
 struct proxy;
+struct tunnel;
 
 /*
  * Bind the listeners and start cfg->workers threads (0: one per CPU).
@@ -93,6 +102,10 @@ int proxy_start_inherit(const struct config *cfg, proxy_orig_dst_fn orig_dst,
  * client's address. Call from one thread; ctx must outlive the proxy.
  */
 void proxy_set_caller_fn(struct proxy *p, proxy_caller_fn fn, void *ctx);
+/* Calls to other nodes' endpoints go through t from now on (NULL: none). */
+void proxy_set_tunnel(struct proxy *p, struct tunnel *t);
+/* Set the identity function (NULL: none), before or while the proxy runs. */
+void proxy_set_identity_fn(struct proxy *p, proxy_identity_fn fn, void *ctx);
 
 /* Let the workers of a proxy started with hold accept. Any thread; idempotent. */
 void proxy_accept_start(struct proxy *p);

@@ -94,6 +94,11 @@ struct proxy {
 	/* proxy_set_caller_fn's; caller_fn published last (release). */
 	proxy_caller_fn caller_fn;
 	void *caller_ctx;
+	/* The encrypted hop (docs/mtls.md): proxy_set_tunnel's and
+	 * proxy_set_identity_fn's, published with release. */
+	struct tunnel *tunnel;
+	proxy_identity_fn identity_fn;
+	void *identity_ctx;
 	struct proxy_opts opts;
 	/*
 	 * Balancer, breaker and budget state per service and endpoint, kept

@@ -47,7 +47,7 @@
 	  "RST_STREAM frames the proxy sent to HTTP/2 clients; past proxy.http2.max_sent_resets "  \
 	  "(MadeYouReset) the connection ends with a GOAWAY.")                                     \
 	X(h2_stalled, counter,                                                                     \
-	  "HTTP/2 client streams reset because their response bytes waited on the client's "      \
+	  "HTTP/2 client streams reset because their response bytes waited on the client's "       \
 	  "window for proxy.http2.stall_timeout_ms with none sent.")                               \
 	X(h2_to_h1_requests, counter,                                                              \
 	  "HTTP/2 requests translated to HTTP/1.1 for endpoints declared HTTP/1.1 only "           \
@@ -62,6 +62,11 @@
 	  "were not retryable: every replay slab of the worker was in use.")                       \
 	X(http_upgrades, counter, "HTTP connections turned into tunnels (101 or CONNECT).")        \
 	X(pool_reused, counter, "HTTP requests sent on an idle pooled upstream connection.")       \
+	X(mtls_tunneled, counter,                                                                  \
+	  "Upstream connections to another node's endpoint sent through the encrypted hop.")       \
+	X(mtls_refused, counter,                                                                   \
+	  "Upstream connections to another node refused in mtls strict mode: no identity there, "  \
+	  "no node address, or the caller's identity unknown (docs/mtls.md).")                     \
 	X(buffer_memory_bytes, gauge,                                                              \
 	  "Bytes of connection buffers, header slots, HTTP states and replay slabs allocated now " \
 	  "(held or cached for reuse), counted against proxy.max_buffer_memory_mib.")

@@ -23,6 +23,7 @@
 #include "recording/series_ids.h"
 #include "recording/trace.h"
 #include "telemetry/kernel_counters.h"
+#include "tunnel/tunnel.h"
 
 #ifndef SHOAL_VERSION
 #define SHOAL_VERSION "unknown"
@@ -736,6 +737,19 @@ static void render_identity(const struct metrics_sources *src, struct metrics_bu
 		sample_labeled(b, METRIC_IDENTITY_REQUESTS, id_outcome_name(i), st.requests[i]);
 }
 
+/* The encrypted hop's counters (docs/mtls.md; zero families when mtls is off). */
+static void render_tunnel(const struct metrics_sources *src, struct metrics_buf *b)
+{
+	struct tunnel_stats st = {};
+
+	if (src->tunnel)
+		tunnel_get_stats(src->tunnel, &st);
+#define TUNNEL_FAMILY(field, kind, help)                                                           \
+	render_stat(b, "shoal_tunnel_", #field, #kind, help, src->tunnel, st.field);
+	TUNNEL_STATS(TUNNEL_FAMILY)
+#undef TUNNEL_FAMILY
+}
+
 static unsigned long count_open_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -783,6 +797,7 @@ int metrics_render(const struct metrics_sources *src, struct metrics_buf *b)
 	render_discovery(src, b);
 	render_enroll(src, b);
 	render_identity(src, b);
+	render_tunnel(src, b);
 	header(b, METRIC_PROCESS_OPEN_FDS);
 	out(b, "%s %lu\n", families[METRIC_PROCESS_OPEN_FDS].name, count_open_fds());
 	header(b, METRIC_PROCESS_RSS);
@@ -818,6 +833,9 @@ void metrics_print_docs(void)
 #define DOC_IDENTITY(field, kind, help) doc_stat("shoal_identity_", #field, #kind, help);
 	IDENTITY_STATS(DOC_IDENTITY)
 #undef DOC_IDENTITY
+#define DOC_TUNNEL(field, kind, help) doc_stat("shoal_tunnel_", #field, #kind, help);
+	TUNNEL_STATS(DOC_TUNNEL)
+#undef DOC_TUNNEL
 	for (int i = 0; i < METRIC_COUNT; i++)
 		printf("| `%s` | %s | %s | %s |\n", families[i].name, families[i].type,
 		       families[i].labels[0] ? families[i].labels : "", families[i].help);

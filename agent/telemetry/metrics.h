@@ -138,6 +138,7 @@ struct metrics_sources {
 	struct discovery *discovery; /* DISCOVERY_STATS; NULL: not running */
 	struct enroll *enroll;	     /* ENROLL_STATS, /debug/pods; NULL: not running */
 	struct identity *identity;   /* IDENTITY_STATS, /debug/identity; NULL: off */
+	struct tunnel *tunnel;	     /* TUNNEL_STATS; NULL: mtls off */
 	double start_time;    /* epoch seconds */
 };
 

@@ -1,0 +1,1527 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The tunnel's thread (tunnel.h, docs/mtls.md): one epoll, level
+ * triggered, holding the listener on mtls.port, an eventfd for calls the
+ * proxy hands over, every TLS connection (both directions) and every
+ * stream's local socket (the proxy's socketpair end at the source, the
+ * connection to the pod at the destination).
+ *
+ * Flow control is end to end: nghttp2's automatic window updates are off,
+ * and a stream's received bytes are acknowledged (nghttp2_session_consume)
+ * only once written to its local socket, so a stream holds at most
+ * TUNNEL_STREAM_WINDOW bytes in memory; its local socket is read only
+ * when nghttp2 asks for DATA (the data provider), so a slow peer stops
+ * the reads.
+ */
+#include "tunnel/tunnel.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "common/addr.h"
+#include "common/log.h"
+#include "identity/store.h"
+#include "proxy/proxy.h"
+
+/* A stream's receive window, and so the most it buffers (flow control above). */
+#define TUNNEL_STREAM_WINDOW (256u * 1024)
+/* The connection's window: many streams' worth, so one slow stream does not stall the rest. */
+#define TUNNEL_CONN_WINDOW (16u * 1024 * 1024)
+/* Streams one TLS connection carries at once (the server's SETTINGS). */
+#define TUNNEL_MAX_STREAMS 1024
+/* TLS records written per connection before yielding (bounds one turn). */
+#define TUNNEL_OUT_BYTES (64u * 1024)
+/* SSL_read calls per connection per turn; the rest on the next turn. */
+#define TUNNEL_READ_ROUNDS 32
+/* An idle pooled client connection (no stream) is closed after this. */
+#define TUNNEL_IDLE_NS (60ull * 1000000000)
+/* How often the thread wakes with nothing to do, for timeouts. */
+#define TUNNEL_TICK_MS 100
+#define TUNNEL_EVENTS 64
+
+enum tobj_type { TOBJ_LISTEN, TOBJ_WAKE, TOBJ_CONN, TOBJ_STREAM };
+
+struct tobj {
+	enum tobj_type type;
+	int fd;
+	uint32_t events; /* what epoll watches now */
+};
+
+struct tconn;
+
+struct tstream {
+	struct tobj o; /* the local socket */
+	struct tconn *tc;
+	int32_t id;		     /* HTTP/2 stream id; 0 before it is submitted */
+	struct tstream *prev, *next; /* tc's streams, or its pending list */
+	char *buf;		     /* bytes from the peer not yet written to o.fd */
+	uint32_t head, tail;
+	bool deferred; /* the data provider waits for o.fd to be readable */
+	bool h2_eof;   /* the peer ended its side: shut o.fd's write once buf drains */
+	bool shut_wr;
+	bool connecting; /* server: the connect to the pod is in progress */
+	bool answered;	 /* client: 2xx received; server: 200 submitted */
+	bool h2_closed;	 /* nghttp2 closed the stream; buf still drains to o.fd */
+	bool dead;
+	struct shoal_addr target;
+	uint16_t target_port_be;
+	char method[16];
+	char authority[ADDR_STR_MAX];
+	struct tstream *reap_next;
+};
+
+enum tconn_state { TC_CONNECTING, TC_HANDSHAKE, TC_READY, TC_DEAD };
+
+struct tconn {
+	struct tobj o;
+	struct tunnel *t;
+	SSL *ssl;
+	nghttp2_session *h2;
+	bool server;
+	enum tconn_state state;
+	uint64_t deadline_ns; /* the handshake's */
+	uint64_t idle_since_ns;
+	/* client: the pool key */
+	const char *src, *dst;
+	struct shoal_addr node;
+	uint16_t node_port_be;
+	struct shoal_addr peer_addr;	    /* server: the source's address */
+	char local_id[CONFIG_MAX_IDENTITY]; /* the identity this side presented */
+	char peer_id[CONFIG_MAX_IDENTITY];  /* the identity the peer proved */
+	struct tstream *streams;	    /* open (submitted) */
+	struct tstream *pending;	    /* client: waiting for the handshake */
+	int n_streams;
+	uint8_t out[TUNNEL_OUT_BYTES];
+	size_t out_off, out_len;
+	bool ktls_tx, ktls_rx;
+	bool read_again;   /* SSL_read stopped at its round limit */
+	bool in_handshake; /* server: counted in t->n_handshakes */
+	struct tconn *prev, *next;
+	struct tconn *reap_next;
+};
+
+/* A call tunnel_open handed over: its route and the tunnel's end. */
+struct topen {
+	struct tunnel_route r;
+	char dst[CONFIG_MAX_IDENTITY];
+	int fd;
+	struct topen *next;
+};
+
+struct tunnel {
+	const struct config *cfg; /* start-up: mtls section, listener */
+	struct id_store *store;
+	struct proxy *proxy;
+	SSL_CTX *client_ctx, *server_ctx;
+	int ep;
+	struct tobj listen[2];
+	int n_listen;
+	struct tobj wake;
+	pthread_t thread;
+	bool started;
+	atomic_bool stop;
+	pthread_mutex_t lock; /* opens, idents */
+	struct topen *opens;
+	const char **idents;
+	int n_idents;
+	struct tconn *conns;
+	uint32_t n_handshakes;
+	struct tconn *reap_conns;
+	struct tstream *reap_streams;
+	_Atomic unsigned long long st[sizeof(struct tunnel_stats) / sizeof(unsigned long long)];
+};
+
+/* Index of a stat in t->st by its field name. */
+#define TSTAT(name) (offsetof(struct tunnel_stats, name) / sizeof(unsigned long long))
+#define TSTAT_ADD(t, name, v)                                                                      \
+	atomic_fetch_add_explicit(&(t)->st[TSTAT(name)], (v), memory_order_relaxed)
+#define TSTAT_INC(t, name) TSTAT_ADD(t, name, 1)
+#define TSTAT_DEC(t, name) atomic_fetch_sub_explicit(&(t)->st[TSTAT(name)], 1, memory_order_relaxed)
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The OpenSSL error queue as one line (and emptied), for messages. */
+static const char *ssl_errors(char *buf, size_t len)
+{
+	unsigned long e;
+	size_t off = 0;
+
+	buf[0] = 0;
+	while ((e = ERR_get_error()) && off + 2 < len) {
+		if (off)
+			buf[off++] = ';';
+		ERR_error_string_n(e, buf + off, len - off);
+		off += strlen(buf + off);
+	}
+	if (!buf[0])
+		snprintf(buf, len, "%s", "no OpenSSL error");
+	return buf;
+}
+
+static void tobj_watch(struct tunnel *t, struct tobj *o, uint32_t events)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = o};
+
+	if (o->fd < 0 || o->events == events)
+		return;
+	if (epoll_ctl(t->ep, o->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, o->fd, &ev) == 0)
+		o->events = events;
+	else
+		pr_warn("tunnel: cannot watch fd %d: %s", o->fd, strerror(errno));
+}
+
+static void tobj_close(struct tunnel *t, struct tobj *o)
+{
+	if (o->fd < 0)
+		return;
+	if (o->events)
+		epoll_ctl(t->ep, EPOLL_CTL_DEL, o->fd, NULL);
+	close(o->fd);
+	o->fd = -1;
+	o->events = 0;
+}
+
+/* ---- identities ------------------------------------------------------------- */
+
+const char *tunnel_ident(struct tunnel *t, const char *id)
+{
+	const char *found = NULL;
+
+	if (!id || !config_identity_valid(id))
+		return NULL;
+	pthread_mutex_lock(&t->lock);
+	for (int i = 0; i < t->n_idents && !found; i++)
+		if (!strcmp(t->idents[i], id))
+			found = t->idents[i];
+	if (!found && t->n_idents < TUNNEL_MAX_IDENTS) {
+		char *copy = strdup(id);
+
+		if (copy) {
+			t->idents[t->n_idents++] = copy;
+			found = copy;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	return found;
+}
+
+/* Split "<ns>/<sa>" into ns and sa. */
+static int ident_split(const char *id, char ns[ID_MAX_NS], char sa[ID_MAX_SA])
+{
+	const char *slash = strchr(id, '/');
+
+	if (!slash || (size_t)(slash - id) >= ID_MAX_NS || strlen(slash + 1) >= ID_MAX_SA)
+		return -EINVAL;
+	memcpy(ns, id, (size_t)(slash - id));
+	ns[slash - id] = 0;
+	snprintf(sa, ID_MAX_SA, "%s", slash + 1);
+	return 0;
+}
+
+/* id's credentials from the store, or NULL. */
+static struct id_cred *cred_of(struct tunnel *t, const char *id)
+{
+	char ns[ID_MAX_NS], sa[ID_MAX_SA];
+	struct id_cred *c = NULL;
+
+	if (ident_split(id, ns, sa) || id_store_get(t->store, ns, sa, &c))
+		return NULL;
+	return c;
+}
+
+/* Present c on ssl: its key, leaf and intermediates. 0 or -EINVAL. */
+static int ssl_use_cred(SSL *ssl, const struct id_cred *c)
+{
+	if (SSL_use_certificate(ssl, c->leaf) != 1 || SSL_use_PrivateKey(ssl, c->key) != 1 ||
+	    (c->chain && SSL_set1_chain(ssl, c->chain) != 1))
+		return -EINVAL;
+	return 0;
+}
+
+/* ---- streams ---------------------------------------------------------------- */
+
+static void tc_flush(struct tconn *tc);
+static void tc_kill(struct tconn *tc, const char *why);
+
+static void stream_rewatch(struct tstream *st)
+{
+	uint32_t ev = 0;
+
+	if (st->dead || st->o.fd < 0)
+		return;
+	if (st->deferred)
+		ev |= EPOLLIN;
+	if (st->connecting || st->tail > st->head)
+		ev |= EPOLLOUT;
+	if (!ev) {
+		/* Nothing wanted: out of epoll, so a hang-up does not spin the loop. */
+		if (st->o.events) {
+			epoll_ctl(st->tc->t->ep, EPOLL_CTL_DEL, st->o.fd, NULL);
+			st->o.events = 0;
+		}
+		return;
+	}
+	tobj_watch(st->tc->t, &st->o, ev);
+}
+
+static struct tstream *stream_new(struct tconn *tc)
+{
+	struct tstream *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return NULL;
+	st->o.type = TOBJ_STREAM;
+	st->o.fd = -1;
+	st->tc = tc;
+	return st;
+}
+
+static void stream_link(struct tstream **list, struct tstream *st)
+{
+	st->prev = NULL;
+	st->next = *list;
+	if (*list)
+		(*list)->prev = st;
+	*list = st;
+}
+
+static void stream_unlink(struct tstream **list, struct tstream *st)
+{
+	if (st->prev)
+		st->prev->next = st->next;
+	else if (*list == st)
+		*list = st->next;
+	if (st->next)
+		st->next->prev = st->prev;
+	st->prev = st->next = NULL;
+}
+
+/* Close st's local socket and free it at the end of the turn. */
+static void stream_free(struct tstream *st, bool pending)
+{
+	struct tconn *tc = st->tc;
+
+	if (st->dead)
+		return;
+	st->dead = true;
+	tobj_close(tc->t, &st->o);
+	if (pending) {
+		stream_unlink(&tc->pending, st);
+	} else {
+		stream_unlink(&tc->streams, st);
+		tc->n_streams--;
+		if (!tc->n_streams)
+			tc->idle_since_ns = now_ns();
+	}
+	free(st->buf);
+	st->buf = NULL;
+	st->reap_next = tc->t->reap_streams;
+	tc->t->reap_streams = st;
+}
+
+/* Reset st (code): its local socket closes at once, the peer hears RST_STREAM. */
+static void stream_reset(struct tstream *st, uint32_t code)
+{
+	struct tconn *tc = st->tc;
+
+	if (st->dead)
+		return;
+	if (st->id > 0 && tc->h2)
+		nghttp2_submit_rst_stream(tc->h2, NGHTTP2_FLAG_NONE, st->id, code);
+	/* on_stream_close frees it; until then nothing more is read or written. */
+	tobj_close(tc->t, &st->o);
+}
+
+/* Write what the peer sent to the local socket; acknowledge it to the peer. */
+static void stream_drain(struct tstream *st)
+{
+	struct tconn *tc = st->tc;
+
+	if (st->dead || st->o.fd < 0 || st->connecting)
+		return;
+	while (st->head < st->tail) {
+		ssize_t n = send(st->o.fd, st->buf + st->head, st->tail - st->head,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0) {
+			stream_reset(st, NGHTTP2_CONNECT_ERROR);
+			return;
+		}
+		st->head += (uint32_t)n;
+		if (st->h2_closed)
+			nghttp2_session_consume_connection(tc->h2, (size_t)n);
+		else
+			nghttp2_session_consume(tc->h2, st->id, (size_t)n);
+	}
+	if (st->head == st->tail) {
+		st->head = st->tail = 0;
+		if (st->h2_eof && !st->shut_wr) {
+			shutdown(st->o.fd, SHUT_WR);
+			st->shut_wr = true;
+		}
+		if (st->h2_closed) {
+			stream_free(st, false);
+			return;
+		}
+	}
+	stream_rewatch(st);
+}
+
+/* nghttp2 asks for DATA of stream id: read it from the local socket. */
+static ssize_t stream_read_cb(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
+			      uint32_t *flags, nghttp2_data_source *src, void *user)
+{
+	struct tstream *st = src->ptr;
+	ssize_t n;
+
+	(void)s;
+	(void)id;
+	(void)user;
+	if (st->dead || st->o.fd < 0)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	/* The server reads the pod's bytes only once the connect is done. */
+	if (st->connecting) {
+		st->deferred = true;
+		return NGHTTP2_ERR_DEFERRED;
+	}
+	do
+		n = recv(st->o.fd, buf, length, MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n > 0)
+		return n;
+	if (n == 0) {
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		return 0;
+	}
+	if (errno == EAGAIN || errno == EWOULDBLOCK) {
+		st->deferred = true;
+		stream_rewatch(st);
+		return NGHTTP2_ERR_DEFERRED;
+	}
+	return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+}
+
+/* Events on a stream's local socket. */
+static void stream_event(struct tstream *st, uint32_t events)
+{
+	struct tconn *tc = st->tc;
+
+	if (st->dead || st->o.fd < 0)
+		return;
+	if (st->connecting && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (getsockopt(st->o.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		if (!err && !(events & EPOLLOUT))
+			err = ECONNRESET;
+		st->connecting = false;
+		if (err) {
+			const nghttp2_nv nv[] = {
+			    {(uint8_t *)":status", (uint8_t *)"502", 7, 3, NGHTTP2_NV_FLAG_NONE}};
+
+			pr_debug("tunnel: stream %d from %s: connect to %s failed: %s", st->id,
+				 tc->peer_id, st->authority, strerror(err));
+			TSTAT_INC(tc->t, streams_failed);
+			tobj_close(tc->t, &st->o);
+			nghttp2_submit_response(tc->h2, st->id, nv, 1, NULL);
+			tc_flush(tc);
+			return;
+		} else {
+			const nghttp2_nv nv[] = {
+			    {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE}};
+			nghttp2_data_provider prd = {.source.ptr = st,
+						     .read_callback = stream_read_cb};
+			int one = 1;
+
+			setsockopt(st->o.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			st->answered = true;
+			st->deferred = false;
+			nghttp2_submit_response(tc->h2, st->id, nv, 1, &prd);
+		}
+	}
+	if ((events & EPOLLIN) && st->deferred) {
+		st->deferred = false;
+		nghttp2_session_resume_data(tc->h2, st->id);
+	}
+	if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+		stream_drain(st);
+	if ((events & (EPOLLERR | EPOLLHUP)) && !st->dead && st->o.fd >= 0 && !st->deferred &&
+	    st->head == st->tail) {
+		/* The local side is gone and nothing waits for it: let the provider see it. */
+		st->deferred = false;
+		nghttp2_session_resume_data(tc->h2, st->id);
+	}
+	stream_rewatch(st);
+	tc_flush(tc);
+}
+
+/* ---- the destination: is a CONNECT's target a local endpoint? ---------------- */
+
+/*
+ * True when cfg has an endpoint at target:port_be on this node (its node
+ * is mtls.node_name) that serves as identity id: never an open proxy, and
+ * never to an endpoint of an identity other than the one the server
+ * proved to the client.
+ */
+static bool local_endpoint(const struct config *cfg, const char *node, const char *id,
+			   const struct shoal_addr *target, uint16_t port_be)
+{
+	for (int s = 0; s < cfg->n_services; s++) {
+		const struct config_service *svc = cfg->services[s];
+		bool port_ok = false;
+
+		for (int i = 0; i < svc->n_ports && !port_ok; i++)
+			port_ok = htons(svc->ports[i].target_port) == port_be;
+		if (!port_ok)
+			continue;
+		for (int e = 0; e < svc->n_endpoints; e++) {
+			const struct config_endpoint *ep = &svc->endpoints[e];
+
+			if (addr_equal(&ep->addr, target) && ep->node && !strcmp(ep->node, node) &&
+			    ep->identity && !strcmp(ep->identity, id))
+				return true;
+		}
+	}
+	return false;
+}
+
+static void server_refuse(struct tconn *tc, struct tstream *st, const char *status, const char *why)
+{
+	const nghttp2_nv nv[] = {
+	    {(uint8_t *)":status", (uint8_t *)status, 7, strlen(status), NGHTTP2_NV_FLAG_NONE}};
+
+	TSTAT_INC(tc->t, streams_refused);
+	pr_info("tunnel: refusing stream %d from %s (%s) to %s: %s", st->id, tc->peer_id,
+		tc->local_id, st->authority[0] ? st->authority : "(none)", why);
+	nghttp2_submit_response(tc->h2, st->id, nv, 1, NULL);
+}
+
+/* The request of st is complete: check it, and connect to its target. */
+static void server_start_stream(struct tconn *tc, struct tstream *st)
+{
+	struct tunnel *t = tc->t;
+	struct proxy_snap *snap;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	bool ok;
+
+	if (strcmp(st->method, "CONNECT")) {
+		server_refuse(tc, st, "405", "not a CONNECT");
+		return;
+	}
+	if (addr_parse_hostport(st->authority, &st->target, &st->target_port_be)) {
+		server_refuse(tc, st, "400", ":authority is not ADDRESS:PORT");
+		return;
+	}
+	snap = proxy_snap_newest(t->proxy);
+	ok = snap && local_endpoint(proxy_snap_config(snap), t->cfg->mtls.node_name, tc->local_id,
+				    &st->target, st->target_port_be);
+	proxy_snap_put(snap);
+	if (!ok) {
+		server_refuse(tc, st, "403", "not a local endpoint of the identity presented");
+		return;
+	}
+	len = addr_to_sockaddr(&st->target, st->target_port_be, &ss);
+	st->o.fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (st->o.fd < 0) {
+		server_refuse(tc, st, "503", strerror(errno));
+		return;
+	}
+	if (connect(st->o.fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) {
+		TSTAT_INC(t, streams_failed);
+		pr_debug("tunnel: stream %d from %s: connect to %s failed: %s", st->id, tc->peer_id,
+			 st->authority, strerror(errno));
+		close(st->o.fd);
+		st->o.fd = -1;
+		server_refuse(tc, st, "502", "the endpoint refused the connection");
+		return;
+	}
+	TSTAT_INC(t, streams_in);
+	pr_debug("tunnel: stream %d: %s -> %s (as %s)", st->id, tc->peer_id, st->authority,
+		 tc->local_id);
+	st->connecting = true;
+	stream_rewatch(st);
+}
+
+/* ---- nghttp2 callbacks ------------------------------------------------------ */
+
+static ssize_t h2_send_cb(nghttp2_session *s, const uint8_t *data, size_t length, int flags,
+			  void *user)
+{
+	struct tconn *tc = user;
+	size_t room = sizeof(tc->out) - tc->out_len;
+
+	(void)s;
+	(void)flags;
+	if (!room)
+		return NGHTTP2_ERR_WOULDBLOCK;
+	if (length > room)
+		length = room;
+	memcpy(tc->out + tc->out_len, data, length);
+	tc->out_len += length;
+	return (ssize_t)length;
+}
+
+static int h2_begin_headers_cb(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+	struct tconn *tc = user;
+	struct tstream *st;
+
+	if (!tc->server || f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	st = stream_new(tc);
+	if (!st)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	st->id = f->hd.stream_id;
+	stream_link(&tc->streams, st);
+	tc->n_streams++;
+	nghttp2_session_set_stream_user_data(s, st->id, st);
+	return 0;
+}
+
+static int h2_header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+			size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+			void *user)
+{
+	struct tconn *tc = user;
+	struct tstream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+
+	(void)flags;
+	if (!st || f->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	if (tc->server) {
+		if (namelen == 7 && !memcmp(name, ":method", 7) && valuelen < sizeof(st->method)) {
+			memcpy(st->method, value, valuelen);
+			st->method[valuelen] = 0;
+		} else if (namelen == 10 && !memcmp(name, ":authority", 10) &&
+			   valuelen < sizeof(st->authority)) {
+			memcpy(st->authority, value, valuelen);
+			st->authority[valuelen] = 0;
+		}
+	} else if (namelen == 7 && !memcmp(name, ":status", 7)) {
+		st->answered = valuelen == 3 && value[0] == '2';
+	}
+	return 0;
+}
+
+static int h2_frame_recv_cb(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+	struct tconn *tc = user;
+	struct tstream *st =
+	    f->hd.stream_id ? nghttp2_session_get_stream_user_data(s, f->hd.stream_id) : NULL;
+
+	if (!st || st->dead)
+		return 0;
+	if (f->hd.type == NGHTTP2_HEADERS) {
+		if (tc->server && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+			server_start_stream(tc, st);
+		} else if (!tc->server && !st->answered) {
+			TSTAT_INC(tc->t, streams_failed);
+			pr_info("tunnel: %s refused the call of %s to %s", tc->peer_id, tc->src,
+				st->authority);
+			stream_reset(st, NGHTTP2_CANCEL);
+			return 0;
+		}
+	}
+	if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+	    (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+		st->h2_eof = true;
+		stream_drain(st);
+	}
+	return 0;
+}
+
+static int h2_data_cb(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
+		      size_t len, void *user)
+{
+	struct tstream *st = nghttp2_session_get_stream_user_data(s, id);
+
+	(void)flags;
+	(void)user;
+	if (!st || st->dead || st->o.fd < 0) {
+		/* Nobody will read it: give the window back at once. */
+		nghttp2_session_consume(s, id, len);
+		return 0;
+	}
+	if (!st->buf && !(st->buf = malloc(TUNNEL_STREAM_WINDOW)))
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	if (st->tail + len > TUNNEL_STREAM_WINDOW && st->head) {
+		memmove(st->buf, st->buf + st->head, st->tail - st->head);
+		st->tail -= st->head;
+		st->head = 0;
+	}
+	if (st->tail + len > TUNNEL_STREAM_WINDOW) {
+		/* The peer sent past the window it was given. */
+		stream_reset(st, NGHTTP2_FLOW_CONTROL_ERROR);
+		return 0;
+	}
+	memcpy(st->buf + st->tail, data, len);
+	st->tail += (uint32_t)len;
+	stream_drain(st);
+	return 0;
+}
+
+static int h2_stream_close_cb(nghttp2_session *s, int32_t id, uint32_t code, void *user)
+{
+	struct tstream *st = nghttp2_session_get_stream_user_data(s, id);
+
+	(void)user;
+	if (!st)
+		return 0;
+	nghttp2_session_set_stream_user_data(s, id, NULL);
+	/* Closed cleanly with bytes still for the socket: they drain first. */
+	if (code == NGHTTP2_NO_ERROR && st->o.fd >= 0 && !st->dead && st->head < st->tail) {
+		st->h2_closed = true;
+		st->deferred = false;
+		stream_rewatch(st);
+		return 0;
+	}
+	if (code != NGHTTP2_NO_ERROR && st->o.fd >= 0 && !st->dead) {
+		/* A reset: the pod's connection is reset too, not ended as if complete. */
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+		setsockopt(st->o.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	stream_free(st, false);
+	return 0;
+}
+
+static nghttp2_session_callbacks *h2_callbacks(void)
+{
+	/* Built once, by the first tunnel_start (the main thread), never freed. */
+	static nghttp2_session_callbacks *cbs;
+
+	if (!cbs && !nghttp2_session_callbacks_new(&cbs)) {
+		nghttp2_session_callbacks_set_send_callback(cbs, h2_send_cb);
+		nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, h2_begin_headers_cb);
+		nghttp2_session_callbacks_set_on_header_callback(cbs, h2_header_cb);
+		nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, h2_frame_recv_cb);
+		nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2_data_cb);
+		nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_stream_close_cb);
+	}
+	return cbs;
+}
+
+/* ---- TLS connections -------------------------------------------------------- */
+
+static void tc_unwatch_all_streams(struct tconn *tc)
+{
+	while (tc->streams)
+		stream_free(tc->streams, false);
+	while (tc->pending)
+		stream_free(tc->pending, true);
+}
+
+/* Close tc and every stream on it; freed at the end of the turn. */
+static void tc_kill(struct tconn *tc, const char *why)
+{
+	struct tunnel *t = tc->t;
+
+	if (tc->state == TC_DEAD)
+		return;
+	if (why)
+		pr_info("tunnel: %s connection %s %s closed: %s",
+			tc->server ? "inbound" : "outbound", tc->server ? "from" : "to",
+			tc->server ? tc->peer_id : tc->dst, why);
+	if (tc->in_handshake)
+		t->n_handshakes--;
+	tc->in_handshake = false;
+	TSTAT_DEC(t, connections_open);
+	if (tc->ktls_tx)
+		TSTAT_DEC(t, ktls_tx);
+	if (tc->ktls_rx)
+		TSTAT_DEC(t, ktls_rx);
+	tc->state = TC_DEAD;
+	/* The streams first: their close callbacks would look at tc->h2. */
+	if (tc->h2) {
+		nghttp2_session_del(tc->h2);
+		tc->h2 = NULL;
+	}
+	tc_unwatch_all_streams(tc);
+	if (tc->ssl) {
+		SSL_free(tc->ssl);
+		tc->ssl = NULL;
+	}
+	tobj_close(t, &tc->o);
+	if (tc->prev)
+		tc->prev->next = tc->next;
+	else if (t->conns == tc)
+		t->conns = tc->next;
+	if (tc->next)
+		tc->next->prev = tc->prev;
+	tc->reap_next = t->reap_conns;
+	t->reap_conns = tc;
+}
+
+/* Write what nghttp2 has to send, through TLS, until the socket is full. */
+static void tc_flush(struct tconn *tc)
+{
+	char ebuf[256];
+
+	if (tc->state != TC_READY)
+		return;
+	for (;;) {
+		if (tc->out_off == tc->out_len) {
+			int rv;
+
+			tc->out_off = tc->out_len = 0;
+			rv = nghttp2_session_send(tc->h2);
+			if (rv) {
+				tc_kill(tc, nghttp2_strerror(rv));
+				return;
+			}
+			if (!tc->out_len)
+				break;
+		}
+		int n = SSL_write(tc->ssl, tc->out + tc->out_off, (int)(tc->out_len - tc->out_off));
+
+		if (n > 0) {
+			tc->out_off += (size_t)n;
+			continue;
+		}
+		switch (SSL_get_error(tc->ssl, n)) {
+		case SSL_ERROR_WANT_WRITE:
+		case SSL_ERROR_WANT_READ:
+			tobj_watch(tc->t, &tc->o, EPOLLIN | EPOLLOUT);
+			return;
+		default:
+			tc_kill(tc, ssl_errors(ebuf, sizeof(ebuf)));
+			return;
+		}
+	}
+	if (!nghttp2_session_want_read(tc->h2) && !nghttp2_session_want_write(tc->h2)) {
+		tc_kill(tc, NULL); /* both sides done (GOAWAY) */
+		return;
+	}
+	tobj_watch(tc->t, &tc->o, EPOLLIN);
+}
+
+static void tc_read(struct tconn *tc)
+{
+	uint8_t buf[16384];
+	char ebuf[256];
+
+	tc->read_again = false;
+	for (int round = 0; tc->state == TC_READY; round++) {
+		int n;
+
+		if (round == TUNNEL_READ_ROUNDS) {
+			tc->read_again = true;
+			return;
+		}
+		n = SSL_read(tc->ssl, buf, sizeof(buf));
+		if (n > 0) {
+			ssize_t rv = nghttp2_session_mem_recv(tc->h2, buf, (size_t)n);
+
+			if (rv < 0) {
+				tc_kill(tc, nghttp2_strerror((int)rv));
+				return;
+			}
+			continue;
+		}
+		switch (SSL_get_error(tc->ssl, n)) {
+		case SSL_ERROR_WANT_READ:
+			return;
+		case SSL_ERROR_WANT_WRITE:
+			tobj_watch(tc->t, &tc->o, EPOLLIN | EPOLLOUT);
+			return;
+		case SSL_ERROR_ZERO_RETURN:
+			tc_kill(tc, "the peer closed TLS");
+			return;
+		default:
+			tc_kill(tc, ERR_peek_error() ? ssl_errors(ebuf, sizeof(ebuf))
+						     : "the peer closed the connection");
+			return;
+		}
+	}
+}
+
+static void client_submit(struct tconn *tc, struct tstream *st)
+{
+	nghttp2_nv nv[] = {
+	    {(uint8_t *)":method", (uint8_t *)"CONNECT", 7, 7, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":authority", (uint8_t *)st->authority, 10, strlen(st->authority),
+	     NGHTTP2_NV_FLAG_NONE},
+	};
+	nghttp2_data_provider prd = {.source.ptr = st, .read_callback = stream_read_cb};
+	int32_t id = nghttp2_submit_request(tc->h2, NULL, nv, 2, &prd, st);
+
+	if (id < 0) {
+		TSTAT_INC(tc->t, streams_failed);
+		stream_link(&tc->streams, st);
+		tc->n_streams++;
+		stream_free(st, false);
+		return;
+	}
+	st->id = id;
+	stream_link(&tc->streams, st);
+	tc->n_streams++;
+	TSTAT_INC(tc->t, streams_out);
+}
+
+/* The handshake is done: check who the peer is, then start HTTP/2. */
+static void tc_ready(struct tconn *tc)
+{
+	struct tunnel *t = tc->t;
+	const nghttp2_settings_entry iv[] = {
+	    {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, TUNNEL_MAX_STREAMS},
+	    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, TUNNEL_STREAM_WINDOW},
+	    {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+	};
+	nghttp2_option *opt = NULL;
+	char why[512];
+	X509 *leaf = SSL_get0_peer_certificate(tc->ssl);
+	int rv;
+
+	if (tc->in_handshake)
+		t->n_handshakes--;
+	tc->in_handshake = false;
+	if (!leaf || SSL_get_verify_result(tc->ssl) != X509_V_OK) {
+		TSTAT_INC(t, handshake_failures);
+		tc_kill(tc, "the peer's certificate is not verified");
+		return;
+	}
+	if (tunnel_peer_identity(leaf, t->cfg->identity.trust_domain, tc->peer_id,
+				 sizeof(tc->peer_id), why, sizeof(why))) {
+		TSTAT_INC(t, handshake_failures);
+		tc_kill(tc, why);
+		return;
+	}
+	if (!tc->server && strcmp(tc->peer_id, tc->dst)) {
+		TSTAT_INC(t, peer_identity_mismatch);
+		snprintf(why, sizeof(why), "the server proved %s, the endpoint is %s", tc->peer_id,
+			 tc->dst);
+		tc_kill(tc, why);
+		return;
+	}
+	tc->ktls_tx = BIO_get_ktls_send(SSL_get_wbio(tc->ssl));
+	tc->ktls_rx = BIO_get_ktls_recv(SSL_get_rbio(tc->ssl));
+	if (tc->ktls_tx)
+		TSTAT_INC(t, ktls_tx);
+	if (tc->ktls_rx)
+		TSTAT_INC(t, ktls_rx);
+	if (nghttp2_option_new(&opt)) {
+		tc_kill(tc, "out of memory");
+		return;
+	}
+	nghttp2_option_set_no_auto_window_update(opt, 1);
+	nghttp2_option_set_max_continuations(opt, 8);
+	rv = tc->server ? nghttp2_session_server_new2(&tc->h2, h2_callbacks(), tc, opt)
+			: nghttp2_session_client_new2(&tc->h2, h2_callbacks(), tc, opt);
+	nghttp2_option_del(opt);
+	if (rv) {
+		tc->h2 = NULL;
+		tc_kill(tc, nghttp2_strerror(rv));
+		return;
+	}
+	nghttp2_submit_settings(tc->h2, NGHTTP2_FLAG_NONE, iv, 3);
+	nghttp2_session_set_local_window_size(tc->h2, NGHTTP2_FLAG_NONE, 0, TUNNEL_CONN_WINDOW);
+	tc->state = TC_READY;
+	tc->idle_since_ns = now_ns();
+	pr_info("tunnel: %s %s %s as %s (TLS %s, %s; kTLS tx %s, rx %s)",
+		tc->server ? "accepted" : "connected", tc->server ? "from" : "to", tc->peer_id,
+		tc->local_id, SSL_get_version(tc->ssl), SSL_get_cipher_name(tc->ssl),
+		tc->ktls_tx ? "on" : "off", tc->ktls_rx ? "on" : "off");
+	while (tc->pending) {
+		struct tstream *st = tc->pending;
+
+		stream_unlink(&tc->pending, st);
+		client_submit(tc, st);
+	}
+	tc_flush(tc);
+}
+
+static void tc_handshake(struct tconn *tc)
+{
+	char ebuf[512];
+	int rv = SSL_do_handshake(tc->ssl);
+
+	if (rv == 1) {
+		tc_ready(tc);
+		return;
+	}
+	switch (SSL_get_error(tc->ssl, rv)) {
+	case SSL_ERROR_WANT_READ:
+		tobj_watch(tc->t, &tc->o, EPOLLIN);
+		return;
+	case SSL_ERROR_WANT_WRITE:
+		tobj_watch(tc->t, &tc->o, EPOLLIN | EPOLLOUT);
+		return;
+	default: {
+		long vr = SSL_get_verify_result(tc->ssl);
+		char why[700];
+
+		TSTAT_INC(tc->t, handshake_failures);
+		snprintf(why, sizeof(why), "TLS handshake failed: %s%s%s",
+			 ssl_errors(ebuf, sizeof(ebuf)), vr != X509_V_OK ? "; certificate: " : "",
+			 vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "");
+		tc_kill(tc, why);
+	}
+	}
+}
+
+static void tc_event(struct tconn *tc, uint32_t events)
+{
+	if (tc->state == TC_CONNECTING) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (getsockopt(tc->o.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		if (!err && !(events & EPOLLOUT))
+			err = ECONNRESET;
+		if (err) {
+			char why[128];
+
+			snprintf(why, sizeof(why), "connect failed: %s", strerror(err));
+			tc_kill(tc, why);
+			return;
+		}
+		tc->state = TC_HANDSHAKE;
+	}
+	if (tc->state == TC_HANDSHAKE) {
+		tc_handshake(tc);
+		return;
+	}
+	if (tc->state != TC_READY)
+		return;
+	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+		tc_read(tc);
+	tc_flush(tc);
+}
+
+static struct tconn *tc_new(struct tunnel *t, int fd, bool server)
+{
+	struct tconn *tc = calloc(1, sizeof(*tc));
+
+	if (!tc)
+		return NULL;
+	tc->o.type = TOBJ_CONN;
+	tc->o.fd = fd;
+	tc->t = t;
+	tc->server = server;
+	tc->ssl = SSL_new(server ? t->server_ctx : t->client_ctx);
+	if (!tc->ssl || SSL_set_fd(tc->ssl, fd) != 1) {
+		SSL_free(tc->ssl);
+		free(tc);
+		return NULL;
+	}
+	SSL_set_app_data(tc->ssl, tc);
+	SSL_set_mode(tc->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	tc->next = t->conns;
+	if (t->conns)
+		t->conns->prev = tc;
+	t->conns = tc;
+	tc->deadline_ns = now_ns() + (uint64_t)t->cfg->mtls.handshake_timeout_ms * 1000000;
+	TSTAT_INC(t, connections_open);
+	return tc;
+}
+
+/* Give ssl the trust anchors the peer's chain must lead to. 0 or -ENOKEY. */
+static int ssl_set_anchors(struct tunnel *t, SSL *ssl)
+{
+	X509_STORE *anchors = id_store_anchors(t->store);
+	int ok;
+
+	if (!anchors)
+		return -ENOKEY;
+	ok = SSL_set1_verify_cert_store(ssl, anchors);
+	X509_STORE_free(anchors);
+	return ok == 1 ? 0 : -ENOMEM;
+}
+
+/* A new outbound connection for (src, dst, node), with st queued on it. */
+static struct tconn *client_connect(struct tunnel *t, const struct topen *op)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = addr_to_sockaddr(&op->r.node, op->r.node_port_be, &ss);
+	char sni[CONFIG_MAX_IDENTITY + 16], to[ADDR_STR_MAX];
+	struct id_cred *cred;
+	struct tconn *tc;
+	int fd, one = 1;
+
+	cred = cred_of(t, op->r.src);
+	if (!cred) {
+		pr_warn("tunnel: no certificate for %s: cannot call %s", op->r.src, op->dst);
+		return NULL;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		id_cred_put(cred);
+		return NULL;
+	}
+	/* Unmarked on purpose: the datapath never puts it in its SOCKHASH (kTLS). */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) {
+		pr_info("tunnel: cannot connect to %s: %s",
+			addr_format(&op->r.node, op->r.node_port_be, to, sizeof(to)),
+			strerror(errno));
+		close(fd);
+		id_cred_put(cred);
+		return NULL;
+	}
+	tc = tc_new(t, fd, false);
+	if (!tc) {
+		close(fd);
+		id_cred_put(cred);
+		return NULL;
+	}
+	tc->src = op->r.src;
+	tc->dst = tunnel_ident(t, op->dst);
+	tc->node = op->r.node;
+	tc->node_port_be = op->r.node_port_be;
+	snprintf(tc->local_id, sizeof(tc->local_id), "%s", op->r.src);
+	if (!tc->dst || ssl_use_cred(tc->ssl, cred) || ssl_set_anchors(t, tc->ssl) ||
+	    tunnel_sni_format(tc->dst, sni, sizeof(sni)) ||
+	    SSL_set_tlsext_host_name(tc->ssl, sni) != 1) {
+		id_cred_put(cred);
+		tc_kill(tc, "cannot set up TLS (certificate, anchors or SNI)");
+		return NULL;
+	}
+	id_cred_put(cred);
+	SSL_set_connect_state(tc->ssl);
+	TSTAT_INC(t, connections_out);
+	tc->state = TC_CONNECTING;
+	tobj_watch(t, &tc->o, EPOLLOUT | EPOLLIN);
+	return tc;
+}
+
+/* Take the calls tunnel_open queued. */
+static void take_opens(struct tunnel *t)
+{
+	struct topen *op, *next;
+	uint64_t v;
+
+	if (read(t->wake.fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		pr_warn("tunnel: eventfd read: %s", strerror(errno));
+	pthread_mutex_lock(&t->lock);
+	op = t->opens;
+	t->opens = NULL;
+	pthread_mutex_unlock(&t->lock);
+	for (; op; op = next) {
+		struct tconn *tc;
+		struct tstream *st;
+
+		next = op->next;
+		for (tc = t->conns; tc; tc = tc->next)
+			if (!tc->server && tc->state != TC_DEAD && tc->src == op->r.src &&
+			    tc->dst && !strcmp(tc->dst, op->dst) &&
+			    addr_equal(&tc->node, &op->r.node) &&
+			    tc->node_port_be == op->r.node_port_be &&
+			    tc->n_streams < TUNNEL_MAX_STREAMS)
+				break;
+		if (!tc)
+			tc = client_connect(t, op);
+		st = tc ? stream_new(tc) : NULL;
+		if (!st) {
+			TSTAT_INC(t, opens_refused);
+			close(op->fd);
+			free(op);
+			continue;
+		}
+		st->o.fd = op->fd;
+		st->target = op->r.target;
+		st->target_port_be = op->r.target_port_be;
+		addr_format(&op->r.target, op->r.target_port_be, st->authority,
+			    sizeof(st->authority));
+		free(op);
+		if (tc->state == TC_READY) {
+			client_submit(tc, st);
+			tc_flush(tc);
+		} else {
+			stream_link(&tc->pending, st);
+		}
+	}
+}
+
+int tunnel_open(struct tunnel *t, const struct tunnel_route *r)
+{
+	struct topen *op;
+	struct id_cred *cred;
+	int sv[2];
+	uint64_t one = 1;
+
+	if (!r->src || !r->dst) {
+		TSTAT_INC(t, opens_refused);
+		return -ENOKEY;
+	}
+	cred = cred_of(t, r->src);
+	if (!cred) {
+		TSTAT_INC(t, opens_refused);
+		return -ENOKEY;
+	}
+	id_cred_put(cred);
+	op = calloc(1, sizeof(*op));
+	if (!op)
+		return -ENOMEM;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+		int err = -errno;
+
+		free(op);
+		return err;
+	}
+	op->r = *r;
+	snprintf(op->dst, sizeof(op->dst), "%s", r->dst);
+	op->r.dst = NULL;
+	op->fd = sv[1];
+	pthread_mutex_lock(&t->lock);
+	op->next = t->opens;
+	t->opens = op;
+	pthread_mutex_unlock(&t->lock);
+	if (write(t->wake.fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		pr_warn("tunnel: eventfd write: %s", strerror(errno));
+	return sv[0];
+}
+
+/* ---- the listener ----------------------------------------------------------- */
+
+/* The server's certificate, chosen by the identity the client's SNI names. */
+static int sni_cb(SSL *ssl, int *al, void *arg)
+{
+	struct tconn *tc = SSL_get_app_data(ssl);
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	struct id_cred *cred;
+	char id[CONFIG_MAX_IDENTITY];
+
+	(void)arg;
+	*al = SSL_AD_UNRECOGNIZED_NAME;
+	if (!tc || !name || tunnel_sni_parse(name, id, sizeof(id)))
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	cred = cred_of(tc->t, id);
+	if (!cred)
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	if (ssl_use_cred(ssl, cred)) {
+		id_cred_put(cred);
+		*al = SSL_AD_INTERNAL_ERROR;
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	}
+	id_cred_put(cred);
+	snprintf(tc->local_id, sizeof(tc->local_id), "%s", id);
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static void listen_accept(struct tunnel *t, struct tobj *l)
+{
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		struct shoal_addr from;
+		uint16_t port;
+		uint32_t same = 0;
+		char text[ADDR_STR_MAX];
+		struct tconn *tc;
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0)
+			return;
+		addr_from_sockaddr((struct sockaddr *)&ss, &from, &port);
+		for (tc = t->conns; tc; tc = tc->next)
+			if (tc->server && tc->state == TC_HANDSHAKE &&
+			    addr_equal(&tc->peer_addr, &from))
+				same++;
+		if (t->n_handshakes >= t->cfg->mtls.max_handshakes ||
+		    same >= t->cfg->mtls.max_handshakes_per_source) {
+			TSTAT_INC(t, handshakes_refused);
+			pr_debug("tunnel: refusing a connection from %s: %u handshakes in progress "
+				 "(%u from it)",
+				 addr_format(&from, port, text, sizeof(text)), t->n_handshakes,
+				 same);
+			close(fd);
+			continue;
+		}
+		tc = tc_new(t, fd, true);
+		if (!tc) {
+			close(fd);
+			continue;
+		}
+		tc->peer_addr = from;
+		addr_format(&from, port, tc->peer_id, sizeof(tc->peer_id)); /* until verified */
+		if (ssl_set_anchors(t, tc->ssl)) {
+			tc_kill(tc, "no trust anchors");
+			continue;
+		}
+		SSL_set_accept_state(tc->ssl);
+		TSTAT_INC(t, connections_in);
+		t->n_handshakes++;
+		tc->in_handshake = true;
+		tc->state = TC_HANDSHAKE;
+		tobj_watch(t, &tc->o, EPOLLIN);
+	}
+}
+
+/* ---- the thread ------------------------------------------------------------- */
+
+static void sweep(struct tunnel *t, uint64_t now)
+{
+	struct tconn *tc, *next;
+
+	for (tc = t->conns; tc; tc = next) {
+		next = tc->next;
+		if ((tc->state == TC_HANDSHAKE || tc->state == TC_CONNECTING) &&
+		    now >= tc->deadline_ns) {
+			TSTAT_INC(t, handshake_timeouts);
+			tc_kill(tc, "handshake timed out");
+		} else if (!tc->server && tc->state == TC_READY && !tc->n_streams &&
+			   now - tc->idle_since_ns >= TUNNEL_IDLE_NS) {
+			nghttp2_session_terminate_session(tc->h2, NGHTTP2_NO_ERROR);
+			tc_flush(tc);
+			tc_kill(tc, NULL);
+		}
+	}
+}
+
+static void reap(struct tunnel *t)
+{
+	while (t->reap_streams) {
+		struct tstream *st = t->reap_streams;
+
+		t->reap_streams = st->reap_next;
+		free(st);
+	}
+	while (t->reap_conns) {
+		struct tconn *tc = t->reap_conns;
+
+		t->reap_conns = tc->reap_next;
+		free(tc);
+	}
+}
+
+static void *tunnel_main(void *arg)
+{
+	struct tunnel *t = arg;
+	struct epoll_event evs[TUNNEL_EVENTS];
+	uint64_t last_sweep = now_ns();
+
+	while (!atomic_load(&t->stop)) {
+		bool again = false;
+		int n;
+
+		for (struct tconn *tc = t->conns; tc; tc = tc->next)
+			again |= tc->read_again;
+		n = epoll_wait(t->ep, evs, TUNNEL_EVENTS, again ? 0 : TUNNEL_TICK_MS);
+		if (n < 0 && errno != EINTR) {
+			pr_warn("tunnel: epoll_wait: %s; the tunnel stops", strerror(errno));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			struct tobj *o = evs[i].data.ptr;
+
+			switch (o->type) {
+			case TOBJ_LISTEN:
+				listen_accept(t, o);
+				break;
+			case TOBJ_WAKE:
+				take_opens(t);
+				break;
+			case TOBJ_CONN: {
+				struct tconn *tc = (struct tconn *)o;
+
+				if (tc->state != TC_DEAD)
+					tc_event(tc, evs[i].events);
+				break;
+			}
+			case TOBJ_STREAM: {
+				struct tstream *st = (struct tstream *)o;
+
+				if (!st->dead && st->tc->state == TC_READY)
+					stream_event(st, evs[i].events);
+				break;
+			}
+			}
+		}
+		for (struct tconn *tc = t->conns, *next; tc; tc = next) {
+			next = tc->next;
+			if (tc->read_again && tc->state == TC_READY) {
+				tc_read(tc);
+				tc_flush(tc);
+			}
+		}
+		if (now_ns() - last_sweep >= TUNNEL_TICK_MS * 1000000ull) {
+			last_sweep = now_ns();
+			sweep(t, last_sweep);
+		}
+		reap(t);
+	}
+	while (t->conns)
+		tc_kill(t->conns, NULL);
+	reap(t);
+	return NULL;
+}
+
+/* ---- start and stop --------------------------------------------------------- */
+
+/* A TLS 1.3 context for one side: kTLS asked for, AES-GCM only (what the kernel offloads). */
+static SSL_CTX *ctx_new(bool server)
+{
+	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+
+	if (!ctx)
+		return NULL;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+	if (SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384") != 1) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS | SSL_OP_NO_TICKET);
+	/* No resumption: every connection proves both certificates again. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(ctx, 0);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_verify_depth(ctx, ID_MAX_CHAIN + 1);
+	if (server)
+		SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
+	return ctx;
+}
+
+static int listen_on(struct tunnel *t, const struct shoal_addr *a, uint16_t port, char *err,
+		     size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = addr_to_sockaddr(a, htons(port), &ss);
+	char text[ADDR_STR_MAX];
+	int fd, one = 1;
+
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 1024) < 0)
+		goto fail;
+	t->listen[t->n_listen].type = TOBJ_LISTEN;
+	t->listen[t->n_listen].fd = fd;
+	tobj_watch(t, &t->listen[t->n_listen], EPOLLIN);
+	t->n_listen++;
+	return 0;
+
+fail:
+	snprintf(err, errlen, "mtls: cannot listen on %s: %s",
+		 addr_format(a, htons(port), text, sizeof(text)), strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -errno;
+}
+
+int tunnel_start(const struct config *cfg, struct id_store *store, struct proxy *proxy,
+		 struct tunnel **out, char *err, size_t errlen)
+{
+	struct tunnel *t = calloc(1, sizeof(*t));
+	int ret = -ENOMEM;
+
+	*out = NULL;
+	if (!t) {
+		snprintf(err, errlen, "mtls: out of memory");
+		return -ENOMEM;
+	}
+	t->cfg = cfg;
+	t->store = store;
+	t->proxy = proxy;
+	t->ep = -1;
+	t->wake.fd = -1;
+	pthread_mutex_init(&t->lock, NULL);
+	t->idents = calloc(TUNNEL_MAX_IDENTS, sizeof(*t->idents));
+	t->client_ctx = ctx_new(false);
+	t->server_ctx = ctx_new(true);
+	if (!t->idents || !t->client_ctx || !t->server_ctx || !h2_callbacks()) {
+		snprintf(err, errlen, "mtls: cannot set up TLS or HTTP/2 (out of memory)");
+		goto fail;
+	}
+	t->ep = epoll_create1(EPOLL_CLOEXEC);
+	t->wake.type = TOBJ_WAKE;
+	t->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (t->ep < 0 || t->wake.fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "mtls: epoll or eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	tobj_watch(t, &t->wake, EPOLLIN);
+	if (!addr_is_zero(&cfg->proxy_v4) &&
+	    (ret = listen_on(t, &cfg->proxy_v4, cfg->mtls.port, err, errlen)))
+		goto fail;
+	if (!addr_is_zero(&cfg->proxy_v6) &&
+	    (ret = listen_on(t, &cfg->proxy_v6, cfg->mtls.port, err, errlen)))
+		goto fail;
+	ret = -pthread_create(&t->thread, NULL, tunnel_main, t);
+	if (ret) {
+		snprintf(err, errlen, "mtls: cannot start the tunnel thread: %s", strerror(-ret));
+		goto fail;
+	}
+	pthread_setname_np(t->thread, "shoal-tunnel");
+	t->started = true;
+	*out = t;
+	return 0;
+
+fail:
+	tunnel_stop(t);
+	return ret;
+}
+
+void tunnel_stop(struct tunnel *t)
+{
+	if (!t)
+		return;
+	if (t->started) {
+		atomic_store(&t->stop, true);
+		pthread_join(t->thread, NULL);
+	}
+	for (int i = 0; i < t->n_listen; i++)
+		tobj_close(t, &t->listen[i]);
+	tobj_close(t, &t->wake);
+	while (t->opens) {
+		struct topen *op = t->opens;
+
+		t->opens = op->next;
+		close(op->fd);
+		free(op);
+	}
+	if (t->ep >= 0)
+		close(t->ep);
+	for (int i = 0; t->idents && i < t->n_idents; i++)
+		free((char *)t->idents[i]);
+	free(t->idents);
+	SSL_CTX_free(t->client_ctx);
+	SSL_CTX_free(t->server_ctx);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+void tunnel_get_stats(struct tunnel *t, struct tunnel_stats *out)
+{
+	unsigned long long *v = (unsigned long long *)out;
+
+	memset(out, 0, sizeof(*out));
+	if (!t)
+		return;
+	for (size_t i = 0; i < sizeof(*out) / sizeof(*v); i++)
+		v[i] = atomic_load_explicit(&t->st[i], memory_order_relaxed);
+}

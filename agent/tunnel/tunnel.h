@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The encrypted hop between nodes (docs/mtls.md): mutual TLS 1.3 between
+ * the shoald of two nodes on mtls.port (15008), each call an HTTP/2
+ * CONNECT stream, the TLS connections pooled per (source identity,
+ * destination identity, destination node).
+ *
+ * The proxy hands a call to the tunnel with tunnel_open: it gets back one
+ * end of a socketpair, which it uses as the upstream socket of that call
+ * as it would a TCP socket to the endpoint (so every kind, and its
+ * per-request balancing, retries and metrics, stays as it is); the
+ * tunnel's thread carries the other end's bytes over a CONNECT stream to
+ * the destination node. There, the tunnel's listener verifies the peer,
+ * checks that the CONNECT's target is a local endpoint of the identity
+ * it presented, connects to it and copies the bytes both ways.
+ *
+ * One thread with its own epoll runs every TLS connection and stream of
+ * the node; tunnel_open and the stats may be called from any thread.
+ */
+#ifndef SHOAL_TUNNEL_TUNNEL_H
+#define SHOAL_TUNNEL_TUNNEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "shoal/abi.h"
+
+struct id_store;
+struct proxy;
+struct tunnel;
+
+/*
+ * Identities a node interns (tunnel_ident): the service accounts of its
+ * own pods (at most ENROLL_MAX_PODS) and the ones endpoints name. Never
+ * freed while shoald runs, so a pointer to one is a stable key; past the
+ * cap an identity cannot be interned and its calls are refused.
+ */
+#define TUNNEL_MAX_IDENTS 4096
+
+/* The counters and gauges of the tunnel (docs/metrics.md, shoal_tunnel_*). */
+#define TUNNEL_STATS(X)                                                                            \
+	X(connections_out, counter, "TLS connections opened to other nodes.")                      \
+	X(connections_in, counter, "TLS connections accepted on mtls.port.")                       \
+	X(connections_open, gauge, "TLS connections open, both directions.")                       \
+	X(ktls_tx, gauge, "Open TLS connections whose transmit side the kernel encrypts (kTLS).")  \
+	X(ktls_rx, gauge, "Open TLS connections whose receive side the kernel decrypts (kTLS).")   \
+	X(handshake_failures, counter,                                                             \
+	  "TLS handshakes that failed: no or a bad certificate, plaintext, wrong identity.")       \
+	X(handshake_timeouts, counter,                                                             \
+	  "TLS handshakes not done within mtls.handshake_timeout_ms.")                             \
+	X(handshakes_refused, counter,                                                             \
+	  "Connections on mtls.port refused at max_handshakes or max_handshakes_per_source.")      \
+	X(peer_identity_mismatch, counter,                                                         \
+	  "Connections closed because the server's identity was not the endpoint's.")              \
+	X(streams_out, counter, "CONNECT streams opened to other nodes.")                          \
+	X(streams_in, counter, "CONNECT streams accepted from other nodes.")                       \
+	X(streams_refused, counter,                                                                \
+	  "CONNECT streams refused: not a local endpoint of the presented identity, or bad.")      \
+	X(streams_failed, counter, "CONNECT streams whose local connect or remote answer failed.") \
+	X(opens_refused, counter, "Calls the tunnel could not take (no certificate, no memory).")
+
+struct tunnel_stats {
+#define TUNNEL_STAT_FIELD(field, kind, help) unsigned long long field;
+	TUNNEL_STATS(TUNNEL_STAT_FIELD)
+#undef TUNNEL_STAT_FIELD
+};
+
+/* One call through the tunnel. */
+struct tunnel_route {
+	const char *src;	  /* interned (tunnel_ident): the calling workload's "<ns>/<sa>" */
+	const char *dst;	  /* the endpoint's "<ns>/<sa>", which the server must prove */
+	struct shoal_addr node;	  /* the destination node's address */
+	uint16_t node_port_be;	  /* its mtls.port */
+	struct shoal_addr target; /* the endpoint */
+	uint16_t target_port_be;
+};
+
+/*
+ * Start the tunnel for cfg's mtls: section (mode not off): the listener
+ * on cfg's node addresses, port mtls.port (sockets unmarked, so that the
+ * datapath never puts them in its SOCKHASH: docs/mtls.md, "kTLS and the
+ * sockmap"), and the thread. store holds the node's certificates and the
+ * trust anchors; proxy gives the newest config (the local endpoints). Both
+ * must outlive the tunnel. Returns 0 and *out, or -errno with err set.
+ */
+int tunnel_start(const struct config *cfg, struct id_store *store, struct proxy *proxy,
+		 struct tunnel **out, char *err, size_t errlen);
+/* Stop the thread and close every connection; NULL is fine. */
+void tunnel_stop(struct tunnel *t);
+
+/*
+ * The interned copy of identity id ("<ns>/<sa>"): equal identities give
+ * the same pointer, valid until tunnel_stop. NULL when id is not valid
+ * (config_identity_valid) or TUNNEL_MAX_IDENTS are interned. Any thread.
+ */
+const char *tunnel_ident(struct tunnel *t, const char *id);
+
+/*
+ * A new call along r: returns the caller's end of a connected,
+ * non-blocking, close-on-exec AF_UNIX stream socket, whose bytes go to
+ * r->target through the tunnel, or -errno (-ENOKEY: no certificate for
+ * r->src; -ENOMEM, -EMFILE...). A failure of the stream later (the
+ * server refuses it, the endpoint does not answer) resets the socket
+ * before any byte of an answer. Any thread.
+ */
+int tunnel_open(struct tunnel *t, const struct tunnel_route *r);
+
+/* A snapshot of the counters; any thread. */
+void tunnel_get_stats(struct tunnel *t, struct tunnel_stats *out);
+
+/*
+ * The SNI name a client sends to ask for identity id ("<ns>/<sa>"):
+ * "<sa>.<ns>.id.shoal" (docs/mtls.md, "Which certificate the server
+ * presents"). Returns 0, or -ENAMETOOLONG.
+ */
+int tunnel_sni_format(const char *id, char *buf, size_t len);
+/* The identity "<ns>/<sa>" an SNI name asks for; 0 or -EINVAL. */
+int tunnel_sni_parse(const char *sni, char *id, size_t len);
+
+/*
+ * The identity of a verified peer leaf: exactly one URI SAN, which is
+ * spiffe://<td>/ns/<ns>/sa/<sa>, into id as "<ns>/<sa>". Returns 0, or
+ * -EACCES with the reason in why.
+ */
+struct x509_st;
+int tunnel_peer_identity(struct x509_st *leaf, const char *td, char *id, size_t len, char *why,
+			 size_t why_len);
+
+#endif

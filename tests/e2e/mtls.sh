@@ -1,0 +1,346 @@
+#!/bin/bash
+# mtls.sh: the encrypted hop between nodes (docs/mtls.md). Two shoalds,
+# one per node netns (node-a's the usual one, node-b's with its own pin
+# root and an empty attach cgroup), mtls strict on both; certificates
+# from the identity file source, made here by openssl: a root, the
+# client pod a1's identity default/client on node-a, the backend b1's
+# default/web on node-b.
+#  1. a1 -> web (opaque TCP) and -> api (HTTP) reach b1 through the
+#     tunnel: b1 sees node-b's address, and node-a counts tunneled
+#     connections and CONNECT streams;
+#  2. a capture on the underlay (ul0) holds TLS on port 15008 and no
+#     byte of the request's or the response's plaintext markers;
+#  3. b1's request carries x-shoal-peer-identity (mtls.peer_identity_header);
+#  4. node-b refuses on 15008: openssl s_client with no certificate, with
+#     a forged one (self-signed, the right SPIFFE ID), with one of the
+#     wrong trust domain, with an expired one; a plaintext client; and a
+#     node-a whose endpoint names the wrong identity gets no connection;
+#  5. no socket of port 15008 is in node-a's SOCKHASH while calls are
+#     held, and the kTLS gauges say whether the kernel offloads (or why
+#     not).
+# shellcheck shell=bash disable=SC2034
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+http_require openssl tcpdump
+e2e_init
+e2e_topology
+backend_start b1 9080
+
+MTLS_PORT=15008
+NODE_B_ADDR=10.77.2.1
+PIN_ROOT_B=/sys/fs/bpf/$RUN-b
+state_add "pin $PIN_ROOT_B"
+mkdir "$TEST_CG/agent-b" "$TEST_CG/node-b"
+ID=$LOGDIR/id
+mkdir -p "$ID/a" "$ID/b" "$ID/bad"
+
+# ---- certificates ------------------------------------------------------------
+TD=cluster.local
+ossl() { openssl "$@" >>"$LOGDIR/openssl.log" 2>&1 || fatal "openssl $1 failed (see $LOGDIR/openssl.log)"; }
+ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$ID/ca.key" \
+	-out "$ID/ca.crt" -days 2 -subj /CN=shoal-e2e-root \
+	-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+# leaf OUT URI [SIGNER_CRT SIGNER_KEY] [DAYS]: a P-256 leaf with URI SAN URI.
+leaf() {
+	local out=$1 uri=$2 ca=${3:-$ID/ca.crt} cakey=${4:-$ID/ca.key} days=${5:-1}
+	printf 'subjectAltName=URI:%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n' \
+		"$uri" >"$out.ext"
+	ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$out.key" -out "$out.csr" \
+		-subj "/CN=$(basename "$out")"
+	ossl x509 -req -in "$out.csr" -CA "$ca" -CAkey "$cakey" -CAcreateserial -days "$days" \
+		-out "$out.crt" -extfile "$out.ext"
+}
+leaf "$ID/a/default_client" "spiffe://$TD/ns/default/sa/client"
+leaf "$ID/b/default_web" "spiffe://$TD/ns/default/sa/web"
+cp "$ID/ca.crt" "$ID/a/anchors.pem"
+cp "$ID/ca.crt" "$ID/b/anchors.pem"
+# Bad ones, for the refusals.
+ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$ID/bad/forged.key" \
+	-out "$ID/bad/forged.crt" -days 1 -subj /CN=forged \
+	-addext "subjectAltName=URI:spiffe://$TD/ns/default/sa/client"
+leaf "$ID/bad/wrong-td" "spiffe://evil.example/ns/default/sa/client"
+# Expired: valid from 3 days ago to 2 days ago (openssl ca takes dates).
+mkdir -p "$ID/ca-db"
+: >"$ID/ca-db/index.txt"
+echo 1000 >"$ID/ca-db/serial"
+cat >"$ID/ca-db/ca.cnf" <<EOF
+[ca]
+default_ca = e2e
+[e2e]
+database = $ID/ca-db/index.txt
+serial = $ID/ca-db/serial
+new_certs_dir = $ID/ca-db
+default_md = sha256
+policy = any
+copy_extensions = none
+[any]
+commonName = supplied
+EOF
+ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$ID/bad/expired.key" \
+	-out "$ID/bad/expired.csr" -subj /CN=expired
+printf 'subjectAltName=URI:spiffe://%s/ns/default/sa/client\nextendedKeyUsage=serverAuth,clientAuth\n' "$TD" >"$ID/bad/expired.ext"
+ossl ca -batch -config "$ID/ca-db/ca.cnf" -cert "$ID/ca.crt" -keyfile "$ID/ca.key" \
+	-in "$ID/bad/expired.csr" -out "$ID/bad/expired.crt" -extfile "$ID/bad/expired.ext" \
+	-startdate "$(date -u -d '-3 days' +%Y%m%d%H%M%SZ)" -enddate "$(date -u -d '-2 days' +%Y%m%d%H%M%SZ)"
+pass "certificates made: a root, default/client, default/web and four bad ones"
+
+# ---- configs -----------------------------------------------------------------
+# node_b_config WEB_IDENTITY: node-b's config; its endpoint b1 serves as WEB_IDENTITY.
+CONFIG_B=$LOGDIR/shoald-b.yaml
+{
+	cat <<EOF
+node: {address_v4: $NODE_B_ADDR, proxy_port: $PROXY_PORT}
+bpf: {pin_root: $PIN_ROOT_B, cgroup: $TEST_CG/node-b, shortcut: true, failopen_after_ms: $FAILOPEN_AFTER_MS}
+proxy: {workers: 1}
+identity: {source: files, dir: "$ID/b"}
+mtls: {mode: strict, node_name: node-b}
+services:
+  - name: web
+    namespace: default
+    vips: [10.96.0.10]
+    ports: [{port: 80, target_port: 8080, protocol: tcp}]
+    endpoints: [{address: 10.77.2.2, node: node-b, identity: default/web}]
+  - name: api
+    namespace: default
+    vips: [10.96.0.20]
+    ports: [{port: 80, target_port: 9080, protocol: http}]
+    endpoints: [{address: 10.77.2.2, node: node-b, identity: default/web}]
+  - name: bulk
+    namespace: default
+    vips: [10.96.0.30]
+    ports: [{port: 80, target_port: 9000, protocol: tcp}]
+    endpoints: [{address: 10.77.2.2, node: node-b, identity: default/web}]
+EOF
+} >"$CONFIG_B"
+
+# write_config_a WEB_IDENTITY [MTLS_PORT]: node-a's, with b1 as
+# WEB_IDENTITY on node-b, whose tunnel is on MTLS_PORT (default 15008).
+write_config_a() {
+	{
+		config_head
+		cat <<EOF
+identity: {source: files, dir: "$ID/a"}
+mtls:
+  mode: strict
+  port: ${2:-15008}
+  node_name: node-a
+  peer_identity_header: true
+  nodes: [{name: node-b, address: $NODE_B_ADDR}]
+  workloads: [{address: ${POD_IP4[a1]}, identity: default/client}]
+services:
+  - name: web
+    namespace: default
+    vips: [10.96.0.10]
+    ports: [{port: 80, target_port: 8080, protocol: tcp}]
+    endpoints: [{address: 10.77.2.2, node: node-b, identity: $1}]
+  - name: api
+    namespace: default
+    vips: [10.96.0.20]
+    ports: [{port: 80, target_port: 9080, protocol: http}]
+    endpoints: [{address: 10.77.2.2, node: node-b, identity: $1}]
+  - name: bulk
+    namespace: default
+    vips: [10.96.0.30]
+    ports: [{port: 80, target_port: 9000, protocol: tcp}]
+    endpoints: [{address: 10.77.2.2, node: node-b, identity: $1}]
+EOF
+	} >"$CONFIG"
+}
+write_config_a default/web
+
+# ---- node-b's shoald -----------------------------------------------------------
+spawn_in "$TEST_CG/agent-b" "$NS_B" "$LOGDIR/shoald-b.log" "$SHOALD" -c "$CONFIG_B" --log-level debug
+SHOALD_B_PID=$LAST_PID
+for ((i = 0; i < 100; i++)); do
+	kill -0 "$SHOALD_B_PID" 2>/dev/null || {
+		sed 's/^/    /' "$LOGDIR/shoald-b.log"
+		fatal "node-b's shoald exited during start-up"
+	}
+	[[ -n $(in_ns "$NS_B" ss -Hltn "sport = :$MTLS_PORT" 2>/dev/null) ]] && break
+	sleep 0.1
+done
+[[ -n $(in_ns "$NS_B" ss -Hltn "sport = :$MTLS_PORT" 2>/dev/null) ]] ||
+	fatal "node-b's shoald does not listen on $MTLS_PORT: $(tail -5 "$LOGDIR/shoald-b.log")"
+pass "node-b's shoald listens on $NODE_B_ADDR:$MTLS_PORT"
+
+shoald_start
+enroll a1
+
+# metric_in NETNS NAME: a sample of that node's shoald /metrics (0 when absent).
+metric_in() {
+	local v
+	v=$(in_ns "$1" curl -sS --max-time 5 "http://$ADMIN_ADDR/metrics" |
+		awk -v m="$2" '$1 == m && !done { print $2; done = 1 }') || true
+	echo "${v:-0}"
+}
+metric_b() { metric_in "$NS_B" "$1"; }
+metric_a() { metric_in "$NS_A" "$1"; }
+
+# ---- 1. calls across the hop, and 2. the capture ---------------------------------
+PCAP=$LOGDIR/underlay.pcap
+spawn_in "$TEST_CG/agent" "$NS_A" "$LOGDIR/tcpdump.log" tcpdump -i ul0 -U -w "$PCAP" -s 0 tcp
+TCPDUMP_PID=$LAST_PID
+wait_log "$LOGDIR/tcpdump.log" "listening on" 5 || fatal "tcpdump did not start: $(cat "$LOGDIR/tcpdump.log")"
+
+tunneled0=$(metric_a shoal_proxy_mtls_tunneled_total)
+streams_in0=$(metric_b shoal_tunnel_streams_in_total)
+if hello a1 10.96.0.10:80 && [[ $HELLO_BACKEND == b1 && $HELLO_SEEN == "$NODE_B_ADDR" ]]; then
+	pass "a1 -> web (opaque TCP): b1 answered, and saw node-b's tunnel ($HELLO_SEEN)"
+else
+	fail "a1 -> web (opaque TCP) through the tunnel: '$HELLO_OUT'"
+fi
+
+REQ_MARK=plaintextreqmark$RANDOM$RANDOM
+RESP_MARK=plaintextrespmark$RANDOM$RANDOM
+out=$(pod_curl a1 -H "x-e2e-mark: $REQ_MARK" "http://10.96.0.20/hello?headers=1&x=$RESP_MARK" 2>&1) ||
+	fail "a1 -> api (HTTP) through the tunnel failed: $out"
+if grep -qi "^x-e2e-mark: $REQ_MARK" <<<"$(tr -d '\r' <<<"$out")"; then
+	pass "a1 -> api (HTTP): b1 got the request through the tunnel"
+else
+	fail "a1 -> api (HTTP): b1's echo of the head lacks the marker: $out"
+fi
+# 3. The source identity, as the backend sees it.
+peer=$(tr -d '\r' <<<"$out" | awk 'tolower($1) == "x-shoal-peer-identity:" { print $2 }')
+[[ $peer == "spiffe://$TD/ns/default/sa/client" ]] &&
+	pass "b1's request carries x-shoal-peer-identity: $peer" ||
+	fail "b1's request lacks x-shoal-peer-identity spiffe://$TD/ns/default/sa/client (got '$peer')"
+# A bulk transfer, both ways at once, checksummed.
+BYTES=$((8 << 20))
+pod_spawn b1 "$LOGDIR/stream.server.log" "$SHOAL_PEER" stream-server --listen 0.0.0.0:9000 \
+	--bytes "$BYTES" --seed 7
+spid=$LAST_PID
+wait_listen "${POD_NS[b1]}" 9000
+t0=$(date +%s%N)
+cout=$(pod_run a1 "$SHOAL_PEER" stream-client --to 10.96.0.30:80 --bytes "$BYTES" --seed 7 \
+	2>"$LOGDIR/stream.client.err") || fail "bulk: stream-client failed: $(cat "$LOGDIR/stream.client.err")"
+t1=$(date +%s%N)
+wait "$spid" || true
+sout=$(grep '^sent=' "$LOGDIR/stream.server.log" || true)
+say "bulk: 8 MiB each way in $(((t1 - t0) / 1000000)) ms through the tunnel"
+stream_intact "bulk through the tunnel" "$cout" "$sout" "$BYTES" "$BYTES" &&
+	pass "bulk: 8 MiB each way, both directions at once, arrived intact through the tunnel"
+
+tunneled=$(metric_a shoal_proxy_mtls_tunneled_total)
+((tunneled - tunneled0 >= 2)) && pass "node-a sent $((tunneled - tunneled0)) connections through the tunnel" ||
+	fail "node-a's shoal_proxy_mtls_tunneled_total went $tunneled0 -> $tunneled (want >= 2)"
+streams_in=$(metric_b shoal_tunnel_streams_in_total)
+((streams_in - streams_in0 >= 2)) && pass "node-b accepted $((streams_in - streams_in0)) CONNECT streams" ||
+	fail "node-b's shoal_tunnel_streams_in_total went $streams_in0 -> $streams_in (want >= 2)"
+conns_out=$(metric_a shoal_tunnel_connections_out_total)
+((conns_out == 1)) && pass "one pooled TLS connection carried every call of default/client to node-b" ||
+	fail "node-a opened $conns_out TLS connections (want 1: pooled per source, destination, node)"
+
+sleep 0.5
+stop_pid "$TCPDUMP_PID" INT
+tls_bytes=$(tcpdump -r "$PCAP" -nn "tcp port $MTLS_PORT" 2>/dev/null | wc -l)
+((tls_bytes > 0)) && pass "the capture holds $tls_bytes packets on port $MTLS_PORT" ||
+	fail "the capture holds no packet on port $MTLS_PORT: was the hop taken?"
+plain=$(tcpdump -r "$PCAP" -nn "tcp and not port $MTLS_PORT" 2>/dev/null | wc -l)
+((plain == 0)) && pass "no packet on the underlay outside port $MTLS_PORT" ||
+	fail "$plain packets on the underlay outside port $MTLS_PORT (plaintext path?)"
+if grep -qa -e "$REQ_MARK" -e "$RESP_MARK" -e "x-e2e-mark" "$PCAP"; then
+	fail "the underlay capture holds a plaintext marker of the request or the response"
+else
+	pass "the underlay capture holds neither the request's nor the response's marker"
+fi
+
+# ---- 5. sockmap and kTLS ---------------------------------------------------------
+hold_start a1 10.96.0.10:80 --interval-ms 100 --count 30 --timeout-ms 2000
+sleep 1
+ports=$(bpftool -j map dump pinned "$PIN_ROOT/maps/shoal_shortcut" 2>/dev/null |
+	python3 -c '
+import json, sys
+for e in json.load(sys.stdin):
+    k = e.get("formatted", {}).get("key") or {}
+    for f in ("local_port", "remote_port"):
+        v = k.get(f)
+        if isinstance(v, int):
+            print(((v & 0xff) << 8) | (v >> 8))
+    if not k and "key" in e:
+        b = [int(x, 16) for x in e["key"]]
+        print(b[32] << 8 | b[33]); print(b[34] << 8 | b[35])
+' 2>/dev/null | sort -u | tr '\n' ' ')
+if [[ " $ports " == *" $MTLS_PORT "* ]]; then
+	fail "a socket of port $MTLS_PORT is in node-a's SOCKHASH (ports: $ports)"
+else
+	pass "no socket of port $MTLS_PORT in node-a's SOCKHASH while a call is held (ports there: ${ports:-none})"
+fi
+hold_alive "held call" "the tunneled hold connection"
+stop_pid "$HOLD_PID"
+ktls_tx=$(metric_a shoal_tunnel_ktls_tx)
+ktls_rx=$(metric_a shoal_tunnel_ktls_rx)
+ulp=$(in_ns "$NS_A" python3 -c '
+import socket
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+c = socket.create_connection(l.getsockname())
+try:
+    c.setsockopt(socket.IPPROTO_TCP, 31, b"tls"); print("ok")
+except OSError as e:
+    print(e.strerror)' 2>&1)
+if [[ $ulp == ok ]]; then
+	((ktls_tx >= 1)) && pass "kTLS: the kernel encrypts the tunnel's transmit side (shoal_tunnel_ktls_tx $ktls_tx, rx $ktls_rx)" ||
+		fail "kTLS is available (TCP_ULP tls) but shoal_tunnel_ktls_tx is $ktls_tx"
+else
+	((ktls_tx == 0)) && say "kTLS not checked: this kernel has no tls ULP (setsockopt TCP_ULP \"tls\": $ulp; modprobe tls needs the module); the gauges say 0 (tx $ktls_tx, rx $ktls_rx)" ||
+		fail "no tls ULP, yet shoal_tunnel_ktls_tx is $ktls_tx"
+fi
+
+# ---- 4. refusals on 15008 --------------------------------------------------------
+# s_client_refused LABEL ARGS...: a TLS client with ARGS is refused by node-b.
+s_client_refused() {
+	local label=$1 before after out
+	shift
+	before=$(metric_b shoal_tunnel_handshake_failures_total)
+	out=$(in_ns "$NS_A" timeout 10 openssl s_client -connect "$NODE_B_ADDR:$MTLS_PORT" -tls1_3 \
+		-servername web.default.id.shoal -CAfile "$ID/ca.crt" "$@" </dev/null 2>&1 |
+		tr '\n' ' ') || true
+	after=$(metric_b shoal_tunnel_handshake_failures_total)
+	if ((after > before)) && ! grep -q "Verify return code: 0 (ok).*Post-Handshake New Session Ticket" <<<"$out"; then
+		pass "$label: refused (node-b's handshake failures $before -> $after)"
+	else
+		fail "$label: not refused (failures $before -> $after): ${out:0:400}"
+	fi
+}
+s_client_refused "openssl s_client without a certificate"
+s_client_refused "a forged certificate (self-signed, the right SPIFFE ID)" \
+	-cert "$ID/bad/forged.crt" -key "$ID/bad/forged.key"
+s_client_refused "a certificate of another trust domain" \
+	-cert "$ID/bad/wrong-td.crt" -key "$ID/bad/wrong-td.key"
+s_client_refused "an expired certificate" -cert "$ID/bad/expired.crt" -key "$ID/bad/expired.key"
+before=$(metric_b shoal_tunnel_handshake_failures_total)
+in_ns "$NS_A" timeout 5 socat -T 3 - "TCP:$NODE_B_ADDR:$MTLS_PORT" <<<"GET / HTTP/1.1" >/dev/null 2>&1 || true
+sleep 0.3
+after=$(metric_b shoal_tunnel_handshake_failures_total)
+((after > before)) && pass "a plaintext client on $MTLS_PORT is refused (failures $before -> $after)" ||
+	fail "a plaintext client on $MTLS_PORT: failures $before -> $after"
+# The right client certificate, asking for the right identity, gets a session.
+out=$(in_ns "$NS_A" timeout 10 openssl s_client -connect "$NODE_B_ADDR:$MTLS_PORT" -tls1_3 \
+	-servername web.default.id.shoal -CAfile "$ID/ca.crt" -cert "$ID/a/default_client.crt" \
+	-key "$ID/a/default_client.key" </dev/null 2>&1 | tr '\n' ' ') || true
+grep -q "Verify return code: 0 (ok)" <<<"$out" && grep -q "URI:spiffe://$TD/ns/default/sa/web\|sa/web" <<<"$out$(in_ns "$NS_A" timeout 10 openssl s_client -connect "$NODE_B_ADDR:$MTLS_PORT" -tls1_3 -servername web.default.id.shoal -CAfile "$ID/ca.crt" -cert "$ID/a/default_client.crt" -key "$ID/a/default_client.key" -showcerts </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName 2>/dev/null)" &&
+	pass "with default/client's certificate, node-b presents default/web's, verified by the root" ||
+	fail "a good client certificate did not get default/web's verified certificate: ${out:0:400}"
+
+# The client checks the server's identity: a server on node-b that
+# presents default/web's certificate whatever the SNI asks for (openssl
+# s_server on port 15009), for an endpoint said to be default/other.
+spawn_in "$TEST_CG/agent-b" "$NS_B" "$LOGDIR/s_server.log" openssl s_server -quiet -tls1_3 \
+	-accept "$NODE_B_ADDR:15009" -cert "$ID/b/default_web.crt" -key "$ID/b/default_web.key" \
+	-CAfile "$ID/ca.crt" -Verify 2
+wait_listen "$NS_B" 15009
+write_config_a default/other 15009
+shoald_stop
+shoald_start
+enroll a1
+if hello a1 10.96.0.10:80 --timeout-ms 3000; then
+	fail "a1 -> web whose endpoint claims default/other: answered ('$HELLO_OUT')"
+else
+	pass "a1 -> web whose endpoint claims default/other: no answer (node-b proved default/web)"
+fi
+mismatch=$(metric_a shoal_tunnel_peer_identity_mismatch_total)
+((mismatch >= 1)) && pass "node-a counted the server identity mismatch ($mismatch)" ||
+	fail "shoal_tunnel_peer_identity_mismatch_total is $mismatch"
+
+stop_pid "$SHOALD_B_PID"
+finish
