@@ -17,6 +17,7 @@ packages=(
 	iproute2 util-linux socat curl procps python3 openssl # python3: test collector and API stand-in; openssl: test CA
 	tcpdump # e2e mtls: a capture on the underlay holds no plaintext
 	python3-grpcio # e2e h2: a real gRPC client and server (h2load: nghttp2-client below)
+	python3-yaml # unit policy_crd: the AuthorizationPolicy fixtures, YAML to JSON
 	python3-h2 # e2e h2-h1: an HTTP/2 endpoint that shows what reached it (trailers) and sends 1xx
 	prometheus # promtool, and a real scraper for the telemetry e2e test
 	chromium python3-websockets # the web dashboard's e2e: a real headless browser, driven over CDP

@@ -27,10 +27,11 @@ command -v node >/dev/null || { echo "validate-manifests: node is missing (Node 
 command -v npm >/dev/null || { echo "validate-manifests: npm is missing" >&2; exit 1; }
 
 mkdir -p "$work"
-if [[ ! -d $work/node_modules/kubernetes-models || ! -d $work/node_modules/yaml ]]; then
-	echo "validate-manifests: installing kubernetes-models@4 and yaml@2 into $work"
+if [[ ! -d $work/node_modules/kubernetes-models || ! -d $work/node_modules/yaml ||
+	! -d $work/node_modules/ajv ]]; then
+	echo "validate-manifests: installing kubernetes-models@4, yaml@2 and ajv@8 into $work"
 	(cd "$work" && { [[ -f package.json ]] || npm init -y >/dev/null; } &&
-		npm install --no-audit --no-fund --silent kubernetes-models@4 yaml@2 >/dev/null)
+		npm install --no-audit --no-fund --silent kubernetes-models@4 yaml@2 ajv@8 >/dev/null)
 fi
 
 cat >"$work/validate.js" <<'JS'
@@ -97,6 +98,37 @@ for (const file of [...listed].filter((f) => present.includes(f))) {
 	});
 }
 
+// The CRD's schema against example objects (tests/k8s/fixtures/
+// authorizationpolicies.{good,bad}.yaml, which the agent's decoder tests read
+// too): the good ones pass, every bad one is refused, so that the API and the
+// agent refuse the same mistakes. ajv: JSON Schema, with Kubernetes' x-
+// keywords ignored (strict: false).
+{
+	const Ajv = require("ajv");
+	const crd = objects.find((o) => o.kind === "CustomResourceDefinition" &&
+		o.metadata.name === "authorizationpolicies.shoal.io");
+	if (!crd) {
+		fail("no CustomResourceDefinition authorizationpolicies.shoal.io in the manifests");
+	} else {
+		const schema = crd.spec.versions[0].schema.openAPIV3Schema;
+		const check = new Ajv({strict: false, allErrors: false}).compile(schema);
+		const fixtures = path.join(process.argv[3], "authorizationpolicies");
+		for (const [suffix, want] of [[".good.yaml", true], [".bad.yaml", false]]) {
+			const docs = YAML.parseAllDocuments(fs.readFileSync(fixtures + suffix, "utf8"));
+			for (const doc of docs) {
+				const obj = doc.toJSON();
+				const ok = check(obj);
+				const where = `authorizationpolicies${suffix}: ${obj.metadata.name}`;
+				if (ok !== want)
+					fail(`${where}: the CRD schema ${ok ? "accepts" : "refuses"} it` +
+						(ok ? "" : ` (${check.errors[0].instancePath} ${check.errors[0].message})`));
+				else
+					console.log(`ok  ${where} (${want ? "accepted" : "refused"} by the schema)`);
+			}
+		}
+	}
+}
+
 // Least privilege, per service account (through the bindings): the
 // agent reads services and endpointslices (discovery), pods and
 // namespaces (enrollment); shoal-identity creates TokenReviews and lists
@@ -104,7 +136,8 @@ for (const file of [...listed].filter((f) => present.includes(f))) {
 const wantFor = {
 	"shoal-system/shoald": ["/services list", "/services watch",
 		"discovery.k8s.io/endpointslices list", "discovery.k8s.io/endpointslices watch",
-		"/pods list", "/pods watch", "/namespaces list", "/namespaces watch"],
+		"/pods list", "/pods watch", "/namespaces list", "/namespaces watch",
+		"shoal.io/authorizationpolicies list", "shoal.io/authorizationpolicies watch"],
 	"shoal-system/shoal-identity": ["authentication.k8s.io/tokenreviews create",
 		"/pods list", "/pods watch"],
 };
@@ -320,4 +353,4 @@ bash "$root/scripts/identity-pki" "$pki" >/dev/null ||
 
 IMAGE_REF=$image_ref IMAGE_CAPS=$image_caps IMAGE_UID=$image_uid \
 	EXTRA_OBJECTS="$pki/shoal-identity-issuer.yaml $pki/shoal-trust-anchors.yaml" \
-	NODE_PATH=$work/node_modules node "$work/validate.js" "$manifests"
+	NODE_PATH=$work/node_modules node "$work/validate.js" "$manifests" "$root/tests/k8s/fixtures"

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "discovery/test_paths.h"
 #include "policy/policy_crd.h"
 
 static char err[512];
@@ -156,4 +157,42 @@ Test(policy_crd, metadata_is_required)
 	cr_assert(strstr(err, "metadata is required"), "%s", err);
 	cr_assert_eq(decode("{\"metadata\":{\"name\":\"x\"},\"spec\":{}}", &c), -EINVAL);
 	cr_assert(strstr(err, "namespace: is required"), "%s", err);
+}
+
+/*
+ * The fixtures the CRD's schema is checked against (scripts/validate-
+ * manifests.sh): the agent accepts the good ones and refuses the bad ones,
+ * so that the API server and the agent agree on what a mistake is.
+ */
+static int decode_fixtures(const char *file, bool want_ok)
+{
+	char cmd[1024], line[8192];
+	int n = 0;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd),
+		 "python3 -c 'import json,sys,yaml\n"
+		 "for d in yaml.safe_load_all(open(sys.argv[1])): print(json.dumps(d))' %s",
+		 file);
+	f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		struct policy_crd c;
+		int ret = decode(line, &c);
+
+		cr_expect_eq(ret == 0, want_ok, "%s: %.80s: %s", file, line, ret ? err : "accepted");
+		if (!ret)
+			policy_crd_clear(&c);
+		n++;
+	}
+	cr_assert_eq(pclose(f), 0, "python3 with yaml could not read %s", file);
+	return n;
+}
+
+Test(policy_crd, fixtures_agree_with_the_schema)
+{
+	if (system("python3 -c 'import yaml' 2>/dev/null") != 0)
+		cr_skip_test("needs python3-yaml to read the YAML fixtures");
+	cr_expect_geq(decode_fixtures(K8S_FIXTURES_DIR "/authorizationpolicies.good.yaml", true), 4);
+	cr_expect_geq(decode_fixtures(K8S_FIXTURES_DIR "/authorizationpolicies.bad.yaml", false), 8);
 }
