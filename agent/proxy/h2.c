@@ -241,6 +241,23 @@ static void h2_stream_expired(struct worker *w, struct h2_stream *st)
 }
 
 /*
+ * The end of a try started at now: the route's per_try_timeout_ms, else
+ * the service's timeouts.per_try_ms, never past the request's deadline;
+ * 0 without a per-try timeout.
+ */
+static uint64_t h2_try_deadline(const struct h2_stream *st, uint64_t now)
+{
+	uint64_t per_try = st->sv ? st->sv->per_try_timeout_ns : 0, end;
+
+	if (st->route && st->route->per_try_timeout_ms)
+		per_try = (uint64_t)st->route->per_try_timeout_ms * 1000000;
+	if (!per_try)
+		return 0;
+	end = deadline_try(st->deadline_ns ? st->deadline_ns : DEADLINE_NONE, per_try, now);
+	return end == DEADLINE_NONE ? 0 : end;
+}
+
+/*
  * Start the next try of st now: a pick among the endpoints of its target
  * not tried yet when there are any, a pooled session to it (or a new
  * one) and st's request on it, its body from the first byte. A connect
@@ -330,6 +347,7 @@ static void h2_try(struct worker *w, struct h2_stream *st)
 			h2_done(w, st, false, false, 503, "submit");
 			return;
 		}
+		st->try_deadline_ns = h2_try_deadline(st, now);
 		h2_down_arm(w, d);
 		return;
 	}
@@ -345,6 +363,8 @@ static const char *h2_failure_what(enum retry_failure f)
 		return "a retried status";
 	case RETRY_FAIL_GRPC_STATUS:
 		return "a retried grpc-status";
+	case RETRY_FAIL_TIMEOUT:
+		return "a per-try timeout";
 	default:
 		return "a reset before the response";
 	}
@@ -373,6 +393,7 @@ static bool h2_retry(struct worker *w, struct h2_stream *st, enum retry_failure 
 	st->status = 0;
 	st->grpc_status = GRPC_STATUS_NONE;
 	st->rs_end = false;
+	st->try_deadline_ns = 0;
 	/* Rewound now: kept bytes are never compacted away at off == len. */
 	st->to_up.off = 0;
 	st->rq_framed = 0;
@@ -384,6 +405,23 @@ static bool h2_retry(struct worker *w, struct h2_stream *st, enum retry_failure 
 	/* Not from inside the upstream session's callback: on c's deferred turn. */
 	worker_conn_defer(w, st->d->c);
 	return true;
+}
+
+/*
+ * st's try had no response head by its per-try timeout: the endpoint's
+ * failure, and the request is retried where the policy and the budget
+ * allow (RETRY_FAIL_TIMEOUT: idempotent methods or a retryable route, as
+ * for HTTP/1), else answered DEADLINE_EXCEEDED / 504.
+ */
+static void h2_try_timed_out(struct worker *w, struct h2_stream *st)
+{
+	st->try_deadline_ns = 0;
+	if (h2_retry(w, st, RETRY_FAIL_TIMEOUT, 0)) {
+		h2_up_unlink(st, NGHTTP2_CANCEL);
+		return;
+	}
+	h2_done(w, st, st->bt.active, true, 504, "per-try timeout");
+	h2_stream_error(w, st, HTTP_ERR_TIMEOUT);
 }
 
 /* Start the tries of d's streams that are due (a backoff or a poll ended). */
@@ -760,6 +798,9 @@ static void h2_down_arm(struct worker *w, struct h2_down *d)
 				next = st->deadline_ns;
 			if (st->retry_at_ns && (!next || st->retry_at_ns < next))
 				next = st->retry_at_ns;
+			if (st->try_deadline_ns && !st->rs_submitted &&
+			    (!next || st->try_deadline_ns < next))
+				next = st->try_deadline_ns;
 		}
 		if (!stall || st->to_down.off == st->to_down.len) {
 			st->stall_ns = 0;
@@ -984,16 +1025,22 @@ static void h2_down_stalls(struct worker *w, struct h2_down *d, uint64_t now)
 
 /*
  * Deadlines of c's streams: DEADLINE_EXCEEDED (gRPC) or 504, the upstream
- * stream reset; then the tries due (a backoff or a poll for a candidate ended).
+ * stream reset; per-try timeouts (retried or answered); then the tries due
+ * (a backoff or a poll for a candidate ended).
  */
 static void h2_timeout(struct worker *w, struct conn *c)
 {
 	struct h2_down *d = c->h2;
 	uint64_t now = timer_now_ns(), idle = conn_idle_ns(w, c);
 
-	for (struct h2_stream *st = d->streams; st; st = st->next)
-		if (!st->answered && st->deadline_ns && now >= st->deadline_ns)
+	for (struct h2_stream *st = d->streams; st; st = st->next) {
+		if (st->answered)
+			continue;
+		if (st->deadline_ns && now >= st->deadline_ns)
 			h2_stream_expired(w, st);
+		else if (st->try_deadline_ns && !st->rs_submitted && now >= st->try_deadline_ns)
+			h2_try_timed_out(w, st);
+	}
 	h2_down_stalls(w, d, now);
 	h2_down_due(w, d);
 	if (idle && now >= c->last_active_ns + idle) {

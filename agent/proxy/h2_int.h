@@ -110,14 +110,15 @@ struct h2_stream {
 	/* Tries (docs/proxy.md, "Retries"). */
 	uint32_t avoid[PICK_MAX_AVOID]; /* endpoints tried */
 	uint32_t n_avoid;
-	uint32_t retries;      /* tries after the first */
-	uint64_t retry_at_ns;  /* 0: none; else the next try starts then (h2.c) */
-	uint64_t fail_fast_ns; /* no candidate endpoint: wait for one until then */
-	uint64_t rq_bytes;     /* request body bytes received from the client */
-	uint64_t rq_framed;    /* of them, framed on the current try */
-	uint64_t rq_consumed;  /* of them, given back to the client's window */
-	uint32_t replay_max;   /* the retry policy's max_body_bytes */
-	bool replay_lost;      /* the body outgrew the replay limit: no retry */
+	uint32_t retries;	  /* tries after the first */
+	uint64_t retry_at_ns;	  /* 0: none; else the next try starts then (h2.c) */
+	uint64_t fail_fast_ns;	  /* no candidate endpoint: wait for one until then */
+	uint64_t try_deadline_ns; /* the try's per-try timeout, until its head; 0: none */
+	uint64_t rq_bytes;	  /* request body bytes received from the client */
+	uint64_t rq_framed;	  /* of them, framed on the current try */
+	uint64_t rq_consumed;	  /* of them, given back to the client's window */
+	uint32_t replay_max;	  /* the retry policy's max_body_bytes */
+	bool replay_lost;	  /* the body outgrew the replay limit: no retry */
 };
 
 /*

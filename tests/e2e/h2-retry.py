@@ -7,6 +7,7 @@ server NAME PORTS: a gRPC server on each of PORTS (comma-separated):
   and prints "cancelled after MS" when the stream was reset.
 aged NAME PORTS MS: the same, each connection drained by a GOAWAY after
   MS (grpc.max_connection_age_ms).
+sleepy NAME PORTS: the same, but Echo is as slow as Slow.
 unavailable PORTS: a gRPC server that answers every call UNAVAILABLE
   (printing "unavailable" for each): a flaky endpoint.
 raw refuse|goaway PORT: a bare HTTP/2 server. refuse: every request
@@ -52,8 +53,10 @@ def serve(srv, ports):
     srv.wait_for_termination()
 
 
-def server(name, ports, age_ms=0):
+def server(name, ports, age_ms=0, sleepy=False):
     def echo(req, ctx):
+        if sleepy:
+            return slow(req, ctx)
         return name.encode()
 
     def work(req, ctx):
@@ -211,6 +214,8 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "server":
         server(sys.argv[2], sys.argv[3])
+    elif mode == "sleepy":
+        server(sys.argv[2], sys.argv[3], sleepy=True)
     elif mode == "aged":
         server(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif mode == "unavailable":

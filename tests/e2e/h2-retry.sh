@@ -12,6 +12,8 @@
 #    shoal_proxy_h2_refused_total;
 #  - grpcio servers draining every connection after 300 ms
 #    (max_connection_age): no call fails;
+#  - a route's per_try_timeout_ms cuts a try on a slow endpoint short and
+#    retries it on another;
 #  - a client deadline (grpc-timeout) is honoured within 50 ms, across a
 #    retry: DEADLINE_EXCEEDED after X .. X + 50 ms, and the endpoint sees
 #    its stream cancelled;
@@ -32,17 +34,18 @@ e2e_topology
 # a2 (10.77.1.3): good everywhere. a3 (10.77.1.5): flaky on 50051 and
 # 50063, good on 50064. direct (10.77.1.4): good (and slow) on 50063,
 # 50064. b1 (10.77.2.2): refuses on 50061, GOAWAY on 50062.
-pod_spawn a2 "$LOGDIR/a2.log" "$PY" "$PYF" server a2 50051,50061,50062,50064
+pod_spawn a2 "$LOGDIR/a2.log" "$PY" "$PYF" server a2 50051,50061,50062,50064,50066
 pod_spawn a3 "$LOGDIR/a3-flaky.log" "$PY" "$PYF" unavailable 50051,50063
 pod_spawn a3 "$LOGDIR/a3.log" "$PY" "$PYF" server a3 50064
 pod_spawn direct "$LOGDIR/direct.log" "$PY" "$PYF" server direct 50063,50064
 pod_spawn b1 "$LOGDIR/b1-refuse.log" "$PY" "$PYF" raw refuse 50061
 pod_spawn b1 "$LOGDIR/b1-goaway.log" "$PY" "$PYF" raw goaway 50062
 pod_spawn a2 "$LOGDIR/a2-aged.log" "$PY" "$PYF" aged a2 50065 300
+pod_spawn direct "$LOGDIR/direct-sleepy.log" "$PY" "$PYF" sleepy direct 50066
 pod_spawn direct "$LOGDIR/direct-aged.log" "$PY" "$PYF" aged direct 50065 300
-for p in 50051 50061 50062 50064; do wait_listen "${POD_NS[a2]}" $p; done
+for p in 50051 50061 50062 50064 50066; do wait_listen "${POD_NS[a2]}" $p; done
 for p in 50051 50063 50064; do wait_listen "${POD_NS[a3]}" $p; done
-for p in 50063 50064 50065; do wait_listen "${POD_NS[direct]}" $p; done
+for p in 50063 50064 50065 50066; do wait_listen "${POD_NS[direct]}" $p; done
 wait_listen "${POD_NS[a2]}" 50065
 for p in 50061 50062; do wait_listen "${POD_NS[b1]}" $p; done
 
@@ -88,6 +91,15 @@ retry_config() {
     vips: [10.96.0.57]
     ports: [{port: 50065, protocol: grpc}]
     endpoints: [{address: 10.77.1.3}, {address: 10.77.1.4}]
+  - name: pertry
+    vips: [10.96.0.58]
+    ports: [{port: 50066, protocol: grpc}]
+    endpoints: [{address: 10.77.1.3}, {address: 10.77.1.4}]
+    routes:
+      - match: {path: {prefix: /shoal.Echo}}
+        retryable: true
+        timeout_ms: 3000
+        per_try_timeout_ms: 200
   - name: live
     vips: [10.96.0.55]
     ports: [{port: 50064, protocol: grpc}]
@@ -188,12 +200,31 @@ else
 	fail "deadline: want 6 DEADLINE_EXCEEDED in 300..350 ms, got '$(tr '\n' ';' <<<"$out")'"
 fi
 sleep 0.3
-late=$(awk '/^cancelled after/ && $3 > 350 { n++ } END { print n + 0 }' "$LOGDIR/direct.log")
+# Timed by the server from its handler's start, on a machine other work
+# loads: 100 ms of margin (without the cancel it would run 5 s).
+late=$(awk '/^cancelled after/ && $3 > 400 { n++ } END { print n + 0 }' "$LOGDIR/direct.log")
 cancelled=$(grep -c '^cancelled after' "$LOGDIR/direct.log" || true)
 if ((cancelled >= 1 && late == 0)); then
-	pass "deadline: the slow endpoint saw its $cancelled stream(s) cancelled within 350 ms ($(awk '/^cancelled/ { printf "%s ", $3 }' "$LOGDIR/direct.log")ms)"
+	pass "deadline: the slow endpoint saw its $cancelled stream(s) cancelled within 400 ms ($(awk '/^cancelled/ { printf "%s ", $3 }' "$LOGDIR/direct.log")ms)"
 else
-	fail "deadline: want the slow endpoint's streams cancelled within 350 ms: $(tr '\n' ';' <"$LOGDIR/direct.log")"
+	fail "deadline: want the slow endpoint's streams cancelled within 400 ms: $(tr '\n' ';' <"$LOGDIR/direct.log")"
+fi
+
+# ---- a per-try timeout ------------------------------------------------------------
+
+# direct never answers Echo in time; a2 does at once. The route's
+# per_try_timeout_ms (200) cancels a try on direct and retries it on a2,
+# well within the route's 3 s timeout.
+out=$(pod_run a1 timeout 60 "$PY" "$PYF" calls 10.96.0.58:50066 /shoal.Echo/Echo 48 2>"$LOGDIR/pertry.err") ||
+	fail "pertry: client failed: $(tail -3 "$LOGDIR/pertry.err")"
+sleep 0.3
+cut_short=$(awk '/^cancelled after/ && $3 >= 150 && $3 <= 300 { n++ } END { print n + 0 }' "$LOGDIR/direct-sleepy.log")
+tries=$(grep -c '^cancelled after' "$LOGDIR/direct-sleepy.log" || true)
+ok=$(awk '$1 == "a2" { print $2 }' <<<"$out")
+if [[ ${ok:-0} == 48 ]] && ((tries > 0 && cut_short == tries)); then
+	pass "pertry: 48 calls answered by a2; the $tries tries on the slow endpoint were cancelled at the 200 ms per-try timeout ($(awk '/^cancelled/ { printf "%s ", $3 }' "$LOGDIR/direct-sleepy.log")ms) and retried"
+else
+	fail "pertry: want 48 calls answered by a2 and each slow try cut at ~200 ms: '$(tr '\n' ' ' <<<"$out")', slow endpoint: $(tr '\n' ';' <"$LOGDIR/direct-sleepy.log") ($(sort "$LOGDIR/pertry.err" | uniq -c | tr '\n' ';'))"
 fi
 
 # ---- no candidate: held up to the fail-fast time ------------------------------
