@@ -851,6 +851,30 @@ static void h2_down_flush(struct worker *w, struct conn *c)
 	h2_down_arm(w, d);
 }
 
+/*
+ * nghttp2_session_mem_recv failed with rv (a protocol error or flood):
+ * GOAWAY (what the client gets if it still reads), counted, and close.
+ */
+static void h2_down_refuse(struct worker *w, struct conn *c, ssize_t rv)
+{
+	struct h2_down *d = c->h2;
+
+	if (log_debug_on())
+		pr_debug("proxy worker %d: h2 client: %s; closing", w->id,
+			 nghttp2_strerror((int)rv));
+	d->dead = true;
+	/* Counted here too: a flooder that does not read never gets the GOAWAY. */
+	if (!d->refused) {
+		d->refused = true;
+		WORKER_STAT_INC(w, h2_protocol_errors);
+	}
+	/* A flood of acks owed (SETTINGS, PING) is no malformed frame. */
+	nghttp2_session_terminate_session(
+	    d->s, rv == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR);
+	h2_send(w, &c->client, d->s, &c->to_client, &d->out, &d->out_len);
+	h2_down_close(w, c, false);
+}
+
 /* Read what the client sent into the session, then flush. */
 static void h2_down_io(struct worker *w, struct conn *c, uint32_t events)
 {
@@ -888,22 +912,7 @@ static void h2_down_io(struct worker *w, struct conn *c, uint32_t events)
 					      b->tail - b->head);
 		b->head = b->tail = 0;
 		if (rv < 0) {
-			/* A protocol error or flood: nghttp2 queued the GOAWAY it owes. */
-			if (log_debug_on())
-				pr_debug("proxy worker %d: h2 client: %s; closing", w->id,
-					 nghttp2_strerror((int)rv));
-			d->dead = true;
-			/* Counted here too: a flooder that does not read never gets the GOAWAY. */
-			if (!d->refused) {
-				d->refused = true;
-				WORKER_STAT_INC(w, h2_protocol_errors);
-			}
-			/* A flood of acks owed (SETTINGS, PING) is no malformed frame. */
-			nghttp2_session_terminate_session(d->s, rv == NGHTTP2_ERR_FLOODED
-								    ? NGHTTP2_ENHANCE_YOUR_CALM
-								    : NGHTTP2_PROTOCOL_ERROR);
-			h2_send(w, &c->client, d->s, &c->to_client, &d->out, &d->out_len);
-			h2_down_close(w, c, false);
+			h2_down_refuse(w, c, rv);
 			return;
 		}
 	}
@@ -972,17 +981,20 @@ static void h2_start(struct worker *w, struct conn *c)
 	}
 	nghttp2_session_callbacks_del(cb);
 	nghttp2_option_del(opt);
+	c->client.readable = c->client.writable = true;
 	/* What detection read (the preface, maybe more) is the first input. */
 	if (b->tail > b->head) {
 		ssize_t rv = nghttp2_session_mem_recv(d->s, (const uint8_t *)b->data + b->head,
 						      b->tail - b->head);
 
 		b->head = b->tail = 0;
-		if (rv < 0)
-			d->dead = true;
+		if (rv < 0) {
+			/* As any later read's: a GOAWAY, counted (detected ports get here). */
+			h2_down_refuse(w, c, rv);
+			return;
+		}
 	}
 	conn_buf_release_empty(w, b);
-	c->client.readable = c->client.writable = true;
 	h2_down_io(w, c, 0);
 }
 

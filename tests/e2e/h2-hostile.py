@@ -16,6 +16,8 @@ Cases:
   ping N              N PINGs, acks never read while sending
   even-id             HEADERS on stream 2 (a client's ids are odd)
   decreasing-id       HEADERS on stream 5, then on stream 3
+  decreasing-id-at-once  the same in one write with the preface (on a
+                      detected port, detection reads it all)
   reuse-id            HEADERS on stream 1 (END_STREAM), its response read
                       to the end, then HEADERS on stream 1 again
   zero-window N SECS  SETTINGS_INITIAL_WINDOW_SIZE 0, N streaming gRPC
@@ -64,7 +66,7 @@ GRPC_MSG = b"\0\0\0\0\1x"
 
 
 class Conn:
-    def __init__(self, host, port, settings=b""):
+    def __init__(self, host, port, settings=b"", first=b""):
         self.s = socket.create_connection((host, int(port)), timeout=5)
         self.buf = b""
         self.rst = 0
@@ -75,7 +77,7 @@ class Conn:
         self.closed = False
         self.t0 = time.monotonic()
         self.t_end = None
-        self.s.sendall(PREFACE + frame(SETTINGS, 0, 0, settings))
+        self.s.sendall(PREFACE + frame(SETTINGS, 0, 0, settings) + first)
 
     def send(self, b):
         try:
@@ -183,6 +185,10 @@ def main():
         c.t0 = time.monotonic()
         c.send(frame(HEADERS, END_HEADERS | END_STREAM, 5, get_block(host)))
         c.send(frame(HEADERS, END_HEADERS | END_STREAM, 3, get_block(host)))
+        c.drain(5)
+    elif case == "decreasing-id-at-once":
+        c = Conn(host, port, first=frame(HEADERS, END_HEADERS | END_STREAM, 5, get_block(host))
+                 + frame(HEADERS, END_HEADERS | END_STREAM, 3, get_block(host)))
         c.drain(5)
     elif case == "reuse-id":
         c = Conn(host, port)

@@ -9,7 +9,8 @@
 #  - a PING flood whose acks are never read: GOAWAY ENHANCE_YOUR_CALM or
 #    closed, shoald's RSS bounded, a gRPC client served meanwhile;
 #  - stream ids out of order (even, decreasing, a closed one reused):
-#    GOAWAY PROTOCOL_ERROR (STREAM_CLOSED for the reused one);
+#    GOAWAY PROTOCOL_ERROR (STREAM_CLOSED for the reused one), also when
+#    the bad frame comes with the preface on a detected port;
 #  - a zero window forever (SETTINGS_INITIAL_WINDOW_SIZE 0, streaming
 #    calls, no WINDOW_UPDATE): the endpoint is held back, another client
 #    on the same upstream session is served meanwhile, the streams are
@@ -43,7 +44,7 @@ wait_listen "${POD_NS[a2]}" 50051
 write_config "
   - name: grpc
     vips: [10.96.0.40]
-    ports: [{port: 50051, protocol: grpc}]
+    ports: [{port: 50051, protocol: grpc}, {port: 50052, target_port: 50051}]
     endpoints: [{address: 10.77.1.3}]"
 # One worker: every client's streams share its pooled upstream session.
 sed -i "s/^proxy: {workers: 2, /proxy: {workers: 1, idle_timeout_ms: $IDLE_MS, http2: {stall_timeout_ms: $STALL_MS, max_sent_resets: $SENT_RESETS}, /" "$CONFIG"
@@ -121,6 +122,16 @@ for kind in even-id decreasing-id reuse-id; do
 		fail "stream ids: $kind: want GOAWAY $want and h2_protocol_errors up, got '$out', $pe0 -> $pe1"
 	fi
 done
+# On a detected port the bad frame comes with the preface, in what
+# detection read: the same GOAWAY (before, a silent close, uncounted).
+pe0=$(proxy_metric shoal_proxy_h2_protocol_errors_total)
+out=$(pod_run a1 timeout 30 "$PY" "$RAW_PY" decreasing-id-at-once 10.96.0.40 50052 2>&1 | tail -1)
+pe1=$(proxy_metric shoal_proxy_h2_protocol_errors_total)
+if [[ $(code_of "$out") == 1 ]] && ((pe1 > pe0)); then
+	pass "stream ids: decreasing ids with the preface on a detected port got GOAWAY 1 ($out), h2_protocol_errors $pe0 -> $pe1"
+else
+	fail "stream ids: decreasing ids on a detected port: want GOAWAY 1 and h2_protocol_errors up, got '$out', $pe0 -> $pe1"
+fi
 served 6 && pass "stream ids: shoald serves on (6 calls)" || fail "stream ids: shoald no longer serves"
 
 # ---- zero window forever ----------------------------------------------------------
