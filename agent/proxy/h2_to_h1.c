@@ -748,6 +748,7 @@ static void h2h1_closed(struct worker *w, struct h2h1 *x)
 		x->ob_off = x->ob_len = 0;
 		x->payload_left = 0;
 		x->rq_done = false;
+		WORKER_STAT_INC(w, http_retries);
 		if (h2h1_ob_put(x, x->head, x->head_len) == 0 && h2h1_connect(w, x) >= 0)
 			return;
 		h2h1_fail(w, x, HTTP_ERR_CONNECT_FAILURE, true, "connect failure");

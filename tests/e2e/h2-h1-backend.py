@@ -9,7 +9,8 @@ sent, read at GET /_stats over the pod's loopback.
 Paths: /hello (Content-Length), /echo (POST: the body's length and
 sha256, the chunked request's trailers), /big?n=BYTES (chunked), /trail
 (chunked with trailers), /hints (103 then 200), /smuggle (both
-Content-Length and Transfer-Encoding), /badchunk (a bad chunk size), /hang (no answer; hang_closed counts the
+Content-Length and Transfer-Encoding), /badchunk (a bad chunk size), /flaky (a connection's second request is
+closed unanswered, as an idle close that crosses it), /hang (no answer; hang_closed counts the
 close that ends it).
 Anything else is a 404. It never speaks HTTP/2: a preface is a 400.
 """
@@ -23,7 +24,7 @@ import threading
 NAME, PORT = sys.argv[1], int(sys.argv[2])
 LOCK = threading.Lock()
 STATS = {"conns": 0, "requests": 0, "big_sent": 0, "h2_preface": 0, "hang_closed": 0,
-         "last_head": ""}
+         "flaky_dropped": 0, "last_head": ""}
 
 
 def bump(key, n=1):
@@ -35,6 +36,7 @@ class Conn(socketserver.BaseRequestHandler):
     def setup(self):
         self.buf = b""
         self.counted = False  # a connection counts once it carries a request not to /_stats
+        self.flaky = 0  # /flaky requests on this connection
 
     def fill(self):
         d = self.request.recv(65536)
@@ -141,6 +143,13 @@ class Conn(socketserver.BaseRequestHandler):
             self.send(f"HTTP/1.1 200 OK\r\n{common}Content-Length: 30\r\nTransfer-Encoding: chunked\r\n\r\n"
                       "0\r\n\r\nHTTP/1.1 200 OK\r\nX: y\r\n\r\n".encode())
             return False
+        elif path == "/flaky":
+            # A keep-alive server whose idle close crosses the next request.
+            self.flaky += 1
+            if self.flaky > 1:
+                bump("flaky_dropped")
+                return False
+            self.send(f"HTTP/1.1 200 OK\r\n{common}Content-Length: 3\r\n\r\nok\n".encode())
         elif path == "/hang":
             # Never answers; counts the proxy closing the connection on it.
             try:
