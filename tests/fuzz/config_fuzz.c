@@ -68,6 +68,29 @@ static void check_proxy(const struct config *cfg)
 	      "API server is https");
 }
 
+/* identity: the bounds and rules the parser promises (docs/config.md). */
+static void check_identity(const struct config *cfg)
+{
+	const struct config_identity *id = &cfg->identity;
+
+	check(id->source == CONFIG_ID_SOURCE_ISSUED || id->source == CONFIG_ID_SOURCE_FILES,
+	      "identity source");
+	check(id->trust_domain[0] && !strchr(id->trust_domain, '/'), "trust domain a name");
+	check(!strncmp(id->server_url, "https://", 8), "identity server is https");
+	check(id->lifetime_s >= CONFIG_MIN_ID_LIFETIME_S && id->lifetime_s <= CONFIG_MAX_ID_LIFETIME_S,
+	      "identity lifetime");
+	check(id->renew_fraction >= CONFIG_MIN_ID_RENEW_FRACTION &&
+		  id->renew_fraction <= CONFIG_MAX_ID_RENEW_FRACTION,
+	      "renew fraction");
+	check(id->renew_jitter >= 0.0 && id->renew_jitter <= CONFIG_MAX_ID_RENEW_JITTER,
+	      "renew jitter");
+	check(id->backoff_min_ms <= id->backoff_max_ms, "identity backoff min <= max");
+	check(!id->enabled || id->source != CONFIG_ID_SOURCE_FILES || id->dir[0] == '/',
+	      "files source has a dir");
+	check(!id->enabled || id->source != CONFIG_ID_SOURCE_ISSUED || cfg->k8s_enroll,
+	      "issued source has enrollment");
+}
+
 /* One service's resilience block and routes. */
 static void check_policy(const struct config *cfg, const struct config_service *s)
 {
@@ -117,6 +140,7 @@ static void check_config(const struct config *cfg)
 	check(cfg->connect_deadline_ms >= cfg->connect_timeout_ms, "deadline >= timeout");
 	check(cfg->n_services >= 0 && cfg->n_services <= CONFIG_MAX_SERVICES, "service count");
 	check_proxy(cfg);
+	check_identity(cfg);
 	for (i = 0; i < cfg->n_services; i++) {
 		const struct config_service *s = cfg->services[i];
 
