@@ -37,6 +37,7 @@
 #include "common/addr.h"
 #include "common/log.h"
 #include "identity/store.h"
+#include "identity/verify.h"
 #include "proxy/proxy.h"
 
 /* A stream's receive window, and so the most it buffers (flow control above). */
@@ -887,6 +888,24 @@ static void client_submit(struct tconn *tc, struct tstream *st)
 	TSTAT_INC(tc->t, streams_out);
 }
 
+/* The peer's leaf and intermediates, by id_verify_peer's rules. 0 or -errno with why. */
+static int tc_verify_svid(struct tconn *tc, X509 *leaf, char *why, size_t why_len)
+{
+	X509_STORE *anchors = id_store_anchors(tc->t->store);
+	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(tc->ssl); /* the client's holds the leaf */
+	struct spiffe_id id;
+	int err;
+
+	if (!anchors) {
+		snprintf(why, why_len, "no trust anchors");
+		return -ENOKEY;
+	}
+	err = id_verify_peer(anchors, leaf, chain, tc->t->cfg->identity.trust_domain, &id, why,
+			     why_len);
+	X509_STORE_free(anchors);
+	return err;
+}
+
 /* The handshake is done: check who the peer is, then start HTTP/2. */
 static void tc_ready(struct tconn *tc)
 {
@@ -907,6 +926,16 @@ static void tc_ready(struct tconn *tc)
 	if (!leaf || SSL_get_verify_result(tc->ssl) != X509_V_OK) {
 		TSTAT_INC(t, handshake_failures);
 		tc_kill(tc, "the peer's certificate is not verified");
+		return;
+	}
+	/*
+	 * The handshake verified the chain; id_verify_peer (the identity
+	 * module's one definition of an acceptable SVID) checks it again with
+	 * the end-entity and key-usage rules, then the SAN is read as ours.
+	 */
+	if (tc_verify_svid(tc, leaf, why, sizeof(why))) {
+		TSTAT_INC(t, handshake_failures);
+		tc_kill(tc, why);
 		return;
 	}
 	if (tunnel_peer_identity(leaf, t->cfg->identity.trust_domain, tc->peer_id,

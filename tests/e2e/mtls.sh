@@ -94,7 +94,7 @@ node: {address_v4: $NODE_B_ADDR, proxy_port: $PROXY_PORT}
 bpf: {pin_root: $PIN_ROOT_B, cgroup: $TEST_CG/node-b, shortcut: true, failopen_after_ms: $FAILOPEN_AFTER_MS}
 proxy: {workers: 1}
 identity: {source: files, dir: "$ID/b"}
-mtls: {mode: strict, node_name: node-b}
+mtls: {mode: strict, node_name: node-b, max_handshakes_per_source: 4, handshake_timeout_ms: 1000}
 services:
   - name: web
     namespace: default
@@ -144,6 +144,11 @@ services:
     vips: [10.96.0.30]
     ports: [{port: 80, target_port: 9000, protocol: tcp}]
     endpoints: [{address: 10.77.2.2, node: node-b, identity: $1}]
+  - name: plain
+    namespace: default
+    vips: [10.96.0.40]
+    ports: [{port: 80, target_port: 8080, protocol: tcp}]
+    endpoints: [{address: 10.77.2.2, node: node-b}]
 EOF
 	} >"$CONFIG"
 }
@@ -321,6 +326,43 @@ out=$(in_ns "$NS_A" timeout 10 openssl s_client -connect "$NODE_B_ADDR:$MTLS_POR
 grep -q "Verify return code: 0 (ok)" <<<"$out" && grep -q "URI:spiffe://$TD/ns/default/sa/web\|sa/web" <<<"$out$(in_ns "$NS_A" timeout 10 openssl s_client -connect "$NODE_B_ADDR:$MTLS_PORT" -tls1_3 -servername web.default.id.shoal -CAfile "$ID/ca.crt" -cert "$ID/a/default_client.crt" -key "$ID/a/default_client.key" -showcerts </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName 2>/dev/null)" &&
 	pass "with default/client's certificate, node-b presents default/web's, verified by the root" ||
 	fail "a good client certificate did not get default/web's verified certificate: ${out:0:400}"
+
+# strict: an endpoint on node-b with no identity (no shoal there, as far
+# as node-a knows) is refused rather than called in plaintext.
+refused0=$(metric_a shoal_proxy_mtls_refused_total)
+if hello a1 10.96.0.40:80 --timeout-ms 3000; then
+	fail "strict: a1 -> an endpoint of node-b without identity answered: '$HELLO_OUT'"
+else
+	pass "strict: a1 -> an endpoint of node-b without identity is refused, not sent in plaintext"
+fi
+refused=$(metric_a shoal_proxy_mtls_refused_total)
+((refused > refused0)) && pass "node-a counted it (shoal_proxy_mtls_refused_total $refused0 -> $refused)" ||
+	fail "shoal_proxy_mtls_refused_total went $refused0 -> $refused"
+
+# A handshake flood from one source: 12 connections that never speak.
+# node-b takes 4 at once from it (max_handshakes_per_source), closes the
+# rest at accept, and times the 4 out after handshake_timeout_ms (1 s);
+# the pooled connection already up keeps carrying calls.
+refused0=$(metric_b shoal_tunnel_handshakes_refused_total)
+timeouts0=$(metric_b shoal_tunnel_handshake_timeouts_total)
+spawn_in "$TEST_CG/agent" "$NS_A" "$LOGDIR/flood.log" python3 -c '
+import socket, sys, time
+s = [socket.create_connection((sys.argv[1], int(sys.argv[2]))) for _ in range(12)]
+time.sleep(2.5)' "$NODE_B_ADDR" "$MTLS_PORT"
+FLOOD_PID=$LAST_PID
+sleep 0.5
+if hello a1 10.96.0.10:80 && [[ $HELLO_BACKEND == b1 ]]; then
+	pass "during the flood, a1 -> web still answered through the pooled connection"
+else
+	fail "during the flood, a1 -> web failed: '$HELLO_OUT'"
+fi
+wait "$FLOOD_PID" 2>/dev/null || true
+refused=$(metric_b shoal_tunnel_handshakes_refused_total)
+timeouts=$(metric_b shoal_tunnel_handshake_timeouts_total)
+((refused - refused0 >= 8)) && pass "flood: node-b refused $((refused - refused0)) connections at accept (>= 8 of 12)" ||
+	fail "flood: node-b refused $((refused - refused0)) (want >= 8: 12 less the 4 per source)"
+((timeouts - timeouts0 >= 4)) && pass "flood: node-b timed out $((timeouts - timeouts0)) silent handshakes" ||
+	fail "flood: node-b timed out $((timeouts - timeouts0)) handshakes (want >= 4)"
 
 # The client checks the server's identity: a server on node-b that
 # presents default/web's certificate whatever the SNI asks for (openssl
