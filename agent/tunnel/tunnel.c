@@ -42,6 +42,8 @@
 
 /* A stream's receive window, and so the most it buffers (flow control above). */
 #define TUNNEL_STREAM_WINDOW (256u * 1024)
+/* A stream's first buffer; it doubles up to the window while bytes wait. */
+#define TUNNEL_STREAM_BUF_MIN (16u * 1024)
 /* The connection's window: many streams' worth, so one slow stream does not stall the rest. */
 #define TUNNEL_CONN_WINDOW (16u * 1024 * 1024)
 /* Streams one TLS connection carries at once (the server's SETTINGS). */
@@ -72,7 +74,7 @@ struct tstream {
 	int32_t id;		     /* HTTP/2 stream id; 0 before it is submitted */
 	struct tstream *prev, *next; /* tc's streams, or its pending list */
 	char *buf;		     /* bytes from the peer not yet written to o.fd */
-	uint32_t head, tail;
+	uint32_t head, tail, cap;
 	bool deferred; /* the data provider waits for o.fd to be readable */
 	bool h2_eof;   /* the peer ended its side: shut o.fd's write once buf drains */
 	bool shut_wr;
@@ -672,9 +674,7 @@ static int h2_data_cb(nghttp2_session *s, uint8_t flags, int32_t id, const uint8
 		nghttp2_session_consume(s, id, len);
 		return 0;
 	}
-	if (!st->buf && !(st->buf = malloc(TUNNEL_STREAM_WINDOW)))
-		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	if (st->tail + len > TUNNEL_STREAM_WINDOW && st->head) {
+	if (st->tail + len > st->cap && st->head) {
 		memmove(st->buf, st->buf + st->head, st->tail - st->head);
 		st->tail -= st->head;
 		st->head = 0;
@@ -683,6 +683,25 @@ static int h2_data_cb(nghttp2_session *s, uint8_t flags, int32_t id, const uint8
 		/* The peer sent past the window it was given. */
 		stream_reset(st, NGHTTP2_FLOW_CONTROL_ERROR);
 		return 0;
+	}
+	if (st->tail + len > st->cap) {
+		/*
+		 * Grown as bytes wait, up to the window: a connection's streams
+		 * together hold at most TUNNEL_CONN_WINDOW unwritten bytes, and
+		 * memory follows what waits, not the number of streams.
+		 */
+		uint32_t cap = st->cap ? st->cap : TUNNEL_STREAM_BUF_MIN;
+		char *grown;
+
+		while (cap < st->tail + len)
+			cap *= 2;
+		if (cap > TUNNEL_STREAM_WINDOW)
+			cap = TUNNEL_STREAM_WINDOW;
+		grown = realloc(st->buf, cap);
+		if (!grown)
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		st->buf = grown;
+		st->cap = cap;
 	}
 	memcpy(st->buf + st->tail, data, len);
 	st->tail += (uint32_t)len;
@@ -751,7 +770,7 @@ static void tc_kill(struct tconn *tc, const char *why)
 	if (why)
 		pr_info("tunnel: %s connection %s %s closed: %s",
 			tc->server ? "inbound" : "outbound", tc->server ? "from" : "to",
-			tc->server ? tc->peer_id : tc->dst, why);
+			tc->server ? tc->peer_id : (tc->dst ? tc->dst : "(unknown)"), why);
 	if (tc->in_handshake)
 		t->n_handshakes--;
 	tc->in_handshake = false;
