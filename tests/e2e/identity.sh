@@ -82,7 +82,9 @@ cat >"$W/reviews" <<'JSON'
                      "audiences": ["shoal-identity"]},
   "shoald-a-api-token": {"serviceAccount": "shoal-system/shoald", "pod": "shoald-a", "node": "node-a"},
   "web-token": {"serviceAccount": "shop/web", "pod": "web-1", "node": "node-a",
-                "audiences": ["shoal-identity"]}
+                "audiences": ["shoal-identity"]},
+  "shoald-legacy-token": {"serviceAccount": "shoal-system/shoald", "legacy": true,
+                          "audiences": ["shoal-identity"]}
 }
 JSON
 pod() { # NS NAME SA NODE PHASE
@@ -228,6 +230,9 @@ code=$(curl -s -o "$W/longtok.resp" -w '%{http_code}' --max-time 10 --cacert "$W
 	pass "a token over 8 KiB: 401 naming it" || fail "long token: HTTP $code $(cat "$W/longtok.resp")"
 cp "$W/web.json" "$W/aud.json"
 expect 401 "audiences" one aud shoald-a-api-token
+cp "$W/web.json" "$W/legacy.json"
+# the agent's service account, but a Secret-based token: it names no node, so nothing can be checked
+expect 401 "is not bound to a pod on a node" one legacy shoald-legacy-token
 cp "$W/web.json" "$W/notagent.json"
 expect 403 "service account shop/web is not the node agent's (shoal-system/shoald)" one notagent web-token
 grep -q "refused 403 to 127.0.0.1 (shop/web, pod web-1 on node node-a): service account shop/web is not" "$W/one.log" &&

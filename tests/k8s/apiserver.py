@@ -33,6 +33,8 @@ docs/enrollment.md):
   --token-reviews, a JSON object re-read on every request:
     {"TOKEN": {"serviceAccount": "NS/SA", "pod": NAME, "node": NODE,
                "audiences": [...], "expired": false}, ...}
+  ("legacy": true instead of pod and node: a Secret-based token, which
+  authenticates with no pod or node in user.extra);
   A known token whose audiences meet spec.audiences (or the API server's
   own, https://kubernetes.default.svc.cluster.local, when spec has none),
   not expired, whose pod still exists in the store, gets 201 with
@@ -432,6 +434,16 @@ class Handler(BaseHTTPRequestHandler):
         if known.get("expired"):
             return invalid("service account token has expired")
         ns, sa = known["serviceAccount"].split("/", 1)
+        user = {"username": "system:serviceaccount:%s:%s" % (ns, sa),
+                "uid": str(uuid_of("sa", ns, sa)),
+                "groups": ["system:serviceaccounts", "system:serviceaccounts:" + ns,
+                           "system:authenticated"]}
+        if known.get("legacy"):
+            # A Secret-based token: bound to no pod, so no pod or node in extra.
+            user["extra"] = {"authentication.kubernetes.io/credential-id": [
+                "secret(%s)" % uuid_of("secret", ns, sa)]}
+            out["status"] = {"authenticated": True, "user": user, "audiences": meet}
+            return out
         store = self.server.store
         with store.cond:
             pod = store.objects["Pod"].get("%s/%s" % (ns, known["pod"]))
@@ -443,24 +455,14 @@ class Handler(BaseHTTPRequestHandler):
             return invalid("pod %s/%s, uid %s, does not exist" % (ns, known["pod"],
                                                                    known["podUID"]))
         jti = hashlib.sha256(spec["token"].encode()).hexdigest()
-        out["status"] = {
-            "authenticated": True,
-            "user": {
-                "username": "system:serviceaccount:%s:%s" % (ns, sa),
-                "uid": str(uuid_of("sa", ns, sa)),
-                "groups": ["system:serviceaccounts", "system:serviceaccounts:" + ns,
-                           "system:authenticated"],
-                "extra": {
-                    "authentication.kubernetes.io/credential-id": ["JTI=" + jti[:36]],
-                    "authentication.kubernetes.io/node-name": [known["node"]],
-                    "authentication.kubernetes.io/node-uid": [str(uuid_of("node",
-                                                                          known["node"]))],
-                    "authentication.kubernetes.io/pod-name": [known["pod"]],
-                    "authentication.kubernetes.io/pod-uid": [pod_uid],
-                },
-            },
-            "audiences": meet,
+        user["extra"] = {
+            "authentication.kubernetes.io/credential-id": ["JTI=" + jti[:36]],
+            "authentication.kubernetes.io/node-name": [known["node"]],
+            "authentication.kubernetes.io/node-uid": [str(uuid_of("node", known["node"]))],
+            "authentication.kubernetes.io/pod-name": [known["pod"]],
+            "authentication.kubernetes.io/pod-uid": [pod_uid],
         }
+        out["status"] = {"authenticated": True, "user": user, "audiences": meet}
         return out
 
     def get_one(self, kind, ns, name):

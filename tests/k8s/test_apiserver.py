@@ -78,6 +78,8 @@ class StandIn(unittest.TestCase):
                                   "expired": True},
                 "gone-token": {"serviceAccount": "shoal-system/shoald", "pod": "shoald-gone",
                                "node": "node-a", "audiences": ["shoal-identity"]},
+                "legacy-token": {"serviceAccount": "shoal-system/shoald", "legacy": True,
+                                 "audiences": ["shoal-identity"]},
             }, f)
         ports = os.path.join(cls.dir, "ports")
         cls.proc = subprocess.Popen(
@@ -398,6 +400,16 @@ class StandIn(unittest.TestCase):
         self.assertEqual(code, 201)
         self.assertNotIn("authenticated", r["status"])
         self.assertIn("not found", r["status"]["error"])
+
+    def test_tokenreview_legacy_token(self):
+        # a Secret-based token authenticates, but names no pod or node
+        code, r = self.review("legacy-token", ["shoal-identity"])
+        self.assertEqual(code, 201)
+        st = r["status"]
+        self.assertIs(st["authenticated"], True)
+        self.assertEqual(st["user"]["username"], "system:serviceaccount:shoal-system:shoald")
+        self.assertNotIn("authentication.kubernetes.io/pod-name", st["user"]["extra"])
+        self.assertNotIn("authentication.kubernetes.io/node-name", st["user"]["extra"])
 
     def test_tokenreview_refusals(self):
         self.apply("ADDED", pod_obj("shoald-x", "shoal-system", "node-a"))
