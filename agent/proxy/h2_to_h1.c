@@ -321,6 +321,7 @@ struct h2h1 {
 	bool rq_done;	 /* the whole request was written */
 	bool got_bytes;	 /* a response byte arrived */
 	bool head_method; /* HEAD: a response without a body, whatever its framing says */
+	bool head_pending; /* a chunked final head waits for its first chunk's check */
 	char *head;	 /* the request head, until a response byte arrives (resend) */
 	size_t head_len;
 	char *ob; /* framing to write before more payload: the head, chunk lines, the end */
@@ -530,18 +531,23 @@ static int h2h1_interim(struct worker *w, struct h2h1 *x, const char *base)
 	return err;
 }
 
-/* The final response head: to the client, with its body to follow unless end. */
-static int h2h1_final(struct worker *w, struct h2h1 *x, const char *base, bool end)
+/* The final response head parsed from base: st's, as HTTP/2 fields (copies). */
+static int h2h1_final(struct h2h1 *x, const char *base)
+{
+	struct h2_stream *st = x->st;
+
+	h2_fields_free(&st->rs);
+	st->status = x->rh.status;
+	return h2h1_response_fields(base, &x->rh, &st->rs);
+}
+
+/* The final head to the client, with its body to follow unless end. */
+static void h2h1_submit_head(struct worker *w, struct h2h1 *x, bool end)
 {
 	struct h2_stream *st = x->st;
 	nghttp2_data_provider dp = {.read_callback = st->d->ops->read};
-	int err;
 
-	h2_fields_free(&st->rs);
-	err = h2h1_response_fields(base, &x->rh, &st->rs);
-	if (err)
-		return err;
-	st->status = x->rh.status;
+	x->head_pending = false;
 	st->rs_submitted = true;
 	if (end)
 		st->rs_end = true;
@@ -550,7 +556,6 @@ static int h2h1_final(struct worker *w, struct h2h1 *x, const char *base, bool e
 		nghttp2_submit_rst_stream(st->d->s, NGHTTP2_FLAG_NONE, st->id,
 					  NGHTTP2_INTERNAL_ERROR);
 	worker_conn_defer(w, st->d->c);
-	return 0;
 }
 
 /*
@@ -642,16 +647,25 @@ static int h2h1_process(struct worker *w, struct h2h1 *x)
 			x->left = x->rh.content_length;
 			if (x->body == HTTP1_BODY_CHUNKED)
 				http1_chunked_init(&x->ch);
-			if (h2h1_final(w, x, p,
-				       x->body == HTTP1_BODY_NONE ||
-					   (x->body == HTTP1_BODY_LENGTH && !x->left)))
+			if (h2h1_final(x, p))
 				return HTTP1_E_BAD_REQUEST;
+			x->rs = H2H1_RS_BODY;
 			if (x->body == HTTP1_BODY_NONE ||
 			    (x->body == HTTP1_BODY_LENGTH && !x->left)) {
+				h2h1_submit_head(w, x, true);
 				x->rs = H2H1_RS_DONE;
 				return 1;
 			}
-			x->rs = H2H1_RS_BODY;
+			/*
+			 * A chunked head waits for what already came of its body to
+			 * decode: a bad chunk there is still a 502, not a reset. Sent
+			 * at the first data, the end, or when the bytes run out, so
+			 * never later than without the wait.
+			 */
+			if (x->body == HTTP1_BODY_CHUNKED)
+				x->head_pending = true;
+			else
+				h2h1_submit_head(w, x, false);
 			continue;
 		}
 		if (x->rs != H2H1_RS_BODY)
@@ -683,6 +697,8 @@ static int h2h1_process(struct worker *w, struct h2h1 *x)
 			r = http1_chunked_feed(&x->ch, p, avail, &step);
 			if (r < 0)
 				return r;
+			if (x->head_pending && (step.payload || r == HTTP1_DONE))
+				h2h1_submit_head(w, x, false);
 			b->head += (uint32_t)step.len;
 			if (step.payload) {
 				if (h2h1_down_put(st, p, step.len))
@@ -706,6 +722,8 @@ static int h2h1_process(struct worker *w, struct h2h1 *x)
 			}
 		}
 	}
+	if (x->head_pending)
+		h2h1_submit_head(w, x, false);
 	return 0;
 }
 

@@ -9,7 +9,8 @@ sent, read at GET /_stats over the pod's loopback.
 Paths: /hello (Content-Length), /echo (POST: the body's length and
 sha256, the chunked request's trailers), /big?n=BYTES (chunked), /trail
 (chunked with trailers), /hints (103 then 200), /smuggle (both
-Content-Length and Transfer-Encoding), /badchunk (a bad chunk size), /flaky (a connection's second request is
+Content-Length and Transfer-Encoding), /badchunk (a bad first chunk size), /badchunk-late (a bad one after
+data), /flaky (a connection's second request is
 closed unanswered, as an idle close that crosses it), /hang (no answer; hang_closed counts the
 close that ends it).
 Anything else is a 404. It never speaks HTTP/2: a preface is a 400.
@@ -162,6 +163,10 @@ class Conn(socketserver.BaseRequestHandler):
         elif path == "/badchunk":
             self.send(f"HTTP/1.1 200 OK\r\n{common}Transfer-Encoding: chunked\r\n\r\n"
                       "zz\r\nhello\r\n0\r\n\r\n".encode())
+            return False
+        elif path == "/badchunk-late":
+            self.send(f"HTTP/1.1 200 OK\r\n{common}Transfer-Encoding: chunked\r\n\r\n"
+                      "5\r\nhello\r\nzz\r\n0\r\n\r\n".encode())
             return False
         else:
             self.send(f"HTTP/1.1 404 Not Found\r\n{common}Content-Length: 0\r\n\r\n".encode())

@@ -21,9 +21,9 @@
 #    holds the server back (its bytes sent stay bounded) and shoald's
 #    RSS grows by less than 24 MiB; a full-speed 16 MiB response arrives
 #    intact;
-#  - hostile responses: both Content-Length and Transfer-Encoding is a
-#    502 bad-response; a bad chunk size after the head resets the stream;
-#    shoald serves on;
+#  - hostile responses: both Content-Length and Transfer-Encoding, or a
+#    bad first chunk size, is a 502 bad-response; a bad chunk size after
+#    data went to the client resets the stream; shoald serves on;
 #  - a route's timeout_ms on a request the server never answers: a 504
 #    timeout in time, and the server's connection is closed;
 #  - gRPC to such a port is UNAVAILABLE naming grpc-over-http1;
@@ -204,12 +204,17 @@ grep -q '^HTTP/2 502' "$LOGDIR/smuggle.h" || fail "smuggle: not a 502: $(head -1
 [[ $(header x-shoal-error <"$LOGDIR/smuggle.h") == bad-response ]] || fail "smuggle: x-shoal-error"
 pass "Content-Length with Transfer-Encoding from the server: 502 bad-response"
 
-if h2curl -o /dev/null "$URL/badchunk" 2>"$LOGDIR/badchunk.err"; then
-	fail "bad chunk: curl saw a complete response"
+h2curl -D "$LOGDIR/badchunk.h" -o /dev/null "$URL/badchunk" || true
+grep -q '^HTTP/2 502' "$LOGDIR/badchunk.h" || fail "bad chunk: not a 502: $(head -1 "$LOGDIR/badchunk.h")"
+[[ $(header x-shoal-error <"$LOGDIR/badchunk.h") == bad-response ]] || fail "bad chunk: x-shoal-error"
+pass "a bad first chunk size (in the bytes that came with the head): 502 bad-response"
+
+if h2curl -o /dev/null "$URL/badchunk-late" 2>"$LOGDIR/badchunk.err"; then
+	fail "bad chunk after data: curl saw a complete response"
 fi
-say "bad chunk: curl: $(tail -1 "$LOGDIR/badchunk.err")"
+say "bad chunk after data: curl: $(tail -1 "$LOGDIR/badchunk.err")"
 out=$(h2curl "$URL/hello") || fail "after the hostile responses: GET failed"
-pass "a bad chunk size after the head resets the stream; shoald serves on ($out)"
+pass "a bad chunk size after data went out resets the stream; shoald serves on ($out)"
 
 # ---- the deadline -----------------------------------------------------------------
 
