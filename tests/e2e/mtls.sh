@@ -1,7 +1,7 @@
 #!/bin/bash
 # mtls.sh: the encrypted hop between nodes (docs/mtls.md). Two shoalds,
 # one per node netns (node-a's the usual one, node-b's with its own pin
-# root and an empty attach cgroup), mtls strict on both; certificates
+# root, attached at the cgroup its shoald runs in), mtls strict on both; certificates
 # from the identity file source, made here by openssl: a root, the
 # client pod a1's identity default/client on node-a, the backend b1's
 # default/web on node-b.
@@ -15,9 +15,11 @@
 #     a forged one (self-signed, the right SPIFFE ID), with one of the
 #     wrong trust domain, with an expired one; a plaintext client; and a
 #     node-a whose endpoint names the wrong identity gets no connection;
-#  5. no socket of port 15008 is in node-a's SOCKHASH while calls are
-#     held, and the kTLS gauges say whether the kernel offloads (or why
-#     not).
+#  5. no socket of port 15008 is in either node's SOCKHASH while a call
+#     is held, and the kTLS gauges say whether the kernel offloads (or
+#     why not);
+#  6. strict refuses an endpoint of node-b without identity; a flood of
+#     silent handshakes from one source is bounded.
 # shellcheck shell=bash disable=SC2034
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -31,7 +33,9 @@ MTLS_PORT=15008
 NODE_B_ADDR=10.77.2.1
 PIN_ROOT_B=/sys/fs/bpf/$RUN-b
 state_add "pin $PIN_ROOT_B"
-mkdir "$TEST_CG/agent-b" "$TEST_CG/node-b"
+# node-b's shoald lives under its own attach point, so that its sockops
+# sees its accepted 15008 sockets (the SOCKHASH check below).
+mkdir "$TEST_CG/node-b" "$TEST_CG/node-b/agent"
 ID=$LOGDIR/id
 mkdir -p "$ID/a" "$ID/b" "$ID/bad"
 
@@ -155,7 +159,7 @@ EOF
 write_config_a default/web
 
 # ---- node-b's shoald -----------------------------------------------------------
-spawn_in "$TEST_CG/agent-b" "$NS_B" "$LOGDIR/shoald-b.log" "$SHOALD" -c "$CONFIG_B" --log-level debug
+spawn_in "$TEST_CG/node-b/agent" "$NS_B" "$LOGDIR/shoald-b.log" "$SHOALD" -c "$CONFIG_B" --log-level debug
 SHOALD_B_PID=$LAST_PID
 for ((i = 0; i < 100; i++)); do
 	kill -0 "$SHOALD_B_PID" 2>/dev/null || {
@@ -253,7 +257,10 @@ fi
 # ---- 5. sockmap and kTLS ---------------------------------------------------------
 hold_start a1 10.96.0.10:80 --interval-ms 100 --count 30 --timeout-ms 2000
 sleep 1
-ports=$(bpftool -j map dump pinned "$PIN_ROOT/maps/shoal_shortcut" 2>/dev/null |
+# sockhash_ports PIN_ROOT: the local and remote ports of every socket in
+# that shoald's SOCKHASH.
+sockhash_ports() {
+	bpftool -j map dump pinned "$1/maps/shoal_shortcut" 2>/dev/null |
 	python3 -c '
 import json, sys
 for e in json.load(sys.stdin):
@@ -265,12 +272,18 @@ for e in json.load(sys.stdin):
     if not k and "key" in e:
         b = [int(x, 16) for x in e["key"]]
         print(b[32] << 8 | b[33]); print(b[34] << 8 | b[35])
-' 2>/dev/null | sort -u | tr '\n' ' ')
-if [[ " $ports " == *" $MTLS_PORT "* ]]; then
-	fail "a socket of port $MTLS_PORT is in node-a's SOCKHASH (ports: $ports)"
-else
-	pass "no socket of port $MTLS_PORT in node-a's SOCKHASH while a call is held (ports there: ${ports:-none})"
-fi
+' 2>/dev/null | sort -u | tr '\n' ' '
+}
+for node in a b; do
+	if [[ $node == a ]]; then root=$PIN_ROOT; else root=$PIN_ROOT_B; fi
+	[[ -e $root/maps/shoal_shortcut ]] || fatal "node-$node has no pinned shoal_shortcut under $root"
+	ports=$(sockhash_ports "$root")
+	if [[ " $ports " == *" $MTLS_PORT "* ]]; then
+		fail "a socket of port $MTLS_PORT is in node-$node's SOCKHASH (ports: $ports)"
+	else
+		pass "no socket of port $MTLS_PORT in node-$node's SOCKHASH while a call is held (ports there: ${ports:-none})"
+	fi
+done
 hold_alive "held call" "the tunneled hold connection"
 stop_pid "$HOLD_PID"
 ktls_tx=$(metric_a shoal_tunnel_ktls_tx)
@@ -367,7 +380,7 @@ timeouts=$(metric_b shoal_tunnel_handshake_timeouts_total)
 # The client checks the server's identity: a server on node-b that
 # presents default/web's certificate whatever the SNI asks for (openssl
 # s_server on port 15009), for an endpoint said to be default/other.
-spawn_in "$TEST_CG/agent-b" "$NS_B" "$LOGDIR/s_server.log" openssl s_server -quiet -tls1_3 \
+spawn_in "$TEST_CG/node-b/agent" "$NS_B" "$LOGDIR/s_server.log" openssl s_server -quiet -tls1_3 \
 	-accept "$NODE_B_ADDR:15009" -cert "$ID/b/default_web.crt" -key "$ID/b/default_web.key" \
 	-CAfile "$ID/ca.crt" -Verify 2
 wait_listen "$NS_B" 15009
