@@ -1462,6 +1462,13 @@ static int listen_on(struct tunnel *t, const struct shoal_addr *a, uint16_t port
 	if (fd < 0)
 		goto fail;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/*
+	 * A new shoald taking over (docs/upgrade.md) binds the port while the
+	 * old one still drains: both listen until the old one exits. The
+	 * listener is not handed over, so new TLS connections may land on
+	 * either; the old one's close with it (docs/mtls.md, "Limits").
+	 */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 1024) < 0)
