@@ -10,6 +10,7 @@
 #include "common/addr.h"
 #include "common/log.h"
 #include "proxy/attempt.h"
+#include "proxy/authz.h"
 #include "proxy/conn_io.h"
 #include "proxy/detect.h"
 #include "proxy/h2.h"
@@ -48,6 +49,21 @@ static const struct conn_ops *accept_kind(enum config_protocol protocol)
 #define ACCEPT_REFUSE_DRAIN_BYTES 4096
 
 /* The 503 that names cap. */
+/*
+ * The policy's connection decision (docs/policy.md, "Enforcement"), made
+ * here once for an opaque TCP port (request rules taken the safe way).
+ * HTTP and HTTP/2 are decided request by request, and a detected port once
+ * detection says opaque (detect.c).
+ */
+static bool accept_authorized(struct worker *w, struct conn *c, const struct config_port *port)
+{
+	const char *reason;
+
+	if (port->protocol != CONFIG_PROTO_TCP)
+		return true;
+	return authz_allow(w, c, c->svc, c->svc_port, NULL, &reason);
+}
+
 static enum http_error accept_refuse_error(enum proxy_cap cap)
 {
 	switch (cap) {
@@ -200,6 +216,12 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer)
 	/* The service's knobs (idle timeout) hold for every mode; HTTP
 	 * requests look up their own target's. */
 	c->sv = worker_es_service(w, c, cfg, svc);
+	if (cfg->policy && !accept_authorized(w, c, port)) {
+		sock_close_reset(fd); /* the client sees a reset, as for no service */
+		c->client.pl.fd = -1;
+		worker_conn_release(w, c);
+		return;
+	}
 	sock_set_nodelay(fd);
 	err = worker_watch(w, &c->client.pl);
 	if (err) {

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include "proxy/authz.h"
 #include "proxy/detect.h"
 
 #include <errno.h>
@@ -69,7 +70,15 @@ static void detect_done(struct worker *w, struct conn *c, enum detect_result r)
 		WORKER_STAT_INC(w, detect_h2);
 		h2_ops.start(w, c);
 	} else {
+		const char *reason;
+
 		WORKER_STAT_INC(w, detect_opaque);
+		/* Opaque: the connection's one policy decision (authz.h), reset when denied. */
+		if (w->cfg->policy && !authz_allow(w, c, c->svc, c->svc_port, NULL, &reason)) {
+			conn_side_close(w, &c->client, true);
+			worker_conn_release(w, c);
+			return;
+		}
 		opaque_start(w, c);
 	}
 }

@@ -15,6 +15,8 @@
 
 #include "common/log.h"
 #include "proxy/attempt.h"
+#include "policy/policy.h"
+#include "proxy/authz.h"
 #include "proxy/conn_io.h"
 #include "proxy/h2_grpc.h"
 #include "proxy/h2_to_h1.h"
@@ -45,6 +47,7 @@ static void h2_stream_error(struct worker *w, struct h2_stream *st, enum http_er
 	char status[8], msg[96];
 	const char *stage = http_error_stage(err);
 	bool timeout = err == HTTP_ERR_TIMEOUT;
+	bool denied = err == HTTP_ERR_POLICY_DENIED && st->deny_reason;
 	nghttp2_session *s = st->d->s;
 
 	h2_up_unlink(st, NGHTTP2_CANCEL);
@@ -56,9 +59,12 @@ static void h2_stream_error(struct worker *w, struct h2_stream *st, enum http_er
 	st->rs_end = true;
 	WORKER_STAT_INC(w, http_errors);
 	if (st->grpc) {
-		int code = timeout ? GRPC_STATUS_DEADLINE_EXCEEDED : GRPC_STATUS_UNAVAILABLE;
+		int code = denied    ? GRPC_STATUS_PERMISSION_DENIED
+			   : timeout ? GRPC_STATUS_DEADLINE_EXCEEDED
+				     : GRPC_STATUS_UNAVAILABLE;
 		char gs[4];
-		int ml = snprintf(msg, sizeof(msg), "shoal: %s", stage);
+		int ml = snprintf(msg, sizeof(msg), "shoal: %s%s%.64s", stage, denied ? " by " : "",
+				  denied ? st->deny_reason : "");
 		int gl = snprintf(gs, sizeof(gs), "%d", code);
 		nghttp2_nv nv[] = {
 		    {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
@@ -69,11 +75,13 @@ static void h2_stream_error(struct worker *w, struct h2_stream *st, enum http_er
 		     NGHTTP2_NV_FLAG_NONE},
 		    {(uint8_t *)"x-shoal-error", (uint8_t *)stage, 13, strlen(stage),
 		     NGHTTP2_NV_FLAG_NONE},
+		    {(uint8_t *)"x-shoal-policy", (uint8_t *)(denied ? st->deny_reason : ""), 14,
+		     denied ? strlen(st->deny_reason) : 0, NGHTTP2_NV_FLAG_NONE},
 		};
 
 		st->status = 200;
 		st->grpc_status = code;
-		nghttp2_submit_response(s, st->id, nv, H2_ARRAY_SIZE(nv), NULL);
+		nghttp2_submit_response(s, st->id, nv, H2_ARRAY_SIZE(nv) - !denied, NULL);
 	} else {
 		int sl = snprintf(status, sizeof(status), "%d", http_error_status(err));
 		nghttp2_nv nv[] = {
@@ -81,10 +89,12 @@ static void h2_stream_error(struct worker *w, struct h2_stream *st, enum http_er
 		    {(uint8_t *)"content-length", (uint8_t *)"0", 14, 1, NGHTTP2_NV_FLAG_NONE},
 		    {(uint8_t *)"x-shoal-error", (uint8_t *)stage, 13, strlen(stage),
 		     NGHTTP2_NV_FLAG_NONE},
+		    {(uint8_t *)"x-shoal-policy", (uint8_t *)(denied ? st->deny_reason : ""), 14,
+		     denied ? strlen(st->deny_reason) : 0, NGHTTP2_NV_FLAG_NONE},
 		};
 
 		st->status = http_error_status(err);
-		nghttp2_submit_response(s, st->id, nv, H2_ARRAY_SIZE(nv), NULL);
+		nghttp2_submit_response(s, st->id, nv, H2_ARRAY_SIZE(nv) - !denied, NULL);
 	}
 	worker_conn_defer(w, st->d->c);
 }
@@ -440,6 +450,28 @@ static void h2_down_due(struct worker *w, struct h2_down *d)
  * now on), give it its deadline (the route's or service's, and a shorter
  * grpc-timeout) and start its first try (h2_try).
  */
+/*
+ * The policy's answer for st, routed (docs/policy.md, "Enforcement"): the
+ * service that serves it, its :method and normalised :path (a gRPC
+ * /package.Service/Method). A denial sets st->deny_reason; false then.
+ */
+static bool h2_authorized(struct worker *w, struct h2_stream *st, const nghttp2_nv *m,
+			  const nghttp2_nv *p)
+{
+	char path[ROUTES_MAX_PATH + 1];
+	size_t n = p ? http_routes_normalize_path((const char *)p->value, p->valuelen, path,
+						   sizeof(path))
+		     : ROUTES_NO_PATH;
+	struct policy_request rq = {
+	    .method = m ? (const char *)m->value : "",
+	    .method_len = m ? m->valuelen : 0,
+	    .path = path,
+	    .path_len = n == ROUTES_NO_PATH ? 0 : n,
+	};
+
+	return authz_allow(w, st->d->c, st->target, st->d->c->svc_port, &rq, &st->deny_reason);
+}
+
 static void h2_dispatch(struct worker *w, struct h2_stream *st)
 {
 	struct conn *c = st->d->c;
@@ -501,6 +533,11 @@ static void h2_dispatch(struct worker *w, struct h2_stream *st)
 	}
 	st->port_be = port_be;
 	st->sv = worker_es_service(w, c, cfg, st->target);
+	if (cfg->policy && !h2_authorized(w, st, m, p)) {
+		h2_stream_error(w, st, HTTP_ERR_POLICY_DENIED);
+		h2_done(w, st, false, false, 403, "denied");
+		return;
+	}
 	if (r && r->timeout_ms)
 		timeout = (uint64_t)r->timeout_ms * 1000000;
 	else if (st->sv && st->sv->request_timeout_ns)

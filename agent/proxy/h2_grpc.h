@@ -15,6 +15,7 @@
 #define GRPC_STATUS_OK 0
 #define GRPC_STATUS_DEADLINE_EXCEEDED 4
 #define GRPC_STATUS_UNAVAILABLE 14
+#define GRPC_STATUS_PERMISSION_DENIED 7 /* a policy denial (docs/policy.md) */
 /* No grpc-status seen (not gRPC, or the stream ended without one). */
 #define GRPC_STATUS_NONE (-1)
 

@@ -88,6 +88,7 @@ struct h2_stream {
 	bool grpc;		 /* content-type application/grpc */
 	int status;		 /* :status of the final response; 0: none yet */
 	int grpc_status;	 /* GRPC_STATUS_NONE until read */
+	const char *deny_reason; /* HTTP_ERR_POLICY_DENIED: the rule, for x-shoal-policy */
 
 	/*
 	 * The request's route, target and try (one pick per try), all of

@@ -213,7 +213,10 @@ void http1_error(struct worker *w, struct conn *c, enum http_error err)
 		b->tail -= b->head;
 		b->head = 0;
 	}
-	n = http_error_format(err, b->data + b->tail, cap - b->tail);
+	n = err == HTTP_ERR_POLICY_DENIED
+		? http_error_format_with(err, "x-shoal-policy", h->deny_reason, b->data + b->tail,
+					 cap - b->tail)
+		: http_error_format(err, b->data + b->tail, cap - b->tail);
 	b->tail += n;
 	h->rs_fwd = b->tail;
 	h->final_started = true;

@@ -115,6 +115,7 @@ struct http1_conn {
 	const struct config_route *route;    /* the route it matched, or NULL */
 	uint64_t deadline_ns;		     /* route timeout_ms from dispatch; 0: none */
 	const struct config_service *target; /* the service whose endpoints serve it */
+	const char *deny_reason;	     /* HTTP_ERR_POLICY_DENIED: the rule, for x-shoal-policy */
 	uint16_t target_port_be;
 	struct pool_conn *up; /* NULL until assigned */
 

@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "policy/policy.h"
 #include "proxy/attempt.h"
+#include "proxy/authz.h"
 #include "proxy/conn_io.h"
 #include "proxy/endpoint_pick.h"
 #include "proxy/http1.h"
@@ -138,6 +140,35 @@ static void http1_route(struct worker *w, struct conn *c)
 	h->target_port_be = port_be;
 }
 
+/*
+ * The policy's answer for the parsed request, routed (docs/policy.md,
+ * "Enforcement"): it is asked about the service that serves the request
+ * (a route's backend included), with the method and the normalised path.
+ * A denial is answered 403 with x-shoal-policy; false then.
+ */
+static bool http1_authorized(struct worker *w, struct conn *c)
+{
+	struct http1_conn *h = c->http;
+	const struct http1_head *hd = &h->rq_head;
+	const char *buf = c->to_upstream.data;
+	char path[ROUTES_MAX_PATH + 1];
+	size_t n = http_routes_normalize_path(buf + hd->path.off, hd->path.len, path, sizeof(path));
+	struct policy_request rq = {
+	    .method = buf + hd->method_tok.off,
+	    .method_len = hd->method_tok.len,
+	    .path = path,
+	    /* Not a path policy can match ('*', authority form, too long): an empty one. */
+	    .path_len = n == ROUTES_NO_PATH ? 0 : n,
+	};
+	const char *reason;
+
+	if (authz_allow(w, c, h->target, c->svc_port, &rq, &reason))
+		return true;
+	h->deny_reason = reason;
+	http1_error(w, c, HTTP_ERR_POLICY_DENIED);
+	return false;
+}
+
 /* Start serving a parsed request: pick where it goes and get a connection. */
 static void http1_dispatch(struct worker *w, struct conn *c)
 {
@@ -157,6 +188,8 @@ static void http1_dispatch(struct worker *w, struct conn *c)
 		return;
 	}
 	http1_route(w, c);
+	if (w->cfg->policy && !http1_authorized(w, c))
+		return;
 	/* Its tries go to the target's endpoints, timed from now (attempt.h). */
 	attempt_begin(&c->at, worker_es_service(w, c, http1_svc_cfg(w, c), h->target), w->cfg, now);
 	h->deadline_ns = http1_request_deadline(c, w->cfg->http_request_timeout_ms, now);

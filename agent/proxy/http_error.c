@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 #include "proxy/http_error.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,8 +71,15 @@ enum http_error http_error_from_parse(int result)
 
 size_t http_error_format(enum http_error err, char *buf, size_t cap)
 {
+	return http_error_format_with(err, NULL, NULL, buf, cap);
+}
+
+size_t http_error_format_with(enum http_error err, const char *name, const char *value, char *buf,
+			      size_t cap)
+{
 	int status = http_error_status(err);
 	const char *body = err < HTTP_ERR__COUNT ? http_errors[err].body : "internal error";
+	bool extra = name && value;
 	int n;
 
 	/* The body ends in a newline so that curl output stays readable. */
@@ -80,10 +88,12 @@ size_t http_error_format(enum http_error err, char *buf, size_t cap)
 		     "content-type: text/plain\r\n"
 		     "content-length: %zu\r\n"
 		     "x-shoal-error: %s\r\n"
+		     "%s%s%s%s"
 		     "connection: close\r\n"
 		     "\r\n"
 		     "%s\n",
 		     status, http_error_reason(status), strlen(body) + 1, http_error_stage(err),
+		     extra ? name : "", extra ? ": " : "", extra ? value : "", extra ? "\r\n" : "",
 		     body);
 	if (n < 0 || (size_t)n >= cap)
 		return 0;

@@ -29,6 +29,8 @@
 	X(REQUEST_TIMEOUT, 408, "request-timeout", "the request head did not arrive in time")      \
 	X(BODY_TIMEOUT, 408, "body-timeout", "the request body stopped arriving")                 \
 	X(BAD_REQUEST, 400, "bad-request", "malformed request")                                    \
+	X(POLICY_DENIED, 403, "policy-denied",                                                     \
+	  "denied by authorization policy (x-shoal-policy names the rule)")                        \
 	X(URI_TOO_LONG, 414, "uri-too-long", "request line too long")                              \
 	X(HEAD_TOO_LARGE, 431, "head-too-large", "request head too large")                         \
 	X(NOT_IMPLEMENTED, 501, "not-implemented", "unsupported transfer coding")                  \
@@ -46,6 +48,13 @@ enum http_error {
 #undef HTTP_ERROR_ENUM
 	    HTTP_ERR__COUNT
 };
+
+/*
+ * http_error_format with one more header field, name: value (both NULL:
+ * none), such as the x-shoal-policy of a denial. 0 when it does not fit.
+ */
+size_t http_error_format_with(enum http_error err, const char *name, const char *value, char *buf,
+			      size_t cap);
 
 /* The status code and stage name of err. */
 int http_error_status(enum http_error err);

@@ -64,6 +64,12 @@
 	X(pool_reused, counter, "HTTP requests sent on an idle pooled upstream connection.")       \
 	X(mtls_tunneled, counter,                                                                  \
 	  "Upstream connections to another node's endpoint sent through the encrypted hop.")       \
+	X(policy_allowed, counter,                                                                 \
+	  "Calls (connections, or HTTP requests where the policy looks at requests) the "          \
+	  "authorization policy allowed.")                                                         \
+	X(policy_denied, counter,                                                                  \
+	  "Calls the authorization policy denied: HTTP 403 (x-shoal-policy names the rule), "      \
+	  "gRPC PERMISSION_DENIED, or a TCP reset.")                                               \
 	X(mtls_refused, counter,                                                                   \
 	  "Upstream connections to another node refused in mtls strict mode: no identity there, "  \
 	  "no node address, or the caller's identity unknown (docs/mtls.md).")                     \

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include "proxy/authz.h"
 #include "proxy/worker.h"
 
 #include <errno.h>
@@ -110,12 +111,25 @@ void worker_snap_take(struct worker *w)
 
 	if (!s)
 		return;
+	const struct policy_set *old_policy = w->cfg ? w->cfg->policy : NULL;
+
 	proxy_snap_put(w->snap); /* connections still on it hold their own */
 	w->snap = s;
 	w->cfg = s->cfg;
-	for (struct conn *c = w->active; c; c = c->next)
+	for (struct conn *c = w->active, *next; c; c = next) {
+		next = c->next;
 		if (c->snap != s && c->ops->settled && c->ops->settled(c))
 			worker_conn_follow(w, c); /* a service gone: its next request says so */
+		/*
+		 * A new policy holds for the opaque connections open now too
+		 * (docs/policy.md, "Changes"): one it denies is reset at once.
+		 * HTTP requests are decided one by one, with the newest config.
+		 */
+		if (s->cfg->policy != old_policy && s->cfg->policy && c->kind == CONN_KIND_OPAQUE &&
+		    c->state == CONN_ESTABLISHED && !c->http && c->svc && c->snap == s &&
+		    !authz_allow(w, c, c->svc, c->svc_port, NULL, &(const char *){NULL}))
+			c->ops->abort(w, c);
+	}
 }
 
 int worker_conn_follow(struct worker *w, struct conn *c)

@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* Authorization decisions of the proxy's connections and requests (authz.h). */
+#include "proxy/authz.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "policy/policy.h"
+#include "proxy/conn.h"
+#include "proxy/worker.h"
+
+/*
+ * The caller's SPIFFE ID, built once per worker thread for the last
+ * identity seen: c->src_ident is interned (tunnel_ident), so equal
+ * identities share a pointer and a request pays no string building.
+ */
+static __thread const char *id_for;
+static __thread char id_buf[POLICY_MAX_ID + 1];
+static __thread char id_ns[POLICY_MAX_LABEL + 1];
+static __thread char id_sa[POLICY_MAX_LABEL + 1];
+
+static void caller_of(const struct worker *w, const struct conn *c, struct policy_caller *out)
+{
+	const char *ident = c->src_ident, *slash;
+
+	memset(out, 0, sizeof(*out));
+	if (!ident || !(slash = strchr(ident, '/')))
+		return; /* unauthenticated */
+	if (ident != id_for) {
+		size_t nl = (size_t)(slash - ident);
+
+		if (nl > POLICY_MAX_LABEL || strlen(slash + 1) > POLICY_MAX_LABEL)
+			return;
+		memcpy(id_ns, ident, nl);
+		id_ns[nl] = '\0';
+		snprintf(id_sa, sizeof(id_sa), "%s", slash + 1);
+		snprintf(id_buf, sizeof(id_buf), "spiffe://%s/ns/%s/sa/%s",
+			 w->cfg->identity.trust_domain, id_ns, id_sa);
+		id_for = ident;
+	}
+	out->authenticated = true;
+	out->id = id_buf;
+	out->trust_domain = w->cfg->identity.trust_domain;
+	out->ns = id_ns;
+	out->sa = id_sa;
+}
+
+bool authz_per_request(const struct worker *w, const struct config_service *t)
+{
+	const struct policy_set *s = w->cfg->policy;
+
+	return s && policy_table_has_requests(policy_lookup(s, t->namespace, t->name));
+}
+
+bool authz_allow(struct worker *w, const struct conn *c, const struct config_service *t,
+		 uint16_t port, const struct policy_request *rq, const char **reason)
+{
+	const struct policy_set *s = w->cfg->policy;
+	struct policy_caller caller;
+	struct policy_decision d;
+
+	*reason = NULL;
+	if (!s)
+		return true;
+	caller_of(w, c, &caller);
+	policy_decide(policy_lookup(s, t->namespace, t->name), t->namespace, port, &caller, rq,
+		      &d);
+	if (d.allow) {
+		WORKER_STAT_INC(w, policy_allowed);
+		return true;
+	}
+	WORKER_STAT_INC(w, policy_denied);
+	*reason = d.reason;
+	worker_warn_ratelimited(w,
+				"policy: denied %s%s%.*s%s to %s/%s:%u by %s",
+				caller.authenticated ? caller.id : "an unauthenticated caller",
+				rq ? " (" : "", rq ? (int)rq->method_len : 0, rq ? rq->method : "",
+				rq ? ")" : "", t->namespace, t->name, port, d.reason);
+	return false;
+}
