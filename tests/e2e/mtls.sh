@@ -377,6 +377,31 @@ timeouts=$(metric_b shoal_tunnel_handshake_timeouts_total)
 ((timeouts - timeouts0 >= 4)) && pass "flood: node-b timed out $((timeouts - timeouts0)) silent handshakes" ||
 	fail "flood: node-b timed out $((timeouts - timeouts0)) handshakes (want >= 4)"
 
+# A hand-over on node-b (docs/upgrade.md): the new shoald binds 15008
+# next to the old one (SO_REUSEPORT); once the old one exits, node-a's
+# pooled connection to it is gone and the next call opens one to the new.
+spawn_in "$TEST_CG/node-b/agent" "$NS_B" "$LOGDIR/shoald-b.new.log" "$SHOALD" -c "$CONFIG_B" --log-level debug
+SHOALD_B_NEW=$LAST_PID
+if wait_log "$LOGDIR/shoald-b.new.log" "hand-over: done" 10 &&
+	wait_log "$LOGDIR/shoald-b.new.log" "mtls: strict" 5; then
+	pass "node-b: a new shoald took over, its tunnel listening beside the old one's"
+else
+	fail "node-b: no hand-over with mtls on: $(grep -iE 'hand-over|mtls|cannot' "$LOGDIR/shoald-b.new.log" | tr '\n' ' ')"
+fi
+wait_log "$LOGDIR/shoald-b.log" "drained every connection" 10 || true
+stop_pid "$SHOALD_B_PID"
+SHOALD_B_PID=$SHOALD_B_NEW
+ok=0
+for ((i = 0; i < 30; i++)); do
+	if hello a1 10.96.0.10:80 && [[ $HELLO_BACKEND == b1 ]]; then
+		ok=1
+		break
+	fi
+	sleep 0.1
+done
+((ok)) && pass "after node-b's hand-over, a1 -> web answers through the new shoald's tunnel" ||
+	fail "after node-b's hand-over, a1 -> web: '$HELLO_OUT'"
+
 # The client checks the server's identity: a server on node-b that
 # presents default/web's certificate whatever the SNI asks for (openssl
 # s_server on port 15009), for an endpoint said to be default/other.
