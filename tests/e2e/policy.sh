@@ -4,7 +4,9 @@
 # mtls.workloads); a2 has no identity (unauthenticated). Services:
 #   api    (10.96.0.40, http): a deny rule for DELETE, from anyone;
 #   secure (10.96.0.41, http): default deny, an allow rule for default/client;
-#   web    (10.96.0.10, tcp):  default deny, an allow rule for default/client.
+#   web    (10.96.0.10, tcp):  default deny, an allow rule for default/client;
+#   rpc    (10.96.0.42, h2c to an HTTP/1.1 endpoint): a deny rule for the
+#          gRPC service shop.Admin, from anyone.
 # Checks: allowed calls get through; a denied HTTP request gets 403 with
 # x-shoal-policy naming the rule or default, a denied TCP connection a
 # reset; a policy edit under load fails no allowed request, and resets an
@@ -44,6 +46,10 @@ services:
 $(web_service)
 $(http_service api 10.96.0.40 9080 "${POD_IP4[a2]}")
 $(http_service secure 10.96.0.41 9080 "${POD_IP4[b1]}")
+  - name: rpc
+    vips: [10.96.0.42]
+    ports: [{port: 80, target_port: 9080, protocol: h2c, upstream_protocol: http1}]
+    endpoints: [{address: ${POD_IP4[a2]}}]
 policy:
   defaults:
     - {namespace: default, service: secure, default: deny}
@@ -60,6 +66,12 @@ policy:
       service: secure
       action: allow
       from: [{service_account: default/client}]
+    - name: no-admin
+      namespace: default
+      service: rpc
+      action: deny
+      from: ["*", unauthenticated]
+      to: [{grpc: {service: shop.Admin}}]
     - name: client-tcp
       namespace: default
       service: web
@@ -101,6 +113,19 @@ out=$(status_and_policy a2 http://10.96.0.41/)
 [[ $out == "403 default-deny" ]] && pass "a2 (unauthenticated) GET secure: 403, x-shoal-policy: default-deny" ||
 	fail "a2 GET secure: '$out', expected '403 default-deny'"
 
+# HTTP/2: each stream decided; a gRPC call gets PERMISSION_DENIED (7).
+out=$(status_and_policy a1 --http2-prior-knowledge http://10.96.0.42/items)
+[[ $out == "200 " ]] && pass "a1 HTTP/2 GET rpc /items: allowed (200)" || fail "a1 HTTP/2 GET rpc: '$out'"
+out=$(pod_curl a1 --http2-prior-knowledge -o /dev/null -D - -X POST -H 'content-type: application/grpc' \
+	--data-binary '' http://10.96.0.42/shop.Admin/Drop 2>&1 || true)
+gs=$(header grpc-status <<<"$out")
+gp=$(header x-shoal-policy <<<"$out")
+[[ $gs == 7 && $gp == no-admin ]] && pass "a1 gRPC shop.Admin/Drop: grpc-status 7 (PERMISSION_DENIED), x-shoal-policy: no-admin" ||
+	fail "a1 gRPC shop.Admin/Drop: grpc-status '$gs', x-shoal-policy '$gp'"
+out=$(status_and_policy a1 --http2-prior-knowledge http://10.96.0.42/shop.Admin/Drop)
+[[ $out == "403 no-admin" ]] && pass "a1 HTTP/2 (not gRPC) GET /shop.Admin/Drop: 403 no-admin" ||
+	fail "a1 HTTP/2 GET /shop.Admin/Drop: '$out'"
+
 if hello a1 10.96.0.10:80; then
 	pass "a1 -> web (tcp): allowed by client-tcp, answered by $HELLO_BACKEND"
 else
@@ -112,8 +137,8 @@ else
 	pass "a2 -> web (tcp): refused (${HELLO_OUT:0:80})"
 fi
 denied_now=$(proxy_metric shoal_proxy_policy_denied_total)
-((denied_now - denied_before >= 4)) && pass "shoal_proxy_policy_denied_total grew by $((denied_now - denied_before))" ||
-	fail "shoal_proxy_policy_denied_total went $denied_before -> $denied_now, expected +4"
+((denied_now - denied_before >= 6)) && pass "shoal_proxy_policy_denied_total grew by $((denied_now - denied_before))" ||
+	fail "shoal_proxy_policy_denied_total went $denied_before -> $denied_now, expected +6"
 grep -q "policy: denied" "$SHOALD_LOG" && pass "a denial is logged: $(grep -m1 'policy: denied' "$SHOALD_LOG" | cut -c1-160)" ||
 	fail "no 'policy: denied' line in the log"
 
