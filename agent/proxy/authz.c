@@ -64,8 +64,17 @@ bool authz_allow(struct worker *w, const struct conn *c, const struct config_ser
 	if (!s)
 		return true;
 	caller_of(w, c, &caller);
-	policy_decide(policy_lookup(s, t->namespace, t->name), t->namespace, port, &caller, rq,
-		      &d);
+	if (!caller.authenticated && w->cfg->mtls.mode == CONFIG_MTLS_STRICT) {
+		/*
+		 * strict refuses plaintext callers (docs/mtls.md, "Modes"): no
+		 * rule naming unauthenticated callers opens a service to them.
+		 */
+		d.allow = false;
+		d.reason = "mtls-strict";
+	} else {
+		policy_decide(policy_lookup(s, t->namespace, t->name), t->namespace, port, &caller,
+			      rq, &d);
+	}
 	if (d.allow) {
 		WORKER_STAT_INC(w, policy_allowed);
 		return true;

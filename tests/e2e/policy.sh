@@ -34,12 +34,13 @@ cp "$ID/ca.crt" "$ID/a/anchors.pem"
 # on web set to allow or deny. Written to a new file and renamed over the
 # old one, as a ConfigMap update is: discovery applies it live.
 write_policy_config() {
+	local mode=${2:-permissive}
 	{
 		config_head
 		cat <<EOF
 identity: {source: files, dir: "$ID/a"}
 mtls:
-  mode: permissive
+  mode: $mode
   node_name: node-a
   workloads: [{address: ${POD_IP4[a1]}, identity: default/client}]
 services:
@@ -173,4 +174,15 @@ if hello a1 10.96.0.10:80; then
 else
 	pass "a1 -> web after the edit: refused, as the new policy says"
 fi
+
+# ---- strict: an unauthenticated caller is refused whatever the rules say ----
+shoald_stop
+write_policy_config allow strict
+shoald_start
+out=$(status_and_policy a2 http://10.96.0.40/items)
+[[ $out == "403 mtls-strict" ]] && pass "strict: a2 (unauthenticated) GET api: 403 mtls-strict (permissive allowed it)" ||
+	fail "strict: a2 GET api: '$out', expected '403 mtls-strict'"
+out=$(status_and_policy a1 http://10.96.0.40/items)
+[[ $out == "200 " ]] && pass "strict: a1 (default/client) GET api: still allowed" ||
+	fail "strict: a1 GET api: '$out'"
 finish
