@@ -838,8 +838,9 @@ pod_curl() {
 # proxy_metric NAME: a sample of shoald's /metrics (0 when absent).
 proxy_metric() {
 	local v
+	# awk reads to the end: an early exit would fail curl's write (23) under pipefail.
 	v=$(in_ns "$NS_A" curl -sS --max-time 5 "http://$ADMIN_ADDR/metrics" |
-		awk -v m="$1" '$1 == m { print $2; exit }')
+		awk -v m="$1" '$1 == m && !seen { print $2; seen = 1 }')
 	echo "${v:-0}"
 }
 
