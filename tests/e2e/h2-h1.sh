@@ -4,6 +4,8 @@
 # h2c with upstream_protocol: http1): two HTTP/1.1-only servers
 # (h2-h1-backend.py, which answers an HTTP/2 preface with a 400) on a2 and
 # a3, all on node-a, through interception.
+#  - an undeclared port with upstream_protocol: http1 translates its
+#    HTTP/2 clients and passes its HTTP/1.1 ones through;
 #  - GET, HEAD, POST with Content-Length (1 MiB, checksum) and chunked
 #    (no Content-Length) with the client's trailers forwarded in the last
 #    chunk; the request line and Host the server saw;
@@ -59,6 +61,7 @@ write_config "
     ports:
       - {port: 80, target_port: 8090, protocol: h2c, upstream_protocol: http1}
       - {port: 81, target_port: 8090, protocol: grpc, upstream_protocol: http1}
+      - {port: 82, target_port: 8090, upstream_protocol: http1}
     endpoints: [{address: 10.77.1.3}, {address: 10.77.1.5}]
     routes:
       - name: hang
@@ -100,6 +103,18 @@ for pod in a2 a3; do
 	grep -q '^host: 10.96.0.50$' <<<"$head" || fail "GET: no Host from :authority at $pod: $head"
 done
 pass "GET: HTTP/2 200 from '$out', sent as HTTP/1.1 with Host from :authority"
+
+# An undeclared port: the HTTP/2 preface is detected and translated, and
+# an HTTP/1.1 client on the same port goes through as HTTP/1.1.
+h0=$(proxy_metric shoal_proxy_h2_to_h1_requests_total)
+out=$(h2curl -D "$LOGDIR/detect.h" "$URL:82/hello") || fail "detect: curl failed"
+grep -q '^HTTP/2 200' "$LOGDIR/detect.h" || fail "detect: not an HTTP/2 200: $(head -1 "$LOGDIR/detect.h")"
+[[ $out =~ ^hello\ from ]] || fail "detect: body '$out'"
+out=$(pod_run a1 curl -sS --max-time 10 --http1.1 -D "$LOGDIR/detect1.h" "$URL:82/hello") || fail "detect: HTTP/1.1 curl failed"
+grep -q '^HTTP/1.1 200' "$LOGDIR/detect1.h" || fail "detect: HTTP/1.1 client: $(head -1 "$LOGDIR/detect1.h")"
+(($(proxy_metric shoal_proxy_h2_to_h1_requests_total) - h0 == 1)) ||
+	fail "detect: translated $(($(proxy_metric shoal_proxy_h2_to_h1_requests_total) - h0)) requests, want 1 (the HTTP/2 one)"
+pass "an undeclared port: the HTTP/2 client is translated, the HTTP/1.1 one goes through as HTTP/1.1"
 
 h2curl -I "$URL/hello" >"$LOGDIR/head.h" || fail "HEAD: curl failed"
 grep -q '^HTTP/2 200' "$LOGDIR/head.h" || fail "HEAD: $(head -1 "$LOGDIR/head.h")"
