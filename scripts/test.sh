@@ -6,7 +6,8 @@
 #   3. rebuild with ASan/UBSan and run every test again: the agent under
 #      real traffic, with leaks checked at exit
 #   4. validate manifests/ offline against the Kubernetes schemas
-#   5. fuzz the parsers of hostile input (config, HTTP/1, Kubernetes) and
+#   5. fuzz the parsers of hostile input (config, HTTP/1, Kubernetes,
+#      identities, AuthorizationPolicy objects) and
 #      the HTTP/2 frame path for a short while
 # Exit status is non-zero if anything failed. Tests that need a feature
 # this machine lacks are reported as SKIP with the reason.
@@ -47,5 +48,6 @@ bash scripts/fuzz-http1.sh "${SHOAL_FUZZ_SECONDS:-30}"
 bash scripts/fuzz-k8s.sh "${SHOAL_FUZZ_SECONDS:-30}"
 bash scripts/fuzz-h2.sh "${SHOAL_FUZZ_SECONDS:-30}"
 bash scripts/fuzz-identity.sh "${SHOAL_FUZZ_SECONDS:-30}"
+bash scripts/fuzz-policy.sh "${SHOAL_FUZZ_SECONDS:-30}"
 
 echo "== all tests passed"

@@ -498,7 +498,8 @@ struct policy_set *policy_compile(const struct policy_doc *d, const char *trust_
 	s->defaults = calloc((size_t)d->n_defaults + 1, sizeof(*s->defaults));
 	if (!s->defaults)
 		goto oom;
-	memcpy(s->defaults, d->defaults, (size_t)d->n_defaults * sizeof(*d->defaults));
+	if (d->n_defaults) /* memcpy's pointers must be valid even for 0 bytes */
+		memcpy(s->defaults, d->defaults, (size_t)d->n_defaults * sizeof(*d->defaults));
 	s->n_defaults = d->n_defaults;
 	s->mesh_default = d->mesh_default;
 	/* At most a namespace table and a service table per rule and per default. */
