@@ -12,13 +12,15 @@
 
 /*
  * The caller's SPIFFE ID, built once per worker thread for the last
- * identity seen: c->src_ident is interned (tunnel_ident), so equal
- * identities share a pointer and a request pays no string building.
+ * identity seen (compared by content, a few bytes: an interned pointer
+ * could be reused by another identity once freed), so that a request pays
+ * no string building.
  */
-static __thread const char *id_for;
+static __thread char id_for[2 * POLICY_MAX_LABEL + 2];
 static __thread char id_buf[POLICY_MAX_ID + 1];
 static __thread char id_ns[POLICY_MAX_LABEL + 1];
 static __thread char id_sa[POLICY_MAX_LABEL + 1];
+static __thread char id_td[CONFIG_MAX_TRUST_DOMAIN + 1];
 
 static void caller_of(const struct worker *w, const struct conn *c, struct policy_caller *out)
 {
@@ -27,7 +29,7 @@ static void caller_of(const struct worker *w, const struct conn *c, struct polic
 	memset(out, 0, sizeof(*out));
 	if (!ident || !(slash = strchr(ident, '/')))
 		return; /* unauthenticated */
-	if (ident != id_for) {
+	if (strcmp(ident, id_for) != 0 || strcmp(w->cfg->identity.trust_domain, id_td) != 0) {
 		size_t nl = (size_t)(slash - ident);
 
 		if (nl > POLICY_MAX_LABEL || strlen(slash + 1) > POLICY_MAX_LABEL)
@@ -37,7 +39,8 @@ static void caller_of(const struct worker *w, const struct conn *c, struct polic
 		snprintf(id_sa, sizeof(id_sa), "%s", slash + 1);
 		snprintf(id_buf, sizeof(id_buf), "spiffe://%s/ns/%s/sa/%s",
 			 w->cfg->identity.trust_domain, id_ns, id_sa);
-		id_for = ident;
+		snprintf(id_for, sizeof(id_for), "%s", ident);
+		snprintf(id_td, sizeof(id_td), "%s", w->cfg->identity.trust_domain);
 	}
 	out->authenticated = true;
 	out->id = id_buf;
