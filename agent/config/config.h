@@ -54,7 +54,7 @@ struct policy_set; /* policy/policy.h: the compiled authorization policy */
 #define CONFIG_DEFAULT_MAX_CONNECTIONS 65536   /* per worker */
 /*
  * proxy.max_buffer_memory_mib: what every worker's buffers, header slots,
- * HTTP states and replay slabs may take together. 256 MiB holds 8192
+ * HTTP states, replay slabs and HTTP/2 sessions and streams may take together. 256 MiB holds 8192
  * connections moving bytes both ways at once at the default 16 KiB
  * buffers (idle ones hold none), and keeps a flood of slow clients from
  * taking more than a quarter of a 1 GiB pod limit.

@@ -608,6 +608,13 @@ static int h2_down_on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd
 	return 0;
 }
 
+/* Stream id of d refused for the buffer budget: REFUSED_STREAM, counted. */
+static void h2_refuse_mem(struct h2_down *d, int32_t id)
+{
+	nghttp2_submit_rst_stream(d->s, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
+	worker_refused(d->w, PROXY_CAP_memory, "an HTTP/2 stream");
+}
+
 static int h2_down_on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
 	struct h2_down *d = ud;
@@ -616,6 +623,11 @@ static int h2_down_on_begin_headers(nghttp2_session *s, const nghttp2_frame *fra
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
 	h2_down_opened(d, frame->hd.stream_id);
+	/* The buffer budget is spent: refused before any of it is kept (docs/proxy.md). */
+	if (h2_mem_out(d->w)) {
+		h2_refuse_mem(d, frame->hd.stream_id);
+		return 0;
+	}
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
@@ -637,15 +649,25 @@ static int h2_down_on_header(nghttp2_session *s, const nghttp2_frame *frame, ngh
 {
 	struct h2_down *d = ud;
 	struct h2_stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+	struct h2_fields *f;
+	int err;
 
 	(void)flags;
-	if (!st)
+	if (!st || st->mem_refused)
 		return 0;
 	/* After the head, a HEADERS frame is the request's trailers: kept to go on. */
-	if (h2_fields_add(frame->headers.cat == NGHTTP2_HCAT_REQUEST ? &st->rq : &st->rq_tr, name,
-			  value) ||
-	    st->rq.bytes + st->rq_tr.bytes >
-		worker_conn_config(d->w, d->c)->http2.max_header_list_bytes)
+	f = frame->headers.cat == NGHTTP2_HCAT_REQUEST ? &st->rq : &st->rq_tr;
+	err = h2_mem_out(d->w) ? -ENOMEM : h2_fields_add(f, name, value);
+	/* Out of budget mid-head: keep nothing more, refuse it at its end. */
+	if (err == -ENOMEM && f == &st->rq) {
+		st->mem_refused = true;
+		h2_fields_free(&st->rq);
+		return 0;
+	}
+	if (err == -ENOMEM)
+		worker_refused(d->w, PROXY_CAP_memory, "HTTP/2 request trailers");
+	if (err || st->rq.bytes + st->rq_tr.bytes >
+		       worker_conn_config(d->w, d->c)->http2.max_header_list_bytes)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	return 0;
 }
@@ -662,7 +684,10 @@ static int h2_down_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame,
 		return 0;
 	if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
 		st->rq_end = true;
-	if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+	if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST &&
+	    st->mem_refused)
+		h2_refuse_mem(d, st->id);
+	else if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
 		h2_dispatch(d->w, st);
 	else if (st->rq_end)
 		h2_up_wake(d->w, st);
@@ -685,9 +710,17 @@ static int h2_down_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const 
 	 * Within the stream's window, which only grows once these went on;
 	 * kept while no upstream stream takes them (a try to come), and for
 	 * a replay while the whole body is within the retry policy's limit.
+	 * No room (the buffer budget): the request is answered with 503 /
+	 * UNAVAILABLE (a reset once a response went out), counted; its
+	 * bytes go back to the windows, as any unwanted ones.
 	 */
-	if (h2_bytes_put(&st->to_up, data, len))
-		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	if (h2_bytes_put(&st->to_up, data, len)) {
+		nghttp2_session_consume(s, id, len);
+		worker_refused(d->w, PROXY_CAP_memory, "an HTTP/2 request body");
+		h2_done(d->w, st, false, false, 503, "buffer budget");
+		h2_stream_error(d->w, st, HTTP_ERR_LOCAL_RESOURCES);
+		return 0;
+	}
 	st->rq_bytes += len;
 	if (!st->replay_lost && st->rq_bytes > st->replay_max) {
 		st->replay_lost = true;
@@ -905,9 +938,16 @@ static void h2_down_refuse(struct worker *w, struct conn *c, ssize_t rv)
 		d->refused = true;
 		WORKER_STAT_INC(w, h2_protocol_errors);
 	}
-	/* A flood of acks owed (SETTINGS, PING) is no malformed frame. */
-	nghttp2_session_terminate_session(
-	    d->s, rv == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR);
+	/*
+	 * A flood of acks owed (SETTINGS, PING) is no malformed frame, nor is
+	 * nghttp2 finding no memory within the buffer budget and its slack
+	 * (h2_mem): both are ENHANCE_YOUR_CALM.
+	 */
+	if (rv == NGHTTP2_ERR_NOMEM)
+		worker_refused(w, PROXY_CAP_memory, "an HTTP/2 connection");
+	nghttp2_session_terminate_session(d->s, rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_NOMEM
+						    ? NGHTTP2_ENHANCE_YOUR_CALM
+						    : NGHTTP2_PROTOCOL_ERROR);
 	h2_send(w, &c->client, d->s, &c->to_client, &d->out, &d->out_len);
 	h2_down_close(w, c, false);
 }
@@ -969,6 +1009,7 @@ static const struct h2_down_ops h2_down_ops = {
 static void h2_start(struct worker *w, struct conn *c)
 {
 	nghttp2_session_callbacks *cb;
+	nghttp2_mem mem;
 	nghttp2_option *opt;
 	struct h2_down *d;
 	struct conn_buf *b = &c->to_upstream;
@@ -1003,7 +1044,9 @@ static void h2_start(struct worker *w, struct conn *c)
 	d->c = c;
 	d->w = w;
 	c->h2 = d;
-	if (!opt || nghttp2_session_server_new2(&d->s, cb, d, opt) ||
+	h2_mem_bind(w);
+	mem = h2_mem(w);
+	if (!opt || nghttp2_session_server_new3(&d->s, cb, d, opt, &mem) ||
 	    h2_settings(d->s, w->cfg, true)) {
 		nghttp2_session_callbacks_del(cb);
 		nghttp2_option_del(opt);

@@ -86,6 +86,7 @@ struct h2_stream {
 	bool down_deferred;	 /* the downstream data source waits for bytes */
 	bool answered;		 /* outcome recorded; nothing more goes upstream */
 	bool grpc;		 /* content-type application/grpc */
+	bool mem_refused;	 /* the buffer budget ran out in its head: REFUSED_STREAM */
 	int status;		 /* :status of the final response; 0: none yet */
 	int grpc_status;	 /* GRPC_STATUS_NONE until read */
 	const char *deny_reason; /* HTTP_ERR_POLICY_DENIED: the rule, for x-shoal-policy */
@@ -217,6 +218,17 @@ struct h2_up {
 #define H2_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---- h2_session.c ---- */
+
+/*
+ * nghttp2's allocator for w's sessions, every byte charged to
+ * proxy.max_buffer_memory_mib (up to a slack past it: nghttp2 allocates
+ * mid-frame); pass it to nghttp2_session_*_new3.
+ */
+nghttp2_mem h2_mem(struct worker *w);
+/* w's sessions run on this thread: charge the streams' buffers to it. */
+void h2_mem_bind(struct worker *w);
+/* Whether the buffer budget is spent: refuse new streams, grow no buffer. */
+bool h2_mem_out(struct worker *w);
 
 /* Append n bytes to b (grown as needed; a stream's window bounds it). */
 int h2_bytes_put(struct h2_bytes *b, const uint8_t *p, size_t n);

@@ -7,6 +7,8 @@
 #include "proxy/h2_int.h"
 
 #include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,9 +16,173 @@
 #include "proxy/conn_io.h"
 #include "proxy/h2_grpc.h"
 #include "proxy/observe.h"
+#include "proxy/proxy_int.h"
 #include "proxy/worker.h"
 #include "recording/callers.h"
 #include "recording/http_metrics.h"
+
+/* ---- memory: proxy.max_buffer_memory_mib -------------------------------- */
+
+/*
+ * Every byte nghttp2 allocates for a session, and every byte of a
+ * stream's fields and body buffers, is charged to the proxy's buffer
+ * budget (limits.h), as HTTP/1's buffers are. The proxy refuses work at
+ * the budget (h2_mem_out: new streams get REFUSED_STREAM, a stream's
+ * buffers stop growing); nghttp2's own allocations may pass it by
+ * H2_MEM_SLACK, since they come mid-frame (the HPACK state, the RST and
+ * GOAWAY frames of the refusals themselves) and failing them ends the
+ * session. Past that nghttp2 gets NULL, and the session ends with
+ * GOAWAY ENHANCE_YOUR_CALM.
+ *
+ * Charges go to the node-wide counter in chunks of H2_MEM_CHUNK, kept
+ * as the worker's credit (its sessions are its thread's only): nghttp2
+ * allocates a few dozen times per request, and an atomic on a line every worker
+ * shares for each would cost more than the work. So the budget may
+ * count up to 2 * H2_MEM_CHUNK a worker more than its sessions hold.
+ */
+#define H2_MEM_CHUNK (64 * 1024)
+#define H2_MEM_SLACK (2u << 20)
+
+/* What each allocation carries before its bytes: its size and worker. */
+union h2_mem_hdr {
+	struct {
+		size_t size;
+		struct worker *w; /* charged to; NULL: not charged */
+	};
+	max_align_t align;
+};
+
+/* Charge n bytes of w's (over: nghttp2's, allowed H2_MEM_SLACK past the budget). */
+static bool h2_mem_take(struct worker *w, size_t n, bool over)
+{
+	struct limits_mem *m = &w->p->mem;
+	size_t need, chunk;
+
+	if (w->h2_mem_credit >= n) {
+		w->h2_mem_credit -= n;
+		return true;
+	}
+	need = n - w->h2_mem_credit;
+	chunk = need < H2_MEM_CHUNK ? H2_MEM_CHUNK : need;
+	if (!limits_mem_charge_over(m, chunk, over ? H2_MEM_SLACK : 0)) {
+		if (chunk == need || !limits_mem_charge_over(m, need, over ? H2_MEM_SLACK : 0))
+			return false;
+		chunk = need;
+	}
+	WORKER_STAT_ADD(w, buffer_memory_bytes, chunk);
+	w->h2_mem_credit += chunk - n;
+	return true;
+}
+
+static void h2_mem_give(struct worker *w, size_t n)
+{
+	w->h2_mem_credit += n;
+	if (w->h2_mem_credit > 2 * H2_MEM_CHUNK) {
+		size_t back = w->h2_mem_credit - H2_MEM_CHUNK;
+
+		limits_mem_uncharge(&w->p->mem, back);
+		__atomic_fetch_sub(&w->stats.buffer_memory_bytes, back, __ATOMIC_RELAXED);
+		w->h2_mem_credit = H2_MEM_CHUNK;
+	}
+}
+
+/*
+ * realloc(p, n) charged to w (NULL: not charged): the difference is
+ * charged or given back. NULL, p untouched, when the budget says no.
+ */
+static void *h2_mem_resize(struct worker *w, void *p, size_t n, bool over)
+{
+	union h2_mem_hdr *h = p ? (union h2_mem_hdr *)p - 1 : NULL, *nh;
+	size_t old = h ? h->size : 0;
+
+	if (h)
+		w = h->w;
+	if (n > old && w && !h2_mem_take(w, n - old, over))
+		return NULL;
+	nh = realloc(h, sizeof(*nh) + n);
+	if (!nh) {
+		if (n > old && w)
+			h2_mem_give(w, n - old);
+		return NULL;
+	}
+	if (n < old && w)
+		h2_mem_give(w, old - n);
+	nh->size = n;
+	nh->w = w;
+	return nh + 1;
+}
+
+static void h2_mem_release(void *p)
+{
+	union h2_mem_hdr *h = p ? (union h2_mem_hdr *)p - 1 : NULL;
+
+	if (!h)
+		return;
+	if (h->w)
+		h2_mem_give(h->w, h->size);
+	free(h);
+}
+
+/*
+ * The worker whose sessions run on this thread, for the streams' buffers
+ * (h2_bytes, h2_fields take no worker): bound when a session starts.
+ * Each allocation remembers the worker it was charged to, so that it is
+ * given back to that one, whichever is bound then.
+ */
+static __thread struct worker *h2_mem_w;
+
+void h2_mem_bind(struct worker *w)
+{
+	h2_mem_w = w;
+}
+
+bool h2_mem_out(struct worker *w)
+{
+	return !limits_mem_room(&w->p->mem, 1);
+}
+
+static void *h2_ng_malloc(size_t n, void *ud)
+{
+	return h2_mem_resize(ud, NULL, n, true);
+}
+
+static void h2_ng_free(void *p, void *ud)
+{
+	(void)ud;
+	h2_mem_release(p);
+}
+
+static void *h2_ng_calloc(size_t k, size_t n, void *ud)
+{
+	void *p;
+
+	if (n && k > SIZE_MAX / n)
+		return NULL;
+	p = h2_mem_resize(ud, NULL, k * n, true);
+	if (p)
+		memset(p, 0, k * n);
+	return p;
+}
+
+static void *h2_ng_realloc(void *p, size_t n, void *ud)
+{
+	if (!n) {
+		h2_mem_release(p);
+		return NULL;
+	}
+	return h2_mem_resize(ud, p, n, true);
+}
+
+nghttp2_mem h2_mem(struct worker *w)
+{
+	return (nghttp2_mem){
+	    .mem_user_data = w,
+	    .malloc = h2_ng_malloc,
+	    .free = h2_ng_free,
+	    .calloc = h2_ng_calloc,
+	    .realloc = h2_ng_realloc,
+	};
+}
 
 /* ---- small pieces ------------------------------------------------------- */
 
@@ -38,7 +204,7 @@ int h2_bytes_put(struct h2_bytes *b, const uint8_t *p, size_t n)
 
 		while (cap < b->len + n)
 			cap *= 2;
-		d = realloc(b->data, cap);
+		d = h2_mem_resize(h2_mem_w, b->data, cap, false);
 		if (!d)
 			return -ENOMEM;
 		b->data = d;
@@ -51,7 +217,7 @@ int h2_bytes_put(struct h2_bytes *b, const uint8_t *p, size_t n)
 
 void h2_bytes_free(struct h2_bytes *b)
 {
-	free(b->data);
+	h2_mem_release(b->data);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -65,11 +231,11 @@ static int h2_fields_room(struct h2_fields *f)
 
 		if (cap > H2_MAX_FIELDS)
 			return -E2BIG;
-		nv = realloc(f->nv, cap * sizeof(*nv));
+		nv = h2_mem_resize(h2_mem_w, f->nv, cap * sizeof(*nv), false);
 		if (!nv)
 			return -ENOMEM;
 		f->nv = nv;
-		rc = realloc(f->rc, 2 * cap * sizeof(*rc));
+		rc = h2_mem_resize(h2_mem_w, f->rc, 2 * cap * sizeof(*rc), false);
 		if (!rc)
 			return -ENOMEM;
 		f->rc = rc;
@@ -135,7 +301,7 @@ static char h2_copied_mark;
 static void h2_field_release(struct h2_fields *f, uint32_t i)
 {
 	if (f->rc[2 * i] == H2_FIELD_COPIED) {
-		free(f->nv[i].name);
+		h2_mem_release(f->nv[i].name);
 		return;
 	}
 	if (f->rc[2 * i])
@@ -171,7 +337,7 @@ int h2_fields_add_copy(struct h2_fields *f, const char *name, size_t nlen, const
 
 	if (err)
 		return err;
-	m = malloc(nlen + vlen + 1);
+	m = h2_mem_resize(h2_mem_w, NULL, nlen + vlen + 1, false);
 	if (!m)
 		return -ENOMEM;
 	memcpy(m, name, nlen);
@@ -211,8 +377,8 @@ void h2_fields_free(struct h2_fields *f)
 {
 	for (uint32_t i = 0; i < f->n; i++)
 		h2_field_release(f, i);
-	free(f->nv);
-	free(f->rc);
+	h2_mem_release(f->nv);
+	h2_mem_release(f->rc);
 	memset(f, 0, sizeof(*f));
 }
 

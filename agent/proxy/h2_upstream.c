@@ -304,8 +304,14 @@ static int h2_up_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const ui
 		nghttp2_session_consume(s, id, len);
 		return 0;
 	}
-	if (h2_bytes_put(&st->to_down, data, len))
-		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	if (h2_bytes_put(&st->to_down, data, len)) {
+		/* No room (the buffer budget): the client's stream is reset, counted. */
+		nghttp2_session_consume(s, id, len);
+		worker_refused(up->w, PROXY_CAP_memory, "an HTTP/2 response body");
+		h2_done(up->w, st, true, false, 0, "buffer budget");
+		st->d->ops->stream_error(up->w, st, HTTP_ERR_LOCAL_RESOURCES);
+		return 0;
+	}
 	/*
 	 * The session's window goes back at once, the stream's only once its
 	 * client took the bytes (h2_down_read): the session is shared by many
@@ -544,6 +550,7 @@ struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct shoal_ad
 	const struct config_port *port = NULL;
 	nghttp2_session_callbacks *cb;
 	nghttp2_option *opt;
+	nghttp2_mem mem;
 	struct h2_up *up;
 	struct conn *c;
 	bool connected;
@@ -567,7 +574,9 @@ struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct shoal_ad
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_up_on_data);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_up_on_stream_close);
 	opt = h2_options(w->cfg);
-	if (!opt || nghttp2_session_client_new2(&up->s, cb, up, opt)) {
+	mem = h2_mem(w);
+	h2_mem_bind(w);
+	if (!opt || nghttp2_session_client_new3(&up->s, cb, up, opt, &mem)) {
 		nghttp2_session_callbacks_del(cb);
 		nghttp2_option_del(opt);
 		free(up);

@@ -8,6 +8,11 @@
 
 bool limits_mem_charge(struct limits_mem *m, size_t bytes)
 {
+	return limits_mem_charge_over(m, bytes, 0);
+}
+
+bool limits_mem_charge_over(struct limits_mem *m, size_t bytes, uint64_t over)
+{
 	uint64_t used;
 
 	if (!m->budget) {
@@ -16,7 +21,7 @@ bool limits_mem_charge(struct limits_mem *m, size_t bytes)
 	}
 	used = atomic_load_explicit(&m->used, memory_order_relaxed);
 	do {
-		if (used + bytes > m->budget)
+		if (used + bytes > m->budget + over)
 			return false;
 	} while (!atomic_compare_exchange_weak_explicit(
 	    &m->used, &used, used + bytes, memory_order_relaxed, memory_order_relaxed));

@@ -52,6 +52,12 @@ struct limits_clients {
  * budget. Any thread.
  */
 bool limits_mem_charge(struct limits_mem *m, size_t bytes);
+/*
+ * The same, allowed up to over bytes past the budget: for what a library
+ * allocates mid-frame (nghttp2), which the proxy's own checks at the
+ * budget already stopped admitting work for. Any thread.
+ */
+bool limits_mem_charge_over(struct limits_mem *m, size_t bytes, uint64_t over);
 void limits_mem_uncharge(struct limits_mem *m, size_t bytes);
 
 /* Whether m has room for bytes more right now (a hint: nothing charged). */

@@ -74,8 +74,9 @@
 	  "Upstream connections to another node refused in mtls strict mode: no identity there, "  \
 	  "no node address, or the caller's identity unknown (docs/mtls.md).")                     \
 	X(buffer_memory_bytes, gauge,                                                              \
-	  "Bytes of connection buffers, header slots, HTTP states and replay slabs allocated now " \
-	  "(held or cached for reuse), counted against proxy.max_buffer_memory_mib.")
+	  "Bytes of connection buffers, header slots, HTTP states, replay slabs and HTTP/2 "       \
+	  "sessions and streams allocated now (held or cached for reuse), counted against "        \
+	  "proxy.max_buffer_memory_mib.")
 
 /*
  * The caps that refuse a client (docs/proxy.md, "Budgets"), declared
