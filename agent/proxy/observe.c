@@ -334,6 +334,7 @@ void tele_h2_finish(struct worker *w, struct h2_stream *st, unsigned int status,
 		trace_span_set(sp, endpoint, addr, strlen(addr));
 	}
 	sp->status_code = (uint16_t)st->status;
+	sp->retries = (uint16_t)(st->retries > UINT16_MAX ? UINT16_MAX : st->retries);
 	sp->error = status == 0 || status >= 500;
 	if (st->grpc) {
 		sp->grpc = true;
