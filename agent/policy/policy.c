@@ -375,6 +375,7 @@ struct policy_table {
 
 struct policy_set {
 	atomic_uint refs;
+	uint64_t serial; /* policy_set_serial */
 	char *trust_domain;
 	struct policy_rule *rules; /* copies of the written rules */
 	int n_rules;
@@ -480,6 +481,9 @@ static void table_add(struct policy_set *s, const char *ns, const char *name)
 	snprintf(t->name, sizeof(t->name), "%s", name);
 }
 
+/* The last serial given (policy_set_serial). */
+static _Atomic uint64_t set_serials;
+
 struct policy_set *policy_compile(const struct policy_doc *d, const char *trust_domain, char *err,
 				  size_t errlen)
 {
@@ -493,6 +497,7 @@ struct policy_set *policy_compile(const struct policy_doc *d, const char *trust_
 	if (!s)
 		goto oom;
 	atomic_init(&s->refs, 1);
+	s->serial = atomic_fetch_add_explicit(&set_serials, 1, memory_order_relaxed) + 1;
 	s->trust_domain = strdup(trust_domain ? trust_domain : "");
 	s->rules = calloc((size_t)d->n_rules + 1, sizeof(*s->rules));
 	s->defaults = calloc((size_t)d->n_defaults + 1, sizeof(*s->defaults));
@@ -609,6 +614,16 @@ int policy_set_written(const struct policy_set *s, struct policy_doc *out)
 int policy_set_rules(const struct policy_set *s)
 {
 	return s ? s->n_rules : 0;
+}
+
+uint64_t policy_set_serial(const struct policy_set *s)
+{
+	return s ? s->serial : 0;
+}
+
+const char *policy_set_trust_domain(const struct policy_set *s)
+{
+	return s ? s->trust_domain : "";
 }
 
 const struct policy_table *policy_lookup(const struct policy_set *s, const char *ns,

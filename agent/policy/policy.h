@@ -171,6 +171,14 @@ void policy_set_put(struct policy_set *s);
 int policy_set_written(const struct policy_set *s, struct policy_doc *out);
 /* Rules compiled into s (for "shoalctl policy" and tests). */
 int policy_set_rules(const struct policy_set *s);
+/*
+ * A number of s unique for the process's life (never reused, unlike its
+ * address once freed): within one serial a rule's name pointer names that
+ * rule, so telemetry may key a cache by it (recording/policy_stats.h).
+ */
+uint64_t policy_set_serial(const struct policy_set *s);
+/* The trust domain s was compiled for. */
+const char *policy_set_trust_domain(const struct policy_set *s);
 
 /*
  * The table of service ns/name: its rules in evaluation order and its

@@ -9,6 +9,7 @@
 #include "policy/policy.h"
 #include "proxy/conn.h"
 #include "proxy/worker.h"
+#include "recording/policy_stats.h"
 
 /*
  * The caller's SPIFFE ID, built once per worker thread for the last
@@ -78,6 +79,26 @@ bool authz_allow(struct worker *w, const struct conn *c, const struct config_ser
 		policy_decide(policy_lookup(s, t->namespace, t->name), t->namespace, port, &caller,
 			      rq, &d);
 	}
+	/*
+	 * Per series (recording/policy_stats.h): the set's serial, the
+	 * service's series id and the reason's pointer key a cache, so an
+	 * allowed call adds no hashing of strings and no lock.
+	 */
+	policy_stats_record(w->authz,
+			    &(struct policy_stats_decision){
+				.serial = policy_set_serial(s),
+				.svc = t->metrics_id,
+				.ns = t->namespace,
+				.service = t->name,
+				.reason = d.reason,
+				.allow = d.allow,
+				.caller = caller.authenticated ? caller.id : NULL,
+				.port = port,
+				.method = rq ? rq->method : NULL,
+				.method_len = rq ? rq->method_len : 0,
+				.path = rq ? rq->path : NULL,
+				.path_len = rq ? rq->path_len : 0,
+			    });
 	if (d.allow) {
 		WORKER_STAT_INC(w, policy_allowed);
 		return true;

@@ -22,6 +22,7 @@
 #include "proxy/worker.h"
 #include "proxy/worker_loop.h"
 #include "recording/callers.h"
+#include "recording/policy_stats.h"
 #include "recording/http_metrics.h"
 #include "recording/series_ids.h"
 #include "recording/trace.h"
@@ -513,6 +514,16 @@ int proxy_callers_snapshot(struct proxy *p, struct callers_snapshot *out)
 	for (int i = 0; i < p->n_workers && i < PROXY_MAX_WORKERS; i++)
 		t[n++] = p->workers[i].callers;
 	return callers_snapshot(t, n, out);
+}
+
+int proxy_policy_snapshot(struct proxy *p, struct policy_stats_snapshot *out)
+{
+	struct policy_stats *t[PROXY_MAX_WORKERS];
+	size_t n = 0;
+
+	for (int i = 0; p && i < p->n_workers && i < PROXY_MAX_WORKERS; i++)
+		t[n++] = p->workers[i].authz;
+	return policy_stats_snapshot(t, n, out);
 }
 
 void proxy_set_tunnel(struct proxy *p, struct tunnel *t)

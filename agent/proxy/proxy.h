@@ -243,6 +243,14 @@ struct callers_snapshot;
 int proxy_callers_snapshot(struct proxy *p, struct callers_snapshot *out);
 
 /*
+ * The authorization decisions (recording/policy_stats.h): every worker's
+ * counters merged by series, and the newest decisions of all. Any thread;
+ * 0 or -ENOMEM. Without a proxy (NULL), the empty snapshot.
+ */
+struct policy_stats_snapshot;
+int proxy_policy_snapshot(struct proxy *p, struct policy_stats_snapshot *out);
+
+/*
  * Tracing (recording/trace.h): t's rings serve p's workers, one each.
  * Attach before traffic is traced; detach (NULL) any time; t must outlive
  * p's workers. Returns 0, or -EINVAL when t has fewer rings than p has

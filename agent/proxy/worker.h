@@ -162,6 +162,7 @@ struct worker {
 	struct proxy_stats stats; /* written by this worker, read by anyone: atomics */
 	struct metrics_http_shard *metrics; /* golden metrics; NULL: not recorded */
 	struct callers_table *callers;	    /* who calls which service; NULL: not recorded */
+	struct policy_stats *authz;	    /* policy decisions (authz.c); NULL: not recorded */
 	struct trace_worker *trace; /* this worker's span ring; NULL: no tracing (atomic) */
 	/* HTTP/2 bytes charged to the buffer budget, not yet handed out (h2_session.c). */
 	size_t h2_mem_credit;

@@ -21,6 +21,7 @@
 #include "proxy/sock.h"
 #include "proxy/worker.h"
 #include "recording/callers.h"
+#include "recording/policy_stats.h"
 #include "recording/http_metrics.h"
 
 /*
@@ -345,6 +346,7 @@ int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t err
 	/* Without it the worker serves, unmeasured. */
 	w->metrics = metrics_http_shard_new();
 	w->callers = callers_table_new();
+	w->authz = policy_stats_new();
 
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (w->epfd < 0) {
@@ -422,6 +424,8 @@ void worker_fini(struct worker *w)
 	w->metrics = NULL;
 	callers_table_free(w->callers);
 	w->callers = NULL;
+	policy_stats_free(w->authz);
+	w->authz = NULL;
 	if (w->epfd >= 0) {
 		close(w->epfd);
 		w->epfd = -1;

@@ -20,6 +20,7 @@
 #include "identity/identity.h"
 #include "proxy/proxy.h"
 #include "recording/http_metrics.h"
+#include "recording/policy_stats.h"
 #include "recording/series_ids.h"
 #include "recording/trace.h"
 #include "telemetry/kernel_counters.h"
@@ -682,6 +683,43 @@ static void render_proxy(const struct metrics_sources *src, struct metrics_buf *
 		sample_labeled(b, METRIC_PROXY_REFUSED, proxy_cap_name(i), st.refused[i]);
 }
 
+/*
+ * shoal_policy_decisions_total: the workers' series merged
+ * (recording/policy_stats.h), then the overflow bucket when it counted.
+ */
+static void render_policy(const struct metrics_sources *src, struct metrics_buf *b)
+{
+	static const char *const decision[2] = { "deny", "allow" };
+	const char *name = families[METRIC_POLICY_DECISIONS].name;
+	struct policy_stats_snapshot snap;
+
+	header(b, METRIC_POLICY_DECISIONS);
+	if (!src->proxy)
+		return;
+	if (proxy_policy_snapshot(src->proxy, &snap)) {
+		b->failed = true;
+		return;
+	}
+	for (size_t i = 0; i < snap.n_rows; i++) {
+		const struct policy_stats_row *r = &snap.rows[i];
+
+		out(b, "%s{namespace=\"", name);
+		label_value(b, r->ns);
+		out(b, "\",service=\"");
+		label_value(b, r->service);
+		out(b, "\",policy=\"");
+		label_value(b, r->policy);
+		out(b, "\",decision=\"%s\"} %llu\n", decision[r->allow], (unsigned long long)r->count);
+	}
+	for (int a = 0; a < 2; a++)
+		if (snap.overflow[a])
+			out(b,
+			    "%s{namespace=\"" POLICY_STATS_OTHER "\",service=\"" POLICY_STATS_OTHER
+			    "\",policy=\"" POLICY_STATS_OTHER "\",decision=\"%s\"} %llu\n",
+			    name, decision[a], (unsigned long long)snap.overflow[a]);
+	policy_stats_snapshot_free(&snap);
+}
+
 /* The tracer's counters (zero families when tracing is off). */
 static void render_trace(const struct metrics_sources *src, struct metrics_buf *b)
 {
@@ -793,6 +831,7 @@ int metrics_render(const struct metrics_sources *src, struct metrics_buf *b)
 	header(b, METRIC_DATAPATH_UP);
 	out(b, "%s %d\n", families[METRIC_DATAPATH_UP].name, up);
 	render_proxy(src, b);
+	render_policy(src, b);
 	render_trace(src, b);
 	render_discovery(src, b);
 	render_enroll(src, b);

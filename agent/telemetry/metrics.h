@@ -116,6 +116,13 @@ struct enroll;
 	  "closed when a buffer would pass the budget; cap is memory "                             \
 	  "(proxy.max_buffer_memory_mib), client (proxy.max_connections_per_client) or "           \
 	  "connections (proxy.max_connections, per worker).")                                      \
+	X(POLICY_DECISIONS, "shoal_policy_decisions_total", "counter",                             \
+	  "namespace,service,policy,decision",                                                     \
+	  "Authorization decisions of the node proxy per destination namespace and service, the "  \
+	  "rule that decided (its name) or the default (default-allow, default-deny, "             \
+	  "default-same-namespace), and decision (allow, deny). At most POLICY_STATS_MAX_SERIES "  \
+	  "(512) series per worker, kept across policy reloads; decisions past it count as "       \
+	  "namespace, service and policy other (docs/policy.md, \"Observability\").")             \
 	X(DATAPATH_UP, "shoal_datapath_up", "gauge", "",                                           \
 	  "1 when the pinned BPF maps could be read at this scrape, else 0.")                      \
 	X(IDENTITY_REQUESTS, "shoal_identity_requests_total", "counter", "outcome",                \

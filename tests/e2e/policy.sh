@@ -143,6 +143,37 @@ denied_now=$(proxy_metric shoal_proxy_policy_denied_total)
 grep -q "policy: denied" "$SHOALD_LOG" && pass "a denial is logged: $(grep -m1 'policy: denied' "$SHOALD_LOG" | cut -c1-160)" ||
 	fail "no 'policy: denied' line in the log"
 
+# ---- per-policy counters (shoal_policy_decisions_total) ----------------------
+# decisions SERIES_LABELS: the value of shoal_policy_decisions_total{LABELS}
+# in one scrape ($SCRAPE), 0 when absent.
+scrape() { SCRAPE=$(in_ns "$NS_A" curl -sS --max-time 5 "http://$ADMIN_ADDR/metrics"); }
+decisions() {
+	local v
+	v=$(awk -v m="shoal_policy_decisions_total{$1}" '$1 == m { print $2; exit }' <<<"$SCRAPE")
+	echo "${v:-0}"
+}
+# expect_series LABELS WANT: the series is exactly WANT (the calls above are
+# one decision each: api per request, secure and web per connection).
+expect_series() {
+	local got
+	got=$(decisions "$1")
+	[[ $got == "$2" ]] && pass "shoal_policy_decisions_total{$1} = $got" ||
+		fail "shoal_policy_decisions_total{$1} = $got, expected $2"
+}
+scrape
+expect_series 'namespace="default",service="api",policy="no-deletes",decision="deny"' 2
+expect_series 'namespace="default",service="api",policy="default-allow",decision="allow"' 1
+expect_series 'namespace="default",service="secure",policy="client-only",decision="allow"' 1
+expect_series 'namespace="default",service="secure",policy="default-deny",decision="deny"' 1
+expect_series 'namespace="default",service="web",policy="client-tcp",decision="allow"' 1
+expect_series 'namespace="default",service="web",policy="default-deny",decision="deny"' 1
+if command -v promtool >/dev/null; then
+	promtool check metrics <<<"$SCRAPE" >"$LOGDIR/promtool.out" 2>&1 &&
+		pass "promtool check metrics accepts the scrape with the policy series" ||
+		fail "promtool check metrics: $(head -c 600 "$LOGDIR/promtool.out")"
+fi
+NO_DELETES_BEFORE=$(decisions 'namespace="default",service="api",policy="no-deletes",decision="deny"')
+
 # ---- a policy edit under load -------------------------------------------------
 # a1 holds a TCP connection to web and sends GETs to api all along; the
 # edit turns client-tcp into a deny.
@@ -174,6 +205,20 @@ if hello a1 10.96.0.10:80; then
 else
 	pass "a1 -> web after the edit: refused, as the new policy says"
 fi
+# The reload freed the compiled set the rule names came from: the series
+# are keyed by name, so they continue.
+out=$(status_and_policy a1 -X DELETE http://10.96.0.40/items/4)
+[[ $out == "403 no-deletes" ]] || fail "a1 DELETE api after the edit: '$out'"
+scrape
+got=$(decisions 'namespace="default",service="api",policy="no-deletes",decision="deny"')
+((got == NO_DELETES_BEFORE + 1)) && pass "no-deletes' deny series continued across the reload: $NO_DELETES_BEFORE -> $got" ||
+	fail "no-deletes' deny series went $NO_DELETES_BEFORE -> $got across the reload, expected +1"
+got=$(decisions 'namespace="default",service="web",policy="client-tcp",decision="deny"')
+((got >= 1)) && pass "client-tcp, now a deny rule, has a deny series ($got)" ||
+	fail "no client-tcp deny series after the edit ($got)"
+got=$(decisions 'namespace="default",service="api",policy="default-allow",decision="allow"')
+((got >= 401)) && pass "the 400 GETs across the edit are counted as default-allow ($got)" ||
+	fail "default-allow on api counted $got, expected at least 401"
 
 # ---- strict: an unauthenticated caller is refused whatever the rules say ----
 shoald_stop
@@ -185,4 +230,6 @@ out=$(status_and_policy a2 http://10.96.0.40/items)
 out=$(status_and_policy a1 http://10.96.0.40/items)
 [[ $out == "200 " ]] && pass "strict: a1 (default/client) GET api: still allowed" ||
 	fail "strict: a1 GET api: '$out'"
+scrape
+expect_series 'namespace="default",service="api",policy="mtls-strict",decision="deny"' 1
 finish
