@@ -58,6 +58,12 @@ static void usage(FILE *f)
 		"  identity             the node's workload certificates: service account,\n"
 		"                       SPIFFE ID, expiry, next renewal, last error\n"
 		"                       (admin endpoint; docs/identity.md)\n"
+		"  policy               the authorization policy in force (rules, defaults)\n"
+		"                       and its recent decisions (admin endpoint; docs/policy.md)\n"
+		"  policy check SRC DST[:PORT] [METHOD PATH]\n"
+		"                       what the policy decides: SRC is ns/sa, a SPIFFE ID or\n"
+		"                       unauthenticated, DST ns/service; exit 0 allow, 1 deny,\n"
+		"                       2 error\n"
 		"  enroll NETNS         mesh a pod: NETNS is a path (/run/netns/NAME) or a PID\n"
 		"  unenroll NETNS       stop meshing it\n"
 		"  shortcut on|off      the sockmap kill switch, for new connections\n"
@@ -66,7 +72,8 @@ static void usage(FILE *f)
 		"The pin root defaults to " SHOAL_DEFAULT_PIN_ROOT
 		"; -c FILE reads bpf.pin_root (and admin.listen)\n"
 		"from a config. The admin endpoint defaults to " CONFIG_DEFAULT_ADMIN_LISTEN ".\n"
-		"--json prints status, counters, bpf, services, endpoints, pods and identity as JSON.\n");
+		"--json prints status, counters, bpf, services, endpoints, pods, identity and policy as\n"
+		"JSON.\n");
 }
 
 static int open_map_or_explain(const char *pin_root, const char *name)
@@ -871,6 +878,163 @@ static double mono_s(void)
  * reached on loopback), once /dashboard answers; then how to reach that
  * loopback address from elsewhere. Returns 0, or 1 when it does not answer.
  */
+/* A comma list of the strings of JSON array a into buf ("-" when empty). */
+static const char *jlist(json_object *a, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; a && i < json_object_array_length(a) && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? "," : "",
+				      json_object_get_string(json_object_array_get_idx(a, i)));
+	if (!buf[0])
+		snprintf(buf, len, "-");
+	return buf;
+}
+
+/* The policy in force and what it decided recently (/debug/policy, docs/policy.md). */
+static int cmd_policy(const char *admin)
+{
+	char *raw = NULL;
+	json_object *o = admin_json(admin, "/debug/policy", &raw), *list;
+
+	if (!o)
+		return 1;
+	if (json_out) {
+		fputs(raw, stdout);
+		goto out;
+	}
+	if (!json_object_get_boolean(jget(o, "policy"))) {
+		printf("no policy is written: every call is allowed (docs/policy.md)\n");
+		goto recent;
+	}
+	list = jget(o, "rules");
+	printf("# trust domain %s, mesh default %s, %zu rule%s\n", jget_str(o, "trust_domain"),
+	       jget_str(o, "mesh_default"), list ? json_object_array_length(list) : 0,
+	       list && json_object_array_length(list) == 1 ? "" : "s");
+	printf("%-24s %-16s %-16s %-12s %-6s %-32s %-24s %s\n", "RULE", "NAMESPACE", "SERVICE",
+	       "PORTS", "ACTION", "FROM", "REQUESTS", "ORIGIN");
+	for (size_t i = 0; list && i < json_object_array_length(list); i++) {
+		json_object *r = json_object_array_get_idx(list, i), *to = jget(r, "requests");
+		char ports[96], from[512], req[512];
+		size_t n = 0;
+
+		jlist(jget(r, "ports"), ports, sizeof(ports));
+		req[0] = '\0';
+		for (size_t k = 0; to && k < json_object_array_length(to) && n < sizeof(req); k++) {
+			json_object *m = json_object_array_get_idx(to, k);
+			char methods[256];
+
+			if (!strcmp(jlist(jget(m, "methods"), methods, sizeof(methods)), "-"))
+				snprintf(methods, sizeof(methods), "*");
+			n += (size_t)snprintf(req + n, sizeof(req) - n, "%s%s %s%s", k ? "; " : "",
+					      methods, jget_str(m, "path")[0] ? jget_str(m, "path") : "*",
+					      !strcmp(jget_str(m, "path_match"), "prefix") ? "*" : "");
+		}
+		printf("%-24s %-16s %-16s %-12s %-6s %-32s %-24s %s\n", jget_str(r, "name"),
+		       jget_str(r, "namespace"),
+		       jget_str(r, "service")[0] ? jget_str(r, "service") : "*",
+		       !strcmp(ports, "-") ? "*" : ports, jget_str(r, "action"),
+		       jlist(jget(r, "from"), from, sizeof(from)), req[0] ? req : "*",
+		       jget_str(r, "origin"));
+	}
+	list = jget(o, "defaults");
+	printf("\n%-16s %-16s %-16s %s\n", "DEFAULT_OF", "SERVICE", "DEFAULT", "ORIGIN");
+	printf("%-16s %-16s %-16s %s\n", "(mesh)", "*", jget_str(o, "mesh_default"), "-");
+	for (size_t i = 0; list && i < json_object_array_length(list); i++) {
+		json_object *d = json_object_array_get_idx(list, i);
+
+		printf("%-16s %-16s %-16s %s\n", jget_str(d, "namespace"),
+		       jget_str(d, "service")[0] ? jget_str(d, "service") : "*",
+		       jget_str(d, "default"), jget_str(d, "origin"));
+	}
+recent:
+	list = jget(o, "recent");
+	printf("\n# recent decisions, newest first (denials, and a sample of allows)\n");
+	printf("%-23s %-8s %-24s %-48s %-24s %s\n", "TIME", "DECISION", "REASON", "CALLER",
+	       "SERVICE", "REQUEST");
+	for (size_t i = 0; list && i < json_object_array_length(list); i++) {
+		json_object *e = json_object_array_get_idx(list, i);
+		int64_t ms = (int64_t)jget_u64(e, "time_ms");
+		time_t secs = (time_t)(ms / 1000);
+		struct tm tm;
+		char when[32], svc[160];
+
+		gmtime_r(&secs, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+		snprintf(svc, sizeof(svc), "%s/%s:%llu", jget_str(e, "namespace"),
+			 jget_str(e, "service"), (unsigned long long)jget_u64(e, "port"));
+		printf("%s.%03dZ %-8s %-24s %-48s %-24s %s%s%s\n", when, (int)(ms % 1000),
+		       jget_str(e, "decision"), jget_str(e, "reason"), jget_str(e, "caller"), svc,
+		       jget_str(e, "method")[0] ? jget_str(e, "method") : "(connection)",
+		       jget_str(e, "method")[0] ? " " : "", jget_str(e, "path"));
+	}
+out:
+	free(raw);
+	json_object_put(o);
+	return 0;
+}
+
+/* Append s percent-encoded (all but RFC 3986's unreserved characters) to buf. */
+static void url_encode(char *buf, size_t len, const char *s)
+{
+	size_t n = strlen(buf);
+
+	for (; *s && n + 4 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '.' || c == '_' || c == '~')
+			buf[n++] = (char)c;
+		else
+			n += (size_t)snprintf(buf + n, len - n, "%%%02X", c);
+	}
+	buf[n] = '\0';
+}
+
+/*
+ * What the policy in force decides for SRC calling DST[:PORT] [METHOD PATH]
+ * (/debug/policy/check). Exit status 0 allow, 1 deny, 2 error.
+ */
+static int cmd_policy_check(const char *admin, int argc, char **argv)
+{
+	char path[8192] = "/debug/policy/check?src=", *raw = NULL;
+	json_object *o;
+	int rc;
+
+	url_encode(path, sizeof(path), argv[0]);
+	strncat(path, "&dst=", sizeof(path) - strlen(path) - 1);
+	url_encode(path, sizeof(path), argv[1]);
+	if (argc == 4) {
+		strncat(path, "&method=", sizeof(path) - strlen(path) - 1);
+		url_encode(path, sizeof(path), argv[2]);
+		strncat(path, "&path=", sizeof(path) - strlen(path) - 1);
+		url_encode(path, sizeof(path), argv[3]);
+	}
+	o = admin_json(admin, path, &raw);
+	if (!o)
+		return 2;
+	rc = !strcmp(jget_str(o, "decision"), "allow") ? 0 : 1;
+	if (json_out) {
+		fputs(raw, stdout);
+	} else {
+		printf("%s by %s: %s\n", jget_str(o, "decision"), jget_str(o, "reason"),
+		       jget_str(o, "why"));
+		printf("# %s -> %s/%s:%llu%s%s%s%s\n", jget_str(o, "caller"),
+		       jget_str(o, "namespace"), jget_str(o, "service"),
+		       (unsigned long long)jget_u64(o, "port"),
+		       jget(o, "request") && jget(jget(o, "request"), "method") ? " " : "",
+		       jget_str(jget(o, "request"), "method"),
+		       jget(jget(o, "request"), "path") ? " " : "",
+		       jget_str(jget(o, "request"), "path"));
+		if (jget_str(o, "note")[0])
+			printf("# %s\n", jget_str(o, "note"));
+	}
+	free(raw);
+	json_object_put(o);
+	return rc;
+}
+
 static int cmd_dashboard(const char *admin)
 {
 	char host[CONFIG_MAX_LISTEN + 1], err[512], *body = NULL;
@@ -1047,6 +1211,11 @@ int main(int argc, char **argv)
 		rc = cmd_pods(admin);
 	else if (!strcmp(cmd, "identity") && optind == argc)
 		rc = cmd_identity(admin);
+	else if (!strcmp(cmd, "policy") && optind == argc)
+		rc = cmd_policy(admin);
+	else if (!strcmp(cmd, "policy") && !strcmp(argv[optind], "check") &&
+		 (argc - optind - 1 == 2 || argc - optind - 1 == 4))
+		rc = cmd_policy_check(admin, argc - optind - 1, argv + optind + 1);
 	else if (!strcmp(cmd, "services") && optind == argc)
 		rc = cmd_services(admin);
 	else if (!strcmp(cmd, "endpoints") && optind == argc)

@@ -25,6 +25,14 @@
  * scrapers are a few hundred bytes. */
 #define ADMIN_MAX_REQUEST 8192
 /*
+ * A request target (path and query) longer than this is refused (400):
+ * /debug/policy/check's query carries a SPIFFE ID and a request path,
+ * percent-encoded (POLICY_CHECK_MAX_QUERY).
+ */
+#define ADMIN_MAX_TARGET 4600
+#define ADMIN_XSTR(x) #x
+#define ADMIN_STR(x) ADMIN_XSTR(x)
+/*
  * A client gets this long for its whole exchange (request in, answer
  * out), however it trickles its bytes, so a slow one is cut in bounded
  * time: well under the kubelet probe's 1 s default timeout times its
@@ -211,16 +219,20 @@ static void serve_metrics(struct admin *a, struct admin_out *fd, const char *hea
 }
 
 /* /debug/...: JSON pages (debug.h). */
-static void serve_debug(struct admin *a, struct admin_out *fd, const char *path, bool head_only)
+static void serve_debug(struct admin *a, struct admin_out *fd, const char *path,
+			const char *query, bool head_only)
 {
 	struct metrics_buf b = {};
-	int err = debug_render(path, &a->opts.sources, &b);
+	int err = debug_render(path, query, &a->opts.sources, &b);
 
 	if (err == -ENOENT)
-		respond_text(
-		    fd, 404, "Not Found",
-		    "try /debug/config, /debug/services, /debug/endpoints, /debug/pods or /debug/identity\n",
-		    head_only);
+		respond_text(fd, 404, "Not Found",
+			     "try /debug/config, /debug/services, /debug/endpoints, /debug/pods, "
+			     "/debug/identity, /debug/policy or /debug/policy/check\n",
+			     head_only);
+	else if (err == -EINVAL && !b.failed)
+		respond(fd, 400, "Bad Request", "text/plain; charset=utf-8", NULL, b.data, b.len,
+			head_only);
 	else if (err)
 		respond_text(fd, 500, "Internal Server Error", "out of memory rendering the page\n",
 			     head_only);
@@ -300,10 +312,10 @@ static void serve_dashboard(struct admin *a, struct admin_out *fd, const char *p
  */
 static bool admin_handle(struct admin *a, const char *req, struct admin_out *fd)
 {
-	char method[8], path[256], version[16];
+	char method[8], path[ADMIN_MAX_TARGET + 1], version[16];
 	bool head_only;
 
-	if (sscanf(req, "%7s %255s %15s", method, path, version) != 3 ||
+	if (sscanf(req, "%7s %" ADMIN_STR(ADMIN_MAX_TARGET) "s %15s", method, path, version) != 3 ||
 	    strncmp(version, "HTTP/1.", 7) != 0) {
 		respond_text(fd, 400, "Bad Request", "malformed request line\n", false);
 		return false;
@@ -317,7 +329,7 @@ static bool admin_handle(struct admin *a, const char *req, struct admin_out *fd)
 	char *query = strchr(path, '?');
 
 	if (query)
-		*query = '\0';
+		*query++ = '\0';
 	if (!strcmp(path, "/healthz")) {
 		respond_text(fd, 200, "OK", "ok\n", head_only);
 	} else if (!strcmp(path, "/readyz")) {
@@ -332,7 +344,7 @@ static bool admin_handle(struct admin *a, const char *req, struct admin_out *fd)
 	} else if (!strcmp(path, "/metrics")) {
 		serve_metrics(a, fd, req, head_only);
 	} else if (!strncmp(path, "/debug/", 7)) {
-		serve_debug(a, fd, path, head_only);
+		serve_debug(a, fd, path, query, head_only);
 	} else if (!strcmp(path, "/dashboard/events") && !head_only) {
 		return true;
 	} else if (!strcmp(path, "/dashboard") || !strncmp(path, "/dashboard/", 11)) {

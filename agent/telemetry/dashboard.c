@@ -31,7 +31,7 @@ static void embed_page(const struct metrics_sources *src, struct metrics_buf *b,
 {
 	struct metrics_buf page = {};
 
-	if (debug_render(path, src, &page) || !page.len) {
+	if (debug_render(path, NULL, src, &page) || !page.len) {
 		b->failed = true;
 		metrics_buf_free(&page);
 		return;

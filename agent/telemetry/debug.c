@@ -11,7 +11,11 @@
 #include "enroll/enroll.h"
 #include "identity/identity.h"
 #include "proxy/proxy.h"
+#include "policy/policy.h"
+#include "policy/policy_check.h"
+#include "proxy/http_routes.h"
 #include "recording/http_metrics.h"
+#include "recording/policy_stats.h"
 
 #define P metrics_buf_printf
 
@@ -428,10 +432,299 @@ static void render_identity(const struct metrics_sources *src, struct metrics_bu
 	free(st);
 }
 
-int debug_render(const char *path, const struct metrics_sources *src, struct metrics_buf *b)
+static void json_rule(struct metrics_buf *b, const struct policy_rule *r)
+{
+	P(b, "{\"name\":");
+	json_str(b, r->name);
+	P(b, ",\"namespace\":");
+	json_str(b, r->namespace);
+	P(b, ",\"service\":");
+	json_str(b, r->service);
+	P(b, ",\"ports\":[");
+	for (int i = 0; i < r->n_ports; i++)
+		P(b, "%s%u", i ? "," : "", r->ports[i]);
+	P(b, "],\"action\":\"%s\",\"from\":[", r->action == POLICY_DENY ? "deny" : "allow");
+	for (int i = 0; i < r->n_from; i++) {
+		const struct policy_peer *pe = &r->from[i];
+		char who[POLICY_MAX_ID + 2 * POLICY_MAX_LABEL + 16];
+
+		switch (pe->kind) {
+		case POLICY_PEER_AUTHENTICATED:
+			snprintf(who, sizeof(who), "*");
+			break;
+		case POLICY_PEER_UNAUTHENTICATED:
+			snprintf(who, sizeof(who), "unauthenticated");
+			break;
+		case POLICY_PEER_NAMESPACE:
+			snprintf(who, sizeof(who), "namespace:%s", pe->ns);
+			break;
+		case POLICY_PEER_SERVICE_ACCOUNT:
+			snprintf(who, sizeof(who), "%s/%s", pe->ns, pe->sa);
+			break;
+		default:
+			snprintf(who, sizeof(who), "%s", pe->id);
+			break;
+		}
+		P(b, "%s", i ? "," : "");
+		json_str(b, who);
+	}
+	P(b, "],\"requests\":[");
+	for (int i = 0; i < r->n_to; i++) {
+		const struct policy_request_match *m = &r->to[i];
+
+		P(b, "%s{\"methods\":[", i ? "," : "");
+		for (int k = 0; k < m->n_methods; k++) {
+			P(b, "%s", k ? "," : "");
+			json_str(b, m->methods[k]);
+		}
+		P(b, "],\"path\":");
+		json_str(b, m->path_kind == POLICY_PATH_ANY ? "" : m->path);
+		P(b, ",\"path_match\":\"%s\"}",
+		  m->path_kind == POLICY_PATH_EXACT	 ? "exact"
+		  : m->path_kind == POLICY_PATH_PREFIX ? "prefix"
+						       : "any");
+	}
+	P(b, "],\"origin\":");
+	json_str(b, r->origin);
+	P(b, "}");
+}
+
+/* The written form of the policy in force (a copy), or an empty one; 0 or -ENOMEM. */
+static int policy_written(const struct config *cfg, struct policy_doc *doc)
+{
+	memset(doc, 0, sizeof(*doc));
+	if (!cfg || !cfg->policy)
+		return 0;
+	return policy_set_written(cfg->policy, doc) == -ENOMEM ? -ENOMEM : 0;
+}
+
+/*
+ * /debug/policy: the rules and defaults in force, the decisions per series
+ * and the newest decisions of every worker (recording/policy_stats.h).
+ */
+static void render_policy(const struct metrics_live *lv, struct metrics_buf *b)
+{
+	const struct config *cfg = lv->cfg;
+	struct policy_stats_snapshot snap;
+	struct policy_doc doc;
+
+	if (policy_written(cfg, &doc) || proxy_policy_snapshot(lv->proxy, &snap)) {
+		policy_doc_free(&doc);
+		b->failed = true;
+		return;
+	}
+	P(b, "{\"policy\":%s,\"trust_domain\":", cfg && cfg->policy ? "true" : "false");
+	json_str(b, cfg && cfg->policy ? policy_set_trust_domain(cfg->policy) : "");
+	P(b, ",\"mesh_default\":\"%s\",\"rules\":[",
+	  policy_default_name(doc.mesh_default ? doc.mesh_default : POLICY_DEFAULT_ALLOW));
+	for (int i = 0; i < doc.n_rules; i++) {
+		P(b, "%s", i ? "," : "");
+		json_rule(b, &doc.rules[i]);
+	}
+	P(b, "],\"defaults\":[");
+	for (int i = 0; i < doc.n_defaults; i++) {
+		const struct policy_default_rule *df = &doc.defaults[i];
+
+		P(b, "%s{\"namespace\":", i ? "," : "");
+		json_str(b, df->namespace);
+		P(b, ",\"service\":");
+		json_str(b, df->service);
+		P(b, ",\"default\":\"%s\",\"origin\":", policy_default_name(df->def));
+		json_str(b, df->origin);
+		P(b, "}");
+	}
+	P(b, "],\"decisions\":[");
+	for (size_t i = 0; i < snap.n_rows; i++) {
+		const struct policy_stats_row *r = &snap.rows[i];
+
+		P(b, "%s{\"namespace\":", i ? "," : "");
+		json_str(b, r->ns);
+		P(b, ",\"service\":");
+		json_str(b, r->service);
+		P(b, ",\"policy\":");
+		json_str(b, r->policy);
+		P(b, ",\"decision\":\"%s\",\"count\":%llu}", r->allow ? "allow" : "deny",
+		  (unsigned long long)r->count);
+	}
+	P(b, "],\"overflow\":{\"allow\":%llu,\"deny\":%llu},\"recent\":[",
+	  (unsigned long long)snap.overflow[1], (unsigned long long)snap.overflow[0]);
+	for (size_t i = 0; i < snap.n_events; i++) {
+		const struct policy_event *e = &snap.events[i];
+
+		P(b, "%s{\"time_ms\":%lld,\"caller\":", i ? "," : "", (long long)e->time_ms);
+		json_str(b, e->caller[0] ? e->caller : "unauthenticated");
+		P(b, ",\"namespace\":");
+		json_str(b, e->ns);
+		P(b, ",\"service\":");
+		json_str(b, e->service);
+		P(b, ",\"port\":%u,\"method\":", e->port);
+		json_str(b, e->method);
+		P(b, ",\"path\":");
+		json_str(b, e->path);
+		P(b, ",\"decision\":\"%s\",\"reason\":", e->allow ? "allow" : "deny");
+		json_str(b, e->reason);
+		P(b, "}");
+	}
+	P(b, "]}\n");
+	policy_stats_snapshot_free(&snap);
+	policy_doc_free(&doc);
+}
+
+/* The written default that decides for ns/svc, and where it is written. */
+static const char *default_source(const struct policy_doc *doc, const char *ns, const char *svc,
+				  char *buf, size_t len)
+{
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < doc->n_defaults; i++) {
+			const struct policy_default_rule *df = &doc->defaults[i];
+
+			if (!strcmp(df->namespace, ns) && !strcmp(df->service, pass ? "" : svc)) {
+				snprintf(buf, len, "the default of %s%s%s (%s)", ns, pass ? "" : "/",
+					 pass ? "" : svc, df->origin);
+				return buf;
+			}
+		}
+	snprintf(buf, len, "the mesh's default%s", doc->mesh_default ? "" : " (nothing written: allow)");
+	return buf;
+}
+
+/*
+ * /debug/policy/check?src=..&dst=..[&port=..][&method=..&path=..]: what
+ * the policy in force decides for that call (policy_check.h). -EINVAL with
+ * the reason in b for a bad query.
+ */
+static int render_policy_check(const struct metrics_live *lv, const char *query,
+			       struct metrics_buf *b)
+{
+	const struct config *cfg = lv->cfg;
+	const char *td = cfg && cfg->policy ? policy_set_trust_domain(cfg->policy)
+			 : cfg			? cfg->identity.trust_domain
+						: "";
+	const struct config_service *svc = NULL;
+	char err[256], why[POLICY_MAX_ORIGIN + 3 * POLICY_MAX_LABEL + 128], npath[POLICY_MAX_PATH + 1];
+	struct policy_check c;
+	struct policy_caller caller;
+	struct policy_request rq;
+	struct policy_decision d;
+	struct policy_doc doc;
+	const char *note = "";
+
+	if (policy_check_parse(query, td, &c, err, sizeof(err))) {
+		P(b, "%s\n", err);
+		return -EINVAL;
+	}
+	for (int i = 0; cfg && i < cfg->n_services && !svc; i++)
+		if (!strcmp(cfg->services[i]->namespace, c.dst_ns) &&
+		    !strcmp(cfg->services[i]->name, c.dst_service))
+			svc = cfg->services[i];
+	if (!c.port) {
+		if (!svc || svc->n_ports != 1) {
+			P(b, "dst: give a port (%s/%s:PORT): %s\n", c.dst_ns, c.dst_service,
+			  svc ? "the service has several" : "the service is not in the config");
+			return -EINVAL;
+		}
+		c.port = svc->ports[0].port;
+	} else if (svc) {
+		bool found = false;
+
+		for (int i = 0; i < svc->n_ports; i++)
+			found |= svc->ports[i].port == c.port;
+		if (!found) {
+			P(b, "dst: %s/%s has no port %u\n", c.dst_ns, c.dst_service, c.port);
+			return -EINVAL;
+		}
+	}
+	if (!svc)
+		note = "the service is not in the config: decided by name";
+	policy_check_caller(&c, &caller);
+	if (c.request) {
+		size_t n = http_routes_normalize_path(c.path, strlen(c.path), npath, sizeof(npath));
+
+		if (!n) {
+			P(b, "path: \"%.80s\" does not normalise (docs/proxy.md, \"Routes\")\n",
+			  c.path);
+			return -EINVAL;
+		}
+		rq = (struct policy_request){.method = c.method,
+					     .method_len = strlen(c.method),
+					     .path = npath,
+					     .path_len = n};
+	}
+	if (policy_written(cfg, &doc)) {
+		b->failed = true;
+		return -ENOMEM;
+	}
+	if (!cfg || !cfg->policy) {
+		d = (struct policy_decision){.allow = true, .reason = "default-allow"};
+		snprintf(why, sizeof(why), "no policy is written: every call is allowed");
+	} else if (!caller.authenticated && cfg->mtls.mode == CONFIG_MTLS_STRICT) {
+		d = (struct policy_decision){.allow = false, .reason = "mtls-strict"};
+		snprintf(why, sizeof(why), "mtls strict refuses unauthenticated callers");
+	} else {
+		policy_decide(policy_lookup(cfg->policy, c.dst_ns, c.dst_service), c.dst_ns, c.port,
+			      &caller, c.request ? &rq : NULL, &d);
+		if (d.rule)
+			snprintf(why, sizeof(why), "%s rule %s (%s) matches", 
+				 d.rule->action == POLICY_DENY ? "deny" : "allow", d.rule->name,
+				 d.rule->origin);
+		else {
+			char src[POLICY_MAX_ORIGIN + 2 * POLICY_MAX_LABEL + 64];
+
+			snprintf(why, sizeof(why), "no rule matches; %s is %s",
+				 default_source(&doc, c.dst_ns, c.dst_service, src, sizeof(src)),
+				 policy_default_name(d.def));
+		}
+	}
+	P(b, "{\"decision\":\"%s\",\"reason\":", d.allow ? "allow" : "deny");
+	json_str(b, d.reason);
+	P(b, ",\"rule\":");
+	if (d.rule)
+		json_rule(b, d.rule);
+	else
+		P(b, "null");
+	P(b, ",\"why\":");
+	json_str(b, why);
+	P(b, ",\"caller\":");
+	json_str(b, c.authenticated ? c.id : "unauthenticated");
+	P(b, ",\"namespace\":");
+	json_str(b, c.dst_ns);
+	P(b, ",\"service\":");
+	json_str(b, c.dst_service);
+	P(b, ",\"port\":%u,\"request\":", c.port);
+	if (c.request) {
+		P(b, "{\"method\":");
+		json_str(b, c.method);
+		P(b, ",\"path\":");
+		json_str(b, npath);
+		P(b, "}");
+	} else {
+		P(b, "null");
+	}
+	P(b, ",\"note\":");
+	json_str(b, note[0] ? note
+		     : c.request ? ""
+				 : "no request given: decided as a connection (an allow rule "
+				   "that lists requests does not match one)");
+	P(b, "}\n");
+	policy_doc_free(&doc);
+	return b->failed ? -ENOMEM : 0;
+}
+
+int debug_render(const char *path, const char *query, const struct metrics_sources *src,
+		 struct metrics_buf *b)
 {
 	void (*render)(const struct metrics_live *, struct metrics_buf *);
 	struct metrics_live lv;
+
+	if (!strcmp(path, "/debug/policy/check")) {
+		int err;
+
+		if (metrics_live_open(src->proxy, &lv))
+			return -ENOMEM;
+		err = render_policy_check(&lv, query ? query : "", b);
+		metrics_live_close(&lv);
+		return err;
+	}
 
 	if (!strcmp(path, "/debug/identity")) {
 		render_identity(src, b);
@@ -447,6 +740,8 @@ int debug_render(const char *path, const struct metrics_sources *src, struct met
 		render = render_endpoints;
 	else if (!strcmp(path, "/debug/config"))
 		render = render_config;
+	else if (!strcmp(path, "/debug/policy"))
+		render = render_policy;
 	else
 		return -ENOENT;
 	if (metrics_live_open(src->proxy, &lv))

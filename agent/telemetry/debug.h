@@ -16,9 +16,12 @@
 
 /*
  * Render the page at path ("/debug/config", "/debug/services",
- * "/debug/endpoints") into b. Returns 0, -ENOENT for another path, or
- * -ENOMEM (b->failed).
+ * "/debug/endpoints", "/debug/policy", "/debug/policy/check", ...) into b;
+ * query (after '?', or NULL) is read by /debug/policy/check only. Returns
+ * 0, -ENOENT for another path, -EINVAL for a bad query (b holds the
+ * reason, as text), or -ENOMEM (b->failed).
  */
-int debug_render(const char *path, const struct metrics_sources *src, struct metrics_buf *b);
+int debug_render(const char *path, const char *query, const struct metrics_sources *src,
+		 struct metrics_buf *b);
 
 #endif

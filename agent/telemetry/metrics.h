@@ -119,7 +119,7 @@ struct enroll;
 	X(POLICY_DECISIONS, "shoal_policy_decisions_total", "counter",                             \
 	  "namespace,service,policy,decision",                                                     \
 	  "Authorization decisions of the node proxy per destination namespace and service, the "  \
-	  "rule that decided (its name) or the default (default-allow, default-deny, "             \
+	  "rule that decided (its name) or the default (default-allow, default-deny, "  \
 	  "default-same-namespace), and decision (allow, deny). At most POLICY_STATS_MAX_SERIES "  \
 	  "(512) series per worker, kept across policy reloads; decisions past it count as "       \
 	  "namespace, service and policy other (docs/policy.md, \"Observability\").")             \

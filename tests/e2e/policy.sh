@@ -172,6 +172,41 @@ if command -v promtool >/dev/null; then
 		pass "promtool check metrics accepts the scrape with the policy series" ||
 		fail "promtool check metrics: $(head -c 600 "$LOGDIR/promtool.out")"
 fi
+
+# ---- shoalctl policy: the rules in force, recent decisions, checks -----------
+policyctl() { in_ns "$NS_A" timeout 20 "$SHOALCTL" --admin "$ADMIN_ADDR" "$@"; }
+policyctl policy >"$LOGDIR/ctl-policy.out" 2>&1 || fail "shoalctl policy failed: $(head -c 300 "$LOGDIR/ctl-policy.out")"
+for rule in no-deletes client-only client-tcp; do
+	grep -qE "^$rule +default " "$LOGDIR/ctl-policy.out" && pass "shoalctl policy lists rule $rule" ||
+		fail "shoalctl policy does not list $rule: $(head -c 600 "$LOGDIR/ctl-policy.out")"
+done
+grep -qE "deny +no-deletes +spiffe://cluster.local/ns/default/sa/client +default/api:80 +DELETE /items/3" "$LOGDIR/ctl-policy.out" &&
+	pass "shoalctl policy shows a1's recent denial by no-deletes" ||
+	fail "no recent no-deletes denial in shoalctl policy: $(grep -A8 'recent' "$LOGDIR/ctl-policy.out" | head -c 800)"
+grep -qE "deny +default-deny +unauthenticated +default/secure:80" "$LOGDIR/ctl-policy.out" &&
+	pass "shoalctl policy shows a2's recent denial by default-deny" ||
+	fail "no recent default-deny denial of secure in shoalctl policy"
+# check CASE WANT_RC WANT_REASON ARGS...: what the agent answers matches what
+# the real call above got.
+check() {
+	local want_rc=$1 reason=$2 rc=0 out
+	shift 2
+	out=$(policyctl policy check "$@" 2>&1) || rc=$?
+	if ((rc == want_rc)) && [[ $want_rc == 2 || $out == *" by $reason: "* ]]; then
+		pass "shoalctl policy check $*: exit $rc, $(head -n1 <<<"$out" | cut -c1-100)"
+	else
+		fail "shoalctl policy check $*: exit $rc, '$out', expected exit $want_rc by $reason"
+	fi
+}
+check 1 no-deletes default/client default/api:80 DELETE /items/3
+check 1 no-deletes unauthenticated default/api DELETE /items/3
+check 0 default-allow default/client default/api GET /items
+check 0 client-only spiffe://cluster.local/ns/default/sa/client default/secure:80
+check 1 default-deny unauthenticated default/secure
+check 0 client-tcp default/client default/web:80
+check 1 default-deny unauthenticated default/web:80
+check 2 - nobody default/api:80
+check 2 - default/client default/api:81
 NO_DELETES_BEFORE=$(decisions 'namespace="default",service="api",policy="no-deletes",decision="deny"')
 
 # ---- a policy edit under load -------------------------------------------------
@@ -232,4 +267,6 @@ out=$(status_and_policy a1 http://10.96.0.40/items)
 	fail "strict: a1 GET api: '$out'"
 scrape
 expect_series 'namespace="default",service="api",policy="mtls-strict",decision="deny"' 1
+check 1 mtls-strict unauthenticated default/api GET /items
+check 0 default-allow default/client default/api GET /items
 finish
