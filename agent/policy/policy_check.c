@@ -8,8 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int __attribute__((format(printf, 3, 4)))
-bad(char *err, size_t errlen, const char *fmt, ...)
+static int __attribute__((format(printf, 3, 4))) bad(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -90,7 +89,8 @@ static bool split2(const char *s, char *a, char *b)
 {
 	const char *slash = strchr(s, '/');
 
-	if (!slash || (size_t)(slash - s) > POLICY_MAX_LABEL || strlen(slash + 1) > POLICY_MAX_LABEL)
+	if (!slash || (size_t)(slash - s) > POLICY_MAX_LABEL ||
+	    strlen(slash + 1) > POLICY_MAX_LABEL)
 		return false;
 	memcpy(a, s, (size_t)(slash - s));
 	a[slash - s] = '\0';
@@ -111,17 +111,20 @@ static int parse_src(const char *v, const char *td, struct policy_check *c, char
 		char ns[POLICY_MAX_LABEL + 1], sa[POLICY_MAX_LABEL + 1];
 
 		if (!slash || slash == p || strlen(v) > POLICY_MAX_ID)
-			return bad(err, errlen,
-				   "src: \"%.80s\" is not a SPIFFE ID (spiffe://<trust-domain>/<path>)",
-				   v);
+			return bad(
+			    err, errlen,
+			    "src: \"%.80s\" is not a SPIFFE ID (spiffe://<trust-domain>/<path>)",
+			    v);
 		for (const char *q = p; q < slash; q++)
 			if (!((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '-' ||
 			      *q == '.' || *q == '_'))
-				return bad(err, errlen, "src: trust domain of \"%.80s\" is not valid", v);
+				return bad(err, errlen,
+					   "src: trust domain of \"%.80s\" is not valid", v);
 		snprintf(c->id, sizeof(c->id), "%s", v);
 		memcpy(c->trust_domain, p, (size_t)(slash - p));
 		c->trust_domain[slash - p] = '\0';
-		/* The mesh's form, /ns/<ns>/sa/<sa>, gives namespace and service-account rules their parts. */
+		/* The mesh's form, /ns/<ns>/sa/<sa>, gives namespace and service-account rules
+		 * their parts. */
 		if (sscanf(slash, "/ns/%63[a-z0-9-]/sa/%63[a-z0-9.-]", ns, sa) == 2) {
 			char again[POLICY_MAX_ID + 1];
 
@@ -165,7 +168,8 @@ static int parse_dst(const char *v, struct policy_check *c, char *err, size_t er
 	char *colon;
 
 	if (strlen(v) >= sizeof(buf))
-		return bad(err, errlen, "dst: \"%.80s\" is too long for namespace/service[:port]", v);
+		return bad(err, errlen, "dst: \"%.80s\" is too long for namespace/service[:port]",
+			   v);
 	strcpy(buf, v);
 	colon = strchr(buf, ':');
 	if (colon) {
@@ -182,14 +186,15 @@ static int parse_dst(const char *v, struct policy_check *c, char *err, size_t er
 int policy_check_parse(const char *query, const char *trust_domain, struct policy_check *out,
 		       char *err, size_t errlen)
 {
-	static const char *const keys[] = { "src", "dst", "port", "method", "path" };
+	static const char *const keys[] = {"src", "dst", "port", "method", "path"};
 	char vals[5][POLICY_MAX_PATH + 1];
 	bool seen[5] = {};
 	size_t qlen = query ? strlen(query) : 0;
 
 	memset(out, 0, sizeof(*out));
 	if (qlen > POLICY_CHECK_MAX_QUERY)
-		return bad(err, errlen, "the query is longer than %d bytes", POLICY_CHECK_MAX_QUERY);
+		return bad(err, errlen, "the query is longer than %d bytes",
+			   POLICY_CHECK_MAX_QUERY);
 	for (const char *p = query; p && *p;) {
 		const char *amp = strchr(p, '&'), *end = amp ? amp : p + strlen(p);
 		const char *eq = memchr(p, '=', (size_t)(end - p));
@@ -200,20 +205,22 @@ int policy_check_parse(const char *query, const char *trust_domain, struct polic
 			if (strlen(keys[i]) == klen && !memcmp(keys[i], p, klen))
 				k = i;
 		if (k < 0)
-			return bad(err, errlen,
-				   "unknown parameter \"%.*s\": src, dst, port, method and path are "
-				   "known",
-				   (int)(klen > 32 ? 32 : klen), p);
+			return bad(
+			    err, errlen,
+			    "unknown parameter \"%.*s\": src, dst, port, method and path are "
+			    "known",
+			    (int)(klen > 32 ? 32 : klen), p);
 		if (seen[k])
 			return bad(err, errlen, "%s: given twice", keys[k]);
 		seen[k] = true;
 		if (!eq || eq + 1 == end)
 			return bad(err, errlen, "%s: empty", keys[k]);
 		if (decode(eq + 1, (size_t)(end - eq - 1), vals[k], sizeof(vals[k])))
-			return bad(err, errlen,
-				   "%s: a bad %%-escape, a blank or control byte, or longer than %d "
-				   "bytes",
-				   keys[k], POLICY_MAX_PATH);
+			return bad(
+			    err, errlen,
+			    "%s: a bad %%-escape, a blank or control byte, or longer than %d "
+			    "bytes",
+			    keys[k], POLICY_MAX_PATH);
 		p = amp ? amp + 1 : end;
 	}
 	if (!seen[0] || !seen[1])
@@ -236,12 +243,14 @@ int policy_check_parse(const char *query, const char *trust_domain, struct polic
 			if (!strchr("!#$%&'*+-.^_`|~", *q) &&
 			    !((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
 			      (*q >= '0' && *q <= '9')))
-				return bad(err, errlen, "method: \"%.32s\" is not an HTTP method token",
+				return bad(err, errlen,
+					   "method: \"%.32s\" is not an HTTP method token",
 					   vals[3]);
 		if (vals[4][0] != '/' || strpbrk(vals[4], "?#"))
-			return bad(err, errlen,
-				   "path: \"%.80s\" must start with '/' and have no query or fragment",
-				   vals[4]);
+			return bad(
+			    err, errlen,
+			    "path: \"%.80s\" must start with '/' and have no query or fragment",
+			    vals[4]);
 		out->request = true;
 		strcpy(out->method, vals[3]);
 		strcpy(out->path, vals[4]);

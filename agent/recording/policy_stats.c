@@ -197,8 +197,8 @@ int policy_stats_snapshot(struct policy_stats *const *t, size_t n,
 			n_rows++;
 		}
 		pthread_mutex_lock(&t[i]->lock);
-		uint64_t have = t[i]->n_events < POLICY_EVENTS_MAX ? t[i]->n_events
-								    : POLICY_EVENTS_MAX;
+		uint64_t have =
+		    t[i]->n_events < POLICY_EVENTS_MAX ? t[i]->n_events : POLICY_EVENTS_MAX;
 
 		memcpy(&out->events[n_ev], t[i]->events, (size_t)have * sizeof(*out->events));
 		n_ev += (size_t)have;

@@ -109,8 +109,8 @@ void policy_stats_free(struct policy_stats *t);
 
 /* One decision, as the proxy made it. Strings need not outlive the call. */
 struct policy_stats_decision {
-	uint64_t serial;    /* the compiled set's (policy_set_serial); 0: do not cache */
-	uint32_t svc;	    /* the service's series id; 0: none (do not cache) */
+	uint64_t serial; /* the compiled set's (policy_set_serial); 0: do not cache */
+	uint32_t svc;	 /* the service's series id; 0: none (do not cache) */
 	const char *ns, *service;
 	const char *reason; /* rule name or default-...; stable while serial is */
 	bool allow;
@@ -141,7 +141,7 @@ struct policy_stats_row {
 struct policy_stats_snapshot {
 	struct policy_stats_row *rows; /* sorted by ns, service, policy, decision; merged */
 	size_t n_rows;
-	uint64_t overflow[2]; /* [allow], summed */
+	uint64_t overflow[2];	     /* [allow], summed */
 	struct policy_event *events; /* newest first, at most POLICY_EVENTS_MAX */
 	size_t n_events;
 };

@@ -39,7 +39,7 @@ static void rec(struct policy_stats *t, uint64_t serial, uint32_t svc, const cha
 
 Test(policy_stats, counts_per_series_and_merges_workers)
 {
-	struct policy_stats *t[2] = { policy_stats_new(), policy_stats_new() };
+	struct policy_stats *t[2] = {policy_stats_new(), policy_stats_new()};
 	struct policy_stats_snapshot s;
 
 	cr_assert(t[0] && t[1]);
