@@ -19,8 +19,15 @@ write_config
 # check_gone HOW: everything this test's shoald made is gone.
 check_gone() {
 	local how=$1 progs links attached
-	progs=$(still_present prog <<<"$INSTALLED_PROGS" | tr '\n' ' ')
-	links=$(still_present link <<<"$INSTALLED_LINKS" | tr '\n' ' ')
+	local i
+	# The kernel frees a program whose last reference went on a deferred
+	# work item (bpf_prog_put): on a loaded machine that takes a moment.
+	for ((i = 0; i < 30; i++)); do
+		progs=$(still_present prog <<<"$INSTALLED_PROGS" | tr '\n' ' ')
+		links=$(still_present link <<<"$INSTALLED_LINKS" | tr '\n' ' ')
+		[[ -z ${progs// /}${links// /} ]] && break
+		sleep 0.1
+	done
 	[[ -z ${progs// /} ]] && pass "$how: bpftool prog show lists none of this test's programs ($(tr '\n' ' ' <<<"$INSTALLED_PROGS"))" ||
 		fail "$how: programs still loaded: $progs"
 	[[ -z ${links// /} ]] && pass "$how: bpftool link show lists none of this test's links ($(tr '\n' ' ' <<<"$INSTALLED_LINKS"))" ||
