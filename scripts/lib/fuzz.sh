@@ -42,6 +42,7 @@ fuzz_build_config() {
 		"$root/agent/config/config_node.c" \
 		"$root/agent/config/config_services.c" \
 		"$root/agent/config/config_policy.c" \
+		"$root/agent/config/config_mtls.c" \
 		"$root/agent/config/config_walk.c" \
 		"$root/agent/policy/policy.c" \
 		"$@"
