@@ -205,6 +205,16 @@ const char *ev_kind(const yaml_event_t *ev);
 int cp_scalar(struct cfg_parser *p, const char *want, const char **s, size_t *n);
 int cp_uint(struct cfg_parser *p, uint64_t min, uint64_t max, uint64_t *out);
 int cp_string(struct cfg_parser *p, const char *want, char *out, size_t size);
+/* One word of a closed set and the value it stands for (cp_word). */
+struct cp_word {
+	const char *word;
+	int value;
+};
+/*
+ * The current scalar, one of words[0..n_words): its value in *out.
+ * Anything else is refused with "must be a, b or c, got \"x\"".
+ */
+int cp_word(struct cfg_parser *p, const struct cp_word *words, size_t n_words, int *out);
 bool cp_is_label(const char *s);
 int cp_addr(struct cfg_parser *p, enum field_kind kind, struct shoal_addr *out);
 int cp_map_walk(struct cfg_parser *p,

@@ -99,23 +99,15 @@ const char *config_svc_strings_add(struct config_service *svc, const char *s)
 /* "off", "permissive" or "strict". */
 static int parse_mode(struct cfg_parser *p, void *obj)
 {
-	static const char *const names[] = {[CONFIG_MTLS_OFF] = "off",
-					    [CONFIG_MTLS_PERMISSIVE] = "permissive",
-					    [CONFIG_MTLS_STRICT] = "strict"};
+	static const struct cp_word modes[] = {{"off", CONFIG_MTLS_OFF},
+					       {"permissive", CONFIG_MTLS_PERMISSIVE},
+					       {"strict", CONFIG_MTLS_STRICT}};
 	struct config_mtls *m = obj;
-	char v[16], buf[CONFIG_ECHO_MAX + 4];
-	int err = cp_string(p, "off, permissive or strict", v, sizeof(v));
+	int v, err = cp_word(p, modes, ARRAY_SIZE(modes), &v);
 
-	if (err)
-		return err;
-	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
-		if (!strcmp(v, names[i])) {
-			m->mode = (enum config_mtls_mode)i;
-			return 0;
-		}
-	}
-	return cp_fail(p, cp_line(p), "must be off, permissive or strict, got \"%s\"",
-		       cp_echo(v, strlen(v), buf));
+	if (!err)
+		m->mode = (enum config_mtls_mode)v;
+	return err;
 }
 
 /* A node name (DNS subdomain) into out. */

@@ -220,23 +220,14 @@ static int parse_sample_rate(struct cfg_parser *p, void *obj)
 
 static int parse_span_kind(struct cfg_parser *p, void *obj)
 {
+	static const struct cp_word kinds[] = {{"client", CONFIG_SPAN_KIND_CLIENT},
+					       {"server", CONFIG_SPAN_KIND_SERVER}};
 	struct config_tracing *t = obj;
-	char buf[CONFIG_ECHO_MAX + 4];
-	const char *s;
-	size_t n;
-	int err;
+	int v, err = cp_word(p, kinds, ARRAY_SIZE(kinds), &v);
 
-	err = cp_scalar(p, "client or server", &s, &n);
-	if (err)
-		return err;
-	if (n == 6 && !memcmp(s, "client", 6))
-		t->span_kind = CONFIG_SPAN_KIND_CLIENT;
-	else if (n == 6 && !memcmp(s, "server", 6))
-		t->span_kind = CONFIG_SPAN_KIND_SERVER;
-	else
-		return cp_fail(p, cp_line(p), "must be client or server, got \"%s\"",
-			       cp_echo(s, n, buf));
-	return 0;
+	if (!err)
+		t->span_kind = v;
+	return err;
 }
 
 static int parse_service_name(struct cfg_parser *p, void *obj)
@@ -516,23 +507,14 @@ static int parse_trust_domain(struct cfg_parser *p, void *obj)
 
 static int parse_id_source(struct cfg_parser *p, void *obj)
 {
+	static const struct cp_word sources[] = {{"issued", CONFIG_ID_SOURCE_ISSUED},
+						 {"files", CONFIG_ID_SOURCE_FILES}};
 	struct config_identity *id = obj;
-	char buf[CONFIG_ECHO_MAX + 4];
-	const char *s;
-	size_t n;
-	int err;
+	int v, err = cp_word(p, sources, ARRAY_SIZE(sources), &v);
 
-	err = cp_scalar(p, "issued or files", &s, &n);
-	if (err)
-		return err;
-	if (n == 6 && !memcmp(s, "issued", 6))
-		id->source = CONFIG_ID_SOURCE_ISSUED;
-	else if (n == 5 && !memcmp(s, "files", 5))
-		id->source = CONFIG_ID_SOURCE_FILES;
-	else
-		return cp_fail(p, cp_line(p), "must be issued or files, got \"%s\"",
-			       cp_echo(s, n, buf));
-	return 0;
+	if (!err)
+		id->source = (uint8_t)v;
+	return err;
 }
 
 /* https:// and a host: the issuer is always verified against the anchors. */

@@ -15,23 +15,15 @@
 
 static int parse_default_value(struct cfg_parser *p, enum policy_default *out)
 {
-	char buf[CONFIG_ECHO_MAX + 4];
-	const char *s;
-	size_t n;
-	int err = cp_scalar(p, "allow, deny or same-namespace", &s, &n);
+	static const struct cp_word defaults[] = {
+	    {"allow", POLICY_DEFAULT_ALLOW},
+	    {"deny", POLICY_DEFAULT_DENY},
+	    {"same-namespace", POLICY_DEFAULT_SAME_NAMESPACE}};
+	int v, err = cp_word(p, defaults, ARRAY_SIZE(defaults), &v);
 
-	if (err)
-		return err;
-	if (n == 5 && !memcmp(s, "allow", 5))
-		*out = POLICY_DEFAULT_ALLOW;
-	else if (n == 4 && !memcmp(s, "deny", 4))
-		*out = POLICY_DEFAULT_DENY;
-	else if (n == 14 && !memcmp(s, "same-namespace", 14))
-		*out = POLICY_DEFAULT_SAME_NAMESPACE;
-	else
-		return cp_fail(p, cp_line(p), "must be allow, deny or same-namespace, got \"%s\"",
-			       cp_echo(s, n, buf));
-	return 0;
+	if (!err)
+		*out = (enum policy_default)v;
+	return err;
 }
 
 static int parse_mesh_default(struct cfg_parser *p, void *obj)
@@ -80,22 +72,13 @@ static int parse_rule_name(struct cfg_parser *p, void *obj)
 
 static int parse_action(struct cfg_parser *p, void *obj)
 {
+	static const struct cp_word actions[] = {{"allow", POLICY_ALLOW}, {"deny", POLICY_DENY}};
 	struct policy_rule *r = obj;
-	char buf[CONFIG_ECHO_MAX + 4];
-	const char *s;
-	size_t n;
-	int err = cp_scalar(p, "allow or deny", &s, &n);
+	int v, err = cp_word(p, actions, ARRAY_SIZE(actions), &v);
 
-	if (err)
-		return err;
-	if (n == 5 && !memcmp(s, "allow", 5))
-		r->action = POLICY_ALLOW;
-	else if (n == 4 && !memcmp(s, "deny", 4))
-		r->action = POLICY_DENY;
-	else
-		return cp_fail(p, cp_line(p), "must be allow or deny, got \"%s\"",
-			       cp_echo(s, n, buf));
-	return 0;
+	if (!err)
+		r->action = (enum policy_action)v;
+	return err;
 }
 
 static int parse_port_item(struct cfg_parser *p, void *obj, int i)

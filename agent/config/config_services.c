@@ -141,22 +141,14 @@ enum { PORT_F_PORT, PORT_F_TARGET, PORT_F_PROTOCOL, PORT_F_MODE, PORT_F_UPSTREAM
 /* mode: kernel | proxy. Whether the port allows kernel is check_config's. */
 static int parse_port_mode(struct cfg_parser *p, void *obj)
 {
+	static const struct cp_word modes[] = {{"kernel", CONFIG_MODE_KERNEL},
+					       {"proxy", CONFIG_MODE_PROXY}};
 	struct config_port *port = obj;
-	char buf[CONFIG_ECHO_MAX + 4];
-	const char *s;
-	size_t n;
-	int err;
+	int v, err = cp_word(p, modes, ARRAY_SIZE(modes), &v);
 
-	err = cp_scalar(p, "kernel or proxy", &s, &n);
 	if (err)
 		return err;
-	if (n == 6 && !memcmp(s, "kernel", 6))
-		port->mode = CONFIG_MODE_KERNEL;
-	else if (n == 5 && !memcmp(s, "proxy", 5))
-		port->mode = CONFIG_MODE_PROXY;
-	else
-		return cp_fail(p, cp_line(p), "must be kernel or proxy, got \"%s\"",
-			       cp_echo(s, n, buf));
+	port->mode = v;
 	port->mode_line = cp_line(p);
 	return 0;
 }
@@ -167,22 +159,14 @@ static int parse_port_mode(struct cfg_parser *p, void *obj)
  */
 static int parse_port_upstream(struct cfg_parser *p, void *obj)
 {
+	static const struct cp_word upstreams[] = {{"http1", CONFIG_UPSTREAM_HTTP1},
+						   {"h2", CONFIG_UPSTREAM_SAME}};
 	struct config_port *port = obj;
-	char buf[CONFIG_ECHO_MAX + 4];
-	const char *s;
-	size_t n;
-	int err;
+	int v, err = cp_word(p, upstreams, ARRAY_SIZE(upstreams), &v);
 
-	err = cp_scalar(p, "http1 or h2", &s, &n);
 	if (err)
 		return err;
-	if (n == 5 && !memcmp(s, "http1", 5))
-		port->upstream = CONFIG_UPSTREAM_HTTP1;
-	else if (n == 2 && !memcmp(s, "h2", 2))
-		port->upstream = CONFIG_UPSTREAM_SAME;
-	else
-		return cp_fail(p, cp_line(p), "must be http1 or h2, got \"%s\"",
-			       cp_echo(s, n, buf));
+	port->upstream = v;
 	port->upstream_line = cp_line(p);
 	return 0;
 }

@@ -358,6 +358,32 @@ int cp_scalar(struct cfg_parser *p, const char *want, const char **s, size_t *n)
 	return cp_expand(p, s, n);
 }
 
+int cp_word(struct cfg_parser *p, const struct cp_word *words, size_t n_words, int *out)
+{
+	char want[128] = "", buf[CONFIG_ECHO_MAX + 4];
+	size_t at = 0;
+	const char *s;
+	size_t n;
+	int err;
+
+	/* "a, b or c", for both messages. */
+	for (size_t i = 0; i < n_words && at < sizeof(want); i++) {
+		const char *sep = i == 0 ? "" : i + 1 == n_words ? " or " : ", ";
+
+		at += (size_t)snprintf(want + at, sizeof(want) - at, "%s%s", sep, words[i].word);
+	}
+	err = cp_scalar(p, want, &s, &n);
+	if (err)
+		return err;
+	for (size_t i = 0; i < n_words; i++) {
+		if (strlen(words[i].word) == n && !memcmp(s, words[i].word, n)) {
+			*out = words[i].value;
+			return 0;
+		}
+	}
+	return cp_fail(p, cp_line(p), "must be %s, got \"%s\"", want, cp_echo(s, n, buf));
+}
+
 static bool ev_is_plain(const yaml_event_t *ev)
 {
 	return ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
