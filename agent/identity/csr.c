@@ -12,32 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include "identity/csr.h"
-
-static void why_set(char *why, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void why_set(char *why, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!why || !len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, len, fmt, ap);
-	va_end(ap);
-}
-
-static const char *ossl_reason(char *buf, size_t len)
-{
-	unsigned long e = ERR_peek_last_error();
-
-	buf[0] = '\0';
-	if (e)
-		ERR_error_string_n(e, buf, len);
-	else
-		snprintf(buf, len, "no reason given");
-	ERR_clear_error();
-	return buf;
-}
+#include "identity/why.h"
 
 int id_key_new(EVP_PKEY **out, char *why, size_t why_len)
 {
@@ -45,8 +20,8 @@ int id_key_new(EVP_PKEY **out, char *why, size_t why_len)
 
 	*out = EVP_EC_gen("P-256");
 	if (!*out) {
-		why_set(why, why_len, "cannot generate a P-256 key: %s",
-			ossl_reason(err, sizeof(err)));
+		id_why(why, why_len, "cannot generate a P-256 key: %s",
+		       id_ossl_reason(err, sizeof(err)));
 		return -EIO;
 	}
 	return 0;
@@ -66,7 +41,7 @@ int id_csr_make(EVP_PKEY *key, const char *spiffe_id, char **pem, char *why, siz
 
 	*pem = NULL;
 	if (strncmp(spiffe_id, "spiffe://", 9)) {
-		why_set(why, why_len, "%s is not a SPIFFE ID", spiffe_id);
+		id_why(why, why_len, "%s is not a SPIFFE ID", spiffe_id);
 		return -EINVAL;
 	}
 	req = X509_REQ_new();
@@ -103,8 +78,8 @@ int id_csr_make(EVP_PKEY *key, const char *spiffe_id, char **pem, char *why, siz
 	ret = 0;
 	goto out;
 fail:
-	why_set(why, why_len, "cannot make the CSR for %s: %s", spiffe_id,
-		ossl_reason(err, sizeof(err)));
+	id_why(why, why_len, "cannot make the CSR for %s: %s", spiffe_id,
+	       id_ossl_reason(err, sizeof(err)));
 out:
 	BIO_free(bio);
 	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
@@ -147,7 +122,7 @@ static json_object *parse_json(const char *body, size_t len, char *why, size_t w
 	json_object *o;
 
 	if (len > ID_MAX_RESPONSE_BYTES) {
-		why_set(why, why_len, "the answer is larger than %d bytes", ID_MAX_RESPONSE_BYTES);
+		id_why(why, why_len, "the answer is larger than %d bytes", ID_MAX_RESPONSE_BYTES);
 		return NULL;
 	}
 	tok = json_tokener_new();
@@ -156,11 +131,11 @@ static json_object *parse_json(const char *body, size_t len, char *why, size_t w
 	o = json_tokener_parse_ex(tok, body, (int)len);
 	if (!o || json_tokener_get_error(tok) != json_tokener_success ||
 	    json_tokener_get_parse_end(tok) != len) {
-		why_set(why, why_len, "the answer is not one JSON object");
+		id_why(why, why_len, "the answer is not one JSON object");
 		json_object_put(o);
 		o = NULL;
 	} else if (!json_object_is_type(o, json_type_object)) {
-		why_set(why, why_len, "the answer is JSON but not an object");
+		id_why(why, why_len, "the answer is JSON but not an object");
 		json_object_put(o);
 		o = NULL;
 	}
@@ -185,12 +160,12 @@ int id_issue_decode(const char *body, size_t len, EVP_PKEY *key, X509 **leaf,
 	cert = str_field(o, "certificate", &cl);
 	ch = str_field(o, "chain", &chl);
 	if (!cert || !cl) {
-		why_set(why, why_len, "the answer has no \"certificate\" string");
+		id_why(why, why_len, "the answer has no \"certificate\" string");
 		goto out;
 	}
 	if (!json_object_object_get_ex(o, "expires", &ev) ||
 	    !json_object_is_type(ev, json_type_int)) {
-		why_set(why, why_len, "the answer has no integer \"expires\"");
+		id_why(why, why_len, "the answer has no integer \"expires\"");
 		goto out;
 	}
 	*expires = json_object_get_int64(ev);
@@ -202,18 +177,18 @@ int id_issue_decode(const char *body, size_t len, EVP_PKEY *key, X509 **leaf,
 	}
 	*leaf = PEM_read_bio_X509(bio, NULL, NULL, NULL);
 	if (!*leaf) {
-		why_set(why, why_len, "\"certificate\" is not a PEM certificate");
+		id_why(why, why_len, "\"certificate\" is not a PEM certificate");
 		goto out;
 	}
 	x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
 	if (x) {
 		X509_free(x);
-		why_set(why, why_len, "\"certificate\" holds more than one certificate");
+		id_why(why, why_len, "\"certificate\" holds more than one certificate");
 		goto out;
 	}
 	ERR_clear_error();
 	if (X509_check_private_key(*leaf, key) != 1) {
-		why_set(why, why_len, "\"certificate\" is not for the key of this request");
+		id_why(why, why_len, "\"certificate\" is not for the key of this request");
 		goto out;
 	}
 	BIO_free(bio);
@@ -233,7 +208,7 @@ int id_issue_decode(const char *body, size_t len, EVP_PKEY *key, X509 **leaf,
 		}
 		ERR_clear_error();
 		if (!sk_X509_num(*chain)) {
-			why_set(why, why_len, "\"chain\" holds no PEM certificate");
+			id_why(why, why_len, "\"chain\" holds no PEM certificate");
 			goto out;
 		}
 	}
@@ -261,7 +236,7 @@ const char *id_issue_error(const char *body, size_t len, char *why, size_t why_l
 	if (o)
 		e = str_field(o, "error", &el);
 	if (!e || !el) {
-		why_set(why, why_len, "no \"error\" in the answer");
+		id_why(why, why_len, "no \"error\" in the answer");
 	} else {
 		size_t n = el < why_len - 1 ? el : why_len - 1;
 

@@ -27,6 +27,7 @@
 
 #include "identity/spiffe.h"
 #include "identity/store.h"
+#include "identity/why.h"
 
 struct id_store {
 	pthread_mutex_t lock;	/* guards creds, n_creds, anchors, n_anchors */
@@ -36,31 +37,6 @@ struct id_store {
 	int n_anchors;
 	char td[ID_MAX_TRUST_DOMAIN];
 };
-
-static void why_set(char *why, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void why_set(char *why, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!why || !len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, len, fmt, ap);
-	va_end(ap);
-}
-
-/* OpenSSL's newest queued error as text ("" if none), and clear the queue. */
-static const char *ossl_reason(char *buf, size_t len)
-{
-	unsigned long e = ERR_peek_last_error();
-
-	buf[0] = '\0';
-	if (e)
-		ERR_error_string_n(e, buf, len);
-	ERR_clear_error();
-	return buf;
-}
 
 int id_store_new(const char *td, struct id_store **out)
 {
@@ -201,7 +177,7 @@ static int leaf_uri_san(X509 *leaf, char *buf, size_t len, char *why, size_t why
 	int n, n_uri = 0, ret = 0;
 
 	if (!names) {
-		why_set(why, why_len, "the certificate has no subjectAltName");
+		id_why(why, why_len, "the certificate has no subjectAltName");
 		return -EINVAL;
 	}
 	n = sk_GENERAL_NAME_num(names);
@@ -211,8 +187,8 @@ static int leaf_uri_san(X509 *leaf, char *buf, size_t len, char *why, size_t why
 		int dlen;
 
 		if (g->type != GEN_URI) {
-			why_set(why, why_len,
-				"the certificate has a subjectAltName other than a URI");
+			id_why(why, why_len,
+			       "the certificate has a subjectAltName other than a URI");
 			ret = -EINVAL;
 			break;
 		}
@@ -220,8 +196,8 @@ static int leaf_uri_san(X509 *leaf, char *buf, size_t len, char *why, size_t why
 		d = ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
 		dlen = ASN1_STRING_length(g->d.uniformResourceIdentifier);
 		if (dlen <= 0 || (size_t)dlen >= len || memchr(d, '\0', dlen)) {
-			why_set(why, why_len,
-				"the certificate's URI SAN is empty, too long or has a NUL");
+			id_why(why, why_len,
+			       "the certificate's URI SAN is empty, too long or has a NUL");
 			ret = -EINVAL;
 			break;
 		}
@@ -229,7 +205,7 @@ static int leaf_uri_san(X509 *leaf, char *buf, size_t len, char *why, size_t why
 		buf[dlen] = '\0';
 	}
 	if (!ret && n_uri != 1) {
-		why_set(why, why_len, "the certificate has %d URI SANs, not exactly one", n_uri);
+		id_why(why, why_len, "the certificate has %d URI SANs, not exactly one", n_uri);
 		ret = -EINVAL;
 	}
 	GENERAL_NAMES_free(names);
@@ -268,41 +244,41 @@ int id_cred_new(const struct id_store *s, const char *ns, const char *sa, EVP_PK
 
 	*out = NULL;
 	if (!ns[0] || strlen(ns) >= ID_MAX_NS || !sa[0] || strlen(sa) >= ID_MAX_SA) {
-		why_set(why, why_len,
-			"namespace \"%.63s\" or service account \"%.63s\" is empty or too long", ns,
-			sa);
+		id_why(why, why_len,
+		       "namespace \"%.63s\" or service account \"%.63s\" is empty or too long", ns,
+		       sa);
 		return -EINVAL;
 	}
 	if (!key || !leaf) {
-		why_set(why, why_len, "no key or no certificate");
+		id_why(why, why_len, "no key or no certificate");
 		return -EINVAL;
 	}
 	if (!key_is_p256(key)) {
-		why_set(why, why_len, "the key is not an EC P-256 key");
+		id_why(why, why_len, "the key is not an EC P-256 key");
 		return -EINVAL;
 	}
 	if (X509_check_private_key(leaf, key) != 1) {
-		why_set(why, why_len, "the key does not match the certificate (%s)",
-			ossl_reason(err, sizeof(err)));
+		id_why(why, why_len, "the key does not match the certificate (%s)",
+		       id_ossl_reason(err, sizeof(err)));
 		return -EINVAL;
 	}
 	if (n_chain > ID_MAX_CHAIN) {
-		why_set(why, why_len, "the chain has %d intermediates, more than %d", n_chain,
-			ID_MAX_CHAIN);
+		id_why(why, why_len, "the chain has %d intermediates, more than %d", n_chain,
+		       ID_MAX_CHAIN);
 		return -EINVAL;
 	}
 	ret = leaf_uri_san(leaf, got, sizeof(got), why, why_len);
 	if (ret)
 		return ret;
 	if (id_spiffe_string(s->td, ns, sa, want, sizeof(want))) {
-		why_set(why, why_len,
-			"namespace \"%.63s\" or service account \"%.63s\" is not a "
-			"Kubernetes name",
-			ns, sa);
+		id_why(why, why_len,
+		       "namespace \"%.63s\" or service account \"%.63s\" is not a "
+		       "Kubernetes name",
+		       ns, sa);
 		return -EINVAL;
 	}
 	if (strcmp(got, want)) {
-		why_set(why, why_len, "the certificate's URI SAN is %s, not %s", got, want);
+		id_why(why, why_len, "the certificate's URI SAN is %s, not %s", got, want);
 		return -EINVAL;
 	}
 
@@ -460,8 +436,8 @@ static int pem_blocks_only(const char *text, size_t len, const char *label, char
 		const char *b = memmem(p, stop - p, "-----BEGIN ", 11), *e;
 
 		if (!only_space(p, (b ? b : stop) - p)) {
-			why_set(why, why_len, "text that is not a PEM block after certificate %d",
-				n);
+			id_why(why, why_len, "text that is not a PEM block after certificate %d",
+			       n);
 			return -EINVAL;
 		}
 		if (!b)
@@ -471,13 +447,13 @@ static int pem_blocks_only(const char *text, size_t len, const char *label, char
 			const char *nl = memchr(b, '\n', stop - b);
 			int show = (int)((nl ? nl : stop) - b);
 
-			why_set(why, why_len, "block %d is not a %s (%.*s)", n + 1, label,
-				show > 40 ? 40 : show, b);
+			id_why(why, why_len, "block %d is not a %s (%.*s)", n + 1, label,
+			       show > 40 ? 40 : show, b);
 			return -EINVAL;
 		}
 		e = memmem(b, stop - b, end, strlen(end));
 		if (!e) {
-			why_set(why, why_len, "block %d has no END line", n + 1);
+			id_why(why, why_len, "block %d has no END line", n + 1);
 			return -EINVAL;
 		}
 		p = e + strlen(end);
@@ -496,19 +472,19 @@ int id_anchors_parse(const char *pem, size_t len, time_t now, X509_STORE **out, 
 	*out = NULL;
 	*n_roots = 0;
 	if (len > ID_MAX_PEM_BYTES) {
-		why_set(why, why_len, "the bundle is larger than %d bytes", ID_MAX_PEM_BYTES);
+		id_why(why, why_len, "the bundle is larger than %d bytes", ID_MAX_PEM_BYTES);
 		return -EINVAL;
 	}
 	n = pem_blocks_only(pem, len, "CERTIFICATE", why, why_len);
 	if (n < 0)
 		return n;
 	if (n == 0) {
-		why_set(why, why_len, "the bundle holds no certificate");
+		id_why(why, why_len, "the bundle holds no certificate");
 		return -EINVAL;
 	}
 	if (n > ID_MAX_ANCHORS) {
-		why_set(why, why_len, "the bundle holds %d certificates, more than %d roots", n,
-			ID_MAX_ANCHORS);
+		id_why(why, why_len, "the bundle holds %d certificates, more than %d roots", n,
+		       ID_MAX_ANCHORS);
 		return -EINVAL;
 	}
 	bio = BIO_new_mem_buf(pem, (int)len);
@@ -523,8 +499,8 @@ int id_anchors_parse(const char *pem, size_t len, time_t now, X509_STORE **out, 
 		bool self_signed;
 
 		if (!x) {
-			why_set(why, why_len, "certificate %d does not parse (%s)", i + 1,
-				ossl_reason(err, sizeof(err)));
+			id_why(why, why_len, "certificate %d does not parse (%s)", i + 1,
+			       id_ossl_reason(err, sizeof(err)));
 			goto out;
 		}
 		X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
@@ -532,21 +508,21 @@ int id_anchors_parse(const char *pem, size_t len, time_t now, X509_STORE **out, 
 		self_signed =
 		    pub && X509_check_issued(x, x) == X509_V_OK && X509_verify(x, pub) == 1;
 		if (X509_check_ca(x) != 1 || !self_signed) {
-			why_set(why, why_len,
-				"certificate %d (%s) is not a self-signed CA certificate", i + 1,
-				subj);
+			id_why(why, why_len,
+			       "certificate %d (%s) is not a self-signed CA certificate", i + 1,
+			       subj);
 			X509_free(x);
 			goto out;
 		}
 		if (X509_cmp_time(X509_get0_notAfter(x), &now) <= 0 ||
 		    X509_cmp_time(X509_get0_notBefore(x), &now) > 0) {
-			why_set(why, why_len, "certificate %d (%s) is not valid now", i + 1, subj);
+			id_why(why, why_len, "certificate %d (%s) is not valid now", i + 1, subj);
 			X509_free(x);
 			goto out;
 		}
 		if (!X509_STORE_add_cert(st, x)) {
-			why_set(why, why_len, "certificate %d (%s) cannot be added: %s", i + 1,
-				subj, ossl_reason(err, sizeof(err)));
+			id_why(why, why_len, "certificate %d (%s) cannot be added: %s", i + 1, subj,
+			       id_ossl_reason(err, sizeof(err)));
 			X509_free(x);
 			goto out;
 		}
@@ -612,7 +588,7 @@ static int load_pair(struct id_store *s, const char *dir, const char *ns, const 
 	snprintf(path, sizeof(path), "%s/%s_%s.key", dir, ns, sa);
 	ret = read_small(path, &text, &len);
 	if (ret) {
-		why_set(why, why_len, "%s: cannot read: %s", path, strerror(-ret));
+		id_why(why, why_len, "%s: cannot read: %s", path, strerror(-ret));
 		return ret;
 	}
 	bio = BIO_new_mem_buf(text, (int)len);
@@ -623,20 +599,20 @@ static int load_pair(struct id_store *s, const char *dir, const char *ns, const 
 	free(text);
 	text = NULL;
 	if (!key) {
-		why_set(why, why_len, "%s: not a PEM private key (%s)", path,
-			ossl_reason(err, sizeof(err)));
+		id_why(why, why_len, "%s: not a PEM private key (%s)", path,
+		       id_ossl_reason(err, sizeof(err)));
 		return -EINVAL;
 	}
 
 	snprintf(path, sizeof(path), "%s/%s_%s.crt", dir, ns, sa);
 	ret = read_small(path, &text, &len);
 	if (ret) {
-		why_set(why, why_len, "%s: cannot read: %s", path, strerror(-ret));
+		id_why(why, why_len, "%s: cannot read: %s", path, strerror(-ret));
 		goto out;
 	}
 	ret = pem_blocks_only(text, len, "CERTIFICATE", sub, sizeof(sub));
 	if (ret <= 0) {
-		why_set(why, why_len, "%s: %s", path, ret ? sub : "no certificate");
+		id_why(why, why_len, "%s: %s", path, ret ? sub : "no certificate");
 		ret = -EINVAL;
 		goto out;
 	}
@@ -656,13 +632,13 @@ static int load_pair(struct id_store *s, const char *dir, const char *ns, const 
 	}
 	ERR_clear_error(); /* the end of the bundle reads as an error */
 	if (!leaf) {
-		why_set(why, why_len, "%s: the first certificate does not parse", path);
+		id_why(why, why_len, "%s: the first certificate does not parse", path);
 		ret = -EINVAL;
 		goto out;
 	}
 	ret = id_cred_new(s, ns, sa, key, leaf, chain, out, sub, sizeof(sub));
 	if (ret)
-		why_set(why, why_len, "%s: %s", path, sub);
+		id_why(why, why_len, "%s: %s", path, sub);
 out:
 	BIO_free(bio);
 	free(text);
@@ -695,13 +671,13 @@ int id_store_load_dir(struct id_store *s, const char *dir, int *n_creds, char *w
 	snprintf(path, sizeof(path), "%s/anchors.pem", dir);
 	ret = read_small(path, &text, &len);
 	if (ret) {
-		why_set(why, why_len, "%s: cannot read: %s", path, strerror(-ret));
+		id_why(why, why_len, "%s: cannot read: %s", path, strerror(-ret));
 		return ret;
 	}
 	ret = id_anchors_parse(text, len, time(NULL), &anchors, &n_roots, sub, sizeof(sub));
 	free(text);
 	if (ret) {
-		why_set(why, why_len, "%s: %s", path, sub);
+		id_why(why, why_len, "%s: %s", path, sub);
 		return ret;
 	}
 
@@ -710,7 +686,7 @@ int id_store_load_dir(struct id_store *s, const char *dir, int *n_creds, char *w
 	d = opendir(dir);
 	if (!creds || !old || !d) {
 		ret = d ? -ENOMEM : -errno;
-		why_set(why, why_len, "%s: cannot list: %s", dir, strerror(-ret));
+		id_why(why, why_len, "%s: cannot list: %s", dir, strerror(-ret));
 		goto out;
 	}
 	while ((de = readdir(d))) {
@@ -723,13 +699,13 @@ int id_store_load_dir(struct id_store *s, const char *dir, int *n_creds, char *w
 		if (!us || us == de->d_name || (size_t)(us - de->d_name) >= sizeof(ns) ||
 		    nl - 4 - (us + 1 - de->d_name) == 0 ||
 		    nl - 4 - (us + 1 - de->d_name) >= sizeof(sa) || strchr(us + 1, '_')) {
-			why_set(why, why_len, "%s/%s: not named <namespace>_<serviceaccount>.key",
-				dir, de->d_name);
+			id_why(why, why_len, "%s/%s: not named <namespace>_<serviceaccount>.key",
+			       dir, de->d_name);
 			ret = -EINVAL;
 			goto out;
 		}
 		if (n >= ID_MAX_CREDS) {
-			why_set(why, why_len, "%s: more than %d key files", dir, ID_MAX_CREDS);
+			id_why(why, why_len, "%s: more than %d key files", dir, ID_MAX_CREDS);
 			ret = -ENOSPC;
 			goto out;
 		}
