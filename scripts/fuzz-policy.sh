@@ -24,6 +24,7 @@ fuzz_build policy -I/usr/include/json-c \
 	"$root/tests/fuzz/policy_fuzz.c" \
 	"$root/agent/policy/policy_crd.c" \
 	"$root/agent/policy/policy.c" \
+	"$root/agent/identity/spiffe.c" \
 	-ljson-c
 
 seeds=${2:-}

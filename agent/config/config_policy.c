@@ -198,12 +198,9 @@ static int parse_method_item(struct cfg_parser *p, void *obj, int i)
 
 	if (err)
 		return err;
-	for (size_t k = 0; k < n; k++)
-		if (!((m->methods[i][k] >= 'A' && m->methods[i][k] <= 'Z') ||
-		      m->methods[i][k] == '-' || m->methods[i][k] == '_'))
-			return cp_fail(p, cp_line(p),
-				       "must be an upper-case method token, got \"%s\"",
-				       cp_echo(m->methods[i], n, buf));
+	if (!policy_method_valid(m->methods[i]))
+		return cp_fail(p, cp_line(p), "must be an upper-case method token, got \"%s\"",
+			       cp_echo(m->methods[i], n, buf));
 	for (int j = 0; j < i; j++)
 		if (!strcmp(m->methods[j], m->methods[i]))
 			return cp_fail(p, cp_line(p), "duplicate method (also methods[%d])", j);
@@ -228,11 +225,7 @@ static int set_path(struct cfg_parser *p, struct policy_request_match *m,
 		return cp_fail(p, cp_line(p),
 			       "must start with \"/\" and hold no spaces, '?' or '#', got \"%s\"",
 			       cp_echo(m->path, strlen(m->path), buf));
-	/* A prefix is compared without its trailing '/' ("/a/" and "/a" are one prefix). */
-	for (size_t n = strlen(m->path);
-	     kind == POLICY_PATH_PREFIX && n > 1 && m->path[n - 1] == '/';)
-		m->path[--n] = '\0';
-	m->path_kind = kind;
+	policy_match_path_kind(m, kind);
 	return 0;
 }
 
@@ -256,17 +249,6 @@ struct grpc_match {
 	char service[POLICY_MAX_PATH / 2];
 	char method[POLICY_MAX_PATH / 2 - 2];
 };
-
-static bool grpc_name_ok(const char *s)
-{
-	if (!*s)
-		return false;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '_' || *s == '.'))
-			return false;
-	return true;
-}
 
 static int parse_grpc_service(struct cfg_parser *p, void *obj)
 {
@@ -299,13 +281,11 @@ static int parse_grpc(struct cfg_parser *p, void *obj)
 		return err;
 	if (m->path_kind != POLICY_PATH_ANY)
 		return cp_fail(p, line, "path and grpc exclude each other");
-	if (!grpc_name_ok(g.service) || (g.method[0] && !grpc_name_ok(g.method)))
+	if (policy_match_grpc(m, g.service, g.method))
 		return cp_fail(p, line,
 			       "service and method must be gRPC names (letters, digits, '_', '.'), "
 			       "got \"%.48s\" and \"%.48s\"",
 			       g.service, g.method);
-	snprintf(m->path, sizeof(m->path), "/%s%s%s", g.service, g.method[0] ? "/" : "", g.method);
-	m->path_kind = g.method[0] ? POLICY_PATH_EXACT : POLICY_PATH_PREFIX;
 	return 0;
 }
 

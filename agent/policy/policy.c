@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "identity/spiffe.h"
+
 /* ---- the written form ------------------------------------------------- */
 
 static void *grow(void *arr, int n, size_t elem)
@@ -77,6 +79,45 @@ struct policy_request_match *policy_rule_add_to(struct policy_rule *r)
 	r->to = p;
 	memset(&r->to[r->n_to], 0, sizeof(*r->to));
 	return &r->to[r->n_to++];
+}
+
+bool policy_method_valid(const char *method)
+{
+	size_t n = strlen(method);
+
+	return n >= 1 && n <= POLICY_MAX_METHOD &&
+	       strspn(method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ-_") == n;
+}
+
+void policy_match_path_kind(struct policy_request_match *m, enum policy_path_kind kind)
+{
+	for (size_t n = strlen(m->path);
+	     kind == POLICY_PATH_PREFIX && n > 1 && m->path[n - 1] == '/';)
+		m->path[--n] = '\0';
+	m->path_kind = kind;
+}
+
+static bool grpc_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n >= 1 &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.") == n;
+}
+
+int policy_match_grpc(struct policy_request_match *m, const char *service, const char *method)
+{
+	bool has_method = method && *method;
+	int n;
+
+	if (!grpc_name_valid(service) || (has_method && !grpc_name_valid(method)))
+		return -EINVAL;
+	n = snprintf(m->path, sizeof(m->path), "/%s%s%s", service, has_method ? "/" : "",
+		     has_method ? method : "");
+	if (n < 0 || (size_t)n >= sizeof(m->path))
+		return -EINVAL;
+	m->path_kind = has_method ? POLICY_PATH_EXACT : POLICY_PATH_PREFIX;
+	return 0;
 }
 
 static void rule_free(struct policy_rule *r)
@@ -168,48 +209,6 @@ static bool is_tchar(char ch)
 	       strchr("!#$%&'*+-.^_`|~", ch) != NULL;
 }
 
-/*
- * The shape of a SPIFFE ID a rule may name: "spiffe://", a trust domain of
- * lower-case letters, digits, '-', '.' and '_', then a path of segments that
- * are neither empty nor "." or "..", of the SPIFFE spec's characters. The
- * whole-ID equality the decision does needs no more than this.
- */
-static bool is_spiffe_id(const char *s)
-{
-	static const char scheme[] = "spiffe://";
-	size_t n = strlen(s);
-
-	if (n > POLICY_MAX_ID || strncmp(s, scheme, sizeof(scheme) - 1) != 0)
-		return false;
-	const char *p = s + sizeof(scheme) - 1;
-	const char *td_end = strchr(p, '/');
-
-	if (!td_end || td_end == p)
-		return false;
-	for (const char *q = p; q < td_end; q++)
-		if (!((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '-' ||
-		      *q == '.' || *q == '_'))
-			return false;
-	/* Segments: td_end points at the '/' that starts each one. */
-	for (const char *seg = td_end; *seg;) {
-		const char *q = seg + 1, *end = strchr(q, '/');
-		size_t len = end ? (size_t)(end - q) : strlen(q);
-
-		if (len == 0 || (len == 1 && q[0] == '.') ||
-		    (len == 2 && q[0] == '.' && q[1] == '.'))
-			return false;
-		for (size_t i = 0; i < len; i++) {
-			char ch = q[i];
-
-			if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-			      (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_'))
-				return false;
-		}
-		seg = q + len;
-	}
-	return true;
-}
-
 int policy_rule_check(const struct policy_rule *r, char *err, size_t errlen)
 {
 	const char *o = r->origin[0] ? r->origin : "a policy rule";
@@ -264,13 +263,18 @@ int policy_rule_check(const struct policy_rule *r, char *err, size_t errlen)
 				    "most %d characters",
 				    o, i, pe->sa, POLICY_MAX_LABEL);
 			break;
-		case POLICY_PEER_ID:
-			if (!is_spiffe_id(pe->id))
+		case POLICY_PEER_ID: {
+			struct spiffe_id sid;
+			const char *why = "";
+
+			/* The callers' IDs are of this shape (spiffe.h): no other could match. */
+			if (spiffe_id_parse_why(pe->id, &sid, &why))
 				return fail(err, errlen,
 					    "%s: from[%d]: identity \"%.64s\" is not a SPIFFE ID "
-					    "(spiffe://<trust-domain>/<path>)",
-					    o, i, pe->id);
+					    "spiffe://<trust-domain>/ns/<ns>/sa/<sa>: %s",
+					    o, i, pe->id, why);
 			break;
+		}
 		default:
 			return fail(err, errlen, "%s: from[%d]: unknown caller kind %d", o, i,
 				    pe->kind);

@@ -130,6 +130,22 @@ struct policy_doc {
 	int n_defaults;
 };
 
+/*
+ * What both sources (the file, the CRD) build request forms with, so that
+ * they accept the same ones:
+ * - a method as a rule names it: an upper-case token ('-' and '_' too),
+ *   1..POLICY_MAX_METHOD characters (methods are case-sensitive, and every
+ *   standard one is upper case);
+ * - m's path (already in m->path) matched as kind: a prefix is compared
+ *   without its trailing '/' ("/a/" and "/a" are one prefix);
+ * - a gRPC service (the prefix "/service") or its method (the exact
+ *   "/service/method"): -EINVAL unless both are gRPC names (letters,
+ *   digits, '_', '.').
+ */
+bool policy_method_valid(const char *method);
+void policy_match_path_kind(struct policy_request_match *m, enum policy_path_kind kind);
+int policy_match_grpc(struct policy_request_match *m, const char *service, const char *method);
+
 /* Grow d by one zeroed rule / default; NULL past the bounds or without memory. */
 struct policy_rule *policy_doc_add_rule(struct policy_doc *d);
 struct policy_default_rule *policy_doc_add_default(struct policy_doc *d);

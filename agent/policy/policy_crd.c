@@ -216,22 +216,8 @@ static int decode_path(struct crd_dec *d, json_object *v, struct policy_request_
 	ret = str_field(d, v, exact ? "exact" : "prefix", m->path, sizeof(m->path), true);
 	if (ret)
 		return ret;
-	m->path_kind = exact ? POLICY_PATH_EXACT : POLICY_PATH_PREFIX;
-	/* As the file's: a prefix is compared without its trailing '/'. */
-	for (size_t n = strlen(m->path); prefix && n > 1 && m->path[n - 1] == '/';)
-		m->path[--n] = '\0';
+	policy_match_path_kind(m, exact ? POLICY_PATH_EXACT : POLICY_PATH_PREFIX);
 	return 0;
-}
-
-static bool grpc_name_ok(const char *s)
-{
-	if (!*s)
-		return false;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '_' || *s == '.'))
-			return false;
-	return true;
 }
 
 static int decode_grpc(struct crd_dec *d, json_object *v, struct policy_request_match *m)
@@ -249,10 +235,8 @@ static int decode_grpc(struct crd_dec *d, json_object *v, struct policy_request_
 		ret = str_field(d, v, "method", method, sizeof(method), false);
 	if (ret)
 		return ret;
-	if (!grpc_name_ok(svc) || (method[0] && !grpc_name_ok(method)))
+	if (policy_match_grpc(m, svc, method))
 		return bad(d, "service and method must be gRPC names (letters, digits, '_', '.')");
-	snprintf(m->path, sizeof(m->path), "/%s%s%s", svc, method[0] ? "/" : "", method);
-	m->path_kind = method[0] ? POLICY_PATH_EXACT : POLICY_PATH_PREFIX;
 	return 0;
 }
 
@@ -276,8 +260,7 @@ static int decode_request(struct crd_dec *d, json_object *v, struct policy_reque
 
 		if (!json_object_is_type(mv, json_type_string))
 			ret = bad(d, "must be a string, got %s", type_name(mv));
-		else if (!*s || strlen(s) > POLICY_MAX_METHOD ||
-			 strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ-_") != strlen(s))
+		else if (!policy_method_valid(s))
 			ret = bad(d, "must be an upper-case method token, got \"%.40s\"", s);
 		pop(d, old);
 		if (ret)

@@ -45,6 +45,7 @@ fuzz_build_config() {
 		"$root/agent/config/config_mtls.c" \
 		"$root/agent/config/config_walk.c" \
 		"$root/agent/policy/policy.c" \
+		"$root/agent/identity/spiffe.c" \
 		"$@"
 }
 
