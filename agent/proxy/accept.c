@@ -61,7 +61,7 @@ static bool accept_authorized(struct worker *w, struct conn *c, const struct con
 
 	if (port->protocol != CONFIG_PROTO_TCP)
 		return true;
-	return authz_allow(w, c, c->svc, c->svc_port, NULL, &reason);
+	return authz_allow(w, c, NULL, c->svc, c->svc_port, NULL, &reason);
 }
 
 static enum http_error accept_refuse_error(enum proxy_cap cap)

@@ -50,15 +50,16 @@ static void caller_of(const struct worker *w, const struct conn *c, struct polic
 	out->sa = id_sa;
 }
 
-bool authz_per_request(const struct worker *w, const struct config_service *t)
+const struct policy_table *authz_table(const struct worker *w, const struct config_service *t)
 {
 	const struct policy_set *s = w->cfg->policy;
 
-	return s && policy_table_has_requests(policy_lookup(s, t->namespace, t->name));
+	return s ? policy_lookup(s, t->namespace, t->name) : NULL;
 }
 
-bool authz_allow(struct worker *w, const struct conn *c, const struct config_service *t,
-		 uint16_t port, const struct policy_request *rq, const char **reason)
+bool authz_allow(struct worker *w, const struct conn *c, const struct policy_table *tb,
+		 const struct config_service *t, uint16_t port, const struct policy_request *rq,
+		 const char **reason)
 {
 	const struct policy_set *s = w->cfg->policy;
 	struct policy_caller caller;
@@ -67,6 +68,8 @@ bool authz_allow(struct worker *w, const struct conn *c, const struct config_ser
 	*reason = NULL;
 	if (!s)
 		return true;
+	if (!tb)
+		tb = policy_lookup(s, t->namespace, t->name);
 	caller_of(w, c, &caller);
 	if (!caller.authenticated && w->cfg->mtls.mode == CONFIG_MTLS_STRICT) {
 		/*
@@ -76,37 +79,34 @@ bool authz_allow(struct worker *w, const struct conn *c, const struct config_ser
 		d.allow = false;
 		d.reason = "mtls-strict";
 	} else {
-		policy_decide(policy_lookup(s, t->namespace, t->name), t->namespace, port, &caller,
-			      rq, &d);
+		policy_decide(tb, t->namespace, port, &caller, rq, &d);
 	}
 	/*
 	 * Per series (recording/policy_stats.h): the set's serial, the
 	 * service's series id and the reason's pointer key a cache, so an
 	 * allowed call adds no hashing of strings and no lock.
 	 */
-	policy_stats_record(w->authz,
-			    &(struct policy_stats_decision){
-				.serial = policy_set_serial(s),
-				.svc = t->metrics_id,
-				.ns = t->namespace,
-				.service = t->name,
-				.reason = d.reason,
-				.allow = d.allow,
-				.caller = caller.authenticated ? caller.id : NULL,
-				.port = port,
-				.method = rq ? rq->method : NULL,
-				.method_len = rq ? rq->method_len : 0,
-				.path = rq ? rq->path : NULL,
-				.path_len = rq ? rq->path_len : 0,
-			    });
+	policy_stats_record(w->authz, &(struct policy_stats_decision){
+					  .serial = policy_set_serial(s),
+					  .svc = t->metrics_id,
+					  .ns = t->namespace,
+					  .service = t->name,
+					  .reason = d.reason,
+					  .allow = d.allow,
+					  .caller = caller.authenticated ? caller.id : NULL,
+					  .port = port,
+					  .method = rq ? rq->method : NULL,
+					  .method_len = rq ? rq->method_len : 0,
+					  .path = rq ? rq->path : NULL,
+					  .path_len = rq ? rq->path_len : 0,
+				      });
 	if (d.allow) {
 		WORKER_STAT_INC(w, policy_allowed);
 		return true;
 	}
 	WORKER_STAT_INC(w, policy_denied);
 	*reason = d.reason;
-	worker_warn_ratelimited(w,
-				"policy: denied %s%s%.*s%s to %s/%s:%u by %s",
+	worker_warn_ratelimited(w, "policy: denied %s%s%.*s%s to %s/%s:%u by %s",
 				caller.authenticated ? caller.id : "an unauthenticated caller",
 				rq ? " (" : "", rq ? (int)rq->method_len : 0, rq ? rq->method : "",
 				rq ? ")" : "", t->namespace, t->name, port, d.reason);

@@ -18,21 +18,25 @@ struct worker;
 struct conn;
 struct config_service;
 struct policy_request;
+struct policy_table;
+
+/*
+ * t's table in the policy in force, or NULL when no policy is written.
+ * A request's caller looks it up once, to tell (policy_table_has_requests)
+ * whether the request's path is worth normalising for it.
+ */
+const struct policy_table *authz_table(const struct worker *w, const struct config_service *t);
 
 /*
  * Whether a call of c to service t (port: the service port it arrived on)
- * is allowed: rq is the request, or NULL for a connection. *reason (not
- * NULL on a denial) names the rule or default that decided, for the
- * x-shoal-policy header; it stays valid as long as c's config. A denial is
- * counted and logged (at most once per WORKER_WARN_INTERVAL_NS per worker).
+ * is allowed: rq is the request, or NULL for a connection; tb is t's table
+ * (authz_table), or NULL to look it up. *reason (not NULL on a denial)
+ * names the rule or default that decided, for the x-shoal-policy header;
+ * it stays valid as long as c's config. Counted per policy and service; a
+ * denial is logged (at most once per WORKER_WARN_INTERVAL_NS per worker).
  */
-bool authz_allow(struct worker *w, const struct conn *c, const struct config_service *t,
-		 uint16_t port, const struct policy_request *rq, const char **reason);
-
-/*
- * Whether t's policy needs each request: false when nothing in it looks at
- * requests, so one decision at accept holds for the whole connection.
- */
-bool authz_per_request(const struct worker *w, const struct config_service *t);
+bool authz_allow(struct worker *w, const struct conn *c, const struct policy_table *tb,
+		 const struct config_service *t, uint16_t port, const struct policy_request *rq,
+		 const char **reason);
 
 #endif

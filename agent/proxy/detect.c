@@ -74,7 +74,8 @@ static void detect_done(struct worker *w, struct conn *c, enum detect_result r)
 
 		WORKER_STAT_INC(w, detect_opaque);
 		/* Opaque: the connection's one policy decision (authz.h), reset when denied. */
-		if (w->cfg->policy && !authz_allow(w, c, c->svc, c->svc_port, NULL, &reason)) {
+		if (w->cfg->policy &&
+		    !authz_allow(w, c, NULL, c->svc, c->svc_port, NULL, &reason)) {
 			conn_side_close(w, &c->client, true);
 			worker_conn_release(w, c);
 			return;

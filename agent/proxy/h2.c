@@ -458,10 +458,13 @@ static void h2_down_due(struct worker *w, struct h2_down *d)
 static bool h2_authorized(struct worker *w, struct h2_stream *st, const nghttp2_nv *m,
 			  const nghttp2_nv *p)
 {
+	const struct policy_table *tb = authz_table(w, st->target);
 	char path[ROUTES_MAX_PATH + 1];
-	size_t n = p ? http_routes_normalize_path((const char *)p->value, p->valuelen, path,
-						   sizeof(path))
-		     : ROUTES_NO_PATH;
+	/* Normalised only for a policy that looks at requests. */
+	size_t n = p && policy_table_has_requests(tb)
+		       ? http_routes_normalize_path((const char *)p->value, p->valuelen, path,
+						    sizeof(path))
+		       : ROUTES_NO_PATH;
 	struct policy_request rq = {
 	    .method = m ? (const char *)m->value : "",
 	    .method_len = m ? m->valuelen : 0,
@@ -469,7 +472,8 @@ static bool h2_authorized(struct worker *w, struct h2_stream *st, const nghttp2_
 	    .path_len = n == ROUTES_NO_PATH ? 0 : n,
 	};
 
-	return authz_allow(w, st->d->c, st->target, st->d->c->svc_port, &rq, &st->deny_reason);
+	return authz_allow(w, st->d->c, tb, st->target, st->d->c->svc_port, &rq,
+			   &st->deny_reason);
 }
 
 static void h2_dispatch(struct worker *w, struct h2_stream *st)

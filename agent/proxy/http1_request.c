@@ -151,8 +151,13 @@ static bool http1_authorized(struct worker *w, struct conn *c)
 	struct http1_conn *h = c->http;
 	const struct http1_head *hd = &h->rq_head;
 	const char *buf = c->to_upstream.data;
+	const struct policy_table *tb = authz_table(w, h->target);
 	char path[ROUTES_MAX_PATH + 1];
-	size_t n = http_routes_normalize_path(buf + hd->path.off, hd->path.len, path, sizeof(path));
+	/* Normalised only for a policy that looks at requests. */
+	size_t n =
+	    policy_table_has_requests(tb)
+		? http_routes_normalize_path(buf + hd->path.off, hd->path.len, path, sizeof(path))
+		: 0;
 	struct policy_request rq = {
 	    .method = buf + hd->method_tok.off,
 	    .method_len = hd->method_tok.len,
@@ -162,7 +167,7 @@ static bool http1_authorized(struct worker *w, struct conn *c)
 	};
 	const char *reason;
 
-	if (authz_allow(w, c, h->target, c->svc_port, &rq, &reason))
+	if (authz_allow(w, c, tb, h->target, c->svc_port, &rq, &reason))
 		return true;
 	h->deny_reason = reason;
 	http1_error(w, c, HTTP_ERR_POLICY_DENIED);

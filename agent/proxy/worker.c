@@ -127,7 +127,7 @@ void worker_snap_take(struct worker *w)
 		 */
 		if (s->cfg->policy != old_policy && s->cfg->policy && c->kind == CONN_KIND_OPAQUE &&
 		    c->state == CONN_ESTABLISHED && !c->http && c->svc && c->snap == s &&
-		    !authz_allow(w, c, c->svc, c->svc_port, NULL, &(const char *){NULL}))
+		    !authz_allow(w, c, NULL, c->svc, c->svc_port, NULL, &(const char *){NULL}))
 			c->ops->abort(w, c);
 	}
 }
