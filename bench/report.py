@@ -148,6 +148,29 @@ def main():
           f"{'–' if rss is None else f'{rss / 1024:.1f}'} |")
     w("")
 
+    if s.med("http", "shoal_http_policy", "rps") is not None:
+        a, b = "shoal_http_on", "shoal_http_policy"
+        w("### Authorization policy: row 8 without and with 100 rules in force (issue 17)")
+        w("")
+        w("Row 8p is row 8 with a policy of 100 rules: 10 on the benchmarked service (deny rules with "
+          "request matches walked first, allow rules for other callers and paths, and the one that "
+          "allows the benchmark's GET by method and path), 90 on 30 other services; the mesh default "
+          "is deny, so every request is decided per request by a rule that looks at it.")
+        w("")
+        w("| metric | row 8, no policy | row 8p, 100 rules | 8p ÷ 8 |")
+        w("|---|---|---|---|")
+        for m, what, fmt in (("rps", "req/s", "{:.0f}"), ("cpu_us_per_req", "proxy CPU µs/req", "{:.1f}"),
+                             ("p50_us", "p50 µs (fixed rate)", "{:.0f}"),
+                             ("p99_us", "p99 µs (fixed rate)", "{:.0f}")):
+            w(f"| {what} | {s.cell('http', a, m, fmt)} | {s.cell('http', b, m, fmt)} | "
+              f"{ratio(s.med('http', b, m), s.med('http', a, m), '{:.3f}')} |")
+        w(f"| policy decisions allowed / denied (counters, median of reps) | – | "
+          f"{s.cell('http', b, 'policy_allowed')} / {s.cell('http', b, 'policy_denied')} | |")
+        w("")
+        w("Within the spread: the ratio's distance from 1 is compared with the larger of the two rows' "
+          "spreads (± half the range over the repetitions).")
+        w("")
+
     bulk_rows = [r for r in ("direct", "haproxy_tcp", "shoal_l4_on", "shoal_l4_off",
                              "shoal_l4_on_128k", "shoal_l4_off_128k", "shoal_l4_kernel", "base_l4_on",
                              "base_l4_off")
