@@ -49,7 +49,9 @@ for tool in podman mmdebstrap setcap objdump; do
 done
 [[ -n $SHOALD && -x $SHOALD ]] || skip "shoald binary not found (SHOALD='$SHOALD'); build it first"
 BUILD_DIR=$(cd "$(dirname "$SHOALD")/.." && pwd)
-objdump -p "$SHOALD" | grep -q 'NEEDED.*lib[at]san' &&
+# From a variable, not a pipe: grep -q's early exit would fail objdump
+# (SIGPIPE) under pipefail and hide the match.
+grep -q 'NEEDED.*lib[at]san' <<<"$(objdump -p "$SHOALD")" &&
 	skip "$BUILD_DIR is a sanitizer build: the image holds plain binaries (the plain build's run tests it)"
 
 e2e_init

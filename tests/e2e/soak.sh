@@ -173,7 +173,7 @@ done
 agent_stop
 
 rc=0
-python3 "$REPORT" "$LOGDIR" "$posts" "$( (ldd "$SHOALD" 2>/dev/null | grep -q libasan) && echo 1 || echo 0)" \
+python3 "$REPORT" "$LOGDIR" "$posts" "$(grep -q libasan <<<"$(ldd "$SHOALD" 2>/dev/null)" && echo 1 || echo 0)" \
 	"$SOAK_WARMUP_S" || rc=$?
 if ((rc == 0)); then
 	pass "soak assertions held (soak-report.py)"

@@ -122,7 +122,7 @@ else
 fi
 
 gz=$(admin_get -H 'Accept-Encoding: gzip' -D - -o "$LOGDIR/metrics.gz" "http://$ADMIN/metrics")
-if grep -qi '^content-encoding: gzip' <<<"$gz" && gunzip -c "$LOGDIR/metrics.gz" | grep -q '^shoal_build_info'; then
+if grep -qi '^content-encoding: gzip' <<<"$gz" && grep -q '^shoal_build_info' <<<"$(gunzip -c "$LOGDIR/metrics.gz")"; then
 	pass "/metrics is gzipped when the scraper asks"
 else
 	fail "gzip: headers were: $gz"
