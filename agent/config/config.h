@@ -514,6 +514,7 @@ struct config_mtls {
 	char node_name[CONFIG_MAX_NODE_NAME];	    /* this node, as endpoints name it */
 	uint16_t port;				    /* default CONFIG_DEFAULT_MTLS_PORT */
 	bool peer_identity_header;		    /* x-shoal-peer-identity to backends */
+	bool ktls;				    /* default true: ask for kernel TLS */
 	uint32_t handshake_timeout_ms;
 	uint32_t max_handshakes;
 	uint32_t max_handshakes_per_source;

@@ -18,6 +18,7 @@ void config_mtls_defaults(struct config_mtls *m)
 	memset(m, 0, sizeof(*m));
 	m->mode = CONFIG_MTLS_OFF;
 	m->port = CONFIG_DEFAULT_MTLS_PORT;
+	m->ktls = true;
 	m->handshake_timeout_ms = CONFIG_DEFAULT_MTLS_HANDSHAKE_TIMEOUT_MS;
 	m->max_handshakes = CONFIG_DEFAULT_MTLS_MAX_HANDSHAKES;
 	m->max_handshakes_per_source = CONFIG_DEFAULT_MTLS_MAX_HANDSHAKES_PER_SOURCE;
@@ -247,6 +248,7 @@ static const struct field mtls_fields[] = {
     {"node_name", FIELD_FUNC, .parse = parse_self_name},
     {"port", FIELD_U16, offsetof(struct config_mtls, port), 1, 65535},
     {"peer_identity_header", FIELD_BOOL, offsetof(struct config_mtls, peer_identity_header)},
+    {"ktls", FIELD_BOOL, offsetof(struct config_mtls, ktls)},
     {"handshake_timeout_ms", FIELD_U32, offsetof(struct config_mtls, handshake_timeout_ms),
      CONFIG_MIN_MTLS_HANDSHAKE_TIMEOUT_MS, CONFIG_MAX_MTLS_HANDSHAKE_TIMEOUT_MS},
     {"max_handshakes", FIELD_U32, offsetof(struct config_mtls, max_handshakes), 1,

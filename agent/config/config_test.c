@@ -1151,13 +1151,14 @@ Test(config, mtls_section)
 	cr_assert_eq(parse(NODE), 0, "%s", err);
 	cr_expect_eq(cfg->mtls.mode, CONFIG_MTLS_OFF, "off unless configured");
 	cr_expect_eq(cfg->mtls.port, CONFIG_DEFAULT_MTLS_PORT);
+	cr_expect(cfg->mtls.ktls, "kTLS asked for unless turned off");
 	cr_expect_eq(cfg->mtls.handshake_timeout_ms, CONFIG_DEFAULT_MTLS_HANDSHAKE_TIMEOUT_MS);
 	cr_expect_eq(cfg->mtls.max_handshakes, CONFIG_DEFAULT_MTLS_MAX_HANDSHAKES);
 	cr_expect_eq(cfg->mtls.max_handshakes_per_source,
 		     CONFIG_DEFAULT_MTLS_MAX_HANDSHAKES_PER_SOURCE);
 	cr_assert_eq(parse(NODE "identity: {source: files, dir: /etc/shoal/id}\n"
 				"mtls:\n  mode: strict\n  node_name: node-a\n  port: 15100\n"
-				"  peer_identity_header: true\n"
+				"  peer_identity_header: true\n  ktls: false\n"
 				"  handshake_timeout_ms: 2000\n  max_handshakes: 10\n"
 				"  max_handshakes_per_source: 5\n"
 				"  nodes: [{name: node-b, address: 192.168.77.2}]\n"
@@ -1167,6 +1168,7 @@ Test(config, mtls_section)
 	cr_expect_str_eq(cfg->mtls.node_name, "node-a");
 	cr_expect_eq(cfg->mtls.port, 15100);
 	cr_expect(cfg->mtls.peer_identity_header);
+	cr_expect_not(cfg->mtls.ktls);
 	cr_expect_eq(cfg->mtls.handshake_timeout_ms, 2000);
 	cr_expect_eq(cfg->mtls.max_handshakes, 10);
 	cr_expect_eq(cfg->mtls.max_handshakes_per_source, 5);

@@ -1426,8 +1426,11 @@ static void *tunnel_main(void *arg)
 
 /* ---- start and stop --------------------------------------------------------- */
 
-/* A TLS 1.3 context for one side: kTLS asked for, AES-GCM only (what the kernel offloads). */
-static SSL_CTX *ctx_new(bool server)
+/*
+ * A TLS 1.3 context for one side: AES-GCM only (what the kernel offloads),
+ * kTLS asked for unless mtls.ktls is false (the bench's user-space row).
+ */
+static SSL_CTX *ctx_new(bool server, bool ktls)
 {
 	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
 
@@ -1439,7 +1442,7 @@ static SSL_CTX *ctx_new(bool server)
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
-	SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS | SSL_OP_NO_TICKET);
+	SSL_CTX_set_options(ctx, (ktls ? SSL_OP_ENABLE_KTLS : 0) | SSL_OP_NO_TICKET);
 	/* No resumption: every connection proves both certificates again. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(ctx, 0);
@@ -1505,8 +1508,8 @@ int tunnel_start(const struct config *cfg, struct id_store *store, struct proxy 
 	t->wake.fd = -1;
 	pthread_mutex_init(&t->lock, NULL);
 	t->idents = calloc(TUNNEL_MAX_IDENTS, sizeof(*t->idents));
-	t->client_ctx = ctx_new(false);
-	t->server_ctx = ctx_new(true);
+	t->client_ctx = ctx_new(false, cfg->mtls.ktls);
+	t->server_ctx = ctx_new(true, cfg->mtls.ktls);
 	if (!t->idents || !t->client_ctx || !t->server_ctx || !h2_callbacks()) {
 		snprintf(err, errlen, "mtls: cannot set up TLS or HTTP/2 (out of memory)");
 		goto fail;
