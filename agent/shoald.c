@@ -317,7 +317,8 @@ static int pod_identity(void *ctx, const struct shoal_addr *addr, char *id, size
 }
 
 /*
- * The encrypted hop (docs/mtls.md), when mtls.mode is not off: the tunnel,
+ * The encrypted hop (docs/mtls.md), when mtls.mode, or a namespace's or
+ * service's mode, is not off (mtls.on): the tunnel,
  * on the identity controller's store (the config checks that identity:
  * is on). 0 or -errno after logging.
  */
@@ -327,7 +328,9 @@ static int start_tunnel(const struct config *cfg, struct proxy *proxy, struct id
 	char why[512];
 	int err;
 
-	if (cfg->mtls.mode == CONFIG_MTLS_OFF)
+	static const char *const names[] = {"off", "permissive", "strict"};
+
+	if (!cfg->mtls.on)
 		return 0;
 	if (!ident) {
 		pr_warn("mtls: needs the identity section (the workloads' certificates)");
@@ -339,9 +342,10 @@ static int start_tunnel(const struct config *cfg, struct proxy *proxy, struct id
 		return err;
 	}
 	proxy_set_tunnel(proxy, *tunnel);
-	pr_info("mtls: %s, node %s, trust domain %s, listening on port %u",
-		cfg->mtls.mode == CONFIG_MTLS_STRICT ? "strict" : "permissive", cfg->mtls.node_name,
-		cfg->identity.trust_domain, cfg->mtls.port);
+	pr_info("mtls: %s (%d namespaces and %d services with a mode of their own), node %s, "
+		"trust domain %s, listening on port %u",
+		names[cfg->mtls.mode], cfg->mtls.n_namespaces, cfg->mtls.n_services,
+		cfg->mtls.node_name, cfg->identity.trust_domain, cfg->mtls.port);
 	return 0;
 }
 

@@ -29,9 +29,10 @@ fuzz_build_config config \
 # entry), so that a knob added to a table is in the dictionary without a
 # list to keep in step; then the words its values are made of.
 grep -ho '{"[a-z0-9_]*", FIELD_' "$root/agent/config/config_node.c" \
-	"$root/agent/config/config_services.c" "$root/agent/config/config_policy.c" |
+	"$root/agent/config/config_services.c" "$root/agent/config/config_policy.c" \
+	"$root/agent/config/config_mtls.c" |
 	sed 's/^{\("[a-z0-9_]*"\).*/\1/' | sort -u >"$out/config.dict"
-for key in '"services"' '"upgrade_protocols"' '"proxy_url"' '"service_account"'; do
+for key in '"services"' '"upgrade_protocols"' '"proxy_url"' '"service_account"' '"namespaces"'; do
 	grep -qx "$key" "$out/config.dict" || {
 		echo "$0: no $key in the field tables: has their format changed?" >&2
 		exit 1
@@ -76,6 +77,8 @@ cat >>"$out/config.dict" <<'DICT'
 "allow"
 "deny"
 "same-namespace"
+"permissive"
+"strict"
 "unauthenticated"
 "spiffe://cluster.local/ns/a/sa/b"
 "prefix"

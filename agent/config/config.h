@@ -414,6 +414,10 @@ struct config_service {
 	uint32_t metrics_id;
 	char *strings; /* heap: zone and node names endpoints point into, or NULL */
 	size_t strings_len;
+	/* The Service's shoal.io/mtls-mode annotation (Kubernetes): 0 none,
+	 * else 1 + enum config_mtls_mode; it can only raise the file's mode
+	 * (config_mtls_mode_for). */
+	uint8_t mtls_mode;
 	atomic_uint refs; /* configs (and other owners) holding it */
 	/*
 	 * Unique to this object and content, never reused (config_service_new,
@@ -479,6 +483,9 @@ struct config_tracing {
  */
 #define CONFIG_MAX_MTLS_NODES 256     /* mtls.nodes entries */
 #define CONFIG_MAX_MTLS_WORKLOADS 256 /* mtls.workloads entries */
+/* mtls.namespaces and mtls.services: modes an operator writes by hand. */
+#define CONFIG_MAX_MTLS_NAMESPACES 256
+#define CONFIG_MAX_MTLS_SERVICES 256
 #define CONFIG_MAX_TRUST_DOMAIN 253 /* a DNS name */
 #define CONFIG_MAX_IDENTITY 320	      /* "<ns>/<sa>": 63 + 1 + 253, NUL included */
 #define CONFIG_DEFAULT_MTLS_PORT 15008
@@ -509,6 +516,13 @@ struct config_mtls_workload {
 	char identity[CONFIG_MAX_IDENTITY]; /* "<ns>/<sa>" */
 };
 
+/* A mode for one namespace (name "") or one service, from the file. */
+struct config_mtls_scope {
+	char namespace[CONFIG_MAX_NAME + 1];
+	char name[CONFIG_MAX_NAME + 1]; /* "": the whole namespace */
+	enum config_mtls_mode mode;
+};
+
 struct config_mtls {
 	enum config_mtls_mode mode;		    /* default CONFIG_MTLS_OFF */
 	char node_name[CONFIG_MAX_NODE_NAME];	    /* this node, as endpoints name it */
@@ -522,6 +536,13 @@ struct config_mtls {
 	int n_nodes;
 	struct config_mtls_workload workloads[CONFIG_MAX_MTLS_WORKLOADS];
 	int n_workloads;
+	/* Sorted by (namespace, name) once parsed, for config_mtls_mode_for. */
+	struct config_mtls_scope namespaces[CONFIG_MAX_MTLS_NAMESPACES];
+	int n_namespaces;
+	struct config_mtls_scope services[CONFIG_MAX_MTLS_SERVICES];
+	int n_services;
+	/* mode, or a namespace's or service's, is not off: the hop runs. */
+	bool on;
 };
 
 struct config_admin {
@@ -717,6 +738,25 @@ void config_free(struct config *cfg);
 bool config_identity_valid(const char *id);
 /* The node of cfg's mtls.nodes named name, or NULL. */
 const struct config_mtls_node *config_mtls_node(const struct config *cfg, const char *name);
+
+/*
+ * The mtls mode in force for calls to service ns/name (docs/mtls.md,
+ * "Modes"): mtls.services' entry for it, else mtls.namespaces' for ns,
+ * else mtls.mode; then annotated (a service's mtls_mode, 0 for none)
+ * when that is stricter. Costs one test when the file sets no namespace
+ * or service mode and nothing is annotated, else two binary searches.
+ */
+enum config_mtls_mode config_mtls_mode_for(const struct config_mtls *m, const char *ns,
+					   const char *name, uint8_t annotated);
+
+/* config_mtls_mode_for of service svc. */
+static inline enum config_mtls_mode config_mtls_mode_of(const struct config_mtls *m,
+							const struct config_service *svc)
+{
+	if (!m->n_namespaces && !m->n_services && !svc->mtls_mode)
+		return m->mode;
+	return config_mtls_mode_for(m, svc->namespace, svc->name, svc->mtls_mode);
+}
 
 /*
  * A copy of src with room for n_services >= src->n_services services:

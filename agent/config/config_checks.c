@@ -392,8 +392,16 @@ int check_config(struct cfg_parser *p)
 			       "files)");
 	}
 	/* The encrypted hop presents and verifies the identity section's certificates. */
-	if (p->cfg->mtls.mode != CONFIG_MTLS_OFF && !p->cfg->identity.enabled) {
-		cp_path_set(p, "mtls.mode");
+	if (p->cfg->mtls.on && !p->cfg->identity.enabled) {
+		const struct config_mtls *m = &p->cfg->mtls;
+		bool by_ns = false;
+
+		for (int i = 0; i < m->n_namespaces; i++)
+			by_ns |= m->namespaces[i].mode != CONFIG_MTLS_OFF;
+		cp_path_set(p, "%s",
+			    m->mode != CONFIG_MTLS_OFF ? "mtls.mode"
+			    : by_ns		       ? "mtls.namespaces"
+						       : "mtls.services");
 		return cp_fail(p, p->mtls_line ? p->mtls_line : 1,
 			       "needs the identity section: the hop presents and verifies the "
 			       "workloads' certificates (docs/mtls.md)");

@@ -97,18 +97,60 @@ const char *config_svc_strings_add(struct config_service *svc, const char *s)
 	return at;
 }
 
-/* "off", "permissive" or "strict". */
-static int parse_mode(struct cfg_parser *p, void *obj)
+static int scope_cmp(const void *a, const void *b)
+{
+	const struct config_mtls_scope *x = a, *y = b;
+	int c = strcmp(x->namespace, y->namespace);
+
+	return c ? c : strcmp(x->name, y->name);
+}
+
+static const struct config_mtls_scope *scope_find(const struct config_mtls_scope *v, int n,
+						  const char *ns, const char *name)
+{
+	struct config_mtls_scope key;
+
+	if (!n || strlen(ns) > CONFIG_MAX_NAME || strlen(name) > CONFIG_MAX_NAME)
+		return NULL;
+	strcpy(key.namespace, ns);
+	strcpy(key.name, name);
+	return bsearch(&key, v, (size_t)n, sizeof(*v), scope_cmp);
+}
+
+enum config_mtls_mode config_mtls_mode_for(const struct config_mtls *m, const char *ns,
+					   const char *name, uint8_t annotated)
+{
+	const struct config_mtls_scope *s = scope_find(m->services, m->n_services, ns, name);
+	enum config_mtls_mode mode = m->mode;
+
+	if (!s)
+		s = scope_find(m->namespaces, m->n_namespaces, ns, "");
+	if (s)
+		mode = s->mode;
+	/* An annotation is the service owner's: it may ask for more, never less. */
+	if (annotated && annotated - 1 > (int)mode && annotated - 1 <= CONFIG_MTLS_STRICT)
+		mode = (enum config_mtls_mode)(annotated - 1);
+	return mode;
+}
+
+/* "off", "permissive" or "strict" into *out. */
+static int parse_a_mode(struct cfg_parser *p, enum config_mtls_mode *out)
 {
 	static const struct cp_word modes[] = {{"off", CONFIG_MTLS_OFF},
 					       {"permissive", CONFIG_MTLS_PERMISSIVE},
 					       {"strict", CONFIG_MTLS_STRICT}};
-	struct config_mtls *m = obj;
 	int v, err = cp_word(p, modes, ARRAY_SIZE(modes), &v);
 
 	if (!err)
-		m->mode = (enum config_mtls_mode)v;
+		*out = (enum config_mtls_mode)v;
 	return err;
+}
+
+static int parse_mode(struct cfg_parser *p, void *obj)
+{
+	struct config_mtls *m = obj;
+
+	return parse_a_mode(p, &m->mode);
 }
 
 /* A node name (DNS subdomain) into out. */
@@ -236,6 +278,102 @@ static int parse_workload(struct cfg_parser *p, void *obj, int i)
 static const struct seq_spec workloads_seq = {parse_workload, CONFIG_MAX_MTLS_WORKLOADS,
 					      "workloads"};
 
+/* ---- mtls.namespaces[] and mtls.services[] ---- */
+
+/* A namespace or service name (a DNS label) into out (CONFIG_MAX_NAME + 1 bytes). */
+static int parse_a_label(struct cfg_parser *p, const char *what, char *out)
+{
+	char buf[CONFIG_ECHO_MAX + 4];
+	int err = cp_string(p, what, out, CONFIG_MAX_NAME + 1);
+
+	if (err)
+		return err;
+	if (!dns_label(out, strlen(out)))
+		return cp_fail(p, cp_line(p),
+			       "must be %s (a DNS label: lower-case letters, digits and '-'), "
+			       "got \"%s\"",
+			       what, cp_echo(out, strlen(out), buf));
+	return 0;
+}
+
+static int parse_scope_namespace(struct cfg_parser *p, void *obj)
+{
+	struct config_mtls_scope *s = obj;
+
+	return parse_a_label(p, "a namespace", s->namespace);
+}
+
+static int parse_scope_name(struct cfg_parser *p, void *obj)
+{
+	struct config_mtls_scope *s = obj;
+
+	return parse_a_label(p, "a service name", s->name);
+}
+
+static int parse_scope_mode(struct cfg_parser *p, void *obj)
+{
+	struct config_mtls_scope *s = obj;
+
+	return parse_a_mode(p, &s->mode);
+}
+
+/* namespaces[]: {name, mode}; the namespace's name is the entry's name. */
+static const struct field ns_scope_fields[] = {
+    {"name", FIELD_FUNC, .parse = parse_scope_namespace, .required = true},
+    {"mode", FIELD_FUNC, .parse = parse_scope_mode, .required = true},
+};
+
+static const struct field svc_scope_fields[] = {
+    {"namespace", FIELD_FUNC, .parse = parse_scope_namespace, .required = true},
+    {"name", FIELD_FUNC, .parse = parse_scope_name, .required = true},
+    {"mode", FIELD_FUNC, .parse = parse_scope_mode, .required = true},
+};
+
+static int parse_scope(struct cfg_parser *p, struct config_mtls_scope *v, int i, bool svc)
+{
+	struct config_mtls_scope *s = &v[i];
+	struct map_seen seen;
+	int line = cp_line(p), err;
+
+	memset(s, 0, sizeof(*s));
+	err = svc ? cp_map(p, svc_scope_fields, ARRAY_SIZE(svc_scope_fields), s, &seen)
+		  : cp_map(p, ns_scope_fields, ARRAY_SIZE(ns_scope_fields), s, &seen);
+	if (err)
+		return err;
+	for (int k = 0; k < i; k++)
+		if (!scope_cmp(&v[k], s))
+			return svc ? cp_fail(p, line, "service %s/%s is listed twice", s->namespace,
+					     s->name)
+				   : cp_fail(p, line, "namespace \"%s\" is listed twice",
+					     s->namespace);
+	return 0;
+}
+
+static int parse_ns_scope(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_mtls *m = obj;
+	int err = parse_scope(p, m->namespaces, i, false);
+
+	if (!err)
+		m->n_namespaces = i + 1;
+	return err;
+}
+
+static int parse_svc_scope(struct cfg_parser *p, void *obj, int i)
+{
+	struct config_mtls *m = obj;
+	int err = parse_scope(p, m->services, i, true);
+
+	if (!err)
+		m->n_services = i + 1;
+	return err;
+}
+
+static const struct seq_spec ns_scopes_seq = {parse_ns_scope, CONFIG_MAX_MTLS_NAMESPACES,
+					      "namespaces"};
+static const struct seq_spec svc_scopes_seq = {parse_svc_scope, CONFIG_MAX_MTLS_SERVICES,
+					       "services"};
+
 /* ---- mtls ---- */
 
 /* Below 100 ms a handshake across a loaded node fails; above 60 s a stalled one holds its slot. */
@@ -258,6 +396,8 @@ static const struct field mtls_fields[] = {
      .at_most = "max_handshakes"},
     {"nodes", FIELD_SEQ, .seq = &nodes_seq},
     {"workloads", FIELD_SEQ, .seq = &workloads_seq},
+    {"namespaces", FIELD_SEQ, .seq = &ns_scopes_seq},
+    {"services", FIELD_SEQ, .seq = &svc_scopes_seq},
 };
 
 int parse_mtls(struct cfg_parser *p, void *obj)
@@ -271,12 +411,20 @@ int parse_mtls(struct cfg_parser *p, void *obj)
 	err = cp_map(p, mtls_fields, ARRAY_SIZE(mtls_fields), m, &seen);
 	if (err)
 		return err;
-	if (m->mode == CONFIG_MTLS_OFF)
+	qsort(m->namespaces, (size_t)m->n_namespaces, sizeof(m->namespaces[0]), scope_cmp);
+	qsort(m->services, (size_t)m->n_services, sizeof(m->services[0]), scope_cmp);
+	m->on = m->mode != CONFIG_MTLS_OFF;
+	for (int i = 0; i < m->n_namespaces; i++)
+		m->on |= m->namespaces[i].mode != CONFIG_MTLS_OFF;
+	for (int i = 0; i < m->n_services; i++)
+		m->on |= m->services[i].mode != CONFIG_MTLS_OFF;
+	if (!m->on)
 		return 0;
 	/* Without them the hop can neither name this node nor present a certificate. */
 	if (!m->node_name[0])
 		return cp_fail(p, line,
-			       "node_name is required when mode is not off (the name "
-			       "endpoints give this node, to tell local endpoints from remote)");
+			       "node_name is required when mode, or a namespace's or service's "
+			       "mode, is not off (the name endpoints give this node, to tell "
+			       "local endpoints from remote)");
 	return 0;
 }

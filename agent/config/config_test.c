@@ -1186,7 +1186,7 @@ Test(config, mtls_section)
 	assert_refused(NODE "mtls: {mode: on}\n",
 		       "t.yaml:3: mtls.mode: must be off, permissive or strict");
 	assert_refused(NODE "mtls: {mode: strict}\n",
-		       "t.yaml:3: mtls: node_name is required when mode is not off");
+		       "t.yaml:3: mtls: node_name is required when mode");
 	assert_refused(NODE "mtls: {mode: strict, node_name: n1}\n",
 		       "t.yaml:3: mtls.mode: needs the identity section");
 	assert_refused(NODE "mtls: {mode: strict, node_name: n1}\nidentity: {enabled: false}\n",
@@ -1210,6 +1210,88 @@ Test(config, mtls_section)
 	assert_refused(NODE "mtls:\n  nodes: [{name: a}]\n",
 		       "t.yaml:4: mtls.nodes[0].address: is required");
 	assert_refused(NODE "mtls: {tls: true}\n", "t.yaml:3: mtls.tls:");
+}
+
+/* Modes per namespace and per service (docs/mtls.md, "Modes"), and which one is in force. */
+Test(config, mtls_scoped_modes)
+{
+	const struct config_mtls *m;
+
+	cr_assert_eq(parse(NODE
+			   "identity: {source: files, dir: /id}\n"
+			   "mtls:\n  mode: permissive\n  node_name: n1\n"
+			   "  namespaces:\n    - {name: pay, mode: strict}\n"
+			   "    - {name: legacy, mode: off}\n"
+			   "  services:\n    - {namespace: pay, name: export, mode: permissive}\n"
+			   "    - {namespace: web, name: api, mode: strict}\n"),
+		     0, "%s", err);
+	m = &cfg->mtls;
+	cr_expect(m->on);
+	cr_assert_eq(m->n_namespaces, 2);
+	cr_assert_eq(m->n_services, 2);
+	/* Sorted for the binary search. */
+	cr_expect_str_eq(m->namespaces[0].namespace, "legacy");
+	cr_expect_str_eq(m->namespaces[1].namespace, "pay");
+	cr_expect_eq(config_mtls_mode_for(m, "pay", "ledger", 0), CONFIG_MTLS_STRICT,
+		     "the namespace's mode");
+	cr_expect_eq(config_mtls_mode_for(m, "pay", "export", 0), CONFIG_MTLS_PERMISSIVE,
+		     "a service's mode beats its namespace's");
+	cr_expect_eq(config_mtls_mode_for(m, "legacy", "x", 0), CONFIG_MTLS_OFF);
+	cr_expect_eq(config_mtls_mode_for(m, "web", "api", 0), CONFIG_MTLS_STRICT);
+	cr_expect_eq(config_mtls_mode_for(m, "web", "other", 0), CONFIG_MTLS_PERMISSIVE,
+		     "mtls.mode elsewhere");
+	/* An annotation (1 + mode) raises, never lowers. */
+	cr_expect_eq(config_mtls_mode_for(m, "legacy", "x", 1 + CONFIG_MTLS_STRICT),
+		     CONFIG_MTLS_STRICT);
+	cr_expect_eq(config_mtls_mode_for(m, "pay", "ledger", 1 + CONFIG_MTLS_OFF),
+		     CONFIG_MTLS_STRICT);
+	cr_expect_eq(config_mtls_mode_for(m, "web", "other", 1 + CONFIG_MTLS_PERMISSIVE),
+		     CONFIG_MTLS_PERMISSIVE);
+	cr_expect_eq(config_mtls_mode_for(m, "web", "other", 99), CONFIG_MTLS_PERMISSIVE,
+		     "a value out of range is no mode");
+	/* A name longer than any label matches nothing, without overflowing the key. */
+	cr_expect_eq(config_mtls_mode_for(m,
+					  "pay-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+					  "xxxxxxxxxxxxxxxxxxxxxxxxx",
+					  "a", 0),
+		     CONFIG_MTLS_PERMISSIVE);
+
+	/* The hop runs when only a namespace asks for it. */
+	cr_assert_eq(parse(NODE "identity: {source: files, dir: /id}\n"
+				"mtls:\n  node_name: n1\n"
+				"  namespaces: [{name: pay, mode: permissive}]\n"),
+		     0, "%s", err);
+	cr_expect_eq(cfg->mtls.mode, CONFIG_MTLS_OFF);
+	cr_expect(cfg->mtls.on);
+	cr_expect_eq(config_mtls_mode_for(&cfg->mtls, "pay", "a", 0), CONFIG_MTLS_PERMISSIVE);
+	cr_expect_eq(config_mtls_mode_for(&cfg->mtls, "web", "a", 0), CONFIG_MTLS_OFF);
+	cr_assert_eq(parse(NODE "mtls:\n  namespaces: [{name: pay, mode: off}]\n"), 0, "%s", err);
+	cr_expect_not(cfg->mtls.on, "every mode off: no hop, no node_name needed");
+
+	assert_refused(NODE "mtls:\n  namespaces: [{name: pay, mode: strict}]\n",
+		       "t.yaml:4: mtls: node_name is required when mode, or a namespace's");
+	assert_refused(NODE "mtls:\n  node_name: n1\n  services: [{namespace: a, name: b, "
+			    "mode: strict}]\n",
+		       "t.yaml:3: mtls.services: needs the identity section");
+	assert_refused(NODE "mtls:\n  node_name: n1\n  namespaces: [{name: a, mode: strict}]\n",
+		       "t.yaml:3: mtls.namespaces: needs the identity section");
+	assert_refused(NODE "mtls:\n  namespaces: [{name: pay, mode: on}]\n",
+		       "t.yaml:4: mtls.namespaces[0].mode: must be off, permissive or strict");
+	assert_refused(NODE "mtls:\n  namespaces: [{name: Pay, mode: off}]\n",
+		       "t.yaml:4: mtls.namespaces[0].name: must be a namespace (a DNS label");
+	assert_refused(NODE "mtls:\n  namespaces: [{name: pay}]\n",
+		       "t.yaml:4: mtls.namespaces[0].mode: is required");
+	assert_refused(NODE "mtls:\n  namespaces: [{name: a, mode: off}, {name: a, mode: off}]\n",
+		       "t.yaml:4: mtls.namespaces[1]: namespace \"a\" is listed twice");
+	assert_refused(NODE "mtls:\n  services: [{namespace: a, mode: off}]\n",
+		       "t.yaml:4: mtls.services[0].name: is required");
+	assert_refused(NODE "mtls:\n  services: [{namespace: a, name: b.c, mode: off}]\n",
+		       "t.yaml:4: mtls.services[0].name: must be a service name");
+	assert_refused(NODE "mtls:\n  services:\n    - {namespace: a, name: b, mode: off}\n"
+			    "    - {namespace: a, name: b, mode: strict}\n",
+		       "t.yaml:6: mtls.services[1]: service a/b is listed twice");
+	assert_refused(NODE "mtls:\n  services: [{namespace: a, name: b, mode: off, port: 80}]\n",
+		       "t.yaml:4: mtls.services[0].port:");
 }
 
 /* An endpoint's node and identity (docs/mtls.md), kept in its service's strings. */

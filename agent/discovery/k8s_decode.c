@@ -421,6 +421,32 @@ static void decode_upstream_protocol(json_object *meta, struct model_service *ou
 	}
 }
 
+/*
+ * The service's shoal.io/mtls-mode annotation, if any, into out->mtls_mode
+ * (1 + enum config_mtls_mode). Another value is left out and said in
+ * out->note, as for the other annotations.
+ */
+static void decode_mtls_mode(json_object *meta, struct model_service *out)
+{
+	static const char *const modes[] = {"off", "permissive", "strict"};
+	char val[16], why[64];
+	json_object *ann = NULL;
+
+	if (get_object(meta, "annotations", &ann, why, sizeof(why)) || !ann ||
+	    !get(ann, K8S_MTLS_MODE_ANNOTATION))
+		return;
+	if (!get_str(ann, K8S_MTLS_MODE_ANNOTATION, val, sizeof(val), true, why, sizeof(why)))
+		for (int i = 0; i < 3; i++)
+			if (!strcmp(val, modes[i])) {
+				out->mtls_mode = (uint8_t)(1 + i);
+				return;
+			}
+	if (!out->note[0])
+		snprintf(out->note, sizeof(out->note),
+			 "annotation %s: must be off, permissive or strict; ignored",
+			 K8S_MTLS_MODE_ANNOTATION);
+}
+
 int k8s_decode_service(json_object *obj, struct model_service *out, char *err, size_t errlen)
 {
 	json_object *spec, *ips, *ports, *meta = NULL;
@@ -492,6 +518,7 @@ int k8s_decode_service(json_object *obj, struct model_service *out, char *err, s
 	}
 	decode_kernel_ports(meta, out);
 	decode_upstream_protocol(meta, out);
+	decode_mtls_mode(meta, out);
 	return 0;
 }
 

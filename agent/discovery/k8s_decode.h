@@ -44,6 +44,12 @@
  * name>=http1|h2". Read with K8S_MAX_KERNEL_PORTS bytes at most.
  */
 #define K8S_UPSTREAM_PROTOCOL_ANNOTATION "shoal.io/upstream-protocol"
+/*
+ * The Service annotation that asks for a stricter mtls mode for calls to
+ * it (docs/mtls.md, "Modes"): "off", "permissive" or "strict". It can
+ * raise the node's mode for the service, never lower it.
+ */
+#define K8S_MTLS_MODE_ANNOTATION "shoal.io/mtls-mode"
 /* The part of a Status message kept for the log. */
 #define K8S_MAX_MESSAGE 256
 

@@ -576,3 +576,48 @@ Test(k8s_decode, service_upstream_protocol_annotation)
 	cr_expect(strstr(ev.svc.note, "\"HTTP/1.1\" is no protocol (http1 or h2)"), "note: '%s'",
 		  ev.svc.note);
 }
+
+/* shoal.io/mtls-mode (docs/mtls.md, "Modes"): 1 + the mode; another value is said in the note. */
+Test(k8s_decode, service_mtls_mode_annotation)
+{
+	static const char *const vals[] = {"off", "permissive", "strict"};
+	char obj[512];
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(obj, sizeof(obj),
+			 "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"namespace\":\"pay\","
+			 "\"name\":\"api\",\"annotations\":{\"shoal.io/mtls-mode\":\"%s\"}},"
+			 "\"spec\":{\"clusterIPs\":[\"10.96.1.2\"],\"ports\":[{\"port\":80}]}}}",
+			 vals[i]);
+		cr_assert_eq(k8s_decode_event_text(obj, strlen(obj), K8S_KIND_SERVICE, &ev, err,
+						   sizeof(err)),
+			     0, "%s", err);
+		cr_expect_eq(ev.svc.mtls_mode, 1 + i, "%s", vals[i]);
+		cr_expect_str_eq(ev.svc.note, "");
+		k8s_event_clear(&ev);
+	}
+	static const char *const bad[] = {"\"STRICT\"", "\"strict-ish-and-much-longer\"", "3"};
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(obj, sizeof(obj),
+			 "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"namespace\":\"pay\","
+			 "\"name\":\"api\",\"annotations\":{\"shoal.io/mtls-mode\":%s}},"
+			 "\"spec\":{\"clusterIPs\":[\"10.96.1.2\"],\"ports\":[{\"port\":80}]}}}",
+			 bad[i]);
+		cr_assert_eq(k8s_decode_event_text(obj, strlen(obj), K8S_KIND_SERVICE, &ev, err,
+						   sizeof(err)),
+			     0, "%s: a bad annotation leaves the service in: %s", bad[i], err);
+		cr_expect_eq(ev.svc.mtls_mode, 0, "%s", bad[i]);
+		cr_expect(
+		    strstr(ev.svc.note, "shoal.io/mtls-mode: must be off, permissive or strict"),
+		    "note: '%s'", ev.svc.note);
+		k8s_event_clear(&ev);
+	}
+	snprintf(obj, sizeof(obj),
+		 "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"namespace\":\"pay\","
+		 "\"name\":\"api\"},"
+		 "\"spec\":{\"clusterIPs\":[\"10.96.1.2\"],\"ports\":[{\"port\":80}]}}}");
+	cr_assert_eq(
+	    k8s_decode_event_text(obj, strlen(obj), K8S_KIND_SERVICE, &ev, err, sizeof(err)), 0);
+	cr_expect_eq(ev.svc.mtls_mode, 0, "none");
+}

@@ -338,6 +338,7 @@ static bool svc_same(const struct config_service *a, const struct config_service
 	if (a->id != b->id || strcmp(a->name, b->name) || strcmp(a->namespace, b->namespace) ||
 	    a->n_vips != b->n_vips || a->n_ports != b->n_ports ||
 	    a->n_endpoints != b->n_endpoints || a->n_routes || b->n_routes ||
+	    a->mtls_mode != b->mtls_mode ||
 	    memcmp(&a->resilience, &b->resilience, sizeof(a->resilience)))
 		return false;
 	for (int i = 0; i < a->n_vips; i++)
@@ -702,6 +703,7 @@ static int build_service(const struct config *cfg, const struct model_service *s
 	claims_add(claims, dst);
 	snprintf(dst->name, sizeof(dst->name), "%s", svc->name);
 	snprintf(dst->namespace, sizeof(dst->namespace), "%s", svc->ns);
+	dst->mtls_mode = svc->mtls_mode;
 	st->services++;
 	return build_endpoints(svc, ix, sc, st);
 }

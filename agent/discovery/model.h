@@ -77,6 +77,7 @@ struct model_service {
 	struct model_port ports[MODEL_MAX_PORTS];
 	int n_ports;
 	char note[MODEL_MAX_NOTE]; /* "" when its annotations were all understood */
+	uint8_t mtls_mode;	   /* shoal.io/mtls-mode: 0 none, else 1 + enum config_mtls_mode */
 	uint32_t slot; /* stable index, assigned by the model; see model_build */
 	bool stale;    /* model_mark'ed and not put since */
 };

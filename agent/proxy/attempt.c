@@ -186,7 +186,7 @@ const char *attempt_src_ident(struct worker *w, const struct shoal_addr *addr)
 	proxy_identity_fn fn = __atomic_load_n(&w->p->identity_fn, __ATOMIC_ACQUIRE);
 	char id[CONFIG_MAX_IDENTITY];
 
-	if (m->mode == CONFIG_MTLS_OFF || !t)
+	if (!m->on || !t)
 		return NULL;
 	for (int i = 0; i < m->n_workloads; i++)
 		if (addr_equal(&m->workloads[i].addr, addr))
@@ -196,22 +196,35 @@ const char *attempt_src_ident(struct worker *w, const struct shoal_addr *addr)
 	return NULL;
 }
 
-int attempt_connect_ep(struct worker *w, const struct conn *c, const struct config_endpoint *ep,
-		       uint16_t port_be, bool *connected, bool *tunneled)
+int attempt_connect_ep(struct worker *w, const struct conn *c, const struct config_service *svc,
+		       const struct config_endpoint *ep, uint16_t port_be, bool *connected,
+		       bool *tunneled)
 {
 	const struct config_mtls *m = &w->cfg->mtls;
 	struct tunnel *t = __atomic_load_n(&w->p->tunnel, __ATOMIC_ACQUIRE);
 	const struct config_mtls_node *node;
+	enum config_mtls_mode mode;
 	struct tunnel_route r;
 	int fd;
 
 	*tunneled = false;
 	/* Same node, or no node known: the bytes never leave this node. */
-	if (m->mode == CONFIG_MTLS_OFF || !ep->node || !strcmp(ep->node, m->node_name))
+	if (!ep->node || !strcmp(ep->node, m->node_name))
+		return attempt_connect(w, &ep->addr, port_be, connected);
+	mode = config_mtls_mode_of(m, svc);
+	if (mode == CONFIG_MTLS_OFF)
 		return attempt_connect(w, &ep->addr, port_be, connected);
 	node = config_mtls_node(w->cfg, ep->node);
 	if (!t || !ep->identity || !node || !c || !c->src_ident) {
-		if (m->mode == CONFIG_MTLS_STRICT) {
+		if (mode == CONFIG_MTLS_STRICT) {
+			worker_warn_ratelimited(
+			    w, "mtls: strict for %s/%s: a call to %s on node %s refused: %s",
+			    svc->namespace, svc->name, ep->identity ? ep->identity : "an endpoint",
+			    ep->node,
+			    !t		    ? "this node runs no tunnel (mtls is off here)"
+			    : !ep->identity ? "the endpoint has no identity"
+			    : !node	    ? "the node has no address (mtls.nodes)"
+					    : "the caller's identity is unknown");
 			WORKER_STAT_INC(w, mtls_refused);
 			return -EACCES;
 		}

@@ -127,9 +127,9 @@ int attempt_connect(struct worker *w, const struct shoal_addr *addr, uint16_t po
 		    bool *connected);
 
 /*
- * attempt_connect for endpoint ep of a call from c (c->src_ident: the
- * calling workload), by the mode mtls.mode (docs/mtls.md, "Which calls
- * are encrypted"): an endpoint on another node (ep->node, not
+ * attempt_connect for endpoint ep of service svc for a call from c
+ * (c->src_ident: the calling workload), by svc's mode
+ * (config_mtls_mode_of; docs/mtls.md, "Modes"): an endpoint on another node (ep->node, not
  * mtls.node_name) that has an identity and a node address (mtls.nodes)
  * goes through the tunnel, and *tunneled is set; the fd is then a
  * connected AF_UNIX socket. In strict mode, a call to another node that
@@ -137,8 +137,9 @@ int attempt_connect(struct worker *w, const struct shoal_addr *addr, uint16_t po
  * unknown) is refused with -EACCES; in permissive mode, and for a local
  * endpoint, the endpoint is dialled as attempt_connect does.
  */
-int attempt_connect_ep(struct worker *w, const struct conn *c, const struct config_endpoint *ep,
-		       uint16_t port_be, bool *connected, bool *tunneled);
+int attempt_connect_ep(struct worker *w, const struct conn *c, const struct config_service *svc,
+		       const struct config_endpoint *ep, uint16_t port_be, bool *connected,
+		       bool *tunneled);
 
 /*
  * The calling workload's identity (interned by the tunnel) for a client

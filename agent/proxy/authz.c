@@ -71,7 +71,7 @@ bool authz_allow(struct worker *w, const struct conn *c, const struct policy_tab
 	if (!tb)
 		tb = policy_lookup(s, t->namespace, t->name);
 	caller_of(w, c, &caller);
-	if (!caller.authenticated && w->cfg->mtls.mode == CONFIG_MTLS_STRICT) {
+	if (!caller.authenticated && config_mtls_mode_of(&w->cfg->mtls, t) == CONFIG_MTLS_STRICT) {
 		/*
 		 * strict refuses plaintext callers (docs/mtls.md, "Modes"): no
 		 * rule naming unauthenticated callers opens a service to them.

@@ -230,7 +230,7 @@ static int http1_open(struct worker *w, struct conn *c, uint32_t idx, uint64_t n
 			return 1;
 		}
 	}
-	ret = pool_connect_ep(w, ep, h->target_port_be, c, &pc);
+	ret = pool_connect_ep(w, h->target, ep, h->target_port_be, c, &pc);
 	if (ret < 0)
 		return ret;
 	h->up = pc;

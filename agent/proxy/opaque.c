@@ -161,7 +161,8 @@ static int opaque_open(struct worker *w, struct conn *c, uint32_t idx, uint64_t 
 	bool connected, tunneled;
 	int fd, err;
 
-	fd = attempt_connect_ep(w, c, &c->svc->endpoints[idx], c->port_be, &connected, &tunneled);
+	fd = attempt_connect_ep(w, c, c->svc, &c->svc->endpoints[idx], c->port_be, &connected,
+				&tunneled);
 	if (fd < 0)
 		return fd;
 	c->upstream.pl.fd = fd;

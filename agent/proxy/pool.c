@@ -161,8 +161,8 @@ struct pool_conn *pool_take(struct worker *w, const struct shoal_addr *addr, uin
 
 /* pool_connect and pool_connect_ep: cep NULL dials addr directly. */
 static int pool_connect_via(struct worker *w, const struct shoal_addr *addr,
-			    const struct config_endpoint *cep, uint16_t port_be, struct conn *owner,
-			    struct pool_conn **out)
+			    const struct config_service *svc, const struct config_endpoint *cep,
+			    uint16_t port_be, struct conn *owner, struct pool_conn **out)
 {
 	struct pool *pl = w->pool;
 	struct pool_conn *pc;
@@ -177,7 +177,7 @@ static int pool_connect_via(struct worker *w, const struct shoal_addr *addr,
 	if (!pc)
 		return -ENOMEM;
 	tunneled = false;
-	fd = cep ? attempt_connect_ep(w, owner, cep, port_be, &connected, &tunneled)
+	fd = cep ? attempt_connect_ep(w, owner, svc, cep, port_be, &connected, &tunneled)
 		 : attempt_connect(w, addr, port_be, &connected);
 	if (fd < 0) {
 		err = fd;
@@ -208,13 +208,14 @@ err_free:
 int pool_connect(struct worker *w, const struct shoal_addr *addr, uint16_t port_be,
 		 struct conn *owner, struct pool_conn **out)
 {
-	return pool_connect_via(w, addr, NULL, port_be, owner, out);
+	return pool_connect_via(w, addr, NULL, NULL, port_be, owner, out);
 }
 
-int pool_connect_ep(struct worker *w, const struct config_endpoint *ep, uint16_t port_be,
-		    struct conn *owner, struct pool_conn **out)
+int pool_connect_ep(struct worker *w, const struct config_service *svc,
+		    const struct config_endpoint *ep, uint16_t port_be, struct conn *owner,
+		    struct pool_conn **out)
 {
-	return pool_connect_via(w, &ep->addr, ep, port_be, owner, out);
+	return pool_connect_via(w, &ep->addr, svc, ep, port_be, owner, out);
 }
 
 void pool_close(struct worker *w, struct pool_conn *pc, bool reset)

@@ -98,13 +98,15 @@ int pool_connect(struct worker *w, const struct shoal_addr *addr, uint16_t port_
 		 struct conn *owner, struct pool_conn **out);
 
 /*
- * pool_connect to endpoint ep of the config, at port_be: through the
+ * pool_connect to endpoint ep of service svc, at port_be: through the
  * encrypted hop when attempt_connect_ep says so (docs/mtls.md), and then
  * reused only by owner's caller identity.
  */
 struct config_endpoint;
-int pool_connect_ep(struct worker *w, const struct config_endpoint *ep, uint16_t port_be,
-		    struct conn *owner, struct pool_conn **out);
+struct config_service;
+int pool_connect_ep(struct worker *w, const struct config_service *svc,
+		    const struct config_endpoint *ep, uint16_t port_be, struct conn *owner,
+		    struct pool_conn **out);
 
 /*
  * The owner is done with pc after a complete exchange: keep it idle for

@@ -657,7 +657,9 @@ static int render_policy_check(const struct metrics_live *lv, const char *query,
 	if (!cfg || !cfg->policy) {
 		d = (struct policy_decision){.allow = true, .reason = "default-allow"};
 		snprintf(why, sizeof(why), "no policy is written: every call is allowed");
-	} else if (!caller.authenticated && cfg->mtls.mode == CONFIG_MTLS_STRICT) {
+	} else if (!caller.authenticated &&
+		   config_mtls_mode_for(&cfg->mtls, c.dst_ns, c.dst_service,
+					svc ? svc->mtls_mode : 0) == CONFIG_MTLS_STRICT) {
 		d = (struct policy_decision){.allow = false, .reason = "mtls-strict"};
 		snprintf(why, sizeof(why), "mtls strict refuses unauthenticated callers");
 	} else {
