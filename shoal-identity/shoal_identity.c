@@ -376,7 +376,7 @@ static void handle(struct conn *c)
 {
 	char *buf = malloc(SRV_HEAD_MAX + SRV_BODY_MAX + 1);
 	char auth[AUTHZ_TOKEN_MAX + 16], clen[32], te[64], why[SRV_WHY_MAX], who[SRV_WHY_MAX] = "";
-	char uri[SPIFFE_ID_STR_MAX];
+	char uri[SPIFFE_ID_STR_MAX], serial[ID_SERIAL_MAX];
 	json_object *req = NULL, *csr_v, *life_v, *resp;
 	long lifetime = issuer.lifetime_s;
 	struct authz_caller caller;
@@ -510,7 +510,8 @@ static void handle(struct conn *c)
 	json_object_object_add(resp, "expires", json_object_new_int64((int64_t)timegm(&tm)));
 	reply(c, 200, json_object_to_json_string_ext(resp, JSON_C_TO_STRING_PLAIN));
 	json_object_put(resp);
-	logf_("issued %s to %s %s, expires %lld", uri, c->peer, who, (long long)timegm(&tm));
+	logf_("issued %s to %s %s, serial %s, expires %lld", uri, c->peer, who,
+	      id_cert_serial(leaf, serial, sizeof(serial)), (long long)timegm(&tm));
 out:
 	free(pem);
 	X509_free(leaf);

@@ -27,6 +27,7 @@
 #include "identity/csr.h"
 #include "identity/identity.h"
 #include "identity/sched.h"
+#include "identity/verify.h"
 
 /* One account's state; the thread's, copied out under mu for status. */
 struct acct {
@@ -516,7 +517,7 @@ static enum id_outcome post_csr(struct identity *id, const char *json, struct bo
  * after). Returns the outcome; on ok the store holds the new credential.
  */
 static enum id_outcome issue(struct identity *id, const struct acct *a, int64_t *nb, int64_t *na,
-			     char *why, size_t why_len)
+			     char serial[ID_SERIAL_MAX], char *why, size_t why_len)
 {
 	char spiffe[ID_MAX_SPIFFE_ID], sub[ID_MAX_ERROR];
 	struct body body = {0};
@@ -564,6 +565,7 @@ static enum id_outcome issue(struct identity *id, const struct acct *a, int64_t 
 	}
 	*nb = cred->not_before;
 	*na = cred->not_after;
+	id_cert_serial(cred->leaf, serial, ID_SERIAL_MAX);
 	if (id_store_set(id->store, cred)) {
 		msgf(why, why_len, "the store is full (%d accounts)", ID_MAX_CREDS);
 		out = ID_OUTCOME_local;
@@ -592,7 +594,7 @@ static bool same_outcome(const char *last_error, enum id_outcome o)
 static void issue_due(struct identity *id, int64_t now)
 {
 	for (int i = 0;; i++) {
-		char why[ID_MAX_ERROR] = "";
+		char why[ID_MAX_ERROR] = "", serial[ID_SERIAL_MAX] = "";
 		int64_t nb = 0, na = 0, t;
 		enum id_outcome out;
 		struct acct a;
@@ -608,7 +610,7 @@ static void issue_due(struct identity *id, int64_t now)
 		if (!a.wanted || a.next_ms > now)
 			continue;
 
-		out = issue(id, &a, &nb, &na, why, sizeof(why));
+		out = issue(id, &a, &nb, &na, serial, why, sizeof(why));
 		atomic_fetch_add(&id->st_requests[out], 1);
 		t = now_ms();
 		pthread_mutex_lock(&id->mu);
@@ -639,13 +641,17 @@ static void issue_due(struct identity *id, int64_t now)
 		}
 		pthread_mutex_unlock(&id->mu);
 		if (out == ID_OUTCOME_ok) {
-			char until[32];
+			char until[32], after[48] = "";
 			time_t tna = (time_t)na;
 			struct tm tm;
 
 			strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&tna, &tm));
-			pr_info("identity: spiffe://%s/ns/%s/sa/%s issued, valid until %s",
-				id->cfg.trust_domain, a.ns, a.sa, until);
+			if (a.failures)
+				msgf(after, sizeof(after), " (after %u failed tries)", a.failures);
+			/* the serial is what a peer sees in the handshake (the tunnel logs it) */
+			pr_info(
+			    "identity: spiffe://%s/ns/%s/sa/%s issued, serial %s, valid until %s%s",
+			    id->cfg.trust_domain, a.ns, a.sa, serial, until, after);
 		} else if (a.failures == 0 || !same_outcome(a.last_error, out))
 			/* a down issuer is logged once per account, not per retry */
 			pr_warn("identity: %s/%s: %s: %s%s", a.ns, a.sa, id_outcome_name(out), why,

@@ -240,3 +240,32 @@ int id_anchors_from_pem(const char *pem, size_t len, X509_STORE **out, char *why
 	*out = store;
 	return 0;
 }
+
+const char *id_cert_serial(const X509 *x, char *buf, size_t len)
+{
+	const ASN1_INTEGER *sn = x ? X509_get0_serialNumber(x) : NULL;
+	const unsigned char *d;
+	size_t off = 0;
+	int n;
+
+	if (!len)
+		return buf;
+	if (!sn || len < 4) {
+		snprintf(buf, len, "?");
+		return buf;
+	}
+	d = ASN1_STRING_get0_data(sn);
+	n = ASN1_STRING_length(sn);
+	if (ASN1_STRING_type(sn) == V_ASN1_NEG_INTEGER)
+		buf[off++] = '-';
+	if (n <= 0) /* the integer 0: one zero octet, as openssl prints it */
+		off += (size_t)snprintf(buf + off, len - off, "00");
+	for (int i = 0; i < n; i++) {
+		if (off + 2 + 3 > len) { /* two digits, and room for ".." and the NUL */
+			snprintf(buf + off, len - off, "..");
+			return buf;
+		}
+		off += (size_t)snprintf(buf + off, len - off, "%02X", d[i]);
+	}
+	return buf;
+}

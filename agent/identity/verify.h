@@ -66,4 +66,19 @@ int id_anchors_from_pem(const char *pem, size_t len, X509_STORE **out, char *why
 int id_certs_from_pem(const char *pem, size_t len, STACK_OF(X509) * *out, char *why,
 		      size_t why_len);
 
+/*
+ * Room for a serial as id_cert_serial writes it: RFC 5280 caps a serial
+ * at 20 octets, two hex digits each; a sign and slack for a certificate
+ * that breaks the rule.
+ */
+#define ID_SERIAL_MAX 48
+/*
+ * x's serial number into buf, as `openssl x509 -serial` prints it: every
+ * octet of the integer as two upper-case hex digits, a leading zero digit
+ * kept ("0A1B", never "A1B"), "-" before a negative one. A serial too long
+ * for buf is cut and ends in "..". Returns buf, so that it can be a
+ * printf argument; "?" when x has none.
+ */
+const char *id_cert_serial(const X509 *x, char *buf, size_t len);
+
 #endif

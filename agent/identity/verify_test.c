@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <openssl/bn.h>
 #include <openssl/pem.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,4 +288,42 @@ Test(identity_verify, anchors_from_pem)
 	free(pem);
 	free(ipem);
 	free(lpem);
+}
+
+/* Set x's serial to the big-endian bytes b[0..n). */
+static void set_serial(X509 *x, const unsigned char *b, int n)
+{
+	BIGNUM *bn = BN_bin2bn(b, n, NULL);
+
+	cr_assert_not_null(bn);
+	cr_assert_not_null(BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)));
+	BN_free(bn);
+}
+
+Test(identity_verify, serial_as_openssl_prints_it)
+{
+	/* a leading zero nibble is kept: "0A..." (a %x of the number would drop it) */
+	static const unsigned char lead0[] = {0x0a, 0x00, 0xff, 0x10};
+	/* the high bit set: DER adds a zero octet for the sign, which is not part of the number */
+	static const unsigned char high[] = {0x80, 0x01};
+	/* 127 random bits, as shoal-identity draws them, whose top octet happens to be 0x01 */
+	static const unsigned char wide[] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
+					     0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef};
+	X509 *l = leaf((struct tc_opts){.uris = {WEB}});
+	char buf[ID_SERIAL_MAX], tiny[9];
+
+	set_serial(l, lead0, sizeof(lead0));
+	cr_assert_str_eq(id_cert_serial(l, buf, sizeof(buf)), "0A00FF10");
+	set_serial(l, high, sizeof(high));
+	cr_assert_str_eq(id_cert_serial(l, buf, sizeof(buf)), "8001");
+	set_serial(l, wide, sizeof(wide));
+	cr_assert_str_eq(id_cert_serial(l, buf, sizeof(buf)), "0123456789ABCDEF0123456789ABCDEF");
+	/* cut, and said to be */
+	cr_assert_str_eq(id_cert_serial(l, tiny, sizeof(tiny)), "012345..");
+	ASN1_INTEGER_set(X509_get_serialNumber(l), 0);
+	cr_assert_str_eq(id_cert_serial(l, buf, sizeof(buf)), "00");
+	ASN1_INTEGER_set(X509_get_serialNumber(l), -5);
+	cr_assert_str_eq(id_cert_serial(l, buf, sizeof(buf)), "-05");
+	cr_assert_str_eq(id_cert_serial(NULL, buf, sizeof(buf)), "?");
+	X509_free(l);
 }
