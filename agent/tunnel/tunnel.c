@@ -54,6 +54,12 @@
 #define TUNNEL_READ_ROUNDS 32
 /* An idle pooled client connection (no stream) is closed after this. */
 #define TUNNEL_IDLE_NS (60ull * 1000000000)
+/*
+ * A client connection takes no new stream this close to the expiry of a
+ * certificate it was set up with (its own or the server's): a stream
+ * begun just before would reach the server after it.
+ */
+#define TUNNEL_EXPIRY_MARGIN_S 2
 /* How often the thread wakes with nothing to do, for timeouts. */
 #define TUNNEL_TICK_MS 100
 #define TUNNEL_EVENTS 64
@@ -104,6 +110,14 @@ struct tconn {
 	const char *src, *dst;
 	struct shoal_addr node;
 	uint16_t node_port_be;
+	/*
+	 * client: the credential it presented (a reference), compared with the
+	 * store's current one for src: once renewed, the connection is retired
+	 * (takes no new stream, closes when its last one ends).
+	 */
+	struct id_cred *cred;
+	time_t expires; /* client: the sooner notAfter of its own and the server's certificate */
+	bool retired;
 	struct shoal_addr peer_addr;	    /* server: the source's address */
 	char local_id[CONFIG_MAX_IDENTITY]; /* the identity this side presented */
 	char peer_id[CONFIG_MAX_IDENTITY];  /* the identity the peer proved */
@@ -790,6 +804,8 @@ static void tc_kill(struct tconn *tc, const char *why)
 		SSL_free(tc->ssl);
 		tc->ssl = NULL;
 	}
+	id_cred_put(tc->cred);
+	tc->cred = NULL;
 	tobj_close(t, &tc->o);
 	if (tc->prev)
 		tc->prev->next = tc->next;
@@ -838,7 +854,9 @@ static void tc_flush(struct tconn *tc)
 		}
 	}
 	if (!nghttp2_session_want_read(tc->h2) && !nghttp2_session_want_write(tc->h2)) {
-		tc_kill(tc, NULL); /* both sides done (GOAWAY) */
+		/* both sides done (GOAWAY): close_notify, so the peer sees an end, not an EOF */
+		SSL_shutdown(tc->ssl);
+		tc_kill(tc, NULL);
 		return;
 	}
 	tobj_watch(tc->t, &tc->o, EPOLLIN);
@@ -907,6 +925,45 @@ static void client_submit(struct tconn *tc, struct tstream *st)
 	TSTAT_INC(tc->t, streams_out);
 }
 
+/* x's notAfter in Unix seconds; 0 if it cannot be read. */
+static time_t cert_not_after(const X509 *x)
+{
+	struct tm tm;
+
+	if (!x || ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1)
+		return 0;
+	return timegm(&tm);
+}
+
+/*
+ * Whether client connection tc may take a new stream, cur being the
+ * store's current credential for its source (NULL: none). Not once cur
+ * is another than the one tc presented (a renewal: the next handshake
+ * proves the new certificate), nor within TUNNEL_EXPIRY_MARGIN_S of
+ * tc->expires. Such a connection is retired for good: the streams on it
+ * run to their end, and sweep closes it once it has none.
+ */
+static bool tc_current(struct tconn *tc, const struct id_cred *cur, time_t now)
+{
+	const char *why;
+
+	if (tc->retired)
+		return false;
+	if (tc->cred != cur)
+		why = "its certificate was renewed";
+	else if (tc->expires && now + TUNNEL_EXPIRY_MARGIN_S >= tc->expires)
+		why = "a certificate it was set up with expires";
+	else
+		return true;
+	tc->retired = true;
+	TSTAT_INC(tc->t, connections_retired);
+	pr_info("tunnel: connection to %s as %s retired (%s): new calls go on a new one, its %d "
+		"stream%s finish on it",
+		tc->dst ? tc->dst : "(unknown)", tc->src, why, tc->n_streams,
+		tc->n_streams == 1 ? "" : "s");
+	return false;
+}
+
 /* The peer's leaf and intermediates, by id_verify_peer's rules. 0 or -errno with why. */
 static int tc_verify_svid(struct tconn *tc, X509 *leaf, char *why, size_t why_len)
 {
@@ -935,8 +992,9 @@ static void tc_ready(struct tconn *tc)
 	    {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
 	};
 	nghttp2_option *opt = NULL;
-	char why[512];
+	char why[512], ours[ID_SERIAL_MAX], theirs[ID_SERIAL_MAX];
 	X509 *leaf = SSL_get0_peer_certificate(tc->ssl);
+	time_t peer_expires;
 	int rv;
 
 	if (tc->in_handshake)
@@ -994,10 +1052,16 @@ static void tc_ready(struct tconn *tc)
 	nghttp2_session_set_local_window_size(tc->h2, NGHTTP2_FLAG_NONE, 0, TUNNEL_CONN_WINDOW);
 	tc->state = TC_READY;
 	tc->idle_since_ns = now_ns();
-	pr_info("tunnel: %s %s %s as %s (TLS %s, %s; kTLS tx %s, rx %s)",
+	peer_expires = cert_not_after(leaf);
+	if (!tc->server && peer_expires && (!tc->expires || peer_expires < tc->expires))
+		tc->expires = peer_expires;
+	/* the serials tell which certificate each side proved, across a renewal */
+	pr_info("tunnel: %s %s %s as %s (TLS %s, %s; kTLS tx %s, rx %s; serial %s, peer's %s)",
 		tc->server ? "accepted" : "connected", tc->server ? "from" : "to", tc->peer_id,
 		tc->local_id, SSL_get_version(tc->ssl), SSL_get_cipher_name(tc->ssl),
-		tc->ktls_tx ? "on" : "off", tc->ktls_rx ? "on" : "off");
+		tc->ktls_tx ? "on" : "off", tc->ktls_rx ? "on" : "off",
+		id_cert_serial(SSL_get_certificate(tc->ssl), ours, sizeof(ours)),
+		id_cert_serial(leaf, theirs, sizeof(theirs)));
 	while (tc->pending) {
 		struct tstream *st = tc->pending;
 
@@ -1147,14 +1211,14 @@ static struct tconn *client_connect(struct tunnel *t, const struct topen *op)
 	tc->node = op->r.node;
 	tc->node_port_be = op->r.node_port_be;
 	snprintf(tc->local_id, sizeof(tc->local_id), "%s", op->r.src);
+	tc->cred = cred; /* tc_kill puts it */
+	tc->expires = cred->not_after;
 	if (!tc->dst || ssl_use_cred(tc->ssl, cred) || ssl_set_anchors(t, tc->ssl) ||
 	    tunnel_sni_format(tc->dst, sni, sizeof(sni)) ||
 	    SSL_set_tlsext_host_name(tc->ssl, sni) != 1) {
-		id_cred_put(cred);
 		tc_kill(tc, "cannot set up TLS (certificate, anchors or SNI)");
 		return NULL;
 	}
-	id_cred_put(cred);
 	SSL_set_connect_state(tc->ssl);
 	TSTAT_INC(t, connections_out);
 	tc->state = TC_CONNECTING;
@@ -1175,6 +1239,8 @@ static void take_opens(struct tunnel *t)
 	t->opens = NULL;
 	pthread_mutex_unlock(&t->lock);
 	for (; op; op = next) {
+		struct id_cred *cur = cred_of(t, op->r.src);
+		time_t now = time(NULL);
 		struct tconn *tc;
 		struct tstream *st;
 
@@ -1184,8 +1250,9 @@ static void take_opens(struct tunnel *t)
 			    tc->dst && !strcmp(tc->dst, op->dst) &&
 			    addr_equal(&tc->node, &op->r.node) &&
 			    tc->node_port_be == op->r.node_port_be &&
-			    tc->n_streams < TUNNEL_MAX_STREAMS)
+			    tc->n_streams < TUNNEL_MAX_STREAMS && tc_current(tc, cur, now))
 				break;
+		id_cred_put(cur);
 		if (!tc)
 			tc = client_connect(t, op);
 		st = tc ? stream_new(tc) : NULL;
@@ -1329,18 +1396,25 @@ static void listen_accept(struct tunnel *t, struct tobj *l)
 
 static void sweep(struct tunnel *t, uint64_t now)
 {
+	time_t wall = time(NULL);
 	struct tconn *tc, *next;
 
 	for (tc = t->conns; tc; tc = next) {
 		next = tc->next;
+		if (!tc->server && tc->state == TC_READY)
+			tc_current(tc, tc->cred, wall); /* retires it near its expiry */
 		if ((tc->state == TC_HANDSHAKE || tc->state == TC_CONNECTING) &&
 		    now >= tc->deadline_ns) {
 			TSTAT_INC(t, handshake_timeouts);
 			tc_kill(tc, "handshake timed out");
 		} else if (!tc->server && tc->state == TC_READY && !tc->n_streams &&
-			   now - tc->idle_since_ns >= TUNNEL_IDLE_NS) {
+			   (tc->retired || now - tc->idle_since_ns >= TUNNEL_IDLE_NS)) {
+			if (tc->retired)
+				pr_info("tunnel: retired connection to %s as %s closed: its last "
+					"stream ended",
+					tc->dst ? tc->dst : "(unknown)", tc->src);
 			nghttp2_session_terminate_session(tc->h2, NGHTTP2_NO_ERROR);
-			tc_flush(tc);
+			tc_flush(tc); /* GOAWAY; it closes tc once nothing is left to send */
 			tc_kill(tc, NULL);
 		}
 	}

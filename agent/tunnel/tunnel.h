@@ -43,6 +43,9 @@ struct tunnel;
 	X(connections_out, counter, "TLS connections opened to other nodes.")                      \
 	X(connections_in, counter, "TLS connections accepted on mtls.port.")                       \
 	X(connections_open, gauge, "TLS connections open, both directions.")                       \
+	X(connections_retired, counter,                                                            \
+	  "Pooled TLS connections given no new call: their certificate was renewed or expires "    \
+	  "soon; their streams finish on them.")                                                   \
 	X(ktls_tx, gauge, "Open TLS connections whose transmit side the kernel encrypts (kTLS).")  \
 	X(ktls_rx, gauge, "Open TLS connections whose receive side the kernel decrypts (kTLS).")   \
 	X(handshake_failures, counter,                                                             \
