@@ -1123,6 +1123,7 @@ out:
 	if (tunnel) {
 		/* The hop reads identity's store, and the workers hand it calls:
 		 * the proxy, then the hop, then identity. */
+		tunnel_release_proxy(tunnel);
 		proxy_stop(proxy);
 		proxy = NULL;
 		tunnel_stop(tunnel);

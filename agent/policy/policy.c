@@ -699,8 +699,18 @@ static bool request_matches(const struct policy_request_match *m, const struct p
 	return path_matches(m, rq);
 }
 
+/*
+ * What a call without a request (rq NULL) is: a connection, or (for the
+ * destination node of a tunneled call) whatever requests it may carry.
+ */
+enum unseen_requests {
+	UNSEEN_ARE_CONNECTION, /* opaque TCP: the safe direction (policy.h) */
+	UNSEEN_MAY_BE_ANY,     /* any request: allow rules may, deny rules may not, match */
+};
+
 static bool rule_matches(const struct policy_rule *r, uint16_t port, const struct policy_caller *c,
-			 const struct policy_request *rq, const char *trust_domain)
+			 const struct policy_request *rq, enum unseen_requests unseen,
+			 const char *trust_domain)
 {
 	bool hit = r->n_ports == 0;
 
@@ -715,22 +725,23 @@ static bool rule_matches(const struct policy_rule *r, uint16_t port, const struc
 		return false;
 	if (r->n_to == 0)
 		return true;
-	if (!rq) /* a connection: see policy.h, the safe direction */
-		return r->action == POLICY_DENY;
+	if (!rq)
+		return unseen == UNSEEN_ARE_CONNECTION ? r->action == POLICY_DENY
+						       : r->action == POLICY_ALLOW;
 	for (int i = 0; i < r->n_to; i++)
 		if (request_matches(&r->to[i], rq))
 			return true;
 	return false;
 }
 
-void policy_decide(const struct policy_table *t, const char *dest_ns, uint16_t port,
+static void decide(const struct policy_table *t, const char *dest_ns, uint16_t port,
 		   const struct policy_caller *caller, const struct policy_request *rq,
-		   struct policy_decision *out)
+		   enum unseen_requests unseen, struct policy_decision *out)
 {
 	for (int i = 0; i < t->n_rules; i++) {
 		const struct policy_rule *r = t->rules[i];
 
-		if (rule_matches(r, port, caller, rq, t->trust_domain)) {
+		if (rule_matches(r, port, caller, rq, unseen, t->trust_domain)) {
 			out->allow = r->action == POLICY_ALLOW;
 			out->rule = r;
 			out->def = POLICY_DEFAULT_UNSET;
@@ -754,4 +765,17 @@ void policy_decide(const struct policy_table *t, const char *dest_ns, uint16_t p
 		out->allow = true;
 		break;
 	}
+}
+
+void policy_decide(const struct policy_table *t, const char *dest_ns, uint16_t port,
+		   const struct policy_caller *caller, const struct policy_request *rq,
+		   struct policy_decision *out)
+{
+	decide(t, dest_ns, port, caller, rq, UNSEEN_ARE_CONNECTION, out);
+}
+
+void policy_decide_caller(const struct policy_table *t, const char *dest_ns, uint16_t port,
+			  const struct policy_caller *caller, struct policy_decision *out)
+{
+	decide(t, dest_ns, port, caller, NULL, UNSEEN_MAY_BE_ANY, out);
 }

@@ -248,6 +248,20 @@ void policy_decide(const struct policy_table *t, const char *dest_ns, uint16_t p
 		   const struct policy_caller *caller, const struct policy_request *rq,
 		   struct policy_decision *out);
 
+/*
+ * Decide whether caller may call port of t's service at all: as a
+ * connection decision, except that a rule listing requests is taken in
+ * the other direction (an allow rule with requests matches, some request
+ * may be allowed; a deny rule with requests does not, some may escape
+ * it). For a table without request rules (policy_table_has_requests) it
+ * is policy_decide's connection decision. What the destination node of a
+ * tunneled call decides: it sees the call as a connection, and the
+ * source node, which saw each request, decided those (docs/policy.md,
+ * "Cross-node calls").
+ */
+void policy_decide_caller(const struct policy_table *t, const char *dest_ns, uint16_t port,
+			  const struct policy_caller *caller, struct policy_decision *out);
+
 /* The name of a default ("allow", "deny", "same-namespace"), for messages. */
 const char *policy_default_name(enum policy_default d);
 

@@ -394,6 +394,88 @@ Test(policy, connection_decision_takes_request_rules_the_safe_way)
 	policy_doc_free(&d);
 }
 
+static struct policy_decision decide_caller(const struct policy_set *s, const char *ns,
+					    const char *svc, uint16_t port, struct policy_caller c)
+{
+	struct policy_decision out;
+
+	policy_decide_caller(policy_lookup(s, ns, svc), ns, port, &c, &out);
+	return out;
+}
+
+/*
+ * The destination node's question (a tunneled call, seen as a connection):
+ * may this caller make some call? Request rules are taken the other way
+ * round from a connection's: an allow with requests may allow, a deny
+ * with requests may not deny; a deny of every request still denies.
+ */
+Test(policy, caller_decision_takes_request_rules_the_permissive_way)
+{
+	struct policy_doc d = {.mesh_default = POLICY_DEFAULT_DENY};
+	struct policy_rule *r;
+	struct policy_set *s;
+	struct policy_caller front = who(TD, "web", "front"), ads = who(TD, "ads", "bot");
+	struct policy_decision out;
+
+	r = rule(&d, "front-reads", "shop", "cart", POLICY_ALLOW);
+	from_sa(r, "web", "front");
+	to_match(r, "GET", POLICY_PATH_PREFIX, "/items");
+	r = rule(&d, "no-deletes", "shop", "cart", POLICY_DENY);
+	from_kind(r, POLICY_PEER_AUTHENTICATED, NULL);
+	to_match(r, "DELETE", POLICY_PATH_ANY, NULL);
+	r = rule(&d, "no-ads", "shop", "cart", POLICY_DENY);
+	from_sa(r, "ads", NULL);
+	r = rule(&d, "ads-reads", "shop", "cart", POLICY_ALLOW);
+	from_sa(r, "ads", NULL);
+	to_match(r, "GET", POLICY_PATH_ANY, NULL);
+	r = rule(&d, "ops-on-9090", "shop", "cart", POLICY_ALLOW);
+	from_sa(r, "ops", NULL);
+	r->ports[r->n_ports++] = 9090;
+	s = compile(&d);
+
+	/* front may GET /items: its connection to cart may pass; opaque, it may not. */
+	out = decide_caller(s, "shop", "cart", 80, front);
+	cr_assert(out.allow);
+	cr_assert_str_eq(out.reason, "front-reads");
+	cr_assert_not(decide(s, "shop", "cart", 80, front, NULL, NULL).allow);
+	/* A deny of every request wins over an allow of some. */
+	out = decide_caller(s, "shop", "cart", 80, ads);
+	cr_assert_not(out.allow);
+	cr_assert_str_eq(out.reason, "no-ads");
+	/* No rule for the caller: the default. */
+	out = decide_caller(s, "shop", "cart", 80, who(TD, "else", "x"));
+	cr_assert_not(out.allow);
+	cr_assert_str_eq(out.reason, "default-deny");
+	cr_assert_not(decide_caller(s, "shop", "cart", 80, plaintext).allow);
+	/* Ports still limit a rule. */
+	cr_assert(decide_caller(s, "shop", "cart", 9090, who(TD, "ops", "x")).allow);
+	cr_assert_not(decide_caller(s, "shop", "cart", 80, who(TD, "ops", "x")).allow);
+	policy_set_put(s);
+	policy_doc_free(&d);
+
+	/* Without request rules it is the connection decision, for every caller. */
+	memset(&d, 0, sizeof(d));
+	d.mesh_default = POLICY_DEFAULT_SAME_NAMESPACE;
+	r = rule(&d, "no-ads", "shop", "db", POLICY_DENY);
+	from_sa(r, "ads", NULL);
+	r = rule(&d, "web-in", "shop", "db", POLICY_ALLOW);
+	from_sa(r, "web", NULL);
+	s = compile(&d);
+	cr_assert_not(policy_table_has_requests(policy_lookup(s, "shop", "db")));
+	struct policy_caller callers[] = {front, ads, who(TD, "shop", "x"), who(TD, "else", "x"),
+					  who("other.td", "shop", "x"), plaintext};
+
+	for (size_t i = 0; i < sizeof(callers) / sizeof(callers[0]); i++) {
+		struct policy_decision a = decide_caller(s, "shop", "db", 5432, callers[i]);
+		struct policy_decision b = decide(s, "shop", "db", 5432, callers[i], NULL, NULL);
+
+		cr_assert_eq(a.allow, b.allow, "caller %zu", i);
+		cr_assert_str_eq(a.reason, b.reason, "caller %zu", i);
+	}
+	policy_set_put(s);
+	policy_doc_free(&d);
+}
+
 Test(policy, namespace_rules_reach_every_service_of_it_only)
 {
 	struct policy_doc d = {.mesh_default = POLICY_DEFAULT_ALLOW};

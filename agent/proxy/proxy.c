@@ -26,6 +26,7 @@
 #include "recording/http_metrics.h"
 #include "recording/series_ids.h"
 #include "recording/trace.h"
+#include "tunnel/tunnel.h"
 
 /* A snapshot of cfg holding one reference, or NULL when memory is short. */
 static struct proxy_snap *proxy_snap_new(const struct config *cfg, bool owned)
@@ -518,11 +519,14 @@ int proxy_callers_snapshot(struct proxy *p, struct callers_snapshot *out)
 
 int proxy_policy_snapshot(struct proxy *p, struct policy_stats_snapshot *out)
 {
-	struct policy_stats *t[PROXY_MAX_WORKERS];
+	struct policy_stats *t[PROXY_MAX_WORKERS + 1];
 	size_t n = 0;
 
 	for (int i = 0; p && i < p->n_workers && i < PROXY_MAX_WORKERS; i++)
 		t[n++] = p->workers[i].authz;
+	/* The destination's decisions of tunneled calls (docs/policy.md, "Cross-node calls"). */
+	if (p && tunnel_policy_stats(__atomic_load_n(&p->tunnel, __ATOMIC_ACQUIRE)))
+		t[n++] = tunnel_policy_stats(p->tunnel);
 	return policy_stats_snapshot(t, n, out);
 }
 

@@ -38,7 +38,9 @@
 #include "common/log.h"
 #include "identity/store.h"
 #include "identity/verify.h"
+#include "policy/policy.h"
 #include "proxy/proxy.h"
+#include "recording/policy_stats.h"
 
 /* A stream's receive window, and so the most it buffers (flow control above). */
 #define TUNNEL_STREAM_WINDOW (256u * 1024)
@@ -92,6 +94,7 @@ struct tstream {
 	uint16_t target_port_be;
 	char method[16];
 	char authority[ADDR_STR_MAX];
+	char denied_by[128]; /* client: the server's x-shoal-policy, for the log */
 	struct tstream *reap_next;
 };
 
@@ -121,6 +124,10 @@ struct tconn {
 	struct shoal_addr peer_addr;	    /* server: the source's address */
 	char local_id[CONFIG_MAX_IDENTITY]; /* the identity this side presented */
 	char peer_id[CONFIG_MAX_IDENTITY];  /* the identity the peer proved */
+	/* server: the peer as policy sees the caller (tc_ready) */
+	char peer_spiffe[POLICY_MAX_ID + 1];
+	char peer_ns[POLICY_MAX_LABEL + 1], peer_sa[POLICY_MAX_LABEL + 1];
+	struct policy_caller caller;
 	struct tstream *streams;	    /* open (submitted) */
 	struct tstream *pending;	    /* client: waiting for the handshake */
 	int n_streams;
@@ -144,7 +151,13 @@ struct topen {
 struct tunnel {
 	const struct config *cfg; /* start-up: mtls section, listener */
 	struct id_store *store;
+	/*
+	 * The proxy, for its newest config (local endpoints, the policy),
+	 * until tunnel_release_proxy. A snapshot is used under proxy_lock
+	 * only: it refers to the proxy's tables, which proxy_stop frees.
+	 */
 	struct proxy *proxy;
+	pthread_mutex_t proxy_lock;
 	SSL_CTX *client_ctx, *server_ctx;
 	int ep;
 	struct tobj listen[2];
@@ -161,6 +174,10 @@ struct tunnel {
 	uint32_t n_handshakes;
 	struct tconn *reap_conns;
 	struct tstream *reap_streams;
+	/* The destination's policy decisions (tunnel thread only; read by telemetry). */
+	struct policy_stats *authz;
+	uint64_t policy_serial; /* of the policy the open streams were last decided by */
+	uint64_t denial_logged_ns;
 	_Atomic unsigned long long st[sizeof(struct tunnel_stats) / sizeof(unsigned long long)];
 };
 
@@ -541,14 +558,93 @@ static void server_refuse(struct tconn *tc, struct tstream *st, const char *stat
 	nghttp2_submit_response(tc->h2, st->id, nv, 1, NULL);
 }
 
+/*
+ * Whether the caller tc proved may reach the local endpoint target:port_be
+ * under cfg's policy (docs/policy.md, "Cross-node calls"). The CONNECT
+ * names an endpoint, not the service the caller dialled, so every service
+ * of cfg that has the endpoint on that target port is asked, on its own
+ * port, and the call passes when one allows it (a caller may reach the
+ * endpoint through any of them). Each service's decision is counted in
+ * shoal_policy_decisions_total. *reason names a denying rule or default.
+ */
+static bool stream_authorized(struct tconn *tc, const struct config *cfg,
+			      const struct shoal_addr *target, uint16_t port_be, const char **reason)
+{
+	struct tunnel *t = tc->t;
+	const struct policy_set *set = cfg->policy;
+	bool allowed = false;
+
+	*reason = NULL;
+	if (!set)
+		return true;
+	for (int s = 0; s < cfg->n_services && !allowed; s++) {
+		const struct config_service *svc = cfg->services[s];
+		const struct config_port *port = NULL;
+		bool here = false;
+		struct policy_decision d;
+
+		for (int i = 0; i < svc->n_ports && !port; i++)
+			if (htons(svc->ports[i].target_port) == port_be)
+				port = &svc->ports[i];
+		for (int e = 0; port && e < svc->n_endpoints && !here; e++)
+			here = addr_equal(&svc->endpoints[e].addr, target);
+		if (!here)
+			continue;
+		policy_decide_caller(policy_lookup(set, svc->namespace, svc->name), svc->namespace,
+				     port->port, &tc->caller, &d);
+		policy_stats_record(t->authz, &(struct policy_stats_decision){
+						  .serial = policy_set_serial(set),
+						  .svc = svc->metrics_id,
+						  .ns = svc->namespace,
+						  .service = svc->name,
+						  .reason = d.reason,
+						  .allow = d.allow,
+						  .caller = tc->caller.id,
+						  .port = port->port,
+					      });
+		allowed = d.allow;
+		if (!allowed && !*reason)
+			*reason = d.reason;
+	}
+	return allowed || !*reason; /* no service has it: local_endpoint refuses it */
+}
+
+/* A denial of st's call, logged at most once a second (the rest counted). */
+static void log_denial(struct tconn *tc, const struct tstream *st, const char *reason,
+		       const char *what)
+{
+	uint64_t now = now_ns();
+
+	TSTAT_INC(tc->t, streams_denied);
+	if (now - tc->t->denial_logged_ns < 1000000000ull && tc->t->denial_logged_ns)
+		return;
+	tc->t->denial_logged_ns = now;
+	pr_info("policy: %s %s's call to %s (stream %d) by %s", what, tc->caller.id, st->authority,
+		st->id, reason);
+}
+
+/* Refuse st: the policy denies it (403, and the rule in x-shoal-policy). */
+static void server_deny(struct tconn *tc, struct tstream *st, const char *reason)
+{
+	const nghttp2_nv nv[] = {
+	    {(uint8_t *)":status", (uint8_t *)"403", 7, 3, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)"x-shoal-policy", (uint8_t *)reason, 14, strlen(reason),
+	     NGHTTP2_NV_FLAG_NONE},
+	};
+
+	log_denial(tc, st, reason, "denied");
+	nghttp2_submit_response(tc->h2, st->id, nv, 2, NULL);
+}
+
 /* The request of st is complete: check it, and connect to its target. */
 static void server_start_stream(struct tconn *tc, struct tstream *st)
 {
 	struct tunnel *t = tc->t;
 	struct proxy_snap *snap;
 	struct sockaddr_storage ss;
+	const char *reason = NULL;
 	socklen_t len;
-	bool ok;
+	bool ok, allowed;
 
 	if (strcmp(st->method, "CONNECT")) {
 		server_refuse(tc, st, "405", "not a CONNECT");
@@ -558,12 +654,20 @@ static void server_start_stream(struct tconn *tc, struct tstream *st)
 		server_refuse(tc, st, "400", ":authority is not ADDRESS:PORT");
 		return;
 	}
-	snap = proxy_snap_newest(t->proxy);
+	pthread_mutex_lock(&t->proxy_lock);
+	snap = t->proxy ? proxy_snap_newest(t->proxy) : NULL;
 	ok = snap && local_endpoint(proxy_snap_config(snap), t->cfg->mtls.node_name, tc->local_id,
 				    &st->target, st->target_port_be);
+	allowed = ok && stream_authorized(tc, proxy_snap_config(snap), &st->target,
+					  st->target_port_be, &reason);
 	proxy_snap_put(snap);
+	pthread_mutex_unlock(&t->proxy_lock);
 	if (!ok) {
 		server_refuse(tc, st, "403", "not a local endpoint of the identity presented");
+		return;
+	}
+	if (!allowed) {
+		server_deny(tc, st, reason);
 		return;
 	}
 	len = addr_to_sockaddr(&st->target, st->target_port_be, &ss);
@@ -645,6 +749,9 @@ static int h2_header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8_
 		}
 	} else if (namelen == 7 && !memcmp(name, ":status", 7)) {
 		st->answered = valuelen == 3 && value[0] == '2';
+	} else if (namelen == 14 && !memcmp(name, "x-shoal-policy", 14)) {
+		snprintf(st->denied_by, sizeof(st->denied_by), "%.*s", (int)valuelen,
+			 (const char *)value);
 	}
 	return 0;
 }
@@ -662,8 +769,9 @@ static int h2_frame_recv_cb(nghttp2_session *s, const nghttp2_frame *f, void *us
 			server_start_stream(tc, st);
 		} else if (!tc->server && !st->answered) {
 			TSTAT_INC(tc->t, streams_failed);
-			pr_info("tunnel: %s refused the call of %s to %s", tc->peer_id, tc->src,
-				st->authority);
+			pr_info("tunnel: %s refused the call of %s to %s%s%s", tc->peer_id, tc->src,
+				st->authority, st->denied_by[0] ? ": denied by its policy's " : "",
+				st->denied_by);
 			stream_reset(st, NGHTTP2_CANCEL);
 			return 0;
 		}
@@ -983,6 +1091,28 @@ static int tc_verify_svid(struct tconn *tc, X509 *leaf, char *why, size_t why_le
 }
 
 /* The handshake is done: check who the peer is, then start HTTP/2. */
+/* tc->caller from the identity the peer proved ("<ns>/<sa>" of trust domain td). */
+static int tc_set_caller(struct tconn *tc, const char *td)
+{
+	const char *slash = strchr(tc->peer_id, '/');
+	size_t nl = slash ? (size_t)(slash - tc->peer_id) : 0;
+
+	if (!slash || nl > POLICY_MAX_LABEL || strlen(slash + 1) > POLICY_MAX_LABEL)
+		return -EINVAL;
+	memcpy(tc->peer_ns, tc->peer_id, nl);
+	tc->peer_ns[nl] = '\0';
+	snprintf(tc->peer_sa, sizeof(tc->peer_sa), "%s", slash + 1);
+	if (snprintf(tc->peer_spiffe, sizeof(tc->peer_spiffe), "spiffe://%s/ns/%s/sa/%s", td,
+		     tc->peer_ns, tc->peer_sa) >= (int)sizeof(tc->peer_spiffe))
+		return -EINVAL;
+	tc->caller = (struct policy_caller){.authenticated = true,
+					    .id = tc->peer_spiffe,
+					    .trust_domain = td,
+					    .ns = tc->peer_ns,
+					    .sa = tc->peer_sa};
+	return 0;
+}
+
 static void tc_ready(struct tconn *tc)
 {
 	struct tunnel *t = tc->t;
@@ -1019,6 +1149,11 @@ static void tc_ready(struct tconn *tc)
 				 sizeof(tc->peer_id), why, sizeof(why))) {
 		TSTAT_INC(t, handshake_failures);
 		tc_kill(tc, why);
+		return;
+	}
+	if (tc->server && tc_set_caller(tc, t->cfg->identity.trust_domain)) {
+		TSTAT_INC(t, handshake_failures);
+		tc_kill(tc, "the peer's identity is too long for policy");
 		return;
 	}
 	if (!tc->server && strcmp(tc->peer_id, tc->dst)) {
@@ -1394,10 +1529,55 @@ static void listen_accept(struct tunnel *t, struct tobj *l)
 
 /* ---- the thread ------------------------------------------------------------- */
 
+/*
+ * A new policy applies to the calls already open too (docs/policy.md,
+ * "Changes"): when the policy's serial moves, every accepted stream is
+ * decided again, and a denied one is reset (its local socket closed, the
+ * source's call with it), within a tick of the change reaching the proxy.
+ */
+static void recheck_policy(struct tunnel *t)
+{
+	struct proxy_snap *snap;
+	const struct config *cfg;
+	uint64_t serial;
+
+	pthread_mutex_lock(&t->proxy_lock);
+	snap = t->proxy ? proxy_snap_newest(t->proxy) : NULL;
+	cfg = snap ? proxy_snap_config(snap) : NULL;
+	serial = cfg && cfg->policy ? policy_set_serial(cfg->policy) : 0;
+	if (!cfg || serial == t->policy_serial) {
+		proxy_snap_put(snap);
+		pthread_mutex_unlock(&t->proxy_lock);
+		return;
+	}
+	t->policy_serial = serial;
+	for (struct tconn *tc = t->conns; tc; tc = tc->next) {
+		struct tstream *st, *next;
+
+		if (!tc->server || tc->state != TC_READY)
+			continue;
+		for (st = tc->streams; st; st = next) {
+			const char *reason;
+
+			next = st->next;
+			if (st->dead || st->o.fd < 0 ||
+			    stream_authorized(tc, cfg, &st->target, st->target_port_be, &reason))
+				continue;
+			log_denial(tc, st, reason, "closed");
+			stream_reset(st, NGHTTP2_CANCEL);
+		}
+		tc_flush(tc);
+	}
+	proxy_snap_put(snap);
+	pthread_mutex_unlock(&t->proxy_lock);
+}
+
 static void sweep(struct tunnel *t, uint64_t now)
 {
 	time_t wall = time(NULL);
 	struct tconn *tc, *next;
+
+	recheck_policy(t);
 
 	for (tc = t->conns; tc; tc = next) {
 		next = tc->next;
@@ -1581,10 +1761,12 @@ int tunnel_start(const struct config *cfg, struct id_store *store, struct proxy 
 	t->ep = -1;
 	t->wake.fd = -1;
 	pthread_mutex_init(&t->lock, NULL);
+	pthread_mutex_init(&t->proxy_lock, NULL);
 	t->idents = calloc(TUNNEL_MAX_IDENTS, sizeof(*t->idents));
+	t->authz = policy_stats_new();
 	t->client_ctx = ctx_new(false, cfg->mtls.ktls);
 	t->server_ctx = ctx_new(true, cfg->mtls.ktls);
-	if (!t->idents || !t->client_ctx || !t->server_ctx || !h2_callbacks()) {
+	if (!t->idents || !t->authz || !t->client_ctx || !t->server_ctx || !h2_callbacks()) {
 		snprintf(err, errlen, "mtls: cannot set up TLS or HTTP/2 (out of memory)");
 		goto fail;
 	}
@@ -1641,9 +1823,11 @@ void tunnel_stop(struct tunnel *t)
 	for (int i = 0; t->idents && i < t->n_idents; i++)
 		free((char *)t->idents[i]);
 	free(t->idents);
+	policy_stats_free(t->authz);
 	SSL_CTX_free(t->client_ctx);
 	SSL_CTX_free(t->server_ctx);
 	pthread_mutex_destroy(&t->lock);
+	pthread_mutex_destroy(&t->proxy_lock);
 	free(t);
 }
 
@@ -1656,4 +1840,18 @@ void tunnel_get_stats(struct tunnel *t, struct tunnel_stats *out)
 		return;
 	for (size_t i = 0; i < sizeof(*out) / sizeof(*v); i++)
 		v[i] = atomic_load_explicit(&t->st[i], memory_order_relaxed);
+}
+
+struct policy_stats *tunnel_policy_stats(struct tunnel *t)
+{
+	return t ? t->authz : NULL;
+}
+
+void tunnel_release_proxy(struct tunnel *t)
+{
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->proxy_lock);
+	t->proxy = NULL;
+	pthread_mutex_unlock(&t->proxy_lock);
 }

@@ -61,6 +61,8 @@ struct tunnel;
 	X(streams_refused, counter,                                                                \
 	  "CONNECT streams refused: not a local endpoint of the presented identity, or bad.")      \
 	X(streams_failed, counter, "CONNECT streams whose local connect or remote answer failed.") \
+	X(streams_denied, counter,                                                                 \
+	  "CONNECT streams the destination's authorization policy refused, or closed on a change.") \
 	X(opens_refused, counter, "Calls the tunnel could not take (no certificate, no memory).")
 
 struct tunnel_stats {
@@ -91,6 +93,12 @@ int tunnel_start(const struct config *cfg, struct id_store *store, struct proxy 
 		 struct tunnel **out, char *err, size_t errlen);
 /* Stop the thread and close every connection; NULL is fine. */
 void tunnel_stop(struct tunnel *t);
+/*
+ * Let the proxy go before proxy_stop (its workers may still hand calls
+ * over): from then on, the tunnel refuses new streams, as it has no
+ * config to check them against. NULL is fine.
+ */
+void tunnel_release_proxy(struct tunnel *t);
 
 /*
  * The interned copy of identity id ("<ns>/<sa>"): equal identities give
@@ -111,6 +119,14 @@ int tunnel_open(struct tunnel *t, const struct tunnel_route *r);
 
 /* A snapshot of the counters; any thread. */
 void tunnel_get_stats(struct tunnel *t, struct tunnel_stats *out);
+
+/*
+ * The destination's policy decisions of tunneled calls (written by the
+ * tunnel's thread; read like a proxy worker's: recording/policy_stats.h),
+ * or NULL for a NULL t.
+ */
+struct policy_stats;
+struct policy_stats *tunnel_policy_stats(struct tunnel *t);
 
 /*
  * The SNI name a client sends to ask for identity id ("<ns>/<sa>"):

@@ -19,7 +19,12 @@
 #     is held, and the kTLS gauges say whether the kernel offloads (or
 #     why not);
 #  6. strict refuses an endpoint of node-b without identity; a flood of
-#     silent handshakes from one source is bounded.
+#     silent handshakes from one source is bounded;
+#  7. node-b's policy decides each CONNECT by the proven caller, though
+#     node-a has none: an edit under load closes the tunneled connection
+#     it denies and no allowed GET fails, a denial is counted and logged
+#     on both nodes; with the policy on node-a too, a POST gets node-a's
+#     403 and x-shoal-policy.
 # shellcheck shell=bash disable=SC2034
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -90,10 +95,10 @@ ossl ca -batch -config "$ID/ca-db/ca.cnf" -cert "$ID/ca.crt" -keyfile "$ID/ca.ke
 pass "certificates made: a root, default/client, default/web and four bad ones"
 
 # ---- configs -----------------------------------------------------------------
-# node_b_config WEB_IDENTITY: node-b's config; its endpoint b1 serves as WEB_IDENTITY.
+# write_config_b [POLICY]: node-b's config, with POLICY (a policy: section) at its end.
 CONFIG_B=$LOGDIR/shoald-b.yaml
-{
-	cat <<EOF
+write_config_b() {
+	cat >"$CONFIG_B.new" <<EOF
 node: {address_v4: $NODE_B_ADDR, proxy_port: $PROXY_PORT}
 bpf: {pin_root: $PIN_ROOT_B, cgroup: $TEST_CG/node-b, shortcut: true, failopen_after_ms: $FAILOPEN_AFTER_MS}
 proxy: {workers: 1}
@@ -115,11 +120,15 @@ services:
     vips: [10.96.0.30]
     ports: [{port: 80, target_port: 9000, protocol: tcp}]
     endpoints: [{address: 10.77.2.2, node: node-b, identity: default/web}]
+${1:-}
 EOF
-} >"$CONFIG_B"
+	mv "$CONFIG_B.new" "$CONFIG_B" # whole, for the reload
+}
+write_config_b
 
-# write_config_a WEB_IDENTITY [MTLS_PORT]: node-a's, with b1 as
-# WEB_IDENTITY on node-b, whose tunnel is on MTLS_PORT (default 15008).
+# write_config_a WEB_IDENTITY [MTLS_PORT] [POLICY]: node-a's, with b1 as
+# WEB_IDENTITY on node-b, whose tunnel is on MTLS_PORT (default 15008),
+# and POLICY (a policy: section) at its end.
 write_config_a() {
 	{
 		config_head
@@ -153,8 +162,10 @@ services:
     vips: [10.96.0.40]
     ports: [{port: 80, target_port: 8080, protocol: tcp}]
     endpoints: [{address: 10.77.2.2, node: node-b}]
+${3:-}
 EOF
-	} >"$CONFIG"
+	} >"$CONFIG.new"
+	mv "$CONFIG.new" "$CONFIG"
 }
 write_config_a default/web
 
@@ -376,6 +387,117 @@ timeouts=$(metric_b shoal_tunnel_handshake_timeouts_total)
 	fail "flood: node-b refused $((refused - refused0)) (want >= 8: 12 less the 4 per source)"
 ((timeouts - timeouts0 >= 4)) && pass "flood: node-b timed out $((timeouts - timeouts0)) silent handshakes" ||
 	fail "flood: node-b timed out $((timeouts - timeouts0)) handshakes (want >= 4)"
+
+# ---- 7. policy at the destination (docs/policy.md, "Cross-node calls") ---------
+# node-b decides every CONNECT by the identity the caller proved. node-a
+# writes no policy first (a source that does not enforce: stale, or not
+# shoal's), so what is refused is node-b's doing.
+# policy_b WEB_CALLER: api takes GETs from default/client, web (opaque)
+# takes WEB_CALLER, and nothing else gets in.
+policy_b() {
+	cat <<EOF
+policy:
+  defaults:
+    - {namespace: default, service: web, default: deny}
+    - {namespace: default, service: api, default: deny}
+  rules:
+    - name: client-reads
+      namespace: default
+      service: api
+      action: allow
+      from: [{service_account: default/client}]
+      to: [{methods: [GET]}]
+    - name: client-tcp
+      namespace: default
+      service: web
+      action: allow
+      from: [{service_account: $1}]
+EOF
+}
+POLICY_B_WEB_OPEN=$(policy_b default/client)
+# reloads_b: how many times node-b's shoald reloaded its config so far.
+reloads_b() { grep -c "config: reloaded" "$LOGDIR/shoald-b.log" || true; }
+# reload_b POLICY: write node-b's config with POLICY and wait for the reload.
+reload_b() {
+	local before
+	before=$(reloads_b)
+	write_config_b "$1"
+	for ((i = 0; i < 50 && $(reloads_b) <= before; i++)); do sleep 0.1; done
+	(($(reloads_b) > before)) || fatal "node-b did not reload its config within 5 s"
+}
+reload_b "$POLICY_B_WEB_OPEN"
+denied0=$(metric_b shoal_tunnel_streams_denied_total)
+if hello a1 10.96.0.10:80 && [[ $HELLO_BACKEND == b1 ]]; then
+	pass "node-b's policy allows default/client -> web: b1 answered"
+else
+	fail "node-b's policy allows default/client -> web, yet: '$HELLO_OUT'"
+fi
+out=$(pod_curl a1 -s -o /dev/null -w '%{http_code}' http://10.96.0.20/hello 2>&1)
+[[ $out == 200 ]] && pass "a rule that lets default/client GET api opens its tunneled connection (200)" ||
+	fail "a1 GET api with client-reads at node-b: '$out'"
+
+# An edit under load: a held TCP connection to web, and GETs to api all
+# along; the edit closes web to default/client.
+hold_start a1 10.96.0.10:80
+for ((i = 0; i < 50 && $(hold_count) < 3; i++)); do sleep 0.1; done
+(($(hold_count) >= 3)) || fail "the hold connection to web through the tunnel never echoed"
+LOAD_LOG=$LOGDIR/load.log
+pod_spawn a1 "$LOAD_LOG" bash -c 'for i in $(seq 1 200); do
+	curl -s -o /dev/null -w "%{http_code}\n" --max-time 5 http://10.96.0.20/hello; done'
+LOAD_PID=$LAST_PID
+sleep 0.3
+reload_b "$(policy_b default/nobody)"
+for ((i = 0; i < 30 && $(kill -0 "$HOLD_PID" 2>/dev/null && echo 1 || echo 0) == 1; i++)); do sleep 0.1; done
+if kill -0 "$HOLD_PID" 2>/dev/null; then
+	fail "node-b: the tunneled TCP connection its new policy denies is still up after 3 s"
+else
+	pass "node-b closed the tunneled TCP connection its new policy denies within $((i * 100)) ms"
+fi
+wait "$LOAD_PID" 2>/dev/null || true
+total=$(grep -c . "$LOAD_LOG" || true)
+bad=$(grep -vc '^200$' "$LOAD_LOG" || true)
+((total == 200 && bad == 0)) && pass "200 allowed GETs to api across node-b's edit: none failed" ||
+	fail "GETs across node-b's edit: $total done, $bad not 200: $(grep -v '^200$' "$LOAD_LOG" | sort | uniq -c | tr '\n' ' ')"
+if hello a1 10.96.0.10:80 --timeout-ms 3000; then
+	fail "a1 -> web after node-b's edit: answered ('$HELLO_OUT'), expected a refusal"
+else
+	pass "a1 -> web after node-b's edit: refused at node-b, though node-a has no policy"
+fi
+denied=$(metric_b shoal_tunnel_streams_denied_total)
+((denied - denied0 >= 2)) && pass "node-b counted $((denied - denied0)) denied CONNECT streams (the close and the refusal)" ||
+	fail "shoal_tunnel_streams_denied_total went $denied0 -> $denied, expected +2"
+got=$(in_ns "$NS_B" curl -sS --max-time 5 "http://$ADMIN_ADDR/metrics" |
+	awk '/^shoal_policy_decisions_total\{/ && /service="web"/ && /policy="default-deny"/ && /decision="deny"/ { print $2 }')
+((${got:-0} >= 1)) && pass "node-b's shoal_policy_decisions_total counts web's default-deny ($got)" ||
+	fail "node-b has no web default-deny series in shoal_policy_decisions_total"
+wait_log "$LOGDIR/shoald-b.log" "policy: denied spiffe://$TD/ns/default/sa/client's call to 10.77.2.2:8080" 3 &&
+	pass "node-b logged the denial with the caller's SPIFFE ID" ||
+	fail "node-b did not log the denial: $(grep 'policy:' "$LOGDIR/shoald-b.log" | tail -n 3 | tr '\n' ' ')"
+wait_log "$SHOALD_LOG" "denied by its policy's default-deny" 3 &&
+	pass "node-a's log names node-b's reason (default-deny)" ||
+	fail "node-a did not log node-b's reason: $(grep 'refused the call' "$SHOALD_LOG" | tail -n 2 | tr '\n' ' ')"
+
+# Requests are the source's to decide (it parsed them): with the same
+# policy at node-a, as a cluster's AuthorizationPolicy is everywhere, a
+# POST to api is refused at node-a with a 403 naming the default.
+write_config_a default/web 15008 "$POLICY_B_WEB_OPEN"
+for ((i = 0; i < 50; i++)); do
+	out=$(pod_curl a1 -s -o /dev/null -X POST -w '%{http_code}' http://10.96.0.20/hello 2>&1)
+	[[ $out == 403 ]] && break
+	sleep 0.1
+done
+hdr=$(pod_curl a1 -s -o /dev/null -D - -X POST http://10.96.0.20/hello 2>&1 | tr -d '\r')
+if [[ $out == 403 ]] && grep -qi '^x-shoal-policy: default-deny$' <<<"$hdr"; then
+	pass "a cross-node POST to api: 403 with x-shoal-policy: default-deny"
+else
+	fail "a cross-node POST to api with the policy at node-a: '$out', headers: ${hdr:0:300}"
+fi
+out=$(pod_curl a1 -s -o /dev/null -w '%{http_code}' http://10.96.0.20/hello 2>&1)
+[[ $out == 200 ]] && pass "and a GET, which client-reads allows, still gets 200" ||
+	fail "a cross-node GET to api with the policy at node-a: '$out'"
+# Back to no policy on either node, for what follows.
+write_config_a default/web
+reload_b ""
 
 # A hand-over on node-b (docs/upgrade.md): the new shoald binds 15008
 # next to the old one (SO_REUSEPORT); once the old one exits, node-a's
