@@ -495,6 +495,16 @@ fi
 out=$(pod_curl a1 -s -o /dev/null -w '%{http_code}' http://10.96.0.20/hello 2>&1)
 [[ $out == 200 ]] && pass "and a GET, which client-reads allows, still gets 200" ||
 	fail "a cross-node GET to api with the policy at node-a: '$out'"
+# A meshed caller without identity (a3: no mtls.workloads entry) is
+# unauthenticated; node-a is strict, so no rule lets it in.
+enroll a3
+hdr=$(pod_curl a3 -s -o /dev/null -D - http://10.96.0.20/hello 2>&1 | tr -d '\r')
+if [[ $hdr == "HTTP/1.1 403"* ]] && grep -qi '^x-shoal-policy: mtls-strict$' <<<"$hdr"; then
+	pass "an unauthenticated caller on strict node-a: 403 with x-shoal-policy: mtls-strict"
+else
+	fail "a3 (no identity) GET api on strict node-a: ${hdr:0:300}"
+fi
+unenroll a3
 # Back to no policy on either node, for what follows.
 write_config_a default/web
 reload_b ""
