@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "discovery/k8s_pods.h"
 #include "discovery/k8s_policy.h"
 #include "policy/policy.h"
 
@@ -55,6 +56,9 @@ struct discovery {
 	struct model *model; /* NULL without Kubernetes */
 	pthread_mutex_t model_lock;
 	struct k8s_watcher *k8s;
+	/* Pods behind endpoints (k8s_pods.h), when mtls is on: their identities. */
+	struct k8s_pods pods;
+	struct k8s_watcher *k8s_pods;
 
 	/* Authorization policy from Kubernetes (k8s_policy.h), merged with the file's. */
 	struct k8s_policy_store *policy_store; /* NULL: not watched */
@@ -237,6 +241,11 @@ static void record_build(struct discovery *d, const struct model_build_stats *b)
 		pr_warn("discovery: %u services left out: their (VIP, port) is taken or a BPF map "
 			"is full",
 			b->skipped_conflict);
+	if (b->endpoints_no_identity != d->st.endpoints_no_identity && b->endpoints_no_identity)
+		pr_warn("discovery: %u endpoints have no identity: the pod their EndpointSlice "
+			"names is not known (or is another pod of that name); strict mode refuses "
+			"calls to them on other nodes",
+			b->endpoints_no_identity);
 	if (b->endpoints_unresolved != d->st.endpoints_unresolved && b->endpoints_unresolved)
 		pr_warn("discovery: %u endpoints left out: their slice maps a named target port "
 			"to another number",
@@ -246,6 +255,8 @@ static void record_build(struct discovery *d, const struct model_build_stats *b)
 	d->st.skipped_headless = b->skipped_headless;
 	d->st.skipped_conflict = b->skipped_conflict;
 	d->st.endpoints_unresolved = b->endpoints_unresolved;
+	d->st.endpoints_no_identity = b->endpoints_no_identity;
+	d->st.k8s_pods = d->model ? model_n_pods(d->model) : 0;
 }
 
 /*
@@ -354,7 +365,7 @@ int discovery_fd(const struct discovery *d)
 
 bool discovery_synced(struct discovery *d)
 {
-	return !d->k8s ? true : k8s_synced(d->k8s);
+	return !d->k8s ? true : k8s_synced(d->k8s) && (!d->k8s_pods || k8s_synced(d->k8s_pods));
 }
 
 void discovery_get_stats(struct discovery *d, struct discovery_stats *out)
@@ -371,6 +382,16 @@ void discovery_get_stats(struct discovery *d, struct discovery_stats *out)
 	out->k8s_unauthorized = k.unauthorized;
 	out->k8s_bad_objects = k.bad_objects;
 	out->k8s_refused_endpoints = k.refused_endpoints;
+	if (d->k8s_pods) {
+		k8s_get_stats(d->k8s_pods, &k);
+		out->k8s_events += k.events;
+		out->k8s_lists += k.lists;
+		out->k8s_relists_410 += k.relists_410;
+		out->k8s_errors += k.errors;
+		out->k8s_unauthorized += k.unauthorized;
+		out->k8s_bad_objects += k.bad_objects + atomic_load(&d->pods.refused);
+	}
+	out->k8s_pods_over = atomic_load(&d->pods.over);
 	out->synced = discovery_synced(d);
 }
 
@@ -380,6 +401,7 @@ void discovery_stop(struct discovery *d)
 		return;
 	/* Threads first: they write into the model and ring notify_fd. */
 	k8s_stop(d->k8s);
+	k8s_stop(d->k8s_pods);
 	k8s_stop(d->k8s_policy);
 	k8s_policy_store_free(d->policy_store);
 	policy_set_put(d->policy);
@@ -477,6 +499,19 @@ int discovery_start(const struct config *running, const struct k8s_opts *k8s,
 			ko.node_v4 = running->proxy_v4;
 			ko.node_v6 = running->proxy_v6;
 			ret = k8s_start(&ko, d->model, &d->model_lock, d->notify_fd, &d->k8s);
+		}
+		if (!ret && running->mtls.on) {
+			/*
+			 * The endpoints' identities: the hop needs them, nothing
+			 * else does, so the API server streams no pod to a node
+			 * that does not encrypt.
+			 */
+			struct k8s_collection col = {.what = "pods", .path = K8S_PODS_PATH};
+
+			d->pods.m = d->model;
+			col.sink = k8s_pods_sink(&d->pods);
+			ret = k8s_start_collections(k8s, &col, 1, &d->model_lock, d->notify_fd,
+						    &d->k8s_pods);
 		}
 		if (!ret && running->k8s_policies) {
 			struct k8s_collection col = {.what = "authorizationpolicies",

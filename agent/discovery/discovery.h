@@ -41,7 +41,7 @@
 	  "EndpointSlice addresses refused: loopback, link-local, unspecified, multicast, "        \
 	  "broadcast or the node's own; left out.")                                                \
 	X(policy_rejects, counter,                                                                 \
-	  "Merged authorization policies refused (file and AuthorizationPolicy objects clash, or "  \
+	  "Merged authorization policies refused (file and AuthorizationPolicy objects clash, or " \
 	  "exceed the bounds; logged); the last good policy stays in force.")                      \
 	X(policy_object_rejects, counter,                                                          \
 	  "AuthorizationPolicy objects refused (object and field logged); an object's last good "  \
@@ -52,6 +52,12 @@
 	X(skipped_headless, gauge, "Headless services (not intercepted) in the model.")            \
 	X(skipped_conflict, gauge, "Services left out: (VIP, port) taken, or maps full.")          \
 	X(endpoints_unresolved, gauge, "Endpoints left out: named target port unresolved.")        \
+	X(endpoints_no_identity, gauge,                                                            \
+	  "Endpoints of a Pod (targetRef) whose pod is not known: published with no identity "     \
+	  "(mtls strict refuses them on other nodes).")                                            \
+	X(k8s_pods, gauge, "Pods kept for the endpoints' identities (mtls on).")                   \
+	X(k8s_pods_over, counter,                                                                  \
+	  "Pods not kept: more than MODEL_MAX_PODS; their endpoints have no identity.")            \
 	X(synced, gauge, "1 when every source is in sync (Kubernetes listed and watching).")
 
 struct discovery_stats {

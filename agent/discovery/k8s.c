@@ -296,12 +296,13 @@ static int on_event(void *ctx, json_object *obj)
 		ret = sink_apply_locked(k, ev.type, json_object_object_get(obj, "object"), "watch");
 		pthread_mutex_unlock(w->lock);
 		json_object_put(obj);
-		if (ret) {
+		if (ret < 0) {
 			k->relist = true; /* a relist drops what was skipped */
 			return ret == -EINVAL ? -ECANCELED : ret;
 		}
 		atomic_fetch_add(&w->st.events, 1);
-		notify(w);
+		if (!ret) /* > 0: applied, and nothing that matters changed */
+			notify(w);
 		if (ev.rv[0])
 			memcpy(k->rv, ev.rv, sizeof(k->rv));
 		return 0;
@@ -370,7 +371,7 @@ static int on_list_page(void *ctx, json_object *obj)
 		if (k->sink) {
 			/* Undecodable items are left out; the sink's end drops older copies. */
 			ret = sink_apply_locked(k, K8S_EV_ADDED, item, "list");
-			if (ret == -EINVAL)
+			if (ret == -EINVAL || ret > 0)
 				ret = 0;
 			continue;
 		}

@@ -119,7 +119,8 @@ struct k8s_sink {
 	void (*end)(void *ctx);
 	/*
 	 * An object added or modified (list item or watch event), or
-	 * deleted. Returns 0, or -EINVAL with the reason in err for an
+	 * deleted. Returns 0; 1 when nothing that matters changed (the
+	 * agent is not woken for it); or -EINVAL with the reason in err for an
 	 * object it cannot decode (counted in bad_objects, logged; a watch
 	 * then lists again so that no object is silently skipped).
 	 */

@@ -522,12 +522,19 @@ int k8s_decode_service(json_object *obj, struct model_service *out, char *err, s
 	return 0;
 }
 
+void model_endpoint_clear(struct model_endpoint *ep)
+{
+	free(ep->zone);
+	free(ep->node);
+	free(ep->pod);
+	free(ep->pod_uid);
+	ep->zone = ep->node = ep->pod = ep->pod_uid = NULL;
+}
+
 void model_slice_clear(struct model_slice *s)
 {
-	for (int i = 0; i < s->n_eps; i++) {
-		free(s->eps[i].zone);
-		free(s->eps[i].node);
-	}
+	for (int i = 0; i < s->n_eps; i++)
+		model_endpoint_clear(&s->eps[i]);
 	free(s->eps);
 	s->eps = NULL;
 	s->n_eps = 0;
@@ -550,8 +557,41 @@ static int get_dup(json_object *obj, const char *key, size_t max, char **out, ch
 	return *out ? 0 : -ENOMEM;
 }
 
-static int decode_endpoint(json_object *je, bool ipv6, struct model_endpoint *ep, char *err,
-			   size_t errlen)
+/*
+ * An endpoint's targetRef, when it names a Pod: "namespace/name" (the
+ * namespace defaults to the slice's, ns) in ep->pod and its uid in
+ * ep->pod_uid. Another kind, or none: nothing. 0, -EINVAL or -ENOMEM.
+ */
+static int decode_target_ref(json_object *je, const char *ns, struct model_endpoint *ep, char *err,
+			     size_t errlen)
+{
+	char kind[16], rns[MODEL_MAX_LABEL + 1], name[MODEL_MAX_SUBDOMAIN + 1], why[128];
+	char uid[MODEL_MAX_UID + 1], key[MODEL_MAX_KEY + 1];
+	json_object *ref;
+	int ret = get_object(je, "targetRef", &ref, err, errlen);
+
+	if (ret || !ref)
+		return ret;
+	ret = get_str(ref, "kind", kind, sizeof(kind), true, why, sizeof(why));
+	if (ret || strcmp(kind, "Pod"))
+		return ret ? dec_err(err, errlen, "targetRef.%s", why) : 0;
+	ret = get_str(ref, "namespace", rns, sizeof(rns), true, why, sizeof(why));
+	if (!ret)
+		ret = get_str(ref, "name", name, sizeof(name), false, why, sizeof(why));
+	if (!ret)
+		ret = get_str(ref, "uid", uid, sizeof(uid), true, why, sizeof(why));
+	if (ret)
+		return dec_err(err, errlen, "targetRef.%s", why);
+	if (!name[0])
+		return 0; /* names no pod */
+	snprintf(key, sizeof(key), "%s/%s", rns[0] ? rns : ns, name);
+	ep->pod = strdup(key);
+	ep->pod_uid = uid[0] ? strdup(uid) : NULL;
+	return ep->pod && (!uid[0] || ep->pod_uid) ? 0 : -ENOMEM;
+}
+
+static int decode_endpoint(json_object *je, const char *ns, bool ipv6, struct model_endpoint *ep,
+			   char *err, size_t errlen)
 {
 	json_object *addrs, *cond, *a0;
 	int ret;
@@ -582,11 +622,10 @@ static int decode_endpoint(json_object *je, bool ipv6, struct model_endpoint *ep
 		ret = get_dup(je, "zone", MODEL_MAX_LABEL, &ep->zone, err, errlen);
 	if (!ret)
 		ret = get_dup(je, "nodeName", MODEL_MAX_SUBDOMAIN, &ep->node, err, errlen);
-	if (ret) {
-		free(ep->zone);
-		free(ep->node);
-		ep->zone = ep->node = NULL;
-	}
+	if (!ret)
+		ret = decode_target_ref(je, ns, ep, err, errlen);
+	if (ret)
+		model_endpoint_clear(ep);
 	return ret;
 }
 
@@ -652,7 +691,7 @@ int k8s_decode_slice(json_object *obj, struct model_slice *out, char *err, size_
 	if (!out->eps)
 		return -ENOMEM;
 	for (int i = 0; i < n; i++) {
-		ret = decode_endpoint(json_object_array_get_idx(eps, i), out->ipv6,
+		ret = decode_endpoint(json_object_array_get_idx(eps, i), out->ns, out->ipv6,
 				      &out->eps[out->n_eps], why, sizeof(why));
 		if (ret) {
 			model_slice_clear(out);
@@ -662,6 +701,75 @@ int k8s_decode_slice(json_object *obj, struct model_slice *out, char *err, size_
 		}
 		out->n_eps++;
 	}
+	return 0;
+}
+
+/* A DNS subdomain (RFC 1123), as a service account's name is. */
+static bool is_subdomain(const char *s)
+{
+	size_t n = strlen(s), label = 0;
+
+	if (n < 1 || n > MODEL_MAX_SUBDOMAIN)
+		return false;
+	for (size_t i = 0; i <= n; i++) {
+		char c = s[i];
+
+		if (c == '.' || !c) {
+			if (!label || s[i - 1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') ||
+		    (c == '-' && !label) || ++label > MODEL_MAX_LABEL)
+			return false;
+	}
+	return true;
+}
+
+int k8s_decode_pod(json_object *obj, struct model_pod *out, char *err, size_t errlen)
+{
+	json_object *meta = NULL, *spec, *status;
+	char phase[16], why[192];
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	ret = decode_meta(obj, out->ns, sizeof(out->ns), out->name, sizeof(out->name), &meta, err,
+			  errlen);
+	if (ret)
+		return ret;
+	ret = get_str(meta, "uid", out->uid, sizeof(out->uid), true, why, sizeof(why));
+	if (ret)
+		return dec_err(err, errlen, "metadata.%s", why);
+	ret = get_object(obj, "spec", &spec, err, errlen);
+	if (!ret)
+		ret = get_object(obj, "status", &status, err, errlen);
+	if (ret)
+		return ret;
+	ret = get_str(spec, "serviceAccountName", out->service_account,
+		      sizeof(out->service_account), true, why, sizeof(why));
+	if (ret)
+		return dec_err(err, errlen, "spec.%s", why);
+	/* The API server's admission sets it; "default" is what it would set. */
+	if (!out->service_account[0])
+		snprintf(out->service_account, sizeof(out->service_account), "default");
+	if (!is_subdomain(out->service_account))
+		return dec_err(err, errlen,
+			       "spec.serviceAccountName: \"%.64s\" is not a DNS subdomain",
+			       out->service_account);
+	{
+		/* What the hop will present and ask for: the SPIFFE path's rule. */
+		char id[CONFIG_MAX_IDENTITY];
+
+		snprintf(id, sizeof(id), "%s/%s", out->ns, out->service_account);
+		if (!config_identity_valid(id))
+			return dec_err(err, errlen,
+				       "metadata.namespace: \"%.64s\" is not a DNS label", out->ns);
+	}
+	ret = get_str(status, "phase", phase, sizeof(phase), true, why, sizeof(why));
+	if (ret)
+		return dec_err(err, errlen, "status.%s", why);
+	out->finished = !strcmp(phase, "Succeeded") || !strcmp(phase, "Failed");
 	return 0;
 }
 

@@ -110,6 +110,15 @@ int k8s_decode_service(json_object *obj, struct model_service *out, char *err, s
 /* Same for an EndpointSlice; *out owns heap memory on success only. */
 int k8s_decode_slice(json_object *obj, struct model_slice *out, char *err, size_t errlen);
 
+/*
+ * Decode the parts of a v1 Pod that name its endpoints' identity
+ * (metadata.namespace, name, uid; spec.serviceAccountName, "default"
+ * when absent; status.phase). 0, or -EINVAL with the reason in err (a
+ * field of the wrong type, a service account that is not a DNS
+ * subdomain).
+ */
+int k8s_decode_pod(json_object *obj, struct model_pod *out, char *err, size_t errlen);
+
 /* Decode a Status object. 0 or -EINVAL. */
 int k8s_decode_status(json_object *obj, struct k8s_status *out);
 

@@ -109,6 +109,10 @@ Test(k8s_decode, slice_added_two_ready_endpoints)
 	cr_expect_str_eq(ev.slice.eps[0].node, "node-a");
 	cr_expect_str_eq(ev.slice.eps[0].zone, "zone-1");
 	cr_expect_str_eq(ev.slice.eps[1].node, "node-b");
+	/* targetRef: the pod behind each, for its identity. */
+	cr_expect_str_eq(ev.slice.eps[0].pod, "shop/web-6d9f7c9b8-abcde");
+	cr_expect_str_eq(ev.slice.eps[0].pod_uid, "a1b2c3d4-0000-4000-8000-000000000001");
+	cr_expect_str_eq(ev.slice.eps[1].pod, "shop/web-6d9f7c9b8-fghij");
 	cr_assert_eq(ev.slice.n_ports, 1);
 	cr_expect_str_eq(ev.slice.ports[0].name, "http");
 	cr_expect_eq(ev.slice.ports[0].port, 8080);
@@ -620,4 +624,110 @@ Test(k8s_decode, service_mtls_mode_annotation)
 	cr_assert_eq(
 	    k8s_decode_event_text(obj, strlen(obj), K8S_KIND_SERVICE, &ev, err, sizeof(err)), 0);
 	cr_expect_eq(ev.svc.mtls_mode, 0, "none");
+}
+
+/* A targetRef: its namespace defaults to the slice's; another kind, or no name, names no pod. */
+Test(k8s_decode, slice_target_refs)
+{
+	static const char refs[] =
+	    "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"namespace\":\"shop\","
+	    "\"name\":\"web-1\",\"labels\":{\"kubernetes.io/service-name\":\"web\"}},"
+	    "\"addressType\":\"IPv4\",\"endpoints\":["
+	    "{\"addresses\":[\"10.0.0.1\"],\"targetRef\":{\"kind\":\"Pod\",\"name\":\"a\"}},"
+	    "{\"addresses\":[\"10.0.0.2\"],\"targetRef\":{\"kind\":\"Pod\",\"namespace\":"
+	    "\"other\",\"name\":\"b\",\"uid\":\"u-b\"}},"
+	    "{\"addresses\":[\"10.0.0.3\"],\"targetRef\":{\"kind\":\"Node\",\"name\":\"n\"}},"
+	    "{\"addresses\":[\"10.0.0.4\"],\"targetRef\":{\"kind\":\"Pod\",\"name\":\"\"}},"
+	    "{\"addresses\":[\"10.0.0.5\"]}],\"ports\":[{\"port\":8080}]}}";
+	static const char bad[] =
+	    "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"namespace\":\"shop\","
+	    "\"name\":\"web-1\"},\"addressType\":\"IPv4\",\"endpoints\":["
+	    "{\"addresses\":[\"10.0.0.1\"],\"targetRef\":{\"kind\":\"Pod\",\"name\":7}}]}}";
+
+	cr_assert_eq(k8s_decode_event_text(refs, strlen(refs), K8S_KIND_ENDPOINTSLICE, &ev, err,
+					   sizeof(err)),
+		     0, "%s", err);
+	cr_assert_eq(ev.slice.n_eps, 5);
+	cr_expect_str_eq(ev.slice.eps[0].pod, "shop/a");
+	cr_expect_null(ev.slice.eps[0].pod_uid);
+	cr_expect_str_eq(ev.slice.eps[1].pod, "other/b");
+	cr_expect_str_eq(ev.slice.eps[1].pod_uid, "u-b");
+	cr_expect_null(ev.slice.eps[2].pod, "a Node is no pod");
+	cr_expect_null(ev.slice.eps[3].pod);
+	cr_expect_null(ev.slice.eps[4].pod);
+	k8s_event_clear(&ev);
+	cr_expect_eq(
+	    k8s_decode_event_text(bad, strlen(bad), K8S_KIND_ENDPOINTSLICE, &ev, err, sizeof(err)),
+	    -EINVAL);
+	cr_expect(strstr(err, "endpoints[0].targetRef.name: must be a string"), "err: %s", err);
+}
+
+/* What the model keeps of a Pod: its service account ("default" when unset), uid, phase. */
+Test(k8s_decode, pod_identity_fields)
+{
+	struct model_pod p;
+	json_object *obj;
+	size_t len;
+	const char *l;
+
+	load("pods.watch.ndjson");
+	l = line(0, &len);
+	cr_assert_not_null(l);
+	obj = json_tokener_parse(l);
+	cr_assert_not_null(obj);
+	cr_assert_eq(k8s_decode_pod(json_object_object_get(obj, "object"), &p, err, sizeof(err)), 0,
+		     "%s", err);
+	json_object_put(obj);
+	cr_expect_str_eq(p.ns, "shop");
+	cr_expect_str_eq(p.name, "web-7d9f8-x2k4q");
+	cr_expect_str_eq(p.uid, "3f5c2b9e-8f0a-4d2e-9c1b-6a7d8e9f0a1b");
+	cr_expect_str_eq(p.service_account, "web");
+	cr_expect_not(p.finished);
+
+	static const struct {
+		const char *json, *sa, *err;
+		bool finished;
+	} cases[] = {
+	    {"{\"metadata\":{\"namespace\":\"a\",\"name\":\"p\"},\"spec\":{}}", "default", NULL,
+	     false},
+	    {"{\"metadata\":{\"namespace\":\"a\",\"name\":\"p\"},\"spec\":{"
+	     "\"serviceAccountName\":\"ci.bot\"},\"status\":{\"phase\":\"Succeeded\"}}",
+	     "ci.bot", NULL, true},
+	    {"{\"metadata\":{\"namespace\":\"a\",\"name\":\"p\"},\"status\":{\"phase\":"
+	     "\"Failed\"}}",
+	     "default", NULL, true},
+	    {"{\"metadata\":{\"namespace\":\"a\",\"name\":\"p\"},\"spec\":{"
+	     "\"serviceAccountName\":\"Web_1\"}}",
+	     NULL, "spec.serviceAccountName: \"Web_1\" is not a DNS subdomain", false},
+	    {"{\"metadata\":{\"namespace\":\"a\",\"name\":\"p\"},\"spec\":{"
+	     "\"serviceAccountName\":\"a/b\"}}",
+	     NULL, "is not a DNS subdomain", false},
+	    {"{\"metadata\":{\"namespace\":\"a\",\"name\":\"p\"},\"spec\":{"
+	     "\"serviceAccountName\":\"-a\"}}",
+	     NULL, "is not a DNS subdomain", false},
+	    {"{\"metadata\":{\"namespace\":\"a\",\"name\":\"p\"},\"spec\":{"
+	     "\"serviceAccountName\":3}}",
+	     NULL, "spec.serviceAccountName: must be a string", false},
+	    {"{\"metadata\":{\"namespace\":\"a\",\"name\":\"p\",\"uid\":[]}}", NULL,
+	     "metadata.uid: must be a string", false},
+	    {"{\"metadata\":{\"name\":\"p\"}}", NULL, "namespace: is required", false},
+	    {"{\"metadata\":{\"namespace\":\"A_b\",\"name\":\"p\"}}", NULL,
+	     "metadata.namespace: \"A_b\" is not a DNS label", false},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		obj = json_tokener_parse(cases[i].json);
+		cr_assert_not_null(obj, "case %zu", i);
+		int ret = k8s_decode_pod(obj, &p, err, sizeof(err));
+
+		json_object_put(obj);
+		if (cases[i].err) {
+			cr_expect_eq(ret, -EINVAL, "case %zu", i);
+			cr_expect(strstr(err, cases[i].err), "case %zu: err '%s'", i, err);
+			continue;
+		}
+		cr_expect_eq(ret, 0, "case %zu: %s", i, err);
+		cr_expect_str_eq(p.service_account, cases[i].sa, "case %zu", i);
+		cr_expect_eq(p.finished, cases[i].finished, "case %zu", i);
+	}
 }

@@ -33,9 +33,20 @@ struct slice_entry {
 	struct model_slice slice;
 };
 
+/*
+ * A pod the model keeps: one allocation, "ns/name\0uid\0ns/sa\0" in
+ * text (key, uid, identity), so that 150,000 of them stay small.
+ */
+struct pod_entry {
+	bool stale;
+	uint16_t uid_at, ident_at; /* offsets in text */
+	char text[];
+};
+
 struct model {
 	struct lh_table *services; /* key -> struct svc_entry */
 	struct lh_table *slices;   /* key -> struct slice_entry */
+	struct lh_table *pods;	   /* key -> struct pod_entry */
 	uint64_t slot_used[MODEL_SLOT_WORDS];
 	/* What the last model_build published for each id (a reference
 	 * each), so that the next build shares what did not change. */
@@ -73,7 +84,8 @@ struct model *model_new(void)
 		return NULL;
 	m->services = lh_kchar_table_new(MODEL_TABLE_INIT, svc_entry_free);
 	m->slices = lh_kchar_table_new(MODEL_TABLE_INIT, slice_entry_free);
-	if (!m->services || !m->slices) {
+	m->pods = lh_kchar_table_new(MODEL_TABLE_INIT, svc_entry_free);
+	if (!m->services || !m->slices || !m->pods) {
 		model_free(m);
 		return NULL;
 	}
@@ -88,6 +100,8 @@ void model_free(struct model *m)
 		lh_table_free(m->services);
 	if (m->slices)
 		lh_table_free(m->slices);
+	if (m->pods)
+		lh_table_free(m->pods);
 	model_built_drop(m);
 	free(m);
 }
@@ -221,8 +235,7 @@ size_t model_slice_refuse(struct model_slice *s, const struct shoal_addr *own, i
 		}
 		if (refused)
 			refused(ctx, s, ep, why);
-		free(ep->zone);
-		free(ep->node);
+		model_endpoint_clear(ep);
 		removed++;
 	}
 	s->n_eps = kept;
@@ -235,6 +248,80 @@ int model_del_slice(struct model *m, const char *ns, const char *name)
 
 	make_key(key, ns, name);
 	return lh_table_delete(m->slices, key) == 0 ? 0 : -ENOENT;
+}
+
+int model_put_pod(struct model *m, const struct model_pod *p)
+{
+	char key[MODEL_MAX_KEY + 1], ident[CONFIG_MAX_IDENTITY];
+	size_t kl, ul, il;
+	struct pod_entry *pe;
+	struct lh_entry *e;
+
+	if (p->finished) {
+		/* A finished pod's endpoints are gone or going: nothing to name. */
+		return model_del_pod(m, p->ns, p->name) == 0 ? 0 : 1;
+	}
+	make_key(key, p->ns, p->name);
+	if ((size_t)snprintf(ident, sizeof(ident), "%s/%s", p->ns, p->service_account) >=
+	    sizeof(ident))
+		return -EINVAL;
+	e = lh_table_lookup_entry(m->pods, key);
+	if (e) {
+		pe = lh_entry_v(e);
+		if (!strcmp(pe->text + pe->uid_at, p->uid) &&
+		    !strcmp(pe->text + pe->ident_at, ident)) {
+			pe->stale = false;
+			return 1;
+		}
+		lh_table_delete_entry(m->pods, e);
+	} else if (lh_table_length(m->pods) >= MODEL_MAX_PODS) {
+		return -ENOSPC;
+	}
+	kl = strlen(key) + 1;
+	ul = strlen(p->uid) + 1;
+	il = strlen(ident) + 1;
+	pe = malloc(sizeof(*pe) + kl + ul + il);
+	if (!pe)
+		return -ENOMEM;
+	pe->stale = false;
+	pe->uid_at = (uint16_t)kl;
+	pe->ident_at = (uint16_t)(kl + ul);
+	memcpy(pe->text, key, kl);
+	memcpy(pe->text + kl, p->uid, ul);
+	memcpy(pe->text + kl + ul, ident, il);
+	if (lh_table_insert(m->pods, pe->text, pe) < 0) {
+		free(pe);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int model_del_pod(struct model *m, const char *ns, const char *name)
+{
+	char key[MODEL_MAX_KEY + 1];
+
+	make_key(key, ns, name);
+	return lh_table_delete(m->pods, key) == 0 ? 0 : -ENOENT;
+}
+
+size_t model_n_pods(const struct model *m)
+{
+	return (size_t)lh_table_length(m->pods);
+}
+
+/* The identity of the pod ep's targetRef names, or NULL. */
+static const char *pod_identity(const struct model *m, const struct model_endpoint *ep)
+{
+	const struct pod_entry *pe;
+	struct lh_entry *e;
+
+	if (!ep->pod || !(e = lh_table_lookup_entry(m->pods, ep->pod)))
+		return NULL;
+	pe = lh_entry_v(e);
+	/* Same name, another pod (a StatefulSet's replacement): not yet its identity. */
+	if (ep->pod_uid && strcmp(ep->pod_uid, pe->text + pe->uid_at))
+		return NULL;
+	return pe->text + pe->ident_at;
 }
 
 size_t model_n_services(const struct model *m)
@@ -251,6 +338,10 @@ void model_mark(struct model *m, int kind)
 {
 	struct lh_entry *e;
 
+	if (kind == 2) {
+		lh_foreach(m->pods, e)((struct pod_entry *)lh_entry_v(e))->stale = true;
+		return;
+	}
 	lh_foreach(kind ? m->slices : m->services, e)
 	{
 		if (kind)
@@ -262,13 +353,16 @@ void model_mark(struct model *m, int kind)
 
 size_t model_sweep(struct model *m, int kind)
 {
-	struct lh_table *t = kind ? m->slices : m->services;
+	struct lh_table *t = kind == 2 ? m->pods : kind ? m->slices : m->services;
 	struct lh_entry *e, *tmp;
 	size_t n = 0;
 
 	lh_foreach_safe(t, e, tmp)
 	{
-		if (kind) {
+		if (kind == 2) {
+			if (!((struct pod_entry *)lh_entry_v(e))->stale)
+				continue;
+		} else if (kind) {
 			if (!((struct slice_entry *)lh_entry_v(e))->slice.stale)
 				continue;
 		} else {
@@ -312,7 +406,8 @@ static const char *strings_add(struct config_service *svc, const char *s)
  * What the proxy learns about one endpoint. Its strings stay the
  * model's until build_publish copies them into the service.
  */
-static void model_endpoint_to_config(const struct model_endpoint *ep, struct config_endpoint *ce)
+static void model_endpoint_to_config(const struct model *m, const struct model_endpoint *ep,
+				     struct config_endpoint *ce)
 {
 	memset(ce, 0, sizeof(*ce));
 	ce->addr = ep->addr;
@@ -321,6 +416,7 @@ static void model_endpoint_to_config(const struct model_endpoint *ep, struct con
 	ce->terminating = ep->terminating;
 	ce->zone = ep->zone;
 	ce->node = ep->node;
+	ce->identity = pod_identity(m, ep);
 }
 
 static bool str_same(const char *a, const char *b)
@@ -617,8 +713,9 @@ struct build_scratch {
  * Fill dst's endpoints (in sc's scratch array) from the slices of svc.
  * Returns 0 or -ENOMEM; counts dropped endpoints into st.
  */
-static int build_endpoints(const struct model_service *svc, const struct slice_index *ix,
-			   struct build_scratch *sc, struct model_build_stats *st)
+static int build_endpoints(const struct model *m, const struct model_service *svc,
+			   const struct slice_index *ix, struct build_scratch *sc,
+			   struct model_build_stats *st)
 {
 	struct config_service *dst = &sc->svc;
 	bool any_ready = false, fallback;
@@ -664,7 +761,9 @@ static int build_endpoints(const struct model_service *svc, const struct slice_i
 			}
 			if (n == cap)
 				continue; /* over MODEL_MAX_SERVICE_ENDPOINTS */
-			model_endpoint_to_config(ep, &sc->eps[n++]);
+			model_endpoint_to_config(m, ep, &sc->eps[n]);
+			st->endpoints_no_identity += ep->pod && !sc->eps[n].identity;
+			n++;
 		}
 	}
 	dst->n_endpoints = (int)n;
@@ -677,9 +776,10 @@ static int build_endpoints(const struct model_service *svc, const struct slice_i
  * vacant (no VIP) when the service is not to be intercepted. Returns 0
  * or -ENOMEM.
  */
-static int build_service(const struct config *cfg, const struct model_service *svc,
-			 const struct slice_index *ix, struct claims *claims,
-			 struct build_scratch *sc, struct model_build_stats *st)
+static int build_service(const struct model *m, const struct config *cfg,
+			 const struct model_service *svc, const struct slice_index *ix,
+			 struct claims *claims, struct build_scratch *sc,
+			 struct model_build_stats *st)
 {
 	struct config_service *dst = &sc->svc;
 
@@ -705,7 +805,7 @@ static int build_service(const struct config *cfg, const struct model_service *s
 	snprintf(dst->namespace, sizeof(dst->namespace), "%s", svc->ns);
 	dst->mtls_mode = svc->mtls_mode;
 	st->services++;
-	return build_endpoints(svc, ix, sc, st);
+	return build_endpoints(m, svc, ix, sc, st);
 }
 
 /* Scratch service sc, reset to a vacant id. */
@@ -799,7 +899,7 @@ int model_build(struct model *m, const struct config *base, struct config **out,
 			continue;
 		}
 		scratch_reset(&sc, (uint32_t)id);
-		ret = build_service(cfg, svc, &ix, &claims, &sc, st);
+		ret = build_service(m, cfg, svc, &ix, &claims, &sc, st);
 		if (!ret)
 			ret = build_put(m, cfg, id, &sc);
 		if (ret)

@@ -43,6 +43,17 @@
  * of one service in a published config (16 k x 48 bytes).
  */
 #define MODEL_MAX_SERVICE_ENDPOINTS 16384
+/*
+ * Pods whose service account the model keeps, to give endpoints an
+ * identity (docs/discovery.md, "Identities"): Kubernetes' tested limit
+ * of a cluster, 150,000 pods. An entry is one allocation of its key, uid
+ * and identity (about 110 bytes for usual names) and a hash entry: about
+ * 25 MiB at the bound, 1 MiB for 5,000 pods. Beyond it a pod is not kept
+ * (counted: its endpoints have no identity).
+ */
+#define MODEL_MAX_PODS 150000
+/* A pod's metadata.uid: a UUID (36 characters); room for others. */
+#define MODEL_MAX_UID 63
 
 enum model_l4 {
 	MODEL_L4_TCP = 0,
@@ -95,6 +106,10 @@ struct model_endpoint {
 	bool terminating; /* missing condition means false */
 	char *zone;	  /* heap, or NULL */
 	char *node;	  /* heap, or NULL */
+	/* targetRef, when it is a Pod: "namespace/name", heap, or NULL; and
+	 * its uid, heap, or NULL when the reference gives none. */
+	char *pod;
+	char *pod_uid;
 };
 
 struct model_slice {
@@ -111,6 +126,17 @@ struct model_slice {
 
 /* Release what s owns (endpoints and their strings); s itself stays. */
 void model_slice_clear(struct model_slice *s);
+/* Release what one endpoint owns (its strings). */
+void model_endpoint_clear(struct model_endpoint *ep);
+
+/* What the model keeps of a Pod: enough to name its endpoints' identity. */
+struct model_pod {
+	char ns[MODEL_MAX_LABEL + 1];
+	char name[MODEL_MAX_SUBDOMAIN + 1];
+	char uid[MODEL_MAX_UID + 1];		       /* "" when the object has none */
+	char service_account[MODEL_MAX_SUBDOMAIN + 1]; /* spec.serviceAccountName, or "default" */
+	bool finished; /* phase Succeeded or Failed: backs no endpoint, not kept */
+};
 
 struct model;
 
@@ -121,6 +147,9 @@ struct model_build_stats {
 	uint32_t skipped_headless;     /* services not intercepted: headless */
 	uint32_t skipped_conflict;     /* (VIP, port) taken, or no room left in a BPF map */
 	uint32_t endpoints_unresolved; /* a named target port the slice lacks */
+	/* Published endpoints of a Pod (targetRef) whose pod is not known, or
+	 * is another one (uid): no identity (model_put_pod). */
+	uint32_t endpoints_no_identity;
 };
 
 /* A new empty model, or NULL when memory is short. */
@@ -129,7 +158,7 @@ void model_free(struct model *m);
 
 /*
  * A relist in two steps: model_mark flags every object of kind (0:
- * services, 1: slices) stale; a put clears the flag of what it touches;
+ * services, 1: slices, 2: pods) stale; a put clears the flag of what it touches;
  * model_sweep removes what is still stale. Until the sweep the model
  * stays whole, and services that survive a relist keep their slot.
  * model_sweep returns the number of objects removed.
@@ -152,6 +181,17 @@ int model_del_service(struct model *m, const char *ns, const char *name);
 int model_put_slice(struct model *m, struct model_slice *s);
 /* Remove slice ns/name; 0 or -ENOENT. */
 int model_del_slice(struct model *m, const char *ns, const char *name);
+
+/*
+ * Insert or replace what the model knows of pod p (a finished one is
+ * removed). Returns 0 when that changed an endpoint's identity could
+ * depend on, 1 when it did not (same uid and service account: a status
+ * update), -ENOSPC when MODEL_MAX_PODS are kept already, or -ENOMEM.
+ */
+int model_put_pod(struct model *m, const struct model_pod *p);
+/* Remove pod ns/name; 0 or -ENOENT. */
+int model_del_pod(struct model *m, const char *ns, const char *name);
+size_t model_n_pods(const struct model *m);
 
 /* Told about each endpoint model_slice_refuse removes, before it goes. */
 typedef void (*model_refused_fn)(void *ctx, const struct model_slice *s,
@@ -184,7 +224,9 @@ size_t model_n_slices(const struct model *m);
  * BPF counters and map values of a service do not move. An id no
  * service holds is a vacant entry (no VIP, no port, empty name).
  * Endpoints: the ready ones; when none is ready, the serving and
- * terminating ones (kube-proxy's rule). Returns 0 and *out (free with
+ * terminating ones (kube-proxy's rule). An endpoint whose targetRef is
+ * a pod the model keeps (same uid, when the reference names one) gets
+ * the identity "<pod namespace>/<service account>". Returns 0 and *out (free with
  * config_free), or -ENOMEM. *st (may be NULL) says what was left out.
  */
 int model_build(struct model *m, const struct config *base, struct config **out,

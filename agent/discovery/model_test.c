@@ -486,3 +486,154 @@ Test(model, shared_services_keep_their_strings)
 	cr_assert_not_null(m);
 	cr_expect_str_eq(find("api")->endpoints[0].node, "node-a");
 }
+
+static void put_pod(const char *name, const char *uid, const char *sa, int want)
+{
+	struct model_pod p = {0};
+
+	snprintf(p.ns, sizeof(p.ns), "shop");
+	snprintf(p.name, sizeof(p.name), "%s", name);
+	snprintf(p.uid, sizeof(p.uid), "%s", uid);
+	snprintf(p.service_account, sizeof(p.service_account), "%s", sa);
+	cr_assert_eq(model_put_pod(m, &p), want, "put pod %s (%s, %s)", name, uid, sa);
+}
+
+/* A slice of web whose endpoints are the pods named (uid "" for none). */
+static void put_pod_slice(const char *const *pods, const char *const *uids, int n)
+{
+	struct model_slice s = {0};
+
+	snprintf(s.ns, sizeof(s.ns), "shop");
+	snprintf(s.name, sizeof(s.name), "web-1");
+	snprintf(s.service, sizeof(s.service), "web");
+	s.n_ports = 1;
+	s.ports[0].port = 8080;
+	s.eps = calloc((size_t)n, sizeof(*s.eps));
+	for (int i = 0; i < n; i++) {
+		char a[32], key[128];
+
+		snprintf(a, sizeof(a), "10.2.0.%d", i + 1);
+		cr_assert_eq(addr_parse(a, &s.eps[i].addr), 0);
+		s.eps[i].ready = s.eps[i].serving = true;
+		s.eps[i].node = strdup("node-b");
+		if (pods[i]) {
+			snprintf(key, sizeof(key), "shop/%s", pods[i]);
+			s.eps[i].pod = strdup(key);
+		}
+		if (uids[i][0])
+			s.eps[i].pod_uid = strdup(uids[i]);
+	}
+	s.n_eps = n;
+	cr_assert_eq(model_put_slice(m, &s), 0);
+}
+
+static const char *ident(int i)
+{
+	const struct config_service *w = find("web");
+
+	cr_assert_not_null(w);
+	cr_assert(i < w->n_endpoints);
+	return w->endpoints[i].identity;
+}
+
+/*
+ * Endpoints get "<ns>/<service account>" of the pod their targetRef names
+ * (docs/discovery.md, "Identities"): not when the pod is unknown or is
+ * another one (uid), and again when it is replaced.
+ */
+Test(model, endpoints_take_the_identity_of_their_pod)
+{
+	const char *const pods[] = {"web-0", "web-1", "web-2", NULL};
+	const char *const uids[] = {"u0", "", "u2", ""};
+	struct model_build_stats st;
+	const struct config_service *before;
+
+	put_svc("web", "10.96.0.10", 80, 8080, NULL);
+	put_pod_slice(pods, uids, 4);
+	put_pod("web-0", "u0", "web", 0);
+	put_pod("web-1", "u1", "web", 0);
+	put_pod("web-2", "u2-old", "web", 0);
+	build(&st);
+	cr_expect_str_eq(ident(0), "shop/web");
+	cr_expect_str_eq(ident(1), "shop/web", "the reference names no uid: by name");
+	cr_expect_null(ident(2), "web-2 is another pod than the slice's");
+	cr_expect_null(ident(3), "no targetRef");
+	cr_expect_eq(st.endpoints_no_identity, 1, "%u", st.endpoints_no_identity);
+	cr_expect_eq(model_n_pods(m), 3);
+
+	/* A status update changes nothing: no rebuild is asked, and the build shares web. */
+	before = find("web");
+	put_pod("web-0", "u0", "web", 1);
+	config_free(out);
+	out = NULL;
+	cr_assert_eq(model_build(m, base, &out, &st), 0);
+	cr_expect_eq(find("web"), before, "same identities: the service is shared");
+
+	/* web-2 replaced by the one the slice names; web-0 replaced, with another account. */
+	put_pod("web-2", "u2", "web", 0);
+	put_pod("web-0", "u0", "admin", 0);
+	build(&st);
+	cr_expect_str_eq(ident(0), "shop/admin");
+	cr_expect_str_eq(ident(2), "shop/web");
+	cr_expect_eq(st.endpoints_no_identity, 0);
+
+	/* Deleted, or finished: no identity. */
+	cr_assert_eq(model_del_pod(m, "shop", "web-0"), 0);
+	cr_expect_eq(model_del_pod(m, "shop", "web-0"), -ENOENT);
+	{
+		struct model_pod p = {.finished = true};
+
+		snprintf(p.ns, sizeof(p.ns), "shop");
+		snprintf(p.name, sizeof(p.name), "web-1");
+		snprintf(p.service_account, sizeof(p.service_account), "web");
+		cr_expect_eq(model_put_pod(m, &p), 0, "a finished pod is removed");
+		cr_expect_eq(model_put_pod(m, &p), 1, "and is not there to remove again");
+	}
+	build(&st);
+	cr_expect_null(ident(0));
+	cr_expect_null(ident(1));
+	cr_expect_str_eq(ident(2), "shop/web");
+	cr_expect_eq(st.endpoints_no_identity, 2);
+
+	/* A relist drops the pods it did not see. */
+	model_mark(m, 2);
+	put_pod("web-2", "u2", "web", 1);
+	put_pod("web-0", "u0", "web", 0);
+	cr_expect_eq(model_sweep(m, 2), 0, "every pod kept was seen");
+	model_mark(m, 2);
+	put_pod("web-0", "u0", "web", 1);
+	cr_expect_eq(model_sweep(m, 2), 1, "web-2 was not in the list");
+	build(&st);
+	cr_expect_str_eq(ident(0), "shop/web");
+	cr_expect_null(ident(2));
+}
+
+/* The annotation's mode reaches the published service, and a change of it rebuilds it. */
+Test(model, mtls_mode_annotation_is_published)
+{
+	struct model_service s = {0};
+	const struct config_service *before;
+	struct config *prev;
+
+	snprintf(s.ns, sizeof(s.ns), "shop");
+	snprintf(s.name, sizeof(s.name), "web");
+	cr_assert_eq(addr_parse("10.96.0.10", &s.vips[0]), 0);
+	s.n_vips = 1;
+	s.n_ports = 1;
+	s.ports[0].port = 80;
+	s.ports[0].target_port = 8080;
+	s.mtls_mode = 1 + CONFIG_MTLS_STRICT;
+	cr_assert_eq(model_put_service(m, &s), 0);
+	build(NULL);
+	before = find("web");
+	cr_assert_not_null(before);
+	cr_expect_eq(before->mtls_mode, 1 + CONFIG_MTLS_STRICT);
+	s.mtls_mode = 0;
+	cr_assert_eq(model_put_service(m, &s), 0);
+	prev = out; /* holds before, so that no new service can take its address */
+	out = NULL;
+	cr_assert_eq(model_build(m, base, &out, NULL), 0);
+	cr_expect_neq(find("web"), before, "the mode changed: a new service");
+	cr_expect_eq(find("web")->mtls_mode, 0);
+	config_free(prev);
+}

@@ -60,6 +60,21 @@ static void on_enroll_object(struct fuzz_ctx *ctx, enum k8s_event_type type, jso
 		return;
 	}
 	{
+		/* The identity side (discovery/k8s_pods.c): the same object into the model. */
+		struct model_pod mp;
+
+		if (k8s_decode_pod(obj, &mp, err, sizeof(err)) == 0) {
+			check(mp.service_account[0] != '\0', "a service account, default at least");
+			if (type == K8S_EV_DELETED)
+				model_del_pod(ctx->m, mp.ns, mp.name);
+			else
+				model_put_pod(ctx->m, &mp);
+			check(model_n_pods(ctx->m) <= MODEL_MAX_PODS, "model pods bounded");
+		} else {
+			check(err[0] != '\0', "a refused pod says why");
+		}
+	}
+	{
 		struct enroll_pod p;
 
 		if (enroll_decode_pod(obj, &p, err, sizeof(err))) {
@@ -137,6 +152,10 @@ static void check_build(const struct model *m)
 			check(s->n_vips > 0 || s->n_endpoints == 0, "vacant ids have no endpoints");
 			for (int p = 0; p < s->n_ports; p++)
 				check(s->ports[p].port != 0, "ports nonzero");
+			for (int e = 0; e < s->n_endpoints; e++)
+				check(!s->endpoints[e].identity ||
+					  config_identity_valid(s->endpoints[e].identity),
+				      "an endpoint's identity is <namespace>/<service account>");
 		}
 		config_free(cfg);
 	}

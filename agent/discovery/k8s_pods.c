@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* The pod table's sink (k8s_pods.h): decoded Pods into the model, under the watcher's lock. */
+#include "discovery/k8s_pods.h"
+
+#include <errno.h>
+
+#include "common/log.h"
+#include "discovery/k8s_decode.h"
+
+static int sink_put(void *ctx, json_object *obj, char *err, size_t errlen)
+{
+	struct k8s_pods *p = ctx;
+	struct model_pod pod;
+	int ret = k8s_decode_pod(obj, &pod, err, errlen);
+
+	if (ret == -EINVAL) {
+		/*
+		 * Forgotten rather than relisted: one bad pod must not make a
+		 * list of every pod of the cluster run again and again.
+		 */
+		atomic_fetch_add(&p->refused, 1);
+		pr_warn("kubernetes: pod %s/%s ignored: %s; its endpoints have no identity",
+			pod.ns[0] ? pod.ns : "?", pod.name[0] ? pod.name : "?", err);
+		if (pod.ns[0] && pod.name[0])
+			return model_del_pod(p->m, pod.ns, pod.name) == 0 ? 0 : 1;
+		return 1;
+	}
+	if (ret)
+		return ret;
+	ret = model_put_pod(p->m, &pod);
+	if (ret == -ENOSPC) {
+		atomic_fetch_add(&p->over, 1);
+		if (!p->over_logged)
+			pr_warn("kubernetes: more than %d pods; pod %s/%s and others beyond the "
+				"bound are not kept, and their endpoints have no identity",
+				MODEL_MAX_PODS, pod.ns, pod.name);
+		p->over_logged = true;
+		return 1;
+	}
+	if (ret == -EINVAL) {
+		atomic_fetch_add(&p->refused, 1);
+		pr_warn("kubernetes: pod %s/%s ignored: its identity is too long", pod.ns,
+			pod.name);
+		return 1;
+	}
+	return ret;
+}
+
+static int sink_del(void *ctx, json_object *obj, char *err, size_t errlen)
+{
+	struct k8s_pods *p = ctx;
+	struct model_pod pod;
+
+	/* Only the name matters: what else it says no longer does. */
+	k8s_decode_pod(obj, &pod, err, errlen);
+	if (!pod.ns[0] || !pod.name[0])
+		return 1;
+	return model_del_pod(p->m, pod.ns, pod.name) == 0 ? 0 : 1;
+}
+
+static void sink_begin(void *ctx)
+{
+	struct k8s_pods *p = ctx;
+
+	model_mark(p->m, 2);
+}
+
+static void sink_end(void *ctx)
+{
+	struct k8s_pods *p = ctx;
+	size_t gone = model_sweep(p->m, 2);
+
+	if (gone)
+		pr_info("kubernetes: %zu pods gone since the last list", gone);
+}
+
+struct k8s_sink k8s_pods_sink(struct k8s_pods *p)
+{
+	return (struct k8s_sink){
+	    .begin = sink_begin, .end = sink_end, .put = sink_put, .del = sink_del, .ctx = p};
+}

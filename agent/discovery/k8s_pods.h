@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The Pods behind endpoints (docs/discovery.md, "Identities"): a
+ * cluster-wide list and watch of v1 Pods into the model's pod table, so
+ * that model_build gives each EndpointSlice endpoint whose targetRef is a
+ * Pod the identity "<namespace>/<service account>" the encrypted hop
+ * needs (docs/mtls.md). Watched only when mtls is on (mtls.on).
+ */
+#ifndef SHOAL_DISCOVERY_K8S_PODS_H
+#define SHOAL_DISCOVERY_K8S_PODS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "discovery/k8s.h"
+#include "discovery/model.h"
+
+/* The collection: every namespace's Pods. */
+#define K8S_PODS_PATH "/api/v1/pods"
+
+struct k8s_pods {
+	struct model *m;	      /* the model's lock is the watcher's */
+	atomic_uint_fast64_t over;    /* pods not kept: MODEL_MAX_PODS reached */
+	atomic_uint_fast64_t refused; /* pods that did not decode (logged) */
+	bool over_logged;	      /* the bound was logged once */
+};
+
+/*
+ * The sink (k8s_collection.sink) that keeps p->m's pods. A put that
+ * changes no identity (a status update: same uid and service account)
+ * returns 1, so that the watcher does not wake discovery for it. A pod
+ * that does not decode is logged, counted and forgotten, with no relist.
+ */
+struct k8s_sink k8s_pods_sink(struct k8s_pods *p);
+
+#endif
