@@ -12,7 +12,9 @@
 #     the call (counted, logged with the service), and
 #     shoal_discovery_endpoints_no_identity says so; the same in the
 #     permissive namespace legacy goes in plaintext; a Service of legacy
-#     annotated shoal.io/mtls-mode: strict is refused again;
+#     annotated shoal.io/mtls-mode: strict is refused again; a caller
+#     with no identity is refused by the policy layer (mtls-strict) for a
+#     service of a strict namespace, served for one of legacy;
 #  3. the pod is replaced with another service account: the endpoint's
 #     identity follows (the endpoint is now default/admin, which node-b
 #     has no certificate for: refused in the handshake); the pod deleted: refused
@@ -96,6 +98,11 @@ slice() {
 	printf '{"type":"MODIFIED","object":{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{"name":"%s-1","namespace":"%s","labels":{"kubernetes.io/service-name":"%s"}},"addressType":"IPv4","endpoints":[{"addresses":["%s"],"conditions":{"ready":true},"nodeName":"node-b","targetRef":{"kind":"Pod","namespace":"%s","name":"%s"%s}}],"ports":[{"name":"hello","protocol":"TCP","port":8080}]}}' \
 		"$2" "$1" "$2" "$B1" "$1" "$3" "$uid"
 }
+# slice_local NS SERVICE: one endpoint, a2 on node-a (no pod named).
+slice_local() {
+	printf '{"type":"MODIFIED","object":{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{"name":"%s-1","namespace":"%s","labels":{"kubernetes.io/service-name":"%s"}},"addressType":"IPv4","endpoints":[{"addresses":["%s"],"conditions":{"ready":true},"nodeName":"node-a"}],"ports":[{"name":"hello","protocol":"TCP","port":8080}]}}' \
+		"$2" "$1" "$2" "${POD_IP4[a2]}"
+}
 # pod TYPE NS NAME UID SERVICE_ACCOUNT
 pod() {
 	printf '{"type":"%s","object":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"%s","namespace":"%s","uid":"%s"},"spec":{"nodeName":"node-b","serviceAccountName":"%s","containers":[{"name":"c","image":"x"}]},"status":{"phase":"Running","podIP":"%s","podIPs":[{"ip":"%s"}]}}}' \
@@ -107,6 +114,7 @@ k8s_apply "[$(svc default web 10.96.0.10),$(slice default web web-0 u-web-0),$(p
 $(svc default orphan 10.96.0.40),$(slice default orphan orphan-0),
 $(svc legacy old 10.96.0.50),$(slice legacy old old-0),
 $(svc legacy locked 10.96.0.60 '{"shoal.io/mtls-mode":"strict"}'),$(slice legacy locked locked-0),
+$(svc default local 10.96.0.70),$(slice_local default local),$(svc legacy local 10.96.0.80),$(slice_local legacy local),
 $(pod ADDED kube-system other-0 u-other web)]"
 
 ADMIN_PORT=15021
@@ -125,6 +133,7 @@ kubernetes:
   ca_file: $K8S_DIR/ca.crt
   token_file: $K8S_DIR/token
   backoff_max_ms: 1000
+policy: {default: allow}
 services: []
 EOF
 } >"$CONFIG"
@@ -204,6 +213,28 @@ else
 	fail "permissive namespace legacy: a1 -> legacy/old: '$HELLO_OUT'"
 fi
 refused_within "legacy/locked (shoal.io/mtls-mode: strict in a permissive namespace)" 10.96.0.60:80 3
+
+# The policy layer's strict refusal of callers with no identity is the
+# destination's mode too: a3 (meshed, no identity) calls a same-node
+# endpoint (no hop) of a strict and of a permissive namespace.
+enroll a3
+if hello a3 10.96.0.70:80 --timeout-ms 2000; then
+	fail "a3 (no identity) -> default/local (strict): answered '$HELLO_OUT'"
+else
+	pass "a3 (no identity) -> default/local (strict): refused by the policy layer"
+fi
+# (A log line may be held back by the per-worker rate limit: the counter says.)
+series=$(in_ns "$NS_A" curl -sS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" |
+	grep '^shoal_policy_decisions_total{' | grep 'namespace="default",service="local"' || true)
+grep -q 'policy="mtls-strict",decision="deny"} [1-9]' <<<"$series" &&
+	pass "counted as denied by mtls-strict (shoal_policy_decisions_total)" ||
+	fail "no mtls-strict denial of default/local counted: '$series'"
+if hello a3 10.96.0.80:80 --timeout-ms 2000 && [[ $HELLO_BACKEND == a2 ]]; then
+	pass "a3 (no identity) -> legacy/local (permissive namespace): a2 answered"
+else
+	fail "a3 (no identity) -> legacy/local (permissive): '$HELLO_OUT'"
+fi
+unenroll a3
 
 # ---- 3. the pod replaced, deleted, back ------------------------------------------------
 k8s_apply "$(pod MODIFIED default web-0 u-web-0 admin)"
