@@ -196,6 +196,17 @@ const char *attempt_src_ident(struct worker *w, const struct shoal_addr *addr)
 	return NULL;
 }
 
+bool attempt_tunnels(struct worker *w, const struct conn *c, const struct config_service *svc,
+		     const struct config_endpoint *ep)
+{
+	const struct config_mtls *m = &w->cfg->mtls;
+
+	return ep->node && strcmp(ep->node, m->node_name) &&
+	       config_mtls_mode_of(m, svc) != CONFIG_MTLS_OFF &&
+	       __atomic_load_n(&w->p->tunnel, __ATOMIC_ACQUIRE) && ep->identity &&
+	       config_mtls_node(w->cfg, ep->node) && c && c->src_ident;
+}
+
 int attempt_connect_ep(struct worker *w, const struct conn *c, const struct config_service *svc,
 		       const struct config_endpoint *ep, uint16_t port_be, bool *connected,
 		       bool *tunneled)
@@ -215,7 +226,7 @@ int attempt_connect_ep(struct worker *w, const struct conn *c, const struct conf
 	if (mode == CONFIG_MTLS_OFF)
 		return attempt_connect(w, &ep->addr, port_be, connected);
 	node = config_mtls_node(w->cfg, ep->node);
-	if (!t || !ep->identity || !node || !c || !c->src_ident) {
+	if (!attempt_tunnels(w, c, svc, ep)) {
 		if (mode == CONFIG_MTLS_STRICT) {
 			worker_warn_ratelimited(
 			    w, "mtls: strict for %s/%s: a call to %s on node %s refused: %s",

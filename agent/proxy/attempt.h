@@ -140,6 +140,13 @@ int attempt_connect(struct worker *w, const struct shoal_addr *addr, uint16_t po
 int attempt_connect_ep(struct worker *w, const struct conn *c, const struct config_service *svc,
 		       const struct config_endpoint *ep, uint16_t port_be, bool *connected,
 		       bool *tunneled);
+/*
+ * Whether attempt_connect_ep sends c's call to endpoint ep of svc through
+ * the tunnel (it decides by this): for a pool that keys its shared
+ * connections by the caller's identity (an HTTP/2 session) before it dials.
+ */
+bool attempt_tunnels(struct worker *w, const struct conn *c, const struct config_service *svc,
+		     const struct config_endpoint *ep);
 
 /*
  * The calling workload's identity (interned by the tunnel) for a client

@@ -324,11 +324,11 @@ static void h2_try(struct worker *w, struct h2_stream *st)
 			/* One HTTP/1.1 exchange (h2_to_h1.c): not retried on another endpoint. */
 			st->replay_lost = true;
 			st->to_up.keep = false;
-			h2h1_start(w, st, &st->target->endpoints[idx].addr, st->port_be);
+			h2h1_start(w, st, &st->target->endpoints[idx], st->port_be);
 			h2_down_arm(w, d);
 			return;
 		}
-		up = h2_up_get(w, d->c, &st->target->endpoints[idx].addr, st->port_be, &err);
+		up = h2_up_get(w, d->c, st->target, &st->target->endpoints[idx], st->port_be, &err);
 		if (!up) {
 			bool local = sock_err_local(-err);
 

@@ -196,6 +196,7 @@ struct h2_up {
 	size_t out_len;
 	struct shoal_addr addr;
 	uint16_t port_be;
+	const char *tunnel_src; /* through the tunnel as this caller, or NULL: direct */
 	uint32_t n_streams;	  /* open streams we submitted, linked or not */
 	struct h2_stream *linked; /* streams whose request is ours to answer */
 	struct h2_stream *hit;	  /* the last stream h2_up_stream found; linked, or NULL */
@@ -295,11 +296,15 @@ void h2_done(struct worker *w, struct h2_stream *st, bool tried, bool failed, un
 /* ---- h2_upstream.c ---- */
 
 /*
- * A session of w to addr:port_be with room for one more stream: pooled,
- * else new (connecting; requests wait in it). NULL with *err set.
+ * A session of w to endpoint ep of svc, port port_be, for the callers of dc's
+ * identity, with room for one more stream: pooled, else new (connecting;
+ * requests wait in it). An endpoint on another node goes through the
+ * tunnel as attempt_connect_ep says, one session per caller identity (the
+ * destination sees it per TLS connection). NULL with *err set (-EACCES:
+ * strict mode, no way through the tunnel).
  */
-struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct shoal_addr *addr,
-			uint16_t port_be, int *err);
+struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct config_service *svc,
+			const struct config_endpoint *ep, uint16_t port_be, int *err);
 /* Send st's request on up (its body from the first byte); 0 or -EIO. */
 int h2_up_submit(struct worker *w, struct h2_up *up, struct h2_stream *st);
 /* st leaves its upstream stream, reset with error_code unless NO_ERROR. */

@@ -311,6 +311,8 @@ struct h2h1 {
 	struct worker *w;
 	struct h2_stream *st; /* NULL once it left */
 	struct pool_conn *pc; /* the HTTP/1.1 connection */
+	const struct config_service *svc; /* st->target, which outlives the exchange */
+	const struct config_endpoint *ep; /* of svc */
 	struct shoal_addr addr;
 	uint16_t port_be;
 	bool connected;
@@ -891,7 +893,7 @@ static int h2h1_connect(struct worker *w, struct h2h1 *x)
 		}
 	}
 	x->reused = false;
-	rc = pool_connect(w, &x->addr, x->port_be, x->c, &x->pc);
+	rc = pool_connect_ep(w, x->svc, x->ep, x->port_be, x->c, &x->pc);
 	if (rc < 0) {
 		x->pc = NULL;
 		return rc;
@@ -914,7 +916,7 @@ static int h2h1_connect(struct worker *w, struct h2h1 *x)
 	return 0;
 }
 
-void h2h1_start(struct worker *w, struct h2_stream *st, const struct shoal_addr *addr,
+void h2h1_start(struct worker *w, struct h2_stream *st, const struct config_endpoint *ep,
 		uint16_t port_be)
 {
 	size_t cap = 64 + st->rq.bytes;
@@ -977,8 +979,12 @@ void h2h1_start(struct worker *w, struct h2_stream *st, const struct shoal_addr 
 	x->c->accepted_ns = timer_now_ns();
 	x->w = w;
 	x->st = st;
-	x->addr = *addr;
+	x->svc = st->target;
+	x->ep = ep;
+	x->addr = ep->addr;
 	x->port_be = port_be;
+	/* The caller's identity, for the tunnel and for the pool's match (pool_take). */
+	x->c->src_ident = st->d->c->src_ident;
 	http1_parser_init(&x->rp, HTTP1_RESPONSE, NULL);
 	x->rh.headers = x->hdrs;
 	x->rh.cap = HTTP1_MAX_HEADERS_DEFAULT;

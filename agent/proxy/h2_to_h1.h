@@ -48,10 +48,12 @@ bool h2h1_declared(const struct config_service *svc, uint16_t svc_port);
 
 /*
  * Send st's request (picked: st->bt holds the ticket) to the HTTP/1.1
- * endpoint addr:port_be, on a pooled connection or a new one. Answers st
- * itself on every failure (a gRPC request: UNAVAILABLE at once).
+ * endpoint ep (of st->target, which outlives the exchange), port port_be,
+ * on a pooled connection or a new one: through the tunnel for an
+ * endpoint on another node (attempt_connect_ep). Answers st itself on
+ * every failure (a gRPC request: UNAVAILABLE at once).
  */
-void h2h1_start(struct worker *w, struct h2_stream *st, const struct shoal_addr *addr,
+void h2h1_start(struct worker *w, struct h2_stream *st, const struct config_endpoint *ep,
 		uint16_t port_be);
 
 /* st leaves its exchange (answered, reset or closed): its connection is reset. */

@@ -544,21 +544,24 @@ static void h2_up_io(struct worker *w, struct conn *c, uint32_t events)
  * of this worker, else a new one (connecting; the request waits in it).
  * NULL with *err set when no connection could be started.
  */
-struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct shoal_addr *addr,
-			uint16_t port_be, int *err)
+struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct config_service *svc,
+			const struct config_endpoint *ep, uint16_t port_be, int *err)
 {
+	const struct shoal_addr *addr = &ep->addr;
+	const char *tunnel_src = attempt_tunnels(w, dc, svc, ep) ? dc->src_ident : NULL;
 	const struct config_port *port = NULL;
 	nghttp2_session_callbacks *cb;
 	nghttp2_option *opt;
 	nghttp2_mem mem;
 	struct h2_up *up;
 	struct conn *c;
-	bool connected;
+	bool connected, tunneled;
 	int fd;
 
 	for (up = h2_ups; up; up = up->next)
 		if (up->w == w && !up->draining && !up->dead && up->port_be == port_be &&
-		    addr_equal(&up->addr, addr) && h2_up_room(up, w->cfg))
+		    up->tunnel_src == tunnel_src && addr_equal(&up->addr, addr) &&
+		    h2_up_room(up, w->cfg))
 			return up;
 	*err = -ENOMEM;
 	up = calloc(1, sizeof(*up));
@@ -615,13 +618,14 @@ struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct shoal_ad
 	up->w = w;
 	up->addr = *addr;
 	up->port_be = port_be;
+	up->tunnel_src = tunnel_src;
 	up->idle_since_ns = c->accepted_ns;
 	up->next = h2_ups;
 	if (h2_ups)
 		h2_ups->prev = up;
 	h2_ups = up;
 
-	fd = attempt_connect(w, addr, port_be, &connected);
+	fd = attempt_connect_ep(w, dc, svc, ep, port_be, &connected, &tunneled);
 	if (fd < 0) {
 		*err = fd;
 		h2_up_close(w, c, false);
