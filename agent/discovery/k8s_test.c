@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -803,6 +804,110 @@ Test(discovery_k8s, pods_collection_by_node_through_a_sink)
 	cr_expect_eq(ns_sink.bad, 0);
 	k8s_stop(pods_w);
 	pods_w = NULL;
+}
+
+/* ---- the pods behind endpoints: their identities (docs/discovery.md, "Identities") ---- */
+
+#define ID_SVC                                                                                     \
+	"{\"type\":\"ADDED\",\"object\":{\"kind\":\"Service\",\"apiVersion\":\"v1\",\"metadata\":" \
+	"{\"name\":\"idsvc\",\"namespace\":\"pay\"},\"spec\":{\"clusterIP\":\"10.96.9.9\","        \
+	"\"clusterIPs\":[\"10.96.9.9\"],\"ports\":[{\"port\":80,\"targetPort\":8080}]}}}"
+#define ID_SLICE                                                                                   \
+	"{\"type\":\"ADDED\",\"object\":{\"kind\":\"EndpointSlice\",\"apiVersion\":"               \
+	"\"discovery.k8s.io/v1\",\"metadata\":{\"name\":\"idsvc-1\",\"namespace\":\"pay\","        \
+	"\"labels\":{\"kubernetes.io/service-name\":\"idsvc\"}},\"addressType\":\"IPv4\","         \
+	"\"endpoints\":[{\"addresses\":[\"10.244.7.1\"],\"nodeName\":\"node-b\",\"targetRef\":"    \
+	"{\"kind\":\"Pod\",\"namespace\":\"pay\",\"name\":\"ledger-0\",\"uid\":\"u-l0\"}}],"       \
+	"\"ports\":[{\"port\":8080}]}}"
+#define ID_POD(type, sa, phase)                                                                    \
+	"{\"type\":\"" type "\",\"object\":{\"kind\":\"Pod\",\"apiVersion\":\"v1\",\"metadata\":"  \
+	"{\"name\":\"ledger-0\",\"namespace\":\"pay\",\"uid\":\"u-l0\"},\"spec\":{\"nodeName\":"   \
+	"\"node-b\",\"serviceAccountName\":\"" sa "\"},\"status\":{\"phase\":\"" phase "\"}}}"
+
+static const char *id_of_idsvc(void)
+{
+	const struct config_service *s = find("idsvc");
+
+	return s && s->n_endpoints == 1 ? s->endpoints[0].identity : NULL;
+}
+
+static bool idsvc_ledger(void)
+{
+	const char *id = id_of_idsvc();
+
+	return id && !strcmp(id, "pay/ledger");
+}
+
+static bool idsvc_audit(void)
+{
+	const char *id = id_of_idsvc();
+
+	return id && !strcmp(id, "pay/audit");
+}
+
+static bool idsvc_none(void)
+{
+	return find("idsvc") && find("idsvc")->n_endpoints == 1 && !id_of_idsvc();
+}
+
+/*
+ * With mtls on, discovery lists and watches every Pod: the endpoint gets
+ * its pod's identity; a status update of the pod builds no new config;
+ * a replaced pod's account follows; a pod deleted around a 410 (the watch
+ * ends, the relist lists what is left) is gone, and the endpoint loses it.
+ */
+Test(discovery_k8s, endpoints_get_their_pods_identity)
+{
+	char err[512];
+	struct discovery_stats st;
+	uint64_t snaps;
+
+	config_free(running);
+	write_file("shoal.yaml", "node: {address_v4: 10.0.0.1}\n"
+				 "identity: {source: files, dir: /nonexistent}\n"
+				 "mtls: {mode: permissive, node_name: node-a}\n");
+	cr_assert_eq(config_load(path, &running, err, sizeof(err)), 0, "%s", err);
+	control("apply", "[" ID_SVC "," ID_SLICE "," ID_POD("ADDED", "ledger", "Running") "]");
+	start();
+	cr_assert(wait_for(idsvc_ledger), "idsvc's endpoint never got pay/ledger");
+	cr_assert(wait_for(synced), "not synced with the pods listed");
+	discovery_get_stats(d, &st);
+	cr_expect_eq(st.k8s_pods, 1);
+	cr_expect_eq(st.endpoints_no_identity, 0);
+
+	/* A status update: applied, and nothing rebuilt. */
+	snaps = st.snapshots;
+	control("apply", ID_POD("MODIFIED", "ledger", "Running"));
+	control("apply", ID_POD("MODIFIED", "ledger", "Running"));
+	{
+		struct pollfd pfd = {.fd = discovery_fd(d), .events = POLLIN};
+		struct config *c = NULL;
+
+		for (int i = 0; i < 10; i++) {
+			poll(&pfd, 1, 100);
+			if (discovery_poll(d, &c) == 1) {
+				config_free(got);
+				got = c;
+			}
+		}
+	}
+	discovery_get_stats(d, &st);
+	cr_expect_eq(st.snapshots, snaps, "a pod's status update built %" PRIu64 " configs",
+		     st.snapshots - snaps);
+
+	/* Replaced (a pod's account cannot change in place): the new one's. */
+	control("apply", "[" ID_POD("DELETED", "ledger", "Running") "," ID_POD("ADDED", "audit",
+									       "Running") "]");
+	cr_assert(wait_for(idsvc_audit), "the replaced pod's account was not followed");
+
+	/* Deleted around a 410: gone after the relist. */
+	control("compact", NULL);
+	control("apply", ID_POD("DELETED", "audit", "Running"));
+	control("expire", NULL);
+	cr_assert(wait_for(idsvc_none), "the pod deleted around the 410 kept its identity");
+	discovery_get_stats(d, &st);
+	cr_expect_eq(st.endpoints_no_identity, 1);
+	cr_expect_eq(st.k8s_pods, 0);
 }
 
 /* ---- AuthorizationPolicy objects (docs/policy.md, "In Kubernetes") ---- */
