@@ -506,11 +506,15 @@ int discovery_start(const struct config *running, const struct k8s_opts *k8s,
 			 * else does, so the API server streams no pod to a node
 			 * that does not encrypt.
 			 */
-			struct k8s_collection col = {.what = "pods", .path = K8S_PODS_PATH};
+			struct k8s_collection cols[2] = {
+			    {.what = "pods", .path = K8S_PODS_PATH},
+			    {.what = "namespaces", .path = K8S_NAMESPACES_PATH},
+			};
 
 			d->pods.m = d->model;
-			col.sink = k8s_pods_sink(&d->pods);
-			ret = k8s_start_collections(k8s, &col, 1, &d->model_lock, d->notify_fd,
+			cols[0].sink = k8s_pods_sink(&d->pods);
+			cols[1].sink = k8s_namespaces_sink(&d->pods);
+			ret = k8s_start_collections(k8s, cols, 2, &d->model_lock, d->notify_fd,
 						    &d->k8s_pods);
 		}
 		if (!ret && running->k8s_policies) {

@@ -426,25 +426,55 @@ static void decode_upstream_protocol(json_object *meta, struct model_service *ou
  * (1 + enum config_mtls_mode). Another value is left out and said in
  * out->note, as for the other annotations.
  */
-static void decode_mtls_mode(json_object *meta, struct model_service *out)
+static int mtls_mode_annotation(json_object *meta, uint8_t *mode)
 {
 	static const char *const modes[] = {"off", "permissive", "strict"};
 	char val[16], why[64];
 	json_object *ann = NULL;
 
+	*mode = 0;
 	if (get_object(meta, "annotations", &ann, why, sizeof(why)) || !ann ||
 	    !get(ann, K8S_MTLS_MODE_ANNOTATION))
-		return;
+		return 0;
 	if (!get_str(ann, K8S_MTLS_MODE_ANNOTATION, val, sizeof(val), true, why, sizeof(why)))
 		for (int i = 0; i < 3; i++)
 			if (!strcmp(val, modes[i])) {
-				out->mtls_mode = (uint8_t)(1 + i);
-				return;
+				*mode = (uint8_t)(1 + i);
+				return 0;
 			}
-	if (!out->note[0])
+	return -EINVAL;
+}
+
+static void decode_mtls_mode(json_object *meta, struct model_service *out)
+{
+	if (mtls_mode_annotation(meta, &out->mtls_mode) && !out->note[0])
 		snprintf(out->note, sizeof(out->note),
 			 "annotation %s: must be off, permissive or strict; ignored",
 			 K8S_MTLS_MODE_ANNOTATION);
+}
+
+int k8s_decode_namespace_mode(json_object *obj, char *name, size_t namelen, uint8_t *mode,
+			      char *note, size_t notelen)
+{
+	json_object *meta = NULL;
+	int ret;
+
+	*mode = 0;
+	note[0] = '\0';
+	name[0] = '\0';
+	ret = get_object(obj, "metadata", &meta, note, notelen);
+	if (!ret && !meta)
+		ret = dec_err(note, notelen, "metadata: is required");
+	if (!ret)
+		ret = get_str(meta, "name", name, namelen, false, note, notelen);
+	if (!ret && !name[0])
+		ret = dec_err(note, notelen, "metadata.name: is empty");
+	if (ret)
+		return ret;
+	if (mtls_mode_annotation(meta, mode))
+		snprintf(note, notelen, "annotation %s: must be off, permissive or strict; ignored",
+			 K8S_MTLS_MODE_ANNOTATION);
+	return 0;
 }
 
 int k8s_decode_service(json_object *obj, struct model_service *out, char *err, size_t errlen)

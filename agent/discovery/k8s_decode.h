@@ -45,9 +45,9 @@
  */
 #define K8S_UPSTREAM_PROTOCOL_ANNOTATION "shoal.io/upstream-protocol"
 /*
- * The Service annotation that asks for a stricter mtls mode for calls to
- * it (docs/mtls.md, "Modes"): "off", "permissive" or "strict". It can
- * raise the node's mode for the service, never lower it.
+ * The Service (or Namespace) annotation that asks for a stricter mtls
+ * mode for calls to it (to its services) (docs/mtls.md, "Modes"): "off",
+ * "permissive" or "strict". It can raise the node's mode, never lower it.
  */
 #define K8S_MTLS_MODE_ANNOTATION "shoal.io/mtls-mode"
 /* The part of a Status message kept for the log. */
@@ -118,6 +118,15 @@ int k8s_decode_slice(json_object *obj, struct model_slice *out, char *err, size_
  * subdomain).
  */
 int k8s_decode_pod(json_object *obj, struct model_pod *out, char *err, size_t errlen);
+
+/*
+ * A v1 Namespace's name and its shoal.io/mtls-mode annotation (*mode: 0
+ * none, else 1 + enum config_mtls_mode). Returns 0 (a bad annotation
+ * value leaves *mode 0 and says why in note, for the log), or -EINVAL
+ * with the reason in note when the object has no name.
+ */
+int k8s_decode_namespace_mode(json_object *obj, char *name, size_t namelen, uint8_t *mode,
+			      char *note, size_t notelen);
 
 /* Decode a Status object. 0 or -EINVAL. */
 int k8s_decode_status(json_object *obj, struct k8s_status *out);

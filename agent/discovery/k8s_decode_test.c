@@ -731,3 +731,40 @@ Test(k8s_decode, pod_identity_fields)
 		cr_expect_eq(p.finished, cases[i].finished, "case %zu", i);
 	}
 }
+
+/* A Namespace's shoal.io/mtls-mode: its name and 1 + the mode; a bad value is a note, not an error.
+ */
+Test(k8s_decode, namespace_mtls_mode)
+{
+	static const struct {
+		const char *json;
+		int ret;
+		uint8_t mode;
+		const char *note;
+	} cases[] = {
+	    {"{\"metadata\":{\"name\":\"pay\",\"annotations\":{\"shoal.io/"
+	     "mtls-mode\":\"strict\"}}}",
+	     0, 1 + CONFIG_MTLS_STRICT, ""},
+	    {"{\"metadata\":{\"name\":\"pay\",\"labels\":{\"a\":\"b\"}}}", 0, 0, ""},
+	    {"{\"metadata\":{\"name\":\"pay\",\"annotations\":{\"shoal.io/mtls-mode\":\"on\"}}}", 0,
+	     0, "must be off, permissive or strict"},
+	    {"{\"metadata\":{\"annotations\":{}}}", -EINVAL, 0, "name: is required"},
+	    {"{\"kind\":\"Namespace\"}", -EINVAL, 0, "metadata: is required"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_object *obj = json_tokener_parse(cases[i].json);
+		char name[64], note[192];
+		uint8_t mode = 99;
+
+		cr_assert_not_null(obj);
+		cr_expect_eq(
+		    k8s_decode_namespace_mode(obj, name, sizeof(name), &mode, note, sizeof(note)),
+		    cases[i].ret, "case %zu: %s", i, note);
+		json_object_put(obj);
+		cr_expect_eq(mode, cases[i].mode, "case %zu", i);
+		cr_expect(strstr(note, cases[i].note), "case %zu: note '%s'", i, note);
+		if (!cases[i].ret)
+			cr_expect_str_eq(name, "pay");
+	}
+}

@@ -3,6 +3,7 @@
 #include "discovery/k8s_pods.h"
 
 #include <errno.h>
+#include <stdio.h>
 
 #include "common/log.h"
 #include "discovery/k8s_decode.h"
@@ -72,6 +73,62 @@ static void sink_end(void *ctx)
 
 	if (gone)
 		pr_info("kubernetes: %zu pods gone since the last list", gone);
+}
+
+static int ns_put(void *ctx, json_object *obj, char *err, size_t errlen)
+{
+	struct k8s_pods *p = ctx;
+	char name[MODEL_MAX_LABEL + 1], note[192];
+	uint8_t mode;
+	int ret = k8s_decode_namespace_mode(obj, name, sizeof(name), &mode, note, sizeof(note));
+
+	if (ret) {
+		snprintf(err, errlen, "%s", note);
+		return ret;
+	}
+	if (note[0])
+		pr_warn("kubernetes: namespace %s: %s", name, note);
+	ret = model_put_ns_mode(p->m, name, mode);
+	if (ret == -ENOSPC) {
+		if (!p->ns_over_logged)
+			pr_warn("kubernetes: more than %d namespaces with %s; namespace %s's is "
+				"ignored",
+				MODEL_MAX_NAMESPACES, K8S_MTLS_MODE_ANNOTATION, name);
+		p->ns_over_logged = true;
+		return 1;
+	}
+	return ret;
+}
+
+static int ns_del(void *ctx, json_object *obj, char *err, size_t errlen)
+{
+	struct k8s_pods *p = ctx;
+	char name[MODEL_MAX_LABEL + 1];
+	uint8_t mode;
+
+	if (k8s_decode_namespace_mode(obj, name, sizeof(name), &mode, err, errlen))
+		return 1;
+	return model_del_ns(p->m, name);
+}
+
+static void ns_begin(void *ctx)
+{
+	struct k8s_pods *p = ctx;
+
+	model_mark(p->m, 3);
+}
+
+static void ns_end(void *ctx)
+{
+	struct k8s_pods *p = ctx;
+
+	model_sweep(p->m, 3);
+}
+
+struct k8s_sink k8s_namespaces_sink(struct k8s_pods *p)
+{
+	return (struct k8s_sink){
+	    .begin = ns_begin, .end = ns_end, .put = ns_put, .del = ns_del, .ctx = p};
 }
 
 struct k8s_sink k8s_pods_sink(struct k8s_pods *p)

@@ -4,7 +4,9 @@
  * cluster-wide list and watch of v1 Pods into the model's pod table, so
  * that model_build gives each EndpointSlice endpoint whose targetRef is a
  * Pod the identity "<namespace>/<service account>" the encrypted hop
- * needs (docs/mtls.md). Watched only when mtls is on (mtls.on).
+ * needs (docs/mtls.md); and every Namespace, for the mtls mode its
+ * shoal.io/mtls-mode annotation asks for. Watched only when mtls is on
+ * (mtls.on).
  */
 #ifndef SHOAL_DISCOVERY_K8S_PODS_H
 #define SHOAL_DISCOVERY_K8S_PODS_H
@@ -16,14 +18,16 @@
 #include "discovery/k8s.h"
 #include "discovery/model.h"
 
-/* The collection: every namespace's Pods. */
+/* The collections: every namespace's Pods, and the Namespaces. */
 #define K8S_PODS_PATH "/api/v1/pods"
+#define K8S_NAMESPACES_PATH "/api/v1/namespaces"
 
 struct k8s_pods {
 	struct model *m;	      /* the model's lock is the watcher's */
 	atomic_uint_fast64_t over;    /* pods not kept: MODEL_MAX_PODS reached */
 	atomic_uint_fast64_t refused; /* pods that did not decode (logged) */
 	bool over_logged;	      /* the bound was logged once */
+	bool ns_over_logged;	      /* MODEL_MAX_NAMESPACES was logged once */
 };
 
 /*
@@ -33,5 +37,12 @@ struct k8s_pods {
  * that does not decode is logged, counted and forgotten, with no relist.
  */
 struct k8s_sink k8s_pods_sink(struct k8s_pods *p);
+
+/*
+ * The sink that keeps the annotated Namespaces' modes in p->m (the same
+ * rules: a change that sets no other mode returns 1; a bad annotation is
+ * logged and ignored).
+ */
+struct k8s_sink k8s_namespaces_sink(struct k8s_pods *p);
 
 #endif

@@ -43,10 +43,17 @@ struct pod_entry {
 	char text[];
 };
 
+struct ns_entry {
+	bool stale;
+	uint8_t mode; /* 1 + enum config_mtls_mode */
+	char name[];
+};
+
 struct model {
 	struct lh_table *services; /* key -> struct svc_entry */
 	struct lh_table *slices;   /* key -> struct slice_entry */
 	struct lh_table *pods;	   /* key -> struct pod_entry */
+	struct lh_table *nss;	   /* name -> struct ns_entry: annotated namespaces */
 	uint64_t slot_used[MODEL_SLOT_WORDS];
 	/* What the last model_build published for each id (a reference
 	 * each), so that the next build shares what did not change. */
@@ -85,7 +92,8 @@ struct model *model_new(void)
 	m->services = lh_kchar_table_new(MODEL_TABLE_INIT, svc_entry_free);
 	m->slices = lh_kchar_table_new(MODEL_TABLE_INIT, slice_entry_free);
 	m->pods = lh_kchar_table_new(MODEL_TABLE_INIT, svc_entry_free);
-	if (!m->services || !m->slices || !m->pods) {
+	m->nss = lh_kchar_table_new(MODEL_TABLE_INIT, svc_entry_free);
+	if (!m->services || !m->slices || !m->pods || !m->nss) {
 		model_free(m);
 		return NULL;
 	}
@@ -102,6 +110,8 @@ void model_free(struct model *m)
 		lh_table_free(m->slices);
 	if (m->pods)
 		lh_table_free(m->pods);
+	if (m->nss)
+		lh_table_free(m->nss);
 	model_built_drop(m);
 	free(m);
 }
@@ -309,6 +319,51 @@ size_t model_n_pods(const struct model *m)
 	return (size_t)lh_table_length(m->pods);
 }
 
+int model_put_ns_mode(struct model *m, const char *ns, uint8_t mode)
+{
+	struct lh_entry *e = lh_table_lookup_entry(m->nss, ns);
+	struct ns_entry *ne;
+	size_t n;
+
+	if (!mode)
+		return model_del_ns(m, ns);
+	if (e) {
+		ne = lh_entry_v(e);
+		ne->stale = false;
+		if (ne->mode == mode)
+			return 1;
+		ne->mode = mode;
+		return 0;
+	}
+	if (lh_table_length(m->nss) >= MODEL_MAX_NAMESPACES)
+		return -ENOSPC;
+	n = strlen(ns) + 1;
+	ne = malloc(sizeof(*ne) + n);
+	if (!ne)
+		return -ENOMEM;
+	ne->stale = false;
+	ne->mode = mode;
+	memcpy(ne->name, ns, n);
+	if (lh_table_insert(m->nss, ne->name, ne) < 0) {
+		free(ne);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int model_del_ns(struct model *m, const char *ns)
+{
+	return lh_table_delete(m->nss, ns) == 0 ? 0 : 1;
+}
+
+/* The mode ns's annotation asks for, 0 for none. */
+static uint8_t ns_mode(const struct model *m, const char *ns)
+{
+	struct lh_entry *e = lh_table_lookup_entry(m->nss, ns);
+
+	return e ? ((const struct ns_entry *)lh_entry_v(e))->mode : 0;
+}
+
 /* The identity of the pod ep's targetRef names, or NULL. */
 static const char *pod_identity(const struct model *m, const struct model_endpoint *ep)
 {
@@ -342,6 +397,10 @@ void model_mark(struct model *m, int kind)
 		lh_foreach(m->pods, e)((struct pod_entry *)lh_entry_v(e))->stale = true;
 		return;
 	}
+	if (kind == 3) {
+		lh_foreach(m->nss, e)((struct ns_entry *)lh_entry_v(e))->stale = true;
+		return;
+	}
 	lh_foreach(kind ? m->slices : m->services, e)
 	{
 		if (kind)
@@ -353,13 +412,19 @@ void model_mark(struct model *m, int kind)
 
 size_t model_sweep(struct model *m, int kind)
 {
-	struct lh_table *t = kind == 2 ? m->pods : kind ? m->slices : m->services;
+	struct lh_table *t = kind == 3	 ? m->nss
+			     : kind == 2 ? m->pods
+			     : kind	 ? m->slices
+					 : m->services;
 	struct lh_entry *e, *tmp;
 	size_t n = 0;
 
 	lh_foreach_safe(t, e, tmp)
 	{
-		if (kind == 2) {
+		if (kind == 3) {
+			if (!((struct ns_entry *)lh_entry_v(e))->stale)
+				continue;
+		} else if (kind == 2) {
 			if (!((struct pod_entry *)lh_entry_v(e))->stale)
 				continue;
 		} else if (kind) {
@@ -803,7 +868,12 @@ static int build_service(const struct model *m, const struct config *cfg,
 	claims_add(claims, dst);
 	snprintf(dst->name, sizeof(dst->name), "%s", svc->name);
 	snprintf(dst->namespace, sizeof(dst->namespace), "%s", svc->ns);
-	dst->mtls_mode = svc->mtls_mode;
+	{
+		uint8_t by_ns = ns_mode(m, svc->ns);
+
+		/* Both annotations only raise the file's mode: the stricter one. */
+		dst->mtls_mode = svc->mtls_mode > by_ns ? svc->mtls_mode : by_ns;
+	}
 	st->services++;
 	return build_endpoints(m, svc, ix, sc, st);
 }

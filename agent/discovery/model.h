@@ -158,7 +158,7 @@ void model_free(struct model *m);
 
 /*
  * A relist in two steps: model_mark flags every object of kind (0:
- * services, 1: slices, 2: pods) stale; a put clears the flag of what it touches;
+ * services, 1: slices, 2: pods, 3: namespaces) stale; a put clears the flag of what it touches;
  * model_sweep removes what is still stale. Until the sweep the model
  * stays whole, and services that survive a relist keep their slot.
  * model_sweep returns the number of objects removed.
@@ -193,6 +193,17 @@ int model_put_pod(struct model *m, const struct model_pod *p);
 int model_del_pod(struct model *m, const char *ns, const char *name);
 size_t model_n_pods(const struct model *m);
 
+/*
+ * Namespaces whose shoal.io/mtls-mode annotation asks for a mode (1 +
+ * enum config_mtls_mode; 0: none, the namespace is not kept). Bounded
+ * by MODEL_MAX_NAMESPACES; only annotated ones take room.
+ */
+#define MODEL_MAX_NAMESPACES 10000
+/* Returns 0 when the mode of ns changed, 1 when not, -ENOSPC or -ENOMEM. */
+int model_put_ns_mode(struct model *m, const char *ns, uint8_t mode);
+/* Forget ns; 0, or 1 when it was not kept. */
+int model_del_ns(struct model *m, const char *ns);
+
 /* Told about each endpoint model_slice_refuse removes, before it goes. */
 typedef void (*model_refused_fn)(void *ctx, const struct model_slice *s,
 				 const struct model_endpoint *ep, const char *why);
@@ -226,8 +237,9 @@ size_t model_n_slices(const struct model *m);
  * Endpoints: the ready ones; when none is ready, the serving and
  * terminating ones (kube-proxy's rule). An endpoint whose targetRef is
  * a pod the model keeps (same uid, when the reference names one) gets
- * the identity "<pod namespace>/<service account>". Returns 0 and *out (free with
- * config_free), or -ENOMEM. *st (may be NULL) says what was left out.
+ * the identity "<pod namespace>/<service account>". A service's
+ * mtls_mode is the stricter of its own annotation and its namespace's. Returns 0 and *out (free
+ * with config_free), or -ENOMEM. *st (may be NULL) says what was left out.
  */
 int model_build(struct model *m, const struct config *base, struct config **out,
 		struct model_build_stats *st);

@@ -636,4 +636,26 @@ Test(model, mtls_mode_annotation_is_published)
 	cr_expect_neq(find("web"), before, "the mode changed: a new service");
 	cr_expect_eq(find("web")->mtls_mode, 0);
 	config_free(prev);
+
+	/* A namespace's annotation: the stricter of the two is published. */
+	cr_expect_eq(model_put_ns_mode(m, "shop", 1 + CONFIG_MTLS_PERMISSIVE), 0);
+	cr_expect_eq(model_put_ns_mode(m, "shop", 1 + CONFIG_MTLS_PERMISSIVE), 1, "unchanged");
+	build(NULL);
+	cr_expect_eq(find("web")->mtls_mode, 1 + CONFIG_MTLS_PERMISSIVE);
+	s.mtls_mode = 1 + CONFIG_MTLS_STRICT;
+	cr_assert_eq(model_put_service(m, &s), 0);
+	build(NULL);
+	cr_expect_eq(find("web")->mtls_mode, 1 + CONFIG_MTLS_STRICT, "the service's is stricter");
+	s.mtls_mode = 1 + CONFIG_MTLS_OFF;
+	cr_assert_eq(model_put_service(m, &s), 0);
+	build(NULL);
+	cr_expect_eq(find("web")->mtls_mode, 1 + CONFIG_MTLS_PERMISSIVE, "the namespace's is");
+	/* Relisted without it, or its annotation gone: none. */
+	model_mark(m, 3);
+	cr_expect_eq(model_sweep(m, 3), 1);
+	build(NULL);
+	cr_expect_eq(find("web")->mtls_mode, 1 + CONFIG_MTLS_OFF);
+	cr_expect_eq(model_put_ns_mode(m, "shop", 1 + CONFIG_MTLS_STRICT), 0);
+	cr_expect_eq(model_put_ns_mode(m, "shop", 0), 0, "no annotation: forgotten");
+	cr_expect_eq(model_del_ns(m, "shop"), 1, "not kept any more");
 }

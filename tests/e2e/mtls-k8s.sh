@@ -12,7 +12,8 @@
 #     the call (counted, logged with the service), and
 #     shoal_discovery_endpoints_no_identity says so; the same in the
 #     permissive namespace legacy goes in plaintext; a Service of legacy
-#     annotated shoal.io/mtls-mode: strict is refused again; a caller
+#     annotated shoal.io/mtls-mode: strict is refused again, and so is
+#     legacy/old while the Namespace legacy carries the annotation; a caller
 #     with no identity is refused by the policy layer (mtls-strict) for a
 #     service of a strict namespace, served for one of legacy;
 #  3. the pod is replaced with another service account: the endpoint's
@@ -213,6 +214,23 @@ else
 	fail "permissive namespace legacy: a1 -> legacy/old: '$HELLO_OUT'"
 fi
 refused_within "legacy/locked (shoal.io/mtls-mode: strict in a permissive namespace)" 10.96.0.60:80 3
+# The Namespace's annotation raises legacy to strict, and lowers nothing when gone.
+nsobj() { # TYPE ANNOTATIONS_JSON
+	printf '{"type":"%s","object":{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"legacy","annotations":%s}}}' "$1" "$2"
+}
+k8s_apply "$(nsobj ADDED '{"shoal.io/mtls-mode":"strict"}')"
+refused_within "Namespace legacy annotated shoal.io/mtls-mode: strict: legacy/old" 10.96.0.50:80 5
+k8s_apply "$(nsobj MODIFIED '{}')"
+ok=0
+for ((i = 0; i < 50; i++)); do
+	if hello a1 10.96.0.50:80 --timeout-ms 2000 && [[ $HELLO_BACKEND == b1 ]]; then
+		ok=1
+		break
+	fi
+	sleep 0.1
+done
+((ok)) && pass "the annotation removed: legacy/old answers in plaintext again" ||
+	fail "legacy/old after the Namespace's annotation went: '$HELLO_OUT'"
 
 # The policy layer's strict refusal of callers with no identity is the
 # destination's mode too: a3 (meshed, no identity) calls a same-node

@@ -46,6 +46,20 @@ static void on_enroll_object(struct fuzz_ctx *ctx, enum k8s_event_type type, jso
 	if (kind && json_object_is_type(kind, json_type_string) &&
 	    !strcmp(json_object_get_string(kind), "Namespace")) {
 		struct enroll_ns n;
+		char nsname[64], note[192];
+		uint8_t mode;
+
+		/* The mtls side (discovery/k8s_pods.c): its annotation into the model. */
+		if (k8s_decode_namespace_mode(obj, nsname, sizeof(nsname), &mode, note,
+					      sizeof(note)) == 0) {
+			check(mode <= 1 + CONFIG_MTLS_STRICT, "a mode or none");
+			if (type == K8S_EV_DELETED)
+				model_del_ns(ctx->m, nsname);
+			else
+				model_put_ns_mode(ctx->m, nsname, mode);
+		} else {
+			check(note[0] != '\0', "a refused namespace says why");
+		}
 
 		if (enroll_decode_ns(obj, &n, err, sizeof(err))) {
 			check(err[0] != '\0', "a refused namespace says why");
