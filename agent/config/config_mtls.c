@@ -114,6 +114,7 @@ static const struct config_mtls_scope *scope_find(const struct config_mtls_scope
 		return NULL;
 	strcpy(key.namespace, ns);
 	strcpy(key.name, name);
+	key.mode = CONFIG_MTLS_OFF; /* not compared; set for the analysers */
 	return bsearch(&key, v, (size_t)n, sizeof(*v), scope_cmp);
 }
 
