@@ -109,7 +109,7 @@ static void h2_stream_free(struct h2_stream *st)
 	h2_bytes_free(&st->to_down);
 	free(st->tele);
 	proxy_snap_put(st->snap);
-	free(st);
+	h2_mem_free(st);
 }
 
 /* Remove st from its client session's list and free it. */
@@ -627,14 +627,16 @@ static int h2_down_on_begin_headers(nghttp2_session *s, const nghttp2_frame *fra
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
 	h2_down_opened(d, frame->hd.stream_id);
-	/* The buffer budget is spent: refused before any of it is kept (docs/proxy.md). */
-	if (h2_mem_out(d->w)) {
+	/*
+	 * The buffer budget is spent: refused before any of it is kept
+	 * (docs/proxy.md). The stream's own state is charged too, from the
+	 * worker's cache (h2_mem_zalloc).
+	 */
+	st = h2_mem_out(d->w) ? NULL : h2_mem_zalloc(d->w, sizeof(*st));
+	if (!st) {
 		h2_refuse_mem(d, frame->hd.stream_id);
 		return 0;
 	}
-	st = calloc(1, sizeof(*st));
-	if (!st)
-		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
 	st->d = d;
 	st->id = frame->hd.stream_id;
 	st->grpc_status = GRPC_STATUS_NONE;

@@ -20,4 +20,8 @@ extern const struct conn_ops h2_ops;
 /* A pooled client session to one endpoint (created by the kind itself). */
 extern const struct conn_ops h2_upstream_ops;
 
+struct worker;
+/* Free the blocks w's HTTP/2 sessions left for reuse (worker_caches_free). */
+void h2_mem_fini(struct worker *w);
+
 #endif

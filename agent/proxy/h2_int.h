@@ -230,6 +230,10 @@ nghttp2_mem h2_mem(struct worker *w);
 void h2_mem_bind(struct worker *w);
 /* Whether the buffer budget is spent: refuse new streams, grow no buffer. */
 bool h2_mem_out(struct worker *w);
+/* n zeroed bytes from w's cache, charged to the budget (not past it); NULL: none. */
+void *h2_mem_zalloc(struct worker *w, size_t n);
+/* Give back what h2_mem_zalloc gave (its charge too); NULL is nothing. */
+void h2_mem_free(void *p);
 
 /* Append n bytes to b (grown as needed; a stream's window bounds it). */
 int h2_bytes_put(struct h2_bytes *b, const uint8_t *p, size_t n);

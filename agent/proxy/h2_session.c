@@ -43,13 +43,49 @@
 #define H2_MEM_CHUNK (64 * 1024)
 #define H2_MEM_SLACK (2u << 20)
 
-/* What each allocation carries before its bytes: its size and worker. */
-union h2_mem_hdr {
-	struct {
-		size_t size;
-		struct worker *w; /* charged to; NULL: not charged */
-	};
-	max_align_t align;
+/*
+ * What each allocation carries before its bytes: the size asked for, its
+ * size class and the worker it is charged to (NULL: not charged). 16
+ * bytes, so that the bytes keep malloc's alignment.
+ */
+struct h2_mem_hdr {
+	uint32_t size;
+	uint32_t cls; /* H2_MEM_LARGE: malloc'd to size, never cached */
+	struct worker *w;
+};
+_Static_assert(sizeof(struct h2_mem_hdr) == 16, "an allocation's bytes keep malloc's alignment");
+
+/*
+ * Size classes: H2_MEM_CLASSES capacities, 32 bytes doubled up to 8 KiB.
+ * A worker keeps the blocks its sessions and streams freed, per class,
+ * for the next ones (struct h2_mem_cache): nghttp2 allocates a few dozen
+ * times per request (streams, outbound items, header copies, HPACK
+ * buffers) and we a few more (the stream, its fields and body bytes),
+ * and glibc's malloc and free were a quarter of the proxy's CPU under
+ * many connections (docs/benchmarks.md, finding 7): its per-thread cache
+ * holds 7 blocks a size, fewer than a hundred streams in flight free.
+ * Charged is the block's capacity while it is in use; a cached block is
+ * charged to no one, and a worker caches at most H2_MEM_CACHE_BYTES
+ * (past that, freed). Under ASan nothing is cached, so that a use after
+ * free is still caught.
+ */
+#define H2_MEM_MIN 32u
+#define H2_MEM_CLASSES 9
+#define H2_MEM_LARGE UINT32_MAX
+#if defined(__SANITIZE_ADDRESS__)
+#define H2_MEM_CACHE_BYTES 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define H2_MEM_CACHE_BYTES 0
+#endif
+#endif
+#ifndef H2_MEM_CACHE_BYTES
+#define H2_MEM_CACHE_BYTES (1u << 20)
+#endif
+
+struct h2_mem_cache {
+	struct h2_mem_hdr *free[H2_MEM_CLASSES]; /* linked through their first bytes */
+	size_t bytes;				 /* cached, headers included */
 };
 
 /* Charge n bytes of w's (over: nghttp2's, allowed H2_MEM_SLACK past the budget). */
@@ -86,41 +122,101 @@ static void h2_mem_give(struct worker *w, size_t n)
 	}
 }
 
+/* The class of n bytes, or H2_MEM_LARGE. */
+static uint32_t h2_mem_class(size_t n)
+{
+	uint32_t cls = 0;
+	size_t cap = H2_MEM_MIN;
+
+	while (cap < n) {
+		if (++cls == H2_MEM_CLASSES)
+			return H2_MEM_LARGE;
+		cap *= 2;
+	}
+	return cls;
+}
+
+/* The bytes a block holds (and is charged for). */
+static size_t h2_mem_cap(const struct h2_mem_hdr *h)
+{
+	return h->cls == H2_MEM_LARGE ? h->size : (size_t)H2_MEM_MIN << h->cls;
+}
+
+/* A block for n bytes charged to w (NULL: not charged); NULL past the budget. */
+static struct h2_mem_hdr *h2_mem_block(struct worker *w, size_t n, bool over)
+{
+	uint32_t cls = h2_mem_class(n);
+	size_t cap = cls == H2_MEM_LARGE ? n : (size_t)H2_MEM_MIN << cls;
+	struct h2_mem_cache *c = w ? w->h2_cache : NULL;
+	struct h2_mem_hdr *h;
+
+	if (n > UINT32_MAX)
+		return NULL;
+	if (w && !h2_mem_take(w, cap, over))
+		return NULL;
+	if (c && cls != H2_MEM_LARGE && c->free[cls]) {
+		h = c->free[cls];
+		memcpy(&c->free[cls], h + 1, sizeof(h));
+		c->bytes -= sizeof(*h) + cap;
+	} else {
+		h = malloc(sizeof(*h) + cap);
+		if (!h) {
+			if (w)
+				h2_mem_give(w, cap);
+			return NULL;
+		}
+	}
+	h->size = (uint32_t)n;
+	h->cls = cls;
+	h->w = w;
+	return h;
+}
+
+/* Give block h back: its charge to its worker, itself to the worker's cache or to free. */
+static void h2_mem_unblock(struct h2_mem_hdr *h)
+{
+	struct worker *w = h->w;
+	struct h2_mem_cache *c = w ? w->h2_cache : NULL;
+	size_t cap = h2_mem_cap(h);
+
+	if (w)
+		h2_mem_give(w, cap);
+	if (c && h->cls != H2_MEM_LARGE && c->bytes + sizeof(*h) + cap <= H2_MEM_CACHE_BYTES) {
+		memcpy(h + 1, &c->free[h->cls], sizeof(h));
+		c->free[h->cls] = h;
+		c->bytes += sizeof(*h) + cap;
+		return;
+	}
+	free(h);
+}
+
 /*
- * realloc(p, n) charged to w (NULL: not charged): the difference is
- * charged or given back. NULL, p untouched, when the budget says no.
+ * realloc(p, n) charged to w (NULL: not charged; an existing block stays
+ * with its own worker): within its block's capacity in place, else a
+ * new block, the bytes copied. NULL, p untouched, when the budget says no.
  */
 static void *h2_mem_resize(struct worker *w, void *p, size_t n, bool over)
 {
-	union h2_mem_hdr *h = p ? (union h2_mem_hdr *)p - 1 : NULL, *nh;
-	size_t old = h ? h->size : 0;
+	struct h2_mem_hdr *h = p ? (struct h2_mem_hdr *)p - 1 : NULL, *nh;
 
-	if (h)
-		w = h->w;
-	if (n > old && w && !h2_mem_take(w, n - old, over))
-		return NULL;
-	nh = realloc(h, sizeof(*nh) + n);
-	if (!nh) {
-		if (n > old && w)
-			h2_mem_give(w, n - old);
-		return NULL;
+	if (h && n <= h2_mem_cap(h)) {
+		h->size = (uint32_t)n;
+		return p;
 	}
-	if (n < old && w)
-		h2_mem_give(w, old - n);
-	nh->size = n;
-	nh->w = w;
+	nh = h2_mem_block(h ? h->w : w, n, over);
+	if (!nh)
+		return NULL;
+	if (h) {
+		memcpy(nh + 1, p, h->size < n ? h->size : n);
+		h2_mem_unblock(h);
+	}
 	return nh + 1;
 }
 
 static void h2_mem_release(void *p)
 {
-	union h2_mem_hdr *h = p ? (union h2_mem_hdr *)p - 1 : NULL;
-
-	if (!h)
-		return;
-	if (h->w)
-		h2_mem_give(h->w, h->size);
-	free(h);
+	if (p)
+		h2_mem_unblock((struct h2_mem_hdr *)p - 1);
 }
 
 /*
@@ -134,6 +230,41 @@ static __thread struct worker *h2_mem_w;
 void h2_mem_bind(struct worker *w)
 {
 	h2_mem_w = w;
+	/* Not charged: a few pointers; without it nothing is cached. */
+	if (!w->h2_cache && H2_MEM_CACHE_BYTES)
+		w->h2_cache = calloc(1, sizeof(*w->h2_cache));
+}
+
+void h2_mem_fini(struct worker *w)
+{
+	struct h2_mem_cache *c = w->h2_cache;
+
+	if (!c)
+		return;
+	for (int i = 0; i < H2_MEM_CLASSES; i++) {
+		while (c->free[i]) {
+			struct h2_mem_hdr *h = c->free[i];
+
+			memcpy(&c->free[i], h + 1, sizeof(h));
+			free(h);
+		}
+	}
+	free(c);
+	w->h2_cache = NULL;
+}
+
+void *h2_mem_zalloc(struct worker *w, size_t n)
+{
+	void *p = h2_mem_resize(w, NULL, n, false);
+
+	if (p)
+		memset(p, 0, n);
+	return p;
+}
+
+void h2_mem_free(void *p)
+{
+	h2_mem_release(p);
 }
 
 bool h2_mem_out(struct worker *w)
@@ -221,23 +352,36 @@ void h2_bytes_free(struct h2_bytes *b)
 	memset(b, 0, sizeof(*b));
 }
 
-/* Room for one more field in f: 0, -E2BIG past H2_MAX_FIELDS, -ENOMEM. */
+/*
+ * The fields a head starts with room for: a request or response head
+ * has fewer than 8 in most traffic (h2load's 7, nginx's 5), and the
+ * first block (nv and rc, one allocation) then fits 512 bytes.
+ */
+#define H2_FIELDS_MIN 8
+
+/*
+ * Room for one more field in f: 0, -E2BIG past H2_MAX_FIELDS, -ENOMEM.
+ * One block holds both arrays: cap nghttp2_nv, then 2 * cap references.
+ */
 static int h2_fields_room(struct h2_fields *f)
 {
 	if (f->n == f->cap) {
-		uint32_t cap = f->cap ? f->cap * 2 : 16;
+		uint32_t cap = f->cap ? f->cap * 2 : H2_FIELDS_MIN;
 		nghttp2_nv *nv;
 		nghttp2_rcbuf **rc;
 
 		if (cap > H2_MAX_FIELDS)
 			return -E2BIG;
-		nv = h2_mem_resize(h2_mem_w, f->nv, cap * sizeof(*nv), false);
+		nv = h2_mem_resize(h2_mem_w, NULL, cap * (sizeof(*nv) + 2 * sizeof(*rc)), false);
 		if (!nv)
 			return -ENOMEM;
+		rc = (nghttp2_rcbuf **)(nv + cap);
+		if (f->n) {
+			memcpy(nv, f->nv, f->n * sizeof(*nv));
+			memcpy(rc, f->rc, 2 * f->n * sizeof(*rc));
+		}
+		h2_mem_release(f->nv);
 		f->nv = nv;
-		rc = h2_mem_resize(h2_mem_w, f->rc, 2 * cap * sizeof(*rc), false);
-		if (!rc)
-			return -ENOMEM;
 		f->rc = rc;
 		f->cap = cap;
 	}
@@ -358,7 +502,9 @@ int h2_fields_add_copy(struct h2_fields *f, const char *name, size_t nlen, const
 
 int h2_submit_fields(nghttp2_session *s, int32_t id, const struct h2_fields *f, bool end)
 {
-	nghttp2_nv *nv = malloc((f->n ? f->n : 1) * sizeof(*nv));
+	/* A few fields (gRPC's trailers, a 103's) on the stack; nghttp2 copies them. */
+	nghttp2_nv small[16] = {{0}};
+	nghttp2_nv *nv = f->n <= H2_ARRAY_SIZE(small) ? small : malloc(f->n * sizeof(*nv));
 	int rv;
 
 	if (!nv)
@@ -369,7 +515,8 @@ int h2_submit_fields(nghttp2_session *s, int32_t id, const struct h2_fields *f, 
 	}
 	rv = nghttp2_submit_headers(s, end ? NGHTTP2_FLAG_END_STREAM : NGHTTP2_FLAG_NONE, id,
 				    NULL, nv, f->n, NULL);
-	free(nv);
+	if (nv != small)
+		free(nv);
 	return rv < 0 ? rv : 0;
 }
 
@@ -377,8 +524,7 @@ void h2_fields_free(struct h2_fields *f)
 {
 	for (uint32_t i = 0; i < f->n; i++)
 		h2_field_release(f, i);
-	h2_mem_release(f->nv);
-	h2_mem_release(f->rc);
+	h2_mem_release(f->nv); /* rc is in the same block */
 	memset(f, 0, sizeof(*f));
 }
 

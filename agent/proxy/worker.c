@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "proxy/endpoint_pick.h"
+#include "proxy/h2.h"
 #include "proxy/service_lookup.h"
 #include "proxy/sock.h"
 
@@ -438,6 +439,7 @@ void worker_caches_free(struct worker *w)
 	freelist_fini(w, &w->bufs);
 	freelist_fini(w, &w->states);
 	freelist_fini(w, &w->slots);
+	h2_mem_fini(w);
 	while (w->n_replay_free) {
 		free(w->replay_free[--w->n_replay_free]);
 		worker_mem_uncharge(w, w->replay_slab_bytes);

@@ -166,6 +166,8 @@ struct worker {
 	struct trace_worker *trace; /* this worker's span ring; NULL: no tracing (atomic) */
 	/* HTTP/2 bytes charged to the buffer budget, not yet handed out (h2_session.c). */
 	size_t h2_mem_credit;
+	/* Blocks its HTTP/2 sessions and streams freed, kept for reuse (h2_session.c). */
+	struct h2_mem_cache *h2_cache;
 };
 
 /*
