@@ -70,6 +70,7 @@ struct h2_stream {
 	int32_t up_id;			     /* on up's session, once submitted */
 	struct h2_stream *prev, *next;	     /* d's streams */
 	struct h2_stream *up_prev, *up_next; /* up's streams, while linked */
+	struct h2_stream *up_hnext;	     /* the next in its bucket of up->by_id */
 
 	struct h2_fields rq;	 /* the request head */
 	struct h2_fields rs;	 /* the final response head */
@@ -199,13 +200,20 @@ struct h2_up {
 	const char *tunnel_src; /* through the tunnel as this caller, or NULL: direct */
 	uint32_t n_streams;	  /* open streams we submitted, linked or not */
 	struct h2_stream *linked; /* streams whose request is ours to answer */
-	struct h2_stream *hit;	  /* the last stream h2_up_stream found; linked, or NULL */
 	bool connected;
 	bool draining; /* GOAWAY received or sent: no new stream */
 	bool dead;
 	bool more; /* reading stopped at the turn's bound */
 	uint64_t idle_since_ns;
 	struct h2_up *prev, *next; /* the worker's upstream sessions */
+	/*
+	 * The linked streams by their id on s (h2_up_stream): bucket
+	 * (id / 2) & by_id_mask, chained through up_hnext. A session's ids
+	 * in flight are consecutive odd numbers, so with at least as many
+	 * buckets as streams in flight most chains hold one.
+	 */
+	uint32_t by_id_mask;
+	struct h2_stream *by_id[];
 };
 
 /* A request head larger than this many fields is refused like a large one. */

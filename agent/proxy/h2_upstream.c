@@ -42,9 +42,20 @@ void h2_up_wake(struct worker *w, struct h2_stream *st)
 
 /* ---- upstream: pooled client sessions ---------------------------------- */
 
+static struct h2_stream **h2_up_bucket(struct h2_up *up, int32_t id)
+{
+	return &up->by_id[((uint32_t)id >> 1) & up->by_id_mask];
+}
+
 /* Take st off up's list of linked streams. */
 static void h2_up_list_del(struct h2_up *up, struct h2_stream *st)
 {
+	for (struct h2_stream **pp = h2_up_bucket(up, st->up_id); *pp; pp = &(*pp)->up_hnext)
+		if (*pp == st) {
+			*pp = st->up_hnext;
+			break;
+		}
+	st->up_hnext = NULL;
 	if (st->up_prev)
 		st->up_prev->up_next = st->up_next;
 	else
@@ -53,8 +64,6 @@ static void h2_up_list_del(struct h2_up *up, struct h2_stream *st)
 		st->up_next->up_prev = st->up_prev;
 	st->up_prev = st->up_next = NULL;
 	st->up = NULL;
-	if (up->hit == st)
-		up->hit = NULL;
 }
 
 /* st leaves its upstream stream (reset with error_code when still open). */
@@ -68,7 +77,6 @@ void h2_up_unlink(struct h2_stream *st, uint32_t error_code)
 	h2_up_list_del(up, st);
 	if (!up->s)
 		return; /* the session is closing */
-	nghttp2_session_set_stream_user_data(up->s, st->up_id, NULL);
 	/*
 	 * Still linked means nghttp2 has not closed it: open, or its HEADERS
 	 * still queued (the reset then cancels them, nothing goes out).
@@ -79,28 +87,18 @@ void h2_up_unlink(struct h2_stream *st, uint32_t error_code)
 }
 
 /*
- * The request whose stream id is on up's session, or NULL. Found by the
- * stream's user data, but only trusted when it is still on up's linked
- * list: a stream unlinked before its HEADERS went out may keep its old
- * user data inside nghttp2 (set_stream_user_data cannot reach a request
- * still queued), and the pointer is compared, never followed, until found.
+ * The request linked to stream id of up's session, or NULL: by up's
+ * table of its linked streams, never by nghttp2's stream user data (none
+ * is set): a stream unlinked before its HEADERS went out would keep its
+ * old user data inside nghttp2 (set_stream_user_data cannot reach a
+ * request still queued), a pointer to a stream maybe freed since.
  */
 static struct h2_stream *h2_up_stream(struct h2_up *up, nghttp2_session *s, int32_t id)
 {
-	void *p = nghttp2_session_get_stream_user_data(s, id);
-
-	if (!p)
-		return NULL;
-	/* A response's callbacks come one after another: most find the last one found. */
-	if (up->hit && up->hit == p)
-		return up->hit->up_id == id ? up->hit : NULL;
-	for (struct h2_stream *st = up->linked; st; st = st->up_next)
-		if (st == p) {
-			if (st->up_id != id)
-				return NULL;
-			up->hit = st;
+	(void)s;
+	for (struct h2_stream *st = *h2_up_bucket(up, id); st; st = st->up_hnext)
+		if (st->up_id == id)
 			return st;
-		}
 	return NULL;
 }
 
@@ -154,11 +152,13 @@ int h2_up_submit(struct worker *w, struct h2_up *up, struct h2_stream *st)
 	(void)w;
 	/* A retry may have the whole body, and the client's END_STREAM, already. */
 	id = nghttp2_submit_request(up->s, NULL, st->rq.nv, st->rq.n,
-				    st->rq_end && !st->rq_bytes ? NULL : &dp, st);
+				    st->rq_end && !st->rq_bytes ? NULL : &dp, NULL);
 	if (id < 0)
 		return -EIO;
 	st->up = up;
 	st->up_id = id;
+	st->up_hnext = *h2_up_bucket(up, id);
+	*h2_up_bucket(up, id) = st;
 	st->up_prev = NULL;
 	st->up_next = up->linked;
 	if (up->linked)
@@ -335,7 +335,6 @@ static int h2_up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_
 	if (!st)
 		return 0;
 	h2_up_list_del(up, st);
-	nghttp2_session_set_stream_user_data(s, id, NULL);
 	if (error_code == NGHTTP2_REFUSED_STREAM)
 		WORKER_STAT_INC(up->w, h2_refused);
 	if (error_code != NGHTTP2_NO_ERROR || !st->rs_end) {
@@ -556,6 +555,7 @@ struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct config_s
 	struct h2_up *up;
 	struct conn *c;
 	bool connected, tunneled;
+	uint32_t buckets;
 	int fd;
 
 	for (up = h2_ups; up; up = up->next)
@@ -564,9 +564,13 @@ struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct config_s
 		    h2_up_room(up, w->cfg))
 			return up;
 	*err = -ENOMEM;
-	up = calloc(1, sizeof(*up));
+	/* Buckets for the streams in flight: a power of two, 64 to 4096. */
+	for (buckets = 64; buckets < w->cfg->http2.max_concurrent_streams && buckets < 4096;)
+		buckets *= 2;
+	up = calloc(1, sizeof(*up) + buckets * sizeof(up->by_id[0]));
 	if (!up)
 		return NULL;
+	up->by_id_mask = buckets - 1;
 	if (nghttp2_session_callbacks_new(&cb)) {
 		free(up);
 		return NULL;
