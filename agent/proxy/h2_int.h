@@ -182,6 +182,14 @@ struct h2_down {
 	 * which nghttp2 ignores instead (it cannot tell them from streams
 	 * it closed, whose trailers may still be on their way).
 	 */
+	/*
+	 * When the session's timer must fire at the latest for its streams
+	 * (deadlines, tries, stall clocks; 0: none): at or before each
+	 * stream's next time, maybe earlier (h2_down_by), made exact again
+	 * when the timer fires (h2_timeout), so that arming it takes no walk
+	 * of the streams on each flush.
+	 */
+	uint64_t due_ns;
 	int32_t last_id; /* the highest stream id the client opened */
 	uint32_t n_skipped;
 	struct h2_id_run {
@@ -226,7 +234,25 @@ struct h2_up {
 #define H2_MAX_INTERIM 8
 #define H2_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* d's timer fires by t at the latest (0: nothing); see h2_down.due_ns. */
+static inline void h2_down_by(struct h2_down *d, uint64_t t)
+{
+	if (t && (!d->due_ns || t < d->due_ns))
+		d->due_ns = t;
+}
+
 /* ---- h2_session.c ---- */
+
+/*
+ * Response bytes of st wait for its client's window (st->to_down): its
+ * stall clock (proxy.http2.stall_timeout_ms) starts now unless it runs.
+ */
+void h2_stream_waits(struct worker *w, struct h2_stream *st);
+/*
+ * When w's loop turn began (timer_now_ns then; now when outside one):
+ * for clocks that a turn's length does not matter to (idle, stall).
+ */
+uint64_t h2_turn_ns(struct worker *w);
 
 /*
  * nghttp2's allocator for w's sessions, every byte charged to

@@ -317,6 +317,25 @@ nghttp2_mem h2_mem(struct worker *w)
 
 /* ---- small pieces ------------------------------------------------------- */
 
+uint64_t h2_turn_ns(struct worker *w)
+{
+	uint64_t now = atomic_load_explicit(&w->busy_since_ns, memory_order_relaxed);
+
+	return now ? now : timer_now_ns();
+}
+
+void h2_stream_waits(struct worker *w, struct h2_stream *st)
+{
+	uint64_t stall =
+	    (uint64_t)worker_conn_config(w, st->d->c)->http2.stall_timeout_ms * 1000000;
+
+	if (!stall || st->stall_ns || st->to_down.off == st->to_down.len)
+		return;
+	/* The turn's start: a clock read per DATA frame is not worth a 60 s timer's ms. */
+	st->stall_ns = h2_turn_ns(w);
+	h2_down_by(st->d, st->stall_ns + stall);
+}
+
 /*
  * The first allocation of a stream's bytes, doubled as they grow: most
  * bodies are small (a gRPC reply, a JSON answer), and a first 16 KiB

@@ -387,6 +387,7 @@ static void h2h1_end(struct worker *w, struct h2h1 *x, bool reuse, bool reset)
 
 static void h2h1_wake_down(struct worker *w, struct h2_stream *st)
 {
+	h2_stream_waits(w, st);
 	if (st->down_deferred) {
 		st->down_deferred = false;
 		nghttp2_session_resume_data(st->d->s, st->id);

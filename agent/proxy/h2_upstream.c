@@ -319,6 +319,7 @@ static int h2_up_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const ui
 	 * stream (at most stream_window_bytes here), not everyone's.
 	 */
 	nghttp2_session_consume_connection(s, len);
+	h2_stream_waits(up->w, st);
 	h2_down_wake(up->w, st);
 	return 0;
 }
