@@ -14,7 +14,7 @@ from collections import defaultdict
 
 
 def load_meta(path):
-    meta, labels, slabels, h2labels = {}, {}, {}, {}
+    meta, labels, slabels, h2labels, xlabels = {}, {}, {}, {}, {}
     with open(path) as f:
         for line in f:
             key, _, value = line.rstrip("\n").partition(" ")
@@ -27,9 +27,12 @@ def load_meta(path):
             elif key == "h2label":
                 rid, _, text = value.partition(" ")
                 h2labels[rid] = text
+            elif key == "xlabel":
+                rid, _, text = value.partition(" ")
+                xlabels[rid] = text
             else:
                 meta[key] = value
-    return meta, labels, slabels, h2labels
+    return meta, labels, slabels, h2labels, xlabels
 
 
 def load_results(path):
@@ -55,6 +58,9 @@ def load_results(path):
                 continue
             if kind == "bulkerr":
                 notes.setdefault(("bulkerr", row), []).append(value)
+                continue
+            if kind == "xerr":
+                notes.setdefault(("xerr", row), []).append(f"rep {_rep}: {value}")
                 continue
             try:
                 data[(kind, row, metric)].append(float(value))
@@ -93,7 +99,7 @@ def ratio(a, b, fmt="{:.2f}×"):
 
 
 def main():
-    meta, labels, slabels, h2labels = load_meta(sys.argv[1])
+    meta, labels, slabels, h2labels, xlabels = load_meta(sys.argv[1])
     data, notes = load_results(sys.argv[2])
     rows = sys.argv[3:]
     s = Stats(data)
@@ -114,6 +120,13 @@ def main():
       f"{meta.get('lat_seconds')} s. Proxy CPU: utime+stime from /proc/PID/stat over the wrk run, "
       f"divided by its requests. RSS: VmRSS after the wrk run.")
     w("")
+
+    # --only mtls: the cross-node section alone, without the single-node
+    # tables (which would be empty).
+    if xlabels and all(k[0] == "x" for k in data):
+        x_table(w, s, meta, xlabels, notes)
+        print("\n".join(out))
+        return
 
     d_rps = s.med("http", "direct", "rps")
     h_rps = s.med("http", "haproxy_http", "rps")
@@ -359,6 +372,8 @@ def main():
         w(f"| requests lost during an upgrade: 0 | {sum(upg_lost):.0f} in {len(upg_lost)} hand-overs"
           f"{'; ' + str(len(upg_errs)) + ' failed' if upg_errs else ''}{added} | {verdict(ok)} |")
     w("")
+    if xlabels:
+        x_table(w, s, meta, xlabels, notes)
     print("\n".join(out))
 
 
@@ -427,6 +442,96 @@ def h2_table(w, s, meta, labels, notes):
         for what, fig, ok in targets:
             w(f"| {what} | {fig} | {'yes' if ok else '**no**'} |")
         w("")
+
+
+X_TUNNEL_ROWS = ("x_mtls", "x_mtls_ktls")
+
+
+def x_table(w, s, meta, labels, notes):
+    """The cross-node section: shoal plaintext, shoal mTLS (user-space TLS,
+    kTLS) and an HAProxy mutual-TLS pair, and issue 16's targets."""
+    xm = lambda r, m: s.med("x", r, m)
+    plain_rps, plain_p99, plain_bulk = xm("x_plain", "rps"), xm("x_plain", "p99_us"), xm("x_plain", "bulk_mbps")
+    ha_rps = xm("x_haproxy", "rps")
+    w(f"### Cross-node: shoal's encrypted hop and an HAProxy mutual-TLS pair (issue 16)")
+    w("")
+    w(f"Client pod on node-a → node-a's proxy → underlay veth → node-b's proxy (or shoal's tunnel) → "
+      f"backend pod on node-b (nginx). req/s: `wrk -t1 -c{meta.get('wrk_conns')} -d{meta.get('sat_seconds')}s`; "
+      f"p50/p99: `h2load --h1 -c{meta.get('lat_conns')}` at {meta.get('lat_rate')} req/s in total for "
+      f"{meta.get('lat_seconds')} s; proxies' CPU: utime+stime of both nodes' proxy processes (shoald: "
+      f"every thread, the tunnel's too) over the wrk run, divided by its requests; bulk: one `curl` of a "
+      f"{meta.get('x_bulk_mib', '?')} MiB body, MB/s = 10^6 bytes/s, with both proxies' CPU per MB. "
+      f"The client on CPU 0; both proxies and the backend share CPU 1. OpenSSL {meta.get('openssl', '?')}, "
+      f"TLS 1.3, P-256 certificates, AES-GCM, no resumption on either pair.")
+    w("")
+    w("| row | req/s | × plaintext | × HAProxy pair | p50 µs | p99 µs | p99 added over plaintext | "
+      "proxies' CPU µs/req (node-a + node-b) | bulk MB/s | bulk × plaintext | bulk CPU µs/MB | the hop |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in labels:
+        label = labels[r]
+        rps = xm(r, "rps")
+        if rps is None:
+            why = notes.get(r) or "; ".join(notes.get(("xerr", r), [])) or "not measured"
+            w(f"| {label} | {why} |  |  |  |  |  |  |  |  |  |  |")
+            continue
+        p99 = xm(r, "p99_us")
+        added = "–" if r == "x_plain" or p99 is None or plain_p99 is None else f"{p99 - plain_p99:+.0f} µs"
+        ca, cb = xm(r, "cpu_a_us_per_req"), xm(r, "cpu_b_us_per_req")
+        split = "" if ca is None or cb is None else f" ({ca:.1f} + {cb:.1f})"
+        if r == "x_haproxy":
+            hop = "HAProxy TLS (user space)"
+        elif xm(r, "tunneled") is None:
+            hop = "–"
+        else:
+            hop = (f"{xm(r, 'tunneled'):.0f} conns tunneled; kTLS tx/rx node-a "
+                   f"{xm(r, 'ktls_tx_a'):.0f}/{xm(r, 'ktls_rx_a'):.0f}, node-b "
+                   f"{xm(r, 'ktls_tx_b'):.0f}/{xm(r, 'ktls_rx_b'):.0f}")
+        w(f"| {label} | {s.cell('x', r, 'rps')} | {ratio(rps, plain_rps)} | {ratio(rps, ha_rps)} | "
+          f"{s.cell('x', r, 'p50_us')} | {s.cell('x', r, 'p99_us')} | {added} | "
+          f"{s.cell('x', r, 'cpu_us_per_req', '{:.1f}')}{split} | {s.cell('x', r, 'bulk_mbps')} | "
+          f"{ratio(xm(r, 'bulk_mbps'), plain_bulk)} | {s.cell('x', r, 'bulk_cpu_us_per_mb', '{:.0f}')} | {hop} |")
+    w("")
+    w("The hop: `shoal_proxy_mtls_tunneled_total` on node-a after the row (connections sent through the "
+      "hop) and the `shoal_tunnel_ktls_tx`/`_rx` gauges of both nodes (open TLS connections the kernel "
+      "encrypts/decrypts), read while the pooled TLS connection is still open; medians of the repetitions.")
+    w("")
+    for r in labels:
+        for n in notes.get(("xerr", r), []):
+            w(f"- note, {labels[r]}: {n}")
+    if any(notes.get(("xerr", r)) for r in labels):
+        w("")
+
+    def verdict(ok):
+        return "–" if ok is None else ("yes" if ok else "**no**")
+
+    w("### Targets (issue 16, cross-node)")
+    w("")
+    w("| target | measured | met? |")
+    w("|---|---|---|")
+    for r in X_TUNNEL_ROWS:
+        rps, p99 = xm(r, "rps"), xm(r, "p99_us")
+        if rps is None:
+            why = notes.get(r) or "not measured"
+            w(f"| shoal mTLS req/s ≥ 1.5× the HAProxy pair ({labels.get(r, r)}) | {why} | – |")
+            continue
+        if ha_rps is not None:
+            w(f"| shoal mTLS req/s ≥ 1.5× the HAProxy pair ({labels.get(r, r)}) | {ratio(rps, ha_rps)} "
+              f"({rps:.0f} vs {ha_rps:.0f}) | {verdict(rps >= 1.5 * ha_rps)} |")
+        if p99 is not None and plain_p99 is not None:
+            w(f"| p99 added over plaintext ≤ 100 µs ({labels.get(r, r)}) | {p99 - plain_p99:+.0f} µs "
+              f"({plain_p99:.0f} → {p99:.0f}) | {verdict(p99 - plain_p99 <= 100)} |")
+    kb = xm("x_mtls_ktls", "bulk_mbps")
+    if kb is not None and plain_bulk:
+        w(f"| bulk with kTLS ≥ 0.7× plaintext | {ratio(kb, plain_bulk)} ({plain_bulk:.0f} → {kb:.0f} MB/s) | "
+          f"{verdict(kb >= 0.7 * plain_bulk)} |")
+    else:
+        w(f"| bulk with kTLS ≥ 0.7× plaintext | {notes.get('x_mtls_ktls') or 'not measured'} | "
+          "– (cannot be judged here) |")
+    ub = xm("x_mtls", "bulk_mbps")
+    if ub is not None and plain_bulk:
+        w(f"| (for reference, not the target) bulk with user-space TLS ÷ plaintext | "
+          f"{ratio(ub, plain_bulk)} ({plain_bulk:.0f} → {ub:.0f} MB/s) | |")
+    w("")
 
 
 if __name__ == "__main__":
