@@ -501,6 +501,36 @@ wait_log() {
 	return 1
 }
 
+# ---- a second node's shoald (the mtls tests) ----------------------------------
+
+# node_b_start CONFIG LOG [SHOALD_ARGS...]: node-b's shoald, in its own
+# cgroup under the test's ($TEST_CG/node-b/agent, which the caller made),
+# up once it listens on the tunnel's port 15008; sets SHOALD_B_PID.
+node_b_start() {
+	local config=$1 log=$2 i
+	shift 2
+	spawn_in "$TEST_CG/node-b/agent" "$NS_B" "$log" "$SHOALD" -c "$config" "$@"
+	SHOALD_B_PID=$LAST_PID
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$SHOALD_B_PID" 2>/dev/null || {
+			sed 's/^/    /' "$log"
+			fatal "node-b's shoald exited during start-up"
+		}
+		[[ -n $(in_ns "$NS_B" ss -Hltn "sport = :15008" 2>/dev/null) ]] && return 0
+		sleep 0.1
+	done
+	fatal "node-b's shoald does not listen on 15008: $(tail -5 "$log")"
+}
+
+# metric_in NETNS NAME [ADMIN]: the first sample of NAME in that node's
+# shoald /metrics (at ADMIN, default $ADMIN_ADDR); 0 when absent.
+metric_in() {
+	local v
+	v=$(in_ns "$1" curl -sS --max-time 5 "http://${3:-$ADMIN_ADDR}/metrics" |
+		awk -v m="$2" '$1 == m && !done { print $2; done = 1 }') || true
+	echo "${v:-0}"
+}
+
 # ---- shoald and shoalctl ----------------------------------------------------
 
 ctl() { timeout 20 "$SHOALCTL" --pin-root "$PIN_ROOT" "$@"; }

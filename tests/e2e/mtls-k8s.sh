@@ -73,15 +73,7 @@ services:
     ports: [{port: 80, target_port: 8080, protocol: tcp}]
     endpoints: [{address: $B1, node: node-b, identity: default/web}]
 EOF
-spawn_in "$TEST_CG/node-b/agent" "$NS_B" "$LOGDIR/shoald-b.log" "$SHOALD" -c "$CONFIG_B" --log-level debug
-SHOALD_B_PID=$LAST_PID
-for ((i = 0; i < 100; i++)); do
-	kill -0 "$SHOALD_B_PID" 2>/dev/null || fatal "node-b's shoald exited: $(tail -5 "$LOGDIR/shoald-b.log")"
-	[[ -n $(in_ns "$NS_B" ss -Hltn "sport = :$MTLS_PORT" 2>/dev/null) ]] && break
-	sleep 0.1
-done
-[[ -n $(in_ns "$NS_B" ss -Hltn "sport = :$MTLS_PORT" 2>/dev/null) ]] ||
-	fatal "node-b's shoald does not listen on $MTLS_PORT: $(tail -5 "$LOGDIR/shoald-b.log")"
+node_b_start "$CONFIG_B" "$LOGDIR/shoald-b.log" --log-level debug
 
 # ---- the API server's objects -----------------------------------------------------
 # svc NS NAME VIP [ANNOTATIONS_JSON]: port 80 -> 8080, named "hello"
@@ -141,12 +133,7 @@ EOF
 shoald_start --admin "127.0.0.1:$ADMIN_PORT"
 enroll a1
 
-metric_a() {
-	local v
-	v=$(in_ns "$NS_A" curl -sS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" |
-		awk -v m="$1" '$1 == m && !done { print $2; done = 1 }') || true
-	echo "${v:-0}"
-}
+metric_a() { metric_in "$NS_A" "$1" "127.0.0.1:$ADMIN_PORT"; }
 # through_tunnel WHAT SECS: a1 -> web answered by b1 seeing node-b's tunnel, within SECS.
 through_tunnel() {
 	local i

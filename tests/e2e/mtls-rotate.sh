@@ -184,18 +184,7 @@ EOF
 } >"$CONFIG"
 
 SHOALD_B_LOG=$LOGDIR/shoald-b.log
-spawn_in "$TEST_CG/node-b/agent" "$NS_B" "$SHOALD_B_LOG" "$SHOALD" -c "$CONFIG_B" --log-level info
-SHOALD_B_PID=$LAST_PID
-for ((i = 0; i < 100; i++)); do
-	kill -0 "$SHOALD_B_PID" 2>/dev/null || {
-		sed 's/^/    /' "$SHOALD_B_LOG"
-		fatal "node-b's shoald exited during start-up"
-	}
-	[[ -n $(in_ns "$NS_B" ss -Hltn "sport = :15008" 2>/dev/null) ]] && break
-	sleep 0.1
-done
-[[ -n $(in_ns "$NS_B" ss -Hltn "sport = :15008" 2>/dev/null) ]] ||
-	fatal "node-b's shoald does not listen on 15008: $(tail -5 "$SHOALD_B_LOG")"
+node_b_start "$CONFIG_B" "$SHOALD_B_LOG" --log-level info
 shoald_start
 enroll a1
 
@@ -205,13 +194,6 @@ wait_log "$SHOALD_LOG" "$ISSUED_A" 15 || fatal "node-a got no certificate for de
 wait_log "$SHOALD_B_LOG" "$ISSUED_B" 15 || fatal "node-b got no certificate for default/web: $(grep identity "$SHOALD_B_LOG" | tail -5)"
 pass "both nodes hold certificates from shoal-identity (node-a default/client, node-b default/web)"
 
-# metric_in NETNS NAME: a sample of that node's /metrics (0 when absent).
-metric_in() {
-	local v
-	v=$(in_ns "$1" curl -sS --max-time 5 "http://$ADMIN_ADDR/metrics" |
-		awk -v m="$2" '$1 == m && !done { print $2; done = 1 }') || true
-	echo "${v:-0}"
-}
 # failures_in NETNS NS/SA: that account's consecutive failures (shoalctl identity --json).
 failures_in() {
 	in_ns "$1" timeout 10 "$SHOALCTL" --admin "$ADMIN_ADDR" --json identity 2>/dev/null | python3 -c '

@@ -196,30 +196,12 @@ EOF
 write_config_a default/web
 
 # ---- node-b's shoald -----------------------------------------------------------
-spawn_in "$TEST_CG/node-b/agent" "$NS_B" "$LOGDIR/shoald-b.log" "$SHOALD" -c "$CONFIG_B" --log-level debug
-SHOALD_B_PID=$LAST_PID
-for ((i = 0; i < 100; i++)); do
-	kill -0 "$SHOALD_B_PID" 2>/dev/null || {
-		sed 's/^/    /' "$LOGDIR/shoald-b.log"
-		fatal "node-b's shoald exited during start-up"
-	}
-	[[ -n $(in_ns "$NS_B" ss -Hltn "sport = :$MTLS_PORT" 2>/dev/null) ]] && break
-	sleep 0.1
-done
-[[ -n $(in_ns "$NS_B" ss -Hltn "sport = :$MTLS_PORT" 2>/dev/null) ]] ||
-	fatal "node-b's shoald does not listen on $MTLS_PORT: $(tail -5 "$LOGDIR/shoald-b.log")"
+node_b_start "$CONFIG_B" "$LOGDIR/shoald-b.log" --log-level debug
 pass "node-b's shoald listens on $NODE_B_ADDR:$MTLS_PORT"
 
 shoald_start
 enroll a1
 
-# metric_in NETNS NAME: a sample of that node's shoald /metrics (0 when absent).
-metric_in() {
-	local v
-	v=$(in_ns "$1" curl -sS --max-time 5 "http://$ADMIN_ADDR/metrics" |
-		awk -v m="$2" '$1 == m && !done { print $2; done = 1 }') || true
-	echo "${v:-0}"
-}
 metric_b() { metric_in "$NS_B" "$1"; }
 metric_a() { metric_in "$NS_A" "$1"; }
 
