@@ -367,14 +367,53 @@ int policy_doc_check(const struct policy_doc *d, char *err, size_t errlen)
 
 /* ---- compiled ---------------------------------------------------------- */
 
+/*
+ * The compiled form of a rule, what a decision reads: small and flat, so
+ * that a table's rules are a few cache lines in a row (a proxy decides
+ * between system calls, with its caches cold) and a comparison of strings
+ * is reached only past a length that matches. Strings point into the
+ * set's copy of the rule.
+ */
+struct cpeer {
+	uint8_t kind;	       /* POLICY_PEER_NAMESPACE, _SERVICE_ACCOUNT or _ID */
+	uint8_t ns_len, sa_len; /* at most POLICY_MAX_LABEL */
+	uint16_t id_len;	/* at most POLICY_MAX_ID */
+	const char *ns, *sa, *id;
+};
+
+struct cstr {
+	const char *s;
+	size_t len;
+};
+
+struct cmatch {
+	uint32_t methods;     /* the standard methods named, a bit each (std_methods) */
+	uint32_t first_other; /* other methods named: s->cothers[first_other..] */
+	uint16_t n_other;
+	bool any_method;      /* names no method */
+	uint8_t path_kind;    /* enum policy_path_kind */
+	uint16_t path_len;    /* at most POLICY_MAX_PATH */
+	const char *path;
+};
+
+struct crule {
+	const struct policy_rule *r; /* the rule as written (its name, for the reason) */
+	uint32_t first_port, first_peer, first_match; /* into s->cports, cpeers, cmatches */
+	uint8_t n_ports, n_peers, n_match; /* n_peers: those that name a namespace, account or ID */
+	bool deny;
+	bool any_authenticated, unauthenticated; /* from names "*" / unauthenticated */
+};
+
 struct policy_table {
-	char ns[POLICY_MAX_LABEL + 1], name[POLICY_MAX_LABEL + 1]; /* name "": a namespace's */
-	const struct policy_rule **rules; /* deny rules first, then allow, each in written order */
+	/* What a decision reads first. */
+	const struct crule *rules; /* deny rules first, then allow, each in written order */
 	int n_rules, n_deny;
 	enum policy_default def; /* resolved: never UNSET */
-	const char *reason_default;
 	bool has_requests;
+	const char *reason_default;
 	const char *trust_domain; /* the set's */
+	const struct policy_set *set;
+	char ns[POLICY_MAX_LABEL + 1], name[POLICY_MAX_LABEL + 1]; /* name "": a namespace's */
 };
 
 struct policy_set {
@@ -385,13 +424,36 @@ struct policy_set {
 	int n_rules;
 	struct policy_table *tables; /* sorted by (ns, name) */
 	int n_tables;
-	struct policy_table mesh;	       /* for a service nothing names */
-	const struct policy_rule **rule_slots; /* what the tables' rules point into */
+	struct policy_table mesh; /* for a service nothing names */
+	struct crule *crules;	  /* per written rule */
+	struct crule *rule_slots; /* what the tables' rules point into */
+	uint16_t *cports;
+	struct cpeer *cpeers;
+	struct cmatch *cmatches;
+	struct cstr *cothers;
 	/* The written defaults, kept for policy_set_written. */
 	struct policy_default_rule *defaults;
 	int n_defaults;
 	enum policy_default mesh_default;
 };
+
+/*
+ * The methods a request form names as a bit each: RFC 9110's and PATCH. A
+ * request's method is looked up here once per decision; a rule's other
+ * methods are compared as strings.
+ */
+static const struct cstr std_methods[] = {
+    {"GET", 3},	    {"HEAD", 4},    {"POST", 4},  {"PUT", 3},	{"DELETE", 6},
+    {"CONNECT", 7}, {"OPTIONS", 7}, {"TRACE", 5}, {"PATCH", 5},
+};
+
+static uint32_t method_bit(const char *m, size_t len)
+{
+	for (size_t i = 0; i < sizeof(std_methods) / sizeof(std_methods[0]); i++)
+		if (std_methods[i].len == len && !memcmp(std_methods[i].s, m, len))
+			return 1u << i;
+	return 0;
+}
 
 static const char *default_reason(enum policy_default d)
 {
@@ -413,16 +475,30 @@ static int table_cmp(const void *a, const void *b)
 	return c ? c : strcmp(x->name, y->name);
 }
 
+static int table_key_cmp(const char *ns, const char *name, const struct policy_table *t)
+{
+	int c = strcmp(ns, t->ns);
+
+	return c ? c : strcmp(name, t->name);
+}
+
 static const struct policy_table *table_find(const struct policy_set *s, const char *ns,
 					     const char *name)
 {
-	struct policy_table key;
+	size_t lo = 0, hi = (size_t)s->n_tables;
 
-	if (s->n_tables == 0 || strlen(ns) > POLICY_MAX_LABEL || strlen(name) > POLICY_MAX_LABEL)
-		return NULL;
-	strcpy(key.ns, ns);
-	strcpy(key.name, name);
-	return bsearch(&key, s->tables, (size_t)s->n_tables, sizeof(*s->tables), table_cmp);
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = table_key_cmp(ns, name, &s->tables[mid]);
+
+		if (!c)
+			return &s->tables[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
 }
 
 static bool rule_applies(const struct policy_rule *r, const struct policy_table *t)
@@ -468,6 +544,11 @@ static void set_free(struct policy_set *s)
 	free(s->rules);
 	free(s->tables);
 	free(s->rule_slots);
+	free(s->crules);
+	free(s->cports);
+	free(s->cpeers);
+	free(s->cmatches);
+	free(s->cothers);
 	free(s->defaults);
 	free(s->trust_domain);
 	free(s);
@@ -483,6 +564,95 @@ static void table_add(struct policy_set *s, const char *ns, const char *name)
 
 	snprintf(t->ns, sizeof(t->ns), "%s", ns);
 	snprintf(t->name, sizeof(t->name), "%s", name);
+}
+
+/*
+ * The compiled form of s's rules (struct crule): their ports, named
+ * callers and request forms in arrays of the set, in rule order.
+ */
+static int compile_rules(struct policy_set *s)
+{
+	size_t n_ports = 0, n_peers = 0, n_match = 0, n_other = 0;
+
+	for (int i = 0; i < s->n_rules; i++) {
+		const struct policy_rule *r = &s->rules[i];
+
+		n_ports += (size_t)r->n_ports;
+		n_peers += (size_t)r->n_from;
+		n_match += (size_t)r->n_to;
+		for (int k = 0; k < r->n_to; k++)
+			n_other += (size_t)r->to[k].n_methods;
+	}
+	s->crules = calloc((size_t)s->n_rules + 1, sizeof(*s->crules));
+	s->cports = calloc(n_ports + 1, sizeof(*s->cports));
+	s->cpeers = calloc(n_peers + 1, sizeof(*s->cpeers));
+	s->cmatches = calloc(n_match + 1, sizeof(*s->cmatches));
+	s->cothers = calloc(n_other + 1, sizeof(*s->cothers));
+	if (!s->crules || !s->cports || !s->cpeers || !s->cmatches || !s->cothers)
+		return -ENOMEM;
+	n_ports = n_peers = n_match = n_other = 0;
+	for (int i = 0; i < s->n_rules; i++) {
+		const struct policy_rule *r = &s->rules[i];
+		struct crule *cr = &s->crules[i];
+
+		cr->r = r;
+		cr->deny = r->action == POLICY_DENY;
+		cr->first_port = (uint32_t)n_ports;
+		cr->n_ports = (uint8_t)r->n_ports;
+		for (int k = 0; k < r->n_ports; k++)
+			s->cports[n_ports++] = r->ports[k];
+		cr->first_peer = (uint32_t)n_peers;
+		for (int k = 0; k < r->n_from; k++) {
+			const struct policy_peer *pe = &r->from[k];
+			struct cpeer *cp = &s->cpeers[n_peers];
+
+			switch (pe->kind) {
+			case POLICY_PEER_AUTHENTICATED:
+				cr->any_authenticated = true;
+				continue;
+			case POLICY_PEER_UNAUTHENTICATED:
+				cr->unauthenticated = true;
+				continue;
+			case POLICY_PEER_NAMESPACE:
+			case POLICY_PEER_SERVICE_ACCOUNT:
+			case POLICY_PEER_ID:
+				break;
+			}
+			cp->kind = (uint8_t)pe->kind;
+			cp->ns = pe->ns;
+			cp->ns_len = (uint8_t)strnlen(pe->ns, POLICY_MAX_LABEL);
+			cp->sa = pe->sa;
+			cp->sa_len = (uint8_t)strnlen(pe->sa, POLICY_MAX_LABEL);
+			cp->id = pe->id;
+			cp->id_len = (uint16_t)strnlen(pe->id, POLICY_MAX_ID);
+			n_peers++;
+			cr->n_peers++;
+		}
+		cr->first_match = (uint32_t)n_match;
+		cr->n_match = (uint8_t)r->n_to;
+		for (int k = 0; k < r->n_to; k++) {
+			const struct policy_request_match *m = &r->to[k];
+			struct cmatch *cm = &s->cmatches[n_match++];
+
+			cm->any_method = m->n_methods == 0;
+			cm->first_other = (uint32_t)n_other;
+			for (int j = 0; j < m->n_methods; j++) {
+				size_t len = strnlen(m->methods[j], POLICY_MAX_METHOD);
+				uint32_t bit = method_bit(m->methods[j], len);
+
+				if (bit) {
+					cm->methods |= bit;
+					continue;
+				}
+				s->cothers[n_other++] = (struct cstr){m->methods[j], len};
+				cm->n_other++;
+			}
+			cm->path_kind = (uint8_t)m->path_kind;
+			cm->path = m->path;
+			cm->path_len = (uint16_t)strnlen(m->path, POLICY_MAX_PATH);
+		}
+	}
+	return 0;
 }
 
 /* The last serial given (policy_set_serial). */
@@ -537,6 +707,8 @@ struct policy_set *policy_compile(const struct policy_doc *d, const char *trust_
 		if (d->defaults[i].service[0])
 			table_add(s, d->defaults[i].namespace, d->defaults[i].service);
 	}
+	if (compile_rules(s))
+		goto oom;
 	for (int i = 0; i < s->n_tables; i++)
 		for (int k = 0; k < s->n_rules; k++)
 			if (rule_applies(&s->rules[k], &s->tables[i]))
@@ -550,7 +722,9 @@ struct policy_set *policy_compile(const struct policy_doc *d, const char *trust_
 		struct policy_table *t = &s->tables[i];
 		enum policy_default def = POLICY_DEFAULT_UNSET;
 
-		t->rules = &s->rule_slots[slots];
+		struct crule *slot = &s->rule_slots[slots];
+
+		t->rules = slot;
 		for (int pass = 0; pass < 2; pass++) /* 0: deny rules, 1: allow rules */
 			for (int k = 0; k < s->n_rules; k++) {
 				const struct policy_rule *r = &s->rules[k];
@@ -558,7 +732,7 @@ struct policy_set *policy_compile(const struct policy_doc *d, const char *trust_
 				if (!rule_applies(r, t) ||
 				    (r->action == POLICY_DENY) != (pass == 0))
 					continue;
-				t->rules[t->n_rules++] = r;
+				slot[t->n_rules++] = s->crules[k];
 				t->n_deny += pass == 0;
 				t->has_requests |= r->n_to > 0;
 			}
@@ -570,11 +744,13 @@ struct policy_set *policy_compile(const struct policy_doc *d, const char *trust_
 		t->def = def ? def : mesh;
 		t->reason_default = default_reason(t->def);
 		t->trust_domain = s->trust_domain;
+		t->set = s;
 	}
 	qsort(s->tables, (size_t)s->n_tables, sizeof(*s->tables), table_cmp);
 	s->mesh.def = mesh;
 	s->mesh.reason_default = default_reason(mesh);
 	s->mesh.trust_domain = s->trust_domain;
+	s->mesh.set = s;
 	return s;
 oom:
 	set_free(s);
@@ -647,29 +823,45 @@ bool policy_table_has_requests(const struct policy_table *t)
 
 /* ---- decisions ---------------------------------------------------------- */
 
-static bool peer_matches(const struct policy_peer *pe, const struct policy_caller *c,
-			 const char *trust_domain)
+/*
+ * What a call without a request (rq NULL) is: a connection, or (for the
+ * destination node of a tunneled call) whatever requests it may carry.
+ */
+enum unseen_requests {
+	UNSEEN_ARE_CONNECTION, /* opaque TCP: the safe direction (policy.h) */
+	UNSEEN_MAY_BE_ANY,     /* any request: allow rules may, deny rules may not, match */
+};
+
+/* The caller and the request as a decision compares them: lengths known. */
+struct ccall {
+	enum unseen_requests unseen;
+	const struct policy_caller *c;
+	bool same_td; /* authenticated, of the set's trust domain */
+	size_t id_len, ns_len, sa_len;
+	const struct policy_request *rq;
+	uint32_t method; /* its bit in std_methods, 0: another method */
+};
+
+static bool peer_matches(const struct cpeer *pe, const struct ccall *k)
 {
+	const struct policy_caller *c = k->c;
+
 	switch (pe->kind) {
-	case POLICY_PEER_AUTHENTICATED:
-		return c->authenticated;
-	case POLICY_PEER_UNAUTHENTICATED:
-		return !c->authenticated;
 	case POLICY_PEER_NAMESPACE:
-		return c->authenticated && !strcmp(c->trust_domain, trust_domain) &&
-		       !strcmp(c->ns, pe->ns);
+		return k->same_td && k->ns_len == pe->ns_len && !memcmp(c->ns, pe->ns, pe->ns_len);
 	case POLICY_PEER_SERVICE_ACCOUNT:
-		return c->authenticated && !strcmp(c->trust_domain, trust_domain) &&
-		       !strcmp(c->ns, pe->ns) && !strcmp(c->sa, pe->sa);
+		return k->same_td && k->ns_len == pe->ns_len && k->sa_len == pe->sa_len &&
+		       !memcmp(c->ns, pe->ns, pe->ns_len) && !memcmp(c->sa, pe->sa, pe->sa_len);
 	case POLICY_PEER_ID:
-		return c->authenticated && !strcmp(c->id, pe->id);
+		return c->authenticated && k->id_len == pe->id_len &&
+		       !memcmp(c->id, pe->id, pe->id_len);
 	}
 	return false;
 }
 
-static bool path_matches(const struct policy_request_match *m, const struct policy_request *rq)
+static bool path_matches(const struct cmatch *m, const struct policy_request *rq)
 {
-	size_t n = strlen(m->path);
+	size_t n = m->path_len;
 
 	switch (m->path_kind) {
 	case POLICY_PATH_ANY:
@@ -685,51 +877,43 @@ static bool path_matches(const struct policy_request_match *m, const struct poli
 	return false;
 }
 
-static bool request_matches(const struct policy_request_match *m, const struct policy_request *rq)
+static bool request_matches(const struct policy_set *s, const struct cmatch *m,
+			    const struct ccall *k)
 {
-	if (m->n_methods) {
+	if (!m->any_method && !(m->methods & k->method)) {
 		bool any = false;
 
-		for (int i = 0; i < m->n_methods && !any; i++)
-			any = strlen(m->methods[i]) == rq->method_len &&
-			      !memcmp(m->methods[i], rq->method, rq->method_len);
+		for (uint32_t i = 0; i < m->n_other && !any; i++) {
+			const struct cstr *o = &s->cothers[m->first_other + i];
+
+			any = o->len == k->rq->method_len && !memcmp(o->s, k->rq->method, o->len);
+		}
 		if (!any)
 			return false;
 	}
-	return path_matches(m, rq);
+	return path_matches(m, k->rq);
 }
 
-/*
- * What a call without a request (rq NULL) is: a connection, or (for the
- * destination node of a tunneled call) whatever requests it may carry.
- */
-enum unseen_requests {
-	UNSEEN_ARE_CONNECTION, /* opaque TCP: the safe direction (policy.h) */
-	UNSEEN_MAY_BE_ANY,     /* any request: allow rules may, deny rules may not, match */
-};
-
-static bool rule_matches(const struct policy_rule *r, uint16_t port, const struct policy_caller *c,
-			 const struct policy_request *rq, enum unseen_requests unseen,
-			 const char *trust_domain)
+static bool rule_matches(const struct policy_set *s, const struct crule *r, uint16_t port,
+			 const struct ccall *k)
 {
 	bool hit = r->n_ports == 0;
 
-	for (int i = 0; i < r->n_ports && !hit; i++)
-		hit = r->ports[i] == port;
+	for (uint32_t i = 0; i < r->n_ports && !hit; i++)
+		hit = s->cports[r->first_port + i] == port;
 	if (!hit)
 		return false;
-	hit = false;
-	for (int i = 0; i < r->n_from && !hit; i++)
-		hit = peer_matches(&r->from[i], c, trust_domain);
+	hit = k->c->authenticated ? r->any_authenticated : r->unauthenticated;
+	for (uint32_t i = 0; i < r->n_peers && !hit; i++)
+		hit = peer_matches(&s->cpeers[r->first_peer + i], k);
 	if (!hit)
 		return false;
-	if (r->n_to == 0)
+	if (r->n_match == 0)
 		return true;
-	if (!rq)
-		return unseen == UNSEEN_ARE_CONNECTION ? r->action == POLICY_DENY
-						       : r->action == POLICY_ALLOW;
-	for (int i = 0; i < r->n_to; i++)
-		if (request_matches(&r->to[i], rq))
+	if (!k->rq)
+		return k->unseen == UNSEEN_ARE_CONNECTION ? r->deny : !r->deny;
+	for (uint32_t i = 0; i < r->n_match; i++)
+		if (request_matches(s, &s->cmatches[r->first_match + i], k))
 			return true;
 	return false;
 }
@@ -738,14 +922,28 @@ static void decide(const struct policy_table *t, const char *dest_ns, uint16_t p
 		   const struct policy_caller *caller, const struct policy_request *rq,
 		   enum unseen_requests unseen, struct policy_decision *out)
 {
-	for (int i = 0; i < t->n_rules; i++) {
-		const struct policy_rule *r = t->rules[i];
+	struct ccall k = {.c = caller, .rq = rq, .unseen = unseen};
 
-		if (rule_matches(r, port, caller, rq, unseen, t->trust_domain)) {
-			out->allow = r->action == POLICY_ALLOW;
-			out->rule = r;
+	if (t->n_rules) {
+		/* A part the caller lacks (NULL) has length 0: no rule's matches it. */
+		if (caller->authenticated) {
+			k.same_td =
+			    caller->trust_domain && !strcmp(caller->trust_domain, t->trust_domain);
+			k.id_len = caller->id ? strlen(caller->id) : 0;
+			k.ns_len = caller->ns ? strlen(caller->ns) : 0;
+			k.sa_len = caller->sa ? strlen(caller->sa) : 0;
+		}
+		if (rq && t->has_requests)
+			k.method = method_bit(rq->method, rq->method_len);
+	}
+	for (int i = 0; i < t->n_rules; i++) {
+		const struct crule *r = &t->rules[i];
+
+		if (rule_matches(t->set, r, port, &k)) {
+			out->allow = !r->deny;
+			out->rule = r->r;
 			out->def = POLICY_DEFAULT_UNSET;
-			out->reason = r->name;
+			out->reason = r->r->name;
 			return;
 		}
 	}

@@ -2,6 +2,7 @@
 /* The evaluation order of policy.h: defaults, allow, deny, caller forms, requests. */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "policy/policy.h"
@@ -358,6 +359,75 @@ Test(policy, http_matches)
 	    decide(s, "shop", "cart", 80, who(TD, "ops", "admin"), "POST", "/shop.AdminX/Drop")
 		.allow);
 	cr_assert_not(decide(s, "shop", "cart", 80, c, "POST", "/shop.Admin/Drop").allow);
+	policy_set_put(s);
+	policy_doc_free(&d);
+}
+
+/*
+ * The compiled form compares the standard methods as bits and the others
+ * as strings: a form may mix both, a request's method may be neither, and
+ * a method that is a prefix or an extension of another is another.
+ */
+Test(policy, methods_standard_and_others)
+{
+	struct policy_doc d = {.mesh_default = POLICY_DEFAULT_DENY};
+	struct policy_rule *r = rule(&d, "mixed", "shop", "cart", POLICY_ALLOW);
+	struct policy_request_match *m;
+	struct policy_set *s;
+	struct policy_caller c = who(TD, "web", "front");
+
+	from_kind(r, POLICY_PEER_AUTHENTICATED, NULL);
+	m = policy_rule_add_to(r);
+	snprintf(m->methods[m->n_methods++], POLICY_MAX_METHOD + 1, "PURGE");
+	snprintf(m->methods[m->n_methods++], POLICY_MAX_METHOD + 1, "GET");
+	snprintf(m->methods[m->n_methods++], POLICY_MAX_METHOD + 1, "X-PATCH");
+	m->path_kind = POLICY_PATH_PREFIX;
+	snprintf(m->path, sizeof(m->path), "/c");
+	r = rule(&d, "no-purge-secret", "shop", "cart", POLICY_DENY);
+	from_kind(r, POLICY_PEER_AUTHENTICATED, NULL);
+	to_match(r, "PURGE", POLICY_PATH_EXACT, "/c/secret");
+	s = compile(&d);
+	cr_assert(decide(s, "shop", "cart", 80, c, "GET", "/c/1").allow);
+	cr_assert(decide(s, "shop", "cart", 80, c, "PURGE", "/c/1").allow);
+	cr_assert(decide(s, "shop", "cart", 80, c, "X-PATCH", "/c").allow);
+	cr_assert_not(decide(s, "shop", "cart", 80, c, "PATCH", "/c").allow);
+	cr_assert_not(decide(s, "shop", "cart", 80, c, "GE", "/c").allow);
+	cr_assert_not(decide(s, "shop", "cart", 80, c, "GETX", "/c").allow);
+	cr_assert_not(decide(s, "shop", "cart", 80, c, "PURG", "/c").allow);
+	cr_assert_not(decide(s, "shop", "cart", 80, c, "HEAD", "/c").allow);
+	cr_assert_not(decide(s, "shop", "cart", 80, c, "GET", "/cx").allow);
+	cr_assert_str_eq(decide(s, "shop", "cart", 80, c, "PURGE", "/c/secret").reason,
+			 "no-purge-secret");
+	cr_assert(decide(s, "shop", "cart", 80, c, "GET", "/c/secret").allow);
+	/* A method token that is not NUL-terminated (as received). */
+	struct policy_request rq = {"GETTING", 3, "/c", 2};
+	struct policy_decision out;
+
+	policy_decide(policy_lookup(s, "shop", "cart"), "shop", 80, &c, &rq, &out);
+	cr_assert(out.allow);
+	rq = (struct policy_request){"PURGED", 4, "/c", 2}; /* "PURG" */
+	policy_decide(policy_lookup(s, "shop", "cart"), "shop", 80, &c, &rq, &out);
+	cr_assert_not(out.allow);
+	policy_set_put(s);
+	policy_doc_free(&d);
+}
+
+/* An authenticated caller without some of its parts is matched by what it has. */
+Test(policy, caller_parts_missing)
+{
+	struct policy_doc d = {.mesh_default = POLICY_DEFAULT_DENY};
+	struct policy_rule *r = rule(&d, "by-ns", "shop", "cart", POLICY_ALLOW);
+	struct policy_set *s;
+	struct policy_caller only_id = {.authenticated = true,
+					.id = "spiffe://" TD "/ns/web/sa/front"};
+
+	from_sa(r, "web", NULL);
+	r = rule(&d, "by-id", "shop", "cart", POLICY_ALLOW);
+	from_kind(r, POLICY_PEER_ID, "spiffe://" TD "/ns/ops/sa/admin");
+	s = compile(&d);
+	cr_assert_not(decide(s, "shop", "cart", 80, only_id, NULL, NULL).allow);
+	only_id.id = "spiffe://" TD "/ns/ops/sa/admin";
+	cr_assert_str_eq(decide(s, "shop", "cart", 80, only_id, NULL, NULL).reason, "by-id");
 	policy_set_put(s);
 	policy_doc_free(&d);
 }
