@@ -816,6 +816,25 @@ const struct policy_table *policy_lookup(const struct policy_set *s, const char 
 	return t ? t : &s->mesh;
 }
 
+const struct policy_table *policy_lookup_cached(struct policy_table_cache *c,
+						const struct policy_set *s, uint32_t id,
+						const char *ns, const char *name)
+{
+	uint32_t h = (id * 0x9e3779b1u) >> 26; /* the top 6 bits: POLICY_TABLE_CACHE */
+	const struct policy_table *t;
+
+	_Static_assert(POLICY_TABLE_CACHE == 64, "h takes 6 bits");
+	if (c && id && c->e[h].serial == s->serial && c->e[h].id == id)
+		return c->e[h].t;
+	t = policy_lookup(s, ns, name);
+	if (c && id) {
+		c->e[h].serial = s->serial;
+		c->e[h].id = id;
+		c->e[h].t = t;
+	}
+	return t;
+}
+
 bool policy_table_has_requests(const struct policy_table *t)
 {
 	return t->has_requests;

@@ -204,6 +204,26 @@ const char *policy_set_trust_domain(const struct policy_set *s);
  */
 const struct policy_table *policy_lookup(const struct policy_set *s, const char *ns,
 					 const char *name);
+/*
+ * A cache of policy_lookup for one thread (a proxy worker), keyed by the
+ * set's serial and the service's series id (config_service.metrics_id,
+ * which names one service for the agent's life, series_ids.h): a hit is
+ * two integer compares and no string work. Serials are never reused, so
+ * an entry of another set (a policy change) misses, and an entry whose
+ * serial is s's points into s, which the caller holds. Zeroed: empty.
+ */
+#define POLICY_TABLE_CACHE 64 /* entries, a power of two */
+struct policy_table_cache {
+	struct {
+		uint64_t serial; /* 0: empty */
+		uint32_t id;
+		const struct policy_table *t;
+	} e[POLICY_TABLE_CACHE];
+};
+/* policy_lookup(s, ns, name) through c; id 0 (no series) is looked up uncached. */
+const struct policy_table *policy_lookup_cached(struct policy_table_cache *c,
+						const struct policy_set *s, uint32_t id,
+						const char *ns, const char *name);
 /* Whether t has a rule that looks at requests: if not, one decision per connection holds for all of
  * its requests. */
 bool policy_table_has_requests(const struct policy_table *t);

@@ -685,3 +685,68 @@ Test(policy, compiled_set_outlives_the_written_policy)
 	cr_assert(decide(s, "shop", "cart", 1, who(TD, "web", "x"), NULL, NULL).allow);
 	policy_set_put(s);
 }
+
+/*
+ * The table cache answers what policy_lookup does, per service id, and a
+ * new set (a policy change: a new serial) misses even where the old one's
+ * memory is reused.
+ */
+Test(policy, table_cache_follows_the_set)
+{
+	struct policy_doc d = {.mesh_default = POLICY_DEFAULT_ALLOW};
+	struct policy_table_cache *c = calloc(1, sizeof(*c));
+	struct policy_set *s;
+	struct policy_decision out;
+	uint32_t other = 0;
+
+	cr_assert_not_null(c);
+	set_default(&d, "shop", "cart", POLICY_DEFAULT_DENY);
+	s = compile(&d);
+	/* An id that shares id 7's entry, so that each evicts the other. */
+	for (uint32_t id = 8; !other && id < 100000; id++) {
+		int i7 = -1, iid = -1;
+
+		memset(c, 0, sizeof(*c));
+		policy_lookup_cached(c, s, 7, "shop", "cart");
+		policy_lookup_cached(c, s, id, "shop", "other");
+		for (int i = 0; i < POLICY_TABLE_CACHE; i++) {
+			i7 = c->e[i].id == 7 ? i : i7;
+			iid = c->e[i].id == id ? i : iid;
+		}
+		other = i7 < 0 ? id : 0; /* id took 7's entry */
+		cr_assert(iid >= 0);
+	}
+	cr_assert_neq(other, 0);
+	for (int round = 0; round < 2; round++) {
+		cr_assert_eq(policy_lookup_cached(c, s, 7, "shop", "cart"),
+			     policy_lookup(s, "shop", "cart"));
+		cr_assert_eq(policy_lookup_cached(c, s, other, "shop", "other"),
+			     policy_lookup(s, "shop", "other"));
+		cr_assert_eq(policy_lookup_cached(c, s, 0, "shop", "cart"),
+			     policy_lookup(s, "shop", "cart"));
+		cr_assert_eq(policy_lookup_cached(NULL, s, 7, "shop", "cart"),
+			     policy_lookup(s, "shop", "cart"));
+	}
+	policy_decide(policy_lookup_cached(c, s, 7, "shop", "cart"), "shop", 80, &plaintext, NULL,
+		      &out);
+	cr_assert_not(out.allow);
+
+	/* The policy changes: cart is open now. The old set is freed first. */
+	policy_set_put(s);
+	policy_doc_free(&d);
+	d = (struct policy_doc){.mesh_default = POLICY_DEFAULT_DENY};
+	set_default(&d, "shop", "cart", POLICY_DEFAULT_ALLOW);
+	s = compile(&d);
+	policy_decide(policy_lookup_cached(c, s, 7, "shop", "cart"), "shop", 80, &plaintext, NULL,
+		      &out);
+	cr_assert(out.allow);
+	cr_assert_str_eq(out.reason, "default-allow");
+	cr_assert_eq(policy_lookup_cached(c, s, 7, "shop", "cart"),
+		     policy_lookup(s, "shop", "cart"));
+	policy_decide(policy_lookup_cached(c, s, other, "shop", "other"), "shop", 80, &plaintext,
+		      NULL, &out);
+	cr_assert_not(out.allow);
+	policy_set_put(s);
+	policy_doc_free(&d);
+	free(c);
+}

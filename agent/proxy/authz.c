@@ -50,11 +50,17 @@ static void caller_of(const struct worker *w, const struct conn *c, struct polic
 	out->sa = id_sa;
 }
 
+/*
+ * The service tables this thread looked up last (policy.h): a request's
+ * lookup is then two integer compares, not a binary search over names.
+ */
+static __thread struct policy_table_cache tables;
+
 const struct policy_table *authz_table(const struct worker *w, const struct config_service *t)
 {
 	const struct policy_set *s = w->cfg->policy;
 
-	return s ? policy_lookup(s, t->namespace, t->name) : NULL;
+	return s ? policy_lookup_cached(&tables, s, t->metrics_id, t->namespace, t->name) : NULL;
 }
 
 bool authz_allow(struct worker *w, const struct conn *c, const struct policy_table *tb,
@@ -69,7 +75,7 @@ bool authz_allow(struct worker *w, const struct conn *c, const struct policy_tab
 	if (!s)
 		return true;
 	if (!tb)
-		tb = policy_lookup(s, t->namespace, t->name);
+		tb = policy_lookup_cached(&tables, s, t->metrics_id, t->namespace, t->name);
 	caller_of(w, c, &caller);
 	if (!caller.authenticated && config_mtls_mode_of(&w->cfg->mtls, t) == CONFIG_MTLS_STRICT) {
 		/*
