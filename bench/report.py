@@ -64,9 +64,23 @@ def load_results(path):
                 continue
             try:
                 data[(kind, row, metric)].append(float(value))
+                BY_REP[(kind, row, metric)][_rep] = float(value)
             except ValueError:
                 pass
     return data, notes
+
+
+# (kind, row, metric) -> {rep: value}: for ratios of two rows within one repetition
+BY_REP = defaultdict(dict)
+
+
+def paired_range(kind, a, b, metric, fmt="{:.3f}"):
+    """min–max over the repetitions of b's value ÷ a's in the same repetition."""
+    va, vb = BY_REP.get((kind, a, metric), {}), BY_REP.get((kind, b, metric), {})
+    r = [vb[k] / va[k] for k in va if k in vb and va[k]]
+    if len(r) < 2:
+        return "–"
+    return f"{fmt.format(min(r))}–{fmt.format(max(r))}"
 
 
 class Stats:
@@ -170,18 +184,21 @@ def main():
           "allows the benchmark's GET by method and path), 90 on 30 other services; the mesh default "
           "is deny, so every request is decided per request by a rule that looks at it.")
         w("")
-        w("| metric | row 8, no policy | row 8p, 100 rules | 8p ÷ 8 |")
-        w("|---|---|---|---|")
+        w("| metric | row 8, no policy | row 8p, 100 rules | 8p ÷ 8 | 8p ÷ 8 per repetition, min–max |")
+        w("|---|---|---|---|---|")
         for m, what, fmt in (("rps", "req/s", "{:.0f}"), ("cpu_us_per_req", "proxy CPU µs/req", "{:.1f}"),
                              ("p50_us", "p50 µs (fixed rate)", "{:.0f}"),
                              ("p99_us", "p99 µs (fixed rate)", "{:.0f}")):
             w(f"| {what} | {s.cell('http', a, m, fmt)} | {s.cell('http', b, m, fmt)} | "
-              f"{ratio(s.med('http', b, m), s.med('http', a, m), '{:.3f}')} |")
+              f"{ratio(s.med('http', b, m), s.med('http', a, m), '{:.3f}')} | "
+              f"{paired_range('http', a, b, m)} |")
         w(f"| policy decisions allowed / denied (counters, median of reps) | – | "
-          f"{s.cell('http', b, 'policy_allowed')} / {s.cell('http', b, 'policy_denied')} | |")
+          f"{s.cell('http', b, 'policy_allowed')} / {s.cell('http', b, 'policy_denied')} | | |")
         w("")
         w("Within the spread: the ratio's distance from 1 is compared with the larger of the two rows' "
-          "spreads (± half the range over the repetitions).")
+          "spreads (± half the range over the repetitions). Per repetition: the two rows of one "
+          "repetition run back to back, so their ratio shares that moment's load; its range is the "
+          "ratio's own run-to-run spread.")
         w("")
 
     bulk_rows = [r for r in ("direct", "haproxy_tcp", "shoal_l4_on", "shoal_l4_off",
