@@ -225,8 +225,10 @@ rfa=$(metric_in "$NS_A" shoal_identity_renewal_failures_total)
 rfb=$(metric_in "$NS_B" shoal_identity_renewal_failures_total)
 # back DOWN_FOR_S after the kill, whatever the queries took
 sleep "$(awk -v d="$DOWN_AT" -v f="$DOWN_FOR_S" -v n="$(date +%s.%N)" 'BEGIN { s = d + f - n; printf "%.2f", (s > 0 ? s : 0) }')"
-identity_start
+# Taken before the start: an agent in back-off may be issued a
+# certificate before identity_start's wait for the listener returns.
 UP_AT=$(date +%s.%N)
+identity_start
 say "shoal-identity back (pid $ID_PID) after $(awk -v a="$DOWN_AT" -v b="$UP_AT" 'BEGIN { printf "%.1f", b - a }') s"
 # Back-off: retried more than once, but nowhere near a tight loop (at
 # most ~9 tries fit in 6 s between 200 ms and the 1 s cap).
