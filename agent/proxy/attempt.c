@@ -196,58 +196,77 @@ const char *attempt_src_ident(struct worker *w, const struct shoal_addr *addr)
 	return NULL;
 }
 
+/* How attempt_connect_ep sends a call (the one place that decides it). */
+enum hop {
+	HOP_DIRECT, /* same node, no node known, mode off, or permissive without a way through */
+	HOP_TUNNEL,
+	HOP_REFUSED, /* strict, and no way through the tunnel: *why says which part is missing */
+};
+
+static enum hop hop_of(struct worker *w, const struct conn *c, const struct config_service *svc,
+		       const struct config_endpoint *ep, const struct config_mtls_node **node,
+		       const char **why)
+{
+	const struct config_mtls *m = &w->cfg->mtls;
+	enum config_mtls_mode mode;
+
+	*node = NULL;
+	/* Same node, or no node known: the bytes never leave this node. */
+	if (!ep->node || !strcmp(ep->node, m->node_name))
+		return HOP_DIRECT;
+	mode = config_mtls_mode_of(m, svc);
+	if (mode == CONFIG_MTLS_OFF)
+		return HOP_DIRECT;
+	*why = !__atomic_load_n(&w->p->tunnel, __ATOMIC_ACQUIRE)
+		   ? "this node runs no tunnel (mtls is off here)"
+	       : !ep->identity				   ? "the endpoint has no identity"
+	       : !(*node = config_mtls_node(w->cfg, ep->node)) ? "the node has no address (mtls.nodes)"
+	       : !c || !c->src_ident			   ? "the caller's identity is unknown"
+							   : NULL;
+	if (!*why)
+		return HOP_TUNNEL;
+	return mode == CONFIG_MTLS_STRICT ? HOP_REFUSED : HOP_DIRECT;
+}
+
 bool attempt_tunnels(struct worker *w, const struct conn *c, const struct config_service *svc,
 		     const struct config_endpoint *ep)
 {
-	const struct config_mtls *m = &w->cfg->mtls;
+	const struct config_mtls_node *node;
+	const char *why;
 
-	return ep->node && strcmp(ep->node, m->node_name) &&
-	       config_mtls_mode_of(m, svc) != CONFIG_MTLS_OFF &&
-	       __atomic_load_n(&w->p->tunnel, __ATOMIC_ACQUIRE) && ep->identity &&
-	       config_mtls_node(w->cfg, ep->node) && c && c->src_ident;
+	/* A caller without identity never goes through: no lookup for it. */
+	return c && c->src_ident && hop_of(w, c, svc, ep, &node, &why) == HOP_TUNNEL;
 }
 
 int attempt_connect_ep(struct worker *w, const struct conn *c, const struct config_service *svc,
 		       const struct config_endpoint *ep, uint16_t port_be, bool *connected,
 		       bool *tunneled)
 {
-	const struct config_mtls *m = &w->cfg->mtls;
-	struct tunnel *t = __atomic_load_n(&w->p->tunnel, __ATOMIC_ACQUIRE);
 	const struct config_mtls_node *node;
-	enum config_mtls_mode mode;
+	const char *why = NULL;
 	struct tunnel_route r;
 	int fd;
 
 	*tunneled = false;
-	/* Same node, or no node known: the bytes never leave this node. */
-	if (!ep->node || !strcmp(ep->node, m->node_name))
+	switch (hop_of(w, c, svc, ep, &node, &why)) {
+	case HOP_DIRECT:
 		return attempt_connect(w, &ep->addr, port_be, connected);
-	mode = config_mtls_mode_of(m, svc);
-	if (mode == CONFIG_MTLS_OFF)
-		return attempt_connect(w, &ep->addr, port_be, connected);
-	node = config_mtls_node(w->cfg, ep->node);
-	if (!attempt_tunnels(w, c, svc, ep)) {
-		if (mode == CONFIG_MTLS_STRICT) {
-			worker_warn_ratelimited(
-			    w, "mtls: strict for %s/%s: a call to %s on node %s refused: %s",
-			    svc->namespace, svc->name, ep->identity ? ep->identity : "an endpoint",
-			    ep->node,
-			    !t		    ? "this node runs no tunnel (mtls is off here)"
-			    : !ep->identity ? "the endpoint has no identity"
-			    : !node	    ? "the node has no address (mtls.nodes)"
-					    : "the caller's identity is unknown");
-			WORKER_STAT_INC(w, mtls_refused);
-			return -EACCES;
-		}
-		return attempt_connect(w, &ep->addr, port_be, connected);
+	case HOP_REFUSED:
+		worker_warn_ratelimited(w, "mtls: strict for %s/%s: a call to %s on node %s refused: %s",
+					svc->namespace, svc->name,
+					ep->identity ? ep->identity : "an endpoint", ep->node, why);
+		WORKER_STAT_INC(w, mtls_refused);
+		return -EACCES;
+	case HOP_TUNNEL:
+		break;
 	}
 	r.src = c->src_ident;
 	r.dst = ep->identity;
 	r.node = node->addr;
-	r.node_port_be = htons(m->port);
+	r.node_port_be = htons(w->cfg->mtls.port);
 	r.target = ep->addr;
 	r.target_port_be = port_be;
-	fd = tunnel_open(t, &r);
+	fd = tunnel_open(__atomic_load_n(&w->p->tunnel, __ATOMIC_ACQUIRE), &r);
 	if (fd < 0)
 		return fd;
 	*connected = true;
