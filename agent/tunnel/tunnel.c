@@ -525,24 +525,36 @@ static void stream_event(struct tstream *st, uint32_t events)
  * never to an endpoint of an identity other than the one the server
  * proved to the client.
  */
+/*
+ * svc's port whose target port is port_be and its endpoint at target, or
+ * NULL: what both of the destination's checks ask of each service.
+ */
+static const struct config_endpoint *service_endpoint(const struct config_service *svc,
+						      const struct shoal_addr *target,
+						      uint16_t port_be,
+						      const struct config_port **port)
+{
+	*port = NULL;
+	for (int i = 0; i < svc->n_ports && !*port; i++)
+		if (htons(svc->ports[i].target_port) == port_be)
+			*port = &svc->ports[i];
+	for (int e = 0; *port && e < svc->n_endpoints; e++)
+		if (addr_equal(&svc->endpoints[e].addr, target))
+			return &svc->endpoints[e];
+	return NULL;
+}
+
 static bool local_endpoint(const struct config *cfg, const char *node, const char *id,
 			   const struct shoal_addr *target, uint16_t port_be)
 {
 	for (int s = 0; s < cfg->n_services; s++) {
-		const struct config_service *svc = cfg->services[s];
-		bool port_ok = false;
+		const struct config_port *port;
+		const struct config_endpoint *ep =
+		    service_endpoint(cfg->services[s], target, port_be, &port);
 
-		for (int i = 0; i < svc->n_ports && !port_ok; i++)
-			port_ok = htons(svc->ports[i].target_port) == port_be;
-		if (!port_ok)
-			continue;
-		for (int e = 0; e < svc->n_endpoints; e++) {
-			const struct config_endpoint *ep = &svc->endpoints[e];
-
-			if (addr_equal(&ep->addr, target) && ep->node && !strcmp(ep->node, node) &&
-			    ep->identity && !strcmp(ep->identity, id))
-				return true;
-		}
+		if (ep && ep->node && !strcmp(ep->node, node) && ep->identity &&
+		    !strcmp(ep->identity, id))
+			return true;
 	}
 	return false;
 }
@@ -579,16 +591,10 @@ static bool stream_authorized(struct tconn *tc, const struct config *cfg,
 		return true;
 	for (int s = 0; s < cfg->n_services && !allowed; s++) {
 		const struct config_service *svc = cfg->services[s];
-		const struct config_port *port = NULL;
-		bool here = false;
+		const struct config_port *port;
 		struct policy_decision d;
 
-		for (int i = 0; i < svc->n_ports && !port; i++)
-			if (htons(svc->ports[i].target_port) == port_be)
-				port = &svc->ports[i];
-		for (int e = 0; port && e < svc->n_endpoints && !here; e++)
-			here = addr_equal(&svc->endpoints[e].addr, target);
-		if (!here)
+		if (!service_endpoint(svc, target, port_be, &port))
 			continue;
 		policy_decide_caller(policy_lookup(set, svc->namespace, svc->name), svc->namespace,
 				     port->port, &tc->caller, &d);
