@@ -910,7 +910,13 @@ hold_start() {
 }
 
 # hold_count: the last "ok N" of the hold client, 0 before the first.
-hold_count() { awk '/^ok / { n = $2 } END { print n + 0 }' "$HOLD_LOG"; }
+# 0 too before the client's log exists: pod_spawn starts it in the
+# background, and an empty answer made the callers' (( )) a syntax error
+# that ended their wait loop at once (CI, policy, under load).
+hold_count() {
+	[[ -f $HOLD_LOG ]] || { echo 0; return; }
+	awk '/^ok / { n = $2 } END { print n + 0 }' "$HOLD_LOG"
+}
 
 # hold_alive STEP WHAT: the hold connection is still up and still echoing
 # (its count grew over 0.8 s); WHAT names the connection in the message.
