@@ -299,24 +299,28 @@ static int ssl_use_cred(SSL *ssl, const struct id_cred *c)
 static void tc_flush(struct tconn *tc);
 static void tc_kill(struct tconn *tc, const char *why);
 
+/*
+ * A stream's local socket stays in epoll, edge triggered, from its first
+ * watch to its close: EPOLLIN always, EPOLLOUT only while bytes wait for
+ * it (or a connect is in progress). A request and its answer then change
+ * nothing in epoll. Level triggered, the socket had to leave epoll
+ * whenever its data provider was running (else a readable socket, or a
+ * hang-up, spun the loop), and come back when it deferred: two
+ * epoll_ctl calls per message each way, the tunnel's top syscall in the
+ * profile (docs/benchmarks.md, cross-node mTLS). Edges are enough: the
+ * provider reads until EAGAIN before it defers, and drain writes until
+ * EAGAIN before it waits, so the next edge always comes.
+ * EPOLLOUT is not left on: an AF_UNIX socket signals it each time its
+ * peer reads, a wake-up per answer for nothing.
+ */
 static void stream_rewatch(struct tstream *st)
 {
-	uint32_t ev = 0;
+	uint32_t ev = EPOLLIN | EPOLLET;
 
 	if (st->dead || st->o.fd < 0)
 		return;
-	if (st->deferred)
-		ev |= EPOLLIN;
 	if (st->connecting || st->tail > st->head)
 		ev |= EPOLLOUT;
-	if (!ev) {
-		/* Nothing wanted: out of epoll, so a hang-up does not spin the loop. */
-		if (st->o.events) {
-			epoll_ctl(st->tc->t->ep, EPOLL_CTL_DEL, st->o.fd, NULL);
-			st->o.events = 0;
-		}
-		return;
-	}
 	tobj_watch(st->tc->t, &st->o, ev);
 }
 
@@ -1687,8 +1691,31 @@ static void *tunnel_main(void *arg)
 /* ---- start and stop --------------------------------------------------------- */
 
 /*
+ * True when the kernel has the TLS upper-layer protocol (CONFIG_TLS), so
+ * that kTLS can be had. A socket that is not connected tells without any
+ * traffic: the kernel answers ENOENT when it has no "tls" ULP, and
+ * ENOTCONN when it has one (its init refuses an unconnected socket).
+ */
+static bool kernel_has_tls_ulp(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool has;
+
+	if (fd < 0)
+		return true; /* cannot tell: let OpenSSL try */
+	has = setsockopt(fd, IPPROTO_TCP, TCP_ULP, "tls", sizeof("tls")) == 0 || errno != ENOENT;
+	close(fd);
+	return has;
+}
+
+/*
  * A TLS 1.3 context for one side: AES-GCM only (what the kernel offloads),
  * kTLS asked for unless mtls.ktls is false (the bench's user-space row).
+ * Without kTLS, records are read ahead: OpenSSL then reads what the socket
+ * holds in one read(), where it otherwise reads each record's 5-byte
+ * header and then its body, two syscalls a record. Read-ahead would stop
+ * OpenSSL from handing the receive side to the kernel, so it is off
+ * whenever kTLS may be had.
  */
 static SSL_CTX *ctx_new(bool server, bool ktls)
 {
@@ -1703,6 +1730,8 @@ static SSL_CTX *ctx_new(bool server, bool ktls)
 		return NULL;
 	}
 	SSL_CTX_set_options(ctx, (ktls ? SSL_OP_ENABLE_KTLS : 0) | SSL_OP_NO_TICKET);
+	if (!ktls)
+		SSL_CTX_set_read_ahead(ctx, 1);
 	/* No resumption: every connection proves both certificates again. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(ctx, 0);
@@ -1755,6 +1784,7 @@ int tunnel_start(const struct config *cfg, struct id_store *store, struct proxy 
 {
 	struct tunnel *t = calloc(1, sizeof(*t));
 	int ret = -ENOMEM;
+	bool ktls;
 
 	*out = NULL;
 	if (!t) {
@@ -1770,8 +1800,12 @@ int tunnel_start(const struct config *cfg, struct id_store *store, struct proxy 
 	pthread_mutex_init(&t->proxy_lock, NULL);
 	t->idents = calloc(TUNNEL_MAX_IDENTS, sizeof(*t->idents));
 	t->authz = policy_stats_new();
-	t->client_ctx = ctx_new(false, cfg->mtls.ktls);
-	t->server_ctx = ctx_new(true, cfg->mtls.ktls);
+	ktls = cfg->mtls.ktls && kernel_has_tls_ulp();
+	if (cfg->mtls.ktls && !ktls)
+		pr_info("mtls: kTLS asked for, but the kernel has no TLS ULP (CONFIG_TLS); "
+			"TLS stays in user space");
+	t->client_ctx = ctx_new(false, ktls);
+	t->server_ctx = ctx_new(true, ktls);
 	if (!t->idents || !t->authz || !t->client_ctx || !t->server_ctx || !h2_callbacks()) {
 		snprintf(err, errlen, "mtls: cannot set up TLS or HTTP/2 (out of memory)");
 		goto fail;
