@@ -336,7 +336,8 @@ static int start_tunnel(const struct config *cfg, struct proxy *proxy, struct id
 		pr_warn("mtls: needs the identity section (the workloads' certificates)");
 		return -EINVAL;
 	}
-	err = tunnel_start(cfg, identity_store(ident), proxy, tunnel, why, sizeof(why));
+	err = tunnel_start(cfg, identity_store(ident), proxy, (int)proxy_workers(proxy), tunnel, why,
+			   sizeof(why));
 	if (err) {
 		pr_warn("%s", why);
 		return err;

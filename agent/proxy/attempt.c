@@ -15,6 +15,7 @@
 #include "proxy/proxy_int.h"
 #include "proxy/sock.h"
 #include "proxy/worker.h"
+#include "proxy/worker_loop.h"
 #include "tunnel/tunnel.h"
 
 void attempt_begin(struct attempt *at, const struct es_svc_view *sv, const struct config *cfg,
@@ -245,6 +246,7 @@ int attempt_connect_ep(struct worker *w, const struct conn *c, const struct conf
 	const struct config_mtls_node *node;
 	const char *why = NULL;
 	struct tunnel_route r;
+	struct tunnel *t;
 	int fd;
 
 	*tunneled = false;
@@ -266,7 +268,11 @@ int attempt_connect_ep(struct worker *w, const struct conn *c, const struct conf
 	r.node_port_be = htons(w->cfg->mtls.port);
 	r.target = ep->addr;
 	r.target_port_be = port_be;
-	fd = tunnel_open(__atomic_load_n(&w->p->tunnel, __ATOMIC_ACQUIRE), &r);
+	t = __atomic_load_n(&w->p->tunnel, __ATOMIC_ACQUIRE);
+	fd = worker_watch_tunnel(w, t);
+	if (fd < 0)
+		return fd;
+	fd = tunnel_open(t, w->id, &r);
 	if (fd < 0)
 		return fd;
 	*connected = true;

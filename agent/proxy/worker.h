@@ -96,6 +96,13 @@ struct worker {
 	int epfd;
 	struct pollable stop; /* the proxy's stop eventfd, in this epoll */
 	bool stopping;
+	/*
+	 * This worker's loop of the mTLS tunnel (tunnel_loop_fd), in this
+	 * epoll from the first call it sends through the tunnel; fd -1
+	 * before. The tunnel owns the fd.
+	 */
+	struct pollable tunnel_loop;
+	struct tunnel *tunnel;
 
 	struct worker_listener listeners[2]; /* IPv4 and/or IPv6 */
 	int n_listeners;

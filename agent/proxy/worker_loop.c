@@ -23,6 +23,7 @@
 #include "recording/callers.h"
 #include "recording/policy_stats.h"
 #include "recording/http_metrics.h"
+#include "tunnel/tunnel.h"
 
 /*
  * Stop accepting until a connection closes or, when retry_ms > 0, that
@@ -241,6 +242,32 @@ static void worker_drain(struct worker *w)
 	}
 }
 
+static void worker_on_tunnel(struct worker *w, struct pollable *pl, uint32_t events)
+{
+	(void)pl;
+	(void)events;
+	tunnel_loop_run(w->tunnel, w->id);
+}
+
+int worker_watch_tunnel(struct worker *w, struct tunnel *t)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &w->tunnel_loop};
+	int fd;
+
+	if (w->tunnel_loop.fd >= 0)
+		return w->tunnel == t ? 0 : -EINVAL;
+	fd = tunnel_loop_fd(t, w->id);
+	if (fd < 0)
+		return -EINVAL;
+	/* Level-triggered: the loop's epoll stays ready while it has events. */
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	w->tunnel = t;
+	w->tunnel_loop.on_event = worker_on_tunnel;
+	w->tunnel_loop.fd = fd;
+	return 0;
+}
+
 void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -324,6 +351,7 @@ int worker_init(struct worker *w, struct proxy *p, int id, char *err, size_t err
 	proxy_snap_get(w->snap);
 	w->cfg = w->snap->cfg;
 	w->update.fd = -1;
+	w->tunnel_loop.fd = -1;
 	w->id = id;
 	w->epfd = -1;
 	w->stop.fd = -1;

@@ -25,4 +25,12 @@ void *worker_main(void *arg);
 /* Release everything w holds; its thread must have exited (or never run). */
 void worker_fini(struct worker *w);
 
+struct tunnel;
+
+/*
+ * Put t's loop of w in w's epoll, once (its calls' TLS connections then
+ * run on w's thread). 0, or -errno.
+ */
+int worker_watch_tunnel(struct worker *w, struct tunnel *t);
+
 #endif

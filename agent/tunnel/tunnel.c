@@ -26,6 +26,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,7 +67,7 @@
 #define TUNNEL_TICK_MS 100
 #define TUNNEL_EVENTS 64
 
-enum tobj_type { TOBJ_LISTEN, TOBJ_WAKE, TOBJ_CONN, TOBJ_STREAM };
+enum tobj_type { TOBJ_LISTEN, TOBJ_KICK, TOBJ_TICK, TOBJ_CONN, TOBJ_STREAM };
 
 struct tobj {
 	enum tobj_type type;
@@ -103,6 +104,7 @@ enum tconn_state { TC_CONNECTING, TC_HANDSHAKE, TC_READY, TC_DEAD };
 struct tconn {
 	struct tobj o;
 	struct tunnel *t;
+	struct tloop *l; /* the loop whose epoll holds it and its streams */
 	SSL *ssl;
 	nghttp2_session *h2;
 	bool server;
@@ -140,12 +142,29 @@ struct tconn {
 	struct tconn *reap_next;
 };
 
-/* A call tunnel_open handed over: its route and the tunnel's end. */
-struct topen {
-	struct tunnel_route r;
-	char dst[CONFIG_MAX_IDENTITY];
-	int fd;
-	struct topen *next;
+/*
+ * An event loop of the tunnel: an epoll holding TLS connections and their
+ * streams' local sockets. The tunnel's thread runs loop 0, which holds the
+ * listener and so every inbound connection. Each proxy worker runs a loop
+ * of its own (tunnel_loop_run, from the worker's epoll, which holds this
+ * one's fd), holding the outbound connections of the calls it opens: the
+ * bytes of a call then go from the worker's socket to TLS on the worker's
+ * own thread, with no wake-up of another thread on the way
+ * (docs/mtls.md, "Why these choices").
+ */
+struct tloop {
+	struct tunnel *t;
+	int ep;
+	bool worker; /* run by a proxy worker (tunnel_loop_run), not the thread */
+	/* an eventfd: the thread is asked to stop, or a worker's loop to run again */
+	struct tobj kick;
+	/* a worker's loop: a timerfd, every TUNNEL_TICK_MS while it has a connection */
+	struct tobj tick;
+	bool tick_armed;
+	uint64_t last_sweep_ns;
+	struct tconn *conns;
+	struct tconn *reap_conns;
+	struct tstream *reap_streams;
 };
 
 struct tunnel {
@@ -159,21 +178,18 @@ struct tunnel {
 	struct proxy *proxy;
 	pthread_mutex_t proxy_lock;
 	SSL_CTX *client_ctx, *server_ctx;
-	int ep;
+	/* loops[0]: the thread's (inbound); loops[1 + i]: proxy worker i's (outbound) */
+	struct tloop *loops;
+	int n_loops;
 	struct tobj listen[2];
 	int n_listen;
-	struct tobj wake;
 	pthread_t thread;
 	bool started;
 	atomic_bool stop;
-	pthread_mutex_t lock; /* opens, idents */
-	struct topen *opens;
+	pthread_mutex_t lock; /* idents */
 	const char **idents;
 	int n_idents;
-	struct tconn *conns;
-	uint32_t n_handshakes;
-	struct tconn *reap_conns;
-	struct tstream *reap_streams;
+	uint32_t n_handshakes; /* inbound, so the thread's only */
 	/* The destination's policy decisions (tunnel thread only; read by telemetry). */
 	struct policy_stats *authz;
 	uint64_t policy_serial; /* of the policy the open streams were last decided by */
@@ -214,24 +230,24 @@ static const char *ssl_errors(char *buf, size_t len)
 	return buf;
 }
 
-static void tobj_watch(struct tunnel *t, struct tobj *o, uint32_t events)
+static void tobj_watch(struct tloop *l, struct tobj *o, uint32_t events)
 {
 	struct epoll_event ev = {.events = events, .data.ptr = o};
 
 	if (o->fd < 0 || o->events == events)
 		return;
-	if (epoll_ctl(t->ep, o->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, o->fd, &ev) == 0)
+	if (epoll_ctl(l->ep, o->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, o->fd, &ev) == 0)
 		o->events = events;
 	else
 		pr_warn("tunnel: cannot watch fd %d: %s", o->fd, strerror(errno));
 }
 
-static void tobj_close(struct tunnel *t, struct tobj *o)
+static void tobj_close(struct tloop *l, struct tobj *o)
 {
 	if (o->fd < 0)
 		return;
 	if (o->events)
-		epoll_ctl(t->ep, EPOLL_CTL_DEL, o->fd, NULL);
+		epoll_ctl(l->ep, EPOLL_CTL_DEL, o->fd, NULL);
 	close(o->fd);
 	o->fd = -1;
 	o->events = 0;
@@ -321,7 +337,7 @@ static void stream_rewatch(struct tstream *st)
 		return;
 	if (st->connecting || st->tail > st->head)
 		ev |= EPOLLOUT;
-	tobj_watch(st->tc->t, &st->o, ev);
+	tobj_watch(st->tc->l, &st->o, ev);
 }
 
 static struct tstream *stream_new(struct tconn *tc)
@@ -364,7 +380,7 @@ static void stream_free(struct tstream *st, bool pending)
 	if (st->dead)
 		return;
 	st->dead = true;
-	tobj_close(tc->t, &st->o);
+	tobj_close(tc->l, &st->o);
 	if (pending) {
 		stream_unlink(&tc->pending, st);
 	} else {
@@ -375,8 +391,8 @@ static void stream_free(struct tstream *st, bool pending)
 	}
 	free(st->buf);
 	st->buf = NULL;
-	st->reap_next = tc->t->reap_streams;
-	tc->t->reap_streams = st;
+	st->reap_next = tc->l->reap_streams;
+	tc->l->reap_streams = st;
 }
 
 /* Reset st (code): its local socket closes at once, the peer hears RST_STREAM. */
@@ -389,7 +405,7 @@ static void stream_reset(struct tstream *st, uint32_t code)
 	if (st->id > 0 && tc->h2)
 		nghttp2_submit_rst_stream(tc->h2, NGHTTP2_FLAG_NONE, st->id, code);
 	/* on_stream_close frees it; until then nothing more is read or written. */
-	tobj_close(tc->t, &st->o);
+	tobj_close(tc->l, &st->o);
 }
 
 /* Write what the peer sent to the local socket; acknowledge it to the peer. */
@@ -488,7 +504,7 @@ static void stream_event(struct tstream *st, uint32_t events)
 			pr_debug("tunnel: stream %d from %s: connect to %s failed: %s", st->id,
 				 tc->peer_id, st->authority, strerror(err));
 			TSTAT_INC(tc->t, streams_failed);
-			tobj_close(tc->t, &st->o);
+			tobj_close(tc->l, &st->o);
 			nghttp2_submit_response(tc->h2, st->id, nv, 1, NULL);
 			tc_flush(tc);
 			return;
@@ -924,15 +940,15 @@ static void tc_kill(struct tconn *tc, const char *why)
 	}
 	id_cred_put(tc->cred);
 	tc->cred = NULL;
-	tobj_close(t, &tc->o);
+	tobj_close(tc->l, &tc->o);
 	if (tc->prev)
 		tc->prev->next = tc->next;
-	else if (t->conns == tc)
-		t->conns = tc->next;
+	else if (tc->l->conns == tc)
+		tc->l->conns = tc->next;
 	if (tc->next)
 		tc->next->prev = tc->prev;
-	tc->reap_next = t->reap_conns;
-	t->reap_conns = tc;
+	tc->reap_next = tc->l->reap_conns;
+	tc->l->reap_conns = tc;
 }
 
 /* Write what nghttp2 has to send, through TLS, until the socket is full. */
@@ -964,7 +980,7 @@ static void tc_flush(struct tconn *tc)
 		switch (SSL_get_error(tc->ssl, n)) {
 		case SSL_ERROR_WANT_WRITE:
 		case SSL_ERROR_WANT_READ:
-			tobj_watch(tc->t, &tc->o, EPOLLIN | EPOLLOUT);
+			tobj_watch(tc->l, &tc->o, EPOLLIN | EPOLLOUT);
 			return;
 		default:
 			tc_kill(tc, ssl_errors(ebuf, sizeof(ebuf)));
@@ -977,7 +993,7 @@ static void tc_flush(struct tconn *tc)
 		tc_kill(tc, NULL);
 		return;
 	}
-	tobj_watch(tc->t, &tc->o, EPOLLIN);
+	tobj_watch(tc->l, &tc->o, EPOLLIN);
 }
 
 static void tc_read(struct tconn *tc)
@@ -1007,7 +1023,7 @@ static void tc_read(struct tconn *tc)
 		case SSL_ERROR_WANT_READ:
 			return;
 		case SSL_ERROR_WANT_WRITE:
-			tobj_watch(tc->t, &tc->o, EPOLLIN | EPOLLOUT);
+			tobj_watch(tc->l, &tc->o, EPOLLIN | EPOLLOUT);
 			return;
 		case SSL_ERROR_ZERO_RETURN:
 			tc_kill(tc, "the peer closed TLS");
@@ -1227,10 +1243,10 @@ static void tc_handshake(struct tconn *tc)
 	}
 	switch (SSL_get_error(tc->ssl, rv)) {
 	case SSL_ERROR_WANT_READ:
-		tobj_watch(tc->t, &tc->o, EPOLLIN);
+		tobj_watch(tc->l, &tc->o, EPOLLIN);
 		return;
 	case SSL_ERROR_WANT_WRITE:
-		tobj_watch(tc->t, &tc->o, EPOLLIN | EPOLLOUT);
+		tobj_watch(tc->l, &tc->o, EPOLLIN | EPOLLOUT);
 		return;
 	default: {
 		long vr = SSL_get_verify_result(tc->ssl);
@@ -1275,8 +1291,9 @@ static void tc_event(struct tconn *tc, uint32_t events)
 	tc_flush(tc);
 }
 
-static struct tconn *tc_new(struct tunnel *t, int fd, bool server)
+static struct tconn *tc_new(struct tloop *l, int fd, bool server)
 {
+	struct tunnel *t = l->t;
 	struct tconn *tc = calloc(1, sizeof(*tc));
 
 	if (!tc)
@@ -1284,6 +1301,7 @@ static struct tconn *tc_new(struct tunnel *t, int fd, bool server)
 	tc->o.type = TOBJ_CONN;
 	tc->o.fd = fd;
 	tc->t = t;
+	tc->l = l;
 	tc->server = server;
 	tc->ssl = SSL_new(server ? t->server_ctx : t->client_ctx);
 	if (!tc->ssl || SSL_set_fd(tc->ssl, fd) != 1) {
@@ -1293,10 +1311,10 @@ static struct tconn *tc_new(struct tunnel *t, int fd, bool server)
 	}
 	SSL_set_app_data(tc->ssl, tc);
 	SSL_set_mode(tc->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	tc->next = t->conns;
-	if (t->conns)
-		t->conns->prev = tc;
-	t->conns = tc;
+	tc->next = l->conns;
+	if (l->conns)
+		l->conns->prev = tc;
+	l->conns = tc;
 	tc->deadline_ns = now_ns() + (uint64_t)t->cfg->mtls.handshake_timeout_ms * 1000000;
 	TSTAT_INC(t, connections_open);
 	return tc;
@@ -1315,19 +1333,20 @@ static int ssl_set_anchors(struct tunnel *t, SSL *ssl)
 	return ok == 1 ? 0 : -ENOMEM;
 }
 
-/* A new outbound connection for (src, dst, node), with st queued on it. */
-static struct tconn *client_connect(struct tunnel *t, const struct topen *op)
+/* A new outbound connection on l for route r (its streams come later). */
+static struct tconn *client_connect(struct tloop *l, const struct tunnel_route *r)
 {
+	struct tunnel *t = l->t;
 	struct sockaddr_storage ss;
-	socklen_t len = addr_to_sockaddr(&op->r.node, op->r.node_port_be, &ss);
+	socklen_t len = addr_to_sockaddr(&r->node, r->node_port_be, &ss);
 	char sni[CONFIG_MAX_IDENTITY + 16], to[ADDR_STR_MAX];
 	struct id_cred *cred;
 	struct tconn *tc;
 	int fd, one = 1;
 
-	cred = cred_of(t, op->r.src);
+	cred = cred_of(t, r->src);
 	if (!cred) {
-		pr_warn("tunnel: no certificate for %s: cannot call %s", op->r.src, op->dst);
+		pr_warn("tunnel: no certificate for %s: cannot call %s", r->src, r->dst);
 		return NULL;
 	}
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -1339,23 +1358,22 @@ static struct tconn *client_connect(struct tunnel *t, const struct topen *op)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) {
 		pr_info("tunnel: cannot connect to %s: %s",
-			addr_format(&op->r.node, op->r.node_port_be, to, sizeof(to)),
-			strerror(errno));
+			addr_format(&r->node, r->node_port_be, to, sizeof(to)), strerror(errno));
 		close(fd);
 		id_cred_put(cred);
 		return NULL;
 	}
-	tc = tc_new(t, fd, false);
+	tc = tc_new(l, fd, false);
 	if (!tc) {
 		close(fd);
 		id_cred_put(cred);
 		return NULL;
 	}
-	tc->src = op->r.src;
-	tc->dst = tunnel_ident(t, op->dst);
-	tc->node = op->r.node;
-	tc->node_port_be = op->r.node_port_be;
-	snprintf(tc->local_id, sizeof(tc->local_id), "%s", op->r.src);
+	tc->src = r->src;
+	tc->dst = tunnel_ident(t, r->dst);
+	tc->node = r->node;
+	tc->node_port_be = r->node_port_be;
+	snprintf(tc->local_id, sizeof(tc->local_id), "%s", r->src);
 	tc->cred = cred; /* tc_kill puts it */
 	tc->expires = cred->not_after;
 	if (!tc->dst || ssl_use_cred(tc->ssl, cred) || ssl_set_anchors(t, tc->ssl) ||
@@ -1367,97 +1385,70 @@ static struct tconn *client_connect(struct tunnel *t, const struct topen *op)
 	SSL_set_connect_state(tc->ssl);
 	TSTAT_INC(t, connections_out);
 	tc->state = TC_CONNECTING;
-	tobj_watch(t, &tc->o, EPOLLOUT | EPOLLIN);
+	tobj_watch(l, &tc->o, EPOLLOUT | EPOLLIN);
 	return tc;
 }
 
-/* Take the calls tunnel_open queued. */
-static void take_opens(struct tunnel *t)
+static void reap(struct tloop *l);
+static void loop_tick_arm(struct tloop *l);
+
+/* Proxy worker `worker`'s loop. */
+static struct tloop *worker_loop(struct tunnel *t, int worker)
 {
-	struct topen *op, *next;
-	uint64_t v;
-
-	if (read(t->wake.fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		pr_warn("tunnel: eventfd read: %s", strerror(errno));
-	pthread_mutex_lock(&t->lock);
-	op = t->opens;
-	t->opens = NULL;
-	pthread_mutex_unlock(&t->lock);
-	for (; op; op = next) {
-		struct id_cred *cur = cred_of(t, op->r.src);
-		time_t now = time(NULL);
-		struct tconn *tc;
-		struct tstream *st;
-
-		next = op->next;
-		for (tc = t->conns; tc; tc = tc->next)
-			if (!tc->server && tc->state != TC_DEAD && tc->src == op->r.src &&
-			    tc->dst && !strcmp(tc->dst, op->dst) &&
-			    addr_equal(&tc->node, &op->r.node) &&
-			    tc->node_port_be == op->r.node_port_be &&
-			    tc->n_streams < TUNNEL_MAX_STREAMS && tc_current(tc, cur, now))
-				break;
-		id_cred_put(cur);
-		if (!tc)
-			tc = client_connect(t, op);
-		st = tc ? stream_new(tc) : NULL;
-		if (!st) {
-			TSTAT_INC(t, opens_refused);
-			close(op->fd);
-			free(op);
-			continue;
-		}
-		st->o.fd = op->fd;
-		st->target = op->r.target;
-		st->target_port_be = op->r.target_port_be;
-		addr_format(&op->r.target, op->r.target_port_be, st->authority,
-			    sizeof(st->authority));
-		free(op);
-		if (tc->state == TC_READY) {
-			client_submit(tc, st);
-			tc_flush(tc);
-		} else {
-			stream_link(&tc->pending, st);
-		}
-	}
+	return worker >= 0 && worker + 1 < t->n_loops ? &t->loops[worker + 1] : NULL;
 }
 
-int tunnel_open(struct tunnel *t, const struct tunnel_route *r)
+int tunnel_open(struct tunnel *t, int worker, const struct tunnel_route *r)
 {
-	struct topen *op;
-	struct id_cred *cred;
+	struct tloop *l = worker_loop(t, worker);
+	struct id_cred *cur;
+	struct tstream *st;
+	struct tconn *tc;
+	time_t now = time(NULL);
 	int sv[2];
-	uint64_t one = 1;
 
+	if (!l)
+		return -EINVAL;
 	if (!r->src || !r->dst) {
 		TSTAT_INC(t, opens_refused);
 		return -ENOKEY;
 	}
-	cred = cred_of(t, r->src);
-	if (!cred) {
+	cur = cred_of(t, r->src);
+	if (!cur) {
 		TSTAT_INC(t, opens_refused);
 		return -ENOKEY;
 	}
-	id_cred_put(cred);
-	op = calloc(1, sizeof(*op));
-	if (!op)
-		return -ENOMEM;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
-		int err = -errno;
-
-		free(op);
-		return err;
+	for (tc = l->conns; tc; tc = tc->next)
+		if (!tc->server && tc->state != TC_DEAD && tc->src == r->src && tc->dst &&
+		    !strcmp(tc->dst, r->dst) && addr_equal(&tc->node, &r->node) &&
+		    tc->node_port_be == r->node_port_be && tc->n_streams < TUNNEL_MAX_STREAMS &&
+		    tc_current(tc, cur, now))
+			break;
+	id_cred_put(cur);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	if (!tc)
+		tc = client_connect(l, r);
+	st = tc ? stream_new(tc) : NULL;
+	if (!st) {
+		TSTAT_INC(t, opens_refused);
+		close(sv[0]);
+		close(sv[1]);
+		return -ECONNREFUSED;
 	}
-	op->r = *r;
-	snprintf(op->dst, sizeof(op->dst), "%s", r->dst);
-	op->r.dst = NULL;
-	op->fd = sv[1];
-	pthread_mutex_lock(&t->lock);
-	op->next = t->opens;
-	t->opens = op;
-	pthread_mutex_unlock(&t->lock);
-	if (write(t->wake.fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		pr_warn("tunnel: eventfd write: %s", strerror(errno));
+	st->o.fd = sv[1];
+	st->target = r->target;
+	st->target_port_be = r->target_port_be;
+	addr_format(&r->target, r->target_port_be, st->authority, sizeof(st->authority));
+	if (tc->state == TC_READY) {
+		client_submit(tc, st);
+		tc_flush(tc);
+	} else {
+		stream_link(&tc->pending, st);
+	}
+	/* No tunnel callback is on the stack here: what died can go now. */
+	reap(l);
+	loop_tick_arm(l); /* a new connection's handshake has a deadline */
 	return sv[0];
 }
 
@@ -1488,8 +1479,10 @@ static int sni_cb(SSL *ssl, int *al, void *arg)
 	return SSL_TLSEXT_ERR_OK;
 }
 
-static void listen_accept(struct tunnel *t, struct tobj *l)
+static void listen_accept(struct tloop *lp, struct tobj *l)
 {
+	struct tunnel *t = lp->t;
+
 	for (int i = 0; i < 64; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
@@ -1503,7 +1496,7 @@ static void listen_accept(struct tunnel *t, struct tobj *l)
 		if (fd < 0)
 			return;
 		addr_from_sockaddr((struct sockaddr *)&ss, &from, &port);
-		for (tc = t->conns; tc; tc = tc->next)
+		for (tc = lp->conns; tc; tc = tc->next)
 			if (tc->server && tc->state == TC_HANDSHAKE &&
 			    addr_equal(&tc->peer_addr, &from))
 				same++;
@@ -1517,7 +1510,7 @@ static void listen_accept(struct tunnel *t, struct tobj *l)
 			close(fd);
 			continue;
 		}
-		tc = tc_new(t, fd, true);
+		tc = tc_new(lp, fd, true);
 		if (!tc) {
 			close(fd);
 			continue;
@@ -1533,7 +1526,7 @@ static void listen_accept(struct tunnel *t, struct tobj *l)
 		t->n_handshakes++;
 		tc->in_handshake = true;
 		tc->state = TC_HANDSHAKE;
-		tobj_watch(t, &tc->o, EPOLLIN);
+		tobj_watch(lp, &tc->o, EPOLLIN);
 	}
 }
 
@@ -1561,7 +1554,7 @@ static void recheck_policy(struct tunnel *t)
 		return;
 	}
 	t->policy_serial = serial;
-	for (struct tconn *tc = t->conns; tc; tc = tc->next) {
+	for (struct tconn *tc = t->loops[0].conns; tc; tc = tc->next) {
 		struct tstream *st, *next;
 
 		if (!tc->server || tc->state != TC_READY)
@@ -1582,14 +1575,16 @@ static void recheck_policy(struct tunnel *t)
 	pthread_mutex_unlock(&t->proxy_lock);
 }
 
-static void sweep(struct tunnel *t, uint64_t now)
+static void sweep(struct tloop *l, uint64_t now)
 {
+	struct tunnel *t = l->t;
 	time_t wall = time(NULL);
 	struct tconn *tc, *next;
 
-	recheck_policy(t);
+	if (!l->worker)
+		recheck_policy(t);
 
-	for (tc = t->conns; tc; tc = next) {
+	for (tc = l->conns; tc; tc = next) {
 		next = tc->next;
 		if (!tc->server && tc->state == TC_READY)
 			tc_current(tc, tc->cred, wall); /* retires it near its expiry */
@@ -1610,82 +1605,147 @@ static void sweep(struct tunnel *t, uint64_t now)
 	}
 }
 
-static void reap(struct tunnel *t)
+static void reap(struct tloop *l)
 {
-	while (t->reap_streams) {
-		struct tstream *st = t->reap_streams;
+	while (l->reap_streams) {
+		struct tstream *st = l->reap_streams;
 
-		t->reap_streams = st->reap_next;
+		l->reap_streams = st->reap_next;
 		free(st);
 	}
-	while (t->reap_conns) {
-		struct tconn *tc = t->reap_conns;
+	while (l->reap_conns) {
+		struct tconn *tc = l->reap_conns;
 
-		t->reap_conns = tc->reap_next;
+		l->reap_conns = tc->reap_next;
 		free(tc);
 	}
+}
+
+static void eventfd_clear(int fd)
+{
+	uint64_t v;
+
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		pr_warn("tunnel: eventfd read: %s", strerror(errno));
+}
+
+/*
+ * A worker's loop ticks (its timerfd) only while it has a connection to
+ * time out or retire: a worker that never calls another node never wakes
+ * for the tunnel.
+ */
+static void loop_tick_arm(struct tloop *l)
+{
+	bool want = l->conns != NULL;
+	struct itimerspec its = {0};
+
+	if (!l->worker || l->tick.fd < 0 || want == l->tick_armed)
+		return;
+	if (want) {
+		its.it_value.tv_nsec = TUNNEL_TICK_MS * 1000000L;
+		its.it_interval = its.it_value;
+	}
+	if (timerfd_settime(l->tick.fd, 0, &its, NULL) == 0)
+		l->tick_armed = want;
+}
+
+/*
+ * One turn of l: its ready events (waiting up to timeout_ms), the reads
+ * left over from the last turn, the sweep when a tick is due. True when a
+ * connection has records left to read (another turn is due at once).
+ */
+static bool loop_turn(struct tloop *l, int timeout_ms)
+{
+	struct epoll_event evs[TUNNEL_EVENTS];
+	bool again = false;
+	uint64_t now;
+	int n = epoll_wait(l->ep, evs, TUNNEL_EVENTS, timeout_ms);
+
+	if (n < 0 && errno != EINTR) {
+		pr_warn("tunnel: epoll_wait: %s", strerror(errno));
+		return false;
+	}
+	for (int i = 0; i < n; i++) {
+		struct tobj *o = evs[i].data.ptr;
+
+		switch (o->type) {
+		case TOBJ_LISTEN:
+			listen_accept(l, o);
+			break;
+		case TOBJ_KICK:
+			eventfd_clear(o->fd);
+			break;
+		case TOBJ_TICK: {
+			uint64_t expirations;
+
+			if (read(o->fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+				pr_warn("tunnel: timerfd read: %s", strerror(errno));
+			break;
+		}
+		case TOBJ_CONN: {
+			struct tconn *tc = (struct tconn *)o;
+
+			if (tc->state != TC_DEAD)
+				tc_event(tc, evs[i].events);
+			break;
+		}
+		case TOBJ_STREAM: {
+			struct tstream *st = (struct tstream *)o;
+
+			if (!st->dead && st->tc->state == TC_READY)
+				stream_event(st, evs[i].events);
+			break;
+		}
+		}
+	}
+	for (struct tconn *tc = l->conns, *next; tc; tc = next) {
+		next = tc->next;
+		if (tc->read_again && tc->state == TC_READY) {
+			tc_read(tc);
+			tc_flush(tc);
+		}
+	}
+	now = now_ns();
+	if (now - l->last_sweep_ns >= TUNNEL_TICK_MS * 1000000ull) {
+		l->last_sweep_ns = now;
+		sweep(l, now);
+	}
+	reap(l);
+	for (struct tconn *tc = l->conns; tc; tc = tc->next)
+		again |= tc->read_again;
+	loop_tick_arm(l);
+	return again;
 }
 
 static void *tunnel_main(void *arg)
 {
 	struct tunnel *t = arg;
-	struct epoll_event evs[TUNNEL_EVENTS];
-	uint64_t last_sweep = now_ns();
+	bool again = false;
 
-	while (!atomic_load(&t->stop)) {
-		bool again = false;
-		int n;
-
-		for (struct tconn *tc = t->conns; tc; tc = tc->next)
-			again |= tc->read_again;
-		n = epoll_wait(t->ep, evs, TUNNEL_EVENTS, again ? 0 : TUNNEL_TICK_MS);
-		if (n < 0 && errno != EINTR) {
-			pr_warn("tunnel: epoll_wait: %s; the tunnel stops", strerror(errno));
-			break;
-		}
-		for (int i = 0; i < n; i++) {
-			struct tobj *o = evs[i].data.ptr;
-
-			switch (o->type) {
-			case TOBJ_LISTEN:
-				listen_accept(t, o);
-				break;
-			case TOBJ_WAKE:
-				take_opens(t);
-				break;
-			case TOBJ_CONN: {
-				struct tconn *tc = (struct tconn *)o;
-
-				if (tc->state != TC_DEAD)
-					tc_event(tc, evs[i].events);
-				break;
-			}
-			case TOBJ_STREAM: {
-				struct tstream *st = (struct tstream *)o;
-
-				if (!st->dead && st->tc->state == TC_READY)
-					stream_event(st, evs[i].events);
-				break;
-			}
-			}
-		}
-		for (struct tconn *tc = t->conns, *next; tc; tc = next) {
-			next = tc->next;
-			if (tc->read_again && tc->state == TC_READY) {
-				tc_read(tc);
-				tc_flush(tc);
-			}
-		}
-		if (now_ns() - last_sweep >= TUNNEL_TICK_MS * 1000000ull) {
-			last_sweep = now_ns();
-			sweep(t, last_sweep);
-		}
-		reap(t);
-	}
-	while (t->conns)
-		tc_kill(t->conns, NULL);
-	reap(t);
+	while (!atomic_load(&t->stop))
+		again = loop_turn(&t->loops[0], again ? 0 : TUNNEL_TICK_MS);
 	return NULL;
+}
+
+int tunnel_loop_fd(struct tunnel *t, int worker)
+{
+	struct tloop *l = t ? worker_loop(t, worker) : NULL;
+
+	return l ? l->ep : -1;
+}
+
+void tunnel_loop_run(struct tunnel *t, int worker)
+{
+	struct tloop *l = worker_loop(t, worker);
+	uint64_t one = 1;
+
+	/*
+	 * Records left to read: the kick makes the loop's epoll, and so the
+	 * worker's, ready again, and the worker comes back after its other
+	 * events, as the thread's loop does with a zero timeout.
+	 */
+	if (l && loop_turn(l, 0) && write(l->kick.fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		pr_warn("tunnel: eventfd write: %s", strerror(errno));
 }
 
 /* ---- start and stop --------------------------------------------------------- */
@@ -1767,7 +1827,7 @@ static int listen_on(struct tunnel *t, const struct shoal_addr *a, uint16_t port
 		goto fail;
 	t->listen[t->n_listen].type = TOBJ_LISTEN;
 	t->listen[t->n_listen].fd = fd;
-	tobj_watch(t, &t->listen[t->n_listen], EPOLLIN);
+	tobj_watch(&t->loops[0], &t->listen[t->n_listen], EPOLLIN);
 	t->n_listen++;
 	return 0;
 
@@ -1779,8 +1839,41 @@ fail:
 	return -errno;
 }
 
+static int loop_init(struct tunnel *t, struct tloop *l, bool worker)
+{
+	l->t = t;
+	l->worker = worker;
+	l->last_sweep_ns = now_ns();
+	l->kick.type = TOBJ_KICK;
+	l->tick.type = TOBJ_TICK;
+	l->ep = epoll_create1(EPOLL_CLOEXEC);
+	l->kick.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	l->tick.fd = worker ? timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC) : -1;
+	if (l->ep < 0 || l->kick.fd < 0 || (worker && l->tick.fd < 0))
+		return -errno;
+	tobj_watch(l, &l->kick, EPOLLIN);
+	if (worker)
+		tobj_watch(l, &l->tick, EPOLLIN);
+	return 0;
+}
+
+/* Close l's connections (their streams with them), then l itself. */
+static void loop_close(struct tloop *l)
+{
+	if (!l->t)
+		return; /* never set up */
+	while (l->conns)
+		tc_kill(l->conns, NULL);
+	reap(l);
+	tobj_close(l, &l->kick);
+	tobj_close(l, &l->tick);
+	if (l->ep >= 0)
+		close(l->ep);
+	l->ep = -1;
+}
+
 int tunnel_start(const struct config *cfg, struct id_store *store, struct proxy *proxy,
-		 struct tunnel **out, char *err, size_t errlen)
+		 int workers, struct tunnel **out, char *err, size_t errlen)
 {
 	struct tunnel *t = calloc(1, sizeof(*t));
 	int ret = -ENOMEM;
@@ -1794,31 +1887,31 @@ int tunnel_start(const struct config *cfg, struct id_store *store, struct proxy 
 	t->cfg = cfg;
 	t->store = store;
 	t->proxy = proxy;
-	t->ep = -1;
-	t->wake.fd = -1;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_mutex_init(&t->proxy_lock, NULL);
 	t->idents = calloc(TUNNEL_MAX_IDENTS, sizeof(*t->idents));
 	t->authz = policy_stats_new();
+	t->loops = calloc((size_t)(workers > 0 ? workers : 0) + 1, sizeof(*t->loops));
 	ktls = cfg->mtls.ktls && kernel_has_tls_ulp();
 	if (cfg->mtls.ktls && !ktls)
 		pr_info("mtls: kTLS asked for, but the kernel has no TLS ULP (CONFIG_TLS); "
 			"TLS stays in user space");
 	t->client_ctx = ctx_new(false, ktls);
 	t->server_ctx = ctx_new(true, ktls);
-	if (!t->idents || !t->authz || !t->client_ctx || !t->server_ctx || !h2_callbacks()) {
+	if (!t->idents || !t->authz || !t->loops || !t->client_ctx || !t->server_ctx ||
+	    !h2_callbacks()) {
 		snprintf(err, errlen, "mtls: cannot set up TLS or HTTP/2 (out of memory)");
 		goto fail;
 	}
-	t->ep = epoll_create1(EPOLL_CLOEXEC);
-	t->wake.type = TOBJ_WAKE;
-	t->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (t->ep < 0 || t->wake.fd < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "mtls: epoll or eventfd: %s", strerror(errno));
-		goto fail;
+	for (int i = 0; i <= workers; i++) {
+		t->loops[i].ep = t->loops[i].kick.fd = t->loops[i].tick.fd = -1;
+		t->n_loops = i + 1;
+		ret = loop_init(t, &t->loops[i], i > 0);
+		if (ret) {
+			snprintf(err, errlen, "mtls: epoll, eventfd or timerfd: %s", strerror(-ret));
+			goto fail;
+		}
 	}
-	tobj_watch(t, &t->wake, EPOLLIN);
 	if (!addr_is_zero(&cfg->proxy_v4) &&
 	    (ret = listen_on(t, &cfg->proxy_v4, cfg->mtls.port, err, errlen)))
 		goto fail;
@@ -1840,26 +1933,27 @@ fail:
 	return ret;
 }
 
+/*
+ * After proxy_stop: the workers that ran loops 1.. are gone, so their
+ * connections are closed here, from this thread.
+ */
 void tunnel_stop(struct tunnel *t)
 {
+	uint64_t one = 1;
+
 	if (!t)
 		return;
 	if (t->started) {
 		atomic_store(&t->stop, true);
+		if (write(t->loops[0].kick.fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			pr_warn("tunnel: eventfd write: %s", strerror(errno));
 		pthread_join(t->thread, NULL);
 	}
 	for (int i = 0; i < t->n_listen; i++)
-		tobj_close(t, &t->listen[i]);
-	tobj_close(t, &t->wake);
-	while (t->opens) {
-		struct topen *op = t->opens;
-
-		t->opens = op->next;
-		close(op->fd);
-		free(op);
-	}
-	if (t->ep >= 0)
-		close(t->ep);
+		tobj_close(&t->loops[0], &t->listen[i]);
+	for (int i = 0; i < t->n_loops; i++)
+		loop_close(&t->loops[i]);
+	free(t->loops);
 	for (int i = 0; t->idents && i < t->n_idents; i++)
 		free((char *)t->idents[i]);
 	free(t->idents);

@@ -9,13 +9,17 @@
  * end of a socketpair, which it uses as the upstream socket of that call
  * as it would a TCP socket to the endpoint (so every kind, and its
  * per-request balancing, retries and metrics, stays as it is); the
- * tunnel's thread carries the other end's bytes over a CONNECT stream to
- * the destination node. There, the tunnel's listener verifies the peer,
+ * tunnel carries the other end's bytes over a CONNECT stream to the
+ * destination node. There, the tunnel's listener verifies the peer,
  * checks that the CONNECT's target is a local endpoint of the identity
  * it presented, connects to it and copies the bytes both ways.
  *
- * One thread with its own epoll runs every TLS connection and stream of
- * the node; tunnel_open and the stats may be called from any thread.
+ * Outbound connections run in the proxy workers: each worker has a loop
+ * of its own (an epoll, whose fd tunnel_loop_fd gives, for the worker's
+ * epoll to hold; tunnel_loop_run when it is ready), with the TLS
+ * connections of the calls it opened, so a call's bytes reach TLS on the
+ * worker's thread. Inbound connections (the listener) run on the tunnel's
+ * own thread. The stats may be read from any thread.
  */
 #ifndef SHOAL_TUNNEL_TUNNEL_H
 #define SHOAL_TUNNEL_TUNNEL_H
@@ -87,10 +91,11 @@ struct tunnel_route {
  * datapath never puts them in its SOCKHASH: docs/mtls.md, "kTLS and the
  * sockmap"), and the thread. store holds the node's certificates and the
  * trust anchors; proxy gives the newest config (the local endpoints). Both
- * must outlive the tunnel. Returns 0 and *out, or -errno with err set.
+ * must outlive the tunnel; workers is the proxy's worker count (one
+ * outbound loop each). Returns 0 and *out, or -errno with err set.
  */
 int tunnel_start(const struct config *cfg, struct id_store *store, struct proxy *proxy,
-		 struct tunnel **out, char *err, size_t errlen);
+		 int workers, struct tunnel **out, char *err, size_t errlen);
 /* Stop the thread and close every connection; NULL is fine. */
 void tunnel_stop(struct tunnel *t);
 /*
@@ -113,9 +118,16 @@ const char *tunnel_ident(struct tunnel *t, const char *id);
  * r->target through the tunnel, or -errno (-ENOKEY: no certificate for
  * r->src; -ENOMEM, -EMFILE...). A failure of the stream later (the
  * server refuses it, the endpoint does not answer) resets the socket
- * before any byte of an answer. Any thread.
+ * before any byte of an answer (-EINVAL: no such worker). Only on proxy
+ * worker `worker`'s thread: the call joins that worker's loop.
  */
-int tunnel_open(struct tunnel *t, const struct tunnel_route *r);
+int tunnel_open(struct tunnel *t, int worker, const struct tunnel_route *r);
+
+/* The fd (an epoll) worker `worker` watches for EPOLLIN, or -1. */
+int tunnel_loop_fd(struct tunnel *t, int worker);
+
+/* Run worker `worker`'s loop once: its ready events, due timeouts. Its thread only. */
+void tunnel_loop_run(struct tunnel *t, int worker);
 
 /* A snapshot of the counters; any thread. */
 void tunnel_get_stats(struct tunnel *t, struct tunnel_stats *out);
