@@ -334,6 +334,7 @@ void config_free(struct config *cfg)
 	free(cfg->services);
 	policy_set_put(cfg->policy);
 	policy_set_put(cfg->policy_file);
+	config_nodes_put(cfg->nodes_learned);
 	free(cfg);
 }
 
@@ -466,6 +467,7 @@ int config_copy(const struct config *src, int n_services, struct config **out)
 	*cfg = *src;
 	policy_set_get(cfg->policy); /* immutable: shared, as the services are */
 	policy_set_get(cfg->policy_file);
+	config_nodes_get(cfg->nodes_learned);
 	cfg->n_services = 0;
 	cfg->services = n_services ? calloc((size_t)n_services, sizeof(*cfg->services)) : NULL;
 	if (n_services && !cfg->services)

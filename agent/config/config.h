@@ -511,6 +511,24 @@ struct config_mtls_node {
 	struct shoal_addr addr; /* where its shoald listens on mtls.port */
 };
 
+/*
+ * Nodes' addresses learned from Kubernetes: each node's pods report it
+ * (status.hostIP; discovery/model.h). Built by discovery, immutable once
+ * in a config, and shared by reference between configs like the
+ * services. Sorted by name. mtls.nodes wins over it (config_mtls_node).
+ */
+struct config_nodes {
+	atomic_uint refs;
+	int n;
+	struct config_mtls_node nodes[]; /* n entries, sorted by name */
+};
+
+/* A set of room for n nodes (n set, entries zeroed, one reference), or NULL. */
+struct config_nodes *config_nodes_new(int n);
+/* Another reference to set (NULL is fine); returns set. */
+struct config_nodes *config_nodes_get(struct config_nodes *set);
+void config_nodes_put(struct config_nodes *set);
+
 struct config_mtls_workload {
 	struct shoal_addr addr;		    /* a local pod's address */
 	char identity[CONFIG_MAX_IDENTITY]; /* "<ns>/<sa>" */
@@ -688,6 +706,9 @@ struct config {
 	struct policy_set *policy_file;
 	struct policy_set *policy;
 	struct config_mtls mtls;       /* mtls: */
+	/* Node addresses discovery learned from the pods (a reference), or
+	 * NULL: none (a file config, or no pod reports one). */
+	struct config_nodes *nodes_learned;
 
 	/* kubernetes: the API source (docs/discovery.md); absent: the file only. */
 	bool k8s_enabled;
@@ -736,7 +757,12 @@ void config_free(struct config *cfg);
  * (the file source's separator) or anything a SPIFFE ID path could not.
  */
 bool config_identity_valid(const char *id);
-/* The node of cfg's mtls.nodes named name, or NULL. */
+/*
+ * Where node name's shoald listens: its mtls.nodes entry, else the
+ * address its pods report (cfg->nodes_learned), else NULL. The file
+ * wins: it is the operator's word (a dedicated underlay address, say),
+ * while a pod's status.hostIP is only the kubelet's primary address.
+ */
 const struct config_mtls_node *config_mtls_node(const struct config *cfg, const char *name);
 
 /*

@@ -60,12 +60,51 @@ bool config_identity_valid(const char *id)
 	       dns_subdomain(slash + 1, strlen(slash + 1));
 }
 
+static int node_name_cmp(const void *key, const void *entry)
+{
+	return strcmp(key, ((const struct config_mtls_node *)entry)->name);
+}
+
 const struct config_mtls_node *config_mtls_node(const struct config *cfg, const char *name)
 {
-	for (int i = 0; name && i < cfg->mtls.n_nodes; i++)
+	const struct config_nodes *learned = cfg->nodes_learned;
+
+	if (!name)
+		return NULL;
+	for (int i = 0; i < cfg->mtls.n_nodes; i++)
 		if (!strcmp(cfg->mtls.nodes[i].name, name))
 			return &cfg->mtls.nodes[i];
-	return NULL;
+	/* A cluster's nodes can be thousands: sorted, so a binary search per call. */
+	if (!learned || !learned->n)
+		return NULL;
+	return bsearch(name, learned->nodes, (size_t)learned->n, sizeof(learned->nodes[0]),
+		       node_name_cmp);
+}
+
+struct config_nodes *config_nodes_new(int n)
+{
+	struct config_nodes *set =
+	    calloc(1, sizeof(*set) + (size_t)(n > 0 ? n : 0) * sizeof(set->nodes[0]));
+
+	if (!set)
+		return NULL;
+	atomic_init(&set->refs, 1);
+	set->n = n;
+	return set;
+}
+
+struct config_nodes *config_nodes_get(struct config_nodes *set)
+{
+	if (set)
+		atomic_fetch_add_explicit(&set->refs, 1, memory_order_relaxed);
+	return set;
+}
+
+void config_nodes_put(struct config_nodes *set)
+{
+	/* acq_rel: the freeing thread sees every other holder's last read. */
+	if (set && atomic_fetch_sub_explicit(&set->refs, 1, memory_order_acq_rel) == 1)
+		free(set);
 }
 
 const char *config_svc_strings_add(struct config_service *svc, const char *s)

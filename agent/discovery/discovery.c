@@ -130,6 +130,7 @@ static void strip_owned(struct config *c)
 	c->services = NULL;
 	c->n_services = 0;
 	c->policy = c->policy_file = NULL;
+	c->nodes_learned = NULL;
 }
 
 /*
@@ -154,6 +155,8 @@ static bool keep_running_fields(struct config *nw, const struct config *running,
 	/* Policy is live too (docs/policy.md): the edit's, with its references. */
 	a.policy = nw->policy;
 	a.policy_file = nw->policy_file;
+	/* Learned by discovery, not the file's: model_build sets the new one. */
+	a.nodes_learned = nw->nodes_learned;
 	*nw = a;
 	return changed;
 }
@@ -257,6 +260,7 @@ static void record_build(struct discovery *d, const struct model_build_stats *b)
 	d->st.endpoints_unresolved = b->endpoints_unresolved;
 	d->st.endpoints_no_identity = b->endpoints_no_identity;
 	d->st.k8s_pods = d->model ? model_n_pods(d->model) : 0;
+	d->st.k8s_nodes = d->model ? model_n_nodes(d->model) : 0;
 }
 
 /*
@@ -392,6 +396,7 @@ void discovery_get_stats(struct discovery *d, struct discovery_stats *out)
 		out->k8s_bad_objects += k.bad_objects + atomic_load(&d->pods.refused);
 	}
 	out->k8s_pods_over = atomic_load(&d->pods.over);
+	out->k8s_host_refused = atomic_load(&d->pods.hosts_refused);
 	out->synced = discovery_synced(d);
 }
 

@@ -56,6 +56,12 @@
 	  "Endpoints of a Pod (targetRef) whose pod is not known: published with no identity "     \
 	  "(mtls strict refuses them on other nodes).")                                            \
 	X(k8s_pods, gauge, "Pods kept for the endpoints' identities (mtls on).")                   \
+	X(k8s_nodes, gauge,                                                                        \
+	  "Nodes whose address their pods report (status.hostIP), for the encrypted hop; "         \
+	  "mtls.nodes wins where it names the node.")                                              \
+	X(k8s_host_refused, counter,                                                               \
+	  "Pod updates whose spec.nodeName or status.hostIP(s) was refused (logged with the "      \
+	  "pod); the pod keeps its identity, its node's address is not learned from it.")          \
 	X(k8s_pods_over, counter,                                                                  \
 	  "Pods not kept: more than MODEL_MAX_PODS; their endpoints have no identity.")            \
 	X(synced, gauge, "1 when every source is in sync (Kubernetes listed and watching).")

@@ -757,6 +757,97 @@ static bool is_subdomain(const char *s)
 	return true;
 }
 
+/*
+ * A host address of a pod (status.hostIP or one of status.hostIPs) from
+ * text: 0, or -EINVAL with the reason in note (where the pod's node
+ * could not be dialled at it).
+ */
+static int host_addr(const char *field, const char *text, struct shoal_addr *out, char *note,
+		     size_t notelen)
+{
+	const char *why;
+
+	if (addr_parse(text, out))
+		return dec_err(note, notelen, "%s: \"%.64s\" is not an IP address", field, text);
+	/* The hop would dial the node itself (or nothing) at such an address. */
+	why = addr_endpoint_refusal(out);
+	if (why)
+		return dec_err(note, notelen, "%s: %.64s is %s", field, text, why);
+	return 0;
+}
+
+/*
+ * The pod's node (spec.nodeName) and its addresses (status.hostIP, the
+ * primary, then the other family's from status.hostIPs) into out. Never
+ * an error: an identity must not be lost over its node's address. What
+ * is refused leaves out->n_host 0 (or the node "") with the reason in
+ * out->note.
+ */
+static void decode_pod_node(json_object *spec, json_object *status, struct model_pod *out)
+{
+	char ip[INET6_ADDRSTRLEN + 1], why[160];
+	json_object *ips = NULL;
+	size_t n_ips;
+
+	if (get_str(spec, "nodeName", out->node, sizeof(out->node), true, why, sizeof(why))) {
+		out->node[0] = '\0';
+		dec_err(out->note, sizeof(out->note), "spec.%s", why);
+		return;
+	}
+	if (!out->node[0])
+		return; /* not scheduled yet: no node to learn */
+	if (!is_subdomain(out->node)) {
+		dec_err(out->note, sizeof(out->note), "spec.nodeName: \"%.64s\" is not a DNS subdomain",
+			out->node);
+		out->node[0] = '\0';
+		return;
+	}
+	if (get_str(status, "hostIP", ip, sizeof(ip), true, why, sizeof(why))) {
+		dec_err(out->note, sizeof(out->note), "status.%s", why);
+		return;
+	}
+	if (get_array(status, "hostIPs", &ips, why, sizeof(why))) {
+		dec_err(out->note, sizeof(out->note), "status.%s", why);
+		return;
+	}
+	n_ips = ips ? json_object_array_length(ips) : 0;
+	/* hostIPs[0] is hostIP (the API's rule); a server that sends only the list. */
+	if (!ip[0] && n_ips &&
+	    get_str(json_object_array_get_idx(ips, 0), "ip", ip, sizeof(ip), true, why,
+		    sizeof(why))) {
+		dec_err(out->note, sizeof(out->note), "status.hostIPs[0].%s", why);
+		return;
+	}
+	if (!ip[0]) {
+		/* Pending: the kubelet has not reported yet, which is normal. */
+		if (out->running)
+			dec_err(out->note, sizeof(out->note),
+				"status.hostIP: missing on a running pod");
+		return;
+	}
+	if (host_addr("status.hostIP", ip, &out->host[0], out->note, sizeof(out->note)))
+		return;
+	out->n_host = 1;
+	/* Dual stack: the other family's address, for a node that listens there only. */
+	for (size_t i = 0; i < n_ips && out->n_host < 2; i++) {
+		char field[48], bad[MODEL_MAX_NOTE] = "";
+		struct shoal_addr a;
+
+		snprintf(field, sizeof(field), "status.hostIPs[%zu]", i);
+		if (get_str(json_object_array_get_idx(ips, i), "ip", ip, sizeof(ip), false, why,
+			    sizeof(why))) {
+			dec_err(bad, sizeof(bad), "%s.%s", field, why);
+		} else if (!host_addr(field, ip, &a, bad, sizeof(bad)) &&
+			   addr_is_v4(&a) != addr_is_v4(&out->host[0])) {
+			out->host[1] = a;
+			out->n_host = 2;
+		}
+		/* The primary is good: a bad other entry is only noted. */
+		if (bad[0] && !out->note[0])
+			snprintf(out->note, sizeof(out->note), "%s", bad);
+	}
+}
+
 int k8s_decode_pod(json_object *obj, struct model_pod *out, char *err, size_t errlen)
 {
 	json_object *meta = NULL, *spec, *status;
@@ -800,6 +891,8 @@ int k8s_decode_pod(json_object *obj, struct model_pod *out, char *err, size_t er
 	if (ret)
 		return dec_err(err, errlen, "status.%s", why);
 	out->finished = !strcmp(phase, "Succeeded") || !strcmp(phase, "Failed");
+	out->running = !strcmp(phase, "Running");
+	decode_pod_node(spec, status, out);
 	return 0;
 }
 

@@ -28,6 +28,12 @@ static int sink_put(void *ctx, json_object *obj, char *err, size_t errlen)
 	}
 	if (ret)
 		return ret;
+	if (pod.note[0]) {
+		/* The pod keeps its identity; only its node's address is not taken. */
+		atomic_fetch_add(&p->hosts_refused, 1);
+		pr_warn("kubernetes: pod %s/%s: %s; its node's address is not learned from it",
+			pod.ns, pod.name, pod.note);
+	}
 	ret = model_put_pod(p->m, &pod);
 	if (ret == -ENOSPC) {
 		atomic_fetch_add(&p->over, 1);

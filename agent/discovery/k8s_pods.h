@@ -4,7 +4,8 @@
  * cluster-wide list and watch of v1 Pods into the model's pod table, so
  * that model_build gives each EndpointSlice endpoint whose targetRef is a
  * Pod the identity "<namespace>/<service account>" the encrypted hop
- * needs (docs/mtls.md); and every Namespace, for the mtls mode its
+ * needs (docs/mtls.md), and each node the address its pods report
+ * (status.hostIP), where the hop dials it; and every Namespace, for the mtls mode its
  * shoal.io/mtls-mode annotation asks for. Watched only when mtls is on
  * (mtls.on).
  */
@@ -26,6 +27,8 @@ struct k8s_pods {
 	struct model *m;	      /* the model's lock is the watcher's */
 	atomic_uint_fast64_t over;    /* pods not kept: MODEL_MAX_PODS reached */
 	atomic_uint_fast64_t refused; /* pods that did not decode (logged) */
+	/* pods whose node or host address was refused (logged; kept otherwise) */
+	atomic_uint_fast64_t hosts_refused;
 	bool over_logged;	      /* the bound was logged once */
 	bool ns_over_logged;	      /* MODEL_MAX_NAMESPACES was logged once */
 };

@@ -40,7 +40,16 @@ struct slice_entry {
 struct pod_entry {
 	bool stale;
 	uint16_t uid_at, ident_at; /* offsets in text */
+	struct node_entry *node;   /* the node it reports an address of, or NULL */
 	char text[];
+};
+
+/* A node some kept pods report an address of (model_n_nodes). */
+struct node_entry {
+	int pods;		   /* pod entries pointing here; the node goes at 0 */
+	struct shoal_addr host[2]; /* as the last pod put said (model_pod.host) */
+	int n_host;
+	char name[];
 };
 
 struct ns_entry {
@@ -54,6 +63,13 @@ struct model {
 	struct lh_table *slices;   /* key -> struct slice_entry */
 	struct lh_table *pods;	   /* key -> struct pod_entry */
 	struct lh_table *nss;	   /* name -> struct ns_entry: annotated namespaces */
+	struct lh_table *nodes;	   /* name -> struct node_entry */
+	uint64_t nodes_gen;	   /* bumped by every change model_build would publish */
+	/* The last published nodes (a reference), for the generation and
+	 * the listener families it was built for; NULL: none yet or empty. */
+	struct config_nodes *nodes_built;
+	uint64_t nodes_built_gen;
+	bool nodes_built_v4, nodes_built_v6, nodes_built_valid;
 	uint64_t slot_used[MODEL_SLOT_WORDS];
 	/* What the last model_build published for each id (a reference
 	 * each), so that the next build shares what did not change. */
@@ -93,7 +109,8 @@ struct model *model_new(void)
 	m->slices = lh_kchar_table_new(MODEL_TABLE_INIT, slice_entry_free);
 	m->pods = lh_kchar_table_new(MODEL_TABLE_INIT, svc_entry_free);
 	m->nss = lh_kchar_table_new(MODEL_TABLE_INIT, svc_entry_free);
-	if (!m->services || !m->slices || !m->pods || !m->nss) {
+	m->nodes = lh_kchar_table_new(MODEL_TABLE_INIT, svc_entry_free);
+	if (!m->services || !m->slices || !m->pods || !m->nss || !m->nodes) {
 		model_free(m);
 		return NULL;
 	}
@@ -112,6 +129,10 @@ void model_free(struct model *m)
 		lh_table_free(m->pods);
 	if (m->nss)
 		lh_table_free(m->nss);
+	/* After the pods, which point into it (their free touches nothing). */
+	if (m->nodes)
+		lh_table_free(m->nodes);
+	config_nodes_put(m->nodes_built);
 	model_built_drop(m);
 	free(m);
 }
@@ -260,6 +281,88 @@ int model_del_slice(struct model *m, const char *ns, const char *name)
 	return lh_table_delete(m->slices, key) == 0 ? 0 : -ENOENT;
 }
 
+/* p reports a node and an address of it. */
+static bool pod_has_node(const struct model_pod *p)
+{
+	return p->node[0] && p->n_host > 0;
+}
+
+static bool node_host_same(const struct node_entry *ne, const struct model_pod *p)
+{
+	if (ne->n_host != p->n_host)
+		return false;
+	for (int i = 0; i < p->n_host; i++)
+		if (!addr_equal(&ne->host[i], &p->host[i]))
+			return false;
+	return true;
+}
+
+/* pe's share of a node is what p says: the same node, at the same addresses. */
+static bool pod_node_same(const struct pod_entry *pe, const struct model_pod *p)
+{
+	if (!pe->node || !pod_has_node(p))
+		return !pe->node && !pod_has_node(p);
+	return !strcmp(pe->node->name, p->node) && node_host_same(pe->node, p);
+}
+
+/* Drop pe's share of its node; the node goes with its last pod. */
+static void pod_node_detach(struct model *m, struct pod_entry *pe)
+{
+	struct node_entry *ne = pe->node;
+
+	if (!ne)
+		return;
+	pe->node = NULL;
+	if (--ne->pods > 0)
+		return;
+	lh_table_delete(m->nodes, ne->name); /* frees ne */
+	m->nodes_gen++;
+}
+
+/*
+ * Give pe (which has none) a share of p's node, which takes p's
+ * addresses (the last pod put wins). 0, or -ENOMEM (pe keeps none).
+ */
+static int pod_node_attach(struct model *m, struct pod_entry *pe, const struct model_pod *p)
+{
+	struct node_entry *ne;
+	struct lh_entry *e;
+
+	if (!pod_has_node(p))
+		return 0;
+	e = lh_table_lookup_entry(m->nodes, p->node);
+	if (e) {
+		ne = lh_entry_v(e);
+	} else {
+		size_t n = strlen(p->node) + 1;
+
+		ne = calloc(1, sizeof(*ne) + n);
+		if (!ne)
+			return -ENOMEM;
+		memcpy(ne->name, p->node, n);
+		if (lh_table_insert(m->nodes, ne->name, ne) < 0) {
+			free(ne);
+			return -ENOMEM;
+		}
+		m->nodes_gen++;
+	}
+	if (!node_host_same(ne, p)) {
+		memcpy(ne->host, p->host, sizeof(ne->host));
+		ne->n_host = p->n_host;
+		m->nodes_gen++;
+	}
+	ne->pods++;
+	pe->node = ne;
+	return 0;
+}
+
+/* Remove pod entry e, and its share of a node. */
+static void pod_remove(struct model *m, struct lh_entry *e)
+{
+	pod_node_detach(m, lh_entry_v(e));
+	lh_table_delete_entry(m->pods, e);
+}
+
 int model_put_pod(struct model *m, const struct model_pod *p)
 {
 	char key[MODEL_MAX_KEY + 1], ident[CONFIG_MAX_IDENTITY];
@@ -280,10 +383,20 @@ int model_put_pod(struct model *m, const struct model_pod *p)
 		pe = lh_entry_v(e);
 		if (!strcmp(pe->text + pe->uid_at, p->uid) &&
 		    !strcmp(pe->text + pe->ident_at, ident)) {
+			uint64_t gen = m->nodes_gen;
+			int ret;
+
 			pe->stale = false;
-			return 1;
+			if (pod_node_same(pe, p))
+				return 1;
+			/* The same pod on another node or address: the node may move. */
+			pod_node_detach(m, pe);
+			ret = pod_node_attach(m, pe, p);
+			if (ret)
+				return ret;
+			return m->nodes_gen != gen ? 0 : 1;
 		}
-		lh_table_delete_entry(m->pods, e);
+		pod_remove(m, e);
 	} else if (lh_table_length(m->pods) >= MODEL_MAX_PODS) {
 		return -ENOSPC;
 	}
@@ -294,6 +407,7 @@ int model_put_pod(struct model *m, const struct model_pod *p)
 	if (!pe)
 		return -ENOMEM;
 	pe->stale = false;
+	pe->node = NULL;
 	pe->uid_at = (uint16_t)kl;
 	pe->ident_at = (uint16_t)(kl + ul);
 	memcpy(pe->text, key, kl);
@@ -303,20 +417,30 @@ int model_put_pod(struct model *m, const struct model_pod *p)
 		free(pe);
 		return -ENOMEM;
 	}
-	return 0;
+	return pod_node_attach(m, pe, p);
 }
 
 int model_del_pod(struct model *m, const char *ns, const char *name)
 {
 	char key[MODEL_MAX_KEY + 1];
+	struct lh_entry *e;
 
 	make_key(key, ns, name);
-	return lh_table_delete(m->pods, key) == 0 ? 0 : -ENOENT;
+	e = lh_table_lookup_entry(m->pods, key);
+	if (!e)
+		return -ENOENT;
+	pod_remove(m, e);
+	return 0;
 }
 
 size_t model_n_pods(const struct model *m)
 {
 	return (size_t)lh_table_length(m->pods);
+}
+
+size_t model_n_nodes(const struct model *m)
+{
+	return (size_t)lh_table_length(m->nodes);
 }
 
 int model_put_ns_mode(struct model *m, const char *ns, uint8_t mode)
@@ -427,6 +551,7 @@ size_t model_sweep(struct model *m, int kind)
 		} else if (kind == 2) {
 			if (!((struct pod_entry *)lh_entry_v(e))->stale)
 				continue;
+			pod_node_detach(m, lh_entry_v(e));
 		} else if (kind) {
 			if (!((struct slice_entry *)lh_entry_v(e))->slice.stale)
 				continue;
@@ -913,9 +1038,66 @@ static int model_built_keep(struct model *m, const struct config *cfg, int n_bas
 	return 0;
 }
 
+static int node_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct config_mtls_node *)a)->name,
+		      ((const struct config_mtls_node *)b)->name);
+}
+
+/*
+ * The nodes to publish with base (model.h, model_n_nodes): the last set
+ * when nothing changed since, else a new one, kept in m. Sets *out to
+ * the model's reference (NULL: no node known). 0 or -ENOMEM.
+ */
+static int nodes_publish(struct model *m, const struct config *base, struct config_nodes **out)
+{
+	bool v4 = !addr_is_zero(&base->proxy_v4), v6 = !addr_is_zero(&base->proxy_v6);
+	struct config_nodes *set = NULL;
+	struct lh_entry *e;
+	int n = 0;
+
+	if (m->nodes_built_valid && m->nodes_built_gen == m->nodes_gen && m->nodes_built_v4 == v4 &&
+	    m->nodes_built_v6 == v6) {
+		*out = m->nodes_built;
+		return 0;
+	}
+	if (lh_table_length(m->nodes) > 0) {
+		set = config_nodes_new(lh_table_length(m->nodes));
+		if (!set)
+			return -ENOMEM;
+		lh_foreach(m->nodes, e)
+		{
+			const struct node_entry *ne = lh_entry_v(e);
+			const struct shoal_addr *a = &ne->host[0];
+			struct config_mtls_node *cn = &set->nodes[n];
+
+			/* The peers listen where this node does (one DaemonSet). */
+			if (ne->n_host > 1 && !(addr_is_v4(a) ? v4 : v6) &&
+			    (addr_is_v4(&ne->host[1]) ? v4 : v6))
+				a = &ne->host[1];
+			if ((size_t)snprintf(cn->name, sizeof(cn->name), "%s", ne->name) >=
+			    sizeof(cn->name))
+				continue; /* cannot be: the decoder bounds names */
+			cn->addr = *a;
+			n++;
+		}
+		set->n = n;
+		qsort(set->nodes, (size_t)n, sizeof(set->nodes[0]), node_cmp);
+	}
+	config_nodes_put(m->nodes_built);
+	m->nodes_built = set;
+	m->nodes_built_gen = m->nodes_gen;
+	m->nodes_built_v4 = v4;
+	m->nodes_built_v6 = v6;
+	m->nodes_built_valid = true;
+	*out = set;
+	return 0;
+}
+
 int model_build(struct model *m, const struct config *base, struct config **out,
 		struct model_build_stats *st)
 {
+	struct config_nodes *nodes;
 	struct model_build_stats dummy;
 	struct build_scratch sc = {0};
 	struct claims claims = {0};
@@ -940,9 +1122,15 @@ int model_build(struct model *m, const struct config *base, struct config **out,
 	if (n_total > SHOAL_MAX_SERVICES)
 		n_total = n_base > SHOAL_MAX_SERVICES ? n_base : SHOAL_MAX_SERVICES;
 	/* base's own services are shared with it; the model's come below. */
+	ret = nodes_publish(m, base, &nodes);
+	if (ret)
+		return ret;
 	ret = config_copy(base, n_base, &cfg);
 	if (ret)
 		return ret;
+	/* Next to base's mtls.nodes, which config_mtls_node asks first. */
+	config_nodes_put(cfg->nodes_learned);
+	cfg->nodes_learned = config_nodes_get(nodes);
 	grown = n_total ? realloc(cfg->services, (size_t)n_total * sizeof(*cfg->services)) : NULL;
 	if (n_total && !grown) {
 		config_free(cfg);

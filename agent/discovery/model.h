@@ -129,13 +129,26 @@ void model_slice_clear(struct model_slice *s);
 /* Release what one endpoint owns (its strings). */
 void model_endpoint_clear(struct model_endpoint *ep);
 
-/* What the model keeps of a Pod: enough to name its endpoints' identity. */
+/*
+ * What the model keeps of a Pod: enough to name its endpoints' identity,
+ * and its node's address (the encrypted hop dials it, docs/mtls.md).
+ */
 struct model_pod {
 	char ns[MODEL_MAX_LABEL + 1];
 	char name[MODEL_MAX_SUBDOMAIN + 1];
 	char uid[MODEL_MAX_UID + 1];		       /* "" when the object has none */
 	char service_account[MODEL_MAX_SUBDOMAIN + 1]; /* spec.serviceAccountName, or "default" */
 	bool finished; /* phase Succeeded or Failed: backs no endpoint, not kept */
+	bool running;  /* phase Running: the kubelet has reported its host address */
+	/* spec.nodeName, "" when not scheduled (or not a DNS subdomain: see note). */
+	char node[MODEL_MAX_SUBDOMAIN + 1];
+	/* Its node's addresses: [0] status.hostIP (the primary), [1] the
+	 * other family from status.hostIPs when there is one. n_host 0: none
+	 * known (not yet reported, or refused: see note). */
+	struct shoal_addr host[2];
+	int n_host;
+	/* Why the node or its address was not taken, for the log; "" none. */
+	char note[MODEL_MAX_NOTE];
 };
 
 struct model;
@@ -192,6 +205,19 @@ int model_put_pod(struct model *m, const struct model_pod *p);
 /* Remove pod ns/name; 0 or -ENOENT. */
 int model_del_pod(struct model *m, const char *ns, const char *name);
 size_t model_n_pods(const struct model *m);
+
+/*
+ * Nodes: a pod with a node and a host address (model_pod.n_host) teaches
+ * the model where that node is; the last such pod to go takes the node
+ * with it. When a node's pods disagree (its address changed), the pod put
+ * last wins. model_put_pod returns 0 (not 1) when the nodes as
+ * model_build publishes them changed. model_build gives each config
+ * the learned nodes (config.nodes_learned): one address each, the
+ * primary (status.hostIP) unless base's node has no listener of that
+ * family and the node has an address of one it does have (the DaemonSet
+ * gives every node the same listeners).
+ */
+size_t model_n_nodes(const struct model *m);
 
 /*
  * Namespaces whose shoal.io/mtls-mode annotation asks for a mode (1 +

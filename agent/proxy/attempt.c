@@ -221,7 +221,8 @@ static enum hop hop_of(struct worker *w, const struct conn *c, const struct conf
 	*why = !__atomic_load_n(&w->p->tunnel, __ATOMIC_ACQUIRE)
 		   ? "this node runs no tunnel (mtls is off here)"
 	       : !ep->identity				   ? "the endpoint has no identity"
-	       : !(*node = config_mtls_node(w->cfg, ep->node)) ? "the node has no address (mtls.nodes)"
+	       : !(*node = config_mtls_node(w->cfg, ep->node))
+		   ? "the node has no address (not in mtls.nodes, and none of its pods reports a hostIP)"
 	       : !c || !c->src_ident			   ? "the caller's identity is unknown"
 							   : NULL;
 	if (!*why)

@@ -130,7 +130,8 @@ int attempt_connect(struct worker *w, const struct shoal_addr *addr, uint16_t po
  * attempt_connect for endpoint ep of service svc for a call from c
  * (c->src_ident: the calling workload), by svc's mode
  * (config_mtls_mode_of; docs/mtls.md, "Modes"): an endpoint on another node (ep->node, not
- * mtls.node_name) that has an identity and a node address (mtls.nodes)
+ * mtls.node_name) that has an identity and a node address
+ * (config_mtls_node: mtls.nodes, else what its pods report)
  * goes through the tunnel, and *tunneled is set; the fd is then a
  * connected AF_UNIX socket. In strict mode, a call to another node that
  * cannot go through the tunnel (no identity there, the caller's own

@@ -117,6 +117,7 @@ int test_config_snapshot(const struct config *src, int n, struct config **out)
 	*c = *src;
 	policy_set_get(c->policy);
 	policy_set_get(c->policy_file);
+	config_nodes_get(c->nodes_learned);
 	c->services = calloc((size_t)n, sizeof(*c->services));
 	cr_assert_not_null(c->services);
 	c->n_services = n;
