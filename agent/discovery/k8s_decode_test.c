@@ -732,6 +732,101 @@ Test(k8s_decode, pod_identity_fields)
 	}
 }
 
+/*
+ * A pod's node and host addresses (docs/mtls.md, "Node addresses"):
+ * spec.nodeName, status.hostIP, the other family from status.hostIPs. A
+ * bad or missing one is a note and no address, never an error: the pod
+ * keeps its identity.
+ */
+Test(k8s_decode, pod_node_and_host_ip)
+{
+	char a0[INET6_ADDRSTRLEN], a1[INET6_ADDRSTRLEN];
+	struct model_pod p;
+	json_object *obj;
+	size_t len;
+	const char *l;
+
+	load("pods.watch.ndjson");
+	for (int i = 0; i < 2; i++) {
+		l = line(i, &len);
+		cr_assert_not_null(l);
+		obj = json_tokener_parse(l);
+		cr_assert_not_null(obj);
+		cr_assert_eq(k8s_decode_pod(json_object_object_get(obj, "object"), &p, err,
+					    sizeof(err)),
+			     0, "%s", err);
+		json_object_put(obj);
+		cr_expect_str_eq(p.node, "node-1");
+		cr_expect_str_eq(p.note, "", "line %d: %s", i, p.note);
+		if (i == 0) {
+			cr_expect(p.running);
+			cr_assert_eq(p.n_host, 1);
+			cr_expect_str_eq(addr_ntop(&p.host[0], a0, sizeof(a0)), "10.0.0.11");
+		} else {
+			cr_expect_eq(p.n_host, 0, "Pending: no hostIP yet, and no note for it");
+		}
+	}
+
+#define POD(spec, status)                                                                          \
+	"{\"metadata\":{\"namespace\":\"a\",\"name\":\"p\"},\"spec\":{" spec                          \
+	"},\"status\":{" status "}}"
+	static const struct {
+		const char *json, *node, *h0, *h1, *note;
+	} cases[] = {
+	    {POD("\"nodeName\":\"n1\"", "\"phase\":\"Running\",\"hostIP\":\"10.0.0.2\","
+					"\"hostIPs\":[{\"ip\":\"10.0.0.2\"},{\"ip\":\"fd00::2\"}]"),
+	     "n1", "10.0.0.2", "fd00::2", ""},
+	    {POD("\"nodeName\":\"n1\"", "\"phase\":\"Running\",\"hostIP\":\"fd00::2\","
+					"\"hostIPs\":[{\"ip\":\"fd00::2\"},{\"ip\":\"10.0.0.2\"}]"),
+	     "n1", "fd00::2", "10.0.0.2", ""},
+	    /* A server that sends only the list. */
+	    {POD("\"nodeName\":\"n1\"", "\"phase\":\"Running\",\"hostIPs\":[{\"ip\":\"10.0.0.3\"}]"),
+	     "n1", "10.0.0.3", NULL, ""},
+	    {POD("\"nodeName\":\"n1\"", "\"phase\":\"Running\",\"hostIP\":\"node-1.example\""), "n1",
+	     NULL, NULL, "status.hostIP: \"node-1.example\" is not an IP address"},
+	    {POD("\"nodeName\":\"n1\"", "\"phase\":\"Running\",\"hostIP\":\"127.0.0.1\""), "n1", NULL,
+	     NULL, "status.hostIP: 127.0.0.1 is loopback"},
+	    {POD("\"nodeName\":\"n1\"", "\"phase\":\"Running\",\"hostIP\":7"), "n1", NULL, NULL,
+	     "status.hostIP: must be a string"},
+	    {POD("\"nodeName\":\"n1\"", "\"phase\":\"Running\""), "n1", NULL, NULL,
+	     "status.hostIP: missing on a running pod"},
+	    {POD("\"nodeName\":\"n1\"", "\"phase\":\"Running\",\"hostIPs\":{}"), "n1", NULL, NULL,
+	     "status.hostIPs: must be an array"},
+	    /* The primary stands; a bad other entry is noted. */
+	    {POD("\"nodeName\":\"n1\"", "\"phase\":\"Running\",\"hostIP\":\"10.0.0.4\","
+					"\"hostIPs\":[{\"ip\":\"10.0.0.4\"},{\"ip\":\"ff02::1\"}]"),
+	     "n1", "10.0.0.4", NULL, "status.hostIPs[1]: ff02::1 is multicast"},
+	    {POD("\"nodeName\":\"n1\"", "\"phase\":\"Running\",\"hostIP\":\"10.0.0.4\","
+					"\"hostIPs\":[3]"),
+	     "n1", "10.0.0.4", NULL, "status.hostIPs[0].ip: is required"},
+	    {POD("\"nodeName\":\"Node_1\"", "\"phase\":\"Running\",\"hostIP\":\"10.0.0.5\""), "", NULL,
+	     NULL, "spec.nodeName: \"Node_1\" is not a DNS subdomain"},
+	    {POD("\"nodeName\":[]", "\"phase\":\"Running\",\"hostIP\":\"10.0.0.5\""), "", NULL, NULL,
+	     "spec.nodeName: must be a string"},
+	    /* Not scheduled: nothing to learn, nothing to say. */
+	    {POD("\"serviceAccountName\":\"web\"", "\"phase\":\"Pending\""), "", NULL, NULL, ""},
+	};
+#undef POD
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		obj = json_tokener_parse(cases[i].json);
+		cr_assert_not_null(obj, "case %zu", i);
+		int ret = k8s_decode_pod(obj, &p, err, sizeof(err));
+
+		json_object_put(obj);
+		cr_expect_eq(ret, 0, "case %zu: never an error: %s", i, err);
+		cr_expect_str_eq(p.node, cases[i].node, "case %zu", i);
+		cr_expect_str_eq(p.note, cases[i].note, "case %zu", i);
+		cr_expect_eq(p.n_host, !cases[i].h0 ? 0 : !cases[i].h1 ? 1 : 2, "case %zu", i);
+		if (cases[i].h0 && p.n_host > 0)
+			cr_expect_str_eq(addr_ntop(&p.host[0], a0, sizeof(a0)), cases[i].h0,
+					 "case %zu", i);
+		if (cases[i].h1 && p.n_host > 1)
+			cr_expect_str_eq(addr_ntop(&p.host[1], a1, sizeof(a1)), cases[i].h1,
+					 "case %zu", i);
+	}
+}
+
 /* A Namespace's shoal.io/mtls-mode: its name and 1 + the mode; a bad value is a note, not an error.
  */
 Test(k8s_decode, namespace_mtls_mode)

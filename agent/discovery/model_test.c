@@ -659,3 +659,130 @@ Test(model, mtls_mode_annotation_is_published)
 	cr_expect_eq(model_put_ns_mode(m, "shop", 0), 0, "no annotation: forgotten");
 	cr_expect_eq(model_del_ns(m, "shop"), 1, "not kept any more");
 }
+
+/* Pod name in shop with account web on node (NULL: not scheduled) at ip and ip2 (NULL: none). */
+static void put_host_pod(const char *name, const char *node, const char *ip, const char *ip2,
+			 int want)
+{
+	struct model_pod p = {0};
+
+	snprintf(p.ns, sizeof(p.ns), "shop");
+	snprintf(p.name, sizeof(p.name), "%s", name);
+	snprintf(p.uid, sizeof(p.uid), "u-%s", name);
+	snprintf(p.service_account, sizeof(p.service_account), "web");
+	snprintf(p.node, sizeof(p.node), "%s", node ? node : "");
+	if (ip)
+		cr_assert_eq(addr_parse(ip, &p.host[p.n_host++]), 0);
+	if (ip2)
+		cr_assert_eq(addr_parse(ip2, &p.host[p.n_host++]), 0);
+	cr_assert_eq(model_put_pod(m, &p), want, "put pod %s (%s, %s)", name, node, ip);
+}
+
+/* The address out publishes for node, "" when none. */
+static const char *node_addr(const char *node)
+{
+	static char buf[INET6_ADDRSTRLEN];
+	const struct config_mtls_node *n = config_mtls_node(out, node);
+
+	return n ? addr_ntop(&n->addr, buf, sizeof(buf)) : "";
+}
+
+/*
+ * Nodes' addresses come from their pods (docs/mtls.md, "Node
+ * addresses"): learned with the first pod that reports one, kept while
+ * one does, forgotten with the last; mtls.nodes wins over them.
+ */
+Test(model, pods_teach_their_nodes_address)
+{
+	static const char yaml[] = "node: {address_v4: 10.0.0.1}\n"
+				   "mtls:\n"
+				   "  node_name: node-a\n"
+				   "  nodes: [{name: node-c, address: 10.9.9.9}]\n"
+				   "services: []\n";
+	struct config *explicit_base;
+	const struct config_nodes *set;
+	char err[256];
+
+	put_host_pod("b-0", "node-b", "10.0.2.1", NULL, 0);
+	put_host_pod("b-1", "node-b", "10.0.2.1", NULL, 0);
+	put_host_pod("c-0", "node-c", "10.0.3.1", NULL, 0);
+	put_host_pod("d-0", "node-d", NULL, NULL, 0); /* Pending: no hostIP yet */
+	put_host_pod("x-0", NULL, NULL, NULL, 0);     /* not scheduled */
+	cr_expect_eq(model_n_nodes(m), 2);
+	build(NULL);
+	cr_expect_str_eq(node_addr("node-b"), "10.0.2.1");
+	cr_expect_str_eq(node_addr("node-c"), "10.0.3.1");
+	cr_expect_str_eq(node_addr("node-d"), "", "no pod of node-d reports an address");
+	cr_expect_str_eq(node_addr("node-z"), "");
+
+	/* A status update that says the same asks for no build; the set is shared. */
+	set = out->nodes_learned;
+	put_host_pod("b-1", "node-b", "10.0.2.1", NULL, 1);
+	build(NULL);
+	cr_expect_eq(out->nodes_learned, set, "nothing changed: the same set");
+
+	/* The kubelet reports d-0's host: a change. */
+	put_host_pod("d-0", "node-d", "10.0.4.1", NULL, 0);
+	build(NULL);
+	cr_expect_str_eq(node_addr("node-d"), "10.0.4.1");
+
+	/* The node moved (the last pod put wins), and back. */
+	put_host_pod("b-1", "node-b", "10.0.2.9", NULL, 0);
+	build(NULL);
+	cr_expect_str_eq(node_addr("node-b"), "10.0.2.9");
+	put_host_pod("b-1", "node-b", "10.0.2.1", NULL, 0);
+
+	/* Kept while one pod reports it; forgotten with the last. */
+	cr_assert_eq(model_del_pod(m, "shop", "b-0"), 0);
+	build(NULL);
+	cr_expect_str_eq(node_addr("node-b"), "10.0.2.1", "b-1 is still there");
+	{
+		struct model_pod done = {.finished = true};
+
+		snprintf(done.ns, sizeof(done.ns), "shop");
+		snprintf(done.name, sizeof(done.name), "b-1");
+		cr_expect_eq(model_put_pod(m, &done), 0, "finished: removed");
+	}
+	build(NULL);
+	cr_expect_str_eq(node_addr("node-b"), "", "its last pod finished: forgotten");
+	cr_expect_eq(model_n_nodes(m), 2);
+
+	/* A pod rescheduled elsewhere (same pod, other node) moves its share. */
+	put_host_pod("c-0", "node-e", "10.0.5.1", NULL, 0);
+	build(NULL);
+	cr_expect_str_eq(node_addr("node-c"), "");
+	cr_expect_str_eq(node_addr("node-e"), "10.0.5.1");
+	put_host_pod("c-0", "node-c", "10.0.3.1", NULL, 0);
+
+	/* mtls.nodes wins: the operator's word (a dedicated underlay, say). */
+	cr_assert_eq(config_parse("explicit", yaml, strlen(yaml), &explicit_base, err, sizeof(err)),
+		     0, "%s", err);
+	config_free(out);
+	out = NULL;
+	cr_assert_eq(model_build(m, explicit_base, &out, NULL), 0);
+	cr_expect_str_eq(node_addr("node-c"), "10.9.9.9", "mtls.nodes, not the pods' 10.0.3.1");
+	cr_expect_str_eq(node_addr("node-d"), "10.0.4.1", "the rest still learned");
+	config_free(explicit_base);
+
+	/* Dual stack: this node listens on IPv4 only, so a v6-primary node's IPv4 address. */
+	put_host_pod("f-0", "node-f", "fd00::6", "10.0.6.1", 0);
+	put_host_pod("g-0", "node-g", "fd00::7", NULL, 0);
+	build(NULL);
+	cr_expect_str_eq(node_addr("node-f"), "10.0.6.1");
+	cr_expect_str_eq(node_addr("node-g"), "fd00::7", "only one: the primary");
+
+	/* A relist that no longer has them forgets their nodes. */
+	model_mark(m, 2);
+	put_host_pod("c-0", "node-c", "10.0.3.1", NULL, 1);
+	cr_expect_eq(model_sweep(m, 2), 4, "d-0, x-0, f-0, g-0");
+	cr_expect_eq(model_n_nodes(m), 1);
+	build(NULL);
+	cr_expect_str_eq(node_addr("node-c"), "10.0.3.1");
+	cr_expect_str_eq(node_addr("node-d"), "");
+	cr_expect_str_eq(node_addr("node-f"), "");
+
+	/* No pod left: no set at all. */
+	cr_assert_eq(model_del_pod(m, "shop", "c-0"), 0);
+	build(NULL);
+	cr_expect_null(out->nodes_learned);
+}
