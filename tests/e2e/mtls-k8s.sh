@@ -4,10 +4,15 @@
 # shoald takes its services from the stand-in API server, mtls strict
 # with the namespace legacy permissive; node-b's from a file, as in
 # mtls.sh. The endpoints' EndpointSlices name their pods (targetRef), the
-# pods their service accounts.
+# pods their service accounts, and the pods their node's address
+# (status.hostIP): node-a's config has no mtls.nodes, as in a cluster,
+# and learns node-b's address from the pods on it (docs/mtls.md, "Node
+# addresses").
 #  1. a1 -> web: the slice's pod default/web-0 (service account web) on
 #     node-b: the call goes through the tunnel, and node-b's tunnel logs
-#     it as default/client calling, served as default/web;
+#     it as default/client calling, served as default/web; node-b's
+#     address came from its pods (shoal_discovery_k8s_nodes); a pod whose
+#     hostIP is not an address is logged by name and changes nothing;
 #  2. an endpoint whose pod is not known has no identity: strict refuses
 #     the call (counted, logged with the service), and
 #     shoal_discovery_endpoints_no_identity says so; the same in the
@@ -19,7 +24,8 @@
 #  3. the pod is replaced with another service account: the endpoint's
 #     identity follows (the endpoint is now default/admin, which node-b
 #     has no certificate for: refused in the handshake); the pod deleted: refused
-#     (no identity); back with account web: through the tunnel again.
+#     (no identity); back with account web: through the tunnel again;
+#  4. every pod of node-b gone: node-b's address is forgotten.
 # shellcheck shell=bash disable=SC2034
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -96,10 +102,12 @@ slice_local() {
 	printf '{"type":"MODIFIED","object":{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{"name":"%s-1","namespace":"%s","labels":{"kubernetes.io/service-name":"%s"}},"addressType":"IPv4","endpoints":[{"addresses":["%s"],"conditions":{"ready":true},"nodeName":"node-a"}],"ports":[{"name":"hello","protocol":"TCP","port":8080}]}}' \
 		"$2" "$1" "$2" "${POD_IP4[a2]}"
 }
-# pod TYPE NS NAME UID SERVICE_ACCOUNT
+# pod TYPE NS NAME UID SERVICE_ACCOUNT [HOST_IP [NODE]]: running on node-b
+# (or NODE), whose address (hostIP) is node-b's underlay one.
 pod() {
-	printf '{"type":"%s","object":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"%s","namespace":"%s","uid":"%s"},"spec":{"nodeName":"node-b","serviceAccountName":"%s","containers":[{"name":"c","image":"x"}]},"status":{"phase":"Running","podIP":"%s","podIPs":[{"ip":"%s"}]}}}' \
-		"$1" "$3" "$2" "$4" "$5" "$B1" "$B1"
+	local host=${6:-$NODE_B_ADDR}
+	printf '{"type":"%s","object":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"%s","namespace":"%s","uid":"%s"},"spec":{"nodeName":"%s","serviceAccountName":"%s","containers":[{"name":"c","image":"x"}]},"status":{"phase":"Running","hostIP":"%s","hostIPs":[{"ip":"%s"}],"podIP":"%s","podIPs":[{"ip":"%s"}]}}}' \
+		"$1" "$3" "$2" "$4" "${7:-node-b}" "$5" "$host" "$host" "$B1" "$B1"
 }
 
 k8s_apiserver_start --start-rv 100 --bookmark-every 2
@@ -118,7 +126,6 @@ identity: {source: files, dir: "$ID/a"}
 mtls:
   mode: strict
   node_name: node-a
-  nodes: [{name: node-b, address: $NODE_B_ADDR}]
   workloads: [{address: ${POD_IP4[a1]}, identity: default/client}]
   namespaces: [{name: legacy, mode: permissive}]
 kubernetes:
@@ -182,6 +189,22 @@ fi
 pods=$(metric_a shoal_discovery_k8s_pods)
 ((pods == 2)) && pass "node-a keeps the 2 pods of the cluster (shoal_discovery_k8s_pods)" ||
 	fail "shoal_discovery_k8s_pods is $pods (want 2)"
+nodes=$(metric_a shoal_discovery_k8s_nodes)
+((nodes == 1)) && pass "node-b's address learned from its pods, with no mtls.nodes (shoal_discovery_k8s_nodes 1)" ||
+	fail "shoal_discovery_k8s_nodes is $nodes (want 1: node-b)"
+# A pod whose hostIP is no address: logged by name, kept for its identity, no node learned.
+k8s_apply "$(pod ADDED kube-system bad-0 u-bad web not-an-ip node-c)"
+if wait_log "$SHOALD_LOG" 'kubernetes: pod kube-system/bad-0: status.hostIP: "not-an-ip" is not an IP address' 5; then
+	pass "a pod with hostIP not-an-ip is logged by name"
+else
+	fail "no log line for kube-system/bad-0's hostIP: $(grep 'kubernetes: pod' "$SHOALD_LOG" | tail -2)"
+fi
+refused_host=$(metric_a shoal_discovery_k8s_host_refused_total)
+nodes=$(metric_a shoal_discovery_k8s_nodes)
+((refused_host >= 1 && nodes == 1)) && pass "counted (shoal_discovery_k8s_host_refused_total $refused_host), node-c not learned" ||
+	fail "shoal_discovery_k8s_host_refused_total $refused_host, shoal_discovery_k8s_nodes $nodes (want >= 1, 1)"
+k8s_apply "$(pod DELETED kube-system bad-0 u-bad web not-an-ip node-c)"
+through_tunnel "after the bad pod" 5
 
 # ---- 2. no pod, no identity: strict vs permissive ------------------------------------
 noid=$(metric_a shoal_discovery_endpoints_no_identity)
@@ -255,6 +278,17 @@ sleep 1
 refused_within "a new web-0 the slice does not name yet (uid)" 10.96.0.10:80 1
 k8s_apply "$(slice default web web-0 u-web-0b)"
 through_tunnel "the slice names the new web-0 (service account web)" 10
+
+# ---- 4. node-b's last pod gone: its address forgotten ----------------------------------
+k8s_apply "$(pod DELETED kube-system other-0 u-other web)"
+k8s_apply "$(pod DELETED default web-0 u-web-0b web)"
+for ((i = 0; i < 50; i++)); do
+	nodes=$(metric_a shoal_discovery_k8s_nodes)
+	((nodes == 0)) && break
+	sleep 0.1
+done
+((nodes == 0)) && pass "node-b's pods all gone: its address forgotten (shoal_discovery_k8s_nodes 0)" ||
+	fail "shoal_discovery_k8s_nodes is $nodes after node-b's last pod went (want 0)"
 
 stop_pid "$SHOALD_B_PID"
 finish
