@@ -797,8 +797,8 @@ static void decode_pod_node(json_object *spec, json_object *status, struct model
 	if (!out->node[0])
 		return; /* not scheduled yet: no node to learn */
 	if (!is_subdomain(out->node)) {
-		dec_err(out->note, sizeof(out->note), "spec.nodeName: \"%.64s\" is not a DNS subdomain",
-			out->node);
+		dec_err(out->note, sizeof(out->note),
+			"spec.nodeName: \"%.64s\" is not a DNS subdomain", out->node);
 		out->node[0] = '\0';
 		return;
 	}

@@ -752,9 +752,9 @@ Test(k8s_decode, pod_node_and_host_ip)
 		cr_assert_not_null(l);
 		obj = json_tokener_parse(l);
 		cr_assert_not_null(obj);
-		cr_assert_eq(k8s_decode_pod(json_object_object_get(obj, "object"), &p, err,
-					    sizeof(err)),
-			     0, "%s", err);
+		cr_assert_eq(
+		    k8s_decode_pod(json_object_object_get(obj, "object"), &p, err, sizeof(err)), 0,
+		    "%s", err);
 		json_object_put(obj);
 		cr_expect_str_eq(p.node, "node-1");
 		cr_expect_str_eq(p.note, "", "line %d: %s", i, p.note);
@@ -768,7 +768,7 @@ Test(k8s_decode, pod_node_and_host_ip)
 	}
 
 #define POD(spec, status)                                                                          \
-	"{\"metadata\":{\"namespace\":\"a\",\"name\":\"p\"},\"spec\":{" spec                          \
+	"{\"metadata\":{\"namespace\":\"a\",\"name\":\"p\"},\"spec\":{" spec                       \
 	"},\"status\":{" status "}}"
 	static const struct {
 		const char *json, *node, *h0, *h1, *note;
@@ -780,12 +780,13 @@ Test(k8s_decode, pod_node_and_host_ip)
 					"\"hostIPs\":[{\"ip\":\"fd00::2\"},{\"ip\":\"10.0.0.2\"}]"),
 	     "n1", "fd00::2", "10.0.0.2", ""},
 	    /* A server that sends only the list. */
-	    {POD("\"nodeName\":\"n1\"", "\"phase\":\"Running\",\"hostIPs\":[{\"ip\":\"10.0.0.3\"}]"),
+	    {POD("\"nodeName\":\"n1\"",
+		 "\"phase\":\"Running\",\"hostIPs\":[{\"ip\":\"10.0.0.3\"}]"),
 	     "n1", "10.0.0.3", NULL, ""},
-	    {POD("\"nodeName\":\"n1\"", "\"phase\":\"Running\",\"hostIP\":\"node-1.example\""), "n1",
-	     NULL, NULL, "status.hostIP: \"node-1.example\" is not an IP address"},
-	    {POD("\"nodeName\":\"n1\"", "\"phase\":\"Running\",\"hostIP\":\"127.0.0.1\""), "n1", NULL,
-	     NULL, "status.hostIP: 127.0.0.1 is loopback"},
+	    {POD("\"nodeName\":\"n1\"", "\"phase\":\"Running\",\"hostIP\":\"node-1.example\""),
+	     "n1", NULL, NULL, "status.hostIP: \"node-1.example\" is not an IP address"},
+	    {POD("\"nodeName\":\"n1\"", "\"phase\":\"Running\",\"hostIP\":\"127.0.0.1\""), "n1",
+	     NULL, NULL, "status.hostIP: 127.0.0.1 is loopback"},
 	    {POD("\"nodeName\":\"n1\"", "\"phase\":\"Running\",\"hostIP\":7"), "n1", NULL, NULL,
 	     "status.hostIP: must be a string"},
 	    {POD("\"nodeName\":\"n1\"", "\"phase\":\"Running\""), "n1", NULL, NULL,
@@ -799,10 +800,10 @@ Test(k8s_decode, pod_node_and_host_ip)
 	    {POD("\"nodeName\":\"n1\"", "\"phase\":\"Running\",\"hostIP\":\"10.0.0.4\","
 					"\"hostIPs\":[3]"),
 	     "n1", "10.0.0.4", NULL, "status.hostIPs[0].ip: is required"},
-	    {POD("\"nodeName\":\"Node_1\"", "\"phase\":\"Running\",\"hostIP\":\"10.0.0.5\""), "", NULL,
-	     NULL, "spec.nodeName: \"Node_1\" is not a DNS subdomain"},
-	    {POD("\"nodeName\":[]", "\"phase\":\"Running\",\"hostIP\":\"10.0.0.5\""), "", NULL, NULL,
-	     "spec.nodeName: must be a string"},
+	    {POD("\"nodeName\":\"Node_1\"", "\"phase\":\"Running\",\"hostIP\":\"10.0.0.5\""), "",
+	     NULL, NULL, "spec.nodeName: \"Node_1\" is not a DNS subdomain"},
+	    {POD("\"nodeName\":[]", "\"phase\":\"Running\",\"hostIP\":\"10.0.0.5\""), "", NULL,
+	     NULL, "spec.nodeName: must be a string"},
 	    /* Not scheduled: nothing to learn, nothing to say. */
 	    {POD("\"serviceAccountName\":\"web\"", "\"phase\":\"Pending\""), "", NULL, NULL, ""},
 	};

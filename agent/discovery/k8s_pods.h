@@ -29,8 +29,8 @@ struct k8s_pods {
 	atomic_uint_fast64_t refused; /* pods that did not decode (logged) */
 	/* pods whose node or host address was refused (logged; kept otherwise) */
 	atomic_uint_fast64_t hosts_refused;
-	bool over_logged;	      /* the bound was logged once */
-	bool ns_over_logged;	      /* MODEL_MAX_NAMESPACES was logged once */
+	bool over_logged;    /* the bound was logged once */
+	bool ns_over_logged; /* MODEL_MAX_NAMESPACES was logged once */
 };
 
 /*

@@ -85,7 +85,8 @@ static void on_enroll_object(struct fuzz_ctx *ctx, enum k8s_event_type type, jso
 				model_put_pod(ctx->m, &mp);
 			check(model_n_pods(ctx->m) <= MODEL_MAX_PODS, "model pods bounded");
 			/* A node is kept only by a pod that reports it. */
-			check(model_n_nodes(ctx->m) <= model_n_pods(ctx->m), "nodes bounded by pods");
+			check(model_n_nodes(ctx->m) <= model_n_pods(ctx->m),
+			      "nodes bounded by pods");
 			check(mp.n_host >= 0 && mp.n_host <= 2, "host addresses bounded");
 		} else {
 			check(err[0] != '\0', "a refused pod says why");
@@ -181,7 +182,8 @@ static void check_build(const struct model *m)
 			for (int i = 0; i < ln->n; i++) {
 				check(ln->nodes[i].name[0] && !addr_is_zero(&ln->nodes[i].addr),
 				      "a learned node has a name and an address");
-				check(i == 0 || strcmp(ln->nodes[i - 1].name, ln->nodes[i].name) < 0,
+				check(i == 0 ||
+					  strcmp(ln->nodes[i - 1].name, ln->nodes[i].name) < 0,
 				      "learned nodes sorted, once each");
 				check(config_mtls_node(cfg, ln->nodes[i].name) == &ln->nodes[i],
 				      "config_mtls_node finds it");
