@@ -85,6 +85,15 @@ struct tstream {
 	char *buf;		     /* bytes from the peer not yet written to o.fd */
 	uint32_t head, tail, cap;
 	bool deferred; /* the data provider waits for o.fd to be readable */
+	/*
+	 * The last read of o.fd was short: it took all the socket held, so
+	 * the next one would be EAGAIN, and the provider defers without it.
+	 * Any EPOLLIN edge since clears it (bytes came). Not once the peer
+	 * has shut its side (peer_shut): its end may have come with the last
+	 * bytes, in the same edge, and only a read shows it.
+	 */
+	bool drained;
+	bool peer_shut;
 	bool h2_eof;   /* the peer ended its side: shut o.fd's write once buf drains */
 	bool shut_wr;
 	bool connecting; /* server: the connect to the pod is in progress */
@@ -331,7 +340,7 @@ static void tc_kill(struct tconn *tc, const char *why);
  */
 static void stream_rewatch(struct tstream *st)
 {
-	uint32_t ev = EPOLLIN | EPOLLET;
+	uint32_t ev = EPOLLIN | EPOLLRDHUP | EPOLLET;
 
 	if (st->dead || st->o.fd < 0)
 		return;
@@ -464,11 +473,19 @@ static ssize_t stream_read_cb(nghttp2_session *s, int32_t id, uint8_t *buf, size
 		st->deferred = true;
 		return NGHTTP2_ERR_DEFERRED;
 	}
+	if (st->drained && !st->peer_shut) {
+		/* A stream socket returns less than asked only when its queue ran dry. */
+		st->drained = false;
+		st->deferred = true;
+		return NGHTTP2_ERR_DEFERRED;
+	}
 	do
 		n = recv(st->o.fd, buf, length, MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
-	if (n > 0)
+	if (n > 0) {
+		st->drained = (size_t)n < length;
 		return n;
+	}
 	if (n == 0) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 		return 0;
@@ -521,6 +538,10 @@ static void stream_event(struct tstream *st, uint32_t events)
 			nghttp2_submit_response(tc->h2, st->id, nv, 1, &prd);
 		}
 	}
+	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+		st->drained = false; /* bytes, an end or an error came: the next read must look */
+	if (events & (EPOLLRDHUP | EPOLLERR | EPOLLHUP))
+		st->peer_shut = true;
 	if ((events & EPOLLIN) && st->deferred) {
 		st->deferred = false;
 		nghttp2_session_resume_data(tc->h2, st->id);
