@@ -1503,6 +1503,7 @@ static int sni_cb(SSL *ssl, int *al, void *arg)
 static void listen_accept(struct tloop *lp, struct tobj *l)
 {
 	struct tunnel *t = lp->t;
+	int one = 1;
 
 	for (int i = 0; i < 64; i++) {
 		struct sockaddr_storage ss;
@@ -1531,6 +1532,13 @@ static void listen_accept(struct tloop *lp, struct tobj *l)
 			close(fd);
 			continue;
 		}
+		/*
+		 * Without it, Nagle holds an answer back while another stream's
+		 * is unacknowledged (one connection carries many streams), and
+		 * the client's delayed ACK sets the wait: the p99 of the
+		 * cross-node bench was 7 ms, every run, at a p50 of 0.9 ms.
+		 */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		tc = tc_new(lp, fd, true);
 		if (!tc) {
 			close(fd);
