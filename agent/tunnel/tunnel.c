@@ -1533,10 +1533,9 @@ static void listen_accept(struct tloop *lp, struct tobj *l)
 			continue;
 		}
 		/*
-		 * Without it, Nagle holds an answer back while another stream's
-		 * is unacknowledged (one connection carries many streams), and
-		 * the client's delayed ACK sets the wait: the p99 of the
-		 * cross-node bench was 7 ms, every run, at a p50 of 0.9 ms.
+		 * As the outbound side (client_connect): without it, Nagle may
+		 * hold one stream's answer back while another's bytes are not
+		 * yet acknowledged, one connection carrying many streams.
 		 */
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		tc = tc_new(lp, fd, true);

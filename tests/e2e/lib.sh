@@ -905,6 +905,9 @@ hold_start() {
 	local pod=$1 to=$2
 	shift 2
 	HOLD_LOG=$LOGDIR/hold.log
+	# An earlier hold's log would answer hold_count ("ok 22") until the
+	# new client truncates it: a wait for 3 echoes then ended at once (mtls).
+	rm -f "$HOLD_LOG"
 	pod_spawn "$pod" "$HOLD_LOG" "$SHOAL_PEER" hold --to "$to" "$@"
 	HOLD_PID=$LAST_PID
 }
