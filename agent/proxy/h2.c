@@ -36,7 +36,7 @@
 
 static void h2_down_arm(struct worker *w, struct h2_down *d);
 
-/* st's times (deadline, next try, per-try timeout) into its session's timer. */
+/* st's times (deadline, next try, per-try timeout, idle) into its session's timer. */
 static void h2_stream_due(struct h2_down *d, const struct h2_stream *st)
 {
 	if (st->answered)
@@ -45,6 +45,8 @@ static void h2_stream_due(struct h2_down *d, const struct h2_stream *st)
 	h2_down_by(d, st->retry_at_ns);
 	if (!st->rs_submitted)
 		h2_down_by(d, st->try_deadline_ns);
+	if (st->idle_ns)
+		h2_down_by(d, st->active_ns + st->idle_ns);
 }
 
 /*
@@ -333,10 +335,14 @@ static void h2_try(struct worker *w, struct h2_stream *st)
 			st->avoid[st->n_avoid++] = idx;
 		pick_start(st->sv, &st->bt, now);
 		if (h2h1_declared(st->target, d->c->svc_port)) {
-			/* One HTTP/1.1 exchange (h2_to_h1.c): not retried on another endpoint. */
-			st->replay_lost = true;
-			st->to_up.keep = false;
-			h2h1_start(w, st, &st->target->endpoints[idx], st->port_be);
+			/*
+			 * One HTTP/1.1 exchange (h2_to_h1.c); its failures come back
+			 * through h2_retry as an upstream stream's do, and a start
+			 * that fails at once has scheduled its retry already.
+			 */
+			st->try_deadline_ns = 0;
+			if (h2h1_start(w, st, &st->target->endpoints[idx], st->port_be) == 0)
+				st->try_deadline_ns = h2_try_deadline(st, now);
 			h2_stream_due(d, st);
 			h2_down_arm(w, d);
 			return;
@@ -567,6 +573,9 @@ static void h2_dispatch(struct worker *w, struct h2_stream *st)
 	    (!timeout || gns < timeout))
 		timeout = gns ? gns : 1;
 	st->deadline_ns = timeout ? deadline_after(now, timeout) : 0;
+	/* The route's idle timeout, per stream: the connection's is for silence on all of them. */
+	st->idle_ns = r && r->idle_timeout_ms ? (uint64_t)r->idle_timeout_ms * 1000000 : 0;
+	st->active_ns = now;
 	st->fail_fast_ns = now + (st->sv ? st->sv->fail_fast_ns : 0);
 	/* The body is kept for a replay up to the policy's limit (h2_down_on_data). */
 	h2_retry_cfg(st, &rc);
@@ -743,6 +752,7 @@ static int h2_down_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const 
 		return 0;
 	}
 	st->rq_bytes += len;
+	h2_stream_active(d->w, st);
 	if (!st->replay_lost && st->rq_bytes > st->replay_max) {
 		st->replay_lost = true;
 		st->to_up.keep = false;
@@ -788,6 +798,7 @@ static ssize_t h2_down_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t
 	if (n) {
 		/* Progress: a stall clock starts again for what is left. */
 		st->stall_ns = 0;
+		h2_stream_active(d->w, st);
 		h2_stream_waits(d->w, st);
 	}
 	/* The connection's window was given back on receipt (h2_upstream.c). */
@@ -903,6 +914,8 @@ static void h2_down_recompute(struct worker *w, struct h2_down *d)
 			if (st->try_deadline_ns && !st->rs_submitted &&
 			    (!next || st->try_deadline_ns < next))
 				next = st->try_deadline_ns;
+			if (st->idle_ns && (!next || st->active_ns + st->idle_ns < next))
+				next = st->active_ns + st->idle_ns;
 		}
 		if (!stall || st->to_down.off == st->to_down.len) {
 			st->stall_ns = 0;
@@ -1162,8 +1175,27 @@ static void h2_down_stalls(struct worker *w, struct h2_down *d, uint64_t now)
 }
 
 /*
+ * No byte of st moved either way for its route's idle_timeout_ms: what
+ * HTTP/1.1 does with a silent request (http1.c, http1_timeout), per
+ * stream: before a response head a timeout like the deadline's
+ * (DEADLINE_EXCEEDED for gRPC, else 504 timeout, counted as a deadline
+ * and the endpoint's failure), after one a reset; the upstream stream is
+ * reset and the connection's other streams go on.
+ */
+static void h2_stream_idle(struct worker *w, struct h2_stream *st)
+{
+	if (log_debug_on())
+		pr_debug("proxy worker %d: h2 stream %d of %s/%s: silent for the route's "
+			 "idle_timeout_ms (%llu ms)",
+			 w->id, st->id, st->target->namespace, st->target->name,
+			 (unsigned long long)(st->idle_ns / 1000000));
+	st->idle_ns = 0;
+	h2_stream_expired(w, st);
+}
+
+/*
  * Deadlines of c's streams: DEADLINE_EXCEEDED (gRPC) or 504, the upstream
- * stream reset; per-try timeouts (retried or answered); then the tries due
+ * stream reset; idle streams (the same); per-try timeouts (retried or answered); then the tries due
  * (a backoff or a poll for a candidate ended).
  */
 static void h2_timeout(struct worker *w, struct conn *c)
@@ -1176,6 +1208,8 @@ static void h2_timeout(struct worker *w, struct conn *c)
 			continue;
 		if (st->deadline_ns && now >= st->deadline_ns)
 			h2_stream_expired(w, st);
+		else if (st->idle_ns && now >= st->active_ns + st->idle_ns)
+			h2_stream_idle(w, st);
 		else if (st->try_deadline_ns && !st->rs_submitted && now >= st->try_deadline_ns)
 			h2_try_timed_out(w, st);
 	}

@@ -108,6 +108,13 @@ struct h2_stream {
 	uint64_t deadline_ns; /* 0: none */
 	/* Response bytes have waited since, none framed (stall_timeout_ms); 0: none wait. */
 	uint64_t stall_ns;
+	/*
+	 * The route's idle_timeout_ms (0: none) and when a byte of st last
+	 * moved either way (h2_stream_active): a stream silent that long is
+	 * timed out as its deadline would be (h2.c, h2_timeout).
+	 */
+	uint64_t idle_ns;
+	uint64_t active_ns;
 	struct h2_tele *tele; /* its span while traced (observe.h); freed with it */
 
 	/* Tries (docs/proxy.md, "Retries"). */
@@ -253,6 +260,17 @@ void h2_stream_waits(struct worker *w, struct h2_stream *st);
  * for clocks that a turn's length does not matter to (idle, stall).
  */
 uint64_t h2_turn_ns(struct worker *w);
+
+/*
+ * A byte of st moved (request or response, either side): its idle clock
+ * starts again. Only read when the route has an idle timeout; the turn's
+ * clock, as the connection's own idle clock uses.
+ */
+static inline void h2_stream_active(struct worker *w, struct h2_stream *st)
+{
+	if (st->idle_ns)
+		st->active_ns = h2_turn_ns(w);
+}
 
 /*
  * nghttp2's allocator for w's sessions, every byte charged to

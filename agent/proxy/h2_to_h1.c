@@ -412,6 +412,24 @@ static void h2h1_fail(struct worker *w, struct h2h1 *x, enum http_error err, boo
 	st->d->ops->stream_error(w, st, err);
 }
 
+/*
+ * x's endpoint failed (how: f) before a response head went to the
+ * client: retried as an upstream stream's try is (h2_down_ops.retry: the
+ * policy, the budget, a backoff, another endpoint), x ending with a
+ * reset; else answered with err as h2h1_fail does.
+ */
+static void h2h1_fail_try(struct worker *w, struct h2h1 *x, enum http_error err,
+			  enum retry_failure f, const char *what)
+{
+	struct h2_stream *st = x->st;
+
+	if (st && !st->rs_submitted && st->d->ops->retry(w, st, f, 0)) {
+		h2h1_end(w, x, false, true);
+		return;
+	}
+	h2h1_fail(w, x, err, true, what);
+}
+
 static int h2h1_ob_put(struct h2h1 *x, const char *p, size_t n)
 {
 	if (x->ob_off == x->ob_len)
@@ -460,8 +478,15 @@ static int h2h1_write(struct worker *w, struct h2h1 *x)
 				b->off += pos;
 				x->payload_left -= pos;
 				x->body_sent = true;
-				nghttp2_session_consume(st->d->s, st->id, pos);
-				worker_conn_defer(w, st->d->c);
+				st->rq_framed += pos;
+				h2_stream_active(w, st);
+				/* A replay writes bytes the client's window got back on an earlier try. */
+				if (st->rq_framed > st->rq_consumed) {
+					nghttp2_session_consume(st->d->s, st->id,
+								st->rq_framed - st->rq_consumed);
+					st->rq_consumed = st->rq_framed;
+					worker_conn_defer(w, st->d->c);
+				}
 			}
 			if (err || pos < n)
 				return err;
@@ -552,6 +577,9 @@ static void h2h1_submit_head(struct worker *w, struct h2h1 *x, bool end)
 
 	x->head_pending = false;
 	st->rs_submitted = true;
+	/* No retry once the client has a head: the body need not be kept. */
+	st->replay_lost = true;
+	st->to_up.keep = false;
 	if (end)
 		st->rs_end = true;
 	/* Its fields are copies (NV_FLAG_NONE): nghttp2 copies them again at submit. */
@@ -580,19 +608,25 @@ static void h2h1_complete(struct worker *w, struct h2h1 *x)
 	 * nobody will read goes back to its windows (the rest is dropped on
 	 * arrival, h2.c).
 	 */
-	if (st->to_up.len > st->to_up.off) {
-		nghttp2_session_consume(st->d->s, st->id, st->to_up.len - st->to_up.off);
-		st->to_up.off = st->to_up.len = 0;
+	if (st->rq_bytes > st->rq_consumed) {
+		nghttp2_session_consume(st->d->s, st->id, st->rq_bytes - st->rq_consumed);
+		st->rq_consumed = st->rq_bytes;
 	}
+	st->to_up.keep = false;
+	st->to_up.off = st->to_up.len = 0;
 	h2_done(w, st, true, failed, (unsigned)st->status, failed ? "failure" : "ok");
 	h2h1_wake_down(w, st);
 	h2h1_end(w, x, reuse, !x->rq_done);
 }
 
+/* h2h1_process: the response head's status was retried elsewhere. */
+#define H2H1_RETRIED 2
+
 /*
  * Parse and forward what was read of the response. Returns 1 when the
- * response is complete, 0 to read more (or wait for the client's
- * window), or a negative http1_result for a malformed response.
+ * response is complete, H2H1_RETRIED when its head went to a retry, 0 to
+ * read more (or wait for the client's window), or a negative
+ * http1_result for a malformed response.
  */
 static int h2h1_process(struct worker *w, struct h2h1 *x)
 {
@@ -652,6 +686,14 @@ static int h2h1_process(struct worker *w, struct h2h1 *x)
 				http1_chunked_init(&x->ch);
 			if (h2h1_final(x, p))
 				return HTTP1_E_BAD_REQUEST;
+			/*
+			 * A status the retry policy lists (503 by default): tried
+			 * elsewhere before anything of it goes to the client, as an
+			 * upstream stream's head is (h2_up_retry_head).
+			 */
+			if (st->status >= 400 &&
+			    st->d->ops->retry(w, st, RETRY_FAIL_STATUS, st->status))
+				return H2H1_RETRIED;
 			x->rs = H2H1_RS_BODY;
 			if (x->body == HTTP1_BODY_NONE ||
 			    (x->body == HTTP1_BODY_LENGTH && !x->left)) {
@@ -772,10 +814,11 @@ static void h2h1_closed(struct worker *w, struct h2h1 *x)
 		WORKER_STAT_INC(w, http_retries);
 		if (h2h1_ob_put(x, x->head, x->head_len) == 0 && h2h1_connect(w, x) >= 0)
 			return;
-		h2h1_fail(w, x, HTTP_ERR_CONNECT_FAILURE, true, "connect failure");
+		h2h1_fail_try(w, x, HTTP_ERR_CONNECT_FAILURE, RETRY_FAIL_CONNECT,
+			      "connect failure");
 		return;
 	}
-	h2h1_fail(w, x, HTTP_ERR_UPSTREAM_RESET, true, "reset");
+	h2h1_fail_try(w, x, HTTP_ERR_UPSTREAM_RESET, RETRY_FAIL_RESET_EARLY, "reset");
 }
 
 /* Write what the request has, read what the response has: one bounded turn of x. */
@@ -803,6 +846,11 @@ static void h2h1_pump(struct worker *w, struct h2h1 *x)
 		r = h2h1_process(w, x);
 		if (r < 0) {
 			h2h1_bad_response(w, x, r);
+			return;
+		}
+		if (r == H2H1_RETRIED) {
+			/* The rest of that response is not wanted: its connection goes. */
+			h2h1_end(w, x, false, true);
 			return;
 		}
 		if (r == 1) {
@@ -857,9 +905,11 @@ static void h2h1_connected(struct worker *w, struct h2h1 *x, uint32_t events)
 					"proxy worker %d: h2 to http1: connect to an endpoint "
 					"failed: %s",
 					w->id, strerror(err));
-		h2h1_fail(w, x, sock_err_local(err) ? HTTP_ERR_LOCAL_RESOURCES
-						    : HTTP_ERR_CONNECT_FAILURE,
-			  !sock_err_local(err), "connect failure");
+		if (sock_err_local(err))
+			h2h1_fail(w, x, HTTP_ERR_LOCAL_RESOURCES, false, "connect failure");
+		else
+			h2h1_fail_try(w, x, HTTP_ERR_CONNECT_FAILURE, RETRY_FAIL_CONNECT,
+				      "connect failure");
 		return;
 	}
 	x->connected = true;
@@ -917,8 +967,8 @@ static int h2h1_connect(struct worker *w, struct h2h1 *x)
 	return 0;
 }
 
-void h2h1_start(struct worker *w, struct h2_stream *st, const struct config_endpoint *ep,
-		uint16_t port_be)
+int h2h1_start(struct worker *w, struct h2_stream *st, const struct config_endpoint *ep,
+	       uint16_t port_be)
 {
 	size_t cap = 64 + st->rq.bytes;
 	struct h2h1 *x;
@@ -933,7 +983,7 @@ void h2h1_start(struct worker *w, struct h2_stream *st, const struct config_endp
 					w->id, st->target->namespace, st->target->name);
 		h2_done(w, st, false, false, 503, "grpc over http1");
 		st->d->ops->stream_error(w, st, HTTP_ERR_GRPC_OVER_HTTP1);
-		return;
+		return -1;
 	}
 	x = calloc(1, sizeof(*x));
 	head = malloc(cap);
@@ -942,7 +992,7 @@ void h2h1_start(struct worker *w, struct h2_stream *st, const struct config_endp
 		free(head);
 		h2_done(w, st, false, false, 503, "proxy resources");
 		st->d->ops->stream_error(w, st, HTTP_ERR_LOCAL_RESOURCES);
-		return;
+		return -1;
 	}
 	err = h2h1_format_request(st->rq.nv, st->rq.n, !st->rq_end, head, cap, &x->head_len,
 				  &x->chunked);
@@ -953,7 +1003,7 @@ void h2h1_start(struct worker *w, struct h2_stream *st, const struct config_endp
 		st->d->ops->stream_error(w, st,
 					 err == -EOPNOTSUPP ? HTTP_ERR_NOT_IMPLEMENTED
 							    : HTTP_ERR_BAD_REQUEST);
-		return;
+		return -1;
 	}
 	x->head = head;
 	{
@@ -970,7 +1020,7 @@ void h2h1_start(struct worker *w, struct h2_stream *st, const struct config_endp
 		free(head);
 		h2_done(w, st, false, false, 503, "proxy resources");
 		st->d->ops->stream_error(w, st, HTTP_ERR_LOCAL_RESOURCES);
-		return;
+		return -1;
 	}
 	conn_init(x->c);
 	x->c->kind = CONN_KIND_H2;
@@ -998,9 +1048,14 @@ void h2h1_start(struct worker *w, struct h2_stream *st, const struct config_endp
 		worker_warn_ratelimited(
 		    w, "proxy worker %d: %s/%s: cannot connect to an HTTP/1.1 endpoint: %s", w->id,
 		    st->target->namespace, st->target->name, strerror(-err));
-		h2h1_fail(w, x, local ? HTTP_ERR_LOCAL_RESOURCES : HTTP_ERR_CONNECT_FAILURE, !local,
-			  "connect failure");
+		if (local)
+			h2h1_fail(w, x, HTTP_ERR_LOCAL_RESOURCES, false, "connect failure");
+		else
+			h2h1_fail_try(w, x, HTTP_ERR_CONNECT_FAILURE, RETRY_FAIL_CONNECT,
+				      "connect failure");
+		return -1;
 	}
+	return 0;
 }
 
 void h2h1_unlink(struct h2_stream *st)
@@ -1050,7 +1105,7 @@ static void h2h1_timeout(struct worker *w, struct conn *c)
 		return;
 	worker_warn_ratelimited(w, "proxy worker %d: h2 to http1: connect to an endpoint timed out",
 				w->id);
-	h2h1_fail(w, x, HTTP_ERR_CONNECT_FAILURE, true, "connect timeout");
+	h2h1_fail_try(w, x, HTTP_ERR_CONNECT_FAILURE, RETRY_FAIL_CONNECT, "connect timeout");
 }
 
 static void h2h1_resume(struct worker *w, struct conn *c)

@@ -50,11 +50,16 @@ bool h2h1_declared(const struct config_service *svc, uint16_t svc_port);
  * Send st's request (picked: st->bt holds the ticket) to the HTTP/1.1
  * endpoint ep (of st->target, which outlives the exchange), port port_be,
  * on a pooled connection or a new one: through the tunnel for an
- * endpoint on another node (attempt_connect_ep). Answers st itself on
- * every failure (a gRPC request: UNAVAILABLE at once).
+ * endpoint on another node (attempt_connect_ep). A failure of the
+ * endpoint before a response head went to the client (a connect that
+ * fails or times out, a reset, a status the retry policy lists) is given
+ * to st's retry (h2_down_ops.retry: another endpoint, the body replayed),
+ * else answered; other failures are answered (a gRPC request:
+ * UNAVAILABLE at once). Returns 0 when the exchange started, else -1:
+ * st was answered or its retry scheduled.
  */
-void h2h1_start(struct worker *w, struct h2_stream *st, const struct config_endpoint *ep,
-		uint16_t port_be);
+int h2h1_start(struct worker *w, struct h2_stream *st, const struct config_endpoint *ep,
+	       uint16_t port_be);
 
 /* st leaves its exchange (answered, reset or closed): its connection is reset. */
 void h2h1_unlink(struct h2_stream *st);

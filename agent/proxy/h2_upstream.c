@@ -120,6 +120,8 @@ static ssize_t h2_up_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t l
 		memcpy(buf, st->to_up.data + st->to_up.off, n);
 	st->to_up.off += n;
 	st->rq_framed += n;
+	if (n)
+		h2_stream_active(up->w, st);
 	/* A replay frames bytes the client's window got back on an earlier try. */
 	if (st->rq_framed > st->rq_consumed) {
 		nghttp2_session_consume(st->d->s, st->id, st->rq_framed - st->rq_consumed);
@@ -179,6 +181,7 @@ static int h2_up_on_header(nghttp2_session *s, const nghttp2_frame *frame, nghtt
 	(void)flags;
 	if (!st || frame->hd.type != NGHTTP2_HEADERS)
 		return 0;
+	h2_stream_active(st->d->w, st);
 	f = frame->headers.cat == NGHTTP2_HCAT_HEADERS && st->status >= 200 ? &st->tr : &st->rs;
 	nm = nghttp2_rcbuf_get_buf(name);
 	if (nm.len == 11 && !memcmp(nm.base, "grpc-status", 11)) {
@@ -300,6 +303,8 @@ static int h2_up_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const ui
 	struct h2_stream *st = h2_up_stream(up, s, id);
 
 	(void)flags;
+	if (st)
+		h2_stream_active(up->w, st);
 	if (!st || !st->rs_submitted) {
 		nghttp2_session_consume(s, id, len);
 		return 0;
