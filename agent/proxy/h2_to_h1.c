@@ -876,6 +876,8 @@ static void h2h1_pump(struct worker *w, struct h2h1 *x)
 			h2h1_fail(w, x, HTTP_ERR_LOCAL_RESOURCES, false, "proxy resources");
 			return;
 		}
+		if (got)
+			h2_stream_active(w, x->st);
 		if (got && !x->got_bytes) {
 			x->got_bytes = true;
 			free(x->head);
