@@ -11,8 +11,9 @@ sha256, the chunked request's trailers), /big?n=BYTES (chunked), /trail
 (chunked with trailers), /hints (103 then 200), /smuggle (both
 Content-Length and Transfer-Encoding), /badchunk (a bad first chunk size), /badchunk-late (a bad one after
 data), /flaky (a connection's second request is
-closed unanswered, as an idle close that crosses it), /hang (no answer; hang_closed counts the
-close that ends it).
+closed unanswered, as an idle close that crosses it), /hang and /hang-idle (no answer; hang_closed counts the
+close that ends it), /only-a2 (POST: a3 answers 503, counted in unavailable, a2 the body's
+length and sha256).
 Anything else is a 404. It never speaks HTTP/2: a preface is a 400.
 """
 import hashlib
@@ -25,7 +26,7 @@ import threading
 NAME, PORT = sys.argv[1], int(sys.argv[2])
 LOCK = threading.Lock()
 STATS = {"conns": 0, "requests": 0, "big_sent": 0, "h2_preface": 0, "hang_closed": 0,
-         "flaky_dropped": 0, "last_head": ""}
+         "flaky_dropped": 0, "unavailable": 0, "last_head": ""}
 
 
 def bump(key, n=1):
@@ -151,7 +152,7 @@ class Conn(socketserver.BaseRequestHandler):
                 bump("flaky_dropped")
                 return False
             self.send(f"HTTP/1.1 200 OK\r\n{common}Content-Length: 3\r\n\r\nok\n".encode())
-        elif path == "/hang":
+        elif path in ("/hang", "/hang-idle"):
             # Never answers; counts the proxy closing the connection on it.
             try:
                 while self.request.recv(65536):
@@ -160,6 +161,14 @@ class Conn(socketserver.BaseRequestHandler):
                 pass
             bump("hang_closed")
             return False
+        elif path == "/only-a2":
+            # A failing endpoint (a3) for the retry of an HTTP/2 stream to the other one.
+            if NAME != "a2":
+                bump("unavailable")
+                self.send(f"HTTP/1.1 503 Service Unavailable\r\n{common}Content-Length: 0\r\n\r\n".encode())
+            else:
+                out = (f"{len(body)} {hashlib.sha256(body).hexdigest()} from {NAME}\n").encode()
+                self.send(f"HTTP/1.1 200 OK\r\n{common}Content-Length: {len(out)}\r\n\r\n".encode() + out)
         elif path == "/badchunk":
             self.send(f"HTTP/1.1 200 OK\r\n{common}Transfer-Encoding: chunked\r\n\r\n"
                       "zz\r\nhello\r\n0\r\n\r\n".encode())

@@ -28,6 +28,12 @@
 #    data went to the client resets the stream; shoald serves on;
 #  - a route's timeout_ms on a request the server never answers: a 504
 #    timeout in time, and the server's connection is closed;
+#  - a route's idle_timeout_ms: a stream the server never answers is a
+#    504 after it, while a stream on the same client connection is
+#    answered;
+#  - retries on the other endpoint: a 503 from one HTTP/1.1-only endpoint
+#    (a PUT with a 40 KiB body, replayed) and a refused connect (a port
+#    nothing listens on at a3) are retried on a2 and answered 200;
 #  - gRPC to such a port is UNAVAILABLE naming grpc-over-http1;
 #  - and on the HTTP/2 upstream path (an h2c endpoint, h2-up-server.py on
 #    python3-h2): the client's request trailers reach the endpoint, with
@@ -52,8 +58,11 @@ for pod in a2 a3; do
 	pod_spawn "$pod" "$LOGDIR/backend-$pod.log" python3 "$BACKEND_PY" "$pod" 8090
 done
 pod_spawn a2 "$LOGDIR/h2-up-a2.log" "$PY" "$H2_PY" a2 8091
+# Only a2 listens on 8092: a3 refuses the connects of api-retry.
+pod_spawn a2 "$LOGDIR/backend-a2-8092.log" python3 "$BACKEND_PY" a2 8092
 for pod in a2 a3; do wait_listen "${POD_NS[$pod]}" 8090; done
 wait_listen "${POD_NS[a2]}" 8091
+wait_listen "${POD_NS[a2]}" 8092
 
 write_config "
   - name: api
@@ -67,6 +76,9 @@ write_config "
       - name: hang
         match: {path: {exact: /hang}}
         timeout_ms: 300
+      - name: hang-idle
+        match: {path: {exact: /hang-idle}}
+        idle_timeout_ms: 300
   - name: api-one
     vips: [10.96.0.54]
     ports: [{port: 80, target_port: 8090, protocol: h2c, upstream_protocol: http1}]
@@ -74,6 +86,10 @@ write_config "
   - name: api-lb
     vips: [10.96.0.53]
     ports: [{port: 80, target_port: 8090, protocol: h2c, upstream_protocol: http1}]
+    endpoints: [{address: 10.77.1.3}, {address: 10.77.1.5}]
+  - name: api-retry
+    vips: [10.96.0.55]
+    ports: [{port: 80, target_port: 8092, protocol: h2c, upstream_protocol: http1}]
     endpoints: [{address: 10.77.1.3}, {address: 10.77.1.5}]
   - name: api2
     vips: [10.96.0.52]
@@ -245,6 +261,56 @@ for ((i = 0; i < 20; i++)); do
 done
 (($(stat a2 hang_closed) + $(stat a3 hang_closed) >= 1)) || fail "deadline: the server's connection stayed open"
 pass "deadline: a route's timeout_ms 300 is a 504 timeout after $ms ms, and the HTTP/1.1 connection is closed"
+
+# ---- a route's idle timeout, per stream --------------------------------------------
+
+# Two streams on one client connection (nghttp multiplexes its URIs): the
+# silent one is cut after idle_timeout_ms, the other is answered.
+hc0=$(($(stat a2 hang_closed) + $(stat a3 hang_closed)))
+t0=$(date +%s%N)
+pod_run a1 timeout 20 nghttp -v "$URL/hang-idle" "$URL/hello" >"$LOGDIR/idle.out" 2>&1 || true
+ms=$((($(date +%s%N) - t0) / 1000000))
+grep -q ':status: 504' "$LOGDIR/idle.out" || fail "idle: no 504: $(grep ':status' "$LOGDIR/idle.out" | tr '\n' ' ')"
+grep -q ':status: 200' "$LOGDIR/idle.out" || fail "idle: the other stream got no 200: $(grep ':status' "$LOGDIR/idle.out" | tr '\n' ' ')"
+grep -q 'x-shoal-error: timeout' "$LOGDIR/idle.out" || fail "idle: the 504 is not the proxy's timeout"
+grep -q '^hello from a[23]$' "$LOGDIR/idle.out" || fail "idle: the other stream's body is missing"
+[[ $(grep -c 'recv HEADERS frame' "$LOGDIR/idle.out") -ge 2 ]] || fail "idle: not two streams answered"
+((ms >= 300 && ms < 1500)) || fail "idle: done after $ms ms (route idle_timeout_ms 300)"
+for ((i = 0; i < 20; i++)); do
+	(($(stat a2 hang_closed) + $(stat a3 hang_closed) > hc0)) && break
+	sleep 0.1
+done
+(($(stat a2 hang_closed) + $(stat a3 hang_closed) > hc0)) || fail "idle: the server's connection stayed open"
+pass "idle: a route's idle_timeout_ms 300 cut the silent stream (504 timeout after $ms ms) and its HTTP/1.1 connection; the other stream on the connection got its 200"
+
+# ---- retries on another HTTP/1.1-only endpoint ------------------------------------
+
+# A 503 from a3 (PUT, idempotent; 40 KiB, within retries.max_body_bytes):
+# tried again on a2 with the whole body, until a3 was picked at least once.
+head -c $((40 << 10)) /dev/urandom >"$LOGDIR/put.bin"
+want="$((40 << 10)) $(sha256sum "$LOGDIR/put.bin" | cut -d' ' -f1) from a2"
+r0=$(proxy_metric shoal_proxy_http_retries_total) u0=$(stat a3 unavailable)
+for ((i = 0; i < 20; i++)); do
+	out=$(h2curl -D "$LOGDIR/put.h" -X PUT --data-binary @"$LOGDIR/put.bin" "$URL/only-a2") ||
+		fail "retry 503: curl failed"
+	grep -q '^HTTP/2 200' "$LOGDIR/put.h" || fail "retry 503: $(head -1 "$LOGDIR/put.h") (request $i)"
+	[[ $out == "$want" ]] || fail "retry 503: a2 got '$out', want '$want'"
+	(($(stat a3 unavailable) > u0)) && ((i >= 3)) && break
+done
+u=$(($(stat a3 unavailable) - u0)) r=$(($(proxy_metric shoal_proxy_http_retries_total) - r0))
+((u >= 1)) || fail "retry 503: a3 was never picked in $((i + 1)) requests"
+((r >= u)) || fail "retry 503: $u answers 503 from a3, $r retries"
+pass "retry: $u of $((i + 1)) PUTs met a3's 503 and were retried on a2 with their 40 KiB body: all 200"
+
+# A refused connect (nothing on 8092 at a3): the stream goes on to a2.
+r0=$(proxy_metric shoal_proxy_http_retries_total)
+pod_run a1 timeout 30 h2load -n 20 -c 1 -m 4 "http://10.96.0.55/hello" >"$LOGDIR/refused.out" 2>&1 ||
+	fail "retry connect: h2load failed: $(tail -3 "$LOGDIR/refused.out")"
+grep -q "status codes: 20 2xx" "$LOGDIR/refused.out" ||
+	fail "retry connect: $(grep -E 'requests:|status codes' "$LOGDIR/refused.out" | tr '\n' ' ')"
+r=$(($(proxy_metric shoal_proxy_http_retries_total) - r0))
+((r >= 1)) || fail "retry connect: no retry counted (a3 never picked?)"
+pass "retry: streams whose connect to a3 was refused went on to a2 ($r retries): 20 of 20 2xx"
 
 # ---- gRPC is refused -------------------------------------------------------------
 
