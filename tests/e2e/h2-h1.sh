@@ -37,8 +37,10 @@
 #  - gRPC to such a port is UNAVAILABLE naming grpc-over-http1;
 #  - and on the HTTP/2 upstream path (an h2c endpoint, h2-up-server.py on
 #    python3-h2): the client's request trailers reach the endpoint, with
-#    and without content-length, and its 103 and 100 reach the client
-#    before the 200.
+#    and without content-length, its 103 and 100 reach the client
+#    before the 200, and a route's idle_timeout_ms cuts a stream the
+#    endpoint never answers while another on the same connections is
+#    answered.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -94,7 +96,11 @@ write_config "
   - name: api2
     vips: [10.96.0.52]
     ports: [{port: 80, target_port: 8091, protocol: h2c}]
-    endpoints: [{address: 10.77.1.3}]"
+    endpoints: [{address: 10.77.1.3}]
+    routes:
+      - name: hang-idle
+        match: {path: {exact: /hang}}
+        idle_timeout_ms: 300"
 shoald_start
 enroll a1
 
@@ -343,6 +349,15 @@ grep -q ':status: 100' "$LOGDIR/h2-hints.out" || fail "h2 1xx: no 100"
 	fail "h2 1xx: statuses in order: $(grep -o ':status: [0-9]*' "$LOGDIR/h2-hints.out" | tr '\n' ' ')"
 grep -q '^hinted$' "$LOGDIR/h2-hints.out" || fail "h2 1xx: the final body is missing"
 pass "HTTP/2 endpoint: its 103 and 100 reach the client before the 200"
+
+t0=$(date +%s%N)
+pod_run a1 timeout 20 nghttp -v "$URL2/hang" "$URL2/echo" >"$LOGDIR/h2-idle.out" 2>&1 || true
+ms=$((($(date +%s%N) - t0) / 1000000))
+grep -q ':status: 504' "$LOGDIR/h2-idle.out" || fail "h2 idle: no 504: $(grep ':status' "$LOGDIR/h2-idle.out" | tr '\n' ' ')"
+grep -q ':status: 200' "$LOGDIR/h2-idle.out" || fail "h2 idle: the other stream got no 200"
+grep -q 'x-shoal-error: timeout' "$LOGDIR/h2-idle.out" || fail "h2 idle: the 504 is not the proxy's timeout"
+((ms >= 300 && ms < 1500)) || fail "h2 idle: done after $ms ms (route idle_timeout_ms 300)"
+pass "HTTP/2 endpoint: a route's idle_timeout_ms 300 cut the stream it never answered (504 after $ms ms); the other stream on the same connections got its 200"
 
 (($(stat a2 h2_preface) + $(stat a3 h2_preface) == 0)) || fail "a server saw an HTTP/2 preface"
 [[ $(proxy_metric shoal_proxy_h2_to_h1_requests_total) -gt $N ]] ||

@@ -6,7 +6,8 @@ python3-h2: what shoal's pooled HTTP/2 sessions deliver to an endpoint.
 
 /echo answers, once the request ended, with x-got-trailers listing the
 request's trailers (name=value, or none) and the body's length; /hints
-sends a 103 Early Hints, then a 100, then the 200.
+sends a 103 Early Hints, then a 100, then the 200; /hang is never
+answered (the session's other streams are).
 """
 import socket
 import sys
@@ -42,6 +43,8 @@ def serve(sock):
             elif isinstance(ev, h2.events.StreamEnded):
                 st = streams.pop(ev.stream_id)
                 sid = ev.stream_id
+                if st["path"] == "/hang":
+                    continue
                 if st["path"] == "/hints":
                     conn.send_headers(sid, [(":status", "103"), ("link", "</h2.css>; rel=preload")])
                     conn.send_headers(sid, [(":status", "100")])
