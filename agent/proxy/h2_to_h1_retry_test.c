@@ -37,7 +37,7 @@ struct h2c {
 	struct {
 		int32_t id;
 		int status;
-		uint32_t code; /* RST_STREAM error code at close */
+		uint32_t code;	/* RST_STREAM error code at close */
 		bool has_error; /* an x-shoal-error field */
 	} st[MAX_STREAMS];
 	int n;
@@ -124,8 +124,7 @@ static int h2c_request(struct h2c *c, const char *path, struct h2c_body *body)
 	char cl[24];
 	int cll = snprintf(cl, sizeof(cl), "%zu", body ? body->len : 0);
 	nghttp2_nv nv[] = {
-	    {(uint8_t *)":method", (uint8_t *)(body ? "PUT" : "GET"), 7, 3,
-	     NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":method", (uint8_t *)(body ? "PUT" : "GET"), 7, 3, NGHTTP2_NV_FLAG_NONE},
 	    {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, NGHTTP2_NV_FLAG_NONE},
 	    {(uint8_t *)":authority", (uint8_t *)"web", 10, 3, NGHTTP2_NV_FLAG_NONE},
 	    {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), NGHTTP2_NV_FLAG_NONE},
@@ -225,9 +224,11 @@ static void script_first_503_checks_body(int fd, int index)
 		if (intact)
 			atomic_fetch_add(&rs_intact, 1);
 		if (n == 0)
-			send_str(fd, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+			send_str(fd,
+				 "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
 		else
-			send_str(fd, intact ? OK2 : "HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n");
+			send_str(fd,
+				 intact ? OK2 : "HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n");
 	}
 }
 
