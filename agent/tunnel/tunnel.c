@@ -146,6 +146,8 @@ struct tconn {
 	size_t out_off, out_len;
 	bool ktls_tx, ktls_rx;
 	bool read_again;   /* SSL_read stopped at its round limit */
+	bool flush_due;	   /* frames to send: flushed once, at the end of the turn */
+	bool rbio_short;   /* the socket's last read returned less than asked: it is empty */
 	bool in_handshake; /* server: counted in t->n_handshakes */
 	struct tconn *prev, *next;
 	struct tconn *reap_next;
@@ -555,7 +557,7 @@ static void stream_event(struct tstream *st, uint32_t events)
 		nghttp2_session_resume_data(tc->h2, st->id);
 	}
 	stream_rewatch(st);
-	tc_flush(tc);
+	tc->flush_due = true; /* loop_turn flushes: one SSL_write for every stream of the turn */
 }
 
 /* ---- the destination: is a CONNECT's target a local endpoint? ---------------- */
@@ -1038,6 +1040,14 @@ static void tc_read(struct tconn *tc)
 				tc_kill(tc, nghttp2_strerror((int)rv));
 				return;
 			}
+			/*
+			 * Nothing buffered and the socket was empty at its last read:
+			 * the next SSL_read would be a read() returning EAGAIN. The
+			 * connection is level triggered, so bytes that came since
+			 * bring it back.
+			 */
+			if (tc->rbio_short && !SSL_has_pending(tc->ssl))
+				return;
 			continue;
 		}
 		switch (SSL_get_error(tc->ssl, n)) {
@@ -1309,7 +1319,21 @@ static void tc_event(struct tconn *tc, uint32_t events)
 		return;
 	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
 		tc_read(tc);
-	tc_flush(tc);
+	tc->flush_due = true;
+}
+
+/* The socket BIO's reads, watched: a short one means the socket is empty (tc_read). */
+static long rbio_watch(BIO *b, int oper, const char *argp, size_t len, int argi, long argl,
+		       int ret, size_t *processed)
+{
+	struct tconn *tc = (struct tconn *)BIO_get_callback_arg(b);
+
+	(void)argp;
+	(void)argi;
+	(void)argl;
+	if (tc && oper == (BIO_CB_READ | BIO_CB_RETURN))
+		tc->rbio_short = ret > 0 && processed && *processed < len;
+	return ret;
 }
 
 static struct tconn *tc_new(struct tloop *l, int fd, bool server)
@@ -1331,6 +1355,8 @@ static struct tconn *tc_new(struct tloop *l, int fd, bool server)
 		return NULL;
 	}
 	SSL_set_app_data(tc->ssl, tc);
+	BIO_set_callback_arg(SSL_get_rbio(tc->ssl), (char *)tc);
+	BIO_set_callback_ex(SSL_get_rbio(tc->ssl), rbio_watch);
 	SSL_set_mode(tc->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	tc->next = l->conns;
 	if (l->conns)
@@ -1726,10 +1752,20 @@ static bool loop_turn(struct tloop *l, int timeout_ms)
 		}
 		}
 	}
+	/*
+	 * The turn's frames go out together: with many streams ready at once
+	 * (one event each), a flush per event was an SSL_write, a TLS record
+	 * and a send() per stream; gathered, it is one of each for up to
+	 * TUNNEL_OUT_BYTES.
+	 */
 	for (struct tconn *tc = l->conns, *next; tc; tc = next) {
 		next = tc->next;
 		if (tc->read_again && tc->state == TC_READY) {
 			tc_read(tc);
+			tc->flush_due = true;
+		}
+		if (tc->flush_due) {
+			tc->flush_due = false;
 			tc_flush(tc);
 		}
 	}
