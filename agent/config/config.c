@@ -102,6 +102,7 @@ static void config_set_defaults(struct config *cfg)
 	cfg->http2.max_continuations = CONFIG_DEFAULT_H2_MAX_CONTINUATIONS;
 	cfg->http2.max_sent_resets = CONFIG_DEFAULT_H2_MAX_SENT_RESETS;
 	cfg->http2.stall_timeout_ms = CONFIG_DEFAULT_H2_STALL_TIMEOUT_MS;
+	cfg->http2.grpc_head_hold_ms = CONFIG_DEFAULT_H2_GRPC_HEAD_HOLD_MS;
 	cfg->k8s_backoff_max_ms = CONFIG_DEFAULT_K8S_BACKOFF_MAX_MS;
 	cfg->k8s_policies = true;
 	snprintf(cfg->k8s_enroll_cgroup_root, sizeof(cfg->k8s_enroll_cgroup_root), "%s",

@@ -154,6 +154,17 @@ struct policy_set; /* policy/policy.h: the compiled authorization policy */
  */
 #define CONFIG_DEFAULT_H2_STALL_TIMEOUT_MS 60000
 #define CONFIG_MAX_H2_STALL_TIMEOUT_MS 3600000
+/*
+ * A gRPC response head that a retry could still replace is held back this
+ * long for its first message or its trailers (docs/proxy.md, "Retries"):
+ * a failing endpoint sends its trailers within a millisecond or so of its
+ * head, while a server-streaming call that sends its head and then waits
+ * gets it at most this late. 100 ms: far longer than a local endpoint's
+ * gap between head and trailers, short enough to go unnoticed as the
+ * head's latency.
+ */
+#define CONFIG_DEFAULT_H2_GRPC_HEAD_HOLD_MS 100
+#define CONFIG_MAX_H2_GRPC_HEAD_HOLD_MS 10000
 /* An idle pooled upstream connection is dropped after this: below the
  * 60 s keep-alive timeout most servers use, so the proxy closes first and
  * rarely reuses a connection the server is closing. */
@@ -691,6 +702,7 @@ struct config {
 		uint32_t max_continuations;	 /* CONTINUATION flood */
 		uint32_t max_sent_resets;	 /* MadeYouReset: bucket of our own resets */
 		uint32_t stall_timeout_ms;	 /* zero window: close after this; 0: never */
+		uint32_t grpc_head_hold_ms;	 /* a retryable gRPC head waits; 0: never */
 	} http2;
 
 	struct config_tracing tracing; /* tracing: */

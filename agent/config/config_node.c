@@ -148,6 +148,8 @@ static const struct field http2_fields[] = {
      CONFIG_MAX_H2_RESETS},
     {"stall_timeout_ms", FIELD_U32, offsetof(struct config, http2.stall_timeout_ms), 0,
      CONFIG_MAX_H2_STALL_TIMEOUT_MS},
+    {"grpc_head_hold_ms", FIELD_U32, offsetof(struct config, http2.grpc_head_hold_ms), 0,
+     CONFIG_MAX_H2_GRPC_HEAD_HOLD_MS},
 };
 
 static const struct field proxy_fields[] = {

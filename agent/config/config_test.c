@@ -1000,6 +1000,7 @@ Test(config, http2_limits)
 	cr_assert_eq(cfg->http2.max_continuations, CONFIG_DEFAULT_H2_MAX_CONTINUATIONS);
 	cr_assert_eq(cfg->http2.max_sent_resets, CONFIG_DEFAULT_H2_MAX_SENT_RESETS);
 	cr_assert_eq(cfg->http2.stall_timeout_ms, CONFIG_DEFAULT_H2_STALL_TIMEOUT_MS);
+	cr_assert_eq(cfg->http2.grpc_head_hold_ms, CONFIG_DEFAULT_H2_GRPC_HEAD_HOLD_MS);
 	config_free(cfg);
 	cfg = NULL;
 	cr_assert_eq(parse(NODE "proxy:\n  http2:\n    max_concurrent_streams: 250\n"
@@ -1007,7 +1008,7 @@ Test(config, http2_limits)
 				"    stream_window_bytes: 65535\n    session_window_bytes: 65535\n"
 				"    max_pending_acks: 10\n    reset_burst: 5\n    reset_rate: 2\n"
 				"    max_continuations: 3\n    max_sent_resets: 7\n"
-				"    stall_timeout_ms: 0\n"),
+				"    stall_timeout_ms: 0\n    grpc_head_hold_ms: 0\n"),
 		     0, "%s", err);
 	cr_assert_eq(cfg->http2.max_concurrent_streams, 250);
 	cr_assert_eq(cfg->http2.max_header_list_bytes, 8192);
@@ -1020,6 +1021,7 @@ Test(config, http2_limits)
 	cr_assert_eq(cfg->http2.max_continuations, 3);
 	cr_assert_eq(cfg->http2.max_sent_resets, 7);
 	cr_assert_eq(cfg->http2.stall_timeout_ms, 0);
+	cr_assert_eq(cfg->http2.grpc_head_hold_ms, 0);
 	assert_refused(NODE "proxy:\n  http2:\n    max_concurrent_streams: 0\n",
 		       "t.yaml:5: proxy.http2.max_concurrent_streams: must be 1..10000, got 0");
 	assert_refused(
@@ -1032,6 +1034,8 @@ Test(config, http2_limits)
 		       "t.yaml:5: proxy.http2.max_sent_resets: must be 1..1000000, got 0");
 	assert_refused(NODE "proxy:\n  http2:\n    stall_timeout_ms: 3600001\n",
 		       "t.yaml:5: proxy.http2.stall_timeout_ms: must be 0..3600000, got 3600001");
+	assert_refused(NODE "proxy:\n  http2:\n    grpc_head_hold_ms: 10001\n",
+		       "t.yaml:5: proxy.http2.grpc_head_hold_ms: must be 0..10000, got 10001");
 	assert_refused(NODE "proxy:\n  http2:\n    max_streams: 10\n",
 		       "t.yaml:5: proxy.http2.max_streams: unknown field");
 }

@@ -43,8 +43,10 @@ static void h2_stream_due(struct h2_down *d, const struct h2_stream *st)
 		return;
 	h2_down_by(d, st->deadline_ns);
 	h2_down_by(d, st->retry_at_ns);
-	if (!st->rs_submitted)
+	if (!st->rs_submitted) {
 		h2_down_by(d, st->try_deadline_ns);
+		h2_down_by(d, st->hold_until_ns);
+	}
 	if (st->idle_ns)
 		h2_down_by(d, st->active_ns + st->idle_ns);
 }
@@ -206,17 +208,12 @@ static void h2_stream_event(struct worker *w, const struct h2_stream *st,
 		metrics_http_shard_event(w->metrics, &k, ev);
 }
 
-/*
- * May st's failed try (how: f; code: status or grpc-status) be retried?
- * retry_decide() asks method, failure, body, response started, attempts,
- * deadline and last the budget, which a yes is charged to. Counts the
- * retry, or the budget's refusal.
- */
-static bool h2_may_retry(struct worker *w, struct h2_stream *st, enum retry_failure f, int code)
+/* What retry_decide() is told of st's failed try (how: f; code: status or grpc-status). */
+static struct retry_try h2_retry_try(const struct h2_stream *st, enum retry_failure f, int code)
 {
 	const nghttp2_nv *m = h2_field(&st->rq, ":method");
-	struct retry_policy_cfg rc;
-	struct retry_try t = {
+
+	return (struct retry_try){
 	    .method = m ? (const char *)m->value : "",
 	    .method_len = m ? m->valuelen : 0,
 	    .failure = f,
@@ -229,6 +226,18 @@ static bool h2_may_retry(struct worker *w, struct h2_stream *st, enum retry_fail
 	    .retries_done = st->retries,
 	    .deadline_ns = st->deadline_ns ? st->deadline_ns : DEADLINE_NONE,
 	};
+}
+
+/*
+ * May st's failed try (how: f; code: status or grpc-status) be retried?
+ * retry_decide() asks method, failure, body, response started, attempts,
+ * deadline and last the budget, which a yes is charged to. Counts the
+ * retry, or the budget's refusal.
+ */
+static bool h2_may_retry(struct worker *w, struct h2_stream *st, enum retry_failure f, int code)
+{
+	struct retry_policy_cfg rc;
+	struct retry_try t = h2_retry_try(st, f, code);
 	enum retry_verdict v;
 
 	if (st->answered)
@@ -250,6 +259,46 @@ static bool h2_may_retry(struct worker *w, struct h2_stream *st, enum retry_fail
 			 st->id, st->target->namespace, st->target->name,
 			 st->retries + (v != RETRY_YES), retry_verdict_name(v));
 	return v == RETRY_YES;
+}
+
+/*
+ * Could st's try, failing now with one of its route's gRPC codes, be
+ * retried? h2_may_retry's questions, the budget's only asked (nothing
+ * withdrawn, nothing counted): the answer may be no once the code comes.
+ */
+static bool h2_could_retry_grpc(const struct h2_stream *st, uint64_t now)
+{
+	struct retry_policy_cfg rc;
+	struct retry_try t;
+
+	if (st->answered || st->rs_submitted)
+		return false;
+	h2_retry_cfg(st, &rc);
+	if (!rc.grpc_statuses)
+		return false;
+	/* Any code of the route's: whether it is retried is the same for each. */
+	t = h2_retry_try(st, RETRY_FAIL_GRPC_STATUS, __builtin_ctz(rc.grpc_statuses));
+	if (retry_decide(&rc, &t, NULL, now) != RETRY_YES)
+		return false;
+	return !st->sv || !st->sv->budget ||
+	       retry_budget_balance_milli(st->sv->budget, now) >= RETRY_BUDGET_MILLI;
+}
+
+/* h2_down_ops.hold (h2_int.h). */
+static bool h2_hold(struct worker *w, struct h2_stream *st)
+{
+	const struct config *cfg = worker_conn_config(w, st->d->c);
+	uint64_t hold = (uint64_t)cfg->http2.grpc_head_hold_ms * 1000000, now = timer_now_ns();
+
+	if (!hold)
+		return false;
+	if (!h2_could_retry_grpc(st, now))
+		return false;
+	st->hold_until_ns = now + hold;
+	h2_stream_due(st->d, st);
+	/* The session's timer is armed on its flush. */
+	worker_conn_defer(w, st->d->c);
+	return true;
 }
 
 /* st's deadline passed before its answer: DEADLINE_EXCEEDED (gRPC) or 504. */
@@ -424,6 +473,7 @@ static bool h2_retry(struct worker *w, struct h2_stream *st, enum retry_failure 
 	st->grpc_status = GRPC_STATUS_NONE;
 	st->rs_end = false;
 	st->try_deadline_ns = 0;
+	st->hold_until_ns = 0;
 	/* Rewound now: kept bytes are never compacted away at off == len. */
 	st->to_up.off = 0;
 	st->rq_framed = 0;
@@ -914,6 +964,9 @@ static void h2_down_recompute(struct worker *w, struct h2_down *d)
 			if (st->try_deadline_ns && !st->rs_submitted &&
 			    (!next || st->try_deadline_ns < next))
 				next = st->try_deadline_ns;
+			if (st->hold_until_ns && !st->rs_submitted &&
+			    (!next || st->hold_until_ns < next))
+				next = st->hold_until_ns;
 			if (st->idle_ns && (!next || st->active_ns + st->idle_ns < next))
 				next = st->active_ns + st->idle_ns;
 		}
@@ -1060,6 +1113,7 @@ static void h2_down_io(struct worker *w, struct conn *c, uint32_t events)
 static const struct h2_down_ops h2_down_ops = {
     .stream_error = h2_stream_error,
     .retry = h2_retry,
+    .hold = h2_hold,
     .read = h2_down_read,
 };
 
@@ -1195,8 +1249,9 @@ static void h2_stream_idle(struct worker *w, struct h2_stream *st)
 
 /*
  * Deadlines of c's streams: DEADLINE_EXCEEDED (gRPC) or 504, the upstream
- * stream reset; idle streams (the same); per-try timeouts (retried or answered); then the tries due
- * (a backoff or a poll for a candidate ended).
+ * stream reset; idle streams (the same); per-try timeouts (retried or
+ * answered); held gRPC heads whose hold ran out (released); then the
+ * tries due (a backoff or a poll for a candidate ended).
  */
 static void h2_timeout(struct worker *w, struct conn *c)
 {
@@ -1212,6 +1267,8 @@ static void h2_timeout(struct worker *w, struct conn *c)
 			h2_stream_idle(w, st);
 		else if (st->try_deadline_ns && !st->rs_submitted && now >= st->try_deadline_ns)
 			h2_try_timed_out(w, st);
+		else if (st->hold_until_ns && !st->rs_submitted && now >= st->hold_until_ns)
+			h2_up_release(w, st); /* no message yet: a call that streams later */
 	}
 	h2_down_stalls(w, d, now);
 	h2_down_due(w, d);

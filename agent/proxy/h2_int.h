@@ -129,6 +129,13 @@ struct h2_stream {
 	uint64_t rq_consumed;	  /* of them, given back to the client's window */
 	uint32_t replay_max;	  /* the retry policy's max_body_bytes */
 	bool replay_lost;	  /* the body outgrew the replay limit: no retry */
+	/*
+	 * A gRPC response head (in rs, status set) held back from the client
+	 * until then, so that trailers with a retried grpc-status right
+	 * behind it can still be retried (proxy.http2.grpc_head_hold_ms);
+	 * released by the first DATA, the trailers, or this time. 0: none held.
+	 */
+	uint64_t hold_until_ns;
 };
 
 /*
@@ -157,6 +164,14 @@ struct h2_down_ops {
 	 * caller answers as it would have.
 	 */
 	bool (*retry)(struct worker *w, struct h2_stream *st, enum retry_failure f, int code);
+	/*
+	 * st's gRPC response head came, not its end: hold it back? True when
+	 * the hold is on (proxy.http2.grpc_head_hold_ms) and retry could
+	 * still say yes to one of the route's gRPC codes (nothing charged to
+	 * the budget): st->hold_until_ns is set and in the session's timer,
+	 * which releases the head (h2_up_release) when it passes.
+	 */
+	bool (*hold)(struct worker *w, struct h2_stream *st);
 	/* The response body source of a client stream (nghttp2_data_source_read_callback). */
 	nghttp2_data_source_read_callback read;
 };
@@ -367,5 +382,7 @@ int h2_up_submit(struct worker *w, struct h2_up *up, struct h2_stream *st);
 void h2_up_unlink(struct h2_stream *st, uint32_t error_code);
 /* More request bytes (or their end) for st's upstream stream. */
 void h2_up_wake(struct worker *w, struct h2_stream *st);
+/* st's held response head (h2_down_ops.hold) goes to the client now, its body to follow. */
+void h2_up_release(struct worker *w, struct h2_stream *st);
 
 #endif

@@ -25,6 +25,8 @@ struct h2_client {
 	size_t body;	 /* DATA bytes, all streams */
 	int resets;	 /* streams closed with an error code */
 	bool body_is_ok; /* every 2-byte body was "ok" */
+	int grpc_ok;	 /* grpc-status 0 */
+	int grpc_unavailable; /* grpc-status 14 */
 };
 
 static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
@@ -39,6 +41,11 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
 	if (namelen == 9 && !memcmp(name, "x-backend", 9) && valuelen == 1 &&
 	    (value[0] == 'a' || value[0] == 'b'))
 		c->by[value[0] - 'a']++;
+	if (namelen == 11 && !memcmp(name, "grpc-status", 11) && valuelen == 1 && value[0] == '0')
+		c->grpc_ok++;
+	if (namelen == 11 && !memcmp(name, "grpc-status", 11) && valuelen == 2 &&
+	    !memcmp(value, "14", 2))
+		c->grpc_unavailable++;
 	return 0;
 }
 
@@ -93,6 +100,39 @@ static void client_get(struct h2_client *c, const char *path)
 	cr_assert_gt(nghttp2_submit_request(c->s, NULL, nv, 4, NULL, NULL), 0);
 }
 
+#define H2_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A gRPC request message: a 5-byte prefix and "hi", sent as the body. */
+static ssize_t grpc_body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
+			      uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+	static const uint8_t msg[] = {0, 0, 0, 0, 2, 'h', 'i'};
+
+	(void)s, (void)id, (void)src, (void)ud;
+	cr_assert_geq(length, sizeof(msg));
+	memcpy(buf, msg, sizeof(msg));
+	*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return sizeof(msg);
+}
+
+/* A unary gRPC call of H2TB_GRPC_FLAKY (a POST with a body). */
+static void client_grpc(struct h2_client *c)
+{
+	nghttp2_data_provider body = {.read_callback = grpc_body_read};
+	nghttp2_nv nv[] = {
+	    {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":authority", (uint8_t *)"web", 10, 3, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":path", (uint8_t *)H2TB_GRPC_FLAKY, 5, strlen(H2TB_GRPC_FLAKY),
+	     NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16,
+	     NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)"te", (uint8_t *)"trailers", 2, 8, NGHTTP2_NV_FLAG_NONE},
+	};
+
+	cr_assert_gt(nghttp2_submit_request(c->s, NULL, nv, H2_ARRAY_LEN(nv), &body, NULL), 0);
+}
+
 /* Send what the session has, read what comes, until want streams closed. */
 static void client_run(struct h2_client *c, int want)
 {
@@ -125,6 +165,9 @@ static void client_close(struct h2_client *c)
 
 static struct h2tb ends[2];
 
+/* proxy.http2.grpc_head_hold_ms of the next start_h2. */
+static uint32_t hold_ms = CONFIG_DEFAULT_H2_GRPC_HEAD_HOLD_MS;
+
 /* Two HTTP/2 endpoints, 192.0.2.1 (a) and .2 (b), on an h2c port of svc. */
 static void start_h2(void)
 {
@@ -148,6 +191,7 @@ static void start_h2(void)
 	    .max_continuations = CONFIG_DEFAULT_H2_MAX_CONTINUATIONS,
 	    .max_sent_resets = CONFIG_DEFAULT_H2_MAX_SENT_RESETS,
 	    .stall_timeout_ms = CONFIG_DEFAULT_H2_STALL_TIMEOUT_MS,
+	    .grpc_head_hold_ms = hold_ms,
 	};
 	cfg.http_pool_idle_timeout_ms = 30000;
 	cfg.idle_timeout_ms = 30000;
@@ -217,4 +261,102 @@ Test(proxy, h2_body_through_flow_control)
 	client_close(&c);
 	stop_h2();
 	end_test();
+}
+
+/* A route over every path of svc to svc itself; retryable marks its calls idempotent. */
+static void route_all(struct config_route *route, bool retryable)
+{
+	memset(route, 0, sizeof(*route));
+	route->path_match = CONFIG_PATH_ANY;
+	route->n_backends = 1;
+	route->backends[0].svc_index = 0;
+	route->backends[0].weight = 1;
+	route->backends[0].cum_weight = 1;
+	route->total_weight = 1;
+	route->retryable = retryable;
+	route->retry_grpc_statuses[0] = 14;
+	route->n_retry_grpc_statuses = 1;
+	svc.routes = route;
+	svc.n_routes = 1;
+}
+
+/*
+ * gRPC calls that endpoint a answers with a head and then trailers
+ * UNAVAILABLE (no trailers-only answer) on a retryable route: n calls
+ * with hold_ms set on one connection. Returns the client's tally.
+ */
+static struct h2_client grpc_flaky_calls(int n, bool retryable, uint32_t hold)
+{
+	static struct config_route route;
+	struct h2_client c;
+
+	route_all(&route, retryable);
+	hold_ms = hold;
+	start_h2();
+	client_open(&c);
+	for (int i = 0; i < n; i++)
+		client_grpc(&c);
+	client_run(&c, n);
+	client_close(&c);
+	return c;
+}
+
+static void grpc_flaky_done(void)
+{
+	stop_h2();
+	svc.routes = NULL;
+	svc.n_routes = 0;
+	hold_ms = CONFIG_DEFAULT_H2_GRPC_HEAD_HOLD_MS;
+	end_test();
+}
+
+Test(proxy, h2_grpc_head_then_unavailable_is_retried_while_the_head_is_held)
+{
+	const int n = 40;
+	struct h2_client c = grpc_flaky_calls(n, true, CONFIG_DEFAULT_H2_GRPC_HEAD_HOLD_MS);
+	int failed = atomic_load(&ends[0].requests);
+	struct proxy_stats st = stats_now();
+
+	cr_log_info("held heads: endpoint a failed %d calls, b answered %d; %llu retries", failed,
+		    atomic_load(&ends[1].requests), (unsigned long long)st.http_retries);
+	cr_expect_eq(c.grpc_ok, n, "%d of %d calls OK (%d UNAVAILABLE)", c.grpc_ok, n,
+		     c.grpc_unavailable);
+	cr_expect_eq(c.grpc_unavailable, 0);
+	/* One head per call: the failed tries' heads never reached the client. */
+	cr_expect_eq(c.ok, n, "%d heads for %d calls", c.ok, n);
+	cr_expect_eq(c.resets, 0);
+	cr_expect_eq(c.body, 2 * (size_t)n);
+	cr_expect_gt(failed, 0, "endpoint a took none of %d calls", n);
+	cr_expect_eq(st.http_retries, (uint64_t)failed, "%llu retries for %d failures",
+		     (unsigned long long)st.http_retries, failed);
+	grpc_flaky_done();
+}
+
+Test(proxy, h2_grpc_head_then_unavailable_reaches_the_client_without_the_hold)
+{
+	const int n = 40;
+	struct h2_client c = grpc_flaky_calls(n, true, 0);
+	int failed = atomic_load(&ends[0].requests);
+
+	/* Hold off: the head went on at once, so the trailers could only follow it. */
+	cr_expect_gt(failed, 0, "endpoint a took none of %d calls", n);
+	cr_expect_eq(c.grpc_unavailable, failed, "%d UNAVAILABLE for %d failures",
+		     c.grpc_unavailable, failed);
+	cr_expect_eq(c.grpc_ok, n - failed);
+	cr_expect_eq(stats_now().http_retries, 0);
+	grpc_flaky_done();
+}
+
+Test(proxy, h2_grpc_head_not_held_when_the_route_retries_nothing)
+{
+	const int n = 40;
+	struct h2_client c = grpc_flaky_calls(n, false, CONFIG_DEFAULT_H2_GRPC_HEAD_HOLD_MS);
+	int failed = atomic_load(&ends[0].requests);
+
+	/* POSTs on a route not marked retryable: nothing to hold for. */
+	cr_expect_gt(failed, 0, "endpoint a took none of %d calls", n);
+	cr_expect_eq(c.grpc_unavailable, failed);
+	cr_expect_eq(c.grpc_ok, n - failed);
+	cr_expect_eq(stats_now().http_retries, 0);
+	grpc_flaky_done();
 }

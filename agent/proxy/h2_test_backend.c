@@ -17,6 +17,7 @@
 struct h2tb_body {
 	size_t left;
 	bool big;
+	bool grpc; /* trailers grpc-status 0 end it */
 	struct h2tb_body *next;
 };
 
@@ -27,8 +28,13 @@ struct h2tb_conn {
 	struct h2tb_body *bodies;
 };
 
-/* The stream user data of a request for /big, until it is answered. */
-static char h2tb_big;
+/* The stream user data of a request for /big (or H2TB_GRPC_FLAKY), until it is answered. */
+static char h2tb_big, h2tb_grpc;
+
+static const nghttp2_nv h2tb_grpc_head[] = {
+    {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
+    {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
+};
 
 static ssize_t h2tb_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
 			 uint32_t *data_flags, nghttp2_data_source *src, void *ud)
@@ -36,7 +42,7 @@ static ssize_t h2tb_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 	struct h2tb_body *body = src->ptr;
 	size_t n = body->left < length ? body->left : length;
 
-	(void)s, (void)id, (void)ud;
+	(void)ud;
 	if (body->big)
 		memset(buf, 'x', n);
 	else
@@ -44,6 +50,15 @@ static ssize_t h2tb_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 	body->left -= n;
 	if (!body->left)
 		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
+	if (!body->left && body->grpc) {
+		nghttp2_nv tr[] = {
+		    {(uint8_t *)"grpc-status", (uint8_t *)"0", 11, 1, NGHTTP2_NV_FLAG_NONE},
+		};
+
+		*data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		if (nghttp2_submit_trailer(s, id, tr, 1))
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+	}
 	return (ssize_t)n;
 }
 
@@ -55,6 +70,9 @@ static int h2tb_on_header(nghttp2_session *s, const nghttp2_frame *frame, const 
 	if (frame->hd.type == NGHTTP2_HEADERS && namelen == 5 && !memcmp(name, ":path", 5) &&
 	    valuelen == 4 && !memcmp(value, "/big", 4))
 		nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, &h2tb_big);
+	if (frame->hd.type == NGHTTP2_HEADERS && namelen == 5 && !memcmp(name, ":path", 5) &&
+	    valuelen == strlen(H2TB_GRPC_FLAKY) && !memcmp(value, H2TB_GRPC_FLAKY, valuelen))
+		nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, &h2tb_grpc);
 	return 0;
 }
 
@@ -73,15 +91,38 @@ static int h2tb_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, vo
 
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
+	if (b->id == 'a' &&
+	    nghttp2_session_get_stream_user_data(s, frame->hd.stream_id) == &h2tb_grpc) {
+		/* A head, then trailers in a HEADERS frame of their own: not trailers-only. */
+		nghttp2_nv tr[] = {
+		    {(uint8_t *)"grpc-status", (uint8_t *)"14", 11, 2, NGHTTP2_NV_FLAG_NONE},
+		    {(uint8_t *)"grpc-message", (uint8_t *)"flaky", 12, 5, NGHTTP2_NV_FLAG_NONE},
+		};
+
+		atomic_fetch_add(&b->requests, 1);
+		if (nghttp2_submit_headers(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NULL,
+					   h2tb_grpc_head, 2, NULL) < 0 ||
+		    nghttp2_submit_headers(s, NGHTTP2_FLAG_END_STREAM, frame->hd.stream_id, NULL,
+					   tr, 2, NULL) < 0)
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		return 0;
+	}
 	body = calloc(1, sizeof(*body));
 	if (!body)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	body->big = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id) == &h2tb_big;
+	body->grpc = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id) == &h2tb_grpc;
 	body->left = body->big ? H2TB_BIG_BYTES : 2;
 	body->next = hc->bodies;
 	hc->bodies = body;
 	dp.source.ptr = body;
 	atomic_fetch_add(&b->requests, 1);
+	if (body->grpc) {
+		/* The message "ok" (no length prefix: the proxy reads none), then grpc-status 0. */
+		if (nghttp2_submit_response(s, frame->hd.stream_id, h2tb_grpc_head, 2, &dp))
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		return 0;
+	}
 	if (nghttp2_submit_response(s, frame->hd.stream_id, nv, 2, &dp))
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	return 0;

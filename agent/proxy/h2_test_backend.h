@@ -4,8 +4,10 @@
  * (h2_test.c, tests/fuzz/h2_fuzz.c): a listener and one thread per
  * connection, each an nghttp2 server session that answers every request
  * once its head came: 200, "x-backend: <id>", the body "ok" (or, for
- * :path /big, H2TB_BIG_BYTES). Test code only; no Criterion, so that the
- * fuzzer can use it too.
+ * :path /big, H2TB_BIG_BYTES). For :path H2TB_GRPC_FLAKY, a gRPC answer:
+ * backend 'a' sends a head and then trailers grpc-status 14 (UNAVAILABLE),
+ * no message in between; the others the message "ok", grpc-status 0.
+ * Test code only; no Criterion, so that the fuzzer can use it too.
  */
 #ifndef SHOAL_PROXY_H2_TEST_BACKEND_H
 #define SHOAL_PROXY_H2_TEST_BACKEND_H
@@ -19,6 +21,8 @@
 #define H2TB_MAX_CONNS 64
 /* The body of /big: several stream windows, so flow control matters. */
 #define H2TB_BIG_BYTES (1024 * 1024)
+/* A gRPC method that fails on backend 'a' only, with a head before its trailers. */
+#define H2TB_GRPC_FLAKY "/shoal.Echo/Flaky"
 
 struct h2tb {
 	int lfd;

@@ -236,14 +236,58 @@ static void h2_up_response(struct worker *w, struct h2_stream *st, bool end)
 	worker_conn_defer(w, st->d->c);
 }
 
+void h2_up_release(struct worker *w, struct h2_stream *st)
+{
+	st->hold_until_ns = 0;
+	h2_up_response(w, st, false);
+}
+
+/*
+ * A gRPC head that did not end the stream, before it goes to the client:
+ * held back (h2_down_ops.hold) while a retry could still replace it, so
+ * that trailers right behind it (a head, then UNAVAILABLE, no message)
+ * are retried as a trailers-only answer is (h2_up_held_trailers). Its
+ * :status is kept in st->status, so that the next HEADERS is read as
+ * trailers; the per-try timeout, which runs until a head, stops.
+ */
+static bool h2_up_hold(struct h2_up *up, struct h2_stream *st)
+{
+	const nghttp2_nv *sf = h2_field(&st->rs, ":status");
+
+	if (!st->grpc || !sf || sf->valuelen != 3 || memcmp(sf->value, "200", 3) ||
+	    !st->d->ops->hold(up->w, st))
+		return false;
+	st->status = 200;
+	st->try_deadline_ns = 0;
+	return true;
+}
+
+/*
+ * Trailers (the stream's end) came while st's head was held: retried as
+ * a trailers-only answer would be when their grpc-status is one the
+ * route retries (the head and the trailers are dropped), else the head
+ * and then the trailers go to the client as they came.
+ */
+static void h2_up_held_trailers(struct h2_up *up, struct h2_stream *st)
+{
+	if (st->grpc_status > GRPC_STATUS_OK &&
+	    st->d->ops->retry(up->w, st, RETRY_FAIL_GRPC_STATUS, st->grpc_status)) {
+		h2_up_unlink(st, NGHTTP2_NO_ERROR);
+		return;
+	}
+	h2_up_release(up->w, st);
+	st->rs_end = true;
+	h2_down_wake(up->w, st);
+}
+
 /*
  * A response head that the retry policy may retry, before it goes to the
  * client: a gRPC trailers-only answer (the head ends the stream; its
  * grpc-status is the call's) with one of the route's codes, or a non-gRPC
  * status the policy lists. True when st was retried: it left this
  * stream (reset unless the endpoint ended it) and the head is dropped.
- * A gRPC answer with messages, or trailers after a head, is never
- * retried: the head went to the client as soon as it came.
+ * A gRPC head followed by trailers is retried once they come if the head
+ * was held (h2_up_hold); a gRPC answer with messages never is.
  */
 static bool h2_up_retry_head(struct h2_up *up, struct h2_stream *st, bool end)
 {
@@ -286,8 +330,19 @@ static int h2_up_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, v
 	if (frame->hd.type == NGHTTP2_HEADERS && !st->rs_submitted && st->status == 0) {
 		if (h2_up_retry_head(up, st, end))
 			return 0;
+		if (!end && h2_up_hold(up, st))
+			return 0;
 		h2_up_response(up->w, st, end);
 		return 0;
+	}
+	if (st->hold_until_ns && !st->rs_submitted) {
+		if (frame->hd.type == NGHTTP2_HEADERS && end) {
+			h2_up_held_trailers(up, st);
+			return 0;
+		}
+		/* A message (an empty DATA frame too, h2_up_on_data had none): released. */
+		if (frame->hd.type == NGHTTP2_DATA)
+			h2_up_release(up->w, st);
 	}
 	if (end) {
 		st->rs_end = true;
@@ -305,6 +360,9 @@ static int h2_up_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const ui
 	(void)flags;
 	if (st)
 		h2_stream_active(up->w, st);
+	/* The first message of a held head: the call goes on, the head goes first. */
+	if (st && st->hold_until_ns && !st->rs_submitted)
+		h2_up_release(up->w, st);
 	if (!st || !st->rs_submitted) {
 		nghttp2_session_consume(s, id, len);
 		return 0;
