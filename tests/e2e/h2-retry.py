@@ -4,12 +4,17 @@
 server NAME PORTS: a gRPC server on each of PORTS (comma-separated):
   /shoal.Echo/Echo answers NAME; /shoal.Echo/Work sleeps 50 ms, then
   answers NAME; /shoal.Echo/Slow waits for the client to go (up to 5 s)
-  and prints "cancelled after MS" when the stream was reset.
+  and prints "cancelled after MS" when the stream was reset;
+  /shoal.Echo/Later (server streaming) sends its initial metadata at
+  once, then 3 messages NAME after 300 ms.
 aged NAME PORTS MS: the same, each connection drained by a GOAWAY after
   MS (grpc.max_connection_age_ms).
 sleepy NAME PORTS: the same, but Echo is as slow as Slow.
 unavailable PORTS: a gRPC server that answers every call UNAVAILABLE
   (printing "unavailable" for each): a flaky endpoint.
+headfail PORTS: a gRPC server that sends every call's initial metadata
+  (a HEADERS frame), then fails it UNAVAILABLE in the trailers: no
+  trailers-only answer (printing "headfail" for each).
 raw refuse|goaway PORT: a bare HTTP/2 server. refuse: every request
   stream gets RST_STREAM REFUSED_STREAM ("refused ID"). goaway: the first
   request of each connection gets a GOAWAY with last-stream-id 0
@@ -21,6 +26,8 @@ deadline TARGET N MS: N calls of Slow in turn with a client deadline of
   MS; prints "CODE TOOK_MS DETAILS" per call.
 one TARGET N MS: N Echo calls in turn with a client deadline of MS;
   prints "CODE TOOK_MS DETAILS" per call.
+later TARGET N: N calls of Later in turn; prints "HEAD_MS MESSAGES CODE"
+  per call (HEAD_MS: when its initial metadata came).
 load TARGET SECONDS: Work calls on ONE channel, 16 in flight all the
   time, for SECONDS; prints "START_WALL_S NAME" per call, or
   "START_WALL_S fail CODE".
@@ -71,7 +78,14 @@ def server(name, ports, age_ms=0, sleepy=False):
             say("cancelled after %d" % ((time.monotonic() - t0) * 1000))
         return b"late"
 
+    def later(req, ctx):
+        ctx.send_initial_metadata((("x-later", name),))
+        time.sleep(0.3)
+        for _ in range(3):
+            yield name.encode()
+
     handlers = {
+        "Later": grpc.unary_stream_rpc_method_handler(later),
         "Echo": grpc.unary_unary_rpc_method_handler(echo),
         "Work": grpc.unary_unary_rpc_method_handler(work),
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
@@ -98,6 +112,23 @@ class Unavailable(grpc.GenericRpcHandler):
 def unavailable(ports):
     srv = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     srv.add_generic_rpc_handlers((Unavailable(),))
+    serve(srv, ports)
+
+
+class HeadFail(grpc.GenericRpcHandler):
+    def service(self, details):
+        def fail(req, ctx):
+            say("headfail")
+            # The head goes out on its own, so the trailers cannot be trailers-only.
+            ctx.send_initial_metadata((("x-head", "sent"),))
+            ctx.abort(grpc.StatusCode.UNAVAILABLE, "head, then unavailable")
+
+        return grpc.unary_unary_rpc_method_handler(fail)
+
+
+def headfail(ports):
+    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    srv.add_generic_rpc_handlers((HeadFail(),))
     serve(srv, ports)
 
 
@@ -186,6 +217,20 @@ def deadline(target, n, ms, method="/shoal.Echo/Slow"):
             print(e.code().name, int((time.monotonic() - t0) * 1000), e.details(), flush=True)
 
 
+def later(target, n):
+    call = channel(target).unary_stream("/shoal.Echo/Later")
+    for _ in range(n):
+        t0 = time.monotonic()
+        it = call(b"l", timeout=5)
+        try:
+            it.initial_metadata()
+            head_ms = int((time.monotonic() - t0) * 1000)
+            msgs = sum(1 for _ in it)
+            print(head_ms, msgs, it.code().name, flush=True)
+        except grpc.RpcError as e:
+            print(-1, 0, e.code().name, flush=True)
+
+
 def load(target, seconds):
     call = channel(target).unary_unary("/shoal.Echo/Work")
     end = time.monotonic() + seconds
@@ -220,6 +265,8 @@ if __name__ == "__main__":
         server(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif mode == "unavailable":
         unavailable(sys.argv[2])
+    elif mode == "headfail":
+        headfail(sys.argv[2])
     elif mode == "raw":
         raw(sys.argv[2], sys.argv[3])
     elif mode == "calls":
@@ -228,6 +275,8 @@ if __name__ == "__main__":
         deadline(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif mode == "one":
         deadline(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), "/shoal.Echo/Echo")
+    elif mode == "later":
+        later(sys.argv[2], int(sys.argv[3]))
     elif mode == "load":
         load(sys.argv[2], float(sys.argv[3]))
     else:

@@ -6,6 +6,12 @@
 #    retries on a route marked retryable (no call fails; its failures
 #    show in shoal_endpoint_outcomes_total and shoal_http_retries_total),
 #    and the same endpoints without that route let the client see them;
+#  - the same for an endpoint that sends a head and then trailers
+#    UNAVAILABLE (no trailers-only answer): the head is held back
+#    (proxy.http2.grpc_head_hold_ms) and the call retried, on one client
+#    connection; a server-streaming call whose messages come 300 ms after
+#    its head gets the head when the hold ends (~100 ms) and every
+#    message, and without a retryable route the head is not held at all;
 #  - an endpoint refusing every stream (RST_STREAM REFUSED_STREAM) and
 #    one sending GOAWAY with last-stream-id 0 are retried elsewhere, with
 #    no route at all (the streams were never processed), and counted in
@@ -32,10 +38,12 @@ PY=python3
 e2e_init
 e2e_topology
 # a2 (10.77.1.3): good everywhere. a3 (10.77.1.5): flaky on 50051 and
-# 50063, good on 50064. direct (10.77.1.4): good (and slow) on 50063,
-# 50064. b1 (10.77.2.2): refuses on 50061, GOAWAY on 50062.
-pod_spawn a2 "$LOGDIR/a2.log" "$PY" "$PYF" server a2 50051,50061,50062,50064,50066
+# 50063, good on 50064, a head then UNAVAILABLE on 50067. direct
+# (10.77.1.4): good (and slow) on 50063, 50064. b1 (10.77.2.2): refuses
+# on 50061, GOAWAY on 50062.
+pod_spawn a2 "$LOGDIR/a2.log" "$PY" "$PYF" server a2 50051,50061,50062,50064,50066,50067
 pod_spawn a3 "$LOGDIR/a3-flaky.log" "$PY" "$PYF" unavailable 50051,50063
+pod_spawn a3 "$LOGDIR/a3-headfail.log" "$PY" "$PYF" headfail 50067
 pod_spawn a3 "$LOGDIR/a3.log" "$PY" "$PYF" server a3 50064
 pod_spawn direct "$LOGDIR/direct.log" "$PY" "$PYF" server direct 50063,50064
 pod_spawn b1 "$LOGDIR/b1-refuse.log" "$PY" "$PYF" raw refuse 50061
@@ -43,8 +51,8 @@ pod_spawn b1 "$LOGDIR/b1-goaway.log" "$PY" "$PYF" raw goaway 50062
 pod_spawn a2 "$LOGDIR/a2-aged.log" "$PY" "$PYF" aged a2 50065 300
 pod_spawn direct "$LOGDIR/direct-sleepy.log" "$PY" "$PYF" sleepy direct 50066
 pod_spawn direct "$LOGDIR/direct-aged.log" "$PY" "$PYF" aged direct 50065 300
-for p in 50051 50061 50062 50064 50066; do wait_listen "${POD_NS[a2]}" $p; done
-for p in 50051 50063 50064; do wait_listen "${POD_NS[a3]}" $p; done
+for p in 50051 50061 50062 50064 50066 50067; do wait_listen "${POD_NS[a2]}" $p; done
+for p in 50051 50063 50064 50067; do wait_listen "${POD_NS[a3]}" $p; done
 for p in 50063 50064 50065 50066; do wait_listen "${POD_NS[direct]}" $p; done
 wait_listen "${POD_NS[a2]}" 50065
 for p in 50061 50062; do wait_listen "${POD_NS[b1]}" $p; done
@@ -100,6 +108,28 @@ retry_config() {
         retryable: true
         timeout_ms: 3000
         per_try_timeout_ms: 200
+  - name: headfail
+    vips: [10.96.0.59]
+    ports: [{port: 50067, protocol: grpc}]
+    endpoints: [{address: 10.77.1.3}, {address: 10.77.1.5}]
+    routes:
+      - match: {path: {prefix: /shoal.Echo}}
+        retryable: true
+  - name: headfail-plain
+    vips: [10.96.0.60]
+    ports: [{port: 50067, protocol: grpc}]
+    endpoints: [{address: 10.77.1.3}, {address: 10.77.1.5}]
+  - name: later
+    vips: [10.96.0.61]
+    ports: [{port: 50067, protocol: grpc}]
+    endpoints: [{address: 10.77.1.3}]
+    routes:
+      - match: {path: {prefix: /shoal.Echo}}
+        retryable: true
+  - name: later-plain
+    vips: [10.96.0.62]
+    ports: [{port: 50067, protocol: grpc}]
+    endpoints: [{address: 10.77.1.3}]
   - name: live
     vips: [10.96.0.55]
     ports: [{port: 50064, protocol: grpc}]
@@ -141,6 +171,51 @@ if ((seen > 0 && failed == seen)); then
 	pass "flaky control: without a retryable route the client got all $failed UNAVAILABLEs of the flaky endpoint"
 else
 	fail "flaky control: want the client to see each of the flaky endpoint's UNAVAILABLEs ($seen), got '$(tr '\n' ' ' <<<"$out")' ($(sort "$LOGDIR/plain.err" | uniq -c | tr '\n' ';'))"
+fi
+
+# ---- a head, then trailers UNAVAILABLE: the head held ----------------------------
+
+# a3 sends each call's head, then fails it in the trailers: once the head
+# went to the client nothing could be retried, so the proxy holds it back
+# (proxy.http2.grpc_head_hold_ms, 100 ms by default) while a retry may
+# still replace it. 200 calls on one channel (one connection), none fails.
+out=$(pod_run a1 timeout 60 "$PY" "$PYF" calls 10.96.0.59:50067 /shoal.Echo/Echo 200 2>"$LOGDIR/headfail.err") ||
+	fail "headfail: client failed: $(tail -3 "$LOGDIR/headfail.err")"
+seen=$(grep -c '^headfail' "$LOGDIR/a3-headfail.log" || true)
+ok=$(awk '$1 == "a2" { print $2 }' <<<"$out")
+failed=$(awk '$1 == "fail" { s += $3 } END { print s + 0 }' <<<"$out")
+ep_fail=$(metric_sum '^shoal_endpoint_outcomes_total\{.*service="default/headfail".*endpoint="10\.77\.1\.5.*outcome="failure"')
+retries=$(metric_sum '^shoal_http_retries_total\{.*service="default/headfail"')
+if [[ ${ok:-0} == 200 && $failed == 0 ]] && ((seen > 0 && ep_fail >= seen && retries >= seen)); then
+	pass "headfail: 200 calls on one connection, none failed; the $seen heads-then-UNAVAILABLE of a3 were held and retried ($retries retries, $ep_fail failures counted against it)"
+else
+	fail "headfail: want 200 calls answered by a2, a3's head-then-UNAVAILABLEs (>0) retried: got '$(tr '\n' ' ' <<<"$out")', $seen seen, $ep_fail counted, $retries retries ($(sort "$LOGDIR/headfail.err" | uniq -c | tr '\n' ';'))"
+fi
+# Control: no retryable route, no hold: the client sees each of them.
+before=$(grep -c '^headfail' "$LOGDIR/a3-headfail.log" || true)
+out=$(pod_run a1 timeout 60 "$PY" "$PYF" calls 10.96.0.60:50067 /shoal.Echo/Echo 100 2>"$LOGDIR/headfail-plain.err")
+seen=$(($(grep -c '^headfail' "$LOGDIR/a3-headfail.log" || true) - before))
+failed=$(awk '$1 == "fail" && $2 == "UNAVAILABLE" { s += $3 } END { print s + 0 }' <<<"$out")
+if ((seen > 0 && failed == seen)); then
+	pass "headfail control: without a retryable route the client got all $failed heads-then-UNAVAILABLE"
+else
+	fail "headfail control: want each of a3's $seen UNAVAILABLEs at the client, got '$(tr '\n' ' ' <<<"$out")'"
+fi
+# A server-streaming call that sends its head and then waits 300 ms: held
+# only up to the hold's end, then the head and all 3 messages.
+out=$(pod_run a1 timeout 30 "$PY" "$PYF" later 10.96.0.61:50067 3 2>&1)
+bad=$(awk '$1 < 90 || $1 > 250 || $2 != 3 || $3 != "OK" { n++ } END { print n + 0 }' <<<"$out")
+if (($(grep -c . <<<"$out") == 3 && bad == 0)); then
+	pass "later: a head 300 ms before its messages reached the client after the 100 ms hold ($(awk '{ printf "%s ", $1 }' <<<"$out")ms), then all 3 messages"
+else
+	fail "later: want 3 calls with their head in 90..250 ms and 3 messages, OK: got '$(tr '\n' ';' <<<"$out")'"
+fi
+out=$(pod_run a1 timeout 30 "$PY" "$PYF" later 10.96.0.62:50067 3 2>&1)
+bad=$(awk '$1 < 0 || $1 >= 80 || $2 != 3 || $3 != "OK" { n++ } END { print n + 0 }' <<<"$out")
+if (($(grep -c . <<<"$out") == 3 && bad == 0)); then
+	pass "later control: without a retryable route the head came at once ($(awk '{ printf "%s ", $1 }' <<<"$out")ms), not held"
+else
+	fail "later control: want 3 calls with their head within 80 ms and 3 messages: got '$(tr '\n' ';' <<<"$out")'"
 fi
 
 # ---- REFUSED_STREAM and GOAWAY --------------------------------------------------
