@@ -115,22 +115,26 @@ static ssize_t grpc_body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size
 	return sizeof(msg);
 }
 
-/* A unary gRPC call of H2TB_GRPC_FLAKY (a POST with a body). */
-static void client_grpc(struct h2_client *c)
+/* A unary gRPC call of path (a POST with a body). */
+static void client_grpc_call(struct h2_client *c, const char *path)
 {
 	nghttp2_data_provider body = {.read_callback = grpc_body_read};
 	nghttp2_nv nv[] = {
 	    {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, NGHTTP2_NV_FLAG_NONE},
 	    {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, NGHTTP2_NV_FLAG_NONE},
 	    {(uint8_t *)":authority", (uint8_t *)"web", 10, 3, NGHTTP2_NV_FLAG_NONE},
-	    {(uint8_t *)":path", (uint8_t *)H2TB_GRPC_FLAKY, 5, strlen(H2TB_GRPC_FLAKY),
-	     NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), NGHTTP2_NV_FLAG_NONE},
 	    {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16,
 	     NGHTTP2_NV_FLAG_NONE},
 	    {(uint8_t *)"te", (uint8_t *)"trailers", 2, 8, NGHTTP2_NV_FLAG_NONE},
 	};
 
 	cr_assert_gt(nghttp2_submit_request(c->s, NULL, nv, H2_ARRAY_LEN(nv), &body, NULL), 0);
+}
+
+static void client_grpc(struct h2_client *c)
+{
+	client_grpc_call(c, H2TB_GRPC_FLAKY);
 }
 
 /* Send what the session has, read what comes, until want streams closed. */
@@ -358,5 +362,31 @@ Test(proxy, h2_grpc_head_not_held_when_the_route_retries_nothing)
 	cr_expect_eq(c.grpc_unavailable, failed);
 	cr_expect_eq(c.grpc_ok, n - failed);
 	cr_expect_eq(stats_now().http_retries, 0);
+	grpc_flaky_done();
+}
+
+Test(proxy, h2_grpc_reset_after_a_held_head_gets_the_proxys_own_error)
+{
+	static struct config_route route;
+	struct h2_client c;
+	const int n = 10;
+
+	route_all(&route, true);
+	start_h2();
+	client_open(&c);
+	for (int i = 0; i < n; i++)
+		client_grpc_call(&c, H2TB_GRPC_RESET);
+	client_run(&c, n);
+	client_close(&c);
+	/*
+	 * Every try sends a head, then a reset: each reset comes while the
+	 * head is held, so it is retried as one before a head, and once the
+	 * retries are spent the client gets the proxy's trailers-only
+	 * UNAVAILABLE, never an endpoint's head cut short.
+	 */
+	cr_expect_eq(c.grpc_unavailable, n, "%d of %d calls UNAVAILABLE", c.grpc_unavailable, n);
+	cr_expect_eq(c.ok, n, "%d heads for %d calls", c.ok, n);
+	cr_expect_eq(c.resets, 0, "%d streams reset", c.resets);
+	cr_expect_gt(stats_now().http_retries, 0);
 	grpc_flaky_done();
 }

@@ -28,8 +28,8 @@ struct h2tb_conn {
 	struct h2tb_body *bodies;
 };
 
-/* The stream user data of a request for /big (or H2TB_GRPC_FLAKY), until it is answered. */
-static char h2tb_big, h2tb_grpc;
+/* The stream user data of a request for /big (or a gRPC method), until it is answered. */
+static char h2tb_big, h2tb_grpc, h2tb_grpc_reset;
 
 static const nghttp2_nv h2tb_grpc_head[] = {
     {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
@@ -73,6 +73,9 @@ static int h2tb_on_header(nghttp2_session *s, const nghttp2_frame *frame, const 
 	if (frame->hd.type == NGHTTP2_HEADERS && namelen == 5 && !memcmp(name, ":path", 5) &&
 	    valuelen == strlen(H2TB_GRPC_FLAKY) && !memcmp(value, H2TB_GRPC_FLAKY, valuelen))
 		nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, &h2tb_grpc);
+	if (frame->hd.type == NGHTTP2_HEADERS && namelen == 5 && !memcmp(name, ":path", 5) &&
+	    valuelen == strlen(H2TB_GRPC_RESET) && !memcmp(value, H2TB_GRPC_RESET, valuelen))
+		nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, &h2tb_grpc_reset);
 	return 0;
 }
 
@@ -104,6 +107,15 @@ static int h2tb_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, vo
 					   h2tb_grpc_head, 2, NULL) < 0 ||
 		    nghttp2_submit_headers(s, NGHTTP2_FLAG_END_STREAM, frame->hd.stream_id, NULL,
 					   tr, 2, NULL) < 0)
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		return 0;
+	}
+	if (nghttp2_session_get_stream_user_data(s, frame->hd.stream_id) == &h2tb_grpc_reset) {
+		atomic_fetch_add(&b->requests, 1);
+		if (nghttp2_submit_headers(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NULL,
+					   h2tb_grpc_head, 2, NULL) < 0 ||
+		    nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+					      NGHTTP2_INTERNAL_ERROR))
 			return NGHTTP2_ERR_CALLBACK_FAILURE;
 		return 0;
 	}

@@ -7,6 +7,7 @@
  * :path /big, H2TB_BIG_BYTES). For :path H2TB_GRPC_FLAKY, a gRPC answer:
  * backend 'a' sends a head and then trailers grpc-status 14 (UNAVAILABLE),
  * no message in between; the others the message "ok", grpc-status 0.
+ * For :path H2TB_GRPC_RESET, every backend sends a head and then resets.
  * Test code only; no Criterion, so that the fuzzer can use it too.
  */
 #ifndef SHOAL_PROXY_H2_TEST_BACKEND_H
@@ -23,6 +24,8 @@
 #define H2TB_BIG_BYTES (1024 * 1024)
 /* A gRPC method that fails on backend 'a' only, with a head before its trailers. */
 #define H2TB_GRPC_FLAKY "/shoal.Echo/Flaky"
+/* A gRPC method every backend answers with a head, then RST_STREAM INTERNAL_ERROR. */
+#define H2TB_GRPC_RESET "/shoal.Echo/Reset"
 
 struct h2tb {
 	int lfd;

@@ -229,6 +229,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	    .max_continuations = CONFIG_DEFAULT_H2_MAX_CONTINUATIONS,
 	    .max_sent_resets = CONFIG_DEFAULT_H2_MAX_SENT_RESETS,
 	    .stall_timeout_ms = 300,
+	    .grpc_head_hold_ms = CONFIG_DEFAULT_H2_GRPC_HEAD_HOLD_MS,
 	};
 	strcpy(svc.name, "web");
 	strcpy(svc.namespace, "default");
