@@ -400,18 +400,20 @@ H2_SHOAL = ("h2_shoal_on", "h2_shoal_off")
 
 def h2_table(w, s, meta, labels, notes):
     """The h2 section: one table per load shape, and issue 14's targets."""
-    loads = [l.split(":") for l in meta.get("h2_loads", "").split()]
-    rows = [r for r in labels if any(s.med("h2", f"{r}:{name}", "rps") is not None for name, _, _ in loads)]
+    # "name:conns:streams[:cap]": cap, the proxy's share of one CPU in %.
+    loads = [(l.split(":") + [""])[:4] for l in meta.get("h2_loads", "").split()]
+    rows = [r for r in labels if any(s.med("h2", f"{r}:{name}", "rps") is not None for name, _, _, _ in loads)]
     if not rows:
         return
     targets = []
-    for name, conns, streams in loads:
+    for name, conns, streams, cap in loads:
         key = lambda r: f"{r}:{name}"
         d_rps = s.med("h2", key("h2_direct"), "rps")
         peers = [(r, s.med("h2", key(r), "rps"), s.med("h2", key(r), "cpu_us_per_req")) for r in H2_PEERS]
         best = max((p for p in peers if p[1] is not None), key=lambda p: p[1], default=None)
         w(f"### HTTP/2: `h2load -t1 -c{conns} -m{streams} -D {meta.get('h2_seconds')}` "
-          f"({'one connection, many streams' if conns == '1' else 'many connections'})")
+          f"({'one connection, many streams' if conns == '1' else 'many connections'}"
+          f"{f'; each proxy held to {cap} % of one CPU' if cap else ''})")
         w("")
         w("| row | req/s | × direct | × better peer | p50 µs | p99 µs | proxy CPU µs/req | "
           "CPU × lower peer | proxy RSS MiB | errors |")
@@ -436,12 +438,13 @@ def h2_table(w, s, meta, labels, notes):
             rps, cpu = s.med("h2", key(r), "rps"), s.med("h2", key(r), "cpu_us_per_req")
             if rps is None or best is None:
                 continue
-            targets.append((f"-c{conns} -m{streams}: req/s ≥ 1.3× the better peer ({labels[r]}; "
+            shape = f"-c{conns} -m{streams}{f', proxy at {cap} % CPU' if cap else ''}"
+            targets.append((f"{shape}: req/s ≥ 1.3× the better peer ({labels[r]}; "
                             f"better peer: {labels[best[0]]})", ratio(rps, best[1]), rps >= 1.3 * best[1]))
             below = [p for p in peers if p[2] is not None]
             if cpu is not None and below:
                 figs = ", ".join(f"{labels[p[0]].split(' ')[0]} {p[2]:.1f}" for p in below)
-                targets.append((f"-c{conns} -m{streams}: proxy CPU/request below both peers ({labels[r]})",
+                targets.append((f"{shape}: proxy CPU/request below both peers ({labels[r]})",
                                 f"{cpu:.1f} µs vs {figs} µs", all(cpu < p[2] for p in below)))
     w(f"h2c with prior knowledge on every hop; backend nginx {meta.get('nginx', '?')} (`listen ... http2`), "
       f"nghttpx {meta.get('nghttpx', '?')}, HAProxy {meta.get('haproxy', '?')}. One h2load thread on CPU 0; "
@@ -449,7 +452,9 @@ def h2_table(w, s, meta, labels, notes):
       "for the requests that succeeded. p50/p99: from h2load's per-request log (`--log-file`). "
       "Proxy CPU: utime+stime of the proxy process over the measured run, divided by the requests "
       "that succeeded. \"better peer\": the one of nghttpx and HAProxy with more req/s; \"lower peer\": the "
-      "one with less CPU per request.")
+      "one with less CPU per request. A shape \"held to N % of one CPU\" puts the proxy alone in a cgroup "
+      f"with a CFS quota of N % (period {meta.get('h2_cap_period_us', '?')} µs); the client and the backend "
+      "have no quota, so the proxy bounds the rate, and direct (no proxy) is not run.")
     w("")
     if targets:
         w("### Targets (issue 14, HTTP/2)")
