@@ -51,6 +51,8 @@ cat >"$out/h2.dict" <<'DICT'
 "\x00\x00\x05\x02\x00\x00\x00\x00\x01"
 "\x7f\xff\xff\xff"
 "\x04:path\x04/big"
+"\x04:path\x11/shoal.Echo/Flaky"
+"\x04:path\x11/shoal.Echo/Reset"
 "\x0a:authority"
 "\x0ccontent-type\x10application/grpc"
 "\x02te\x08trailers"

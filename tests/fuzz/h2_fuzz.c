@@ -43,6 +43,14 @@ static struct config cfg;
 static struct config_service svc;
 static struct config_service *svc_list[1] = {&svc};
 static struct config_endpoint ep;
+/*
+ * One route over every path, marked retryable with UNAVAILABLE among its
+ * gRPC codes, so that inputs reach retries and the gRPC head hold: the
+ * backend answers H2TB_GRPC_FLAKY with a head then trailers UNAVAILABLE,
+ * H2TB_GRPC_RESET with a head then a reset (seed grpc-flaky, and the
+ * dictionary's paths).
+ */
+static struct config_route route;
 static struct h2tb backend;
 static struct proxy *px;
 static uint16_t proxy_port;
@@ -242,6 +250,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	addr_parse("192.0.2.1", &ep.addr);
 	svc.endpoints = &ep;
 	svc.n_endpoints = 1;
+	route.path_match = CONFIG_PATH_ANY;
+	route.n_backends = 1;
+	route.backends[0].svc_index = 0;
+	route.backends[0].weight = 1;
+	route.backends[0].cum_weight = 1;
+	route.total_weight = 1;
+	route.retryable = true;
+	route.retry_grpc_statuses[0] = 14;
+	route.n_retry_grpc_statuses = 1;
+	svc.routes = &route;
+	svc.n_routes = 1;
 	cfg.services = svc_list;
 	cfg.n_services = 1;
 	rc = proxy_start_opts(&cfg, fuzz_orig_dst, fuzz_plain_tcp, NULL, &opts, &px, err,
