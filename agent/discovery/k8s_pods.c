@@ -4,9 +4,44 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "discovery/k8s_decode.h"
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * A pod whose host address was refused: a warning naming it, unless one
+ * went out less than K8S_PODS_HOST_WARN_NS ago (a bad pod repeats with
+ * each of its status updates); the next warning says how many were held.
+ */
+static void host_warn(struct k8s_pods *p, const struct model_pod *pod)
+{
+	uint64_t now = now_ns();
+
+	if (p->host_warned_ns && now - p->host_warned_ns < K8S_PODS_HOST_WARN_NS) {
+		p->host_warns_held++;
+		return;
+	}
+	if (p->host_warns_held)
+		pr_warn("kubernetes: pod %s/%s: %s; its node's address is not learned from it "
+			"(and %llu more such warnings in the last %llu s, "
+			"shoal_discovery_k8s_host_refused_total)",
+			pod->ns, pod->name, pod->note, (unsigned long long)p->host_warns_held,
+			(unsigned long long)((now - p->host_warned_ns) / 1000000000ull));
+	else
+		pr_warn("kubernetes: pod %s/%s: %s; its node's address is not learned from it",
+			pod->ns, pod->name, pod->note);
+	p->host_warned_ns = now;
+	p->host_warns_held = 0;
+}
 
 static int sink_put(void *ctx, json_object *obj, char *err, size_t errlen)
 {
@@ -31,8 +66,7 @@ static int sink_put(void *ctx, json_object *obj, char *err, size_t errlen)
 	if (pod.note[0]) {
 		/* The pod keeps its identity; only its node's address is not taken. */
 		atomic_fetch_add(&p->hosts_refused, 1);
-		pr_warn("kubernetes: pod %s/%s: %s; its node's address is not learned from it",
-			pod.ns, pod.name, pod.note);
+		host_warn(p, &pod);
 	}
 	ret = model_put_pod(p->m, &pod);
 	if (ret == -ENOSPC) {

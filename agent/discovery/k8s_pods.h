@@ -23,12 +23,22 @@
 #define K8S_PODS_PATH "/api/v1/pods"
 #define K8S_NAMESPACES_PATH "/api/v1/namespaces"
 
+/* At most one warning about pods' host addresses per this interval. */
+#define K8S_PODS_HOST_WARN_NS (10ull * 1000 * 1000 * 1000)
+
 struct k8s_pods {
 	struct model *m;	      /* the model's lock is the watcher's */
 	atomic_uint_fast64_t over;    /* pods not kept: MODEL_MAX_PODS reached */
 	atomic_uint_fast64_t refused; /* pods that did not decode (logged) */
 	/* pods whose node or host address was refused (logged; kept otherwise) */
 	atomic_uint_fast64_t hosts_refused;
+	/*
+	 * A pod's bad host address is logged at most once per
+	 * K8S_PODS_HOST_WARN_NS (every status update of the pod repeats
+	 * it); the ones held back meanwhile are counted into the next.
+	 */
+	uint64_t host_warned_ns;
+	uint64_t host_warns_held;
 	bool over_logged;    /* the bound was logged once */
 	bool ns_over_logged; /* MODEL_MAX_NAMESPACES was logged once */
 };

@@ -203,6 +203,18 @@ refused_host=$(metric_a shoal_discovery_k8s_host_refused_total)
 nodes=$(metric_a shoal_discovery_k8s_nodes)
 ((refused_host >= 1 && nodes == 1)) && pass "counted (shoal_discovery_k8s_host_refused_total $refused_host), node-c not learned" ||
 	fail "shoal_discovery_k8s_host_refused_total $refused_host, shoal_discovery_k8s_nodes $nodes (want >= 1, 1)"
+# Its status updates repeat the refusal: counted each time, logged at most once per 10 s.
+warned=$(grep -c 'kubernetes: pod kube-system/bad-0: status.hostIP' "$SHOALD_LOG" || true)
+k8s_apply "[$(pod MODIFIED kube-system bad-0 u-bad web not-an-ip node-c),$(pod MODIFIED kube-system bad-0 u-bad web not-an-ip node-c),$(pod MODIFIED kube-system bad-0 u-bad web not-an-ip node-c)]"
+for ((i = 0; i < 50; i++)); do
+	now_refused=$(metric_a shoal_discovery_k8s_host_refused_total)
+	((now_refused >= refused_host + 3)) && break
+	sleep 0.1
+done
+warned_after=$(grep -c 'kubernetes: pod kube-system/bad-0: status.hostIP' "$SHOALD_LOG" || true)
+((now_refused >= refused_host + 3 && warned_after == warned)) &&
+	pass "3 status updates of bad-0 counted ($refused_host -> $now_refused), no new warning within 10 s" ||
+	fail "after 3 updates of bad-0: shoal_discovery_k8s_host_refused_total $refused_host -> $now_refused (want +3), warnings $warned -> $warned_after (want no new one)"
 k8s_apply "$(pod DELETED kube-system bad-0 u-bad web not-an-ip node-c)"
 through_tunnel "after the bad pod" 5
 
