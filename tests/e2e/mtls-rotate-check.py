@@ -20,6 +20,10 @@ CLIENT, WEB = "default/client", "default/web"
 # A log line and the thread that wrote the next one may race by this much
 # (the identity thread publishes a certificate, then logs it).
 RACE_S = 0.2
+# A handshake is logged when it completes, and it presents the certificate
+# that was newest when it began (its SSL object took it): one begun this
+# long before a renewal may still present the one before.
+HANDSHAKE_S = 0.5
 
 failed = False
 
@@ -87,14 +91,20 @@ def node(path, account):
 
 
 def current_at(issued, t):
-    """The serials a handshake at t may present: the one issued last at or
-    before t, or one logged within RACE_S after t (published first)."""
-    cur = [None]
+    """The serials a handshake completed at t may present: the one issued
+    last at or before t, the one newest when the handshake may have begun
+    (HANDSHAKE_S before t), or one logged within RACE_S after t
+    (published first)."""
+    cur, begun = [None], None
     for it, serial, _ in issued:
+        if it <= t - HANDSHAKE_S:
+            begun = serial
         if it <= t:
             cur[0] = serial
         elif it <= t + RACE_S:
             cur.append(serial)
+    if begun is not None and begun not in cur:
+        cur.append(begun)
     return cur
 
 
