@@ -317,6 +317,14 @@ struct config_route {
 	/* gRPC codes (1..16) retried on a retryable route; default {14} */
 	uint8_t retry_grpc_statuses[CONFIG_MAX_RETRY_GRPC_STATUSES];
 	int n_retry_grpc_statuses;
+	/*
+	 * How long a retryable gRPC head waits for its message or trailers
+	 * on this route (0: never held), when grpc_head_hold_set; else
+	 * proxy.http2.grpc_head_hold_ms. A server-streaming route that
+	 * sends its head long before its first message turns it off here.
+	 */
+	uint32_t grpc_head_hold_ms;
+	bool grpc_head_hold_set;
 	int line;
 	/* Telemetry's id of the route's label within its service
 	 * (recording/series_ids.h); set by the proxy before it publishes the

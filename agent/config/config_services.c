@@ -687,7 +687,8 @@ enum {
 	ROUTE_F_STATUSES,
 	ROUTE_F_GRPC_STATUSES,
 	ROUTE_F_CONNECT,
-	ROUTE_F_IDLE
+	ROUTE_F_IDLE,
+	ROUTE_F_HOLD
 };
 
 static const struct field route_fields[] = {
@@ -707,6 +708,9 @@ static const struct field route_fields[] = {
 			 CONFIG_MAX_TIMEOUT_MS},
     [ROUTE_F_IDLE] = {"idle_timeout_ms", FIELD_U32, offsetof(struct config_route, idle_timeout_ms),
 		      0, CONFIG_MAX_TIMEOUT_MS},
+    [ROUTE_F_HOLD] = {"grpc_head_hold_ms", FIELD_U32,
+		      offsetof(struct config_route, grpc_head_hold_ms), 0,
+		      CONFIG_MAX_H2_GRPC_HEAD_HOLD_MS},
 };
 
 static int parse_route(struct cfg_parser *p, void *obj, int i)
@@ -733,6 +737,8 @@ static int parse_route(struct cfg_parser *p, void *obj, int i)
 	err = cp_map(p, route_fields, ARRAY_SIZE(route_fields), r, &seen);
 	if (err)
 		return err;
+	/* 0 is a value here (never held): only a key that is there overrides the proxy's. */
+	r->grpc_head_hold_set = seen.mask & (1u << ROUTE_F_HOLD);
 	if (r->name[0]) {
 		for (j = 0; j < i; j++) {
 			if (!strcmp(svc->routes[j].name, r->name)) {

@@ -814,6 +814,20 @@ Test(config, resilience_errors)
 		       "t.yaml:8: services[0].resilience.brakes: unknown field");
 }
 
+Test(config, route_grpc_head_hold_overrides_the_proxys_only_when_present)
+{
+	cr_assert_eq(parse(ROUTES("      - grpc_head_hold_ms: 0\n      - name: b\n")), 0, "%s", err);
+	/* 0 is a value (never held), not "unset". */
+	cr_assert(cfg->services[0]->routes[0].grpc_head_hold_set);
+	cr_assert_eq(cfg->services[0]->routes[0].grpc_head_hold_ms, 0);
+	cr_assert_not(cfg->services[0]->routes[1].grpc_head_hold_set);
+	config_free(cfg);
+	cfg = NULL;
+	assert_refused(ROUTES("      - grpc_head_hold_ms: 10001\n"),
+		       "t.yaml:8: services[0].routes[0].grpc_head_hold_ms: must be 0..10000, got "
+		       "10001");
+}
+
 Test(config, route_connect_and_idle_timeouts)
 {
 	cr_assert_eq(

@@ -288,7 +288,10 @@ static bool h2_could_retry_grpc(const struct h2_stream *st, uint64_t now)
 static bool h2_hold(struct worker *w, struct h2_stream *st)
 {
 	const struct config *cfg = worker_conn_config(w, st->d->c);
-	uint64_t hold = (uint64_t)cfg->http2.grpc_head_hold_ms * 1000000, now = timer_now_ns();
+	uint32_t hold_ms = st->route && st->route->grpc_head_hold_set
+			       ? st->route->grpc_head_hold_ms
+			       : cfg->http2.grpc_head_hold_ms;
+	uint64_t hold = (uint64_t)hold_ms * 1000000, now = timer_now_ns();
 
 	if (!hold)
 		return false;

@@ -351,6 +351,31 @@ Test(proxy, h2_grpc_head_then_unavailable_reaches_the_client_without_the_hold)
 	grpc_flaky_done();
 }
 
+Test(proxy, h2_grpc_route_hold_of_0_overrides_the_proxys)
+{
+	static struct config_route route;
+	struct h2_client c;
+	const int n = 40;
+	int failed;
+
+	/* The proxy holds (100 ms); this route says never. */
+	route_all(&route, true);
+	route.grpc_head_hold_ms = 0;
+	route.grpc_head_hold_set = true;
+	start_h2();
+	client_open(&c);
+	for (int i = 0; i < n; i++)
+		client_grpc(&c);
+	client_run(&c, n);
+	client_close(&c);
+	failed = atomic_load(&ends[0].requests);
+	cr_expect_gt(failed, 0, "endpoint a took none of %d calls", n);
+	cr_expect_eq(c.grpc_unavailable, failed, "%d UNAVAILABLE for %d failures",
+		     c.grpc_unavailable, failed);
+	cr_expect_eq(stats_now().http_retries, 0);
+	grpc_flaky_done();
+}
+
 Test(proxy, h2_grpc_head_not_held_when_the_route_retries_nothing)
 {
 	const int n = 40;
