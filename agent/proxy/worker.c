@@ -98,6 +98,8 @@ const struct es_svc_view *worker_es_service(const struct worker *w, const struct
 	return NULL;
 }
 
+static int conn_follow(struct worker *w, struct conn *c);
+
 /*
  * Take the snapshot proxy_update handed over, if any: new connections use
  * it, and so, at once, do the HTTP connections idle between two requests
@@ -108,37 +110,43 @@ const struct es_svc_view *worker_es_service(const struct worker *w, const struct
  */
 void worker_snap_take(struct worker *w)
 {
-	struct proxy_snap *s = atomic_exchange(&w->next_snap, NULL);
+	struct proxy_snap *s;
 
-	if (!s)
-		return;
-	const struct policy_set *old_policy = w->cfg ? w->cfg->policy : NULL;
+	/*
+	 * One snapshot at a time, each walk with conn_follow, which takes
+	 * none itself: a config published during the walk waits for the
+	 * next turn of this loop. worker_conn_follow taking it from inside
+	 * the walk put the snapshot the walk was reading (w->snap's
+	 * reference, its last), and the walk read it freed (ASan,
+	 * bench-snapshots).
+	 */
+	while ((s = atomic_exchange(&w->next_snap, NULL))) {
+		const struct policy_set *old_policy = w->cfg ? w->cfg->policy : NULL;
 
-	proxy_snap_put(w->snap); /* connections still on it hold their own */
-	w->snap = s;
-	w->cfg = s->cfg;
-	for (struct conn *c = w->active, *next; c; c = next) {
-		next = c->next;
-		if (c->snap != s && c->ops->settled && c->ops->settled(c))
-			worker_conn_follow(w, c); /* a service gone: its next request says so */
-		/*
-		 * A new policy holds for the opaque connections open now too
-		 * (docs/policy.md, "Changes"): one it denies is reset at once.
-		 * HTTP requests are decided one by one, with the newest config.
-		 */
-		if (s->cfg->policy != old_policy && s->cfg->policy && c->kind == CONN_KIND_OPAQUE &&
-		    c->state == CONN_ESTABLISHED && !c->http && c->svc && c->snap == s &&
-		    !authz_allow(w, c, NULL, c->svc, c->svc_port, NULL, &(const char *){NULL}))
-			c->ops->abort(w, c);
+		proxy_snap_put(w->snap); /* connections still on it hold their own */
+		w->snap = s;
+		w->cfg = s->cfg;
+		for (struct conn *c = w->active, *next; c; c = next) {
+			next = c->next;
+			if (c->snap != s && c->ops->settled && c->ops->settled(c))
+				conn_follow(w, c); /* a service gone: its next request says so */
+			/*
+			 * A new policy holds for the opaque connections open now too
+			 * (docs/policy.md, "Changes"): one it denies is reset at once.
+			 * HTTP requests are decided one by one, with the newest config.
+			 */
+			if (s->cfg->policy != old_policy && s->cfg->policy &&
+			    c->kind == CONN_KIND_OPAQUE && c->state == CONN_ESTABLISHED &&
+			    !c->http && c->svc && c->snap == s &&
+			    !authz_allow(w, c, NULL, c->svc, c->svc_port, NULL,
+					 &(const char *){NULL}))
+				c->ops->abort(w, c);
+		}
 	}
 }
 
 int worker_conn_follow(struct worker *w, struct conn *c)
 {
-	const struct config_service *svc;
-	const struct config_port *port;
-	const struct es_svc_view *sv;
-
 	/*
 	 * A config published before this request was read may still wait
 	 * for the worker's update event in this same round: take it now, so
@@ -146,6 +154,16 @@ int worker_conn_follow(struct worker *w, struct conn *c)
 	 */
 	if (atomic_load_explicit(&w->next_snap, memory_order_relaxed))
 		worker_snap_take(w);
+	return conn_follow(w, c);
+}
+
+/* c onto w's snapshot (worker_conn_follow, without taking a newer one). */
+static int conn_follow(struct worker *w, struct conn *c)
+{
+	const struct config_service *svc;
+	const struct config_port *port;
+	const struct es_svc_view *sv;
+
 	if (c->snap == w->snap || !w->snap)
 		return 0;
 	svc = service_lookup(w->snap->cfg, &c->orig, &port);
