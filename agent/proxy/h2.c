@@ -280,8 +280,7 @@ static bool h2_could_retry_grpc(const struct h2_stream *st, uint64_t now)
 	t = h2_retry_try(st, RETRY_FAIL_GRPC_STATUS, __builtin_ctz(rc.grpc_statuses));
 	if (retry_decide(&rc, &t, NULL, now) != RETRY_YES)
 		return false;
-	return !st->sv || !st->sv->budget ||
-	       retry_budget_balance_milli(st->sv->budget, now) >= RETRY_BUDGET_MILLI;
+	return !st->sv || !st->sv->budget || retry_budget_has_room(st->sv->budget, now);
 }
 
 /* h2_down_ops.hold (h2_int.h). */

@@ -289,12 +289,17 @@ static void route_all(struct config_route *route, bool retryable)
  * UNAVAILABLE (no trailers-only answer) on a retryable route: n calls
  * with hold_ms set on one connection. Returns the client's tally.
  */
-static struct h2_client grpc_flaky_calls(int n, bool retryable, uint32_t hold)
+static struct h2_client grpc_flaky_calls_route(int n, bool retryable, uint32_t hold,
+						const uint32_t *route_hold)
 {
 	static struct config_route route;
 	struct h2_client c;
 
 	route_all(&route, retryable);
+	if (route_hold) {
+		route.grpc_head_hold_ms = *route_hold;
+		route.grpc_head_hold_set = true;
+	}
 	hold_ms = hold;
 	start_h2();
 	client_open(&c);
@@ -303,6 +308,11 @@ static struct h2_client grpc_flaky_calls(int n, bool retryable, uint32_t hold)
 	client_run(&c, n);
 	client_close(&c);
 	return c;
+}
+
+static struct h2_client grpc_flaky_calls(int n, bool retryable, uint32_t hold)
+{
+	return grpc_flaky_calls_route(n, retryable, hold, NULL);
 }
 
 static void grpc_flaky_done(void)
@@ -353,22 +363,13 @@ Test(proxy, h2_grpc_head_then_unavailable_reaches_the_client_without_the_hold)
 
 Test(proxy, h2_grpc_route_hold_of_0_overrides_the_proxys)
 {
-	static struct config_route route;
-	struct h2_client c;
 	const int n = 40;
-	int failed;
-
+	const uint32_t never = 0;
 	/* The proxy holds (100 ms); this route says never. */
-	route_all(&route, true);
-	route.grpc_head_hold_ms = 0;
-	route.grpc_head_hold_set = true;
-	start_h2();
-	client_open(&c);
-	for (int i = 0; i < n; i++)
-		client_grpc(&c);
-	client_run(&c, n);
-	client_close(&c);
-	failed = atomic_load(&ends[0].requests);
+	struct h2_client c =
+	    grpc_flaky_calls_route(n, true, CONFIG_DEFAULT_H2_GRPC_HEAD_HOLD_MS, &never);
+	int failed = atomic_load(&ends[0].requests);
+
 	cr_expect_gt(failed, 0, "endpoint a took none of %d calls", n);
 	cr_expect_eq(c.grpc_unavailable, failed, "%d UNAVAILABLE for %d failures",
 		     c.grpc_unavailable, failed);

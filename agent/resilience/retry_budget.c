@@ -138,9 +138,14 @@ uint64_t retry_budget_balance(struct retry_budget *b, uint64_t now_ns)
 	return (uint64_t)retry_budget_balance_milli(b, now_ns) / RETRY_BUDGET_MILLI;
 }
 
+bool retry_budget_has_room(struct retry_budget *b, uint64_t now_ns)
+{
+	return retry_budget_balance_milli(b, now_ns) >= RETRY_BUDGET_MILLI;
+}
+
 bool retry_budget_withdraw(struct retry_budget *b, uint64_t now_ns)
 {
-	if (retry_budget_balance_milli(b, now_ns) < RETRY_BUDGET_MILLI)
+	if (!retry_budget_has_room(b, now_ns))
 		return false;
 	return bucket_add(b, gen_of(b, now_ns), -RETRY_BUDGET_MILLI);
 }

@@ -87,6 +87,9 @@ void retry_budget_deposit(struct retry_budget *b, uint64_t now_ns);
  */
 bool retry_budget_withdraw(struct retry_budget *b, uint64_t now_ns);
 
+/* Would withdraw() say yes at now_ns? Nothing is charged. */
+bool retry_budget_has_room(struct retry_budget *b, uint64_t now_ns);
+
 /* What withdraw() can still take at now_ns, in milli-retries (>= 0). */
 int64_t retry_budget_balance_milli(struct retry_budget *b, uint64_t now_ns);
 
