@@ -788,6 +788,37 @@ static void render_tunnel(const struct metrics_sources *src, struct metrics_buf 
 #undef TUNNEL_FAMILY
 }
 
+/*
+ * shoal_tunnel_inbound_*: the destination's callers by proven identity
+ * (tunnel_peer_rows; bounded at TUNNEL_PEERS_MAX pairs plus "other").
+ */
+static void render_tunnel_peers(const struct metrics_sources *src, struct metrics_buf *b)
+{
+	struct tunnel_peer_row *rows = NULL;
+	size_t n = 0;
+
+	if (src->tunnel) {
+		rows = malloc((TUNNEL_PEERS_MAX + 1) * sizeof(*rows));
+		if (!rows) {
+			b->failed = true;
+			return;
+		}
+		n = tunnel_peer_rows(src->tunnel, rows, TUNNEL_PEERS_MAX + 1);
+	}
+#define TUNNEL_PEER_FAMILY(field, suffix, help)                                                    \
+	family_header(b, "shoal_tunnel_" suffix, "counter", help);                                 \
+	for (size_t i = 0; i < n; i++) {                                                           \
+		out(b, "shoal_tunnel_" suffix "{source_identity=\"");                              \
+		label_value(b, rows[i].source);                                                    \
+		out(b, "\",destination_identity=\"");                                              \
+		label_value(b, rows[i].destination);                                               \
+		out(b, "\"} %llu\n", rows[i].field);                                               \
+	}
+	TUNNEL_PEER_STATS(TUNNEL_PEER_FAMILY)
+#undef TUNNEL_PEER_FAMILY
+	free(rows);
+}
+
 static unsigned long count_open_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -837,6 +868,7 @@ int metrics_render(const struct metrics_sources *src, struct metrics_buf *b)
 	render_enroll(src, b);
 	render_identity(src, b);
 	render_tunnel(src, b);
+	render_tunnel_peers(src, b);
 	header(b, METRIC_PROCESS_OPEN_FDS);
 	out(b, "%s %lu\n", families[METRIC_PROCESS_OPEN_FDS].name, count_open_fds());
 	header(b, METRIC_PROCESS_RSS);
@@ -875,6 +907,12 @@ void metrics_print_docs(void)
 #define DOC_TUNNEL(field, kind, help) doc_stat("shoal_tunnel_", #field, #kind, help);
 	TUNNEL_STATS(DOC_TUNNEL)
 #undef DOC_TUNNEL
+#define DOC_TUNNEL_PEER(field, suffix, help)                                                       \
+	printf("| `shoal_tunnel_" suffix "` | counter | source_identity, destination_identity | "  \
+	       "%s |\n",                                                                           \
+	       help);
+	TUNNEL_PEER_STATS(DOC_TUNNEL_PEER)
+#undef DOC_TUNNEL_PEER
 	for (int i = 0; i < METRIC_COUNT; i++)
 		printf("| `%s` | %s | %s | %s |\n", families[i].name, families[i].type,
 		       families[i].labels[0] ? families[i].labels : "", families[i].help);

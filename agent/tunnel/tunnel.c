@@ -42,6 +42,7 @@
 #include "policy/policy.h"
 #include "proxy/proxy.h"
 #include "recording/policy_stats.h"
+#include "tunnel/tunnel_peers.h"
 
 /* A stream's receive window, and so the most it buffers (flow control above). */
 #define TUNNEL_STREAM_WINDOW (256u * 1024)
@@ -139,6 +140,7 @@ struct tconn {
 	char peer_spiffe[POLICY_MAX_ID + 1];
 	char peer_ns[POLICY_MAX_LABEL + 1], peer_sa[POLICY_MAX_LABEL + 1];
 	struct policy_caller caller;
+	struct tpeer *peer; /* server: its row of the callers (tc_ready) */
 	struct tstream *streams;	    /* open (submitted) */
 	struct tstream *pending;	    /* client: waiting for the handshake */
 	int n_streams;
@@ -205,6 +207,7 @@ struct tunnel {
 	struct policy_stats *authz;
 	uint64_t policy_serial; /* of the policy the open streams were last decided by */
 	uint64_t denial_logged_ns;
+	struct tunnel_peers peers; /* the destination's callers (tunnel thread only writes) */
 	_Atomic unsigned long long st[sizeof(struct tunnel_stats) / sizeof(unsigned long long)];
 };
 
@@ -289,6 +292,12 @@ const char *tunnel_ident(struct tunnel *t, const char *id)
 }
 
 /* Split "<ns>/<sa>" into ns and sa. */
+/* The callers' row of tc's pair (peer_id, local_id): the tunnel's thread, once per connection. */
+static struct tpeer *peer_row(struct tunnel *t, const char *peer_id, const char *local_id)
+{
+	return tunnel_peers_row(&t->peers, tunnel_ident(t, peer_id), tunnel_ident(t, local_id));
+}
+
 static int ident_split(const char *id, char ns[ID_MAX_NS], char sa[ID_MAX_SA])
 {
 	const char *slash = strchr(id, '/');
@@ -439,6 +448,7 @@ static void stream_drain(struct tstream *st)
 			return;
 		}
 		st->head += (uint32_t)n;
+		TPEER_ADD(tc->peer, received_bytes, (unsigned long long)n);
 		if (st->h2_closed)
 			nghttp2_session_consume_connection(tc->h2, (size_t)n);
 		else
@@ -486,6 +496,7 @@ static ssize_t stream_read_cb(nghttp2_session *s, int32_t id, uint8_t *buf, size
 	while (n < 0 && errno == EINTR);
 	if (n > 0) {
 		st->drained = (size_t)n < length;
+		TPEER_ADD(st->tc->peer, sent_bytes, (unsigned long long)n);
 		return n;
 	}
 	if (n == 0) {
@@ -608,6 +619,7 @@ static void server_refuse(struct tconn *tc, struct tstream *st, const char *stat
 	    {(uint8_t *)":status", (uint8_t *)status, 7, strlen(status), NGHTTP2_NV_FLAG_NONE}};
 
 	TSTAT_INC(tc->t, streams_refused);
+	TPEER_ADD(tc->peer, refused, 1);
 	pr_info("tunnel: refusing stream %d from %s (%s) to %s: %s", st->id, tc->peer_id,
 		tc->local_id, st->authority[0] ? st->authority : "(none)", why);
 	nghttp2_submit_response(tc->h2, st->id, nv, 1, NULL);
@@ -682,6 +694,7 @@ static void server_deny(struct tconn *tc, struct tstream *st, const char *reason
 	};
 
 	log_denial(tc, st, reason, "denied");
+	TPEER_ADD(tc->peer, refused, 1);
 	nghttp2_submit_response(tc->h2, st->id, nv, 2, NULL);
 }
 
@@ -735,6 +748,7 @@ static void server_start_stream(struct tconn *tc, struct tstream *st)
 		return;
 	}
 	TSTAT_INC(t, streams_in);
+	TPEER_ADD(tc->peer, streams, 1);
 	pr_debug("tunnel: stream %d: %s -> %s (as %s)", st->id, tc->peer_id, st->authority,
 		 tc->local_id);
 	st->connecting = true;
@@ -1220,6 +1234,8 @@ static void tc_ready(struct tconn *tc)
 		tc_kill(tc, why);
 		return;
 	}
+	if (tc->server)
+		tc->peer = peer_row(t, tc->peer_id, tc->local_id);
 	tc->ktls_tx = BIO_get_ktls_send(SSL_get_wbio(tc->ssl));
 	tc->ktls_rx = BIO_get_ktls_recv(SSL_get_rbio(tc->ssl));
 	if (tc->ktls_tx)
@@ -2052,4 +2068,9 @@ void tunnel_release_proxy(struct tunnel *t)
 	pthread_mutex_lock(&t->proxy_lock);
 	t->proxy = NULL;
 	pthread_mutex_unlock(&t->proxy_lock);
+}
+
+size_t tunnel_peer_rows(struct tunnel *t, struct tunnel_peer_row *rows, size_t cap)
+{
+	return t ? tunnel_peers_copy(&t->peers, t->cfg->identity.trust_domain, rows, cap) : 0;
 }

@@ -75,6 +75,48 @@ struct tunnel_stats {
 #undef TUNNEL_STAT_FIELD
 };
 
+/*
+ * The destination's callers (docs/mtls.md, "Metrics"): per pair of the
+ * identity a peer proved and the local identity it reached, its CONNECT
+ * streams and bytes, for the shoal_tunnel_inbound_* families. Bounded:
+ * the first TUNNEL_PEERS_MAX pairs a node sees get rows of their own,
+ * and every later pair counts in one row named TUNNEL_PEERS_OTHER (a
+ * proven identity is one the issuer signed for a service account with
+ * a pod, so pairs are few, but a metric family must not grow with
+ * input). Rows are never dropped: a counter keeps its series.
+ */
+#define TUNNEL_PEERS_MAX 256
+#define TUNNEL_PEERS_OTHER "other"
+/* Room for "spiffe://<td>/ns/<ns>/sa/<sa>" (config limits). */
+#define TUNNEL_SPIFFE_MAX (CONFIG_MAX_TRUST_DOMAIN + CONFIG_MAX_IDENTITY + 16)
+
+#define TUNNEL_PEER_STATS(X)                                                                       \
+	X(streams, "inbound_streams_total",                                                        \
+	  "CONNECT streams accepted from another node, by the identity the caller proved and "     \
+	  "the local identity it reached.")                                                        \
+	X(refused, "inbound_refused_total",                                                        \
+	  "CONNECT streams refused at their start (not a local endpoint, or denied by policy), "   \
+	  "by caller and local identity.")            \
+	X(received_bytes, "inbound_received_bytes_total",                                          \
+	  "Bytes the caller sent through its streams to the local pod.")                           \
+	X(sent_bytes, "inbound_sent_bytes_total",                                                  \
+	  "Bytes the local pod sent back through the streams to the caller.")
+
+struct tunnel_peer_row {
+	char source[TUNNEL_SPIFFE_MAX];	     /* SPIFFE ID, or TUNNEL_PEERS_OTHER */
+	char destination[TUNNEL_SPIFFE_MAX]; /* SPIFFE ID, or TUNNEL_PEERS_OTHER */
+#define TUNNEL_PEER_FIELD(field, name, help) unsigned long long field;
+	TUNNEL_PEER_STATS(TUNNEL_PEER_FIELD)
+#undef TUNNEL_PEER_FIELD
+};
+
+/*
+ * A copy of the callers' rows into rows (room for cap; TUNNEL_PEERS_MAX
+ * + 1 always fits: the "other" row comes last, and only once it has
+ * counted). Returns the number of rows; 0 for a NULL t. Any thread.
+ */
+size_t tunnel_peer_rows(struct tunnel *t, struct tunnel_peer_row *rows, size_t cap);
+
 /* One call through the tunnel. */
 struct tunnel_route {
 	const char *src;	  /* interned (tunnel_ident): the calling workload's "<ns>/<sa>" */

@@ -25,7 +25,8 @@
 #     node-a has none: an edit under load closes the tunneled connection
 #     it denies and no allowed GET fails, a denial is counted and logged
 #     on both nodes; with the policy on node-a too, a POST gets node-a's
-#     403 and x-shoal-policy.
+#     403 and x-shoal-policy; node-b counts the streams, bytes and
+#     refusals per (proven caller, local identity) in bounded series.
 # shellcheck shell=bash disable=SC2034
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -500,6 +501,35 @@ wait_log "$LOGDIR/shoald-b.log" "policy: denied spiffe://$TD/ns/default/sa/clien
 wait_log "$SHOALD_LOG" "denied by its policy's default-deny" 3 &&
 	pass "node-a's log names node-b's reason (default-deny)" ||
 	fail "node-a did not log node-b's reason: $(grep 'refused the call' "$SHOALD_LOG" | tail -n 2 | tr '\n' ' ')"
+
+# The destination's callers by proven identity (docs/mtls.md, "Metrics"):
+# node-b counts default/client's streams into default/web, their bytes
+# both ways, and the refusals above, in series named by SPIFFE ID.
+SCRAPE_B=$(in_ns "$NS_B" curl -sS --max-time 5 "http://$ADMIN_ADDR/metrics")
+# inbound FAMILY: node-b's shoal_tunnel_inbound_FAMILY of default/client -> default/web.
+inbound() {
+	awk -v f="shoal_tunnel_inbound_$1" -v s="spiffe://$TD/ns/default/sa/client" \
+		-v d="spiffe://$TD/ns/default/sa/web" '
+		index($0, f "{source_identity=\"" s "\",destination_identity=\"" d "\"} ") == 1 { print $2 }' \
+		<<<"$SCRAPE_B"
+}
+streams=$(inbound streams_total) rx=$(inbound received_bytes_total) tx=$(inbound sent_bytes_total)
+refused=$(inbound refused_total)
+if ((${streams:-0} >= 3 && ${rx:-0} > 0 && ${tx:-0} > 0 && ${refused:-0} >= 1)); then
+	pass "node-b labels its callers by proven identity: default/client -> default/web $streams streams, $rx B in, $tx B out, $refused refused"
+else
+	fail "node-b's shoal_tunnel_inbound_* of default/client -> default/web: streams '$streams' rx '$rx' tx '$tx' refused '$refused': $(grep '^shoal_tunnel_inbound' <<<"$SCRAPE_B" | head -n 8 | tr '\n' ' ')"
+fi
+other=$(grep -c '^shoal_tunnel_inbound_[a-z_]*{source_identity="other"' <<<"$SCRAPE_B" || true)
+((other == 0)) && pass "no caller pair fell into the 'other' row (2 identities, cap 256)" ||
+	fail "node-b counted $other series as 'other' with one caller pair"
+if command -v promtool >/dev/null; then
+	if promtool check metrics <<<"$SCRAPE_B" >"$LOGDIR/promtool-b.out" 2>&1; then
+		pass "promtool accepts node-b's scrape with the shoal_tunnel_inbound_* families"
+	else
+		fail "promtool on node-b's scrape: $(head -c 600 "$LOGDIR/promtool-b.out")"
+	fi
+fi
 
 # Requests are the source's to decide (it parsed them): with the same
 # policy at node-a, as a cluster's AuthorizationPolicy is everywhere, a
