@@ -908,7 +908,7 @@ void metrics_print_docs(void)
 	TUNNEL_STATS(DOC_TUNNEL)
 #undef DOC_TUNNEL
 #define DOC_TUNNEL_PEER(field, suffix, help)                                                       \
-	printf("| `shoal_tunnel_" suffix "` | counter | source_identity, destination_identity | "  \
+	printf("| `shoal_tunnel_" suffix "` | counter | source_identity,destination_identity | "  \
 	       "%s |\n",                                                                           \
 	       help);
 	TUNNEL_PEER_STATS(DOC_TUNNEL_PEER)
