@@ -292,10 +292,15 @@ const char *tunnel_ident(struct tunnel *t, const char *id)
 }
 
 /* Split "<ns>/<sa>" into ns and sa. */
+static const char *peer_intern(void *t, const char *id)
+{
+	return tunnel_ident(t, id);
+}
+
 /* The callers' row of tc's pair (peer_id, local_id): the tunnel's thread, once per connection. */
 static struct tpeer *peer_row(struct tunnel *t, const char *peer_id, const char *local_id)
 {
-	return tunnel_peers_row(&t->peers, tunnel_ident(t, peer_id), tunnel_ident(t, local_id));
+	return tunnel_peers_row(&t->peers, peer_id, local_id, peer_intern, t);
 }
 
 static int ident_split(const char *id, char ns[ID_MAX_NS], char sa[ID_MAX_SA])

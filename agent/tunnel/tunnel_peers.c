@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-struct tpeer *tunnel_peers_row(struct tunnel_peers *p, const char *src, const char *dst)
+struct tpeer *tunnel_peers_row(struct tunnel_peers *p, const char *src, const char *dst,
+			       tunnel_peers_intern_fn intern, void *arg)
 {
 	size_t n = atomic_load_explicit(&p->n, memory_order_relaxed);
 
@@ -13,9 +14,14 @@ struct tpeer *tunnel_peers_row(struct tunnel_peers *p, const char *src, const ch
 		return &p->rows[TUNNEL_PEERS_MAX];
 	/* Linear: once per inbound connection, never per stream or byte. */
 	for (size_t i = 0; i < n; i++)
-		if (p->rows[i].src == src && p->rows[i].dst == dst)
+		if (!strcmp(p->rows[i].src, src) && !strcmp(p->rows[i].dst, dst))
 			return &p->rows[i];
 	if (n == TUNNEL_PEERS_MAX)
+		return &p->rows[TUNNEL_PEERS_MAX];
+	/* Interned only for a new row: a full table takes nothing more from the intern cap. */
+	src = intern(arg, src);
+	dst = intern(arg, dst);
+	if (!src || !dst)
 		return &p->rows[TUNNEL_PEERS_MAX];
 	p->rows[n].src = src;
 	p->rows[n].dst = dst;

@@ -2,9 +2,9 @@
 /*
  * The destination's callers (docs/mtls.md, "Metrics"): the table behind
  * tunnel_peer_rows and the shoal_tunnel_inbound_* families. A row per
- * pair of interned identities (tunnel_ident: equal identities, equal
- * pointers, so a lookup compares pointers); the first TUNNEL_PEERS_MAX
- * pairs get rows of their own, every later one the "other" row.
+ * pair of identities (kept as tunnel_ident's interned copies, which live
+ * as long as the tunnel); the first TUNNEL_PEERS_MAX pairs get rows of
+ * their own, every later one the "other" row.
  *
  * One writer (the tunnel's thread, which holds every inbound connection:
  * it adds rows and counts), any number of readers: a row's key is set
@@ -37,11 +37,16 @@ struct tunnel_peers {
 			atomic_fetch_add_explicit(&(p)->field, (v), memory_order_relaxed);         \
 	} while (0)
 
+/* A stable copy of identity id (tunnel_ident), or NULL when it cannot be kept. */
+typedef const char *(*tunnel_peers_intern_fn)(void *arg, const char *id);
+
 /*
- * The row of (src, dst), added when new: the writer only. The "other"
- * row when either is NULL (not interned) or the table is full. Never NULL.
+ * The row of (src, dst) ("<ns>/<sa>" each), added when new with copies
+ * intern makes: the writer only. The "other" row when either is NULL,
+ * cannot be interned, or the table is full. Never NULL.
  */
-struct tpeer *tunnel_peers_row(struct tunnel_peers *p, const char *src, const char *dst);
+struct tpeer *tunnel_peers_row(struct tunnel_peers *p, const char *src, const char *dst,
+			       tunnel_peers_intern_fn intern, void *arg);
 
 /*
  * Copy the rows, as SPIFFE IDs of trust domain td, into rows (room for

@@ -15,16 +15,37 @@ static struct tunnel_peers *table(void)
 }
 
 static struct tunnel_peer_row rows[TUNNEL_PEERS_MAX + 1];
+static int interned;
+
+/* As tunnel_ident, but keeping the caller's (static) string, and counting the calls. */
+static const char *keep(void *arg, const char *id)
+{
+	(void)arg;
+	interned++;
+	return id;
+}
+
+static const char *refuse(void *arg, const char *id)
+{
+	(void)arg;
+	(void)id;
+	return NULL;
+}
 
 Test(tunnel_peers, a_pair_has_one_row_counted_as_spiffe_ids)
 {
 	struct tunnel_peers *p = table();
-	/* Interned identities: the same pointer each time, as tunnel_ident gives. */
 	static const char client[] = "default/client", web[] = "default/web", api[] = "prod/api";
-	struct tpeer *a = tunnel_peers_row(p, client, web), *b = tunnel_peers_row(p, client, api);
+	char again[] = "default/client"; /* equal, not the same pointer */
+	struct tpeer *a, *b;
 	size_t n;
 
-	cr_expect_eq(tunnel_peers_row(p, client, web), a, "the same pair, the same row");
+	interned = 0;
+	a = tunnel_peers_row(p, client, web, keep, NULL);
+	b = tunnel_peers_row(p, client, api, keep, NULL);
+	cr_expect_eq(interned, 4, "a new row interns its two identities");
+	cr_expect_eq(tunnel_peers_row(p, again, web, keep, NULL), a, "the same pair, the same row");
+	cr_expect_eq(interned, 4, "a known pair interns nothing");
 	cr_expect_neq(a, b, "another local identity, another row");
 	TPEER_ADD(a, streams, 2);
 	TPEER_ADD(a, received_bytes, 100);
@@ -52,12 +73,14 @@ Test(tunnel_peers, past_the_cap_pairs_count_as_other)
 
 	for (int i = 0; i < TUNNEL_PEERS_MAX + 2; i++) {
 		snprintf(ids[i], sizeof(ids[i]), "ns%d/sa", i);
-		last = tunnel_peers_row(p, ids[i], web);
+		last = tunnel_peers_row(p, ids[i], web, keep, NULL);
 		TPEER_ADD(last, streams, 1);
 	}
-	cr_expect_eq(tunnel_peers_row(p, ids[TUNNEL_PEERS_MAX], web), last,
+	interned = 0;
+	cr_expect_eq(tunnel_peers_row(p, ids[TUNNEL_PEERS_MAX], web, keep, NULL), last,
 		     "every pair past the cap shares the 'other' row");
-	cr_expect_eq(tunnel_peers_row(p, NULL, web), last, "an identity not interned is 'other'");
+	cr_expect_eq(interned, 0, "a full table interns nothing");
+	cr_expect_eq(tunnel_peers_row(p, NULL, web, keep, NULL), last, "no identity: 'other'");
 	n = tunnel_peers_copy(p, "td", rows, TUNNEL_PEERS_MAX + 1);
 	cr_assert_eq(n, TUNNEL_PEERS_MAX + 1);
 	cr_expect_str_eq(rows[TUNNEL_PEERS_MAX].source, TUNNEL_PEERS_OTHER);
@@ -65,5 +88,15 @@ Test(tunnel_peers, past_the_cap_pairs_count_as_other)
 	cr_expect_eq(rows[TUNNEL_PEERS_MAX].streams, 2, "the two pairs past the cap");
 	cr_expect_str_eq(rows[TUNNEL_PEERS_MAX - 1].source, "spiffe://td/ns/ns255/sa/sa");
 	cr_expect_eq(tunnel_peers_copy(p, "td", rows, 3), 3, "a smaller room is not overrun");
+	free(p);
+}
+
+Test(tunnel_peers, an_identity_that_cannot_be_kept_counts_as_other)
+{
+	struct tunnel_peers *p = table();
+	struct tpeer *r = tunnel_peers_row(p, "default/client", "default/web", refuse, NULL);
+
+	cr_expect_eq(r, &p->rows[TUNNEL_PEERS_MAX], "the intern cap reached: 'other'");
+	cr_expect_eq(atomic_load(&p->n), 0, "and no row was added");
 	free(p);
 }
