@@ -121,7 +121,8 @@ static int tracing_start(const struct config *cfg, struct proxy *proxy, struct t
 		.batch_max = t->batch_size,
 		.delay_ms = t->batch_delay_ms,
 		.timeout_ms = t->timeout_ms,
-		.resource = { .service_name = t->service_name, .host_name = host },
+		.resource = { .service_name = t->service_name, .host_name = host,
+			      .trust_domain = cfg->identity.trust_domain },
 	};
 	int ret;
 

@@ -385,6 +385,7 @@ static void h2_try(struct worker *w, struct h2_stream *st)
 		if (st->n_avoid < PICK_MAX_AVOID)
 			st->avoid[st->n_avoid++] = idx;
 		pick_start(st->sv, &st->bt, now);
+		st->up_tunneled = false; /* until this try has its connection */
 		if (h2h1_declared(st->target, d->c->svc_port)) {
 			/*
 			 * One HTTP/1.1 exchange (h2_to_h1.c); its failures come back

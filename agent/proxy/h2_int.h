@@ -88,6 +88,7 @@ struct h2_stream {
 	bool answered;		 /* outcome recorded; nothing more goes upstream */
 	bool grpc;		 /* content-type application/grpc */
 	bool mem_refused;	 /* the buffer budget ran out in its head: REFUSED_STREAM */
+	bool up_tunneled;	 /* the latest try went through the mTLS tunnel (its span) */
 	int status;		 /* :status of the final response; 0: none yet */
 	int grpc_status;	 /* GRPC_STATUS_NONE until read */
 	const char *deny_reason; /* HTTP_ERR_POLICY_DENIED: the rule, for x-shoal-policy */

@@ -938,6 +938,7 @@ static int h2h1_connect(struct worker *w, struct h2h1 *x)
 	if (!x->resent) {
 		x->pc = pool_take(w, &x->addr, x->port_be, x->c);
 		if (x->pc) {
+			x->st->up_tunneled = x->pc->tunnel_src != NULL;
 			x->reused = true;
 			x->connected = true;
 			x->pc->requests++;
@@ -951,6 +952,7 @@ static int h2h1_connect(struct worker *w, struct h2h1 *x)
 		x->pc = NULL;
 		return rc;
 	}
+	x->st->up_tunneled = x->pc->tunnel_src != NULL;
 	x->pc->requests++;
 	if (rc == 1) {
 		x->connected = true;

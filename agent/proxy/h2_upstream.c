@@ -159,6 +159,7 @@ int h2_up_submit(struct worker *w, struct h2_up *up, struct h2_stream *st)
 		return -EIO;
 	st->up = up;
 	st->up_id = id;
+	st->up_tunneled = up->tunnel_src != NULL;
 	st->up_hnext = *h2_up_bucket(up, id);
 	*h2_up_bucket(up, id) = st;
 	st->up_prev = NULL;

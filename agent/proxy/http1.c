@@ -244,7 +244,7 @@ static void http1_next_request(struct worker *w, struct conn *c)
 	h->rs = HTTP1_RESP_NONE;
 	http1_slab_release(w, h);
 	h->final_started = h->retried = h->rq_replayable = false;
-	h->up_reused = h->rs_got_bytes = h->rs_until_close = false;
+	h->up_reused = h->up_tunneled = h->rs_got_bytes = h->rs_until_close = false;
 	h->rq_fwd = h->rq_begin = 0;
 	h->rq_head_start_ns = 0;
 	h->rs_start = h->rs_fwd = 0;

@@ -89,6 +89,7 @@ struct http1_conn {
 	bool rq_slab_whole;  /* every framed byte of the request is in rq_slab */
 	bool rq_slab_replay; /* the try in flight sends the request from rq_slab */
 	bool up_reused;	     /* the upstream connection served an earlier request */
+	bool up_tunneled;    /* the latest try's connection goes through the mTLS tunnel (span) */
 	bool rs_got_bytes;   /* the upstream sent a byte for this request */
 	bool rs_until_close; /* the response body ends with the upstream's FIN */
 

@@ -89,12 +89,17 @@ static void http1_local_refused(struct worker *w, struct conn *c, int err)
 	http1_error(w, c, HTTP_ERR_LOCAL_RESOURCES);
 }
 
-/* An upstream connection is ready for the request: note its history. */
+/* An upstream connection is ready for the request: note its history and its hop. */
 static void http1_up_ready(struct conn *c)
 {
 	struct http1_conn *h = c->http;
 
 	h->up_reused = h->up->requests > 0;
+	/*
+	 * The connection's own word, not attempt_tunnels again: a pooled
+	 * one may be direct where a new one would tunnel (pool_take).
+	 */
+	h->up_tunneled = h->up->tunnel_src != NULL;
 	h->up->requests++;
 }
 
@@ -217,6 +222,7 @@ static int http1_open(struct worker *w, struct conn *c, uint32_t idx, uint64_t n
 	int ret;
 
 	h->try_start_ns = now;
+	h->up_tunneled = false; /* until this try has its connection */
 	h->try_deadline_ns =
 	    per_try ? deadline_try(h->deadline_ns ?: DEADLINE_NONE, per_try, now) : 0;
 	if (h->try_deadline_ns == DEADLINE_NONE)

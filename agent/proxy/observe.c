@@ -17,25 +17,25 @@
 #include "recording/http_metrics.h"
 
 /*
- * The series key of the request on c, and the address of the endpoint of
- * its last attempt (NULL when none was tried). Keys are series ids
+ * The series key of the request on c, and the endpoint of its last
+ * attempt (NULL when none was tried). Keys are series ids
  * (series_ids.h), valid in whichever snapshot c holds. False when c's
  * service or backend has no id (counted as unkeyed).
  */
 static bool http_key(const struct worker *w, const struct conn *c, bool with_endpoint,
-		     struct metrics_http_key *k, const struct shoal_addr **ep_addr)
+		     struct metrics_http_key *k, const struct config_endpoint **ep)
 {
 	const struct http1_conn *h = c->http;
 	const struct config_service *t = h->target ? h->target : c->svc;
 
 	memset(k, 0, sizeof(*k));
-	*ep_addr = NULL;
+	*ep = NULL;
 	/* The latest try's endpoint (struct attempt, conn.h). */
 	if (with_endpoint && h->target && c->at.tried && c->at.last_idx < (uint32_t)t->n_endpoints) {
 		uint32_t slot = c->at.last_idx;
 
 		k->endpoint = slot + 1;
-		*ep_addr = &t->endpoints[slot].addr;
+		*ep = &t->endpoints[slot];
 	}
 	if (!c->svc || !c->svc->metrics_id || !t->metrics_id) {
 		metrics_http_shard_unkeyed(w->metrics);
@@ -65,9 +65,32 @@ static struct trace_worker *worker_tracer(const struct worker *w)
 	return __atomic_load_n(&w->trace, __ATOMIC_ACQUIRE);
 }
 
+/*
+ * How the last attempt of a span's request reached endpoint ep (NULL:
+ * none tried): through the mTLS tunnel when tunneled, and then to the
+ * identity ep is configured with, which the tunnel made it prove.
+ */
+static void span_hop(struct trace_span *sp, const struct config_endpoint *ep, bool tunneled)
+{
+	sp->mtls = ep && tunneled;
+	if (sp->mtls && ep->identity)
+		trace_span_set(sp, destination_identity, ep->identity, strlen(ep->identity));
+}
+
+/* The span's caller: the workload identity of c's client, when known. */
+static void span_source(struct trace_span *sp, const struct conn *c)
+{
+	if (c->src_ident)
+		trace_span_set(sp, source_identity, c->src_ident, strlen(c->src_ident));
+	else
+		sp->source_identity[0] = '\0';
+	sp->destination_identity[0] = '\0';
+	sp->mtls = false;
+}
+
 /* Finish and record the span of the request on c, if it has one. */
 static void trace_finish(struct worker *w, struct conn *c, unsigned int status,
-			 const struct shoal_addr *ep)
+			 const struct config_endpoint *ep)
 {
 	struct http1_conn *h = c->http;
 	struct trace_span *sp = &h->tele.span;
@@ -82,9 +105,10 @@ static void trace_finish(struct worker *w, struct conn *c, unsigned int status,
 	if (h->route)
 		trace_span_set(sp, route, h->route->name, strlen(h->route->name));
 	if (ep) {
-		addr_format(ep, h->target_port_be, addr, sizeof(addr));
+		addr_format(&ep->addr, h->target_port_be, addr, sizeof(addr));
 		trace_span_set(sp, endpoint, addr, strlen(addr));
 	}
+	span_hop(sp, ep, h->up_tunneled);
 	sp->status_code = (uint16_t)status;
 	sp->retries = (uint16_t)(h->retries > UINT16_MAX ? UINT16_MAX : h->retries);
 	sp->error = status == 0 || status >= 500;
@@ -215,6 +239,7 @@ int tele_trace_head(struct worker *w, struct conn *c, size_t *consumed)
 	h->tele.traced_start_ns = h->rq_head_start_ns;
 	/* What the span needs of the head: it may be gone from the buffer by the end. */
 	span_service(sp, c->svc);
+	span_source(sp, c);
 	trace_span_set(sp, method, buf + h->rq_head.method_tok.off, h->rq_head.method_tok.len);
 	sp->route[0] = sp->endpoint[0] = '\0';
 	n = trace_inject(&out, add, sizeof(add));
@@ -297,6 +322,7 @@ void tele_h2_start(struct worker *w, struct h2_stream *st)
 	trace_extract(trace_h2_get, &st->rq, &in);
 	trace_start(tw, &in, &out, &t->span);
 	span_service(&t->span, st->d->c->svc);
+	span_source(&t->span, st->d->c);
 	m = h2_field(&st->rq, ":method");
 	if (m)
 		trace_span_set(&t->span, method, (const char *)m->value, m->valuelen);
@@ -333,6 +359,12 @@ void tele_h2_finish(struct worker *w, struct h2_stream *st, unsigned int status,
 		addr_format(ep, h2_target_port_be(st), addr, sizeof(addr));
 		trace_span_set(sp, endpoint, addr, strlen(addr));
 	}
+	/* ep is h2_key's: the address of the try's endpoint, when there was one. */
+	span_hop(sp,
+		 ep && st->target && st->bt.idx < (uint32_t)st->target->n_endpoints
+		     ? &st->target->endpoints[st->bt.idx]
+		     : NULL,
+		 st->up_tunneled);
 	sp->status_code = (uint16_t)st->status;
 	sp->retries = (uint16_t)(st->retries > UINT16_MAX ? UINT16_MAX : st->retries);
 	sp->error = status == 0 || status >= 500;
@@ -349,7 +381,7 @@ void metrics_http_done(struct worker *w, struct conn *c, unsigned int status)
 {
 	struct http1_conn *h = c->http;
 	struct metrics_http_key k;
-	const struct shoal_addr *ep;
+	const struct config_endpoint *ep;
 	uint64_t start = h->rq_head_start_ns;
 
 	/* A head that never completed is no request unless the proxy refused it. */
@@ -357,7 +389,8 @@ void metrics_http_done(struct worker *w, struct conn *c, unsigned int status)
 		return;
 	h->tele.recorded_start_ns = start;
 	if (http_key(w, c, true, &k, &ep)) {
-		metrics_http_shard_request(w->metrics, &k, ep, status, timer_now_ns() - start);
+		metrics_http_shard_request(w->metrics, &k, ep ? &ep->addr : NULL, status,
+					   timer_now_ns() - start);
 		callers_record(w->callers, c->caller, k.svc, status);
 	}
 	trace_finish(w, c, status, ep);
@@ -366,7 +399,7 @@ void metrics_http_done(struct worker *w, struct conn *c, unsigned int status)
 static void http_event(struct worker *w, struct conn *c, enum metrics_http_event ev)
 {
 	struct metrics_http_key k;
-	const struct shoal_addr *ep;
+	const struct config_endpoint *ep;
 
 	if (c->http && http_key(w, c, false, &k, &ep))
 		metrics_http_shard_event(w->metrics, &k, ev);

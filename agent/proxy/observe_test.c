@@ -4,13 +4,15 @@
  * connection's buffer is rewritten with the outgoing context (incoming
  * propagation headers out, ours in, the body and pipelined bytes moved
  * along), or left alone when a limit would break; the span is recorded
- * once when the request ends.
+ * once when the request ends, with the call's identities and hop (HTTP/1
+ * and HTTP/2).
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proxy/observe.h"
+#include "proxy/h2_int.h"
 #include "proxy/http1.h"
 #include "proxy/opaque.h"
 #include "proxy/worker.h"
@@ -185,4 +187,88 @@ Test(trace_hook, the_span_is_recorded_once_when_the_request_ends)
 	cr_assert_str_eq(out[0].endpoint, "10.0.0.5:8080");
 	cr_assert_eq(out[0].status_code, 503);
 	cr_assert(out[0].error);
+}
+
+/*
+ * The call's identities: the caller's from the connection, and, when the
+ * last try's connection went through the mTLS tunnel, the endpoint's
+ * configured identity and mtls (docs/tracing.md).
+ */
+Test(trace_hook, a_tunneled_call_carries_both_identities)
+{
+	static const char req[] = "GET /a HTTP/1.1\r\nHost: api\r\n\r\n";
+	struct trace_span out[2];
+
+	c->src_ident = "default/client";
+	ep.identity = "shop/web";
+	hook(req, sizeof(req) - 1, MAX_HEADERS);
+	c->http->target = &svc;
+	c->at.tried = 1;
+	c->at.last_idx = 0;
+	c->http->up_tunneled = true;
+	metrics_http_done(&w, c, 200);
+	cr_assert_eq(trace_worker_drain(w.trace, out, 2), 1);
+	cr_expect_str_eq(out[0].source_identity, "default/client");
+	cr_expect_str_eq(out[0].destination_identity, "shop/web");
+	cr_expect(out[0].mtls);
+}
+
+Test(trace_hook, a_direct_call_has_no_destination_identity)
+{
+	static const char req1[] = "GET /a HTTP/1.1\r\nHost: api\r\n\r\n";
+	struct trace_span out[2];
+
+	/* The endpoint has an identity, but this try's connection was direct
+	 * (a pooled plaintext one, say): nothing was proven. */
+	ep.identity = "shop/web";
+	c->src_ident = "default/client";
+	hook(req1, sizeof(req1) - 1, MAX_HEADERS);
+	c->http->target = &svc;
+	c->at.tried = 1;
+	c->http->up_tunneled = false;
+	metrics_http_done(&w, c, 200);
+	cr_assert_eq(trace_worker_drain(w.trace, out, 2), 1);
+	cr_expect_str_eq(out[0].source_identity, "default/client");
+	cr_expect_str_eq(out[0].destination_identity, "");
+	cr_expect_not(out[0].mtls);
+
+	/* The next request on the connection, from a caller now unknown, and
+	 * refused before any try: nothing of the first one stays. */
+	c->src_ident = NULL;
+	c->at.tried = 0;
+	c->http->up_tunneled = true;
+	hook(req1, sizeof(req1) - 1, MAX_HEADERS);
+	c->http->rq_head_start_ns = 2000;
+	c->http->tele.traced_start_ns = 2000;
+	metrics_http_done(&w, c, 403);
+	cr_assert_eq(trace_worker_drain(w.trace, out, 2), 1);
+	cr_expect_str_eq(out[0].source_identity, "");
+	cr_expect_str_eq(out[0].destination_identity, "");
+	cr_expect_not(out[0].mtls, "no try, no hop");
+}
+
+/* The same for an HTTP/2 stream (tele_h2_start, tele_h2_finish). */
+Test(trace_hook, an_h2_stream_through_the_tunnel)
+{
+	nghttp2_nv nv[16] = {{(uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0}};
+	nghttp2_rcbuf *rc[32] = {NULL};
+	struct h2_down d = {.c = c};
+	struct h2_stream st = {.d = &d, .rq = {nv, rc, 1, 16, 0}};
+	struct trace_span out[2];
+
+	c->src_ident = "default/client";
+	ep.identity = "shop/grpc";
+	tele_h2_start(&w, &st);
+	cr_assert_not_null(st.tele);
+	st.target = &svc;
+	st.bt.idx = 0;
+	st.status = 200;
+	st.up_tunneled = true;
+	tele_h2_finish(&w, &st, 200, -1, &ep.addr);
+	cr_assert_eq(trace_worker_drain(w.trace, out, 2), 1);
+	cr_expect_str_eq(out[0].method, "POST");
+	cr_expect_str_eq(out[0].source_identity, "default/client");
+	cr_expect_str_eq(out[0].destination_identity, "shop/grpc");
+	cr_expect(out[0].mtls);
+	free(st.tele);
 }

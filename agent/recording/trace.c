@@ -35,6 +35,9 @@
 #define TS_SYSTEM_MAX 14
 #define TS_VALUE_MAX 256
 
+/* trace.h gives the span's size (what a ring slot costs): keep it true. */
+_Static_assert(sizeof(struct trace_span) == 712, "update struct trace_span's size comment");
+
 struct trace_worker {
 	/* Written by the producer (the proxy worker). */
 	_Alignas(TRACE_CACHELINE) _Atomic uint64_t head; /* next slot to fill */

@@ -61,6 +61,13 @@
 #define TRACE_ENDPOINT_MAX 56 /* "[v6 address]:port": 45 + 2 + 6 */
 #define TRACE_METHOD_MAX 33   /* CONFIG_MAX_METHOD; registered methods are <= 17 */
 #define TRACE_NAME_MAX 104    /* method, space, route: the default span name */
+/*
+ * A workload identity, "namespace/serviceaccount" as the proxy knows it
+ * (conn.src_ident, config_endpoint.identity): 63 + 1 + 63. A service
+ * account name may be longer (a DNS subdomain, 253); such a name is cut,
+ * which a reader sees as an identity that matches no certificate.
+ */
+#define TRACE_IDENTITY_MAX 128
 
 /* The ring's default size and bounds are the config's (CONFIG_DEFAULT_TRACE_RING,
  * CONFIG_MIN_TRACE_RING, CONFIG_MAX_TRACE_RING in config/config.h). */
@@ -147,7 +154,14 @@ enum trace_span_kind {
 /*
  * One proxied request. trace_start fills the ids, kind and start time;
  * the caller sets the rest (trace_span_set for strings) as the request
- * goes on. 456 bytes; copied by value into a ring slot.
+ * goes on. 712 bytes (_Static_assert in trace.c); copied by value into a
+ * ring slot, so a ring of CONFIG_DEFAULT_TRACE_RING is 712 KiB a worker.
+ *
+ * The identities are kept as "namespace/serviceaccount" and become SPIFFE
+ * IDs at export, where the trust domain is the exporter's (otlp.h): it is
+ * one for the whole mesh and read at start (identity.trust_domain), so
+ * copying it into every span would cost each ring slot up to 253 bytes
+ * twice and the request path a format, to say the same thing each time.
  */
 struct trace_span {
 	uint8_t trace_id[TRACE_ID_SIZE];
@@ -163,11 +177,16 @@ struct trace_span {
 	uint16_t retries;		       /* attempts after the first */
 	bool grpc;			       /* a gRPC call (HTTP/2, application/grpc) */
 	uint8_t grpc_status;		       /* with grpc: the code, or TRACE_GRPC_NONE */
+	bool mtls;			       /* the last try went through the mTLS tunnel */
 	char name[TRACE_NAME_MAX];	       /* "" = "{method} {route}" at export */
 	char service[TRACE_SERVICE_MAX];       /* "namespace/name" */
 	char route[TRACE_ROUTE_MAX];
 	char endpoint[TRACE_ENDPOINT_MAX]; /* "10.0.0.5:8080" of the last attempt */
 	char method[TRACE_METHOD_MAX];
+	/* The caller's identity (conn.src_ident); "" = unknown (mtls off, no pod entry). */
+	char source_identity[TRACE_IDENTITY_MAX];
+	/* With mtls: the identity the endpoint proved to the tunnel; else "". */
+	char destination_identity[TRACE_IDENTITY_MAX];
 };
 
 /* grpc_status of a gRPC call that got no grpc-status (reset, or none sent). */

@@ -113,6 +113,24 @@ static void attr_bool(struct fixed_buf *w, bool *first, const char *key, bool va
 	fixed_buf_puts(w, val ? "\"boolValue\":true}}" : "\"boolValue\":false}}");
 }
 
+/*
+ * A workload identity, "namespace/serviceaccount", as its SPIFFE ID in
+ * trust domain td. Left out when empty, or not of that shape (nothing
+ * the proxy records: config and the pod table check identities).
+ */
+static void attr_spiffe(struct fixed_buf *w, bool *first, const char *key, const char *td,
+			const char *ident)
+{
+	char id[sizeof("spiffe:///ns//sa/") + OTLP_RESOURCE_STR_MAX + TRACE_IDENTITY_MAX];
+	const char *slash = strchr(ident, '/');
+
+	if (!slash)
+		return;
+	snprintf(id, sizeof(id), "spiffe://%s/ns/%.*s/sa/%s", td, (int)(slash - ident), ident,
+		 slash + 1);
+	attr_str(w, first, key, id);
+}
+
 static bool id_is_zero(const uint8_t *id, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -122,7 +140,7 @@ static bool id_is_zero(const uint8_t *id, size_t n)
 }
 
 /* A span in the OTLP JSON mapping (opentelemetry-proto trace.proto). */
-static void render_span(struct fixed_buf *w, const struct trace_span *s)
+static void render_span(struct fixed_buf *w, const struct trace_span *s, const char *td)
 {
 	char name[TRACE_NAME_MAX];
 	bool first = true;
@@ -153,6 +171,11 @@ static void render_span(struct fixed_buf *w, const struct trace_span *s)
 	attr_str(w, &first, "shoal.route", s->route);
 	attr_str(w, &first, "shoal.endpoint", s->endpoint);
 	attr_str(w, &first, "http.method", s->method);
+	attr_spiffe(w, &first, "shoal.source.identity", td, s->source_identity);
+	attr_spiffe(w, &first, "shoal.destination.identity", td, s->destination_identity);
+	/* Only when an endpoint was tried: false then says "in plaintext". */
+	if (s->endpoint[0])
+		attr_bool(w, &first, "shoal.mtls", s->mtls);
 	if (s->status_code)
 		attr_int(w, &first, "http.status_code", s->status_code);
 	if (s->grpc) {
@@ -173,6 +196,9 @@ size_t otlp_render(const struct otlp_resource *res, const struct trace_span *spa
 {
 	const size_t trailer = sizeof(OTLP_TRAILER) - 1;
 	const char *version = res && res->version ? res->version : SHOAL_VERSION;
+	const char *td = res && res->trust_domain && *res->trust_domain
+			     ? res->trust_domain
+			     : CONFIG_DEFAULT_TRUST_DOMAIN;
 	struct fixed_buf w = {.p = buf, .cap = cap > trailer ? cap - trailer : 0};
 	bool first = true;
 	size_t done = 0;
@@ -196,7 +222,7 @@ size_t otlp_render(const struct otlp_resource *res, const struct trace_span *spa
 
 		if (done)
 			fixed_buf_put(&w, ",", 1);
-		render_span(&w, &spans[done]);
+		render_span(&w, &spans[done], td);
 		if (w.over) {
 			w.len = mark;
 			w.over = false;
@@ -224,7 +250,7 @@ struct otlp_exporter {
 	char *url;
 	uint32_t batch_max, delay_ms, timeout_ms;
 	char service_name[OTLP_RESOURCE_STR_MAX], host_name[OTLP_RESOURCE_STR_MAX],
-	    version[OTLP_RESOURCE_STR_MAX];
+	    version[OTLP_RESOURCE_STR_MAX], trust_domain[OTLP_RESOURCE_STR_MAX];
 	struct otlp_resource res;
 
 	pthread_t thread;
@@ -528,7 +554,8 @@ int otlp_exporter_start(struct tracer *t, const struct otlp_opts *o, struct otlp
 	copy_res(e->service_name, o->resource.service_name, CONFIG_DEFAULT_TRACE_SERVICE_NAME);
 	copy_res(e->host_name, o->resource.host_name, "");
 	copy_res(e->version, o->resource.version, SHOAL_VERSION);
-	e->res = (struct otlp_resource){e->service_name, e->host_name, e->version};
+	copy_res(e->trust_domain, o->resource.trust_domain, CONFIG_DEFAULT_TRUST_DOMAIN);
+	e->res = (struct otlp_resource){e->service_name, e->host_name, e->version, e->trust_domain};
 	e->url = strdup(url);
 	e->batch = calloc(e->batch_max, sizeof(*e->batch));
 	e->body = malloc(OTLP_BODY_MAX);

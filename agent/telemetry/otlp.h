@@ -47,11 +47,12 @@
 
 /*
  * The most one span can take in JSON: fixed text (keys, ids, numbers)
- * plus every string field escaped at worst (6 bytes a byte, \u00XX).
+ * plus every string field escaped at worst (6 bytes a byte, \u00XX),
+ * the two identities each with the trust domain in front.
  */
 #define OTLP_SPAN_JSON_MAX                                                                         \
-	(1024 + 6 * (TRACE_NAME_MAX + TRACE_SERVICE_MAX + TRACE_ROUTE_MAX + TRACE_ENDPOINT_MAX +   \
-		     TRACE_METHOD_MAX))
+	(1280 + 6 * (TRACE_NAME_MAX + TRACE_SERVICE_MAX + TRACE_ROUTE_MAX + TRACE_ENDPOINT_MAX +   \
+		     TRACE_METHOD_MAX + 2 * (OTLP_RESOURCE_STR_MAX + TRACE_IDENTITY_MAX)))
 /* The envelope around the spans (resource and scope), at most. */
 #define OTLP_ENVELOPE_JSON_MAX (512 + 3 * 6 * OTLP_RESOURCE_STR_MAX)
 /* One POST body at most; a batch that does not fit goes in several POSTs.
@@ -62,6 +63,12 @@ struct otlp_resource {
 	const char *service_name; /* NULL = CONFIG_DEFAULT_TRACE_SERVICE_NAME */
 	const char *host_name;	  /* the node; NULL or "" = omitted */
 	const char *version;	  /* NULL = the build's version */
+	/*
+	 * Not a resource attribute: the mesh's trust domain (identity.trust_domain),
+	 * which makes a span's "namespace/serviceaccount" identities SPIFFE IDs.
+	 * NULL or "" = CONFIG_DEFAULT_TRUST_DOMAIN.
+	 */
+	const char *trust_domain;
 };
 
 struct otlp_opts {

@@ -238,18 +238,33 @@ Test(otlp_render, bounds)
 	memset(worst.route, 0x01, sizeof(worst.route) - 1);
 	memset(worst.endpoint, 0x01, sizeof(worst.endpoint) - 1);
 	memset(worst.method, 0x01, sizeof(worst.method) - 1);
+	memset(worst.source_identity, 0x01, sizeof(worst.source_identity) - 1);
+	memset(worst.destination_identity, 0x01, sizeof(worst.destination_identity) - 1);
+	worst.source_identity[1] = worst.destination_identity[1] = '/'; /* rendered only so */
+	worst.mtls = true;
 	worst.start_ns = worst.end_ns = UINT64_MAX;
 	worst.status_code = UINT16_MAX;
 	worst.retries = UINT16_MAX;
 	worst.error = true;
 	worst.grpc = true;
 	worst.grpc_status = 16;
-	cr_assert_eq(otlp_render(NULL, &worst, 1, buf, sizeof(buf), &one_len), 1);
+	/* And the longest trust domain the exporter keeps, in front of both identities. */
+	char td[OTLP_RESOURCE_STR_MAX];
+	struct otlp_resource res = {.trust_domain = td};
+
+	memset(td, 0x01, sizeof(td) - 1);
+	td[sizeof(td) - 1] = '\0';
+	cr_assert_eq(otlp_render(&res, &worst, 1, buf, sizeof(buf), &one_len), 1);
 	cr_expect_leq(one_len, 512 + OTLP_SPAN_JSON_MAX, "%zu bytes", one_len);
 	cr_assert_eq(
-	    otlp_render(NULL, &worst, 1, buf, OTLP_ENVELOPE_JSON_MAX + OTLP_SPAN_JSON_MAX, &len),
+	    otlp_render(&res, &worst, 1, buf, OTLP_ENVELOPE_JSON_MAX + OTLP_SPAN_JSON_MAX, &len),
 	    1);
-	json_object_put(parse(buf, len));
+	json_object *wr = parse(buf, len);
+	json_object *wa = get(json_object_array_get_idx(spans_of(wr, NULL), 0), "attributes");
+
+	cr_expect_not_null(attr_str(wa, "shoal.source.identity"), "the worst span has them all");
+	cr_expect_not_null(attr_str(wa, "shoal.destination.identity"));
+	json_object_put(wr);
 
 	/* A cap between one and two spans renders one, valid. */
 	cr_assert_eq(otlp_render(NULL, two, 2, buf, sizeof(buf), &two_len), 2);
@@ -378,7 +393,7 @@ static void start_exporter(const char *url, uint32_t delay_ms, uint32_t timeout_
 	struct otlp_opts o = {.url = url,
 			      .delay_ms = delay_ms,
 			      .timeout_ms = timeout_ms,
-			      .resource = {.host_name = "node-1"}};
+			      .resource = {.host_name = "node-1", .trust_domain = "mesh.example"}};
 	char err[256];
 
 	cr_assert_eq(otlp_exporter_start(tracer, &o, &exporter, err, sizeof(err)), 0, "%s", err);
@@ -468,6 +483,7 @@ Test(exporter, two_hops_reach_the_receiver)
 		cr_assert(trace_start(tracer_worker(tracer, 0), &in, &out, &s1));
 		trace_span_set(&s1, service, "default/front", 13);
 		trace_span_set(&s1, method, "GET", 3);
+		trace_span_set(&s1, source_identity, "default/client", 14);
 		s1.status_code = 200;
 		n = trace_inject(&out, lines, sizeof(lines));
 		cr_assert_gt(n, 0);
@@ -513,6 +529,9 @@ Test(exporter, two_hops_reach_the_receiver)
 		if (!strcmp(svc, "default/front")) {
 			front++;
 			cr_expect_str_eq(get_str(s, "parentSpanId"), SID);
+			/* The trust domain is the exporter's option (otlp_resource). */
+			cr_expect_str_eq(get_str(attrs, "shoal.source.identity"),
+					 "spiffe://mesh.example/ns/default/sa/client");
 			continue;
 		}
 		back++;
@@ -885,5 +904,58 @@ Test(otlp_render, grpc_attributes)
 	cr_expect_str_eq(get_str(attr(a1, "rpc.grpc.status_code"), "intValue"), "14");
 	cr_expect_str_eq(attr_str(a2, "rpc.system"), "grpc");
 	cr_expect_null(attr(a2, "rpc.grpc.status_code"), "no code, no attribute");
+	json_object_put(root);
+}
+
+/*
+ * The call's identities (docs/tracing.md): a call through the mTLS tunnel
+ * carries both as SPIFFE IDs of the exporter's trust domain and
+ * shoal.mtls true; a plaintext one from a known caller only the source and
+ * shoal.mtls false; an unknown caller none; no endpoint tried, no
+ * shoal.mtls at all.
+ */
+Test(otlp_render, identities)
+{
+	struct trace_span sp[4] = {make_span(0), make_span(1), make_span(2), make_span(3)};
+	struct otlp_resource res = {.trust_domain = "prod.example"};
+	static char buf[OTLP_BODY_MAX];
+	json_object *a[4], *root;
+	size_t len;
+
+	trace_span_set(&sp[0], source_identity, "default/client", 14);
+	trace_span_set(&sp[0], destination_identity, "shop/web", 8);
+	sp[0].mtls = true;
+	trace_span_set(&sp[1], source_identity, "default/client", 14);
+	sp[3].endpoint[0] = '\0'; /* refused before any try */
+	cr_assert_eq(otlp_render(&res, sp, 4, buf, sizeof(buf), &len), 4);
+	root = parse(buf, len);
+	for (int i = 0; i < 4; i++)
+		a[i] = get(json_object_array_get_idx(spans_of(root, NULL), i), "attributes");
+
+	cr_expect_str_eq(attr_str(a[0], "shoal.source.identity"),
+			 "spiffe://prod.example/ns/default/sa/client");
+	cr_expect_str_eq(attr_str(a[0], "shoal.destination.identity"),
+			 "spiffe://prod.example/ns/shop/sa/web");
+	cr_expect(json_object_get_boolean(get(attr(a[0], "shoal.mtls"), "boolValue")));
+
+	cr_expect_str_eq(attr_str(a[1], "shoal.source.identity"),
+			 "spiffe://prod.example/ns/default/sa/client");
+	cr_expect_null(attr(a[1], "shoal.destination.identity"), "plaintext: no proven peer");
+	cr_assert_not_null(attr(a[1], "shoal.mtls"));
+	cr_expect(
+	    json_object_is_type(get(attr(a[1], "shoal.mtls"), "boolValue"), json_type_boolean));
+	cr_expect_not(json_object_get_boolean(get(attr(a[1], "shoal.mtls"), "boolValue")));
+
+	cr_expect_null(attr(a[2], "shoal.source.identity"), "an unknown caller: left out");
+	cr_expect_null(attr(a[2], "shoal.destination.identity"));
+	cr_expect_null(attr(a[3], "shoal.mtls"), "no endpoint tried: no hop to tell");
+	json_object_put(root);
+
+	/* Without a trust domain, the default's (identity.trust_domain's). */
+	cr_assert_eq(otlp_render(NULL, sp, 1, buf, sizeof(buf), &len), 1);
+	root = parse(buf, len);
+	a[0] = get(json_object_array_get_idx(spans_of(root, NULL), 0), "attributes");
+	cr_expect_str_eq(attr_str(a[0], "shoal.source.identity"),
+			 "spiffe://" CONFIG_DEFAULT_TRUST_DOMAIN "/ns/default/sa/client");
 	json_object_put(root);
 }
