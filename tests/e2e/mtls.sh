@@ -8,7 +8,10 @@
 #  1. a1 -> web (opaque TCP), -> api (HTTP), -> grpc (20 calls on one
 #     HTTP/2 connection) and -> h2h1 (h2c to HTTP/1.1) reach b1 through the
 #     tunnel: b1 sees node-b's address, and node-a counts tunneled
-#     connections and CONNECT streams;
+#     connections and CONNECT streams; node-a's spans of the HTTP calls
+#     (at its collector stand-in, tests/tools/otlp-receiver.py) carry
+#     both SPIFFE IDs and shoal.mtls true, and a caller without identity's
+#     has neither;
 #  2. a capture on the underlay (ul0) holds TLS on port 15008 and no
 #     byte of the request's or the response's plaintext markers;
 #  3. b1's request carries x-shoal-peer-identity (mtls.peer_identity_header);
@@ -48,6 +51,9 @@ fi
 
 MTLS_PORT=15008
 NODE_B_ADDR=10.77.2.1
+# node-a's collector stand-in, for the spans of the calls across the hop.
+RECEIVER=$(cd "$(dirname "$0")/../tools" && pwd)/otlp-receiver.py
+COLLECTOR_PORT=4318
 PIN_ROOT_B=/sys/fs/bpf/$RUN-b
 state_add "pin $PIN_ROOT_B"
 # node-b's shoald lives under its own attach point, so that its sockops
@@ -158,6 +164,12 @@ mtls:
   peer_identity_header: true
   nodes: [{name: node-b, address: $NODE_B_ADDR}]
   workloads: [{address: ${POD_IP4[a1]}, identity: default/client}]
+tracing:
+  enabled: true
+  collector_url: http://127.0.0.1:$COLLECTOR_PORT/v1/traces
+  sample_rate: 1.0
+  batch_delay_ms: 100
+  timeout_ms: 500
 services:
   - name: web
     namespace: default
@@ -200,8 +212,36 @@ write_config_a default/web
 node_b_start "$CONFIG_B" "$LOGDIR/shoald-b.log" --log-level debug
 pass "node-b's shoald listens on $NODE_B_ADDR:$MTLS_PORT"
 
+spawn_in "$TEST_CG/agent" "$NS_A" "$LOGDIR/receiver.log" python3 "$RECEIVER" --port "$COLLECTOR_PORT"
+wait_listen "$NS_A" "$COLLECTOR_PORT"
 shoald_start
 enroll a1
+
+# spans_where KEY VALUE: "service source destination mtls" of each span
+# node-a's collector holds whose KEY (traceId, or an attribute) is VALUE,
+# one a line, counted (uniq -c); "-" for an attribute left out.
+spans_where() {
+	in_ns "$NS_A" curl -sS --max-time 5 "http://127.0.0.1:$COLLECTOR_PORT/spans" | python3 -c '
+import json, sys
+for s in json.load(sys.stdin)["spans"]:
+    a = s["attributes"]
+    if s.get(sys.argv[1], a.get(sys.argv[1])) == sys.argv[2]:
+        print(a.get("shoal.service"), a.get("shoal.source.identity", "-"),
+              a.get("shoal.destination.identity", "-"), a.get("shoal.mtls", "-"))' "$1" "$2" |
+		sort | uniq -c | awk '{ $1 = $1; print }'
+}
+# wait_spans KEY VALUE COUNT: spans_where, once COUNT such spans arrived (5 s).
+wait_spans() {
+	local out i
+	for ((i = 0; i < 50; i++)); do
+		out=$(spans_where "$1" "$2")
+		(($(awk '{ n += $1 } END { print n + 0 }' <<<"$out") >= $3)) && break
+		sleep 0.1
+	done
+	echo "$out"
+}
+SPIFFE_CLIENT=spiffe://$TD/ns/default/sa/client
+SPIFFE_WEB=spiffe://$TD/ns/default/sa/web
 
 metric_b() { metric_in "$NS_B" "$1"; }
 metric_a() { metric_in "$NS_A" "$1"; }
@@ -222,7 +262,9 @@ fi
 
 REQ_MARK=plaintextreqmark$RANDOM$RANDOM
 RESP_MARK=plaintextrespmark$RANDOM$RANDOM
-out=$(pod_curl a1 -H "x-e2e-mark: $REQ_MARK" "http://10.96.0.20/hello?headers=1&x=$RESP_MARK" 2>&1) ||
+API_TRACE=$(printf '%08x' $RANDOM $RANDOM $RANDOM $RANDOM)
+out=$(pod_curl a1 -H "x-e2e-mark: $REQ_MARK" -H "traceparent: 00-$API_TRACE-00f067aa0ba902b7-01" \
+	"http://10.96.0.20/hello?headers=1&x=$RESP_MARK" 2>&1) ||
 	fail "a1 -> api (HTTP) through the tunnel failed: $out"
 if grep -qi "^x-e2e-mark: $REQ_MARK" <<<"$(tr -d '\r' <<<"$out")"; then
 	pass "a1 -> api (HTTP): b1 got the request through the tunnel"
@@ -242,6 +284,23 @@ fi
 h2out=$(pod_curl a1 --http2-prior-knowledge -s -o /dev/null -w '%{http_code}' http://10.96.0.60/hello 2>&1)
 [[ $h2out == 200 ]] && pass "a1 -> h2h1 (h2c to an HTTP/1.1 endpoint): 200 through the tunnel" ||
 	fail "a1 -> h2h1 (h2c translated to HTTP/1.1) through the tunnel: '$h2out'"
+# The spans node-a recorded of these calls: the caller, the identity the
+# tunnel made the endpoint prove, and the hop (docs/tracing.md).
+want="$SPIFFE_CLIENT $SPIFFE_WEB True"
+got=$(wait_spans traceId "$API_TRACE" 1)
+[[ $got == "1 default/api $want" ]] &&
+	pass "node-a's span of a1 -> api: shoal.source.identity $SPIFFE_CLIENT, shoal.destination.identity $SPIFFE_WEB, shoal.mtls true" ||
+	fail "node-a's span of a1 -> api (trace $API_TRACE): '$got' (want '1 default/api $want')"
+got=$(wait_spans shoal.service default/h2h1 1)
+[[ $got == "1 default/h2h1 $want" ]] &&
+	pass "node-a's span of a1 -> h2h1 (HTTP/2 to HTTP/1.1 across the hop) carries both identities and shoal.mtls" ||
+	fail "node-a's span of a1 -> h2h1: '$got' (want '1 default/h2h1 $want')"
+if ((HAVE_GRPC)); then
+	got=$(wait_spans shoal.service default/grpc 20)
+	[[ $got == "20 default/grpc $want" ]] &&
+		pass "node-a's 20 spans of a1 -> grpc (one HTTP/2 session through the tunnel) carry both identities and shoal.mtls" ||
+		fail "node-a's spans of a1 -> grpc: '$got' (want '20 default/grpc $want')"
+fi
 # 3. The source identity, as the backend sees it.
 peer=$(tr -d '\r' <<<"$out" | awk 'tolower($1) == "x-shoal-peer-identity:" { print $2 }')
 [[ $peer == "spiffe://$TD/ns/default/sa/client" ]] &&
@@ -552,12 +611,18 @@ out=$(pod_curl a1 -s -o /dev/null -w '%{http_code}' http://10.96.0.20/hello 2>&1
 # A meshed caller without identity (a3: no mtls.workloads entry) is
 # unauthenticated; node-a is strict, so no rule lets it in.
 enroll a3
-hdr=$(pod_curl a3 -s -o /dev/null -D - http://10.96.0.20/hello 2>&1 | tr -d '\r')
+A3_TRACE=$(printf '%08x' $RANDOM $RANDOM $RANDOM $RANDOM)
+hdr=$(pod_curl a3 -s -o /dev/null -D - -H "traceparent: 00-$A3_TRACE-00f067aa0ba902b7-01" \
+	http://10.96.0.20/hello 2>&1 | tr -d '\r')
 if [[ $hdr == "HTTP/1.1 403"* ]] && grep -qi '^x-shoal-policy: mtls-strict$' <<<"$hdr"; then
 	pass "an unauthenticated caller on strict node-a: 403 with x-shoal-policy: mtls-strict"
 else
 	fail "a3 (no identity) GET api on strict node-a: ${hdr:0:300}"
 fi
+got=$(wait_spans traceId "$A3_TRACE" 1)
+[[ $got == "1 default/api - - -" ]] &&
+	pass "its span has no identity and no shoal.mtls (refused before any try)" ||
+	fail "the span of a3's refused call: '$got' (want '1 default/api - - -')"
 unenroll a3
 # Back to no policy on either node, for what follows.
 write_config_a default/web
