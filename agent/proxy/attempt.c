@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -187,6 +188,8 @@ const char *attempt_src_ident(struct worker *w, const struct shoal_addr *addr)
 	proxy_identity_fn fn = __atomic_load_n(&w->p->identity_fn, __ATOMIC_ACQUIRE);
 	char id[CONFIG_MAX_IDENTITY];
 
+	if (w->p->opts.src_ident)
+		return w->p->opts.src_ident(addr);
 	if (!m->on || !t)
 		return NULL;
 	for (int i = 0; i < m->n_workloads; i++)
@@ -195,6 +198,17 @@ const char *attempt_src_ident(struct worker *w, const struct shoal_addr *addr)
 	if (fn && fn(w->p->identity_ctx, addr, id, sizeof(id)) == 0)
 		return tunnel_ident(t, id);
 	return NULL;
+}
+
+size_t attempt_peer_identity(const char *td, const char *src_ident, char *buf, size_t len)
+{
+	const char *slash = strchr(src_ident, '/');
+	int n;
+
+	/* An interned identity is valid (config_identity_valid): it has its slash. */
+	n = snprintf(buf, len, "spiffe://%s/ns/%.*s/sa/%s", td, (int)(slash - src_ident), src_ident,
+		     slash + 1);
+	return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len - 1;
 }
 
 /* How attempt_connect_ep sends a call (the one place that decides it). */

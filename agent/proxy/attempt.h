@@ -156,6 +156,18 @@ bool attempt_tunnels(struct worker *w, const struct conn *c, const struct config
  */
 const char *attempt_src_ident(struct worker *w, const struct shoal_addr *addr);
 
+/* The name of the field that tells the endpoint who called (docs/mtls.md). */
+#define PEER_IDENTITY_FIELD "x-shoal-peer-identity"
+/* Room for its value: "spiffe://<td>/ns/<ns>/sa/<sa>" (config limits), NUL included. */
+#define PEER_IDENTITY_MAX (CONFIG_MAX_TRUST_DOMAIN + CONFIG_MAX_IDENTITY + 16)
+
+/*
+ * x-shoal-peer-identity's value for caller src_ident ("<ns>/<sa>",
+ * attempt_src_ident's) of trust domain td, into buf (PEER_IDENTITY_MAX
+ * bytes always suffice). Returns its length.
+ */
+size_t attempt_peer_identity(const char *td, const char *src_ident, char *buf, size_t len);
+
 /*
  * The result of the non-blocking connect on fd, once epoll reported
  * EPOLLOUT, EPOLLERR or EPOLLHUP on it (events): 0 when connected, else

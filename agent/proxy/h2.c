@@ -550,6 +550,65 @@ static bool h2_authorized(struct worker *w, struct h2_stream *st, const nghttp2_
 			   &st->deny_reason);
 }
 
+/* A field of the proxy's own namespace (x-shoal-*), never taken from a client. */
+static bool h2_is_shoal_field(const char *name, size_t len)
+{
+	/* nghttp2 refuses upper-case names in HTTP/2: comparing bytes suffices. */
+	return len >= 8 && !memcmp(name, "x-shoal-", 8);
+}
+
+/*
+ * The proxy's own fields of st's request, as HTTP/1's head rewrite makes
+ * them (docs/mtls.md, "The caller's identity at the destination"): every
+ * x-shoal-* field the client sent dropped, then, with
+ * mtls.peer_identity_header and a known caller, x-shoal-peer-identity
+ * added. Both an HTTP/2 endpoint (h2_upstream.c submits st->rq) and an
+ * HTTP/1.1 one (h2_to_h1.c formats its head from st->rq) get exactly
+ * that one. Its value is the session's (d->peer_identity), so a request
+ * allocates nothing for it beyond a field slot. It counts in st->rq as a
+ * client's field does (H2_MAX_FIELDS, its bytes), and a request that
+ * leaves no room for it is answered 431 (one that finds no memory, 503):
+ * a request whose caller is known never goes on without it. Returns 0,
+ * or -1 when st was answered.
+ */
+static int h2_own_fields(struct worker *w, struct h2_stream *st, const struct config *cfg)
+{
+	struct h2_down *d = st->d;
+	const char *ident = d->c->src_ident;
+	char peer[PEER_IDENTITY_MAX];
+	int err = 0;
+
+	h2_fields_drop(&st->rq, h2_is_shoal_field);
+	if (!cfg->mtls.peer_identity_header || !ident)
+		return 0;
+	if (!d->peer_identity) {
+		size_t n = attempt_peer_identity(cfg->identity.trust_domain, ident, peer,
+						 sizeof(peer));
+
+		d->peer_identity = malloc(n);
+		if (d->peer_identity) {
+			memcpy(d->peer_identity, peer, n);
+			d->peer_identity_len = n;
+		} else {
+			err = -ENOMEM;
+		}
+	}
+	if (!err)
+		err = h2_fields_add_own(&st->rq, PEER_IDENTITY_FIELD,
+					sizeof(PEER_IDENTITY_FIELD) - 1, d->peer_identity,
+					d->peer_identity_len);
+	if (!err)
+		return 0;
+	if (err == -E2BIG) {
+		h2_stream_error(w, st, HTTP_ERR_HEAD_TOO_LARGE);
+		h2_done(w, st, false, false, 431, "head too large");
+	} else {
+		h2_stream_error(w, st, HTTP_ERR_LOCAL_RESOURCES);
+		h2_done(w, st, false, false, 503, "proxy resources");
+	}
+	return -1;
+}
+
 static void h2_dispatch(struct worker *w, struct h2_stream *st)
 {
 	struct conn *c = st->d->c;
@@ -583,6 +642,9 @@ static void h2_dispatch(struct worker *w, struct h2_stream *st)
 	cfg = worker_conn_config(w, c);
 	st->svc = c->svc;
 	st->target = c->svc;
+	/* Before tracing adds its fields: the identity is never the one left out. */
+	if (h2_own_fields(w, st, cfg) < 0)
+		return;
 	tele_h2_start(w, st);
 	port_be = c->port_be;
 	if (m && p && c->svc->n_routes) {
@@ -939,6 +1001,7 @@ static void h2_down_close(struct worker *w, struct conn *c, bool reset)
 		nghttp2_session_del(d->s);
 		while (d->streams)
 			h2_stream_drop(w, d->streams);
+		free(d->peer_identity); /* after the streams, whose fields refer to it */
 		free(d);
 		c->h2 = NULL;
 	}

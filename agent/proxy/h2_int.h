@@ -200,6 +200,14 @@ struct h2_down {
 	uint32_t resets_left;
 	uint64_t resets_ns; /* the bucket's last refill */
 	/*
+	 * x-shoal-peer-identity's value for the connection's caller, made by
+	 * its first request that carries it (h2_own_fields, h2.c): the
+	 * caller and the trust domain stay for the connection's life. Every
+	 * stream's request fields refer to it, so it is freed with d.
+	 */
+	char *peer_identity;
+	size_t peer_identity_len;
+	/*
 	 * Stream ids the client skipped (RFC 9113 5.1.1: implicitly closed),
 	 * the newest H2_SKIPPED_RANGES runs: a HEADERS on one is a PROTOCOL_ERROR,
 	 * which nghttp2 ignores instead (it cannot tell them from streams

@@ -569,6 +569,11 @@ nghttp2_option *h2_options(const struct config *cfg)
 	nghttp2_option_set_no_auto_window_update(o, 1);
 	nghttp2_option_set_max_deflate_dynamic_table_size(o, cfg->http2.hpack_table_bytes);
 	nghttp2_option_set_max_outbound_ack(o, cfg->http2.max_pending_acks);
+	/*
+	 * A full client list plus the fields the proxy adds to a request:
+	 * the trace context (TRACE_INJECT_MAX) and x-shoal-peer-identity
+	 * (PEER_IDENTITY_MAX), each under 1 KiB.
+	 */
 	nghttp2_option_set_max_send_header_block_length(o, cfg->http2.max_header_list_bytes + 4096);
 	nghttp2_option_set_stream_reset_rate_limit(o, cfg->http2.reset_burst,
 						   cfg->http2.reset_rate);

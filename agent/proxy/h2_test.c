@@ -416,3 +416,71 @@ Test(proxy, h2_grpc_reset_after_a_held_head_gets_the_proxys_own_error)
 	cr_expect_gt(stats_now().http_retries, 0);
 	grpc_flaky_done();
 }
+
+/* A GET of / that claims an identity of its own, and another x-shoal-* field. */
+static void client_get_forged(struct h2_client *c)
+{
+	nghttp2_nv nv[] = {
+	    {(uint8_t *)":method", (uint8_t *)"GET", 7, 3, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":authority", (uint8_t *)"web", 10, 3, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":path", (uint8_t *)"/", 5, 1, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)"x-shoal-peer-identity", (uint8_t *)"spiffe://evil/ns/kube-system/sa/admin",
+	     21, 37, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)"x-shoal-timeout-ms", (uint8_t *)"5", 18, 1, NGHTTP2_NV_FLAG_NONE},
+	};
+
+	cr_assert_gt(nghttp2_submit_request(c->s, NULL, nv, H2_ARRAY_LEN(nv), NULL, NULL), 0);
+}
+
+/*
+ * n forged GETs on one connection of caller default/client, with
+ * mtls.peer_identity_header as given: what the endpoints saw, summed.
+ */
+static void forged_gets(int n, bool header, int *peer_ids, int *shoal_fields)
+{
+	struct h2_client c;
+
+	test_src_ident = "default/client";
+	cfg.mtls.peer_identity_header = header;
+	strcpy(cfg.identity.trust_domain, "cluster.local");
+	start_h2();
+	client_open(&c);
+	for (int i = 0; i < n; i++)
+		client_get_forged(&c);
+	client_run(&c, n);
+	cr_expect_eq(c.ok, n, "%d of %d streams got 200", c.ok, n);
+	client_close(&c);
+	*peer_ids = atomic_load(&ends[0].peer_ids) + atomic_load(&ends[1].peer_ids);
+	*shoal_fields = atomic_load(&ends[0].shoal_fields) + atomic_load(&ends[1].shoal_fields);
+	cr_expect_eq(atomic_load(&ends[0].requests) + atomic_load(&ends[1].requests), n);
+}
+
+Test(proxy, h2_request_carries_the_callers_identity_once_and_never_the_clients)
+{
+	const int n = 20;
+	int peer_ids, shoal_fields;
+
+	forged_gets(n, true, &peer_ids, &shoal_fields);
+	/* One x-shoal-peer-identity per request, the proxy's: the forged one was dropped. */
+	cr_expect_eq(peer_ids, n, "%d x-shoal-peer-identity fields for %d requests", peer_ids, n);
+	for (int i = 0; i < 2; i++)
+		if (atomic_load(&ends[i].peer_ids))
+			cr_expect_str_eq(ends[i].peer_id, "spiffe://cluster.local/ns/default/sa/client");
+	cr_expect_eq(shoal_fields, 0, "%d client x-shoal-* fields reached an endpoint",
+		     shoal_fields);
+	stop_h2();
+	end_test();
+}
+
+Test(proxy, h2_client_shoal_fields_dropped_without_the_identity_header)
+{
+	const int n = 10;
+	int peer_ids, shoal_fields;
+
+	forged_gets(n, false, &peer_ids, &shoal_fields);
+	cr_expect_eq(peer_ids, 0, "%d x-shoal-peer-identity fields reached an endpoint", peer_ids);
+	cr_expect_eq(shoal_fields, 0);
+	stop_h2();
+	end_test();
+}

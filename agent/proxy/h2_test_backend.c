@@ -66,7 +66,18 @@ static int h2tb_on_header(nghttp2_session *s, const nghttp2_frame *frame, const 
 			  size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
 			  void *ud)
 {
-	(void)flags, (void)ud;
+	struct h2tb *b = ((struct h2tb_conn *)ud)->b;
+
+	(void)flags;
+	if (namelen == 21 && !memcmp(name, "x-shoal-peer-identity", 21)) {
+		size_t n = valuelen < sizeof(b->peer_id) ? valuelen : sizeof(b->peer_id) - 1;
+
+		memcpy(b->peer_id, value, n);
+		b->peer_id[n] = 0;
+		atomic_fetch_add(&b->peer_ids, 1);
+	} else if (namelen >= 8 && !memcmp(name, "x-shoal-", 8)) {
+		atomic_fetch_add(&b->shoal_fields, 1);
+	}
 	if (frame->hd.type == NGHTTP2_HEADERS && namelen == 5 && !memcmp(name, ":path", 5) &&
 	    valuelen == 4 && !memcmp(value, "/big", 4))
 		nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, &h2tb_big);

@@ -8,6 +8,7 @@
  * backend 'a' sends a head and then trailers grpc-status 14 (UNAVAILABLE),
  * no message in between; the others the message "ok", grpc-status 0.
  * For :path H2TB_GRPC_RESET, every backend sends a head and then resets.
+ * It counts the proxy's own fields (x-shoal-*) the requests carried.
  * Test code only; no Criterion, so that the fuzzer can use it too.
  */
 #ifndef SHOAL_PROXY_H2_TEST_BACKEND_H
@@ -27,6 +28,9 @@
 /* A gRPC method every backend answers with a head, then RST_STREAM INTERNAL_ERROR. */
 #define H2TB_GRPC_RESET "/shoal.Echo/Reset"
 
+/* Room for a value of x-shoal-peer-identity as the backend keeps it. */
+#define H2TB_PEER_ID_MAX 640
+
 struct h2tb {
 	int lfd;
 	uint16_t port;
@@ -35,6 +39,11 @@ struct h2tb {
 	bool running;
 	atomic_int requests; /* request heads answered */
 	atomic_int conns;    /* connections accepted */
+	/* Request fields named x-shoal-peer-identity, and the other x-shoal-* ones, seen. */
+	atomic_int peer_ids;
+	atomic_int shoal_fields;
+	/* The last x-shoal-peer-identity's value (NUL-terminated, cut to fit). */
+	char peer_id[H2TB_PEER_ID_MAX];
 	/* Connections being served; a finished one's slot is reaped by the next accept. */
 	struct h2tb_slot {
 		pthread_t thread;

@@ -249,7 +249,7 @@ static int http1_rq_rewrite(struct worker *w, struct conn *c, size_t *consumed)
 	const struct config *cfg = w->cfg;
 	struct conn_buf *b = &c->to_upstream, *scratch = &c->to_client;
 	const char *upgrades[CONFIG_MAX_HTTP_UPGRADES];
-	char rid[33], peer[CONFIG_MAX_TRUST_DOMAIN + CONFIG_MAX_IDENTITY + 16];
+	char rid[33], peer[PEER_IDENTITY_MAX];
 	struct http1_rewrite rw = {
 	    .upgrades = upgrades,
 	    .n_upgrades = (uint32_t)cfg->n_http_upgrades,
@@ -282,11 +282,7 @@ static int http1_rq_rewrite(struct worker *w, struct conn *c, size_t *consumed)
 		upgrades[i] = cfg->http_upgrades[i];
 	/* The caller's identity, for every request where configured (docs/mtls.md). */
 	if (cfg->mtls.peer_identity_header && c->src_ident) {
-		const char *slash = strchr(c->src_ident, '/');
-
-		snprintf(peer, sizeof(peer), "spiffe://%s/ns/%.*s/sa/%s",
-			 cfg->identity.trust_domain, (int)(slash - c->src_ident), c->src_ident,
-			 slash + 1);
+		attempt_peer_identity(cfg->identity.trust_domain, c->src_ident, peer, sizeof(peer));
 		rw.peer_identity = peer;
 	}
 	if (rw.request_id)

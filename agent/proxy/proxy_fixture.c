@@ -44,6 +44,14 @@ int n_spare_fds;
 atomic_int sockets_to_fail; /* upstream socket() calls still to fail */
 atomic_int fail_errno;
 uint16_t ep_port[MAX_EPS + 1]; /* 192.0.2.N -> 127.0.0.1:ep_port[N] */
+const char *test_src_ident;
+
+/* The src_ident seam: every client is the caller test_src_ident names. */
+static const char *fixture_src_ident(const struct shoal_addr *addr)
+{
+	(void)addr;
+	return test_src_ident;
+}
 
 uint16_t refused_port(void)
 {
@@ -250,6 +258,7 @@ static void setup(void)
 	n_backends = 0;
 	n_spare_fds = 0;
 	px = NULL;
+	test_src_ident = NULL;
 	atomic_store(&sockets_to_fail, 0);
 	atomic_store(&test_connects_to_fail, 0);
 
@@ -324,7 +333,8 @@ void start_proxy(void)
 {
 	struct proxy_opts opts = {.endpoint_sockaddr = test_endpoint_sockaddr,
 				  .open_socket = failing_socket,
-				  .connect_error = test_failing_connect_error};
+				  .connect_error = test_failing_connect_error,
+				  .src_ident = fixture_src_ident};
 	char err[256] = "";
 	int ret = proxy_start_opts(&cfg, test_orig_dst, test_plain_tcp, &dp, &opts, &px, err,
 				   sizeof(err));

@@ -93,6 +93,8 @@ extern int n_spare_fds;
 extern atomic_int sockets_to_fail; /* upstream socket() calls still to fail */
 extern atomic_int fail_errno;
 extern uint16_t ep_port[MAX_EPS + 1]; /* 192.0.2.N -> 127.0.0.1:ep_port[N] */
+/* The caller ("<ns>/<sa>") of every client connection accepted; NULL: unknown. */
+extern const char *test_src_ident;
 
 /* A port nobody listens on; it stays bound until teardown so nothing else
  * takes it, and every connect to it is refused. */

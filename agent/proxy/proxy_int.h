@@ -68,6 +68,13 @@ struct proxy_opts {
 	 */
 	int (*connect_error)(int fd);
 	/*
+	 * Who the caller at addr is ("<ns>/<sa>", a string that outlives the
+	 * proxy, or NULL), in place of attempt_src_ident, which needs mtls on
+	 * and a running tunnel to intern it. Tests of what the proxy does with
+	 * a known caller (x-shoal-peer-identity) name one through it.
+	 */
+	const char *(*src_ident)(const struct shoal_addr *addr);
+	/*
 	 * Hand-over (proxy_start_inherit): the listeners worker_init takes
 	 * (each fd taken is set to -1), and whether the workers start held.
 	 */
