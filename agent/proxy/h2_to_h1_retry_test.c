@@ -5,7 +5,9 @@
  * two endpoint addresses: their failures are retried on the other
  * endpoint as an upstream stream's are (h2.c, h2_retry), and a route's
  * idle_timeout_ms times out one silent stream while the connection's
- * others go on.
+ * others go on. And the caller's identity (x-shoal-peer-identity) goes
+ * on once per request, translated or not, with the clients' x-shoal-*
+ * fields dropped.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -370,5 +372,108 @@ Test(http1, h2_route_idle_timeout_times_out_a_silent_stream_and_not_the_others)
 	h2c_close(&c);
 	svc.routes = NULL;
 	svc.n_routes = 0;
+	end_test();
+}
+
+/* ---- the caller's identity (docs/mtls.md) ---- */
+
+/* The src_ident seam: every client is default/client. */
+static const char *caller_client(const struct shoal_addr *addr)
+{
+	(void)addr;
+	return "default/client";
+}
+
+/* The last request head the backend read (script_record_shoal_fields). */
+static char shoal_seen[4096];
+static atomic_int peer_lines, shoal_lines;
+
+/* Keep-alive: counts each head's x-shoal-peer-identity and other x-shoal-* lines, answers OK2. */
+static void script_record_shoal_fields(int fd, int index)
+{
+	char head[4096];
+
+	(void)index;
+	while (read_head(fd, head, sizeof(head))) {
+		for (const char *p = strstr(head, "\r\n"); p; p = strstr(p + 2, "\r\n")) {
+			if (!strncasecmp(p + 2, "x-shoal-peer-identity:", 22))
+				atomic_fetch_add(&peer_lines, 1);
+			else if (!strncasecmp(p + 2, "x-shoal-", 8))
+				atomic_fetch_add(&shoal_lines, 1);
+		}
+		memcpy(shoal_seen, head, sizeof(head));
+		atomic_fetch_add(&rs_requests, 1);
+		send_str(fd, OK2);
+	}
+}
+
+Test(http1, h2_to_http1_request_carries_the_callers_identity_once_and_never_the_clients)
+{
+	const struct proxy_opts seams = {.src_ident = caller_client};
+	nghttp2_nv nv[] = {
+	    {(uint8_t *)":method", (uint8_t *)"GET", 7, 3, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":authority", (uint8_t *)"web", 10, 3, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":path", (uint8_t *)"/who", 5, 4, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)"x-shoal-peer-identity", (uint8_t *)"spiffe://evil/ns/kube-system/sa/admin",
+	     21, 37, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)"x-shoal-timeout-ms", (uint8_t *)"5", 18, 1, NGHTTP2_NV_FLAG_NONE},
+	};
+	const int n = 4;
+	struct h2c c;
+
+	atomic_store(&peer_lines, 0);
+	atomic_store(&shoal_lines, 0);
+	cfg.mtls.peer_identity_header = true;
+	strcpy(cfg.identity.trust_domain, "cluster.local");
+	h2_to_http1_service();
+	start_two_endpoints_opts(script_record_shoal_fields, &seams);
+	h2c_open(&c);
+	for (int i = 0; i < n; i++) {
+		int32_t id = nghttp2_submit_request(c.s, NULL, nv, 6, NULL, NULL);
+
+		cr_assert_gt(id, 0);
+		c.st[c.n++].id = id;
+	}
+	h2c_run(&c, n);
+	for (int i = 0; i < n; i++)
+		cr_expect_eq(c.st[i].status, 200, "stream %d got %d", i, c.st[i].status);
+	cr_expect_eq(atomic_load(&rs_requests), n);
+	/* Exactly one line each, the proxy's (h2.c adds it; the translation adds none). */
+	cr_expect_eq(atomic_load(&peer_lines), n, "%d x-shoal-peer-identity lines for %d requests",
+		     atomic_load(&peer_lines), n);
+	cr_expect_eq(atomic_load(&shoal_lines), 0, "a client x-shoal-* field went on: %s",
+		     shoal_seen);
+	cr_expect_not_null(
+	    strstr(shoal_seen, "\r\nx-shoal-peer-identity: spiffe://cluster.local/ns/default/sa/client\r\n"),
+	    "%s", shoal_seen);
+	h2c_close(&c);
+	end_test();
+}
+
+Test(http1, request_carries_the_callers_identity_once_and_never_the_clients)
+{
+	const struct proxy_opts seams = {.src_ident = caller_client};
+	char resp[1024];
+	int fd;
+
+	atomic_store(&peer_lines, 0);
+	atomic_store(&shoal_lines, 0);
+	cfg.mtls.peer_identity_header = true;
+	strcpy(cfg.identity.trust_domain, "cluster.local");
+	start_two_endpoints_opts(script_record_shoal_fields, &seams);
+	fd = client_connect();
+	one_request(fd,
+		    "GET /who HTTP/1.1\r\nHost: web\r\n"
+		    "X-Shoal-Peer-Identity: spiffe://evil/ns/kube-system/sa/admin\r\n"
+		    "x-shoal-timeout-ms: 5000\r\n\r\n",
+		    resp, sizeof(resp), "ok");
+	cr_expect_not_null(strstr(resp, " 200 "), "%s", resp);
+	cr_expect_eq(atomic_load(&peer_lines), 1, "%s", shoal_seen);
+	cr_expect_eq(atomic_load(&shoal_lines), 0, "%s", shoal_seen);
+	cr_expect_not_null(
+	    strstr(shoal_seen, "\r\nx-shoal-peer-identity: spiffe://cluster.local/ns/default/sa/client\r\n"),
+	    "%s", shoal_seen);
+	close(fd);
 	end_test();
 }
