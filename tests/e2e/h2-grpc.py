@@ -6,6 +6,9 @@ server NAME PORT: serves /shoal.Echo/Echo (answers NAME) and
   "cancelled after MS" when the stream was reset).
 balance TARGET N: N unary Echo calls on ONE channel (one connection), 24
   in flight at a time; prints "NAME COUNT" lines.
+ident TARGET: one /shoal.Echo/Ident call that claims a forged
+  x-shoal-peer-identity; prints the values of that field the server got,
+  comma-separated (the proxy's own only, once).
 hang PORT: an HTTP/2 endpoint that never answers and knows nothing of
   grpc-timeout (a gRPC server would enforce the deadline itself): it
   sends its SETTINGS, acknowledges the proxy's, then only reads frames,
@@ -47,7 +50,12 @@ def server(name, port):
             yield chunk
             print("streamed %d" % (i + 1), flush=True)
 
+    def ident(req, ctx):
+        got = [v for k, v in ctx.invocation_metadata() if k == "x-shoal-peer-identity"]
+        return ",".join(got).encode()
+
     handlers = {
+        "Ident": grpc.unary_unary_rpc_method_handler(ident),
         "Stream": grpc.unary_stream_rpc_method_handler(stream),
         "Echo": grpc.unary_unary_rpc_method_handler(echo),
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
@@ -80,6 +88,12 @@ def balance(target, n):
         done += len(wave)
     for who in sorted(counts):
         print(who, counts[who])
+
+
+def ident(target):
+    ch = grpc.insecure_channel(target)
+    forged = (("x-shoal-peer-identity", "spiffe://evil/ns/kube-system/sa/admin"),)
+    print(ch.unary_unary("/shoal.Echo/Ident")(b"who", timeout=5, metadata=forged).decode())
 
 
 def hang_conn(conn):
@@ -212,6 +226,8 @@ if __name__ == "__main__":
         server(sys.argv[2], sys.argv[3])
     elif mode == "balance":
         balance(sys.argv[2], int(sys.argv[3]))
+    elif mode == "ident":
+        ident(sys.argv[2])
     elif mode == "flood":
         flood(sys.argv[2], sys.argv[3], sys.argv[4])
     elif mode == "stall":

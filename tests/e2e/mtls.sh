@@ -14,7 +14,9 @@
 #     has neither;
 #  2. a capture on the underlay (ul0) holds TLS on port 15008 and no
 #     byte of the request's or the response's plaintext markers;
-#  3. b1's request carries x-shoal-peer-identity (mtls.peer_identity_header);
+#  3. b1's requests carry x-shoal-peer-identity (mtls.peer_identity_header)
+#     once, the caller's, not the one a1 forged: HTTP/1, gRPC (HTTP/2
+#     upstream) and h2c translated to HTTP/1.1;
 #  4. node-b refuses on 15008: openssl s_client with no certificate, with
 #     a forged one (self-signed, the right SPIFFE ID), with one of the
 #     wrong trust domain, with an expired one; a plaintext client; and a
@@ -263,7 +265,9 @@ fi
 REQ_MARK=plaintextreqmark$RANDOM$RANDOM
 RESP_MARK=plaintextrespmark$RANDOM$RANDOM
 API_TRACE=$(printf '%08x' $RANDOM $RANDOM $RANDOM $RANDOM)
+FORGED=spiffe://evil/ns/kube-system/sa/admin
 out=$(pod_curl a1 -H "x-e2e-mark: $REQ_MARK" -H "traceparent: 00-$API_TRACE-00f067aa0ba902b7-01" \
+	-H "x-shoal-peer-identity: $FORGED" \
 	"http://10.96.0.20/hello?headers=1&x=$RESP_MARK" 2>&1) ||
 	fail "a1 -> api (HTTP) through the tunnel failed: $out"
 if grep -qi "^x-e2e-mark: $REQ_MARK" <<<"$(tr -d '\r' <<<"$out")"; then
@@ -281,8 +285,9 @@ if ((HAVE_GRPC)); then
 else
 	say "gRPC across the hop not checked: no python3-grpcio for $PY (scripts/setup.sh installs it)"
 fi
-h2out=$(pod_curl a1 --http2-prior-knowledge -s -o /dev/null -w '%{http_code}' http://10.96.0.60/hello 2>&1)
-[[ $h2out == 200 ]] && pass "a1 -> h2h1 (h2c to an HTTP/1.1 endpoint): 200 through the tunnel" ||
+h2out=$(pod_curl a1 --http2-prior-knowledge -s -w '\n%{http_code}' -H "x-shoal-peer-identity: $FORGED" \
+	'http://10.96.0.60/hello?headers=1' 2>&1)
+[[ ${h2out##*$'\n'} == 200 ]] && pass "a1 -> h2h1 (h2c to an HTTP/1.1 endpoint): 200 through the tunnel" ||
 	fail "a1 -> h2h1 (h2c translated to HTTP/1.1) through the tunnel: '$h2out'"
 # The spans node-a recorded of these calls: the caller, the identity the
 # tunnel made the endpoint prove, and the hop (docs/tracing.md).
@@ -301,11 +306,23 @@ if ((HAVE_GRPC)); then
 		pass "node-a's 20 spans of a1 -> grpc (one HTTP/2 session through the tunnel) carry both identities and shoal.mtls" ||
 		fail "node-a's spans of a1 -> grpc: '$got' (want '20 default/grpc $want')"
 fi
-# 3. The source identity, as the backend sees it.
-peer=$(tr -d '\r' <<<"$out" | awk 'tolower($1) == "x-shoal-peer-identity:" { print $2 }')
+# 3. The source identity, as the backend sees it: every value, comma-separated.
+peers() { tr -d '\r' | awk 'tolower($1) == "x-shoal-peer-identity:" { print $2 }' | paste -sd,; }
+peer=$(peers <<<"$out")
 [[ $peer == "spiffe://$TD/ns/default/sa/client" ]] &&
-	pass "b1's request carries x-shoal-peer-identity: $peer" ||
-	fail "b1's request lacks x-shoal-peer-identity spiffe://$TD/ns/default/sa/client (got '$peer')"
+	pass "b1's request carries x-shoal-peer-identity once, the caller's, not a1's forged one: $peer" ||
+	fail "b1's request should carry x-shoal-peer-identity spiffe://$TD/ns/default/sa/client once (got '$peer')"
+peer=$(peers <<<"$h2out")
+[[ $peer == "spiffe://$TD/ns/default/sa/client" ]] &&
+	pass "a1 -> h2h1: the translated request carries x-shoal-peer-identity once, the caller's: $peer" ||
+	fail "a1 -> h2h1: the translated request should carry x-shoal-peer-identity spiffe://$TD/ns/default/sa/client once (got '$peer')"
+# On an HTTP/2 upstream session (after the spans above: it is a 21st gRPC call).
+if ((HAVE_GRPC)); then
+	h2peer=$(pod_run a1 timeout 10 "$PY" "$GRPC_PY" ident 10.96.0.50:50051 2>&1)
+	[[ $h2peer == "spiffe://$TD/ns/default/sa/client" ]] &&
+		pass "a1 -> grpc: b1's call carries one x-shoal-peer-identity, the caller's, not a1's forged one" ||
+		fail "a1 -> grpc: b1's call should carry x-shoal-peer-identity spiffe://$TD/ns/default/sa/client once (got '$h2peer')"
+fi
 # A bulk transfer, both ways at once, checksummed.
 BYTES=$((8 << 20))
 pod_spawn b1 "$LOGDIR/stream.server.log" "$SHOAL_PEER" stream-server --listen 0.0.0.0:9000 \
