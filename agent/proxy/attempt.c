@@ -254,6 +254,11 @@ bool attempt_tunnels(struct worker *w, const struct conn *c, const struct config
 	return c && c->src_ident && hop_of(w, c, svc, ep, &node, &why) == HOP_TUNNEL;
 }
 
+uint64_t attempt_tunnel_epoch(struct worker *w)
+{
+	return tunnel_retirements(__atomic_load_n(&w->p->tunnel, __ATOMIC_ACQUIRE), w->id);
+}
+
 int attempt_connect_ep(struct worker *w, const struct conn *c, const struct config_service *svc,
 		       const struct config_endpoint *ep, uint16_t port_be, bool *connected,
 		       bool *tunneled)

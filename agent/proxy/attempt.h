@@ -169,6 +169,13 @@ const char *attempt_src_ident(struct worker *w, const struct shoal_addr *addr);
 size_t attempt_peer_identity(const char *td, const char *src_ident, char *buf, size_t len);
 
 /*
+ * The tunnel's retirement count for w (tunnel_retirements; 0 without a
+ * tunnel): a pooled upstream through the tunnel records it when it
+ * connects, and is not reused once it has grown.
+ */
+uint64_t attempt_tunnel_epoch(struct worker *w);
+
+/*
  * The result of the non-blocking connect on fd, once epoll reported
  * EPOLLOUT, EPOLLERR or EPOLLHUP on it (events): 0 when connected, else
  * the positive errno of the failure (SO_ERROR; ECONNRESET for a hang-up

@@ -13,6 +13,8 @@
 #ifndef SHOAL_PROXY_H2_H
 #define SHOAL_PROXY_H2_H
 
+#include <stdint.h>
+
 #include "proxy/conn.h"
 
 /* The client side: a port declared h2c (http2, grpc) or a detected preface. */
@@ -23,5 +25,11 @@ extern const struct conn_ops h2_upstream_ops;
 struct worker;
 /* Free the blocks w's HTTP/2 sessions left for reuse (worker_caches_free). */
 void h2_mem_fini(struct worker *w);
+/*
+ * The tunnel retired a TLS connection of w (its count is now epoch,
+ * attempt_tunnel_epoch): w's sessions through the tunnel opened before
+ * take no new stream, and close once their streams end.
+ */
+void h2_up_tunnel_retired(struct worker *w, uint64_t epoch);
 
 #endif

@@ -237,6 +237,7 @@ struct h2_up {
 	struct shoal_addr addr;
 	uint16_t port_be;
 	const char *tunnel_src; /* through the tunnel as this caller, or NULL: direct */
+	uint64_t tunnel_epoch;	/* attempt_tunnel_epoch when it connected, if tunneled */
 	uint32_t n_streams;	  /* open streams we submitted, linked or not */
 	struct h2_stream *linked; /* streams whose request is ours to answer */
 	bool connected;

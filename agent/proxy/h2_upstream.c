@@ -604,6 +604,29 @@ static void h2_up_io(struct worker *w, struct conn *c, uint32_t events)
 }
 
 /*
+ * A session through the tunnel, opened before a TLS connection of its
+ * worker was retired (its count now epoch), may be on it: it takes no
+ * new stream and closes once its streams end (the deferred turn's flush
+ * closes it at once when it has none). Whether it was.
+ */
+static bool h2_up_drain_if_stale(struct worker *w, struct h2_up *up, uint64_t epoch)
+{
+	if (!up->tunnel_src || up->tunnel_epoch == epoch || up->draining || up->dead)
+		return false;
+	up->draining = true;
+	WORKER_STAT_INC(w, upstream_tunnel_retired);
+	worker_conn_defer(w, up->c);
+	return true;
+}
+
+void h2_up_tunnel_retired(struct worker *w, uint64_t epoch)
+{
+	for (struct h2_up *up = h2_ups; up; up = up->next)
+		if (up->w == w)
+			h2_up_drain_if_stale(w, up, epoch);
+}
+
+/*
  * A session to addr:port_be with room for one more stream: a pooled one
  * of this worker, else a new one (connecting; the request waits in it).
  * NULL with *err set when no connection could be started.
@@ -620,14 +643,19 @@ struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct config_s
 	struct h2_up *up;
 	struct conn *c;
 	bool connected, tunneled;
+	uint64_t epoch = tunnel_src ? attempt_tunnel_epoch(w) : 0;
 	uint32_t buckets;
 	int fd;
 
-	for (up = h2_ups; up; up = up->next)
-		if (up->w == w && !up->draining && !up->dead && up->port_be == port_be &&
-		    up->tunnel_src == tunnel_src && addr_equal(&up->addr, addr) &&
-		    h2_up_room(up, w->cfg))
+	for (up = h2_ups; up; up = up->next) {
+		if (up->w != w || up->draining || up->dead || up->port_be != port_be ||
+		    up->tunnel_src != tunnel_src || !addr_equal(&up->addr, addr))
+			continue;
+		if (h2_up_drain_if_stale(w, up, epoch))
+			continue;
+		if (h2_up_room(up, w->cfg))
 			return up;
+	}
 	*err = -ENOMEM;
 	/* Buckets for the streams in flight: a power of two, 64 to 4096. */
 	for (buckets = 64; buckets < w->cfg->http2.max_concurrent_streams && buckets < 4096;)
@@ -701,6 +729,8 @@ struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct config_s
 		return NULL;
 	}
 	c->upstream.pl.fd = fd;
+	/* After the connect, which may itself have retired one (tunnel_open). */
+	up->tunnel_epoch = tunneled ? attempt_tunnel_epoch(w) : 0;
 	*err = worker_watch(w, &c->upstream.pl);
 	if (*err) {
 		sock_close_reset(fd);

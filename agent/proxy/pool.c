@@ -130,12 +130,19 @@ static void pool_arm(struct worker *w, struct pool *pl)
 		pool_close(w, pl->lru_head, false);
 }
 
+/* Through the tunnel, opened before a TLS connection of w was retired: it may be on it. */
+static bool pool_tunnel_stale(const struct pool_conn *pc, uint64_t epoch)
+{
+	return pc->tunnel_src && pc->tunnel_epoch != epoch;
+}
+
 struct pool_conn *pool_take(struct worker *w, const struct shoal_addr *addr, uint16_t port_be,
 			    struct conn *owner)
 {
 	struct pool *pl = w->pool;
 	struct pool_ep *ep = pool_ep_find(pl, addr, port_be, false);
-	struct pool_conn *pc;
+	struct pool_conn *pc, *next;
+	uint64_t epoch = 0;
 	bool was_oldest;
 
 	if (!ep || !ep->idle)
@@ -143,11 +150,25 @@ struct pool_conn *pool_take(struct worker *w, const struct shoal_addr *addr, uin
 	/*
 	 * A connection through the tunnel carries the identity of the caller
 	 * it was opened for: only that caller's requests may reuse it
-	 * (docs/mtls.md). At most max_idle_per_ep to look at.
+	 * (docs/mtls.md). One opened before a TLS connection of this worker
+	 * was retired may be on it: closed, so that requests move to a
+	 * connection that proves the newest certificate. At most
+	 * max_idle_per_ep to look at.
 	 */
-	for (pc = ep->idle; pc && pc->tunnel_src && pc->tunnel_src != owner->src_ident;
-	     pc = pc->next)
-		;
+	for (pc = ep->idle; pc; pc = next) {
+		next = pc->next;
+		if (!pc->tunnel_src)
+			break;
+		if (!epoch)
+			epoch = attempt_tunnel_epoch(w);
+		if (pool_tunnel_stale(pc, epoch)) {
+			WORKER_STAT_INC(w, upstream_tunnel_retired);
+			pool_close(w, pc, false);
+			continue;
+		}
+		if (pc->tunnel_src == owner->src_ident)
+			break;
+	}
 	if (!pc)
 		return NULL;
 	was_oldest = pc == pl->lru_head;
@@ -189,6 +210,7 @@ static int pool_connect_via(struct worker *w, const struct shoal_addr *addr,
 		goto err_close;
 	pc->ep = ep;
 	pc->tunnel_src = tunneled ? owner->src_ident : NULL;
+	pc->tunnel_epoch = tunneled ? attempt_tunnel_epoch(w) : 0;
 	pc->side.conn = owner;
 	pc->connected = connected;
 	pc->side.writable = connected;
@@ -264,12 +286,31 @@ static bool pool_socket_room(const struct worker *w)
 	return w->n_active + w->pool->n_idle < w->cfg->max_connections;
 }
 
+void pool_tunnel_retired(struct worker *w, uint64_t epoch)
+{
+	struct pool *pl = w->pool;
+	struct pool_conn *pc, *next;
+
+	for (pc = pl ? pl->lru_head : NULL; pc; pc = next) {
+		next = pc->lru_next;
+		if (pool_tunnel_stale(pc, epoch)) {
+			WORKER_STAT_INC(w, upstream_tunnel_retired);
+			pool_close(w, pc, false);
+		}
+	}
+}
+
 void pool_put(struct worker *w, struct pool_conn *pc)
 {
 	struct pool *pl = w->pool;
 	struct pool_ep *ep = pc->ep;
 
 	pc->side.conn = NULL;
+	if (pc->tunnel_src && pool_tunnel_stale(pc, attempt_tunnel_epoch(w))) {
+		WORKER_STAT_INC(w, upstream_tunnel_retired);
+		pool_close(w, pc, false);
+		return;
+	}
 	/*
 	 * A connection that saw a FIN, has unread bytes pending (readable
 	 * without an EAGAIN since), whose endpoint list is full, or that would

@@ -52,6 +52,7 @@ struct pool_conn {
 	/* Through the tunnel: the caller identity it carries (only its
 	 * requests reuse it); NULL: a direct connection. */
 	const char *tunnel_src;
+	uint64_t tunnel_epoch; /* attempt_tunnel_epoch when it connected, if tunneled */
 	bool idle;	   /* on the idle lists */
 };
 
@@ -118,6 +119,13 @@ void pool_put(struct worker *w, struct pool_conn *pc);
 /* Close pc (with a reset when reset is set); its memory stays valid
  * until the end of the loop turn. */
 void pool_close(struct worker *w, struct pool_conn *pc, bool reset);
+/*
+ * The tunnel retired a TLS connection of w (its count is now epoch,
+ * attempt_tunnel_epoch): close every idle connection through the tunnel
+ * opened before, which may be a stream on it. pool_put and pool_take
+ * catch the ones in use when they come back.
+ */
+void pool_tunnel_retired(struct worker *w, uint64_t epoch);
 
 /*
  * Give pc's socket away (a tunnel takes it over): the fd is not closed,

@@ -62,6 +62,10 @@
 	  "were not retryable: every replay slab of the worker was in use.")                       \
 	X(http_upgrades, counter, "HTTP connections turned into tunnels (101 or CONNECT).")        \
 	X(pool_reused, counter, "HTTP requests sent on an idle pooled upstream connection.")       \
+	X(upstream_tunnel_retired, counter,                                                            \
+	  "Pooled upstreams through the tunnel given no new request (an idle HTTP/1 connection "  \
+	  "closed, an HTTP/2 session drained): a TLS connection of their worker was retired "    \
+	  "since they opened (a renewed certificate).")              \
 	X(mtls_tunneled, counter,                                                                  \
 	  "Upstream connections to another node's endpoint sent through the encrypted hop.")       \
 	X(policy_allowed, counter,                                                                 \

@@ -103,6 +103,7 @@ struct worker {
 	 */
 	struct pollable tunnel_loop;
 	struct tunnel *tunnel;
+	uint64_t tunnel_epoch_seen; /* tunnel_retirements at the last check (worker_on_tunnel) */
 
 	struct worker_listener listeners[2]; /* IPv4 and/or IPv6 */
 	int n_listeners;

@@ -17,6 +17,7 @@
 
 #include "common/log.h"
 #include "proxy/accept.h"
+#include "proxy/h2.h"
 #include "proxy/pool.h"
 #include "proxy/sock.h"
 #include "proxy/worker.h"
@@ -246,7 +247,21 @@ static void worker_on_tunnel(struct worker *w, struct pollable *pl, uint32_t eve
 {
 	(void)pl;
 	(void)events;
+	uint64_t epoch;
+
 	tunnel_loop_run(w->tunnel, w->id);
+	/*
+	 * A connection of this worker's loop was retired (a renewal, seen by
+	 * the loop's sweep): the upstreams that may ride it take no new
+	 * request, so that keep-alive load moves to one proving the newest
+	 * certificate (docs/mtls.md).
+	 */
+	epoch = tunnel_retirements(w->tunnel, w->id);
+	if (epoch != w->tunnel_epoch_seen) {
+		w->tunnel_epoch_seen = epoch;
+		pool_tunnel_retired(w, epoch);
+		h2_up_tunnel_retired(w, epoch);
+	}
 }
 
 int worker_watch_tunnel(struct worker *w, struct tunnel *t)

@@ -175,6 +175,7 @@ struct tloop {
 	struct tobj tick;
 	bool tick_armed;
 	uint64_t last_sweep_ns;
+	uint64_t retirements; /* its client connections retired so far (tunnel_retirements) */
 	struct tconn *conns;
 	struct tconn *reap_conns;
 	struct tstream *reap_streams;
@@ -1140,6 +1141,7 @@ static bool tc_current(struct tconn *tc, const struct id_cred *cur, time_t now)
 	else
 		return true;
 	tc->retired = true;
+	tc->l->retirements++;
 	TSTAT_INC(tc->t, connections_retired);
 	pr_info("tunnel: connection to %s as %s retired (%s): new calls go on a new one, its %d "
 		"stream%s finish on it",
@@ -1661,8 +1663,17 @@ static void sweep(struct tloop *l, uint64_t now)
 
 	for (tc = l->conns; tc; tc = next) {
 		next = tc->next;
-		if (!tc->server && tc->state == TC_READY)
-			tc_current(tc, tc->cred, wall); /* retires it near its expiry */
+		if (!tc->server && tc->state == TC_READY && !tc->retired) {
+			/*
+			 * Retired on a renewal or near its expiry now, not only at
+			 * the next call: pooled upstreams on it hear of it
+			 * (tunnel_retirements) though no call opens a stream.
+			 */
+			struct id_cred *cur = cred_of(t, tc->src);
+
+			tc_current(tc, cur ? cur : tc->cred, wall);
+			id_cred_put(cur);
+		}
 		if ((tc->state == TC_HANDSHAKE || tc->state == TC_CONNECTING) &&
 		    now >= tc->deadline_ns) {
 			TSTAT_INC(t, handshake_timeouts);
@@ -2078,4 +2089,11 @@ void tunnel_release_proxy(struct tunnel *t)
 size_t tunnel_peer_rows(struct tunnel *t, struct tunnel_peer_row *rows, size_t cap)
 {
 	return t ? tunnel_peers_copy(&t->peers, t->cfg->identity.trust_domain, rows, cap) : 0;
+}
+
+uint64_t tunnel_retirements(struct tunnel *t, int worker)
+{
+	struct tloop *l = t ? worker_loop(t, worker) : NULL;
+
+	return l ? l->retirements : 0;
 }

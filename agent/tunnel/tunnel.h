@@ -171,6 +171,18 @@ int tunnel_loop_fd(struct tunnel *t, int worker);
 /* Run worker `worker`'s loop once: its ready events, due timeouts. Its thread only. */
 void tunnel_loop_run(struct tunnel *t, int worker);
 
+/*
+ * How many outbound TLS connections of worker `worker`'s loop have been
+ * retired (a renewed certificate, or one near its notAfter: docs/mtls.md,
+ * "A renewed certificate retires the pooled connection"). A pooled
+ * upstream the proxy opened when the count was lower may be a stream on
+ * a retired connection, so the proxy stops reusing it: keep-alive load
+ * then moves to connections that prove the newest certificate. The
+ * loop's sweep checks for renewals every tick, not only at a new call.
+ * Its thread only; 0 for a NULL t or no such worker.
+ */
+uint64_t tunnel_retirements(struct tunnel *t, int worker);
+
 /* A snapshot of the counters; any thread. */
 void tunnel_get_stats(struct tunnel *t, struct tunnel_stats *out);
 

@@ -9,6 +9,8 @@ balance TARGET N: N unary Echo calls on ONE channel (one connection), 24
 ident TARGET: one /shoal.Echo/Ident call that claims a forged
   x-shoal-peer-identity; prints the values of that field the server got,
   comma-separated (the proxy's own only, once).
+steady TARGET SECONDS: unary Echo calls one at a time on ONE channel for
+  SECONDS; prints "ok N failed M".
 hang PORT: an HTTP/2 endpoint that never answers and knows nothing of
   grpc-timeout (a gRPC server would enforce the deadline itself): it
   sends its SETTINGS, acknowledges the proxy's, then only reads frames,
@@ -94,6 +96,23 @@ def ident(target):
     ch = grpc.insecure_channel(target)
     forged = (("x-shoal-peer-identity", "spiffe://evil/ns/kube-system/sa/admin"),)
     print(ch.unary_unary("/shoal.Echo/Ident")(b"who", timeout=5, metadata=forged).decode())
+
+
+def steady(target, seconds):
+    # One channel (one connection), one call at a time for SECONDS: a
+    # long-lived HTTP/2 session, as a gRPC client keeps one.
+    ch = grpc.insecure_channel(target, options=[("grpc.lb_policy_name", "pick_first")])
+    call = ch.unary_unary("/shoal.Echo/Echo")
+    ok = failed = 0
+    stop = time.monotonic() + float(seconds)
+    while time.monotonic() < stop:
+        try:
+            call(b"hi", timeout=5)
+            ok += 1
+        except grpc.RpcError:
+            failed += 1
+        time.sleep(0.01)
+    print("ok %d failed %d" % (ok, failed))
 
 
 def hang_conn(conn):
@@ -228,6 +247,8 @@ if __name__ == "__main__":
         balance(sys.argv[2], int(sys.argv[3]))
     elif mode == "ident":
         ident(sys.argv[2])
+    elif mode == "steady":
+        steady(sys.argv[2], sys.argv[3])
     elif mode == "flood":
         flood(sys.argv[2], sys.argv[3], sys.argv[4])
     elif mode == "stall":

@@ -22,6 +22,10 @@
 #      every account fails at least once); calls succeed meanwhile, both
 #      agents log the failed renewal, count retries with back-off and
 #      expire nothing, and renew once it is back.
+#  (c) a keep-alive connection alone moves off a retired connection: its
+#      pooled upstream gets no new request once a renewal retired the
+#      TLS connection under it, so the retired one closes though the load
+#      never stops.
 # The tunnel's log lines (serials of both sides per handshake) and the
 # identity source's ("issued, serial ...") are the evidence;
 # tests/e2e/mtls-rotate-check.py reads them.
@@ -34,6 +38,16 @@ SHOAL_IDENTITY=${SHOAL_IDENTITY:-$(dirname "$SHOALD")/../shoal-identity/shoal-id
 [[ -x $SHOAL_IDENTITY ]] || skip "shoal-identity not found (SHOAL_IDENTITY='$SHOAL_IDENTITY'); build it first"
 e2e_topology
 backend_start b1 9080
+# A gRPC server on b1, for a long-lived HTTP/2 session in phase (c).
+GRPC_PY=$(dirname "$0")/h2-grpc.py
+PY=python3
+[[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3 # Debian's, with python3-grpcio
+HAVE_GRPC=0
+if "$PY" -c 'import grpc' 2>/dev/null; then
+	HAVE_GRPC=1
+	pod_spawn b1 "$LOGDIR/grpc-b1.log" "$PY" "$GRPC_PY" server b1 50051
+	wait_listen "${POD_NS[b1]}" 50051
+fi
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 NODE_B_ADDR=10.77.2.1
@@ -157,6 +171,11 @@ services:
     vips: [10.96.0.30]
     ports: [{port: 80, target_port: 9080, protocol: tcp}]
     endpoints: [{address: ${POD_IP4[b1]}, node: node-b, identity: default/web}]
+  - name: grpc
+    namespace: default
+    vips: [10.96.0.50]
+    ports: [{port: 50051, protocol: grpc}]
+    endpoints: [{address: ${POD_IP4[b1]}, node: node-b, identity: default/web}]
 EOF
 }
 CONFIG_B=$LOGDIR/shoald-b.yaml
@@ -253,6 +272,57 @@ while IFS= read -r line; do
 	esac
 done < <(python3 "$HERE/mtls-rotate-check.py" "$LOGDIR/load.json" "$SHOALD_LOG" "$SHOALD_B_LOG" \
 	"$DOWN_AT" "$UP_AT" "$LOGDIR"/shoal-identity.*.log 2>&1 || true)
+# ---- keep-alive alone: its requests leave a retired connection ------------------------
+# One HTTP/1.1 connection and one gRPC channel (an HTTP/2 session
+# upstream), nothing else, for 9 s (a renewal every ~6 s): no new call
+# opens a stream, yet each connection retired on renewal must close, as
+# the proxy gives its pooled upstream and its session on it no new request.
+KA_S=9
+GRPC_PID=
+if ((HAVE_GRPC)); then
+	pod_spawn a1 "$LOGDIR/grpc-steady.log" "$PY" "$GRPC_PY" steady 10.96.0.50:50051 "$KA_S"
+	GRPC_PID=$LAST_PID
+fi
+pod_spawn a1 "$LOGDIR/load-keepalive.json" python3 "$HERE/mtls-rotate-load.py" --duration "$KA_S" \
+	--backend b1 --target keepalive:keepalive:10.96.0.20:80
+wait "$LAST_PID" || fail "the keep-alive load exited with an error: $(tail -3 "$LOGDIR/load-keepalive.json")"
+if [[ -n $GRPC_PID ]]; then
+	wait "$GRPC_PID" || true
+	read -r _ g_ok _ g_bad <"$LOGDIR/grpc-steady.log" || true
+	((${g_bad:-1} == 0 && ${g_ok:-0} > 100)) &&
+		pass "one gRPC channel alongside: $g_ok calls, none failed, across the renewals" ||
+		fail "the gRPC channel alongside: $(head -c 300 "$LOGDIR/grpc-steady.log")"
+else
+	say "no gRPC channel in phase (c): no python3-grpcio for $PY (scripts/setup.sh installs it)"
+fi
+out=$(python3 - "$LOGDIR/load-keepalive.json" "$SHOALD_LOG" <<'PY'
+import calendar, json, re, sys, time
+load = json.loads([l for l in open(sys.argv[1]) if l.startswith("{")][-1])
+start, end = load["start"], load["end"]
+k = load["kinds"]["keepalive"]
+retired = closed = 0
+for line in open(sys.argv[2], errors="replace"):
+    m = re.match(r"^(\S+)\.(\d{3})Z shoal \w+: (.*)$", line)
+    if not m:
+        continue
+    t = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")) + int(m.group(2)) / 1000
+    if start <= t <= end - 2 and "retired (its certificate was renewed)" in m.group(3):
+        retired += 1
+    if start <= t <= end + 1 and m.group(3).startswith("tunnel: retired connection to ") \
+            and "its last stream ended" in m.group(3):
+        closed += 1
+print(k["ok"], k["failed"], retired, closed)
+PY
+)
+read -r ka_ok ka_bad ka_retired ka_closed <<<"$out"
+if ((ka_bad == 0 && ka_ok > 100 && ka_retired >= 1 && ka_closed >= ka_retired)); then
+	pass "keep-alive alone: $ka_ok requests, none failed; $ka_retired connections retired on renewal, $ka_closed closed after their last stream"
+else
+	fail "keep-alive alone: ok '$ka_ok' failed '$ka_bad', retired '$ka_retired', closed '$ka_closed' (want every retired one closed: its requests moved)"
+fi
+moved=$(metric_in "$NS_A" shoal_proxy_upstream_tunnel_retired_total)
+((moved >= 1)) && pass "node-a's proxy moved keep-alive requests off retired connections (shoal_proxy_upstream_tunnel_retired_total $moved)" ||
+	fail "node-a's shoal_proxy_upstream_tunnel_retired_total is $moved: the keep-alive load stayed on a retired connection"
 retired=$(metric_in "$NS_A" shoal_tunnel_connections_retired_total)
 ((retired >= 2)) && pass "node-a's shoal_tunnel_connections_retired_total is $retired" ||
 	fail "node-a's shoal_tunnel_connections_retired_total is $retired (want >= 2)"
