@@ -259,6 +259,25 @@ uint64_t attempt_tunnel_epoch(struct worker *w)
 	return tunnel_retirements(__atomic_load_n(&w->p->tunnel, __ATOMIC_ACQUIRE), w->id);
 }
 
+bool attempt_pool_key(struct worker *w, const struct conn *c, const struct config_service *svc,
+		      const struct config_endpoint *ep, const char **tunnel_src)
+{
+	const struct config_mtls_node *node;
+	const char *why;
+
+	*tunnel_src = NULL;
+	switch (hop_of(w, c, svc, ep, &node, &why)) {
+	case HOP_DIRECT:
+		return true;
+	case HOP_TUNNEL:
+		*tunnel_src = c->src_ident;
+		return true;
+	case HOP_REFUSED:
+		break;
+	}
+	return false;
+}
+
 int attempt_connect_ep(struct worker *w, const struct conn *c, const struct config_service *svc,
 		       const struct config_endpoint *ep, uint16_t port_be, bool *connected,
 		       bool *tunneled)

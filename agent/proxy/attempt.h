@@ -148,6 +148,18 @@ int attempt_connect_ep(struct worker *w, const struct conn *c, const struct conf
  */
 bool attempt_tunnels(struct worker *w, const struct conn *c, const struct config_service *svc,
 		     const struct config_endpoint *ep);
+/*
+ * Which pooled upstreams (HTTP/1 connections, HTTP/2 sessions) c's call
+ * to ep of svc may reuse: *tunnel_src is the identity its connection
+ * would carry through the tunnel (c->src_ident), or NULL for a direct
+ * one, and only a pooled upstream opened the same way fits. false: the
+ * call may not go at all (strict mode refuses it), so it reuses nothing
+ * and its connect says why. A direct connection opened for an unknown
+ * caller (permissive) or under another mode must never carry a call
+ * that would be encrypted.
+ */
+bool attempt_pool_key(struct worker *w, const struct conn *c, const struct config_service *svc,
+		      const struct config_endpoint *ep, const char **tunnel_src);
 
 /*
  * The calling workload's identity (interned by the tunnel) for a client

@@ -931,12 +931,14 @@ static void h2h1_connected(struct worker *w, struct h2h1 *x, uint32_t events)
  */
 static int h2h1_connect(struct worker *w, struct h2h1 *x)
 {
+	const char *tunnel_src;
 	uint64_t t;
 	int rc;
 
 	x->connected = false;
-	if (!x->resent) {
-		x->pc = pool_take(w, &x->addr, x->port_be, x->c);
+	x->pc = NULL;
+	if (!x->resent && attempt_pool_key(w, x->c, x->svc, x->ep, &tunnel_src)) {
+		x->pc = pool_take(w, &x->addr, x->port_be, tunnel_src, x->c);
 		if (x->pc) {
 			x->st->up_tunneled = x->pc->tunnel_src != NULL;
 			x->reused = true;

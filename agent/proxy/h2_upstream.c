@@ -635,7 +635,9 @@ struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct config_s
 			const struct config_endpoint *ep, uint16_t port_be, int *err)
 {
 	const struct shoal_addr *addr = &ep->addr;
-	const char *tunnel_src = attempt_tunnels(w, dc, svc, ep) ? dc->src_ident : NULL;
+	const char *tunnel_src;
+	/* strict mode refuses the call: no session fits, and the new one's connect says why */
+	bool reusable = attempt_pool_key(w, dc, svc, ep, &tunnel_src);
 	const struct config_port *port = NULL;
 	nghttp2_session_callbacks *cb;
 	nghttp2_option *opt;
@@ -647,7 +649,7 @@ struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct config_s
 	uint32_t buckets;
 	int fd;
 
-	for (up = h2_ups; up; up = up->next) {
+	for (up = reusable ? h2_ups : NULL; up; up = up->next) {
 		if (up->w != w || up->draining || up->dead || up->port_be != port_be ||
 		    up->tunnel_src != tunnel_src || !addr_equal(&up->addr, addr))
 			continue;

@@ -219,6 +219,7 @@ static int http1_open(struct worker *w, struct conn *c, uint32_t idx, uint64_t n
 	uint64_t end = now + http1_connect_timeout_ns(w, c);
 	uint64_t per_try = http1_per_try_ns(c);
 	struct pool_conn *pc;
+	const char *tunnel_src;
 	int ret;
 
 	h->try_start_ns = now;
@@ -227,8 +228,8 @@ static int http1_open(struct worker *w, struct conn *c, uint32_t idx, uint64_t n
 	    per_try ? deadline_try(h->deadline_ns ?: DEADLINE_NONE, per_try, now) : 0;
 	if (h->try_deadline_ns == DEADLINE_NONE)
 		h->try_deadline_ns = 0;
-	if (!h->retried) {
-		pc = pool_take(w, &ep->addr, h->target_port_be, c);
+	if (!h->retried && attempt_pool_key(w, c, h->target, ep, &tunnel_src)) {
+		pc = pool_take(w, &ep->addr, h->target_port_be, tunnel_src, c);
 		if (pc) {
 			h->up = pc;
 			http1_up_ready(c);

@@ -137,7 +137,7 @@ static bool pool_tunnel_stale(const struct pool_conn *pc, uint64_t epoch)
 }
 
 struct pool_conn *pool_take(struct worker *w, const struct shoal_addr *addr, uint16_t port_be,
-			    struct conn *owner)
+			    const char *tunnel_src, struct conn *owner)
 {
 	struct pool *pl = w->pool;
 	struct pool_ep *ep = pool_ep_find(pl, addr, port_be, false);
@@ -149,24 +149,24 @@ struct pool_conn *pool_take(struct worker *w, const struct shoal_addr *addr, uin
 		return NULL;
 	/*
 	 * A connection through the tunnel carries the identity of the caller
-	 * it was opened for: only that caller's requests may reuse it
-	 * (docs/mtls.md). One opened before a TLS connection of this worker
-	 * was retired may be on it: closed, so that requests move to a
-	 * connection that proves the newest certificate. At most
-	 * max_idle_per_ep to look at.
+	 * it was opened for: only that caller's requests may reuse it, and a
+	 * direct one only calls that would go direct (docs/mtls.md). One
+	 * opened before a TLS connection of this worker was retired may be
+	 * on it: closed, so that requests move to a connection that proves
+	 * the newest certificate. At most max_idle_per_ep to look at.
 	 */
 	for (pc = ep->idle; pc; pc = next) {
 		next = pc->next;
-		if (!pc->tunnel_src)
-			break;
-		if (!epoch)
-			epoch = attempt_tunnel_epoch(w);
-		if (pool_tunnel_stale(pc, epoch)) {
-			WORKER_STAT_INC(w, upstream_tunnel_retired);
-			pool_close(w, pc, false);
-			continue;
+		if (pc->tunnel_src) {
+			if (!epoch)
+				epoch = attempt_tunnel_epoch(w);
+			if (pool_tunnel_stale(pc, epoch)) {
+				WORKER_STAT_INC(w, upstream_tunnel_retired);
+				pool_close(w, pc, false);
+				continue;
+			}
 		}
-		if (pc->tunnel_src == owner->src_ident)
+		if (pc->tunnel_src == tunnel_src)
 			break;
 	}
 	if (!pc)

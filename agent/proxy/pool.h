@@ -84,11 +84,12 @@ void pool_init(struct pool *pl, uint32_t max_idle_per_ep, uint32_t idle_timeout_
 void pool_fini(struct worker *w, struct pool *pl);
 
 /*
- * An idle connection to addr:port_be, now owned by owner, or NULL when
- * there is none.
+ * An idle connection to addr:port_be opened as tunnel_src says (the
+ * caller identity it carries through the tunnel, NULL: direct;
+ * attempt_pool_key), now owned by owner, or NULL when there is none.
  */
 struct pool_conn *pool_take(struct worker *w, const struct shoal_addr *addr, uint16_t port_be,
-			    struct conn *owner);
+			    const char *tunnel_src, struct conn *owner);
 
 /*
  * Start a new, marked, non-blocking connection to addr:port_be for owner.

@@ -166,6 +166,7 @@ mtls:
   peer_identity_header: true
   nodes: [{name: node-b, address: $NODE_B_ADDR}]
   workloads: [{address: ${POD_IP4[a1]}, identity: default/client}]
+  services: [{namespace: default, name: legacy, mode: permissive}]
 tracing:
   enabled: true
   collector_url: http://127.0.0.1:$COLLECTOR_PORT/v1/traces
@@ -192,6 +193,11 @@ services:
     namespace: default
     vips: [10.96.0.50]
     ports: [{port: 50051, protocol: grpc}]
+    endpoints: [{address: 10.77.2.2, node: node-b, identity: $1}]
+  - name: legacy
+    namespace: default
+    vips: [10.96.0.70]
+    ports: [{port: 80, target_port: 9080, protocol: http}]
     endpoints: [{address: 10.77.2.2, node: node-b, identity: $1}]
   - name: h2h1
     namespace: default
@@ -640,6 +646,20 @@ got=$(wait_spans traceId "$A3_TRACE" 1)
 [[ $got == "1 default/api - - -" ]] &&
 	pass "its span has no identity and no shoal.mtls (refused before any try)" ||
 	fail "the span of a3's refused call: '$got' (want '1 default/api - - -')"
+# No downgrade through the pool: legacy (permissive, api's endpoint) lets
+# a3 call b1:9080 in plaintext, and node-a keeps that connection idle;
+# a1's next call to api, the same endpoint and port, must not reuse it:
+# its span says it crossed through the tunnel.
+out=$(pod_curl a3 -s -o /dev/null -w '%{http_code}' http://10.96.0.70/hello 2>&1)
+[[ $out == 200 ]] && pass "a3 (no identity) -> legacy (permissive): 200 in plaintext" ||
+	fail "a3 -> legacy (permissive, plaintext to b1): '$out'"
+REUSE_TRACE=$(printf '%08x' $RANDOM $RANDOM $RANDOM $RANDOM)
+out=$(pod_curl a1 -s -o /dev/null -w '%{http_code}' -H "traceparent: 00-$REUSE_TRACE-00f067aa0ba902b7-01" \
+	http://10.96.0.20/hello 2>&1)
+got=$(wait_spans traceId "$REUSE_TRACE" 1)
+[[ $out == 200 && $got == "1 default/api $SPIFFE_CLIENT $SPIFFE_WEB True" ]] &&
+	pass "a1 -> api right after: through the tunnel, not on a3's idle plaintext connection to the same endpoint" ||
+	fail "a1 -> api after a3's plaintext call to its endpoint: '$out', span '$got' (a plaintext reuse says shoal.mtls False)"
 unenroll a3
 # Back to no policy on either node, for what follows.
 write_config_a default/web
