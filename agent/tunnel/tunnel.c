@@ -41,6 +41,7 @@
 #include "identity/verify.h"
 #include "policy/policy.h"
 #include "proxy/proxy.h"
+#include "proxy/sock.h"
 #include "recording/policy_stats.h"
 #include "tunnel/tunnel_peers.h"
 
@@ -208,6 +209,7 @@ struct tunnel {
 	struct policy_stats *authz;
 	uint64_t policy_serial; /* of the policy the open streams were last decided by */
 	uint64_t denial_logged_ns;
+	bool mark_warned; /* the pod leg's SO_MARK failed once (logged once) */
 	struct tunnel_peers peers; /* the destination's callers (tunnel thread only writes) */
 	_Atomic unsigned long long st[sizeof(struct tunnel_stats) / sizeof(unsigned long long)];
 };
@@ -743,6 +745,19 @@ static void server_start_stream(struct tconn *tc, struct tstream *st)
 	if (st->o.fd < 0) {
 		server_refuse(tc, st, "503", strerror(errno));
 		return;
+	}
+	/*
+	 * Marked as the proxy's upstreams are: the leg to the pod is on the
+	 * node, so sockops puts it and the pod's accepted socket (an enrolled
+	 * pod's) in the SOCKHASH, and the bytes take the shortcut as a local
+	 * call's do (docs/mtls.md, "kTLS, and never kTLS with the sockmap").
+	 * This socket never carries kTLS; the 15008 ones stay unmarked. A
+	 * mark that cannot be set (no CAP_NET_ADMIN) leaves it on plain TCP.
+	 */
+	if (t->cfg->socket_mark && sock_set_mark(st->o.fd, t->cfg->socket_mark) && !t->mark_warned) {
+		t->mark_warned = true;
+		pr_warn("tunnel: cannot mark the connections to local pods (SO_MARK 0x%x): they stay "
+			"off the sockmap shortcut", t->cfg->socket_mark);
 	}
 	if (connect(st->o.fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) {
 		TSTAT_INC(t, streams_failed);

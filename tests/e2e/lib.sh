@@ -343,6 +343,9 @@ node_add() {
 
 # pod_add NAME NODE_NS N HOST: a pod netns on node N's bridge, with its own
 # cgroup, addresses 10.77.N.HOST and fd77:N::HOST, default routes via br0.
+# With E2E_NODE_B_CGROUP=1, a pod of node-b gets its cgroup under
+# $TEST_CG/node-b, where a test attaches node-b's shoald: its sockets then
+# see node-b's programs, as a node's pods do under a cluster's cgroup root.
 pod_add() {
 	local name=$1 node=$2 n=$3 host=$4 ns=$RUN-$1
 	netns_add "$ns"
@@ -353,11 +356,16 @@ pod_add() {
 	ip -n "$ns" link set eth0 up
 	ip -n "$ns" route add default via "10.77.$n.1"
 	ip -n "$ns" -6 route add default via "fd77:$n::1"
-	mkdir "$TEST_CG/pod-$name"
+	local cg=$TEST_CG/pod-$name
+	if [[ ${E2E_NODE_B_CGROUP:-0} == 1 && $node == "$NS_B" ]]; then
+		mkdir -p "$TEST_CG/node-b"
+		cg=$TEST_CG/node-b/pod-$name
+	fi
+	mkdir "$cg"
 	POD_NS[$name]=$ns
 	POD_IP4[$name]=10.77.$n.$host
 	POD_IP6[$name]=fd77:$n::$host
-	POD_CG[$name]=$TEST_CG/pod-$name
+	POD_CG[$name]=$cg
 }
 
 # Builds the topology drawn at the top of this file and starts the three

@@ -38,6 +38,9 @@ source "$(dirname "$0")/lib.sh"
 
 http_require openssl tcpdump
 e2e_init
+# b1's cgroup under node-b's attach point: its sockets see node-b's
+# programs, so the destination's leg to it can take the shortcut.
+E2E_NODE_B_CGROUP=1
 e2e_topology
 backend_start b1 9080
 # A gRPC server on b1, for HTTP/2 across the hop (python3-grpcio).
@@ -60,7 +63,7 @@ PIN_ROOT_B=/sys/fs/bpf/$RUN-b
 state_add "pin $PIN_ROOT_B"
 # node-b's shoald lives under its own attach point, so that its sockops
 # sees its accepted 15008 sockets (the SOCKHASH check below).
-mkdir "$TEST_CG/node-b" "$TEST_CG/node-b/agent"
+mkdir -p "$TEST_CG/node-b" "$TEST_CG/node-b/agent"
 ID=$LOGDIR/id
 mkdir -p "$ID/a" "$ID/b" "$ID/bad"
 
@@ -218,6 +221,14 @@ write_config_a default/web
 
 # ---- node-b's shoald -----------------------------------------------------------
 node_b_start "$CONFIG_B" "$LOGDIR/shoald-b.log" --log-level debug
+# b1 is a meshed pod of node-b: enrolled there (its netns), as a label would.
+timeout 20 "$SHOALCTL" --pin-root "$PIN_ROOT_B" enroll "/run/netns/${POD_NS[b1]}" >/dev/null ||
+	fatal "shoalctl enroll b1 on node-b failed"
+# counter_b NAME: a datapath counter of node-b's shoald.
+counter_b() {
+	timeout 20 "$SHOALCTL" --pin-root "$PIN_ROOT_B" counters |
+		awk -v n="$1" '$1 == n && NF == 2 { print $2; exit }'
+}
 pass "node-b's shoald listens on $NODE_B_ADDR:$MTLS_PORT"
 
 spawn_in "$TEST_CG/agent" "$NS_A" "$LOGDIR/receiver.log" python3 "$RECEIVER" --port "$COLLECTOR_PORT"
@@ -331,6 +342,7 @@ if ((HAVE_GRPC)); then
 fi
 # A bulk transfer, both ways at once, checksummed.
 BYTES=$((8 << 20))
+redirect0=$(counter_b redirect_msgs)
 pod_spawn b1 "$LOGDIR/stream.server.log" "$SHOAL_PEER" stream-server --listen 0.0.0.0:9000 \
 	--bytes "$BYTES" --seed 7
 spid=$LAST_PID
@@ -344,6 +356,12 @@ sout=$(grep '^sent=' "$LOGDIR/stream.server.log" || true)
 say "bulk: 8 MiB each way in $(((t1 - t0) / 1000000)) ms through the tunnel"
 stream_intact "bulk through the tunnel" "$cout" "$sout" "$BYTES" "$BYTES" &&
 	pass "bulk: 8 MiB each way, both directions at once, arrived intact through the tunnel"
+# The destination's leg to b1 is on node-b: its bytes took node-b's
+# shortcut (the tunnel's socket to b1 is marked, b1 is enrolled there).
+redirect=$(counter_b redirect_msgs)
+((${redirect:-0} - ${redirect0:-0} >= 100)) &&
+	pass "node-b's leg to b1 took the sockmap shortcut: redirect_msgs $redirect0 -> $redirect during the bulk" ||
+	fail "node-b's redirect_msgs went '$redirect0' -> '$redirect' during the bulk: the leg to b1 stayed on TCP"
 
 tunneled=$(metric_a shoal_proxy_mtls_tunneled_total)
 ((tunneled - tunneled0 >= 2)) && pass "node-a sent $((tunneled - tunneled0)) connections through the tunnel" ||
@@ -400,6 +418,12 @@ for node in a b; do
 		fail "a socket of port $MTLS_PORT is in node-$node's SOCKHASH (ports: $ports)"
 	else
 		pass "no socket of port $MTLS_PORT in node-$node's SOCKHASH while a call is held (ports there: ${ports:-none})"
+	fi
+	# node-b's side of the held call to b1:8080 (the tunnel's socket, and b1's) is there.
+	if [[ $node == b ]]; then
+		[[ " $ports " == *" 8080 "* ]] &&
+			pass "node-b's SOCKHASH holds the held call's leg to b1:8080" ||
+			fail "node-b's SOCKHASH lacks the leg to b1:8080 (ports: ${ports:-none})"
 	fi
 done
 hold_alive "held call" "the tunneled hold connection"
