@@ -68,6 +68,29 @@ int grpc_status_parse(const char *v, size_t len)
 	return code;
 }
 
+int grpc_status_from_http(int status)
+{
+	if (status <= 200)
+		return GRPC_STATUS_NONE;
+	switch (status) {
+	case 400:
+		return GRPC_STATUS_INTERNAL;
+	case 401:
+		return GRPC_STATUS_UNAUTHENTICATED;
+	case 403:
+		return GRPC_STATUS_PERMISSION_DENIED;
+	case 404:
+		return GRPC_STATUS_UNIMPLEMENTED;
+	case 429:
+	case 502:
+	case 503:
+	case 504:
+		return GRPC_STATUS_UNAVAILABLE;
+	default:
+		return GRPC_STATUS_UNKNOWN;
+	}
+}
+
 bool grpc_status_is_failure(int code)
 {
 	switch (code) {

@@ -13,9 +13,13 @@
 
 /* gRPC status codes the proxy itself sends (grpc/doc/statuscodes.md). */
 #define GRPC_STATUS_OK 0
+#define GRPC_STATUS_UNKNOWN 2
 #define GRPC_STATUS_DEADLINE_EXCEEDED 4
-#define GRPC_STATUS_UNAVAILABLE 14
 #define GRPC_STATUS_PERMISSION_DENIED 7 /* a policy denial (docs/policy.md) */
+#define GRPC_STATUS_UNIMPLEMENTED 12
+#define GRPC_STATUS_INTERNAL 13
+#define GRPC_STATUS_UNAVAILABLE 14
+#define GRPC_STATUS_UNAUTHENTICATED 16
 /* No grpc-status seen (not gRPC, or the stream ended without one). */
 #define GRPC_STATUS_NONE (-1)
 
@@ -30,6 +34,18 @@ int grpc_timeout_parse(const char *v, size_t len, uint64_t *ns);
 
 /* The grpc-status value (decimal, 0..99) or GRPC_STATUS_NONE when malformed. */
 int grpc_status_parse(const char *v, size_t len);
+
+/*
+ * The code a gRPC client reads from a final response head whose :status
+ * is status and that has no grpc-status (grpc's "HTTP to gRPC Status Code
+ * Mapping"): what an intermediary (an ingress, an overloaded server, an
+ * HTTP/1.1 hop) answers a call with. 400 INTERNAL, 401 UNAUTHENTICATED,
+ * 403 PERMISSION_DENIED, 404 UNIMPLEMENTED, 429 502 503 504 UNAVAILABLE,
+ * any other UNKNOWN. GRPC_STATUS_NONE for 200 (the trailers will say) and
+ * for what is no final status (below 200). Only for a response without
+ * grpc-status: one that has it is read by it.
+ */
+int grpc_status_from_http(int status);
 
 /*
  * Does grpc-status code say the endpoint failed, for the balancer and the

@@ -70,3 +70,40 @@ Test(h2_grpc, status)
 		cr_assert_eq(grpc_status_is_failure(code), want, "code %d", code);
 	}
 }
+
+Test(h2_grpc, status_from_http)
+{
+	static const struct {
+		int http, grpc;
+	} map[] = {
+	    {400, GRPC_STATUS_INTERNAL},
+	    {401, GRPC_STATUS_UNAUTHENTICATED},
+	    {403, GRPC_STATUS_PERMISSION_DENIED},
+	    {404, GRPC_STATUS_UNIMPLEMENTED},
+	    {429, GRPC_STATUS_UNAVAILABLE},
+	    {502, GRPC_STATUS_UNAVAILABLE},
+	    {503, GRPC_STATUS_UNAVAILABLE},
+	    {504, GRPC_STATUS_UNAVAILABLE},
+	    /* Any other status a gRPC client reads as UNKNOWN. */
+	    {500, GRPC_STATUS_UNKNOWN},
+	    {501, GRPC_STATUS_UNKNOWN},
+	    {505, GRPC_STATUS_UNKNOWN},
+	    {201, GRPC_STATUS_UNKNOWN},
+	    {204, GRPC_STATUS_UNKNOWN},
+	    {301, GRPC_STATUS_UNKNOWN},
+	    {402, GRPC_STATUS_UNKNOWN},
+	    {405, GRPC_STATUS_UNKNOWN},
+	    {408, GRPC_STATUS_UNKNOWN},
+	    {431, GRPC_STATUS_UNKNOWN},
+	    {599, GRPC_STATUS_UNKNOWN},
+	    /* 200 leaves it to the trailers; below 200 is no final answer. */
+	    {200, GRPC_STATUS_NONE},
+	    {100, GRPC_STATUS_NONE},
+	    {103, GRPC_STATUS_NONE},
+	    {0, GRPC_STATUS_NONE},
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		cr_assert_eq(grpc_status_from_http(map[i].http), map[i].grpc, "%d: %d, want %d",
+			     map[i].http, grpc_status_from_http(map[i].http), map[i].grpc);
+}

@@ -367,6 +367,14 @@ bool h2_key(struct worker *w, const struct h2_stream *st, struct metrics_http_ke
  */
 unsigned int h2_recorded_status(const struct h2_stream *st);
 /*
+ * The grpc-status gRPC call st reads as, as a gRPC client reads it: the
+ * endpoint's grpc-status (or the proxy's own), else, when the endpoint's
+ * final head had a :status other than 200, that status's code
+ * (grpc_status_from_http: 503 UNAVAILABLE, ...); GRPC_STATUS_NONE when
+ * neither (no head yet, or a 200 without grpc-status so far).
+ */
+int h2_grpc_status_of(const struct h2_stream *st);
+/*
  * st's request ended (once): to the balancer and the breaker when an
  * endpoint was tried (failed: the endpoint's failure), else its pick is
  * cancelled; to the metrics with status (0: reset).

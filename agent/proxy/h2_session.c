@@ -761,16 +761,27 @@ static uint32_t h2_grpc_method(const struct h2_stream *st)
 	return 0;
 }
 
+int h2_grpc_status_of(const struct h2_stream *st)
+{
+	if (st->grpc_status != GRPC_STATUS_NONE)
+		return st->grpc_status;
+	/* The proxy's own answers are a 200 with grpc-status: another head is the endpoint's. */
+	return st->status ? grpc_status_from_http(st->status) : GRPC_STATUS_NONE;
+}
+
 /*
  * The grpc-status the client of gRPC request st gets: the endpoint's,
- * else the one the proxy answers a failure with (h2_stream_error, which
- * some callers run after h2_done: DEADLINE_EXCEEDED for 504, else
- * UNAVAILABLE), else none (reset, or a response without one).
+ * or the one its non-200 head reads as (h2_grpc_status_of), else the
+ * one the proxy answers a failure with (h2_stream_error, which some
+ * callers run after h2_done: DEADLINE_EXCEEDED for 504, else
+ * UNAVAILABLE), else none (reset, or a 200 response without one).
  */
 static int h2_grpc_code(const struct h2_stream *st, unsigned int status)
 {
-	if (st->grpc_status != GRPC_STATUS_NONE || st->rs_submitted || status < 500)
-		return st->grpc_status;
+	int code = h2_grpc_status_of(st);
+
+	if (code != GRPC_STATUS_NONE || st->rs_submitted || status < 500)
+		return code;
 	return status == 504 ? GRPC_STATUS_DEADLINE_EXCEEDED : GRPC_STATUS_UNAVAILABLE;
 }
 

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 
 #include "proxy/h2_test_backend.h"
 #include "proxy/proxy_fixture.h"
+#include "telemetry/metrics.h"
 
 /* A blocking nghttp2 client of the proxy and what its streams got. */
 struct h2_client {
@@ -27,6 +29,7 @@ struct h2_client {
 	bool body_is_ok; /* every 2-byte body was "ok" */
 	int grpc_ok;	 /* grpc-status 0 */
 	int grpc_unavailable; /* grpc-status 14 */
+	int not_200;	      /* final heads of another :status (an endpoint's 503, 400) */
 };
 
 static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
@@ -38,6 +41,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
 	if (namelen == 7 && !memcmp(name, ":status", 7) && valuelen == 3 &&
 	    !memcmp(value, "200", 3))
 		c->ok++;
+	else if (namelen == 7 && !memcmp(name, ":status", 7) && valuelen == 3 && value[0] != '1')
+		c->not_200++;
 	if (namelen == 9 && !memcmp(name, "x-backend", 9) && valuelen == 1 &&
 	    (value[0] == 'a' || value[0] == 'b'))
 		c->by[value[0] - 'a']++;
@@ -414,6 +419,155 @@ Test(proxy, h2_grpc_reset_after_a_held_head_gets_the_proxys_own_error)
 	cr_expect_eq(c.ok, n, "%d heads for %d calls", c.ok, n);
 	cr_expect_eq(c.resets, 0, "%d streams reset", c.resets);
 	cr_expect_gt(stats_now().http_retries, 0);
+	grpc_flaky_done();
+}
+
+/* ---- a gRPC call answered with an HTTP status and no grpc-status ---- */
+
+/* The sum of every /metrics sample whose line starts with prefix and has has (NULL: any). */
+static unsigned long long metric_sum(const char *prefix, const char *has)
+{
+	struct metrics_sources src = {.proxy = px};
+	struct metrics_buf b = {};
+	unsigned long long sum = 0;
+
+	cr_assert_eq(metrics_render(&src, &b), 0);
+	for (char *line = b.data; line && line < b.data + b.len;) {
+		char *nl = memchr(line, '\n', b.data + b.len - line);
+		char *sp;
+
+		if (!nl)
+			break;
+		*nl = '\0';
+		sp = strrchr(line, ' ');
+		if (!strncmp(line, prefix, strlen(prefix)) && sp && (!has || strstr(line, has)))
+			sum += strtoull(sp + 1, NULL, 10);
+		line = nl + 1;
+	}
+	metrics_buf_free(&b);
+	return sum;
+}
+
+/* Within 2 s, metric_sum(prefix, has) reaches want (a call is recorded once it ended). */
+static void expect_metric_has(const char *prefix, const char *has, unsigned long long want)
+{
+	uint64_t until = test_now_ms() + 2000;
+	unsigned long long got;
+
+	while ((got = metric_sum(prefix, has)) != want && test_now_ms() < until)
+		usleep(5000);
+	cr_expect_eq(got, want, "%s...%s: %llu, want %llu", prefix, has ? has : "", got, want);
+}
+
+static void expect_metric(const char *prefix, unsigned long long want)
+{
+	expect_metric_has(prefix, NULL, want);
+}
+
+#define GRPC_CALLS "shoal_grpc_requests_total{service=\"default/web\",method=\"other\","
+
+/*
+ * n calls of path (one of H2TB_GRPC_503...: endpoint a answers with a
+ * bare HTTP status) on one connection, on a route retrying UNAVAILABLE,
+ * retryable or not. Returns the client's tally.
+ */
+static struct h2_client grpc_http_calls(int n, const char *path, bool retryable)
+{
+	static struct config_route route;
+	struct h2_client c;
+
+	route_all(&route, retryable);
+	start_h2();
+	client_open(&c);
+	for (int i = 0; i < n; i++)
+		client_grpc_call(&c, path);
+	client_run(&c, n);
+	client_close(&c);
+	return c;
+}
+
+/*
+ * A route retrying UNAVAILABLE, and endpoint a answering :status 503
+ * without grpc-status (path: on the head alone, or with an HTML body):
+ * a gRPC client reads that as UNAVAILABLE, so it is retried as a
+ * trailers-only UNAVAILABLE is; every call succeeds on b and the client
+ * never sees a 503, nor a byte of its body.
+ */
+static void expect_http_503_retried(const char *path)
+{
+	const int n = 40;
+	struct h2_client c = grpc_http_calls(n, path, true);
+	int failed = atomic_load(&ends[0].requests);
+	struct proxy_stats st = stats_now();
+
+	cr_log_info("%s: endpoint a answered %d calls 503, b %d; %llu retries", path, failed,
+		    atomic_load(&ends[1].requests), (unsigned long long)st.http_retries);
+	cr_expect_gt(failed, 0, "endpoint a took none of %d calls", n);
+	cr_expect_eq(c.grpc_ok, n, "%d of %d calls OK", c.grpc_ok, n);
+	cr_expect_eq(c.not_200, 0, "the client saw %d heads of endpoint a's 503", c.not_200);
+	cr_expect_eq(c.ok, n, "%d heads for %d calls", c.ok, n);
+	cr_expect_eq(c.resets, 0);
+	cr_expect_eq(c.body, 2 * (size_t)n, "%zu body bytes: the 503's went on", c.body);
+	cr_expect(c.body_is_ok);
+	cr_expect_eq(st.http_retries, (uint64_t)failed, "%llu retries for %d 503s",
+		     (unsigned long long)st.http_retries, failed);
+	/* Each call recorded once, by its last try: OK. */
+	expect_metric(GRPC_CALLS "grpc_status=\"0\"}", (unsigned long long)n);
+	expect_metric("shoal_endpoint_outcomes_total{service=\"default/web\",endpoint=\"192.0.2.1",
+		      (unsigned long long)failed);
+}
+
+Test(proxy, h2_grpc_http_503_ending_the_stream_is_retried_as_unavailable)
+{
+	expect_http_503_retried(H2TB_GRPC_503);
+	grpc_flaky_done();
+}
+
+Test(proxy, h2_grpc_http_503_with_a_body_is_retried_as_unavailable)
+{
+	expect_http_503_retried(H2TB_GRPC_503_BODY);
+	grpc_flaky_done();
+}
+
+Test(proxy, h2_grpc_http_503_not_retried_reaches_the_client_recorded_unavailable)
+{
+	const int n = 40;
+	/* POSTs on a route not marked retryable: no retry. */
+	struct h2_client c = grpc_http_calls(n, H2TB_GRPC_503_BODY, false);
+	int failed = atomic_load(&ends[0].requests);
+
+	cr_expect_gt(failed, 0, "endpoint a took none of %d calls", n);
+	/* What the endpoint sent, as it sent it: the 503, its body, no grpc-status added. */
+	cr_expect_eq(c.not_200, failed, "%d 503s for %d failures", c.not_200, failed);
+	cr_expect_eq(c.grpc_unavailable, 0);
+	cr_expect_eq(c.grpc_ok, n - failed);
+	cr_expect_eq(c.body, 2 * (size_t)(n - failed) + (size_t)failed * strlen(H2TB_HTML));
+	cr_expect_eq(stats_now().http_retries, 0);
+	/* Recorded as a gRPC client reads it: UNAVAILABLE, never "none". */
+	expect_metric(GRPC_CALLS "grpc_status=\"14\"}", (unsigned long long)failed);
+	expect_metric(GRPC_CALLS "grpc_status=\"0\"}", (unsigned long long)(n - failed));
+	cr_expect_eq(metric_sum(GRPC_CALLS "grpc_status=\"none\"}", NULL), 0);
+	/* The HTTP families keep the status the client got. */
+	expect_metric_has("shoal_http_responses_total{service=\"default/web\"",
+			  "status_code=\"503\"", (unsigned long long)failed);
+	grpc_flaky_done();
+}
+
+Test(proxy, h2_grpc_http_400_is_internal_a_failure_the_route_does_not_retry)
+{
+	const int n = 40;
+	/* The route retries UNAVAILABLE only: a 400 reads INTERNAL, not retried. */
+	struct h2_client c = grpc_http_calls(n, H2TB_GRPC_400, true);
+	int failed = atomic_load(&ends[0].requests);
+
+	cr_expect_gt(failed, 0, "endpoint a took none of %d calls", n);
+	cr_expect_eq(c.not_200, failed, "%d 400s for %d calls of endpoint a", c.not_200, failed);
+	cr_expect_eq(stats_now().http_retries, 0);
+	expect_metric(GRPC_CALLS "grpc_status=\"13\"}", (unsigned long long)failed);
+	/* INTERNAL is a failure of the endpoint for the balancer and the breaker. */
+	expect_metric("shoal_endpoint_outcomes_total{service=\"default/web\",endpoint=\"192.0.2.1"
+		      "\",outcome=\"failure\"}",
+		      (unsigned long long)failed);
 	grpc_flaky_done();
 }
 

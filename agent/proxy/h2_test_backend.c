@@ -17,7 +17,9 @@
 struct h2tb_body {
 	size_t left;
 	bool big;
-	bool grpc; /* trailers grpc-status 0 end it */
+	bool grpc;	  /* trailers grpc-status 0 end it */
+	const char *text; /* not big: its bytes ("ok", or H2TB_HTML) */
+	size_t len;
 	struct h2tb_body *next;
 };
 
@@ -30,6 +32,35 @@ struct h2tb_conn {
 
 /* The stream user data of a request for /big (or a gRPC method), until it is answered. */
 static char h2tb_big, h2tb_grpc, h2tb_grpc_reset;
+
+/* The gRPC methods backend 'a' answers with a bare HTTP status (the stream user data). */
+static const struct h2tb_http_answer {
+	const char *path;
+	const char *status;
+	bool body; /* H2TB_HTML follows the head */
+} h2tb_http_answers[] = {
+    {H2TB_GRPC_503, "503", false},
+    {H2TB_GRPC_503_BODY, "503", true},
+    {H2TB_GRPC_400, "400", false},
+};
+
+/* The answer of :path value (len bytes) of h2tb_http_answers, or NULL. */
+static const struct h2tb_http_answer *h2tb_http_answer_of(const uint8_t *value, size_t len)
+{
+	for (size_t i = 0; i < sizeof(h2tb_http_answers) / sizeof(h2tb_http_answers[0]); i++)
+		if (len == strlen(h2tb_http_answers[i].path) &&
+		    !memcmp(value, h2tb_http_answers[i].path, len))
+			return &h2tb_http_answers[i];
+	return NULL;
+}
+
+static bool h2tb_is_http_answer(const void *ud)
+{
+	for (size_t i = 0; i < sizeof(h2tb_http_answers) / sizeof(h2tb_http_answers[0]); i++)
+		if (ud == &h2tb_http_answers[i])
+			return true;
+	return false;
+}
 
 static const nghttp2_nv h2tb_grpc_head[] = {
     {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
@@ -46,7 +77,7 @@ static ssize_t h2tb_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 	if (body->big)
 		memset(buf, 'x', n);
 	else
-		memcpy(buf, "ok" + (2 - body->left), n);
+		memcpy(buf, body->text + (body->len - body->left), n);
 	body->left -= n;
 	if (!body->left)
 		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -87,6 +118,10 @@ static int h2tb_on_header(nghttp2_session *s, const nghttp2_frame *frame, const 
 	if (frame->hd.type == NGHTTP2_HEADERS && namelen == 5 && !memcmp(name, ":path", 5) &&
 	    valuelen == strlen(H2TB_GRPC_RESET) && !memcmp(value, H2TB_GRPC_RESET, valuelen))
 		nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, &h2tb_grpc_reset);
+	if (frame->hd.type == NGHTTP2_HEADERS && namelen == 5 && !memcmp(name, ":path", 5) &&
+	    h2tb_http_answer_of(value, valuelen))
+		nghttp2_session_set_stream_user_data(s, frame->hd.stream_id,
+						     (void *)h2tb_http_answer_of(value, valuelen));
 	return 0;
 }
 
@@ -97,6 +132,7 @@ static int h2tb_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, vo
 	struct h2tb *b = hc->b;
 	char id[2] = {b->id, 0};
 	struct h2tb_body *body;
+	void *ud_stream = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
 	nghttp2_data_provider dp = {.read_callback = h2tb_read};
 	nghttp2_nv nv[] = {
 	    {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
@@ -105,8 +141,7 @@ static int h2tb_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, vo
 
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
-	if (b->id == 'a' &&
-	    nghttp2_session_get_stream_user_data(s, frame->hd.stream_id) == &h2tb_grpc) {
+	if (b->id == 'a' && ud_stream == &h2tb_grpc) {
 		/* A head, then trailers in a HEADERS frame of their own: not trailers-only. */
 		nghttp2_nv tr[] = {
 		    {(uint8_t *)"grpc-status", (uint8_t *)"14", 11, 2, NGHTTP2_NV_FLAG_NONE},
@@ -121,7 +156,7 @@ static int h2tb_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, vo
 			return NGHTTP2_ERR_CALLBACK_FAILURE;
 		return 0;
 	}
-	if (nghttp2_session_get_stream_user_data(s, frame->hd.stream_id) == &h2tb_grpc_reset) {
+	if (ud_stream == &h2tb_grpc_reset) {
 		atomic_fetch_add(&b->requests, 1);
 		if (nghttp2_submit_headers(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NULL,
 					   h2tb_grpc_head, 2, NULL) < 0 ||
@@ -133,8 +168,31 @@ static int h2tb_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, vo
 	body = calloc(1, sizeof(*body));
 	if (!body)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	body->big = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id) == &h2tb_big;
-	body->grpc = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id) == &h2tb_grpc;
+	body->big = ud_stream == &h2tb_big;
+	body->grpc = ud_stream == &h2tb_grpc || h2tb_is_http_answer(ud_stream);
+	body->text = "ok";
+	body->len = 2;
+	if (b->id == 'a' && h2tb_is_http_answer(ud_stream)) {
+		/* An intermediary's answer: no gRPC content-type, no grpc-status. */
+		const struct h2tb_http_answer *a = ud_stream;
+		nghttp2_nv head[] = {
+		    {(uint8_t *)":status", (uint8_t *)a->status, 7, 3, NGHTTP2_NV_FLAG_NONE},
+		    {(uint8_t *)"content-type", (uint8_t *)"text/html", 12, 9,
+		     NGHTTP2_NV_FLAG_NONE},
+		};
+
+		body->grpc = false;
+		body->text = H2TB_HTML;
+		body->len = strlen(H2TB_HTML);
+		body->left = body->len;
+		body->next = hc->bodies;
+		hc->bodies = body;
+		dp.source.ptr = body;
+		atomic_fetch_add(&b->requests, 1);
+		if (nghttp2_submit_response(s, frame->hd.stream_id, head, 2, a->body ? &dp : NULL))
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		return 0;
+	}
 	body->left = body->big ? H2TB_BIG_BYTES : 2;
 	body->next = hc->bodies;
 	hc->bodies = body;

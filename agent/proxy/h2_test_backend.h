@@ -8,6 +8,10 @@
  * backend 'a' sends a head and then trailers grpc-status 14 (UNAVAILABLE),
  * no message in between; the others the message "ok", grpc-status 0.
  * For :path H2TB_GRPC_RESET, every backend sends a head and then resets.
+ * For H2TB_GRPC_503, H2TB_GRPC_503_BODY and H2TB_GRPC_400, backend 'a'
+ * answers as an intermediary in front of a gRPC server would: that HTTP
+ * status and no grpc-status (the head ends the stream, or H2TB_HTML
+ * follows it); the others as H2TB_GRPC_FLAKY's.
  * It counts the proxy's own fields (x-shoal-*) the requests carried.
  * Test code only; no Criterion, so that the fuzzer can use it too.
  */
@@ -27,6 +31,12 @@
 #define H2TB_GRPC_FLAKY "/shoal.Echo/Flaky"
 /* A gRPC method every backend answers with a head, then RST_STREAM INTERNAL_ERROR. */
 #define H2TB_GRPC_RESET "/shoal.Echo/Reset"
+/* gRPC methods backend 'a' answers with a bare HTTP status (no grpc-status). */
+#define H2TB_GRPC_503 "/shoal.Echo/Http503"	     /* :status 503, END_STREAM on the head */
+#define H2TB_GRPC_503_BODY "/shoal.Echo/Http503Body" /* :status 503, then H2TB_HTML */
+#define H2TB_GRPC_400 "/shoal.Echo/Http400"	     /* :status 400, END_STREAM on the head */
+/* The body of H2TB_GRPC_503_BODY's 503, as an overloaded web server sends one. */
+#define H2TB_HTML "<html><body><h1>503 Service Unavailable</h1></body></html>\n"
 
 /* Room for a value of x-shoal-peer-identity as the backend keeps it. */
 #define H2TB_PEER_ID_MAX 640

@@ -284,11 +284,14 @@ static void h2_up_held_trailers(struct h2_up *up, struct h2_stream *st)
 /*
  * A response head that the retry policy may retry, before it goes to the
  * client: a gRPC trailers-only answer (the head ends the stream; its
- * grpc-status is the call's) with one of the route's codes, or a non-gRPC
- * status the policy lists. True when st was retried: it left this
- * stream (reset unless the endpoint ended it) and the head is dropped.
- * A gRPC head followed by trailers is retried once they come if the head
- * was held (h2_up_hold); a gRPC answer with messages never is.
+ * grpc-status is the call's) with one of the route's codes, a gRPC head
+ * whose :status is not 200 and that has no grpc-status, read as a gRPC
+ * client reads it (grpc_status_from_http: a 503 is UNAVAILABLE), ending
+ * the stream or not, or a non-gRPC status the policy lists. True when st
+ * was retried: it left this stream (reset unless the endpoint ended it)
+ * and the head, and any body behind it, are dropped. A gRPC head followed
+ * by trailers is retried once they come if the head was held
+ * (h2_up_hold); a gRPC answer with messages never is.
  */
 static bool h2_up_retry_head(struct h2_up *up, struct h2_stream *st, bool end)
 {
@@ -299,9 +302,20 @@ static bool h2_up_retry_head(struct h2_up *up, struct h2_stream *st, bool end)
 	if (status < 200)
 		return false;
 	if (st->grpc) {
-		if (!end || st->grpc_status <= GRPC_STATUS_OK)
+		int code = st->grpc_status;
+
+		/*
+		 * An intermediary's answer (an ingress, an overloaded server):
+		 * its status is the call's outcome, body or not. grpc-status,
+		 * when there is one, is read first, as gRPC clients do.
+		 */
+		if (code == GRPC_STATUS_NONE && status != 200)
+			code = grpc_status_from_http(status);
+		else if (!end)
 			return false;
-		retried = st->d->ops->retry(up->w, st, RETRY_FAIL_GRPC_STATUS, st->grpc_status);
+		if (code <= GRPC_STATUS_OK)
+			return false;
+		retried = st->d->ops->retry(up->w, st, RETRY_FAIL_GRPC_STATUS, code);
 	} else {
 		if (status < 400)
 			return false;
@@ -426,8 +440,9 @@ static int h2_up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_
 		}
 		return 0;
 	}
+	/* A gRPC call's outcome is its code, a non-200 head's as a gRPC client reads it. */
 	failed = st->status >= 500 || st->status == 429 ||
-		 (st->grpc && grpc_status_is_failure(st->grpc_status));
+		 (st->grpc && grpc_status_is_failure(h2_grpc_status_of(st)));
 	h2_done(up->w, st, true, failed, h2_recorded_status(st), failed ? "failure" : "ok");
 	h2_down_wake(up->w, st);
 	return 0;

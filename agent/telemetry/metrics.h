@@ -59,8 +59,9 @@ struct enroll;
 	  "gRPC calls (HTTP/2 requests of content-type application/grpc) that ended, per "        \
 	  "addressed service, method and grpc-status. method is the :path when a route of the "   \
 	  "service names it exactly, else other; grpc_status is the code 0 - 16 the client got "  \
-	  "(shoal's own UNAVAILABLE and DEADLINE_EXCEEDED included), or none (reset, or no "      \
-	  "grpc-status).")                                                                         \
+	  "(shoal's own UNAVAILABLE and DEADLINE_EXCEEDED included; a head of another :status "   \
+	  "than 200 without grpc-status as a gRPC client reads it, 503 as 14), or none (reset, "  \
+	  "or a 200 without grpc-status).")                                                        \
 	X(GRPC_LATENCY, "shoal_grpc_response_latency_seconds", "histogram", "service,method",      \
 	  "Time from a gRPC call's request head to the end of its response, per addressed "       \
 	  "service and method (as shoal_grpc_requests_total; Linkerd's millisecond buckets, in "  \
