@@ -881,10 +881,18 @@ static int h2_down_on_stream_close(nghttp2_session *s, int32_t id, uint32_t erro
 	struct h2_down *d = ud;
 	struct h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
 
-	(void)error_code;
 	if (!st)
 		return 0;
 	nghttp2_session_set_stream_user_data(s, id, NULL);
+	/*
+	 * Closed cleanly with the endpoint's whole answer sent, while its
+	 * upstream stream waits for the rest of the request (an endpoint may
+	 * answer before it read the body; that stream closes later, or never):
+	 * the endpoint's answer, not a reset of the client's.
+	 */
+	if (error_code == NGHTTP2_NO_ERROR && st->up && st->rs_submitted && st->rs_end &&
+	    st->to_down.off == st->to_down.len)
+		h2_up_answered(d->w, st);
 	h2_stream_drop(d->w, st);
 	return 0;
 }

@@ -396,6 +396,12 @@ struct h2_up *h2_up_get(struct worker *w, struct conn *dc, const struct config_s
 			const struct config_endpoint *ep, uint16_t port_be, int *err);
 /* Send st's request on up (its body from the first byte); 0 or -EIO. */
 int h2_up_submit(struct worker *w, struct h2_up *up, struct h2_stream *st);
+/*
+ * st's endpoint answered it whole (its END_STREAM, no reset): the outcome
+ * by its status (a gRPC call's by its code, h2_grpc_status_of) to the
+ * balancer, the breaker and the metrics (h2_done; once).
+ */
+void h2_up_answered(struct worker *w, struct h2_stream *st);
 /* st leaves its upstream stream, reset with error_code unless NO_ERROR. */
 void h2_up_unlink(struct h2_stream *st, uint32_t error_code);
 /* More request bytes (or their end) for st's upstream stream. */

@@ -142,13 +142,13 @@ static void client_grpc(struct h2_client *c)
 	client_grpc_call(c, H2TB_GRPC_FLAKY);
 }
 
-/* Send what the session has, read what comes, until want streams closed. */
-static void client_run(struct h2_client *c, int want)
+/* Send what the session has, read what comes, until want streams closed and body bytes came. */
+static void client_pump(struct h2_client *c, int want, size_t body)
 {
 	uint64_t deadline = test_now_ms() + IO_TIMEOUT_MS;
 	uint8_t buf[16384];
 
-	while (c->closed < want && test_now_ms() < deadline) {
+	while ((c->closed < want || c->body < body) && test_now_ms() < deadline) {
 		const uint8_t *out;
 		ssize_t n;
 		struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
@@ -164,6 +164,14 @@ static void client_run(struct h2_client *c, int want)
 	}
 	cr_assert_eq(c->closed, want, "%d of %d streams closed in %d ms", c->closed, want,
 		     IO_TIMEOUT_MS);
+	cr_assert_geq(c->body, body, "%zu of %zu body bytes in %d ms", c->body, body,
+		      IO_TIMEOUT_MS);
+}
+
+/* Send what the session has, read what comes, until want streams closed. */
+static void client_run(struct h2_client *c, int want)
+{
+	client_pump(c, want, 0);
 }
 
 static void client_close(struct h2_client *c)
@@ -569,6 +577,56 @@ Test(proxy, h2_grpc_http_400_is_internal_a_failure_the_route_does_not_retry)
 		      "\",outcome=\"failure\"}",
 		      (unsigned long long)failed);
 	grpc_flaky_done();
+}
+
+/* ---- an answer that ends before its request does ---- */
+
+/* The rest of an early-answered request's body: "hi", then END_STREAM. */
+static ssize_t rest_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
+			 uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+	(void)s, (void)id, (void)src, (void)ud;
+	cr_assert_geq(length, 2);
+	memcpy(buf, "hi", 2);
+	*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return 2;
+}
+
+Test(proxy, h2_answer_ending_before_its_request_is_recorded_as_the_endpoints)
+{
+	struct h2_client c;
+	nghttp2_data_provider rest = {.read_callback = rest_read};
+	nghttp2_nv nv[] = {
+	    {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":authority", (uint8_t *)"web", 10, 3, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":path", (uint8_t *)"/", 5, 1, NGHTTP2_NV_FLAG_NONE},
+	};
+	int32_t id;
+
+	start_h2();
+	client_open(&c);
+	/*
+	 * The endpoints answer at the request head: the whole response (200,
+	 * "ok", END_STREAM) comes while the request's body is still to come,
+	 * so its upstream stream stays open (half closed) after its answer.
+	 */
+	id = nghttp2_submit_headers(c.s, NGHTTP2_FLAG_NONE, -1, NULL, nv, H2_ARRAY_LEN(nv), NULL);
+	cr_assert_gt(id, 0);
+	client_pump(&c, 0, 2);
+	cr_assert_eq(c.ok, 1);
+	/* The request ends now: the client's stream closes before the upstream one. */
+	cr_assert_eq(nghttp2_submit_data(c.s, NGHTTP2_FLAG_END_STREAM, id, &rest), 0);
+	client_run(&c, 1);
+	cr_expect_eq(c.resets, 0);
+	/* The endpoint's complete answer, not a reset: its status, its outcome. */
+	expect_metric_has("shoal_http_responses_total{service=\"default/web\"",
+			  "status_code=\"200\"", 1);
+	expect_metric_has("shoal_endpoint_outcomes_total{service=\"default/web\"",
+			  "outcome=\"success\"", 1);
+	client_close(&c);
+	stop_h2();
+	end_test();
 }
 
 /* A GET of / that claims an identity of its own, and another x-shoal-* field. */

@@ -402,11 +402,19 @@ static int h2_up_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const ui
 	return 0;
 }
 
+void h2_up_answered(struct worker *w, struct h2_stream *st)
+{
+	/* A gRPC call's outcome is its code, a non-200 head's as a gRPC client reads it. */
+	bool failed = st->status >= 500 || st->status == 429 ||
+		      (st->grpc && grpc_status_is_failure(h2_grpc_status_of(st)));
+
+	h2_done(w, st, true, failed, h2_recorded_status(st), failed ? "failure" : "ok");
+}
+
 static int h2_up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, void *ud)
 {
 	struct h2_up *up = ud;
 	struct h2_stream *st = h2_up_stream(up, s, id);
-	bool failed;
 
 	up->n_streams--;
 	if (!up->n_streams)
@@ -440,10 +448,7 @@ static int h2_up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_
 		}
 		return 0;
 	}
-	/* A gRPC call's outcome is its code, a non-200 head's as a gRPC client reads it. */
-	failed = st->status >= 500 || st->status == 429 ||
-		 (st->grpc && grpc_status_is_failure(h2_grpc_status_of(st)));
-	h2_done(up->w, st, true, failed, h2_recorded_status(st), failed ? "failure" : "ok");
+	h2_up_answered(up->w, st);
 	h2_down_wake(up->w, st);
 	return 0;
 }
