@@ -15,10 +15,13 @@ unavailable PORTS: a gRPC server that answers every call UNAVAILABLE
 headfail PORTS: a gRPC server that sends every call's initial metadata
   (a HEADERS frame), then fails it UNAVAILABLE in the trailers: no
   trailers-only answer (printing "headfail" for each).
-raw refuse|goaway PORT: a bare HTTP/2 server. refuse: every request
-  stream gets RST_STREAM REFUSED_STREAM ("refused ID"). goaway: the first
-  request of each connection gets a GOAWAY with last-stream-id 0
-  ("goaway"), and the connection is closed a little later.
+raw refuse|goaway|http503 PORT: a bare HTTP/2 server. refuse: every
+  request stream gets RST_STREAM REFUSED_STREAM ("refused ID"). goaway:
+  the first request of each connection gets a GOAWAY with last-stream-id
+  0 ("goaway"), and the connection is closed a little later. http503:
+  every request gets :status 503, content-type text/html and an HTML
+  body, no grpc-status, as an overloaded web server or an ingress in
+  front of a gRPC server answers ("http503 ID").
 calls TARGET METHOD N: N unary calls on ONE channel (one connection), 16
   in flight at a time; prints "NAME COUNT" per endpoint that answered and
   "fail CODE COUNT" per failure code.
@@ -136,6 +139,12 @@ def frame(ftype, flags, sid, payload=b""):
     return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") + payload
 
 
+# HPACK, literal fields without indexing by static-table name (RFC 7541
+# 6.2.2): :status (8) 503, content-type (31) text/html.
+HEAD_503 = b"\x08\x03503" + b"\x0f\x10\x09text/html"
+BODY_503 = b"<html><body><h1>503 Service Unavailable</h1></body></html>\n"
+
+
 def raw_conn(conn, mode):
     def readn(n):
         buf = b""
@@ -159,6 +168,9 @@ def raw_conn(conn, mode):
             elif ftype == 1 and mode == "refuse":
                 conn.sendall(frame(3, 0, sid, (7).to_bytes(4, "big")))  # REFUSED_STREAM
                 say("refused", sid)
+            elif ftype == 1 and mode == "http503":
+                conn.sendall(frame(1, 4, sid, HEAD_503) + frame(0, 1, sid, BODY_503))
+                say("http503", sid)
             elif ftype == 1 and mode == "goaway":
                 # last-stream-id 0: none of this connection's streams was processed.
                 conn.sendall(frame(7, 0, 0, (0).to_bytes(4, "big") + (0).to_bytes(4, "big")))

@@ -12,6 +12,11 @@
 #    connection; a server-streaming call whose messages come 300 ms after
 #    its head gets the head when the hold ends (~100 ms) and every
 #    message, and without a retryable route the head is not held at all;
+#  - an endpoint answering every call :status 503 with an HTML body and
+#    no grpc-status (an overloaded web server, an ingress) is read as
+#    UNAVAILABLE: retried on a route marked retryable (no call fails),
+#    and without it the client (grpcio) sees UNAVAILABLE, which
+#    shoal_grpc_requests_total records as grpc_status="14";
 #  - an endpoint refusing every stream (RST_STREAM REFUSED_STREAM) and
 #    one sending GOAWAY with last-stream-id 0 are retried elsewhere, with
 #    no route at all (the streams were never processed), and counted in
@@ -40,22 +45,23 @@ e2e_topology
 # a2 (10.77.1.3): good everywhere. a3 (10.77.1.5): flaky on 50051 and
 # 50063, good on 50064, a head then UNAVAILABLE on 50067. direct
 # (10.77.1.4): good (and slow) on 50063, 50064. b1 (10.77.2.2): refuses
-# on 50061, GOAWAY on 50062.
-pod_spawn a2 "$LOGDIR/a2.log" "$PY" "$PYF" server a2 50051,50061,50062,50064,50066,50067
+# on 50061, GOAWAY on 50062, 503 with an HTML body on 50068.
+pod_spawn a2 "$LOGDIR/a2.log" "$PY" "$PYF" server a2 50051,50061,50062,50064,50066,50067,50068
 pod_spawn a3 "$LOGDIR/a3-flaky.log" "$PY" "$PYF" unavailable 50051,50063
 pod_spawn a3 "$LOGDIR/a3-headfail.log" "$PY" "$PYF" headfail 50067
 pod_spawn a3 "$LOGDIR/a3.log" "$PY" "$PYF" server a3 50064
 pod_spawn direct "$LOGDIR/direct.log" "$PY" "$PYF" server direct 50063,50064
 pod_spawn b1 "$LOGDIR/b1-refuse.log" "$PY" "$PYF" raw refuse 50061
 pod_spawn b1 "$LOGDIR/b1-goaway.log" "$PY" "$PYF" raw goaway 50062
+pod_spawn b1 "$LOGDIR/b1-http503.log" "$PY" "$PYF" raw http503 50068
 pod_spawn a2 "$LOGDIR/a2-aged.log" "$PY" "$PYF" aged a2 50065 300
 pod_spawn direct "$LOGDIR/direct-sleepy.log" "$PY" "$PYF" sleepy direct 50066
 pod_spawn direct "$LOGDIR/direct-aged.log" "$PY" "$PYF" aged direct 50065 300
-for p in 50051 50061 50062 50064 50066 50067; do wait_listen "${POD_NS[a2]}" $p; done
+for p in 50051 50061 50062 50064 50066 50067 50068; do wait_listen "${POD_NS[a2]}" $p; done
 for p in 50051 50063 50064 50067; do wait_listen "${POD_NS[a3]}" $p; done
 for p in 50063 50064 50065 50066; do wait_listen "${POD_NS[direct]}" $p; done
 wait_listen "${POD_NS[a2]}" 50065
-for p in 50061 50062; do wait_listen "${POD_NS[b1]}" $p; done
+for p in 50061 50062 50068; do wait_listen "${POD_NS[b1]}" $p; done
 
 LIVE_EPS="{address: 10.77.1.3}, {address: 10.77.1.5}, {address: 10.77.1.4}"
 # retry_config LIVE_ENDPOINTS: the services of this test.
@@ -130,6 +136,17 @@ retry_config() {
     vips: [10.96.0.62]
     ports: [{port: 50067, protocol: grpc}]
     endpoints: [{address: 10.77.1.3}]
+  - name: http503
+    vips: [10.96.0.63]
+    ports: [{port: 50068, protocol: grpc}]
+    endpoints: [{address: 10.77.1.3}, {address: 10.77.2.2}]
+    routes:
+      - match: {path: {prefix: /shoal.Echo}}
+        retryable: true
+  - name: http503-plain
+    vips: [10.96.0.64]
+    ports: [{port: 50068, protocol: grpc}]
+    endpoints: [{address: 10.77.1.3}, {address: 10.77.2.2}]
   - name: live
     vips: [10.96.0.55]
     ports: [{port: 50064, protocol: grpc}]
@@ -216,6 +233,35 @@ if (($(grep -c . <<<"$out") == 3 && bad == 0)); then
 	pass "later control: without a retryable route the head came at once ($(awk '{ printf "%s ", $1 }' <<<"$out")ms), not held"
 else
 	fail "later control: want 3 calls with their head within 80 ms and 3 messages: got '$(tr '\n' ';' <<<"$out")'"
+fi
+
+# ---- :status 503, no grpc-status ------------------------------------------------
+
+# b1 answers every call as an overloaded web server would: 503, an HTML
+# body, no grpc-status. A gRPC client reads that as UNAVAILABLE, and so
+# does the proxy: retried on the retryable route, the body dropped.
+out=$(pod_run a1 timeout 60 "$PY" "$PYF" calls 10.96.0.63:50068 /shoal.Echo/Echo 100 2>"$LOGDIR/http503.err") ||
+	fail "http503: client failed: $(tail -3 "$LOGDIR/http503.err")"
+seen=$(grep -c '^http503' "$LOGDIR/b1-http503.log" || true)
+ok=$(awk '$1 == "a2" { print $2 }' <<<"$out")
+failed=$(awk '$1 == "fail" { s += $3 } END { print s + 0 }' <<<"$out")
+retries=$(metric_sum '^shoal_http_retries_total\{.*service="default/http503"')
+if [[ ${ok:-0} == 100 && $failed == 0 ]] && ((seen > 0 && retries >= seen)); then
+	pass "http503: 100 calls, none failed; b1's $seen 503s without grpc-status were retried as UNAVAILABLE ($retries retries)"
+else
+	fail "http503: want 100 calls answered by a2, b1's 503s (>0) retried: got '$(tr '\n' ' ' <<<"$out")', $seen seen, $retries retries ($(sort "$LOGDIR/http503.err" | uniq -c | tr '\n' ';'))"
+fi
+# Control: no retryable route: grpcio gets each 503 and reads it UNAVAILABLE,
+# and the proxy records each as grpc_status 14 (not "none").
+before=$(grep -c '^http503' "$LOGDIR/b1-http503.log" || true)
+out=$(pod_run a1 timeout 60 "$PY" "$PYF" calls 10.96.0.64:50068 /shoal.Echo/Echo 100 2>"$LOGDIR/http503-plain.err")
+seen=$(($(grep -c '^http503' "$LOGDIR/b1-http503.log" || true) - before))
+failed=$(awk '$1 == "fail" && $2 == "UNAVAILABLE" { s += $3 } END { print s + 0 }' <<<"$out")
+recorded=$(metric_sum '^shoal_grpc_requests_total\{.*service="default/http503-plain".*grpc_status="14"')
+if ((seen > 0 && failed == seen && recorded == seen)); then
+	pass "http503 control: without a retryable route the client got all $failed 503s as UNAVAILABLE, recorded grpc_status=\"14\" ($recorded)"
+else
+	fail "http503 control: want each of b1's $seen 503s at the client as UNAVAILABLE and recorded as 14: got '$(tr '\n' ' ' <<<"$out")', $recorded recorded ($(sort "$LOGDIR/http503-plain.err" | uniq -c | tr '\n' ';'))"
 fi
 
 # ---- REFUSED_STREAM and GOAWAY --------------------------------------------------
