@@ -400,45 +400,48 @@ H2_SHOAL = ("h2_shoal_on", "h2_shoal_off")
 
 def h2_table(w, s, meta, labels, notes):
     """The h2 section: one table per load shape, and issue 14's targets."""
-    # "name:conns:streams[:cap]": cap, the proxy's share of one CPU in %.
-    loads = [(l.split(":") + [""])[:4] for l in meta.get("h2_loads", "").split()]
-    rows = [r for r in labels if any(s.med("h2", f"{r}:{name}", "rps") is not None for name, _, _, _ in loads)]
+    # "name:conns:streams[:cap[:period_us]]": cap, the proxy's share of one
+    # CPU in %, in each quota period (default h2_cap_period_us).
+    loads = [(l.split(":") + ["", ""])[:5] for l in meta.get("h2_loads", "").split()]
+    rows = [r for r in labels if any(s.med("h2", f"{r}:{name}", "rps") is not None for name, *_ in loads)]
     if not rows:
         return
     targets = []
-    for name, conns, streams, cap in loads:
+    for name, conns, streams, cap, period in loads:
+        period_ms = int(period or meta.get("h2_cap_period_us", 0) or 0) / 1000
         key = lambda r: f"{r}:{name}"
         d_rps = s.med("h2", key("h2_direct"), "rps")
         peers = [(r, s.med("h2", key(r), "rps"), s.med("h2", key(r), "cpu_us_per_req")) for r in H2_PEERS]
         best = max((p for p in peers if p[1] is not None), key=lambda p: p[1], default=None)
         w(f"### HTTP/2: `h2load -t1 -c{conns} -m{streams} -D {meta.get('h2_seconds')}` "
           f"({'one connection, many streams' if conns == '1' else 'many connections'}"
-          f"{f'; each proxy held to {cap} % of one CPU' if cap else ''})")
+          f"{f'; each proxy held to {cap} % of one CPU, quota period {period_ms:g} ms' if cap else ''})")
         w("")
         w("| row | req/s | × direct | × better peer | p50 µs | p99 µs | proxy CPU µs/req | "
-          "CPU × lower peer | proxy RSS MiB | errors |")
-        w("|---|---|---|---|---|---|---|---|---|---|")
+          "CPU × lower peer | proxy switches per 1000 req | proxy RSS MiB | errors |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|")
         low_cpu = min((p[2] for p in peers if p[2] is not None), default=None)
         for r in labels:
             rps = s.med("h2", key(r), "rps")
             errs = notes.get(("h2err", key(r)), [])
             if rps is None:
                 why = notes.get(r, "; ".join(errs) if errs else "not measured")
-                w(f"| {labels[r]} | {why} |  |  |  |  |  |  |  |  |")
+                w(f"| {labels[r]} | {why} |  |  |  |  |  |  |  |  |  |")
                 continue
             cpu = s.med("h2", key(r), "cpu_us_per_req")
             rss = s.med("h2", key(r), "rss_kib")
             w(f"| {labels[r]} | {s.cell('h2', key(r), 'rps')} | {ratio(rps, d_rps)} | "
               f"{ratio(rps, best[1] if best else None)} | {s.cell('h2', key(r), 'p50_us')} | "
               f"{s.cell('h2', key(r), 'p99_us')} | {s.cell('h2', key(r), 'cpu_us_per_req', '{:.1f}')} | "
-              f"{ratio(cpu, low_cpu)} | {'–' if rss is None else f'{rss / 1024:.1f}'} | "
+              f"{ratio(cpu, low_cpu)} | {s.cell('h2', key(r), 'switches_per_kreq', '{:.0f}')} | "
+              f"{'–' if rss is None else f'{rss / 1024:.1f}'} | "
               f"{'; '.join(errs) if errs else '0'} |")
         w("")
         for r in H2_SHOAL:
             rps, cpu = s.med("h2", key(r), "rps"), s.med("h2", key(r), "cpu_us_per_req")
             if rps is None or best is None:
                 continue
-            shape = f"-c{conns} -m{streams}{f', proxy at {cap} % CPU' if cap else ''}"
+            shape = f"-c{conns} -m{streams}{f', proxy at {cap} % CPU ({period_ms:g} ms period)' if cap else ''}"
             targets.append((f"{shape}: req/s ≥ 1.3× the better peer ({labels[r]}; "
                             f"better peer: {labels[best[0]]})", ratio(rps, best[1]), rps >= 1.3 * best[1]))
             below = [p for p in peers if p[2] is not None]
@@ -452,8 +455,10 @@ def h2_table(w, s, meta, labels, notes):
       "for the requests that succeeded. p50/p99: from h2load's per-request log (`--log-file`). "
       "Proxy CPU: utime+stime of the proxy process over the measured run, divided by the requests "
       "that succeeded. \"better peer\": the one of nghttpx and HAProxy with more req/s; \"lower peer\": the "
-      "one with less CPU per request. A shape \"held to N % of one CPU\" puts the proxy alone in a cgroup "
-      f"with a CFS quota of N % (period {meta.get('h2_cap_period_us', '?')} µs); the client and the backend "
+      "one with less CPU per request. Proxy switches: the context switches of the proxy's threads "
+      "(voluntary and involuntary, /proc/PID/task/*/status) over the run, per 1000 requests that "
+      "succeeded: how often it sleeps and wakes. A shape \"held to N % of one CPU\" puts the proxy alone in a cgroup "
+      "with a CFS quota of N % of each period (the period is in the shape's heading); the client and the backend "
       "have no quota, so the proxy bounds the rate, and direct (no proxy) is not run.")
     w("")
     if targets:
