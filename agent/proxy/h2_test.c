@@ -432,44 +432,14 @@ Test(proxy, h2_grpc_reset_after_a_held_head_gets_the_proxys_own_error)
 
 /* ---- a gRPC call answered with an HTTP status and no grpc-status ---- */
 
-/* The sum of every /metrics sample whose line starts with prefix and has has (NULL: any). */
-static unsigned long long metric_sum(const char *prefix, const char *has)
-{
-	struct metrics_sources src = {.proxy = px};
-	struct metrics_buf b = {};
-	unsigned long long sum = 0;
-
-	cr_assert_eq(metrics_render(&src, &b), 0);
-	for (char *line = b.data; line && line < b.data + b.len;) {
-		char *nl = memchr(line, '\n', b.data + b.len - line);
-		char *sp;
-
-		if (!nl)
-			break;
-		*nl = '\0';
-		sp = strrchr(line, ' ');
-		if (!strncmp(line, prefix, strlen(prefix)) && sp && (!has || strstr(line, has)))
-			sum += strtoull(sp + 1, NULL, 10);
-		line = nl + 1;
-	}
-	metrics_buf_free(&b);
-	return sum;
-}
-
-/* Within 2 s, metric_sum(prefix, has) reaches want (a call is recorded once it ended). */
 static void expect_metric_has(const char *prefix, const char *has, unsigned long long want)
 {
-	uint64_t until = test_now_ms() + 2000;
-	unsigned long long got;
-
-	while ((got = metric_sum(prefix, has)) != want && test_now_ms() < until)
-		usleep(5000);
-	cr_expect_eq(got, want, "%s...%s: %llu, want %llu", prefix, has ? has : "", got, want);
+	test_expect_metric(px, prefix, has, want);
 }
 
 static void expect_metric(const char *prefix, unsigned long long want)
 {
-	expect_metric_has(prefix, NULL, want);
+	test_expect_metric(px, prefix, NULL, want);
 }
 
 #define GRPC_CALLS "shoal_grpc_requests_total{service=\"default/web\",method=\"other\","
@@ -554,7 +524,7 @@ Test(proxy, h2_grpc_http_503_not_retried_reaches_the_client_recorded_unavailable
 	/* Recorded as a gRPC client reads it: UNAVAILABLE, never "none". */
 	expect_metric(GRPC_CALLS "grpc_status=\"14\"}", (unsigned long long)failed);
 	expect_metric(GRPC_CALLS "grpc_status=\"0\"}", (unsigned long long)(n - failed));
-	cr_expect_eq(metric_sum(GRPC_CALLS "grpc_status=\"none\"}", NULL), 0);
+	cr_expect_eq(test_metric_sum(px, GRPC_CALLS "grpc_status=\"none\"}", NULL), 0);
 	/* The HTTP families keep the status the client got. */
 	expect_metric_has("shoal_http_responses_total{service=\"default/web\"",
 			  "status_code=\"503\"", (unsigned long long)failed);

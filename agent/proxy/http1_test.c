@@ -738,39 +738,9 @@ static void publish_reordered(void)
 	cr_assert_eq(proxy_update(px, next), 0);
 }
 
-/* The sum of every /metrics sample whose line starts with prefix. */
-static unsigned long long metric_sum(const char *prefix)
-{
-	struct metrics_sources src = {.proxy = px};
-	struct metrics_buf b = {};
-	unsigned long long sum = 0;
-
-	cr_assert_eq(metrics_render(&src, &b), 0);
-	for (char *line = b.data; line && line < b.data + b.len;) {
-		char *nl = memchr(line, '\n', b.data + b.len - line);
-		char *sp;
-
-		if (!nl)
-			break;
-		*nl = '\0';
-		sp = strrchr(line, ' ');
-		if (!strncmp(line, prefix, strlen(prefix)) && sp)
-			sum += strtoull(sp + 1, NULL, 10);
-		line = nl + 1;
-	}
-	metrics_buf_free(&b);
-	return sum;
-}
-
-/* Within 2 s, metric_sum(prefix) reaches want (a request is recorded once it ended). */
 static void expect_metric(const char *prefix, unsigned long long want)
 {
-	uint64_t until = test_now_ms() + 2000;
-	unsigned long long got;
-
-	while ((got = metric_sum(prefix)) != want && test_now_ms() < until)
-		usleep(5000);
-	cr_expect_eq(got, want, "%s: %llu, want %llu", prefix, got, want);
+	test_expect_metric(px, prefix, NULL, want);
 }
 
 Test(http1, requests_are_counted_by_service_across_a_reorder)
@@ -791,7 +761,7 @@ Test(http1, requests_are_counted_by_service_across_a_reorder)
 		      "backend=\"default/web\"",
 		      3);
 	expect_metric("shoal_http_responses_total{service=\"default/web\"", 3);
-	cr_expect_eq(metric_sum("shoal_http_requests_total{service=\"default/other\""), 0);
+	cr_expect_eq(test_metric_sum(px, "shoal_http_requests_total{service=\"default/other\"", NULL), 0);
 	close(c1);
 	close(c2);
 	end_test();

@@ -6,6 +6,7 @@
 
 #include "config/config.h"
 #include "policy/policy.h"
+#include "telemetry/metrics.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
@@ -128,4 +129,38 @@ int test_config_snapshot(const struct config *src, int n, struct config **out)
 	}
 	*out = c;
 	return 0;
+}
+
+unsigned long long test_metric_sum(struct proxy *px, const char *prefix, const char *has)
+{
+	struct metrics_sources src = {.proxy = px};
+	struct metrics_buf b = {};
+	unsigned long long sum = 0;
+
+	cr_assert_eq(metrics_render(&src, &b), 0);
+	for (char *line = b.data; line && line < b.data + b.len;) {
+		char *nl = memchr(line, '\n', b.data + b.len - line);
+		char *sp;
+
+		if (!nl)
+			break;
+		*nl = '\0';
+		sp = strrchr(line, ' ');
+		if (!strncmp(line, prefix, strlen(prefix)) && sp && (!has || strstr(line, has)))
+			sum += strtoull(sp + 1, NULL, 10);
+		line = nl + 1;
+	}
+	metrics_buf_free(&b);
+	return sum;
+}
+
+void test_expect_metric(struct proxy *px, const char *prefix, const char *has,
+			unsigned long long want)
+{
+	uint64_t until = test_now_ms() + 2000;
+	unsigned long long got;
+
+	while ((got = test_metric_sum(px, prefix, has)) != want && test_now_ms() < until)
+		usleep(5000);
+	cr_expect_eq(got, want, "%s...%s: %llu, want %llu", prefix, has ? has : "", got, want);
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Loopback plumbing shared by the tests that run a real proxy
- * (proxy_test.c, http1_test.c, discovery/apply_test.c). Test code only:
+ * (proxy_test.c, http1_test.c, h2_test.c, discovery/apply_test.c). Test code only:
  * failures are Criterion assertions.
  */
 #ifndef SHOAL_PROXY_TEST_SUPPORT_H
@@ -58,5 +58,17 @@ bool test_plain_tcp(void *ctx, int fd);
 extern atomic_int test_connects_to_fail;
 extern atomic_int test_connect_errno;
 int test_failing_connect_error(int fd);
+
+/*
+ * The sum of every sample of px's /metrics whose line starts with prefix
+ * and contains has (NULL: any).
+ */
+unsigned long long test_metric_sum(struct proxy *px, const char *prefix, const char *has);
+/*
+ * Within 2 s, test_metric_sum(px, prefix, has) reaches want (a request is
+ * recorded once it ended); a Criterion expectation.
+ */
+void test_expect_metric(struct proxy *px, const char *prefix, const char *has,
+			unsigned long long want);
 
 #endif
