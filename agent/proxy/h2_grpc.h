@@ -48,6 +48,16 @@ int grpc_status_parse(const char *v, size_t len);
 int grpc_status_from_http(int status);
 
 /*
+ * The code of a call whose response carried grpc_status (GRPC_STATUS_NONE:
+ * none) under a head of :status http_status: grpc-status first, as gRPC
+ * clients read it, else grpc_status_from_http.
+ */
+static inline int grpc_status_or_http(int grpc_status, int http_status)
+{
+	return grpc_status != GRPC_STATUS_NONE ? grpc_status : grpc_status_from_http(http_status);
+}
+
+/*
  * Does grpc-status code say the endpoint failed, for the balancer and the
  * breaker? UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL,
  * UNAVAILABLE and DATA_LOSS do: they come from a server in trouble. The

@@ -763,10 +763,8 @@ static uint32_t h2_grpc_method(const struct h2_stream *st)
 
 int h2_grpc_status_of(const struct h2_stream *st)
 {
-	if (st->grpc_status != GRPC_STATUS_NONE)
-		return st->grpc_status;
 	/* The proxy's own answers are a 200 with grpc-status: another head is the endpoint's. */
-	return st->status ? grpc_status_from_http(st->status) : GRPC_STATUS_NONE;
+	return grpc_status_or_http(st->grpc_status, st->status);
 }
 
 /*

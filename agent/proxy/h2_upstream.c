@@ -302,18 +302,14 @@ static bool h2_up_retry_head(struct h2_up *up, struct h2_stream *st, bool end)
 	if (status < 200)
 		return false;
 	if (st->grpc) {
-		int code = st->grpc_status;
+		int code = grpc_status_or_http(st->grpc_status, status);
 
 		/*
-		 * An intermediary's answer (an ingress, an overloaded server):
-		 * its status is the call's outcome, body or not. grpc-status,
-		 * when there is one, is read first, as gRPC clients do.
+		 * A head with grpc-status is the call's answer only when it
+		 * ends the stream (trailers-only); an intermediary's status
+		 * without one (an ingress, an overloaded server) is, body or not.
 		 */
-		if (code == GRPC_STATUS_NONE && status != 200)
-			code = grpc_status_from_http(status);
-		else if (!end)
-			return false;
-		if (code <= GRPC_STATUS_OK)
+		if (code <= GRPC_STATUS_OK || (!end && st->grpc_status != GRPC_STATUS_NONE))
 			return false;
 		retried = st->d->ops->retry(up->w, st, RETRY_FAIL_GRPC_STATUS, code);
 	} else {
